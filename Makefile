@@ -1,0 +1,53 @@
+# The two commands a newcomer needs: `make demo` and `make test`. Everything else supports them.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# The test suite runs on the real PostgreSQL and Redis of this machine unless told otherwise.
+TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/cpv
+TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
+PYTEST_ARGS ?=
+
+.PHONY: demo test test-fast lint format bench install clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+$(VENV)/.installed-runtime: requirements.txt | $(BIN)/python
+	$(BIN)/pip install --quiet -r requirements.txt
+	touch $@
+
+$(VENV)/.installed-dev: requirements.txt requirements-dev.txt | $(BIN)/python
+	$(BIN)/pip install --quiet -r requirements-dev.txt
+	touch $(VENV)/.installed-runtime $@
+
+install: $(VENV)/.installed-dev
+
+## demo: set up and run the control panel on embedded defaults (web, worker and beat; Ctrl-C stops all)
+demo: $(VENV)/.installed-runtime
+	$(BIN)/python -m cpv.demo
+
+## test: set up and run the whole suite on PostgreSQL, Redis, real Celery workers and a real browser
+test: $(VENV)/.installed-dev
+	DATABASE_URL="$${DATABASE_URL:-$(TEST_DATABASE_URL)}" CPV_TEST_REDIS_URL="$${CPV_TEST_REDIS_URL:-$(TEST_REDIS_URL)}" \
+		$(BIN)/python -m tests.preflight
+	DATABASE_URL="$${DATABASE_URL:-$(TEST_DATABASE_URL)}" CPV_TEST_REDIS_URL="$${CPV_TEST_REDIS_URL:-$(TEST_REDIS_URL)}" \
+		$(BIN)/pytest $(PYTEST_ARGS)
+
+## test-fast: the unit tests on SQLite, without PostgreSQL, Redis or a browser
+test-fast: $(VENV)/.installed-dev
+	DATABASE_URL=sqlite:///:memory: $(BIN)/pytest -m "not postgres and not redis and not browser and not slow" $(PYTEST_ARGS)
+
+## lint: ruff, mypy and a check that the models and migrations agree
+lint: $(VENV)/.installed-dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/python manage.py makemigrations --check --dry-run
+
+format: $(VENV)/.installed-dev
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+clean:
+	rm -rf $(VENV) var test-output .pytest_cache .mypy_cache .ruff_cache

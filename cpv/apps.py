@@ -1,0 +1,14 @@
+from __future__ import annotations
+
+from django.apps import AppConfig
+
+
+class CpvConfig(AppConfig):
+    name = "cpv"
+    verbose_name = "Control panel"
+
+    def ready(self) -> None:
+        from cpv.logs import install_on_all_handlers
+
+        # Handlers that libraries added before settings were read get the redaction filter too.
+        install_on_all_handlers()

@@ -1,0 +1,32 @@
+"""The Celery app. Worker and beat run as separate processes: `celery -A cpv worker`, `celery -A cpv beat`."""
+
+from __future__ import annotations
+
+import logging.config
+import os
+from typing import Any
+
+from celery import Celery
+from celery.signals import setup_logging
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "cpv.settings")
+
+app = Celery("cpv")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks()
+
+# The beat schedule, in one place. Everything it triggers is a sweep that does no harm if run twice,
+# and far-future work is scheduled in the database, never as a long ETA on the broker.
+BEAT_SCHEDULE: dict[str, dict[str, Any]] = {}
+app.conf.beat_schedule = BEAT_SCHEDULE
+
+
+@setup_logging.connect
+def _configure_logging(**_: Any) -> None:
+    """Workers log through the project's LOGGING (redaction included) instead of Celery's own setup."""
+    from django.conf import settings
+
+    from cpv.logs import install_on_all_handlers
+
+    logging.config.dictConfig(settings.LOGGING)
+    install_on_all_handlers()

@@ -1,0 +1,506 @@
+"""The configuration contract: environment variables in, validated settings out.
+
+`cpv/settings.py` is the only caller in the running product; tests call `load_config` with a mapping of
+their own. Every problem is reported at once, each line naming its variable, and production mode has no
+default for anything secret or site-specific: it refuses to start instead.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import os
+import secrets
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+from cpv import clouds
+
+EMBEDDED = "embedded"
+PRODUCTION = "production"
+MODES = (EMBEDDED, PRODUCTION)
+
+BROKER_SCHEMES = {"redis", "rediss", "amqp", "amqps", "pyamqp", "filesystem", "sqla+sqlite", "memory"}
+RESULT_SCHEMES = {"redis", "rediss", "file", "db+sqlite", "db+postgresql", "rpc"}
+VAULT_BACKENDS = ("local", "azure")
+LOG_FORMATS = ("text", "json")
+
+GRAPH_APP_ID = "00000003-0000-0000-c000-000000000000"
+DEFAULT_APPLICATION_GRANTS: dict[str, Any] = {
+    "displayName": "Control Panel Vendor",
+    "applicationGrants": [
+        {
+            "enterpriseApplicationId": GRAPH_APP_ID,
+            "scope": "Domain.ReadWrite.All,User.ReadWrite.All,Directory.Read.All",
+        }
+    ],
+}
+
+
+class ConfigError(ImproperlyConfigured):
+    """The environment does not describe a runnable control panel. The message lists every problem."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        lines = "\n".join(f"  - {p}" for p in problems)
+        super().__init__(f"The control panel's configuration is not usable:\n{lines}")
+
+
+@dataclass(frozen=True)
+class AppCredential:
+    """One Entra ID app registration the control panel signs in as. The secret never reaches a repr."""
+
+    client_id: str
+    client_secret: str = field(default="", repr=False)
+    certificate_path: str = ""
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.client_id and (self.client_secret or self.certificate_path))
+
+
+@dataclass(frozen=True)
+class Config:
+    mode: str
+    debug: bool
+    secret_key: str = field(repr=False)
+    base_url: str
+    allowed_hosts: list[str]
+    database: dict[str, Any] = field(repr=False)
+    broker_url: str = field(repr=False)
+    result_backend: str | None = field(repr=False)
+    broker_transport_options: dict[str, Any]
+    task_soft_time_limit: int
+    task_time_limit: int
+    visibility_timeout: int
+    cloud: clouds.Cloud
+    app: AppCredential
+    sandbox_app: AppCredential | None
+    vault_backend: str
+    vault_url: str
+    vault_keys: list[bytes] = field(repr=False)
+    vault_deleted_secret_policy: str
+    email: dict[str, Any] = field(repr=False)
+    default_from_email: str
+    log_format: str
+    log_level: str
+    trust_proxy: bool
+    ssl_redirect: bool
+    self_onboarding: bool
+    application_grants: dict[str, Any]
+    var_dir: Path
+
+    @property
+    def production(self) -> bool:
+        return self.mode == PRODUCTION
+
+    @property
+    def missing_for_consent(self) -> list[str]:
+        """What the site still needs before a partner can consent (shown to staff, not raised)."""
+        missing = []
+        if not self.app.client_id:
+            missing.append("CPV_CLIENT_ID")
+        if not (self.app.client_secret or self.app.certificate_path):
+            missing.append("CPV_CLIENT_SECRET or CPV_CLIENT_CERTIFICATE")
+        return missing
+
+
+class _Reader:
+    """django-environ over a given mapping, collecting problems instead of stopping at the first."""
+
+    def __init__(self, environ_map: Mapping[str, str]) -> None:
+        self.env = environ.Env()
+        self.env.ENVIRON = dict(environ_map)
+        self.problems: list[str] = []
+
+    def raw(self, name: str) -> str | None:
+        value = self.env.ENVIRON.get(name)
+        if value is None or value.strip() == "":
+            return None
+        return value.strip()
+
+    def bool(self, name: str, default: bool) -> bool:
+        value = self.raw(name)
+        if value is None:
+            return default
+        lowered = value.lower()
+        if lowered in {"1", "true", "yes", "on"}:
+            return True
+        if lowered in {"0", "false", "no", "off"}:
+            return False
+        self.problems.append(f"{name} must be true or false, got {value!r}")
+        return default
+
+    def int(self, name: str, default: int, *, minimum: int = 1) -> int:
+        value = self.raw(name)
+        if value is None:
+            return default
+        try:
+            number = int(value)
+        except ValueError:
+            self.problems.append(f"{name} must be a whole number, got {value!r}")
+            return default
+        if number < minimum:
+            self.problems.append(f"{name} must be at least {minimum}, got {number}")
+            return default
+        return number
+
+    def choice(self, name: str, default: str, choices: tuple[str, ...] | list[str]) -> str:
+        value = self.raw(name)
+        if value is None:
+            return default
+        if value not in choices:
+            self.problems.append(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+            return default
+        return value
+
+    def required(self, name: str, why: str) -> str | None:
+        value = self.raw(name)
+        if value is None:
+            self.problems.append(f"{name} is required {why}")
+        return value
+
+
+def _var_file(var_dir: Path, name: str, *, generate: bool) -> str | None:
+    """A value kept in a git-ignored file under var/, made on first use when `generate` is set."""
+    path = var_dir / name
+    if path.exists():
+        return path.read_text().strip() or None
+    if not generate:
+        return None
+    var_dir.mkdir(parents=True, exist_ok=True)
+    value = secrets.token_urlsafe(50)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(value + "\n")
+    return value
+
+
+def parse_vault_keys(value: str) -> list[bytes]:
+    """`VAULT_KEY`: one or more URL-safe base64 keys of 32 bytes, comma-separated, newest first."""
+    keys = []
+    for index, part in enumerate(p.strip() for p in value.split(",")):
+        if not part:
+            raise ValueError(f"key {index + 1} is empty")
+        try:
+            key = base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
+        except (binascii.Error, ValueError):
+            raise ValueError(f"key {index + 1} is not URL-safe base64") from None
+        if len(key) != 32:
+            raise ValueError(f"key {index + 1} decodes to {len(key)} bytes; each key must be 32 bytes")
+        keys.append(key)
+    return keys
+
+
+def parse_application_grants(value: str) -> dict[str, Any]:
+    """`CPV_APPLICATION_GRANTS`: a JSON object with `displayName` and `applicationGrants`, or just the list.
+
+    Each grant names one resource (`enterpriseApplicationId`, a GUID) and a comma-separated `scope`.
+    """
+    data = json.loads(value)
+    if isinstance(data, list):
+        data = {"displayName": DEFAULT_APPLICATION_GRANTS["displayName"], "applicationGrants": data}
+    if not isinstance(data, dict):
+        raise ValueError("must be a JSON object or a JSON list of grants")
+    grants = data.get("applicationGrants")
+    if not isinstance(grants, list) or not grants:
+        raise ValueError("applicationGrants must be a non-empty list")
+    seen = set()
+    for grant in grants:
+        if not isinstance(grant, dict):
+            raise ValueError("each grant must be an object with enterpriseApplicationId and scope")
+        app_id = str(grant.get("enterpriseApplicationId", ""))
+        scope = grant.get("scope")
+        try:
+            uuid.UUID(app_id)
+        except ValueError:
+            raise ValueError(f"enterpriseApplicationId {app_id!r} is not a GUID") from None
+        if not isinstance(scope, str) or not [s for s in scope.split(",") if s.strip()]:
+            raise ValueError(f"the grant for {app_id} needs a comma-separated scope")
+        if app_id in seen:
+            raise ValueError(f"{app_id} appears twice: give one grant per resource")
+        seen.add(app_id)
+    name = data.get("displayName")
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError("displayName must be a non-empty string")
+    return {"displayName": name.strip(), "applicationGrants": grants}
+
+
+def _url_scheme(url: str) -> str:
+    return url.split("://", 1)[0].lower() if "://" in url else ""
+
+
+def _filesystem_broker(var_dir: Path) -> tuple[str, dict[str, Any]]:
+    base = var_dir / "celery"
+    folders = {name: base / name for name in ("queue", "processed", "control")}
+    for folder in folders.values():
+        folder.mkdir(parents=True, exist_ok=True)
+    return "filesystem://", {
+        "data_folder_in": str(folders["queue"]),
+        "data_folder_out": str(folders["queue"]),
+        "processed_folder": str(folders["processed"]),
+        "control_folder": str(folders["control"]),
+        "store_processed": False,
+    }
+
+
+def load_config(environ_map: Mapping[str, str], *, base_dir: Path) -> Config:  # noqa: C901, PLR0912, PLR0915
+    """Read every setting the control panel takes from the environment.
+
+    Returns a Config; raises ConfigError listing each problem with the variable it is about.
+    """
+    r = _Reader(environ_map)
+    mode = r.choice("CPV_MODE", EMBEDDED, MODES)
+    production = mode == PRODUCTION
+    in_production = "in production (CPV_MODE=production)"
+    var_dir = Path(r.raw("CPV_VAR_DIR") or base_dir / "var")
+
+    debug = r.bool("DJANGO_DEBUG", False)
+    if production and debug:
+        r.problems.append("DJANGO_DEBUG must be off in production (CPV_MODE=production)")
+
+    # Secret key: production has no default; embedded keeps a generated one under var/.
+    secret_key = r.required("DJANGO_SECRET_KEY", in_production) if production else r.raw("DJANGO_SECRET_KEY")
+    if secret_key is None and not production:
+        secret_key = _var_file(var_dir, "secret.key", generate=True)
+    if production and secret_key is not None and (len(secret_key) < 50 or len(set(secret_key)) < 5):
+        r.problems.append("DJANGO_SECRET_KEY must be at least 50 random characters")
+
+    # The public URL: the OAuth redirect URI is built from it, never from a request's Host header.
+    base_url = (r.required("CPV_BASE_URL", in_production) if production else r.raw("CPV_BASE_URL")) or (
+        "http://127.0.0.1:8000"
+    )
+    parts = urlsplit(base_url)
+    if parts.scheme not in {"http", "https"} or not parts.hostname:
+        r.problems.append(f"CPV_BASE_URL must be an http(s):// URL with a host, got {base_url!r}")
+    elif production and parts.scheme != "https":
+        r.problems.append("CPV_BASE_URL must be https:// in production")
+    elif parts.path not in {"", "/"} or parts.query or parts.fragment:
+        r.problems.append(f"CPV_BASE_URL must be the site's root URL with no path, got {base_url!r}")
+    base_url = base_url.rstrip("/")
+
+    hosts_raw = r.raw("DJANGO_ALLOWED_HOSTS")
+    allowed_hosts = [h.strip() for h in hosts_raw.split(",") if h.strip()] if hosts_raw else []
+    if parts.hostname and parts.hostname not in allowed_hosts:
+        allowed_hosts.insert(0, parts.hostname)
+    if not production:
+        allowed_hosts += [h for h in ("127.0.0.1", "localhost", "[::1]") if h not in allowed_hosts]
+
+    # Database.
+    database_url = r.required("DATABASE_URL", in_production) if production else r.raw("DATABASE_URL")
+    database: dict[str, Any] = {}
+    if database_url is None and not production:
+        var_dir.mkdir(parents=True, exist_ok=True)
+        database_url = f"sqlite:///{var_dir / 'db.sqlite3'}"
+    if database_url is not None:
+        scheme = _url_scheme(database_url)
+        if scheme not in {"sqlite", "postgres", "postgresql", "pgsql"}:
+            r.problems.append(
+                "DATABASE_URL must be a postgres:// or sqlite:/// URL"
+                + (f", got scheme {scheme!r}" if scheme else ", got something that is not a URL")
+            )
+        else:
+            try:
+                database = environ.Env.db_url_config(database_url)
+            except (ImproperlyConfigured, ValueError) as exc:
+                r.problems.append(f"DATABASE_URL could not be read: {exc.__class__.__name__}")
+            else:
+                if database["ENGINE"].endswith("postgresql"):
+                    database.setdefault("OPTIONS", {}).setdefault("connect_timeout", 5)
+                    database["CONN_MAX_AGE"] = r.int("DATABASE_CONN_MAX_AGE", 60, minimum=0)
+                    database["CONN_HEALTH_CHECKS"] = True
+                elif production:
+                    r.problems.append("DATABASE_URL must point at PostgreSQL in production")
+                database["ATOMIC_REQUESTS"] = False
+
+    # Celery: the embedded broker needs no server; production names its own.
+    task_soft = r.int("CELERY_TASK_SOFT_TIME_LIMIT", 300)
+    task_hard = r.int("CELERY_TASK_TIME_LIMIT", 360)
+    visibility = r.int("CELERY_VISIBILITY_TIMEOUT", 3600)
+    if not task_soft < task_hard < visibility:
+        r.problems.append(
+            "Celery's limits must satisfy CELERY_TASK_SOFT_TIME_LIMIT < CELERY_TASK_TIME_LIMIT < "
+            f"CELERY_VISIBILITY_TIMEOUT (got {task_soft}, {task_hard}, {visibility}); otherwise the broker "
+            "hands a still-running task to a second worker"
+        )
+    broker_url = r.required("CELERY_BROKER_URL", in_production) if production else r.raw("CELERY_BROKER_URL")
+    transport: dict[str, Any] = {}
+    if broker_url is None and not production:
+        broker_url, transport = _filesystem_broker(var_dir)
+    elif broker_url is not None:
+        scheme = _url_scheme(broker_url)
+        if scheme not in BROKER_SCHEMES:
+            r.problems.append(
+                f"CELERY_BROKER_URL must use one of {', '.join(sorted(BROKER_SCHEMES))}, got {scheme or 'no scheme'!r}"
+            )
+        elif scheme == "filesystem":
+            broker_url, transport = _filesystem_broker(var_dir)
+        elif production and scheme in {"memory", "sqla+sqlite"}:
+            r.problems.append(f"CELERY_BROKER_URL {scheme}:// cannot be shared by separate workers in production")
+        if scheme in {"redis", "rediss"}:
+            transport = {"visibility_timeout": visibility, "socket_connect_timeout": 5, "socket_timeout": 30}
+    result_backend = r.raw("CELERY_RESULT_BACKEND")
+    if result_backend is not None:
+        scheme = _url_scheme(result_backend)
+        if scheme not in RESULT_SCHEMES:
+            r.problems.append(
+                f"CELERY_RESULT_BACKEND must use one of {', '.join(sorted(RESULT_SCHEMES))}, got {scheme or 'no scheme'!r}"
+            )
+    elif broker_url is not None and _url_scheme(broker_url) in {"redis", "rediss"}:
+        result_backend = broker_url
+    elif broker_url == "filesystem://":
+        results = var_dir / "celery" / "results"
+        results.mkdir(parents=True, exist_ok=True)
+        result_backend = f"file://{results}"
+
+    # The cloud the vendor's app lives in, and its hosts.
+    cloud_name = r.raw("CPV_CLOUD") or clouds.GLOBAL
+    cloud = clouds.CLOUDS[clouds.GLOBAL]
+    if cloud_name == clouds.CUSTOM:
+        hosts = {}
+        for name in ("CPV_AUTHORITY_HOST", "CPV_PARTNER_CENTER_URL", "CPV_GRAPH_URL"):
+            value = r.required(name, "when CPV_CLOUD=custom")
+            if value is not None:
+                try:
+                    hosts[name] = clouds.validate_https_url(name, value)
+                except ValueError as exc:
+                    r.problems.append(str(exc))
+        if len(hosts) == 3:
+            cloud = clouds.custom_cloud(
+                authority_host=hosts["CPV_AUTHORITY_HOST"],
+                partner_center_url=hosts["CPV_PARTNER_CENTER_URL"],
+                graph_url=hosts["CPV_GRAPH_URL"],
+            )
+    elif cloud_name not in clouds.CLOUDS:
+        r.problems.append(
+            f"CPV_CLOUD must be one of global, usgov, china, custom, got {cloud_name!r}"
+        )
+    elif clouds.CLOUDS[cloud_name].retired:
+        r.problems.append(f"CPV_CLOUD={cloud_name}: {clouds.CLOUDS[cloud_name].retired_reason}")
+    else:
+        cloud = clouds.CLOUDS[cloud_name]
+        for name in ("CPV_AUTHORITY_HOST", "CPV_PARTNER_CENTER_URL", "CPV_GRAPH_URL"):
+            if r.raw(name) is not None:
+                r.problems.append(f"{name} is only read when CPV_CLOUD=custom (CPV_CLOUD is {cloud_name})")
+
+    # The CPV's app registrations: production app and, optionally, the integration sandbox's.
+    def credential(prefix: str, *, required: bool) -> AppCredential | None:
+        client_id = r.required(f"{prefix}_CLIENT_ID", in_production) if required else r.raw(f"{prefix}_CLIENT_ID")
+        client_secret = r.raw(f"{prefix}_CLIENT_SECRET") or ""
+        certificate = r.raw(f"{prefix}_CLIENT_CERTIFICATE") or ""
+        if client_id is not None:
+            try:
+                uuid.UUID(client_id)
+            except ValueError:
+                r.problems.append(f"{prefix}_CLIENT_ID must be the app's client id (a GUID), got {client_id!r}")
+        if certificate and not Path(certificate).is_file():
+            r.problems.append(f"{prefix}_CLIENT_CERTIFICATE names {certificate!r}, which is not a readable file")
+        if required and client_id and not (client_secret or certificate):
+            r.problems.append(
+                f"{prefix}_CLIENT_SECRET or {prefix}_CLIENT_CERTIFICATE is required {in_production}"
+            )
+        if client_id is None and (client_secret or certificate):
+            r.problems.append(f"{prefix}_CLIENT_ID is required when its secret or certificate is set")
+        if client_id is None:
+            return None
+        return AppCredential(client_id=client_id, client_secret=client_secret, certificate_path=certificate)
+
+    app = credential("CPV", required=production) or AppCredential(client_id="")
+    sandbox_app = credential("CPV_SANDBOX", required=False)
+
+    # The vault.
+    vault_backend = r.choice("VAULT_BACKEND", "local", VAULT_BACKENDS)
+    vault_url = ""
+    vault_keys: list[bytes] = []
+    if vault_backend == "azure":
+        url = r.required("VAULT_URL", "when VAULT_BACKEND=azure")
+        if url is not None:
+            try:
+                vault_url = clouds.validate_https_url("VAULT_URL", url) + "/"
+            except ValueError as exc:
+                r.problems.append(str(exc))
+    key_value = r.raw("VAULT_KEY")
+    if key_value is None and not production:
+        key_value = _var_file(var_dir, "vault.key", generate=False)
+    if key_value is None and production and vault_backend == "local":
+        r.problems.append("VAULT_KEY is required in production when VAULT_BACKEND=local")
+    if key_value is not None:
+        try:
+            vault_keys = parse_vault_keys(key_value)
+        except ValueError as exc:
+            r.problems.append(f"VAULT_KEY is not usable: {exc}")
+    deleted_policy = r.choice("VAULT_DELETED_SECRET_POLICY", "recover", ("recover", "purge", "fail"))
+
+    # Email.
+    email_url = r.raw("EMAIL_URL") or "consolemail://"
+    email: dict[str, Any] = {}
+    try:
+        email = environ.Env.email_url_config(email_url)
+    except (ImproperlyConfigured, ValueError, KeyError):
+        r.problems.append("EMAIL_URL must be smtp://, smtp+tls://, smtp+ssl://, consolemail:// or dummymail://")
+    if production and email.get("EMAIL_BACKEND", "").endswith(("console.EmailBackend", "dummy.EmailBackend")):
+        r.problems.append("EMAIL_URL is required in production (an smtp:// URL): partners are sent links by email")
+    default_from = r.raw("DEFAULT_FROM_EMAIL") or f"control-panel@{parts.hostname or 'localhost'}"
+
+    grants = DEFAULT_APPLICATION_GRANTS
+    grants_raw = r.raw("CPV_APPLICATION_GRANTS")
+    if grants_raw is not None:
+        try:
+            grants = parse_application_grants(grants_raw)
+        except (ValueError, json.JSONDecodeError) as exc:
+            r.problems.append(f"CPV_APPLICATION_GRANTS is not usable: {exc}")
+
+    config = Config(
+        mode=mode,
+        debug=debug,
+        secret_key=secret_key or "",
+        base_url=base_url,
+        allowed_hosts=allowed_hosts,
+        database=database,
+        broker_url=broker_url or "",
+        result_backend=result_backend,
+        broker_transport_options=transport,
+        task_soft_time_limit=task_soft,
+        task_time_limit=task_hard,
+        visibility_timeout=visibility,
+        cloud=cloud,
+        app=app,
+        sandbox_app=sandbox_app,
+        vault_backend=vault_backend,
+        vault_url=vault_url,
+        vault_keys=vault_keys,
+        vault_deleted_secret_policy=deleted_policy,
+        email=email,
+        default_from_email=default_from,
+        log_format=r.choice("CPV_LOG_FORMAT", "json" if production else "text", LOG_FORMATS),
+        log_level=r.choice("CPV_LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")),
+        trust_proxy=r.bool("CPV_TRUST_PROXY", False),
+        ssl_redirect=r.bool("CPV_SSL_REDIRECT", production),
+        self_onboarding=r.bool("CPV_SELF_ONBOARDING", True),
+        application_grants=grants,
+        var_dir=var_dir,
+    )
+    if r.problems:
+        raise ConfigError(r.problems)
+    return config
+
+
+def read_dotenv_if_asked(environ_map: os._Environ[str], *, base_dir: Path) -> None:
+    """Read `.env` only when DJANGO_READ_DOT_ENV_FILE is true; variables already set win."""
+    if environ_map.get("DJANGO_READ_DOT_ENV_FILE", "").lower() not in {"1", "true", "yes", "on"}:
+        return
+    path = Path(environ_map.get("DJANGO_ENV_FILE") or base_dir / ".env")
+    if not path.is_file():
+        raise ConfigError([f"DJANGO_READ_DOT_ENV_FILE is set but {path} does not exist"])
+    # An empty variable counts as unset everywhere in this module, so the file may fill it in.
+    for name in [k for k, v in environ_map.items() if not v.strip()]:
+        del environ_map[name]
+    environ.Env.read_env(str(path), overwrite=False)

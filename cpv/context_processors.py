@@ -1,0 +1,14 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.http import HttpRequest
+
+
+def site(request: HttpRequest) -> dict[str, Any]:
+    return {
+        "cpv_mode": settings.CPV_MODE,
+        "cpv_cloud": settings.CPV_CLOUD_CONFIG,
+        "cpv_missing_for_consent": settings.CONFIG.missing_for_consent,
+    }

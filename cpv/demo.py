@@ -1,0 +1,103 @@
+"""`make demo`: the control panel on embedded defaults, with web, worker and beat in one terminal.
+
+Runs every process in its own process group and stops all of them on Ctrl-C (or when one of them dies).
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import FrameType
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def _say(message: str) -> None:
+    sys.stdout.write(f"[demo] {message}\n")
+    sys.stdout.flush()
+
+
+def _ensure_vault_key(var_dir: Path) -> None:
+    """The embedded vault's key, generated once into a git-ignored file that settings read."""
+    path = var_dir / "vault.key"
+    if path.exists():
+        return
+    key = base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(key + "\n")
+    _say(f"generated the embedded vault's key in {path}")
+
+
+def _run(argv: list[str], env: dict[str, str]) -> None:
+    subprocess.run(argv, cwd=BASE_DIR, env=env, check=True)  # noqa: S603
+
+
+def main() -> int:
+    port = os.environ.get("CPV_DEMO_PORT", "8000")
+    host = os.environ.get("CPV_DEMO_HOST", "127.0.0.1")
+    env = dict(os.environ)
+    env.setdefault("CPV_BASE_URL", f"http://{host}:{port}")
+    var_dir = Path(env.get("CPV_VAR_DIR") or BASE_DIR / "var")
+    var_dir.mkdir(parents=True, exist_ok=True)
+    env["CPV_VAR_DIR"] = str(var_dir)
+    _ensure_vault_key(var_dir)
+
+    python = sys.executable
+    _run([python, "manage.py", "migrate", "--no-input", "-v", "0"], env)
+    _run([python, "manage.py", "demo_user"], env)
+
+    commands = {
+        "web": [python, "manage.py", "runserver", f"{host}:{port}", "--noreload"],
+        "worker": [python, "-m", "celery", "-A", "cpv", "worker", "--loglevel", "INFO", "--concurrency", "2"],
+        "beat": [
+            python, "-m", "celery", "-A", "cpv", "beat", "--loglevel", "INFO",
+            "--schedule", str(var_dir / "celerybeat-schedule"),
+        ],
+    }
+    children: dict[str, subprocess.Popen[bytes]] = {}
+    stopping = False
+
+    def stop(signum: int = signal.SIGTERM, frame: FrameType | None = None) -> None:
+        nonlocal stopping
+        if stopping:
+            return
+        stopping = True
+        _say("stopping web, worker and beat")
+        for child in children.values():
+            if child.poll() is None:
+                os.killpg(child.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 15
+        for child in children.values():
+            try:
+                child.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                os.killpg(child.pid, signal.SIGKILL)
+                child.wait()
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    for name, argv in commands.items():
+        children[name] = subprocess.Popen(argv, cwd=BASE_DIR, env=env, start_new_session=True)  # noqa: S603
+    _say(f"the control panel is at {env['CPV_BASE_URL']}/ (Ctrl-C stops everything)")
+
+    status = 0
+    while not stopping:
+        for name, child in children.items():
+            if child.poll() is not None:
+                _say(f"{name} exited with status {child.returncode}")
+                status = 1
+                stop()
+                break
+        time.sleep(0.5)
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,76 @@
+"""Readiness checks: the database, the broker and the vault, each answering within a few seconds."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from django.db import connections
+
+from cpv.logs import redact
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    name: str
+    ok: bool
+    milliseconds: float
+    error: str = ""
+
+    def as_dict(self) -> dict[str, object]:
+        data: dict[str, object] = {"ok": self.ok, "ms": round(self.milliseconds, 1)}
+        if self.error:
+            data["error"] = self.error
+        return data
+
+
+def _describe(exc: BaseException) -> str:
+    # The class and a short, redacted message: enough for an operator, never a URL's password or a token.
+    message = redact(str(exc).splitlines()[0] if str(exc) else "")[:200]
+    return f"{exc.__class__.__name__}: {message}" if message else exc.__class__.__name__
+
+
+def _timed(name: str, check: Callable[[], None]) -> CheckResult:
+    started = time.perf_counter()
+    try:
+        check()
+    except Exception as exc:  # noqa: BLE001 - a readiness probe reports every failure, it never raises
+        logger.warning("readiness check %s failed: %s", name, _describe(exc))
+        return CheckResult(name, False, (time.perf_counter() - started) * 1000, _describe(exc))
+    return CheckResult(name, True, (time.perf_counter() - started) * 1000)
+
+
+def check_database() -> None:
+    with connections["default"].cursor() as cursor:
+        cursor.execute("SELECT 1")
+        cursor.fetchone()
+
+
+def check_broker() -> None:
+    from cpv.celery import app
+
+    with app.connection_for_write() as connection:
+        connection.ensure_connection(max_retries=1, interval_start=0, interval_step=0, timeout=3)
+        # Opening a channel proves the broker answers, not only that a socket was accepted.
+        connection.default_channel  # noqa: B018
+
+
+def check_vault() -> None:
+    from consent.vault import get_vault
+
+    get_vault().health()
+
+
+CHECKS: dict[str, Callable[[], None]] = {
+    "database": check_database,
+    "broker": check_broker,
+    "vault": check_vault,
+}
+
+
+def run_checks() -> list[CheckResult]:
+    return [_timed(name, check) for name, check in CHECKS.items()]

@@ -1,0 +1,175 @@
+"""The one settings module. Everything that varies comes from the environment through cpv/config.py."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from cpv.config import load_config, read_dotenv_if_asked
+from cpv.logs import logging_config
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+read_dotenv_if_asked(os.environ, base_dir=BASE_DIR)
+CONFIG = load_config(os.environ, base_dir=BASE_DIR)
+
+CPV_MODE = CONFIG.mode
+DEBUG = CONFIG.debug
+SECRET_KEY = CONFIG.secret_key
+ALLOWED_HOSTS = CONFIG.allowed_hosts
+CPV_BASE_URL = CONFIG.base_url
+CPV_VAR_DIR = CONFIG.var_dir
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "cpv",
+    "partners",
+    "consent",
+]
+
+MIDDLEWARE = [
+    "cpv.middleware.RequestIdMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "cpv.urls"
+WSGI_APPLICATION = "cpv.wsgi.application"
+ASGI_APPLICATION = "cpv.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "cpv.context_processors.site",
+            ],
+        },
+    },
+]
+
+DATABASES = {"default": CONFIG.database}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 12}},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "partners:home"
+LOGOUT_REDIRECT_URL = "login"
+
+LANGUAGE_CODE = "en"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = CONFIG.var_dir / "static"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": (
+            "whitenoise.storage.CompressedManifestStaticFilesStorage"
+            if CONFIG.production
+            else "django.contrib.staticfiles.storage.StaticFilesStorage"
+        )
+    },
+}
+# Embedded mode serves static files straight from the source folders, with no collectstatic step.
+WHITENOISE_USE_FINDERS = not CONFIG.production
+WHITENOISE_AUTOREFRESH = DEBUG
+
+# Email: console in the embedded mode, SMTP from EMAIL_URL in production.
+EMAIL_BACKEND = CONFIG.email.get("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+EMAIL_HOST = CONFIG.email.get("EMAIL_HOST", "")
+EMAIL_PORT = CONFIG.email.get("EMAIL_PORT", 25)
+EMAIL_HOST_USER = CONFIG.email.get("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = CONFIG.email.get("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = CONFIG.email.get("EMAIL_USE_TLS", False)
+EMAIL_USE_SSL = CONFIG.email.get("EMAIL_USE_SSL", False)
+EMAIL_TIMEOUT = 10
+DEFAULT_FROM_EMAIL = CONFIG.default_from_email
+SERVER_EMAIL = CONFIG.default_from_email
+
+# Sessions and cookies. Staff sessions end after eight hours, or when the browser closes.
+SESSION_COOKIE_AGE = 8 * 60 * 60
+SESSION_EXPIRE_AT_BROWSER_CLOSE = True
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+CSRF_COOKIE_HTTPONLY = True
+CSRF_COOKIE_SAMESITE = "Lax"
+X_FRAME_OPTIONS = "DENY"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+if CONFIG.production:
+    # The __Host- prefix pins a cookie to this host, over HTTPS, for the whole site.
+    SESSION_COOKIE_NAME = "__Host-sessionid"
+    CSRF_COOKIE_NAME = "__Host-csrftoken"
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_HSTS_SECONDS = 365 * 24 * 60 * 60
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = True
+    CSRF_TRUSTED_ORIGINS = [CPV_BASE_URL]
+SECURE_SSL_REDIRECT = CONFIG.ssl_redirect
+# Health checks come from inside the network (a container's probe), often over plain HTTP.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
+if CONFIG.trust_proxy:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+# Celery: JSON only, explicit limits below the broker's visibility timeout, beat in cpv/celery.py.
+CELERY_BROKER_URL = CONFIG.broker_url
+CELERY_BROKER_TRANSPORT_OPTIONS = CONFIG.broker_transport_options
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_RESULT_BACKEND = CONFIG.result_backend
+CELERY_RESULT_EXPIRES = 24 * 60 * 60
+CELERY_RESULT_EXTENDED = False
+CELERY_TASK_SERIALIZER = "json"
+CELERY_RESULT_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_RESULT_ACCEPT_CONTENT = ["json"]
+CELERY_TASK_SOFT_TIME_LIMIT = CONFIG.task_soft_time_limit
+CELERY_TASK_TIME_LIMIT = CONFIG.task_time_limit
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_WORKER_SEND_TASK_EVENTS = False
+CELERY_TASK_TRACK_STARTED = True
+CELERY_TIMEZONE = "UTC"
+CELERY_ENABLE_UTC = True
+
+# Microsoft: the cloud the vendor's app lives in and its app registrations.
+CPV_CLOUD = CONFIG.cloud.name
+CPV_CLOUD_CONFIG = CONFIG.cloud
+CPV_APP = CONFIG.app
+CPV_SANDBOX_APP = CONFIG.sandbox_app
+CPV_APPLICATION_GRANTS = CONFIG.application_grants
+CPV_SELF_ONBOARDING = CONFIG.self_onboarding
+
+# The vault that holds every partner's refresh token.
+VAULT_BACKEND = CONFIG.vault_backend
+VAULT_URL = CONFIG.vault_url
+VAULT_KEYS = CONFIG.vault_keys
+VAULT_DELETED_SECRET_POLICY = CONFIG.vault_deleted_secret_policy
+
+LOGGING = logging_config(log_format=CONFIG.log_format, level=CONFIG.log_level)

@@ -1,0 +1,72 @@
+"""The partner directory and the audit log."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+
+from cpv.clouds import ALL_PARTNER_CLOUDS, GLOBAL
+
+
+class Partner(models.Model):
+    """A Microsoft CSP partner that consents (or is invited to consent) to the vendor's app."""
+
+    class Environment(models.TextChoices):
+        PRODUCTION = "production", "Production"
+        SANDBOX = "sandbox", "Integration sandbox"
+
+    class Status(models.TextChoices):
+        INVITED = "invited", "Invited"
+        PENDING = "pending", "Pending consent"
+        ACTIVE = "active", "Active"
+        RECONSENT_NEEDED = "reconsent_needed", "Re-consent needed"
+        DEACTIVATED = "deactivated", "Deactivated"
+
+    # URLs carry this code, never the integer id.
+    code = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    name = models.CharField(max_length=200)
+    contact_email = models.EmailField(max_length=254)
+    # Unknown until the partner's admin consents (or an invitation pins it); unique once known.
+    tenant_id = models.UUIDField(null=True, blank=True, unique=True)
+    default_domain = models.CharField(max_length=253, blank=True)
+    cloud = models.CharField(max_length=16, choices=ALL_PARTNER_CLOUDS, default=GLOBAL)
+    environment = models.CharField(max_length=16, choices=Environment.choices, default=Environment.PRODUCTION)
+    status = models.CharField(max_length=24, choices=Status.choices, default=Status.INVITED, db_index=True)
+    status_reason = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name", "id"]
+        indexes = [models.Index(fields=["cloud", "environment", "status"])]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class AuditEvent(models.Model):
+    """An append-only record of who did what. The database refuses updates (and, on PostgreSQL, deletes)."""
+
+    # None means the system (a worker, beat, a management command run by no one in particular).
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    actor_label = models.CharField(max_length=200, help_text="The actor's name when it acted, or 'system'.")
+    action = models.CharField(max_length=64, db_index=True)
+    target_type = models.CharField(max_length=64, blank=True)
+    target_id = models.CharField(max_length=64, blank=True)
+    partner = models.ForeignKey(
+        Partner, null=True, blank=True, on_delete=models.PROTECT, related_name="audit_events"
+    )
+    detail = models.JSONField(default=dict, blank=True)
+    request_id = models.CharField(max_length=64, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["partner", "-created_at"]), models.Index(fields=["action", "-created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.created_at:%Y-%m-%d %H:%M:%S} {self.actor_label} {self.action}"

@@ -1,0 +1,11 @@
+from __future__ import annotations
+
+from django.urls import path
+
+from partners import views
+
+app_name = "partners"
+
+urlpatterns = [
+    path("", views.home, name="home"),
+]

@@ -1,0 +1,119 @@
+"""Shared fixtures: real services (PostgreSQL, Redis, Celery worker processes), free ports, staff users."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until(predicate: Callable[[], bool], *, timeout: float, what: str, interval: float = 0.2) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """The real Redis the suite runs against. `make test` sets it; a missing server fails, never skips."""
+    url = os.environ.get("CPV_TEST_REDIS_URL")
+    if not url:
+        pytest.fail("CPV_TEST_REDIS_URL is not set: run the suite with `make test`, which points it at Redis.")
+    return url
+
+
+def project_env(**overrides: str) -> dict[str, str]:
+    """The environment for a child process of the project (a worker, a server), with overrides."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "COV_"))}
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(overrides)
+    return env
+
+
+class WorkerProcess:
+    """A real `celery -A cpv worker` process, consuming one queue of its own."""
+
+    def __init__(self, env: dict[str, str], queue: str, log_path: Path) -> None:
+        self.queue = queue
+        self.log_path = log_path
+        self._log = log_path.open("wb")
+        self.process = subprocess.Popen(  # noqa: S603
+            [
+                sys.executable, "-m", "celery", "-A", "cpv", "worker", "--loglevel", "INFO",
+                "--pool", "solo", "-Q", queue, "-n", f"{queue}@%h", "--without-heartbeat",
+                "--without-gossip", "--without-mingle",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        def ready() -> bool:
+            if self.process.poll() is not None:
+                raise AssertionError(f"the worker exited early:\n{self.log()}")
+            return "ready." in self.log()
+
+        wait_until(ready, timeout=timeout, what="the Celery worker to be ready")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+        self._log.close()
+
+
+@pytest.fixture
+def celery_worker_process(tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
+    """Start real worker processes with the given environment overrides; all are stopped afterwards."""
+    workers: list[WorkerProcess] = []
+
+    def start(**env_overrides: str) -> WorkerProcess:
+        queue = f"test-{uuid.uuid4().hex[:12]}"
+        worker = WorkerProcess(project_env(**env_overrides), queue, tmp_path / f"{queue}.log")
+        workers.append(worker)
+        worker.wait_ready()
+        return worker
+
+    yield start
+    for worker in workers:
+        worker.stop()
+
+
+@pytest.fixture
+def staff_user(django_user_model):  # type: ignore[no-untyped-def]
+    return django_user_model.objects.create_user(username="staff", password="a-long-test-password", is_staff=True)
+
+
+@pytest.fixture
+def staff_client(client, staff_user):  # type: ignore[no-untyped-def]
+    client.force_login(staff_user)
+    return client

@@ -1,0 +1,284 @@
+"""The configuration contract: embedded defaults, production refusals, the custom cloud, malformed values."""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from cpv import clouds
+from cpv.config import ConfigError, load_config
+from tests.conftest import ROOT, project_env
+
+VAULT_KEY = base64.urlsafe_b64encode(b"k" * 32).decode()
+SECRET_KEY = "p7Vq2xL9mZ4rT8wK1nB6yH3jF5sD0aG7cE2uR9iO4pW6tY8qX1zV3bN5mL7kJ9hQ"
+
+
+def production_env(tmp_path: Path, **overrides: str) -> dict[str, str]:
+    cert = tmp_path / "cpv.pem"
+    cert.write_text("placeholder")
+    env = {
+        "CPV_MODE": "production",
+        "DJANGO_SECRET_KEY": SECRET_KEY,
+        "CPV_BASE_URL": "https://cpv.example.com",
+        "DATABASE_URL": "postgres://cpv:pw@db.example.com:5432/cpv",
+        "CELERY_BROKER_URL": "redis://redis.example.com:6379/0",
+        "CPV_CLIENT_ID": "11111111-2222-3333-4444-555555555555",
+        "CPV_CLIENT_CERTIFICATE": str(cert),
+        "VAULT_KEY": VAULT_KEY,
+        "EMAIL_URL": "smtp+tls://mailer:pw@smtp.example.com:587",
+        "CPV_VAR_DIR": str(tmp_path / "var"),
+    }
+    env.update(overrides)
+    return {k: v for k, v in env.items() if v != ""}
+
+
+def problems_of(env: dict[str, str], tmp_path: Path) -> list[str]:
+    with pytest.raises(ConfigError) as caught:
+        load_config(env, base_dir=tmp_path)
+    return caught.value.problems
+
+
+def test_it_runs_on_embedded_defaults_with_nothing_set(tmp_path: Path) -> None:
+    config = load_config({}, base_dir=tmp_path)
+
+    assert config.mode == "embedded"
+    assert not config.debug
+    assert config.database["ENGINE"] == "django.db.backends.sqlite3"
+    assert config.database["NAME"] == str(tmp_path / "var" / "db.sqlite3")
+    assert config.broker_url == "filesystem://"
+    folder = Path(config.broker_transport_options["data_folder_in"])
+    assert folder.is_dir() and folder == Path(config.broker_transport_options["data_folder_out"])
+    assert Path(config.broker_transport_options["processed_folder"]).is_dir()
+    assert Path(config.broker_transport_options["control_folder"]).is_dir()
+    assert config.result_backend == f"file://{tmp_path / 'var' / 'celery' / 'results'}"
+    assert config.vault_backend == "local"
+    assert config.cloud is clouds.CLOUDS["global"]
+    assert config.base_url == "http://127.0.0.1:8000"
+    assert {"127.0.0.1", "localhost"} <= set(config.allowed_hosts)
+    assert config.email["EMAIL_BACKEND"].endswith("console.EmailBackend")
+    assert config.log_format == "text"
+    assert config.self_onboarding is True
+    assert config.missing_for_consent == ["CPV_CLIENT_ID", "CPV_CLIENT_SECRET or CPV_CLIENT_CERTIFICATE"]
+    assert config.application_grants["applicationGrants"][0]["enterpriseApplicationId"] == clouds_graph_id()
+
+
+def clouds_graph_id() -> str:
+    return "00000003-0000-0000-c000-000000000000"
+
+
+def test_the_embedded_secret_key_is_generated_once_and_kept(tmp_path: Path) -> None:
+    first = load_config({}, base_dir=tmp_path).secret_key
+    second = load_config({}, base_dir=tmp_path).secret_key
+
+    assert len(first) >= 50
+    assert first == second
+    assert (tmp_path / "var" / "secret.key").stat().st_mode & 0o777 == 0o600
+
+
+def test_the_embedded_vault_key_comes_from_the_demo_file(tmp_path: Path) -> None:
+    (tmp_path / "var").mkdir()
+    (tmp_path / "var" / "vault.key").write_text(VAULT_KEY + "\n")
+
+    assert load_config({}, base_dir=tmp_path).vault_keys == [b"k" * 32]
+
+
+def test_a_complete_production_environment_is_accepted(tmp_path: Path) -> None:
+    config = load_config(production_env(tmp_path), base_dir=tmp_path)
+
+    assert config.production
+    assert config.database["ENGINE"] == "django.db.backends.postgresql"
+    assert config.database["OPTIONS"]["connect_timeout"] == 5
+    assert config.broker_url.startswith("redis://")
+    assert config.broker_transport_options["visibility_timeout"] == 3600
+    assert config.result_backend == config.broker_url
+    assert config.log_format == "json"
+    assert config.ssl_redirect
+    assert config.allowed_hosts == ["cpv.example.com"]
+
+
+@pytest.mark.parametrize(
+    ("variable", "expected"),
+    [
+        ("DJANGO_SECRET_KEY", "DJANGO_SECRET_KEY is required in production"),
+        ("CPV_BASE_URL", "CPV_BASE_URL is required in production"),
+        ("DATABASE_URL", "DATABASE_URL is required in production"),
+        ("CELERY_BROKER_URL", "CELERY_BROKER_URL is required in production"),
+        ("CPV_CLIENT_ID", "CPV_CLIENT_ID is required in production"),
+        ("CPV_CLIENT_CERTIFICATE", "CPV_CLIENT_SECRET or CPV_CLIENT_CERTIFICATE is required in production"),
+        ("VAULT_KEY", "VAULT_KEY is required in production"),
+        ("EMAIL_URL", "EMAIL_URL is required in production"),
+    ],
+)
+def test_production_refuses_to_start_without(variable: str, expected: str, tmp_path: Path) -> None:
+    problems = problems_of(production_env(tmp_path, **{variable: ""}), tmp_path)
+
+    assert any(expected in p for p in problems), problems
+
+
+def test_production_names_every_missing_variable_at_once(tmp_path: Path) -> None:
+    problems = problems_of({"CPV_MODE": "production", "CPV_VAR_DIR": str(tmp_path)}, tmp_path)
+    text = "\n".join(problems)
+
+    for name in ("DJANGO_SECRET_KEY", "CPV_BASE_URL", "DATABASE_URL", "CELERY_BROKER_URL", "CPV_CLIENT_ID"):
+        assert name in text
+    # Nothing was invented in its place.
+    assert not (tmp_path / "secret.key").exists()
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        ({"DJANGO_SECRET_KEY": "short"}, "DJANGO_SECRET_KEY must be at least 50 random characters"),
+        ({"CPV_BASE_URL": "http://cpv.example.com"}, "CPV_BASE_URL must be https:// in production"),
+        ({"DATABASE_URL": "sqlite:///db.sqlite3"}, "DATABASE_URL must point at PostgreSQL in production"),
+        ({"CELERY_BROKER_URL": "memory://"}, "cannot be shared by separate workers"),
+        ({"DJANGO_DEBUG": "true"}, "DJANGO_DEBUG must be off in production"),
+        ({"VAULT_BACKEND": "azure", "VAULT_KEY": ""}, "VAULT_URL is required when VAULT_BACKEND=azure"),
+    ],
+)
+def test_production_refuses_unsafe_values(overrides: dict[str, str], expected: str, tmp_path: Path) -> None:
+    problems = problems_of(production_env(tmp_path, **overrides), tmp_path)
+
+    assert any(expected in p for p in problems), problems
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "expected"),
+    [
+        ("CPV_MODE", "staging", "CPV_MODE must be one of embedded, production, got 'staging'"),
+        ("DJANGO_DEBUG", "maybe", "DJANGO_DEBUG must be true or false, got 'maybe'"),
+        ("DATABASE_URL", "nonsense", "DATABASE_URL must be a postgres:// or sqlite:/// URL"),
+        ("DATABASE_URL", "mysql://u@h/db", "got scheme 'mysql'"),
+        ("CELERY_BROKER_URL", "kafka://x", "CELERY_BROKER_URL must use one of"),
+        ("CELERY_RESULT_BACKEND", "mongodb://x", "CELERY_RESULT_BACKEND must use one of"),
+        ("CELERY_TASK_TIME_LIMIT", "ten", "CELERY_TASK_TIME_LIMIT must be a whole number, got 'ten'"),
+        ("CELERY_TASK_SOFT_TIME_LIMIT", "400", "CELERY_TASK_SOFT_TIME_LIMIT < CELERY_TASK_TIME_LIMIT"),
+        ("CELERY_VISIBILITY_TIMEOUT", "200", "< CELERY_VISIBILITY_TIMEOUT"),
+        ("CPV_BASE_URL", "cpv.example.com", "CPV_BASE_URL must be an http(s):// URL with a host"),
+        ("CPV_BASE_URL", "https://cpv.example.com/panel", "CPV_BASE_URL must be the site's root URL"),
+        ("CPV_CLOUD", "mars", "CPV_CLOUD must be one of global, usgov, china, custom, got 'mars'"),
+        ("CPV_CLOUD", "germany", "retired by Microsoft in 2021"),
+        ("CPV_CLIENT_ID", "my-app", "CPV_CLIENT_ID must be the app's client id (a GUID)"),
+        ("CPV_CLIENT_CERTIFICATE", "/nonexistent/cert.pem", "is not a readable file"),
+        ("VAULT_BACKEND", "vault9000", "VAULT_BACKEND must be one of local, azure"),
+        ("VAULT_KEY", "not base64!", "VAULT_KEY is not usable: key 1 is not URL-safe base64"),
+        ("VAULT_KEY", base64.urlsafe_b64encode(b"short").decode(), "decodes to 5 bytes"),
+        ("EMAIL_URL", "carrier-pigeon://x", "EMAIL_URL must be smtp://"),
+        ("CPV_APPLICATION_GRANTS", "{not json", "CPV_APPLICATION_GRANTS is not usable"),
+        ("CPV_APPLICATION_GRANTS", '[{"enterpriseApplicationId": "graph", "scope": "x"}]', "is not a GUID"),
+        ("CPV_AUTHORITY_HOST", "https://login.example.com", "only read when CPV_CLOUD=custom"),
+        ("CPV_LOG_FORMAT", "xml", "CPV_LOG_FORMAT must be one of text, json"),
+    ],
+)
+def test_a_malformed_variable_is_rejected_with_its_name(
+    variable: str, value: str, expected: str, tmp_path: Path
+) -> None:
+    problems = problems_of({variable: value}, tmp_path)
+
+    assert any(expected in p for p in problems), problems
+    assert all(value not in p for p in problems if variable == "VAULT_KEY"), "a key must never be echoed"
+
+
+def test_the_custom_cloud_takes_its_hosts_from_the_environment(tmp_path: Path) -> None:
+    config = load_config(
+        {
+            "CPV_CLOUD": "custom",
+            "CPV_AUTHORITY_HOST": "https://127.0.0.1:8441/",
+            "CPV_PARTNER_CENTER_URL": "https://127.0.0.1:8442",
+            "CPV_GRAPH_URL": "https://localhost:8443",
+        },
+        base_dir=tmp_path,
+    )
+
+    assert config.cloud.name == "custom"
+    assert config.cloud.authority_host == "https://127.0.0.1:8441"
+    assert config.cloud.partner_center_url == "https://127.0.0.1:8442"
+    assert config.cloud.graph_url == "https://localhost:8443"
+    # Token audiences stay Microsoft's: they name the API, not the host serving it.
+    assert config.cloud.partner_center_scope == "https://api.partnercenter.microsoft.com/user_impersonation"
+    assert config.cloud.authority("contoso.onmicrosoft.com") == "https://127.0.0.1:8441/contoso.onmicrosoft.com"
+    assert not config.cloud.is_microsoft
+
+
+def test_the_custom_cloud_needs_all_three_hosts_over_https(tmp_path: Path) -> None:
+    problems = problems_of(
+        {"CPV_CLOUD": "custom", "CPV_AUTHORITY_HOST": "http://127.0.0.1:8441", "CPV_GRAPH_URL": "https://g"},
+        tmp_path,
+    )
+
+    assert "CPV_AUTHORITY_HOST must be an https:// URL with a host, got 'http://127.0.0.1:8441'" in problems
+    assert "CPV_PARTNER_CENTER_URL is required when CPV_CLOUD=custom" in problems
+
+
+def test_application_grants_accept_a_list_or_an_object(tmp_path: Path) -> None:
+    arm = {"enterpriseApplicationId": "797f4846-ba00-4fd7-ba43-dac1f8f63013", "scope": "user_impersonation"}
+    as_list = load_config({"CPV_APPLICATION_GRANTS": json.dumps([arm])}, base_dir=tmp_path)
+    as_object = load_config(
+        {"CPV_APPLICATION_GRANTS": json.dumps({"displayName": "Acme CPV", "applicationGrants": [arm]})},
+        base_dir=tmp_path,
+    )
+
+    assert as_list.application_grants["applicationGrants"] == [arm]
+    assert as_object.application_grants["displayName"] == "Acme CPV"
+
+
+def test_a_secret_never_appears_in_the_configs_repr(tmp_path: Path) -> None:
+    config = load_config(production_env(tmp_path, CPV_CLIENT_SECRET="s3cr3t-value-for-the-app"), base_dir=tmp_path)
+
+    assert "s3cr3t-value-for-the-app" not in repr(config)
+    assert SECRET_KEY not in repr(config)
+    assert "pw@" not in repr(config)
+
+
+def _settings_probe(env: dict[str, str], expression: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(  # noqa: S603
+        [sys.executable, "-c", f"import django; django.setup(); from django.conf import settings; print({expression})"],
+        cwd=ROOT,
+        env=project_env(DJANGO_SETTINGS_MODULE="cpv.settings", **env),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_the_process_stops_at_start_naming_the_missing_variable(tmp_path: Path) -> None:
+    env = {k: "" for k in ("DJANGO_SECRET_KEY", "DATABASE_URL", "CELERY_BROKER_URL", "CPV_BASE_URL")}
+    result = _settings_probe({**env, "CPV_MODE": "production", "CPV_VAR_DIR": str(tmp_path)}, "settings.DEBUG")
+
+    assert result.returncode != 0
+    assert "DJANGO_SECRET_KEY is required in production (CPV_MODE=production)" in result.stderr
+    assert "CPV_BASE_URL is required in production" in result.stderr
+
+
+def test_dotenv_is_read_only_when_asked(tmp_path: Path) -> None:
+    dotenv = tmp_path / ".env"
+    dotenv.write_text("CPV_BASE_URL=https://from-dotenv.example.com\n")
+    common = {"DJANGO_ENV_FILE": str(dotenv), "CPV_VAR_DIR": str(tmp_path), "CPV_BASE_URL": ""}
+
+    not_asked = _settings_probe(common, "settings.CPV_BASE_URL")
+    asked = _settings_probe({**common, "DJANGO_READ_DOT_ENV_FILE": "true"}, "settings.CPV_BASE_URL")
+
+    assert not_asked.stdout.strip() == "http://127.0.0.1:8000", not_asked.stderr
+    assert asked.stdout.strip() == "https://from-dotenv.example.com", asked.stderr
+
+
+def test_check_deploy_reports_nothing_with_production_settings(tmp_path: Path) -> None:
+    env = project_env(DJANGO_SETTINGS_MODULE="cpv.settings", **production_env(tmp_path))
+    result = subprocess.run(  # noqa: S603
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "System check identified no issues" in result.stdout
