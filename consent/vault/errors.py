@@ -49,7 +49,11 @@ class VaultTransient(VaultError):
     transient = True
 
 
-class SecretDeletedConflict(VaultError):
+class VaultConflict(VaultError):
+    """The vault refused the call because of the secret's state (Key Vault's 409): a deletion in progress."""
+
+
+class SecretDeletedConflict(VaultConflict):
     """The name belongs to a soft-deleted secret and VAULT_DELETED_SECRET_POLICY=fail forbids reusing it."""
 
 
