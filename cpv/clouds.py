@@ -110,9 +110,7 @@ CLOUDS: dict[str, Cloud] = {
 }
 
 # The clouds a partner may choose when it is invited or onboards itself.
-PARTNER_CLOUD_CHOICES: list[tuple[str, str]] = [
-    (c.name, c.label) for c in CLOUDS.values() if not c.retired
-]
+PARTNER_CLOUD_CHOICES: list[tuple[str, str]] = [(c.name, c.label) for c in CLOUDS.values() if not c.retired]
 # Every cloud a stored partner row may name (a retired one stays readable).
 ALL_PARTNER_CLOUDS: list[tuple[str, str]] = [(c.name, c.label) for c in CLOUDS.values()]
 

@@ -252,7 +252,7 @@ def _filesystem_broker(var_dir: Path) -> tuple[str, dict[str, Any]]:
     }
 
 
-def load_config(environ_map: Mapping[str, str], *, base_dir: Path) -> Config:  # noqa: C901, PLR0912, PLR0915
+def load_config(environ_map: Mapping[str, str], *, base_dir: Path) -> Config:
     """Read every setting the control panel takes from the environment.
 
     Returns a Config; raises ConfigError listing each problem with the variable it is about.
@@ -339,12 +339,15 @@ def load_config(environ_map: Mapping[str, str], *, base_dir: Path) -> Config:  #
         scheme = _url_scheme(broker_url)
         if scheme not in BROKER_SCHEMES:
             r.problems.append(
-                f"CELERY_BROKER_URL must use one of {', '.join(sorted(BROKER_SCHEMES))}, got {scheme or 'no scheme'!r}"
+                f"CELERY_BROKER_URL must use one of {', '.join(sorted(BROKER_SCHEMES))}, "
+                f"got {scheme or 'no scheme'!r}"
             )
         elif scheme == "filesystem":
             broker_url, transport = _filesystem_broker(var_dir)
         elif production and scheme in {"memory", "sqla+sqlite"}:
-            r.problems.append(f"CELERY_BROKER_URL {scheme}:// cannot be shared by separate workers in production")
+            r.problems.append(
+                f"CELERY_BROKER_URL {scheme}:// cannot be shared by separate workers in production"
+            )
         if scheme in {"redis", "rediss"}:
             transport = {"visibility_timeout": visibility, "socket_connect_timeout": 5, "socket_timeout": 30}
     result_backend = r.raw("CELERY_RESULT_BACKEND")
@@ -352,7 +355,8 @@ def load_config(environ_map: Mapping[str, str], *, base_dir: Path) -> Config:  #
         scheme = _url_scheme(result_backend)
         if scheme not in RESULT_SCHEMES:
             r.problems.append(
-                f"CELERY_RESULT_BACKEND must use one of {', '.join(sorted(RESULT_SCHEMES))}, got {scheme or 'no scheme'!r}"
+                f"CELERY_RESULT_BACKEND must use one of {', '.join(sorted(RESULT_SCHEMES))}, "
+                f"got {scheme or 'no scheme'!r}"
             )
     elif broker_url is not None and _url_scheme(broker_url) in {"redis", "rediss"}:
         result_backend = broker_url
@@ -380,9 +384,7 @@ def load_config(environ_map: Mapping[str, str], *, base_dir: Path) -> Config:  #
                 graph_url=hosts["CPV_GRAPH_URL"],
             )
     elif cloud_name not in clouds.CLOUDS:
-        r.problems.append(
-            f"CPV_CLOUD must be one of global, usgov, china, custom, got {cloud_name!r}"
-        )
+        r.problems.append(f"CPV_CLOUD must be one of global, usgov, china, custom, got {cloud_name!r}")
     elif clouds.CLOUDS[cloud_name].retired:
         r.problems.append(f"CPV_CLOUD={cloud_name}: {clouds.CLOUDS[cloud_name].retired_reason}")
     else:
@@ -393,16 +395,22 @@ def load_config(environ_map: Mapping[str, str], *, base_dir: Path) -> Config:  #
 
     # The CPV's app registrations: production app and, optionally, the integration sandbox's.
     def credential(prefix: str, *, required: bool) -> AppCredential | None:
-        client_id = r.required(f"{prefix}_CLIENT_ID", in_production) if required else r.raw(f"{prefix}_CLIENT_ID")
+        client_id = (
+            r.required(f"{prefix}_CLIENT_ID", in_production) if required else r.raw(f"{prefix}_CLIENT_ID")
+        )
         client_secret = r.raw(f"{prefix}_CLIENT_SECRET") or ""
         certificate = r.raw(f"{prefix}_CLIENT_CERTIFICATE") or ""
         if client_id is not None:
             try:
                 uuid.UUID(client_id)
             except ValueError:
-                r.problems.append(f"{prefix}_CLIENT_ID must be the app's client id (a GUID), got {client_id!r}")
+                r.problems.append(
+                    f"{prefix}_CLIENT_ID must be the app's client id (a GUID), got {client_id!r}"
+                )
         if certificate and not Path(certificate).is_file():
-            r.problems.append(f"{prefix}_CLIENT_CERTIFICATE names {certificate!r}, which is not a readable file")
+            r.problems.append(
+                f"{prefix}_CLIENT_CERTIFICATE names {certificate!r}, which is not a readable file"
+            )
         if required and client_id and not (client_secret or certificate):
             r.problems.append(
                 f"{prefix}_CLIENT_SECRET or {prefix}_CLIENT_CERTIFICATE is required {in_production}"
@@ -445,9 +453,13 @@ def load_config(environ_map: Mapping[str, str], *, base_dir: Path) -> Config:  #
     try:
         email = environ.Env.email_url_config(email_url)
     except (ImproperlyConfigured, ValueError, KeyError):
-        r.problems.append("EMAIL_URL must be smtp://, smtp+tls://, smtp+ssl://, consolemail:// or dummymail://")
+        r.problems.append(
+            "EMAIL_URL must be smtp://, smtp+tls://, smtp+ssl://, consolemail:// or dummymail://"
+        )
     if production and email.get("EMAIL_BACKEND", "").endswith(("console.EmailBackend", "dummy.EmailBackend")):
-        r.problems.append("EMAIL_URL is required in production (an smtp:// URL): partners are sent links by email")
+        r.problems.append(
+            "EMAIL_URL is required in production (an smtp:// URL): partners are sent links by email"
+        )
     default_from = r.raw("DEFAULT_FROM_EMAIL") or f"control-panel@{parts.hostname or 'localhost'}"
 
     grants = DEFAULT_APPLICATION_GRANTS

@@ -55,10 +55,31 @@ def main() -> int:
 
     commands = {
         "web": [python, "manage.py", "runserver", f"{host}:{port}", "--noreload"],
-        "worker": [python, "-m", "celery", "-A", "cpv", "worker", "--loglevel", "INFO", "--concurrency", "2"],
+        "worker": [
+            python,
+            "-m",
+            "celery",
+            "-A",
+            "cpv",
+            "worker",
+            "--loglevel",
+            "INFO",
+            "--concurrency",
+            "2",
+            "--hostname",
+            f"demo-{port}@%h",
+        ],
         "beat": [
-            python, "-m", "celery", "-A", "cpv", "beat", "--loglevel", "INFO",
-            "--schedule", str(var_dir / "celerybeat-schedule"),
+            python,
+            "-m",
+            "celery",
+            "-A",
+            "cpv",
+            "beat",
+            "--loglevel",
+            "INFO",
+            "--schedule",
+            str(var_dir / "celerybeat-schedule"),
         ],
     }
     children: dict[str, subprocess.Popen[bytes]] = {}

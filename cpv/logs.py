@@ -22,7 +22,7 @@ _JWT = re.compile(r"eyJ[A-Za-z0-9_-]{5,}\.eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*")
 # name=value, name: value, "name": "value" for names that carry secrets. The value is masked whatever
 # its length when the name says it is secret; `code` only when the value looks like a code.
 _SECRET_NAMES = (
-    r"(?:refresh|access|id|bearer|session)?_?token|client_secret|secret|password|passwd|pwd|"
+    r"(?:refresh|access|id|bearer|session)?_?token|client_secret|secret|password|passwd|pwd|"  # noqa: S105
     r"code_verifier|client_assertion|assertion|authorization|api[_-]?key|private_key|sig"
 )
 _NAMED = re.compile(
@@ -31,7 +31,9 @@ _NAMED = re.compile(
     + r""")["']?\s*(?:=|:)\s*)(?P<quote>["']?)(?:Bearer\s+)?(?P<value>[^\s"'&,;}]{4,})""",
     re.IGNORECASE,
 )
-_CODE = re.compile(r"""(?P<name>["']?\bcode["']?\s*(?:=|:)\s*)(?P<quote>["']?)(?P<value>[A-Za-z0-9._~+/=-]{16,})""")
+_CODE = re.compile(
+    r"""(?P<name>["']?\bcode["']?\s*(?:=|:)\s*)(?P<quote>["']?)(?P<value>[A-Za-z0-9._~+/=-]{16,})"""
+)
 _BEARER = re.compile(r"\bBearer\s+[A-Za-z0-9._~+/=-]{8,}", re.IGNORECASE)
 # A long opaque run mixing upper case, lower case and digits: a refresh token or code with no label.
 # Hex digests, UUIDs, module paths and hostnames do not mix all three.
@@ -137,11 +139,14 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
-        if getattr(record, "request_id", ""):
-            payload["request_id"] = record.request_id
+        request_id = getattr(record, "request_id", "")
+        if request_id:
+            payload["request_id"] = request_id
         for key, value in record.__dict__.items():
             if key not in _STANDARD_ATTRS and key != "request_id" and not key.startswith("_"):
-                payload[key] = value if isinstance(value, str | int | float | bool | type(None)) else repr(value)
+                payload[key] = (
+                    value if isinstance(value, str | int | float | bool | type(None)) else repr(value)
+                )
         if record.exc_text:
             payload["exception"] = record.exc_text
         if record.stack_info:
@@ -150,7 +155,7 @@ class JsonFormatter(logging.Formatter):
 
 
 def logging_config(*, log_format: str, level: str) -> dict[str, Any]:
-    """The LOGGING dict: one console handler, both filters on it, Django's and Celery's loggers routed there."""
+    """The LOGGING dict: one console handler with both filters; Django's and Celery's loggers use it."""
     return {
         "version": 1,
         "disable_existing_loggers": False,

@@ -85,6 +85,8 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = CONFIG.var_dir / "static"
 STATICFILES_DIRS = [BASE_DIR / "static"]
+if not CONFIG.production:
+    STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {

@@ -1,4 +1,4 @@
-"""The Django admin shows the directory and the audit log read-only: changes go through services, which audit."""
+"""The admin shows the directory and the audit log read-only: changes go through services, which audit."""
 
 from __future__ import annotations
 

@@ -66,7 +66,10 @@ class AuditEvent(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
-        indexes = [models.Index(fields=["partner", "-created_at"]), models.Index(fields=["action", "-created_at"])]
+        indexes = [
+            models.Index(fields=["partner", "-created_at"]),
+            models.Index(fields=["action", "-created_at"]),
+        ]
 
     def __str__(self) -> str:
         return f"{self.created_at:%Y-%m-%d %H:%M:%S} {self.actor_label} {self.action}"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, User
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
@@ -30,11 +30,13 @@ def audit_record(
     Returns the AuditEvent. Callers run it inside their own transaction so the row and the change land
     together.
     """
-    user = actor if actor is not None and actor.is_authenticated else None
+    user = actor if isinstance(actor, User) and actor.is_authenticated else None
     if target is None and partner is not None:
         target = partner
     target_type = target._meta.label_lower if target is not None and hasattr(target, "_meta") else ""
-    target_id = str(getattr(target, "code", None) or getattr(target, "pk", "") or "") if target is not None else ""
+    target_id = (
+        str(getattr(target, "code", None) or getattr(target, "pk", "") or "") if target is not None else ""
+    )
     return AuditEvent.objects.create(
         actor=user,
         actor_label=user.get_username() if user is not None else "system",
@@ -74,7 +76,9 @@ def partner_create(
     except ValidationError:
         raise PartnerError(f"{contact_email!r} is not an email address.") from None
     if cloud not in clouds.CLOUDS:
-        raise PartnerError(f"Unknown cloud {cloud!r}; choose one of {', '.join(c for c, _ in clouds.PARTNER_CLOUD_CHOICES)}.")
+        raise PartnerError(
+            f"Unknown cloud {cloud!r}; choose one of {', '.join(c for c, _ in clouds.PARTNER_CLOUD_CHOICES)}."
+        )
     if clouds.CLOUDS[cloud].retired:
         raise PartnerError(clouds.CLOUDS[cloud].retired_reason)
     if environment not in Partner.Environment.values:

@@ -37,7 +37,9 @@ def redis_url() -> str:
     """The real Redis the suite runs against. `make test` sets it; a missing server fails, never skips."""
     url = os.environ.get("CPV_TEST_REDIS_URL")
     if not url:
-        pytest.fail("CPV_TEST_REDIS_URL is not set: run the suite with `make test`, which points it at Redis.")
+        pytest.fail(
+            "CPV_TEST_REDIS_URL is not set: run the suite with `make test`, which points it at Redis."
+        )
     return url
 
 
@@ -56,11 +58,25 @@ class WorkerProcess:
         self.queue = queue
         self.log_path = log_path
         self._log = log_path.open("wb")
-        self.process = subprocess.Popen(  # noqa: S603
+        self.process = subprocess.Popen(
             [
-                sys.executable, "-m", "celery", "-A", "cpv", "worker", "--loglevel", "INFO",
-                "--pool", "solo", "-Q", queue, "-n", f"{queue}@%h", "--without-heartbeat",
-                "--without-gossip", "--without-mingle",
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "cpv",
+                "worker",
+                "--loglevel",
+                "INFO",
+                "--pool",
+                "solo",
+                "-Q",
+                queue,
+                "-n",
+                f"{queue}@%h",
+                "--without-heartbeat",
+                "--without-gossip",
+                "--without-mingle",
             ],
             cwd=ROOT,
             env=env,
@@ -110,7 +126,9 @@ def celery_worker_process(tmp_path: Path) -> Iterator[Callable[..., WorkerProces
 
 @pytest.fixture
 def staff_user(django_user_model):  # type: ignore[no-untyped-def]
-    return django_user_model.objects.create_user(username="staff", password="a-long-test-password", is_staff=True)
+    return django_user_model.objects.create_user(
+        username="staff", password="a-long-test-password", is_staff=True
+    )
 
 
 @pytest.fixture

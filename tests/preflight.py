@@ -1,4 +1,4 @@
-"""Run by `make test` before pytest: the services the suite needs answer, or it stops here and says how to start them."""
+"""Run by `make test` before pytest: the services the suite needs answer, or it says how to start them."""
 
 from __future__ import annotations
 
@@ -8,9 +8,7 @@ import sys
 from urllib.parse import urlsplit
 
 PG_START = "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start"
-REDIS_START = (
-    'redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no'
-)
+REDIS_START = 'redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no'
 
 
 def _reachable(host: str, port: int) -> bool:

@@ -32,7 +32,9 @@ def test_germany_is_kept_but_refused_for_new_partners() -> None:
 
 def test_a_custom_deployment_resolves_every_partner_cloud_to_its_hosts() -> None:
     custom = clouds.custom_cloud(
-        authority_host="https://127.0.0.1:1", partner_center_url="https://127.0.0.1:2", graph_url="https://127.0.0.1:3"
+        authority_host="https://127.0.0.1:1",
+        partner_center_url="https://127.0.0.1:2",
+        graph_url="https://127.0.0.1:3",
     )
 
     assert clouds.resolve("global", deployment_cloud=custom) is custom

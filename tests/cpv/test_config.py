@@ -201,7 +201,9 @@ def test_the_custom_cloud_takes_its_hosts_from_the_environment(tmp_path: Path) -
     assert config.cloud.graph_url == "https://localhost:8443"
     # Token audiences stay Microsoft's: they name the API, not the host serving it.
     assert config.cloud.partner_center_scope == "https://api.partnercenter.microsoft.com/user_impersonation"
-    assert config.cloud.authority("contoso.onmicrosoft.com") == "https://127.0.0.1:8441/contoso.onmicrosoft.com"
+    assert (
+        config.cloud.authority("contoso.onmicrosoft.com") == "https://127.0.0.1:8441/contoso.onmicrosoft.com"
+    )
     assert not config.cloud.is_microsoft
 
 
@@ -228,7 +230,9 @@ def test_application_grants_accept_a_list_or_an_object(tmp_path: Path) -> None:
 
 
 def test_a_secret_never_appears_in_the_configs_repr(tmp_path: Path) -> None:
-    config = load_config(production_env(tmp_path, CPV_CLIENT_SECRET="s3cr3t-value-for-the-app"), base_dir=tmp_path)
+    config = load_config(
+        production_env(tmp_path, CPV_CLIENT_SECRET="s3cr3t-value-for-the-app"), base_dir=tmp_path
+    )
 
     assert "s3cr3t-value-for-the-app" not in repr(config)
     assert SECRET_KEY not in repr(config)
@@ -236,8 +240,12 @@ def test_a_secret_never_appears_in_the_configs_repr(tmp_path: Path) -> None:
 
 
 def _settings_probe(env: dict[str, str], expression: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(  # noqa: S603
-        [sys.executable, "-c", f"import django; django.setup(); from django.conf import settings; print({expression})"],
+    return subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            f"import django; django.setup(); from django.conf import settings; print({expression})",
+        ],
         cwd=ROOT,
         env=project_env(DJANGO_SETTINGS_MODULE="cpv.settings", **env),
         capture_output=True,
@@ -249,7 +257,9 @@ def _settings_probe(env: dict[str, str], expression: str) -> subprocess.Complete
 
 def test_the_process_stops_at_start_naming_the_missing_variable(tmp_path: Path) -> None:
     env = {k: "" for k in ("DJANGO_SECRET_KEY", "DATABASE_URL", "CELERY_BROKER_URL", "CPV_BASE_URL")}
-    result = _settings_probe({**env, "CPV_MODE": "production", "CPV_VAR_DIR": str(tmp_path)}, "settings.DEBUG")
+    result = _settings_probe(
+        {**env, "CPV_MODE": "production", "CPV_VAR_DIR": str(tmp_path)}, "settings.DEBUG"
+    )
 
     assert result.returncode != 0
     assert "DJANGO_SECRET_KEY is required in production (CPV_MODE=production)" in result.stderr
@@ -270,7 +280,7 @@ def test_dotenv_is_read_only_when_asked(tmp_path: Path) -> None:
 
 def test_check_deploy_reports_nothing_with_production_settings(tmp_path: Path) -> None:
     env = project_env(DJANGO_SETTINGS_MODULE="cpv.settings", **production_env(tmp_path))
-    result = subprocess.run(  # noqa: S603
+    result = subprocess.run(
         [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
         cwd=ROOT,
         env=env,

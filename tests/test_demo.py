@@ -1,0 +1,80 @@
+"""`make demo` runs the control panel on embedded defaults, serves the staff home page, and stops cleanly."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.conftest import ROOT, free_port, project_env, wait_until
+
+
+def _running(pattern: str) -> bool:
+    return subprocess.run(["pgrep", "-f", pattern], capture_output=True, check=False).returncode == 0
+
+
+@pytest.mark.slow
+def test_make_demo_serves_the_staff_home_page_and_stops_everything_on_ctrl_c(tmp_path: Path) -> None:
+    port = free_port()
+    log_path = tmp_path / "demo.log"
+    # The embedded defaults: no database, broker or vault variables, only a folder and a port of its own.
+    env = project_env(CPV_VAR_DIR=str(tmp_path / "var"), CPV_DEMO_PORT=str(port))
+    for name in ("DATABASE_URL", "CELERY_BROKER_URL", "CELERY_RESULT_BACKEND", "CPV_BASE_URL", "VAULT_KEY"):
+        env.pop(name, None)
+    with log_path.open("wb") as log:
+        demo = subprocess.Popen(
+            ["make", "--no-print-directory", "demo"],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+
+        def healthy() -> bool:
+            if demo.poll() is not None:
+                raise AssertionError(f"make demo exited early:\n{log_path.read_text()}")
+            try:
+                return requests.get(f"{base}/healthz", timeout=2).ok
+            except requests.ConnectionError:
+                return False
+
+        wait_until(healthy, timeout=180, what="make demo to answer /healthz")
+        wait_until(lambda: "ready." in log_path.read_text(), timeout=60, what="the demo's worker")
+        output = log_path.read_text()
+        credentials = re.search(r"Demo staff user: username (\S+)  password (\S+)", output)
+        assert credentials, output
+
+        session = requests.Session()
+        login = session.get(f"{base}/accounts/login/", timeout=10)
+        response = session.post(
+            f"{base}/accounts/login/",
+            data={
+                "username": credentials.group(1),
+                "password": credentials.group(2),
+                "csrfmiddlewaretoken": session.cookies["csrftoken"],
+            },
+            headers={"Referer": login.url},
+            timeout=10,
+        )
+        assert response.status_code == 200
+        assert response.url == f"{base}/"
+        assert "<h1>Partners</h1>" in response.text
+        assert (tmp_path / "var" / "vault.key").stat().st_mode & 0o777 == 0o600
+    finally:
+        os.killpg(demo.pid, signal.SIGINT)
+        demo.wait(timeout=60)
+
+    output = log_path.read_text()
+    assert "stopping web, worker and beat" in output
+    wait_until(lambda: not _running(f"demo-{port}@"), timeout=30, what="the demo's worker to stop")
+    assert not _running(str(tmp_path / "var" / "celerybeat-schedule"))
+    with pytest.raises(requests.ConnectionError):
+        requests.get(f"{base}/healthz", timeout=2)
