@@ -1,0 +1,386 @@
+"""The control surface under `/_simulator/`: read the log and state, move the clock, inject faults."""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+from typing import Any
+
+from aiohttp import web
+
+from simulator.entra import SIM_KEY, issue_refresh_token_directly
+from simulator.state import ApplicationConsentRecord, Simulator
+from simulator.world import GRAPH_APP_ID, PARTNER_CENTER_RESOURCE
+
+logger = logging.getLogger(__name__)
+
+PREFIX = "/_simulator"
+
+
+def _json(body: Any, status: int = 200) -> web.Response:
+    return web.Response(
+        text=json.dumps(body, default=str), status=status, content_type="application/json", charset="utf-8"
+    )
+
+
+def _bad(message: str, status: int = 400) -> web.Response:
+    return _json({"error": message}, status)
+
+
+async def _body(request: web.Request) -> dict[str, Any]:
+    if not request.can_read_body:
+        return {}
+    data = await request.json()
+    if not isinstance(data, dict):
+        raise web.HTTPBadRequest(
+            text=json.dumps({"error": "expected a JSON object"}), content_type="application/json"
+        )
+    return data
+
+
+def _sim(request: web.Request) -> Simulator:
+    return request.app[SIM_KEY]
+
+
+async def index(request: web.Request) -> web.Response:
+    routes = sorted(
+        {
+            f"{r.method} {r.resource.canonical}"
+            for r in request.app.router.routes()
+            if r.resource is not None and r.resource.canonical.startswith(PREFIX)
+        }
+    )
+    return _json({"endpoints": routes})
+
+
+async def health(request: web.Request) -> web.Response:
+    return _json({"ok": True})
+
+
+async def env(request: web.Request) -> web.Response:
+    return _json(_sim(request).env)
+
+
+async def world(request: web.Request) -> web.Response:
+    return _json(_sim(request).world.to_dict())
+
+
+async def get_log(request: web.Request) -> web.Response:
+    sim = _sim(request)
+    query = dict(request.query)
+    kwargs: dict[str, Any] = {}
+    for key in ("status", "since", "limit"):
+        if key in query:
+            try:
+                kwargs[key] = int(query.pop(key))
+            except ValueError:
+                return _bad(f"{key} must be an integer")
+    for key in ("service", "method", "path"):
+        if key in query:
+            kwargs[key] = query.pop(key)
+    kwargs.update(query)
+    return _json({"entries": sim.log.query(**kwargs)})
+
+
+async def clear_log(request: web.Request) -> web.Response:
+    _sim(request).log.clear()
+    return _json({"ok": True})
+
+
+def _state(sim: Simulator) -> dict[str, Any]:
+    entra = sim.entra
+    return {
+        "clock": {"now": sim.clock.now(), "offset": sim.clock.offset},
+        "settings": sim.settings.to_dict(),
+        "consents": {
+            customer: {app: record.to_dict() for app, record in apps.items()}
+            for customer, apps in sim.app_consents.items()
+            if apps
+        },
+        "user_consents": [
+            {"tenant_id": tid, "client_id": client, "scopes": sorted(scopes)}
+            for (tid, client), scopes in entra.user_consents.items()
+        ],
+        "secrets": sim.vault.state(),
+        "refresh_tokens": [grant.to_dict() for grant in entra.refresh_tokens.values()],
+        "redemptions": dict(entra.redemptions_by_user),
+        "revoked_users": dict(entra.tokens_valid_from),
+        "codes": [
+            {
+                "id": c.id,
+                "user": c.user_oid,
+                "client_id": c.client_id,
+                "redeemed": c.redeemed,
+                "expires_at": c.expires_at,
+            }
+            for c in entra.codes.values()
+        ],
+        "faults": [f.to_dict() for f in sim.faults.list()],
+        "issued_count": len(sim.issued),
+        "log_count": len(sim.log),
+    }
+
+
+async def state(request: web.Request) -> web.Response:
+    full = _state(_sim(request))
+    section = request.query.get("section")
+    if section:
+        if section not in full:
+            return _bad(f"unknown section {section!r}; one of {', '.join(full)}")
+        return _json({section: full[section]})
+    return _json(full)
+
+
+async def clock(request: web.Request) -> web.Response:
+    sim = _sim(request)
+    if request.method == "POST":
+        body = await _body(request)
+        try:
+            sim.clock.advance(float(body.get("advance", 0)))
+        except (TypeError, ValueError) as exc:
+            return _bad(str(exc))
+    return _json({"now": sim.clock.now(), "offset": sim.clock.offset})
+
+
+async def settings(request: web.Request) -> web.Response:
+    sim = _sim(request)
+    if request.method == "POST":
+        body = await _body(request)
+        try:
+            sim.settings.update(body)
+        except ValueError as exc:
+            return _bad(str(exc))
+        sim.issued.enabled = sim.settings.record_issued
+        if "pc_rate_limit" in body or "pc_burst" in body:
+            sim.pc_buckets.clear()
+    return _json(sim.settings.to_dict())
+
+
+def _find_user(sim: Simulator, key: str) -> Any:
+    found = sim.world.user(key)
+    if found is None:
+        raise web.HTTPNotFound(
+            text=json.dumps({"error": f"no user {key!r}"}), content_type="application/json"
+        )
+    return found
+
+
+async def revoke_user(request: web.Request) -> web.Response:
+    """An administrator's reset of the user: every refresh token issued before now stops working."""
+    sim = _sim(request)
+    user, _ = _find_user(sim, request.match_info["user"])
+    # strictly after anything issued so far, even within the same clock tick
+    sim.entra.tokens_valid_from[user.oid] = sim.clock.now() + 1e-3
+    return _json({"user": user.oid, "tokens_valid_from": sim.entra.tokens_valid_from[user.oid]})
+
+
+async def update_user(request: web.Request) -> web.Response:
+    sim = _sim(request)
+    user, _ = _find_user(sim, request.match_info["user"])
+    body = await _body(request)
+    allowed = {"global_admin", "admin_agent", "mfa_registered", "enabled", "display_name"}
+    unknown = set(body) - allowed
+    if unknown:
+        return _bad(f"unknown user fields: {', '.join(sorted(unknown))}")
+    for key, value in body.items():
+        setattr(user, key, value)
+    return _json(user.__dict__)
+
+
+async def update_partner(request: web.Request) -> web.Response:
+    sim = _sim(request)
+    partner = sim.world.partner(request.match_info["partner"])
+    if partner is None:
+        return _bad("no such partner", 404)
+    body = await _body(request)
+    if "conditional_access" in body:
+        if body["conditional_access"] not in (None, "mfa_required", "block"):
+            return _bad("conditional_access must be null, 'mfa_required' or 'block'")
+        partner.conditional_access = body["conditional_access"]
+    return _json({"tenant_id": partner.tenant_id, "conditional_access": partner.conditional_access})
+
+
+async def faults(request: web.Request) -> web.Response:
+    sim = _sim(request)
+    if request.method == "GET":
+        return _json({"faults": [f.to_dict() for f in sim.faults.list()]})
+    if request.method == "DELETE":
+        sim.faults.clear()
+        return _json({"ok": True})
+    body = await _body(request)
+    allowed = {"service", "method", "path", "status", "body", "headers", "latency", "times", "rate"}
+    unknown = set(body) - allowed
+    if unknown:
+        return _bad(f"unknown fault fields: {', '.join(sorted(unknown))}")
+    if body.get("status") is None and not body.get("latency"):
+        return _bad("a fault needs a status or a latency")
+    try:
+        fault = sim.faults.add(**body)
+    except (ValueError, TypeError) as exc:
+        return _bad(str(exc))
+    return _json(fault.to_dict(), 201)
+
+
+async def delete_fault(request: web.Request) -> web.Response:
+    if not _sim(request).faults.remove(request.match_info["fault"]):
+        return _bad("no such fault", 404)
+    return _json({"ok": True})
+
+
+async def entra_error(request: web.Request) -> web.Response:
+    sim = _sim(request)
+    body = await _body(request)
+    allowed = {
+        "code",
+        "times",
+        "rate",
+        "tenant",
+        "user",
+        "grant_type",
+        "client_id",
+        "status",
+        "retry_after",
+        "path",
+    }
+    unknown = set(body) - allowed
+    if unknown:
+        return _bad(f"unknown fields: {', '.join(sorted(unknown))}")
+    try:
+        code = int(body["code"])
+    except (KeyError, TypeError, ValueError):
+        return _bad("code (the AADSTS number) is required")
+    headers = {"Retry-After": str(body["retry_after"])} if body.get("retry_after") is not None else {}
+    try:
+        fault = sim.faults.add(
+            entra_code=code,
+            times=body.get("times", 1),
+            rate=body.get("rate"),
+            tenant=body.get("tenant"),
+            user=body.get("user"),
+            grant_type=body.get("grant_type"),
+            client_id=body.get("client_id"),
+            status=body.get("status"),
+            headers=headers,
+            path=body.get("path", r"/oauth2/v2\.0/token$"),
+        )
+    except (ValueError, TypeError) as exc:
+        return _bad(str(exc))
+    return _json(fault.to_dict(), 201)
+
+
+async def add_customers(request: web.Request) -> web.Response:
+    sim = _sim(request)
+    partner = sim.world.partner(request.match_info["partner"])
+    if partner is None:
+        return _bad("no such partner", 404)
+    body = await _body(request)
+    names = list(body.get("names") or [])
+    count = int(body.get("count", len(names) or 1))
+    added = []
+    for index in range(count):
+        rng = random.Random(f"{sim.world.seed}:{partner.tenant_id}:{len(partner.customers)}")
+        name = names[index] if index < len(names) else None
+        customer = sim.world.add_customer(partner, company_name=name, rng=rng)
+        added.append(customer.__dict__)
+    return _json({"customers": added}, 201)
+
+
+async def remove_customer(request: web.Request) -> web.Response:
+    sim = _sim(request)
+    partner = sim.world.partner(request.match_info["partner"])
+    if partner is None:
+        return _bad("no such partner", 404)
+    if not sim.world.remove_customer(partner, request.match_info["customer"].lower()):
+        return _bad("no such customer", 404)
+    return _json({"ok": True})
+
+
+async def consents(request: web.Request) -> web.Response:
+    sim = _sim(request)
+    if request.method == "DELETE":
+        removed = sim.app_consents.get(request.match_info["customer"].lower(), {}).pop(
+            request.match_info["application"].lower(), None
+        )
+        return _json({"removed": removed is not None})
+    body = await _body(request)
+    customer = str(body.get("customer", "")).lower()
+    application = str(body.get("application_id") or sim.world.cpv_app.client_id).lower()
+    grants = body.get("grants") or [
+        {
+            "enterpriseApplicationId": GRAPH_APP_ID,
+            "scope": "Domain.ReadWrite.All,User.ReadWrite.All,Directory.Read.All",
+        }
+    ]
+    partners = sim.world.partners_of(customer)
+    if not partners:
+        return _bad("no such customer", 404)
+    record = ApplicationConsentRecord(
+        customer_tenant_id=customer,
+        application_id=application,
+        display_name=str(body.get("display_name", sim.world.cpv_app.display_name)),
+        grants=grants,
+        created_at=sim.clock.now(),
+        partner_tenant_id=partners[0].tenant_id,
+        created_by=None,
+    )
+    sim.app_consents.setdefault(customer, {})[application] = record
+    return _json(record.to_dict(), 201)
+
+
+async def tokens(request: web.Request) -> web.Response:
+    """A refresh token for a user, as if they had consented (tests that skip the browser flow)."""
+    sim = _sim(request)
+    body = await _body(request)
+    user, partner = _find_user(sim, str(body.get("user", "")))
+    client_id = str(body.get("client_id") or sim.world.cpv_app.client_id)
+    if sim.world.app(client_id) is None:
+        return _bad("no such client id")
+    scope = str(
+        body.get("scope") or f"{PARTNER_CENTER_RESOURCE}/user_impersonation openid profile offline_access"
+    )
+    refresh = issue_refresh_token_directly(
+        sim, user=user, partner=partner, client_id=client_id, scope=scope, mfa=body.get("mfa")
+    )
+    return _json({"refresh_token": refresh, "user": user.oid, "tenant_id": partner.tenant_id}, 201)
+
+
+async def issued(request: web.Request) -> web.Response:
+    sim = _sim(request)
+    kind = request.query.get("kind")
+    return _json({"secrets": sim.issued.values(kind), "markers": ["SIMCANARY", sim.signer.prefix]})
+
+
+async def reset(request: web.Request) -> web.Response:
+    _sim(request).reset()
+    return _json({"ok": True})
+
+
+def setup(app: web.Application) -> None:
+    r = app.router
+    r.add_get(f"{PREFIX}/", index)
+    r.add_get(f"{PREFIX}/health", health)
+    r.add_get(f"{PREFIX}/env", env)
+    r.add_get(f"{PREFIX}/world", world)
+    r.add_get(f"{PREFIX}/log", get_log)
+    r.add_delete(f"{PREFIX}/log", clear_log)
+    r.add_get(f"{PREFIX}/state", state)
+    r.add_get(f"{PREFIX}/clock", clock)
+    r.add_post(f"{PREFIX}/clock", clock)
+    r.add_get(f"{PREFIX}/settings", settings)
+    r.add_post(f"{PREFIX}/settings", settings)
+    r.add_post(PREFIX + "/users/{user}/revoke", revoke_user)
+    r.add_patch(PREFIX + "/users/{user}", update_user)
+    r.add_patch(PREFIX + "/partners/{partner}", update_partner)
+    r.add_post(PREFIX + "/partners/{partner}/customers", add_customers)
+    r.add_delete(PREFIX + "/partners/{partner}/customers/{customer}", remove_customer)
+    r.add_get(f"{PREFIX}/faults", faults)
+    r.add_post(f"{PREFIX}/faults", faults)
+    r.add_delete(f"{PREFIX}/faults", faults)
+    r.add_delete(PREFIX + "/faults/{fault}", delete_fault)
+    r.add_post(f"{PREFIX}/entra-errors", entra_error)
+    r.add_post(f"{PREFIX}/consents", consents)
+    r.add_delete(PREFIX + "/consents/{customer}/{application}", consents)
+    r.add_post(f"{PREFIX}/tokens", tokens)
+    r.add_get(f"{PREFIX}/issued", issued)
+    r.add_post(f"{PREFIX}/reset", reset)

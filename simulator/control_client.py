@@ -1,0 +1,286 @@
+"""A small `requests` client for the simulator's control surface (`SIMULATOR_CONTROL_URL`)."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from pathlib import Path
+from typing import Any
+
+import requests
+
+logger = logging.getLogger(__name__)
+
+
+class ControlError(RuntimeError):
+    pass
+
+
+class SimulatorControl:
+    """Typed helpers over `/_simulator/...`. Every call has a timeout and raises ControlError on failure."""
+
+    def __init__(self, base_url: str, *, ca_bundle: Path | str, timeout: float = 10.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
+        self._session = requests.Session()
+        # the simulator's CA bundle, explicitly, whatever the environment says
+        self._session.verify = str(ca_bundle)
+        self._session.trust_env = False
+
+    def close(self) -> None:
+        self._session.close()
+
+    def _call(self, method: str, path: str, *, json: Any = None, params: dict[str, Any] | None = None) -> Any:
+        response = self._session.request(
+            method, f"{self.base_url}{path}", json=json, params=params, timeout=self.timeout
+        )
+        if response.status_code >= 400:
+            raise ControlError(f"{method} {path}: HTTP {response.status_code}: {response.text[:500]}")
+        return response.json() if response.content else None
+
+    # ----- general -----
+    def health(self) -> bool:
+        return bool(self._call("GET", "/health").get("ok"))
+
+    def reset(self) -> None:
+        """Back to the seeded world; clears logs, faults, clock, consents, secrets and issued tokens."""
+        self._call("POST", "/reset")
+
+    def env(self) -> dict[str, str]:
+        return dict(self._call("GET", "/env"))
+
+    def world(self) -> dict[str, Any]:
+        return dict(self._call("GET", "/world"))
+
+    # ----- request log -----
+    def log(
+        self,
+        *,
+        service: str | None = None,
+        method: str | None = None,
+        path: str | None = None,
+        status: int | None = None,
+        since: int | None = None,
+        limit: int | None = None,
+        **detail: Any,
+    ) -> list[dict[str, Any]]:
+        """Log entries (oldest first). `service` is entra/partner_center/graph/vault; `path` a regex;
+        other keywords match fields of the entry or of its `detail` (grant_type, user, error_code, ...)."""
+        params: dict[str, Any] = {
+            k: v
+            for k, v in {
+                "service": service,
+                "method": method,
+                "path": path,
+                "status": status,
+                "since": since,
+                "limit": limit,
+            }.items()
+            if v is not None
+        }
+        params.update({k: str(v) for k, v in detail.items()})
+        return list(self._call("GET", "/log", params=params)["entries"])
+
+    def clear_log(self) -> None:
+        self._call("DELETE", "/log")
+
+    # ----- state -----
+    def state(self, section: str | None = None) -> dict[str, Any]:
+        data = self._call("GET", "/state", params={"section": section} if section else None)
+        return dict(data[section]) if section else dict(data)
+
+    def consents(self, customer_tenant_id: str | None = None) -> dict[str, Any]:
+        """customer tenant id -> application id -> consent (with its grants)."""
+        data = self._call("GET", "/state", params={"section": "consents"})["consents"]
+        if customer_tenant_id is not None:
+            return dict(data.get(customer_tenant_id.lower(), {}))
+        return dict(data)
+
+    def secrets_state(self) -> dict[str, Any]:
+        """secret name -> {deleted, versions: [{version, enabled, ...}]} (never the values)."""
+        return dict(self._call("GET", "/state", params={"section": "secrets"})["secrets"])
+
+    def redemptions(self) -> dict[str, int]:
+        """user object id -> refresh-token redemptions."""
+        return dict(self._call("GET", "/state", params={"section": "redemptions"})["redemptions"])
+
+    def refresh_tokens(self) -> list[dict[str, Any]]:
+        return list(self._call("GET", "/state", params={"section": "refresh_tokens"})["refresh_tokens"])
+
+    def refresh_token_info(self, refresh_token: str) -> dict[str, Any] | None:
+        """The simulator's record of this refresh token (found by its fingerprint), or None."""
+        wanted = hashlib.sha256(refresh_token.encode()).hexdigest()[:32]
+        return next((g for g in self.refresh_tokens() if g["fingerprint"] == wanted), None)
+
+    # ----- clock -----
+    def now(self) -> float:
+        return float(self._call("GET", "/clock")["now"])
+
+    def advance_clock(self, seconds: float) -> float:
+        """Move the simulator's clock forward; returns its new time (epoch seconds)."""
+        return float(self._call("POST", "/clock", json={"advance": seconds})["now"])
+
+    def advance_days(self, days: float) -> float:
+        return self.advance_clock(days * 86400)
+
+    # ----- users and partners -----
+    def revoke_user(self, user: str) -> None:
+        """An administrator's reset of the user (object id or UPN): earlier refresh tokens get AADSTS50173."""
+        self._call("POST", f"/users/{user}/revoke")
+
+    def update_user(self, user: str, **flags: Any) -> dict[str, Any]:
+        """Change global_admin / admin_agent / mfa_registered / enabled / display_name of a user."""
+        return dict(self._call("PATCH", f"/users/{user}", json=flags))
+
+    def set_conditional_access(self, partner_tenant_id: str, policy: str | None) -> None:
+        """None, "mfa_required" (AADSTS50076 for tokens without MFA) or "block" (AADSTS53003)."""
+        self._call("PATCH", f"/partners/{partner_tenant_id}", json={"conditional_access": policy})
+
+    def add_customers(
+        self, partner_tenant_id: str, count: int = 1, *, names: list[str] | None = None
+    ) -> list[dict[str, Any]]:
+        body: dict[str, Any] = {"count": count}
+        if names:
+            body["names"] = names
+        return list(self._call("POST", f"/partners/{partner_tenant_id}/customers", json=body)["customers"])
+
+    def remove_customer(self, partner_tenant_id: str, customer_tenant_id: str) -> None:
+        self._call("DELETE", f"/partners/{partner_tenant_id}/customers/{customer_tenant_id}")
+
+    def add_consent(
+        self,
+        customer_tenant_id: str,
+        *,
+        application_id: str | None = None,
+        grants: list[dict[str, str]] | None = None,
+        display_name: str | None = None,
+    ) -> dict[str, Any]:
+        """Create an ApplicationConsent directly (as if Partner Center had been called)."""
+        body: dict[str, Any] = {"customer": customer_tenant_id}
+        if application_id:
+            body["application_id"] = application_id
+        if grants is not None:
+            body["grants"] = grants
+        if display_name:
+            body["display_name"] = display_name
+        return dict(self._call("POST", "/consents", json=body))
+
+    def remove_consent(self, customer_tenant_id: str, application_id: str) -> bool:
+        return bool(self._call("DELETE", f"/consents/{customer_tenant_id}/{application_id}")["removed"])
+
+    def issue_refresh_token(
+        self, user: str, *, client_id: str | None = None, scope: str | None = None, mfa: bool | None = None
+    ) -> str:
+        """A refresh token for `user` (object id or UPN) as if they had completed the consent."""
+        body: dict[str, Any] = {"user": user}
+        if client_id:
+            body["client_id"] = client_id
+        if scope:
+            body["scope"] = scope
+        if mfa is not None:
+            body["mfa"] = mfa
+        return str(self._call("POST", "/tokens", json=body)["refresh_token"])
+
+    # ----- settings -----
+    def settings(self) -> dict[str, Any]:
+        return dict(self._call("GET", "/settings"))
+
+    def set_settings(self, **changes: Any) -> dict[str, Any]:
+        """Change settings (see simulator.state.Settings): pc_rate_limit, vault_limits, ..."""
+        return dict(self._call("POST", "/settings", json=changes))
+
+    def set_pc_rate_limit(self, per_second: float | None, *, burst: float | None = None) -> None:
+        """Partner Center requests per second per application id; None turns the throttle off."""
+        self.set_settings(pc_rate_limit=per_second, pc_burst=burst)
+
+    def set_vault_limits(
+        self,
+        enabled: bool,
+        *,
+        creates: int | None = None,
+        others: int | None = None,
+        window: float | None = None,
+    ) -> None:
+        changes: dict[str, Any] = {"vault_limits": enabled}
+        if creates is not None:
+            changes["vault_create_limit"] = creates
+        if others is not None:
+            changes["vault_other_limit"] = others
+        if window is not None:
+            changes["vault_window"] = window
+        self.set_settings(**changes)
+
+    # ----- faults -----
+    def inject_fault(
+        self,
+        service: str,
+        *,
+        status: int | None = None,
+        method: str | None = None,
+        path: str | None = None,
+        body: Any = None,
+        headers: dict[str, str] | None = None,
+        latency: float = 0.0,
+        times: int | None = 1,
+        rate: float | None = None,
+    ) -> str:
+        """Answer matching requests (`path` is a regex) with `status`/`body`/`headers` after `latency`
+        seconds; `times=None` until removed; `rate` for a fraction of them. Returns the fault id."""
+        payload = {
+            "service": service,
+            "status": status,
+            "method": method,
+            "path": path,
+            "body": body,
+            "headers": headers or {},
+            "latency": latency,
+            "times": times,
+            "rate": rate,
+        }
+        return str(self._call("POST", "/faults", json=payload)["id"])
+
+    def inject_entra_error(
+        self,
+        code: int,
+        *,
+        times: int | None = 1,
+        rate: float | None = None,
+        tenant: str | None = None,
+        user: str | None = None,
+        grant_type: str | None = None,
+        client_id: str | None = None,
+        status: int | None = None,
+        retry_after: int | None = None,
+    ) -> str:
+        """The token endpoint answers Entra's exact error body for AADSTS `code` (e.g. 50076) to
+        matching requests. Returns the fault id."""
+        payload = {
+            "code": code,
+            "times": times,
+            "rate": rate,
+            "tenant": tenant,
+            "user": user,
+            "grant_type": grant_type,
+            "client_id": client_id,
+            "status": status,
+            "retry_after": retry_after,
+        }
+        return str(self._call("POST", "/entra-errors", json=payload)["id"])
+
+    def faults(self) -> list[dict[str, Any]]:
+        return list(self._call("GET", "/faults")["faults"])
+
+    def remove_fault(self, fault_id: str) -> None:
+        self._call("DELETE", f"/faults/{fault_id}")
+
+    def clear_faults(self) -> None:
+        self._call("DELETE", "/faults")
+
+    # ----- canaries -----
+    def issued_secrets(self, kind: str | None = None) -> list[str]:
+        """Every secret value the simulator issued (codes, tokens, client secrets, private keys)."""
+        return list(self._call("GET", "/issued", params={"kind": kind} if kind else None)["secrets"])
+
+    def find_leaks(self, text: str) -> list[str]:
+        """The issued secrets that occur in `text` (empty when nothing leaked)."""
+        return [secret for secret in self.issued_secrets() if secret and secret in text]

@@ -1,0 +1,1224 @@
+"""Simulated Microsoft Entra ID (v2.0 endpoints): discovery, JWKS, sign-in page, token endpoint."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import html
+import json
+import logging
+import re
+import secrets
+import uuid
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlencode
+
+import jwt
+from aiohttp import web
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
+
+from simulator.entra_errors import error_body
+from simulator.state import (
+    CODE_LIFETIME,
+    REFRESH_TOKEN_INACTIVITY,
+    RESOURCE_APP_IDS,
+    CodeGrant,
+    PendingAuthorization,
+    RefreshGrant,
+    Simulator,
+)
+from simulator.tokens import CANARY, b64url, b64url_decode, fingerprint, new_opaque
+from simulator.world import (
+    GLOBAL_ADMIN_ROLE_ID,
+    GRAPH_RESOURCE,
+    PARTNER_CENTER_RESOURCE,
+    VAULT_RESOURCE,
+    AppRegistration,
+    Partner,
+    User,
+)
+
+logger = logging.getLogger(__name__)
+
+SIM_KEY: web.AppKey[Simulator] = web.AppKey("simulator", Simulator)
+GENERIC_TENANTS = frozenset({"common", "organizations"})
+OIDC_SCOPES = frozenset({"openid", "profile", "offline_access", "email"})
+JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+USER_ROLE_ID = "b79fbf4d-3ef9-4689-8143-76b194e85509"
+PENDING_LIFETIME = 3600
+_PKCE_RE = re.compile(r"^[A-Za-z0-9_\-]{43,128}$")
+_RESOURCE_NAMES = {
+    PARTNER_CENTER_RESOURCE: "Microsoft Partner Center",
+    GRAPH_RESOURCE: "Microsoft Graph",
+    VAULT_RESOURCE: "Azure Key Vault",
+}
+_SCOPE_TEXT = {
+    "openid": "Sign you in",
+    "profile": "View your basic profile",
+    "email": "View your email address",
+    "offline_access": "Maintain access to data you have given it access to",
+    "user_impersonation": "Access the service as you",
+    "User.Read": "Sign you in and read your profile",
+    "Directory.AccessAsUser.All": "Access the directory as you",
+}
+
+
+class EntraFailure(Exception):
+    """An Entra error answer: AADSTS code plus the fields its message names."""
+
+    def __init__(self, code: int, **fields: Any) -> None:
+        super().__init__(f"AADSTS{code}")
+        self.code = code
+        self.fields = fields
+
+
+@dataclass
+class Scopes:
+    resources: dict[str, list[str]]
+    oidc: set[str]
+    raw: str
+
+
+# ----- helpers -----
+def _sim(request: web.Request) -> Simulator:
+    return request.app[SIM_KEY]
+
+
+def _detail(request: web.Request) -> dict[str, Any]:
+    entry = request.get("log")
+    return entry["detail"] if entry is not None else {}
+
+
+def resolve_tenant(sim: Simulator, segment: str) -> tuple[str, str | None]:
+    """("common"/"organizations"/"vendor"/"partner"/"customer", tenant id) or ("unknown", None)."""
+    lowered = segment.lower()
+    if lowered in GENERIC_TENANTS:
+        return lowered, None
+    found = sim.world.tenant(lowered)
+    if found is None:
+        return "unknown", None
+    kind, obj = found
+    return kind, obj.tenant_id
+
+
+def parse_scopes(sim: Simulator, raw: str) -> Scopes:
+    resources: dict[str, list[str]] = {}
+    oidc: set[str] = set()
+    for item in raw.split():
+        if item.lower() in OIDC_SCOPES:
+            oidc.add(item.lower())
+            continue
+        if "/" in item:
+            resource_part, _, permission = item.rpartition("/")
+            resource = sim.canonical_resource(resource_part)
+            if resource is None or not permission:
+                raise EntraFailure(70011, scope=item)
+        else:
+            resource, permission = GRAPH_RESOURCE, item
+        perms = resources.setdefault(resource, [])
+        if permission not in perms:
+            perms.append(permission)
+    return Scopes(resources=resources, oidc=oidc, raw=raw)
+
+
+def _pairwise_sub(oid: str, client_id: str) -> str:
+    return b64url(hashlib.sha256(f"{oid}:{client_id}".encode()).digest()[:24])
+
+
+def _service_principal_oid(client_id: str, tid: str) -> str:
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"sp:{client_id}:{tid}"))
+
+
+def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(
+        text=json.dumps(body, separators=(",", ":")),
+        status=status,
+        content_type="application/json",
+        charset="utf-8",
+        headers=headers,
+    )
+
+
+def entra_error_response(
+    request: web.Request, code: int, *, retry_after: str | None = None, **fields: Any
+) -> web.Response:
+    sim = _sim(request)
+    correlation = request.headers.get("client-request-id")
+    status, body = error_body(
+        code, now=sim.clock.now(), correlation_id=correlation, authority=sim.authority, **fields
+    )
+    detail = _detail(request)
+    detail["error"] = body["error"]
+    detail["error_code"] = code
+    headers = {
+        "Cache-Control": "no-store, no-cache",
+        "Pragma": "no-cache",
+        "x-ms-request-id": body["trace_id"],
+    }
+    if correlation:
+        headers["client-request-id"] = correlation
+    if retry_after is not None:
+        headers["Retry-After"] = str(retry_after)
+    elif status in (429, 503):
+        headers["Retry-After"] = "1"
+    return _json(body, status=status, headers=headers)
+
+
+# ----- discovery -----
+def openid_configuration(sim: Simulator, segment: str, tid: str | None) -> dict[str, Any]:
+    host = sim.authority
+    base = tid or segment.lower()
+    issuer = f"{host}/{tid}/v2.0" if tid else f"{host}/{{tenantid}}/v2.0"
+    return {
+        "token_endpoint": f"{host}/{base}/oauth2/v2.0/token",
+        "token_endpoint_auth_methods_supported": [
+            "client_secret_post",
+            "private_key_jwt",
+            "client_secret_basic",
+        ],
+        "jwks_uri": f"{host}/{base}/discovery/v2.0/keys",
+        "response_modes_supported": ["query", "fragment", "form_post"],
+        "subject_types_supported": ["pairwise"],
+        "id_token_signing_alg_values_supported": ["RS256"],
+        "response_types_supported": ["code", "id_token", "code id_token", "id_token token"],
+        "scopes_supported": ["openid", "profile", "email", "offline_access"],
+        "issuer": issuer,
+        "request_uri_parameter_supported": False,
+        "userinfo_endpoint": f"{sim.urls.graph}/oidc/userinfo",
+        "authorization_endpoint": f"{host}/{base}/oauth2/v2.0/authorize",
+        "device_authorization_endpoint": f"{host}/{base}/oauth2/v2.0/devicecode",
+        "http_logout_supported": True,
+        "frontchannel_logout_supported": True,
+        "end_session_endpoint": f"{host}/{base}/oauth2/v2.0/logout",
+        "claims_supported": [
+            "sub",
+            "iss",
+            "cloud_instance_name",
+            "cloud_instance_host_name",
+            "cloud_graph_host_name",
+            "msgraph_host",
+            "aud",
+            "exp",
+            "iat",
+            "auth_time",
+            "acr",
+            "nonce",
+            "preferred_username",
+            "name",
+            "tid",
+            "ver",
+            "at_hash",
+            "c_hash",
+            "email",
+        ],
+        "kerberos_endpoint": f"{host}/{base}/kerberos",
+        "tenant_region_scope": "EU" if tid else None,
+        "cloud_instance_name": "microsoftonline.com",
+        "cloud_graph_host_name": "graph.windows.net",
+        "msgraph_host": sim.urls.graph.split("://", 1)[-1],
+        "rbac_url": "https://pas.windows.net",
+    }
+
+
+async def handle_openid_configuration(request: web.Request) -> web.Response:
+    sim = _sim(request)
+    segment = request.match_info["tenant"]
+    kind, tid = resolve_tenant(sim, segment)
+    if kind == "unknown":
+        return entra_error_response(request, 90002, tenant=segment)
+    return _json(openid_configuration(sim, segment, tid))
+
+
+async def handle_keys(request: web.Request) -> web.Response:
+    sim = _sim(request)
+    segment = request.match_info.get("tenant", "common")
+    kind, tid = resolve_tenant(sim, segment)
+    if kind == "unknown":
+        return entra_error_response(request, 90002, tenant=segment)
+    issuer = f"{sim.authority}/{tid}/v2.0" if tid else f"{sim.authority}/{{tenantid}}/v2.0"
+    return _json(sim.signer.jwks(issuer), headers={"Cache-Control": "max-age=86400, private"})
+
+
+async def handle_instance_discovery(request: web.Request) -> web.Response:
+    sim = _sim(request)
+    host = sim.authority.split("://", 1)[-1]
+    endpoint = request.query.get("authorization_endpoint", f"{sim.authority}/common/oauth2/v2.0/authorize")
+    tenant = endpoint.split("://", 1)[-1].split("/")[1] if "/" in endpoint.split("://", 1)[-1] else "common"
+    return _json(
+        {
+            "tenant_discovery_endpoint": f"{sim.authority}/{tenant}/v2.0/.well-known/openid-configuration",
+            "api-version": "1.1",
+            "metadata": [{"preferred_network": host, "preferred_cache": host, "aliases": [host]}],
+        }
+    )
+
+
+# ----- sign-in page -----
+_PAGE_STYLE = (
+    "body{font-family:Segoe UI,Helvetica,Arial,sans-serif;background:#f2f2f2;margin:0}"
+    "main{max-width:440px;margin:40px auto;background:#fff;padding:36px 44px;"
+    "box-shadow:0 2px 6px rgba(0,0,0,.2)}"
+    "h1{font-size:24px;font-weight:600;margin:0 0 8px}p.sub{margin:0 0 16px;color:#444}"
+    "fieldset{border:0;padding:0;margin:0 0 16px}legend{font-weight:600;margin-bottom:8px}"
+    "label.acct{display:block;padding:8px;border:1px solid #ddd;margin:4px 0;cursor:pointer}"
+    "label.acct small{display:block;color:#666}ul{padding-left:20px}"
+    "button{padding:8px 20px;margin-right:8px;border:1px solid #0067b8;font-size:15px}"
+    "button.primary{background:#0067b8;color:#fff}button.secondary{background:#fff;color:#0067b8}"
+    ".error{color:#a80000}.sim{font-size:12px;color:#888;margin-top:24px}"
+    "input[type=text]{width:100%;padding:6px;box-sizing:border-box}"
+)
+
+
+def _page(title: str, body: str, *, status: int = 200, script_nonce: str | None = None) -> web.Response:
+    script_src = f"'nonce-{script_nonce}'" if script_nonce else "'none'"
+    csp = (
+        f"default-src 'none'; style-src 'unsafe-inline'; script-src {script_src}; form-action *; "
+        "frame-ancestors 'none'"
+    )
+    document = (
+        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{html.escape(title)}</title><style>{_PAGE_STYLE}</style></head><body><main>{body}"
+        '<p class="sim">Simulated Microsoft sign-in (local test double).</p></main></body></html>'
+    )
+    return web.Response(
+        text=document,
+        status=status,
+        content_type="text/html",
+        charset="utf-8",
+        headers={
+            "Content-Security-Policy": csp,
+            "Referrer-Policy": "no-referrer",
+            "X-Frame-Options": "DENY",
+            "Cache-Control": "no-store",
+        },
+    )
+
+
+def error_page(request: web.Request, code: int, **fields: Any) -> web.Response:
+    sim = _sim(request)
+    _, body = error_body(code, now=sim.clock.now(), authority=sim.authority, **fields)
+    detail = _detail(request)
+    detail["error"] = body["error"]
+    detail["error_code"] = code
+    text = (
+        "<h1>Sorry, but we're having trouble signing you in.</h1>"
+        f'<p class="error" id="error-code">AADSTS{code}</p>'
+        f'<p id="error-description">{html.escape(body["error_description"])}</p>'
+    )
+    return _page("Sign in error", text, status=400)
+
+
+def _redirect_with(
+    redirect_uri: str, response_mode: str, params: dict[str, str], *, title: str = "Working..."
+) -> web.Response:
+    if response_mode == "form_post":
+        nonce = secrets.token_urlsafe(16)
+        inputs = "".join(
+            f'<input type="hidden" name="{html.escape(k)}" value="{html.escape(v)}">'
+            for k, v in params.items()
+        )
+        body = (
+            f"<h1>{html.escape(title)}</h1>"
+            f'<form method="post" id="response" action="{html.escape(redirect_uri)}">'
+            f"{inputs}<noscript><p>Script is disabled. Click Continue.</p></noscript>"
+            '<button class="primary" type="submit">Continue</button></form>'
+            f'<script nonce="{nonce}">document.getElementById("response").submit();</script>'
+        )
+        return _page(title, body, script_nonce=nonce)
+    separator = "#" if response_mode == "fragment" else ("&" if "?" in redirect_uri else "?")
+    return web.Response(
+        status=302,
+        headers={"Location": f"{redirect_uri}{separator}{urlencode(params)}", "Cache-Control": "no-store"},
+    )
+
+
+def _redirect_error(
+    sim: Simulator,
+    request: web.Request,
+    redirect_uri: str,
+    response_mode: str,
+    state: str | None,
+    code: int,
+    **fields: Any,
+) -> web.Response:
+    _, body = error_body(code, now=sim.clock.now(), authority=sim.authority, **fields)
+    detail = _detail(request)
+    detail["error"] = body["error"]
+    detail["error_code"] = code
+    params = {
+        "error": body["error"],
+        "error_description": body["error_description"],
+        "error_uri": body["error_uri"],
+    }
+    if state is not None:
+        params["state"] = state
+    return _redirect_with(redirect_uri, response_mode, params)
+
+
+def _users_for(sim: Simulator, kind: str, tid: str | None) -> list[tuple[User, Partner]]:
+    if kind in GENERIC_TENANTS:
+        return [(u, p) for p in sim.world.partners for u in p.users if u.enabled]
+    if kind == "partner" and tid:
+        partner = sim.world.partner(tid)
+        return [(u, partner) for u in partner.users if u.enabled] if partner else []
+    return []
+
+
+def _permission_lines(sim: Simulator, app: AppRegistration, scopes: Scopes) -> list[str]:
+    lines = []
+    for resource, perms in scopes.resources.items():
+        name = _RESOURCE_NAMES.get(resource, resource)
+        granted = app.delegated_permissions.get(resource, []) if ".default" in perms else perms
+        for perm in granted or perms:
+            lines.append(f"{_SCOPE_TEXT.get(perm, perm)} ({name}: {perm})")
+    for scope in ("openid", "profile", "email", "offline_access"):
+        if scope in scopes.oidc:
+            lines.append(f"{_SCOPE_TEXT[scope]} ({scope})")
+    return lines
+
+
+def _sign_in_page(
+    sim: Simulator,
+    request: web.Request,
+    pending: PendingAuthorization,
+    kind: str,
+    *,
+    message: str | None = None,
+) -> web.Response:
+    app = sim.world.app(pending.client_id)
+    if app is None:
+        return error_page(request, 700016, client_id=pending.client_id, tenant=pending.tenant)
+    users = _users_for(sim, kind, pending.tid)
+    scopes = parse_scopes(sim, pending.scope)
+    hint = (pending.login_hint or "").lower()
+    accounts = []
+    for index, (user, partner) in enumerate(users):
+        checked = " checked" if user.upn.lower() == hint or (not hint and index == 0) else ""
+        accounts.append(
+            f'<label class="acct"><input type="radio" name="user" value="{html.escape(user.oid)}"'
+            f' data-upn="{html.escape(user.upn)}"{checked} required> {html.escape(user.display_name)}'
+            f"<small>{html.escape(user.upn)} &middot; {html.escape(partner.name)}</small></label>"
+        )
+    if not accounts:
+        accounts.append("<p>No account of this organisation can sign in here.</p>")
+    permissions = "".join(f"<li>{html.escape(line)}</li>" for line in _permission_lines(sim, app, scopes))
+    action = f"/{html.escape(pending.tenant)}/oauth2/v2.0/authorize"
+    error = f'<p class="error" role="alert">{html.escape(message)}</p>' if message else ""
+    body = (
+        "<h1>Sign in</h1>"
+        f'<p class="sub">to continue to <strong id="app-name">{html.escape(app.display_name)}</strong></p>'
+        f'{error}<form method="post" action="{action}">'
+        f'<input type="hidden" name="txn" value="{html.escape(pending.txn)}">'
+        f"<fieldset><legend>Pick an account</legend>{''.join(accounts)}</fieldset>"
+        "<p><label>or type a user name<br>"
+        '<input type="text" name="username" autocomplete="username"></label></p>'
+        f"<section><h2>Permissions requested</h2><p><strong>{html.escape(app.display_name)}</strong>"
+        f" (published by {html.escape(app.publisher)}) wants to:</p>"
+        f'<ul id="permissions">{permissions}</ul></section>'
+        '<button class="primary" type="submit" name="action" value="accept" id="accept">Accept</button>'
+        '<button class="secondary" type="submit" name="action" value="cancel" id="cancel" formnovalidate>'
+        "Cancel</button></form>"
+    )
+    return _page("Sign in to your account", body)
+
+
+async def handle_authorize_get(request: web.Request) -> web.Response:
+    sim = _sim(request)
+    query = request.query
+    segment = request.match_info["tenant"]
+    detail = _detail(request)
+    kind, tid = resolve_tenant(sim, segment)
+    client_id = query.get("client_id", "")
+    detail["client_id"] = client_id
+    if kind == "unknown":
+        return error_page(request, 90002, tenant=segment)
+    if not client_id:
+        return error_page(request, 900144, param="client_id")
+    app = sim.world.app(client_id)
+    if app is None:
+        return error_page(request, 700016, client_id=client_id, tenant=segment)
+    redirect_uri = query.get("redirect_uri", "")
+    if not redirect_uri or redirect_uri not in app.redirect_uris:
+        # never redirect to an unregistered address: Entra shows an error page
+        return error_page(request, 50011, redirect_uri=redirect_uri, client_id=client_id)
+    state = query.get("state")
+    response_mode = query.get("response_mode", "query")
+    if response_mode not in ("query", "fragment", "form_post"):
+        return _redirect_error(sim, request, redirect_uri, "query", state, 900144, param="response_mode")
+    if query.get("response_type") != "code":
+        return _redirect_error(
+            sim, request, redirect_uri, response_mode, state, 900144, param="response_type (code)"
+        )
+    scope = query.get("scope", "")
+    if not scope.strip():
+        return _redirect_error(sim, request, redirect_uri, response_mode, state, 900144, param="scope")
+    try:
+        parse_scopes(sim, scope)
+    except EntraFailure as failure:
+        return _redirect_error(
+            sim, request, redirect_uri, response_mode, state, failure.code, **failure.fields
+        )
+    challenge = query.get("code_challenge")
+    method = query.get("code_challenge_method", "plain" if challenge else None)
+    if challenge is None and sim.settings.require_pkce:
+        return _redirect_error(
+            sim,
+            request,
+            redirect_uri,
+            response_mode,
+            state,
+            900144,
+            param="code_challenge (PKCE is required)",
+        )
+    if challenge is not None and (method != "S256" or not _PKCE_RE.match(challenge)):
+        return _redirect_error(
+            sim,
+            request,
+            redirect_uri,
+            response_mode,
+            state,
+            900144,
+            param="code_challenge_method=S256 with a valid code_challenge ('plain' is refused)",
+        )
+    if query.get("prompt") == "none":
+        return _redirect_error(sim, request, redirect_uri, response_mode, state, 50058)
+    pending = PendingAuthorization(
+        txn=secrets.token_urlsafe(24),
+        tenant=segment,
+        tid=tid,
+        client_id=client_id,
+        redirect_uri=redirect_uri,
+        response_mode=response_mode,
+        scope=scope,
+        state=state,
+        nonce=query.get("nonce"),
+        code_challenge=challenge,
+        login_hint=query.get("login_hint"),
+        created_at=sim.clock.now(),
+    )
+    sim.entra.pending[pending.txn] = pending
+    return _sign_in_page(sim, request, pending, kind)
+
+
+async def handle_authorize_post(request: web.Request) -> web.Response:
+    sim = _sim(request)
+    form = await request.post()
+    txn = str(form.get("txn", ""))
+    pending = sim.entra.pending.pop(txn, None)
+    if pending is None or sim.clock.now() - pending.created_at > PENDING_LIFETIME:
+        return error_page(request, 9002313)
+    detail = _detail(request)
+    detail["client_id"] = pending.client_id
+    kind, _ = resolve_tenant(sim, pending.tenant)
+    if form.get("action") != "accept":
+        detail["decision"] = "cancel"
+        return _redirect_error(
+            sim, request, pending.redirect_uri, pending.response_mode, pending.state, 65004
+        )
+    username = str(form.get("username", "")).strip()
+    allowed = {u.oid: (u, p) for u, p in _users_for(sim, kind, pending.tid)}
+    chosen: tuple[User, Partner] | None = None
+    if username:
+        found = sim.world.user(username)
+        if found and found[0].oid in allowed:
+            chosen = found
+    else:
+        chosen = allowed.get(str(form.get("user", "")))
+    if chosen is None:
+        sim.entra.pending[pending.txn] = pending
+        return _sign_in_page(
+            sim, request, pending, kind, message="We couldn't find an account with that user name."
+        )
+    user, partner = chosen
+    detail["user"] = user.oid
+    detail["tid"] = partner.tenant_id
+    detail["decision"] = "accept"
+    now = sim.clock.now()
+    code = new_opaque("code")
+    sim.issued.add("authorization_code", code)
+    sim.entra.codes[code] = CodeGrant(
+        id=sim.next_grant_id("code"),
+        client_id=pending.client_id,
+        redirect_uri=pending.redirect_uri,
+        scope=pending.scope,
+        nonce=pending.nonce,
+        code_challenge=pending.code_challenge,
+        user_oid=user.oid,
+        tid=partner.tenant_id,
+        amr=["pwd", "mfa"] if user.mfa_registered else ["pwd"],
+        issued_at=now,
+        expires_at=now + CODE_LIFETIME,
+    )
+    consented = sim.entra.user_consents.setdefault((partner.tenant_id, pending.client_id), set())
+    consented.update(pending.scope.split())
+    params = {"code": code}
+    if pending.state is not None:
+        params["state"] = pending.state
+    params["session_state"] = str(uuid.uuid4())
+    return _redirect_with(pending.redirect_uri, pending.response_mode, params)
+
+
+# ----- token endpoint -----
+_cert_keys: dict[str, tuple[str, str, RSAPublicKey]] = {}
+
+
+def _certificate_keys(app: AppRegistration) -> list[tuple[str, str, RSAPublicKey]]:
+    """(sha1 b64url, sha256 b64url, public key) for each registered certificate, parsed once."""
+    keys = []
+    for cert in app.certificates:
+        cached = _cert_keys.get(cert.certificate_pem)
+        if cached is None:
+            parsed = x509.load_pem_x509_certificate(cert.certificate_pem.encode())
+            public = parsed.public_key()
+            if not isinstance(public, RSAPublicKey):
+                continue
+            cached = (
+                b64url(bytes.fromhex(cert.thumbprint)),
+                b64url(bytes.fromhex(cert.thumbprint_sha256)),
+                public,
+            )
+            _cert_keys[cert.certificate_pem] = cached
+        keys.append(cached)
+    return keys
+
+
+_assertion_cache: dict[str, tuple[str, float]] = {}
+
+
+def _verify_assertion(
+    sim: Simulator, assertion: str, app: AppRegistration, segment: str, tid: str | None
+) -> None:
+    now = sim.clock.now()
+    cached = _assertion_cache.get(assertion)
+    if cached is None:
+        try:
+            header = jwt.get_unverified_header(assertion)
+        except jwt.PyJWTError as exc:
+            raise EntraFailure(
+                700027, client_id=app.client_id, reason="The assertion is malformed.", thumbprint=""
+            ) from exc
+        alg = header.get("alg")
+        # msal pads its base64url thumbprints; JOSE says unpadded: accept both
+        sha256 = str(header.get("x5t#S256") or "").rstrip("=")
+        sha1 = str(header.get("x5t") or "").rstrip("=")
+        thumb = sha256 or sha1 or ""
+        key = None
+        for sha1_b64, sha256_b64, public in _certificate_keys(app):
+            if (sha256 and sha256 == sha256_b64) or (not sha256 and sha1 and sha1 == sha1_b64):
+                key = public
+        if key is None:
+            printable = b64url_decode(thumb).hex().upper() if thumb else ""
+            raise EntraFailure(
+                700027, client_id=app.client_id, reason="The key was not found.", thumbprint=printable
+            )
+        if alg not in ("RS256", "PS256"):
+            raise EntraFailure(
+                700027, client_id=app.client_id, reason=f"Unsupported algorithm {alg}.", thumbprint=""
+            )
+        try:
+            claims = jwt.decode(
+                assertion,
+                key,
+                algorithms=[alg],
+                options={"verify_exp": False, "verify_aud": False, "verify_iat": False, "verify_nbf": False},
+            )
+        except jwt.PyJWTError as exc:
+            raise EntraFailure(
+                700027, client_id=app.client_id, reason="Signature validation failed.", thumbprint=thumb
+            ) from exc
+        if claims.get("iss") != app.client_id or claims.get("sub") != app.client_id:
+            raise EntraFailure(700021, client_id=app.client_id)
+        audiences = claims.get("aud")
+        audiences = [audiences] if isinstance(audiences, str) else list(audiences or [])
+        accepted = set()
+        for tenant in {segment, segment.lower(), tid or segment}:
+            accepted |= {
+                f"{sim.authority}/{tenant}/oauth2/v2.0/token",
+                f"{sim.authority}/{tenant}/oauth2/token",
+                f"{sim.authority}/{tenant}/v2.0",
+            }
+        if not any(a in accepted for a in audiences):
+            raise EntraFailure(
+                700027,
+                client_id=app.client_id,
+                reason="The audience of the client assertion is not this token endpoint.",
+                thumbprint=thumb,
+            )
+        try:
+            exp = float(claims["exp"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise EntraFailure(700024) from exc
+        nbf = float(claims.get("nbf", 0) or 0)
+        if nbf > now + 300:
+            raise EntraFailure(700024)
+        if len(_assertion_cache) > 10_000:
+            _assertion_cache.clear()
+        _assertion_cache[assertion] = (app.client_id, exp)
+        cached = (app.client_id, exp)
+    if cached[0] != app.client_id:
+        raise EntraFailure(700021, client_id=app.client_id)
+    if cached[1] < now - 300:
+        raise EntraFailure(700024)
+
+
+def _authenticate_client(
+    sim: Simulator,
+    request: web.Request,
+    form: Any,
+    app: AppRegistration,
+    segment: str,
+    tid: str | None,
+    basic_secret: str | None,
+) -> str:
+    """'1' (secret) or '2' (certificate), the `appidacr` value; raise EntraFailure otherwise."""
+    assertion = form.get("client_assertion")
+    secret = form.get("client_secret") or basic_secret
+    if assertion:
+        if form.get("client_assertion_type") != JWT_BEARER:
+            raise EntraFailure(900144, param="client_assertion_type")
+        _verify_assertion(sim, str(assertion), app, segment, tid)
+        return "2"
+    if secret:
+        now = sim.clock.now()
+        for registered in app.secrets:
+            if hmac.compare_digest(registered.value.encode(), str(secret).encode()):
+                if registered.expires_at < now:
+                    raise EntraFailure(7000222, client_id=app.client_id)
+                return "1"
+        raise EntraFailure(7000215, client_id=app.client_id)
+    raise EntraFailure(7000218)
+
+
+def _basic_credentials(request: web.Request) -> tuple[str | None, str | None]:
+    header = request.headers.get("Authorization", "")
+    if not header.lower().startswith("basic "):
+        return None, None
+    from urllib.parse import unquote_plus
+
+    try:
+        decoded = base64.b64decode(header[6:].strip()).decode()
+    except (ValueError, UnicodeDecodeError):
+        return None, None
+    client_id, _, secret = decoded.partition(":")
+    return unquote_plus(client_id), unquote_plus(secret)
+
+
+def _claims_common(sim: Simulator, now: float, tid: str, lifetime: int) -> dict[str, Any]:
+    return {
+        "iss": f"{sim.authority}/{tid}/v2.0",
+        "iat": int(now),
+        "nbf": int(now),
+        "exp": int(now) + lifetime,
+        "tid": tid,
+        "ver": "2.0",
+        "uti": secrets.token_urlsafe(16),
+        "xms_sim": CANARY,
+    }
+
+
+def _user_claims(user: User, partner: Partner, tid: str, amr: list[str], client_id: str) -> dict[str, Any]:
+    claims: dict[str, Any] = {
+        "oid": user.oid,
+        "sub": _pairwise_sub(user.oid, client_id),
+        "name": user.display_name,
+        "preferred_username": user.upn,
+        "amr": list(amr),
+    }
+    if tid == partner.tenant_id:
+        claims["wids"] = [GLOBAL_ADMIN_ROLE_ID, USER_ROLE_ID] if user.global_admin else [USER_ROLE_ID]
+    else:
+        claims["idp"] = f"https://sts.windows.net/{partner.tenant_id}/"
+    return claims
+
+
+def _issue_user_tokens(
+    sim: Simulator,
+    request: web.Request,
+    *,
+    app: AppRegistration,
+    user: User,
+    partner: Partner,
+    tid: str,
+    resource: str,
+    permissions: list[str],
+    scopes: Scopes,
+    amr: list[str],
+    acr: str,
+    nonce: str | None,
+    want_refresh: bool,
+    refresh_scope: str,
+    parent: RefreshGrant | None,
+    origin: str,
+    client_info: bool,
+) -> dict[str, Any]:
+    now = sim.clock.now()
+    settings = sim.settings
+    access_claims = _claims_common(sim, now, tid, settings.access_token_lifetime)
+    access_claims.update(_user_claims(user, partner, tid, amr, app.client_id))
+    access_claims.update(
+        {
+            "aud": resource,
+            "appid": app.client_id,
+            "azp": app.client_id,
+            "appidacr": acr,
+            "azpacr": acr,
+            "idtyp": "user",
+            "scp": " ".join(permissions),
+            "upn": user.upn,
+            "unique_name": user.upn,
+        }
+    )
+    access_token = sim.signer.sign(access_claims)
+    sim.issued.add("access_token", access_token)
+    if resource == GRAPH_RESOURCE:
+        granted_scope = " ".join(permissions + sorted(scopes.oidc - {"offline_access"}))
+    else:
+        granted_scope = " ".join(f"{resource}/{p}" for p in permissions)
+    body: dict[str, Any] = {
+        "token_type": "Bearer",
+        "scope": granted_scope,
+        "expires_in": settings.access_token_lifetime,
+        "ext_expires_in": settings.access_token_lifetime,
+        "access_token": access_token,
+    }
+    detail = _detail(request)
+    if want_refresh:
+        refresh = new_opaque("rt")
+        sim.issued.add("refresh_token", refresh)
+        grant = RefreshGrant(
+            id=sim.next_grant_id("rt"),
+            fingerprint=fingerprint(refresh),
+            user_oid=user.oid,
+            home_tid=partner.tenant_id,
+            client_id=app.client_id,
+            scope=refresh_scope,
+            amr=list(amr),
+            issued_at=now,
+            origin=origin,
+            parent=parent.id if parent else None,
+        )
+        sim.entra.refresh_tokens[refresh] = grant
+        body["refresh_token"] = refresh
+        body["refresh_token_expires_in"] = REFRESH_TOKEN_INACTIVITY
+        detail["new_refresh_token"] = grant.id
+    if "openid" in scopes.oidc:
+        id_claims = _claims_common(sim, now, tid, settings.id_token_lifetime)
+        id_claims.update(_user_claims(user, partner, tid, amr, app.client_id))
+        id_claims["aud"] = app.client_id
+        if nonce is not None:
+            id_claims["nonce"] = nonce
+        id_token = sim.signer.sign(id_claims)
+        sim.issued.add("id_token", id_token)
+        body["id_token"] = id_token
+    if client_info:
+        body["client_info"] = b64url(
+            json.dumps({"uid": user.oid, "utid": partner.tenant_id}, separators=(",", ":")).encode()
+        )
+    return body
+
+
+def _delegated_permissions(app: AppRegistration, resource: str, requested: list[str]) -> list[str]:
+    configured = app.delegated_permissions.get(resource, [])
+    if ".default" in requested:
+        return list(configured)
+    return [p for p in requested if p in configured]
+
+
+def _target_tenant(
+    sim: Simulator,
+    kind: str,
+    tid: str | None,
+    user: User,
+    partner: Partner,
+    app: AppRegistration,
+    resource: str,
+    tenant_segment: str,
+) -> tuple[str, list[str] | None]:
+    """The tenant the token is for and, in a customer tenant, the scopes its ApplicationConsent grants."""
+    if kind in GENERIC_TENANTS or tid == partner.tenant_id:
+        return partner.tenant_id, None
+    if tid is None:
+        raise EntraFailure(90002, tenant=tenant_segment)
+    fields = {
+        "upn": user.upn,
+        "home_tenant": partner.tenant_id,
+        "client_id": app.client_id,
+        "app_name": app.display_name,
+        "tenant": tid,
+    }
+    if kind == "customer" and any(c.tenant_id == tid for c in partner.customers):
+        found = sim.world.tenant(tid)
+        fields["tenant_name"] = found[1].company_name if found else tid
+        if not user.admin_agent:
+            raise EntraFailure(50020, **fields)
+        consent = sim.app_consents.get(tid, {}).get(app.client_id)
+        if consent is None:
+            raise EntraFailure(65001, **fields)
+        resource_app = RESOURCE_APP_IDS.get(resource)
+        for grant in consent.grants:
+            if grant.get("enterpriseApplicationId") == resource_app:
+                return tid, [s.strip() for s in grant.get("scope", "").split(",") if s.strip()]
+        raise EntraFailure(65001, **fields)
+    found = sim.world.tenant(tid)
+    fields["tenant_name"] = str(
+        getattr(found[1], "name", None) or getattr(found[1], "company_name", tid) if found else tid
+    )
+    raise EntraFailure(90072, **fields)
+
+
+def _check_conditional_access(partner: Partner, amr: list[str], resource: str) -> None:
+    if partner.conditional_access == "block":
+        raise EntraFailure(53003)
+    if partner.conditional_access == "mfa_required" and "mfa" not in amr:
+        raise EntraFailure(50076, resource=resource)
+
+
+async def handle_token(request: web.Request) -> web.Response:
+    segment = request.match_info["tenant"]
+    form = await request.post()
+    basic_id, basic_secret = _basic_credentials(request)
+    client_id = str(form.get("client_id") or basic_id or "")
+    try:
+        return _token(request, segment, form, client_id, basic_secret)
+    except EntraFailure as failure:
+        fields = {"client_id": client_id, "tenant": segment, **failure.fields}
+        return entra_error_response(request, failure.code, **fields)
+
+
+def _token(
+    request: web.Request, segment: str, form: Any, client_id: str, basic_secret: str | None
+) -> web.Response:
+    """The token endpoint's answer; raises EntraFailure for Entra's error answers."""
+    sim = _sim(request)
+    detail = _detail(request)
+    grant_type = str(form.get("grant_type", ""))
+    scope_raw = str(form.get("scope", ""))
+    detail.update({"grant_type": grant_type, "client_id": client_id, "scope": scope_raw, "tenant": segment})
+    kind, tid = resolve_tenant(sim, segment)
+    if kind == "unknown":
+        raise EntraFailure(90002, tenant=segment)
+    if not grant_type:
+        raise EntraFailure(900144, param="grant_type")
+    if not client_id:
+        raise EntraFailure(900144, param="client_id")
+    user_keys: tuple[str, str] | None = None
+    code_grant: CodeGrant | None = None
+    refresh_grant: RefreshGrant | None = None
+    if grant_type == "refresh_token":
+        refresh_grant = sim.entra.refresh_tokens.get(str(form.get("refresh_token", "")))
+        if refresh_grant is not None:
+            detail["refresh_token"] = refresh_grant.id
+            found_user = sim.world.user(refresh_grant.user_oid)
+            user_keys = (refresh_grant.user_oid, found_user[0].upn if found_user else "")
+    elif grant_type == "authorization_code":
+        code_grant = sim.entra.codes.get(str(form.get("code", "")))
+        if code_grant is not None:
+            detail["code"] = code_grant.id
+            found_user = sim.world.user(code_grant.user_oid)
+            user_keys = (code_grant.user_oid, found_user[0].upn if found_user else "")
+    if user_keys:
+        detail["user"] = user_keys[0]
+    if sim.faults.active:
+        fault = sim.faults.match_entra(
+            path=request.path,
+            tenant=segment,
+            tid=tid,
+            user=user_keys,
+            grant_type=grant_type,
+            client_id=client_id,
+        )
+        if fault is not None and fault.entra_code is not None:
+            detail["fault"] = fault.id
+            retry_after = fault.headers.get("Retry-After") if fault.headers else None
+            response = entra_error_response(
+                request,
+                fault.entra_code,
+                retry_after=retry_after,
+                client_id=client_id,
+                tenant=segment,
+                resource=scope_raw,
+                issued="01/01/2025 00:00:00",
+                valid_from="01/01/2025 00:00:00",
+                upn=user_keys[1] if user_keys else "",
+                app_name=client_id,
+                tenant_name=segment,
+                home_tenant=tid or segment,
+            )
+            if fault.status:
+                response.set_status(fault.status)
+            return response
+    app = sim.world.app(client_id)
+    if app is None:
+        raise EntraFailure(700016, client_id=client_id, tenant=segment)
+    acr = _authenticate_client(sim, request, form, app, segment, tid, basic_secret)
+    client_info = str(form.get("client_info", "")) == "1"
+    if grant_type == "authorization_code":
+        body = _redeem_code(sim, request, form, app, code_grant, kind, tid, segment, acr, client_info)
+    elif grant_type == "refresh_token":
+        body = _redeem_refresh(sim, request, form, app, refresh_grant, kind, tid, segment, acr, client_info)
+    elif grant_type == "client_credentials":
+        body = _client_credentials(sim, request, app, kind, tid, scope_raw, acr)
+    else:
+        raise EntraFailure(70003, grant_type=grant_type)
+    return _json(body, headers={"Cache-Control": "no-store, no-cache", "Pragma": "no-cache"})
+
+
+def _redeem_code(
+    sim: Simulator,
+    request: web.Request,
+    form: Any,
+    app: AppRegistration,
+    grant: CodeGrant | None,
+    kind: str,
+    tid: str | None,
+    segment: str,
+    acr: str,
+    client_info: bool,
+) -> dict[str, Any]:
+    if not form.get("code"):
+        raise EntraFailure(900144, param="code")
+    if grant is None:
+        raise EntraFailure(9002313)
+    if grant.redeemed:
+        raise EntraFailure(54005)
+    # a code is spent by the first authenticated attempt, whatever its outcome
+    grant.redeemed = True
+    now = sim.clock.now()
+    if now > grant.expires_at:
+        raise EntraFailure(70008)
+    if grant.client_id != app.client_id:
+        raise EntraFailure(70000)
+    redirect_uri = str(form.get("redirect_uri", ""))
+    if redirect_uri != grant.redirect_uri:
+        raise EntraFailure(500112, redirect_uri=redirect_uri)
+    if grant.code_challenge is not None:
+        verifier = str(form.get("code_verifier", ""))
+        computed = b64url(hashlib.sha256(verifier.encode()).digest())
+        if not verifier or not hmac.compare_digest(computed, grant.code_challenge):
+            raise EntraFailure(501481)
+    if kind not in GENERIC_TENANTS and tid != grant.tid:
+        raise EntraFailure(700005)
+    found = sim.world.user(grant.user_oid)
+    if found is None:
+        raise EntraFailure(9002313)
+    user, partner = found
+    if not user.enabled:
+        raise EntraFailure(50057)
+    requested = parse_scopes(sim, str(form.get("scope", "")) or grant.scope)
+    code_scopes = parse_scopes(sim, grant.scope)
+    if len(requested.resources) > 1:
+        raise EntraFailure(28000, scope=requested.raw)
+    if requested.resources:
+        resource, perms = next(iter(requested.resources.items()))
+    elif code_scopes.resources:
+        resource, perms = next(iter(code_scopes.resources.items()))
+    else:
+        resource, perms = GRAPH_RESOURCE, ["User.Read"]
+    permissions = _delegated_permissions(app, resource, perms)
+    if not permissions:
+        raise EntraFailure(65001, client_id=app.client_id, app_name=app.display_name)
+    _check_conditional_access(partner, grant.amr, resource)
+    detail = _detail(request)
+    detail["tid"] = partner.tenant_id
+    detail["resource"] = resource
+    return _issue_user_tokens(
+        sim,
+        request,
+        app=app,
+        user=user,
+        partner=partner,
+        tid=partner.tenant_id,
+        resource=resource,
+        permissions=permissions,
+        scopes=requested,
+        amr=grant.amr,
+        acr=acr,
+        nonce=grant.nonce,
+        want_refresh="offline_access" in code_scopes.oidc,
+        refresh_scope=grant.scope,
+        parent=None,
+        origin="authorization_code",
+        client_info=client_info,
+    )
+
+
+def _redeem_refresh(
+    sim: Simulator,
+    request: web.Request,
+    form: Any,
+    app: AppRegistration,
+    grant: RefreshGrant | None,
+    kind: str,
+    tid: str | None,
+    segment: str,
+    acr: str,
+    client_info: bool,
+) -> dict[str, Any]:
+    if not form.get("refresh_token"):
+        raise EntraFailure(900144, param="refresh_token")
+    if grant is None:
+        raise EntraFailure(9002313)
+    if grant.client_id != app.client_id:
+        raise EntraFailure(70000)
+    now = sim.clock.now()
+    issued = _iso(grant.issued_at)
+    if now - grant.issued_at > REFRESH_TOKEN_INACTIVITY:
+        raise EntraFailure(700082, issued=issued)
+    valid_from = sim.entra.tokens_valid_from.get(grant.user_oid)
+    if valid_from is not None and grant.issued_at < valid_from:
+        raise EntraFailure(50173, issued=issued, valid_from=_iso(valid_from))
+    found = sim.world.user(grant.user_oid)
+    if found is None:
+        raise EntraFailure(9002313)
+    user, partner = found
+    if not user.enabled:
+        raise EntraFailure(50057)
+    scopes = parse_scopes(sim, str(form.get("scope", "")) or grant.scope)
+    if len(scopes.resources) > 1:
+        raise EntraFailure(28000, scope=scopes.raw)
+    resource, perms = (
+        next(iter(scopes.resources.items())) if scopes.resources else (GRAPH_RESOURCE, ["User.Read"])
+    )
+    target, consent_scopes = _target_tenant(sim, kind, tid, user, partner, app, resource, segment)
+    if consent_scopes is not None:
+        permissions = consent_scopes if ".default" in perms else [p for p in perms if p in consent_scopes]
+    else:
+        permissions = _delegated_permissions(app, resource, perms)
+    if not permissions:
+        raise EntraFailure(65001, client_id=app.client_id, app_name=app.display_name)
+    _check_conditional_access(partner, grant.amr, resource)
+    grant.redemptions += 1
+    grant.last_redeemed_at = now
+    sim.entra.redemptions_by_user[user.oid] += 1
+    detail = _detail(request)
+    detail["tid"] = target
+    detail["resource"] = resource
+    return _issue_user_tokens(
+        sim,
+        request,
+        app=app,
+        user=user,
+        partner=partner,
+        tid=target,
+        resource=resource,
+        permissions=permissions,
+        scopes=scopes,
+        amr=grant.amr,
+        acr=acr,
+        nonce=None,
+        want_refresh="offline_access" in scopes.oidc,
+        refresh_scope=grant.scope,
+        parent=grant,
+        origin="refresh_token",
+        client_info=client_info,
+    )
+
+
+def _client_credentials(
+    sim: Simulator,
+    request: web.Request,
+    app: AppRegistration,
+    kind: str,
+    tid: str | None,
+    scope_raw: str,
+    acr: str,
+) -> dict[str, Any]:
+    if not scope_raw.strip():
+        raise EntraFailure(900144, param="scope")
+    scopes = parse_scopes(sim, scope_raw)
+    if len(scopes.resources) != 1:
+        raise EntraFailure(1002012 if not scopes.resources else 28000, scope=scope_raw)
+    resource, perms = next(iter(scopes.resources.items()))
+    if perms != [".default"]:
+        raise EntraFailure(1002012, scope=scope_raw)
+    if kind in GENERIC_TENANTS:
+        raise EntraFailure(50059)
+    if tid is None:
+        raise EntraFailure(50059)
+    allowed = kind == "vendor"
+    if kind == "partner":
+        allowed = app.multi_tenant and (tid, app.client_id) in sim.entra.user_consents
+    elif kind == "customer":
+        allowed = app.client_id in sim.app_consents.get(tid, {})
+    if not allowed:
+        raise EntraFailure(700016, client_id=app.client_id, tenant=tid)
+    now = sim.clock.now()
+    claims = _claims_common(sim, now, tid, sim.settings.access_token_lifetime)
+    claims.update(
+        {
+            "aud": resource,
+            "appid": app.client_id,
+            "azp": app.client_id,
+            "appidacr": acr,
+            "azpacr": acr,
+            "idtyp": "app",
+            "oid": _service_principal_oid(app.client_id, tid),
+            "sub": _service_principal_oid(app.client_id, tid),
+        }
+    )
+    access_token = sim.signer.sign(claims)
+    sim.issued.add("access_token", access_token)
+    detail = _detail(request)
+    detail["tid"] = tid
+    detail["resource"] = resource
+    return {
+        "token_type": "Bearer",
+        "expires_in": sim.settings.access_token_lifetime,
+        "ext_expires_in": sim.settings.access_token_lifetime,
+        "access_token": access_token,
+    }
+
+
+def _iso(epoch: float) -> str:
+    import datetime as dt
+
+    return dt.datetime.fromtimestamp(epoch, dt.UTC).strftime("%m/%d/%Y %H:%M:%S")
+
+
+async def handle_logout(request: web.Request) -> web.Response:
+    return _page("Signed out", "<h1>You signed out of your account</h1>")
+
+
+async def handle_index(request: web.Request) -> web.Response:
+    return _page(
+        "Simulated Entra ID",
+        "<h1>Simulated Microsoft Entra ID</h1><p>See /_simulator/ for the control surface.</p>",
+    )
+
+
+def issue_refresh_token_directly(
+    sim: Simulator, *, user: User, partner: Partner, client_id: str, scope: str, mfa: bool | None = None
+) -> str:
+    """A refresh token for `user` as if they had consented (used by the control surface)."""
+    amr = ["pwd", "mfa"] if (user.mfa_registered if mfa is None else mfa) else ["pwd"]
+    refresh = new_opaque("rt")
+    sim.issued.add("refresh_token", refresh)
+    sim.entra.refresh_tokens[refresh] = RefreshGrant(
+        id=sim.next_grant_id("rt"),
+        fingerprint=fingerprint(refresh),
+        user_oid=user.oid,
+        home_tid=partner.tenant_id,
+        client_id=client_id,
+        scope=scope,
+        amr=amr,
+        issued_at=sim.clock.now(),
+        origin="control",
+    )
+    sim.entra.user_consents.setdefault((partner.tenant_id, client_id), set()).update(scope.split())
+    return refresh
+
+
+def setup(app: web.Application) -> None:
+    app.router.add_get("/", handle_index)
+    app.router.add_get("/common/discovery/instance", handle_instance_discovery)
+    app.router.add_get("/{tenant}/v2.0/.well-known/openid-configuration", handle_openid_configuration)
+    app.router.add_get("/{tenant}/discovery/v2.0/keys", handle_keys)
+    app.router.add_get("/{tenant}/discovery/keys", handle_keys)
+    app.router.add_get("/{tenant}/oauth2/v2.0/authorize", handle_authorize_get)
+    app.router.add_post("/{tenant}/oauth2/v2.0/authorize", handle_authorize_post)
+    app.router.add_post("/{tenant}/oauth2/v2.0/token", handle_token)
+    app.router.add_get("/{tenant}/oauth2/v2.0/logout", handle_logout)

@@ -1,0 +1,192 @@
+"""Starting the four HTTPS services (Entra ID, Partner Center, Graph, Key Vault) on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import logging
+import os
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from simulator import control, entra, graph, keyvault, partner_center
+from simulator.entra import SIM_KEY
+from simulator.requestlog import REQUEST_HEADERS, RESPONSE_HEADERS, redact
+from simulator.state import Settings, Simulator, Urls
+from simulator.tls import make_tls_material, write_ca_files
+from simulator.world import World
+
+logger = logging.getLogger(__name__)
+
+SERVICES: dict[str, Callable[[web.Application], None]] = {
+    "entra": entra.setup,
+    "partner_center": partner_center.setup,
+    "graph": graph.setup,
+    "vault": keyvault.setup,
+}
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _middleware(sim_getter: Callable[[], Simulator], service: str) -> Any:
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.path.startswith(control.PREFIX):
+            return await handler(request)
+        sim = sim_getter()
+        started = time.perf_counter()
+        entry: dict[str, Any] = {
+            "time": dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds"),
+            "sim_time": sim.clock.now(),
+            "service": service,
+            "method": request.method,
+            "path": request.path,
+            "query": redact(request.query) if request.query else {},
+            "status": None,
+            "request_headers": {h: request.headers[h] for h in REQUEST_HEADERS if h in request.headers},
+            "detail": {},
+        }
+        request["log"] = entry
+        response: web.StreamResponse | None = None
+        try:
+            if sim.faults.active:
+                fault = sim.faults.match_http(service, request.method, request.path)
+                if fault is not None:
+                    entry["detail"]["fault"] = fault.id
+                    if fault.latency:
+                        await asyncio.sleep(fault.latency)
+                    if fault.status is not None:
+                        body = fault.body
+                        text = body if isinstance(body, str) else ("" if body is None else json.dumps(body))
+                        response = web.Response(
+                            status=fault.status,
+                            text=text,
+                            content_type="text/plain" if isinstance(body, str) else "application/json",
+                            headers=fault.headers,
+                        )
+            if response is None:
+                response = await handler(request)
+        except web.HTTPException as exc:
+            entry["status"] = exc.status
+            entry["response_headers"] = {h: exc.headers[h] for h in RESPONSE_HEADERS if h in exc.headers}
+            raise
+        except Exception:
+            logger.exception("%s %s %s failed", service, request.method, request.path)
+            response = web.Response(
+                status=500,
+                text=json.dumps({"error": "simulator internal error"}),
+                content_type="application/json",
+            )
+        finally:
+            entry["duration_ms"] = round((time.perf_counter() - started) * 1000, 3)
+            sim.log.add(entry)
+        entry["status"] = response.status
+        entry["response_headers"] = {
+            h: response.headers[h] for h in RESPONSE_HEADERS if h in response.headers
+        }
+        return response
+
+    return middleware
+
+
+class SimulatorServer:
+    """Runs every service on its own loopback port, in the current asyncio loop."""
+
+    def __init__(
+        self,
+        world: World,
+        *,
+        state_dir: Path,
+        ports: dict[str, int] | None = None,
+        settings: Settings | None = None,
+        host: str = "127.0.0.1",
+    ) -> None:
+        self.sim = Simulator(world, settings)
+        self.state_dir = Path(state_dir)
+        self.ports = {name: 0 for name in SERVICES} | dict(ports or {})
+        self.host = host
+        self._runners: list[web.AppRunner] = []
+        self.env: dict[str, str] = {}
+        self.ca_bundle: Path | None = None
+
+    async def start(self) -> dict[str, str]:
+        """Start every service; return the environment that points a client at them."""
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        material = make_tls_material()
+        _, bundle = write_ca_files(material, self.state_dir)
+        self.ca_bundle = bundle
+        ssl_context = material.server_context(self.state_dir)
+        urls: dict[str, str] = {}
+        for name, add_routes in SERVICES.items():
+            app = web.Application(
+                middlewares=[_middleware(lambda: self.sim, name)], client_max_size=4 * 1024**2
+            )
+            app[SIM_KEY] = self.sim
+            add_routes(app)
+            control.setup(app)
+            runner = web.AppRunner(app, access_log=None, handle_signals=False)
+            await runner.setup()
+            site = web.TCPSite(runner, self.host, self.ports[name], ssl_context=ssl_context, backlog=1024)
+            await site.start()
+            self._runners.append(runner)
+            port = runner.addresses[0][1]
+            urls[name] = f"https://{self.host}:{port}"
+        self.sim.set_urls(
+            Urls(
+                entra=urls["entra"],
+                partner_center=urls["partner_center"],
+                graph=urls["graph"],
+                vault=urls["vault"] + "/",
+            )
+        )
+        self.env = self._build_env()
+        self.sim.env = dict(self.env)
+        logger.info("simulator listening: %s", urls)
+        return self.env
+
+    def _build_env(self) -> dict[str, str]:
+        world = self.sim.world
+        urls = self.sim.urls
+        cert = world.cpv_app.certificates[0] if world.cpv_app.certificates else None
+        env = {
+            "CPV_CLOUD": "custom",
+            "CPV_AUTHORITY_HOST": urls.entra,
+            "CPV_PARTNER_CENTER_URL": urls.partner_center,
+            "CPV_GRAPH_URL": urls.graph,
+            "CPV_CLIENT_ID": world.cpv_app.client_id,
+            "CPV_CLIENT_SECRET": world.cpv_app.secrets[0].value if world.cpv_app.secrets else "",
+        }
+        if cert is not None:
+            pem_path = self.state_dir / "cpv-app.pem"
+            pem_path.write_text(cert.combined_pem(), encoding="utf-8")
+            os.chmod(pem_path, 0o600)
+            env["CPV_CLIENT_CERTIFICATE"] = str(pem_path)
+            env["CPV_CLIENT_CERTIFICATE_THUMBPRINT"] = cert.thumbprint
+        env.update(
+            {
+                "CPV_VENDOR_TENANT_ID": world.vendor.tenant_id,
+                "CPV_SANDBOX_CLIENT_ID": world.sandbox_app.client_id,
+                "CPV_SANDBOX_CLIENT_SECRET": world.sandbox_app.secrets[0].value
+                if world.sandbox_app.secrets
+                else "",
+                "VAULT_URL": urls.vault,
+                "AZURE_TENANT_ID": world.vendor.tenant_id,
+                "AZURE_CLIENT_ID": world.vault_app.client_id,
+                "AZURE_CLIENT_SECRET": world.vault_app.secrets[0].value if world.vault_app.secrets else "",
+                "AZURE_AUTHORITY_HOST": urls.entra,
+                "REQUESTS_CA_BUNDLE": str(self.ca_bundle),
+                "SSL_CERT_FILE": str(self.ca_bundle),
+                "SIMULATOR_CONTROL_URL": urls.control,
+            }
+        )
+        return env
+
+    async def stop(self) -> None:
+        for runner in reversed(self._runners):
+            await runner.cleanup()
+        self._runners.clear()
+        logger.info("simulator stopped")

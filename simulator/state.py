@@ -1,0 +1,300 @@
+"""The simulator's runtime state, shared by its services, and the settings tests can change."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter, deque
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from simulator.clock import Clock
+from simulator.faults import FaultSet
+from simulator.requestlog import RequestLog
+from simulator.tokens import IssuedSecrets, Signer
+from simulator.world import (
+    ARM_APP_ID,
+    GRAPH_APP_ID,
+    GRAPH_RESOURCE,
+    KEY_VAULT_APP_ID,
+    PARTNER_CENTER_APP_ID,
+    PARTNER_CENTER_RESOURCE,
+    VAULT_RESOURCE,
+    World,
+)
+
+logger = logging.getLogger(__name__)
+
+REFRESH_TOKEN_INACTIVITY = 90 * 86400
+CODE_LIFETIME = 600
+RESOURCE_APP_IDS = {
+    GRAPH_RESOURCE: GRAPH_APP_ID,
+    PARTNER_CENTER_RESOURCE: PARTNER_CENTER_APP_ID,
+    VAULT_RESOURCE: KEY_VAULT_APP_ID,
+    "https://management.azure.com": ARM_APP_ID,
+}
+
+
+@dataclass
+class Settings:
+    """What tests and the command line may change while the simulator runs."""
+
+    # Partner Center: requests per second per CPV application id (None: no throttle)
+    pc_rate_limit: float | None = 50.0
+    pc_burst: float | None = None
+    # how an existing ApplicationConsent is answered: "409" or "400" ("Permission entry already exists")
+    pc_consent_exists: str = "409"
+    pc_require_mfa: bool = True
+    pc_require_admin_agent: bool = True
+    # links.next.uri style: "v1" -> "/v1/customers?size=N"; "relative" -> "/customers?size=N"
+    pc_next_link: str = "v1"
+    pc_max_page_size: int = 500
+    # Key Vault per-vault limits (per `vault_window` seconds)
+    vault_limits: bool = True
+    vault_create_limit: int = 300
+    vault_other_limit: int = 4000
+    vault_window: float = 10.0
+    # the Nth+1 PUT of one secret name is refused (None: no limit)
+    vault_version_limit: int | None = 500
+    # tokens
+    access_token_lifetime: int = 3600
+    id_token_lifetime: int = 3600
+    require_pkce: bool = True
+    # keep every issued secret for /_simulator/issued (benchmarks turn this off to bound memory)
+    record_issued: bool = True
+
+    def update(self, changes: dict[str, Any]) -> None:
+        known = {f.name for f in fields(self)}
+        unknown = set(changes) - known
+        if unknown:
+            raise ValueError(f"unknown settings: {', '.join(sorted(unknown))}")
+        if "pc_consent_exists" in changes and str(changes["pc_consent_exists"]) not in {"409", "400"}:
+            raise ValueError("pc_consent_exists must be '409' or '400'")
+        if "pc_next_link" in changes and changes["pc_next_link"] not in {"v1", "relative"}:
+            raise ValueError("pc_next_link must be 'v1' or 'relative'")
+        for key, value in changes.items():
+            setattr(self, key, str(value) if key == "pc_consent_exists" else value)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def copy(self) -> Settings:
+        return Settings(**asdict(self))
+
+
+@dataclass
+class PendingAuthorization:
+    txn: str
+    tenant: str
+    tid: str | None
+    client_id: str
+    redirect_uri: str
+    response_mode: str
+    scope: str
+    state: str | None
+    nonce: str | None
+    code_challenge: str | None
+    login_hint: str | None
+    created_at: float
+
+
+@dataclass
+class CodeGrant:
+    id: str
+    client_id: str
+    redirect_uri: str
+    scope: str
+    nonce: str | None
+    code_challenge: str | None
+    user_oid: str
+    tid: str
+    amr: list[str]
+    issued_at: float
+    expires_at: float
+    redeemed: bool = False
+
+
+@dataclass
+class RefreshGrant:
+    id: str
+    fingerprint: str
+    user_oid: str
+    home_tid: str
+    client_id: str
+    scope: str
+    amr: list[str]
+    issued_at: float
+    origin: str
+    parent: str | None = None
+    redemptions: int = 0
+    last_redeemed_at: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class ApplicationConsentRecord:
+    customer_tenant_id: str
+    application_id: str
+    display_name: str
+    grants: list[dict[str, str]]
+    created_at: float
+    partner_tenant_id: str | None
+    created_by: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class TokenBucket:
+    """`rate` tokens per second up to `burst`, on real monotonic time."""
+
+    def __init__(self, rate: float, burst: float) -> None:
+        self.rate = rate
+        self.burst = burst
+        self.tokens = burst
+        self.stamp = time.monotonic()
+
+    def take(self) -> float:
+        """0.0 when a token was taken, else the seconds until one is available."""
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return 0.0
+        return (1.0 - self.tokens) / self.rate
+
+
+class SlidingWindow:
+    """At most `limit` events in any `window` seconds (real monotonic time)."""
+
+    def __init__(self) -> None:
+        self.events: deque[float] = deque()
+
+    def take(self, limit: int, window: float) -> float:
+        now = time.monotonic()
+        while self.events and self.events[0] <= now - window:
+            self.events.popleft()
+        if len(self.events) >= limit:
+            return self.events[0] + window - now
+        self.events.append(now)
+        return 0.0
+
+
+@dataclass
+class Urls:
+    entra: str = ""
+    partner_center: str = ""
+    graph: str = ""
+    vault: str = ""
+
+    @property
+    def control(self) -> str:
+        return f"{self.entra}/_simulator"
+
+
+@dataclass
+class EntraState:
+    pending: dict[str, PendingAuthorization] = field(default_factory=dict)
+    codes: dict[str, CodeGrant] = field(default_factory=dict)
+    refresh_tokens: dict[str, RefreshGrant] = field(default_factory=dict)
+    tokens_valid_from: dict[str, float] = field(default_factory=dict)
+    # (tenant id, client id) -> delegated scopes a user of that tenant consented to at sign-in
+    user_consents: dict[tuple[str, str], set[str]] = field(default_factory=dict)
+    redemptions_by_user: Counter[str] = field(default_factory=Counter)
+    grant_seq: int = 0
+
+
+class Simulator:
+    """Everything the services share: the world, the clock, keys, logs, faults and mutable state."""
+
+    def __init__(self, world: World, settings: Settings | None = None, *, log_size: int = 100_000) -> None:
+        from simulator.keyvault import VaultStore
+
+        self._initial_world = world.to_dict()
+        self._initial_settings = (settings or Settings()).copy()
+        self._vault_store_type = VaultStore
+        self.world = world
+        self.settings = self._initial_settings.copy()
+        self.clock = Clock()
+        self.signer = Signer()
+        self.issued = IssuedSecrets()
+        self.log = RequestLog(maxlen=log_size)
+        self.faults = FaultSet()
+        self.urls = Urls()
+        self.env: dict[str, str] = {}
+        self.entra = EntraState()
+        self.app_consents: dict[str, dict[str, ApplicationConsentRecord]] = {}
+        self.pc_buckets: dict[str, TokenBucket] = {}
+        self.vault = VaultStore()
+        self.vault_creates = SlidingWindow()
+        self.vault_others = SlidingWindow()
+        self._resource_aliases: dict[str, str] = {}
+        self._register_world_secrets()
+
+    # ----- lifecycle -----
+    def reset(self) -> None:
+        """Back to the world and settings the simulator started with; logs, faults, clock cleared."""
+        self.world = World.from_dict(self._initial_world)
+        self.settings = self._initial_settings.copy()
+        self.clock.reset()
+        self.issued.clear()
+        self.issued.enabled = self.settings.record_issued
+        self.log.clear()
+        self.faults.clear()
+        self.entra = EntraState()
+        self.app_consents = {}
+        self.pc_buckets = {}
+        self.vault = self._vault_store_type()
+        self.vault_creates = SlidingWindow()
+        self.vault_others = SlidingWindow()
+        self.signer.clear_cache()
+        self._register_world_secrets()
+        logger.info("simulator reset")
+
+    def _register_world_secrets(self) -> None:
+        self.issued.enabled = self.settings.record_issued
+        for value in self.world.secret_values():
+            self.issued.add("client_secret" if "SIMCANARY" in value else "private_key", value)
+
+    def set_urls(self, urls: Urls) -> None:
+        self.urls = urls
+        aliases = {
+            PARTNER_CENTER_RESOURCE: PARTNER_CENTER_RESOURCE,
+            PARTNER_CENTER_APP_ID: PARTNER_CENTER_RESOURCE,
+            GRAPH_RESOURCE: GRAPH_RESOURCE,
+            GRAPH_APP_ID: GRAPH_RESOURCE,
+            VAULT_RESOURCE: VAULT_RESOURCE,
+            KEY_VAULT_APP_ID: VAULT_RESOURCE,
+            "https://management.azure.com": "https://management.azure.com",
+            ARM_APP_ID: "https://management.azure.com",
+        }
+        # the simulator's own URLs stand for the service they simulate (a product that builds its
+        # scopes from CPV_PARTNER_CENTER_URL / CPV_GRAPH_URL / VAULT_URL still gets a usable token)
+        for url, resource in (
+            (urls.partner_center, PARTNER_CENTER_RESOURCE),
+            (urls.graph, GRAPH_RESOURCE),
+            (urls.vault, VAULT_RESOURCE),
+        ):
+            if url:
+                aliases[url.rstrip("/")] = resource
+        self._resource_aliases = {k.lower(): v for k, v in aliases.items()}
+
+    def canonical_resource(self, resource: str) -> str | None:
+        return self._resource_aliases.get(resource.rstrip("/").lower())
+
+    def resource_audiences(self, resource: str) -> set[str]:
+        """Every `aud` value a service accepts as meaning itself."""
+        return {alias for alias, canonical in self._resource_aliases.items() if canonical == resource} | {
+            resource
+        }
+
+    @property
+    def authority(self) -> str:
+        return self.urls.entra
+
+    def next_grant_id(self, prefix: str) -> str:
+        self.entra.grant_seq += 1
+        return f"{prefix}-{self.entra.grant_seq}"

@@ -1,0 +1,518 @@
+"""The simulated world: the vendor's tenant and apps, CSP partners, their users and customers.
+
+A world is plain dataclasses. It comes from `World.generate(seed=...)` (the same seed always gives the
+same ids, names, secrets and even the same CPV certificate) or from a JSON file (`World.from_json`),
+which may be a full dump (`World.to_json`) or the short form
+`{"seed": 1, "partners": 3, "customers_per_partner": 20, "redirect_uris": [...]}`.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import json
+import logging
+import math
+import random
+import string
+import uuid
+from dataclasses import asdict, dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
+
+logger = logging.getLogger(__name__)
+
+GLOBAL_ADMIN_ROLE_ID = "62e90394-69f5-4237-9190-012177145e10"
+GRAPH_APP_ID = "00000003-0000-0000-c000-000000000000"
+PARTNER_CENTER_APP_ID = "fa3d9a0c-3fb0-42cc-9193-47c7ecd2edbd"
+KEY_VAULT_APP_ID = "cfa8b339-82a2-471a-a3c9-0fc0be7a4093"
+ARM_APP_ID = "797f4846-ba00-4fd7-ba43-dac1f8f63013"
+
+PARTNER_CENTER_RESOURCE = "https://api.partnercenter.microsoft.com"
+GRAPH_RESOURCE = "https://graph.microsoft.com"
+VAULT_RESOURCE = "https://vault.azure.net"
+
+DEFAULT_REDIRECT_URI = "http://127.0.0.1:8000/consent/callback"
+SECRET_LIFETIME = 2 * 365 * 86400
+
+_COMPANY_WORDS = [
+    "Fabrikam",
+    "Northwind",
+    "Adatum",
+    "Tailspin",
+    "Wingtip",
+    "Litware",
+    "Proseware",
+    "Woodgrove",
+    "Lucerne",
+    "Alpine",
+    "Coho",
+    "Fourth Coffee",
+    "Trey Research",
+    "Wide World",
+    "Humongous",
+    "Blue Yonder",
+    "Relecloud",
+    "Lamna",
+    "Munson",
+    "Bellows",
+    "Datum",
+    "Graphic Design",
+    "Southridge",
+    "Consolidated",
+    "Margie",
+    "Nod",
+    "Van Arsdel",
+    "Woodgrove",
+    "Fincher",
+    "Tasmanian",
+]
+_COMPANY_SUFFIXES = ["Ltd", "GmbH", "Inc.", "SARL", "BV", "AB", "Oy", "LLC", "S.p.A.", "Pty"]
+_FIRST_NAMES = ["Avery", "Blake", "Casey", "Devon", "Emery", "Finley", "Harper", "Jordan", "Kendall", "Logan"]
+_LAST_NAMES = ["Nakamura", "Okafor", "Petrov", "Quinn", "Rossi", "Silva", "Tanaka", "Umar", "Vogel", "Weber"]
+
+
+def _uuid(rng: random.Random) -> str:
+    return str(uuid.UUID(int=rng.getrandbits(128), version=4))
+
+
+def _token(rng: random.Random, length: int) -> str:
+    alphabet = string.ascii_letters + string.digits
+    return "".join(rng.choice(alphabet) for _ in range(length))
+
+
+def _slug(text: str) -> str:
+    return "".join(ch for ch in text.lower() if ch.isalnum())
+
+
+@dataclass
+class ClientSecret:
+    value: str
+    key_id: str
+    expires_at: float
+
+
+@dataclass
+class ClientCertificate:
+    certificate_pem: str
+    private_key_pem: str | None = None
+
+    @property
+    def _der(self) -> bytes:
+        cert = x509.load_pem_x509_certificate(self.certificate_pem.encode())
+        return cert.public_bytes(serialization.Encoding.DER)
+
+    @property
+    def thumbprint(self) -> str:
+        """SHA-1 thumbprint, upper-case hex, as the Azure portal shows it."""
+        return hashlib.sha1(self._der, usedforsecurity=False).hexdigest().upper()
+
+    @property
+    def thumbprint_sha256(self) -> str:
+        return hashlib.sha256(self._der).hexdigest().upper()
+
+    def combined_pem(self) -> str:
+        """Private key then certificate, the layout `CPV_CLIENT_CERTIFICATE` points at."""
+        return (self.private_key_pem or "") + self.certificate_pem
+
+
+@dataclass
+class AppRegistration:
+    client_id: str
+    display_name: str
+    publisher: str
+    secrets: list[ClientSecret] = field(default_factory=list)
+    certificates: list[ClientCertificate] = field(default_factory=list)
+    redirect_uris: list[str] = field(default_factory=list)
+    multi_tenant: bool = True
+    environment: str = "production"
+    # resource URL -> delegated permission names ("user_impersonation", "User.Read", ...)
+    delegated_permissions: dict[str, list[str]] = field(default_factory=dict)
+
+
+@dataclass
+class User:
+    oid: str
+    upn: str
+    display_name: str
+    global_admin: bool = False
+    admin_agent: bool = False
+    mfa_registered: bool = True
+    enabled: bool = True
+
+
+@dataclass
+class Customer:
+    tenant_id: str
+    domain: str
+    company_name: str
+    commerce_id: str
+    relationship: str = "reseller"
+
+
+@dataclass
+class Partner:
+    tenant_id: str
+    domain: str
+    name: str
+    mpn_id: str
+    environment: str = "production"
+    # None, "mfa_required" (a user without MFA gets AADSTS50076) or "block" (AADSTS53003)
+    conditional_access: str | None = None
+    users: list[User] = field(default_factory=list)
+    customers: list[Customer] = field(default_factory=list)
+
+
+@dataclass
+class Vendor:
+    tenant_id: str
+    domain: str
+    name: str
+
+
+@dataclass
+class World:
+    seed: int | None
+    vendor: Vendor
+    cpv_app: AppRegistration
+    sandbox_app: AppRegistration
+    vault_app: AppRegistration
+    partners: list[Partner] = field(default_factory=list)
+    # client ids allowed to use the vault (its access policy)
+    vault_principals: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._index: dict[str, tuple[str, Any]] | None = None
+        self._users: dict[str, tuple[User, Partner]] | None = None
+
+    # ----- lookups -----
+    def _build_index(self) -> None:
+        index: dict[str, tuple[str, Any]] = {}
+        users: dict[str, tuple[User, Partner]] = {}
+        index[self.vendor.tenant_id] = ("vendor", self.vendor)
+        index[self.vendor.domain.lower()] = ("vendor", self.vendor)
+        for partner in self.partners:
+            index[partner.tenant_id] = ("partner", partner)
+            index[partner.domain.lower()] = ("partner", partner)
+            for user in partner.users:
+                users[user.oid] = (user, partner)
+                users[user.upn.lower()] = (user, partner)
+            for customer in partner.customers:
+                # a customer may have several partners; the first one wins for naming
+                index.setdefault(customer.tenant_id, ("customer", customer))
+                index.setdefault(customer.domain.lower(), ("customer", customer))
+        self._index = index
+        self._users = users
+
+    def invalidate(self) -> None:
+        self._index = None
+        self._users = None
+
+    def tenant(self, tenant: str) -> tuple[str, Any] | None:
+        """("vendor" | "partner" | "customer", object) for a tenant id or domain, else None."""
+        if self._index is None:
+            self._build_index()
+        return (self._index or {}).get(tenant.lower())
+
+    def user(self, key: str) -> tuple[User, Partner] | None:
+        """A user and its home partner, by object id or UPN."""
+        if self._users is None:
+            self._build_index()
+        return (self._users or {}).get(key.lower())
+
+    def partner(self, tenant_id: str) -> Partner | None:
+        found = self.tenant(tenant_id)
+        return found[1] if found and found[0] == "partner" else None
+
+    def apps(self) -> list[AppRegistration]:
+        return [self.cpv_app, self.sandbox_app, self.vault_app]
+
+    def app(self, client_id: str) -> AppRegistration | None:
+        for app in self.apps():
+            if app.client_id == client_id:
+                return app
+        return None
+
+    def partners_of(self, customer_tenant_id: str) -> list[Partner]:
+        return [p for p in self.partners if any(c.tenant_id == customer_tenant_id for c in p.customers)]
+
+    def secret_values(self) -> list[str]:
+        values = [s.value for app in self.apps() for s in app.secrets]
+        values += [c.private_key_pem for app in self.apps() for c in app.certificates if c.private_key_pem]
+        return values
+
+    # ----- changes -----
+    def add_customer(
+        self, partner: Partner, *, company_name: str | None = None, rng: random.Random
+    ) -> Customer:
+        customer = _make_customer(rng, len(partner.customers), company_name=company_name)
+        partner.customers.append(customer)
+        self.invalidate()
+        return customer
+
+    def remove_customer(self, partner: Partner, customer_tenant_id: str) -> bool:
+        before = len(partner.customers)
+        partner.customers = [c for c in partner.customers if c.tenant_id != customer_tenant_id]
+        self.invalidate()
+        return len(partner.customers) != before
+
+    # ----- (de)serialisation -----
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "seed": self.seed,
+            "vendor": asdict(self.vendor),
+            "cpv_app": asdict(self.cpv_app),
+            "sandbox_app": asdict(self.sandbox_app),
+            "vault_app": asdict(self.vault_app),
+            "partners": [asdict(p) for p in self.partners],
+            "vault_principals": list(self.vault_principals),
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> World:
+        if "vendor" not in data:
+            return cls.generate(
+                seed=int(data.get("seed", 1)),
+                partners=int(data.get("partners", 3)),
+                customers_per_partner=int(data.get("customers_per_partner", 5)),
+                redirect_uris=list(data.get("redirect_uris", [])),
+            )
+        return cls(
+            seed=data.get("seed"),
+            vendor=Vendor(**data["vendor"]),
+            cpv_app=_app_from_dict(data["cpv_app"]),
+            sandbox_app=_app_from_dict(data["sandbox_app"]),
+            vault_app=_app_from_dict(data["vault_app"]),
+            partners=[_partner_from_dict(p) for p in data.get("partners", [])],
+            vault_principals=list(data.get("vault_principals") or [data["vault_app"]["client_id"]]),
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> World:
+        return cls.from_dict(json.loads(text))
+
+    @classmethod
+    def load(cls, path: Path | str) -> World:
+        return cls.from_json(Path(path).read_text(encoding="utf-8"))
+
+    def copy(self) -> World:
+        return World.from_dict(self.to_dict())
+
+    def add_redirect_uris(self, uris: list[str]) -> None:
+        for app in (self.cpv_app, self.sandbox_app):
+            for uri in uris:
+                if uri not in app.redirect_uris:
+                    app.redirect_uris.append(uri)
+
+    # ----- generation -----
+    @classmethod
+    def generate(
+        cls,
+        *,
+        seed: int = 1,
+        partners: int = 3,
+        customers_per_partner: int = 5,
+        redirect_uris: list[str] | None = None,
+    ) -> World:
+        """A reproducible world: the same arguments always give the same world."""
+        rng = random.Random(seed)
+        vendor = Vendor(tenant_id=_uuid(rng), domain="contosocpv.onmicrosoft.com", name="Contoso CPV")
+        uris = list(redirect_uris or [])
+        if DEFAULT_REDIRECT_URI not in uris:
+            uris.insert(0, DEFAULT_REDIRECT_URI)
+        # fixed far-future expiry so that the world does not depend on when it was generated
+        expiry = dt.datetime(2045, 1, 1, tzinfo=dt.UTC).timestamp()
+        cpv_app = AppRegistration(
+            client_id=_uuid(rng),
+            display_name="Contoso Control Panel",
+            publisher=vendor.name,
+            secrets=[
+                ClientSecret(value=f"Sim8Q~SIMCANARY{_token(rng, 30)}", key_id=_uuid(rng), expires_at=expiry)
+            ],
+            certificates=[_deterministic_certificate(f"cpv:{seed}", "Contoso Control Panel")],
+            redirect_uris=list(uris),
+            delegated_permissions={
+                PARTNER_CENTER_RESOURCE: ["user_impersonation"],
+                GRAPH_RESOURCE: ["User.Read", "Directory.AccessAsUser.All"],
+            },
+        )
+        sandbox_app = AppRegistration(
+            client_id=_uuid(rng),
+            display_name="Contoso Control Panel (integration sandbox)",
+            publisher=vendor.name,
+            secrets=[
+                ClientSecret(value=f"Sim8Q~SIMCANARY{_token(rng, 30)}", key_id=_uuid(rng), expires_at=expiry)
+            ],
+            redirect_uris=list(uris),
+            environment="sandbox",
+            delegated_permissions=dict(cpv_app.delegated_permissions),
+        )
+        vault_app = AppRegistration(
+            client_id=_uuid(rng),
+            display_name="Contoso Control Panel token vault",
+            publisher=vendor.name,
+            secrets=[
+                ClientSecret(value=f"Sim8Q~SIMCANARY{_token(rng, 30)}", key_id=_uuid(rng), expires_at=expiry)
+            ],
+            multi_tenant=False,
+        )
+        world = cls(
+            seed=seed,
+            vendor=vendor,
+            cpv_app=cpv_app,
+            sandbox_app=sandbox_app,
+            vault_app=vault_app,
+            vault_principals=[vault_app.client_id],
+        )
+        for index in range(partners):
+            world.partners.append(_make_partner(rng, index, customers_per_partner))
+        return world
+
+
+def _make_partner(rng: random.Random, index: int, customers: int) -> Partner:
+    word = _COMPANY_WORDS[index % len(_COMPANY_WORDS)]
+    name = f"{word} Cloud Partners {index + 1}" if index >= len(_COMPANY_WORDS) else f"{word} Cloud Partners"
+    domain = f"{_slug(word)}csp{index + 1}.onmicrosoft.com"
+    partner = Partner(
+        tenant_id=_uuid(rng),
+        domain=domain,
+        name=name,
+        mpn_id=str(rng.randint(1_000_000, 9_999_999)),
+        environment="production",
+    )
+    people = [
+        ("admin", True, True, True),  # everything: the account that should consent
+        ("globaladmin", True, False, True),  # Global Administrator without Admin Agent
+        ("agent", False, True, True),  # Admin Agent who is not Global Administrator
+        ("nomfa", True, True, False),  # both roles but no MFA registered
+        ("user", False, False, True),  # an ordinary user
+    ]
+    for login, ga, aa, mfa in people:
+        first = rng.choice(_FIRST_NAMES)
+        last = rng.choice(_LAST_NAMES)
+        partner.users.append(
+            User(
+                oid=_uuid(rng),
+                upn=f"{login}@{domain}",
+                display_name=f"{first} {last} ({login})",
+                global_admin=ga,
+                admin_agent=aa,
+                mfa_registered=mfa,
+            )
+        )
+    for j in range(customers):
+        partner.customers.append(_make_customer(rng, j))
+    return partner
+
+
+def _make_customer(rng: random.Random, index: int, company_name: str | None = None) -> Customer:
+    tenant_id = _uuid(rng)
+    if company_name is None:
+        word = _COMPANY_WORDS[rng.randrange(len(_COMPANY_WORDS))]
+        company_name = f"{word} {_COMPANY_SUFFIXES[rng.randrange(len(_COMPANY_SUFFIXES))]} {index + 1}"
+    return Customer(
+        tenant_id=tenant_id,
+        domain=f"{_slug(company_name)}{tenant_id[:6]}.onmicrosoft.com",
+        company_name=company_name,
+        commerce_id=_uuid(rng),
+    )
+
+
+def _app_from_dict(data: dict[str, Any]) -> AppRegistration:
+    data = dict(data)
+    data["secrets"] = [ClientSecret(**s) for s in data.get("secrets", [])]
+    data["certificates"] = [ClientCertificate(**c) for c in data.get("certificates", [])]
+    return AppRegistration(**data)
+
+
+def _partner_from_dict(data: dict[str, Any]) -> Partner:
+    data = dict(data)
+    data["users"] = [User(**u) for u in data.get("users", [])]
+    data["customers"] = [Customer(**c) for c in data.get("customers", [])]
+    return Partner(**data)
+
+
+# ----- a reproducible RSA key and certificate -----
+_SMALL_PRIMES = [p for p in range(3, 20000) if all(p % d for d in range(2, math.isqrt(p) + 1))]
+_SMALL_PRIMES_PRODUCT = math.prod(_SMALL_PRIMES)
+
+
+def _is_probable_prime(n: int, rng: random.Random) -> bool:
+    if math.gcd(n, _SMALL_PRIMES_PRODUCT) != 1 or pow(2, n - 1, n) != 1:
+        return False
+    d, r = n - 1, 0
+    while d % 2 == 0:
+        d //= 2
+        r += 1
+    for _ in range(8):
+        a = rng.randrange(2, n - 2)
+        x = pow(a, d, n)
+        if x in (1, n - 1):
+            continue
+        for _ in range(r - 1):
+            x = pow(x, 2, n)
+            if x == n - 1:
+                break
+        else:
+            return False
+    return True
+
+
+def _random_prime(rng: random.Random, bits: int) -> int:
+    while True:
+        candidate = rng.getrandbits(bits) | (3 << (bits - 2)) | 1
+        if _is_probable_prime(candidate, rng):
+            return candidate
+
+
+@lru_cache(maxsize=8)
+def _deterministic_certificate(seed: str, common_name: str) -> ClientCertificate:
+    """An RSA-2048 key and self-signed certificate derived from `seed` (a test credential only)."""
+    rng = random.Random(f"rsa:{seed}")
+    e = 65537
+    while True:
+        p, q = _random_prime(rng, 1024), _random_prime(rng, 1024)
+        phi = (p - 1) * (q - 1)
+        if p != q and math.gcd(e, phi) == 1:
+            break
+    d = pow(e, -1, phi)
+    key = rsa.RSAPrivateNumbers(
+        p=p,
+        q=q,
+        d=d,
+        dmp1=rsa.rsa_crt_dmp1(d, p),
+        dmq1=rsa.rsa_crt_dmq1(d, q),
+        iqmp=rsa.rsa_crt_iqmp(p, q),
+        public_numbers=rsa.RSAPublicNumbers(e, p * q),
+    ).private_key()
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(rng.getrandbits(120) | 1)
+        .not_valid_before(dt.datetime(2025, 1, 1, tzinfo=dt.UTC))
+        .not_valid_after(dt.datetime(2045, 1, 1, tzinfo=dt.UTC))
+        .sign(key, hashes.SHA256())
+    )
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    return ClientCertificate(
+        certificate_pem=cert.public_bytes(serialization.Encoding.PEM).decode(), private_key_pem=key_pem
+    )
+
+
+def b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
