@@ -489,7 +489,9 @@ class AzureVault(Vault):
             SecretVersion(version=p.version or "", enabled=bool(p.enabled), created_at=p.created_on)
             for p in items
         ]
-        # Key Vault lists versions in no promised order.
+        # Key Vault lists versions in no promised order, and its times have one-second resolution: reversing
+        # first puts the later-listed of two same-second versions first, which is the newer one in practice.
+        found.reverse()
         found.sort(key=lambda v: v.created_at or datetime.min.replace(tzinfo=UTC), reverse=True)
         return found
 

@@ -36,6 +36,10 @@ class CheckStep:
         return self.status != FAILED
 
 
+def _probe_value() -> str:
+    return secrets.token_urlsafe(32)
+
+
 def _reason(exc: BaseException) -> str:
     return f"{exc.__class__.__name__}: {redact(str(exc))[:300]}"
 
@@ -48,7 +52,7 @@ def vault_check(*, vault: Vault | None = None, purge: bool = True) -> list[Check
     """
     vault = vault or get_vault()
     name = PROBE_PREFIX + secrets.token_hex(8)
-    value = secrets.token_urlsafe(32)
+    value = _probe_value()
     steps: list[CheckStep] = []
     version = ""
     written = deleted = False
