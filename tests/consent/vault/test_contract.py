@@ -75,7 +75,10 @@ def test_a_disabled_version_can_no_longer_be_read(vault: Vault) -> None:
     with pytest.raises(SecretDisabled):
         vault.read(name=secret, version=old.version)
     assert vault.read(name=secret).version == new.version
-    assert {v.version: v.enabled for v in vault.versions(name=secret)} == {old.version: False, new.version: True}
+    assert {v.version: v.enabled for v in vault.versions(name=secret)} == {
+        old.version: False,
+        new.version: True,
+    }
 
 
 def test_a_disabled_latest_version_cannot_be_read_either(vault: Vault) -> None:
@@ -216,7 +219,9 @@ def test_empty_or_oversized_values_and_bad_tags_are_refused(vault: Vault) -> Non
     assert vault.versions(name=secret) == []
 
 
-def test_a_write_past_the_version_budget_is_refused(vault: Vault, backend: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_write_past_the_version_budget_is_refused(
+    vault: Vault, backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # The real budget is 500 (tested in full on the local backend); here a budget of 3 keeps it fast.
     monkeypatch.setattr(f"consent.vault.{backend}.MAX_VERSIONS", 3)
     secret = name()
