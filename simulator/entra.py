@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import concurrent.futures
 import hashlib
 import hmac
 import html
@@ -49,6 +51,8 @@ OIDC_SCOPES = frozenset({"openid", "profile", "offline_access", "email"})
 JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 USER_ROLE_ID = "b79fbf4d-3ef9-4689-8143-76b194e85509"
 PENDING_LIFETIME = 3600
+_SIGNING_POOL = concurrent.futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="simulator-sign")
+ID_TOKEN_REUSE = 60
 _PKCE_RE = re.compile(r"^[A-Za-z0-9_\-]{43,128}$")
 _RESOURCE_NAMES = {
     PARTNER_CENTER_RESOURCE: "Microsoft Partner Center",
@@ -73,6 +77,16 @@ class EntraFailure(Exception):
         super().__init__(f"AADSTS{code}")
         self.code = code
         self.fields = fields
+
+
+@dataclass
+class Unsigned:
+    """Claims of a JWT to sign once the handler's synchronous work is done (see `_sign_pending`)."""
+
+    claims: dict[str, Any]
+    kind: str
+    cache_key: tuple[Any, ...] | None = None
+    now: float = 0.0
 
 
 @dataclass
@@ -772,8 +786,7 @@ def _issue_user_tokens(
             "unique_name": user.upn,
         }
     )
-    access_token = sim.signer.sign(access_claims)
-    sim.issued.add("access_token", access_token)
+    access_token = Unsigned(access_claims, "access_token")
     if resource == GRAPH_RESOURCE:
         granted_scope = " ".join(permissions + sorted(scopes.oidc - {"offline_access"}))
     else:
@@ -806,19 +819,38 @@ def _issue_user_tokens(
         body["refresh_token_expires_in"] = REFRESH_TOKEN_INACTIVITY
         detail["new_refresh_token"] = grant.id
     if "openid" in scopes.oidc:
-        id_claims = _claims_common(sim, now, tid, settings.id_token_lifetime)
-        id_claims.update(_user_claims(user, partner, tid, amr, app.client_id))
-        id_claims["aud"] = app.client_id
-        if nonce is not None:
-            id_claims["nonce"] = nonce
-        id_token = sim.signer.sign(id_claims)
-        sim.issued.add("id_token", id_token)
-        body["id_token"] = id_token
+        body["id_token"] = _id_token(sim, now, user, partner, tid, amr, app.client_id, nonce)
     if client_info:
         body["client_info"] = b64url(
             json.dumps({"uid": user.oid, "utid": partner.tenant_id}, separators=(",", ":")).encode()
         )
     return body
+
+
+def _id_token(
+    sim: Simulator,
+    now: float,
+    user: User,
+    partner: Partner,
+    tid: str,
+    amr: list[str],
+    client_id: str,
+    nonce: str | None,
+) -> str | Unsigned:
+    # An id_token without a nonce (a refresh redemption) carries nothing that changes between two
+    # redemptions a few seconds apart, so one signed within the last minute is handed out again:
+    # it halves the RSA work of a redemption, the simulator's main cost.
+    key = (user.oid, tid, client_id, tuple(amr), user.display_name, user.global_admin)
+    if nonce is None:
+        cached = sim.entra.id_token_cache.get(key)
+        if cached is not None and 0 <= now - cached[0] < ID_TOKEN_REUSE:
+            return cached[1]
+    claims = _claims_common(sim, now, tid, sim.settings.id_token_lifetime)
+    claims.update(_user_claims(user, partner, tid, amr, client_id))
+    claims["aud"] = client_id
+    if nonce is not None:
+        claims["nonce"] = nonce
+    return Unsigned(claims, "id_token", cache_key=key if nonce is None else None, now=now)
 
 
 def _delegated_permissions(app: AppRegistration, resource: str, requested: list[str]) -> list[str]:
@@ -883,15 +915,37 @@ async def handle_token(request: web.Request) -> web.Response:
     basic_id, basic_secret = _basic_credentials(request)
     client_id = str(form.get("client_id") or basic_id or "")
     try:
-        return _token(request, segment, form, client_id, basic_secret)
+        body = _token(request, segment, form, client_id, basic_secret)
     except EntraFailure as failure:
         fields = {"client_id": client_id, "tenant": segment, **failure.fields}
         return entra_error_response(request, failure.code, **fields)
+    if isinstance(body, web.Response):
+        return body
+    await _sign_pending(_sim(request), body)
+    return _json(body, headers={"Cache-Control": "no-store, no-cache", "Pragma": "no-cache"})
+
+
+async def _sign_pending(sim: Simulator, body: dict[str, Any]) -> None:
+    """Sign the body's JWTs on a worker thread (RSA signing releases the GIL and is most of the cost of a
+    redemption), then record them, back on the event loop that owns the state."""
+    pending = [(key, value) for key, value in body.items() if isinstance(value, Unsigned)]
+    if not pending:
+        return
+    signer = sim.signer
+    claims = [value.claims for _, value in pending]
+    tokens = await asyncio.get_running_loop().run_in_executor(
+        _SIGNING_POOL, lambda: [signer.sign(c) for c in claims]
+    )
+    for (key, value), token in zip(pending, tokens, strict=True):
+        body[key] = token
+        sim.issued.add(value.kind, token)
+        if value.cache_key is not None:
+            sim.entra.id_token_cache[value.cache_key] = (value.now, token)
 
 
 def _token(
     request: web.Request, segment: str, form: Any, client_id: str, basic_secret: str | None
-) -> web.Response:
+) -> web.Response | dict[str, Any]:
     """The token endpoint's answer; raises EntraFailure for Entra's error answers."""
     sim = _sim(request)
     detail = _detail(request)
@@ -964,7 +1018,7 @@ def _token(
         body = _client_credentials(sim, request, app, kind, tid, scope_raw, acr)
     else:
         raise EntraFailure(70003, grant_type=grant_type)
-    return _json(body, headers={"Cache-Control": "no-store, no-cache", "Pragma": "no-cache"})
+    return body
 
 
 def _redeem_code(
@@ -1160,8 +1214,7 @@ def _client_credentials(
             "sub": _service_principal_oid(app.client_id, tid),
         }
     )
-    access_token = sim.signer.sign(claims)
-    sim.issued.add("access_token", access_token)
+    access_token = Unsigned(claims, "access_token")
     detail = _detail(request)
     detail["tid"] = tid
     detail["resource"] = resource

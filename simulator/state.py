@@ -204,6 +204,7 @@ class EntraState:
     # (tenant id, client id) -> delegated scopes a user of that tenant consented to at sign-in
     user_consents: dict[tuple[str, str], set[str]] = field(default_factory=dict)
     redemptions_by_user: Counter[str] = field(default_factory=Counter)
+    id_token_cache: dict[tuple[Any, ...], tuple[float, str]] = field(default_factory=dict)
     grant_seq: int = 0
 
 

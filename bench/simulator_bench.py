@@ -1,0 +1,266 @@
+"""How fast the simulator serves: refresh-token redemptions, Partner Center calls and vault writes per second.
+
+Starts `python -m simulator` as a separate process (limits off), then drives it from worker processes,
+each running several threads with their own msal client or requests session over keep-alive
+connections. Prints a table of medians and writes bench/results/simulator.json.
+
+    .venv/bin/python bench/simulator_bench.py [--quick] [--threads N] [--processes P] [--runs R]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import platform
+import statistics
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from simulator.testing import SimulatorProcess  # noqa: E402
+
+RESULTS = ROOT / "bench" / "results" / "simulator.json"
+PC_SCOPE = ["https://api.partnercenter.microsoft.com/.default"]
+
+
+def _redeem_worker(env: dict[str, str], refresh_tokens: list[str], duration: float, out: Any) -> None:
+    import msal
+
+    counts = [0] * len(refresh_tokens)
+    errors = [0] * len(refresh_tokens)
+    start_at = time.perf_counter() + 0.2
+
+    def run(index: int) -> None:
+        app = msal.ConfidentialClientApplication(
+            env["CPV_CLIENT_ID"],
+            client_credential=env["CPV_CLIENT_SECRET"],
+            authority=f"{env['CPV_AUTHORITY_HOST']}/organizations",
+            instance_discovery=False,
+        )
+        token = refresh_tokens[index]
+        while time.perf_counter() < start_at:
+            time.sleep(0.001)
+        deadline = start_at + duration
+        while time.perf_counter() < deadline:
+            result = app.acquire_token_by_refresh_token(token, PC_SCOPE)
+            if "access_token" in result:
+                token = result["refresh_token"]  # store the new one, as the product does
+                counts[index] += 1
+            else:
+                errors[index] += 1
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(refresh_tokens))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    out.put((sum(counts), sum(errors)))
+
+
+def _http_worker(
+    kind: str, env: dict[str, str], token: str, threads_n: int, duration: float, seed: int, out: Any
+) -> None:
+    import requests
+
+    counts = [0] * threads_n
+    errors = [0] * threads_n
+    start_at = time.perf_counter() + 0.2
+
+    def run(index: int) -> None:
+        session = requests.Session()
+        session.verify = env["REQUESTS_CA_BUNDLE"]
+        headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
+        while time.perf_counter() < start_at:
+            time.sleep(0.001)
+        deadline = start_at + duration
+        i = 0
+        while time.perf_counter() < deadline:
+            i += 1
+            if kind == "pc":
+                response = session.get(
+                    f"{env['CPV_PARTNER_CENTER_URL']}/v1/customers?size=20",
+                    headers={**headers, "MS-RequestId": f"bench-{seed}-{index}-{i}"},
+                    timeout=30,
+                )
+            else:
+                response = session.put(
+                    f"{env['VAULT_URL']}secrets/bench-{seed}-{index}-{i % 400}?api-version=7.5",
+                    json={"value": f"value-{i}", "contentType": "text/plain"},
+                    headers=headers,
+                    timeout=30,
+                )
+            if response.status_code in (200, 201):
+                counts[index] += 1
+            else:
+                errors[index] += 1
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(threads_n)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    out.put((sum(counts), sum(errors)))
+
+
+def _measure(targets: list[tuple[Any, tuple[Any, ...]]], duration: float) -> tuple[float, int]:
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    processes = [ctx.Process(target=fn, args=(*args, queue)) for fn, args in targets]
+    for process in processes:
+        process.start()
+    results = [queue.get(timeout=duration + 120) for _ in processes]
+    for process in processes:
+        process.join(timeout=30)
+    ok = sum(r[0] for r in results)
+    errors = sum(r[1] for r in results)
+    return ok / duration, errors
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="short runs (under 30 s in all)")
+    parser.add_argument("--threads", type=int, default=8, help="threads per worker process")
+    parser.add_argument("--processes", type=int, default=2, help="client worker processes")
+    parser.add_argument("--runs", type=int, default=None)
+    parser.add_argument("--duration", type=float, default=None, help="seconds per run")
+    args = parser.parse_args()
+    runs = args.runs or (1 if args.quick else 3)
+    duration = args.duration or (3.0 if args.quick else 8.0)
+
+    sim_process = SimulatorProcess(
+        extra_args=[
+            "--pc-rate-limit",
+            "0",
+            "--vault-limits",
+            "off",
+            "--record-issued",
+            "off",
+            "--partners",
+            "4",
+        ]
+    )
+    started = time.perf_counter()
+    running = sim_process.start()
+    try:
+        env = running.env
+        os.environ["REQUESTS_CA_BUNDLE"] = env["REQUESTS_CA_BUNDLE"]
+        os.environ["SSL_CERT_FILE"] = env["REQUESTS_CA_BUNDLE"]
+        control = running.control
+        control.set_settings(vault_version_limit=None)
+        world = running.world
+        admins = [p.users[0].upn for p in world.partners]
+        total_threads = args.threads * args.processes
+
+        import msal
+        import requests
+
+        rts = [control.issue_refresh_token(admins[i % len(admins)]) for i in range(total_threads)]
+        app = msal.ConfidentialClientApplication(
+            env["CPV_CLIENT_ID"],
+            client_credential=env["CPV_CLIENT_SECRET"],
+            authority=f"{env['CPV_AUTHORITY_HOST']}/organizations",
+            instance_discovery=False,
+        )
+        pc_token = app.acquire_token_by_refresh_token(rts[0], PC_SCOPE)["access_token"]
+        rts[0] = control.issue_refresh_token(admins[0])
+        vault_token = requests.post(
+            f"{env['AZURE_AUTHORITY_HOST']}/{env['AZURE_TENANT_ID']}/oauth2/v2.0/token",
+            data={
+                "grant_type": "client_credentials",
+                "client_id": env["AZURE_CLIENT_ID"],
+                "client_secret": env["AZURE_CLIENT_SECRET"],
+                "scope": "https://vault.azure.net/.default",
+            },
+            timeout=30,
+        ).json()["access_token"]
+
+        rows: dict[str, list[float]] = {
+            "refresh-token redemptions": [],
+            "Partner Center calls": [],
+            "vault writes": [],
+        }
+        errors: dict[str, int] = dict.fromkeys(rows, 0)
+        for run in range(runs):
+            per_process = [rts[i :: args.processes] for i in range(args.processes)]
+            rate, err = _measure(
+                [(_redeem_worker, (env, chunk, duration)) for chunk in per_process], duration
+            )
+            rows["refresh-token redemptions"].append(rate)
+            errors["refresh-token redemptions"] += err
+            # the workers stored their newest tokens privately: give the next run fresh ones
+            rts = [control.issue_refresh_token(admins[i % len(admins)]) for i in range(total_threads)]
+            for kind, label in (("pc", "Partner Center calls"), ("vault", "vault writes")):
+                targets = [
+                    (
+                        _http_worker,
+                        (
+                            kind,
+                            env,
+                            pc_token if kind == "pc" else vault_token,
+                            args.threads,
+                            duration,
+                            run * 100 + p,
+                        ),
+                    )
+                    for p in range(args.processes)
+                ]
+                rate, err = _measure(targets, duration)
+                rows[label].append(rate)
+                errors[label] += err
+        elapsed = time.perf_counter() - started
+    finally:
+        sim_process.stop()
+
+    shape = f"{args.processes} processes x {args.threads} threads"
+    print(f"\nSimulator throughput ({runs} run(s) x {duration:.0f} s, {shape})")
+    print(f"{'operation':<28}{'median/s':>10}{'min/s':>10}{'max/s':>10}{'errors':>8}")
+    summary = {}
+    for label, values in rows.items():
+        median = statistics.median(values)
+        summary[label] = {
+            "median_per_s": round(median, 1),
+            "runs_per_s": [round(v, 1) for v in values],
+            "errors": errors[label],
+        }
+        print(f"{label:<28}{median:>10.1f}{min(values):>10.1f}{max(values):>10.1f}{errors[label]:>8}")
+    print(f"(total {elapsed:.1f} s)")
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(
+        json.dumps(
+            {
+                "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "machine": {
+                    "cpus": os.cpu_count(),
+                    "python": platform.python_version(),
+                    "platform": platform.platform(),
+                },
+                "config": {
+                    "runs": runs,
+                    "duration_s": duration,
+                    "processes": args.processes,
+                    "threads": args.threads,
+                    "quick": args.quick,
+                },
+                "results": summary,
+                "target_redemptions_per_s": 500,
+                "meets_target": summary["refresh-token redemptions"]["median_per_s"] >= 500,
+            },
+            indent=2,
+        )
+        + "\n",
+        encoding="utf-8",
+    )
+    print(f"wrote {RESULTS.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
