@@ -16,6 +16,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
+# The local Microsoft cloud: `simulator` (one per session) and `sim` (reset before each test).
+pytest_plugins = ["simulator.pytest_plugin"]
+
 
 def free_port() -> int:
     with socket.socket() as sock:

@@ -1,0 +1,504 @@
+"""Microsoft identity through msal: the partner's sign-in, id_token checks, and refresh-token redemption.
+
+Every token operation of the product goes through this module. It turns msal's answers (dicts with an
+`error`, or exceptions) into a small set of typed errors that say what a person must do, and it checks
+what msal does not: the id_token's signature, issuer, audience and lifetime.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jwt
+import msal
+import requests
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from cpv.clouds import Cloud
+from cpv.config import AppCredential
+
+logger = logging.getLogger(__name__)
+
+HTTP_TIMEOUT = (5, 20)  # seconds to connect, seconds to read
+GLOBAL_ADMIN_ROLE = "62e90394-69f5-4237-9190-012177145e10"
+# Discovery documents are shared by every client built here, so building one per call stays cheap.
+_HTTP_CACHE: dict[Any, Any] = {}
+
+
+class _RecordingSession(requests.Session):
+    """A keep-alive session per thread that remembers the last answer's status and Retry-After.
+
+    msal turns 429 and 5xx answers into exceptions or bare dicts; the status and the wait are read here.
+    """
+
+    last_status: int = 0
+    last_retry_after: float | None = None
+
+    def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:
+        self.last_status, self.last_retry_after = 0, None
+        response = super().request(method, url, *args, **kwargs)
+        self.last_status = response.status_code
+        self.last_retry_after = _retry_after(response.headers.get("Retry-After"))
+        return response
+
+
+def _retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None
+
+
+_local = threading.local()
+
+
+def _session() -> _RecordingSession:
+    session: _RecordingSession | None = getattr(_local, "session", None)
+    if session is None:
+        session = _local.session = _RecordingSession()
+    return session
+
+
+# --- typed errors ---------------------------------------------------------------------------------
+
+
+class IdentityError(Exception):
+    """A token operation failed. `permanent` says whether retrying can help; the message is for a person.
+
+    Messages carry Microsoft's error name and AADSTS code, never a token or Microsoft's free text (which
+    can echo request details).
+    """
+
+    permanent = True
+    kind = "identity_error"
+
+    def __init__(
+        self, message: str, *, error: str = "", codes: tuple[int, ...] = (), correlation_id: str = ""
+    ):
+        super().__init__(message)
+        self.error = error
+        self.codes = codes
+        self.correlation_id = correlation_id
+
+
+class ReconsentRequired(IdentityError):
+    """The refresh token is expired, revoked or invalidated: the partner must consent again."""
+
+    kind = "reconsent_required"
+
+
+class MfaRequired(IdentityError):
+    """The user must complete multi-factor authentication: consent again with MFA."""
+
+    kind = "mfa_required"
+
+
+class ConditionalAccessBlocked(IdentityError):
+    """A Conditional Access policy of the partner blocks the sign-in."""
+
+    kind = "conditional_access"
+
+
+class AppNotConsentedInTenant(IdentityError):
+    """The vendor's app has no service principal in that (customer) tenant: run ApplicationConsent there."""
+
+    kind = "app_not_consented"
+
+
+class NoAccessToTenant(IdentityError):
+    """The partner's user has no access to that customer tenant."""
+
+    kind = "no_access"
+
+
+class InvalidClient(IdentityError):
+    """The vendor's own credential is wrong or expired: an operator must rotate it."""
+
+    kind = "invalid_client"
+
+
+class Transient(IdentityError):
+    """Throttled, a server error or a timeout: retry later, after `retry_after` seconds when known."""
+
+    permanent = False
+    kind = "transient"
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.retry_after = retry_after
+
+
+class IdTokenInvalid(IdentityError):
+    """The id_token failed a check (signature, issuer, audience, lifetime, nonce, tenant)."""
+
+    kind = "id_token_invalid"
+
+
+class IdentityMisconfigured(IdentityError):
+    """The control panel cannot sign in as its app: a credential is missing or unreadable."""
+
+    kind = "misconfigured"
+
+
+_RECONSENT_CODES = {700082, 70008, 70043, 50173, 50132, 50133, 70000, 50097}
+_MFA_CODES = {50076, 50078, 50079, 50074}
+_NOT_CONSENTED_CODES = {65001, 90099, 700016}
+_NO_ACCESS_CODES = {50020, 90072}
+_INVALID_CLIENT_CODES = {7000215, 7000222, 700027, 7000218, 700024}
+
+
+def error_from_response(result: dict[str, Any]) -> IdentityError:
+    """Classify msal's error dict (Entra's token endpoint error body) into a typed error."""
+    error = str(result.get("error", "unknown_error"))
+    codes = tuple(int(c) for c in result.get("error_codes") or [] if str(c).isdigit())
+    correlation_id = str(result.get("correlation_id", ""))
+    code_set = set(codes)
+    label = f"{error} (AADSTS{codes[0]})" if codes else error
+    kwargs: dict[str, Any] = {"error": error, "codes": codes, "correlation_id": correlation_id}
+    # Branch on the codes Microsoft documents first, then on `error`: the numbers are the specific part.
+    if code_set & _INVALID_CLIENT_CODES or error in {"invalid_client", "unauthorized_client"}:
+        return InvalidClient(f"Microsoft rejected the control panel's own app credential: {label}", **kwargs)
+    if 53003 in code_set:
+        return ConditionalAccessBlocked(
+            f"A Conditional Access policy in the partner's tenant blocks the sign-in: {label}", **kwargs
+        )
+    if code_set & _MFA_CODES:
+        return MfaRequired(f"Multi-factor authentication is required: {label}", **kwargs)
+    if code_set & _NOT_CONSENTED_CODES:
+        return AppNotConsentedInTenant(f"The app is not consented in that tenant: {label}", **kwargs)
+    if code_set & _NO_ACCESS_CODES:
+        return NoAccessToTenant(f"The partner's user has no access to that tenant: {label}", **kwargs)
+    if code_set & _RECONSENT_CODES or error == "invalid_grant":
+        return ReconsentRequired(f"The partner's consent is no longer valid: {label}", **kwargs)
+    if error == "interaction_required":
+        return MfaRequired(f"Microsoft requires the user to sign in again: {label}", **kwargs)
+    if error in {"temporarily_unavailable", "server_error", "request_timeout"}:
+        return Transient(f"Microsoft's sign-in service is unavailable: {label}", **kwargs)
+    return IdentityError(f"Microsoft refused the token request: {label}", **kwargs)
+
+
+# --- the app's credential -------------------------------------------------------------------------
+
+
+def client_credential(app: AppCredential) -> str | dict[str, str]:
+    """msal's `client_credential`: the certificate (preferred) or the secret.
+
+    A certificate file holds the private key and the certificate in PEM; msal derives the SHA-256
+    thumbprint from the certificate.
+    """
+    if app.certificate_path:
+        try:
+            pem = Path(app.certificate_path).read_bytes()
+            key = serialization.load_pem_private_key(pem, password=None)
+            certificate = x509.load_pem_x509_certificate(pem)
+        except (OSError, ValueError) as exc:
+            raise IdentityMisconfigured(
+                f"The app certificate {app.certificate_path} could not be read as PEM holding a private key "
+                f"and a certificate ({exc.__class__.__name__})"
+            ) from None
+        return {
+            "private_key": key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            ).decode(),
+            "public_certificate": certificate.public_bytes(serialization.Encoding.PEM).decode(),
+        }
+    if app.client_secret:
+        return app.client_secret
+    raise IdentityMisconfigured(
+        "No app credential is configured: set CPV_CLIENT_CERTIFICATE or CPV_CLIENT_SECRET"
+    )
+
+
+def confidential_client(
+    *, cloud: Cloud, tenant: str, app: AppCredential
+) -> msal.ConfidentialClientApplication:
+    """A fresh msal client for one call: its token cache starts empty and is dropped with it.
+
+    Raises IdentityMisconfigured, or Transient when the authority's discovery document cannot be read.
+    """
+    if not app.client_id:
+        raise IdentityMisconfigured("CPV_CLIENT_ID is not set")
+    try:
+        return msal.ConfidentialClientApplication(
+            app.client_id,
+            client_credential=client_credential(app),
+            authority=cloud.authority(tenant),
+            # Outside Microsoft's hosts, msal would ask login.microsoftonline.com to vouch for the authority.
+            instance_discovery=cloud.is_microsoft,
+            timeout=HTTP_TIMEOUT,
+            http_client=_session(),
+            http_cache=_HTTP_CACHE,
+        )
+    except (requests.RequestException, msal.exceptions.MsalServiceError) as exc:
+        raise Transient(f"The sign-in authority could not be reached ({exc.__class__.__name__})") from None
+    except ValueError as exc:
+        # msal raises ValueError for an unknown tenant ("Unable to get authority configuration").
+        raise IdentityError(
+            f"The sign-in authority refused tenant {tenant!r}: {exc.__class__.__name__}"
+        ) from None
+
+
+# --- tokens ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TokenResult:
+    """What a token redemption returned. The tokens never appear in a repr."""
+
+    access_token: str = field(repr=False)
+    refresh_token: str = field(repr=False)
+    expires_at: float
+    scopes: tuple[str, ...]
+    id_token: str = field(default="", repr=False)
+    id_token_claims: dict[str, Any] = field(default_factory=dict)
+
+
+def _token_result(result: dict[str, Any]) -> TokenResult:
+    return TokenResult(
+        access_token=str(result.get("access_token", "")),
+        refresh_token=str(result.get("refresh_token", "")),
+        expires_at=time.time() + float(result.get("expires_in", 0) or 0),
+        scopes=tuple(str(result.get("scope", "")).split()),
+        id_token=str(result.get("id_token", "")),
+        id_token_claims=dict(result.get("id_token_claims") or {}),
+    )
+
+
+def _call(operation: str, func: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
+    session = _session()
+    try:
+        result = func(*args, **kwargs)
+    except json.JSONDecodeError:
+        raise Transient(
+            f"{operation}: Microsoft's token endpoint gave an unreadable answer (HTTP {session.last_status})",
+            retry_after=session.last_retry_after,
+        ) from None
+    except requests.Timeout:
+        raise Transient(f"{operation}: Microsoft's token endpoint did not answer in time") from None
+    except requests.RequestException as exc:
+        raise Transient(
+            f"{operation}: Microsoft's token endpoint could not be reached ({exc.__class__.__name__})"
+        ) from None
+    except msal.exceptions.MsalServiceError as exc:
+        # msal raises this for 5xx answers.
+        raise Transient(
+            f"{operation}: Microsoft's token endpoint failed ({exc.__class__.__name__})",
+            retry_after=session.last_retry_after,
+        ) from None
+    if not isinstance(result, dict):
+        raise IdentityError(f"{operation}: msal returned no answer")
+    if "error" in result and (session.last_status == 429 or session.last_status >= 500):
+        raise Transient(
+            f"{operation}: Microsoft's token endpoint is throttling or failing (HTTP {session.last_status})",
+            retry_after=session.last_retry_after,
+            error=str(result.get("error", "")),
+            correlation_id=str(result.get("correlation_id", "")),
+        )
+    if "error" in result:
+        error = error_from_response(result)
+        logger.info(
+            "%s failed: %s error=%s codes=%s correlation_id=%s",
+            operation,
+            error.kind,
+            error.error,
+            list(error.codes),
+            error.correlation_id,
+        )
+        raise error
+    return result
+
+
+def auth_code_flow_start(
+    *,
+    cloud: Cloud,
+    app: AppCredential,
+    tenant: str,
+    redirect_uri: str,
+    scopes: list[str],
+    prompt: str | None = None,
+    login_hint: str | None = None,
+) -> dict[str, Any]:
+    """Begin an authorization-code flow: S256 PKCE, a fresh state and nonce, `response_mode=form_post`.
+
+    Returns msal's flow dict (auth_uri, state, nonce, code_verifier, ...), which the caller keeps
+    server-side. Raises IdentityMisconfigured or Transient.
+    """
+    client = confidential_client(cloud=cloud, tenant=tenant, app=app)
+    return dict(
+        client.initiate_auth_code_flow(
+            scopes, redirect_uri=redirect_uri, response_mode="form_post", prompt=prompt, login_hint=login_hint
+        )
+    )
+
+
+def auth_code_flow_finish(
+    *, cloud: Cloud, app: AppCredential, tenant: str, flow: dict[str, Any], auth_response: dict[str, str]
+) -> TokenResult:
+    """Redeem the code of a finished sign-in and verify the id_token.
+
+    Returns the TokenResult with verified `id_token_claims`. Raises IdTokenInvalid (state or nonce
+    mismatch, a bad id_token), one of the typed errors for Microsoft's answers, or Transient.
+    """
+    client = confidential_client(cloud=cloud, tenant=tenant, app=app)
+    try:
+        result = _call(
+            "redeeming the authorization code", client.acquire_token_by_auth_code_flow, flow, auth_response
+        )
+    except ValueError:
+        raise IdTokenInvalid("The sign-in answer does not belong to this flow (state mismatch)") from None
+    except RuntimeError:
+        # msal checks the nonce and raises RuntimeError when it differs.
+        raise IdTokenInvalid("The id_token's nonce does not match this flow") from None
+    token = _token_result(result)
+    # msal sends the SHA-256 of the flow's nonce, so that is what the id_token carries.
+    nonce = hashlib.sha256(str(flow.get("nonce", "")).encode("ascii")).hexdigest()
+    claims = id_token_verify(cloud=cloud, client_id=app.client_id, id_token=token.id_token, nonce=nonce)
+    return TokenResult(
+        access_token=token.access_token,
+        refresh_token=token.refresh_token,
+        expires_at=token.expires_at,
+        scopes=token.scopes,
+        id_token=token.id_token,
+        id_token_claims=claims,
+    )
+
+
+def refresh_token_redeem(
+    *, cloud: Cloud, app: AppCredential, tenant: str, refresh_token: str, scopes: list[str]
+) -> TokenResult:
+    """Redeem a refresh token for an access token to one resource in `tenant` (the partner's or a customer's).
+
+    Returns the TokenResult; its `refresh_token` is the new one, which the caller must keep (Entra rotates
+    it on every redemption). Raises one of the typed errors.
+    """
+    client = confidential_client(cloud=cloud, tenant=tenant, app=app)
+    result = _call(
+        "redeeming the refresh token", client.acquire_token_by_refresh_token, refresh_token, scopes
+    )
+    return _token_result(result)
+
+
+# --- id_token verification ------------------------------------------------------------------------
+
+
+class _JwksCache:
+    """Signing keys per JWKS URI, refreshed when a token names a key id we have not seen."""
+
+    def __init__(self, ttl: float = 3600) -> None:
+        self.ttl = ttl
+        self._lock = threading.Lock()
+        self._keys: dict[str, tuple[float, dict[str, Any]]] = {}
+
+    def key(self, jwks_uri: str, kid: str) -> Any:
+        with self._lock:
+            fetched_at, keys = self._keys.get(jwks_uri, (0.0, {}))
+        if kid not in keys or time.monotonic() - fetched_at > self.ttl:
+            keys = self._fetch(jwks_uri)
+            with self._lock:
+                self._keys[jwks_uri] = (time.monotonic(), keys)
+        if kid not in keys:
+            raise IdTokenInvalid("The id_token is signed with a key the authority does not publish")
+        return keys[kid]
+
+    @staticmethod
+    def _fetch(jwks_uri: str) -> dict[str, Any]:
+        try:
+            response = requests.get(jwks_uri, timeout=HTTP_TIMEOUT)
+            response.raise_for_status()
+            data = response.json()
+        except (requests.RequestException, ValueError) as exc:
+            raise Transient(
+                f"The authority's signing keys could not be read ({exc.__class__.__name__})"
+            ) from None
+        keys = {}
+        for jwk in data.get("keys", []):
+            if jwk.get("kid") and jwk.get("kty") == "RSA":
+                keys[jwk["kid"]] = jwt.PyJWK(jwk, algorithm="RS256").key
+        return keys
+
+    def clear(self) -> None:
+        with self._lock:
+            self._keys.clear()
+
+
+JWKS = _JwksCache()
+
+
+def _discovery(cloud: Cloud) -> dict[str, Any]:
+    url = f"{cloud.authority('common')}/v2.0/.well-known/openid-configuration"
+    cached = _HTTP_CACHE.get(("cpv-discovery", url))
+    if cached:
+        return dict(cached)
+    try:
+        response = requests.get(url, timeout=HTTP_TIMEOUT)
+        response.raise_for_status()
+        document = response.json()
+    except (requests.RequestException, ValueError) as exc:
+        raise Transient(
+            f"The authority's discovery document could not be read ({exc.__class__.__name__})"
+        ) from None
+    _HTTP_CACHE[("cpv-discovery", url)] = document
+    return dict(document)
+
+
+def id_token_verify(*, cloud: Cloud, client_id: str, id_token: str, nonce: str | None) -> dict[str, Any]:
+    """Check an id_token as msal does not: RS256 signature against the authority's JWKS, `iss` for the
+    token's own tenant, `aud`, `exp`/`nbf`/`iat`, `nonce`, and a `tid` that is a GUID.
+
+    Returns the claims. Raises IdTokenInvalid naming the check that failed, or Transient.
+    """
+    if not id_token:
+        raise IdTokenInvalid("Microsoft returned no id_token")
+    try:
+        header = jwt.get_unverified_header(id_token)
+    except jwt.PyJWTError:
+        raise IdTokenInvalid("The id_token is not a JWT") from None
+    if header.get("alg") != "RS256" or not header.get("kid"):
+        raise IdTokenInvalid("The id_token is not signed with RS256 and a key id")
+    key = JWKS.key(_discovery(cloud)["jwks_uri"], str(header["kid"]))
+    try:
+        claims: dict[str, Any] = jwt.decode(
+            id_token,
+            key=key,
+            algorithms=["RS256"],
+            audience=client_id,
+            options={"require": ["iss", "aud", "exp", "iat", "tid", "oid"], "verify_iss": False},
+            leeway=120,
+        )
+    except jwt.InvalidAudienceError:
+        raise IdTokenInvalid("The id_token was issued for another application (aud)") from None
+    except jwt.ExpiredSignatureError:
+        raise IdTokenInvalid("The id_token has expired (exp)") from None
+    except jwt.InvalidSignatureError:
+        raise IdTokenInvalid("The id_token's signature does not verify") from None
+    except jwt.PyJWTError as exc:
+        raise IdTokenInvalid(f"The id_token failed a check ({exc.__class__.__name__})") from None
+    try:
+        tenant = str(uuid.UUID(str(claims["tid"])))
+    except ValueError:
+        raise IdTokenInvalid("The id_token's tenant (tid) is not a GUID") from None
+    # Multi-tenant tokens: the issuer must name the very tenant the token claims to come from.
+    if claims["iss"] != f"{cloud.authority_host}/{tenant}/v2.0":
+        raise IdTokenInvalid("The id_token's issuer (iss) does not match its tenant and authority")
+    if nonce is not None and claims.get("nonce") != nonce:
+        raise IdTokenInvalid("The id_token's nonce does not match this flow")
+    return claims
+
+
+def claims_have_mfa(claims: dict[str, Any]) -> bool:
+    return "mfa" in (claims.get("amr") or [])
+
+
+def claims_are_global_admin(claims: dict[str, Any]) -> bool:
+    return GLOBAL_ADMIN_ROLE in (claims.get("wids") or [])

@@ -1,0 +1,61 @@
+"""Talking to the simulator as the product does: its cloud, its app, a person signing in."""
+
+from __future__ import annotations
+
+import html
+import re
+from typing import Any
+
+import requests
+
+from cpv import clouds
+from cpv.config import AppCredential
+from simulator.testing import RunningSimulator
+
+_HIDDEN = re.compile(r'<input type="hidden" name="([^"]+)" value="([^"]*)">')
+_ACTION = re.compile(r'<form method="post" id="response" action="([^"]+)">')
+
+
+def sim_cloud(sim: RunningSimulator) -> clouds.Cloud:
+    return clouds.custom_cloud(
+        authority_host=sim.authority_host, partner_center_url=sim.partner_center_url, graph_url=sim.graph_url
+    )
+
+
+def sim_app(sim: RunningSimulator, *, certificate: bool = False) -> AppCredential:
+    if certificate:
+        return AppCredential(
+            client_id=sim.env["CPV_CLIENT_ID"], certificate_path=sim.env["CPV_CLIENT_CERTIFICATE"]
+        )
+    return AppCredential(client_id=sim.env["CPV_CLIENT_ID"], client_secret=sim.env["CPV_CLIENT_SECRET"])
+
+
+def partner_user(sim: RunningSimulator, *, partner: int = 0, **flags: bool) -> Any:
+    """The first user of a seeded partner with the given flags (global_admin, admin_agent, mfa_registered)."""
+    tenant = sim.world.partners[partner]
+    for user in tenant.users:
+        if all(getattr(user, name) == value for name, value in flags.items()):
+            return user
+    raise LookupError(f"no user with {flags} in {tenant.name}")
+
+
+def sign_in(auth_uri: str, *, user_oid: str, action: str = "accept") -> tuple[str, dict[str, str]]:
+    """A person on the sign-in page: pick `user_oid`, press Accept (or Cancel).
+
+    Returns where the browser would POST (form_post) and the fields it would send.
+    """
+    with requests.Session() as browser:
+        page = browser.get(auth_uri, timeout=10)
+        page.raise_for_status()
+        txn = re.search(r'name="txn" value="([^"]+)"', page.text)
+        assert txn, page.text
+        form_url = page.url.split("?", 1)[0]
+        answer = browser.post(
+            form_url, data={"txn": txn.group(1), "user": user_oid, "action": action}, timeout=10
+        )
+    answer.raise_for_status()
+    target = _ACTION.search(answer.text)
+    assert target, answer.text
+    return html.unescape(target.group(1)), {
+        html.unescape(k): html.unescape(v) for k, v in _HIDDEN.findall(answer.text)
+    }
