@@ -97,7 +97,7 @@ def backend(request: pytest.FixtureRequest) -> str:
 @pytest.fixture
 def vault(backend: str, request: pytest.FixtureRequest) -> Vault:
     """Each backend in turn, built from the settings as `get_vault()` builds it."""
-    return request.getfixturevalue(f"{backend}_vault")  # type: ignore[no-any-return]
+    return request.getfixturevalue(f"{backend}_vault")
 
 
 @pytest.fixture

@@ -262,7 +262,7 @@ def test_microsoft_checks_stay_on_only_for_microsofts_own_vault_and_authority() 
 
 def test_the_simulator_vault_is_not_treated_as_microsofts(azure_vault: AzureVault) -> None:
     assert azure_vault.microsoft is False
-    policy = azure_vault.client._client._config.authentication_policy  # type: ignore[attr-defined]
+    policy = azure_vault.client._client._config.authentication_policy
     assert policy._verify_challenge_resource is False
 
 
