@@ -1,0 +1,256 @@
+"""Partner Center's REST API, App+User: customers, the organization profile, ApplicationConsent.
+
+A client holds one access token (for the partner, audience Partner Center) and one correlation id for
+the job it serves. Failures come out as typed errors that say whether retrying can help.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+
+logger = logging.getLogger(__name__)
+
+HTTP_TIMEOUT = (5, 30)
+API_VERSION_PREFIX = "/v1"
+
+
+class PartnerCenterError(Exception):
+    """Partner Center refused or failed a call. `permanent` says whether retrying can help.
+
+    The message holds the HTTP status and Partner Center's own error code and description, which
+    name no secret.
+    """
+
+    permanent = True
+    kind = "partner_center_error"
+
+    def __init__(self, message: str, *, status: int = 0, code: str = "", request_id: str = "") -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.request_id = request_id
+
+
+class Unauthorized(PartnerCenterError):
+    """401: the token is not accepted (expired, wrong audience, or MFA missing from it)."""
+
+    kind = "unauthorized"
+
+
+class Forbidden(PartnerCenterError):
+    """403: the signed-in user lacks the Admin Agent role, or the tenant is not a partner."""
+
+    kind = "forbidden"
+
+
+class NotFound(PartnerCenterError):
+    kind = "not_found"
+
+
+class AlreadyExists(PartnerCenterError):
+    """The consent (or other entry) is already there: for ApplicationConsent, that is success."""
+
+    kind = "already_exists"
+
+
+class Throttled(PartnerCenterError):
+    """429: wait `retry_after` seconds."""
+
+    permanent = False
+    kind = "throttled"
+
+    def __init__(self, message: str, *, retry_after: float | None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.retry_after = retry_after
+
+
+class Transient(PartnerCenterError):
+    """A 5xx answer, a timeout or a broken connection."""
+
+    permanent = False
+    kind = "transient"
+
+
+@dataclass(frozen=True)
+class CustomerRecord:
+    tenant_id: str
+    company_name: str
+    domain: str
+    relationship: str
+
+
+_local = threading.local()
+
+
+def _session() -> requests.Session:
+    session: requests.Session | None = getattr(_local, "session", None)
+    if session is None:
+        session = _local.session = requests.Session()
+    return session
+
+
+def _retry_after(value: str | None) -> float | None:
+    try:
+        return max(0.0, float(value)) if value else None
+    except ValueError:
+        return None
+
+
+class PartnerCenterClient:
+    """Calls Partner Center as one partner's user. `access_token` never reaches a repr or a log line."""
+
+    def __init__(self, *, base_url: str, access_token: str, correlation_id: str | None = None) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._access_token = access_token
+        self.correlation_id = correlation_id or str(uuid.uuid4())
+
+    def __repr__(self) -> str:
+        return f"PartnerCenterClient(base_url={self.base_url!r}, correlation_id={self.correlation_id!r})"
+
+    def _url(self, path_or_uri: str) -> str:
+        """Partner Center's `links` name paths with or without the version prefix; both resolve here."""
+        parts = urlsplit(path_or_uri)
+        if parts.scheme:
+            return path_or_uri
+        path = path_or_uri if path_or_uri.startswith("/") else f"/{path_or_uri}"
+        if not path.startswith(API_VERSION_PREFIX + "/"):
+            path = API_VERSION_PREFIX + path
+        return self.base_url + path
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        headers: dict[str, str] | None = None,
+        request_id: str | None = None,
+    ) -> requests.Response:
+        """One call. `request_id` (MS-RequestId) is the idempotency key: pass the same one when retrying.
+
+        Returns the response for a 2xx answer; raises a PartnerCenterError subclass otherwise.
+        """
+        request_id = request_id or str(uuid.uuid4())
+        all_headers = {
+            "Authorization": f"Bearer {self._access_token}",
+            "Accept": "application/json",
+            "MS-RequestId": request_id,
+            "MS-CorrelationId": self.correlation_id,
+            **(headers or {}),
+        }
+        try:
+            response = _session().request(
+                method, self._url(path), json=json, headers=all_headers, timeout=HTTP_TIMEOUT
+            )
+        except requests.Timeout:
+            raise Transient(
+                f"Partner Center did not answer {method} {path} in time", request_id=request_id
+            ) from None
+        except requests.RequestException as exc:
+            raise Transient(
+                f"Partner Center could not be reached for {method} {path} ({exc.__class__.__name__})",
+                request_id=request_id,
+            ) from None
+        if response.ok:
+            return response
+        raise _error(response, method, path, request_id)
+
+    def organization_profile(self) -> dict[str, Any]:
+        """The partner's organization profile: proves the token works as App+User with Admin Agent."""
+        return dict(self.request("GET", "/profiles/organization").json())
+
+    def customers(self, *, page_size: int = 500) -> Iterator[CustomerRecord]:
+        """Every customer, following `links.next` (with its continuation headers) until it is absent."""
+        path = f"/customers?size={page_size}"
+        headers: dict[str, str] = {}
+        seen_tokens: set[str] = set()
+        while True:
+            page = self.request("GET", path, headers=headers).json()
+            for item in page.get("items", []):
+                profile = item.get("companyProfile") or {}
+                yield CustomerRecord(
+                    tenant_id=str(profile.get("tenantId") or item.get("id", "")).lower(),
+                    company_name=str(profile.get("companyName", "")),
+                    domain=str(profile.get("domain", "")),
+                    relationship=str(item.get("relationshipToPartner", "")),
+                )
+            following = (page.get("links") or {}).get("next")
+            if not following:
+                return
+            headers = {h["key"]: h["value"] for h in following.get("headers", []) if "key" in h}
+            token = headers.get("MS-ContinuationToken", "")
+            if token in seen_tokens:
+                raise PartnerCenterError("Partner Center returned the same continuation token twice")
+            seen_tokens.add(token)
+            path = following["uri"]
+
+    def application_consent_create(
+        self, *, customer_tenant_id: str, body: dict[str, Any], request_id: str | None = None
+    ) -> bool:
+        """POST the vendor app's consent in a customer tenant.
+
+        Returns True when it was created, False when it already existed (success either way). Raises
+        the typed errors otherwise.
+        """
+        try:
+            self.request(
+                "POST",
+                f"/customers/{customer_tenant_id}/applicationconsents",
+                json=body,
+                request_id=request_id,
+            )
+        except AlreadyExists:
+            return False
+        return True
+
+    def application_consent_delete(
+        self, *, customer_tenant_id: str, application_id: str, request_id: str | None = None
+    ) -> bool:
+        """DELETE the vendor app's consent; returns False when there was none to delete."""
+        try:
+            self.request(
+                "DELETE",
+                f"/customers/{customer_tenant_id}/applicationconsents/{application_id}",
+                request_id=request_id,
+            )
+        except NotFound:
+            return False
+        return True
+
+
+def _error(response: requests.Response, method: str, path: str, request_id: str) -> PartnerCenterError:
+    try:
+        body = response.json()
+    except ValueError:
+        body = {}
+    if not isinstance(body, dict):
+        body = {}
+    code = str(body.get("code", ""))
+    description = str(body.get("description", ""))[:300]
+    status = response.status_code
+    summary = f"Partner Center answered {status} to {method} {path.split('?', 1)[0]}"
+    if code or description:
+        summary += f": {description or code} (code {code or 'none'})"
+    kwargs: dict[str, Any] = {"status": status, "code": code, "request_id": request_id}
+    # An existing consent comes back as 409 or as an error saying so; both mean it is there.
+    if status == 409 or "permission entry already exists" in description.lower():
+        return AlreadyExists(summary, **kwargs)
+    if status == 429:
+        return Throttled(summary, retry_after=_retry_after(response.headers.get("Retry-After")), **kwargs)
+    if status >= 500:
+        return Transient(summary, **kwargs)
+    if status == 401:
+        return Unauthorized(summary, **kwargs)
+    if status == 403:
+        return Forbidden(summary, **kwargs)
+    if status == 404:
+        return NotFound(summary, **kwargs)
+    return PartnerCenterError(summary, **kwargs)
