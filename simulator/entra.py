@@ -23,6 +23,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
 from simulator.entra_errors import error_body
+from simulator.requestlog import LOG_KEY
 from simulator.state import (
     CODE_LIFETIME,
     REFRESH_TOKEN_INACTIVITY,
@@ -102,7 +103,7 @@ def _sim(request: web.Request) -> Simulator:
 
 
 def _detail(request: web.Request) -> dict[str, Any]:
-    entry = request.get("log")
+    entry = request.get(LOG_KEY)
     return entry["detail"] if entry is not None else {}
 
 

@@ -10,6 +10,7 @@ from aiohttp import web
 
 from simulator.bearer import BearerError, bearer_token, check_bearer
 from simulator.entra import SIM_KEY
+from simulator.requestlog import LOG_KEY
 from simulator.state import Simulator
 from simulator.world import GRAPH_RESOURCE
 
@@ -37,7 +38,7 @@ def _claims(request: web.Request) -> dict[str, Any] | web.Response:
         return _graph_error(
             401, "InvalidAuthenticationToken", f"Access token validation failure: {exc.reason}."
         )
-    request["log"]["detail"]["tid"] = claims.get("tid")
+    request[LOG_KEY]["detail"]["tid"] = claims.get("tid")
     return claims
 
 

@@ -15,6 +15,7 @@ from aiohttp import web
 
 from simulator.bearer import BearerError, bearer_token, check_bearer
 from simulator.entra import SIM_KEY
+from simulator.requestlog import LOG_KEY
 from simulator.state import Simulator
 from simulator.world import VAULT_RESOURCE
 
@@ -102,7 +103,7 @@ def kv_error(
     error: dict[str, Any] = {"code": code, "message": message}
     if inner:
         error["innererror"] = {"code": inner}
-    entry = request.get("log")
+    entry = request.get(LOG_KEY)
     if entry is not None:
         entry["detail"]["error"] = inner or code
     return _json(request, {"error": error}, status=status, headers=headers)
@@ -262,7 +263,7 @@ async def _guard(request: web.Request, *, create: bool = False) -> web.Response 
         claims = check_bearer(sim, token, VAULT_RESOURCE)
     except BearerError as exc:
         return kv_error(request, 401, "Unauthorized", f"AKV10032: {exc.reason}.", headers=challenge)
-    detail = request["log"]["detail"]
+    detail = request[LOG_KEY]["detail"]
     app_id = str(claims.get("appid") or claims.get("azp") or "")
     detail["app_id"] = app_id
     if claims.get("tid") != sim.world.vendor.tenant_id:
@@ -363,7 +364,7 @@ async def handle_set(request: web.Request) -> web.Response:
         )
     limit = sim.settings.vault_version_limit
     if entry is not None and limit is not None and len(entry.versions) >= limit:
-        request["log"]["detail"]["version_limit"] = True
+        request[LOG_KEY]["detail"]["version_limit"] = True
         return kv_error(
             request,
             400,
@@ -389,7 +390,7 @@ async def handle_set(request: web.Request) -> web.Response:
         updated=now,
     )
     entry.versions.append(version)
-    request["log"]["detail"]["version"] = version.version
+    request[LOG_KEY]["detail"]["version"] = version.version
     return _json(request, _bundle(sim, entry, version, value=True))
 
 
@@ -424,7 +425,7 @@ async def handle_get(request: web.Request) -> web.Response:
             "Operation get is not allowed on a disabled secret.",
             inner="SecretDisabled",
         )
-    request["log"]["detail"]["version"] = version.version
+    request[LOG_KEY]["detail"]["version"] = version.version
     return _json(request, _bundle(sim, found, version, value=True))
 
 
@@ -463,7 +464,7 @@ async def handle_update(request: web.Request) -> web.Response:
         tags = body["tags"]
         version.tags = {str(k): str(v) for k, v in tags.items()} if isinstance(tags, dict) else None
     version.updated = int(sim.clock.now())
-    detail = request["log"]["detail"]
+    detail = request[LOG_KEY]["detail"]
     detail["version"] = version.version
     detail["enabled"] = version.enabled
     return _json(request, _bundle(sim, found, version, value=False))

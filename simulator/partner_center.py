@@ -14,6 +14,7 @@ from aiohttp import web
 
 from simulator.bearer import BearerError, bearer_token, check_bearer
 from simulator.entra import SIM_KEY
+from simulator.requestlog import LOG_KEY
 from simulator.state import ApplicationConsentRecord, Simulator, TokenBucket
 from simulator.world import PARTNER_CENTER_RESOURCE, Customer, Partner, User
 
@@ -31,7 +32,7 @@ def pc_error(
     *,
     headers: dict[str, str] | None = None,
 ) -> web.Response:
-    entry = request.get("log")
+    entry = request.get(LOG_KEY)
     if entry is not None:
         entry["detail"]["error"] = description
     body: dict[str, Any] = {
@@ -67,7 +68,7 @@ def _authorize(request: web.Request) -> tuple[Partner, User | None, dict[str, An
         claims = check_bearer(sim, token, PARTNER_CENTER_RESOURCE)
     except BearerError as exc:
         return pc_error(request, 401, 401, f"Unauthorized: {exc.reason}.")
-    detail = request["log"]["detail"]
+    detail = request[LOG_KEY]["detail"]
     app_id = str(claims.get("appid") or claims.get("azp") or "")
     detail["app_id"] = app_id
     detail["tid"] = claims.get("tid")
@@ -171,8 +172,8 @@ async def handle_customers(request: web.Request) -> web.Response:
             "method": "GET",
             "headers": [{"key": "MS-ContinuationToken", "value": _encode_continuation(offset + size)}],
         }
-    request["log"]["detail"]["page_offset"] = offset
-    request["log"]["detail"]["items"] = len(page)
+    request[LOG_KEY]["detail"]["page_offset"] = offset
+    request[LOG_KEY]["detail"]["items"] = len(page)
     body = {
         "totalCount": len(page),
         "items": [_customer_json(c) for c in page],
@@ -240,7 +241,7 @@ async def handle_create_consent(request: web.Request) -> web.Response:
     if problem:
         return pc_error(request, 400, 400, problem)
     app_id = body["applicationId"].lower()
-    detail = request["log"]["detail"]
+    detail = request[LOG_KEY]["detail"]
     detail["customer"] = customer.tenant_id
     detail["application_id"] = app_id
     if sim.world.app(app_id) is None:
@@ -281,7 +282,7 @@ async def handle_delete_consent(request: web.Request) -> web.Response:
     if customer is None:
         return pc_error(request, 404, 600, "Customer not found.")
     app_id = request.match_info["application"].lower()
-    detail = request["log"]["detail"]
+    detail = request[LOG_KEY]["detail"]
     detail["customer"] = customer.tenant_id
     detail["application_id"] = app_id
     if sim.app_consents.get(customer.tenant_id, {}).pop(app_id, None) is None:

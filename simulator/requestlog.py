@@ -7,6 +7,9 @@ import logging
 import re
 from collections import deque
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from aiohttp import web
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +37,20 @@ REQUEST_HEADERS = (
     "User-Agent",
 )
 RESPONSE_HEADERS = ("Retry-After", "WWW-Authenticate", "Location", "MS-RequestId", "MS-CorrelationId")
+
+
+LOG_KEY: web.RequestKey[dict[str, Any]] = web.RequestKey("simulator_log", dict)
+
+
+def redact_url(url: str) -> str:
+    """A URL (a redirect's Location) with the values of secret query or fragment fields replaced."""
+    parts = urlsplit(url)
+
+    def clean(text: str) -> str:
+        pairs = parse_qsl(text, keep_blank_values=True)
+        return urlencode([(k, "[redacted]" if k.lower() in SECRET_FIELDS else v) for k, v in pairs])
+
+    return urlunsplit(parts._replace(query=clean(parts.query), fragment=clean(parts.fragment)))
 
 
 def redact(params: Any) -> dict[str, str]:

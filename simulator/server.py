@@ -16,7 +16,7 @@ from aiohttp import web
 
 from simulator import control, entra, graph, keyvault, partner_center
 from simulator.entra import SIM_KEY
-from simulator.requestlog import REQUEST_HEADERS, RESPONSE_HEADERS, redact
+from simulator.requestlog import LOG_KEY, REQUEST_HEADERS, RESPONSE_HEADERS, redact, redact_url
 from simulator.state import Settings, Simulator, Urls
 from simulator.tls import make_tls_material, write_ca_files
 from simulator.world import World
@@ -50,7 +50,7 @@ def _middleware(sim_getter: Callable[[], Simulator], service: str) -> Any:
             "request_headers": {h: request.headers[h] for h in REQUEST_HEADERS if h in request.headers},
             "detail": {},
         }
-        request["log"] = entry
+        request[LOG_KEY] = entry
         response: web.StreamResponse | None = None
         try:
             if sim.faults.active:
@@ -85,9 +85,10 @@ def _middleware(sim_getter: Callable[[], Simulator], service: str) -> Any:
             entry["duration_ms"] = round((time.perf_counter() - started) * 1000, 3)
             sim.log.add(entry)
         entry["status"] = response.status
-        entry["response_headers"] = {
-            h: response.headers[h] for h in RESPONSE_HEADERS if h in response.headers
-        }
+        logged = {h: response.headers[h] for h in RESPONSE_HEADERS if h in response.headers}
+        if "Location" in logged:
+            logged["Location"] = redact_url(logged["Location"])
+        entry["response_headers"] = logged
         return response
 
     return middleware
