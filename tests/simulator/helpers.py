@@ -58,7 +58,10 @@ def sign_in(
     assert action_url is not None
     base = auth_uri.split("/", 3)
     response = session.post(
-        f"{base[0]}//{base[2]}{html.unescape(action_url.group(1))}", data=data, allow_redirects=False, timeout=10
+        f"{base[0]}//{base[2]}{html.unescape(action_url.group(1))}",
+        data=data,
+        allow_redirects=False,
+        timeout=10,
     )
     if response.status_code == 302:
         location = response.headers["Location"]
@@ -100,8 +103,13 @@ def token_request(sim: RunningSimulator, tenant: str, **data: str) -> requests.R
     return requests.post(f"{sim.authority_host}/{tenant}/oauth2/v2.0/token", data=data, timeout=10)
 
 
-def redeem(sim: RunningSimulator, refresh_token: str, tenant: str = "organizations", scope: str = PC_DEFAULT,
-           **extra: str) -> requests.Response:  # fmt: skip
+def redeem(
+    sim: RunningSimulator,
+    refresh_token: str,
+    tenant: str = "organizations",
+    scope: str = PC_DEFAULT,
+    **extra: str,
+) -> requests.Response:
     data = {
         "grant_type": "refresh_token",
         "client_id": sim.env["CPV_CLIENT_ID"],
@@ -114,7 +122,9 @@ def redeem(sim: RunningSimulator, refresh_token: str, tenant: str = "organizatio
     return token_request(sim, tenant, **data)
 
 
-def assert_entra_error(response: requests.Response, code: int, error: str, status: int = 400) -> dict[str, Any]:
+def assert_entra_error(
+    response: requests.Response, code: int, error: str, status: int = 400
+) -> dict[str, Any]:
     """The body has every field Entra sends, with this AADSTS code."""
     assert response.status_code == status, response.text
     body = response.json()

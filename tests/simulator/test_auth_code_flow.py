@@ -28,7 +28,9 @@ GLOBAL_ADMIN = "62e90394-69f5-4237-9190-012177145e10"
 
 def _verify(sim, token: str, audience: str) -> dict:
     """Check a token the way the product must: signature via the JWKS from discovery, iss, aud, exp."""
-    config = requests.get(f"{sim.authority_host}/organizations/v2.0/.well-known/openid-configuration", timeout=10).json()
+    config = requests.get(
+        f"{sim.authority_host}/organizations/v2.0/.well-known/openid-configuration", timeout=10
+    ).json()
     jwks = jwt.PyJWKClient(config["jwks_uri"])
     key = jwks.get_signing_key_from_jwt(token)
     claims = jwt.decode(token, key.key, algorithms=["RS256"], audience=audience)
@@ -142,16 +144,23 @@ def test_user_without_mfa_gets_pwd_only_and_non_global_admin_no_role(sim):
 def test_refresh_without_offline_access_returns_no_refresh_token(sim):
     refresh = sim.control.issue_refresh_token(admin(sim).upn)
     response = token_request(
-        sim, "organizations", grant_type="refresh_token", client_id=sim.env["CPV_CLIENT_ID"],
-        client_secret=sim.env["CPV_CLIENT_SECRET"], refresh_token=refresh, scope=PC_DEFAULT,
-    )  # fmt: skip
+        sim,
+        "organizations",
+        grant_type="refresh_token",
+        client_id=sim.env["CPV_CLIENT_ID"],
+        client_secret=sim.env["CPV_CLIENT_SECRET"],
+        refresh_token=refresh,
+        scope=PC_DEFAULT,
+    )
     assert response.status_code == 200
     assert "refresh_token" not in response.json()
     assert "id_token" not in response.json()
 
 
 def test_discovery_documents(sim):
-    common = requests.get(f"{sim.authority_host}/common/v2.0/.well-known/openid-configuration", timeout=10).json()
+    common = requests.get(
+        f"{sim.authority_host}/common/v2.0/.well-known/openid-configuration", timeout=10
+    ).json()
     assert common["issuer"] == f"{sim.authority_host}/{{tenantid}}/v2.0"
     assert common["token_endpoint"] == f"{sim.authority_host}/common/oauth2/v2.0/token"
     tenant = sim.world.partners[0]
@@ -161,14 +170,17 @@ def test_discovery_documents(sim):
     assert by_domain["issuer"] == f"{sim.authority_host}/{tenant.tenant_id}/v2.0"
     keys = requests.get(common["jwks_uri"], timeout=10).json()["keys"]
     assert keys[0]["kty"] == "RSA" and keys[0]["kid"]
-    unknown = requests.get(f"{sim.authority_host}/nosuchtenant.example/v2.0/.well-known/openid-configuration",
-                           timeout=10)  # fmt: skip
+    unknown = requests.get(
+        f"{sim.authority_host}/nosuchtenant.example/v2.0/.well-known/openid-configuration", timeout=10
+    )
     assert_entra_error(unknown, 90002, "invalid_tenant")
     with pytest.raises(ValueError):
         msal.ConfidentialClientApplication(
-            sim.env["CPV_CLIENT_ID"], client_credential="x", authority=sim.authority("nosuchtenant.example"),
+            sim.env["CPV_CLIENT_ID"],
+            client_credential="x",
+            authority=sim.authority("nosuchtenant.example"),
             instance_discovery=False,
-        )  # fmt: skip
+        )
 
 
 # ----- authorize errors -----
@@ -191,7 +203,9 @@ def _authorize_url(sim, **overrides) -> str:
 
 def test_a_wrong_redirect_uri_gets_an_error_page_never_a_redirect(sim):
     response = requests.get(
-        _authorize_url(sim, redirect_uri="http://127.0.0.1:8000/consent/callback/"), allow_redirects=False, timeout=10
+        _authorize_url(sim, redirect_uri="http://127.0.0.1:8000/consent/callback/"),
+        allow_redirects=False,
+        timeout=10,
     )
     assert response.status_code == 400
     assert "Location" not in response.headers
@@ -199,7 +213,10 @@ def test_a_wrong_redirect_uri_gets_an_error_page_never_a_redirect(sim):
 
 
 def test_the_plain_pkce_method_and_a_missing_challenge_are_refused_on_the_redirect(sim):
-    for overrides in ({"code_challenge_method": "plain"}, {"code_challenge": None, "code_challenge_method": None}):
+    for overrides in (
+        {"code_challenge_method": "plain"},
+        {"code_challenge": None, "code_challenge_method": None},
+    ):
         response = requests.get(_authorize_url(sim, **overrides), allow_redirects=False, timeout=10)
         assert response.status_code == 302
         location = urlparse(response.headers["Location"])
@@ -231,10 +248,16 @@ def _code(sim, verifier="v" * 50):
 
 def _redeem_code(sim, code, verifier, redirect_uri=REDIRECT_URI):
     return token_request(
-        sim, "organizations", grant_type="authorization_code", client_id=sim.env["CPV_CLIENT_ID"],
-        client_secret=sim.env["CPV_CLIENT_SECRET"], code=code, code_verifier=verifier, redirect_uri=redirect_uri,
+        sim,
+        "organizations",
+        grant_type="authorization_code",
+        client_id=sim.env["CPV_CLIENT_ID"],
+        client_secret=sim.env["CPV_CLIENT_SECRET"],
+        code=code,
+        code_verifier=verifier,
+        redirect_uri=redirect_uri,
         scope=f"{PC_SCOPE} openid offline_access",
-    )  # fmt: skip
+    )
 
 
 def test_a_code_is_single_use(sim):
@@ -250,7 +273,9 @@ def test_a_wrong_pkce_verifier_is_refused(sim):
 
 def test_a_different_redirect_uri_at_the_token_endpoint_is_refused(sim):
     code, verifier = _code(sim)
-    assert_entra_error(_redeem_code(sim, code, verifier, "http://127.0.0.1:8000/other"), 500112, "invalid_grant")
+    assert_entra_error(
+        _redeem_code(sim, code, verifier, "http://127.0.0.1:8000/other"), 500112, "invalid_grant"
+    )
 
 
 def test_a_code_expires_after_ten_minutes(sim):

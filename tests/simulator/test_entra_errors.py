@@ -79,9 +79,14 @@ def test_injected_errors_can_target_a_tenant_and_repeat(sim):
     assert redeem(sim, refresh_a, partner_a.tenant_id).status_code == 200
 
 
-@pytest.mark.parametrize(("status", "code", "error"), [(429, 50196, "temporarily_unavailable"),
-                                                        (503, 90033, "temporarily_unavailable"),
-                                                        (500, 50000, "server_error")])  # fmt: skip
+@pytest.mark.parametrize(
+    ("status", "code", "error"),
+    [
+        (429, 50196, "temporarily_unavailable"),
+        (503, 90033, "temporarily_unavailable"),
+        (500, 50000, "server_error"),
+    ],
+)
 def test_throttling_and_server_errors(sim, status, code, error):
     refresh = sim.control.issue_refresh_token(admin(sim).upn)
     sim.control.inject_entra_error(code, retry_after=7)
@@ -92,7 +97,9 @@ def test_throttling_and_server_errors(sim, status, code, error):
 
 def test_a_plain_fault_on_the_token_endpoint(sim):
     refresh = sim.control.issue_refresh_token(admin(sim).upn)
-    sim.control.inject_fault("entra", status=503, path="/oauth2/v2.0/token", headers={"Retry-After": "3"}, times=2)
+    sim.control.inject_fault(
+        "entra", status=503, path="/oauth2/v2.0/token", headers={"Retry-After": "3"}, times=2
+    )
     assert redeem(sim, refresh).status_code == 503
     assert redeem(sim, refresh).headers["Retry-After"] == "3"
     assert redeem(sim, refresh).status_code == 200
@@ -179,17 +186,23 @@ def test_an_unregistered_certificate_is_refused(sim):
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "rogue")])
     now = dt.datetime.now(dt.UTC)
     cert = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-        .serial_number(1).not_valid_before(now).not_valid_after(now + dt.timedelta(days=1))
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(now)
+        .not_valid_after(now + dt.timedelta(days=1))
         .sign(key, hashes.SHA256())
-    )  # fmt: skip
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                            serialization.NoEncryption()).decode()  # fmt: skip
+    )
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
     thumbprint = cert.fingerprint(hashes.SHA1()).hex()  # noqa: S303 - the x5t thumbprint is SHA-1
     refresh = sim.control.issue_refresh_token(admin(sim).upn)
-    result = cpv_app(sim, credential={"private_key": pem, "thumbprint": thumbprint}).acquire_token_by_refresh_token(
-        refresh, [PC_DEFAULT]
-    )
+    result = cpv_app(
+        sim, credential={"private_key": pem, "thumbprint": thumbprint}
+    ).acquire_token_by_refresh_token(refresh, [PC_DEFAULT])
     assert result["error"] == "invalid_client"
     assert result["error_codes"] == [700027]
 
@@ -203,19 +216,31 @@ def test_refresh_token_of_another_client_and_garbage(sim):
 def test_client_credentials_for_the_vault_and_its_errors(sim):
     env = sim.env
     ok = token_request(
-        sim, env["AZURE_TENANT_ID"], grant_type="client_credentials", client_id=env["AZURE_CLIENT_ID"],
-        client_secret=env["AZURE_CLIENT_SECRET"], scope="https://vault.azure.net/.default",
-    )  # fmt: skip
+        sim,
+        env["AZURE_TENANT_ID"],
+        grant_type="client_credentials",
+        client_id=env["AZURE_CLIENT_ID"],
+        client_secret=env["AZURE_CLIENT_SECRET"],
+        scope="https://vault.azure.net/.default",
+    )
     assert ok.status_code == 200 and "refresh_token" not in ok.json()
     wrong_scope = token_request(
-        sim, env["AZURE_TENANT_ID"], grant_type="client_credentials", client_id=env["AZURE_CLIENT_ID"],
-        client_secret=env["AZURE_CLIENT_SECRET"], scope="https://vault.azure.net/user_impersonation",
-    )  # fmt: skip
+        sim,
+        env["AZURE_TENANT_ID"],
+        grant_type="client_credentials",
+        client_id=env["AZURE_CLIENT_ID"],
+        client_secret=env["AZURE_CLIENT_SECRET"],
+        scope="https://vault.azure.net/user_impersonation",
+    )
     assert_entra_error(wrong_scope, 1002012, "invalid_scope")
     common = token_request(
-        sim, "common", grant_type="client_credentials", client_id=env["AZURE_CLIENT_ID"],
-        client_secret=env["AZURE_CLIENT_SECRET"], scope="https://vault.azure.net/.default",
-    )  # fmt: skip
+        sim,
+        "common",
+        grant_type="client_credentials",
+        client_id=env["AZURE_CLIENT_ID"],
+        client_secret=env["AZURE_CLIENT_SECRET"],
+        scope="https://vault.azure.net/.default",
+    )
     assert_entra_error(common, 50059, "invalid_request")
 
 

@@ -23,15 +23,23 @@ def _token(sim) -> str:
     env = sim.env
     response = requests.post(
         f"{env['AZURE_AUTHORITY_HOST']}/{env['AZURE_TENANT_ID']}/oauth2/v2.0/token",
-        data={"grant_type": "client_credentials", "client_id": env["AZURE_CLIENT_ID"],
-              "client_secret": env["AZURE_CLIENT_SECRET"], "scope": "https://vault.azure.net/.default"},
+        data={
+            "grant_type": "client_credentials",
+            "client_id": env["AZURE_CLIENT_ID"],
+            "client_secret": env["AZURE_CLIENT_SECRET"],
+            "scope": "https://vault.azure.net/.default",
+        },
         timeout=10,
-    )  # fmt: skip
+    )
     return response.json()["access_token"]
 
 
-def _put(sim, session: requests.Session, name: str, value: str = "v", api_version: str = "7.5") -> requests.Response:
-    return session.put(f"{sim.vault_url}secrets/{name}?api-version={api_version}", json={"value": value}, timeout=10)
+def _put(
+    sim, session: requests.Session, name: str, value: str = "v", api_version: str = "7.5"
+) -> requests.Response:
+    return session.put(
+        f"{sim.vault_url}secrets/{name}?api-version={api_version}", json={"value": value}, timeout=10
+    )
 
 
 def _session(sim) -> requests.Session:
@@ -106,8 +114,9 @@ def test_only_the_vault_principal_may_use_it(sim):
     # the CPV app has no delegated vault permission
     assert response.status_code == 400
     pc_token = redeem(sim, sim.control.issue_refresh_token(admin(sim).upn)).json()["access_token"]
-    wrong_audience = requests.get(f"{sim.vault_url}secrets?api-version=7.5",
-                                  headers={"Authorization": f"Bearer {pc_token}"}, timeout=10)  # fmt: skip
+    wrong_audience = requests.get(
+        f"{sim.vault_url}secrets?api-version=7.5", headers={"Authorization": f"Bearer {pc_token}"}, timeout=10
+    )
     assert wrong_audience.status_code == 401
 
 
@@ -124,8 +133,11 @@ def test_errors_have_key_vaults_shape(sim):
     assert missing.json()["error"]["code"] == "SecretNotFound"
 
     version = _put(sim, session, "off").json()["id"].rsplit("/", 1)[1]
-    session.patch(f"{sim.vault_url}secrets/off/{version}?api-version=7.5", json={"attributes": {"enabled": False}},
-                  timeout=10)  # fmt: skip
+    session.patch(
+        f"{sim.vault_url}secrets/off/{version}?api-version=7.5",
+        json={"attributes": {"enabled": False}},
+        timeout=10,
+    )
     disabled = session.get(f"{sim.vault_url}secrets/off/{version}?api-version=7.5", timeout=10)
     assert disabled.status_code == 403
     assert disabled.json() == {
@@ -172,8 +184,10 @@ def test_the_other_operations_limit(sim):
     sim.control.set_vault_limits(True, others=3, window=30)
     session = _session(sim)
     _put(sim, session, "read-me")
-    statuses = [session.get(f"{sim.vault_url}secrets/read-me/?api-version=7.5", timeout=10).status_code
-                for _ in range(5)]  # fmt: skip
+    statuses = [
+        session.get(f"{sim.vault_url}secrets/read-me/?api-version=7.5", timeout=10).status_code
+        for _ in range(5)
+    ]
     assert statuses == [200, 200, 200, 429, 429]
     sim.control.set_vault_limits(False)
     assert session.get(f"{sim.vault_url}secrets/read-me/?api-version=7.5", timeout=10).status_code == 200

@@ -28,7 +28,10 @@ def _consent_body(sim) -> dict:
         "applicationId": sim.env["CPV_CLIENT_ID"],
         "displayName": "Contoso Control Panel",
         "applicationGrants": [
-            {"enterpriseApplicationId": GRAPH_APP, "scope": "Domain.ReadWrite.All,User.ReadWrite.All,Directory.Read.All"}
+            {
+                "enterpriseApplicationId": GRAPH_APP,
+                "scope": "Domain.ReadWrite.All,User.ReadWrite.All,Directory.Read.All",
+            }
         ],
     }
 
@@ -119,12 +122,18 @@ def test_application_consent_create_exists_delete(sim):
 def test_application_consent_validation_and_unknown_customer(sim):
     session = _session(_pc_token(sim))
     customer = sim.world.partners[0].customers[0].tenant_id
-    bad = session.post(f"{sim.partner_center_url}/v1/customers/{customer}/applicationconsents",
-                       json={"applicationId": "x"}, timeout=10)  # fmt: skip
+    bad = session.post(
+        f"{sim.partner_center_url}/v1/customers/{customer}/applicationconsents",
+        json={"applicationId": "x"},
+        timeout=10,
+    )
     assert bad.status_code == 400
     other = sim.world.partners[1].customers[0].tenant_id
-    missing = session.post(f"{sim.partner_center_url}/v1/customers/{other}/applicationconsents",
-                           json=_consent_body(sim), timeout=10)  # fmt: skip
+    missing = session.post(
+        f"{sim.partner_center_url}/v1/customers/{other}/applicationconsents",
+        json=_consent_body(sim),
+        timeout=10,
+    )
     assert missing.status_code == 404
 
 
@@ -162,8 +171,10 @@ def test_tokens_are_checked(sim):
 def test_the_throttle_per_application_answers_429_with_retry_after(sim):
     sim.control.set_pc_rate_limit(5)
     session = _session(_pc_token(sim))
-    statuses = [session.get(f"{sim.partner_center_url}/v1/customers?size=1", timeout=10).status_code
-                for _ in range(30)]  # fmt: skip
+    statuses = [
+        session.get(f"{sim.partner_center_url}/v1/customers?size=1", timeout=10).status_code
+        for _ in range(30)
+    ]
     assert 429 in statuses and 200 in statuses
     throttled = sim.control.log(service="partner_center", status=429)
     assert throttled
@@ -189,8 +200,13 @@ def test_request_ids_are_logged_and_echoed(sim):
 @pytest.mark.parametrize("status", [500, 503])
 def test_faults_on_partner_center(sim, status):
     session = _session(_pc_token(sim))
-    sim.control.inject_fault("partner_center", status=status, method="POST", path="applicationconsents$",
-                             body={"code": status, "description": "boom"})  # fmt: skip
+    sim.control.inject_fault(
+        "partner_center",
+        status=status,
+        method="POST",
+        path="applicationconsents$",
+        body={"code": status, "description": "boom"},
+    )
     customer = sim.world.partners[0].customers[0].tenant_id
     url = f"{sim.partner_center_url}/v1/customers/{customer}/applicationconsents"
     assert session.post(url, json=_consent_body(sim), timeout=10).status_code == status
