@@ -344,6 +344,7 @@ class World:
             delegated_permissions={
                 PARTNER_CENTER_RESOURCE: ["user_impersonation"],
                 GRAPH_RESOURCE: ["User.Read", "Directory.AccessAsUser.All"],
+                VAULT_RESOURCE: ["user_impersonation"],
             },
         )
         sandbox_app = AppRegistration(

@@ -107,17 +107,41 @@ def test_the_first_request_without_a_token_gets_the_challenge(sim):
 def test_only_the_vault_principal_may_use_it(sim):
     from tests.simulator.helpers import admin, redeem
 
-    refresh = sim.control.issue_refresh_token(
-        admin(sim).upn, scope="https://vault.azure.net/user_impersonation openid offline_access"
+    # a partner user's refresh token redeems for the vault too, but the vault is in another tenant
+    refresh = sim.control.issue_refresh_token(admin(sim).upn)
+    response = redeem(sim, refresh, scope="https://vault.azure.net/.default")
+    assert response.status_code == 200, response.text
+    user_token = response.json()["access_token"]
+    other_tenant = requests.get(
+        f"{sim.vault_url}secrets?api-version=7.5",
+        headers={"Authorization": f"Bearer {user_token}"},
+        timeout=10,
     )
-    response = redeem(sim, refresh, scope="https://vault.azure.net/user_impersonation")
-    # the CPV app has no delegated vault permission
-    assert response.status_code == 400
+    assert other_tenant.status_code == 401
+    # the CPV app itself, in the vault's tenant, is not in the vault's access policy
+    cpv_token = requests.post(
+        f"{sim.authority_host}/{sim.env['AZURE_TENANT_ID']}/oauth2/v2.0/token",
+        data={
+            "grant_type": "client_credentials",
+            "client_id": sim.env["CPV_CLIENT_ID"],
+            "client_secret": sim.env["CPV_CLIENT_SECRET"],
+            "scope": "https://vault.azure.net/.default",
+        },
+        timeout=10,
+    ).json()["access_token"]
+    refused = requests.get(
+        f"{sim.vault_url}secrets?api-version=7.5",
+        headers={"Authorization": f"Bearer {cpv_token}"},
+        timeout=10,
+    )
+    assert refused.status_code == 403
+    assert refused.json()["error"]["innererror"]["code"] == "AccessDenied"
     pc_token = redeem(sim, sim.control.issue_refresh_token(admin(sim).upn)).json()["access_token"]
     wrong_audience = requests.get(
         f"{sim.vault_url}secrets?api-version=7.5", headers={"Authorization": f"Bearer {pc_token}"}, timeout=10
     )
     assert wrong_audience.status_code == 401
+    assert "WWW-Authenticate" in wrong_audience.headers
 
 
 def test_errors_have_key_vaults_shape(sim):
