@@ -6,6 +6,7 @@ import datetime as dt
 
 import msal
 import pytest
+import requests
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -248,3 +249,21 @@ def test_one_resource_per_token_request(sim):
     refresh = sim.control.issue_refresh_token(admin(sim).upn)
     response = redeem(sim, refresh, scope=f"{PC_DEFAULT} {GRAPH_DEFAULT}")
     assert_entra_error(response, 28000, "invalid_scope")
+
+
+def test_client_secret_by_http_basic_authentication(sim):
+    refresh = sim.control.issue_refresh_token(admin(sim).upn)
+    response = requests.post(
+        f"{sim.authority_host}/organizations/oauth2/v2.0/token",
+        data={"grant_type": "refresh_token", "refresh_token": refresh, "scope": PC_DEFAULT},
+        auth=(sim.env["CPV_CLIENT_ID"], sim.env["CPV_CLIENT_SECRET"]),
+        timeout=10,
+    )
+    assert response.status_code == 200, response.text
+    wrong = requests.post(
+        f"{sim.authority_host}/organizations/oauth2/v2.0/token",
+        data={"grant_type": "refresh_token", "refresh_token": refresh, "scope": PC_DEFAULT},
+        auth=(sim.env["CPV_CLIENT_ID"], "nope"),
+        timeout=10,
+    )
+    assert_entra_error(wrong, 7000215, "invalid_client", status=401)
