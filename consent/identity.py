@@ -30,8 +30,21 @@ logger = logging.getLogger(__name__)
 
 HTTP_TIMEOUT = (5, 20)  # seconds to connect, seconds to read
 GLOBAL_ADMIN_ROLE = "62e90394-69f5-4237-9190-012177145e10"
-# Discovery documents are shared by every client built here, so building one per call stays cheap.
-_HTTP_CACHE: dict[Any, Any] = {}
+
+
+class _DiscoveryOnlyCache(dict[Any, Any]):
+    """msal's `http_cache`, kept for discovery documents (GETs) only.
+
+    msal also remembers error answers to token POSTs and replays them without calling Entra: a 5xx or
+    429 blocks identical requests, and its key for an authorization-code redemption does not include
+    the code, so one partner's failure would block every other partner's sign-in for a while. Retrying
+    and pacing are this project's job (with backoff and Retry-After), so those entries are not kept.
+    """
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        if isinstance(key, str) and key.startswith("POST "):
+            return
+        super().__setitem__(key, value)
 
 
 class _RecordingSession(requests.Session):
@@ -70,6 +83,14 @@ def _session() -> _RecordingSession:
     return session
 
 
+def _http_cache() -> _DiscoveryOnlyCache:
+    # Per thread: msal's index inside the mapping is not safe to share between threads.
+    cache: _DiscoveryOnlyCache | None = getattr(_local, "http_cache", None)
+    if cache is None:
+        cache = _local.http_cache = _DiscoveryOnlyCache()
+    return cache
+
+
 # --- typed errors ---------------------------------------------------------------------------------
 
 
@@ -83,9 +104,7 @@ class IdentityError(Exception):
     permanent = True
     kind = "identity_error"
 
-    def __init__(
-        self, message: str, *, error: str = "", codes: tuple[int, ...] = (), correlation_id: str = ""
-    ):
+    def __init__(self, message: str, *, error: str = "", codes: tuple[int, ...] = (), correlation_id: str = ""):
         super().__init__(message)
         self.error = error
         self.codes = codes
@@ -215,14 +234,10 @@ def client_credential(app: AppCredential) -> str | dict[str, str]:
         }
     if app.client_secret:
         return app.client_secret
-    raise IdentityMisconfigured(
-        "No app credential is configured: set CPV_CLIENT_CERTIFICATE or CPV_CLIENT_SECRET"
-    )
+    raise IdentityMisconfigured("No app credential is configured: set CPV_CLIENT_CERTIFICATE or CPV_CLIENT_SECRET")
 
 
-def confidential_client(
-    *, cloud: Cloud, tenant: str, app: AppCredential
-) -> msal.ConfidentialClientApplication:
+def confidential_client(*, cloud: Cloud, tenant: str, app: AppCredential) -> msal.ConfidentialClientApplication:
     """A fresh msal client for one call: its token cache starts empty and is dropped with it.
 
     Raises IdentityMisconfigured, or Transient when the authority's discovery document cannot be read.
@@ -238,15 +253,13 @@ def confidential_client(
             instance_discovery=cloud.is_microsoft,
             timeout=HTTP_TIMEOUT,
             http_client=_session(),
-            http_cache=_HTTP_CACHE,
+            http_cache=_http_cache(),
         )
     except (requests.RequestException, msal.exceptions.MsalServiceError) as exc:
         raise Transient(f"The sign-in authority could not be reached ({exc.__class__.__name__})") from None
     except ValueError as exc:
         # msal raises ValueError for an unknown tenant ("Unable to get authority configuration").
-        raise IdentityError(
-            f"The sign-in authority refused tenant {tenant!r}: {exc.__class__.__name__}"
-        ) from None
+        raise IdentityError(f"The sign-in authority refused tenant {tenant!r}: {exc.__class__.__name__}") from None
 
 
 # --- tokens ---------------------------------------------------------------------------------------
@@ -352,9 +365,7 @@ def auth_code_flow_finish(
     """
     client = confidential_client(cloud=cloud, tenant=tenant, app=app)
     try:
-        result = _call(
-            "redeeming the authorization code", client.acquire_token_by_auth_code_flow, flow, auth_response
-        )
+        result = _call("redeeming the authorization code", client.acquire_token_by_auth_code_flow, flow, auth_response)
     except ValueError:
         raise IdTokenInvalid("The sign-in answer does not belong to this flow (state mismatch)") from None
     except RuntimeError:
@@ -383,9 +394,7 @@ def refresh_token_redeem(
     it on every redemption). Raises one of the typed errors.
     """
     client = confidential_client(cloud=cloud, tenant=tenant, app=app)
-    result = _call(
-        "redeeming the refresh token", client.acquire_token_by_refresh_token, refresh_token, scopes
-    )
+    result = _call("redeeming the refresh token", client.acquire_token_by_refresh_token, refresh_token, scopes)
     return _token_result(result)
 
 
@@ -418,9 +427,7 @@ class _JwksCache:
             response.raise_for_status()
             data = response.json()
         except (requests.RequestException, ValueError) as exc:
-            raise Transient(
-                f"The authority's signing keys could not be read ({exc.__class__.__name__})"
-            ) from None
+            raise Transient(f"The authority's signing keys could not be read ({exc.__class__.__name__})") from None
         keys = {}
         for jwk in data.get("keys", []):
             if jwk.get("kid") and jwk.get("kty") == "RSA":
@@ -433,11 +440,12 @@ class _JwksCache:
 
 
 JWKS = _JwksCache()
+_DISCOVERY: dict[str, dict[str, Any]] = {}
 
 
 def _discovery(cloud: Cloud) -> dict[str, Any]:
     url = f"{cloud.authority('common')}/v2.0/.well-known/openid-configuration"
-    cached = _HTTP_CACHE.get(("cpv-discovery", url))
+    cached = _DISCOVERY.get(url)
     if cached:
         return dict(cached)
     try:
@@ -445,10 +453,8 @@ def _discovery(cloud: Cloud) -> dict[str, Any]:
         response.raise_for_status()
         document = response.json()
     except (requests.RequestException, ValueError) as exc:
-        raise Transient(
-            f"The authority's discovery document could not be read ({exc.__class__.__name__})"
-        ) from None
-    _HTTP_CACHE[("cpv-discovery", url)] = document
+        raise Transient(f"The authority's discovery document could not be read ({exc.__class__.__name__})") from None
+    _DISCOVERY[url] = document
     return dict(document)
 
 

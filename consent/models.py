@@ -1,8 +1,125 @@
-"""Consent flows, their events and the tokens' bookkeeping. The vault's own table lives in consent/vault/."""
+"""Consent flows, their events, and each partner's token pointer. The vault's own table lives in consent/vault/."""
 
 from __future__ import annotations
 
+import uuid
+
+from django.db import models
+
 # The local vault's table is defined beside its backend; importing it here lets Django find it.
 from consent.vault.models import VaultSecretVersion
+from partners.models import Partner
 
-__all__ = ["VaultSecretVersion"]
+
+class ConsentFlow(models.Model):
+    """One attempt by a partner's admin to consent to the vendor's app, from the landing page to the result.
+
+    The in-progress sign-in (msal's flow: state, nonce, PKCE verifier) is kept here sealed, found by a
+    hash of `state`, and bound to one browser by a hash of a cookie's value.
+    """
+
+    class Status(models.TextChoices):
+        CREATED = "created", "Created"
+        REDIRECTED = "redirected", "Sent to Microsoft"
+        CODE_RECEIVED = "code_received", "Came back from Microsoft"
+        TOKEN_ACQUIRED = "token_acquired", "Token acquired"
+        VERIFIED = "verified", "Verified with Partner Center"
+        VAULTED = "vaulted", "Consented"
+        DECLINED = "declined", "Declined"
+        FAILED = "failed", "Failed"
+        EXPIRED = "expired", "Expired"
+
+    class Kind(models.TextChoices):
+        FIRST = "first", "First consent"
+        RECONSENT = "reconsent", "Re-consent"
+
+    class Origin(models.TextChoices):
+        INVITATION = "invitation", "Staff invitation"
+        SELF_ONBOARDING = "self_onboarding", "Self-onboarding"
+        RECONSENT_LINK = "reconsent_link", "Re-consent link"
+
+    # The states a flow can still move out of; the rest are final.
+    OPEN = (Status.CREATED, Status.REDIRECTED, Status.CODE_RECEIVED, Status.TOKEN_ACQUIRED, Status.VERIFIED)
+    SUCCEEDED = (Status.VAULTED,)
+
+    code = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    partner = models.ForeignKey(Partner, on_delete=models.PROTECT, related_name="consent_flows")
+    kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.FIRST)
+    origin = models.CharField(max_length=24, choices=Origin.choices, default=Origin.INVITATION)
+    status = models.CharField(max_length=24, choices=Status.choices, default=Status.CREATED, db_index=True)
+    # Why a flow failed, as a stable code the result page and the dashboard explain in words.
+    failure_reason = models.CharField(max_length=48, blank=True)
+    failure_detail = models.CharField(max_length=500, blank=True)
+    state_hash = models.CharField(max_length=64, unique=True, null=True, blank=True)
+    browser_hash = models.CharField(max_length=64, blank=True)
+    sealed_flow = models.BinaryField(null=True, blank=True, editable=False)
+    expires_at = models.DateTimeField(db_index=True)
+    # Who consented, once known: the tenant and the user's object id (never an email as identity).
+    tenant_id = models.UUIDField(null=True, blank=True)
+    user_oid = models.UUIDField(null=True, blank=True)
+    user_name = models.CharField(max_length=254, blank=True, help_text="preferred_username, for people to read")
+    vault_version = models.CharField(max_length=64, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["partner", "-created_at"]),
+            models.Index(fields=["status", "expires_at"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.partner} {self.get_kind_display()} ({self.get_status_display()})"
+
+    @property
+    def is_open(self) -> bool:
+        return self.status in self.OPEN
+
+
+class ConsentFlowEvent(models.Model):
+    """One step of a flow's timeline. `detail` never holds a secret."""
+
+    flow = models.ForeignKey(ConsentFlow, on_delete=models.CASCADE, related_name="events")
+    status = models.CharField(max_length=24, choices=ConsentFlow.Status.choices)
+    message = models.CharField(max_length=500, blank=True)
+    detail = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.created_at:%H:%M:%S} {self.status}"
+
+
+class PartnerToken(models.Model):
+    """Where a partner's refresh token lives in the vault, and what is known about it without reading it.
+
+    The token itself is only ever in the vault. `fingerprint` is an HMAC of it, to tell tokens apart.
+    Moves of the pointer happen with this row locked (`select_for_update`), which is also what keeps two
+    workers from redeeming one partner's token at once.
+    """
+
+    partner = models.OneToOneField(Partner, on_delete=models.PROTECT, related_name="token")
+    secret_name = models.CharField(max_length=127, unique=True)
+    current_version = models.CharField(max_length=64, blank=True)
+    previous_version = models.CharField(max_length=64, blank=True)
+    # The previous version is disabled once the pointer has moved; until then a sweep retries it.
+    previous_disabled = models.BooleanField(default=True)
+    version_count = models.PositiveIntegerField(default=0)
+    fingerprint = models.CharField(max_length=64, blank=True)
+    generation = models.PositiveIntegerField(default=0)
+    consent_flow = models.ForeignKey(ConsentFlow, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    consented_by_oid = models.UUIDField(null=True, blank=True)
+    consented_by_name = models.CharField(max_length=254, blank=True)
+    scopes = models.CharField(max_length=1000, blank=True)
+    obtained_at = models.DateTimeField(null=True, blank=True)
+    last_renewed_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"token of {self.partner}"
+
+
+__all__ = ["ConsentFlow", "ConsentFlowEvent", "PartnerToken", "VaultSecretVersion"]

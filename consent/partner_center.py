@@ -147,13 +147,9 @@ class PartnerCenterClient:
             **(headers or {}),
         }
         try:
-            response = _session().request(
-                method, self._url(path), json=json, headers=all_headers, timeout=HTTP_TIMEOUT
-            )
+            response = _session().request(method, self._url(path), json=json, headers=all_headers, timeout=HTTP_TIMEOUT)
         except requests.Timeout:
-            raise Transient(
-                f"Partner Center did not answer {method} {path} in time", request_id=request_id
-            ) from None
+            raise Transient(f"Partner Center did not answer {method} {path} in time", request_id=request_id) from None
         except requests.RequestException as exc:
             raise Transient(
                 f"Partner Center could not be reached for {method} {path} ({exc.__class__.__name__})",

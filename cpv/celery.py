@@ -17,7 +17,9 @@ app.autodiscover_tasks()
 
 # The beat schedule, in one place. Everything it triggers is a sweep that does no harm if run twice,
 # and far-future work is scheduled in the database, never as a long ETA on the broker.
-BEAT_SCHEDULE: dict[str, dict[str, Any]] = {}
+BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
+    "consent-flows-expire": {"task": "consent.flows_expire", "schedule": 300.0},
+}
 app.conf.beat_schedule = BEAT_SCHEDULE
 
 

@@ -95,6 +95,9 @@ class Config:
     trust_proxy: bool
     ssl_redirect: bool
     self_onboarding: bool
+    invitation_max_age_days: int
+    consent_flow_minutes: int
+    cache: dict[str, Any]
     application_grants: dict[str, Any]
     var_dir: Path
 
@@ -339,15 +342,12 @@ def load_config(environ_map: Mapping[str, str], *, base_dir: Path) -> Config:
         scheme = _url_scheme(broker_url)
         if scheme not in BROKER_SCHEMES:
             r.problems.append(
-                f"CELERY_BROKER_URL must use one of {', '.join(sorted(BROKER_SCHEMES))}, "
-                f"got {scheme or 'no scheme'!r}"
+                f"CELERY_BROKER_URL must use one of {', '.join(sorted(BROKER_SCHEMES))}, got {scheme or 'no scheme'!r}"
             )
         elif scheme == "filesystem":
             broker_url, transport = _filesystem_broker(var_dir)
         elif production and scheme in {"memory", "sqla+sqlite"}:
-            r.problems.append(
-                f"CELERY_BROKER_URL {scheme}:// cannot be shared by separate workers in production"
-            )
+            r.problems.append(f"CELERY_BROKER_URL {scheme}:// cannot be shared by separate workers in production")
         if scheme in {"redis", "rediss"}:
             transport = {"visibility_timeout": visibility, "socket_connect_timeout": 5, "socket_timeout": 30}
     result_backend = r.raw("CELERY_RESULT_BACKEND")
@@ -395,26 +395,18 @@ def load_config(environ_map: Mapping[str, str], *, base_dir: Path) -> Config:
 
     # The CPV's app registrations: production app and, optionally, the integration sandbox's.
     def credential(prefix: str, *, required: bool) -> AppCredential | None:
-        client_id = (
-            r.required(f"{prefix}_CLIENT_ID", in_production) if required else r.raw(f"{prefix}_CLIENT_ID")
-        )
+        client_id = r.required(f"{prefix}_CLIENT_ID", in_production) if required else r.raw(f"{prefix}_CLIENT_ID")
         client_secret = r.raw(f"{prefix}_CLIENT_SECRET") or ""
         certificate = r.raw(f"{prefix}_CLIENT_CERTIFICATE") or ""
         if client_id is not None:
             try:
                 uuid.UUID(client_id)
             except ValueError:
-                r.problems.append(
-                    f"{prefix}_CLIENT_ID must be the app's client id (a GUID), got {client_id!r}"
-                )
+                r.problems.append(f"{prefix}_CLIENT_ID must be the app's client id (a GUID), got {client_id!r}")
         if certificate and not Path(certificate).is_file():
-            r.problems.append(
-                f"{prefix}_CLIENT_CERTIFICATE names {certificate!r}, which is not a readable file"
-            )
+            r.problems.append(f"{prefix}_CLIENT_CERTIFICATE names {certificate!r}, which is not a readable file")
         if required and client_id and not (client_secret or certificate):
-            r.problems.append(
-                f"{prefix}_CLIENT_SECRET or {prefix}_CLIENT_CERTIFICATE is required {in_production}"
-            )
+            r.problems.append(f"{prefix}_CLIENT_SECRET or {prefix}_CLIENT_CERTIFICATE is required {in_production}")
         if client_id is None and (client_secret or certificate):
             r.problems.append(f"{prefix}_CLIENT_ID is required when its secret or certificate is set")
         if client_id is None:
@@ -453,14 +445,26 @@ def load_config(environ_map: Mapping[str, str], *, base_dir: Path) -> Config:
     try:
         email = environ.Env.email_url_config(email_url)
     except (ImproperlyConfigured, ValueError, KeyError):
-        r.problems.append(
-            "EMAIL_URL must be smtp://, smtp+tls://, smtp+ssl://, consolemail:// or dummymail://"
-        )
+        r.problems.append("EMAIL_URL must be smtp://, smtp+tls://, smtp+ssl://, consolemail:// or dummymail://")
     if production and email.get("EMAIL_BACKEND", "").endswith(("console.EmailBackend", "dummy.EmailBackend")):
-        r.problems.append(
-            "EMAIL_URL is required in production (an smtp:// URL): partners are sent links by email"
-        )
+        r.problems.append("EMAIL_URL is required in production (an smtp:// URL): partners are sent links by email")
     default_from = r.raw("DEFAULT_FROM_EMAIL") or f"control-panel@{parts.hostname or 'localhost'}"
+
+    # The cache holds rate-limit counters: shared by every process in production.
+    cache_url = r.raw("CACHE_URL")
+    if cache_url is None and broker_url and _url_scheme(broker_url) in {"redis", "rediss"}:
+        cache_url = broker_url
+    cache: dict[str, Any] = {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+    if cache_url is not None:
+        scheme = _url_scheme(cache_url)
+        if scheme in {"redis", "rediss"}:
+            cache = {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": cache_url}
+        elif scheme == "locmem":
+            pass
+        else:
+            r.problems.append(f"CACHE_URL must be a redis:// URL or locmem://, got {scheme or 'no scheme'!r}")
+    elif production:
+        cache = {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "cpv_cache"}
 
     grants = DEFAULT_APPLICATION_GRANTS
     grants_raw = r.raw("CPV_APPLICATION_GRANTS")
@@ -497,6 +501,9 @@ def load_config(environ_map: Mapping[str, str], *, base_dir: Path) -> Config:
         trust_proxy=r.bool("CPV_TRUST_PROXY", False),
         ssl_redirect=r.bool("CPV_SSL_REDIRECT", production),
         self_onboarding=r.bool("CPV_SELF_ONBOARDING", True),
+        invitation_max_age_days=r.int("CPV_INVITATION_MAX_AGE_DAYS", 14),
+        consent_flow_minutes=r.int("CPV_CONSENT_FLOW_MINUTES", 15),
+        cache=cache,
         application_grants=grants,
         var_dir=var_dir,
     )

@@ -10,5 +10,5 @@ def site(request: HttpRequest) -> dict[str, Any]:
     return {
         "cpv_mode": settings.CPV_MODE,
         "cpv_cloud": settings.CPV_CLOUD_CONFIG,
-        "cpv_missing_for_consent": settings.CONFIG.missing_for_consent,
+        "cpv_missing_for_consent": [] if settings.CPV_APP.configured else settings.CONFIG.missing_for_consent,
     }

@@ -31,9 +31,7 @@ _NAMED = re.compile(
     + r""")["']?\s*(?:=|:)\s*)(?P<quote>["']?)(?:Bearer\s+)?(?P<value>[^\s"'&,;}]{4,})""",
     re.IGNORECASE,
 )
-_CODE = re.compile(
-    r"""(?P<name>["']?\bcode["']?\s*(?:=|:)\s*)(?P<quote>["']?)(?P<value>[A-Za-z0-9._~+/=-]{16,})"""
-)
+_CODE = re.compile(r"""(?P<name>["']?\bcode["']?\s*(?:=|:)\s*)(?P<quote>["']?)(?P<value>[A-Za-z0-9._~+/=-]{16,})""")
 _BEARER = re.compile(r"\bBearer\s+[A-Za-z0-9._~+/=-]{8,}", re.IGNORECASE)
 # A long opaque run mixing upper case, lower case and digits: a refresh token or code with no label.
 # Hex digests, UUIDs, module paths and hostnames do not mix all three.
@@ -144,9 +142,7 @@ class JsonFormatter(logging.Formatter):
             payload["request_id"] = request_id
         for key, value in record.__dict__.items():
             if key not in _STANDARD_ATTRS and key != "request_id" and not key.startswith("_"):
-                payload[key] = (
-                    value if isinstance(value, str | int | float | bool | type(None)) else repr(value)
-                )
+                payload[key] = value if isinstance(value, str | int | float | bool | type(None)) else repr(value)
         if record.exc_text:
             payload["exception"] = record.exc_text
         if record.stack_info:
@@ -191,9 +187,7 @@ def logging_config(*, log_format: str, level: str) -> dict[str, Any]:
 def install_on_all_handlers() -> None:
     """Put the redaction filter on every handler of every logger, including ones added by libraries."""
     redactor = RedactingFilter()
-    loggers = [logging.getLogger()] + [
-        logging.getLogger(name) for name in list(logging.root.manager.loggerDict)
-    ]
+    loggers = [logging.getLogger()] + [logging.getLogger(name) for name in list(logging.root.manager.loggerDict)]
     for logger in loggers:
         for handler in getattr(logger, "handlers", []):
             if not any(isinstance(f, RedactingFilter) for f in handler.filters):

@@ -65,6 +65,7 @@ TEMPLATES = [
 ]
 
 DATABASES = {"default": CONFIG.database}
+CACHES = {"default": CONFIG.cache}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -167,6 +168,8 @@ CPV_APP = CONFIG.app
 CPV_SANDBOX_APP = CONFIG.sandbox_app
 CPV_APPLICATION_GRANTS = CONFIG.application_grants
 CPV_SELF_ONBOARDING = CONFIG.self_onboarding
+CPV_INVITATION_MAX_AGE_DAYS = CONFIG.invitation_max_age_days
+CPV_CONSENT_FLOW_MINUTES = CONFIG.consent_flow_minutes
 
 # The vault that holds every partner's refresh token.
 VAULT_BACKEND = CONFIG.vault_backend

@@ -4,6 +4,7 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
+from consent import views as consent_views
 from cpv import views
 
 admin.site.site_header = "Control panel administration"
@@ -15,5 +16,7 @@ urlpatterns = [
     path("accounts/login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
+    path("consent/", include("consent.urls")),
+    path("onboard/", consent_views.onboard, name="onboard"),
     path("", include("partners.urls")),
 ]

@@ -35,6 +35,8 @@ class Partner(models.Model):
     environment = models.CharField(max_length=16, choices=Environment.choices, default=Environment.PRODUCTION)
     status = models.CharField(max_length=24, choices=Status.choices, default=Status.INVITED, db_index=True)
     status_reason = models.CharField(max_length=500, blank=True)
+    # Self-onboarding: the form's one-time key, so a double submission finds the partner it created.
+    signup_key = models.UUIDField(null=True, blank=True, unique=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -57,9 +59,7 @@ class AuditEvent(models.Model):
     action = models.CharField(max_length=64, db_index=True)
     target_type = models.CharField(max_length=64, blank=True)
     target_id = models.CharField(max_length=64, blank=True)
-    partner = models.ForeignKey(
-        Partner, null=True, blank=True, on_delete=models.PROTECT, related_name="audit_events"
-    )
+    partner = models.ForeignKey(Partner, null=True, blank=True, on_delete=models.PROTECT, related_name="audit_events")
     detail = models.JSONField(default=dict, blank=True)
     request_id = models.CharField(max_length=64, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)

@@ -34,9 +34,7 @@ def audit_record(
     if target is None and partner is not None:
         target = partner
     target_type = target._meta.label_lower if target is not None and hasattr(target, "_meta") else ""
-    target_id = (
-        str(getattr(target, "code", None) or getattr(target, "pk", "") or "") if target is not None else ""
-    )
+    target_id = str(getattr(target, "code", None) or getattr(target, "pk", "") or "") if target is not None else ""
     return AuditEvent.objects.create(
         actor=user,
         actor_label=user.get_username() if user is not None else "system",
@@ -62,6 +60,7 @@ def partner_create(
     environment: str = Partner.Environment.PRODUCTION,
     tenant_id: uuid.UUID | str | None = None,
     status: str = Partner.Status.INVITED,
+    signup_key: uuid.UUID | None = None,
 ) -> Partner:
     """Create a partner and its `partner.created` audit row.
 
@@ -100,6 +99,7 @@ def partner_create(
                 environment=environment,
                 tenant_id=tenant,
                 status=status,
+                signup_key=signup_key,
             )
             audit_record(
                 actor=actor,
@@ -108,5 +108,7 @@ def partner_create(
                 detail={"name": name, "cloud": cloud, "environment": environment, "status": status},
             )
     except IntegrityError:
+        if signup_key is not None and Partner.objects.filter(signup_key=signup_key).exists():
+            raise PartnerError("This form was already submitted.") from None
         raise PartnerError(f"Tenant {tenant} already belongs to another partner.") from None
     return partner

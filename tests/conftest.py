@@ -40,9 +40,7 @@ def redis_url() -> str:
     """The real Redis the suite runs against. `make test` sets it; a missing server fails, never skips."""
     url = os.environ.get("CPV_TEST_REDIS_URL")
     if not url:
-        pytest.fail(
-            "CPV_TEST_REDIS_URL is not set: run the suite with `make test`, which points it at Redis."
-        )
+        pytest.fail("CPV_TEST_REDIS_URL is not set: run the suite with `make test`, which points it at Redis.")
     return url
 
 
@@ -129,12 +127,20 @@ def celery_worker_process(tmp_path: Path) -> Iterator[Callable[..., WorkerProces
 
 @pytest.fixture
 def staff_user(django_user_model):  # type: ignore[no-untyped-def]
-    return django_user_model.objects.create_user(
-        username="staff", password="a-long-test-password", is_staff=True
-    )
+    return django_user_model.objects.create_user(username="staff", password="a-long-test-password", is_staff=True)
 
 
 @pytest.fixture
 def staff_client(client, staff_user):  # type: ignore[no-untyped-def]
     client.force_login(staff_user)
     return client
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache() -> Iterator[None]:
+    """Rate-limit counters and other cached values do not carry over from one test to the next."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+    cache.clear()

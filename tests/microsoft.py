@@ -24,9 +24,7 @@ def sim_cloud(sim: RunningSimulator) -> clouds.Cloud:
 
 def sim_app(sim: RunningSimulator, *, certificate: bool = False) -> AppCredential:
     if certificate:
-        return AppCredential(
-            client_id=sim.env["CPV_CLIENT_ID"], certificate_path=sim.env["CPV_CLIENT_CERTIFICATE"]
-        )
+        return AppCredential(client_id=sim.env["CPV_CLIENT_ID"], certificate_path=sim.env["CPV_CLIENT_CERTIFICATE"])
     return AppCredential(client_id=sim.env["CPV_CLIENT_ID"], client_secret=sim.env["CPV_CLIENT_SECRET"])
 
 
@@ -50,12 +48,8 @@ def sign_in(auth_uri: str, *, user_oid: str, action: str = "accept") -> tuple[st
         txn = re.search(r'name="txn" value="([^"]+)"', page.text)
         assert txn, page.text
         form_url = page.url.split("?", 1)[0]
-        answer = browser.post(
-            form_url, data={"txn": txn.group(1), "user": user_oid, "action": action}, timeout=10
-        )
+        answer = browser.post(form_url, data={"txn": txn.group(1), "user": user_oid, "action": action}, timeout=10)
     answer.raise_for_status()
     target = _ACTION.search(answer.text)
     assert target, answer.text
-    return html.unescape(target.group(1)), {
-        html.unescape(k): html.unescape(v) for k, v in _HIDDEN.findall(answer.text)
-    }
+    return html.unescape(target.group(1)), {html.unescape(k): html.unescape(v) for k, v in _HIDDEN.findall(answer.text)}

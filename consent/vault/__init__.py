@@ -70,9 +70,7 @@ __all__ = [
     "validate_secret_name",
 ]
 
-_SETTINGS = frozenset(
-    {"VAULT_BACKEND", "VAULT_URL", "VAULT_KEYS", "VAULT_DELETED_SECRET_POLICY", "CPV_CLOUD_CONFIG"}
-)
+_SETTINGS = frozenset({"VAULT_BACKEND", "VAULT_URL", "VAULT_KEYS", "VAULT_DELETED_SECRET_POLICY", "CPV_CLOUD_CONFIG"})
 
 _lock = threading.Lock()
 _vault: Vault | None = None

@@ -64,9 +64,7 @@ POLL_ATTEMPTS = 30
 # A name nobody writes: health() reads it and takes "not found" as proof that the vault answers.
 HEALTH_PROBE_NAME = "cpv-health-probe"
 
-MICROSOFT_AUTHORITY_HOSTS = frozenset(
-    urlsplit(cloud.authority_host).hostname or "" for cloud in clouds.CLOUDS.values()
-)
+MICROSOFT_AUTHORITY_HOSTS = frozenset(urlsplit(cloud.authority_host).hostname or "" for cloud in clouds.CLOUDS.values())
 
 
 def _host(url: str) -> str:
@@ -130,8 +128,7 @@ def build_credential(*, environ: Mapping[str, str], authority: str, microsoft: b
                 client_id,
                 environ["AZURE_CLIENT_CERTIFICATE_PATH"],
                 password=environ.get("AZURE_CLIENT_CERTIFICATE_PASSWORD") or None,
-                send_certificate_chain=environ.get("AZURE_CLIENT_SEND_CERTIFICATE_CHAIN", "").lower()
-                in {"1", "true"},
+                send_certificate_chain=environ.get("AZURE_CLIENT_SEND_CERTIFICATE_CHAIN", "").lower() in {"1", "true"},
                 **options,
             )
         if environ.get("AZURE_FEDERATED_TOKEN_FILE"):
@@ -144,9 +141,7 @@ def build_credential(*, environ: Mapping[str, str], authority: str, microsoft: b
                 **options,
             )
     except (ValueError, OSError) as exc:
-        raise VaultMisconfigured(
-            f"the vault's credential could not be built: {exc.__class__.__name__}"
-        ) from None
+        raise VaultMisconfigured(f"the vault's credential could not be built: {exc.__class__.__name__}") from None
     logger.info("vault credential: managed identity%s", f" (client {client_id})" if client_id else "")
     return ManagedIdentityCredential(client_id=client_id or None)
 
@@ -227,9 +222,7 @@ class AzureVault(Vault):
         if parts.scheme != "https" or not parts.hostname:
             raise VaultMisconfigured(f"VAULT_URL must be the vault's https:// URL, got {vault_url!r}")
         if parts.path not in {"", "/"} or parts.query or parts.fragment:
-            raise VaultMisconfigured(
-                f"VAULT_URL must be the vault's root URL with no path, got {vault_url!r}"
-            )
+            raise VaultMisconfigured(f"VAULT_URL must be the vault's root URL with no path, got {vault_url!r}")
         self.vault_url = f"https://{parts.netloc}/"
         self._vault_host = parts.hostname.lower()
         self._cloud = cloud
@@ -357,8 +350,7 @@ class AzureVault(Vault):
                 if not attempts_left or asked > self._max_retry_after:
                     wait = max(asked, self._backoff[min(attempt, len(self._backoff) - 1)])
                     raise VaultThrottled(
-                        f"{what}: the vault is throttling (429 after {attempt + 1} attempt(s); "
-                        f"wait {wait:.0f} s)",
+                        f"{what}: the vault is throttling (429 after {attempt + 1} attempt(s); wait {wait:.0f} s)",
                         retry_after=wait,
                     ) from None
                 wait = max(self._backoff[attempt], asked)
@@ -380,9 +372,7 @@ class AzureVault(Vault):
                 return
             self._sleep(self._poll_interval)
         if not done():
-            raise VaultTransient(
-                f"{what}: did not complete within {self._poll_attempts * self._poll_interval:.0f} s"
-            )
+            raise VaultTransient(f"{what}: did not complete within {self._poll_attempts * self._poll_interval:.0f} s")
 
     # --- the interface ----------------------------------------------------------------------------------
 
@@ -410,9 +400,7 @@ class AzureVault(Vault):
             stored = self._put_after_conflict(name, put)
         version = stored.properties.version or ""
         logger.info("vault: wrote secret %s version %s (%d versions)", name, version, count + 1)
-        return WriteResult(
-            name=name, version=version, created_at=stored.properties.created_on, version_count=count + 1
-        )
+        return WriteResult(name=name, version=version, created_at=stored.properties.created_on, version_count=count + 1)
 
     def _budget(self, name: str) -> int:
         count = self.version_count(name=name)
@@ -440,9 +428,7 @@ class AzureVault(Vault):
                 "reusing its name: recover or purge it first"
             )
         if self._policy == "recover":
-            logger.warning(
-                "vault: secret %s was soft-deleted; recovering it before writing (policy recover)", name
-            )
+            logger.warning("vault: secret %s was soft-deleted; recovering it before writing (policy recover)", name)
             self.recover(name=name)
             return self._budget(name)
         logger.warning("vault: secret %s was soft-deleted; purging it before writing (policy purge)", name)
@@ -486,8 +472,7 @@ class AzureVault(Vault):
         except SecretNotFound:
             return []
         found = [
-            SecretVersion(version=p.version or "", enabled=bool(p.enabled), created_at=p.created_on)
-            for p in items
+            SecretVersion(version=p.version or "", enabled=bool(p.enabled), created_at=p.created_on) for p in items
         ]
         # Key Vault lists versions in no promised order, and its times have one-second resolution: reversing
         # first puts the later-listed of two same-second versions first, which is the newer one in practice.

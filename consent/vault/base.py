@@ -153,9 +153,7 @@ def validate_tags(tags: Mapping[str, str] | None) -> dict[str, str]:
         if not isinstance(key, str) or not key or len(key) > MAX_TAG_NAME_LENGTH:
             raise InvalidSecretName(f"tag names are 1-{MAX_TAG_NAME_LENGTH} characters")
         if not isinstance(value, str) or len(value) > MAX_TAG_VALUE_LENGTH:
-            raise InvalidSecretName(
-                f"tag {key!r} must be a string of at most {MAX_TAG_VALUE_LENGTH} characters"
-            )
+            raise InvalidSecretName(f"tag {key!r} must be a string of at most {MAX_TAG_VALUE_LENGTH} characters")
     return result
 
 

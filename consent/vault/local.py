@@ -198,9 +198,7 @@ class LocalVault(Vault):
         with _database_errors(), transaction.atomic():
             # Locks the secret's rows so that two writers count the budget one after the other.
             rows = list(
-                VaultSecretVersion.objects.select_for_update()
-                .filter(name=name)
-                .values_list("id", "deleted_at")
+                VaultSecretVersion.objects.select_for_update().filter(name=name).values_list("id", "deleted_at")
             )
             if any(deleted_at is not None for _, deleted_at in rows):
                 rows = self._reuse_deleted_name(name=name, rows=rows)
@@ -238,9 +236,7 @@ class LocalVault(Vault):
             )
         if self._policy == "recover":
             VaultSecretVersion.objects.filter(name=name).update(deleted_at=None, updated_at=self._now())
-            logger.warning(
-                "vault: secret %s was soft-deleted; recovered it before writing (policy recover)", name
-            )
+            logger.warning("vault: secret %s was soft-deleted; recovered it before writing (policy recover)", name)
             return [(pk, None) for pk, _ in rows]
         VaultSecretVersion.objects.filter(name=name).delete()
         logger.warning("vault: secret %s was soft-deleted; purged it before writing (policy purge)", name)
@@ -290,9 +286,9 @@ class LocalVault(Vault):
         version = validate_version(version)
         self._ready()
         with _database_errors():
-            updated = VaultSecretVersion.objects.filter(
-                name=name, version=version, deleted_at__isnull=True
-            ).update(enabled=False, updated_at=self._now())
+            updated = VaultSecretVersion.objects.filter(name=name, version=version, deleted_at__isnull=True).update(
+                enabled=False, updated_at=self._now()
+            )
         if not updated:
             raise SecretNotFound(f"secret {name} version {version} not found")
         logger.info("vault: disabled secret %s version %s", name, version)
@@ -333,9 +329,7 @@ class LocalVault(Vault):
         # Proves the newest key encrypts and decrypts, without touching a stored secret.
         probe = SecretValue(uuid.uuid4().hex)
         key_id, nonce, ciphertext = self._encrypt(name="health", version="probe", value=probe)
-        row = VaultSecretVersion(
-            name="health", version="probe", key_id=key_id, nonce=nonce, ciphertext=ciphertext
-        )
+        row = VaultSecretVersion(name="health", version="probe", key_id=key_id, nonce=nonce, ciphertext=ciphertext)
         if self._decrypt(row) != probe:
             raise VaultMisconfigured("the local vault's newest key failed a round trip")
         self._keys_checked = True

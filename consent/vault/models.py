@@ -27,9 +27,7 @@ class VaultSecretVersion(models.Model):
     deleted_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
-        constraints = [
-            models.UniqueConstraint(fields=["name", "version"], name="vault_secret_version_unique")
-        ]
+        constraints = [models.UniqueConstraint(fields=["name", "version"], name="vault_secret_version_unique")]
         indexes = [models.Index(fields=["name", "-id"], name="vault_secret_name_latest")]
 
     def __str__(self) -> str:

@@ -78,9 +78,7 @@ def vault_check(*, vault: Vault | None = None, purge: bool = True) -> list[Check
 
     def write() -> str:
         nonlocal version, written
-        result = vault.write(
-            name=name, value=value, tags={"purpose": "vault-check"}, content_type=PROBE_CONTENT_TYPE
-        )
+        result = vault.write(name=name, value=value, tags={"purpose": "vault-check"}, content_type=PROBE_CONTENT_TYPE)
         version, written = result.version, True
         return f"{name} version {version}"
 

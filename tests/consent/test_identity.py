@@ -48,9 +48,7 @@ def consent_as(
 
 
 @pytest.mark.parametrize("certificate", [False, True], ids=["secret", "certificate"])
-def test_a_partner_admin_consents_and_the_id_token_is_verified(
-    sim, admin, partner_tenant, certificate
-) -> None:  # type: ignore[no-untyped-def]
+def test_a_partner_admin_consents_and_the_id_token_is_verified(sim, admin, partner_tenant, certificate) -> None:  # type: ignore[no-untyped-def]
     flow, fields = consent_as(sim, admin, certificate=certificate)
 
     result = identity.auth_code_flow_finish(
@@ -202,9 +200,7 @@ def test_each_entra_error_becomes_its_typed_error(sim, admin, partner_tenant, co
 @pytest.mark.parametrize("status", [429, 500, 503])
 def test_throttling_and_server_errors_are_transient(sim, admin, partner_tenant, status) -> None:  # type: ignore[no-untyped-def]
     refresh_token = sim.control.issue_refresh_token(admin.upn, client_id=sim.env["CPV_CLIENT_ID"])
-    sim.control.inject_fault(
-        "entra", status=status, path=r".*/oauth2/v2.0/token", headers={"Retry-After": "3"}
-    )
+    sim.control.inject_fault("entra", status=status, path=r".*/oauth2/v2.0/token", headers={"Retry-After": "3"})
 
     with pytest.raises(identity.Transient) as caught:
         identity.refresh_token_redeem(
@@ -369,9 +365,7 @@ def test_a_token_with_a_bad_signature_is_refused(sim, forger) -> None:  # type: 
 
 def test_a_token_signed_with_an_unpublished_key_is_refused(sim) -> None:  # type: ignore[no-untyped-def]
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    token = jwt.encode(
-        {"iss": "x", "aud": "y"}, key, algorithm="RS256", headers={"kid": "nobody-published-this"}
-    )
+    token = jwt.encode({"iss": "x", "aud": "y"}, key, algorithm="RS256", headers={"kid": "nobody-published-this"})
 
     with pytest.raises(identity.IdTokenInvalid, match="does not publish"):
         _verify(sim, token)

@@ -22,9 +22,7 @@ def client_for(sim, user: Any, *, partner: int = 0) -> partner_center.PartnerCen
         refresh_token=refresh_token,
         scopes=[PC_SCOPE],
     )
-    return partner_center.PartnerCenterClient(
-        base_url=sim.partner_center_url, access_token=token.access_token
-    )
+    return partner_center.PartnerCenterClient(base_url=sim.partner_center_url, access_token=token.access_token)
 
 
 @pytest.fixture
@@ -93,9 +91,7 @@ def test_an_existing_consent_reported_as_an_error_text_is_success_too(sim, admin
     customer = str(sim.world.partners[0].customers[1].tenant_id)
     admin_client.application_consent_create(customer_tenant_id=customer, body=consent_body(sim))
 
-    assert (
-        admin_client.application_consent_create(customer_tenant_id=customer, body=consent_body(sim)) is False
-    )
+    assert admin_client.application_consent_create(customer_tenant_id=customer, body=consent_body(sim)) is False
 
 
 def test_a_consent_is_deleted_and_a_missing_one_is_reported(sim, admin_client) -> None:  # type: ignore[no-untyped-def]
@@ -104,9 +100,7 @@ def test_a_consent_is_deleted_and_a_missing_one_is_reported(sim, admin_client) -
     app_id = sim.env["CPV_CLIENT_ID"]
 
     assert admin_client.application_consent_delete(customer_tenant_id=customer, application_id=app_id) is True
-    assert (
-        admin_client.application_consent_delete(customer_tenant_id=customer, application_id=app_id) is False
-    )
+    assert admin_client.application_consent_delete(customer_tenant_id=customer, application_id=app_id) is False
 
 
 def test_a_throttled_call_says_how_long_to_wait(sim, admin_client) -> None:  # type: ignore[no-untyped-def]
@@ -125,12 +119,8 @@ def test_a_server_error_is_transient_and_the_request_id_is_kept_for_the_retry(si
     customer = str(sim.world.partners[0].customers[3].tenant_id)
 
     with pytest.raises(partner_center.Transient) as caught:
-        admin_client.application_consent_create(
-            customer_tenant_id=customer, body=consent_body(sim), request_id="r-1"
-        )
-    admin_client.application_consent_create(
-        customer_tenant_id=customer, body=consent_body(sim), request_id="r-1"
-    )
+        admin_client.application_consent_create(customer_tenant_id=customer, body=consent_body(sim), request_id="r-1")
+    admin_client.application_consent_create(customer_tenant_id=customer, body=consent_body(sim), request_id="r-1")
 
     posts = [e for e in sim.control.log(service="partner_center") if e["method"] == "POST"]
     assert caught.value.request_id == "r-1"

@@ -56,9 +56,7 @@ def test_a_task_runs_on_a_real_worker_against_redis(celery_worker_process, redis
 
 
 @pytest.mark.slow
-def test_a_task_runs_on_a_real_worker_against_the_embedded_broker(
-    celery_worker_process, tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]
+def test_a_task_runs_on_a_real_worker_against_the_embedded_broker(celery_worker_process, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     # The embedded defaults: no broker variables at all, only a folder of the worker's own.
     worker = celery_worker_process(CPV_VAR_DIR=str(tmp_path), CELERY_BROKER_URL="", CELERY_RESULT_BACKEND="")
     config = load_config({"CPV_VAR_DIR": str(tmp_path)}, base_dir=ROOT)

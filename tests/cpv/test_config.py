@@ -201,9 +201,7 @@ def test_the_custom_cloud_takes_its_hosts_from_the_environment(tmp_path: Path) -
     assert config.cloud.graph_url == "https://localhost:8443"
     # Token audiences stay Microsoft's: they name the API, not the host serving it.
     assert config.cloud.partner_center_scope == "https://api.partnercenter.microsoft.com/user_impersonation"
-    assert (
-        config.cloud.authority("contoso.onmicrosoft.com") == "https://127.0.0.1:8441/contoso.onmicrosoft.com"
-    )
+    assert config.cloud.authority("contoso.onmicrosoft.com") == "https://127.0.0.1:8441/contoso.onmicrosoft.com"
     assert not config.cloud.is_microsoft
 
 
@@ -230,9 +228,7 @@ def test_application_grants_accept_a_list_or_an_object(tmp_path: Path) -> None:
 
 
 def test_a_secret_never_appears_in_the_configs_repr(tmp_path: Path) -> None:
-    config = load_config(
-        production_env(tmp_path, CPV_CLIENT_SECRET="s3cr3t-value-for-the-app"), base_dir=tmp_path
-    )
+    config = load_config(production_env(tmp_path, CPV_CLIENT_SECRET="s3cr3t-value-for-the-app"), base_dir=tmp_path)
 
     assert "s3cr3t-value-for-the-app" not in repr(config)
     assert SECRET_KEY not in repr(config)
@@ -257,9 +253,7 @@ def _settings_probe(env: dict[str, str], expression: str) -> subprocess.Complete
 
 def test_the_process_stops_at_start_naming_the_missing_variable(tmp_path: Path) -> None:
     env = {k: "" for k in ("DJANGO_SECRET_KEY", "DATABASE_URL", "CELERY_BROKER_URL", "CPV_BASE_URL")}
-    result = _settings_probe(
-        {**env, "CPV_MODE": "production", "CPV_VAR_DIR": str(tmp_path)}, "settings.DEBUG"
-    )
+    result = _settings_probe({**env, "CPV_MODE": "production", "CPV_VAR_DIR": str(tmp_path)}, "settings.DEBUG")
 
     assert result.returncode != 0
     assert "DJANGO_SECRET_KEY is required in production (CPV_MODE=production)" in result.stderr

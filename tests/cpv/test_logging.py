@@ -82,9 +82,7 @@ def test_it_masks_secrets_in_extra_fields_of_a_json_line() -> None:
     logger.addHandler(handler)
     logger.propagate = False
     try:
-        logger.warning(
-            "partner %s failed", "contoso", extra={"refresh_token": REFRESH, "detail": f"code={CODE}"}
-        )
+        logger.warning("partner %s failed", "contoso", extra={"refresh_token": REFRESH, "detail": f"code={CODE}"})
     finally:
         logger.removeHandler(handler)
 

@@ -27,9 +27,7 @@ def test_a_signed_in_user_who_is_not_staff_is_refused(client, django_user_model)
 def test_staff_sign_in_with_a_password_reaches_the_partner_list(client, staff_user) -> None:  # type: ignore[no-untyped-def]
     partner_create(actor=staff_user, name="Contoso Partners", contact_email="admin@contoso.example")
 
-    response = client.post(
-        "/accounts/login/", {"username": "staff", "password": "a-long-test-password"}, follow=True
-    )
+    response = client.post("/accounts/login/", {"username": "staff", "password": "a-long-test-password"}, follow=True)
 
     assert response.redirect_chain[-1] == ("/", 302)
     assert b"Contoso Partners" in response.content
@@ -45,9 +43,7 @@ def test_a_wrong_password_is_refused(client, staff_user) -> None:  # type: ignor
 
 
 def test_the_partner_list_pages_through_many_partners(staff_client, django_assert_max_num_queries) -> None:  # type: ignore[no-untyped-def]
-    Partner.objects.bulk_create(
-        Partner(name=f"Partner {i:03d}", contact_email=f"p{i}@example.com") for i in range(120)
-    )
+    Partner.objects.bulk_create(Partner(name=f"Partner {i:03d}", contact_email=f"p{i}@example.com") for i in range(120))
 
     with django_assert_max_num_queries(6):
         first = staff_client.get("/")
@@ -59,9 +55,7 @@ def test_the_partner_list_pages_through_many_partners(staff_client, django_asser
 
 
 def test_the_admin_shows_partners_and_audit_events_read_only(client, django_user_model, staff_user) -> None:  # type: ignore[no-untyped-def]
-    admin = django_user_model.objects.create_superuser(
-        username="root", password="x" * 20, email="r@example.com"
-    )
+    admin = django_user_model.objects.create_superuser(username="root", password="x" * 20, email="r@example.com")
     partner = partner_create(actor=staff_user, name="Fabrikam", contact_email="it@fabrikam.example")
     client.force_login(admin)
 

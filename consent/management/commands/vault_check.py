@@ -32,13 +32,7 @@ class Command(BaseCommand):
             raise CommandError("vault check failed: the vault could not be set up") from None
         for step in steps:
             line = f"{step.step:<9} {step.status:<8} {step.detail}".rstrip()
-            style = (
-                self.style.SUCCESS
-                if step.status == OK
-                else self.style.ERROR
-                if not step.ok
-                else self.style.WARNING
-            )
+            style = self.style.SUCCESS if step.status == OK else self.style.ERROR if not step.ok else self.style.WARNING
             self.stdout.write(style(line))
         failed = [step.step for step in steps if not step.ok]
         if failed:

@@ -31,7 +31,6 @@ class Command(BaseCommand):
             self.stdout.write(f"  {failure}")
         if report.failed:
             raise CommandError(
-                f"{report.failed} row(s) could not be re-encrypted; keep their old key in VAULT_KEY and run "
-                "again"
+                f"{report.failed} row(s) could not be re-encrypted; keep their old key in VAULT_KEY and run again"
             )
         self.stdout.write(self.style.SUCCESS("every row is under the newest key; older keys may be removed"))

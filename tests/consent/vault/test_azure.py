@@ -32,9 +32,7 @@ FORBIDDEN = {
         "innererror": {"code": "ForbiddenByPolicy"},
     }
 }
-THROTTLED = {
-    "error": {"code": "Throttled", "message": "Request was not processed because too many requests."}
-}
+THROTTLED = {"error": {"code": "Throttled", "message": "Request was not processed because too many requests."}}
 BROKEN = {"error": {"code": "InternalServerError", "message": "Something went wrong."}}
 
 
@@ -64,9 +62,7 @@ def test_a_429_that_clears_within_the_bound_succeeds_after_backing_off(
     assert warm.read(name=written.name).value.reveal() == "after-the-throttle"
 
 
-def test_retry_after_is_honoured_when_it_is_longer_than_the_backoff(
-    warm: Vault, sim: Any, sleeps: list[float]
-) -> None:
+def test_retry_after_is_honoured_when_it_is_longer_than_the_backoff(warm: Vault, sim: Any, sleeps: list[float]) -> None:
     sim.control.inject_fault(
         "vault",
         method="PUT",
@@ -84,9 +80,7 @@ def test_retry_after_is_honoured_when_it_is_longer_than_the_backoff(
 
 
 def test_a_429_that_outlasts_the_bound_is_vault_throttled(warm: Vault, sim: Any, sleeps: list[float]) -> None:
-    sim.control.inject_fault(
-        "vault", method="GET", path=r"^/secrets/", status=429, body=THROTTLED, times=None
-    )
+    sim.control.inject_fault("vault", method="GET", path=r"^/secrets/", status=429, body=THROTTLED, times=None)
 
     with pytest.raises(VaultThrottled) as caught:
         warm.read(name=secret_name_for(uuid.uuid4()))
@@ -114,9 +108,7 @@ def test_a_500_that_clears_is_retried(warm: Vault, sim: Any, sleeps: list[float]
     name = secret_name_for(uuid.uuid4())
     warm.write(name=name, value="survives-a-500")
     sim.control.clear_log()
-    sim.control.inject_fault(
-        "vault", method="GET", path=rf"^/secrets/{name}/$", status=500, body=BROKEN, times=2
-    )
+    sim.control.inject_fault("vault", method="GET", path=rf"^/secrets/{name}/$", status=500, body=BROKEN, times=2)
 
     assert warm.read(name=name).value.reveal() == "survives-a-500"
 
@@ -158,9 +150,7 @@ def test_health_makes_one_attempt_and_reports_a_failure(warm: Vault, sim: Any, s
     warm.health()
 
 
-def test_an_unreachable_vault_is_transient_after_the_bounded_retries(
-    azure_settings: Any, sleeps: list[float]
-) -> None:
+def test_an_unreachable_vault_is_transient_after_the_bounded_retries(azure_settings: Any, sleeps: list[float]) -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
@@ -173,9 +163,7 @@ def test_an_unreachable_vault_is_transient_after_the_bounded_retries(
     assert sleeps == [1.0, 2.0, 4.0, 8.0, 16.0]
 
 
-def test_a_wrong_client_secret_is_misconfiguration(
-    azure_settings: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_wrong_client_secret_is_misconfiguration(azure_settings: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AZURE_CLIENT_SECRET", "not-the-right-secret")
     vault = get_vault()
     with pytest.raises(VaultMisconfigured) as caught:
@@ -252,9 +240,7 @@ def test_microsoft_checks_stay_on_only_for_microsofts_own_vault_and_authority() 
     assert not is_microsoft_vault(
         vault_url="https://vault.example.com/", cloud=glob, authority="https://login.microsoftonline.com"
     )
-    assert not is_microsoft_vault(
-        vault_url="https://v.vault.azure.net/", cloud=custom, authority=custom.authority_host
-    )
+    assert not is_microsoft_vault(vault_url="https://v.vault.azure.net/", cloud=custom, authority=custom.authority_host)
     assert not is_microsoft_vault(
         vault_url="https://v.vault.azure.net/", cloud=glob, authority="https://login.example.com"
     )
@@ -306,10 +292,7 @@ BASE = {"AZURE_TENANT_ID": "tenant", "AZURE_CLIENT_ID": "client"}
 def test_the_credential_follows_azure_identitys_variables(
     credential_calls: list[Any], environ: dict[str, str], expected: str
 ) -> None:
-    assert (
-        build_credential(environ=environ, authority="https://login.microsoftonline.com", microsoft=True)
-        == expected
-    )
+    assert build_credential(environ=environ, authority="https://login.microsoftonline.com", microsoft=True) == expected
     kind, _, kwargs = credential_calls[0]
     if kind != "ManagedIdentityCredential":
         assert kwargs["authority"] == "https://login.microsoftonline.com"
@@ -317,17 +300,13 @@ def test_the_credential_follows_azure_identitys_variables(
 
 
 def test_a_non_microsoft_authority_turns_instance_discovery_off(credential_calls: list[Any]) -> None:
-    build_credential(
-        environ={**BASE, "AZURE_CLIENT_SECRET": "s"}, authority="https://127.0.0.1:9", microsoft=False
-    )
+    build_credential(environ={**BASE, "AZURE_CLIENT_SECRET": "s"}, authority="https://127.0.0.1:9", microsoft=False)
     assert credential_calls[0][2] == {"authority": "https://127.0.0.1:9", "disable_instance_discovery": True}
 
 
 def test_a_credential_missing_a_variable_is_misconfiguration(credential_calls: list[Any]) -> None:
     with pytest.raises(VaultMisconfigured, match="AZURE_TENANT_ID"):
-        build_credential(
-            environ={"AZURE_CLIENT_SECRET": "s", "AZURE_CLIENT_ID": "c"}, authority="a", microsoft=True
-        )
+        build_credential(environ={"AZURE_CLIENT_SECRET": "s", "AZURE_CLIENT_ID": "c"}, authority="a", microsoft=True)
 
 
 def test_vault_url_must_be_https() -> None:

@@ -46,9 +46,7 @@ def statuses(output: str) -> dict[str, str]:
     return {line.split()[0]: line.split()[1] for line in output.splitlines() if line.split()[0] in STEPS}
 
 
-def test_vault_check_passes_every_step_and_leaves_nothing_behind(
-    configured: Vault, backend: str, request: Any
-) -> None:
+def test_vault_check_passes_every_step_and_leaves_nothing_behind(configured: Vault, backend: str, request: Any) -> None:
     output, error = run("vault_check")
 
     assert error is None, output
@@ -117,9 +115,7 @@ def test_vault_check_fails_when_writes_are_forbidden(
     azure_vault: Vault, sim: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(consent.vault, "_vault", azure_vault)
-    sim.control.inject_fault(
-        "vault", method="PUT", status=403, body={"error": {"code": "Forbidden", "message": "no"}}
-    )
+    sim.control.inject_fault("vault", method="PUT", status=403, body={"error": {"code": "Forbidden", "message": "no"}})
 
     output, error = run("vault_check")
 
@@ -154,9 +150,7 @@ def test_vault_rotate_key_reports_its_counts(local_settings: Any, vault_key: byt
     assert "re-encrypted: 0" in output and "already under the newest key: 3" in output
 
 
-def test_vault_rotate_key_exits_non_zero_when_a_row_cannot_be_read(
-    local_settings: Any, vault_key: bytes
-) -> None:
+def test_vault_rotate_key_exits_non_zero_when_a_row_cannot_be_read(local_settings: Any, vault_key: bytes) -> None:
     lost_key = new_key()
     LocalVault(keys=[lost_key]).write(name="written-under-a-lost-key", value="v")
     local_settings.VAULT_KEYS = [new_key(), vault_key]

@@ -163,9 +163,7 @@ def test_rotating_again_changes_nothing(local_settings: Any, vault_key: bytes) -
     assert (report.total, report.rotated, report.already_current, report.failed) == (2, 0, 2, 0)
 
 
-def test_a_row_under_an_unlisted_key_is_reported_and_left_alone(
-    local_settings: Any, vault_key: bytes
-) -> None:
+def test_a_row_under_an_unlisted_key_is_reported_and_left_alone(local_settings: Any, vault_key: bytes) -> None:
     fill(get_vault(), secrets=2, versions=1)
     # Written under a key that is then left out of VAULT_KEY.
     stray = LocalVault(keys=[new_key(), vault_key])

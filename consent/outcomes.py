@@ -1,0 +1,112 @@
+"""What each outcome of a consent attempt means, in words for the partner and for the vendor's staff."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Outcome:
+    code: str
+    title: str
+    explanation: str
+    what_to_do: str
+    retry: bool
+
+
+SUCCESS = "success"
+
+OUTCOMES: dict[str, Outcome] = {
+    o.code: o
+    for o in [
+        Outcome(
+            SUCCESS,
+            "Consent recorded",
+            "Your organisation has consented, and the control panel can now act for you in Partner Center.",
+            "Nothing more is needed. You can close this page.",
+            retry=False,
+        ),
+        Outcome(
+            "declined",
+            "You declined the consent",
+            "The sign-in was cancelled, so nothing was granted and nothing was stored.",
+            "If that was a mistake, start again and choose Accept on Microsoft's page.",
+            retry=True,
+        ),
+        Outcome(
+            "not_global_admin",
+            "That account is not a Global Administrator",
+            "Consent for the whole organisation must come from a Global Administrator of your Microsoft Entra tenant.",
+            "Sign in again with an account that is a Global Administrator (a dedicated integration account is best).",
+            retry=True,
+        ),
+        Outcome(
+            "not_admin_agent",
+            "That account is not an Admin Agent in Partner Center",
+            "Partner Center refused the account: it needs the Admin Agent role to act for your customers.",
+            "In Partner Center, give the account the Admin Agent role (Account settings > User management), "
+            "then try again.",
+            retry=True,
+        ),
+        Outcome(
+            "no_mfa",
+            "Multi-factor authentication is required",
+            "Partner Center only accepts sign-ins that used multi-factor authentication, and this one did not.",
+            "Register MFA for the account (or sign in with one that has it) and try again.",
+            retry=True,
+        ),
+        Outcome(
+            "conditional_access",
+            "A Conditional Access policy blocked the sign-in",
+            "A policy in your tenant does not allow this sign-in.",
+            "Ask your administrator to exclude the integration account from that policy, then try again.",
+            retry=True,
+        ),
+        Outcome(
+            "wrong_tenant",
+            "That account belongs to another organisation",
+            "This link is for a specific Microsoft tenant, and the account you used is from a different one.",
+            "Sign in with an account of the organisation the invitation was sent to.",
+            retry=True,
+        ),
+        Outcome(
+            "tenant_taken",
+            "That organisation is already registered",
+            "The Microsoft tenant you signed in with is already connected to another partner record here.",
+            "Contact the vendor: they can tell you which record it is, or re-send the right link.",
+            retry=False,
+        ),
+        Outcome(
+            "expired_link",
+            "This link has expired",
+            "Links to consent work for a limited time, and this one is past it (or was replaced).",
+            "Ask the vendor for a new link, or start again from the partner onboarding page.",
+            retry=False,
+        ),
+        Outcome(
+            "expired",
+            "The sign-in took too long",
+            "The sign-in was not finished in time, so it was abandoned. Nothing was stored.",
+            "Start again; the sign-in takes about a minute.",
+            retry=True,
+        ),
+        Outcome(
+            "microsoft_error",
+            "Microsoft could not complete the sign-in",
+            "Microsoft's sign-in answered with an error. Nothing was stored.",
+            "Try again in a few minutes. If it keeps happening, send the reference below to the vendor.",
+            retry=True,
+        ),
+        Outcome(
+            "our_error",
+            "Something went wrong on our side",
+            "The control panel could not finish recording your consent. Nothing half-done was kept.",
+            "Try again in a few minutes. If it keeps happening, send the reference below to the vendor.",
+            retry=True,
+        ),
+    ]
+}
+
+
+def outcome(code: str) -> Outcome:
+    return OUTCOMES.get(code, OUTCOMES["our_error"])

@@ -1,0 +1,503 @@
+"""The partner's consent: invitations, self-onboarding, the Microsoft sign-in, its checks, vaulting.
+
+A flow moves created -> redirected -> code_received -> token_acquired -> verified -> vaulted, or ends as
+declined, failed (with a reason the partner can act on) or expired. Partner Center proves the Admin
+Agent role *before* the token is vaulted, so a failed attempt never leaves a token behind, and a
+re-consent replaces a working token only once every check has passed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import re
+import secrets
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.core.mail import send_mail
+from django.db import IntegrityError, transaction
+from django.urls import reverse
+from django.utils import timezone
+
+from consent import identity, partner_center
+from consent.invitations import invitation_url
+from consent.models import ConsentFlow, ConsentFlowEvent, PartnerToken
+from consent.outcomes import outcome
+from consent.sealing import SealError, seal, unseal
+from consent.vault import VaultError, get_vault, secret_name_for, secret_tags
+from cpv import clouds
+from cpv.config import AppCredential
+from partners.models import Partner
+from partners.services import Actor, PartnerError, audit_record, partner_create
+
+logger = logging.getLogger(__name__)
+
+SEAL_PURPOSE = "consent-flow"
+BROWSER_COOKIE = "__Host-cpv-consent"
+Status = ConsentFlow.Status
+
+
+class ConsentUnavailable(Exception):
+    """A flow cannot start (the app is not configured, the cloud is retired, Microsoft is unreachable).
+
+    The message is for the partner.
+    """
+
+    def __init__(self, message: str, *, reason: str = "our_error") -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class CallbackRejected(Exception):
+    """A callback that names no flow this browser may finish: unknown, used or expired state, no cookie.
+
+    Nothing is written when this is raised.
+    """
+
+    def __init__(self, message: str, *, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+def _sha256(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
+def token_fingerprint(token: str) -> str:
+    """An HMAC of a token: tells tokens apart in the database and on the dashboard without storing them."""
+    key = hashlib.sha256(f"cpv.token-fingerprint:{settings.SECRET_KEY}".encode()).digest()
+    return hmac.new(key, token.encode(), hashlib.sha256).hexdigest()
+
+
+def new_browser_key() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def redirect_uri() -> str:
+    """The one redirect URI registered for the app: CPV_BASE_URL + the callback path, never the Host header."""
+    return settings.CPV_BASE_URL + reverse("consent:callback")
+
+
+def app_for(partner: Partner) -> AppCredential:
+    """The app registration a partner consents to: the sandbox's for a sandbox partner, when configured."""
+    if partner.environment == Partner.Environment.SANDBOX and settings.CPV_SANDBOX_APP is not None:
+        sandbox: AppCredential = settings.CPV_SANDBOX_APP
+        return sandbox
+    app: AppCredential = settings.CPV_APP
+    return app
+
+
+def cloud_for(partner: Partner) -> clouds.Cloud:
+    try:
+        return clouds.resolve(partner.cloud)
+    except clouds.CloudRetiredError as exc:
+        raise ConsentUnavailable(str(exc), reason="retired_cloud") from None
+
+
+# --- invitations and self-onboarding -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Invitation:
+    partner: Partner
+    url: str
+
+
+def _send_link(*, partner: Partner, url: str, subject: str, intro: str) -> None:
+    grants = settings.CPV_APPLICATION_GRANTS
+    body = (
+        f"Hello,\n\n{intro}\n\n{url}\n\n"
+        f"The person who signs in must be a Global Administrator of {partner.name}'s Microsoft Entra tenant "
+        "and an Admin Agent in Partner Center, with multi-factor authentication. A dedicated integration "
+        f"account is recommended.\n\nThe link works for {settings.CPV_INVITATION_MAX_AGE_DAYS} days.\n\n"
+        f"{grants['displayName']}\n"
+    )
+    send_mail(subject, body, None, [partner.contact_email])
+
+
+def partner_invite(
+    *,
+    actor: Actor,
+    name: str,
+    contact_email: str,
+    cloud: str = clouds.GLOBAL,
+    environment: str = Partner.Environment.PRODUCTION,
+    tenant_id: str | uuid.UUID | None = None,
+    send_email: bool = True,
+) -> Invitation:
+    """Create a partner in the `invited` state and its signed invitation link, emailed after commit.
+
+    Returns the Invitation. Raises PartnerError for bad input (nothing is written then).
+    """
+    with transaction.atomic():
+        partner = partner_create(
+            actor=actor,
+            name=name,
+            contact_email=contact_email,
+            cloud=cloud,
+            environment=environment,
+            tenant_id=tenant_id,
+            status=Partner.Status.INVITED,
+        )
+        url = invitation_url(partner=partner, purpose="invite")
+        audit_record(actor=actor, action="partner.invited", partner=partner, detail={"emailed": send_email})
+        if send_email:
+            transaction.on_commit(
+                lambda: _send_link(
+                    partner=partner,
+                    url=url,
+                    subject=f"{settings.CPV_APPLICATION_GRANTS['displayName']}: please consent for {partner.name}",
+                    intro="You are invited to connect your Partner Center account. Open this link to review "
+                    "what is asked and to consent:",
+                )
+            )
+    return Invitation(partner=partner, url=url)
+
+
+def partner_reconsent_link(*, actor: Actor, partner: Partner, send_email: bool = False) -> str:
+    """A fresh signed link with which the partner consents again (the working token stays until it succeeds)."""
+    if partner.status == Partner.Status.DEACTIVATED:
+        raise PartnerError("This partner is deactivated; reactivate it before asking for consent.")
+    url = invitation_url(partner=partner, purpose="reconsent")
+    with transaction.atomic():
+        audit_record(
+            actor=actor,
+            action="partner.reconsent_link_created",
+            partner=partner,
+            detail={"emailed": send_email},
+        )
+        if send_email:
+            transaction.on_commit(
+                lambda: _send_link(
+                    partner=partner,
+                    url=url,
+                    subject=f"{settings.CPV_APPLICATION_GRANTS['displayName']}: please renew your consent",
+                    intro="Your organisation's consent needs to be renewed. Open this link and sign in again:",
+                )
+            )
+    return url
+
+
+def self_onboarding_submit(
+    *, name: str, contact_email: str, cloud: str, environment: str, signup_key: uuid.UUID
+) -> Partner:
+    """A partner registers itself (state `pending`). The same `signup_key` twice returns the first partner.
+
+    Raises PartnerError for bad input.
+    """
+    existing = Partner.objects.filter(signup_key=signup_key).first()
+    if existing is not None:
+        return existing
+    try:
+        return partner_create(
+            actor=None,
+            name=name,
+            contact_email=contact_email,
+            cloud=cloud,
+            environment=environment,
+            status=Partner.Status.PENDING,
+            signup_key=signup_key,
+        )
+    except PartnerError:
+        # Two submissions of one form can race; the loser finds the winner's partner.
+        existing = Partner.objects.filter(signup_key=signup_key).first()
+        if existing is not None:
+            return existing
+        raise
+
+
+# --- the flow ---------------------------------------------------------------------------------------
+
+
+def _event(flow: ConsentFlow, status: str, message: str = "", **detail: Any) -> None:
+    ConsentFlowEvent.objects.create(flow=flow, status=status, message=message[:500], detail=detail)
+
+
+def _move(flow: ConsentFlow, status: str, message: str = "", **detail: Any) -> None:
+    flow.status = status
+    fields = ["status"]
+    if status not in ConsentFlow.OPEN:
+        flow.finished_at = timezone.now()
+        flow.sealed_flow = None  # the PKCE verifier and nonce are of no use once the flow is over
+        fields += ["finished_at", "sealed_flow"]
+    flow.save(update_fields=fields)
+    _event(flow, status, message, **detail)
+
+
+def _fail(flow: ConsentFlow, reason: str, detail: str = "", *, status: str = Status.FAILED) -> ConsentFlow:
+    flow.failure_reason = reason
+    flow.failure_detail = detail[:500]
+    flow.save(update_fields=["failure_reason", "failure_detail"])
+    _move(flow, status, outcome(reason).title, reason=reason, detail=detail[:300])
+    logger.info("consent flow %s of partner %s ended: %s %s", flow.code, flow.partner.code, reason, detail)
+    return flow
+
+
+def consent_flow_start(*, partner: Partner, origin: str, browser_key: str) -> tuple[ConsentFlow, str]:
+    """Begin a sign-in for `partner` from the browser holding `browser_key`.
+
+    Returns the flow and the Microsoft URL to send the browser to. Raises ConsentUnavailable.
+    """
+    if partner.status == Partner.Status.DEACTIVATED:
+        raise ConsentUnavailable("This partner is not accepting consent.", reason="expired_link")
+    cloud = cloud_for(partner)
+    app = app_for(partner)
+    if not app.configured:
+        raise ConsentUnavailable("The vendor has not finished configuring its Microsoft app yet.")
+    first = not PartnerToken.objects.filter(partner=partner).exclude(current_version="").exists()
+    tenant = str(partner.tenant_id) if partner.tenant_id else "organizations"
+    try:
+        msal_flow = identity.auth_code_flow_start(
+            cloud=cloud,
+            app=app,
+            tenant=tenant,
+            redirect_uri=redirect_uri(),
+            scopes=[cloud.partner_center_scope],
+            prompt="consent" if first else None,
+        )
+    except identity.IdentityError as exc:
+        logger.warning("could not start a consent flow for partner %s: %s", partner.code, exc)
+        raise ConsentUnavailable("Microsoft's sign-in could not be reached. Please try again shortly.") from None
+    with transaction.atomic():
+        flow = ConsentFlow.objects.create(
+            partner=partner,
+            kind=ConsentFlow.Kind.FIRST if first else ConsentFlow.Kind.RECONSENT,
+            origin=origin,
+            state_hash=_sha256(msal_flow["state"]),
+            browser_hash=_sha256(browser_key),
+            expires_at=timezone.now() + timedelta(minutes=settings.CPV_CONSENT_FLOW_MINUTES),
+        )
+        flow.sealed_flow = seal({"flow": msal_flow, "tenant": tenant}, purpose=SEAL_PURPOSE, bound_to=str(flow.code))
+        flow.save(update_fields=["sealed_flow"])
+        _event(flow, Status.CREATED, "Started from the consent page", origin=origin, kind=flow.kind)
+        _move(flow, Status.REDIRECTED, "Sent to Microsoft's sign-in", authority_tenant=tenant)
+    return flow, str(msal_flow["auth_uri"])
+
+
+def _find_flow(form: Mapping[str, str], browser_key: str | None) -> ConsentFlow:
+    state = form.get("state", "")
+    if not state or len(state) > 512:
+        raise CallbackRejected("The answer from Microsoft carries no sign-in reference.", reason="no_state")
+    flow = ConsentFlow.objects.select_related("partner").filter(state_hash=_sha256(state)).first()
+    if flow is None:
+        raise CallbackRejected("This sign-in is not one we started.", reason="unknown_state")
+    if not browser_key or not hmac.compare_digest(_sha256(browser_key), flow.browser_hash):
+        raise CallbackRejected(
+            "This sign-in was started in another browser (or cookies are blocked). Start again from your link.",
+            reason="wrong_browser",
+        )
+    if flow.status != Status.REDIRECTED:
+        raise CallbackRejected("This sign-in has already been used.", reason="used_state")
+    if flow.expires_at <= timezone.now():
+        raise CallbackRejected("This sign-in took too long and has expired. Start again.", reason="expired_flow")
+    return flow
+
+
+def consent_flow_complete(*, form: Mapping[str, str], browser_key: str | None) -> ConsentFlow:
+    """Finish the sign-in Microsoft's answer (`form`, the form_post fields) belongs to.
+
+    Returns the flow in its final state (vaulted, declined or failed with a reason). Raises
+    CallbackRejected, writing nothing, when the answer names no open flow of this browser.
+    """
+    flow = _find_flow(form, browser_key)
+    # Single use even when the same answer is posted twice at once: only one UPDATE wins.
+    if not ConsentFlow.objects.filter(pk=flow.pk, status=Status.REDIRECTED).update(status=Status.CODE_RECEIVED):
+        raise CallbackRejected("This sign-in has already been used.", reason="used_state")
+    flow.status = Status.CODE_RECEIVED
+    _event(flow, Status.CODE_RECEIVED, "Came back from Microsoft")
+    try:
+        return _complete(flow, form)
+    except Exception as exc:
+        # Whatever broke, the partner gets a page and staff a reason; the flow never stays half-open.
+        logger.exception("consent flow %s failed unexpectedly", flow.code)
+        flow.refresh_from_db()
+        if flow.is_open:
+            _fail(flow, "our_error", f"unexpected {exc.__class__.__name__}")
+        return flow
+
+
+def _complete(flow: ConsentFlow, form: Mapping[str, str]) -> ConsentFlow:
+    partner = flow.partner
+    error = form.get("error")
+    if error:
+        # Branch on `error`, never on Microsoft's free text; keep only the AADSTS number for reference.
+        code = re.search(r"AADSTS(\d+)", form.get("error_description", ""))
+        detail = error[:64] + (f" (AADSTS{code.group(1)})" if code else "")
+        if error == "access_denied":
+            return _fail(flow, "declined", detail, status=Status.DECLINED)
+        return _fail(flow, "microsoft_error", detail[:100])
+
+    try:
+        sealed = unseal(flow.sealed_flow or b"", purpose=SEAL_PURPOSE, bound_to=str(flow.code))
+    except SealError:
+        return _fail(flow, "our_error", "the stored sign-in could not be opened")
+    cloud = cloud_for(partner)
+    app = app_for(partner)
+    auth_response = {k: v for k, v in form.items() if k in {"code", "state", "session_state", "client_info"}}
+    try:
+        token = identity.auth_code_flow_finish(
+            cloud=cloud, app=app, tenant=sealed["tenant"], flow=sealed["flow"], auth_response=auth_response
+        )
+    except identity.MfaRequired as exc:
+        return _fail(flow, "no_mfa", str(exc))
+    except identity.ConditionalAccessBlocked as exc:
+        return _fail(flow, "conditional_access", str(exc))
+    except identity.InvalidClient as exc:
+        logger.error("OPERATOR ALERT: the app credential was refused while finishing a consent: %s", exc)  # noqa: TRY400 - the traceback adds nothing
+        return _fail(flow, "our_error", str(exc))
+    except identity.IdTokenInvalid as exc:
+        logger.warning("consent flow %s: id_token rejected: %s", flow.code, exc)
+        return _fail(flow, "our_error", f"id_token rejected: {exc}")
+    except identity.IdentityError as exc:
+        return _fail(flow, "microsoft_error", str(exc))
+
+    claims = token.id_token_claims
+    tenant_id = uuid.UUID(str(claims["tid"]))
+    flow.tenant_id = tenant_id
+    flow.user_oid = uuid.UUID(str(claims["oid"]))
+    flow.user_name = str(claims.get("preferred_username", ""))[:254]
+    flow.save(update_fields=["tenant_id", "user_oid", "user_name"])
+    _move(flow, Status.TOKEN_ACQUIRED, "Microsoft issued a token", tenant_id=str(tenant_id), user=flow.user_name)
+
+    if partner.tenant_id and partner.tenant_id != tenant_id:
+        return _fail(flow, "wrong_tenant", f"signed in to tenant {tenant_id}, expected {partner.tenant_id}")
+    if Partner.objects.filter(tenant_id=tenant_id).exclude(pk=partner.pk).exists():
+        return _fail(flow, "tenant_taken", f"tenant {tenant_id} belongs to another partner")
+    if not identity.claims_have_mfa(claims):
+        return _fail(flow, "no_mfa", "the id_token's amr claim has no mfa")
+    if not identity.claims_are_global_admin(claims):
+        return _fail(flow, "not_global_admin", "the id_token's wids claim lacks the Global Administrator role")
+
+    # Partner Center itself is the proof of the Admin Agent role: a call made with the new token.
+    client = partner_center.PartnerCenterClient(base_url=cloud.partner_center_url, access_token=token.access_token)
+    try:
+        client.organization_profile()
+    except (partner_center.Forbidden, partner_center.Unauthorized) as exc:
+        return _fail(flow, "not_admin_agent", str(exc))
+    except partner_center.PartnerCenterError as exc:
+        return _fail(flow, "microsoft_error", str(exc))
+    _move(flow, Status.VERIFIED, "Partner Center accepted the account", correlation_id=client.correlation_id)
+
+    return _vault_and_activate(flow, token)
+
+
+def _vault_and_activate(flow: ConsentFlow, token: identity.TokenResult) -> ConsentFlow:
+    partner = flow.partner
+    vault = get_vault()
+    name = secret_name_for(partner.code)
+    try:
+        written = vault.write(
+            name=name,
+            value=token.refresh_token,
+            tags=secret_tags(partner_code=partner.code, cloud=partner.cloud, consent_flow_id=flow.code),
+        )
+    except VaultError as exc:
+        return _fail(flow, "our_error", f"the vault refused the token: {exc}")
+
+    now = timezone.now()
+    try:
+        with transaction.atomic():
+            locked = Partner.objects.select_for_update().get(pk=partner.pk)
+            pointer, _ = PartnerToken.objects.select_for_update().get_or_create(
+                partner=locked, defaults={"secret_name": name}
+            )
+            old_version = pointer.current_version
+            pointer.previous_version = old_version
+            pointer.previous_disabled = not old_version
+            pointer.current_version = written.version
+            pointer.version_count = written.version_count
+            pointer.fingerprint = token_fingerprint(token.refresh_token)
+            pointer.generation += 1
+            pointer.consent_flow = flow
+            pointer.consented_by_oid = flow.user_oid
+            pointer.consented_by_name = flow.user_name
+            pointer.scopes = " ".join(token.scopes)[:1000]
+            pointer.obtained_at = now
+            pointer.last_renewed_at = now
+            pointer.save()
+            previous_status = locked.status
+            locked.tenant_id = flow.tenant_id
+            locked.status = Partner.Status.ACTIVE
+            locked.status_reason = ""
+            locked.save(update_fields=["tenant_id", "status", "status_reason", "updated_at"])
+            flow.vault_version = written.version
+            flow.save(update_fields=["vault_version"])
+            _move(
+                flow,
+                Status.VAULTED,
+                "Token stored in the vault; the partner is active",
+                version=written.version,
+            )
+            audit_record(
+                actor=None,
+                action="partner.consented",
+                partner=locked,
+                target=flow,
+                detail={
+                    "flow": str(flow.code),
+                    "kind": flow.kind,
+                    "tenant_id": str(flow.tenant_id),
+                    "user": flow.user_name,
+                    "previous_status": previous_status,
+                    "vault_version": written.version,
+                },
+            )
+            transaction.on_commit(lambda: _after_consent(locked, pointer))
+    except IntegrityError:
+        # Another partner took this tenant between our check and our write.
+        _disable_quietly(name, written.version)
+        return _fail(flow, "tenant_taken", f"tenant {flow.tenant_id} belongs to another partner")
+    except Exception:
+        _disable_quietly(name, written.version)
+        raise
+    return flow
+
+
+def _disable_quietly(name: str, version: str) -> bool:
+    try:
+        get_vault().disable(name=name, version=version)
+    except VaultError as exc:
+        logger.warning("could not disable vault version %s of %s: %s", version, name, exc)
+        return False
+    return True
+
+
+def partner_token_disable_previous(*, pointer: PartnerToken) -> bool:
+    """Disable the version the pointer moved away from. Returns True once it is disabled."""
+    if pointer.previous_disabled or not pointer.previous_version:
+        return True
+    if not _disable_quietly(pointer.secret_name, pointer.previous_version):
+        return False
+    PartnerToken.objects.filter(pk=pointer.pk, previous_version=pointer.previous_version).update(previous_disabled=True)
+    pointer.previous_disabled = True
+    return True
+
+
+# Work that follows a consent (customer sync, ApplicationConsent) registers here.
+AFTER_CONSENT: list[Callable[[Partner], None]] = []
+
+
+def _after_consent(partner: Partner, pointer: PartnerToken) -> None:
+    partner_token_disable_previous(pointer=pointer)
+    for hook in AFTER_CONSENT:
+        hook(partner)
+
+
+def consent_flows_expire(*, now: datetime | None = None) -> int:
+    """Mark flows that never came back from Microsoft as expired. Returns how many were."""
+    now = now or timezone.now()
+    count = 0
+    for flow in ConsentFlow.objects.filter(status__in=ConsentFlow.OPEN, expires_at__lte=now).select_related("partner"):
+        with transaction.atomic():
+            if ConsentFlow.objects.filter(pk=flow.pk, status=flow.status).update(
+                status=Status.EXPIRED, finished_at=now, sealed_flow=None, failure_reason="expired"
+            ):
+                _event(flow, Status.EXPIRED, "Never came back from Microsoft in time")
+                count += 1
+    return count

@@ -1,0 +1,250 @@
+"""The partner-facing pages: the invitation landing page, self-onboarding, the callback, the result.
+
+These pages load nothing from a third party, and the callback and result pages send
+`Referrer-Policy: no-referrer` so that nothing about the sign-in leaks to another site.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any
+
+from django import forms
+from django.conf import settings
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404, render
+from django.urls import reverse
+from django.views.decorators.cache import never_cache
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from consent import services
+from consent.invitations import InvitationExpired, InvitationInvalid, invitation_read, invitation_token
+from consent.models import ConsentFlow
+from consent.outcomes import SUCCESS, outcome
+from cpv.clouds import PARTNER_CLOUD_CHOICES
+from cpv.ratelimit import allow_request
+from partners.models import Partner
+from partners.services import PartnerError
+
+logger = logging.getLogger(__name__)
+
+# Per client address, per window: generous for a person, tight for a script.
+LIMITS = {
+    "landing": (60, 600),
+    "start": (20, 600),
+    "callback": (30, 600),
+    "onboard": (10, 3600),
+}
+
+
+def _limited(request: HttpRequest, scope: str) -> HttpResponse | None:
+    limit, window = LIMITS[scope]
+    if allow_request(request, scope=scope, limit=limit, window=window):
+        return None
+    response = render(
+        request,
+        "consent/message.html",
+        {
+            "title": "Too many attempts",
+            "message": "There have been too many attempts from your network. Please wait a few minutes and try again.",
+        },
+        status=429,
+    )
+    response["Retry-After"] = str(window)
+    return _private(response)
+
+
+def _private(response: HttpResponse) -> HttpResponse:
+    response["Referrer-Policy"] = "no-referrer"
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+def _browser_key(request: HttpRequest) -> str | None:
+    return request.COOKIES.get(services.BROWSER_COOKIE)
+
+
+def _bind_browser(response: HttpResponse, key: str) -> None:
+    # Sent on Microsoft's cross-site form_post (SameSite=None), only over HTTPS or to localhost, never to JS.
+    response.set_cookie(
+        services.BROWSER_COOKIE,
+        key,
+        max_age=settings.CPV_CONSENT_FLOW_MINUTES * 60 + 300,
+        path="/",
+        secure=True,
+        httponly=True,
+        samesite="None",
+    )
+
+
+def _permissions() -> list[str]:
+    lines = ["Act as the signed-in user in Partner Center (Partner Center: user_impersonation)."]
+    lines.append("Stay signed in, so that it can keep working without asking again (offline_access).")
+    for grant in settings.CPV_APPLICATION_GRANTS["applicationGrants"]:
+        lines.append(f"Add its own app to each of your customers' tenants with: {grant['scope'].replace(',', ', ')}.")
+    return lines
+
+
+@require_GET
+@never_cache
+def landing(request: HttpRequest, token: str) -> HttpResponse:
+    """What will happen, who asks, what the signing-in person needs, and a button that POSTs to start."""
+    if limited := _limited(request, "landing"):
+        return limited
+    try:
+        target = invitation_read(token)
+    except InvitationExpired:
+        return _outcome_page(request, "expired_link", status=410)
+    except InvitationInvalid:
+        return _outcome_page(request, "expired_link", status=404)
+    context = {
+        "partner": target.partner,
+        "purpose": target.purpose,
+        "token": token,
+        "app_name": settings.CPV_APPLICATION_GRANTS["displayName"],
+        "permissions": _permissions(),
+        "unavailable": not services.app_for(target.partner).configured,
+    }
+    return _private(render(request, "consent/landing.html", context))
+
+
+@require_POST
+@never_cache
+def start(request: HttpRequest, token: str) -> HttpResponse:
+    """Create the flow and send the browser to Microsoft (a POST: never start OAuth from a GET)."""
+    if limited := _limited(request, "start"):
+        return limited
+    try:
+        target = invitation_read(token)
+    except InvitationInvalid:
+        return _outcome_page(request, "expired_link", status=410)
+    origin = {
+        "invite": ConsentFlow.Origin.INVITATION,
+        "reconsent": ConsentFlow.Origin.RECONSENT_LINK,
+        "self_onboarding": ConsentFlow.Origin.SELF_ONBOARDING,
+    }[target.purpose]
+    key = _browser_key(request) or services.new_browser_key()
+    try:
+        _, auth_uri = services.consent_flow_start(partner=target.partner, origin=origin, browser_key=key)
+    except services.ConsentUnavailable as exc:
+        return _private(
+            render(
+                request,
+                "consent/message.html",
+                {"title": "Consent is not available right now", "message": str(exc)},
+                status=503,
+            )
+        )
+    response = HttpResponseRedirect(auth_uri, status=303)
+    _bind_browser(response, key)
+    return _private(response)
+
+
+@csrf_exempt  # Microsoft's form_post is cross-site; the single-use state bound to this browser is the check.
+@require_http_methods(["GET", "POST"])
+@never_cache
+def callback(request: HttpRequest) -> HttpResponse:
+    """Microsoft's answer: finish the flow and 303 to its result page."""
+    if limited := _limited(request, "callback"):
+        return limited
+    if request.method != "POST":
+        return _private(
+            render(
+                request,
+                "consent/message.html",
+                {
+                    "title": "This page only takes Microsoft's answer",
+                    "message": "Open the consent link you were given to start again.",
+                },
+                status=400,
+            )
+        )
+    form = {k: v for k, v in request.POST.items() if isinstance(v, str)}
+    try:
+        flow = services.consent_flow_complete(form=form, browser_key=_browser_key(request))
+    except services.CallbackRejected as exc:
+        logger.info("consent callback rejected: %s", exc.reason)
+        return _private(
+            render(
+                request,
+                "consent/message.html",
+                {"title": "This sign-in cannot be completed", "message": str(exc)},
+                status=400,
+            )
+        )
+    response = HttpResponseRedirect(reverse("consent:result", args=[flow.code]), status=303)
+    return _private(response)
+
+
+@require_GET
+@never_cache
+def result(request: HttpRequest, code: uuid.UUID) -> HttpResponse:
+    """The outcome of a flow, to the browser that ran it (any other browser gets a 404)."""
+    flow = get_object_or_404(ConsentFlow.objects.select_related("partner"), code=code)
+    key = _browser_key(request)
+    if not key or services._sha256(key) != flow.browser_hash:
+        raise Http404
+    if flow.status == ConsentFlow.Status.VAULTED:
+        reason = SUCCESS
+    elif flow.is_open:
+        reason = "our_error"
+    else:
+        reason = flow.failure_reason or "our_error"
+    return _outcome_page(request, reason, flow=flow, status=200)
+
+
+def _outcome_page(request: HttpRequest, reason: str, *, flow: ConsentFlow | None = None, status: int) -> HttpResponse:
+    what = outcome(reason)
+    retry_url = ""
+    if flow is not None and what.retry and flow.partner.status != Partner.Status.DEACTIVATED:
+        purpose = "reconsent" if flow.kind == ConsentFlow.Kind.RECONSENT else "invite"
+        retry_url = reverse("consent:landing", args=[invitation_token(partner=flow.partner, purpose=purpose)])
+    context: dict[str, Any] = {
+        "outcome": what,
+        "success": reason == SUCCESS,
+        "flow": flow,
+        "retry_url": retry_url,
+    }
+    return _private(render(request, "consent/result.html", context, status=status))
+
+
+class SelfOnboardingForm(forms.Form):
+    company_name = forms.CharField(max_length=200, strip=True)
+    contact_email = forms.EmailField(max_length=254)
+    cloud = forms.ChoiceField(choices=PARTNER_CLOUD_CHOICES, initial="global")
+    environment = forms.ChoiceField(choices=Partner.Environment.choices, initial=Partner.Environment.PRODUCTION)
+    signup_key = forms.UUIDField(widget=forms.HiddenInput)
+
+
+@require_http_methods(["GET", "POST"])
+@never_cache
+def onboard(request: HttpRequest) -> HttpResponse:
+    """Self-onboarding: a partner registers and continues to the landing page, as with an invitation."""
+    if not settings.CPV_SELF_ONBOARDING:
+        raise Http404
+    if request.method == "POST":
+        if limited := _limited(request, "onboard"):
+            return limited
+        form = SelfOnboardingForm(request.POST)
+        if form.is_valid():
+            data = form.cleaned_data
+            try:
+                partner = services.self_onboarding_submit(
+                    name=data["company_name"],
+                    contact_email=data["contact_email"],
+                    cloud=data["cloud"],
+                    environment=data["environment"],
+                    signup_key=data["signup_key"],
+                )
+            except PartnerError as exc:
+                form.add_error(None, str(exc))
+            else:
+                token = invitation_token(partner=partner, purpose="self_onboarding")
+                return HttpResponseRedirect(reverse("consent:landing", args=[token]), status=303)
+        status = 400
+    else:
+        form = SelfOnboardingForm(initial={"signup_key": uuid.uuid4()})
+        status = 200
+    return _private(render(request, "consent/onboard.html", {"form": form}, status=status))
