@@ -8,4 +8,5 @@ app_name = "partners"
 
 urlpatterns = [
     path("", views.home, name="home"),
+    path("partners/<uuid:code>/", views.detail, name="detail"),
 ]

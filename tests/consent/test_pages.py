@@ -1,0 +1,230 @@
+"""The partner-facing pages around the sign-in, the staff invitation, and `manage.py invite_partner`."""
+
+from __future__ import annotations
+
+import io
+import re
+import time
+import uuid
+from unittest import mock
+
+import pytest
+from django.core import mail
+from django.core.management import CommandError, call_command
+
+from consent.invitations import invitation_token
+from consent.models import ConsentFlow
+from consent.services import partner_invite
+from partners.models import AuditEvent, Partner
+from tests.microsoft import partner_user
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def invitation(cpv_sim):  # type: ignore[no-untyped-def]
+    return partner_invite(actor=None, name="Contoso Partners", contact_email="admin@contoso.example", send_email=False)
+
+
+def test_the_landing_page_says_what_will_happen_and_starts_with_a_post(client, invitation) -> None:  # type: ignore[no-untyped-def]
+    response = client.get(invitation.url.removeprefix("http://127.0.0.1:8000"))
+
+    page = response.content.decode()
+    assert response.status_code == 200
+    assert "Contoso Partners" in page
+    assert "Global Administrator" in page and "Admin Agent" in page and "multi-factor" in page
+    assert "dedicated integration account" in page
+    assert "user_impersonation" in page and "Directory.Read.All" in page
+    assert re.search(r'<form method="post" action="/consent/i/[^"]+/start">', page)
+    assert response["Referrer-Policy"] == "no-referrer"
+    assert "http" not in re.sub(r'href="/static/[^"]+"', "", page.split("<body")[0]).replace("http-equiv", "")
+
+
+def test_starting_with_a_get_is_not_allowed(client, invitation) -> None:  # type: ignore[no-untyped-def]
+    path = invitation.url.removeprefix("http://127.0.0.1:8000") + "start"
+
+    assert client.get(path).status_code == 405
+    assert not ConsentFlow.objects.exists()
+
+
+def test_a_tampered_link_is_refused(client, invitation) -> None:  # type: ignore[no-untyped-def]
+    token = invitation.url.rstrip("/").rsplit("/", 1)[1]
+
+    response = client.get(f"/consent/i/{token[:-2]}xx/")
+
+    assert response.status_code == 404
+    assert b"This link has expired" in response.content
+
+
+def test_an_expired_link_says_so(client, invitation, settings) -> None:  # type: ignore[no-untyped-def]
+    settings.CPV_INVITATION_MAX_AGE_DAYS = 1
+    with mock.patch("django.core.signing.time.time", return_value=time.time() - 2 * 86400):
+        stale = invitation_token(partner=invitation.partner, purpose="invite")
+
+    response = client.get(f"/consent/i/{stale}/")
+
+    assert response.status_code == 410
+    assert b"This link has expired" in response.content
+
+
+def test_a_deactivated_partners_link_no_longer_works(client, invitation) -> None:  # type: ignore[no-untyped-def]
+    Partner.objects.filter(pk=invitation.partner.pk).update(status=Partner.Status.DEACTIVATED)
+
+    assert client.get(invitation.url.removeprefix("http://127.0.0.1:8000")).status_code == 410
+
+
+def test_the_landing_page_says_when_the_app_is_not_configured(client, invitation, settings) -> None:  # type: ignore[no-untyped-def]
+    from cpv.config import AppCredential
+
+    settings.CPV_APP = AppCredential(client_id="")
+
+    page = client.get(invitation.url.removeprefix("http://127.0.0.1:8000")).content.decode()
+
+    assert "not finished configuring" in page
+    assert 'id="start"' not in page
+
+
+def test_self_onboarding_creates_a_pending_partner_and_continues_to_the_landing_page(cpv_sim, client) -> None:  # type: ignore[no-untyped-def]
+    form = client.get("/onboard/")
+    key = re.search(r'name="signup_key" value="([^"]+)"', form.content.decode()).group(1)  # type: ignore[union-attr]
+    data = {
+        "company_name": "Fabrikam",
+        "contact_email": "it@fabrikam.example",
+        "cloud": "global",
+        "environment": "production",
+        "signup_key": key,
+    }
+
+    first = client.post("/onboard/", data)
+    second = client.post("/onboard/", data)
+
+    assert first.status_code == 303 and second.status_code == 303
+    partner = Partner.objects.get()
+    assert (partner.name, partner.status) == ("Fabrikam", Partner.Status.PENDING)
+    landing = client.get(first["Location"])
+    assert b"Fabrikam" in landing.content
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"company_name": "", "contact_email": "a@b.example"}, "This field is required"),
+        ({"company_name": "X", "contact_email": "not-an-email"}, "Enter a valid email address"),
+        ({"company_name": "X", "contact_email": "a@b.example", "cloud": "germany"}, "Select a valid choice"),
+        ({"company_name": "X", "contact_email": "a@b.example", "signup_key": "nope"}, "reload the page"),
+    ],
+)
+def test_self_onboarding_rejects_bad_input_and_writes_nothing(cpv_sim, client, data, message) -> None:  # type: ignore[no-untyped-def]
+    payload = {"cloud": "global", "environment": "production", "signup_key": str(uuid.uuid4()), **data}
+
+    response = client.post("/onboard/", payload)
+
+    assert response.status_code == 400
+    assert message in response.content.decode()
+    assert not Partner.objects.exists()
+
+
+def test_self_onboarding_is_rate_limited_per_address(cpv_sim, client) -> None:  # type: ignore[no-untyped-def]
+    statuses = [
+        client.post("/onboard/", {"company_name": "", "signup_key": str(uuid.uuid4())}).status_code for _ in range(11)
+    ]
+
+    assert statuses[:10] == [400] * 10
+    assert statuses[10] == 429
+    limited = client.post("/onboard/", {"company_name": "", "signup_key": str(uuid.uuid4())})
+    assert b"Too many attempts" in limited.content and limited["Retry-After"] == "3600"
+
+
+def test_self_onboarding_can_be_turned_off(client, settings) -> None:  # type: ignore[no-untyped-def]
+    settings.CPV_SELF_ONBOARDING = False
+
+    assert client.get("/onboard/").status_code == 404
+
+
+def test_staff_invite_a_partner_from_the_dashboard_and_it_is_emailed(
+    cpv_sim, staff_client, django_capture_on_commit_callbacks
+) -> None:  # type: ignore[no-untyped-def]
+    with django_capture_on_commit_callbacks(execute=True):
+        response = staff_client.post(
+            "/consent/staff/invite",
+            {
+                "name": "Northwind",
+                "contact_email": "ops@northwind.example",
+                "cloud": "usgov",
+                "environment": "sandbox",
+                "send_email": "on",
+            },
+        )
+
+    partner = Partner.objects.get()
+    assert response.status_code == 302 and response["Location"] == f"/partners/{partner.code}/"
+    assert (partner.cloud, partner.environment, partner.status) == ("usgov", "sandbox", "invited")
+    assert len(mail.outbox) == 1
+    message = mail.outbox[0]
+    assert message.to == ["ops@northwind.example"]
+    link = re.search(r"http://127\.0\.0\.1:8000/consent/i/\S+/", message.body)
+    assert link
+    assert staff_client.get(link.group(0).removeprefix("http://127.0.0.1:8000")).status_code == 200
+    assert AuditEvent.objects.filter(partner=partner, action="partner.invited", actor__username="staff").exists()
+
+
+def test_the_invite_page_needs_staff(client) -> None:  # type: ignore[no-untyped-def]
+    assert client.get("/consent/staff/invite").status_code == 302
+
+
+def test_staff_see_each_flows_timeline_on_the_partners_page(cpv_sim, staff_client, invitation, consent_run) -> None:  # type: ignore[no-untyped-def]
+    consent_run(invitation.url, user=partner_user(cpv_sim, global_admin=True, admin_agent=False, mfa_registered=True))
+
+    page = staff_client.get(f"/partners/{invitation.partner.code}/").content.decode()
+
+    assert "First consent" in page and "Staff invitation" in page
+    for step in ("Created", "Sent to Microsoft", "Came back from Microsoft", "Token acquired", "Failed"):
+        assert step in page
+    assert "not_admin_agent" in page
+
+
+def test_a_staff_re_consent_link_is_audited(cpv_sim, staff_client, invitation) -> None:  # type: ignore[no-untyped-def]
+    response = staff_client.post(f"/consent/staff/partners/{invitation.partner.code}/reconsent-link", follow=True)
+
+    assert b"A new consent link" in response.content
+    assert AuditEvent.objects.filter(action="partner.reconsent_link_created").count() == 1
+
+
+def test_invite_partner_prints_the_url_on_its_last_line(cpv_sim, client, django_capture_on_commit_callbacks) -> None:  # type: ignore[no-untyped-def]
+    out = io.StringIO()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        call_command(
+            "invite_partner",
+            "--name",
+            "Tailspin",
+            "--email",
+            "a@tailspin.example",
+            "--cloud",
+            "china",
+            "--environment",
+            "sandbox",
+            "--tenant",
+            "0b7e4c1a-3f2d-4e5a-9c8b-7a6d5e4f3c2b",
+            stdout=out,
+            stderr=io.StringIO(),
+        )
+
+    url = out.getvalue().strip().splitlines()[-1]
+    partner = Partner.objects.get()
+    assert url == f"http://127.0.0.1:8000/consent/i/{invitation_token(partner=partner, purpose='invite')}/"
+    assert (partner.cloud, partner.environment, str(partner.tenant_id)) == (
+        "china",
+        "sandbox",
+        "0b7e4c1a-3f2d-4e5a-9c8b-7a6d5e4f3c2b",
+    )
+    assert client.get(url.removeprefix("http://127.0.0.1:8000")).status_code == 200
+    assert len(mail.outbox) == 1
+
+
+def test_invite_partner_refuses_bad_input(cpv_sim) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(CommandError, match="is not an email address"):
+        call_command("invite_partner", "--name", "X", "--email", "nope", stdout=io.StringIO())
+    with pytest.raises(CommandError):
+        call_command("invite_partner", "--name", "X", "--email", "a@b.example", "--cloud", "germany")
+    assert not Partner.objects.exists()
