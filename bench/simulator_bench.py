@@ -129,18 +129,28 @@ def _http_worker(
     out.put((sum(counts), sum(errors)))
 
 
-def _measure(targets: list[tuple[Any, tuple[Any, ...]]], duration: float) -> tuple[float, int]:
+def _server_cpu(pid: int) -> float:
+    """CPU seconds used so far by the simulator's process (all its threads)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _measure(targets: list[tuple[Any, tuple[Any, ...]]], duration: float, server_pid: int) -> tuple[float, int, float]:
+    """(operations per second, errors, server CPU milliseconds per operation)."""
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
     processes = [ctx.Process(target=fn, args=(*args, queue)) for fn, args in targets]
     for process in processes:
         process.start()
+    # workers start their clocks together, 0.2 s after they are up; count the server's CPU around that
+    cpu_before = _server_cpu(server_pid)
     results = [queue.get(timeout=duration + 120) for _ in processes]
+    cpu_used = _server_cpu(server_pid) - cpu_before
     for process in processes:
         process.join(timeout=30)
     ok = sum(r[0] for r in results)
     errors = sum(r[1] for r in results)
-    return ok / duration, errors
+    return ok / duration, errors, (cpu_used * 1000 / ok) if ok else 0.0
 
 
 def main() -> int:
@@ -166,6 +176,7 @@ def main() -> int:
             "4",
         ]
     )
+    load = os.getloadavg()
     started = time.perf_counter()
     running = sim_process.start()
     try:
@@ -208,6 +219,13 @@ def main() -> int:
             "vault writes": [],
         }
         errors: dict[str, int] = dict.fromkeys(rows, 0)
+        cpu_ms: dict[str, list[float]] = {label: [] for label in rows}
+        server_pid = sim_process.process.pid if sim_process.process else 0
+
+        def record(label: str, measured: tuple[float, int, float]) -> None:
+            rows[label].append(measured[0])
+            errors[label] += measured[1]
+            cpu_ms[label].append(measured[2])
 
         def fresh_tokens() -> list[str]:
             # each run's workers keep their newest tokens to themselves: start every run with new ones
@@ -216,9 +234,7 @@ def main() -> int:
         for run in range(runs):
             per_process = [rts[i :: args.processes] for i in range(args.processes)]
             targets = [(_redeem_worker, (env, chunk, duration)) for chunk in per_process]
-            rate, err = _measure(targets, duration)
-            rows["refresh-token redemptions (msal)"].append(rate)
-            errors["refresh-token redemptions (msal)"] += err
+            record("refresh-token redemptions (msal)", _measure(targets, duration, server_pid))
             rts = fresh_tokens()
             tokens_by_kind: dict[str, Any] = {"pc": pc_token, "vault": vault_token}
             for kind, label in (
@@ -228,15 +244,9 @@ def main() -> int:
             ):
                 targets = []
                 for p in range(args.processes):
-                    token = (
-                        rts[p * args.threads : (p + 1) * args.threads]
-                        if kind == "redeem"
-                        else tokens_by_kind[kind]
-                    )
+                    token = rts[p * args.threads : (p + 1) * args.threads] if kind == "redeem" else tokens_by_kind[kind]
                     targets.append((_http_worker, (kind, env, token, args.threads, duration, run * 100 + p)))
-                rate, err = _measure(targets, duration)
-                rows[label].append(rate)
-                errors[label] += err
+                record(label, _measure(targets, duration, server_pid))
             rts = fresh_tokens()
         elapsed = time.perf_counter() - started
     finally:
@@ -244,16 +254,26 @@ def main() -> int:
 
     shape = f"{args.processes} processes x {args.threads} threads"
     print(f"\nSimulator throughput ({runs} run(s) x {duration:.0f} s, {shape})")
-    print(f"{'operation':<40}{'median/s':>10}{'min/s':>10}{'max/s':>10}{'errors':>8}")
+    print(f"load average before the runs: {load[0]:.2f} (other work on this machine lowers every figure)")
+    header = f"{'operation':<40}{'median/s':>10}{'min/s':>10}{'max/s':>10}{'errors':>8}"
+    print(f"{header}{'server ms/op':>14}{'server-bound/s':>16}")
     summary = {}
     for label, values in rows.items():
         median = statistics.median(values)
+        server_ms = statistics.median(cpu_ms[label])
+        capacity = 1000 / server_ms if server_ms else 0.0
         summary[label] = {
             "median_per_s": round(median, 1),
             "runs_per_s": [round(v, 1) for v in values],
             "errors": errors[label],
+            "server_cpu_ms_per_op": round(server_ms, 3),
+            "server_bound_per_s_per_core": round(capacity, 1),
         }
-        print(f"{label:<40}{median:>10.1f}{min(values):>10.1f}{max(values):>10.1f}{errors[label]:>8}")
+        print(
+            f"{label:<40}{median:>10.1f}{min(values):>10.1f}{max(values):>10.1f}{errors[label]:>8}"
+            f"{server_ms:>14.3f}{capacity:>16.0f}"
+        )
+    print("(server-bound/s: what one core of the simulator could serve if the clients cost nothing)")
     print(f"(total {elapsed:.1f} s)")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(
@@ -272,6 +292,7 @@ def main() -> int:
                     "threads": args.threads,
                     "quick": args.quick,
                 },
+                "load_average_before": load,
                 "results": summary,
                 "target_redemptions_per_s": 500,
                 "meets_target": summary["refresh-token redemptions (msal)"]["median_per_s"] >= 500,

@@ -32,9 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--partners", type=int, default=3, help="partners in a generated world")
     parser.add_argument("--customers", type=int, default=5, help="customers per partner in a generated world")
     parser.add_argument("--redirect-uri", action="append", default=[], help="another accepted redirect URI")
-    parser.add_argument(
-        "--state-dir", type=Path, help="where the CA bundle and the CPV certificate are written"
-    )
+    parser.add_argument("--state-dir", type=Path, help="where the CA bundle and the CPV certificate are written")
     parser.add_argument("--env-file", type=Path, help="also write the KEY=value lines to this file")
     parser.add_argument("--dump-world", type=Path, help="write the world as JSON to this file")
     parser.add_argument(
@@ -97,9 +95,7 @@ async def serve(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(), stream=sys.stderr, format="%(asctime)s %(name)s %(message)s"
-    )
+    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr, format="%(asctime)s %(name)s %(message)s")
     return asyncio.run(serve(args))
 
 

@@ -33,9 +33,7 @@ async def _body(request: web.Request) -> dict[str, Any]:
         return {}
     data = await request.json()
     if not isinstance(data, dict):
-        raise web.HTTPBadRequest(
-            text=json.dumps({"error": "expected a JSON object"}), content_type="application/json"
-        )
+        raise web.HTTPBadRequest(text=json.dumps({"error": "expected a JSON object"}), content_type="application/json")
     return data
 
 
@@ -160,9 +158,7 @@ async def settings(request: web.Request) -> web.Response:
 def _find_user(sim: Simulator, key: str) -> Any:
     found = sim.world.user(key)
     if found is None:
-        raise web.HTTPNotFound(
-            text=json.dumps({"error": f"no user {key!r}"}), content_type="application/json"
-        )
+        raise web.HTTPNotFound(text=json.dumps({"error": f"no user {key!r}"}), content_type="application/json")
     return found
 
 
@@ -336,9 +332,7 @@ async def tokens(request: web.Request) -> web.Response:
     client_id = str(body.get("client_id") or sim.world.cpv_app.client_id)
     if sim.world.app(client_id) is None:
         return _bad("no such client id")
-    scope = str(
-        body.get("scope") or f"{PARTNER_CENTER_RESOURCE}/user_impersonation openid profile offline_access"
-    )
+    scope = str(body.get("scope") or f"{PARTNER_CENTER_RESOURCE}/user_impersonation openid profile offline_access")
     refresh = issue_refresh_token_directly(
         sim, user=user, partner=partner, client_id=client_id, scope=scope, mfa=body.get("mfa")
     )

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import concurrent.futures
 import hashlib
 import hmac
 import html
 import json
 import logging
+import random
 import re
 import secrets
 import uuid
@@ -52,7 +51,6 @@ OIDC_SCOPES = frozenset({"openid", "profile", "offline_access", "email"})
 JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 USER_ROLE_ID = "b79fbf4d-3ef9-4689-8143-76b194e85509"
 PENDING_LIFETIME = 3600
-_SIGNING_POOL = concurrent.futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="simulator-sign")
 ID_TOKEN_REUSE = 60
 _PKCE_RE = re.compile(r"^[A-Za-z0-9_\-]{43,128}$")
 _RESOURCE_NAMES = {
@@ -162,9 +160,7 @@ def entra_error_response(
 ) -> web.Response:
     sim = _sim(request)
     correlation = request.headers.get("client-request-id")
-    status, body = error_body(
-        code, now=sim.clock.now(), correlation_id=correlation, authority=sim.authority, **fields
-    )
+    status, body = error_body(code, now=sim.clock.now(), correlation_id=correlation, authority=sim.authority, **fields)
     detail = _detail(request)
     detail["error"] = body["error"]
     detail["error_code"] = code
@@ -290,8 +286,7 @@ _PAGE_STYLE = (
 def _page(title: str, body: str, *, status: int = 200, script_nonce: str | None = None) -> web.Response:
     script_src = f"'nonce-{script_nonce}'" if script_nonce else "'none'"
     csp = (
-        f"default-src 'none'; style-src 'unsafe-inline'; script-src {script_src}; form-action *; "
-        "frame-ancestors 'none'"
+        f"default-src 'none'; style-src 'unsafe-inline'; script-src {script_src}; form-action *; frame-ancestors 'none'"
     )
     document = (
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'
@@ -333,8 +328,7 @@ def _redirect_with(
     if response_mode == "form_post":
         nonce = secrets.token_urlsafe(16)
         inputs = "".join(
-            f'<input type="hidden" name="{html.escape(k)}" value="{html.escape(v)}">'
-            for k, v in params.items()
+            f'<input type="hidden" name="{html.escape(k)}" value="{html.escape(v)}">' for k, v in params.items()
         )
         body = (
             f"<h1>{html.escape(title)}</h1>"
@@ -465,18 +459,14 @@ async def handle_authorize_get(request: web.Request) -> web.Response:
     if response_mode not in ("query", "fragment", "form_post"):
         return _redirect_error(sim, request, redirect_uri, "query", state, 900144, param="response_mode")
     if query.get("response_type") != "code":
-        return _redirect_error(
-            sim, request, redirect_uri, response_mode, state, 900144, param="response_type (code)"
-        )
+        return _redirect_error(sim, request, redirect_uri, response_mode, state, 900144, param="response_type (code)")
     scope = query.get("scope", "")
     if not scope.strip():
         return _redirect_error(sim, request, redirect_uri, response_mode, state, 900144, param="scope")
     try:
         parse_scopes(sim, scope)
     except EntraFailure as failure:
-        return _redirect_error(
-            sim, request, redirect_uri, response_mode, state, failure.code, **failure.fields
-        )
+        return _redirect_error(sim, request, redirect_uri, response_mode, state, failure.code, **failure.fields)
     challenge = query.get("code_challenge")
     method = query.get("code_challenge_method", "plain" if challenge else None)
     if challenge is None and sim.settings.require_pkce:
@@ -531,9 +521,7 @@ async def handle_authorize_post(request: web.Request) -> web.Response:
     kind, _ = resolve_tenant(sim, pending.tenant)
     if form.get("action") != "accept":
         detail["decision"] = "cancel"
-        return _redirect_error(
-            sim, request, pending.redirect_uri, pending.response_mode, pending.state, 65004
-        )
+        return _redirect_error(sim, request, pending.redirect_uri, pending.response_mode, pending.state, 65004)
     username = str(form.get("username", "")).strip()
     allowed = {u.oid: (u, p) for u, p in _users_for(sim, kind, pending.tid)}
     chosen: tuple[User, Partner] | None = None
@@ -545,9 +533,7 @@ async def handle_authorize_post(request: web.Request) -> web.Response:
         chosen = allowed.get(str(form.get("user", "")))
     if chosen is None:
         sim.entra.pending[pending.txn] = pending
-        return _sign_in_page(
-            sim, request, pending, kind, message="We couldn't find an account with that user name."
-        )
+        return _sign_in_page(sim, request, pending, kind, message="We couldn't find an account with that user name.")
     user, partner = chosen
     detail["user"] = user.oid
     detail["tid"] = partner.tenant_id
@@ -604,9 +590,7 @@ def _certificate_keys(app: AppRegistration) -> list[tuple[str, str, RSAPublicKey
 _assertion_cache: dict[str, tuple[str, float]] = {}
 
 
-def _verify_assertion(
-    sim: Simulator, assertion: str, app: AppRegistration, segment: str, tid: str | None
-) -> None:
+def _verify_assertion(sim: Simulator, assertion: str, app: AppRegistration, segment: str, tid: str | None) -> None:
     now = sim.clock.now()
     cached = _assertion_cache.get(assertion)
     if cached is None:
@@ -627,13 +611,9 @@ def _verify_assertion(
                 key = public
         if key is None:
             printable = b64url_decode(thumb).hex().upper() if thumb else ""
-            raise EntraFailure(
-                700027, client_id=app.client_id, reason="The key was not found.", thumbprint=printable
-            )
+            raise EntraFailure(700027, client_id=app.client_id, reason="The key was not found.", thumbprint=printable)
         if alg not in ("RS256", "PS256"):
-            raise EntraFailure(
-                700027, client_id=app.client_id, reason=f"Unsupported algorithm {alg}.", thumbprint=""
-            )
+            raise EntraFailure(700027, client_id=app.client_id, reason=f"Unsupported algorithm {alg}.", thumbprint="")
         try:
             claims = jwt.decode(
                 assertion,
@@ -722,6 +702,14 @@ def _basic_credentials(request: web.Request) -> tuple[str | None, str | None]:
     return unquote_plus(client_id), unquote_plus(secret)
 
 
+_uti_random = random.Random()
+
+
+def _uti() -> str:
+    # a unique token identifier, not a secret: no need for the (slow here) system random source
+    return b64url(_uti_random.getrandbits(128).to_bytes(16, "big"))[:22]
+
+
 def _claims_common(sim: Simulator, now: float, tid: str, lifetime: int) -> dict[str, Any]:
     return {
         "iss": f"{sim.authority}/{tid}/v2.0",
@@ -730,7 +718,7 @@ def _claims_common(sim: Simulator, now: float, tid: str, lifetime: int) -> dict[
         "exp": int(now) + lifetime,
         "tid": tid,
         "ver": "2.0",
-        "uti": secrets.token_urlsafe(16),
+        "uti": _uti(),
         "xms_sim": CANARY,
     }
 
@@ -922,21 +910,22 @@ async def handle_token(request: web.Request) -> web.Response:
         return entra_error_response(request, failure.code, **fields)
     if isinstance(body, web.Response):
         return body
-    await _sign_pending(_sim(request), body)
+    _sign_pending(_sim(request), body)
     return _json(body, headers={"Cache-Control": "no-store, no-cache", "Pragma": "no-cache"})
 
 
-async def _sign_pending(sim: Simulator, body: dict[str, Any]) -> None:
-    """Sign the body's JWTs on a worker thread (RSA signing releases the GIL and is most of the cost of a
-    redemption), then record them, back on the event loop that owns the state."""
+def _sign_pending(sim: Simulator, body: dict[str, Any]) -> None:
+    """Sign the body's JWTs and record them as issued.
+
+    Signing stays on the event loop: a worker thread (OpenSSL releases the GIL) measured slower on a
+    two-core machine where the clients take the other core, because of the hand-offs.
+    """
     pending = [(key, value) for key, value in body.items() if isinstance(value, Unsigned)]
     if not pending:
         return
     signer = sim.signer
     claims = [value.claims for _, value in pending]
-    tokens = await asyncio.get_running_loop().run_in_executor(
-        _SIGNING_POOL, lambda: [signer.sign(c) for c in claims]
-    )
+    tokens = [signer.sign(c) for c in claims]
     for (key, value), token in zip(pending, tokens, strict=True):
         body[key] = token
         sim.issued.add(value.kind, token)
@@ -1120,12 +1109,11 @@ def _redeem_refresh(
     if grant.client_id != app.client_id:
         raise EntraFailure(70000)
     now = sim.clock.now()
-    issued = _iso(grant.issued_at)
     if now - grant.issued_at > REFRESH_TOKEN_INACTIVITY:
-        raise EntraFailure(700082, issued=issued)
+        raise EntraFailure(700082, issued=_iso(grant.issued_at))
     valid_from = sim.entra.tokens_valid_from.get(grant.user_oid)
     if valid_from is not None and grant.issued_at < valid_from:
-        raise EntraFailure(50173, issued=issued, valid_from=_iso(valid_from))
+        raise EntraFailure(50173, issued=_iso(grant.issued_at), valid_from=_iso(valid_from))
     found = sim.world.user(grant.user_oid)
     if found is None:
         raise EntraFailure(9002313)
@@ -1135,9 +1123,7 @@ def _redeem_refresh(
     scopes = parse_scopes(sim, str(form.get("scope", "")) or grant.scope)
     if len(scopes.resources) > 1:
         raise EntraFailure(28000, scope=scopes.raw)
-    resource, perms = (
-        next(iter(scopes.resources.items())) if scopes.resources else (GRAPH_RESOURCE, ["User.Read"])
-    )
+    resource, perms = next(iter(scopes.resources.items())) if scopes.resources else (GRAPH_RESOURCE, ["User.Read"])
     target, consent_scopes = _target_tenant(sim, kind, tid, user, partner, app, resource, segment)
     if consent_scopes is not None:
         permissions = consent_scopes if ".default" in perms else [p for p in perms if p in consent_scopes]

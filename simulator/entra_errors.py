@@ -103,8 +103,7 @@ CATALOG: dict[int, EntraError] = {
             53003,
             "invalid_grant",
             400,
-            "Access has been blocked by Conditional Access policies. The access policy does not allow "
-            "token issuance.",
+            "Access has been blocked by Conditional Access policies. The access policy does not allow token issuance.",
             "message_only",
         ),
         # the app is not consented in that tenant
@@ -195,9 +194,7 @@ CATALOG: dict[int, EntraError] = {
             "The server terminated an operation because it encountered a client request loop. Please "
             "contact your app vendor.",
         ),
-        EntraError(
-            90033, "temporarily_unavailable", 503, "A transient error has occurred. Please try again."
-        ),
+        EntraError(90033, "temporarily_unavailable", 503, "A transient error has occurred. Please try again."),
         EntraError(
             50000,
             "server_error",
@@ -288,8 +285,7 @@ CATALOG: dict[int, EntraError] = {
             50059,
             "invalid_request",
             400,
-            "No tenant-identifying information found in either the request or implied by any provided "
-            "credentials.",
+            "No tenant-identifying information found in either the request or implied by any provided credentials.",
         ),
         EntraError(50057, "invalid_grant", 400, "The user account is disabled."),
         EntraError(
@@ -305,9 +301,7 @@ CATALOG: dict[int, EntraError] = {
             "Client assertion application identifier doesn't match 'client_id' parameter. Review the "
             "documentation at https://aka.ms/certCreds .",
         ),
-        EntraError(
-            50058, "login_required", 400, "A silent sign-in request was sent but no user is signed in."
-        ),
+        EntraError(50058, "login_required", 400, "A silent sign-in request was sent but no user is signed in."),
     ]
 }
 

@@ -120,11 +120,7 @@ class FaultSet:
     def match_http(self, service: str, method: str, path: str) -> Fault | None:
         """The first plain (non-Entra-code) fault for this request, consumed; else None."""
         for fault in list(self._faults):
-            if (
-                fault.entra_code is None
-                and fault._matches_http(service, method, path)
-                and self._consume(fault)
-            ):
+            if fault.entra_code is None and fault._matches_http(service, method, path) and self._consume(fault):
                 return fault
         return None
 

@@ -18,9 +18,7 @@ logger = logging.getLogger(__name__)
 
 
 def _json(body: Any, status: int = 200) -> web.Response:
-    return web.Response(
-        text=json.dumps(body), status=status, content_type="application/json", charset="utf-8"
-    )
+    return web.Response(text=json.dumps(body), status=status, content_type="application/json", charset="utf-8")
 
 
 def _graph_error(status: int, code: str, message: str) -> web.Response:
@@ -35,9 +33,7 @@ def _claims(request: web.Request) -> dict[str, Any] | web.Response:
             return _graph_error(401, "InvalidAuthenticationToken", "Access token is empty.")
         claims = check_bearer(sim, token, GRAPH_RESOURCE)
     except BearerError as exc:
-        return _graph_error(
-            401, "InvalidAuthenticationToken", f"Access token validation failure: {exc.reason}."
-        )
+        return _graph_error(401, "InvalidAuthenticationToken", f"Access token validation failure: {exc.reason}.")
     request[LOG_KEY]["detail"]["tid"] = claims.get("tid")
     return claims
 
@@ -74,9 +70,7 @@ async def handle_organization(request: web.Request) -> web.Response:
     return _json(
         {
             "@odata.context": f"{sim.urls.graph}/v1.0/$metadata#organization",
-            "value": [
-                {"id": tid, "displayName": name, "verifiedDomains": [{"name": domain, "isDefault": True}]}
-            ],
+            "value": [{"id": tid, "displayName": name, "verifiedDomains": [{"name": domain, "isDefault": True}]}],
         }
     )
 

@@ -109,9 +109,7 @@ def kv_error(
     return _json(request, {"error": error}, status=status, headers=headers)
 
 
-def _json(
-    request: web.Request, body: Any, *, status: int = 200, headers: dict[str, str] | None = None
-) -> web.Response:
+def _json(request: web.Request, body: Any, *, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
     out = {
         "x-ms-keyvault-service-version": "1.9.2600.1",
         "x-ms-keyvault-network-info": "conn_type=Ipv4;addr=127.0.0.1;act_addr_fam=InterNetwork;",
@@ -124,9 +122,7 @@ def _json(
         out["x-ms-client-request-id"] = client_request_id
     out.update(headers or {})
     text = "" if body is None else json.dumps(body, separators=(",", ":"))
-    return web.Response(
-        text=text, status=status, content_type="application/json", charset="utf-8", headers=out
-    )
+    return web.Response(text=text, status=status, content_type="application/json", charset="utf-8", headers=out)
 
 
 def _challenge(sim: Simulator) -> str:
@@ -174,9 +170,7 @@ def _deleted_fields(sim: Simulator, entry: SecretEntry) -> dict[str, Any]:
     }
 
 
-def _item(
-    sim: Simulator, entry: SecretEntry, version: SecretVersion, *, with_version: bool
-) -> dict[str, Any]:
+def _item(sim: Simulator, entry: SecretEntry, version: SecretVersion, *, with_version: bool) -> dict[str, Any]:
     item: dict[str, Any] = {
         "id": f"{_vault_url(sim)}secrets/{entry.name}" + (f"/{version.version}" if with_version else ""),
         "attributes": _attributes(version),
@@ -223,8 +217,7 @@ def _page(
         token = base64.b64encode(json.dumps({"offset": offset + size}).encode()).decode()
         api_version = request.query.get("api-version", LATEST_API_VERSION)
         next_link = (
-            f"{_vault_url(sim)}{path.lstrip('/')}?api-version={api_version}"
-            f"&$skiptoken={token}&maxresults={size}"
+            f"{_vault_url(sim)}{path.lstrip('/')}?api-version={api_version}&$skiptoken={token}&maxresults={size}"
         )
     return {"value": page, "nextLink": next_link}
 
@@ -490,9 +483,7 @@ async def handle_list(request: web.Request) -> web.Response:
     if refused:
         return refused
     now = sim.clock.now()
-    entries = [
-        e for e in list(sim.vault.secrets.values()) if sim.vault.get(e.name, now) and e.deleted_at is None
-    ]
+    entries = [e for e in list(sim.vault.secrets.values()) if sim.vault.get(e.name, now) and e.deleted_at is None]
     items = [_item(sim, e, e.latest(), with_version=False) for e in entries]
     page = _page(request, sim, items, "secrets")
     return page if isinstance(page, web.Response) else _json(request, page)
@@ -541,9 +532,7 @@ async def handle_list_deleted(request: web.Request) -> web.Response:
     if refused:
         return refused
     now = sim.clock.now()
-    entries = [
-        e for e in list(sim.vault.secrets.values()) if sim.vault.get(e.name, now) and e.deleted_at is not None
-    ]
+    entries = [e for e in list(sim.vault.secrets.values()) if sim.vault.get(e.name, now) and e.deleted_at is not None]
     items = [{**_deleted_fields(sim, e), **_item(sim, e, e.latest(), with_version=False)} for e in entries]
     page = _page(request, sim, items, "deletedsecrets")
     return page if isinstance(page, web.Response) else _json(request, page)

@@ -44,18 +44,14 @@ def pc_error(
     return _json(request, body, status=status, headers=headers)
 
 
-def _json(
-    request: web.Request, body: Any, *, status: int = 200, headers: dict[str, str] | None = None
-) -> web.Response:
+def _json(request: web.Request, body: Any, *, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
     out = {
         "MS-RequestId": request.headers.get("MS-RequestId") or str(uuid.uuid4()),
         "MS-CorrelationId": request.headers.get("MS-CorrelationId") or str(uuid.uuid4()),
     }
     out.update(headers or {})
     text = "" if body is None else json.dumps(body, separators=(",", ":"))
-    return web.Response(
-        text=text, status=status, content_type="application/json", charset="utf-8", headers=out
-    )
+    return web.Response(text=text, status=status, content_type="application/json", charset="utf-8", headers=out)
 
 
 def _authorize(request: web.Request) -> tuple[Partner, User | None, dict[str, Any]] | web.Response:
@@ -163,9 +159,7 @@ async def handle_customers(request: web.Request) -> web.Response:
     customers = partner.customers
     page = customers[offset : offset + size]
     prefix = "/v1" if sim.settings.pc_next_link == "v1" else ""
-    links: dict[str, Any] = {
-        "self": {"uri": f"{prefix}/customers?size={size}", "method": "GET", "headers": []}
-    }
+    links: dict[str, Any] = {"self": {"uri": f"{prefix}/customers?size={size}", "method": "GET", "headers": []}}
     if offset + size < len(customers):
         links["next"] = {
             "uri": f"{prefix}/customers?size={size}",
@@ -322,7 +316,5 @@ def setup(app: web.Application) -> None:
         app.router.add_get(f"{prefix}/customers", handle_customers)
         app.router.add_get(prefix + "/customers/{customer}", handle_customer)
         app.router.add_post(prefix + "/customers/{customer}/applicationconsents", handle_create_consent)
-        app.router.add_delete(
-            prefix + "/customers/{customer}/applicationconsents/{application}", handle_delete_consent
-        )
+        app.router.add_delete(prefix + "/customers/{customer}/applicationconsents/{application}", handle_delete_consent)
         app.router.add_get(f"{prefix}/profiles/organization", handle_organization_profile)

@@ -101,9 +101,7 @@ class RequestLog:
                 continue
             if path_re and not path_re.search(entry["path"]):
                 continue
-            if detail and not all(
-                str(entry.get(k, entry["detail"].get(k))) == str(v) for k, v in detail.items()
-            ):
+            if detail and not all(str(entry.get(k, entry["detail"].get(k))) == str(v) for k, v in detail.items()):
                 continue
             out.append(entry)
         if limit is not None:

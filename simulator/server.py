@@ -123,9 +123,7 @@ class SimulatorServer:
         ssl_context = material.server_context(self.state_dir)
         urls: dict[str, str] = {}
         for name, add_routes in SERVICES.items():
-            app = web.Application(
-                middlewares=[_middleware(lambda: self.sim, name)], client_max_size=4 * 1024**2
-            )
+            app = web.Application(middlewares=[_middleware(lambda: self.sim, name)], client_max_size=4 * 1024**2)
             app[SIM_KEY] = self.sim
             add_routes(app)
             control.setup(app)
@@ -171,9 +169,7 @@ class SimulatorServer:
             {
                 "CPV_VENDOR_TENANT_ID": world.vendor.tenant_id,
                 "CPV_SANDBOX_CLIENT_ID": world.sandbox_app.client_id,
-                "CPV_SANDBOX_CLIENT_SECRET": world.sandbox_app.secrets[0].value
-                if world.sandbox_app.secrets
-                else "",
+                "CPV_SANDBOX_CLIENT_SECRET": world.sandbox_app.secrets[0].value if world.sandbox_app.secrets else "",
                 "VAULT_URL": urls.vault,
                 "AZURE_TENANT_ID": world.vendor.tenant_id,
                 "AZURE_CLIENT_ID": world.vault_app.client_id,

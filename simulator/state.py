@@ -288,9 +288,7 @@ class Simulator:
 
     def resource_audiences(self, resource: str) -> set[str]:
         """Every `aud` value a service accepts as meaning itself."""
-        return {alias for alias, canonical in self._resource_aliases.items() if canonical == resource} | {
-            resource
-        }
+        return {alias for alias, canonical in self._resource_aliases.items() if canonical == resource} | {resource}
 
     @property
     def authority(self) -> str:

@@ -132,9 +132,7 @@ class SimulatorProcess:
         self.extra_args = list(extra_args or [])
         self.python = python or sys.executable
         self._own_dir = state_dir is None
-        self.state_dir = (
-            Path(tempfile.mkdtemp(prefix="cpv-simulator-")) if state_dir is None else Path(state_dir)
-        )
+        self.state_dir = Path(tempfile.mkdtemp(prefix="cpv-simulator-")) if state_dir is None else Path(state_dir)
         self.startup_timeout = startup_timeout
         self.process: subprocess.Popen[str] | None = None
         self.env: dict[str, str] = {}

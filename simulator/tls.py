@@ -42,9 +42,7 @@ def make_tls_material() -> TlsMaterial:
     """A new CA (valid a few days) and a certificate for 127.0.0.1, ::1 and localhost signed by it."""
     now = dt.datetime.now(dt.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name(
-        [x509.NameAttribute(NameOID.COMMON_NAME, f"CPV simulator test CA {now:%Y%m%d%H%M%S}")]
-    )
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"CPV simulator test CA {now:%Y%m%d%H%M%S}")])
     ca_cert = (
         x509.CertificateBuilder()
         .subject_name(ca_name)
@@ -92,9 +90,7 @@ def make_tls_material() -> TlsMaterial:
         )
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
-        )
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
         .sign(ca_key, hashes.SHA256())
     )
     return TlsMaterial(
@@ -129,7 +125,5 @@ def write_ca_files(material: TlsMaterial, state_dir: Path) -> tuple[Path, Path]:
     ca_path = state_dir / "ca.pem"
     ca_path.write_bytes(material.ca_pem)
     bundle_path = state_dir / "ca-bundle.pem"
-    bundle_path.write_text(
-        system_ca_text() + BUNDLE_MARKER + "\n" + material.ca_pem.decode(), encoding="utf-8"
-    )
+    bundle_path.write_text(system_ca_text() + BUNDLE_MARKER + "\n" + material.ca_pem.decode(), encoding="utf-8")
     return ca_path, bundle_path

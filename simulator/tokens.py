@@ -114,9 +114,7 @@ class Signer:
         return {"keys": [key]}
 
     def public_key_pem(self) -> bytes:
-        return self._public.public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
+        return self._public.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
 
     def sign(self, claims: dict[str, Any]) -> str:
         payload = b64url(json.dumps(claims, separators=(",", ":")).encode())

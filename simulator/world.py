@@ -249,9 +249,7 @@ class World:
         return values
 
     # ----- changes -----
-    def add_customer(
-        self, partner: Partner, *, company_name: str | None = None, rng: random.Random
-    ) -> Customer:
+    def add_customer(self, partner: Partner, *, company_name: str | None = None, rng: random.Random) -> Customer:
         customer = _make_customer(rng, len(partner.customers), company_name=company_name)
         partner.customers.append(customer)
         self.invalidate()
@@ -336,9 +334,7 @@ class World:
             client_id=_uuid(rng),
             display_name="Contoso Control Panel",
             publisher=vendor.name,
-            secrets=[
-                ClientSecret(value=f"Sim8Q~SIMCANARY{_token(rng, 30)}", key_id=_uuid(rng), expires_at=expiry)
-            ],
+            secrets=[ClientSecret(value=f"Sim8Q~SIMCANARY{_token(rng, 30)}", key_id=_uuid(rng), expires_at=expiry)],
             certificates=[_deterministic_certificate(f"cpv:{seed}", "Contoso Control Panel")],
             redirect_uris=list(uris),
             delegated_permissions={
@@ -351,9 +347,7 @@ class World:
             client_id=_uuid(rng),
             display_name="Contoso Control Panel (integration sandbox)",
             publisher=vendor.name,
-            secrets=[
-                ClientSecret(value=f"Sim8Q~SIMCANARY{_token(rng, 30)}", key_id=_uuid(rng), expires_at=expiry)
-            ],
+            secrets=[ClientSecret(value=f"Sim8Q~SIMCANARY{_token(rng, 30)}", key_id=_uuid(rng), expires_at=expiry)],
             redirect_uris=list(uris),
             environment="sandbox",
             delegated_permissions=dict(cpv_app.delegated_permissions),
@@ -362,9 +356,7 @@ class World:
             client_id=_uuid(rng),
             display_name="Contoso Control Panel token vault",
             publisher=vendor.name,
-            secrets=[
-                ClientSecret(value=f"Sim8Q~SIMCANARY{_token(rng, 30)}", key_id=_uuid(rng), expires_at=expiry)
-            ],
+            secrets=[ClientSecret(value=f"Sim8Q~SIMCANARY{_token(rng, 30)}", key_id=_uuid(rng), expires_at=expiry)],
             multi_tenant=False,
         )
         world = cls(
