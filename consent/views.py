@@ -57,7 +57,15 @@ def _limited(request: HttpRequest, scope: str) -> HttpResponse | None:
 
 
 def _private(response: HttpResponse) -> HttpResponse:
+    """For pages around the sign-in: nothing about them reaches another site, nothing is cached."""
     response["Referrer-Policy"] = "no-referrer"
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+def _form_page(response: HttpResponse) -> HttpResponse:
+    # Pages whose form POSTs back here keep the site-wide `same-origin` policy: under `no-referrer` the
+    # browser sends `Origin: null`, which CSRF protection rightly refuses.
     response["Cache-Control"] = "no-store"
     return response
 
@@ -107,7 +115,7 @@ def landing(request: HttpRequest, token: str) -> HttpResponse:
         "permissions": _permissions(),
         "unavailable": not services.app_for(target.partner).configured,
     }
-    return _private(render(request, "consent/landing.html", context))
+    return _form_page(render(request, "consent/landing.html", context))
 
 
 @require_POST
@@ -247,4 +255,4 @@ def onboard(request: HttpRequest) -> HttpResponse:
     else:
         form = SelfOnboardingForm(initial={"signup_key": uuid.uuid4()})
         status = 200
-    return _private(render(request, "consent/onboard.html", {"form": form}, status=status))
+    return _form_page(render(request, "consent/onboard.html", {"form": form}, status=status))

@@ -33,8 +33,13 @@ def main() -> int:
         host, port = parts.hostname or "127.0.0.1", parts.port or 6379
         if not _reachable(host, port):
             problems.append(f"Redis does not answer at {host}:{port}. Start it with:\n    {REDIS_START}")
+    for tool, package in (("/usr/bin/chromium", "chromium"), ("/usr/bin/certutil", "libnss3-tools")):
+        if not os.path.exists(tool):
+            problems.append(
+                f"{tool} is missing (the browser tests drive it). Install it with:\n    apt-get install {package}"
+            )
     if problems:
-        sys.stderr.write("The test suite needs these services, and they are not running:\n")
+        sys.stderr.write("The test suite needs these, and they are not here:\n")
         for problem in problems:
             sys.stderr.write(f"  - {problem}\n")
         sys.stderr.write("(or point DATABASE_URL and CPV_TEST_REDIS_URL at running ones)\n")

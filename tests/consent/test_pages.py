@@ -36,7 +36,7 @@ def test_the_landing_page_says_what_will_happen_and_starts_with_a_post(client, i
     assert "dedicated integration account" in page
     assert "user_impersonation" in page and "Directory.Read.All" in page
     assert re.search(r'<form method="post" action="/consent/i/[^"]+/start">', page)
-    assert response["Referrer-Policy"] == "no-referrer"
+    assert response["Referrer-Policy"] == "same-origin"
     assert "http" not in re.sub(r'href="/static/[^"]+"', "", page.split("<body")[0]).replace("http-equiv", "")
 
 
