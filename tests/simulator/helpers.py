@@ -83,9 +83,7 @@ def consent(
 ) -> dict[str, Any]:
     """A whole consent: msal starts the flow, the 'browser' signs in, msal redeems the code."""
     app = cpv_app(sim, tenant, credential)
-    flow = app.initiate_auth_code_flow(
-        scopes or [PC_SCOPE], redirect_uri=REDIRECT_URI, response_mode=response_mode
-    )
+    flow = app.initiate_auth_code_flow(scopes or [PC_SCOPE], redirect_uri=REDIRECT_URI, response_mode=response_mode)
     result = sign_in(flow["auth_uri"], user=user or admin(sim).upn)
     return app.acquire_token_by_auth_code_flow(flow, result.params)
 
@@ -122,9 +120,7 @@ def redeem(
     return token_request(sim, tenant, **data)
 
 
-def assert_entra_error(
-    response: requests.Response, code: int, error: str, status: int = 400
-) -> dict[str, Any]:
+def assert_entra_error(response: requests.Response, code: int, error: str, status: int = 400) -> dict[str, Any]:
     """The body has every field Entra sends, with this AADSTS code."""
     assert response.status_code == status, response.text
     body = response.json()

@@ -158,9 +158,7 @@ def test_refresh_without_offline_access_returns_no_refresh_token(sim):
 
 
 def test_discovery_documents(sim):
-    common = requests.get(
-        f"{sim.authority_host}/common/v2.0/.well-known/openid-configuration", timeout=10
-    ).json()
+    common = requests.get(f"{sim.authority_host}/common/v2.0/.well-known/openid-configuration", timeout=10).json()
     assert common["issuer"] == f"{sim.authority_host}/{{tenantid}}/v2.0"
     assert common["token_endpoint"] == f"{sim.authority_host}/common/oauth2/v2.0/token"
     tenant = sim.world.partners[0]
@@ -273,9 +271,7 @@ def test_a_wrong_pkce_verifier_is_refused(sim):
 
 def test_a_different_redirect_uri_at_the_token_endpoint_is_refused(sim):
     code, verifier = _code(sim)
-    assert_entra_error(
-        _redeem_code(sim, code, verifier, "http://127.0.0.1:8000/other"), 500112, "invalid_grant"
-    )
+    assert_entra_error(_redeem_code(sim, code, verifier, "http://127.0.0.1:8000/other"), 500112, "invalid_grant")
 
 
 def test_a_code_expires_after_ten_minutes(sim):

@@ -72,9 +72,7 @@ def test_the_short_json_form_and_redirect_uris(tmp_path):
         "http://127.0.0.1:8000/consent/callback",
         "https://cpv.example/consent/callback",
     ]
-    assert (
-        world.cpv_app.certificates[0].thumbprint == World.generate(seed=5).cpv_app.certificates[0].thumbprint
-    )
+    assert world.cpv_app.certificates[0].thumbprint == World.generate(seed=5).cpv_app.certificates[0].thumbprint
 
 
 # ----- control surface -----
@@ -138,9 +136,7 @@ def test_faults_with_latency_rate_and_times(sim):
     fault = sim.control.inject_fault("graph", latency=0.2, times=None)
     assert sim.control.faults()[0]["id"] == fault
     started = time.perf_counter()
-    assert (
-        requests.get(f"{sim.graph_url}/v1.0/me", timeout=10).status_code == 401
-    )  # delayed, then real answer
+    assert requests.get(f"{sim.graph_url}/v1.0/me", timeout=10).status_code == 401  # delayed, then real answer
     assert time.perf_counter() - started >= 0.2
     sim.control.remove_fault(fault)
     sim.control.inject_fault("graph", status=418, rate=0.0, times=None)
@@ -156,9 +152,7 @@ def test_refresh_token_bookkeeping(sim):
     info = sim.control.refresh_token_info(new)
     assert info["parent"] == sim.control.refresh_token_info(refresh)["id"]
     assert info["user_oid"] == admin(sim).oid
-    assert "refresh_token" not in json.dumps(info).replace(
-        '"refresh_token"', ""
-    )  # the token itself is not there
+    assert "refresh_token" not in json.dumps(info).replace('"refresh_token"', "")  # the token itself is not there
     assert sim.control.redemptions() == {admin(sim).oid: 1}
 
 

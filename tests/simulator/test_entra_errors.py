@@ -98,9 +98,7 @@ def test_throttling_and_server_errors(sim, status, code, error):
 
 def test_a_plain_fault_on_the_token_endpoint(sim):
     refresh = sim.control.issue_refresh_token(admin(sim).upn)
-    sim.control.inject_fault(
-        "entra", status=503, path="/oauth2/v2.0/token", headers={"Retry-After": "3"}, times=2
-    )
+    sim.control.inject_fault("entra", status=503, path="/oauth2/v2.0/token", headers={"Retry-After": "3"}, times=2)
     assert redeem(sim, refresh).status_code == 503
     assert redeem(sim, refresh).headers["Retry-After"] == "3"
     assert redeem(sim, refresh).status_code == 200
@@ -201,9 +199,9 @@ def test_an_unregistered_certificate_is_refused(sim):
     ).decode()
     thumbprint = cert.fingerprint(hashes.SHA1()).hex()  # noqa: S303 - the x5t thumbprint is SHA-1
     refresh = sim.control.issue_refresh_token(admin(sim).upn)
-    result = cpv_app(
-        sim, credential={"private_key": pem, "thumbprint": thumbprint}
-    ).acquire_token_by_refresh_token(refresh, [PC_DEFAULT])
+    result = cpv_app(sim, credential={"private_key": pem, "thumbprint": thumbprint}).acquire_token_by_refresh_token(
+        refresh, [PC_DEFAULT]
+    )
     assert result["error"] == "invalid_client"
     assert result["error_codes"] == [700027]
 

@@ -34,12 +34,8 @@ def _token(sim) -> str:
     return response.json()["access_token"]
 
 
-def _put(
-    sim, session: requests.Session, name: str, value: str = "v", api_version: str = "7.5"
-) -> requests.Response:
-    return session.put(
-        f"{sim.vault_url}secrets/{name}?api-version={api_version}", json={"value": value}, timeout=10
-    )
+def _put(sim, session: requests.Session, name: str, value: str = "v", api_version: str = "7.5") -> requests.Response:
+    return session.put(f"{sim.vault_url}secrets/{name}?api-version={api_version}", json={"value": value}, timeout=10)
 
 
 def _session(sim) -> requests.Session:
@@ -98,8 +94,7 @@ def test_the_first_request_without_a_token_gets_the_challenge(sim):
     response = requests.get(f"{sim.vault_url}secrets/x/?api-version=2026-04-01", timeout=10)
     assert response.status_code == 401
     assert response.headers["WWW-Authenticate"] == (
-        f'Bearer authorization="{sim.authority_host}/{sim.env["AZURE_TENANT_ID"]}", '
-        'resource="https://vault.azure.net"'
+        f'Bearer authorization="{sim.authority_host}/{sim.env["AZURE_TENANT_ID"]}", resource="https://vault.azure.net"'
     )
     assert response.json()["error"]["code"] == "Unauthorized"
 
@@ -209,8 +204,7 @@ def test_the_other_operations_limit(sim):
     session = _session(sim)
     _put(sim, session, "read-me")
     statuses = [
-        session.get(f"{sim.vault_url}secrets/read-me/?api-version=7.5", timeout=10).status_code
-        for _ in range(5)
+        session.get(f"{sim.vault_url}secrets/read-me/?api-version=7.5", timeout=10).status_code for _ in range(5)
     ]
     assert statuses == [200, 200, 200, 429, 429]
     sim.control.set_vault_limits(False)

@@ -171,10 +171,7 @@ def test_tokens_are_checked(sim):
 def test_the_throttle_per_application_answers_429_with_retry_after(sim):
     sim.control.set_pc_rate_limit(5)
     session = _session(_pc_token(sim))
-    statuses = [
-        session.get(f"{sim.partner_center_url}/v1/customers?size=1", timeout=10).status_code
-        for _ in range(30)
-    ]
+    statuses = [session.get(f"{sim.partner_center_url}/v1/customers?size=1", timeout=10).status_code for _ in range(30)]
     assert 429 in statuses and 200 in statuses
     throttled = sim.control.log(service="partner_center", status=429)
     assert throttled
