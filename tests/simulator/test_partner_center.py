@@ -169,13 +169,23 @@ def test_tokens_are_checked(sim):
 
 
 def test_the_throttle_per_application_answers_429_with_retry_after(sim):
-    sim.control.set_pc_rate_limit(5)
+    # a bucket of 3 refilled at one request per 10 s: deterministic however slow the machine is
+    sim.control.set_pc_rate_limit(0.1, burst=3)
     session = _session(_pc_token(sim))
-    statuses = [session.get(f"{sim.partner_center_url}/v1/customers?size=1", timeout=10).status_code for _ in range(30)]
-    assert 429 in statuses and 200 in statuses
+    statuses = [session.get(f"{sim.partner_center_url}/v1/customers?size=1", timeout=10).status_code for _ in range(5)]
+    assert statuses == [200, 200, 200, 429, 429]
     throttled = sim.control.log(service="partner_center", status=429)
-    assert throttled
-    assert int(throttled[0]["response_headers"]["Retry-After"]) >= 1
+    assert len(throttled) == 2
+    assert 1 <= int(throttled[0]["response_headers"]["Retry-After"]) <= 10
+    assert throttled[0]["detail"]["app_id"] == sim.env["CPV_CLIENT_ID"]
+    # another application has its own bucket
+    sandbox = sim.control.issue_refresh_token(admin(sim).upn, client_id=sim.env["CPV_SANDBOX_CLIENT_ID"])
+    response = redeem(
+        sim, sandbox, client_id=sim.env["CPV_SANDBOX_CLIENT_ID"], client_secret=sim.env["CPV_SANDBOX_CLIENT_SECRET"]
+    )
+    assert response.status_code == 200, response.text
+    other = _session(response.json()["access_token"])
+    assert other.get(f"{sim.partner_center_url}/v1/customers?size=1", timeout=10).status_code == 200
     sim.control.set_pc_rate_limit(None)
     assert session.get(f"{sim.partner_center_url}/v1/customers?size=1", timeout=10).status_code == 200
 
