@@ -39,6 +39,53 @@ def _run(argv: list[str], env: dict[str, str]) -> None:
     subprocess.run(argv, cwd=BASE_DIR, env=env, check=True)  # noqa: S603
 
 
+def _start_simulator(var_dir: Path, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], dict[str, str]]:
+    """The local Microsoft cloud, with a small seeded world that accepts the demo's redirect URI.
+
+    Returns the process and the variables that point the control panel at it.
+    """
+    state = var_dir / "simulator"
+    state.mkdir(parents=True, exist_ok=True)
+    env_file = state / "simulator.env"
+    env_file.unlink(missing_ok=True)
+    process = subprocess.Popen(  # noqa: S603
+        [
+            sys.executable,
+            "-m",
+            "simulator",
+            "--seed",
+            "1",
+            "--partners",
+            "3",
+            "--customers",
+            "8",
+            "--state-dir",
+            str(state),
+            "--env-file",
+            str(env_file),
+            "--redirect-uri",
+            f"{env['CPV_BASE_URL']}/consent/callback",
+        ],
+        cwd=BASE_DIR,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 60
+    while not env_file.exists() or not env_file.read_text().strip():
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            raise SystemExit("[demo] the simulator did not start; run `python -m simulator` to see why")
+        time.sleep(0.2)
+    time.sleep(0.2)  # the file is written in one go; give the last line a moment
+    variables = {}
+    for line in env_file.read_text().splitlines():
+        key, sep, value = line.partition("=")
+        if sep and key.isupper():
+            variables[key] = value
+    return process, variables
+
+
 def main() -> int:
     port = os.environ.get("CPV_DEMO_PORT", "8000")
     host = os.environ.get("CPV_DEMO_HOST", "127.0.0.1")
@@ -50,8 +97,23 @@ def main() -> int:
     _ensure_vault_key(var_dir)
 
     python = sys.executable
-    _run([python, "manage.py", "migrate", "--no-input", "-v", "0"], env)
-    _run([python, "manage.py", "demo_user"], env)
+    children: dict[str, subprocess.Popen[bytes]] = {}
+    if env.get("CPV_DEMO_SIMULATOR", "on") != "off":
+        children["simulator"], variables = _start_simulator(var_dir, env)
+        # Everything Microsoft-shaped points at the simulator (CPV_DEMO_SIMULATOR=off keeps your own).
+        for key, value in variables.items():
+            if key in {"REQUESTS_CA_BUNDLE", "SSL_CERT_FILE"} or key.startswith(("CPV_", "AZURE_", "SIMULATOR_")):
+                env[key] = value
+        _say(f"the simulated Microsoft cloud signs in at {variables.get('CPV_AUTHORITY_HOST')}")
+    try:
+        _run([python, "manage.py", "migrate", "--no-input", "-v", "0"], env)
+        _run([python, "manage.py", "demo_user"], env)
+        if "simulator" in children:
+            _run([python, "manage.py", "demo_invitation"], env)
+    except (subprocess.CalledProcessError, KeyboardInterrupt):
+        for child in children.values():
+            os.killpg(child.pid, signal.SIGTERM)
+        raise
 
     commands = {
         "web": [python, "manage.py", "runserver", f"{host}:{port}", "--noreload"],
@@ -82,7 +144,6 @@ def main() -> int:
             str(var_dir / "celerybeat-schedule"),
         ],
     }
-    children: dict[str, subprocess.Popen[bytes]] = {}
     stopping = False
 
     def stop(signum: int = signal.SIGTERM, frame: FrameType | None = None) -> None:
@@ -90,7 +151,7 @@ def main() -> int:
         if stopping:
             return
         stopping = True
-        _say("stopping web, worker and beat")
+        _say("stopping web, worker, beat and the simulator")
         for child in children.values():
             if child.poll() is None:
                 os.killpg(child.pid, signal.SIGTERM)

@@ -67,13 +67,30 @@ def test_make_demo_serves_the_staff_home_page_and_stops_everything_on_ctrl_c(tmp
         assert response.status_code == 200
         assert response.url == f"{base}/"
         assert "<h1>Partners</h1>" in response.text
+        assert "Contoso Partners (demo)" in response.text
+        # The printed consent link starts a sign-in at the demo's own simulated Microsoft cloud.
+        link = re.search(r"Try a partner's consent: (\S+)", output)
+        assert link, output
+        landing = session.get(link.group(1), timeout=10)
+        start = re.search(r'action="([^"]+/start)"', landing.text)
+        assert start, landing.text
+        started = session.post(
+            base + start.group(1),
+            data={"csrfmiddlewaretoken": session.cookies["csrftoken"]},
+            headers={"Referer": landing.url},
+            allow_redirects=False,
+            timeout=20,
+        )
+        assert started.status_code == 303, started.text
+        assert started.headers["Location"].startswith("https://127.0.0.1:")
         assert (tmp_path / "var" / "vault.key").stat().st_mode & 0o777 == 0o600
     finally:
         os.killpg(demo.pid, signal.SIGINT)
         demo.wait(timeout=60)
 
     output = log_path.read_text()
-    assert "stopping web, worker and beat" in output
+    assert "stopping web, worker, beat and the simulator" in output
+    assert not _running(str(tmp_path / "var" / "simulator"))
     wait_until(lambda: not _running(f"demo-{port}@"), timeout=30, what="the demo's worker to stop")
     assert not _running(str(tmp_path / "var" / "celerybeat-schedule"))
     with pytest.raises(requests.ConnectionError):
