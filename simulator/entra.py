@@ -377,7 +377,7 @@ def _users_for(sim: Simulator, kind: str, tid: str | None) -> list[tuple[User, P
     return []
 
 
-def _permission_lines(sim: Simulator, app: AppRegistration, scopes: Scopes) -> list[str]:
+def _permission_lines(app: AppRegistration, scopes: Scopes) -> list[str]:
     lines = []
     for resource, perms in scopes.resources.items():
         name = _RESOURCE_NAMES.get(resource, resource)
@@ -414,7 +414,7 @@ def _sign_in_page(
         )
     if not accounts:
         accounts.append("<p>No account of this organisation can sign in here.</p>")
-    permissions = "".join(f"<li>{html.escape(line)}</li>" for line in _permission_lines(sim, app, scopes))
+    permissions = "".join(f"<li>{html.escape(line)}</li>" for line in _permission_lines(app, scopes))
     action = f"/{html.escape(pending.tenant)}/oauth2/v2.0/authorize"
     error = f'<p class="error" role="alert">{html.escape(message)}</p>' if message else ""
     body = (
@@ -662,7 +662,6 @@ def _verify_assertion(sim: Simulator, assertion: str, app: AppRegistration, segm
 
 def _authenticate_client(
     sim: Simulator,
-    request: web.Request,
     form: Any,
     app: AppRegistration,
     segment: str,
@@ -998,10 +997,10 @@ def _token(
     app = sim.world.app(client_id)
     if app is None:
         raise EntraFailure(700016, client_id=client_id, tenant=segment)
-    acr = _authenticate_client(sim, request, form, app, segment, tid, basic_secret)
+    acr = _authenticate_client(sim, form, app, segment, tid, basic_secret)
     client_info = str(form.get("client_info", "")) == "1"
     if grant_type == "authorization_code":
-        body = _redeem_code(sim, request, form, app, code_grant, kind, tid, segment, acr, client_info)
+        body = _redeem_code(sim, request, form, app, code_grant, kind, tid, acr, client_info)
     elif grant_type == "refresh_token":
         body = _redeem_refresh(sim, request, form, app, refresh_grant, kind, tid, segment, acr, client_info)
     elif grant_type == "client_credentials":
@@ -1019,7 +1018,6 @@ def _redeem_code(
     grant: CodeGrant | None,
     kind: str,
     tid: str | None,
-    segment: str,
     acr: str,
     client_info: bool,
 ) -> dict[str, Any]:

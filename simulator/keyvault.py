@@ -129,7 +129,7 @@ def _challenge(sim: Simulator) -> str:
     return f'Bearer authorization="{sim.authority}/{sim.world.vendor.tenant_id}", resource="{VAULT_RESOURCE}"'
 
 
-def _attributes(version: SecretVersion, *, deleted: bool = False) -> dict[str, Any]:
+def _attributes(version: SecretVersion) -> dict[str, Any]:
     attrs: dict[str, Any] = {
         "enabled": version.enabled,
         "created": version.created,
