@@ -8,7 +8,7 @@ from django.db import models
 
 # The local vault's table is defined beside its backend; importing it here lets Django find it.
 from consent.vault.models import VaultSecretVersion
-from partners.models import Partner
+from partners.models import Customer, Partner
 
 
 class ConsentFlow(models.Model):
@@ -117,9 +117,97 @@ class PartnerToken(models.Model):
     obtained_at = models.DateTimeField(null=True, blank=True)
     last_renewed_at = models.DateTimeField(null=True, blank=True, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
+    # Renewal bookkeeping (consent/renewal.py). A failure newer than the last renewal means "failing".
+    failure_count = models.PositiveIntegerField(default=0, help_text="Failed renewals since the last success")
+    last_error = models.CharField(max_length=500, blank=True)
+    last_error_kind = models.CharField(max_length=32, blank=True)
+    last_failure_at = models.DateTimeField(null=True, blank=True)
+    # Work further away than the broker's visibility timeout waits here, never as a long ETA.
+    next_attempt_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    # When a sweep last queued a renewal: a second (duplicate) sweep within the hour does not queue again.
+    renewal_queued_at = models.DateTimeField(null=True, blank=True)
 
     def __str__(self) -> str:
         return f"token of {self.partner}"
 
 
-__all__ = ["ConsentFlow", "ConsentFlowEvent", "PartnerToken", "VaultSecretVersion"]
+class TokenEvent(models.Model):
+    """One outcome of a partner's token upkeep (a renewal, a failure and its reason). Never holds a secret."""
+
+    class Kind(models.TextChoices):
+        RENEWED = "renewed", "Renewed"
+        ROTATED = "rotated", "Rotated by an access-token request"
+        RETRYING = "retrying", "Failed, will retry"
+        GAVE_UP = "gave_up", "Failed after every retry"
+        RECONSENT_NEEDED = "reconsent_needed", "Re-consent needed"
+        MFA_REQUIRED = "mfa_required", "MFA required"
+        CONDITIONAL_ACCESS = "conditional_access", "Blocked by Conditional Access"
+        OPERATOR_ALERT = "operator_alert", "Operator alert"
+        BUDGET = "budget", "Vault version budget reached"
+        RECONCILED = "reconciled", "Recovered from an interrupted renewal"
+        PREVIOUS_DISABLED = "previous_disabled", "Previous version disabled"
+
+    partner = models.ForeignKey(Partner, on_delete=models.CASCADE, related_name="token_events")
+    kind = models.CharField(max_length=32, choices=Kind.choices)
+    message = models.CharField(max_length=500)
+    detail = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["partner", "-created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.created_at:%Y-%m-%d %H:%M:%S} {self.partner} {self.kind}"
+
+
+class CustomerConsent(models.Model):
+    """The vendor app's ApplicationConsent in one customer tenant: what was granted, when, and the last error."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Not applied yet"
+        APPLIED = "applied", "Applied"
+        FAILED = "failed", "Failed"
+
+    customer = models.OneToOneField(Customer, on_delete=models.CASCADE, related_name="application_consent")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING, db_index=True)
+    # The grants (CPV_APPLICATION_GRANTS) last applied with success, and their hash to notice a change.
+    grants = models.JSONField(default=dict, blank=True)
+    grants_hash = models.CharField(max_length=64, blank=True)
+    applied_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    last_attempt_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.CharField(max_length=500, blank=True)
+    # MS-RequestId of the call in progress: the same one is sent again when the call is retried.
+    pending_request_id = models.CharField(max_length=36, blank=True)
+    # A short claim, so two workers never call Partner Center for one customer at once.
+    lease_until = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"ApplicationConsent in {self.customer} ({self.status})"
+
+
+class ThrottleWindow(models.Model):
+    """The database rate limiter's counters (embedded mode, without Redis): requests per key and second."""
+
+    key = models.CharField(max_length=100)
+    second = models.BigIntegerField()
+    count = models.PositiveBigIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["key", "second"], name="throttle_window_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.key}@{self.second}: {self.count}"
+
+
+__all__ = [
+    "ConsentFlow",
+    "ConsentFlowEvent",
+    "CustomerConsent",
+    "PartnerToken",
+    "ThrottleWindow",
+    "TokenEvent",
+    "VaultSecretVersion",
+]

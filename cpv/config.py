@@ -100,6 +100,10 @@ class Config:
     cache: dict[str, Any]
     application_grants: dict[str, Any]
     var_dir: Path
+    renewal_interval_days: int = 7
+    renewal_max_attempts: int = 5
+    pc_requests_per_second: int = 40
+    throttle_url: str = field(default="", repr=False)
 
     @property
     def production(self) -> bool:
@@ -474,6 +478,29 @@ def load_config(environ_map: Mapping[str, str], *, base_dir: Path) -> Config:
         except (ValueError, json.JSONDecodeError) as exc:
             r.problems.append(f"CPV_APPLICATION_GRANTS is not usable: {exc}")
 
+    # Token renewal: every redemption returns a new refresh token, kept as a new vault version. The interval
+    # must stay well inside Entra's 90-day inactivity limit, and each renewal spends one of the secret's 500
+    # versions (weekly lasts about 9.6 years).
+    renewal_interval = r.int("CPV_RENEWAL_INTERVAL_DAYS", 7)
+    if renewal_interval > 60:
+        r.problems.append(
+            "CPV_RENEWAL_INTERVAL_DAYS must be at most 60 (refresh tokens die after 90 days unused), "
+            f"got {renewal_interval}"
+        )
+    renewal_attempts = r.int("CPV_RENEWAL_MAX_ATTEMPTS", 5)
+    # Partner Center allows 50 ApplicationConsent requests per second per application id, across all workers.
+    pc_rate = r.int("CPV_PC_REQUESTS_PER_SECOND", 40)
+    if pc_rate >= 50:
+        r.problems.append(f"CPV_PC_REQUESTS_PER_SECOND must stay under Partner Center's 50 per second, got {pc_rate}")
+    throttle_url = r.raw("CPV_THROTTLE_URL")
+    if throttle_url is not None and _url_scheme(throttle_url) not in {"redis", "rediss"}:
+        r.problems.append(f"CPV_THROTTLE_URL must be a redis:// URL, got {_url_scheme(throttle_url) or 'no scheme'!r}")
+    if throttle_url is None:
+        for candidate in (cache_url, broker_url):
+            if candidate and _url_scheme(candidate) in {"redis", "rediss"}:
+                throttle_url = candidate
+                break
+
     config = Config(
         mode=mode,
         debug=debug,
@@ -506,6 +533,10 @@ def load_config(environ_map: Mapping[str, str], *, base_dir: Path) -> Config:
         cache=cache,
         application_grants=grants,
         var_dir=var_dir,
+        renewal_interval_days=renewal_interval,
+        renewal_max_attempts=renewal_attempts,
+        pc_requests_per_second=pc_rate,
+        throttle_url=throttle_url or "",
     )
     if r.problems:
         raise ConfigError(r.problems)

@@ -171,6 +171,13 @@ CPV_SELF_ONBOARDING = CONFIG.self_onboarding
 CPV_INVITATION_MAX_AGE_DAYS = CONFIG.invitation_max_age_days
 CPV_CONSENT_FLOW_MINUTES = CONFIG.consent_flow_minutes
 
+# Background work: token renewal, and the shared limiter for Partner Center's ApplicationConsent calls.
+CPV_RENEWAL_INTERVAL_DAYS = CONFIG.renewal_interval_days
+CPV_RENEWAL_MAX_ATTEMPTS = CONFIG.renewal_max_attempts
+CPV_PC_REQUESTS_PER_SECOND = CONFIG.pc_requests_per_second
+CPV_THROTTLE_URL = CONFIG.throttle_url
+CPV_VISIBILITY_TIMEOUT = CONFIG.visibility_timeout
+
 # The vault that holds every partner's refresh token.
 VAULT_BACKEND = CONFIG.vault_backend
 VAULT_URL = CONFIG.vault_url

@@ -48,6 +48,36 @@ class Partner(models.Model):
         return self.name
 
 
+class Customer(models.Model):
+    """A customer tenant of a partner, as Partner Center last listed it.
+
+    Rows are never deleted when a customer disappears from the listing: `removed_at` is set instead, so the
+    history (and any ApplicationConsent state) stays readable. A customer that comes back is present again.
+    """
+
+    partner = models.ForeignKey(Partner, on_delete=models.CASCADE, related_name="customers")
+    tenant_id = models.UUIDField()
+    company_name = models.CharField(max_length=300, blank=True)
+    domain = models.CharField(max_length=253, blank=True)
+    relationship = models.CharField(max_length=64, blank=True)
+    first_seen_at = models.DateTimeField()
+    last_seen_at = models.DateTimeField()
+    # Set when a complete listing no longer contains the customer; cleared if it reappears.
+    removed_at = models.DateTimeField(null=True, blank=True, db_index=True)
+
+    class Meta:
+        ordering = ["company_name", "id"]
+        constraints = [models.UniqueConstraint(fields=["partner", "tenant_id"], name="customer_unique_per_partner")]
+        indexes = [models.Index(fields=["partner", "removed_at"])]
+
+    def __str__(self) -> str:
+        return self.company_name or str(self.tenant_id)
+
+    @property
+    def present(self) -> bool:
+        return self.removed_at is None
+
+
 class AuditEvent(models.Model):
     """An append-only record of who did what. The database refuses updates (and, on PostgreSQL, deletes)."""
 

@@ -383,11 +383,12 @@ class AzureVault(Vault):
         value: str | SecretValue,
         tags: Mapping[str, str] | None = None,
         content_type: str = REFRESH_TOKEN_CONTENT_TYPE,
+        known_count: int | None = None,
     ) -> WriteResult:
         name = validate_secret_name(name)
         secret = validate_value(value)
         clean_tags = validate_tags(tags)
-        count = self._budget(name)
+        count = self._budget(name, known_count)
 
         def put() -> Any:
             return self.client.set_secret(name, secret.reveal(), tags=clean_tags, content_type=content_type)
@@ -402,8 +403,8 @@ class AzureVault(Vault):
         logger.info("vault: wrote secret %s version %s (%d versions)", name, version, count + 1)
         return WriteResult(name=name, version=version, created_at=stored.properties.created_on, version_count=count + 1)
 
-    def _budget(self, name: str) -> int:
-        count = self.version_count(name=name)
+    def _budget(self, name: str, known_count: int | None = None) -> int:
+        count = self.version_count(name=name) if known_count is None else known_count
         if count >= MAX_VERSIONS:
             raise VersionBudgetExceeded(
                 f"secret {name} already has {count} versions; the budget is {MAX_VERSIONS}", count=count

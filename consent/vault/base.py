@@ -192,8 +192,12 @@ class Vault(abc.ABC):
         value: str | SecretValue,
         tags: Mapping[str, str] | None = None,
         content_type: str = REFRESH_TOKEN_CONTENT_TYPE,
+        known_count: int | None = None,
     ) -> WriteResult:
         """Store `value` as a new version of `name` (creating the secret if needed).
+
+        `known_count`, when the caller tracks how many versions the secret has, lets a backend skip counting
+        them (Key Vault lists versions 25 to a page); the budget is then checked against it.
 
         Returns the WriteResult. Raises VersionBudgetExceeded when the secret already has MAX_VERSIONS
         versions, and SecretDeletedConflict when the name is soft-deleted and the policy is "fail".

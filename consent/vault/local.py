@@ -190,6 +190,7 @@ class LocalVault(Vault):
         value: str | SecretValue,
         tags: Mapping[str, str] | None = None,
         content_type: str = REFRESH_TOKEN_CONTENT_TYPE,
+        known_count: int | None = None,
     ) -> WriteResult:
         name = validate_secret_name(name)
         secret = validate_value(value)

@@ -1,0 +1,535 @@
+"""Keeping every partner's refresh token alive: renewal, its error classes, and the redemption they share
+with the access-token service.
+
+Every redemption returns a new refresh token. The stored one moves forward only under the partner's
+PartnerToken row lock (`select_for_update`), in this order: read the current version from the vault, redeem
+it, write the new token as a new vault version, move the pointer and record the event in one transaction,
+and disable the old version after the commit. Entra does not revoke a refresh token when it is redeemed, so
+a crash anywhere in between leaves the pointer on a version that still works: before the commit nothing in
+the database moved, and a version written but never pointed to is disabled by the next renewal.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from consent import identity
+from consent.models import PartnerToken, TokenEvent
+from consent.retrying import backoff_delay, max_countdown
+from consent.services import (
+    app_for,
+    cloud_for,
+    partner_reconsent_link,
+    partner_token_disable_previous,
+    token_fingerprint,
+)
+from consent.vault import (
+    MAX_VERSIONS,
+    SecretVersion,
+    VaultError,
+    WriteResult,
+    get_vault,
+    secret_name_for,
+    secret_tags,
+)
+from partners.models import Partner
+from partners.services import Actor, PartnerError, audit_record
+
+logger = logging.getLogger(__name__)
+
+Kind = TokenEvent.Kind
+
+# Refuse to renew (and alert) when a secret is this close to the vault's 500-version budget: the versions
+# left are kept for re-consents and for an operator's rescue.
+VERSION_RESERVE = 10
+# A version that no pointer names and is older than this was left by an interrupted write: disable it.
+# Younger ones may belong to a consent that has written its token and is about to move the pointer.
+ORPHAN_MIN_AGE = timedelta(minutes=15)
+# After the bounded retries of one run, the next try waits in the database this long (never as a long ETA).
+GAVE_UP_PAUSE = timedelta(hours=6)
+# A duplicate sweep does not queue a partner again within this time.
+QUEUE_HOLD = timedelta(minutes=55)
+# Renewal tasks of one sweep are spread over this many seconds (at most half the visibility timeout).
+SPREAD_SECONDS = 3000
+
+
+class TokenStatus:
+    NONE = "none"
+    HEALTHY = "healthy"
+    DUE = "due"
+    FAILING = "failing"
+    INVALID = "invalid"
+
+
+@dataclass(frozen=True)
+class RenewalResult:
+    """What a renewal did: `outcome` is renewed, not_due, busy, skipped, retry or failed."""
+
+    partner_id: int
+    outcome: str
+    message: str = ""
+    retry_after: float | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome in {"renewed", "not_due", "busy", "skipped"}
+
+
+class RenewalRetry(Exception):
+    """A transient failure (429, 5xx, timeout) that should be tried again after `delay` seconds."""
+
+    def __init__(self, message: str, *, delay: float) -> None:
+        super().__init__(message)
+        self.delay = delay
+
+
+# --- status and due-ness --------------------------------------------------------------------------------
+
+
+def renewal_interval() -> timedelta:
+    return timedelta(days=settings.CPV_RENEWAL_INTERVAL_DAYS)
+
+
+def is_due(pointer: PartnerToken, *, now: datetime | None = None) -> bool:
+    now = now or timezone.now()
+    if not pointer.current_version:
+        return False
+    return pointer.last_renewed_at is None or pointer.last_renewed_at <= now - renewal_interval()
+
+
+def token_status(partner: Partner, pointer: PartnerToken | None, *, now: datetime | None = None) -> str:
+    """none, healthy, due, failing or invalid: what the dashboard and `partners --json` show."""
+    if pointer is None or not pointer.current_version:
+        return TokenStatus.NONE
+    if partner.status == Partner.Status.RECONSENT_NEEDED:
+        return TokenStatus.INVALID
+    if pointer.last_failure_at is not None and (
+        pointer.last_renewed_at is None or pointer.last_failure_at > pointer.last_renewed_at
+    ):
+        return TokenStatus.FAILING
+    if is_due(pointer, now=now):
+        return TokenStatus.DUE
+    return TokenStatus.HEALTHY
+
+
+def _event(partner: Partner, event_kind: str, message: str, **detail: Any) -> TokenEvent:
+    return TokenEvent.objects.create(partner=partner, kind=event_kind, message=message[:500], detail=detail)
+
+
+# --- the redemption under the lock, shared with consent/access_tokens.py --------------------------------
+
+
+@dataclass(frozen=True)
+class Redemption:
+    token: identity.TokenResult
+    written: WriteResult | None
+    orphans: tuple[str, ...]
+
+
+def _orphans(versions: list[SecretVersion], pointer: PartnerToken, now: datetime) -> tuple[str, ...]:
+    keep = {pointer.current_version, pointer.previous_version if not pointer.previous_disabled else ""}
+    return tuple(
+        v.version
+        for v in versions
+        if v.enabled and v.version not in keep and v.created_at is not None and v.created_at < now - ORPHAN_MIN_AGE
+    )
+
+
+def redeem_locked(
+    *, pointer: PartnerToken, scopes: list[str], tenant: str | None, store: bool, kind: str, now: datetime
+) -> Redemption:
+    """Redeem the partner's current token; with `store`, keep the rotated one as a new version and move the
+    pointer. The caller holds `pointer`'s row lock (select_for_update) inside its transaction.
+
+    Returns the Redemption. Raises identity's typed errors, VaultError, or VersionBudgetExceeded.
+    """
+    partner = pointer.partner
+    vault = get_vault()
+    current = vault.read(name=pointer.secret_name, version=pointer.current_version)
+    token = identity.refresh_token_redeem(
+        cloud=cloud_for(partner),
+        app=app_for(partner),
+        tenant=tenant or str(partner.tenant_id),
+        refresh_token=current.value.reveal(),
+        scopes=scopes,
+    )
+    if not store or not token.refresh_token:
+        return Redemption(token=token, written=None, orphans=())
+    # One listing per renewal: the true version count for the budget, and any version an interrupted
+    # write left behind (it is enabled, and no pointer names it).
+    versions = vault.versions(name=pointer.secret_name)
+    orphans = _orphans(versions, pointer, now)
+    written = vault.write(
+        name=pointer.secret_name,
+        value=token.refresh_token,
+        tags=secret_tags(partner_code=partner.code, cloud=partner.cloud),
+        known_count=len(versions),
+    )
+    old = pointer.current_version
+    # The previous version, if it was never disabled, is superseded too: disable it with the orphans.
+    if pointer.previous_version and not pointer.previous_disabled and pointer.previous_version != old:
+        orphans = (*orphans, pointer.previous_version)
+    pointer.previous_version = old
+    pointer.previous_disabled = False
+    pointer.current_version = written.version
+    pointer.version_count = written.version_count
+    pointer.fingerprint = token_fingerprint(token.refresh_token)
+    pointer.generation += 1
+    pointer.last_renewed_at = now
+    pointer.failure_count = 0
+    pointer.last_error = ""
+    pointer.last_error_kind = ""
+    pointer.next_attempt_at = None
+    pointer.save()
+    _event(
+        partner,
+        kind,
+        "The refresh token was renewed and the new one stored in the vault"
+        if kind == Kind.RENEWED
+        else "An access-token request rotated the refresh token; the new one is stored in the vault",
+        version=written.version,
+        previous_version=old,
+        versions=written.version_count,
+        generation=pointer.generation,
+    )
+    return Redemption(token=token, written=written, orphans=orphans)
+
+
+def after_commit_cleanup(pointer: PartnerToken, orphans: tuple[str, ...]) -> None:
+    """Disable the version the pointer moved away from, and versions left by interrupted writes.
+
+    Failures are only logged: the previous version stays flagged and the sweep retries it.
+    """
+    partner_token_disable_previous(pointer=pointer)
+    vault = get_vault()
+    disabled = []
+    for version in orphans:
+        try:
+            vault.disable(name=pointer.secret_name, version=version)
+        except VaultError as exc:
+            logger.warning("could not disable stray version %s of %s: %s", version, pointer.secret_name, exc)
+        else:
+            disabled.append(version)
+    if disabled:
+        _event(
+            pointer.partner,
+            Kind.RECONCILED,
+            f"Disabled {len(disabled)} vault version(s) left behind by an interrupted write",
+            versions=disabled,
+        )
+
+
+# --- failures -------------------------------------------------------------------------------------------
+
+_PERMANENT_REASONS: dict[str, tuple[str, str]] = {
+    identity.ReconsentRequired.kind: (
+        Kind.RECONSENT_NEEDED,
+        "Microsoft no longer accepts the partner's consent (expired after 90 days unused, revoked, or the "
+        "account's password was reset by an administrator): the partner must consent again",
+    ),
+    identity.MfaRequired.kind: (
+        Kind.MFA_REQUIRED,
+        "Microsoft requires multi-factor authentication for the account that consented: the partner must "
+        "consent again with an account that uses MFA",
+    ),
+    identity.ConditionalAccessBlocked.kind: (
+        Kind.CONDITIONAL_ACCESS,
+        "A Conditional Access policy in the partner's tenant blocks the control panel: the partner must "
+        "exclude the integration account from the policy, then consent again",
+    ),
+}
+
+
+def _record_failure(
+    pointer: PartnerToken, *, kind: str, message: str, now: datetime, next_attempt_at: datetime | None = None
+) -> None:
+    pointer.failure_count += 1
+    pointer.last_error = message[:500]
+    pointer.last_error_kind = kind[:32]
+    pointer.last_failure_at = now
+    pointer.next_attempt_at = next_attempt_at
+    pointer.save(
+        update_fields=[
+            "failure_count",
+            "last_error",
+            "last_error_kind",
+            "last_failure_at",
+            "next_attempt_at",
+            "updated_at",
+        ]
+    )
+
+
+def partner_mark_reconsent_needed(*, pointer: PartnerToken, error: identity.IdentityError, now: datetime) -> bool:
+    """Mark the partner "re-consent needed" with the reason in words, email its contact a fresh consent
+    link and write the audit row, once: a partner already marked gets no second email.
+
+    Runs inside the caller's transaction holding the pointer's lock. Returns True when it marked the partner.
+    """
+    event_kind, reason = _PERMANENT_REASONS.get(error.kind, _PERMANENT_REASONS[identity.ReconsentRequired.kind])
+    partner = Partner.objects.select_for_update().get(pk=pointer.partner_id)
+    _record_failure(pointer, kind=error.kind, message=f"{reason}. {error}", now=now)
+    _event(partner, event_kind, reason, error=error.error, codes=list(error.codes), kind=error.kind)
+    if partner.status == Partner.Status.RECONSENT_NEEDED or partner.status == Partner.Status.DEACTIVATED:
+        return False
+    previous = partner.status
+    partner.status = Partner.Status.RECONSENT_NEEDED
+    partner.status_reason = reason[:500]
+    partner.save(update_fields=["status", "status_reason", "updated_at"])
+    audit_record(
+        actor=None,
+        action="partner.reconsent_needed",
+        partner=partner,
+        detail={"previous_status": previous, "kind": error.kind, "codes": list(error.codes), "reason": reason},
+    )
+    try:
+        partner_reconsent_link(actor=None, partner=partner, send_email=True)
+    except PartnerError as exc:
+        logger.warning("no re-consent link for partner %s: %s", partner.code, exc)
+    # Staff see the partner's state on the dashboard; the log line reaches whoever watches the logs.
+    logger.warning("partner %s needs re-consent: %s (%s)", partner.code, error.kind, list(error.codes))
+    return True
+
+
+# --- renewal --------------------------------------------------------------------------------------------
+
+
+def partner_token_renew(
+    *, partner_id: int, force: bool = False, attempt: int = 1, max_attempts: int | None = None
+) -> RenewalResult:
+    """Renew one partner's refresh token if it is due (or `force`), under the pointer's row lock.
+
+    Returns a RenewalResult: renewed; not_due; busy (another worker holds the lock and is renewing it);
+    skipped (no token, a partner that is not active, the version budget reached); failed (a permanent
+    error, recorded with its reason; not retried). Raises RenewalRetry for a transient error while
+    `attempt` < `max_attempts` (the failure is recorded as an event first).
+    """
+    max_attempts = max_attempts or settings.CPV_RENEWAL_MAX_ATTEMPTS
+    now = timezone.now()
+    with transaction.atomic():
+        pointer = (
+            PartnerToken.objects.select_for_update(skip_locked=True, of=("self",))
+            .select_related("partner")
+            .filter(partner_id=partner_id)
+            .first()
+        )
+        if pointer is None:
+            if PartnerToken.objects.filter(partner_id=partner_id).exists():
+                return RenewalResult(partner_id, "busy", "another worker is renewing this token")
+            return RenewalResult(partner_id, "skipped", "the partner has no token")
+        partner = pointer.partner
+        if not pointer.current_version:
+            return RenewalResult(partner_id, "skipped", "the partner has no token")
+        if partner.status != Partner.Status.ACTIVE:
+            return RenewalResult(partner_id, "skipped", f"the partner is {partner.get_status_display().lower()}")
+        if not force and not is_due(pointer, now=now):
+            return RenewalResult(partner_id, "not_due", "renewed recently")
+        if pointer.version_count >= MAX_VERSIONS - VERSION_RESERVE:
+            message = (
+                f"The vault secret has {pointer.version_count} of its {MAX_VERSIONS} versions: renewal stopped "
+                "to keep the budget; an operator must move the partner to a new secret"
+            )
+            logger.error("OPERATOR ALERT: partner %s: %s", partner.code, message)
+            _record_failure(pointer, kind="budget", message=message, now=now)
+            _event(partner, Kind.BUDGET, message, versions=pointer.version_count)
+            return RenewalResult(partner_id, "failed", message)
+        try:
+            redemption = redeem_locked(
+                pointer=pointer,
+                scopes=[cloud_for(partner).partner_center_scope],
+                tenant=None,
+                store=True,
+                kind=Kind.RENEWED,
+                now=now,
+            )
+        except (identity.IdentityError, VaultError) as exc:
+            # Returned rather than raised inside the block, so the failure's rows commit.
+            failed: RenewalResult | None = _renewal_failed(
+                pointer, exc, now=now, attempt=attempt, max_attempts=max_attempts
+            )
+        else:
+            failed = None
+            orphans = redemption.orphans
+            audit_record(
+                actor=None,
+                action="partner.token_renewed",
+                partner=partner,
+                detail={"version": pointer.current_version, "generation": pointer.generation, "forced": force},
+            )
+            transaction.on_commit(lambda: after_commit_cleanup(pointer, orphans))
+    if failed is not None:
+        if failed.outcome == "retry":
+            raise RenewalRetry(failed.message, delay=failed.retry_after or 0.0)
+        return failed
+    # The Partner Center access token that came with the renewal serves the next calls of this process.
+    from consent.access_tokens import PARTNER_CENTER, cache_put
+
+    cache_put(partner=partner, audience=PARTNER_CENTER, tenant=None, token=redemption.token)
+    logger.info("renewed the token of partner %s (generation %s)", partner.code, pointer.generation)
+    return RenewalResult(partner_id, "renewed", "renewed")
+
+
+def _renewal_failed(
+    pointer: PartnerToken, exc: Exception, *, now: datetime, attempt: int, max_attempts: int
+) -> RenewalResult:
+    """Record a failed renewal in the caller's transaction.
+
+    Returns a RenewalResult: `retry` (with the delay in `retry_after`) for a transient error with attempts
+    left, `failed` otherwise.
+    """
+    partner = pointer.partner
+    transient = (isinstance(exc, identity.IdentityError) and not exc.permanent) or (
+        isinstance(exc, VaultError) and exc.transient
+    )
+    kind = getattr(exc, "kind", "") or exc.__class__.__name__
+    if transient:
+        retry_after = getattr(exc, "retry_after", None)
+        if attempt < max_attempts:
+            delay = backoff_delay(attempt=attempt, retry_after=retry_after)
+            message = f"Attempt {attempt} of {max_attempts} failed ({exc}); trying again in {delay:.0f} s"
+            _record_failure(pointer, kind="transient", message=message, now=now)
+            _event(partner, Kind.RETRYING, message, attempt=attempt, retry_after=retry_after, delay=round(delay, 1))
+            # Returned, not raised, so the failure rows commit; the caller raises RenewalRetry after the block.
+            return RenewalResult(partner.pk, "retry", message, retry_after=delay)
+        message = f"Renewal failed {max_attempts} times ({exc}); the next sweep tries again later"
+        _record_failure(pointer, kind="transient", message=message, now=now, next_attempt_at=now + GAVE_UP_PAUSE)
+        _event(partner, Kind.GAVE_UP, message, attempts=max_attempts)
+        logger.warning("renewal of partner %s gave up after %d attempts: %s", partner.code, max_attempts, exc)
+        return RenewalResult(partner.pk, "failed", message)
+    if isinstance(exc, identity.ReconsentRequired | identity.MfaRequired | identity.ConditionalAccessBlocked):
+        partner_mark_reconsent_needed(pointer=pointer, error=exc, now=now)
+        return RenewalResult(partner.pk, "failed", str(exc))
+    if isinstance(exc, identity.InvalidClient | identity.IdentityMisconfigured):
+        message = f"The control panel's own app credential was refused ({exc}): rotate it"
+        logger.error("OPERATOR ALERT: %s (partner %s)", message, partner.code)
+    else:
+        message = f"Renewal failed ({exc})"
+        logger.error("renewal of partner %s failed permanently: %s", partner.code, exc)
+    _record_failure(pointer, kind=kind, message=message, now=now, next_attempt_at=now + GAVE_UP_PAUSE)
+    _event(partner, Kind.OPERATOR_ALERT, message, kind=kind)
+    return RenewalResult(partner.pk, "failed", message)
+
+
+def partner_token_renew_now(
+    *, partner_id: int, force: bool = False, sleep: Callable[[float], None] = time.sleep
+) -> RenewalResult:
+    """Renew in this process (management commands), retrying transient errors with backoff in-process.
+
+    Returns the final RenewalResult; never raises RenewalRetry.
+    """
+    attempt = 1
+    while True:
+        try:
+            return partner_token_renew(partner_id=partner_id, force=force, attempt=attempt)
+        except RenewalRetry as retry:
+            sleep(retry.delay)
+            attempt += 1
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    queued: list[tuple[int, float]]  # partner id, countdown in seconds
+    previous_disabled: int
+
+
+def spread_countdown(partner_id: int, *, window: float | None = None) -> float:
+    """Where in the hour a partner's renewal runs: stable per partner, so the load is spread evenly and a
+    duplicate sweep picks the same moment."""
+    window = min(float(window if window is not None else SPREAD_SECONDS), max_countdown())
+    return float(zlib.crc32(str(partner_id).encode()) % max(1, int(window)))
+
+
+def renewal_sweep(*, now: datetime | None = None, limit: int = 5000) -> SweepResult:
+    """Find the partners whose token is due and claim them for queueing; retry disabling old versions.
+
+    A partner claimed by a sweep within QUEUE_HOLD is not claimed again, so a duplicate beat run queues
+    nothing twice. Returns the claimed partner ids with their countdowns (the task queues them).
+    """
+    now = now or timezone.now()
+    due = (
+        PartnerToken.objects.filter(partner__status=Partner.Status.ACTIVE)
+        .exclude(current_version="")
+        .filter(Q(last_renewed_at__isnull=True) | Q(last_renewed_at__lte=now - renewal_interval()))
+        .filter(version_count__lt=MAX_VERSIONS - VERSION_RESERVE)
+        .exclude(next_attempt_at__gt=now)
+        .exclude(renewal_queued_at__gt=now - QUEUE_HOLD)
+        .values_list("pk", "partner_id")[:limit]
+    )
+    queued = []
+    for pk, partner_id in due:
+        # The conditional UPDATE is the claim: of two sweeps running at once, one wins each partner.
+        claimed = (
+            PartnerToken.objects.filter(pk=pk)
+            .exclude(renewal_queued_at__gt=now - QUEUE_HOLD)
+            .update(renewal_queued_at=now)
+        )
+        if claimed:
+            queued.append((partner_id, spread_countdown(partner_id)))
+    return SweepResult(queued=queued, previous_disabled=previous_versions_disable())
+
+
+def previous_versions_disable(*, limit: int = 500) -> int:
+    """Retry disabling the versions pointers moved away from (a vault error after a renewal left them on).
+
+    Pointers locked by a renewal in progress are skipped. Returns how many were disabled.
+    """
+    done = 0
+    ids = list(PartnerToken.objects.filter(previous_disabled=False).values_list("pk", flat=True)[:limit])
+    for pk in ids:
+        with transaction.atomic():
+            pointer = (
+                PartnerToken.objects.select_for_update(skip_locked=True, of=("self",))
+                .select_related("partner")
+                .filter(pk=pk, previous_disabled=False)
+                .first()
+            )
+            if pointer is not None and partner_token_disable_previous(pointer=pointer):
+                done += 1
+    return done
+
+
+def partner_token_import(*, actor: Actor, partner: Partner, refresh_token: str) -> PartnerToken:
+    """Store a refresh token obtained elsewhere (a migration from another system) as the partner's current
+    token, and make the partner active. The token goes to the vault; the database keeps the pointer.
+
+    Returns the PartnerToken. Raises VaultError, or PartnerError when the partner has no tenant id.
+    """
+    if not partner.tenant_id:
+        raise PartnerError("A partner needs its tenant id before a token can be imported.")
+    name = secret_name_for(partner.code)
+    written = get_vault().write(
+        name=name, value=refresh_token, tags=secret_tags(partner_code=partner.code, cloud=partner.cloud)
+    )
+    now = timezone.now()
+    with transaction.atomic():
+        locked = Partner.objects.select_for_update().get(pk=partner.pk)
+        pointer, _ = PartnerToken.objects.select_for_update().get_or_create(
+            partner=locked, defaults={"secret_name": name}
+        )
+        old = pointer.current_version
+        pointer.previous_version = old
+        pointer.previous_disabled = not old
+        pointer.current_version = written.version
+        pointer.version_count = written.version_count
+        pointer.fingerprint = token_fingerprint(refresh_token)
+        pointer.generation += 1
+        pointer.obtained_at = now
+        pointer.last_renewed_at = now
+        pointer.save()
+        locked.status = Partner.Status.ACTIVE
+        locked.status_reason = ""
+        locked.save(update_fields=["status", "status_reason", "updated_at"])
+        audit_record(actor=actor, action="partner.token_imported", partner=locked, detail={"version": written.version})
+        transaction.on_commit(lambda: partner_token_disable_previous(pointer=pointer))
+    return pointer

@@ -1,0 +1,174 @@
+"""A rate limiter shared by every worker: Partner Center allows 50 requests per second per application id,
+whichever process sends them, so per-process sleeps cannot keep a pool under it.
+
+With Redis (CPV_THROTTLE_URL, by default the Redis cache or broker) it is a token bucket in a Lua script,
+timed by the Redis server's clock. Without Redis (the embedded mode) it counts requests per tenth of a
+second in a database table. A 429's Retry-After pauses the shared limiter, so every worker waits it out.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import F
+
+logger = logging.getLogger(__name__)
+
+
+class ThrottleTimeout(Exception):
+    """No request slot became free within the wait allowed: try again later."""
+
+
+class Limiter(Protocol):
+    def acquire(self, *, timeout: float = ...) -> float:
+        """Block until one request may be sent; return the seconds waited. Raises ThrottleTimeout."""
+
+    def pause(self, seconds: float) -> None:
+        """Hold every process's requests back for `seconds` (a server's Retry-After)."""
+
+
+# KEYS[1]: the bucket (a hash of tokens and the time of the last refill), KEYS[2]: the pause key.
+# ARGV[1]: tokens per second, ARGV[2]: capacity. Returns 0 when a token was taken, else milliseconds to wait.
+_TAKE = """
+local pause = redis.call('PTTL', KEYS[2])
+if pause > 0 then return pause end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local rate = tonumber(ARGV[1])
+local cap = tonumber(ARGV[2])
+local b = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
+local tokens = tonumber(b[1])
+local ts = tonumber(b[2])
+if tokens == nil or ts == nil then tokens = cap; ts = now end
+tokens = math.min(cap, tokens + math.max(0, now - ts) * rate / 1000)
+local wait = 0
+if tokens >= 1 then tokens = tokens - 1 else wait = math.ceil((1 - tokens) * 1000 / rate) end
+redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', tostring(now))
+redis.call('PEXPIRE', KEYS[1], 60000)
+return wait
+"""
+# Extend the pause, never shorten it.
+_PAUSE = """
+local left = redis.call('PTTL', KEYS[1])
+if left < tonumber(ARGV[1]) then redis.call('SET', KEYS[1], '1', 'PX', ARGV[1]) end
+return 1
+"""
+
+
+def _capacity(rate: int) -> int:
+    # A small burst: at most rate + capacity requests in any one second, well under Partner Center's 50.
+    return max(1, rate // 8)
+
+
+class RedisLimiter:
+    def __init__(self, *, client: Any, key: str, rate: int, sleep: Callable[[float], None] = time.sleep) -> None:
+        self._client = client
+        self._bucket = f"cpv:throttle:{key}"
+        self._pause_key = f"cpv:throttle:{key}:pause"
+        self._rate = rate
+        self._take = client.register_script(_TAKE)
+        self._pause = client.register_script(_PAUSE)
+        self._sleep = sleep
+
+    def acquire(self, *, timeout: float = 120.0) -> float:
+        waited = 0.0
+        while True:
+            wait_ms = int(self._take(keys=[self._bucket, self._pause_key], args=[self._rate, _capacity(self._rate)]))
+            if wait_ms <= 0:
+                return waited
+            if waited + wait_ms / 1000 > timeout:
+                raise ThrottleTimeout(f"no Partner Center request slot within {timeout:.0f} s")
+            self._sleep(wait_ms / 1000)
+            waited += wait_ms / 1000
+
+    def pause(self, seconds: float) -> None:
+        self._pause(keys=[self._pause_key], args=[max(1, int(seconds * 1000))])
+
+
+class DatabaseLimiter:
+    """Requests per 100 ms slot in ThrottleWindow rows; the conditional UPDATE is atomic on SQLite and
+    PostgreSQL alike. Any one second holds at most rate + rate/10 requests."""
+
+    SLOT = 0.1
+
+    def __init__(self, *, key: str, rate: int, sleep: Callable[[float], None] = time.sleep) -> None:
+        self._key = key[:90]
+        self._per_slot = max(1, round(rate * self.SLOT))
+        self._sleep = sleep
+
+    def _pause_until(self) -> float:
+        from consent.models import ThrottleWindow
+
+        row = ThrottleWindow.objects.filter(key=self._key + ":pause", second=0).values_list("count", flat=True).first()
+        return (row or 0) / 1000
+
+    def acquire(self, *, timeout: float = 120.0) -> float:
+        from consent.models import ThrottleWindow
+
+        waited = 0.0
+        while True:
+            now = time.time()
+            paused = self._pause_until() - now
+            if paused <= 0:
+                slot = int(now / self.SLOT)
+                taken = ThrottleWindow.objects.filter(key=self._key, second=slot, count__lt=self._per_slot).update(
+                    count=F("count") + 1
+                )
+                if not taken and not ThrottleWindow.objects.filter(key=self._key, second=slot).exists():
+                    try:
+                        with transaction.atomic():
+                            ThrottleWindow.objects.create(key=self._key, second=slot, count=1)
+                        taken = 1
+                    except IntegrityError:
+                        taken = 0
+                if taken:
+                    if slot % 100 == 0:
+                        ThrottleWindow.objects.filter(key=self._key, second__lt=slot - 600).delete()
+                    return waited
+                paused = (slot + 1) * self.SLOT - now
+            if waited + paused > timeout:
+                raise ThrottleTimeout(f"no Partner Center request slot within {timeout:.0f} s")
+            self._sleep(paused)
+            waited += paused
+
+    def pause(self, seconds: float) -> None:
+        from consent.models import ThrottleWindow
+
+        until = int((time.time() + seconds) * 1000)
+        updated = ThrottleWindow.objects.filter(key=self._key + ":pause", second=0, count__lt=until).update(count=until)
+        if not updated:
+            try:
+                with transaction.atomic():
+                    ThrottleWindow.objects.create(key=self._key + ":pause", second=0, count=until)
+            except IntegrityError:
+                pass  # a longer pause is already there
+
+
+_clients: dict[str, Any] = {}
+_clients_lock = threading.Lock()
+
+
+def _redis(url: str) -> Any:
+    import redis
+
+    with _clients_lock:
+        client = _clients.get(url)
+        if client is None:
+            client = _clients[url] = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
+        return client
+
+
+def limiter_for(application_id: str) -> Limiter:
+    """The shared limiter for Partner Center calls made as the CPV application `application_id`."""
+    rate = int(settings.CPV_PC_REQUESTS_PER_SECOND)
+    key = f"partner-center:{application_id}"
+    url = getattr(settings, "CPV_THROTTLE_URL", "")
+    if url:
+        return RedisLimiter(client=_redis(url), key=key, rate=rate)
+    return DatabaseLimiter(key=key, rate=rate)
