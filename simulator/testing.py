@@ -12,6 +12,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -170,9 +171,12 @@ class SimulatorProcess:
 
         reader = threading.Thread(target=read, daemon=True)
         reader.start()
-        if not ready.wait(self.startup_timeout):
-            self.stop()
-            raise RuntimeError(f"the simulator did not start; see {self._stderr_path}")
+        deadline = time.monotonic() + self.startup_timeout
+        while not ready.wait(0.1):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                log = self._stderr_path.read_text(encoding="utf-8", errors="replace")[-2000:]
+                self.stop()
+                raise RuntimeError(f"the simulator did not start:\n{log}")
         self.env = env
         self.control = SimulatorControl(env["SIMULATOR_CONTROL_URL"], ca_bundle=env["REQUESTS_CA_BUNDLE"])
         return RunningSimulator(env=env, control=self.control, state_dir=self.state_dir)

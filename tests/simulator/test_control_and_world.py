@@ -210,3 +210,9 @@ def test_python_m_simulator_runs_in_its_own_process_and_stops_on_sigterm(tmp_pat
     finally:
         code = process.stop()
     assert code == 0
+
+
+def test_a_simulator_process_that_cannot_start_says_why(tmp_path):
+    process = SimulatorProcess(extra_args=["--world", str(tmp_path / "missing.json")])
+    with pytest.raises(RuntimeError, match=r"missing\.json"):
+        process.start()
