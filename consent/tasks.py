@@ -26,18 +26,25 @@ IDEMPOTENT: dict[str, Any] = {"acks_late": True, "reject_on_worker_lost": True}
 MAX_TASK_RETRIES = 5
 
 
+def _same_queue(task: Task) -> dict[str, Any]:
+    """Follow-up work goes to the queue its parent came from, so a dedicated queue keeps its whole run."""
+    queue = (task.request.delivery_info or {}).get("routing_key")
+    return {"queue": queue} if queue else {}
+
+
 @shared_task(name="consent.flows_expire", ignore_result=True)
 def flows_expire() -> int:
     """Mark consent flows that never came back from Microsoft as expired (harmless if run twice)."""
     return services.consent_flows_expire()
 
 
-@shared_task(name="consent.tokens_renew_sweep", ignore_result=True)
-def tokens_renew_sweep() -> int:
+@shared_task(name="consent.tokens_renew_sweep", bind=True, ignore_result=True)
+def tokens_renew_sweep(self: Task, spread: float | None = None) -> int:
     """Queue one renewal per partner whose token is due, spread over the hour (a duplicate run queues none)."""
     result = renewal.renewal_sweep()
     for partner_id, countdown in result.queued:
-        token_renew.apply_async(kwargs={"partner_id": partner_id}, countdown=countdown)
+        delay = countdown if spread is None else renewal.spread_countdown(partner_id, window=spread)
+        token_renew.apply_async(kwargs={"partner_id": partner_id}, countdown=delay, **_same_queue(self))
     logger.info("renewal sweep queued %d partner(s), disabled %d previous version(s)", len(result.queued),
                 result.previous_disabled)  # fmt: skip
     return len(result.queued)
@@ -70,15 +77,18 @@ def customers_sync(self: Task, partner_id: int, correlation_id: str = "", apply:
         raise self.retry(countdown=countdown) from None
     queued = 0
     if apply:
-        queued = application_consents_queue(partner_id=partner_id, correlation_id=correlation_id)
+        queued = application_consents_queue(partner_id=partner_id, correlation_id=correlation_id, **_same_queue(self))
     return {"partner_id": partner_id, "outcome": "synced", "customers": result.listed, "queued": queued}
 
 
-def application_consents_queue(*, partner_id: int, correlation_id: str) -> int:
+def application_consents_queue(*, partner_id: int, correlation_id: str, queue: str | None = None) -> int:
     """Queue one ApplicationConsent task per customer of the partner that needs one; returns how many."""
     ids = customers.customers_needing_consent(partner_id=partner_id)
+    options = {"queue": queue} if queue else {}
     for customer_id in ids:
-        application_consent_apply.apply_async(kwargs={"customer_id": customer_id, "correlation_id": correlation_id})
+        application_consent_apply.apply_async(
+            kwargs={"customer_id": customer_id, "correlation_id": correlation_id}, **options
+        )
     return len(ids)
 
 
@@ -93,12 +103,12 @@ def application_consent_apply(self: Task, customer_id: int, correlation_id: str 
     return {"customer_id": customer_id, "status": state.status}
 
 
-@shared_task(name="consent.customers_sync_sweep", ignore_result=True)
-def customers_sync_sweep() -> int:
+@shared_task(name="consent.customers_sync_sweep", bind=True, ignore_result=True)
+def customers_sync_sweep(self: Task) -> int:
     """Queue a customer sync for every active partner (daily; a second run only repeats harmless upserts)."""
     ids = list(Partner.objects.filter(status=Partner.Status.ACTIVE).values_list("pk", flat=True))
     for partner_id in ids:
-        customers_sync.apply_async(kwargs={"partner_id": partner_id})
+        customers_sync.apply_async(kwargs={"partner_id": partner_id}, **_same_queue(self))
     return len(ids)
 
 
