@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+import re
 from typing import Any
 
 from aiohttp import web
@@ -213,7 +214,7 @@ async def faults(request: web.Request) -> web.Response:
         return _bad("a fault needs a status or a latency")
     try:
         fault = sim.faults.add(**body)
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, re.error) as exc:
         return _bad(str(exc))
     return _json(fault.to_dict(), 201)
 
@@ -260,7 +261,7 @@ async def entra_error(request: web.Request) -> web.Response:
             headers=headers,
             path=body.get("path", r"/oauth2/v2\.0/token$"),
         )
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, re.error) as exc:
         return _bad(str(exc))
     return _json(fault.to_dict(), 201)
 

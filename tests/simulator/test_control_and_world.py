@@ -216,3 +216,12 @@ def test_a_simulator_process_that_cannot_start_says_why(tmp_path):
     process = SimulatorProcess(extra_args=["--world", str(tmp_path / "missing.json")])
     with pytest.raises(RuntimeError, match=r"missing\.json"):
         process.start()
+
+
+def test_bad_control_requests_are_refused_with_400(sim):
+    with pytest.raises(ControlError, match="400"):
+        sim.control.inject_fault("vault", status=500, path="([unclosed")
+    with pytest.raises(ControlError, match="400"):
+        sim.control.set_settings(no_such_setting=1)
+    with pytest.raises(ControlError, match="404"):
+        sim.control.revoke_user("nobody@nowhere.example")
