@@ -107,6 +107,14 @@ def landing(request: HttpRequest, token: str) -> HttpResponse:
         return _outcome_page(request, "expired_link", status=410)
     except InvitationInvalid:
         return _outcome_page(request, "expired_link", status=404)
+    try:
+        authority_host = services.cloud_for(target.partner).authority_host
+    except services.ConsentUnavailable as exc:
+        return _private(
+            render(
+                request, "consent/message.html", {"title": "Consent is not available", "message": str(exc)}, status=410
+            )
+        )
     context = {
         "partner": target.partner,
         "purpose": target.purpose,
@@ -115,7 +123,10 @@ def landing(request: HttpRequest, token: str) -> HttpResponse:
         "permissions": _permissions(),
         "unavailable": not services.app_for(target.partner).configured,
     }
-    return _form_page(render(request, "consent/landing.html", context))
+    response = _form_page(render(request, "consent/landing.html", context))
+    # The form posts here, and its answer redirects to this partner's sign-in authority.
+    response._csp_update = {"form-action": [authority_host]}  # type: ignore[attr-defined]
+    return response
 
 
 @require_POST

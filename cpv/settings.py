@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from csp.constants import NONE, SELF
+
 from cpv.config import load_config, read_dotenv_if_asked
 from cpv.logs import logging_config
 
@@ -35,6 +37,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "cpv.middleware.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -183,5 +186,22 @@ VAULT_BACKEND = CONFIG.vault_backend
 VAULT_URL = CONFIG.vault_url
 VAULT_KEYS = CONFIG.vault_keys
 VAULT_DELETED_SECRET_POLICY = CONFIG.vault_deleted_secret_policy
+
+# Content-Security-Policy: nothing inline, nothing from another site. Forms may only post here; the consent
+# page adds its partner's sign-in authority, where its form's redirect leads (consent/views.py).
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF],
+        "img-src": [SELF, "data:"],
+        "font-src": [SELF],
+        "connect-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [NONE],
+        "frame-ancestors": [NONE],
+        "form-action": [SELF],
+    }
+}
 
 LOGGING = logging_config(log_format=CONFIG.log_format, level=CONFIG.log_level)
