@@ -1,19 +1,31 @@
-"""Staff actions on consent: inviting a partner, and a fresh consent link for one."""
+"""Staff actions: inviting a partner, and the dashboard's actions on one partner or many.
+
+Every action is a POST behind a confirmation page (a GET shows what will happen; the form on it POSTs with
+`confirmed`), needs the operator role, and is audited with the acting user by the service it calls.
+"""
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+
 from django import forms
 from django.contrib import messages
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST
 
+from consent import operations
 from consent.services import partner_invite, partner_reconsent_link
 from cpv.clouds import PARTNER_CLOUD_CHOICES
-from partners.access import staff_required
+from partners.access import Role, staff_view
+from partners.forms import BULK_ACTIONS, BulkForm, ReasonForm
 from partners.models import Partner
-from partners.services import PartnerError
+from partners.services import PartnerError, partner_deactivate
+from partners.views import partner_for_staff
 
 
 class InvitationForm(forms.Form):
@@ -25,7 +37,7 @@ class InvitationForm(forms.Form):
     send_email = forms.BooleanField(required=False, initial=True, label="Email the link to the contact")
 
 
-@staff_required
+@staff_view(see=Role.VIEWER, act=Role.OPERATOR)
 @require_http_methods(["GET", "POST"])
 def invite(request: HttpRequest) -> HttpResponse:
     form = InvitationForm(request.POST or None)
@@ -49,9 +61,9 @@ def invite(request: HttpRequest) -> HttpResponse:
     return render(request, "consent/staff_invite.html", {"form": form}, status=400 if form.errors else 200)
 
 
-@staff_required
+@staff_view(see=Role.VIEWER, act=Role.OPERATOR)
 @require_POST
-def reconsent_link(request: HttpRequest, code: str) -> HttpResponse:
+def reconsent_link(request: HttpRequest, code: uuid.UUID) -> HttpResponse:
     partner = get_object_or_404(Partner, code=code)
     try:
         url = partner_reconsent_link(actor=request.user, partner=partner, send_email=bool(request.POST.get("send")))
@@ -60,3 +72,171 @@ def reconsent_link(request: HttpRequest, code: str) -> HttpResponse:
     else:
         messages.success(request, f"A new consent link for {partner.name}: {url}")
     return HttpResponseRedirect(reverse("partners:detail", args=[partner.code]))
+
+
+# --- the dashboard's actions on one partner ------------------------------------------------------------------
+
+Actor = AbstractBaseUser | AnonymousUser
+
+
+@dataclass(frozen=True)
+class Action:
+    title: str
+    explanation: str
+    button: str
+    run: Callable[[Actor, Partner, dict[str, str]], str]
+    danger: bool = False
+    reason: bool = False
+    email: bool = False
+
+
+def _operation(kind: str) -> Callable[[Actor, Partner, dict[str, str]], str]:
+    def run(actor: Actor, partner: Partner, data: dict[str, str]) -> str:
+        event = operations.operation_start(actor=actor, partner=partner, kind=kind)
+        return f"{operations.KIND_LABELS[kind]} queued for {partner.name} ({event.detail['total']} task(s))."
+
+    return run
+
+
+def _reconsent(actor: Actor, partner: Partner, data: dict[str, str]) -> str:
+    url = partner_reconsent_link(actor=actor, partner=partner, send_email=bool(data.get("send_email")))
+    return f"A new consent link for {partner.name}: {url}"
+
+
+def _revoke(actor: Actor, partner: Partner, data: dict[str, str]) -> str:
+    operations.partner_token_revoke(actor=actor, partner=partner, reason=data.get("reason", ""))
+    return f"The token of {partner.name} is disabled in the vault; the partner must consent again."
+
+
+def _deactivate(actor: Actor, partner: Partner, data: dict[str, str]) -> str:
+    partner_deactivate(actor=actor, partner=partner, reason=data.get("reason", ""))
+    return f"{partner.name} is deactivated."
+
+
+ACTIONS: dict[str, Action] = {
+    "renew": Action(
+        "Renew the token now",
+        "The partner's refresh token is redeemed now (in the background) and the new one kept as a new vault "
+        "version. Each renewal uses one of the secret's 500 versions.",
+        "Renew now",
+        _operation(operations.RENEW),
+    ),
+    "sync": Action(
+        "Sync customers",
+        "The partner's customers are listed from Partner Center (in the background); new ones are added and the "
+        "ones that left are marked removed.",
+        "Sync customers",
+        _operation(operations.SYNC),
+    ),
+    "apply": Action(
+        "Apply ApplicationConsent",
+        "The vendor's app is put into every present customer tenant that lacks it, has failed, or has older "
+        "grants, one background task per customer.",
+        "Apply to all that need it",
+        _operation(operations.APPLY),
+    ),
+    "apply_failed": Action(
+        "Apply ApplicationConsent to failed customers",
+        "ApplicationConsent is tried again for the customers whose last attempt failed.",
+        "Retry the failed ones",
+        _operation(operations.APPLY_FAILED),
+    ),
+    "reconsent_link": Action(
+        "Create a consent link",
+        "A fresh signed link with which the partner's admin consents again. The current token keeps working "
+        "until the new consent succeeds.",
+        "Create the link",
+        _reconsent,
+        email=True,
+    ),
+    "revoke": Action(
+        "Revoke the token",
+        "The token's versions are disabled in the vault at once, so nothing can use it any more, and the "
+        "partner is marked as needing re-consent. Customer access stops until the partner consents again.",
+        "Revoke the token",
+        _revoke,
+        danger=True,
+        reason=True,
+    ),
+    "deactivate": Action(
+        "Deactivate the partner",
+        "No more renewals, syncs or consents run for the partner, and its consent links stop working. The "
+        "token stays in the vault until it expires (revoke it to disable it now).",
+        "Deactivate",
+        _deactivate,
+        danger=True,
+        reason=True,
+    ),
+}
+
+
+@staff_view(see=Role.VIEWER, act=Role.OPERATOR)
+@require_http_methods(["GET", "POST"])
+def partner_action(request: HttpRequest, code: uuid.UUID, action: str) -> HttpResponse:
+    """GET: the confirmation page. POST with `confirmed`: run the action and go back to the partner's page."""
+    what = ACTIONS.get(action)
+    if what is None:
+        raise Http404
+    partner = partner_for_staff(code)
+    form = ReasonForm(request.POST or None)
+    if request.method == "POST" and request.POST.get("confirmed") == "yes" and form.is_valid():
+        try:
+            message = what.run(request.user, partner, form.cleaned_data)
+        except PartnerError as exc:
+            messages.error(request, str(exc))
+        else:
+            messages.success(request, message)
+        return HttpResponseRedirect(reverse("partners:detail", args=[partner.code]))
+    context = {"partner": partner, "action": action, "what": what, "form": form}
+    return render(request, "partners/confirm.html", context)
+
+
+# --- bulk actions from the list ------------------------------------------------------------------------------
+
+BULK_RUN: dict[str, Callable[[Actor, Partner, dict[str, str]], str]] = {
+    "renew": _operation(operations.RENEW),
+    "sync": _operation(operations.SYNC),
+    "apply": _operation(operations.APPLY),
+    "apply_failed": _operation(operations.APPLY_FAILED),
+    "reconsent_link": lambda actor, partner, data: _reconsent(actor, partner, {"send_email": "1"}),
+    "deactivate": _deactivate,
+}
+
+
+@staff_view(see=Role.VIEWER, act=Role.OPERATOR)
+@require_POST
+def bulk(request: HttpRequest) -> HttpResponse:
+    """The selected partners and an action: first a confirmation page listing them, then (with `confirmed`)
+    the action on each; a partner the action does not apply to is reported and skipped."""
+    form = BulkForm(request.POST)
+    back = request.POST.get("back", "") or reverse("partners:list")
+    if not back.startswith("/") or back.startswith("//"):
+        back = reverse("partners:list")
+    if not form.is_valid():
+        messages.error(
+            request,
+            "Choose an action and at least one partner. " + " ".join(str(e) for e in form.errors.get("partners", [])),
+        )
+        return HttpResponseRedirect(back)
+    action = form.cleaned_data["action"]
+    partners = list(Partner.objects.filter(code__in=form.cleaned_data["partners"]).order_by("name", "id"))
+    if not form.cleaned_data["confirmed"]:
+        context = {
+            "partners": partners,
+            "action": action,
+            "label": dict(BULK_ACTIONS)[action],
+            "back": back,
+            "danger": action == "deactivate",
+        }
+        return render(request, "partners/bulk_confirm.html", context)
+    done, skipped = 0, []
+    for partner in partners:
+        try:
+            BULK_RUN[action](request.user, partner, {})
+            done += 1
+        except PartnerError as exc:
+            skipped.append(f"{partner.name}: {exc}")
+    messages.success(request, f"{dict(BULK_ACTIONS)[action]}: done for {done} partner(s).")
+    for line in skipped[:20]:
+        messages.warning(request, f"Skipped {line}")
+    return HttpResponseRedirect(back)

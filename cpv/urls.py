@@ -6,6 +6,7 @@ from django.urls import include, path
 
 from consent import views as consent_views
 from cpv import views
+from partners import views as partner_views
 
 admin.site.site_header = "Control panel administration"
 admin.site.site_title = "Control panel"
@@ -13,10 +14,11 @@ admin.site.site_title = "Control panel"
 urlpatterns = [
     path("healthz", views.healthz, name="healthz"),
     path("readyz", views.readyz, name="readyz"),
-    path("accounts/login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
+    path("accounts/login/", partner_views.SignInView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
     path("consent/", include("consent.urls")),
     path("onboard/", consent_views.onboard, name="onboard"),
+    path("portal/", include("consent.portal_urls")),
     path("", include("partners.urls")),
 ]

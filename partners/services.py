@@ -5,13 +5,16 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, User
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, Group, Permission, User
+from django.contrib.auth.password_validation import validate_password
+from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
 
 from cpv import clouds
 from cpv.logs import redact_value, request_id_var
+from partners.access import PERMISSION_APP, PERMISSION_MODEL, PERMISSIONS, ROLE_GROUPS, Role, role_permissions
 from partners.models import AuditEvent, Partner
 
 Actor = AbstractBaseUser | AnonymousUser | None
@@ -112,3 +115,127 @@ def partner_create(
             raise PartnerError("This form was already submitted.") from None
         raise PartnerError(f"Tenant {tenant} already belongs to another partner.") from None
     return partner
+
+
+def partner_deactivate(*, actor: Actor, partner: Partner, reason: str = "") -> Partner:
+    """Stop serving a partner: no renewal, sync or consent runs for a deactivated partner, and its consent
+    links stop working. The token stays in the vault (revoke it to disable it there too).
+
+    Returns the Partner. Raises PartnerError when it is already deactivated.
+    """
+    with transaction.atomic():
+        locked = Partner.objects.select_for_update().get(pk=partner.pk)
+        if locked.status == Partner.Status.DEACTIVATED:
+            raise PartnerError(f"{locked.name} is already deactivated.")
+        previous = locked.status
+        locked.status = Partner.Status.DEACTIVATED
+        locked.status_reason = (reason.strip() or "Deactivated by the vendor's staff")[:500]
+        locked.save(update_fields=["status", "status_reason", "updated_at"])
+        audit_record(
+            actor=actor,
+            action="partner.deactivated",
+            partner=locked,
+            detail={"previous_status": previous, "reason": locked.status_reason},
+        )
+    return locked
+
+
+# --- staff accounts and their roles -----------------------------------------------------------------------
+
+
+def staff_roles_sync() -> dict[str, Group]:
+    """Make sure the role groups exist and hold exactly their permissions (the data migration does the same
+    on a fresh database; this repairs a database whose rows were flushed or edited).
+
+    Returns the groups by name.
+    """
+    content_type, _ = ContentType.objects.get_or_create(app_label=PERMISSION_APP, model=PERMISSION_MODEL)
+    permissions = {}
+    for codename, (name, _) in PERMISSIONS.items():
+        permissions[codename], _ = Permission.objects.get_or_create(
+            content_type=content_type, codename=codename, defaults={"name": name}
+        )
+    groups = {}
+    for role, group_name in ROLE_GROUPS.items():
+        group, _ = Group.objects.get_or_create(name=group_name)
+        group.permissions.set([permissions[c] for c in role_permissions(role)])
+        groups[group_name] = group
+    return groups
+
+
+def _role_groups() -> list[Group]:
+    return list(Group.objects.filter(name__in=ROLE_GROUPS.values()))
+
+
+def staff_role_set(*, actor: Actor, user: User, role: Role) -> User:
+    """Give `user` exactly one staff role (Role.NONE removes every role). Superusers stay admins whatever
+    their groups say, so their role cannot be changed here.
+
+    Returns the user. Raises PartnerError for a superuser, or for an admin removing their own admin role
+    (a locked-out dashboard is worse than an extra admin).
+    """
+    if user.is_superuser:
+        raise PartnerError(f"{user.get_username()} is a superuser and always has every role.")
+    if actor is not None and getattr(actor, "pk", None) == user.pk and role < Role.ADMIN:
+        raise PartnerError("You cannot lower your own role; ask another admin.")
+    groups = {g.name: g for g in _role_groups()}
+    if len(groups) < len(ROLE_GROUPS):
+        groups = staff_roles_sync()
+    with transaction.atomic():
+        previous = sorted(user.groups.filter(name__in=ROLE_GROUPS.values()).values_list("name", flat=True))
+        user.groups.remove(*groups.values())
+        if role != Role.NONE:
+            user.groups.add(groups[ROLE_GROUPS[role]])
+        audit_record(
+            actor=actor,
+            action="staff.role_set",
+            target=user,
+            detail={"user": user.get_username(), "role": role.label, "previous": previous},
+        )
+    return user
+
+
+def staff_user_create(*, actor: Actor, username: str, email: str, password: str, role: Role) -> User:
+    """Create a staff account with a role. The password is checked by the configured validators.
+
+    Returns the User. Raises PartnerError for a taken username or a password the validators refuse.
+    """
+    username = username.strip()
+    if not username:
+        raise PartnerError("A staff account needs a username.")
+    try:
+        validate_password(password, User(username=username, email=email))
+    except ValidationError as exc:
+        raise PartnerError(" ".join(exc.messages)) from None
+    with transaction.atomic():
+        if User.objects.filter(username__iexact=username).exists():
+            raise PartnerError(f"The username {username!r} is taken.")
+        user = User.objects.create_user(username=username, email=email, password=password)
+        audit_record(
+            actor=actor,
+            action="staff.created",
+            target=user,
+            detail={"user": username, "email": email, "role": role.label},
+        )
+        if role != Role.NONE:
+            staff_role_set(actor=actor, user=user, role=role)
+    return user
+
+
+def staff_user_set_active(*, actor: Actor, user: User, active: bool) -> User:
+    """Enable or disable a staff account; a disabled account cannot sign in and its sessions stop working.
+
+    Returns the user. Raises PartnerError for one's own account.
+    """
+    if actor is not None and getattr(actor, "pk", None) == user.pk:
+        raise PartnerError("You cannot disable your own account.")
+    with transaction.atomic():
+        user.is_active = active
+        user.save(update_fields=["is_active"])
+        audit_record(
+            actor=actor,
+            action="staff.enabled" if active else "staff.disabled",
+            target=user,
+            detail={"user": user.get_username()},
+        )
+    return user

@@ -1,32 +1,286 @@
+"""The staff dashboard's pages: overview, partner list, a partner's page, the audit log, staff accounts and
+settings. Each view names the role it needs in `staff_view`; the partner is looked up by its code only.
+
+Consent data is read through `consent.selectors` (the dashboard is where both apps meet); the actions that
+change something are in `consent/staff_views.py`.
+"""
+
 from __future__ import annotations
 
+import dataclasses
+import re
+import uuid
+from datetime import datetime, time, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth import views as auth_views
+from django.contrib.auth.models import User
 from django.core.paginator import Paginator
 from django.db.models import Prefetch
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import get_object_or_404, render
+from django.urls import reverse
+from django.utils import timezone
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET, require_http_methods
 
-from partners.access import staff_required
-from partners.selectors import partner_for_staff, partner_list
+from consent import operations, selectors
+from partners.access import ROLE_GROUPS, Role, role_of, staff_view
+from partners.forms import (
+    BULK_ACTIONS,
+    AuditFilterForm,
+    PartnerFilterForm,
+    SignInForm,
+    StaffActiveForm,
+    StaffCreateForm,
+    StaffRoleForm,
+)
+from partners.models import Partner
+from partners.services import PartnerError, staff_role_set, staff_user_create, staff_user_set_active
+
+PAGE_SIZE = 50
+CUSTOMER_PAGE_SIZE = 25
+PERIODS = [7, 30, 90]
 
 
-@staff_required
-def home(request: HttpRequest) -> HttpResponse:
-    """The staff home page: every partner, newest work first, 50 to a page."""
-    page = Paginator(partner_list(), 50).get_page(request.GET.get("page"))
-    return render(request, "partners/home.html", {"page": page})
+class SignInView(auth_views.LoginView):
+    """Password sign-in with per-username and per-address lockout (partners.forms.SignInForm)."""
+
+    form_class = SignInForm
+    redirect_authenticated_user = True
 
 
-@staff_required
-def detail(request: HttpRequest, code: str) -> HttpResponse:
-    """A partner's page: profile, token health (never the token), consent flows with their timelines, audit."""
-    partner = get_object_or_404(partner_for_staff(code))
-    # Consent data is reached through relations: the partners app never imports consent.
-    flows = (
-        partner.consent_flows.all()  # type: ignore[attr-defined]
-        .prefetch_related(Prefetch("events"))
-        .order_by("-created_at")[:20]
+def partner_for_staff(code: uuid.UUID | str) -> Partner:
+    """The one place staff views look a partner up: by its code, with its token row; a 404 otherwise."""
+    return get_object_or_404(selectors.partner_with_token(code))
+
+
+@staff_view(see=Role.VIEWER)
+@require_GET
+def overview(request: HttpRequest) -> HttpResponse:
+    """Counts by status and token health, the consent funnel, token ages, renewals, coverage, needs attention."""
+    try:
+        days = int(request.GET.get("days", 30))
+    except ValueError:
+        days = 30
+    days = days if days in PERIODS else 30
+    data = selectors.overview(days=days)
+    context = {
+        "o": data,
+        "days": days,
+        "periods": PERIODS,
+        "bulk_actions": BULK_ACTIONS,
+        "can_act": request.staff_role >= Role.OPERATOR,  # type: ignore[attr-defined]
+    }
+    return render(request, "partners/overview.html", context)
+
+
+@staff_view(see=Role.VIEWER)
+@require_GET
+def partner_list(request: HttpRequest) -> HttpResponse:
+    """Every partner: search, filters, sort, 50 to a page, with coverage and token health on each row."""
+    form = PartnerFilterForm(request.GET or None, health_choices=selectors.HEALTH_CHOICES)
+    filters = form.values() if request.GET else {}
+    sort = filters.get("sort") or "name"
+    qs = selectors.partner_directory(
+        search=filters.get("q", ""),
+        status=filters.get("status", ""),
+        cloud=filters.get("cloud", ""),
+        environment=filters.get("environment", ""),
+        health=filters.get("health", ""),
+        sort=sort,
     )
-    token = getattr(partner, "token", None)
-    audit = partner.audit_events.select_related("actor")[:50]
-    context = {"partner": partner, "flows": flows, "token": token, "audit": audit}
+    page = Paginator(qs, PAGE_SIZE).get_page(request.GET.get("page"))
+    partners = list(page.object_list)
+    coverage = selectors.coverage_for([p.pk for p in partners])
+    for partner in partners:
+        partner.coverage = coverage.get(partner.pk, selectors.Coverage())
+    context = {
+        "form": form,
+        "page": page,
+        "partners": partners,
+        "sort": sort,
+        "health_labels": selectors.HEALTH_LABELS,
+        "bulk_actions": BULK_ACTIONS,
+        "can_act": request.staff_role >= Role.OPERATOR,  # type: ignore[attr-defined]
+        "filtered": any(filters.get(k) for k in ("q", "status", "cloud", "environment", "health")),
+    }
+    return render(request, "partners/list.html", context)
+
+
+@staff_view(see=Role.VIEWER)
+@require_GET
+def detail(request: HttpRequest, code: uuid.UUID) -> HttpResponse:
+    """A partner's page: profile, token health (never the token), flows with timelines, customers with their
+    ApplicationConsent state, operations in progress, the audit trail, and the actions for operators."""
+    partner = partner_for_staff(code)
+    state = request.GET.get("consent", "")
+    customers = Paginator(selectors.customers_of(partner, state=state), CUSTOMER_PAGE_SIZE).get_page(
+        request.GET.get("cpage")
+    )
+    for customer in customers.object_list:
+        consent = getattr(customer, "application_consent", None)
+        customer.error_words = selectors.error_in_words(consent.last_error if consent else "")
+    context = {
+        "partner": partner,
+        "health": selectors.token_health(partner),
+        "flows": selectors.consent_flows(partner),
+        "customers": customers,
+        "consent_state": state,
+        "coverage": selectors.coverage_for([partner.pk]).get(partner.pk, selectors.Coverage()),
+        "token_events": selectors.token_events(partner),
+        "operations": operations.operations_recent(partner),
+        "audit": partner.audit_events.select_related("actor").order_by("-created_at", "-id")[:30],
+        "can_act": request.staff_role >= Role.OPERATOR,  # type: ignore[attr-defined]
+    }
     return render(request, "partners/detail.html", context)
+
+
+@staff_view(see=Role.VIEWER)
+@require_GET
+@never_cache
+def operation_status(request: HttpRequest, code: uuid.UUID, operation: uuid.UUID) -> HttpResponse:
+    """An operation's progress: JSON for the page's poller (static/js/progress.js), HTML for a reload."""
+    partner = partner_for_staff(code)
+    event = operations.operation_find(partner, operation)
+    if event is None:
+        raise Http404
+    progress = operations.operation_progress(event)
+    if request.headers.get("Accept", "").startswith("application/json"):
+        return JsonResponse(progress.as_dict())
+    return render(request, "partners/operation.html", {"partner": partner, "p": progress})
+
+
+def _day(value: Any, *, end: bool = False) -> datetime | None:
+    if not value:
+        return None
+    moment = datetime.combine(value, time.min, tzinfo=timezone.get_current_timezone())
+    return moment + timedelta(days=1) if end else moment
+
+
+@staff_view(see=Role.VIEWER)
+@require_GET
+def audit_log(request: HttpRequest) -> HttpResponse:
+    """Every audited action, filterable by actor, action, partner and time, 50 to a page."""
+    form = AuditFilterForm(request.GET or None)
+    data = form.cleaned_data if form.is_valid() else {}
+    events = selectors.audit_log(
+        actor=data.get("actor", ""),
+        action=data.get("action", ""),
+        partner=data.get("partner", ""),
+        since=_day(data.get("since")),
+        until=_day(data.get("until"), end=True),
+    )
+    page = Paginator(events, PAGE_SIZE).get_page(request.GET.get("page"))
+    return render(request, "partners/audit.html", {"form": form, "page": page, "actions": selectors.audit_actions()})
+
+
+@staff_view(see=Role.ADMIN)
+@require_http_methods(["GET", "POST"])
+def staff_accounts(request: HttpRequest) -> HttpResponse:
+    """Staff accounts and their roles (admins only). Each change is a POST and is audited."""
+    create_form = StaffCreateForm(prefix="new")
+    if request.method == "POST":
+        what = request.POST.get("what", "")
+        try:
+            if what == "create":
+                create_form = StaffCreateForm(request.POST, prefix="new")
+                if create_form.is_valid():
+                    d = create_form.cleaned_data
+                    user = staff_user_create(
+                        actor=request.user,
+                        username=d["username"],
+                        email=d["email"],
+                        password=d["password"],
+                        role=d["role"],
+                    )
+                    messages.success(request, f"Created {user.get_username()} as {d['role'].label}.")
+                    return HttpResponseRedirect(reverse("partners:staff"))
+            elif what == "role":
+                form = StaffRoleForm(request.POST)
+                if form.is_valid():
+                    target = get_object_or_404(User, username=form.cleaned_data["username"])
+                    staff_role_set(actor=request.user, user=target, role=form.cleaned_data["role"])
+                    messages.success(request, f"{target.get_username()} is now {form.cleaned_data['role'].label}.")
+                    return HttpResponseRedirect(reverse("partners:staff"))
+            elif what == "active":
+                active_form = StaffActiveForm(request.POST)
+                if active_form.is_valid():
+                    target = get_object_or_404(User, username=active_form.cleaned_data["username"])
+                    staff_user_set_active(actor=request.user, user=target, active=active_form.cleaned_data["active"])
+                    messages.success(
+                        request, f"{target.get_username()} is {'enabled' if target.is_active else 'disabled'}."
+                    )
+                    return HttpResponseRedirect(reverse("partners:staff"))
+        except PartnerError as exc:
+            messages.error(request, str(exc))
+            return HttpResponseRedirect(reverse("partners:staff"))
+    users = list(
+        User.objects.filter(is_active__in=[True, False]).prefetch_related(Prefetch("groups")).order_by("username")[:500]
+    )
+    rows = []
+    for user in users:
+        names = {g.name for g in user.groups.all()}
+        role = (
+            Role.ADMIN
+            if user.is_superuser
+            else max((r for r, name in ROLE_GROUPS.items() if name in names), default=Role.NONE)
+        )
+        rows.append({"user": user, "role": role})
+    context = {
+        "rows": rows,
+        "roles": [(int(r), name) for r, name in [(Role.NONE, "no role"), *ROLE_GROUPS.items()]],
+        "create_form": create_form,
+        "me": request.user,
+    }
+    return render(request, "partners/staff.html", context, status=400 if create_form.errors else 200)
+
+
+_URL_CREDENTIALS = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)[^/@\s]*@", re.IGNORECASE)
+
+
+def _shown(value: Any) -> str:
+    """A configuration value as an admin may see it: URLs without their credentials, dicts flattened."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        parts = []
+        for f in dataclasses.fields(value):
+            item = getattr(value, f.name)
+            parts.append(f"{f.name}={'(set)' if item else '(not set)'}" if not f.repr else f"{f.name}={_shown(item)}")
+        return ", ".join(parts)
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={_shown(v)}" for k, v in value.items() if "PASSWORD" not in str(k).upper())
+    if isinstance(value, list | tuple):
+        return ", ".join(_shown(v) for v in value)
+    return _URL_CREDENTIALS.sub(r"\g<scheme>***@", str(value))
+
+
+def effective_configuration() -> list[tuple[str, str]]:
+    """Every setting read from the environment, as in force now; secret fields only say whether they are set."""
+    rows = []
+    for f in dataclasses.fields(settings.CONFIG):
+        value = getattr(settings.CONFIG, f.name)
+        if not f.repr:
+            # Connection settings are useful to see; only their passwords are secret.
+            if f.name in {"broker_url", "result_backend", "throttle_url", "database"} and value:
+                shown = _shown(value)
+            else:
+                shown = "(set)" if value else "(not set)"
+        else:
+            shown = _shown(value)
+        rows.append((f.name, shown))
+    return rows
+
+
+@staff_view(see=Role.ADMIN)
+@require_GET
+def settings_page(request: HttpRequest) -> HttpResponse:
+    """The effective configuration (never a secret value), and on request a live check of Microsoft and the
+    vault (`?check=1`)."""
+    checks = operations.live_checks() if request.GET.get("check") else None
+    return render(
+        request,
+        "partners/settings.html",
+        {"config": effective_configuration(), "checks": checks, "role": role_of(request.user)},
+    )

@@ -1,0 +1,387 @@
+"""The staff dashboard's actions on a partner: each is a service that audits the acting user in the same
+transaction, and the long ones queue the background-work tasks (consent/tasks.py) after the commit.
+
+An operation started from a page is remembered by its audit row (`detail.operation`, a UUID); its progress is
+read back from what the tasks leave in the database (token events, the customer-sync audit row, customers'
+ApplicationConsent rows) and, when the result backend has it, the task's own state.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from celery.result import AsyncResult
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Count, Q
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+
+from consent import tasks
+from consent.access_tokens import cache_forget
+from consent.customers import customers_needing_consent
+from consent.models import CustomerConsent, PartnerToken, TokenEvent
+from consent.vault import VaultError, get_vault
+from partners.models import AuditEvent, Customer, Partner
+from partners.services import Actor, PartnerError, audit_record
+
+logger = logging.getLogger(__name__)
+
+RENEW = "renew"
+SYNC = "sync"
+APPLY = "apply"
+APPLY_FAILED = "apply_failed"
+KIND_LABELS = {
+    RENEW: "Token renewal",
+    SYNC: "Customer sync",
+    APPLY: "ApplicationConsent for every customer that needs it",
+    APPLY_FAILED: "ApplicationConsent again for the failed customers",
+}
+ACTIONS = {
+    RENEW: "partner.renewal_requested",
+    SYNC: "partner.sync_requested",
+    APPLY: "partner.consents_requested",
+    APPLY_FAILED: "partner.consents_requested",
+}
+# After this long with no sign of a worker, the page says so instead of "queued".
+STALE_AFTER = timedelta(minutes=10)
+
+
+def _require_active(partner: Partner, what: str) -> None:
+    if partner.status != Partner.Status.ACTIVE:
+        raise PartnerError(f"{partner.name} is {partner.get_status_display().lower()}: {what} needs an active partner.")
+
+
+def operation_start(*, actor: Actor, partner: Partner, kind: str) -> AuditEvent:
+    """Queue one long operation on a partner (renew its token now, sync its customers, apply
+    ApplicationConsent to every customer that needs it or only to the failed ones).
+
+    Returns the audit row that records it (its `detail["operation"]` identifies the operation). Raises
+    PartnerError when the partner is not active or there is nothing to do.
+    """
+    if kind not in KIND_LABELS:
+        raise PartnerError(f"Unknown operation {kind!r}.")
+    _require_active(partner, KIND_LABELS[kind].lower())
+    operation = str(uuid.uuid4())
+    now = timezone.now()
+    detail: dict[str, Any] = {"operation": operation, "kind": kind, "started_at": now.isoformat()}
+    queue: list[tuple[Any, dict[str, Any], str]] = []
+    if kind == RENEW:
+        if not PartnerToken.objects.filter(partner=partner).exclude(current_version="").exists():
+            raise PartnerError(f"{partner.name} has no token to renew.")
+        task_id = str(uuid.uuid4())
+        queue.append((tasks.token_renew, {"partner_id": partner.pk, "force": True}, task_id))
+        detail.update(total=1, task_id=task_id)
+    elif kind == SYNC:
+        task_id = str(uuid.uuid4())
+        queue.append((tasks.customers_sync, {"partner_id": partner.pk, "apply": False, "correlation_id": operation},
+                      task_id))  # fmt: skip
+        detail.update(total=1, task_id=task_id)
+    else:
+        if kind == APPLY:
+            ids = customers_needing_consent(partner_id=partner.pk)
+        else:
+            ids = list(
+                Customer.objects.filter(
+                    partner=partner, removed_at__isnull=True, application_consent__status=CustomerConsent.Status.FAILED
+                )
+                .order_by("pk")
+                .values_list("pk", flat=True)
+            )
+        if not ids:
+            raise PartnerError(f"No customer of {partner.name} needs ApplicationConsent.")
+        for customer_id in ids:
+            queue.append(
+                (
+                    tasks.application_consent_apply,
+                    {"customer_id": customer_id, "correlation_id": operation},
+                    str(uuid.uuid4()),
+                )
+            )
+        detail.update(total=len(ids))
+    with transaction.atomic():
+        event = audit_record(actor=actor, action=ACTIONS[kind], partner=partner, detail=detail)
+
+        def send() -> None:
+            for task, kwargs, task_id in queue:
+                task.apply_async(kwargs=kwargs, task_id=task_id)
+
+        transaction.on_commit(send)
+    logger.info("partner %s: %s queued (%d task(s)), operation %s", partner.code, kind, len(queue), operation)
+    return event
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Where an operation stands: `state` is queued, running, done, failed or stale."""
+
+    operation: str
+    kind: str
+    label: str
+    started_at: datetime
+    actor: str
+    total: int
+    done: int
+    failed: int
+    state: str
+    message: str
+
+    @property
+    def finished(self) -> bool:
+        return self.state in {"done", "failed"}
+
+    @property
+    def percent(self) -> int:
+        return min(100, round(100 * self.done / self.total)) if self.total else 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "operation": self.operation,
+            "kind": self.kind,
+            "label": self.label,
+            "state": self.state,
+            "total": self.total,
+            "done": self.done,
+            "failed": self.failed,
+            "percent": self.percent,
+            "message": self.message,
+            "finished": self.finished,
+        }
+
+
+def _task_state(task_id: str) -> tuple[str, Any]:
+    """The task's state and result from the result backend ("PENDING" when there is none or it is unknown)."""
+    if not task_id or not settings.CELERY_RESULT_BACKEND:
+        return "PENDING", None
+    try:
+        result: AsyncResult[Any] = AsyncResult(task_id)
+        return str(result.state), result.result if result.ready() else None
+    except Exception:
+        logger.warning("could not read the state of task %s", task_id, exc_info=True)
+        return "PENDING", None
+
+
+def operation_progress(event: AuditEvent, *, now: datetime | None = None) -> Progress:
+    """Read back the progress of the operation an audit row records (at most two queries)."""
+    now = now or timezone.now()
+    detail = event.detail or {}
+    kind = str(detail.get("kind", ""))
+    started = parse_datetime(str(detail.get("started_at", ""))) or event.created_at
+    total = int(detail.get("total", 1) or 1)
+    done = failed = 0
+    state, message = "queued", "Waiting for a worker."
+    partner_id = event.partner_id or 0
+    if kind == RENEW:
+        latest = (
+            TokenEvent.objects.filter(partner_id=partner_id, created_at__gte=started)
+            .order_by("-created_at", "-id")
+            .first()
+        )
+        if latest is not None and latest.kind in (TokenEvent.Kind.RENEWED, TokenEvent.Kind.RECONCILED):
+            done, state, message = 1, "done", "Renewed."
+        elif latest is not None and latest.kind == TokenEvent.Kind.RETRYING:
+            state, message = "running", latest.message
+        elif latest is not None and latest.kind != TokenEvent.Kind.PREVIOUS_DISABLED:
+            done, failed, state, message = 1, 1, "failed", latest.message
+        else:
+            task_state, result = _task_state(str(detail.get("task_id", "")))
+            if task_state == "SUCCESS" and isinstance(result, dict):
+                outcome = str(result.get("outcome", ""))
+                done = 1
+                state = "done" if outcome in {"renewed", "not_due", "busy"} else "failed"
+                failed = 0 if state == "done" else 1
+                message = {"skipped": "Skipped: the partner has no usable token or is not active."}.get(
+                    outcome, outcome.replace("_", " ").capitalize() + "."
+                )
+            elif task_state in {"STARTED", "RETRY"}:
+                state, message = "running", "Renewing."
+            elif task_state == "FAILURE":
+                done, failed, state, message = 1, 1, "failed", "The task failed; see the worker's log."
+    elif kind == SYNC:
+        synced = (
+            AuditEvent.objects.filter(partner_id=partner_id, action="partner.customers_synced", created_at__gte=started)
+            .order_by("-created_at", "-id")
+            .first()
+        )
+        if synced is not None:
+            d = synced.detail
+            done, state = 1, "done"
+            message = (
+                f"{d.get('listed', 0)} customers listed: {d.get('created', 0)} new, {d.get('updated', 0)} changed, "
+                f"{d.get('removed', 0)} removed."
+            )
+        else:
+            task_state, result = _task_state(str(detail.get("task_id", "")))
+            if task_state == "SUCCESS" and isinstance(result, dict) and result.get("outcome") == "failed":
+                done, failed, state, message = 1, 1, "failed", "Partner Center refused the listing; see the log."
+            elif task_state in {"STARTED", "RETRY"}:
+                state, message = "running", "Listing customers in Partner Center."
+            elif task_state == "FAILURE":
+                done, failed, state, message = 1, 1, "failed", "The task failed; see the worker's log."
+    elif kind in (APPLY, APPLY_FAILED):
+        counts = CustomerConsent.objects.filter(
+            customer__partner_id=partner_id, last_attempt_at__gte=started, lease_until__isnull=True
+        ).aggregate(
+            applied=Count("id", filter=Q(status=CustomerConsent.Status.APPLIED)),
+            failed=Count("id", filter=Q(status=CustomerConsent.Status.FAILED)),
+        )
+        failed = counts["failed"]
+        done = min(total, counts["applied"] + failed)
+        if done >= total:
+            state = "failed" if failed else "done"
+            message = f"{counts['applied']} applied, {failed} failed."
+        elif done:
+            state, message = "running", f"{done} of {total} customers done ({failed} failed)."
+    if state == "queued" and now - event.created_at > STALE_AFTER:
+        state, message = "stale", "No worker has picked this up: check that the Celery workers are running."
+    return Progress(
+        operation=str(detail.get("operation", "")),
+        kind=kind,
+        label=KIND_LABELS.get(kind, kind),
+        started_at=started,
+        actor=event.actor_label,
+        total=total,
+        done=done,
+        failed=failed,
+        state=state,
+        message=message,
+    )
+
+
+def operations_recent(partner: Partner, *, limit: int = 3) -> list[Progress]:
+    """The partner's latest operations with their progress (bounded: 1 + 2 * `limit` queries at most)."""
+    events = AuditEvent.objects.filter(partner=partner, action__in=set(ACTIONS.values())).order_by("-created_at", "-id")
+    return [operation_progress(e) for e in events[:limit] if isinstance(e.detail, dict) and "operation" in e.detail]
+
+
+def operation_find(partner: Partner, operation: uuid.UUID) -> AuditEvent | None:
+    return (
+        AuditEvent.objects.filter(partner=partner, action__in=set(ACTIONS.values()), detail__operation=str(operation))
+        .order_by("-id")
+        .first()
+    )
+
+
+# --- actions that finish at once -----------------------------------------------------------------------------
+
+
+def partner_token_revoke(*, actor: Actor, partner: Partner, reason: str = "") -> Partner:
+    """Disable the partner's refresh token in the vault (its current and previous versions) and mark the
+    partner as needing re-consent (a deactivated partner stays deactivated). Nothing can use the token
+    afterwards; a new consent writes a new version and makes the partner active again.
+
+    Returns the Partner. Raises PartnerError when there is no token, or when the vault refused (nothing is
+    marked then, and the token may still work).
+    """
+    with transaction.atomic():
+        # The pointer's row lock waits for a renewal in progress, so none moves the token under us.
+        pointer = PartnerToken.objects.select_for_update().filter(partner_id=partner.pk).first()
+        if pointer is None or not pointer.current_version:
+            raise PartnerError(f"{partner.name} has no token to revoke.")
+        versions = [pointer.current_version]
+        if pointer.previous_version and not pointer.previous_disabled:
+            versions.append(pointer.previous_version)
+        vault = get_vault()
+        try:
+            for version in versions:
+                vault.disable(name=pointer.secret_name, version=version)
+        except VaultError as exc:
+            raise PartnerError(f"The vault refused to disable the token ({exc}); nothing was changed.") from None
+        pointer.previous_disabled = True
+        pointer.save(update_fields=["previous_disabled", "updated_at"])
+        locked = Partner.objects.select_for_update().get(pk=partner.pk)
+        previous = locked.status
+        if locked.status != Partner.Status.DEACTIVATED:
+            locked.status = Partner.Status.RECONSENT_NEEDED
+        locked.status_reason = (reason.strip() or "The vendor's staff revoked the token")[:500]
+        locked.save(update_fields=["status", "status_reason", "updated_at"])
+        audit_record(
+            actor=actor,
+            action="partner.token_revoked",
+            partner=locked,
+            detail={"versions_disabled": versions, "previous_status": previous, "reason": locked.status_reason},
+        )
+        transaction.on_commit(lambda: cache_forget(partner_id=partner.pk))
+    return locked
+
+
+# --- the settings page's live check ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LiveCheck:
+    name: str
+    ok: bool
+    milliseconds: float
+    detail: str
+
+
+def _check_authority() -> str:
+    from consent import identity
+
+    app = settings.CPV_APP
+    cloud = settings.CPV_CLOUD_CONFIG
+    if not app.client_id:
+        raise PartnerError("CPV_CLIENT_ID is not set")
+    # Building the client reads the authority's discovery document and loads the credential.
+    identity.confidential_client(cloud=cloud, tenant="organizations", app=app)
+    return f"{cloud.authority_host} answered; the app credential loads"
+
+
+def _check_partner_center() -> str:
+    import requests
+
+    from consent.access_tokens import access_token_get
+    from consent.partner_center import PartnerCenterClient
+    from consent.selectors import token_health_expression
+    from consent.services import cloud_for
+
+    partner = (
+        Partner.objects.filter(status=Partner.Status.ACTIVE)
+        .annotate(health=token_health_expression())
+        .filter(health="healthy")
+        .order_by("-token__last_renewed_at")
+        .first()
+    )
+    if partner is None:
+        url = settings.CPV_CLOUD_CONFIG.partner_center_url
+        response = requests.get(url, timeout=(5, 10))
+        if response.status_code >= 500:
+            raise PartnerError(f"{url} answered {response.status_code}")
+        return f"{url} is reachable (no active partner to call it as)"
+    token = access_token_get(partner=partner)
+    client = PartnerCenterClient(base_url=cloud_for(partner).partner_center_url, access_token=token.token)
+    client.organization_profile()
+    return f"the organization profile of {partner.name} was read with its token"
+
+
+def _check_vault() -> str:
+    vault = get_vault()
+    vault.health()
+    return ", ".join(f"{k}: {v}" for k, v in vault.describe().items())
+
+
+def live_checks() -> list[LiveCheck]:
+    """Call the sign-in authority, Partner Center and the vault now; each result says what was proven or why
+    it failed (redacted: never a secret)."""
+    import time
+
+    from cpv.logs import redact
+
+    results = []
+    for name, check in (
+        ("Sign-in authority", _check_authority),
+        ("Partner Center", _check_partner_center),
+        ("Vault", _check_vault),
+    ):
+        started = time.perf_counter()
+        try:
+            detail, ok = check(), True
+        except Exception as exc:  # noqa: BLE001 - a check reports every failure, it never raises
+            detail, ok = f"{exc.__class__.__name__}: {redact(str(exc))[:300]}", False
+        results.append(LiveCheck(name, ok, round((time.perf_counter() - started) * 1000, 1), detail))
+    return results

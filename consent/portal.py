@@ -1,0 +1,366 @@
+"""The partner portal: a partner's administrator signs in with Microsoft and sees only their own organisation.
+
+Sign-in is OpenID Connect through the vendor's own app registration, asking for `openid profile` only, with
+the same id_token checks as the consent (consent.identity: signature, issuer for the token's tenant, audience,
+expiry, nonce; PKCE and a single-use state bound to this browser). The verified identity (tenant id and the
+user's object id) lives in the session and is checked in one place, `portal_view`; nothing in the portal's
+URLs names a partner, so one organisation's user cannot ask for another's pages.
+
+Microsoft answers with a cross-site form POST, which does not carry the SameSite=Lax session cookie: the
+callback keeps the verified identity for a minute under a one-time key bound to this browser's portal cookie
+and hands over with a 303 to a same-site GET, which writes it into a fresh session.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import wraps
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from django.conf import settings
+from django.core.cache import cache
+from django.core.paginator import Paginator
+from django.db import transaction
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import render
+from django.urls import reverse
+from django.utils import timezone
+from django.views.decorators.cache import never_cache
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from consent import identity, selectors
+from consent.models import ConsentFlow
+from consent.sealing import SealError, seal, unseal
+from consent.services import partner_reconsent_link
+from cpv import clouds
+from cpv.ratelimit import allow_request
+from partners.models import Partner
+from partners.services import PartnerError, audit_record
+
+logger = logging.getLogger(__name__)
+
+PORTAL_COOKIE = "__Host-cpv-portal"
+SESSION_KEY = "portal_identity"
+SEAL_PURPOSE = "portal-sign-in"
+SIGN_IN_MINUTES = 10
+HANDOFF_SECONDS = 60
+CUSTOMER_PAGE_SIZE = 25
+LIMITS = {"sign_in": (20, 600), "callback": (30, 600)}
+SIGN_IN_CLOUDS = [(c, n) for c, n in clouds.PARTNER_CLOUD_CHOICES]
+
+
+def _sha256(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
+def _private(response: HttpResponse) -> HttpResponse:
+    response["Referrer-Policy"] = "no-referrer"
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+def _message(request: HttpRequest, title: str, message: str, *, status: int) -> HttpResponse:
+    return _private(render(request, "portal/message.html", {"title": title, "message": message}, status=status))
+
+
+def _limited(request: HttpRequest, scope: str) -> HttpResponse | None:
+    limit, window = LIMITS[scope]
+    if allow_request(request, scope=f"portal-{scope}", limit=limit, window=window):
+        return None
+    message = "There have been too many sign-in attempts from your network. Wait a few minutes."
+    response = _message(request, "Too many attempts", message, status=429)
+    response["Retry-After"] = str(window)
+    return response
+
+
+def redirect_uri() -> str:
+    """The portal's redirect URI (register it on the app): CPV_BASE_URL + the callback path, never the Host."""
+    return settings.CPV_BASE_URL + reverse("portal:callback")
+
+
+# --- who is signed in: the one check ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PortalIdentity:
+    tenant_id: str
+    user_oid: str
+    name: str
+    username: str
+    cloud: str
+    global_admin: bool
+
+
+def portal_identity(request: HttpRequest) -> PortalIdentity | None:
+    data = request.session.get(SESSION_KEY)
+    if not isinstance(data, dict):
+        return None
+    try:
+        return PortalIdentity(**data)
+    except TypeError:
+        return None
+
+
+def _partner_for(who: PortalIdentity) -> Partner | None:
+    return Partner.objects.select_related("token").filter(tenant_id=who.tenant_id, cloud=who.cloud).first()
+
+
+def _is_partner_admin(who: PortalIdentity, partner: Partner) -> bool:
+    """A Global Administrator by the id_token's `wids`, or the person who consented for the partner (Entra
+    leaves `wids` out of some tokens)."""
+    if who.global_admin:
+        return True
+    token = getattr(partner, "token", None)
+    if token is not None and str(token.consented_by_oid or "") == who.user_oid:
+        return True
+    return ConsentFlow.objects.filter(
+        partner=partner, user_oid=who.user_oid, status=ConsentFlow.Status.VAULTED
+    ).exists()
+
+
+def portal_view(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """Guard every signed-in portal page: no identity → the sign-in page; a tenant that is no partner (or a
+    user who is not its administrator) → a page that says so. The view gets the identity and its partner."""
+
+    @wraps(view)
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        who = portal_identity(request)
+        if who is None:
+            if request.method == "POST":
+                return _message(request, "Signed out", "Your portal session has ended. Sign in again.", status=403)
+            return HttpResponseRedirect(reverse("portal:home"))
+        partner = _partner_for(who)
+        if partner is None:
+            return _private(render(request, "portal/not_partner.html", {"who": who}, status=200))
+        if not _is_partner_admin(who, partner):
+            return _message(
+                request,
+                "This portal is for your organisation's administrators",
+                f"You are signed in as {who.username or who.name}, who is not a Global Administrator of "
+                f"{partner.name}'s Microsoft tenant and has not consented for it. Sign in with an administrator's "
+                "account.",
+                status=403,
+            )
+        return view(request, who, partner, *args, **kwargs)
+
+    return wrapper
+
+
+# --- sign-in ---------------------------------------------------------------------------------------------------
+
+
+@require_GET
+@never_cache
+def home(request: HttpRequest) -> HttpResponse:
+    """The signed-in partner's status page, or the sign-in page."""
+    if portal_identity(request) is None:
+        return _private(render(request, "portal/sign_in.html", {"clouds": SIGN_IN_CLOUDS}))
+    return status(request)
+
+
+@require_POST
+@never_cache
+def sign_in(request: HttpRequest) -> HttpResponse:
+    """Start the Microsoft sign-in (a POST: never start OAuth from a GET)."""
+    if limited := _limited(request, "sign_in"):
+        return limited
+    cloud_name = request.POST.get("cloud") or clouds.GLOBAL
+    try:
+        cloud = clouds.resolve(cloud_name)
+    except (ValueError, clouds.CloudRetiredError) as exc:
+        return _message(request, "That cloud is not available", str(exc), status=400)
+    app = settings.CPV_APP
+    if not app.configured:
+        return _message(request, "Sign-in is not available yet", "The vendor has not finished its setup.", status=503)
+    try:
+        flow = identity.auth_code_flow_start(
+            cloud=cloud,
+            app=app,
+            tenant="organizations",
+            redirect_uri=redirect_uri(),
+            scopes=[],
+            prompt="select_account",
+        )
+    except identity.IdentityError as exc:
+        logger.warning("portal sign-in could not start: %s", exc)
+        return _message(request, "Microsoft's sign-in could not be reached", "Please try again shortly.", status=503)
+    flow = _openid_profile_only(flow)
+    browser_key = request.COOKIES.get(PORTAL_COOKIE) or secrets.token_urlsafe(32)
+    state_hash = _sha256(flow["state"])
+    cache.set(
+        f"portal-flow:{state_hash}",
+        {
+            "sealed": seal({"flow": flow}, purpose=SEAL_PURPOSE, bound_to=state_hash),
+            "browser": _sha256(browser_key),
+            "cloud": cloud_name,
+        },
+        timeout=SIGN_IN_MINUTES * 60,
+    )
+    response = HttpResponseRedirect(flow["auth_uri"], status=303)
+    # Sent on Microsoft's cross-site form_post (SameSite=None), only over HTTPS or to localhost, never to JS.
+    response.set_cookie(
+        PORTAL_COOKIE, browser_key, max_age=SIGN_IN_MINUTES * 60 + 120, secure=True, httponly=True, samesite="None"
+    )
+    return _private(response)
+
+
+def _openid_profile_only(flow: dict[str, Any]) -> dict[str, Any]:
+    """msal always adds `offline_access`; the portal needs no refresh token, so it asks for `openid profile`
+    only, both on the authorize URL and in the code redemption (which takes the flow's `scope`)."""
+    wanted = ["openid", "profile"]
+    parts = urlsplit(flow["auth_uri"])
+    query = [(k, " ".join(wanted) if k == "scope" else v) for k, v in parse_qsl(parts.query, keep_blank_values=True)]
+    return {**flow, "scope": wanted, "auth_uri": urlunsplit(parts._replace(query=urlencode(query)))}
+
+
+@csrf_exempt  # Microsoft's form_post is cross-site; the single-use state bound to this browser is the check.
+@require_http_methods(["GET", "POST"])
+@never_cache
+def callback(request: HttpRequest) -> HttpResponse:
+    if limited := _limited(request, "callback"):
+        return limited
+    if request.method != "POST":
+        return _message(request, "This page only takes Microsoft's answer", "Sign in from the portal.", status=400)
+    form = {k: v for k, v in request.POST.items() if isinstance(v, str)}
+    state = form.get("state", "")
+    state_hash = _sha256(state) if state and len(state) <= 512 else ""
+    entry = cache.get(f"portal-flow:{state_hash}") if state_hash else None
+    browser_key = request.COOKIES.get(PORTAL_COOKIE, "")
+    if (
+        not isinstance(entry, dict)
+        or not browser_key
+        or not hmac.compare_digest(_sha256(browser_key), entry["browser"])
+    ):
+        return _message(
+            request, "This sign-in cannot be completed",
+            "It was not started in this browser, was already used, or took too long. Sign in again from the portal.",
+            status=400,
+        )  # fmt: skip
+    # Single use: of two posts of the same answer, only one deletes the entry.
+    if not cache.delete(f"portal-flow:{state_hash}"):
+        return _message(request, "This sign-in was already used", "Sign in again from the portal.", status=400)
+    if form.get("error"):
+        title = "You cancelled the sign-in" if form["error"] == "access_denied" else "Microsoft refused the sign-in"
+        return _message(request, title, "Nothing was stored. You can sign in again from the portal.", status=400)
+    try:
+        flow = unseal(entry["sealed"], purpose=SEAL_PURPOSE, bound_to=state_hash)["flow"]
+        cloud = clouds.resolve(entry["cloud"])
+        result = identity.auth_code_flow_finish(
+            cloud=cloud, app=settings.CPV_APP, tenant="organizations", flow=flow, auth_response=form
+        )
+    except SealError:
+        return _message(request, "This sign-in cannot be completed", "Sign in again from the portal.", status=400)
+    except identity.IdentityError as exc:
+        logger.info("portal sign-in refused: %s", exc.__class__.__name__)
+        return _message(
+            request, "The sign-in could not be verified", "Microsoft's answer did not pass our checks. Sign in again.",
+            status=400,
+        )  # fmt: skip
+    claims = result.id_token_claims
+    handoff = secrets.token_urlsafe(24)
+    cache.set(
+        f"portal-handoff:{_sha256(handoff)}",
+        {
+            "browser": entry["browser"],
+            "identity": {
+                "tenant_id": str(claims["tid"]).lower(),
+                "user_oid": str(claims["oid"]).lower(),
+                "name": str(claims.get("name", ""))[:200],
+                "username": str(claims.get("preferred_username", ""))[:254],
+                "cloud": entry["cloud"],
+                "global_admin": identity.claims_are_global_admin(claims),
+            },
+        },
+        timeout=HANDOFF_SECONDS,
+    )
+    return _private(HttpResponseRedirect(reverse("portal:welcome", args=[handoff]), status=303))
+
+
+@require_GET
+@never_cache
+def welcome(request: HttpRequest, handoff: str) -> HttpResponse:
+    """The same-site end of the sign-in: the verified identity goes into a fresh session."""
+    key = f"portal-handoff:{_sha256(handoff)}"
+    entry = cache.get(key)
+    browser_key = request.COOKIES.get(PORTAL_COOKIE, "")
+    if (
+        not isinstance(entry, dict)
+        or not browser_key
+        or not hmac.compare_digest(_sha256(browser_key), entry["browser"])
+    ):
+        return _message(request, "This sign-in cannot be completed", "Sign in again from the portal.", status=400)
+    if not cache.delete(key):
+        return _message(request, "This sign-in was already used", "Sign in again from the portal.", status=400)
+    # A new session key on every sign-in: a session id planted before it is worth nothing after.
+    request.session.cycle_key()
+    request.session[SESSION_KEY] = entry["identity"]
+    request.session["portal_signed_in_at"] = timezone.now().isoformat()
+    response = HttpResponseRedirect(reverse("portal:home"), status=303)
+    response.delete_cookie(PORTAL_COOKIE, samesite="None")
+    return _private(response)
+
+
+@require_POST
+def sign_out(request: HttpRequest) -> HttpResponse:
+    request.session.pop(SESSION_KEY, None)
+    request.session.pop("portal_signed_in_at", None)
+    request.session.cycle_key()
+    return HttpResponseRedirect(reverse("portal:home"), status=303)
+
+
+# --- the signed-in pages ---------------------------------------------------------------------------------------
+
+STATUS_WORDS: dict[str, str] = {
+    Partner.Status.INVITED: "You have been invited; your administrator has not consented yet.",
+    Partner.Status.PENDING: "You have registered; your administrator has not consented yet.",
+    Partner.Status.ACTIVE: "Connected: the vendor can act for your organisation in Partner Center.",
+    Partner.Status.RECONSENT_NEEDED: "Your consent needs to be renewed before the vendor can act for you again.",
+    Partner.Status.DEACTIVATED: "Your organisation's connection has been deactivated by the vendor.",
+}
+
+
+@portal_view
+def status(request: HttpRequest, who: PortalIdentity, partner: Partner) -> HttpResponse:
+    customers = Paginator(selectors.customers_of(partner), CUSTOMER_PAGE_SIZE).get_page(request.GET.get("page"))
+    for customer in customers.object_list:
+        consent = getattr(customer, "application_consent", None)
+        customer.error_words = selectors.error_in_words(consent.last_error if consent else "")
+    last_consent = (
+        ConsentFlow.objects.filter(partner=partner, status=ConsentFlow.Status.VAULTED).order_by("-finished_at").first()
+    )
+    context = {
+        "who": who,
+        "partner": partner,
+        "status_words": STATUS_WORDS.get(partner.status, ""),
+        "health": selectors.token_health(partner),
+        "coverage": selectors.coverage_for([partner.pk]).get(partner.pk, selectors.Coverage()),
+        "customers": customers,
+        "last_consent": last_consent,
+        "can_renew": partner.status != Partner.Status.DEACTIVATED,
+    }
+    return _private(render(request, "portal/status.html", context))
+
+
+@require_POST
+@portal_view
+def renew(request: HttpRequest, who: PortalIdentity, partner: Partner) -> HttpResponse:
+    """Send the administrator to a fresh re-consent page for their own organisation (audited with who asked)."""
+    try:
+        with transaction.atomic():
+            url = partner_reconsent_link(actor=None, partner=partner)
+            audit_record(
+                actor=None,
+                action="portal.reconsent_started",
+                partner=partner,
+                detail={"user_oid": who.user_oid, "user": who.username or who.name, "tenant_id": who.tenant_id},
+            )
+    except PartnerError as exc:
+        return _message(request, "Consent cannot be renewed", str(exc), status=409)
+    return HttpResponseRedirect(url.removeprefix(settings.CPV_BASE_URL) or url, status=303)

@@ -1,0 +1,189 @@
+"""Forms of the staff pages, and the sign-in form with its brute-force protection."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from typing import Any
+
+from django import forms
+from django.contrib.auth.forms import AuthenticationForm
+from django.core.cache import cache
+from django.http import HttpRequest
+
+from cpv.clouds import ALL_PARTNER_CLOUDS
+from cpv.ratelimit import client_address
+from partners.access import ROLE_GROUPS, Role
+from partners.models import Partner
+
+logger = logging.getLogger(__name__)
+
+# --- sign-in throttling --------------------------------------------------------------------------------------
+
+# Failed sign-ins counted per username and per client address; past the limit, that username (or address) is
+# refused for the rest of the window, even with the right password, so guessing gains nothing.
+SIGN_IN_LIMITS = {"username": 5, "address": 20}
+SIGN_IN_WINDOW = 15 * 60
+
+
+def _sign_in_key(kind: str, value: str) -> str:
+    return f"signin-failures:{kind}:{hashlib.sha256(value.lower().encode()).hexdigest()[:32]}"
+
+
+def sign_in_keys(request: HttpRequest | None, username: str) -> dict[str, str]:
+    keys = {"username": _sign_in_key("username", username or "")}
+    if request is not None:
+        keys["address"] = _sign_in_key("address", client_address(request))
+    return keys
+
+
+def sign_in_locked(request: HttpRequest | None, username: str) -> bool:
+    counts = cache.get_many(list(sign_in_keys(request, username).values()))
+    return any(counts.get(key, 0) >= SIGN_IN_LIMITS[kind] for kind, key in sign_in_keys(request, username).items())
+
+
+def sign_in_failed(request: HttpRequest | None, username: str) -> None:
+    for key in sign_in_keys(request, username).values():
+        # The window starts at the first failure: add() only sets a counter that does not exist yet.
+        if not cache.add(key, 1, timeout=SIGN_IN_WINDOW):
+            try:
+                cache.incr(key)
+            except ValueError:
+                cache.add(key, 1, timeout=SIGN_IN_WINDOW)
+
+
+def sign_in_succeeded(request: HttpRequest | None, username: str) -> None:
+    # Only the account's counter is cleared: an address that guessed many accounts stays counted.
+    cache.delete(sign_in_keys(request, username)["username"])
+
+
+class SignInForm(AuthenticationForm):
+    error_messages = {
+        **AuthenticationForm.error_messages,
+        "invalid_login": "Your username and password didn't match. Please try again.",
+        "locked": (
+            "Too many failed sign-ins for this account or from your network. "
+            "Wait %(minutes)d minutes and try again, or ask an admin."
+        ),
+    }
+
+    def clean(self) -> dict[str, Any]:
+        username = str(self.data.get("username", ""))
+        if sign_in_locked(self.request, username):
+            logger.warning("sign-in refused: too many failures for this username or address")
+            raise forms.ValidationError(
+                self.error_messages["locked"], code="locked", params={"minutes": SIGN_IN_WINDOW // 60}
+            )
+        try:
+            cleaned = super().clean()
+        except forms.ValidationError:
+            sign_in_failed(self.request, username)
+            raise
+        sign_in_succeeded(self.request, username)
+        return cleaned
+
+
+# --- the partner list ----------------------------------------------------------------------------------------
+
+
+def _blank(choices: Any, label: str) -> list[tuple[str, str]]:
+    return [("", label), *[(str(v), str(n)) for v, n in choices]]
+
+
+class PartnerFilterForm(forms.Form):
+    q = forms.CharField(required=False, max_length=200, label="Search")
+    status = forms.ChoiceField(required=False, choices=_blank(Partner.Status.choices, "Any status"))
+    cloud = forms.ChoiceField(required=False, choices=_blank(ALL_PARTNER_CLOUDS, "Any cloud"))
+    environment = forms.ChoiceField(required=False, choices=_blank(Partner.Environment.choices, "Any environment"))
+    health = forms.ChoiceField(required=False, label="Token health")
+    sort = forms.CharField(required=False, max_length=20, widget=forms.HiddenInput)
+
+    def __init__(self, *args: Any, health_choices: list[tuple[str, str]], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["q"].widget.attrs.update(placeholder="Name, domain or tenant id", autocomplete="off")
+        self.fields["health"].choices = _blank(health_choices, "Any token health")  # type: ignore[attr-defined]
+
+    def values(self) -> dict[str, str]:
+        """The valid filters (an invalid choice is ignored rather than failing the page)."""
+        if self.is_valid():
+            return {k: v or "" for k, v in self.cleaned_data.items()}
+        return {k: str(v) for k, v in self.cleaned_data.items() if k not in self.errors}
+
+
+BULK_ACTIONS = [
+    ("renew", "Renew tokens now"),
+    ("sync", "Sync customers"),
+    ("apply", "Apply ApplicationConsent"),
+    ("apply_failed", "Apply ApplicationConsent to failed customers"),
+    ("reconsent_link", "Email a consent link"),
+    ("deactivate", "Deactivate"),
+]
+BULK_LIMIT = 100
+
+
+class BulkForm(forms.Form):
+    action = forms.ChoiceField(choices=BULK_ACTIONS)
+    partners = forms.TypedMultipleChoiceField(coerce=str, choices=(), required=True)
+    confirmed = forms.BooleanField(required=False, widget=forms.HiddenInput)
+
+    def clean_partners(self) -> list[str]:
+        codes: list[str] = self.cleaned_data["partners"]
+        if len(codes) > BULK_LIMIT:
+            raise forms.ValidationError(f"Choose at most {BULK_LIMIT} partners at a time.")
+        return codes
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # The codes are checked against the database by the view; here they only need to be UUIDs.
+        submitted = self.data.getlist("partners") if hasattr(self.data, "getlist") else []
+        self.fields["partners"].choices = [(c, c) for c in submitted if _is_uuid(c)]  # type: ignore[attr-defined]
+
+
+def _is_uuid(value: str) -> bool:
+    import uuid
+
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True
+
+
+class ReasonForm(forms.Form):
+    reason = forms.CharField(required=False, max_length=300, label="Reason (shown on the partner's page)")
+    send_email = forms.BooleanField(required=False, initial=True, label="Email the link to the partner's contact")
+
+
+# --- the audit log ---------------------------------------------------------------------------------------------
+
+
+class AuditFilterForm(forms.Form):
+    actor = forms.CharField(required=False, max_length=150)
+    action = forms.CharField(required=False, max_length=64)
+    partner = forms.CharField(required=False, max_length=200, label="Partner (name or code)")
+    since = forms.DateField(required=False, label="From", widget=forms.DateInput(attrs={"type": "date"}))
+    until = forms.DateField(required=False, label="Until", widget=forms.DateInput(attrs={"type": "date"}))
+
+
+# --- staff accounts --------------------------------------------------------------------------------------------
+
+ROLE_CHOICES = [(str(int(Role.NONE)), "no role")] + [(str(int(r)), name) for r, name in ROLE_GROUPS.items()]
+
+
+class StaffRoleForm(forms.Form):
+    username = forms.CharField(max_length=150, widget=forms.HiddenInput)
+    role = forms.TypedChoiceField(choices=ROLE_CHOICES, coerce=lambda v: Role(int(v)))
+
+
+class StaffActiveForm(forms.Form):
+    username = forms.CharField(max_length=150, widget=forms.HiddenInput)
+    active = forms.BooleanField(required=False, widget=forms.HiddenInput)
+
+
+class StaffCreateForm(forms.Form):
+    username = forms.CharField(max_length=150)
+    email = forms.EmailField(required=False)
+    password = forms.CharField(widget=forms.PasswordInput(render_value=False), min_length=12)
+    role = forms.TypedChoiceField(
+        choices=ROLE_CHOICES[1:], coerce=lambda v: Role(int(v)), initial=str(int(Role.VIEWER))
+    )
