@@ -46,7 +46,11 @@ def redis_url() -> str:
 
 def project_env(**overrides: str) -> dict[str, str]:
     """The environment for a child process of the project (a worker, a server), with overrides."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "COV_"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("PYTEST_", "COV_")) and k != "DJANGO_ALLOW_ASYNC_UNSAFE"
+    }
     env["PYTHONUNBUFFERED"] = "1"
     env.update(overrides)
     return env

@@ -18,7 +18,8 @@ from tests.microsoft import sim_app, sim_cloud
 
 CHROMIUM = "/usr/bin/chromium"
 SCREENSHOTS = ROOT / "test-output" / "screenshots"
-# Playwright's sync API runs an event loop in this thread; the test's own ORM calls are still synchronous.
+# Playwright's sync API runs an event loop in this thread; the test's own ORM calls stay synchronous.
+# Child processes never inherit this (tests.conftest.project_env drops it).
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
 
