@@ -60,7 +60,7 @@ def sign_in_succeeded(request: HttpRequest | None, username: str) -> None:
 class SignInForm(AuthenticationForm):
     error_messages = {
         **AuthenticationForm.error_messages,
-        "invalid_login": "Your username and password didn't match. Please try again.",
+        "invalid_login": "Your username and password did not match. Please try again.",
         "locked": (
             "Too many failed sign-ins for this account or from your network. "
             "Wait %(minutes)d minutes and try again, or ask an admin."

@@ -24,30 +24,42 @@ def test_a_signed_in_user_who_is_not_staff_is_refused(client, django_user_model)
     assert client.get("/").status_code == 403
 
 
-def test_staff_sign_in_with_a_password_reaches_the_partner_list(client, staff_user) -> None:  # type: ignore[no-untyped-def]
-    partner_create(actor=staff_user, name="Contoso Partners", contact_email="admin@contoso.example")
+def test_staff_sign_in_with_a_password_reaches_the_overview(client, viewer) -> None:  # type: ignore[no-untyped-def]
+    partner_create(actor=viewer, name="Contoso Partners", contact_email="admin@contoso.example")
 
-    response = client.post("/accounts/login/", {"username": "staff", "password": "a-long-test-password"}, follow=True)
+    response = client.post(
+        "/accounts/login/", {"username": "vera-viewer", "password": "a-long-test-password"}, follow=True
+    )
 
     assert response.redirect_chain[-1] == ("/", 302)
-    assert b"Contoso Partners" in response.content
-    assert b"Invited" in response.content
+    assert b"Partners by status" in response.content
+    assert b"Contoso Partners" in client.get("/partners/").content
+
+
+def test_a_staff_account_without_a_role_is_refused(client, staff_user) -> None:  # type: ignore[no-untyped-def]
+    client.force_login(staff_user)
+
+    response = client.get("/partners/")
+
+    assert response.status_code == 403
+    assert b"for the vendor" in response.content
 
 
 def test_a_wrong_password_is_refused(client, staff_user) -> None:  # type: ignore[no-untyped-def]
     response = client.post("/accounts/login/", {"username": "staff", "password": "wrong"})
 
     assert response.status_code == 200
-    assert "didn't match" in response.content.decode()
+    assert "did not match" in response.content.decode()
     assert "_auth_user_id" not in client.session
 
 
-def test_the_partner_list_pages_through_many_partners(staff_client, django_assert_max_num_queries) -> None:  # type: ignore[no-untyped-def]
+def test_the_partner_list_pages_through_many_partners(client, viewer, django_assert_max_num_queries) -> None:  # type: ignore[no-untyped-def]
     Partner.objects.bulk_create(Partner(name=f"Partner {i:03d}", contact_email=f"p{i}@example.com") for i in range(120))
+    client.force_login(viewer)
 
-    with django_assert_max_num_queries(6):
-        first = staff_client.get("/")
-    last = staff_client.get("/?page=3")
+    with django_assert_max_num_queries(7):
+        first = client.get("/partners/")
+    last = client.get("/partners/?page=3")
 
     assert b"Partner 000" in first.content and b"Partner 050" not in first.content
     assert b"Page 1 of 3" in first.content

@@ -1,0 +1,300 @@
+"""The dashboard's actions: confirmed POSTs for operators, each audited with the acting user; long ones queue
+the background tasks after the commit and report their progress; the sign-in's lockout; staff management."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.utils import timezone
+
+from consent import operations, tasks
+from consent.models import CustomerConsent, PartnerToken, TokenEvent
+from consent.renewal import partner_token_import, token_status
+from consent.selectors import token_health_expression
+from consent.vault import get_vault
+from partners.access import Role, role_of
+from partners.models import AuditEvent, Partner
+from tests.partners.conftest import PASSWORD, active_partner_with_data, client_for
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def sent(monkeypatch) -> list[tuple[str, dict[str, Any]]]:  # type: ignore[no-untyped-def]
+    """What would reach the broker: (task name, kwargs) per apply_async, patched where the service calls it."""
+    calls: list[tuple[str, dict[str, Any]]] = []
+    for task in (tasks.token_renew, tasks.customers_sync, tasks.application_consent_apply):
+        monkeypatch.setattr(task, "apply_async", lambda *a, _n=task.name, **kw: calls.append((_n, kw["kwargs"])))
+    return calls
+
+
+@pytest.mark.parametrize(
+    ("action", "task", "audit"),
+    [
+        ("renew", "consent.token_renew", "partner.renewal_requested"),
+        ("sync", "consent.customers_sync", "partner.sync_requested"),
+        ("apply", "consent.application_consent_apply", "partner.consents_requested"),
+        ("apply_failed", "consent.application_consent_apply", "partner.consents_requested"),
+    ],
+)
+def test_an_operator_confirms_a_long_action_and_its_tasks_are_queued_after_the_commit(
+    action, task, audit, operator, sent, django_capture_on_commit_callbacks
+) -> None:  # type: ignore[no-untyped-def]
+    partner = active_partner_with_data("Contoso", customers=4, failed=2)
+    client = client_for(operator)
+
+    confirm = client.get(f"/partners/{partner.code}/do/{action}")
+    assert confirm.status_code == 200 and b'name="confirmed" value="yes"' in confirm.content
+    assert not AuditEvent.objects.filter(action=audit).exists() and not sent
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(f"/partners/{partner.code}/do/{action}", {"confirmed": "yes"})
+
+    assert response.status_code == 302 and response["Location"] == f"/partners/{partner.code}/"
+    event = AuditEvent.objects.get(action=audit)
+    assert event.actor == operator and event.actor_label == "otto-operator" and event.partner == partner
+    assert {name for name, _ in sent} == {task}
+    expected = {"renew": 1, "sync": 1, "apply": 2, "apply_failed": 2}[action]
+    assert len(sent) == expected == event.detail["total"]
+    page = client.get(f"/partners/{partner.code}/").content.decode()
+    assert f'data-progress-url="/partners/{partner.code}/operations/{event.detail["operation"]}"' in page
+
+
+def test_the_progress_of_an_operation_is_read_back_from_what_the_tasks_leave(operator, sent) -> None:  # type: ignore[no-untyped-def]
+    partner = active_partner_with_data("Contoso", customers=4, failed=2)
+    client = client_for(operator)
+    apply = operations.operation_start(actor=operator, partner=partner, kind=operations.APPLY_FAILED)
+    renew = operations.operation_start(actor=operator, partner=partner, kind=operations.RENEW)
+    url = f"/partners/{partner.code}/operations/{apply.detail['operation']}"
+
+    before = client.get(url, HTTP_ACCEPT="application/json").json()
+    # One customer done by a worker, then the other.
+    failed = list(CustomerConsent.objects.filter(status="failed", customer__partner=partner))
+    now = timezone.now() + timedelta(seconds=1)
+    CustomerConsent.objects.filter(pk=failed[0].pk).update(status="applied", last_attempt_at=now, last_error="")
+    half = client.get(url, HTTP_ACCEPT="application/json").json()
+    CustomerConsent.objects.filter(pk=failed[1].pk).update(last_attempt_at=now)
+    done = client.get(url, HTTP_ACCEPT="application/json").json()
+    TokenEvent.objects.create(partner=partner, kind=TokenEvent.Kind.RENEWED, message="renewed")
+    renewed = operations.operation_progress(renew)
+
+    assert (before["state"], before["done"], before["total"]) == ("queued", 0, 2)
+    assert (half["state"], half["done"], half["percent"]) == ("running", 1, 50)
+    assert (done["state"], done["done"], done["failed"], done["finished"]) == ("failed", 2, 1, True)
+    assert renewed.state == "done" and renewed.finished
+    html = client.get(url)
+    assert b"1 applied, 1 failed." in html.content
+
+
+def test_a_stale_operation_says_that_no_worker_picked_it_up(operator, sent) -> None:  # type: ignore[no-untyped-def]
+    partner = active_partner_with_data("Contoso")
+    event = operations.operation_start(actor=operator, partner=partner, kind=operations.SYNC)
+
+    later = operations.operation_progress(event, now=timezone.now() + timedelta(minutes=11))
+
+    assert later.state == "stale" and "Celery workers" in later.message
+
+
+def test_long_actions_need_an_active_partner(operator, sent) -> None:  # type: ignore[no-untyped-def]
+    partner = Partner.objects.create(name="Invited Co", contact_email="a@b.example")
+    client = client_for(operator)
+
+    response = client.post(f"/partners/{partner.code}/do/sync", {"confirmed": "yes"}, follow=True)
+
+    assert b"needs an active partner" in response.content
+    assert not sent and not AuditEvent.objects.filter(action="partner.sync_requested").exists()
+
+
+def test_a_viewer_can_neither_confirm_nor_run_an_action(viewer, sent) -> None:  # type: ignore[no-untyped-def]
+    partner = active_partner_with_data("Contoso")
+    client = client_for(viewer)
+
+    assert client.get(f"/partners/{partner.code}/do/deactivate").status_code == 403
+    assert client.post(f"/partners/{partner.code}/do/deactivate", {"confirmed": "yes"}).status_code == 403
+    assert (
+        client.post(
+            "/partners/bulk", {"action": "deactivate", "partners": str(partner.code), "confirmed": "True"}
+        ).status_code
+        == 403
+    )
+
+    partner.refresh_from_db()
+    assert partner.status == Partner.Status.ACTIVE
+    assert not AuditEvent.objects.filter(action="partner.deactivated").exists()
+    page = client.get(f"/partners/{partner.code}/").content.decode()
+    assert 'id="actions"' not in page
+
+
+def test_revoking_disables_the_token_in_the_vault_and_marks_the_partner(sim_settings, operator) -> None:  # type: ignore[no-untyped-def]
+    partner = Partner.objects.create(name="Fabrikam", contact_email="a@f.example", tenant_id=uuid.uuid4())
+    partner_token_import(actor=None, partner=partner, refresh_token="refresh-" + "x" * 40)
+    pointer = PartnerToken.objects.get(partner=partner)
+    client = client_for(operator)
+
+    response = client.post(f"/partners/{partner.code}/do/revoke", {"confirmed": "yes", "reason": "Contract ended"})
+
+    assert response.status_code == 302
+    versions = {v.version: v.enabled for v in get_vault().versions(name=pointer.secret_name)}
+    assert versions[pointer.current_version] is False
+    partner.refresh_from_db()
+    assert partner.status == Partner.Status.RECONSENT_NEEDED and partner.status_reason == "Contract ended"
+    event = AuditEvent.objects.get(action="partner.token_revoked")
+    assert event.actor == operator and event.detail["versions_disabled"] == [pointer.current_version]
+    page = client.get(f"/partners/{partner.code}/").content.decode()
+    assert "Invalid: re-consent needed" in page and "refresh-" not in page
+
+
+def test_deactivating_and_a_consent_link_are_audited_with_the_operator(operator) -> None:  # type: ignore[no-untyped-def]
+    partner = active_partner_with_data("Contoso")
+    client = client_for(operator)
+
+    link = client.post(f"/partners/{partner.code}/do/reconsent_link", {"confirmed": "yes"}, follow=True)
+    client.post(f"/partners/{partner.code}/do/deactivate", {"confirmed": "yes", "reason": ""})
+
+    assert b"A new consent link for Contoso" in link.content
+    partner.refresh_from_db()
+    assert partner.status == Partner.Status.DEACTIVATED
+    actions = dict(AuditEvent.objects.filter(partner=partner).values_list("action", "actor_label"))
+    assert actions["partner.reconsent_link_created"] == "otto-operator"
+    assert actions["partner.deactivated"] == "otto-operator"
+
+
+def test_bulk_actions_confirm_the_selection_then_run_on_each_partner(
+    operator, sent, django_capture_on_commit_callbacks
+) -> None:  # type: ignore[no-untyped-def]
+    a = active_partner_with_data("Alpha")
+    b = active_partner_with_data("Bravo")
+    invited = Partner.objects.create(name="Charlie", contact_email="c@c.example")
+    client = client_for(operator)
+    codes = [str(a.code), str(b.code), str(invited.code)]
+
+    confirm = client.post("/partners/bulk", {"action": "sync", "partners": codes, "back": "/partners/?status=active"})
+    assert confirm.status_code == 200 and b"Alpha" in confirm.content and b"Charlie" in confirm.content
+    assert not sent
+    with django_capture_on_commit_callbacks(execute=True):
+        done = client.post(
+            "/partners/bulk",
+            {"action": "sync", "partners": codes, "confirmed": "True", "back": "/partners/?status=active"},
+        )
+
+    assert done.status_code == 302 and done["Location"] == "/partners/?status=active"
+    assert sorted(kw["partner_id"] for _, kw in sent) == sorted([a.pk, b.pk])
+    assert AuditEvent.objects.filter(action="partner.sync_requested", actor=operator).count() == 2
+    followed = client.get("/partners/").content.decode()
+    assert "Skipped Charlie" in followed
+
+
+def test_bulk_refuses_a_link_back_to_another_site(operator, sent) -> None:  # type: ignore[no-untyped-def]
+    a = active_partner_with_data("Alpha")
+    response = client_for(operator).post(
+        "/partners/bulk", {"action": "sync", "partners": [str(a.code)], "confirmed": "True", "back": "//evil.example/"}
+    )
+    assert response["Location"] == "/partners/"
+
+
+def test_token_health_in_sql_agrees_with_the_renewal_service() -> None:
+    now = timezone.now()
+    cases = {
+        "none": dict(current_version=""),
+        "healthy": dict(last_renewed_at=now - timedelta(days=1)),
+        "due": dict(last_renewed_at=now - timedelta(days=30)),
+        "never": dict(last_renewed_at=None),
+        "failing": dict(last_renewed_at=now - timedelta(days=2), last_failure_at=now - timedelta(days=1)),
+        "recovered": dict(last_renewed_at=now - timedelta(days=1), last_failure_at=now - timedelta(days=2)),
+        "failing_never": dict(last_renewed_at=None, last_failure_at=now),
+    }
+    for name, fields in cases.items():
+        for status in (Partner.Status.ACTIVE, Partner.Status.RECONSENT_NEEDED):
+            partner = Partner.objects.create(name=f"{name}-{status}", contact_email="a@b.example", status=status)
+            PartnerToken.objects.create(
+                partner=partner, secret_name=f"s-{partner.code}", **{"current_version": "v1", **fields}
+            )
+    Partner.objects.create(name="tokenless", contact_email="a@b.example")
+
+    for partner in Partner.objects.select_related("token").annotate(health=token_health_expression(now=now)):
+        pointer = getattr(partner, "token", None) if hasattr(partner, "token") else None
+        assert partner.health == token_status(partner, pointer, now=now), partner.name
+
+
+def test_sign_in_locks_an_account_after_five_failures_even_for_the_right_password(client, viewer) -> None:  # type: ignore[no-untyped-def]
+    for _ in range(5):
+        failed = client.post("/accounts/login/", {"username": "vera-viewer", "password": "wrong"})
+        assert b"did not match" in failed.content
+
+    locked = client.post("/accounts/login/", {"username": "vera-viewer", "password": PASSWORD})
+
+    assert locked.status_code == 200 and b"Too many failed sign-ins" in locked.content
+    assert "_auth_user_id" not in client.session
+
+
+def test_sign_in_locks_an_address_that_guesses_many_accounts(client, viewer) -> None:  # type: ignore[no-untyped-def]
+    for i in range(20):
+        client.post("/accounts/login/", {"username": f"guess-{i}", "password": "wrong"})
+
+    locked = client.post("/accounts/login/", {"username": "vera-viewer", "password": PASSWORD})
+
+    assert b"Too many failed sign-ins" in locked.content
+
+
+def test_a_successful_sign_in_clears_the_accounts_count(client, viewer) -> None:  # type: ignore[no-untyped-def]
+    for _ in range(4):
+        client.post("/accounts/login/", {"username": "vera-viewer", "password": "wrong"})
+    assert client.post("/accounts/login/", {"username": "vera-viewer", "password": PASSWORD}).status_code == 302
+    client.logout()
+    for _ in range(4):
+        client.post("/accounts/login/", {"username": "vera-viewer", "password": "wrong"})
+
+    assert client.post("/accounts/login/", {"username": "vera-viewer", "password": PASSWORD}).status_code == 302
+
+
+def test_sessions_end_at_browser_close_and_after_eight_hours(settings) -> None:  # type: ignore[no-untyped-def]
+    assert settings.SESSION_EXPIRE_AT_BROWSER_CLOSE is True
+    assert settings.SESSION_COOKIE_AGE == 8 * 60 * 60
+
+
+def test_an_admin_manages_staff_roles_and_each_change_is_audited(admin_user, django_user_model) -> None:  # type: ignore[no-untyped-def]
+    client = client_for(admin_user)
+
+    created = client.post(
+        "/staff/",
+        {
+            "what": "create",
+            "new-username": "new-op",
+            "new-email": "op@v.example",
+            "new-password": "correct-horse-battery-9",
+            "new-role": "2",
+        },
+    )
+    user = django_user_model.objects.get(username="new-op")
+    assert created.status_code == 302 and role_of(user) == Role.OPERATOR
+    client.post("/staff/", {"what": "role", "username": "new-op", "role": "1"})
+    user = django_user_model.objects.get(username="new-op")
+    assert role_of(user) == Role.VIEWER
+    client.post("/staff/", {"what": "active", "username": "new-op", "active": ""})
+    assert not django_user_model.objects.get(username="new-op").is_active
+    lowered = client.post("/staff/", {"what": "role", "username": "ada-admin", "role": "0"}, follow=True)
+    assert b"cannot lower your own role" in lowered.content
+
+    events = list(
+        AuditEvent.objects.filter(action__startswith="staff.").order_by("id").values_list("action", "actor_label")
+    )
+    assert ("staff.created", "ada-admin") in events
+    assert events.count(("staff.role_set", "ada-admin")) == 2
+    assert ("staff.disabled", "ada-admin") in events
+
+
+def test_the_settings_page_shows_the_configuration_without_secrets(admin_user, settings) -> None:  # type: ignore[no-untyped-def]
+    page = client_for(admin_user).get("/settings/").content.decode()
+
+    assert "renewal_interval_days" in page and "secret_key" in page
+    assert settings.SECRET_KEY not in page
+    for key in settings.VAULT_KEYS:
+        assert key.hex() not in page
+
+
+def test_the_settings_page_checks_the_authority_partner_center_and_the_vault(sim_settings, admin_user) -> None:  # type: ignore[no-untyped-def]
+    page = client_for(admin_user).get("/settings/?check=1").content.decode()
+
+    assert page.count("<td>OK</td>") == 3, page[page.find('id="checks"') :][:2000]
