@@ -148,3 +148,22 @@ def _fresh_cache() -> Iterator[None]:
     cache.clear()
     yield
     cache.clear()
+
+
+CPV_SIM_BASE_URL = "http://127.0.0.1:8000"
+
+
+@pytest.fixture
+def cpv_sim(sim, settings):  # type: ignore[no-untyped-def]
+    """The product pointed at the simulator: its cloud, its app, the local vault with a key of the test's own."""
+    from consent.vault import reset_vault
+    from tests.microsoft import sim_app, sim_cloud
+
+    settings.CPV_CLOUD_CONFIG = sim_cloud(sim)
+    settings.CPV_APP = sim_app(sim)
+    settings.CPV_BASE_URL = CPV_SIM_BASE_URL
+    settings.VAULT_BACKEND = "local"
+    settings.VAULT_KEYS = [os.urandom(32)]
+    reset_vault()
+    yield sim
+    reset_vault()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -11,22 +10,9 @@ from typing import Any
 import pytest
 from django.test import Client
 
-from consent.vault import reset_vault
-from tests.microsoft import sign_in, sim_app, sim_cloud
+from tests.microsoft import sign_in
 
 BASE_URL = "http://127.0.0.1:8000"
-
-
-@pytest.fixture
-def cpv_sim(sim, settings):  # type: ignore[no-untyped-def]
-    settings.CPV_CLOUD_CONFIG = sim_cloud(sim)
-    settings.CPV_APP = sim_app(sim)
-    settings.CPV_BASE_URL = BASE_URL
-    settings.VAULT_BACKEND = "local"
-    settings.VAULT_KEYS = [os.urandom(32)]
-    reset_vault()
-    yield sim
-    reset_vault()
 
 
 @dataclass
