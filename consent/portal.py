@@ -66,6 +66,12 @@ def _private(response: HttpResponse) -> HttpResponse:
     return response
 
 
+def _form_page(response: HttpResponse) -> HttpResponse:
+    # Pages with a form that POSTs here keep the site-wide `same-origin` referrer policy (see `home`).
+    response["Cache-Control"] = "no-store"
+    return response
+
+
 def _message(request: HttpRequest, title: str, message: str, *, status: int) -> HttpResponse:
     return _private(render(request, "portal/message.html", {"title": title, "message": message}, status=status))
 
@@ -78,6 +84,16 @@ def _limited(request: HttpRequest, scope: str) -> HttpResponse | None:
     response = _message(request, "Too many attempts", message, status=429)
     response["Retry-After"] = str(window)
     return response
+
+
+def _authority_hosts() -> list[str]:
+    hosts = set()
+    for name, _ in SIGN_IN_CLOUDS:
+        try:
+            hosts.add(clouds.resolve(name).authority_host)
+        except (ValueError, clouds.CloudRetiredError):
+            continue
+    return sorted(hosts)
 
 
 def redirect_uri() -> str:
@@ -138,7 +154,7 @@ def portal_view(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse
             return HttpResponseRedirect(reverse("portal:home"))
         partner = _partner_for(who)
         if partner is None:
-            return _private(render(request, "portal/not_partner.html", {"who": who}, status=200))
+            return _form_page(render(request, "portal/not_partner.html", {"who": who}, status=200))
         if not _is_partner_admin(who, partner):
             return _message(
                 request,
@@ -161,7 +177,12 @@ def portal_view(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse
 def home(request: HttpRequest) -> HttpResponse:
     """The signed-in partner's status page, or the sign-in page."""
     if portal_identity(request) is None:
-        return _private(render(request, "portal/sign_in.html", {"clouds": SIGN_IN_CLOUDS}))
+        # A page whose form POSTs here keeps the site's `same-origin` referrer policy: under `no-referrer` the
+        # browser sends `Origin: null`, which the CSRF check rightly refuses.
+        response = _form_page(render(request, "portal/sign_in.html", {"clouds": SIGN_IN_CLOUDS}))
+        # The form posts here, and its answer redirects to the chosen cloud's sign-in authority.
+        response._csp_update = {"form-action": _authority_hosts()}  # type: ignore[attr-defined]
+        return response
     return status(request)
 
 
@@ -345,7 +366,7 @@ def status(request: HttpRequest, who: PortalIdentity, partner: Partner) -> HttpR
         "last_consent": last_consent,
         "can_renew": partner.status != Partner.Status.DEACTIVATED,
     }
-    return _private(render(request, "portal/status.html", context))
+    return _form_page(render(request, "portal/status.html", context))
 
 
 @require_POST
