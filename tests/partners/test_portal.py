@@ -69,7 +69,7 @@ def test_the_same_answer_cannot_be_used_twice_or_from_another_browser(portal_sim
     admin = partner_user(portal_sim, global_admin=True)
     client = Client()
     auth_uri = start(client)
-    target, fields = sign_in(auth_uri, user_oid=admin.oid)
+    _target, fields = sign_in(auth_uri, user_oid=admin.oid)
 
     stranger = Client().post("/portal/callback", fields)
     first = client.post("/portal/callback", fields)
