@@ -136,6 +136,12 @@ def staff_user(django_user_model):  # type: ignore[no-untyped-def]
 
 @pytest.fixture
 def staff_client(client, staff_user):  # type: ignore[no-untyped-def]
+    """Signed in as `staff_user`, given the operator role (it may look and act)."""
+    from partners.access import Role
+    from partners.services import staff_role_set, staff_roles_sync
+
+    staff_roles_sync()
+    staff_role_set(actor=None, user=staff_user, role=Role.OPERATOR)
     client.force_login(staff_user)
     return client
 
