@@ -237,8 +237,12 @@ def client_credential(app: AppCredential) -> str | dict[str, str]:
     raise IdentityMisconfigured("No app credential is configured: set CPV_CLIENT_CERTIFICATE or CPV_CLIENT_SECRET")
 
 
-def confidential_client(*, cloud: Cloud, tenant: str, app: AppCredential) -> msal.ConfidentialClientApplication:
+def confidential_client(
+    *, cloud: Cloud, tenant: str, app: AppCredential, offline: bool = True
+) -> msal.ConfidentialClientApplication:
     """A fresh msal client for one call: its token cache starts empty and is dropped with it.
+
+    With `offline=False` it asks for no refresh token (msal otherwise always adds `offline_access`).
 
     Raises IdentityMisconfigured, or Transient when the authority's discovery document cannot be read.
     """
@@ -254,6 +258,7 @@ def confidential_client(*, cloud: Cloud, tenant: str, app: AppCredential) -> msa
             timeout=HTTP_TIMEOUT,
             http_client=_session(),
             http_cache=_http_cache(),
+            exclude_scopes=None if offline else ["offline_access"],
         )
     except (requests.RequestException, msal.exceptions.MsalServiceError) as exc:
         raise Transient(f"The sign-in authority could not be reached ({exc.__class__.__name__})") from None
@@ -341,13 +346,14 @@ def auth_code_flow_start(
     scopes: list[str],
     prompt: str | None = None,
     login_hint: str | None = None,
+    offline: bool = True,
 ) -> dict[str, Any]:
     """Begin an authorization-code flow: S256 PKCE, a fresh state and nonce, `response_mode=form_post`.
 
     Returns msal's flow dict (auth_uri, state, nonce, code_verifier, ...), which the caller keeps
     server-side. Raises IdentityMisconfigured or Transient.
     """
-    client = confidential_client(cloud=cloud, tenant=tenant, app=app)
+    client = confidential_client(cloud=cloud, tenant=tenant, app=app, offline=offline)
     return dict(
         client.initiate_auth_code_flow(
             scopes, redirect_uri=redirect_uri, response_mode="form_post", prompt=prompt, login_hint=login_hint
@@ -356,14 +362,20 @@ def auth_code_flow_start(
 
 
 def auth_code_flow_finish(
-    *, cloud: Cloud, app: AppCredential, tenant: str, flow: dict[str, Any], auth_response: dict[str, str]
+    *,
+    cloud: Cloud,
+    app: AppCredential,
+    tenant: str,
+    flow: dict[str, Any],
+    auth_response: dict[str, str],
+    offline: bool = True,
 ) -> TokenResult:
     """Redeem the code of a finished sign-in and verify the id_token.
 
     Returns the TokenResult with verified `id_token_claims`. Raises IdTokenInvalid (state or nonce
     mismatch, a bad id_token), one of the typed errors for Microsoft's answers, or Transient.
     """
-    client = confidential_client(cloud=cloud, tenant=tenant, app=app)
+    client = confidential_client(cloud=cloud, tenant=tenant, app=app, offline=offline)
     try:
         result = _call("redeeming the authorization code", client.acquire_token_by_auth_code_flow, flow, auth_response)
     except ValueError:

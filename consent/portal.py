@@ -21,7 +21,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import wraps
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from django.conf import settings
 from django.core.cache import cache
@@ -208,11 +207,11 @@ def sign_in(request: HttpRequest) -> HttpResponse:
             redirect_uri=redirect_uri(),
             scopes=[],
             prompt="select_account",
+            offline=False,  # the portal signs a person in; it needs no refresh token
         )
     except identity.IdentityError as exc:
         logger.warning("portal sign-in could not start: %s", exc)
         return _message(request, "Microsoft's sign-in could not be reached", "Please try again shortly.", status=503)
-    flow = _openid_profile_only(flow)
     browser_key = request.COOKIES.get(PORTAL_COOKIE) or secrets.token_urlsafe(32)
     state_hash = _sha256(flow["state"])
     cache.set(
@@ -230,15 +229,6 @@ def sign_in(request: HttpRequest) -> HttpResponse:
         PORTAL_COOKIE, browser_key, max_age=SIGN_IN_MINUTES * 60 + 120, secure=True, httponly=True, samesite="None"
     )
     return _private(response)
-
-
-def _openid_profile_only(flow: dict[str, Any]) -> dict[str, Any]:
-    """msal always adds `offline_access`; the portal needs no refresh token, so it asks for `openid profile`
-    only, both on the authorize URL and in the code redemption (which takes the flow's `scope`)."""
-    wanted = ["openid", "profile"]
-    parts = urlsplit(flow["auth_uri"])
-    query = [(k, " ".join(wanted) if k == "scope" else v) for k, v in parse_qsl(parts.query, keep_blank_values=True)]
-    return {**flow, "scope": wanted, "auth_uri": urlunsplit(parts._replace(query=urlencode(query)))}
 
 
 @csrf_exempt  # Microsoft's form_post is cross-site; the single-use state bound to this browser is the check.
@@ -274,7 +264,7 @@ def callback(request: HttpRequest) -> HttpResponse:
         flow = unseal(entry["sealed"], purpose=SEAL_PURPOSE, bound_to=state_hash)["flow"]
         cloud = clouds.resolve(entry["cloud"])
         result = identity.auth_code_flow_finish(
-            cloud=cloud, app=settings.CPV_APP, tenant="organizations", flow=flow, auth_response=form
+            cloud=cloud, app=settings.CPV_APP, tenant="organizations", flow=flow, auth_response=form, offline=False
         )
     except SealError:
         return _message(request, "This sign-in cannot be completed", "Sign in again from the portal.", status=400)
