@@ -96,6 +96,8 @@ class Config:
     ssl_redirect: bool
     self_onboarding: bool
     invitation_max_age_days: int
+    signin_max_failures: int
+    signin_lockout_minutes: int
     consent_flow_minutes: int
     cache: dict[str, Any]
     application_grants: dict[str, Any]
@@ -529,6 +531,8 @@ def load_config(environ_map: Mapping[str, str], *, base_dir: Path) -> Config:
         ssl_redirect=r.bool("CPV_SSL_REDIRECT", production),
         self_onboarding=r.bool("CPV_SELF_ONBOARDING", True),
         invitation_max_age_days=r.int("CPV_INVITATION_MAX_AGE_DAYS", 14),
+        signin_max_failures=r.int("CPV_SIGNIN_MAX_FAILURES", 5),
+        signin_lockout_minutes=r.int("CPV_SIGNIN_LOCKOUT_MINUTES", 15),
         consent_flow_minutes=r.int("CPV_CONSENT_FLOW_MINUTES", 15),
         cache=cache,
         application_grants=grants,

@@ -172,6 +172,9 @@ CPV_SANDBOX_APP = CONFIG.sandbox_app
 CPV_APPLICATION_GRANTS = CONFIG.application_grants
 CPV_SELF_ONBOARDING = CONFIG.self_onboarding
 CPV_INVITATION_MAX_AGE_DAYS = CONFIG.invitation_max_age_days
+# Staff sign-in: failures per account before it is refused for the window (four times that per address).
+CPV_SIGNIN_MAX_FAILURES = CONFIG.signin_max_failures
+CPV_SIGNIN_LOCKOUT_MINUTES = CONFIG.signin_lockout_minutes
 CPV_CONSENT_FLOW_MINUTES = CONFIG.consent_flow_minutes
 
 # Background work: token renewal, and the shared limiter for Partner Center's ApplicationConsent calls.

@@ -7,6 +7,7 @@ import logging
 from typing import Any
 
 from django import forms
+from django.conf import settings
 from django.contrib.auth.forms import AuthenticationForm
 from django.core.cache import cache
 from django.http import HttpRequest
@@ -20,10 +21,16 @@ logger = logging.getLogger(__name__)
 
 # --- sign-in throttling --------------------------------------------------------------------------------------
 
+
 # Failed sign-ins counted per username and per client address; past the limit, that username (or address) is
 # refused for the rest of the window, even with the right password, so guessing gains nothing.
-SIGN_IN_LIMITS = {"username": 5, "address": 20}
-SIGN_IN_WINDOW = 15 * 60
+def sign_in_limits() -> dict[str, int]:
+    per_account = settings.CPV_SIGNIN_MAX_FAILURES
+    return {"username": per_account, "address": 4 * per_account}
+
+
+def sign_in_window() -> int:
+    return int(settings.CPV_SIGNIN_LOCKOUT_MINUTES) * 60
 
 
 def _sign_in_key(kind: str, value: str) -> str:
@@ -39,17 +46,17 @@ def sign_in_keys(request: HttpRequest | None, username: str) -> dict[str, str]:
 
 def sign_in_locked(request: HttpRequest | None, username: str) -> bool:
     counts = cache.get_many(list(sign_in_keys(request, username).values()))
-    return any(counts.get(key, 0) >= SIGN_IN_LIMITS[kind] for kind, key in sign_in_keys(request, username).items())
+    return any(counts.get(key, 0) >= sign_in_limits()[kind] for kind, key in sign_in_keys(request, username).items())
 
 
 def sign_in_failed(request: HttpRequest | None, username: str) -> None:
     for key in sign_in_keys(request, username).values():
         # The window starts at the first failure: add() only sets a counter that does not exist yet.
-        if not cache.add(key, 1, timeout=SIGN_IN_WINDOW):
+        if not cache.add(key, 1, timeout=sign_in_window()):
             try:
                 cache.incr(key)
             except ValueError:
-                cache.add(key, 1, timeout=SIGN_IN_WINDOW)
+                cache.add(key, 1, timeout=sign_in_window())
 
 
 def sign_in_succeeded(request: HttpRequest | None, username: str) -> None:
@@ -72,7 +79,7 @@ class SignInForm(AuthenticationForm):
         if sign_in_locked(self.request, username):
             logger.warning("sign-in refused: too many failures for this username or address")
             raise forms.ValidationError(
-                self.error_messages["locked"], code="locked", params={"minutes": SIGN_IN_WINDOW // 60}
+                self.error_messages["locked"], code="locked", params={"minutes": sign_in_window() // 60}
             )
         try:
             cleaned = super().clean()
