@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -306,9 +306,18 @@ def partner_mark_reconsent_needed(*, pointer: PartnerToken, error: identity.Iden
 
 
 def partner_token_renew(
-    *, partner_id: int, force: bool = False, attempt: int = 1, max_attempts: int | None = None
+    *,
+    partner_id: int,
+    force: bool = False,
+    attempt: int = 1,
+    max_attempts: int | None = None,
+    interrupted: str = "",
 ) -> RenewalResult:
     """Renew one partner's refresh token if it is due (or `force`), under the pointer's row lock.
+
+    `interrupted` says why an earlier run of this renewal stopped before it could record anything (its worker
+    was killed, the database went away): when the token is still due, that failure is recorded as an event
+    before this attempt, so that it shows on the dashboard.
 
     Returns a RenewalResult: renewed; not_due; busy (another worker holds the lock and is renewing it);
     skipped (no token, a partner that is not active, the version budget reached); failed (a permanent
@@ -344,6 +353,14 @@ def partner_token_renew(
             _record_failure(pointer, kind="budget", message=message, now=now)
             _event(partner, Kind.BUDGET, message, versions=pointer.version_count)
             return RenewalResult(partner_id, "failed", message)
+        if interrupted:
+            _event(
+                partner,
+                Kind.RETRYING,
+                f"An earlier attempt stopped before it finished ({interrupted}); trying again",
+                attempt=attempt,
+                interrupted=interrupted,
+            )
         try:
             redemption = redeem_locked(
                 pointer=pointer,
@@ -457,26 +474,30 @@ def renewal_sweep(*, now: datetime | None = None, limit: int = 5000) -> SweepRes
     nothing twice. Returns the claimed partner ids with their countdowns (the task queues them).
     """
     now = now or timezone.now()
-    due = (
-        PartnerToken.objects.filter(partner__status=Partner.Status.ACTIVE)
-        .exclude(current_version="")
-        .filter(Q(last_renewed_at__isnull=True) | Q(last_renewed_at__lte=now - renewal_interval()))
-        .filter(version_count__lt=MAX_VERSIONS - VERSION_RESERVE)
-        .exclude(next_attempt_at__gt=now)
-        .exclude(renewal_queued_at__gt=now - QUEUE_HOLD)
-        .values_list("pk", "partner_id")[:limit]
-    )
-    queued = []
-    for pk, partner_id in due:
-        # The conditional UPDATE is the claim: of two sweeps running at once, one wins each partner.
-        claimed = (
-            PartnerToken.objects.filter(pk=pk)
+    # The claim is one transaction: a sweep cut off half-way (the database restarted under it) has claimed
+    # nobody, so running it again loses no partner for QUEUE_HOLD. Of two sweeps running at once, the second
+    # skips the rows the first holds; rows locked by a renewal in progress are skipped too (it is renewing them).
+    with transaction.atomic():
+        due = list(
+            PartnerToken.objects.select_for_update(skip_locked=True, of=("self",))
+            .filter(partner__status=Partner.Status.ACTIVE)
+            .exclude(current_version="")
+            .filter(Q(last_renewed_at__isnull=True) | Q(last_renewed_at__lte=now - renewal_interval()))
+            .filter(version_count__lt=MAX_VERSIONS - VERSION_RESERVE)
+            .exclude(next_attempt_at__gt=now)
             .exclude(renewal_queued_at__gt=now - QUEUE_HOLD)
-            .update(renewal_queued_at=now)
+            .order_by("pk")
+            .values_list("pk", "partner_id")[:limit]
         )
-        if claimed:
-            queued.append((partner_id, spread_countdown(partner_id)))
-    return SweepResult(queued=queued, previous_disabled=previous_versions_disable())
+        PartnerToken.objects.filter(pk__in=[pk for pk, _ in due]).update(renewal_queued_at=now)
+    queued = [(partner_id, spread_countdown(partner_id)) for _, partner_id in due]
+    try:
+        previous_disabled = previous_versions_disable()
+    except DatabaseError as exc:
+        # The claims are committed and must be queued now; the next sweep retries the clean-up.
+        logger.warning("renewal sweep: disabling previous versions failed: %s", exc.__class__.__name__)
+        previous_disabled = 0
+    return SweepResult(queued=queued, previous_disabled=previous_disabled)
 
 
 def previous_versions_disable(*, limit: int = 500) -> int:

@@ -14,7 +14,7 @@ from typing import Any
 
 from celery import Task, shared_task
 from django.conf import settings
-from django.db import transaction
+from django.db import InterfaceError, OperationalError, transaction
 
 from consent import customers, renewal, services
 from consent.retrying import backoff_delay
@@ -38,10 +38,19 @@ def flows_expire() -> int:
     return services.consent_flows_expire()
 
 
-@shared_task(name="consent.tokens_renew_sweep", bind=True, ignore_result=True)
+# The database went away (a restart, a failover, a dropped connection): worth trying again shortly.
+DATABASE_LOST = (OperationalError, InterfaceError)
+
+
+@shared_task(name="consent.tokens_renew_sweep", bind=True, ignore_result=True, max_retries=MAX_TASK_RETRIES)
 def tokens_renew_sweep(self: Task, spread: float | None = None) -> int:
     """Queue one renewal per partner whose token is due, spread over the hour (a duplicate run queues none)."""
-    result = renewal.renewal_sweep()
+    try:
+        result = renewal.renewal_sweep()
+    except DATABASE_LOST as exc:
+        # The claims are one transaction: a sweep cut off claimed nobody, so running it again loses no partner.
+        logger.warning("renewal sweep: the database failed (%s); trying again", exc.__class__.__name__)
+        raise self.retry(exc=exc, countdown=backoff_delay(attempt=self.request.retries + 1)) from None
     for partner_id, countdown in result.queued:
         delay = countdown if spread is None else renewal.spread_countdown(partner_id, window=spread)
         token_renew.apply_async(kwargs={"partner_id": partner_id}, countdown=delay, **_same_queue(self))
@@ -51,14 +60,35 @@ def tokens_renew_sweep(self: Task, spread: float | None = None) -> int:
 
 
 @shared_task(name="consent.token_renew", bind=True, max_retries=None, **IDEMPOTENT)
-def token_renew(self: Task, partner_id: int, attempt: int = 1, force: bool = False) -> dict[str, Any]:
+def token_renew(
+    self: Task, partner_id: int, attempt: int = 1, force: bool = False, interrupted: str = ""
+) -> dict[str, Any]:
     """Renew one partner's token if due; transient failures come back after a backoff, a bounded number
-    of times (CPV_RENEWAL_MAX_ATTEMPTS)."""
+    of times (CPV_RENEWAL_MAX_ATTEMPTS). A run cut off without a trace (its worker killed, the database
+    gone) says so to the next one, which records it where staff can see it."""
+    if not interrupted and (self.request.delivery_info or {}).get("redelivered"):
+        # The broker handed this message back: the worker that had it stopped before acknowledging it.
+        interrupted = "its worker stopped before finishing"
     try:
-        result = renewal.partner_token_renew(partner_id=partner_id, force=force, attempt=attempt)
+        result = renewal.partner_token_renew(
+            partner_id=partner_id, force=force, attempt=attempt, interrupted=interrupted
+        )
     except renewal.RenewalRetry as retry:
         raise self.retry(
             kwargs={"partner_id": partner_id, "attempt": attempt + 1, "force": force}, countdown=retry.delay
+        ) from None
+    except DATABASE_LOST as exc:
+        # Nothing could be recorded: the database is what failed. The next attempt records it.
+        if attempt >= settings.CPV_RENEWAL_MAX_ATTEMPTS:
+            logger.exception(
+                "renewal of partner %s: the database failed %d times; the next sweep tries again", partner_id, attempt
+            )
+            return {"partner_id": partner_id, "outcome": "failed"}
+        reason = f"the database connection failed: {exc.__class__.__name__}"
+        logger.warning("renewal of partner %s: %s; trying again", partner_id, reason)
+        raise self.retry(
+            kwargs={"partner_id": partner_id, "attempt": attempt + 1, "force": force, "interrupted": reason},
+            countdown=backoff_delay(attempt=attempt),
         ) from None
     return {"partner_id": partner_id, "outcome": result.outcome}
 
