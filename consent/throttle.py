@@ -61,17 +61,41 @@ return 1
 """
 
 
-def _capacity(rate: int) -> int:
-    # A small burst: at most rate + capacity requests in any one second, well under Partner Center's 50.
-    return max(1, rate // 8)
+# Partner Center: 50 requests per second per application id.
+PARTNER_CENTER_LIMIT = 50
+# Key Vault: 300 secret creates per 10 seconds per vault (every renewal writes one new version).
+VAULT_CREATE_LIMIT = 300
+VAULT_WINDOW = 10
+# The default pace of secret creates: 29/s with a burst of 3 is at most 293 in any 10 s.
+VAULT_CREATES_PER_SECOND = 29
+
+
+def _capacity(rate: int, *, ceiling: int | None = None, window: int = 1) -> int:
+    """A small burst (an eighth of a second's worth), cut so that rate * window + burst, the most the bucket
+    lets through in any `window` seconds, stays within the service's `ceiling` for that window."""
+    burst = max(1, rate // 8)
+    if ceiling is not None:
+        burst = min(burst, ceiling - rate * window)
+    return max(1, burst)
 
 
 class RedisLimiter:
-    def __init__(self, *, client: Any, key: str, rate: int, sleep: Callable[[float], None] = time.sleep) -> None:
+    def __init__(
+        self,
+        *,
+        client: Any,
+        key: str,
+        rate: int,
+        capacity: int | None = None,
+        what: str = "Partner Center request",
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self._client = client
         self._bucket = f"cpv:throttle:{key}"
         self._pause_key = f"cpv:throttle:{key}:pause"
         self._rate = rate
+        self._capacity = capacity if capacity is not None else _capacity(rate)
+        self._what = what
         self._take = client.register_script(_TAKE)
         self._pause = client.register_script(_PAUSE)
         self._sleep = sleep
@@ -79,11 +103,11 @@ class RedisLimiter:
     def acquire(self, *, timeout: float = 120.0) -> float:
         waited = 0.0
         while True:
-            wait_ms = int(self._take(keys=[self._bucket, self._pause_key], args=[self._rate, _capacity(self._rate)]))
+            wait_ms = int(self._take(keys=[self._bucket, self._pause_key], args=[self._rate, self._capacity]))
             if wait_ms <= 0:
                 return waited
             if waited + wait_ms / 1000 > timeout:
-                raise ThrottleTimeout(f"no Partner Center request slot within {timeout:.0f} s")
+                raise ThrottleTimeout(f"no {self._what} slot within {timeout:.0f} s")
             self._sleep(wait_ms / 1000)
             waited += wait_ms / 1000
 
@@ -170,5 +194,24 @@ def limiter_for(application_id: str) -> Limiter:
     key = f"partner-center:{application_id}"
     url = getattr(settings, "CPV_THROTTLE_URL", "")
     if url:
-        return RedisLimiter(client=_redis(url), key=key, rate=rate)
+        capacity = _capacity(rate, ceiling=PARTNER_CENTER_LIMIT)
+        return RedisLimiter(client=_redis(url), key=key, rate=rate, capacity=capacity)
     return DatabaseLimiter(key=key, rate=rate)
+
+
+def vault_creates_limiter(vault: str) -> Limiter | None:
+    """The shared pace of secret creates in the Key Vault `vault` (its host and port), or None.
+
+    Key Vault answers 429 past 300 creates per 10 s; every worker renewing tokens writes to the same vault, so
+    the pace is kept in Redis for all of them. Without Redis (the embedded mode, one process and usually the
+    local vault) there is none, and the backend's backoff on 429 is what remains. CPV_VAULT_CREATES_PER_SECOND
+    (a setting, default 29; 0 turns the pacing off) sets the pace.
+    """
+    rate = int(getattr(settings, "CPV_VAULT_CREATES_PER_SECOND", VAULT_CREATES_PER_SECOND))
+    url = getattr(settings, "CPV_THROTTLE_URL", "")
+    if rate <= 0 or not url:
+        return None
+    capacity = _capacity(rate, ceiling=VAULT_CREATE_LIMIT, window=VAULT_WINDOW)
+    return RedisLimiter(
+        client=_redis(url), key=f"key-vault-creates:{vault.lower()}", rate=rate, capacity=capacity, what="vault write"
+    )

@@ -1,0 +1,441 @@
+"""Benchmark 1 (and the worker half of 4): the renewal sweep at scale.
+
+N partners (10,000; 200 with --quick) are seeded in PostgreSQL and in the simulator, each with a due refresh
+token in the simulator's Key Vault. Two `celery -A cpv worker` processes (a pool of threads each) on Redis
+renew them all, started by the product's own sweep task (`consent.tokens_renew_sweep`, spread 0).
+
+(a) Key Vault limits off: each run first lets a bare script renew every partner (vault read, msal
+    redemption, vault write, disable the old version; the same client libraries, processes and threads, and
+    no Django, Celery or database), then the product. Reported: renewals per second of each and their ratio
+    within the run; medians over the runs.
+(b) Key Vault's limits on (300 creates and 4,000 other operations per 10 s): the product renews every
+    partner once; reported: renewals per second against the 30/s the limit allows, the 429 answers, and the
+    median rate over 10-second windows.
+
+Also: each worker's peak resident memory (VmHWM) over the whole benchmark. Writes bench/results/renewal.json.
+
+    .venv/bin/python bench/renewal_bench.py [--quick] [--partners N] [--runs R] [--workers W] [--threads T]
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import os
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench import harness
+
+SEED = 8
+VAULT_CREATES_PER_10S = 300
+
+
+# --- the bare script (spawned processes: no Django, no Celery, no database) ----------------------------
+
+
+def _bare_process(
+    env: dict[str, str], items: list[tuple[int, str, str, str]], threads: int, scope: str, start_at: float, out: Any
+) -> None:
+    import queue
+    import threading
+
+    import msal
+    import requests
+
+    from bench.seed import vault_client
+
+    os.environ["REQUESTS_CA_BUNDLE"] = env["REQUESTS_CA_BUNDLE"]
+    os.environ["SSL_CERT_FILE"] = env["REQUESTS_CA_BUNDLE"]
+    vault = vault_client(env)
+    work: queue.SimpleQueue[tuple[int, str, str, str]] = queue.SimpleQueue()
+    for item in items:
+        work.put(item)
+    done: list[tuple[int, str]] = []
+    errors: list[str] = []
+
+    def run() -> None:
+        session = requests.Session()
+        http_cache: dict[Any, Any] = {}
+        while time.time() < start_at:
+            time.sleep(0.001)
+        while True:
+            try:
+                partner_id, tenant, name, version = work.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                value = vault.get_secret(name, version).value
+                app = msal.ConfidentialClientApplication(
+                    env["CPV_CLIENT_ID"],
+                    client_credential=env["CPV_CLIENT_SECRET"],
+                    authority=f"{env['CPV_AUTHORITY_HOST']}/{tenant}",
+                    instance_discovery=False,
+                    timeout=30,
+                    http_client=session,
+                    http_cache=http_cache,
+                )
+                result = app.acquire_token_by_refresh_token(value, [scope])
+                stored = vault.set_secret(
+                    name, result["refresh_token"], content_type="application/vnd.cpv.refresh-token"
+                )
+                vault.update_secret_properties(name, version, enabled=False)
+                done.append((partner_id, stored.properties.version or ""))
+            except Exception as exc:  # noqa: BLE001 - counted and reported, never fatal to the run
+                errors.append(exc.__class__.__name__)
+
+    pool = [threading.Thread(target=run) for _ in range(threads)]
+    while time.time() < start_at:
+        time.sleep(0.001)
+    before = os.times()
+    for thread in pool:
+        thread.start()
+    for thread in pool:
+        thread.join()
+    after = os.times()
+    out.put((done, errors, time.time(), after.user + after.system - before.user - before.system))
+
+
+def bare_run(env: dict[str, str], items: list[tuple[int, str, str, str]], *, processes: int, threads: int,
+             scope: str) -> dict[str, Any]:  # fmt: skip
+    ctx = mp.get_context("spawn")
+    out = ctx.Queue()
+    start_at = time.time() + 3.0  # every process imported and ready before the clock starts
+    children = [
+        ctx.Process(target=_bare_process, args=(env, items[i::processes], threads, scope, start_at, out))
+        for i in range(processes)
+    ]
+    for child in children:
+        child.start()
+    results = [out.get(timeout=3600) for _ in children]
+    for child in children:
+        child.join(timeout=30)
+    done = [d for r in results for d in r[0]]
+    errors = [e for r in results for e in r[1]]
+    elapsed = max(r[2] for r in results) - start_at
+    return {
+        "renewed": len(done),
+        "errors": len(errors),
+        "error_kinds": sorted(set(errors)),
+        "seconds": round(elapsed, 2),
+        "per_s": round(len(done) / elapsed, 1) if elapsed > 0 else 0.0,
+        "client_cpu_ms_per_renewal": round(sum(r[3] for r in results) * 1000 / max(1, len(done)), 2),
+        "_done": done,
+    }
+
+
+def pointers_follow_bare(done: list[tuple[int, str]]) -> None:
+    """The bare script wrote new versions and disabled the ones the pointers name: move the pointers."""
+    from consent.models import PartnerToken
+
+    new_version = dict(done)
+    pointers = list(PartnerToken.objects.filter(partner_id__in=new_version))
+    for pointer in pointers:
+        pointer.previous_version = pointer.current_version
+        pointer.previous_disabled = True
+        pointer.current_version = new_version[pointer.partner_id]
+        pointer.version_count += 1
+    PartnerToken.objects.bulk_update(
+        pointers, ["previous_version", "previous_disabled", "current_version", "version_count"], batch_size=1000
+    )
+
+
+def bare_items() -> list[tuple[int, str, str, str]]:
+    from consent.models import PartnerToken
+
+    return [
+        (pid, str(tenant), name, version)
+        for pid, tenant, name, version in PartnerToken.objects.order_by("partner_id").values_list(
+            "partner_id", "partner__tenant_id", "secret_name", "current_version"
+        )
+    ]
+
+
+# --- the product ------------------------------------------------------------------------------------------
+
+
+class LogTail:
+    """Counts a phrase in growing log files without rereading them."""
+
+    def __init__(self, paths: list[Path], phrase: str) -> None:
+        self.paths = paths
+        self.phrase = phrase
+        self.offsets = {p: p.stat().st_size if p.exists() else 0 for p in paths}
+        self.count = 0
+
+    def poll(self) -> int:
+        for path in self.paths:
+            with path.open("rb") as handle:
+                handle.seek(self.offsets[path])
+                chunk = handle.read()
+            # only whole lines
+            cut = chunk.rfind(b"\n") + 1
+            self.offsets[path] += cut
+            self.count += chunk[:cut].count(self.phrase.encode())
+        return self.count
+
+
+def product_run(*, app: Any, queue: str, workers: list[harness.Worker], expected: int, stall: float = 180.0
+                ) -> dict[str, Any]:  # fmt: skip
+    """Send the sweep (again while partners remain unclaimed: one sweep claims at most 5,000) and wait until
+    every token is renewed and its old version disabled."""
+    from django.db.models import Max, Min, Q
+    from django.utils import timezone
+
+    from consent.models import PartnerToken, TokenEvent
+
+    sweeps = LogTail([w.log_path for w in workers], "renewal sweep queued")
+    cpu_before = [harness.cpu_seconds(w.process.pid) for w in workers]
+    started = timezone.now()
+    t0 = time.time()
+    sent = 1
+    app.send_task("consent.tokens_renew_sweep", kwargs={"spread": 0}, queue=queue)
+    done = 0
+    progress_at = time.time()
+    while True:
+        now_done = PartnerToken.objects.filter(last_renewed_at__gte=started, previous_disabled=True).count()
+        if now_done >= expected:
+            break
+        if now_done != done:
+            done, progress_at = now_done, time.time()
+        elif time.time() - progress_at > stall:
+            raise TimeoutError(f"renewal stalled at {done} of {expected}")
+        if sweeps.poll() >= sent:
+            unclaimed = PartnerToken.objects.filter(
+                Q(renewal_queued_at__isnull=True) | Q(renewal_queued_at__lt=started)
+            ).count()
+            if unclaimed:
+                app.send_task("consent.tokens_renew_sweep", kwargs={"spread": 0}, queue=queue)
+                sent += 1
+        time.sleep(0.1)
+    elapsed = time.time() - t0
+    cpu_used = sum(harness.cpu_seconds(w.process.pid) - c for w, c in zip(workers, cpu_before, strict=True))
+    events = TokenEvent.objects.filter(created_at__gte=started)
+    renewed = events.filter(kind=TokenEvent.Kind.RENEWED)
+    window = renewed.aggregate(first=Min("created_at"), last=Max("created_at"))
+    first: datetime | None = window["first"]
+    last: datetime | None = window["last"]
+    phase = (last - first).total_seconds() if first and last else 0.0
+    count = renewed.count()
+    return {
+        "renewed": count,
+        "other_events": events.exclude(kind=TokenEvent.Kind.RENEWED).count(),
+        "sweeps": sent,
+        "seconds": round(elapsed, 2),
+        "per_s": round(expected / elapsed, 1) if elapsed > 0 else 0.0,
+        "first_renewal_after_s": round((first - started).total_seconds(), 2) if first else None,
+        "renewal_phase_per_s": round((count - 1) / phase, 1) if phase > 0 else 0.0,
+        "worker_cpu_ms_per_renewal": round(cpu_used * 1000 / max(1, count), 2),
+    }
+
+
+def vault_calls(control: Any, since: int) -> dict[str, Any]:
+    entries = control.log(service="vault", since=since)
+    statuses: dict[str, int] = {}
+    for entry in entries:
+        statuses[str(entry["status"])] = statuses.get(str(entry["status"]), 0) + 1
+    creates = sorted(
+        datetime.fromisoformat(e["time"]).timestamp() for e in entries if e["method"] == "PUT" and e["status"] < 300
+    )
+    windows = []
+    if creates:
+        # Whole 10-second windows from the first accepted write: the rate Key Vault's limit is about.
+        start = creates[0]
+        whole = int((creates[-1] - start) // 10)
+        for w in range(whole):
+            lo, hi = start + 10 * w, start + 10 * (w + 1)
+            windows.append(sum(1 for t in creates if lo <= t < hi) / 10)
+        busiest = max(
+            sum(1 for t in creates[i:] if t < s + 10) for i, s in enumerate(creates[:: max(1, len(creates) // 500)])
+        )
+    else:
+        busiest = 0
+    return {
+        "calls": len(entries),
+        "statuses": statuses,
+        "throttled_429": statuses.get("429", 0),
+        "creates_per_s_10s_windows": windows,
+        "busiest_10s_creates_sampled": busiest,
+    }
+
+
+# --- main -------------------------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="200 partners, one run of each")
+    parser.add_argument("--partners", type=int, default=None)
+    parser.add_argument("--runs", type=int, default=None, help="runs of (a)")
+    parser.add_argument("--workers", type=int, default=2, help="worker processes (and bare-script processes)")
+    parser.add_argument("--threads", type=int, default=4, help="threads per worker (and per bare process)")
+    parser.add_argument("--skip-limits", action="store_true", help="leave out (b)")
+    args = parser.parse_args(argv)
+    partners = args.partners or (200 if args.quick else 10_000)
+    runs = args.runs or (1 if args.quick else 3)
+
+    from simulator.testing import SimulatorProcess
+    from simulator.world import World
+
+    total_started = time.perf_counter()
+    database = harness.BenchDatabase("cpv_bench_renewal")
+    database.create()
+    var_dir = harness.bench_var_dir()
+    harness.flush_redis()
+    sim_process = SimulatorProcess(
+        extra_args=["--seed", str(SEED), "--partners", str(partners), "--customers", "1",
+                    "--vault-limits", "off", "--pc-rate-limit", "0", "--record-issued", "off"],
+        startup_timeout=180,
+    )  # fmt: skip
+    workers: list[harness.Worker] = []
+    try:
+        sim = sim_process.start()
+        control = sim.control
+        sim_pid = sim_process.process.pid if sim_process.process else 0
+        env = harness.product_env(sim.env, database_url=database.url, var_dir=var_dir)
+        harness.migrate(env)
+        harness.django_setup(env)
+        from django.conf import settings
+
+        world = World.generate(seed=SEED, partners=partners, customers_per_partner=1)
+        seeded_at = time.perf_counter()
+        from bench import seed
+
+        seed.active_partners(sim_env=sim.env, world_partners=world.partners)
+        seed_seconds = time.perf_counter() - seeded_at
+        print(f"seeded {partners} partners with vaulted tokens in {seed_seconds:.1f} s")
+
+        queue, workers = harness.start_workers(env, count=args.workers, threads=args.threads, log_dir=var_dir)
+        app = harness.celery_client()
+        scope = settings.CPV_CLOUD_CONFIG.partner_center_scope
+        bare_env = dict(sim.env)
+
+        runs_out = []
+        for run in range(runs):
+            seed.make_due()
+            control.clear_log()
+            cpu0 = harness.cpu_seconds(sim_pid)
+            bare = bare_run(bare_env, bare_items(), processes=args.workers, threads=args.threads, scope=scope)
+            bare["simulator_cpu_ms_per_renewal"] = round(
+                (harness.cpu_seconds(sim_pid) - cpu0) * 1000 / max(1, bare["renewed"]), 2
+            )
+            pointers_follow_bare(bare.pop("_done"))
+            seed.make_due()
+            control.clear_log()
+            seq0 = harness.simulator_log_seq(control)
+            cpu0 = harness.cpu_seconds(sim_pid)
+            product = product_run(app=app, queue=queue, workers=workers, expected=partners)
+            product["simulator_cpu_ms_per_renewal"] = round(
+                (harness.cpu_seconds(sim_pid) - cpu0) * 1000 / max(1, product["renewed"]), 2
+            )
+            product["simulator_requests_per_renewal"] = round(
+                (harness.simulator_log_seq(control) - seq0) / max(1, product["renewed"]), 2
+            )
+            ratio = product["per_s"] / bare["per_s"] if bare["per_s"] else 0.0
+            runs_out.append({"bare": bare, "product": product, "ratio": round(ratio, 3)})
+            print(f"run {run + 1}: bare {bare['per_s']}/s, product {product['per_s']}/s, ratio {ratio:.2f}")
+
+        limits: dict[str, Any] | None = None
+        if not args.skip_limits:
+            control.set_vault_limits(True, creates=VAULT_CREATES_PER_10S, others=4000, window=10.0)
+            time.sleep(10.5)  # an empty window to start from
+            seed.make_due()
+            control.clear_log()
+            product = product_run(app=app, queue=queue, workers=workers, expected=partners)
+            calls = vault_calls(control, 0)
+            ceiling = VAULT_CREATES_PER_10S / 10
+            windows = calls.pop("creates_per_s_10s_windows")
+            limits = {
+                **product,
+                **calls,
+                "ceiling_per_s": ceiling,
+                "ratio": round(product["per_s"] / ceiling, 3),
+                "throttled_share": round(calls["throttled_429"] / max(1, calls["calls"]), 4),
+                "median_10s_window_per_s": round(harness.median(windows), 1) if windows else None,
+                "windows": len(windows),
+            }
+            print(f"limits on: {product['per_s']}/s of {ceiling}/s, {calls['throttled_429']} x 429")
+        memory = [round(w.peak_rss_mib(), 1) for w in workers]
+    finally:
+        for worker in workers:
+            worker.stop()
+        sim_process.stop()
+        database.drop()
+
+    ratios = [r["ratio"] for r in runs_out]
+    summary = {
+        "bare_per_s": harness.median([r["bare"]["per_s"] for r in runs_out]),
+        "product_per_s": harness.median([r["product"]["per_s"] for r in runs_out]),
+        "ratio": round(harness.median(ratios), 3),
+        "target_ratio": 0.8,
+        "limits_per_s": limits["per_s"] if limits else None,
+        "limits_ratio": limits["ratio"] if limits else None,
+        "limits_throttled_share": limits["throttled_share"] if limits else None,
+        "worker_peak_rss_mib": max(memory) if memory else None,
+    }
+    shape = f"{args.workers} processes x {args.threads} threads"
+    rows: list[list[Any]] = []
+    for n, r in enumerate(runs_out, 1):
+        b, p = r["bare"], r["product"]
+        rows.append([f"(a) run {n}", b["per_s"], p["per_s"], r["ratio"], b["errors"] + p["other_events"],
+                     b["client_cpu_ms_per_renewal"], p["worker_cpu_ms_per_renewal"],
+                     f"{b['simulator_cpu_ms_per_renewal']}/{p['simulator_cpu_ms_per_renewal']}"])  # fmt: skip
+    rows.append(["(a) median", summary["bare_per_s"], summary["product_per_s"], summary["ratio"], "", "", "", ""])
+    print()
+    print(
+        harness.table(
+            f"Renewal of {partners:,} partners, Key Vault limits off ({shape}; target ratio >= 0.8)",
+            ["", "bare/s", "product/s", "ratio", "errors", "bare cpu ms", "worker cpu ms", "sim cpu ms b/p"],
+            rows,
+        )
+    )
+    if limits:
+        print()
+        print(
+            harness.table(
+                f"Renewal of {partners:,} partners, Key Vault limits on (targets >= 0.9 of 30/s, 429s < 1%)",
+                ["", "renewals/s", "ceiling/s", "ratio", "median 10 s window/s", "429s", "vault calls", "429 share"],
+                [
+                    [
+                        "(b)",
+                        limits["per_s"],
+                        limits["ceiling_per_s"],
+                        limits["ratio"],
+                        limits["median_10s_window_per_s"] or "",
+                        limits["throttled_429"],
+                        limits["calls"],
+                        f"{100 * limits['throttled_share']:.2f}%",
+                    ]
+                ],
+            )
+        )
+    print(f"\nworker peak RSS (MiB): {', '.join(str(m) for m in memory)}")
+    path = harness.write_results(
+        "renewal",
+        {
+            "config": {
+                "partners": partners,
+                "runs": runs,
+                "workers": args.workers,
+                "threads": args.threads,
+                "quick": args.quick,
+            },
+            "seed_seconds": round(seed_seconds, 1),
+            "runs": runs_out,
+            "limits_on": limits,
+            "worker_peak_rss_mib": memory,
+            "summary": summary,
+            "total_seconds": round(time.perf_counter() - total_started, 1),
+        },
+    )
+    print(f"wrote {path.relative_to(harness.ROOT) if path.is_relative_to(harness.ROOT) else path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
