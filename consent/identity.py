@@ -58,6 +58,10 @@ class _RecordingSession(requests.Session):
 
     def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:
         self.last_status, self.last_retry_after = 0, None
+        # msal applies its `timeout` only to a session of its own: without this, a silent Entra hangs the caller
+        # (and the token row it holds locked).
+        if kwargs.get("timeout") is None:
+            kwargs["timeout"] = HTTP_TIMEOUT
         response = super().request(method, url, *args, **kwargs)
         self.last_status = response.status_code
         self.last_retry_after = _retry_after(response.headers.get("Retry-After"))
@@ -177,8 +181,13 @@ _NO_ACCESS_CODES = {50020, 90072}
 _INVALID_CLIENT_CODES = {7000215, 7000222, 700027, 7000218, 700024}
 
 
-def error_from_response(result: dict[str, Any]) -> IdentityError:
-    """Classify msal's error dict (Entra's token endpoint error body) into a typed error."""
+def error_from_response(result: dict[str, Any], *, home_tenant: bool = True) -> IdentityError:
+    """Classify msal's error dict (Entra's token endpoint error body) into a typed error.
+
+    `home_tenant` says whether the token was asked for in the partner's own tenant: there, an app that is not
+    consented means the partner's consent is gone; in a customer's tenant, that one customer needs
+    ApplicationConsent, and a policy of that customer's blocks only that customer.
+    """
     error = str(result.get("error", "unknown_error"))
     codes = tuple(int(c) for c in result.get("error_codes") or [] if str(c).isdigit())
     correlation_id = str(result.get("correlation_id", ""))
@@ -186,22 +195,30 @@ def error_from_response(result: dict[str, Any]) -> IdentityError:
     label = f"{error} (AADSTS{codes[0]})" if codes else error
     kwargs: dict[str, Any] = {"error": error, "codes": codes, "correlation_id": correlation_id}
     # Branch on the codes Microsoft documents first, then on `error`: the numbers are the specific part.
-    if code_set & _INVALID_CLIENT_CODES or error in {"invalid_client", "unauthorized_client"}:
+    if code_set & _INVALID_CLIENT_CODES or error == "invalid_client":
         return InvalidClient(f"Microsoft rejected the control panel's own app credential: {label}", **kwargs)
+    if code_set & _NOT_CONSENTED_CODES:
+        if home_tenant:
+            return ReconsentRequired(f"The app is no longer consented in the partner's tenant: {label}", **kwargs)
+        return AppNotConsentedInTenant(f"The app is not consented in that tenant: {label}", **kwargs)
+    if code_set & _RECONSENT_CODES:
+        return ReconsentRequired(f"The partner's consent is no longer valid: {label}", **kwargs)
+    if code_set & _NO_ACCESS_CODES:
+        return NoAccessToTenant(f"The partner's user has no access to that tenant: {label}", **kwargs)
+    if not home_tenant and (53003 in code_set or code_set & _MFA_CODES or error == "interaction_required"):
+        return NoAccessToTenant(f"A policy of that customer's tenant blocks the sign-in: {label}", **kwargs)
     if 53003 in code_set:
         return ConditionalAccessBlocked(
             f"A Conditional Access policy in the partner's tenant blocks the sign-in: {label}", **kwargs
         )
     if code_set & _MFA_CODES:
         return MfaRequired(f"Multi-factor authentication is required: {label}", **kwargs)
-    if code_set & _NOT_CONSENTED_CODES:
-        return AppNotConsentedInTenant(f"The app is not consented in that tenant: {label}", **kwargs)
-    if code_set & _NO_ACCESS_CODES:
-        return NoAccessToTenant(f"The partner's user has no access to that tenant: {label}", **kwargs)
-    if code_set & _RECONSENT_CODES or error == "invalid_grant":
-        return ReconsentRequired(f"The partner's consent is no longer valid: {label}", **kwargs)
     if error == "interaction_required":
         return MfaRequired(f"Microsoft requires the user to sign in again: {label}", **kwargs)
+    if error == "invalid_grant":
+        return ReconsentRequired(f"The partner's consent is no longer valid: {label}", **kwargs)
+    if error == "unauthorized_client":
+        return InvalidClient(f"Microsoft does not let the control panel's app do this: {label}", **kwargs)
     if error in {"temporarily_unavailable", "server_error", "request_timeout"}:
         return Transient(f"Microsoft's sign-in service is unavailable: {label}", **kwargs)
     return IdentityError(f"Microsoft refused the token request: {label}", **kwargs)
@@ -293,7 +310,7 @@ def _token_result(result: dict[str, Any]) -> TokenResult:
     )
 
 
-def _call(operation: str, func: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
+def _call(operation: str, func: Any, *args: Any, home_tenant: bool = True, **kwargs: Any) -> dict[str, Any]:
     session = _session()
     try:
         result = func(*args, **kwargs)
@@ -324,7 +341,7 @@ def _call(operation: str, func: Any, *args: Any, **kwargs: Any) -> dict[str, Any
             correlation_id=str(result.get("correlation_id", "")),
         )
     if "error" in result:
-        error = error_from_response(result)
+        error = error_from_response(result, home_tenant=home_tenant)
         logger.info(
             "%s failed: %s error=%s codes=%s correlation_id=%s",
             operation,
@@ -398,7 +415,13 @@ def auth_code_flow_finish(
 
 
 def refresh_token_redeem(
-    *, cloud: Cloud, app: AppCredential, tenant: str, refresh_token: str, scopes: list[str]
+    *,
+    cloud: Cloud,
+    app: AppCredential,
+    tenant: str,
+    refresh_token: str,
+    scopes: list[str],
+    home_tenant: bool = True,
 ) -> TokenResult:
     """Redeem a refresh token for an access token to one resource in `tenant` (the partner's or a customer's).
 
@@ -406,7 +429,13 @@ def refresh_token_redeem(
     it on every redemption). Raises one of the typed errors.
     """
     client = confidential_client(cloud=cloud, tenant=tenant, app=app)
-    result = _call("redeeming the refresh token", client.acquire_token_by_refresh_token, refresh_token, scopes)
+    result = _call(
+        "redeeming the refresh token",
+        client.acquire_token_by_refresh_token,
+        refresh_token,
+        scopes,
+        home_tenant=home_tenant,
+    )
     return _token_result(result)
 
 

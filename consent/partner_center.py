@@ -118,7 +118,11 @@ class PartnerCenterClient:
     def _url(self, path_or_uri: str) -> str:
         """Partner Center's `links` name paths with or without the version prefix; both resolve here."""
         parts = urlsplit(path_or_uri)
-        if parts.scheme:
+        if parts.scheme or parts.netloc:
+            # The bearer token goes only to the Partner Center this client was made for.
+            base = urlsplit(self.base_url)
+            if (parts.scheme, parts.netloc) != (base.scheme, base.netloc):
+                raise PartnerCenterError(f"Partner Center named a link on another host ({parts.netloc}); not followed")
             return path_or_uri
         path = path_or_uri if path_or_uri.startswith("/") else f"/{path_or_uri}"
         if not path.startswith(API_VERSION_PREFIX + "/"):
@@ -167,7 +171,7 @@ class PartnerCenterClient:
         """Every customer, following `links.next` (with its continuation headers) until it is absent."""
         path = f"/customers?size={page_size}"
         headers: dict[str, str] = {}
-        seen_tokens: set[str] = set()
+        seen: set[tuple[str, str]] = set()
         while True:
             page = self.request("GET", path, headers=headers).json()
             for item in page.get("items", []):
@@ -182,11 +186,11 @@ class PartnerCenterClient:
             if not following:
                 return
             headers = {h["key"]: h["value"] for h in following.get("headers", []) if "key" in h}
-            token = headers.get("MS-ContinuationToken", "")
-            if token in seen_tokens:
-                raise PartnerCenterError("Partner Center returned the same continuation token twice")
-            seen_tokens.add(token)
             path = following["uri"]
+            page_key = (path, headers.get("MS-ContinuationToken", ""))
+            if page_key in seen:
+                raise PartnerCenterError("Partner Center returned the same next page twice")
+            seen.add(page_key)
 
     def application_consent_create(
         self, *, customer_tenant_id: str, body: dict[str, Any], request_id: str | None = None

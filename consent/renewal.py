@@ -163,6 +163,7 @@ def redeem_locked(
         tenant=tenant or str(partner.tenant_id),
         refresh_token=current.value.reveal(),
         scopes=scopes,
+        home_tenant=tenant is None or tenant.lower() == str(partner.tenant_id).lower(),
     )
     if not store or not token.refresh_token:
         return Redemption(token=token, written=None, orphans=())

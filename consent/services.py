@@ -22,6 +22,7 @@ from typing import Any
 from django.conf import settings
 from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
 
@@ -149,13 +150,14 @@ def partner_invite(
         audit_record(actor=actor, action="partner.invited", partner=partner, detail={"emailed": send_email})
         if send_email:
             transaction.on_commit(
-                lambda: _send_link(
+                robust=True,
+                func=lambda: _send_link(
                     partner=partner,
                     url=url,
                     subject=f"{settings.CPV_APPLICATION_GRANTS['displayName']}: please consent for {partner.name}",
                     intro="You are invited to connect your Partner Center account. Open this link to review "
                     "what is asked and to consent:",
-                )
+                ),
             )
     return Invitation(partner=partner, url=url)
 
@@ -174,12 +176,13 @@ def partner_reconsent_link(*, actor: Actor, partner: Partner, send_email: bool =
         )
         if send_email:
             transaction.on_commit(
-                lambda: _send_link(
+                robust=True,
+                func=lambda: _send_link(
                     partner=partner,
                     url=url,
                     subject=f"{settings.CPV_APPLICATION_GRANTS['displayName']}: please renew your consent",
                     intro="Your organisation's consent needs to be renewed. Open this link and sign in again:",
-                )
+                ),
             )
     return url
 
@@ -220,13 +223,15 @@ def _event(flow: ConsentFlow, status: str, message: str = "", **detail: Any) -> 
 
 
 def _move(flow: ConsentFlow, status: str, message: str = "", **detail: Any) -> None:
-    flow.status = status
-    fields = ["status"]
+    """Move the flow on from the state it is in here, and only from that one (compare and set)."""
+    changes: dict[str, Any] = {"status": status}
     if status not in ConsentFlow.OPEN:
-        flow.finished_at = timezone.now()
-        flow.sealed_flow = None  # the PKCE verifier and nonce are of no use once the flow is over
-        fields += ["finished_at", "sealed_flow"]
-    flow.save(update_fields=fields)
+        changes["finished_at"] = timezone.now()
+        changes["sealed_flow"] = None  # the PKCE verifier and nonce are of no use once the flow is over
+    if not ConsentFlow.objects.filter(pk=flow.pk, status=flow.status).update(**changes):
+        raise RuntimeError(f"consent flow {flow.code} left state {flow.status} under us")
+    for field, value in changes.items():
+        setattr(flow, field, value)
     _event(flow, status, message, **detail)
 
 
@@ -371,7 +376,9 @@ def _complete(flow: ConsentFlow, form: Mapping[str, str]) -> ConsentFlow:
         return _fail(flow, "tenant_taken", f"tenant {tenant_id} belongs to another partner")
     if not identity.claims_have_mfa(claims):
         return _fail(flow, "no_mfa", "the id_token's amr claim has no mfa")
-    if not identity.claims_are_global_admin(claims):
+    # `wids` is only sometimes in an id_token: refuse when it names the user's roles without Global
+    # Administrator; without it, Microsoft's own admin-consent rules and Partner Center's check decide.
+    if "wids" in claims and not identity.claims_are_global_admin(claims):
         return _fail(flow, "not_global_admin", "the id_token's wids claim lacks the Global Administrator role")
 
     # Partner Center itself is the proof of the Admin Agent role: a call made with the new token.
@@ -401,26 +408,25 @@ def _vault_and_activate(flow: ConsentFlow, token: identity.TokenResult) -> Conse
         return _fail(flow, "our_error", f"the vault refused the token: {exc}")
 
     now = timezone.now()
+    committed = False
     try:
         with transaction.atomic():
+            # The same lock order as renewal and the access-token service: the token row, then the partner.
+            pointer = PartnerToken.objects.select_for_update().filter(partner=partner).first()
             locked = Partner.objects.select_for_update().get(pk=partner.pk)
-            pointer, _ = PartnerToken.objects.select_for_update().get_or_create(
-                partner=locked, defaults={"secret_name": name}
+            _recheck_under_lock(locked, flow)
+            if pointer is None:
+                pointer = PartnerToken.objects.create(partner=locked, secret_name=name)
+            superseded = pointer_move(
+                pointer,
+                version=written.version,
+                version_count=written.version_count,
+                token_value=token.refresh_token,
+                now=now,
+                obtained=True,
+                flow=flow,
+                scopes=token.scopes,
             )
-            old_version = pointer.current_version
-            pointer.previous_version = old_version
-            pointer.previous_disabled = not old_version
-            pointer.current_version = written.version
-            pointer.version_count = written.version_count
-            pointer.fingerprint = token_fingerprint(token.refresh_token)
-            pointer.generation += 1
-            pointer.consent_flow = flow
-            pointer.consented_by_oid = flow.user_oid
-            pointer.consented_by_name = flow.user_name
-            pointer.scopes = " ".join(token.scopes)[:1000]
-            pointer.obtained_at = now
-            pointer.last_renewed_at = now
-            pointer.save()
             previous_status = locked.status
             locked.tenant_id = flow.tenant_id
             locked.status = Partner.Status.ACTIVE
@@ -448,15 +454,79 @@ def _vault_and_activate(flow: ConsentFlow, token: identity.TokenResult) -> Conse
                     "vault_version": written.version,
                 },
             )
-            transaction.on_commit(lambda: _after_consent(locked, pointer))
+            # robust: a failure of this follow-up work is logged, never taken for a failed consent.
+            transaction.on_commit(lambda: _after_consent(locked, pointer, superseded), robust=True)
+        committed = True
     except IntegrityError:
         # Another partner took this tenant between our check and our write.
         _disable_quietly(name, written.version)
         return _fail(flow, "tenant_taken", f"tenant {flow.tenant_id} belongs to another partner")
-    except Exception:
+    except _Refused as refused:
         _disable_quietly(name, written.version)
+        return _fail(flow, refused.reason, refused.detail)
+    except Exception:
+        # Only a version nothing points at may be disabled: after the commit, it is the partner's token.
+        if not committed:
+            _disable_quietly(name, written.version)
         raise
     return flow
+
+
+class _Refused(Exception):
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+
+
+def _recheck_under_lock(partner: Partner, flow: ConsentFlow) -> None:
+    """What was checked before the redemption may have changed while the admin was signing in."""
+    if partner.status == Partner.Status.DEACTIVATED:
+        raise _Refused("expired_link", "the partner was deactivated during the sign-in")
+    if partner.tenant_id and partner.tenant_id != flow.tenant_id:
+        raise _Refused("wrong_tenant", f"the partner is now bound to tenant {partner.tenant_id}")
+
+
+def pointer_move(
+    pointer: PartnerToken,
+    *,
+    version: str,
+    version_count: int,
+    token_value: str,
+    now: datetime,
+    obtained: bool = False,
+    flow: ConsentFlow | None = None,
+    scopes: tuple[str, ...] | list[str] = (),
+) -> tuple[str, ...]:
+    """Point a partner's token row at a new vault version, clearing any recorded failure.
+
+    `obtained` marks a token from a consent (or an import) rather than a renewal: it also records where it
+    came from. The caller holds the row's lock and commits; afterwards the previous version, and any
+    returned one, must be disabled. Returns versions superseded besides the previous one.
+    """
+    old = pointer.current_version
+    superseded: tuple[str, ...] = ()
+    if pointer.previous_version and not pointer.previous_disabled and pointer.previous_version != old:
+        superseded = (pointer.previous_version,)
+    pointer.previous_version = old
+    pointer.previous_disabled = not old
+    pointer.current_version = version
+    pointer.version_count = version_count
+    pointer.fingerprint = token_fingerprint(token_value)
+    pointer.generation += 1
+    pointer.last_renewed_at = now
+    pointer.failure_count = 0
+    pointer.last_error = ""
+    pointer.last_error_kind = ""
+    pointer.next_attempt_at = None
+    if obtained:
+        pointer.obtained_at = now
+        pointer.consent_flow = flow
+        pointer.consented_by_oid = flow.user_oid if flow else None
+        pointer.consented_by_name = flow.user_name if flow else ""
+        pointer.scopes = " ".join(scopes)[:1000]
+    pointer.save()
+    return superseded
 
 
 def _disable_quietly(name: str, version: str) -> bool:
@@ -483,17 +553,26 @@ def partner_token_disable_previous(*, pointer: PartnerToken) -> bool:
 AFTER_CONSENT: list[Callable[[Partner], None]] = []
 
 
-def _after_consent(partner: Partner, pointer: PartnerToken) -> None:
+def _after_consent(partner: Partner, pointer: PartnerToken, superseded: tuple[str, ...] = ()) -> None:
     partner_token_disable_previous(pointer=pointer)
+    for version in superseded:
+        _disable_quietly(pointer.secret_name, version)
     for hook in AFTER_CONSENT:
         hook(partner)
 
 
+# A flow that came back from Microsoft is being finished by a request; only one stuck this long (its worker
+# died mid-way) is expired.
+STUCK_AFTER = timedelta(hours=1)
+
+
 def consent_flows_expire(*, now: datetime | None = None) -> int:
-    """Mark flows that never came back from Microsoft as expired. Returns how many were."""
+    """Mark flows that never came back from Microsoft (or got stuck finishing) as expired. Returns how many."""
     now = now or timezone.now()
     count = 0
-    for flow in ConsentFlow.objects.filter(status__in=ConsentFlow.OPEN, expires_at__lte=now).select_related("partner"):
+    waiting = Q(status__in=[Status.CREATED, Status.REDIRECTED], expires_at__lte=now)
+    stuck = Q(status__in=ConsentFlow.OPEN, expires_at__lte=now - STUCK_AFTER)
+    for flow in ConsentFlow.objects.filter(waiting | stuck):
         with transaction.atomic():
             if ConsentFlow.objects.filter(pk=flow.pk, status=flow.status).update(
                 status=Status.EXPIRED, finished_at=now, sealed_flow=None, failure_reason="expired"

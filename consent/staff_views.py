@@ -14,8 +14,9 @@ from django import forms
 from django.contrib import messages
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
-from django.shortcuts import get_object_or_404, render
+from django.shortcuts import render
 from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_http_methods, require_POST
 
 from consent import operations
@@ -64,7 +65,7 @@ def invite(request: HttpRequest) -> HttpResponse:
 @staff_view(see=Role.VIEWER, act=Role.OPERATOR)
 @require_POST
 def reconsent_link(request: HttpRequest, code: uuid.UUID) -> HttpResponse:
-    partner = get_object_or_404(Partner, code=code)
+    partner = partner_for_staff(code)
     try:
         url = partner_reconsent_link(actor=request.user, partner=partner, send_email=bool(request.POST.get("send")))
     except PartnerError as exc:
@@ -210,7 +211,7 @@ def bulk(request: HttpRequest) -> HttpResponse:
     the action on each; a partner the action does not apply to is reported and skipped."""
     form = BulkForm(request.POST)
     back = request.POST.get("back", "") or reverse("partners:list")
-    if not back.startswith("/") or back.startswith("//"):
+    if not back.startswith("/") or not url_has_allowed_host_and_scheme(back, allowed_hosts={request.get_host()}):
         back = reverse("partners:list")
     if not form.is_valid():
         messages.error(

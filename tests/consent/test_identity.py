@@ -165,9 +165,10 @@ ERROR_TABLE = [
     (50078, identity.MfaRequired),
     (50079, identity.MfaRequired),
     (53003, identity.ConditionalAccessBlocked),
-    (65001, identity.AppNotConsentedInTenant),
-    (90099, identity.AppNotConsentedInTenant),
-    (700016, identity.InvalidClient),
+    # In the partner's own tenant, an app that is not consented means the consent is gone.
+    (65001, identity.ReconsentRequired),
+    (90099, identity.ReconsentRequired),
+    (700016, identity.ReconsentRequired),
     (7000215, identity.InvalidClient),
     (7000222, identity.InvalidClient),
     (700027, identity.InvalidClient),
@@ -190,7 +191,6 @@ def test_each_entra_error_becomes_its_typed_error(sim, admin, partner_tenant, co
             scopes=[PC_SCOPE],
         )
 
-    # 700016 is "app not found" in the partner's own tenant: our app registration is the problem.
     assert type(caught.value) is expected
     assert code in caught.value.codes
     assert caught.value.permanent
@@ -253,6 +253,7 @@ def test_a_customer_tenant_without_the_app_says_to_run_application_consent(sim, 
         identity.refresh_token_redeem(
             cloud=sim_cloud(sim),
             app=sim_app(sim),
+            home_tenant=False,
             tenant=str(customer.tenant_id),
             refresh_token=refresh_token,
             scopes=[GRAPH_SCOPE],
@@ -376,3 +377,48 @@ def test_an_unsigned_token_is_refused(sim) -> None:  # type: ignore[no-untyped-d
 
     with pytest.raises(identity.IdTokenInvalid, match="RS256"):
         _verify(sim, token)
+
+
+@pytest.mark.parametrize(
+    ("code", "error", "home", "expected"),
+    [
+        (65001, "invalid_grant", False, identity.AppNotConsentedInTenant),
+        (700016, "unauthorized_client", False, identity.AppNotConsentedInTenant),
+        (700016, "unauthorized_client", True, identity.ReconsentRequired),
+        (53003, "access_denied", False, identity.NoAccessToTenant),
+        (53003, "access_denied", True, identity.ConditionalAccessBlocked),
+        (50076, "interaction_required", False, identity.NoAccessToTenant),
+        (50076, "interaction_required", True, identity.MfaRequired),
+        (700082, "invalid_grant", False, identity.ReconsentRequired),
+        (7000222, "invalid_client", False, identity.InvalidClient),
+        (None, "unauthorized_client", True, identity.InvalidClient),
+    ],
+)
+def test_errors_are_read_for_the_tenant_that_was_asked(code, error, home, expected) -> None:  # type: ignore[no-untyped-def]
+    body = {"error": error, "error_codes": [code] if code else [], "correlation_id": "c"}
+
+    assert type(identity.error_from_response(body, home_tenant=home)) is expected
+
+
+def test_every_request_to_entra_carries_a_timeout(sim, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    admin = partner_user(sim, global_admin=True, admin_agent=True, mfa_registered=True)
+    refresh_token = sim.control.issue_refresh_token(admin.upn, client_id=sim.env["CPV_CLIENT_ID"])
+    seen: list[object] = []
+    original = identity.requests.Session.request
+
+    def spy(self, method, url, *args, **kwargs):  # type: ignore[no-untyped-def]
+        seen.append(kwargs.get("timeout"))
+        return original(self, method, url, *args, **kwargs)
+
+    monkeypatch.setattr(identity.requests.Session, "request", spy)
+    identity._local.__dict__.clear()  # a fresh session and discovery cache: discovery is asked for again
+
+    identity.refresh_token_redeem(
+        cloud=sim_cloud(sim),
+        app=sim_app(sim),
+        tenant=str(sim.world.partners[0].tenant_id),
+        refresh_token=refresh_token,
+        scopes=[PC_SCOPE],
+    )
+
+    assert seen and all(timeout == identity.HTTP_TIMEOUT for timeout in seen)
