@@ -107,8 +107,11 @@ class RotationReport:
 
 @contextmanager
 def _database_errors() -> Iterator[None]:
+    # A savepoint: a failed statement must not abort the caller's transaction (a renewal holding its row lock
+    # still has to record why it failed).
     try:
-        yield
+        with transaction.atomic():
+            yield
     except DatabaseError as exc:
         raise VaultTransient(f"the local vault's database failed: {exc.__class__.__name__}") from None
 
@@ -196,7 +199,7 @@ class LocalVault(Vault):
         secret = validate_value(value)
         clean_tags = validate_tags(tags)
         self._ready()
-        with _database_errors(), transaction.atomic():
+        with _database_errors():
             # Locks the secret's rows so that two writers count the budget one after the other.
             rows = list(
                 VaultSecretVersion.objects.select_for_update().filter(name=name).values_list("id", "deleted_at")
@@ -357,7 +360,7 @@ class LocalVault(Vault):
         for pk in pending:
             row: VaultSecretVersion | None = None
             try:
-                with _database_errors(), transaction.atomic():
+                with _database_errors():
                     row = VaultSecretVersion.objects.select_for_update().filter(pk=pk).first()
                     if row is None:  # purged meanwhile
                         report.total -= 1

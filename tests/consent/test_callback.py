@@ -421,3 +421,58 @@ def test_nothing_secret_reaches_the_database(cpv_sim, invitation, consent_run, a
             dump.extend(repr(row) for row in cursor.fetchall())
     text = "\n".join(dump) + pages + caplog.text
     assert cpv_sim.control.find_leaks(text) == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_failing_follow_up_after_the_commit_keeps_the_new_token(cpv_sim, consent_run, admin, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from consent import services
+
+    def broken_hook(partner: Partner) -> None:
+        raise RuntimeError("the follow-up work broke")
+
+    monkeypatch.setattr(services, "AFTER_CONSENT", [broken_hook])
+    invitation = partner_invite(actor=None, name="Robust", contact_email="r@example.com", send_email=False)
+
+    consent_run(invitation.url, user=admin)
+
+    flow = flow_of(invitation.partner)
+    assert flow.status == ConsentFlow.Status.VAULTED
+    pointer = PartnerToken.objects.get(partner=invitation.partner)
+    versions = {v.version: v.enabled for v in get_vault().versions(name=pointer.secret_name)}
+    assert versions == {pointer.current_version: True}
+
+
+def test_a_partner_deactivated_during_the_sign_in_is_not_reactivated(invitation, consent_run, admin) -> None:  # type: ignore[no-untyped-def]
+    run = consent_run(invitation.url, user=admin, post=False)
+    Partner.objects.filter(pk=invitation.partner.pk).update(status=Partner.Status.DEACTIVATED)
+
+    run.post_callback()
+
+    flow = flow_of(invitation.partner)
+    assert flow.failure_reason == "expired_link"
+    assert Partner.objects.get(pk=invitation.partner.pk).status == Partner.Status.DEACTIVATED
+    pointer = PartnerToken.objects.filter(partner=invitation.partner).first()
+    assert pointer is None or not pointer.current_version
+    name = secret_name_for(invitation.partner.code)
+    assert all(not v.enabled for v in get_vault().versions(name=name))
+
+
+def test_a_mail_server_failure_does_not_undo_an_invitation(
+    cpv_sim, settings, django_capture_on_commit_callbacks
+) -> None:  # type: ignore[no-untyped-def]
+    settings.EMAIL_BACKEND = "tests.consent.test_callback.BrokenMailBackend"
+
+    with django_capture_on_commit_callbacks(execute=True):
+        invited = partner_invite(actor=None, name="Mailless", contact_email="m@example.com", send_email=True)
+
+    assert Partner.objects.filter(pk=invited.partner.pk).exists()
+
+
+class BrokenMailBackend:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def send_messages(self, messages: Any) -> int:
+        import smtplib
+
+        raise smtplib.SMTPServerDisconnected("the mail server went away")
