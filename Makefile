@@ -7,7 +7,7 @@ TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/cpv
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-fast lint format bench install clean
+.PHONY: demo test test-fast lint format bench bench-quick install clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,14 @@ lint: $(VENV)/.installed-dev
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/python manage.py makemigrations --check --dry-run
+
+## bench: the benchmarks at full size on PostgreSQL, Redis, real workers and the simulator (see README)
+## bench-quick (or make bench QUICK=1): their small versions, as CI runs them
+bench: $(VENV)/.installed-dev
+	$(BIN)/python bench/run_all.py $(if $(QUICK),--quick,)
+
+bench-quick: $(VENV)/.installed-dev
+	$(BIN)/python bench/run_all.py --quick
 
 format: $(VENV)/.installed-dev
 	$(BIN)/ruff check --fix .

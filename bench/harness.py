@@ -115,8 +115,9 @@ class BenchDatabase:
     """A PostgreSQL database created for one benchmark and dropped afterwards."""
 
     def __init__(self, name: str) -> None:
-        self.name = name
-        self.url = f"postgres://{PG_USER}@{PG_HOST}:{PG_PORT}/{name}"
+        # A prefix keeps two runs at once (a test run and a person's) out of each other's databases.
+        self.name = os.environ.get("CPV_BENCH_DB_PREFIX", "") + name
+        self.url = f"postgres://{PG_USER}@{PG_HOST}:{PG_PORT}/{self.name}"
 
     def _pg(self, tool: str) -> None:
         subprocess.run(
@@ -140,9 +141,12 @@ class BenchDatabase:
         self._pg("createdb")
 
     def drop(self) -> None:
-        from django.db import connections
+        from django.conf import settings
 
-        connections.close_all()
+        if settings.configured:
+            from django.db import connections
+
+            connections.close_all()
         try:
             self._pg("dropdb")
         except subprocess.CalledProcessError as exc:
@@ -277,7 +281,7 @@ class Worker:
 
 def start_workers(env: dict[str, str], *, count: int, threads: int, log_dir: Path) -> tuple[str, list[Worker]]:
     queue = f"bench-{uuid.uuid4().hex[:10]}"
-    workers = [Worker(env, queue, log_dir / f"worker-{i}.log", threads=threads) for i in range(count)]
+    workers = [Worker(env, queue, log_dir / f"{queue}-worker-{i}.log", threads=threads) for i in range(count)]
     try:
         for worker in workers:
             worker.wait_ready()

@@ -1,0 +1,210 @@
+"""Benchmark 5: what the product adds to a consent callback beyond Microsoft's own answers.
+
+200 partners (20 with --quick) are invited through the product's service; for each, a browser (Django's test
+client, in this process) opens the invitation, starts the sign-in, the partner's admin accepts on the
+simulator's page, and the browser posts the answer to `/consent/callback`. The callback redeems the code
+(msal), verifies the id_token, calls Partner Center to prove the Admin Agent role, writes the token to the
+simulator's Key Vault and activates the partner, on PostgreSQL, with Redis as the broker.
+
+For each callback: its wall time; the simulator's own time answering the calls it made (the request log's
+server-side durations); and the time spent inside outbound HTTP calls as the product sees them (every
+`requests` call, TLS and the client libraries included). Reported: medians and 95th percentiles of the
+wall time, of wall minus the simulator's time (what the product and the network path add) and of wall
+minus outbound HTTP (the product's own code and database). Writes bench/results/callback.json.
+
+    .venv/bin/python bench/callback_bench.py [--quick] [--consents N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import html
+import re
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench import harness
+
+SEED = 5
+BASE_URL = "http://127.0.0.1:8000"
+_HIDDEN = re.compile(r'<input type="hidden" name="([^"]+)" value="([^"]*)">')
+_ACTION = re.compile(r'<form method="post" id="response" action="([^"]+)">')
+
+
+def sign_in(auth_uri: str, *, user_oid: str, ca_bundle: str) -> tuple[str, dict[str, str]]:
+    """A person on the simulator's sign-in page picking `user_oid` and pressing Accept: where the browser
+    would POST (form_post) and the fields it would send."""
+    import requests
+
+    with requests.Session() as browser:
+        browser.verify = ca_bundle
+        page = browser.get(auth_uri, timeout=10)
+        page.raise_for_status()
+        txn = re.search(r'name="txn" value="([^"]+)"', page.text)
+        if not txn:
+            raise RuntimeError("the sign-in page has no transaction")
+        answer = browser.post(
+            page.url.split("?", 1)[0], data={"txn": txn.group(1), "user": user_oid, "action": "accept"}, timeout=10
+        )
+    answer.raise_for_status()
+    target = _ACTION.search(answer.text)
+    if not target:
+        raise RuntimeError("the sign-in answer has no form")
+    fields = {html.unescape(k): html.unescape(v) for k, v in _HIDDEN.findall(answer.text)}
+    return html.unescape(target.group(1)), fields
+
+
+class OutboundTimer:
+    """Wall time spent in `requests` calls made by this thread while `active`."""
+
+    def __init__(self) -> None:
+        import requests
+
+        self.local = threading.local()
+        original = requests.Session.send
+        timer = self
+
+        def send(session: Any, request: Any, **kwargs: Any) -> Any:
+            if not getattr(timer.local, "active", False):
+                return original(session, request, **kwargs)
+            start = time.perf_counter()
+            try:
+                return original(session, request, **kwargs)
+            finally:
+                timer.local.spent += time.perf_counter() - start
+                timer.local.calls += 1
+
+        requests.Session.send = send  # type: ignore[method-assign]
+
+    def start(self) -> None:
+        self.local.active = True
+        self.local.spent = 0.0
+        self.local.calls = 0
+
+    def stop(self) -> tuple[float, int]:
+        self.local.active = False
+        return self.local.spent, self.local.calls
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="20 consents")
+    parser.add_argument("--consents", type=int, default=None)
+    args = parser.parse_args(argv)
+    count = args.consents or (20 if args.quick else 200)
+
+    from simulator.testing import SimulatorProcess
+    from simulator.world import World
+
+    started = time.perf_counter()
+    database = harness.BenchDatabase("cpv_bench_callback")
+    database.create()
+    var_dir = harness.bench_var_dir()
+    harness.flush_redis()
+    # One more partner than consents: the first consent warms the caches (discovery, signing keys, clients).
+    sim_process = SimulatorProcess(
+        extra_args=["--seed", str(SEED), "--partners", str(count + 1), "--customers", "1", "--record-issued", "off"]
+    )
+    samples: list[dict[str, float]] = []
+    try:
+        sim = sim_process.start()
+        control = sim.control
+        env = harness.product_env(sim.env, database_url=database.url, var_dir=var_dir, CPV_BASE_URL=BASE_URL)
+        harness.migrate(env)
+        harness.django_setup(env)
+        from django.test import Client
+
+        from consent.services import partner_invite
+        from partners.models import Partner
+
+        world = World.generate(seed=SEED, partners=count + 1, customers_per_partner=1)
+        timer = OutboundTimer()
+        for index, world_partner in enumerate(world.partners):
+            admin = next(u for u in world_partner.users if u.global_admin and u.admin_agent and u.mfa_registered)
+            invitation = partner_invite(
+                actor=None, name=world_partner.name, contact_email=f"ops@{world_partner.domain}", send_email=False
+            )
+            # Each partner's admin is a different person on a different network (the pages limit attempts
+            # per client address).
+            address = f"10.{index // 250}.{index % 250}.1"
+            browser = Client(SERVER_NAME="127.0.0.1", SERVER_PORT="8000", REMOTE_ADDR=address)
+            landing = browser.get(invitation.url.removeprefix(BASE_URL))
+            start_path = re.search(r'action="([^"]+/start)"', landing.content.decode())
+            if landing.status_code != 200 or not start_path:
+                raise RuntimeError(f"the invitation page answered {landing.status_code}")
+            redirect = browser.post(start_path.group(1))
+            target, fields = sign_in(redirect["Location"], user_oid=admin.oid, ca_bundle=sim.env["REQUESTS_CA_BUNDLE"])
+            if target != f"{BASE_URL}/consent/callback":
+                raise RuntimeError(f"the sign-in posts to {target}")
+            seq = harness.simulator_log_seq(control)
+            timer.start()
+            t0 = time.perf_counter()
+            answer = browser.post("/consent/callback", fields)
+            wall = time.perf_counter() - t0
+            outbound, calls = timer.stop()
+            entries = control.log(since=seq)
+            if (
+                answer.status_code != 303
+                or not Partner.objects.filter(pk=invitation.partner.pk, status=Partner.Status.ACTIVE).exists()
+            ):
+                raise RuntimeError(f"consent {index} did not succeed: HTTP {answer.status_code}")
+            if index == 0:
+                continue  # the warm-up
+            simulator = sum(float(e.get("duration_ms") or 0) for e in entries) / 1000
+            samples.append(
+                {
+                    "wall_ms": wall * 1000,
+                    "simulator_ms": simulator * 1000,
+                    "outbound_ms": outbound * 1000,
+                    "added_ms": (wall - simulator) * 1000,
+                    "own_ms": (wall - outbound) * 1000,
+                    "calls": calls,
+                    "simulator_requests": len(entries),
+                }
+            )
+    finally:
+        sim_process.stop()
+        database.drop()
+        harness.flush_redis()
+
+    def stat(key: str) -> dict[str, float]:
+        values = [s[key] for s in samples]
+        return {"median": round(harness.median(values), 1), "p95": round(harness.percentile(values, 95), 1)}
+
+    summary = {key: stat(key) for key in ("wall_ms", "simulator_ms", "outbound_ms", "added_ms", "own_ms", "calls")}
+    labels = {
+        "wall_ms": "callback wall time",
+        "simulator_ms": "simulator's own time (server side)",
+        "outbound_ms": "inside outbound HTTP calls",
+        "added_ms": "added beyond the simulator",
+        "own_ms": "the product's own code and database",
+    }
+    print()
+    print(
+        harness.table(
+            f"Consent callback, {len(samples)} consents (ms)",
+            ["", "median", "p95"],
+            [[label, summary[key]["median"], summary[key]["p95"]] for key, label in labels.items()],
+        )
+    )
+    print(f"outbound calls per callback: {summary['calls']['median']:.0f}")
+    path = harness.write_results(
+        "callback",
+        {
+            "config": {"consents": count, "quick": args.quick},
+            "summary": summary,
+            "samples": samples,
+            "total_seconds": round(time.perf_counter() - started, 1),
+        },
+    )
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

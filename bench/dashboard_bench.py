@@ -1,0 +1,372 @@
+"""Benchmark 3 (and the web half of 4): the staff dashboard at scale.
+
+PostgreSQL is seeded in bulk (SQL `generate_series` for the large tables) with partners in every state, token
+rows of every health, customers with their ApplicationConsent states, renewal events over the last weeks and
+consent flows, first at a small size, then grown to the full size (10,000 partners and 200,000 customers, one
+partner holding 5,000 of them; --quick: 200 and 2,000). At each size, a signed-in admin requests the overview,
+the partner list (first page, a filtered page, a late page) and the big partner's page (first and a late page
+of its customers) through Django's test client in this process: the server time of each request (median and
+95th percentile) and its query count. A query count that is the same at both sizes does not grow with the data.
+
+Then a real `gunicorn cpv.wsgi` process (one sync worker) serves the same pages at the full size over HTTP;
+its worker's peak resident memory (VmHWM) is the web figure of benchmark 4. Writes bench/results/dashboard.json.
+
+    .venv/bin/python bench/dashboard_bench.py [--quick] [--samples N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench import harness
+
+BIG = "Big Partner"
+
+
+def seed(*, first: int, partners: int, customers: int, big_customers: int) -> None:
+    """Add partners numbered first..partners-1 with about `customers` customers among them (the big partner,
+    number 0, holds `big_customers`; growing it adds the difference), their tokens, consents and history."""
+    from django.db import connection, transaction
+    from django.utils import timezone
+
+    from consent.models import PartnerToken
+    from partners.models import Partner
+
+    now = timezone.now()
+    statuses = (
+        [Partner.Status.ACTIVE] * 85
+        + [Partner.Status.RECONSENT_NEEDED] * 5
+        + [Partner.Status.INVITED] * 5
+        + [Partner.Status.PENDING] * 3
+        + [Partner.Status.DEACTIVATED] * 2
+    )
+    new = [
+        Partner(
+            code=uuid.uuid4(),
+            name=BIG if i == 0 else f"Partner {i:05d}",
+            contact_email=f"ops@partner{i}.example",
+            tenant_id=uuid.uuid4(),
+            default_domain=f"partner{i}.onmicrosoft.com",
+            environment=Partner.Environment.SANDBOX if i % 20 == 7 else Partner.Environment.PRODUCTION,
+            status=Partner.Status.ACTIVE if i == 0 else statuses[i % len(statuses)],
+        )
+        for i in range(first, partners)
+    ]
+    with transaction.atomic():
+        created = Partner.objects.bulk_create(new, batch_size=2000)
+        tokens = []
+        for n, partner in enumerate(created, start=first):
+            if partner.status in (Partner.Status.INVITED, Partner.Status.PENDING):
+                continue
+            failing = n % 37 == 0
+            tokens.append(
+                PartnerToken(
+                    partner=partner,
+                    secret_name=f"partner-{partner.code.hex}-refresh-token",
+                    current_version=uuid.uuid4().hex,
+                    previous_version=uuid.uuid4().hex,
+                    version_count=1 + n % 40,
+                    fingerprint=uuid.uuid4().hex,
+                    generation=1 + n % 40,
+                    obtained_at=now - timedelta(days=200),
+                    last_renewed_at=now - timedelta(hours=(n * 7919) % (95 * 24)),
+                    failure_count=2 if failing else 0,
+                    last_error="Renewal failed (503: the sign-in service failed)" if failing else "",
+                    last_error_kind="transient" if failing else "",
+                    last_failure_at=now - timedelta(hours=1) if failing else None,
+                )
+            )
+        PartnerToken.objects.bulk_create(tokens, batch_size=2000)
+        ids = [p.pk for p in created]
+        big_id = Partner.objects.get(name=BIG).pk
+        others = max(1, partners - 1)
+        per = max(1, (customers - big_customers) // others)
+        with connection.cursor() as cursor:
+            # Customers: the big partner's (grown to big_customers), then `per` for each new partner.
+            cursor.execute(
+                """
+                INSERT INTO partners_customer
+                    (partner_id, tenant_id, company_name, domain, relationship, first_seen_at, last_seen_at,
+                     removed_at)
+                SELECT %(big)s, gen_random_uuid(), 'Customer ' || g, 'big-c' || g || '.onmicrosoft.com', 'reseller',
+                       %(now)s - interval '90 days', %(now)s,
+                       CASE WHEN g %% 50 = 0 THEN %(now)s - interval '3 days' END
+                FROM generate_series((SELECT count(*) + 1 FROM partners_customer WHERE partner_id = %(big)s),
+                                     %(target)s) g
+                """,
+                {"big": big_id, "target": big_customers, "now": now},
+            )
+            cursor.execute(
+                """
+                INSERT INTO partners_customer
+                    (partner_id, tenant_id, company_name, domain, relationship, first_seen_at, last_seen_at,
+                     removed_at)
+                SELECT p, gen_random_uuid(), 'Customer ' || p || '-' || g, 'c' || p || '-' || g || '.onmicrosoft.com',
+                       'reseller', %(now)s - interval '60 days', %(now)s,
+                       CASE WHEN g %% 50 = 0 THEN %(now)s - interval '3 days' END
+                FROM unnest(%(ids)s::bigint[]) p CROSS JOIN generate_series(1, %(per)s) g
+                WHERE p <> %(big)s
+                """,
+                {"ids": ids, "per": per, "big": big_id, "now": now},
+            )
+            # ApplicationConsent: applied for most, failed for some, pending for the rest.
+            cursor.execute(
+                """
+                INSERT INTO consent_customerconsent
+                    (customer_id, status, grants, grants_hash, applied_at, attempts, last_attempt_at, last_error,
+                     pending_request_id, lease_until, updated_at)
+                SELECT c.id,
+                       CASE WHEN c.id %% 100 < 90 THEN 'applied' WHEN c.id %% 100 < 94 THEN 'failed' ELSE 'pending' END,
+                       '{}'::jsonb, 'seeded', %(now)s - interval '10 days', 1, %(now)s - interval '10 days',
+                       CASE WHEN c.id %% 100 BETWEEN 90 AND 93
+                            THEN 'ApplicationConsent in a customer: 403: the partner has no access' ELSE '' END,
+                       '', NULL, %(now)s
+                FROM partners_customer c LEFT JOIN consent_customerconsent cc ON cc.customer_id = c.id
+                WHERE cc.id IS NULL
+                """,
+                {"now": now},
+            )
+            # Renewal history: a renewal every 7 days over the last 5 weeks for each new partner with a token.
+            cursor.execute(
+                """
+                INSERT INTO consent_tokenevent (partner_id, kind, message, detail, created_at)
+                SELECT t.partner_id,
+                       CASE WHEN (t.partner_id + w) %% 41 = 0 THEN 'retrying' ELSE 'renewed' END,
+                       'The refresh token was renewed and the new one stored in the vault', '{}'::jsonb,
+                       %(now)s - make_interval(days => w * 7, hours => (t.partner_id %% 150)::int)
+                FROM consent_partnertoken t CROSS JOIN generate_series(0, 4) w
+                WHERE t.partner_id = ANY(%(ids)s)
+                """,
+                {"ids": ids, "now": now},
+            )
+            # One finished consent flow per partner with a token, with its timeline.
+            cursor.execute(
+                """
+                INSERT INTO consent_consentflow
+                    (code, partner_id, kind, origin, status, failure_reason, failure_detail, state_hash,
+                     browser_hash, sealed_flow, expires_at, tenant_id, user_oid, user_name, vault_version,
+                     created_at, finished_at)
+                SELECT gen_random_uuid(), t.partner_id, 'first', 'invitation', 'vaulted', '', '', NULL, '', NULL,
+                       %(now)s - make_interval(days => (t.partner_id %% 60)::int) + interval '1 hour', NULL, NULL,
+                       'admin@partner.example', '', %(now)s - make_interval(days => (t.partner_id %% 60)::int),
+                       %(now)s - make_interval(days => (t.partner_id %% 60)::int)
+                FROM consent_partnertoken t WHERE t.partner_id = ANY(%(ids)s)
+                """,
+                {"ids": ids, "now": now},
+            )
+            cursor.execute(
+                """
+                INSERT INTO consent_consentflowevent (flow_id, status, message, detail, created_at)
+                SELECT f.id, s, '', '{}'::jsonb, f.created_at
+                FROM consent_consentflow f
+                CROSS JOIN unnest(ARRAY['created', 'redirected', 'code_received', 'token_acquired', 'verified',
+                                        'vaulted']) s
+                WHERE f.partner_id = ANY(%(ids)s)
+                """,
+                {"ids": ids},
+            )
+            cursor.execute("ANALYZE")
+
+
+def pages(*, late_page: int, big_code: str, big_late: int) -> list[tuple[str, str]]:
+    return [
+        ("overview", "/"),
+        ("partners, first page", "/partners/"),
+        ("partners, filtered", "/partners/?status=active&health=due&q=Partner"),
+        ("partners, late page", f"/partners/?page={late_page}"),
+        ("partner with 5,000 customers" if big_late > 100 else "big partner", f"/partners/{big_code}/"),
+        ("its customers, late page", f"/partners/{big_code}/?cpage={big_late}"),
+    ]
+
+
+def measure(client: Any, url: str, *, samples: int) -> dict[str, Any]:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    for _ in range(3):
+        response = client.get(url)
+        if response.status_code != 200:
+            raise RuntimeError(f"{url} answered {response.status_code}")
+    with CaptureQueriesContext(connection) as captured:
+        client.get(url)
+    queries = len(captured)  # now: the next request clears the connection's log it reads from
+    times = []
+    for _ in range(samples):
+        t0 = time.perf_counter()
+        client.get(url)
+        times.append((time.perf_counter() - t0) * 1000)
+    return {
+        "median_ms": round(harness.median(times), 1),
+        "p95_ms": round(harness.percentile(times, 95), 1),
+        "queries": queries,
+        "bytes": len(response.content),
+    }
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def web_process_memory(env: dict[str, str], urls: list[str], cookies: dict[str, str], *, rounds: int) -> dict[str, Any]:
+    """Serve the pages from a real gunicorn worker; its peak RSS and the latency seen over HTTP."""
+    import requests
+
+    port = free_port()
+    log = open(Path(env["CPV_VAR_DIR"]) / "gunicorn.log", "wb")  # closed below
+    server = subprocess.Popen(
+        [harness.PYTHON, "-m", "gunicorn", "cpv.wsgi:application", "--workers", "1", "--bind", f"127.0.0.1:{port}"],
+        cwd=harness.ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    try:
+        base = f"http://127.0.0.1:{port}"
+
+        def up() -> bool:
+            if server.poll() is not None:
+                raise RuntimeError("gunicorn exited")
+            try:
+                return requests.get(f"{base}/healthz", timeout=2).status_code == 200
+            except requests.RequestException:
+                return False
+
+        harness.wait_until(up, timeout=60, what="gunicorn")
+        children = Path(f"/proc/{server.pid}/task/{server.pid}/children").read_text().split()
+        worker = int(children[0])
+        session = requests.Session()
+        session.cookies.update(cookies)
+        latency: dict[str, float] = {}
+        for url in urls:
+            times = []
+            for _ in range(rounds):
+                t0 = time.perf_counter()
+                response = session.get(base + url, timeout=60, allow_redirects=False)
+                times.append((time.perf_counter() - t0) * 1000)
+                if response.status_code != 200:
+                    raise RuntimeError(f"gunicorn: {url} answered {response.status_code}")
+            latency[url] = round(harness.median(times), 1)
+        return {"worker_peak_rss_mib": round(harness.peak_rss_mib(worker), 1), "http_median_ms": latency}
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
+        log.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="200 partners and 2,000 customers")
+    parser.add_argument("--samples", type=int, default=None, help="timed requests per page")
+    args = parser.parse_args(argv)
+    if args.quick:
+        sizes = [(50, 500, 60), (200, 2000, 300)]
+    else:
+        sizes = [(200, 4000, 200), (10_000, 200_000, 5_000)]
+    samples = args.samples or (10 if args.quick else 40)
+
+    started = time.perf_counter()
+    database = harness.BenchDatabase("cpv_bench_dashboard")
+    database.create()
+    var_dir = harness.bench_var_dir()
+    harness.flush_redis()
+    results: list[dict[str, Any]] = []
+    web: dict[str, Any] = {}
+    try:
+        # The dashboard needs no Microsoft service: a placeholder custom cloud is enough for the settings.
+        sim_env = {
+            "CPV_CLOUD": "custom",
+            "CPV_AUTHORITY_HOST": "https://login.invalid",
+            "CPV_PARTNER_CENTER_URL": "https://partnercenter.invalid",
+            "CPV_GRAPH_URL": "https://graph.invalid",
+        }
+        env = harness.product_env(sim_env, database_url=database.url, var_dir=var_dir, VAULT_BACKEND="local",
+                                  CPV_LOG_LEVEL="WARNING")  # fmt: skip
+        harness.migrate(env)
+        harness.django_setup(env)
+        from django.contrib.auth import get_user_model
+        from django.test import Client
+
+        from partners.models import Customer, Partner
+
+        user = get_user_model().objects.create_superuser("bench-admin", "admin@vendor.example", uuid.uuid4().hex)
+        client = Client(SERVER_NAME="127.0.0.1")
+        client.force_login(user)
+        done = 0
+        urls: list[str] = []
+        for partners, customers, big in sizes:
+            t0 = time.perf_counter()
+            seed(first=done, partners=partners, customers=customers, big_customers=big)
+            done = partners
+            seed_s = time.perf_counter() - t0
+            big_code = str(Partner.objects.get(name=BIG).code)
+            counts = {"partners": Partner.objects.count(), "customers": Customer.objects.count()}
+            late = max(1, (partners // 50) - 5)
+            big_late = max(1, big // 25 - 2)
+            size: dict[str, Any] = {**counts, "big_partner_customers": big, "seed_s": round(seed_s, 1), "pages": {}}
+            for label, url in pages(late_page=late, big_code=big_code, big_late=big_late):
+                size["pages"][label] = {"url": url, **measure(client, url, samples=samples)}
+            results.append(size)
+            urls = [p["url"] for p in size["pages"].values()]
+            print(f"{counts['partners']:,} partners, {counts['customers']:,} customers: seeded in {seed_s:.1f} s")
+        web = web_process_memory(
+            env, urls, {k: v.value for k, v in client.cookies.items()}, rounds=3 if args.quick else 10
+        )
+    finally:
+        database.drop()
+        harness.flush_redis()
+
+    small, large = results[0], results[-1]
+    rows = []
+    independent = True
+    for label, page in large["pages"].items():
+        before = list(small["pages"].values())[list(large["pages"]).index(label)]["queries"]
+        independent &= before == page["queries"]
+        rows.append([label, page["median_ms"], page["p95_ms"], page["queries"], before,
+                     web.get("http_median_ms", {}).get(page["url"], "")])  # fmt: skip
+    print()
+    print(
+        harness.table(
+            f"Dashboard with {large['partners']:,} partners and {large['customers']:,} customers "
+            f"({samples} requests per page; target p95 < 150 ms, queries independent of size)",
+            ["page", "median ms", "p95 ms", "queries", f"queries at {small['partners']}", "over HTTP ms"],
+            rows,
+        )
+    )
+    print(f"web worker peak RSS: {web.get('worker_peak_rss_mib')} MiB")
+    worst = max(p["p95_ms"] for p in large["pages"].values())
+    path = harness.write_results(
+        "dashboard",
+        {
+            "config": {"sizes": sizes, "samples": samples, "quick": args.quick},
+            "sizes": results,
+            "web": web,
+            "summary": {
+                "worst_p95_ms": worst,
+                "target_p95_ms": 150,
+                "query_counts_independent": independent,
+                "web_peak_rss_mib": web.get("worker_peak_rss_mib"),
+            },
+            "total_seconds": round(time.perf_counter() - started, 1),
+        },
+    )
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,100 @@
+"""Every product benchmark, one after the other, each in its own process; then a summary of the figures
+against their targets. `make bench` runs the full sizes; `make bench QUICK=1` (or `make bench-quick`) the small
+ones that CI runs so the benchmarks cannot rot. Writes bench/results/summary.json beside each benchmark's own.
+
+    .venv/bin/python bench/run_all.py [--quick] [--only renewal,fanout,callback,dashboard,simulator]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench import harness
+
+BENCHMARKS = {
+    "renewal": "bench/renewal_bench.py",
+    "fanout": "bench/fanout_bench.py",
+    "callback": "bench/callback_bench.py",
+    "dashboard": "bench/dashboard_bench.py",
+    "simulator": "bench/simulator_bench.py",
+}
+# The simulator's own throughput is context for the others, not a product figure: full runs only.
+QUICK_SET = ["renewal", "fanout", "callback", "dashboard"]
+
+
+def _load(name: str) -> dict[str, Any]:
+    path = harness.RESULTS_DIR / f"{name}.json"
+    return dict(json.loads(path.read_text())) if path.exists() else {}
+
+
+def summary_rows(quick: bool) -> list[list[Any]]:
+    rows: list[list[Any]] = []
+    renewal = _load("renewal").get("summary", {})
+    if renewal:
+        rows.append(["1a renewal, vault limits off: product / bare", renewal["ratio"], ">= 0.8",
+                     f"{renewal['product_per_s']}/s vs {renewal['bare_per_s']}/s"])  # fmt: skip
+        if renewal.get("limits_ratio") is not None:
+            rows.append(["1b renewal, vault limits on: rate / 30 per s", renewal["limits_ratio"], ">= 0.9",
+                         f"429 share {100 * renewal['limits_throttled_share']:.2f}% (< 1%)"])  # fmt: skip
+        rows.append(["4 worker peak RSS (MiB)", renewal["worker_peak_rss_mib"], "", "during the sweep"])
+    fanout = _load("fanout").get("summary", {})
+    for rate, figures in fanout.items():
+        rows.append([f"2 ApplicationConsent, limiter {rate}/s: wall / floor", figures["ratio_to_floor"], "<= 1.1",
+                     f"{figures['wall_s']} s vs {figures['floor_s']} s; {figures['throttled_429']} x 429; "
+                     f"{figures['duplicates']} duplicates"])  # fmt: skip
+    dashboard = _load("dashboard").get("summary", {})
+    if dashboard:
+        rows.append(["3 dashboard: worst p95 (ms)", dashboard["worst_p95_ms"], "< 150",
+                     f"query counts independent of size: {dashboard['query_counts_independent']}"])  # fmt: skip
+        rows.append(["4 web worker peak RSS (MiB)", dashboard["web_peak_rss_mib"], "", "gunicorn, dashboard pages"])
+    callback = _load("callback").get("summary", {})
+    if callback:
+        detail = f"p95 {callback['added_ms']['p95']} ms; own code and database {callback['own_ms']['median']} ms"
+        rows.append(["5 callback: added beyond the simulator, median (ms)", callback["added_ms"]["median"], "", detail])
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="the small versions")
+    parser.add_argument("--only", default=None, help="a comma-separated subset")
+    args = parser.parse_args(argv)
+    names = args.only.split(",") if args.only else (QUICK_SET if args.quick else list(BENCHMARKS))
+    unknown = [n for n in names if n not in BENCHMARKS]
+    if unknown:
+        parser.error(f"unknown benchmark(s): {', '.join(unknown)}")
+    failed = []
+    timings = {}
+    for name in names:
+        print(f"\n=== {name} ===", flush=True)
+        started = time.perf_counter()
+        command = [harness.PYTHON, BENCHMARKS[name], *(["--quick"] if args.quick else [])]
+        code = subprocess.call(command, cwd=harness.ROOT)
+        timings[name] = round(time.perf_counter() - started, 1)
+        if code != 0:
+            failed.append(name)
+    rows = summary_rows(args.quick)
+    print()
+    print(harness.table("Summary" + (" (quick sizes: not the real figures)" if args.quick else ""),
+                        ["figure", "value", "target", "detail"], rows))  # fmt: skip
+    harness.write_results(
+        "summary",
+        {"quick": args.quick, "benchmarks": names, "failed": failed, "seconds": timings,
+         "rows": [dict(zip(["figure", "value", "target", "detail"], r, strict=True)) for r in rows]},
+    )  # fmt: skip
+    if failed:
+        print(f"failed: {', '.join(failed)}")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

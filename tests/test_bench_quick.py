@@ -1,0 +1,86 @@
+"""The benchmarks' small versions run end to end, so that they cannot rot. Nothing here asserts a speed:
+the machine is shared, and the figures are for people to read. Each benchmark must run, and its JSON must
+hold the figures its table shows."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("bench-results")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "DJANGO_"))}
+    env.update(
+        CPV_BENCH_RESULTS=str(out),
+        CPV_BENCH_DB_PREFIX=f"t{uuid.uuid4().hex[:6]}_",
+        PYTHONUNBUFFERED="1",
+    )
+    run = subprocess.run(
+        [sys.executable, "bench/run_all.py", "--quick"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=170,
+    )
+    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
+    assert "Summary" in run.stdout
+    return out
+
+
+def load(results: Path, name: str) -> dict:
+    data = json.loads((results / f"{name}.json").read_text())
+    assert data["benchmark"] == name and data["machine"]["cpus"] >= 1 and data["config"]["quick"] is True
+    return data
+
+
+def test_the_renewal_benchmark_compares_the_product_with_a_bare_script_and_counts_429s(results: Path) -> None:
+    data = load(results, "renewal")
+    (run,) = data["runs"]
+    assert run["bare"]["renewed"] == run["product"]["renewed"] == 200
+    assert run["bare"]["per_s"] > 0 and run["product"]["per_s"] > 0 and run["ratio"] > 0
+    limits = data["limits_on"]
+    assert limits["renewed"] == 200 and limits["ceiling_per_s"] == 30 and limits["throttled_429"] >= 0
+    assert all(m > 0 for m in data["worker_peak_rss_mib"])
+
+
+def test_the_fanout_benchmark_reports_wall_time_429s_and_duplicates(results: Path) -> None:
+    figures = load(results, "fanout")["summary"]["48"]
+    assert figures["floor_s"] == 2.0 and figures["wall_s"] > 0
+    assert figures["duplicates"] == 0
+    assert figures["throttled_429"] >= 0
+
+
+def test_the_callback_benchmark_times_what_the_product_adds(results: Path) -> None:
+    data = load(results, "callback")
+    assert len(data["samples"]) == 20
+    assert {"median", "p95"} <= set(data["summary"]["added_ms"])
+
+
+def test_the_dashboard_benchmark_times_each_page_and_counts_its_queries(results: Path) -> None:
+    data = load(results, "dashboard")
+    small, large = data["sizes"]
+    assert large["partners"] == 200 and large["customers"] > small["customers"]
+    assert set(large["pages"]) == set(small["pages"]) and len(large["pages"]) == 6
+    assert all(page["queries"] > 0 and page["p95_ms"] > 0 for page in large["pages"].values())
+    assert data["web"]["worker_peak_rss_mib"] > 0
+
+
+def test_the_summary_lists_every_figure(results: Path) -> None:
+    summary = json.loads((results / "summary.json").read_text())
+    assert summary["failed"] == []
+    figures = " ".join(row["figure"] for row in summary["rows"])
+    for number in ("1a", "1b", "2", "3", "4", "5"):
+        assert f"{number} " in figures
