@@ -57,7 +57,7 @@ def worker_env(sim, redis_url: str, vault_key: bytes) -> dict[str, str]:  # type
 
 
 def client(redis_url: str) -> Celery:
-    app = Celery("tests", broker=redis_url, backend=redis_url)
+    app = Celery("tests", broker=redis_url, backend=redis_url, set_as_current=False)
     app.conf.update(task_serializer="json", accept_content=["json"], result_serializer="json")
     return app
 

@@ -33,7 +33,7 @@ def test_tasks_are_autodiscovered() -> None:
 
 
 def _client(broker: str, backend: str | None, transport: dict[str, object] | None = None) -> Celery:
-    client = Celery("tests", broker=broker, backend=backend)
+    client = Celery("tests", broker=broker, backend=backend, set_as_current=False)
     client.conf.update(
         task_serializer="json",
         accept_content=["json"],
