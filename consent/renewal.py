@@ -6,7 +6,8 @@ PartnerToken row lock (`select_for_update`), in this order: read the current ver
 it, write the new token as a new vault version, move the pointer and record the event in one transaction,
 and disable the old version after the commit. Entra does not revoke a refresh token when it is redeemed, so
 a crash anywhere in between leaves the pointer on a version that still works: before the commit nothing in
-the database moved, and a version written but never pointed to is disabled by the next renewal.
+the database moved, and a version written but never pointed to is disabled by the next renewal that lists the
+secret's versions (one in RECONCILE_EVERY, and every one near the version budget).
 """
 
 from __future__ import annotations
@@ -56,6 +57,11 @@ VERSION_RESERVE = 10
 # A version that no pointer names and is older than this was left by an interrupted write: disable it.
 # Younger ones may belong to a consent that has written its token and is about to move the pointer.
 ORPHAN_MIN_AGE = timedelta(minutes=15)
+# A rotation lists the secret's versions (the true count, and versions interrupted writes left behind) once
+# every this many generations, and at every rotation near the version budget. In between, the pointer's own
+# count is exact unless a write was interrupted since the last listing, and VERSION_RESERVE absorbs that.
+# Listing on every renewal was one vault call in six.
+RECONCILE_EVERY = 8
 # After the bounded retries of one run, the next try waits in the database this long (never as a long ETA).
 GAVE_UP_PAUSE = timedelta(hours=6)
 # A duplicate sweep does not queue a partner again within this time.
@@ -146,6 +152,15 @@ def _orphans(versions: list[SecretVersion], pointer: PartnerToken, now: datetime
     )
 
 
+def reconcile_due(pointer: PartnerToken) -> bool:
+    """Whether this rotation lists the secret's versions instead of trusting the pointer's count."""
+    return (
+        pointer.version_count == 0
+        or pointer.generation % RECONCILE_EVERY == 0
+        or pointer.version_count >= MAX_VERSIONS - VERSION_RESERVE - RECONCILE_EVERY
+    )
+
+
 def redeem_locked(
     *, pointer: PartnerToken, scopes: list[str], tenant: str | None, store: bool, kind: str, now: datetime
 ) -> Redemption:
@@ -167,15 +182,19 @@ def redeem_locked(
     )
     if not store or not token.refresh_token:
         return Redemption(token=token, written=None, orphans=())
-    # One listing per renewal: the true version count for the budget, and any version an interrupted
-    # write left behind (it is enabled, and no pointer names it).
-    versions = vault.versions(name=pointer.secret_name)
-    orphans = _orphans(versions, pointer, now)
+    # Now and then (reconcile_due), a listing: the true version count for the budget, and any version an
+    # interrupted write left behind (it is enabled, and no pointer names it).
+    orphans: tuple[str, ...] = ()
+    known_count = pointer.version_count
+    if reconcile_due(pointer):
+        versions = vault.versions(name=pointer.secret_name)
+        orphans = _orphans(versions, pointer, now)
+        known_count = len(versions)
     written = vault.write(
         name=pointer.secret_name,
         value=token.refresh_token,
         tags=secret_tags(partner_code=partner.code, cloud=partner.cloud),
-        known_count=len(versions),
+        known_count=known_count,
     )
     old = pointer.current_version
     # The previous version, if it was never disabled, is superseded too: disable it with the orphans.
@@ -371,6 +390,9 @@ def partner_token_renew(
                 kind=Kind.RENEWED,
                 now=now,
             )
+            if redemption.written is None:
+                # Nothing was stored: the token is as old as it was, so this is no renewal.
+                raise identity.IdentityError("Microsoft's answer held no new refresh token")  # noqa: TRY301
         except (identity.IdentityError, VaultError) as exc:
             # Returned rather than raised inside the block, so the failure's rows commit.
             failed: RenewalResult | None = _renewal_failed(

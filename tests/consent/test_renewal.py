@@ -298,3 +298,23 @@ def test_an_access_token_request_that_finds_a_revoked_consent_marks_the_partner(
         access_token_get(partner=partner)
 
     _assert_reconsent_needed(cpv_sim, partner, reason="consent again")
+
+
+def test_an_answer_without_a_new_refresh_token_is_not_a_renewal(cpv_sim) -> None:  # type: ignore[no-untyped-def]
+    partner = active_partner(cpv_sim)
+    make_due(partner)
+    before = pointer_of(partner)
+    cpv_sim.control.inject_fault(
+        "entra",
+        status=200,
+        path=r".*/oauth2/v2.0/token",
+        body={"token_type": "Bearer", "access_token": "SIMCANARY-a", "expires_in": 3600, "scope": "x"},
+    )
+
+    result = partner_token_renew(partner_id=partner.pk)
+
+    assert result.outcome == "failed"
+    after = pointer_of(partner)
+    assert after.current_version == before.current_version and after.last_renewed_at == before.last_renewed_at
+    assert "no new refresh token" in after.last_error
+    assert not AuditEvent.objects.filter(partner=partner, action="partner.token_renewed").exists()
