@@ -243,8 +243,12 @@ def customer_consent_apply(
     correlation_id: str | None = None,
     limiter: Limiter | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    take_over: bool = False,
 ) -> CustomerConsent:
     """Put the vendor app into one customer tenant through Partner Center's ApplicationConsent.
+
+    `take_over` ignores another worker's claim: the caller's message was handed back by the broker because
+    the worker that held it (and the claim) died.
 
     Returns the CustomerConsent: applied (created now, already there, or already applied with these
     grants: no call then), failed with the reason in `last_error` (a permanent refusal), or unchanged when
@@ -267,9 +271,14 @@ def customer_consent_apply(
         state.save(update_fields=["last_error", "updated_at"])
         return state
     request_id = state.pending_request_id or str(uuid.uuid4())
+    claimable = Q(lease_until__isnull=True) | Q(lease_until__lt=now)
+    if take_over:
+        # Waiting out a dead worker's lease would end this task with nothing applied. Should that worker still
+        # be running after all, both send the same MS-RequestId: Partner Center sees one logical call.
+        claimable = Q()
     claimed = (
         CustomerConsent.objects.filter(pk=state.pk)
-        .filter(Q(lease_until__isnull=True) | Q(lease_until__lt=now))
+        .filter(claimable)
         .update(lease_until=now + LEASE, pending_request_id=request_id, last_attempt_at=now)
     )
     if not claimed:

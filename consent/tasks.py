@@ -125,8 +125,12 @@ def application_consents_queue(*, partner_id: int, correlation_id: str, queue: s
 @shared_task(name="consent.application_consent_apply", bind=True, max_retries=MAX_TASK_RETRIES, **IDEMPOTENT)
 def application_consent_apply(self: Task, customer_id: int, correlation_id: str = "") -> dict[str, Any]:
     """ApplicationConsent in one customer tenant (idempotent: an existing consent is success)."""
+    # A message the broker handed back belonged to a worker that died holding the customer's claim.
+    redelivered = bool((self.request.delivery_info or {}).get("redelivered"))
     try:
-        state = customers.customer_consent_apply(customer_id=customer_id, correlation_id=correlation_id or None)
+        state = customers.customer_consent_apply(
+            customer_id=customer_id, correlation_id=correlation_id or None, take_over=redelivered
+        )
     except customers.CallFailed as exc:
         countdown = backoff_delay(attempt=self.request.retries + 1, retry_after=exc.retry_after)
         raise self.retry(countdown=countdown) from None

@@ -49,7 +49,7 @@ def test_postgres_restarted_mid_sweep_every_partner_is_renewed_once(  # type: ig
     env = worker_env(fsim, database_url=pg.url, broker_url=redis_url)
     migrate(env)
     probe = Probe(env)
-    partners = seed(fsim, probe)
+    seed(fsim, probe)
     worker = fleet(env, pool="prefork", concurrency=2)
     app = celery_client(redis_url)
     # Every redemption takes a while, so that renewals are in flight (holding their row lock) at the restart.

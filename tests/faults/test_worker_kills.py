@@ -1,0 +1,119 @@
+"""A worker killed again and again while it renews tokens and applies ApplicationConsent."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+
+import pytest
+
+from consent import customers
+from consent.models import CustomerConsent, PartnerToken, TokenEvent
+from consent.vault import get_vault
+from partners.models import Customer
+from tests.conftest import wait_until
+from tests.faults.conftest import (
+    active_partners,
+    celery_client,
+    dashboard_pages,
+    fingerprint,
+    live_fingerprints,
+    restore_unacknowledged,
+    shared_database_url,
+    viewer_client,
+    worker_env,
+)
+from tests.microsoft import partner_user
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow, pytest.mark.postgres, pytest.mark.redis]
+
+RENEWING = 6
+CUSTOMERS = 30
+KILLS = 6
+VISIBILITY = 10
+
+
+def test_a_worker_killed_repeatedly_loses_no_task_and_applies_none_twice(fsim, redis_url, fleet) -> None:  # type: ignore[no-untyped-def]
+    # Partner 0 is not due and has customers to consent; partners 1..6 are due for renewal.
+    partners = active_partners(fsim, RENEWING + 1)
+    consenting, renewing = partners[0], partners[1:]
+    PartnerToken.objects.filter(partner=consenting).update(last_renewed_at=PartnerToken.objects.get(
+        partner=consenting).obtained_at)  # fmt: skip
+    fsim.control.add_customers(str(consenting.tenant_id), CUSTOMERS - 4)
+    customers.customers_sync(partner_id=consenting.pk)
+    assert Customer.objects.filter(partner=consenting).count() == CUSTOMERS
+    before = {p.pk: PartnerToken.objects.get(partner=p).generation for p in partners}
+
+    # A short visibility timeout: kombu looks for messages a dead worker held when a worker starts (and every
+    # 100 s after), and hands back those unacknowledged for longer than this.
+    env = worker_env(fsim, database_url=shared_database_url(), broker_url=redis_url, visibility_timeout=VISIBILITY)
+    worker = fleet(env, pool="prefork", concurrency=2)
+    app = celery_client(redis_url)
+    # Every call takes a while, so that a kill lands in the middle of one.
+    slow = [
+        fsim.control.inject_fault("entra", path="/token$", latency=1.0, times=None),
+        fsim.control.inject_fault("partner_center", path="applicationconsents", latency=0.3, times=None),
+    ]
+    app.send_task("consent.tokens_renew_sweep", kwargs={"spread": 5}, queue=worker.queue)
+    wait_until(
+        lambda: PartnerToken.objects.filter(renewal_queued_at__isnull=False).count() == RENEWING,
+        timeout=30,
+        what="the sweep to queue the renewals",
+    )
+    app.send_task("consent.customers_sync", kwargs={"partner_id": consenting.pk}, queue=worker.queue)
+
+    # Kill a pool process (the worker hands its message back), then the whole worker (the broker hands its
+    # messages back after the visibility timeout), and again, and start it again each time.
+    for kill in range(KILLS):
+        time.sleep(1.5)
+        if kill % 2 == 0:
+            assert worker.kill_child(), "no pool process to kill"
+        else:
+            worker.kill()
+            worker.start()
+    for fault in slow:
+        fsim.control.remove_fault(fault)
+    # The messages the whole worker held come back once unacknowledged for the visibility timeout.
+    time.sleep(VISIBILITY + 1)
+    restore_unacknowledged(redis_url, visibility_timeout=VISIBILITY)
+
+    def done() -> bool:
+        applied = CustomerConsent.objects.filter(
+            customer__partner=consenting, status=CustomerConsent.Status.APPLIED
+        ).count()
+        renewed = PartnerToken.objects.filter(partner__in=renewing, generation=2).count()
+        return applied == CUSTOMERS and renewed == RENEWING
+
+    wait_until(done, timeout=60, what="every renewal and every ApplicationConsent", interval=1)
+    time.sleep(2)
+    assert worker.kills == KILLS
+
+    # Nothing lost, nothing applied twice: each due partner renewed once, each customer consented once.
+    live = live_fingerprints(fsim)
+    for partner in partners:
+        pointer = PartnerToken.objects.get(partner=partner)
+        assert pointer.generation == before[partner.pk] + (partner in renewing), partner
+        assert TokenEvent.objects.filter(partner=partner, kind=TokenEvent.Kind.RENEWED).count() == (partner in renewing)
+        token = get_vault().read(name=pointer.secret_name, version=pointer.current_version).value.reveal()
+        assert fingerprint(token) in live
+    posts = fsim.control.log(service="partner_center", method="POST", path="applicationconsents", limit=5000)
+    created = Counter(p["path"] for p in posts if p["status"] == 201)
+    assert len(created) == CUSTOMERS and set(created.values()) == {1}, created
+    consents = fsim.control.consents()
+    tenants = [str(t) for t in Customer.objects.filter(partner=consenting).values_list("tenant_id", flat=True)]
+    assert all(list(consents.get(t, {})) == [fsim.env["CPV_CLIENT_ID"]] for t in tenants)
+
+    # The kills cut off work in flight, and the broker handed it back.
+    log = worker.log()
+    assert "WorkerLostError" in log
+    # A renewal whose worker died after redeeming redeemed twice; its partner's page says what happened.
+    redemptions = Counter(
+        e["detail"].get("user")
+        for e in fsim.control.log(service="entra", path="/token$", grant_type="refresh_token", status=200, limit=5000)
+    )
+    pages = dashboard_pages(viewer_client(), renewing)
+    for index, partner in enumerate(renewing, start=1):
+        user = partner_user(fsim, partner=index, global_admin=True, admin_agent=True, mfa_registered=True)
+        if redemptions[user.oid] > 1:
+            assert "An earlier attempt stopped before it finished" in pages[str(partner.code)], partner
+    assert "Healthy" in pages["overview"]
