@@ -140,6 +140,7 @@ def customers_sync(
     Returns the SyncResult. Raises CallFailed (nothing is written then: a partial listing never marks
     customers removed).
     """
+    started = timezone.now()
     correlation_id = correlation_id or str(uuid.uuid4())
     partner = Partner.objects.get(pk=partner_id)
     if partner.status != Partner.Status.ACTIVE:
@@ -160,7 +161,10 @@ def customers_sync(
     now = timezone.now()
     created = updated = removed = 0
     with transaction.atomic():
+        # One sync of a partner writes at a time, and a listing older than one already written removes nothing.
+        Partner.objects.select_for_update().filter(pk=partner.pk).first()
         existing = {c.tenant_id: c for c in Customer.objects.select_for_update().filter(partner=partner)}
+        superseded = any(c.last_seen_at and c.last_seen_at > started for c in existing.values())
         new = []
         changed = []
         for tenant_id, record in listed.items():
@@ -182,12 +186,12 @@ def customers_sync(
             customer.removed_at = None
             customer.last_seen_at = now
             changed.append(customer)
-        Customer.objects.bulk_create(new, batch_size=1000)
+        Customer.objects.bulk_create(new, batch_size=1000, ignore_conflicts=True)
         created = len(new)
         Customer.objects.bulk_update(
             changed, ["company_name", "domain", "relationship", "removed_at", "last_seen_at"], batch_size=1000
         )
-        gone = [c.pk for t, c in existing.items() if t not in listed and c.removed_at is None]
+        gone = [] if superseded else [c.pk for t, c in existing.items() if t not in listed and c.removed_at is None]
         removed = Customer.objects.filter(pk__in=gone).update(removed_at=now)
         audit_record(
             actor=None,

@@ -110,6 +110,39 @@ def test_a_429_keeps_the_request_id_and_pauses_for_retry_after(cpv_sim) -> None:
     posts = cpv_sim.control.log(service="partner_center", method="POST", path="applicationconsents")
     assert [p["status"] for p in posts] == [429, 201]
     assert posts[0]["request_headers"]["MS-RequestId"] == posts[1]["request_headers"]["MS-RequestId"]
+    # Retry-After was honoured: the second POST came at least a second after the first (real time).
+    assert _log_seconds(posts[1]) - _log_seconds(posts[0]) >= 0.95
+
+
+def _log_seconds(entry: dict[str, object]) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(str(entry["time"])).timestamp()
+
+
+def test_a_stale_listing_removes_no_customer_a_newer_one_has_seen(cpv_sim, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    import consent.customers
+
+    partner = active_partner(cpv_sim)
+    customers_sync(partner_id=partner.pk)
+    gone = Customer.objects.filter(partner=partner).first()
+    assert gone is not None
+    cpv_sim.control.remove_customer(str(partner.tenant_id), str(gone.tenant_id))
+    # A sync whose listing started before the last one was written: it must not mark anyone removed.
+    real_now = timezone.now
+    calls = iter([real_now() - timedelta(minutes=5)])
+    monkeypatch.setattr(consent.customers.timezone, "now", lambda: next(calls, None) or real_now())
+
+    customers_sync(partner_id=partner.pk)
+    assert Customer.objects.get(pk=gone.pk).removed_at is None
+
+    monkeypatch.setattr(consent.customers.timezone, "now", real_now)
+    customers_sync(partner_id=partner.pk)
+    assert Customer.objects.get(pk=gone.pk).removed_at is not None
 
 
 def test_the_commands_print_a_summary_and_partners_json(cpv_sim, capsys) -> None:  # type: ignore[no-untyped-def]
