@@ -33,7 +33,7 @@ from consent.services import (
     cloud_for,
     partner_reconsent_link,
     partner_token_disable_previous,
-    token_fingerprint,
+    pointer_move,
 )
 from consent.vault import (
     MAX_VERSIONS,
@@ -198,20 +198,16 @@ def redeem_locked(
     )
     old = pointer.current_version
     # The previous version, if it was never disabled, is superseded too: disable it with the orphans.
-    if pointer.previous_version and not pointer.previous_disabled and pointer.previous_version != old:
-        orphans = (*orphans, pointer.previous_version)
-    pointer.previous_version = old
-    pointer.previous_disabled = False
-    pointer.current_version = written.version
-    pointer.version_count = written.version_count
-    pointer.fingerprint = token_fingerprint(token.refresh_token)
-    pointer.generation += 1
-    pointer.last_renewed_at = now
-    pointer.failure_count = 0
-    pointer.last_error = ""
-    pointer.last_error_kind = ""
-    pointer.next_attempt_at = None
-    pointer.save()
+    orphans = (
+        *orphans,
+        *pointer_move(
+            pointer,
+            version=written.version,
+            version_count=written.version_count,
+            token_value=token.refresh_token,
+            now=now,
+        ),
+    )
     _event(
         partner,
         kind,
@@ -557,23 +553,21 @@ def partner_token_import(*, actor: Actor, partner: Partner, refresh_token: str) 
     )
     now = timezone.now()
     with transaction.atomic():
+        # The same lock order as everywhere: the token row, then the partner.
+        existing = PartnerToken.objects.select_for_update().filter(partner=partner).first()
         locked = Partner.objects.select_for_update().get(pk=partner.pk)
-        pointer, _ = PartnerToken.objects.select_for_update().get_or_create(
-            partner=locked, defaults={"secret_name": name}
+        pointer = existing or PartnerToken.objects.create(partner=locked, secret_name=name)
+        superseded = pointer_move(
+            pointer,
+            version=written.version,
+            version_count=written.version_count,
+            token_value=refresh_token,
+            now=now,
+            obtained=True,
         )
-        old = pointer.current_version
-        pointer.previous_version = old
-        pointer.previous_disabled = not old
-        pointer.current_version = written.version
-        pointer.version_count = written.version_count
-        pointer.fingerprint = token_fingerprint(refresh_token)
-        pointer.generation += 1
-        pointer.obtained_at = now
-        pointer.last_renewed_at = now
-        pointer.save()
         locked.status = Partner.Status.ACTIVE
         locked.status_reason = ""
         locked.save(update_fields=["status", "status_reason", "updated_at"])
         audit_record(actor=actor, action="partner.token_imported", partner=locked, detail={"version": written.version})
-        transaction.on_commit(lambda: partner_token_disable_previous(pointer=pointer))
+        transaction.on_commit(lambda: after_commit_cleanup(pointer, superseded))
     return pointer
