@@ -144,7 +144,7 @@ def shared_database_url() -> str:
 
 
 def celery_client(broker_url: str) -> Celery:
-    app = Celery("faults", broker=broker_url, backend=broker_url)
+    app = Celery("faults", broker=broker_url, backend=broker_url, set_as_current=False)
     app.conf.update(
         task_serializer="json",
         accept_content=["json"],
