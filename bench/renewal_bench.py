@@ -250,9 +250,12 @@ def vault_calls(control: Any, since: int) -> dict[str, Any]:
         for w in range(whole):
             lo, hi = start + 10 * w, start + 10 * (w + 1)
             windows.append(sum(1 for t in creates if lo <= t < hi) / 10)
-        busiest = max(
-            sum(1 for t in creates[i:] if t < s + 10) for i, s in enumerate(creates[:: max(1, len(creates) // 500)])
-        )
+        # The most accepted creates in any 10 seconds (a sliding window over the sorted times).
+        busiest, low = 0, 0
+        for high, t in enumerate(creates):
+            while creates[low] <= t - 10:
+                low += 1
+            busiest = max(busiest, high - low + 1)
     else:
         busiest = 0
     return {
@@ -260,7 +263,7 @@ def vault_calls(control: Any, since: int) -> dict[str, Any]:
         "statuses": statuses,
         "throttled_429": statuses.get("429", 0),
         "creates_per_s_10s_windows": windows,
-        "busiest_10s_creates_sampled": busiest,
+        "busiest_10s_creates": busiest,
     }
 
 
@@ -406,7 +409,17 @@ def main(argv: list[str] | None = None) -> int:
         print(
             harness.table(
                 f"Renewal of {partners:,} partners, Key Vault limits on (targets >= 0.9 of 30/s, 429s < 1%)",
-                ["", "renewals/s", "ceiling/s", "ratio", "median 10 s window/s", "429s", "vault calls", "429 share"],
+                [
+                    "",
+                    "renewals/s",
+                    "ceiling/s",
+                    "ratio",
+                    "median 10 s/s",
+                    "busiest 10 s",
+                    "429s",
+                    "vault calls",
+                    "429 share",
+                ],
                 [
                     [
                         "(b)",
@@ -414,6 +427,7 @@ def main(argv: list[str] | None = None) -> int:
                         limits["ceiling_per_s"],
                         limits["ratio"],
                         limits["median_10s_window_per_s"] or "",
+                        limits["busiest_10s_creates"],
                         limits["throttled_429"],
                         limits["calls"],
                         f"{100 * limits['throttled_share']:.2f}%",
