@@ -103,9 +103,8 @@ def test_a_worker_killed_repeatedly_loses_no_task_and_applies_none_twice(fsim, r
     tenants = [str(t) for t in Customer.objects.filter(partner=consenting).values_list("tenant_id", flat=True)]
     assert all(list(consents.get(t, {})) == [fsim.env["CPV_CLIENT_ID"]] for t in tenants)
 
-    # The kills cut off work in flight, and the broker handed it back.
-    log = worker.log()
-    assert "WorkerLostError" in log
+    # Whether a kill lands on work in flight depends on timing (a pool process may be between tasks); the
+    # outcome above must hold either way, and the pages below are checked for the renewals it did cut off.
     # A renewal whose worker died after redeeming redeemed twice; its partner's page says what happened.
     redemptions = Counter(
         e["detail"].get("user")
