@@ -23,6 +23,7 @@ import re
 import sys
 import threading
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -105,7 +106,9 @@ def main(argv: list[str] | None = None) -> int:
     database = harness.BenchDatabase("cpv_bench_callback")
     database.create()
     var_dir = harness.bench_var_dir()
-    harness.flush_redis()
+    # The work the product queues after each consent (a customer sync) goes to a queue of this run's own,
+    # which nobody consumes and which is removed at the end.
+    queue = f"bench-callback-{uuid.uuid4().hex[:10]}"
     # One more partner than consents: the first consent warms the caches (discovery, signing keys, clients).
     sim_process = SimulatorProcess(
         extra_args=["--seed", str(SEED), "--partners", str(count + 1), "--customers", "1", "--record-issued", "off"]
@@ -114,7 +117,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         sim = sim_process.start()
         control = sim.control
-        env = harness.product_env(sim.env, database_url=database.url, var_dir=var_dir, CPV_BASE_URL=BASE_URL)
+        env = harness.product_env(
+            sim.env,
+            database_url=database.url,
+            var_dir=var_dir,
+            CPV_BASE_URL=BASE_URL,
+            CPV_LOG_LEVEL="WARNING",
+            DJANGO_SETTINGS_MODULE="bench.settings",
+            CPV_BENCH_DEFAULT_QUEUE=queue,
+        )
         harness.migrate(env)
         harness.django_setup(env)
         from django.test import Client
@@ -170,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         sim_process.stop()
         database.drop()
-        harness.flush_redis()
+        harness.redis_delete(queue)
 
     def stat(key: str) -> dict[str, float]:
         values = [s[key] for s in samples]

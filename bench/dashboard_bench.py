@@ -283,7 +283,6 @@ def main(argv: list[str] | None = None) -> int:
     database = harness.BenchDatabase("cpv_bench_dashboard")
     database.create()
     var_dir = harness.bench_var_dir()
-    harness.flush_redis()
     results: list[dict[str, Any]] = []
     web: dict[str, Any] = {}
     try:
@@ -328,7 +327,6 @@ def main(argv: list[str] | None = None) -> int:
         )
     finally:
         database.drop()
-        harness.flush_redis()
 
     small, large = results[0], results[-1]
     rows = []

@@ -17,6 +17,7 @@ removed before the run: must be zero). Writes bench/results/fanout.json.
 from __future__ import annotations
 
 import argparse
+import random
 import sys
 import time
 import uuid
@@ -29,7 +30,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import harness
 
-SEED = 21
 PC_LIMIT = 50
 
 
@@ -53,12 +53,15 @@ def reset(control: Any, tenants: list[str], application_id: str) -> None:
 
 
 def one_run(
-    *, app: Any, queue: str, control: Any, partner_id: int, expected: int, application_id: str
-) -> dict[str, Any]:
+    *, app: Any, queue: str, control: Any, partner_id: int, expected: int, application_id: str,
+    workers: list[harness.Worker], sim_pid: int,
+) -> dict[str, Any]:  # fmt: skip
     from consent.models import CustomerConsent
 
     control.clear_log()
     time.sleep(1.5)  # the limiter's and Partner Center's buckets full again
+    cpu_before = [harness.cpu_seconds(w.process.pid) for w in workers]
+    sim_before = harness.cpu_seconds(sim_pid)
     correlation_id = str(uuid.uuid4())
     t0 = time.time()
     app.send_task(
@@ -75,6 +78,8 @@ def one_run(
             raise TimeoutError(f"ApplicationConsent stalled at {applied} of {expected}")
         time.sleep(0.05)
     observed = time.time() - t0
+    worker_cpu = sum(harness.cpu_seconds(w.process.pid) - c for w, c in zip(workers, cpu_before, strict=True))
+    sim_cpu = harness.cpu_seconds(sim_pid) - sim_before
     entries = control.log(service="partner_center")
     posts = [e for e in entries if e["method"] == "POST" and "applicationconsents" in e["path"]]
     statuses = Counter(str(e["status"]) for e in entries)
@@ -107,6 +112,8 @@ def one_run(
         "throttled_share": round(statuses.get("429", 0) / max(1, len(entries)), 4),
         "duplicates": sum(n - 1 for n in created.values() if n > 1) + exists,
         "busiest_second": busiest,
+        "worker_cpu_ms_per_customer": round(worker_cpu * 1000 / expected, 2),
+        "simulator_cpu_ms_per_customer": round(sim_cpu * 1000 / expected, 2),
         "consents_in_simulator": sum(1 for apps in control.consents().values() if application_id in apps),
     }
 
@@ -127,13 +134,15 @@ def main(argv: list[str] | None = None) -> int:
     from simulator.testing import SimulatorProcess
     from simulator.world import World
 
+    # A world of its own: its application id keys the shared Partner Center limiter, which another run at the
+    # same time (on the same Redis database) must not share.
+    seed_number = random.randrange(1, 1_000_000)
     started = time.perf_counter()
     database = harness.BenchDatabase("cpv_bench_fanout")
     database.create()
     var_dir = harness.bench_var_dir()
-    harness.flush_redis()
     sim_process = SimulatorProcess(
-        extra_args=["--seed", str(SEED), "--partners", "1", "--customers", str(customers),
+        extra_args=["--seed", str(seed_number), "--partners", "1", "--customers", str(customers),
                     "--pc-rate-limit", str(PC_LIMIT), "--record-issued", "off"],
     )  # fmt: skip
     workers: list[harness.Worker] = []
@@ -142,12 +151,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         sim = sim_process.start()
         control = sim.control
+        sim_pid = sim_process.process.pid if sim_process.process else 0
         env = harness.product_env(sim.env, database_url=database.url, var_dir=var_dir)
         harness.migrate(env)
         harness.django_setup(env)
         from bench import seed
 
-        world = World.generate(seed=SEED, partners=1, customers_per_partner=customers)
+        world = World.generate(seed=seed_number, partners=1, customers_per_partner=customers)
         # A token renewed an hour ago: not due, so access tokens do not rotate it.
         (partner_id,) = seed.active_partners(
             sim_env=sim.env, world_partners=world.partners, token_age=timedelta(hours=1)
@@ -164,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
                 reset(control, tenants, application_id)
                 result = one_run(
                     app=app, queue=queue, control=control, partner_id=partner_id, expected=customers,
-                    application_id=application_id,
+                    application_id=application_id, workers=workers, sim_pid=sim_pid,
                 )  # fmt: skip
                 results.setdefault(rate, []).append(result)
                 print(
@@ -194,13 +204,14 @@ def main(argv: list[str] | None = None) -> int:
             "partner_center_calls": sum(r["partner_center_calls"] for r in items),
             "duplicates": sum(r["duplicates"] for r in items),
             "busiest_second": max(r["busiest_second"] for r in items),
+            "worker_cpu_ms_per_customer": harness.median([r["worker_cpu_ms_per_customer"] for r in items]),
         }
         s = summary[str(rate)]
         rows.append([
             f"{rate}/s", len(items), wall, floor, s["ratio_to_floor"],
             harness.median([r["posts_per_s"] for r in items]), s["throttled_429"],
             f"{100 * s['throttled_429'] / max(1, s['partner_center_calls']):.2f}%", s["duplicates"],
-            s["busiest_second"],
+            s["busiest_second"], s["worker_cpu_ms_per_customer"],
         ])  # fmt: skip
     print()
     print(
@@ -218,6 +229,7 @@ def main(argv: list[str] | None = None) -> int:
                 "429 share",
                 "duplicates",
                 "busiest 1 s",
+                "worker cpu ms",
             ],
             rows,
         )

@@ -153,10 +153,13 @@ class BenchDatabase:
             print(f"could not drop database {self.name}: {exc.stderr.decode(errors='replace')[:200]}")
 
 
-def flush_redis(url: str = REDIS_URL) -> None:
+def redis_delete(*keys: str, url: str = REDIS_URL) -> None:
+    """Remove the benchmark's own keys. Never a FLUSHDB: another run (a CI job, a colleague's) may be using
+    the same Redis database at the same time, with queues and limiter buckets of its own."""
     import redis
 
-    redis.Redis.from_url(url).flushdb()
+    if keys:
+        redis.Redis.from_url(url).delete(*keys)
 
 
 def product_env(sim_env: dict[str, str], *, database_url: str, var_dir: Path, **overrides: str) -> dict[str, str]:

@@ -289,7 +289,6 @@ def main(argv: list[str] | None = None) -> int:
     database = harness.BenchDatabase("cpv_bench_renewal")
     database.create()
     var_dir = harness.bench_var_dir()
-    harness.flush_redis()
     sim_process = SimulatorProcess(
         extra_args=["--seed", str(SEED), "--partners", str(partners), "--customers", "1",
                     "--vault-limits", "off", "--pc-rate-limit", "0", "--record-issued", "off"],

@@ -12,3 +12,5 @@ import os
 from cpv.settings import *  # noqa: F403
 
 CPV_VAULT_CREATES_PER_SECOND = int(os.environ.get("CPV_BENCH_VAULT_CREATES_PER_SECOND", "29"))
+# Work a benchmark queues but does not run goes to a queue of its own, removed afterwards.
+CELERY_TASK_DEFAULT_QUEUE = os.environ.get("CPV_BENCH_DEFAULT_QUEUE", "celery")
