@@ -99,3 +99,68 @@ def test_starting_from_an_arbitrary_link_never_fails_or_writes(token: str) -> No
 
     assert response.status_code in {404, 410}
     assert _counts() == before
+
+
+# --- every staff form, as an admin (the role that may use them all) ---------------------------------------
+
+STAFF_FORMS = [
+    ("/consent/staff/invite", ["name", "contact_email", "cloud", "environment", "tenant_id", "send_email"]),
+    ("/partners/bulk", ["action", "partners", "confirmed", "back"]),
+    ("/staff/", ["what", "new-username", "new-email", "new-password", "new-role", "username", "role", "active"]),
+]
+ACTIONS = ["renew", "sync", "apply", "apply_failed", "reconsent_link", "revoke", "deactivate", "nonsense"]
+
+
+def _admin_client(django_user_model) -> Client:  # type: ignore[no-untyped-def]
+    user = django_user_model.objects.filter(
+        username="prop-admin"
+    ).first() or django_user_model.objects.create_superuser("prop-admin", "p@example.com", "x" * 20)
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def _staff_counts(django_user_model) -> tuple[int, ...]:  # type: ignore[no-untyped-def]
+    return (*_counts(), django_user_model.objects.count())
+
+
+@PROPERTY
+@given(form_index=st.integers(0, len(STAFF_FORMS) - 1), values=st.lists(texts, min_size=8, max_size=8))
+def test_no_staff_form_fails_or_writes_on_rejected_input(django_user_model, form_index: int, values: list[str]) -> None:  # type: ignore[no-untyped-def]
+    cache.clear()
+    url, names = STAFF_FORMS[form_index]
+    client = _admin_client(django_user_model)
+    before = _staff_counts(django_user_model)
+
+    response = client.post(url, dict(zip(names, values, strict=False)))
+
+    assert response.status_code < 500
+    if response.status_code >= 400:
+        assert _staff_counts(django_user_model) == before
+
+
+@PROPERTY
+@given(action=st.sampled_from(ACTIONS) | texts.filter(lambda t: "/" not in t), reason=texts, confirmed=texts)
+def test_no_partner_action_fails_on_arbitrary_input(
+    django_user_model, action: str, reason: str, confirmed: str
+) -> None:  # type: ignore[no-untyped-def]
+    cache.clear()
+    partner = Partner.objects.create(name="Prop", contact_email="p@example.com")
+    client = _admin_client(django_user_model)
+
+    response = client.post(
+        f"/partners/{partner.code}/do/{quote(action, safe='') or 'x'}", {"reason": reason, "confirmed": confirmed}
+    )
+
+    assert response.status_code < 500
+
+
+@PROPERTY
+@given(params=st.dictionaries(st.sampled_from(["q", "status", "cloud", "environment", "health", "sort", "page",
+                                               "actor", "action", "partner", "since", "until", "days"]),
+                              texts, max_size=6))  # fmt: skip
+def test_the_list_and_audit_filters_never_fail(django_user_model, params: dict[str, str]) -> None:  # type: ignore[no-untyped-def]
+    client = _admin_client(django_user_model)
+
+    for url in ("/partners/", "/audit/", "/"):
+        assert client.get(url, params).status_code < 500, url
