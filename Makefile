@@ -7,7 +7,7 @@ TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/cpv
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-fast lint format bench bench-quick install clean
+.PHONY: demo test test-fast lint audit format bench bench-quick install clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -52,6 +52,10 @@ bench: $(VENV)/.installed-dev
 
 bench-quick: $(VENV)/.installed-dev
 	$(BIN)/python bench/run_all.py --quick
+
+## audit: known vulnerabilities with a fix available in the pinned requirements (needs PyPI's JSON API)
+audit: $(VENV)/.installed-dev
+	$(BIN)/pip-audit --requirement requirements.txt --strict --progress-spinner off
 
 format: $(VENV)/.installed-dev
 	$(BIN)/ruff check --fix .
