@@ -104,7 +104,8 @@ class Config:
     var_dir: Path
     renewal_interval_days: int = 7
     renewal_max_attempts: int = 5
-    pc_requests_per_second: int = 40
+    pc_requests_per_second: int = 48
+    vault_creates_per_second: int = 29
     throttle_url: str = field(default="", repr=False)
 
     @property
@@ -490,10 +491,15 @@ def load_config(environ_map: Mapping[str, str], *, base_dir: Path) -> Config:
             f"got {renewal_interval}"
         )
     renewal_attempts = r.int("CPV_RENEWAL_MAX_ATTEMPTS", 5)
-    # Partner Center allows 50 ApplicationConsent requests per second per application id, across all workers.
-    pc_rate = r.int("CPV_PC_REQUESTS_PER_SECOND", 40)
+    # Partner Center allows 50 ApplicationConsent requests per second per application id, across all workers;
+    # the limiter caps its burst so that no second passes 50 (consent/throttle.py).
+    pc_rate = r.int("CPV_PC_REQUESTS_PER_SECOND", 48)
     if pc_rate >= 50:
         r.problems.append(f"CPV_PC_REQUESTS_PER_SECOND must stay under Partner Center's 50 per second, got {pc_rate}")
+    # Key Vault takes 300 secret creates per 10 s per vault: writes are paced under that (0: no pacing).
+    vault_rate = r.int("CPV_VAULT_CREATES_PER_SECOND", 29, minimum=0)
+    if vault_rate >= 30:
+        r.problems.append(f"CPV_VAULT_CREATES_PER_SECOND must stay under Key Vault's 30 per second, got {vault_rate}")
     throttle_url = r.raw("CPV_THROTTLE_URL")
     if throttle_url is not None and _url_scheme(throttle_url) not in {"redis", "rediss"}:
         r.problems.append(f"CPV_THROTTLE_URL must be a redis:// URL, got {_url_scheme(throttle_url) or 'no scheme'!r}")
@@ -540,6 +546,7 @@ def load_config(environ_map: Mapping[str, str], *, base_dir: Path) -> Config:
         renewal_interval_days=renewal_interval,
         renewal_max_attempts=renewal_attempts,
         pc_requests_per_second=pc_rate,
+        vault_creates_per_second=vault_rate,
         throttle_url=throttle_url or "",
     )
     if r.problems:

@@ -181,6 +181,7 @@ CPV_CONSENT_FLOW_MINUTES = CONFIG.consent_flow_minutes
 CPV_RENEWAL_INTERVAL_DAYS = CONFIG.renewal_interval_days
 CPV_RENEWAL_MAX_ATTEMPTS = CONFIG.renewal_max_attempts
 CPV_PC_REQUESTS_PER_SECOND = CONFIG.pc_requests_per_second
+CPV_VAULT_CREATES_PER_SECOND = CONFIG.vault_creates_per_second
 CPV_THROTTLE_URL = CONFIG.throttle_url
 CPV_VISIBILITY_TIMEOUT = CONFIG.visibility_timeout
 

@@ -173,6 +173,8 @@ def test_production_refuses_unsafe_values(overrides: dict[str, str], expected: s
         ("CPV_APPLICATION_GRANTS", '[{"enterpriseApplicationId": "graph", "scope": "x"}]', "is not a GUID"),
         ("CPV_AUTHORITY_HOST", "https://login.example.com", "only read when CPV_CLOUD=custom"),
         ("CPV_LOG_FORMAT", "xml", "CPV_LOG_FORMAT must be one of text, json"),
+        ("CPV_PC_REQUESTS_PER_SECOND", "50", "must stay under Partner Center's 50 per second"),
+        ("CPV_VAULT_CREATES_PER_SECOND", "30", "must stay under Key Vault's 30 per second"),
     ],
 )
 def test_a_malformed_variable_is_rejected_with_its_name(
