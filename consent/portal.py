@@ -13,7 +13,6 @@ and hands over with a 303 to a same-site GET, which writes it into a fresh sessi
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import logging
 import secrets
@@ -36,8 +35,9 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from consent import identity, selectors
 from consent.models import ConsentFlow
+from consent.pages import form_page, private
 from consent.sealing import SealError, seal, unseal
-from consent.services import partner_reconsent_link
+from consent.services import _sha256, partner_reconsent_link
 from cpv import clouds
 from cpv.ratelimit import allow_request
 from partners.models import Partner
@@ -55,24 +55,8 @@ LIMITS = {"sign_in": (20, 600), "callback": (30, 600)}
 SIGN_IN_CLOUDS = [(c, n) for c, n in clouds.PARTNER_CLOUD_CHOICES]
 
 
-def _sha256(value: str) -> str:
-    return hashlib.sha256(value.encode()).hexdigest()
-
-
-def _private(response: HttpResponse) -> HttpResponse:
-    response["Referrer-Policy"] = "no-referrer"
-    response["Cache-Control"] = "no-store"
-    return response
-
-
-def _form_page(response: HttpResponse) -> HttpResponse:
-    # Pages with a form that POSTs here keep the site-wide `same-origin` referrer policy (see `home`).
-    response["Cache-Control"] = "no-store"
-    return response
-
-
 def _message(request: HttpRequest, title: str, message: str, *, status: int) -> HttpResponse:
-    return _private(render(request, "portal/message.html", {"title": title, "message": message}, status=status))
+    return private(render(request, "portal/message.html", {"title": title, "message": message}, status=status))
 
 
 def _limited(request: HttpRequest, scope: str) -> HttpResponse | None:
@@ -153,7 +137,7 @@ def portal_view(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse
             return HttpResponseRedirect(reverse("portal:home"))
         partner = _partner_for(who)
         if partner is None:
-            return _form_page(render(request, "portal/not_partner.html", {"who": who}, status=200))
+            return form_page(render(request, "portal/not_partner.html", {"who": who}, status=200))
         if not _is_partner_admin(who, partner):
             return _message(
                 request,
@@ -178,7 +162,7 @@ def home(request: HttpRequest) -> HttpResponse:
     if portal_identity(request) is None:
         # A page whose form POSTs here keeps the site's `same-origin` referrer policy: under `no-referrer` the
         # browser sends `Origin: null`, which the CSRF check rightly refuses.
-        response = _form_page(render(request, "portal/sign_in.html", {"clouds": SIGN_IN_CLOUDS}))
+        response = form_page(render(request, "portal/sign_in.html", {"clouds": SIGN_IN_CLOUDS}))
         # The form posts here, and its answer redirects to the chosen cloud's sign-in authority.
         response._csp_update = {"form-action": _authority_hosts()}  # type: ignore[attr-defined]
         return response
@@ -228,7 +212,7 @@ def sign_in(request: HttpRequest) -> HttpResponse:
     response.set_cookie(
         PORTAL_COOKIE, browser_key, max_age=SIGN_IN_MINUTES * 60 + 120, secure=True, httponly=True, samesite="None"
     )
-    return _private(response)
+    return private(response)
 
 
 @csrf_exempt  # Microsoft's form_post is cross-site; the single-use state bound to this browser is the check.
@@ -291,7 +275,7 @@ def callback(request: HttpRequest) -> HttpResponse:
         },
         timeout=HANDOFF_SECONDS,
     )
-    return _private(HttpResponseRedirect(reverse("portal:welcome", args=[handoff]), status=303))
+    return private(HttpResponseRedirect(reverse("portal:welcome", args=[handoff]), status=303))
 
 
 @require_GET
@@ -315,7 +299,7 @@ def welcome(request: HttpRequest, handoff: str) -> HttpResponse:
     request.session["portal_signed_in_at"] = timezone.now().isoformat()
     response = HttpResponseRedirect(reverse("portal:home"), status=303)
     response.delete_cookie(PORTAL_COOKIE, samesite="None")
-    return _private(response)
+    return private(response)
 
 
 @require_POST
@@ -356,7 +340,7 @@ def status(request: HttpRequest, who: PortalIdentity, partner: Partner) -> HttpR
         "last_consent": last_consent,
         "can_renew": partner.status != Partner.Status.DEACTIVATED,
     }
-    return _form_page(render(request, "portal/status.html", context))
+    return form_page(render(request, "portal/status.html", context))
 
 
 @require_POST

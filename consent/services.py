@@ -66,7 +66,7 @@ class CallbackRejected(Exception):
         self.reason = reason
 
 
-def _sha256(value: str) -> str:
+def _sha256(value: str) -> str:  # shared with the partner portal
     return hashlib.sha256(value.encode()).hexdigest()
 
 

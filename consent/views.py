@@ -23,6 +23,7 @@ from consent import services
 from consent.invitations import InvitationExpired, InvitationInvalid, invitation_read, invitation_token
 from consent.models import ConsentFlow
 from consent.outcomes import SUCCESS, outcome
+from consent.pages import form_page, private
 from cpv.clouds import PARTNER_CLOUD_CHOICES
 from cpv.ratelimit import allow_request
 from partners.models import Partner
@@ -53,21 +54,7 @@ def _limited(request: HttpRequest, scope: str) -> HttpResponse | None:
         status=429,
     )
     response["Retry-After"] = str(window)
-    return _private(response)
-
-
-def _private(response: HttpResponse) -> HttpResponse:
-    """For pages around the sign-in: nothing about them reaches another site, nothing is cached."""
-    response["Referrer-Policy"] = "no-referrer"
-    response["Cache-Control"] = "no-store"
-    return response
-
-
-def _form_page(response: HttpResponse) -> HttpResponse:
-    # Pages whose form POSTs back here keep the site-wide `same-origin` policy: under `no-referrer` the
-    # browser sends `Origin: null`, which CSRF protection rightly refuses.
-    response["Cache-Control"] = "no-store"
-    return response
+    return private(response)
 
 
 def _browser_key(request: HttpRequest) -> str | None:
@@ -110,7 +97,7 @@ def landing(request: HttpRequest, token: str) -> HttpResponse:
     try:
         authority_host = services.cloud_for(target.partner).authority_host
     except services.ConsentUnavailable as exc:
-        return _private(
+        return private(
             render(
                 request, "consent/message.html", {"title": "Consent is not available", "message": str(exc)}, status=410
             )
@@ -123,7 +110,7 @@ def landing(request: HttpRequest, token: str) -> HttpResponse:
         "permissions": _permissions(),
         "unavailable": not services.app_for(target.partner).configured,
     }
-    response = _form_page(render(request, "consent/landing.html", context))
+    response = form_page(render(request, "consent/landing.html", context))
     # The form posts here, and its answer redirects to this partner's sign-in authority.
     response._csp_update = {"form-action": [authority_host]}  # type: ignore[attr-defined]
     return response
@@ -148,7 +135,7 @@ def start(request: HttpRequest, token: str) -> HttpResponse:
     try:
         _, auth_uri = services.consent_flow_start(partner=target.partner, origin=origin, browser_key=key)
     except services.ConsentUnavailable as exc:
-        return _private(
+        return private(
             render(
                 request,
                 "consent/message.html",
@@ -158,7 +145,7 @@ def start(request: HttpRequest, token: str) -> HttpResponse:
         )
     response = HttpResponseRedirect(auth_uri, status=303)
     _bind_browser(response, key)
-    return _private(response)
+    return private(response)
 
 
 @csrf_exempt  # Microsoft's form_post is cross-site; the single-use state bound to this browser is the check.
@@ -169,7 +156,7 @@ def callback(request: HttpRequest) -> HttpResponse:
     if limited := _limited(request, "callback"):
         return limited
     if request.method != "POST":
-        return _private(
+        return private(
             render(
                 request,
                 "consent/message.html",
@@ -185,7 +172,7 @@ def callback(request: HttpRequest) -> HttpResponse:
         flow = services.consent_flow_complete(form=form, browser_key=_browser_key(request))
     except services.CallbackRejected as exc:
         logger.info("consent callback rejected: %s", exc.reason)
-        return _private(
+        return private(
             render(
                 request,
                 "consent/message.html",
@@ -194,7 +181,7 @@ def callback(request: HttpRequest) -> HttpResponse:
             )
         )
     response = HttpResponseRedirect(reverse("consent:result", args=[flow.code]), status=303)
-    return _private(response)
+    return private(response)
 
 
 @require_GET
@@ -226,7 +213,7 @@ def _outcome_page(request: HttpRequest, reason: str, *, flow: ConsentFlow | None
         "flow": flow,
         "retry_url": retry_url,
     }
-    return _private(render(request, "consent/result.html", context, status=status))
+    return private(render(request, "consent/result.html", context, status=status))
 
 
 class SelfOnboardingForm(forms.Form):
@@ -266,4 +253,4 @@ def onboard(request: HttpRequest) -> HttpResponse:
     else:
         form = SelfOnboardingForm(initial={"signup_key": uuid.uuid4()})
         status = 200
-    return _form_page(render(request, "consent/onboard.html", {"form": form}, status=status))
+    return form_page(render(request, "consent/onboard.html", {"form": form}, status=status))
