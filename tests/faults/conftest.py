@@ -8,7 +8,6 @@ own on a free port (`PrivatePostgres`, `PrivateRedis`) and points its workers at
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import os
 import shutil
@@ -393,11 +392,6 @@ def active_partners(sim: RunningSimulator, count: int = PARTNERS) -> list[Partne
     partners = [active_partner(sim, index=i) for i in range(count)]
     PartnerToken.objects.filter(partner__in=partners).update(last_renewed_at=timezone.now() - timedelta(days=8))
     return partners
-
-
-def fingerprint(refresh_token: str) -> str:
-    """How the simulator names a refresh token in its state (never the token)."""
-    return hashlib.sha256(refresh_token.encode()).hexdigest()[:32]
 
 
 def live_fingerprints(sim: RunningSimulator) -> set[str]:
