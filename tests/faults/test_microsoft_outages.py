@@ -11,12 +11,12 @@ from django.utils import timezone
 from consent.models import PartnerToken, TokenEvent
 from consent.vault import get_vault
 from partners.models import Partner
+from simulator.tokens import fingerprint
 from tests.conftest import wait_until
 from tests.faults.conftest import (
     active_partners,
     celery_client,
     dashboard_pages,
-    fingerprint,
     live_fingerprints,
     shared_database_url,
     use_azure_vault,

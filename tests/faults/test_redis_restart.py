@@ -13,12 +13,12 @@ from django.utils import timezone
 from consent import customers
 from consent.models import CustomerConsent, PartnerToken, TokenEvent
 from partners.models import Customer
+from simulator.tokens import fingerprint
 from tests.conftest import wait_until
 from tests.faults.conftest import (
     active_partners,
     celery_client,
     dashboard_pages,
-    fingerprint,
     live_fingerprints,
     restore_unacknowledged,
     shared_database_url,

@@ -11,12 +11,12 @@ from consent import customers
 from consent.models import CustomerConsent, PartnerToken, TokenEvent
 from consent.vault import get_vault
 from partners.models import Customer
+from simulator.tokens import fingerprint
 from tests.conftest import wait_until
 from tests.faults.conftest import (
     active_partners,
     celery_client,
     dashboard_pages,
-    fingerprint,
     live_fingerprints,
     restore_unacknowledged,
     shared_database_url,
