@@ -68,6 +68,11 @@ GAVE_UP_PAUSE = timedelta(hours=6)
 QUEUE_HOLD = timedelta(minutes=55)
 # Renewal tasks of one sweep are spread over this many seconds (at most half the visibility timeout).
 SPREAD_SECONDS = 3000
+# A sweep queues renewals in batches: one message renews up to BATCH_SIZE partners whose moments in the spread
+# fall within BATCH_WINDOW seconds of the first one's. A message per partner cost the workers more (the
+# broker's round trips and Celery's own work per task) than the renewal did.
+BATCH_SIZE = 20
+BATCH_WINDOW = 60.0
 
 
 class TokenStatus:
@@ -484,6 +489,21 @@ def spread_countdown(partner_id: int, *, window: float | None = None) -> float:
     duplicate sweep picks the same moment."""
     window = min(float(window if window is not None else SPREAD_SECONDS), max_countdown())
     return float(zlib.crc32(str(partner_id).encode()) % max(1, int(window)))
+
+
+def renewal_batches(
+    queued: list[tuple[int, float]], *, size: int = BATCH_SIZE, window: float = BATCH_WINDOW
+) -> list[tuple[float, list[int]]]:
+    """Group (partner id, countdown) pairs into batches in countdown order: at most `size` partners each, all
+    within `window` seconds of the batch's first. Returns (countdown of the batch's first partner, ids) pairs.
+    """
+    batches: list[tuple[float, list[int]]] = []
+    for partner_id, countdown in sorted(queued, key=lambda item: (item[1], item[0])):
+        if batches and len(batches[-1][1]) < size and countdown - batches[-1][0] <= window:
+            batches[-1][1].append(partner_id)
+        else:
+            batches.append((countdown, [partner_id]))
+    return batches
 
 
 def renewal_sweep(*, now: datetime | None = None, limit: int = 5000) -> SweepResult:

@@ -9,7 +9,9 @@ jitter and Retry-After (consent/retrying.py), and no countdown exceeds half the 
 from __future__ import annotations
 
 import logging
+import time
 import uuid
+from collections import Counter
 from typing import Any
 
 from celery import Task, shared_task
@@ -44,19 +46,82 @@ DATABASE_LOST = (OperationalError, InterfaceError)
 
 @shared_task(name="consent.tokens_renew_sweep", bind=True, ignore_result=True, max_retries=MAX_TASK_RETRIES)
 def tokens_renew_sweep(self: Task, spread: float | None = None) -> int:
-    """Queue one renewal per partner whose token is due, spread over the hour (a duplicate run queues none)."""
+    """Queue the renewal of every partner whose token is due, in batches spread over the hour (a duplicate run
+    queues none)."""
     try:
         result = renewal.renewal_sweep()
     except DATABASE_LOST as exc:
         # The claims are one transaction: a sweep cut off claimed nobody, so running it again loses no partner.
         logger.warning("renewal sweep: the database failed (%s); trying again", exc.__class__.__name__)
         raise self.retry(exc=exc, countdown=backoff_delay(attempt=self.request.retries + 1)) from None
-    for partner_id, countdown in result.queued:
-        delay = countdown if spread is None else renewal.spread_countdown(partner_id, window=spread)
-        token_renew.apply_async(kwargs={"partner_id": partner_id}, countdown=delay, **_same_queue(self))
-    logger.info("renewal sweep queued %d partner(s), disabled %d previous version(s)", len(result.queued),
-                result.previous_disabled)  # fmt: skip
+    moments = [
+        (partner_id, countdown if spread is None else renewal.spread_countdown(partner_id, window=spread))
+        for partner_id, countdown in result.queued
+    ]
+    batches = renewal.renewal_batches(moments)
+    for countdown, partner_ids in batches:
+        tokens_renew_batch.apply_async(kwargs={"partner_ids": partner_ids}, countdown=countdown, **_same_queue(self))
+    logger.info("renewal sweep queued %d partner(s) in %d batch(es), disabled %d previous version(s)",
+                len(result.queued), len(batches), result.previous_disabled)  # fmt: skip
     return len(result.queued)
+
+
+# The share of the soft time limit a batch may run before it hands the partners it has not reached to a new
+# message (each renewal is bounded by its HTTP timeouts, so a slow Microsoft cannot stretch a batch past it).
+BATCH_TIME_SHARE = 0.5
+
+
+@shared_task(name="consent.tokens_renew_batch", bind=True, ignore_result=True, max_retries=None, **IDEMPOTENT)
+def tokens_renew_batch(self: Task, partner_ids: list[int], attempt: int = 1, interrupted: str = "") -> dict[str, int]:
+    """Renew a batch of partners one after another, each exactly as `token_renew` would (its own row lock and
+    transaction, renewed only if still due).
+
+    A partner's transient failure goes on as its own `token_renew` retry; the batch carries on. When the
+    database fails, the batch comes back with the partners not yet done. `interrupted` (or a message the
+    broker handed back) is recorded against the first partner still due: the one a stopped run was renewing.
+    Returns the count of each outcome.
+    """
+    if not interrupted and (self.request.delivery_info or {}).get("redelivered"):
+        interrupted = "its worker stopped before finishing"
+    budget = settings.CELERY_TASK_SOFT_TIME_LIMIT * BATCH_TIME_SHARE
+    started = time.monotonic()
+    outcomes: Counter[str] = Counter()
+    for index, partner_id in enumerate(partner_ids):
+        rest = partner_ids[index:]
+        if index and time.monotonic() - started > budget:
+            tokens_renew_batch.apply_async(kwargs={"partner_ids": rest}, **_same_queue(self))
+            logger.info("renewal batch: %d partner(s) handed to a new batch after %.0f s", len(rest), budget)
+            break
+        try:
+            result = renewal.partner_token_renew(partner_id=partner_id, interrupted=interrupted)
+        except renewal.RenewalRetry as retry:
+            token_renew.apply_async(
+                kwargs={"partner_id": partner_id, "attempt": 2}, countdown=retry.delay, **_same_queue(self)
+            )
+            outcome = "retry"
+        except DATABASE_LOST as exc:
+            if attempt >= settings.CPV_RENEWAL_MAX_ATTEMPTS:
+                logger.exception(
+                    "renewal batch: the database failed %d times; the next sweep tries %d partner(s) again",
+                    attempt,
+                    len(rest),
+                )
+                outcomes["failed"] += len(rest)
+                return dict(outcomes)
+            reason = f"the database connection failed: {exc.__class__.__name__}"
+            logger.warning("renewal batch: %s; trying %d partner(s) again", reason, len(rest))
+            raise self.retry(
+                kwargs={"partner_ids": rest, "attempt": attempt + 1, "interrupted": reason},
+                countdown=backoff_delay(attempt=attempt),
+            ) from None
+        else:
+            outcome = result.outcome
+        if outcome not in {"not_due", "busy"}:
+            interrupted = ""  # this partner was the one in progress (or none was): the rest start afresh
+        outcomes[outcome] += 1
+    logger.info("renewal batch of %d partner(s): %s", len(partner_ids),
+                ", ".join(f"{n} {outcome}" for outcome, n in sorted(outcomes.items())))  # fmt: skip
+    return dict(outcomes)
 
 
 @shared_task(name="consent.token_renew", bind=True, max_retries=None, **IDEMPOTENT)
