@@ -227,12 +227,20 @@ def redeem_locked(
     return Redemption(token=token, written=written, orphans=orphans)
 
 
-def after_commit_cleanup(pointer: PartnerToken, orphans: tuple[str, ...]) -> None:
+def after_commit_cleanup(
+    pointer: PartnerToken, orphans: tuple[str, ...], *, flags: list[tuple[int, str]] | None = None
+) -> None:
     """Disable the version the pointer moved away from, and versions left by interrupted writes.
 
-    Failures are only logged: the previous version stays flagged and the sweep retries it.
+    With `flags`, the row's `previous_disabled` flag is not written here: (row id, version) is appended for
+    the caller to write with `previous_disabled_record`. Failures are only logged: the previous version stays
+    flagged as enabled and the sweep retries it.
     """
-    partner_token_disable_previous(pointer=pointer)
+    if flags is not None and pointer.previous_version and not pointer.previous_disabled:
+        if partner_token_disable_previous(pointer=pointer, record=False):
+            flags.append((pointer.pk, pointer.previous_version))
+    else:
+        partner_token_disable_previous(pointer=pointer)
     vault = get_vault()
     disabled = []
     for version in orphans:
@@ -333,12 +341,16 @@ def partner_token_renew(
     attempt: int = 1,
     max_attempts: int | None = None,
     interrupted: str = "",
+    flags: list[tuple[int, str]] | None = None,
 ) -> RenewalResult:
     """Renew one partner's refresh token if it is due (or `force`), under the pointer's row lock.
 
     `interrupted` says why an earlier run of this renewal stopped before it could record anything (its worker
     was killed, the database went away): when the token is still due, that failure is recorded as an event
-    before this attempt, so that it shows on the dashboard.
+    before this attempt, so that it shows on the dashboard. With `flags`, the flag that the old version is
+    disabled is left for the caller to write (see after_commit_cleanup): a batch writes them all at once.
+    A forced renewal (an operator's "renew now", the `renew_tokens --force` command) is also audited; the
+    scheduled ones are the partner's token events.
 
     Returns a RenewalResult: renewed; not_due; busy (another worker holds the lock and is renewing it);
     skipped (no token, a partner that is not active, the version budget reached); failed (a permanent
@@ -402,13 +414,14 @@ def partner_token_renew(
         else:
             failed = None
             orphans = redemption.orphans
-            audit_record(
-                actor=None,
-                action="partner.token_renewed",
-                partner=partner,
-                detail={"version": pointer.current_version, "generation": pointer.generation, "forced": force},
-            )
-            transaction.on_commit(lambda: after_commit_cleanup(pointer, orphans))
+            if force:
+                audit_record(
+                    actor=None,
+                    action="partner.token_renewed",
+                    partner=partner,
+                    detail={"version": pointer.current_version, "generation": pointer.generation, "forced": force},
+                )
+            transaction.on_commit(lambda: after_commit_cleanup(pointer, orphans, flags=flags))
     if failed is not None:
         if failed.outcome == "retry":
             raise RenewalRetry(failed.message, delay=failed.retry_after or 0.0)

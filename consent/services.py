@@ -538,15 +538,32 @@ def _disable_quietly(name: str, version: str) -> bool:
     return True
 
 
-def partner_token_disable_previous(*, pointer: PartnerToken) -> bool:
-    """Disable the version the pointer moved away from. Returns True once it is disabled."""
+def partner_token_disable_previous(*, pointer: PartnerToken, record: bool = True) -> bool:
+    """Disable the version the pointer moved away from. Returns True once it is disabled.
+
+    With `record` False the caller writes the row's `previous_disabled` flag itself (with
+    `previous_disabled_record`, for many rows at once); until it does, the sweep may disable the version again,
+    which is harmless.
+    """
     if pointer.previous_disabled or not pointer.previous_version:
         return True
     if not _disable_quietly(pointer.secret_name, pointer.previous_version):
         return False
-    PartnerToken.objects.filter(pk=pointer.pk, previous_version=pointer.previous_version).update(previous_disabled=True)
+    if record:
+        previous_disabled_record([(pointer.pk, pointer.previous_version)])
     pointer.previous_disabled = True
     return True
+
+
+def previous_disabled_record(disabled: list[tuple[int, str]]) -> int:
+    """Flag token rows whose previous version is disabled in the vault, given (row id, that version) pairs.
+    A row whose pointer has moved on since is left alone. Returns how many rows were flagged."""
+    if not disabled:
+        return 0
+    match = Q()
+    for pk, version in disabled:
+        match |= Q(pk=pk, previous_version=version)
+    return PartnerToken.objects.filter(match).update(previous_disabled=True)
 
 
 # Work that follows a consent (customer sync, ApplicationConsent) registers here.

@@ -86,17 +86,47 @@ def tokens_renew_batch(self: Task, partner_ids: list[int], attempt: int = 1, int
     budget = settings.CELERY_TASK_SOFT_TIME_LIMIT * BATCH_TIME_SHARE
     started = time.monotonic()
     outcomes: Counter[str] = Counter()
+    # The rows whose old version the batch disabled: flagged in one write at the end, not one per renewal.
+    flags: list[tuple[int, str]] = []
+    try:
+        _renew_each(self, partner_ids, attempt=attempt, interrupted=interrupted, flags=flags, outcomes=outcomes,
+                    deadline=started + budget)  # fmt: skip
+    finally:
+        _flags_record(flags)
+    logger.info("renewal batch of %d partner(s): %s", len(partner_ids),
+                ", ".join(f"{n} {outcome}" for outcome, n in sorted(outcomes.items())))  # fmt: skip
+    return dict(outcomes)
+
+
+def _flags_record(flags: list[tuple[int, str]]) -> None:
+    try:
+        services.previous_disabled_record(flags)
+    except DATABASE_LOST as exc:
+        # The versions are disabled in the vault; the sweep disables them again (harmlessly) and flags them.
+        logger.warning("renewal batch: could not flag %d disabled version(s): %s", len(flags), exc.__class__.__name__)
+
+
+def _renew_each(
+    task: Task,
+    partner_ids: list[int],
+    *,
+    attempt: int,
+    interrupted: str,
+    flags: list[tuple[int, str]],
+    outcomes: Counter[str],
+    deadline: float,
+) -> None:
     for index, partner_id in enumerate(partner_ids):
         rest = partner_ids[index:]
-        if index and time.monotonic() - started > budget:
-            tokens_renew_batch.apply_async(kwargs={"partner_ids": rest}, **_same_queue(self))
-            logger.info("renewal batch: %d partner(s) handed to a new batch after %.0f s", len(rest), budget)
-            break
+        if index and time.monotonic() > deadline:
+            tokens_renew_batch.apply_async(kwargs={"partner_ids": rest}, **_same_queue(task))
+            logger.info("renewal batch: %d partner(s) handed to a new batch for time", len(rest))
+            return
         try:
-            result = renewal.partner_token_renew(partner_id=partner_id, interrupted=interrupted)
+            result = renewal.partner_token_renew(partner_id=partner_id, interrupted=interrupted, flags=flags)
         except renewal.RenewalRetry as retry:
             token_renew.apply_async(
-                kwargs={"partner_id": partner_id, "attempt": 2}, countdown=retry.delay, **_same_queue(self)
+                kwargs={"partner_id": partner_id, "attempt": 2}, countdown=retry.delay, **_same_queue(task)
             )
             outcome = "retry"
         except DATABASE_LOST as exc:
@@ -107,10 +137,10 @@ def tokens_renew_batch(self: Task, partner_ids: list[int], attempt: int = 1, int
                     len(rest),
                 )
                 outcomes["failed"] += len(rest)
-                return dict(outcomes)
+                return
             reason = f"the database connection failed: {exc.__class__.__name__}"
             logger.warning("renewal batch: %s; trying %d partner(s) again", reason, len(rest))
-            raise self.retry(
+            raise task.retry(
                 kwargs={"partner_ids": rest, "attempt": attempt + 1, "interrupted": reason},
                 countdown=backoff_delay(attempt=attempt),
             ) from None
@@ -119,9 +149,6 @@ def tokens_renew_batch(self: Task, partner_ids: list[int], attempt: int = 1, int
         if outcome not in {"not_due", "busy"}:
             interrupted = ""  # this partner was the one in progress (or none was): the rest start afresh
         outcomes[outcome] += 1
-    logger.info("renewal batch of %d partner(s): %s", len(partner_ids),
-                ", ".join(f"{n} {outcome}" for outcome, n in sorted(outcomes.items())))  # fmt: skip
-    return dict(outcomes)
 
 
 @shared_task(name="consent.token_renew", bind=True, max_retries=None, **IDEMPOTENT)

@@ -9,17 +9,22 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from django.db import OperationalError
+from django.db import OperationalError, connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from consent import renewal, tasks
 from consent.access_tokens import cache_forget
 from consent.models import PartnerToken, TokenEvent
 from consent.renewal import BATCH_SIZE, BATCH_WINDOW, renewal_batches
-from partners.models import Partner
+from consent.services import previous_disabled_record
+from consent.vault import get_vault
+from partners.models import AuditEvent, Partner
 from tests.factories import active_partner, pointer_of
 
-pytestmark = pytest.mark.django_db
+# Transactional: each renewal commits, so its after-commit work runs when it would in a worker (before the batch
+# writes its flags), not when a test's outer transaction ends.
+pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture(autouse=True)
@@ -81,7 +86,7 @@ def test_no_partners_make_no_batches() -> None:
 
 
 def test_a_batch_renews_the_due_partners_and_hands_a_transient_failure_to_its_own_retry(  # type: ignore[no-untyped-def]
-    cpv_sim, retries, django_capture_on_commit_callbacks
+    cpv_sim, retries
 ) -> None:
     fresh, throttled, due = (active_partner(cpv_sim, index=i) for i in range(3))
     make_due(throttled, due)
@@ -89,19 +94,49 @@ def test_a_batch_renews_the_due_partners_and_hands_a_transient_failure_to_its_ow
     # The first redemption the batch makes (the throttled partner's) is answered 429.
     cpv_sim.control.inject_entra_error(50196, status=429, retry_after=7, grant_type="refresh_token")
 
-    with django_capture_on_commit_callbacks(execute=True):
-        outcomes = tasks.tokens_renew_batch.apply(kwargs={"partner_ids": [fresh.pk, throttled.pk, due.pk]}).get()
+    outcomes = tasks.tokens_renew_batch.apply(kwargs={"partner_ids": [fresh.pk, throttled.pk, due.pk]}).get()
 
     assert outcomes == {"not_due": 1, "retry": 1, "renewed": 1}
     assert generations(fresh, throttled, due) == [before[0], before[1], before[2] + 1]
     assert retries == [{"partner_id": throttled.pk, "attempt": 2, "countdown": pytest.approx(retries[0]["countdown"])}]
     assert retries[0]["countdown"] >= 7
     assert TokenEvent.objects.filter(partner=throttled, kind=TokenEvent.Kind.RETRYING).count() == 1
-    assert pointer_of(due).previous_disabled
+    # The old version is disabled in the vault and the row says so (written once, at the end of the batch).
+    renewed = pointer_of(due)
+    assert renewed.previous_disabled
+    versions = {v.version: v.enabled for v in get_vault().versions(name=renewed.secret_name)}
+    assert versions[renewed.previous_version] is False and versions[renewed.current_version] is True
+
+
+def test_a_batch_flags_the_disabled_versions_in_one_write(  # type: ignore[no-untyped-def]
+    cpv_sim, retries
+) -> None:
+    partners = [active_partner(cpv_sim, index=i) for i in range(3)]
+    make_due(*partners)
+
+    with CaptureQueriesContext(connection) as queries:
+        assert tasks.tokens_renew_batch.apply(kwargs={"partner_ids": [p.pk for p in partners]}).get() == {"renewed": 3}
+
+    flag_writes = [q["sql"] for q in queries.captured_queries if '"previous_disabled" = true' in q["sql"]]
+    assert len(flag_writes) == 1
+    assert all(pointer_of(p).previous_disabled for p in partners)
+    # Nothing is audited for scheduled renewals: they are the partners' token events.
+    assert TokenEvent.objects.filter(kind=TokenEvent.Kind.RENEWED).count() == 3
+    assert not AuditEvent.objects.filter(action="partner.token_renewed").exists()
+
+
+def test_a_flag_for_a_pointer_that_moved_on_is_not_written(cpv_sim) -> None:  # type: ignore[no-untyped-def]
+    partner = active_partner(cpv_sim)
+    pointer = pointer_of(partner)
+    PartnerToken.objects.filter(pk=pointer.pk).update(previous_version="newer", previous_disabled=False)
+
+    assert previous_disabled_record([(pointer.pk, "older")]) == 0
+    assert previous_disabled_record([(pointer.pk, "newer")]) == 1
+    assert pointer_of(partner).previous_disabled
 
 
 def test_a_batch_cut_off_by_the_database_comes_back_with_the_partners_not_done(  # type: ignore[no-untyped-def]
-    cpv_sim, retries, monkeypatch, django_capture_on_commit_callbacks
+    cpv_sim, retries, monkeypatch
 ) -> None:
     partners = [active_partner(cpv_sim, index=i) for i in range(3)]
     make_due(*partners)
@@ -116,8 +151,7 @@ def test_a_batch_cut_off_by_the_database_comes_back_with_the_partners_not_done( 
         return real(partner_id=partner_id, interrupted=interrupted, **kwargs)
 
     monkeypatch.setattr(renewal, "partner_token_renew", flaky)
-    with django_capture_on_commit_callbacks(execute=True):
-        tasks.tokens_renew_batch.apply(kwargs={"partner_ids": [p.pk for p in partners]})
+    tasks.tokens_renew_batch.apply(kwargs={"partner_ids": [p.pk for p in partners]})
 
     # The second partner failed with the database; the batch came back with it and the third, and said why.
     ids = [p.pk for p in partners]
@@ -130,16 +164,15 @@ def test_a_batch_cut_off_by_the_database_comes_back_with_the_partners_not_done( 
 
 
 def test_an_interrupted_batch_records_the_interruption_once_against_the_partner_it_cut_off(  # type: ignore[no-untyped-def]
-    cpv_sim, retries, django_capture_on_commit_callbacks
+    cpv_sim, retries
 ) -> None:
     # The stopped run had renewed the first partner and was renewing the second.
     done, cut_off, untouched = (active_partner(cpv_sim, index=i) for i in range(3))
     make_due(cut_off, untouched)
 
-    with django_capture_on_commit_callbacks(execute=True):
-        outcomes = tasks.tokens_renew_batch.apply(
-            kwargs={"partner_ids": [done.pk, cut_off.pk, untouched.pk], "interrupted": "its worker stopped"}
-        ).get()
+    outcomes = tasks.tokens_renew_batch.apply(
+        kwargs={"partner_ids": [done.pk, cut_off.pk, untouched.pk], "interrupted": "its worker stopped"}
+    ).get()
 
     assert outcomes == {"not_due": 1, "renewed": 2}
     events = TokenEvent.objects.filter(kind=TokenEvent.Kind.RETRYING)
@@ -147,7 +180,7 @@ def test_an_interrupted_batch_records_the_interruption_once_against_the_partner_
 
 
 def test_a_long_batch_hands_the_partners_it_has_not_reached_to_a_new_batch(  # type: ignore[no-untyped-def]
-    cpv_sim, retries, monkeypatch, settings, django_capture_on_commit_callbacks
+    cpv_sim, retries, monkeypatch, settings
 ) -> None:
     partners = [active_partner(cpv_sim, index=i) for i in range(3)]
     make_due(*partners)
@@ -155,8 +188,7 @@ def test_a_long_batch_hands_the_partners_it_has_not_reached_to_a_new_batch(  # t
     handed: list[dict[str, Any]] = []
     monkeypatch.setattr(tasks.tokens_renew_batch, "apply_async", lambda *a, **kw: handed.append(kw["kwargs"]))
 
-    with django_capture_on_commit_callbacks(execute=True):
-        outcomes = tasks.tokens_renew_batch.apply(kwargs={"partner_ids": [p.pk for p in partners]}).get()
+    outcomes = tasks.tokens_renew_batch.apply(kwargs={"partner_ids": [p.pk for p in partners]}).get()
 
     assert outcomes == {"renewed": 1}
     assert handed == [{"partner_ids": [partners[1].pk, partners[2].pk]}]
