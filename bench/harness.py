@@ -229,6 +229,22 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def database_cpu_seconds(dbname: str) -> float:
+    """CPU seconds used so far by the PostgreSQL backends connected to `dbname` (each shows the database's name
+    in its process title). A backend that exits takes its seconds with it: callers keep connections open."""
+    total = 0.0
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            title = (proc / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if title.startswith(b"postgres: ") and f" {dbname} ".encode() in title:
+            total += cpu_seconds(int(proc.name))
+    return total
+
+
 def wait_until(predicate: Callable[[], bool], *, timeout: float, what: str, interval: float = 0.1) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

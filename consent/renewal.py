@@ -360,12 +360,14 @@ def partner_token_renew(
     max_attempts = max_attempts or settings.CPV_RENEWAL_MAX_ATTEMPTS
     now = timezone.now()
     with transaction.atomic():
-        pointer = (
-            PartnerToken.objects.select_for_update(skip_locked=True, of=("self",))
-            .select_related("partner")
-            .filter(partner_id=partner_id)
-            .first()
-        )
+        try:
+            pointer = (
+                PartnerToken.objects.select_for_update(skip_locked=True, of=("self",))
+                .select_related("partner")
+                .get(partner_id=partner_id)
+            )
+        except PartnerToken.DoesNotExist:
+            pointer = None
         if pointer is None:
             if PartnerToken.objects.filter(partner_id=partner_id).exists():
                 return RenewalResult(partner_id, "busy", "another worker is renewing this token")

@@ -525,8 +525,26 @@ def pointer_move(
         pointer.consented_by_oid = flow.user_oid if flow else None
         pointer.consented_by_name = flow.user_name if flow else ""
         pointer.scopes = " ".join(scopes)[:1000]
-    pointer.save()
+    pointer.save(update_fields=[*POINTER_MOVED, *(POINTER_OBTAINED if obtained else ())])
     return superseded
+
+
+# The columns pointer_move changes (only these are written: renewal is the hot path of the workers).
+POINTER_MOVED = (
+    "previous_version",
+    "previous_disabled",
+    "current_version",
+    "version_count",
+    "fingerprint",
+    "generation",
+    "last_renewed_at",
+    "failure_count",
+    "last_error",
+    "last_error_kind",
+    "next_attempt_at",
+    "updated_at",
+)
+POINTER_OBTAINED = ("obtained_at", "consent_flow", "consented_by_oid", "consented_by_name", "scopes")
 
 
 def _disable_quietly(name: str, version: str) -> bool:
