@@ -41,6 +41,7 @@ def seed(*, first: int, partners: int, customers: int, big_customers: int) -> No
     from django.db import connection, transaction
     from django.utils import timezone
 
+    from consent.coverage import coverage_recount
     from consent.models import PartnerToken
     from partners.models import Partner
 
@@ -177,6 +178,9 @@ def seed(*, first: int, partners: int, customers: int, big_customers: int) -> No
                 """,
                 {"ids": ids},
             )
+        # The rows above bypass the services that keep the coverage counters, as any bulk load does: recount.
+        coverage_recount()
+        with connection.cursor() as cursor:
             cursor.execute("ANALYZE")
 
 
@@ -187,8 +191,20 @@ def pages(*, late_page: int, big_code: str, big_late: int) -> list[tuple[str, st
         ("partners, filtered", "/partners/?status=active&health=due&q=Partner"),
         ("partners, late page", f"/partners/?page={late_page}"),
         ("partner with 5,000 customers" if big_late > 100 else "big partner", f"/partners/{big_code}/"),
-        ("its customers, late page", f"/partners/{big_code}/?cpage={big_late}"),
+        ("its customers, late page", f"/partners/{big_code}/?cafter={late_customers_cursor(big_code, big_late)}"),
     ]
+
+
+def late_customers_cursor(big_code: str, page: int) -> str:
+    """The link to the big partner's customers page number `page` (the last page when there are fewer), as
+    following "Next" from the first page reaches it: the cursor of the last customer on the page before."""
+    from consent import selectors
+    from partners.models import Partner
+
+    size = selectors.CUSTOMER_PAGE_SIZE
+    customers = selectors.customers_of(Partner.objects.get(code=big_code))
+    page = max(2, min(page, (customers.count() + size - 1) // size))
+    return selectors.customer_cursor(customers[(page - 1) * size - 1])
 
 
 def measure(client: Any, url: str, *, samples: int) -> dict[str, Any]:

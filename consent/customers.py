@@ -26,6 +26,7 @@ from django.utils import timezone
 
 from consent import identity, partner_center
 from consent.access_tokens import PARTNER_CENTER, TokenUnavailable, access_token_get, cache_forget
+from consent.coverage import coverage_consent_changed, coverage_recount
 from consent.models import CustomerConsent
 from consent.retrying import backoff_delay
 from consent.services import app_for, cloud_for
@@ -193,6 +194,8 @@ def customers_sync(
         )
         gone = [] if superseded else [c.pk for t, c in existing.items() if t not in listed and c.removed_at is None]
         removed = Customer.objects.filter(pk__in=gone).update(removed_at=now)
+        # Under the partner's lock and with every one of its customers' rows held: the count is the truth.
+        coverage_recount(partner_ids=[partner.pk])
         audit_record(
             actor=None,
             action="partner.customers_synced",
@@ -327,7 +330,7 @@ def customer_consent_apply(
             state.status = CustomerConsent.Status.FAILED
             state.pending_request_id = ""
             fields += ["status", "pending_request_id"]
-        state.save(update_fields=fields)
+        _state_save(state, partner_id=partner.pk, fields=fields)
         logger.warning("ApplicationConsent for customer %s of partner %s failed: %s", tenant, partner.code, exc)
         if exc.transient:
             raise
@@ -340,7 +343,25 @@ def customer_consent_apply(
     state.last_error = ""
     state.pending_request_id = ""
     state.lease_until = None
-    state.save()
+    _state_save(state, partner_id=partner.pk)
     logger.info("ApplicationConsent in %s for partner %s: %s", tenant, partner.code,
                 "created" if created else "already there")  # fmt: skip
     return state
+
+
+def _state_save(state: CustomerConsent, *, partner_id: int, fields: list[str] | None = None) -> None:
+    """Save a customer's ApplicationConsent state and shift the partner's coverage counters to match.
+
+    The customer's row lock (customer sync holds the same rows while it marks customers removed) makes the
+    status replaced, and whether the customer is still present, what they really are when the change lands.
+    """
+    with transaction.atomic():
+        removed_at, before = (
+            Customer.objects.select_for_update(of=("self",))
+            .filter(pk=state.customer_id)
+            .values_list("removed_at", "application_consent__status")
+            .get()
+        )
+        state.save(update_fields=fields)
+        if removed_at is None:
+            coverage_consent_changed(partner_id=partner_id, before=before, after=state.status)

@@ -188,6 +188,28 @@ class CustomerConsent(models.Model):
         return f"ApplicationConsent in {self.customer} ({self.status})"
 
 
+class PartnerCoverage(models.Model):
+    """A partner's present customers, and how many of them have the vendor's app applied or failed, kept as
+    counters so that pages read one row per partner instead of counting customers.
+
+    Only consent/coverage.py writes them, in the transaction of the change they follow: customer sync recounts
+    the partner, ApplicationConsent shifts them by the status it replaced. A missing row counts as zeros until
+    the first change; `recount_coverage` recounts from scratch (after a bulk load, or to check for drift).
+    """
+
+    partner = models.OneToOneField(
+        Partner, on_delete=models.CASCADE, primary_key=True, related_name="coverage_counters"
+    )
+    customers = models.IntegerField(default=0)
+    consented = models.IntegerField(default=0)
+    failed = models.IntegerField(default=0)
+    # When the row was last recounted from scratch (a shift leaves it alone).
+    counted_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"coverage of {self.partner_id}: {self.consented}/{self.customers}, {self.failed} failed"
+
+
 class ThrottleWindow(models.Model):
     """The database rate limiter's counters (embedded mode, without Redis): requests per key and second."""
 
@@ -206,6 +228,7 @@ __all__ = [
     "ConsentFlow",
     "ConsentFlowEvent",
     "CustomerConsent",
+    "PartnerCoverage",
     "PartnerToken",
     "ThrottleWindow",
     "TokenEvent",

@@ -23,7 +23,6 @@ from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
-from django.core.paginator import Paginator
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
@@ -50,7 +49,6 @@ SESSION_KEY = "portal_identity"
 SEAL_PURPOSE = "portal-sign-in"
 SIGN_IN_MINUTES = 10
 HANDOFF_SECONDS = 60
-CUSTOMER_PAGE_SIZE = 25
 LIMITS = {"sign_in": (20, 600), "callback": (30, 600)}
 SIGN_IN_CLOUDS = [(c, n) for c, n in clouds.PARTNER_CLOUD_CHOICES]
 
@@ -323,8 +321,11 @@ STATUS_WORDS: dict[str, str] = {
 
 @portal_view
 def status(request: HttpRequest, who: PortalIdentity, partner: Partner) -> HttpResponse:
-    customers = Paginator(selectors.customers_of(partner), CUSTOMER_PAGE_SIZE).get_page(request.GET.get("page"))
-    for customer in customers.object_list:
+    customers = selectors.customer_page(
+        partner, after=request.GET.get("after", ""), before=request.GET.get("before", "")
+    )
+    customer: Any
+    for customer in customers.customers:
         consent = getattr(customer, "application_consent", None)
         customer.error_words = selectors.error_in_words(consent.last_error if consent else "")
     last_consent = (

@@ -7,6 +7,8 @@ are aggregates, lists are bounded, and related rows come with `select_related`/`
 
 from __future__ import annotations
 
+import base64
+import json
 import re
 import uuid
 from dataclasses import dataclass, field
@@ -17,19 +19,19 @@ from django.db.models import (
     Case,
     CharField,
     Count,
-    Exists,
     F,
-    OuterRef,
     Prefetch,
     Q,
     QuerySet,
+    Sum,
     Value,
     When,
 )
-from django.db.models.functions import TruncDate
+from django.db.models.functions import Coalesce, TruncDate
 from django.utils import timezone
 
-from consent.models import ConsentFlow, ConsentFlowEvent, CustomerConsent, PartnerToken, TokenEvent
+from consent.coverage import Coverage
+from consent.models import ConsentFlow, ConsentFlowEvent, CustomerConsent, PartnerCoverage, PartnerToken, TokenEvent
 from consent.renewal import TokenStatus, renewal_interval
 from consent.vault import MAX_VERSIONS
 from partners.models import AuditEvent, Customer, Partner
@@ -129,29 +131,13 @@ def partner_directory(
     return qs.order_by(*SORTS.get(sort, SORTS["name"]))
 
 
-@dataclass(frozen=True)
-class Coverage:
-    customers: int = 0
-    consented: int = 0
-    failed: int = 0
-
-    @property
-    def percent(self) -> int:
-        return round(100 * self.consented / self.customers) if self.customers else 0
-
-
 def coverage_for(partner_ids: list[int]) -> dict[int, Coverage]:
-    """Present customers, those with the vendor's app consented, and those failing, per partner (one query)."""
-    rows = (
-        Customer.objects.filter(partner_id__in=partner_ids, removed_at__isnull=True)
-        .values("partner_id")
-        .annotate(
-            customers=Count("id"),
-            consented=Count("id", filter=Q(application_consent__status=CustomerConsent.Status.APPLIED)),
-            failed=Count("id", filter=Q(application_consent__status=CustomerConsent.Status.FAILED)),
-        )
+    """Present customers, those with the vendor's app consented, and those failing, per partner, from the
+    coverage counters (one query; a partner without counters yet is left out, which reads as zeros)."""
+    rows = PartnerCoverage.objects.filter(partner_id__in=partner_ids).values_list(
+        "partner_id", "customers", "consented", "failed"
     )
-    return {r["partner_id"]: Coverage(r["customers"], r["consented"], r["failed"]) for r in rows}
+    return {pk: Coverage(customers, consented, failed) for pk, customers, consented, failed in rows}
 
 
 # --- the overview ------------------------------------------------------------------------------------------
@@ -288,10 +274,11 @@ def overview(*, days: int = 30, now: datetime | None = None, attention_limit: in
         DaySeries(first + timedelta(days=i), per_day.get(first + timedelta(days=i), {})) for i in range(days + 1)
     ]
 
-    covered = Customer.objects.filter(removed_at__isnull=True).aggregate(
-        customers=Count("id"),
-        consented=Count("id", filter=Q(application_consent__status=CustomerConsent.Status.APPLIED)),
-        failed=Count("id", filter=Q(application_consent__status=CustomerConsent.Status.FAILED)),
+    # The counters of every partner, summed: one row per partner, whatever the number of customers.
+    covered = PartnerCoverage.objects.aggregate(
+        customers=Coalesce(Sum("customers"), 0),
+        consented=Coalesce(Sum("consented"), 0),
+        failed=Coalesce(Sum("failed"), 0),
     )
     return Overview(
         since=since,
@@ -319,24 +306,22 @@ ATTENTION_REASONS = {
 def needs_attention(*, now: datetime | None = None, limit: int = 25) -> list[Partner]:
     """Partners someone should act on, worst first: re-consent needed, renewals failing, tokens close to the
     90-day limit, customers failing ApplicationConsent. Each carries `reasons` (a list of labels) and its
-    number of `failed_customers` (two queries)."""
+    number of `failed_customers` (one query)."""
     now = now or timezone.now()
     expiring_before = now - (TOKEN_LIFETIME - EXPIRY_WARNING)
-    failing_customers = CustomerConsent.objects.filter(
-        customer__partner=OuterRef("pk"), customer__removed_at__isnull=True, status=CustomerConsent.Status.FAILED
-    )
     qs = (
         Partner.objects.exclude(status=Partner.Status.DEACTIVATED)
         .select_related("token")
         .annotate(
             health=token_health_expression(now=now),
-            has_failed_customers=Exists(failing_customers),
+            # From the coverage counters (a join on one row per partner), not from the customers.
+            failed_customers=Coalesce("coverage_counters__failed", 0),
         )
         .filter(
             Q(status=Partner.Status.RECONSENT_NEEDED)
             | Q(health=TokenStatus.FAILING)
             | Q(status=Partner.Status.ACTIVE, token__last_renewed_at__lte=expiring_before)
-            | Q(has_failed_customers=True)
+            | Q(failed_customers__gt=0)
         )
         .annotate(
             rank=Case(
@@ -349,7 +334,6 @@ def needs_attention(*, now: datetime | None = None, limit: int = 25) -> list[Par
         .order_by("rank", "token__last_renewed_at", "name", "id")[:limit]
     )
     partners: list[Any] = list(qs)
-    counts = coverage_for([p.pk for p in partners if p.has_failed_customers])
     for partner in partners:
         reasons = []
         if partner.status == Partner.Status.RECONSENT_NEEDED:
@@ -364,10 +348,9 @@ def needs_attention(*, now: datetime | None = None, limit: int = 25) -> list[Par
             and token.last_renewed_at <= expiring_before
         ):
             reasons.append(ATTENTION_REASONS["expiring"])
-        if partner.has_failed_customers:
+        if partner.failed_customers:
             reasons.append(ATTENTION_REASONS["customers"])
         partner.reasons = reasons
-        partner.failed_customers = counts.get(partner.pk, Coverage()).failed
     return partners
 
 
@@ -464,6 +447,89 @@ def customers_of(partner: Partner, *, state: str = "") -> QuerySet[Customer]:
     elif state in (CustomerConsent.Status.APPLIED, CustomerConsent.Status.FAILED):
         qs = qs.filter(application_consent__status=state)
     return qs.order_by("company_name", "id")
+
+
+CUSTOMER_PAGE_SIZE = 25
+
+
+@dataclass(frozen=True)
+class CustomerPage:
+    """A page of a partner's customers (see `customer_page`). The cursors are the values of the links to the
+    pages before and after it, "" when there is none."""
+
+    customers: list[Customer]
+    next_cursor: str = ""
+    previous_cursor: str = ""
+
+    @property
+    def has_other_pages(self) -> bool:
+        return bool(self.next_cursor or self.previous_cursor)
+
+
+def customer_cursor(customer: Customer) -> str:
+    """The position of a customer in `customers_of`'s order, for a link: its sort key, base64 of JSON."""
+    key = json.dumps([customer.company_name, customer.pk], ensure_ascii=False, separators=(",", ":"))
+    return base64.urlsafe_b64encode(key.encode()).decode().rstrip("=")
+
+
+def _cursor_key(cursor: str) -> tuple[str, int] | None:
+    """The sort key in a cursor, or None for anything that is not a cursor `customer_cursor` could have made."""
+    # The longest a cursor gets: 300 characters that JSON writes as \uXXXX, an id, base64 of it all.
+    if not cursor or len(cursor) > 2600:
+        return None
+    try:
+        name, pk = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        name.encode()  # a lone surrogate would only fail in the database
+    except (ValueError, TypeError, AttributeError):
+        return None
+    # PostgreSQL refuses NUL in text and integers beyond a bigint: those would be errors, not empty pages.
+    if not isinstance(name, str) or len(name) > 300 or "\x00" in name:
+        return None
+    if type(pk) is not int or not 0 < pk < 2**63:
+        return None
+    return name, pk
+
+
+def customer_page(
+    partner: Partner, *, state: str = "", after: str = "", before: str = "", size: int = CUSTOMER_PAGE_SIZE
+) -> CustomerPage:
+    """A page of `customers_of(partner, state=state)`: the first, or the one right after (`after`) or right
+    before (`before`) the customer a cursor names.
+
+    The page is found from the cursor's sort key through an index (keyset pagination), never an OFFSET, so a
+    late page of a partner with thousands of customers costs what the first one does. A cursor stays valid
+    when customers come and go (it holds a position, not a row number). A cursor that does not decode, or
+    leads to no customer (past the end, or fewer than a page before the start), gives the first page.
+    """
+    qs = customers_of(partner, state=state)
+    after_key = _cursor_key(after) if not before else None
+    before_key = _cursor_key(before) if not after else None
+    if after_key is not None:
+        name, pk = after_key
+        # The first condition alone bounds the index scan; the second puts ties on the name in id order.
+        rows = list(qs.filter(company_name__gte=name).exclude(company_name=name, pk__lte=pk)[: size + 1])
+        if rows:
+            return CustomerPage(
+                rows[:size],
+                next_cursor=customer_cursor(rows[size - 1]) if len(rows) > size else "",
+                previous_cursor=customer_cursor(rows[0]),
+            )
+    elif before_key is not None:
+        name, pk = before_key
+        rows = list(
+            qs.filter(company_name__lte=name)
+            .exclude(company_name=name, pk__gte=pk)
+            .order_by("-company_name", "-id")[: size + 1]
+        )
+        if len(rows) >= size:
+            page = rows[:size][::-1]
+            return CustomerPage(
+                page,
+                next_cursor=customer_cursor(page[-1]),
+                previous_cursor=customer_cursor(page[0]) if len(rows) > size else "",
+            )
+    rows = list(qs[: size + 1])
+    return CustomerPage(rows[:size], next_cursor=customer_cursor(rows[size - 1]) if len(rows) > size else "")
 
 
 def token_events(partner: Partner, *, limit: int = 15) -> list[TokenEvent]:

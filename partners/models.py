@@ -68,7 +68,15 @@ class Customer(models.Model):
     class Meta:
         ordering = ["company_name", "id"]
         constraints = [models.UniqueConstraint(fields=["partner", "tenant_id"], name="customer_unique_per_partner")]
-        indexes = [models.Index(fields=["partner", "removed_at"])]
+        indexes = [
+            models.Index(fields=["partner", "removed_at"]),
+            # A partner's page lists its present customers in this order, a page at a time from a sort key.
+            models.Index(
+                fields=["partner", "company_name", "id"],
+                condition=models.Q(removed_at__isnull=True),
+                name="customer_present_by_name",
+            ),
+        ]
 
     def __str__(self) -> str:
         return self.company_name or str(self.tenant_id)

@@ -41,7 +41,6 @@ from partners.models import Partner
 from partners.services import PartnerError, staff_role_set, staff_user_create, staff_user_set_active
 
 PAGE_SIZE = 50
-CUSTOMER_PAGE_SIZE = 25
 PERIODS = [7, 30, 90]
 
 
@@ -117,19 +116,22 @@ def detail(request: HttpRequest, code: uuid.UUID) -> HttpResponse:
     ApplicationConsent state, operations in progress, the audit trail, and the actions for operators."""
     partner = partner_for_staff(code)
     state = request.GET.get("consent", "")
-    customers = Paginator(selectors.customers_of(partner, state=state), CUSTOMER_PAGE_SIZE).get_page(
-        request.GET.get("cpage")
+    customers = selectors.customer_page(
+        partner, state=state, after=request.GET.get("cafter", ""), before=request.GET.get("cbefore", "")
     )
-    for customer in customers.object_list:
+    customer: Any
+    for customer in customers.customers:
         consent = getattr(customer, "application_consent", None)
         customer.error_words = selectors.error_in_words(consent.last_error if consent else "")
+    coverage = selectors.coverage_for([partner.pk]).get(partner.pk, selectors.Coverage())
     context = {
         "partner": partner,
         "health": selectors.token_health(partner),
         "flows": selectors.consent_flows(partner),
         "customers": customers,
+        "customers_total": coverage.in_state(state),
         "consent_state": state,
-        "coverage": selectors.coverage_for([partner.pk]).get(partner.pk, selectors.Coverage()),
+        "coverage": coverage,
         "token_events": selectors.token_events(partner),
         "operations": operations.operations_recent(partner),
         "audit": partner.audit_events.select_related("actor").order_by("-created_at", "-id")[:30],
