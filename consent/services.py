@@ -578,10 +578,11 @@ def previous_disabled_record(disabled: list[tuple[int, str]]) -> int:
     A row whose pointer has moved on since is left alone. Returns how many rows were flagged."""
     if not disabled:
         return 0
-    match = Q()
-    for pk, version in disabled:
-        match |= Q(pk=pk, previous_version=version)
-    return PartnerToken.objects.filter(match).update(previous_disabled=True)
+    # Two lists instead of a pair per row: a vault version id belongs to one secret, so one row, and a row can
+    # only match its own pair.
+    return PartnerToken.objects.filter(
+        pk__in=[pk for pk, _ in disabled], previous_version__in=[version for _, version in disabled]
+    ).update(previous_disabled=True)
 
 
 # Work that follows a consent (customer sync, ApplicationConsent) registers here.
