@@ -1,0 +1,128 @@
+"""The overview's numbers equal the same numbers counted the plain way, one partner, token, event and customer
+at a time: partners by status and token health, the funnel, token ages, customer coverage and who needs
+attention (with their failing customers)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from consent import selectors
+from consent.coverage import coverage_recount
+from consent.models import ConsentFlow, ConsentFlowEvent, CustomerConsent, PartnerToken
+from consent.renewal import token_status
+from partners.models import Customer, Partner
+from tests.partners.conftest import active_partner_with_data, client_for
+
+pytestmark = pytest.mark.django_db
+
+
+def world() -> dict[str, Partner]:
+    """Partners in every status and token health, old and new, with flows, customers and failures."""
+    now = timezone.now()
+    partners = {
+        "contoso": active_partner_with_data("Contoso Partners", customers=30, failed=4, age_days=3),
+        "fabrikam": active_partner_with_data("Fabrikam Cloud", customers=12, failed=0, age_days=20),
+        "northwind": active_partner_with_data("Northwind IT", customers=8, failed=8, age_days=80),
+        "old": active_partner_with_data("Old Token", customers=2, failed=0, age_days=100),
+        "failing": active_partner_with_data("Failing Renewal", customers=3, failed=1, age_days=10),
+        "reconsent": active_partner_with_data("Needs Reconsent", customers=4, failed=2, age_days=50),
+        "gone": active_partner_with_data("Deactivated Co", customers=5, failed=5, age_days=85),
+        "versionless": active_partner_with_data("No Version", customers=0, age_days=1),
+        "invited": Partner.objects.create(name="Invited Only", contact_email="i@example.com"),
+        "pending": Partner.objects.create(name="Pending", contact_email="p@example.com", status="pending"),
+    }
+    PartnerToken.objects.filter(partner=partners["failing"]).update(last_failure_at=now - timedelta(hours=1))
+    PartnerToken.objects.filter(partner=partners["versionless"]).update(current_version="")
+    Partner.objects.filter(pk=partners["reconsent"].pk).update(status=Partner.Status.RECONSENT_NEEDED)
+    Partner.objects.filter(pk=partners["gone"].pk).update(status=Partner.Status.DEACTIVATED)
+    Partner.objects.filter(pk__in=[partners["old"].pk, partners["fabrikam"].pk]).update(
+        created_at=now - timedelta(days=45)
+    )
+    # A removed customer whose consent had failed counts nowhere.
+    Customer.objects.filter(pk=Customer.objects.filter(partner=partners["contoso"]).order_by("pk")[0].pk).update(
+        removed_at=now
+    )
+    coverage_recount()
+    for key, statuses, days_ago in [
+        ("contoso", ["created", "redirected", "verified", "vaulted"], 2),
+        ("fabrikam", ["created", "redirected", "verified", "vaulted"], 40),
+        ("northwind", ["created", "redirected"], 5),
+        ("gone", ["created", "verified", "vaulted"], 3),
+    ]:
+        flow = ConsentFlow.objects.create(partner=partners[key], expires_at=now, status=statuses[-1])
+        ConsentFlowEvent.objects.bulk_create(ConsentFlowEvent(flow=flow, status=s) for s in statuses)
+        ConsentFlowEvent.objects.filter(flow=flow).update(created_at=now - timedelta(days=days_ago))
+    return {k: Partner.objects.select_related("token").get(pk=p.pk) for k, p in partners.items()}
+
+
+def test_every_figure_of_the_overview_matches_a_plain_count(viewer) -> None:  # type: ignore[no-untyped-def]
+    partners = world()
+    now = timezone.now()
+    everyone = list(Partner.objects.select_related("token"))
+
+    o = selectors.overview(days=30, now=now)
+
+    def pointer(p: Partner) -> PartnerToken | None:
+        return getattr(p, "token", None)
+
+    assert {b.hint: b.value for b in o.by_status} == {
+        s: sum(p.status == s for p in everyone) for s in Partner.Status.values
+    }
+    assert {b.hint: b.value for b in o.by_health} == {
+        h: sum(token_status(p, pointer(p), now=now) == h for p in everyone) for h, _ in selectors.HEALTH_CHOICES
+    }
+    since = now - timedelta(days=30)
+    events = ConsentFlowEvent.objects.filter(created_at__gte=since).select_related("flow__partner")
+
+    def reached(status: str, *, active: bool = False) -> int:
+        return len(
+            {
+                e.flow.partner_id
+                for e in events
+                if e.status == status and (not active or e.flow.partner.status == Partner.Status.ACTIVE)
+            }
+        )
+
+    assert [b.value for b in o.funnel] == [
+        sum(p.created_at >= since for p in everyone),
+        reached("created"),
+        reached("vaulted"),
+        reached("verified"),
+        reached("vaulted", active=True),
+    ]
+    assert [b.value for b in o.funnel] == [8, 3, 2, 2, 1]
+    ages = [
+        (now - p.token.last_renewed_at).total_seconds() / 86400
+        for p in everyone
+        if p.status == Partner.Status.ACTIVE and pointer(p) is not None and p.token.current_version
+    ]
+    assert [b.value for b in o.token_ages] == [
+        sum(low <= age < (high if high is not None else 10**6) for age in ages) for low, high in selectors.AGE_BUCKETS
+    ]
+
+    present = Customer.objects.filter(removed_at__isnull=True)
+    assert (o.coverage.customers, o.coverage.consented, o.coverage.failed) == (
+        present.count(),
+        present.filter(application_consent__status=CustomerConsent.Status.APPLIED).count(),
+        present.filter(application_consent__status=CustomerConsent.Status.FAILED).count(),
+    )
+    page = client_for(viewer).get("/").content.decode()
+    assert f'{o.coverage.consented} <span class="of">of {o.coverage.customers} customers' in page
+
+    assert [p.name for p in o.attention] == [
+        "Needs Reconsent",  # re-consent needed first
+        "Failing Renewal",  # then renewals failing
+        "Old Token",  # then tokens close to the 90-day limit, oldest first
+        "Northwind IT",
+        "Contoso Partners",  # then customers failing ApplicationConsent
+    ]
+    for p in o.attention:
+        assert p.failed_customers == present.filter(partner=p, application_consent__status="failed").count()
+    assert {p.name: p.reasons for p in o.attention}["Northwind IT"] == [
+        "Token expires soon",
+        "Customers failing ApplicationConsent",
+    ]
+    assert partners["gone"].pk not in {p.pk for p in o.attention}
