@@ -15,6 +15,7 @@ from collections import Counter
 from typing import Any
 
 from celery import Task, shared_task
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, transaction
 
@@ -106,6 +107,17 @@ def _flags_record(flags: list[tuple[int, str]]) -> None:
         logger.warning("renewal batch: could not flag %d disabled version(s): %s", len(flags), exc.__class__.__name__)
 
 
+def _queue(target: Task, parent: Task, kwargs: dict[str, Any], *, countdown: float | None = None) -> bool:
+    """Publish follow-up work to the parent's queue. Returns False (and logs) when the broker cannot take it."""
+    options = {**_same_queue(parent), **({"countdown": countdown} if countdown is not None else {})}
+    try:
+        target.apply_async(kwargs=kwargs, **options)
+    except Exception as exc:  # noqa: BLE001 - whatever the broker raised, the caller carries on without it
+        logger.warning("could not queue %s: %s", target.name, exc.__class__.__name__)
+        return False
+    return True
+
+
 def _renew_each(
     task: Task,
     partner_ids: list[int],
@@ -119,16 +131,17 @@ def _renew_each(
     for index, partner_id in enumerate(partner_ids):
         rest = partner_ids[index:]
         if index and time.monotonic() > deadline:
-            tokens_renew_batch.apply_async(kwargs={"partner_ids": rest}, **_same_queue(task))
-            logger.info("renewal batch: %d partner(s) handed to a new batch for time", len(rest))
-            return
+            if _queue(tokens_renew_batch, task, {"partner_ids": rest}):
+                logger.info("renewal batch: %d partner(s) handed to a new batch for time", len(rest))
+                outcomes["handed_on"] += len(rest)
+                return
+            deadline = float("inf")  # the broker cannot take them: this batch renews them after all
         try:
             result = renewal.partner_token_renew(partner_id=partner_id, interrupted=interrupted, flags=flags)
         except renewal.RenewalRetry as retry:
-            token_renew.apply_async(
-                kwargs={"partner_id": partner_id, "attempt": 2}, countdown=retry.delay, **_same_queue(task)
-            )
-            outcome = "retry"
+            # Unqueued, the partner waits for a sweep after QUEUE_HOLD; its failure is recorded either way.
+            queued = _queue(token_renew, task, {"partner_id": partner_id, "attempt": 2}, countdown=retry.delay)
+            outcome = "retry" if queued else "retry_not_queued"
         except DATABASE_LOST as exc:
             if attempt >= settings.CPV_RENEWAL_MAX_ATTEMPTS:
                 logger.exception(
@@ -144,6 +157,16 @@ def _renew_each(
                 kwargs={"partner_ids": rest, "attempt": attempt + 1, "interrupted": reason},
                 countdown=backoff_delay(attempt=attempt),
             ) from None
+        except SoftTimeLimitExceeded:
+            # The renewal in progress rolled back; it and the rest go on in a new batch, if the broker takes it.
+            if not _queue(tokens_renew_batch, task, {"partner_ids": rest, "interrupted": "its batch ran out of time"}):
+                raise
+            outcomes["handed_on"] += len(rest)
+            return
+        except Exception:
+            # One partner's unexpected failure (its transaction rolled back) does not stop the others.
+            logger.exception("renewal of partner %s failed unexpectedly; the batch goes on", partner_id)
+            outcome = "error"
         else:
             outcome = result.outcome
         if outcome not in {"not_due", "busy"}:

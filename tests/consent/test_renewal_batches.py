@@ -9,9 +9,11 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from celery.exceptions import SoftTimeLimitExceeded
 from django.db import OperationalError, connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
+from kombu.exceptions import OperationalError as KombuOperationalError
 
 from consent import renewal, tasks
 from consent.access_tokens import cache_forget
@@ -190,7 +192,7 @@ def test_a_long_batch_hands_the_partners_it_has_not_reached_to_a_new_batch(  # t
 
     outcomes = tasks.tokens_renew_batch.apply(kwargs={"partner_ids": [p.pk for p in partners]}).get()
 
-    assert outcomes == {"renewed": 1}
+    assert outcomes == {"renewed": 1, "handed_on": 2}
     assert handed == [{"partner_ids": [partners[1].pk, partners[2].pk]}]
 
 
@@ -207,3 +209,86 @@ def test_the_sweep_queues_its_claims_as_batches(cpv_sim, monkeypatch) -> None:  
     assert queued == [([p.pk for p in partners], 0.0)]
     assert tasks.tokens_renew_sweep.apply(kwargs={"spread": 0}).get() == 0
     assert len(queued) == 1
+
+
+def test_a_batch_whose_hand_off_the_broker_refuses_renews_the_rest_itself(  # type: ignore[no-untyped-def]
+    cpv_sim, retries, monkeypatch, settings, caplog
+) -> None:
+    partners = [active_partner(cpv_sim, index=i) for i in range(3)]
+    make_due(*partners)
+    settings.CELERY_TASK_SOFT_TIME_LIMIT = 0
+
+    def broker_away(*args: Any, **kwargs: Any) -> None:
+        raise KombuOperationalError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+
+    monkeypatch.setattr(tasks.tokens_renew_batch, "apply_async", broker_away)
+
+    outcomes = tasks.tokens_renew_batch.apply(kwargs={"partner_ids": [p.pk for p in partners]}).get()
+
+    # Nobody is left behind for a sweep an hour later: the batch renewed them all.
+    assert outcomes == {"renewed": 3}
+    assert all(pointer_of(p).previous_disabled and pointer_of(p).generation == 2 for p in partners)
+    assert "could not queue consent.tokens_renew_batch: OperationalError" in caplog.text
+
+
+def test_a_retry_the_broker_refuses_is_recorded_and_the_batch_goes_on(  # type: ignore[no-untyped-def]
+    cpv_sim, monkeypatch
+) -> None:
+    throttled, due = (active_partner(cpv_sim, index=i) for i in range(2))
+    make_due(throttled, due)
+    cpv_sim.control.inject_entra_error(50196, status=429, retry_after=7, grant_type="refresh_token")
+
+    def broker_away(*args: Any, **kwargs: Any) -> None:
+        raise KombuOperationalError("Connection refused.")
+
+    monkeypatch.setattr(tasks.token_renew, "apply_async", broker_away)
+
+    outcomes = tasks.tokens_renew_batch.apply(kwargs={"partner_ids": [throttled.pk, due.pk]}).get()
+
+    assert outcomes == {"retry_not_queued": 1, "renewed": 1}
+    # The failure is on the partner's timeline; a later sweep claims it again.
+    assert TokenEvent.objects.filter(partner=throttled, kind=TokenEvent.Kind.RETRYING).count() == 1
+    assert pointer_of(throttled).failure_count == 1
+
+
+def test_one_partner_failing_unexpectedly_does_not_stop_the_batch(  # type: ignore[no-untyped-def]
+    cpv_sim, retries, monkeypatch, caplog
+) -> None:
+    broken, due = (active_partner(cpv_sim, index=i) for i in range(2))
+    make_due(broken, due)
+    real = renewal.partner_token_renew
+
+    def renew(*, partner_id: int, **kwargs: Any) -> renewal.RenewalResult:
+        if partner_id == broken.pk:
+            raise KeyError("a bug")
+        return real(partner_id=partner_id, **kwargs)
+
+    monkeypatch.setattr(renewal, "partner_token_renew", renew)
+
+    outcomes = tasks.tokens_renew_batch.apply(kwargs={"partner_ids": [broken.pk, due.pk]}).get()
+
+    assert outcomes == {"error": 1, "renewed": 1}
+    assert pointer_of(due).generation == 2 and pointer_of(broken).generation == 1
+    assert f"renewal of partner {broken.pk} failed unexpectedly" in caplog.text
+
+
+def test_a_batch_out_of_time_hands_the_partner_in_progress_and_the_rest_on(  # type: ignore[no-untyped-def]
+    cpv_sim, retries, monkeypatch
+) -> None:
+    partners = [active_partner(cpv_sim, index=i) for i in range(3)]
+    make_due(*partners)
+    real = renewal.partner_token_renew
+
+    def renew(*, partner_id: int, **kwargs: Any) -> renewal.RenewalResult:
+        if partner_id == partners[1].pk:
+            raise SoftTimeLimitExceeded()
+        return real(partner_id=partner_id, **kwargs)
+
+    monkeypatch.setattr(renewal, "partner_token_renew", renew)
+    handed: list[dict[str, Any]] = []
+    monkeypatch.setattr(tasks.tokens_renew_batch, "apply_async", lambda *a, **kw: handed.append(kw["kwargs"]))
+
+    outcomes = tasks.tokens_renew_batch.apply(kwargs={"partner_ids": [p.pk for p in partners]}).get()
+
+    assert outcomes == {"renewed": 1, "handed_on": 2}
+    assert handed == [{"partner_ids": [partners[1].pk, partners[2].pk], "interrupted": "its batch ran out of time"}]
