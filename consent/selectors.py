@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import re
 import uuid
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
+from django.core.cache import cache
 from django.db.models import (
     Case,
     CharField,
@@ -35,6 +37,8 @@ from consent.models import ConsentFlow, ConsentFlowEvent, CustomerConsent, Partn
 from consent.renewal import TokenStatus, renewal_interval
 from consent.vault import MAX_VERSIONS
 from partners.models import AuditEvent, Customer, Partner
+
+logger = logging.getLogger(__name__)
 
 # Entra lets a refresh token die after 90 days without use; the dashboard warns this long before.
 TOKEN_LIFETIME = timedelta(days=90)
@@ -165,6 +169,8 @@ class DaySeries:
 class Overview:
     since: datetime
     now: datetime
+    # When the counts over every partner and the period's events (the trends) were made; the rest is live.
+    as_of: datetime
     by_status: list[Bar]
     by_health: list[Bar]
     funnel: list[Bar]
@@ -174,6 +180,28 @@ class Overview:
     renewal_kinds: list[tuple[str, str, str]]  # kind, label, css class
     coverage: Coverage
     attention: list[Partner] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Trends:
+    """The overview's counts over every partner and the period's events, as they were at `as_of`."""
+
+    as_of: datetime
+    by_status: list[Bar]
+    by_health: list[Bar]
+    funnel: list[Bar]
+    token_ages: list[Bar]
+    renewals: list[DaySeries]
+
+
+OVERVIEW_PERIODS = (7, 30, 90)
+# The trends take a pass over every partner and the period's events: the page reuses them this long and says
+# as of when. Coverage (counters), tokens due and needs attention are read for each request.
+TRENDS_SECONDS = 60
+
+
+def _trends_key(days: int) -> str:
+    return f"cpv:overview-trends:v1:{days}"
 
 
 AGE_BUCKETS = [(0, 7), (7, 14), (14, 30), (30, 45), (45, 60), (60, 76), (76, 90), (90, None)]
@@ -197,8 +225,75 @@ RENEWAL_GROUPS = [
 ]
 
 
-def overview(*, days: int = 30, now: datetime | None = None, attention_limit: int = 25) -> Overview:
-    """Everything the overview page shows, over the last `days` days (six queries whatever the data)."""
+def overview(
+    *, days: int = 30, now: datetime | None = None, attention_limit: int = 25, cached: bool = False
+) -> Overview:
+    """Everything the overview page shows, over the last `days` days (six queries whatever the data, three when
+    the trends come from the cache).
+
+    With `cached`, the trends made by a request less than TRENDS_SECONDS ago are reused. Made anew, they are
+    stored for the next request. A cache that cannot be reached means trends made for this request.
+    """
+    now = now or timezone.now()
+    trends = _trends_cached(days) if cached else None
+    if trends is None:
+        trends = overview_trends(days=days, now=now)
+        _trends_store(days, trends)
+    active_tokens = PartnerToken.objects.filter(partner__status=Partner.Status.ACTIVE).exclude(current_version="")
+    due_soon = list(
+        active_tokens.filter(last_renewed_at__lte=now - renewal_interval())
+        .select_related("partner")
+        .order_by("last_renewed_at")[:10]
+    )
+    # The counters of every partner, summed: one row per partner, whatever the number of customers.
+    covered = PartnerCoverage.objects.aggregate(
+        customers=Coalesce(Sum("customers"), 0),
+        consented=Coalesce(Sum("consented"), 0),
+        failed=Coalesce(Sum("failed"), 0),
+    )
+    return Overview(
+        since=now - timedelta(days=days),
+        now=now,
+        as_of=trends.as_of,
+        by_status=trends.by_status,
+        by_health=trends.by_health,
+        funnel=trends.funnel,
+        token_ages=trends.token_ages,
+        due_soon=due_soon,
+        renewals=trends.renewals,
+        renewal_kinds=[(key, label, css) for key, label, css, _ in RENEWAL_GROUPS],
+        coverage=Coverage(covered["customers"], covered["consented"], covered["failed"]),
+        attention=needs_attention(now=now, limit=attention_limit),
+    )
+
+
+def _trends_cached(days: int) -> Trends | None:
+    try:
+        trends = cache.get(_trends_key(days))
+    except Exception:  # the page does without the cache: it makes the trends itself
+        logger.warning("the overview's trends could not be read from the cache", exc_info=True)
+        return None
+    return trends if isinstance(trends, Trends) else None
+
+
+def _trends_store(days: int, trends: Trends) -> None:
+    try:
+        cache.set(_trends_key(days), trends, TRENDS_SECONDS)
+    except Exception:  # the next request makes them again
+        logger.warning("the overview's trends could not be stored in the cache", exc_info=True)
+
+
+def overview_trends_forget() -> None:
+    """Drop the cached trends of every period, so that the next overview counts again (after a staff action)."""
+    try:
+        cache.delete_many([_trends_key(days) for days in OVERVIEW_PERIODS])
+    except Exception:  # they expire on their own within TRENDS_SECONDS
+        logger.warning("the overview's cached trends could not be dropped", exc_info=True)
+
+
+def overview_trends(*, days: int = 30, now: datetime | None = None) -> Trends:
+    """The overview's counts over every partner and the last `days` days of events: partners by status and by
+    token health, the consent funnel, token ages and renewal outcomes per day (three queries)."""
     now = now or timezone.now()
     since = now - timedelta(days=days)
 
@@ -256,12 +351,6 @@ def overview(*, days: int = 30, now: datetime | None = None, attention_limit: in
         css = "ok" if low < 60 else ("warn" if high is not None and high <= 90 and low < 76 else "bad")
         label = f"{low}-{high} d" if high is not None else f"{low}+ d"
         token_ages.append(Bar(label, sum(g[f"b{low}"] for g in tokens), css, f"tokens last renewed {label} ago"))
-    active_tokens = PartnerToken.objects.filter(partner__status=Partner.Status.ACTIVE).exclude(current_version="")
-    due_soon = list(
-        active_tokens.filter(last_renewed_at__lte=now - renewal_interval())
-        .select_related("partner")
-        .order_by("last_renewed_at")[:10]
-    )
 
     kind_to_group = {kind: key for key, _, _, kinds in RENEWAL_GROUPS for kind in kinds}
     per_day: dict[date, dict[str, int]] = {}
@@ -280,25 +369,13 @@ def overview(*, days: int = 30, now: datetime | None = None, attention_limit: in
     renewals = [
         DaySeries(first + timedelta(days=i), per_day.get(first + timedelta(days=i), {})) for i in range(days + 1)
     ]
-
-    # The counters of every partner, summed: one row per partner, whatever the number of customers.
-    covered = PartnerCoverage.objects.aggregate(
-        customers=Coalesce(Sum("customers"), 0),
-        consented=Coalesce(Sum("consented"), 0),
-        failed=Coalesce(Sum("failed"), 0),
-    )
-    return Overview(
-        since=since,
-        now=now,
+    return Trends(
+        as_of=now,
         by_status=by_status,
         by_health=by_health,
         funnel=funnel,
         token_ages=token_ages,
-        due_soon=due_soon,
         renewals=renewals,
-        renewal_kinds=[(key, label, css) for key, label, css, _ in RENEWAL_GROUPS],
-        coverage=Coverage(covered["customers"], covered["consented"], covered["failed"]),
-        attention=needs_attention(now=now, limit=attention_limit),
     )
 
 

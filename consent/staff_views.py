@@ -19,7 +19,7 @@ from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_http_methods, require_POST
 
-from consent import operations
+from consent import operations, selectors
 from consent.services import partner_invite, partner_reconsent_link
 from cpv.clouds import PARTNER_CLOUD_CHOICES
 from partners.access import Role, staff_view
@@ -57,6 +57,7 @@ def invite(request: HttpRequest) -> HttpResponse:
         except PartnerError as exc:
             form.add_error(None, str(exc))
         else:
+            selectors.overview_trends_forget()
             messages.success(request, f"Invited {invitation.partner.name}. Their link: {invitation.url}")
             return HttpResponseRedirect(reverse("partners:detail", args=[invitation.partner.code]))
     return render(request, "consent/staff_invite.html", {"form": form}, status=400 if form.errors else 200)
@@ -186,6 +187,7 @@ def partner_action(request: HttpRequest, code: uuid.UUID, action: str) -> HttpRe
         except PartnerError as exc:
             messages.error(request, str(exc))
         else:
+            selectors.overview_trends_forget()
             messages.success(request, message)
         return HttpResponseRedirect(reverse("partners:detail", args=[partner.code]))
     context = {"partner": partner, "action": action, "what": what, "form": form}
@@ -237,6 +239,8 @@ def bulk(request: HttpRequest) -> HttpResponse:
             done += 1
         except PartnerError as exc:
             skipped.append(f"{partner.name}: {exc}")
+    # The overview the operator goes back to counts their change, not a minute-old picture.
+    selectors.overview_trends_forget()
     messages.success(request, f"{dict(BULK_ACTIONS)[action]}: done for {done} partner(s).")
     for line in skipped[:20]:
         messages.warning(request, f"Skipped {line}")

@@ -7,6 +7,8 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from consent import selectors
@@ -126,3 +128,49 @@ def test_every_figure_of_the_overview_matches_a_plain_count(viewer) -> None:  # 
         "Customers failing ApplicationConsent",
     ]
     assert partners["gone"].pk not in {p.pk for p in o.attention}
+
+
+def test_the_trends_are_reused_for_a_minute_while_coverage_and_attention_stay_live(viewer, operator) -> None:  # type: ignore[no-untyped-def]
+    contoso = active_partner_with_data("Contoso Partners", customers=10, failed=0)
+    client = client_for(viewer)
+    first = client.get("/")
+    assert first.context["o"].by_status[2].value == 1  # active
+    made = first.context["o"].as_of
+    assert f"as of {timezone.localtime(made):%H:%M:%S}" in first.content.decode()
+
+    # A change no staff member made here: the counts over every partner wait; coverage and attention do not.
+    fabrikam = active_partner_with_data("Fabrikam Cloud", customers=5, failed=5)
+    with CaptureQueriesContext(connection) as cached_queries:
+        again = client.get("/")
+    o = again.context["o"]
+    assert o.as_of == made and o.by_status[2].value == 1
+    assert o.coverage.customers == 15 and o.coverage.failed == 5
+    assert "Fabrikam Cloud" in [p.name for p in o.attention]
+
+    fresh = client.get("/?fresh=1").context["o"]
+    assert fresh.as_of > made and fresh.by_status[2].value == 2
+    with CaptureQueriesContext(connection) as fresh_queries:
+        client.get("/?fresh=1")
+    assert len(cached_queries) == len(fresh_queries) - 3
+
+    # An operator's action drops the cached counts: the overview they go back to shows it.
+    client_for(operator).post(f"/partners/{contoso.code}/do/deactivate", {"confirmed": "yes", "reason": "test"})
+    assert Partner.objects.get(pk=contoso.pk).status == Partner.Status.DEACTIVATED
+    after = client.get("/").context["o"]
+    assert after.by_status[2].value == 1 and after.by_status[4].value == 1
+    assert fabrikam.pk in [p.pk for p in after.attention]
+
+
+def test_the_overview_counts_for_itself_when_the_cache_cannot_be_reached(viewer, settings, caplog) -> None:  # type: ignore[no-untyped-def]
+    active_partner_with_data("Contoso Partners", customers=4, failed=1)
+    client = client_for(viewer)
+    settings.CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": "redis://127.0.0.1:9/0"}
+    }
+
+    response = client.get("/")
+
+    assert response.status_code == 200
+    o = response.context["o"]
+    assert o.by_status[2].value == 1 and o.coverage.failed == 1
+    assert "trends could not be read from the cache" in caplog.text
