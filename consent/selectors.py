@@ -34,7 +34,7 @@ from django.utils import timezone
 
 from consent.coverage import Coverage
 from consent.models import ConsentFlow, ConsentFlowEvent, CustomerConsent, PartnerCoverage, PartnerToken, TokenEvent
-from consent.renewal import TokenStatus, renewal_interval
+from consent.renewal import TokenStatus, renewal_interval, token_status
 from consent.vault import MAX_VERSIONS
 from partners.models import AuditEvent, Customer, Partner
 
@@ -389,18 +389,18 @@ ATTENTION_REASONS = {
 
 def needs_attention(*, now: datetime | None = None, limit: int = 25) -> list[Partner]:
     """Partners someone should act on, worst first: re-consent needed, renewals failing, tokens close to the
-    90-day limit, customers failing ApplicationConsent. Each carries `reasons` (a list of labels) and its
-    number of `failed_customers` (one query)."""
+    90-day limit, customers failing ApplicationConsent. Each carries `reasons` (a list of labels), its `health`
+    and its number of `failed_customers` (two queries).
+
+    Ranking looks at every partner, so it reads only the ids; the rows shown are read after, by id.
+    """
     now = now or timezone.now()
     expiring_before = now - (TOKEN_LIFETIME - EXPIRY_WARNING)
-    qs = (
+    # From the coverage counters (a join on one row per partner), not from the customers.
+    failed_customers = Coalesce("coverage_counters__failed", 0)
+    ranked = (
         Partner.objects.exclude(status=Partner.Status.DEACTIVATED)
-        .select_related("token")
-        .annotate(
-            health=token_health_expression(now=now),
-            # From the coverage counters (a join on one row per partner), not from the customers.
-            failed_customers=Coalesce("coverage_counters__failed", 0),
-        )
+        .annotate(health=token_health_expression(now=now), failed_customers=failed_customers)
         .filter(
             Q(status=Partner.Status.RECONSENT_NEEDED)
             | Q(health=TokenStatus.FAILING)
@@ -415,10 +415,15 @@ def needs_attention(*, now: datetime | None = None, limit: int = 25) -> list[Par
                 default=Value(3),
             )
         )
-        .order_by("rank", "token__last_renewed_at", "name", "id")[:limit]
+        .order_by("rank", "token__last_renewed_at", "name", "id")
+        .values_list("pk", flat=True)[:limit]
     )
-    partners: list[Any] = list(qs)
+    ids = list(ranked)
+    rows = Partner.objects.filter(pk__in=ids).select_related("token").annotate(failed_customers=failed_customers)
+    by_id = {partner.pk: partner for partner in rows}
+    partners: list[Any] = [by_id[pk] for pk in ids]
     for partner in partners:
+        partner.health = token_status(partner, getattr(partner, "token", None), now=now)
         reasons = []
         if partner.status == Partner.Status.RECONSENT_NEEDED:
             reasons.append(ATTENTION_REASONS["reconsent"])
@@ -481,8 +486,6 @@ class TokenHealth:
 def token_health(partner: Partner, *, now: datetime | None = None) -> TokenHealth:
     """The partner's token health, from the token row the partner was loaded with (no query if it came with
     `select_related("token")`)."""
-    from consent.renewal import token_status
-
     now = now or timezone.now()
     try:
         pointer: PartnerToken | None = partner.token
