@@ -35,10 +35,19 @@ def threaded(items: Sequence[T], work: Callable[[T, dict[str, Any]], R], *, thre
         return list(pool.map(run, items))
 
 
-def vault_client(sim_env: dict[str, str]) -> Any:
-    """A SecretClient for the simulator's Key Vault, as the product builds it (no SDK retries)."""
+def vault_client(sim_env: dict[str, str], *, environment_once: bool = False) -> Any:
+    """A SecretClient for the simulator's Key Vault, as the product builds it (no SDK retries); with
+    `environment_once`, on the product's HTTP session (cpv/http.py) instead of the SDK's default one."""
     from azure.identity import ClientSecretCredential
     from azure.keyvault.secrets import SecretClient
+
+    options: dict[str, Any] = {}
+    if environment_once:
+        from azure.core.pipeline.transport import RequestsTransport
+
+        from cpv.http import EnvironmentOnceSession
+
+        options["transport"] = RequestsTransport(session=EnvironmentOnceSession(), session_owner=True)
 
     credential = ClientSecretCredential(
         sim_env["AZURE_TENANT_ID"],
@@ -47,7 +56,7 @@ def vault_client(sim_env: dict[str, str]) -> Any:
         authority=sim_env["AZURE_AUTHORITY_HOST"],
         disable_instance_discovery=True,
     )
-    return SecretClient(sim_env["VAULT_URL"], credential, verify_challenge_resource=False)
+    return SecretClient(sim_env["VAULT_URL"], credential, verify_challenge_resource=False, **options)
 
 
 def active_partners(

@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives import serialization
 
 from cpv.clouds import Cloud
 from cpv.config import AppCredential
+from cpv.http import EnvironmentOnceSession
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +48,7 @@ class _DiscoveryOnlyCache(dict[Any, Any]):
         super().__setitem__(key, value)
 
 
-class _RecordingSession(requests.Session):
+class _RecordingSession(EnvironmentOnceSession):
     """A keep-alive session per thread that remembers the last answer's status and Retry-After.
 
     msal turns 429 and 5xx answers into exceptions or bare dicts; the status and the wait are read here.

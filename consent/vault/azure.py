@@ -44,6 +44,7 @@ from consent.vault.errors import (
     VersionBudgetExceeded,
 )
 from cpv import clouds
+from cpv.http import EnvironmentOnceSession
 from cpv.logs import redact
 
 if TYPE_CHECKING:
@@ -261,6 +262,7 @@ class AzureVault(Vault):
     @property
     def client(self) -> SecretClient:
         if self._client is None:
+            from azure.core.pipeline.transport import RequestsTransport
             from azure.keyvault.secrets import SecretClient
 
             credential = self._credential or build_credential(
@@ -274,6 +276,9 @@ class AzureVault(Vault):
             }
             if self._api_version:
                 options["api_version"] = self._api_version
+            # A session that reads the environment's proxy and CA settings once per host, not per request.
+            options["transport"] = RequestsTransport(session=EnvironmentOnceSession(), session_owner=True,
+                                                     **self._timeouts)  # fmt: skip
             try:
                 self._client = SecretClient(self.vault_url, credential, **options)
             except (ValueError, NotImplementedError) as exc:
