@@ -39,6 +39,30 @@ VAULT_CREATES_PER_10S = 300
 # --- the bare script (spawned processes: no Django, no Celery, no database) ----------------------------
 
 
+def bare_renewal(
+    env: dict[str, str], vault: Any, session: Any, http_cache: dict[Any, Any], scope: str, *, tenant: str, name: str,
+    version: str,
+) -> str:  # fmt: skip
+    """One renewal without the product: vault read, msal redemption, vault write, disable the old version.
+    Returns the new version."""
+    import msal
+
+    value = vault.get_secret(name, version).value
+    app = msal.ConfidentialClientApplication(
+        env["CPV_CLIENT_ID"],
+        client_credential=env["CPV_CLIENT_SECRET"],
+        authority=f"{env['CPV_AUTHORITY_HOST']}/{tenant}",
+        instance_discovery=False,
+        timeout=30,
+        http_client=session,
+        http_cache=http_cache,
+    )
+    result = app.acquire_token_by_refresh_token(value, [scope])
+    stored = vault.set_secret(name, result["refresh_token"], content_type="application/vnd.cpv.refresh-token")
+    vault.update_secret_properties(name, version, enabled=False)
+    return str(stored.properties.version or "")
+
+
 def _bare_process(
     env: dict[str, str],
     items: list[tuple[int, str, str, str]],
@@ -51,7 +75,6 @@ def _bare_process(
     import queue
     import threading
 
-    import msal
     import requests
 
     from bench.seed import vault_client
@@ -81,22 +104,10 @@ def _bare_process(
             except queue.Empty:
                 return
             try:
-                value = vault.get_secret(name, version).value
-                app = msal.ConfidentialClientApplication(
-                    env["CPV_CLIENT_ID"],
-                    client_credential=env["CPV_CLIENT_SECRET"],
-                    authority=f"{env['CPV_AUTHORITY_HOST']}/{tenant}",
-                    instance_discovery=False,
-                    timeout=30,
-                    http_client=session,
-                    http_cache=http_cache,
+                version = bare_renewal(
+                    env, vault, session, http_cache, scope, tenant=tenant, name=name, version=version
                 )
-                result = app.acquire_token_by_refresh_token(value, [scope])
-                stored = vault.set_secret(
-                    name, result["refresh_token"], content_type="application/vnd.cpv.refresh-token"
-                )
-                vault.update_secret_properties(name, version, enabled=False)
-                done.append((partner_id, stored.properties.version or ""))
+                done.append((partner_id, version))
             except Exception as exc:  # noqa: BLE001 - counted and reported, never fatal to the run
                 errors.append(exc.__class__.__name__)
 

@@ -21,13 +21,14 @@ from bench import harness
 
 BENCHMARKS = {
     "renewal": "bench/renewal_bench.py",
+    "renewal_cost": "bench/renewal_cost_bench.py",
     "fanout": "bench/fanout_bench.py",
     "callback": "bench/callback_bench.py",
     "dashboard": "bench/dashboard_bench.py",
     "simulator": "bench/simulator_bench.py",
 }
 # The simulator's own throughput is context for the others, not a product figure: full runs only.
-QUICK_SET = ["renewal", "fanout", "callback", "dashboard"]
+QUICK_SET = ["renewal", "renewal_cost", "fanout", "callback", "dashboard"]
 
 
 def _load(name: str) -> dict[str, Any]:
@@ -41,6 +42,13 @@ def summary_rows(quick: bool) -> list[list[Any]]:
     if renewal:
         rows.append(["1a renewal, vault limits off: product / bare", renewal["ratio"], ">= 0.8",
                      f"{renewal['product_per_s']}/s vs {renewal['bare_per_s']}/s"])  # fmt: skip
+        if renewal.get("ratio_same_session") is not None:
+            rows.append(["1a ... / bare on the product's HTTP session", renewal["ratio_same_session"], "",
+                         f"vs {renewal['bare_same_session_per_s']}/s"])  # fmt: skip
+    cost = _load("renewal_cost").get("summary", {})
+    if cost:
+        rows.append(["1a CPU of one renewal: product / bare (same session)", cost["product_over_bare"],
+                     "", f"({cost['product_over_bare_same_session']}); {cost['cpu_ms']} ms"])  # fmt: skip
         if renewal.get("limits_ratio") is not None:
             rows.append(["1b renewal, vault limits on: rate / 30 per s", renewal["limits_ratio"], ">= 0.9",
                          f"429 share {100 * renewal['limits_throttled_share']:.2f}% (< 1%)"])  # fmt: skip

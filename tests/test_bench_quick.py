@@ -33,7 +33,7 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> Path:
         env=env,
         capture_output=True,
         text=True,
-        timeout=240,
+        timeout=300,
     )
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
     assert "Summary" in run.stdout
@@ -56,6 +56,13 @@ def test_the_renewal_benchmark_compares_the_product_with_a_bare_script_and_count
     limits = data["limits_on"]
     assert limits["renewed"] == 200 and limits["ceiling_per_s"] == 30 and limits["throttled_429"] >= 0
     assert all(m > 0 for m in data["worker_peak_rss_mib"])
+
+
+def test_the_renewal_cost_benchmark_times_one_renewal_of_each_kind(results: Path) -> None:
+    summary = load(results, "renewal_cost")["summary"]
+    assert set(summary["cpu_ms"]) == {"bare, default sessions", "bare, the product's session", "product"}
+    assert all(ms > 0 for ms in summary["cpu_ms"].values())
+    assert summary["product_over_bare"] > 0 and summary["product_database_statements_ms"] > 0
 
 
 def test_the_fanout_benchmark_reports_wall_time_429s_and_duplicates(results: Path) -> None:

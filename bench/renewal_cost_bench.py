@@ -1,0 +1,137 @@
+"""What one renewal costs in CPU, the product against the bare script, without concurrency.
+
+Benchmark 1 measures throughput with two processes of four threads on a two-core machine, which other work
+on a shared machine disturbs. This one renews partners one at a time in one thread of one process,
+interleaving the bare script on the libraries' default HTTP sessions, the bare script on the product's own
+session (cpv/http.py), and the product's `partner_token_renew` (the same work a worker's batch does), and
+reports the median thread CPU time of each, and the part of the product's spent executing its database
+statements (from Django's `connection.execute_wrapper`; building them is not in that part). The simulator's
+CPU is not counted. Writes bench/results/renewal_cost.json.
+
+    .venv/bin/python bench/renewal_cost_bench.py [--quick] [--partners N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench import harness
+from bench.renewal_bench import SEED, bare_renewal
+
+WARM_UP = 5
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="60 partners")
+    parser.add_argument("--partners", type=int, default=None, help="partners in all (a third for each variant)")
+    args = parser.parse_args(argv)
+    partners = args.partners or (60 if args.quick else 900)
+
+    from simulator.testing import SimulatorProcess
+    from simulator.world import World
+
+    database = harness.BenchDatabase("cpv_bench_renewal_cost")
+    database.create()
+    sim_process = SimulatorProcess(
+        extra_args=["--seed", str(SEED), "--partners", str(partners), "--customers", "1",
+                    "--vault-limits", "off", "--pc-rate-limit", "0", "--record-issued", "off"],
+        startup_timeout=180,
+    )  # fmt: skip
+    try:
+        sim = sim_process.start()
+        env = harness.product_env(sim.env, database_url=database.url, var_dir=harness.bench_var_dir())
+        env.update(DJANGO_SETTINGS_MODULE="bench.settings", CPV_BENCH_VAULT_CREATES_PER_SECOND="0")
+        harness.migrate(env)
+        harness.django_setup(env)
+        import requests
+        from django.conf import settings
+        from django.db import connection
+
+        from bench import seed
+        from consent.models import PartnerToken
+        from consent.renewal import partner_token_renew
+        from cpv.http import EnvironmentOnceSession
+
+        seed.active_partners(
+            sim_env=sim.env,
+            world_partners=World.generate(seed=SEED, partners=partners, customers_per_partner=1).partners,
+        )
+        scope = settings.CPV_CLOUD_CONFIG.partner_center_scope
+        kits = {
+            "bare, default sessions": (seed.vault_client(sim.env), requests.Session(), {}),
+            "bare, the product's session": (
+                seed.vault_client(sim.env, environment_once=True),
+                EnvironmentOnceSession(),
+                {},
+            ),
+        }
+        rows = list(
+            PartnerToken.objects.order_by("partner_id").values_list(
+                "partner_id", "partner__tenant_id", "secret_name", "current_version"
+            )
+        )
+        third = len(rows) // 3
+        times: dict[str, list[float]] = {name: [] for name in [*kits, "product"]}
+        database_times: list[float] = []
+        flags: list[tuple[int, str]] = []
+
+        def database_time(execute: Any, sql: str, params: Any, many: bool, context: dict[str, Any]) -> Any:
+            started = time.thread_time()
+            try:
+                return execute(sql, params, many, context)
+            finally:
+                spent[0] += time.thread_time() - started
+
+        spent = [0.0]
+        for i in range(third):
+            for offset, (name, (vault, session, cache)) in enumerate(kits.items()):
+                _, tenant, secret, version = rows[offset * third + i]
+                started = time.thread_time()
+                bare_renewal(sim.env, vault, session, cache, scope, tenant=str(tenant), name=secret, version=version)
+                times[name].append(time.thread_time() - started)
+            spent[0] = 0.0
+            with connection.execute_wrapper(database_time):
+                started = time.thread_time()
+                partner_token_renew(partner_id=rows[2 * third + i][0], flags=flags)
+                times["product"].append(time.thread_time() - started)
+            database_times.append(spent[0])
+    finally:
+        sim_process.stop()
+        database.drop()
+
+    def median_ms(values: list[float]) -> float:
+        return round(1000 * statistics.median(values[WARM_UP:]), 2)
+
+    figures = {name: median_ms(values) for name, values in times.items()}
+    product = figures["product"]
+    summary = {
+        "cpu_ms": figures,
+        "product_database_statements_ms": median_ms(database_times),
+        "product_over_bare": round(product / figures["bare, default sessions"], 3),
+        "product_over_bare_same_session": round(product / figures["bare, the product's session"], 3),
+    }
+    print(
+        harness.table(
+            f"CPU of one renewal, one thread, {third - WARM_UP} of each (median thread CPU; not the simulator's)",
+            ["", "ms", "product / this"],
+            [[name, ms, round(product / ms, 2) if ms else ""] for name, ms in figures.items()]
+            + [["product: executing its SQL", summary["product_database_statements_ms"], ""]],
+        )
+    )
+    path = harness.write_results(
+        "renewal_cost", {"config": {"partners": partners, "quick": args.quick}, "summary": summary}
+    )
+    print(f"wrote {path.relative_to(harness.ROOT) if path.is_relative_to(harness.ROOT) else path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
