@@ -128,7 +128,9 @@ def _renew_each(
     outcomes: Counter[str],
     deadline: float,
 ) -> None:
-    for index, partner_id in enumerate(partner_ids):
+    index = 0
+    while index < len(partner_ids):
+        partner_id = partner_ids[index]
         rest = partner_ids[index:]
         if index and time.monotonic() > deadline:
             if _queue(tokens_renew_batch, task, {"partner_ids": rest}):
@@ -158,11 +160,14 @@ def _renew_each(
                 countdown=backoff_delay(attempt=attempt),
             ) from None
         except SoftTimeLimitExceeded:
-            # The renewal in progress rolled back; it and the rest go on in a new batch, if the broker takes it.
-            if not _queue(tokens_renew_batch, task, {"partner_ids": rest, "interrupted": "its batch ran out of time"}):
-                raise
-            outcomes["handed_on"] += len(rest)
-            return
+            # The renewal in progress rolled back; it and the rest go on in a new batch.
+            if _queue(tokens_renew_batch, task, {"partner_ids": rest, "interrupted": "its batch ran out of time"}):
+                outcomes["handed_on"] += len(rest)
+                return
+            # The broker cannot take them: carry on here, this partner again first. Should the hard time limit
+            # stop this process, the message is handed back (reject_on_worker_lost) and the batch runs again.
+            deadline = float("inf")
+            continue
         except Exception:
             # One partner's unexpected failure (its transaction rolled back) does not stop the others.
             logger.exception("renewal of partner %s failed unexpectedly; the batch goes on", partner_id)
@@ -172,6 +177,7 @@ def _renew_each(
         if outcome not in {"not_due", "busy"}:
             interrupted = ""  # this partner was the one in progress (or none was): the rest start afresh
         outcomes[outcome] += 1
+        index += 1
 
 
 @shared_task(name="consent.token_renew", bind=True, max_retries=None, **IDEMPOTENT)

@@ -292,3 +292,30 @@ def test_a_batch_out_of_time_hands_the_partner_in_progress_and_the_rest_on(  # t
 
     assert outcomes == {"renewed": 1, "handed_on": 2}
     assert handed == [{"partner_ids": [partners[1].pk, partners[2].pk], "interrupted": "its batch ran out of time"}]
+
+
+def test_a_batch_out_of_time_whose_hand_off_the_broker_refuses_renews_them_itself(  # type: ignore[no-untyped-def]
+    cpv_sim, retries, monkeypatch
+) -> None:
+    partners = [active_partner(cpv_sim, index=i) for i in range(3)]
+    make_due(*partners)
+    real = renewal.partner_token_renew
+    cut: list[int] = []
+
+    def renew(*, partner_id: int, **kwargs: Any) -> renewal.RenewalResult:
+        if partner_id == partners[1].pk and not cut:
+            cut.append(partner_id)
+            raise SoftTimeLimitExceeded()
+        return real(partner_id=partner_id, **kwargs)
+
+    def broker_away(*args: Any, **kwargs: Any) -> None:
+        raise KombuOperationalError("Connection refused.")
+
+    monkeypatch.setattr(renewal, "partner_token_renew", renew)
+    monkeypatch.setattr(tasks.tokens_renew_batch, "apply_async", broker_away)
+
+    outcomes = tasks.tokens_renew_batch.apply(kwargs={"partner_ids": [p.pk for p in partners]}).get()
+
+    # Acknowledged with partners dropped, the message would leave them to a sweep an hour later.
+    assert outcomes == {"renewed": 3}
+    assert all(pointer_of(p).generation == 2 for p in partners)
