@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -14,7 +13,6 @@ from django.core.management import call_command
 from django.db import connection
 
 from consent import partner_center
-from consent.access_tokens import cache_forget
 from consent.coverage import Coverage, coverage_count, coverage_recount
 from consent.customers import CallFailed, customer_consent_apply, customers_sync
 from consent.models import CustomerConsent, PartnerCoverage
@@ -26,13 +24,6 @@ from tests.factories import active_partner
 pytestmark = pytest.mark.django_db
 
 CONSENTS = "applicationconsents"
-
-
-@pytest.fixture(autouse=True)
-def _empty_token_cache() -> Iterator[None]:
-    cache_forget()
-    yield
-    cache_forget()
 
 
 def no_sleep(seconds: float) -> None:

@@ -3,26 +3,17 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from consent.access_tokens import cache_forget
 from consent.customers import customer_consent_apply, customers_needing_consent, customers_sync
 from consent.models import CustomerConsent
 from partners.models import Customer
 from tests.factories import active_partner
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def _empty_token_cache() -> Iterator[None]:
-    cache_forget()
-    yield
-    cache_forget()
 
 
 def test_a_sync_of_2500_customers_across_pages_is_complete_and_exact_and_marks_removals(cpv_sim) -> None:  # type: ignore[no-untyped-def]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 
 import pytest
@@ -27,13 +26,6 @@ from partners.models import AuditEvent, Partner
 from tests.factories import active_partner, pointer_of
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def _empty_token_cache() -> Iterator[None]:
-    cache_forget()
-    yield
-    cache_forget()
 
 
 def make_due(partner: Partner, days: int = 8) -> None:

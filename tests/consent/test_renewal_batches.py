@@ -4,7 +4,6 @@ interruption is recorded against the partner it cut off)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -16,7 +15,6 @@ from django.utils import timezone
 from kombu.exceptions import OperationalError as KombuOperationalError
 
 from consent import renewal, tasks
-from consent.access_tokens import cache_forget
 from consent.models import PartnerToken, TokenEvent
 from consent.renewal import BATCH_SIZE, BATCH_WINDOW, renewal_batches
 from consent.services import previous_disabled_record
@@ -27,13 +25,6 @@ from tests.factories import active_partner, pointer_of
 # Transactional: each renewal commits, so its after-commit work runs when it would in a worker (before the batch
 # writes its flags), not when a test's outer transaction ends.
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture(autouse=True)
-def _empty_token_cache() -> Iterator[None]:
-    cache_forget()
-    yield
-    cache_forget()
 
 
 @pytest.fixture

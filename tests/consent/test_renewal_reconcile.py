@@ -4,14 +4,12 @@ behind is still found and disabled, without a listing call on every renewal."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
 import pytest
 from django.utils import timezone
 
-from consent.access_tokens import cache_forget
 from consent.models import PartnerToken
 from consent.renewal import RECONCILE_EVERY, VERSION_RESERVE, partner_token_renew
 from consent.vault import MAX_VERSIONS, get_vault
@@ -20,13 +18,6 @@ from partners.models import Partner
 from tests.factories import active_partner, pointer_of
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def _empty_token_cache() -> Iterator[None]:
-    cache_forget()
-    yield
-    cache_forget()
 
 
 @pytest.fixture
