@@ -45,6 +45,25 @@ def generations(*partners: Partner) -> list[int]:
     return [pointer_of(p).generation for p in partners]
 
 
+def broker_away(*args: Any, **kwargs: Any) -> None:
+    """apply_async while the broker cannot be reached."""
+    raise KombuOperationalError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+
+
+def renewal_failing(monkeypatch, failing: int, error: BaseException, *, times: int | None = None) -> None:  # type: ignore[no-untyped-def]
+    """Make partner_token_renew raise `error` for one partner (`times` times, or always); the others renew."""
+    real = renewal.partner_token_renew
+    raised: list[int] = []
+
+    def renew(*, partner_id: int, **kwargs: Any) -> renewal.RenewalResult:
+        if partner_id == failing and (times is None or len(raised) < times):
+            raised.append(partner_id)
+            raise error
+        return real(partner_id=partner_id, **kwargs)
+
+    monkeypatch.setattr(renewal, "partner_token_renew", renew)
+
+
 # --- grouping -------------------------------------------------------------------------------------------
 
 
@@ -209,9 +228,6 @@ def test_a_batch_whose_hand_off_the_broker_refuses_renews_the_rest_itself(  # ty
     make_due(*partners)
     settings.CELERY_TASK_SOFT_TIME_LIMIT = 0
 
-    def broker_away(*args: Any, **kwargs: Any) -> None:
-        raise KombuOperationalError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
-
     monkeypatch.setattr(tasks.tokens_renew_batch, "apply_async", broker_away)
 
     outcomes = tasks.tokens_renew_batch.apply(kwargs={"partner_ids": [p.pk for p in partners]}).get()
@@ -229,9 +245,6 @@ def test_a_retry_the_broker_refuses_is_recorded_and_the_batch_goes_on(  # type: 
     make_due(throttled, due)
     cpv_sim.control.inject_entra_error(50196, status=429, retry_after=7, grant_type="refresh_token")
 
-    def broker_away(*args: Any, **kwargs: Any) -> None:
-        raise KombuOperationalError("Connection refused.")
-
     monkeypatch.setattr(tasks.token_renew, "apply_async", broker_away)
 
     outcomes = tasks.tokens_renew_batch.apply(kwargs={"partner_ids": [throttled.pk, due.pk]}).get()
@@ -247,14 +260,7 @@ def test_one_partner_failing_unexpectedly_does_not_stop_the_batch(  # type: igno
 ) -> None:
     broken, due = (active_partner(cpv_sim, index=i) for i in range(2))
     make_due(broken, due)
-    real = renewal.partner_token_renew
-
-    def renew(*, partner_id: int, **kwargs: Any) -> renewal.RenewalResult:
-        if partner_id == broken.pk:
-            raise KeyError("a bug")
-        return real(partner_id=partner_id, **kwargs)
-
-    monkeypatch.setattr(renewal, "partner_token_renew", renew)
+    renewal_failing(monkeypatch, broken.pk, KeyError("a bug"))
 
     outcomes = tasks.tokens_renew_batch.apply(kwargs={"partner_ids": [broken.pk, due.pk]}).get()
 
@@ -268,14 +274,7 @@ def test_a_batch_out_of_time_hands_the_partner_in_progress_and_the_rest_on(  # t
 ) -> None:
     partners = [active_partner(cpv_sim, index=i) for i in range(3)]
     make_due(*partners)
-    real = renewal.partner_token_renew
-
-    def renew(*, partner_id: int, **kwargs: Any) -> renewal.RenewalResult:
-        if partner_id == partners[1].pk:
-            raise SoftTimeLimitExceeded()
-        return real(partner_id=partner_id, **kwargs)
-
-    monkeypatch.setattr(renewal, "partner_token_renew", renew)
+    renewal_failing(monkeypatch, partners[1].pk, SoftTimeLimitExceeded())
     handed: list[dict[str, Any]] = []
     monkeypatch.setattr(tasks.tokens_renew_batch, "apply_async", lambda *a, **kw: handed.append(kw["kwargs"]))
 
@@ -290,19 +289,7 @@ def test_a_batch_out_of_time_whose_hand_off_the_broker_refuses_renews_them_itsel
 ) -> None:
     partners = [active_partner(cpv_sim, index=i) for i in range(3)]
     make_due(*partners)
-    real = renewal.partner_token_renew
-    cut: list[int] = []
-
-    def renew(*, partner_id: int, **kwargs: Any) -> renewal.RenewalResult:
-        if partner_id == partners[1].pk and not cut:
-            cut.append(partner_id)
-            raise SoftTimeLimitExceeded()
-        return real(partner_id=partner_id, **kwargs)
-
-    def broker_away(*args: Any, **kwargs: Any) -> None:
-        raise KombuOperationalError("Connection refused.")
-
-    monkeypatch.setattr(renewal, "partner_token_renew", renew)
+    renewal_failing(monkeypatch, partners[1].pk, SoftTimeLimitExceeded(), times=1)
     monkeypatch.setattr(tasks.tokens_renew_batch, "apply_async", broker_away)
 
     outcomes = tasks.tokens_renew_batch.apply(kwargs={"partner_ids": [p.pk for p in partners]}).get()
