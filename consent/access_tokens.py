@@ -6,7 +6,8 @@ are cached in this process's memory only (never in the database, a cache server 
 before they expire. A miss redeems the vaulted refresh token under the same row lock as renewal. Entra
 rotates the refresh token on each redemption but does not revoke the old one, so the rotated token is
 stored (a new vault version) only when the stored one is due for renewal anyway: a partner with a thousand
-customers would otherwise spend the vault secret's 500-version budget in a day.
+customers would otherwise spend the vault secret's 500-version budget in a day. A miss during a renewal
+batch waits for the batch's commit: it holds its partners' locks for BATCH_LOCK_SECONDS and one renewal at most.
 """
 
 from __future__ import annotations

@@ -168,6 +168,9 @@ def customers_sync(
         superseded = any(c.last_seen_at and c.last_seen_at > started for c in existing.values())
         new = []
         changed = []
+        # Customers listed as they were: only seen again, all written in one statement. (A bulk_update of every
+        # listed customer, a CASE per column over all of them, took the sync of 1,000 customers about a second.)
+        seen = []
         for tenant_id, record in listed.items():
             customer = existing.get(tenant_id)
             values = {
@@ -180,8 +183,10 @@ def customers_sync(
                     Customer(partner=partner, tenant_id=tenant_id, first_seen_at=now, last_seen_at=now, **values)
                 )
                 continue
-            if customer.removed_at is not None or any(getattr(customer, k) != v for k, v in values.items()):
-                updated += 1
+            if customer.removed_at is None and all(getattr(customer, k) == v for k, v in values.items()):
+                seen.append(customer.pk)
+                continue
+            updated += 1
             for name, value in values.items():
                 setattr(customer, name, value)
             customer.removed_at = None
@@ -192,6 +197,7 @@ def customers_sync(
         Customer.objects.bulk_update(
             changed, ["company_name", "domain", "relationship", "removed_at", "last_seen_at"], batch_size=1000
         )
+        Customer.objects.filter(pk__in=seen).update(last_seen_at=now)
         gone = [] if superseded else [c.pk for t, c in existing.items() if t not in listed and c.removed_at is None]
         removed = Customer.objects.filter(pk__in=gone).update(removed_at=now)
         # Under the partner's lock and with every one of its customers' rows held: the count is the truth.

@@ -8,6 +8,10 @@ and disable the old version after the commit. Entra does not revoke a refresh to
 a crash anywhere in between leaves the pointer on a version that still works: before the commit nothing in
 the database moved, and a version written but never pointed to is disabled by the next renewal that lists the
 secret's versions (one in RECONCILE_EVERY, and every one near the version budget).
+
+The sweep's batches renew many partners in one such transaction (`partners_token_renew`): their rows locked in
+one query, each redeemed and written to the vault in turn, the moved pointers and their events written in one
+statement each before the one commit. A rollback undoes them all and loses none, for the same reason.
 """
 
 from __future__ import annotations
@@ -16,12 +20,12 @@ import logging
 import time
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import DatabaseError, transaction
+from django.db import DatabaseError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -34,6 +38,7 @@ from consent.services import (
     partner_reconsent_link,
     partner_token_disable_previous,
     pointer_move,
+    pointers_moved_write,
 )
 from consent.vault import (
     MAX_VERSIONS,
@@ -73,6 +78,9 @@ SPREAD_SECONDS = 3000
 # broker's round trips and Celery's own work per task) than the renewal did.
 BATCH_SIZE = 20
 BATCH_WINDOW = 60.0
+# A batch renews its partners in one transaction holding their row locks, committed after this many seconds
+# at most (and the rest locked again in the next): the access-token service waits for a lock no longer.
+BATCH_LOCK_SECONDS = 2.0
 
 
 class TokenStatus:
@@ -134,8 +142,30 @@ def token_status(partner: Partner, pointer: PartnerToken | None, *, now: datetim
     return TokenStatus.HEALTHY
 
 
-def _event(partner: Partner, event_kind: str, message: str, **detail: Any) -> TokenEvent:
-    return TokenEvent.objects.create(partner=partner, kind=event_kind, message=message[:500], detail=detail)
+def _event(partner: Partner, event_kind: str, message: str, *, save: bool = True, **detail: Any) -> TokenEvent:
+    event = TokenEvent(partner=partner, kind=event_kind, message=message[:500], detail=detail)
+    if save:
+        event.save(force_insert=True)
+    return event
+
+
+@dataclass
+class BatchWrites:
+    """The rows a batch of renewals writes together, just before its one commit: each renewed pointer's
+    POINTER_MOVED columns and its event. (A failure's rows are written when it happens.)"""
+
+    pointers: list[PartnerToken] = field(default_factory=list)
+    events: list[TokenEvent] = field(default_factory=list)
+
+    def add(self, pointer: PartnerToken, event: TokenEvent) -> None:
+        self.pointers.append(pointer)
+        self.events.append(event)
+
+    def flush(self) -> None:
+        if self.pointers:
+            pointers_moved_write(self.pointers)
+            TokenEvent.objects.bulk_create(self.events)
+        self.pointers, self.events = [], []
 
 
 # --- the redemption under the lock, shared with consent/access_tokens.py --------------------------------
@@ -167,10 +197,18 @@ def reconcile_due(pointer: PartnerToken) -> bool:
 
 
 def redeem_locked(
-    *, pointer: PartnerToken, scopes: list[str], tenant: str | None, store: bool, kind: str, now: datetime
+    *,
+    pointer: PartnerToken,
+    scopes: list[str],
+    tenant: str | None,
+    store: bool,
+    kind: str,
+    now: datetime,
+    writes: BatchWrites | None = None,
 ) -> Redemption:
     """Redeem the partner's current token; with `store`, keep the rotated one as a new version and move the
-    pointer. The caller holds `pointer`'s row lock (select_for_update) inside its transaction.
+    pointer. The caller holds `pointer`'s row lock (select_for_update) inside its transaction. With `writes`,
+    the moved pointer and its event are left there for the caller to write (before its commit).
 
     Returns the Redemption. Raises identity's typed errors, VaultError, or VersionBudgetExceeded.
     """
@@ -211,9 +249,10 @@ def redeem_locked(
             version_count=written.version_count,
             token_value=token.refresh_token,
             now=now,
+            save=writes is None,
         ),
     )
-    _event(
+    event = _event(
         partner,
         kind,
         "The refresh token was renewed and the new one stored in the vault"
@@ -223,7 +262,10 @@ def redeem_locked(
         previous_version=old,
         versions=written.version_count,
         generation=pointer.generation,
+        save=writes is None,
     )
+    if writes is not None:
+        writes.add(pointer, event)
     return Redemption(token=token, written=written, orphans=orphans)
 
 
@@ -343,22 +385,21 @@ def partner_token_renew(
     interrupted: str = "",
     flags: list[tuple[int, str]] | None = None,
 ) -> RenewalResult:
-    """Renew one partner's refresh token if it is due (or `force`), under the pointer's row lock.
+    """Renew one partner's refresh token if it is due (or `force`), under the pointer's row lock, in its own
+    transaction.
 
     `interrupted` says why an earlier run of this renewal stopped before it could record anything (its worker
     was killed, the database went away): when the token is still due, that failure is recorded as an event
     before this attempt, so that it shows on the dashboard. With `flags`, the flag that the old version is
-    disabled is left for the caller to write (see after_commit_cleanup): a batch writes them all at once.
-    A forced renewal (an operator's "renew now", the `renew_tokens --force` command) is also audited; the
-    scheduled ones are the partner's token events.
+    disabled is left for the caller to write (see after_commit_cleanup). A forced renewal (an operator's
+    "renew now", the `renew_tokens --force` command) is also audited; the scheduled ones are the partner's
+    token events.
 
     Returns a RenewalResult: renewed; not_due; busy (another worker holds the lock and is renewing it);
     skipped (no token, a partner that is not active, the version budget reached); failed (a permanent
     error, recorded with its reason; not retried). Raises RenewalRetry for a transient error while
     `attempt` < `max_attempts` (the failure is recorded as an event first).
     """
-    max_attempts = max_attempts or settings.CPV_RENEWAL_MAX_ATTEMPTS
-    now = timezone.now()
     with transaction.atomic():
         try:
             pointer = (
@@ -367,73 +408,183 @@ def partner_token_renew(
                 .get(partner_id=partner_id)
             )
         except PartnerToken.DoesNotExist:
-            pointer = None
-        if pointer is None:
-            if PartnerToken.objects.filter(partner_id=partner_id).exists():
-                return RenewalResult(partner_id, "busy", "another worker is renewing this token")
-            return RenewalResult(partner_id, "skipped", "the partner has no token")
-        partner = pointer.partner
-        if not pointer.current_version:
-            return RenewalResult(partner_id, "skipped", "the partner has no token")
-        if partner.status != Partner.Status.ACTIVE:
-            return RenewalResult(partner_id, "skipped", f"the partner is {partner.get_status_display().lower()}")
-        if not force and not is_due(pointer, now=now):
-            return RenewalResult(partner_id, "not_due", "renewed recently")
-        if pointer.version_count >= MAX_VERSIONS - VERSION_RESERVE:
-            message = (
-                f"The vault secret has {pointer.version_count} of its {MAX_VERSIONS} versions: renewal stopped "
-                "to keep the budget; an operator must move the partner to a new secret"
-            )
-            logger.error("OPERATOR ALERT: partner %s: %s", partner.code, message)
-            _record_failure(pointer, kind="budget", message=message, now=now)
-            _event(partner, Kind.BUDGET, message, versions=pointer.version_count)
-            return RenewalResult(partner_id, "failed", message)
-        if interrupted:
-            _event(
-                partner,
-                Kind.RETRYING,
-                f"An earlier attempt stopped before it finished ({interrupted}); trying again",
-                attempt=attempt,
-                interrupted=interrupted,
-            )
-        try:
-            redemption = redeem_locked(
-                pointer=pointer,
-                scopes=[cloud_for(partner).partner_center_scope],
-                tenant=None,
-                store=True,
-                kind=Kind.RENEWED,
-                now=now,
-            )
-            if redemption.written is None:
-                # Nothing was stored: the token is as old as it was, so this is no renewal.
-                raise identity.IdentityError("Microsoft's answer held no new refresh token")  # noqa: TRY301
-        except (identity.IdentityError, VaultError) as exc:
-            # Returned rather than raised inside the block, so the failure's rows commit.
-            failed: RenewalResult | None = _renewal_failed(
-                pointer, exc, now=now, attempt=attempt, max_attempts=max_attempts
-            )
-        else:
-            failed = None
-            orphans = redemption.orphans
-            if force:
-                audit_record(
-                    actor=None,
-                    action="partner.token_renewed",
-                    partner=partner,
-                    detail={"version": pointer.current_version, "generation": pointer.generation, "forced": force},
+            return _unlocked([partner_id])[partner_id]
+        result, redemption = renew_locked(
+            pointer,
+            force=force,
+            attempt=attempt,
+            max_attempts=max_attempts or settings.CPV_RENEWAL_MAX_ATTEMPTS,
+            interrupted=interrupted,
+        )
+        if redemption is not None:
+            transaction.on_commit(lambda: after_commit_cleanup(pointer, redemption.orphans, flags=flags))
+    if result.outcome == "retry":
+        raise RenewalRetry(result.message, delay=result.retry_after or 0.0)
+    if redemption is not None:
+        _renewed(pointer, redemption)
+    return result
+
+
+@dataclass(frozen=True)
+class BatchRenewal:
+    """What one transaction of a batch committed: a result per partner it reached, in order (a prefix of the
+    batch), and the renewals whose clean-up (`renewal_finish`) is still to run."""
+
+    results: list[RenewalResult]
+    renewed: list[tuple[PartnerToken, Redemption]]
+
+
+def partners_token_renew(*, partner_ids: list[int], interrupted: str = "", hold: float | None = None) -> BatchRenewal:
+    """Renew the due partners among `partner_ids` as `partner_token_renew` would, in one transaction: their rows
+    are locked in one query, and the moved pointers and their events are written in one statement each before
+    the commit. It stops taking partners after `hold` seconds (BATCH_LOCK_SECONDS), to bound how long it holds
+    the locks.
+
+    A rollback (the database lost, the worker stopped) loses no partner: Entra does not revoke a redeemed
+    token, so every pointer stays on a version that works, and the versions written for it are left to
+    reconciliation. `interrupted` is recorded against the first partner still due.
+
+    Returns the BatchRenewal once committed; a transient failure is the outcome `retry` with its delay in
+    `retry_after` (recorded, not raised). Nothing runs after the commit here: the caller counts what committed,
+    then runs `renewal_finish` for each renewal (disabling the old version), so that a failure there cannot be
+    taken for a rollback.
+    """
+    if connection.in_atomic_block:
+        # Its clean-up disables the old versions once it returns: inside an outer transaction that could still
+        # roll back, a pointer could be left on a disabled version.
+        raise RuntimeError("partners_token_renew commits its own transaction: call it outside any other")
+    started = time.monotonic()
+    now = timezone.now()  # one time for the batch: its rows agree on it and are written more cheaply
+    hold = BATCH_LOCK_SECONDS if hold is None else hold
+    if connection.vendor == "sqlite":
+        # One writer at a time, and the embedded vault writes to the same database: a transaction per partner
+        # keeps its write lock off the other partners' calls to Microsoft.
+        hold = 0.0
+    max_attempts = settings.CPV_RENEWAL_MAX_ATTEMPTS
+    results: list[RenewalResult] = []
+    renewed: list[tuple[PartnerToken, Redemption]] = []
+    with transaction.atomic():
+        pointers = {
+            pointer.partner_id: pointer
+            for pointer in PartnerToken.objects.select_for_update(skip_locked=True, of=("self",))
+            .select_related("partner")
+            .filter(partner_id__in=partner_ids)
+        }
+        unlocked = _unlocked([partner_id for partner_id in partner_ids if partner_id not in pointers])
+        writes = BatchWrites()
+        for partner_id in partner_ids:
+            if results and time.monotonic() - started > hold:
+                break
+            pointer = pointers.get(partner_id)
+            if pointer is None:
+                result = unlocked[partner_id]
+            else:
+                result, redemption = renew_locked(
+                    pointer, attempt=1, max_attempts=max_attempts, interrupted=interrupted, writes=writes, now=now
                 )
-            transaction.on_commit(lambda: after_commit_cleanup(pointer, orphans, flags=flags))
-    if failed is not None:
-        if failed.outcome == "retry":
-            raise RenewalRetry(failed.message, delay=failed.retry_after or 0.0)
-        return failed
-    # The Partner Center access token that came with the renewal serves the next calls of this process.
+                if redemption is not None:
+                    renewed.append((pointer, redemption))
+            if result.outcome not in {"not_due", "busy"}:
+                interrupted = ""  # this partner was the one in progress (or none was): the rest start afresh
+            results.append(result)
+        writes.flush()
+    return BatchRenewal(results=results, renewed=renewed)
+
+
+def renewal_finish(pointer: PartnerToken, redemption: Redemption, *, flags: list[tuple[int, str]]) -> None:
+    """After a batch's commit, for one renewal: disable the old version (its flag appended to `flags`) and the
+    orphans, and keep the access token that came with it."""
+    after_commit_cleanup(pointer, redemption.orphans, flags=flags)
+    _renewed(pointer, redemption)
+
+
+def _unlocked(partner_ids: list[int]) -> dict[int, RenewalResult]:
+    """Why the rows of these partners could not be locked: busy (another worker holds the lock), or skipped."""
+    if not partner_ids:
+        return {}
+    held = set(PartnerToken.objects.filter(partner_id__in=partner_ids).values_list("partner_id", flat=True))
+    return {
+        partner_id: RenewalResult(partner_id, "busy", "another worker is renewing this token")
+        if partner_id in held
+        else RenewalResult(partner_id, "skipped", "the partner has no token")
+        for partner_id in partner_ids
+    }
+
+
+def renew_locked(
+    pointer: PartnerToken,
+    *,
+    attempt: int,
+    max_attempts: int,
+    interrupted: str,
+    force: bool = False,
+    writes: BatchWrites | None = None,
+    now: datetime | None = None,
+) -> tuple[RenewalResult, Redemption | None]:
+    """Renew the partner whose row the caller holds locked, if it is due (or `force`); a failure is recorded in
+    the caller's transaction. With `writes`, the moved pointer and its event are left there for the caller.
+
+    Returns the RenewalResult (`retry` for a transient failure with attempts left) and, when it renewed, the
+    Redemption, whose orphans the caller disables after its commit.
+    """
+    now = now or timezone.now()
+    partner_id = pointer.partner_id
+    partner = pointer.partner
+    if not pointer.current_version:
+        return RenewalResult(partner_id, "skipped", "the partner has no token"), None
+    if partner.status != Partner.Status.ACTIVE:
+        return RenewalResult(partner_id, "skipped", f"the partner is {partner.get_status_display().lower()}"), None
+    if not force and not is_due(pointer, now=now):
+        return RenewalResult(partner_id, "not_due", "renewed recently"), None
+    if pointer.version_count >= MAX_VERSIONS - VERSION_RESERVE:
+        message = (
+            f"The vault secret has {pointer.version_count} of its {MAX_VERSIONS} versions: renewal stopped "
+            "to keep the budget; an operator must move the partner to a new secret"
+        )
+        logger.error("OPERATOR ALERT: partner %s: %s", partner.code, message)
+        _record_failure(pointer, kind="budget", message=message, now=now)
+        _event(partner, Kind.BUDGET, message, versions=pointer.version_count)
+        return RenewalResult(partner_id, "failed", message), None
+    if interrupted:
+        _event(
+            partner,
+            Kind.RETRYING,
+            f"An earlier attempt stopped before it finished ({interrupted}); trying again",
+            attempt=attempt,
+            interrupted=interrupted,
+        )
+    try:
+        redemption = redeem_locked(
+            pointer=pointer,
+            scopes=[cloud_for(partner).partner_center_scope],
+            tenant=None,
+            store=True,
+            kind=Kind.RENEWED,
+            now=now,
+            writes=writes,
+        )
+        if redemption.written is None:
+            # Nothing was stored: the token is as old as it was, so this is no renewal.
+            raise identity.IdentityError("Microsoft's answer held no new refresh token")  # noqa: TRY301
+    except (identity.IdentityError, VaultError) as exc:
+        return _renewal_failed(pointer, exc, now=now, attempt=attempt, max_attempts=max_attempts), None
+    if force:
+        audit_record(
+            actor=None,
+            action="partner.token_renewed",
+            partner=partner,
+            detail={"version": pointer.current_version, "generation": pointer.generation, "forced": force},
+        )
+    return RenewalResult(partner_id, "renewed", "renewed"), redemption
+
+
+def _renewed(pointer: PartnerToken, redemption: Redemption) -> None:
+    """After the commit: the Partner Center access token that came with the renewal serves the next calls of
+    this process."""
     from consent.access_tokens import PARTNER_CENTER, cache_put
 
-    cache_put(partner=partner, audience=PARTNER_CENTER, tenant=None, token=redemption.token)
-    logger.info("renewed the token of partner %s (generation %s)", partner.code, pointer.generation)
-    return RenewalResult(partner_id, "renewed", "renewed")
+    cache_put(partner=pointer.partner, audience=PARTNER_CENTER, tenant=None, token=redemption.token)
+    logger.info("renewed the token of partner %s (generation %s)", pointer.partner.code, pointer.generation)
 
 
 def _renewal_failed(

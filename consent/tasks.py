@@ -21,7 +21,7 @@ from django.db import InterfaceError, OperationalError, transaction
 
 from consent import customers, renewal, services
 from consent.retrying import backoff_delay
-from partners.models import Partner
+from partners.models import Customer, Partner
 
 logger = logging.getLogger(__name__)
 
@@ -74,13 +74,14 @@ BATCH_TIME_SHARE = 0.5
 
 @shared_task(name="consent.tokens_renew_batch", bind=True, ignore_result=True, max_retries=None, **IDEMPOTENT)
 def tokens_renew_batch(self: Task, partner_ids: list[int], attempt: int = 1, interrupted: str = "") -> dict[str, int]:
-    """Renew a batch of partners one after another, each exactly as `token_renew` would (its own row lock and
-    transaction, renewed only if still due).
+    """Renew a batch of partners, each only if still due, in transactions of many (renewal.partners_token_renew:
+    one lock query and one commit for up to BATCH_LOCK_SECONDS of renewals).
 
     A partner's transient failure goes on as its own `token_renew` retry; the batch carries on. When the
-    database fails, the batch comes back with the partners not yet done. `interrupted` (or a message the
-    broker handed back) is recorded against the first partner still due: the one a stopped run was renewing.
-    Returns the count of each outcome.
+    database fails, the batch comes back with the partners not yet committed. An unexpected failure rolls its
+    transaction back and the batch renews the rest one at a time, each in its own transaction. `interrupted`
+    (or a message the broker handed back) is recorded against the first partner still due: the first of the
+    transaction a stopped run was in. Returns the count of each outcome.
     """
     if not interrupted and (self.request.delivery_info or {}).get("redelivered"):
         interrupted = "its worker stopped before finishing"
@@ -128,22 +129,24 @@ def _renew_each(
     outcomes: Counter[str],
     deadline: float,
 ) -> None:
+    """Renew the partners in transactions of many (renewal.partners_token_renew); after an unexpected failure
+    of one of those, the rest one at a time, so that one partner's failure does not stop the others."""
     index = 0
+    alone = False
     while index < len(partner_ids):
-        partner_id = partner_ids[index]
         rest = partner_ids[index:]
         if index and time.monotonic() > deadline:
-            if _queue(tokens_renew_batch, task, {"partner_ids": rest}):
+            if _hand_on(task, rest, outcomes):
                 logger.info("renewal batch: %d partner(s) handed to a new batch for time", len(rest))
-                outcomes["handed_on"] += len(rest)
                 return
             deadline = float("inf")  # the broker cannot take them: this batch renews them after all
+        committed: list[tuple[Any, Any]] = []
         try:
-            result = renewal.partner_token_renew(partner_id=partner_id, interrupted=interrupted, flags=flags)
-        except renewal.RenewalRetry as retry:
-            # Unqueued, the partner waits for a sweep after QUEUE_HOLD; its failure is recorded either way.
-            queued = _queue(token_renew, task, {"partner_id": partner_id, "attempt": 2}, countdown=retry.delay)
-            outcome = "retry" if queued else "retry_not_queued"
+            if alone:
+                results = [_renew_alone(rest[0], interrupted=interrupted, flags=flags)]
+            else:
+                batch = renewal.partners_token_renew(partner_ids=rest, interrupted=interrupted)
+                results, committed = batch.results, batch.renewed
         except DATABASE_LOST as exc:
             if attempt >= settings.CPV_RENEWAL_MAX_ATTEMPTS:
                 logger.exception(
@@ -160,24 +163,72 @@ def _renew_each(
                 countdown=backoff_delay(attempt=attempt),
             ) from None
         except SoftTimeLimitExceeded:
-            # The renewal in progress rolled back; it and the rest go on in a new batch.
-            if _queue(tokens_renew_batch, task, {"partner_ids": rest, "interrupted": "its batch ran out of time"}):
-                outcomes["handed_on"] += len(rest)
+            # The renewals in progress rolled back; they and the rest go on in a new batch.
+            if _hand_on(task, rest, outcomes, interrupted="its batch ran out of time"):
                 return
-            # The broker cannot take them: carry on here, this partner again first. Should the hard time limit
+            # The broker cannot take them: carry on here, from the same partner. Should the hard time limit
             # stop this process, the message is handed back (reject_on_worker_lost) and the batch runs again.
             deadline = float("inf")
             continue
         except Exception:
+            if not alone:
+                # Everything it did rolled back (the versions it wrote are left to reconciliation).
+                logger.exception("renewal batch: a transaction of %d partner(s) failed; renewing them one at a time",
+                                 len(rest))  # fmt: skip
+                alone = True
+                continue
             # One partner's unexpected failure (its transaction rolled back) does not stop the others.
-            logger.exception("renewal of partner %s failed unexpectedly; the batch goes on", partner_id)
-            outcome = "error"
-        else:
+            logger.exception("renewal of partner %s failed unexpectedly; the batch goes on", rest[0])
+            results = [renewal.RenewalResult(rest[0], "error")]
+        for result in results:
             outcome = result.outcome
-        if outcome not in {"not_due", "busy"}:
-            interrupted = ""  # this partner was the one in progress (or none was): the rest start afresh
-        outcomes[outcome] += 1
-        index += 1
+            if outcome == "retry":
+                # Unqueued, the partner waits for a sweep after QUEUE_HOLD; its failure is recorded either way.
+                queued = _queue(
+                    token_renew, task, {"partner_id": result.partner_id, "attempt": 2}, countdown=result.retry_after
+                )
+                outcome = "retry" if queued else "retry_not_queued"
+            if outcome not in {"not_due", "busy"}:
+                interrupted = ""  # this partner was the one in progress (or none was): the rest start afresh
+            outcomes[outcome] += 1
+        index += len(results)
+        # Committed and counted: what follows cannot undo them.
+        try:
+            _finish(committed, flags=flags)
+        except SoftTimeLimitExceeded:
+            if index < len(partner_ids) and _hand_on(task, partner_ids[index:], outcomes):
+                return
+            deadline = float("inf")
+
+
+def _finish(committed: list[tuple[Any, Any]], *, flags: list[tuple[int, str]]) -> None:
+    """After a commit, each renewal's clean-up on its own: one that fails (the vault, the database) leaves its old
+    version for the sweep to disable and does not stop the others'."""
+    for pointer, redemption in committed:
+        try:
+            renewal.renewal_finish(pointer, redemption, flags=flags)
+        except SoftTimeLimitExceeded:
+            raise
+        except Exception:
+            logger.exception("renewal of partner %s: the clean-up after the commit failed; the sweep retries it",
+                             pointer.partner_id)  # fmt: skip
+
+
+def _hand_on(task: Task, rest: list[int], outcomes: Counter[str], *, interrupted: str = "") -> bool:
+    """Queue the partners a batch has not renewed as a new batch; False (nothing counted) if the broker refuses."""
+    kwargs: dict[str, Any] = {"partner_ids": rest, **({"interrupted": interrupted} if interrupted else {})}
+    if not _queue(tokens_renew_batch, task, kwargs):
+        return False
+    outcomes["handed_on"] += len(rest)
+    return True
+
+
+def _renew_alone(partner_id: int, *, interrupted: str, flags: list[tuple[int, str]]) -> renewal.RenewalResult:
+    """One partner in its own transaction; a transient failure is the outcome `retry`, as in a batch."""
+    try:
+        return renewal.partner_token_renew(partner_id=partner_id, interrupted=interrupted, flags=flags)
+    except renewal.RenewalRetry as retry:
+        return renewal.RenewalResult(partner_id, "retry", str(retry), retry_after=retry.delay)
 
 
 @shared_task(name="consent.token_renew", bind=True, max_retries=None, **IDEMPOTENT)
@@ -220,6 +271,11 @@ def customers_sync(self: Task, partner_id: int, correlation_id: str = "", apply:
     correlation_id = correlation_id or str(uuid.uuid4())
     try:
         result = customers.customers_sync(partner_id=partner_id, correlation_id=correlation_id)
+    except Partner.DoesNotExist:
+        # Partners are never deleted: a message queued against another database (one reset since, or a broker
+        # folder shared with a test run) has nothing to sync here.
+        logger.warning("customer sync of partner %s: no such partner in the database; nothing to do", partner_id)
+        return {"partner_id": partner_id, "outcome": "gone"}
     except customers.CallFailed as exc:
         if not exc.transient:
             logger.warning("customer sync of partner %s failed: %s", partner_id, exc)
@@ -252,6 +308,11 @@ def application_consent_apply(self: Task, customer_id: int, correlation_id: str 
         state = customers.customer_consent_apply(
             customer_id=customer_id, correlation_id=correlation_id or None, take_over=redelivered
         )
+    except Customer.DoesNotExist:
+        # As above: a message queued against another database.
+        logger.warning("ApplicationConsent for customer %s: no such customer in the database; nothing to do",
+                       customer_id)  # fmt: skip
+        return {"customer_id": customer_id, "status": "gone"}
     except customers.CallFailed as exc:
         countdown = backoff_delay(attempt=self.request.retries + 1, retry_after=exc.retry_after)
         raise self.retry(countdown=countdown) from None

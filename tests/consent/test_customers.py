@@ -45,6 +45,11 @@ def test_a_sync_of_2500_customers_across_pages_is_complete_and_exact_and_marks_r
         Customer.objects.filter(partner=partner, removed_at__isnull=False).values_list("tenant_id", flat=True)
     )
     assert {str(t) for t in removed} == set(gone)
+    # Every customer listed again was seen by the second sync (unchanged: written in one statement).
+    assert again.updated == 0
+    seen = set(Customer.objects.filter(partner=partner, removed_at__isnull=True).values_list("last_seen_at", flat=True))
+    first_seen = set(Customer.objects.filter(partner=partner).values_list("first_seen_at", flat=True))
+    assert len(seen) == 1 and len(first_seen) == 1 and seen.pop() > first_seen.pop()
 
 
 def _world_customers(sim, tenant: str) -> list[dict]:  # type: ignore[no-untyped-def]
@@ -171,3 +176,17 @@ def test_renew_tokens_exits_non_zero_when_a_renewal_fails(cpv_sim) -> None:  # t
 
     with pytest.raises(CommandError, match="1 renewal"):
         call_command("renew_tokens", "--partner", str(partner.code), "--force")
+
+
+def test_work_queued_against_another_database_ends_quietly(caplog) -> None:  # type: ignore[no-untyped-def]
+    from consent import tasks
+
+    # A broker folder or queue that outlived its database (reset, or shared with a test run) holds ids this
+    # database never had: those messages finish without an error or a retry.
+    assert tasks.customers_sync.apply(kwargs={"partner_id": 987654}).get() == {"partner_id": 987654, "outcome": "gone"}
+    assert tasks.application_consent_apply.apply(kwargs={"customer_id": 987654}).get() == {
+        "customer_id": 987654,
+        "status": "gone",
+    }
+    assert "customer sync of partner 987654: no such partner in the database" in caplog.text
+    assert "ApplicationConsent for customer 987654: no such customer in the database" in caplog.text

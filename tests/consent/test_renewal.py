@@ -78,6 +78,7 @@ def test_a_token_that_is_not_due_is_left_alone_unless_forced(cpv_sim) -> None:  
     assert audited.actor_label == "system" and audited.detail["forced"] is True
 
 
+@pytest.mark.postgres  # row locks: SQLite has none, and one writer at a time
 @pytest.mark.django_db(transaction=True)
 def test_ten_renewals_started_at_once_redeem_exactly_once(cpv_sim) -> None:  # type: ignore[no-untyped-def]
     partner = active_partner(cpv_sim)

@@ -50,6 +50,7 @@ def _redis_text(url: str) -> str:
     return "\n".join(parts)
 
 
+@pytest.mark.redis
 def test_no_issued_secret_is_found_anywhere_after_a_full_run(  # type: ignore[no-untyped-def]
     cpv_sim, consent_run, django_user_model, caplog, redis_url, tmp_path, settings
 ) -> None:
