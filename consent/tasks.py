@@ -249,6 +249,14 @@ def token_renew(
         raise self.retry(
             kwargs={"partner_id": partner_id, "attempt": attempt + 1, "force": force}, countdown=retry.delay
         ) from None
+    except SoftTimeLimitExceeded:
+        # Its transaction rolled back. Acknowledged now, the renewal would wait for a sweep: it goes on instead.
+        reason = "its run ran out of time"
+        logger.warning("renewal of partner %s: %s; trying again", partner_id, reason)
+        raise self.retry(
+            kwargs={"partner_id": partner_id, "attempt": attempt, "force": force, "interrupted": reason},
+            countdown=backoff_delay(attempt=1),
+        ) from None
     except DATABASE_LOST as exc:
         # Nothing could be recorded: the database is what failed. The next attempt records it.
         if attempt >= settings.CPV_RENEWAL_MAX_ATTEMPTS:
@@ -282,6 +290,10 @@ def customers_sync(self: Task, partner_id: int, correlation_id: str = "", apply:
             return {"partner_id": partner_id, "outcome": "failed"}
         countdown = backoff_delay(attempt=self.request.retries + 1, retry_after=exc.retry_after)
         raise self.retry(countdown=countdown) from None
+    except (SoftTimeLimitExceeded, *DATABASE_LOST) as exc:
+        # The sync's transaction rolled back: running it again is the same upsert.
+        logger.warning("customer sync of partner %s: %s; trying again", partner_id, _cut_off(exc))
+        raise self.retry(countdown=backoff_delay(attempt=self.request.retries + 1)) from None
     queued = 0
     if apply:
         queued = application_consents_queue(partner_id=partner_id, correlation_id=correlation_id, **_same_queue(self))
@@ -300,13 +312,19 @@ def application_consents_queue(*, partner_id: int, correlation_id: str, queue: s
 
 
 @shared_task(name="consent.application_consent_apply", bind=True, max_retries=MAX_TASK_RETRIES, **IDEMPOTENT)
-def application_consent_apply(self: Task, customer_id: int, correlation_id: str = "") -> dict[str, Any]:
-    """ApplicationConsent in one customer tenant (idempotent: an existing consent is success)."""
+def application_consent_apply(
+    self: Task, customer_id: int, correlation_id: str = "", take_over: bool = False
+) -> dict[str, Any]:
+    """ApplicationConsent in one customer tenant (idempotent: an existing consent is success).
+
+    `take_over` (set on the retry of a run cut off while it held the customer's claim) claims the customer
+    even though that claim has not lapsed; the retry sends the same MS-RequestId.
+    """
     # A message the broker handed back belonged to a worker that died holding the customer's claim.
-    redelivered = bool((self.request.delivery_info or {}).get("redelivered"))
+    take_over = take_over or bool((self.request.delivery_info or {}).get("redelivered"))
     try:
         state = customers.customer_consent_apply(
-            customer_id=customer_id, correlation_id=correlation_id or None, take_over=redelivered
+            customer_id=customer_id, correlation_id=correlation_id or None, take_over=take_over
         )
     except Customer.DoesNotExist:
         # As above: a message queued against another database.
@@ -316,7 +334,23 @@ def application_consent_apply(self: Task, customer_id: int, correlation_id: str 
     except customers.CallFailed as exc:
         countdown = backoff_delay(attempt=self.request.retries + 1, retry_after=exc.retry_after)
         raise self.retry(countdown=countdown) from None
+    except (SoftTimeLimitExceeded, *DATABASE_LOST) as exc:
+        # Cut off holding the customer's claim, perhaps after Partner Center created the consent: acknowledged
+        # now, the customer would wait for the claim to lapse and the daily sweep. The retry takes the claim
+        # over and sends the same MS-RequestId, which Partner Center answers as the one call it already saw.
+        logger.warning("ApplicationConsent for customer %s: %s; trying again", customer_id, _cut_off(exc))
+        raise self.retry(
+            kwargs={"customer_id": customer_id, "correlation_id": correlation_id, "take_over": True},
+            countdown=backoff_delay(attempt=self.request.retries + 1),
+        ) from None
     return {"customer_id": customer_id, "status": state.status}
+
+
+def _cut_off(exc: BaseException) -> str:
+    """What stopped a task, for its log line (the exception's class only: its message may quote SQL)."""
+    if isinstance(exc, SoftTimeLimitExceeded):
+        return "it ran out of time"
+    return f"the database connection failed: {exc.__class__.__name__}"
 
 
 @shared_task(name="consent.customers_sync_sweep", bind=True, ignore_result=True)

@@ -4,6 +4,10 @@ whichever process sends them, so per-process sleeps cannot keep a pool under it.
 With Redis (CPV_THROTTLE_URL, by default the Redis cache or broker) it is a token bucket in a Lua script,
 timed by the Redis server's clock. Without Redis (the embedded mode) it counts requests per tenth of a
 second in a database table. A 429's Retry-After pauses the shared limiter, so every worker waits it out.
+
+Should Redis stop answering, each process keeps the same pace on its own (LocalBucket) until Redis answers
+again, instead of failing the renewal or ApplicationConsent in hand: several processes may then go past the
+service's limit together for a while, and its 429s (retried after their Retry-After) are the price.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from typing import Any, Protocol
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import F
+from redis.exceptions import RedisError
 
 logger = logging.getLogger(__name__)
 
@@ -90,6 +95,45 @@ def _capacity(rate: int, *, ceiling: int | None = None, window: int = 1) -> floa
     return max(1.0, burst)
 
 
+class LocalBucket:
+    """The token bucket of _TAKE in this process's memory, for its threads: the pace a process keeps alone
+    while Redis is away."""
+
+    def __init__(self, *, rate: int, capacity: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self._rate = rate
+        self._capacity = capacity
+        self._clock = clock
+        self._tokens = capacity
+        self._at = clock()
+        self._paused_until = 0.0
+        self._lock = threading.Lock()
+
+    def take(self) -> float:
+        """Take a token: 0.0, or the seconds to wait before asking again."""
+        with self._lock:
+            now = self._clock()
+            if now < self._paused_until:
+                return self._paused_until - now
+            self._tokens = min(self._capacity, self._tokens + (now - self._at) * self._rate)
+            self._at = now
+            # (Within a rounding error of a whole token is a token; a wait is at least a millisecond, as in _TAKE.)
+            if self._tokens >= 1 - 1e-9:
+                self._tokens = max(0.0, self._tokens - 1)
+                return 0.0
+            return max(0.001, (1 - self._tokens) / self._rate)
+
+    def pause(self, seconds: float) -> None:
+        with self._lock:
+            self._paused_until = max(self._paused_until, self._clock() + seconds)
+
+
+# While Redis is away, each key's LocalBucket (shared by the process's threads), and when to ask Redis again.
+REDIS_RETRY_SECONDS = 5.0
+_local_buckets: dict[str, LocalBucket] = {}
+_redis_away_until: dict[str, float] = {}
+_away_lock = threading.Lock()
+
+
 class RedisLimiter:
     def __init__(
         self,
@@ -114,16 +158,49 @@ class RedisLimiter:
     def acquire(self, *, timeout: float = 120.0) -> float:
         waited = 0.0
         while True:
-            wait_ms = int(self._take(keys=[self._bucket, self._pause_key], args=[self._rate, self._capacity]))
-            if wait_ms <= 0:
+            wait = self._wait()
+            if wait <= 0:
                 return waited
-            if waited + wait_ms / 1000 > timeout:
+            if waited + wait > timeout:
                 raise ThrottleTimeout(f"no {self._what} slot within {timeout:.0f} s")
-            self._sleep(wait_ms / 1000)
-            waited += wait_ms / 1000
+            self._sleep(wait)
+            waited += wait
 
     def pause(self, seconds: float) -> None:
-        self._pause(keys=[self._pause_key], args=[max(1, int(seconds * 1000))])
+        if self._redis_away():
+            self._local().pause(seconds)
+            return
+        try:
+            self._pause(keys=[self._pause_key], args=[max(1, int(seconds * 1000))])
+        except RedisError as exc:
+            self._went_away(exc)
+            self._local().pause(seconds)
+
+    def _wait(self) -> float:
+        """Take a token from the shared bucket (or, while Redis is away, this process's): 0.0 or seconds to wait."""
+        if not self._redis_away():
+            try:
+                return int(self._take(keys=[self._bucket, self._pause_key], args=[self._rate, self._capacity])) / 1000
+            except RedisError as exc:
+                self._went_away(exc)
+        return self._local().take()
+
+    def _local(self) -> LocalBucket:
+        with _away_lock:
+            bucket = _local_buckets.get(self._bucket)
+            if bucket is None:
+                bucket = _local_buckets[self._bucket] = LocalBucket(rate=self._rate, capacity=self._capacity)
+            return bucket
+
+    def _redis_away(self) -> bool:
+        with _away_lock:
+            return time.monotonic() < _redis_away_until.get(self._bucket, 0.0)
+
+    def _went_away(self, exc: Exception) -> None:
+        with _away_lock:
+            _redis_away_until[self._bucket] = time.monotonic() + REDIS_RETRY_SECONDS
+        logger.warning("throttle: Redis did not answer (%s); this process paces %s alone for %.0f s",
+                       exc.__class__.__name__, self._bucket, REDIS_RETRY_SECONDS)  # fmt: skip
 
 
 class DatabaseLimiter:

@@ -261,6 +261,9 @@ def fleet(tmp_path: Path) -> Iterator[Callable[..., FleetWorker]]:
     yield start
     for worker in workers:
         worker.stop()
+        # pytest shows a test's captured teardown output only when it fails: the workers' own account of it.
+        tail = "\n".join(worker.log().splitlines()[-150:])
+        sys.stdout.write(f"--- worker {worker.queue} (pool {worker.pool}, killed {worker.kills} times) ---\n{tail}\n")
 
 
 # --- private servers ---------------------------------------------------------------------------------------

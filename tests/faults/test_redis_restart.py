@@ -84,7 +84,12 @@ def test_redis_restarted_with_tasks_queued_loses_none_and_applies_none_twice(  #
         renewed = PartnerToken.objects.filter(partner__in=renewing, generation=2).count()
         return applied() == CUSTOMERS and renewed == RENEWING
 
-    wait_until(done, timeout=60, what="every renewal and every ApplicationConsent", interval=1)
+    try:
+        wait_until(done, timeout=60, what="every renewal and every ApplicationConsent", interval=1)
+    except AssertionError as exc:
+        generations = sorted(PartnerToken.objects.filter(partner__in=renewing).values_list("generation", flat=True))
+        states = Counter(CustomerConsent.objects.filter(customer__partner=consenting).values_list("status", flat=True))
+        raise AssertionError(f"{exc}: generations {generations}, ApplicationConsent states {dict(states)}") from None
     time.sleep(2)
 
     live = live_fingerprints(fsim)
