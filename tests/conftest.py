@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -22,6 +23,15 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # The local Microsoft cloud: `simulator` (one per session) and `sim` (reset before each test).
 pytest_plugins = ["simulator.pytest_plugin"]
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Remove the suite's own var folder (tests/settings.py) when this process made it."""
+    from django.conf import settings
+
+    owned = getattr(settings, "CPV_TEST_VAR_DIR_OWNED", None)
+    if owned:
+        shutil.rmtree(owned, ignore_errors=True)
 
 
 def free_port() -> int:

@@ -66,3 +66,17 @@ def test_a_task_runs_on_a_real_worker_against_the_embedded_broker(celery_worker_
     result = client.send_task("cpv.ping", args=["over the filesystem"], queue=worker.queue)
 
     assert result.get(timeout=60) == "over the filesystem"
+
+
+def test_work_the_suite_publishes_stays_out_of_the_demos_var_folder(settings) -> None:  # type: ignore[no-untyped-def]
+    # In-process code publishes to the embedded broker: into the project's var/, the next `make demo` would run it.
+    from consent.tasks import flows_expire
+
+    var = Path(settings.CPV_VAR_DIR).resolve()
+    assert var != (ROOT / "var").resolve()
+    assert var.parent == (ROOT / "test-output").resolve()
+    assert app.conf.broker_url == "filesystem://"  # the embedded broker, as `make test` runs the suite
+    queue = Path(app.conf.broker_transport_options["data_folder_in"])
+    before = set(queue.iterdir())
+    flows_expire.delay()
+    assert queue.parent.parent == var and len(set(queue.iterdir()) - before) == 1
