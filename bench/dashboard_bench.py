@@ -130,13 +130,13 @@ def seed(*, first: int, partners: int, customers: int, big_customers: int) -> No
                 """
                 INSERT INTO consent_customerconsent
                     (customer_id, status, grants, grants_hash, applied_at, attempts, last_attempt_at, last_error,
-                     pending_request_id, lease_until, updated_at)
+                     pending_request_id, lease_until, lease_owner, updated_at)
                 SELECT c.id,
                        CASE WHEN c.id %% 100 < 90 THEN 'applied' WHEN c.id %% 100 < 94 THEN 'failed' ELSE 'pending' END,
                        '{}'::jsonb, 'seeded', %(now)s - interval '10 days', 1, %(now)s - interval '10 days',
                        CASE WHEN c.id %% 100 BETWEEN 90 AND 93
                             THEN 'ApplicationConsent in a customer: 403: the partner has no access' ELSE '' END,
-                       '', NULL, %(now)s
+                       '', NULL, '', %(now)s
                 FROM partners_customer c LEFT JOIN consent_customerconsent cc ON cc.customer_id = c.id
                 WHERE cc.id IS NULL
                 """,

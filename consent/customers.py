@@ -256,12 +256,13 @@ def customer_consent_apply(
     correlation_id: str | None = None,
     limiter: Limiter | None = None,
     sleep: Callable[[float], None] = time.sleep,
-    take_over: bool = False,
+    owner: str = "",
 ) -> CustomerConsent:
     """Put the vendor app into one customer tenant through Partner Center's ApplicationConsent.
 
-    `take_over` ignores another worker's claim: the caller's message was handed back by the broker because
-    the worker that held it (and the claim) died.
+    `owner` names the claim (a task's id, the same across its retries and a redelivery of its message): a claim
+    of the same owner is left by an earlier run of the same task, cut off (its worker died, its time ran out,
+    the database went away), and is taken over at once; another owner's claim is waited out.
 
     Returns the CustomerConsent: applied (created now, already there, or already applied with these
     grants: no call then), failed with the reason in `last_error` (a permanent refusal), or unchanged when
@@ -285,14 +286,14 @@ def customer_consent_apply(
         return state
     request_id = state.pending_request_id or str(uuid.uuid4())
     claimable = Q(lease_until__isnull=True) | Q(lease_until__lt=now)
-    if take_over:
-        # Waiting out a dead worker's lease would end this task with nothing applied. Should that worker still
-        # be running after all, both send the same MS-RequestId: Partner Center sees one logical call.
-        claimable = Q()
+    if owner:
+        # Waiting out its own earlier run's claim would end this task with nothing applied. Should that run still
+        # be going after all, both send the same MS-RequestId: Partner Center sees one logical call.
+        claimable |= Q(lease_owner=owner)
     claimed = (
         CustomerConsent.objects.filter(pk=state.pk)
         .filter(claimable)
-        .update(lease_until=now + LEASE, pending_request_id=request_id, last_attempt_at=now)
+        .update(lease_until=now + LEASE, lease_owner=owner, pending_request_id=request_id, last_attempt_at=now)
     )
     if not claimed:
         return state

@@ -182,6 +182,9 @@ class CustomerConsent(models.Model):
     pending_request_id = models.CharField(max_length=36, blank=True)
     # A short claim, so two workers never call Partner Center for one customer at once.
     lease_until = models.DateTimeField(null=True, blank=True)
+    # Who holds the claim: a task's id, the same across its retries and a redelivery of its message. (A default in
+    # the database too: rows written without the column, by code older than it, stay valid.)
+    lease_owner = models.CharField(max_length=64, blank=True, db_default="")
     updated_at = models.DateTimeField(auto_now=True)
 
     def __str__(self) -> str:

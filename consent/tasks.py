@@ -249,22 +249,14 @@ def token_renew(
         raise self.retry(
             kwargs={"partner_id": partner_id, "attempt": attempt + 1, "force": force}, countdown=retry.delay
         ) from None
-    except SoftTimeLimitExceeded:
-        # Its transaction rolled back. Acknowledged now, the renewal would wait for a sweep: it goes on instead.
-        reason = "its run ran out of time"
-        logger.warning("renewal of partner %s: %s; trying again", partner_id, reason)
-        raise self.retry(
-            kwargs={"partner_id": partner_id, "attempt": attempt, "force": force, "interrupted": reason},
-            countdown=backoff_delay(attempt=1),
-        ) from None
-    except DATABASE_LOST as exc:
-        # Nothing could be recorded: the database is what failed. The next attempt records it.
+    except (SoftTimeLimitExceeded, *DATABASE_LOST) as exc:
+        # Its transaction rolled back, and nothing could be recorded if the database is what failed: the next
+        # attempt records why this one stopped. Acknowledged now, the renewal would wait for a sweep.
+        reason = _cut_off(exc)
         if attempt >= settings.CPV_RENEWAL_MAX_ATTEMPTS:
-            logger.exception(
-                "renewal of partner %s: the database failed %d times; the next sweep tries again", partner_id, attempt
-            )
+            logger.exception("renewal of partner %s: stopped %d times (%s); the next sweep tries again",
+                         partner_id, attempt, reason)  # fmt: skip
             return {"partner_id": partner_id, "outcome": "failed"}
-        reason = f"the database connection failed: {exc.__class__.__name__}"
         logger.warning("renewal of partner %s: %s; trying again", partner_id, reason)
         raise self.retry(
             kwargs={"partner_id": partner_id, "attempt": attempt + 1, "force": force, "interrupted": reason},
@@ -277,8 +269,15 @@ def token_renew(
 def customers_sync(self: Task, partner_id: int, correlation_id: str = "", apply: bool = True) -> dict[str, Any]:
     """Sync one partner's customers, then queue ApplicationConsent for each customer that needs it."""
     correlation_id = correlation_id or str(uuid.uuid4())
+    # A retry goes on with the same MS-CorrelationId.
+    retry_kwargs = {"partner_id": partner_id, "correlation_id": correlation_id, "apply": apply}
     try:
         result = customers.customers_sync(partner_id=partner_id, correlation_id=correlation_id)
+        queued = 0
+        if apply:
+            queued = application_consents_queue(
+                partner_id=partner_id, correlation_id=correlation_id, **_same_queue(self)
+            )
     except Partner.DoesNotExist:
         # Partners are never deleted: a message queued against another database (one reset since, or a broker
         # folder shared with a test run) has nothing to sync here.
@@ -289,14 +288,11 @@ def customers_sync(self: Task, partner_id: int, correlation_id: str = "", apply:
             logger.warning("customer sync of partner %s failed: %s", partner_id, exc)
             return {"partner_id": partner_id, "outcome": "failed"}
         countdown = backoff_delay(attempt=self.request.retries + 1, retry_after=exc.retry_after)
-        raise self.retry(countdown=countdown) from None
+        raise self.retry(kwargs=retry_kwargs, countdown=countdown) from None
     except (SoftTimeLimitExceeded, *DATABASE_LOST) as exc:
-        # The sync's transaction rolled back: running it again is the same upsert.
+        # The sync is an upsert and the ApplicationConsents it queues claim their customers: both run again.
         logger.warning("customer sync of partner %s: %s; trying again", partner_id, _cut_off(exc))
-        raise self.retry(countdown=backoff_delay(attempt=self.request.retries + 1)) from None
-    queued = 0
-    if apply:
-        queued = application_consents_queue(partner_id=partner_id, correlation_id=correlation_id, **_same_queue(self))
+        raise self.retry(kwargs=retry_kwargs, countdown=backoff_delay(attempt=self.request.retries + 1)) from None
     return {"partner_id": partner_id, "outcome": "synced", "customers": result.listed, "queued": queued}
 
 
@@ -312,19 +308,15 @@ def application_consents_queue(*, partner_id: int, correlation_id: str, queue: s
 
 
 @shared_task(name="consent.application_consent_apply", bind=True, max_retries=MAX_TASK_RETRIES, **IDEMPOTENT)
-def application_consent_apply(
-    self: Task, customer_id: int, correlation_id: str = "", take_over: bool = False
-) -> dict[str, Any]:
+def application_consent_apply(self: Task, customer_id: int, correlation_id: str = "") -> dict[str, Any]:
     """ApplicationConsent in one customer tenant (idempotent: an existing consent is success).
 
-    `take_over` (set on the retry of a run cut off while it held the customer's claim) claims the customer
-    even though that claim has not lapsed; the retry sends the same MS-RequestId.
+    The task's id owns the customer's claim: a retry, or the message handed back after its worker died, takes
+    over the claim an earlier run of it left, and sends the same MS-RequestId.
     """
-    # A message the broker handed back belonged to a worker that died holding the customer's claim.
-    take_over = take_over or bool((self.request.delivery_info or {}).get("redelivered"))
     try:
         state = customers.customer_consent_apply(
-            customer_id=customer_id, correlation_id=correlation_id or None, take_over=take_over
+            customer_id=customer_id, correlation_id=correlation_id or None, owner=self.request.id or ""
         )
     except Customer.DoesNotExist:
         # As above: a message queued against another database.
@@ -335,14 +327,11 @@ def application_consent_apply(
         countdown = backoff_delay(attempt=self.request.retries + 1, retry_after=exc.retry_after)
         raise self.retry(countdown=countdown) from None
     except (SoftTimeLimitExceeded, *DATABASE_LOST) as exc:
-        # Cut off holding the customer's claim, perhaps after Partner Center created the consent: acknowledged
-        # now, the customer would wait for the claim to lapse and the daily sweep. The retry takes the claim
-        # over and sends the same MS-RequestId, which Partner Center answers as the one call it already saw.
+        # Cut off, perhaps holding the customer's claim after Partner Center created the consent: acknowledged
+        # now, the customer would wait for the claim to lapse and the daily sweep. The retry (the same task id)
+        # takes its claim over and sends the same MS-RequestId, which Partner Center answers as the call it saw.
         logger.warning("ApplicationConsent for customer %s: %s; trying again", customer_id, _cut_off(exc))
-        raise self.retry(
-            kwargs={"customer_id": customer_id, "correlation_id": correlation_id, "take_over": True},
-            countdown=backoff_delay(attempt=self.request.retries + 1),
-        ) from None
+        raise self.retry(countdown=backoff_delay(attempt=self.request.retries + 1)) from None
     return {"customer_id": customer_id, "status": state.status}
 
 

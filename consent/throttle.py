@@ -7,7 +7,9 @@ second in a database table. A 429's Retry-After pauses the shared limiter, so ev
 
 Should Redis stop answering, each process keeps the same pace on its own (LocalBucket) until Redis answers
 again, instead of failing the renewal or ApplicationConsent in hand: several processes may then go past the
-service's limit together for a while, and its 429s (retried after their Retry-After) are the price.
+service's limit together for a while, and its 429s (retried after their Retry-After) are the price. (With
+Redis as the broker too, a worker runs only the tasks it already holds meanwhile.) A Redis that answers with
+an error (a wrong password, a wrong type under the key) is a fault of configuration, and is raised.
 """
 
 from __future__ import annotations
@@ -21,7 +23,9 @@ from typing import Any, Protocol
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import F
-from redis.exceptions import RedisError
+from redis.exceptions import AuthenticationError, RedisError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 logger = logging.getLogger(__name__)
 
@@ -127,11 +131,21 @@ class LocalBucket:
             self._paused_until = max(self._paused_until, self._clock() + seconds)
 
 
-# While Redis is away, each key's LocalBucket (shared by the process's threads), and when to ask Redis again.
+# While Redis is away: each key's LocalBucket (shared by the process's threads), and the key's outage (when one
+# caller asks Redis again, and how many times in a row it did not answer). The wait between asks doubles from
+# REDIS_RETRY_SECONDS up to REDIS_RETRY_MAX_SECONDS; the other callers keep the local pace meanwhile.
 REDIS_RETRY_SECONDS = 5.0
+REDIS_RETRY_MAX_SECONDS = 60.0
 _local_buckets: dict[str, LocalBucket] = {}
-_redis_away_until: dict[str, float] = {}
+_outages: dict[str, tuple[float, int]] = {}
 _away_lock = threading.Lock()
+_clock = time.monotonic
+
+
+def _unreachable(exc: RedisError) -> bool:
+    """Redis could not be reached (or did not answer in time), as opposed to refusing: a wrong password, a
+    script error or a full server is a fault of configuration, and is raised."""
+    return isinstance(exc, (RedisConnectionError, RedisTimeoutError)) and not isinstance(exc, AuthenticationError)
 
 
 class RedisLimiter:
@@ -167,22 +181,25 @@ class RedisLimiter:
             waited += wait
 
     def pause(self, seconds: float) -> None:
-        if self._redis_away():
-            self._local().pause(seconds)
-            return
-        try:
-            self._pause(keys=[self._pause_key], args=[max(1, int(seconds * 1000))])
-        except RedisError as exc:
-            self._went_away(exc)
-            self._local().pause(seconds)
+        if self._ask_redis():
+            try:
+                self._pause(keys=[self._pause_key], args=[max(1, int(seconds * 1000))])
+            except RedisError as exc:
+                self._not_answered(exc)
+            else:
+                self._answered()
+                return
+        self._local().pause(seconds)
 
     def _wait(self) -> float:
         """Take a token from the shared bucket (or, while Redis is away, this process's): 0.0 or seconds to wait."""
-        if not self._redis_away():
+        if self._ask_redis():
             try:
-                return int(self._take(keys=[self._bucket, self._pause_key], args=[self._rate, self._capacity])) / 1000
+                wait_ms = int(self._take(keys=[self._bucket, self._pause_key], args=[self._rate, self._capacity]))
+                self._answered()
+                return wait_ms / 1000
             except RedisError as exc:
-                self._went_away(exc)
+                self._not_answered(exc)
         return self._local().take()
 
     def _local(self) -> LocalBucket:
@@ -192,15 +209,43 @@ class RedisLimiter:
                 bucket = _local_buckets[self._bucket] = LocalBucket(rate=self._rate, capacity=self._capacity)
             return bucket
 
-    def _redis_away(self) -> bool:
+    def _ask_redis(self) -> bool:
+        """Whether this call asks Redis: always, unless it is away; then one caller once its retry time has come."""
+        if self._bucket not in _outages:
+            return True
         with _away_lock:
-            return time.monotonic() < _redis_away_until.get(self._bucket, 0.0)
+            outage = _outages.get(self._bucket)
+            if outage is None:
+                return True
+            retry_at, failures = outage
+            now = _clock()
+            if now < retry_at:
+                return False
+            # This caller asks; should Redis not answer it either, the next ask waits twice as long.
+            _outages[self._bucket] = (now + _retry_after(failures + 1), failures)
+            return True
 
-    def _went_away(self, exc: Exception) -> None:
+    def _answered(self) -> None:
+        if self._bucket in _outages:
+            with _away_lock:
+                outage = _outages.pop(self._bucket, None)
+            if outage is not None:
+                logger.info("throttle: Redis answers again; %s is shared again", self._bucket)
+
+    def _not_answered(self, exc: RedisError) -> None:
+        if not _unreachable(exc):
+            raise exc
         with _away_lock:
-            _redis_away_until[self._bucket] = time.monotonic() + REDIS_RETRY_SECONDS
-        logger.warning("throttle: Redis did not answer (%s); this process paces %s alone for %.0f s",
-                       exc.__class__.__name__, self._bucket, REDIS_RETRY_SECONDS)  # fmt: skip
+            failures = _outages.get(self._bucket, (0.0, 0))[1] + 1
+            retry_in = _retry_after(failures)
+            _outages[self._bucket] = (_clock() + retry_in, failures)
+        if failures == 1:
+            logger.warning("throttle: Redis did not answer (%s); this process paces %s alone until it does",
+                           exc.__class__.__name__, self._bucket)  # fmt: skip
+
+
+def _retry_after(failures: int) -> float:
+    return min(REDIS_RETRY_MAX_SECONDS, REDIS_RETRY_SECONDS * 2 ** max(0, failures - 1))
 
 
 class DatabaseLimiter:
@@ -262,6 +307,7 @@ class DatabaseLimiter:
                 pass  # a longer pause is already there
 
 
+THROTTLE_REDIS_TIMEOUT = 2.0
 _clients: dict[str, Any] = {}
 _clients_lock = threading.Lock()
 
@@ -272,7 +318,10 @@ def _redis(url: str) -> Any:
     with _clients_lock:
         client = _clients.get(url)
         if client is None:
-            client = _clients[url] = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
+            # Short timeouts: while Redis does not answer, a caller waits this long once before pacing alone.
+            client = _clients[url] = redis.Redis.from_url(
+                url, socket_timeout=THROTTLE_REDIS_TIMEOUT, socket_connect_timeout=THROTTLE_REDIS_TIMEOUT
+            )
         return client
 
 

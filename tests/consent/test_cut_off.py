@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from celery.exceptions import SoftTimeLimitExceeded
 from django.db import OperationalError
+from django.utils import timezone
 
 from consent import customers, partner_center, renewal, tasks
 from consent.models import CustomerConsent, TokenEvent
@@ -85,5 +86,48 @@ def test_a_renewal_cut_off_by_its_time_limit_runs_again_and_says_why(cpv_sim, mo
 
     assert pointer_of(partner).generation == 2
     retrying = TokenEvent.objects.get(partner=partner, kind=TokenEvent.Kind.RETRYING)
-    assert "its run ran out of time" in retrying.message
-    assert retrying.detail["attempt"] == 1
+    assert "it ran out of time" in retrying.message
+    assert retrying.detail["attempt"] == 2
+
+
+def test_a_renewal_cut_off_every_time_stops_after_its_attempts(cpv_sim, monkeypatch, settings, caplog) -> None:  # type: ignore[no-untyped-def]
+    partner = active_partner(cpv_sim)
+    settings.CPV_RENEWAL_MAX_ATTEMPTS = 3
+    begun: list[int] = []
+
+    def out_of_time(**kwargs: Any) -> Any:
+        begun.append(1)
+        raise SoftTimeLimitExceeded()
+
+    monkeypatch.setattr(renewal, "redeem_locked", out_of_time)
+
+    tasks.token_renew.apply(kwargs={"partner_id": partner.pk, "force": True})
+
+    # Bounded like any other transient failure; the next sweep tries again.
+    assert len(begun) == 3
+    assert pointer_of(partner).generation == 1
+    assert f"renewal of partner {partner.pk}: stopped 3 times (it ran out of time)" in caplog.text
+
+
+def test_a_claim_another_task_holds_is_waited_out_and_a_task_takes_its_own_over(cpv_sim) -> None:  # type: ignore[no-untyped-def]
+    partner = active_partner(cpv_sim)
+    customers.customers_sync(partner_id=partner.pk)
+    customer = Customer.objects.filter(partner=partner).order_by("pk").first()
+    assert customer is not None
+    held = timezone.now() + customers.LEASE
+    CustomerConsent.objects.update_or_create(
+        customer=customer, defaults={"lease_until": held, "lease_owner": "another-task", "pending_request_id": ""}
+    )
+
+    tasks.application_consent_apply.apply(kwargs={"customer_id": customer.pk})
+
+    # Another task's claim: nothing sent, the claim untouched.
+    state = CustomerConsent.objects.get(customer=customer)
+    assert state.status == CustomerConsent.Status.PENDING and state.lease_owner == "another-task"
+    assert not cpv_sim.control.log(service="partner_center", method="POST", path="applicationconsents")
+
+    # That task's retry (or its message handed back) is the same task: it takes its claim over.
+    tasks.application_consent_apply.apply(kwargs={"customer_id": customer.pk}, task_id="another-task")
+
+    state = CustomerConsent.objects.get(customer=customer)
+    assert state.status == CustomerConsent.Status.APPLIED and state.lease_until is None

@@ -49,10 +49,13 @@ def test_the_local_bucket_keeps_the_rate_and_the_burst_and_honours_a_pause() -> 
 
 
 @pytest.fixture
-def away(monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    """Forget which buckets found Redis away (module state of this process)."""
-    monkeypatch.setattr(throttle, "_redis_away_until", {})
+def clock(monkeypatch) -> Clock:  # type: ignore[no-untyped-def]
+    """A fresh outage state for this process's buckets, timed by a clock the test moves."""
+    clock = Clock()
+    monkeypatch.setattr(throttle, "_outages", {})
     monkeypatch.setattr(throttle, "_local_buckets", {})
+    monkeypatch.setattr(throttle, "_clock", clock)
+    return clock
 
 
 def limiter(url: str, key: str, *, rate: int = 20) -> throttle.RedisLimiter:
@@ -60,46 +63,85 @@ def limiter(url: str, key: str, *, rate: int = 20) -> throttle.RedisLimiter:
     return throttle.RedisLimiter(client=client, key=key, rate=rate, capacity=1.5, what="test request")
 
 
-def test_with_redis_away_requests_go_on_at_the_pace_of_this_process(away, caplog) -> None:  # type: ignore[no-untyped-def]
-    nobody = f"redis://127.0.0.1:{free_port()}/0"
+def nobody() -> str:
+    """A Redis URL nothing listens on."""
+    return f"redis://127.0.0.1:{free_port()}/0"
+
+
+def test_with_redis_away_requests_go_on_at_the_pace_of_this_process(clock, caplog) -> None:  # type: ignore[no-untyped-def]
     key = f"test-{uuid.uuid4().hex}"
-    limiter_down = limiter(nobody, key)
+    down = limiter(nobody(), key)
 
     with caplog.at_level(logging.WARNING, logger="consent.throttle"):
-        waited = [limiter_down.acquire(timeout=5) for _ in range(5)]
-        limiter_down.pause(0.2)
-        waited.append(limiter_down.acquire(timeout=5))
+        waited = [down.acquire(timeout=5) for _ in range(5)]
+        down.pause(0.2)
+        waited.append(down.acquire(timeout=5))
 
-    # No exception: one token of the burst at once, then the rate of 20/s, then the pause.
+    # No exception: one token of the burst at once, then the rate of 20/s, then the pause (real time: the
+    # local bucket keeps its own clock).
     assert waited[0] == 0.0 and all(w > 0 for w in waited[1:])
     assert waited[-1] >= 0.15
-    warnings = [r.getMessage() for r in caplog.records if "Redis did not answer" in r.getMessage()]
-    # Told once: for the next REDIS_RETRY_SECONDS nobody asks the missing Redis again.
-    assert warnings == [
-        f"throttle: Redis did not answer (ConnectionError); this process paces cpv:throttle:{key} alone for 5 s"
+    # Told once, and asked once: until the retry time, nobody asks the missing Redis again.
+    assert [r.getMessage() for r in caplog.records if r.name == "consent.throttle"] == [
+        f"throttle: Redis did not answer (ConnectionError); this process paces cpv:throttle:{key} alone until it does"
     ]
+    assert throttle._outages[f"cpv:throttle:{key}"] == (clock.now + 5.0, 1)
+
+
+def test_one_caller_asks_again_and_the_wait_between_asks_doubles_up_to_a_minute(clock) -> None:  # type: ignore[no-untyped-def]
+    key = f"test-{uuid.uuid4().hex}"
+    first, second = limiter(nobody(), key), limiter(nobody(), key)
+    first.acquire(timeout=5)
+    start = clock.now
+    waits = []
+    for _ in range(6):
+        retry_at, _failures = throttle._outages[f"cpv:throttle:{key}"]
+        waits.append(round(retry_at - clock.now, 3))
+        clock.now = retry_at
+        # The first caller after the retry time asks Redis; one at the same moment keeps the local pace.
+        assert first._ask_redis() and not second._ask_redis()
+        first._not_answered(redis.exceptions.ConnectionError("Connection refused."))
+    assert waits == [5.0, 10.0, 20.0, 40.0, 60.0, 60.0]
+    assert throttle._outages[f"cpv:throttle:{key}"][1] == 7 and clock.now > start
 
 
 @pytest.mark.redis
-def test_redis_is_asked_again_once_the_retry_time_has_passed(away, redis_url, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_redis_is_asked_again_once_the_retry_time_has_passed(clock, redis_url, caplog) -> None:  # type: ignore[no-untyped-def]
     key = f"test-{uuid.uuid4().hex}"
-    limiter(f"redis://127.0.0.1:{free_port()}/0", key).acquire(timeout=5)
+    limiter(nobody(), key).acquire(timeout=5)
     shared = limiter(redis_url, key)
     server = redis.Redis.from_url(redis_url)
     try:
         # Within the retry time the process keeps its own pace, even with Redis back.
+        clock.now += 4.9
         shared.acquire(timeout=5)
         assert not server.exists(f"cpv:throttle:{key}")
 
-        monkeypatch.setattr(throttle, "_redis_away_until", {})
-        shared.acquire(timeout=5)
+        clock.now += 0.2
+        with caplog.at_level(logging.INFO, logger="consent.throttle"):
+            shared.acquire(timeout=5)
         assert server.exists(f"cpv:throttle:{key}")
+        assert f"cpv:throttle:{key}" not in throttle._outages
+        assert "Redis answers again" in caplog.text
     finally:
         server.delete(f"cpv:throttle:{key}", f"cpv:throttle:{key}:pause")
 
 
-def test_partner_center_calls_go_on_with_redis_away(away, settings, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    settings.CPV_THROTTLE_URL = f"redis://127.0.0.1:{free_port()}/0"
+@pytest.mark.redis
+def test_a_redis_that_answers_with_an_error_is_a_fault_not_an_outage(clock, redis_url) -> None:  # type: ignore[no-untyped-def]
+    key = f"test-{uuid.uuid4().hex}"
+    server = redis.Redis.from_url(redis_url)
+    server.set(f"cpv:throttle:{key}", "not a bucket", ex=60)
+    try:
+        with pytest.raises(redis.exceptions.ResponseError, match="WRONGTYPE"):
+            limiter(redis_url, key).acquire(timeout=5)
+        assert throttle._outages == {}
+    finally:
+        server.delete(f"cpv:throttle:{key}")
+
+
+def test_partner_center_calls_go_on_with_redis_away(clock, settings, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    settings.CPV_THROTTLE_URL = nobody()
     monkeypatch.setattr(throttle, "_clients", {})
     shared: Any = throttle.limiter_for(f"app-{uuid.uuid4().hex}")
     assert isinstance(shared, throttle.RedisLimiter)
