@@ -29,7 +29,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     """Remove the suite's own var folder (tests/settings.py) when this process made it."""
     from django.conf import settings
 
-    owned = getattr(settings, "CPV_TEST_VAR_DIR_OWNED", None)
+    owned = getattr(settings, "CPV_TEST_VAR_DIR_OWNED", None) if settings.configured else None
     if owned:
         shutil.rmtree(owned, ignore_errors=True)
 

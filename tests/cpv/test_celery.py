@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
 import pytest
@@ -76,7 +77,7 @@ def test_work_the_suite_publishes_stays_out_of_the_demos_var_folder(settings) ->
     assert var != (ROOT / "var").resolve()
     assert var.parent == (ROOT / "test-output").resolve()
     assert app.conf.broker_url == "filesystem://"  # the embedded broker, as `make test` runs the suite
-    queue = Path(app.conf.broker_transport_options["data_folder_in"])
-    before = set(queue.iterdir())
-    flows_expire.delay()
-    assert queue.parent.parent == var and len(set(queue.iterdir()) - before) == 1
+    folder = Path(app.conf.broker_transport_options["data_folder_in"])
+    queue = f"test-{uuid.uuid4().hex}"
+    flows_expire.apply_async(queue=queue)
+    assert folder.parent.parent == var and len([p for p in folder.iterdir() if f".{queue}." in p.name]) == 1
