@@ -181,26 +181,25 @@ class RedisLimiter:
             waited += wait
 
     def pause(self, seconds: float) -> None:
-        if self._ask_redis():
-            try:
-                self._pause(keys=[self._pause_key], args=[max(1, int(seconds * 1000))])
-            except RedisError as exc:
-                self._not_answered(exc)
-            else:
-                self._answered()
-                return
-        self._local().pause(seconds)
+        if self._shared(self._pause, [self._pause_key], [max(1, int(seconds * 1000))]) is None:
+            self._local().pause(seconds)
 
     def _wait(self) -> float:
         """Take a token from the shared bucket (or, while Redis is away, this process's): 0.0 or seconds to wait."""
-        if self._ask_redis():
-            try:
-                wait_ms = int(self._take(keys=[self._bucket, self._pause_key], args=[self._rate, self._capacity]))
-                self._answered()
-                return wait_ms / 1000
-            except RedisError as exc:
-                self._not_answered(exc)
-        return self._local().take()
+        wait_ms = self._shared(self._take, [self._bucket, self._pause_key], [self._rate, self._capacity])
+        return self._local().take() if wait_ms is None else wait_ms / 1000
+
+    def _shared(self, script: Any, keys: list[str], args: list[Any]) -> int | None:
+        """Run one of the scripts on Redis: its answer, or None while Redis is away (the caller paces alone)."""
+        if not self._ask_redis():
+            return None
+        try:
+            answer = script(keys=keys, args=args)
+        except RedisError as exc:
+            self._not_answered(exc)
+            return None
+        self._answered()
+        return int(answer)
 
     def _local(self) -> LocalBucket:
         with _away_lock:
