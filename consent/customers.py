@@ -28,12 +28,13 @@ from consent import identity, partner_center
 from consent.access_tokens import PARTNER_CENTER, TokenUnavailable, access_token_get, cache_forget
 from consent.coverage import coverage_consent_changed, coverage_recount
 from consent.models import CustomerConsent
+from consent.renewal import partner_mfa_refused
 from consent.retrying import backoff_delay
 from consent.services import app_for, cloud_for
 from consent.throttle import Limiter, ThrottleTimeout, limiter_for
 from consent.vault import VaultError
 from partners.models import Customer, Partner
-from partners.services import audit_record
+from partners.services import audit_record, partner_mfa_record
 
 logger = logging.getLogger(__name__)
 
@@ -49,12 +50,16 @@ MAX_INLINE_WAIT = 60.0
 
 
 class CallFailed(Exception):
-    """A Partner Center call failed after its in-process attempts. `transient` says whether to retry later."""
+    """A Partner Center call failed after its in-process attempts. `transient` says whether to retry later;
+    `mfa_required` that Partner Center refused the partner's token for want of MFA (code 900421)."""
 
-    def __init__(self, message: str, *, transient: bool, retry_after: float | None = None) -> None:
+    def __init__(
+        self, message: str, *, transient: bool, retry_after: float | None = None, mfa_required: bool = False
+    ) -> None:
         super().__init__(message)
         self.transient = transient
         self.retry_after = retry_after
+        self.mfa_required = mfa_required
 
 
 def _with_retries(
@@ -64,9 +69,11 @@ def _with_retries(
     limiter: Limiter | None,
     sleep: Callable[[float], None],
     what: str,
+    partner: Partner,
 ) -> T:
     """Run one logical call with bounded retries: 429 pauses the shared limiter for its Retry-After, 5xx
-    and timeouts back off with jitter, and a 401 gets one fresh access token. Raises CallFailed."""
+    and timeouts back off with jitter, and a 401 gets one fresh access token, except a 401 for want of MFA,
+    which no fresh token cures. Partner Center's isMfaCompliant is kept for the partner. Raises CallFailed."""
     fresh_token = False
     pc = client(False)
     for attempt in range(1, CALL_ATTEMPTS + 1):
@@ -76,7 +83,9 @@ def _with_retries(
             except ThrottleTimeout as exc:
                 raise CallFailed(f"{what}: {exc}", transient=True) from None
         try:
-            return call(pc)
+            result = call(pc)
+        except partner_center.MfaRequired as exc:
+            raise CallFailed(f"{what}: {exc}", transient=False, mfa_required=True) from None
         except partner_center.Throttled as exc:
             wait = exc.retry_after if exc.retry_after is not None else backoff_delay(attempt=attempt)
             logger.warning("%s: throttled by Partner Center, pausing every worker for %.1f s", what, wait)
@@ -98,6 +107,9 @@ def _with_retries(
             pc = client(True)
         except partner_center.PartnerCenterError as exc:
             raise CallFailed(f"{what}: {exc}", transient=False) from None
+        else:
+            partner_mfa_record(partner=partner, compliant=pc.mfa_compliant)
+            return result
     raise CallFailed(f"{what}: no attempt left", transient=True)
 
 
@@ -146,13 +158,19 @@ def customers_sync(
     partner = Partner.objects.get(pk=partner_id)
     if partner.status != Partner.Status.ACTIVE:
         raise CallFailed(f"partner {partner.code} is {partner.get_status_display().lower()}", transient=False)
-    records = _with_retries(
-        lambda pc: list(pc.customers(page_size=PAGE_SIZE)),
-        client=_client_factory(partner, correlation_id),
-        limiter=None,
-        sleep=sleep,
-        what=f"listing the customers of partner {partner.code}",
-    )
+    try:
+        records = _with_retries(
+            lambda pc: list(pc.customers(page_size=PAGE_SIZE)),
+            client=_client_factory(partner, correlation_id),
+            limiter=None,
+            sleep=sleep,
+            what=f"listing the customers of partner {partner.code}",
+            partner=partner,
+        )
+    except CallFailed as exc:
+        if exc.mfa_required:
+            partner_mfa_refused(partner_id=partner.pk, detail=str(exc))
+        raise
     listed: dict[uuid.UUID, partner_center.CustomerRecord] = {}
     for record in records:
         try:
@@ -319,6 +337,7 @@ def customer_consent_apply(
                 limiter=limiter,
                 sleep=sleep,
                 what=f"removing the old ApplicationConsent in {tenant}",
+                partner=partner,
             )
         created = _with_retries(
             lambda pc: pc.application_consent_create(customer_tenant_id=tenant, body=body, request_id=request_id),
@@ -326,8 +345,11 @@ def customer_consent_apply(
             limiter=limiter,
             sleep=sleep,
             what=f"ApplicationConsent in {tenant}",
+            partner=partner,
         )
     except CallFailed as exc:
+        if exc.mfa_required:
+            partner_mfa_refused(partner_id=partner.pk, detail=str(exc))
         state.attempts += 1
         state.last_error = str(exc)[:500]
         state.lease_until = None

@@ -544,9 +544,32 @@ def id_token_verify(*, cloud: Cloud, client_id: str, id_token: str, nonce: str |
     return claims
 
 
+def access_token_claims(access_token: str) -> dict[str, Any]:
+    """The claims of an access token Microsoft issued to this process for another resource (Partner Center,
+    Graph), read without checking its signature.
+
+    Such a token is meant for its resource, which alone validates it (Microsoft's first-party resources get v1.0
+    tokens whose format is not a contract), but it came straight from the token endpoint over TLS, so what it
+    says about the sign-in can be read: Microsoft's own `Test-PartnerSecurityRequirement` reads the `amr` of
+    the Partner Center token in the same way. Returns {} for a token that is not a readable JWT.
+    """
+    try:
+        claims = jwt.decode(access_token, options={"verify_signature": False})
+    except jwt.PyJWTError:
+        return {}
+    return claims if isinstance(claims, dict) else {}
+
+
 def claims_have_mfa(claims: dict[str, Any]) -> bool:
-    return "mfa" in (claims.get("amr") or [])
+    """Whether `amr` says the sign-in used multi-factor authentication (False when there is no `amr`)."""
+    amr = claims.get("amr")
+    return isinstance(amr, list) and "mfa" in amr
 
 
-def claims_are_global_admin(claims: dict[str, Any]) -> bool:
-    return GLOBAL_ADMIN_ROLE in (claims.get("wids") or [])
+def claims_global_admin(claims: dict[str, Any]) -> bool | None:
+    """What a token's `wids` says of the Global Administrator role: True or False when it lists the user's
+    roles, None when it has no `wids` (which proves nothing: the claim is optional)."""
+    wids = claims.get("wids")
+    if not isinstance(wids, list):
+        return None
+    return GLOBAL_ADMIN_ROLE in wids

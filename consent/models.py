@@ -7,6 +7,7 @@ import uuid
 from django.db import models
 
 # The local vault's table is defined beside its backend; importing it here lets Django find it.
+from consent.outcomes import outcome
 from consent.vault.models import VaultSecretVersion
 from partners.models import Customer, Partner
 
@@ -32,6 +33,14 @@ class ConsentFlow(models.Model):
     class Kind(models.TextChoices):
         FIRST = "first", "First consent"
         RECONSENT = "reconsent", "Re-consent"
+
+    class RoleEvidence(models.TextChoices):
+        """Where the proof that the consenting user is a Global Administrator came from."""
+
+        ID_TOKEN = "id_token", "The id_token's wids claim"
+        ACCESS_TOKEN = "access_token", "The Partner Center token's wids claim"
+        GRAPH = "graph", "Microsoft Graph (the user's directory roles)"
+        UNPROVEN = "unproven", "Not proven (accepted on the Admin Agent check alone)"
 
     class Origin(models.TextChoices):
         INVITATION = "invitation", "Staff invitation"
@@ -59,6 +68,8 @@ class ConsentFlow(models.Model):
     user_oid = models.UUIDField(null=True, blank=True)
     user_name = models.CharField(max_length=254, blank=True, help_text="preferred_username, for people to read")
     vault_version = models.CharField(max_length=64, blank=True)
+    # Set once the role was checked: how the Global Administrator role was proven (or that it was not).
+    role_evidence = models.CharField(max_length=16, choices=RoleEvidence.choices, blank=True, db_default="")
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
@@ -75,6 +86,11 @@ class ConsentFlow(models.Model):
     @property
     def is_open(self) -> bool:
         return self.status in self.OPEN
+
+    @property
+    def staff_note(self) -> str:
+        """What the vendor's staff must do about this attempt's failure, where there is something."""
+        return outcome(self.failure_reason).staff_note if self.failure_reason else ""
 
 
 class ConsentFlowEvent(models.Model):

@@ -12,6 +12,8 @@ class Outcome:
     explanation: str
     what_to_do: str
     retry: bool
+    # For the vendor's staff, where they have something to do that the partner cannot.
+    staff_note: str = ""
 
 
 SUCCESS = "success"
@@ -39,6 +41,19 @@ OUTCOMES: dict[str, Outcome] = {
             "Consent for the whole organisation must come from a Global Administrator of your Microsoft Entra tenant.",
             "Sign in again with an account that is a Global Administrator (a dedicated integration account is best).",
             retry=True,
+        ),
+        Outcome(
+            "role_unproven",
+            "We could not confirm that the account is a Global Administrator",
+            "Consent must come from a Global Administrator, and Microsoft gave the control panel no way to check "
+            "the account's role. Nothing was stored.",
+            "Tell the vendor: the setup of its Microsoft app must change before you can consent. Then try again.",
+            retry=True,
+            staff_note="No token listed the user's directory roles and Microsoft Graph could not be asked. Either "
+            "add the delegated Microsoft Graph permission RoleManagement.Read.Directory (or Directory.Read.All) to "
+            "the app registration and have the partner consent again, or make the app's tokens carry directory "
+            "roles (groupMembershipClaims: DirectoryRole in its manifest). CPV_GLOBAL_ADMIN_EVIDENCE=warn accepts "
+            "such consents on Partner Center's Admin Agent check alone.",
         ),
         Outcome(
             "not_admin_agent",

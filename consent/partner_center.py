@@ -45,6 +45,18 @@ class Unauthorized(PartnerCenterError):
     kind = "unauthorized"
 
 
+class MfaRequired(Unauthorized):
+    """401 with code 900421: the token's sign-in had no multi-factor authentication, which Partner Center
+    requires of every App+User call. A fresh access token from the same consent will not have it either: the
+    partner must consent again with MFA."""
+
+    kind = "mfa_required"
+
+
+# Partner Center's error code for an App+User call whose token lacks MFA.
+MFA_REQUIRED_CODE = "900421"
+
+
 class Forbidden(PartnerCenterError):
     """403: the signed-in user lacks the Admin Agent role, or the tenant is not a partner."""
 
@@ -111,6 +123,8 @@ class PartnerCenterClient:
         self.base_url = base_url.rstrip("/")
         self._access_token = access_token
         self.correlation_id = correlation_id or str(uuid.uuid4())
+        # Partner Center's `isMfaCompliant` on the last answer that carried it (None: none did yet).
+        self.mfa_compliant: bool | None = None
 
     def __repr__(self) -> str:
         return f"PartnerCenterClient(base_url={self.base_url!r}, correlation_id={self.correlation_id!r})"
@@ -140,15 +154,19 @@ class PartnerCenterClient:
     ) -> requests.Response:
         """One call. `request_id` (MS-RequestId) is the idempotency key: pass the same one when retrying.
 
+        Every call asks Partner Center to report on MFA (`ValidateMfa: true`); its `isMfaCompliant` answer is
+        kept in `mfa_compliant`, whatever the status.
+
         Returns the response for a 2xx answer; raises a PartnerCenterError subclass otherwise.
         """
         request_id = request_id or str(uuid.uuid4())
         all_headers = {
+            **(headers or {}),
             "Authorization": f"Bearer {self._access_token}",
             "Accept": "application/json",
             "MS-RequestId": request_id,
             "MS-CorrelationId": self.correlation_id,
-            **(headers or {}),
+            "ValidateMfa": "true",
         }
         try:
             response = _session().request(method, self._url(path), json=json, headers=all_headers, timeout=HTTP_TIMEOUT)
@@ -159,6 +177,9 @@ class PartnerCenterClient:
                 f"Partner Center could not be reached for {method} {path} ({exc.__class__.__name__})",
                 request_id=request_id,
             ) from None
+        compliant = _header_bool(response.headers.get("isMfaCompliant"))
+        if compliant is not None:
+            self.mfa_compliant = compliant
         if response.ok:
             return response
         raise _error(response, method, path, request_id)
@@ -226,6 +247,13 @@ class PartnerCenterClient:
         return True
 
 
+def _header_bool(value: str | None) -> bool | None:
+    if value is None:
+        return None
+    text = value.strip().lower()
+    return True if text == "true" else False if text == "false" else None
+
+
 def _error(response: requests.Response, method: str, path: str, request_id: str) -> PartnerCenterError:
     try:
         body = response.json()
@@ -247,6 +275,8 @@ def _error(response: requests.Response, method: str, path: str, request_id: str)
         return Throttled(summary, retry_after=_retry_after(response.headers.get("Retry-After")), **kwargs)
     if status >= 500:
         return Transient(summary, **kwargs)
+    if status == 401 and code == MFA_REQUIRED_CODE:
+        return MfaRequired(summary, **kwargs)
     if status == 401:
         return Unauthorized(summary, **kwargs)
     if status == 403:

@@ -110,8 +110,8 @@ def _partner_for(who: PortalIdentity) -> Partner | None:
 
 
 def _is_partner_admin(who: PortalIdentity, partner: Partner) -> bool:
-    """A Global Administrator by the id_token's `wids`, or the person who consented for the partner (Entra
-    leaves `wids` out of some tokens)."""
+    """A Global Administrator by the `wids` of the sign-in's tokens, or the person who consented for the partner
+    (`wids` is an optional claim, left out of some tokens)."""
     if who.global_admin:
         return True
     token = getattr(partner, "token", None)
@@ -268,7 +268,12 @@ def callback(request: HttpRequest) -> HttpResponse:
                 "name": str(claims.get("name", ""))[:200],
                 "username": str(claims.get("preferred_username", ""))[:254],
                 "cloud": entry["cloud"],
-                "global_admin": identity.claims_are_global_admin(claims),
+                # `wids` is in an id_token only when the app registration asks for directory roles; the access
+                # token that came with it (for Microsoft Graph) carries the user's roles as well.
+                "global_admin": bool(
+                    identity.claims_global_admin(claims)
+                    or identity.claims_global_admin(identity.access_token_claims(result.access_token))
+                ),
             },
         },
         timeout=HANDOFF_SECONDS,

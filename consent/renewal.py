@@ -29,7 +29,7 @@ from django.db import DatabaseError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from consent import identity
+from consent import identity, partner_center
 from consent.models import PartnerToken, TokenEvent
 from consent.retrying import backoff_delay, max_countdown
 from consent.services import (
@@ -50,7 +50,7 @@ from consent.vault import (
     secret_tags,
 )
 from partners.models import Partner
-from partners.services import Actor, PartnerError, audit_record
+from partners.services import Actor, PartnerError, audit_record, partner_mfa_record
 
 logger = logging.getLogger(__name__)
 
@@ -373,6 +373,54 @@ def partner_mark_reconsent_needed(*, pointer: PartnerToken, error: identity.Iden
     return True
 
 
+def partner_mfa_refused(*, partner_id: int, detail: str) -> bool:
+    """Partner Center refused the partner's token for want of MFA (401 with code 900421, or isMfaCompliant
+    false): a fresh access token from the same consent would not have it either, so nothing is retried. Marks
+    the partner "re-consent needed" with MFA as the reason and emails the re-consent link, once (as an expired
+    consent does); the stored token is kept until a new consent replaces it.
+
+    Runs its own transaction (the pointer's lock, then the partner's). Returns True when it marked the partner.
+    """
+    error = identity.MfaRequired(
+        f"Partner Center requires multi-factor authentication: {detail}", error="mfa_required", codes=(900421,)
+    )
+    now = timezone.now()
+    with transaction.atomic():
+        pointer = (
+            PartnerToken.objects.select_for_update(of=("self",))
+            .select_related("partner")
+            .filter(partner_id=partner_id)
+            .first()
+        )
+        if pointer is None:
+            return False
+        partner_mfa_record(partner=pointer.partner, compliant=False, now=now)
+        return partner_mark_reconsent_needed(pointer=pointer, error=error, now=now)
+
+
+def partner_mfa_verify(*, partner: Partner, access_token: str) -> bool | None:
+    """Ask Partner Center (`ValidateMfa`) whether the partner's token satisfies its MFA rule, with `access_token`
+    (for Partner Center, from the partner's refresh token), and act on the answer: a refusal marks the partner
+    (partner_mfa_refused). Returns isMfaCompliant (None when Partner Center could not say, which is only logged).
+    """
+    client = partner_center.PartnerCenterClient(
+        base_url=cloud_for(partner).partner_center_url, access_token=access_token
+    )
+    try:
+        client.organization_profile()
+    except partner_center.MfaRequired as exc:
+        partner_mfa_refused(partner_id=partner.pk, detail=str(exc))
+        return False
+    except partner_center.PartnerCenterError as exc:
+        logger.warning("partner %s: Partner Center could not confirm MFA: %s", partner.code, exc)
+        return client.mfa_compliant
+    if client.mfa_compliant is False:
+        partner_mfa_refused(partner_id=partner.pk, detail="Partner Center answered isMfaCompliant: false")
+    else:
+        partner_mfa_record(partner=partner, compliant=client.mfa_compliant)
+    return client.mfa_compliant
+
+
 # --- renewal --------------------------------------------------------------------------------------------
 
 
@@ -585,6 +633,11 @@ def _renewed(pointer: PartnerToken, redemption: Redemption) -> None:
 
     cache_put(partner=pointer.partner, audience=PARTNER_CENTER, tenant=None, token=redemption.token)
     logger.info("renewed the token of partner %s (generation %s)", pointer.partner.code, pointer.generation)
+    # Partner Center refuses a token whose sign-in had no MFA (its `amr`, which renewal carries over): when the
+    # renewed one shows none, Partner Center is asked before anything relies on it (a rare call, so renewal
+    # does not spend Partner Center's request budget otherwise).
+    if not identity.claims_have_mfa(identity.access_token_claims(redemption.token.access_token)):
+        partner_mfa_verify(partner=pointer.partner, access_token=redemption.token.access_token)
 
 
 def _renewal_failed(

@@ -105,6 +105,7 @@ def partner_directory(
     cloud: str = "",
     environment: str = "",
     health: str = "",
+    mfa: str = "",
     sort: str = "name",
     now: datetime | None = None,
 ) -> QuerySet[Partner]:
@@ -132,7 +133,17 @@ def partner_directory(
         qs = qs.filter(environment=environment)
     if health:
         qs = qs.filter(health=health)
+    if mfa in MFA_FILTERS:
+        qs = (
+            qs.filter(mfa_compliant=MFA_FILTERS[mfa])
+            if MFA_FILTERS[mfa] is not None
+            else qs.filter(mfa_compliant__isnull=True)
+        )
     return qs.order_by(*SORTS.get(sort, SORTS["name"]))
+
+
+# The list's MFA filter: Partner Center's last isMfaCompliant for the partner, or none seen yet.
+MFA_FILTERS: dict[str, bool | None] = {"compliant": True, "not_compliant": False, "unknown": None}
 
 
 def coverage_for(partner_ids: list[int]) -> dict[int, Coverage]:
@@ -511,7 +522,7 @@ def token_health(partner: Partner, *, now: datetime | None = None) -> TokenHealt
 
 
 def partner_with_token(code: uuid.UUID | str) -> QuerySet[Partner]:
-    return Partner.objects.select_related("token").filter(code=code)
+    return Partner.objects.select_related("token__consent_flow").filter(code=code)
 
 
 def consent_flows(partner: Partner, *, limit: int = 10) -> list[ConsentFlow]:

@@ -15,7 +15,7 @@ import re
 import secrets
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, cast
 
@@ -27,7 +27,7 @@ from django.db.models.functions import Cast
 from django.urls import reverse
 from django.utils import timezone
 
-from consent import identity, partner_center
+from consent import graph, identity, partner_center
 from consent.invitations import invitation_url
 from consent.models import ConsentFlow, ConsentFlowEvent, PartnerToken
 from consent.outcomes import outcome
@@ -375,27 +375,110 @@ def _complete(flow: ConsentFlow, form: Mapping[str, str]) -> ConsentFlow:
         return _fail(flow, "wrong_tenant", f"signed in to tenant {tenant_id}, expected {partner.tenant_id}")
     if Partner.objects.filter(tenant_id=tenant_id).exclude(pk=partner.pk).exists():
         return _fail(flow, "tenant_taken", f"tenant {tenant_id} belongs to another partner")
-    if not identity.claims_have_mfa(claims):
-        return _fail(flow, "no_mfa", "the id_token's amr claim has no mfa")
-    # `wids` is only sometimes in an id_token: refuse when it names the user's roles without Global
-    # Administrator; without it, Microsoft's own admin-consent rules and Partner Center's check decide.
-    if "wids" in claims and not identity.claims_are_global_admin(claims):
-        return _fail(flow, "not_global_admin", "the id_token's wids claim lacks the Global Administrator role")
+    # MFA: the Partner Center token's own `amr`, which is what Partner Center itself checks (a v2.0 id_token
+    # carries no `amr`).
+    pc_claims = identity.access_token_claims(token.access_token)
+    if not identity.claims_have_mfa(pc_claims):
+        detail = "has no mfa" if isinstance(pc_claims.get("amr"), list) else "is missing"
+        return _fail(flow, "no_mfa", f"the amr claim of the Partner Center token {detail}")
+    try:
+        evidence, token = _global_admin_evidence(
+            flow, cloud=cloud, app=app, id_claims=claims, pc_claims=pc_claims, token=token
+        )
+    except _Refused as refused:
+        return _fail(flow, refused.reason, refused.detail)
+    flow.role_evidence = evidence
+    flow.save(update_fields=["role_evidence"])
 
-    # Partner Center itself is the proof of the Admin Agent role: a call made with the new token.
+    # Partner Center itself is the proof of the Admin Agent role: a call made with the new token, which also
+    # asks it to judge the sign-in's MFA (ValidateMfa).
     client = partner_center.PartnerCenterClient(base_url=cloud.partner_center_url, access_token=token.access_token)
     try:
         client.organization_profile()
+    except partner_center.MfaRequired as exc:
+        return _fail(flow, "no_mfa", str(exc))
     except (partner_center.Forbidden, partner_center.Unauthorized) as exc:
         return _fail(flow, "not_admin_agent", str(exc))
     except partner_center.PartnerCenterError as exc:
         return _fail(flow, "microsoft_error", str(exc))
-    _move(flow, Status.VERIFIED, "Partner Center accepted the account", correlation_id=client.correlation_id)
+    if client.mfa_compliant is False:
+        return _fail(flow, "no_mfa", "Partner Center answered isMfaCompliant: false")
+    _move(
+        flow,
+        Status.VERIFIED,
+        "Partner Center accepted the account",
+        correlation_id=client.correlation_id,
+        mfa_compliant=client.mfa_compliant,
+        role_evidence=evidence,
+    )
 
-    return _vault_and_activate(flow, token)
+    return _vault_and_activate(flow, token, mfa_compliant=client.mfa_compliant)
 
 
-def _vault_and_activate(flow: ConsentFlow, token: identity.TokenResult) -> ConsentFlow:
+def _global_admin_evidence(
+    flow: ConsentFlow,
+    *,
+    cloud: clouds.Cloud,
+    app: AppCredential,
+    id_claims: dict[str, Any],
+    pc_claims: dict[str, Any],
+    token: identity.TokenResult,
+) -> tuple[str, identity.TokenResult]:
+    """Prove that the consenting user is a Global Administrator, from the best evidence Microsoft gives.
+
+    `wids` lists the user's directory roles where a token carries it (an id_token only when the app
+    registration asks for directory roles; an access token as its resource's registration decides); no `wids`
+    proves nothing. Without it, Microsoft Graph lists the user's roles, with a Graph token redeemed from the new
+    refresh token (whose rotated successor is then the one to keep).
+
+    Returns the evidence (a ConsentFlow.RoleEvidence) and the token to keep. Raises _Refused: not_global_admin
+    when the evidence says no, role_unproven when none could be had (unless CPV_GLOBAL_ADMIN_EVIDENCE is warn),
+    microsoft_error when Microsoft failed for a moment.
+    """
+    for source, claims, label in (
+        (ConsentFlow.RoleEvidence.ID_TOKEN, id_claims, "id_token"),
+        (ConsentFlow.RoleEvidence.ACCESS_TOKEN, pc_claims, "Partner Center token"),
+    ):
+        verdict = identity.claims_global_admin(claims)
+        if verdict is True:
+            return source, token
+        if verdict is False:
+            raise _Refused("not_global_admin", f"the {label}'s wids claim lacks the Global Administrator role")
+    why: str
+    try:
+        graph_token = identity.refresh_token_redeem(
+            cloud=cloud, app=app, tenant=str(flow.tenant_id), refresh_token=token.refresh_token,
+            scopes=[cloud.graph_scope],
+        )  # fmt: skip
+        roles = graph.GraphClient(
+            base_url=cloud.graph_url, access_token=graph_token.access_token
+        ).directory_role_templates()
+    except identity.Transient as exc:
+        raise _Refused("microsoft_error", f"a Microsoft Graph token could not be had: {exc}") from None
+    except identity.IdentityError as exc:
+        why = f"Microsoft refused a Microsoft Graph token ({exc})"
+    except graph.GraphError as exc:
+        if exc.transient:
+            raise _Refused("microsoft_error", f"reading the user's directory roles failed: {exc}") from None
+        why = f"Microsoft Graph refused to list the user's directory roles ({exc})"
+    else:
+        kept = replace(token, refresh_token=graph_token.refresh_token) if graph_token.refresh_token else token
+        if identity.GLOBAL_ADMIN_ROLE in roles:
+            return ConsentFlow.RoleEvidence.GRAPH, kept
+        if None not in roles:
+            raise _Refused(
+                "not_global_admin", "Microsoft Graph lists the user's directory roles without Global Administrator"
+            )
+        why = "Microsoft Graph listed the user's directory roles without naming them (the app may not read roles)"
+        token = kept
+    if settings.CPV_GLOBAL_ADMIN_EVIDENCE == "warn":
+        _event(flow, flow.status, f"Global Administrator role not proven: {why}"[:500], role_evidence="unproven")
+        logger.warning("consent flow %s: the Global Administrator role is not proven: %s", flow.code, why)
+        return ConsentFlow.RoleEvidence.UNPROVEN, token
+    raise _Refused("role_unproven", why)
+
+
+def _vault_and_activate(flow: ConsentFlow, token: identity.TokenResult, *, mfa_compliant: bool | None) -> ConsentFlow:
     partner = flow.partner
     vault = get_vault()
     name = secret_name_for(partner.code)
@@ -432,7 +515,11 @@ def _vault_and_activate(flow: ConsentFlow, token: identity.TokenResult) -> Conse
             locked.tenant_id = flow.tenant_id
             locked.status = Partner.Status.ACTIVE
             locked.status_reason = ""
-            locked.save(update_fields=["tenant_id", "status", "status_reason", "updated_at"])
+            update = ["tenant_id", "status", "status_reason", "updated_at"]
+            if mfa_compliant is not None:
+                locked.mfa_compliant, locked.mfa_checked_at = mfa_compliant, now
+                update += ["mfa_compliant", "mfa_checked_at"]
+            locked.save(update_fields=update)
             flow.vault_version = written.version
             flow.save(update_fields=["vault_version"])
             _move(
@@ -453,6 +540,8 @@ def _vault_and_activate(flow: ConsentFlow, token: identity.TokenResult) -> Conse
                     "user": flow.user_name,
                     "previous_status": previous_status,
                     "vault_version": written.version,
+                    "role_evidence": flow.role_evidence,
+                    "mfa_compliant": mfa_compliant,
                 },
             )
             # robust: a failure of this follow-up work is logged, never taken for a failed consent.

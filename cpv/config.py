@@ -45,6 +45,9 @@ DEFAULT_APPLICATION_GRANTS: dict[str, Any] = {
 }
 
 
+GLOBAL_ADMIN_EVIDENCE = ("require", "warn")
+
+
 class ConfigError(ImproperlyConfigured):
     """The environment does not describe a runnable control panel. The message lists every problem."""
 
@@ -99,6 +102,7 @@ class Config:
     signin_max_failures: int
     signin_lockout_minutes: int
     consent_flow_minutes: int
+    global_admin_evidence: str
     cache: dict[str, Any]
     application_grants: dict[str, Any]
     var_dir: Path
@@ -540,6 +544,9 @@ def load_config(environ_map: Mapping[str, str], *, base_dir: Path) -> Config:
         signin_max_failures=r.int("CPV_SIGNIN_MAX_FAILURES", 5),
         signin_lockout_minutes=r.int("CPV_SIGNIN_LOCKOUT_MINUTES", 15),
         consent_flow_minutes=r.int("CPV_CONSENT_FLOW_MINUTES", 15),
+        # What a consent does when no token and no Graph answer proves the Global Administrator role: refuse
+        # it, or accept it on Partner Center's Admin Agent check alone and show staff it was not proven.
+        global_admin_evidence=r.choice("CPV_GLOBAL_ADMIN_EVIDENCE", "require", GLOBAL_ADMIN_EVIDENCE),
         cache=cache,
         application_grants=grants,
         var_dir=var_dir,

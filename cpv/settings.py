@@ -176,6 +176,8 @@ CPV_INVITATION_MAX_AGE_DAYS = CONFIG.invitation_max_age_days
 CPV_SIGNIN_MAX_FAILURES = CONFIG.signin_max_failures
 CPV_SIGNIN_LOCKOUT_MINUTES = CONFIG.signin_lockout_minutes
 CPV_CONSENT_FLOW_MINUTES = CONFIG.consent_flow_minutes
+# require: a consent whose Global Administrator role cannot be proven is refused; warn: accepted and flagged.
+CPV_GLOBAL_ADMIN_EVIDENCE = CONFIG.global_admin_evidence
 
 # Background work: token renewal, and the shared limiter for Partner Center's ApplicationConsent calls.
 CPV_RENEWAL_INTERVAL_DAYS = CONFIG.renewal_interval_days

@@ -97,12 +97,21 @@ def _blank(choices: Any, label: str) -> list[tuple[str, str]]:
     return [("", label), *[(str(v), str(n)) for v, n in choices]]
 
 
+# Partner Center's last `isMfaCompliant` for the partner (partners.models.Partner.mfa_compliant).
+MFA_CHOICES = [
+    ("compliant", "MFA compliant"),
+    ("not_compliant", "Not MFA compliant"),
+    ("unknown", "MFA not checked yet"),
+]
+
+
 class PartnerFilterForm(forms.Form):
     q = forms.CharField(required=False, max_length=200, label="Search")
     status = forms.ChoiceField(required=False, choices=_blank(Partner.Status.choices, "Any status"))
     cloud = forms.ChoiceField(required=False, choices=_blank(ALL_PARTNER_CLOUDS, "Any cloud"))
     environment = forms.ChoiceField(required=False, choices=_blank(Partner.Environment.choices, "Any environment"))
     health = forms.ChoiceField(required=False, label="Token health")
+    mfa = forms.ChoiceField(required=False, label="MFA", choices=[("", "Any MFA state"), *MFA_CHOICES])
     sort = forms.CharField(required=False, max_length=20, widget=forms.HiddenInput)
 
     def __init__(self, *args: Any, health_choices: list[tuple[str, str]], **kwargs: Any) -> None:

@@ -35,6 +35,10 @@ class Partner(models.Model):
     environment = models.CharField(max_length=16, choices=Environment.choices, default=Environment.PRODUCTION)
     status = models.CharField(max_length=24, choices=Status.choices, default=Status.INVITED, db_index=True)
     status_reason = models.CharField(max_length=500, blank=True)
+    # Partner Center's `isMfaCompliant` answer (every call sends `ValidateMfa: true`) on the partner's last call
+    # that carried one, and when it came: unknown (None) until Partner Center has been called.
+    mfa_compliant = models.BooleanField(null=True, blank=True)
+    mfa_checked_at = models.DateTimeField(null=True, blank=True)
     # Self-onboarding: the form's one-time key, so a double submission finds the partner it created.
     signup_key = models.UUIDField(null=True, blank=True, unique=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)

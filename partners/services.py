@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, Group, Permission, User
@@ -11,6 +12,7 @@ from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 
 from cpv import clouds
 from cpv.logs import redact_value, request_id_var
@@ -239,3 +241,25 @@ def staff_user_set_active(*, actor: Actor, user: User, active: bool) -> User:
             detail={"user": user.get_username()},
         )
     return user
+
+
+# A partner's MFA state is written when it changes, and otherwise at most this often: ApplicationConsent calls
+# Partner Center once per customer, and each answer carries it.
+MFA_RECORD_EVERY = timedelta(minutes=10)
+
+
+def partner_mfa_record(*, partner: Partner, compliant: bool | None, now: datetime | None = None) -> bool:
+    """Keep Partner Center's `isMfaCompliant` answer for the partner (None: the answer carried none; nothing is
+    written). `partner` is updated in memory too. Returns True when the row was written."""
+    if compliant is None:
+        return False
+    now = now or timezone.now()
+    if (
+        partner.mfa_compliant == compliant
+        and partner.mfa_checked_at is not None
+        and now - partner.mfa_checked_at < MFA_RECORD_EVERY
+    ):
+        return False
+    Partner.objects.filter(pk=partner.pk).update(mfa_compliant=compliant, mfa_checked_at=now)
+    partner.mfa_compliant, partner.mfa_checked_at = compliant, now
+    return True

@@ -89,6 +89,7 @@ def partner_list(request: HttpRequest) -> HttpResponse:
         cloud=filters.get("cloud", ""),
         environment=filters.get("environment", ""),
         health=filters.get("health", ""),
+        mfa=filters.get("mfa", ""),
         sort=sort,
     )
     page = Paginator(qs, PAGE_SIZE).get_page(request.GET.get("page"))
@@ -104,7 +105,7 @@ def partner_list(request: HttpRequest) -> HttpResponse:
         "health_labels": selectors.HEALTH_LABELS,
         "bulk_actions": BULK_ACTIONS,
         "can_act": request.staff_role >= Role.OPERATOR,  # type: ignore[attr-defined]
-        "filtered": any(filters.get(k) for k in ("q", "status", "cloud", "environment", "health")),
+        "filtered": any(filters.get(k) for k in ("q", "status", "cloud", "environment", "health", "mfa")),
     }
     return render(request, "partners/list.html", context)
 

@@ -12,7 +12,7 @@ from aiohttp import web
 
 from simulator.entra import SIM_KEY, issue_refresh_token_directly
 from simulator.state import ApplicationConsentRecord, Simulator
-from simulator.world import GRAPH_APP_ID, PARTNER_CENTER_RESOURCE
+from simulator.world import GRAPH_APP_ID, GROUP_MEMBERSHIP_CLAIMS, PARTNER_CENTER_RESOURCE
 
 logger = logging.getLogger(__name__)
 
@@ -198,6 +198,47 @@ async def update_partner(request: web.Request) -> web.Response:
     return _json({"tenant_id": partner.tenant_id, "conditional_access": partner.conditional_access})
 
 
+async def update_app(request: web.Request) -> web.Response:
+    """Change an app registration at run time: `group_membership_claims`, `delegated_permissions`."""
+    sim = _sim(request)
+    app = sim.world.app(request.match_info["client_id"].lower())
+    if app is None:
+        return _bad("no such app registration", 404)
+    body = await _body(request)
+    unknown = set(body) - {"group_membership_claims", "delegated_permissions"}
+    if unknown:
+        return _bad(f"unknown app fields: {', '.join(sorted(unknown))}")
+    if "group_membership_claims" in body:
+        value = body["group_membership_claims"]
+        if value not in GROUP_MEMBERSHIP_CLAIMS:
+            allowed = ", ".join("null" if v is None else repr(v) for v in GROUP_MEMBERSHIP_CLAIMS)
+            return _bad(f"group_membership_claims must be one of {allowed}")
+    permissions: dict[str, list[str]] | None = None
+    if "delegated_permissions" in body:
+        raw = body["delegated_permissions"]
+        if not isinstance(raw, dict) or not all(
+            isinstance(k, str) and isinstance(v, list) and all(isinstance(p, str) for p in v) for k, v in raw.items()
+        ):
+            return _bad("delegated_permissions must map a resource URL to a list of permission names")
+        permissions = {}
+        for resource, names in raw.items():
+            canonical = sim.canonical_resource(resource) or resource.rstrip("/")
+            permissions[canonical] = list(dict.fromkeys(names))
+    if "group_membership_claims" in body:
+        app.group_membership_claims = body["group_membership_claims"]
+    if permissions is not None:
+        app.delegated_permissions = permissions
+    # id_tokens are reused for a minute: none signed under the old registration may be handed out again
+    sim.entra.id_token_cache.clear()
+    return _json(
+        {
+            "client_id": app.client_id,
+            "group_membership_claims": app.group_membership_claims,
+            "delegated_permissions": app.delegated_permissions,
+        }
+    )
+
+
 async def faults(request: web.Request) -> web.Response:
     sim = _sim(request)
     if request.method == "GET":
@@ -367,6 +408,7 @@ def setup(app: web.Application) -> None:
     r.add_post(PREFIX + "/users/{user}/revoke", revoke_user)
     r.add_patch(PREFIX + "/users/{user}", update_user)
     r.add_patch(PREFIX + "/partners/{partner}", update_partner)
+    r.add_patch(PREFIX + "/apps/{client_id}", update_app)
     r.add_post(PREFIX + "/partners/{partner}/customers", add_customers)
     r.add_delete(PREFIX + "/partners/{partner}/customers/{customer}", remove_customer)
     r.add_get(f"{PREFIX}/faults", faults)

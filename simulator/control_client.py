@@ -16,6 +16,16 @@ class ControlError(RuntimeError):
     pass
 
 
+class _Unset:
+    """The default of an argument that is left unchanged when not given (None is a meaningful value)."""
+
+    def __repr__(self) -> str:
+        return "UNSET"
+
+
+UNSET = _Unset()
+
+
 class SimulatorControl:
     """Typed helpers over `/_simulator/...`. Every call has a timeout and raises ControlError on failure."""
 
@@ -135,6 +145,28 @@ class SimulatorControl:
     def set_conditional_access(self, partner_tenant_id: str, policy: str | None) -> None:
         """None, "mfa_required" (AADSTS50076 for tokens without MFA) or "block" (AADSTS53003)."""
         self._call("PATCH", f"/partners/{partner_tenant_id}", json={"conditional_access": policy})
+
+    def update_app(
+        self,
+        client_id: str,
+        *,
+        group_membership_claims: str | _Unset | None = UNSET,
+        delegated_permissions: dict[str, list[str]] | None = None,
+    ) -> dict[str, Any]:
+        """Change an app registration (e.g. `sim.env["CPV_CLIENT_ID"]`) until the next `reset()`.
+
+        `group_membership_claims`: the manifest's groupMembershipClaims (None, "None", "SecurityGroup",
+        "ApplicationGroup", "DirectoryRole", "All"); "DirectoryRole" and "All" put `wids` into id_tokens.
+        Left out, it is not changed (pass None to clear it).
+        `delegated_permissions`: resource URL -> permission names, replacing the app's whole map (a resource
+        left out loses its permissions). Returns the app's client_id, group_membership_claims and
+        delegated_permissions."""
+        body: dict[str, Any] = {}
+        if not isinstance(group_membership_claims, _Unset):
+            body["group_membership_claims"] = group_membership_claims
+        if delegated_permissions is not None:
+            body["delegated_permissions"] = delegated_permissions
+        return dict(self._call("PATCH", f"/apps/{client_id}", json=body))
 
     def add_customers(
         self, partner_tenant_id: str, count: int = 1, *, names: list[str] | None = None

@@ -37,6 +37,7 @@ from simulator.world import (
     GLOBAL_ADMIN_ROLE_ID,
     GRAPH_RESOURCE,
     PARTNER_CENTER_RESOURCE,
+    USER_ROLE_ID,
     VAULT_RESOURCE,
     AppRegistration,
     Partner,
@@ -49,7 +50,6 @@ SIM_KEY: web.AppKey[Simulator] = web.AppKey("simulator", Simulator)
 GENERIC_TENANTS = frozenset({"common", "organizations"})
 OIDC_SCOPES = frozenset({"openid", "profile", "offline_access", "email"})
 JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
-USER_ROLE_ID = "b79fbf4d-3ef9-4689-8143-76b194e85509"
 PENDING_LIFETIME = 3600
 ID_TOKEN_REUSE = 60
 _PKCE_RE = re.compile(r"^[A-Za-z0-9_\-]{43,128}$")
@@ -709,7 +709,27 @@ def _uti() -> str:
     return b64url(_uti_random.getrandbits(128).to_bytes(16, "big"))[:22]
 
 
-def _claims_common(sim: Simulator, now: float, tid: str, lifetime: int) -> dict[str, Any]:
+def sts_issuer(tid: str) -> str:
+    """The issuer of Entra's v1.0 tokens, which Microsoft's own resources receive."""
+    return f"https://sts.windows.net/{tid}/"
+
+
+def _v1_common(tid: str, now: float, lifetime: int) -> dict[str, Any]:
+    """Claims every v1.0 access token carries (access-token-claims-reference.md)."""
+    return {
+        "iss": sts_issuer(tid),
+        "iat": int(now),
+        "nbf": int(now),
+        "exp": int(now) + lifetime,
+        "tid": tid,
+        "ver": "1.0",
+        "uti": _uti(),
+        "xms_sim": CANARY,
+    }
+
+
+def _v2_common(sim: Simulator, tid: str, now: float, lifetime: int) -> dict[str, Any]:
+    """Claims every v2.0 id_token carries (id-token-claims-reference.md)."""
     return {
         "iss": f"{sim.authority}/{tid}/v2.0",
         "iat": int(now),
@@ -722,18 +742,53 @@ def _claims_common(sim: Simulator, now: float, tid: str, lifetime: int) -> dict[
     }
 
 
-def _user_claims(user: User, partner: Partner, tid: str, amr: list[str], client_id: str) -> dict[str, Any]:
-    claims: dict[str, Any] = {
-        "oid": user.oid,
-        "sub": _pairwise_sub(user.oid, client_id),
-        "name": user.display_name,
-        "preferred_username": user.upn,
-        "amr": list(amr),
-    }
+def directory_roles(user: User) -> list[str]:
+    """The `wids` of a user in their home tenant: the member ("User") role always, Global Administrator if held."""
+    return [GLOBAL_ADMIN_ROLE_ID, USER_ROLE_ID] if user.global_admin else [USER_ROLE_ID]
+
+
+def _access_token_claims(
+    sim: Simulator,
+    now: float,
+    *,
+    app: AppRegistration,
+    user: User,
+    partner: Partner,
+    tid: str,
+    resource: str,
+    permissions: list[str],
+    amr: list[str],
+    acr: str,
+) -> dict[str, Any]:
+    """A delegated (App+User) v1.0 access token for one of Microsoft's resources.
+
+    v1.0 has `appid`/`appidacr`, `amr`, `acr`, `upn` and `unique_name`; `azp`, `azpacr` and
+    `preferred_username` exist only in v2.0 tokens (access-token-claims-reference.md).
+    """
+    claims = _v1_common(tid, now, sim.settings.access_token_lifetime)
+    claims.update(
+        {
+            "aud": resource,
+            "acr": "1",
+            "amr": list(amr),
+            "appid": app.client_id,
+            "appidacr": acr,
+            "name": user.display_name,
+            "oid": user.oid,
+            "scp": " ".join(permissions),
+            "sub": _pairwise_sub(user.oid, app.client_id),
+            "unique_name": user.upn,
+            "upn": user.upn,
+        }
+    )
+    if resource == GRAPH_RESOURCE:
+        # Graph opts into the optional claim for user tokens too (observed in Graph tokens)
+        claims["idtyp"] = "user"
     if tid == partner.tenant_id:
-        claims["wids"] = [GLOBAL_ADMIN_ROLE_ID, USER_ROLE_ID] if user.global_admin else [USER_ROLE_ID]
+        if sim.settings.access_token_wids:
+            claims["wids"] = directory_roles(user)
     else:
-        claims["idp"] = f"https://sts.windows.net/{partner.tenant_id}/"
+        claims["idp"] = sts_issuer(partner.tenant_id)
     return claims
 
 
@@ -759,20 +814,17 @@ def _issue_user_tokens(
 ) -> dict[str, Any]:
     now = sim.clock.now()
     settings = sim.settings
-    access_claims = _claims_common(sim, now, tid, settings.access_token_lifetime)
-    access_claims.update(_user_claims(user, partner, tid, amr, app.client_id))
-    access_claims.update(
-        {
-            "aud": resource,
-            "appid": app.client_id,
-            "azp": app.client_id,
-            "appidacr": acr,
-            "azpacr": acr,
-            "idtyp": "user",
-            "scp": " ".join(permissions),
-            "upn": user.upn,
-            "unique_name": user.upn,
-        }
+    access_claims = _access_token_claims(
+        sim,
+        now,
+        app=app,
+        user=user,
+        partner=partner,
+        tid=tid,
+        resource=resource,
+        permissions=permissions,
+        amr=amr,
+        acr=acr,
     )
     access_token = Unsigned(access_claims, "access_token")
     if resource == GRAPH_RESOURCE:
@@ -807,7 +859,7 @@ def _issue_user_tokens(
         body["refresh_token_expires_in"] = REFRESH_TOKEN_INACTIVITY
         detail["new_refresh_token"] = grant.id
     if "openid" in scopes.oidc:
-        body["id_token"] = _id_token(sim, now, user, partner, tid, amr, app.client_id, nonce)
+        body["id_token"] = _id_token(sim, now, user, partner, tid, app, nonce, profile="profile" in scopes.oidc)
     if client_info:
         body["client_info"] = b64url(
             json.dumps({"uid": user.oid, "utid": partner.tenant_id}, separators=(",", ":")).encode()
@@ -821,21 +873,40 @@ def _id_token(
     user: User,
     partner: Partner,
     tid: str,
-    amr: list[str],
-    client_id: str,
+    app: AppRegistration,
     nonce: str | None,
+    *,
+    profile: bool,
 ) -> str | Unsigned:
+    """A v2.0 id_token: no `amr` (v1.0 only), `wids` only when the app's groupMembershipClaims asks for roles."""
+    wids = app.wants_directory_roles and tid == partner.tenant_id
     # An id_token without a nonce (a refresh redemption) carries nothing that changes between two
     # redemptions a few seconds apart, so one signed within the last minute is handed out again:
-    # it halves the RSA work of a redemption, the simulator's main cost.
-    key = (user.oid, tid, client_id, tuple(amr), user.display_name, user.global_admin)
+    # it halves the RSA work of a redemption, the simulator's main cost. The key holds everything the
+    # claims are made of.
+    key = (
+        user.oid,
+        tid,
+        app.client_id,
+        profile,
+        user.display_name if profile else None,
+        user.upn if profile else None,
+        tuple(directory_roles(user)) if wids else None,
+    )
     if nonce is None:
         cached = sim.entra.id_token_cache.get(key)
         if cached is not None and 0 <= now - cached[0] < ID_TOKEN_REUSE:
             return cached[1]
-    claims = _claims_common(sim, now, tid, sim.settings.id_token_lifetime)
-    claims.update(_user_claims(user, partner, tid, amr, client_id))
-    claims["aud"] = client_id
+    claims = _v2_common(sim, tid, now, sim.settings.id_token_lifetime)
+    claims["aud"] = app.client_id
+    claims["sub"] = _pairwise_sub(user.oid, app.client_id)
+    if profile:
+        # "The profile scope is required to receive this claim" (name, preferred_username, oid)
+        claims.update({"name": user.display_name, "preferred_username": user.upn, "oid": user.oid})
+    if tid != partner.tenant_id:
+        claims["idp"] = sts_issuer(partner.tenant_id)
+    elif wids:
+        claims["wids"] = directory_roles(user)
     if nonce is not None:
         claims["nonce"] = nonce
     return Unsigned(claims, "id_token", cache_key=key if nonce is None else None, now=now)
@@ -1186,14 +1257,13 @@ def _client_credentials(
     if not allowed:
         raise EntraFailure(700016, client_id=app.client_id, tenant=tid)
     now = sim.clock.now()
-    claims = _claims_common(sim, now, tid, sim.settings.access_token_lifetime)
+    # an app-only v1.0 token: no user, so no scp, amr, name, upn or wids (the app holds no application roles here)
+    claims = _v1_common(tid, now, sim.settings.access_token_lifetime)
     claims.update(
         {
             "aud": resource,
             "appid": app.client_id,
-            "azp": app.client_id,
             "appidacr": acr,
-            "azpacr": acr,
             "idtyp": "app",
             "oid": _service_principal_oid(app.client_id, tid),
             "sub": _service_principal_oid(app.client_id, tid),

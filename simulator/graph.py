@@ -1,10 +1,20 @@
-"""A minimal Microsoft Graph: enough for a token to be checked (`/v1.0/me`, `/v1.0/organization`)."""
+"""A small Microsoft Graph: the signed-in user, its organization and its memberships.
+
+`GET /v1.0/me`, `GET /v1.0/organization`, `GET /v1.0/me/memberOf` and `GET /v1.0/me/transitiveMemberOf` (with
+the OData casts `/microsoft.graph.directoryRole` and `/microsoft.graph.group`), answered with Graph's
+collection shape, permissions and "limited information" rule. See FIDELITY.md for the sources.
+"""
 
 from __future__ import annotations
 
+import base64
+import binascii
+import datetime as dt
 import json
 import logging
+import uuid
 from typing import Any
+from urllib.parse import quote
 
 from aiohttp import web
 
@@ -12,17 +22,114 @@ from simulator.bearer import BearerError, bearer_token, check_bearer
 from simulator.entra import SIM_KEY
 from simulator.requestlog import LOG_KEY
 from simulator.state import Simulator
-from simulator.world import GRAPH_RESOURCE
+from simulator.world import GLOBAL_ADMIN_ROLE_ID, GRAPH_RESOURCE, Partner, User
 
 logger = logging.getLogger(__name__)
 
+DEFAULT_PAGE_SIZE = 100
+MAX_PAGE_SIZE = 999
+# user-list-memberof / user-list-transitivememberof: delegated permissions that list the signed-in user's
+# memberships (User.Read is the least privileged). Directory.AccessAsUser.All is not in those tables: GUESS
+# that it works, as it grants "the same access to information in the directory as the signed-in user".
+MEMBERSHIP_PERMISSIONS = frozenset(
+    {
+        "User.Read",
+        "User.Read.All",
+        "User.ReadWrite.All",
+        "GroupMember.Read.All",
+        "Group.Read.All",
+        "Directory.Read.All",
+        "Directory.ReadWrite.All",
+        "Directory.AccessAsUser.All",
+    }
+)
+# directoryrole-get: who may read directoryRole objects; without one of these, roles come back with limited
+# information (only @odata.type and id).
+ROLE_READ_PERMISSIONS = frozenset(
+    {
+        "RoleManagement.Read.Directory",
+        "RoleManagement.ReadWrite.Directory",
+        "Directory.Read.All",
+        "Directory.ReadWrite.All",
+        "Directory.AccessAsUser.All",
+    }
+)
+# group-get: who may read group objects (GroupMember.Read.All reads the groups a user belongs to)
+GROUP_READ_PERMISSIONS = frozenset(
+    {
+        "GroupMember.Read.All",
+        "Group.Read.All",
+        "Group.ReadWrite.All",
+        "Directory.Read.All",
+        "Directory.ReadWrite.All",
+        "Directory.AccessAsUser.All",
+    }
+)
+GLOBAL_ADMIN_DESCRIPTION = (
+    "Can manage all aspects of Microsoft Entra ID and Microsoft services that use Microsoft Entra identities."
+)
+ADMIN_AGENTS_GROUP = "AdminAgents"
+DIRECTORY_ROLE = "microsoft.graph.directoryRole"
+GROUP = "microsoft.graph.group"
+_CASTS = {DIRECTORY_ROLE: "directoryRoles", GROUP: "groups"}
+_ROLE_PROPERTIES = ("deletedDateTime", "description", "displayName", "roleTemplateId")
+_GROUP_PROPERTIES = (
+    "deletedDateTime",
+    "classification",
+    "createdDateTime",
+    "creationOptions",
+    "description",
+    "displayName",
+    "expirationDateTime",
+    "groupTypes",
+    "isAssignableToRole",
+    "mail",
+    "mailEnabled",
+    "mailNickname",
+    "membershipRule",
+    "membershipRuleProcessingState",
+    "onPremisesSyncEnabled",
+    "proxyAddresses",
+    "renewedDateTime",
+    "securityEnabled",
+    "securityIdentifier",
+    "visibility",
+)
+_LIST_PROPERTIES = frozenset({"creationOptions", "groupTypes", "proxyAddresses"})
 
-def _json(body: Any, status: int = 200) -> web.Response:
-    return web.Response(text=json.dumps(body), status=status, content_type="application/json", charset="utf-8")
+
+def _json(request: web.Request, body: Any, status: int = 200) -> web.Response:
+    headers = {"request-id": _request_id(request)}
+    client_request_id = request.headers.get("client-request-id")
+    if client_request_id:
+        headers["client-request-id"] = client_request_id
+    return web.Response(
+        text=json.dumps(body), status=status, content_type="application/json", charset="utf-8", headers=headers
+    )
 
 
-def _graph_error(status: int, code: str, message: str) -> web.Response:
-    return _json({"error": {"code": code, "message": message, "innerError": {}}}, status)
+def _request_id(request: web.Request) -> str:
+    entry = request.get(LOG_KEY)
+    if entry is None:
+        return str(uuid.uuid4())
+    request_id = entry["detail"].get("request_id")
+    if request_id is None:
+        request_id = entry["detail"]["request_id"] = str(uuid.uuid4())
+    return str(request_id)
+
+
+def graph_error(request: web.Request, status: int, code: str, message: str) -> web.Response:
+    """Graph's error body: `{"error": {"code", "message", "innerError": {"date", "request-id", ...}}}`."""
+    entry = request.get(LOG_KEY)
+    if entry is not None:
+        entry["detail"]["error"] = code
+    inner: dict[str, str] = {
+        "date": dt.datetime.fromtimestamp(request.app[SIM_KEY].clock.now(), dt.UTC).strftime("%Y-%m-%dT%H:%M:%S"),
+        "request-id": _request_id(request),
+    }
+    client_request_id = request.headers.get("client-request-id")
+    inner["client-request-id"] = client_request_id or inner["request-id"]
+    return _json(request, {"error": {"code": code, "message": message, "innerError": inner}}, status)
 
 
 def _claims(request: web.Request) -> dict[str, Any] | web.Response:
@@ -30,12 +137,25 @@ def _claims(request: web.Request) -> dict[str, Any] | web.Response:
     try:
         token = bearer_token(request)
         if token is None:
-            return _graph_error(401, "InvalidAuthenticationToken", "Access token is empty.")
+            return graph_error(request, 401, "InvalidAuthenticationToken", "Access token is empty.")
         claims = check_bearer(sim, token, GRAPH_RESOURCE)
     except BearerError as exc:
-        return _graph_error(401, "InvalidAuthenticationToken", f"Access token validation failure: {exc.reason}.")
+        return graph_error(
+            request, 401, "InvalidAuthenticationToken", f"Access token validation failure: {exc.reason}."
+        )
     request[LOG_KEY]["detail"]["tid"] = claims.get("tid")
     return claims
+
+
+def _delegated(request: web.Request, claims: dict[str, Any]) -> web.Response | None:
+    """`/me` needs a signed-in user: an app-only token gets Graph's 400 (user-list-memberof: tip 1)."""
+    if claims.get("idtyp") == "app" or "scp" not in claims:
+        return graph_error(request, 400, "BadRequest", "/me request is only valid with delegated authentication flow.")
+    return None
+
+
+def _scopes(claims: dict[str, Any]) -> set[str]:
+    return set(str(claims.get("scp", "")).split())
 
 
 async def handle_me(request: web.Request) -> web.Response:
@@ -43,18 +163,22 @@ async def handle_me(request: web.Request) -> web.Response:
     claims = _claims(request)
     if isinstance(claims, web.Response):
         return claims
+    refused = _delegated(request, claims)
+    if refused is not None:
+        return refused
     found = sim.world.user(str(claims.get("oid", "")))
     if found is None:
-        return _graph_error(404, "Request_ResourceNotFound", "The signed-in user was not found.")
+        return graph_error(request, 404, "Request_ResourceNotFound", "The signed-in user was not found.")
     user, _ = found
     return _json(
+        request,
         {
             "@odata.context": f"{sim.urls.graph}/v1.0/$metadata#users/$entity",
             "id": user.oid,
             "displayName": user.display_name,
             "userPrincipalName": user.upn,
             "mail": user.upn,
-        }
+        },
     )
 
 
@@ -68,14 +192,192 @@ async def handle_organization(request: web.Request) -> web.Response:
     name = getattr(found[1], "name", None) or getattr(found[1], "company_name", tid) if found else tid
     domain = getattr(found[1], "domain", "") if found else ""
     return _json(
+        request,
         {
             "@odata.context": f"{sim.urls.graph}/v1.0/$metadata#organization",
             "value": [{"id": tid, "displayName": name, "verifiedDomains": [{"name": domain, "isDefault": True}]}],
-        }
+        },
     )
+
+
+# ----- memberships -----
+def directory_role_id(tenant_id: str, role_template_id: str) -> str:
+    """The object id of a role activated in a tenant: stable for the tenant, not the template id."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"directoryRole:{tenant_id.lower()}:{role_template_id.lower()}"))
+
+
+def admin_agents_group_id(tenant_id: str) -> str:
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"group:{tenant_id.lower()}:{ADMIN_AGENTS_GROUP}"))
+
+
+def _global_admin_role(partner: Partner) -> dict[str, Any]:
+    return {
+        "@odata.type": f"#{DIRECTORY_ROLE}",
+        "id": directory_role_id(partner.tenant_id, GLOBAL_ADMIN_ROLE_ID),
+        "deletedDateTime": None,
+        "description": GLOBAL_ADMIN_DESCRIPTION,
+        "displayName": "Global Administrator",
+        "roleTemplateId": GLOBAL_ADMIN_ROLE_ID,
+    }
+
+
+def _admin_agents_group(partner: Partner) -> dict[str, Any]:
+    # GUESS (the fields): Microsoft documents that Admin agents are the members of the partner tenant's
+    # "AdminAgents" security group, not how Graph shows that group.
+    return {
+        "@odata.type": f"#{GROUP}",
+        "id": admin_agents_group_id(partner.tenant_id),
+        "deletedDateTime": None,
+        "classification": None,
+        "createdDateTime": "2020-01-01T00:00:00Z",
+        "creationOptions": [],
+        "description": None,
+        "displayName": ADMIN_AGENTS_GROUP,
+        "expirationDateTime": None,
+        "groupTypes": [],
+        "isAssignableToRole": None,
+        "mail": None,
+        "mailEnabled": False,
+        "mailNickname": ADMIN_AGENTS_GROUP,
+        "membershipRule": None,
+        "membershipRuleProcessingState": None,
+        "onPremisesSyncEnabled": None,
+        "proxyAddresses": [],
+        "renewedDateTime": "2020-01-01T00:00:00Z",
+        "securityEnabled": True,
+        "securityIdentifier": None,
+        "visibility": None,
+    }
+
+
+def _limited(item: dict[str, Any]) -> dict[str, Any]:
+    """Graph's "limited information": the type and id, every other property null (lists empty)."""
+    properties = _ROLE_PROPERTIES if item["@odata.type"] == f"#{DIRECTORY_ROLE}" else _GROUP_PROPERTIES
+    limited: dict[str, Any] = {"@odata.type": item["@odata.type"], "id": item["id"]}
+    for name in properties:
+        limited[name] = [] if name in _LIST_PROPERTIES else None
+    return limited
+
+
+def memberships(user: User, partner: Partner, scopes: set[str]) -> list[dict[str, Any]]:
+    """The user's directory roles and groups as Graph lists them (the implicit member role is not listed)."""
+    items: list[dict[str, Any]] = []
+    if user.global_admin:
+        role = _global_admin_role(partner)
+        items.append(role if scopes & ROLE_READ_PERMISSIONS else _limited(role))
+    if user.admin_agent:
+        group = _admin_agents_group(partner)
+        items.append(group if scopes & GROUP_READ_PERMISSIONS else _limited(group))
+    return items
+
+
+def _encode_skiptoken(offset: int) -> str:
+    return base64.urlsafe_b64encode(json.dumps({"o": offset}).encode()).decode().rstrip("=")
+
+
+def _decode_skiptoken(token: str) -> int:
+    data = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+    offset = int(data["o"])
+    if offset < 0:
+        raise ValueError("negative offset")
+    return offset
+
+
+async def handle_member_of(request: web.Request) -> web.Response:
+    """`/me/memberOf`, `/me/transitiveMemberOf` and their OData casts."""
+    sim: Simulator = request.app[SIM_KEY]
+    relationship = request.match_info["relationship"]
+    cast = request.match_info.get("cast")
+    claims = _claims(request)
+    if isinstance(claims, web.Response):
+        return claims
+    if cast is not None and cast not in _CASTS:
+        # GUESS: the status and code of an unknown path segment
+        return graph_error(request, 400, "BadRequest", f"Resource not found for the segment '{cast}'.")
+    refused = _delegated(request, claims)
+    if refused is not None:
+        return refused
+    scopes = _scopes(claims)
+    if not scopes & MEMBERSHIP_PERMISSIONS:
+        return graph_error(
+            request, 403, "Authorization_RequestDenied", "Insufficient privileges to complete the operation."
+        )
+    query = request.query
+    try:
+        top = int(query.get("$top", DEFAULT_PAGE_SIZE))
+    except ValueError:
+        return graph_error(request, 400, "BadRequest", f"Invalid page size specified: '{query.get('$top')}'.")
+    if not 1 <= top <= MAX_PAGE_SIZE:
+        return graph_error(
+            request,
+            400,
+            "Request_UnsupportedQuery",
+            f"Invalid page size specified: '{top}'. Must be between 1 and {MAX_PAGE_SIZE} inclusive.",
+        )
+    offset = 0
+    if "$skiptoken" in query:
+        try:
+            offset = _decode_skiptoken(query["$skiptoken"])
+        except (ValueError, KeyError, TypeError, binascii.Error):
+            return graph_error(
+                request,
+                400,
+                "Directory_ExpiredPageToken",
+                "The specified page token value has expired and can no longer be included in your request.",
+            )
+    select = [name.strip() for name in query.get("$select", "").split(",") if name.strip()]
+    found = sim.world.user(str(claims.get("oid", "")))
+    if found is None:
+        return graph_error(request, 404, "Request_ResourceNotFound", "The signed-in user was not found.")
+    user, partner = found
+    if str(claims.get("tid", "")) != partner.tenant_id:
+        # GUESS: the user is not an object of the token's (customer) tenant
+        return graph_error(
+            request,
+            404,
+            "Request_ResourceNotFound",
+            f"Resource '{user.oid}' does not exist or one of its queried reference-property objects are not present.",
+        )
+    items = memberships(user, partner, scopes)
+    if cast is not None:
+        items = [item for item in items if item["@odata.type"] == f"#{cast}"]
+    detail = request[LOG_KEY]["detail"]
+    detail["user"] = user.oid
+    detail["items"] = len(items)
+    page = items[offset : offset + top]
+    entity_set = _CASTS[cast] if cast is not None else "directoryObjects"
+    selected = f"({','.join(select)})" if select else ""
+    body: dict[str, Any] = {"@odata.context": f"{sim.urls.graph}/v1.0/$metadata#{entity_set}{selected}"}
+    advanced = request.headers.get("ConsistencyLevel", "").lower() == "eventual"
+    if advanced and query.get("$count", "").lower() == "true":
+        body["@odata.count"] = len(items)
+    if offset + top < len(items):
+        params = [("$top", str(top)), ("$skiptoken", _encode_skiptoken(offset + top))]
+        if select:
+            params.insert(0, ("$select", ",".join(select)))
+        suffix = f"/{cast}" if cast is not None else ""
+        link = "&".join(f"{k}={quote(v, safe=',')}" for k, v in params)
+        body["@odata.nextLink"] = f"{sim.urls.graph}/v1.0/me/{relationship}{suffix}?{link}"
+    body["value"] = [_shape(item, select, cast) for item in page]
+    return _json(request, body)
+
+
+def _shape(item: dict[str, Any], select: list[str], cast: str | None) -> dict[str, Any]:
+    """`$select` keeps the named properties (unknown ones come back null); a cast drops `@odata.type`."""
+    shaped: dict[str, Any] = {}
+    if cast is None:
+        shaped["@odata.type"] = item["@odata.type"]
+    if not select:
+        shaped.update({k: v for k, v in item.items() if k != "@odata.type"})
+        return shaped
+    for name in select:
+        shaped[name] = item.get(name)
+    return shaped
 
 
 def setup(app: web.Application) -> None:
     app.router.add_get("/v1.0/me", handle_me)
     app.router.add_get("/v1.0/organization", handle_organization)
+    app.router.add_get("/v1.0/me/{relationship:memberOf|transitiveMemberOf}", handle_member_of)
+    app.router.add_get("/v1.0/me/{relationship:memberOf|transitiveMemberOf}/{cast}", handle_member_of)
     app.router.add_get("/oidc/userinfo", handle_me)

@@ -20,6 +20,12 @@ from simulator.world import PARTNER_CENTER_RESOURCE, Customer, Partner, User
 
 logger = logging.getLogger(__name__)
 
+# set by _authorize once the bearer token was read, when the request asked for `ValidateMfa: true`
+MFA_COMPLIANT_KEY: web.RequestKey[str] = web.RequestKey("pc_is_mfa_compliant", str)
+MFA_REQUIRED_CODE = 900421
+# GUESS: Microsoft publishes the code (900421) and the status (401), not the description of the 2026 answer;
+# this is the text Partner Center gave for its earlier MFA refusal (code 10001).
+MFA_REQUIRED_DESCRIPTION = "Authentication failed. MFA required."
 _GUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 DEFAULT_PAGE_SIZE = 100
 
@@ -35,8 +41,10 @@ def pc_error(
     entry = request.get(LOG_KEY)
     if entry is not None:
         entry["detail"]["error"] = description
+        entry["detail"]["error_code"] = str(code)
     body: dict[str, Any] = {
-        "code": code,
+        # "code | string | Always returned" (Partner Center REST error codes)
+        "code": str(code),
         "description": description,
         "data": [],
         "source": "PartnerFD" if status == 401 else "PartnerCenter",
@@ -49,13 +57,28 @@ def _json(request: web.Request, body: Any, *, status: int = 200, headers: dict[s
         "MS-RequestId": request.headers.get("MS-RequestId") or str(uuid.uuid4()),
         "MS-CorrelationId": request.headers.get("MS-CorrelationId") or str(uuid.uuid4()),
     }
+    compliant = request.get(MFA_COMPLIANT_KEY)
+    if compliant is not None:
+        out["isMfaCompliant"] = compliant
     out.update(headers or {})
     text = "" if body is None else json.dumps(body, separators=(",", ":"))
     return web.Response(text=text, status=status, content_type="application/json", charset="utf-8", headers=out)
 
 
+def _wants_mfa_validation(request: web.Request) -> bool:
+    """`ValidateMfa: true` (header name and value compared case-insensitively)."""
+    return request.headers.get("ValidateMfa", "").strip().lower() == "true"
+
+
 def _authorize(request: web.Request) -> tuple[Partner, User | None, dict[str, Any]] | web.Response:
-    """The partner (and user) behind the bearer token, or the error answer."""
+    """The partner (and user) behind the bearer token, or the error answer.
+
+    Order of the checks: bearer token present (401), valid signature / audience / issuer / lifetime (401);
+    from here on the token has been read, so `ValidateMfa: true` gets `isMfaCompliant` on the answer;
+    throttle per application id (429), the token's tenant is a Partner Center account (403), App+User token
+    (403), the user belongs to that partner tenant (403), MFA in `amr` when `pc_require_mfa` (401, code
+    900421), the Admin Agent role when `pc_require_admin_agent` (403).
+    """
     sim: Simulator = request.app[SIM_KEY]
     try:
         token = bearer_token(request)
@@ -65,6 +88,10 @@ def _authorize(request: web.Request) -> tuple[Partner, User | None, dict[str, An
     except BearerError as exc:
         return pc_error(request, 401, 401, f"Unauthorized: {exc.reason}.")
     detail = request[LOG_KEY]["detail"]
+    mfa = "mfa" in (claims.get("amr") or [])
+    if _wants_mfa_validation(request):
+        request[MFA_COMPLIANT_KEY] = "true" if mfa else "false"
+        detail["mfa_compliant"] = mfa
     app_id = str(claims.get("appid") or claims.get("azp") or "")
     detail["app_id"] = app_id
     detail["tid"] = claims.get("tid")
@@ -95,13 +122,9 @@ def _authorize(request: web.Request) -> tuple[Partner, User | None, dict[str, An
     if user is None:
         return pc_error(request, 403, 403, "The user of this token was not found in the partner's tenant.")
     detail["user"] = user.oid
-    if settings.pc_require_mfa and "mfa" not in (claims.get("amr") or []):
-        return pc_error(
-            request,
-            401,
-            401,
-            "Multi-factor authentication is required: the token's amr claim does not contain mfa.",
-        )
+    if settings.pc_require_mfa and not mfa:
+        # enforced on App+User calls since 2026-04-01: 401 with error code 900421
+        return pc_error(request, 401, MFA_REQUIRED_CODE, MFA_REQUIRED_DESCRIPTION)
     if settings.pc_require_admin_agent and not user.admin_agent:
         return pc_error(request, 403, 403, "The user does not have the Admin Agent role in Partner Center.")
     return partner, user, claims

@@ -34,9 +34,18 @@ REQUEST_HEADERS = (
     "MS-ContinuationToken",
     "client-request-id",
     "x-ms-client-request-id",
+    "ValidateMfa",
+    "ConsistencyLevel",
     "User-Agent",
 )
-RESPONSE_HEADERS = ("Retry-After", "WWW-Authenticate", "Location", "MS-RequestId", "MS-CorrelationId")
+RESPONSE_HEADERS = (
+    "Retry-After",
+    "WWW-Authenticate",
+    "Location",
+    "MS-RequestId",
+    "MS-CorrelationId",
+    "isMfaCompliant",
+)
 
 
 LOG_KEY: web.RequestKey[dict[str, Any]] = web.RequestKey("simulator_log", dict)

@@ -30,6 +30,12 @@ from cryptography.x509.oid import NameOID
 logger = logging.getLogger(__name__)
 
 GLOBAL_ADMIN_ROLE_ID = "62e90394-69f5-4237-9190-012177145e10"
+# the implicit "User" (member) role every member user holds; tokens list it in `wids`
+USER_ROLE_ID = "b79fbf4d-3ef9-4689-8143-76b194e85509"
+# Entra's manifest property `groupMembershipClaims` (reference-app-manifest.md); "None" means the same as null
+GROUP_MEMBERSHIP_CLAIMS = (None, "None", "SecurityGroup", "ApplicationGroup", "DirectoryRole", "All")
+# the values that put the user's directory roles (`wids`) into the app's tokens (access-token-claims-reference.md)
+DIRECTORY_ROLE_CLAIMS = frozenset({"DirectoryRole", "All"})
 GRAPH_APP_ID = "00000003-0000-0000-c000-000000000000"
 PARTNER_CENTER_APP_ID = "fa3d9a0c-3fb0-42cc-9193-47c7ecd2edbd"
 KEY_VAULT_APP_ID = "cfa8b339-82a2-471a-a3c9-0fc0be7a4093"
@@ -135,6 +141,13 @@ class AppRegistration:
     environment: str = "production"
     # resource URL -> delegated permission names ("user_impersonation", "User.Read", ...)
     delegated_permissions: dict[str, list[str]] = field(default_factory=dict)
+    # the manifest's `groupMembershipClaims`: None, "None", "SecurityGroup", "ApplicationGroup", "DirectoryRole"
+    # or "All"; "DirectoryRole" and "All" put `wids` into the id_tokens issued to this app
+    group_membership_claims: str | None = None
+
+    @property
+    def wants_directory_roles(self) -> bool:
+        return self.group_membership_claims in DIRECTORY_ROLE_CLAIMS
 
 
 @dataclass

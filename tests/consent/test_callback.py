@@ -316,8 +316,6 @@ def _answer_with_id_token(cpv_sim, run, **overrides: Any) -> None:  # type: igno
         "nbf": now,
         "exp": now + 3600,
         "nonce": hashlib.sha256(sealed["flow"]["nonce"].encode()).hexdigest(),
-        "amr": ["pwd", "mfa"],
-        "wids": ["62e90394-69f5-4237-9190-012177145e10"],
         "preferred_username": admin.upn,
         "ver": "2.0",
     }

@@ -153,6 +153,7 @@ def test_the_commands_print_a_summary_and_partners_json(cpv_sim, capsys) -> None
     assert "5 listed" in out.out and "5 applied" in out.out and "1 not_due" in out.out
     assert "1/1" in out.err
     rows = json.loads(out.out[out.out.index("[") :])
+    assert rows[0]["mfa_checked_at"]
     assert rows == [
         {
             "code": str(partner.code),
@@ -163,6 +164,8 @@ def test_the_commands_print_a_summary_and_partners_json(cpv_sim, capsys) -> None
             "status": "active",
             "status_reason": "",
             "token_status": "healthy",
+            "mfa_compliant": True,
+            "mfa_checked_at": rows[0]["mfa_checked_at"],
             "last_renewed_at": rows[0]["last_renewed_at"],
             "customers": 5,
             "consented_customers": 5,

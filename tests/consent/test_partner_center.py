@@ -55,11 +55,30 @@ def test_a_user_without_admin_agent_is_forbidden(sim) -> None:  # type: ignore[n
     assert caught.value.status == 403 and caught.value.permanent
 
 
-def test_a_token_without_mfa_is_unauthorized(sim) -> None:  # type: ignore[no-untyped-def]
+def test_a_token_without_mfa_is_refused_as_mfa_required_with_the_verdict(sim) -> None:  # type: ignore[no-untyped-def]
     client = client_for(sim, partner_user(sim, global_admin=True, admin_agent=True, mfa_registered=False))
 
-    with pytest.raises(partner_center.Unauthorized, match=r"(?i)multi-factor"):
+    with pytest.raises(partner_center.MfaRequired) as refused:
         client.organization_profile()
+
+    assert (refused.value.status, refused.value.code) == (401, "900421")
+    assert isinstance(refused.value, partner_center.Unauthorized)
+    assert client.mfa_compliant is False
+    [call] = sim.control.log(service="partner_center")
+    assert call["request_headers"]["ValidateMfa"] == "true"
+
+
+def test_a_token_with_mfa_is_reported_compliant(sim, admin_client) -> None:  # type: ignore[no-untyped-def]
+    admin_client.organization_profile()
+
+    assert admin_client.mfa_compliant is True
+
+
+def test_a_continuation_header_cannot_replace_the_authorization(sim, admin_client) -> None:  # type: ignore[no-untyped-def]
+    # links.next headers are merged in first: the client's own bearer token and MFA request always win.
+    response = admin_client.request("GET", "/profiles/organization", headers={"Authorization": "Bearer forged"})
+
+    assert response.status_code == 200
 
 
 def test_every_customer_comes_back_across_pages(sim, admin_client) -> None:  # type: ignore[no-untyped-def]

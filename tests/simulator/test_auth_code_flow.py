@@ -26,6 +26,18 @@ from tests.simulator.helpers import (
 GLOBAL_ADMIN = "62e90394-69f5-4237-9190-012177145e10"
 
 
+def _verify_v1(sim, token: str, audience: str) -> dict:
+    """An access token for one of Microsoft's resources: signed with the JWKS key, v1.0 issuer and version."""
+    config = requests.get(
+        f"{sim.authority_host}/organizations/v2.0/.well-known/openid-configuration", timeout=10
+    ).json()
+    key = jwt.PyJWKClient(config["jwks_uri"]).get_signing_key_from_jwt(token)
+    claims = jwt.decode(token, key.key, algorithms=["RS256"], audience=audience)
+    assert claims["iss"] == f"https://sts.windows.net/{claims['tid']}/"
+    assert claims["ver"] == "1.0"
+    return claims
+
+
 def _verify(sim, token: str, audience: str) -> dict:
     """Check a token the way the product must: signature via the JWKS from discovery, iss, aud, exp."""
     config = requests.get(
@@ -49,12 +61,15 @@ def test_msal_completes_the_auth_code_flow(sim, response_mode):
     assert claims["tid"] == sim.world.partners[0].tenant_id
     assert claims["oid"] == user.oid
     assert claims["preferred_username"] == user.upn
-    assert claims["amr"] == ["pwd", "mfa"]
-    assert GLOBAL_ADMIN in claims["wids"]
+    # a v2.0 id_token carries no amr, and no wids unless the app registration asks for directory roles
+    assert "amr" not in claims and "wids" not in claims
     assert claims["nonce"] == result["id_token_claims"]["nonce"]
-    access = _verify(sim, result["access_token"], "https://api.partnercenter.microsoft.com")
+    # the evidence is in the Partner Center access token (v1.0): amr and wids
+    access = _verify_v1(sim, result["access_token"], "https://api.partnercenter.microsoft.com")
     assert access["scp"] == "user_impersonation"
     assert access["appid"] == sim.env["CPV_CLIENT_ID"]
+    assert access["amr"] == ["pwd", "mfa"]
+    assert GLOBAL_ADMIN in access["wids"]
     # client_info is what msal keys its account on: uid.utid
     info = json.loads(jwt.utils.base64url_decode(result["client_info"]))
     assert info == {"uid": user.oid, "utid": claims["tid"]}
@@ -134,10 +149,13 @@ def test_user_impersonation_scope_and_graph_me(sim):
 def test_user_without_mfa_gets_pwd_only_and_non_global_admin_no_role(sim):
     no_mfa = user_named(sim, "nomfa")
     result = consent(sim, user=no_mfa.upn)
-    assert result["id_token_claims"]["amr"] == ["pwd"]
+    assert "amr" not in result["id_token_claims"]
+    assert jwt.decode(result["access_token"], options={"verify_signature": False})["amr"] == ["pwd"]
     agent = user_named(sim, "agent")
     result = consent(sim, user=agent.upn)
-    assert GLOBAL_ADMIN not in result["id_token_claims"].get("wids", [])
+    access = jwt.decode(result["access_token"], options={"verify_signature": False})
+    assert access["wids"] == ["b79fbf4d-3ef9-4689-8143-76b194e85509"]
+    assert GLOBAL_ADMIN not in access["wids"]
 
 
 def test_refresh_without_offline_access_returns_no_refresh_token(sim):

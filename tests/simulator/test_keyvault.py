@@ -229,3 +229,13 @@ def test_the_vault_log_never_holds_secret_values(sim):
     text = str(sim.control.log()) + str(sim.control.state())
     assert "value-that-must-not-be-logged" not in text
     assert not sim.control.find_leaks(text)
+
+
+def test_secret_names_are_case_insensitive(sim):
+    session = _session(sim)
+    assert _put(sim, session, "Partner-Token", "first").status_code == 200
+    assert _put(sim, session, "partner-token", "second").status_code == 200
+    got = session.get(f"{sim.vault_url}secrets/PARTNER-TOKEN/?api-version=7.5", timeout=10)
+    assert got.status_code == 200 and got.json()["value"] == "second"
+    versions = session.get(f"{sim.vault_url}secrets/partner-TOKEN/versions?api-version=7.5", timeout=10)
+    assert len(versions.json()["value"]) == 2

@@ -218,3 +218,17 @@ def test_faults_on_partner_center(sim, status):
     url = f"{sim.partner_center_url}/v1/customers/{customer}/applicationconsents"
     assert session.post(url, json=_consent_body(sim), timeout=10).status_code == status
     assert session.post(url, json=_consent_body(sim), timeout=10).status_code == 201
+
+
+def test_one_customer_by_id(sim):
+    session = _session(_pc_token(sim))
+    customer = sim.world.partners[0].customers[0]
+    found = session.get(f"{sim.partner_center_url}/v1/customers/{customer.tenant_id}", timeout=10)
+    assert found.status_code == 200, found.text
+    body = found.json()
+    assert body["id"] == body["companyProfile"]["tenantId"] == customer.tenant_id
+    assert body["companyProfile"]["companyName"] == customer.company_name
+    other = sim.world.partners[1].customers[0].tenant_id
+    missing = session.get(f"{sim.partner_center_url}/v1/customers/{other}", timeout=10)
+    assert missing.status_code == 404
+    assert set(missing.json()) == {"code", "description", "data", "source"}

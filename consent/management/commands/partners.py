@@ -45,6 +45,9 @@ class Command(BaseCommand):
                     "status": partner.status,
                     "status_reason": partner.status_reason,
                     "token_status": token_status(partner, pointer),
+                    # Partner Center's last isMfaCompliant for the partner (null: not seen yet), and when.
+                    "mfa_compliant": partner.mfa_compliant,
+                    "mfa_checked_at": partner.mfa_checked_at.isoformat() if partner.mfa_checked_at else None,
                     "last_renewed_at": pointer.last_renewed_at.isoformat()
                     if pointer and pointer.last_renewed_at
                     else None,
