@@ -90,7 +90,7 @@ def _bare_process(
 
     def run() -> None:
         if environment_once:
-            from cpv.http import EnvironmentOnceSession
+            from microsoft.http import EnvironmentOnceSession
 
             session: requests.Session = EnvironmentOnceSession()
         else:
@@ -369,7 +369,7 @@ def main(argv: list[str] | None = None) -> int:
         runs_out = []
         for run in range(runs):
             # The bare script twice: on the client libraries' default HTTP sessions (the ceiling the target is
-            # set against), and on the product's own session (cpv/http.py), which reads the environment once.
+            # set against), and on the product's own session (microsoft/http.py), which reads the environment once.
             bare = bare_measured(environment_once=False)
             bare_same = bare_measured(environment_once=True)
             seed.make_due()

@@ -3,7 +3,7 @@
 Benchmark 1 measures throughput with two processes of four threads on a two-core machine, which other work
 on a shared machine disturbs. This one renews partners one at a time in one thread of one process,
 interleaving the bare script on the libraries' default HTTP sessions, the bare script on the product's own
-session (cpv/http.py), and the product's `partners_token_renew` on batches of BATCH_SIZE (what a worker's
+session (microsoft/http.py), and the product's `partners_token_renew` on batches of BATCH_SIZE (what a worker's
 batch does: one transaction for the batch), and reports the median thread CPU time per renewal of each, and the
 part of the product's spent executing its database statements (from Django's `connection.execute_wrapper`;
 building them is not in that part). The simulator's
@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         from bench import seed
         from consent.models import PartnerToken
         from consent.renewal import BATCH_SIZE, partners_token_renew, renewal_finish
-        from cpv.http import EnvironmentOnceSession
+        from microsoft.http import EnvironmentOnceSession
 
         seed.active_partners(
             sim_env=sim.env,

@@ -37,7 +37,7 @@ def threaded(items: Sequence[T], work: Callable[[T, dict[str, Any]], R], *, thre
 
 def vault_client(sim_env: dict[str, str], *, environment_once: bool = False) -> Any:
     """A SecretClient for the simulator's Key Vault, as the product builds it (no SDK retries); with
-    `environment_once`, on the product's HTTP session (cpv/http.py) instead of the SDK's default one."""
+    `environment_once`, on the product's HTTP session (microsoft/http.py) instead of the SDK's default one."""
     from azure.identity import ClientSecretCredential
     from azure.keyvault.secrets import SecretClient
 
@@ -45,7 +45,7 @@ def vault_client(sim_env: dict[str, str], *, environment_once: bool = False) -> 
     if environment_once:
         from azure.core.pipeline.transport import RequestsTransport
 
-        from cpv.http import EnvironmentOnceSession
+        from microsoft.http import EnvironmentOnceSession
 
         options["transport"] = RequestsTransport(session=EnvironmentOnceSession(), session_owner=True)
 

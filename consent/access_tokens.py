@@ -20,10 +20,10 @@ from dataclasses import dataclass, field
 from django.db import transaction
 from django.utils import timezone
 
-from consent import identity
 from consent.models import PartnerToken, TokenEvent
 from consent.services import cloud_for
 from consent.vault import MAX_VERSIONS
+from microsoft import identity
 from partners.models import Partner
 
 logger = logging.getLogger(__name__)
@@ -102,7 +102,7 @@ def access_token_get(*, partner: Partner, audience: str = PARTNER_CENTER, tenant
 
     Returns a cached AccessToken while it has more than EXPIRY_MARGIN seconds left; otherwise redeems the
     vaulted refresh token under the pointer's row lock. Raises TokenUnavailable, the typed errors of
-    consent.identity (a permanent one for the partner's whole consent also marks the partner "re-consent
+    microsoft.identity (a permanent one for the partner's whole consent also marks the partner "re-consent
     needed"), or VaultError.
     """
     # Imported here: renewal imports this module's cache_put.

@@ -24,15 +24,15 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from consent import identity, partner_center
 from consent.access_tokens import PARTNER_CENTER, TokenUnavailable, access_token_get, cache_forget
 from consent.coverage import coverage_consent_changed, coverage_recount
 from consent.models import CustomerConsent
 from consent.renewal import partner_mfa_refused
-from consent.retrying import backoff_delay
 from consent.services import app_for, cloud_for
-from consent.throttle import Limiter, ThrottleTimeout, limiter_for
 from consent.vault import VaultError
+from microsoft import identity, partner_center
+from microsoft.retrying import backoff_delay
+from microsoft.throttle import Limiter, ThrottleTimeout, limiter_for
 from partners.models import Customer, Partner
 from partners.services import audit_record, partner_mfa_record
 

@@ -229,27 +229,12 @@ class PartnerCoverage(models.Model):
         return f"coverage of {self.partner_id}: {self.consented}/{self.customers}, {self.failed} failed"
 
 
-class ThrottleWindow(models.Model):
-    """The database rate limiter's counters (embedded mode, without Redis): requests per key and second."""
-
-    key = models.CharField(max_length=100)
-    second = models.BigIntegerField()
-    count = models.PositiveBigIntegerField(default=0)
-
-    class Meta:
-        constraints = [models.UniqueConstraint(fields=["key", "second"], name="throttle_window_unique")]
-
-    def __str__(self) -> str:
-        return f"{self.key}@{self.second}: {self.count}"
-
-
 __all__ = [
     "ConsentFlow",
     "ConsentFlowEvent",
     "CustomerConsent",
     "PartnerCoverage",
     "PartnerToken",
-    "ThrottleWindow",
     "TokenEvent",
     "VaultSecretVersion",
 ]

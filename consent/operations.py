@@ -321,7 +321,7 @@ class LiveCheck:
 
 
 def _check_authority() -> str:
-    from consent import identity
+    from microsoft import identity
 
     app = settings.CPV_APP
     cloud = settings.CPV_CLOUD_CONFIG
@@ -336,9 +336,9 @@ def _check_partner_center() -> str:
     import requests
 
     from consent.access_tokens import access_token_get
-    from consent.partner_center import PartnerCenterClient
     from consent.selectors import token_health_expression
     from consent.services import cloud_for
+    from microsoft.partner_center import PartnerCenterClient
 
     partner = (
         Partner.objects.filter(status=Partner.Status.ACTIVE)

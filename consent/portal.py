@@ -1,7 +1,7 @@
 """The partner portal: a partner's administrator signs in with Microsoft and sees only their own organisation.
 
 Sign-in is OpenID Connect through the vendor's own app registration, asking for `openid profile` only, with
-the same id_token checks as the consent (consent.identity: signature, issuer for the token's tenant, audience,
+the same id_token checks as the consent (microsoft.identity: signature, issuer for the token's tenant, audience,
 expiry, nonce; PKCE and a single-use state bound to this browser). The verified identity (tenant id and the
 user's object id) lives in the session and is checked in one place, `portal_view`; nothing in the portal's
 URLs names a partner, so one organisation's user cannot ask for another's pages.
@@ -32,13 +32,14 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from consent import identity, selectors
+from consent import selectors
 from consent.models import ConsentFlow
 from consent.pages import form_page, private
 from consent.sealing import SealError, seal, unseal
 from consent.services import _sha256, partner_reconsent_link
 from cpv import clouds
 from cpv.ratelimit import allow_request
+from microsoft import identity
 from partners.models import Partner
 from partners.services import PartnerError, audit_record
 

@@ -29,9 +29,7 @@ from django.db import DatabaseError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from consent import identity, partner_center
 from consent.models import PartnerToken, TokenEvent
-from consent.retrying import backoff_delay, max_countdown
 from consent.services import (
     app_for,
     cloud_for,
@@ -49,6 +47,8 @@ from consent.vault import (
     secret_name_for,
     secret_tags,
 )
+from microsoft import identity, partner_center
+from microsoft.retrying import backoff_delay, max_countdown
 from partners.models import Partner
 from partners.services import Actor, PartnerError, audit_record, partner_mfa_record
 

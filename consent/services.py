@@ -27,7 +27,6 @@ from django.db.models.functions import Cast
 from django.urls import reverse
 from django.utils import timezone
 
-from consent import graph, identity, partner_center
 from consent.invitations import invitation_url
 from consent.models import ConsentFlow, ConsentFlowEvent, PartnerToken
 from consent.outcomes import outcome
@@ -35,6 +34,7 @@ from consent.sealing import SealError, seal, unseal
 from consent.vault import VaultError, get_vault, secret_name_for, secret_tags
 from cpv import clouds
 from cpv.config import AppCredential
+from microsoft import graph, identity, partner_center
 from partners.models import Partner
 from partners.services import Actor, PartnerError, audit_record, partner_create
 

@@ -3,7 +3,7 @@
 Only idempotent tasks use `acks_late` with `reject_on_worker_lost` (a worker killed mid-task hands the
 message back): renewal re-checks under the row lock whether the token is still due, customer sync is an
 upsert, and ApplicationConsent treats an existing consent as success. Retries are bounded, with backoff,
-jitter and Retry-After (consent/retrying.py), and no countdown exceeds half the visibility timeout.
+jitter and Retry-After (microsoft/retrying.py), and no countdown exceeds half the visibility timeout.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from django.conf import settings
 from django.db import InterfaceError, OperationalError, transaction
 
 from consent import customers, renewal, services
-from consent.retrying import backoff_delay
+from microsoft.retrying import backoff_delay
 from partners.models import Customer, Partner
 
 logger = logging.getLogger(__name__)

@@ -496,7 +496,7 @@ def load_config(environ_map: Mapping[str, str], *, base_dir: Path) -> Config:
         )
     renewal_attempts = r.int("CPV_RENEWAL_MAX_ATTEMPTS", 5)
     # Partner Center allows 50 ApplicationConsent requests per second per application id, across all workers;
-    # the limiter caps its burst so that no second passes 50 (consent/throttle.py).
+    # the limiter caps its burst so that no second passes 50 (microsoft/throttle.py).
     pc_rate = r.int("CPV_PC_REQUESTS_PER_SECOND", 48)
     if pc_rate >= 50:
         r.problems.append(f"CPV_PC_REQUESTS_PER_SECOND must stay under Partner Center's 50 per second, got {pc_rate}")

@@ -177,7 +177,7 @@ CPV_SIM_BASE_URL = "http://127.0.0.1:8000"
 def cpv_sim(sim, settings):  # type: ignore[no-untyped-def]
     """The product pointed at the simulator: its cloud, its app, the local vault with a key of the test's own."""
     from consent.vault import reset_vault
-    from tests.microsoft import sim_app, sim_cloud
+    from tests.simulated import sim_app, sim_cloud
 
     settings.CPV_CLOUD_CONFIG = sim_cloud(sim)
     settings.CPV_APP = sim_app(sim)
@@ -217,7 +217,7 @@ def consent_run(cpv_sim, client, django_capture_on_commit_callbacks) -> Callable
         assert start_path
         started = client.post(start_path.group(1))
         assert started.status_code == 303, started.content
-        from tests.microsoft import sign_in
+        from tests.simulated import sign_in
 
         target, fields = sign_in(started["Location"], user_oid=user.oid, action=action)
         assert target == f"{CPV_SIM_BASE_URL}/consent/callback"

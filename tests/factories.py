@@ -10,7 +10,7 @@ from consent.renewal import partner_token_import
 from partners.models import Partner
 from partners.services import partner_create
 from simulator.testing import RunningSimulator
-from tests.microsoft import partner_user
+from tests.simulated import partner_user
 
 
 def active_partner(sim: RunningSimulator, *, index: int = 0, name: str | None = None, **user_flags: Any) -> Partner:

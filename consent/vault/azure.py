@@ -8,7 +8,6 @@ Vault's error code and a redacted, truncated message: never a request body.
 
 from __future__ import annotations
 
-import email.utils
 import logging
 import os
 import time
@@ -44,14 +43,15 @@ from consent.vault.errors import (
     VersionBudgetExceeded,
 )
 from cpv import clouds
-from cpv.http import EnvironmentOnceSession
 from cpv.logs import redact
+from microsoft.errors import retry_after as parse_retry_after
+from microsoft.http import EnvironmentOnceSession
 
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
     from azure.keyvault.secrets import SecretClient
 
-    from consent.throttle import Limiter
+    from microsoft.throttle import Limiter
 
 logger = logging.getLogger(__name__)
 
@@ -149,33 +149,6 @@ def build_credential(*, environ: Mapping[str, str], authority: str, microsoft: b
         raise VaultMisconfigured(f"the vault's credential could not be built: {exc.__class__.__name__}") from None
     logger.info("vault credential: managed identity%s", f" (client {client_id})" if client_id else "")
     return ManagedIdentityCredential(client_id=client_id or None)
-
-
-def parse_retry_after(headers: Mapping[str, str] | None) -> float | None:
-    """Seconds from `retry-after-ms`, `x-ms-retry-after-ms` or `Retry-After` (seconds or an HTTP date)."""
-    if not headers:
-        return None
-    lowered = {k.lower(): v for k, v in headers.items()}
-    for name in ("retry-after-ms", "x-ms-retry-after-ms"):
-        if name in lowered:
-            try:
-                return max(0.0, float(lowered[name]) / 1000)
-            except ValueError:
-                pass
-    value = lowered.get("retry-after")
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(tz=UTC)).total_seconds())
 
 
 def _describe(exc: BaseException) -> str:
@@ -419,12 +392,12 @@ class AzureVault(Vault):
         """Wait for a slot in the vault's shared pace of creates (every attempt of a PUT is one create), so that
         many workers renewing at once stay under Key Vault's 300 per 10 s instead of collecting 429s."""
         if self._creates_limiter is _SHARED_PACE:
-            from consent.throttle import vault_creates_limiter
+            from microsoft.throttle import vault_creates_limiter
 
             self._creates_limiter = vault_creates_limiter(urlsplit(self.vault_url).netloc)
         if self._creates_limiter is None:
             return
-        from consent.throttle import ThrottleTimeout
+        from microsoft.throttle import ThrottleTimeout
 
         try:
             self._creates_limiter.acquire(timeout=self._max_retry_after)

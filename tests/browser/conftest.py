@@ -14,7 +14,7 @@ import pytest
 
 from consent.vault import reset_vault
 from tests.conftest import ROOT
-from tests.microsoft import sim_app, sim_cloud
+from tests.simulated import sim_app, sim_cloud
 
 CHROMIUM = "/usr/bin/chromium"
 SCREENSHOTS = ROOT / "test-output" / "screenshots"

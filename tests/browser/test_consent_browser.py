@@ -14,7 +14,7 @@ from consent.services import partner_invite
 from consent.vault import get_vault
 from partners.models import Partner
 from tests.browser.conftest import screenshot
-from tests.microsoft import partner_user
+from tests.simulated import partner_user
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 

@@ -9,8 +9,8 @@ import uuid
 import pytest
 
 from tests.browser.conftest import screenshot
-from tests.microsoft import partner_user
 from tests.partners.conftest import active_partner_with_data
+from tests.simulated import partner_user
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 

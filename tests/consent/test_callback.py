@@ -17,7 +17,7 @@ from consent.sealing import unseal
 from consent.services import SEAL_PURPOSE, consent_flows_expire, partner_invite
 from consent.vault import get_vault, secret_name_for
 from partners.models import AuditEvent, Partner
-from tests.microsoft import partner_user
+from tests.simulated import partner_user
 
 pytestmark = pytest.mark.django_db
 

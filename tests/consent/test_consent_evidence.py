@@ -12,7 +12,7 @@ from consent.models import ConsentFlow, PartnerToken, VaultSecretVersion
 from consent.services import partner_invite
 from partners.models import Partner
 from simulator.world import GRAPH_RESOURCE
-from tests.microsoft import partner_user
+from tests.simulated import partner_user
 
 pytestmark = pytest.mark.django_db
 

@@ -12,11 +12,11 @@ import pytest
 from django.core.management import call_command
 from django.db import connection
 
-from consent import partner_center
 from consent.coverage import Coverage, coverage_count, coverage_recount
 from consent.customers import CallFailed, customer_consent_apply, customers_sync
 from consent.models import CustomerConsent, PartnerCoverage
 from consent.selectors import coverage_for
+from microsoft import partner_center
 from partners.models import Customer, Partner
 from partners.services import partner_deactivate
 from tests.factories import active_partner

@@ -15,8 +15,9 @@ from celery.exceptions import SoftTimeLimitExceeded
 from django.db import OperationalError
 from django.utils import timezone
 
-from consent import customers, partner_center, renewal, tasks
+from consent import customers, renewal, tasks
 from consent.models import CustomerConsent, TokenEvent
+from microsoft import partner_center
 from partners.models import Customer
 from tests.factories import active_partner, pointer_of
 

@@ -16,7 +16,7 @@ from consent.invitations import invitation_read, invitation_token
 from consent.models import ConsentFlow
 from consent.services import partner_invite
 from partners.models import AuditEvent, Partner
-from tests.microsoft import partner_user
+from tests.simulated import partner_user
 
 pytestmark = pytest.mark.django_db
 

@@ -288,7 +288,7 @@ def test_an_access_token_request_that_finds_a_revoked_consent_marks_the_partner(
     partner = active_partner(cpv_sim)
     cpv_sim.control.revoke_user(cpv_sim.world.partners[0].users[0].oid)
 
-    from consent.identity import ReconsentRequired
+    from microsoft.identity import ReconsentRequired
 
     with django_capture_on_commit_callbacks(execute=True), pytest.raises(ReconsentRequired):
         access_token_get(partner=partner)

@@ -38,7 +38,7 @@ from partners.services import staff_role_set, staff_roles_sync
 from simulator.testing import RunningSimulator, SimulatorProcess
 from tests.conftest import ROOT, free_port, project_env, wait_until
 from tests.factories import active_partner
-from tests.microsoft import sim_app, sim_cloud
+from tests.simulated import sim_app, sim_cloud
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 PARTNERS = 10

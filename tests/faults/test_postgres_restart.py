@@ -18,7 +18,7 @@ from tests.faults.conftest import (
     wait_for,
     worker_env,
 )
-from tests.microsoft import partner_user
+from tests.simulated import partner_user
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.redis]
 

@@ -23,7 +23,7 @@ from tests.faults.conftest import (
     viewer_client,
     worker_env,
 )
-from tests.microsoft import partner_user
+from tests.simulated import partner_user
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow, pytest.mark.postgres, pytest.mark.redis]
 

@@ -128,7 +128,7 @@ def sim_settings(sim, settings):  # type: ignore[no-untyped-def]
     import os
 
     from consent.vault import reset_vault
-    from tests.microsoft import sim_app, sim_cloud
+    from tests.simulated import sim_app, sim_cloud
 
     settings.CPV_CLOUD_CONFIG = sim_cloud(sim)
     settings.CPV_APP = sim_app(sim)

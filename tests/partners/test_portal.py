@@ -11,8 +11,8 @@ from django.test import Client
 
 from consent.portal import SESSION_KEY
 from partners.models import AuditEvent, Partner
-from tests.microsoft import partner_user, sign_in
 from tests.partners.conftest import active_partner_with_data
+from tests.simulated import partner_user, sign_in
 
 pytestmark = pytest.mark.django_db
 BASE_URL = "http://127.0.0.1:8000"

@@ -12,7 +12,7 @@ from consent import access_tokens, customers, renewal
 from consent.models import CustomerConsent, PartnerToken, VaultSecretVersion
 from consent.services import partner_invite
 from partners.models import Customer, Partner
-from tests.microsoft import partner_user
+from tests.simulated import partner_user
 
 pytestmark = pytest.mark.django_db
 

@@ -20,7 +20,7 @@ from consent.vault import (
     secret_name_for,
     secret_tags,
 )
-from consent.vault.azure import AzureVault, build_credential, is_microsoft_vault, parse_retry_after
+from consent.vault.azure import AzureVault, build_credential, is_microsoft_vault
 from cpv import clouds
 
 pytestmark = pytest.mark.django_db
@@ -314,11 +314,3 @@ def test_vault_url_must_be_https() -> None:
         AzureVault(vault_url="http://v.vault.azure.net/", cloud=clouds.CLOUDS[clouds.GLOBAL], environ={})
     with pytest.raises(VaultMisconfigured):
         AzureVault(vault_url="https://v.vault.azure.net/path", cloud=clouds.CLOUDS[clouds.GLOBAL], environ={})
-
-
-def test_retry_after_is_read_in_seconds_milliseconds_or_as_a_date() -> None:
-    assert parse_retry_after({"Retry-After": "7"}) == 7.0
-    assert parse_retry_after({"retry-after-ms": "1500"}) == 1.5
-    assert parse_retry_after({"Retry-After": "Wed, 21 Oct 2015 07:28:00 GMT"}) == 0.0
-    assert parse_retry_after({"Retry-After": "soon"}) is None
-    assert parse_retry_after(None) is None

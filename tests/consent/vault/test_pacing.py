@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from consent import throttle
 from consent.vault import build_vault, secret_name_for
 from consent.vault.azure import AzureVault
+from microsoft import throttle
 
 pytestmark = pytest.mark.django_db
 

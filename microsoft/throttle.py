@@ -27,6 +27,8 @@ from redis.exceptions import AuthenticationError, RedisError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from cpv.models import ThrottleWindow
+
 logger = logging.getLogger(__name__)
 
 
@@ -259,14 +261,10 @@ class DatabaseLimiter:
         self._sleep = sleep
 
     def _pause_until(self) -> float:
-        from consent.models import ThrottleWindow
-
         row = ThrottleWindow.objects.filter(key=self._key + ":pause", second=0).values_list("count", flat=True).first()
         return (row or 0) / 1000
 
     def acquire(self, *, timeout: float = 120.0) -> float:
-        from consent.models import ThrottleWindow
-
         waited = 0.0
         while True:
             now = time.time()
@@ -294,8 +292,6 @@ class DatabaseLimiter:
             waited += paused
 
     def pause(self, seconds: float) -> None:
-        from consent.models import ThrottleWindow
-
         until = int((time.time() + seconds) * 1000)
         updated = ThrottleWindow.objects.filter(key=self._key + ":pause", second=0, count__lt=until).update(count=until)
         if not updated:

@@ -1,4 +1,5 @@
-"""The HTTP session the Microsoft clients (msal, the Key Vault SDK) use.
+"""The HTTP sessions every Microsoft client uses (msal, Partner Center, Graph, the Key Vault SDK): one factory,
+with timeouts.
 
 requests reads the environment on every request, unless told not to: it looks through every variable for
 `*_proxy` names, checks `no_proxy` against the host, and looks for a CA bundle. A worker's environment holds
@@ -8,14 +9,17 @@ while a process runs: this session reads it once per host and reuses the answer,
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import requests
 
 # Distinct (host, options) answers kept per session: Entra, Partner Center, Graph and the vault are a few hosts.
 MAX_REMEMBERED = 64
+# Seconds to connect, seconds to read, for a request that names no timeout of its own.
+DEFAULT_TIMEOUT = (5.0, 30.0)
 
 
 class EnvironmentOnceSession(requests.Session):
@@ -40,3 +44,32 @@ class EnvironmentOnceSession(requests.Session):
                 self._environment[key] = settings
         # A copy: requests adds to the proxies it is given.
         return {**settings, "proxies": dict(settings["proxies"])}
+
+
+class TimeoutSession(EnvironmentOnceSession):
+    """A session whose every request has a timeout: a silent Microsoft must never hang a worker (or the row
+    lock it holds). A caller's own timeout wins."""
+
+    timeout: tuple[float, float] = DEFAULT_TIMEOUT
+
+    def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:
+        if kwargs.get("timeout") is None:
+            kwargs["timeout"] = self.timeout
+        return super().request(method, url, *args, **kwargs)
+
+
+_sessions = threading.local()
+S = TypeVar("S", bound=TimeoutSession)
+
+
+def session(kind: type[S] = TimeoutSession, *, name: str = "") -> S:  # type: ignore[assignment]
+    """The calling thread's keep-alive session of `kind` (one per thread and name: requests' sessions are not
+    meant to be shared between threads). Every client of Microsoft's services gets its session here."""
+    key = f"{kind.__module__}.{kind.__qualname__}:{name}"
+    found: dict[str, TimeoutSession] | None = getattr(_sessions, "by_key", None)
+    if found is None:
+        found = _sessions.by_key = {}
+    existing = found.get(key)
+    if not isinstance(existing, kind):
+        existing = found[key] = kind()
+    return existing

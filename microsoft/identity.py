@@ -25,11 +25,13 @@ from cryptography.hazmat.primitives import serialization
 
 from cpv.clouds import Cloud
 from cpv.config import AppCredential
-from cpv.http import EnvironmentOnceSession
+from microsoft import http
+from microsoft.errors import MicrosoftError, retry_after
+from microsoft.http import TimeoutSession
 
 logger = logging.getLogger(__name__)
 
-HTTP_TIMEOUT = (5, 20)  # seconds to connect, seconds to read
+HTTP_TIMEOUT = (5.0, 20.0)  # seconds to connect, seconds to read
 GLOBAL_ADMIN_ROLE = "62e90394-69f5-4237-9190-012177145e10"
 
 
@@ -48,7 +50,7 @@ class _DiscoveryOnlyCache(dict[Any, Any]):
         super().__setitem__(key, value)
 
 
-class _RecordingSession(EnvironmentOnceSession):
+class _RecordingSession(TimeoutSession):
     """A keep-alive session per thread that remembers the last answer's status and Retry-After.
 
     msal turns 429 and 5xx answers into exceptions or bare dicts; the status and the wait are read here.
@@ -56,36 +58,22 @@ class _RecordingSession(EnvironmentOnceSession):
 
     last_status: int = 0
     last_retry_after: float | None = None
+    timeout = HTTP_TIMEOUT
 
     def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:
         self.last_status, self.last_retry_after = 0, None
-        # msal applies its `timeout` only to a session of its own: without this, a silent Entra hangs the caller
-        # (and the token row it holds locked).
-        if kwargs.get("timeout") is None:
-            kwargs["timeout"] = HTTP_TIMEOUT
+        # msal applies its `timeout` only to a session of its own: the session's own default applies instead.
         response = super().request(method, url, *args, **kwargs)
         self.last_status = response.status_code
-        self.last_retry_after = _retry_after(response.headers.get("Retry-After"))
+        self.last_retry_after = retry_after(response.headers)
         return response
-
-
-def _retry_after(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        return None
 
 
 _local = threading.local()
 
 
 def _session() -> _RecordingSession:
-    session: _RecordingSession | None = getattr(_local, "session", None)
-    if session is None:
-        session = _local.session = _RecordingSession()
-    return session
+    return http.session(_RecordingSession)
 
 
 def _http_cache() -> _DiscoveryOnlyCache:
@@ -99,18 +87,25 @@ def _http_cache() -> _DiscoveryOnlyCache:
 # --- typed errors ---------------------------------------------------------------------------------
 
 
-class IdentityError(Exception):
+class IdentityError(MicrosoftError):
     """A token operation failed. `permanent` says whether retrying can help; the message is for a person.
 
     Messages carry Microsoft's error name and AADSTS code, never a token or Microsoft's free text (which
     can echo request details).
     """
 
-    permanent = True
     kind = "identity_error"
 
-    def __init__(self, message: str, *, error: str = "", codes: tuple[int, ...] = (), correlation_id: str = ""):
-        super().__init__(message)
+    def __init__(
+        self,
+        message: str,
+        *,
+        error: str = "",
+        codes: tuple[int, ...] = (),
+        correlation_id: str = "",
+        retry_after: float | None = None,
+    ):
+        super().__init__(message, retry_after=retry_after)
         self.error = error
         self.codes = codes
         self.correlation_id = correlation_id
@@ -155,12 +150,8 @@ class InvalidClient(IdentityError):
 class Transient(IdentityError):
     """Throttled, a server error or a timeout: retry later, after `retry_after` seconds when known."""
 
-    permanent = False
+    transient = True
     kind = "transient"
-
-    def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: Any) -> None:
-        super().__init__(message, **kwargs)
-        self.retry_after = retry_after
 
 
 class IdTokenInvalid(IdentityError):
@@ -465,7 +456,7 @@ class _JwksCache:
     @staticmethod
     def _fetch(jwks_uri: str) -> dict[str, Any]:
         try:
-            response = requests.get(jwks_uri, timeout=HTTP_TIMEOUT)
+            response: requests.Response = http.session().get(jwks_uri, timeout=HTTP_TIMEOUT)
             response.raise_for_status()
             data = response.json()
         except (requests.RequestException, ValueError) as exc:
@@ -491,7 +482,7 @@ def _discovery(cloud: Cloud) -> dict[str, Any]:
     if cached:
         return dict(cached)
     try:
-        response = requests.get(url, timeout=HTTP_TIMEOUT)
+        response: requests.Response = http.session().get(url, timeout=HTTP_TIMEOUT)
         response.raise_for_status()
         document = response.json()
     except (requests.RequestException, ValueError) as exc:

@@ -1,4 +1,4 @@
-"""consent/identity.py against the simulator with the real msal client: sign-in, id_token checks,
+"""microsoft/identity.py against the simulator with the real msal client: sign-in, id_token checks,
 refresh-token redemption, and every error class of REFERENCE.md's table."""
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from consent import identity
-from tests.microsoft import partner_user, sign_in, sim_app, sim_cloud
+from microsoft import identity
+from tests.simulated import partner_user, sign_in, sim_app, sim_cloud
 
 PC_SCOPE = "https://api.partnercenter.microsoft.com/user_impersonation"
 GRAPH_SCOPE = "https://graph.microsoft.com/.default"

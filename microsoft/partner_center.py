@@ -7,7 +7,6 @@ the job it serves. Failures come out as typed errors that say whether retrying c
 from __future__ import annotations
 
 import logging
-import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -16,24 +15,34 @@ from urllib.parse import urlsplit
 
 import requests
 
+from microsoft import http
+from microsoft.errors import MicrosoftError, retry_after
+
 logger = logging.getLogger(__name__)
 
 HTTP_TIMEOUT = (5, 30)
 API_VERSION_PREFIX = "/v1"
 
 
-class PartnerCenterError(Exception):
+class PartnerCenterError(MicrosoftError):
     """Partner Center refused or failed a call. `permanent` says whether retrying can help.
 
     The message holds the HTTP status and Partner Center's own error code and description, which
     name no secret.
     """
 
-    permanent = True
     kind = "partner_center_error"
 
-    def __init__(self, message: str, *, status: int = 0, code: str = "", request_id: str = "") -> None:
-        super().__init__(message)
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int = 0,
+        code: str = "",
+        request_id: str = "",
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message, retry_after=retry_after)
         self.status = status
         self.code = code
         self.request_id = request_id
@@ -76,18 +85,14 @@ class AlreadyExists(PartnerCenterError):
 class Throttled(PartnerCenterError):
     """429: wait `retry_after` seconds."""
 
-    permanent = False
+    transient = True
     kind = "throttled"
-
-    def __init__(self, message: str, *, retry_after: float | None, **kwargs: Any) -> None:
-        super().__init__(message, **kwargs)
-        self.retry_after = retry_after
 
 
 class Transient(PartnerCenterError):
     """A 5xx answer, a timeout or a broken connection."""
 
-    permanent = False
+    transient = True
     kind = "transient"
 
 
@@ -99,21 +104,8 @@ class CustomerRecord:
     relationship: str
 
 
-_local = threading.local()
-
-
 def _session() -> requests.Session:
-    session: requests.Session | None = getattr(_local, "session", None)
-    if session is None:
-        session = _local.session = requests.Session()
-    return session
-
-
-def _retry_after(value: str | None) -> float | None:
-    try:
-        return max(0.0, float(value)) if value else None
-    except ValueError:
-        return None
+    return http.session()
 
 
 class PartnerCenterClient:
@@ -272,7 +264,7 @@ def _error(response: requests.Response, method: str, path: str, request_id: str)
     if status == 409 or "permission entry already exists" in description.lower():
         return AlreadyExists(summary, **kwargs)
     if status == 429:
-        return Throttled(summary, retry_after=_retry_after(response.headers.get("Retry-After")), **kwargs)
+        return Throttled(summary, retry_after=retry_after(response.headers), **kwargs)
     if status >= 500:
         return Transient(summary, **kwargs)
     if status == 401 and code == MFA_REQUIRED_CODE:

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import redis
 
-from consent import throttle
+from microsoft import throttle
 from tests.conftest import free_port
 
 
@@ -72,7 +72,7 @@ def test_with_redis_away_requests_go_on_at_the_pace_of_this_process(clock, caplo
     key = f"test-{uuid.uuid4().hex}"
     down = limiter(nobody(), key)
 
-    with caplog.at_level(logging.WARNING, logger="consent.throttle"):
+    with caplog.at_level(logging.WARNING, logger="microsoft.throttle"):
         waited = [down.acquire(timeout=5) for _ in range(5)]
         down.pause(0.2)
         waited.append(down.acquire(timeout=5))
@@ -82,7 +82,7 @@ def test_with_redis_away_requests_go_on_at_the_pace_of_this_process(clock, caplo
     assert waited[0] == 0.0 and all(w > 0 for w in waited[1:])
     assert waited[-1] >= 0.15
     # Told once, and asked once: until the retry time, nobody asks the missing Redis again.
-    assert [r.getMessage() for r in caplog.records if r.name == "consent.throttle"] == [
+    assert [r.getMessage() for r in caplog.records if r.name == "microsoft.throttle"] == [
         f"throttle: Redis did not answer (ConnectionError); this process paces cpv:throttle:{key} alone until it does"
     ]
     assert throttle._outages[f"cpv:throttle:{key}"] == (clock.now + 5.0, 1)
@@ -118,7 +118,7 @@ def test_redis_is_asked_again_once_the_retry_time_has_passed(clock, redis_url, c
         assert not server.exists(f"cpv:throttle:{key}")
 
         clock.now += 0.2
-        with caplog.at_level(logging.INFO, logger="consent.throttle"):
+        with caplog.at_level(logging.INFO, logger="microsoft.throttle"):
             shared.acquire(timeout=5)
         assert server.exists(f"cpv:throttle:{key}")
         assert f"cpv:throttle:{key}" not in throttle._outages

@@ -1,4 +1,4 @@
-"""consent/partner_center.py against the simulator's Partner Center, with tokens from the real msal flow."""
+"""microsoft/partner_center.py against the simulator's Partner Center, with tokens from the real msal flow."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from consent import identity, partner_center
-from tests.microsoft import partner_user, sim_app, sim_cloud
+from microsoft import identity, partner_center
+from tests.simulated import partner_user, sim_app, sim_cloud
 
 PC_SCOPE = "https://api.partnercenter.microsoft.com/user_impersonation"
 GRAPH_APP = "00000003-0000-0000-c000-000000000000"

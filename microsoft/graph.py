@@ -8,11 +8,13 @@ items carry `roleTemplateId`. Failures come out as GraphError, which says whethe
 from __future__ import annotations
 
 import logging
-import threading
 from typing import Any
 from urllib.parse import urlsplit
 
 import requests
+
+from microsoft import http
+from microsoft.errors import MicrosoftError, retry_after
 
 logger = logging.getLogger(__name__)
 
@@ -21,24 +23,26 @@ HTTP_TIMEOUT = (5, 20)
 MAX_PAGES = 20
 
 
-class GraphError(Exception):
+class GraphError(MicrosoftError):
     """Graph refused or failed a call. The message holds the HTTP status and Graph's error code, never a token."""
 
-    def __init__(self, message: str, *, status: int = 0, code: str = "", transient: bool = False) -> None:
-        super().__init__(message)
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int = 0,
+        code: str = "",
+        transient: bool = False,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message, retry_after=retry_after)
         self.status = status
         self.code = code
         self.transient = transient
 
 
-_local = threading.local()
-
-
 def _session() -> requests.Session:
-    session: requests.Session | None = getattr(_local, "session", None)
-    if session is None:
-        session = _local.session = requests.Session()
-    return session
+    return http.session()
 
 
 class GraphClient:
@@ -85,6 +89,7 @@ class GraphClient:
             status=status,
             code=code,
             transient=status == 429 or status >= 500,
+            retry_after=retry_after(response.headers),
         )
 
     def directory_role_templates(self) -> list[str | None]:

@@ -9,7 +9,7 @@ import pytest
 import requests
 import requests.sessions
 
-from cpv.http import EnvironmentOnceSession
+from microsoft.http import EnvironmentOnceSession
 
 URLS = [
     "https://login.example/tenant/oauth2/v2.0/token",
