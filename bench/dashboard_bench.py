@@ -43,10 +43,10 @@ def seed(*, first: int, partners: int, customers: int, big_customers: int) -> No
     from django.db import connection, transaction
     from django.utils import timezone
 
-    from consent.coverage import coverage_recount
-    from consent.models import PartnerToken
     from consent.selectors import overview_trends_forget
+    from customers.coverage import coverage_recount
     from partners.models import Partner
+    from tokens.models import PartnerToken
 
     now = timezone.now()
     statuses = (

@@ -36,7 +36,7 @@ PC_LIMIT = 50
 def reset(control: Any, tenants: list[str], application_id: str) -> None:
     """No ApplicationConsent anywhere: in the simulator and in the database."""
     from bench.seed import threaded
-    from consent.models import CustomerConsent
+    from customers.models import CustomerConsent
 
     consents = control.consents()
     present = [t for t in tenants if application_id in consents.get(t.lower(), {})]
@@ -56,7 +56,7 @@ def one_run(
     *, app: Any, queue: str, control: Any, partner_id: int, expected: int, application_id: str,
     workers: list[harness.Worker], sim_pid: int,
 ) -> dict[str, Any]:  # fmt: skip
-    from consent.models import CustomerConsent
+    from customers.models import CustomerConsent
 
     control.clear_log()
     time.sleep(1.5)  # the limiter's and Partner Center's buckets full again

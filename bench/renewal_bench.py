@@ -155,7 +155,7 @@ def bare_run(env: dict[str, str], items: list[tuple[int, str, str, str]], *, pro
 
 def pointers_follow_bare(done: list[tuple[int, str]]) -> None:
     """The bare script wrote new versions and disabled the ones the pointers name: move the pointers."""
-    from consent.models import PartnerToken
+    from tokens.models import PartnerToken
 
     new_version = dict(done)
     pointers = list(PartnerToken.objects.filter(partner_id__in=new_version))
@@ -170,7 +170,7 @@ def pointers_follow_bare(done: list[tuple[int, str]]) -> None:
 
 
 def bare_items() -> list[tuple[int, str, str, str]]:
-    from consent.models import PartnerToken
+    from tokens.models import PartnerToken
 
     return [
         (pid, str(tenant), name, version)
@@ -211,7 +211,7 @@ def product_run(*, app: Any, queue: str, workers: list[harness.Worker], expected
     from django.db.models import Max, Min, Q
     from django.utils import timezone
 
-    from consent.models import PartnerToken, TokenEvent
+    from tokens.models import PartnerToken, TokenEvent
 
     sweeps = LogTail([w.log_path for w in workers], "renewal sweep queued")
     cpu_before = [harness.cpu_seconds(w.process.pid) for w in workers]

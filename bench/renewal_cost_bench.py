@@ -57,9 +57,9 @@ def main(argv: list[str] | None = None) -> int:
         from django.db import connection
 
         from bench import seed
-        from consent.models import PartnerToken
-        from consent.renewal import BATCH_SIZE, partners_token_renew, renewal_finish
         from microsoft.http import EnvironmentOnceSession
+        from tokens.models import PartnerToken
+        from tokens.renewal import BATCH_SIZE, partners_token_renew, renewal_finish
 
         seed.active_partners(
             sim_env=sim.env,

@@ -67,11 +67,11 @@ def active_partners(
     from django.db import transaction
     from django.utils import timezone
 
-    from consent.models import PartnerToken
-    from consent.services import token_fingerprint
-    from consent.vault import REFRESH_TOKEN_CONTENT_TYPE, secret_name_for, secret_tags
     from partners.models import Partner
     from simulator.control_client import SimulatorControl
+    from tokens.models import PartnerToken
+    from tokens.pointers import token_fingerprint
+    from tokens.vault import REFRESH_TOKEN_CONTENT_TYPE, secret_name_for, secret_tags
 
     client_id = sim_env["CPV_CLIENT_ID"]
     codes = [uuid.uuid4() for _ in world_partners]
@@ -134,7 +134,7 @@ def make_due(*, token_age: timedelta = DUE_AGE) -> int:
     """Every token due again and unclaimed by any sweep. Returns how many pointers."""
     from django.utils import timezone
 
-    from consent.models import PartnerToken
+    from tokens.models import PartnerToken
 
     return PartnerToken.objects.update(
         last_renewed_at=timezone.now() - token_age, renewal_queued_at=None, next_attempt_at=None

@@ -1,4 +1,4 @@
-"""Consent flows, their events, and each partner's token pointer. The vault's own table lives in consent/vault/."""
+"""Consent flows and their events."""
 
 from __future__ import annotations
 
@@ -6,10 +6,8 @@ import uuid
 
 from django.db import models
 
-# The local vault's table is defined beside its backend; importing it here lets Django find it.
 from consent.outcomes import outcome
-from consent.vault.models import VaultSecretVersion
-from partners.models import Customer, Partner
+from partners.models import Partner
 
 
 class ConsentFlow(models.Model):
@@ -109,132 +107,4 @@ class ConsentFlowEvent(models.Model):
         return f"{self.created_at:%H:%M:%S} {self.status}"
 
 
-class PartnerToken(models.Model):
-    """Where a partner's refresh token lives in the vault, and what is known about it without reading it.
-
-    The token itself is only ever in the vault. `fingerprint` is an HMAC of it, to tell tokens apart.
-    Moves of the pointer happen with this row locked (`select_for_update`), which is also what keeps two
-    workers from redeeming one partner's token at once.
-    """
-
-    partner = models.OneToOneField(Partner, on_delete=models.PROTECT, related_name="token")
-    secret_name = models.CharField(max_length=127, unique=True)
-    current_version = models.CharField(max_length=64, blank=True)
-    previous_version = models.CharField(max_length=64, blank=True)
-    # The previous version is disabled once the pointer has moved; until then a sweep retries it.
-    previous_disabled = models.BooleanField(default=True)
-    version_count = models.PositiveIntegerField(default=0)
-    fingerprint = models.CharField(max_length=64, blank=True)
-    generation = models.PositiveIntegerField(default=0)
-    consent_flow = models.ForeignKey(ConsentFlow, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
-    consented_by_oid = models.UUIDField(null=True, blank=True)
-    consented_by_name = models.CharField(max_length=254, blank=True)
-    scopes = models.CharField(max_length=1000, blank=True)
-    obtained_at = models.DateTimeField(null=True, blank=True)
-    last_renewed_at = models.DateTimeField(null=True, blank=True, db_index=True)
-    updated_at = models.DateTimeField(auto_now=True)
-    # Renewal bookkeeping (consent/renewal.py). A failure newer than the last renewal means "failing".
-    failure_count = models.PositiveIntegerField(default=0, help_text="Failed renewals since the last success")
-    last_error = models.CharField(max_length=500, blank=True)
-    last_error_kind = models.CharField(max_length=32, blank=True)
-    last_failure_at = models.DateTimeField(null=True, blank=True)
-    # Work further away than the broker's visibility timeout waits here, never as a long ETA.
-    next_attempt_at = models.DateTimeField(null=True, blank=True, db_index=True)
-    # When a sweep last queued a renewal: a second (duplicate) sweep within the hour does not queue again.
-    renewal_queued_at = models.DateTimeField(null=True, blank=True)
-
-    def __str__(self) -> str:
-        return f"token of {self.partner}"
-
-
-class TokenEvent(models.Model):
-    """One outcome of a partner's token upkeep (a renewal, a failure and its reason). Never holds a secret."""
-
-    class Kind(models.TextChoices):
-        RENEWED = "renewed", "Renewed"
-        ROTATED = "rotated", "Rotated by an access-token request"
-        RETRYING = "retrying", "Failed, will retry"
-        GAVE_UP = "gave_up", "Failed after every retry"
-        RECONSENT_NEEDED = "reconsent_needed", "Re-consent needed"
-        MFA_REQUIRED = "mfa_required", "MFA required"
-        CONDITIONAL_ACCESS = "conditional_access", "Blocked by Conditional Access"
-        OPERATOR_ALERT = "operator_alert", "Operator alert"
-        BUDGET = "budget", "Vault version budget reached"
-        RECONCILED = "reconciled", "Recovered from an interrupted renewal"
-        PREVIOUS_DISABLED = "previous_disabled", "Previous version disabled"
-
-    partner = models.ForeignKey(Partner, on_delete=models.CASCADE, related_name="token_events")
-    kind = models.CharField(max_length=32, choices=Kind.choices)
-    message = models.CharField(max_length=500)
-    detail = models.JSONField(default=dict, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
-
-    class Meta:
-        ordering = ["-created_at", "-id"]
-        indexes = [models.Index(fields=["partner", "-created_at"])]
-
-    def __str__(self) -> str:
-        return f"{self.created_at:%Y-%m-%d %H:%M:%S} {self.partner} {self.kind}"
-
-
-class CustomerConsent(models.Model):
-    """The vendor app's ApplicationConsent in one customer tenant: what was granted, when, and the last error."""
-
-    class Status(models.TextChoices):
-        PENDING = "pending", "Not applied yet"
-        APPLIED = "applied", "Applied"
-        FAILED = "failed", "Failed"
-
-    customer = models.OneToOneField(Customer, on_delete=models.CASCADE, related_name="application_consent")
-    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING, db_index=True)
-    # The grants (CPV_APPLICATION_GRANTS) last applied with success, and their hash to notice a change.
-    grants = models.JSONField(default=dict, blank=True)
-    grants_hash = models.CharField(max_length=64, blank=True)
-    applied_at = models.DateTimeField(null=True, blank=True)
-    attempts = models.PositiveIntegerField(default=0)
-    last_attempt_at = models.DateTimeField(null=True, blank=True)
-    last_error = models.CharField(max_length=500, blank=True)
-    # MS-RequestId of the call in progress: the same one is sent again when the call is retried.
-    pending_request_id = models.CharField(max_length=36, blank=True)
-    # A short claim, so two workers never call Partner Center for one customer at once.
-    lease_until = models.DateTimeField(null=True, blank=True)
-    # Who holds the claim: a task's id, the same across its retries and a redelivery of its message. (A default in
-    # the database too: rows written without the column, by code older than it, stay valid.)
-    lease_owner = models.CharField(max_length=64, blank=True, db_default="")
-    updated_at = models.DateTimeField(auto_now=True)
-
-    def __str__(self) -> str:
-        return f"ApplicationConsent in {self.customer} ({self.status})"
-
-
-class PartnerCoverage(models.Model):
-    """A partner's present customers, and how many of them have the vendor's app applied or failed, kept as
-    counters so that pages read one row per partner instead of counting customers.
-
-    Only consent/coverage.py writes them, in the transaction of the change they follow: customer sync recounts
-    the partner, ApplicationConsent shifts them by the status it replaced. A missing row counts as zeros until
-    the first change; `recount_coverage` recounts from scratch (after a bulk load, or to check for drift).
-    """
-
-    partner = models.OneToOneField(
-        Partner, on_delete=models.CASCADE, primary_key=True, related_name="coverage_counters"
-    )
-    customers = models.IntegerField(default=0)
-    consented = models.IntegerField(default=0)
-    failed = models.IntegerField(default=0)
-    # When the row was last recounted from scratch (a shift leaves it alone).
-    counted_at = models.DateTimeField(null=True, blank=True)
-
-    def __str__(self) -> str:
-        return f"coverage of {self.partner_id}: {self.consented}/{self.customers}, {self.failed} failed"
-
-
-__all__ = [
-    "ConsentFlow",
-    "ConsentFlowEvent",
-    "CustomerConsent",
-    "PartnerCoverage",
-    "PartnerToken",
-    "TokenEvent",
-    "VaultSecretVersion",
-]
+__all__ = ["ConsentFlow", "ConsentFlowEvent"]

@@ -1,5 +1,5 @@
 """The staff dashboard's actions on a partner: each is a service that audits the acting user in the same
-transaction, and the long ones queue the background-work tasks (consent/tasks.py) after the commit.
+transaction, and the long ones queue the background-work tasks (tokens/tasks.py, customers/tasks.py) after the commit.
 
 An operation started from a page is remembered by its audit row (`detail.operation`, a UUID); its progress is
 read back from what the tasks leave in the database (token events, the customer-sync audit row, customers'
@@ -21,13 +21,15 @@ from django.db.models import Count, Q
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from consent import tasks
-from consent.access_tokens import cache_forget
-from consent.customers import customers_needing_consent
-from consent.models import CustomerConsent, PartnerToken, TokenEvent
-from consent.vault import VaultError, get_vault
+from customers import tasks as customer_tasks
+from customers.models import CustomerConsent
+from customers.services import customers_needing_consent
 from partners.models import AuditEvent, Customer, Partner
 from partners.services import Actor, PartnerError, audit_record
+from tokens import tasks as token_tasks
+from tokens.access_tokens import cache_forget
+from tokens.models import PartnerToken, TokenEvent
+from tokens.vault import VaultError, get_vault
 
 logger = logging.getLogger(__name__)
 
@@ -74,12 +76,12 @@ def operation_start(*, actor: Actor, partner: Partner, kind: str) -> AuditEvent:
         if not PartnerToken.objects.filter(partner=partner).exclude(current_version="").exists():
             raise PartnerError(f"{partner.name} has no token to renew.")
         task_id = str(uuid.uuid4())
-        queue.append((tasks.token_renew, {"partner_id": partner.pk, "force": True}, task_id))
+        queue.append((token_tasks.token_renew, {"partner_id": partner.pk, "force": True}, task_id))
         detail.update(total=1, task_id=task_id)
     elif kind == SYNC:
         task_id = str(uuid.uuid4())
-        queue.append((tasks.customers_sync, {"partner_id": partner.pk, "apply": False, "correlation_id": operation},
-                      task_id))  # fmt: skip
+        kwargs = {"partner_id": partner.pk, "apply": False, "correlation_id": operation}
+        queue.append((customer_tasks.customers_sync, kwargs, task_id))
         detail.update(total=1, task_id=task_id)
     else:
         if kind == APPLY:
@@ -97,7 +99,7 @@ def operation_start(*, actor: Actor, partner: Partner, kind: str) -> AuditEvent:
         for customer_id in ids:
             queue.append(
                 (
-                    tasks.application_consent_apply,
+                    customer_tasks.application_consent_apply,
                     {"customer_id": customer_id, "correlation_id": operation},
                     str(uuid.uuid4()),
                 )
@@ -185,7 +187,7 @@ def operation_progress(event: AuditEvent, *, now: datetime | None = None) -> Pro
             done, state, message = 1, "done", "Renewed."
         elif latest is not None and latest.kind == TokenEvent.Kind.RETRYING:
             state, message = "running", latest.message
-        elif latest is not None and latest.kind != TokenEvent.Kind.PREVIOUS_DISABLED:
+        elif latest is not None:
             done, failed, state, message = 1, 1, "failed", latest.message
         else:
             task_state, result = _task_state(str(detail.get("task_id", "")))
@@ -335,10 +337,10 @@ def _check_authority() -> str:
 def _check_partner_center() -> str:
     import requests
 
-    from consent.access_tokens import access_token_get
     from consent.selectors import token_health_expression
-    from consent.services import cloud_for
     from microsoft.partner_center import PartnerCenterClient
+    from partners.registrations import cloud_for
+    from tokens.access_tokens import access_token_get
 
     partner = (
         Partner.objects.filter(status=Partner.Status.ACTIVE)

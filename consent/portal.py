@@ -36,10 +36,11 @@ from consent import selectors
 from consent.models import ConsentFlow
 from consent.pages import form_page, private
 from consent.sealing import SealError, seal, unseal
-from consent.services import _sha256, partner_reconsent_link
+from consent.services import _sha256
 from cpv import clouds
 from cpv.ratelimit import allow_request
 from microsoft import identity
+from partners.invitations import partner_reconsent_link
 from partners.models import Partner
 from partners.services import PartnerError, audit_record
 

@@ -32,11 +32,13 @@ from django.db.models import (
 from django.db.models.functions import Coalesce, TruncDate
 from django.utils import timezone
 
-from consent.coverage import Coverage
-from consent.models import ConsentFlow, ConsentFlowEvent, CustomerConsent, PartnerCoverage, PartnerToken, TokenEvent
-from consent.renewal import TokenStatus, renewal_interval, token_status
-from consent.vault import MAX_VERSIONS
+from consent.models import ConsentFlow, ConsentFlowEvent
+from customers.coverage import Coverage
+from customers.models import CustomerConsent, PartnerCoverage
 from partners.models import AuditEvent, Customer, Partner
+from tokens.models import PartnerToken, TokenEvent
+from tokens.renewal import TokenStatus, renewal_interval, token_status
+from tokens.vault import MAX_VERSIONS
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +58,7 @@ HEALTH_CHOICES = list(HEALTH_LABELS.items())
 
 
 def token_health_expression(*, now: datetime | None = None, prefix: str = "token__") -> Case:
-    """consent.renewal.token_status as SQL, so a list of thousands of partners can filter and sort on it.
+    """tokens.renewal.token_status as SQL, so a list of thousands of partners can filter and sort on it.
 
     `prefix` is the path from the queried model to PartnerToken ("token__" from Partner). The two must
     agree: tests/partners/test_selectors.py compares them case by case.

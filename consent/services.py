@@ -14,29 +14,31 @@ import logging
 import re
 import secrets
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import Any
 
 from django.conf import settings
-from django.core.mail import send_mail
-from django.db import IntegrityError, connection, transaction
-from django.db.models import Case, Field, Q, Value, When
-from django.db.models.functions import Cast
+from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
 
-from consent.invitations import invitation_url
-from consent.models import ConsentFlow, ConsentFlowEvent, PartnerToken
+from consent.models import ConsentFlow, ConsentFlowEvent
 from consent.outcomes import outcome
 from consent.sealing import SealError, seal, unseal
-from consent.vault import VaultError, get_vault, secret_name_for, secret_tags
 from cpv import clouds
 from cpv.config import AppCredential
+from customers.tasks import customers_sync_after_consent
 from microsoft import graph, identity, partner_center
+from partners.invitations import invitation_url, link_send
 from partners.models import Partner
+from partners.registrations import app_for, cloud_for
 from partners.services import Actor, PartnerError, audit_record, partner_create
+from tokens.models import PartnerToken
+from tokens.pointers import Obtained, partner_token_disable_previous, pointer_move, version_disable_quietly
+from tokens.vault import VaultError, get_vault, secret_name_for, secret_tags
 
 logger = logging.getLogger(__name__)
 
@@ -71,12 +73,6 @@ def _sha256(value: str) -> str:  # shared with the partner portal
     return hashlib.sha256(value.encode()).hexdigest()
 
 
-def token_fingerprint(token: str) -> str:
-    """An HMAC of a token: tells tokens apart in the database and on the dashboard without storing them."""
-    key = hashlib.sha256(f"cpv.token-fingerprint:{settings.SECRET_KEY}".encode()).digest()
-    return hmac.new(key, token.encode(), hashlib.sha256).hexdigest()
-
-
 def new_browser_key() -> str:
     return secrets.token_urlsafe(32)
 
@@ -86,18 +82,10 @@ def redirect_uri() -> str:
     return settings.CPV_BASE_URL + reverse("consent:callback")
 
 
-def app_for(partner: Partner) -> AppCredential:
-    """The app registration a partner consents to: the sandbox's for a sandbox partner, when configured."""
-    if partner.environment == Partner.Environment.SANDBOX and settings.CPV_SANDBOX_APP is not None:
-        sandbox: AppCredential = settings.CPV_SANDBOX_APP
-        return sandbox
-    app: AppCredential = settings.CPV_APP
-    return app
-
-
-def cloud_for(partner: Partner) -> clouds.Cloud:
+def consent_cloud_for(partner: Partner) -> clouds.Cloud:
+    """The partner's cloud, or ConsentUnavailable (for the partner to read) when Microsoft retired it."""
     try:
-        return clouds.resolve(partner.cloud)
+        return cloud_for(partner)
     except clouds.CloudRetiredError as exc:
         raise ConsentUnavailable(str(exc), reason="retired_cloud") from None
 
@@ -109,18 +97,6 @@ def cloud_for(partner: Partner) -> clouds.Cloud:
 class Invitation:
     partner: Partner
     url: str
-
-
-def _send_link(*, partner: Partner, url: str, subject: str, intro: str) -> None:
-    grants = settings.CPV_APPLICATION_GRANTS
-    body = (
-        f"Hello,\n\n{intro}\n\n{url}\n\n"
-        f"The person who signs in must be a Global Administrator of {partner.name}'s Microsoft Entra tenant "
-        "and an Admin Agent in Partner Center, with multi-factor authentication. A dedicated integration "
-        f"account is recommended.\n\nThe link works for {settings.CPV_INVITATION_MAX_AGE_DAYS} days.\n\n"
-        f"{grants['displayName']}\n"
-    )
-    send_mail(subject, body, None, [partner.contact_email])
 
 
 def partner_invite(
@@ -152,7 +128,7 @@ def partner_invite(
         if send_email:
             transaction.on_commit(
                 robust=True,
-                func=lambda: _send_link(
+                func=lambda: link_send(
                     partner=partner,
                     url=url,
                     subject=f"{settings.CPV_APPLICATION_GRANTS['displayName']}: please consent for {partner.name}",
@@ -161,31 +137,6 @@ def partner_invite(
                 ),
             )
     return Invitation(partner=partner, url=url)
-
-
-def partner_reconsent_link(*, actor: Actor, partner: Partner, send_email: bool = False) -> str:
-    """A fresh signed link with which the partner consents again (the working token stays until it succeeds)."""
-    if partner.status == Partner.Status.DEACTIVATED:
-        raise PartnerError("This partner is deactivated; reactivate it before asking for consent.")
-    url = invitation_url(partner=partner, purpose="reconsent")
-    with transaction.atomic():
-        audit_record(
-            actor=actor,
-            action="partner.reconsent_link_created",
-            partner=partner,
-            detail={"emailed": send_email},
-        )
-        if send_email:
-            transaction.on_commit(
-                robust=True,
-                func=lambda: _send_link(
-                    partner=partner,
-                    url=url,
-                    subject=f"{settings.CPV_APPLICATION_GRANTS['displayName']}: please renew your consent",
-                    intro="Your organisation's consent needs to be renewed. Open this link and sign in again:",
-                ),
-            )
-    return url
 
 
 def self_onboarding_submit(
@@ -252,7 +203,7 @@ def consent_flow_start(*, partner: Partner, origin: str, browser_key: str) -> tu
     """
     if partner.status == Partner.Status.DEACTIVATED:
         raise ConsentUnavailable("This partner is not accepting consent.", reason="expired_link")
-    cloud = cloud_for(partner)
+    cloud = consent_cloud_for(partner)
     app = app_for(partner)
     if not app.configured:
         raise ConsentUnavailable("The vendor has not finished configuring its Microsoft app yet.")
@@ -343,7 +294,7 @@ def _complete(flow: ConsentFlow, form: Mapping[str, str]) -> ConsentFlow:
         sealed = unseal(flow.sealed_flow or b"", purpose=SEAL_PURPOSE, bound_to=str(flow.code))
     except SealError:
         return _fail(flow, "our_error", "the stored sign-in could not be opened")
-    cloud = cloud_for(partner)
+    cloud = consent_cloud_for(partner)
     app = app_for(partner)
     auth_response = {k: v for k, v in form.items() if k in {"code", "state", "session_state", "client_info"}}
     try:
@@ -507,9 +458,9 @@ def _vault_and_activate(flow: ConsentFlow, token: identity.TokenResult, *, mfa_c
                 version_count=written.version_count,
                 token_value=token.refresh_token,
                 now=now,
-                obtained=True,
-                flow=flow,
-                scopes=token.scopes,
+                obtained=Obtained(
+                    flow_id=flow.pk, user_oid=flow.user_oid, user_name=flow.user_name, scopes=tuple(token.scopes)
+                ),
             )
             previous_status = locked.status
             locked.tenant_id = flow.tenant_id
@@ -549,15 +500,15 @@ def _vault_and_activate(flow: ConsentFlow, token: identity.TokenResult, *, mfa_c
         committed = True
     except IntegrityError:
         # Another partner took this tenant between our check and our write.
-        _disable_quietly(name, written.version)
+        version_disable_quietly(name, written.version)
         return _fail(flow, "tenant_taken", f"tenant {flow.tenant_id} belongs to another partner")
     except _Refused as refused:
-        _disable_quietly(name, written.version)
+        version_disable_quietly(name, written.version)
         return _fail(flow, refused.reason, refused.detail)
     except Exception:
         # Only a version nothing points at may be disabled: after the commit, it is the partner's token.
         if not committed:
-            _disable_quietly(name, written.version)
+            version_disable_quietly(name, written.version)
         raise
     return flow
 
@@ -577,144 +528,13 @@ def _recheck_under_lock(partner: Partner, flow: ConsentFlow) -> None:
         raise _Refused("wrong_tenant", f"the partner is now bound to tenant {partner.tenant_id}")
 
 
-def pointer_move(
-    pointer: PartnerToken,
-    *,
-    version: str,
-    version_count: int,
-    token_value: str,
-    now: datetime,
-    obtained: bool = False,
-    flow: ConsentFlow | None = None,
-    scopes: tuple[str, ...] | list[str] = (),
-    save: bool = True,
-) -> tuple[str, ...]:
-    """Point a partner's token row at a new vault version, clearing any recorded failure.
-
-    `obtained` marks a token from a consent (or an import) rather than a renewal: it also records where it
-    came from. The caller holds the row's lock and commits; afterwards the previous version, and any
-    returned one, must be disabled. With `save` False the row is only changed in memory, for the caller to
-    write its POINTER_MOVED columns (a batch of renewals writes all its rows at once). Returns versions
-    superseded besides the previous one.
-    """
-    old = pointer.current_version
-    superseded: tuple[str, ...] = ()
-    if pointer.previous_version and not pointer.previous_disabled and pointer.previous_version != old:
-        superseded = (pointer.previous_version,)
-    pointer.previous_version = old
-    pointer.previous_disabled = not old
-    pointer.current_version = version
-    pointer.version_count = version_count
-    pointer.fingerprint = token_fingerprint(token_value)
-    pointer.generation += 1
-    pointer.last_renewed_at = now
-    pointer.failure_count = 0
-    pointer.last_error = ""
-    pointer.last_error_kind = ""
-    pointer.next_attempt_at = None
-    if obtained:
-        pointer.obtained_at = now
-        pointer.consent_flow = flow
-        pointer.consented_by_oid = flow.user_oid if flow else None
-        pointer.consented_by_name = flow.user_name if flow else ""
-        pointer.scopes = " ".join(scopes)[:1000]
-    if save:
-        pointer.save(update_fields=[*POINTER_MOVED, *(POINTER_OBTAINED if obtained else ())])
-    else:
-        pointer.updated_at = now  # a bulk update does not apply auto_now
-    return superseded
-
-
-# The columns pointer_move changes (only these are written: renewal is the hot path of the workers).
-POINTER_MOVED = (
-    "previous_version",
-    "previous_disabled",
-    "current_version",
-    "version_count",
-    "fingerprint",
-    "generation",
-    "last_renewed_at",
-    "failure_count",
-    "last_error",
-    "last_error_kind",
-    "next_attempt_at",
-    "updated_at",
-)
-POINTER_OBTAINED = ("obtained_at", "consent_flow", "consented_by_oid", "consented_by_name", "scopes")
-
-
-def pointers_moved_write(pointers: list[PartnerToken]) -> None:
-    """Write the POINTER_MOVED columns of many rows (moved by `pointer_move(save=False)`) in one UPDATE.
-
-    A column all the rows agree on is set to that value and only the others row by row (a CASE on the id):
-    Django's bulk_update builds a CASE for every column, which cost a batch of renewals more CPU than the
-    per-row saves it replaced.
-    """
-    if not pointers:
-        return
-    values: dict[str, Any] = {}
-    cast_case = connection.features.requires_casted_case_in_updates
-    for name in POINTER_MOVED:
-        field = cast("Field[Any, Any]", PartnerToken._meta.get_field(name))
-        column = [getattr(pointer, name) for pointer in pointers]
-        if all(value == column[0] for value in column):
-            values[name] = column[0]
-        else:
-            whens = [When(pk=p.pk, then=Value(v, output_field=field)) for p, v in zip(pointers, column, strict=True)]
-            case = Case(*whens, output_field=field)
-            # As bulk_update does: PostgreSQL types a CASE of bare parameters only with a cast.
-            values[name] = Cast(case, output_field=field) if cast_case else case
-    PartnerToken.objects.filter(pk__in=[pointer.pk for pointer in pointers]).update(**values)
-
-
-def _disable_quietly(name: str, version: str) -> bool:
-    try:
-        get_vault().disable(name=name, version=version)
-    except VaultError as exc:
-        logger.warning("could not disable vault version %s of %s: %s", version, name, exc)
-        return False
-    return True
-
-
-def partner_token_disable_previous(*, pointer: PartnerToken, record: bool = True) -> bool:
-    """Disable the version the pointer moved away from. Returns True once it is disabled.
-
-    With `record` False the caller writes the row's `previous_disabled` flag itself (with
-    `previous_disabled_record`, for many rows at once); until it does, the sweep may disable the version again,
-    which is harmless.
-    """
-    if pointer.previous_disabled or not pointer.previous_version:
-        return True
-    if not _disable_quietly(pointer.secret_name, pointer.previous_version):
-        return False
-    if record:
-        previous_disabled_record([(pointer.pk, pointer.previous_version)])
-    pointer.previous_disabled = True
-    return True
-
-
-def previous_disabled_record(disabled: list[tuple[int, str]]) -> int:
-    """Flag token rows whose previous version is disabled in the vault, given (row id, that version) pairs.
-    A row whose pointer has moved on since is left alone. Returns how many rows were flagged."""
-    if not disabled:
-        return 0
-    # Two lists instead of a pair per row: a vault version id belongs to one secret, so one row, and a row can
-    # only match its own pair.
-    return PartnerToken.objects.filter(
-        pk__in=[pk for pk, _ in disabled], previous_version__in=[version for _, version in disabled]
-    ).update(previous_disabled=True)
-
-
-# Work that follows a consent (customer sync, ApplicationConsent) registers here.
-AFTER_CONSENT: list[Callable[[Partner], None]] = []
-
-
 def _after_consent(partner: Partner, pointer: PartnerToken, superseded: tuple[str, ...] = ()) -> None:
+    """After the commit: the versions the new token replaced are disabled, and the partner's customers are synced
+    (with ApplicationConsent applied to each) in the background."""
     partner_token_disable_previous(pointer=pointer)
     for version in superseded:
-        _disable_quietly(pointer.secret_name, version)
-    for hook in AFTER_CONSENT:
-        hook(partner)
+        version_disable_quietly(pointer.secret_name, version)
+    customers_sync_after_consent(partner_id=partner.pk)
 
 
 # A flow that came back from Microsoft is being finished by a request; only one stuck this long (its worker

@@ -20,10 +20,11 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_http_methods, require_POST
 
 from consent import operations, selectors
-from consent.services import partner_invite, partner_reconsent_link
+from consent.services import partner_invite
 from cpv.clouds import PARTNER_CLOUD_CHOICES
 from partners.access import Role, staff_view
 from partners.forms import BULK_ACTIONS, BulkForm, ReasonForm
+from partners.invitations import partner_reconsent_link
 from partners.models import Partner
 from partners.services import PartnerError, partner_deactivate
 from partners.views import partner_for_staff

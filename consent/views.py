@@ -20,13 +20,14 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from consent import services
-from consent.invitations import InvitationExpired, InvitationInvalid, invitation_read, invitation_token
 from consent.models import ConsentFlow
 from consent.outcomes import SUCCESS, outcome
 from consent.pages import form_page, private
 from cpv.clouds import PARTNER_CLOUD_CHOICES
 from cpv.ratelimit import allow_request
+from partners.invitations import InvitationExpired, InvitationInvalid, invitation_read, invitation_token
 from partners.models import Partner
+from partners.registrations import app_for
 from partners.services import PartnerError
 
 logger = logging.getLogger(__name__)
@@ -95,7 +96,7 @@ def landing(request: HttpRequest, token: str) -> HttpResponse:
     except InvitationInvalid:
         return _outcome_page(request, "expired_link", status=404)
     try:
-        authority_host = services.cloud_for(target.partner).authority_host
+        authority_host = services.consent_cloud_for(target.partner).authority_host
     except services.ConsentUnavailable as exc:
         return private(
             render(
@@ -108,7 +109,7 @@ def landing(request: HttpRequest, token: str) -> HttpResponse:
         "token": token,
         "app_name": settings.CPV_APPLICATION_GRANTS["displayName"],
         "permissions": _permissions(),
-        "unavailable": not services.app_for(target.partner).configured,
+        "unavailable": not app_for(target.partner).configured,
     }
     response = form_page(render(request, "consent/landing.html", context))
     # The form posts here, and its answer redirects to this partner's sign-in authority.

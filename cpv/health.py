@@ -60,7 +60,7 @@ def check_broker() -> None:
 
 
 def check_vault() -> None:
-    from consent.vault import get_vault
+    from tokens.vault import get_vault
 
     get_vault().health()
 

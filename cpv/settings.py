@@ -31,6 +31,8 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "cpv",
     "partners",
+    "tokens",
+    "customers",
     "consent",
 ]
 

@@ -170,14 +170,24 @@ def _fresh_cache() -> Iterator[None]:
     cache.clear()
 
 
+@pytest.fixture(autouse=True)
+def _empty_token_cache() -> Iterator[None]:
+    """Each test's in-memory access tokens are its own."""
+    from tokens.access_tokens import cache_forget
+
+    cache_forget()
+    yield
+    cache_forget()
+
+
 CPV_SIM_BASE_URL = "http://127.0.0.1:8000"
 
 
 @pytest.fixture
 def cpv_sim(sim, settings):  # type: ignore[no-untyped-def]
     """The product pointed at the simulator: its cloud, its app, the local vault with a key of the test's own."""
-    from consent.vault import reset_vault
     from tests.simulated import sim_app, sim_cloud
+    from tokens.vault import reset_vault
 
     settings.CPV_CLOUD_CONFIG = sim_cloud(sim)
     settings.CPV_APP = sim_app(sim)

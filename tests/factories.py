@@ -5,12 +5,12 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from consent.models import PartnerToken
-from consent.renewal import partner_token_import
 from partners.models import Partner
 from partners.services import partner_create
 from simulator.testing import RunningSimulator
 from tests.simulated import partner_user
+from tokens.models import PartnerToken
+from tokens.renewal import partner_token_import
 
 
 def active_partner(sim: RunningSimulator, *, index: int = 0, name: str | None = None, **user_flags: Any) -> Partner:

@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from consent.vault import reset_vault
 from tests.conftest import ROOT
 from tests.simulated import sim_app, sim_cloud
+from tokens.vault import reset_vault
 
 CHROMIUM = "/usr/bin/chromium"
 SCREENSHOTS = ROOT / "test-output" / "screenshots"

@@ -9,12 +9,13 @@ import pytest
 from django.db import connection
 from django.test import Client
 
-from consent.models import ConsentFlow, PartnerToken, VaultSecretVersion
+from consent.models import ConsentFlow
 from consent.services import partner_invite
-from consent.vault import get_vault
 from partners.models import Partner
 from tests.browser.conftest import screenshot
 from tests.simulated import partner_user
+from tokens.models import PartnerToken, VaultSecretVersion
+from tokens.vault import get_vault
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 

@@ -7,11 +7,12 @@ from typing import Any
 
 import pytest
 
-from consent import tasks
+from customers import tasks as customer_tasks
 from partners.access import Role
 from partners.models import AuditEvent, Partner
 from tests.browser.conftest import screenshot
 from tests.partners.conftest import PASSWORD, active_partner_with_data, make_staff
+from tokens import tasks as token_tasks
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -20,7 +21,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 def dashboard(live_cpv, django_user_model, monkeypatch) -> dict[str, Any]:  # type: ignore[no-untyped-def]
     # The tasks an action queues are recorded instead of sent: this test is about the pages.
     sent: list[dict[str, Any]] = []
-    for task in (tasks.token_renew, tasks.customers_sync, tasks.application_consent_apply):
+    for task in (token_tasks.token_renew, customer_tasks.customers_sync, customer_tasks.application_consent_apply):
         monkeypatch.setattr(task, "apply_async", lambda *a, **kw: sent.append(kw["kwargs"]))
     partners = [
         active_partner_with_data("Contoso Partners", customers=30, failed=4, age_days=3),

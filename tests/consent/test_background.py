@@ -16,12 +16,13 @@ from celery import Celery
 from django.db import connection
 from django.utils import timezone
 
-from consent.access_tokens import cache_forget
-from consent.models import CustomerConsent, PartnerToken
-from consent.vault import get_vault, reset_vault
+from customers.models import CustomerConsent
 from partners.models import Customer
 from tests.conftest import wait_until
 from tests.factories import active_partner, pointer_of
+from tokens.access_tokens import cache_forget
+from tokens.models import PartnerToken
+from tokens.vault import get_vault, reset_vault
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.redis, pytest.mark.slow, pytest.mark.postgres]
 

@@ -12,12 +12,13 @@ from django.db import connection
 from django.test import Client
 from django.utils import timezone
 
-from consent.models import ConsentFlow, ConsentFlowEvent, PartnerToken, VaultSecretVersion
+from consent.models import ConsentFlow, ConsentFlowEvent
 from consent.sealing import unseal
 from consent.services import SEAL_PURPOSE, consent_flows_expire, partner_invite
-from consent.vault import get_vault, secret_name_for
 from partners.models import AuditEvent, Partner
 from tests.simulated import partner_user
+from tokens.models import PartnerToken, VaultSecretVersion
+from tokens.vault import get_vault, secret_name_for
 
 pytestmark = pytest.mark.django_db
 
@@ -275,8 +276,8 @@ def test_partner_center_failing_fails_the_flow(cpv_sim, invitation, consent_run,
 def test_the_vault_failing_fails_the_flow_and_a_retry_succeeds(  # type: ignore[no-untyped-def]
     cpv_sim, invitation, consent_run, admin, monkeypatch
 ) -> None:
-    from consent.vault import VaultTransient
-    from consent.vault.local import LocalVault
+    from tokens.vault import VaultTransient
+    from tokens.vault.local import LocalVault
 
     def broken(*args: Any, **kwargs: Any) -> Any:
         raise VaultTransient("the vault is down")
@@ -367,7 +368,7 @@ def test_a_reconsent_replaces_the_token_only_when_it_succeeds(cpv_sim, invitatio
     consent_run(invitation.url, user=admin)
     pointer = PartnerToken.objects.get(partner=invitation.partner)
     first_version = pointer.current_version
-    from consent.services import partner_reconsent_link
+    from partners.invitations import partner_reconsent_link
 
     link = partner_reconsent_link(actor=None, partner=invitation.partner)
     failed = consent_run(link, user=partner_user(cpv_sim, global_admin=True, admin_agent=False, mfa_registered=True))
@@ -425,10 +426,10 @@ def test_nothing_secret_reaches_the_database(cpv_sim, invitation, consent_run, a
 def test_a_failing_follow_up_after_the_commit_keeps_the_new_token(cpv_sim, consent_run, admin, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     from consent import services
 
-    def broken_hook(partner: Partner) -> None:
+    def broken_follow_up(*, partner_id: int) -> None:
         raise RuntimeError("the follow-up work broke")
 
-    monkeypatch.setattr(services, "AFTER_CONSENT", [broken_hook])
+    monkeypatch.setattr(services, "customers_sync_after_consent", broken_follow_up)
     invitation = partner_invite(actor=None, name="Robust", contact_email="r@example.com", send_email=False)
 
     consent_run(invitation.url, user=admin)

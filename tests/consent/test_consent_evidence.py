@@ -8,11 +8,12 @@ from typing import Any
 
 import pytest
 
-from consent.models import ConsentFlow, PartnerToken, VaultSecretVersion
+from consent.models import ConsentFlow
 from consent.services import partner_invite
 from partners.models import Partner
 from simulator.world import GRAPH_RESOURCE
 from tests.simulated import partner_user
+from tokens.models import PartnerToken, VaultSecretVersion
 
 pytestmark = pytest.mark.django_db
 
@@ -85,7 +86,7 @@ def test_a_global_admin_admin_agent_with_mfa_activates_whatever_the_tokens_carry
     assert [e["status"] for e in profile] == [200]
     assert partner.mfa_compliant is True and partner.mfa_checked_at is not None
     # The vaulted token works: Microsoft still knows it.
-    from consent.vault import get_vault
+    from tokens.vault import get_vault
 
     pointer = PartnerToken.objects.get(partner=partner)
     stored = get_vault().read(name=pointer.secret_name).value.reveal()

@@ -15,11 +15,15 @@ from celery.exceptions import SoftTimeLimitExceeded
 from django.db import OperationalError
 from django.utils import timezone
 
-from consent import customers, renewal, tasks
-from consent.models import CustomerConsent, TokenEvent
+from customers import services as customers
+from customers import tasks as customer_tasks
+from customers.models import CustomerConsent
 from microsoft import partner_center
 from partners.models import Customer
 from tests.factories import active_partner, pointer_of
+from tokens import renewal
+from tokens import tasks as token_tasks
+from tokens.models import TokenEvent
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -56,7 +60,7 @@ def test_an_application_consent_cut_off_after_partner_center_made_it_is_taken_ov
         client, "application_consent_create", once(client.application_consent_create, error, after=True)
     )
 
-    tasks.application_consent_apply.apply(kwargs={"customer_id": customer.pk})
+    customer_tasks.application_consent_apply.apply(kwargs={"customer_id": customer.pk})
 
     state = CustomerConsent.objects.get(customer=customer)
     assert state.status == CustomerConsent.Status.APPLIED and state.lease_until is None
@@ -73,7 +77,7 @@ def test_a_customer_sync_cut_off_runs_again(cpv_sim, monkeypatch, caplog) -> Non
     cpv_sim.control.add_customers(str(partner.tenant_id), 5)
     monkeypatch.setattr(customers, "customers_sync", once(customers.customers_sync, SoftTimeLimitExceeded()))
 
-    tasks.customers_sync.apply(kwargs={"partner_id": partner.pk, "apply": False})
+    customer_tasks.customers_sync.apply(kwargs={"partner_id": partner.pk, "apply": False})
 
     assert Customer.objects.filter(partner=partner).count() == 10
     assert f"customer sync of partner {partner.pk}: it ran out of time; trying again" in caplog.text
@@ -83,7 +87,7 @@ def test_a_renewal_cut_off_by_its_time_limit_runs_again_and_says_why(cpv_sim, mo
     partner = active_partner(cpv_sim)
     monkeypatch.setattr(renewal, "redeem_locked", once(renewal.redeem_locked, SoftTimeLimitExceeded()))
 
-    tasks.token_renew.apply(kwargs={"partner_id": partner.pk, "force": True})
+    token_tasks.token_renew.apply(kwargs={"partner_id": partner.pk, "force": True})
 
     assert pointer_of(partner).generation == 2
     retrying = TokenEvent.objects.get(partner=partner, kind=TokenEvent.Kind.RETRYING)
@@ -102,7 +106,7 @@ def test_a_renewal_cut_off_every_time_stops_after_its_attempts(cpv_sim, monkeypa
 
     monkeypatch.setattr(renewal, "redeem_locked", out_of_time)
 
-    tasks.token_renew.apply(kwargs={"partner_id": partner.pk, "force": True})
+    token_tasks.token_renew.apply(kwargs={"partner_id": partner.pk, "force": True})
 
     # Bounded like any other transient failure; the next sweep tries again.
     assert len(begun) == 3
@@ -120,7 +124,7 @@ def test_a_claim_another_task_holds_is_waited_out_and_a_task_takes_its_own_over(
         customer=customer, defaults={"lease_until": held, "lease_owner": "another-task", "pending_request_id": ""}
     )
 
-    tasks.application_consent_apply.apply(kwargs={"customer_id": customer.pk})
+    customer_tasks.application_consent_apply.apply(kwargs={"customer_id": customer.pk})
 
     # Another task's claim: nothing sent, the claim untouched.
     state = CustomerConsent.objects.get(customer=customer)
@@ -128,7 +132,7 @@ def test_a_claim_another_task_holds_is_waited_out_and_a_task_takes_its_own_over(
     assert not cpv_sim.control.log(service="partner_center", method="POST", path="applicationconsents")
 
     # That task's retry (or its message handed back) is the same task: it takes its claim over.
-    tasks.application_consent_apply.apply(kwargs={"customer_id": customer.pk}, task_id="another-task")
+    customer_tasks.application_consent_apply.apply(kwargs={"customer_id": customer.pk}, task_id="another-task")
 
     state = CustomerConsent.objects.get(customer=customer)
     assert state.status == CustomerConsent.Status.APPLIED and state.lease_until is None

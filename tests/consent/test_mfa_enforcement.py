@@ -12,11 +12,12 @@ from django.core import mail
 from django.core.management import call_command
 from django.utils import timezone
 
-from consent.customers import CallFailed, customer_consent_apply, customers_sync
-from consent.models import CustomerConsent, PartnerToken, TokenEvent
-from consent.renewal import partner_token_renew
+from customers.models import CustomerConsent
+from customers.services import CallFailed, customer_consent_apply, customers_sync
 from partners.models import AuditEvent, Customer, Partner
 from tests.factories import active_partner
+from tokens.models import PartnerToken, TokenEvent
+from tokens.renewal import partner_token_renew
 
 pytestmark = pytest.mark.django_db
 

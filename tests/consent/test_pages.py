@@ -12,9 +12,9 @@ import pytest
 from django.core import mail
 from django.core.management import CommandError, call_command
 
-from consent.invitations import invitation_read, invitation_token
 from consent.models import ConsentFlow
 from consent.services import partner_invite
+from partners.invitations import invitation_read, invitation_token
 from partners.models import AuditEvent, Partner
 from tests.simulated import partner_user
 

@@ -29,9 +29,6 @@ from celery import Celery
 from django.test import Client
 from django.utils import timezone
 
-from consent.access_tokens import cache_forget
-from consent.models import PartnerToken
-from consent.vault import reset_vault
 from partners.access import Role
 from partners.models import Partner
 from partners.services import staff_role_set, staff_roles_sync
@@ -39,6 +36,9 @@ from simulator.testing import RunningSimulator, SimulatorProcess
 from tests.conftest import ROOT, free_port, project_env, wait_until
 from tests.factories import active_partner
 from tests.simulated import sim_app, sim_cloud
+from tokens.access_tokens import cache_forget
+from tokens.models import PartnerToken
+from tokens.vault import reset_vault
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 PARTNERS = 10
@@ -126,7 +126,6 @@ def worker_env(
         CELERY_TASK_SOFT_TIME_LIMIT=str(visibility_timeout // 2),
         CELERY_TASK_TIME_LIMIT=str(visibility_timeout * 3 // 4),
         CELERY_VISIBILITY_TIMEOUT=str(visibility_timeout),
-        CPV_SYNC_AFTER_CONSENT="false",
     )
     if vault == "azure":
         env["VAULT_URL"] = sim.vault_url.rstrip("/") + "/"

@@ -19,10 +19,10 @@ def seed(payload: list[dict[str, str]]) -> list[dict[str, Any]]:
     """Active partners with the given refresh tokens vaulted, each due for renewal."""
     from django.utils import timezone
 
-    from consent.models import PartnerToken
-    from consent.renewal import partner_token_import
     from partners.models import Partner
     from partners.services import partner_create
+    from tokens.models import PartnerToken
+    from tokens.renewal import partner_token_import
 
     made = []
     for item in payload:
@@ -46,10 +46,10 @@ def report(_: Any) -> dict[str, Any]:
     from django.test import Client
     from django.test.utils import setup_test_environment
 
-    from consent.models import PartnerToken, TokenEvent
-    from consent.vault import get_vault
     from partners.access import Role
     from partners.services import staff_role_set, staff_roles_sync
+    from tokens.models import PartnerToken, TokenEvent
+    from tokens.vault import get_vault
 
     partners = []
     for pointer in PartnerToken.objects.select_related("partner").order_by("partner_id"):

@@ -8,8 +8,6 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from consent.models import PartnerToken, TokenEvent
-from consent.vault import get_vault
 from partners.models import Partner
 from simulator.tokens import fingerprint
 from tests.conftest import wait_until
@@ -23,6 +21,8 @@ from tests.faults.conftest import (
     viewer_client,
     worker_env,
 )
+from tokens.models import PartnerToken, TokenEvent
+from tokens.vault import get_vault
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow, pytest.mark.postgres, pytest.mark.redis]
 

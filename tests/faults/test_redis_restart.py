@@ -10,8 +10,8 @@ import pytest
 from django.db.models import F
 from django.utils import timezone
 
-from consent import customers
-from consent.models import CustomerConsent, PartnerToken, TokenEvent
+from customers import services as customers
+from customers.models import CustomerConsent
 from partners.models import Customer
 from simulator.tokens import fingerprint
 from tests.conftest import wait_until
@@ -25,6 +25,7 @@ from tests.faults.conftest import (
     viewer_client,
     worker_env,
 )
+from tokens.models import PartnerToken, TokenEvent
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow, pytest.mark.postgres, pytest.mark.redis]
 
@@ -37,7 +38,7 @@ VISIBILITY = 10
 def test_redis_restarted_with_tasks_queued_loses_none_and_applies_none_twice(  # type: ignore[no-untyped-def]
     fsim, private_redis, fleet, persistent
 ) -> None:
-    from consent.vault import get_vault
+    from tokens.vault import get_vault
 
     redis = private_redis(persistent=persistent)
     partners = active_partners(fsim, RENEWING + 1)

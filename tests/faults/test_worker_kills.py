@@ -7,9 +7,8 @@ from collections import Counter
 
 import pytest
 
-from consent import customers
-from consent.models import CustomerConsent, PartnerToken, TokenEvent
-from consent.vault import get_vault
+from customers import services as customers
+from customers.models import CustomerConsent
 from partners.models import Customer
 from simulator.tokens import fingerprint
 from tests.conftest import wait_until
@@ -24,6 +23,8 @@ from tests.faults.conftest import (
     worker_env,
 )
 from tests.simulated import partner_user
+from tokens.models import PartnerToken, TokenEvent
+from tokens.vault import get_vault
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow, pytest.mark.postgres, pytest.mark.redis]
 

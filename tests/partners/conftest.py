@@ -10,13 +10,14 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
-from consent.coverage import coverage_recount
-from consent.customers import desired_grants, grants_hash
-from consent.models import CustomerConsent, PartnerToken
 from consent.portal import SESSION_KEY
+from customers.coverage import coverage_recount
+from customers.models import CustomerConsent
+from customers.services import desired_grants, grants_hash
 from partners.access import Role
 from partners.models import Customer, Partner
 from partners.services import staff_role_set, staff_roles_sync
+from tokens.models import PartnerToken
 
 PASSWORD = "a-long-test-password"
 
@@ -127,8 +128,8 @@ def sim_settings(sim, settings):  # type: ignore[no-untyped-def]
     """The product pointed at the simulator, with a local vault of the test's own (as tests/consent's cpv_sim)."""
     import os
 
-    from consent.vault import reset_vault
     from tests.simulated import sim_app, sim_cloud
+    from tokens.vault import reset_vault
 
     settings.CPV_CLOUD_CONFIG = sim_cloud(sim)
     settings.CPV_APP = sim_app(sim)

@@ -11,8 +11,8 @@ import pytest
 from django.test import Client
 
 from consent import operations
-from consent.invitations import invitation_read
 from partners.access import Role
+from partners.invitations import invitation_read
 from partners.models import Partner
 from tests.partners.conftest import active_partner_with_data, client_for, make_staff, portal_client
 

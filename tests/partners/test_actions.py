@@ -10,14 +10,17 @@ from typing import Any
 import pytest
 from django.utils import timezone
 
-from consent import operations, tasks
-from consent.models import CustomerConsent, PartnerToken, TokenEvent
-from consent.renewal import partner_token_import, token_status
+from consent import operations
 from consent.selectors import token_health_expression
-from consent.vault import get_vault
+from customers import tasks as customer_tasks
+from customers.models import CustomerConsent
 from partners.access import Role, role_of
 from partners.models import AuditEvent, Partner
 from tests.partners.conftest import PASSWORD, active_partner_with_data, client_for
+from tokens import tasks as token_tasks
+from tokens.models import PartnerToken, TokenEvent
+from tokens.renewal import partner_token_import, token_status
+from tokens.vault import get_vault
 
 pytestmark = pytest.mark.django_db
 
@@ -26,7 +29,7 @@ pytestmark = pytest.mark.django_db
 def sent(monkeypatch) -> list[tuple[str, dict[str, Any]]]:  # type: ignore[no-untyped-def]
     """What would reach the broker: (task name, kwargs) per apply_async, patched where the service calls it."""
     calls: list[tuple[str, dict[str, Any]]] = []
-    for task in (tasks.token_renew, tasks.customers_sync, tasks.application_consent_apply):
+    for task in (token_tasks.token_renew, customer_tasks.customers_sync, customer_tasks.application_consent_apply):
         monkeypatch.setattr(task, "apply_async", lambda *a, _n=task.name, **kw: calls.append((_n, kw["kwargs"])))
     return calls
 

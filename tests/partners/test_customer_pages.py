@@ -17,8 +17,8 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from consent import selectors
-from consent.coverage import coverage_recount
-from consent.models import CustomerConsent
+from customers.coverage import coverage_recount
+from customers.models import CustomerConsent
 from partners.models import Customer, Partner
 from tests.partners.conftest import active_partner_with_data, client_for, portal_client
 

@@ -12,11 +12,13 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from consent import selectors
-from consent.coverage import coverage_recount
-from consent.models import ConsentFlow, ConsentFlowEvent, CustomerConsent, PartnerToken
-from consent.renewal import token_status
+from consent.models import ConsentFlow, ConsentFlowEvent
+from customers.coverage import coverage_recount
+from customers.models import CustomerConsent
 from partners.models import Customer, Partner
 from tests.partners.conftest import active_partner_with_data, client_for
+from tokens.models import PartnerToken
+from tokens.renewal import token_status
 
 pytestmark = pytest.mark.django_db
 

@@ -12,9 +12,10 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from consent import operations
-from consent.models import ConsentFlow, ConsentFlowEvent, TokenEvent
+from consent.models import ConsentFlow, ConsentFlowEvent
 from partners.models import Partner
 from tests.partners.conftest import active_partner_with_data, client_for
+from tokens.models import TokenEvent
 
 pytestmark = pytest.mark.django_db
 

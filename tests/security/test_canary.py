@@ -8,11 +8,13 @@ import redis
 from django.db import connection
 from django.test import Client
 
-from consent import access_tokens, customers, renewal
-from consent.models import CustomerConsent, PartnerToken, VaultSecretVersion
 from consent.services import partner_invite
+from customers import services as customers
+from customers.models import CustomerConsent
 from partners.models import Customer, Partner
 from tests.simulated import partner_user
+from tokens import access_tokens, renewal
+from tokens.models import PartnerToken, VaultSecretVersion
 
 pytestmark = pytest.mark.django_db
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from django.test import Client
 
-from consent.invitations import invitation_token
 from consent.services import partner_invite
+from partners.invitations import invitation_token
 from partners.models import Partner
 from tests.conftest import ROOT, project_env
 from tests.cpv.test_config import production_env

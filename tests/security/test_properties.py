@@ -11,8 +11,9 @@ from django.test import Client
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from consent.models import ConsentFlow, ConsentFlowEvent, PartnerToken
+from consent.models import ConsentFlow, ConsentFlowEvent
 from partners.models import AuditEvent, Partner
+from tokens.models import PartnerToken
 
 pytestmark = pytest.mark.django_db
 

@@ -8,9 +8,10 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandParser
 from django.db.models import Count, Q
 
-from consent.models import CustomerConsent, PartnerToken
-from consent.renewal import token_status
+from customers.models import CustomerConsent
 from partners.models import Partner
+from tokens.models import PartnerToken
+from tokens.renewal import token_status
 
 
 class Command(BaseCommand):

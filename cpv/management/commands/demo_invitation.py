@@ -5,8 +5,8 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from consent.invitations import invitation_url
 from consent.services import partner_invite
+from partners.invitations import invitation_url
 from partners.models import Partner
 
 DEMO_PARTNER = "Contoso Partners (demo)"

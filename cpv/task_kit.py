@@ -1,0 +1,52 @@
+"""What every app's Celery tasks share: the options of idempotent tasks, the errors that mean the database went
+away, and how follow-up work is queued.
+
+Only idempotent tasks use `acks_late` with `reject_on_worker_lost` (a worker killed mid-task hands the message
+back). Retries are bounded, with backoff, jitter and Retry-After (microsoft/retrying.py), and no countdown exceeds
+half the visibility timeout.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from celery import Task
+from celery.exceptions import SoftTimeLimitExceeded
+from django.db import InterfaceError, OperationalError
+
+logger = logging.getLogger(__name__)
+
+
+IDEMPOTENT: dict[str, Any] = {"acks_late": True, "reject_on_worker_lost": True}
+
+
+MAX_TASK_RETRIES = 5
+
+
+def same_queue(task: Task) -> dict[str, Any]:
+    """Follow-up work goes to the queue its parent came from, so a dedicated queue keeps its whole run."""
+    queue = (task.request.delivery_info or {}).get("routing_key")
+    return {"queue": queue} if queue else {}
+
+
+# The database went away (a restart, a failover, a dropped connection): worth trying again shortly.
+DATABASE_LOST = (OperationalError, InterfaceError)
+
+
+def queue_follow_up(target: Task, parent: Task, kwargs: dict[str, Any], *, countdown: float | None = None) -> bool:
+    """Publish follow-up work to the parent's queue. Returns False (and logs) when the broker cannot take it."""
+    options = {**same_queue(parent), **({"countdown": countdown} if countdown is not None else {})}
+    try:
+        target.apply_async(kwargs=kwargs, **options)
+    except Exception as exc:  # noqa: BLE001 - whatever the broker raised, the caller carries on without it
+        logger.warning("could not queue %s: %s", target.name, exc.__class__.__name__)
+        return False
+    return True
+
+
+def cut_off(exc: BaseException) -> str:
+    """What stopped a task, for its log line (the exception's class only: its message may quote SQL)."""
+    if isinstance(exc, SoftTimeLimitExceeded):
+        return "it ran out of time"
+    return f"the database connection failed: {exc.__class__.__name__}"

@@ -1,0 +1,68 @@
+"""The vendor app's ApplicationConsent state in each customer tenant, and each partner's coverage counters."""
+
+from __future__ import annotations
+
+from django.db import models
+
+from partners.models import Customer, Partner
+
+
+class CustomerConsent(models.Model):
+    """The vendor app's ApplicationConsent in one customer tenant: what was granted, when, and the last error."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Not applied yet"
+        APPLIED = "applied", "Applied"
+        FAILED = "failed", "Failed"
+
+    customer = models.OneToOneField(Customer, on_delete=models.CASCADE, related_name="application_consent")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING, db_index=True)
+    # The grants (CPV_APPLICATION_GRANTS) last applied with success, and their hash to notice a change.
+    grants = models.JSONField(default=dict, blank=True)
+    grants_hash = models.CharField(max_length=64, blank=True)
+    applied_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    last_attempt_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.CharField(max_length=500, blank=True)
+    # MS-RequestId of the call in progress: the same one is sent again when the call is retried.
+    pending_request_id = models.CharField(max_length=36, blank=True)
+    # A short claim, so two workers never call Partner Center for one customer at once.
+    lease_until = models.DateTimeField(null=True, blank=True)
+    # Who holds the claim: a task's id, the same across its retries and a redelivery of its message. (A default in
+    # the database too: rows written without the column, by code older than it, stay valid.)
+    lease_owner = models.CharField(max_length=64, blank=True, db_default="")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        db_table = "consent_customerconsent"
+
+    def __str__(self) -> str:
+        return f"ApplicationConsent in {self.customer} ({self.status})"
+
+
+class PartnerCoverage(models.Model):
+    """A partner's present customers, and how many of them have the vendor's app applied or failed, kept as
+    counters so that pages read one row per partner instead of counting customers.
+
+    Only customers/coverage.py writes them, in the transaction of the change they follow: customer sync recounts
+    the partner, ApplicationConsent shifts them by the status it replaced. A missing row counts as zeros until
+    the first change; `recount_coverage` recounts from scratch (after a bulk load, or to check for drift).
+    """
+
+    partner = models.OneToOneField(
+        Partner, on_delete=models.CASCADE, primary_key=True, related_name="coverage_counters"
+    )
+    customers = models.IntegerField(default=0)
+    consented = models.IntegerField(default=0)
+    failed = models.IntegerField(default=0)
+    # When the row was last recounted from scratch (a shift leaves it alone).
+    counted_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        db_table = "consent_partnercoverage"
+
+    def __str__(self) -> str:
+        return f"coverage of {self.partner_id}: {self.consented}/{self.customers}, {self.failed} failed"
+
+
+__all__ = ["CustomerConsent", "PartnerCoverage"]

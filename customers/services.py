@@ -1,0 +1,396 @@
+"""A partner's customers (synced from Partner Center) and the vendor app's ApplicationConsent in each.
+
+Customer sync pages through `/v1/customers` and upserts; a customer missing from a complete listing is
+marked removed, never deleted. ApplicationConsent is one idempotent call per customer: an existing consent
+is success, and when CPV_APPLICATION_GRANTS changed since the last success the consent is deleted and
+created again. Every call passes the shared limiter first (Partner Center's 50 requests/s per application
+id), keeps its MS-RequestId across retries, and carries the partner run's MS-CorrelationId.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, TypeVar
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from customers.coverage import coverage_consent_changed, coverage_recount
+from customers.models import CustomerConsent
+from microsoft import identity, partner_center
+from microsoft.retrying import backoff_delay
+from microsoft.throttle import Limiter, ThrottleTimeout, limiter_for
+from partners.models import Customer, Partner
+from partners.registrations import app_for, cloud_for
+from partners.services import audit_record, partner_mfa_record
+from tokens.access_tokens import PARTNER_CENTER, TokenUnavailable, access_token_get, cache_forget
+from tokens.renewal import partner_mfa_refused
+from tokens.vault import VaultError
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+PAGE_SIZE = 500
+# In-process attempts of one call before the caller (a task) reschedules it.
+CALL_ATTEMPTS = 4
+# How long one worker holds a customer's ApplicationConsent before another may take it over.
+LEASE = timedelta(minutes=5)
+# A Retry-After longer than this is not waited out in-process.
+MAX_INLINE_WAIT = 60.0
+
+
+class CallFailed(Exception):
+    """A Partner Center call failed after its in-process attempts. `transient` says whether to retry later;
+    `mfa_required` that Partner Center refused the partner's token for want of MFA (code 900421)."""
+
+    def __init__(
+        self, message: str, *, transient: bool, retry_after: float | None = None, mfa_required: bool = False
+    ) -> None:
+        super().__init__(message)
+        self.transient = transient
+        self.retry_after = retry_after
+        self.mfa_required = mfa_required
+
+
+def _with_retries(
+    call: Callable[[partner_center.PartnerCenterClient], T],
+    *,
+    client: Callable[[bool], partner_center.PartnerCenterClient],
+    limiter: Limiter | None,
+    sleep: Callable[[float], None],
+    what: str,
+    partner: Partner,
+) -> T:
+    """Run one logical call with bounded retries: 429 pauses the shared limiter for its Retry-After, 5xx
+    and timeouts back off with jitter, and a 401 gets one fresh access token, except a 401 for want of MFA,
+    which no fresh token cures. Partner Center's isMfaCompliant is kept for the partner. Raises CallFailed."""
+    fresh_token = False
+    pc = client(False)
+    for attempt in range(1, CALL_ATTEMPTS + 1):
+        if limiter is not None:
+            try:
+                limiter.acquire(timeout=MAX_INLINE_WAIT * 2)
+            except ThrottleTimeout as exc:
+                raise CallFailed(f"{what}: {exc}", transient=True) from None
+        try:
+            result = call(pc)
+        except partner_center.MfaRequired as exc:
+            raise CallFailed(f"{what}: {exc}", transient=False, mfa_required=True) from None
+        except partner_center.Throttled as exc:
+            wait = exc.retry_after if exc.retry_after is not None else backoff_delay(attempt=attempt)
+            logger.warning("%s: throttled by Partner Center, pausing every worker for %.1f s", what, wait)
+            if limiter is not None:
+                limiter.pause(wait)
+            if attempt == CALL_ATTEMPTS or wait > MAX_INLINE_WAIT:
+                raise CallFailed(f"{what}: {exc}", transient=True, retry_after=wait) from None
+            if limiter is None:
+                sleep(wait)
+        except partner_center.Transient as exc:
+            if attempt == CALL_ATTEMPTS:
+                raise CallFailed(f"{what}: {exc} (after {attempt} attempts)", transient=True) from None
+            sleep(backoff_delay(attempt=attempt, base=1.0))
+        except partner_center.Unauthorized as exc:
+            if fresh_token:
+                raise CallFailed(f"{what}: {exc}", transient=False) from None
+            # The cached access token may have been revoked or expired early: get a new one, once.
+            fresh_token = True
+            pc = client(True)
+        except partner_center.PartnerCenterError as exc:
+            raise CallFailed(f"{what}: {exc}", transient=False) from None
+        else:
+            partner_mfa_record(partner=partner, compliant=pc.mfa_compliant)
+            return result
+    raise CallFailed(f"{what}: no attempt left", transient=True)
+
+
+def _client_factory(partner: Partner, correlation_id: str) -> Callable[[bool], partner_center.PartnerCenterClient]:
+    def make(fresh: bool) -> partner_center.PartnerCenterClient:
+        if fresh:
+            cache_forget(partner_id=partner.pk)
+        try:
+            token = access_token_get(partner=partner, audience=PARTNER_CENTER)
+        except TokenUnavailable as exc:
+            raise CallFailed(str(exc), transient=False) from None
+        except identity.IdentityError as exc:
+            raise CallFailed(f"no access token: {exc}", transient=not exc.permanent) from None
+        except VaultError as exc:
+            raise CallFailed(f"no access token: {exc}", transient=exc.transient) from None
+        return partner_center.PartnerCenterClient(
+            base_url=cloud_for(partner).partner_center_url, access_token=token.token, correlation_id=correlation_id
+        )
+
+    return make
+
+
+# --- customer sync --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SyncResult:
+    partner_id: int
+    listed: int
+    created: int
+    updated: int
+    removed: int
+    correlation_id: str
+
+
+def customers_sync(
+    *, partner_id: int, correlation_id: str | None = None, sleep: Callable[[float], None] = time.sleep
+) -> SyncResult:
+    """Page through the partner's customers in Partner Center and upsert them; mark the missing ones removed.
+
+    Returns the SyncResult. Raises CallFailed (nothing is written then: a partial listing never marks
+    customers removed).
+    """
+    started = timezone.now()
+    correlation_id = correlation_id or str(uuid.uuid4())
+    partner = Partner.objects.get(pk=partner_id)
+    if partner.status != Partner.Status.ACTIVE:
+        raise CallFailed(f"partner {partner.code} is {partner.get_status_display().lower()}", transient=False)
+    try:
+        records = _with_retries(
+            lambda pc: list(pc.customers(page_size=PAGE_SIZE)),
+            client=_client_factory(partner, correlation_id),
+            limiter=None,
+            sleep=sleep,
+            what=f"listing the customers of partner {partner.code}",
+            partner=partner,
+        )
+    except CallFailed as exc:
+        if exc.mfa_required:
+            partner_mfa_refused(partner_id=partner.pk, detail=str(exc))
+        raise
+    listed: dict[uuid.UUID, partner_center.CustomerRecord] = {}
+    for record in records:
+        try:
+            listed[uuid.UUID(record.tenant_id)] = record
+        except ValueError:
+            logger.warning("partner %s: Partner Center listed a customer without a tenant id", partner.code)
+    now = timezone.now()
+    created = updated = removed = 0
+    with transaction.atomic():
+        # One sync of a partner writes at a time, and a listing older than one already written removes nothing.
+        Partner.objects.select_for_update().filter(pk=partner.pk).first()
+        existing = {c.tenant_id: c for c in Customer.objects.select_for_update().filter(partner=partner)}
+        superseded = any(c.last_seen_at and c.last_seen_at > started for c in existing.values())
+        new = []
+        changed = []
+        # Customers listed as they were: only seen again, all written in one statement. (A bulk_update of every
+        # listed customer, a CASE per column over all of them, took the sync of 1,000 customers about a second.)
+        seen = []
+        for tenant_id, record in listed.items():
+            customer = existing.get(tenant_id)
+            values = {
+                "company_name": record.company_name[:300],
+                "domain": record.domain[:253],
+                "relationship": record.relationship[:64],
+            }
+            if customer is None:
+                new.append(
+                    Customer(partner=partner, tenant_id=tenant_id, first_seen_at=now, last_seen_at=now, **values)
+                )
+                continue
+            if customer.removed_at is None and all(getattr(customer, k) == v for k, v in values.items()):
+                seen.append(customer.pk)
+                continue
+            updated += 1
+            for name, value in values.items():
+                setattr(customer, name, value)
+            customer.removed_at = None
+            customer.last_seen_at = now
+            changed.append(customer)
+        Customer.objects.bulk_create(new, batch_size=1000, ignore_conflicts=True)
+        created = len(new)
+        Customer.objects.bulk_update(
+            changed, ["company_name", "domain", "relationship", "removed_at", "last_seen_at"], batch_size=1000
+        )
+        Customer.objects.filter(pk__in=seen).update(last_seen_at=now)
+        gone = [] if superseded else [c.pk for t, c in existing.items() if t not in listed and c.removed_at is None]
+        removed = Customer.objects.filter(pk__in=gone).update(removed_at=now)
+        # Under the partner's lock and with every one of its customers' rows held: the count is the truth.
+        coverage_recount(partner_ids=[partner.pk])
+        audit_record(
+            actor=None,
+            action="partner.customers_synced",
+            partner=partner,
+            detail={
+                "listed": len(listed),
+                "created": created,
+                "updated": updated,
+                "removed": removed,
+                "correlation_id": correlation_id,
+            },
+        )
+    logger.info("partner %s: %d customers listed, %d new, %d changed, %d removed", partner.code, len(listed),
+                created, updated, removed)  # fmt: skip
+    return SyncResult(partner.pk, len(listed), created, updated, removed, correlation_id)
+
+
+# --- ApplicationConsent ---------------------------------------------------------------------------------
+
+
+def desired_grants() -> dict[str, Any]:
+    """What CPV_APPLICATION_GRANTS asks for, in a canonical order."""
+    config = settings.CPV_APPLICATION_GRANTS
+    grants = sorted(
+        ({"enterpriseApplicationId": str(g["enterpriseApplicationId"]).lower(), "scope": g["scope"]}
+         for g in config["applicationGrants"]),
+        key=lambda g: g["enterpriseApplicationId"],
+    )  # fmt: skip
+    return {"displayName": config["displayName"], "applicationGrants": grants}
+
+
+def grants_hash(grants: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(grants, sort_keys=True).encode()).hexdigest()
+
+
+def customers_needing_consent(*, partner_id: int) -> list[int]:
+    """Ids of the partner's present customers whose ApplicationConsent is missing, failed or out of date."""
+    current = grants_hash(desired_grants())
+    return list(
+        Customer.objects.filter(partner_id=partner_id, removed_at__isnull=True)
+        .exclude(
+            Q(application_consent__status=CustomerConsent.Status.APPLIED) & Q(application_consent__grants_hash=current)
+        )
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
+
+
+def customer_consent_apply(
+    *,
+    customer_id: int,
+    correlation_id: str | None = None,
+    limiter: Limiter | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    owner: str = "",
+) -> CustomerConsent:
+    """Put the vendor app into one customer tenant through Partner Center's ApplicationConsent.
+
+    `owner` names the claim (a task's id, the same across its retries and a redelivery of its message): a claim
+    of the same owner is left by an earlier run of the same task, cut off (its worker died, its time ran out,
+    the database went away), and is taken over at once; another owner's claim is waited out.
+
+    Returns the CustomerConsent: applied (created now, already there, or already applied with these
+    grants: no call then), failed with the reason in `last_error` (a permanent refusal), or unchanged when
+    another worker holds it. Raises CallFailed with `transient` set when the call should be retried later
+    (the same MS-RequestId is used then).
+    """
+    customer = Customer.objects.select_related("partner").get(pk=customer_id)
+    partner = customer.partner
+    state, _ = CustomerConsent.objects.get_or_create(customer=customer)
+    grants = desired_grants()
+    wanted = grants_hash(grants)
+    if customer.removed_at is not None:
+        return state
+    if state.status == CustomerConsent.Status.APPLIED and state.grants_hash == wanted:
+        return state
+    now = timezone.now()
+    # The claim: one worker per customer at a time; a crashed worker's claim lapses after LEASE.
+    if partner.status != Partner.Status.ACTIVE:
+        state.last_error = f"Not applied: the partner is {partner.get_status_display().lower()}"
+        state.save(update_fields=["last_error", "updated_at"])
+        return state
+    request_id = state.pending_request_id or str(uuid.uuid4())
+    claimable = Q(lease_until__isnull=True) | Q(lease_until__lt=now)
+    if owner:
+        # Waiting out its own earlier run's claim would end this task with nothing applied. Should that run still
+        # be going after all, both send the same MS-RequestId: Partner Center sees one logical call.
+        claimable |= Q(lease_owner=owner)
+    claimed = (
+        CustomerConsent.objects.filter(pk=state.pk)
+        .filter(claimable)
+        .update(lease_until=now + LEASE, lease_owner=owner, pending_request_id=request_id, last_attempt_at=now)
+    )
+    if not claimed:
+        return state
+    state.refresh_from_db()
+    request_id = state.pending_request_id
+    app = app_for(partner)
+    body = {"applicationId": app.client_id, **grants}
+    changed = bool(state.grants_hash) and state.grants_hash != wanted
+    correlation_id = correlation_id or str(uuid.uuid4())
+    client = _client_factory(partner, correlation_id)
+    limiter = limiter if limiter is not None else limiter_for(app.client_id)
+    tenant = str(customer.tenant_id)
+    try:
+        if changed:
+            # Partner Center has no update: the grants changed, so the consent is removed and created again.
+            _with_retries(
+                lambda pc: pc.application_consent_delete(
+                    customer_tenant_id=tenant,
+                    application_id=app.client_id,
+                    request_id=str(uuid.uuid5(uuid.UUID(request_id), "delete")),
+                ),
+                client=client,
+                limiter=limiter,
+                sleep=sleep,
+                what=f"removing the old ApplicationConsent in {tenant}",
+                partner=partner,
+            )
+        created = _with_retries(
+            lambda pc: pc.application_consent_create(customer_tenant_id=tenant, body=body, request_id=request_id),
+            client=client,
+            limiter=limiter,
+            sleep=sleep,
+            what=f"ApplicationConsent in {tenant}",
+            partner=partner,
+        )
+    except CallFailed as exc:
+        if exc.mfa_required:
+            partner_mfa_refused(partner_id=partner.pk, detail=str(exc))
+        state.attempts += 1
+        state.last_error = str(exc)[:500]
+        state.lease_until = None
+        fields = ["attempts", "last_error", "lease_until", "updated_at"]
+        if not exc.transient:
+            # A refusal ends this logical call: a later attempt is a new one with a new MS-RequestId.
+            state.status = CustomerConsent.Status.FAILED
+            state.pending_request_id = ""
+            fields += ["status", "pending_request_id"]
+        _state_save(state, partner_id=partner.pk, fields=fields)
+        logger.warning("ApplicationConsent for customer %s of partner %s failed: %s", tenant, partner.code, exc)
+        if exc.transient:
+            raise
+        return state
+    state.status = CustomerConsent.Status.APPLIED
+    state.grants = grants
+    state.grants_hash = wanted
+    state.applied_at = timezone.now()
+    state.attempts += 1
+    state.last_error = ""
+    state.pending_request_id = ""
+    state.lease_until = None
+    _state_save(state, partner_id=partner.pk)
+    logger.info("ApplicationConsent in %s for partner %s: %s", tenant, partner.code,
+                "created" if created else "already there")  # fmt: skip
+    return state
+
+
+def _state_save(state: CustomerConsent, *, partner_id: int, fields: list[str] | None = None) -> None:
+    """Save a customer's ApplicationConsent state and shift the partner's coverage counters to match.
+
+    The customer's row lock (customer sync holds the same rows while it marks customers removed) makes the
+    status replaced, and whether the customer is still present, what they really are when the change lands.
+    """
+    with transaction.atomic():
+        removed_at, before = (
+            Customer.objects.select_for_update(of=("self",))
+            .filter(pk=state.customer_id)
+            .values_list("removed_at", "application_consent__status")
+            .get()
+        )
+        state.save(update_fields=fields)
+        if removed_at is None:
+            coverage_consent_changed(partner_id=partner_id, before=before, after=state.status)

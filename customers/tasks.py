@@ -1,0 +1,110 @@
+"""Celery tasks that sync each partner's customers and apply ApplicationConsent in each customer tenant: thin
+callers of customers/services.py, taking ids, never tokens. Their names keep the `consent.` prefix they were
+first published under (queued messages and the beat schedule name them).
+
+Customer sync is an upsert, and ApplicationConsent treats an existing consent as success: both are idempotent.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any
+
+from celery import Task, shared_task
+from celery.exceptions import SoftTimeLimitExceeded
+
+from cpv.task_kit import DATABASE_LOST, IDEMPOTENT, MAX_TASK_RETRIES, cut_off, same_queue
+from customers import services
+from microsoft.retrying import backoff_delay
+from partners.models import Customer, Partner
+
+logger = logging.getLogger(__name__)
+
+
+@shared_task(name="consent.customers_sync", bind=True, max_retries=MAX_TASK_RETRIES, **IDEMPOTENT)
+def customers_sync(self: Task, partner_id: int, correlation_id: str = "", apply: bool = True) -> dict[str, Any]:
+    """Sync one partner's customers, then queue ApplicationConsent for each customer that needs it."""
+    correlation_id = correlation_id or str(uuid.uuid4())
+    # A retry goes on with the same MS-CorrelationId.
+    retry_kwargs = {"partner_id": partner_id, "correlation_id": correlation_id, "apply": apply}
+    try:
+        result = services.customers_sync(partner_id=partner_id, correlation_id=correlation_id)
+        queued = 0
+        if apply:
+            queued = application_consents_queue(
+                partner_id=partner_id, correlation_id=correlation_id, **same_queue(self)
+            )
+    except Partner.DoesNotExist:
+        # Partners are never deleted: a message queued against another database (one reset since, or a broker
+        # folder shared with a test run) has nothing to sync here.
+        logger.warning("customer sync of partner %s: no such partner in the database; nothing to do", partner_id)
+        return {"partner_id": partner_id, "outcome": "gone"}
+    except services.CallFailed as exc:
+        if not exc.transient:
+            logger.warning("customer sync of partner %s failed: %s", partner_id, exc)
+            return {"partner_id": partner_id, "outcome": "failed"}
+        countdown = backoff_delay(attempt=self.request.retries + 1, retry_after=exc.retry_after)
+        raise self.retry(kwargs=retry_kwargs, countdown=countdown) from None
+    except (SoftTimeLimitExceeded, *DATABASE_LOST) as exc:
+        # The sync is an upsert and the ApplicationConsents it queues claim their customers: both run again.
+        logger.warning("customer sync of partner %s: %s; trying again", partner_id, cut_off(exc))
+        raise self.retry(kwargs=retry_kwargs, countdown=backoff_delay(attempt=self.request.retries + 1)) from None
+    return {"partner_id": partner_id, "outcome": "synced", "customers": result.listed, "queued": queued}
+
+
+def application_consents_queue(*, partner_id: int, correlation_id: str, queue: str | None = None) -> int:
+    """Queue one ApplicationConsent task per customer of the partner that needs one; returns how many."""
+    ids = services.customers_needing_consent(partner_id=partner_id)
+    options = {"queue": queue} if queue else {}
+    for customer_id in ids:
+        application_consent_apply.apply_async(
+            kwargs={"customer_id": customer_id, "correlation_id": correlation_id}, **options
+        )
+    return len(ids)
+
+
+@shared_task(name="consent.application_consent_apply", bind=True, max_retries=MAX_TASK_RETRIES, **IDEMPOTENT)
+def application_consent_apply(self: Task, customer_id: int, correlation_id: str = "") -> dict[str, Any]:
+    """ApplicationConsent in one customer tenant (idempotent: an existing consent is success).
+
+    The task's id owns the customer's claim: a retry, or the message handed back after its worker died, takes
+    over the claim an earlier run of it left, and sends the same MS-RequestId.
+    """
+    try:
+        state = services.customer_consent_apply(
+            customer_id=customer_id, correlation_id=correlation_id or None, owner=self.request.id or ""
+        )
+    except Customer.DoesNotExist:
+        # As above: a message queued against another database.
+        logger.warning("ApplicationConsent for customer %s: no such customer in the database; nothing to do",
+                       customer_id)  # fmt: skip
+        return {"customer_id": customer_id, "status": "gone"}
+    except services.CallFailed as exc:
+        countdown = backoff_delay(attempt=self.request.retries + 1, retry_after=exc.retry_after)
+        raise self.retry(countdown=countdown) from None
+    except (SoftTimeLimitExceeded, *DATABASE_LOST) as exc:
+        # Cut off, perhaps holding the customer's claim after Partner Center created the consent: acknowledged
+        # now, the customer would wait for the claim to lapse and the daily sweep. The retry (the same task id)
+        # takes its claim over and sends the same MS-RequestId, which Partner Center answers as the call it saw.
+        logger.warning("ApplicationConsent for customer %s: %s; trying again", customer_id, cut_off(exc))
+        raise self.retry(countdown=backoff_delay(attempt=self.request.retries + 1)) from None
+    return {"customer_id": customer_id, "status": state.status}
+
+
+@shared_task(name="consent.customers_sync_sweep", bind=True, ignore_result=True)
+def customers_sync_sweep(self: Task) -> int:
+    """Queue a customer sync for every active partner (daily; a second run only repeats harmless upserts)."""
+    ids = list(Partner.objects.filter(status=Partner.Status.ACTIVE).values_list("pk", flat=True))
+    for partner_id in ids:
+        customers_sync.apply_async(kwargs={"partner_id": partner_id}, **same_queue(self))
+    return len(ids)
+
+
+def customers_sync_after_consent(*, partner_id: int) -> None:
+    """Queue the customer sync (and with it ApplicationConsent) of a partner whose consent just committed."""
+    try:
+        customers_sync.apply_async(kwargs={"partner_id": partner_id})
+    except Exception:
+        # The consent itself succeeded; the daily sweep syncs this partner if queueing failed now.
+        logger.exception("could not queue the customer sync of partner %s", partner_id)

@@ -1,0 +1,105 @@
+"""Invitation and re-consent links: signed, expiring, naming a partner (and so its pinned tenant, if any), and
+the email that carries them."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.conf import settings
+from django.core import signing
+from django.core.mail import send_mail
+from django.db import transaction
+from django.urls import reverse
+
+from partners.models import Partner
+from partners.services import Actor, PartnerError, audit_record
+
+SALT = "cpv.consent.invitation"
+PURPOSES = ("invite", "reconsent", "self_onboarding")
+
+
+class InvitationInvalid(Exception):
+    """The link was altered, or names no partner that may consent."""
+
+
+class InvitationExpired(InvitationInvalid):
+    """The link was genuine but is past its lifetime."""
+
+
+@dataclass(frozen=True)
+class InvitationTarget:
+    partner: Partner
+    purpose: str
+
+
+def invitation_token(*, partner: Partner, purpose: str) -> str:
+    if purpose not in PURPOSES:
+        raise ValueError(f"unknown invitation purpose {purpose!r}")
+    return signing.dumps({"p": partner.code.hex, "k": purpose}, salt=SALT, compress=False)
+
+
+def invitation_url(*, partner: Partner, purpose: str) -> str:
+    """The absolute link for a partner; built from CPV_BASE_URL, never from a request."""
+    token = invitation_token(partner=partner, purpose=purpose)
+    return settings.CPV_BASE_URL + reverse("consent:landing", args=[token])
+
+
+def invitation_read(token: str) -> InvitationTarget:
+    """The partner and purpose a link names. Raises InvitationExpired or InvitationInvalid."""
+    max_age = timedelta(days=settings.CPV_INVITATION_MAX_AGE_DAYS)
+    try:
+        data = signing.loads(token, salt=SALT, max_age=max_age)
+    except signing.SignatureExpired:
+        raise InvitationExpired("the link has expired") from None
+    except signing.BadSignature:
+        raise InvitationInvalid("the link is not one of ours") from None
+    try:
+        code = uuid.UUID(str(data["p"]))
+        purpose = str(data["k"])
+    except (KeyError, TypeError, ValueError):
+        raise InvitationInvalid("the link is malformed") from None
+    partner = Partner.objects.filter(code=code).first()
+    if partner is None or partner.status == Partner.Status.DEACTIVATED:
+        raise InvitationExpired("the partner is not accepting consent links")
+    if purpose not in PURPOSES:
+        raise InvitationInvalid("the link is malformed")
+    return InvitationTarget(partner=partner, purpose=purpose)
+
+
+def link_send(*, partner: Partner, url: str, subject: str, intro: str) -> None:
+    grants = settings.CPV_APPLICATION_GRANTS
+    body = (
+        f"Hello,\n\n{intro}\n\n{url}\n\n"
+        f"The person who signs in must be a Global Administrator of {partner.name}'s Microsoft Entra tenant "
+        "and an Admin Agent in Partner Center, with multi-factor authentication. A dedicated integration "
+        f"account is recommended.\n\nThe link works for {settings.CPV_INVITATION_MAX_AGE_DAYS} days.\n\n"
+        f"{grants['displayName']}\n"
+    )
+    send_mail(subject, body, None, [partner.contact_email])
+
+
+def partner_reconsent_link(*, actor: Actor, partner: Partner, send_email: bool = False) -> str:
+    """A fresh signed link with which the partner consents again (the working token stays until it succeeds)."""
+    if partner.status == Partner.Status.DEACTIVATED:
+        raise PartnerError("This partner is deactivated; reactivate it before asking for consent.")
+    url = invitation_url(partner=partner, purpose="reconsent")
+    with transaction.atomic():
+        audit_record(
+            actor=actor,
+            action="partner.reconsent_link_created",
+            partner=partner,
+            detail={"emailed": send_email},
+        )
+        if send_email:
+            transaction.on_commit(
+                robust=True,
+                func=lambda: link_send(
+                    partner=partner,
+                    url=url,
+                    subject=f"{settings.CPV_APPLICATION_GRANTS['displayName']}: please renew your consent",
+                    intro="Your organisation's consent needs to be renewed. Open this link and sign in again:",
+                ),
+            )
+    return url

@@ -1,0 +1,157 @@
+"""Short-lived access tokens for the rest of the code: a partner, an audience (Partner Center, Graph) and a
+tenant (the partner's or one of its customers') in, an access token out.
+
+This is the "managed" behaviour of Partner Center's .NET SDK: nobody else refreshes tokens by hand. Tokens
+are cached in this process's memory only (never in the database, a cache server or a log) until shortly
+before they expire. A miss redeems the vaulted refresh token under the same row lock as renewal. Entra
+rotates the refresh token on each redemption but does not revoke the old one, so the rotated token is
+stored (a new vault version) only when the stored one is due for renewal anyway: a partner with a thousand
+customers would otherwise spend the vault secret's 500-version budget in a day. A miss during a renewal
+batch waits for the batch's commit: it holds its partners' locks for BATCH_LOCK_SECONDS and one renewal at most.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+
+from django.db import transaction
+from django.utils import timezone
+
+from microsoft import identity
+from partners.models import Partner
+from partners.registrations import cloud_for
+from tokens.models import PartnerToken, TokenEvent
+from tokens.vault import MAX_VERSIONS
+
+logger = logging.getLogger(__name__)
+
+PARTNER_CENTER = "partner_center"
+GRAPH = "graph"
+AUDIENCES = (PARTNER_CENTER, GRAPH)
+# A cached token is handed out only while it has at least this long to live.
+EXPIRY_MARGIN = 300.0
+
+
+class TokenUnavailable(Exception):
+    """The partner has no usable token (none stored, or re-consent needed). The message says which."""
+
+
+@dataclass(frozen=True)
+class AccessToken:
+    token: str = field(repr=False)
+    expires_at: float
+    audience: str
+    tenant: str
+
+
+_Key = tuple[int, str, str]
+_cache: dict[_Key, AccessToken] = {}
+_cache_lock = threading.Lock()
+_key_locks: dict[_Key, threading.Lock] = {}
+
+
+def _key(partner: Partner, audience: str, tenant: str | None) -> _Key:
+    return (partner.pk, audience, (tenant or str(partner.tenant_id)).lower())
+
+
+def _key_lock(key: _Key) -> threading.Lock:
+    with _cache_lock:
+        return _key_locks.setdefault(key, threading.Lock())
+
+
+def _cached(key: _Key) -> AccessToken | None:
+    with _cache_lock:
+        token = _cache.get(key)
+    if token is not None and token.expires_at - EXPIRY_MARGIN > time.time():
+        return token
+    return None
+
+
+def cache_put(*, partner: Partner, audience: str, tenant: str | None, token: identity.TokenResult) -> None:
+    """Keep an access token that a renewal obtained anyway, for the next caller in this process."""
+    if not token.access_token:
+        return
+    key = _key(partner, audience, tenant)
+    with _cache_lock:
+        _cache[key] = AccessToken(
+            token=token.access_token, expires_at=token.expires_at, audience=audience, tenant=key[2]
+        )
+
+
+def cache_forget(*, partner_id: int | None = None) -> None:
+    """Drop cached tokens (of one partner, or all): after a 401, a re-consent, or in tests."""
+    with _cache_lock:
+        for key in [k for k in _cache if partner_id is None or k[0] == partner_id]:
+            del _cache[key]
+
+
+def scope_for(partner: Partner, audience: str) -> str:
+    cloud = cloud_for(partner)
+    if audience == PARTNER_CENTER:
+        return cloud.partner_center_scope
+    if audience == GRAPH:
+        return cloud.graph_scope
+    raise ValueError(f"unknown audience {audience!r}; choose one of {', '.join(AUDIENCES)}")
+
+
+def access_token_get(*, partner: Partner, audience: str = PARTNER_CENTER, tenant: str | None = None) -> AccessToken:
+    """An access token for `partner` to `audience` in `tenant` (default: the partner's own tenant).
+
+    Returns a cached AccessToken while it has more than EXPIRY_MARGIN seconds left; otherwise redeems the
+    vaulted refresh token under the pointer's row lock. Raises TokenUnavailable, the typed errors of
+    microsoft.identity (a permanent one for the partner's whole consent also marks the partner "re-consent
+    needed"), or VaultError.
+    """
+    # Imported here: renewal imports this module's cache_put.
+    from tokens import renewal
+
+    key = _key(partner, audience, tenant)
+    found = _cached(key)
+    if found is not None:
+        return found
+    scope = scope_for(partner, audience)
+    # One redemption per key in this process; the row lock serialises processes.
+    with _key_lock(key):
+        found = _cached(key)
+        if found is not None:
+            return found
+        now = timezone.now()
+        failure: identity.IdentityError | None = None
+        with transaction.atomic():
+            pointer = (
+                PartnerToken.objects.select_for_update(of=("self",))
+                .select_related("partner")
+                .filter(partner=partner)
+                .first()
+            )
+            if pointer is None or not pointer.current_version:
+                raise TokenUnavailable(f"Partner {partner.code} has no stored token: it must consent first.")
+            if pointer.partner.status != Partner.Status.ACTIVE:
+                raise TokenUnavailable(f"Partner {partner.code} is {pointer.partner.get_status_display().lower()}.")
+            # Keep the rotated token only when the stored one is due anyway, within the version budget.
+            store = renewal.is_due(pointer, now=now) and pointer.version_count < MAX_VERSIONS - renewal.VERSION_RESERVE
+            try:
+                redemption = renewal.redeem_locked(
+                    pointer=pointer, scopes=[scope], tenant=tenant, store=store, kind=TokenEvent.Kind.ROTATED, now=now
+                )
+            except (identity.ReconsentRequired, identity.MfaRequired, identity.ConditionalAccessBlocked) as exc:
+                # The partner's consent itself is gone, whichever tenant asked: record it (rows commit).
+                renewal.partner_mark_reconsent_needed(pointer=pointer, error=exc, now=now)
+                failure = exc
+            else:
+                if redemption.written is not None:
+                    orphans = redemption.orphans
+                    transaction.on_commit(lambda: renewal.after_commit_cleanup(pointer, orphans))
+        if failure is not None:
+            cache_forget(partner_id=partner.pk)
+            raise failure
+        token = redemption.token
+        access = AccessToken(token=token.access_token, expires_at=token.expires_at, audience=audience, tenant=key[2])
+        with _cache_lock:
+            _cache[key] = access
+        logger.info("access token for partner %s, %s in tenant %s (stored rotation: %s)", partner.code, audience,
+                    key[2], redemption.written is not None)  # fmt: skip
+        return access

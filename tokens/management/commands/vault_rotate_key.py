@@ -1,0 +1,36 @@
+"""`manage.py vault_rotate_key`: re-encrypt the local vault under the newest key of VAULT_KEY."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError
+
+from tokens.vault.errors import VaultError
+from tokens.vault.services import vault_key_rotate
+
+
+class Command(BaseCommand):
+    help = (
+        "Re-encrypt every local vault row under the first key of VAULT_KEY (set VAULT_KEY=new,old first). "
+        "Each row is re-encrypted in its own transaction, so every secret stays readable throughout. "
+        "Prints the counts; exits non-zero if any row could not be re-encrypted."
+    )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        try:
+            report = vault_key_rotate()
+        except VaultError as exc:
+            raise CommandError(str(exc)) from None
+        self.stdout.write(f"newest key id: {report.key_id}")
+        self.stdout.write(f"rows: {report.total}")
+        self.stdout.write(f"re-encrypted: {report.rotated}")
+        self.stdout.write(f"already under the newest key: {report.already_current}")
+        self.stdout.write(f"failed: {report.failed}")
+        for failure in report.failures:
+            self.stdout.write(f"  {failure}")
+        if report.failed:
+            raise CommandError(
+                f"{report.failed} row(s) could not be re-encrypted; keep their old key in VAULT_KEY and run again"
+            )
+        self.stdout.write(self.style.SUCCESS("every row is under the newest key; older keys may be removed"))

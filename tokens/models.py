@@ -1,0 +1,89 @@
+"""Each partner's token pointer and the events of its upkeep. The vault's own table lives in tokens/vault/.
+
+`PartnerToken.consent_flow` names the consent flow that obtained the token by a lazy reference: the tokens
+layer never imports the consent app (which is above it), and the column is only ever read by the pages.
+"""
+
+from __future__ import annotations
+
+from django.db import models
+
+# The local vault's table is defined beside its backend; importing it here lets Django find it.
+from partners.models import Partner
+from tokens.vault.models import VaultSecretVersion
+
+
+class PartnerToken(models.Model):
+    """Where a partner's refresh token lives in the vault, and what is known about it without reading it.
+
+    The token itself is only ever in the vault. `fingerprint` is an HMAC of it, to tell tokens apart.
+    Moves of the pointer happen with this row locked (`select_for_update`), which is also what keeps two
+    workers from redeeming one partner's token at once.
+    """
+
+    partner = models.OneToOneField(Partner, on_delete=models.PROTECT, related_name="token")
+    secret_name = models.CharField(max_length=127, unique=True)
+    current_version = models.CharField(max_length=64, blank=True)
+    previous_version = models.CharField(max_length=64, blank=True)
+    # The previous version is disabled once the pointer has moved; until then a sweep retries it.
+    previous_disabled = models.BooleanField(default=True)
+    version_count = models.PositiveIntegerField(default=0)
+    fingerprint = models.CharField(max_length=64, blank=True)
+    generation = models.PositiveIntegerField(default=0)
+    consent_flow = models.ForeignKey(
+        "consent.ConsentFlow", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    consented_by_oid = models.UUIDField(null=True, blank=True)
+    consented_by_name = models.CharField(max_length=254, blank=True)
+    scopes = models.CharField(max_length=1000, blank=True)
+    obtained_at = models.DateTimeField(null=True, blank=True)
+    last_renewed_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    # Renewal bookkeeping (tokens/renewal.py). A failure newer than the last renewal means "failing".
+    failure_count = models.PositiveIntegerField(default=0, help_text="Failed renewals since the last success")
+    last_error = models.CharField(max_length=500, blank=True)
+    last_error_kind = models.CharField(max_length=32, blank=True)
+    last_failure_at = models.DateTimeField(null=True, blank=True)
+    # Work further away than the broker's visibility timeout waits here, never as a long ETA.
+    next_attempt_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    # When a sweep last queued a renewal: a second (duplicate) sweep within the hour does not queue again.
+    renewal_queued_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        db_table = "consent_partnertoken"
+
+    def __str__(self) -> str:
+        return f"token of {self.partner}"
+
+
+class TokenEvent(models.Model):
+    """One outcome of a partner's token upkeep (a renewal, a failure and its reason). Never holds a secret."""
+
+    class Kind(models.TextChoices):
+        RENEWED = "renewed", "Renewed"
+        ROTATED = "rotated", "Rotated by an access-token request"
+        RETRYING = "retrying", "Failed, will retry"
+        GAVE_UP = "gave_up", "Failed after every retry"
+        RECONSENT_NEEDED = "reconsent_needed", "Re-consent needed"
+        MFA_REQUIRED = "mfa_required", "MFA required"
+        CONDITIONAL_ACCESS = "conditional_access", "Blocked by Conditional Access"
+        OPERATOR_ALERT = "operator_alert", "Operator alert"
+        BUDGET = "budget", "Vault version budget reached"
+        RECONCILED = "reconciled", "Recovered from an interrupted renewal"
+
+    partner = models.ForeignKey(Partner, on_delete=models.CASCADE, related_name="token_events")
+    kind = models.CharField(max_length=32, choices=Kind.choices)
+    message = models.CharField(max_length=500)
+    detail = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        db_table = "consent_tokenevent"
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["partner", "-created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.created_at:%Y-%m-%d %H:%M:%S} {self.partner} {self.kind}"
+
+
+__all__ = ["PartnerToken", "TokenEvent", "VaultSecretVersion"]

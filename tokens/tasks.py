@@ -1,0 +1,232 @@
+"""Celery tasks that keep every partner's refresh token alive: thin callers of tokens/renewal.py, taking ids,
+never tokens. Their names keep the `consent.` prefix they were first published under (queued messages and the
+beat schedule name them).
+
+Renewal re-checks under the row lock whether the token is still due, so its tasks are idempotent.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from typing import Any
+
+from celery import Task, shared_task
+from celery.exceptions import SoftTimeLimitExceeded
+from django.conf import settings
+
+from cpv.task_kit import DATABASE_LOST, IDEMPOTENT, MAX_TASK_RETRIES, cut_off, queue_follow_up, same_queue
+from microsoft.retrying import backoff_delay
+from tokens import pointers, renewal
+
+logger = logging.getLogger(__name__)
+
+
+@shared_task(name="consent.tokens_renew_sweep", bind=True, ignore_result=True, max_retries=MAX_TASK_RETRIES)
+def tokens_renew_sweep(self: Task, spread: float | None = None) -> int:
+    """Queue the renewal of every partner whose token is due, in batches spread over the hour (a duplicate run
+    queues none)."""
+    try:
+        result = renewal.renewal_sweep()
+    except DATABASE_LOST as exc:
+        # The claims are one transaction: a sweep cut off claimed nobody, so running it again loses no partner.
+        logger.warning("renewal sweep: the database failed (%s); trying again", exc.__class__.__name__)
+        raise self.retry(exc=exc, countdown=backoff_delay(attempt=self.request.retries + 1)) from None
+    moments = [
+        (partner_id, countdown if spread is None else renewal.spread_countdown(partner_id, window=spread))
+        for partner_id, countdown in result.queued
+    ]
+    batches = renewal.renewal_batches(moments)
+    for countdown, partner_ids in batches:
+        tokens_renew_batch.apply_async(kwargs={"partner_ids": partner_ids}, countdown=countdown, **same_queue(self))
+    logger.info("renewal sweep queued %d partner(s) in %d batch(es), disabled %d previous version(s)",
+                len(result.queued), len(batches), result.previous_disabled)  # fmt: skip
+    return len(result.queued)
+
+
+# The share of the soft time limit a batch may run before it hands the partners it has not reached to a new
+# message (each renewal is bounded by its HTTP timeouts, so a slow Microsoft cannot stretch a batch past it).
+BATCH_TIME_SHARE = 0.5
+
+
+@shared_task(name="consent.tokens_renew_batch", bind=True, ignore_result=True, max_retries=None, **IDEMPOTENT)
+def tokens_renew_batch(self: Task, partner_ids: list[int], attempt: int = 1, interrupted: str = "") -> dict[str, int]:
+    """Renew a batch of partners, each only if still due, in transactions of many (renewal.partners_token_renew:
+    one lock query and one commit for up to BATCH_LOCK_SECONDS of renewals).
+
+    A partner's transient failure goes on as its own `token_renew` retry; the batch carries on. When the
+    database fails, the batch comes back with the partners not yet committed. An unexpected failure rolls its
+    transaction back and the batch renews the rest one at a time, each in its own transaction. `interrupted`
+    (or a message the broker handed back) is recorded against the first partner still due: the first of the
+    transaction a stopped run was in. Returns the count of each outcome.
+    """
+    if not interrupted and (self.request.delivery_info or {}).get("redelivered"):
+        interrupted = "its worker stopped before finishing"
+    budget = settings.CELERY_TASK_SOFT_TIME_LIMIT * BATCH_TIME_SHARE
+    started = time.monotonic()
+    outcomes: Counter[str] = Counter()
+    # The rows whose old version the batch disabled: flagged in one write at the end, not one per renewal.
+    flags: list[tuple[int, str]] = []
+    try:
+        _renew_each(self, partner_ids, attempt=attempt, interrupted=interrupted, flags=flags, outcomes=outcomes,
+                    deadline=started + budget)  # fmt: skip
+    finally:
+        _flags_record(flags)
+    logger.info("renewal batch of %d partner(s): %s", len(partner_ids),
+                ", ".join(f"{n} {outcome}" for outcome, n in sorted(outcomes.items())))  # fmt: skip
+    return dict(outcomes)
+
+
+def _flags_record(flags: list[tuple[int, str]]) -> None:
+    try:
+        pointers.previous_disabled_record(flags)
+    except DATABASE_LOST as exc:
+        # The versions are disabled in the vault; the sweep disables them again (harmlessly) and flags them.
+        logger.warning("renewal batch: could not flag %d disabled version(s): %s", len(flags), exc.__class__.__name__)
+
+
+def _renew_each(
+    task: Task,
+    partner_ids: list[int],
+    *,
+    attempt: int,
+    interrupted: str,
+    flags: list[tuple[int, str]],
+    outcomes: Counter[str],
+    deadline: float,
+) -> None:
+    """Renew the partners in transactions of many (renewal.partners_token_renew); after an unexpected failure
+    of one of those, the rest one at a time, so that one partner's failure does not stop the others."""
+    index = 0
+    alone = False
+    while index < len(partner_ids):
+        rest = partner_ids[index:]
+        if index and time.monotonic() > deadline:
+            if _hand_on(task, rest, outcomes):
+                logger.info("renewal batch: %d partner(s) handed to a new batch for time", len(rest))
+                return
+            deadline = float("inf")  # the broker cannot take them: this batch renews them after all
+        committed: list[tuple[Any, Any]] = []
+        try:
+            if alone:
+                results = [_renew_alone(rest[0], interrupted=interrupted, flags=flags)]
+            else:
+                batch = renewal.partners_token_renew(partner_ids=rest, interrupted=interrupted)
+                results, committed = batch.results, batch.renewed
+        except DATABASE_LOST as exc:
+            if attempt >= settings.CPV_RENEWAL_MAX_ATTEMPTS:
+                logger.exception(
+                    "renewal batch: the database failed %d times; the next sweep tries %d partner(s) again",
+                    attempt,
+                    len(rest),
+                )
+                outcomes["failed"] += len(rest)
+                return
+            reason = f"the database connection failed: {exc.__class__.__name__}"
+            logger.warning("renewal batch: %s; trying %d partner(s) again", reason, len(rest))
+            raise task.retry(
+                kwargs={"partner_ids": rest, "attempt": attempt + 1, "interrupted": reason},
+                countdown=backoff_delay(attempt=attempt),
+            ) from None
+        except SoftTimeLimitExceeded:
+            # The renewals in progress rolled back; they and the rest go on in a new batch.
+            if _hand_on(task, rest, outcomes, interrupted="its batch ran out of time"):
+                return
+            # The broker cannot take them: carry on here, from the same partner. Should the hard time limit
+            # stop this process, the message is handed back (reject_on_worker_lost) and the batch runs again.
+            deadline = float("inf")
+            continue
+        except Exception:
+            if not alone:
+                # Everything it did rolled back (the versions it wrote are left to reconciliation).
+                logger.exception("renewal batch: a transaction of %d partner(s) failed; renewing them one at a time",
+                                 len(rest))  # fmt: skip
+                alone = True
+                continue
+            # One partner's unexpected failure (its transaction rolled back) does not stop the others.
+            logger.exception("renewal of partner %s failed unexpectedly; the batch goes on", rest[0])
+            results = [renewal.RenewalResult(rest[0], "error")]
+        for result in results:
+            outcome = result.outcome
+            if outcome == "retry":
+                # Unqueued, the partner waits for a sweep after QUEUE_HOLD; its failure is recorded either way.
+                queued = queue_follow_up(
+                    token_renew, task, {"partner_id": result.partner_id, "attempt": 2}, countdown=result.retry_after
+                )
+                outcome = "retry" if queued else "retry_not_queued"
+            if outcome not in {"not_due", "busy"}:
+                interrupted = ""  # this partner was the one in progress (or none was): the rest start afresh
+            outcomes[outcome] += 1
+        index += len(results)
+        # Committed and counted: what follows cannot undo them.
+        try:
+            _finish(committed, flags=flags)
+        except SoftTimeLimitExceeded:
+            if index < len(partner_ids) and _hand_on(task, partner_ids[index:], outcomes):
+                return
+            deadline = float("inf")
+
+
+def _finish(committed: list[tuple[Any, Any]], *, flags: list[tuple[int, str]]) -> None:
+    """After a commit, each renewal's clean-up on its own: one that fails (the vault, the database) leaves its old
+    version for the sweep to disable and does not stop the others'."""
+    for pointer, redemption in committed:
+        try:
+            renewal.renewal_finish(pointer, redemption, flags=flags)
+        except SoftTimeLimitExceeded:
+            raise
+        except Exception:
+            logger.exception("renewal of partner %s: the clean-up after the commit failed; the sweep retries it",
+                             pointer.partner_id)  # fmt: skip
+
+
+def _hand_on(task: Task, rest: list[int], outcomes: Counter[str], *, interrupted: str = "") -> bool:
+    """Queue the partners a batch has not renewed as a new batch; False (nothing counted) if the broker refuses."""
+    kwargs: dict[str, Any] = {"partner_ids": rest, **({"interrupted": interrupted} if interrupted else {})}
+    if not queue_follow_up(tokens_renew_batch, task, kwargs):
+        return False
+    outcomes["handed_on"] += len(rest)
+    return True
+
+
+def _renew_alone(partner_id: int, *, interrupted: str, flags: list[tuple[int, str]]) -> renewal.RenewalResult:
+    """One partner in its own transaction; a transient failure is the outcome `retry`, as in a batch."""
+    try:
+        return renewal.partner_token_renew(partner_id=partner_id, interrupted=interrupted, flags=flags)
+    except renewal.RenewalRetry as retry:
+        return renewal.RenewalResult(partner_id, "retry", str(retry), retry_after=retry.delay)
+
+
+@shared_task(name="consent.token_renew", bind=True, max_retries=None, **IDEMPOTENT)
+def token_renew(
+    self: Task, partner_id: int, attempt: int = 1, force: bool = False, interrupted: str = ""
+) -> dict[str, Any]:
+    """Renew one partner's token if due; transient failures come back after a backoff, a bounded number
+    of times (CPV_RENEWAL_MAX_ATTEMPTS). A run cut off without a trace (its worker killed, the database
+    gone) says so to the next one, which records it where staff can see it."""
+    if not interrupted and (self.request.delivery_info or {}).get("redelivered"):
+        # The broker handed this message back: the worker that had it stopped before acknowledging it.
+        interrupted = "its worker stopped before finishing"
+    try:
+        result = renewal.partner_token_renew(
+            partner_id=partner_id, force=force, attempt=attempt, interrupted=interrupted
+        )
+    except renewal.RenewalRetry as retry:
+        raise self.retry(
+            kwargs={"partner_id": partner_id, "attempt": attempt + 1, "force": force}, countdown=retry.delay
+        ) from None
+    except (SoftTimeLimitExceeded, *DATABASE_LOST) as exc:
+        # Its transaction rolled back, and nothing could be recorded if the database is what failed: the next
+        # attempt records why this one stopped. Acknowledged now, the renewal would wait for a sweep.
+        reason = cut_off(exc)
+        if attempt >= settings.CPV_RENEWAL_MAX_ATTEMPTS:
+            logger.exception("renewal of partner %s: stopped %d times (%s); the next sweep tries again",
+                         partner_id, attempt, reason)  # fmt: skip
+            return {"partner_id": partner_id, "outcome": "failed"}
+        logger.warning("renewal of partner %s: %s; trying again", partner_id, reason)
+        raise self.retry(
+            kwargs={"partner_id": partner_id, "attempt": attempt + 1, "force": force, "interrupted": reason},
+            countdown=backoff_delay(attempt=attempt),
+        ) from None
+    return {"partner_id": partner_id, "outcome": result.outcome}

@@ -1,0 +1,165 @@
+"""Operator services over the vault: the end-to-end probe behind `vault_check`, and key rotation."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from django.db import transaction
+
+from cpv.logs import redact
+from tokens.vault import get_vault
+from tokens.vault.base import Vault
+from tokens.vault.errors import SecretDisabled, VaultError, VaultMisconfigured
+from tokens.vault.local import LocalVault, RotationReport
+
+logger = logging.getLogger(__name__)
+
+PROBE_PREFIX = "cpv-vault-check-"
+PROBE_CONTENT_TYPE = "application/vnd.cpv.vault-check"
+
+OK = "OK"
+FAILED = "FAILED"
+SKIPPED = "SKIPPED"
+
+
+@dataclass(frozen=True)
+class CheckStep:
+    step: str
+    status: str
+    detail: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.status != FAILED
+
+
+def _probe_value() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def _reason(exc: BaseException) -> str:
+    return f"{exc.__class__.__name__}: {redact(str(exc))[:300]}"
+
+
+def vault_check(*, vault: Vault | None = None, purge: bool = True) -> list[CheckStep]:
+    """Write, read, list, disable, delete and purge a probe secret with a random name and value.
+
+    Returns one CheckStep per step, in order. After a failure the remaining steps are skipped, except the
+    clean-up (delete, purge) of a probe that was written. Never raises a VaultError; never returns the value.
+    """
+    vault = vault or get_vault()
+    name = PROBE_PREFIX + secrets.token_hex(8)
+    value = _probe_value()
+    steps: list[CheckStep] = []
+    version = ""
+    written = deleted = False
+    failed = False
+
+    def run(step: str, action: Callable[[], str], *, cleanup: bool = False) -> bool:
+        nonlocal failed
+        if failed and not cleanup:
+            steps.append(CheckStep(step, SKIPPED, "an earlier step failed"))
+            return False
+        try:
+            detail = action()
+        except VaultError as exc:
+            steps.append(CheckStep(step, FAILED, _reason(exc)))
+            failed = True
+            return False
+        steps.append(CheckStep(step, OK, detail))
+        return True
+
+    def health() -> str:
+        vault.health()
+        return f"{vault.backend} vault answers"
+
+    def write() -> str:
+        nonlocal version, written
+        result = vault.write(name=name, value=value, tags={"purpose": "vault-check"}, content_type=PROBE_CONTENT_TYPE)
+        version, written = result.version, True
+        return f"{name} version {version}"
+
+    def read() -> str:
+        got = vault.read(name=name)
+        if got.version != version or got.value.reveal() != value:
+            raise VaultError("the probe read back is not the one written")
+        got = vault.read(name=name, version=version)
+        if got.value.reveal() != value:
+            raise VaultError("the probe read back by version is not the one written")
+        return "latest and by version match what was written"
+
+    def versions() -> str:
+        listed = vault.versions(name=name)
+        if [(v.version, v.enabled) for v in listed] != [(version, True)]:
+            raise VaultError(f"expected one enabled version, got {len(listed)}")
+        return "1 enabled version"
+
+    def disable() -> str:
+        vault.disable(name=name, version=version)
+        try:
+            vault.read(name=name, version=version)
+        except SecretDisabled:
+            return "the disabled version can no longer be read"
+        raise VaultError("the disabled version could still be read")
+
+    def delete() -> str:
+        nonlocal deleted
+        vault.delete(name=name)
+        deleted = True
+        return "soft-deleted"
+
+    def purge_probe() -> str:
+        vault.purge(name=name)
+        return "purged"
+
+    run("health", health)
+    run("write", write)
+    run("read", read)
+    run("versions", versions)
+    run("disable", disable)
+    if written:
+        # Runs even after a failure: a probe left behind would count against nothing, but clutters the vault.
+        run("delete", delete, cleanup=True)
+    else:
+        steps.append(CheckStep("delete", SKIPPED, "nothing was written"))
+    if not purge:
+        steps.append(CheckStep("purge", SKIPPED, "--no-purge: the probe stays soft-deleted"))
+    elif deleted:
+        run("purge", purge_probe, cleanup=True)
+    else:
+        steps.append(CheckStep("purge", SKIPPED, "nothing was deleted"))
+    for step in steps:
+        logger.info("vault check: %s %s %s", step.step, step.status, step.detail)
+    return steps
+
+
+def vault_key_rotate(*, after_row: Callable[[RotationReport], None] | None = None) -> RotationReport:
+    """Re-encrypt every local vault row under the newest VAULT_KEY, row by row, and audit it.
+
+    Returns the RotationReport. Raises VaultMisconfigured when the vault is not the local one or has no key.
+    """
+    from partners.services import audit_record
+
+    vault = get_vault()
+    if not isinstance(vault, LocalVault):
+        raise VaultMisconfigured(
+            f"VAULT_BACKEND is {vault.backend}: only the local vault's keys are rotated here "
+            "(Key Vault encrypts its own secrets)"
+        )
+    report = vault.rotate_keys(after_row=after_row)
+    with transaction.atomic():
+        audit_record(
+            actor=None,
+            action="vault.key_rotated",
+            detail={
+                "key_id": report.key_id,
+                "rows": report.total,
+                "rotated": report.rotated,
+                "already_current": report.already_current,
+                "failed": report.failed,
+            },
+        )
+    return report
