@@ -38,11 +38,12 @@ test: $(VENV)/.installed-dev
 test-fast: $(VENV)/.installed-dev
 	DATABASE_URL=sqlite:///:memory: $(BIN)/pytest -m "not postgres and not redis and not browser and not slow" $(PYTEST_ARGS)
 
-## lint: ruff, mypy and a check that the models and migrations agree
+## lint: ruff, mypy, the import layers (import-linter) and a check that the models and migrations agree
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 	$(BIN)/python manage.py makemigrations --check --dry-run
 
 ## bench: the benchmarks at full size on PostgreSQL, Redis, real workers and the simulator (see README)

@@ -43,8 +43,8 @@ def seed(*, first: int, partners: int, customers: int, big_customers: int) -> No
     from django.db import connection, transaction
     from django.utils import timezone
 
-    from consent.selectors import overview_trends_forget
     from customers.coverage import coverage_recount
+    from dashboard.selectors import overview_trends_forget
     from partners.models import Partner
     from tokens.models import PartnerToken
 
@@ -203,13 +203,13 @@ def pages(*, late_page: int, big_code: str, big_late: int) -> list[tuple[str, st
 def late_customers_cursor(big_code: str, page: int) -> str:
     """The link to the big partner's customers page number `page` (the last page when there are fewer), as
     following "Next" from the first page reaches it: the cursor of the last customer on the page before."""
-    from consent import selectors
+    from customers.selectors import CUSTOMER_PAGE_SIZE, customer_cursor, customers_of
     from partners.models import Partner
 
-    size = selectors.CUSTOMER_PAGE_SIZE
-    customers = selectors.customers_of(Partner.objects.get(code=big_code))
+    size = CUSTOMER_PAGE_SIZE
+    customers = customers_of(Partner.objects.get(code=big_code))
     page = max(2, min(page, (customers.count() + size - 1) // size))
-    return selectors.customer_cursor(customers[(page - 1) * size - 1])
+    return customer_cursor(customers[(page - 1) * size - 1])
 
 
 def measure(client: Any, url: str, *, samples: int) -> dict[str, Any]:

@@ -32,17 +32,20 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from consent import selectors
 from consent.models import ConsentFlow
 from consent.pages import form_page, private
 from consent.sealing import SealError, seal, unseal
 from consent.services import _sha256
 from cpv import clouds
 from cpv.ratelimit import allow_request
+from customers.coverage import Coverage
+from customers.selectors import coverage_for, customer_page
 from microsoft import identity
+from microsoft.words import error_in_words
 from partners.invitations import partner_reconsent_link
 from partners.models import Partner
 from partners.services import PartnerError, audit_record
+from tokens.selectors import token_health
 
 logger = logging.getLogger(__name__)
 
@@ -328,13 +331,11 @@ STATUS_WORDS: dict[str, str] = {
 
 @portal_view
 def status(request: HttpRequest, who: PortalIdentity, partner: Partner) -> HttpResponse:
-    customers = selectors.customer_page(
-        partner, after=request.GET.get("after", ""), before=request.GET.get("before", "")
-    )
+    customers = customer_page(partner, after=request.GET.get("after", ""), before=request.GET.get("before", ""))
     customer: Any
     for customer in customers.customers:
         consent = getattr(customer, "application_consent", None)
-        customer.error_words = selectors.error_in_words(consent.last_error if consent else "")
+        customer.error_words = error_in_words(consent.last_error if consent else "")
     last_consent = (
         ConsentFlow.objects.filter(partner=partner, status=ConsentFlow.Status.VAULTED).order_by("-finished_at").first()
     )
@@ -342,8 +343,8 @@ def status(request: HttpRequest, who: PortalIdentity, partner: Partner) -> HttpR
         "who": who,
         "partner": partner,
         "status_words": STATUS_WORDS.get(partner.status, ""),
-        "health": selectors.token_health(partner),
-        "coverage": selectors.coverage_for([partner.pk]).get(partner.pk, selectors.Coverage()),
+        "health": token_health(partner),
+        "coverage": coverage_for([partner.pk]).get(partner.pk, Coverage()),
         "customers": customers,
         "last_consent": last_consent,
         "can_renew": partner.status != Partner.Status.DEACTIVATED,

@@ -5,20 +5,20 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
 from consent import views as consent_views
-from cpv import views
-from partners import views as partner_views
+from dashboard import health
+from dashboard import views as dashboard_views
 
 admin.site.site_header = "Control panel administration"
 admin.site.site_title = "Control panel"
 
 urlpatterns = [
-    path("healthz", views.healthz, name="healthz"),
-    path("readyz", views.readyz, name="readyz"),
-    path("accounts/login/", partner_views.SignInView.as_view(), name="login"),
+    path("healthz", health.healthz, name="healthz"),
+    path("readyz", health.readyz, name="readyz"),
+    path("accounts/login/", dashboard_views.SignInView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
     path("consent/", include("consent.urls")),
     path("onboard/", consent_views.onboard, name="onboard"),
     path("portal/", include("consent.portal_urls")),
-    path("", include("partners.urls")),
+    path("", include("dashboard.urls")),
 ]

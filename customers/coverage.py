@@ -45,7 +45,7 @@ class Coverage:
         return round(100 * self.consented / self.customers) if self.customers else 0
 
     def in_state(self, state: str) -> int:
-        """How many customers `selectors.customers_of` lists for an ApplicationConsent state ("": all)."""
+        """How many customers `customers.selectors.customers_of` lists for an ApplicationConsent state ("": all)."""
         counts: dict[str, int] = {
             CustomerConsent.Status.APPLIED: self.consented,
             CustomerConsent.Status.FAILED: self.failed,

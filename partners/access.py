@@ -15,6 +15,7 @@ are not Django users at all: their access is checked by `consent.portal`, never 
 from __future__ import annotations
 
 import enum
+import uuid
 from collections.abc import Callable
 from functools import wraps
 from typing import Any
@@ -23,6 +24,9 @@ from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404
+
+from partners.models import Partner
 
 
 class Role(enum.IntEnum):
@@ -94,5 +98,7 @@ def staff_view(*, see: Role = Role.VIEWER, act: Role | None = None) -> Callable[
     return decorator
 
 
-# The plain guard: any staff role may look.
-staff_required = staff_view()
+def partner_for_staff(code: uuid.UUID | str) -> Partner:
+    """The one place staff views look a partner up: by its code, with its token row and the consent flow that
+    obtained it; a 404 otherwise."""
+    return get_object_or_404(Partner.objects.select_related("token__consent_flow").filter(code=code))

@@ -144,20 +144,66 @@ def celery_worker_process(tmp_path: Path) -> Iterator[Callable[..., WorkerProces
 
 
 @pytest.fixture
-def staff_user(django_user_model):  # type: ignore[no-untyped-def]
-    return django_user_model.objects.create_user(username="staff", password="a-long-test-password", is_staff=True)
+def staff_user(operator):  # type: ignore[no-untyped-def]
+    """A member of staff who may look and act (the operator role)."""
+    return operator
 
 
 @pytest.fixture
 def staff_client(client, staff_user):  # type: ignore[no-untyped-def]
-    """Signed in as `staff_user`, given the operator role (it may look and act)."""
-    from partners.access import Role
-    from partners.services import staff_role_set, staff_roles_sync
-
-    staff_roles_sync()
-    staff_role_set(actor=None, user=staff_user, role=Role.OPERATOR)
+    """The test's browser, signed in as `staff_user`."""
     client.force_login(staff_user)
     return client
+
+
+@pytest.fixture
+def roles(db):  # type: ignore[no-untyped-def]
+    from partners.services import staff_roles_sync
+
+    # Transactional tests flush the data migration's rows; this puts them back.
+    return staff_roles_sync()
+
+
+@pytest.fixture
+def viewer(django_user_model, roles):  # type: ignore[no-untyped-def]
+    from partners.access import Role
+    from tests.factories import make_staff
+
+    return make_staff(django_user_model, "vera-viewer", Role.VIEWER)
+
+
+@pytest.fixture
+def operator(django_user_model, roles):  # type: ignore[no-untyped-def]
+    from partners.access import Role
+    from tests.factories import make_staff
+
+    return make_staff(django_user_model, "otto-operator", Role.OPERATOR)
+
+
+@pytest.fixture
+def admin_user(django_user_model, roles):  # type: ignore[no-untyped-def]
+    from partners.access import Role
+    from tests.factories import make_staff
+
+    return make_staff(django_user_model, "ada-admin", Role.ADMIN)
+
+
+@pytest.fixture
+def sim_settings(sim, settings):  # type: ignore[no-untyped-def]
+    """The product pointed at the simulator, with a local vault of the test's own (as tests/consent's cpv_sim)."""
+    import os
+
+    from tests.simulated import sim_app, sim_cloud
+    from tokens.vault import reset_vault
+
+    settings.CPV_CLOUD_CONFIG = sim_cloud(sim)
+    settings.CPV_APP = sim_app(sim)
+    settings.CPV_BASE_URL = "http://127.0.0.1:8000"
+    settings.VAULT_BACKEND = "local"
+    settings.VAULT_KEYS = [os.urandom(32)]
+    reset_vault()
+    yield sim
+    reset_vault()
 
 
 @pytest.fixture(autouse=True)

@@ -24,6 +24,7 @@ from microsoft import identity
 from partners.models import Partner
 from partners.registrations import cloud_for
 from tokens.models import PartnerToken, TokenEvent
+from tokens.selectors import is_due
 from tokens.vault import MAX_VERSIONS
 
 logger = logging.getLogger(__name__)
@@ -132,7 +133,7 @@ def access_token_get(*, partner: Partner, audience: str = PARTNER_CENTER, tenant
             if pointer.partner.status != Partner.Status.ACTIVE:
                 raise TokenUnavailable(f"Partner {partner.code} is {pointer.partner.get_status_display().lower()}.")
             # Keep the rotated token only when the stored one is due anyway, within the version budget.
-            store = renewal.is_due(pointer, now=now) and pointer.version_count < MAX_VERSIONS - renewal.VERSION_RESERVE
+            store = is_due(pointer, now=now) and pointer.version_count < MAX_VERSIONS - renewal.VERSION_RESERVE
             try:
                 redemption = renewal.redeem_locked(
                     pointer=pointer, scopes=[scope], tenant=tenant, store=store, kind=TokenEvent.Kind.ROTATED, now=now

@@ -37,6 +37,7 @@ from partners.registrations import app_for, cloud_for
 from partners.services import Actor, PartnerError, audit_record, partner_mfa_record
 from tokens.models import PartnerToken, TokenEvent
 from tokens.pointers import Obtained, partner_token_disable_previous, pointer_move, pointers_moved_write
+from tokens.selectors import is_due, renewal_interval
 from tokens.vault import (
     MAX_VERSIONS,
     SecretVersion,
@@ -78,14 +79,6 @@ BATCH_WINDOW = 60.0
 BATCH_LOCK_SECONDS = 2.0
 
 
-class TokenStatus:
-    NONE = "none"
-    HEALTHY = "healthy"
-    DUE = "due"
-    FAILING = "failing"
-    INVALID = "invalid"
-
-
 @dataclass(frozen=True)
 class RenewalResult:
     """What a renewal did: `outcome` is renewed, not_due, busy, skipped, retry or failed."""
@@ -109,32 +102,6 @@ class RenewalRetry(Exception):
 
 
 # --- status and due-ness --------------------------------------------------------------------------------
-
-
-def renewal_interval() -> timedelta:
-    return timedelta(days=settings.CPV_RENEWAL_INTERVAL_DAYS)
-
-
-def is_due(pointer: PartnerToken, *, now: datetime | None = None) -> bool:
-    now = now or timezone.now()
-    if not pointer.current_version:
-        return False
-    return pointer.last_renewed_at is None or pointer.last_renewed_at <= now - renewal_interval()
-
-
-def token_status(partner: Partner, pointer: PartnerToken | None, *, now: datetime | None = None) -> str:
-    """none, healthy, due, failing or invalid: what the dashboard and `partners --json` show."""
-    if pointer is None or not pointer.current_version:
-        return TokenStatus.NONE
-    if partner.status == Partner.Status.RECONSENT_NEEDED:
-        return TokenStatus.INVALID
-    if pointer.last_failure_at is not None and (
-        pointer.last_renewed_at is None or pointer.last_failure_at > pointer.last_renewed_at
-    ):
-        return TokenStatus.FAILING
-    if is_due(pointer, now=now):
-        return TokenStatus.DUE
-    return TokenStatus.HEALTHY
 
 
 def _event(partner: Partner, event_kind: str, message: str, *, save: bool = True, **detail: Any) -> TokenEvent:
@@ -163,7 +130,7 @@ class BatchWrites:
         self.pointers, self.events = [], []
 
 
-# --- the redemption under the lock, shared with consent/access_tokens.py --------------------------------
+# --- the redemption under the lock, shared with tokens/access_tokens.py --------------------------------
 
 
 @dataclass(frozen=True)

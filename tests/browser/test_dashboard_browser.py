@@ -11,7 +11,7 @@ from customers import tasks as customer_tasks
 from partners.access import Role
 from partners.models import AuditEvent, Partner
 from tests.browser.conftest import screenshot
-from tests.partners.conftest import PASSWORD, active_partner_with_data, make_staff
+from tests.factories import PASSWORD, active_partner_with_data, make_staff
 from tokens import tasks as token_tasks
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]

@@ -9,7 +9,7 @@ import uuid
 import pytest
 
 from tests.browser.conftest import screenshot
-from tests.partners.conftest import active_partner_with_data
+from tests.factories import active_partner_with_data
 from tests.simulated import partner_user
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]

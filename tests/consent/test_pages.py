@@ -165,7 +165,9 @@ def test_staff_invite_a_partner_from_the_dashboard_and_it_is_emailed(
     link = re.search(r"http://127\.0\.0\.1:8000/consent/i/\S+/", message.body)
     assert link
     assert staff_client.get(link.group(0).removeprefix("http://127.0.0.1:8000")).status_code == 200
-    assert AuditEvent.objects.filter(partner=partner, action="partner.invited", actor__username="staff").exists()
+    assert AuditEvent.objects.filter(
+        partner=partner, action="partner.invited", actor__username="otto-operator"
+    ).exists()
 
 
 def test_the_invite_page_needs_staff(client) -> None:  # type: ignore[no-untyped-def]

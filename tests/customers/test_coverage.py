@@ -12,9 +12,9 @@ import pytest
 from django.core.management import call_command
 from django.db import connection
 
-from consent.selectors import coverage_for
 from customers.coverage import Coverage, coverage_count, coverage_recount
 from customers.models import CustomerConsent, PartnerCoverage
+from customers.selectors import coverage_for
 from customers.services import CallFailed, customer_consent_apply, customers_sync
 from microsoft import partner_center
 from partners.models import Customer, Partner

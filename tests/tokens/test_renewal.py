@@ -15,14 +15,8 @@ from partners.models import AuditEvent, Partner
 from tests.factories import active_partner, pointer_of
 from tokens.access_tokens import GRAPH, PARTNER_CENTER, access_token_get, cache_forget
 from tokens.models import PartnerToken, TokenEvent
-from tokens.renewal import (
-    RenewalRetry,
-    TokenStatus,
-    partner_token_renew,
-    partner_token_renew_now,
-    renewal_sweep,
-    token_status,
-)
+from tokens.renewal import RenewalRetry, partner_token_renew, partner_token_renew_now, renewal_sweep
+from tokens.selectors import TokenStatus, token_status
 from tokens.vault import get_vault
 
 pytestmark = pytest.mark.django_db

@@ -116,7 +116,7 @@ def test_no_vault_key_at_all_is_misconfiguration(local_settings: Any) -> None:
 
 
 def test_the_readiness_check_reports_a_wrong_key(local_settings: Any) -> None:
-    from cpv.health import check_vault
+    from dashboard.health import check_vault
 
     get_vault().write(name=secret_name_for(uuid.uuid4()), value="v")
     check_vault()

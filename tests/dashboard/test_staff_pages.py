@@ -5,8 +5,10 @@ from __future__ import annotations
 import pytest
 from django.db import DatabaseError, transaction
 
+from partners.access import Role
 from partners.models import AuditEvent, Partner
 from partners.services import PartnerError, audit_record, partner_create
+from tests.factories import make_staff
 
 pytestmark = pytest.mark.django_db
 
@@ -36,8 +38,8 @@ def test_staff_sign_in_with_a_password_reaches_the_overview(client, viewer) -> N
     assert b"Contoso Partners" in client.get("/partners/").content
 
 
-def test_a_staff_account_without_a_role_is_refused(client, staff_user) -> None:  # type: ignore[no-untyped-def]
-    client.force_login(staff_user)
+def test_a_staff_account_without_a_role_is_refused(client, django_user_model, roles) -> None:  # type: ignore[no-untyped-def]
+    client.force_login(make_staff(django_user_model, "no-role", Role.NONE))
 
     response = client.get("/partners/")
 
@@ -46,7 +48,7 @@ def test_a_staff_account_without_a_role_is_refused(client, staff_user) -> None: 
 
 
 def test_a_wrong_password_is_refused(client, staff_user) -> None:  # type: ignore[no-untyped-def]
-    response = client.post("/accounts/login/", {"username": "staff", "password": "wrong"})
+    response = client.post("/accounts/login/", {"username": staff_user.username, "password": "wrong"})
 
     assert response.status_code == 200
     assert "did not match" in response.content.decode()
@@ -90,7 +92,7 @@ def test_creating_a_partner_writes_an_audit_row_with_the_actor(staff_user) -> No
 
     event = AuditEvent.objects.get(partner=partner)
     assert partner.name == "Northwind"
-    assert event.actor == staff_user and event.actor_label == "staff"
+    assert event.actor == staff_user and event.actor_label == staff_user.username
     assert event.action == "partner.created"
     assert event.target_type == "partners.partner" and event.target_id == str(partner.code)
     assert event.detail == {

@@ -11,7 +11,7 @@ from django.db.models import Count, Q
 from customers.models import CustomerConsent
 from partners.models import Partner
 from tokens.models import PartnerToken
-from tokens.renewal import token_status
+from tokens.selectors import token_status
 
 
 class Command(BaseCommand):

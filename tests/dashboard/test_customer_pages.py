@@ -16,15 +16,16 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from consent import selectors
+from customers import selectors
 from customers.coverage import coverage_recount
 from customers.models import CustomerConsent
+from customers.selectors import CUSTOMER_PAGE_SIZE, coverage_for, customer_cursor, customer_page, customers_of
 from partners.models import Customer, Partner
-from tests.partners.conftest import active_partner_with_data, client_for, portal_client
+from tests.factories import active_partner_with_data, client_for, portal_client
 
 pytestmark = pytest.mark.django_db
 
-SIZE = selectors.CUSTOMER_PAGE_SIZE
+SIZE = CUSTOMER_PAGE_SIZE
 STATES = ["", CustomerConsent.Status.APPLIED, CustomerConsent.Status.FAILED, CustomerConsent.Status.PENDING]
 # Names that sort together (ties broken by id), an empty one, accents, quotes and case.
 NAMES = ["Contoso"] * 31 + [""] * 4 + ["Ærø Data", "adatum", "Adatum", 'Fabrikam "Cloud"', "Zeta & Co", "Ωmega"]
@@ -56,17 +57,17 @@ def partner_with_customers(count: int = 83) -> Partner:
 
 def walk(partner: Partner, *, state: str = "") -> list[list[int]]:
     pages = []
-    page = selectors.customer_page(partner, state=state)
+    page = customer_page(partner, state=state)
     while True:
         pages.append([c.pk for c in page.customers])
         if not page.next_cursor:
             return pages
-        page = selectors.customer_page(partner, state=state, after=page.next_cursor)
+        page = customer_page(partner, state=state, after=page.next_cursor)
 
 
 def expected(partner: Partner, state: str = "") -> list[int]:
     """The order, computed in Python: (company name, id) under the database's collation, so sort by position."""
-    return [c.pk for c in selectors.customers_of(partner, state=state)]
+    return [c.pk for c in customers_of(partner, state=state)]
 
 
 @pytest.mark.parametrize("state", STATES)
@@ -76,7 +77,7 @@ def test_following_next_visits_every_customer_once_in_order(state: str) -> None:
     seen = [pk for page in pages for pk in page]
 
     assert seen == expected(partner, state)
-    assert len(seen) == len(set(seen)) == selectors.coverage_for([partner.pk])[partner.pk].in_state(state)
+    assert len(seen) == len(set(seen)) == coverage_for([partner.pk])[partner.pk].in_state(state)
     assert all(len(page) == SIZE for page in pages[:-1]) and 0 < len(pages[-1]) <= SIZE
     removed = set(Customer.objects.filter(partner=partner, removed_at__isnull=False).values_list("pk", flat=True))
     assert removed and not removed & set(seen)
@@ -84,12 +85,12 @@ def test_following_next_visits_every_customer_once_in_order(state: str) -> None:
 
 def test_ties_on_the_name_are_ordered_by_id_across_a_page_boundary() -> None:
     partner = partner_with_customers()
-    ordered = list(selectors.customers_of(partner))
+    ordered = list(customers_of(partner))
     # The boundary of the first page falls inside the run of "Contoso" (or of another tie).
     boundary = ordered[SIZE - 1 : SIZE + 1]
     assert boundary[0].company_name == boundary[1].company_name
 
-    second = selectors.customer_page(partner, after=selectors.customer_page(partner).next_cursor)
+    second = customer_page(partner, after=customer_page(partner).next_cursor)
 
     assert second.customers[0].pk == boundary[1].pk
 
@@ -97,14 +98,14 @@ def test_ties_on_the_name_are_ordered_by_id_across_a_page_boundary() -> None:
 @pytest.mark.parametrize("state", STATES)
 def test_following_previous_from_the_last_page_comes_back_to_the_first(state: str) -> None:
     partner = partner_with_customers()
-    first = selectors.customer_page(partner, state=state)
+    first = customer_page(partner, state=state)
     page = first
     while page.next_cursor:
-        page = selectors.customer_page(partner, state=state, after=page.next_cursor)
+        page = customer_page(partner, state=state, after=page.next_cursor)
     seen: set[int] = set()
     while page.previous_cursor:
         seen |= {c.pk for c in page.customers}
-        page = selectors.customer_page(partner, state=state, before=page.previous_cursor)
+        page = customer_page(partner, state=state, before=page.previous_cursor)
         assert len(page.customers) == SIZE
 
     assert [c.pk for c in page.customers] == [c.pk for c in first.customers]
@@ -113,7 +114,7 @@ def test_following_previous_from_the_last_page_comes_back_to_the_first(state: st
 
 def test_a_cursor_keeps_its_place_when_customers_come_and_go() -> None:
     partner = partner_with_customers()
-    first = selectors.customer_page(partner)
+    first = customer_page(partner)
     last_shown = first.customers[-1]
     after = expected(partner)[SIZE:]
     # Customers that sort before the cursor arrive, and the customer the cursor names leaves.
@@ -124,7 +125,7 @@ def test_a_cursor_keeps_its_place_when_customers_come_and_go() -> None:
     )
     Customer.objects.filter(pk=last_shown.pk).update(removed_at=now)
 
-    second = selectors.customer_page(partner, after=first.next_cursor)
+    second = customer_page(partner, after=first.next_cursor)
 
     assert [c.pk for c in second.customers] == after[:SIZE]
 
@@ -161,22 +162,22 @@ def test_a_bad_cursor_shows_the_first_page_never_an_error(viewer, param: str) ->
     client = client_for(viewer)
     first = shown(client.get(f"/partners/{partner.code}/"))
 
-    for bad in [*BAD_CURSORS, selectors.customer_page(partner).next_cursor + "garbage"]:
+    for bad in [*BAD_CURSORS, customer_page(partner).next_cursor + "garbage"]:
         response = client.get(f"/partners/{partner.code}/", {param: bad})
         assert response.status_code == 200, bad
         assert shown(response) == first, bad
-    both = selectors.customer_page(partner).next_cursor
+    both = customer_page(partner).next_cursor
     assert shown(client.get(f"/partners/{partner.code}/", {"cafter": both, "cbefore": both})) == first
 
 
 def test_a_cursor_past_the_end_or_before_the_start_shows_the_first_page() -> None:
     partner = partner_with_customers()
-    first = [c.pk for c in selectors.customer_page(partner).customers]
+    first = [c.pk for c in customer_page(partner).customers]
     end, start = cursor_of(["\uffff" * 300, 2**62]), cursor_of(["", 1])
 
-    past_the_end = selectors.customer_page(partner, after=end)
-    before_the_start = selectors.customer_page(partner, before=start)
-    last = selectors.customer_page(partner, before=end)
+    past_the_end = customer_page(partner, after=end)
+    before_the_start = customer_page(partner, before=start)
+    last = customer_page(partner, before=end)
 
     assert [c.pk for c in past_the_end.customers] == [c.pk for c in before_the_start.customers] == first
     assert not past_the_end.previous_cursor and not before_the_start.previous_cursor
@@ -198,7 +199,7 @@ def test_the_staff_page_pages_through_a_filter_with_its_links_and_a_fixed_number
     client = client_for(viewer)
     url = f"/partners/{partner.code}/"
     response = client.get(url, {"consent": "pending"})
-    total = selectors.coverage_for([partner.pk])[partner.pk].pending
+    total = coverage_for([partner.pk])[partner.pk].pending
     assert total > 3 * SIZE and f"{total} customers in this state" in response.content.decode()
     seen, counts = shown(response), []
     while (link := next_link(response)) is not None:
@@ -209,7 +210,7 @@ def test_the_staff_page_pages_through_a_filter_with_its_links_and_a_fixed_number
         seen += shown(response)
     back = client.get(url + next_link(response, "customers-previous"))  # type: ignore[operator]
 
-    pending = [str(c.tenant_id)[:8] for c in selectors.customers_of(partner, state="pending")]
+    pending = [str(c.tenant_id)[:8] for c in customers_of(partner, state="pending")]
     assert seen == pending and len(counts) >= 3 and len(set(counts)) == 1
     assert shown(back) == pending[(len(pending) - 1) // SIZE * SIZE - SIZE :][:SIZE]
     assert next_link(back, "customers-first") == "?consent=pending"
@@ -233,4 +234,4 @@ def test_the_portal_pages_through_the_partners_own_customers() -> None:
 def test_a_cursor_holds_any_name_a_customer_can_have(name: str) -> None:
     customer = Customer(pk=2**63 - 1, company_name=name)
 
-    assert selectors._cursor_key(selectors.customer_cursor(customer)) == (name, 2**63 - 1)
+    assert selectors._cursor_key(customer_cursor(customer)) == (name, 2**63 - 1)

@@ -1,20 +1,23 @@
+"""The staff dashboard's URLs. The invitation and re-consent-link pages keep the paths they were published under."""
+
 from __future__ import annotations
 
 from django.urls import path
 
-from consent import staff_views
-from partners import views
+from dashboard import actions, views
 
-app_name = "partners"
+app_name = "dashboard"
 
 urlpatterns = [
     path("", views.overview, name="home"),
     path("partners/", views.partner_list, name="list"),
-    path("partners/bulk", staff_views.bulk, name="bulk"),
+    path("partners/bulk", actions.bulk, name="bulk"),
     path("partners/<uuid:code>/", views.detail, name="detail"),
-    path("partners/<uuid:code>/do/<slug:action>", staff_views.partner_action, name="action"),
+    path("partners/<uuid:code>/do/<slug:action>", actions.partner_action, name="action"),
     path("partners/<uuid:code>/operations/<uuid:operation>", views.operation_status, name="operation"),
     path("audit/", views.audit_log, name="audit"),
     path("staff/", views.staff_accounts, name="staff"),
     path("settings/", views.settings_page, name="settings"),
+    path("consent/staff/invite", actions.invite, name="invite"),
+    path("consent/staff/partners/<uuid:code>/reconsent-link", actions.reconsent_link, name="reconsent_link"),
 ]

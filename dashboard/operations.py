@@ -1,5 +1,6 @@
 """The staff dashboard's actions on a partner: each is a service that audits the acting user in the same
-transaction, and the long ones queue the background-work tasks (tokens/tasks.py, customers/tasks.py) after the commit.
+transaction, and the long ones queue the background-work tasks (tokens/tasks.py, customers/tasks.py) after the
+commit.
 
 An operation started from a page is remembered by its audit row (`detail.operation`, a UUID); its progress is
 read back from what the tasks leave in the database (token events, the customer-sync audit row, customers'
@@ -337,10 +338,10 @@ def _check_authority() -> str:
 def _check_partner_center() -> str:
     import requests
 
-    from consent.selectors import token_health_expression
     from microsoft.partner_center import PartnerCenterClient
     from partners.registrations import cloud_for
     from tokens.access_tokens import access_token_get
+    from tokens.selectors import token_health_expression
 
     partner = (
         Partner.objects.filter(status=Partner.Status.ACTIVE)

@@ -11,7 +11,7 @@ from django.test import Client
 
 from consent.portal import SESSION_KEY
 from partners.models import AuditEvent, Partner
-from tests.partners.conftest import active_partner_with_data
+from tests.factories import active_partner_with_data
 from tests.simulated import partner_user, sign_in
 
 pytestmark = pytest.mark.django_db

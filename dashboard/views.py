@@ -1,8 +1,9 @@
 """The staff dashboard's pages: overview, partner list, a partner's page, the audit log, staff accounts and
 settings. Each view names the role it needs in `staff_view`; the partner is looked up by its code only.
 
-Consent data is read through `consent.selectors` (the dashboard is where both apps meet); the actions that
-change something are in `consent/staff_views.py`.
+What the pages read comes from the selectors of each app (the dashboard is where they all meet) and
+`dashboard/selectors.py` for the directory and the overview; the actions that change something are in
+`dashboard/actions.py`.
 """
 
 from __future__ import annotations
@@ -26,9 +27,11 @@ from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods
 
-from consent import operations, selectors
-from partners.access import ROLE_GROUPS, Role, role_of, staff_view
-from partners.forms import (
+from consent.selectors import consent_flows
+from customers.coverage import Coverage
+from customers.selectors import coverage_for, customer_page
+from dashboard import operations, selectors
+from dashboard.forms import (
     BULK_ACTIONS,
     AuditFilterForm,
     PartnerFilterForm,
@@ -37,22 +40,19 @@ from partners.forms import (
     StaffCreateForm,
     StaffRoleForm,
 )
-from partners.models import Partner
+from microsoft.words import error_in_words
+from partners.access import ROLE_GROUPS, Role, partner_for_staff, role_of, staff_view
 from partners.services import PartnerError, staff_role_set, staff_user_create, staff_user_set_active
+from tokens.selectors import HEALTH_CHOICES, HEALTH_LABELS, token_events, token_health
 
 PAGE_SIZE = 50
 
 
 class SignInView(auth_views.LoginView):
-    """Password sign-in with per-username and per-address lockout (partners.forms.SignInForm)."""
+    """Password sign-in with per-username and per-address lockout (dashboard.forms.SignInForm)."""
 
     form_class = SignInForm
     redirect_authenticated_user = True
-
-
-def partner_for_staff(code: uuid.UUID | str) -> Partner:
-    """The one place staff views look a partner up: by its code, with its token row; a 404 otherwise."""
-    return get_object_or_404(selectors.partner_with_token(code))
 
 
 @staff_view(see=Role.VIEWER)
@@ -73,14 +73,14 @@ def overview(request: HttpRequest) -> HttpResponse:
         "bulk_actions": BULK_ACTIONS,
         "can_act": request.staff_role >= Role.OPERATOR,  # type: ignore[attr-defined]
     }
-    return render(request, "partners/overview.html", context)
+    return render(request, "dashboard/overview.html", context)
 
 
 @staff_view(see=Role.VIEWER)
 @require_GET
 def partner_list(request: HttpRequest) -> HttpResponse:
     """Every partner: search, filters, sort, 50 to a page, with coverage and token health on each row."""
-    form = PartnerFilterForm(request.GET or None, health_choices=selectors.HEALTH_CHOICES)
+    form = PartnerFilterForm(request.GET or None, health_choices=HEALTH_CHOICES)
     filters = form.values() if request.GET else {}
     sort = filters.get("sort") or "name"
     qs = selectors.partner_directory(
@@ -94,20 +94,20 @@ def partner_list(request: HttpRequest) -> HttpResponse:
     )
     page = Paginator(qs, PAGE_SIZE).get_page(request.GET.get("page"))
     partners = list(page.object_list)
-    coverage = selectors.coverage_for([p.pk for p in partners])
+    coverage = coverage_for([p.pk for p in partners])
     for partner in partners:
-        partner.coverage = coverage.get(partner.pk, selectors.Coverage())
+        partner.coverage = coverage.get(partner.pk, Coverage())
     context = {
         "form": form,
         "page": page,
         "partners": partners,
         "sort": sort,
-        "health_labels": selectors.HEALTH_LABELS,
+        "health_labels": HEALTH_LABELS,
         "bulk_actions": BULK_ACTIONS,
         "can_act": request.staff_role >= Role.OPERATOR,  # type: ignore[attr-defined]
         "filtered": any(filters.get(k) for k in ("q", "status", "cloud", "environment", "health", "mfa")),
     }
-    return render(request, "partners/list.html", context)
+    return render(request, "dashboard/list.html", context)
 
 
 @staff_view(see=Role.VIEWER)
@@ -117,28 +117,28 @@ def detail(request: HttpRequest, code: uuid.UUID) -> HttpResponse:
     ApplicationConsent state, operations in progress, the audit trail, and the actions for operators."""
     partner = partner_for_staff(code)
     state = request.GET.get("consent", "")
-    customers = selectors.customer_page(
+    customers = customer_page(
         partner, state=state, after=request.GET.get("cafter", ""), before=request.GET.get("cbefore", "")
     )
     customer: Any
     for customer in customers.customers:
         consent = getattr(customer, "application_consent", None)
-        customer.error_words = selectors.error_in_words(consent.last_error if consent else "")
-    coverage = selectors.coverage_for([partner.pk]).get(partner.pk, selectors.Coverage())
+        customer.error_words = error_in_words(consent.last_error if consent else "")
+    coverage = coverage_for([partner.pk]).get(partner.pk, Coverage())
     context = {
         "partner": partner,
-        "health": selectors.token_health(partner),
-        "flows": selectors.consent_flows(partner),
+        "health": token_health(partner),
+        "flows": consent_flows(partner),
         "customers": customers,
         "customers_total": coverage.in_state(state),
         "consent_state": state,
         "coverage": coverage,
-        "token_events": selectors.token_events(partner),
+        "token_events": token_events(partner),
         "operations": operations.operations_recent(partner),
         "audit": partner.audit_events.select_related("actor").order_by("-created_at", "-id")[:30],
         "can_act": request.staff_role >= Role.OPERATOR,  # type: ignore[attr-defined]
     }
-    return render(request, "partners/detail.html", context)
+    return render(request, "dashboard/detail.html", context)
 
 
 @staff_view(see=Role.VIEWER)
@@ -153,7 +153,7 @@ def operation_status(request: HttpRequest, code: uuid.UUID, operation: uuid.UUID
     progress = operations.operation_progress(event)
     if request.headers.get("Accept", "").startswith("application/json"):
         return JsonResponse(progress.as_dict())
-    return render(request, "partners/operation.html", {"partner": partner, "p": progress})
+    return render(request, "dashboard/operation.html", {"partner": partner, "p": progress})
 
 
 def _day(value: Any, *, end: bool = False) -> datetime | None:
@@ -177,7 +177,7 @@ def audit_log(request: HttpRequest) -> HttpResponse:
         until=_day(data.get("until"), end=True),
     )
     page = Paginator(events, PAGE_SIZE).get_page(request.GET.get("page"))
-    return render(request, "partners/audit.html", {"form": form, "page": page, "actions": selectors.audit_actions()})
+    return render(request, "dashboard/audit.html", {"form": form, "page": page, "actions": selectors.audit_actions()})
 
 
 @staff_view(see=Role.ADMIN)
@@ -200,14 +200,14 @@ def staff_accounts(request: HttpRequest) -> HttpResponse:
                         role=d["role"],
                     )
                     messages.success(request, f"Created {user.get_username()} as {d['role'].label}.")
-                    return HttpResponseRedirect(reverse("partners:staff"))
+                    return HttpResponseRedirect(reverse("dashboard:staff"))
             elif what == "role":
                 form = StaffRoleForm(request.POST)
                 if form.is_valid():
                     target = get_object_or_404(User, username=form.cleaned_data["username"])
                     staff_role_set(actor=request.user, user=target, role=form.cleaned_data["role"])
                     messages.success(request, f"{target.get_username()} is now {form.cleaned_data['role'].label}.")
-                    return HttpResponseRedirect(reverse("partners:staff"))
+                    return HttpResponseRedirect(reverse("dashboard:staff"))
             elif what == "active":
                 active_form = StaffActiveForm(request.POST)
                 if active_form.is_valid():
@@ -216,10 +216,10 @@ def staff_accounts(request: HttpRequest) -> HttpResponse:
                     messages.success(
                         request, f"{target.get_username()} is {'enabled' if target.is_active else 'disabled'}."
                     )
-                    return HttpResponseRedirect(reverse("partners:staff"))
+                    return HttpResponseRedirect(reverse("dashboard:staff"))
         except PartnerError as exc:
             messages.error(request, str(exc))
-            return HttpResponseRedirect(reverse("partners:staff"))
+            return HttpResponseRedirect(reverse("dashboard:staff"))
     users = list(
         User.objects.filter(is_active__in=[True, False]).prefetch_related(Prefetch("groups")).order_by("username")[:500]
     )
@@ -238,7 +238,7 @@ def staff_accounts(request: HttpRequest) -> HttpResponse:
         "create_form": create_form,
         "me": request.user,
     }
-    return render(request, "partners/staff.html", context, status=400 if create_form.errors else 200)
+    return render(request, "dashboard/staff.html", context, status=400 if create_form.errors else 200)
 
 
 _URL_CREDENTIALS = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)[^/@\s]*@", re.IGNORECASE)
@@ -284,6 +284,6 @@ def settings_page(request: HttpRequest) -> HttpResponse:
     checks = operations.live_checks() if request.GET.get("check") else None
     return render(
         request,
-        "partners/settings.html",
+        "dashboard/settings.html",
         {"config": effective_configuration(), "checks": checks, "role": role_of(request.user)},
     )

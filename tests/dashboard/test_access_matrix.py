@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 from django.test import Client
 
-from consent import operations
+from dashboard import operations
 from partners.access import Role
 from partners.invitations import invitation_read
 from partners.models import Partner
-from tests.partners.conftest import active_partner_with_data, client_for, make_staff, portal_client
+from tests.factories import active_partner_with_data, client_for, make_staff, portal_client
 
 pytestmark = pytest.mark.django_db
 

@@ -10,16 +10,16 @@ from typing import Any
 import pytest
 from django.utils import timezone
 
-from consent import operations
-from consent.selectors import token_health_expression
 from customers import tasks as customer_tasks
 from customers.models import CustomerConsent
+from dashboard import operations
 from partners.access import Role, role_of
 from partners.models import AuditEvent, Partner
-from tests.partners.conftest import PASSWORD, active_partner_with_data, client_for
+from tests.factories import PASSWORD, active_partner_with_data, client_for
 from tokens import tasks as token_tasks
 from tokens.models import PartnerToken, TokenEvent
-from tokens.renewal import partner_token_import, token_status
+from tokens.renewal import partner_token_import
+from tokens.selectors import token_health_expression, token_status
 from tokens.vault import get_vault
 
 pytestmark = pytest.mark.django_db

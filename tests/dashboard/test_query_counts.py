@@ -11,10 +11,10 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from consent import operations
 from consent.models import ConsentFlow, ConsentFlowEvent
+from dashboard import operations
 from partners.models import Partner
-from tests.partners.conftest import active_partner_with_data, client_for
+from tests.factories import active_partner_with_data, client_for
 from tokens.models import TokenEvent
 
 pytestmark = pytest.mark.django_db

@@ -19,15 +19,14 @@ from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_http_methods, require_POST
 
-from consent import operations, selectors
 from consent.services import partner_invite
 from cpv.clouds import PARTNER_CLOUD_CHOICES
-from partners.access import Role, staff_view
-from partners.forms import BULK_ACTIONS, BulkForm, ReasonForm
+from dashboard import operations, selectors
+from dashboard.forms import BULK_ACTIONS, BulkForm, ReasonForm
+from partners.access import Role, partner_for_staff, staff_view
 from partners.invitations import partner_reconsent_link
 from partners.models import Partner
 from partners.services import PartnerError, partner_deactivate
-from partners.views import partner_for_staff
 
 
 class InvitationForm(forms.Form):
@@ -60,8 +59,8 @@ def invite(request: HttpRequest) -> HttpResponse:
         else:
             selectors.overview_trends_forget()
             messages.success(request, f"Invited {invitation.partner.name}. Their link: {invitation.url}")
-            return HttpResponseRedirect(reverse("partners:detail", args=[invitation.partner.code]))
-    return render(request, "consent/staff_invite.html", {"form": form}, status=400 if form.errors else 200)
+            return HttpResponseRedirect(reverse("dashboard:detail", args=[invitation.partner.code]))
+    return render(request, "dashboard/invite.html", {"form": form}, status=400 if form.errors else 200)
 
 
 @staff_view(see=Role.VIEWER, act=Role.OPERATOR)
@@ -74,7 +73,7 @@ def reconsent_link(request: HttpRequest, code: uuid.UUID) -> HttpResponse:
         messages.error(request, str(exc))
     else:
         messages.success(request, f"A new consent link for {partner.name}: {url}")
-    return HttpResponseRedirect(reverse("partners:detail", args=[partner.code]))
+    return HttpResponseRedirect(reverse("dashboard:detail", args=[partner.code]))
 
 
 # --- the dashboard's actions on one partner ------------------------------------------------------------------
@@ -190,9 +189,9 @@ def partner_action(request: HttpRequest, code: uuid.UUID, action: str) -> HttpRe
         else:
             selectors.overview_trends_forget()
             messages.success(request, message)
-        return HttpResponseRedirect(reverse("partners:detail", args=[partner.code]))
+        return HttpResponseRedirect(reverse("dashboard:detail", args=[partner.code]))
     context = {"partner": partner, "action": action, "what": what, "form": form}
-    return render(request, "partners/confirm.html", context)
+    return render(request, "dashboard/confirm.html", context)
 
 
 # --- bulk actions from the list ------------------------------------------------------------------------------
@@ -213,9 +212,9 @@ def bulk(request: HttpRequest) -> HttpResponse:
     """The selected partners and an action: first a confirmation page listing them, then (with `confirmed`)
     the action on each; a partner the action does not apply to is reported and skipped."""
     form = BulkForm(request.POST)
-    back = request.POST.get("back", "") or reverse("partners:list")
+    back = request.POST.get("back", "") or reverse("dashboard:list")
     if not back.startswith("/") or not url_has_allowed_host_and_scheme(back, allowed_hosts={request.get_host()}):
-        back = reverse("partners:list")
+        back = reverse("dashboard:list")
     if not form.is_valid():
         messages.error(
             request,
@@ -232,7 +231,7 @@ def bulk(request: HttpRequest) -> HttpResponse:
             "back": back,
             "danger": action == "deactivate",
         }
-        return render(request, "partners/bulk_confirm.html", context)
+        return render(request, "dashboard/bulk_confirm.html", context)
     done, skipped = 0, []
     for partner in partners:
         try:

@@ -1,4 +1,7 @@
-"""Readiness checks: the database, the broker and the vault, each answering within a few seconds."""
+"""The probes: `/healthz` (the process serves requests) and `/readyz` (the database, the broker and the vault each
+answer within a few seconds).
+
+They sit on top with the pages because the vault check reaches into the tokens app."""
 
 from __future__ import annotations
 
@@ -8,8 +11,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from django.db import connections
+from django.http import HttpRequest, JsonResponse
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET
 
+from cpv.celery import app
 from cpv.logs import redact
+from tokens.vault import get_vault
 
 logger = logging.getLogger(__name__)
 
@@ -51,8 +59,6 @@ def check_database() -> None:
 
 
 def check_broker() -> None:
-    from cpv.celery import app
-
     with app.connection_for_write() as connection:
         connection.ensure_connection(max_retries=1, interval_start=0, interval_step=0, timeout=3)
         # Opening a channel proves the broker answers, not only that a socket was accepted.
@@ -60,8 +66,6 @@ def check_broker() -> None:
 
 
 def check_vault() -> None:
-    from tokens.vault import get_vault
-
     get_vault().health()
 
 
@@ -74,3 +78,22 @@ CHECKS: dict[str, Callable[[], None]] = {
 
 def run_checks() -> list[CheckResult]:
     return [_timed(name, check) for name, check in CHECKS.items()]
+
+
+@require_GET
+@never_cache
+def healthz(request: HttpRequest) -> JsonResponse:
+    """The process is up and serving requests. Touches nothing else."""
+    return JsonResponse({"status": "ok"})
+
+
+@require_GET
+@never_cache
+def readyz(request: HttpRequest) -> JsonResponse:
+    """The database, the broker and the vault answer; 503 with each check's result when one does not."""
+    results = run_checks()
+    ok = all(r.ok for r in results)
+    return JsonResponse(
+        {"status": "ok" if ok else "failing", "checks": {r.name: r.as_dict() for r in results}},
+        status=200 if ok else 503,
+    )

@@ -11,14 +11,14 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from consent import selectors
 from consent.models import ConsentFlow, ConsentFlowEvent
 from customers.coverage import coverage_recount
 from customers.models import CustomerConsent
+from dashboard import selectors
 from partners.models import Customer, Partner
-from tests.partners.conftest import active_partner_with_data, client_for
+from tests.factories import active_partner_with_data, client_for
 from tokens.models import PartnerToken
-from tokens.renewal import token_status
+from tokens.selectors import HEALTH_CHOICES, token_status
 
 pytestmark = pytest.mark.django_db
 
@@ -76,7 +76,7 @@ def test_every_figure_of_the_overview_matches_a_plain_count(viewer) -> None:  # 
         s: sum(p.status == s for p in everyone) for s in Partner.Status.values
     }
     assert {b.hint: b.value for b in o.by_health} == {
-        h: sum(token_status(p, pointer(p), now=now) == h for p in everyone) for h, _ in selectors.HEALTH_CHOICES
+        h: sum(token_status(p, pointer(p), now=now) == h for p in everyone) for h, _ in HEALTH_CHOICES
     }
     since = now - timedelta(days=30)
     events = ConsentFlowEvent.objects.filter(created_at__gte=since).select_related("flow__partner")

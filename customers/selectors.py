@@ -1,0 +1,119 @@
+"""Reads of a partner's customers: the coverage counters, and the customers with their ApplicationConsent state,
+a page at a time (keyset pagination)."""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass
+
+from django.db.models import Q, QuerySet
+
+from customers.coverage import Coverage
+from customers.models import CustomerConsent, PartnerCoverage
+from partners.models import Customer, Partner
+
+
+def coverage_for(partner_ids: list[int]) -> dict[int, Coverage]:
+    """Present customers, those with the vendor's app consented, and those failing, per partner, from the
+    coverage counters (one query; a partner without counters yet is left out, which reads as zeros)."""
+    rows = PartnerCoverage.objects.filter(partner_id__in=partner_ids).values_list(
+        "partner_id", "customers", "consented", "failed"
+    )
+    return {pk: Coverage(customers, consented, failed) for pk, customers, consented, failed in rows}
+
+
+def customers_of(partner: Partner, *, state: str = "") -> QuerySet[Customer]:
+    """The partner's present customers with their ApplicationConsent state; `state` filters on it
+    (applied, failed, pending: missing or not applied yet)."""
+    qs = Customer.objects.filter(partner=partner, removed_at__isnull=True).select_related("application_consent")
+    if state == CustomerConsent.Status.PENDING:
+        qs = qs.filter(
+            Q(application_consent__isnull=True) | Q(application_consent__status=CustomerConsent.Status.PENDING)
+        )
+    elif state in (CustomerConsent.Status.APPLIED, CustomerConsent.Status.FAILED):
+        qs = qs.filter(application_consent__status=state)
+    return qs.order_by("company_name", "id")
+
+
+CUSTOMER_PAGE_SIZE = 25
+
+
+@dataclass(frozen=True)
+class CustomerPage:
+    """A page of a partner's customers (see `customer_page`). The cursors are the values of the links to the
+    pages before and after it, "" when there is none."""
+
+    customers: list[Customer]
+    next_cursor: str = ""
+    previous_cursor: str = ""
+
+    @property
+    def has_other_pages(self) -> bool:
+        return bool(self.next_cursor or self.previous_cursor)
+
+
+def customer_cursor(customer: Customer) -> str:
+    """The position of a customer in `customers_of`'s order, for a link: its sort key, base64 of JSON."""
+    key = json.dumps([customer.company_name, customer.pk], ensure_ascii=False, separators=(",", ":"))
+    return base64.urlsafe_b64encode(key.encode()).decode().rstrip("=")
+
+
+def _cursor_key(cursor: str) -> tuple[str, int] | None:
+    """The sort key in a cursor, or None for anything that is not a cursor `customer_cursor` could have made."""
+    # The longest a cursor gets: 300 characters that JSON writes as \uXXXX, an id, base64 of it all.
+    if not cursor or len(cursor) > 2600:
+        return None
+    try:
+        name, pk = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        name.encode()  # a lone surrogate would only fail in the database
+    except (ValueError, TypeError, AttributeError):
+        return None
+    # PostgreSQL refuses NUL in text and integers beyond a bigint: those would be errors, not empty pages.
+    if not isinstance(name, str) or len(name) > 300 or "\x00" in name:
+        return None
+    if type(pk) is not int or not 0 < pk < 2**63:
+        return None
+    return name, pk
+
+
+def customer_page(
+    partner: Partner, *, state: str = "", after: str = "", before: str = "", size: int = CUSTOMER_PAGE_SIZE
+) -> CustomerPage:
+    """A page of `customers_of(partner, state=state)`: the first, or the one right after (`after`) or right
+    before (`before`) the customer a cursor names.
+
+    The page is found from the cursor's sort key through an index (keyset pagination), never an OFFSET, so a
+    late page of a partner with thousands of customers costs what the first one does. A cursor stays valid
+    when customers come and go (it holds a position, not a row number). A cursor that does not decode, or
+    leads to no customer (past the end, or fewer than a page before the start), gives the first page.
+    """
+    qs = customers_of(partner, state=state)
+    after_key = _cursor_key(after) if not before else None
+    before_key = _cursor_key(before) if not after else None
+    if after_key is not None:
+        name, pk = after_key
+        # The first condition alone bounds the index scan; the second puts ties on the name in id order.
+        rows = list(qs.filter(company_name__gte=name).exclude(company_name=name, pk__lte=pk)[: size + 1])
+        if rows:
+            return CustomerPage(
+                rows[:size],
+                next_cursor=customer_cursor(rows[size - 1]) if len(rows) > size else "",
+                previous_cursor=customer_cursor(rows[0]),
+            )
+    elif before_key is not None:
+        name, pk = before_key
+        rows = list(
+            qs.filter(company_name__lte=name)
+            .exclude(company_name=name, pk__gte=pk)
+            .order_by("-company_name", "-id")[: size + 1]
+        )
+        if len(rows) >= size:
+            page = rows[:size][::-1]
+            return CustomerPage(
+                page,
+                next_cursor=customer_cursor(page[-1]),
+                previous_cursor=customer_cursor(page[0]) if len(rows) > size else "",
+            )
+    rows = list(qs[: size + 1])
+    return CustomerPage(rows[:size], next_cursor=customer_cursor(rows[size - 1]) if len(rows) > size else "")

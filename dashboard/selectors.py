@@ -1,0 +1,447 @@
+"""Reads for the staff dashboard: the partner directory with its filters and sorts, the overview's counts and
+series, the partners needing attention, and the audit log.
+
+Every function here issues a fixed number of queries whatever the number of partners or customers: counts
+are aggregates, lists are bounded, and related rows come with `select_related`/`prefetch_related`.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from django.core.cache import cache
+from django.db.models import (
+    Case,
+    Count,
+    F,
+    Q,
+    QuerySet,
+    Sum,
+    Value,
+    When,
+)
+from django.db.models.functions import Coalesce, TruncDate
+from django.utils import timezone
+
+from consent.models import ConsentFlow, ConsentFlowEvent
+from customers.coverage import Coverage
+from customers.models import PartnerCoverage
+from partners.models import AuditEvent, Partner
+from tokens.models import PartnerToken, TokenEvent
+from tokens.selectors import (
+    EXPIRY_WARNING,
+    HEALTH_CHOICES,
+    TOKEN_LIFETIME,
+    TokenStatus,
+    renewal_interval,
+    token_health_expression,
+    token_status,
+)
+
+logger = logging.getLogger(__name__)
+
+
+# --- token health ------------------------------------------------------------------------------------------
+
+
+# --- the partner list --------------------------------------------------------------------------------------
+
+SORTS = {
+    "name": ("name", "id"),
+    "-name": ("-name", "-id"),
+    "status": ("status", "name", "id"),
+    "health": ("health", "name", "id"),
+    "created": ("created_at", "id"),
+    "-created": ("-created_at", "-id"),
+    "renewed": (F("token__last_renewed_at").asc(nulls_first=True), "id"),
+    "-renewed": (F("token__last_renewed_at").desc(nulls_last=True), "id"),
+}
+
+
+def partner_directory(
+    *,
+    search: str = "",
+    status: str = "",
+    cloud: str = "",
+    environment: str = "",
+    health: str = "",
+    mfa: str = "",
+    sort: str = "name",
+    now: datetime | None = None,
+) -> QuerySet[Partner]:
+    """Partners filtered and sorted for the list, each annotated with `health` and carrying its token row.
+
+    `search` matches the name, the default domain or the contact email (contains, any case), or the tenant
+    id when it is a GUID or a GUID's prefix.
+    """
+    qs = Partner.objects.select_related("token").annotate(health=token_health_expression(now=now))
+    search = search.strip()
+    if search:
+        match = Q(name__icontains=search) | Q(default_domain__icontains=search) | Q(contact_email__iexact=search)
+        try:
+            match |= Q(tenant_id=uuid.UUID(search))
+        except ValueError:
+            if re.fullmatch(r"[0-9a-fA-F-]{4,36}", search):
+                # A partial GUID: compare as text (the column is a uuid on PostgreSQL).
+                match |= Q(tenant_id__startswith=search.lower())
+        qs = qs.filter(match)
+    if status:
+        qs = qs.filter(status=status)
+    if cloud:
+        qs = qs.filter(cloud=cloud)
+    if environment:
+        qs = qs.filter(environment=environment)
+    if health:
+        qs = qs.filter(health=health)
+    if mfa in MFA_FILTERS:
+        qs = (
+            qs.filter(mfa_compliant=MFA_FILTERS[mfa])
+            if MFA_FILTERS[mfa] is not None
+            else qs.filter(mfa_compliant__isnull=True)
+        )
+    return qs.order_by(*SORTS.get(sort, SORTS["name"]))
+
+
+# The list's MFA filter: Partner Center's last isMfaCompliant for the partner, or none seen yet.
+MFA_FILTERS: dict[str, bool | None] = {"compliant": True, "not_compliant": False, "unknown": None}
+
+
+# --- the overview ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Bar:
+    label: str
+    value: int
+    css: str = ""
+    hint: str = ""
+
+
+@dataclass(frozen=True)
+class DaySeries:
+    day: date
+    values: dict[str, int]
+
+    @property
+    def total(self) -> int:
+        return sum(self.values.values())
+
+
+@dataclass
+class Overview:
+    since: datetime
+    now: datetime
+    # When the counts over every partner and the period's events (the trends) were made; the rest is live.
+    as_of: datetime
+    by_status: list[Bar]
+    by_health: list[Bar]
+    funnel: list[Bar]
+    token_ages: list[Bar]
+    due_soon: list[PartnerToken]
+    renewals: list[DaySeries]
+    renewal_kinds: list[tuple[str, str, str]]  # kind, label, css class
+    coverage: Coverage
+    attention: list[Partner] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Trends:
+    """The overview's counts over every partner and the period's events, as they were at `as_of`."""
+
+    as_of: datetime
+    by_status: list[Bar]
+    by_health: list[Bar]
+    funnel: list[Bar]
+    token_ages: list[Bar]
+    renewals: list[DaySeries]
+
+
+OVERVIEW_PERIODS = (7, 30, 90)
+# The trends take a pass over every partner and the period's events: the page reuses them this long and says
+# as of when. Coverage (counters), tokens due and needs attention are read for each request.
+TRENDS_SECONDS = 60
+
+
+def _trends_key(days: int) -> str:
+    return f"cpv:overview-trends:v1:{days}"
+
+
+AGE_BUCKETS = [(0, 7), (7, 14), (14, 30), (30, 45), (45, 60), (60, 76), (76, 90), (90, None)]
+# How renewal outcomes are grouped in the chart: good, retried, failed.
+RENEWAL_GROUPS = [
+    ("renewed", "Renewed", "ok", [TokenEvent.Kind.RENEWED, TokenEvent.Kind.ROTATED, TokenEvent.Kind.RECONCILED]),
+    ("retrying", "Retried", "warn", [TokenEvent.Kind.RETRYING]),
+    (
+        "failed",
+        "Failed",
+        "bad",
+        [
+            TokenEvent.Kind.GAVE_UP,
+            TokenEvent.Kind.RECONSENT_NEEDED,
+            TokenEvent.Kind.MFA_REQUIRED,
+            TokenEvent.Kind.CONDITIONAL_ACCESS,
+            TokenEvent.Kind.OPERATOR_ALERT,
+            TokenEvent.Kind.BUDGET,
+        ],
+    ),
+]
+
+
+def overview(
+    *, days: int = 30, now: datetime | None = None, attention_limit: int = 25, cached: bool = False
+) -> Overview:
+    """Everything the overview page shows, over the last `days` days (six queries whatever the data, three when
+    the trends come from the cache).
+
+    With `cached`, the trends made by a request less than TRENDS_SECONDS ago are reused. Made anew, they are
+    stored for the next request. A cache that cannot be reached means trends made for this request.
+    """
+    now = now or timezone.now()
+    trends = _trends_cached(days) if cached else None
+    if trends is None:
+        trends = overview_trends(days=days, now=now)
+        _trends_store(days, trends)
+    active_tokens = PartnerToken.objects.filter(partner__status=Partner.Status.ACTIVE).exclude(current_version="")
+    due_soon = list(
+        active_tokens.filter(last_renewed_at__lte=now - renewal_interval())
+        .select_related("partner")
+        .order_by("last_renewed_at")[:10]
+    )
+    # The counters of every partner, summed: one row per partner, whatever the number of customers.
+    covered = PartnerCoverage.objects.aggregate(
+        customers=Coalesce(Sum("customers"), 0),
+        consented=Coalesce(Sum("consented"), 0),
+        failed=Coalesce(Sum("failed"), 0),
+    )
+    return Overview(
+        since=now - timedelta(days=days),
+        now=now,
+        as_of=trends.as_of,
+        by_status=trends.by_status,
+        by_health=trends.by_health,
+        funnel=trends.funnel,
+        token_ages=trends.token_ages,
+        due_soon=due_soon,
+        renewals=trends.renewals,
+        renewal_kinds=[(key, label, css) for key, label, css, _ in RENEWAL_GROUPS],
+        coverage=Coverage(covered["customers"], covered["consented"], covered["failed"]),
+        attention=needs_attention(now=now, limit=attention_limit),
+    )
+
+
+def _trends_cached(days: int) -> Trends | None:
+    try:
+        trends = cache.get(_trends_key(days))
+    except Exception:  # the page does without the cache: it makes the trends itself
+        logger.warning("the overview's trends could not be read from the cache", exc_info=True)
+        return None
+    return trends if isinstance(trends, Trends) else None
+
+
+def _trends_store(days: int, trends: Trends) -> None:
+    try:
+        cache.set(_trends_key(days), trends, TRENDS_SECONDS)
+    except Exception:  # the next request makes them again
+        logger.warning("the overview's trends could not be stored in the cache", exc_info=True)
+
+
+def overview_trends_forget() -> None:
+    """Drop the cached trends of every period, so that the next overview counts again (after a staff action)."""
+    try:
+        cache.delete_many([_trends_key(days) for days in OVERVIEW_PERIODS])
+    except Exception:  # they expire on their own within TRENDS_SECONDS
+        logger.warning("the overview's cached trends could not be dropped", exc_info=True)
+
+
+def overview_trends(*, days: int = 30, now: datetime | None = None) -> Trends:
+    """The overview's counts over every partner and the last `days` days of events: partners by status and by
+    token health, the consent funnel, token ages and renewal outcomes per day (three queries)."""
+    now = now or timezone.now()
+    since = now - timedelta(days=days)
+
+    # One pass over the partners and their token rows: by status, by health, created in the period, token ages.
+    ages: dict[str, Any] = {}
+    for low, high in AGE_BUCKETS:
+        bucket = Q(token__last_renewed_at__lte=now - timedelta(days=low))
+        if high is not None:
+            bucket &= Q(token__last_renewed_at__gt=now - timedelta(days=high))
+        ages[f"b{low}"] = Count("id", filter=bucket)
+    groups = list(
+        Partner.objects.order_by()
+        .annotate(health=token_health_expression(now=now))
+        .values("status", "health")
+        .annotate(n=Count("id"), created=Count("id", filter=Q(created_at__gte=since)), **ages)
+    )
+    status_counts: dict[str, int] = {}
+    health_counts: dict[str, int] = {}
+    for g in groups:
+        status_counts[g["status"]] = status_counts.get(g["status"], 0) + g["n"]
+        health_counts[g["health"]] = health_counts.get(g["health"], 0) + g["n"]
+    by_status = [
+        Bar(label, status_counts.get(value, 0), f"status-{value}", value) for value, label in Partner.Status.choices
+    ]
+    by_health = [Bar(label, health_counts.get(value, 0), f"health-{value}", value) for value, label in HEALTH_CHOICES]
+
+    invited = sum(g["created"] for g in groups)
+    relevant = [ConsentFlow.Status.CREATED, ConsentFlow.Status.VAULTED, ConsentFlow.Status.VERIFIED]
+    reached = (
+        ConsentFlowEvent.objects.filter(created_at__gte=since, status__in=relevant)
+        .order_by()
+        .aggregate(
+            started=Count("flow__partner", distinct=True, filter=Q(status=ConsentFlow.Status.CREATED)),
+            consented=Count("flow__partner", distinct=True, filter=Q(status=ConsentFlow.Status.VAULTED)),
+            verified=Count("flow__partner", distinct=True, filter=Q(status=ConsentFlow.Status.VERIFIED)),
+            active=Count(
+                "flow__partner",
+                distinct=True,
+                filter=Q(status=ConsentFlow.Status.VAULTED, flow__partner__status=Partner.Status.ACTIVE),
+            ),
+        )
+    )
+    funnel = [
+        Bar("Invited or signed up", invited, "funnel", "partners created in the period"),
+        Bar("Started a consent", reached["started"], "funnel", "partners who opened Microsoft's sign-in"),
+        Bar("Consented", reached["consented"], "funnel", "partners whose token reached the vault"),
+        Bar("Verified", reached["verified"], "funnel", "Partner Center accepted the token"),
+        Bar("Active now", reached["active"], "funnel ok", "of those, partners active today"),
+    ]
+
+    # Active partners' tokens that hold a version: the groups whose health is not "none".
+    tokens = [g for g in groups if g["status"] == Partner.Status.ACTIVE and g["health"] != TokenStatus.NONE]
+    token_ages = []
+    for low, high in AGE_BUCKETS:
+        css = "ok" if low < 60 else ("warn" if high is not None and high <= 90 and low < 76 else "bad")
+        label = f"{low}-{high} d" if high is not None else f"{low}+ d"
+        token_ages.append(Bar(label, sum(g[f"b{low}"] for g in tokens), css, f"tokens last renewed {label} ago"))
+
+    kind_to_group = {kind: key for key, _, _, kinds in RENEWAL_GROUPS for kind in kinds}
+    per_day: dict[date, dict[str, int]] = {}
+    for row in (
+        TokenEvent.objects.filter(created_at__gte=since)
+        .annotate(day=TruncDate("created_at"))
+        .order_by()
+        .values("day", "kind")
+        .annotate(n=Count("id"))
+    ):
+        group = kind_to_group.get(row["kind"])
+        if group is not None:
+            per_day.setdefault(row["day"], {}).setdefault(group, 0)
+            per_day[row["day"]][group] += row["n"]
+    first = since.date()
+    renewals = [
+        DaySeries(first + timedelta(days=i), per_day.get(first + timedelta(days=i), {})) for i in range(days + 1)
+    ]
+    return Trends(
+        as_of=now,
+        by_status=by_status,
+        by_health=by_health,
+        funnel=funnel,
+        token_ages=token_ages,
+        renewals=renewals,
+    )
+
+
+ATTENTION_REASONS = {
+    "reconsent": "Re-consent needed",
+    "failing": "Token renewal failing",
+    "expiring": "Token expires soon",
+    "customers": "Customers failing ApplicationConsent",
+}
+
+
+def needs_attention(*, now: datetime | None = None, limit: int = 25) -> list[Partner]:
+    """Partners someone should act on, worst first: re-consent needed, renewals failing, tokens close to the
+    90-day limit, customers failing ApplicationConsent. Each carries `reasons` (a list of labels), its `health`
+    and its number of `failed_customers` (two queries).
+
+    Ranking looks at every partner, so it reads only the ids; the rows shown are read after, by id.
+    """
+    now = now or timezone.now()
+    expiring_before = now - (TOKEN_LIFETIME - EXPIRY_WARNING)
+    # From the coverage counters (a join on one row per partner), not from the customers.
+    failed_customers = Coalesce("coverage_counters__failed", 0)
+    ranked = (
+        Partner.objects.exclude(status=Partner.Status.DEACTIVATED)
+        .annotate(health=token_health_expression(now=now), failed_customers=failed_customers)
+        .filter(
+            Q(status=Partner.Status.RECONSENT_NEEDED)
+            | Q(health=TokenStatus.FAILING)
+            | Q(status=Partner.Status.ACTIVE, token__last_renewed_at__lte=expiring_before)
+            | Q(failed_customers__gt=0)
+        )
+        .annotate(
+            rank=Case(
+                When(status=Partner.Status.RECONSENT_NEEDED, then=Value(0)),
+                When(health=TokenStatus.FAILING, then=Value(1)),
+                When(token__last_renewed_at__lte=expiring_before, then=Value(2)),
+                default=Value(3),
+            )
+        )
+        .order_by("rank", "token__last_renewed_at", "name", "id")
+        .values_list("pk", flat=True)[:limit]
+    )
+    ids = list(ranked)
+    rows = Partner.objects.filter(pk__in=ids).select_related("token").annotate(failed_customers=failed_customers)
+    by_id = {partner.pk: partner for partner in rows}
+    partners: list[Any] = [by_id[pk] for pk in ids]
+    for partner in partners:
+        partner.health = token_status(partner, getattr(partner, "token", None), now=now)
+        reasons = []
+        if partner.status == Partner.Status.RECONSENT_NEEDED:
+            reasons.append(ATTENTION_REASONS["reconsent"])
+        if partner.health == TokenStatus.FAILING:
+            reasons.append(ATTENTION_REASONS["failing"])
+        token = getattr(partner, "token", None)
+        if (
+            partner.status == Partner.Status.ACTIVE
+            and token is not None
+            and token.last_renewed_at is not None
+            and token.last_renewed_at <= expiring_before
+        ):
+            reasons.append(ATTENTION_REASONS["expiring"])
+        if partner.failed_customers:
+            reasons.append(ATTENTION_REASONS["customers"])
+        partner.reasons = reasons
+    return partners
+
+
+# --- a partner's page --------------------------------------------------------------------------------------
+
+
+# --- the audit log -----------------------------------------------------------------------------------------
+
+
+def audit_log(
+    *,
+    actor: str = "",
+    action: str = "",
+    partner: str = "",
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> QuerySet[AuditEvent]:
+    """Audit events, newest first, filtered by the actor's name, the action (a prefix: "partner." matches
+    every partner action), a partner's code or name, and a time range."""
+    qs = AuditEvent.objects.select_related("partner").order_by("-created_at", "-id")
+    if actor:
+        qs = qs.filter(actor_label__iexact=actor.strip())
+    if action:
+        qs = qs.filter(action__startswith=action.strip())
+    if partner:
+        try:
+            qs = qs.filter(partner__code=uuid.UUID(partner.strip()))
+        except ValueError:
+            qs = qs.filter(partner__name__icontains=partner.strip())
+    if since is not None:
+        qs = qs.filter(created_at__gte=since)
+    if until is not None:
+        qs = qs.filter(created_at__lt=until)
+    return qs
+
+
+def audit_actions() -> list[str]:
+    return list(AuditEvent.objects.order_by("action").values_list("action", flat=True).distinct()[:200])

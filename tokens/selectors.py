@@ -1,0 +1,165 @@
+"""Reads of a partner's token: its status (none, healthy, due, failing, invalid) in Python and as SQL, its health
+in words, and the events of its upkeep. Never the token itself."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db.models import Case, CharField, F, Q, Value, When
+from django.utils import timezone
+
+from partners.models import Partner
+from tokens.models import PartnerToken, TokenEvent
+from tokens.vault import MAX_VERSIONS
+
+
+class TokenStatus:
+    NONE = "none"
+    HEALTHY = "healthy"
+    DUE = "due"
+    FAILING = "failing"
+    INVALID = "invalid"
+
+
+def renewal_interval() -> timedelta:
+    return timedelta(days=settings.CPV_RENEWAL_INTERVAL_DAYS)
+
+
+def is_due(pointer: PartnerToken, *, now: datetime | None = None) -> bool:
+    now = now or timezone.now()
+    if not pointer.current_version:
+        return False
+    return pointer.last_renewed_at is None or pointer.last_renewed_at <= now - renewal_interval()
+
+
+def token_status(partner: Partner, pointer: PartnerToken | None, *, now: datetime | None = None) -> str:
+    """none, healthy, due, failing or invalid: what the dashboard and `partners --json` show."""
+    if pointer is None or not pointer.current_version:
+        return TokenStatus.NONE
+    if partner.status == Partner.Status.RECONSENT_NEEDED:
+        return TokenStatus.INVALID
+    if pointer.last_failure_at is not None and (
+        pointer.last_renewed_at is None or pointer.last_failure_at > pointer.last_renewed_at
+    ):
+        return TokenStatus.FAILING
+    if is_due(pointer, now=now):
+        return TokenStatus.DUE
+    return TokenStatus.HEALTHY
+
+
+# Entra lets a refresh token die after 90 days without use; the dashboard warns this long before.
+TOKEN_LIFETIME = timedelta(days=90)
+
+
+EXPIRY_WARNING = timedelta(days=14)
+
+
+HEALTH_LABELS = {
+    TokenStatus.NONE: "No token",
+    TokenStatus.HEALTHY: "Healthy",
+    TokenStatus.DUE: "Due for renewal",
+    TokenStatus.FAILING: "Renewal failing",
+    TokenStatus.INVALID: "Invalid: re-consent needed",
+}
+
+
+HEALTH_CHOICES = list(HEALTH_LABELS.items())
+
+
+def token_health_expression(*, now: datetime | None = None, prefix: str = "token__") -> Case:
+    """token_status as SQL, so a list of thousands of partners can filter and sort on it.
+
+    `prefix` is the path from the queried model to PartnerToken ("token__" from Partner). The two must
+    agree: tests/dashboard/test_actions.py compares them case by case.
+    """
+    now = now or timezone.now()
+    status_path = "status" if prefix == "token__" else f"{prefix.removesuffix('token__')}status"
+    return Case(
+        When(Q(**{f"{prefix}isnull": True}) | Q(**{f"{prefix}current_version": ""}), then=Value(TokenStatus.NONE)),
+        When(Q(**{status_path: Partner.Status.RECONSENT_NEEDED}), then=Value(TokenStatus.INVALID)),
+        When(
+            Q(**{f"{prefix}last_failure_at__isnull": False})
+            & (
+                Q(**{f"{prefix}last_renewed_at__isnull": True})
+                | Q(**{f"{prefix}last_failure_at__gt": F(f"{prefix}last_renewed_at")})
+            ),
+            then=Value(TokenStatus.FAILING),
+        ),
+        When(
+            Q(**{f"{prefix}last_renewed_at__isnull": True})
+            | Q(**{f"{prefix}last_renewed_at__lte": now - renewal_interval()}),
+            then=Value(TokenStatus.DUE),
+        ),
+        default=Value(TokenStatus.HEALTHY),
+        output_field=CharField(),
+    )
+
+
+@dataclass(frozen=True)
+class TokenHealth:
+    """What a person needs to know about a partner's token, never the token."""
+
+    status: str
+    label: str
+    token: PartnerToken | None
+    age: timedelta | None = None
+    expires_at: datetime | None = None
+    next_renewal_at: datetime | None = None
+    versions_left: int = MAX_VERSIONS
+    fingerprint_prefix: str = ""
+
+    @property
+    def age_days(self) -> int | None:
+        return self.age.days if self.age is not None else None
+
+    @property
+    def life_used_percent(self) -> int:
+        if self.age is None:
+            return 0
+        return min(100, round(100 * self.age / TOKEN_LIFETIME))
+
+    @property
+    def in_words(self) -> str:
+        """Token health for the partner, in plain words."""
+        if self.status == TokenStatus.NONE:
+            return "We do not hold a consent from your organisation yet."
+        if self.status == TokenStatus.INVALID:
+            return "Your consent no longer works: an administrator needs to consent again."
+        if self.status == TokenStatus.FAILING:
+            return "We could not renew your consent on our last try; we are trying again."
+        if self.status == TokenStatus.DUE:
+            return "Your consent works and is due for its routine renewal, which happens automatically."
+        return "Your consent works and is renewed automatically."
+
+
+def token_health(partner: Partner, *, now: datetime | None = None) -> TokenHealth:
+    """The partner's token health, from the token row the partner was loaded with (no query if it came with
+    `select_related("token")`)."""
+    now = now or timezone.now()
+    try:
+        pointer: PartnerToken | None = partner.token
+    except PartnerToken.DoesNotExist:
+        pointer = None
+    status = token_status(partner, pointer, now=now)
+    if pointer is None or status == TokenStatus.NONE:
+        return TokenHealth(status=status, label=HEALTH_LABELS[status], token=pointer)
+    last = pointer.last_renewed_at or pointer.obtained_at
+    next_renewal = last + renewal_interval() if last else now
+    if pointer.next_attempt_at and pointer.next_attempt_at > next_renewal:
+        next_renewal = pointer.next_attempt_at
+    return TokenHealth(
+        status=status,
+        label=HEALTH_LABELS[status],
+        token=pointer,
+        age=(now - last) if last else None,
+        expires_at=(last + TOKEN_LIFETIME) if last else None,
+        next_renewal_at=next_renewal,
+        versions_left=max(0, MAX_VERSIONS - pointer.version_count),
+        fingerprint_prefix=pointer.fingerprint[:8],
+    )
+
+
+def token_events(partner: Partner, *, limit: int = 15) -> list[TokenEvent]:
+    return list(TokenEvent.objects.filter(partner=partner).order_by("-created_at", "-id")[:limit])
