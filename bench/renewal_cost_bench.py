@@ -3,7 +3,7 @@
 Benchmark 1 measures throughput with two processes of four threads on a two-core machine, which other work
 on a shared machine disturbs. This one renews partners one at a time in one thread of one process,
 interleaving the bare script on the libraries' default HTTP sessions, the bare script on the product's own
-session (microsoft/http.py), and the product's `partners_token_renew` on batches of BATCH_SIZE (what a worker's
+session (microsoft/http.py), and the product's `renew_batch` on batches of BATCH_SIZE (what a worker's
 batch does: one transaction for the batch), and reports the median thread CPU time per renewal of each, and the
 part of the product's spent executing its database statements (from Django's `connection.execute_wrapper`;
 building them is not in that part). The simulator's
@@ -59,7 +59,8 @@ def main(argv: list[str] | None = None) -> int:
         from bench import seed
         from microsoft.http import EnvironmentOnceSession
         from tokens.models import PartnerToken
-        from tokens.renewal import BATCH_SIZE, partners_token_renew, renewal_finish
+        from tokens.renewal import batch_renewal_finish, renew_batch
+        from tokens.sweep import BATCH_SIZE
 
         seed.active_partners(
             sim_env=sim.env,
@@ -104,9 +105,9 @@ def main(argv: list[str] | None = None) -> int:
             with connection.execute_wrapper(database_time):
                 started = time.thread_time()
                 # The whole batch in one transaction, however long this machine takes, and its clean-up.
-                committed = partners_token_renew(partner_ids=batch, hold=float("inf"))
+                committed = renew_batch(partner_ids=batch, hold=float("inf"))
                 for pointer, redemption in committed.renewed:
-                    renewal_finish(pointer, redemption, flags=flags)
+                    batch_renewal_finish(pointer, redemption, flags=flags)
                 elapsed = time.thread_time() - started
             results = committed.results
             assert [r.outcome for r in results] == ["renewed"] * len(batch), results

@@ -47,7 +47,6 @@ class ConsentFlow(models.Model):
 
     # The states a flow can still move out of; the rest are final.
     OPEN = (Status.CREATED, Status.REDIRECTED, Status.CODE_RECEIVED, Status.TOKEN_ACQUIRED, Status.VERIFIED)
-    SUCCEEDED = (Status.VAULTED,)
 
     code = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     partner = models.ForeignKey(Partner, on_delete=models.PROTECT, related_name="consent_flows")

@@ -13,7 +13,6 @@ and hands over with a 303 to a same-site GET, which writes it into a fresh sessi
 
 from __future__ import annotations
 
-import hmac
 import logging
 import secrets
 from collections.abc import Callable
@@ -32,10 +31,10 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from consent import oauth_state
 from consent.models import ConsentFlow
 from consent.pages import form_page, private
 from consent.sealing import SealError, seal, unseal
-from consent.services import _sha256
 from cpv import clouds
 from cpv.ratelimit import allow_request
 from customers.coverage import Coverage
@@ -199,22 +198,19 @@ def sign_in(request: HttpRequest) -> HttpResponse:
     except identity.IdentityError as exc:
         logger.warning("portal sign-in could not start: %s", exc)
         return _message(request, "Microsoft's sign-in could not be reached", "Please try again shortly.", status=503)
-    browser_key = request.COOKIES.get(PORTAL_COOKIE) or secrets.token_urlsafe(32)
-    state_hash = _sha256(flow["state"])
+    browser_key = oauth_state.browser_key(request, PORTAL_COOKIE) or oauth_state.new_browser_key()
+    state_hash = oauth_state.digest(flow["state"])
     cache.set(
         f"portal-flow:{state_hash}",
         {
             "sealed": seal({"flow": flow}, purpose=SEAL_PURPOSE, bound_to=state_hash),
-            "browser": _sha256(browser_key),
+            "browser": oauth_state.digest(browser_key),
             "cloud": cloud_name,
         },
         timeout=SIGN_IN_MINUTES * 60,
     )
     response = HttpResponseRedirect(flow["auth_uri"], status=303)
-    # Sent on Microsoft's cross-site form_post (SameSite=None), only over HTTPS or to localhost, never to JS.
-    response.set_cookie(
-        PORTAL_COOKIE, browser_key, max_age=SIGN_IN_MINUTES * 60 + 120, secure=True, httponly=True, samesite="None"
-    )
+    oauth_state.browser_bind(response, cookie=PORTAL_COOKIE, key=browser_key, seconds=SIGN_IN_MINUTES * 60 + 120)
     return private(response)
 
 
@@ -227,14 +223,10 @@ def callback(request: HttpRequest) -> HttpResponse:
     if request.method != "POST":
         return _message(request, "This page only takes Microsoft's answer", "Sign in from the portal.", status=400)
     form = {k: v for k, v in request.POST.items() if isinstance(v, str)}
-    state = form.get("state", "")
-    state_hash = _sha256(state) if state and len(state) <= 512 else ""
+    state_hash = oauth_state.state_digest(form.get("state"))
     entry = cache.get(f"portal-flow:{state_hash}") if state_hash else None
-    browser_key = request.COOKIES.get(PORTAL_COOKIE, "")
-    if (
-        not isinstance(entry, dict)
-        or not browser_key
-        or not hmac.compare_digest(_sha256(browser_key), entry["browser"])
+    if not isinstance(entry, dict) or not oauth_state.browser_matches(
+        oauth_state.browser_key(request, PORTAL_COOKIE), entry["browser"]
     ):
         return _message(
             request, "This sign-in cannot be completed",
@@ -264,7 +256,7 @@ def callback(request: HttpRequest) -> HttpResponse:
     claims = result.id_token_claims
     handoff = secrets.token_urlsafe(24)
     cache.set(
-        f"portal-handoff:{_sha256(handoff)}",
+        f"portal-handoff:{oauth_state.digest(handoff)}",
         {
             "browser": entry["browser"],
             "identity": {
@@ -290,13 +282,10 @@ def callback(request: HttpRequest) -> HttpResponse:
 @never_cache
 def welcome(request: HttpRequest, handoff: str) -> HttpResponse:
     """The same-site end of the sign-in: the verified identity goes into a fresh session."""
-    key = f"portal-handoff:{_sha256(handoff)}"
+    key = f"portal-handoff:{oauth_state.digest(handoff)}"
     entry = cache.get(key)
-    browser_key = request.COOKIES.get(PORTAL_COOKIE, "")
-    if (
-        not isinstance(entry, dict)
-        or not browser_key
-        or not hmac.compare_digest(_sha256(browser_key), entry["browser"])
+    if not isinstance(entry, dict) or not oauth_state.browser_matches(
+        oauth_state.browser_key(request, PORTAL_COOKIE), entry["browser"]
     ):
         return _message(request, "This sign-in cannot be completed", "Sign in again from the portal.", status=400)
     if not cache.delete(key):

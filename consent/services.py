@@ -8,11 +8,8 @@ re-consent replaces a working token only once every check has passed.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import logging
 import re
-import secrets
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -25,6 +22,7 @@ from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
 
+from consent import oauth_state
 from consent.models import ConsentFlow, ConsentFlowEvent
 from consent.outcomes import outcome
 from consent.sealing import SealError, seal, unseal
@@ -67,14 +65,6 @@ class CallbackRejected(Exception):
     def __init__(self, message: str, *, reason: str) -> None:
         super().__init__(message)
         self.reason = reason
-
-
-def _sha256(value: str) -> str:  # shared with the partner portal
-    return hashlib.sha256(value.encode()).hexdigest()
-
-
-def new_browser_key() -> str:
-    return secrets.token_urlsafe(32)
 
 
 def redirect_uri() -> str:
@@ -226,8 +216,8 @@ def consent_flow_start(*, partner: Partner, origin: str, browser_key: str) -> tu
             partner=partner,
             kind=ConsentFlow.Kind.FIRST if first else ConsentFlow.Kind.RECONSENT,
             origin=origin,
-            state_hash=_sha256(msal_flow["state"]),
-            browser_hash=_sha256(browser_key),
+            state_hash=oauth_state.digest(msal_flow["state"]),
+            browser_hash=oauth_state.digest(browser_key),
             expires_at=timezone.now() + timedelta(minutes=settings.CPV_CONSENT_FLOW_MINUTES),
         )
         flow.sealed_flow = seal({"flow": msal_flow, "tenant": tenant}, purpose=SEAL_PURPOSE, bound_to=str(flow.code))
@@ -238,13 +228,13 @@ def consent_flow_start(*, partner: Partner, origin: str, browser_key: str) -> tu
 
 
 def _find_flow(form: Mapping[str, str], browser_key: str | None) -> ConsentFlow:
-    state = form.get("state", "")
-    if not state or len(state) > 512:
+    state_hash = oauth_state.state_digest(form.get("state"))
+    if not state_hash:
         raise CallbackRejected("The answer from Microsoft carries no sign-in reference.", reason="no_state")
-    flow = ConsentFlow.objects.select_related("partner").filter(state_hash=_sha256(state)).first()
+    flow = ConsentFlow.objects.select_related("partner").filter(state_hash=state_hash).first()
     if flow is None:
         raise CallbackRejected("This sign-in is not one we started.", reason="unknown_state")
-    if not browser_key or not hmac.compare_digest(_sha256(browser_key), flow.browser_hash):
+    if not oauth_state.browser_matches(browser_key, flow.browser_hash):
         raise CallbackRejected(
             "This sign-in was started in another browser (or cookies are blocked). Start again from your link.",
             reason="wrong_browser",

@@ -19,7 +19,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from consent import services
+from consent import oauth_state, services
 from consent.models import ConsentFlow
 from consent.outcomes import SUCCESS, outcome
 from consent.pages import form_page, private
@@ -58,20 +58,13 @@ def _limited(request: HttpRequest, scope: str) -> HttpResponse | None:
     return private(response)
 
 
-def _browser_key(request: HttpRequest) -> str | None:
-    return request.COOKIES.get(services.BROWSER_COOKIE)
+def _browser_key(request: HttpRequest) -> str:
+    return oauth_state.browser_key(request, services.BROWSER_COOKIE)
 
 
 def _bind_browser(response: HttpResponse, key: str) -> None:
-    # Sent on Microsoft's cross-site form_post (SameSite=None), only over HTTPS or to localhost, never to JS.
-    response.set_cookie(
-        services.BROWSER_COOKIE,
-        key,
-        max_age=settings.CPV_CONSENT_FLOW_MINUTES * 60 + 300,
-        path="/",
-        secure=True,
-        httponly=True,
-        samesite="None",
+    oauth_state.browser_bind(
+        response, cookie=services.BROWSER_COOKIE, key=key, seconds=settings.CPV_CONSENT_FLOW_MINUTES * 60 + 300
     )
 
 
@@ -132,7 +125,7 @@ def start(request: HttpRequest, token: str) -> HttpResponse:
         "reconsent": ConsentFlow.Origin.RECONSENT_LINK,
         "self_onboarding": ConsentFlow.Origin.SELF_ONBOARDING,
     }[target.purpose]
-    key = _browser_key(request) or services.new_browser_key()
+    key = _browser_key(request) or oauth_state.new_browser_key()
     try:
         _, auth_uri = services.consent_flow_start(partner=target.partner, origin=origin, browser_key=key)
     except services.ConsentUnavailable as exc:
@@ -190,8 +183,7 @@ def callback(request: HttpRequest) -> HttpResponse:
 def result(request: HttpRequest, code: uuid.UUID) -> HttpResponse:
     """The outcome of a flow, to the browser that ran it (any other browser gets a 404)."""
     flow = get_object_or_404(ConsentFlow.objects.select_related("partner"), code=code)
-    key = _browser_key(request)
-    if not key or services._sha256(key) != flow.browser_hash:
+    if not oauth_state.browser_matches(_browser_key(request), flow.browser_hash):
         raise Http404
     if flow.status == ConsentFlow.Status.VAULTED:
         reason = SUCCESS

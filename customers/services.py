@@ -33,7 +33,7 @@ from partners.models import Customer, Partner
 from partners.registrations import app_for, cloud_for
 from partners.services import audit_record, partner_mfa_record
 from tokens.access_tokens import PARTNER_CENTER, TokenUnavailable, access_token_get, cache_forget
-from tokens.renewal import partner_mfa_refused
+from tokens.failures import partner_mfa_refused
 from tokens.vault import VaultError
 
 logger = logging.getLogger(__name__)

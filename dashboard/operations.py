@@ -30,6 +30,7 @@ from partners.services import Actor, PartnerError, audit_record
 from tokens import tasks as token_tasks
 from tokens.access_tokens import cache_forget
 from tokens.models import PartnerToken, TokenEvent
+from tokens.outcomes import RenewalOutcome
 from tokens.vault import VaultError, get_vault
 
 logger = logging.getLogger(__name__)
@@ -168,6 +169,13 @@ def _task_state(task_id: str) -> tuple[str, Any]:
         return "PENDING", None
 
 
+def _renewal_outcome(value: Any) -> RenewalOutcome:
+    try:
+        return RenewalOutcome(str(value))
+    except ValueError:
+        return RenewalOutcome.FAILED
+
+
 def operation_progress(event: AuditEvent, *, now: datetime | None = None) -> Progress:
     """Read back the progress of the operation an audit row records (at most two queries)."""
     now = now or timezone.now()
@@ -181,10 +189,14 @@ def operation_progress(event: AuditEvent, *, now: datetime | None = None) -> Pro
     if kind == RENEW:
         latest = (
             TokenEvent.objects.filter(partner_id=partner_id, created_at__gte=started)
+            # Disabling versions an interrupted write left follows a move; it is not an outcome of its own.
+            .exclude(kind=TokenEvent.Kind.RECONCILED)
             .order_by("-created_at", "-id")
             .first()
         )
-        if latest is not None and latest.kind in (TokenEvent.Kind.RENEWED, TokenEvent.Kind.RECONCILED):
+        if latest is not None and latest.kind in TokenEvent.MOVED:
+            # Renewed by this operation's task, or rotated meanwhile by an access-token request: either way the
+            # partner has a fresh token.
             done, state, message = 1, "done", "Renewed."
         elif latest is not None and latest.kind == TokenEvent.Kind.RETRYING:
             state, message = "running", latest.message
@@ -193,13 +205,11 @@ def operation_progress(event: AuditEvent, *, now: datetime | None = None) -> Pro
         else:
             task_state, result = _task_state(str(detail.get("task_id", "")))
             if task_state == "SUCCESS" and isinstance(result, dict):
-                outcome = str(result.get("outcome", ""))
+                outcome = _renewal_outcome(result.get("outcome"))
                 done = 1
-                state = "done" if outcome in {"renewed", "not_due", "busy"} else "failed"
-                failed = 0 if state == "done" else 1
-                message = {"skipped": "Skipped: the partner has no usable token or is not active."}.get(
-                    outcome, outcome.replace("_", " ").capitalize() + "."
-                )
+                state = "done" if outcome.ok else "failed"
+                failed = 0 if outcome.ok else 1
+                message = outcome.in_words
             elif task_state in {"STARTED", "RETRY"}:
                 state, message = "running", "Renewing."
             elif task_state == "FAILURE":

@@ -174,7 +174,7 @@ def _trends_key(days: int) -> str:
 AGE_BUCKETS = [(0, 7), (7, 14), (14, 30), (30, 45), (45, 60), (60, 76), (76, 90), (90, None)]
 # How renewal outcomes are grouped in the chart: good, retried, failed.
 RENEWAL_GROUPS = [
-    ("renewed", "Renewed", "ok", [TokenEvent.Kind.RENEWED, TokenEvent.Kind.ROTATED, TokenEvent.Kind.RECONCILED]),
+    ("renewed", "Renewed", "ok", [*TokenEvent.MOVED, TokenEvent.Kind.RECONCILED]),
     ("retrying", "Retried", "warn", [TokenEvent.Kind.RETRYING]),
     (
         "failed",

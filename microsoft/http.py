@@ -1,10 +1,9 @@
 """The HTTP sessions every Microsoft client uses (msal, Partner Center, Graph, the Key Vault SDK): one factory,
 with timeouts.
 
-requests reads the environment on every request, unless told not to: it looks through every variable for
-`*_proxy` names, checks `no_proxy` against the host, and looks for a CA bundle. A worker's environment holds
-a hundred variables or more, so this cost more than building the request. The environment does not change
-while a process runs: this session reads it once per host and reuses the answer, with the same result.
+requests reads the environment (proxies, `no_proxy`, a CA bundle) on every request unless told not to. The
+environment does not change while a process runs: this session reads it once per host and reuses the answer,
+with the same result.
 """
 
 from __future__ import annotations

@@ -85,10 +85,6 @@ class Customer(models.Model):
     def __str__(self) -> str:
         return self.company_name or str(self.tenant_id)
 
-    @property
-    def present(self) -> bool:
-        return self.removed_at is None
-
 
 class AuditEvent(models.Model):
     """An append-only record of who did what. The database refuses updates (and, on PostgreSQL, deletes)."""

@@ -23,7 +23,9 @@ from django.utils import timezone
 from microsoft import identity
 from partners.models import Partner
 from partners.registrations import cloud_for
+from tokens.failures import partner_mark_reconsent_needed
 from tokens.models import PartnerToken, TokenEvent
+from tokens.redemption import VERSION_RESERVE, redeem_current_token, superseded_versions_disable
 from tokens.selectors import is_due
 from tokens.vault import MAX_VERSIONS
 
@@ -106,9 +108,6 @@ def access_token_get(*, partner: Partner, audience: str = PARTNER_CENTER, tenant
     microsoft.identity (a permanent one for the partner's whole consent also marks the partner "re-consent
     needed"), or VaultError.
     """
-    # Imported here: renewal imports this module's cache_put.
-    from tokens import renewal
-
     key = _key(partner, audience, tenant)
     found = _cached(key)
     if found is not None:
@@ -133,19 +132,19 @@ def access_token_get(*, partner: Partner, audience: str = PARTNER_CENTER, tenant
             if pointer.partner.status != Partner.Status.ACTIVE:
                 raise TokenUnavailable(f"Partner {partner.code} is {pointer.partner.get_status_display().lower()}.")
             # Keep the rotated token only when the stored one is due anyway, within the version budget.
-            store = is_due(pointer, now=now) and pointer.version_count < MAX_VERSIONS - renewal.VERSION_RESERVE
+            store = is_due(pointer, now=now) and pointer.version_count < MAX_VERSIONS - VERSION_RESERVE
             try:
-                redemption = renewal.redeem_locked(
+                redemption = redeem_current_token(
                     pointer=pointer, scopes=[scope], tenant=tenant, store=store, kind=TokenEvent.Kind.ROTATED, now=now
                 )
             except (identity.ReconsentRequired, identity.MfaRequired, identity.ConditionalAccessBlocked) as exc:
                 # The partner's consent itself is gone, whichever tenant asked: record it (rows commit).
-                renewal.partner_mark_reconsent_needed(pointer=pointer, error=exc, now=now)
+                partner_mark_reconsent_needed(pointer=pointer, error=exc, now=now)
                 failure = exc
             else:
                 if redemption.written is not None:
                     orphans = redemption.orphans
-                    transaction.on_commit(lambda: renewal.after_commit_cleanup(pointer, orphans))
+                    transaction.on_commit(lambda: superseded_versions_disable(pointer, orphans))
         if failure is not None:
             cache_forget(partner_id=partner.pk)
             raise failure

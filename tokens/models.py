@@ -71,6 +71,10 @@ class TokenEvent(models.Model):
         BUDGET = "budget", "Vault version budget reached"
         RECONCILED = "reconciled", "Recovered from an interrupted renewal"
 
+    # The kinds that mean the stored token moved to a new version: a renewal, or an access-token request that
+    # kept the rotated token. Whatever asks "did the token move?" reads this.
+    MOVED = (Kind.RENEWED, Kind.ROTATED)
+
     partner = models.ForeignKey(Partner, on_delete=models.CASCADE, related_name="token_events")
     kind = models.CharField(max_length=32, choices=Kind.choices)
     message = models.CharField(max_length=500)

@@ -111,9 +111,8 @@ POINTER_OBTAINED = ("obtained_at", "consent_flow", "consented_by_oid", "consente
 def pointers_moved_write(pointers: list[PartnerToken]) -> None:
     """Write the POINTER_MOVED columns of many rows (moved by `pointer_move(save=False)`) in one UPDATE.
 
-    A column all the rows agree on is set to that value and only the others row by row (a CASE on the id):
-    Django's bulk_update builds a CASE for every column, which cost a batch of renewals more CPU than the
-    per-row saves it replaced.
+    A column all the rows agree on is set to that value and only the others row by row (a CASE on the id),
+    rather than a CASE for every column as Django's bulk_update builds.
     """
     if not pointers:
         return

@@ -18,7 +18,8 @@ from django.conf import settings
 
 from cpv.task_kit import DATABASE_LOST, IDEMPOTENT, MAX_TASK_RETRIES, cut_off, queue_follow_up, same_queue
 from microsoft.retrying import backoff_delay
-from tokens import pointers, renewal
+from tokens import pointers, renewal, sweep
+from tokens.outcomes import RenewalOutcome, RenewalResult, RenewalRetry
 
 logger = logging.getLogger(__name__)
 
@@ -28,16 +29,16 @@ def tokens_renew_sweep(self: Task, spread: float | None = None) -> int:
     """Queue the renewal of every partner whose token is due, in batches spread over the hour (a duplicate run
     queues none)."""
     try:
-        result = renewal.renewal_sweep()
+        result = sweep.renewal_sweep()
     except DATABASE_LOST as exc:
         # The claims are one transaction: a sweep cut off claimed nobody, so running it again loses no partner.
         logger.warning("renewal sweep: the database failed (%s); trying again", exc.__class__.__name__)
         raise self.retry(exc=exc, countdown=backoff_delay(attempt=self.request.retries + 1)) from None
     moments = [
-        (partner_id, countdown if spread is None else renewal.spread_countdown(partner_id, window=spread))
+        (partner_id, countdown if spread is None else sweep.spread_countdown(partner_id, window=spread))
         for partner_id, countdown in result.queued
     ]
-    batches = renewal.renewal_batches(moments)
+    batches = sweep.renewal_batches(moments)
     for countdown, partner_ids in batches:
         tokens_renew_batch.apply_async(kwargs={"partner_ids": partner_ids}, countdown=countdown, **same_queue(self))
     logger.info("renewal sweep queued %d partner(s) in %d batch(es), disabled %d previous version(s)",
@@ -52,7 +53,7 @@ BATCH_TIME_SHARE = 0.5
 
 @shared_task(name="consent.tokens_renew_batch", bind=True, ignore_result=True, max_retries=None, **IDEMPOTENT)
 def tokens_renew_batch(self: Task, partner_ids: list[int], attempt: int = 1, interrupted: str = "") -> dict[str, int]:
-    """Renew a batch of partners, each only if still due, in transactions of many (renewal.partners_token_renew:
+    """Renew a batch of partners, each only if still due, in transactions of many (renewal.renew_batch:
     one lock query and one commit for up to BATCH_LOCK_SECONDS of renewals).
 
     A partner's transient failure goes on as its own `token_renew` retry; the batch carries on. When the
@@ -96,7 +97,7 @@ def _renew_each(
     outcomes: Counter[str],
     deadline: float,
 ) -> None:
-    """Renew the partners in transactions of many (renewal.partners_token_renew); after an unexpected failure
+    """Renew the partners in transactions of many (renewal.renew_batch); after an unexpected failure
     of one of those, the rest one at a time, so that one partner's failure does not stop the others."""
     index = 0
     alone = False
@@ -112,7 +113,7 @@ def _renew_each(
             if alone:
                 results = [_renew_alone(rest[0], interrupted=interrupted, flags=flags)]
             else:
-                batch = renewal.partners_token_renew(partner_ids=rest, interrupted=interrupted)
+                batch = renewal.renew_batch(partner_ids=rest, interrupted=interrupted)
                 results, committed = batch.results, batch.renewed
         except DATABASE_LOST as exc:
             if attempt >= settings.CPV_RENEWAL_MAX_ATTEMPTS:
@@ -121,7 +122,7 @@ def _renew_each(
                     attempt,
                     len(rest),
                 )
-                outcomes["failed"] += len(rest)
+                outcomes[RenewalOutcome.FAILED] += len(rest)
                 return
             reason = f"the database connection failed: {exc.__class__.__name__}"
             logger.warning("renewal batch: %s; trying %d partner(s) again", reason, len(rest))
@@ -146,16 +147,16 @@ def _renew_each(
                 continue
             # One partner's unexpected failure (its transaction rolled back) does not stop the others.
             logger.exception("renewal of partner %s failed unexpectedly; the batch goes on", rest[0])
-            results = [renewal.RenewalResult(rest[0], "error")]
+            results = [RenewalResult(rest[0], RenewalOutcome.FAILED, "an unexpected error; see the worker's log")]
         for result in results:
-            outcome = result.outcome
-            if outcome == "retry":
+            outcome: str = result.outcome
+            if outcome == RenewalOutcome.RETRY:
                 # Unqueued, the partner waits for a sweep after QUEUE_HOLD; its failure is recorded either way.
                 queued = queue_follow_up(
                     token_renew, task, {"partner_id": result.partner_id, "attempt": 2}, countdown=result.retry_after
                 )
-                outcome = "retry" if queued else "retry_not_queued"
-            if outcome not in {"not_due", "busy"}:
+                outcome = RenewalOutcome.RETRY if queued else "retry_not_queued"
+            if outcome not in (RenewalOutcome.NOT_DUE, RenewalOutcome.BUSY):
                 interrupted = ""  # this partner was the one in progress (or none was): the rest start afresh
             outcomes[outcome] += 1
         index += len(results)
@@ -173,7 +174,7 @@ def _finish(committed: list[tuple[Any, Any]], *, flags: list[tuple[int, str]]) -
     version for the sweep to disable and does not stop the others'."""
     for pointer, redemption in committed:
         try:
-            renewal.renewal_finish(pointer, redemption, flags=flags)
+            renewal.batch_renewal_finish(pointer, redemption, flags=flags)
         except SoftTimeLimitExceeded:
             raise
         except Exception:
@@ -190,12 +191,12 @@ def _hand_on(task: Task, rest: list[int], outcomes: Counter[str], *, interrupted
     return True
 
 
-def _renew_alone(partner_id: int, *, interrupted: str, flags: list[tuple[int, str]]) -> renewal.RenewalResult:
+def _renew_alone(partner_id: int, *, interrupted: str, flags: list[tuple[int, str]]) -> RenewalResult:
     """One partner in its own transaction; a transient failure is the outcome `retry`, as in a batch."""
     try:
-        return renewal.partner_token_renew(partner_id=partner_id, interrupted=interrupted, flags=flags)
-    except renewal.RenewalRetry as retry:
-        return renewal.RenewalResult(partner_id, "retry", str(retry), retry_after=retry.delay)
+        return renewal.renew_one(partner_id=partner_id, interrupted=interrupted, flags=flags)
+    except RenewalRetry as retry:
+        return RenewalResult(partner_id, RenewalOutcome.RETRY, str(retry), retry_after=retry.delay)
 
 
 @shared_task(name="consent.token_renew", bind=True, max_retries=None, **IDEMPOTENT)
@@ -209,10 +210,8 @@ def token_renew(
         # The broker handed this message back: the worker that had it stopped before acknowledging it.
         interrupted = "its worker stopped before finishing"
     try:
-        result = renewal.partner_token_renew(
-            partner_id=partner_id, force=force, attempt=attempt, interrupted=interrupted
-        )
-    except renewal.RenewalRetry as retry:
+        result = renewal.renew_one(partner_id=partner_id, force=force, attempt=attempt, interrupted=interrupted)
+    except RenewalRetry as retry:
         raise self.retry(
             kwargs={"partner_id": partner_id, "attempt": attempt + 1, "force": force}, countdown=retry.delay
         ) from None
@@ -223,7 +222,7 @@ def token_renew(
         if attempt >= settings.CPV_RENEWAL_MAX_ATTEMPTS:
             logger.exception("renewal of partner %s: stopped %d times (%s); the next sweep tries again",
                          partner_id, attempt, reason)  # fmt: skip
-            return {"partner_id": partner_id, "outcome": "failed"}
+            return {"partner_id": partner_id, "outcome": RenewalOutcome.FAILED}
         logger.warning("renewal of partner %s: %s; trying again", partner_id, reason)
         raise self.retry(
             kwargs={"partner_id": partner_id, "attempt": attempt + 1, "force": force, "interrupted": reason},

@@ -85,7 +85,7 @@ def test_a_customer_sync_cut_off_runs_again(cpv_sim, monkeypatch, caplog) -> Non
 
 def test_a_renewal_cut_off_by_its_time_limit_runs_again_and_says_why(cpv_sim, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     partner = active_partner(cpv_sim)
-    monkeypatch.setattr(renewal, "redeem_locked", once(renewal.redeem_locked, SoftTimeLimitExceeded()))
+    monkeypatch.setattr(renewal, "redeem_current_token", once(renewal.redeem_current_token, SoftTimeLimitExceeded()))
 
     token_tasks.token_renew.apply(kwargs={"partner_id": partner.pk, "force": True})
 
@@ -104,7 +104,7 @@ def test_a_renewal_cut_off_every_time_stops_after_its_attempts(cpv_sim, monkeypa
         begun.append(1)
         raise SoftTimeLimitExceeded()
 
-    monkeypatch.setattr(renewal, "redeem_locked", out_of_time)
+    monkeypatch.setattr(renewal, "redeem_current_token", out_of_time)
 
     token_tasks.token_renew.apply(kwargs={"partner_id": partner.pk, "force": True})
 

@@ -17,7 +17,7 @@ from customers.services import CallFailed, customer_consent_apply, customers_syn
 from partners.models import AuditEvent, Customer, Partner
 from tests.factories import active_partner
 from tokens.models import PartnerToken, TokenEvent
-from tokens.renewal import partner_token_renew
+from tokens.renewal import renew_one
 
 pytestmark = pytest.mark.django_db
 
@@ -62,8 +62,8 @@ def test_a_renewed_token_without_mfa_is_refused_by_partner_center_and_the_partne
     PartnerToken.objects.filter(partner=partner).update(last_renewed_at=timezone.now() - timedelta(days=8))
 
     with django_capture_on_commit_callbacks(execute=True):
-        result = partner_token_renew(partner_id=partner.pk)
-        again = partner_token_renew(partner_id=partner.pk, force=True)
+        result = renew_one(partner_id=partner.pk)
+        again = renew_one(partner_id=partner.pk, force=True)
 
     # The renewal itself succeeded: the new token is kept, nothing is lost.
     assert result.outcome == "renewed" and again.outcome == "skipped"
@@ -80,7 +80,7 @@ def test_a_renewed_token_with_mfa_makes_no_partner_center_call(cpv_sim, django_c
     partner = active_partner(cpv_sim)
 
     with django_capture_on_commit_callbacks(execute=True):
-        assert partner_token_renew(partner_id=partner.pk, force=True).outcome == "renewed"
+        assert renew_one(partner_id=partner.pk, force=True).outcome == "renewed"
 
     assert not cpv_sim.control.log(service="partner_center")
     partner.refresh_from_db()

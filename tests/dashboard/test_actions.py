@@ -18,6 +18,7 @@ from partners.models import AuditEvent, Partner
 from tests.factories import PASSWORD, active_partner_with_data, client_for
 from tokens import tasks as token_tasks
 from tokens.models import PartnerToken, TokenEvent
+from tokens.outcomes import RenewalOutcome, RenewalResult
 from tokens.renewal import partner_token_import
 from tokens.selectors import token_health_expression, token_status
 from tokens.vault import get_vault
@@ -89,6 +90,32 @@ def test_the_progress_of_an_operation_is_read_back_from_what_the_tasks_leave(ope
     assert renewed.state == "done" and renewed.finished
     html = client.get(url)
     assert b"1 applied, 1 failed." in html.content
+
+
+@pytest.mark.parametrize("kind", [TokenEvent.Kind.RENEWED, TokenEvent.Kind.ROTATED])
+def test_renew_now_is_done_whichever_way_the_token_moved(operator, sent, kind) -> None:  # type: ignore[no-untyped-def]
+    # An access-token request that rotated the token meanwhile (and kept it) moved it as much as the renewal did.
+    partner = active_partner_with_data("Contoso")
+    renew = operations.operation_start(actor=operator, partner=partner, kind=operations.RENEW)
+    TokenEvent.objects.create(partner=partner, kind=TokenEvent.Kind.RECONCILED, message="stray versions disabled")
+    TokenEvent.objects.create(partner=partner, kind=kind, message="moved")
+
+    progress = operations.operation_progress(renew)
+
+    assert (progress.state, progress.failed, progress.message) == ("done", 0, "Renewed.")
+
+
+@pytest.mark.parametrize("outcome", list(RenewalOutcome))
+def test_the_operations_page_reads_a_renewal_outcome_as_renew_tokens_does(operator, sent, monkeypatch, outcome) -> None:  # type: ignore[no-untyped-def]
+    partner = active_partner_with_data("Contoso")
+    renew = operations.operation_start(actor=operator, partner=partner, kind=operations.RENEW)
+    monkeypatch.setattr(operations, "_task_state", lambda task_id: ("SUCCESS", {"outcome": str(outcome)}))
+
+    progress = operations.operation_progress(renew)
+
+    assert progress.state == ("done" if RenewalResult(partner.pk, outcome).ok else "failed")
+    assert progress.message == outcome.in_words
+    assert RenewalResult(partner.pk, RenewalOutcome.SKIPPED).ok is False
 
 
 def test_a_stale_operation_says_that_no_worker_picked_it_up(operator, sent) -> None:  # type: ignore[no-untyped-def]

@@ -67,9 +67,9 @@ def test_no_issued_secret_is_found_anywhere_after_a_full_run(  # type: ignore[no
     partner = Partner.objects.get(pk=invitation.partner.pk)
     assert partner.status == Partner.Status.ACTIVE
     # Renewal: one that works, one that fails transiently, one that finds the consent revoked.
-    assert renewal.partner_token_renew_now(partner_id=partner.pk, force=True, sleep=lambda s: None).outcome == "renewed"
+    assert renewal.renew_one_retrying(partner_id=partner.pk, force=True, sleep=lambda s: None).outcome == "renewed"
     cpv_sim.control.inject_fault("entra", status=500, path=r".*/oauth2/v2.0/token", times=2)
-    renewal.partner_token_renew_now(partner_id=partner.pk, force=True, sleep=lambda s: None)
+    renewal.renew_one_retrying(partner_id=partner.pk, force=True, sleep=lambda s: None)
     # Customers and ApplicationConsent, with a throttled answer on the way.
     customers.customers_sync(partner_id=partner.pk, sleep=lambda s: None)
     cpv_sim.control.inject_fault(
@@ -92,7 +92,7 @@ def test_no_issued_secret_is_found_anywhere_after_a_full_run(  # type: ignore[no
         pages.append(response.content.decode())
     # The revoked consent, last: renewal now marks the partner and emails the contact.
     cpv_sim.control.revoke_user(partner_user(cpv_sim, global_admin=True, admin_agent=True, mfa_registered=True).upn)
-    renewal.partner_token_renew_now(partner_id=partner.pk, force=True, sleep=lambda s: None)
+    renewal.renew_one_retrying(partner_id=partner.pk, force=True, sleep=lambda s: None)
     assert Partner.objects.get(pk=partner.pk).status == Partner.Status.RECONSENT_NEEDED
     pages.append(staff.get(f"/partners/{partner.code}/").content.decode())
 

@@ -15,8 +15,10 @@ from partners.models import AuditEvent, Partner
 from tests.factories import active_partner, pointer_of
 from tokens.access_tokens import GRAPH, PARTNER_CENTER, access_token_get, cache_forget
 from tokens.models import PartnerToken, TokenEvent
-from tokens.renewal import RenewalRetry, partner_token_renew, partner_token_renew_now, renewal_sweep
+from tokens.outcomes import RenewalRetry
+from tokens.renewal import renew_one, renew_one_retrying
 from tokens.selectors import TokenStatus, token_status
+from tokens.sweep import renewal_sweep
 from tokens.vault import get_vault
 
 pytestmark = pytest.mark.django_db
@@ -42,7 +44,7 @@ def test_renewal_rotates_the_token_and_disables_the_old_version(cpv_sim, django_
     make_due(partner)
 
     with django_capture_on_commit_callbacks(execute=True):
-        result = partner_token_renew(partner_id=partner.pk)
+        result = renew_one(partner_id=partner.pk)
 
     assert result.outcome == "renewed"
     after = pointer_of(partner)
@@ -64,9 +66,9 @@ def test_renewal_rotates_the_token_and_disables_the_old_version(cpv_sim, django_
 def test_a_token_that_is_not_due_is_left_alone_unless_forced(cpv_sim) -> None:  # type: ignore[no-untyped-def]
     partner = active_partner(cpv_sim)
 
-    assert partner_token_renew(partner_id=partner.pk).outcome == "not_due"
+    assert renew_one(partner_id=partner.pk).outcome == "not_due"
     assert redemptions(cpv_sim) == []
-    assert partner_token_renew(partner_id=partner.pk, force=True).outcome == "renewed"
+    assert renew_one(partner_id=partner.pk, force=True).outcome == "renewed"
     assert len(redemptions(cpv_sim)) == 1
     audited = AuditEvent.objects.get(partner=partner, action="partner.token_renewed")
     assert audited.actor_label == "system" and audited.detail["forced"] is True
@@ -83,7 +85,7 @@ def test_ten_renewals_started_at_once_redeem_exactly_once(cpv_sim) -> None:  # t
     def renew() -> None:
         try:
             barrier.wait()
-            outcomes.append(partner_token_renew(partner_id=partner.pk).outcome)
+            outcomes.append(renew_one(partner_id=partner.pk).outcome)
         finally:
             connection.close()
 
@@ -125,8 +127,8 @@ def test_invalid_grant_asks_for_reconsent_once_and_is_not_retried(  # type: igno
     make_due(partner)
 
     with django_capture_on_commit_callbacks(execute=True):
-        result = partner_token_renew(partner_id=partner.pk)
-        again = partner_token_renew(partner_id=partner.pk, force=True)
+        result = renew_one(partner_id=partner.pk)
+        again = renew_one(partner_id=partner.pk, force=True)
 
     assert result.outcome == "failed" and again.outcome == "skipped"
     _assert_reconsent_needed(cpv_sim, partner, reason="consent again")
@@ -151,7 +153,7 @@ def test_mfa_and_conditional_access_answers_say_so(
     cpv_sim.control.inject_entra_error(code, grant_type="refresh_token")
 
     with django_capture_on_commit_callbacks(execute=True):
-        result = partner_token_renew(partner_id=partner.pk, force=True)
+        result = renew_one(partner_id=partner.pk, force=True)
 
     assert result.outcome == "failed"
     _assert_reconsent_needed(cpv_sim, partner, reason=words)
@@ -162,7 +164,7 @@ def test_invalid_client_is_an_operator_alert_and_the_partner_stays_active(cpv_si
     partner = active_partner(cpv_sim)
     cpv_sim.control.inject_entra_error(7000215, grant_type="refresh_token")
 
-    result = partner_token_renew(partner_id=partner.pk, force=True)
+    result = renew_one(partner_id=partner.pk, force=True)
 
     assert result.outcome == "failed"
     partner.refresh_from_db()
@@ -178,7 +180,7 @@ def test_a_429_with_retry_after_is_honoured(cpv_sim) -> None:  # type: ignore[no
     partner = active_partner(cpv_sim)
     cpv_sim.control.inject_entra_error(50196, status=429, retry_after=2, grant_type="refresh_token")
 
-    result = partner_token_renew_now(partner_id=partner.pk, force=True)
+    result = renew_one_retrying(partner_id=partner.pk, force=True)
 
     assert result.outcome == "renewed"
     attempts = redemptions(cpv_sim)
@@ -192,7 +194,7 @@ def test_transient_500s_retry_and_then_succeed(cpv_sim) -> None:  # type: ignore
     cpv_sim.control.inject_entra_error(50000, grant_type="refresh_token", times=2)
     waits: list[float] = []
 
-    result = partner_token_renew_now(partner_id=partner.pk, force=True, sleep=waits.append)
+    result = renew_one_retrying(partner_id=partner.pk, force=True, sleep=waits.append)
 
     assert result.outcome == "renewed"
     assert [e["status"] for e in redemptions(cpv_sim)] == [500, 500, 200]
@@ -206,7 +208,7 @@ def test_a_failure_that_never_ends_stops_after_the_bound(cpv_sim, settings) -> N
     partner = active_partner(cpv_sim)
     cpv_sim.control.inject_entra_error(90033, grant_type="refresh_token", times=None)
 
-    result = partner_token_renew_now(partner_id=partner.pk, force=True, sleep=lambda _: None)
+    result = renew_one_retrying(partner_id=partner.pk, force=True, sleep=lambda _: None)
 
     assert result.outcome == "failed"
     assert [e["status"] for e in redemptions(cpv_sim)] == [503, 503, 503]
@@ -224,7 +226,7 @@ def test_a_single_attempt_raises_renewal_retry_for_a_transient_error(cpv_sim) ->
     cpv_sim.control.inject_entra_error(50196, status=429, retry_after=7, grant_type="refresh_token")
 
     with pytest.raises(RenewalRetry) as raised:
-        partner_token_renew(partner_id=partner.pk, force=True)
+        renew_one(partner_id=partner.pk, force=True)
 
     assert raised.value.delay >= 7
     assert pointer_of(partner).failure_count == 1
@@ -247,7 +249,7 @@ def test_renewal_stops_before_the_vault_version_budget(cpv_sim, caplog) -> None:
     partner = active_partner(cpv_sim)
     PartnerToken.objects.filter(partner=partner).update(version_count=495)
 
-    result = partner_token_renew(partner_id=partner.pk, force=True)
+    result = renew_one(partner_id=partner.pk, force=True)
 
     assert result.outcome == "failed" and "495" in result.message
     assert redemptions(cpv_sim) == []
@@ -301,7 +303,7 @@ def test_an_answer_without_a_new_refresh_token_is_not_a_renewal(cpv_sim) -> None
         body={"token_type": "Bearer", "access_token": "SIMCANARY-a", "expires_in": 3600, "scope": "x"},
     )
 
-    result = partner_token_renew(partner_id=partner.pk)
+    result = renew_one(partner_id=partner.pk)
 
     assert result.outcome == "failed"
     after = pointer_of(partner)

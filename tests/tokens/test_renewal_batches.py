@@ -22,7 +22,7 @@ from tokens import renewal
 from tokens import tasks as token_tasks
 from tokens.models import PartnerToken, TokenEvent
 from tokens.pointers import POINTER_MOVED, pointer_move, pointers_moved_write, previous_disabled_record
-from tokens.renewal import BATCH_SIZE, BATCH_WINDOW, renewal_batches
+from tokens.sweep import BATCH_SIZE, BATCH_WINDOW, renewal_batches
 from tokens.vault import get_vault
 
 # Transactional: each renewal commits, so its after-commit work runs when it would in a worker (before the batch
@@ -69,7 +69,7 @@ def renewal_failing(
 ) -> list[tuple[int, str]]:  # type: ignore[no-untyped-def]
     """Make the renewal of one partner raise `error` (`times` times, or always); the others renew. Returns the
     (partner id, interrupted) of every renewal begun, in order."""
-    real = renewal.renew_locked
+    real = renewal.renew_if_due
     begun: list[tuple[int, str]] = []
     raised: list[int] = []
 
@@ -80,7 +80,7 @@ def renewal_failing(
             raise error
         return real(pointer, **kwargs)
 
-    monkeypatch.setattr(renewal, "renew_locked", renew)
+    monkeypatch.setattr(renewal, "renew_if_due", renew)
     return begun
 
 
@@ -363,7 +363,7 @@ def test_one_partner_failing_unexpectedly_does_not_stop_the_batch(  # type: igno
     outcomes = token_tasks.tokens_renew_batch.apply(kwargs={"partner_ids": [due.pk, broken.pk, later.pk]}).get()
 
     # The transaction rolled back; the batch renewed its partners one at a time instead.
-    assert outcomes == {"error": 1, "renewed": 2}
+    assert outcomes == {"failed": 1, "renewed": 2}
     assert generations(due, broken, later) == [2, 1, 2]
     assert [partner_id for partner_id, _ in begun] == [due.pk, broken.pk, due.pk, broken.pk, later.pk]
     assert "a transaction of 3 partner(s) failed; renewing them one at a time" in caplog.text
@@ -429,14 +429,14 @@ def test_a_failed_clean_up_after_the_commit_undoes_nothing_and_skips_no_other(  
 ) -> None:
     partners = [active_partner(cpv_sim, index=i) for i in range(3)]
     make_due(*partners)
-    real = renewal.after_commit_cleanup
+    real = renewal.superseded_versions_disable
 
     def cleanup(pointer: PartnerToken, orphans: tuple[str, ...], **kwargs: Any) -> None:
         if pointer.partner_id == partners[1].pk:
             raise OperationalError("the connection was lost")
         real(pointer, orphans, **kwargs)
 
-    monkeypatch.setattr(renewal, "after_commit_cleanup", cleanup)
+    monkeypatch.setattr(renewal, "superseded_versions_disable", cleanup)
 
     outcomes = token_tasks.tokens_renew_batch.apply(kwargs={"partner_ids": [p.pk for p in partners]}).get()
 
@@ -456,13 +456,13 @@ def test_a_batch_out_of_time_after_a_commit_counts_it_and_hands_the_rest_on(  # 
     partners = [active_partner(cpv_sim, index=i) for i in range(3)]
     make_due(*partners)
     monkeypatch.setattr(renewal, "BATCH_LOCK_SECONDS", 0)  # a transaction takes one partner
-    real = renewal.after_commit_cleanup
+    real = renewal.superseded_versions_disable
 
     def cleanup(pointer: PartnerToken, orphans: tuple[str, ...], **kwargs: Any) -> None:
         real(pointer, orphans, **kwargs)
         raise SoftTimeLimitExceeded
 
-    monkeypatch.setattr(renewal, "after_commit_cleanup", cleanup)
+    monkeypatch.setattr(renewal, "superseded_versions_disable", cleanup)
 
     outcomes = token_tasks.tokens_renew_batch.apply(kwargs={"partner_ids": [p.pk for p in partners]}).get()
 
@@ -493,5 +493,5 @@ def test_a_batch_refuses_to_run_inside_another_transaction(cpv_sim) -> None:  # 
     make_due(partner)
 
     with transaction.atomic(), pytest.raises(RuntimeError, match="call it outside any other"):
-        renewal.partners_token_renew(partner_ids=[partner.pk])
+        renewal.renew_batch(partner_ids=[partner.pk])
     assert pointer_of(partner).generation == 1

@@ -13,7 +13,8 @@ from django.utils import timezone
 from partners.models import Partner
 from tests.factories import active_partner, pointer_of
 from tokens.models import PartnerToken
-from tokens.renewal import RECONCILE_EVERY, VERSION_RESERVE, partner_token_renew
+from tokens.redemption import RECONCILE_EVERY, VERSION_RESERVE
+from tokens.renewal import renew_one
 from tokens.vault import MAX_VERSIONS, get_vault
 from tokens.vault.models import VaultSecretVersion
 
@@ -60,7 +61,7 @@ def test_most_renewals_trust_the_pointers_count_and_make_no_listing(  # type: ig
     due(partner, generation=3)
 
     with django_capture_on_commit_callbacks(execute=True):
-        assert partner_token_renew(partner_id=partner.pk).outcome == "renewed"
+        assert renew_one(partner_id=partner.pk).outcome == "renewed"
 
     listings.clear()  # the fixture's own reads below
     after = pointer_of(partner)
@@ -76,14 +77,14 @@ def test_every_eighth_renewal_lists_and_disables_a_version_an_interrupted_write_
     due(partner, generation=RECONCILE_EVERY - 1, version_count=1)  # the pointer does not know of the stray
 
     with django_capture_on_commit_callbacks(execute=True):
-        assert partner_token_renew(partner_id=partner.pk).outcome == "renewed"
+        assert renew_one(partner_id=partner.pk).outcome == "renewed"
     assert listings == []
     assert enabled(partner)[stray] is True
 
     listings.clear()
     due(partner)
     with django_capture_on_commit_callbacks(execute=True):
-        assert partner_token_renew(partner_id=partner.pk).outcome == "renewed"
+        assert renew_one(partner_id=partner.pk).outcome == "renewed"
 
     assert listings == [pointer_of(partner).secret_name]
     versions = enabled(partner)
@@ -98,7 +99,7 @@ def test_near_the_budget_every_renewal_lists(cpv_sim, listings) -> None:  # type
     near = MAX_VERSIONS - VERSION_RESERVE - RECONCILE_EVERY
     due(partner, generation=3, version_count=near)
 
-    assert partner_token_renew(partner_id=partner.pk).outcome == "renewed"
+    assert renew_one(partner_id=partner.pk).outcome == "renewed"
 
     assert listings == [pointer_of(partner).secret_name]
     # The listing's true count (the vault holds two versions) replaces the pointer's.

@@ -8,7 +8,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from partners.commands import Progress, add_partner_arguments, chosen_partners
-from tokens.renewal import partner_token_renew_now
+from tokens.renewal import renew_one_retrying
 
 
 class Command(BaseCommand):
@@ -24,7 +24,7 @@ class Command(BaseCommand):
         outcomes: Counter[str] = Counter()
         failures = []
         for partner in partners:
-            result = partner_token_renew_now(partner_id=partner.pk, force=options["force"])
+            result = renew_one_retrying(partner_id=partner.pk, force=options["force"])
             outcomes[result.outcome] += 1
             if not result.ok:
                 failures.append(f"{partner.code} {partner.name}: {result.message}")

@@ -1,0 +1,193 @@
+"""What a failed redemption means and what is done about it: a transient error is retried a bounded number of
+times; a dead consent (expired, revoked, MFA, Conditional Access) marks the partner "re-consent needed" once and
+emails a fresh link; the control panel's own credential refused is an operator alert. Also Partner Center's MFA
+verdict (`ValidateMfa`), which can refuse a partner's token for want of MFA.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+
+from django.db import transaction
+from django.utils import timezone
+
+from microsoft import identity, partner_center
+from microsoft.retrying import backoff_delay
+from partners.invitations import partner_reconsent_link
+from partners.models import Partner
+from partners.registrations import cloud_for
+from partners.services import PartnerError, audit_record, partner_mfa_record
+from tokens.models import PartnerToken, TokenEvent
+from tokens.outcomes import RenewalOutcome, RenewalResult
+from tokens.redemption import token_event
+from tokens.vault import VaultError
+
+logger = logging.getLogger(__name__)
+
+Kind = TokenEvent.Kind
+
+
+# After the bounded retries of one run, the next try waits in the database this long (never as a long ETA).
+GAVE_UP_PAUSE = timedelta(hours=6)
+
+
+_PERMANENT_REASONS: dict[str, tuple[str, str]] = {
+    identity.ReconsentRequired.kind: (
+        Kind.RECONSENT_NEEDED,
+        "Microsoft no longer accepts the partner's consent (expired after 90 days unused, revoked, or the "
+        "account's password was reset by an administrator): the partner must consent again",
+    ),
+    identity.MfaRequired.kind: (
+        Kind.MFA_REQUIRED,
+        "Microsoft requires multi-factor authentication for the account that consented: the partner must "
+        "consent again with an account that uses MFA",
+    ),
+    identity.ConditionalAccessBlocked.kind: (
+        Kind.CONDITIONAL_ACCESS,
+        "A Conditional Access policy in the partner's tenant blocks the control panel: the partner must "
+        "exclude the integration account from the policy, then consent again",
+    ),
+}
+
+
+def failure_record(
+    pointer: PartnerToken, *, kind: str, message: str, now: datetime, next_attempt_at: datetime | None = None
+) -> None:
+    pointer.failure_count += 1
+    pointer.last_error = message[:500]
+    pointer.last_error_kind = kind[:32]
+    pointer.last_failure_at = now
+    pointer.next_attempt_at = next_attempt_at
+    pointer.save(
+        update_fields=[
+            "failure_count",
+            "last_error",
+            "last_error_kind",
+            "last_failure_at",
+            "next_attempt_at",
+            "updated_at",
+        ]
+    )
+
+
+def partner_mark_reconsent_needed(*, pointer: PartnerToken, error: identity.IdentityError, now: datetime) -> bool:
+    """Mark the partner "re-consent needed" with the reason in words, email its contact a fresh consent
+    link and write the audit row, once: a partner already marked gets no second email.
+
+    Runs inside the caller's transaction holding the pointer's lock. Returns True when it marked the partner.
+    """
+    event_kind, reason = _PERMANENT_REASONS.get(error.kind, _PERMANENT_REASONS[identity.ReconsentRequired.kind])
+    partner = Partner.objects.select_for_update().get(pk=pointer.partner_id)
+    failure_record(pointer, kind=error.kind, message=f"{reason}. {error}", now=now)
+    token_event(partner, event_kind, reason, error=error.error, codes=list(error.codes), kind=error.kind)
+    if partner.status == Partner.Status.RECONSENT_NEEDED or partner.status == Partner.Status.DEACTIVATED:
+        return False
+    previous = partner.status
+    partner.status = Partner.Status.RECONSENT_NEEDED
+    partner.status_reason = reason[:500]
+    partner.save(update_fields=["status", "status_reason", "updated_at"])
+    audit_record(
+        actor=None,
+        action="partner.reconsent_needed",
+        partner=partner,
+        detail={"previous_status": previous, "kind": error.kind, "codes": list(error.codes), "reason": reason},
+    )
+    try:
+        partner_reconsent_link(actor=None, partner=partner, send_email=True)
+    except PartnerError as exc:
+        logger.warning("no re-consent link for partner %s: %s", partner.code, exc)
+    # Staff see the partner's state on the dashboard; the log line reaches whoever watches the logs.
+    logger.warning("partner %s needs re-consent: %s (%s)", partner.code, error.kind, list(error.codes))
+    return True
+
+
+def partner_mfa_refused(*, partner_id: int, detail: str) -> bool:
+    """Partner Center refused the partner's token for want of MFA (401 with code 900421, or isMfaCompliant
+    false): a fresh access token from the same consent would not have it either, so nothing is retried. Marks
+    the partner "re-consent needed" with MFA as the reason and emails the re-consent link, once (as an expired
+    consent does); the stored token is kept until a new consent replaces it.
+
+    Runs its own transaction (the pointer's lock, then the partner's). Returns True when it marked the partner.
+    """
+    error = identity.MfaRequired(
+        f"Partner Center requires multi-factor authentication: {detail}", error="mfa_required", codes=(900421,)
+    )
+    now = timezone.now()
+    with transaction.atomic():
+        pointer = (
+            PartnerToken.objects.select_for_update(of=("self",))
+            .select_related("partner")
+            .filter(partner_id=partner_id)
+            .first()
+        )
+        if pointer is None:
+            return False
+        partner_mfa_record(partner=pointer.partner, compliant=False, now=now)
+        return partner_mark_reconsent_needed(pointer=pointer, error=error, now=now)
+
+
+def partner_mfa_verify(*, partner: Partner, access_token: str) -> bool | None:
+    """Ask Partner Center (`ValidateMfa`) whether the partner's token satisfies its MFA rule, with `access_token`
+    (for Partner Center, from the partner's refresh token), and act on the answer: a refusal marks the partner
+    (partner_mfa_refused). Returns isMfaCompliant (None when Partner Center could not say, which is only logged).
+    """
+    client = partner_center.PartnerCenterClient(
+        base_url=cloud_for(partner).partner_center_url, access_token=access_token
+    )
+    try:
+        client.organization_profile()
+    except partner_center.MfaRequired as exc:
+        partner_mfa_refused(partner_id=partner.pk, detail=str(exc))
+        return False
+    except partner_center.PartnerCenterError as exc:
+        logger.warning("partner %s: Partner Center could not confirm MFA: %s", partner.code, exc)
+        return client.mfa_compliant
+    if client.mfa_compliant is False:
+        partner_mfa_refused(partner_id=partner.pk, detail="Partner Center answered isMfaCompliant: false")
+    else:
+        partner_mfa_record(partner=partner, compliant=client.mfa_compliant)
+    return client.mfa_compliant
+
+
+def renewal_failure_record(
+    pointer: PartnerToken, exc: Exception, *, now: datetime, attempt: int, max_attempts: int
+) -> RenewalResult:
+    """Record a failed renewal in the caller's transaction.
+
+    Returns a RenewalResult: `retry` (with the delay in `retry_after`) for a transient error with attempts
+    left, `failed` otherwise.
+    """
+    partner = pointer.partner
+    transient = (isinstance(exc, identity.IdentityError) and not exc.permanent) or (
+        isinstance(exc, VaultError) and exc.transient
+    )
+    kind = getattr(exc, "kind", "") or exc.__class__.__name__
+    if transient:
+        retry_after = getattr(exc, "retry_after", None)
+        if attempt < max_attempts:
+            delay = backoff_delay(attempt=attempt, retry_after=retry_after)
+            message = f"Attempt {attempt} of {max_attempts} failed ({exc}); trying again in {delay:.0f} s"
+            failure_record(pointer, kind="transient", message=message, now=now)
+            token_event(
+                partner, Kind.RETRYING, message, attempt=attempt, retry_after=retry_after, delay=round(delay, 1)
+            )
+            # Returned, not raised, so the failure rows commit; the caller raises RenewalRetry after the block.
+            return RenewalResult(partner.pk, RenewalOutcome.RETRY, message, retry_after=delay)
+        message = f"Renewal failed {max_attempts} times ({exc}); the next sweep tries again later"
+        failure_record(pointer, kind="transient", message=message, now=now, next_attempt_at=now + GAVE_UP_PAUSE)
+        token_event(partner, Kind.GAVE_UP, message, attempts=max_attempts)
+        logger.warning("renewal of partner %s gave up after %d attempts: %s", partner.code, max_attempts, exc)
+        return RenewalResult(partner.pk, RenewalOutcome.FAILED, message)
+    if isinstance(exc, identity.ReconsentRequired | identity.MfaRequired | identity.ConditionalAccessBlocked):
+        partner_mark_reconsent_needed(pointer=pointer, error=exc, now=now)
+        return RenewalResult(partner.pk, RenewalOutcome.FAILED, str(exc))
+    if isinstance(exc, identity.InvalidClient | identity.IdentityMisconfigured):
+        message = f"The control panel's own app credential was refused ({exc}): rotate it"
+        logger.error("OPERATOR ALERT: %s (partner %s)", message, partner.code)
+    else:
+        message = f"Renewal failed ({exc})"
+        logger.error("renewal of partner %s failed permanently: %s", partner.code, exc)
+    failure_record(pointer, kind=kind, message=message, now=now, next_attempt_at=now + GAVE_UP_PAUSE)
+    token_event(partner, Kind.OPERATOR_ALERT, message, kind=kind)
+    return RenewalResult(partner.pk, RenewalOutcome.FAILED, message)

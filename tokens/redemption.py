@@ -1,0 +1,199 @@
+"""Redeeming a partner's stored refresh token under its row lock, shared by renewal and the access-token service:
+read the current version from the vault, redeem it, and (when asked) write the rotated token as a new version
+and move the pointer, recording the move as a token event. The versions left behind are disabled after the
+commit.
+
+Every redemption returns a new refresh token; Entra does not revoke the old one, so a crash anywhere leaves the
+pointer on a version that still works, and a version written but never pointed to is disabled by a later
+redemption that lists the secret's versions (one in RECONCILE_EVERY, and every one near the version budget).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from microsoft import identity
+from partners.models import Partner
+from partners.registrations import app_for, cloud_for
+from tokens.models import PartnerToken, TokenEvent
+from tokens.pointers import partner_token_disable_previous, pointer_move, pointers_moved_write
+from tokens.vault import MAX_VERSIONS, SecretVersion, VaultError, WriteResult, get_vault, secret_tags
+
+logger = logging.getLogger(__name__)
+
+Kind = TokenEvent.Kind
+
+
+# Refuse to renew (and alert) when a secret is this close to the vault's 500-version budget: the versions
+# left are kept for re-consents and for an operator's rescue.
+VERSION_RESERVE = 10
+
+
+# A version that no pointer names and is older than this was left by an interrupted write: disable it.
+# Younger ones may belong to a consent that has written its token and is about to move the pointer.
+ORPHAN_MIN_AGE = timedelta(minutes=15)
+
+
+# A rotation lists the secret's versions (the true count, and versions interrupted writes left behind) once
+# every this many generations, and at every rotation near the version budget. In between, the pointer's own
+# count is exact unless a write was interrupted since the last listing, and VERSION_RESERVE absorbs that.
+RECONCILE_EVERY = 8
+
+
+def token_event(partner: Partner, event_kind: str, message: str, *, save: bool = True, **detail: Any) -> TokenEvent:
+    event = TokenEvent(partner=partner, kind=event_kind, message=message[:500], detail=detail)
+    if save:
+        event.save(force_insert=True)
+    return event
+
+
+@dataclass
+class BatchWrites:
+    """The rows a batch of renewals writes together, just before its one commit: each renewed pointer's
+    POINTER_MOVED columns and its event. (A failure's rows are written when it happens.)"""
+
+    pointers: list[PartnerToken] = field(default_factory=list)
+    events: list[TokenEvent] = field(default_factory=list)
+
+    def add(self, pointer: PartnerToken, event: TokenEvent) -> None:
+        self.pointers.append(pointer)
+        self.events.append(event)
+
+    def flush(self) -> None:
+        if self.pointers:
+            pointers_moved_write(self.pointers)
+            TokenEvent.objects.bulk_create(self.events)
+        self.pointers, self.events = [], []
+
+
+@dataclass(frozen=True)
+class Redemption:
+    token: identity.TokenResult
+    written: WriteResult | None
+    orphans: tuple[str, ...]
+
+
+def _orphans(versions: list[SecretVersion], pointer: PartnerToken, now: datetime) -> tuple[str, ...]:
+    keep = {pointer.current_version, pointer.previous_version if not pointer.previous_disabled else ""}
+    return tuple(
+        v.version
+        for v in versions
+        if v.enabled and v.version not in keep and v.created_at is not None and v.created_at < now - ORPHAN_MIN_AGE
+    )
+
+
+def reconcile_due(pointer: PartnerToken) -> bool:
+    """Whether this rotation lists the secret's versions instead of trusting the pointer's count."""
+    return (
+        pointer.version_count == 0
+        or pointer.generation % RECONCILE_EVERY == 0
+        or pointer.version_count >= MAX_VERSIONS - VERSION_RESERVE - RECONCILE_EVERY
+    )
+
+
+def redeem_current_token(
+    *,
+    pointer: PartnerToken,
+    scopes: list[str],
+    tenant: str | None,
+    store: bool,
+    kind: str,
+    now: datetime,
+    writes: BatchWrites | None = None,
+) -> Redemption:
+    """Redeem the partner's current token; with `store`, keep the rotated one as a new version and move the
+    pointer. The caller holds `pointer`'s row lock (select_for_update) inside its transaction. With `writes`,
+    the moved pointer and its event are left there for the caller to write (before its commit).
+
+    Returns the Redemption. Raises identity's typed errors, VaultError, or VersionBudgetExceeded.
+    """
+    partner = pointer.partner
+    vault = get_vault()
+    current = vault.read(name=pointer.secret_name, version=pointer.current_version)
+    token = identity.refresh_token_redeem(
+        cloud=cloud_for(partner),
+        app=app_for(partner),
+        tenant=tenant or str(partner.tenant_id),
+        refresh_token=current.value.reveal(),
+        scopes=scopes,
+        home_tenant=tenant is None or tenant.lower() == str(partner.tenant_id).lower(),
+    )
+    if not store or not token.refresh_token:
+        return Redemption(token=token, written=None, orphans=())
+    # Now and then (reconcile_due), a listing: the true version count for the budget, and any version an
+    # interrupted write left behind (it is enabled, and no pointer names it).
+    orphans: tuple[str, ...] = ()
+    known_count = pointer.version_count
+    if reconcile_due(pointer):
+        versions = vault.versions(name=pointer.secret_name)
+        orphans = _orphans(versions, pointer, now)
+        known_count = len(versions)
+    written = vault.write(
+        name=pointer.secret_name,
+        value=token.refresh_token,
+        tags=secret_tags(partner_code=partner.code, cloud=partner.cloud),
+        known_count=known_count,
+    )
+    old = pointer.current_version
+    # The previous version, if it was never disabled, is superseded too: disable it with the orphans.
+    orphans = (
+        *orphans,
+        *pointer_move(
+            pointer,
+            version=written.version,
+            version_count=written.version_count,
+            token_value=token.refresh_token,
+            now=now,
+            save=writes is None,
+        ),
+    )
+    event = token_event(
+        partner,
+        kind,
+        "The refresh token was renewed and the new one stored in the vault"
+        if kind == Kind.RENEWED
+        else "An access-token request rotated the refresh token; the new one is stored in the vault",
+        version=written.version,
+        previous_version=old,
+        versions=written.version_count,
+        generation=pointer.generation,
+        save=writes is None,
+    )
+    if writes is not None:
+        writes.add(pointer, event)
+    return Redemption(token=token, written=written, orphans=orphans)
+
+
+def superseded_versions_disable(
+    pointer: PartnerToken, orphans: tuple[str, ...], *, flags: list[tuple[int, str]] | None = None
+) -> None:
+    """Disable the version the pointer moved away from, and versions left by interrupted writes.
+
+    With `flags`, the row's `previous_disabled` flag is not written here: (row id, version) is appended for
+    the caller to write with `previous_disabled_record`. Failures are only logged: the previous version stays
+    flagged as enabled and the sweep retries it.
+    """
+    if flags is not None and pointer.previous_version and not pointer.previous_disabled:
+        if partner_token_disable_previous(pointer=pointer, record=False):
+            flags.append((pointer.pk, pointer.previous_version))
+    else:
+        partner_token_disable_previous(pointer=pointer)
+    vault = get_vault()
+    disabled = []
+    for version in orphans:
+        try:
+            vault.disable(name=pointer.secret_name, version=version)
+        except VaultError as exc:
+            logger.warning("could not disable stray version %s of %s: %s", version, pointer.secret_name, exc)
+        else:
+            disabled.append(version)
+    if disabled:
+        token_event(
+            pointer.partner,
+            Kind.RECONCILED,
+            f"Disabled {len(disabled)} vault version(s) left behind by an interrupted write",
+            versions=disabled,
+        )

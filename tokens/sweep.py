@@ -1,0 +1,120 @@
+"""The hourly sweep: find the partners whose token is due, claim them so that a duplicate sweep queues nobody
+twice, spread them over the hour in batches, and retry disabling the versions pointers moved away from."""
+
+from __future__ import annotations
+
+import logging
+import zlib
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.db import DatabaseError, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from microsoft.retrying import max_countdown
+from partners.models import Partner
+from tokens.models import PartnerToken
+from tokens.pointers import partner_token_disable_previous
+from tokens.redemption import VERSION_RESERVE
+from tokens.selectors import renewal_interval
+from tokens.vault import MAX_VERSIONS
+
+logger = logging.getLogger(__name__)
+
+
+# A duplicate sweep does not queue a partner again within this time.
+QUEUE_HOLD = timedelta(minutes=55)
+
+
+# Renewal tasks of one sweep are spread over this many seconds (at most half the visibility timeout).
+SPREAD_SECONDS = 3000
+
+
+# A sweep queues renewals in batches: one message renews up to BATCH_SIZE partners whose moments in the spread
+# fall within BATCH_WINDOW seconds of the first one's, so the broker's and Celery's work per message is shared.
+BATCH_SIZE = 20
+
+
+BATCH_WINDOW = 60.0
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    queued: list[tuple[int, float]]  # partner id, countdown in seconds
+    previous_disabled: int
+
+
+def spread_countdown(partner_id: int, *, window: float | None = None) -> float:
+    """Where in the hour a partner's renewal runs: stable per partner, so the load is spread evenly and a
+    duplicate sweep picks the same moment."""
+    window = min(float(window if window is not None else SPREAD_SECONDS), max_countdown())
+    return float(zlib.crc32(str(partner_id).encode()) % max(1, int(window)))
+
+
+def renewal_batches(
+    queued: list[tuple[int, float]], *, size: int = BATCH_SIZE, window: float = BATCH_WINDOW
+) -> list[tuple[float, list[int]]]:
+    """Group (partner id, countdown) pairs into batches in countdown order: at most `size` partners each, all
+    within `window` seconds of the batch's first. Returns (countdown of the batch's first partner, ids) pairs.
+    """
+    batches: list[tuple[float, list[int]]] = []
+    for partner_id, countdown in sorted(queued, key=lambda item: (item[1], item[0])):
+        if batches and len(batches[-1][1]) < size and countdown - batches[-1][0] <= window:
+            batches[-1][1].append(partner_id)
+        else:
+            batches.append((countdown, [partner_id]))
+    return batches
+
+
+def renewal_sweep(*, now: datetime | None = None, limit: int = 5000) -> SweepResult:
+    """Find the partners whose token is due and claim them for queueing; retry disabling old versions.
+
+    A partner claimed by a sweep within QUEUE_HOLD is not claimed again, so a duplicate beat run queues
+    nothing twice. Returns the claimed partner ids with their countdowns (the task queues them).
+    """
+    now = now or timezone.now()
+    # The claim is one transaction: a sweep cut off half-way (the database restarted under it) has claimed
+    # nobody, so running it again loses no partner for QUEUE_HOLD. Of two sweeps running at once, the second
+    # skips the rows the first holds; rows locked by a renewal in progress are skipped too (it is renewing them).
+    with transaction.atomic():
+        due = list(
+            PartnerToken.objects.select_for_update(skip_locked=True, of=("self",))
+            .filter(partner__status=Partner.Status.ACTIVE)
+            .exclude(current_version="")
+            .filter(Q(last_renewed_at__isnull=True) | Q(last_renewed_at__lte=now - renewal_interval()))
+            .filter(version_count__lt=MAX_VERSIONS - VERSION_RESERVE)
+            .exclude(next_attempt_at__gt=now)
+            .exclude(renewal_queued_at__gt=now - QUEUE_HOLD)
+            .order_by("pk")
+            .values_list("pk", "partner_id")[:limit]
+        )
+        PartnerToken.objects.filter(pk__in=[pk for pk, _ in due]).update(renewal_queued_at=now)
+    queued = [(partner_id, spread_countdown(partner_id)) for _, partner_id in due]
+    try:
+        previous_disabled = previous_versions_disable()
+    except DatabaseError as exc:
+        # The claims are committed and must be queued now; the next sweep retries the clean-up.
+        logger.warning("renewal sweep: disabling previous versions failed: %s", exc.__class__.__name__)
+        previous_disabled = 0
+    return SweepResult(queued=queued, previous_disabled=previous_disabled)
+
+
+def previous_versions_disable(*, limit: int = 500) -> int:
+    """Retry disabling the versions pointers moved away from (a vault error after a renewal left them on).
+
+    Pointers locked by a renewal in progress are skipped. Returns how many were disabled.
+    """
+    done = 0
+    ids = list(PartnerToken.objects.filter(previous_disabled=False).values_list("pk", flat=True)[:limit])
+    for pk in ids:
+        with transaction.atomic():
+            pointer = (
+                PartnerToken.objects.select_for_update(skip_locked=True, of=("self",))
+                .select_related("partner")
+                .filter(pk=pk, previous_disabled=False)
+                .first()
+            )
+            if pointer is not None and partner_token_disable_previous(pointer=pointer):
+                done += 1
+    return done
