@@ -22,15 +22,20 @@ from django.db.models import Count, Q
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
+from cpv.logs import redact
 from customers import tasks as customer_tasks
 from customers.models import CustomerConsent
 from customers.services import customers_needing_consent
+from microsoft import identity
+from microsoft.partner_center import PartnerCenterClient
 from partners.models import AuditEvent, Customer, Partner
+from partners.registrations import cloud_for
 from partners.services import Actor, PartnerError, audit_record
 from tokens import tasks as token_tasks
-from tokens.access_tokens import cache_forget
+from tokens.access_tokens import access_token_get, cache_forget
 from tokens.models import PartnerToken, TokenEvent
 from tokens.outcomes import RenewalOutcome
+from tokens.selectors import token_health_expression
 from tokens.vault import VaultError, get_vault
 
 logger = logging.getLogger(__name__)
@@ -334,8 +339,6 @@ class LiveCheck:
 
 
 def _check_authority() -> str:
-    from microsoft import identity
-
     app = settings.CPV_APP
     cloud = settings.CPV_CLOUD_CONFIG
     if not app.client_id:
@@ -347,11 +350,6 @@ def _check_authority() -> str:
 
 def _check_partner_center() -> str:
     import requests
-
-    from microsoft.partner_center import PartnerCenterClient
-    from partners.registrations import cloud_for
-    from tokens.access_tokens import access_token_get
-    from tokens.selectors import token_health_expression
 
     partner = (
         Partner.objects.filter(status=Partner.Status.ACTIVE)
@@ -382,8 +380,6 @@ def live_checks() -> list[LiveCheck]:
     """Call the sign-in authority, Partner Center and the vault now; each result says what was proven or why
     it failed (redacted: never a secret)."""
     import time
-
-    from cpv.logs import redact
 
     results = []
     for name, check in (

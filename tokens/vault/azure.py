@@ -20,6 +20,7 @@ from cpv import clouds
 from cpv.logs import redact
 from microsoft.errors import retry_after as parse_retry_after
 from microsoft.http import EnvironmentOnceSession
+from microsoft.throttle import ThrottleTimeout, vault_creates_limiter
 from tokens.vault.base import (
     MAX_VERSIONS,
     REFRESH_TOKEN_CONTENT_TYPE,
@@ -392,13 +393,9 @@ class AzureVault(Vault):
         """Wait for a slot in the vault's shared pace of creates (every attempt of a PUT is one create), so that
         many workers renewing at once stay under Key Vault's 300 per 10 s instead of collecting 429s."""
         if self._creates_limiter is _SHARED_PACE:
-            from microsoft.throttle import vault_creates_limiter
-
             self._creates_limiter = vault_creates_limiter(urlsplit(self.vault_url).netloc)
         if self._creates_limiter is None:
             return
-        from microsoft.throttle import ThrottleTimeout
-
         try:
             self._creates_limiter.acquire(timeout=self._max_retry_after)
         except ThrottleTimeout as exc:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from django.db import transaction
 
 from cpv.logs import redact
+from partners.services import audit_record
 from tokens.vault import get_vault
 from tokens.vault.base import Vault
 from tokens.vault.errors import SecretDisabled, VaultError, VaultMisconfigured
@@ -141,8 +142,6 @@ def vault_key_rotate(*, after_row: Callable[[RotationReport], None] | None = Non
 
     Returns the RotationReport. Raises VaultMisconfigured when the vault is not the local one or has no key.
     """
-    from partners.services import audit_record
-
     vault = get_vault()
     if not isinstance(vault, LocalVault):
         raise VaultMisconfigured(
