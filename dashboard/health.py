@@ -5,11 +5,14 @@ They sit on top with the pages because the vault check reaches into the tokens a
 
 from __future__ import annotations
 
+import hmac
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.db import connections
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.cache import never_cache
@@ -17,6 +20,7 @@ from django.views.decorators.http import require_GET
 
 from cpv.celery import app
 from cpv.logs import redact
+from partners.access import Role, role_of
 from tokens.vault import get_vault
 
 logger = logging.getLogger(__name__)
@@ -80,6 +84,43 @@ def run_checks() -> list[CheckResult]:
     return [_timed(name, check) for name, check in CHECKS.items()]
 
 
+# A probe polled by anyone costs at most one round of checks (one vault read) per process this often.
+READY_CACHE_SECONDS = 5.0
+_ready_lock = threading.Lock()
+_ready: tuple[float, list[CheckResult]] | None = None
+
+
+_clock = time.monotonic
+
+
+def checks_cached() -> list[CheckResult]:
+    """The last round of checks while it is younger than READY_CACHE_SECONDS, else a new one (a single round
+    at a time: requests arriving meanwhile wait for it and share its answer)."""
+    global _ready
+    with _ready_lock:
+        now = _clock()
+        if _ready is None or now - _ready[0] >= READY_CACHE_SECONDS:
+            _ready = (now, run_checks())
+        return _ready[1]
+
+
+def checks_forget() -> None:
+    global _ready
+    with _ready_lock:
+        _ready = None
+
+
+def _may_see_details(request: HttpRequest) -> bool:
+    token = settings.CPV_READYZ_TOKEN
+    offered = request.headers.get("Authorization", "")
+    if token and hmac.compare_digest(offered.encode(), f"Bearer {token}".encode()):
+        return True
+    try:
+        return role_of(request.user) >= Role.VIEWER
+    except Exception:  # noqa: BLE001 - with the database down, the session cannot be read: no details
+        return False
+
+
 @require_GET
 @never_cache
 def healthz(request: HttpRequest) -> JsonResponse:
@@ -90,10 +131,11 @@ def healthz(request: HttpRequest) -> JsonResponse:
 @require_GET
 @never_cache
 def readyz(request: HttpRequest) -> JsonResponse:
-    """The database, the broker and the vault answer; 503 with each check's result when one does not."""
-    results = run_checks()
+    """The database, the broker and the vault answer: 200, or 503 when one does not. Each check's result goes
+    only to staff and to a monitor holding CPV_READYZ_TOKEN; anyone else reads the status alone."""
+    results = checks_cached()
     ok = all(r.ok for r in results)
-    return JsonResponse(
-        {"status": "ok" if ok else "failing", "checks": {r.name: r.as_dict() for r in results}},
-        status=200 if ok else 503,
-    )
+    body: dict[str, object] = {"status": "ok" if ok else "failing"}
+    if _may_see_details(request):
+        body["checks"] = {r.name: r.as_dict() for r in results}
+    return JsonResponse(body, status=200 if ok else 503)

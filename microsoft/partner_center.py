@@ -108,6 +108,17 @@ def _session() -> requests.Session:
     return http.session()
 
 
+def continuation_headers(link: dict[str, Any]) -> dict[str, str]:
+    """The headers to send with a `links.next` page: its continuation token and nothing else, whatever else the
+    link names (a header Partner Center's answer could set must not reach our bearer token or our own headers)."""
+    for header in link.get("headers") or []:
+        if isinstance(header, dict) and str(header.get("key", "")).lower() == "ms-continuationtoken":
+            value = header.get("value")
+            if isinstance(value, str) and value and "\n" not in value and "\r" not in value:
+                return {"MS-ContinuationToken": value}
+    return {}
+
+
 class PartnerCenterClient:
     """Calls Partner Center as one partner's user. `access_token` never reaches a repr or a log line."""
 
@@ -198,7 +209,7 @@ class PartnerCenterClient:
             following = (page.get("links") or {}).get("next")
             if not following:
                 return
-            headers = {h["key"]: h["value"] for h in following.get("headers", []) if "key" in h}
+            headers = continuation_headers(following)
             path = following["uri"]
             page_key = (path, headers.get("MS-ContinuationToken", ""))
             if page_key in seen:

@@ -208,12 +208,16 @@ def sim_settings(sim, settings):  # type: ignore[no-untyped-def]
 
 @pytest.fixture(autouse=True)
 def _fresh_cache() -> Iterator[None]:
-    """Rate-limit counters and other cached values do not carry over from one test to the next."""
+    """Rate-limit counters, the readiness answer and other cached values do not carry over between tests."""
     from django.core.cache import cache
 
+    from dashboard.health import checks_forget
+
     cache.clear()
+    checks_forget()
     yield
     cache.clear()
+    checks_forget()
 
 
 @pytest.fixture(autouse=True)

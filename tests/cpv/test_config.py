@@ -138,6 +138,15 @@ def test_production_names_every_missing_variable_at_once(tmp_path: Path) -> None
         ({"DATABASE_URL": "sqlite:///db.sqlite3"}, "DATABASE_URL must point at PostgreSQL in production"),
         ({"CELERY_BROKER_URL": "memory://"}, "cannot be shared by separate workers"),
         ({"DJANGO_DEBUG": "true"}, "DJANGO_DEBUG must be off in production"),
+        (
+            {
+                "CPV_CLOUD": "custom",
+                "CPV_AUTHORITY_HOST": "https://login.example.test",
+                "CPV_PARTNER_CENTER_URL": "https://pc.example.test",
+                "CPV_GRAPH_URL": "https://graph.example.test",
+            },
+            "CPV_CLOUD=custom points the control panel at hosts other than Microsoft's",
+        ),
         ({"VAULT_BACKEND": "azure", "VAULT_KEY": ""}, "VAULT_URL is required when VAULT_BACKEND=azure"),
     ],
 )
@@ -288,3 +297,16 @@ def test_check_deploy_reports_nothing_with_production_settings(tmp_path: Path) -
 
     assert result.returncode == 0, result.stdout + result.stderr
     assert "System check identified no issues" in result.stdout
+
+
+def test_a_test_deployment_may_allow_a_custom_cloud_in_production(tmp_path: Path) -> None:
+    env = production_env(
+        tmp_path,
+        CPV_CLOUD="custom",
+        CPV_AUTHORITY_HOST="https://login.example.test",
+        CPV_PARTNER_CENTER_URL="https://pc.example.test",
+        CPV_GRAPH_URL="https://graph.example.test",
+        CPV_ALLOW_CUSTOM_CLOUD="true",
+    )
+
+    assert load_config(env, base_dir=tmp_path).cloud.partner_center_url == "https://pc.example.test"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import sys
 from collections.abc import Iterator
 
 import pytest
@@ -121,3 +122,28 @@ def test_every_configured_handler_carries_the_filter() -> None:
         if type(handler).__module__.startswith("_pytest"):
             continue  # pytest's own capture handlers
         assert any(isinstance(f, RedactingFilter) for f in handler.filters), handler
+
+
+def test_a_text_line_cannot_be_forged_through_a_message() -> None:
+    formatter = TextFormatter()
+    record = logging.LogRecord(
+        "cpv", logging.INFO, __file__, 1, "partner %s", ("Evil\r\n2026-01-01 ERROR x forged",), None
+    )
+
+    line = formatter.format(record)
+
+    assert "\n" not in line and "\r" not in line
+    assert line.endswith("partner Evil\\r\\n2026-01-01 ERROR x forged")
+
+
+def test_a_traceback_follows_its_line_indented() -> None:
+    formatter = TextFormatter()
+    try:
+        raise ValueError("bad\n2026-01-01 ERROR forged")
+    except ValueError:
+        record = logging.LogRecord("cpv", logging.ERROR, __file__, 1, "failed", (), sys.exc_info())
+
+    first, *rest = formatter.format(record).split("\n")
+
+    assert first.endswith("failed") and rest
+    assert all(line.startswith("    ") for line in rest)

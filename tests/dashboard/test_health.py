@@ -24,8 +24,8 @@ def test_healthz_answers_ok_without_touching_anything(client, django_assert_num_
 
 
 @pytest.mark.django_db
-def test_readyz_reports_each_check(client) -> None:  # type: ignore[no-untyped-def]
-    response = client.get("/readyz")
+def test_readyz_reports_each_check_to_staff(staff_client) -> None:  # type: ignore[no-untyped-def]
+    response = staff_client.get("/readyz")
 
     body = response.json()
     assert set(body["checks"]) == {"database", "broker", "vault"}
@@ -38,6 +38,35 @@ def test_readyz_reports_each_check(client) -> None:  # type: ignore[no-untyped-d
     assert body["status"] == ("ok" if not failing else "failing")
     for name in failing:
         assert body["checks"][name]["error"]
+
+
+@pytest.mark.django_db
+def test_anyone_else_reads_the_status_alone_unless_they_hold_the_token(client, settings) -> None:  # type: ignore[no-untyped-def]
+    settings.CPV_READYZ_TOKEN = "monitor-token-0123456789"
+
+    anonymous = client.get("/readyz").json()
+    wrong = client.get("/readyz", HTTP_AUTHORIZATION="Bearer guess").json()
+    monitor = client.get("/readyz", HTTP_AUTHORIZATION="Bearer monitor-token-0123456789").json()
+
+    assert set(anonymous) == set(wrong) == {"status"}
+    assert set(monitor["checks"]) == {"database", "broker", "vault"}
+
+
+@pytest.mark.django_db
+def test_a_flood_of_readyz_costs_one_round_of_checks_every_few_seconds(client, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from dashboard import health
+
+    calls: list[str] = []
+    monkeypatch.setattr(health, "CHECKS", {"vault": lambda: calls.append("vault")})
+    now = [1000.0]
+    monkeypatch.setattr(health, "_clock", lambda: now[0])
+
+    for _ in range(50):
+        assert client.get("/readyz").status_code == 200
+    now[0] += health.READY_CACHE_SECONDS
+    client.get("/readyz")
+
+    assert calls == ["vault", "vault"]
 
 
 @pytest.mark.django_db
@@ -54,6 +83,7 @@ def test_readyz_reports_a_stopped_database_and_broker_as_failed_not_as_a_500(tmp
         DATABASE_URL="postgres://postgres@127.0.0.1:9/cpv",
         CELERY_BROKER_URL="redis://127.0.0.1:9/0",
         CELERY_RESULT_BACKEND="redis://127.0.0.1:9/0",
+        CPV_READYZ_TOKEN="monitor-token-0123456789",
     )
     log = (tmp_path / "server.log").open("wb")
     server = subprocess.Popen(
@@ -72,7 +102,9 @@ def test_readyz_reports_a_stopped_database_and_broker_as_failed_not_as_a_500(tmp
                 return False
 
         wait_until(up, timeout=60, what="the server to answer /healthz")
-        response = requests.get(f"http://127.0.0.1:{port}/readyz", timeout=30)
+        response = requests.get(
+            f"http://127.0.0.1:{port}/readyz", headers={"Authorization": "Bearer monitor-token-0123456789"}, timeout=30
+        )
     finally:
         server.terminate()
         server.wait(timeout=20)

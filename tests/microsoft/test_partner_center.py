@@ -81,6 +81,24 @@ def test_a_continuation_header_cannot_replace_the_authorization(sim, admin_clien
     assert response.status_code == 200
 
 
+def test_a_next_link_passes_on_its_continuation_token_and_nothing_else() -> None:
+    link = {
+        "uri": "/v1/customers?size=300",
+        "headers": [
+            {"key": "authorization", "value": "Bearer forged"},
+            {"key": "MS-CorrelationId", "value": "someone-else"},
+            {"key": "ValidateMfa", "value": "false"},
+            {"key": "ms-continuationtoken", "value": "page-2"},
+        ],
+    }
+
+    assert partner_center.continuation_headers(link) == {"MS-ContinuationToken": "page-2"}
+    assert partner_center.continuation_headers({"uri": "/v1/customers"}) == {}
+    assert (
+        partner_center.continuation_headers({"headers": [{"key": "MS-ContinuationToken", "value": "a\r\nX: y"}]}) == {}
+    )
+
+
 def test_every_customer_comes_back_across_pages(sim, admin_client) -> None:  # type: ignore[no-untyped-def]
     tenant = str(sim.world.partners[0].tenant_id)
     sim.control.add_customers(tenant, 2500 - len(sim.world.partners[0].customers))
