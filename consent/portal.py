@@ -51,10 +51,22 @@ logger = logging.getLogger(__name__)
 PORTAL_COOKIE = "__Host-cpv-portal"
 SESSION_KEY = "portal_identity"
 SEAL_PURPOSE = "portal-sign-in"
+HANDOFF_PURPOSE = "portal-handoff"
 SIGN_IN_MINUTES = 10
 HANDOFF_SECONDS = 60
 LIMITS = {"sign_in": (20, 600), "callback": (30, 600)}
 SIGN_IN_CLOUDS = [(c, n) for c, n in clouds.PARTNER_CLOUD_CHOICES]
+
+
+def _unsealed(value: Any, *, purpose: str, bound_to: str) -> dict[str, Any] | None:
+    """A cache entry this code sealed, or None for anything else: written into the cache by anyone without the
+    site's key, an entry is worth nothing."""
+    if not isinstance(value, bytes):
+        return None
+    try:
+        return unseal(value, purpose=purpose, bound_to=bound_to)
+    except SealError:
+        return None
 
 
 def _message(request: HttpRequest, title: str, message: str, *, status: int) -> HttpResponse:
@@ -200,13 +212,10 @@ def sign_in(request: HttpRequest) -> HttpResponse:
         return _message(request, "Microsoft's sign-in could not be reached", "Please try again shortly.", status=503)
     browser_key = oauth_state.browser_key(request, PORTAL_COOKIE) or oauth_state.new_browser_key()
     state_hash = oauth_state.digest(flow["state"])
+    entry = {"flow": flow, "browser": oauth_state.digest(browser_key), "cloud": cloud_name}
     cache.set(
         f"portal-flow:{state_hash}",
-        {
-            "sealed": seal({"flow": flow}, purpose=SEAL_PURPOSE, bound_to=state_hash),
-            "browser": oauth_state.digest(browser_key),
-            "cloud": cloud_name,
-        },
+        seal(entry, purpose=SEAL_PURPOSE, bound_to=state_hash),
         timeout=SIGN_IN_MINUTES * 60,
     )
     response = HttpResponseRedirect(flow["auth_uri"], status=303)
@@ -224,8 +233,8 @@ def callback(request: HttpRequest) -> HttpResponse:
         return _message(request, "This page only takes Microsoft's answer", "Sign in from the portal.", status=400)
     form = {k: v for k, v in request.POST.items() if isinstance(v, str)}
     state_hash = oauth_state.state_digest(form.get("state"))
-    entry = cache.get(f"portal-flow:{state_hash}") if state_hash else None
-    if not isinstance(entry, dict) or not oauth_state.browser_matches(
+    entry = _unsealed(cache.get(f"portal-flow:{state_hash}"), purpose=SEAL_PURPOSE, bound_to=state_hash)
+    if entry is None or not oauth_state.browser_matches(
         oauth_state.browser_key(request, PORTAL_COOKIE), entry["browser"]
     ):
         return _message(
@@ -240,13 +249,11 @@ def callback(request: HttpRequest) -> HttpResponse:
         title = "You cancelled the sign-in" if form["error"] == "access_denied" else "Microsoft refused the sign-in"
         return _message(request, title, "Nothing was stored. You can sign in again from the portal.", status=400)
     try:
-        flow = unseal(entry["sealed"], purpose=SEAL_PURPOSE, bound_to=state_hash)["flow"]
+        flow = entry["flow"]
         cloud = clouds.resolve(entry["cloud"])
         result = identity.auth_code_flow_finish(
             cloud=cloud, app=settings.CPV_APP, tenant="organizations", flow=flow, auth_response=form, offline=False
         )
-    except SealError:
-        return _message(request, "This sign-in cannot be completed", "Sign in again from the portal.", status=400)
     except identity.IdentityError as exc:
         logger.info("portal sign-in refused: %s", exc.__class__.__name__)
         return _message(
@@ -255,24 +262,29 @@ def callback(request: HttpRequest) -> HttpResponse:
         )  # fmt: skip
     claims = result.id_token_claims
     handoff = secrets.token_urlsafe(24)
+    handoff_hash = oauth_state.digest(handoff)
     cache.set(
-        f"portal-handoff:{oauth_state.digest(handoff)}",
-        {
-            "browser": entry["browser"],
-            "identity": {
-                "tenant_id": str(claims["tid"]).lower(),
-                "user_oid": str(claims["oid"]).lower(),
-                "name": str(claims.get("name", ""))[:200],
-                "username": str(claims.get("preferred_username", ""))[:254],
-                "cloud": entry["cloud"],
-                # `wids` is in an id_token only when the app registration asks for directory roles; the access
-                # token that came with it (for Microsoft Graph) carries the user's roles as well.
-                "global_admin": bool(
-                    identity.claims_global_admin(claims)
-                    or identity.claims_global_admin(identity.access_token_claims(result.access_token))
-                ),
+        f"portal-handoff:{handoff_hash}",
+        seal(
+            {
+                "browser": entry["browser"],
+                "identity": {
+                    "tenant_id": str(claims["tid"]).lower(),
+                    "user_oid": str(claims["oid"]).lower(),
+                    "name": str(claims.get("name", ""))[:200],
+                    "username": str(claims.get("preferred_username", ""))[:254],
+                    "cloud": entry["cloud"],
+                    # `wids` is in an id_token only when the app registration asks for directory roles; the access
+                    # token that came with it (for Microsoft Graph) carries the user's roles as well.
+                    "global_admin": bool(
+                        identity.claims_global_admin(claims)
+                        or identity.claims_global_admin(identity.access_token_claims(result.access_token))
+                    ),
+                },
             },
-        },
+            purpose=HANDOFF_PURPOSE,
+            bound_to=handoff_hash,
+        ),
         timeout=HANDOFF_SECONDS,
     )
     return private(HttpResponseRedirect(reverse("portal:welcome", args=[handoff]), status=303))
@@ -282,9 +294,10 @@ def callback(request: HttpRequest) -> HttpResponse:
 @never_cache
 def welcome(request: HttpRequest, handoff: str) -> HttpResponse:
     """The same-site end of the sign-in: the verified identity goes into a fresh session."""
-    key = f"portal-handoff:{oauth_state.digest(handoff)}"
-    entry = cache.get(key)
-    if not isinstance(entry, dict) or not oauth_state.browser_matches(
+    handoff_hash = oauth_state.digest(handoff)
+    key = f"portal-handoff:{handoff_hash}"
+    entry = _unsealed(cache.get(key), purpose=HANDOFF_PURPOSE, bound_to=handoff_hash)
+    if entry is None or not oauth_state.browser_matches(
         oauth_state.browser_key(request, PORTAL_COOKIE), entry["browser"]
     ):
         return _message(request, "This sign-in cannot be completed", "Sign in again from the portal.", status=400)

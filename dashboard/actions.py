@@ -107,7 +107,10 @@ def _reconsent(actor: Actor, partner: Partner, data: dict[str, str]) -> str:
 
 def _revoke(actor: Actor, partner: Partner, data: dict[str, str]) -> str:
     operations.partner_token_revoke(actor=actor, partner=partner, reason=data.get("reason", ""))
-    return f"The token of {partner.name} is disabled in the vault; the partner must consent again."
+    return (
+        f"The token of {partner.name} is disabled in the vault and no longer used; access tokens already handed out "
+        "expire within the hour. The partner must consent again."
+    )
 
 
 def _deactivate(actor: Actor, partner: Partner, data: dict[str, str]) -> str:
@@ -153,8 +156,10 @@ ACTIONS: dict[str, Action] = {
     ),
     "revoke": Action(
         "Revoke the token",
-        "The token's versions are disabled in the vault at once, so nothing can use it any more, and the "
-        "partner is marked as needing re-consent. Customer access stops until the partner consents again.",
+        "The token's versions are disabled in the vault at once and the partner is marked as needing "
+        "re-consent: no worker redeems it or hands out an access token from it any more. Access tokens already "
+        "handed out stay valid until they expire (about an hour). Microsoft still holds the partner's consent: "
+        "only the partner's own administrator can withdraw it (by removing the app in their tenant).",
         "Revoke the token",
         _revoke,
         danger=True,

@@ -289,8 +289,10 @@ def operation_find(partner: Partner, operation: uuid.UUID) -> AuditEvent | None:
 
 def partner_token_revoke(*, actor: Actor, partner: Partner, reason: str = "") -> Partner:
     """Disable the partner's refresh token in the vault (its current and previous versions) and mark the
-    partner as needing re-consent (a deactivated partner stays deactivated). Nothing can use the token
-    afterwards; a new consent writes a new version and makes the partner active again.
+    partner as needing re-consent (a deactivated partner stays deactivated). No worker redeems it or hands out
+    an access token from it afterwards (tokens/access_tokens.py checks the partner on every hand-out); access
+    tokens already handed out expire within the hour. A new consent writes a new version and makes the partner
+    active again.
 
     Returns the Partner. Raises PartnerError when there is no token, or when the vault refused (nothing is
     marked then, and the token may still work).

@@ -111,7 +111,12 @@ def access_token_get(*, partner: Partner, audience: str = PARTNER_CENTER, tenant
     key = _key(partner, audience, tenant)
     found = _cached(key)
     if found is not None:
-        return found
+        # Checked on every hand-out: a partner revoked or deactivated in another process gets none from this
+        # process's cache either.
+        if Partner.objects.filter(pk=partner.pk, status=Partner.Status.ACTIVE).exists():
+            return found
+        cache_forget(partner_id=partner.pk)
+        raise TokenUnavailable(f"Partner {partner.code} is not active: its access tokens are no longer handed out.")
     scope = scope_for(partner, audience)
     # One redemption per key in this process; the row lock serialises processes.
     with _key_lock(key):

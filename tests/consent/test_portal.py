@@ -130,3 +130,25 @@ def test_signing_out_ends_the_portal_session(portal_sim) -> None:  # type: ignor
     client.post("/portal/sign-out")
 
     assert b"Sign in with Microsoft" in client.get("/portal/").content
+
+
+def test_a_hand_over_written_into_the_cache_by_someone_else_signs_nobody_in(portal_sim) -> None:  # type: ignore[no-untyped-def]
+    # Write access to the cache (Redis) is not a portal session: only entries sealed under the site's key count.
+    from django.core.cache import cache
+
+    from consent import oauth_state
+
+    partner = active_partner_with_data("Contoso Partners")
+    client = Client()
+    client.cookies["__Host-cpv-portal"] = "attacker-browser"
+    forged = {
+        "browser": oauth_state.digest("attacker-browser"),
+        "identity": {"tenant_id": str(partner.tenant_id), "user_oid": str(uuid.uuid4()), "global_admin": True},
+    }
+    cache.set(f"portal-handoff:{oauth_state.digest('forged-handoff')}", forged, timeout=60)
+
+    response = client.get("/portal/welcome/forged-handoff")
+
+    assert response.status_code == 400
+    assert SESSION_KEY not in client.session
+    assert client.get("/portal/").status_code != 200 or partner.name not in client.get("/portal/").content.decode()

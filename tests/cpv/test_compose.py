@@ -19,6 +19,7 @@ SAMPLES = {
     "DJANGO_SECRET_KEY": "z" * 20 + "Kp3vX9qL2mR7tW5yB8nC4hJ6dF1gS0aE",
     "CPV_BASE_URL": "https://cpv.example.com",
     "POSTGRES_PASSWORD": "example",
+    "REDIS_PASSWORD": "redis-example",
     "CPV_CLIENT_ID": "11111111-2222-3333-4444-555555555555",
     "CPV_CLIENT_SECRET": "example-secret",
     "VAULT_URL": "https://cpv-example.vault.azure.net",
@@ -91,7 +92,7 @@ def test_the_environment_covers_what_production_requires(service: str, tmp_path:
 
     assert config.production
     assert config.database["HOST"] == "postgres"
-    assert config.broker_url == "redis://redis:6379/0"
+    assert config.broker_url == "redis://:redis-example@redis:6379/0"
     assert config.vault_backend == "azure"
 
 
@@ -109,3 +110,23 @@ def test_the_dockerfile_builds_the_one_image_the_services_share() -> None:
     assert "pip install -r requirements.txt" in dockerfile
     assert "USER cpv" in dockerfile
     assert {COMPOSE["services"][s]["image"] for s in PROJECT_SERVICES} == {"cpv-control-panel:latest"}
+
+
+def test_the_web_port_is_published_on_loopback_only_and_no_proxy_is_trusted_by_default() -> None:
+    assert COMPOSE["services"]["web"]["ports"] == ["127.0.0.1:8000:8000"]
+    for service in PROJECT_SERVICES:
+        assert service_env(service, SAMPLES)["CPV_TRUST_PROXY"] == "false"
+
+
+def test_redis_requires_a_password_and_every_client_sends_it() -> None:
+    redis = COMPOSE["services"]["redis"]
+    command = [interpolate(str(part), SAMPLES) for part in redis["command"]]
+
+    assert command[command.index("--requirepass") + 1] == "redis-example"
+    assert interpolate(redis["environment"]["REDISCLI_AUTH"], SAMPLES) == "redis-example"
+    for service in PROJECT_SERVICES:
+        env = service_env(service, SAMPLES)
+        for name in ("CELERY_BROKER_URL", "CELERY_RESULT_BACKEND"):
+            assert env[name].startswith("redis://:redis-example@redis:6379/")
+    with pytest.raises(KeyError, match="REDIS_PASSWORD"):
+        service_env("web", {k: v for k, v in SAMPLES.items() if k != "REDIS_PASSWORD"})
