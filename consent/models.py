@@ -67,6 +67,10 @@ class ConsentFlow(models.Model):
     vault_version = models.CharField(max_length=64, blank=True)
     # Set once the role was checked: how the Global Administrator role was proven (or that it was not).
     role_evidence = models.CharField(max_length=16, choices=RoleEvidence.choices, blank=True, db_default="")
+    # The consent link it was started from: its generation (Partner.link_generation) and when it stops working.
+    # A failed attempt may be tried again from the result page while that link is still the partner's live one.
+    link_generation = models.PositiveIntegerField(null=True, blank=True)
+    link_expires_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 

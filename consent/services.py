@@ -30,7 +30,7 @@ from cpv import clouds
 from cpv.config import AppCredential
 from customers.tasks import customers_sync_after_consent
 from microsoft import graph, identity, partner_center
-from partners.invitations import invitation_url, link_send
+from partners.invitations import invitation_url, link_send, links_invalidate
 from partners.models import Partner
 from partners.registrations import app_for, cloud_for
 from partners.services import Actor, PartnerError, audit_record, partner_create
@@ -186,8 +186,11 @@ def _fail(flow: ConsentFlow, reason: str, detail: str = "", *, status: str = Sta
     return flow
 
 
-def consent_flow_start(*, partner: Partner, origin: str, browser_key: str) -> tuple[ConsentFlow, str]:
-    """Begin a sign-in for `partner` from the browser holding `browser_key`.
+def consent_flow_start(
+    *, partner: Partner, origin: str, browser_key: str, link_expires_at: datetime | None = None
+) -> tuple[ConsentFlow, str]:
+    """Begin a sign-in for `partner` from the browser holding `browser_key`, opened from a consent link of the
+    partner's live generation that stops working at `link_expires_at`.
 
     Returns the flow and the Microsoft URL to send the browser to. Raises ConsentUnavailable.
     """
@@ -219,12 +222,39 @@ def consent_flow_start(*, partner: Partner, origin: str, browser_key: str) -> tu
             state_hash=oauth_state.digest(msal_flow["state"]),
             browser_hash=oauth_state.digest(browser_key),
             expires_at=timezone.now() + timedelta(minutes=settings.CPV_CONSENT_FLOW_MINUTES),
+            link_generation=partner.link_generation,
+            link_expires_at=link_expires_at,
         )
         flow.sealed_flow = seal({"flow": msal_flow, "tenant": tenant}, purpose=SEAL_PURPOSE, bound_to=str(flow.code))
         flow.save(update_fields=["sealed_flow"])
         _event(flow, Status.CREATED, "Started from the consent page", origin=origin, kind=flow.kind)
         _move(flow, Status.REDIRECTED, "Sent to Microsoft's sign-in", authority_tenant=tenant)
     return flow, str(msal_flow["auth_uri"])
+
+
+def consent_flow_retry(*, flow: ConsentFlow, browser_key: str) -> tuple[ConsentFlow, str]:
+    """Start a new attempt from a failed one, for the browser that ran it, with the link it came from: while that
+    link is still the partner's live one and unexpired, and the failure is one a new attempt can fix. No new link
+    is made, so the link's expiry stands.
+
+    Returns the new flow and the Microsoft URL. Raises ConsentUnavailable (reason `expired_link` when the link
+    is used up, replaced or expired).
+    """
+    partner = Partner.objects.get(pk=flow.partner_id)
+    if flow.is_open or flow.status == Status.VAULTED or not outcome(flow.failure_reason or "our_error").retry:
+        raise ConsentUnavailable("This attempt cannot be tried again.", reason=flow.failure_reason or "our_error")
+    if (
+        flow.link_generation != partner.link_generation
+        or flow.link_expires_at is None
+        or flow.link_expires_at <= timezone.now()
+    ):
+        raise ConsentUnavailable(
+            "The link this attempt came from was replaced, used or has expired: ask for a new one.",
+            reason="expired_link",
+        )
+    return consent_flow_start(
+        partner=partner, origin=flow.origin, browser_key=browser_key, link_expires_at=flow.link_expires_at
+    )
 
 
 def _find_flow(form: Mapping[str, str], browser_key: str | None) -> ConsentFlow:
@@ -461,6 +491,8 @@ def _vault_and_activate(flow: ConsentFlow, token: identity.TokenResult, *, mfa_c
                 locked.mfa_compliant, locked.mfa_checked_at = mfa_compliant, now
                 update += ["mfa_compliant", "mfa_checked_at"]
             locked.save(update_fields=update)
+            # The link did its work: it, and every earlier one, stops working (a tenant is bound now).
+            links_invalidate(partner=locked)
             flow.vault_version = written.version
             flow.save(update_fields=["vault_version"])
             _move(

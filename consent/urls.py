@@ -11,4 +11,5 @@ urlpatterns = [
     path("i/<str:token>/start", views.start, name="start"),
     path("callback", views.callback, name="callback"),
     path("result/<uuid:code>/", views.result, name="result"),
+    path("result/<uuid:code>/retry", views.retry, name="retry"),
 ]

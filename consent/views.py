@@ -15,6 +15,7 @@ from django.conf import settings
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
+from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -127,7 +128,9 @@ def start(request: HttpRequest, token: str) -> HttpResponse:
     }[target.purpose]
     key = _browser_key(request) or oauth_state.new_browser_key()
     try:
-        _, auth_uri = services.consent_flow_start(partner=target.partner, origin=origin, browser_key=key)
+        _, auth_uri = services.consent_flow_start(
+            partner=target.partner, origin=origin, browser_key=key, link_expires_at=target.expires_at
+        )
     except services.ConsentUnavailable as exc:
         return private(
             render(
@@ -194,19 +197,52 @@ def result(request: HttpRequest, code: uuid.UUID) -> HttpResponse:
     return _outcome_page(request, reason, flow=flow, status=200)
 
 
+@require_POST
+@never_cache
+def retry(request: HttpRequest, code: uuid.UUID) -> HttpResponse:
+    """Try a failed attempt again, with the link it came from (no new link is made)."""
+    if limited := _limited(request, "start"):
+        return limited
+    flow = get_object_or_404(ConsentFlow.objects.select_related("partner"), code=code)
+    key = _browser_key(request)
+    if not oauth_state.browser_matches(key, flow.browser_hash):
+        raise Http404
+    try:
+        _, auth_uri = services.consent_flow_retry(flow=flow, browser_key=key)
+    except services.ConsentUnavailable as exc:
+        return _outcome_page(request, exc.reason, status=410 if exc.reason == "expired_link" else 409)
+    return private(HttpResponseRedirect(auth_uri, status=303))
+
+
+def _retry_allowed(flow: ConsentFlow) -> bool:
+    return (
+        flow.partner.status != Partner.Status.DEACTIVATED
+        and flow.link_generation == flow.partner.link_generation
+        and flow.link_expires_at is not None
+        and flow.link_expires_at > timezone.now()
+    )
+
+
 def _outcome_page(request: HttpRequest, reason: str, *, flow: ConsentFlow | None = None, status: int) -> HttpResponse:
     what = outcome(reason)
     retry_url = ""
-    if flow is not None and what.retry and flow.partner.status != Partner.Status.DEACTIVATED:
-        purpose = "reconsent" if flow.kind == ConsentFlow.Kind.RECONSENT else "invite"
-        retry_url = reverse("consent:landing", args=[invitation_token(partner=flow.partner, purpose=purpose)])
+    if flow is not None and what.retry and _retry_allowed(flow):
+        retry_url = reverse("consent:retry", args=[flow.code])
     context: dict[str, Any] = {
         "outcome": what,
         "success": reason == SUCCESS,
         "flow": flow,
         "retry_url": retry_url,
     }
-    return private(render(request, "consent/result.html", context, status=status))
+    response = private(render(request, "consent/result.html", context, status=status))
+    if retry_url and flow is not None:
+        # The retry form posts here, and its answer redirects to this partner's sign-in authority.
+        try:
+            authority_host = services.consent_cloud_for(flow.partner).authority_host
+        except services.ConsentUnavailable:
+            return response
+        response._csp_update = {"form-action": [authority_host]}  # type: ignore[attr-defined]
+    return response
 
 
 class SelfOnboardingForm(forms.Form):

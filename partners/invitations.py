@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.core import signing
 from django.core.mail import send_mail
 from django.db import transaction
+from django.db.models import F
 from django.urls import reverse
 
 from partners.models import Partner
@@ -32,18 +33,34 @@ class InvitationExpired(InvitationInvalid):
 class InvitationTarget:
     partner: Partner
     purpose: str
+    # When the link stops working (its issue time plus CPV_INVITATION_MAX_AGE_DAYS).
+    expires_at: datetime
 
 
 def invitation_token(*, partner: Partner, purpose: str) -> str:
+    """A link token for the partner's current link generation (see `link_issue` for a new link)."""
     if purpose not in PURPOSES:
         raise ValueError(f"unknown invitation purpose {purpose!r}")
-    return signing.dumps({"p": partner.code.hex, "k": purpose}, salt=SALT, compress=False)
+    data = {"p": partner.code.hex, "k": purpose, "g": partner.link_generation}
+    return signing.dumps(data, salt=SALT, compress=False)
 
 
 def invitation_url(*, partner: Partner, purpose: str) -> str:
     """The absolute link for a partner; built from CPV_BASE_URL, never from a request."""
     token = invitation_token(partner=partner, purpose=purpose)
     return settings.CPV_BASE_URL + reverse("consent:landing", args=[token])
+
+
+def link_issue(*, partner: Partner, purpose: str) -> str:
+    """A new link for the partner: every link issued before it stops working. Returns its absolute URL."""
+    links_invalidate(partner=partner)
+    return invitation_url(partner=partner, purpose=purpose)
+
+
+def links_invalidate(*, partner: Partner) -> None:
+    """Every link issued so far stops working (a newer one replaces them, or a consent used one)."""
+    Partner.objects.filter(pk=partner.pk).update(link_generation=F("link_generation") + 1)
+    partner.refresh_from_db(fields=["link_generation"])
 
 
 def invitation_read(token: str) -> InvitationTarget:
@@ -58,14 +75,18 @@ def invitation_read(token: str) -> InvitationTarget:
     try:
         code = uuid.UUID(str(data["p"]))
         purpose = str(data["k"])
-    except (KeyError, TypeError, ValueError):
+        generation = int(data.get("g", 0))
+        issued_at = datetime.fromtimestamp(signing.b62_decode(token.split(":")[-2]), tz=UTC)
+    except (KeyError, TypeError, ValueError, IndexError):
         raise InvitationInvalid("the link is malformed") from None
     partner = Partner.objects.filter(code=code).first()
     if partner is None or partner.status == Partner.Status.DEACTIVATED:
         raise InvitationExpired("the partner is not accepting consent links")
     if purpose not in PURPOSES:
         raise InvitationInvalid("the link is malformed")
-    return InvitationTarget(partner=partner, purpose=purpose)
+    if generation != partner.link_generation:
+        raise InvitationExpired("the link was replaced by a newer one, or already used for a consent")
+    return InvitationTarget(partner=partner, purpose=purpose, expires_at=issued_at + max_age)
 
 
 def link_send(*, partner: Partner, url: str, subject: str, intro: str) -> None:
@@ -84,7 +105,7 @@ def partner_reconsent_link(*, actor: Actor, partner: Partner, send_email: bool =
     """A fresh signed link with which the partner consents again (the working token stays until it succeeds)."""
     if partner.status == Partner.Status.DEACTIVATED:
         raise PartnerError("This partner is deactivated; reactivate it before asking for consent.")
-    url = invitation_url(partner=partner, purpose="reconsent")
+    url = link_issue(partner=partner, purpose="reconsent")
     with transaction.atomic():
         audit_record(
             actor=actor,

@@ -41,6 +41,9 @@ class Partner(models.Model):
     mfa_checked_at = models.DateTimeField(null=True, blank=True)
     # Self-onboarding: the form's one-time key, so a double submission finds the partner it created.
     signup_key = models.UUIDField(null=True, blank=True, unique=True, editable=False)
+    # Which consent link is the partner's live one: a link carries the generation it was issued with, and a newer
+    # link, or a consent that succeeds, moves the generation on so that every earlier link stops working.
+    link_generation = models.PositiveIntegerField(default=0, db_default=0, editable=False)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
 
