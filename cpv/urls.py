@@ -3,6 +3,7 @@ from __future__ import annotations
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
+from django.views.generic import RedirectView
 
 from consent import views as consent_views
 from dashboard import health
@@ -16,6 +17,8 @@ urlpatterns = [
     path("readyz", health.readyz, name="readyz"),
     path("accounts/login/", dashboard_views.SignInView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    # The admin signs in through the same form as the dashboard, with its lockout, never Django's own.
+    path("admin/login/", RedirectView.as_view(url="/accounts/login/?next=/admin/", query_string=False)),
     path("admin/", admin.site.urls),
     path("consent/", include("consent.urls")),
     path("onboard/", consent_views.onboard, name="onboard"),

@@ -227,10 +227,12 @@ def staff_user_create(*, actor: Actor, username: str, email: str, password: str,
 def staff_user_set_active(*, actor: Actor, user: User, active: bool) -> User:
     """Enable or disable a staff account; a disabled account cannot sign in and its sessions stop working.
 
-    Returns the user. Raises PartnerError for one's own account.
+    Returns the user. Raises PartnerError for one's own account, and for a superuser's unless the actor is one.
     """
     if actor is not None and getattr(actor, "pk", None) == user.pk:
         raise PartnerError("You cannot disable your own account.")
+    if user.is_superuser and not getattr(actor, "is_superuser", False):
+        raise PartnerError(f"{user.get_username()} is a superuser: only another superuser can change that account.")
     with transaction.atomic():
         user.is_active = active
         user.save(update_fields=["is_active"])
