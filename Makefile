@@ -7,18 +7,20 @@ TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/cpv
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-fast lint audit format bench bench-quick install clean
+.PHONY: demo test test-fast lint audit format bench bench-quick install lock clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
-$(VENV)/.installed-runtime: requirements.txt | $(BIN)/python
-	$(BIN)/pip install --quiet -r requirements.txt
+# Every dependency is locked with its hashes (requirements*.txt, written by `make lock` from requirements*.in):
+# production and the image install requirements.txt, the demo adds the simulator's, the tests their tools.
+$(VENV)/.installed-runtime: requirements-demo.txt | $(BIN)/python
+	$(BIN)/pip install --quiet --require-hashes --no-deps -r requirements-demo.txt
 	touch $@
 
-$(VENV)/.installed-dev: requirements.txt requirements-dev.txt | $(BIN)/python
-	$(BIN)/pip install --quiet -r requirements-dev.txt
+$(VENV)/.installed-dev: requirements-demo.txt requirements-dev.txt | $(BIN)/python
+	$(BIN)/pip install --quiet --require-hashes --no-deps -r requirements-dev.txt
 	touch $(VENV)/.installed-runtime $@
 
 install: $(VENV)/.installed-dev
@@ -65,6 +67,13 @@ audit: $(VENV)/.installed-dev
 		exit 0; \
 	fi; \
 	exit $$status
+
+## lock: write the hashed locks (requirements*.txt) from the direct, pinned dependencies (requirements*.in)
+lock: $(VENV)/.installed-dev
+	for name in requirements requirements-demo requirements-dev; do \
+		$(BIN)/pip-compile --quiet --generate-hashes --strip-extras --allow-unsafe --no-header --no-emit-index-url --no-emit-find-links \
+			--annotation-style line $$name.in -o $$name.txt || exit 1; \
+	done
 
 format: $(VENV)/.installed-dev
 	$(BIN)/ruff check --fix .

@@ -43,6 +43,7 @@ from dashboard.forms import (
 from microsoft.words import error_in_words
 from partners.access import ROLE_GROUPS, Role, partner_for_staff, role_of, staff_view
 from partners.services import PartnerError, staff_role_set, staff_user_create, staff_user_set_active
+from tokens.alerts import alerts_open
 from tokens.selectors import HEALTH_CHOICES, HEALTH_LABELS, token_events, token_health
 
 PAGE_SIZE = 50
@@ -72,6 +73,7 @@ def overview(request: HttpRequest) -> HttpResponse:
         "periods": selectors.OVERVIEW_PERIODS,
         "bulk_actions": BULK_ACTIONS,
         "can_act": request.staff_role >= Role.OPERATOR,  # type: ignore[attr-defined]
+        "alerts": alerts_open(),
     }
     return render(request, "dashboard/overview.html", context)
 

@@ -12,6 +12,7 @@ from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from cpv import clouds
@@ -243,6 +244,12 @@ def staff_user_set_active(*, actor: Actor, user: User, active: bool) -> User:
             detail={"user": user.get_username()},
         )
     return user
+
+
+def staff_admin_emails() -> list[str]:
+    """The email addresses of the active admins (the admin role, and superusers): who operator alerts reach."""
+    admins = User.objects.filter(is_active=True).filter(Q(is_superuser=True) | Q(groups__name=ROLE_GROUPS[Role.ADMIN]))
+    return sorted({email for email in admins.exclude(email="").values_list("email", flat=True)})
 
 
 # A partner's MFA state is written when it changes, and otherwise at most this often: ApplicationConsent calls

@@ -18,7 +18,8 @@ from partners.invitations import partner_reconsent_link
 from partners.models import Partner
 from partners.registrations import cloud_for
 from partners.services import PartnerError, audit_record, partner_mfa_record
-from tokens.models import PartnerToken, TokenEvent
+from tokens.alerts import alert_raise
+from tokens.models import OperatorAlert, PartnerToken, TokenEvent
 from tokens.outcomes import RenewalOutcome, RenewalResult
 from tokens.redemption import token_event
 from tokens.vault import VaultError
@@ -185,6 +186,7 @@ def renewal_failure_record(
     if isinstance(exc, identity.InvalidClient | identity.IdentityMisconfigured):
         message = f"The control panel's own app credential was refused ({exc}): rotate it"
         logger.error("OPERATOR ALERT: %s (partner %s)", message, partner.code)
+        alert_raise(OperatorAlert.Condition.CREDENTIAL_REFUSED, message, now=now)
     else:
         message = f"Renewal failed ({exc})"
         logger.error("renewal of partner %s failed permanently: %s", partner.code, exc)

@@ -90,4 +90,23 @@ class TokenEvent(models.Model):
         return f"{self.created_at:%Y-%m-%d %H:%M:%S} {self.partner} {self.kind}"
 
 
-__all__ = ["PartnerToken", "TokenEvent", "VaultSecretVersion"]
+class OperatorAlert(models.Model):
+    """A condition the vendor's operators must act on, one row per condition: open while `cleared_at` is empty.
+    The admins are emailed when it opens, not again while it stays open."""
+
+    class Condition(models.TextChoices):
+        CREDENTIAL_REFUSED = "credential_refused", "The control panel's app credential was refused"
+        RENEWALS_FAILING = "renewals_failing", "Renewals are failing for many partners"
+        TOKENS_EXPIRING = "tokens_expiring", "Tokens near the end of their 90 days"
+
+    condition = models.CharField(max_length=32, choices=Condition.choices, unique=True)
+    message = models.CharField(max_length=500)
+    raised_at = models.DateTimeField()
+    cleared_at = models.DateTimeField(null=True, blank=True)
+    emailed_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.get_condition_display()} ({'open' if self.cleared_at is None else 'cleared'})"
+
+
+__all__ = ["OperatorAlert", "PartnerToken", "TokenEvent", "VaultSecretVersion"]

@@ -18,7 +18,7 @@ from django.conf import settings
 
 from cpv.task_kit import DATABASE_LOST, IDEMPOTENT, MAX_TASK_RETRIES, cut_off, queue_follow_up, same_queue
 from microsoft.retrying import backoff_delay
-from tokens import pointers, renewal, sweep
+from tokens import alerts, pointers, renewal, sweep
 from tokens.outcomes import RenewalOutcome, RenewalResult, RenewalRetry
 
 logger = logging.getLogger(__name__)
@@ -43,6 +43,11 @@ def tokens_renew_sweep(self: Task, spread: float | None = None) -> int:
         tokens_renew_batch.apply_async(kwargs={"partner_ids": partner_ids}, countdown=countdown, **same_queue(self))
     logger.info("renewal sweep queued %d partner(s) in %d batch(es), disabled %d previous version(s)",
                 len(result.queued), len(batches), result.previous_disabled)  # fmt: skip
+    try:
+        alerts.alerts_evaluate()
+    except DATABASE_LOST as exc:
+        # The renewals are queued; the next sweep counts the conditions again.
+        logger.warning("renewal sweep: could not evaluate the operator alerts: %s", exc.__class__.__name__)
     return len(result.queued)
 
 

@@ -107,7 +107,7 @@ def test_compose_itself_refuses_to_start_without_a_production_secret(required: s
 def test_the_dockerfile_builds_the_one_image_the_services_share() -> None:
     dockerfile = (ROOT / "Dockerfile").read_text()
 
-    assert "pip install -r requirements.txt" in dockerfile
+    assert "pip install --require-hashes --no-deps -r requirements.txt" in dockerfile
     assert "USER cpv" in dockerfile
     assert {COMPOSE["services"][s]["image"] for s in PROJECT_SERVICES} == {"cpv-control-panel:latest"}
 

@@ -1,0 +1,109 @@
+"""Operator alerts: the conditions that need the vendor's operators, raised once per condition (an email to the
+admins, a line on the overview) and cleared when the condition ends, never once per task.
+
+- the control panel's own app credential was refused: raised by the renewal that met it, cleared once a token
+  moves again;
+- renewals failing for many partners, and tokens near the end of their 90 days: counted by each hourly sweep.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+from django.conf import settings
+from django.core.mail import send_mail
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from partners.models import Partner
+from partners.services import staff_admin_emails
+from tokens.models import OperatorAlert, PartnerToken, TokenEvent
+from tokens.selectors import EXPIRY_WARNING, TOKEN_LIFETIME
+
+logger = logging.getLogger(__name__)
+
+Condition = OperatorAlert.Condition
+
+# Renewals failing at once for this share of the partners with a token (and at least RENEWALS_FAILING_MIN of
+# them) is a condition of the control panel, not of the partners.
+RENEWALS_FAILING_SHARE = 0.1
+RENEWALS_FAILING_MIN = 2
+
+
+def alert_raise(condition: str, message: str, *, now: datetime | None = None) -> bool:
+    """Open the condition's alert (emailing the admins after the commit), or refresh the message of one already
+    open (no email). Returns True when it opened."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        alert = OperatorAlert.objects.select_for_update().filter(condition=condition).first()
+        if alert is not None and alert.cleared_at is None:
+            if alert.message != message[:500]:
+                alert.message = message[:500]
+                alert.save(update_fields=["message"])
+            return False
+        alert = alert or OperatorAlert(condition=condition)
+        alert.message, alert.raised_at, alert.cleared_at, alert.emailed_at = message[:500], now, None, now
+        alert.save()
+        logger.error("OPERATOR ALERT: %s", message)
+        label = Condition(condition).label
+        transaction.on_commit(lambda: _email_admins(label, message), robust=True)
+    return True
+
+
+def alert_clear(condition: str, *, now: datetime | None = None) -> bool:
+    """Close the condition's open alert. Returns True when there was one."""
+    cleared = OperatorAlert.objects.filter(condition=condition, cleared_at__isnull=True).update(
+        cleared_at=now or timezone.now()
+    )
+    return bool(cleared)
+
+
+def alerts_open() -> list[OperatorAlert]:
+    return list(OperatorAlert.objects.filter(cleared_at__isnull=True).order_by("raised_at"))
+
+
+def alerts_evaluate(*, now: datetime | None = None) -> None:
+    """Count the sweep's conditions, and close the credential alert once a token has moved since it opened."""
+    now = now or timezone.now()
+    with_token = PartnerToken.objects.filter(partner__status=Partner.Status.ACTIVE).exclude(current_version="")
+    total = with_token.count()
+    failing = with_token.filter(
+        Q(last_failure_at__isnull=False)
+        & (Q(last_renewed_at__isnull=True) | Q(last_failure_at__gt=F("last_renewed_at")))
+    ).count()
+    if total and failing >= max(RENEWALS_FAILING_MIN, RENEWALS_FAILING_SHARE * total):
+        alert_raise(
+            Condition.RENEWALS_FAILING,
+            f"Renewals are failing for {failing} of {total} partners: look at the token events on their pages and "
+            "at the workers' log",
+            now=now,
+        )
+    else:
+        alert_clear(Condition.RENEWALS_FAILING, now=now)
+    expiring = with_token.filter(last_renewed_at__lte=now - (TOKEN_LIFETIME - EXPIRY_WARNING)).count()
+    if expiring:
+        alert_raise(
+            Condition.TOKENS_EXPIRING,
+            f"{expiring} partner token(s) have gone {(TOKEN_LIFETIME - EXPIRY_WARNING).days} days without a renewal "
+            "and stop working at 90: renew them, or ask those partners to consent again",
+            now=now,
+        )
+    else:
+        alert_clear(Condition.TOKENS_EXPIRING, now=now)
+    credential = OperatorAlert.objects.filter(condition=Condition.CREDENTIAL_REFUSED, cleared_at__isnull=True).first()
+    if (
+        credential is not None
+        and TokenEvent.objects.filter(kind__in=TokenEvent.MOVED, created_at__gt=credential.raised_at).exists()
+    ):
+        alert_clear(Condition.CREDENTIAL_REFUSED, now=now)
+
+
+def _email_admins(subject: str, message: str) -> None:
+    recipients = staff_admin_emails()
+    if not recipients:
+        logger.warning("operator alert not emailed: no admin has an email address")
+        return
+    body = f"{message}.\n\nThe overview of the control panel shows it until it is resolved: {settings.CPV_BASE_URL}/\n"
+    send_mail(f"Control panel alert: {subject}", body, None, recipients)
