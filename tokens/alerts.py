@@ -73,31 +73,34 @@ def alerts_evaluate(*, now: datetime | None = None) -> None:
         Q(last_failure_at__isnull=False)
         & (Q(last_renewed_at__isnull=True) | Q(last_failure_at__gt=F("last_renewed_at")))
     ).count()
-    if total and failing >= max(RENEWALS_FAILING_MIN, RENEWALS_FAILING_SHARE * total):
-        alert_raise(
-            Condition.RENEWALS_FAILING,
-            f"Renewals are failing for {failing} of {total} partners: look at the token events on their pages and "
-            "at the workers' log",
-            now=now,
-        )
-    else:
-        alert_clear(Condition.RENEWALS_FAILING, now=now)
+    _alert_while(
+        Condition.RENEWALS_FAILING,
+        bool(total) and failing >= max(RENEWALS_FAILING_MIN, RENEWALS_FAILING_SHARE * total),
+        f"Renewals are failing for {failing} of {total} partners: look at the token events on their pages and at "
+        "the workers' log",
+        now=now,
+    )
     expiring = with_token.filter(last_renewed_at__lte=now - (TOKEN_LIFETIME - EXPIRY_WARNING)).count()
-    if expiring:
-        alert_raise(
-            Condition.TOKENS_EXPIRING,
-            f"{expiring} partner token(s) have gone {(TOKEN_LIFETIME - EXPIRY_WARNING).days} days without a renewal "
-            "and stop working at 90: renew them, or ask those partners to consent again",
-            now=now,
-        )
-    else:
-        alert_clear(Condition.TOKENS_EXPIRING, now=now)
+    _alert_while(
+        Condition.TOKENS_EXPIRING,
+        expiring > 0,
+        f"{expiring} partner token(s) have gone {(TOKEN_LIFETIME - EXPIRY_WARNING).days} days without a renewal and "
+        "stop working at 90: renew them, or ask those partners to consent again",
+        now=now,
+    )
     credential = OperatorAlert.objects.filter(condition=Condition.CREDENTIAL_REFUSED, cleared_at__isnull=True).first()
     if (
         credential is not None
         and TokenEvent.objects.filter(kind__in=TokenEvent.MOVED, created_at__gt=credential.raised_at).exists()
     ):
         alert_clear(Condition.CREDENTIAL_REFUSED, now=now)
+
+
+def _alert_while(condition: str, holds: bool, message: str, *, now: datetime) -> None:
+    if holds:
+        alert_raise(condition, message, now=now)
+    else:
+        alert_clear(condition, now=now)
 
 
 def _email_admins(subject: str, message: str) -> None:
