@@ -18,6 +18,15 @@ from types import FrameType
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
+# Every path Microsoft posts a sign-in back to: the consent flow's and the partner portal's callbacks.
+CALLBACK_PATHS = ("/consent/callback", "/portal/callback")
+
+
+def redirect_uris(base_url: str) -> list[str]:
+    """The redirect URIs the demo's app registration accepts (a real one registers the same)."""
+    return [base_url.rstrip("/") + path for path in CALLBACK_PATHS]
+
+
 def _say(message: str) -> None:
     sys.stdout.write(f"[demo] {message}\n")
     sys.stdout.flush()
@@ -63,8 +72,7 @@ def _start_simulator(var_dir: Path, env: dict[str, str]) -> tuple[subprocess.Pop
             str(state),
             "--env-file",
             str(env_file),
-            "--redirect-uri",
-            f"{env['CPV_BASE_URL']}/consent/callback",
+            *(arg for uri in redirect_uris(env["CPV_BASE_URL"]) for arg in ("--redirect-uri", uri)),
         ],
         cwd=BASE_DIR,
         env=env,

@@ -95,3 +95,14 @@ def test_make_demo_serves_the_staff_home_page_and_stops_everything_on_ctrl_c(tmp
     assert not _running(str(tmp_path / "var" / "celerybeat-schedule"))
     with pytest.raises(requests.ConnectionError):
         requests.get(f"{base}/healthz", timeout=2)
+
+
+def test_the_demo_registers_every_redirect_uri_the_product_signs_in_with() -> None:
+    from django.urls import reverse
+
+    from cpv.demo import redirect_uris
+
+    assert redirect_uris("http://127.0.0.1:8000/") == [
+        "http://127.0.0.1:8000" + reverse("consent:callback"),
+        "http://127.0.0.1:8000" + reverse("portal:callback"),
+    ]
