@@ -13,7 +13,7 @@ import json
 import os
 import secrets
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -184,19 +184,28 @@ class _Reader:
         return value
 
 
-def _var_file(var_dir: Path, name: str, *, generate: bool) -> str | None:
-    """A value kept in a git-ignored file under var/, made on first use when `generate` is set."""
+def _var_file(var_dir: Path, name: str, *, generate: bool, make: Callable[[], str] | None = None) -> str | None:
+    """A value kept in a git-ignored file under var/ (readable by its owner only), made on first use by `make`
+    when `generate` is set. Of two processes making it at once, the second reads the first's."""
     path = var_dir / name
     if path.exists():
         return path.read_text().strip() or None
     if not generate:
         return None
     var_dir.mkdir(parents=True, exist_ok=True)
-    value = secrets.token_urlsafe(50)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    value = (make or (lambda: secrets.token_urlsafe(50)))()
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text().strip() or None
     with os.fdopen(fd, "w") as handle:
         handle.write(value + "\n")
     return value
+
+
+def new_vault_key() -> str:
+    """A key for the embedded vault: 32 random bytes, URL-safe base64 (the format of VAULT_KEY)."""
+    return base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
 
 
 def parse_vault_keys(value: str) -> list[bytes]:
@@ -446,7 +455,8 @@ def load_config(environ_map: Mapping[str, str], *, base_dir: Path) -> Config:
                 r.problems.append(str(exc))
     key_value = r.raw("VAULT_KEY")
     if key_value is None and not production:
-        key_value = _var_file(var_dir, "vault.key", generate=False)
+        # Embedded: the local vault's key is made on first use, like the secret key (never in production).
+        key_value = _var_file(var_dir, "vault.key", generate=vault_backend == "local", make=new_vault_key)
     if key_value is None and production and vault_backend == "local":
         r.problems.append("VAULT_KEY is required in production when VAULT_BACKEND=local")
     if key_value is not None:

@@ -5,9 +5,7 @@ Runs every process in its own process group and stops all of them on Ctrl-C (or 
 
 from __future__ import annotations
 
-import base64
 import os
-import secrets
 import signal
 import subprocess
 import sys
@@ -30,18 +28,6 @@ def redirect_uris(base_url: str) -> list[str]:
 def _say(message: str) -> None:
     sys.stdout.write(f"[demo] {message}\n")
     sys.stdout.flush()
-
-
-def _ensure_vault_key(var_dir: Path) -> None:
-    """The embedded vault's key, generated once into a git-ignored file that settings read."""
-    path = var_dir / "vault.key"
-    if path.exists():
-        return
-    key = base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(key + "\n")
-    _say(f"generated the embedded vault's key in {path}")
 
 
 def _run(argv: list[str], env: dict[str, str]) -> None:
@@ -102,7 +88,6 @@ def main() -> int:
     var_dir = Path(env.get("CPV_VAR_DIR") or BASE_DIR / "var")
     var_dir.mkdir(parents=True, exist_ok=True)
     env["CPV_VAR_DIR"] = str(var_dir)
-    _ensure_vault_key(var_dir)
 
     python = sys.executable
     children: dict[str, subprocess.Popen[bytes]] = {}

@@ -310,3 +310,19 @@ def test_a_test_deployment_may_allow_a_custom_cloud_in_production(tmp_path: Path
     )
 
     assert load_config(env, base_dir=tmp_path).cloud.partner_center_url == "https://pc.example.test"
+
+
+def test_embedded_defaults_make_the_vault_key_on_first_use_and_keep_it(tmp_path: Path) -> None:
+    first = load_config({}, base_dir=tmp_path)
+    again = load_config({}, base_dir=tmp_path)
+
+    key_file = tmp_path / "var" / "vault.key"
+    assert first.vault_keys and first.vault_keys == again.vault_keys and len(first.vault_keys[0]) == 32
+    assert key_file.stat().st_mode & 0o777 == 0o600
+
+
+def test_production_never_makes_a_vault_key(tmp_path: Path) -> None:
+    problems = problems_of(production_env(tmp_path, VAULT_KEY="", VAULT_BACKEND="local"), tmp_path)
+
+    assert any("VAULT_KEY is required in production" in p for p in problems)
+    assert not (tmp_path / "var" / "vault.key").exists()

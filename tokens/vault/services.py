@@ -132,8 +132,10 @@ def vault_check(*, vault: Vault | None = None, purge: bool = True) -> list[Check
         run("purge", purge_probe, cleanup=True)
     else:
         steps.append(CheckStep("purge", SKIPPED, "nothing was deleted"))
-    for step in steps:
-        logger.info("vault check: %s %s %s", step.step, step.status, step.detail)
+    # One line for the log (the command prints each step itself; a log line per step printed them twice).
+    failures = [step.step for step in steps if not step.ok]
+    logger.log(logging.WARNING if failures else logging.INFO, "vault check: %s",
+               f"failed at {', '.join(failures)}" if failures else f"{len(steps)} steps passed")  # fmt: skip
     return steps
 
 
