@@ -21,12 +21,15 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from consent.services import partner_invite
 from cpv.clouds import PARTNER_CLOUD_CHOICES
+from customers.coverage import Coverage
+from customers.selectors import coverage_for
 from dashboard import operations, selectors
 from dashboard.forms import BULK_ACTIONS, BulkForm, ReasonForm
 from partners.access import Role, partner_for_staff, staff_view
 from partners.invitations import partner_reconsent_link
 from partners.models import Partner
 from partners.services import PartnerError, partner_deactivate
+from tokens.models import PartnerToken
 
 
 class InvitationForm(forms.Form):
@@ -177,6 +180,50 @@ ACTIONS: dict[str, Action] = {
 }
 
 
+@dataclass(frozen=True)
+class Offered:
+    """An action offered on a partner's page: `style` is primary (the one that matters most now), secondary or
+    danger."""
+
+    name: str
+    label: str
+    style: str
+
+    @property
+    def element_id(self) -> str:
+        return "action-" + self.name.replace("_", "-")
+
+
+def actions_for(partner: Partner, *, has_token: bool, failed_customers: int) -> list[Offered]:
+    """Only the actions that can succeed for the partner's state, the one that matters most first."""
+    status = partner.status
+    if status == Partner.Status.DEACTIVATED:
+        return []
+    offered: list[Offered] = []
+    if status == Partner.Status.ACTIVE:
+        offered += [
+            Offered("renew", "Renew now", "primary"),
+            Offered("sync", "Sync customers", "secondary"),
+            Offered("apply", "Apply consents", "secondary"),
+        ]
+        if failed_customers:
+            offered.append(Offered("apply_failed", f"Retry {failed_customers} failed consent(s)", "secondary"))
+        offered.append(Offered("reconsent_link", "Create a consent link", "secondary"))
+    else:
+        # Invited, pending or needing re-consent: a consent is what moves the partner on.
+        offered.append(Offered("reconsent_link", "Create a consent link", "primary"))
+    if has_token:
+        offered.append(Offered("revoke", "Revoke token", "danger"))
+    offered.append(Offered("deactivate", "Deactivate", "danger"))
+    return offered
+
+
+def _offered_names(partner: Partner) -> set[str]:
+    has_token = PartnerToken.objects.filter(partner=partner).exclude(current_version="").exists()
+    failed = coverage_for([partner.pk]).get(partner.pk, Coverage()).failed
+    return {o.name for o in actions_for(partner, has_token=has_token, failed_customers=failed)}
+
+
 @staff_view(see=Role.VIEWER, act=Role.OPERATOR)
 @require_http_methods(["GET", "POST"])
 def partner_action(request: HttpRequest, code: uuid.UUID, action: str) -> HttpResponse:
@@ -185,6 +232,11 @@ def partner_action(request: HttpRequest, code: uuid.UUID, action: str) -> HttpRe
     if what is None:
         raise Http404
     partner = partner_for_staff(code)
+    if action not in _offered_names(partner):
+        messages.error(
+            request, f"“{what.title}” is not available while {partner.name} is {partner.get_status_display().lower()}."
+        )
+        return HttpResponseRedirect(reverse("dashboard:detail", args=[partner.code]))
     form = ReasonForm(request.POST or None)
     if request.method == "POST" and request.POST.get("confirmed") == "yes" and form.is_valid():
         try:

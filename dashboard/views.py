@@ -31,6 +31,7 @@ from consent.selectors import consent_flows
 from customers.coverage import Coverage
 from customers.selectors import coverage_for, customer_page
 from dashboard import operations, selectors
+from dashboard.actions import actions_for
 from dashboard.forms import (
     BULK_ACTIONS,
     AuditFilterForm,
@@ -127,9 +128,11 @@ def detail(request: HttpRequest, code: uuid.UUID) -> HttpResponse:
         consent = getattr(customer, "application_consent", None)
         customer.error_words = error_in_words(consent.last_error if consent else "")
     coverage = coverage_for([partner.pk]).get(partner.pk, Coverage())
+    health = token_health(partner)
+    has_token = health.token is not None and bool(health.token.current_version)
     context = {
         "partner": partner,
-        "health": token_health(partner),
+        "health": health,
         "flows": consent_flows(partner),
         "customers": customers,
         "customers_total": coverage.in_state(state),
@@ -139,6 +142,7 @@ def detail(request: HttpRequest, code: uuid.UUID) -> HttpResponse:
         "operations": operations.operations_recent(partner),
         "audit": partner.audit_events.select_related("actor").order_by("-created_at", "-id")[:30],
         "can_act": request.staff_role >= Role.OPERATOR,  # type: ignore[attr-defined]
+        "actions": actions_for(partner, has_token=has_token, failed_customers=coverage.failed),
     }
     return render(request, "dashboard/detail.html", context)
 

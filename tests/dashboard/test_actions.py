@@ -3,6 +3,7 @@ the background tasks after the commit and report their progress; the sign-in's l
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import timedelta
 from typing import Any
@@ -15,6 +16,7 @@ from customers.models import CustomerConsent
 from dashboard import operations
 from partners.access import Role, role_of
 from partners.models import AuditEvent, Partner
+from partners.services import PartnerError
 from tests.factories import PASSWORD, active_partner_with_data, client_for
 from tokens import tasks as token_tasks
 from tokens.models import PartnerToken, TokenEvent
@@ -133,8 +135,42 @@ def test_long_actions_need_an_active_partner(operator, sent) -> None:  # type: i
 
     response = client.post(f"/partners/{partner.code}/do/sync", {"confirmed": "yes"}, follow=True)
 
-    assert b"needs an active partner" in response.content
+    assert "is not available while Invited Co is invited" in response.content.decode()
     assert not sent and not AuditEvent.objects.filter(action="partner.sync_requested").exists()
+    # The service refuses too, whatever calls it.
+    with pytest.raises(PartnerError, match="needs an active partner"):
+        operations.operation_start(actor=operator, partner=partner, kind=operations.SYNC)
+
+
+def actions_shown(client, partner) -> list[tuple[str, str]]:  # type: ignore[no-untyped-def]
+    page = client.get(f"/partners/{partner.code}/").content.decode()
+    if 'id="actions"' not in page:
+        return []
+    start = page.index('id="actions"')
+    nav = page[start : page.index("</nav>", start)]
+    return re.findall(r'class="button ?([a-z]*)" href="[^"]+" id="action-([a-z-]+)"', nav)
+
+
+def test_an_invited_partner_is_offered_only_a_consent_link_first_and_deactivation(operator) -> None:  # type: ignore[no-untyped-def]
+    partner = Partner.objects.create(name="Invited Co", contact_email="a@b.example")
+
+    shown = actions_shown(client_for(operator), partner)
+
+    assert shown == [("", "reconsent-link"), ("danger", "deactivate")]
+    confirm = client_for(operator).get(f"/partners/{partner.code}/do/renew")
+    assert confirm.status_code == 302 and confirm["Location"] == f"/partners/{partner.code}/"
+
+
+def test_an_active_partner_is_offered_what_its_state_allows(operator) -> None:  # type: ignore[no-untyped-def]
+    with_failures = active_partner_with_data("Contoso", customers=4, failed=2)
+    without = active_partner_with_data("Fabrikam", customers=3, failed=0)
+
+    assert [name for _style, name in actions_shown(client_for(operator), with_failures)] == [
+        "renew", "sync", "apply", "apply-failed", "reconsent-link", "revoke", "deactivate"
+    ]  # fmt: skip
+    assert "apply-failed" not in [name for _style, name in actions_shown(client_for(operator), without)]
+    Partner.objects.filter(pk=without.pk).update(status=Partner.Status.DEACTIVATED)
+    assert actions_shown(client_for(operator), without) == []
 
 
 def test_a_viewer_can_neither_confirm_nor_run_an_action(viewer, sent) -> None:  # type: ignore[no-untyped-def]
