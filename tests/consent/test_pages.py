@@ -6,7 +6,6 @@ import io
 import re
 import time
 import uuid
-from unittest import mock
 
 import pytest
 from django.core import mail
@@ -56,9 +55,11 @@ def test_a_tampered_link_is_refused(client, invitation) -> None:  # type: ignore
     assert b"This link has expired" in response.content
 
 
-def test_an_expired_link_says_so(client, invitation, settings) -> None:  # type: ignore[no-untyped-def]
+def test_an_expired_link_says_so(client, invitation, settings, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     settings.CPV_INVITATION_MAX_AGE_DAYS = 1
-    with mock.patch("django.core.signing.time.time", return_value=time.time() - 2 * 86400):
+    two_days_ago = time.time() - 2 * 86400
+    with monkeypatch.context() as patched:
+        patched.setattr("django.core.signing.time.time", lambda: two_days_ago)
         stale = invitation_token(partner=invitation.partner, purpose="invite")
 
     response = client.get(f"/consent/i/{stale}/")
