@@ -365,7 +365,7 @@ def _complete(flow: ConsentFlow, form: Mapping[str, str]) -> ConsentFlow:
     # asks it to judge the sign-in's MFA (ValidateMfa).
     client = partner_center.PartnerCenterClient(base_url=cloud.partner_center_url, access_token=token.access_token)
     try:
-        client.organization_profile()
+        profile = client.organization_profile()
     except partner_center.MfaRequired as exc:
         return _fail(flow, "no_mfa", str(exc))
     except (partner_center.Forbidden, partner_center.Unauthorized) as exc:
@@ -383,7 +383,9 @@ def _complete(flow: ConsentFlow, form: Mapping[str, str]) -> ConsentFlow:
         role_evidence=evidence,
     )
 
-    return _vault_and_activate(flow, token, mfa_compliant=client.mfa_compliant)
+    # The partner's primary domain, as Partner Center knows it: what staff search the directory by.
+    domain = str(profile.get("domain") or "").strip().lower()[:253]
+    return _vault_and_activate(flow, token, mfa_compliant=client.mfa_compliant, domain=domain)
 
 
 def _global_admin_evidence(
@@ -449,7 +451,9 @@ def _global_admin_evidence(
     raise _Refused("role_unproven", why)
 
 
-def _vault_and_activate(flow: ConsentFlow, token: identity.TokenResult, *, mfa_compliant: bool | None) -> ConsentFlow:
+def _vault_and_activate(
+    flow: ConsentFlow, token: identity.TokenResult, *, mfa_compliant: bool | None, domain: str = ""
+) -> ConsentFlow:
     partner = flow.partner
     vault = get_vault()
     name = secret_name_for(partner.code)
@@ -490,6 +494,9 @@ def _vault_and_activate(flow: ConsentFlow, token: identity.TokenResult, *, mfa_c
             if mfa_compliant is not None:
                 locked.mfa_compliant, locked.mfa_checked_at = mfa_compliant, now
                 update += ["mfa_compliant", "mfa_checked_at"]
+            if domain:
+                locked.default_domain = domain
+                update.append("default_domain")
             locked.save(update_fields=update)
             # The link did its work: it, and every earlier one, stops working (a tenant is bound now).
             links_invalidate(partner=locked)

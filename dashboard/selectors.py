@@ -18,7 +18,9 @@ from django.core.cache import cache
 from django.db.models import (
     Case,
     Count,
+    Exists,
     F,
+    OuterRef,
     Q,
     QuerySet,
     Sum,
@@ -31,7 +33,7 @@ from django.utils import timezone
 from consent.models import ConsentFlow, ConsentFlowEvent
 from customers.coverage import Coverage
 from customers.models import PartnerCoverage
-from partners.models import AuditEvent, Partner
+from partners.models import AuditEvent, Customer, Partner
 from tokens.models import PartnerToken, TokenEvent
 from tokens.selectors import (
     EXPIRY_WARNING,
@@ -76,13 +78,21 @@ def partner_directory(
 ) -> QuerySet[Partner]:
     """Partners filtered and sorted for the list, each annotated with `health` and carrying its token row.
 
-    `search` matches the name, the default domain or the contact email (contains, any case), or the tenant
-    id when it is a GUID or a GUID's prefix.
+    `search` matches the name, the primary domain or the contact email (contains, any case), the name or domain of
+    one of the partner's present customers, or the tenant id when it is a GUID or a GUID's prefix.
     """
     qs = Partner.objects.select_related("token").annotate(health=token_health_expression(now=now))
     search = search.strip()
     if search:
         match = Q(name__icontains=search) | Q(default_domain__icontains=search) | Q(contact_email__iexact=search)
+        # A partner whose present customers include one by that name or domain.
+        match |= Q(
+            Exists(
+                Customer.objects.filter(partner=OuterRef("pk"), removed_at__isnull=True).filter(
+                    Q(company_name__icontains=search) | Q(domain__icontains=search)
+                )
+            )
+        )
         try:
             match |= Q(tenant_id=uuid.UUID(search))
         except ValueError:

@@ -475,3 +475,10 @@ class BrokenMailBackend:
         import smtplib
 
         raise smtplib.SMTPServerDisconnected("the mail server went away")
+
+
+def test_a_consent_keeps_the_primary_domain_from_partner_center(cpv_sim, invitation, consent_run, admin) -> None:  # type: ignore[no-untyped-def]
+    consent_run(invitation.url, user=admin)
+
+    partner = Partner.objects.get(pk=invitation.partner.pk)
+    assert partner.default_domain == cpv_sim.world.partners[0].domain.lower()

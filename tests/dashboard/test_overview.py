@@ -176,3 +176,14 @@ def test_the_overview_counts_for_itself_when_the_cache_cannot_be_reached(viewer,
     o = response.context["o"]
     assert o.by_status[2].value == 1 and o.coverage.failed == 1
     assert "trends could not be read from the cache" in caplog.text
+
+
+def test_the_directory_finds_a_partner_by_a_customers_name_or_domain() -> None:
+    from dashboard.selectors import partner_directory
+
+    contoso = active_partner_with_data("Contoso", customers=3)
+    active_partner_with_data("Fabrikam", customers=2)
+
+    assert list(partner_directory(search="Contoso customer 0002")) == [contoso]
+    assert list(partner_directory(search="c1.contoso.example")) == [contoso]
+    assert {p.name for p in partner_directory(search="customer 0001")} == {"Contoso", "Fabrikam"}
