@@ -30,7 +30,7 @@ from cpv import clouds
 from cpv.config import AppCredential
 from customers.tasks import customers_sync_after_consent
 from microsoft import graph, identity, partner_center
-from partners.invitations import invitation_url, link_send, links_invalidate
+from partners.invitations import invitation_url, link_send_after_commit, links_invalidate
 from partners.models import Partner
 from partners.registrations import app_for, cloud_for
 from partners.services import Actor, PartnerError, audit_record, partner_create
@@ -116,15 +116,12 @@ def partner_invite(
         url = invitation_url(partner=partner, purpose="invite")
         audit_record(actor=actor, action="partner.invited", partner=partner, detail={"emailed": send_email})
         if send_email:
-            transaction.on_commit(
-                robust=True,
-                func=lambda: link_send(
-                    partner=partner,
-                    url=url,
-                    subject=f"{settings.CPV_APPLICATION_GRANTS['displayName']}: please consent for {partner.name}",
-                    intro="You are invited to connect your Partner Center account. Open this link to review "
-                    "what is asked and to consent:",
-                ),
+            link_send_after_commit(
+                partner=partner,
+                url=url,
+                subject=f"{settings.CPV_APPLICATION_GRANTS['displayName']}: please consent for {partner.name}",
+                intro="You are invited to connect your Partner Center account. Open this link to review what is "
+                "asked and to consent:",
             )
     return Invitation(partner=partner, url=url)
 
@@ -232,6 +229,17 @@ def consent_flow_start(
     return flow, str(msal_flow["auth_uri"])
 
 
+def consent_link_live(flow: ConsentFlow, partner: Partner) -> bool:
+    """Whether the link a flow was started from still works: the partner's live link generation, unexpired, for
+    a partner that is not deactivated. What a retry of the flow needs, and when its result page offers one."""
+    return (
+        partner.status != Partner.Status.DEACTIVATED
+        and flow.link_generation == partner.link_generation
+        and flow.link_expires_at is not None
+        and flow.link_expires_at > timezone.now()
+    )
+
+
 def consent_flow_retry(*, flow: ConsentFlow, browser_key: str) -> tuple[ConsentFlow, str]:
     """Start a new attempt from a failed one, for the browser that ran it, with the link it came from: while that
     link is still the partner's live one and unexpired, and the failure is one a new attempt can fix. No new link
@@ -243,11 +251,7 @@ def consent_flow_retry(*, flow: ConsentFlow, browser_key: str) -> tuple[ConsentF
     partner = Partner.objects.get(pk=flow.partner_id)
     if flow.is_open or flow.status == Status.VAULTED or not outcome(flow.failure_reason or "our_error").retry:
         raise ConsentUnavailable("This attempt cannot be tried again.", reason=flow.failure_reason or "our_error")
-    if (
-        flow.link_generation != partner.link_generation
-        or flow.link_expires_at is None
-        or flow.link_expires_at <= timezone.now()
-    ):
+    if not consent_link_live(flow, partner):
         raise ConsentUnavailable(
             "The link this attempt came from was replaced, used or has expired: ask for a new one.",
             reason="expired_link",

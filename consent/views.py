@@ -15,7 +15,6 @@ from django.conf import settings
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
-from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -214,19 +213,10 @@ def retry(request: HttpRequest, code: uuid.UUID) -> HttpResponse:
     return private(HttpResponseRedirect(auth_uri, status=303))
 
 
-def _retry_allowed(flow: ConsentFlow) -> bool:
-    return (
-        flow.partner.status != Partner.Status.DEACTIVATED
-        and flow.link_generation == flow.partner.link_generation
-        and flow.link_expires_at is not None
-        and flow.link_expires_at > timezone.now()
-    )
-
-
 def _outcome_page(request: HttpRequest, reason: str, *, flow: ConsentFlow | None = None, status: int) -> HttpResponse:
     what = outcome(reason)
     retry_url = ""
-    if flow is not None and what.retry and _retry_allowed(flow):
+    if flow is not None and what.retry and services.consent_link_live(flow, flow.partner):
         retry_url = reverse("consent:retry", args=[flow.code])
     context: dict[str, Any] = {
         "outcome": what,

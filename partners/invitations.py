@@ -89,7 +89,13 @@ def invitation_read(token: str) -> InvitationTarget:
     return InvitationTarget(partner=partner, purpose=purpose, expires_at=issued_at + max_age)
 
 
-def link_send(*, partner: Partner, url: str, subject: str, intro: str) -> None:
+def link_send_after_commit(*, partner: Partner, url: str, subject: str, intro: str) -> None:
+    """Email the partner's contact the link once the caller's transaction commits (a failure to send is logged,
+    never taken for a failure of what created the link)."""
+    transaction.on_commit(robust=True, func=lambda: _link_send(partner=partner, url=url, subject=subject, intro=intro))
+
+
+def _link_send(*, partner: Partner, url: str, subject: str, intro: str) -> None:
     grants = settings.CPV_APPLICATION_GRANTS
     body = (
         f"Hello,\n\n{intro}\n\n{url}\n\n"
@@ -105,8 +111,9 @@ def partner_reconsent_link(*, actor: Actor, partner: Partner, send_email: bool =
     """A fresh signed link with which the partner consents again (the working token stays until it succeeds)."""
     if partner.status == Partner.Status.DEACTIVATED:
         raise PartnerError("This partner is deactivated; reactivate it before asking for consent.")
-    url = link_issue(partner=partner, purpose="reconsent")
     with transaction.atomic():
+        # In the transaction of its audit row: the earlier links stop working only if this one is recorded.
+        url = link_issue(partner=partner, purpose="reconsent")
         audit_record(
             actor=actor,
             action="partner.reconsent_link_created",
@@ -114,13 +121,10 @@ def partner_reconsent_link(*, actor: Actor, partner: Partner, send_email: bool =
             detail={"emailed": send_email},
         )
         if send_email:
-            transaction.on_commit(
-                robust=True,
-                func=lambda: link_send(
-                    partner=partner,
-                    url=url,
-                    subject=f"{settings.CPV_APPLICATION_GRANTS['displayName']}: please renew your consent",
-                    intro="Your organisation's consent needs to be renewed. Open this link and sign in again:",
-                ),
+            link_send_after_commit(
+                partner=partner,
+                url=url,
+                subject=f"{settings.CPV_APPLICATION_GRANTS['displayName']}: please renew your consent",
+                intro="Your organisation's consent needs to be renewed. Open this link and sign in again:",
             )
     return url

@@ -14,13 +14,13 @@ from datetime import datetime
 from django.conf import settings
 from django.core.mail import send_mail
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import Count
 from django.utils import timezone
 
 from partners.models import Partner
 from partners.services import staff_admin_emails
 from tokens.models import OperatorAlert, PartnerToken, TokenEvent
-from tokens.selectors import EXPIRY_WARNING, TOKEN_LIFETIME
+from tokens.selectors import EXPIRY_WARNING, TOKEN_LIFETIME, TokenStatus, token_health_expression
 
 logger = logging.getLogger(__name__)
 
@@ -68,11 +68,17 @@ def alerts_evaluate(*, now: datetime | None = None) -> None:
     """Count the sweep's conditions, and close the credential alert once a token has moved since it opened."""
     now = now or timezone.now()
     with_token = PartnerToken.objects.filter(partner__status=Partner.Status.ACTIVE).exclude(current_version="")
-    total = with_token.count()
-    failing = with_token.filter(
-        Q(last_failure_at__isnull=False)
-        & (Q(last_renewed_at__isnull=True) | Q(last_failure_at__gt=F("last_renewed_at")))
-    ).count()
+    # Token health as the dashboard reads it (one query): every active partner with a token, by health.
+    healths = dict(
+        Partner.objects.filter(status=Partner.Status.ACTIVE)
+        .order_by()
+        .annotate(health=token_health_expression(now=now))
+        .exclude(health=TokenStatus.NONE)
+        .values("health")
+        .annotate(n=Count("id"))
+        .values_list("health", "n")
+    )
+    total, failing = sum(healths.values()), healths.get(TokenStatus.FAILING, 0)
     _alert_while(
         Condition.RENEWALS_FAILING,
         bool(total) and failing >= max(RENEWALS_FAILING_MIN, RENEWALS_FAILING_SHARE * total),
