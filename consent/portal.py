@@ -1,45 +1,36 @@
 """The partner portal: a partner's administrator signs in with Microsoft and sees only their own organisation.
 
-Sign-in is OpenID Connect through the vendor's own app registration, asking for `openid profile` only, with
-the same id_token checks as the consent (microsoft.identity: signature, issuer for the token's tenant, audience,
-expiry, nonce; PKCE and a single-use state bound to this browser). The verified identity (tenant id and the
-user's object id) lives in the session and is checked in one place, `portal_view`; nothing in the portal's
-URLs names a partner, so one organisation's user cannot ask for another's pages.
-
-Microsoft answers with a cross-site form POST, which does not carry the SameSite=Lax session cookie: the
-callback keeps the verified identity for a minute under a one-time key bound to this browser's portal cookie
-and hands over with a 303 to a same-site GET, which writes it into a fresh session.
+Sign-in is OpenID Connect through the vendor's own app registration, on the "organizations" authority, by the
+kit the staff sign-in uses too (consent.microsoft_sign_in: PKCE, a single-use state bound to this browser, every
+id_token check, a sealed same-site hand-over). The verified identity (tenant id and the user's object id) lives in
+the session and is checked in one place, `portal_view`; nothing in the portal's URLs names a partner, so one
+organisation's user cannot ask for another's pages.
 """
 
 from __future__ import annotations
 
 import logging
-import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import wraps
 from typing import Any
 
 from django.conf import settings
-from django.core.cache import cache
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
-from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django.views.decorators.http import require_GET, require_POST
 
-from consent import oauth_state
+from consent import microsoft_sign_in
 from consent.models import ConsentFlow
 from consent.pages import form_page, private
-from consent.sealing import SealError, seal, unseal
 from cpv import clouds
 from cpv.ratelimit import allow_request
 from customers.coverage import Coverage
 from customers.selectors import coverage_for, customer_page
-from microsoft import identity
 from microsoft.words import error_in_words
 from partners.invitations import partner_reconsent_link
 from partners.models import Partner
@@ -48,29 +39,20 @@ from tokens.selectors import token_health
 
 logger = logging.getLogger(__name__)
 
-PORTAL_COOKIE = "__Host-cpv-portal"
+SIGN_IN = microsoft_sign_in.SignInKind(
+    name="portal", cookie="__Host-cpv-portal", callback="portal:callback", welcome="portal:welcome"
+)
 SESSION_KEY = "portal_identity"
-SEAL_PURPOSE = "portal-sign-in"
-HANDOFF_PURPOSE = "portal-handoff"
-SIGN_IN_MINUTES = 10
-HANDOFF_SECONDS = 60
 LIMITS = {"sign_in": (20, 600), "callback": (30, 600)}
 SIGN_IN_CLOUDS = [(c, n) for c, n in clouds.PARTNER_CLOUD_CHOICES]
 
 
-def _unsealed(value: Any, *, purpose: str, bound_to: str) -> dict[str, Any] | None:
-    """A cache entry this code sealed, or None for anything else: written into the cache by anyone without the
-    site's key, an entry is worth nothing."""
-    if not isinstance(value, bytes):
-        return None
-    try:
-        return unseal(value, purpose=purpose, bound_to=bound_to)
-    except SealError:
-        return None
-
-
 def _message(request: HttpRequest, title: str, message: str, *, status: int) -> HttpResponse:
     return private(render(request, "portal/message.html", {"title": title, "message": message}, status=status))
+
+
+def _refusal(request: HttpRequest, failed: microsoft_sign_in.SignInFailed) -> HttpResponse:
+    return _message(request, failed.title, failed.message, status=failed.status)
 
 
 def _limited(request: HttpRequest, scope: str) -> HttpResponse | None:
@@ -95,7 +77,7 @@ def _authority_hosts() -> list[str]:
 
 def redirect_uri() -> str:
     """The portal's redirect URI (register it on the app): CPV_BASE_URL + the callback path, never the Host."""
-    return settings.CPV_BASE_URL + reverse("portal:callback")
+    return microsoft_sign_in.redirect_uri(SIGN_IN)
 
 
 # --- who is signed in: the one check ---------------------------------------------------------------------------
@@ -189,126 +171,41 @@ def sign_in(request: HttpRequest) -> HttpResponse:
     """Start the Microsoft sign-in (a POST: never start OAuth from a GET)."""
     if limited := _limited(request, "sign_in"):
         return limited
-    cloud_name = request.POST.get("cloud") or clouds.GLOBAL
     try:
-        cloud = clouds.resolve(cloud_name)
-    except (ValueError, clouds.CloudRetiredError) as exc:
-        return _message(request, "That cloud is not available", str(exc), status=400)
-    app = settings.CPV_APP
-    if not app.configured:
-        return _message(request, "Sign-in is not available yet", "The vendor has not finished its setup.", status=503)
-    try:
-        flow = identity.auth_code_flow_start(
-            cloud=cloud,
-            app=app,
-            tenant="organizations",
-            redirect_uri=redirect_uri(),
-            scopes=[],
-            prompt="select_account",
-            offline=False,  # the portal signs a person in; it needs no refresh token
+        response = microsoft_sign_in.sign_in_start(
+            request, SIGN_IN, cloud_name=request.POST.get("cloud") or clouds.GLOBAL, tenant="organizations"
         )
-    except identity.IdentityError as exc:
-        logger.warning("portal sign-in could not start: %s", exc)
-        return _message(request, "Microsoft's sign-in could not be reached", "Please try again shortly.", status=503)
-    browser_key = oauth_state.browser_key(request, PORTAL_COOKIE) or oauth_state.new_browser_key()
-    state_hash = oauth_state.digest(flow["state"])
-    entry = {"flow": flow, "browser": oauth_state.digest(browser_key), "cloud": cloud_name}
-    cache.set(
-        f"portal-flow:{state_hash}",
-        seal(entry, purpose=SEAL_PURPOSE, bound_to=state_hash),
-        timeout=SIGN_IN_MINUTES * 60,
-    )
-    response = HttpResponseRedirect(flow["auth_uri"], status=303)
-    oauth_state.browser_bind(response, cookie=PORTAL_COOKIE, key=browser_key, seconds=SIGN_IN_MINUTES * 60 + 120)
+    except microsoft_sign_in.SignInFailed as failed:
+        return _refusal(request, failed)
     return private(response)
 
 
-@csrf_exempt  # Microsoft's form_post is cross-site; the single-use state bound to this browser is the check.
-@require_http_methods(["GET", "POST"])
-@never_cache
-def callback(request: HttpRequest) -> HttpResponse:
-    if limited := _limited(request, "callback"):
-        return limited
-    if request.method != "POST":
-        return _message(request, "This page only takes Microsoft's answer", "Sign in from the portal.", status=400)
-    form = {k: v for k, v in request.POST.items() if isinstance(v, str)}
-    state_hash = oauth_state.state_digest(form.get("state"))
-    entry = _unsealed(cache.get(f"portal-flow:{state_hash}"), purpose=SEAL_PURPOSE, bound_to=state_hash)
-    if entry is None or not oauth_state.browser_matches(
-        oauth_state.browser_key(request, PORTAL_COOKIE), entry["browser"]
-    ):
-        return _message(
-            request, "This sign-in cannot be completed",
-            "It was not started in this browser, was already used, or took too long. Sign in again from the portal.",
-            status=400,
-        )  # fmt: skip
-    # Single use: of two posts of the same answer, only one deletes the entry.
-    if not cache.delete(f"portal-flow:{state_hash}"):
-        return _message(request, "This sign-in was already used", "Sign in again from the portal.", status=400)
-    if form.get("error"):
-        title = "You cancelled the sign-in" if form["error"] == "access_denied" else "Microsoft refused the sign-in"
-        return _message(request, title, "Nothing was stored. You can sign in again from the portal.", status=400)
-    try:
-        flow = entry["flow"]
-        cloud = clouds.resolve(entry["cloud"])
-        result = identity.auth_code_flow_finish(
-            cloud=cloud, app=settings.CPV_APP, tenant="organizations", flow=flow, auth_response=form, offline=False
-        )
-    except identity.IdentityError as exc:
-        logger.info("portal sign-in refused: %s", exc.__class__.__name__)
-        return _message(
-            request, "The sign-in could not be verified", "Microsoft's answer did not pass our checks. Sign in again.",
-            status=400,
-        )  # fmt: skip
-    claims = result.id_token_claims
-    handoff = secrets.token_urlsafe(24)
-    handoff_hash = oauth_state.digest(handoff)
-    cache.set(
-        f"portal-handoff:{handoff_hash}",
-        seal(
-            {
-                "browser": entry["browser"],
-                "identity": {
-                    "tenant_id": str(claims["tid"]).lower(),
-                    "user_oid": str(claims["oid"]).lower(),
-                    "name": str(claims.get("name", ""))[:200],
-                    "username": str(claims.get("preferred_username", ""))[:254],
-                    "cloud": entry["cloud"],
-                    # `wids` is in an id_token only when the app registration asks for directory roles; the access
-                    # token that came with it (for Microsoft Graph) carries the user's roles as well.
-                    "global_admin": bool(
-                        identity.claims_global_admin(claims)
-                        or identity.claims_global_admin(identity.access_token_claims(result.access_token))
-                    ),
-                },
-            },
-            purpose=HANDOFF_PURPOSE,
-            bound_to=handoff_hash,
-        ),
-        timeout=HANDOFF_SECONDS,
-    )
-    return private(HttpResponseRedirect(reverse("portal:welcome", args=[handoff]), status=303))
+callback = microsoft_sign_in.callback_view(
+    SIGN_IN, limit=LIMITS["callback"][0], window=LIMITS["callback"][1], page=_refusal
+)
 
 
 @require_GET
 @never_cache
 def welcome(request: HttpRequest, handoff: str) -> HttpResponse:
     """The same-site end of the sign-in: the verified identity goes into a fresh session."""
-    handoff_hash = oauth_state.digest(handoff)
-    key = f"portal-handoff:{handoff_hash}"
-    entry = _unsealed(cache.get(key), purpose=HANDOFF_PURPOSE, bound_to=handoff_hash)
-    if entry is None or not oauth_state.browser_matches(
-        oauth_state.browser_key(request, PORTAL_COOKIE), entry["browser"]
-    ):
-        return _message(request, "This sign-in cannot be completed", "Sign in again from the portal.", status=400)
-    if not cache.delete(key):
-        return _message(request, "This sign-in was already used", "Sign in again from the portal.", status=400)
+    try:
+        signed_in = microsoft_sign_in.sign_in_handed_over(request, SIGN_IN, handoff)
+    except microsoft_sign_in.SignInFailed as failed:
+        return _refusal(request, failed)
     # A new session key on every sign-in: a session id planted before it is worth nothing after.
     request.session.cycle_key()
-    request.session[SESSION_KEY] = entry["identity"]
+    request.session[SESSION_KEY] = {
+        "tenant_id": signed_in.tenant_id,
+        "user_oid": signed_in.user_oid,
+        "name": signed_in.name,
+        "username": signed_in.username,
+        "cloud": signed_in.cloud,
+        "global_admin": bool(signed_in.global_admin),
+    }
     request.session["portal_signed_in_at"] = timezone.now().isoformat()
     response = HttpResponseRedirect(reverse("portal:home"), status=303)
-    response.delete_cookie(PORTAL_COOKIE, samesite="None")
+    microsoft_sign_in.sign_in_cookie_clear(response, SIGN_IN)
     return private(response)
 
 

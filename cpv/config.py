@@ -46,6 +46,10 @@ DEFAULT_APPLICATION_GRANTS: dict[str, Any] = {
 
 
 GLOBAL_ADMIN_EVIDENCE = ("require", "warn")
+# Who may sign in to the dashboard with a password: only admins (break-glass beside Microsoft's sign-in), or all.
+STAFF_PASSWORD_SIGN_IN = ("admins", "all")
+# A password sign-in's second factor (TOTP): required of every account, or asked only of accounts that enrolled one.
+STAFF_TOTP = ("required", "enrolled")
 
 
 class ConfigError(ImproperlyConfigured):
@@ -99,6 +103,9 @@ class Config:
     ssl_redirect: bool
     self_onboarding: bool
     readyz_token: str
+    staff_tenant_id: str
+    staff_password_sign_in: str
+    staff_totp: str
     invitation_max_age_days: int
     signin_max_failures: int
     signin_lockout_minutes: int
@@ -529,6 +536,28 @@ def load_config(environ_map: Mapping[str, str], *, base_dir: Path) -> Config:
                 throttle_url = candidate
                 break
 
+    # Staff sign-in: Microsoft Entra ID against the vendor's own tenant when CPV_STAFF_TENANT_ID names it, with
+    # passwords kept as break-glass for admins, and a TOTP second factor on every password sign-in in production.
+    staff_tenant_id = (r.raw("CPV_STAFF_TENANT_ID") or "").strip().lower()
+    if staff_tenant_id:
+        try:
+            staff_tenant_id = str(uuid.UUID(staff_tenant_id))
+        except ValueError:
+            r.problems.append(
+                f"CPV_STAFF_TENANT_ID must be the vendor's tenant id (a GUID, not a domain), got {staff_tenant_id!r}"
+            )
+    staff_passwords = r.choice(
+        "CPV_STAFF_PASSWORD_SIGN_IN", "admins" if production or staff_tenant_id else "all", STAFF_PASSWORD_SIGN_IN
+    )
+    staff_totp = r.choice("CPV_STAFF_TOTP", "required" if production else "enrolled", STAFF_TOTP)
+    if production and staff_passwords != "admins":
+        r.problems.append(
+            "CPV_STAFF_PASSWORD_SIGN_IN must be admins in production: staff sign in with Microsoft "
+            "(CPV_STAFF_TENANT_ID), and passwords are the admins' break-glass"
+        )
+    if production and staff_totp != "required":
+        r.problems.append("CPV_STAFF_TOTP must be required in production: every password sign-in needs its TOTP code")
+
     config = Config(
         mode=mode,
         debug=debug,
@@ -557,6 +586,9 @@ def load_config(environ_map: Mapping[str, str], *, base_dir: Path) -> Config:
         ssl_redirect=r.bool("CPV_SSL_REDIRECT", production),
         self_onboarding=r.bool("CPV_SELF_ONBOARDING", True),
         readyz_token=r.raw("CPV_READYZ_TOKEN") or "",
+        staff_tenant_id=staff_tenant_id,
+        staff_password_sign_in=staff_passwords,
+        staff_totp=staff_totp,
         invitation_max_age_days=r.int("CPV_INVITATION_MAX_AGE_DAYS", 14),
         signin_max_failures=r.int("CPV_SIGNIN_MAX_FAILURES", 5),
         signin_lockout_minutes=r.int("CPV_SIGNIN_LOCKOUT_MINUTES", 15),

@@ -29,6 +29,8 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
     "cpv",
     "partners",
     "tokens",
@@ -46,6 +48,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # request.user.is_verified(): whether this session's password sign-in passed its TOTP code (django-otp)
+    "django_otp.middleware.OTPMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -179,6 +183,13 @@ CPV_INVITATION_MAX_AGE_DAYS = CONFIG.invitation_max_age_days
 # Staff sign-in: failures per account before it is refused for the window (four times that per address).
 CPV_SIGNIN_MAX_FAILURES = CONFIG.signin_max_failures
 CPV_SIGNIN_LOCKOUT_MINUTES = CONFIG.signin_lockout_minutes
+# Staff sign-in with Microsoft against the vendor's tenant ("" leaves passwords only); who may use a password
+# ("admins": break-glass only; "all"), and the TOTP second factor ("required", or "enrolled": asked when set up).
+CPV_STAFF_TENANT_ID = CONFIG.staff_tenant_id
+CPV_STAFF_PASSWORD_SIGN_IN = CONFIG.staff_password_sign_in
+CPV_STAFF_TOTP = CONFIG.staff_totp
+# The issuer an authenticator app shows beside the account (django-otp's TOTP devices).
+OTP_TOTP_ISSUER = "CPV control panel"
 CPV_CONSENT_FLOW_MINUTES = CONFIG.consent_flow_minutes
 # require: a consent whose Global Administrator role cannot be proven is refused; warn: accepted and flagged.
 CPV_GLOBAL_ADMIN_EVIDENCE = CONFIG.global_admin_evidence

@@ -7,7 +7,7 @@ from django.views.generic import RedirectView
 
 from consent import views as consent_views
 from dashboard import health
-from dashboard import views as dashboard_views
+from dashboard import sign_in as staff_sign_in
 
 admin.site.site_header = "Control panel administration"
 admin.site.site_title = "Control panel"
@@ -15,9 +15,20 @@ admin.site.site_title = "Control panel"
 urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
-    path("accounts/login/", dashboard_views.SignInView.as_view(), name="login"),
+    path("accounts/login/", staff_sign_in.SignInView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
-    # The admin signs in through the same form as the dashboard, with its lockout, never Django's own.
+    path("accounts/verify/", staff_sign_in.verify, name="sign_in_verify"),
+    path("accounts/authenticator/", staff_sign_in.enroll, name="sign_in_enroll"),
+    path("accounts/security/", staff_sign_in.security, name="sign_in_security"),
+    path("accounts/microsoft/", staff_sign_in.microsoft_start, name="sign_in_microsoft"),
+    path("accounts/microsoft/callback/", staff_sign_in.microsoft_callback, name="sign_in_microsoft_callback"),
+    path(
+        "accounts/microsoft/welcome/<str:handoff>/",
+        staff_sign_in.microsoft_welcome,
+        name="sign_in_microsoft_welcome",
+    ),
+    # The admin signs in through the same page as the dashboard (its lockout, Microsoft's MFA or the TOTP code),
+    # never Django's own form.
     path("admin/login/", RedirectView.as_view(url="/accounts/login/?next=/admin/", query_string=False)),
     path("admin/", admin.site.urls),
     path("consent/", include("consent.urls")),

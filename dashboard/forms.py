@@ -14,7 +14,7 @@ from django.http import HttpRequest
 
 from cpv.clouds import ALL_PARTNER_CLOUDS
 from cpv.ratelimit import client_address
-from partners.access import ROLE_GROUPS, Role
+from partners.access import ROLE_GROUPS, Role, password_sign_in_allowed
 from partners.models import Partner
 
 logger = logging.getLogger(__name__)
@@ -86,8 +86,41 @@ class SignInForm(AuthenticationForm):
         except forms.ValidationError:
             sign_in_failed(self.request, username)
             raise
-        sign_in_succeeded(self.request, username)
+        if not password_sign_in_allowed(self.get_user()):
+            # Passwords are the admins' break-glass: anyone else signs in with Microsoft. The answer is the wrong
+            # password's, so that the form tells nobody which passwords are right.
+            sign_in_failed(self.request, username)
+            logger.warning("sign-in refused: a password sign-in by an account that signs in with Microsoft")
+            raise self.get_invalid_login_error()
+        # The view clears the account's failure count once the sign-in is finished (a TOTP code may follow).
         return cleaned
+
+
+class TotpCodeForm(forms.Form):
+    """The six digits an authenticator app shows (spaces are forgiven)."""
+
+    code = forms.CharField(
+        label="Code from your authenticator app",
+        max_length=12,
+        widget=forms.TextInput(attrs={"autocomplete": "one-time-code", "inputmode": "numeric", "autofocus": True}),
+    )
+
+    def clean_code(self) -> str:
+        code = "".join(str(self.cleaned_data["code"]).split())
+        if not (code.isdigit() and len(code) == 6):
+            raise forms.ValidationError("Enter the 6 digits your authenticator app shows.")
+        return code
+
+
+class StaffMicrosoftForm(forms.Form):
+    """Bind (or, left empty, unbind) a staff account's Microsoft Entra object id in the vendor's tenant."""
+
+    username = forms.CharField(max_length=150)
+    object_id = forms.UUIDField(
+        required=False,
+        label="Microsoft Entra object id",
+        error_messages={"invalid": "Enter the account's object id: a GUID, as Entra admin center shows it."},
+    )
 
 
 # --- the partner list ----------------------------------------------------------------------------------------

@@ -16,7 +16,6 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib import messages
-from django.contrib.auth import views as auth_views
 from django.contrib.auth.models import User
 from django.core.paginator import Paginator
 from django.db.models import Prefetch
@@ -26,6 +25,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods
+from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from consent.selectors import consent_flows
 from customers.coverage import Coverage
@@ -36,25 +36,25 @@ from dashboard.forms import (
     BULK_ACTIONS,
     AuditFilterForm,
     PartnerFilterForm,
-    SignInForm,
     StaffActiveForm,
     StaffCreateForm,
+    StaffMicrosoftForm,
     StaffRoleForm,
 )
 from microsoft.words import error_in_words
 from partners.access import ROLE_GROUPS, Role, partner_for_staff, role_of, staff_view
-from partners.services import PartnerError, staff_role_set, staff_user_create, staff_user_set_active
+from partners.services import (
+    PartnerError,
+    staff_identity_set,
+    staff_role_set,
+    staff_totp_reset,
+    staff_user_create,
+    staff_user_set_active,
+)
 from tokens.alerts import alerts_open
 from tokens.selectors import HEALTH_CHOICES, HEALTH_LABELS, token_events, token_health
 
 PAGE_SIZE = 50
-
-
-class SignInView(auth_views.LoginView):
-    """Password sign-in with per-username and per-address lockout (dashboard.forms.SignInForm)."""
-
-    form_class = SignInForm
-    redirect_authenticated_user = True
 
 
 @staff_view(see=Role.VIEWER)
@@ -214,6 +214,29 @@ def staff_accounts(request: HttpRequest) -> HttpResponse:
                     staff_role_set(actor=request.user, user=target, role=form.cleaned_data["role"])
                     messages.success(request, f"{target.get_username()} is now {form.cleaned_data['role'].label}.")
                     return HttpResponseRedirect(reverse("dashboard:staff"))
+            elif what == "microsoft":
+                microsoft_form = StaffMicrosoftForm(request.POST)
+                if not microsoft_form.is_valid():
+                    messages.error(request, " ".join(str(m) for errs in microsoft_form.errors.values() for m in errs))
+                    return HttpResponseRedirect(reverse("dashboard:staff"))
+                target = get_object_or_404(User, username=microsoft_form.cleaned_data["username"])
+                object_id = microsoft_form.cleaned_data["object_id"]
+                staff_identity_set(actor=request.user, user=target, object_id=object_id)
+                messages.success(
+                    request,
+                    f"{target.get_username()} signs in with the Microsoft account {object_id}."
+                    if object_id
+                    else f"{target.get_username()} has no Microsoft account any more.",
+                )
+                return HttpResponseRedirect(reverse("dashboard:staff"))
+            elif what == "totp_reset":
+                target = get_object_or_404(User, username=request.POST.get("username", ""))
+                removed = staff_totp_reset(actor=request.user, user=target)
+                messages.success(
+                    request, f"Removed {removed} authenticator app(s) of {target.get_username()}." if removed else
+                    f"{target.get_username()} had no authenticator app.",
+                )  # fmt: skip
+                return HttpResponseRedirect(reverse("dashboard:staff"))
             elif what == "active":
                 active_form = StaffActiveForm(request.POST)
                 if active_form.is_valid():
@@ -227,7 +250,13 @@ def staff_accounts(request: HttpRequest) -> HttpResponse:
             messages.error(request, str(exc))
             return HttpResponseRedirect(reverse("dashboard:staff"))
     users = list(
-        User.objects.filter(is_active__in=[True, False]).prefetch_related(Prefetch("groups")).order_by("username")[:500]
+        User.objects.filter(is_active__in=[True, False])
+        .select_related("staff_identity")
+        .prefetch_related(Prefetch("groups"))
+        .order_by("username")[:500]
+    )
+    with_totp = set(
+        TOTPDevice.objects.filter(user__in=users, confirmed=True).values_list("user_id", flat=True).distinct()
     )
     rows = []
     for user in users:
@@ -237,12 +266,20 @@ def staff_accounts(request: HttpRequest) -> HttpResponse:
             if user.is_superuser
             else max((r for r, name in ROLE_GROUPS.items() if name in names), default=Role.NONE)
         )
-        rows.append({"user": user, "role": role})
+        rows.append(
+            {
+                "user": user,
+                "role": role,
+                "identity": getattr(user, "staff_identity", None),
+                "totp": user.pk in with_totp,
+            }
+        )
     context = {
         "rows": rows,
         "roles": [(int(r), name) for r, name in [(Role.NONE, "no role"), *ROLE_GROUPS.items()]],
         "create_form": create_form,
         "me": request.user,
+        "staff_tenant_id": settings.CPV_STAFF_TENANT_ID,
     }
     return render(request, "dashboard/staff.html", context, status=400 if create_form.errors else 200)
 

@@ -10,6 +10,11 @@ and kept in shape by `partners.services.staff_roles_sync`):
 A signed-in account without a role gets a 403 everywhere. Within the dashboard, a page a role may not see is a
 404 (it does not exist for them); a page or action it may see but not do is a 403. Partner users of the portal
 are not Django users at all: their access is checked by `consent.portal`, never here.
+
+How a staff member signed in decides whether the sign-in is finished (`staff_sign_in_step`, checked by every
+staff view and by the admin site): a Microsoft sign-in proved MFA when it happened; a password sign-in is the
+admins' break-glass when CPV_STAFF_PASSWORD_SIGN_IN is "admins", and needs its TOTP code (django-otp) from an
+account that has one, and from every account when CPV_STAFF_TOTP is "required".
 """
 
 from __future__ import annotations
@@ -20,11 +25,16 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any
 
+from django.conf import settings
+from django.contrib.auth import logout
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
+from django.urls import reverse
+from django.utils.http import urlencode
+from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from partners.models import Partner
 
@@ -69,6 +79,82 @@ def role_of(user: AbstractBaseUser | AnonymousUser) -> Role:
     return Role.NONE
 
 
+# The session's record of how its staff member signed in: {"method": "microsoft" | "password", ...}.
+SIGN_IN_SESSION_KEY = "staff_sign_in"
+MICROSOFT = "microsoft"
+PASSWORD = "password"  # noqa: S105 - the name of a sign-in method
+
+
+class SignInStep(enum.StrEnum):
+    """What a signed-in staff member must still do before any staff page."""
+
+    DONE = "done"
+    VERIFY = "verify"  # give the TOTP code of the account's authenticator app
+    ENROLL = "enroll"  # set up an authenticator app (CPV_STAFF_TOTP=required)
+    USE_MICROSOFT = "use_microsoft"  # passwords are the admins' break-glass; this account signs in with Microsoft
+
+
+def staff_sign_in_record(request: HttpRequest, *, method: str) -> None:
+    """Note in the (fresh) session how its staff member signed in."""
+    request.session[SIGN_IN_SESSION_KEY] = {"method": method}
+
+
+def staff_sign_in_method(request: HttpRequest) -> str:
+    record = request.session.get(SIGN_IN_SESSION_KEY)
+    return str(record.get("method")) if isinstance(record, dict) else PASSWORD
+
+
+def password_sign_in_allowed(user: AbstractBaseUser | AnonymousUser) -> bool:
+    """Whether the account may sign in with a password at all (every account, or only admins)."""
+    return settings.CPV_STAFF_PASSWORD_SIGN_IN == "all" or role_of(user) >= Role.ADMIN  # noqa: S105
+
+
+def totp_device(user: AbstractBaseUser | AnonymousUser) -> TOTPDevice | None:
+    """The account's confirmed authenticator app, if it set one up."""
+    if not user.is_authenticated:
+        return None
+    return TOTPDevice.objects.filter(user_id=user.pk, confirmed=True).order_by("pk").first()
+
+
+def staff_sign_in_step(request: HttpRequest) -> SignInStep:
+    """What the signed-in staff member must still do (SignInStep.DONE: nothing).
+
+    A session that does not say how it signed in counts as a password sign-in. Costs no query once DONE was
+    reached by a password without a second factor (it is noted in the session), and none for a Microsoft sign-in.
+    """
+    record = request.session.get(SIGN_IN_SESSION_KEY)
+    record = record if isinstance(record, dict) else {}
+    if record.get("method") == MICROSOFT:
+        return SignInStep.DONE
+    user = request.user
+    if not password_sign_in_allowed(user):
+        return SignInStep.USE_MICROSOFT
+    if getattr(user, "is_verified", None) is not None and user.is_verified():  # type: ignore[union-attr]
+        return SignInStep.DONE
+    if record.get("no_totp"):
+        return SignInStep.DONE
+    if totp_device(user) is not None:
+        return SignInStep.VERIFY
+    if settings.CPV_STAFF_TOTP == "required":
+        return SignInStep.ENROLL
+    # CPV_STAFF_TOTP=enrolled and no authenticator app: the password was enough for this session.
+    request.session[SIGN_IN_SESSION_KEY] = {**record, "method": PASSWORD, "no_totp": True}
+    return SignInStep.DONE
+
+
+def staff_sign_in_unfinished(request: HttpRequest) -> HttpResponse | None:
+    """Where to send a signed-in staff member whose sign-in is not finished; None when it is."""
+    step = staff_sign_in_step(request)
+    if step == SignInStep.DONE:
+        return None
+    if step == SignInStep.USE_MICROSOFT:
+        logout(request)
+        return HttpResponseRedirect(reverse("login") + "?" + urlencode({"refused": "password"}))
+    next_url = request.get_full_path()
+    where = "sign_in_verify" if step == SignInStep.VERIFY else "sign_in_enroll"
+    return HttpResponseRedirect(reverse(where) + "?" + urlencode({"next": next_url}))
+
+
 def staff_view(*, see: Role = Role.VIEWER, act: Role | None = None) -> Callable[[Callable[..., HttpResponse]], Any]:
     """Guard a staff view: anonymous visitors go to the sign-in page; accounts without a role get a 403;
     a role below `see` gets a 404; a role below `act` (for views that change something, whatever the
@@ -82,6 +168,8 @@ def staff_view(*, see: Role = Role.VIEWER, act: Role | None = None) -> Callable[
         def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
             if not request.user.is_authenticated:
                 return redirect_to_login(request.get_full_path())
+            if unfinished := staff_sign_in_unfinished(request):
+                return unfinished
             role = role_of(request.user)
             if role == Role.NONE:
                 raise PermissionDenied("This page is for the vendor's staff.")

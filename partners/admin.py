@@ -12,7 +12,9 @@ from django.contrib.auth.models import User
 from django.db.models.signals import post_save
 from django.dispatch import receiver
 from django.http import HttpRequest
+from django_otp.plugins.otp_totp.models import TOTPDevice
 
+from partners.access import SignInStep, staff_sign_in_step
 from partners.models import AuditEvent, Partner
 from partners.services import audit_record
 
@@ -52,6 +54,21 @@ class StaffUserAdmin(UserAdmin):
 
 admin.site.unregister(User)
 admin.site.register(User, StaffUserAdmin)
+# An authenticator app's secret is nobody's to read, in the admin or anywhere: staff set theirs up on their own
+# security page, and an admin resets one from the staff page (audited).
+if admin.site.is_registered(TOTPDevice):
+    admin.site.unregister(TOTPDevice)
+
+_admin_has_permission = admin.site.has_permission
+
+
+def _admin_behind_staff_sign_in(request: HttpRequest) -> bool:
+    """The admin site asks what every staff page asks: a finished sign-in (Microsoft's MFA, or the password's
+    TOTP code where the account needs one), not only a session with is_staff."""
+    return _admin_has_permission(request) and staff_sign_in_step(request) == SignInStep.DONE
+
+
+admin.site.has_permission = _admin_behind_staff_sign_in  # type: ignore[method-assign]
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):

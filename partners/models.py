@@ -114,3 +114,28 @@ class AuditEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.created_at:%Y-%m-%d %H:%M:%S} {self.actor_label} {self.action}"
+
+
+class StaffIdentity(models.Model):
+    """A staff account's Microsoft Entra ID identity in the vendor's own tenant.
+
+    The staff sign-in with Microsoft matches a person by the id_token's tenant (`tid`) and object id (`oid`),
+    which never change and are never reused; never by an email or a user name, which a tenant's admin can give to
+    anyone. An admin binds it on the staff page; the role still comes from the account's group.
+    """
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="staff_identity")
+    tenant_id = models.UUIDField()
+    object_id = models.UUIDField()
+    bound_at = models.DateTimeField(auto_now_add=True)
+    # What Microsoft last called the account (for the staff page; never used to match).
+    last_username = models.CharField(max_length=254, blank=True)
+    last_signed_in_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["tenant_id", "object_id"], name="staff_identity_tenant_object_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.object_id} in {self.tenant_id}"

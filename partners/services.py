@@ -6,6 +6,7 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, Group, Permission, User
 from django.contrib.auth.password_validation import validate_password
 from django.contrib.contenttypes.models import ContentType
@@ -14,11 +15,12 @@ from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
+from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from cpv import clouds
 from cpv.logs import redact_value, request_id_var
 from partners.access import PERMISSION_APP, PERMISSION_MODEL, PERMISSIONS, ROLE_GROUPS, Role, role_permissions
-from partners.models import AuditEvent, Partner
+from partners.models import AuditEvent, Partner, StaffIdentity
 
 Actor = AbstractBaseUser | AnonymousUser | None
 
@@ -232,8 +234,7 @@ def staff_user_set_active(*, actor: Actor, user: User, active: bool) -> User:
     """
     if actor is not None and getattr(actor, "pk", None) == user.pk:
         raise PartnerError("You cannot disable your own account.")
-    if user.is_superuser and not getattr(actor, "is_superuser", False):
-        raise PartnerError(f"{user.get_username()} is a superuser: only another superuser can change that account.")
+    _superuser_guard(actor, user)
     with transaction.atomic():
         user.is_active = active
         user.save(update_fields=["is_active"])
@@ -244,6 +245,86 @@ def staff_user_set_active(*, actor: Actor, user: User, active: bool) -> User:
             detail={"user": user.get_username()},
         )
     return user
+
+
+def _superuser_guard(actor: Actor, user: User) -> None:
+    """Only a superuser, or the system itself (actor None: a command run on the server), changes a superuser."""
+    if user.is_superuser and actor is not None and not getattr(actor, "is_superuser", False):
+        raise PartnerError(f"{user.get_username()} is a superuser: only another superuser can change that account.")
+
+
+def staff_identity_set(*, actor: Actor, user: User, object_id: uuid.UUID | None) -> StaffIdentity | None:
+    """Bind the account to a Microsoft Entra object id in the vendor's tenant (CPV_STAFF_TENANT_ID), which its
+    Microsoft sign-in then matches; None unbinds it.
+
+    Returns the identity (None once unbound). Raises PartnerError when no staff tenant is configured, for an
+    object id another account holds, and for a superuser's account unless the actor is one.
+    """
+    _superuser_guard(actor, user)
+    with transaction.atomic():
+        previous = StaffIdentity.objects.filter(user=user).first()
+        if object_id is None:
+            if previous is not None:
+                previous.delete()
+                audit_record(
+                    actor=actor,
+                    action="staff.microsoft_unbound",
+                    target=user,
+                    detail={"user": user.get_username(), "object_id": str(previous.object_id)},
+                )
+            return None
+        if not settings.CPV_STAFF_TENANT_ID:
+            raise PartnerError("Microsoft sign-in for staff is not configured (CPV_STAFF_TENANT_ID is not set).")
+        tenant_id = uuid.UUID(settings.CPV_STAFF_TENANT_ID)
+        holder = StaffIdentity.objects.filter(tenant_id=tenant_id, object_id=object_id).exclude(user=user).first()
+        if holder is not None:
+            raise PartnerError(f"That Microsoft account is already bound to {holder.user.get_username()}.")
+        identity, _ = StaffIdentity.objects.update_or_create(
+            user=user, defaults={"tenant_id": tenant_id, "object_id": object_id, "last_username": ""}
+        )
+        audit_record(
+            actor=actor,
+            action="staff.microsoft_bound",
+            target=user,
+            detail={
+                "user": user.get_username(),
+                "object_id": str(object_id),
+                "tenant_id": str(tenant_id),
+                "previous": str(previous.object_id) if previous else "",
+            },
+        )
+    return identity
+
+
+def staff_totp_reset(*, actor: Actor, user: User) -> int:
+    """Remove the account's authenticator apps (a lost phone): its next password sign-in sets one up again
+    where CPV_STAFF_TOTP requires it.
+
+    Returns how many were removed. Raises PartnerError for a superuser's account unless the actor is one.
+    """
+    _superuser_guard(actor, user)
+    with transaction.atomic():
+        removed, _ = TOTPDevice.objects.filter(user=user).delete()
+        audit_record(
+            actor=actor,
+            action="staff.totp_reset",
+            target=user,
+            detail={"user": user.get_username(), "removed": removed},
+        )
+    return removed
+
+
+def staff_totp_confirm(*, user: User, device: TOTPDevice) -> TOTPDevice:
+    """Keep a newly set-up authenticator app as the account's only one (after its first code checked out).
+
+    Returns the device, confirmed.
+    """
+    with transaction.atomic():
+        TOTPDevice.objects.filter(user=user).exclude(pk=device.pk).delete()
+        device.confirmed = True
+        device.save(update_fields=["confirmed"])
+        audit_record(actor=user, action="staff.totp_enrolled", target=user, detail={"user": user.get_username()})
+    return device
 
 
 def staff_admin_emails() -> list[str]:

@@ -40,7 +40,7 @@ from simulator.world import (
     USER_ROLE_ID,
     VAULT_RESOURCE,
     AppRegistration,
-    Partner,
+    Home,
     User,
 )
 
@@ -368,12 +368,18 @@ def _redirect_error(
     return _redirect_with(redirect_uri, response_mode, params)
 
 
-def _users_for(sim: Simulator, kind: str, tid: str | None) -> list[tuple[User, Partner]]:
+def _users_for(sim: Simulator, kind: str, tid: str | None) -> list[tuple[User, Home]]:
     if kind in GENERIC_TENANTS:
-        return [(u, p) for p in sim.world.partners for u in p.users if u.enabled]
+        # any work account: the partners' users, then the vendor's own staff
+        homes: list[Home] = [*sim.world.partners, sim.world.vendor]
+        return [(u, home) for home in homes for u in home.users if u.enabled]
     if kind == "partner" and tid:
         partner = sim.world.partner(tid)
         return [(u, partner) for u in partner.users if u.enabled] if partner else []
+    if kind == "vendor":
+        # the vendor's own tenant: its staff sign in to the vendor's apps (single-tenant sign-in)
+        vendor = sim.world.vendor
+        return [(u, vendor) for u in vendor.users if u.enabled]
     return []
 
 
@@ -524,7 +530,7 @@ async def handle_authorize_post(request: web.Request) -> web.Response:
         return _redirect_error(sim, request, pending.redirect_uri, pending.response_mode, pending.state, 65004)
     username = str(form.get("username", "")).strip()
     allowed = {u.oid: (u, p) for u, p in _users_for(sim, kind, pending.tid)}
-    chosen: tuple[User, Partner] | None = None
+    chosen: tuple[User, Home] | None = None
     if username:
         found = sim.world.user(username)
         if found and found[0].oid in allowed:
@@ -753,7 +759,7 @@ def _access_token_claims(
     *,
     app: AppRegistration,
     user: User,
-    partner: Partner,
+    partner: Home,
     tid: str,
     resource: str,
     permissions: list[str],
@@ -798,7 +804,7 @@ def _issue_user_tokens(
     *,
     app: AppRegistration,
     user: User,
-    partner: Partner,
+    partner: Home,
     tid: str,
     resource: str,
     permissions: list[str],
@@ -871,7 +877,7 @@ def _id_token(
     sim: Simulator,
     now: float,
     user: User,
-    partner: Partner,
+    partner: Home,
     tid: str,
     app: AppRegistration,
     nonce: str | None,
@@ -924,7 +930,7 @@ def _target_tenant(
     kind: str,
     tid: str | None,
     user: User,
-    partner: Partner,
+    partner: Home,
     app: AppRegistration,
     resource: str,
     tenant_segment: str,
@@ -961,7 +967,7 @@ def _target_tenant(
     raise EntraFailure(90072, **fields)
 
 
-def _check_conditional_access(partner: Partner, amr: list[str], resource: str) -> None:
+def _check_conditional_access(partner: Home, amr: list[str], resource: str) -> None:
     if partner.conditional_access == "block":
         raise EntraFailure(53003)
     if partner.conditional_access == "mfa_required" and "mfa" not in amr:
@@ -1299,7 +1305,7 @@ async def handle_index(request: web.Request) -> web.Response:
 
 
 def issue_refresh_token_directly(
-    sim: Simulator, *, user: User, partner: Partner, client_id: str, scope: str, mfa: bool | None = None
+    sim: Simulator, *, user: User, partner: Home, client_id: str, scope: str, mfa: bool | None = None
 ) -> str:
     """A refresh token for `user` as if they had consented (used by the control surface)."""
     amr = ["pwd", "mfa"] if (user.mfa_registered if mfa is None else mfa) else ["pwd"]

@@ -22,7 +22,7 @@ from simulator.bearer import BearerError, bearer_token, check_bearer
 from simulator.entra import SIM_KEY
 from simulator.requestlog import LOG_KEY
 from simulator.state import Simulator
-from simulator.world import GLOBAL_ADMIN_ROLE_ID, GRAPH_RESOURCE, Partner, User
+from simulator.world import GLOBAL_ADMIN_ROLE_ID, GRAPH_RESOURCE, Home, User
 
 logger = logging.getLogger(__name__)
 
@@ -210,7 +210,7 @@ def admin_agents_group_id(tenant_id: str) -> str:
     return str(uuid.uuid5(uuid.NAMESPACE_URL, f"group:{tenant_id.lower()}:{ADMIN_AGENTS_GROUP}"))
 
 
-def _global_admin_role(partner: Partner) -> dict[str, Any]:
+def _global_admin_role(partner: Home) -> dict[str, Any]:
     return {
         "@odata.type": f"#{DIRECTORY_ROLE}",
         "id": directory_role_id(partner.tenant_id, GLOBAL_ADMIN_ROLE_ID),
@@ -221,7 +221,7 @@ def _global_admin_role(partner: Partner) -> dict[str, Any]:
     }
 
 
-def _admin_agents_group(partner: Partner) -> dict[str, Any]:
+def _admin_agents_group(partner: Home) -> dict[str, Any]:
     # GUESS (the fields): Microsoft documents that Admin agents are the members of the partner tenant's
     # "AdminAgents" security group, not how Graph shows that group.
     return {
@@ -259,7 +259,7 @@ def _limited(item: dict[str, Any]) -> dict[str, Any]:
     return limited
 
 
-def memberships(user: User, partner: Partner, scopes: set[str]) -> list[dict[str, Any]]:
+def memberships(user: User, partner: Home, scopes: set[str]) -> list[dict[str, Any]]:
     """The user's directory roles and groups as Graph lists them (the implicit member role is not listed)."""
     items: list[dict[str, Any]] = []
     if user.global_admin:

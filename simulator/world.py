@@ -185,9 +185,21 @@ class Partner:
 
 @dataclass
 class Vendor:
+    """The vendor's own tenant: where its apps are registered and where its staff sign in to the control panel."""
+
     tenant_id: str
     domain: str
     name: str
+    # the vendor's staff accounts (the control panel's Microsoft sign-in for staff)
+    users: list[User] = field(default_factory=list)
+    # None, "mfa_required" (a user without MFA gets AADSTS50076) or "block" (AADSTS53003)
+    conditional_access: str | None = None
+    # a vendor is nobody's CSP here: the same shape as a partner's home tenant, with no customers
+    customers: list[Customer] = field(default_factory=list)
+
+
+# The home tenant of a signed-in user: a CSP partner's, or the vendor's own (its staff).
+Home = Partner | Vendor
 
 
 @dataclass
@@ -203,14 +215,17 @@ class World:
 
     def __post_init__(self) -> None:
         self._index: dict[str, tuple[str, Any]] | None = None
-        self._users: dict[str, tuple[User, Partner]] | None = None
+        self._users: dict[str, tuple[User, Home]] | None = None
 
     # ----- lookups -----
     def _build_index(self) -> None:
         index: dict[str, tuple[str, Any]] = {}
-        users: dict[str, tuple[User, Partner]] = {}
+        users: dict[str, tuple[User, Home]] = {}
         index[self.vendor.tenant_id] = ("vendor", self.vendor)
         index[self.vendor.domain.lower()] = ("vendor", self.vendor)
+        for staff in self.vendor.users:
+            users[staff.oid] = (staff, self.vendor)
+            users[staff.upn.lower()] = (staff, self.vendor)
         for partner in self.partners:
             index[partner.tenant_id] = ("partner", partner)
             index[partner.domain.lower()] = ("partner", partner)
@@ -234,8 +249,8 @@ class World:
             self._build_index()
         return (self._index or {}).get(tenant.lower())
 
-    def user(self, key: str) -> tuple[User, Partner] | None:
-        """A user and its home partner, by object id or UPN."""
+    def user(self, key: str) -> tuple[User, Home] | None:
+        """A user and its home tenant (a partner, or the vendor for its staff), by object id or UPN."""
         if self._users is None:
             self._build_index()
         return (self._users or {}).get(key.lower())
@@ -300,7 +315,7 @@ class World:
             )
         return cls(
             seed=data.get("seed"),
-            vendor=Vendor(**data["vendor"]),
+            vendor=_vendor_from_dict(data["vendor"]),
             cpv_app=_app_from_dict(data["cpv_app"]),
             sandbox_app=_app_from_dict(data["sandbox_app"]),
             vault_app=_app_from_dict(data["vault_app"]),
@@ -338,6 +353,7 @@ class World:
         """A reproducible world: the same arguments always give the same world."""
         rng = random.Random(seed)
         vendor = Vendor(tenant_id=_uuid(rng), domain="contosocpv.onmicrosoft.com", name="Contoso CPV")
+        vendor.users = _make_vendor_staff(seed, vendor.domain)
         uris = list(redirect_uris or [])
         if DEFAULT_REDIRECT_URI not in uris:
             uris.insert(0, DEFAULT_REDIRECT_URI)
@@ -383,6 +399,21 @@ class World:
         for index in range(partners):
             world.partners.append(_make_partner(rng, index, customers_per_partner))
         return world
+
+
+def _make_vendor_staff(seed: int, domain: str) -> list[User]:
+    """The vendor's staff accounts, from a generator of their own so that adding them changed no other id."""
+    rng = random.Random(f"vendor-staff:{seed}")
+    people = [
+        ("staff.admin", "Avery Admin", True),  # an administrator of the control panel, MFA registered
+        ("staff.operator", "Olu Operator", True),
+        ("staff.nomfa", "Noel NoMFA", False),  # no MFA method registered
+        ("staff.stranger", "Sam Stranger", True),  # a vendor employee with no control-panel account
+    ]
+    return [
+        User(oid=_uuid(rng), upn=f"{login}@{domain}", display_name=name, mfa_registered=mfa)
+        for login, name, mfa in people
+    ]
 
 
 def _make_partner(rng: random.Random, index: int, customers: int) -> Partner:
@@ -439,6 +470,13 @@ def _app_from_dict(data: dict[str, Any]) -> AppRegistration:
     data["secrets"] = [ClientSecret(**s) for s in data.get("secrets", [])]
     data["certificates"] = [ClientCertificate(**c) for c in data.get("certificates", [])]
     return AppRegistration(**data)
+
+
+def _vendor_from_dict(data: dict[str, Any]) -> Vendor:
+    data = dict(data)
+    data["users"] = [User(**u) for u in data.get("users", [])]
+    data["customers"] = [Customer(**c) for c in data.get("customers", [])]
+    return Vendor(**data)
 
 
 def _partner_from_dict(data: dict[str, Any]) -> Partner:

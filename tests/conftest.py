@@ -152,8 +152,9 @@ def staff_user(operator):  # type: ignore[no-untyped-def]
 @pytest.fixture
 def staff_client(client, staff_user):  # type: ignore[no-untyped-def]
     """The test's browser, signed in as `staff_user`."""
-    client.force_login(staff_user)
-    return client
+    from tests.factories import signed_in
+
+    return signed_in(client, staff_user)
 
 
 @pytest.fixture

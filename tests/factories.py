@@ -14,6 +14,7 @@ from consent.portal import SESSION_KEY
 from customers.coverage import coverage_recount
 from customers.models import CustomerConsent
 from customers.services import desired_grants, grants_hash
+from partners import access
 from partners.access import Role
 from partners.models import Customer, Partner
 from partners.services import partner_create, staff_role_set, staff_roles_sync
@@ -57,10 +58,18 @@ def make_staff(django_user_model: Any, username: str, role: Role) -> Any:
     return user
 
 
-def client_for(user: Any) -> Client:
-    client = Client()
+def signed_in(client: Client, user: Any) -> Client:
+    """`client` signed in as `user` the way a password sign-in without an authenticator app leaves a session
+    (CPV_STAFF_TOTP=enrolled, the default outside production)."""
     client.force_login(user)
+    session = client.session
+    session[access.SIGN_IN_SESSION_KEY] = {"method": access.PASSWORD, "no_totp": True}
+    session.save()
     return client
+
+
+def client_for(user: Any) -> Client:
+    return signed_in(Client(), user)
 
 
 def portal_client(partner: Partner, *, user_oid: str | None = None, global_admin: bool = True) -> Client:

@@ -53,3 +53,12 @@ def sign_in(auth_uri: str, *, user_oid: str, action: str = "accept") -> tuple[st
     target = _ACTION.search(answer.text)
     assert target, answer.text
     return html.unescape(target.group(1)), {html.unescape(k): html.unescape(v) for k, v in _HIDDEN.findall(answer.text)}
+
+
+def vendor_user(sim: RunningSimulator, login: str) -> Any:
+    """One of the vendor's own staff accounts in the simulator (staff.admin, staff.operator, staff.nomfa,
+    staff.stranger)."""
+    for user in sim.world.vendor.users:
+        if user.upn.split("@", 1)[0] == login:
+            return user
+    raise LookupError(f"no vendor account {login!r}")

@@ -67,6 +67,17 @@ def test_it_runs_on_embedded_defaults_with_nothing_set(tmp_path: Path) -> None:
     assert config.application_grants["applicationGrants"][0]["enterpriseApplicationId"] == clouds_graph_id()
 
 
+def test_staff_sign_in_defaults_follow_the_mode_and_the_staff_tenant(tmp_path: Path) -> None:
+    embedded = load_config({}, base_dir=tmp_path)
+    with_tenant = load_config({"CPV_STAFF_TENANT_ID": "AAAAAAAA-2222-3333-4444-555555555555"}, base_dir=tmp_path)
+    production = load_config(production_env(tmp_path), base_dir=tmp_path)
+
+    assert (embedded.staff_tenant_id, embedded.staff_password_sign_in, embedded.staff_totp) == ("", "all", "enrolled")
+    assert with_tenant.staff_tenant_id == "aaaaaaaa-2222-3333-4444-555555555555"
+    assert with_tenant.staff_password_sign_in == "admins"
+    assert (production.staff_password_sign_in, production.staff_totp) == ("admins", "required")
+
+
 def clouds_graph_id() -> str:
     return "00000003-0000-0000-c000-000000000000"
 
@@ -148,6 +159,8 @@ def test_production_names_every_missing_variable_at_once(tmp_path: Path) -> None
             "CPV_CLOUD=custom points the control panel at hosts other than Microsoft's",
         ),
         ({"VAULT_BACKEND": "azure", "VAULT_KEY": ""}, "VAULT_URL is required when VAULT_BACKEND=azure"),
+        ({"CPV_STAFF_PASSWORD_SIGN_IN": "all"}, "CPV_STAFF_PASSWORD_SIGN_IN must be admins in production"),
+        ({"CPV_STAFF_TOTP": "enrolled"}, "CPV_STAFF_TOTP must be required in production"),
     ],
 )
 def test_production_refuses_unsafe_values(overrides: dict[str, str], expected: str, tmp_path: Path) -> None:
@@ -184,6 +197,9 @@ def test_production_refuses_unsafe_values(overrides: dict[str, str], expected: s
         ("CPV_LOG_FORMAT", "xml", "CPV_LOG_FORMAT must be one of text, json"),
         ("CPV_PC_REQUESTS_PER_SECOND", "50", "must stay under Partner Center's 50 per second"),
         ("CPV_VAULT_CREATES_PER_SECOND", "30", "must stay under Key Vault's 30 per second"),
+        ("CPV_STAFF_TENANT_ID", "contosocpv.onmicrosoft.com", "CPV_STAFF_TENANT_ID must be the vendor's tenant id"),
+        ("CPV_STAFF_PASSWORD_SIGN_IN", "nobody", "CPV_STAFF_PASSWORD_SIGN_IN must be one of admins, all"),
+        ("CPV_STAFF_TOTP", "sometimes", "CPV_STAFF_TOTP must be one of required, enrolled"),
     ],
 )
 def test_a_malformed_variable_is_rejected_with_its_name(

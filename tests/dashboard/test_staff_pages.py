@@ -8,7 +8,7 @@ from django.db import DatabaseError, transaction
 from partners.access import Role
 from partners.models import AuditEvent, Partner
 from partners.services import PartnerError, audit_record, partner_create
-from tests.factories import make_staff
+from tests.factories import make_staff, signed_in
 
 pytestmark = pytest.mark.django_db
 
@@ -57,7 +57,7 @@ def test_a_wrong_password_is_refused(client, staff_user) -> None:  # type: ignor
 
 def test_the_partner_list_pages_through_many_partners(client, viewer, django_assert_max_num_queries) -> None:  # type: ignore[no-untyped-def]
     Partner.objects.bulk_create(Partner(name=f"Partner {i:03d}", contact_email=f"p{i}@example.com") for i in range(120))
-    client.force_login(viewer)
+    signed_in(client, viewer)
 
     with django_assert_max_num_queries(7):
         first = client.get("/partners/")

@@ -101,6 +101,27 @@ def test_sign_in_page_shows_app_permissions_and_the_partner_users(sim):
     assert "<script" not in page.text
 
 
+def test_the_vendors_staff_sign_in_on_its_own_tenant_with_the_amr_of_their_sign_in(sim):
+    vendor = sim.world.vendor
+    app = cpv_app(sim, vendor.tenant_id)
+    flow = app.initiate_auth_code_flow([], redirect_uri=REDIRECT_URI, response_mode="form_post")
+    page = requests.get(flow["auth_uri"], timeout=10).text
+    tokens = {}
+    for login in ("staff.admin", "staff.nomfa"):
+        flow = app.initiate_auth_code_flow([], redirect_uri=REDIRECT_URI, response_mode="form_post")
+        result = sign_in(flow["auth_uri"], user=f"{login}@{vendor.domain}")
+        tokens[login] = app.acquire_token_by_auth_code_flow(flow, result.params)
+
+    # The tenant's own accounts only: no partner's user signs in on the vendor's tenant.
+    assert all(user.upn in page for user in vendor.users)
+    assert sim.world.partners[0].users[0].upn not in page
+    for login, amr in (("staff.admin", ["pwd", "mfa"]), ("staff.nomfa", ["pwd"])):
+        claims = tokens[login]["id_token_claims"]
+        access = jwt.decode(tokens[login]["access_token"], options={"verify_signature": False})
+        assert claims["tid"] == vendor.tenant_id and "amr" not in claims  # a v2.0 id_token carries no amr
+        assert access["ver"] == "1.0" and access["aud"] == "https://graph.microsoft.com" and access["amr"] == amr
+
+
 def test_certificate_credentials_work_with_thumbprint_and_public_certificate(sim):
     pem = open(sim.env["CPV_CLIENT_CERTIFICATE"]).read()
     by_thumbprint = {"private_key": pem, "thumbprint": sim.env["CPV_CLIENT_CERTIFICATE_THUMBPRINT"]}

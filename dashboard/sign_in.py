@@ -1,0 +1,322 @@
+"""Staff sign-in: with Microsoft against the vendor's own tenant, or with a password and its TOTP code.
+
+Microsoft's sign-in (when CPV_STAFF_TENANT_ID names the vendor's tenant) runs through the same kit as the partner
+portal (consent.microsoft_sign_in) on that tenant's authority. The person is matched by the id_token's tenant
+and object id against the StaffIdentity an admin bound to a staff account, never by an email; the sign-in must
+have used MFA, which the `amr` of the access token that came with the id_token says (a v2.0 id_token carries no
+`amr`); the role still comes from the account's group.
+
+A password sign-in is the admins' break-glass where CPV_STAFF_PASSWORD_SIGN_IN is "admins", keeps the
+per-account and per-address lockout, and then asks the TOTP code of the account's authenticator app (django-otp),
+or has one set up first where CPV_STAFF_TOTP is "required". partners.access.staff_sign_in_step decides, for every
+staff page and the admin site, whether a session's sign-in is finished.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+from typing import Any
+
+import django_otp
+import segno
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth import login, logout
+from django.contrib.auth import views as auth_views
+from django.contrib.auth.decorators import login_required
+from django.contrib.auth.models import AnonymousUser, User
+from django.http import HttpRequest, HttpResponse, HttpResponseBase, HttpResponseRedirect
+from django.shortcuts import render
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django_otp.plugins.otp_totp.models import TOTPDevice
+
+from consent import microsoft_sign_in
+from consent.pages import private
+from cpv.ratelimit import allow_request
+from dashboard.forms import SignInForm, TotpCodeForm, sign_in_failed, sign_in_locked, sign_in_succeeded, sign_in_window
+from partners.access import (
+    MICROSOFT,
+    PASSWORD,
+    Role,
+    SignInStep,
+    password_sign_in_allowed,
+    role_of,
+    staff_sign_in_method,
+    staff_sign_in_record,
+    staff_sign_in_step,
+    staff_sign_in_unfinished,
+    totp_device,
+)
+from partners.models import StaffIdentity
+from partners.services import staff_totp_confirm
+
+logger = logging.getLogger(__name__)
+
+SIGN_IN = microsoft_sign_in.SignInKind(
+    name="staff", cookie="__Host-cpv-staff", callback="sign_in_microsoft_callback", welcome="sign_in_microsoft_welcome"
+)
+NEXT_SESSION_KEY = "staff_sign_in_next"
+LIMITS = {"start": (20, 600), "callback": (30, 600)}
+
+
+def microsoft_sign_in_enabled() -> bool:
+    return bool(settings.CPV_STAFF_TENANT_ID) and settings.CPV_APP.configured
+
+
+def _next_url(request: HttpRequest, candidate: str | None) -> str:
+    """`candidate` when it is a path on this site, else the dashboard's home."""
+    if (
+        candidate
+        and candidate.startswith("/")
+        and url_has_allowed_host_and_scheme(candidate, allowed_hosts={request.get_host()})
+    ):
+        return candidate
+    return reverse("dashboard:home")
+
+
+def _refused(request: HttpRequest, title: str, message: str, *, status: int = 403, **extra: Any) -> HttpResponse:
+    context = {"title": title, "message": message, **extra}
+    return private(render(request, "registration/refused.html", context, status=status))
+
+
+def _refusal(request: HttpRequest, failed: microsoft_sign_in.SignInFailed) -> HttpResponse:
+    return _refused(request, failed.title, failed.message, status=failed.status)
+
+
+# --- the sign-in page and the password ---------------------------------------------------------------------------
+
+
+class SignInView(auth_views.LoginView):
+    """The sign-in page: "Sign in with Microsoft" where it is configured, and the password form (with its
+    per-username and per-address lockout) for the accounts allowed one. A password sign-in goes on to the TOTP
+    code where the account needs one."""
+
+    form_class = SignInForm
+    redirect_authenticated_user = True
+
+    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        if request.user.is_authenticated and (unfinished := staff_sign_in_unfinished(request)):
+            return unfinished
+        return super().dispatch(request, *args, **kwargs)
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        context = super().get_context_data(**kwargs)
+        context.update(
+            microsoft=microsoft_sign_in_enabled(),
+            passwords_for_admins_only=not password_sign_in_allowed(AnonymousUser()),
+            refused_password=self.request.GET.get("refused") == "password",
+        )
+        return context
+
+    def form_valid(self, form: SignInForm) -> HttpResponse:  # type: ignore[override]
+        response = super().form_valid(form)
+        staff_sign_in_record(self.request, method=PASSWORD)
+        step = staff_sign_in_step(self.request)
+        if step in (SignInStep.VERIFY, SignInStep.ENROLL):
+            # The account's failure count stands until the second factor is given too: a right password does not
+            # buy another round of code guesses.
+            self.request.session[NEXT_SESSION_KEY] = self.get_success_url()
+            return HttpResponseRedirect(reverse("sign_in_verify" if step == SignInStep.VERIFY else "sign_in_enroll"))
+        sign_in_succeeded(self.request, form.get_user().get_username())
+        return response
+
+
+def _after_second_factor(request: HttpRequest) -> HttpResponse:
+    target = request.session.pop(NEXT_SESSION_KEY, None) or request.GET.get("next")
+    return HttpResponseRedirect(_next_url(request, target))
+
+
+@login_required
+@never_cache
+@require_http_methods(["GET", "POST"])
+def verify(request: HttpRequest) -> HttpResponse:
+    """The TOTP code after a password: a wrong code counts towards the account's lockout, like a wrong password."""
+    if request.GET.get("next") and NEXT_SESSION_KEY not in request.session:
+        request.session[NEXT_SESSION_KEY] = _next_url(request, request.GET["next"])
+    if staff_sign_in_step(request) != SignInStep.VERIFY:
+        return _after_second_factor(request)
+    user = request.user
+    device = totp_device(user)
+    if device is None:  # the step is VERIFY only for an account with one; removed meanwhile
+        return HttpResponseRedirect(reverse("login"))
+    username = user.get_username()
+    form = TotpCodeForm(request.POST or None)
+    status = 200
+    if request.method == "POST":
+        if sign_in_locked(request, username):
+            form.add_error(
+                None,
+                f"Too many wrong codes for this account or from your network. Wait {sign_in_window() // 60} "
+                "minutes and try again, or ask an admin.",
+            )
+            status = 429
+        elif form.is_valid():
+            # django-otp verifies in a transaction, with its own growing delay after each wrong code.
+            verified = django_otp.verify_token(user, device.persistent_id, form.cleaned_data["code"])
+            if verified is not None:
+                django_otp.login(request, verified)
+                sign_in_succeeded(request, username)
+                logger.info("staff sign-in with a password and a TOTP code")
+                return _after_second_factor(request)
+            sign_in_failed(request, username)
+            logger.warning("sign-in refused: a wrong TOTP code")
+            form.add_error("code", "That code is not right, or it has expired. Enter the code the app shows now.")
+            status = 400
+        else:
+            status = 400
+    return private(render(request, "registration/verify.html", {"form": form}, status=status))
+
+
+def _qr_data_uri(url: str) -> str:
+    svg = segno.make(url, error="m").svg_inline(scale=4, dark="#111", light="#fff")
+    return "data:image/svg+xml;base64," + base64.b64encode(svg.encode()).decode("ascii")
+
+
+@login_required
+@never_cache
+@require_http_methods(["GET", "POST"])
+def enroll(request: HttpRequest) -> HttpResponse:
+    """Set up an authenticator app: its secret shown once (as a QR code and as text), kept only when a code from
+    the app checks out. Open to a signed-in account whose sign-in is finished or only lacks this step."""
+    step = staff_sign_in_step(request)
+    if step not in (SignInStep.ENROLL, SignInStep.DONE):
+        return staff_sign_in_unfinished(request) or HttpResponseRedirect(reverse("login"))
+    user = request.user
+    if not isinstance(user, User):
+        return HttpResponseRedirect(reverse("login"))
+    if totp_device(user) is not None and step == SignInStep.DONE and not user.is_verified():  # type: ignore[attr-defined]
+        # an account that has an app proves it before it may replace it
+        return HttpResponseRedirect(reverse("sign_in_verify"))
+    device = TOTPDevice.objects.filter(user=user, confirmed=False).order_by("-pk").first()
+    if device is None:
+        device = TOTPDevice.objects.create(user=user, name="Authenticator app", confirmed=False)
+    form = TotpCodeForm(request.POST or None)
+    status = 200
+    if request.method == "POST":
+        if form.is_valid() and device.verify_token(form.cleaned_data["code"]):
+            staff_totp_confirm(user=user, device=device)
+            django_otp.login(request, device)
+            sign_in_succeeded(request, user.get_username())
+            messages.success(request, "Your authenticator app is set up. Sign-ins with a password will ask its code.")
+            return _after_second_factor(request)
+        if form.is_valid():
+            form.add_error("code", "That code does not match. Check the app's clock and enter the code it shows now.")
+        status = 400
+    context = {
+        "form": form,
+        "qr": _qr_data_uri(device.config_url),
+        "secret": base64.b32encode(device.bin_key).decode("ascii").rstrip("="),
+        "required": step == SignInStep.ENROLL,
+    }
+    return private(render(request, "registration/enroll.html", context, status=status))
+
+
+@login_required
+@never_cache
+@require_GET
+def security(request: HttpRequest) -> HttpResponse:
+    """The signed-in account's sign-in methods: its Microsoft account and its authenticator app."""
+    if unfinished := staff_sign_in_unfinished(request):
+        return unfinished
+    user = request.user
+    context = {
+        "method": staff_sign_in_method(request),
+        "identity": getattr(user, "staff_identity", None),
+        "device": totp_device(user),
+        "microsoft": microsoft_sign_in_enabled(),
+        "password_allowed": password_sign_in_allowed(user),
+        "totp_required": settings.CPV_STAFF_TOTP == "required",
+    }
+    return private(render(request, "registration/security.html", context))
+
+
+# --- Microsoft ---------------------------------------------------------------------------------------------------
+
+
+def _limited(request: HttpRequest, scope: str) -> HttpResponse | None:
+    limit, window = LIMITS[scope]
+    if allow_request(request, scope=f"staff-microsoft-{scope}", limit=limit, window=window):
+        return None
+    message = "There have been too many sign-in attempts from your network. Wait a few minutes."
+    response = _refused(request, "Too many attempts", message, status=429)
+    response["Retry-After"] = str(window)
+    return response
+
+
+@require_POST
+@never_cache
+def microsoft_start(request: HttpRequest) -> HttpResponse:
+    """Start the Microsoft sign-in on the vendor's tenant (a POST from the sign-in page)."""
+    if limited := _limited(request, "start"):
+        return limited
+    if not microsoft_sign_in_enabled():
+        return _refused(request, "Microsoft sign-in is not set up", "Sign in with your password.", status=404)
+    request.session[NEXT_SESSION_KEY] = _next_url(request, request.POST.get("next"))
+    try:
+        response = microsoft_sign_in.sign_in_start(
+            request, SIGN_IN, cloud_name=settings.CPV_CLOUD, tenant=settings.CPV_STAFF_TENANT_ID
+        )
+    except microsoft_sign_in.SignInFailed as failed:
+        return _refusal(request, failed)
+    return private(response)
+
+
+microsoft_callback = microsoft_sign_in.callback_view(
+    SIGN_IN, limit=LIMITS["callback"][0], window=LIMITS["callback"][1], page=_refusal
+)
+
+
+@require_GET
+@never_cache
+def microsoft_welcome(request: HttpRequest, handoff: str) -> HttpResponse:
+    """The same-site end of the Microsoft sign-in: match the person to a staff account, or say why not."""
+    try:
+        who = microsoft_sign_in.sign_in_handed_over(request, SIGN_IN, handoff)
+    except microsoft_sign_in.SignInFailed as failed:
+        return _refusal(request, failed)
+    if who.tenant_id != settings.CPV_STAFF_TENANT_ID:
+        logger.warning("staff sign-in refused: an account of another tenant")
+        return _refused(
+            request,
+            "This account is not one of the vendor's",
+            f"You signed in as {who.username or who.name}, an account of another organisation. Sign in with your "
+            "work account.",
+        )
+    if not who.mfa:
+        logger.warning("staff sign-in refused: Microsoft's sign-in did not use MFA")
+        return _refused(
+            request,
+            "Multi-factor authentication is required",
+            "Microsoft's sign-in did not use a second factor. Set up multi-factor authentication for your account "
+            "(or ask your administrator to require it) and sign in again.",
+        )
+    identity = (
+        StaffIdentity.objects.select_related("user").filter(tenant_id=who.tenant_id, object_id=who.user_oid).first()
+    )
+    user = identity.user if identity else None
+    if identity is None or user is None or not user.is_active or role_of(user) == Role.NONE:
+        logger.warning("staff sign-in refused: no active staff account is bound to this Microsoft account")
+        return _refused(
+            request,
+            "Your Microsoft account has no staff access here",
+            f"You signed in as {who.username or who.name}. Ask an admin of the control panel to bind your account "
+            "(its object id is below) to a staff account with a role.",
+            object_id=who.user_oid,
+        )
+    next_url = request.session.get(NEXT_SESSION_KEY)
+    if request.user.is_authenticated:
+        logout(request)
+    login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+    staff_sign_in_record(request, method=MICROSOFT)
+    StaffIdentity.objects.filter(pk=identity.pk).update(
+        last_username=who.username[:254], last_signed_in_at=timezone.now()
+    )
+    logger.info("staff sign-in with Microsoft")
+    response = HttpResponseRedirect(_next_url(request, next_url), status=303)
+    microsoft_sign_in.sign_in_cookie_clear(response, SIGN_IN)
+    return private(response)
