@@ -492,7 +492,12 @@ def load_config(environ_map: Mapping[str, str], *, base_dir: Path) -> Config:
     if cache_url is not None:
         scheme = _url_scheme(cache_url)
         if scheme in {"redis", "rediss"}:
-            cache = {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": cache_url}
+            # JSON, never pickle: writing into Redis must not be running code here (cpv/cache.py).
+            cache = {
+                "BACKEND": "django.core.cache.backends.redis.RedisCache",
+                "LOCATION": cache_url,
+                "OPTIONS": {"serializer": "cpv.cache.JsonSerializer"},
+            }
         elif scheme == "locmem":
             pass
         else:

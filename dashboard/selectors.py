@@ -170,6 +170,23 @@ class Trends:
     token_ages: list[Bar]
     renewals: list[DaySeries]
 
+    _BARS = ("by_status", "by_health", "funnel", "token_ages")
+
+    def as_json(self) -> dict[str, Any]:
+        """What the cache keeps (JSON, never a pickled object)."""
+        bars = {name: [vars(bar) for bar in getattr(self, name)] for name in self._BARS}
+        renewals = [{"day": series.day.isoformat(), "values": series.values} for series in self.renewals]
+        return {"as_of": self.as_of.isoformat(), **bars, "renewals": renewals}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Trends:
+        """Raises KeyError, TypeError or ValueError for anything `as_json` did not make."""
+        return cls(
+            as_of=datetime.fromisoformat(data["as_of"]),
+            **{name: [Bar(**bar) for bar in data[name]] for name in cls._BARS},
+            renewals=[DaySeries(day=date.fromisoformat(s["day"]), values=dict(s["values"])) for s in data["renewals"]],
+        )
+
 
 OVERVIEW_PERIODS = (7, 30, 90)
 # The trends take a pass over every partner and the period's events: the page reuses them this long and says
@@ -178,7 +195,7 @@ TRENDS_SECONDS = 60
 
 
 def _trends_key(days: int) -> str:
-    return f"cpv:overview-trends:v1:{days}"
+    return f"cpv:overview-trends:v2:{days}"
 
 
 AGE_BUCKETS = [(0, 7), (7, 14), (14, 30), (30, 45), (45, 60), (60, 76), (76, 90), (90, None)]
@@ -246,16 +263,19 @@ def overview(
 
 def _trends_cached(days: int) -> Trends | None:
     try:
-        trends = cache.get(_trends_key(days))
+        data = cache.get(_trends_key(days))
     except Exception:  # the page does without the cache: it makes the trends itself
         logger.warning("the overview's trends could not be read from the cache", exc_info=True)
         return None
-    return trends if isinstance(trends, Trends) else None
+    try:
+        return Trends.from_json(data) if isinstance(data, dict) else None
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 def _trends_store(days: int, trends: Trends) -> None:
     try:
-        cache.set(_trends_key(days), trends, TRENDS_SECONDS)
+        cache.set(_trends_key(days), trends.as_json(), TRENDS_SECONDS)
     except Exception:  # the next request makes them again
         logger.warning("the overview's trends could not be stored in the cache", exc_info=True)
 
