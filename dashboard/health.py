@@ -20,7 +20,7 @@ from django.views.decorators.http import require_GET
 
 from cpv.celery import app
 from cpv.logs import redact
-from partners.access import Role, role_of
+from partners.access import Role, SignInStep, role_of, staff_sign_in_step
 from tokens.vault import get_vault
 
 logger = logging.getLogger(__name__)
@@ -116,7 +116,8 @@ def _may_see_details(request: HttpRequest) -> bool:
     if token and hmac.compare_digest(offered.encode(), f"Bearer {token}".encode()):
         return True
     try:
-        return role_of(request.user) >= Role.VIEWER
+        # staff whose sign-in is finished (a password without its TOTP code is not)
+        return role_of(request.user) >= Role.VIEWER and staff_sign_in_step(request) == SignInStep.DONE
     except Exception:  # noqa: BLE001 - with the database down, the session cannot be read: no details
         return False
 

@@ -41,6 +41,20 @@ def test_readyz_reports_each_check_to_staff(staff_client) -> None:  # type: igno
 
 
 @pytest.mark.django_db
+def test_a_staff_session_still_waiting_for_its_totp_code_reads_the_status_alone(client, admin_user) -> None:  # type: ignore[no-untyped-def]
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+
+    from tests.factories import PASSWORD
+
+    TOTPDevice.objects.create(user=admin_user, name="phone", confirmed=True)
+    client.post("/accounts/login/", {"username": admin_user.username, "password": PASSWORD})
+
+    body = client.get("/readyz").json()
+
+    assert "checks" not in body and body["status"] in {"ok", "failing"}
+
+
+@pytest.mark.django_db
 def test_anyone_else_reads_the_status_alone_unless_they_hold_the_token(client, settings) -> None:  # type: ignore[no-untyped-def]
     settings.CPV_READYZ_TOKEN = "monitor-token-0123456789"
 
