@@ -10,10 +10,12 @@ from __future__ import annotations
 import logging
 import re
 import uuid
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
+from django.contrib.auth.models import User
 from django.core.cache import cache
 from django.db.models import (
     Case,
@@ -33,6 +35,7 @@ from django.utils import timezone
 from consent.models import ConsentFlow, ConsentFlowEvent
 from customers.coverage import Coverage
 from customers.models import PartnerCoverage
+from partners.audit_words import action_label, actor_in_words, detail_in_words
 from partners.models import AuditEvent, Customer, Partner
 from tokens.models import PartnerToken, TokenEvent
 from tokens.selectors import (
@@ -434,13 +437,17 @@ def audit_log(
     since: datetime | None = None,
     until: datetime | None = None,
 ) -> QuerySet[AuditEvent]:
-    """Audit events, newest first, filtered by the actor's name, the action (a prefix: "partner." matches
-    every partner action), a partner's code or name, and a time range."""
-    qs = AuditEvent.objects.select_related("partner").order_by("-created_at", "-id")
+    """Audit events, newest first, filtered by the actor's name, the action (exact, or every action of an area
+    when it ends with a dot: "partner." matches every partner action), a partner's code or name, and a time
+    range. Each event carries its partner and its actor."""
+    qs = AuditEvent.objects.select_related("partner", "actor").order_by("-created_at", "-id")
     if actor:
         qs = qs.filter(actor_label__iexact=actor.strip())
-    if action:
-        qs = qs.filter(action__startswith=action.strip())
+    action = action.strip()
+    if action.endswith("."):
+        qs = qs.filter(action__startswith=action)
+    elif action:
+        qs = qs.filter(action=action)
     if partner:
         try:
             qs = qs.filter(partner__code=uuid.UUID(partner.strip()))
@@ -454,4 +461,55 @@ def audit_log(
 
 
 def audit_actions() -> list[str]:
+    """The distinct actions already in the log (at most 200)."""
     return list(AuditEvent.objects.order_by("action").values_list("action", flat=True).distinct()[:200])
+
+
+@dataclass(frozen=True)
+class AuditRow:
+    """An audit event as a person reads it: when, who, what, about whom, and the detail in words."""
+
+    event: AuditEvent
+    when: datetime
+    who: str
+    what: str
+    target: str
+    detail: list[tuple[str, str]]
+
+    @property
+    def detail_text(self) -> str:
+        return "; ".join(f"{label}: {value}" for label, value in self.detail)
+
+
+def audit_rows(events: Iterable[AuditEvent]) -> Iterator[AuditRow]:
+    """The events in words (select their partner and actor with them). A staff account an event is about is
+    named by its username, read in one query per call for the events given."""
+    events = list(events)
+    user_ids = {int(e.target_id) for e in events if e.target_type == USER_LABEL and e.target_id.isdigit()}
+    names = dict(User.objects.filter(pk__in=user_ids).values_list("pk", "username")) if user_ids else {}
+    for event in events:
+        yield audit_row(event, names)
+
+
+USER_LABEL = "auth.user"
+
+
+def audit_row(event: AuditEvent, usernames: dict[int, str]) -> AuditRow:
+    """One event in words; `usernames` names the staff accounts events are about (by id)."""
+    if event.partner is not None:
+        target = event.partner.name
+    elif event.target_type == USER_LABEL:
+        name = usernames.get(int(event.target_id)) if event.target_id.isdigit() else None
+        target = f"Staff account {name}" if name else "A staff account"
+    elif event.target_type:
+        target = event.target_type.rpartition(".")[2].replace("_", " ").capitalize()
+    else:
+        target = ""
+    return AuditRow(
+        event=event,
+        when=event.created_at,
+        who=actor_in_words(event),
+        what=action_label(event.action),
+        target=target,
+        detail=detail_in_words(event.detail),
+    )

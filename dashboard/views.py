@@ -19,8 +19,15 @@ from django.contrib import messages
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.models import User
 from django.core.paginator import Paginator
-from django.db.models import Prefetch
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
+from django.db.models import Prefetch, QuerySet
+from django.http import (
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseRedirect,
+    JsonResponse,
+    StreamingHttpResponse,
+)
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.utils import timezone
@@ -29,8 +36,9 @@ from django.views.decorators.http import require_GET, require_http_methods
 
 from consent.selectors import consent_flows
 from customers.coverage import Coverage
+from customers.models import CustomerConsent
 from customers.selectors import coverage_for, customer_page
-from dashboard import operations, selectors
+from dashboard import exports, operations, selectors
 from dashboard.actions import actions_for
 from dashboard.forms import (
     BULK_ACTIONS,
@@ -43,6 +51,7 @@ from dashboard.forms import (
 )
 from microsoft.words import error_in_words
 from partners.access import ROLE_GROUPS, Role, partner_for_staff, role_of, staff_view
+from partners.models import AuditEvent, Partner
 from partners.services import PartnerError, staff_role_set, staff_user_create, staff_user_set_active
 from tokens.alerts import alerts_open
 from tokens.selectors import HEALTH_CHOICES, HEALTH_LABELS, token_events, token_health
@@ -79,13 +88,10 @@ def overview(request: HttpRequest) -> HttpResponse:
     return render(request, "dashboard/overview.html", context)
 
 
-@staff_view(see=Role.VIEWER)
-@require_GET
-def partner_list(request: HttpRequest) -> HttpResponse:
-    """Every partner: search, filters, sort, 50 to a page, with coverage and token health on each row."""
+def _directory(request: HttpRequest) -> tuple[PartnerFilterForm, dict[str, str], QuerySet[Partner]]:
+    """The partner list's form, its valid filters and the partners they select (the page and its CSV)."""
     form = PartnerFilterForm(request.GET or None, health_choices=HEALTH_CHOICES)
     filters = form.values() if request.GET else {}
-    sort = filters.get("sort") or "name"
     qs = selectors.partner_directory(
         search=filters.get("q", ""),
         status=filters.get("status", ""),
@@ -93,8 +99,16 @@ def partner_list(request: HttpRequest) -> HttpResponse:
         environment=filters.get("environment", ""),
         health=filters.get("health", ""),
         mfa=filters.get("mfa", ""),
-        sort=sort,
+        sort=filters.get("sort") or "name",
     )
+    return form, filters, qs
+
+
+@staff_view(see=Role.VIEWER)
+@require_GET
+def partner_list(request: HttpRequest) -> HttpResponse:
+    """Every partner: search, filters, sort, 50 to a page, with coverage and token health on each row."""
+    form, filters, qs = _directory(request)
     page = Paginator(qs, PAGE_SIZE).get_page(request.GET.get("page"))
     partners = list(page.object_list)
     coverage = coverage_for([p.pk for p in partners])
@@ -104,13 +118,29 @@ def partner_list(request: HttpRequest) -> HttpResponse:
         "form": form,
         "page": page,
         "partners": partners,
-        "sort": sort,
+        "sort": filters.get("sort") or "name",
         "health_labels": HEALTH_LABELS,
         "bulk_actions": BULK_ACTIONS,
         "can_act": request.staff_role >= Role.OPERATOR,  # type: ignore[attr-defined]
         "filtered": any(filters.get(k) for k in ("q", "status", "cloud", "environment", "health", "mfa")),
+        "export_query": _without_page(request),
     }
     return render(request, "dashboard/list.html", context)
+
+
+@staff_view(see=Role.VIEWER)  # type: ignore[arg-type]  # typed for HttpResponse; a stream passes through
+@require_GET
+def partner_list_csv(request: HttpRequest) -> StreamingHttpResponse:
+    """The partner list as CSV, searched, filtered and sorted as the page is, every row (no page)."""
+    _, _, qs = _directory(request)
+    return exports.partners_csv(qs)
+
+
+def _without_page(request: HttpRequest) -> str:
+    """The request's query string without its page number: the filters an export keeps."""
+    query = request.GET.copy()
+    query.pop("page", None)
+    return query.urlencode()
 
 
 @staff_view(see=Role.VIEWER)
@@ -147,6 +177,15 @@ def detail(request: HttpRequest, code: uuid.UUID) -> HttpResponse:
     return render(request, "dashboard/detail.html", context)
 
 
+@staff_view(see=Role.VIEWER)  # type: ignore[arg-type]
+@require_GET
+def partner_customers_csv(request: HttpRequest, code: uuid.UUID) -> StreamingHttpResponse:
+    """A partner's present customers as CSV (in the ApplicationConsent state chosen on its page), every one."""
+    partner = partner_for_staff(code)
+    state = request.GET.get("consent", "")
+    return exports.customers_csv(partner, state=state if state in CustomerConsent.Status.values else "")
+
+
 @staff_view(see=Role.VIEWER)
 @require_GET
 @never_cache
@@ -169,11 +208,9 @@ def _day(value: Any, *, end: bool = False) -> datetime | None:
     return moment + timedelta(days=1) if end else moment
 
 
-@staff_view(see=Role.VIEWER)
-@require_GET
-def audit_log(request: HttpRequest) -> HttpResponse:
-    """Every audited action, filterable by actor, action, partner and time, 50 to a page."""
-    form = AuditFilterForm(request.GET or None)
+def _audit_events(request: HttpRequest) -> tuple[AuditFilterForm, QuerySet[AuditEvent]]:
+    """The audit log's form and the events its valid filters select (the page and its CSV)."""
+    form = AuditFilterForm(request.GET or None, actions=selectors.audit_actions())
     data = form.cleaned_data if form.is_valid() else {}
     events = selectors.audit_log(
         actor=data.get("actor", ""),
@@ -182,8 +219,35 @@ def audit_log(request: HttpRequest) -> HttpResponse:
         since=_day(data.get("since")),
         until=_day(data.get("until"), end=True),
     )
+    return form, events
+
+
+@staff_view(see=Role.VIEWER)
+@require_GET
+def audit_log(request: HttpRequest) -> HttpResponse:
+    """Every audited action in words, filterable by actor, action, partner and time, 50 to a page."""
+    form, events = _audit_events(request)
     page = Paginator(events, PAGE_SIZE).get_page(request.GET.get("page"))
-    return render(request, "dashboard/audit.html", {"form": form, "page": page, "actions": selectors.audit_actions()})
+    context = {
+        "form": form,
+        "page": page,
+        "rows": list(selectors.audit_rows(page.object_list)),
+        "export_query": _without_page(request),
+    }
+    return render(request, "dashboard/audit.html", context)
+
+
+@staff_view(see=Role.VIEWER)  # type: ignore[arg-type]
+@require_GET
+def audit_log_csv(request: HttpRequest) -> StreamingHttpResponse:
+    """The audit log as CSV, filtered as the page is, every matching event (no page)."""
+    form, events = _audit_events(request)
+    if form.is_bound and not form.is_valid():
+        # An export of everything is not what a mistyped filter asked for.
+        return StreamingHttpResponse(
+            [f"The filters are not valid: {form.errors.as_text()}\n"], status=400, content_type="text/plain"
+        )
+    return exports.audit_csv(events)
 
 
 @staff_view(see=Role.ADMIN)
