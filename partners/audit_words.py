@@ -82,7 +82,8 @@ DETAIL_LABELS: dict[str, str] = {
     "tried": "Customers tried",
     "consented": "Consented",
     "already_present": "Already present",
-    "retrying": "To be retried",
+    "skipped": "Skipped (removed, or being applied by another worker)",
+    "retrying": "Left for a later run",
 }
 
 
