@@ -21,6 +21,8 @@ urlpatterns = [
     path("audit.csv", views.audit_log_csv, name="audit_csv"),
     path("staff/", views.staff_accounts, name="staff"),
     path("settings/", views.settings_page, name="settings"),
+    path("settings/check", views.settings_check, name="settings_check"),
+    path("js/<slug:name>.js", views.page_script, name="page_script"),
     path("consent/staff/invite", actions.invite, name="invite"),
     path("consent/staff/partners/<uuid:code>/reconsent-link", actions.reconsent_link, name="reconsent_link"),
 ]

@@ -9,12 +9,10 @@ What the pages read comes from the selectors of each app (the dashboard is where
 from __future__ import annotations
 
 import dataclasses
-import re
 import uuid
 from datetime import datetime, time, timedelta
 from typing import Any
 
-from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.models import User
@@ -29,9 +27,10 @@ from django.http import (
     StreamingHttpResponse,
 )
 from django.shortcuts import get_object_or_404, render
+from django.template.loader import get_template
 from django.urls import reverse
 from django.utils import timezone
-from django.views.decorators.cache import never_cache
+from django.views.decorators.cache import cache_control, never_cache
 from django.views.decorators.http import require_GET, require_http_methods
 
 from consent.selectors import consent_flows
@@ -40,6 +39,7 @@ from customers.models import CustomerConsent
 from customers.selectors import coverage_for, customer_page
 from dashboard import exports, operations, selectors
 from dashboard.actions import actions_for
+from dashboard.configuration import configuration_groups
 from dashboard.forms import (
     BULK_ACTIONS,
     AuditFilterForm,
@@ -311,49 +311,36 @@ def staff_accounts(request: HttpRequest) -> HttpResponse:
     return render(request, "dashboard/staff.html", context, status=400 if create_form.errors else 200)
 
 
-_URL_CREDENTIALS = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)[^/@\s]*@", re.IGNORECASE)
+# The pages' own small scripts (templates/dashboard/js/), served from here so that the site's policy (scripts
+# from this origin only, none inline) allows them. Anyone may fetch them: they hold no data.
+PAGE_SCRIPTS = {"settings-check"}
 
 
-def _shown(value: Any) -> str:
-    """A configuration value as an admin may see it: URLs without their credentials, dicts flattened."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        parts = []
-        for f in dataclasses.fields(value):
-            item = getattr(value, f.name)
-            parts.append(f"{f.name}={'(set)' if item else '(not set)'}" if not f.repr else f"{f.name}={_shown(item)}")
-        return ", ".join(parts)
-    if isinstance(value, dict):
-        return ", ".join(f"{k}={_shown(v)}" for k, v in value.items() if "PASSWORD" not in str(k).upper())
-    if isinstance(value, list | tuple):
-        return ", ".join(_shown(v) for v in value)
-    return _URL_CREDENTIALS.sub(r"\g<scheme>***@", str(value))
-
-
-def effective_configuration() -> list[tuple[str, str]]:
-    """Every setting read from the environment, as in force now; secret fields only say whether they are set."""
-    rows = []
-    for f in dataclasses.fields(settings.CONFIG):
-        value = getattr(settings.CONFIG, f.name)
-        if not f.repr:
-            # Connection settings are useful to see; only their passwords are secret.
-            if f.name in {"broker_url", "result_backend", "throttle_url", "database"} and value:
-                shown = _shown(value)
-            else:
-                shown = "(set)" if value else "(not set)"
-        else:
-            shown = _shown(value)
-        rows.append((f.name, shown))
-    return rows
+@require_GET
+@cache_control(max_age=3600, public=True)
+def page_script(request: HttpRequest, name: str) -> HttpResponse:
+    """One of PAGE_SCRIPTS as JavaScript; any other name is a 404."""
+    if name not in PAGE_SCRIPTS:
+        raise Http404
+    script = get_template(f"dashboard/js/{name}.js").render({})
+    return HttpResponse(script, content_type="text/javascript; charset=utf-8")
 
 
 @staff_view(see=Role.ADMIN)
 @require_GET
 def settings_page(request: HttpRequest) -> HttpResponse:
-    """The effective configuration (never a secret value), and on request a live check of Microsoft and the
-    vault (`?check=1`)."""
+    """The effective configuration, grouped and in words (never a secret value). The live check of Microsoft and
+    the vault runs after the page has loaded (its script, `settings-check`, asks `settings_check`); `?check=1`
+    runs it here, for a browser without scripts."""
     checks = operations.live_checks() if request.GET.get("check") else None
-    return render(
-        request,
-        "dashboard/settings.html",
-        {"config": effective_configuration(), "checks": checks, "role": role_of(request.user)},
-    )
+    context = {"groups": configuration_groups(), "checks": checks, "role": role_of(request.user)}
+    return render(request, "dashboard/settings.html", context)
+
+
+@staff_view(see=Role.ADMIN)
+@require_GET
+@never_cache
+def settings_check(request: HttpRequest) -> JsonResponse:
+    """The live check as JSON, for the settings page's script: each check's name, whether it passed, how long it
+    took and what it proved or why it failed (redacted: never a secret)."""
+    return JsonResponse({"checks": [dataclasses.asdict(c) for c in operations.live_checks()]})

@@ -65,6 +65,7 @@ def routes(w: dict[str, Any]) -> list[tuple[str, str, dict[str, str], dict[str, 
         ("GET", f"/partners/{uuid.uuid4()}/customers.csv", {}, NOT_FOUND),
         ("GET", "/staff/", {}, STAFF_ADMIN),
         ("GET", "/settings/", {}, STAFF_ADMIN),
+        ("GET", "/settings/check", {}, STAFF_ADMIN),
         *[
             ("GET", f"/partners/{a}/do/{action}", {}, STAFF_ACT)
             for action in ("renew", "sync", "apply", "apply_failed", "reconsent_link", "revoke", "deactivate")
