@@ -9,10 +9,12 @@ What the pages read comes from the selectors of each app (the dashboard is where
 from __future__ import annotations
 
 import dataclasses
+import re
 import uuid
 from datetime import datetime, time, timedelta
 from typing import Any
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.models import User
@@ -84,6 +86,7 @@ def overview(request: HttpRequest) -> HttpResponse:
         "bulk_actions": BULK_ACTIONS,
         "can_act": request.staff_role >= Role.OPERATOR,  # type: ignore[attr-defined]
         "alerts": alerts_open(),
+        "no_partners": not any(bar.value for bar in data.by_status),
     }
     return render(request, "dashboard/overview.html", context)
 
@@ -143,6 +146,15 @@ def _without_page(request: HttpRequest) -> str:
     return query.urlencode()
 
 
+_LINK = re.compile(r"https?://\S+")
+
+
+def links_in_messages(request: HttpRequest) -> list[str]:
+    """The consent links in this request's messages (an invitation or a re-consent link just created), for the page
+    to show in a field with a copy button. The messages are still shown as they are."""
+    return [m.group(0) for m in (_LINK.search(str(message)) for message in messages.get_messages(request)) if m]
+
+
 @staff_view(see=Role.VIEWER)
 @require_GET
 def detail(request: HttpRequest, code: uuid.UUID) -> HttpResponse:
@@ -170,7 +182,13 @@ def detail(request: HttpRequest, code: uuid.UUID) -> HttpResponse:
         "coverage": coverage,
         "token_events": token_events(partner),
         "operations": operations.operations_recent(partner),
-        "audit": partner.audit_events.select_related("actor").order_by("-created_at", "-id")[:30],
+        "audit": list(
+            selectors.audit_rows(
+                partner.audit_events.select_related("actor", "partner").order_by("-created_at", "-id")[:30]
+            )
+        ),
+        "new_links": links_in_messages(request),
+        "link_days": settings.CPV_INVITATION_MAX_AGE_DAYS,
         "can_act": request.staff_role >= Role.OPERATOR,  # type: ignore[attr-defined]
         "actions": actions_for(partner, has_token=has_token, failed_customers=coverage.failed),
     }
@@ -313,7 +331,7 @@ def staff_accounts(request: HttpRequest) -> HttpResponse:
 
 # The pages' own small scripts (templates/dashboard/js/), served from here so that the site's policy (scripts
 # from this origin only, none inline) allows them. Anyone may fetch them: they hold no data.
-PAGE_SCRIPTS = {"settings-check"}
+PAGE_SCRIPTS = {"settings-check", "copy-link"}
 
 
 @require_GET
