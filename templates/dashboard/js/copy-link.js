@@ -28,9 +28,18 @@
       var text = item.textContent;
       var match = text.match(/https?:\/\/\S+/);
       if (!match) return;
+      var before = text.slice(0, match.index).replace(/[\s:]+$/, "");
+      var shown = Array.prototype.some.call(document.querySelectorAll("input[readonly]"), function (field) {
+        return field.value === match[0];
+      });
+      if (shown) {
+        // The page shows this link in a field of its own already: the message need not repeat it.
+        item.textContent = before + ": below, with a copy button.";
+        return;
+      }
       count += 1;
       var id = "message-link-" + count;
-      item.textContent = text.slice(0, match.index).replace(/[\s:]+$/, "") + ":";
+      item.textContent = before + ":";
       var input = document.createElement("input");
       input.type = "text";
       input.readOnly = true;
