@@ -4,9 +4,11 @@ person (yes/no, not `True`; a dash, not `None`; no raw dicts). The audit page an
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
-from partners.models import AuditEvent
+from cpv.clouds import ALL_PARTNER_CLOUDS
+from partners.models import AuditEvent, Partner
 
 # Every action the product records, with what a person reads for it. An action missing here is still shown,
 # spelled out from its name (see `action_label`).
@@ -87,6 +89,15 @@ DETAIL_LABELS: dict[str, str] = {
 }
 
 
+# Values the services write as codes, in the words the pages use for them.
+VALUE_WORDS: dict[str, dict[str, str]] = {
+    "status": dict(Partner.Status.choices),
+    "previous_status": dict(Partner.Status.choices),
+    "cloud": {str(k): str(v) for k, v in ALL_PARTNER_CLOUDS},
+    "environment": dict(Partner.Environment.choices),
+}
+
+
 def action_label(action: str) -> str:
     """What a person reads for an audit action: its label, or its name spelled out ("partner.foo_bar" →
     "Partner: foo bar") for an action without one."""
@@ -111,7 +122,7 @@ def value_in_words(value: Any) -> str:
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, dict):
-        return "; ".join(f"{detail_label(k)}: {value_in_words(v)}" for k, v in value.items()) or "—"
+        return "; ".join(f"{detail_label(k)}: {detail_value(k, v)}" for k, v in value.items()) or "—"
     if isinstance(value, list | tuple):
         return ", ".join(value_in_words(v) for v in value) or "—"
     return str(value)
@@ -122,11 +133,27 @@ def detail_label(key: Any) -> str:
     return DETAIL_LABELS.get(key, key.replace("_", " ").capitalize())
 
 
+def detail_value(key: Any, value: Any) -> str:
+    """A detail's value for a person: a code in its words, a moment ("…_at") as a UTC time, the rest as
+    `value_in_words`."""
+    words = VALUE_WORDS.get(str(key), {})
+    if isinstance(value, str) and value in words:
+        return words[value]
+    if str(key).endswith("_at") and isinstance(value, str):
+        try:
+            moment = datetime.fromisoformat(value)
+        except ValueError:
+            return value
+        if moment.tzinfo is not None:
+            return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return value_in_words(value)
+
+
 def detail_in_words(detail: Any) -> list[tuple[str, str]]:
     """An audit row's detail as (label, value) pairs, in the order they were written."""
     if not isinstance(detail, dict):
         return [("Detail", value_in_words(detail))] if detail else []
-    return [(detail_label(k), value_in_words(v)) for k, v in detail.items()]
+    return [(detail_label(k), detail_value(k, v)) for k, v in detail.items()]
 
 
 def actor_in_words(event: AuditEvent) -> str:

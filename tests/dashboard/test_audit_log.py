@@ -24,8 +24,15 @@ def test_values_are_written_in_words() -> None:
     assert value_in_words(True) == "yes" and value_in_words(False) == "no"
     assert value_in_words(None) == "—"
     assert value_in_words(["AADSTS700082", "invalid_grant"]) == "AADSTS700082, invalid_grant"
-    assert value_in_words({"emailed": False, "previous_status": "active"}) == "Emailed: no; Previous status: active"
+    assert value_in_words({"emailed": False, "previous_status": "active"}) == "Emailed: no; Previous status: Active"
     assert detail_in_words({"emailed": True, "some_new_key": None}) == [("Emailed", "yes"), ("Some new key", "—")]
+    assert detail_in_words(
+        {"previous_status": "reconsent_needed", "cloud": "global", "started_at": "2026-12-03T16:04:05.123+01:00"}
+    ) == [
+        ("Previous status", "Re-consent needed"),
+        ("Cloud", "Microsoft global cloud"),
+        ("Started at", "2026-12-03 15:04:05 UTC"),
+    ]
 
 
 def test_the_page_shows_labels_names_and_values_in_words_not_python(client, admin_user, operator) -> None:  # type: ignore[no-untyped-def]
