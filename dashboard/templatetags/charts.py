@@ -91,10 +91,13 @@ def day_columns(series: Sequence[Any], kinds: Sequence[tuple[str, str, str]], *,
     """Stacked columns, one per day (DaySeries with values per kind), with a legend and a baseline."""
     height = 140
     plot = 110
-    step = max(6, min(22, 640 // max(1, len(series))))
     top = max((s.total for s in series), default=0) or 1
     # The axis's numbers sit left of the columns, in room made for the widest of them.
     left = round(text_width(str(top))) + 8
+    # The columns share the chart's width (WIDTH, as the bars: a phone shows it at its size, text readable);
+    # a long period gets thinner columns rather than a wider chart.
+    step = max(3, min(22, (WIDTH - left - 2) // max(1, len(series))))
+    column = step - 2 if step >= 6 else step - 1
     width = max(left + step * len(series) + 2, left + 2 * round(text_width("00 Mmm")) + 16)
     parts = []
     for i, day in enumerate(series):
@@ -109,7 +112,7 @@ def day_columns(series: Sequence[Any], kinds: Sequence[tuple[str, str, str]], *,
             h = max(1, round(plot * value / top))
             y -= h
             stack.append(
-                format_html('<rect x="{}" y="{}" width="{}" height="{}" class="{}"></rect>', x, y, step - 2, h, css)
+                format_html('<rect x="{}" y="{}" width="{}" height="{}" class="{}"></rect>', x, y, column, h, css)
             )
         parts.append(
             format_html(
@@ -117,7 +120,7 @@ def day_columns(series: Sequence[Any], kinds: Sequence[tuple[str, str, str]], *,
                 day.day.isoformat(),
                 tip,
                 x,
-                step - 2,
+                column,
                 plot,
                 SafeString("".join(stack)),
             )

@@ -153,6 +153,8 @@ def test_the_day_columns_labels_do_not_overlap_the_columns_or_each_other(days: i
         float(start.group(1)) + len(start.group(2)) * CHAR_WIDTH < float(end.group(1)) - len(end.group(2)) * CHAR_WIDTH
     )
     assert float(end.group(1)) <= width
+    # As narrow as the bars, so that a phone shows it at its size.
+    assert width <= WIDTH
 
 
 def test_a_new_consent_link_is_shown_in_a_readonly_field_with_a_copy_button(operator) -> None:  # type: ignore[no-untyped-def]
