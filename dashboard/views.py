@@ -35,6 +35,7 @@ from django.utils import timezone
 from django.views.decorators.cache import cache_control, never_cache
 from django.views.decorators.http import require_GET, require_http_methods
 
+from consent.outcomes import outcome
 from consent.selectors import consent_flows
 from customers.coverage import Coverage
 from customers.models import CustomerConsent
@@ -170,12 +171,15 @@ def detail(request: HttpRequest, code: uuid.UUID) -> HttpResponse:
         consent = getattr(customer, "application_consent", None)
         customer.error_words = error_in_words(consent.last_error if consent else "")
     coverage = coverage_for([partner.pk]).get(partner.pk, Coverage())
+    flows: list[Any] = consent_flows(partner)
+    for flow in flows:
+        flow.failure_title = outcome(flow.failure_reason).title if flow.failure_reason else ""
     health = token_health(partner)
     has_token = health.token is not None and bool(health.token.current_version)
     context = {
         "partner": partner,
         "health": health,
-        "flows": consent_flows(partner),
+        "flows": flows,
         "customers": customers,
         "customers_total": coverage.in_state(state),
         "consent_state": state,

@@ -176,3 +176,17 @@ def test_a_new_consent_link_is_shown_in_a_readonly_field_with_a_copy_button(oper
     # Shown once: a reload has no new link.
     partner = Partner.objects.get(name="Copy Co")
     assert 'id="new-link"' not in client.get(f"/partners/{partner.code}/").content.decode()
+
+
+def test_a_failed_attempt_says_why_in_words_with_its_code(viewer) -> None:  # type: ignore[no-untyped-def]
+    partner = Partner.objects.create(name="Alpha", contact_email="a@example.com")
+    ConsentFlow.objects.create(
+        partner=partner, expires_at=timezone.now(), status="failed", failure_reason="not_global_admin",
+        failure_detail="no Global Administrator in wids",
+    )  # fmt: skip
+
+    page = client_for(viewer).get(f"/partners/{partner.code}/").content.decode()
+
+    assert "That account is not a Global Administrator" in page
+    assert "(<code>not_global_admin</code>: no Global Administrator in wids)" in page
+    assert 'id="customers-csv"' not in page  # no customer to download yet
