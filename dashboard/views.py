@@ -147,13 +147,14 @@ def _without_page(request: HttpRequest) -> str:
     return query.urlencode()
 
 
-_LINK = re.compile(r"https?://\S+")
+# A partner's consent link (partners.invitations.invitation_url), as the invitation and re-consent messages carry it.
+_CONSENT_LINK = re.compile(r"https?://\S+/consent/i/\S+")
 
 
 def links_in_messages(request: HttpRequest) -> list[str]:
     """The consent links in this request's messages (an invitation or a re-consent link just created), for the page
     to show in a field with a copy button. The messages are still shown as they are."""
-    return [m.group(0) for m in (_LINK.search(str(message)) for message in messages.get_messages(request)) if m]
+    return [m.group(0) for m in (_CONSENT_LINK.search(str(message)) for message in messages.get_messages(request)) if m]
 
 
 @staff_view(see=Role.VIEWER)
