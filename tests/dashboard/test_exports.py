@@ -73,7 +73,7 @@ def test_an_audit_export_with_an_invalid_filter_is_refused_rather_than_exporting
     response = client_for(viewer).get("/audit.csv", {"since": "not-a-date"})
 
     assert response.status_code == 400
-    assert b"Enter a valid date" in b"".join(response.streaming_content)
+    assert b"Enter a valid date" in response.content
 
 
 def test_the_partner_list_export_honours_the_search_and_has_every_row(viewer) -> None:  # type: ignore[no-untyped-def]
