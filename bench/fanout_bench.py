@@ -3,8 +3,8 @@
 One active partner with 1,000 customers (100 with --quick) in the simulator, whose Partner Center allows 50
 requests per second per application id (a token bucket; 429 with Retry-After beyond it). Two `celery -A cpv
 worker` processes (threads) on Redis run the product's own `consent.customers_sync` task, which lists the
-customers and queues one `consent.application_consent_apply` per customer; every call passes the shared
-limiter at CPV_PC_REQUESTS_PER_SECOND.
+customers and queues one `consent.application_consent_batch` per 50 customers (each batch one audit row); every
+call passes the shared limiter at CPV_PC_REQUESTS_PER_SECOND.
 
 Reported per rate setting (medians over the runs): the wall time from sending the sync to the last
 ApplicationConsent answered, against the floor of customers / 50 s; the 429 answers; duplicates (a customer

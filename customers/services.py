@@ -15,7 +15,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, TypeVar
 
@@ -287,21 +287,43 @@ def customer_consent_apply(
     another worker holds it. Raises CallFailed with `transient` set when the call should be retried later
     (the same MS-RequestId is used then).
     """
+    state, _ = _consent_apply(
+        customer_id=customer_id, correlation_id=correlation_id, limiter=limiter, sleep=sleep, owner=owner
+    )
+    return state
+
+
+# What one customer's ApplicationConsent came to, for a batch's tally.
+CONSENTED = "consented"  # created now
+ALREADY_PRESENT = "already_present"  # Partner Center had it already, or it was applied with these grants
+FAILED = "failed"  # refused for good (or the partner is not active)
+SKIPPED = "skipped"  # removed from the partner, or another worker holds it
+
+
+def _consent_apply(
+    *,
+    customer_id: int,
+    correlation_id: str | None,
+    limiter: Limiter | None,
+    sleep: Callable[[float], None],
+    owner: str,
+) -> tuple[CustomerConsent, str]:
+    """`customer_consent_apply`, with what it came to (CONSENTED, ALREADY_PRESENT, FAILED or SKIPPED)."""
     customer = Customer.objects.select_related("partner").get(pk=customer_id)
     partner = customer.partner
     state, _ = CustomerConsent.objects.get_or_create(customer=customer)
     grants = desired_grants()
     wanted = grants_hash(grants)
     if customer.removed_at is not None:
-        return state
+        return state, SKIPPED
     if state.status == CustomerConsent.Status.APPLIED and state.grants_hash == wanted:
-        return state
+        return state, ALREADY_PRESENT
     now = timezone.now()
     # The claim: one worker per customer at a time; a crashed worker's claim lapses after LEASE.
     if partner.status != Partner.Status.ACTIVE:
         state.last_error = f"Not applied: the partner is {partner.get_status_display().lower()}"
         state.save(update_fields=["last_error", "updated_at"])
-        return state
+        return state, FAILED
     request_id = state.pending_request_id or str(uuid.uuid4())
     claimable = Q(lease_until__isnull=True) | Q(lease_until__lt=now)
     if owner:
@@ -314,7 +336,7 @@ def customer_consent_apply(
         .update(lease_until=now + LEASE, lease_owner=owner, pending_request_id=request_id, last_attempt_at=now)
     )
     if not claimed:
-        return state
+        return state, SKIPPED
     state.refresh_from_db()
     request_id = state.pending_request_id
     app = app_for(partner)
@@ -363,7 +385,7 @@ def customer_consent_apply(
         logger.warning("ApplicationConsent for customer %s of partner %s failed: %s", tenant, partner.code, exc)
         if exc.transient:
             raise
-        return state
+        return state, FAILED
     state.status = CustomerConsent.Status.APPLIED
     state.grants = grants
     state.grants_hash = wanted
@@ -375,7 +397,86 @@ def customer_consent_apply(
     _state_save(state, partner_id=partner.pk)
     logger.info("ApplicationConsent in %s for partner %s: %s", tenant, partner.code,
                 "created" if created else "already there")  # fmt: skip
-    return state
+    return state, CONSENTED if created else ALREADY_PRESENT
+
+
+@dataclass
+class BatchTally:
+    """What a batch of ApplicationConsents came to so far. `tried` counts the batch's customers once, however
+    many runs it takes; `retry_ids` are the customers a transient failure left for the next run."""
+
+    tried: int = 0
+    consented: int = 0
+    already_present: int = 0
+    failed: int = 0
+    skipped: int = 0
+    retry_ids: list[int] = field(default_factory=list)
+    retry_after: float | None = None
+
+    def counts(self) -> dict[str, int]:
+        return {
+            "tried": self.tried,
+            "consented": self.consented,
+            "already_present": self.already_present,
+            "failed": self.failed,
+            "skipped": self.skipped,
+        }
+
+
+def application_consent_batch(
+    *,
+    partner_id: int,
+    customer_ids: list[int],
+    correlation_id: str,
+    owner: str = "",
+    earlier: dict[str, int] | None = None,
+    last_run: bool = True,
+    sleep: Callable[[float], None] = time.sleep,
+) -> BatchTally:
+    """ApplicationConsent in each of a partner's customers given, one after the other within the shared limiter,
+    and one audit row for the whole batch (`partner.consents_applied`: customers tried, consented now, already
+    present, failed, and any left for a later run), never one per customer.
+
+    `earlier` carries the counts of the batch's previous runs, whose customers are not counted as tried again.
+    A transient failure leaves the customer in `retry_ids`: unless this is the `last_run`, the caller runs the
+    batch again with them and no row is written yet. The row is written once the batch is over, after each
+    customer's outcome was committed with the partner's coverage counters (one transaction per customer: a
+    batch never holds a lock across Partner Center's calls).
+
+    Returns the BatchTally. Raises Partner.DoesNotExist for an unknown partner; a customer that no longer exists
+    is counted as skipped.
+    """
+    partner = Partner.objects.get(pk=partner_id)
+    tally = BatchTally(tried=len(customer_ids))
+    for key, value in (earlier or {}).items():
+        if key in tally.counts():
+            setattr(tally, key, int(value))
+    limiter = limiter_for(app_for(partner).client_id)
+    for customer_id in customer_ids:
+        try:
+            _, outcome = _consent_apply(
+                customer_id=customer_id, correlation_id=correlation_id, limiter=limiter, sleep=sleep, owner=owner
+            )
+        except Customer.DoesNotExist:
+            outcome = SKIPPED
+        except CallFailed as exc:
+            tally.retry_ids.append(customer_id)
+            if exc.retry_after is not None:
+                tally.retry_after = max(tally.retry_after or 0.0, exc.retry_after)
+            continue
+        setattr(tally, outcome, getattr(tally, outcome) + 1)
+    if tally.retry_ids and not last_run:
+        return tally
+    audit_record(
+        actor=None,
+        action="partner.consents_applied",
+        partner=partner,
+        detail={**tally.counts(), "retrying": len(tally.retry_ids), "correlation_id": correlation_id},
+    )
+    logger.info("partner %s: ApplicationConsent batch of %d: %d consented, %d already present, %d failed, %d left",
+                partner.code, tally.tried, tally.consented, tally.already_present, tally.failed,
+                len(tally.retry_ids))  # fmt: skip
+    return tally
 
 
 def _state_save(state: CustomerConsent, *, partner_id: int, fields: list[str] | None = None) -> None:

@@ -1,4 +1,5 @@
-"""Celery tasks that sync each partner's customers and apply ApplicationConsent in each customer tenant: thin
+"""Celery tasks that sync each partner's customers and apply ApplicationConsent in each customer tenant (a batch
+of customers to a task after a sync, one customer to a task for an operation started from a page): thin
 callers of customers/services.py, taking ids, never tokens. Their names keep the `consent.` prefix they were
 first published under (queued messages and the beat schedule name them).
 
@@ -53,15 +54,66 @@ def customers_sync(self: Task, partner_id: int, correlation_id: str = "", apply:
     return {"partner_id": partner_id, "outcome": "synced", "customers": result.listed, "queued": queued}
 
 
+# Customers in one ApplicationConsent batch: one task and one audit row each. Batches run side by side on the
+# workers, all within the shared limiter.
+BATCH_SIZE = 50
+
+
 def application_consents_queue(*, partner_id: int, correlation_id: str, queue: str | None = None) -> int:
-    """Queue one ApplicationConsent task per customer of the partner that needs one; returns how many."""
+    """Queue ApplicationConsent for every customer of the partner that needs it, BATCH_SIZE customers to a task;
+    returns how many customers."""
     ids = services.customers_needing_consent(partner_id=partner_id)
     options = {"queue": queue} if queue else {}
-    for customer_id in ids:
-        application_consent_apply.apply_async(
-            kwargs={"customer_id": customer_id, "correlation_id": correlation_id}, **options
+    for start in range(0, len(ids), BATCH_SIZE):
+        application_consent_batch.apply_async(
+            kwargs={
+                "partner_id": partner_id,
+                "customer_ids": ids[start : start + BATCH_SIZE],
+                "correlation_id": correlation_id,
+            },
+            **options,
         )
     return len(ids)
+
+
+@shared_task(name="consent.application_consent_batch", bind=True, max_retries=MAX_TASK_RETRIES, **IDEMPOTENT)
+def application_consent_batch(
+    self: Task,
+    partner_id: int,
+    customer_ids: list[int],
+    correlation_id: str = "",
+    tally: dict[str, int] | None = None,
+) -> dict[str, Any]:
+    """ApplicationConsent in a batch of one partner's customers, audited once for the batch.
+
+    Customers that failed transiently are tried again by a retry of this task (the same task id, so it takes
+    over their claims), carrying the counts so far in `tally`; the last retry audits what is left as not done.
+    """
+    correlation_id = correlation_id or str(uuid.uuid4())
+    last_run = self.request.retries >= MAX_TASK_RETRIES
+    kwargs = {"partner_id": partner_id, "customer_ids": customer_ids, "correlation_id": correlation_id, "tally": tally}
+    try:
+        result = services.application_consent_batch(
+            partner_id=partner_id,
+            customer_ids=customer_ids,
+            correlation_id=correlation_id,
+            owner=self.request.id or "",
+            earlier=tally,
+            last_run=last_run,
+        )
+    except Partner.DoesNotExist:
+        logger.warning("ApplicationConsent batch of partner %s: no such partner in the database; nothing to do",
+                       partner_id)  # fmt: skip
+        return {"partner_id": partner_id, "outcome": "gone"}
+    except (SoftTimeLimitExceeded, *DATABASE_LOST) as exc:
+        # Cut off: the batch runs again from the start; customers it finished are found applied, with no call.
+        logger.warning("ApplicationConsent batch of partner %s: %s; trying again", partner_id, cut_off(exc))
+        raise self.retry(kwargs=kwargs, countdown=backoff_delay(attempt=self.request.retries + 1)) from None
+    if result.retry_ids and not last_run:
+        countdown = backoff_delay(attempt=self.request.retries + 1, retry_after=result.retry_after)
+        kwargs.update(customer_ids=result.retry_ids, tally=result.counts())
+        raise self.retry(kwargs=kwargs, countdown=countdown)
+    return {"partner_id": partner_id, "outcome": "done", **result.counts(), "retrying": len(result.retry_ids)}
 
 
 @shared_task(name="consent.application_consent_apply", bind=True, max_retries=MAX_TASK_RETRIES, **IDEMPOTENT)

@@ -15,6 +15,7 @@ from django.http import HttpRequest
 from cpv.clouds import ALL_PARTNER_CLOUDS
 from cpv.ratelimit import client_address
 from partners.access import ROLE_GROUPS, Role, password_sign_in_allowed
+from partners.audit_words import action_choices
 from partners.models import Partner
 
 logger = logging.getLogger(__name__)
@@ -206,12 +207,31 @@ class ReasonForm(forms.Form):
 # --- the audit log ---------------------------------------------------------------------------------------------
 
 
+# Every action of one area, offered above the single actions.
+AUDIT_AREAS = [
+    ("partner.", "Every partner action"),
+    ("staff.", "Every staff account action"),
+    ("portal.", "Every partner portal action"),
+    ("vault.", "Every vault action"),
+    ("admin.", "Every change in the admin"),
+]
+
+
 class AuditFilterForm(forms.Form):
     actor = forms.CharField(required=False, max_length=150)
-    action = forms.CharField(required=False, max_length=64)
+    action = forms.ChoiceField(required=False, choices=())
     partner = forms.CharField(required=False, max_length=200, label="Partner (name or code)")
     since = forms.DateField(required=False, label="From", widget=forms.DateInput(attrs={"type": "date"}))
     until = forms.DateField(required=False, label="Until", widget=forms.DateInput(attrs={"type": "date"}))
+
+    def __init__(self, *args: Any, actions: list[str] | tuple[str, ...] = (), **kwargs: Any) -> None:
+        """`actions`: the actions already in the log, offered beside the known ones."""
+        super().__init__(*args, **kwargs)
+        self.fields["action"].choices = [  # type: ignore[attr-defined]
+            ("", "Any action"),
+            ("Areas", AUDIT_AREAS),
+            ("Actions", action_choices(actions)),
+        ]
 
 
 # --- staff accounts --------------------------------------------------------------------------------------------

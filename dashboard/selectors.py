@@ -10,10 +10,13 @@ from __future__ import annotations
 import logging
 import re
 import uuid
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
+from django.conf import settings
+from django.contrib.auth.models import User
 from django.core.cache import cache
 from django.db.models import (
     Case,
@@ -23,16 +26,19 @@ from django.db.models import (
     OuterRef,
     Q,
     QuerySet,
+    Subquery,
     Sum,
     Value,
     When,
 )
 from django.db.models.functions import Coalesce, TruncDate
+from django.template.defaultfilters import pluralize
 from django.utils import timezone
 
 from consent.models import ConsentFlow, ConsentFlowEvent
 from customers.coverage import Coverage
 from customers.models import PartnerCoverage
+from partners.audit_words import action_label, actor_in_words, detail_in_words
 from partners.models import AuditEvent, Customer, Partner
 from tokens.models import PartnerToken, TokenEvent
 from tokens.selectors import (
@@ -380,14 +386,120 @@ ATTENTION_REASONS = {
     "reconsent": "Re-consent needed",
     "failing": "Token renewal failing",
     "expiring": "Token expires soon",
-    "customers": "Customers failing ApplicationConsent",
 }
+# A failed consent attempt's reason (ConsentFlow.failure_reason), in a few words for the overview.
+FAILURE_WORDS = {
+    "declined": "the admin declined the consent",
+    "not_global_admin": "not a Global Administrator",
+    "role_unproven": "the Global Administrator role could not be proven",
+    "not_admin_agent": "not an Admin Agent in Partner Center",
+    "no_mfa": "signed in without MFA",
+    "conditional_access": "blocked by a Conditional Access policy",
+    "wrong_tenant": "an account of another organisation",
+    "tenant_taken": "the tenant is registered to another partner",
+    "expired_link": "the link had expired",
+    "expired": "the sign-in was not finished in time",
+    "microsoft_error": "Microsoft answered with an error",
+    "our_error": "an error on our side",
+}
+# An invitation is flagged this long before its link stops working (and after, until a new link is sent).
+INVITATION_WARNING = timedelta(days=3)
+# Statuses in which a partner has yet to consent (or consent again).
+ONBOARDING = (Partner.Status.INVITED, Partner.Status.PENDING, Partner.Status.RECONSENT_NEEDED)
+UNSUCCESSFUL = (ConsentFlow.Status.FAILED, ConsentFlow.Status.DECLINED, ConsentFlow.Status.EXPIRED)
+# The audit actions that issue a partner a new consent link.
+LINK_ISSUED = ("partner.invited", "partner.reconsent_link_created")
+
+
+def _onboarding_annotations() -> dict[str, Any]:
+    """Per partner: its latest consent attempt (status, reason, start, expiry), the unsuccessful attempts since
+    its last consent, and when its current link was issued (subqueries on indexed columns)."""
+    latest = ConsentFlow.objects.filter(partner=OuterRef("pk")).order_by("-created_at", "-id")
+    last_consent = (
+        ConsentFlow.objects.filter(partner=OuterRef(OuterRef("pk")), status=ConsentFlow.Status.VAULTED)
+        .order_by("-created_at")
+        .values("created_at")[:1]
+    )
+    failures = (
+        ConsentFlow.objects.filter(partner=OuterRef("pk"), status__in=UNSUCCESSFUL)
+        .filter(Q(created_at__gt=Subquery(last_consent)) | ~Exists(last_consent))
+        .order_by()
+        .values("partner")
+        .annotate(n=Count("id"))
+        .values("n")
+    )
+    link = (
+        AuditEvent.objects.filter(partner=OuterRef("pk"), action__in=LINK_ISSUED)
+        .order_by("-created_at")
+        .values("created_at")[:1]
+    )
+    return {
+        "last_flow_status": Subquery(latest.values("status")[:1]),
+        "last_flow_reason": Subquery(latest.values("failure_reason")[:1]),
+        "last_flow_at": Subquery(latest.values("created_at")[:1]),
+        "last_flow_expires_at": Subquery(latest.values("expires_at")[:1]),
+        "failed_attempts": Coalesce(Subquery(failures[:1]), 0),
+        "link_issued_at": Coalesce(Subquery(link), F("created_at")),
+    }
+
+
+def _onboarding_stuck(*, now: datetime) -> Q:
+    """The last consent attempt failed, or was started and never finished."""
+    return Q(status__in=ONBOARDING) & (
+        Q(last_flow_status__in=UNSUCCESSFUL) | Q(last_flow_status__in=ConsentFlow.OPEN, last_flow_expires_at__lt=now)
+    )
+
+
+def _invitation_ending(*, now: datetime) -> Q:
+    """Invited, nobody has started a consent with the current link, and the link stops working within
+    INVITATION_WARNING (or already has)."""
+    max_age = timedelta(days=settings.CPV_INVITATION_MAX_AGE_DAYS)
+    return (
+        Q(status__in=(Partner.Status.INVITED, Partner.Status.PENDING))
+        & (Q(last_flow_at__isnull=True) | Q(last_flow_at__lt=F("link_issued_at")))
+        & Q(link_issued_at__lte=now - max_age + INVITATION_WARNING)
+    )
+
+
+def _days(delta: timedelta) -> str:
+    days = max(0, round(delta.total_seconds() / 86400))
+    if days == 0:
+        hours = max(1, round(delta.total_seconds() / 3600))
+        return f"{hours} hour{pluralize(hours)}"
+    return f"{days} day{pluralize(days)}"
+
+
+def onboarding_words(partner: Any, *, now: datetime) -> list[str]:
+    """Why a partner is stuck in onboarding, in words ("3 failed consent attempts, the last: not a Global
+    Administrator"; "Invitation expires in 2 days, nobody has signed in"). Reads `_onboarding_annotations`."""
+    reasons = []
+    status = partner.last_flow_status
+    if partner.status in ONBOARDING and status in ConsentFlow.OPEN and partner.last_flow_expires_at < now:
+        reasons.append(f"Started a consent {_days(now - partner.last_flow_at)} ago and never finished")
+    elif partner.status in ONBOARDING and status in UNSUCCESSFUL:
+        n = partner.failed_attempts or 1
+        last = FAILURE_WORDS.get(partner.last_flow_reason or "", "an unexplained failure")
+        if status == ConsentFlow.Status.EXPIRED:
+            last = "started and never finished"
+        counted = f"{n} failed consent attempts" if n > 1 else "A failed consent attempt"
+        reasons.append(f"{counted}, the last: {last}")
+    if partner.status in (Partner.Status.INVITED, Partner.Status.PENDING) and (
+        partner.last_flow_at is None or partner.last_flow_at < partner.link_issued_at
+    ):
+        ends = partner.link_issued_at + timedelta(days=settings.CPV_INVITATION_MAX_AGE_DAYS)
+        if ends <= now + INVITATION_WARNING:
+            if ends > now:
+                reasons.append(f"Invitation expires in {_days(ends - now)}, nobody has signed in")
+            else:
+                reasons.append(f"Invitation expired {_days(now - ends)} ago, nobody signed in: send a new link")
+    return reasons
 
 
 def needs_attention(*, now: datetime | None = None, limit: int = 25) -> list[Partner]:
     """Partners someone should act on, worst first: re-consent needed, renewals failing, tokens close to the
-    90-day limit, customers failing ApplicationConsent. Each carries `reasons` (a list of labels), its `health`
-    and its number of `failed_customers` (two queries).
+    90-day limit, partners stuck in onboarding (failed or abandoned consents), customers failing
+    ApplicationConsent, invitations about to expire with nobody signed in. Each carries `reasons` (in words), its
+    `health` and its number of `failed_customers` (two queries).
 
     Ranking looks at every partner, so it reads only the ids; the rows shown are read after, by id.
     """
@@ -395,28 +507,40 @@ def needs_attention(*, now: datetime | None = None, limit: int = 25) -> list[Par
     expiring_before = now - (TOKEN_LIFETIME - EXPIRY_WARNING)
     # From the coverage counters (a join on one row per partner), not from the customers.
     failed_customers = Coalesce("coverage_counters__failed", 0)
+    stuck = _onboarding_stuck(now=now)
+    ending = _invitation_ending(now=now)
     ranked = (
         Partner.objects.exclude(status=Partner.Status.DEACTIVATED)
-        .annotate(health=token_health_expression(now=now), failed_customers=failed_customers)
+        .annotate(
+            health=token_health_expression(now=now), failed_customers=failed_customers, **_onboarding_annotations()
+        )
         .filter(
             Q(status=Partner.Status.RECONSENT_NEEDED)
             | Q(health=TokenStatus.FAILING)
             | Q(status=Partner.Status.ACTIVE, token__last_renewed_at__lte=expiring_before)
+            | stuck
             | Q(failed_customers__gt=0)
+            | ending
         )
         .annotate(
             rank=Case(
                 When(status=Partner.Status.RECONSENT_NEEDED, then=Value(0)),
                 When(health=TokenStatus.FAILING, then=Value(1)),
                 When(token__last_renewed_at__lte=expiring_before, then=Value(2)),
-                default=Value(3),
+                When(stuck, then=Value(3)),
+                When(failed_customers__gt=0, then=Value(4)),
+                default=Value(5),
             )
         )
-        .order_by("rank", "token__last_renewed_at", "name", "id")
+        .order_by("rank", "token__last_renewed_at", "link_issued_at", "name", "id")
         .values_list("pk", flat=True)[:limit]
     )
     ids = list(ranked)
-    rows = Partner.objects.filter(pk__in=ids).select_related("token").annotate(failed_customers=failed_customers)
+    rows = (
+        Partner.objects.filter(pk__in=ids)
+        .select_related("token")
+        .annotate(failed_customers=failed_customers, **_onboarding_annotations())
+    )
     by_id = {partner.pk: partner for partner in rows}
     partners: list[Any] = [by_id[pk] for pk in ids]
     for partner in partners:
@@ -434,8 +558,10 @@ def needs_attention(*, now: datetime | None = None, limit: int = 25) -> list[Par
             and token.last_renewed_at <= expiring_before
         ):
             reasons.append(ATTENTION_REASONS["expiring"])
+        reasons += onboarding_words(partner, now=now)
         if partner.failed_customers:
-            reasons.append(ATTENTION_REASONS["customers"])
+            n = partner.failed_customers
+            reasons.append(f"{n} customer{pluralize(n)} failing ApplicationConsent")
         partner.reasons = reasons
     return partners
 
@@ -454,13 +580,17 @@ def audit_log(
     since: datetime | None = None,
     until: datetime | None = None,
 ) -> QuerySet[AuditEvent]:
-    """Audit events, newest first, filtered by the actor's name, the action (a prefix: "partner." matches
-    every partner action), a partner's code or name, and a time range."""
-    qs = AuditEvent.objects.select_related("partner").order_by("-created_at", "-id")
+    """Audit events, newest first, filtered by the actor's name, the action (exact, or every action of an area
+    when it ends with a dot: "partner." matches every partner action), a partner's code or name, and a time
+    range. Each event carries its partner and its actor."""
+    qs = AuditEvent.objects.select_related("partner", "actor").order_by("-created_at", "-id")
     if actor:
         qs = qs.filter(actor_label__iexact=actor.strip())
-    if action:
-        qs = qs.filter(action__startswith=action.strip())
+    action = action.strip()
+    if action.endswith("."):
+        qs = qs.filter(action__startswith=action)
+    elif action:
+        qs = qs.filter(action=action)
     if partner:
         try:
             qs = qs.filter(partner__code=uuid.UUID(partner.strip()))
@@ -474,4 +604,55 @@ def audit_log(
 
 
 def audit_actions() -> list[str]:
+    """The distinct actions already in the log (at most 200)."""
     return list(AuditEvent.objects.order_by("action").values_list("action", flat=True).distinct()[:200])
+
+
+@dataclass(frozen=True)
+class AuditRow:
+    """An audit event as a person reads it: when, who, what, about whom, and the detail in words."""
+
+    event: AuditEvent
+    when: datetime
+    who: str
+    what: str
+    target: str
+    detail: list[tuple[str, str]]
+
+    @property
+    def detail_text(self) -> str:
+        return "; ".join(f"{label}: {value}" for label, value in self.detail)
+
+
+def audit_rows(events: Iterable[AuditEvent]) -> Iterator[AuditRow]:
+    """The events in words (select their partner and actor with them). A staff account an event is about is
+    named by its username, read in one query per call for the events given."""
+    events = list(events)
+    user_ids = {int(e.target_id) for e in events if e.target_type == USER_LABEL and e.target_id.isdigit()}
+    names = dict(User.objects.filter(pk__in=user_ids).values_list("pk", "username")) if user_ids else {}
+    for event in events:
+        yield audit_row(event, names)
+
+
+USER_LABEL = "auth.user"
+
+
+def audit_row(event: AuditEvent, usernames: dict[int, str]) -> AuditRow:
+    """One event in words; `usernames` names the staff accounts events are about (by id)."""
+    if event.partner is not None:
+        target = event.partner.name
+    elif event.target_type == USER_LABEL:
+        name = usernames.get(int(event.target_id)) if event.target_id.isdigit() else None
+        target = f"Staff account {name}" if name else "A staff account"
+    elif event.target_type:
+        target = event.target_type.rpartition(".")[2].replace("_", " ").capitalize()
+    else:
+        target = ""
+    return AuditRow(
+        event=event,
+        when=event.created_at,
+        who=actor_in_words(event),
+        what=action_label(event.action),
+        target=target,
+        detail=detail_in_words(event.detail),
+    )

@@ -18,20 +18,31 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.models import User
 from django.core.paginator import Paginator
-from django.db.models import Prefetch
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
+from django.db.models import Prefetch, QuerySet
+from django.http import (
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseRedirect,
+    JsonResponse,
+    StreamingHttpResponse,
+)
 from django.shortcuts import get_object_or_404, render
+from django.template.loader import get_template
 from django.urls import reverse
 from django.utils import timezone
-from django.views.decorators.cache import never_cache
+from django.views.decorators.cache import cache_control, never_cache
 from django.views.decorators.http import require_GET, require_http_methods
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
+from consent.outcomes import outcome
 from consent.selectors import consent_flows
 from customers.coverage import Coverage
+from customers.models import CustomerConsent
 from customers.selectors import coverage_for, customer_page
-from dashboard import operations, selectors
+from dashboard import exports, operations, selectors
 from dashboard.actions import actions_for
+from dashboard.configuration import configuration_groups
 from dashboard.forms import (
     BULK_ACTIONS,
     AuditFilterForm,
@@ -43,6 +54,7 @@ from dashboard.forms import (
 )
 from microsoft.words import error_in_words
 from partners.access import ROLE_GROUPS, Role, partner_for_staff, role_of, staff_view
+from partners.models import AuditEvent, Partner
 from partners.services import (
     PartnerError,
     staff_identity_set,
@@ -75,17 +87,15 @@ def overview(request: HttpRequest) -> HttpResponse:
         "bulk_actions": BULK_ACTIONS,
         "can_act": request.staff_role >= Role.OPERATOR,  # type: ignore[attr-defined]
         "alerts": alerts_open(),
+        "no_partners": not any(bar.value for bar in data.by_status),
     }
     return render(request, "dashboard/overview.html", context)
 
 
-@staff_view(see=Role.VIEWER)
-@require_GET
-def partner_list(request: HttpRequest) -> HttpResponse:
-    """Every partner: search, filters, sort, 50 to a page, with coverage and token health on each row."""
+def _directory(request: HttpRequest) -> tuple[PartnerFilterForm, dict[str, str], QuerySet[Partner]]:
+    """The partner list's form, its valid filters and the partners they select (the page and its CSV)."""
     form = PartnerFilterForm(request.GET or None, health_choices=HEALTH_CHOICES)
     filters = form.values() if request.GET else {}
-    sort = filters.get("sort") or "name"
     qs = selectors.partner_directory(
         search=filters.get("q", ""),
         status=filters.get("status", ""),
@@ -93,8 +103,16 @@ def partner_list(request: HttpRequest) -> HttpResponse:
         environment=filters.get("environment", ""),
         health=filters.get("health", ""),
         mfa=filters.get("mfa", ""),
-        sort=sort,
+        sort=filters.get("sort") or "name",
     )
+    return form, filters, qs
+
+
+@staff_view(see=Role.VIEWER)
+@require_GET
+def partner_list(request: HttpRequest) -> HttpResponse:
+    """Every partner: search, filters, sort, 50 to a page, with coverage and token health on each row."""
+    form, filters, qs = _directory(request)
     page = Paginator(qs, PAGE_SIZE).get_page(request.GET.get("page"))
     partners = list(page.object_list)
     coverage = coverage_for([p.pk for p in partners])
@@ -104,13 +122,39 @@ def partner_list(request: HttpRequest) -> HttpResponse:
         "form": form,
         "page": page,
         "partners": partners,
-        "sort": sort,
+        "sort": filters.get("sort") or "name",
         "health_labels": HEALTH_LABELS,
         "bulk_actions": BULK_ACTIONS,
         "can_act": request.staff_role >= Role.OPERATOR,  # type: ignore[attr-defined]
         "filtered": any(filters.get(k) for k in ("q", "status", "cloud", "environment", "health", "mfa")),
+        "export_query": _without_page(request),
     }
     return render(request, "dashboard/list.html", context)
+
+
+@staff_view(see=Role.VIEWER)  # type: ignore[arg-type]  # typed for HttpResponse; a stream passes through
+@require_GET
+def partner_list_csv(request: HttpRequest) -> StreamingHttpResponse:
+    """The partner list as CSV, searched, filtered and sorted as the page is, every row (no page)."""
+    _, _, qs = _directory(request)
+    return exports.partners_csv(qs)
+
+
+def _without_page(request: HttpRequest) -> str:
+    """The request's query string without its page number: the filters an export keeps."""
+    query = request.GET.copy()
+    query.pop("page", None)
+    return query.urlencode()
+
+
+# A partner's consent link (partners.invitations.invitation_url), as the invitation and re-consent messages carry it.
+_CONSENT_LINK = re.compile(r"https?://\S+/consent/i/\S+")
+
+
+def links_in_messages(request: HttpRequest) -> list[str]:
+    """The consent links in this request's messages (an invitation or a re-consent link just created), for the page
+    to show in a field with a copy button. The messages are still shown as they are."""
+    return [m.group(0) for m in (_CONSENT_LINK.search(str(message)) for message in messages.get_messages(request)) if m]
 
 
 @staff_view(see=Role.VIEWER)
@@ -128,23 +172,41 @@ def detail(request: HttpRequest, code: uuid.UUID) -> HttpResponse:
         consent = getattr(customer, "application_consent", None)
         customer.error_words = error_in_words(consent.last_error if consent else "")
     coverage = coverage_for([partner.pk]).get(partner.pk, Coverage())
+    flows: list[Any] = consent_flows(partner)
+    for flow in flows:
+        flow.failure_title = outcome(flow.failure_reason).title if flow.failure_reason else ""
     health = token_health(partner)
     has_token = health.token is not None and bool(health.token.current_version)
     context = {
         "partner": partner,
         "health": health,
-        "flows": consent_flows(partner),
+        "flows": flows,
         "customers": customers,
         "customers_total": coverage.in_state(state),
         "consent_state": state,
         "coverage": coverage,
         "token_events": token_events(partner),
         "operations": operations.operations_recent(partner),
-        "audit": partner.audit_events.select_related("actor").order_by("-created_at", "-id")[:30],
+        "audit": list(
+            selectors.audit_rows(
+                partner.audit_events.select_related("actor", "partner").order_by("-created_at", "-id")[:30]
+            )
+        ),
+        "new_links": links_in_messages(request),
+        "link_days": settings.CPV_INVITATION_MAX_AGE_DAYS,
         "can_act": request.staff_role >= Role.OPERATOR,  # type: ignore[attr-defined]
         "actions": actions_for(partner, has_token=has_token, failed_customers=coverage.failed),
     }
     return render(request, "dashboard/detail.html", context)
+
+
+@staff_view(see=Role.VIEWER)  # type: ignore[arg-type]
+@require_GET
+def partner_customers_csv(request: HttpRequest, code: uuid.UUID) -> StreamingHttpResponse:
+    """A partner's present customers as CSV (in the ApplicationConsent state chosen on its page), every one."""
+    partner = partner_for_staff(code)
+    state = request.GET.get("consent", "")
+    return exports.customers_csv(partner, state=state if state in CustomerConsent.Status.values else "")
 
 
 @staff_view(see=Role.VIEWER)
@@ -169,11 +231,9 @@ def _day(value: Any, *, end: bool = False) -> datetime | None:
     return moment + timedelta(days=1) if end else moment
 
 
-@staff_view(see=Role.VIEWER)
-@require_GET
-def audit_log(request: HttpRequest) -> HttpResponse:
-    """Every audited action, filterable by actor, action, partner and time, 50 to a page."""
-    form = AuditFilterForm(request.GET or None)
+def _audit_events(request: HttpRequest) -> tuple[AuditFilterForm, QuerySet[AuditEvent]]:
+    """The audit log's form and the events its valid filters select (the page and its CSV)."""
+    form = AuditFilterForm(request.GET or None, actions=selectors.audit_actions())
     data = form.cleaned_data if form.is_valid() else {}
     events = selectors.audit_log(
         actor=data.get("actor", ""),
@@ -182,8 +242,35 @@ def audit_log(request: HttpRequest) -> HttpResponse:
         since=_day(data.get("since")),
         until=_day(data.get("until"), end=True),
     )
+    return form, events
+
+
+@staff_view(see=Role.VIEWER)
+@require_GET
+def audit_log(request: HttpRequest) -> HttpResponse:
+    """Every audited action in words, filterable by actor, action, partner and time, 50 to a page."""
+    form, events = _audit_events(request)
     page = Paginator(events, PAGE_SIZE).get_page(request.GET.get("page"))
-    return render(request, "dashboard/audit.html", {"form": form, "page": page, "actions": selectors.audit_actions()})
+    context = {
+        "form": form,
+        "page": page,
+        "rows": list(selectors.audit_rows(page.object_list)),
+        "export_query": _without_page(request),
+    }
+    return render(request, "dashboard/audit.html", context)
+
+
+@staff_view(see=Role.VIEWER)  # type: ignore[arg-type]
+@require_GET
+def audit_log_csv(request: HttpRequest) -> HttpResponse | StreamingHttpResponse:
+    """The audit log as CSV, filtered as the page is, every matching event (no page); filters that are not
+    valid are a 400 that says why."""
+    form, events = _audit_events(request)
+    if form.is_bound and not form.is_valid():
+        # An export of everything is not what a mistyped filter asked for.
+        message = f"The filters are not valid: {form.errors.as_text()}\n"
+        return HttpResponse(message, status=400, content_type="text/plain; charset=utf-8")
+    return exports.audit_csv(events)
 
 
 @staff_view(see=Role.ADMIN)
@@ -284,49 +371,37 @@ def staff_accounts(request: HttpRequest) -> HttpResponse:
     return render(request, "dashboard/staff.html", context, status=400 if create_form.errors else 200)
 
 
-_URL_CREDENTIALS = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)[^/@\s]*@", re.IGNORECASE)
+# The pages' own small scripts (templates/dashboard/js/), served from here so that the site's policy (scripts
+# from this origin only, none inline) allows them. Anyone may fetch them: they hold no data.
+PAGE_SCRIPTS = {"settings-check", "copy-link"}
 
 
-def _shown(value: Any) -> str:
-    """A configuration value as an admin may see it: URLs without their credentials, dicts flattened."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        parts = []
-        for f in dataclasses.fields(value):
-            item = getattr(value, f.name)
-            parts.append(f"{f.name}={'(set)' if item else '(not set)'}" if not f.repr else f"{f.name}={_shown(item)}")
-        return ", ".join(parts)
-    if isinstance(value, dict):
-        return ", ".join(f"{k}={_shown(v)}" for k, v in value.items() if "PASSWORD" not in str(k).upper())
-    if isinstance(value, list | tuple):
-        return ", ".join(_shown(v) for v in value)
-    return _URL_CREDENTIALS.sub(r"\g<scheme>***@", str(value))
-
-
-def effective_configuration() -> list[tuple[str, str]]:
-    """Every setting read from the environment, as in force now; secret fields only say whether they are set."""
-    rows = []
-    for f in dataclasses.fields(settings.CONFIG):
-        value = getattr(settings.CONFIG, f.name)
-        if not f.repr:
-            # Connection settings are useful to see; only their passwords are secret.
-            if f.name in {"broker_url", "result_backend", "throttle_url", "database"} and value:
-                shown = _shown(value)
-            else:
-                shown = "(set)" if value else "(not set)"
-        else:
-            shown = _shown(value)
-        rows.append((f.name, shown))
-    return rows
+@require_GET
+@cache_control(max_age=3600, public=True)
+def page_script(request: HttpRequest, name: str) -> HttpResponse:
+    """One of PAGE_SCRIPTS as JavaScript; any other name is a 404."""
+    if name not in PAGE_SCRIPTS:
+        raise Http404
+    # The file as it is: found where templates are, never rendered as one.
+    script = get_template(f"dashboard/js/{name}.js").template.source  # type: ignore[attr-defined]
+    return HttpResponse(script, content_type="text/javascript; charset=utf-8")
 
 
 @staff_view(see=Role.ADMIN)
 @require_GET
 def settings_page(request: HttpRequest) -> HttpResponse:
-    """The effective configuration (never a secret value), and on request a live check of Microsoft and the
-    vault (`?check=1`)."""
+    """The effective configuration, grouped and in words (never a secret value). The live check of Microsoft and
+    the vault runs after the page has loaded (its script, `settings-check`, asks `settings_check`); `?check=1`
+    runs it here, for a browser without scripts."""
     checks = operations.live_checks() if request.GET.get("check") else None
-    return render(
-        request,
-        "dashboard/settings.html",
-        {"config": effective_configuration(), "checks": checks, "role": role_of(request.user)},
-    )
+    context = {"groups": configuration_groups(), "checks": checks, "role": role_of(request.user)}
+    return render(request, "dashboard/settings.html", context)
+
+
+@staff_view(see=Role.ADMIN)
+@require_GET
+@never_cache
+def settings_check(request: HttpRequest) -> JsonResponse:
+    """The live check as JSON, for the settings page's script: each check's name, whether it passed, how long it
+    took and what it proved or why it failed (redacted: never a secret)."""
+    return JsonResponse({"checks": [dataclasses.asdict(c) for c in operations.live_checks()]})

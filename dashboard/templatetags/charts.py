@@ -16,10 +16,24 @@ from django.utils.safestring import SafeString
 
 register = template.Library()
 
-ROW = 26
-LABEL_WIDTH = 170
-BAR_WIDTH = 360
-VALUE_WIDTH = 60
+# Horizontal bars: each row has its label on a line of its own above the bar, the value at the end of that line,
+# so that a long label neither runs into the bar nor is cut, and the chart stays narrow enough for a phone.
+WIDTH = 360
+ROW = 38
+BAR_HEIGHT = 12
+# Width of a character of the charts' 12px system font, generously: what decides whether a label fits.
+CHAR_WIDTH = 7.2
+
+
+def text_width(text: str) -> float:
+    return len(text) * CHAR_WIDTH
+
+
+def fitted(text: str, room: float) -> str:
+    """The text, shortened with an ellipsis if it would not fit in `room` pixels (the full text is in the row's
+    <title>)."""
+    most = max(1, int(room // CHAR_WIDTH))
+    return text if len(text) <= most else text[: most - 1].rstrip() + "…"
 
 
 @register.simple_tag
@@ -29,44 +43,43 @@ def hbars(bars: Sequence[Any], *, label: str = "", link: str = "") -> SafeString
     With `link`, each row links to `link` + the bar's hint (a filter value for the partner list).
     """
     top = max((b.value for b in bars), default=0) or 1
-    height = ROW * len(bars) + 4
-    width = LABEL_WIDTH + BAR_WIDTH + VALUE_WIDTH
+    height = ROW * len(bars) + 2
     rows = []
     for i, bar in enumerate(bars):
-        y = i * ROW + 2
-        length = round(BAR_WIDTH * bar.value / top) if bar.value else 0
+        y = i * ROW
+        length = round(WIDTH * bar.value / top) if bar.value else 0
+        value = str(bar.value)
+        room = WIDTH - text_width(value) - 12
         row = format_html(
             '<g class="row {}"><title>{}: {}{}</title>'
             '<text x="0" y="{}" class="label">{}</text>'
-            '<rect x="{}" y="{}" width="{}" height="{}" rx="3" class="track"></rect>'
-            '<rect x="{}" y="{}" width="{}" height="{}" rx="3" class="bar"></rect>'
-            '<text x="{}" y="{}" class="value">{}</text></g>',
+            '<text x="{}" y="{}" class="value end">{}</text>'
+            '<rect x="0" y="{}" width="{}" height="{}" rx="3" class="track"></rect>'
+            '<rect x="0" y="{}" width="{}" height="{}" rx="3" class="bar"></rect></g>',
             bar.css,
             bar.label,
             bar.value,
             f" ({bar.hint})" if bar.hint and not link else "",
-            y + 17,
-            bar.label,
-            LABEL_WIDTH,
-            y + 3,
-            BAR_WIDTH,
-            ROW - 8,
-            LABEL_WIDTH,
-            y + 3,
+            y + 14,
+            fitted(bar.label, room),
+            WIDTH,
+            y + 14,
+            value,
+            y + 20,
+            WIDTH,
+            BAR_HEIGHT,
+            y + 20,
             length,
-            ROW - 8,
-            LABEL_WIDTH + BAR_WIDTH + 8,
-            y + 17,
-            bar.value,
+            BAR_HEIGHT,
         )
         if link:
             row = format_html('<a href="{}{}">{}</a>', link, bar.hint, row)
         rows.append(row)
     return format_html(
         '<svg class="chart hbars" viewBox="0 0 {} {}" width="{}" height="{}" role="img" aria-label="{}">{}</svg>',
-        width,
+        WIDTH,
         height,
-        width,
+        WIDTH,
         height,
         label,
         SafeString("".join(rows)),
@@ -78,12 +91,17 @@ def day_columns(series: Sequence[Any], kinds: Sequence[tuple[str, str, str]], *,
     """Stacked columns, one per day (DaySeries with values per kind), with a legend and a baseline."""
     height = 140
     plot = 110
-    step = max(6, min(22, 640 // max(1, len(series))))
-    width = step * len(series) + 40
     top = max((s.total for s in series), default=0) or 1
+    # The axis's numbers sit left of the columns, in room made for the widest of them.
+    left = round(text_width(str(top))) + 8
+    # The columns share the chart's width (WIDTH, as the bars: a phone shows it at its size, text readable);
+    # a long period gets thinner columns rather than a wider chart.
+    step = max(3, min(22, (WIDTH - left - 2) // max(1, len(series))))
+    column = step - 2 if step >= 6 else step - 1
+    width = max(left + step * len(series) + 2, left + 2 * round(text_width("00 Mmm")) + 16)
     parts = []
     for i, day in enumerate(series):
-        x = 30 + i * step
+        x = left + i * step
         y = plot
         tip = ", ".join(f"{name}: {day.values.get(key, 0)}" for key, name, _ in kinds)
         stack = []
@@ -94,7 +112,7 @@ def day_columns(series: Sequence[Any], kinds: Sequence[tuple[str, str, str]], *,
             h = max(1, round(plot * value / top))
             y -= h
             stack.append(
-                format_html('<rect x="{}" y="{}" width="{}" height="{}" class="{}"></rect>', x, y, step - 2, h, css)
+                format_html('<rect x="{}" y="{}" width="{}" height="{}" class="{}"></rect>', x, y, column, h, css)
             )
         parts.append(
             format_html(
@@ -102,25 +120,29 @@ def day_columns(series: Sequence[Any], kinds: Sequence[tuple[str, str, str]], *,
                 day.day.isoformat(),
                 tip,
                 x,
-                step - 2,
+                column,
                 plot,
                 SafeString("".join(stack)),
             )
         )
     axis = format_html(
-        '<line x1="28" y1="{}" x2="{}" y2="{}" class="axis"></line>'
-        '<text x="0" y="12" class="value">{}</text><text x="0" y="{}" class="value">0</text>'
-        '<text x="30" y="{}" class="label">{}</text><text x="{}" y="{}" class="label end">{}</text>',
+        '<line x1="{}" y1="{}" x2="{}" y2="{}" class="axis"></line>'
+        '<text x="{}" y="12" class="value end">{}</text><text x="{}" y="{}" class="value end">0</text>'
+        '<text x="{}" y="{}" class="label">{}</text><text x="{}" y="{}" class="label end">{}</text>',
+        left - 2,
         plot + 0.5,
         width,
         plot + 0.5,
+        left - 6,
         top,
+        left - 6,
         plot,
+        left,
         height - 8,
-        series[0].day.isoformat() if series else "",
+        series[0].day.strftime("%d %b") if series else "",
         width,
         height - 8,
-        series[-1].day.isoformat() if series else "",
+        series[-1].day.strftime("%d %b") if series else "",
     )
     key = (
         '<span class="key"><svg width="12" height="12"><rect width="12" height="12" class="{}"></rect></svg> {}</span>'

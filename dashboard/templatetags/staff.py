@@ -1,6 +1,13 @@
-"""The signed-in staff member's role, for showing only the links and buttons they may use."""
+"""The signed-in staff member's role, for showing only the links and buttons they may use; timelines of events
+said once each."""
 
 from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
 from django import template
 
@@ -18,3 +25,65 @@ def staff_role(context: template.Context) -> int:
     if role is None and request is not None:
         role = role_of(request.user)
     return int(role or Role.NONE)
+
+
+@dataclass
+class Step:
+    """One line of a timeline: what happened, when (and until when, for a repeat), and how many times."""
+
+    when: datetime
+    text: str
+    key: str
+    css: str = ""
+    times: int = 1
+    until: datetime | None = None
+
+
+def _plain(text: str) -> str:
+    return re.sub(r"[^a-z0-9 ]+", "", text.lower()).strip()
+
+
+def phrase(label: str, message: str) -> str:
+    """An event's state and message as one phrase, saying each thing once: "Came back from Microsoft" rather
+    than "Came back from Microsoft — Came back from Microsoft"."""
+    label, message = label.strip(), message.strip()
+    if not message or _plain(message) in _plain(label):
+        return label
+    if not label or _plain(label) in _plain(message):
+        return message
+    return f"{label} — {message}"
+
+
+def timeline_steps(events: Iterable[Any], *, key: str, label: str) -> list[Step]:
+    """Events (oldest first) as timeline lines without repeated phrases: an event in the same state as the one
+    before adds only its message to that line, and an event saying exactly what the line before said counts
+    as a repeat of it (the page says how many times, and when the last was)."""
+    steps: list[Step] = []
+    for event in events:
+        event_key = str(getattr(event, key))
+        event_label = str(getattr(event, label)())
+        message = str(getattr(event, "message", "") or "")
+        text = phrase(event_label, message)
+        last = steps[-1] if steps else None
+        if last is not None and last.key == event_key and last.text == text:
+            last.times += 1
+            last.until = event.created_at
+        elif last is not None and last.key == event_key and last.times == 1:
+            if message and _plain(message) not in _plain(last.text):
+                last.text = f"{last.text}; {message}"
+        else:
+            steps.append(Step(when=event.created_at, text=text, key=event_key, css=event_key))
+    return steps
+
+
+@register.simple_tag
+def flow_timeline(flow: Any) -> list[Step]:
+    """A consent attempt's events as timeline lines (see `timeline_steps`)."""
+    return timeline_steps(flow.events.all(), key="status", label="get_status_display")
+
+
+@register.simple_tag
+def token_timeline(events: Iterable[Any]) -> list[Step]:
+    """Token events, newest first as the page lists them, as timeline lines (see `timeline_steps`)."""
+    oldest_first = sorted(events, key=lambda e: (e.created_at, e.pk))
+    return timeline_steps(oldest_first, key="kind", label="get_kind_display")[::-1]

@@ -59,8 +59,13 @@ def routes(w: dict[str, Any]) -> list[tuple[str, str, dict[str, str], dict[str, 
         ("GET", f"/partners/{uuid.uuid4()}/", {}, NOT_FOUND),
         ("GET", "/audit/", {}, STAFF_READ),
         ("GET", "/audit/?actor=system&action=partner.&partner=Alpha", {}, STAFF_READ),
+        ("GET", "/audit.csv?action=partner.", {}, STAFF_READ),
+        ("GET", "/partners.csv?q=alpha", {}, STAFF_READ),
+        ("GET", f"/partners/{a}/customers.csv", {}, STAFF_READ),
+        ("GET", f"/partners/{uuid.uuid4()}/customers.csv", {}, NOT_FOUND),
         ("GET", "/staff/", {}, STAFF_ADMIN),
         ("GET", "/settings/", {}, STAFF_ADMIN),
+        ("GET", "/settings/check", {}, STAFF_ADMIN),
         *[
             ("GET", f"/partners/{a}/do/{action}", {}, STAFF_ACT)
             for action in ("renew", "sync", "apply", "apply_failed", "reconsent_link", "revoke", "deactivate")

@@ -127,7 +127,7 @@ def test_every_figure_of_the_overview_matches_a_plain_count(viewer) -> None:  # 
         assert p.failed_customers == present.filter(partner=p, application_consent__status="failed").count()
     assert {p.name: p.reasons for p in o.attention}["Northwind IT"] == [
         "Token expires soon",
-        "Customers failing ApplicationConsent",
+        "8 customers failing ApplicationConsent",
     ]
     assert partners["gone"].pk not in {p.pk for p in o.attention}
 

@@ -20,7 +20,7 @@ from tokens.models import TokenEvent
 pytestmark = pytest.mark.django_db
 
 # Measured: session + user + permissions, then the page's own reads.
-MAX_QUERIES = {"overview": 14, "list": 7, "detail": 15}
+MAX_QUERIES = {"overview": 14, "list": 7, "detail": 15, "audit": 8}
 
 
 def populate(partners: int, customers: int) -> Partner:
@@ -53,13 +53,18 @@ def count(client: Any, url: str) -> int:
     return len(queries)
 
 
-@pytest.mark.parametrize("page", ["overview", "list", "detail"])
+@pytest.mark.parametrize("page", ["overview", "list", "detail", "audit"])
 def test_the_number_of_queries_does_not_grow_with_partners_or_customers(
     page, viewer, django_assert_max_num_queries
 ) -> None:  # type: ignore[no-untyped-def]
     client = client_for(viewer)
     # The overview counting afresh (`fresh`): with its trends from the cache it issues fewer queries still.
-    urls = {"overview": "/?days=30&fresh=1", "list": "/partners/?sort=-renewed", "detail": "/partners/{code}/"}
+    urls = {
+        "overview": "/?days=30&fresh=1",
+        "list": "/partners/?sort=-renewed",
+        "detail": "/partners/{code}/",
+        "audit": "/audit/",
+    }
 
     small = populate(3, 4)
     few = count(client, urls[page].format(code=small.code))

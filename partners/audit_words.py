@@ -1,0 +1,167 @@
+"""The audit log in words: a label for each action, the detail's keys labelled and its values written for a
+person (yes/no, not `True`; a dash, not `None`; no raw dicts). The audit page and its CSV export read these.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from cpv.clouds import ALL_PARTNER_CLOUDS
+from partners.models import AuditEvent, Partner
+
+# Every action the product records, with what a person reads for it. An action missing here is still shown,
+# spelled out from its name (see `action_label`).
+ACTION_LABELS: dict[str, str] = {
+    "partner.created": "Created the partner",
+    "partner.invited": "Invited the partner",
+    "partner.consented": "The partner consented",
+    "partner.reconsent_link_created": "Created a re-consent link",
+    "partner.reconsent_needed": "Re-consent became needed",
+    "partner.deactivated": "Deactivated the partner",
+    "partner.token_renewed": "Renewed the partner's token",
+    "partner.token_imported": "Imported a token for the partner",
+    "partner.token_revoked": "Revoked the partner's token",
+    "partner.renewal_requested": "Asked for a token renewal",
+    "partner.sync_requested": "Asked for a customer sync",
+    "partner.customers_synced": "Synced the partner's customers",
+    "partner.consents_requested": "Asked for ApplicationConsent",
+    "partner.consents_applied": "Applied ApplicationConsent to a batch of customers",
+    "portal.reconsent_started": "Started a re-consent from the partner portal",
+    "staff.created": "Created a staff account",
+    "staff.enabled": "Enabled a staff account",
+    "staff.disabled": "Disabled a staff account",
+    "staff.role_set": "Changed a staff member's role",
+    "staff.demo_user_created": "Created the demo's staff account",
+    "staff.demo_user_reset": "Reset the demo's staff account",
+    "vault.key_rotated": "Rotated the vault key",
+    "admin.added": "Added a record in the admin",
+    "admin.changed": "Changed a record in the admin",
+    "admin.deleted": "Deleted a record in the admin",
+}
+
+# The keys the services write into `detail`, in words.
+DETAIL_LABELS: dict[str, str] = {
+    "emailed": "Emailed",
+    "name": "Name",
+    "cloud": "Cloud",
+    "environment": "Environment",
+    "status": "Status",
+    "previous_status": "Previous status",
+    "reason": "Reason",
+    "flow": "Consent attempt",
+    "kind": "Kind",
+    "tenant_id": "Tenant id",
+    "user_oid": "User object id",
+    "user": "User",
+    "username": "User",
+    "email": "Email",
+    "role": "Role",
+    "previous": "Previous role",
+    "version": "Vault version",
+    "versions_disabled": "Vault versions disabled",
+    "generation": "Token generation",
+    "forced": "Forced",
+    "codes": "Microsoft error codes",
+    "key_id": "Vault key",
+    "rows": "Rows",
+    "rotated": "Rotated",
+    "already_current": "Already current",
+    "failed": "Failed",
+    "listed": "Customers listed",
+    "created": "New",
+    "updated": "Changed",
+    "removed": "Removed",
+    "correlation_id": "Correlation id",
+    "operation": "Operation",
+    "started_at": "Started at",
+    "total": "Total",
+    "task_id": "Task id",
+    "model": "Record type",
+    "object_id": "Record id",
+    "object": "Record",
+    "change": "Change",
+    "tried": "Customers tried",
+    "consented": "Consented",
+    "already_present": "Already present",
+    "skipped": "Skipped (removed, or being applied by another worker)",
+    "retrying": "Left for a later run",
+}
+
+
+# Values the services write as codes, in the words the pages use for them.
+VALUE_WORDS: dict[str, dict[str, str]] = {
+    "status": dict(Partner.Status.choices),
+    "previous_status": dict(Partner.Status.choices),
+    "cloud": {str(k): str(v) for k, v in ALL_PARTNER_CLOUDS},
+    "environment": dict(Partner.Environment.choices),
+}
+
+
+def action_label(action: str) -> str:
+    """What a person reads for an audit action: its label, or its name spelled out ("partner.foo_bar" →
+    "Partner: foo bar") for an action without one."""
+    if action in ACTION_LABELS:
+        return ACTION_LABELS[action]
+    area, _, verb = action.partition(".")
+    words = (verb or area).replace("_", " ").strip()
+    return f"{area.replace('_', ' ').capitalize()}: {words}" if verb else words.capitalize()
+
+
+def action_choices(extra: list[str] | tuple[str, ...] = ()) -> list[tuple[str, str]]:
+    """The actions a filter offers: every known one, and any other already in the log, sorted by label."""
+    actions = set(ACTION_LABELS) | set(extra)
+    return sorted(((a, action_label(a)) for a in actions), key=lambda choice: choice[1].lower())
+
+
+def value_in_words(value: Any) -> str:
+    """A detail value for a person: yes/no for booleans, a dash for nothing, lists joined, dicts as
+    "label: value" pairs."""
+    if value is None or value == "":
+        return "—"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, dict):
+        return "; ".join(f"{detail_label(k)}: {detail_value(k, v)}" for k, v in value.items()) or "—"
+    if isinstance(value, list | tuple):
+        return ", ".join(value_in_words(v) for v in value) or "—"
+    return str(value)
+
+
+def detail_label(key: Any) -> str:
+    key = str(key)
+    return DETAIL_LABELS.get(key, key.replace("_", " ").capitalize())
+
+
+def detail_value(key: Any, value: Any) -> str:
+    """A detail's value for a person: a code in its words, a moment ("…_at") as a UTC time, the rest as
+    `value_in_words`."""
+    words = VALUE_WORDS.get(str(key), {})
+    if isinstance(value, str) and value in words:
+        return words[value]
+    if str(key).endswith("_at") and isinstance(value, str):
+        try:
+            moment = datetime.fromisoformat(value)
+        except ValueError:
+            return value
+        if moment.tzinfo is not None:
+            return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return value_in_words(value)
+
+
+def detail_in_words(detail: Any) -> list[tuple[str, str]]:
+    """An audit row's detail as (label, value) pairs, in the order they were written."""
+    if not isinstance(detail, dict):
+        return [("Detail", value_in_words(detail))] if detail else []
+    return [(detail_label(k), detail_value(k, v)) for k, v in detail.items()]
+
+
+def actor_in_words(event: AuditEvent) -> str:
+    """Who acted: the staff member's full name (with the username), or "System" for workers and commands.
+    Reads `event.actor` (select it with the event)."""
+    user = event.actor
+    if user is None:
+        return "System" if event.actor_label in ("", "system") else event.actor_label
+    full = user.get_full_name().strip()
+    username = user.get_username()
+    return f"{full} ({username})" if full and full != username else username
