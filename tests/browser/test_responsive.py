@@ -210,7 +210,7 @@ def test_the_staff_navigation_folds_into_a_menu_on_a_phone(browser, world) -> No
     context.close()
 
 
-def test_a_wide_table_scrolls_inside_its_card_on_a_phone(browser, world) -> None:  # type: ignore[no-untyped-def]
+def test_on_a_phone_a_wide_table_scrolls_in_its_box_and_a_list_of_records_stacks(browser, world) -> None:  # type: ignore[no-untyped-def]
     context = browser.new_context(viewport={"width": 390, "height": 844})
     page = context.new_page()
     page.set_default_timeout(20_000)
@@ -225,4 +225,22 @@ def test_a_wide_table_scrolls_inside_its_card_on_a_phone(browser, world) -> None
     assert table["overflow"] == "auto"
     assert table["scroll"] > table["client"]  # its columns are all there, reached by scrolling the table alone
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
+
+    # The audit trail: each event a block whose detail reads at nearly the screen's width.
+    page.goto(f"{world['url']}/audit/")
+    page.wait_for_selector("#audit-events")
+    widths = page.evaluate(
+        """() => Array.from(document.querySelectorAll("#audit-events td.detail"))
+        .map((cell) => cell.getBoundingClientRect().width)"""
+    )
+    assert widths and min(widths) > 280
+    assert not page.is_visible("#audit-events thead")
+    # A partner's customers likewise: the error in words under the customer's name, not in a scrolled column.
+    page.goto(f"{world['url']}/partners/{world['failing'].code}/")
+    page.wait_for_selector("#customers")
+    errors = page.evaluate(
+        """() => Array.from(document.querySelectorAll("#customers td.wrap"))
+        .filter((cell) => cell.innerText.trim()).map((cell) => cell.getBoundingClientRect().width)"""
+    )
+    assert errors and min(errors) > 280
     context.close()
