@@ -1,7 +1,7 @@
-"""Every staff page and every partner-facing page, on a phone (390 x 844) and a wide screen (1440 x 900), in
-Chromium: nothing runs off the right edge of the screen (a wide table scrolls inside its own box, on purpose),
-the staff navigation folds into a menu on the phone, filters stay wide enough to read, and no table squeezes a
-column of words down to a few letters. A full-page screenshot of each lands in
+"""Every staff page and every partner-facing page, on a phone (390 x 844) and a wide screen (1440 x 900), and at
+768 and 1024 px between them, in Chromium: nothing runs off the right edge of the screen (a wide table scrolls
+inside its own box, on purpose), the staff navigation folds into a menu on the phone, filters stay wide enough
+to read, and no table squeezes a column of words down to a few letters. A full-page screenshot of each lands in
 test-output/screenshots/<page>-<width>.png."""
 
 from __future__ import annotations
@@ -26,7 +26,9 @@ from tokens import tasks as token_tasks
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
-SIZES = [(390, 844), (1440, 900)]
+# A phone and a wide screen, and between them a tablet (the menu folded, tables scrolling) and a small laptop
+# (the full navigation, tables at their tightest).
+SIZES = [(390, 844), (768, 1024), (1024, 768), (1440, 900)]
 
 # What runs off the right edge of the viewport: every element whose box ends past it, unless an ancestor scrolls
 # horizontally on purpose (overflow-x: auto or scroll), where the overflow is the point.
