@@ -153,6 +153,8 @@ def test_every_page_fits_a_phone_and_a_wide_screen(browser, sim, world) -> None:
     # portal's sign-in and, signed in, the partner's own status.
     contoso = world["invitation"].partner
     look(page, world["invitation"].url, "partner-landing", "#start", problems)
+    # The vendor's logo is shown under the Content-Security-Policy (a data: image, from no other site).
+    assert page.evaluate("document.querySelector('.vendor-logo').naturalWidth") > 0
     failed = consent(page, sim, world["invitation"].url, partner_user(sim, global_admin=True, admin_agent=False))
     look(page, failed, "partner-result-failed", "#result", problems)
     link = partner_reconsent_link(actor=None, partner=Partner.objects.get(pk=contoso.pk))
