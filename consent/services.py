@@ -119,7 +119,7 @@ def partner_invite(
             link_send_after_commit(
                 partner=partner,
                 url=url,
-                subject=f"{settings.CPV_APPLICATION_GRANTS['displayName']}: please consent for {partner.name}",
+                subject=f"please consent for {partner.name}",
                 intro="You are invited to connect your Partner Center account. Open this link to review what is "
                 "asked and to consent:",
             )

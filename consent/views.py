@@ -100,7 +100,6 @@ def landing(request: HttpRequest, token: str) -> HttpResponse:
         "partner": target.partner,
         "purpose": target.purpose,
         "token": token,
-        "app_name": settings.CPV_APPLICATION_GRANTS["displayName"],
         "permissions": _permissions(),
         "unavailable": not app_for(target.partner).configured,
     }

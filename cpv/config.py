@@ -20,7 +20,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import environ
-from django.core.exceptions import ImproperlyConfigured
+from django.core.exceptions import ImproperlyConfigured, ValidationError
+from django.core.validators import validate_email
 
 from cpv import clouds
 
@@ -51,6 +52,18 @@ STAFF_PASSWORD_SIGN_IN = ("admins", "all")
 # A password sign-in's second factor (TOTP): required of every account, or asked only of accounts that enrolled one.
 STAFF_TOTP = ("required", "enrolled")
 
+# The vendor's logo is embedded in the partner-facing pages as a data: URI (the CSP's img-src already allows
+# data:, so no other origin is trusted and nothing new is served); a logo is small, and a large file is a mistake.
+VENDOR_NAME_MAX = 120  # Entra ID's limit on an app registration's display name
+VENDOR_LOGO_MAX_BYTES = 100 * 1024
+VENDOR_LOGO_TYPES = {
+    ".png": "image/png",
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+    ".webp": "image/webp",
+    ".svg": "image/svg+xml",
+}
+
 
 class ConfigError(ImproperlyConfigured):
     """The environment does not describe a runnable control panel. The message lists every problem."""
@@ -72,6 +85,26 @@ class AppCredential:
     @property
     def configured(self) -> bool:
         return bool(self.client_id and (self.client_secret or self.certificate_path))
+
+
+@dataclass(frozen=True)
+class Vendor:
+    """Who the partner-facing pages and emails say is asking: the vendor's name (the same as its app registration's
+    display name, which Microsoft's sign-in shows), its support address and its logo, each possibly unset."""
+
+    name: str = ""
+    support_email: str = ""
+    logo_path: str = ""
+    logo_data_uri: str = field(default="", repr=False)
+
+    @property
+    def label(self) -> str:
+        """The name, or words that stand in for it in a sentence ("your Control Panel Vendor")."""
+        return self.name or "your Control Panel Vendor"
+
+    def subject(self, text: str) -> str:
+        """An email subject that says who sends it: "Contoso: <text>", or the text alone when no name is set."""
+        return f"{self.name}: {text}" if self.name else text[:1].upper() + text[1:]
 
 
 @dataclass(frozen=True)
@@ -119,6 +152,7 @@ class Config:
     pc_requests_per_second: int = 48
     vault_creates_per_second: int = 29
     throttle_url: str = field(default="", repr=False)
+    vendor: Vendor = field(default_factory=Vendor)
 
     @property
     def production(self) -> bool:
@@ -263,6 +297,61 @@ def parse_application_grants(value: str) -> dict[str, Any]:
     if not isinstance(name, str) or not name.strip():
         raise ValueError("displayName must be a non-empty string")
     return {"displayName": name.strip(), "applicationGrants": grants}
+
+
+def _vendor_logo(path: Path) -> str:
+    """The logo file as a data: URI. Raises ValueError saying what is wrong with the file."""
+    media_type = VENDOR_LOGO_TYPES.get(path.suffix.lower())
+    if media_type is None:
+        raise ValueError(f"must be a {', '.join(sorted({k.lstrip('.') for k in VENDOR_LOGO_TYPES}))} file")
+    try:
+        size = path.stat().st_size
+        if not 0 < size <= VENDOR_LOGO_MAX_BYTES:
+            raise ValueError(f"must hold 1 byte to {VENDOR_LOGO_MAX_BYTES // 1024} KB, and holds {size} bytes")
+        data = path.read_bytes()
+    except OSError:
+        raise ValueError("is not a readable file") from None
+    # The content must be what the name says: a browser shown a mislabelled image shows nothing.
+    signatures = {
+        "image/png": data.startswith(b"\x89PNG\r\n\x1a\n"),
+        "image/jpeg": data.startswith(b"\xff\xd8\xff"),
+        "image/webp": data[:4] == b"RIFF" and data[8:12] == b"WEBP",
+        "image/svg+xml": b"<svg" in data[:2048],
+    }
+    if not signatures[media_type]:
+        raise ValueError(f"does not hold a {media_type} image")
+    return f"data:{media_type};base64,{base64.b64encode(data).decode()}"
+
+
+def _vendor(r: _Reader, *, production: bool) -> Vendor:
+    """CPV_VENDOR_NAME (required in production), CPV_VENDOR_SUPPORT_EMAIL and CPV_VENDOR_LOGO."""
+    name = (
+        r.required(
+            "CPV_VENDOR_NAME",
+            "in production (CPV_MODE=production): partners read it on every page and email beside Microsoft's "
+            "sign-in, which shows the app registration's display name; set it to that same name",
+        )
+        if production
+        else r.raw("CPV_VENDOR_NAME")
+    ) or ""
+    if len(name) > VENDOR_NAME_MAX or any(ord(c) < 32 for c in name):
+        r.problems.append(f"CPV_VENDOR_NAME must be one line of at most {VENDOR_NAME_MAX} characters")
+        name = ""
+    support = r.raw("CPV_VENDOR_SUPPORT_EMAIL") or ""
+    if support:
+        try:
+            validate_email(support)
+        except ValidationError:
+            r.problems.append(f"CPV_VENDOR_SUPPORT_EMAIL must be an email address, got {support!r}")
+            support = ""
+    logo_path = r.raw("CPV_VENDOR_LOGO") or ""
+    logo = ""
+    if logo_path:
+        try:
+            logo = _vendor_logo(Path(logo_path))
+        except ValueError as exc:
+            r.problems.append(f"CPV_VENDOR_LOGO names {logo_path!r}, which {exc}")
+    return Vendor(name=name, support_email=support, logo_path=logo_path if logo else "", logo_data_uri=logo)
 
 
 def _url_scheme(url: str) -> str:
@@ -532,6 +621,7 @@ def load_config(environ_map: Mapping[str, str], *, base_dir: Path) -> Config:
     vault_rate = r.int("CPV_VAULT_CREATES_PER_SECOND", 29, minimum=0)
     if vault_rate >= 30:
         r.problems.append(f"CPV_VAULT_CREATES_PER_SECOND must stay under Key Vault's 30 per second, got {vault_rate}")
+    vendor = _vendor(r, production=production)
     throttle_url = r.raw("CPV_THROTTLE_URL")
     if throttle_url is not None and _url_scheme(throttle_url) not in {"redis", "rediss"}:
         r.problems.append(f"CPV_THROTTLE_URL must be a redis:// URL, got {_url_scheme(throttle_url) or 'no scheme'!r}")
@@ -609,6 +699,7 @@ def load_config(environ_map: Mapping[str, str], *, base_dir: Path) -> Config:
         pc_requests_per_second=pc_rate,
         vault_creates_per_second=vault_rate,
         throttle_url=throttle_url or "",
+        vendor=vendor,
     )
     if r.problems:
         raise ConfigError(r.problems)

@@ -177,6 +177,8 @@ CPV_CLOUD_CONFIG = CONFIG.cloud
 CPV_APP = CONFIG.app
 CPV_SANDBOX_APP = CONFIG.sandbox_app
 CPV_APPLICATION_GRANTS = CONFIG.application_grants
+# Who the partner-facing pages and emails say is asking (name, support address, logo).
+CPV_VENDOR = CONFIG.vendor
 CPV_SELF_ONBOARDING = CONFIG.self_onboarding
 CPV_READYZ_TOKEN = CONFIG.readyz_token
 CPV_INVITATION_MAX_AGE_DAYS = CONFIG.invitation_max_age_days

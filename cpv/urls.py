@@ -36,3 +36,6 @@ urlpatterns = [
     path("portal/", include("consent.portal_urls")),
     path("", include("dashboard.urls")),
 ]
+
+# The 500 page names the vendor and its support address (the 404 gets them from the context processor).
+handler500 = "cpv.error_pages.server_error"

@@ -154,6 +154,23 @@ def _days(value: Any) -> str:
     return f"{value} day{'s' if value != 1 else ''}"
 
 
+def _vendor(vendor: Any) -> str:
+    name = vendor.name or "not set (the pages say “your Control Panel Vendor”)"
+    return f"{name}; support address {vendor.support_email or '—'}; logo {vendor.logo_path or 'none'}"
+
+
+def _staff_tenant(tenant_id: str) -> str:
+    return tenant_id or "not set: staff sign in with passwords"
+
+
+def _passwords(value: str) -> str:
+    return "administrators only (break-glass)" if value == "admins" else "every staff account"
+
+
+def _totp(value: str) -> str:
+    return "required of every account" if value == "required" else "asked of accounts that set one up"
+
+
 Show = Callable[[Any], str]
 # (field, label, environment variable, how it is shown), by group. Fields not listed fall under "Other".
 GROUPS: list[tuple[str, list[tuple[str, str, str, Show]]]] = [
@@ -169,6 +186,7 @@ GROUPS: list[tuple[str, list[tuple[str, str, str, Show]]]] = [
             ("debug", "Debug pages", "DJANGO_DEBUG", _yes_no),
             ("log_format", "Log format", "CPV_LOG_FORMAT", _text),
             ("log_level", "Log level", "CPV_LOG_LEVEL", _text),
+            ("vendor", "Vendor shown to partners", "CPV_VENDOR_NAME", _vendor),
         ],
     ),
     (
@@ -218,6 +236,9 @@ GROUPS: list[tuple[str, list[tuple[str, str, str, Show]]]] = [
             ("readyz_token", "Readiness probe token", "CPV_READYZ_TOKEN", _is_set),
             ("ssl_redirect", "HTTPS only", "CPV_SSL_REDIRECT", _yes_no),
             ("trust_proxy", "Trust the proxy's X-Forwarded headers", "CPV_TRUST_PROXY", _yes_no),
+            ("staff_tenant_id", "Staff sign in with Microsoft on tenant", "CPV_STAFF_TENANT_ID", _staff_tenant),
+            ("staff_password_sign_in", "Who may sign in with a password", "CPV_STAFF_PASSWORD_SIGN_IN", _passwords),
+            ("staff_totp", "Authenticator code after a password", "CPV_STAFF_TOTP", _totp),
             ("signin_max_failures", "Failed sign-ins before a lockout", "CPV_SIGNIN_MAX_FAILURES", _text),
             ("signin_lockout_minutes", "Lockout", "CPV_SIGNIN_LOCKOUT_MINUTES", lambda v: f"{v} minutes"),
             ("self_onboarding", "Partners may sign up themselves", "CPV_SELF_ONBOARDING", _yes_no),

@@ -12,6 +12,7 @@ from django.core import signing
 from django.core.mail import send_mail
 from django.db import transaction
 from django.db.models import F
+from django.template.loader import render_to_string
 from django.urls import reverse
 
 from partners.models import Partner
@@ -91,20 +92,24 @@ def invitation_read(token: str) -> InvitationTarget:
 
 def link_send_after_commit(*, partner: Partner, url: str, subject: str, intro: str) -> None:
     """Email the partner's contact the link once the caller's transaction commits (a failure to send is logged,
-    never taken for a failure of what created the link)."""
+    never taken for a failure of what created the link). The subject says what the email is about; the vendor's
+    name goes before it, and the body (`templates/email/consent_link.txt`) signs with its name and support address."""
     transaction.on_commit(robust=True, func=lambda: _link_send(partner=partner, url=url, subject=subject, intro=intro))
 
 
 def _link_send(*, partner: Partner, url: str, subject: str, intro: str) -> None:
-    grants = settings.CPV_APPLICATION_GRANTS
-    body = (
-        f"Hello,\n\n{intro}\n\n{url}\n\n"
-        f"The person who signs in must be a Global Administrator of {partner.name}'s Microsoft Entra tenant "
-        "and an Admin Agent in Partner Center, with multi-factor authentication. A dedicated integration "
-        f"account is recommended.\n\nThe link works for {settings.CPV_INVITATION_MAX_AGE_DAYS} days.\n\n"
-        f"{grants['displayName']}\n"
+    vendor = settings.CPV_VENDOR
+    body = render_to_string(
+        "email/consent_link.txt",
+        {
+            "partner": partner,
+            "url": url,
+            "intro": intro,
+            "days": settings.CPV_INVITATION_MAX_AGE_DAYS,
+            "vendor": vendor,
+        },
     )
-    send_mail(subject, body, None, [partner.contact_email])
+    send_mail(vendor.subject(subject), body, None, [partner.contact_email])
 
 
 def partner_reconsent_link(*, actor: Actor, partner: Partner, send_email: bool = False) -> str:
@@ -124,7 +129,7 @@ def partner_reconsent_link(*, actor: Actor, partner: Partner, send_email: bool =
             link_send_after_commit(
                 partner=partner,
                 url=url,
-                subject=f"{settings.CPV_APPLICATION_GRANTS['displayName']}: please renew your consent",
+                subject="please renew your consent",
                 intro="Your organisation's consent needs to be renewed. Open this link and sign in again:",
             )
     return url

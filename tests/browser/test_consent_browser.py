@@ -11,6 +11,7 @@ from django.test import Client
 
 from consent.models import ConsentFlow
 from consent.services import partner_invite
+from cpv.config import Vendor
 from partners.models import Partner
 from tests.browser.conftest import screenshot
 from tests.simulated import partner_user
@@ -66,6 +67,21 @@ def test_an_invited_partner_consents_and_becomes_active(page, sim, live_cpv) -> 
     ]
     # The result page loads nothing from another site.
     assert all(request.startswith(live_cpv.url) for request in _resources(page))
+
+
+def test_the_consent_page_and_microsofts_sign_in_name_the_same_vendor(page, sim, live_cpv, settings) -> None:  # type: ignore[no-untyped-def]
+    # Configured as the README asks: the vendor's name is its app registration's display name.
+    settings.CPV_VENDOR = Vendor(name=sim.world.cpv_app.display_name, support_email="partners@contoso.example")
+    invitation = partner_invite(actor=None, name="Tailspin Partners", contact_email="a@t.example", send_email=False)
+
+    page.goto(invitation.url)
+    page.wait_for_selector("#start")
+    on_our_page = page.inner_text("#landing-title")
+    page.click("#start")
+    page.wait_for_selector("#accept")
+    on_microsofts_page = page.inner_text("#app-name")
+
+    assert on_our_page == f"{on_microsofts_page} asks to work with Tailspin Partners"
 
 
 def test_a_self_onboarding_partner_consents_too(page, sim, live_cpv) -> None:  # type: ignore[no-untyped-def]

@@ -10,11 +10,16 @@ import uuid
 import pytest
 from django.core import mail
 from django.core.management import CommandError, call_command
+from django.test import RequestFactory
+from django.urls import get_resolver
 
 from consent.models import ConsentFlow
+from consent.portal import SESSION_KEY
 from consent.services import partner_invite
-from partners.invitations import invitation_read, invitation_token
+from cpv.config import Vendor
+from partners.invitations import invitation_read, invitation_token, partner_reconsent_link
 from partners.models import AuditEvent, Partner
+from tests.factories import active_partner_with_data
 from tests.simulated import partner_user
 
 pytestmark = pytest.mark.django_db
@@ -236,3 +241,146 @@ def test_invite_partner_refuses_bad_input(cpv_sim) -> None:  # type: ignore[no-u
     with pytest.raises(CommandError):
         call_command("invite_partner", "--name", "X", "--email", "a@b.example", "--cloud", "germany")
     assert not Partner.objects.exists()
+
+
+# --- the vendor's branding: every partner-facing page and email names the vendor and where to write ----------
+
+BRAND = Vendor(
+    name="Contoso Cloud Services",
+    support_email="help@contoso-cloud.example",
+    logo_path="/etc/cpv/logo.svg",
+    logo_data_uri="data:image/svg+xml;base64,PHN2ZyB4bWxucz0iaHR0cDovL3d3dy53My5vcmcvMjAwMC9zdmciLz4=",
+)
+
+
+@pytest.fixture
+def branded(settings):  # type: ignore[no-untyped-def]
+    settings.CPV_VENDOR = BRAND
+    return BRAND
+
+
+def assert_branded(page: str) -> None:
+    assert "Contoso Cloud Services" in page
+    assert '<a href="mailto:help@contoso-cloud.example" id="support-email">help@contoso-cloud.example</a>' in page
+    assert f'src="{BRAND.logo_data_uri}"' in page
+
+
+def path_of(url: str) -> str:
+    return url.removeprefix("http://127.0.0.1:8000")
+
+
+def test_the_landing_page_says_which_vendor_asks_for_consent(client, invitation, branded) -> None:  # type: ignore[no-untyped-def]
+    page = client.get(path_of(invitation.url)).content.decode()
+
+    assert_branded(page)
+    assert "Contoso Cloud Services asks to work with Contoso Partners" in page
+    assert "Contoso Cloud Services asks your organisation's consent to its Microsoft Entra ID application" in page
+    assert "asked for by the application Contoso Cloud Services" in page
+    assert "is a Control Panel Vendor" not in page
+
+
+def test_the_landing_page_reads_well_when_no_vendor_name_is_configured(client, invitation) -> None:  # type: ignore[no-untyped-def]
+    page = client.get(path_of(invitation.url)).content.decode()
+
+    assert "Your Control Panel Vendor asks to work with Contoso Partners" in page
+    assert "Your Control Panel Vendor asks your organisation's consent" in page
+    assert "is a Control Panel Vendor" not in page and "mailto:" not in page and "vendor-foot" not in page
+
+
+def test_the_result_and_message_pages_are_branded(client, invitation, branded, consent_run, cpv_sim) -> None:  # type: ignore[no-untyped-def]
+    run = consent_run(invitation.url, user=partner_user(cpv_sim, global_admin=True, admin_agent=True))
+    result = run.client.get(run.callback["Location"])
+    token = invitation.url.rstrip("/").rsplit("/", 1)[1]
+    expired = client.get(f"/consent/i/{token[:-2]}xx/")
+
+    assert result.status_code == 200 and 'id="result"' in result.content.decode()
+    assert_branded(result.content.decode())
+    assert expired.status_code == 404 and b"This link has expired" in expired.content
+    assert_branded(expired.content.decode())
+
+
+def test_self_onboarding_is_branded(client, branded) -> None:  # type: ignore[no-untyped-def]
+    page = client.get("/onboard/").content.decode()
+
+    assert 'id="onboard"' in page
+    assert_branded(page)
+
+
+def test_the_error_pages_are_branded(client, branded) -> None:  # type: ignore[no-untyped-def]
+    missing = client.get("/consent/nothing-here")
+    failed = get_resolver().resolve_error_handler(500)(RequestFactory().get("/"))
+
+    assert missing.status_code == 404
+    assert_branded(missing.content.decode())
+    assert failed.status_code == 500
+    page = failed.content.decode()
+    assert_branded(page)
+    assert 'write to <a href="mailto:help@contoso-cloud.example">' in page
+
+
+def test_the_500_page_works_with_no_branding(client) -> None:  # type: ignore[no-untyped-def]
+    failed = get_resolver().resolve_error_handler(500)(RequestFactory().get("/"))
+
+    assert failed.status_code == 500
+    assert "tell your Control Panel Vendor the time it happened" in failed.content.decode()
+
+
+def test_the_portal_pages_are_branded(client, branded, settings) -> None:  # type: ignore[no-untyped-def]
+    partner = active_partner_with_data("Contoso Partners", customers=2)
+    sign_in_page = client.get("/portal/").content.decode()
+    session = client.session
+    session[SESSION_KEY] = {
+        "tenant_id": str(partner.tenant_id),
+        "user_oid": str(uuid.uuid4()),
+        "name": "Ada Admin",
+        "username": "ada@contoso.example",
+        "cloud": partner.cloud,
+        "global_admin": True,
+    }
+    session.save()
+    status_page = client.get("/portal/").content.decode()
+    session[SESSION_KEY] = {**session[SESSION_KEY], "tenant_id": str(uuid.uuid4())}
+    session.save()
+    stranger_page = client.get("/portal/").content.decode()
+
+    assert 'id="portal-sign-in"' in sign_in_page
+    assert 'id="org-name"' in status_page
+    assert 'id="not-partner"' in stranger_page
+    for page in (sign_in_page, status_page, stranger_page):
+        assert_branded(page)
+
+
+def test_the_invitation_email_names_the_vendor_and_its_support_address(
+    cpv_sim, branded, django_capture_on_commit_callbacks
+) -> None:  # type: ignore[no-untyped-def]
+    with django_capture_on_commit_callbacks(execute=True):
+        partner_invite(actor=None, name="Northwind", contact_email="ops@northwind.example")
+
+    (message,) = mail.outbox
+    assert message.subject == "Contoso Cloud Services: please consent for Northwind"
+    assert "Microsoft's sign-in page names the application Contoso Cloud Services." in message.body
+    assert message.body.rstrip().endswith("Contoso Cloud Services\nQuestions: help@contoso-cloud.example")
+
+
+def test_the_reconsent_email_names_the_vendor_and_its_support_address(
+    cpv_sim, invitation, branded, django_capture_on_commit_callbacks
+) -> None:  # type: ignore[no-untyped-def]
+    with django_capture_on_commit_callbacks(execute=True):
+        partner_reconsent_link(actor=None, partner=invitation.partner, send_email=True)
+
+    (message,) = mail.outbox
+    assert message.subject == "Contoso Cloud Services: please renew your consent"
+    assert "/consent/i/" in message.body
+    assert message.body.rstrip().endswith("Contoso Cloud Services\nQuestions: help@contoso-cloud.example")
+
+
+def test_the_emails_read_well_when_no_vendor_is_configured(cpv_sim, django_capture_on_commit_callbacks) -> None:  # type: ignore[no-untyped-def]
+    with django_capture_on_commit_callbacks(execute=True):
+        invitation = partner_invite(actor=None, name="Northwind", contact_email="ops@northwind.example")
+        partner_reconsent_link(actor=None, partner=invitation.partner, send_email=True)
+
+    invite, reconsent = mail.outbox
+    assert invite.subject == "Please consent for Northwind"
+    assert reconsent.subject == "Please renew your consent"
+    assert reconsent.body.rstrip().endswith("The link works for 14 days.")
+    assert "None" not in invite.body and "Questions" not in invite.body

@@ -24,6 +24,7 @@ SAMPLES = {
     "CPV_CLIENT_SECRET": "example-secret",
     "VAULT_URL": "https://cpv-example.vault.azure.net",
     "EMAIL_URL": "smtp+tls://mailer:pw@smtp.example.com:587",
+    "CPV_VENDOR_NAME": "Contoso Cloud Services",
 }
 _VARIABLE = re.compile(r"\$\{(?P<name>\w+)(?::(?P<op>[?-])(?P<arg>[^}]*))?\}")
 
@@ -96,7 +97,9 @@ def test_the_environment_covers_what_production_requires(service: str, tmp_path:
     assert config.vault_backend == "azure"
 
 
-@pytest.mark.parametrize("required", ["DJANGO_SECRET_KEY", "CPV_BASE_URL", "CPV_CLIENT_ID", "EMAIL_URL"])
+@pytest.mark.parametrize(
+    "required", ["DJANGO_SECRET_KEY", "CPV_BASE_URL", "CPV_CLIENT_ID", "EMAIL_URL", "CPV_VENDOR_NAME"]
+)
 def test_compose_itself_refuses_to_start_without_a_production_secret(required: str) -> None:
     provided = {k: v for k, v in SAMPLES.items() if k != required}
 

@@ -31,6 +31,7 @@ def production_env(tmp_path: Path, **overrides: str) -> dict[str, str]:
         "CPV_CLIENT_CERTIFICATE": str(cert),
         "VAULT_KEY": VAULT_KEY,
         "EMAIL_URL": "smtp+tls://mailer:pw@smtp.example.com:587",
+        "CPV_VENDOR_NAME": "Contoso Cloud Services",
         "CPV_VAR_DIR": str(tmp_path / "var"),
     }
     env.update(overrides)
@@ -123,6 +124,7 @@ def test_a_complete_production_environment_is_accepted(tmp_path: Path) -> None:
         ("CPV_CLIENT_CERTIFICATE", "CPV_CLIENT_SECRET or CPV_CLIENT_CERTIFICATE is required in production"),
         ("VAULT_KEY", "VAULT_KEY is required in production"),
         ("EMAIL_URL", "EMAIL_URL is required in production"),
+        ("CPV_VENDOR_NAME", "CPV_VENDOR_NAME is required in production"),
     ],
 )
 def test_production_refuses_to_start_without(variable: str, expected: str, tmp_path: Path) -> None:
@@ -342,3 +344,90 @@ def test_production_never_makes_a_vault_key(tmp_path: Path) -> None:
 
     assert any("VAULT_KEY is required in production" in p for p in problems)
     assert not (tmp_path / "var" / "vault.key").exists()
+
+
+# --- the vendor's branding --------------------------------------------------------------------------------------
+
+PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 40
+SVG = b'<?xml version="1.0"?>\n<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 10 10"/>'
+
+
+def test_embedded_mode_needs_no_branding_and_words_stand_in_for_the_name(tmp_path: Path) -> None:
+    vendor = load_config({}, base_dir=tmp_path).vendor
+
+    assert (vendor.name, vendor.support_email, vendor.logo_data_uri) == ("", "", "")
+    assert vendor.label == "your Control Panel Vendor"
+    assert vendor.subject("please renew your consent") == "Please renew your consent"
+
+
+def test_the_vendors_name_support_address_and_logo_are_read(tmp_path: Path) -> None:
+    logo = tmp_path / "logo.svg"
+    logo.write_bytes(SVG)
+    env = {
+        "CPV_VENDOR_NAME": "  Contoso Cloud Services ",
+        "CPV_VENDOR_SUPPORT_EMAIL": "help@contoso-cloud.example",
+        "CPV_VENDOR_LOGO": str(logo),
+    }
+
+    vendor = load_config(env, base_dir=tmp_path).vendor
+
+    assert vendor.name == vendor.label == "Contoso Cloud Services"
+    assert vendor.support_email == "help@contoso-cloud.example"
+    assert vendor.logo_path == str(logo)
+    assert vendor.logo_data_uri == "data:image/svg+xml;base64," + base64.b64encode(SVG).decode()
+    assert vendor.subject("please renew your consent") == "Contoso Cloud Services: please renew your consent"
+    # The settings page lists the configuration: the logo's bytes are not in it.
+    assert "base64" not in repr(vendor)
+
+
+def test_production_takes_the_vendors_name(tmp_path: Path) -> None:
+    config = load_config(production_env(tmp_path), base_dir=tmp_path)
+
+    assert config.vendor.name == "Contoso Cloud Services"
+
+
+def test_production_says_why_the_vendors_name_is_required(tmp_path: Path) -> None:
+    (problem,) = problems_of(production_env(tmp_path, CPV_VENDOR_NAME=""), tmp_path)
+
+    assert problem.startswith("CPV_VENDOR_NAME is required in production (CPV_MODE=production)")
+    assert "app registration's display name" in problem
+
+
+@pytest.mark.parametrize(
+    ("logo_name", "content", "expected"),
+    [
+        ("logo.gif", b"GIF89a", "which must be a jpeg, jpg, png, svg, webp file"),
+        ("logo.png", SVG, "which does not hold a image/png image"),
+        ("logo.svg", PNG, "which does not hold a image/svg+xml image"),
+        ("logo.png", b"", "which must hold 1 byte to 100 KB, and holds 0 bytes"),
+        ("logo.png", PNG + b"\x00" * 100 * 1024, "which must hold 1 byte to 100 KB"),
+        ("missing.png", None, "which is not a readable file"),
+    ],
+)
+def test_a_logo_that_cannot_be_shown_is_refused_at_start(
+    logo_name: str, content: bytes | None, expected: str, tmp_path: Path
+) -> None:
+    logo = tmp_path / logo_name
+    if content is not None:
+        logo.write_bytes(content)
+
+    (problem,) = problems_of({"CPV_VENDOR_LOGO": str(logo)}, tmp_path)
+
+    assert problem.startswith(f"CPV_VENDOR_LOGO names {str(logo)!r}, ")
+    assert expected in problem
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({"CPV_VENDOR_SUPPORT_EMAIL": "support at contoso"}, "CPV_VENDOR_SUPPORT_EMAIL must be an email address"),
+        ({"CPV_VENDOR_NAME": "C" * 121}, "CPV_VENDOR_NAME must be one line of at most 120 characters"),
+        ({"CPV_VENDOR_NAME": "Contoso\nSupport"}, "CPV_VENDOR_NAME must be one line"),
+    ],
+)
+def test_a_malformed_branding_value_is_refused_with_its_name(
+    env: dict[str, str], expected: str, tmp_path: Path
+) -> None:
+    problems = problems_of(env, tmp_path)
+
+    assert any(p.startswith(expected) for p in problems), problems

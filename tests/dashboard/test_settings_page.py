@@ -130,3 +130,15 @@ def test_a_failing_check_says_why_without_a_secret(admin_user, secret_config, se
     authority = checks[0]
     assert authority["ok"] is False and "CPV_CLIENT_ID is not set" in authority["detail"]
     assert CANARY not in str(checks)
+
+
+def test_every_setting_of_the_configuration_has_its_group_and_label() -> None:
+    from django.conf import settings
+
+    from dashboard.configuration import configuration_groups
+
+    groups = configuration_groups(settings.CONFIG)
+    shown = {s.label: s.value for group in groups for s in group.settings}
+
+    assert [g.title for g in groups if g.title == "Other"] == [], [s.label for g in groups[-1:] for s in g.settings]
+    assert "Who may sign in with a password" in shown and "Vendor shown to partners" in shown
