@@ -195,9 +195,8 @@ def sign_in_finish(request: HttpRequest, kind: SignInKind) -> HttpResponse:
     access_claims = identity.access_token_claims(result.access_token)
     # `wids` is in an id_token only when the app registration asks for directory roles; the access token that
     # came with it (for Microsoft Graph) carries the user's roles as well.
-    global_admin = identity.claims_global_admin(claims)
-    if global_admin is None:
-        global_admin = identity.claims_global_admin(access_claims)
+    verdicts = {identity.claims_global_admin(claims), identity.claims_global_admin(access_claims)}
+    global_admin = True if True in verdicts else False if False in verdicts else None
     signed_in = SignedIn(
         tenant_id=str(claims["tid"]).lower(),
         user_oid=str(claims["oid"]).lower(),

@@ -42,7 +42,7 @@ class JsonSerializer:
         if marker == _JSON:
             try:
                 return json.loads(body)
-            except ValueError:
+            except (ValueError, RecursionError):
                 pass
         logger.warning("a cache entry in a form this site does not write was ignored")
         return None

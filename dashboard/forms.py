@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import unicodedata
 from typing import Any
 
 from django import forms
@@ -35,7 +36,10 @@ def sign_in_window() -> int:
 
 
 def _sign_in_key(kind: str, value: str) -> str:
-    return f"signin-failures:{kind}:{hashlib.sha256(value.lower().encode()).hexdigest()[:32]}"
+    # The username as Django's sign-in reads it (NFKC, no surrounding spaces), in any case: "ada ", "ADA" and
+    # the full-width letters of "ada" are one account, counted once.
+    normalized = unicodedata.normalize("NFKC", value).strip().lower()
+    return f"signin-failures:{kind}:{hashlib.sha256(normalized.encode()).hexdigest()[:32]}"
 
 
 def sign_in_keys(request: HttpRequest | None, username: str) -> dict[str, str]:
@@ -46,8 +50,12 @@ def sign_in_keys(request: HttpRequest | None, username: str) -> dict[str, str]:
 
 
 def sign_in_locked(request: HttpRequest | None, username: str) -> bool:
-    counts = cache.get_many(list(sign_in_keys(request, username).values()))
-    return any(counts.get(key, 0) >= sign_in_limits()[kind] for kind, key in sign_in_keys(request, username).items())
+    keys = sign_in_keys(request, username)
+    counts = cache.get_many(list(keys.values()))
+    # A counter is an int; anything else under its key (written by someone else) counts as none.
+    return any(
+        isinstance(count := counts.get(key, 0), int) and count >= sign_in_limits()[kind] for kind, key in keys.items()
+    )
 
 
 def sign_in_failed(request: HttpRequest | None, username: str) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import django_otp
@@ -29,31 +30,28 @@ from django.contrib.auth.models import AnonymousUser, User
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, HttpResponseRedirect
 from django.shortcuts import render
 from django.urls import reverse
-from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from consent import microsoft_sign_in
-from consent.pages import private
+from consent.pages import form_page, private
+from cpv import clouds
 from cpv.ratelimit import allow_request
 from dashboard.forms import SignInForm, TotpCodeForm, sign_in_failed, sign_in_locked, sign_in_succeeded, sign_in_window
 from partners.access import (
     MICROSOFT,
     PASSWORD,
-    Role,
     SignInStep,
     password_sign_in_allowed,
-    role_of,
     staff_sign_in_method,
     staff_sign_in_record,
     staff_sign_in_step,
     staff_sign_in_unfinished,
     totp_device,
 )
-from partners.models import StaffIdentity
-from partners.services import staff_totp_confirm
+from partners.services import StaffSignInRefused, staff_microsoft_sign_in, staff_totp_begin, staff_totp_confirm
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +59,28 @@ SIGN_IN = microsoft_sign_in.SignInKind(
     name="staff", cookie="__Host-cpv-staff", callback="sign_in_microsoft_callback", welcome="sign_in_microsoft_welcome"
 )
 NEXT_SESSION_KEY = "staff_sign_in_next"
+ENROLL_SESSION_KEY = "staff_totp_setting_up"
 LIMITS = {"start": (20, 600), "callback": (30, 600)}
+
+
+# What the person is told when their Microsoft sign-in opens no staff session (StaffSignInRefused.reason).
+REFUSALS: dict[str, Callable[[microsoft_sign_in.SignedIn], tuple[str, str]]] = {
+    "other_tenant": lambda who: (
+        "This account is not one of the vendor's",
+        f"You signed in as {who.username or who.name}, an account of another organisation. Sign in with your work "
+        "account.",
+    ),
+    "no_mfa": lambda who: (
+        "Multi-factor authentication is required",
+        "Microsoft's sign-in did not use a second factor. Set up multi-factor authentication for your account (or "
+        "ask your administrator to require it) and sign in again.",
+    ),
+    "not_staff": lambda who: (
+        "Your Microsoft account has no staff access here",
+        f"You signed in as {who.username or who.name}. Ask an admin of the control panel to bind your account (its "
+        "object id is below) to a staff account with a role.",
+    ),
+}
 
 
 def microsoft_sign_in_enabled() -> bool:
@@ -104,12 +123,22 @@ class SignInView(auth_views.LoginView):
             return unfinished
         return super().dispatch(request, *args, **kwargs)
 
+    def render_to_response(self, context: dict[str, Any], **kwargs: Any) -> HttpResponse:
+        response = super().render_to_response(context, **kwargs)
+        if microsoft_sign_in_enabled():
+            # "Sign in with Microsoft" posts here and is redirected to the sign-in authority: the CSP's
+            # form-action must allow that redirect's target too.
+            host = clouds.resolve(settings.CPV_CLOUD).authority_host
+            response._csp_update = {"form-action": [host]}  # type: ignore[attr-defined]
+        return response
+
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         context = super().get_context_data(**kwargs)
         context.update(
             microsoft=microsoft_sign_in_enabled(),
             passwords_for_admins_only=not password_sign_in_allowed(AnonymousUser()),
             refused_password=self.request.GET.get("refused") == "password",
+            refused_unbound=self.request.GET.get("refused") == "unbound",
         )
         return context
 
@@ -117,6 +146,10 @@ class SignInView(auth_views.LoginView):
         response = super().form_valid(form)
         staff_sign_in_record(self.request, method=PASSWORD)
         step = staff_sign_in_step(self.request)
+        if step == SignInStep.VERIFY and (device := totp_device(self.request.user)) is not None:
+            # The lockout counts wrong codes; django-otp's delay only spaces them out within one sign-in, so that
+            # someone holding the password cannot grow it into days that lock the admin out of the break-glass.
+            device.throttle_reset()
         if step in (SignInStep.VERIFY, SignInStep.ENROLL):
             # The account's failure count stands until the second factor is given too: a right password does not
             # buy another round of code guesses.
@@ -155,8 +188,13 @@ def verify(request: HttpRequest) -> HttpResponse:
                 "minutes and try again, or ask an admin.",
             )
             status = 429
+        elif form.is_valid() and not device.verify_is_allowed()[0]:
+            # django-otp's own growing delay after a wrong code: a code given now would be refused unread, so it
+            # is not counted as a wrong one either.
+            form.add_error(None, "Wait a few seconds after a wrong code, then enter the code the app shows.")
+            status = 429
         elif form.is_valid():
-            # django-otp verifies in a transaction, with its own growing delay after each wrong code.
+            # django-otp verifies in a transaction (and counts a wrong code towards its delay).
             verified = django_otp.verify_token(user, device.persistent_id, form.cleaned_data["code"])
             if verified is not None:
                 django_otp.login(request, verified)
@@ -169,7 +207,7 @@ def verify(request: HttpRequest) -> HttpResponse:
             status = 400
         else:
             status = 400
-    return private(render(request, "registration/verify.html", {"form": form}, status=status))
+    return form_page(render(request, "registration/verify.html", {"form": form}, status=status))
 
 
 def _qr_data_uri(url: str) -> str:
@@ -181,25 +219,32 @@ def _qr_data_uri(url: str) -> str:
 @never_cache
 @require_http_methods(["GET", "POST"])
 def enroll(request: HttpRequest) -> HttpResponse:
-    """Set up an authenticator app: its secret shown once (as a QR code and as text), kept only when a code from
-    the app checks out. Open to a signed-in account whose sign-in is finished or only lacks this step."""
+    """Set up an authenticator app: a fresh secret, shown (as a QR code and as text) only to the session that set
+    it up, kept only when a code from the app checks out. Open to an account that may sign in with a password, once
+    its sign-in is finished or lacks only this step; replacing an app needs this session to have proven one (its
+    code, or Microsoft's MFA)."""
     step = staff_sign_in_step(request)
     if step not in (SignInStep.ENROLL, SignInStep.DONE):
         return staff_sign_in_unfinished(request) or HttpResponseRedirect(reverse("login"))
     user = request.user
-    if not isinstance(user, User):
-        return HttpResponseRedirect(reverse("login"))
-    if totp_device(user) is not None and step == SignInStep.DONE and not user.is_verified():  # type: ignore[attr-defined]
-        # an account that has an app proves it before it may replace it
+    if not isinstance(user, User) or not password_sign_in_allowed(user):
+        messages.info(request, "Your account signs in with Microsoft only: it needs no authenticator app here.")
+        return HttpResponseRedirect(reverse("sign_in_security"))
+    proven = user.is_verified() or staff_sign_in_method(request) == MICROSOFT  # type: ignore[attr-defined]
+    if step == SignInStep.DONE and totp_device(user) is not None and not proven:
         return HttpResponseRedirect(reverse("sign_in_verify"))
-    device = TOTPDevice.objects.filter(user=user, confirmed=False).order_by("-pk").first()
+    device = TOTPDevice.objects.filter(
+        pk=request.session.get(ENROLL_SESSION_KEY) or 0, user=user, confirmed=False
+    ).first()
     if device is None:
-        device = TOTPDevice.objects.create(user=user, name="Authenticator app", confirmed=False)
+        device = staff_totp_begin(user=user)
+        request.session[ENROLL_SESSION_KEY] = device.pk
     form = TotpCodeForm(request.POST or None)
     status = 200
     if request.method == "POST":
         if form.is_valid() and device.verify_token(form.cleaned_data["code"]):
             staff_totp_confirm(user=user, device=device)
+            request.session.pop(ENROLL_SESSION_KEY, None)
             django_otp.login(request, device)
             sign_in_succeeded(request, user.get_username())
             messages.success(request, "Your authenticator app is set up. Sign-ins with a password will ask its code.")
@@ -213,7 +258,7 @@ def enroll(request: HttpRequest) -> HttpResponse:
         "secret": base64.b32encode(device.bin_key).decode("ascii").rstrip("="),
         "required": step == SignInStep.ENROLL,
     }
-    return private(render(request, "registration/enroll.html", context, status=status))
+    return form_page(render(request, "registration/enroll.html", context, status=status))
 
 
 @login_required
@@ -232,7 +277,7 @@ def security(request: HttpRequest) -> HttpResponse:
         "password_allowed": password_sign_in_allowed(user),
         "totp_required": settings.CPV_STAFF_TOTP == "required",
     }
-    return private(render(request, "registration/security.html", context))
+    return form_page(render(request, "registration/security.html", context))
 
 
 # --- Microsoft ---------------------------------------------------------------------------------------------------
@@ -279,43 +324,19 @@ def microsoft_welcome(request: HttpRequest, handoff: str) -> HttpResponse:
         who = microsoft_sign_in.sign_in_handed_over(request, SIGN_IN, handoff)
     except microsoft_sign_in.SignInFailed as failed:
         return _refusal(request, failed)
-    if who.tenant_id != settings.CPV_STAFF_TENANT_ID:
-        logger.warning("staff sign-in refused: an account of another tenant")
-        return _refused(
-            request,
-            "This account is not one of the vendor's",
-            f"You signed in as {who.username or who.name}, an account of another organisation. Sign in with your "
-            "work account.",
+    try:
+        identity = staff_microsoft_sign_in(
+            tenant_id=who.tenant_id, object_id=who.user_oid, username=who.username, mfa=who.mfa
         )
-    if not who.mfa:
-        logger.warning("staff sign-in refused: Microsoft's sign-in did not use MFA")
-        return _refused(
-            request,
-            "Multi-factor authentication is required",
-            "Microsoft's sign-in did not use a second factor. Set up multi-factor authentication for your account "
-            "(or ask your administrator to require it) and sign in again.",
-        )
-    identity = (
-        StaffIdentity.objects.select_related("user").filter(tenant_id=who.tenant_id, object_id=who.user_oid).first()
-    )
-    user = identity.user if identity else None
-    if identity is None or user is None or not user.is_active or role_of(user) == Role.NONE:
-        logger.warning("staff sign-in refused: no active staff account is bound to this Microsoft account")
-        return _refused(
-            request,
-            "Your Microsoft account has no staff access here",
-            f"You signed in as {who.username or who.name}. Ask an admin of the control panel to bind your account "
-            "(its object id is below) to a staff account with a role.",
-            object_id=who.user_oid,
-        )
-    next_url = request.session.get(NEXT_SESSION_KEY)
+    except StaffSignInRefused as refused:
+        logger.warning("staff sign-in refused: %s", refused)
+        return _refused(request, *REFUSALS[refused.reason](who), object_id=who.user_oid)
+    next_url = request.session.pop(NEXT_SESSION_KEY, None)
     if request.user.is_authenticated:
         logout(request)
-    login(request, user, backend="django.contrib.auth.backends.ModelBackend")
-    staff_sign_in_record(request, method=MICROSOFT)
-    StaffIdentity.objects.filter(pk=identity.pk).update(
-        last_username=who.username[:254], last_signed_in_at=timezone.now()
-    )
+    # login() gives the session a new key: a session id planted before the sign-in is worth nothing after it.
+    login(request, identity.user, backend="django.contrib.auth.backends.ModelBackend")
+    staff_sign_in_record(request, method=MICROSOFT, identity=identity)
     logger.info("staff sign-in with Microsoft")
     response = HttpResponseRedirect(_next_url(request, next_url), status=303)
     microsoft_sign_in.sign_in_cookie_clear(response, SIGN_IN)

@@ -36,7 +36,7 @@ from django.urls import reverse
 from django.utils.http import urlencode
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from partners.models import Partner
+from partners.models import Partner, StaffIdentity
 
 
 class Role(enum.IntEnum):
@@ -92,11 +92,16 @@ class SignInStep(enum.StrEnum):
     VERIFY = "verify"  # give the TOTP code of the account's authenticator app
     ENROLL = "enroll"  # set up an authenticator app (CPV_STAFF_TOTP=required)
     USE_MICROSOFT = "use_microsoft"  # passwords are the admins' break-glass; this account signs in with Microsoft
+    ENDED = "ended"  # the Microsoft account this session signed in with is no longer bound to the staff account
 
 
-def staff_sign_in_record(request: HttpRequest, *, method: str) -> None:
-    """Note in the (fresh) session how its staff member signed in."""
-    request.session[SIGN_IN_SESSION_KEY] = {"method": method}
+def staff_sign_in_record(request: HttpRequest, *, method: str, identity: StaffIdentity | None = None) -> None:
+    """Note in the (fresh) session how its staff member signed in, and for Microsoft with which bound identity
+    (checked again on every request, so that unbinding it ends the session at once)."""
+    record: dict[str, Any] = {"method": method}
+    if identity is not None:
+        record.update(identity=identity.pk, object_id=str(identity.object_id))
+    request.session[SIGN_IN_SESSION_KEY] = record
 
 
 def staff_sign_in_method(request: HttpRequest) -> str:
@@ -119,19 +124,26 @@ def totp_device(user: AbstractBaseUser | AnonymousUser) -> TOTPDevice | None:
 def staff_sign_in_step(request: HttpRequest) -> SignInStep:
     """What the signed-in staff member must still do (SignInStep.DONE: nothing).
 
-    A session that does not say how it signed in counts as a password sign-in. Costs no query once DONE was
-    reached by a password without a second factor (it is noted in the session), and none for a Microsoft sign-in.
+    A session that does not say how it signed in counts as a password sign-in. A Microsoft sign-in costs one
+    query (its identity must still be bound to the account, in the configured tenant); a password sign-in without
+    a second factor none once DONE was reached (it is noted in the session while CPV_STAFF_TOTP is "enrolled").
     """
     record = request.session.get(SIGN_IN_SESSION_KEY)
     record = record if isinstance(record, dict) else {}
-    if record.get("method") == MICROSOFT:
-        return SignInStep.DONE
     user = request.user
+    if record.get("method") == MICROSOFT:
+        identity, object_id, tenant_id = record.get("identity"), record.get("object_id"), settings.CPV_STAFF_TENANT_ID
+        still_bound = bool(identity and object_id and tenant_id and user.pk) and (
+            StaffIdentity.objects.filter(
+                pk=str(identity), user_id=str(user.pk), object_id=str(object_id), tenant_id=str(tenant_id)
+            ).exists()
+        )
+        return SignInStep.DONE if still_bound else SignInStep.ENDED
     if not password_sign_in_allowed(user):
         return SignInStep.USE_MICROSOFT
     if getattr(user, "is_verified", None) is not None and user.is_verified():  # type: ignore[union-attr]
         return SignInStep.DONE
-    if record.get("no_totp"):
+    if record.get("no_totp") and settings.CPV_STAFF_TOTP == "enrolled":
         return SignInStep.DONE
     if totp_device(user) is not None:
         return SignInStep.VERIFY
@@ -143,13 +155,16 @@ def staff_sign_in_step(request: HttpRequest) -> SignInStep:
 
 
 def staff_sign_in_unfinished(request: HttpRequest) -> HttpResponse | None:
-    """Where to send a signed-in staff member whose sign-in is not finished; None when it is."""
+    """Where to send a signed-in staff member whose sign-in is not finished; None when it is. A session that may
+    not go on (a password where only Microsoft's sign-in is allowed, a Microsoft account no longer bound) is
+    signed out first."""
     step = staff_sign_in_step(request)
     if step == SignInStep.DONE:
         return None
-    if step == SignInStep.USE_MICROSOFT:
+    if step in (SignInStep.USE_MICROSOFT, SignInStep.ENDED):
         logout(request)
-        return HttpResponseRedirect(reverse("login") + "?" + urlencode({"refused": "password"}))
+        why = "password" if step == SignInStep.USE_MICROSOFT else "unbound"
+        return HttpResponseRedirect(reverse("login") + "?" + urlencode({"refused": why}))
     next_url = request.get_full_path()
     where = "sign_in_verify" if step == SignInStep.VERIFY else "sign_in_enroll"
     return HttpResponseRedirect(reverse(where) + "?" + urlencode({"next": next_url}))

@@ -19,7 +19,15 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from cpv import clouds
 from cpv.logs import redact_value, request_id_var
-from partners.access import PERMISSION_APP, PERMISSION_MODEL, PERMISSIONS, ROLE_GROUPS, Role, role_permissions
+from partners.access import (
+    PERMISSION_APP,
+    PERMISSION_MODEL,
+    PERMISSIONS,
+    ROLE_GROUPS,
+    Role,
+    role_of,
+    role_permissions,
+)
 from partners.models import AuditEvent, Partner, StaffIdentity
 
 Actor = AbstractBaseUser | AnonymousUser | None
@@ -279,9 +287,13 @@ def staff_identity_set(*, actor: Actor, user: User, object_id: uuid.UUID | None)
         holder = StaffIdentity.objects.filter(tenant_id=tenant_id, object_id=object_id).exclude(user=user).first()
         if holder is not None:
             raise PartnerError(f"That Microsoft account is already bound to {holder.user.get_username()}.")
-        identity, _ = StaffIdentity.objects.update_or_create(
-            user=user, defaults={"tenant_id": tenant_id, "object_id": object_id, "last_username": ""}
-        )
+        try:
+            with transaction.atomic():
+                identity, _ = StaffIdentity.objects.update_or_create(
+                    user=user, defaults={"tenant_id": tenant_id, "object_id": object_id, "last_username": ""}
+                )
+        except IntegrityError:  # bound to another account at the same moment
+            raise PartnerError("That Microsoft account was just bound to another staff account.") from None
         audit_record(
             actor=actor,
             action="staff.microsoft_bound",
@@ -294,6 +306,42 @@ def staff_identity_set(*, actor: Actor, user: User, object_id: uuid.UUID | None)
             },
         )
     return identity
+
+
+class StaffSignInRefused(PartnerError):
+    """A Microsoft sign-in that opens no staff session. `reason`: other_tenant, no_mfa or not_staff."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+def staff_microsoft_sign_in(*, tenant_id: str, object_id: str, username: str, mfa: bool) -> StaffIdentity:
+    """The staff identity a verified Microsoft sign-in is, matched by tenant and object id (never by a name or an
+    email): in the vendor's tenant (CPV_STAFF_TENANT_ID), with MFA, bound to an active account that has a role.
+    Notes when it signed in and what Microsoft calls it now.
+
+    Returns the identity, with its user. Raises StaffSignInRefused.
+    """
+    if not settings.CPV_STAFF_TENANT_ID or tenant_id != settings.CPV_STAFF_TENANT_ID:
+        raise StaffSignInRefused("other_tenant", "the account is not one of the vendor's tenant")
+    if not mfa:
+        raise StaffSignInRefused("no_mfa", "Microsoft's sign-in did not use MFA")
+    identity = StaffIdentity.objects.select_related("user").filter(tenant_id=tenant_id, object_id=object_id).first()
+    if identity is None or not identity.user.is_active or role_of(identity.user) == Role.NONE:
+        raise StaffSignInRefused("not_staff", "no active staff account with a role is bound to the account")
+    StaffIdentity.objects.filter(pk=identity.pk).update(last_username=username[:254], last_signed_in_at=timezone.now())
+    return identity
+
+
+def staff_totp_begin(*, user: User) -> TOTPDevice:
+    """A fresh, unconfirmed authenticator secret for the account to set up; any other set-up in progress is
+    dropped, so a secret someone else saw during an earlier set-up is never the one confirmed.
+
+    Returns the device (confirmed only by staff_totp_confirm)."""
+    with transaction.atomic():
+        TOTPDevice.objects.filter(user=user, confirmed=False).delete()
+        return TOTPDevice.objects.create(user=user, name="Authenticator app", confirmed=False)
 
 
 def staff_totp_reset(*, actor: Actor, user: User) -> int:

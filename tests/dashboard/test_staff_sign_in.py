@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import io
 import uuid
+from datetime import timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from django.core.cache import cache
 from django.test import Client
+from django.utils import timezone
 from django_otp.oath import TOTP
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
@@ -81,8 +83,10 @@ def test_staff_sign_in_with_microsoft_on_the_vendors_tenant_and_reach_the_dashbo
     assert query["scope"] == ["openid profile"] and query["code_challenge_method"] == ["S256"]
     assert landed.status_code == 303 and landed["Location"] == "/partners/"
     assert client.get("/partners/").status_code == 200
-    assert client.session[SIGN_IN_SESSION_KEY] == {"method": MICROSOFT}
     identity = StaffIdentity.objects.get(user=operator)
+    assert client.session[SIGN_IN_SESSION_KEY] == {
+        "method": MICROSOFT, "identity": identity.pk, "object_id": str(identity.object_id)
+    }  # fmt: skip
     assert identity.last_username == person.upn and identity.last_signed_in_at is not None
 
 
@@ -244,9 +248,141 @@ def test_django_otp_delays_the_next_try_after_a_wrong_code(admin_user) -> None: 
 
     client.post("/accounts/verify/", {"code": code_for(device, later=-3600)})
     too_soon = client.post("/accounts/verify/", {"code": code_for(device)})
+    TOTPDevice.objects.filter(pk=device.pk).update(throttling_failure_timestamp=timezone.now() - timedelta(seconds=30))
+    later = client.post("/accounts/verify/", {"code": code_for(device)})
 
-    assert too_soon.status_code == 400
-    assert client.get("/").status_code == 302
+    # The right code given during the delay is not read, not refused as wrong, and not counted as a failure.
+    assert too_soon.status_code == 429 and b"Wait a few seconds" in too_soon.content
+    assert later.status_code == 302 and client.get("/").status_code == 200
+
+
+def test_a_right_password_clears_django_otps_delay_so_it_cannot_grow_into_days(admin_user, settings) -> None:  # type: ignore[no-untyped-def]
+    settings.CPV_SIGNIN_MAX_FAILURES = 50
+    device = authenticator(admin_user)
+    TOTPDevice.objects.filter(pk=device.pk).update(
+        throttling_failure_count=20, throttling_failure_timestamp=timezone.now()
+    )
+    client = Client()
+
+    password_sign_in(client, "ada-admin")
+    right = client.post("/accounts/verify/", {"code": code_for(device)})
+
+    assert right.status_code == 302 and client.get("/").status_code == 200
+
+
+def test_spelling_the_username_differently_does_not_buy_more_guesses(admin_user, settings) -> None:  # type: ignore[no-untyped-def]
+    settings.CPV_SIGNIN_MAX_FAILURES = 2
+    for variant in ("ada-admin ", "ADA-ADMIN"):
+        Client().post("/accounts/login/", {"username": variant, "password": "wrong-password"})
+
+    locked = password_sign_in(Client(), "ａｄａ-ａｄｍｉｎ")  # noqa: RUF001 - the full-width spelling, on purpose
+
+    assert locked.status_code == 200 and b"Too many failed sign-ins" in locked.content
+
+
+def test_a_foreign_value_under_a_lockout_counter_neither_locks_nor_breaks_the_sign_in(admin_user) -> None:  # type: ignore[no-untyped-def]
+    from dashboard.forms import sign_in_keys
+
+    cache.set(sign_in_keys(None, "ada-admin")["username"], "not a number", timeout=60)
+
+    assert password_sign_in(Client(), "ada-admin").status_code == 302
+
+
+def test_unbinding_a_microsoft_account_ends_its_sessions_at_once(staff_sim, operator) -> None:  # type: ignore[no-untyped-def]
+    person = vendor_user(staff_sim, "staff.operator")
+    staff_identity_set(actor=None, user=operator, object_id=uuid.UUID(person.oid))
+    client = Client()
+    microsoft_sign_in(client, person.oid)
+    before = client.get("/partners/")
+
+    staff_identity_set(actor=None, user=operator, object_id=None)
+    after = client.get("/partners/")
+
+    assert before.status_code == 200
+    assert after.status_code == 302 and after["Location"] == "/accounts/login/?refused=unbound"
+    assert "_auth_user_id" not in client.session
+    assert b"no longer bound" in client.get(after["Location"]).content
+
+
+def test_a_session_that_skipped_the_code_must_set_one_up_once_totp_becomes_required(admin_user, settings) -> None:  # type: ignore[no-untyped-def]
+    client = signed_in(Client(), admin_user)
+    settings.CPV_STAFF_TOTP = "required"
+
+    response = client.get("/")
+
+    assert response.status_code == 302 and response["Location"].startswith("/accounts/authenticator/")
+
+
+def test_each_set_up_shows_a_fresh_secret_and_an_earlier_one_is_never_confirmed(admin_user, settings) -> None:  # type: ignore[no-untyped-def]
+    settings.CPV_STAFF_TOTP = "required"
+    first, second = Client(), Client()
+    password_sign_in(first, "ada-admin")
+    first_secret = first.get("/accounts/authenticator/").context["secret"]
+    early = TOTPDevice.objects.get(user=admin_user, confirmed=False)
+    password_sign_in(second, "ada-admin")
+    second_secret = second.get("/accounts/authenticator/").context["secret"]
+
+    stale = first.post("/accounts/authenticator/", {"code": code_for(early)})
+
+    assert first_secret != second_secret
+    assert stale.status_code == 400 and not TOTPDevice.objects.filter(user=admin_user, confirmed=True).exists()
+
+
+def test_an_account_that_signs_in_with_microsoft_only_sets_up_no_authenticator(staff_sim, operator) -> None:  # type: ignore[no-untyped-def]
+    person = vendor_user(staff_sim, "staff.operator")
+    staff_identity_set(actor=None, user=operator, object_id=uuid.UUID(person.oid))
+    client = Client()
+    microsoft_sign_in(client, person.oid)
+
+    response = client.get("/accounts/authenticator/")
+
+    assert response.status_code == 302 and response["Location"] == "/accounts/security/"
+    assert not TOTPDevice.objects.exists()
+
+
+def test_the_pages_with_forms_keep_the_referrer_policy_that_lets_their_posts_through(admin_user, settings) -> None:  # type: ignore[no-untyped-def]
+    """Under `no-referrer` a browser posts `Origin: null`, which Django's CSRF check refuses."""
+    settings.CPV_STAFF_TOTP = "required"
+    client = Client(enforce_csrf_checks=True)
+    page = client.get("/accounts/login/")
+    token = page.cookies["csrftoken"].value
+    signed = client.post(
+        "/accounts/login/", {"username": "ada-admin", "password": PASSWORD, "csrfmiddlewaretoken": token},
+        HTTP_ORIGIN="http://testserver",
+    )  # fmt: skip
+    enroll = client.get("/accounts/authenticator/")
+    device = TOTPDevice.objects.get(user=admin_user)
+    token = client.cookies["csrftoken"].value
+    confirmed = client.post(
+        "/accounts/authenticator/", {"code": code_for(device), "csrfmiddlewaretoken": token},
+        HTTP_ORIGIN="http://testserver",
+    )  # fmt: skip
+
+    assert signed.status_code == 302
+    for response in (page, enroll, client.get("/accounts/security/")):
+        assert response["Referrer-Policy"] != "no-referrer"
+    assert confirmed.status_code == 302
+
+
+def test_the_sign_in_page_lets_its_microsoft_form_lead_to_the_authority(staff_sim) -> None:  # type: ignore[no-untyped-def]
+    policy = Client().get("/accounts/login/")["Content-Security-Policy"]
+
+    form_action = next(part for part in policy.split(";") if part.strip().startswith("form-action"))
+    assert "'self'" in form_action and staff_sim.authority_host in form_action
+
+
+def test_binding_needs_a_staff_tenant_and_a_superuser_to_touch_a_superuser(
+    settings, admin_user, django_user_model
+) -> None:  # type: ignore[no-untyped-def]
+    from partners.services import PartnerError
+
+    root = django_user_model.objects.create_superuser("root", "r@example.com", PASSWORD)
+    settings.CPV_STAFF_TENANT_ID = ""
+    with pytest.raises(PartnerError, match="not configured"):
+        staff_identity_set(actor=admin_user, user=admin_user, object_id=uuid.uuid4())
+    settings.CPV_STAFF_TENANT_ID = str(uuid.uuid4())
+    with pytest.raises(PartnerError, match="only another superuser"):
+        staff_identity_set(actor=admin_user, user=root, object_id=uuid.uuid4())
 
 
 def test_where_totp_is_required_a_password_sign_in_sets_up_an_authenticator_app_first(admin_user, settings) -> None:  # type: ignore[no-untyped-def]
@@ -325,16 +461,17 @@ def test_an_admin_resets_a_lost_authenticator_but_not_a_superusers(admin_user, o
 
 
 def test_an_operator_cannot_reach_the_staff_page_to_bind_anyone(staff_sim, operator) -> None:  # type: ignore[no-untyped-def]
-    client = signed_in(Client(), operator)
-    session = client.session
-    session[SIGN_IN_SESSION_KEY] = {"method": MICROSOFT}
-    session.save()
+    person = vendor_user(staff_sim, "staff.operator")
+    staff_identity_set(actor=None, user=operator, object_id=uuid.UUID(person.oid))
+    client = Client()
+    microsoft_sign_in(client, person.oid)
 
     response = client.post(
         "/staff/", {"what": "microsoft", "username": "otto-operator", "object_id": str(uuid.uuid4())}
     )
 
-    assert response.status_code == 404 and not StaffIdentity.objects.exists()
+    assert response.status_code == 404
+    assert list(StaffIdentity.objects.values_list("object_id", flat=True)) == [uuid.UUID(person.oid)]
 
 
 def test_a_locked_out_admin_is_reset_from_the_server_with_a_command(django_user_model) -> None:  # type: ignore[no-untyped-def]
