@@ -1,19 +1,36 @@
 """`make demo`: the control panel on embedded defaults, with web, worker and beat in one terminal.
 
-Runs every process in its own process group and stops all of them on Ctrl-C (or when one of them dies).
+Runs every process in its own process group and stops all of them on Ctrl-C (or when one of them dies). What the
+demo keeps lives under `var/` (git-ignored): the simulator's world (`var/simulator/state.json`), the demo staff
+user's password (`var/demo-password`), and, while it runs, the settings it gives the control panel
+(`var/demo.env`), which every command run from the checkout reads (`cpv/config.py`).
 """
 
 from __future__ import annotations
 
 import os
+import re
 import signal
+import socket
 import subprocess
 import sys
+import tempfile
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
+from typing import IO, Any
+
+import django
+
+from cpv.config import DEMO_ENV_FILE
 
 BASE_DIR = Path(__file__).resolve().parent.parent
+DEMO_USERNAME = "demo"
+PASSWORD_FILE = "demo-password"  # noqa: S105 - the name of the file under var/ that keeps it
+# How long the demo waits for the web server, the worker and beat before it prints its key lines anyway.
+READY_TIMEOUT = 120
 
 
 # Every path Microsoft posts a sign-in back to: the consent flow's and the partner portal's callbacks.
@@ -25,13 +42,84 @@ def redirect_uris(base_url: str) -> list[str]:
     return [base_url.rstrip("/") + path for path in CALLBACK_PATHS]
 
 
+_PRINTING = threading.Lock()
+
+
+def _print(*lines: str) -> None:
+    """Whole lines to the terminal, never interleaved with a child's line forwarded at the same time."""
+    with _PRINTING:
+        sys.stdout.write("".join(f"{line}\n" for line in lines))
+        sys.stdout.flush()
+
+
 def _say(message: str) -> None:
-    sys.stdout.write(f"[demo] {message}\n")
-    sys.stdout.flush()
+    _print(f"[demo] {message}")
 
 
 def _run(argv: list[str], env: dict[str, str]) -> None:
     subprocess.run(argv, cwd=BASE_DIR, env=env, check=True)  # noqa: S603
+
+
+def _output(argv: list[str], env: dict[str, str]) -> list[str]:
+    """What a command printed, line by line (its errors still reach the terminal)."""
+    done = subprocess.run(argv, cwd=BASE_DIR, env=env, check=True, stdout=subprocess.PIPE, text=True)  # noqa: S603
+    return done.stdout.splitlines()
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Replace `path` with `text`, readable by its owner only, all or nothing."""
+    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)  # made 0600
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def write_demo_env(var_dir: Path, settings: dict[str, str]) -> Path:
+    """Write the settings the demo gives its processes to var/demo.env, for commands run from the checkout."""
+    lines = [
+        "# Written by `make demo`: the settings it gives the control panel while it runs. Every command run from",
+        "# this checkout reads them (cpv/config.py), variables set in the environment win, and a command says so",
+        "# when the demo is not running. Not read in production mode. Holds the simulator's (simulated) secrets.",
+        *(f"{key}={value}" for key, value in sorted(settings.items())),
+    ]
+    path = var_dir / DEMO_ENV_FILE
+    _write_private(path, "\n".join(lines) + "\n")
+    return path
+
+
+def _check_password(username: str, password_file: Path) -> int:
+    """In a child process with Django set up: 0 when the kept password still signs the demo user in."""
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "cpv.settings")
+    django.setup()
+    # the auth models load only once Django's apps are (in this child process, not in the demo's own)
+    from django.contrib.auth import get_user_model
+
+    password = password_file.read_text(encoding="utf-8").strip()
+    user = get_user_model().objects.filter(username=username, is_active=True, is_staff=True).first()
+    return 0 if user is not None and password and user.check_password(password) else 1
+
+
+def demo_user_password(var_dir: Path, env: dict[str, str]) -> str:
+    """The demo staff user's password: the one kept in var/demo-password while it still signs the user in,
+    otherwise a new one from `manage.py demo_user` (which audits it), kept for the next start."""
+    path = var_dir / PASSWORD_FILE
+    python = sys.executable
+    if path.exists():
+        kept = subprocess.run(  # noqa: S603
+            [python, "-m", "cpv.demo", "--check-password", DEMO_USERNAME, str(path)], cwd=BASE_DIR, env=env, check=False
+        )
+        if kept.returncode == 0:
+            return path.read_text(encoding="utf-8").strip()
+    for line in _output([python, "manage.py", "demo_user", "--username", DEMO_USERNAME], env):
+        found = re.search(r"password (\S+)", line)
+        if found:
+            _write_private(path, found.group(1) + "\n")
+            return found.group(1)
+    raise SystemExit("[demo] manage.py demo_user printed no password")
 
 
 def _start_simulator(var_dir: Path, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], dict[str, str]]:
@@ -56,6 +144,8 @@ def _start_simulator(var_dir: Path, env: dict[str, str]) -> tuple[subprocess.Pop
             "8",
             "--state-dir",
             str(state),
+            "--state-file",
+            str(state / "state.json"),
             "--env-file",
             str(env_file),
             *(arg for uri in redirect_uris(env["CPV_BASE_URL"]) for arg in ("--redirect-uri", uri)),
@@ -80,6 +170,38 @@ def _start_simulator(var_dir: Path, env: dict[str, str]) -> tuple[subprocess.Pop
     return process, variables
 
 
+class _Output:
+    """Forwards the children's output to the terminal line by line, and notices the lines that say they are ready."""
+
+    def __init__(self) -> None:
+        self._threads: list[threading.Thread] = []
+
+    def forward(self, stream: IO[str], ready: threading.Event, is_ready: Callable[[str], bool]) -> None:
+        def pump() -> None:
+            for line in stream:
+                _print(line.rstrip("\n"))
+                if not ready.is_set() and is_ready(line):
+                    ready.set()
+            ready.set()  # a child that exited is not waited for
+
+        thread = threading.Thread(target=pump, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def drain(self) -> None:
+        for thread in self._threads:
+            thread.join(timeout=5)
+
+
+def _listening(host: str, port: int) -> bool:
+    # A connection, not a request: the dev server would log a request line after the demo's key lines.
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
 def main() -> int:
     port = os.environ.get("CPV_DEMO_PORT", "8000")
     host = os.environ.get("CPV_DEMO_HOST", "127.0.0.1")
@@ -90,7 +212,7 @@ def main() -> int:
     env["CPV_VAR_DIR"] = str(var_dir)
 
     python = sys.executable
-    children: dict[str, subprocess.Popen[bytes]] = {}
+    children: dict[str, subprocess.Popen[Any]] = {}
     if env.get("CPV_DEMO_SIMULATOR", "on") != "off":
         children["simulator"], variables = _start_simulator(var_dir, env)
         # Everything Microsoft-shaped points at the simulator (CPV_DEMO_SIMULATOR=off keeps your own).
@@ -98,11 +220,13 @@ def main() -> int:
             if key in {"REQUESTS_CA_BUNDLE", "SSL_CERT_FILE"} or key.startswith(("CPV_", "AZURE_", "SIMULATOR_")):
                 env[key] = value
         _say(f"the simulated Microsoft cloud signs in at {variables.get('CPV_AUTHORITY_HOST')}")
+    # What the demo adds to the environment, for commands run from another terminal (cpv/config.py reads it).
+    added = {k: v for k, v in env.items() if os.environ.get(k) != v and k != "CPV_VAR_DIR"}
+    write_demo_env(var_dir, added)
     try:
         _run([python, "manage.py", "migrate", "--no-input", "-v", "0"], env)
-        _run([python, "manage.py", "demo_user"], env)
-        if "simulator" in children:
-            _run([python, "manage.py", "demo_invitation"], env)
+        password = demo_user_password(var_dir, env)
+        invitation = _output([python, "manage.py", "demo_invitation"], env) if "simulator" in children else []
     except (subprocess.CalledProcessError, KeyboardInterrupt):
         for child in children.values():
             os.killpg(child.pid, signal.SIGTERM)
@@ -137,7 +261,13 @@ def main() -> int:
             str(var_dir / "celerybeat-schedule"),
         ],
     }
+    # Lines that say a child is ready to work; the demo's key lines are printed after them.
+    ready_lines: dict[str, Callable[[str], bool]] = {
+        "worker": lambda line: line.rstrip().endswith(" ready."),
+        "beat": lambda line: "beat: Starting" in line,
+    }
     stopping = False
+    output = _Output()
 
     def stop(signum: int = signal.SIGTERM, frame: FrameType | None = None) -> None:
         nonlocal stopping
@@ -155,12 +285,48 @@ def main() -> int:
             except subprocess.TimeoutExpired:
                 os.killpg(child.pid, signal.SIGKILL)
                 child.wait()
+        output.drain()
 
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
+    child_env = env | {"PYTHONUNBUFFERED": "1"}
+    readiness: list[threading.Event] = []
     for name, argv in commands.items():
-        children[name] = subprocess.Popen(argv, cwd=BASE_DIR, env=env, start_new_session=True)  # noqa: S603
-    _say(f"the control panel is at {env['CPV_BASE_URL']}/ (Ctrl-C stops everything)")
+        child = subprocess.Popen(  # noqa: S603
+            argv,
+            cwd=BASE_DIR,
+            env=child_env,
+            start_new_session=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            bufsize=1,
+        )
+        children[name] = child
+        if name in ready_lines and child.stdout is not None:
+            ready = threading.Event()
+            readiness.append(ready)
+            output.forward(child.stdout, ready, ready_lines[name])
+        elif child.stdout is not None:
+            output.forward(child.stdout, threading.Event(), lambda line: False)
+
+    deadline = time.monotonic() + READY_TIMEOUT
+    while not stopping and time.monotonic() < deadline:
+        if all(ready.is_set() for ready in readiness) and _listening(host, int(port)):
+            break
+        if any(child.poll() is not None for child in children.values()):
+            break
+        time.sleep(0.2)
+    if not stopping:
+        _print(
+            "",
+            f"[demo] The control panel is at {env['CPV_BASE_URL']}/ (Ctrl-C stops everything)",
+            f"Demo staff user: username {DEMO_USERNAME}  password {password}",
+            *invitation,
+            f"[demo] Commands from another terminal (.venv/bin/python manage.py ...) use this demo's settings "
+            f"({var_dir / DEMO_ENV_FILE}).",
+            "",
+        )
 
     status = 0
     while not stopping:
@@ -175,4 +341,6 @@ def main() -> int:
 
 
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["--check-password"]:
+        sys.exit(_check_password(sys.argv[2], Path(sys.argv[3])))
     sys.exit(main())

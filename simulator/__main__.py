@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
 import tempfile
@@ -98,7 +99,11 @@ async def serve(args: argparse.Namespace) -> int:
     env = await server.start()
     lines = [f"{key}={value}" for key, value in env.items()]
     if args.env_file:
-        args.env_file.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        # it names the apps' (simulated) secrets: readable by its owner only, like the state file
+        fd = os.open(args.env_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write("\n".join(lines) + "\n")
     sys.stdout.write("\n".join(lines) + "\n" + READY_LINE + "\n")
     sys.stdout.flush()
     await stop.wait()
