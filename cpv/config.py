@@ -599,6 +599,7 @@ def read_dotenv_if_asked(environ_map: os._Environ[str], *, base_dir: Path) -> No
 
 # `make demo` writes the settings it gives its processes here (cpv/demo.py), under the var folder.
 DEMO_ENV_FILE = "demo.env"
+DEMO_TRUST_VARIABLES = ("REQUESTS_CA_BUNDLE", "SSL_CERT_FILE")
 
 
 def env_file_values(path: Path) -> dict[str, str]:
@@ -627,7 +628,8 @@ def _answers(url: str) -> bool:
 def read_demo_env(environ_map: MutableMapping[str, str], *, base_dir: Path) -> None:
     """Fill in, from var/demo.env, what the running demo gives its own processes (the simulator's hosts, its CA,
     the app's credentials, the demo's URL), so that a command run from another terminal acts on the same demo.
-    Variables already set win; production mode never reads it.
+    Variables already set win, except the CA bundle while the demo's simulated cloud is in use (the demo's
+    bundle holds the machine's CAs and the simulator's); production mode never reads it.
 
     Raises SystemExit with a message when the file points at a simulated Microsoft cloud that does not answer:
     the demo is not running, and a command would otherwise fail against it (or, without the file, against
@@ -641,7 +643,15 @@ def read_demo_env(environ_map: MutableMapping[str, str], *, base_dir: Path) -> N
         if not (environ_map.get(name) or "").strip():
             environ_map[name] = value
     authority = values.get("CPV_AUTHORITY_HOST")
-    if authority and environ_map.get("CPV_AUTHORITY_HOST") == authority and not _answers(authority):
+    if not authority or environ_map.get("CPV_AUTHORITY_HOST") != authority:
+        return
+    # The demo's simulated cloud is in use: trust it as the demo's own processes do. Its bundle is this machine's
+    # CAs (those REQUESTS_CA_BUNDLE named in the shell that started the demo) plus the simulator's own CA, so it
+    # takes the place of a bundle the shell names; with the shell's alone, every call to the simulator would fail.
+    for name in DEMO_TRUST_VARIABLES:
+        if values.get(name):
+            environ_map[name] = values[name]
+    if not _answers(authority):
         raise SystemExit(
             f"The demo is not running: the settings `make demo` keeps in {path} point at its simulated Microsoft "
             f"cloud ({authority}), which does not answer.\nStart `make demo` in another terminal and run the "

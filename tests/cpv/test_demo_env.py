@@ -56,6 +56,17 @@ def test_a_command_gets_the_running_demos_settings_and_explicit_variables_win(tm
     assert shell["REQUESTS_CA_BUNDLE"].endswith("ca-bundle.pem")
 
 
+def test_the_demos_ca_bundle_takes_the_place_of_the_shells_while_its_cloud_is_in_use(
+    tmp_path: Path, listening: str
+) -> None:
+    settings = _demo(tmp_path / "var", listening)
+    shell = {"CPV_VAR_DIR": str(tmp_path / "var"), "REQUESTS_CA_BUNDLE": "/etc/ssl/certs/ca-certificates.crt"}
+
+    read_demo_env(shell, base_dir=tmp_path)
+
+    assert shell["REQUESTS_CA_BUNDLE"] == settings["REQUESTS_CA_BUNDLE"]
+
+
 def test_the_file_is_found_in_the_checkouts_var_folder(tmp_path: Path, listening: str) -> None:
     _demo(tmp_path / "var", listening)
     shell: dict[str, str] = {}
@@ -97,8 +108,13 @@ def test_a_command_says_the_demo_is_not_running_when_its_simulator_does_not_answ
 
 def test_a_command_with_its_own_cloud_does_not_ask_for_the_demo(tmp_path: Path) -> None:
     _demo(tmp_path / "var", f"https://127.0.0.1:{free_port()}")
-    shell = {"CPV_VAR_DIR": str(tmp_path / "var"), "CPV_AUTHORITY_HOST": "https://login.example"}
+    shell = {
+        "CPV_VAR_DIR": str(tmp_path / "var"),
+        "CPV_AUTHORITY_HOST": "https://login.example",
+        "REQUESTS_CA_BUNDLE": "/etc/ssl/certs/ca-certificates.crt",
+    }
 
     read_demo_env(shell, base_dir=tmp_path)
 
     assert shell["CPV_AUTHORITY_HOST"] == "https://login.example"
+    assert shell["REQUESTS_CA_BUNDLE"] == "/etc/ssl/certs/ca-certificates.crt"
