@@ -21,10 +21,11 @@ from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 from typing import IO, Any
+from urllib.parse import urlsplit
 
 import django
 
-from cpv.config import DEMO_ENV_FILE
+from cpv.config import DEMO_ENV_FILE, env_file_values
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DEMO_USERNAME = "demo"
@@ -122,52 +123,84 @@ def demo_user_password(var_dir: Path, env: dict[str, str]) -> str:
     raise SystemExit("[demo] manage.py demo_user printed no password")
 
 
+# The variables naming each simulated service, and the option that gives it a port.
+SIMULATOR_PORTS = {
+    "CPV_AUTHORITY_HOST": "--port-entra",
+    "CPV_PARTNER_CENTER_URL": "--port-pc",
+    "CPV_GRAPH_URL": "--port-graph",
+    "VAULT_URL": "--port-vault",
+}
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the simulator binds
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def _previous_ports(env_file: Path) -> list[str]:
+    """The ports the last simulator listened on, as options, when every one is free: a sign-in page left open in
+    a browser goes on after a restart. No options (new ports) when one of them is taken."""
+    previous = env_file_values(env_file)
+    options: list[str] = []
+    for variable, option in SIMULATOR_PORTS.items():
+        port = urlsplit(previous.get(variable, "")).port
+        if port is None or not _port_free(port):
+            return []
+        options += [option, str(port)]
+    return options
+
+
 def _start_simulator(var_dir: Path, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], dict[str, str]]:
-    """The local Microsoft cloud, with a small seeded world that accepts the demo's redirect URI.
+    """The local Microsoft cloud, with a small seeded world that accepts the demo's redirect URIs, going on from
+    the state the last one kept (var/simulator/state.json), on the same ports when they are free.
 
     Returns the process and the variables that point the control panel at it.
     """
     state = var_dir / "simulator"
     state.mkdir(parents=True, exist_ok=True)
     env_file = state / "simulator.env"
+    ports = _previous_ports(env_file)
     env_file.unlink(missing_ok=True)
+    argv = [
+        sys.executable,
+        "-m",
+        "simulator",
+        "--seed",
+        "1",
+        "--partners",
+        "3",
+        "--customers",
+        "8",
+        "--state-dir",
+        str(state),
+        "--state-file",
+        str(state / "state.json"),
+        "--env-file",
+        str(env_file),
+        *(arg for uri in redirect_uris(env["CPV_BASE_URL"]) for arg in ("--redirect-uri", uri)),
+    ]
     process = subprocess.Popen(  # noqa: S603
-        [
-            sys.executable,
-            "-m",
-            "simulator",
-            "--seed",
-            "1",
-            "--partners",
-            "3",
-            "--customers",
-            "8",
-            "--state-dir",
-            str(state),
-            "--state-file",
-            str(state / "state.json"),
-            "--env-file",
-            str(env_file),
-            *(arg for uri in redirect_uris(env["CPV_BASE_URL"]) for arg in ("--redirect-uri", uri)),
-        ],
-        cwd=BASE_DIR,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        start_new_session=True,
+        argv + ports, cwd=BASE_DIR, env=env, stdout=subprocess.DEVNULL, start_new_session=True
     )
     deadline = time.monotonic() + 60
     while not env_file.exists() or not env_file.read_text().strip():
+        if ports and process.poll() is not None:
+            # a port was taken between the check and the start: new ones will do
+            ports = []
+            process = subprocess.Popen(  # noqa: S603
+                argv, cwd=BASE_DIR, env=env, stdout=subprocess.DEVNULL, start_new_session=True
+            )
         if process.poll() is not None or time.monotonic() > deadline:
             process.kill()
             raise SystemExit("[demo] the simulator did not start; run `python -m simulator` to see why")
         time.sleep(0.2)
     time.sleep(0.2)  # the file is written in one go; give the last line a moment
-    variables = {}
-    for line in env_file.read_text().splitlines():
-        key, sep, value = line.partition("=")
-        if sep and key.isupper():
-            variables[key] = value
-    return process, variables
+    return process, env_file_values(env_file)
 
 
 class _Output:
@@ -275,16 +308,20 @@ def main() -> int:
             return
         stopping = True
         _say("stopping web, worker, beat and the simulator")
-        for child in children.values():
-            if child.poll() is None:
-                os.killpg(child.pid, signal.SIGTERM)
-        deadline = time.monotonic() + 15
-        for child in children.values():
-            try:
-                child.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                os.killpg(child.pid, signal.SIGKILL)
-                child.wait()
+        # The simulator goes last: a task the worker finishes on its way out still reaches it, and what it issued
+        # is in the state the simulator writes when it stops.
+        product = [child for name, child in children.items() if name != "simulator"]
+        for group in (product, [children["simulator"]] if "simulator" in children else []):
+            for child in group:
+                if child.poll() is None:
+                    os.killpg(child.pid, signal.SIGTERM)
+            deadline = time.monotonic() + 15
+            for child in group:
+                try:
+                    child.wait(timeout=max(0.1, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    os.killpg(child.pid, signal.SIGKILL)
+                    child.wait()
         output.drain()
 
     signal.signal(signal.SIGINT, stop)

@@ -187,6 +187,7 @@ def test_commands_from_another_terminal_act_on_the_running_demo_and_a_restart_lo
     checked = manage(demo.checkout, "vault_check")
     assert checked.returncode == 0 and "vault check passed" in checked.stdout + checked.stderr
 
+    authority = env_file_values(demo.checkout / "var" / "demo.env")["CPV_AUTHORITY_HOST"]
     demo.stop()
     stopped = manage(demo.checkout, "renew_tokens", "--all", "--force")
     assert stopped.returncode != 0
@@ -196,6 +197,8 @@ def test_commands_from_another_terminal_act_on_the_running_demo_and_a_restart_lo
     # Ctrl-C and start again: the same password, and the partner renews with what the simulator issued before.
     again = demo.start()
     assert f"Demo staff user: username demo  password {password.group(1)}" in again
+    # on the same ports, so a sign-in page left open in a browser goes on
+    assert env_file_values(demo.checkout / "var" / "demo.env")["CPV_AUTHORITY_HOST"] == authority
     renewed = manage(demo.checkout, "renew_tokens", "--all", "--force")
     assert renewed.returncode == 0, renewed.stdout + renewed.stderr
     assert "Renewal: 1 renewed" in renewed.stdout
