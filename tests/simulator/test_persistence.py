@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 import requests
 
+from simulator.entra import issue_refresh_token_directly
 from simulator.persistence import StateFile, StateFileError
+from simulator.state import Simulator
 from simulator.testing import RunningSimulator, SimulatorProcess, running_simulator
 from simulator.world import World
 from tests.conftest import wait_until
@@ -92,6 +94,27 @@ def test_a_restarted_simulator_keeps_its_tokens_consents_customers_clock_and_vau
         assert rotated in running.control.issued_secrets("refresh_token")
     finally:
         assert second.stop() == 0
+
+
+def test_a_snapshot_taken_up_by_a_new_simulator_is_the_same_state() -> None:
+    """Through JSON, as the file keeps it: whatever the world holds (World.to_dict/from_dict) comes back as it was."""
+    world = World.generate(seed=6, partners=2, customers_per_partner=2)
+    sim = Simulator(world)
+    partner = world.partners[0]
+    refresh = issue_refresh_token_directly(
+        sim, user=partner.users[0], partner=partner, client_id=world.cpv_app.client_id, scope="offline_access"
+    )
+    sim.clock.advance(60)
+    snapshot = json.loads(json.dumps(sim.snapshot()))
+
+    restored_world = World.from_dict(snapshot["world"])
+    again = Simulator(restored_world)
+    again.restore(snapshot)
+
+    assert restored_world == world
+    assert json.loads(json.dumps(again.snapshot())) == snapshot
+    assert again.signer.jwk == sim.signer.jwk
+    assert again.entra.refresh_tokens[refresh] == sim.entra.refresh_tokens[refresh]
 
 
 def test_the_state_is_written_shortly_after_a_change_without_a_stop(tmp_path: Path) -> None:
