@@ -246,16 +246,16 @@ def main() -> int:
 
     python = sys.executable
     children: dict[str, subprocess.Popen[Any]] = {}
+    # What the demo gives its processes, kept for commands run from another terminal (cpv/config.py reads it).
+    shared = {"CPV_BASE_URL": env["CPV_BASE_URL"]}
     if env.get("CPV_DEMO_SIMULATOR", "on") != "off":
         children["simulator"], variables = _start_simulator(var_dir, env)
         # Everything Microsoft-shaped points at the simulator (CPV_DEMO_SIMULATOR=off keeps your own).
         for key, value in variables.items():
             if key in {"REQUESTS_CA_BUNDLE", "SSL_CERT_FILE"} or key.startswith(("CPV_", "AZURE_", "SIMULATOR_")):
-                env[key] = value
+                env[key] = shared[key] = value
         _say(f"the simulated Microsoft cloud signs in at {variables.get('CPV_AUTHORITY_HOST')}")
-    # What the demo adds to the environment, for commands run from another terminal (cpv/config.py reads it).
-    added = {k: v for k, v in env.items() if os.environ.get(k) != v and k != "CPV_VAR_DIR"}
-    write_demo_env(var_dir, added)
+    write_demo_env(var_dir, shared)
     try:
         _run([python, "manage.py", "migrate", "--no-input", "-v", "0"], env)
         password = demo_user_password(var_dir, env)
