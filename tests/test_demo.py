@@ -47,10 +47,12 @@ def test_make_demo_serves_the_staff_home_page_and_stops_everything_on_ctrl_c(tmp
                 return False
 
         wait_until(healthy, timeout=180, what="make demo to answer /healthz")
-        wait_until(lambda: "ready." in log_path.read_text(), timeout=60, what="the demo's worker")
+        # The key lines come once the worker and beat are ready, after their banners.
+        wait_until(lambda: "Demo staff user:" in log_path.read_text(), timeout=60, what="the demo's key lines")
         output = log_path.read_text()
         credentials = re.search(r"Demo staff user: username (\S+)  password (\S+)", output)
         assert credentials, output
+        assert output.index(" ready.") < credentials.start()
 
         session = requests.Session()
         login = session.get(f"{base}/accounts/login/", timeout=10)
