@@ -83,8 +83,8 @@ def write_demo_env(var_dir: Path, settings: dict[str, str]) -> Path:
     """Write the settings the demo gives its processes to var/demo.env, for commands run from the checkout."""
     lines = [
         "# Written by `make demo`: the settings it gives the control panel while it runs. Every command run from",
-        "# this checkout reads them (cpv/config.py), variables set in the environment win, and a command says so",
-        "# when the demo is not running. Not read in production mode. Holds the simulator's (simulated) secrets.",
+        "# this checkout reads them (cpv/config.py; variables set in the environment win, but for the CA bundle),",
+        "# and says so when the demo is not running. Not read in production mode. Holds simulated secrets.",
         *(f"{key}={value}" for key, value in sorted(settings.items())),
     ]
     path = var_dir / DEMO_ENV_FILE
