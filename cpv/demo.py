@@ -1,19 +1,37 @@
 """`make demo`: the control panel on embedded defaults, with web, worker and beat in one terminal.
 
-Runs every process in its own process group and stops all of them on Ctrl-C (or when one of them dies).
+Runs every process in its own process group and stops all of them on Ctrl-C (or when one of them dies). What the
+demo keeps lives under `var/` (git-ignored): the simulator's world (`var/simulator/state.json`), the demo staff
+user's password (`var/demo-password`), and, while it runs, the settings it gives the control panel
+(`var/demo.env`), which every command run from the checkout reads (`cpv/config.py`).
 """
 
 from __future__ import annotations
 
 import os
+import re
 import signal
+import socket
 import subprocess
 import sys
+import tempfile
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
+from typing import IO, Any
+from urllib.parse import urlsplit
+
+import django
+
+from cpv.config import DEMO_ENV_FILE, env_file_values
 
 BASE_DIR = Path(__file__).resolve().parent.parent
+DEMO_USERNAME = "demo"
+PASSWORD_FILE = "demo-password"  # noqa: S105 - the name of the file under var/ that keeps it
+# How long the demo waits for the web server, the worker and beat before it prints its key lines anyway.
+READY_TIMEOUT = 120
 
 
 # Every path Microsoft posts a sign-in back to: the consent flow's and the partner portal's callbacks.
@@ -25,59 +43,196 @@ def redirect_uris(base_url: str) -> list[str]:
     return [base_url.rstrip("/") + path for path in CALLBACK_PATHS]
 
 
+_PRINTING = threading.Lock()
+
+
+def _print(*lines: str) -> None:
+    """Whole lines to the terminal, never interleaved with a child's line forwarded at the same time."""
+    with _PRINTING:
+        sys.stdout.write("".join(f"{line}\n" for line in lines))
+        sys.stdout.flush()
+
+
 def _say(message: str) -> None:
-    sys.stdout.write(f"[demo] {message}\n")
-    sys.stdout.flush()
+    _print(f"[demo] {message}")
 
 
 def _run(argv: list[str], env: dict[str, str]) -> None:
     subprocess.run(argv, cwd=BASE_DIR, env=env, check=True)  # noqa: S603
 
 
+def _output(argv: list[str], env: dict[str, str]) -> list[str]:
+    """What a command printed, line by line (its errors still reach the terminal)."""
+    done = subprocess.run(argv, cwd=BASE_DIR, env=env, check=True, stdout=subprocess.PIPE, text=True)  # noqa: S603
+    return done.stdout.splitlines()
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Replace `path` with `text`, readable by its owner only, all or nothing."""
+    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)  # made 0600
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def write_demo_env(var_dir: Path, settings: dict[str, str]) -> Path:
+    """Write the settings the demo gives its processes to var/demo.env, for commands run from the checkout."""
+    lines = [
+        "# Written by `make demo`: the settings it gives the control panel while it runs. Every command run from",
+        "# this checkout reads them (cpv/config.py; variables set in the environment win, but for the CA bundle),",
+        "# and says so when the demo is not running. Not read in production mode. Holds simulated secrets.",
+        *(f"{key}={value}" for key, value in sorted(settings.items())),
+    ]
+    path = var_dir / DEMO_ENV_FILE
+    _write_private(path, "\n".join(lines) + "\n")
+    return path
+
+
+def _check_password(username: str, password_file: Path) -> int:
+    """In a child process with Django set up: 0 when the kept password still signs the demo user in."""
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "cpv.settings")
+    django.setup()
+    # the auth models load only once Django's apps are (in this child process, not in the demo's own)
+    from django.contrib.auth import get_user_model
+
+    password = password_file.read_text(encoding="utf-8").strip()
+    user = get_user_model().objects.filter(username=username, is_active=True, is_staff=True).first()
+    return 0 if user is not None and password and user.check_password(password) else 1
+
+
+def demo_user_password(var_dir: Path, env: dict[str, str]) -> str:
+    """The demo staff user's password: the one kept in var/demo-password while it still signs the user in,
+    otherwise a new one from `manage.py demo_user` (which audits it), kept for the next start."""
+    path = var_dir / PASSWORD_FILE
+    python = sys.executable
+    if path.exists():
+        kept = subprocess.run(  # noqa: S603
+            [python, "-m", "cpv.demo", "--check-password", DEMO_USERNAME, str(path)], cwd=BASE_DIR, env=env, check=False
+        )
+        if kept.returncode == 0:
+            return path.read_text(encoding="utf-8").strip()
+    for line in _output([python, "manage.py", "demo_user", "--username", DEMO_USERNAME], env):
+        found = re.search(r"password (\S+)", line)
+        if found:
+            _write_private(path, found.group(1) + "\n")
+            return found.group(1)
+    raise SystemExit("[demo] manage.py demo_user printed no password")
+
+
+# The variables naming each simulated service, and the option that gives it a port.
+SIMULATOR_PORTS = {
+    "CPV_AUTHORITY_HOST": "--port-entra",
+    "CPV_PARTNER_CENTER_URL": "--port-pc",
+    "CPV_GRAPH_URL": "--port-graph",
+    "VAULT_URL": "--port-vault",
+}
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the simulator binds
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def _previous_ports(env_file: Path) -> list[str]:
+    """The ports the last simulator listened on, as options, when every one is free: a sign-in page left open in
+    a browser goes on after a restart. No options (new ports) when one of them is taken."""
+    previous = env_file_values(env_file)
+    options: list[str] = []
+    for variable, option in SIMULATOR_PORTS.items():
+        port = urlsplit(previous.get(variable, "")).port
+        if port is None or not _port_free(port):
+            return []
+        options += [option, str(port)]
+    return options
+
+
 def _start_simulator(var_dir: Path, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], dict[str, str]]:
-    """The local Microsoft cloud, with a small seeded world that accepts the demo's redirect URI.
+    """The local Microsoft cloud, with a small seeded world that accepts the demo's redirect URIs, going on from
+    the state the last one kept (var/simulator/state.json), on the same ports when they are free.
 
     Returns the process and the variables that point the control panel at it.
     """
     state = var_dir / "simulator"
     state.mkdir(parents=True, exist_ok=True)
     env_file = state / "simulator.env"
+    ports = _previous_ports(env_file)
     env_file.unlink(missing_ok=True)
+    argv = [
+        sys.executable,
+        "-m",
+        "simulator",
+        "--seed",
+        "1",
+        "--partners",
+        "3",
+        "--customers",
+        "8",
+        "--state-dir",
+        str(state),
+        "--state-file",
+        str(state / "state.json"),
+        "--env-file",
+        str(env_file),
+        *(arg for uri in redirect_uris(env["CPV_BASE_URL"]) for arg in ("--redirect-uri", uri)),
+    ]
     process = subprocess.Popen(  # noqa: S603
-        [
-            sys.executable,
-            "-m",
-            "simulator",
-            "--seed",
-            "1",
-            "--partners",
-            "3",
-            "--customers",
-            "8",
-            "--state-dir",
-            str(state),
-            "--env-file",
-            str(env_file),
-            *(arg for uri in redirect_uris(env["CPV_BASE_URL"]) for arg in ("--redirect-uri", uri)),
-        ],
-        cwd=BASE_DIR,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        start_new_session=True,
+        argv + ports, cwd=BASE_DIR, env=env, stdout=subprocess.DEVNULL, start_new_session=True
     )
     deadline = time.monotonic() + 60
     while not env_file.exists() or not env_file.read_text().strip():
+        if ports and process.poll() is not None:
+            # a port was taken between the check and the start: new ones will do
+            ports = []
+            process = subprocess.Popen(  # noqa: S603
+                argv, cwd=BASE_DIR, env=env, stdout=subprocess.DEVNULL, start_new_session=True
+            )
         if process.poll() is not None or time.monotonic() > deadline:
             process.kill()
             raise SystemExit("[demo] the simulator did not start; run `python -m simulator` to see why")
         time.sleep(0.2)
     time.sleep(0.2)  # the file is written in one go; give the last line a moment
-    variables = {}
-    for line in env_file.read_text().splitlines():
-        key, sep, value = line.partition("=")
-        if sep and key.isupper():
-            variables[key] = value
-    return process, variables
+    return process, env_file_values(env_file)
+
+
+class _Output:
+    """Forwards the children's output to the terminal line by line, and notices the lines that say they are ready."""
+
+    def __init__(self) -> None:
+        self._threads: list[threading.Thread] = []
+
+    def forward(self, stream: IO[str], ready: threading.Event, is_ready: Callable[[str], bool]) -> None:
+        def pump() -> None:
+            for line in stream:
+                _print(line.rstrip("\n"))
+                if not ready.is_set() and is_ready(line):
+                    ready.set()
+            ready.set()  # a child that exited is not waited for
+
+        thread = threading.Thread(target=pump, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def drain(self) -> None:
+        for thread in self._threads:
+            thread.join(timeout=5)
+
+
+def _listening(host: str, port: int) -> bool:
+    # A connection, not a request: the dev server would log a request line after the demo's key lines.
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
 
 
 def main() -> int:
@@ -90,19 +245,21 @@ def main() -> int:
     env["CPV_VAR_DIR"] = str(var_dir)
 
     python = sys.executable
-    children: dict[str, subprocess.Popen[bytes]] = {}
+    children: dict[str, subprocess.Popen[Any]] = {}
+    # What the demo gives its processes, kept for commands run from another terminal (cpv/config.py reads it).
+    shared = {"CPV_BASE_URL": env["CPV_BASE_URL"]}
     if env.get("CPV_DEMO_SIMULATOR", "on") != "off":
         children["simulator"], variables = _start_simulator(var_dir, env)
         # Everything Microsoft-shaped points at the simulator (CPV_DEMO_SIMULATOR=off keeps your own).
         for key, value in variables.items():
             if key in {"REQUESTS_CA_BUNDLE", "SSL_CERT_FILE"} or key.startswith(("CPV_", "AZURE_", "SIMULATOR_")):
-                env[key] = value
+                env[key] = shared[key] = value
         _say(f"the simulated Microsoft cloud signs in at {variables.get('CPV_AUTHORITY_HOST')}")
+    write_demo_env(var_dir, shared)
     try:
         _run([python, "manage.py", "migrate", "--no-input", "-v", "0"], env)
-        _run([python, "manage.py", "demo_user"], env)
-        if "simulator" in children:
-            _run([python, "manage.py", "demo_invitation"], env)
+        password = demo_user_password(var_dir, env)
+        invitation = _output([python, "manage.py", "demo_invitation"], env) if "simulator" in children else []
     except (subprocess.CalledProcessError, KeyboardInterrupt):
         for child in children.values():
             os.killpg(child.pid, signal.SIGTERM)
@@ -137,7 +294,13 @@ def main() -> int:
             str(var_dir / "celerybeat-schedule"),
         ],
     }
+    # Lines that say a child is ready to work; the demo's key lines are printed after them.
+    ready_lines: dict[str, Callable[[str], bool]] = {
+        "worker": lambda line: line.rstrip().endswith(" ready."),
+        "beat": lambda line: "beat: Starting" in line,
+    }
     stopping = False
+    output = _Output()
 
     def stop(signum: int = signal.SIGTERM, frame: FrameType | None = None) -> None:
         nonlocal stopping
@@ -145,22 +308,62 @@ def main() -> int:
             return
         stopping = True
         _say("stopping web, worker, beat and the simulator")
-        for child in children.values():
-            if child.poll() is None:
-                os.killpg(child.pid, signal.SIGTERM)
-        deadline = time.monotonic() + 15
-        for child in children.values():
-            try:
-                child.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                os.killpg(child.pid, signal.SIGKILL)
-                child.wait()
+        # The simulator goes last: a task the worker finishes on its way out still reaches it, and what it issued
+        # is in the state the simulator writes when it stops.
+        product = [child for name, child in children.items() if name != "simulator"]
+        for group in (product, [children["simulator"]] if "simulator" in children else []):
+            for child in group:
+                if child.poll() is None:
+                    os.killpg(child.pid, signal.SIGTERM)
+            deadline = time.monotonic() + 15
+            for child in group:
+                try:
+                    child.wait(timeout=max(0.1, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    os.killpg(child.pid, signal.SIGKILL)
+                    child.wait()
+        output.drain()
 
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
+    child_env = env | {"PYTHONUNBUFFERED": "1"}
+    readiness: list[threading.Event] = []
     for name, argv in commands.items():
-        children[name] = subprocess.Popen(argv, cwd=BASE_DIR, env=env, start_new_session=True)  # noqa: S603
-    _say(f"the control panel is at {env['CPV_BASE_URL']}/ (Ctrl-C stops everything)")
+        child = subprocess.Popen(  # noqa: S603
+            argv,
+            cwd=BASE_DIR,
+            env=child_env,
+            start_new_session=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            bufsize=1,
+        )
+        children[name] = child
+        if name in ready_lines and child.stdout is not None:
+            ready = threading.Event()
+            readiness.append(ready)
+            output.forward(child.stdout, ready, ready_lines[name])
+        elif child.stdout is not None:
+            output.forward(child.stdout, threading.Event(), lambda line: False)
+
+    deadline = time.monotonic() + READY_TIMEOUT
+    while not stopping and time.monotonic() < deadline:
+        if all(ready.is_set() for ready in readiness) and _listening(host, int(port)):
+            break
+        if any(child.poll() is not None for child in children.values()):
+            break
+        time.sleep(0.2)
+    if not stopping:
+        _print(
+            "",
+            f"[demo] The control panel is at {env['CPV_BASE_URL']}/ (Ctrl-C stops everything)",
+            f"Demo staff user: username {DEMO_USERNAME}  password {password}",
+            *invitation,
+            f"[demo] Commands from another terminal (.venv/bin/python manage.py ...) use this demo's settings "
+            f"({var_dir / DEMO_ENV_FILE}).",
+            "",
+        )
 
     status = 0
     while not stopping:
@@ -175,4 +378,6 @@ def main() -> int:
 
 
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["--check-password"]:
+        sys.exit(_check_password(sys.argv[2], Path(sys.argv[3])))
     sys.exit(main())

@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
 import tempfile
 from pathlib import Path
 
+from simulator.persistence import StateFile, StateFileError
 from simulator.server import SimulatorServer
 from simulator.state import Settings
 from simulator.world import World
@@ -34,6 +36,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--redirect-uri", action="append", default=[], help="another accepted redirect URI")
     parser.add_argument("--state-dir", type=Path, help="where the CA bundle and the CPV certificate are written")
     parser.add_argument("--env-file", type=Path, help="also write the KEY=value lines to this file")
+    parser.add_argument(
+        "--state-file",
+        type=Path,
+        help="keep the simulator's state in this file: go on from it when it exists (it wins over --world and "
+        "--seed), write it after every change and at a clean stop",
+    )
     parser.add_argument("--dump-world", type=Path, help="write the world as JSON to this file")
     parser.add_argument(
         "--pc-rate-limit",
@@ -53,7 +61,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 async def serve(args: argparse.Namespace) -> int:
-    if args.world:
+    saved = StateFile(args.state_file).load() if args.state_file else None
+    if saved is not None:
+        world = World.from_dict(saved["world"])
+    elif args.world:
         world = World.load(args.world)
     else:
         world = World.generate(seed=args.seed, partners=args.partners, customers_per_partner=args.customers)
@@ -77,17 +88,24 @@ async def serve(args: argparse.Namespace) -> int:
             "graph": args.port_graph,
             "vault": args.port_vault,
         },
+        state_file=args.state_file,
+        saved=saved,
     )
-    env = await server.start()
-    lines = [f"{key}={value}" for key, value in env.items()]
-    if args.env_file:
-        args.env_file.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    sys.stdout.write("\n".join(lines) + "\n" + READY_LINE + "\n")
-    sys.stdout.flush()
+    # A stop asked for as soon as the simulator says it is ready is a clean stop too (the state is saved).
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    env = await server.start()
+    lines = [f"{key}={value}" for key, value in env.items()]
+    if args.env_file:
+        # it names the apps' (simulated) secrets: readable by its owner only, like the state file
+        fd = os.open(args.env_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write("\n".join(lines) + "\n")
+    sys.stdout.write("\n".join(lines) + "\n" + READY_LINE + "\n")
+    sys.stdout.flush()
     await stop.wait()
     await server.stop()
     return 0
@@ -96,7 +114,11 @@ async def serve(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr, format="%(asctime)s %(name)s %(message)s")
-    return asyncio.run(serve(args))
+    try:
+        return asyncio.run(serve(args))
+    except StateFileError as exc:
+        sys.stderr.write(f"simulator: {exc}\n")
+        return 2
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ import logging
 import math
 import re
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from aiohttp import web
@@ -69,6 +69,18 @@ class VaultStore:
             del self.secrets[name.lower()]
             return None
         return entry
+
+    def to_dict(self) -> dict[str, Any]:
+        """Every secret with its versions and values (simulated secrets), for `from_dict`."""
+        return {key: asdict(entry) for key, entry in self.secrets.items()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> VaultStore:
+        store = cls()
+        for key, entry in data.items():
+            versions = [SecretVersion(**version) for version in entry.get("versions", [])]
+            store.secrets[key] = SecretEntry(**{**entry, "versions": versions})
+        return store
 
     def state(self) -> dict[str, Any]:
         return {

@@ -16,6 +16,7 @@ from aiohttp import web
 
 from simulator import control, entra, graph, keyvault, partner_center
 from simulator.entra import SIM_KEY
+from simulator.persistence import StateFile
 from simulator.requestlog import LOG_KEY, REQUEST_HEADERS, RESPONSE_HEADERS, redact, redact_url
 from simulator.state import Settings, Simulator, Urls
 from simulator.tls import make_tls_material, write_ca_files
@@ -30,11 +31,25 @@ SERVICES: dict[str, Callable[[web.Application], None]] = {
     "vault": keyvault.setup,
 }
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+# how long after a change the state is written (changes within it are written together)
+SAVE_DELAY = 0.2
 
 
-def _middleware(sim_getter: Callable[[], Simulator], service: str) -> Any:
+def _changes_state(request: web.Request) -> bool:
+    """Whether a request may have changed what the simulator keeps (every write, and a sign-in page opened)."""
+    return request.method not in {"GET", "HEAD", "OPTIONS"} or request.path.endswith("/authorize")
+
+
+def _middleware(sim_getter: Callable[[], Simulator], service: str, changed: Callable[[], None]) -> Any:
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            return await _handle(request, handler)
+        finally:
+            if _changes_state(request):
+                changed()
+
+    async def _handle(request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.path.startswith(control.PREFIX):
             return await handler(request)
         sim = sim_getter()
@@ -105,14 +120,24 @@ class SimulatorServer:
         ports: dict[str, int] | None = None,
         settings: Settings | None = None,
         host: str = "127.0.0.1",
+        state_file: Path | None = None,
+        saved: dict[str, Any] | None = None,
     ) -> None:
+        """`saved`: a `Simulator.snapshot` to go on from (its world is `world`). `state_file`: where the state is
+        kept while the server runs: shortly after every change and when it stops."""
         self.sim = Simulator(world, settings)
+        if saved is not None:
+            self.sim.restore(saved)
         self.state_dir = Path(state_dir)
         self.ports = {name: 0 for name in SERVICES} | dict(ports or {})
         self.host = host
         self._runners: list[web.AppRunner] = []
         self.env: dict[str, str] = {}
         self.ca_bundle: Path | None = None
+        self.state_file = StateFile(state_file) if state_file is not None else None
+        self._changed: asyncio.Event | None = None
+        self._saver: asyncio.Task[None] | None = None
+        self._closing = False
 
     async def start(self) -> dict[str, str]:
         """Start every service; return the environment that points a client at them."""
@@ -123,7 +148,9 @@ class SimulatorServer:
         ssl_context = material.server_context(self.state_dir)
         urls: dict[str, str] = {}
         for name, add_routes in SERVICES.items():
-            app = web.Application(middlewares=[_middleware(lambda: self.sim, name)], client_max_size=4 * 1024**2)
+            app = web.Application(
+                middlewares=[_middleware(lambda: self.sim, name, self._mark_changed)], client_max_size=4 * 1024**2
+            )
             app[SIM_KEY] = self.sim
             add_routes(app)
             control.setup(app)
@@ -144,8 +171,39 @@ class SimulatorServer:
         )
         self.env = self._build_env()
         self.sim.env = dict(self.env)
+        if self.state_file is not None:
+            self._changed = asyncio.Event()
+            self._saver = asyncio.create_task(self._keep_saving(), name="simulator state saver")
+            self.save()
         logger.info("simulator listening: %s", urls)
         return self.env
+
+    def _mark_changed(self) -> None:
+        if self._changed is not None:
+            self._changed.set()
+
+    async def _keep_saving(self) -> None:
+        """Write the state shortly after it changes: a burst of requests (a sign-in, a renewal) is one write."""
+        changed = self._changed
+        while changed is not None:
+            await changed.wait()
+            changed.clear()
+            if self._closing:
+                return
+            await asyncio.sleep(SAVE_DELAY)
+            try:
+                # The snapshot is taken in the loop (no request runs meanwhile); only the writing leaves it.
+                await asyncio.to_thread(self._write, self.sim.snapshot())
+            except OSError:
+                logger.exception("the simulator's state could not be written to %s", self.state_file)
+
+    def _write(self, snapshot: dict[str, Any]) -> None:
+        if self.state_file is not None:
+            self.state_file.save(snapshot)
+
+    def save(self) -> None:
+        """Write the state now (in the loop's thread: nothing changes it meanwhile)."""
+        self._write(self.sim.snapshot())
 
     def _build_env(self) -> dict[str, str]:
         world = self.sim.world
@@ -186,4 +244,12 @@ class SimulatorServer:
         for runner in reversed(self._runners):
             await runner.cleanup()
         self._runners.clear()
+        if self._saver is not None and self._changed is not None and self.state_file is not None:
+            # let a write under way finish (it must not land after the last one), then write the last state
+            self._closing = True
+            self._changed.set()
+            await self._saver
+            self._saver = None
+            self.save()
+            logger.info("simulator state saved to %s", self.state_file)
         logger.info("simulator stopped")

@@ -27,6 +27,10 @@ logger = logging.getLogger(__name__)
 
 REFRESH_TOKEN_INACTIVITY = 90 * 86400
 CODE_LIFETIME = 600
+# the format of `Simulator.snapshot`; a file of another version is refused rather than half-read
+SNAPSHOT_VERSION = 1
+# sign-ins still on the sign-in page are kept across a restart for this long (entra.PENDING_LIFETIME)
+PENDING_KEPT = 3600
 RESOURCE_APP_IDS = {
     GRAPH_RESOURCE: GRAPH_APP_ID,
     PARTNER_CENTER_RESOURCE: PARTNER_CENTER_APP_ID,
@@ -264,6 +268,69 @@ class Simulator:
         self.issued.enabled = self.settings.record_issued
         for value in self.world.secret_values():
             self.issued.add("client_secret" if "SIMCANARY" in value else "private_key", value)
+
+    # ----- persistence (simulator/persistence.py writes and reads the file) -----
+    def snapshot(self) -> dict[str, Any]:
+        """Everything a restarted simulator needs to go on where this one stopped: the world (through
+        `World.to_dict`, so whatever it holds is kept), the clock, the token-signing key, every refresh token and
+        code with its grant state, consents, and the vault. Simulated secrets included; faults, logs, throttles
+        and caches are not kept. Expired codes, sign-ins and refresh tokens are left out."""
+        now = self.clock.now()
+        entra = self.entra
+        return {
+            "version": SNAPSHOT_VERSION,
+            "world": self.world.to_dict(),
+            "clock_offset": self.clock.offset,
+            "signer": self.signer.to_dict(),
+            "entra": {
+                "pending": [asdict(p) for p in entra.pending.values() if now - p.created_at < PENDING_KEPT],
+                "codes": {value: asdict(g) for value, g in entra.codes.items() if g.expires_at > now},
+                "refresh_tokens": {
+                    value: grant.to_dict()
+                    for value, grant in entra.refresh_tokens.items()
+                    if now - grant.issued_at <= REFRESH_TOKEN_INACTIVITY
+                },
+                "tokens_valid_from": dict(entra.tokens_valid_from),
+                "user_consents": [
+                    {"tenant_id": tid, "client_id": client, "scopes": sorted(scopes)}
+                    for (tid, client), scopes in entra.user_consents.items()
+                ],
+                "redemptions_by_user": dict(entra.redemptions_by_user),
+                "grant_seq": entra.grant_seq,
+            },
+            "app_consents": {
+                customer: {app: record.to_dict() for app, record in apps.items()}
+                for customer, apps in self.app_consents.items()
+            },
+            "vault": self.vault.to_dict(),
+        }
+
+    def restore(self, data: dict[str, Any]) -> None:
+        """Take up a `snapshot` (the world itself is the one this simulator was made with:
+        `World.from_dict(data["world"])`)."""
+        self.clock.offset = float(data.get("clock_offset", 0.0))
+        if data.get("signer"):
+            self.signer = Signer(data["signer"])
+        saved = data.get("entra", {})
+        entra = EntraState()
+        entra.pending = {p["txn"]: PendingAuthorization(**p) for p in saved.get("pending", [])}
+        entra.codes = {value: CodeGrant(**g) for value, g in saved.get("codes", {}).items()}
+        entra.refresh_tokens = {value: RefreshGrant(**g) for value, g in saved.get("refresh_tokens", {}).items()}
+        entra.tokens_valid_from = {k: float(v) for k, v in saved.get("tokens_valid_from", {}).items()}
+        entra.user_consents = {
+            (c["tenant_id"], c["client_id"]): set(c["scopes"]) for c in saved.get("user_consents", [])
+        }
+        entra.redemptions_by_user = Counter(saved.get("redemptions_by_user", {}))
+        entra.grant_seq = int(saved.get("grant_seq", 0))
+        self.entra = entra
+        self.app_consents = {
+            customer: {app: ApplicationConsentRecord(**record) for app, record in apps.items()}
+            for customer, apps in data.get("app_consents", {}).items()
+        }
+        self.vault = self._vault_store_type.from_dict(data.get("vault", {}))
+        # the leak search (/_simulator/issued) goes on finding the refresh tokens issued before the restart
+        for value in entra.refresh_tokens:
+            self.issued.add("refresh_token", value)
 
     def set_urls(self, urls: Urls) -> None:
         self.urls = urls

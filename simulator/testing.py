@@ -89,13 +89,19 @@ def _run_loop(loop: asyncio.AbstractEventLoop) -> None:
 
 @contextlib.contextmanager
 def running_simulator(
-    world: World | None = None, *, state_dir: Path | None = None, settings: Settings | None = None
+    world: World | None = None,
+    *,
+    state_dir: Path | None = None,
+    settings: Settings | None = None,
+    state_file: Path | None = None,
 ) -> Iterator[RunningSimulator]:
-    """Every service on free loopback ports, served by a background thread with its own event loop."""
+    """Every service on free loopback ports, served by a background thread with its own event loop.
+
+    `state_file`: where the simulator keeps its state while it runs (as `python -m simulator --state-file`)."""
     world = world or World.generate()
     own_dir = state_dir is None
     directory = Path(tempfile.mkdtemp(prefix="cpv-simulator-")) if state_dir is None else Path(state_dir)
-    server = SimulatorServer(world, state_dir=directory, settings=settings)
+    server = SimulatorServer(world, state_dir=directory, settings=settings, state_file=state_file)
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=_run_loop, args=(loop,), name="simulator", daemon=True)
     thread.start()
@@ -144,6 +150,7 @@ class SimulatorProcess:
         from simulator.__main__ import READY_LINE
 
         args = [self.python, "-m", "simulator", "--state-dir", str(self.state_dir), *self.extra_args]
+        self.state_dir.mkdir(parents=True, exist_ok=True)
         stderr = self._stderr_path.open("w", encoding="utf-8")
         child_env = dict(os.environ)
         child_env["PYTHONPATH"] = os.pathsep.join(

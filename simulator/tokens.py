@@ -74,21 +74,30 @@ class IssuedSecrets:
 class Signer:
     """One RS256 key pair for every token the simulated Entra ID issues (kid published in the JWKS)."""
 
-    def __init__(self) -> None:
-        self._key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    def __init__(self, saved: dict[str, str] | None = None) -> None:
+        """A new key pair, or the one `to_dict` saved (tokens issued before a restart stay valid)."""
+        if saved is None:
+            self._key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+            now = dt.datetime.now(dt.UTC)
+            name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "simulated Entra ID token signing")])
+            cert = (
+                x509.CertificateBuilder()
+                .subject_name(name)
+                .issuer_name(name)
+                .public_key(self._key.public_key())
+                .serial_number(x509.random_serial_number())
+                .not_valid_before(now - dt.timedelta(days=1))
+                .not_valid_after(now + dt.timedelta(days=3650))
+                .sign(self._key, hashes.SHA256())
+            )
+        else:
+            key = serialization.load_pem_private_key(saved["private_key_pem"].encode(), password=None)
+            if not isinstance(key, rsa.RSAPrivateKey):
+                raise ValueError("the saved signing key is not an RSA key")
+            self._key = key
+            cert = x509.load_pem_x509_certificate(saved["certificate_pem"].encode())
+        self._cert = cert
         self._public = self._key.public_key()
-        now = dt.datetime.now(dt.UTC)
-        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "simulated Entra ID token signing")])
-        cert = (
-            x509.CertificateBuilder()
-            .subject_name(name)
-            .issuer_name(name)
-            .public_key(self._public)
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(days=1))
-            .not_valid_after(now + dt.timedelta(days=3650))
-            .sign(self._key, hashes.SHA256())
-        )
         der = cert.public_bytes(serialization.Encoding.DER)
         self.kid = b64url(hashlib.sha1(der, usedforsecurity=False).digest())
         numbers = self._public.public_numbers()
@@ -106,6 +115,14 @@ class Signer:
         self._header_b64 = b64url(json.dumps(header, separators=(",", ":")).encode())
         self.prefix = self._header_b64 + "."
         self._verified: dict[str, dict[str, Any]] = {}
+
+    def to_dict(self) -> dict[str, str]:
+        """The key pair and its certificate as PEM (a simulated credential), for `Signer(saved)`."""
+        key_pem = self._key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+        cert_pem = self._cert.public_bytes(serialization.Encoding.PEM)
+        return {"private_key_pem": key_pem.decode(), "certificate_pem": cert_pem.decode()}
 
     def jwks(self, issuer: str | None = None) -> dict[str, Any]:
         key = dict(self.jwk)

@@ -6,11 +6,13 @@ import os
 import re
 import signal
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import requests
 
+from cpv.demo import demo_user_password
 from tests.conftest import ROOT, free_port, project_env, wait_until
 
 
@@ -47,10 +49,12 @@ def test_make_demo_serves_the_staff_home_page_and_stops_everything_on_ctrl_c(tmp
                 return False
 
         wait_until(healthy, timeout=180, what="make demo to answer /healthz")
-        wait_until(lambda: "ready." in log_path.read_text(), timeout=60, what="the demo's worker")
+        # The key lines come once the worker and beat are ready, after their banners.
+        wait_until(lambda: "Demo staff user:" in log_path.read_text(), timeout=60, what="the demo's key lines")
         output = log_path.read_text()
         credentials = re.search(r"Demo staff user: username (\S+)  password (\S+)", output)
         assert credentials, output
+        assert output.index(" ready.") < credentials.start()
 
         session = requests.Session()
         login = session.get(f"{base}/accounts/login/", timeout=10)
@@ -106,3 +110,28 @@ def test_the_demo_registers_every_redirect_uri_the_product_signs_in_with() -> No
         "http://127.0.0.1:8000" + reverse("consent:callback"),
         "http://127.0.0.1:8000" + reverse("portal:callback"),
     ]
+
+
+@pytest.mark.slow
+def test_the_demo_users_password_is_kept_while_it_signs_in_and_made_anew_when_it_no_longer_does(
+    tmp_path: Path,
+) -> None:
+    var_dir = tmp_path / "var"
+    env = project_env(CPV_VAR_DIR=str(var_dir), DJANGO_SETTINGS_MODULE="cpv.settings")
+    for name in ("DATABASE_URL", "CELERY_BROKER_URL", "CELERY_RESULT_BACKEND", "VAULT_KEY"):
+        env.pop(name, None)
+
+    def migrate() -> None:
+        subprocess.run([sys.executable, "manage.py", "migrate", "--no-input", "-v", "0"], cwd=ROOT, env=env, check=True)
+
+    migrate()
+    first = demo_user_password(var_dir, env)
+    assert (var_dir / "demo-password").stat().st_mode & 0o777 == 0o600
+    assert demo_user_password(var_dir, env) == first
+
+    # A fresh database has no demo user: the kept password would not sign anyone in.
+    (var_dir / "db.sqlite3").unlink()
+    migrate()
+    second = demo_user_password(var_dir, env)
+    assert second != first
+    assert (var_dir / "demo-password").read_text().strip() == second

@@ -9,6 +9,8 @@ from typing import Any
 
 import msal
 import requests
+from azure.identity import ClientSecretCredential
+from azure.keyvault.secrets import SecretClient
 
 from simulator.testing import RunningSimulator
 
@@ -26,6 +28,19 @@ def cpv_app(sim: RunningSimulator, tenant: str = "organizations", credential: An
         authority=sim.authority(tenant),
         instance_discovery=False,
     )
+
+
+def vault_client(sim: RunningSimulator, **kwargs: Any) -> SecretClient:
+    """The real Key Vault SDK as the vault's service principal, configured only with the simulator's hosts."""
+    env = sim.env
+    credential = ClientSecretCredential(
+        env["AZURE_TENANT_ID"],
+        env["AZURE_CLIENT_ID"],
+        env["AZURE_CLIENT_SECRET"],
+        authority=env["AZURE_AUTHORITY_HOST"],
+        disable_instance_discovery=True,
+    )
+    return SecretClient(env["VAULT_URL"], credential, verify_challenge_resource=False, **kwargs)
 
 
 def form_fields(page: str) -> dict[str, str]:

@@ -3,20 +3,8 @@ from __future__ import annotations
 import pytest
 import requests
 from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
-from azure.identity import ClientSecretCredential
-from azure.keyvault.secrets import SecretClient
 
-
-def _client(sim, **kwargs) -> SecretClient:
-    env = sim.env
-    credential = ClientSecretCredential(
-        env["AZURE_TENANT_ID"],
-        env["AZURE_CLIENT_ID"],
-        env["AZURE_CLIENT_SECRET"],
-        authority=env["AZURE_AUTHORITY_HOST"],
-        disable_instance_discovery=True,
-    )
-    return SecretClient(env["VAULT_URL"], credential, verify_challenge_resource=False, **kwargs)
+from tests.simulator.helpers import vault_client
 
 
 def _token(sim) -> str:
@@ -45,7 +33,7 @@ def _session(sim) -> requests.Session:
 
 
 def test_the_sdk_sets_gets_lists_disables_deletes_recovers_and_purges(sim):
-    client = _client(sim)
+    client = vault_client(sim)
     first = client.set_secret("partner-abc", "token-1", content_type="text/plain", tags={"partner": "abc"})
     second = client.set_secret("partner-abc", "token-2")
     assert first.properties.version != second.properties.version
@@ -84,7 +72,7 @@ def test_version_listing_pages(sim):
     session = _session(sim)
     for i in range(30):
         assert _put(sim, session, "many", str(i)).status_code == 200
-    versions = list(_client(sim).list_properties_of_secret_versions("many"))
+    versions = list(vault_client(sim).list_properties_of_secret_versions("many"))
     assert len(versions) == 30 == len({v.version for v in versions})
     page = session.get(f"{sim.vault_url}secrets/many/versions?api-version=7.5", timeout=10).json()
     assert len(page["value"]) == 25 and page["nextLink"]
@@ -173,7 +161,7 @@ def test_errors_have_key_vaults_shape(sim):
     assert conflict.json()["error"]["code"] == "Conflict"
     assert "deleted but recoverable state" in conflict.json()["error"]["message"]
     with pytest.raises(ResourceExistsError):
-        _client(sim).set_secret("off", "again")
+        vault_client(sim).set_secret("off", "again")
 
     assert session.get(f"{sim.vault_url}secrets?api-version=1999-01-01", timeout=10).status_code == 400
     assert session.get(f"{sim.vault_url}secrets", timeout=10).status_code == 400
@@ -182,7 +170,7 @@ def test_errors_have_key_vaults_shape(sim):
 @pytest.mark.parametrize("api_version", ["7.5", "7.6", "2025-07-01", "2026-04-01"])
 def test_api_versions_the_sdk_sends_are_accepted(sim, api_version):
     assert _put(sim, _session(sim), "versioned", api_version=api_version).status_code == 200
-    client = _client(sim, api_version=api_version) if api_version != "2026-04-01" else _client(sim)
+    client = vault_client(sim, api_version=api_version) if api_version != "2026-04-01" else vault_client(sim)
     assert client.get_secret("versioned").value == "v"
 
 
@@ -224,7 +212,7 @@ def test_the_501st_version_of_a_secret_is_refused(sim):
 
 
 def test_the_vault_log_never_holds_secret_values(sim):
-    client = _client(sim)
+    client = vault_client(sim)
     client.set_secret("leak-check", "0.SIMCANARY-rt.value-that-must-not-be-logged")
     text = str(sim.control.log()) + str(sim.control.state())
     assert "value-that-must-not-be-logged" not in text
