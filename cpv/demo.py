@@ -24,6 +24,7 @@ from typing import IO, Any
 from urllib.parse import urlsplit
 
 import django
+import requests
 
 from cpv.config import DEMO_ENV_FILE, env_file_values
 
@@ -34,8 +35,10 @@ PASSWORD_FILE = "demo-password"  # noqa: S105 - the name of the file under var/ 
 READY_TIMEOUT = 120
 
 
-# Every path Microsoft posts a sign-in back to: the consent flow's and the partner portal's callbacks.
-CALLBACK_PATHS = ("/consent/callback", "/portal/callback")
+# Every path Microsoft posts a sign-in back to: the consent flow's, the partner portal's and the staff sign-in's.
+CALLBACK_PATHS = ("/consent/callback", "/portal/callback", "/accounts/microsoft/callback/")
+# The simulated vendor's staff account the demo user is bound to, for "Sign in with Microsoft".
+DEMO_MICROSOFT_LOGIN = "staff.admin"
 
 
 def redirect_uris(base_url: str) -> list[str]:
@@ -235,6 +238,24 @@ def _listening(host: str, port: int) -> bool:
         return False
 
 
+def _demo_microsoft_account(env: dict[str, str]) -> tuple[str, str] | None:
+    """The object id and sign-in name of the simulated vendor's staff admin, read from the simulator's world."""
+    control = env.get("SIMULATOR_CONTROL_URL", "")
+    if not control:
+        return None
+    try:
+        response = requests.get(f"{control}/world", timeout=10, verify=env.get("REQUESTS_CA_BUNDLE") or True)
+        response.raise_for_status()
+        users = response.json()["vendor"].get("users", [])
+    except (requests.RequestException, ValueError, KeyError) as exc:
+        _say(f"no Microsoft staff sign-in for the demo user: the simulator's world could not be read ({exc})")
+        return None
+    for user in users:
+        if str(user.get("upn", "")).split("@", 1)[0] == DEMO_MICROSOFT_LOGIN:
+            return str(user["oid"]), str(user["upn"])
+    return None
+
+
 def main() -> int:
     port = os.environ.get("CPV_DEMO_PORT", "8000")
     host = os.environ.get("CPV_DEMO_HOST", "127.0.0.1")
@@ -255,10 +276,21 @@ def main() -> int:
             if key in {"REQUESTS_CA_BUNDLE", "SSL_CERT_FILE"} or key.startswith(("CPV_", "AZURE_", "SIMULATOR_")):
                 env[key] = shared[key] = value
         _say(f"the simulated Microsoft cloud signs in at {variables.get('CPV_AUTHORITY_HOST')}")
+        # Staff sign in with Microsoft on the simulated vendor's tenant, and the partner pages name the vendor as
+        # its app registration does (unless the environment says otherwise).
+        for key, value in (
+            ("CPV_STAFF_TENANT_ID", variables.get("CPV_VENDOR_TENANT_ID", "")),
+            ("CPV_VENDOR_NAME", variables.get("SIMULATOR_APP_NAME", "")),
+        ):
+            if value and not env.get(key):
+                env[key] = shared[key] = value
     write_demo_env(var_dir, shared)
     try:
         _run([python, "manage.py", "migrate", "--no-input", "-v", "0"], env)
         password = demo_user_password(var_dir, env)
+        microsoft = _demo_microsoft_account(env) if "simulator" in children else None
+        if microsoft is not None:
+            _run([python, "manage.py", "staff_bind_microsoft", DEMO_USERNAME, microsoft[0]], env)
         invitation = _output([python, "manage.py", "demo_invitation"], env) if "simulator" in children else []
     except (subprocess.CalledProcessError, KeyboardInterrupt):
         for child in children.values():
@@ -359,6 +391,11 @@ def main() -> int:
             "",
             f"[demo] The control panel is at {env['CPV_BASE_URL']}/ (Ctrl-C stops everything)",
             f"Demo staff user: username {DEMO_USERNAME}  password {password}",
+            *(
+                [f'Or "Sign in with Microsoft" as {microsoft[1]} on the simulated sign-in page.']
+                if microsoft is not None
+                else []
+            ),
             *invitation,
             f"[demo] Commands from another terminal (.venv/bin/python manage.py ...) use this demo's settings "
             f"({var_dir / DEMO_ENV_FILE}).",

@@ -83,6 +83,12 @@ REFUSALS: dict[str, Callable[[microsoft_sign_in.SignedIn], tuple[str, str]]] = {
 }
 
 
+def staff_cloud() -> str:
+    """The cloud the vendor's own tenant is in: the deployment's (CPV_CLOUD; a custom deployment's hosts stand in
+    for every cloud, so any name resolves to them)."""
+    return settings.CPV_CLOUD if settings.CPV_CLOUD in clouds.CLOUDS else clouds.GLOBAL
+
+
 def microsoft_sign_in_enabled() -> bool:
     return bool(settings.CPV_STAFF_TENANT_ID) and settings.CPV_APP.configured
 
@@ -128,7 +134,7 @@ class SignInView(auth_views.LoginView):
         if microsoft_sign_in_enabled():
             # "Sign in with Microsoft" posts here and is redirected to the sign-in authority: the CSP's
             # form-action must allow that redirect's target too.
-            host = clouds.resolve(settings.CPV_CLOUD).authority_host
+            host = clouds.resolve(staff_cloud()).authority_host
             response._csp_update = {"form-action": [host]}  # type: ignore[attr-defined]
         return response
 
@@ -304,7 +310,7 @@ def microsoft_start(request: HttpRequest) -> HttpResponse:
     request.session[NEXT_SESSION_KEY] = _next_url(request, request.POST.get("next"))
     try:
         response = microsoft_sign_in.sign_in_start(
-            request, SIGN_IN, cloud_name=settings.CPV_CLOUD, tenant=settings.CPV_STAFF_TENANT_ID
+            request, SIGN_IN, cloud_name=staff_cloud(), tenant=settings.CPV_STAFF_TENANT_ID
         )
     except microsoft_sign_in.SignInFailed as failed:
         return _refusal(request, failed)

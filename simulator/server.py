@@ -236,6 +236,8 @@ class SimulatorServer:
                 "REQUESTS_CA_BUNDLE": str(self.ca_bundle),
                 "SSL_CERT_FILE": str(self.ca_bundle),
                 "SIMULATOR_CONTROL_URL": urls.control,
+                # what the app registration is called (the vendor's name on the partner pages must be the same)
+                "SIMULATOR_APP_NAME": world.cpv_app.display_name,
             }
         )
         return env

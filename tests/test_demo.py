@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from cpv.config import env_file_values
 from cpv.demo import demo_user_password
 from tests.conftest import ROOT, free_port, project_env, wait_until
 
@@ -88,6 +89,45 @@ def test_make_demo_serves_the_staff_home_page_and_stops_everything_on_ctrl_c(tmp
         assert started.status_code == 303, started.text
         assert started.headers["Location"].startswith("https://127.0.0.1:")
         assert (tmp_path / "var" / "vault.key").stat().st_mode & 0o777 == 0o600
+
+        # Staff sign in with Microsoft too, on the simulated vendor's tenant, as the demo user it printed.
+        microsoft = re.search(r'Or "Sign in with Microsoft" as (\S+) on the simulated sign-in page', output)
+        assert microsoft, output
+        staff = requests.Session()
+        # The demo's CA bundle, given on each call (requests lets REQUESTS_CA_BUNDLE win over a session's verify).
+        demo_ca = env_file_values(tmp_path / "var" / "demo.env")["REQUESTS_CA_BUNDLE"]
+        sign_in_page = staff.get(f"{base}/accounts/login/", timeout=10)
+        assert 'id="sign-in-microsoft"' in sign_in_page.text
+        to_microsoft = staff.post(
+            f"{base}/accounts/microsoft/",
+            data={"csrfmiddlewaretoken": staff.cookies["csrftoken"]},
+            headers={"Referer": sign_in_page.url},
+            allow_redirects=False,
+            timeout=20,
+        )
+        page = staff.get(to_microsoft.headers["Location"], timeout=10, verify=demo_ca)
+        txn = re.search(r'name="txn" value="([^"]+)"', page.text)
+        assert txn and microsoft.group(1) in page.text, page.text
+        answer = staff.post(
+            page.url.split("?", 1)[0],
+            data={"txn": txn.group(1), "username": microsoft.group(1), "action": "accept"},
+            timeout=10,
+            verify=demo_ca,
+        )
+        fields = dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)">', answer.text))
+        # The browser-binding cookie is a __Host- (Secure) cookie, which a browser sends to http://127.0.0.1
+        # (a secure context) and requests does not: the test sends the jar's cookies itself.
+        every_cookie = {"Cookie": "; ".join(f"{c.name}={c.value}" for c in staff.cookies)}
+        callback = staff.post(
+            f"{base}/accounts/microsoft/callback/", data=fields, headers=every_cookie, allow_redirects=False, timeout=20
+        )
+        assert callback.status_code == 303, callback.text
+        welcome = staff.get(
+            base + callback.headers["Location"], headers=every_cookie, allow_redirects=False, timeout=10
+        )
+        assert welcome.status_code == 303, welcome.text
+        home = staff.get(base + welcome.headers["Location"], timeout=10)
+        assert home.url == f"{base}/" and "Needs attention" in home.text, home.text[:2000]
     finally:
         os.killpg(demo.pid, signal.SIGINT)
         demo.wait(timeout=60)
@@ -109,6 +149,7 @@ def test_the_demo_registers_every_redirect_uri_the_product_signs_in_with() -> No
     assert redirect_uris("http://127.0.0.1:8000/") == [
         "http://127.0.0.1:8000" + reverse("consent:callback"),
         "http://127.0.0.1:8000" + reverse("portal:callback"),
+        "http://127.0.0.1:8000" + reverse("sign_in_microsoft_callback"),
     ]
 
 

@@ -32,8 +32,10 @@ CALLBACK = f"{BASE_URL}/accounts/microsoft/callback/"
 
 @pytest.fixture
 def staff_sim(sim_settings, settings):  # type: ignore[no-untyped-def]
-    """The vendor's tenant in the simulator is the staff tenant, and the staff callback is a redirect URI."""
+    """The vendor's tenant in the simulator is the staff tenant, and the staff callback is a redirect URI. The
+    deployment's cloud is the custom one, as the demo's is."""
     sim_settings.world.add_redirect_uris([CALLBACK])
+    settings.CPV_CLOUD = "custom"
     settings.CPV_STAFF_TENANT_ID = sim_settings.world.vendor.tenant_id
     settings.CPV_STAFF_PASSWORD_SIGN_IN = "admins"
     return sim_settings
