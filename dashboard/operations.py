@@ -103,14 +103,14 @@ def operation_start(*, actor: Actor, partner: Partner, kind: str) -> AuditEvent:
             )
         if not ids:
             raise PartnerError(f"No customer of {partner.name} needs ApplicationConsent.")
-        for customer_id in ids:
-            queue.append(
-                (
-                    customer_tasks.application_consent_apply,
-                    {"customer_id": customer_id, "correlation_id": operation},
-                    str(uuid.uuid4()),
-                )
-            )
+        # In batches, as after a sync: each batch is one audit row with its counts, never one per customer.
+        for start in range(0, len(ids), customer_tasks.BATCH_SIZE):
+            kwargs = {
+                "partner_id": partner.pk,
+                "customer_ids": ids[start : start + customer_tasks.BATCH_SIZE],
+                "correlation_id": operation,
+            }
+            queue.append((customer_tasks.application_consent_batch, kwargs, str(uuid.uuid4())))
         detail.update(total=len(ids))
     with transaction.atomic():
         event = audit_record(actor=actor, action=ACTIONS[kind], partner=partner, detail=detail)

@@ -82,25 +82,22 @@ def demo(tmp_path: Path) -> Iterator[Demo]:
 
 
 @pytest.fixture
-def demo_browser(demo: Demo, tmp_path: Path) -> Iterator[Any]:
-    """Chromium trusting the demo's simulated Microsoft cloud, as its administrator would install its CA."""
-    from playwright.sync_api import sync_playwright
-
+def demo_browser(demo: Demo, browser: Any, tmp_path: Path) -> Iterator[Any]:
+    """Chromium trusting the demo's simulated Microsoft cloud, as its administrator would install its CA (a second
+    browser of the suite's Playwright, whose own browser trusts the suite's simulator)."""
     home = tmp_path / "home"
     nssdb = home / ".pki" / "nssdb"
     nssdb.mkdir(parents=True)
     subprocess.run(["certutil", "-N", "-d", f"sql:{nssdb}", "--empty-password"], check=True)
     ca = demo.var_dir / "simulator" / "ca.pem"
     subprocess.run(["certutil", "-A", "-d", f"sql:{nssdb}", "-t", "C,,", "-n", "demo", "-i", str(ca)], check=True)
-    playwright = sync_playwright().start()
-    chromium = playwright.chromium.launch(
+    chromium = browser.browser_type.launch(
         executable_path=CHROMIUM,
         args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run", "--disable-quic"],
         env={**os.environ, "HOME": str(home)},
     )
     yield chromium
     chromium.close()
-    playwright.stop()
 
 
 class Walk:

@@ -10,7 +10,7 @@ from django.core.management.base import CommandError
 
 from customers.models import CustomerConsent
 from customers.services import customer_consent_apply, customers_needing_consent, customers_sync
-from partners.models import Customer
+from partners.models import AuditEvent, Customer
 from tests.factories import active_partner
 
 pytestmark = pytest.mark.django_db
@@ -150,7 +150,10 @@ def test_the_commands_print_a_summary_and_partners_json(cpv_sim, capsys) -> None
     call_command("partners", "--json")
 
     out = capsys.readouterr()
-    assert "5 listed" in out.out and "5 applied" in out.out and "1 not_due" in out.out
+    assert "5 listed" in out.out and "ApplicationConsent: 5 consented" in out.out and "1 not_due" in out.out
+    # The command's batch is audited once, with its counts, as the workers' are.
+    batch = AuditEvent.objects.get(action="partner.consents_applied")
+    assert batch.partner == partner and batch.detail["consented"] == 5 and batch.detail["tried"] == 5
     assert "1/1" in out.err
     rows = json.loads(out.out[out.out.index("[") :])
     assert rows[0]["mfa_checked_at"]

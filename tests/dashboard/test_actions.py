@@ -32,7 +32,7 @@ pytestmark = pytest.mark.django_db
 def sent(monkeypatch) -> list[tuple[str, dict[str, Any]]]:  # type: ignore[no-untyped-def]
     """What would reach the broker: (task name, kwargs) per apply_async, patched where the service calls it."""
     calls: list[tuple[str, dict[str, Any]]] = []
-    for task in (token_tasks.token_renew, customer_tasks.customers_sync, customer_tasks.application_consent_apply):
+    for task in (token_tasks.token_renew, customer_tasks.customers_sync, customer_tasks.application_consent_batch):
         monkeypatch.setattr(task, "apply_async", lambda *a, _n=task.name, **kw: calls.append((_n, kw["kwargs"])))
     return calls
 
@@ -42,8 +42,8 @@ def sent(monkeypatch) -> list[tuple[str, dict[str, Any]]]:  # type: ignore[no-un
     [
         ("renew", "consent.token_renew", "partner.renewal_requested"),
         ("sync", "consent.customers_sync", "partner.sync_requested"),
-        ("apply", "consent.application_consent_apply", "partner.consents_requested"),
-        ("apply_failed", "consent.application_consent_apply", "partner.consents_requested"),
+        ("apply", "consent.application_consent_batch", "partner.consents_requested"),
+        ("apply_failed", "consent.application_consent_batch", "partner.consents_requested"),
     ],
 )
 def test_an_operator_confirms_a_long_action_and_its_tasks_are_queued_after_the_commit(
@@ -63,7 +63,10 @@ def test_an_operator_confirms_a_long_action_and_its_tasks_are_queued_after_the_c
     assert event.actor == operator and event.actor_label == "otto-operator" and event.partner == partner
     assert {name for name, _ in sent} == {task}
     expected = {"renew": 1, "sync": 1, "apply": 2, "apply_failed": 2}[action]
-    assert len(sent) == expected == event.detail["total"]
+    # ApplicationConsent goes in batches (one task, and one audit row, per batch of customers).
+    queued = sum(len(kwargs.get("customer_ids", [None])) for _, kwargs in sent)
+    assert queued == expected == event.detail["total"]
+    assert len(sent) == 1
     page = client.get(f"/partners/{partner.code}/").content.decode()
     assert f'data-progress-url="/partners/{partner.code}/operations/{event.detail["operation"]}"' in page
 

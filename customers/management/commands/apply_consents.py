@@ -1,4 +1,5 @@
-"""Apply ApplicationConsent to every customer of the chosen partners now, in this process."""
+"""Apply ApplicationConsent to every customer of the chosen partners now, in this process, in the workers' batches
+(each audited once with its counts)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from customers.models import CustomerConsent
-from customers.services import CallFailed, customer_consent_apply, customers_needing_consent
+from customers.services import application_consent_batch, customers_needing_consent
+from customers.tasks import BATCH_SIZE
 from partners.commands import Progress, add_partner_arguments, chosen_partners
 
 
@@ -23,19 +24,20 @@ class Command(BaseCommand):
         work = []
         for partner in chosen_partners(options):
             correlation_id = str(uuid.uuid4())
-            work += [(cid, correlation_id) for cid in customers_needing_consent(partner_id=partner.pk)]
+            ids = customers_needing_consent(partner_id=partner.pk)
+            work += [(partner, ids[i : i + BATCH_SIZE], correlation_id) for i in range(0, len(ids), BATCH_SIZE)]
         progress = Progress(len(work))
         outcomes: Counter[str] = Counter()
-        for customer_id, correlation_id in work:
-            try:
-                state = customer_consent_apply(customer_id=customer_id, correlation_id=correlation_id)
-                status = state.status
-            except CallFailed:
-                status = "retry_later"
-            outcomes[status] += 1
-            progress.step()
-        summary = ", ".join(f"{count} {status}" for status, count in sorted(outcomes.items())) or "nothing to do"
-        self.stdout.write(f"ApplicationConsent: {summary}")
-        failed = len(work) - outcomes[CustomerConsent.Status.APPLIED]
-        if failed:
-            raise CommandError(f"{failed} customer(s) not consented")
+        for partner, customer_ids, correlation_id in work:
+            # One audit row per batch, with its counts, as the workers write.
+            tally = application_consent_batch(
+                partner_id=partner.pk, customer_ids=customer_ids, correlation_id=correlation_id
+            )
+            outcomes.update({key: value for key, value in tally.counts().items() if key != "tried"})
+            outcomes["left for later"] += len(tally.retry_ids)
+            progress.step(partner.name)
+        summary = ", ".join(f"{count} {status}" for status, count in sorted(outcomes.items()) if count)
+        self.stdout.write(f"ApplicationConsent: {summary or 'nothing to do'}")
+        not_done = outcomes["failed"] + outcomes["left for later"]
+        if not_done:
+            raise CommandError(f"{not_done} customer(s) not consented")
