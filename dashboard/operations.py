@@ -375,7 +375,14 @@ def _check_partner_center() -> str:
 def _check_vault() -> str:
     vault = get_vault()
     vault.health()
-    return ", ".join(f"{k}: {v}" for k, v in vault.describe().items())
+    return "; ".join(f"{str(k).replace('_', ' ')}: {_words(v)}" for k, v in vault.describe().items())
+
+
+def _words(value: Any) -> str:
+    """A described value as the page shows it: a list as its items, not Python's repr."""
+    if isinstance(value, list | tuple):
+        return ", ".join(str(item) for item in value) or "none"
+    return str(value)
 
 
 def live_checks() -> list[LiveCheck]:

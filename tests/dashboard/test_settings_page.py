@@ -142,3 +142,21 @@ def test_every_setting_of_the_configuration_has_its_group_and_label() -> None:
 
     assert [g.title for g in groups if g.title == "Other"] == [], [s.label for g in groups[-1:] for s in g.settings]
     assert "Who may sign in with a password" in shown and "Vendor shown to partners" in shown
+
+
+@pytest.mark.django_db
+def test_the_vault_check_says_its_keys_in_words_not_as_a_python_list(settings) -> None:  # type: ignore[no-untyped-def]
+    import os
+
+    from dashboard.operations import _check_vault
+    from tokens.vault import reset_vault
+
+    settings.VAULT_BACKEND = "local"
+    settings.VAULT_KEYS = [os.urandom(32)]
+    reset_vault()
+    try:
+        detail = _check_vault()
+    finally:
+        reset_vault()
+
+    assert "key ids: " in detail and "[" not in detail, detail
