@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 
 @dataclass(frozen=True)
@@ -14,6 +14,15 @@ class Outcome:
     retry: bool
     # For the vendor's staff, where they have something to do that the partner cannot.
     staff_note: str = ""
+
+    def worded_for(self, vendor: str) -> Outcome:
+        """The outcome as the partner reads it, naming the vendor where the words say {vendor}."""
+        return replace(
+            self,
+            title=self.title.replace("{vendor}", vendor),
+            explanation=self.explanation.replace("{vendor}", vendor),
+            what_to_do=self.what_to_do.replace("{vendor}", vendor),
+        )
 
 
 SUCCESS = "success"
@@ -47,7 +56,7 @@ OUTCOMES: dict[str, Outcome] = {
             "We could not confirm that the account is a Global Administrator",
             "Consent must come from a Global Administrator, and Microsoft gave the control panel no way to check "
             "the account's role. Nothing was stored.",
-            "Tell the vendor: the setup of its Microsoft app must change before you can consent. Then try again.",
+            "Tell {vendor}: the setup of its Microsoft app must change before you can consent. Then try again.",
             retry=True,
             staff_note="No token listed the user's directory roles and Microsoft Graph could not be asked. Either "
             "add the delegated Microsoft Graph permission RoleManagement.Read.Directory (or Directory.Read.All) to "
@@ -88,14 +97,14 @@ OUTCOMES: dict[str, Outcome] = {
             "tenant_taken",
             "That organisation is already registered",
             "The Microsoft tenant you signed in with is already connected to another partner record here.",
-            "Contact the vendor: they can tell you which record it is, or re-send the right link.",
+            "Contact {vendor}: they can tell you which record it is, or re-send the right link.",
             retry=False,
         ),
         Outcome(
             "expired_link",
             "This link has expired",
             "Links to consent work for a limited time, and this one is past it (or was replaced).",
-            "Ask the vendor for a new link, or start again from the partner onboarding page.",
+            "Ask {vendor} for a new link, or start again from the partner onboarding page.",
             retry=False,
         ),
         Outcome(
@@ -109,14 +118,14 @@ OUTCOMES: dict[str, Outcome] = {
             "microsoft_error",
             "Microsoft could not complete the sign-in",
             "Microsoft's sign-in answered with an error. Nothing was stored.",
-            "Try again in a few minutes. If it keeps happening, send the reference below to the vendor.",
+            "Try again in a few minutes. If it keeps happening, send the reference below to {vendor}.",
             retry=True,
         ),
         Outcome(
             "our_error",
             "Something went wrong on our side",
             "The control panel could not finish recording your consent. Nothing half-done was kept.",
-            "Try again in a few minutes. If it keeps happening, send the reference below to the vendor.",
+            "Try again in a few minutes. If it keeps happening, send the reference below to {vendor}.",
             retry=True,
         ),
     ]

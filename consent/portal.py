@@ -222,9 +222,9 @@ def sign_out(request: HttpRequest) -> HttpResponse:
 STATUS_WORDS: dict[str, str] = {
     Partner.Status.INVITED: "You have been invited; your administrator has not consented yet.",
     Partner.Status.PENDING: "You have registered; your administrator has not consented yet.",
-    Partner.Status.ACTIVE: "Connected: the vendor can act for your organisation in Partner Center.",
-    Partner.Status.RECONSENT_NEEDED: "Your consent needs to be renewed before the vendor can act for you again.",
-    Partner.Status.DEACTIVATED: "Your organisation's connection has been deactivated by the vendor.",
+    Partner.Status.ACTIVE: "Connected: {vendor} can act for your organisation in Partner Center.",
+    Partner.Status.RECONSENT_NEEDED: "Your consent needs to be renewed before {vendor} can act for you again.",
+    Partner.Status.DEACTIVATED: "Your organisation's connection has been deactivated by {vendor}.",
 }
 
 
@@ -241,7 +241,7 @@ def status(request: HttpRequest, who: PortalIdentity, partner: Partner) -> HttpR
     context = {
         "who": who,
         "partner": partner,
-        "status_words": STATUS_WORDS.get(partner.status, ""),
+        "status_words": STATUS_WORDS.get(partner.status, "").replace("{vendor}", settings.CPV_VENDOR.label),
         "health": token_health(partner),
         "coverage": coverage_for([partner.pk]).get(partner.pk, Coverage()),
         "customers": customers,

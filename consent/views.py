@@ -213,7 +213,7 @@ def retry(request: HttpRequest, code: uuid.UUID) -> HttpResponse:
 
 
 def _outcome_page(request: HttpRequest, reason: str, *, flow: ConsentFlow | None = None, status: int) -> HttpResponse:
-    what = outcome(reason)
+    what = outcome(reason).worded_for(settings.CPV_VENDOR.label)
     retry_url = ""
     if flow is not None and what.retry and services.consent_link_live(flow, flow.partner):
         retry_url = reverse("consent:retry", args=[flow.code])
@@ -223,7 +223,10 @@ def _outcome_page(request: HttpRequest, reason: str, *, flow: ConsentFlow | None
         "flow": flow,
         "retry_url": retry_url,
     }
-    response = private(render(request, "consent/result.html", context, status=status))
+    page = render(request, "consent/result.html", context, status=status)
+    # A page with the "Try again" form keeps the same-origin referrer policy: under no-referrer a browser posts
+    # `Origin: null`, which the CSRF check refuses. Either way nothing about it reaches another site.
+    response = form_page(page) if retry_url else private(page)
     if retry_url and flow is not None:
         # The retry form posts here, and its answer redirects to this partner's sign-in authority.
         try:

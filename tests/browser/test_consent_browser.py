@@ -113,6 +113,11 @@ def test_cancel_on_the_sign_in_page_gives_the_declined_page(page, sim, live_cpv)
     assert outcome == "declined"
     assert page.is_visible("#retry")
     assert not VaultSecretVersion.objects.exists()
+    # "Try again" posts from the result page (Django's CSRF check reads the Origin a browser sends with it) and
+    # leads back to Microsoft's sign-in with the same link.
+    page.click("#retry")
+    page.wait_for_selector("#accept")
+    assert page.url.startswith(sim.authority_host)
 
 
 @pytest.mark.parametrize(

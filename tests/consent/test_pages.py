@@ -384,3 +384,28 @@ def test_the_emails_read_well_when_no_vendor_is_configured(cpv_sim, django_captu
     assert reconsent.subject == "Please renew your consent"
     assert reconsent.body.rstrip().endswith("The link works for 14 days.")
     assert "None" not in invite.body and "Questions" not in invite.body
+
+
+def test_what_a_partner_is_told_to_do_names_the_vendor(branded) -> None:  # type: ignore[no-untyped-def]
+    from consent.outcomes import OUTCOMES
+
+    worded = [o.worded_for(branded.name) for o in OUTCOMES.values()]
+    unbranded = OUTCOMES["role_unproven"].worded_for(Vendor().label)
+
+    assert all("{vendor}" not in f"{o.title} {o.explanation} {o.what_to_do}" for o in worded)
+    assert (
+        "Tell Contoso Cloud Services: the setup of its Microsoft app"
+        in OUTCOMES["role_unproven"].worded_for(branded.name).what_to_do
+    )
+    assert unbranded.what_to_do.startswith("Tell your Control Panel Vendor: ")
+
+
+@pytest.mark.django_db
+def test_the_portal_says_which_vendor_acts_for_the_partner(branded) -> None:  # type: ignore[no-untyped-def]
+    from tests.factories import portal_client
+
+    partner = active_partner_with_data("Walk Partners")
+
+    page = portal_client(partner).get("/portal/").content.decode()
+
+    assert "Connected: Contoso Cloud Services can act for your organisation" in page
