@@ -23,7 +23,8 @@ CPV_BASE_URL = CONFIG.base_url
 CPV_VAR_DIR = CONFIG.var_dir
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    # django.contrib.admin, with a site that asks the staff pages' finished sign-in (partners/admin_site.py)
+    "partners.apps.StaffAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",

@@ -9,9 +9,6 @@ from consent import views as consent_views
 from dashboard import health
 from dashboard import sign_in as staff_sign_in
 
-admin.site.site_header = "Control panel administration"
-admin.site.site_title = "Control panel"
-
 urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),

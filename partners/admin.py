@@ -14,7 +14,6 @@ from django.dispatch import receiver
 from django.http import HttpRequest
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from partners.access import SignInStep, staff_sign_in_step
 from partners.models import AuditEvent, Partner
 from partners.services import audit_record
 
@@ -58,17 +57,6 @@ admin.site.register(User, StaffUserAdmin)
 # security page, and an admin resets one from the staff page (audited).
 if admin.site.is_registered(TOTPDevice):
     admin.site.unregister(TOTPDevice)
-
-_admin_has_permission = admin.site.has_permission
-
-
-def _admin_behind_staff_sign_in(request: HttpRequest) -> bool:
-    """The admin site asks what every staff page asks: a finished sign-in (Microsoft's MFA, or the password's
-    TOTP code where the account needs one), not only a session with is_staff."""
-    return _admin_has_permission(request) and staff_sign_in_step(request) == SignInStep.DONE
-
-
-admin.site.has_permission = _admin_behind_staff_sign_in  # type: ignore[method-assign]
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):

@@ -1,8 +1,17 @@
 from __future__ import annotations
 
 from django.apps import AppConfig
+from django.contrib.admin import apps as admin_apps
 
 
 class PartnersConfig(AppConfig):
     name = "partners"
     verbose_name = "Partners"
+
+
+class StaffAdminConfig(admin_apps.AdminConfig):
+    """django.contrib.admin with partners.admin_site.StaffAdminSite as `admin.site`: INSTALLED_APPS names this in
+    its place (the site's module is imported when the admin is first used, after the models are ready)."""
+
+    default = False  # the partners app's own config stays PartnersConfig
+    default_site = "partners.admin_site.StaffAdminSite"

@@ -52,7 +52,8 @@ def test_an_operator_copies_a_new_consent_link_and_downloads_the_csvs(page, live
 
     link = page.input_value("#new-link-1")
     assert "/consent/i/" in link
-    assert "below, with a copy button" in page.inner_text(".messages")
+    # The page's script shortens the message once the page has loaded (the link is in the field below it).
+    page.wait_for_selector(".messages :text('below, with a copy button')")
     page.click("#new-link button.copy-button")
     page.wait_for_selector("#new-link button.copy-button:text('Copied')")
     assert page.evaluate("navigator.clipboard.readText()") == link
