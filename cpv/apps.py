@@ -8,6 +8,7 @@ class CpvConfig(AppConfig):
     verbose_name = "Control panel"
 
     def ready(self) -> None:
+        from cpv import checks  # noqa: F401 - registers the deployment's checks
         from cpv.logs import install_on_all_handlers
 
         # Handlers that libraries added before settings were read get the redaction filter too.

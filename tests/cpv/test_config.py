@@ -301,20 +301,30 @@ def test_dotenv_is_read_only_when_asked(tmp_path: Path) -> None:
     assert asked.stdout.strip() == "https://from-dotenv.example.com", asked.stderr
 
 
-def test_check_deploy_reports_nothing_with_production_settings(tmp_path: Path) -> None:
-    env = project_env(DJANGO_SETTINGS_MODULE="cpv.settings", **production_env(tmp_path))
-    result = subprocess.run(
+def _check_deploy(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
         [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
         cwd=ROOT,
-        env=env,
+        env=project_env(DJANGO_SETTINGS_MODULE="cpv.settings", **env),
         capture_output=True,
         text=True,
         timeout=120,
         check=False,
     )
 
+
+def test_check_deploy_reports_nothing_with_production_settings(tmp_path: Path) -> None:
+    result = _check_deploy(production_env(tmp_path, CPV_STAFF_TENANT_ID="aaaaaaaa-2222-3333-4444-555555555555"))
+
     assert result.returncode == 0, result.stdout + result.stderr
     assert "System check identified no issues" in result.stdout
+
+
+def test_check_deploy_warns_that_without_microsofts_sign_in_only_admins_sign_in(tmp_path: Path) -> None:
+    result = _check_deploy(production_env(tmp_path))
+
+    assert result.returncode != 0
+    assert "cpv.W001" in result.stderr + result.stdout and "only admins" in result.stderr + result.stdout
 
 
 def test_a_test_deployment_may_allow_a_custom_cloud_in_production(tmp_path: Path) -> None:
