@@ -220,6 +220,25 @@ def sign_in_finish(request: HttpRequest, kind: SignInKind) -> HttpResponse:
     return HttpResponseRedirect(reverse(kind.welcome, args=[handoff]), status=303)
 
 
+def sign_in_limited(
+    request: HttpRequest,
+    kind: SignInKind,
+    step: str,
+    *,
+    limit: int,
+    window: int,
+    page: Callable[[HttpRequest, SignInFailed], HttpResponse],
+) -> HttpResponse | None:
+    """At most `limit` requests per address in `window` seconds for one step of the sign-in ("start", "callback"):
+    None while under it, else `page`'s refusal, a 429 with Retry-After."""
+    if allow_request(request, scope=f"{kind.name}-{step}", limit=limit, window=window):
+        return None
+    message = "There have been too many sign-in attempts from your network. Wait a few minutes."
+    response = page(request, SignInFailed("Too many attempts", message, status=429))
+    response["Retry-After"] = str(window)
+    return response
+
+
 def callback_view(
     kind: SignInKind, *, limit: int, window: int, page: Callable[[HttpRequest, SignInFailed], HttpResponse]
 ) -> Callable[[HttpRequest], HttpResponse]:
@@ -230,11 +249,8 @@ def callback_view(
     @require_http_methods(["GET", "POST"])
     @never_cache
     def callback(request: HttpRequest) -> HttpResponse:
-        if not allow_request(request, scope=f"{kind.name}-callback", limit=limit, window=window):
-            message = "There have been too many sign-in attempts from your network. Wait a few minutes."
-            response = page(request, SignInFailed("Too many attempts", message, status=429))
-            response["Retry-After"] = str(window)
-            return response
+        if limited := sign_in_limited(request, kind, "callback", limit=limit, window=window, page=page):
+            return limited
         try:
             response = sign_in_finish(request, kind)
         except SignInFailed as failed:

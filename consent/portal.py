@@ -28,7 +28,6 @@ from consent import microsoft_sign_in
 from consent.models import ConsentFlow
 from consent.pages import form_page, private
 from cpv import clouds
-from cpv.ratelimit import allow_request
 from customers.coverage import Coverage
 from customers.selectors import coverage_for, customer_page
 from microsoft.words import error_in_words
@@ -53,16 +52,6 @@ def _message(request: HttpRequest, title: str, message: str, *, status: int) -> 
 
 def _refusal(request: HttpRequest, failed: microsoft_sign_in.SignInFailed) -> HttpResponse:
     return _message(request, failed.title, failed.message, status=failed.status)
-
-
-def _limited(request: HttpRequest, scope: str) -> HttpResponse | None:
-    limit, window = LIMITS[scope]
-    if allow_request(request, scope=f"portal-{scope}", limit=limit, window=window):
-        return None
-    message = "There have been too many sign-in attempts from your network. Wait a few minutes."
-    response = _message(request, "Too many attempts", message, status=429)
-    response["Retry-After"] = str(window)
-    return response
 
 
 def _authority_hosts() -> list[str]:
@@ -169,7 +158,10 @@ def home(request: HttpRequest) -> HttpResponse:
 @never_cache
 def sign_in(request: HttpRequest) -> HttpResponse:
     """Start the Microsoft sign-in (a POST: never start OAuth from a GET)."""
-    if limited := _limited(request, "sign_in"):
+    start_limit, start_window = LIMITS["sign_in"]
+    if limited := microsoft_sign_in.sign_in_limited(
+        request, SIGN_IN, "sign_in", limit=start_limit, window=start_window, page=_refusal
+    ):
         return limited
     try:
         response = microsoft_sign_in.sign_in_start(

@@ -38,7 +38,6 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 from consent import microsoft_sign_in
 from consent.pages import form_page, private
 from cpv import clouds
-from cpv.ratelimit import allow_request
 from dashboard.forms import SignInForm, TotpCodeForm, sign_in_failed, sign_in_locked, sign_in_succeeded, sign_in_window
 from partners.access import (
     MICROSOFT,
@@ -289,21 +288,14 @@ def security(request: HttpRequest) -> HttpResponse:
 # --- Microsoft ---------------------------------------------------------------------------------------------------
 
 
-def _limited(request: HttpRequest, scope: str) -> HttpResponse | None:
-    limit, window = LIMITS[scope]
-    if allow_request(request, scope=f"staff-microsoft-{scope}", limit=limit, window=window):
-        return None
-    message = "There have been too many sign-in attempts from your network. Wait a few minutes."
-    response = _refused(request, "Too many attempts", message, status=429)
-    response["Retry-After"] = str(window)
-    return response
-
-
 @require_POST
 @never_cache
 def microsoft_start(request: HttpRequest) -> HttpResponse:
     """Start the Microsoft sign-in on the vendor's tenant (a POST from the sign-in page)."""
-    if limited := _limited(request, "start"):
+    start_limit, start_window = LIMITS["start"]
+    if limited := microsoft_sign_in.sign_in_limited(
+        request, SIGN_IN, "start", limit=start_limit, window=start_window, page=_refusal
+    ):
         return limited
     if not microsoft_sign_in_enabled():
         return _refused(request, "Microsoft sign-in is not set up", "Sign in with your password.", status=404)

@@ -490,3 +490,20 @@ def test_a_locked_out_admin_is_reset_from_the_server_with_a_command(django_user_
     assert AuditEvent.objects.get(action="staff.totp_reset").actor_label == "system"
     with pytest.raises(CommandError, match="No staff account is called 'nobody'"):
         call_command("staff_totp_reset", "nobody")
+
+
+@pytest.mark.parametrize(
+    ("module", "step", "path"), [("dashboard.sign_in", "start", "/accounts/microsoft/"),
+                                 ("consent.portal", "sign_in", "/portal/sign-in")],
+)  # fmt: skip
+def test_starting_a_microsoft_sign_in_is_limited_per_address(staff_sim, monkeypatch, module, step, path) -> None:  # type: ignore[no-untyped-def]
+    import importlib
+
+    monkeypatch.setitem(importlib.import_module(module).LIMITS, step, (1, 60))
+    client = Client()
+
+    first = client.post(path, {"cloud": "global"})
+    second = client.post(path, {"cloud": "global"})
+
+    assert first.status_code == 303
+    assert second.status_code == 429 and second["Retry-After"] == "60" and b"Too many attempts" in second.content
