@@ -36,9 +36,28 @@ class ConsentFlow(models.Model):
         """Where the proof that the consenting user is a Global Administrator came from."""
 
         ID_TOKEN = "id_token", "The id_token's wids claim"
+        # Older consents only: `wids` in a Partner Center token is documented nowhere, so it is no longer read.
         ACCESS_TOKEN = "access_token", "The Partner Center token's wids claim"
         GRAPH = "graph", "Microsoft Graph (the user's directory roles)"
         UNPROVEN = "unproven", "Not proven (accepted on the Admin Agent check alone)"
+
+    class FailureReason(models.TextChoices):
+        """Why an attempt ended without a consent; consent.outcomes has the words for each."""
+
+        DECLINED = "declined", "Declined"
+        NOT_GLOBAL_ADMIN = "not_global_admin", "Not a Global Administrator"
+        ROLE_UNPROVEN = "role_unproven", "Global Administrator role not proven"
+        ROLE_PERMISSION_MISSING = "role_permission_missing", "The app does not ask to read directory roles"
+        PARTNER_CENTER_REFUSED = "partner_center_refused", "Partner Center refused the token"
+        NOT_ADMIN_AGENT = "not_admin_agent", "Not an Admin Agent"
+        NO_MFA = "no_mfa", "No multi-factor authentication"
+        CONDITIONAL_ACCESS = "conditional_access", "Blocked by Conditional Access"
+        WRONG_TENANT = "wrong_tenant", "Another tenant"
+        TENANT_TAKEN = "tenant_taken", "Tenant already registered"
+        EXPIRED_LINK = "expired_link", "Link expired or replaced"
+        EXPIRED = "expired", "Never came back in time"
+        MICROSOFT_ERROR = "microsoft_error", "Microsoft error"
+        OUR_ERROR = "our_error", "Control panel error"
 
     class Origin(models.TextChoices):
         INVITATION = "invitation", "Staff invitation"
@@ -54,7 +73,7 @@ class ConsentFlow(models.Model):
     origin = models.CharField(max_length=24, choices=Origin.choices, default=Origin.INVITATION)
     status = models.CharField(max_length=24, choices=Status.choices, default=Status.CREATED, db_index=True)
     # Why a flow failed, as a stable code the result page and the dashboard explain in words.
-    failure_reason = models.CharField(max_length=48, blank=True)
+    failure_reason = models.CharField(max_length=48, choices=FailureReason.choices, blank=True)
     failure_detail = models.CharField(max_length=500, blank=True)
     state_hash = models.CharField(max_length=64, unique=True, null=True, blank=True)
     browser_hash = models.CharField(max_length=64, blank=True)
@@ -67,6 +86,8 @@ class ConsentFlow(models.Model):
     vault_version = models.CharField(max_length=64, blank=True)
     # Set once the role was checked: how the Global Administrator role was proven (or that it was not).
     role_evidence = models.CharField(max_length=16, choices=RoleEvidence.choices, blank=True, db_default="")
+    # The required-permission list (microsoft.permissions.fingerprint) this attempt asked Microsoft for.
+    permissions_fingerprint = models.CharField(max_length=16, blank=True, db_default="")
     # The consent link it was started from: its generation (Partner.link_generation) and when it stops working.
     # A failed attempt may be tried again from the result page while that link is still the partner's live one.
     link_generation = models.PositiveIntegerField(null=True, blank=True)

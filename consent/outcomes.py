@@ -58,11 +58,33 @@ OUTCOMES: dict[str, Outcome] = {
             "the account's role. Nothing was stored.",
             "Tell {vendor}: the setup of its Microsoft app must change before you can consent. Then try again.",
             retry=True,
-            staff_note="No token listed the user's directory roles and Microsoft Graph could not be asked. Either "
-            "add the delegated Microsoft Graph permission RoleManagement.Read.Directory (or Directory.Read.All) to "
-            "the app registration and have the partner consent again, or make the app's tokens carry directory "
-            "roles (groupMembershipClaims: DirectoryRole in its manifest). CPV_GLOBAL_ADMIN_EVIDENCE=warn accepts "
-            "such consents on Partner Center's Admin Agent check alone.",
+            staff_note="No token listed the user's directory roles and Microsoft Graph did not name them. Check that "
+            "the app registration lists Microsoft Graph RoleManagement.Read.Directory (delegated) and that the "
+            "partner consented after it was added, or make the id_token carry directory roles "
+            "(groupMembershipClaims: DirectoryRole in its manifest). CPV_GLOBAL_ADMIN_EVIDENCE=warn accepts such "
+            "consents on Partner Center's Admin Agent check alone.",
+        ),
+        Outcome(
+            "role_permission_missing",
+            "We could not confirm that the account is a Global Administrator",
+            "Consent must come from a Global Administrator, and {vendor}'s Microsoft app does not yet ask for the "
+            "permission that reads directory roles, so the role could not be checked. Nothing was stored.",
+            "Tell {vendor} that its Microsoft app must list the permission named below; then try again.",
+            retry=True,
+            staff_note="The consent asks for Partner Center's .default scope, which grants exactly the delegated "
+            "permissions the app registration lists. Add Microsoft Graph RoleManagement.Read.Directory (delegated; "
+            "and User.Read) under the app registration's API permissions, then have the partner consent again. "
+            "Setting groupMembershipClaims to DirectoryRole in the manifest also puts the roles in the id_token.",
+        ),
+        Outcome(
+            "partner_center_refused",
+            "Partner Center did not accept the sign-in",
+            "Microsoft signed you in, but Partner Center refused the token it issued, twice. Nothing was stored.",
+            "Try again in a few minutes. If it keeps happening, send the reference below to {vendor}.",
+            retry=True,
+            staff_note="Partner Center answered 401 (not its MFA refusal, 900421) to a fresh token too. Check that "
+            "the app id is enrolled as a Control Panel Vendor app in Partner Center and that the app registration "
+            "lists Partner Center user_impersonation.",
         ),
         Outcome(
             "not_admin_agent",

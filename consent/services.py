@@ -29,7 +29,7 @@ from consent.sealing import SealError, seal, unseal
 from cpv import clouds
 from cpv.config import AppCredential
 from customers.tasks import customers_sync_after_consent
-from microsoft import graph, identity, partner_center
+from microsoft import graph, identity, partner_center, permissions
 from partners.invitations import invitation_url, link_send_after_commit, links_invalidate
 from partners.models import Partner
 from partners.registrations import app_for, cloud_for
@@ -199,14 +199,18 @@ def consent_flow_start(
         raise ConsentUnavailable("The vendor has not finished configuring its Microsoft app yet.")
     first = not PartnerToken.objects.filter(partner=partner).exclude(current_version="").exists()
     tenant = str(partner.tenant_id) if partner.tenant_id else "organizations"
+    wanted = permissions.fingerprint()
     try:
         msal_flow = identity.auth_code_flow_start(
             cloud=cloud,
             app=app,
             tenant=tenant,
             redirect_uri=redirect_uri(),
-            scopes=[cloud.partner_center_scope],
-            prompt="consent" if first else None,
+            # Static consent: `.default` consents the registration's whole list, for every API in it.
+            scopes=[cloud.partner_center_default_scope],
+            # Once any grant exists, Microsoft shows no new permissions unless asked to: a first consent, and one
+            # after the required permissions changed, ask for the consent page again.
+            prompt="consent" if first or partner.permissions_fingerprint != wanted else None,
         )
     except identity.IdentityError as exc:
         logger.warning("could not start a consent flow for partner %s: %s", partner.code, exc)
@@ -221,6 +225,7 @@ def consent_flow_start(
             expires_at=timezone.now() + timedelta(minutes=settings.CPV_CONSENT_FLOW_MINUTES),
             link_generation=partner.link_generation,
             link_expires_at=link_expires_at,
+            permissions_fingerprint=wanted,
         )
         flow.sealed_flow = seal({"flow": msal_flow, "tenant": tenant}, purpose=SEAL_PURPOSE, bound_to=str(flow.code))
         flow.save(update_fields=["sealed_flow"])
@@ -351,31 +356,30 @@ def _complete(flow: ConsentFlow, form: Mapping[str, str]) -> ConsentFlow:
     if Partner.objects.filter(tenant_id=tenant_id).exclude(pk=partner.pk).exists():
         return _fail(flow, "tenant_taken", f"tenant {tenant_id} belongs to another partner")
     # MFA: the Partner Center token's own `amr`, which is what Partner Center itself checks (a v2.0 id_token
-    # carries no `amr`).
+    # carries no `amr`). Microsoft's own APIs' tokens are opaque to clients: an unreadable token or one without
+    # `amr` is "unknown", and Partner Center's verdict below decides.
     pc_claims = identity.access_token_claims(token.access_token)
-    if not identity.claims_have_mfa(pc_claims):
-        detail = "has no mfa" if isinstance(pc_claims.get("amr"), list) else "is missing"
-        return _fail(flow, "no_mfa", f"the amr claim of the Partner Center token {detail}")
+    amr_mfa = identity.mfa_verdict(pc_claims)
+    if amr_mfa is False:
+        return _fail(flow, "no_mfa", "the amr claim of the Partner Center token lists no multi-factor method")
+    granted = {permissions.PARTNER_CENTER: permissions.granted_names(token.scopes)}
     try:
-        evidence, token = _global_admin_evidence(
-            flow, cloud=cloud, app=app, id_claims=claims, pc_claims=pc_claims, token=token
+        evidence, token, graph_granted = _global_admin_evidence(
+            flow, cloud=cloud, app=app, id_claims=claims, token=token
         )
     except _Refused as refused:
         return _fail(flow, refused.reason, refused.detail)
+    if graph_granted is not None:
+        granted[permissions.GRAPH] = graph_granted
     flow.role_evidence = evidence
     flow.save(update_fields=["role_evidence"])
 
     # Partner Center itself is the proof of the Admin Agent role: a call made with the new token, which also
     # asks it to judge the sign-in's MFA (ValidateMfa).
-    client = partner_center.PartnerCenterClient(base_url=cloud.partner_center_url, access_token=token.access_token)
     try:
-        profile = client.organization_profile()
-    except partner_center.MfaRequired as exc:
-        return _fail(flow, "no_mfa", str(exc))
-    except (partner_center.Forbidden, partner_center.Unauthorized) as exc:
-        return _fail(flow, "not_admin_agent", str(exc))
-    except partner_center.PartnerCenterError as exc:
-        return _fail(flow, "microsoft_error", str(exc))
+        profile, client, token = _partner_center_check(cloud=cloud, app=app, tenant=str(tenant_id), token=token)
+    except _Refused as refused:
+        return _fail(flow, refused.reason, refused.detail)
     if client.mfa_compliant is False:
         return _fail(flow, "no_mfa", "Partner Center answered isMfaCompliant: false")
     _move(
@@ -384,12 +388,46 @@ def _complete(flow: ConsentFlow, form: Mapping[str, str]) -> ConsentFlow:
         "Partner Center accepted the account",
         correlation_id=client.correlation_id,
         mfa_compliant=client.mfa_compliant,
+        mfa_evidence="amr" if amr_mfa else "partner_center",
         role_evidence=evidence,
     )
 
     # The partner's primary domain, as Partner Center knows it: what staff search the directory by.
     domain = str(profile.get("domain") or "").strip().lower()[:253]
-    return _vault_and_activate(flow, token, mfa_compliant=client.mfa_compliant, domain=domain)
+    return _vault_and_activate(flow, token, mfa_compliant=client.mfa_compliant, domain=domain, granted=granted)
+
+
+def _partner_center_check(
+    *, cloud: clouds.Cloud, app: AppCredential, tenant: str, token: identity.TokenResult
+) -> tuple[dict[str, Any], partner_center.PartnerCenterClient, identity.TokenResult]:
+    """Call Partner Center with the new token (the organization profile). A 401 that is not its MFA refusal means
+    it did not accept that access token: tried once more with a fresh one from the same consent.
+
+    Returns the profile, the client (whose `mfa_compliant` holds Partner Center's verdict) and the token to keep.
+    Raises _Refused: no_mfa (900421), not_admin_agent (403), partner_center_refused (401 twice), microsoft_error.
+    """
+    for attempt in (1, 2):
+        client = partner_center.PartnerCenterClient(base_url=cloud.partner_center_url, access_token=token.access_token)
+        try:
+            return client.organization_profile(), client, token
+        except partner_center.MfaRequired as exc:
+            raise _Refused("no_mfa", str(exc)) from None
+        except partner_center.Forbidden as exc:
+            raise _Refused("not_admin_agent", str(exc)) from None
+        except partner_center.Unauthorized as exc:
+            if attempt == 2:
+                raise _Refused("partner_center_refused", f"{exc}, twice (a fresh access token was tried)") from None
+        except partner_center.PartnerCenterError as exc:
+            raise _Refused("microsoft_error", str(exc)) from None
+        try:
+            fresh = identity.refresh_token_redeem(
+                cloud=cloud, app=app, tenant=tenant, refresh_token=token.refresh_token,
+                scopes=[cloud.partner_center_scope],
+            )  # fmt: skip
+        except identity.IdentityError as exc:
+            raise _Refused("microsoft_error", f"a fresh Partner Center token could not be had: {exc}") from None
+        token = replace(fresh, refresh_token=fresh.refresh_token or token.refresh_token)
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def _global_admin_evidence(
@@ -398,65 +436,92 @@ def _global_admin_evidence(
     cloud: clouds.Cloud,
     app: AppCredential,
     id_claims: dict[str, Any],
-    pc_claims: dict[str, Any],
     token: identity.TokenResult,
-) -> tuple[str, identity.TokenResult]:
-    """Prove that the consenting user is a Global Administrator, from the best evidence Microsoft gives.
+) -> tuple[str, identity.TokenResult, list[str] | None]:
+    """Prove that the consenting user is a Global Administrator, from the evidence Microsoft documents.
 
-    `wids` lists the user's directory roles where a token carries it (an id_token only when the app
-    registration asks for directory roles; an access token as its resource's registration decides); no `wids`
-    proves nothing. Without it, Microsoft Graph lists the user's roles, with a Graph token redeemed from the new
-    refresh token (whose rotated successor is then the one to keep).
+    `wids` in the verified id_token lists the user's directory roles where the app registration asks for them
+    (groupMembershipClaims: DirectoryRole); no `wids` proves nothing. Without it, Microsoft Graph lists the user's
+    memberships, with a Graph token redeemed from the new refresh token (whose rotated successor is then the one
+    to keep); reading a role's template needs RoleManagement.Read.Directory in the consent.
 
-    Returns the evidence (a ConsentFlow.RoleEvidence) and the token to keep. Raises _Refused: not_global_admin
-    when the evidence says no, role_unproven when none could be had (unless CPV_GLOBAL_ADMIN_EVIDENCE is warn),
-    microsoft_error when Microsoft failed for a moment.
+    Returns the evidence (a ConsentFlow.RoleEvidence), the token to keep, and the Microsoft Graph permissions the
+    consent granted (None when no Graph token was asked for). Raises _Refused: not_global_admin when the evidence
+    says no; role_permission_missing or role_unproven when none could be had (unless CPV_GLOBAL_ADMIN_EVIDENCE is
+    warn); microsoft_error when Microsoft failed for a moment.
     """
-    for source, claims, label in (
-        (ConsentFlow.RoleEvidence.ID_TOKEN, id_claims, "id_token"),
-        (ConsentFlow.RoleEvidence.ACCESS_TOKEN, pc_claims, "Partner Center token"),
-    ):
-        verdict = identity.claims_global_admin(claims)
-        if verdict is True:
-            return source, token
-        if verdict is False:
-            raise _Refused("not_global_admin", f"the {label}'s wids claim lacks the Global Administrator role")
-    why: str
+    verdict = identity.claims_global_admin(id_claims)
+    if verdict is False:
+        raise _Refused("not_global_admin", "the id_token's wids claim lacks the Global Administrator role")
     try:
         graph_token = identity.refresh_token_redeem(
             cloud=cloud, app=app, tenant=str(flow.tenant_id), refresh_token=token.refresh_token,
             scopes=[cloud.graph_scope],
         )  # fmt: skip
+    except identity.Transient as exc:
+        raise _Refused("microsoft_error", f"a Microsoft Graph token could not be had: {exc}") from None
+    except identity.PermissionNotGranted as exc:
+        graph_granted: list[str] = []
+        if verdict is True:
+            return ConsentFlow.RoleEvidence.ID_TOKEN, token, graph_granted
+        return _role_unproven(
+            flow, token, graph_granted, "role_permission_missing",
+            f"the consent includes no Microsoft Graph permission ({exc}): the app registration must list "
+            f"{permissions.ROLE_CHECK.label} (delegated)",
+        )  # fmt: skip
+    except identity.IdentityError as exc:
+        raise _Refused("microsoft_error", f"Microsoft refused a Microsoft Graph token: {exc}") from None
+    kept = replace(token, refresh_token=graph_token.refresh_token) if graph_token.refresh_token else token
+    graph_granted = permissions.granted_names(graph_token.scopes)
+    if verdict is True:
+        return ConsentFlow.RoleEvidence.ID_TOKEN, kept, graph_granted
+    try:
         roles = graph.GraphClient(
             base_url=cloud.graph_url, access_token=graph_token.access_token
         ).directory_role_templates()
-    except identity.Transient as exc:
-        raise _Refused("microsoft_error", f"a Microsoft Graph token could not be had: {exc}") from None
-    except identity.IdentityError as exc:
-        why = f"Microsoft refused a Microsoft Graph token ({exc})"
     except graph.GraphError as exc:
         if exc.transient:
             raise _Refused("microsoft_error", f"reading the user's directory roles failed: {exc}") from None
-        why = f"Microsoft Graph refused to list the user's directory roles ({exc})"
-    else:
-        kept = replace(token, refresh_token=graph_token.refresh_token) if graph_token.refresh_token else token
-        if identity.GLOBAL_ADMIN_ROLE in roles:
-            return ConsentFlow.RoleEvidence.GRAPH, kept
-        if None not in roles:
-            raise _Refused(
-                "not_global_admin", "Microsoft Graph lists the user's directory roles without Global Administrator"
-            )
-        why = "Microsoft Graph listed the user's directory roles without naming them (the app may not read roles)"
-        token = kept
+        lacking = permissions.MEMBERSHIP_READ if exc.status == 403 else permissions.ROLE_CHECK
+        return _role_unproven(
+            flow, kept, graph_granted, "role_permission_missing",
+            f"Microsoft Graph refused to list the user's memberships ({exc}): the consent must include "
+            f"{lacking.label} (delegated)",
+        )  # fmt: skip
+    if identity.GLOBAL_ADMIN_ROLE in roles:
+        return ConsentFlow.RoleEvidence.GRAPH, kept, graph_granted
+    if None not in roles:
+        raise _Refused(
+            "not_global_admin", "Microsoft Graph lists the user's directory roles without Global Administrator"
+        )
+    if permissions.ROLE_CHECK.name.lower() not in {name.lower() for name in graph_granted}:
+        why = (
+            f"Microsoft Graph listed the user's directory roles without naming them: the consent did not include "
+            f"{permissions.ROLE_CHECK.label}, so the app registration does not list it"
+        )
+        return _role_unproven(flow, kept, graph_granted, "role_permission_missing", why)
+    why = "Microsoft Graph listed the user's directory roles without naming them"
+    return _role_unproven(flow, kept, graph_granted, "role_unproven", why)
+
+
+def _role_unproven(
+    flow: ConsentFlow, token: identity.TokenResult, graph_granted: list[str], reason: str, why: str
+) -> tuple[str, identity.TokenResult, list[str]]:
+    """No evidence of the role: refused, or accepted as unproven under CPV_GLOBAL_ADMIN_EVIDENCE=warn."""
     if settings.CPV_GLOBAL_ADMIN_EVIDENCE == "warn":
         _event(flow, flow.status, f"Global Administrator role not proven: {why}"[:500], role_evidence="unproven")
         logger.warning("consent flow %s: the Global Administrator role is not proven: %s", flow.code, why)
-        return ConsentFlow.RoleEvidence.UNPROVEN, token
-    raise _Refused("role_unproven", why)
+        return ConsentFlow.RoleEvidence.UNPROVEN, token, graph_granted
+    raise _Refused(reason, why)
 
 
 def _vault_and_activate(
-    flow: ConsentFlow, token: identity.TokenResult, *, mfa_compliant: bool | None, domain: str = ""
+    flow: ConsentFlow,
+    token: identity.TokenResult,
+    *,
+    mfa_compliant: bool | None,
+    domain: str = "",
+    granted: dict[str, list[str]] | None = None,
 ) -> ConsentFlow:
     partner = flow.partner
     vault = get_vault()
@@ -494,7 +559,13 @@ def _vault_and_activate(
             locked.tenant_id = flow.tenant_id
             locked.status = Partner.Status.ACTIVE
             locked.status_reason = ""
-            update = ["tenant_id", "status", "status_reason", "updated_at"]
+            # What this consent asked for and what Microsoft reported granting: a later change of the required
+            # list, or a permission the registration lacked, is told apart from a working consent by these.
+            locked.permissions_fingerprint = flow.permissions_fingerprint
+            locked.permissions_granted = granted or {}
+            update = [
+                "tenant_id", "status", "status_reason", "permissions_fingerprint", "permissions_granted", "updated_at",
+            ]  # fmt: skip
             if mfa_compliant is not None:
                 locked.mfa_compliant, locked.mfa_checked_at = mfa_compliant, now
                 update += ["mfa_compliant", "mfa_checked_at"]
@@ -526,6 +597,7 @@ def _vault_and_activate(
                     "vault_version": written.version,
                     "role_evidence": flow.role_evidence,
                     "mfa_compliant": mfa_compliant,
+                    "permissions_granted": granted or {},
                 },
             )
             # robust: a failure of this follow-up work is logged, never taken for a failed consent.

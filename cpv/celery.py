@@ -19,6 +19,8 @@ app.autodiscover_tasks()
 # and far-future work is scheduled in the database, never as a long ETA on the broker.
 BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     "consent-flows-expire": {"task": "consent.flows_expire", "schedule": 300.0},
+    # Hourly: partners whose consent predates the required permissions are asked, once per list, to consent again.
+    "consent-permissions-reconsent-ask": {"task": "consent.permissions_reconsent_ask", "schedule": 3600.0},
     # Hourly: queue renewals of the tokens that are due (spread over the hour) and retry disabling old versions.
     "consent-tokens-renew-sweep": {"task": "consent.tokens_renew_sweep", "schedule": 3600.0},
     # Daily: re-sync every active partner's customers and apply ApplicationConsent where it is missing.

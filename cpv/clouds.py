@@ -37,7 +37,13 @@ class Cloud:
 
     @property
     def partner_center_scope(self) -> str:
+        """What a token for Partner Center is asked for once the partner has consented."""
         return f"{self.partner_center_resource}/user_impersonation"
+
+    @property
+    def partner_center_default_scope(self) -> str:
+        """The consent's scope: `.default` consents every permission the app registration lists."""
+        return f"{self.partner_center_resource}/.default"
 
     @property
     def graph_scope(self) -> str:

@@ -1,8 +1,10 @@
 """Microsoft Graph, delegated, as the partner's consenting user: the user's directory roles.
 
 A consent needs proof that the user is a Global Administrator. Where no token lists the user's roles (`wids`
-is an optional claim), Graph does: `GET /v1.0/me/transitiveMemberOf/microsoft.graph.directoryRole`, whose
-items carry `roleTemplateId`. Failures come out as GraphError, which says whether retrying can help.
+is an optional claim), Graph does: `GET /v1.0/me/transitiveMemberOf`, keeping the items whose `@odata.type` is
+a directory role (each carries `roleTemplateId`). No OData cast: a cast on a membership list is an advanced
+query, which Graph refuses without `ConsistencyLevel: eventual` and `$count=true`. Failures come out as
+GraphError, which says whether retrying can help.
 """
 
 from __future__ import annotations
@@ -19,8 +21,10 @@ from microsoft.errors import MicrosoftError, retry_after
 logger = logging.getLogger(__name__)
 
 HTTP_TIMEOUT = (5, 20)
-# Graph pages at most 999 directory objects; a user has a handful of roles, so more pages mean a loop.
-MAX_PAGES = 20
+# The user's memberships (groups and roles) come a page at a time (100 by default); past this many pages the
+# listing is taken for a loop.
+MAX_PAGES = 100
+DIRECTORY_ROLE_TYPE = "#microsoft.graph.directoryRole"
 
 
 class GraphError(MicrosoftError):
@@ -96,19 +100,22 @@ class GraphClient:
         """The role template ids of the signed-in user's directory roles, direct or through groups.
 
         An item Graph returns with limited information (the token may list the user's memberships but not read
-        directory roles) gives None. Raises GraphError.
+        directory roles: its `roleTemplateId` is null) gives None. Raises GraphError.
         """
-        url: str | None = (
-            f"{self.base_url}/v1.0/me/transitiveMemberOf/microsoft.graph.directoryRole?$select=id,roleTemplateId"
-        )
+        url: str | None = f"{self.base_url}/v1.0/me/transitiveMemberOf"
         templates: list[str | None] = []
         for _ in range(MAX_PAGES):
             if url is None:
                 return templates
             page = self._get(url)
             for item in page.get("value") or []:
-                value = item.get("roleTemplateId") if isinstance(item, dict) else None
+                if (
+                    not isinstance(item, dict)
+                    or str(item.get("@odata.type", "")).lower() != DIRECTORY_ROLE_TYPE.lower()
+                ):
+                    continue
+                value = item.get("roleTemplateId")
                 templates.append(str(value).lower() if value else None)
             next_link = page.get("@odata.nextLink")
             url = str(next_link) if next_link else None
-        raise GraphError(f"Microsoft Graph kept paging after {MAX_PAGES} pages of directory roles")
+        raise GraphError(f"Microsoft Graph kept paging after {MAX_PAGES} pages of memberships")

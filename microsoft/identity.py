@@ -135,6 +135,20 @@ class AppNotConsentedInTenant(IdentityError):
     kind = "app_not_consented"
 
 
+class AppNotFound(IdentityError):
+    """AADSTS700016 in the partner's own tenant: the app is not there. For one partner, it removed the vendor's
+    app (consent again); seen for several partners at once, the vendor's own registration is at fault."""
+
+    kind = "app_not_found"
+
+
+class PermissionNotGranted(IdentityError):
+    """The partner's consent does not include a resource other than Partner Center (AADSTS65001 for Microsoft
+    Graph): the features that need it are unavailable for the partner until it consents again."""
+
+    kind = "permission_not_granted"
+
+
 class NoAccessToTenant(IdentityError):
     """The partner's user has no access to that customer tenant."""
 
@@ -166,19 +180,33 @@ class IdentityMisconfigured(IdentityError):
     kind = "misconfigured"
 
 
-_RECONSENT_CODES = {700082, 70008, 70043, 50173, 50132, 50133, 70000, 50097}
+# The refresh token itself is dead (expired, revoked, a password reset, a sign-in frequency policy): wherever it
+# was redeemed, the partner must consent again.
+_RECONSENT_CODES = {700082, 70008, 70043, 50173, 50132, 50133, 70000}
 _MFA_CODES = {50076, 50078, 50079, 50074}
-_NOT_CONSENTED_CODES = {65001, 90099, 700016}
+# Conditional Access (the errors reference): 50097 DeviceAuthenticationRequired, 53000 DeviceNotCompliant, 53001
+# DeviceNotDomainJoined, 53002 ApplicationUsedIsNotAnApprovedApp, 530003, 53003 BlockedByConditionalAccess.
+_CONDITIONAL_ACCESS_CODES = {50097, 53000, 53001, 53002, 530003, 53003}
+# 90099: "the application has not been authorized in the tenant ... execute the appropriate Partner Center API";
+# 65001: no consent for that resource.
+_NOT_CONSENTED_CODES = {65001, 90099}
+# 700016: the application "wasn't found in the directory": the partner removed the vendor's app from its tenant,
+# or (seen for several partners at once) the vendor's own registration is gone or in another cloud.
+_APP_NOT_FOUND = 700016
 _NO_ACCESS_CODES = {50020, 90072}
 _INVALID_CLIENT_CODES = {7000215, 7000222, 700027, 7000218, 700024}
 
 
-def error_from_response(result: dict[str, Any], *, home_tenant: bool = True) -> IdentityError:
+def error_from_response(
+    result: dict[str, Any], *, home_tenant: bool = True, partner_center: bool = True
+) -> IdentityError:
     """Classify msal's error dict (Entra's token endpoint error body) into a typed error.
 
-    `home_tenant` says whether the token was asked for in the partner's own tenant: there, an app that is not
-    consented means the partner's consent is gone; in a customer's tenant, that one customer needs
-    ApplicationConsent, and a policy of that customer's blocks only that customer.
+    `home_tenant` says whether the token was asked for in the partner's own tenant: there, a policy blocks the
+    partner, and an app no longer consented for Partner Center (`partner_center`) means the consent is gone,
+    while one not consented for another resource (Graph) only lacks that resource's permissions
+    (PermissionNotGranted). In a customer's tenant every refusal but a dead refresh token is that customer's:
+    90099 and 65001 mean it needs ApplicationConsent, any other code is its own failure.
     """
     error = str(result.get("error", "unknown_error"))
     codes = tuple(int(c) for c in result.get("error_codes") or [] if str(c).isdigit())
@@ -189,20 +217,29 @@ def error_from_response(result: dict[str, Any], *, home_tenant: bool = True) -> 
     # Branch on the codes Microsoft documents first, then on `error`: the numbers are the specific part.
     if code_set & _INVALID_CLIENT_CODES or error == "invalid_client":
         return InvalidClient(f"Microsoft rejected the control panel's own app credential: {label}", **kwargs)
-    if code_set & _NOT_CONSENTED_CODES:
-        if home_tenant:
-            return ReconsentRequired(f"The app is no longer consented in the partner's tenant: {label}", **kwargs)
-        return AppNotConsentedInTenant(f"The app is not consented in that tenant: {label}", **kwargs)
     if code_set & _RECONSENT_CODES:
         return ReconsentRequired(f"The partner's consent is no longer valid: {label}", **kwargs)
-    if code_set & _NO_ACCESS_CODES:
-        return NoAccessToTenant(f"The partner's user has no access to that tenant: {label}", **kwargs)
-    if not home_tenant and (53003 in code_set or code_set & _MFA_CODES or error == "interaction_required"):
-        return NoAccessToTenant(f"A policy of that customer's tenant blocks the sign-in: {label}", **kwargs)
-    if 53003 in code_set:
+    if not home_tenant:
+        if code_set & _NOT_CONSENTED_CODES or _APP_NOT_FOUND in code_set:
+            return AppNotConsentedInTenant(f"The app is not consented in that tenant: {label}", **kwargs)
+        if code_set & _NO_ACCESS_CODES:
+            return NoAccessToTenant(f"The partner's user has no access to that tenant: {label}", **kwargs)
+        if error in {"invalid_grant", "interaction_required"} or code_set:
+            return NoAccessToTenant(f"That customer's tenant refused the sign-in: {label}", **kwargs)
+    elif _APP_NOT_FOUND in code_set:
+        return AppNotFound(
+            f"Microsoft does not find the control panel's app in the partner's tenant: {label}", **kwargs
+        )
+    elif code_set & _NOT_CONSENTED_CODES:
+        if partner_center:
+            return ReconsentRequired(f"The app is no longer consented in the partner's tenant: {label}", **kwargs)
+        return PermissionNotGranted(f"The partner's consent does not include that resource: {label}", **kwargs)
+    if code_set & _CONDITIONAL_ACCESS_CODES:
         return ConditionalAccessBlocked(
             f"A Conditional Access policy in the partner's tenant blocks the sign-in: {label}", **kwargs
         )
+    if code_set & _NO_ACCESS_CODES:
+        return NoAccessToTenant(f"The partner's user has no access to that tenant: {label}", **kwargs)
     if code_set & _MFA_CODES:
         return MfaRequired(f"Multi-factor authentication is required: {label}", **kwargs)
     if error == "interaction_required":
@@ -302,7 +339,9 @@ def _token_result(result: dict[str, Any]) -> TokenResult:
     )
 
 
-def _call(operation: str, func: Any, *args: Any, home_tenant: bool = True, **kwargs: Any) -> dict[str, Any]:
+def _call(
+    operation: str, func: Any, *args: Any, home_tenant: bool = True, partner_center: bool = True, **kwargs: Any
+) -> dict[str, Any]:
     session = _session()
     try:
         result = func(*args, **kwargs)
@@ -333,7 +372,7 @@ def _call(operation: str, func: Any, *args: Any, home_tenant: bool = True, **kwa
             correlation_id=str(result.get("correlation_id", "")),
         )
     if "error" in result:
-        error = error_from_response(result, home_tenant=home_tenant)
+        error = error_from_response(result, home_tenant=home_tenant, partner_center=partner_center)
         logger.info(
             "%s failed: %s error=%s codes=%s correlation_id=%s",
             operation,
@@ -356,8 +395,10 @@ def auth_code_flow_start(
     prompt: str | None = None,
     login_hint: str | None = None,
     offline: bool = True,
+    claims: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Begin an authorization-code flow: S256 PKCE, a fresh state and nonce, `response_mode=form_post`.
+    """Begin an authorization-code flow: S256 PKCE, a fresh state and nonce, `response_mode=form_post`, and the
+    OpenID Connect `claims` request when one is given (an authentication context: `{"id_token": {"acrs": ...}}`).
 
     Returns msal's flow dict (auth_uri, state, nonce, code_verifier, ...), which the caller keeps
     server-side. Raises IdentityMisconfigured or Transient.
@@ -365,7 +406,12 @@ def auth_code_flow_start(
     client = confidential_client(cloud=cloud, tenant=tenant, app=app, offline=offline)
     return dict(
         client.initiate_auth_code_flow(
-            scopes, redirect_uri=redirect_uri, response_mode="form_post", prompt=prompt, login_hint=login_hint
+            scopes,
+            redirect_uri=redirect_uri,
+            response_mode="form_post",
+            prompt=prompt,
+            login_hint=login_hint,
+            claims_challenge=json.dumps(claims, separators=(",", ":")) if claims else None,
         )
     )
 
@@ -427,6 +473,7 @@ def refresh_token_redeem(
         refresh_token,
         scopes,
         home_tenant=home_tenant,
+        partner_center=any(s.startswith(cloud.partner_center_resource + "/") for s in scopes),
     )
     return _token_result(result)
 
@@ -551,10 +598,24 @@ def access_token_claims(access_token: str) -> dict[str, Any]:
     return claims if isinstance(claims, dict) else {}
 
 
-def claims_have_mfa(claims: dict[str, Any]) -> bool:
-    """Whether `amr` says the sign-in used multi-factor authentication (False when there is no `amr`)."""
+# `amr` values that prove a second factor: `mfa`, and `ngcmfa`, "equivalent to `mfa`" (the access token claims
+# reference). `wiaormfa` does not say which of the two happened.
+MFA_METHODS = frozenset({"mfa", "ngcmfa"})
+
+
+def mfa_verdict(claims: dict[str, Any]) -> bool | None:
+    """What a token's `amr` says of multi-factor authentication: True when it lists `mfa` or `ngcmfa`, False
+    when it lists methods without either, None when there is no `amr` to read (an opaque token, or a format
+    without it): "unknown", for Partner Center's own verdict to decide."""
     amr = claims.get("amr")
-    return isinstance(amr, list) and "mfa" in amr
+    if not isinstance(amr, list) or not amr:
+        return None
+    return bool(MFA_METHODS & {str(method).lower() for method in amr})
+
+
+def claims_have_mfa(claims: dict[str, Any]) -> bool:
+    """Whether `amr` proves multi-factor authentication (False when it does not, or cannot be read)."""
+    return mfa_verdict(claims) is True
 
 
 def claims_global_admin(claims: dict[str, Any]) -> bool | None:

@@ -180,7 +180,7 @@ class PartnerCenterClient:
                 f"Partner Center could not be reached for {method} {path} ({exc.__class__.__name__})",
                 request_id=request_id,
             ) from None
-        compliant = _header_bool(response.headers.get("isMfaCompliant"))
+        compliant = mfa_compliance(response)
         if compliant is not None:
             self.mfa_compliant = compliant
         if response.ok:
@@ -250,11 +250,43 @@ class PartnerCenterClient:
         return True
 
 
-def _header_bool(value: str | None) -> bool | None:
-    if value is None:
-        return None
-    text = value.strip().lower()
+def _as_bool(value: Any) -> bool | None:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower() if isinstance(value, str) else ""
     return True if text == "true" else False if text == "false" else None
+
+
+# Which form of `isMfaCompliant` this process has seen, so the log says it once per form.
+_FORMS_SEEN: set[str] = set()
+
+
+def mfa_compliance(response: requests.Response) -> bool | None:
+    """Partner Center's `isMfaCompliant` answer to `ValidateMfa: true`, wherever it comes: Microsoft calls it "a
+    field in the response" and no page settles whether that is a header or a property of the JSON body, so both
+    are read, the name case-insensitively. None when the answer carries neither."""
+    found: tuple[str, Any] | None = None
+    header = response.headers.get("isMfaCompliant")  # requests compares header names case-insensitively
+    if header is not None:
+        found = ("header", header)
+    elif "json" in response.headers.get("Content-Type", "").lower() and response.content:
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        if isinstance(body, dict):
+            for key, value in body.items():
+                if isinstance(key, str) and key.lower() == "ismfacompliant":
+                    found = ("body", value)
+                    break
+    if found is None:
+        return None
+    form, value = found
+    if form not in _FORMS_SEEN:
+        _FORMS_SEEN.add(form)
+        logger.info("Partner Center answers isMfaCompliant as a %s", "response header" if form == "header" else
+                    "field of the JSON body")  # fmt: skip
+    return _as_bool(value)
 
 
 def _error(response: requests.Response, method: str, path: str, request_id: str) -> PartnerCenterError:

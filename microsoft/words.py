@@ -9,15 +9,26 @@ import re
 
 # Partner Center's and Entra's answers, in words for a person. The first pattern that matches wins.
 _ERROR_WORDS: list[tuple[str, str]] = [
+    (r"AADSTS530034",
+     "Microsoft blocked delegated admin access to this customer because of risk on the partner's account."),
+    (r"AADSTS50021[23]", "A cross-tenant access policy (the partner's or this customer's) blocks the sign-in."),
+    (r"AADSTS(50097|5300[012]|530003)",
+     "A Conditional Access policy (device or approved app) blocks the integration account."),
+    (r"AADSTS(65001|90099|700016)", "The vendor's app is not consented in this customer's tenant yet."),
     (r"AADSTS(700082|70008|70043|50173|50132|50133)|invalid_grant",
      "The partner's consent has expired or was revoked: the partner must consent again."),
     (r"AADSTS5007[689]|interaction_required", "The partner's sign-in needs MFA: consent again with MFA."),
     (r"AADSTS53003", "A Conditional Access policy in the partner's tenant blocks the integration account."),
-    (r"AADSTS(65001|90099|700016)", "The vendor's app is not consented in this customer's tenant yet."),
     (r"AADSTS(50020|90072)", "The partner's account has no access to this customer's tenant."),
     (r"invalid_client|AADSTS(7000215|7000222|700027)",
      "The control panel's own app credential was refused: an operator must rotate it."),
-    (r"answered 401", "Partner Center did not accept the partner's token (expired, or signed in without MFA)."),
+    (r"answered 401 .*900421",
+     "Partner Center requires MFA: the partner must consent again with an account that uses MFA."),
+    (r"answered 401", "Partner Center did not accept the partner's token; it is tried again with a fresh one."),
+    (r"answered 403 to (POST|DELETE) \S*applicationconsents",
+     "Partner Center refused ApplicationConsent for this customer. Both are needed: the consenting account in the "
+     "partner's AdminAgents group, and in a GDAP security group that holds Cloud Application Administrator, "
+     "Application Administrator or Global Administrator in this customer's tenant (an active relationship)."),
     (r"answered 403",
      "Partner Center refused: the consenting account lacks the Admin Agent role, or the customer has no "
      "relationship with the partner (GDAP/DAP)."),

@@ -112,8 +112,16 @@ def _link_send(*, partner: Partner, url: str, subject: str, intro: str) -> None:
     send_mail(vendor.subject(subject), body, None, [partner.contact_email])
 
 
-def partner_reconsent_link(*, actor: Actor, partner: Partner, send_email: bool = False) -> str:
-    """A fresh signed link with which the partner consents again (the working token stays until it succeeds)."""
+def partner_reconsent_link(
+    *,
+    actor: Actor,
+    partner: Partner,
+    send_email: bool = False,
+    subject: str = "please renew your consent",
+    intro: str = "Your organisation's consent needs to be renewed. Open this link and sign in again:",
+) -> str:
+    """A fresh signed link with which the partner consents again (the working token stays until it succeeds);
+    emailed with `subject` and `intro` when `send_email`."""
     if partner.status == Partner.Status.DEACTIVATED:
         raise PartnerError("This partner is deactivated; reactivate it before asking for consent.")
     with transaction.atomic():
@@ -126,10 +134,5 @@ def partner_reconsent_link(*, actor: Actor, partner: Partner, send_email: bool =
             detail={"emailed": send_email},
         )
         if send_email:
-            link_send_after_commit(
-                partner=partner,
-                url=url,
-                subject="please renew your consent",
-                intro="Your organisation's consent needs to be renewed. Open this link and sign in again:",
-            )
+            link_send_after_commit(partner=partner, url=url, subject=subject, intro=intro)
     return url

@@ -39,6 +39,13 @@ class Partner(models.Model):
     # that carried one, and when it came: unknown (None) until Partner Center has been called.
     mfa_compliant = models.BooleanField(null=True, blank=True)
     mfa_checked_at = models.DateTimeField(null=True, blank=True)
+    # The required-permission list (microsoft.permissions.fingerprint) of the partner's last successful consent,
+    # and what Microsoft reported granting then (API -> permission names): a feature that needs a permission the
+    # partner has not granted says so instead of failing.
+    permissions_fingerprint = models.CharField(max_length=16, blank=True, db_default="")
+    permissions_granted = models.JSONField(default=dict, blank=True, db_default={})
+    # The list the partner was last asked (by email and on the portal) to consent to again, so it is asked once.
+    permissions_asked_fingerprint = models.CharField(max_length=16, blank=True, db_default="")
     # Self-onboarding: the form's one-time key, so a double submission finds the partner it created.
     signup_key = models.UUIDField(null=True, blank=True, unique=True, editable=False)
     # Which consent link is the partner's live one: a link carries the generation it was issued with, and a newer

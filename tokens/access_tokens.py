@@ -20,8 +20,9 @@ from dataclasses import dataclass, field
 from django.db import transaction
 from django.utils import timezone
 
-from microsoft import identity
+from microsoft import identity, permissions
 from partners.models import Partner
+from partners.permissions import partner_permission_refused
 from partners.registrations import cloud_for
 from tokens.failures import partner_mark_reconsent_needed
 from tokens.models import PartnerToken, TokenEvent
@@ -40,6 +41,11 @@ EXPIRY_MARGIN = 300.0
 
 class TokenUnavailable(Exception):
     """The partner has no usable token (none stored, or re-consent needed). The message says which."""
+
+
+class PermissionMissing(TokenUnavailable):
+    """The partner's consent grants nothing for that audience (Microsoft Graph): the features that need it are
+    unavailable for the partner until it consents again; Partner Center keeps working."""
 
 
 @dataclass(frozen=True)
@@ -146,10 +152,19 @@ def access_token_get(*, partner: Partner, audience: str = PARTNER_CENTER, tenant
                 # The partner's consent itself is gone, whichever tenant asked: record it (rows commit).
                 partner_mark_reconsent_needed(pointer=pointer, error=exc, now=now)
                 failure = exc
+            except identity.PermissionNotGranted as exc:
+                failure = exc
             else:
                 if redemption.written is not None:
                     orphans = redemption.orphans
                     transaction.on_commit(lambda: superseded_versions_disable(pointer, orphans))
+        if isinstance(failure, identity.PermissionNotGranted):
+            partner_permission_refused(partner=partner, api=permissions.GRAPH)
+            raise PermissionMissing(
+                f"Partner {partner.code} has not granted the control panel's app any {audience} permission "
+                f"({failure}): what needs it is unavailable until the partner consents again; Partner Center "
+                "keeps working."
+            )
         if failure is not None:
             cache_forget(partner_id=partner.pk)
             raise failure

@@ -31,6 +31,10 @@ Kind = TokenEvent.Kind
 
 # After the bounded retries of one run, the next try waits in the database this long (never as a long ETA).
 GAVE_UP_PAUSE = timedelta(hours=6)
+# AADSTS700016 (the app is not in the directory) for this many partners within the window is the vendor's own
+# registration (deleted, or in another cloud), not each partner's doing: one operator alert, nobody marked.
+APP_NOT_FOUND_PARTNERS = 2
+APP_NOT_FOUND_WINDOW = timedelta(hours=1)
 
 
 _PERMANENT_REASONS: dict[str, tuple[str, str]] = {
@@ -180,6 +184,8 @@ def renewal_failure_record(
         token_event(partner, Kind.GAVE_UP, message, attempts=max_attempts)
         logger.warning("renewal of partner %s gave up after %d attempts: %s", partner.code, max_attempts, exc)
         return RenewalResult(partner.pk, RenewalOutcome.FAILED, message)
+    if isinstance(exc, identity.AppNotFound):
+        return _app_not_found(pointer, exc, now=now)
     if isinstance(exc, identity.ReconsentRequired | identity.MfaRequired | identity.ConditionalAccessBlocked):
         partner_mark_reconsent_needed(pointer=pointer, error=exc, now=now)
         return RenewalResult(partner.pk, RenewalOutcome.FAILED, str(exc))
@@ -192,4 +198,38 @@ def renewal_failure_record(
         logger.error("renewal of partner %s failed permanently: %s", partner.code, exc)
     failure_record(pointer, kind=kind, message=message, now=now, next_attempt_at=now + GAVE_UP_PAUSE)
     token_event(partner, Kind.OPERATOR_ALERT, message, kind=kind)
+    return RenewalResult(partner.pk, RenewalOutcome.FAILED, message)
+
+
+def _app_not_found(pointer: PartnerToken, exc: identity.AppNotFound, *, now: datetime) -> RenewalResult:
+    """AADSTS700016 in the partner's tenant. Seen for several partners within APP_NOT_FOUND_WINDOW, it is the
+    vendor's registration: one operator alert, no partner marked or emailed. Seen for this partner alone, twice
+    in a row, the partner removed the app from its tenant: "re-consent needed". The first time, it is held for a
+    second look an hour later."""
+    partner = pointer.partner
+    others = (
+        PartnerToken.objects.filter(last_error_kind=exc.kind, last_failure_at__gte=now - APP_NOT_FOUND_WINDOW)
+        .exclude(pk=pointer.pk)
+        .count()
+    )
+    seen_before = pointer.last_error_kind == exc.kind
+    if others + 1 >= APP_NOT_FOUND_PARTNERS:
+        message = (
+            f"Microsoft does not find the control panel's app for {others + 1} partners within "
+            f"{APP_NOT_FOUND_WINDOW.total_seconds() / 3600:.0f} hour(s) ({exc}): check that the app registration "
+            "exists, is multi-tenant and is in the partners' cloud; no partner was asked to consent again"
+        )
+        alert_raise(OperatorAlert.Condition.APP_NOT_FOUND, message, now=now)
+    elif seen_before:
+        partner_mark_reconsent_needed(pointer=pointer, error=identity.ReconsentRequired(
+            f"The control panel's app was removed from the partner's tenant: {exc}",
+            error=exc.error, codes=exc.codes, correlation_id=exc.correlation_id,
+        ), now=now)  # fmt: skip
+        return RenewalResult(partner.pk, RenewalOutcome.FAILED, str(exc))
+    else:
+        message = (
+            f"Microsoft does not find the control panel's app in the partner's tenant ({exc}); checked again later"
+        )
+    failure_record(pointer, kind=exc.kind, message=message, now=now, next_attempt_at=now + APP_NOT_FOUND_WINDOW)
+    token_event(partner, Kind.OPERATOR_ALERT, message, kind=exc.kind)
     return RenewalResult(partner.pk, RenewalOutcome.FAILED, message)

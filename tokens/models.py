@@ -98,6 +98,7 @@ class OperatorAlert(models.Model):
         CREDENTIAL_REFUSED = "credential_refused", "The control panel's app credential was refused"
         RENEWALS_FAILING = "renewals_failing", "Renewals are failing for many partners"
         TOKENS_EXPIRING = "tokens_expiring", "Tokens near the end of their 90 days"
+        APP_NOT_FOUND = "app_not_found", "Microsoft does not find the control panel's app for several partners"
 
     condition = models.CharField(max_length=32, choices=Condition.choices, unique=True)
     message = models.CharField(max_length=500)

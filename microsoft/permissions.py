@@ -1,0 +1,86 @@
+"""The delegated permissions the vendor's app registration must list: the one table the consent, the README's
+registration steps, `.env.example` and the settings page are made from.
+
+The consent asks for `{Partner Center}/.default`, which consents to "all required permissions listed in the
+application registration (for all APIs in the list)" (Microsoft's "Scopes and permissions"): an explicit scope
+would be dynamic consent, which grants exactly what is asked and ignores the registration's list.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+PARTNER_CENTER = "partner_center"
+GRAPH = "graph"
+
+# Where the portal's "API permissions" page lists each API ("APIs my organization uses"), and its application id.
+API_NAMES = {PARTNER_CENTER: "Microsoft Partner Center", GRAPH: "Microsoft Graph"}
+API_APP_IDS = {
+    PARTNER_CENTER: "fa3d9a0c-3fb0-42cc-9193-47c7ecd2edbd",
+    GRAPH: "00000003-0000-0000-c000-000000000000",
+}
+# The OpenID Connect scopes msal adds to every sign-in: Microsoft Graph's, but never a product feature's.
+OIDC_SCOPES = frozenset({"openid", "profile", "offline_access", "email"})
+
+
+@dataclass(frozen=True)
+class RequiredPermission:
+    api: str  # PARTNER_CENTER or GRAPH
+    name: str
+    # Only an administrator can consent to it, and only for the whole organisation.
+    admin_only: bool
+    # What the product does with it, for the README, the settings page and the words of a missing one.
+    used_for: str
+
+    @property
+    def label(self) -> str:
+        return f"{API_NAMES[self.api]} {self.name}"
+
+
+REQUIRED_PERMISSIONS: tuple[RequiredPermission, ...] = (
+    RequiredPermission(
+        PARTNER_CENTER,
+        "user_impersonation",
+        admin_only=False,
+        used_for="acting in Partner Center as the partner's Admin Agent: customers and ApplicationConsent",
+    ),
+    RequiredPermission(
+        GRAPH, "User.Read", admin_only=False, used_for="signing the administrator in and reading their memberships"
+    ),
+    RequiredPermission(
+        GRAPH,
+        "RoleManagement.Read.Directory",
+        admin_only=True,
+        used_for="proving that the consenting account is a Global Administrator",
+    ),
+    RequiredPermission(
+        GRAPH,
+        "DelegatedAdminRelationship.Read.All",
+        admin_only=True,
+        used_for="reading the partner's GDAP relationships before ApplicationConsent",
+    ),
+)
+ROLE_CHECK = next(p for p in REQUIRED_PERMISSIONS if p.name == "RoleManagement.Read.Directory")
+MEMBERSHIP_READ = next(p for p in REQUIRED_PERMISSIONS if p.name == "User.Read")
+
+
+def fingerprint(permissions: Iterable[RequiredPermission] = REQUIRED_PERMISSIONS) -> str:
+    """A short, stable digest of a permission list: kept with each consent, so a changed list is noticed."""
+    text = "\n".join(sorted(f"{p.api}:{p.name.lower()}" for p in permissions))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def granted_names(scope: str | Iterable[str]) -> list[str]:
+    """The permission names in a token response's `scope` (`https://resource/Name` or a bare `Name`), without
+    the OpenID Connect scopes and `.default`, sorted and without duplicates."""
+    items = scope.split() if isinstance(scope, str) else list(scope)
+    names = {item.rstrip("/").rpartition("/")[2] for item in items}
+    return sorted(n for n in names if n and n.lower() not in OIDC_SCOPES and n != ".default")
+
+
+def missing(granted: dict[str, list[str]]) -> list[RequiredPermission]:
+    """The required permissions a consent's grants (API -> permission names, as Microsoft reported them) lack."""
+    have = {(api, name.lower()) for api, names in granted.items() for name in names}
+    return [p for p in REQUIRED_PERMISSIONS if (p.api, p.name.lower()) not in have]

@@ -1,0 +1,100 @@
+"""What a partner's consent grants, against the permissions the product requires (microsoft.permissions).
+
+A partner that consented before the required list changed stays active (its token works for what it granted);
+the features that need a permission it has not granted ask this module first and say so for that partner.
+"""
+
+from __future__ import annotations
+
+from django.db import transaction
+
+from microsoft import permissions
+from microsoft.permissions import RequiredPermission
+from partners.invitations import partner_reconsent_link
+from partners.models import Partner
+from partners.services import audit_record
+
+
+def partner_permissions_missing(partner: Partner) -> list[RequiredPermission]:
+    """The required permissions the partner's last consent did not grant, as far as Microsoft reported them.
+
+    A consent recorded before grants were kept lists none: for a partner that consented, Partner Center's own
+    permission is taken as granted (its token works there) and every other one as missing.
+    """
+    if not partner.permissions_fingerprint and partner.status == Partner.Status.INVITED:
+        return []
+    granted = dict(partner.permissions_granted or {})
+    if partner.status in (Partner.Status.ACTIVE, Partner.Status.RECONSENT_NEEDED):
+        granted.setdefault(permissions.PARTNER_CENTER, ["user_impersonation"])
+    return permissions.missing(granted)
+
+
+def partner_permission_granted(partner: Partner, permission: RequiredPermission) -> bool:
+    """Whether a feature that needs `permission` can run for the partner."""
+    return permission not in partner_permissions_missing(partner)
+
+
+def partner_permissions_outdated(partner: Partner) -> bool:
+    """Whether the partner consented to an older list of required permissions than the product's."""
+    return partner.status == Partner.Status.ACTIVE and partner.permissions_fingerprint != permissions.fingerprint()
+
+
+def partner_permission_refused(*, partner: Partner, api: str) -> None:
+    """Microsoft answered that the partner's consent holds nothing for `api` (AADSTS65001 for a resource other than
+    Partner Center): recorded, so the features that need it say so; the partner stays active."""
+    with transaction.atomic():
+        locked = Partner.objects.select_for_update().get(pk=partner.pk)
+        granted = dict(locked.permissions_granted or {})
+        if granted.get(api) == []:
+            return
+        granted[api] = []
+        locked.permissions_granted = granted
+        locked.save(update_fields=["permissions_granted", "updated_at"])
+        audit_record(
+            actor=None,
+            action="partner.permissions_refused",
+            partner=locked,
+            detail={"api": permissions.API_NAMES.get(api, api)},
+        )
+
+
+def permissions_reconsent_ask() -> int:
+    """Ask each active partner whose consent predates the product's required-permission list to consent again,
+    once per list: one email with a fresh link (the portal shows the same request). Partners stay active.
+
+    Returns how many partners were asked. Harmless if run twice.
+    """
+    wanted = permissions.fingerprint()
+    asked = 0
+    candidates = (
+        Partner.objects.filter(status=Partner.Status.ACTIVE)
+        .exclude(permissions_fingerprint=wanted)
+        .exclude(permissions_asked_fingerprint=wanted)
+        .values_list("pk", flat=True)
+    )
+    for pk in list(candidates):
+        with transaction.atomic():
+            partner = Partner.objects.select_for_update().get(pk=pk)
+            if not partner_permissions_outdated(partner) or partner.permissions_asked_fingerprint == wanted:
+                continue
+            partner.permissions_asked_fingerprint = wanted
+            partner.save(update_fields=["permissions_asked_fingerprint", "updated_at"])
+            missing = [p.label for p in partner_permissions_missing(partner)]
+            audit_record(
+                actor=None,
+                action="partner.permissions_reconsent_asked",
+                partner=partner,
+                detail={"fingerprint": wanted, "missing": missing},
+            )
+            partner_reconsent_link(
+                actor=None,
+                partner=partner,
+                send_email=True,
+                subject="please consent again: the app needs more permissions",
+                intro="The app you consented to now needs more permissions"
+                + (f" ({', '.join(missing)})" if missing else "")
+                + ". Your current consent keeps working for what it granted. Open this link and sign in again "
+                "as a Global Administrator to consent on behalf of your organisation:",
+            )
+            asked += 1
+    return asked
