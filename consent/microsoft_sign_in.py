@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import secrets
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from django.conf import settings
@@ -63,8 +63,11 @@ class SignedIn:
     cloud: str
     # True or False where a token's `wids` lists the user's roles; None where none does (which proves nothing)
     global_admin: bool | None
-    # The access token's `amr` (v1.0 tokens carry it; a v2.0 id_token does not) says the sign-in used MFA.
-    mfa: bool
+    # The access token's `amr` (v1.0 tokens carry it; a v2.0 id_token does not): True or False where it can be
+    # read, None where the token is opaque or has no `amr` (unknown).
+    mfa: bool | None
+    # The authentication contexts the verified id_token's `acrs` says the sign-in satisfied.
+    auth_contexts: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -106,11 +109,18 @@ def _entry_of_this_browser(request: HttpRequest, kind: SignInKind, key: str, *, 
 
 
 def sign_in_start(
-    request: HttpRequest, kind: SignInKind, *, cloud_name: str, tenant: str, login_hint: str | None = None
+    request: HttpRequest,
+    kind: SignInKind,
+    *,
+    cloud_name: str,
+    tenant: str,
+    login_hint: str | None = None,
+    auth_context: str = "",
 ) -> HttpResponse:
     """Send the browser to Microsoft's sign-in (call it from a POST: never start OAuth from a GET).
 
-    `tenant` is the authority's tenant: "organizations" for any work account, or one tenant's id.
+    `tenant` is the authority's tenant: "organizations" for any work account, or one tenant's id. `auth_context`
+    (an id such as c1) asks Microsoft for a sign-in that satisfies it, as the id_token's essential `acrs` claim.
     Returns the 303 to Microsoft, with the browser-binding cookie set. Raises SignInFailed.
     """
     try:
@@ -130,6 +140,7 @@ def sign_in_start(
             prompt="select_account",
             login_hint=login_hint,
             offline=False,  # a person signs in; nothing here needs a refresh token
+            claims={"id_token": {"acrs": {"essential": True, "value": auth_context}}} if auth_context else None,
         )
     except identity.IdentityError as exc:
         logger.warning("%s sign-in could not start: %s", kind.name, exc)
@@ -204,7 +215,8 @@ def sign_in_finish(request: HttpRequest, kind: SignInKind) -> HttpResponse:
         username=str(claims.get("preferred_username", ""))[:254],
         cloud=entry["cloud"],
         global_admin=global_admin,
-        mfa=identity.claims_have_mfa(access_claims),
+        mfa=identity.mfa_verdict(access_claims),
+        auth_contexts=[str(c) for c in claims.get("acrs") or [] if isinstance(c, str)],
     )
     handoff = secrets.token_urlsafe(24)
     handoff_hash = oauth_state.digest(handoff)

@@ -33,6 +33,7 @@ from customers.selectors import coverage_for, customer_page
 from microsoft.words import error_in_words
 from partners.invitations import partner_reconsent_link
 from partners.models import Partner
+from partners.permissions import partner_permissions_missing, partner_permissions_outdated
 from partners.services import PartnerError, audit_record
 from tokens.selectors import token_health
 
@@ -239,6 +240,8 @@ def status(request: HttpRequest, who: PortalIdentity, partner: Partner) -> HttpR
         "customers": customers,
         "last_consent": last_consent,
         "can_renew": partner.status != Partner.Status.DEACTIVATED,
+        # A consent to an older list of required permissions keeps working; the partner is asked to consent again.
+        "permissions_missing": partner_permissions_missing(partner) if partner_permissions_outdated(partner) else [],
     }
     return form_page(render(request, "portal/status.html", context))
 

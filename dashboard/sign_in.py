@@ -74,6 +74,19 @@ REFUSALS: dict[str, Callable[[microsoft_sign_in.SignedIn], tuple[str, str]]] = {
         "Microsoft's sign-in did not use a second factor. Set up multi-factor authentication for your account (or "
         "ask your administrator to require it) and sign in again.",
     ),
+    "no_auth_context": lambda who: (
+        "Your sign-in did not meet the vendor's sign-in policy",
+        "The control panel asks Microsoft for a sign-in that satisfies the vendor's authentication context "
+        f"({getattr(settings, 'CPV_STAFF_AUTH_CONTEXT', '')}), which requires multi-factor authentication, and "
+        "this one did not. "
+        "Sign in again and complete the second factor; if it keeps happening, an administrator must check the "
+        "Conditional Access policy that targets that authentication context.",
+    ),
+    "mfa_unknown": lambda who: (
+        "Multi-factor authentication could not be confirmed",
+        "Microsoft's answer did not say whether this sign-in used a second factor. An administrator must set up "
+        "Conditional Access requiring MFA for an authentication context and name it in CPV_STAFF_AUTH_CONTEXT.",
+    ),
     "not_staff": lambda who: (
         "Your Microsoft account has no staff access here",
         f"You signed in as {who.username or who.name}. Ask an admin of the control panel to bind your account (its "
@@ -302,7 +315,11 @@ def microsoft_start(request: HttpRequest) -> HttpResponse:
     request.session[NEXT_SESSION_KEY] = _next_url(request, request.POST.get("next"))
     try:
         response = microsoft_sign_in.sign_in_start(
-            request, SIGN_IN, cloud_name=staff_cloud(), tenant=settings.CPV_STAFF_TENANT_ID
+            request,
+            SIGN_IN,
+            cloud_name=staff_cloud(),
+            tenant=settings.CPV_STAFF_TENANT_ID,
+            auth_context=getattr(settings, "CPV_STAFF_AUTH_CONTEXT", ""),
         )
     except microsoft_sign_in.SignInFailed as failed:
         return _refusal(request, failed)
@@ -324,7 +341,11 @@ def microsoft_welcome(request: HttpRequest, handoff: str) -> HttpResponse:
         return _refusal(request, failed)
     try:
         identity = staff_microsoft_sign_in(
-            tenant_id=who.tenant_id, object_id=who.user_oid, username=who.username, mfa=who.mfa
+            tenant_id=who.tenant_id,
+            object_id=who.user_oid,
+            username=who.username,
+            mfa=who.mfa,
+            auth_contexts=who.auth_contexts,
         )
     except StaffSignInRefused as refused:
         logger.warning("staff sign-in refused: %s", refused)

@@ -52,6 +52,7 @@ from dashboard.forms import (
     StaffMicrosoftForm,
     StaffRoleForm,
 )
+from microsoft import permissions
 from microsoft.words import error_in_words
 from partners.access import ROLE_GROUPS, Role, partner_for_staff, role_of, staff_view
 from partners.models import AuditEvent, Partner
@@ -394,7 +395,12 @@ def settings_page(request: HttpRequest) -> HttpResponse:
     the vault runs after the page has loaded (its script, `settings-check`, asks `settings_check`); `?check=1`
     runs it here, for a browser without scripts."""
     checks = operations.live_checks() if request.GET.get("check") else None
-    context = {"groups": configuration_groups(), "checks": checks, "role": role_of(request.user)}
+    context = {
+        "groups": configuration_groups(),
+        "checks": checks,
+        "role": role_of(request.user),
+        "required_permissions": permissions.REQUIRED_PERMISSIONS,
+    }
     return render(request, "dashboard/settings.html", context)
 
 

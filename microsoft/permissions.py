@@ -35,8 +35,12 @@ class RequiredPermission:
     used_for: str
 
     @property
+    def api_name(self) -> str:
+        return API_NAMES[self.api]
+
+    @property
     def label(self) -> str:
-        return f"{API_NAMES[self.api]} {self.name}"
+        return f"{self.api_name} {self.name}"
 
 
 REQUIRED_PERMISSIONS: tuple[RequiredPermission, ...] = (

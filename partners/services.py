@@ -309,23 +309,34 @@ def staff_identity_set(*, actor: Actor, user: User, object_id: uuid.UUID | None)
 
 
 class StaffSignInRefused(PartnerError):
-    """A Microsoft sign-in that opens no staff session. `reason`: other_tenant, no_mfa or not_staff."""
+    """A Microsoft sign-in that opens no staff session. `reason`: other_tenant, no_auth_context, no_mfa,
+    mfa_unknown or not_staff."""
 
     def __init__(self, reason: str, message: str) -> None:
         super().__init__(message)
         self.reason = reason
 
 
-def staff_microsoft_sign_in(*, tenant_id: str, object_id: str, username: str, mfa: bool) -> StaffIdentity:
+def staff_microsoft_sign_in(
+    *, tenant_id: str, object_id: str, username: str, mfa: bool | None, auth_contexts: list[str] | None = None
+) -> StaffIdentity:
     """The staff identity a verified Microsoft sign-in is, matched by tenant and object id (never by a name or an
     email): in the vendor's tenant (CPV_STAFF_TENANT_ID), with MFA, bound to an active account that has a role.
-    Notes when it signed in and what Microsoft calls it now.
+    MFA is the authentication context CPV_STAFF_AUTH_CONTEXT in the id_token's `acrs` where one is configured
+    (the vendor's Conditional Access requires MFA for it), otherwise the access token's `amr` (`mfa_unknown`
+    when that token could not be read). Notes when it signed in and what Microsoft calls it now.
 
     Returns the identity, with its user. Raises StaffSignInRefused.
     """
     if not settings.CPV_STAFF_TENANT_ID or tenant_id != settings.CPV_STAFF_TENANT_ID:
         raise StaffSignInRefused("other_tenant", "the account is not one of the vendor's tenant")
-    if not mfa:
+    context = getattr(settings, "CPV_STAFF_AUTH_CONTEXT", "")
+    if context:
+        if context not in (auth_contexts or []):
+            raise StaffSignInRefused("no_auth_context", f"the sign-in did not satisfy authentication context {context}")
+    elif mfa is None:
+        raise StaffSignInRefused("mfa_unknown", "Microsoft's token did not say whether the sign-in used MFA")
+    elif not mfa:
         raise StaffSignInRefused("no_mfa", "Microsoft's sign-in did not use MFA")
     identity = StaffIdentity.objects.select_related("user").filter(tenant_id=tenant_id, object_id=object_id).first()
     if identity is None or not identity.user.is_active or role_of(identity.user) == Role.NONE:

@@ -11,7 +11,10 @@ from typing import Any
 
 from django import template
 
+from microsoft.permissions import RequiredPermission
 from partners.access import Role, role_of
+from partners.models import Partner
+from partners.permissions import partner_permissions_missing
 
 register = template.Library()
 
@@ -87,3 +90,9 @@ def token_timeline(events: Iterable[Any]) -> list[Step]:
     """Token events, newest first as the page lists them, as timeline lines (see `timeline_steps`)."""
     oldest_first = sorted(events, key=lambda e: (e.created_at, e.pk))
     return timeline_steps(oldest_first, key="kind", label="get_kind_display")[::-1]
+
+
+@register.filter
+def permissions_missing(partner: Partner) -> list[RequiredPermission]:
+    """The required permissions the partner's last consent did not grant (partners.permissions)."""
+    return partner_permissions_missing(partner)

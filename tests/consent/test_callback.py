@@ -87,7 +87,7 @@ def test_the_sign_in_request_is_what_rfc_9700_asks(cpv_sim, invitation, consent_
     assert "response_mode=form_post" in query
     assert "code_challenge_method=S256" in query
     assert "prompt=consent" in query
-    assert "offline_access" in query and "user_impersonation" in query
+    assert "offline_access" in query and "%2F.default" in query and "user_impersonation" not in query
     assert "redirect_uri=http%3A%2F%2F127.0.0.1%3A8000%2Fconsent%2Fcallback" in query
     cookie = run.start_response.cookies["__Host-cpv-consent"]
     assert cookie["secure"] and cookie["httponly"] and cookie["samesite"] == "None" and cookie["path"] == "/"

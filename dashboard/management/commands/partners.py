@@ -10,6 +10,7 @@ from django.core.management.base import BaseCommand, CommandParser
 from customers.coverage import Coverage
 from customers.selectors import coverage_for
 from partners.models import Partner
+from partners.permissions import partner_permissions_missing
 from tokens.selectors import token_status
 
 NO_COVERAGE = Coverage()
@@ -45,6 +46,9 @@ class Command(BaseCommand):
                     "last_renewed_at": pointer.last_renewed_at.isoformat()
                     if pointer and pointer.last_renewed_at
                     else None,
+                    # Required permissions the partner's last consent did not grant (it is asked once to consent
+                    # again when the list changes); what needs one says so for that partner.
+                    "permissions_missing": [p.label for p in partner_permissions_missing(partner)],
                     "customers": counted.customers,
                     "consented_customers": counted.consented,
                 }
