@@ -33,7 +33,7 @@ from consent import oauth_state
 from consent.pages import private
 from consent.sealing import SealError, seal, unseal
 from cpv import clouds
-from cpv.ratelimit import allow_request
+from cpv.ratelimit import too_many
 from microsoft import identity
 
 logger = logging.getLogger(__name__)
@@ -232,36 +232,17 @@ def sign_in_finish(request: HttpRequest, kind: SignInKind) -> HttpResponse:
     return HttpResponseRedirect(reverse(kind.welcome, args=[handoff]), status=303)
 
 
-def sign_in_limited(
-    request: HttpRequest,
-    kind: SignInKind,
-    step: str,
-    *,
-    limit: int,
-    window: int,
-    page: Callable[[HttpRequest, SignInFailed], HttpResponse],
-) -> HttpResponse | None:
-    """At most `limit` requests per address in `window` seconds for one step of the sign-in ("start", "callback"):
-    None while under it, else `page`'s refusal, a 429 with Retry-After."""
-    if allow_request(request, scope=f"{kind.name}-{step}", limit=limit, window=window):
-        return None
-    message = "There have been too many sign-in attempts from your network. Wait a few minutes."
-    response = page(request, SignInFailed("Too many attempts", message, status=429))
-    response["Retry-After"] = str(window)
-    return response
-
-
 def callback_view(
-    kind: SignInKind, *, limit: int, window: int, page: Callable[[HttpRequest, SignInFailed], HttpResponse]
+    kind: SignInKind, *, page: Callable[[HttpRequest, SignInFailed], HttpResponse]
 ) -> Callable[[HttpRequest], HttpResponse]:
-    """The view at the sign-in's redirect URI: at most `limit` answers per address in `window` seconds, then
+    """The view at the sign-in's redirect URI: rate-limited per address (cpv.ratelimit, `{kind}-callback`), then
     `sign_in_finish`; `page` renders a refusal for the person."""
 
     @csrf_exempt  # Microsoft's form_post is cross-site; the single-use state bound to this browser is the check.
     @require_http_methods(["GET", "POST"])
     @never_cache
     def callback(request: HttpRequest) -> HttpResponse:
-        if limited := sign_in_limited(request, kind, "callback", limit=limit, window=window, page=page):
+        if limited := too_many(request, f"{kind.name}-callback"):
             return limited
         try:
             response = sign_in_finish(request, kind)

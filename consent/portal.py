@@ -28,6 +28,7 @@ from consent import microsoft_sign_in
 from consent.models import ConsentFlow
 from consent.pages import form_page, private
 from cpv import clouds
+from cpv.ratelimit import too_many
 from customers.coverage import Coverage
 from customers.selectors import coverage_for, customer_page
 from microsoft.words import error_in_words
@@ -43,7 +44,6 @@ SIGN_IN = microsoft_sign_in.SignInKind(
     name="portal", cookie="__Host-cpv-portal", callback="portal:callback", welcome="portal:welcome"
 )
 SESSION_KEY = "portal_identity"
-LIMITS = {"sign_in": (20, 600), "callback": (30, 600)}
 SIGN_IN_CLOUDS = [(c, n) for c, n in clouds.PARTNER_CLOUD_CHOICES]
 
 
@@ -159,10 +159,7 @@ def home(request: HttpRequest) -> HttpResponse:
 @never_cache
 def sign_in(request: HttpRequest) -> HttpResponse:
     """Start the Microsoft sign-in (a POST: never start OAuth from a GET)."""
-    start_limit, start_window = LIMITS["sign_in"]
-    if limited := microsoft_sign_in.sign_in_limited(
-        request, SIGN_IN, "sign_in", limit=start_limit, window=start_window, page=_refusal
-    ):
+    if limited := too_many(request, "portal-start"):
         return limited
     try:
         response = microsoft_sign_in.sign_in_start(
@@ -173,9 +170,7 @@ def sign_in(request: HttpRequest) -> HttpResponse:
     return private(response)
 
 
-callback = microsoft_sign_in.callback_view(
-    SIGN_IN, limit=LIMITS["callback"][0], window=LIMITS["callback"][1], page=_refusal
-)
+callback = microsoft_sign_in.callback_view(SIGN_IN, page=_refusal)
 
 
 @require_GET

@@ -24,38 +24,13 @@ from consent.models import ConsentFlow
 from consent.outcomes import SUCCESS, outcome
 from consent.pages import form_page, private
 from cpv.clouds import PARTNER_CLOUD_CHOICES
-from cpv.ratelimit import allow_request
+from cpv.ratelimit import too_many
 from partners.invitations import InvitationExpired, InvitationInvalid, invitation_read, invitation_token
 from partners.models import Partner
 from partners.registrations import app_for
 from partners.services import PartnerError
 
 logger = logging.getLogger(__name__)
-
-# Per client address, per window: generous for a person, tight for a script.
-LIMITS = {
-    "landing": (60, 600),
-    "start": (20, 600),
-    "callback": (30, 600),
-    "onboard": (10, 3600),
-}
-
-
-def _limited(request: HttpRequest, scope: str) -> HttpResponse | None:
-    limit, window = LIMITS[scope]
-    if allow_request(request, scope=scope, limit=limit, window=window):
-        return None
-    response = render(
-        request,
-        "consent/message.html",
-        {
-            "title": "Too many attempts",
-            "message": "There have been too many attempts from your network. Please wait a few minutes and try again.",
-        },
-        status=429,
-    )
-    response["Retry-After"] = str(window)
-    return private(response)
 
 
 def _browser_key(request: HttpRequest) -> str:
@@ -80,7 +55,7 @@ def _permissions() -> list[str]:
 @never_cache
 def landing(request: HttpRequest, token: str) -> HttpResponse:
     """What will happen, who asks, what the signing-in person needs, and a button that POSTs to start."""
-    if limited := _limited(request, "landing"):
+    if limited := too_many(request, "consent-landing"):
         return limited
     try:
         target = invitation_read(token)
@@ -113,7 +88,7 @@ def landing(request: HttpRequest, token: str) -> HttpResponse:
 @never_cache
 def start(request: HttpRequest, token: str) -> HttpResponse:
     """Create the flow and send the browser to Microsoft (a POST: never start OAuth from a GET)."""
-    if limited := _limited(request, "start"):
+    if limited := too_many(request, "consent-start"):
         return limited
     try:
         target = invitation_read(token)
@@ -148,7 +123,7 @@ def start(request: HttpRequest, token: str) -> HttpResponse:
 @never_cache
 def callback(request: HttpRequest) -> HttpResponse:
     """Microsoft's answer: finish the flow and 303 to its result page."""
-    if limited := _limited(request, "callback"):
+    if limited := too_many(request, "consent-callback"):
         return limited
     if request.method != "POST":
         return private(
@@ -199,7 +174,7 @@ def result(request: HttpRequest, code: uuid.UUID) -> HttpResponse:
 @never_cache
 def retry(request: HttpRequest, code: uuid.UUID) -> HttpResponse:
     """Try a failed attempt again, with the link it came from (no new link is made)."""
-    if limited := _limited(request, "start"):
+    if limited := too_many(request, "consent-start"):
         return limited
     flow = get_object_or_404(ConsentFlow.objects.select_related("partner"), code=code)
     key = _browser_key(request)
@@ -252,7 +227,7 @@ def onboard(request: HttpRequest) -> HttpResponse:
     if not settings.CPV_SELF_ONBOARDING:
         raise Http404
     if request.method == "POST":
-        if limited := _limited(request, "onboard"):
+        if limited := too_many(request, "onboard"):
             return limited
         form = SelfOnboardingForm(request.POST)
         if form.is_valid():

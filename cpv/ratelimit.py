@@ -1,13 +1,39 @@
-"""Fixed-window rate limits on public endpoints, counted in the shared cache."""
+"""Fixed-window rate limits on the public pages, counted in the shared cache: one table of limits and one 429 page.
+
+Staff sign-in's per-account lockout (partners.access) is another matter: it counts wrong passwords and codes.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import time
+from dataclasses import dataclass
 
 from django.conf import settings
 from django.core.cache import cache
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+
+
+@dataclass(frozen=True)
+class Limit:
+    """At most `hits` requests per client address in `window` seconds."""
+
+    hits: int
+    window: int
+
+
+# Per client address: generous for a person, tight for a script. Keyed by the page (and step) it guards.
+LIMITS: dict[str, Limit] = {
+    "consent-landing": Limit(60, 600),
+    "consent-start": Limit(20, 600),
+    "consent-callback": Limit(30, 600),
+    "onboard": Limit(10, 3600),
+    "portal-start": Limit(20, 600),
+    "portal-callback": Limit(30, 600),
+    "staff-start": Limit(20, 600),
+    "staff-callback": Limit(30, 600),
+}
 
 
 def client_address(request: HttpRequest) -> str:
@@ -35,5 +61,13 @@ def allow(*, scope: str, key: str, limit: int, window: int) -> bool:
     return count <= limit
 
 
-def allow_request(request: HttpRequest, *, scope: str, limit: int, window: int) -> bool:
-    return allow(scope=scope, key=client_address(request), limit=limit, window=window)
+def too_many(request: HttpRequest, scope: str) -> HttpResponse | None:
+    """Count this request against `scope`'s limit (LIMITS) for the client's address: None while under it, else
+    the one "Too many attempts" page, a 429 with Retry-After, never cached."""
+    limit = LIMITS[scope]
+    if allow(scope=scope, key=client_address(request), limit=limit.hits, window=limit.window):
+        return None
+    response = render(request, "429.html", {"minutes": max(1, limit.window // 60)}, status=429)
+    response["Retry-After"] = str(limit.window)
+    response["Cache-Control"] = "private, no-store"
+    return response

@@ -38,6 +38,7 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 from consent import microsoft_sign_in
 from consent.pages import form_page, private
 from cpv import clouds
+from cpv.ratelimit import too_many
 from dashboard.forms import SignInForm, TotpCodeForm, sign_in_failed, sign_in_locked, sign_in_succeeded, sign_in_window
 from partners.access import (
     MICROSOFT,
@@ -59,7 +60,6 @@ SIGN_IN = microsoft_sign_in.SignInKind(
 )
 NEXT_SESSION_KEY = "staff_sign_in_next"
 ENROLL_SESSION_KEY = "staff_totp_setting_up"
-LIMITS = {"start": (20, 600), "callback": (30, 600)}
 
 
 # What the person is told when their Microsoft sign-in opens no staff session (StaffSignInRefused.reason).
@@ -305,10 +305,7 @@ def security(request: HttpRequest) -> HttpResponse:
 @never_cache
 def microsoft_start(request: HttpRequest) -> HttpResponse:
     """Start the Microsoft sign-in on the vendor's tenant (a POST from the sign-in page)."""
-    start_limit, start_window = LIMITS["start"]
-    if limited := microsoft_sign_in.sign_in_limited(
-        request, SIGN_IN, "start", limit=start_limit, window=start_window, page=_refusal
-    ):
+    if limited := too_many(request, "staff-start"):
         return limited
     if not microsoft_sign_in_enabled():
         return _refused(request, "Microsoft sign-in is not set up", "Sign in with your password.", status=404)
@@ -326,9 +323,7 @@ def microsoft_start(request: HttpRequest) -> HttpResponse:
     return private(response)
 
 
-microsoft_callback = microsoft_sign_in.callback_view(
-    SIGN_IN, limit=LIMITS["callback"][0], window=LIMITS["callback"][1], page=_refusal
-)
+microsoft_callback = microsoft_sign_in.callback_view(SIGN_IN, page=_refusal)
 
 
 @require_GET

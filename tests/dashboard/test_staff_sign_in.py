@@ -493,13 +493,12 @@ def test_a_locked_out_admin_is_reset_from_the_server_with_a_command(django_user_
 
 
 @pytest.mark.parametrize(
-    ("module", "step", "path"), [("dashboard.sign_in", "start", "/accounts/microsoft/"),
-                                 ("consent.portal", "sign_in", "/portal/sign-in")],
+    ("scope", "path"), [("staff-start", "/accounts/microsoft/"), ("portal-start", "/portal/sign-in")],
 )  # fmt: skip
-def test_starting_a_microsoft_sign_in_is_limited_per_address(staff_sim, monkeypatch, module, step, path) -> None:  # type: ignore[no-untyped-def]
-    import importlib
+def test_starting_a_microsoft_sign_in_is_limited_per_address(staff_sim, monkeypatch, scope, path) -> None:  # type: ignore[no-untyped-def]
+    from cpv import ratelimit
 
-    monkeypatch.setitem(importlib.import_module(module).LIMITS, step, (1, 60))
+    monkeypatch.setitem(ratelimit.LIMITS, scope, ratelimit.Limit(1, 60))
     client = Client()
 
     first = client.post(path, {"cloud": "global"})

@@ -30,9 +30,7 @@ def test_700016_in_the_partners_tenant_is_the_app_not_found_not_a_dead_consent()
 
 
 def test_65001_for_graph_in_the_partners_tenant_is_a_missing_permission_not_a_dead_consent() -> None:
-    assert isinstance(
-        identity.error_from_response(_error(65001), partner_center=False), identity.PermissionNotGranted
-    )
+    assert isinstance(identity.error_from_response(_error(65001), partner_center=False), identity.PermissionNotGranted)
     assert isinstance(identity.error_from_response(_error(65001), partner_center=True), identity.ReconsentRequired)
 
 

@@ -171,7 +171,7 @@ ERROR_TABLE = [
     # In the partner's own tenant, an app that is not consented means the consent is gone.
     (65001, identity.ReconsentRequired),
     (90099, identity.ReconsentRequired),
-    (700016, identity.ReconsentRequired),
+    (700016, identity.AppNotFound),
     (7000215, identity.InvalidClient),
     (7000222, identity.InvalidClient),
     (700027, identity.InvalidClient),
@@ -387,7 +387,7 @@ def test_an_unsigned_token_is_refused(sim) -> None:  # type: ignore[no-untyped-d
     [
         (65001, "invalid_grant", False, identity.AppNotConsentedInTenant),
         (700016, "unauthorized_client", False, identity.AppNotConsentedInTenant),
-        (700016, "unauthorized_client", True, identity.ReconsentRequired),
+        (700016, "unauthorized_client", True, identity.AppNotFound),
         (53003, "access_denied", False, identity.NoAccessToTenant),
         (53003, "access_denied", True, identity.ConditionalAccessBlocked),
         (50076, "interaction_required", False, identity.NoAccessToTenant),
