@@ -35,8 +35,8 @@ from partners.models import Partner
 from partners.registrations import app_for, cloud_for
 from partners.services import Actor, PartnerError, audit_record, partner_create
 from tokens.models import PartnerToken
-from tokens.pointers import Obtained, partner_token_disable_previous, pointer_move, version_disable_quietly
-from tokens.vault import VaultError, get_vault, secret_name_for, secret_tags
+from tokens.store import Obtained, token_store
+from tokens.vault import VaultError, secret_tags
 
 logger = logging.getLogger(__name__)
 
@@ -524,97 +524,71 @@ def _vault_and_activate(
     granted: dict[str, list[str]] | None = None,
 ) -> ConsentFlow:
     partner = flow.partner
-    vault = get_vault()
-    name = secret_name_for(partner.code)
+
+    def activate(locked: Partner, version: str) -> None:
+        """In the token store's transaction, under the partner's lock: what the consent changes."""
+        _recheck_under_lock(locked, flow)
+        previous_status = locked.status
+        now = timezone.now()
+        locked.tenant_id = flow.tenant_id
+        locked.status = Partner.Status.ACTIVE
+        locked.status_reason = ""
+        # What this consent asked for and what Microsoft reported granting: a later change of the required
+        # list, or a permission the registration lacked, is told apart from a working consent by these.
+        locked.permissions_fingerprint = flow.permissions_fingerprint
+        locked.permissions_granted = granted or {}
+        update = [
+            "tenant_id", "status", "status_reason", "permissions_fingerprint", "permissions_granted", "updated_at",
+        ]  # fmt: skip
+        if mfa_compliant is not None:
+            locked.mfa_compliant, locked.mfa_checked_at = mfa_compliant, now
+            update += ["mfa_compliant", "mfa_checked_at"]
+        if domain:
+            locked.default_domain = domain
+            update.append("default_domain")
+        locked.save(update_fields=update)
+        # The link did its work: it, and every earlier one, stops working (a tenant is bound now).
+        links_invalidate(partner=locked)
+        flow.vault_version = version
+        flow.save(update_fields=["vault_version"])
+        _move(flow, Status.VAULTED, "Token stored in the vault; the partner is active", version=version)
+        audit_record(
+            actor=None,
+            action="partner.consented",
+            partner=locked,
+            target=flow,
+            detail={
+                "flow": str(flow.code),
+                "kind": flow.kind,
+                "tenant_id": str(flow.tenant_id),
+                "user": flow.user_name,
+                "previous_status": previous_status,
+                "vault_version": version,
+                "role_evidence": flow.role_evidence,
+                "mfa_compliant": mfa_compliant,
+                "permissions_granted": granted or {},
+            },
+        )
+        # robust: a failure of this follow-up work is logged, never taken for a failed consent.
+        transaction.on_commit(lambda: customers_sync_after_consent(partner_id=locked.pk), robust=True)
+
     try:
-        written = vault.write(
-            name=name,
-            value=token.refresh_token,
+        token_store(
+            partner=partner,
+            refresh_token=token.refresh_token,
+            obtained=Obtained(
+                flow_id=flow.pk, user_oid=flow.user_oid, user_name=flow.user_name, scopes=tuple(token.scopes)
+            ),
             tags=secret_tags(partner_code=partner.code, cloud=partner.cloud, consent_flow_id=flow.code),
+            within=activate,
         )
     except VaultError as exc:
         return _fail(flow, "our_error", f"the vault refused the token: {exc}")
-
-    now = timezone.now()
-    committed = False
-    try:
-        with transaction.atomic():
-            # The same lock order as renewal and the access-token service: the token row, then the partner.
-            pointer = PartnerToken.objects.select_for_update().filter(partner=partner).first()
-            locked = Partner.objects.select_for_update().get(pk=partner.pk)
-            _recheck_under_lock(locked, flow)
-            if pointer is None:
-                pointer = PartnerToken.objects.create(partner=locked, secret_name=name)
-            superseded = pointer_move(
-                pointer,
-                version=written.version,
-                version_count=written.version_count,
-                token_value=token.refresh_token,
-                now=now,
-                obtained=Obtained(
-                    flow_id=flow.pk, user_oid=flow.user_oid, user_name=flow.user_name, scopes=tuple(token.scopes)
-                ),
-            )
-            previous_status = locked.status
-            locked.tenant_id = flow.tenant_id
-            locked.status = Partner.Status.ACTIVE
-            locked.status_reason = ""
-            # What this consent asked for and what Microsoft reported granting: a later change of the required
-            # list, or a permission the registration lacked, is told apart from a working consent by these.
-            locked.permissions_fingerprint = flow.permissions_fingerprint
-            locked.permissions_granted = granted or {}
-            update = [
-                "tenant_id", "status", "status_reason", "permissions_fingerprint", "permissions_granted", "updated_at",
-            ]  # fmt: skip
-            if mfa_compliant is not None:
-                locked.mfa_compliant, locked.mfa_checked_at = mfa_compliant, now
-                update += ["mfa_compliant", "mfa_checked_at"]
-            if domain:
-                locked.default_domain = domain
-                update.append("default_domain")
-            locked.save(update_fields=update)
-            # The link did its work: it, and every earlier one, stops working (a tenant is bound now).
-            links_invalidate(partner=locked)
-            flow.vault_version = written.version
-            flow.save(update_fields=["vault_version"])
-            _move(
-                flow,
-                Status.VAULTED,
-                "Token stored in the vault; the partner is active",
-                version=written.version,
-            )
-            audit_record(
-                actor=None,
-                action="partner.consented",
-                partner=locked,
-                target=flow,
-                detail={
-                    "flow": str(flow.code),
-                    "kind": flow.kind,
-                    "tenant_id": str(flow.tenant_id),
-                    "user": flow.user_name,
-                    "previous_status": previous_status,
-                    "vault_version": written.version,
-                    "role_evidence": flow.role_evidence,
-                    "mfa_compliant": mfa_compliant,
-                    "permissions_granted": granted or {},
-                },
-            )
-            # robust: a failure of this follow-up work is logged, never taken for a failed consent.
-            transaction.on_commit(lambda: _after_consent(locked, pointer, superseded), robust=True)
-        committed = True
     except IntegrityError:
         # Another partner took this tenant between our check and our write.
-        version_disable_quietly(name, written.version)
         return _fail(flow, "tenant_taken", f"tenant {flow.tenant_id} belongs to another partner")
     except _Refused as refused:
-        version_disable_quietly(name, written.version)
         return _fail(flow, refused.reason, refused.detail)
-    except Exception:
-        # Only a version nothing points at may be disabled: after the commit, it is the partner's token.
-        if not committed:
-            version_disable_quietly(name, written.version)
-        raise
     return flow
 
 
@@ -631,15 +605,6 @@ def _recheck_under_lock(partner: Partner, flow: ConsentFlow) -> None:
         raise _Refused("expired_link", "the partner was deactivated during the sign-in")
     if partner.tenant_id and partner.tenant_id != flow.tenant_id:
         raise _Refused("wrong_tenant", f"the partner is now bound to tenant {partner.tenant_id}")
-
-
-def _after_consent(partner: Partner, pointer: PartnerToken, superseded: tuple[str, ...] = ()) -> None:
-    """After the commit: the versions the new token replaced are disabled, and the partner's customers are synced
-    (with ApplicationConsent applied to each) in the background."""
-    partner_token_disable_previous(pointer=pointer)
-    for version in superseded:
-        version_disable_quietly(pointer.secret_name, version)
-    customers_sync_after_consent(partner_id=partner.pk)
 
 
 # A flow that came back from Microsoft is being finished by a request; only one stuck this long (its worker

@@ -30,6 +30,7 @@ from partners.invitations import partner_reconsent_link
 from partners.models import Partner
 from partners.services import PartnerError, partner_deactivate
 from tokens.models import PartnerToken
+from tokens.store import partner_token_revoke
 
 
 class InvitationForm(forms.Form):
@@ -109,7 +110,7 @@ def _reconsent(actor: Actor, partner: Partner, data: dict[str, str]) -> str:
 
 
 def _revoke(actor: Actor, partner: Partner, data: dict[str, str]) -> str:
-    operations.partner_token_revoke(actor=actor, partner=partner, reason=data.get("reason", ""))
+    partner_token_revoke(actor=actor, partner=partner, reason=data.get("reason", ""))
     return (
         f"The token of {partner.name} is disabled in the vault and no longer used; access tokens already handed out "
         "expire within the hour. The partner must consent again."

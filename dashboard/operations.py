@@ -32,11 +32,11 @@ from partners.models import AuditEvent, Customer, Partner
 from partners.registrations import cloud_for
 from partners.services import Actor, PartnerError, audit_record
 from tokens import tasks as token_tasks
-from tokens.access_tokens import access_token_get, cache_forget
+from tokens.access_tokens import access_token_get
 from tokens.models import PartnerToken, TokenEvent
 from tokens.outcomes import RenewalOutcome
 from tokens.selectors import token_health_expression
-from tokens.vault import VaultError, get_vault
+from tokens.vault import get_vault
 
 logger = logging.getLogger(__name__)
 
@@ -285,48 +285,6 @@ def operation_find(partner: Partner, operation: uuid.UUID) -> AuditEvent | None:
 
 
 # --- actions that finish at once -----------------------------------------------------------------------------
-
-
-def partner_token_revoke(*, actor: Actor, partner: Partner, reason: str = "") -> Partner:
-    """Disable the partner's refresh token in the vault (its current and previous versions) and mark the
-    partner as needing re-consent (a deactivated partner stays deactivated). No worker redeems it or hands out
-    an access token from it afterwards (tokens/access_tokens.py checks the partner on every hand-out); access
-    tokens already handed out expire within the hour. A new consent writes a new version and makes the partner
-    active again.
-
-    Returns the Partner. Raises PartnerError when there is no token, or when the vault refused (nothing is
-    marked then, and the token may still work).
-    """
-    with transaction.atomic():
-        # The pointer's row lock waits for a renewal in progress, so none moves the token under us.
-        pointer = PartnerToken.objects.select_for_update().filter(partner_id=partner.pk).first()
-        if pointer is None or not pointer.current_version:
-            raise PartnerError(f"{partner.name} has no token to revoke.")
-        versions = [pointer.current_version]
-        if pointer.previous_version and not pointer.previous_disabled:
-            versions.append(pointer.previous_version)
-        vault = get_vault()
-        try:
-            for version in versions:
-                vault.disable(name=pointer.secret_name, version=version)
-        except VaultError as exc:
-            raise PartnerError(f"The vault refused to disable the token ({exc}); nothing was changed.") from None
-        pointer.previous_disabled = True
-        pointer.save(update_fields=["previous_disabled", "updated_at"])
-        locked = Partner.objects.select_for_update().get(pk=partner.pk)
-        previous = locked.status
-        if locked.status != Partner.Status.DEACTIVATED:
-            locked.status = Partner.Status.RECONSENT_NEEDED
-        locked.status_reason = (reason.strip() or "The vendor's staff revoked the token")[:500]
-        locked.save(update_fields=["status", "status_reason", "updated_at"])
-        audit_record(
-            actor=actor,
-            action="partner.token_revoked",
-            partner=locked,
-            detail={"versions_disabled": versions, "previous_status": previous, "reason": locked.status_reason},
-        )
-        transaction.on_commit(lambda: cache_forget(partner_id=partner.pk))
-    return locked
 
 
 # --- the settings page's live check ------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from partners.services import partner_create, staff_role_set, staff_roles_sync
 from simulator.testing import RunningSimulator
 from tests.simulated import partner_user
 from tokens.models import PartnerToken
-from tokens.renewal import partner_token_import
+from tokens.store import partner_token_import
 
 
 def active_partner(sim: RunningSimulator, *, index: int = 0, name: str | None = None, **user_flags: Any) -> Partner:

@@ -21,7 +21,7 @@ from partners.services import PartnerError, audit_record, partner_mfa_record
 from tokens.alerts import alert_raise
 from tokens.models import OperatorAlert, PartnerToken, TokenEvent
 from tokens.outcomes import RenewalOutcome, RenewalResult
-from tokens.redemption import token_event
+from tokens.pointers import token_event
 from tokens.vault import VaultError
 
 logger = logging.getLogger(__name__)

@@ -9,31 +9,31 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-import uuid
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from django.conf import settings
 from django.db import connection
 from django.db.models import Case, Field, Value, When
 from django.db.models.functions import Cast
 
-from tokens.models import PartnerToken
+from partners.models import Partner
+from tokens.models import PartnerToken, TokenEvent
 from tokens.vault import VaultError, get_vault
+
+if TYPE_CHECKING:
+    from tokens.store import Obtained
 
 logger = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class Obtained:
-    """Where a token that did not come from a renewal came from: a consent flow (its id, who signed in and the
-    scopes granted), or an operator's import (all empty)."""
-
-    flow_id: int | None = None
-    user_oid: uuid.UUID | None = None
-    user_name: str = ""
-    scopes: tuple[str, ...] = ()
+def token_event(partner: Partner, event_kind: str, message: str, *, save: bool = True, **detail: Any) -> TokenEvent:
+    """A line of the partner's token history (what happened to its token, for staff); written unless `save` is
+    False (a batch writes its events together)."""
+    event = TokenEvent(partner=partner, kind=event_kind, message=message[:500], detail=detail)
+    if save:
+        event.save(force_insert=True)
+    return event
 
 
 def token_fingerprint(token: str) -> str:

@@ -13,13 +13,11 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
 
 from microsoft import identity
-from partners.models import Partner
 from partners.registrations import app_for, cloud_for
 from tokens.models import PartnerToken, TokenEvent
-from tokens.pointers import partner_token_disable_previous, pointer_move, pointers_moved_write
+from tokens.pointers import partner_token_disable_previous, pointer_move, pointers_moved_write, token_event
 from tokens.vault import MAX_VERSIONS, SecretVersion, VaultError, WriteResult, get_vault, secret_tags
 
 logger = logging.getLogger(__name__)
@@ -41,13 +39,6 @@ ORPHAN_MIN_AGE = timedelta(minutes=15)
 # every this many generations, and at every rotation near the version budget. In between, the pointer's own
 # count is exact unless a write was interrupted since the last listing, and VERSION_RESERVE absorbs that.
 RECONCILE_EVERY = 8
-
-
-def token_event(partner: Partner, event_kind: str, message: str, *, save: bool = True, **detail: Any) -> TokenEvent:
-    event = TokenEvent(partner=partner, kind=event_kind, message=message[:500], detail=detail)
-    if save:
-        event.save(force_insert=True)
-    return event
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """Renewing partners' refresh tokens: `renew_one` (one partner in its own transaction), `renew_batch` (many in
-one), both through `renew_if_due` with the partner's row locked; `renew_one_retrying` for the commands; and
-`partner_token_import` for a token obtained elsewhere.
+one), both through `renew_if_due` with the partner's row locked; `renew_one_retrying` for the commands. A token
+obtained elsewhere comes in through tokens/store.py.
 
 A renewal redeems the stored token and keeps the rotated one (tokens/redemption.py) under the PartnerToken row
 lock, in this order: read the current version from the vault, redeem it, write the new token as a new vault
@@ -27,27 +27,23 @@ from django.utils import timezone
 from microsoft import identity
 from partners.models import Partner
 from partners.registrations import cloud_for
-from partners.services import Actor, PartnerError, audit_record
+from partners.services import audit_record
 from tokens.access_tokens import PARTNER_CENTER, cache_put
 from tokens.failures import failure_record, partner_mfa_verify, renewal_failure_record
 from tokens.models import PartnerToken, TokenEvent
 from tokens.outcomes import RenewalOutcome, RenewalResult, RenewalRetry
-from tokens.pointers import Obtained, pointer_move
+from tokens.pointers import token_event
 from tokens.redemption import (
     VERSION_RESERVE,
     BatchWrites,
     Redemption,
     redeem_current_token,
     superseded_versions_disable,
-    token_event,
 )
 from tokens.selectors import is_due
 from tokens.vault import (
     MAX_VERSIONS,
     VaultError,
-    get_vault,
-    secret_name_for,
-    secret_tags,
 )
 
 logger = logging.getLogger(__name__)
@@ -301,37 +297,3 @@ def renew_one_retrying(
         except RenewalRetry as retry:
             sleep(retry.delay)
             attempt += 1
-
-
-def partner_token_import(*, actor: Actor, partner: Partner, refresh_token: str) -> PartnerToken:
-    """Store a refresh token obtained elsewhere (a migration from another system) as the partner's current
-    token, and make the partner active. The token goes to the vault; the database keeps the pointer.
-
-    Returns the PartnerToken. Raises VaultError, or PartnerError when the partner has no tenant id.
-    """
-    if not partner.tenant_id:
-        raise PartnerError("A partner needs its tenant id before a token can be imported.")
-    name = secret_name_for(partner.code)
-    written = get_vault().write(
-        name=name, value=refresh_token, tags=secret_tags(partner_code=partner.code, cloud=partner.cloud)
-    )
-    now = timezone.now()
-    with transaction.atomic():
-        # The same lock order as everywhere: the token row, then the partner.
-        existing = PartnerToken.objects.select_for_update().filter(partner=partner).first()
-        locked = Partner.objects.select_for_update().get(pk=partner.pk)
-        pointer = existing or PartnerToken.objects.create(partner=locked, secret_name=name)
-        superseded = pointer_move(
-            pointer,
-            version=written.version,
-            version_count=written.version_count,
-            token_value=refresh_token,
-            now=now,
-            obtained=Obtained(),
-        )
-        locked.status = Partner.Status.ACTIVE
-        locked.status_reason = ""
-        locked.save(update_fields=["status", "status_reason", "updated_at"])
-        audit_record(actor=actor, action="partner.token_imported", partner=locked, detail={"version": written.version})
-        transaction.on_commit(lambda: superseded_versions_disable(pointer, superseded))
-    return pointer

@@ -21,8 +21,8 @@ from tests.factories import PASSWORD, active_partner_with_data, client_for
 from tokens import tasks as token_tasks
 from tokens.models import PartnerToken, TokenEvent
 from tokens.outcomes import RenewalOutcome, RenewalResult
-from tokens.renewal import partner_token_import
 from tokens.selectors import token_health_expression, token_status
+from tokens.store import partner_token_import
 from tokens.vault import get_vault
 
 pytestmark = pytest.mark.django_db

@@ -22,7 +22,7 @@ def seed(payload: list[dict[str, str]]) -> list[dict[str, Any]]:
     from partners.models import Partner
     from partners.services import partner_create
     from tokens.models import PartnerToken
-    from tokens.renewal import partner_token_import
+    from tokens.store import partner_token_import
 
     made = []
     for item in payload:

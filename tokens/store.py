@@ -1,0 +1,157 @@
+"""A partner's refresh token coming in (a consent, an operator's import) and going away (revocation).
+
+Whoever obtained a token asks `token_store`: the vault write, the lock order (the token row, then the partner),
+the pointer's move and, after the commit, disabling the versions it replaced. The caller's own rows (the partner's
+state, its consent flow, its audit row) are written by `within`, in the same transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from django.db import transaction
+from django.utils import timezone
+
+from partners.models import Partner
+from partners.services import Actor, PartnerError, audit_record
+from tokens.access_tokens import cache_forget
+from tokens.models import PartnerToken
+from tokens.pointers import partner_token_disable_previous, pointer_move, version_disable_quietly
+from tokens.vault import VaultError, get_vault, secret_name_for, secret_tags
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Obtained:
+    """Where a token that did not come from a renewal came from: a consent flow (its id, who signed in and the
+    scopes granted), or an operator's import (all empty)."""
+
+    flow_id: int | None = None
+    user_oid: uuid.UUID | None = None
+    user_name: str = ""
+    scopes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Stored:
+    """The partner's token row after the move, and the vault version that now holds the token."""
+
+    pointer: PartnerToken
+    version: str
+
+
+def token_store(
+    *,
+    partner: Partner,
+    refresh_token: str,
+    obtained: Obtained,
+    tags: dict[str, str] | None = None,
+    within: Callable[[Partner, str], None] | None = None,
+) -> Stored:
+    """Make `refresh_token` the partner's current token: written to the vault as a new version, then, under the
+    token row's lock and the partner's (that order, as renewal and the access-token service take them), the
+    pointer moves to it and `within(locked_partner, version)` writes the caller's rows. After the commit the versions it
+    replaced are disabled.
+
+    Returns Stored. Raises VaultError when the vault refused the write (nothing else happened), or whatever
+    `within` raised, after disabling the version that nothing points at.
+    """
+    name = secret_name_for(partner.code)
+    written = get_vault().write(
+        name=name, value=refresh_token, tags=tags or secret_tags(partner_code=partner.code, cloud=partner.cloud)
+    )
+    committed = False
+    try:
+        with transaction.atomic():
+            pointer = PartnerToken.objects.select_for_update().filter(partner=partner).first()
+            locked = Partner.objects.select_for_update().get(pk=partner.pk)
+            if within is not None:
+                within(locked, written.version)
+            if pointer is None:
+                pointer = PartnerToken.objects.create(partner=locked, secret_name=name)
+            superseded = pointer_move(
+                pointer,
+                version=written.version,
+                version_count=written.version_count,
+                token_value=refresh_token,
+                now=timezone.now(),
+                obtained=obtained,
+            )
+            moved = pointer
+            transaction.on_commit(lambda: _replaced_disable(moved, superseded), robust=True)
+        committed = True
+    finally:
+        # Only a version nothing points at may be disabled: after the commit, it is the partner's token.
+        if not committed:
+            version_disable_quietly(name, written.version)
+    return Stored(pointer=pointer, version=written.version)
+
+
+def _replaced_disable(pointer: PartnerToken, superseded: tuple[str, ...]) -> None:
+    partner_token_disable_previous(pointer=pointer)
+    for version in superseded:
+        version_disable_quietly(pointer.secret_name, version)
+
+
+def partner_token_import(*, actor: Actor, partner: Partner, refresh_token: str) -> PartnerToken:
+    """Store a refresh token obtained elsewhere (a migration from another system) as the partner's current
+    token, and make the partner active. The token goes to the vault; the database keeps the pointer.
+
+    Returns the PartnerToken. Raises VaultError, or PartnerError when the partner has no tenant id.
+    """
+    if not partner.tenant_id:
+        raise PartnerError("A partner needs its tenant id before a token can be imported.")
+
+    def activate(locked: Partner, version: str) -> None:
+        locked.status = Partner.Status.ACTIVE
+        locked.status_reason = ""
+        locked.save(update_fields=["status", "status_reason", "updated_at"])
+        audit_record(actor=actor, action="partner.token_imported", partner=locked, detail={"version": version})
+
+    return token_store(partner=partner, refresh_token=refresh_token, obtained=Obtained(), within=activate).pointer
+
+
+def partner_token_revoke(*, actor: Actor, partner: Partner, reason: str = "") -> Partner:
+    """Disable the partner's refresh token in the vault (its current and previous versions) and mark the
+    partner as needing re-consent (a deactivated partner stays deactivated). No worker redeems it or hands out
+    an access token from it afterwards (tokens/access_tokens.py checks the partner on every hand-out); access
+    tokens already handed out expire within the hour. A new consent writes a new version and makes the partner
+    active again.
+
+    Returns the Partner. Raises PartnerError when there is no token, or when the vault refused (nothing is
+    marked then, and the token may still work).
+    """
+    with transaction.atomic():
+        # The pointer's row lock waits for a renewal in progress, so none moves the token under us.
+        pointer = PartnerToken.objects.select_for_update().filter(partner_id=partner.pk).first()
+        if pointer is None or not pointer.current_version:
+            raise PartnerError(f"{partner.name} has no token to revoke.")
+        versions = [pointer.current_version]
+        if pointer.previous_version and not pointer.previous_disabled:
+            versions.append(pointer.previous_version)
+        vault = get_vault()
+        try:
+            for version in versions:
+                vault.disable(name=pointer.secret_name, version=version)
+        except VaultError as exc:
+            raise PartnerError(f"The vault refused to disable the token ({exc}); nothing was changed.") from None
+        pointer.previous_disabled = True
+        pointer.save(update_fields=["previous_disabled", "updated_at"])
+        locked = Partner.objects.select_for_update().get(pk=partner.pk)
+        previous = locked.status
+        if locked.status != Partner.Status.DEACTIVATED:
+            locked.status = Partner.Status.RECONSENT_NEEDED
+        locked.status_reason = (reason.strip() or "The vendor's staff revoked the token")[:500]
+        locked.save(update_fields=["status", "status_reason", "updated_at"])
+        audit_record(
+            actor=actor,
+            action="partner.token_revoked",
+            partner=locked,
+            detail={"versions_disabled": versions, "previous_status": previous, "reason": locked.status_reason},
+        )
+        transaction.on_commit(lambda: cache_forget(partner_id=partner.pk))
+    return locked
