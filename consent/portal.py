@@ -31,7 +31,7 @@ from cpv import clouds
 from cpv.ratelimit import too_many
 from customers.coverage import Coverage
 from customers.selectors import coverage_for, customer_page
-from microsoft.words import error_in_words
+from customers.words import consent_error_words
 from partners.invitations import partner_reconsent_link
 from partners.models import Partner
 from partners.permissions import partner_permissions_missing, partner_permissions_outdated
@@ -222,7 +222,7 @@ def status(request: HttpRequest, who: PortalIdentity, partner: Partner) -> HttpR
     customer: Any
     for customer in customers.customers:
         consent = getattr(customer, "application_consent", None)
-        customer.error_words = error_in_words(consent.last_error if consent else "")
+        customer.error_words = consent_error_words(consent)
     last_consent = (
         ConsentFlow.objects.filter(partner=partner, status=ConsentFlow.Status.VAULTED).order_by("-finished_at").first()
     )

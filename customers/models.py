@@ -15,6 +15,23 @@ class CustomerConsent(models.Model):
         APPLIED = "applied", "Applied"
         FAILED = "failed", "Failed"
 
+    class ErrorKind(models.TextChoices):
+        """What the last failure was, as the error that said it (customers/words.py has the words for each)."""
+
+        PARTNER_INACTIVE = "partner_inactive", "The partner is not active"
+        NO_TOKEN = "no_token", "No usable token for the partner"
+        RECONSENT_REQUIRED = "reconsent_required", "The partner's consent is no longer valid"
+        MFA_REQUIRED = "mfa_required", "MFA required"
+        CONDITIONAL_ACCESS = "conditional_access", "Blocked by Conditional Access"
+        INVALID_CLIENT = "invalid_client", "The control panel's credential was refused"
+        UNAUTHORIZED = "unauthorized", "Partner Center did not accept the token"
+        FORBIDDEN = "forbidden", "Partner Center refused (AdminAgents or GDAP)"
+        NOT_FOUND = "not_found", "Partner Center does not know the customer"
+        BAD_REQUEST = "bad_request", "Partner Center refused the request as invalid"
+        THROTTLED = "throttled", "Throttled"
+        UNAVAILABLE = "unavailable", "Partner Center unavailable"
+        OTHER = "other", "Another error"
+
     customer = models.OneToOneField(Customer, on_delete=models.CASCADE, related_name="application_consent")
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING, db_index=True)
     # The grants (CPV_APPLICATION_GRANTS) last applied with success, and their hash to notice a change.
@@ -24,6 +41,7 @@ class CustomerConsent(models.Model):
     attempts = models.PositiveIntegerField(default=0)
     last_attempt_at = models.DateTimeField(null=True, blank=True)
     last_error = models.CharField(max_length=500, blank=True)
+    error_kind = models.CharField(max_length=24, choices=ErrorKind.choices, blank=True, db_default="")
     # MS-RequestId of the call in progress: the same one is sent again when the call is retried.
     pending_request_id = models.CharField(max_length=36, blank=True)
     # A short claim, so two workers never call Partner Center for one customer at once.

@@ -39,6 +39,7 @@ from tokens.vault import VaultError
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
+ErrorKind = CustomerConsent.ErrorKind
 
 PAGE_SIZE = 500
 # In-process attempts of one call before the caller (a task) reschedules it.
@@ -51,15 +52,54 @@ MAX_INLINE_WAIT = 60.0
 
 class CallFailed(Exception):
     """A Partner Center call failed after its in-process attempts. `transient` says whether to retry later;
-    `mfa_required` that Partner Center refused the partner's token for want of MFA (code 900421)."""
+    `mfa_required` that Partner Center refused the partner's token for want of MFA (code 900421); `kind` what the
+    failure was (a CustomerConsent.ErrorKind), from the error that said it."""
 
     def __init__(
-        self, message: str, *, transient: bool, retry_after: float | None = None, mfa_required: bool = False
+        self,
+        message: str,
+        *,
+        transient: bool,
+        retry_after: float | None = None,
+        mfa_required: bool = False,
+        kind: str = ErrorKind.OTHER,
     ) -> None:
         super().__init__(message)
         self.transient = transient
         self.retry_after = retry_after
         self.mfa_required = mfa_required
+        self.kind = kind
+
+
+# The error classes the clients raise, and what each is as a customer's failure: the first match wins.
+_ERROR_KINDS: list[tuple[type[Exception], str]] = [
+    (partner_center.MfaRequired, ErrorKind.MFA_REQUIRED),
+    (partner_center.Throttled, ErrorKind.THROTTLED),
+    (partner_center.Transient, ErrorKind.UNAVAILABLE),
+    (partner_center.Unauthorized, ErrorKind.UNAUTHORIZED),
+    (partner_center.Forbidden, ErrorKind.FORBIDDEN),
+    (partner_center.NotFound, ErrorKind.NOT_FOUND),
+    (ThrottleTimeout, ErrorKind.THROTTLED),
+    (TokenUnavailable, ErrorKind.NO_TOKEN),
+    (identity.ReconsentRequired, ErrorKind.RECONSENT_REQUIRED),
+    (identity.MfaRequired, ErrorKind.MFA_REQUIRED),
+    (identity.ConditionalAccessBlocked, ErrorKind.CONDITIONAL_ACCESS),
+    (identity.InvalidClient, ErrorKind.INVALID_CLIENT),
+    (identity.IdentityMisconfigured, ErrorKind.INVALID_CLIENT),
+    (identity.Transient, ErrorKind.UNAVAILABLE),
+]
+
+
+def error_kind_of(exc: Exception) -> str:
+    """What a client's error is as a customer's failure (a CustomerConsent.ErrorKind)."""
+    for cls, kind in _ERROR_KINDS:
+        if isinstance(exc, cls):
+            return kind
+    if isinstance(exc, partner_center.PartnerCenterError) and exc.status == 400:
+        return ErrorKind.BAD_REQUEST
+    if isinstance(exc, VaultError) and exc.transient:
+        return ErrorKind.UNAVAILABLE
+    return ErrorKind.OTHER
 
 
 def _with_retries(
@@ -81,36 +121,38 @@ def _with_retries(
             try:
                 limiter.acquire(timeout=MAX_INLINE_WAIT * 2)
             except ThrottleTimeout as exc:
-                raise CallFailed(f"{what}: {exc}", transient=True) from None
+                raise CallFailed(f"{what}: {exc}", transient=True, kind=error_kind_of(exc)) from None
         try:
             result = call(pc)
         except partner_center.MfaRequired as exc:
-            raise CallFailed(f"{what}: {exc}", transient=False, mfa_required=True) from None
+            raise CallFailed(f"{what}: {exc}", transient=False, mfa_required=True, kind=error_kind_of(exc)) from None
         except partner_center.Throttled as exc:
             wait = exc.retry_after if exc.retry_after is not None else backoff_delay(attempt=attempt)
             logger.warning("%s: throttled by Partner Center, pausing every worker for %.1f s", what, wait)
             if limiter is not None:
                 limiter.pause(wait)
             if attempt == CALL_ATTEMPTS or wait > MAX_INLINE_WAIT:
-                raise CallFailed(f"{what}: {exc}", transient=True, retry_after=wait) from None
+                raise CallFailed(f"{what}: {exc}", transient=True, retry_after=wait, kind=error_kind_of(exc)) from None
             if limiter is None:
                 sleep(wait)
         except partner_center.Transient as exc:
             if attempt == CALL_ATTEMPTS:
-                raise CallFailed(f"{what}: {exc} (after {attempt} attempts)", transient=True) from None
+                raise CallFailed(
+                    f"{what}: {exc} (after {attempt} attempts)", transient=True, kind=error_kind_of(exc)
+                ) from None
             sleep(backoff_delay(attempt=attempt, base=1.0))
         except partner_center.Unauthorized as exc:
             if fresh_token:
-                raise CallFailed(f"{what}: {exc}", transient=False) from None
+                raise CallFailed(f"{what}: {exc}", transient=False, kind=error_kind_of(exc)) from None
             # The cached access token may have been revoked or expired early: get a new one, once.
             fresh_token = True
             pc = client(True)
         except partner_center.PartnerCenterError as exc:
-            raise CallFailed(f"{what}: {exc}", transient=False) from None
+            raise CallFailed(f"{what}: {exc}", transient=False, kind=error_kind_of(exc)) from None
         else:
             partner_mfa_record(partner=partner, compliant=pc.mfa_compliant)
             return result
-    raise CallFailed(f"{what}: no attempt left", transient=True)
+    raise CallFailed(f"{what}: no attempt left", transient=True, kind=ErrorKind.UNAVAILABLE)
 
 
 def _client_factory(partner: Partner, correlation_id: str) -> Callable[[bool], partner_center.PartnerCenterClient]:
@@ -120,11 +162,11 @@ def _client_factory(partner: Partner, correlation_id: str) -> Callable[[bool], p
         try:
             token = access_token_get(partner=partner, audience=PARTNER_CENTER)
         except TokenUnavailable as exc:
-            raise CallFailed(str(exc), transient=False) from None
+            raise CallFailed(str(exc), transient=False, kind=error_kind_of(exc)) from None
         except identity.IdentityError as exc:
-            raise CallFailed(f"no access token: {exc}", transient=not exc.permanent) from None
+            raise CallFailed(f"no access token: {exc}", transient=not exc.permanent, kind=error_kind_of(exc)) from None
         except VaultError as exc:
-            raise CallFailed(f"no access token: {exc}", transient=exc.transient) from None
+            raise CallFailed(f"no access token: {exc}", transient=exc.transient, kind=error_kind_of(exc)) from None
         return partner_center.PartnerCenterClient(
             base_url=cloud_for(partner).partner_center_url, access_token=token.token, correlation_id=correlation_id
         )
@@ -157,7 +199,11 @@ def customers_sync(
     correlation_id = correlation_id or str(uuid.uuid4())
     partner = Partner.objects.get(pk=partner_id)
     if partner.status != Partner.Status.ACTIVE:
-        raise CallFailed(f"partner {partner.code} is {partner.get_status_display().lower()}", transient=False)
+        raise CallFailed(
+            f"partner {partner.code} is {partner.get_status_display().lower()}",
+            transient=False,
+            kind=ErrorKind.PARTNER_INACTIVE,
+        )
     try:
         records = _with_retries(
             lambda pc: list(pc.customers(page_size=PAGE_SIZE)),
@@ -322,7 +368,8 @@ def _consent_apply(
     # The claim: one worker per customer at a time; a crashed worker's claim lapses after LEASE.
     if partner.status != Partner.Status.ACTIVE:
         state.last_error = f"Not applied: the partner is {partner.get_status_display().lower()}"
-        state.save(update_fields=["last_error", "updated_at"])
+        state.error_kind = ErrorKind.PARTNER_INACTIVE
+        state.save(update_fields=["last_error", "error_kind", "updated_at"])
         return state, FAILED
     request_id = state.pending_request_id or str(uuid.uuid4())
     claimable = Q(lease_until__isnull=True) | Q(lease_until__lt=now)
@@ -374,8 +421,9 @@ def _consent_apply(
             partner_mfa_refused(partner_id=partner.pk, detail=str(exc))
         state.attempts += 1
         state.last_error = str(exc)[:500]
+        state.error_kind = exc.kind
         state.lease_until = None
-        fields = ["attempts", "last_error", "lease_until", "updated_at"]
+        fields = ["attempts", "last_error", "error_kind", "lease_until", "updated_at"]
         if not exc.transient:
             # A refusal ends this logical call: a later attempt is a new one with a new MS-RequestId.
             state.status = CustomerConsent.Status.FAILED
@@ -392,6 +440,7 @@ def _consent_apply(
     state.applied_at = timezone.now()
     state.attempts += 1
     state.last_error = ""
+    state.error_kind = ""
     state.pending_request_id = ""
     state.lease_until = None
     _state_save(state, partner_id=partner.pk)

@@ -21,8 +21,8 @@ from django.utils import timezone
 
 from customers.coverage import Coverage
 from customers.selectors import coverage_for, customers_of
+from customers.words import consent_error_words
 from dashboard.selectors import audit_rows
-from microsoft.words import error_in_words
 from partners.models import AuditEvent, Customer, Partner
 from tokens.selectors import HEALTH_LABELS
 
@@ -176,7 +176,7 @@ def customers_csv(partner: Partner, *, state: str = "") -> StreamingHttpResponse
                 consent.get_status_display() if consent is not None else "Not applied yet",
                 consent.applied_at if consent is not None else None,
                 consent.attempts if consent is not None else 0,
-                error_in_words(consent.last_error) if consent is not None else "",
+                consent_error_words(consent),
                 consent.last_error if consent is not None else "",
                 c.first_seen_at,
                 c.last_seen_at,

@@ -40,6 +40,7 @@ from consent.selectors import consent_flows
 from customers.coverage import Coverage
 from customers.models import CustomerConsent
 from customers.selectors import coverage_for, customer_page
+from customers.words import consent_error_words
 from dashboard import exports, operations, selectors
 from dashboard.actions import actions_for
 from dashboard.configuration import configuration_groups
@@ -53,7 +54,6 @@ from dashboard.forms import (
     StaffRoleForm,
 )
 from microsoft import permissions
-from microsoft.words import error_in_words
 from partners.access import ROLE_GROUPS, Role, partner_for_staff, role_of, staff_view
 from partners.models import AuditEvent, Partner
 from partners.services import (
@@ -171,7 +171,7 @@ def detail(request: HttpRequest, code: uuid.UUID) -> HttpResponse:
     customer: Any
     for customer in customers.customers:
         consent = getattr(customer, "application_consent", None)
-        customer.error_words = error_in_words(consent.last_error if consent else "")
+        customer.error_words = consent_error_words(consent)
     coverage = coverage_for([partner.pk]).get(partner.pk, Coverage())
     flows: list[Any] = consent_flows(partner)
     for flow in flows:

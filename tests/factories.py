@@ -130,6 +130,7 @@ def active_partner_with_data(
             last_error="ApplicationConsent in x: Partner Center answered 403 to POST /v1/customers/x"
             if i < failed
             else "",
+            error_kind=CustomerConsent.ErrorKind.FORBIDDEN if i < failed else "",
         )
         for i, c in enumerate(made)
     )

@@ -110,6 +110,48 @@ def test_a_429_keeps_the_request_id_and_pauses_for_retry_after(cpv_sim) -> None:
     assert _log_seconds(posts[1]) - _log_seconds(posts[0]) >= 0.95
 
 
+@pytest.mark.parametrize(
+    ("status", "body", "kind", "words"),
+    [
+        (403, {"code": "403", "description": "Forbidden"}, CustomerConsent.ErrorKind.FORBIDDEN,
+         "AdminAgents group, and in a GDAP security group"),
+        (404, {"code": "600", "description": "Customer not found."}, CustomerConsent.ErrorKind.NOT_FOUND,
+         "does not know this customer"),
+        (400, {"code": "400", "description": "Bad request"}, CustomerConsent.ErrorKind.BAD_REQUEST,
+         "check the application grants"),
+    ],
+)  # fmt: skip
+def test_a_refused_consent_stores_its_kind_and_is_worded_from_it(cpv_sim, status, body, kind, words) -> None:  # type: ignore[no-untyped-def]
+    from customers.words import consent_error_words
+
+    partner = active_partner(cpv_sim)
+    customers_sync(partner_id=partner.pk)
+    customer = Customer.objects.filter(partner=partner).first()
+    assert customer is not None
+    cpv_sim.control.inject_fault("partner_center", status=status, method="POST", path="applicationconsents", body=body)
+
+    state = customer_consent_apply(customer_id=customer.pk)
+
+    assert (state.status, state.error_kind) == (CustomerConsent.Status.FAILED, kind)
+    assert words in consent_error_words(state)
+    # The words come from the kind, not from the message: the same message with another kind says otherwise.
+    state.error_kind = CustomerConsent.ErrorKind.THROTTLED
+    assert words not in consent_error_words(state)
+
+
+def test_a_success_clears_the_error_kind(cpv_sim) -> None:  # type: ignore[no-untyped-def]
+    partner = active_partner(cpv_sim)
+    customers_sync(partner_id=partner.pk)
+    customer = Customer.objects.filter(partner=partner).first()
+    assert customer is not None
+    cpv_sim.control.inject_fault("partner_center", status=403, method="POST", path="applicationconsents")
+    assert customer_consent_apply(customer_id=customer.pk).error_kind == CustomerConsent.ErrorKind.FORBIDDEN
+
+    state = customer_consent_apply(customer_id=customer.pk)
+
+    assert (state.status, state.error_kind, state.last_error) == (CustomerConsent.Status.APPLIED, "", "")
+
+
 def _log_seconds(entry: dict[str, object]) -> float:
     from datetime import datetime
 
@@ -170,6 +212,12 @@ def test_the_commands_print_a_summary_and_partners_json(cpv_sim, capsys) -> None
             "mfa_compliant": True,
             "mfa_checked_at": rows[0]["mfa_checked_at"],
             "last_renewed_at": rows[0]["last_renewed_at"],
+            # An imported token's grants are not known: the permissions beyond Partner Center's count as missing.
+            "permissions_missing": [
+                "Microsoft Graph User.Read",
+                "Microsoft Graph RoleManagement.Read.Directory",
+                "Microsoft Graph DelegatedAdminRelationship.Read.All",
+            ],
             "customers": 5,
             "consented_customers": 5,
         }

@@ -105,7 +105,7 @@ def test_a_partners_customers_export_lists_each_customer_with_its_consent_state(
     assert len(rows) == 4
     assert sorted(r[4] for r in rows[1:]) == ["Applied", "Applied", "Failed"]
     assert len(failed) == 2 and failed[1][4] == "Failed"
-    assert "lacks the Admin Agent role" in failed[1][7]
+    assert "AdminAgents group, and in a GDAP security group" in failed[1][7]
     assert client.get(f"/partners/{uuid.uuid4()}/customers.csv").status_code == 404
 
 
