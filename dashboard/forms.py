@@ -15,6 +15,7 @@ from django.http import HttpRequest
 
 from cpv.clouds import ALL_PARTNER_CLOUDS
 from cpv.ratelimit import client_address
+from dashboard.staff_actions import BULK_ACTIONS
 from partners.access import ROLE_GROUPS, Role, password_sign_in_allowed
 from partners.audit_words import action_choices
 from partners.models import Partner
@@ -168,14 +169,6 @@ class PartnerFilterForm(forms.Form):
         return {k: str(v) for k, v in self.cleaned_data.items() if k not in self.errors}
 
 
-BULK_ACTIONS = [
-    ("renew", "Renew tokens now"),
-    ("sync", "Sync customers"),
-    ("apply", "Apply ApplicationConsent"),
-    ("apply_failed", "Apply ApplicationConsent to failed customers"),
-    ("reconsent_link", "Email a consent link"),
-    ("deactivate", "Deactivate"),
-]
 BULK_LIMIT = 100
 
 

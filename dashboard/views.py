@@ -42,10 +42,8 @@ from customers.models import CustomerConsent
 from customers.selectors import coverage_for, customer_page
 from customers.words import consent_error_words
 from dashboard import exports, operations, selectors
-from dashboard.actions import actions_for
 from dashboard.configuration import configuration_groups
 from dashboard.forms import (
-    BULK_ACTIONS,
     AuditFilterForm,
     PartnerFilterForm,
     StaffActiveForm,
@@ -53,6 +51,7 @@ from dashboard.forms import (
     StaffMicrosoftForm,
     StaffRoleForm,
 )
+from dashboard.staff_actions import BULK_ACTIONS, actions_for
 from microsoft import permissions
 from partners.access import ROLE_GROUPS, Role, partner_for_staff, role_of, staff_view
 from partners.models import AuditEvent, Partner

@@ -1,0 +1,185 @@
+"""The staff actions on a partner, in one table: what each says on its confirmation page, its button on the
+partner's page, whether it runs in bulk from the list (and under what label), when it is offered, and what it
+runs. The views (dashboard/actions.py), the bulk form and the partner's page all read this table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+
+from customers.coverage import Coverage
+from customers.selectors import coverage_for
+from dashboard import operations
+from partners.invitations import partner_reconsent_link
+from partners.models import Partner
+from partners.services import partner_deactivate
+from tokens.models import PartnerToken
+from tokens.store import partner_token_revoke
+
+Actor = AbstractBaseUser | AnonymousUser
+Run = Callable[[Actor, Partner, dict[str, str]], str]
+
+
+@dataclass(frozen=True)
+class Action:
+    title: str  # the confirmation page's heading
+    explanation: str  # what will happen, on the confirmation page
+    button: str  # the confirmation page's button
+    run: Run  # does it; returns the message for staff; raises PartnerError
+    label: str  # the button on the partner's page
+    # Offered for an active partner only (the others are offered whatever the state, but never when deactivated).
+    active_only: bool = False
+    needs_token: bool = False
+    danger: bool = False
+    reason: bool = False  # asks for a reason
+    email: bool = False  # offers to email the link
+    bulk: str = ""  # its label in the list's bulk action menu; "" when it does not run in bulk
+    bulk_data: dict[str, str] = field(default_factory=dict)  # what a bulk run passes for the form's fields
+
+
+def _operation(kind: str) -> Run:
+    def run(actor: Actor, partner: Partner, data: dict[str, str]) -> str:
+        event = operations.operation_start(actor=actor, partner=partner, kind=kind)
+        return f"{operations.KIND_LABELS[kind]} queued for {partner.name} ({event.detail['total']} task(s))."
+
+    return run
+
+
+def _reconsent(actor: Actor, partner: Partner, data: dict[str, str]) -> str:
+    url = partner_reconsent_link(actor=actor, partner=partner, send_email=bool(data.get("send_email")))
+    return f"A new consent link for {partner.name}: {url}"
+
+
+def _revoke(actor: Actor, partner: Partner, data: dict[str, str]) -> str:
+    partner_token_revoke(actor=actor, partner=partner, reason=data.get("reason", ""))
+    return (
+        f"The token of {partner.name} is disabled in the vault and no longer used; access tokens already handed out "
+        "expire within the hour. The partner must consent again."
+    )
+
+
+def _deactivate(actor: Actor, partner: Partner, data: dict[str, str]) -> str:
+    partner_deactivate(actor=actor, partner=partner, reason=data.get("reason", ""))
+    return f"{partner.name} is deactivated."
+
+
+ACTIONS: dict[str, Action] = {
+    "renew": Action(
+        "Renew the token now",
+        "The partner's refresh token is redeemed now (in the background) and the new one kept as a new vault "
+        "version. Each renewal uses one of the secret's 500 versions.",
+        "Renew now",
+        _operation(operations.RENEW),
+        label="Renew now",
+        active_only=True,
+        bulk="Renew tokens now",
+    ),
+    "sync": Action(
+        "Sync customers",
+        "The partner's customers are listed from Partner Center (in the background); new ones are added and the "
+        "ones that left are marked removed.",
+        "Sync customers",
+        _operation(operations.SYNC),
+        label="Sync customers",
+        active_only=True,
+        bulk="Sync customers",
+    ),
+    "apply": Action(
+        "Apply ApplicationConsent",
+        "The vendor's app is put into every present customer tenant that lacks it, has failed, or has older "
+        "grants, one background task per customer.",
+        "Apply to all that need it",
+        _operation(operations.APPLY),
+        label="Apply consents",
+        active_only=True,
+        bulk="Apply ApplicationConsent",
+    ),
+    "apply_failed": Action(
+        "Apply ApplicationConsent to failed customers",
+        "ApplicationConsent is tried again for the customers whose last attempt failed.",
+        "Retry the failed ones",
+        _operation(operations.APPLY_FAILED),
+        label="Retry {failed} failed consent(s)",
+        active_only=True,
+        bulk="Apply ApplicationConsent to failed customers",
+    ),
+    "reconsent_link": Action(
+        "Create a consent link",
+        "A fresh signed link with which the partner's admin consents again. The current token keeps working "
+        "until the new consent succeeds.",
+        "Create the link",
+        _reconsent,
+        label="Create a consent link",
+        email=True,
+        bulk="Email a consent link",
+        bulk_data={"send_email": "1"},
+    ),
+    "revoke": Action(
+        "Revoke the token",
+        "The token's versions are disabled in the vault at once and the partner is marked as needing "
+        "re-consent: no worker redeems it or hands out an access token from it any more. Access tokens already "
+        "handed out stay valid until they expire (about an hour). Microsoft still holds the partner's consent: "
+        "only the partner's own administrator can withdraw it (by removing the app in their tenant).",
+        "Revoke the token",
+        _revoke,
+        label="Revoke token",
+        needs_token=True,
+        danger=True,
+        reason=True,
+    ),
+    "deactivate": Action(
+        "Deactivate the partner",
+        "No more renewals, syncs or consents run for the partner, and its consent links stop working. The "
+        "token stays in the vault until it expires (revoke it to disable it now).",
+        "Deactivate",
+        _deactivate,
+        label="Deactivate",
+        danger=True,
+        reason=True,
+        bulk="Deactivate",
+    ),
+}
+# The list's bulk action menu, in the table's order.
+BULK_ACTIONS: list[tuple[str, str]] = [(name, action.bulk) for name, action in ACTIONS.items() if action.bulk]
+
+
+@dataclass(frozen=True)
+class Offered:
+    """An action offered on a partner's page: `style` is primary (the one that matters most now), secondary or
+    danger."""
+
+    name: str
+    label: str
+    style: str
+
+    @property
+    def element_id(self) -> str:
+        return "action-" + self.name.replace("_", "-")
+
+
+def actions_for(partner: Partner, *, has_token: bool, failed_customers: int) -> list[Offered]:
+    """Only the actions that can succeed for the partner's state, the one that matters most first: renewing an
+    active partner's token, or, for any other partner, the consent link that moves it on."""
+    if partner.status == Partner.Status.DEACTIVATED:
+        return []
+    active = partner.status == Partner.Status.ACTIVE
+    primary = "renew" if active else "reconsent_link"
+    offered: list[Offered] = []
+    for name, action in ACTIONS.items():
+        if (action.active_only and not active) or (action.needs_token and not has_token):
+            continue
+        if name == "apply_failed" and not failed_customers:
+            continue
+        style = "danger" if action.danger else "primary" if name == primary else "secondary"
+        offered.append(Offered(name, action.label.format(failed=failed_customers), style))
+    return sorted(offered, key=lambda o: {"primary": 0, "secondary": 1, "danger": 2}[o.style])
+
+
+def offered_names(partner: Partner) -> set[str]:
+    """The names of the actions offered for the partner now (what a POST may run)."""
+    has_token = PartnerToken.objects.filter(partner=partner).exclude(current_version="").exists()
+    failed = coverage_for([partner.pk]).get(partner.pk, Coverage()).failed
+    return {o.name for o in actions_for(partner, has_token=has_token, failed_customers=failed)}
