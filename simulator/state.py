@@ -53,6 +53,9 @@ class Settings:
     # links.next.uri style: "v1" -> "/v1/customers?size=N"; "relative" -> "/customers?size=N"
     pc_next_link: str = "v1"
     pc_max_page_size: int = 500
+    # where `ValidateMfa: true` gets its answer: "body" (a top-level `isMfaCompliant` field of a JSON object answer,
+    # the header when the answer is not one) or "header" (an `isMfaCompliant` response header)
+    pc_mfa_compliant_in: str = "body"
     # Key Vault per-vault limits (per `vault_window` seconds)
     vault_limits: bool = True
     vault_create_limit: int = 300
@@ -81,6 +84,8 @@ class Settings:
             raise ValueError("pc_consent_exists must be '409' or '400'")
         if "pc_next_link" in changes and changes["pc_next_link"] not in {"v1", "relative"}:
             raise ValueError("pc_next_link must be 'v1' or 'relative'")
+        if "pc_mfa_compliant_in" in changes and changes["pc_mfa_compliant_in"] not in {"body", "header"}:
+            raise ValueError("pc_mfa_compliant_in must be 'body' or 'header'")
         for key, value in changes.items():
             setattr(self, key, str(value) if key == "pc_consent_exists" else value)
 
