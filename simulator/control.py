@@ -176,10 +176,13 @@ async def update_user(request: web.Request) -> web.Response:
     sim = _sim(request)
     user, _ = _find_user(sim, request.match_info["user"])
     body = await _body(request)
-    allowed = {"global_admin", "admin_agent", "mfa_registered", "enabled", "display_name"}
+    allowed = {"global_admin", "admin_agent", "mfa_registered", "enabled", "display_name", "groups"}
     unknown = set(body) - allowed
     if unknown:
         return _bad(f"unknown user fields: {', '.join(sorted(unknown))}")
+    groups = body.get("groups", [])
+    if not isinstance(groups, list) or not all(isinstance(name, str) and name.strip() for name in groups):
+        return _bad("groups must be a list of group display names")
     for key, value in body.items():
         setattr(user, key, value)
     return _json(user.__dict__)

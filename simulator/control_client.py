@@ -139,8 +139,13 @@ class SimulatorControl:
         self._call("POST", f"/users/{user}/revoke")
 
     def update_user(self, user: str, **flags: Any) -> dict[str, Any]:
-        """Change global_admin / admin_agent / mfa_registered / enabled / display_name of a user."""
+        """Change global_admin / admin_agent / mfa_registered / enabled / display_name / groups of a user."""
         return dict(self._call("PATCH", f"/users/{user}", json=flags))
+
+    def set_user_groups(self, user: str, names: list[str]) -> dict[str, Any]:
+        """The security groups (display names) the user is a member of besides AdminAgents, as Graph's memberOf and
+        transitiveMemberOf list them (enough of them make several pages)."""
+        return self.update_user(user, groups=list(names))
 
     def set_conditional_access(self, partner_tenant_id: str, policy: str | None) -> None:
         """None, "mfa_required" (AADSTS50076 for tokens without MFA) or "block" (AADSTS53003)."""

@@ -158,6 +158,8 @@ class User:
     global_admin: bool = False
     admin_agent: bool = False
     mfa_registered: bool = True
+    # display names of further security groups the user is a direct member of (Graph lists them in memberOf)
+    groups: list[str] = field(default_factory=list)
     enabled: bool = True
 
 
