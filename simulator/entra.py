@@ -791,7 +791,9 @@ def _access_token_claims(
         # Graph opts into the optional claim for user tokens too (observed in Graph tokens)
         claims["idtyp"] = "user"
     if tid == partner.tenant_id:
-        if sim.settings.access_token_wids:
+        # Graph's tokens carry the user's roles (Microsoft's sample of one does); Partner Center's and Key Vault's
+        # only with the setting on: no page says they do
+        if resource == GRAPH_RESOURCE or sim.settings.access_token_wids:
             claims["wids"] = directory_roles(user)
     else:
         claims["idp"] = sts_issuer(partner.tenant_id)

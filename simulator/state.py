@@ -65,11 +65,11 @@ class Settings:
     vault_version_limit: int | None = 500
     # tokens
     access_token_lifetime: int = 3600
-    # `wids` (the user's directory roles) in user access tokens for Microsoft's resources (Partner Center, Graph,
-    # Key Vault), in the user's home tenant. Entra emits it when the *resource* app's groupMembershipClaims asks
-    # for directory roles; nobody outside Microsoft can see that setting for Microsoft's own resources, so this
-    # switch lets a test take the claim away (see FIDELITY.md).
-    access_token_wids: bool = True
+    # `wids` (the user's directory roles) in user access tokens for Partner Center and Key Vault, in the user's home
+    # tenant. Entra emits it when the *resource* app's groupMembershipClaims asks for directory roles; nobody outside
+    # Microsoft can see that setting for Microsoft's own resources, and no page says these tokens carry it, so it is
+    # off unless a test turns it on. Graph's tokens carry it (Microsoft's sample of one does; see FIDELITY.md).
+    access_token_wids: bool = False
     id_token_lifetime: int = 3600
     require_pkce: bool = True
     # keep every issued secret for /_simulator/issued (benchmarks turn this off to bound memory)

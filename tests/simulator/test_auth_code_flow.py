@@ -64,12 +64,12 @@ def test_msal_completes_the_auth_code_flow(sim, response_mode):
     # a v2.0 id_token carries no amr, and no wids unless the app registration asks for directory roles
     assert "amr" not in claims and "wids" not in claims
     assert claims["nonce"] == result["id_token_claims"]["nonce"]
-    # the evidence is in the Partner Center access token (v1.0): amr and wids
+    # the evidence is in the Partner Center access token (v1.0): amr (no wids unless `access_token_wids`)
     access = _verify_v1(sim, result["access_token"], "https://api.partnercenter.microsoft.com")
     assert access["scp"] == "user_impersonation"
     assert access["appid"] == sim.env["CPV_CLIENT_ID"]
     assert access["amr"] == ["pwd", "mfa"]
-    assert GLOBAL_ADMIN in access["wids"]
+    assert "wids" not in access
     # client_info is what msal keys its account on: uid.utid
     info = json.loads(jwt.utils.base64url_decode(result["client_info"]))
     assert info == {"uid": user.oid, "utid": claims["tid"]}
@@ -173,8 +173,9 @@ def test_user_without_mfa_gets_pwd_only_and_non_global_admin_no_role(sim):
     assert "amr" not in result["id_token_claims"]
     assert jwt.decode(result["access_token"], options={"verify_signature": False})["amr"] == ["pwd"]
     agent = user_named(sim, "agent")
-    result = consent(sim, user=agent.upn)
+    result = consent(sim, user=agent.upn, scopes=["User.Read"])
     access = jwt.decode(result["access_token"], options={"verify_signature": False})
+    assert access["aud"] == "https://graph.microsoft.com"
     assert access["wids"] == ["b79fbf4d-3ef9-4689-8143-76b194e85509"]
     assert GLOBAL_ADMIN not in access["wids"]
 

@@ -2,7 +2,7 @@
 
 id_tokens are v2.0 (no `amr`; `wids` only when the app registration's groupMembershipClaims asks for directory
 roles); access tokens for Partner Center, Graph and Key Vault are v1.0 (`sts.windows.net` issuer, `appid`,
-`amr`, `upn`, `wids`...). See simulator/FIDELITY.md.
+`amr`, `upn`; `wids` in Graph's, in the others only with `access_token_wids`). See simulator/FIDELITY.md.
 """
 
 from __future__ import annotations
@@ -38,8 +38,17 @@ def _claims(token: str) -> dict:
     return jwt.decode(token, options={"verify_signature": False})
 
 
-def _tokens(sim, login: str = "admin", tenant: str = "organizations", scope: str = PC_DEFAULT, **extra) -> dict:
-    refresh = sim.control.issue_refresh_token(user_named(sim, login).upn)
+def _tokens(
+    sim,
+    login: str = "admin",
+    tenant: str = "organizations",
+    scope: str = PC_DEFAULT,
+    consented: str | None = None,
+    **extra,
+) -> dict:
+    """Tokens for `scope`, redeemed from a refresh token of a sign-in that asked `consented` (the control's
+    default: Partner Center's user_impersonation and the OIDC scopes)."""
+    refresh = sim.control.issue_refresh_token(user_named(sim, login).upn, scope=consented)
     response = redeem(sim, refresh, tenant, scope, **extra)
     assert response.status_code == 200, response.text
     return response.json()
@@ -147,7 +156,7 @@ def test_partner_center_access_token_has_the_v1_shape(sim):
     assert claims["oid"] == user.oid
     assert claims["upn"] == claims["unique_name"] == user.upn
     assert claims["name"] == user.display_name
-    assert claims["wids"] == [GLOBAL_ADMIN, MEMBER]
+    assert "wids" not in claims  # not in Partner Center's tokens unless `access_token_wids` is on
     assert claims["sub"] and claims["uti"] and claims["exp"] > claims["iat"] == claims["nbf"]
     assert "idtyp" not in claims and "idp" not in claims
     assert not V2_ONLY & set(claims)
@@ -156,8 +165,9 @@ def test_partner_center_access_token_has_the_v1_shape(sim):
 
 def test_access_token_amr_and_wids_follow_the_user(sim):
     assert _claims(_tokens(sim, "nomfa")["access_token"])["amr"] == ["pwd"]
-    assert _claims(_tokens(sim, "agent")["access_token"])["wids"] == [MEMBER]
-    assert _claims(_tokens(sim, "user")["access_token"])["wids"] == [MEMBER]
+    assert _claims(_tokens(sim, "admin", scope=GRAPH_DEFAULT)["access_token"])["wids"] == [GLOBAL_ADMIN, MEMBER]
+    assert _claims(_tokens(sim, "agent", scope=GRAPH_DEFAULT)["access_token"])["wids"] == [MEMBER]
+    assert _claims(_tokens(sim, "user", scope=GRAPH_DEFAULT)["access_token"])["wids"] == [MEMBER]
 
 
 def test_graph_and_vault_access_tokens_are_v1_too(sim):
@@ -170,13 +180,18 @@ def test_graph_and_vault_access_tokens_are_v1_too(sim):
     assert not V2_ONLY & (set(graph) | set(vault))
 
 
-def test_access_token_wids_can_be_turned_off(sim):
-    assert sim.control.settings()["access_token_wids"] is True
-    sim.control.set_settings(access_token_wids=False)
-    for scope in (PC_DEFAULT, GRAPH_DEFAULT):
-        claims = _claims(_tokens(sim, scope=scope)["access_token"])
-        assert "wids" not in claims
+def test_partner_center_tokens_carry_wids_only_with_the_switch(sim):
+    vault_scope = f"{VAULT}/user_impersonation"
+    assert sim.control.settings()["access_token_wids"] is False
+    assert "wids" not in _claims(_tokens(sim, scope=PC_DEFAULT)["access_token"])
+    assert "wids" not in _claims(_tokens(sim, scope=vault_scope, consented=vault_scope)["access_token"])
+    assert _claims(_tokens(sim, scope=GRAPH_DEFAULT)["access_token"])["wids"] == [GLOBAL_ADMIN, MEMBER]
+    sim.control.set_settings(access_token_wids=True)
+    for scope in (PC_DEFAULT, vault_scope):
+        claims = _claims(_tokens(sim, scope=scope, consented=scope)["access_token"])
+        assert claims["wids"] == [GLOBAL_ADMIN, MEMBER]
         assert claims["amr"] == ["pwd", "mfa"]
+    assert _claims(_tokens(sim, "agent", scope=PC_DEFAULT)["access_token"])["wids"] == [MEMBER]
 
 
 def test_a_partner_user_in_a_customer_tenant_gets_idp_and_no_wids(sim):
