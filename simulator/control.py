@@ -10,8 +10,9 @@ from typing import Any
 
 from aiohttp import web
 
-from simulator.entra import SIM_KEY, issue_refresh_token_directly
-from simulator.state import ApplicationConsentRecord, Simulator
+from simulator.entra import SIM_KEY, EntraFailure, issue_refresh_token_directly
+from simulator.entra_errors import error_body
+from simulator.state import ApplicationConsentRecord, Simulator, grants_view
 from simulator.world import GRAPH_APP_ID, GROUP_MEMBERSHIP_CLAIMS, PARTNER_CENTER_RESOURCE
 
 logger = logging.getLogger(__name__)
@@ -97,10 +98,7 @@ def _state(sim: Simulator) -> dict[str, Any]:
             for customer, apps in sim.app_consents.items()
             if apps
         },
-        "user_consents": [
-            {"tenant_id": tid, "client_id": client, "scopes": sorted(scopes)}
-            for (tid, client), scopes in entra.user_consents.items()
-        ],
+        "grants": grants_view(entra.grants),
         "secrets": sim.vault.state(),
         "refresh_tokens": [grant.to_dict() for grant in entra.refresh_tokens.values()],
         "redemptions": dict(entra.redemptions_by_user),
@@ -369,18 +367,36 @@ async def consents(request: web.Request) -> web.Response:
     return _json(record.to_dict(), 201)
 
 
+async def revoke_grants(request: web.Request) -> web.Response:
+    """An administrator removes what a tenant granted an app (its delegated permission grants); `client_id` left
+    out: every app's."""
+    sim = _sim(request)
+    tid = request.match_info["tenant"].lower()
+    client_id = request.match_info.get("client_id")
+    keys = [key for key in sim.entra.grants if key[0] == tid and client_id in (None, key[1])]
+    for key in keys:
+        del sim.entra.grants[key]
+    return _json({"removed": len(keys)})
+
+
 async def tokens(request: web.Request) -> web.Response:
     """A refresh token for a user, as if they had consented (tests that skip the browser flow)."""
     sim = _sim(request)
     body = await _body(request)
     user, partner = _find_user(sim, str(body.get("user", "")))
     client_id = str(body.get("client_id") or sim.world.cpv_app.client_id)
-    if sim.world.app(client_id) is None:
+    app = sim.world.app(client_id)
+    if app is None:
         return _bad("no such client id")
     scope = str(body.get("scope") or f"{PARTNER_CENTER_RESOURCE}/user_impersonation openid profile offline_access")
-    refresh = issue_refresh_token_directly(
-        sim, user=user, partner=partner, client_id=client_id, scope=scope, mfa=body.get("mfa")
-    )
+    try:
+        refresh = issue_refresh_token_directly(
+            sim, user=user, partner=partner, app=app, scope=scope, mfa=body.get("mfa"), prompt=body.get("prompt")
+        )
+    except EntraFailure as failure:
+        # what the sign-in page would have refused (an admin-restricted permission, an unknown scope...)
+        _, answer = error_body(failure.code, now=sim.clock.now(), authority=sim.authority, **failure.fields)
+        return _bad(answer["error_description"])
     return _json({"refresh_token": refresh, "user": user.oid, "tenant_id": partner.tenant_id}, 201)
 
 
@@ -422,5 +438,7 @@ def setup(app: web.Application) -> None:
     r.add_post(f"{PREFIX}/consents", consents)
     r.add_delete(PREFIX + "/consents/{customer}/{application}", consents)
     r.add_post(f"{PREFIX}/tokens", tokens)
+    r.add_delete(PREFIX + "/grants/{tenant}", revoke_grants)
+    r.add_delete(PREFIX + "/grants/{tenant}/{client_id}", revoke_grants)
     r.add_get(f"{PREFIX}/issued", issued)
     r.add_post(f"{PREFIX}/reset", reset)

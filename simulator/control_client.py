@@ -106,6 +106,20 @@ class SimulatorControl:
             return dict(data.get(customer_tenant_id.lower(), {}))
         return dict(data)
 
+    def grants(self, tenant_id: str | None = None) -> dict[str, dict[str, list[str]]]:
+        """client id -> resource -> the delegated permissions the tenant (`tenant_id`) granted it at sign-in; without
+        `tenant_id`, "tenant id/client id" -> resource -> permissions for every tenant."""
+        entries = self._call("GET", "/state", params={"section": "grants"})["grants"]
+        if tenant_id is not None:
+            return {e["client_id"]: dict(e["grants"]) for e in entries if e["tenant_id"] == tenant_id.lower()}
+        return {f"{e['tenant_id']}/{e['client_id']}": dict(e["grants"]) for e in entries}
+
+    def revoke_grants(self, tenant_id: str, client_id: str | None = None) -> int:
+        """An administrator removes the delegated permissions the tenant granted the app (every app's when
+        `client_id` is None): the next sign-in consents again. Returns how many grants went."""
+        path = f"/grants/{tenant_id}" if client_id is None else f"/grants/{tenant_id}/{client_id}"
+        return int(self._call("DELETE", path)["removed"])
+
     def secrets_state(self) -> dict[str, Any]:
         """secret name -> {deleted, versions: [{version, enabled, ...}]} (never the values)."""
         return dict(self._call("GET", "/state", params={"section": "secrets"})["secrets"])
@@ -206,9 +220,19 @@ class SimulatorControl:
         return bool(self._call("DELETE", f"/consents/{customer_tenant_id}/{application_id}")["removed"])
 
     def issue_refresh_token(
-        self, user: str, *, client_id: str | None = None, scope: str | None = None, mfa: bool | None = None
+        self,
+        user: str,
+        *,
+        client_id: str | None = None,
+        scope: str | None = None,
+        mfa: bool | None = None,
+        prompt: str | None = None,
     ) -> str:
-        """A refresh token for `user` (object id or UPN) as if they had completed the consent."""
+        """A refresh token for `user` (object id or UPN) as if they had signed in asking `scope` (default
+        "https://api.partnercenter.microsoft.com/user_impersonation openid profile offline_access") and accepted:
+        the consent is recorded as the sign-in page records it (`.default` consents the registration's list, and
+        `prompt="consent"` does so again), and refused as it refuses it (ControlError naming AADSTS90094 for an
+        admin-restricted permission asked by a user who is not an administrator)."""
         body: dict[str, Any] = {"user": user}
         if client_id:
             body["client_id"] = client_id
@@ -216,6 +240,8 @@ class SimulatorControl:
             body["scope"] = scope
         if mfa is not None:
             body["mfa"] = mfa
+        if prompt is not None:
+            body["prompt"] = prompt
         return str(self._call("POST", "/tokens", json=body)["refresh_token"])
 
     # ----- settings -----

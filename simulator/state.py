@@ -8,6 +8,7 @@ from collections import Counter, deque
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from simulator import grants
 from simulator.clock import Clock
 from simulator.faults import FaultSet
 from simulator.requestlog import RequestLog
@@ -110,6 +111,7 @@ class PendingAuthorization:
     code_challenge: str | None
     login_hint: str | None
     created_at: float
+    prompt: str | None = None
 
 
 @dataclass
@@ -159,6 +161,18 @@ class ApplicationConsentRecord:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def grants_view(store: dict[tuple[str, str], dict[str, set[str]]]) -> list[dict[str, Any]]:
+    """The grants as JSON: [{tenant_id, client_id, grants: {resource: [permission, ...]}}]."""
+    return [
+        {
+            "tenant_id": tid,
+            "client_id": client,
+            "grants": {resource: sorted(names, key=str.lower) for resource, names in by_resource.items()},
+        }
+        for (tid, client), by_resource in store.items()
+    ]
 
 
 class TokenBucket:
@@ -215,8 +229,8 @@ class EntraState:
     codes: dict[str, CodeGrant] = field(default_factory=dict)
     refresh_tokens: dict[str, RefreshGrant] = field(default_factory=dict)
     tokens_valid_from: dict[str, float] = field(default_factory=dict)
-    # (tenant id, client id) -> delegated scopes a user of that tenant consented to at sign-in
-    user_consents: dict[tuple[str, str], set[str]] = field(default_factory=dict)
+    # (tenant id, client id) -> resource -> the delegated permissions consented there (simulator/grants.py)
+    grants: dict[tuple[str, str], dict[str, set[str]]] = field(default_factory=dict)
     redemptions_by_user: Counter[str] = field(default_factory=Counter)
     id_token_cache: dict[tuple[Any, ...], tuple[float, str]] = field(default_factory=dict)
     grant_seq: int = 0
@@ -296,10 +310,7 @@ class Simulator:
                     if now - grant.issued_at <= REFRESH_TOKEN_INACTIVITY
                 },
                 "tokens_valid_from": dict(entra.tokens_valid_from),
-                "user_consents": [
-                    {"tenant_id": tid, "client_id": client, "scopes": sorted(scopes)}
-                    for (tid, client), scopes in entra.user_consents.items()
-                ],
+                "grants": grants_view(entra.grants),
                 "redemptions_by_user": dict(entra.redemptions_by_user),
                 "grant_seq": entra.grant_seq,
             },
@@ -322,9 +333,16 @@ class Simulator:
         entra.codes = {value: CodeGrant(**g) for value, g in saved.get("codes", {}).items()}
         entra.refresh_tokens = {value: RefreshGrant(**g) for value, g in saved.get("refresh_tokens", {}).items()}
         entra.tokens_valid_from = {k: float(v) for k, v in saved.get("tokens_valid_from", {}).items()}
-        entra.user_consents = {
-            (c["tenant_id"], c["client_id"]): set(c["scopes"]) for c in saved.get("user_consents", [])
+        entra.grants = {
+            (g["tenant_id"], g["client_id"]): {resource: set(names) for resource, names in g["grants"].items()}
+            for g in saved.get("grants", [])
         }
+        # a file written before grants were kept per resource holds the scope strings of each sign-in
+        for old in saved.get("user_consents", []):
+            app = self.world.app(old["client_id"])
+            registration = app.delegated_permissions if app is not None else {}
+            store = entra.grants.setdefault((old["tenant_id"], old["client_id"]), {})
+            grants.record(store, grants.from_scope_strings(old["scopes"], registration))
         entra.redemptions_by_user = Counter(saved.get("redemptions_by_user", {}))
         entra.grant_seq = int(saved.get("grant_seq", 0))
         self.entra = entra

@@ -370,8 +370,9 @@ class World:
             redirect_uris=list(uris),
             delegated_permissions={
                 PARTNER_CENTER_RESOURCE: ["user_impersonation"],
-                GRAPH_RESOURCE: ["User.Read", "Directory.AccessAsUser.All"],
-                VAULT_RESOURCE: ["user_impersonation"],
+                # the Graph permissions the control panel registers (its README): sign-in, and reading the
+                # consenting user's directory roles and the partner's GDAP relationships
+                GRAPH_RESOURCE: ["User.Read", "RoleManagement.Read.Directory", "DelegatedAdminRelationship.Read.All"],
             },
         )
         sandbox_app = AppRegistration(

@@ -18,8 +18,9 @@ from simulator.world import World
 from tests.simulator.helpers import (
     GRAPH_DEFAULT,
     PC_DEFAULT,
+    STATIC_CONSENT,
     admin,
-    assert_entra_error,
+    admin_consents,
     consent,
     redeem,
     token_request,
@@ -173,9 +174,11 @@ def test_access_token_amr_and_wids_follow_the_user(sim):
 def test_graph_and_vault_access_tokens_are_v1_too(sim):
     graph = _claims(_tokens(sim, scope=GRAPH_DEFAULT)["access_token"])
     assert graph["ver"] == "1.0" and graph["aud"] == GRAPH and graph["idtyp"] == "user"
-    assert graph["scp"] == "User.Read Directory.AccessAsUser.All"
+    # what the sign-in consented on Graph: the OIDC scopes and the initial consent's User.Read
+    assert graph["scp"] == "openid profile User.Read"
     assert graph["iss"] == f"https://sts.windows.net/{graph['tid']}/"
-    vault = _claims(_tokens(sim, scope=f"{VAULT}/user_impersonation")["access_token"])
+    vault_scope = f"{VAULT}/user_impersonation"
+    vault = _claims(_tokens(sim, scope=vault_scope, consented=f"{vault_scope} openid profile")["access_token"])
     assert vault["ver"] == "1.0" and vault["aud"] == VAULT and vault["scp"] == "user_impersonation"
     assert not V2_ONLY & (set(graph) | set(vault))
 
@@ -261,7 +264,9 @@ def test_update_app_changes_the_registration_until_reset(sim):
         "delegated_permissions": {PC: ["user_impersonation"], GRAPH: ["User.Read"]},
     }
     assert sim.control.world()["cpv_app"]["group_membership_claims"] == "All"
-    assert _claims(_tokens(sim, scope=GRAPH_DEFAULT)["access_token"])["scp"] == "User.Read"
+    # a `.default` consent from now on grants the registration's new list
+    graph = _claims(_tokens(sim, scope=GRAPH_DEFAULT, consented=STATIC_CONSENT)["access_token"])
+    assert graph["scp"] == "openid profile User.Read"
     # left out, group_membership_claims is not changed
     assert (
         sim.control.update_app(client_id, delegated_permissions={PC: ["user_impersonation"]})["group_membership_claims"]
@@ -270,14 +275,25 @@ def test_update_app_changes_the_registration_until_reset(sim):
     sim.control.reset()
     app = sim.control.world()["cpv_app"]
     assert app["group_membership_claims"] is None
-    assert app["delegated_permissions"][GRAPH] == ["User.Read", "Directory.AccessAsUser.All"]
+    assert app["delegated_permissions"] == {
+        PC: ["user_impersonation"],
+        GRAPH: ["User.Read", "RoleManagement.Read.Directory", "DelegatedAdminRelationship.Read.All"],
+    }
 
 
-def test_taking_away_the_graph_permission(sim):
-    sim.control.update_app(sim.env["CPV_CLIENT_ID"], delegated_permissions={PC: ["user_impersonation"]})
-    refresh = sim.control.issue_refresh_token(admin(sim).upn)
-    assert_entra_error(redeem(sim, refresh, scope=GRAPH_DEFAULT), 65001, "invalid_grant")
-    assert redeem(sim, refresh).status_code == 200
+def test_taking_a_permission_out_of_the_registration_keeps_what_was_granted(sim):
+    """The registration says what a `.default` consent asks; a tenant's grant stays what it consented to."""
+    client_id = sim.env["CPV_CLIENT_ID"]
+    first = sim.world.partners[0]
+    before = admin_consents(sim, 0)
+    sim.control.update_app(client_id, delegated_permissions={PC: ["user_impersonation"], GRAPH: ["User.Read"]})
+    after = admin_consents(sim, 1)
+    assert (
+        "RoleManagement.Read.Directory"
+        in _claims(redeem(sim, before, scope=GRAPH_DEFAULT).json()["access_token"])["scp"].split()
+    )
+    assert _claims(redeem(sim, after, scope=GRAPH_DEFAULT).json()["access_token"])["scp"] == "openid profile User.Read"
+    assert "RoleManagement.Read.Directory" in sim.control.grants(first.tenant_id)[client_id][GRAPH]
 
 
 def test_update_app_refuses_what_entra_would_not_store(sim):

@@ -7,7 +7,16 @@ import uuid
 import pytest
 import requests
 
-from tests.simulator.helpers import GRAPH_DEFAULT, PC_DEFAULT, admin, redeem, token_request, user_named
+from tests.simulator.helpers import (
+    GRAPH_DEFAULT,
+    PC_DEFAULT,
+    STATIC_CONSENT,
+    admin,
+    admin_consents,
+    redeem,
+    token_request,
+    user_named,
+)
 
 GLOBAL_ADMIN = "62e90394-69f5-4237-9190-012177145e10"
 GRAPH = "https://graph.microsoft.com"
@@ -19,7 +28,10 @@ ADVANCED = {"ConsistencyLevel": "eventual"}
 
 
 def _graph_token(sim, login: str = "admin", tenant: str = "organizations", scope: str = GRAPH_DEFAULT) -> str:
-    refresh = sim.control.issue_refresh_token(user_named(sim, login).upn)
+    """A Graph token of `login` once the partner's administrator consented to the registration's list for the
+    organisation (the sign-ins after it add nothing: `.default` with a grant in place)."""
+    admin_consents(sim)
+    refresh = sim.control.issue_refresh_token(user_named(sim, login).upn, scope=STATIC_CONSENT)
     response = redeem(sim, refresh, tenant, scope)
     assert response.status_code == 200, response.text
     return str(response.json()["access_token"])
@@ -31,9 +43,12 @@ def _get(sim, path: str, token: str, **headers: str) -> requests.Response:
 
 
 def _with_graph_permissions(sim, *permissions: str) -> None:
+    """The registration lists these Graph permissions, and the first partner's grants are gone, so that its
+    administrator's next consent grants exactly them (with the initial consent's User.Read)."""
     sim.control.update_app(
         sim.env["CPV_CLIENT_ID"], delegated_permissions={PC: ["user_impersonation"], GRAPH: list(permissions)}
     )
+    sim.control.revoke_grants(sim.world.partners[0].tenant_id)
 
 
 def _assert_graph_error(response: requests.Response, status: int, code: str) -> dict:
@@ -45,9 +60,13 @@ def _assert_graph_error(response: requests.Response, status: int, code: str) -> 
     return error
 
 
+ROLES_AND_GROUPS = ("User.Read", "RoleManagement.Read.Directory", "GroupMember.Read.All")
+
+
 @pytest.mark.parametrize("relationship", ["memberOf", "transitiveMemberOf"])
 def test_the_admin_is_a_global_administrator_and_in_admin_agents(sim, relationship):
     partner = sim.world.partners[0]
+    _with_graph_permissions(sim, *ROLES_AND_GROUPS)
     response = _get(sim, f"/v1.0/me/{relationship}", _graph_token(sim))
     assert response.status_code == 200, response.text
     body = response.json()
@@ -69,8 +88,7 @@ def test_the_admin_is_a_global_administrator_and_in_admin_agents(sim, relationsh
     assert role["id"] != GLOBAL_ADMIN
     other = _get(sim, f"/v1.0/me/{relationship}", _graph_token(sim, "globaladmin")).json()["value"][0]
     assert other["id"] == role["id"]
-    second_partner = sim.world.partners[1].users[0].upn
-    refresh = sim.control.issue_refresh_token(second_partner)
+    refresh = admin_consents(sim, 1)
     token = redeem(sim, refresh, scope=GRAPH_DEFAULT).json()["access_token"]
     assert _get(sim, f"/v1.0/me/{relationship}", token).json()["value"][0]["id"] != role["id"]
     assert group["@odata.type"] == GROUP
@@ -89,7 +107,15 @@ def test_memberships_follow_the_user_and_the_member_role_is_not_listed(sim, logi
     assert all(item.get("roleTemplateId") != "b79fbf4d-3ef9-4689-8143-76b194e85509" for item in body["value"])
 
 
+def test_the_seeded_registration_reads_roles_but_not_groups(sim):
+    """The control panel's registration has RoleManagement.Read.Directory and no group-reading permission."""
+    role, group = _get(sim, "/v1.0/me/transitiveMemberOf", _graph_token(sim)).json()["value"]
+    assert role["roleTemplateId"] == GLOBAL_ADMIN and role["displayName"] == "Global Administrator"
+    assert group["@odata.type"] == GROUP and group["id"] and group["displayName"] is None
+
+
 def test_the_odata_casts(sim):
+    _with_graph_permissions(sim, *ROLES_AND_GROUPS)
     token = _graph_token(sim)
     roles = _get(sim, "/v1.0/me/transitiveMemberOf/microsoft.graph.directoryRole?$count=true", token, **ADVANCED)
     roles = roles.json()
@@ -118,6 +144,7 @@ def test_a_cast_without_the_advanced_query_parameters_is_refused(sim, relationsh
 
 
 def test_select_is_honoured(sim):
+    _with_graph_permissions(sim, *ROLES_AND_GROUPS)
     token = _graph_token(sim)
     body = _get(
         sim,
@@ -172,7 +199,7 @@ def test_directory_permissions_read_everything(sim, permission):
 
 def test_a_token_without_a_membership_permission_gets_403(sim):
     _with_graph_permissions(sim, "Mail.Read")
-    token = _graph_token(sim)
+    token = _graph_token(sim, scope="https://graph.microsoft.com/Mail.Read")
     for path in ("/v1.0/me/memberOf", "/v1.0/me/transitiveMemberOf/microsoft.graph.directoryRole?$count=true"):
         response = _get(sim, path, token, **{"client-request-id": "cr-1"}, **ADVANCED)
         error = _assert_graph_error(response, 403, "Authorization_RequestDenied")
@@ -221,6 +248,7 @@ def test_paging_through_many_memberships(sim):
     user = admin(sim)
     names = [f"Support tier {n}" for n in range(1, 8)]
     sim.control.set_user_groups(user.oid, names)
+    _with_graph_permissions(sim, *ROLES_AND_GROUPS)
     token = _graph_token(sim)
     seen, url, pages = [], "/v1.0/me/transitiveMemberOf/microsoft.graph.group?$count=true&$top=3", 0
     while url:
