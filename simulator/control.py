@@ -13,7 +13,12 @@ from aiohttp import web
 from simulator.entra import SIM_KEY, EntraFailure, issue_refresh_token_directly
 from simulator.entra_errors import error_body
 from simulator.state import ApplicationConsentRecord, Simulator, grants_view
-from simulator.world import GRAPH_APP_ID, GROUP_MEMBERSHIP_CLAIMS, PARTNER_CENTER_RESOURCE
+from simulator.world import (
+    AUTHENTICATION_CONTEXT_POLICIES,
+    GRAPH_APP_ID,
+    GROUP_MEMBERSHIP_CLAIMS,
+    PARTNER_CENTER_RESOURCE,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -197,6 +202,27 @@ async def update_partner(request: web.Request) -> web.Response:
             return _bad("conditional_access must be null, 'mfa_required' or 'block'")
         partner.conditional_access = body["conditional_access"]
     return _json({"tenant_id": partner.tenant_id, "conditional_access": partner.conditional_access})
+
+
+async def update_vendor(request: web.Request) -> web.Response:
+    """Change the vendor's tenant: its Conditional Access `authentication_contexts` ({"c1": "mfa" | null, ...})."""
+    sim = _sim(request)
+    body = await _body(request)
+    unknown = set(body) - {"authentication_contexts"}
+    if unknown:
+        return _bad(f"unknown vendor fields: {', '.join(sorted(unknown))}")
+    vendor = sim.world.vendor
+    if "authentication_contexts" in body:
+        contexts = body["authentication_contexts"]
+        # "Values C1-C25 are available for use as Auth Context IDs in a tenant"
+        valid_ids = {f"c{n}" for n in range(1, 26)}
+        if not isinstance(contexts, dict) or not all(
+            isinstance(k, str) and k.lower() in valid_ids and v in AUTHENTICATION_CONTEXT_POLICIES
+            for k, v in contexts.items()
+        ):
+            return _bad("authentication_contexts must map c1..c25 to 'mfa' or null")
+        vendor.authentication_contexts = {k.lower(): v for k, v in contexts.items()}
+    return _json({"tenant_id": vendor.tenant_id, "authentication_contexts": vendor.authentication_contexts})
 
 
 async def update_app(request: web.Request) -> web.Response:
@@ -428,6 +454,7 @@ def setup(app: web.Application) -> None:
     r.add_patch(PREFIX + "/users/{user}", update_user)
     r.add_patch(PREFIX + "/partners/{partner}", update_partner)
     r.add_patch(PREFIX + "/apps/{client_id}", update_app)
+    r.add_patch(f"{PREFIX}/vendor", update_vendor)
     r.add_post(PREFIX + "/partners/{partner}/customers", add_customers)
     r.add_delete(PREFIX + "/partners/{partner}/customers/{customer}", remove_customer)
     r.add_get(f"{PREFIX}/faults", faults)

@@ -161,6 +161,11 @@ class SimulatorControl:
         transitiveMemberOf list them (enough of them make several pages)."""
         return self.update_user(user, groups=list(names))
 
+    def set_authentication_contexts(self, contexts: dict[str, str | None]) -> dict[str, Any]:
+        """The vendor tenant's Conditional Access authentication contexts, replacing them all: "c1".."c25" -> "mfa"
+        (the policy on it asks for MFA) or None (declared, no policy). Seeded: {"c1": "mfa"}."""
+        return dict(self._call("PATCH", "/vendor", json={"authentication_contexts": contexts}))
+
     def set_conditional_access(self, partner_tenant_id: str, policy: str | None) -> None:
         """None, "mfa_required" (AADSTS50076 for tokens without MFA) or "block" (AADSTS53003)."""
         self._call("PATCH", f"/partners/{partner_tenant_id}", json={"conditional_access": policy})

@@ -43,6 +43,7 @@ from simulator.world import (
     AppRegistration,
     Home,
     User,
+    Vendor,
 )
 
 logger = logging.getLogger(__name__)
@@ -551,6 +552,9 @@ async def handle_authorize_get(request: web.Request) -> web.Response:
         )
     if query.get("prompt") == "none":
         return _redirect_error(sim, request, redirect_uri, response_mode, state, 50058)
+    claims = query.get("claims")
+    if claims is not None and requested_acrs(claims) is None:
+        return _redirect_error(sim, request, redirect_uri, response_mode, state, 90100, param="claims")
     pending = PendingAuthorization(
         txn=secrets.token_urlsafe(24),
         tenant=segment,
@@ -565,6 +569,7 @@ async def handle_authorize_get(request: web.Request) -> web.Response:
         login_hint=query.get("login_hint"),
         created_at=sim.clock.now(),
         prompt=query.get("prompt"),
+        claims=claims,
     )
     sim.entra.pending[pending.txn] = pending
     return _sign_in_page(sim, request, pending, kind)
@@ -623,6 +628,7 @@ async def handle_authorize_post(request: web.Request) -> web.Response:
         amr=["pwd", "mfa"] if user.mfa_registered else ["pwd"],
         issued_at=now,
         expires_at=now + CODE_LIFETIME,
+        claims=pending.claims,
     )
     params = {"code": code}
     if pending.state is not None:
@@ -875,6 +881,7 @@ def _issue_user_tokens(
     scopes: Scopes,
     amr: list[str],
     acr: str,
+    acrs: dict[str, list[str]],
     nonce: str | None,
     want_refresh: bool,
     refresh_scope: str,
@@ -896,6 +903,8 @@ def _issue_user_tokens(
         amr=amr,
         acr=acr,
     )
+    if acrs.get("access_token"):
+        access_claims["acrs"] = acrs["access_token"]
     access_token = Unsigned(access_claims, "access_token")
     if resource == GRAPH_RESOURCE:
         granted_scope = " ".join(permissions + sorted(scopes.oidc - {"offline_access"}))
@@ -929,7 +938,9 @@ def _issue_user_tokens(
         body["refresh_token_expires_in"] = REFRESH_TOKEN_INACTIVITY
         detail["new_refresh_token"] = grant.id
     if "openid" in scopes.oidc:
-        body["id_token"] = _id_token(sim, now, user, partner, tid, app, nonce, profile="profile" in scopes.oidc)
+        body["id_token"] = _id_token(
+            sim, now, user, partner, tid, app, nonce, profile="profile" in scopes.oidc, acrs=acrs.get("id_token", [])
+        )
     if client_info:
         body["client_info"] = b64url(
             json.dumps({"uid": user.oid, "utid": partner.tenant_id}, separators=(",", ":")).encode()
@@ -947,6 +958,7 @@ def _id_token(
     nonce: str | None,
     *,
     profile: bool,
+    acrs: list[str],
 ) -> str | Unsigned:
     """A v2.0 id_token: no `amr` (v1.0 only), `wids` only when the app's groupMembershipClaims asks for roles."""
     wids = app.wants_directory_roles and tid == partner.tenant_id
@@ -962,6 +974,7 @@ def _id_token(
         user.display_name if profile else None,
         user.upn if profile else None,
         tuple(directory_roles(user)) if wids else None,
+        tuple(acrs),
     )
     if nonce is None:
         cached = sim.entra.id_token_cache.get(key)
@@ -977,6 +990,9 @@ def _id_token(
         claims["idp"] = sts_issuer(partner.tenant_id)
     elif wids:
         claims["wids"] = directory_roles(user)
+    if acrs:
+        # the authentication contexts asked in the `claims` request and satisfied
+        claims["acrs"] = list(acrs)
     if nonce is not None:
         claims["nonce"] = nonce
     return Unsigned(claims, "id_token", cache_key=key if nonce is None else None, now=now)
@@ -992,6 +1008,49 @@ def _home_permissions(
     if not permissions:
         raise EntraFailure(65001, client_id=app.client_id, app_name=app.display_name)
     return permissions
+
+
+def requested_acrs(claims: str) -> dict[str, list[str]] | None:
+    """The authentication context ids an OIDC `claims` request asks, per token ("id_token", "access_token"):
+    `{"id_token": {"acrs": {"essential": true, "value": "c1"}}}` (or `"values": [...]`). None when the parameter
+    is not a JSON object."""
+    try:
+        data = json.loads(claims)
+    except ValueError:
+        return None
+    if not isinstance(data, dict):
+        return None
+    asked: dict[str, list[str]] = {}
+    for token in ("id_token", "access_token"):
+        section = data.get(token)
+        acrs = section.get("acrs") if isinstance(section, dict) else None
+        if not isinstance(acrs, dict):
+            continue
+        values = acrs["values"] if isinstance(acrs.get("values"), list) else [acrs.get("value")]
+        names = [value for value in values if isinstance(value, str) and value]
+        if names:
+            asked[token] = names
+    return asked
+
+
+def _acrs(sim: Simulator, tid: str, amr: list[str], *claims: Any) -> dict[str, list[str]]:
+    """The `acrs` each token gets (developer-guide-conditional-access-authentication-context.md): an asked context
+    is added when the policy on it is satisfied (MFA, from `amr`) or when no policy is on it; otherwise left out."""
+    found = sim.world.tenant(tid)
+    contexts = found[1].authentication_contexts if found and isinstance(found[1], Vendor) else {}
+    policies = {name.lower(): policy for name, policy in contexts.items()}
+    issued: dict[str, list[str]] = {}
+    for raw in claims:
+        if not raw:
+            continue
+        asked = requested_acrs(str(raw))
+        if asked is None:
+            raise EntraFailure(90100, param="claims")
+        for token, names in asked.items():
+            for name in names:
+                if (policies.get(name.lower()) != "mfa" or "mfa" in amr) and name not in issued.get(token, []):
+                    issued.setdefault(token, []).append(name)
+    return issued
 
 
 def _target_tenant(
@@ -1210,6 +1269,7 @@ def _redeem_code(
         resource, perms = GRAPH_RESOURCE, ["User.Read"]
     permissions = _home_permissions(sim, app, partner.tenant_id, resource, perms, requested.oidc)
     _check_conditional_access(partner, grant.amr, resource)
+    acrs = _acrs(sim, partner.tenant_id, grant.amr, grant.claims, form.get("claims"))
     detail = _detail(request)
     detail["tid"] = partner.tenant_id
     detail["resource"] = resource
@@ -1225,6 +1285,7 @@ def _redeem_code(
         scopes=requested,
         amr=grant.amr,
         acr=acr,
+        acrs=acrs,
         nonce=grant.nonce,
         want_refresh="offline_access" in code_scopes.oidc,
         refresh_scope=grant.scope,
@@ -1277,6 +1338,7 @@ def _redeem_refresh(
     else:
         permissions = _home_permissions(sim, app, target, resource, perms, scopes.oidc)
     _check_conditional_access(partner, grant.amr, resource)
+    acrs = _acrs(sim, target, grant.amr, None, form.get("claims"))
     grant.redemptions += 1
     grant.last_redeemed_at = now
     sim.entra.redemptions_by_user[user.oid] += 1
@@ -1295,6 +1357,7 @@ def _redeem_refresh(
         scopes=scopes,
         amr=grant.amr,
         acr=acr,
+        acrs=acrs,
         nonce=None,
         want_refresh="offline_access" in scopes.oidc,
         refresh_scope=grant.scope,

@@ -281,6 +281,7 @@ CATALOG: dict[int, EntraError] = {
             "The provided value for the input parameter scope is not valid because it contains more than one "
             "resource. Scope {scope} is not valid.",
         ),
+        EntraError(90100, "invalid_request", 400, "The parameter '{param}' is empty or not valid."),
         EntraError(
             1002012,
             "invalid_scope",

@@ -112,6 +112,8 @@ class PendingAuthorization:
     login_hint: str | None
     created_at: float
     prompt: str | None = None
+    # the OIDC `claims` request parameter, as sent (JSON)
+    claims: str | None = None
 
 
 @dataclass
@@ -128,6 +130,7 @@ class CodeGrant:
     issued_at: float
     expires_at: float
     redeemed: bool = False
+    claims: str | None = None
 
 
 @dataclass
