@@ -10,9 +10,15 @@ from typing import Any
 
 from aiohttp import web
 
-from simulator.entra import SIM_KEY, issue_refresh_token_directly
-from simulator.state import ApplicationConsentRecord, Simulator
-from simulator.world import GRAPH_APP_ID, GROUP_MEMBERSHIP_CLAIMS, PARTNER_CENTER_RESOURCE
+from simulator.entra import SIM_KEY, EntraFailure, issue_refresh_token_directly
+from simulator.entra_errors import error_body
+from simulator.state import ApplicationConsentRecord, Simulator, grants_view
+from simulator.world import (
+    AUTHENTICATION_CONTEXT_POLICIES,
+    GRAPH_APP_ID,
+    GROUP_MEMBERSHIP_CLAIMS,
+    PARTNER_CENTER_RESOURCE,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -97,10 +103,7 @@ def _state(sim: Simulator) -> dict[str, Any]:
             for customer, apps in sim.app_consents.items()
             if apps
         },
-        "user_consents": [
-            {"tenant_id": tid, "client_id": client, "scopes": sorted(scopes)}
-            for (tid, client), scopes in entra.user_consents.items()
-        ],
+        "grants": grants_view(entra.grants),
         "secrets": sim.vault.state(),
         "refresh_tokens": [grant.to_dict() for grant in entra.refresh_tokens.values()],
         "redemptions": dict(entra.redemptions_by_user),
@@ -176,10 +179,13 @@ async def update_user(request: web.Request) -> web.Response:
     sim = _sim(request)
     user, _ = _find_user(sim, request.match_info["user"])
     body = await _body(request)
-    allowed = {"global_admin", "admin_agent", "mfa_registered", "enabled", "display_name"}
+    allowed = {"global_admin", "admin_agent", "mfa_registered", "enabled", "display_name", "groups"}
     unknown = set(body) - allowed
     if unknown:
         return _bad(f"unknown user fields: {', '.join(sorted(unknown))}")
+    groups = body.get("groups", [])
+    if not isinstance(groups, list) or not all(isinstance(name, str) and name.strip() for name in groups):
+        return _bad("groups must be a list of group display names")
     for key, value in body.items():
         setattr(user, key, value)
     return _json(user.__dict__)
@@ -196,6 +202,27 @@ async def update_partner(request: web.Request) -> web.Response:
             return _bad("conditional_access must be null, 'mfa_required' or 'block'")
         partner.conditional_access = body["conditional_access"]
     return _json({"tenant_id": partner.tenant_id, "conditional_access": partner.conditional_access})
+
+
+async def update_vendor(request: web.Request) -> web.Response:
+    """Change the vendor's tenant: its Conditional Access `authentication_contexts` ({"c1": "mfa" | null, ...})."""
+    sim = _sim(request)
+    body = await _body(request)
+    unknown = set(body) - {"authentication_contexts"}
+    if unknown:
+        return _bad(f"unknown vendor fields: {', '.join(sorted(unknown))}")
+    vendor = sim.world.vendor
+    if "authentication_contexts" in body:
+        contexts = body["authentication_contexts"]
+        # "Values C1-C25 are available for use as Auth Context IDs in a tenant"
+        valid_ids = {f"c{n}" for n in range(1, 26)}
+        if not isinstance(contexts, dict) or not all(
+            isinstance(k, str) and k.lower() in valid_ids and v in AUTHENTICATION_CONTEXT_POLICIES
+            for k, v in contexts.items()
+        ):
+            return _bad("authentication_contexts must map c1..c25 to 'mfa' or null")
+        vendor.authentication_contexts = {k.lower(): v for k, v in contexts.items()}
+    return _json({"tenant_id": vendor.tenant_id, "authentication_contexts": vendor.authentication_contexts})
 
 
 async def update_app(request: web.Request) -> web.Response:
@@ -366,18 +393,36 @@ async def consents(request: web.Request) -> web.Response:
     return _json(record.to_dict(), 201)
 
 
+async def revoke_grants(request: web.Request) -> web.Response:
+    """An administrator removes what a tenant granted an app (its delegated permission grants); `client_id` left
+    out: every app's."""
+    sim = _sim(request)
+    tid = request.match_info["tenant"].lower()
+    client_id = request.match_info.get("client_id")
+    keys = [key for key in sim.entra.grants if key[0] == tid and client_id in (None, key[1])]
+    for key in keys:
+        del sim.entra.grants[key]
+    return _json({"removed": len(keys)})
+
+
 async def tokens(request: web.Request) -> web.Response:
     """A refresh token for a user, as if they had consented (tests that skip the browser flow)."""
     sim = _sim(request)
     body = await _body(request)
     user, partner = _find_user(sim, str(body.get("user", "")))
     client_id = str(body.get("client_id") or sim.world.cpv_app.client_id)
-    if sim.world.app(client_id) is None:
+    app = sim.world.app(client_id)
+    if app is None:
         return _bad("no such client id")
     scope = str(body.get("scope") or f"{PARTNER_CENTER_RESOURCE}/user_impersonation openid profile offline_access")
-    refresh = issue_refresh_token_directly(
-        sim, user=user, partner=partner, client_id=client_id, scope=scope, mfa=body.get("mfa")
-    )
+    try:
+        refresh = issue_refresh_token_directly(
+            sim, user=user, partner=partner, app=app, scope=scope, mfa=body.get("mfa"), prompt=body.get("prompt")
+        )
+    except EntraFailure as failure:
+        # what the sign-in page would have refused (an admin-restricted permission, an unknown scope...)
+        _, answer = error_body(failure.code, now=sim.clock.now(), authority=sim.authority, **failure.fields)
+        return _bad(answer["error_description"])
     return _json({"refresh_token": refresh, "user": user.oid, "tenant_id": partner.tenant_id}, 201)
 
 
@@ -409,6 +454,7 @@ def setup(app: web.Application) -> None:
     r.add_patch(PREFIX + "/users/{user}", update_user)
     r.add_patch(PREFIX + "/partners/{partner}", update_partner)
     r.add_patch(PREFIX + "/apps/{client_id}", update_app)
+    r.add_patch(f"{PREFIX}/vendor", update_vendor)
     r.add_post(PREFIX + "/partners/{partner}/customers", add_customers)
     r.add_delete(PREFIX + "/partners/{partner}/customers/{customer}", remove_customer)
     r.add_get(f"{PREFIX}/faults", faults)
@@ -419,5 +465,7 @@ def setup(app: web.Application) -> None:
     r.add_post(f"{PREFIX}/consents", consents)
     r.add_delete(PREFIX + "/consents/{customer}/{application}", consents)
     r.add_post(f"{PREFIX}/tokens", tokens)
+    r.add_delete(PREFIX + "/grants/{tenant}", revoke_grants)
+    r.add_delete(PREFIX + "/grants/{tenant}/{client_id}", revoke_grants)
     r.add_get(f"{PREFIX}/issued", issued)
     r.add_post(f"{PREFIX}/reset", reset)

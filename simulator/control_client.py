@@ -106,6 +106,20 @@ class SimulatorControl:
             return dict(data.get(customer_tenant_id.lower(), {}))
         return dict(data)
 
+    def grants(self, tenant_id: str | None = None) -> dict[str, dict[str, list[str]]]:
+        """client id -> resource -> the delegated permissions the tenant (`tenant_id`) granted it at sign-in; without
+        `tenant_id`, "tenant id/client id" -> resource -> permissions for every tenant."""
+        entries = self._call("GET", "/state", params={"section": "grants"})["grants"]
+        if tenant_id is not None:
+            return {e["client_id"]: dict(e["grants"]) for e in entries if e["tenant_id"] == tenant_id.lower()}
+        return {f"{e['tenant_id']}/{e['client_id']}": dict(e["grants"]) for e in entries}
+
+    def revoke_grants(self, tenant_id: str, client_id: str | None = None) -> int:
+        """An administrator removes the delegated permissions the tenant granted the app (every app's when
+        `client_id` is None): the next sign-in consents again. Returns how many grants went."""
+        path = f"/grants/{tenant_id}" if client_id is None else f"/grants/{tenant_id}/{client_id}"
+        return int(self._call("DELETE", path)["removed"])
+
     def secrets_state(self) -> dict[str, Any]:
         """secret name -> {deleted, versions: [{version, enabled, ...}]} (never the values)."""
         return dict(self._call("GET", "/state", params={"section": "secrets"})["secrets"])
@@ -139,8 +153,18 @@ class SimulatorControl:
         self._call("POST", f"/users/{user}/revoke")
 
     def update_user(self, user: str, **flags: Any) -> dict[str, Any]:
-        """Change global_admin / admin_agent / mfa_registered / enabled / display_name of a user."""
+        """Change global_admin / admin_agent / mfa_registered / enabled / display_name / groups of a user."""
         return dict(self._call("PATCH", f"/users/{user}", json=flags))
+
+    def set_user_groups(self, user: str, names: list[str]) -> dict[str, Any]:
+        """The security groups (display names) the user is a member of besides AdminAgents, as Graph's memberOf and
+        transitiveMemberOf list them (enough of them make several pages)."""
+        return self.update_user(user, groups=list(names))
+
+    def set_authentication_contexts(self, contexts: dict[str, str | None]) -> dict[str, Any]:
+        """The vendor tenant's Conditional Access authentication contexts, replacing them all: "c1".."c25" -> "mfa"
+        (the policy on it asks for MFA) or None (declared, no policy). Seeded: {"c1": "mfa"}."""
+        return dict(self._call("PATCH", "/vendor", json={"authentication_contexts": contexts}))
 
     def set_conditional_access(self, partner_tenant_id: str, policy: str | None) -> None:
         """None, "mfa_required" (AADSTS50076 for tokens without MFA) or "block" (AADSTS53003)."""
@@ -201,9 +225,19 @@ class SimulatorControl:
         return bool(self._call("DELETE", f"/consents/{customer_tenant_id}/{application_id}")["removed"])
 
     def issue_refresh_token(
-        self, user: str, *, client_id: str | None = None, scope: str | None = None, mfa: bool | None = None
+        self,
+        user: str,
+        *,
+        client_id: str | None = None,
+        scope: str | None = None,
+        mfa: bool | None = None,
+        prompt: str | None = None,
     ) -> str:
-        """A refresh token for `user` (object id or UPN) as if they had completed the consent."""
+        """A refresh token for `user` (object id or UPN) as if they had signed in asking `scope` (default
+        "https://api.partnercenter.microsoft.com/user_impersonation openid profile offline_access") and accepted:
+        the consent is recorded as the sign-in page records it (`.default` consents the registration's list, and
+        `prompt="consent"` does so again), and refused as it refuses it (ControlError naming AADSTS90094 for an
+        admin-restricted permission asked by a user who is not an administrator)."""
         body: dict[str, Any] = {"user": user}
         if client_id:
             body["client_id"] = client_id
@@ -211,6 +245,8 @@ class SimulatorControl:
             body["scope"] = scope
         if mfa is not None:
             body["mfa"] = mfa
+        if prompt is not None:
+            body["prompt"] = prompt
         return str(self._call("POST", "/tokens", json=body)["refresh_token"])
 
     # ----- settings -----

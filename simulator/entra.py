@@ -21,6 +21,7 @@ from aiohttp import web
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
+from simulator import grants
 from simulator.entra_errors import error_body
 from simulator.requestlog import LOG_KEY
 from simulator.state import (
@@ -42,13 +43,14 @@ from simulator.world import (
     AppRegistration,
     Home,
     User,
+    Vendor,
 )
 
 logger = logging.getLogger(__name__)
 
 SIM_KEY: web.AppKey[Simulator] = web.AppKey("simulator", Simulator)
 GENERIC_TENANTS = frozenset({"common", "organizations"})
-OIDC_SCOPES = frozenset({"openid", "profile", "offline_access", "email"})
+OIDC_SCOPES = grants.OIDC_SCOPES
 JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 PENDING_LIFETIME = 3600
 ID_TOKEN_REUSE = 60
@@ -65,6 +67,8 @@ _SCOPE_TEXT = {
     "offline_access": "Maintain access to data you have given it access to",
     "user_impersonation": "Access the service as you",
     "User.Read": "Sign you in and read your profile",
+    "RoleManagement.Read.Directory": "Read role management data for your company's directory",
+    "DelegatedAdminRelationship.Read.All": "Read Delegated Admin relationships with customers",
     "Directory.AccessAsUser.All": "Access the directory as you",
 }
 
@@ -134,6 +138,11 @@ def parse_scopes(sim: Simulator, raw: str) -> Scopes:
         perms = resources.setdefault(resource, [])
         if permission not in perms:
             perms.append(permission)
+    if any(".default" in perms for perms in resources.values()) and any(
+        p != ".default" for perms in resources.values() for p in perms
+    ):
+        # "Clients can't combine static (.default) consent and dynamic consent in a single request"
+        raise EntraFailure(70011, scope=raw)
     return Scopes(resources=resources, oidc=oidc, raw=raw)
 
 
@@ -383,17 +392,63 @@ def _users_for(sim: Simulator, kind: str, tid: str | None) -> list[tuple[User, H
     return []
 
 
-def _permission_lines(app: AppRegistration, scopes: Scopes) -> list[str]:
+def _permission_lines(consented: grants.Grants) -> list[str]:
+    """The sign-in page's "Permissions requested": what accepting consents to, the OIDC scopes last."""
     lines = []
-    for resource, perms in scopes.resources.items():
+    for resource, names in consented.items():
         name = _RESOURCE_NAMES.get(resource, resource)
-        granted = app.delegated_permissions.get(resource, []) if ".default" in perms else perms
-        for perm in granted or perms:
-            lines.append(f"{_SCOPE_TEXT.get(perm, perm)} ({name}: {perm})")
+        restricted = grants.ADMIN_CONSENT_REQUIRED.get(resource, frozenset())
+        for perm in sorted(names, key=str.lower):
+            if resource == GRAPH_RESOURCE and perm in OIDC_SCOPES:
+                continue
+            note = " - only an administrator can consent" if perm in restricted else ""
+            lines.append(f"{_SCOPE_TEXT.get(perm, perm)} ({name}: {perm}){note}")
     for scope in ("openid", "profile", "email", "offline_access"):
-        if scope in scopes.oidc:
+        if scope in consented.get(GRAPH_RESOURCE, set()):
             lines.append(f"{_SCOPE_TEXT[scope]} ({scope})")
     return lines
+
+
+def _consent_plan(
+    sim: Simulator, app: AppRegistration, scope_raw: str, prompt: str | None, tid: str | None
+) -> tuple[grants.Grants, list[str], dict[str, set[str]]]:
+    """What a sign-in of a user of tenant `tid` (None: not known yet) would consent to, the `.default` resources
+    nothing covers, and what the tenant already granted the app."""
+    scopes = parse_scopes(sim, scope_raw)
+    existing = sim.entra.grants.get((tid, app.client_id), {}) if tid else {}
+    consented, unlisted = grants.plan(
+        registration=app.delegated_permissions,
+        requested=scopes.resources,
+        oidc=scopes.oidc,
+        existing=existing,
+        prompt_consent=prompt == "consent",
+    )
+    return consented, unlisted, existing
+
+
+def consent_at_sign_in(
+    sim: Simulator, *, app: AppRegistration, user: User, home: Home, scope_raw: str, prompt: str | None
+) -> None:
+    """Record what the user's acceptance consents to, in their home tenant, for the app.
+
+    Raises EntraFailure: 650057 when `.default` names a resource that neither the registration lists nor any grant
+    covers; 90094 when a user who is not an administrator would consent to an admin-restricted permission
+    (nothing is recorded then)."""
+    consented, unlisted, existing = _consent_plan(sim, app, scope_raw, prompt, home.tenant_id)
+    if unlisted:
+        raise EntraFailure(
+            650057,
+            client_id=app.client_id,
+            app_name=app.display_name,
+            resource=unlisted[0],
+            resource_app_id=RESOURCE_APP_IDS.get(unlisted[0], unlisted[0]),
+            registered=", ".join(RESOURCE_APP_IDS.get(r, r) for r in app.delegated_permissions),
+        )
+    if not user.global_admin:
+        needed = grants.needing_an_administrator(consented, existing, prompt_consent=prompt == "consent")
+        if needed:
+            raise EntraFailure(90094, app_name=app.display_name, permissions=", ".join(needed))
+    grants.record(sim.entra.grants.setdefault((home.tenant_id, app.client_id), {}), consented)
 
 
 def _sign_in_page(
@@ -408,7 +463,7 @@ def _sign_in_page(
     if app is None:
         return error_page(request, 700016, client_id=pending.client_id, tenant=pending.tenant)
     users = _users_for(sim, kind, pending.tid)
-    scopes = parse_scopes(sim, pending.scope)
+    consented, _, _ = _consent_plan(sim, app, pending.scope, pending.prompt, pending.tid)
     hint = (pending.login_hint or "").lower()
     accounts = []
     for index, (user, partner) in enumerate(users):
@@ -420,7 +475,7 @@ def _sign_in_page(
         )
     if not accounts:
         accounts.append("<p>No account of this organisation can sign in here.</p>")
-    permissions = "".join(f"<li>{html.escape(line)}</li>" for line in _permission_lines(app, scopes))
+    permissions = "".join(f"<li>{html.escape(line)}</li>" for line in _permission_lines(consented))
     action = f"/{html.escape(pending.tenant)}/oauth2/v2.0/authorize"
     error = f'<p class="error" role="alert">{html.escape(message)}</p>' if message else ""
     body = (
@@ -497,6 +552,9 @@ async def handle_authorize_get(request: web.Request) -> web.Response:
         )
     if query.get("prompt") == "none":
         return _redirect_error(sim, request, redirect_uri, response_mode, state, 50058)
+    claims = query.get("claims")
+    if claims is not None and requested_acrs(claims) is None:
+        return _redirect_error(sim, request, redirect_uri, response_mode, state, 90100, param="claims")
     pending = PendingAuthorization(
         txn=secrets.token_urlsafe(24),
         tenant=segment,
@@ -510,6 +568,8 @@ async def handle_authorize_get(request: web.Request) -> web.Response:
         code_challenge=challenge,
         login_hint=query.get("login_hint"),
         created_at=sim.clock.now(),
+        prompt=query.get("prompt"),
+        claims=claims,
     )
     sim.entra.pending[pending.txn] = pending
     return _sign_in_page(sim, request, pending, kind)
@@ -543,6 +603,15 @@ async def handle_authorize_post(request: web.Request) -> web.Response:
     user, partner = chosen
     detail["user"] = user.oid
     detail["tid"] = partner.tenant_id
+    app = sim.world.app(pending.client_id)
+    if app is None:
+        return error_page(request, 700016, client_id=pending.client_id, tenant=pending.tenant)
+    try:
+        consent_at_sign_in(sim, app=app, user=user, home=partner, scope_raw=pending.scope, prompt=pending.prompt)
+    except EntraFailure as failure:
+        # Entra's consent page tells the user, and goes no further (application-consent-experience.md)
+        detail["decision"] = "refused"
+        return error_page(request, failure.code, **failure.fields)
     detail["decision"] = "accept"
     now = sim.clock.now()
     code = new_opaque("code")
@@ -559,9 +628,8 @@ async def handle_authorize_post(request: web.Request) -> web.Response:
         amr=["pwd", "mfa"] if user.mfa_registered else ["pwd"],
         issued_at=now,
         expires_at=now + CODE_LIFETIME,
+        claims=pending.claims,
     )
-    consented = sim.entra.user_consents.setdefault((partner.tenant_id, pending.client_id), set())
-    consented.update(pending.scope.split())
     params = {"code": code}
     if pending.state is not None:
         params["state"] = pending.state
@@ -791,7 +859,9 @@ def _access_token_claims(
         # Graph opts into the optional claim for user tokens too (observed in Graph tokens)
         claims["idtyp"] = "user"
     if tid == partner.tenant_id:
-        if sim.settings.access_token_wids:
+        # Graph's tokens carry the user's roles (Microsoft's sample of one does); Partner Center's and Key Vault's
+        # only with the setting on: no page says they do
+        if resource == GRAPH_RESOURCE or sim.settings.access_token_wids:
             claims["wids"] = directory_roles(user)
     else:
         claims["idp"] = sts_issuer(partner.tenant_id)
@@ -811,6 +881,7 @@ def _issue_user_tokens(
     scopes: Scopes,
     amr: list[str],
     acr: str,
+    acrs: dict[str, list[str]],
     nonce: str | None,
     want_refresh: bool,
     refresh_scope: str,
@@ -832,6 +903,8 @@ def _issue_user_tokens(
         amr=amr,
         acr=acr,
     )
+    if acrs.get("access_token"):
+        access_claims["acrs"] = acrs["access_token"]
     access_token = Unsigned(access_claims, "access_token")
     if resource == GRAPH_RESOURCE:
         granted_scope = " ".join(permissions + sorted(scopes.oidc - {"offline_access"}))
@@ -865,7 +938,9 @@ def _issue_user_tokens(
         body["refresh_token_expires_in"] = REFRESH_TOKEN_INACTIVITY
         detail["new_refresh_token"] = grant.id
     if "openid" in scopes.oidc:
-        body["id_token"] = _id_token(sim, now, user, partner, tid, app, nonce, profile="profile" in scopes.oidc)
+        body["id_token"] = _id_token(
+            sim, now, user, partner, tid, app, nonce, profile="profile" in scopes.oidc, acrs=acrs.get("id_token", [])
+        )
     if client_info:
         body["client_info"] = b64url(
             json.dumps({"uid": user.oid, "utid": partner.tenant_id}, separators=(",", ":")).encode()
@@ -883,6 +958,7 @@ def _id_token(
     nonce: str | None,
     *,
     profile: bool,
+    acrs: list[str],
 ) -> str | Unsigned:
     """A v2.0 id_token: no `amr` (v1.0 only), `wids` only when the app's groupMembershipClaims asks for roles."""
     wids = app.wants_directory_roles and tid == partner.tenant_id
@@ -898,6 +974,7 @@ def _id_token(
         user.display_name if profile else None,
         user.upn if profile else None,
         tuple(directory_roles(user)) if wids else None,
+        tuple(acrs),
     )
     if nonce is None:
         cached = sim.entra.id_token_cache.get(key)
@@ -913,16 +990,67 @@ def _id_token(
         claims["idp"] = sts_issuer(partner.tenant_id)
     elif wids:
         claims["wids"] = directory_roles(user)
+    if acrs:
+        # the authentication contexts asked in the `claims` request and satisfied
+        claims["acrs"] = list(acrs)
     if nonce is not None:
         claims["nonce"] = nonce
     return Unsigned(claims, "id_token", cache_key=key if nonce is None else None, now=now)
 
 
-def _delegated_permissions(app: AppRegistration, resource: str, requested: list[str]) -> list[str]:
-    configured = app.delegated_permissions.get(resource, [])
-    if ".default" in requested:
-        return list(configured)
-    return [p for p in requested if p in configured]
+def _home_permissions(
+    sim: Simulator, app: AppRegistration, tid: str, resource: str, requested: list[str], oidc: set[str]
+) -> list[str]:
+    """The `scp` of a token for `resource` in the tenant that consented: what the tenant granted the app
+    (simulator/grants.py). Raises EntraFailure(65001) when a permission asked, or every one, is not granted."""
+    granted = sim.entra.grants.get((tid, app.client_id), {}).get(resource, set())
+    permissions = grants.token_permissions(granted, resource, requested, oidc)
+    if not permissions:
+        raise EntraFailure(65001, client_id=app.client_id, app_name=app.display_name)
+    return permissions
+
+
+def requested_acrs(claims: str) -> dict[str, list[str]] | None:
+    """The authentication context ids an OIDC `claims` request asks, per token ("id_token", "access_token"):
+    `{"id_token": {"acrs": {"essential": true, "value": "c1"}}}` (or `"values": [...]`). None when the parameter
+    is not a JSON object."""
+    try:
+        data = json.loads(claims)
+    except ValueError:
+        return None
+    if not isinstance(data, dict):
+        return None
+    asked: dict[str, list[str]] = {}
+    for token in ("id_token", "access_token"):
+        section = data.get(token)
+        acrs = section.get("acrs") if isinstance(section, dict) else None
+        if not isinstance(acrs, dict):
+            continue
+        values = acrs["values"] if isinstance(acrs.get("values"), list) else [acrs.get("value")]
+        names = [value for value in values if isinstance(value, str) and value]
+        if names:
+            asked[token] = names
+    return asked
+
+
+def _acrs(sim: Simulator, tid: str, amr: list[str], *claims: Any) -> dict[str, list[str]]:
+    """The `acrs` each token gets (developer-guide-conditional-access-authentication-context.md): an asked context
+    is added when the policy on it is satisfied (MFA, from `amr`) or when no policy is on it; otherwise left out."""
+    found = sim.world.tenant(tid)
+    contexts = found[1].authentication_contexts if found and isinstance(found[1], Vendor) else {}
+    policies = {name.lower(): policy for name, policy in contexts.items()}
+    issued: dict[str, list[str]] = {}
+    for raw in claims:
+        if not raw:
+            continue
+        asked = requested_acrs(str(raw))
+        if asked is None:
+            raise EntraFailure(90100, param="claims")
+        for token, names in asked.items():
+            for name in names:
+                if (policies.get(name.lower()) != "mfa" or "mfa" in amr) and name not in issued.get(token, []):
+                    issued.setdefault(token, []).append(name)
+    return issued
 
 
 def _target_tenant(
@@ -954,7 +1082,9 @@ def _target_tenant(
             raise EntraFailure(50020, **fields)
         consent = sim.app_consents.get(tid, {}).get(app.client_id)
         if consent is None:
-            raise EntraFailure(65001, **fields)
+            # "Applications must be authorized to access the external tenant before partner delegated
+            # administrators can use them ... execute the appropriate Partner Center API" (AADSTS90099)
+            raise EntraFailure(90099, **fields)
         resource_app = RESOURCE_APP_IDS.get(resource)
         for grant in consent.grants:
             if grant.get("enterpriseApplicationId") == resource_app:
@@ -1130,17 +1260,16 @@ def _redeem_code(
     requested = parse_scopes(sim, str(form.get("scope", "")) or grant.scope)
     code_scopes = parse_scopes(sim, grant.scope)
     if len(requested.resources) > 1:
-        raise EntraFailure(28000, scope=requested.raw)
+        raise EntraFailure(700022, scope=requested.raw)
     if requested.resources:
         resource, perms = next(iter(requested.resources.items()))
     elif code_scopes.resources:
         resource, perms = next(iter(code_scopes.resources.items()))
     else:
         resource, perms = GRAPH_RESOURCE, ["User.Read"]
-    permissions = _delegated_permissions(app, resource, perms)
-    if not permissions:
-        raise EntraFailure(65001, client_id=app.client_id, app_name=app.display_name)
+    permissions = _home_permissions(sim, app, partner.tenant_id, resource, perms, requested.oidc)
     _check_conditional_access(partner, grant.amr, resource)
+    acrs = _acrs(sim, partner.tenant_id, grant.amr, grant.claims, form.get("claims"))
     detail = _detail(request)
     detail["tid"] = partner.tenant_id
     detail["resource"] = resource
@@ -1156,6 +1285,7 @@ def _redeem_code(
         scopes=requested,
         amr=grant.amr,
         acr=acr,
+        acrs=acrs,
         nonce=grant.nonce,
         want_refresh="offline_access" in code_scopes.oidc,
         refresh_scope=grant.scope,
@@ -1197,16 +1327,18 @@ def _redeem_refresh(
         raise EntraFailure(50057)
     scopes = parse_scopes(sim, str(form.get("scope", "")) or grant.scope)
     if len(scopes.resources) > 1:
-        raise EntraFailure(28000, scope=scopes.raw)
+        raise EntraFailure(700022, scope=scopes.raw)
     resource, perms = next(iter(scopes.resources.items())) if scopes.resources else (GRAPH_RESOURCE, ["User.Read"])
     target, consent_scopes = _target_tenant(sim, kind, tid, user, partner, app, resource, segment)
     if consent_scopes is not None:
+        # a customer tenant: what the ApplicationConsent granted there
         permissions = consent_scopes if ".default" in perms else [p for p in perms if p in consent_scopes]
+        if not permissions:
+            raise EntraFailure(65001, client_id=app.client_id, app_name=app.display_name)
     else:
-        permissions = _delegated_permissions(app, resource, perms)
-    if not permissions:
-        raise EntraFailure(65001, client_id=app.client_id, app_name=app.display_name)
+        permissions = _home_permissions(sim, app, target, resource, perms, scopes.oidc)
     _check_conditional_access(partner, grant.amr, resource)
+    acrs = _acrs(sim, target, grant.amr, None, form.get("claims"))
     grant.redemptions += 1
     grant.last_redeemed_at = now
     sim.entra.redemptions_by_user[user.oid] += 1
@@ -1225,6 +1357,7 @@ def _redeem_refresh(
         scopes=scopes,
         amr=grant.amr,
         acr=acr,
+        acrs=acrs,
         nonce=None,
         want_refresh="offline_access" in scopes.oidc,
         refresh_scope=grant.scope,
@@ -1247,7 +1380,7 @@ def _client_credentials(
         raise EntraFailure(900144, param="scope")
     scopes = parse_scopes(sim, scope_raw)
     if len(scopes.resources) != 1:
-        raise EntraFailure(1002012 if not scopes.resources else 28000, scope=scope_raw)
+        raise EntraFailure(1002012 if not scopes.resources else 700022, scope=scope_raw)
     resource, perms = next(iter(scopes.resources.items()))
     if perms != [".default"]:
         raise EntraFailure(1002012, scope=scope_raw)
@@ -1257,7 +1390,7 @@ def _client_credentials(
         raise EntraFailure(50059)
     allowed = kind == "vendor"
     if kind == "partner":
-        allowed = app.multi_tenant and (tid, app.client_id) in sim.entra.user_consents
+        allowed = app.multi_tenant and any(sim.entra.grants.get((tid, app.client_id), {}).values())
     elif kind == "customer":
         allowed = app.client_id in sim.app_consents.get(tid, {})
     if not allowed:
@@ -1305,9 +1438,18 @@ async def handle_index(request: web.Request) -> web.Response:
 
 
 def issue_refresh_token_directly(
-    sim: Simulator, *, user: User, partner: Home, client_id: str, scope: str, mfa: bool | None = None
+    sim: Simulator,
+    *,
+    user: User,
+    partner: Home,
+    app: AppRegistration,
+    scope: str,
+    mfa: bool | None = None,
+    prompt: str | None = None,
 ) -> str:
-    """A refresh token for `user` as if they had consented (used by the control surface)."""
+    """A refresh token for `user` as if they had signed in and accepted `scope` (used by the control surface): the
+    consent is recorded as the sign-in page records it. Raises EntraFailure as `consent_at_sign_in` does."""
+    consent_at_sign_in(sim, app=app, user=user, home=partner, scope_raw=scope, prompt=prompt)
     amr = ["pwd", "mfa"] if (user.mfa_registered if mfa is None else mfa) else ["pwd"]
     refresh = new_opaque("rt")
     sim.issued.add("refresh_token", refresh)
@@ -1316,13 +1458,12 @@ def issue_refresh_token_directly(
         fingerprint=fingerprint(refresh),
         user_oid=user.oid,
         home_tid=partner.tenant_id,
-        client_id=client_id,
+        client_id=app.client_id,
         scope=scope,
         amr=amr,
         issued_at=sim.clock.now(),
         origin="control",
     )
-    sim.entra.user_consents.setdefault((partner.tenant_id, client_id), set()).update(scope.split())
     return refresh
 
 

@@ -120,9 +120,26 @@ CATALOG: dict[int, EntraError] = {
             "invalid_grant",
             400,
             "The application '{client_id}' ({app_name}) has not been authorized in the tenant "
-            "'{tenant}'. Applications must be authorized to access the customer tenant before partner "
+            "'{tenant}'. Applications must be authorized to access the external tenant before partner "
             "delegated administrators can use them. Provide pre-consent or execute the appropriate "
             "Partner Center API to authorize the application.",
+        ),
+        # consent refused on the sign-in page (shown there, never sent to the app: the `error` is for the log)
+        EntraError(
+            90094,
+            "access_denied",
+            400,
+            "{app_name} needs permission to access resources in your organization that only an admin can grant. "
+            "Ask an admin to grant permission to this app before you can use it. ({permissions})",
+        ),
+        EntraError(
+            650057,
+            "invalid_client",
+            400,
+            "Invalid resource. The client has requested access to a resource which is not listed in the requested "
+            "permissions in the client's application registration. Client app ID: {client_id}({app_name}). "
+            "Resource value from request: {resource}. Resource app ID: {resource_app_id}. List of valid resources "
+            "from app registration: {registered}.",
         ),
         EntraError(
             700016,
@@ -258,12 +275,13 @@ CATALOG: dict[int, EntraError] = {
             "input parameter 'scope' is not valid. The scope {scope} is not valid.",
         ),
         EntraError(
-            28000,
+            700022,
             "invalid_scope",
             400,
-            "Provided value for the input parameter scope '{scope}' is not valid because it contains "
-            "more than one resource. The scope {scope} is not valid.",
+            "The provided value for the input parameter scope is not valid because it contains more than one "
+            "resource. Scope {scope} is not valid.",
         ),
+        EntraError(90100, "invalid_request", 400, "The parameter '{param}' is empty or not valid."),
         EntraError(
             1002012,
             "invalid_scope",

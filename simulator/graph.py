@@ -206,8 +206,8 @@ def directory_role_id(tenant_id: str, role_template_id: str) -> str:
     return str(uuid.uuid5(uuid.NAMESPACE_URL, f"directoryRole:{tenant_id.lower()}:{role_template_id.lower()}"))
 
 
-def admin_agents_group_id(tenant_id: str) -> str:
-    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"group:{tenant_id.lower()}:{ADMIN_AGENTS_GROUP}"))
+def group_id(tenant_id: str, display_name: str) -> str:
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"group:{tenant_id.lower()}:{display_name}"))
 
 
 def _global_admin_role(partner: Home) -> dict[str, Any]:
@@ -221,24 +221,24 @@ def _global_admin_role(partner: Home) -> dict[str, Any]:
     }
 
 
-def _admin_agents_group(partner: Home) -> dict[str, Any]:
+def _security_group(partner: Home, display_name: str) -> dict[str, Any]:
     # GUESS (the fields): Microsoft documents that Admin agents are the members of the partner tenant's
-    # "AdminAgents" security group, not how Graph shows that group.
+    # "AdminAgents" security group, not how Graph shows that group; the user's other groups look the same.
     return {
         "@odata.type": f"#{GROUP}",
-        "id": admin_agents_group_id(partner.tenant_id),
+        "id": group_id(partner.tenant_id, display_name),
         "deletedDateTime": None,
         "classification": None,
         "createdDateTime": "2020-01-01T00:00:00Z",
         "creationOptions": [],
         "description": None,
-        "displayName": ADMIN_AGENTS_GROUP,
+        "displayName": display_name,
         "expirationDateTime": None,
         "groupTypes": [],
         "isAssignableToRole": None,
         "mail": None,
         "mailEnabled": False,
-        "mailNickname": ADMIN_AGENTS_GROUP,
+        "mailNickname": "".join(ch for ch in display_name if ch.isalnum()),
         "membershipRule": None,
         "membershipRuleProcessingState": None,
         "onPremisesSyncEnabled": None,
@@ -265,8 +265,9 @@ def memberships(user: User, partner: Home, scopes: set[str]) -> list[dict[str, A
     if user.global_admin:
         role = _global_admin_role(partner)
         items.append(role if scopes & ROLE_READ_PERMISSIONS else _limited(role))
-    if user.admin_agent:
-        group = _admin_agents_group(partner)
+    names = ([ADMIN_AGENTS_GROUP] if user.admin_agent else []) + list(user.groups)
+    for name in names:
+        group = _security_group(partner, name)
         items.append(group if scopes & GROUP_READ_PERMISSIONS else _limited(group))
     return items
 
@@ -297,12 +298,26 @@ async def handle_member_of(request: web.Request) -> web.Response:
     refused = _delegated(request, claims)
     if refused is not None:
         return refused
+    query = request.query
+    advanced = request.headers.get("ConsistencyLevel", "").lower() == "eventual"
+    counted = query.get("$count", "").lower() == "true"
+    if cast is not None and not (advanced and counted):
+        # "This header and $count are required when using the $search, $filter, $orderby, or OData cast query
+        # parameters" (user-list-memberof.md, user-list-transitivememberof.md); the message is a GUESS shaped on
+        # aad-advanced-queries.md's example for an advanced-only operator
+        return graph_error(
+            request,
+            400,
+            "Request_UnsupportedQuery",
+            "The OData cast is not supported because the required parameters might be missing. Try adding "
+            "$count=true query parameter and ConsistencyLevel:eventual header. Refer to "
+            "https://aka.ms/graph-docs/advanced-queries for more information",
+        )
     scopes = _scopes(claims)
     if not scopes & MEMBERSHIP_PERMISSIONS:
         return graph_error(
             request, 403, "Authorization_RequestDenied", "Insufficient privileges to complete the operation."
         )
-    query = request.query
     try:
         top = int(query.get("$top", DEFAULT_PAGE_SIZE))
     except ValueError:
@@ -348,11 +363,13 @@ async def handle_member_of(request: web.Request) -> web.Response:
     entity_set = _CASTS[cast] if cast is not None else "directoryObjects"
     selected = f"({','.join(select)})" if select else ""
     body: dict[str, Any] = {"@odata.context": f"{sim.urls.graph}/v1.0/$metadata#{entity_set}{selected}"}
-    advanced = request.headers.get("ConsistencyLevel", "").lower() == "eventual"
-    if advanced and query.get("$count", "").lower() == "true":
+    if advanced and counted:
         body["@odata.count"] = len(items)
     if offset + top < len(items):
+        # the next page keeps the query's options; its request needs the same headers
         params = [("$top", str(top)), ("$skiptoken", _encode_skiptoken(offset + top))]
+        if counted:
+            params.insert(0, ("$count", "true"))
         if select:
             params.insert(0, ("$select", ",".join(select)))
         suffix = f"/{cast}" if cast is not None else ""

@@ -21,7 +21,8 @@ from simulator.world import PARTNER_CENTER_RESOURCE, Customer, Partner, User
 logger = logging.getLogger(__name__)
 
 # set by _authorize once the bearer token was read, when the request asked for `ValidateMfa: true`
-MFA_COMPLIANT_KEY: web.RequestKey[str] = web.RequestKey("pc_is_mfa_compliant", str)
+MFA_COMPLIANT_KEY: web.RequestKey[bool] = web.RequestKey("pc_is_mfa_compliant", bool)
+MFA_COMPLIANT = "isMfaCompliant"
 MFA_REQUIRED_CODE = 900421
 # GUESS: Microsoft publishes the code (900421) and the status (401), not the description of the 2026 answer;
 # this is the text Partner Center gave for its earlier MFA refusal (code 10001).
@@ -59,7 +60,12 @@ def _json(request: web.Request, body: Any, *, status: int = 200, headers: dict[s
     }
     compliant = request.get(MFA_COMPLIANT_KEY)
     if compliant is not None:
-        out["isMfaCompliant"] = compliant
+        # Microsoft's announcement: "check the isMfaCompliant field in the response"; no page says whether a
+        # body field or a header, so the setting picks (a body that is not a JSON object falls back to the header)
+        if request.app[SIM_KEY].settings.pc_mfa_compliant_in == "body" and isinstance(body, dict):
+            body = {**body, MFA_COMPLIANT: compliant}
+        else:
+            out[MFA_COMPLIANT] = "true" if compliant else "false"
     out.update(headers or {})
     text = "" if body is None else json.dumps(body, separators=(",", ":"))
     return web.Response(text=text, status=status, content_type="application/json", charset="utf-8", headers=out)
@@ -90,7 +96,7 @@ def _authorize(request: web.Request) -> tuple[Partner, User | None, dict[str, An
     detail = request[LOG_KEY]["detail"]
     mfa = "mfa" in (claims.get("amr") or [])
     if _wants_mfa_validation(request):
-        request[MFA_COMPLIANT_KEY] = "true" if mfa else "false"
+        request[MFA_COMPLIANT_KEY] = mfa
         detail["mfa_compliant"] = mfa
     app_id = str(claims.get("appid") or claims.get("azp") or "")
     detail["app_id"] = app_id
@@ -304,7 +310,8 @@ async def handle_delete_consent(request: web.Request) -> web.Response:
     detail["application_id"] = app_id
     if sim.app_consents.get(customer.tenant_id, {}).pop(app_id, None) is None:
         return pc_error(request, 404, 404, "Permission entry not found.")
-    return _json(request, None, status=204)
+    # the Control Panel Vendor API page documents 200 (and 201) for the DELETE, no 204; it shows no body (GUESS)
+    return _json(request, None, status=200)
 
 
 async def handle_organization_profile(request: web.Request) -> web.Response:

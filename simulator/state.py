@@ -8,6 +8,7 @@ from collections import Counter, deque
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from simulator import grants
 from simulator.clock import Clock
 from simulator.faults import FaultSet
 from simulator.requestlog import RequestLog
@@ -53,6 +54,9 @@ class Settings:
     # links.next.uri style: "v1" -> "/v1/customers?size=N"; "relative" -> "/customers?size=N"
     pc_next_link: str = "v1"
     pc_max_page_size: int = 500
+    # where `ValidateMfa: true` gets its answer: "body" (a top-level `isMfaCompliant` field of a JSON object answer,
+    # the header when the answer is not one) or "header" (an `isMfaCompliant` response header)
+    pc_mfa_compliant_in: str = "body"
     # Key Vault per-vault limits (per `vault_window` seconds)
     vault_limits: bool = True
     vault_create_limit: int = 300
@@ -62,11 +66,11 @@ class Settings:
     vault_version_limit: int | None = 500
     # tokens
     access_token_lifetime: int = 3600
-    # `wids` (the user's directory roles) in user access tokens for Microsoft's resources (Partner Center, Graph,
-    # Key Vault), in the user's home tenant. Entra emits it when the *resource* app's groupMembershipClaims asks
-    # for directory roles; nobody outside Microsoft can see that setting for Microsoft's own resources, so this
-    # switch lets a test take the claim away (see FIDELITY.md).
-    access_token_wids: bool = True
+    # `wids` (the user's directory roles) in user access tokens for Partner Center and Key Vault, in the user's home
+    # tenant. Entra emits it when the *resource* app's groupMembershipClaims asks for directory roles; nobody outside
+    # Microsoft can see that setting for Microsoft's own resources, and no page says these tokens carry it, so it is
+    # off unless a test turns it on. Graph's tokens carry it (Microsoft's sample of one does; see FIDELITY.md).
+    access_token_wids: bool = False
     id_token_lifetime: int = 3600
     require_pkce: bool = True
     # keep every issued secret for /_simulator/issued (benchmarks turn this off to bound memory)
@@ -81,6 +85,8 @@ class Settings:
             raise ValueError("pc_consent_exists must be '409' or '400'")
         if "pc_next_link" in changes and changes["pc_next_link"] not in {"v1", "relative"}:
             raise ValueError("pc_next_link must be 'v1' or 'relative'")
+        if "pc_mfa_compliant_in" in changes and changes["pc_mfa_compliant_in"] not in {"body", "header"}:
+            raise ValueError("pc_mfa_compliant_in must be 'body' or 'header'")
         for key, value in changes.items():
             setattr(self, key, str(value) if key == "pc_consent_exists" else value)
 
@@ -105,6 +111,9 @@ class PendingAuthorization:
     code_challenge: str | None
     login_hint: str | None
     created_at: float
+    prompt: str | None = None
+    # the OIDC `claims` request parameter, as sent (JSON)
+    claims: str | None = None
 
 
 @dataclass
@@ -121,6 +130,7 @@ class CodeGrant:
     issued_at: float
     expires_at: float
     redeemed: bool = False
+    claims: str | None = None
 
 
 @dataclass
@@ -154,6 +164,18 @@ class ApplicationConsentRecord:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def grants_view(store: dict[tuple[str, str], dict[str, set[str]]]) -> list[dict[str, Any]]:
+    """The grants as JSON: [{tenant_id, client_id, grants: {resource: [permission, ...]}}]."""
+    return [
+        {
+            "tenant_id": tid,
+            "client_id": client,
+            "grants": {resource: sorted(names, key=str.lower) for resource, names in by_resource.items()},
+        }
+        for (tid, client), by_resource in store.items()
+    ]
 
 
 class TokenBucket:
@@ -210,8 +232,8 @@ class EntraState:
     codes: dict[str, CodeGrant] = field(default_factory=dict)
     refresh_tokens: dict[str, RefreshGrant] = field(default_factory=dict)
     tokens_valid_from: dict[str, float] = field(default_factory=dict)
-    # (tenant id, client id) -> delegated scopes a user of that tenant consented to at sign-in
-    user_consents: dict[tuple[str, str], set[str]] = field(default_factory=dict)
+    # (tenant id, client id) -> resource -> the delegated permissions consented there (simulator/grants.py)
+    grants: dict[tuple[str, str], dict[str, set[str]]] = field(default_factory=dict)
     redemptions_by_user: Counter[str] = field(default_factory=Counter)
     id_token_cache: dict[tuple[Any, ...], tuple[float, str]] = field(default_factory=dict)
     grant_seq: int = 0
@@ -291,10 +313,7 @@ class Simulator:
                     if now - grant.issued_at <= REFRESH_TOKEN_INACTIVITY
                 },
                 "tokens_valid_from": dict(entra.tokens_valid_from),
-                "user_consents": [
-                    {"tenant_id": tid, "client_id": client, "scopes": sorted(scopes)}
-                    for (tid, client), scopes in entra.user_consents.items()
-                ],
+                "grants": grants_view(entra.grants),
                 "redemptions_by_user": dict(entra.redemptions_by_user),
                 "grant_seq": entra.grant_seq,
             },
@@ -317,9 +336,16 @@ class Simulator:
         entra.codes = {value: CodeGrant(**g) for value, g in saved.get("codes", {}).items()}
         entra.refresh_tokens = {value: RefreshGrant(**g) for value, g in saved.get("refresh_tokens", {}).items()}
         entra.tokens_valid_from = {k: float(v) for k, v in saved.get("tokens_valid_from", {}).items()}
-        entra.user_consents = {
-            (c["tenant_id"], c["client_id"]): set(c["scopes"]) for c in saved.get("user_consents", [])
+        entra.grants = {
+            (g["tenant_id"], g["client_id"]): {resource: set(names) for resource, names in g["grants"].items()}
+            for g in saved.get("grants", [])
         }
+        # a file written before grants were kept per resource holds the scope strings of each sign-in
+        for old in saved.get("user_consents", []):
+            app = self.world.app(old["client_id"])
+            registration = app.delegated_permissions if app is not None else {}
+            store = entra.grants.setdefault((old["tenant_id"], old["client_id"]), {})
+            grants.record(store, grants.from_scope_strings(old["scopes"], registration))
         entra.redemptions_by_user = Counter(saved.get("redemptions_by_user", {}))
         entra.grant_seq = int(saved.get("grant_seq", 0))
         self.entra = entra

@@ -36,6 +36,8 @@ USER_ROLE_ID = "b79fbf4d-3ef9-4689-8143-76b194e85509"
 GROUP_MEMBERSHIP_CLAIMS = (None, "None", "SecurityGroup", "ApplicationGroup", "DirectoryRole", "All")
 # the values that put the user's directory roles (`wids`) into the app's tokens (access-token-claims-reference.md)
 DIRECTORY_ROLE_CLAIMS = frozenset({"DirectoryRole", "All"})
+# what a Conditional Access policy on an authentication context asks: MFA, or nothing (declared without a policy)
+AUTHENTICATION_CONTEXT_POLICIES = (None, "mfa")
 GRAPH_APP_ID = "00000003-0000-0000-c000-000000000000"
 PARTNER_CENTER_APP_ID = "fa3d9a0c-3fb0-42cc-9193-47c7ecd2edbd"
 KEY_VAULT_APP_ID = "cfa8b339-82a2-471a-a3c9-0fc0be7a4093"
@@ -158,6 +160,8 @@ class User:
     global_admin: bool = False
     admin_agent: bool = False
     mfa_registered: bool = True
+    # display names of further security groups the user is a direct member of (Graph lists them in memberOf)
+    groups: list[str] = field(default_factory=list)
     enabled: bool = True
 
 
@@ -196,6 +200,9 @@ class Vendor:
     conditional_access: str | None = None
     # a vendor is nobody's CSP here: the same shape as a partner's home tenant, with no customers
     customers: list[Customer] = field(default_factory=list)
+    # Conditional Access authentication contexts declared in the tenant ("c1".."c25") and what the policy on each
+    # asks: "mfa" (a sign-in with MFA satisfies it) or None (declared, no policy: always satisfied)
+    authentication_contexts: dict[str, str | None] = field(default_factory=lambda: {"c1": "mfa"})
 
 
 # The home tenant of a signed-in user: a CSP partner's, or the vendor's own (its staff).
@@ -368,8 +375,9 @@ class World:
             redirect_uris=list(uris),
             delegated_permissions={
                 PARTNER_CENTER_RESOURCE: ["user_impersonation"],
-                GRAPH_RESOURCE: ["User.Read", "Directory.AccessAsUser.All"],
-                VAULT_RESOURCE: ["user_impersonation"],
+                # the Graph permissions the control panel registers (its README): sign-in, and reading the
+                # consenting user's directory roles and the partner's GDAP relationships
+                GRAPH_RESOURCE: ["User.Read", "RoleManagement.Read.Directory", "DelegatedAdminRelationship.Read.All"],
             },
         )
         sandbox_app = AppRegistration(

@@ -18,6 +18,9 @@ PC_SCOPE = "https://api.partnercenter.microsoft.com/user_impersonation"
 PC_DEFAULT = "https://api.partnercenter.microsoft.com/.default"
 GRAPH_DEFAULT = "https://graph.microsoft.com/.default"
 REDIRECT_URI = "http://127.0.0.1:8000/consent/callback"
+SIGN_IN = "openid profile offline_access"
+# a sign-in that consents to the app registration's whole list, as the control panel's consent asks it
+STATIC_CONSENT = f"{PC_DEFAULT} {SIGN_IN}"
 
 
 def cpv_app(sim: RunningSimulator, tenant: str = "organizations", credential: Any = None) -> Any:
@@ -109,6 +112,12 @@ def admin(sim: RunningSimulator, partner: int = 0) -> Any:
 
 def user_named(sim: RunningSimulator, login: str, partner: int = 0) -> Any:
     return next(u for u in sim.world.partners[partner].users if u.upn.startswith(f"{login}@"))
+
+
+def admin_consents(sim: RunningSimulator, partner: int = 0, scope: str = STATIC_CONSENT) -> str:
+    """The partner's Global Administrator signs in with `scope` and accepts (by default: the registration's whole
+    list, for the organisation); returns their refresh token."""
+    return sim.control.issue_refresh_token(admin(sim, partner).upn, scope=scope)
 
 
 def token_request(sim: RunningSimulator, tenant: str, **data: str) -> requests.Response:

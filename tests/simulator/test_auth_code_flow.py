@@ -9,6 +9,7 @@ import msal
 import pytest
 import requests
 
+from simulator.testing import ControlError
 from tests.simulator.helpers import (
     GRAPH_DEFAULT,
     PC_DEFAULT,
@@ -64,12 +65,12 @@ def test_msal_completes_the_auth_code_flow(sim, response_mode):
     # a v2.0 id_token carries no amr, and no wids unless the app registration asks for directory roles
     assert "amr" not in claims and "wids" not in claims
     assert claims["nonce"] == result["id_token_claims"]["nonce"]
-    # the evidence is in the Partner Center access token (v1.0): amr and wids
+    # the evidence is in the Partner Center access token (v1.0): amr (no wids unless `access_token_wids`)
     access = _verify_v1(sim, result["access_token"], "https://api.partnercenter.microsoft.com")
     assert access["scp"] == "user_impersonation"
     assert access["appid"] == sim.env["CPV_CLIENT_ID"]
     assert access["amr"] == ["pwd", "mfa"]
-    assert GLOBAL_ADMIN in access["wids"]
+    assert "wids" not in access
     # client_info is what msal keys its account on: uid.utid
     info = json.loads(jwt.utils.base64url_decode(result["client_info"]))
     assert info == {"uid": user.oid, "utid": claims["tid"]}
@@ -120,6 +121,59 @@ def test_the_vendors_staff_sign_in_on_its_own_tenant_with_the_amr_of_their_sign_
         access = jwt.decode(tokens[login]["access_token"], options={"verify_signature": False})
         assert claims["tid"] == vendor.tenant_id and "amr" not in claims  # a v2.0 id_token carries no amr
         assert access["ver"] == "1.0" and access["aud"] == "https://graph.microsoft.com" and access["amr"] == amr
+
+
+def _staff_sign_in(sim, login: str, claims: dict | None) -> dict:
+    """A staff member signs in on the vendor's tenant; the control panel asks `claims` (the OIDC claims request)."""
+    vendor = sim.world.vendor
+    app = cpv_app(sim, vendor.tenant_id)
+    challenge = json.dumps(claims) if claims is not None else None
+    flow = app.initiate_auth_code_flow(
+        [], redirect_uri=REDIRECT_URI, response_mode="form_post", claims_challenge=challenge
+    )
+    if challenge is not None:
+        assert json.loads(parse_qs(urlparse(flow["auth_uri"]).query)["claims"][0]) == claims
+    result = app.acquire_token_by_auth_code_flow(
+        flow, sign_in(flow["auth_uri"], user=f"{login}@{vendor.domain}").params
+    )
+    assert "id_token_claims" in result, result
+    return result
+
+
+def test_an_authentication_context_is_in_the_id_token_of_a_sign_in_that_satisfies_it(sim):
+    """`claims={"id_token":{"acrs":{"essential":true,"value":"c1"}}}` on the vendor's tenant, whose c1 asks for
+    MFA: a sign-in with MFA gets `acrs: ["c1"]`, one without does not (the context's policy is not satisfied)."""
+    asked = {"id_token": {"acrs": {"essential": True, "value": "c1"}}}
+    assert sim.control.world()["vendor"]["authentication_contexts"] == {"c1": "mfa"}
+    assert _staff_sign_in(sim, "staff.admin", asked)["id_token_claims"]["acrs"] == ["c1"]
+    assert "acrs" not in _staff_sign_in(sim, "staff.nomfa", asked)["id_token_claims"]
+    assert "acrs" not in _staff_sign_in(sim, "staff.admin", None)["id_token_claims"]
+    # the access token gets it only when asked for it
+    with_mfa = _staff_sign_in(sim, "staff.admin", {**asked, "access_token": {"acrs": {"values": ["c1"]}}})
+    assert jwt.decode(with_mfa["access_token"], options={"verify_signature": False})["acrs"] == ["c1"]
+    assert "acrs" not in jwt.decode(
+        _staff_sign_in(sim, "staff.admin", asked)["access_token"], options={"verify_signature": False}
+    )
+    # a context declared without a policy, or not declared, is satisfied by any sign-in
+    sim.control.set_authentication_contexts({"c1": "mfa", "c2": None})
+    either = {"id_token": {"acrs": {"essential": True, "values": ["c1", "c2", "c3"]}}}
+    assert _staff_sign_in(sim, "staff.nomfa", either)["id_token_claims"]["acrs"] == ["c2", "c3"]
+    assert _staff_sign_in(sim, "staff.admin", either)["id_token_claims"]["acrs"] == ["c1", "c2", "c3"]
+    sim.control.set_authentication_contexts({"C1": None})
+    assert _staff_sign_in(sim, "staff.nomfa", asked)["id_token_claims"]["acrs"] == ["c1"]
+    with pytest.raises(ControlError, match=r"c1\.\.c25"):
+        sim.control.set_authentication_contexts({"c26": "mfa"})
+    with pytest.raises(ControlError, match=r"c1\.\.c25"):
+        sim.control.set_authentication_contexts({"c1": "block"})
+    sim.control.reset()
+    assert sim.control.world()["vendor"]["authentication_contexts"] == {"c1": "mfa"}
+
+
+def test_a_claims_parameter_that_is_not_json_is_refused_on_the_redirect(sim):
+    response = requests.get(_authorize_url(sim, claims="{acrs"), allow_redirects=False, timeout=10)
+    params = parse_qs(urlparse(response.headers["Location"]).query)
+    assert params["error"] == ["invalid_request"] and params["error_description"][0].startswith("AADSTS90100")
+    assert params["state"] == ["s-123"]
 
 
 def test_certificate_credentials_work_with_thumbprint_and_public_certificate(sim):
@@ -173,8 +227,9 @@ def test_user_without_mfa_gets_pwd_only_and_non_global_admin_no_role(sim):
     assert "amr" not in result["id_token_claims"]
     assert jwt.decode(result["access_token"], options={"verify_signature": False})["amr"] == ["pwd"]
     agent = user_named(sim, "agent")
-    result = consent(sim, user=agent.upn)
+    result = consent(sim, user=agent.upn, scopes=["User.Read"])
     access = jwt.decode(result["access_token"], options={"verify_signature": False})
+    assert access["aud"] == "https://graph.microsoft.com"
     assert access["wids"] == ["b79fbf4d-3ef9-4689-8143-76b194e85509"]
     assert GLOBAL_ADMIN not in access["wids"]
 

@@ -15,6 +15,7 @@ from cryptography.x509.oid import NameOID
 from tests.simulator.helpers import (
     GRAPH_DEFAULT,
     PC_DEFAULT,
+    PC_SCOPE,
     admin,
     assert_entra_error,
     cpv_app,
@@ -23,6 +24,7 @@ from tests.simulator.helpers import (
     user_named,
 )
 
+ARM_APP = "797f4846-ba00-4fd7-ba43-dac1f8f63013"
 # (code, error, suberror or None) for the rows made to happen by injection
 INJECTED = [
     (700082, "invalid_grant", "bad_token"),
@@ -143,6 +145,12 @@ def test_customer_tenant_needs_an_application_consent(sim):
     partner = sim.world.partners[0]
     customer = partner.customers[0].tenant_id
     refresh = sim.control.issue_refresh_token(admin(sim).upn)
+    # no ApplicationConsent there: "execute the appropriate Partner Center API to authorize the application"
+    body = assert_entra_error(redeem(sim, refresh, customer, GRAPH_DEFAULT), 90099, "invalid_grant")
+    assert "suberror" not in body and "Partner Center API" in body["error_description"]
+    assert sim.env["CPV_CLIENT_ID"] in body["error_description"] and customer in body["error_description"]
+    # a consent there that grants nothing on Graph: the app is authorized, the resource is not consented
+    sim.control.add_consent(customer, grants=[{"enterpriseApplicationId": ARM_APP, "scope": "user_impersonation"}])
     body = assert_entra_error(redeem(sim, refresh, customer, GRAPH_DEFAULT), 65001, "invalid_grant")
     assert body["suberror"] == "consent_required"
     sim.control.add_consent(customer)
@@ -246,7 +254,11 @@ def test_client_credentials_for_the_vault_and_its_errors(sim):
 def test_one_resource_per_token_request(sim):
     refresh = sim.control.issue_refresh_token(admin(sim).upn)
     response = redeem(sim, refresh, scope=f"{PC_DEFAULT} {GRAPH_DEFAULT}")
-    assert_entra_error(response, 28000, "invalid_scope")
+    body = assert_entra_error(response, 700022, "invalid_scope")
+    assert "more than one resource" in body["error_description"]
+    # msal too: the refresh token is never redeemed for two resources at once
+    result = cpv_app(sim).acquire_token_by_refresh_token(refresh, [PC_SCOPE, "https://graph.microsoft.com/User.Read"])
+    assert result["error"] == "invalid_scope" and result["error_codes"] == [700022]
 
 
 def test_client_secret_by_http_basic_authentication(sim):

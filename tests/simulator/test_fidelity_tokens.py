@@ -2,7 +2,7 @@
 
 id_tokens are v2.0 (no `amr`; `wids` only when the app registration's groupMembershipClaims asks for directory
 roles); access tokens for Partner Center, Graph and Key Vault are v1.0 (`sts.windows.net` issuer, `appid`,
-`amr`, `upn`, `wids`...). See simulator/FIDELITY.md.
+`amr`, `upn`; `wids` in Graph's, in the others only with `access_token_wids`). See simulator/FIDELITY.md.
 """
 
 from __future__ import annotations
@@ -18,8 +18,9 @@ from simulator.world import World
 from tests.simulator.helpers import (
     GRAPH_DEFAULT,
     PC_DEFAULT,
+    STATIC_CONSENT,
     admin,
-    assert_entra_error,
+    admin_consents,
     consent,
     redeem,
     token_request,
@@ -38,8 +39,17 @@ def _claims(token: str) -> dict:
     return jwt.decode(token, options={"verify_signature": False})
 
 
-def _tokens(sim, login: str = "admin", tenant: str = "organizations", scope: str = PC_DEFAULT, **extra) -> dict:
-    refresh = sim.control.issue_refresh_token(user_named(sim, login).upn)
+def _tokens(
+    sim,
+    login: str = "admin",
+    tenant: str = "organizations",
+    scope: str = PC_DEFAULT,
+    consented: str | None = None,
+    **extra,
+) -> dict:
+    """Tokens for `scope`, redeemed from a refresh token of a sign-in that asked `consented` (the control's
+    default: Partner Center's user_impersonation and the OIDC scopes)."""
+    refresh = sim.control.issue_refresh_token(user_named(sim, login).upn, scope=consented)
     response = redeem(sim, refresh, tenant, scope, **extra)
     assert response.status_code == 200, response.text
     return response.json()
@@ -147,7 +157,7 @@ def test_partner_center_access_token_has_the_v1_shape(sim):
     assert claims["oid"] == user.oid
     assert claims["upn"] == claims["unique_name"] == user.upn
     assert claims["name"] == user.display_name
-    assert claims["wids"] == [GLOBAL_ADMIN, MEMBER]
+    assert "wids" not in claims  # not in Partner Center's tokens unless `access_token_wids` is on
     assert claims["sub"] and claims["uti"] and claims["exp"] > claims["iat"] == claims["nbf"]
     assert "idtyp" not in claims and "idp" not in claims
     assert not V2_ONLY & set(claims)
@@ -156,27 +166,35 @@ def test_partner_center_access_token_has_the_v1_shape(sim):
 
 def test_access_token_amr_and_wids_follow_the_user(sim):
     assert _claims(_tokens(sim, "nomfa")["access_token"])["amr"] == ["pwd"]
-    assert _claims(_tokens(sim, "agent")["access_token"])["wids"] == [MEMBER]
-    assert _claims(_tokens(sim, "user")["access_token"])["wids"] == [MEMBER]
+    assert _claims(_tokens(sim, "admin", scope=GRAPH_DEFAULT)["access_token"])["wids"] == [GLOBAL_ADMIN, MEMBER]
+    assert _claims(_tokens(sim, "agent", scope=GRAPH_DEFAULT)["access_token"])["wids"] == [MEMBER]
+    assert _claims(_tokens(sim, "user", scope=GRAPH_DEFAULT)["access_token"])["wids"] == [MEMBER]
 
 
 def test_graph_and_vault_access_tokens_are_v1_too(sim):
     graph = _claims(_tokens(sim, scope=GRAPH_DEFAULT)["access_token"])
     assert graph["ver"] == "1.0" and graph["aud"] == GRAPH and graph["idtyp"] == "user"
-    assert graph["scp"] == "User.Read Directory.AccessAsUser.All"
+    # what the sign-in consented on Graph: the OIDC scopes and the initial consent's User.Read
+    assert graph["scp"] == "openid profile User.Read"
     assert graph["iss"] == f"https://sts.windows.net/{graph['tid']}/"
-    vault = _claims(_tokens(sim, scope=f"{VAULT}/user_impersonation")["access_token"])
+    vault_scope = f"{VAULT}/user_impersonation"
+    vault = _claims(_tokens(sim, scope=vault_scope, consented=f"{vault_scope} openid profile")["access_token"])
     assert vault["ver"] == "1.0" and vault["aud"] == VAULT and vault["scp"] == "user_impersonation"
     assert not V2_ONLY & (set(graph) | set(vault))
 
 
-def test_access_token_wids_can_be_turned_off(sim):
-    assert sim.control.settings()["access_token_wids"] is True
-    sim.control.set_settings(access_token_wids=False)
-    for scope in (PC_DEFAULT, GRAPH_DEFAULT):
-        claims = _claims(_tokens(sim, scope=scope)["access_token"])
-        assert "wids" not in claims
+def test_partner_center_tokens_carry_wids_only_with_the_switch(sim):
+    vault_scope = f"{VAULT}/user_impersonation"
+    assert sim.control.settings()["access_token_wids"] is False
+    assert "wids" not in _claims(_tokens(sim, scope=PC_DEFAULT)["access_token"])
+    assert "wids" not in _claims(_tokens(sim, scope=vault_scope, consented=vault_scope)["access_token"])
+    assert _claims(_tokens(sim, scope=GRAPH_DEFAULT)["access_token"])["wids"] == [GLOBAL_ADMIN, MEMBER]
+    sim.control.set_settings(access_token_wids=True)
+    for scope in (PC_DEFAULT, vault_scope):
+        claims = _claims(_tokens(sim, scope=scope, consented=scope)["access_token"])
+        assert claims["wids"] == [GLOBAL_ADMIN, MEMBER]
         assert claims["amr"] == ["pwd", "mfa"]
+    assert _claims(_tokens(sim, "agent", scope=PC_DEFAULT)["access_token"])["wids"] == [MEMBER]
 
 
 def test_a_partner_user_in_a_customer_tenant_gets_idp_and_no_wids(sim):
@@ -246,7 +264,9 @@ def test_update_app_changes_the_registration_until_reset(sim):
         "delegated_permissions": {PC: ["user_impersonation"], GRAPH: ["User.Read"]},
     }
     assert sim.control.world()["cpv_app"]["group_membership_claims"] == "All"
-    assert _claims(_tokens(sim, scope=GRAPH_DEFAULT)["access_token"])["scp"] == "User.Read"
+    # a `.default` consent from now on grants the registration's new list
+    graph = _claims(_tokens(sim, scope=GRAPH_DEFAULT, consented=STATIC_CONSENT)["access_token"])
+    assert graph["scp"] == "openid profile User.Read"
     # left out, group_membership_claims is not changed
     assert (
         sim.control.update_app(client_id, delegated_permissions={PC: ["user_impersonation"]})["group_membership_claims"]
@@ -255,14 +275,25 @@ def test_update_app_changes_the_registration_until_reset(sim):
     sim.control.reset()
     app = sim.control.world()["cpv_app"]
     assert app["group_membership_claims"] is None
-    assert app["delegated_permissions"][GRAPH] == ["User.Read", "Directory.AccessAsUser.All"]
+    assert app["delegated_permissions"] == {
+        PC: ["user_impersonation"],
+        GRAPH: ["User.Read", "RoleManagement.Read.Directory", "DelegatedAdminRelationship.Read.All"],
+    }
 
 
-def test_taking_away_the_graph_permission(sim):
-    sim.control.update_app(sim.env["CPV_CLIENT_ID"], delegated_permissions={PC: ["user_impersonation"]})
-    refresh = sim.control.issue_refresh_token(admin(sim).upn)
-    assert_entra_error(redeem(sim, refresh, scope=GRAPH_DEFAULT), 65001, "invalid_grant")
-    assert redeem(sim, refresh).status_code == 200
+def test_taking_a_permission_out_of_the_registration_keeps_what_was_granted(sim):
+    """The registration says what a `.default` consent asks; a tenant's grant stays what it consented to."""
+    client_id = sim.env["CPV_CLIENT_ID"]
+    first = sim.world.partners[0]
+    before = admin_consents(sim, 0)
+    sim.control.update_app(client_id, delegated_permissions={PC: ["user_impersonation"], GRAPH: ["User.Read"]})
+    after = admin_consents(sim, 1)
+    assert (
+        "RoleManagement.Read.Directory"
+        in _claims(redeem(sim, before, scope=GRAPH_DEFAULT).json()["access_token"])["scp"].split()
+    )
+    assert _claims(redeem(sim, after, scope=GRAPH_DEFAULT).json()["access_token"])["scp"] == "openid profile User.Read"
+    assert "RoleManagement.Read.Directory" in sim.control.grants(first.tenant_id)[client_id][GRAPH]
 
 
 def test_update_app_refuses_what_entra_would_not_store(sim):

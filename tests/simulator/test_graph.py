@@ -7,17 +7,31 @@ import uuid
 import pytest
 import requests
 
-from tests.simulator.helpers import GRAPH_DEFAULT, PC_DEFAULT, admin, redeem, token_request, user_named
+from tests.simulator.helpers import (
+    GRAPH_DEFAULT,
+    PC_DEFAULT,
+    STATIC_CONSENT,
+    admin,
+    admin_consents,
+    redeem,
+    token_request,
+    user_named,
+)
 
 GLOBAL_ADMIN = "62e90394-69f5-4237-9190-012177145e10"
 GRAPH = "https://graph.microsoft.com"
 PC = "https://api.partnercenter.microsoft.com"
 ROLE = "#microsoft.graph.directoryRole"
 GROUP = "#microsoft.graph.group"
+# an OData cast on a membership list is an advanced query (aad-advanced-queries.md)
+ADVANCED = {"ConsistencyLevel": "eventual"}
 
 
 def _graph_token(sim, login: str = "admin", tenant: str = "organizations", scope: str = GRAPH_DEFAULT) -> str:
-    refresh = sim.control.issue_refresh_token(user_named(sim, login).upn)
+    """A Graph token of `login` once the partner's administrator consented to the registration's list for the
+    organisation (the sign-ins after it add nothing: `.default` with a grant in place)."""
+    admin_consents(sim)
+    refresh = sim.control.issue_refresh_token(user_named(sim, login).upn, scope=STATIC_CONSENT)
     response = redeem(sim, refresh, tenant, scope)
     assert response.status_code == 200, response.text
     return str(response.json()["access_token"])
@@ -29,9 +43,12 @@ def _get(sim, path: str, token: str, **headers: str) -> requests.Response:
 
 
 def _with_graph_permissions(sim, *permissions: str) -> None:
+    """The registration lists these Graph permissions, and the first partner's grants are gone, so that its
+    administrator's next consent grants exactly them (with the initial consent's User.Read)."""
     sim.control.update_app(
         sim.env["CPV_CLIENT_ID"], delegated_permissions={PC: ["user_impersonation"], GRAPH: list(permissions)}
     )
+    sim.control.revoke_grants(sim.world.partners[0].tenant_id)
 
 
 def _assert_graph_error(response: requests.Response, status: int, code: str) -> dict:
@@ -43,9 +60,13 @@ def _assert_graph_error(response: requests.Response, status: int, code: str) -> 
     return error
 
 
+ROLES_AND_GROUPS = ("User.Read", "RoleManagement.Read.Directory", "GroupMember.Read.All")
+
+
 @pytest.mark.parametrize("relationship", ["memberOf", "transitiveMemberOf"])
 def test_the_admin_is_a_global_administrator_and_in_admin_agents(sim, relationship):
     partner = sim.world.partners[0]
+    _with_graph_permissions(sim, *ROLES_AND_GROUPS)
     response = _get(sim, f"/v1.0/me/{relationship}", _graph_token(sim))
     assert response.status_code == 200, response.text
     body = response.json()
@@ -67,8 +88,7 @@ def test_the_admin_is_a_global_administrator_and_in_admin_agents(sim, relationsh
     assert role["id"] != GLOBAL_ADMIN
     other = _get(sim, f"/v1.0/me/{relationship}", _graph_token(sim, "globaladmin")).json()["value"][0]
     assert other["id"] == role["id"]
-    second_partner = sim.world.partners[1].users[0].upn
-    refresh = sim.control.issue_refresh_token(second_partner)
+    refresh = admin_consents(sim, 1)
     token = redeem(sim, refresh, scope=GRAPH_DEFAULT).json()["access_token"]
     assert _get(sim, f"/v1.0/me/{relationship}", token).json()["value"][0]["id"] != role["id"]
     assert group["@odata.type"] == GROUP
@@ -87,23 +107,50 @@ def test_memberships_follow_the_user_and_the_member_role_is_not_listed(sim, logi
     assert all(item.get("roleTemplateId") != "b79fbf4d-3ef9-4689-8143-76b194e85509" for item in body["value"])
 
 
+def test_the_seeded_registration_reads_roles_but_not_groups(sim):
+    """The control panel's registration has RoleManagement.Read.Directory and no group-reading permission."""
+    role, group = _get(sim, "/v1.0/me/transitiveMemberOf", _graph_token(sim)).json()["value"]
+    assert role["roleTemplateId"] == GLOBAL_ADMIN and role["displayName"] == "Global Administrator"
+    assert group["@odata.type"] == GROUP and group["id"] and group["displayName"] is None
+
+
 def test_the_odata_casts(sim):
+    _with_graph_permissions(sim, *ROLES_AND_GROUPS)
     token = _graph_token(sim)
-    roles = _get(sim, "/v1.0/me/transitiveMemberOf/microsoft.graph.directoryRole", token).json()
+    roles = _get(sim, "/v1.0/me/transitiveMemberOf/microsoft.graph.directoryRole?$count=true", token, **ADVANCED)
+    roles = roles.json()
     assert roles["@odata.context"].endswith("/v1.0/$metadata#directoryRoles")
     assert [r["roleTemplateId"] for r in roles["value"]] == [GLOBAL_ADMIN]
-    assert "@odata.type" not in roles["value"][0]
-    groups = _get(sim, "/v1.0/me/memberOf/microsoft.graph.group", token).json()
+    assert "@odata.type" not in roles["value"][0] and roles["@odata.count"] == 1
+    groups = _get(sim, "/v1.0/me/memberOf/microsoft.graph.group?$count=true", token, **ADVANCED).json()
     assert groups["@odata.context"].endswith("/v1.0/$metadata#groups")
     assert [g["displayName"] for g in groups["value"]] == ["AdminAgents"]
-    unknown = _get(sim, "/v1.0/me/memberOf/microsoft.graph.device", token)
+    unknown = _get(sim, "/v1.0/me/memberOf/microsoft.graph.device?$count=true", token, **ADVANCED)
     _assert_graph_error(unknown, 400, "BadRequest")
 
 
+@pytest.mark.parametrize("relationship", ["memberOf", "transitiveMemberOf"])
+@pytest.mark.parametrize(
+    ("query", "headers"),
+    [("", {}), ("?$count=true", {}), ("", ADVANCED), ("?$count=false", ADVANCED)],
+)
+def test_a_cast_without_the_advanced_query_parameters_is_refused(sim, relationship, query, headers):
+    token = _graph_token(sim)
+    path = f"/v1.0/me/{relationship}/microsoft.graph.directoryRole{query}"
+    error = _assert_graph_error(_get(sim, path, token, **headers), 400, "Request_UnsupportedQuery")
+    assert "ConsistencyLevel:eventual" in error["message"] and "$count=true" in error["message"]
+    # without the cast, the list needs neither
+    assert _get(sim, f"/v1.0/me/{relationship}", token).status_code == 200
+
+
 def test_select_is_honoured(sim):
+    _with_graph_permissions(sim, *ROLES_AND_GROUPS)
     token = _graph_token(sim)
     body = _get(
-        sim, "/v1.0/me/transitiveMemberOf/microsoft.graph.directoryRole?$select=id,roleTemplateId", token
+        sim,
+        "/v1.0/me/transitiveMemberOf/microsoft.graph.directoryRole?$select=id,roleTemplateId&$count=true",
+        token,
+        **ADVANCED,
     ).json()
     assert body["@odata.context"].endswith("#directoryRoles(id,roleTemplateId)")
     assert list(body["value"][0]) == ["id", "roleTemplateId"]
@@ -127,7 +174,12 @@ def test_limited_information_without_a_permission_that_reads_roles_or_groups(sim
     }
     assert group["@odata.type"] == GROUP and group["id"]
     assert group["displayName"] is None and group["groupTypes"] == []
-    cast = _get(sim, "/v1.0/me/transitiveMemberOf/microsoft.graph.directoryRole?$select=id,roleTemplateId", token)
+    cast = _get(
+        sim,
+        "/v1.0/me/transitiveMemberOf/microsoft.graph.directoryRole?$select=id,roleTemplateId&$count=true",
+        token,
+        **ADVANCED,
+    )
     assert cast.json()["value"] == [{"id": role["id"], "roleTemplateId": None}]
     # a role-reading permission makes the roles whole; groups stay limited without a group-reading one
     _with_graph_permissions(sim, "User.Read", "RoleManagement.Read.Directory")
@@ -147,9 +199,9 @@ def test_directory_permissions_read_everything(sim, permission):
 
 def test_a_token_without_a_membership_permission_gets_403(sim):
     _with_graph_permissions(sim, "Mail.Read")
-    token = _graph_token(sim)
-    for path in ("/v1.0/me/memberOf", "/v1.0/me/transitiveMemberOf/microsoft.graph.directoryRole"):
-        response = _get(sim, path, token, **{"client-request-id": "cr-1"})
+    token = _graph_token(sim, scope="https://graph.microsoft.com/Mail.Read")
+    for path in ("/v1.0/me/memberOf", "/v1.0/me/transitiveMemberOf/microsoft.graph.directoryRole?$count=true"):
+        response = _get(sim, path, token, **{"client-request-id": "cr-1"}, **ADVANCED)
         error = _assert_graph_error(response, 403, "Authorization_RequestDenied")
         assert error["message"] == "Insufficient privileges to complete the operation."
         assert error["innerError"]["client-request-id"] == "cr-1"
@@ -169,7 +221,7 @@ def test_an_app_only_token_on_me_gets_400(sim):
     assert response.status_code == 200, response.text
     token = response.json()["access_token"]
     for path in ("/v1.0/me", "/v1.0/me/memberOf", "/v1.0/me/transitiveMemberOf/microsoft.graph.directoryRole"):
-        error = _assert_graph_error(_get(sim, path, token), 400, "BadRequest")
+        error = _assert_graph_error(_get(sim, path, token, **ADVANCED), 400, "BadRequest")
         assert error["message"] == "/me request is only valid with delegated authentication flow."
 
 
@@ -190,14 +242,35 @@ def test_paging_with_top_and_next_link(sim):
     _assert_graph_error(_get(sim, "/v1.0/me/memberOf?$skiptoken=garbage", token), 400, "Directory_ExpiredPageToken")
 
 
+def test_paging_through_many_memberships(sim):
+    """Enough groups for several pages: a client that follows @odata.nextLink (and sends the cast's headers again)
+    sees every one once."""
+    user = admin(sim)
+    names = [f"Support tier {n}" for n in range(1, 8)]
+    sim.control.set_user_groups(user.oid, names)
+    _with_graph_permissions(sim, *ROLES_AND_GROUPS)
+    token = _graph_token(sim)
+    seen, url, pages = [], "/v1.0/me/transitiveMemberOf/microsoft.graph.group?$count=true&$top=3", 0
+    while url:
+        body = _get(sim, url, token, **ADVANCED).json()
+        assert body["@odata.count"] == 8
+        seen += [group["displayName"] for group in body["value"]]
+        url, pages = body.get("@odata.nextLink"), pages + 1
+        if url:
+            # the next page is refused without the advanced query's header
+            _assert_graph_error(_get(sim, url, token), 400, "Request_UnsupportedQuery")
+    assert pages == 3 and seen == ["AdminAgents", *names]
+    everything = _get(sim, "/v1.0/me/memberOf", token).json()["value"]
+    assert [item["@odata.type"] for item in everything] == [ROLE] + [GROUP] * 8
+    assert len({item["id"] for item in everything}) == 9
+
+
 def test_count_needs_consistency_level_eventual(sim):
     token = _graph_token(sim)
-    plain = _get(sim, "/v1.0/me/transitiveMemberOf/microsoft.graph.group?$count=true", token).json()
+    plain = _get(sim, "/v1.0/me/transitiveMemberOf?$count=true", token).json()
     assert "@odata.count" not in plain
-    advanced = _get(
-        sim, "/v1.0/me/transitiveMemberOf/microsoft.graph.group?$count=true", token, ConsistencyLevel="eventual"
-    ).json()
-    assert advanced["@odata.count"] == 1
+    advanced = _get(sim, "/v1.0/me/transitiveMemberOf?$count=true", token, ConsistencyLevel="eventual").json()
+    assert advanced["@odata.count"] == 2
 
 
 def test_tokens_are_checked(sim):

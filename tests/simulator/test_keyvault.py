@@ -90,8 +90,9 @@ def test_the_first_request_without_a_token_gets_the_challenge(sim):
 def test_only_the_vault_principal_may_use_it(sim):
     from tests.simulator.helpers import admin, redeem
 
-    # a partner user's refresh token redeems for the vault too, but the vault is in another tenant
-    refresh = sim.control.issue_refresh_token(admin(sim).upn)
+    # a partner user's refresh token redeems for the vault too (once they consented to it), but the vault is in
+    # another tenant
+    refresh = sim.control.issue_refresh_token(admin(sim).upn, scope="https://vault.azure.net/user_impersonation")
     response = redeem(sim, refresh, scope="https://vault.azure.net/.default")
     assert response.status_code == 200, response.text
     user_token = response.json()["access_token"]

@@ -5,7 +5,7 @@ from urllib.parse import urljoin
 import pytest
 import requests
 
-from tests.simulator.helpers import GRAPH_DEFAULT, PC_DEFAULT, admin, redeem, user_named
+from tests.simulator.helpers import GRAPH_DEFAULT, PC_DEFAULT, admin, assert_entra_error, redeem, user_named
 
 GRAPH_APP = "00000003-0000-0000-c000-000000000000"
 
@@ -112,11 +112,13 @@ def test_application_consent_create_exists_delete(sim):
     refresh = sim.control.issue_refresh_token(admin(sim).upn)
     assert redeem(sim, refresh, customer, GRAPH_DEFAULT).status_code == 200
 
+    # the Control Panel Vendor API page documents 200 (and 201) for the DELETE, and 404
     deleted = session.delete(f"{url}/{sim.env['CPV_CLIENT_ID']}", timeout=10)
-    assert deleted.status_code == 204
-    assert session.delete(f"{url}/{sim.env['CPV_CLIENT_ID']}", timeout=10).status_code == 404
+    assert deleted.status_code == 200
+    gone = session.delete(f"{url}/{sim.env['CPV_CLIENT_ID']}", timeout=10)
+    assert gone.status_code == 404 and set(gone.json()) >= {"code", "description", "data", "source"}
     assert sim.control.consents(customer) == {}
-    assert redeem(sim, refresh, customer, GRAPH_DEFAULT).status_code == 400
+    assert_entra_error(redeem(sim, refresh, customer, GRAPH_DEFAULT), 90099, "invalid_grant")
 
 
 def test_application_consent_validation_and_unknown_customer(sim):

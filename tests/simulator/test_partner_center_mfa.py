@@ -1,4 +1,7 @@
-"""Partner Center's MFA rule for App+User calls (401, code 900421) and `ValidateMfa` / `isMfaCompliant`."""
+"""Partner Center's MFA rule for App+User calls (401, code 900421) and `ValidateMfa` / `isMfaCompliant`.
+
+The tests that read `isMfaCompliant` run twice (fixture `mfa_answer`): with the answer in the JSON body (the
+default) and in a response header (`pc_mfa_compliant_in="header"`)."""
 
 from __future__ import annotations
 
@@ -22,7 +25,7 @@ def _get(sim, token: str | None, path: str = "/v1/customers?size=1", **headers: 
     )
 
 
-def test_an_app_user_call_without_mfa_gets_401_with_code_900421(sim):
+def test_an_app_user_call_without_mfa_gets_401_with_code_900421(sim, mfa_answer):
     response = _get(sim, _pc_token(sim, "nomfa"))
     assert response.status_code == 401
     body = response.json()
@@ -32,74 +35,88 @@ def test_an_app_user_call_without_mfa_gets_401_with_code_900421(sim):
         "data": [],
         "source": "PartnerFD",
     }
-    assert "isMfaCompliant" not in response.headers  # not asked for
+    assert mfa_answer(response) is None  # not asked for
     asked = _get(sim, _pc_token(sim, "nomfa"), "/v1/profiles/organization", ValidateMfa="true")
     assert asked.status_code == 401 and asked.json()["code"] == "900421"
-    assert asked.headers["isMfaCompliant"] == "false"
+    assert mfa_answer(asked) == "false"
     [entry] = sim.control.log(service="partner_center", path="profiles", status=401)
     assert entry["detail"]["error_code"] == "900421"
+    assert entry["detail"]["mfa_compliant"] is False
     assert entry["request_headers"]["ValidateMfa"] == "true"
-    assert entry["response_headers"]["isMfaCompliant"] == "false"
 
 
-def test_validate_mfa_reports_compliance_on_every_answer(sim):
+def test_is_mfa_compliant_is_a_field_of_the_json_answer_by_default(sim):
+    assert sim.control.settings()["pc_mfa_compliant_in"] == "body"
+    response = _get(sim, _pc_token(sim), ValidateMfa="true")
+    assert response.json()["isMfaCompliant"] is True and "isMfaCompliant" not in response.headers
+    assert response.json()["items"]  # the answer itself is unchanged
+    sim.control.set_settings(pc_mfa_compliant_in="header")
+    response = _get(sim, _pc_token(sim), ValidateMfa="true")
+    assert "isMfaCompliant" not in response.json() and response.headers["isMfaCompliant"] == "true"
+    assert sim.control.log(service="partner_center")[-1]["response_headers"]["isMfaCompliant"] == "true"
+
+
+def test_validate_mfa_reports_compliance_on_every_answer(sim, mfa_answer):
     token = _pc_token(sim)
     for name, value in (("ValidateMfa", "true"), ("validatemfa", "TRUE"), ("VALIDATEMFA", "True")):
         response = _get(sim, token, **{name: value})
         assert response.status_code == 200, response.text
-        assert response.headers["isMfaCompliant"] == "true"
-    assert "isMfaCompliant" not in _get(sim, token).headers
-    assert "isMfaCompliant" not in _get(sim, token, ValidateMfa="false").headers
-    customer = sim.world.partners[0].customers[0].tenant_id
+        assert mfa_answer(response) == "true"
+    assert mfa_answer(_get(sim, token)) is None
+    assert mfa_answer(_get(sim, token, ValidateMfa="false")) is None
     missing = _get(sim, token, "/v1/customers/00000000-0000-0000-0000-000000000000", ValidateMfa="true")
-    assert missing.status_code == 404 and missing.headers["isMfaCompliant"] == "true"
+    assert missing.status_code == 404 and mfa_answer(missing) == "true"
+    # an answer without a JSON object (the ApplicationConsent's DELETE) says it in the header
+    customer = sim.world.partners[0].customers[0].tenant_id
+    sim.control.add_consent(customer)
     deleted = requests.delete(
         f"{sim.partner_center_url}/v1/customers/{customer}/applicationconsents/{sim.env['CPV_CLIENT_ID']}",
         headers={"Authorization": f"Bearer {token}", "ValidateMfa": "true"},
         timeout=10,
     )
-    assert deleted.status_code == 404 and deleted.headers["isMfaCompliant"] == "true"
+    assert deleted.status_code == 200 and not deleted.content
+    assert deleted.headers["isMfaCompliant"] == "true"
 
 
-def test_before_enforcement_a_token_without_mfa_is_served(sim):
+def test_before_enforcement_a_token_without_mfa_is_served(sim, mfa_answer):
     sim.control.set_settings(pc_require_mfa=False)
     token = _pc_token(sim, "nomfa")
     response = _get(sim, token, ValidateMfa="true")
     assert response.status_code == 200, response.text
-    assert response.headers["isMfaCompliant"] == "false"
-    assert _get(sim, _pc_token(sim), ValidateMfa="true").headers["isMfaCompliant"] == "true"
+    assert mfa_answer(response) == "false"
+    assert mfa_answer(_get(sim, _pc_token(sim), ValidateMfa="true")) == "true"
 
 
-def test_is_mfa_compliant_also_on_403_and_429(sim):
+def test_is_mfa_compliant_also_on_403_and_429(sim, mfa_answer):
     refused = _get(sim, _pc_token(sim, "globaladmin"), ValidateMfa="true")  # MFA but no Admin Agent
-    assert refused.status_code == 403 and refused.headers["isMfaCompliant"] == "true"
+    assert refused.status_code == 403 and mfa_answer(refused) == "true"
     sim.control.set_pc_rate_limit(0.1, burst=1)
     token = _pc_token(sim)
     assert _get(sim, token, ValidateMfa="true").status_code == 200
     throttled = _get(sim, token, ValidateMfa="true")
     assert throttled.status_code == 429
-    assert throttled.headers["isMfaCompliant"] == "true" and throttled.headers["Retry-After"]
+    assert mfa_answer(throttled) == "true" and throttled.headers["Retry-After"]
 
 
-def test_no_is_mfa_compliant_when_the_token_could_not_be_read(sim):
-    assert "isMfaCompliant" not in _get(sim, None, ValidateMfa="true").headers
+def test_no_is_mfa_compliant_when_the_token_could_not_be_read(sim, mfa_answer):
+    assert mfa_answer(_get(sim, None, ValidateMfa="true")) is None
     token = _pc_token(sim)
     forged = token[:-8] + ("A" * 8 if not token.endswith("A" * 8) else "B" * 8)
     response = _get(sim, forged, ValidateMfa="true")
-    assert response.status_code == 401 and "isMfaCompliant" not in response.headers
+    assert response.status_code == 401 and mfa_answer(response) is None
 
 
-def test_the_mfa_check_comes_before_the_admin_agent_check(sim):
+def test_the_mfa_check_comes_before_the_admin_agent_check(sim, mfa_answer):
     user = user_named(sim, "user")  # neither Global Administrator nor Admin Agent
     sim.control.update_user(user.oid, mfa_registered=False)
     response = _get(sim, _pc_token(sim, "user"), ValidateMfa="true")
     assert response.status_code == 401 and response.json()["code"] == "900421"
     sim.control.update_user(user.oid, mfa_registered=True)
     response = _get(sim, _pc_token(sim, "user"), ValidateMfa="true")
-    assert response.status_code == 403 and response.headers["isMfaCompliant"] == "true"
+    assert response.status_code == 403 and mfa_answer(response) == "true"
 
 
-def test_an_app_only_token_is_not_app_user(sim):
+def test_an_app_only_token_is_not_app_user(sim, mfa_answer):
     env = sim.env
     response = token_request(
         sim,
@@ -111,7 +128,7 @@ def test_an_app_only_token_is_not_app_user(sim):
     )
     refused = _get(sim, response.json()["access_token"], ValidateMfa="true")
     assert refused.status_code == 403
-    assert refused.headers["isMfaCompliant"] == "false"
+    assert mfa_answer(refused) == "false"
 
 
 def test_error_codes_are_strings(sim):

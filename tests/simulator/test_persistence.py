@@ -73,7 +73,7 @@ def test_a_restarted_simulator_keeps_its_tokens_consents_customers_clock_and_vau
         assert "Kept Across Restarts Ltd" in [c.company_name for c in world.partners[0].customers]
         after = running.control.state()
         assert after["consents"] == before["consents"]
-        assert after["user_consents"] == before["user_consents"]
+        assert after["grants"] == before["grants"] and before["grants"]
         assert after["clock"]["offset"] == before["clock"]["offset"]
         assert {g["id"] for g in after["refresh_tokens"]} == {g["id"] for g in before["refresh_tokens"]}
         # Both refresh tokens still redeem, and the one redeemed before keeps its count.
@@ -102,7 +102,7 @@ def test_a_snapshot_taken_up_by_a_new_simulator_is_the_same_state() -> None:
     sim = Simulator(world)
     partner = world.partners[0]
     refresh = issue_refresh_token_directly(
-        sim, user=partner.users[0], partner=partner, client_id=world.cpv_app.client_id, scope="offline_access"
+        sim, user=partner.users[0], partner=partner, app=world.cpv_app, scope="openid offline_access"
     )
     sim.clock.advance(60)
     snapshot = json.loads(json.dumps(sim.snapshot()))
@@ -115,6 +115,31 @@ def test_a_snapshot_taken_up_by_a_new_simulator_is_the_same_state() -> None:
     assert json.loads(json.dumps(again.snapshot())) == snapshot
     assert again.signer.jwk == sim.signer.jwk
     assert again.entra.refresh_tokens[refresh] == sim.entra.refresh_tokens[refresh]
+    assert again.entra.grants == sim.entra.grants
+
+
+def test_a_state_file_of_the_earlier_consent_shape_grants_the_registration() -> None:
+    """A file written when a sign-in's scopes were kept as strings (`user_consents`): that simulator gave a consented
+    app its registration's whole list, so the grant taken up is that list and the OIDC scopes asked."""
+    world = World.generate(seed=6, partners=1, customers_per_partner=1)
+    sim = Simulator(world)
+    snapshot = json.loads(json.dumps(sim.snapshot()))
+    tenant, client = world.partners[0].tenant_id, world.cpv_app.client_id
+    del snapshot["entra"]["grants"]
+    snapshot["entra"]["user_consents"] = [
+        {"tenant_id": tenant, "client_id": client, "scopes": ["https://x/user_impersonation", "openid", "profile"]}
+    ]
+    again = Simulator(World.from_dict(snapshot["world"]))
+    again.restore(snapshot)
+    granted = again.entra.grants[(tenant, client)]
+    assert granted["https://api.partnercenter.microsoft.com"] == {"user_impersonation"}
+    assert granted["https://graph.microsoft.com"] == {
+        "User.Read",
+        "RoleManagement.Read.Directory",
+        "DelegatedAdminRelationship.Read.All",
+        "openid",
+        "profile",
+    }
 
 
 def test_the_state_is_written_shortly_after_a_change_without_a_stop(tmp_path: Path) -> None:
