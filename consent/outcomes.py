@@ -68,8 +68,10 @@ OUTCOMES: dict[str, Outcome] = {
             "role_permission_missing",
             "We could not confirm that the account is a Global Administrator",
             "Consent must come from a Global Administrator, and {vendor}'s Microsoft app does not yet ask for the "
-            "permission that reads directory roles, so the role could not be checked. Nothing was stored.",
-            "Tell {vendor} that its Microsoft app must list the permission named below; then try again.",
+            "Microsoft Graph permission RoleManagement.Read.Directory, which reads directory roles, so the role "
+            "could not be checked. Nothing was stored.",
+            "Tell {vendor} that its Microsoft app registration must list Microsoft Graph "
+            "RoleManagement.Read.Directory (delegated); then try again.",
             retry=True,
             staff_note="The consent asks for Partner Center's .default scope, which grants exactly the delegated "
             "permissions the app registration lists. Add Microsoft Graph RoleManagement.Read.Directory (delegated; "

@@ -33,10 +33,12 @@ def bearer_token(request: web.Request) -> str | None:
 
 def check_bearer(sim: Simulator, token: str, resource: str) -> dict[str, Any]:
     """The verified claims of `token` for `resource`; raise BearerError otherwise."""
-    try:
-        claims = sim.signer.verify(token)
-    except TokenInvalid as exc:
-        raise BearerError(f"invalid token ({exc.reason})") from exc
+    claims = sim.entra.opaque_tokens.get(token)
+    if claims is None:
+        try:
+            claims = sim.signer.verify(token)
+        except TokenInvalid as exc:
+            raise BearerError(f"invalid token ({exc.reason})") from exc
     audience = str(claims.get("aud", "")).rstrip("/").lower()
     if audience not in sim.resource_audiences(resource):
         raise BearerError("invalid audience")

@@ -1131,12 +1131,25 @@ def _sign_pending(sim: Simulator, body: dict[str, Any]) -> None:
         return
     signer = sim.signer
     claims = [value.claims for _, value in pending]
-    tokens = [signer.sign(c) for c in claims]
+    tokens = [
+        _opaque(sim, c) if _is_opaque(sim, k, c) else signer.sign(c) for (k, _), c in zip(pending, claims, strict=True)
+    ]
     for (key, value), token in zip(pending, tokens, strict=True):
         body[key] = token
         sim.issued.add(value.kind, token)
         if value.cache_key is not None:
             sim.entra.id_token_cache[value.cache_key] = (value.now, token)
+
+
+def _is_opaque(sim: Simulator, key: str, claims: dict[str, Any]) -> bool:
+    return key == "access_token" and sim.settings.opaque_access_tokens and claims.get("aud") == PARTNER_CENTER_RESOURCE
+
+
+def _opaque(sim: Simulator, claims: dict[str, Any]) -> str:
+    """An access token that is no JWT: Partner Center finds its claims by the token itself."""
+    token = new_opaque("at")
+    sim.entra.opaque_tokens[token] = dict(claims)
+    return token
 
 
 def _token(

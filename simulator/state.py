@@ -71,6 +71,9 @@ class Settings:
     # Microsoft can see that setting for Microsoft's own resources, and no page says these tokens carry it, so it is
     # off unless a test turns it on. Graph's tokens carry it (Microsoft's sample of one does; see FIDELITY.md).
     access_token_wids: bool = False
+    # Partner Center access tokens as opaque strings instead of JWTs (Partner Center looks them up): Microsoft says
+    # its own APIs' tokens "might not always be a JWT that can be decoded" by a client (access-tokens.md).
+    opaque_access_tokens: bool = False
     id_token_lifetime: int = 3600
     require_pkce: bool = True
     # keep every issued secret for /_simulator/issued (benchmarks turn this off to bound memory)
@@ -236,6 +239,8 @@ class EntraState:
     grants: dict[tuple[str, str], dict[str, set[str]]] = field(default_factory=dict)
     redemptions_by_user: Counter[str] = field(default_factory=Counter)
     id_token_cache: dict[tuple[Any, ...], tuple[float, str]] = field(default_factory=dict)
+    # opaque access token -> its claims (only with `opaque_access_tokens`; never persisted: they last an hour)
+    opaque_tokens: dict[str, dict[str, Any]] = field(default_factory=dict)
     grant_seq: int = 0
 
 

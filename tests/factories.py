@@ -37,7 +37,14 @@ def active_partner(sim: RunningSimulator, *, index: int = 0, name: str | None = 
         tenant_id=str(world_partner.tenant_id),
         status=Partner.Status.PENDING,
     )
-    refresh_token = sim.control.issue_refresh_token(user.oid, client_id=sim.env["CPV_CLIENT_ID"])
+    # As the product's consent asks (`.default`: the registration's whole list), where the user may grant it; a user
+    # who is not an administrator cannot grant the admin-only permissions, so asks for Partner Center's alone.
+    scope = (
+        "https://api.partnercenter.microsoft.com/.default openid profile offline_access"
+        if flags.get("global_admin")
+        else None
+    )
+    refresh_token = sim.control.issue_refresh_token(user.oid, client_id=sim.env["CPV_CLIENT_ID"], scope=scope)
     partner_token_import(actor=None, partner=partner, refresh_token=refresh_token)
     partner.refresh_from_db()
     return partner

@@ -1,6 +1,8 @@
-"""The evidence a consent decides on, as Microsoft really gives it: MFA in the Partner Center token and Partner
-Center's own verdict, the Global Administrator role from `wids` where a token carries it and from Microsoft Graph
-where none does, the Admin Agent role from Partner Center. Real msal against the simulator."""
+"""The evidence a consent decides on, as Microsoft really gives it, with the simulator in its default (Microsoft's)
+mode: the consent asks Partner Center's `.default` (static consent: the registration's whole list); MFA from the
+Partner Center token's `amr` where it can be read, Partner Center's own verdict where it cannot; the Global
+Administrator role from the id_token's `wids` where the registration asks for roles, from Microsoft Graph's
+`/me/transitiveMemberOf` otherwise; the Admin Agent role from Partner Center. Real msal against the simulator."""
 
 from __future__ import annotations
 
@@ -10,7 +12,9 @@ import pytest
 
 from consent.models import ConsentFlow
 from consent.services import partner_invite
+from microsoft import permissions
 from partners.models import Partner
+from partners.permissions import partner_permissions_missing
 from simulator.world import GRAPH_RESOURCE
 from tests.simulated import partner_user
 from tokens.models import PartnerToken, VaultSecretVersion
@@ -19,6 +23,7 @@ pytestmark = pytest.mark.django_db
 
 GRAPH_ROLES = r"/v1\.0/me/transitiveMemberOf"
 PROFILE = r".*/profiles/organization"
+REQUIRED_GRAPH = sorted(p.name for p in permissions.REQUIRED_PERMISSIONS if p.api == permissions.GRAPH)
 
 
 @pytest.fixture
@@ -27,10 +32,8 @@ def invitation(cpv_sim):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-def no_wids_anywhere(cpv_sim):  # type: ignore[no-untyped-def]
-    """Neither the id_token (the default app registration) nor the access tokens list the user's roles."""
-    cpv_sim.control.set_settings(access_token_wids=False)
-    return cpv_sim
+def admin(cpv_sim):  # type: ignore[no-untyped-def]
+    return partner_user(cpv_sim, global_admin=True, admin_agent=True, mfa_registered=True)
 
 
 def flow_of(partner: Partner) -> ConsentFlow:
@@ -50,38 +53,36 @@ def assert_refused(run: Any, partner: Partner, reason: str, title: bytes) -> Con
     return flow
 
 
+def assert_consented(run: Any, partner: Partner) -> Partner:
+    assert b"Consent recorded" in run.client.get(run.callback["Location"]).content
+    partner.refresh_from_db()
+    assert partner.status == Partner.Status.ACTIVE
+    return partner
+
+
 def graph_calls(sim) -> list[dict]:  # type: ignore[no-untyped-def]
     return sim.control.log(service="graph", path=GRAPH_ROLES)
 
 
-@pytest.mark.parametrize(
-    ("id_token_wids", "access_token_wids", "evidence"),
-    [
-        (True, True, ConsentFlow.RoleEvidence.ID_TOKEN),
-        (True, False, ConsentFlow.RoleEvidence.ID_TOKEN),
-        (False, True, ConsentFlow.RoleEvidence.ACCESS_TOKEN),
-        (False, False, ConsentFlow.RoleEvidence.GRAPH),
-    ],
-    ids=["wids-everywhere", "wids-in-the-id-token", "wids-in-the-access-token", "no-wids"],
-)
-def test_a_global_admin_admin_agent_with_mfa_activates_whatever_the_tokens_carry(  # type: ignore[no-untyped-def]
-    cpv_sim, invitation, consent_run, id_token_wids, access_token_wids, evidence
+def test_a_first_consent_grants_the_registrations_list_and_proves_the_role_through_graph(  # type: ignore[no-untyped-def]
+    cpv_sim, invitation, consent_run, admin
 ) -> None:
-    if id_token_wids:
-        cpv_sim.control.update_app(cpv_sim.env["CPV_CLIENT_ID"], group_membership_claims="DirectoryRole")
-    cpv_sim.control.set_settings(access_token_wids=access_token_wids)
-    admin = partner_user(cpv_sim, global_admin=True, admin_agent=True, mfa_registered=True)
-
     run = consent_run(invitation.url, user=admin)
 
-    assert b"Consent recorded" in run.client.get(run.callback["Location"]).content
-    partner = Partner.objects.get(pk=invitation.partner.pk)
-    assert partner.status == Partner.Status.ACTIVE
+    # Static consent: Partner Center's .default (the registration's whole list), asked with the consent page.
+    assert "api.partnercenter.microsoft.com%2F.default" in run.auth_uri and "prompt=consent" in run.auth_uri
+    assert "user_impersonation" not in run.auth_uri
+    partner = assert_consented(run, invitation.partner)
     flow = flow_of(partner)
-    assert (flow.status, flow.role_evidence) == (ConsentFlow.Status.VAULTED, evidence)
-    # Graph is asked only when no token lists the user's roles.
-    assert len(graph_calls(cpv_sim)) == (1 if evidence == ConsentFlow.RoleEvidence.GRAPH else 0)
-    # Partner Center judged the sign-in's MFA on the verification call, and the answer is kept.
+    assert (flow.status, flow.role_evidence) == (ConsentFlow.Status.VAULTED, ConsentFlow.RoleEvidence.GRAPH)
+    # Microsoft granted the registration's list, for every API in it: Graph's role-reading permission too.
+    granted = cpv_sim.control.grants(str(partner.tenant_id))[cpv_sim.env["CPV_CLIENT_ID"]][GRAPH_RESOURCE]
+    assert set(REQUIRED_GRAPH) <= set(granted)
+    assert partner.permissions_granted == {"partner_center": ["user_impersonation"], "graph": REQUIRED_GRAPH}
+    assert partner.permissions_fingerprint == permissions.fingerprint()
+    assert partner_permissions_missing(partner) == []
+    # The roles come from the membership list without an OData cast (an advanced query Graph refuses otherwise).
+    assert [(e["path"], e["status"]) for e in graph_calls(cpv_sim)] == [("/v1.0/me/transitiveMemberOf", 200)]
     profile = cpv_sim.control.log(service="partner_center", path="profiles/organization")
     assert [e["status"] for e in profile] == [200]
     assert partner.mfa_compliant is True and partner.mfa_checked_at is not None
@@ -91,6 +92,46 @@ def test_a_global_admin_admin_agent_with_mfa_activates_whatever_the_tokens_carry
     pointer = PartnerToken.objects.get(partner=partner)
     stored = get_vault().read(name=pointer.secret_name).value.reveal()
     assert cpv_sim.control.refresh_token_info(stored) is not None
+
+
+def test_wids_in_the_id_token_proves_the_role_without_a_graph_membership_call(  # type: ignore[no-untyped-def]
+    cpv_sim, invitation, consent_run, admin
+) -> None:
+    cpv_sim.control.update_app(cpv_sim.env["CPV_CLIENT_ID"], group_membership_claims="DirectoryRole")
+
+    partner = assert_consented(consent_run(invitation.url, user=admin), invitation.partner)
+
+    assert flow_of(partner).role_evidence == ConsentFlow.RoleEvidence.ID_TOKEN
+    assert not graph_calls(cpv_sim)
+
+
+def test_wids_in_a_partner_center_token_is_not_taken_for_evidence(cpv_sim, invitation, consent_run, admin) -> None:  # type: ignore[no-untyped-def]
+    # Documented nowhere: even where a Partner Center token carries `wids`, the role is proven as documented.
+    cpv_sim.control.set_settings(access_token_wids=True)
+
+    partner = assert_consented(consent_run(invitation.url, user=admin), invitation.partner)
+
+    assert flow_of(partner).role_evidence == ConsentFlow.RoleEvidence.GRAPH
+    assert len(graph_calls(cpv_sim)) == 1
+
+
+def test_a_dynamic_request_for_user_impersonation_alone_cannot_prove_the_role(  # type: ignore[no-untyped-def]
+    cpv_sim, invitation, consent_run, admin, monkeypatch
+) -> None:
+    """The regression: asking for Partner Center's user_impersonation alone is dynamic consent, which grants what
+    it names (and the initial User.Read), not the registration's list: Graph then lists roles without naming
+    them, and no real partner's first consent could succeed."""
+    from cpv.clouds import Cloud
+
+    monkeypatch.setattr(Cloud, "partner_center_default_scope", property(lambda c: c.partner_center_scope))
+
+    run = consent_run(invitation.url, user=admin)
+
+    assert "user_impersonation" in run.auth_uri
+    flow = assert_refused(run, invitation.partner, "role_permission_missing", b"RoleManagement.Read.Directory")
+    assert "did not include Microsoft Graph RoleManagement.Read.Directory" in flow.failure_detail
+    granted = cpv_sim.control.grants(str(flow.tenant_id))[cpv_sim.env["CPV_CLIENT_ID"]][GRAPH_RESOURCE]
+    assert "RoleManagement.Read.Directory" not in granted
 
 
 def test_an_admin_without_mfa_gets_the_mfa_page_and_no_token_is_kept(cpv_sim, invitation, consent_run) -> None:  # type: ignore[no-untyped-def]
@@ -120,14 +161,19 @@ def test_partner_center_refusing_the_token_for_mfa_gets_the_mfa_page(cpv_sim, in
     assert "900421" in flow.failure_detail
 
 
+@pytest.mark.parametrize("answer_in", ["body", "header"])
 def test_partner_center_saying_the_sign_in_is_not_mfa_compliant_gets_the_mfa_page(  # type: ignore[no-untyped-def]
-    cpv_sim, invitation, consent_run
+    cpv_sim, invitation, consent_run, admin, answer_in
 ) -> None:
-    admin = partner_user(cpv_sim, global_admin=True, admin_agent=True, mfa_registered=True)
     run = consent_run(invitation.url, user=admin, post=False)
-    cpv_sim.control.inject_fault(
-        "partner_center", status=200, path=PROFILE, body={"id": "x"}, headers={"isMfaCompliant": "false"}
-    )
+    if answer_in == "body":
+        cpv_sim.control.inject_fault(
+            "partner_center", status=200, path=PROFILE, body={"id": "x", "isMfaCompliant": False}
+        )
+    else:
+        cpv_sim.control.inject_fault(
+            "partner_center", status=200, path=PROFILE, body={"id": "x"}, headers={"isMfaCompliant": "false"}
+        )
 
     run.post_callback()
 
@@ -135,26 +181,133 @@ def test_partner_center_saying_the_sign_in_is_not_mfa_compliant_gets_the_mfa_pag
     assert "isMfaCompliant" in flow.failure_detail
 
 
-def test_an_agent_whose_token_lists_roles_without_global_admin_is_refused(cpv_sim, invitation, consent_run) -> None:  # type: ignore[no-untyped-def]
-    user = partner_user(cpv_sim, global_admin=False, admin_agent=True, mfa_registered=True)
+@pytest.mark.parametrize("answer_in", ["body", "header"])
+def test_partner_centers_mfa_verdict_is_kept_wherever_it_answers_it(  # type: ignore[no-untyped-def]
+    cpv_sim, invitation, consent_run, admin, answer_in
+) -> None:
+    cpv_sim.control.set_settings(pc_mfa_compliant_in=answer_in)
+
+    partner = assert_consented(consent_run(invitation.url, user=admin), invitation.partner)
+
+    # Read from the header or from the body, as Partner Center gave it: without it the verdict would be unknown.
+    assert partner.mfa_compliant is True
+
+
+def test_an_opaque_partner_center_token_consents_when_partner_center_says_compliant(  # type: ignore[no-untyped-def]
+    cpv_sim, invitation, consent_run, admin
+) -> None:
+    # Microsoft's own APIs' tokens may be opaque to clients: no `amr` to read, so Partner Center's verdict decides.
+    cpv_sim.control.set_settings(opaque_access_tokens=True)
+
+    partner = assert_consented(consent_run(invitation.url, user=admin), invitation.partner)
+
+    assert partner.mfa_compliant is True
+    verified = flow_of(partner).events.get(status=ConsentFlow.Status.VERIFIED)
+    assert verified.detail["mfa_evidence"] == "partner_center"
+
+
+def test_an_opaque_partner_center_token_partner_center_refuses_for_mfa_gets_the_mfa_page(  # type: ignore[no-untyped-def]
+    cpv_sim, invitation, consent_run
+) -> None:
+    cpv_sim.control.set_settings(opaque_access_tokens=True)
+    user = partner_user(cpv_sim, global_admin=True, admin_agent=True, mfa_registered=False)
 
     run = consent_run(invitation.url, user=user)
 
-    flow = assert_refused(run, invitation.partner, "not_global_admin", b"not a Global Administrator")
+    flow = assert_refused(run, invitation.partner, "no_mfa", b"Multi-factor authentication is required")
+    assert "900421" in flow.failure_detail
+
+
+def test_a_401_that_is_not_the_mfa_refusal_is_tried_once_more_with_a_fresh_token(  # type: ignore[no-untyped-def]
+    cpv_sim, invitation, consent_run, admin
+) -> None:
+    run = consent_run(invitation.url, user=admin, post=False)
+    cpv_sim.control.inject_fault("partner_center", status=401, path=PROFILE, body={"code": "401", "description": "x"})
+
+    run.post_callback()
+
+    assert_consented(run, invitation.partner)
+    profile = cpv_sim.control.log(service="partner_center", path="profiles/organization")
+    assert [e["status"] for e in profile] == [401, 200]
+    # Between the two calls, a fresh Partner Center token (after the Graph token of the role check).
+    redemptions = cpv_sim.control.log(service="entra", grant_type="refresh_token")
+    assert len(redemptions) == 2
+
+
+def test_partner_center_refusing_the_token_twice_is_not_taken_for_a_missing_admin_agent_role(  # type: ignore[no-untyped-def]
+    cpv_sim, invitation, consent_run, admin
+) -> None:
+    run = consent_run(invitation.url, user=admin, post=False)
+    cpv_sim.control.inject_fault(
+        "partner_center", status=401, path=PROFILE, body={"code": "401", "description": "x"}, times=2
+    )
+
+    run.post_callback()
+
+    flow = assert_refused(run, invitation.partner, "partner_center_refused", b"Partner Center did not accept")
+    assert "twice" in flow.failure_detail
+    assert "enrolled as a Control Panel Vendor app" in flow.staff_note
+
+
+@pytest.fixture
+def consented_partner(cpv_sim):  # type: ignore[no-untyped-def]
+    """A partner whose Global Administrator consented (for the organisation) to the current list: a later sign-in
+    without `prompt=consent` needs no consent page, so an account that is not an administrator can finish it."""
+    from tests.factories import active_partner
+
+    partner = active_partner(cpv_sim)
+    Partner.objects.filter(pk=partner.pk).update(permissions_fingerprint=permissions.fingerprint())
+    return partner
+
+
+def reconsent_as(consent_run, partner: Partner, user: Any) -> tuple[Any, ConsentFlow]:  # type: ignore[no-untyped-def]
+    from partners.invitations import partner_reconsent_link
+
+    run = consent_run(partner_reconsent_link(actor=None, partner=partner), user=user)
+    assert "prompt=consent" not in run.auth_uri
+    page = run.client.get(run.callback["Location"])
+    assert b"not a Global Administrator" in page.content
+    flow = flow_of(partner)
+    assert (flow.status, flow.failure_reason) == (ConsentFlow.Status.FAILED, "not_global_admin")
+    partner.refresh_from_db()
+    assert partner.status == Partner.Status.ACTIVE  # the working consent stays
+    return run, flow
+
+
+def test_a_non_admin_needs_an_administrators_consent_first(cpv_sim, invitation, consent_run) -> None:  # type: ignore[no-untyped-def]
+    """Two of the permissions are admin-only: on a first consent, Microsoft stops an account that is not an
+    administrator at its own page (AADSTS90094), and nothing comes back to the control panel."""
+    user = partner_user(cpv_sim, global_admin=False, admin_agent=True, mfa_registered=True)
+
+    with pytest.raises(Exception, match="400"):
+        consent_run(invitation.url, user=user)
+
+    assert cpv_sim.control.log(service="entra", path="authorize", status=400)
+    assert not PartnerToken.objects.filter(partner=invitation.partner).exists()
+
+
+def test_an_agent_whose_id_token_lists_roles_without_global_admin_is_refused(  # type: ignore[no-untyped-def]
+    cpv_sim, consented_partner, consent_run
+) -> None:
+    cpv_sim.control.update_app(cpv_sim.env["CPV_CLIENT_ID"], group_membership_claims="DirectoryRole")
+    user = partner_user(cpv_sim, global_admin=False, admin_agent=True, mfa_registered=True)
+
+    _, flow = reconsent_as(consent_run, consented_partner, user)
+
     assert "wids" in flow.failure_detail
     assert not graph_calls(cpv_sim)
 
 
-def test_an_agent_whose_roles_only_graph_lists_is_refused(no_wids_anywhere, invitation, consent_run) -> None:  # type: ignore[no-untyped-def]
-    sim = no_wids_anywhere
-    user = partner_user(sim, global_admin=False, admin_agent=True, mfa_registered=True)
+def test_an_agent_whose_roles_graph_lists_without_global_admin_is_refused(  # type: ignore[no-untyped-def]
+    cpv_sim, consented_partner, consent_run
+) -> None:
+    user = partner_user(cpv_sim, global_admin=False, admin_agent=True, mfa_registered=True)
 
-    run = consent_run(invitation.url, user=user)
+    _, flow = reconsent_as(consent_run, consented_partner, user)
 
-    flow = assert_refused(run, invitation.partner, "not_global_admin", b"not a Global Administrator")
     assert "Microsoft Graph" in flow.failure_detail
-    assert [e["status"] for e in graph_calls(sim)] == [200]
-    assert not sim.control.log(service="partner_center")
+    assert [e["status"] for e in graph_calls(cpv_sim)] == [200]
+    assert not cpv_sim.control.log(service="partner_center", path="profiles/organization")
 
 
 def graph_refuses(sim) -> None:  # type: ignore[no-untyped-def]
@@ -166,60 +319,58 @@ def graph_refuses(sim) -> None:  # type: ignore[no-untyped-def]
     )
 
 
-def _permissions_without_graph(sim) -> dict[str, list[str]]:  # type: ignore[no-untyped-def]
-    permissions = sim.control.world()["cpv_app"]["delegated_permissions"]
-    return {resource: names for resource, names in permissions.items() if resource != GRAPH_RESOURCE}
+def _registration_without(sim, *names: str) -> None:  # type: ignore[no-untyped-def]
+    registered = sim.control.world()["cpv_app"]["delegated_permissions"]
+    changed = {resource: [n for n in perms if n not in names] for resource, perms in registered.items()}
+    sim.control.update_app(sim.env["CPV_CLIENT_ID"], delegated_permissions=changed)
 
 
-def app_has_no_graph_permission(sim) -> None:  # type: ignore[no-untyped-def]
-    sim.control.update_app(sim.env["CPV_CLIENT_ID"], delegated_permissions=_permissions_without_graph(sim))
+def registration_lacks_the_role_permission(sim) -> None:  # type: ignore[no-untyped-def]
+    _registration_without(sim, "RoleManagement.Read.Directory")
 
 
-def app_cannot_read_roles(sim) -> None:  # type: ignore[no-untyped-def]
-    # User.Read lists the user's memberships, but not what a directory role is (Graph's "limited information").
-    permissions = {**_permissions_without_graph(sim), GRAPH_RESOURCE: ["User.Read"]}
-    sim.control.update_app(sim.env["CPV_CLIENT_ID"], delegated_permissions=permissions)
+def registration_lists_no_graph_permission(sim) -> None:  # type: ignore[no-untyped-def]
+    _registration_without(sim, *REQUIRED_GRAPH)
 
 
 @pytest.mark.parametrize(
-    "no_evidence",
-    [graph_refuses, app_has_no_graph_permission, app_cannot_read_roles],
-    ids=["graph-refuses", "no-graph-permission", "roles-unreadable"],
+    ("no_evidence", "names"),
+    [
+        (graph_refuses, "User.Read"),
+        (registration_lacks_the_role_permission, "RoleManagement.Read.Directory"),
+        (registration_lists_no_graph_permission, "RoleManagement.Read.Directory"),
+    ],
+    ids=["graph-refuses", "no-role-permission", "no-graph-permission"],
 )
-def test_no_evidence_of_the_role_is_refused_with_a_page_that_says_what_to_configure(  # type: ignore[no-untyped-def]
-    no_wids_anywhere, invitation, consent_run, staff_client, no_evidence
+def test_a_consent_without_the_role_permission_is_refused_with_words_naming_it(  # type: ignore[no-untyped-def]
+    cpv_sim, invitation, consent_run, staff_client, admin, no_evidence, names
 ) -> None:
-    sim = no_wids_anywhere
-    no_evidence(sim)
-    admin = partner_user(sim, global_admin=True, admin_agent=True, mfa_registered=True)
+    no_evidence(cpv_sim)
 
     run = consent_run(invitation.url, user=admin)
 
     flow = assert_refused(
-        run, invitation.partner, "role_unproven", b"could not confirm that the account is a Global Administrator"
+        run, invitation.partner, "role_permission_missing", b"could not confirm that the account is a Global"
     )
-    assert b"setup of its Microsoft app" in run.client.get(run.callback["Location"]).content
+    # The partner reads which permission the vendor's app must list; the failure detail names what was missing.
+    assert b"RoleManagement.Read.Directory" in run.client.get(run.callback["Location"]).content
+    assert names in flow.failure_detail
     # The vendor's staff are told what to configure, on the partner's page.
     page = staff_client.get(f"/partners/{invitation.partner.code}/")
-    assert b"RoleManagement.Read.Directory" in page.content
-    assert b"CPV_GLOBAL_ADMIN_EVIDENCE" in page.content
+    assert b"RoleManagement.Read.Directory" in page.content and b".default" in page.content
     assert flow.role_evidence == ""
-    assert not sim.control.log(service="partner_center")
+    assert not cpv_sim.control.log(service="partner_center")
 
 
 def test_the_warn_setting_accepts_an_unproven_role_and_the_staff_page_says_so(  # type: ignore[no-untyped-def]
-    no_wids_anywhere, invitation, consent_run, staff_client, settings
+    cpv_sim, invitation, consent_run, staff_client, settings, admin
 ) -> None:
     settings.CPV_GLOBAL_ADMIN_EVIDENCE = "warn"
-    sim = no_wids_anywhere
-    graph_refuses(sim)
-    admin = partner_user(sim, global_admin=True, admin_agent=True, mfa_registered=True)
+    graph_refuses(cpv_sim)
 
     run = consent_run(invitation.url, user=admin)
 
-    assert b"Consent recorded" in run.client.get(run.callback["Location"]).content
-    partner = Partner.objects.get(pk=invitation.partner.pk)
-    assert partner.status == Partner.Status.ACTIVE
+    partner = assert_consented(run, invitation.partner)
     flow = flow_of(partner)
     assert flow.role_evidence == ConsentFlow.RoleEvidence.UNPROVEN
     assert any("not proven" in e.message for e in flow.events.all())
@@ -237,10 +388,8 @@ def test_a_global_admin_not_an_admin_agent_is_refused_by_partner_center(cpv_sim,
     assert [e["status"] for e in profile] == [403]
 
 
-def test_graph_failing_for_a_moment_asks_the_partner_to_try_again(no_wids_anywhere, invitation, consent_run) -> None:  # type: ignore[no-untyped-def]
-    sim = no_wids_anywhere
-    sim.control.inject_fault("graph", status=503, path=GRAPH_ROLES)
-    admin = partner_user(sim, global_admin=True, admin_agent=True, mfa_registered=True)
+def test_graph_failing_for_a_moment_asks_the_partner_to_try_again(cpv_sim, invitation, consent_run, admin) -> None:  # type: ignore[no-untyped-def]
+    cpv_sim.control.inject_fault("graph", status=503, path=GRAPH_ROLES)
 
     run = consent_run(invitation.url, user=admin)
 
@@ -250,11 +399,8 @@ def test_graph_failing_for_a_moment_asks_the_partner_to_try_again(no_wids_anywhe
 
 
 def test_no_graph_or_partner_center_secret_reaches_a_page_or_the_database(  # type: ignore[no-untyped-def]
-    no_wids_anywhere, invitation, consent_run, staff_client, caplog
+    cpv_sim, invitation, consent_run, staff_client, caplog, admin
 ) -> None:
-    sim = no_wids_anywhere
-    admin = partner_user(sim, global_admin=True, admin_agent=True, mfa_registered=True)
-
     run = consent_run(invitation.url, user=admin)
 
     texts = [
@@ -269,4 +415,4 @@ def test_no_graph_or_partner_center_secret_reaches_a_page_or_the_database(  # ty
             cursor.execute(f"SELECT * FROM {table}")  # noqa: S608 - fixed table names
             texts.append(repr(cursor.fetchall()))
     for text in texts:
-        assert sim.control.find_leaks(text) == []
+        assert cpv_sim.control.find_leaks(text) == []

@@ -321,3 +321,21 @@ def test_group_membership_claims_round_trips_in_the_world_json():
     data = json.loads(world.to_json())
     del data["cpv_app"]["group_membership_claims"]
     assert World.from_dict(data).cpv_app.group_membership_claims is None
+
+
+def test_partner_center_tokens_can_be_opaque_and_partner_center_still_takes_them(sim):
+    """access-tokens.md: Microsoft's own APIs' tokens "might not always be a JWT that can be decoded" by a client."""
+    assert sim.control.settings()["opaque_access_tokens"] is False
+    sim.control.set_settings(opaque_access_tokens=True)
+    pc_token = _tokens(sim, scope=PC_DEFAULT)["access_token"]
+    with pytest.raises(jwt.DecodeError):
+        jwt.decode(pc_token, options={"verify_signature": False})
+    # Only Partner Center's: a Graph token stays a JWT.
+    assert _claims(_tokens(sim, scope=GRAPH_DEFAULT, consented=STATIC_CONSENT)["access_token"])["aud"] == GRAPH
+    profile = requests.get(
+        f"{sim.env['CPV_PARTNER_CENTER_URL']}/v1/profiles/organization",
+        headers={"Authorization": f"Bearer {pc_token}", "Accept": "application/json"},
+        timeout=10,
+    )
+    assert profile.status_code == 200
+    assert sim.control.find_leaks(pc_token) != []
