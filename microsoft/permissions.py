@@ -70,9 +70,11 @@ ROLE_CHECK = next(p for p in REQUIRED_PERMISSIONS if p.name == "RoleManagement.R
 MEMBERSHIP_READ = next(p for p in REQUIRED_PERMISSIONS if p.name == "User.Read")
 
 
-def fingerprint(permissions: Iterable[RequiredPermission] = REQUIRED_PERMISSIONS) -> str:
-    """A short, stable digest of a permission list: kept with each consent, so a changed list is noticed."""
-    text = "\n".join(sorted(f"{p.api}:{p.name.lower()}" for p in permissions))
+def fingerprint(permissions: Iterable[RequiredPermission] | None = None) -> str:
+    """A short, stable digest of a permission list (the required one by default): kept with each consent, so a
+    changed list is noticed."""
+    listed = REQUIRED_PERMISSIONS if permissions is None else permissions
+    text = "\n".join(sorted(f"{p.api}:{p.name.lower()}" for p in listed))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

@@ -5,6 +5,7 @@ TOTP code from an authenticator app (django-otp); the admin site behind the same
 from __future__ import annotations
 
 import io
+import json
 import uuid
 from datetime import timedelta
 from typing import Any
@@ -116,6 +117,56 @@ def test_a_microsoft_sign_in_without_mfa_is_refused(staff_sim, operator) -> None
     refused = microsoft_sign_in(client, person.oid)
 
     assert refused.status_code == 403 and b"Multi-factor authentication is required" in refused.content
+    assert "_auth_user_id" not in client.session
+
+
+def test_with_an_authentication_context_the_sign_in_asks_for_it_and_requires_it_in_the_id_token(  # type: ignore[no-untyped-def]
+    staff_sim, operator, settings
+) -> None:
+    """Microsoft's authentication-context guide: the app asks the `acrs` claim as essential, Conditional Access on
+    the vendor's tenant enforces MFA for that context, and the app checks `acrs` in the verified id_token."""
+    settings.CPV_STAFF_AUTH_CONTEXT = "c1"
+    person = vendor_user(staff_sim, "staff.operator")
+    staff_identity_set(actor=None, user=operator, object_id=uuid.UUID(person.oid))
+    client = Client()
+    start = client.post("/accounts/microsoft/", {"next": "/partners/"})
+    claims = parse_qs(urlsplit(start["Location"]).query)["claims"]
+    assert json.loads(claims[0]) == {"id_token": {"acrs": {"essential": True, "value": "c1"}}}
+
+    landed = microsoft_sign_in(client, person.oid, next_url="/partners/")
+
+    assert landed.status_code == 303 and landed["Location"] == "/partners/"
+    assert client.session["_auth_user_id"] == str(operator.pk)
+
+
+def test_with_an_authentication_context_a_sign_in_that_did_not_satisfy_it_is_refused_in_words(  # type: ignore[no-untyped-def]
+    staff_sim, operator, settings
+) -> None:
+    settings.CPV_STAFF_AUTH_CONTEXT = "c1"
+    person = vendor_user(staff_sim, "staff.nomfa")
+    staff_identity_set(actor=None, user=operator, object_id=uuid.UUID(person.oid))
+    client = Client()
+
+    refused = microsoft_sign_in(client, person.oid)
+
+    assert refused.status_code == 403
+    assert b"did not meet the vendor&#x27;s sign-in policy" in refused.content and b"(c1)" in refused.content
+    assert "_auth_user_id" not in client.session
+
+
+def test_an_unknown_mfa_verdict_is_not_taken_for_mfa(staff_sim, operator, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A Graph token that cannot be read (Microsoft may change its format) says nothing about MFA: refused, with
+    words naming the authentication context that would prove it."""
+    from microsoft import identity
+
+    monkeypatch.setattr(identity, "access_token_claims", lambda token: {})
+    person = vendor_user(staff_sim, "staff.operator")
+    staff_identity_set(actor=None, user=operator, object_id=uuid.UUID(person.oid))
+    client = Client()
+
+    refused = microsoft_sign_in(client, person.oid)
+
+    assert refused.status_code == 403 and b"CPV_STAFF_AUTH_CONTEXT" in refused.content
     assert "_auth_user_id" not in client.session
 
 
