@@ -25,6 +25,7 @@ from consent.outcomes import SUCCESS, outcome
 from consent.pages import form_page, private
 from cpv.clouds import PARTNER_CLOUD_CHOICES
 from cpv.ratelimit import too_many
+from microsoft import permissions
 from partners.invitations import InvitationExpired, InvitationInvalid, invitation_read, invitation_token
 from partners.models import Partner
 from partners.registrations import app_for
@@ -44,7 +45,12 @@ def _bind_browser(response: HttpResponse, key: str) -> None:
 
 
 def _permissions() -> list[str]:
-    lines = ["Act as the signed-in user in Partner Center (Partner Center: user_impersonation)."]
+    """What the consent grants, in words: the required permissions (microsoft.permissions), staying signed in, and
+    the grants ApplicationConsent will put into each customer tenant."""
+    lines = [
+        f"{p.used_for.capitalize()} ({p.api_name}: {p.name}{'; needs an administrator' if p.admin_only else ''})."
+        for p in permissions.REQUIRED_PERMISSIONS
+    ]
     lines.append("Stay signed in, so that it can keep working without asking again (offline_access).")
     for grant in settings.CPV_APPLICATION_GRANTS["applicationGrants"]:
         lines.append(f"Add its own app to each of your customers' tenants with: {grant['scope'].replace(',', ', ')}.")
