@@ -395,13 +395,19 @@ async def consents(request: web.Request) -> web.Response:
 
 async def revoke_grants(request: web.Request) -> web.Response:
     """An administrator removes what a tenant granted an app (its delegated permission grants); `client_id` left
-    out: every app's."""
+    out: every app's. With `permissions` (comma-separated) in the query, only those permissions go, from every
+    resource's grant (an administrator narrowing a grant's scope)."""
     sim = _sim(request)
     tid = request.match_info["tenant"].lower()
     client_id = request.match_info.get("client_id")
+    only = {p for p in request.query.get("permissions", "").split(",") if p}
     keys = [key for key in sim.entra.grants if key[0] == tid and client_id in (None, key[1])]
     for key in keys:
-        del sim.entra.grants[key]
+        if not only:
+            del sim.entra.grants[key]
+            continue
+        for granted in sim.entra.grants[key].values():
+            granted.difference_update(only)
     return _json({"removed": len(keys)})
 
 

@@ -114,11 +114,15 @@ class SimulatorControl:
             return {e["client_id"]: dict(e["grants"]) for e in entries if e["tenant_id"] == tenant_id.lower()}
         return {f"{e['tenant_id']}/{e['client_id']}": dict(e["grants"]) for e in entries}
 
-    def revoke_grants(self, tenant_id: str, client_id: str | None = None) -> int:
+    def revoke_grants(
+        self, tenant_id: str, client_id: str | None = None, *, permissions: list[str] | None = None
+    ) -> int:
         """An administrator removes the delegated permissions the tenant granted the app (every app's when
-        `client_id` is None): the next sign-in consents again. Returns how many grants went."""
+        `client_id` is None): the next sign-in consents again. With `permissions`, only those go (the grant is
+        narrowed). Returns how many grants were changed."""
         path = f"/grants/{tenant_id}" if client_id is None else f"/grants/{tenant_id}/{client_id}"
-        return int(self._call("DELETE", path)["removed"])
+        params = {"permissions": ",".join(permissions)} if permissions else None
+        return int(self._call("DELETE", path, params=params)["removed"])
 
     def secrets_state(self) -> dict[str, Any]:
         """secret name -> {deleted, versions: [{version, enabled, ...}]} (never the values)."""

@@ -1344,10 +1344,10 @@ def _redeem_refresh(
     resource, perms = next(iter(scopes.resources.items())) if scopes.resources else (GRAPH_RESOURCE, ["User.Read"])
     target, consent_scopes = _target_tenant(sim, kind, tid, user, partner, app, resource, segment)
     if consent_scopes is not None:
-        # a customer tenant: what the ApplicationConsent granted there
-        permissions = consent_scopes if ".default" in perms else [p for p in perms if p in consent_scopes]
-        if not permissions:
+        # a customer tenant: every grant of the ApplicationConsent there; an explicit scope it lacks is not consented
+        if not consent_scopes or (".default" not in perms and not set(perms) <= set(consent_scopes)):
             raise EntraFailure(65001, client_id=app.client_id, app_name=app.display_name)
+        permissions = list(consent_scopes)
     else:
         permissions = _home_permissions(sim, app, target, resource, perms, scopes.oidc)
     _check_conditional_access(partner, grant.amr, resource)

@@ -109,19 +109,15 @@ def record(store: dict[str, set[str]], consented: Grants) -> None:
 
 
 def token_permissions(granted: set[str], resource: str, requested: list[str], oidc: Iterable[str]) -> list[str]:
-    """The `scp` of an access token for `resource`: for `.default` every granted permission, for explicit scopes
-    those asked (plus, for Graph, the OIDC scopes asked), each one granted. Empty when a permission asked is not
-    granted: the token endpoint cannot prompt, so the client must sign the user in again (AADSTS65001)."""
+    """The `scp` of an access token for `resource`: every permission granted for that resource ("encoded inside the
+    access token is every permission that your application is granted for that resource", consent-types-developer.md),
+    whether `.default` or explicit scopes were asked. Empty when an explicit permission asked is not granted: the
+    token endpoint cannot prompt, so the client must sign the user in again (AADSTS65001)."""
     if not granted:
         return []
-    if DEFAULT_SCOPE in requested:
-        names = set(granted)
-    elif set(requested) <= granted:
-        names = set(requested)
-        if resource == GRAPH_RESOURCE:
-            names |= set(oidc) & granted
-    else:
+    if DEFAULT_SCOPE not in requested and not set(requested) <= granted:
         return []
+    names = set(granted)
     # GUESS (observed tokens): offline_access is consented but never in an access token's scp
     names.discard("offline_access")
     return sorted(names, key=str.lower)

@@ -199,7 +199,14 @@ def test_directory_permissions_read_everything(sim, permission):
 
 def test_a_token_without_a_membership_permission_gets_403(sim):
     _with_graph_permissions(sim, "Mail.Read")
-    token = _graph_token(sim, scope="https://graph.microsoft.com/Mail.Read")
+    admin_consents(sim)
+    refresh = sim.control.issue_refresh_token(user_named(sim, "admin").upn, scope=STATIC_CONSENT)
+    # An administrator narrows the grant to Mail.Read (the first consent had added User.Read): a token's scp is every
+    # permission granted for the resource, so only then does it hold no membership permission.
+    sim.control.revoke_grants(sim.world.partners[0].tenant_id, permissions=["User.Read", "openid", "profile", "email"])
+    response = redeem(sim, refresh, "organizations", "https://graph.microsoft.com/Mail.Read")
+    assert response.status_code == 200, response.text
+    token = response.json()["access_token"]
     for path in ("/v1.0/me/memberOf", "/v1.0/me/transitiveMemberOf/microsoft.graph.directoryRole?$count=true"):
         response = _get(sim, path, token, **{"client-request-id": "cr-1"}, **ADVANCED)
         error = _assert_graph_error(response, 403, "Authorization_RequestDenied")
