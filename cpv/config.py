@@ -3,6 +3,9 @@
 `cpv/settings.py` is the only caller in the running product; tests call `load_config` with a mapping of
 their own. Every problem is reported at once, each line naming its variable, and production mode has no
 default for anything secret or site-specific: it refuses to start instead.
+
+The files that may fill in the environment first (`.env`, the running demo's `var/demo.env`) are read by
+`cpv/env_files.py`; the vendor's branding that the pages show is `cpv/branding.py`'s.
 """
 
 from __future__ import annotations
@@ -12,9 +15,8 @@ import binascii
 import json
 import os
 import secrets
-import socket
 import uuid
-from collections.abc import Callable, Mapping, MutableMapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +27,7 @@ from django.core.exceptions import ImproperlyConfigured, ValidationError
 from django.core.validators import validate_email
 
 from cpv import clouds
+from cpv.branding import VENDOR_NAME_MAX, Vendor, logo_data_uri
 
 EMBEDDED = "embedded"
 PRODUCTION = "production"
@@ -53,18 +56,6 @@ STAFF_PASSWORD_SIGN_IN = ("admins", "all")
 # A password sign-in's second factor (TOTP): required of every account, or asked only of accounts that enrolled one.
 STAFF_TOTP = ("required", "enrolled")
 
-# The vendor's logo is embedded in the partner-facing pages as a data: URI (the CSP's img-src already allows
-# data:, so no other origin is trusted and nothing new is served); a logo is small, and a large file is a mistake.
-VENDOR_NAME_MAX = 120  # Entra ID's limit on an app registration's display name
-VENDOR_LOGO_MAX_BYTES = 100 * 1024
-VENDOR_LOGO_TYPES = {
-    ".png": "image/png",
-    ".jpg": "image/jpeg",
-    ".jpeg": "image/jpeg",
-    ".webp": "image/webp",
-    ".svg": "image/svg+xml",
-}
-
 
 class ConfigError(ImproperlyConfigured):
     """The environment does not describe a runnable control panel. The message lists every problem."""
@@ -86,26 +77,6 @@ class AppCredential:
     @property
     def configured(self) -> bool:
         return bool(self.client_id and (self.client_secret or self.certificate_path))
-
-
-@dataclass(frozen=True)
-class Vendor:
-    """Who the partner-facing pages and emails say is asking: the vendor's name (the same as its app registration's
-    display name, which Microsoft's sign-in shows), its support address and its logo, each possibly unset."""
-
-    name: str = ""
-    support_email: str = ""
-    logo_path: str = ""
-    logo_data_uri: str = field(default="", repr=False)
-
-    @property
-    def label(self) -> str:
-        """The name, or words that stand in for it in a sentence ("your Control Panel Vendor")."""
-        return self.name or "your Control Panel Vendor"
-
-    def subject(self, text: str) -> str:
-        """An email subject that says who sends it: "Contoso: <text>", or the text alone when no name is set."""
-        return f"{self.name}: {text}" if self.name else text[:1].upper() + text[1:]
 
 
 @dataclass(frozen=True)
@@ -300,30 +271,6 @@ def parse_application_grants(value: str) -> dict[str, Any]:
     return {"displayName": name.strip(), "applicationGrants": grants}
 
 
-def _vendor_logo(path: Path) -> str:
-    """The logo file as a data: URI. Raises ValueError saying what is wrong with the file."""
-    media_type = VENDOR_LOGO_TYPES.get(path.suffix.lower())
-    if media_type is None:
-        raise ValueError(f"must be a {', '.join(sorted({k.lstrip('.') for k in VENDOR_LOGO_TYPES}))} file")
-    try:
-        size = path.stat().st_size
-        if not 0 < size <= VENDOR_LOGO_MAX_BYTES:
-            raise ValueError(f"must hold 1 byte to {VENDOR_LOGO_MAX_BYTES // 1024} KB, and holds {size} bytes")
-        data = path.read_bytes()
-    except OSError:
-        raise ValueError("is not a readable file") from None
-    # The content must be what the name says: a browser shown a mislabelled image shows nothing.
-    signatures = {
-        "image/png": data.startswith(b"\x89PNG\r\n\x1a\n"),
-        "image/jpeg": data.startswith(b"\xff\xd8\xff"),
-        "image/webp": data[:4] == b"RIFF" and data[8:12] == b"WEBP",
-        "image/svg+xml": b"<svg" in data[:2048],
-    }
-    if not signatures[media_type]:
-        raise ValueError(f"does not hold a {media_type} image")
-    return f"data:{media_type};base64,{base64.b64encode(data).decode()}"
-
-
 def _vendor(r: _Reader, *, production: bool) -> Vendor:
     """CPV_VENDOR_NAME (required in production), CPV_VENDOR_SUPPORT_EMAIL and CPV_VENDOR_LOGO."""
     name = (
@@ -349,7 +296,7 @@ def _vendor(r: _Reader, *, production: bool) -> Vendor:
     logo = ""
     if logo_path:
         try:
-            logo = _vendor_logo(Path(logo_path))
+            logo = logo_data_uri(Path(logo_path))
         except ValueError as exc:
             r.problems.append(f"CPV_VENDOR_LOGO names {logo_path!r}, which {exc}")
     return Vendor(name=name, support_email=support, logo_path=logo_path if logo else "", logo_data_uri=logo)
@@ -705,83 +652,3 @@ def load_config(environ_map: Mapping[str, str], *, base_dir: Path) -> Config:
     if r.problems:
         raise ConfigError(r.problems)
     return config
-
-
-def read_dotenv_if_asked(environ_map: os._Environ[str], *, base_dir: Path) -> None:
-    """Read `.env` only when DJANGO_READ_DOT_ENV_FILE is true; otherwise, outside production, the settings a
-    running `make demo` keeps in var/demo.env (`read_demo_env`). Variables already set win.
-
-    Raises ConfigError when `.env` is asked for and missing; SystemExit, with a message, when var/demo.env
-    belongs to a demo that is not running."""
-    if environ_map.get("DJANGO_READ_DOT_ENV_FILE", "").lower() not in {"1", "true", "yes", "on"}:
-        read_demo_env(environ_map, base_dir=base_dir)
-        return
-    path = Path(environ_map.get("DJANGO_ENV_FILE") or base_dir / ".env")
-    if not path.is_file():
-        raise ConfigError([f"DJANGO_READ_DOT_ENV_FILE is set but {path} does not exist"])
-    # An empty variable counts as unset everywhere in this module, so the file may fill it in.
-    for name in [k for k, v in environ_map.items() if not v.strip()]:
-        del environ_map[name]
-    environ.Env.read_env(str(path), overwrite=False)
-
-
-# `make demo` writes the settings it gives its processes here (cpv/demo.py), under the var folder.
-DEMO_ENV_FILE = "demo.env"
-DEMO_TRUST_VARIABLES = ("REQUESTS_CA_BUNDLE", "SSL_CERT_FILE")
-
-
-def env_file_values(path: Path) -> dict[str, str]:
-    """The KEY=value lines of a file the demo or the simulator wrote (no quoting, `#` comments); {} if missing."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return {}
-    values = {}
-    for line in text.splitlines():
-        key, sep, value = line.partition("=")
-        if sep and not key.startswith("#") and key.strip():
-            values[key.strip()] = value
-    return values
-
-
-def _answers(url: str) -> bool:
-    parts = urlsplit(url)
-    try:
-        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 443), timeout=2):
-            return True
-    except OSError:
-        return False
-
-
-def read_demo_env(environ_map: MutableMapping[str, str], *, base_dir: Path) -> None:
-    """Fill in, from var/demo.env, what the running demo gives its own processes (the simulator's hosts, its CA,
-    the app's credentials, the demo's URL), so that a command run from another terminal acts on the same demo.
-    Variables already set win, except the CA bundle while the demo's simulated cloud is in use (the demo's
-    bundle holds the machine's CAs and the simulator's); production mode never reads it.
-
-    Raises SystemExit with a message when the file points at a simulated Microsoft cloud that does not answer:
-    the demo is not running, and a command would otherwise fail against it (or, without the file, against
-    Microsoft's real hosts with none of the demo's credentials)."""
-    if (environ_map.get("CPV_MODE") or "").strip() == PRODUCTION:
-        return
-    var_dir = Path((environ_map.get("CPV_VAR_DIR") or "").strip() or base_dir / "var")
-    path = var_dir / DEMO_ENV_FILE
-    values = env_file_values(path)
-    for name, value in values.items():
-        if not (environ_map.get(name) or "").strip():
-            environ_map[name] = value
-    authority = values.get("CPV_AUTHORITY_HOST")
-    if not authority or environ_map.get("CPV_AUTHORITY_HOST") != authority:
-        return
-    # The demo's simulated cloud is in use: trust it as the demo's own processes do. Its bundle is this machine's
-    # CAs (those REQUESTS_CA_BUNDLE named in the shell that started the demo) plus the simulator's own CA, so it
-    # takes the place of a bundle the shell names; with the shell's alone, every call to the simulator would fail.
-    for name in DEMO_TRUST_VARIABLES:
-        if values.get(name):
-            environ_map[name] = values[name]
-    if not _answers(authority):
-        raise SystemExit(
-            f"The demo is not running: the settings `make demo` keeps in {path} point at its simulated Microsoft "
-            f"cloud ({authority}), which does not answer.\nStart `make demo` in another terminal and run the "
-            f"command again, or delete {path} to run commands on the embedded defaults without the demo."
-        )

@@ -3,7 +3,7 @@
 Runs every process in its own process group and stops all of them on Ctrl-C (or when one of them dies). What the
 demo keeps lives under `var/` (git-ignored): the simulator's world (`var/simulator/state.json`), the demo staff
 user's password (`var/demo-password`), and, while it runs, the settings it gives the control panel
-(`var/demo.env`), which every command run from the checkout reads (`cpv/config.py`).
+(`var/demo.env`), which every command run from the checkout reads (`cpv/env_files.py`).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 import django
 import requests
 
-from cpv.config import DEMO_ENV_FILE, env_file_values
+from cpv.env_files import DEMO_ENV_FILE, env_file_values
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DEMO_USERNAME = "demo"
@@ -86,7 +86,7 @@ def write_demo_env(var_dir: Path, settings: dict[str, str]) -> Path:
     """Write the settings the demo gives its processes to var/demo.env, for commands run from the checkout."""
     lines = [
         "# Written by `make demo`: the settings it gives the control panel while it runs. Every command run from",
-        "# this checkout reads them (cpv/config.py; variables set in the environment win, but for the CA bundle),",
+        "# this checkout reads them (cpv/env_files.py; variables set in the environment win, but for the CA bundle),",
         "# and says so when the demo is not running. Not read in production mode. Holds simulated secrets.",
         *(f"{key}={value}" for key, value in sorted(settings.items())),
     ]
@@ -267,7 +267,7 @@ def main() -> int:
 
     python = sys.executable
     children: dict[str, subprocess.Popen[Any]] = {}
-    # What the demo gives its processes, kept for commands run from another terminal (cpv/config.py reads it).
+    # What the demo gives its processes, kept for commands run from another terminal (cpv/env_files.py reads it).
     shared = {"CPV_BASE_URL": env["CPV_BASE_URL"]}
     if env.get("CPV_DEMO_SIMULATOR", "on") != "off":
         children["simulator"], variables = _start_simulator(var_dir, env)

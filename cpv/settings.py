@@ -7,7 +7,8 @@ from pathlib import Path
 
 from csp.constants import NONE, SELF
 
-from cpv.config import load_config, read_dotenv_if_asked
+from cpv.config import load_config
+from cpv.env_files import read_dotenv_if_asked
 from cpv.logs import logging_config
 
 BASE_DIR = Path(__file__).resolve().parent.parent

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from cpv.config import env_file_values, read_demo_env
 from cpv.demo import write_demo_env
+from cpv.env_files import env_file_values, read_demo_env
 from tests.conftest import free_port
 
 
