@@ -6,17 +6,17 @@ the settings a running `make demo` keeps in `var/demo.env` for commands run from
 from __future__ import annotations
 
 import os
-import socket
 from collections.abc import MutableMapping
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import environ
 
 from cpv.config import PRODUCTION, ConfigError
 
-# `make demo` writes the settings it gives its processes here (cpv/demo.py), under the var folder.
+# `make demo` writes the settings it gives its processes here (cpv/demo.py), under the var folder, and its process
+# id beside them while it runs.
 DEMO_ENV_FILE = "demo.env"
+DEMO_PID_FILE = "demo.pid"
 DEMO_TRUST_VARIABLES = ("REQUESTS_CA_BUNDLE", "SSL_CERT_FILE")
 
 
@@ -52,13 +52,22 @@ def env_file_values(path: Path) -> dict[str, str]:
     return values
 
 
-def _answers(url: str) -> bool:
-    parts = urlsplit(url)
+def demo_running(var_dir: Path) -> bool:
+    """Whether the demo that wrote var/demo.env still runs: var/demo.pid names its process (the demo removes the
+    file when it stops; a demo that was killed leaves the id of a process that has ended). A local check, so that
+    loading the settings never waits on the network."""
     try:
-        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 443), timeout=2):
-            return True
-    except OSError:
+        pid = int((var_dir / DEMO_PID_FILE).read_text(encoding="utf-8").strip())
+    except (OSError, ValueError):
         return False
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)  # signal 0: asks whether the process exists, and sends nothing
+    except OSError:
+        # no such process, or another user's: the demo runs as the user who owns var/demo.pid
+        return False
+    return True
 
 
 def read_demo_env(environ_map: MutableMapping[str, str], *, base_dir: Path) -> None:
@@ -67,9 +76,9 @@ def read_demo_env(environ_map: MutableMapping[str, str], *, base_dir: Path) -> N
     Variables already set win, except the CA bundle while the demo's simulated cloud is in use (the demo's
     bundle holds the machine's CAs and the simulator's); production mode never reads it.
 
-    Raises SystemExit with a message when the file points at a simulated Microsoft cloud that does not answer:
-    the demo is not running, and a command would otherwise fail against it (or, without the file, against
-    Microsoft's real hosts with none of the demo's credentials)."""
+    Raises SystemExit with a message when the file points at the demo's simulated Microsoft cloud and the demo is
+    not running (`demo_running`): a command would otherwise fail against its simulator, which stopped with it (or,
+    without the file, against Microsoft's real hosts with none of the demo's credentials)."""
     if (environ_map.get("CPV_MODE") or "").strip() == PRODUCTION:
         return
     var_dir = Path((environ_map.get("CPV_VAR_DIR") or "").strip() or base_dir / "var")
@@ -87,9 +96,9 @@ def read_demo_env(environ_map: MutableMapping[str, str], *, base_dir: Path) -> N
     for name in DEMO_TRUST_VARIABLES:
         if values.get(name):
             environ_map[name] = values[name]
-    if not _answers(authority):
+    if not demo_running(var_dir):
         raise SystemExit(
             f"The demo is not running: the settings `make demo` keeps in {path} point at its simulated Microsoft "
-            f"cloud ({authority}), which does not answer.\nStart `make demo` in another terminal and run the "
+            f"cloud ({authority}), which stopped with it.\nStart `make demo` in another terminal and run the "
             f"command again, or delete {path} to run commands on the embedded defaults without the demo."
         )
