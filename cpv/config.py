@@ -14,6 +14,7 @@ import base64
 import binascii
 import json
 import os
+import re
 import secrets
 import uuid
 from collections.abc import Callable, Mapping
@@ -56,6 +57,8 @@ GLOBAL_ADMIN_EVIDENCE = ("require", "warn")
 STAFF_PASSWORD_SIGN_IN = ("admins", "all")
 # A password sign-in's second factor (TOTP): required of every account, or asked only of accounts that enrolled one.
 STAFF_TOTP = ("required", "enrolled")
+# An Entra ID authentication context id (Conditional Access): c1 to c99.
+AUTH_CONTEXT_ID = re.compile(r"^c([1-9][0-9]?)$")
 
 
 class ConfigError(ImproperlyConfigured):
@@ -112,6 +115,7 @@ class Config:
     staff_tenant_id: str
     staff_password_sign_in: str
     staff_totp: str
+    staff_auth_context: str
     invitation_max_age_days: int
     signin_max_failures: int
     signin_lockout_minutes: int
@@ -677,9 +681,29 @@ def _staff_sign_in(r: _Reader, *, production: bool) -> Part:
         "staff_tenant_id": staff_tenant_id,
         "staff_password_sign_in": staff_passwords,
         "staff_totp": staff_totp,
+        "staff_auth_context": _staff_auth_context(r, staff_tenant_id=staff_tenant_id),
         "signin_max_failures": r.int("CPV_SIGNIN_MAX_FAILURES", 5),
         "signin_lockout_minutes": r.int("CPV_SIGNIN_LOCKOUT_MINUTES", 15),
     }
+
+
+def _staff_auth_context(r: _Reader, *, staff_tenant_id: str) -> str:
+    """CPV_STAFF_AUTH_CONTEXT: the authentication context (c1 to c99) the staff sign-in with Microsoft asks for,
+    so that the vendor's Conditional Access policies for it apply; "" asks for none."""
+    value = r.raw("CPV_STAFF_AUTH_CONTEXT") or ""
+    if not value:
+        return ""
+    if not AUTH_CONTEXT_ID.match(value):
+        r.problems.append(
+            f"CPV_STAFF_AUTH_CONTEXT must be an authentication context id such as c1 (c1 to c99), got {value!r}"
+        )
+        return ""
+    if not staff_tenant_id:
+        r.problems.append(
+            "CPV_STAFF_AUTH_CONTEXT needs CPV_STAFF_TENANT_ID: the authentication context is asked of staff who "
+            "sign in with Microsoft, which only the vendor's tenant id turns on"
+        )
+    return value
 
 
 def _serving(r: _Reader, *, production: bool) -> Part:
