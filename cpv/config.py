@@ -3,6 +3,9 @@
 `cpv/settings.py` is the only caller in the running product; tests call `load_config` with a mapping of
 their own. Every problem is reported at once, each line naming its variable, and production mode has no
 default for anything secret or site-specific: it refuses to start instead.
+
+The files that may fill in the environment first (`.env`, the running demo's `var/demo.env`) are read by
+`cpv/env_files.py`; the vendor's branding that the pages show is `cpv/branding.py`'s.
 """
 
 from __future__ import annotations
@@ -11,10 +14,10 @@ import base64
 import binascii
 import json
 import os
+import re
 import secrets
-import socket
 import uuid
-from collections.abc import Callable, Mapping, MutableMapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,10 +28,12 @@ from django.core.exceptions import ImproperlyConfigured, ValidationError
 from django.core.validators import validate_email
 
 from cpv import clouds
+from cpv.branding import VENDOR_NAME_MAX, Vendor, logo_data_uri
 
 EMBEDDED = "embedded"
 PRODUCTION = "production"
 MODES = (EMBEDDED, PRODUCTION)
+IN_PRODUCTION = "in production (CPV_MODE=production)"
 
 BROKER_SCHEMES = {"redis", "rediss", "amqp", "amqps", "pyamqp", "filesystem", "sqla+sqlite", "memory"}
 RESULT_SCHEMES = {"redis", "rediss", "file", "db+sqlite", "db+postgresql", "rpc"}
@@ -52,18 +57,8 @@ GLOBAL_ADMIN_EVIDENCE = ("require", "warn")
 STAFF_PASSWORD_SIGN_IN = ("admins", "all")
 # A password sign-in's second factor (TOTP): required of every account, or asked only of accounts that enrolled one.
 STAFF_TOTP = ("required", "enrolled")
-
-# The vendor's logo is embedded in the partner-facing pages as a data: URI (the CSP's img-src already allows
-# data:, so no other origin is trusted and nothing new is served); a logo is small, and a large file is a mistake.
-VENDOR_NAME_MAX = 120  # Entra ID's limit on an app registration's display name
-VENDOR_LOGO_MAX_BYTES = 100 * 1024
-VENDOR_LOGO_TYPES = {
-    ".png": "image/png",
-    ".jpg": "image/jpeg",
-    ".jpeg": "image/jpeg",
-    ".webp": "image/webp",
-    ".svg": "image/svg+xml",
-}
+# An Entra ID authentication context id (Conditional Access): c1 to c99.
+AUTH_CONTEXT_ID = re.compile(r"^c([1-9][0-9]?)$")
 
 
 class ConfigError(ImproperlyConfigured):
@@ -86,26 +81,6 @@ class AppCredential:
     @property
     def configured(self) -> bool:
         return bool(self.client_id and (self.client_secret or self.certificate_path))
-
-
-@dataclass(frozen=True)
-class Vendor:
-    """Who the partner-facing pages and emails say is asking: the vendor's name (the same as its app registration's
-    display name, which Microsoft's sign-in shows), its support address and its logo, each possibly unset."""
-
-    name: str = ""
-    support_email: str = ""
-    logo_path: str = ""
-    logo_data_uri: str = field(default="", repr=False)
-
-    @property
-    def label(self) -> str:
-        """The name, or words that stand in for it in a sentence ("your Control Panel Vendor")."""
-        return self.name or "your Control Panel Vendor"
-
-    def subject(self, text: str) -> str:
-        """An email subject that says who sends it: "Contoso: <text>", or the text alone when no name is set."""
-        return f"{self.name}: {text}" if self.name else text[:1].upper() + text[1:]
 
 
 @dataclass(frozen=True)
@@ -140,6 +115,7 @@ class Config:
     staff_tenant_id: str
     staff_password_sign_in: str
     staff_totp: str
+    staff_auth_context: str
     invitation_max_age_days: int
     signin_max_failures: int
     signin_lockout_minutes: int
@@ -170,6 +146,10 @@ class Config:
         return missing
 
 
+# What a section reader returns: its Config fields by name.
+Part = dict[str, Any]
+
+
 class _Reader:
     """django-environ over a given mapping, collecting problems instead of stopping at the first."""
 
@@ -183,6 +163,10 @@ class _Reader:
         if value is None or value.strip() == "":
             return None
         return value.strip()
+
+    def in_production(self, name: str, production: bool) -> str | None:
+        """The variable, which production mode requires and embedded mode may leave unset (None)."""
+        return self.required(name, IN_PRODUCTION) if production else self.raw(name)
 
     def bool(self, name: str, default: bool) -> bool:
         value = self.raw(name)
@@ -300,30 +284,6 @@ def parse_application_grants(value: str) -> dict[str, Any]:
     return {"displayName": name.strip(), "applicationGrants": grants}
 
 
-def _vendor_logo(path: Path) -> str:
-    """The logo file as a data: URI. Raises ValueError saying what is wrong with the file."""
-    media_type = VENDOR_LOGO_TYPES.get(path.suffix.lower())
-    if media_type is None:
-        raise ValueError(f"must be a {', '.join(sorted({k.lstrip('.') for k in VENDOR_LOGO_TYPES}))} file")
-    try:
-        size = path.stat().st_size
-        if not 0 < size <= VENDOR_LOGO_MAX_BYTES:
-            raise ValueError(f"must hold 1 byte to {VENDOR_LOGO_MAX_BYTES // 1024} KB, and holds {size} bytes")
-        data = path.read_bytes()
-    except OSError:
-        raise ValueError("is not a readable file") from None
-    # The content must be what the name says: a browser shown a mislabelled image shows nothing.
-    signatures = {
-        "image/png": data.startswith(b"\x89PNG\r\n\x1a\n"),
-        "image/jpeg": data.startswith(b"\xff\xd8\xff"),
-        "image/webp": data[:4] == b"RIFF" and data[8:12] == b"WEBP",
-        "image/svg+xml": b"<svg" in data[:2048],
-    }
-    if not signatures[media_type]:
-        raise ValueError(f"does not hold a {media_type} image")
-    return f"data:{media_type};base64,{base64.b64encode(data).decode()}"
-
-
 def _vendor(r: _Reader, *, production: bool) -> Vendor:
     """CPV_VENDOR_NAME (required in production), CPV_VENDOR_SUPPORT_EMAIL and CPV_VENDOR_LOGO."""
     name = (
@@ -349,7 +309,7 @@ def _vendor(r: _Reader, *, production: bool) -> Vendor:
     logo = ""
     if logo_path:
         try:
-            logo = _vendor_logo(Path(logo_path))
+            logo = logo_data_uri(Path(logo_path))
         except ValueError as exc:
             r.problems.append(f"CPV_VENDOR_LOGO names {logo_path!r}, which {exc}")
     return Vendor(name=name, support_email=support, logo_path=logo_path if logo else "", logo_data_uri=logo)
@@ -357,6 +317,10 @@ def _vendor(r: _Reader, *, production: bool) -> Vendor:
 
 def _url_scheme(url: str) -> str:
     return url.split("://", 1)[0].lower() if "://" in url else ""
+
+
+def _is_redis(url: str) -> bool:
+    return _url_scheme(url) in {"redis", "rediss"}
 
 
 def _filesystem_broker(var_dir: Path) -> tuple[str, dict[str, Any]]:
@@ -373,32 +337,24 @@ def _filesystem_broker(var_dir: Path) -> tuple[str, dict[str, Any]]:
     }
 
 
-def load_config(environ_map: Mapping[str, str], *, base_dir: Path) -> Config:
-    """Read every setting the control panel takes from the environment.
-
-    Returns a Config; raises ConfigError listing each problem with the variable it is about.
-    """
-    r = _Reader(environ_map)
-    mode = r.choice("CPV_MODE", EMBEDDED, MODES)
-    production = mode == PRODUCTION
-    in_production = "in production (CPV_MODE=production)"
-    var_dir = Path(r.raw("CPV_VAR_DIR") or base_dir / "var")
-
+def _secrets(r: _Reader, *, production: bool, var_dir: Path) -> Part:
+    """DJANGO_DEBUG (off in production) and DJANGO_SECRET_KEY (production has no default; embedded keeps a
+    generated one under var/)."""
     debug = r.bool("DJANGO_DEBUG", False)
     if production and debug:
         r.problems.append("DJANGO_DEBUG must be off in production (CPV_MODE=production)")
-
-    # Secret key: production has no default; embedded keeps a generated one under var/.
-    secret_key = r.required("DJANGO_SECRET_KEY", in_production) if production else r.raw("DJANGO_SECRET_KEY")
+    secret_key = r.in_production("DJANGO_SECRET_KEY", production)
     if secret_key is None and not production:
         secret_key = _var_file(var_dir, "secret.key", generate=True)
     if production and secret_key is not None and (len(secret_key) < 50 or len(set(secret_key)) < 5):
         r.problems.append("DJANGO_SECRET_KEY must be at least 50 random characters")
+    return {"debug": debug, "secret_key": secret_key or ""}
 
-    # The public URL: the OAuth redirect URI is built from it, never from a request's Host header.
-    base_url = (r.required("CPV_BASE_URL", in_production) if production else r.raw("CPV_BASE_URL")) or (
-        "http://127.0.0.1:8000"
-    )
+
+def _address(r: _Reader, *, production: bool) -> Part:
+    """CPV_BASE_URL, the public URL (the OAuth redirect URI is built from it, never from a request's Host header),
+    and DJANGO_ALLOWED_HOSTS, which always include its host."""
+    base_url = r.in_production("CPV_BASE_URL", production) or "http://127.0.0.1:8000"
     parts = urlsplit(base_url)
     if parts.scheme not in {"http", "https"} or not parts.hostname:
         r.problems.append(f"CPV_BASE_URL must be an http(s):// URL with a host, got {base_url!r}")
@@ -406,43 +362,48 @@ def load_config(environ_map: Mapping[str, str], *, base_dir: Path) -> Config:
         r.problems.append("CPV_BASE_URL must be https:// in production")
     elif parts.path not in {"", "/"} or parts.query or parts.fragment:
         r.problems.append(f"CPV_BASE_URL must be the site's root URL with no path, got {base_url!r}")
-    base_url = base_url.rstrip("/")
-
     hosts_raw = r.raw("DJANGO_ALLOWED_HOSTS")
     allowed_hosts = [h.strip() for h in hosts_raw.split(",") if h.strip()] if hosts_raw else []
     if parts.hostname and parts.hostname not in allowed_hosts:
         allowed_hosts.insert(0, parts.hostname)
     if not production:
         allowed_hosts += [h for h in ("127.0.0.1", "localhost", "[::1]") if h not in allowed_hosts]
+    return {"base_url": base_url.rstrip("/"), "allowed_hosts": allowed_hosts}
 
-    # Database.
-    database_url = r.required("DATABASE_URL", in_production) if production else r.raw("DATABASE_URL")
-    database: dict[str, Any] = {}
+
+def _database(r: _Reader, *, production: bool, var_dir: Path) -> dict[str, Any]:
+    """DATABASE_URL (PostgreSQL in production; embedded: SQLite under var/) and DATABASE_CONN_MAX_AGE."""
+    database_url = r.in_production("DATABASE_URL", production)
     if database_url is None and not production:
         var_dir.mkdir(parents=True, exist_ok=True)
         database_url = f"sqlite:///{var_dir / 'db.sqlite3'}"
-    if database_url is not None:
-        scheme = _url_scheme(database_url)
-        if scheme not in {"sqlite", "postgres", "postgresql", "pgsql"}:
-            r.problems.append(
-                "DATABASE_URL must be a postgres:// or sqlite:/// URL"
-                + (f", got scheme {scheme!r}" if scheme else ", got something that is not a URL")
-            )
-        else:
-            try:
-                database = environ.Env.db_url_config(database_url)
-            except (ImproperlyConfigured, ValueError) as exc:
-                r.problems.append(f"DATABASE_URL could not be read: {exc.__class__.__name__}")
-            else:
-                if database["ENGINE"].endswith("postgresql"):
-                    database.setdefault("OPTIONS", {}).setdefault("connect_timeout", 5)
-                    database["CONN_MAX_AGE"] = r.int("DATABASE_CONN_MAX_AGE", 60, minimum=0)
-                    database["CONN_HEALTH_CHECKS"] = True
-                elif production:
-                    r.problems.append("DATABASE_URL must point at PostgreSQL in production")
-                database["ATOMIC_REQUESTS"] = False
+    if database_url is None:
+        return {}
+    scheme = _url_scheme(database_url)
+    if scheme not in {"sqlite", "postgres", "postgresql", "pgsql"}:
+        r.problems.append(
+            "DATABASE_URL must be a postgres:// or sqlite:/// URL"
+            + (f", got scheme {scheme!r}" if scheme else ", got something that is not a URL")
+        )
+        return {}
+    try:
+        database = environ.Env.db_url_config(database_url)
+    except (ImproperlyConfigured, ValueError) as exc:
+        r.problems.append(f"DATABASE_URL could not be read: {exc.__class__.__name__}")
+        return {}
+    if database["ENGINE"].endswith("postgresql"):
+        database.setdefault("OPTIONS", {}).setdefault("connect_timeout", 5)
+        database["CONN_MAX_AGE"] = r.int("DATABASE_CONN_MAX_AGE", 60, minimum=0)
+        database["CONN_HEALTH_CHECKS"] = True
+    elif production:
+        r.problems.append("DATABASE_URL must point at PostgreSQL in production")
+    database["ATOMIC_REQUESTS"] = False
+    return database
 
-    # Celery: the embedded broker needs no server; production names its own.
+
+def _celery(r: _Reader, *, production: bool, var_dir: Path) -> Part:
+    """Celery's time limits, its broker (the embedded one needs no server; production names its own) and where
+    task results go."""
     task_soft = r.int("CELERY_TASK_SOFT_TIME_LIMIT", 300)
     task_hard = r.int("CELERY_TASK_TIME_LIMIT", 360)
     visibility = r.int("CELERY_VISIBILITY_TIMEOUT", 3600)
@@ -452,22 +413,39 @@ def load_config(environ_map: Mapping[str, str], *, base_dir: Path) -> Config:
             f"CELERY_VISIBILITY_TIMEOUT (got {task_soft}, {task_hard}, {visibility}); otherwise the broker "
             "hands a still-running task to a second worker"
         )
-    broker_url = r.required("CELERY_BROKER_URL", in_production) if production else r.raw("CELERY_BROKER_URL")
+    broker_url, transport = _broker(r, production=production, var_dir=var_dir, visibility=visibility)
+    return {
+        "broker_url": broker_url,
+        "result_backend": _result_backend(r, broker_url=broker_url, var_dir=var_dir),
+        "broker_transport_options": transport,
+        "task_soft_time_limit": task_soft,
+        "task_time_limit": task_hard,
+        "visibility_timeout": visibility,
+    }
+
+
+def _broker(r: _Reader, *, production: bool, var_dir: Path, visibility: int) -> tuple[str, dict[str, Any]]:
+    """CELERY_BROKER_URL and the transport options that go with it ("" when production names none)."""
+    broker_url = r.in_production("CELERY_BROKER_URL", production)
+    if broker_url is None:
+        return ("", {}) if production else _filesystem_broker(var_dir)
+    scheme = _url_scheme(broker_url)
     transport: dict[str, Any] = {}
-    if broker_url is None and not production:
+    if scheme not in BROKER_SCHEMES:
+        r.problems.append(
+            f"CELERY_BROKER_URL must use one of {', '.join(sorted(BROKER_SCHEMES))}, got {scheme or 'no scheme'!r}"
+        )
+    elif scheme == "filesystem":
         broker_url, transport = _filesystem_broker(var_dir)
-    elif broker_url is not None:
-        scheme = _url_scheme(broker_url)
-        if scheme not in BROKER_SCHEMES:
-            r.problems.append(
-                f"CELERY_BROKER_URL must use one of {', '.join(sorted(BROKER_SCHEMES))}, got {scheme or 'no scheme'!r}"
-            )
-        elif scheme == "filesystem":
-            broker_url, transport = _filesystem_broker(var_dir)
-        elif production and scheme in {"memory", "sqla+sqlite"}:
-            r.problems.append(f"CELERY_BROKER_URL {scheme}:// cannot be shared by separate workers in production")
-        if scheme in {"redis", "rediss"}:
-            transport = {"visibility_timeout": visibility, "socket_connect_timeout": 5, "socket_timeout": 30}
+    elif production and scheme in {"memory", "sqla+sqlite"}:
+        r.problems.append(f"CELERY_BROKER_URL {scheme}:// cannot be shared by separate workers in production")
+    if scheme in {"redis", "rediss"}:
+        transport = {"visibility_timeout": visibility, "socket_connect_timeout": 5, "socket_timeout": 30}
+    return broker_url, transport
+
+
+def _result_backend(r: _Reader, *, broker_url: str, var_dir: Path) -> str | None:
+    """CELERY_RESULT_BACKEND; by default the Redis broker, or a folder under var/ beside the embedded broker."""
     result_backend = r.raw("CELERY_RESULT_BACKEND")
     if result_backend is not None:
         scheme = _url_scheme(result_backend)
@@ -476,16 +454,20 @@ def load_config(environ_map: Mapping[str, str], *, base_dir: Path) -> Config:
                 f"CELERY_RESULT_BACKEND must use one of {', '.join(sorted(RESULT_SCHEMES))}, "
                 f"got {scheme or 'no scheme'!r}"
             )
-    elif broker_url is not None and _url_scheme(broker_url) in {"redis", "rediss"}:
-        result_backend = broker_url
-    elif broker_url == "filesystem://":
+        return result_backend
+    if _url_scheme(broker_url) in {"redis", "rediss"}:
+        return broker_url
+    if broker_url == "filesystem://":
         results = var_dir / "celery" / "results"
         results.mkdir(parents=True, exist_ok=True)
-        result_backend = f"file://{results}"
+        return f"file://{results}"
+    return None
 
-    # The cloud the vendor's app lives in, and its hosts.
+
+def _cloud(r: _Reader, *, production: bool) -> clouds.Cloud:
+    """CPV_CLOUD, the cloud the vendor's app lives in, and with CPV_CLOUD=custom its three hosts."""
     cloud_name = r.raw("CPV_CLOUD") or clouds.GLOBAL
-    cloud = clouds.CLOUDS[clouds.GLOBAL]
+    host_variables = ("CPV_AUTHORITY_HOST", "CPV_PARTNER_CENTER_URL", "CPV_GRAPH_URL")
     if cloud_name == clouds.CUSTOM and production and not r.bool("CPV_ALLOW_CUSTOM_CLOUD", False):
         r.problems.append(
             "CPV_CLOUD=custom points the control panel at hosts other than Microsoft's (the simulator, a test double) "
@@ -493,56 +475,67 @@ def load_config(environ_map: Mapping[str, str], *, base_dir: Path) -> Config:
         )
     if cloud_name == clouds.CUSTOM:
         hosts = {}
-        for name in ("CPV_AUTHORITY_HOST", "CPV_PARTNER_CENTER_URL", "CPV_GRAPH_URL"):
+        for name in host_variables:
             value = r.required(name, "when CPV_CLOUD=custom")
             if value is not None:
                 try:
                     hosts[name] = clouds.validate_https_url(name, value)
                 except ValueError as exc:
                     r.problems.append(str(exc))
-        if len(hosts) == 3:
-            cloud = clouds.custom_cloud(
-                authority_host=hosts["CPV_AUTHORITY_HOST"],
-                partner_center_url=hosts["CPV_PARTNER_CENTER_URL"],
-                graph_url=hosts["CPV_GRAPH_URL"],
-            )
-    elif cloud_name not in clouds.CLOUDS:
+        if len(hosts) < 3:
+            return clouds.CLOUDS[clouds.GLOBAL]
+        return clouds.custom_cloud(
+            authority_host=hosts["CPV_AUTHORITY_HOST"],
+            partner_center_url=hosts["CPV_PARTNER_CENTER_URL"],
+            graph_url=hosts["CPV_GRAPH_URL"],
+        )
+    if cloud_name not in clouds.CLOUDS:
         r.problems.append(f"CPV_CLOUD must be one of global, usgov, china, custom, got {cloud_name!r}")
     elif clouds.CLOUDS[cloud_name].retired:
         r.problems.append(f"CPV_CLOUD={cloud_name}: {clouds.CLOUDS[cloud_name].retired_reason}")
     else:
-        cloud = clouds.CLOUDS[cloud_name]
-        for name in ("CPV_AUTHORITY_HOST", "CPV_PARTNER_CENTER_URL", "CPV_GRAPH_URL"):
+        for name in host_variables:
             if r.raw(name) is not None:
                 r.problems.append(f"{name} is only read when CPV_CLOUD=custom (CPV_CLOUD is {cloud_name})")
+        return clouds.CLOUDS[cloud_name]
+    return clouds.CLOUDS[clouds.GLOBAL]
 
-    # The CPV's app registrations: production app and, optionally, the integration sandbox's.
-    def credential(prefix: str, *, required: bool) -> AppCredential | None:
-        client_id = r.required(f"{prefix}_CLIENT_ID", in_production) if required else r.raw(f"{prefix}_CLIENT_ID")
-        client_secret = r.raw(f"{prefix}_CLIENT_SECRET") or ""
-        certificate = r.raw(f"{prefix}_CLIENT_CERTIFICATE") or ""
-        if client_id is not None:
-            try:
-                uuid.UUID(client_id)
-            except ValueError:
-                r.problems.append(f"{prefix}_CLIENT_ID must be the app's client id (a GUID), got {client_id!r}")
-        if certificate and not Path(certificate).is_file():
-            r.problems.append(f"{prefix}_CLIENT_CERTIFICATE names {certificate!r}, which is not a readable file")
-        if required and client_id and not (client_secret or certificate):
-            r.problems.append(f"{prefix}_CLIENT_SECRET or {prefix}_CLIENT_CERTIFICATE is required {in_production}")
-        if client_id is None and (client_secret or certificate):
-            r.problems.append(f"{prefix}_CLIENT_ID is required when its secret or certificate is set")
-        if client_id is None:
-            return None
-        return AppCredential(client_id=client_id, client_secret=client_secret, certificate_path=certificate)
 
-    app = credential("CPV", required=production) or AppCredential(client_id="")
-    sandbox_app = credential("CPV_SANDBOX", required=False)
+def _apps(r: _Reader, *, production: bool) -> Part:
+    """The CPV's app registrations: the production app (CPV_*, required in production) and, optionally, the
+    integration sandbox's (CPV_SANDBOX_*)."""
+    return {
+        "app": _credential(r, "CPV", required=production) or AppCredential(client_id=""),
+        "sandbox_app": _credential(r, "CPV_SANDBOX", required=False),
+    }
 
-    # The vault.
+
+def _credential(r: _Reader, prefix: str, *, required: bool) -> AppCredential | None:
+    """<prefix>_CLIENT_ID with its _CLIENT_SECRET or _CLIENT_CERTIFICATE; None when no client id is set."""
+    client_id = r.in_production(f"{prefix}_CLIENT_ID", required)
+    client_secret = r.raw(f"{prefix}_CLIENT_SECRET") or ""
+    certificate = r.raw(f"{prefix}_CLIENT_CERTIFICATE") or ""
+    if client_id is not None:
+        try:
+            uuid.UUID(client_id)
+        except ValueError:
+            r.problems.append(f"{prefix}_CLIENT_ID must be the app's client id (a GUID), got {client_id!r}")
+    if certificate and not Path(certificate).is_file():
+        r.problems.append(f"{prefix}_CLIENT_CERTIFICATE names {certificate!r}, which is not a readable file")
+    if required and client_id and not (client_secret or certificate):
+        r.problems.append(f"{prefix}_CLIENT_SECRET or {prefix}_CLIENT_CERTIFICATE is required {IN_PRODUCTION}")
+    if client_id is None and (client_secret or certificate):
+        r.problems.append(f"{prefix}_CLIENT_ID is required when its secret or certificate is set")
+    if client_id is None:
+        return None
+    return AppCredential(client_id=client_id, client_secret=client_secret, certificate_path=certificate)
+
+
+def _vault(r: _Reader, *, production: bool, var_dir: Path) -> Part:
+    """VAULT_BACKEND, VAULT_URL (Key Vault), VAULT_KEY (the local vault's keys; embedded makes one on first use,
+    like the secret key, never in production) and VAULT_DELETED_SECRET_POLICY."""
     vault_backend = r.choice("VAULT_BACKEND", "local", VAULT_BACKENDS)
     vault_url = ""
-    vault_keys: list[bytes] = []
     if vault_backend == "azure":
         url = r.required("VAULT_URL", "when VAULT_BACKEND=azure")
         if url is not None:
@@ -552,60 +545,79 @@ def load_config(environ_map: Mapping[str, str], *, base_dir: Path) -> Config:
                 r.problems.append(str(exc))
     key_value = r.raw("VAULT_KEY")
     if key_value is None and not production:
-        # Embedded: the local vault's key is made on first use, like the secret key (never in production).
         key_value = _var_file(var_dir, "vault.key", generate=vault_backend == "local", make=new_vault_key)
     if key_value is None and production and vault_backend == "local":
         r.problems.append("VAULT_KEY is required in production when VAULT_BACKEND=local")
+    vault_keys: list[bytes] = []
     if key_value is not None:
         try:
             vault_keys = parse_vault_keys(key_value)
         except ValueError as exc:
             r.problems.append(f"VAULT_KEY is not usable: {exc}")
-    deleted_policy = r.choice("VAULT_DELETED_SECRET_POLICY", "recover", ("recover", "purge", "fail"))
+    return {
+        "vault_backend": vault_backend,
+        "vault_url": vault_url,
+        "vault_keys": vault_keys,
+        "vault_deleted_secret_policy": r.choice("VAULT_DELETED_SECRET_POLICY", "recover", ("recover", "purge", "fail")),
+    }
 
-    # Email.
-    email_url = r.raw("EMAIL_URL") or "consolemail://"
+
+def _email(r: _Reader, *, production: bool, site_host: str | None) -> Part:
+    """EMAIL_URL (an smtp:// URL in production: partners are sent links by email) and DEFAULT_FROM_EMAIL."""
     email: dict[str, Any] = {}
     try:
-        email = environ.Env.email_url_config(email_url)
+        email = environ.Env.email_url_config(r.raw("EMAIL_URL") or "consolemail://")
     except (ImproperlyConfigured, ValueError, KeyError):
         r.problems.append("EMAIL_URL must be smtp://, smtp+tls://, smtp+ssl://, consolemail:// or dummymail://")
     if production and email.get("EMAIL_BACKEND", "").endswith(("console.EmailBackend", "dummy.EmailBackend")):
         r.problems.append("EMAIL_URL is required in production (an smtp:// URL): partners are sent links by email")
-    default_from = r.raw("DEFAULT_FROM_EMAIL") or f"control-panel@{parts.hostname or 'localhost'}"
+    return {
+        "email": email,
+        "default_from_email": r.raw("DEFAULT_FROM_EMAIL") or f"control-panel@{site_host or 'localhost'}",
+    }
 
-    # The cache holds rate-limit counters: shared by every process in production.
+
+def _cache(r: _Reader, *, production: bool, broker_url: str) -> dict[str, Any]:
+    """CACHE_URL: the cache holds rate-limit counters, shared by every process in production (by default the
+    Redis broker's, else the database's; embedded: this process's memory)."""
     cache_url = r.raw("CACHE_URL")
-    if cache_url is None and broker_url and _url_scheme(broker_url) in {"redis", "rediss"}:
+    if cache_url is None and _is_redis(broker_url):
         cache_url = broker_url
-    cache: dict[str, Any] = {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
-    if cache_url is not None:
-        scheme = _url_scheme(cache_url)
-        if scheme in {"redis", "rediss"}:
-            # JSON, never pickle: writing into Redis must not be running code here (cpv/cache.py).
-            cache = {
-                "BACKEND": "django.core.cache.backends.redis.RedisCache",
-                "LOCATION": cache_url,
-                "OPTIONS": {"serializer": "cpv.cache.JsonSerializer"},
-            }
-        elif scheme == "locmem":
-            pass
-        else:
-            r.problems.append(f"CACHE_URL must be a redis:// URL or locmem://, got {scheme or 'no scheme'!r}")
-    elif production:
-        cache = {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "cpv_cache"}
+    if cache_url is None:
+        if production:
+            return {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "cpv_cache"}
+        return {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+    if _is_redis(cache_url):
+        # JSON, never pickle: writing into Redis must not be running code here (cpv/cache.py).
+        return {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": cache_url,
+            "OPTIONS": {"serializer": "cpv.cache.JsonSerializer"},
+        }
+    scheme = _url_scheme(cache_url)
+    if scheme != "locmem":
+        r.problems.append(f"CACHE_URL must be a redis:// URL or locmem://, got {scheme or 'no scheme'!r}")
+    return {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
 
-    grants = DEFAULT_APPLICATION_GRANTS
+
+def _application_grants(r: _Reader) -> dict[str, Any]:
+    """CPV_APPLICATION_GRANTS, what ApplicationConsent grants in each customer tenant (default: Microsoft Graph)."""
     grants_raw = r.raw("CPV_APPLICATION_GRANTS")
-    if grants_raw is not None:
-        try:
-            grants = parse_application_grants(grants_raw)
-        except (ValueError, json.JSONDecodeError) as exc:
-            r.problems.append(f"CPV_APPLICATION_GRANTS is not usable: {exc}")
+    if grants_raw is None:
+        return DEFAULT_APPLICATION_GRANTS
+    try:
+        return parse_application_grants(grants_raw)
+    except (ValueError, json.JSONDecodeError) as exc:
+        r.problems.append(f"CPV_APPLICATION_GRANTS is not usable: {exc}")
+        return DEFAULT_APPLICATION_GRANTS
 
-    # Token renewal: every redemption returns a new refresh token, kept as a new vault version. The interval
-    # must stay well inside Entra's 90-day inactivity limit, and each renewal spends one of the secret's 500
-    # versions (weekly lasts about 9.6 years).
+
+def _renewal_and_pacing(r: _Reader) -> Part:
+    """How often tokens are renewed and how many times a renewal is tried, and how fast Partner Center and Key
+    Vault are called."""
+    # Every redemption returns a new refresh token, kept as a new vault version. The interval must stay well inside
+    # Entra's 90-day inactivity limit, and each renewal spends one of the secret's 500 versions (weekly lasts about
+    # 9.6 years).
     renewal_interval = r.int("CPV_RENEWAL_INTERVAL_DAYS", 7)
     if renewal_interval > 60:
         r.problems.append(
@@ -622,18 +634,30 @@ def load_config(environ_map: Mapping[str, str], *, base_dir: Path) -> Config:
     vault_rate = r.int("CPV_VAULT_CREATES_PER_SECOND", 29, minimum=0)
     if vault_rate >= 30:
         r.problems.append(f"CPV_VAULT_CREATES_PER_SECOND must stay under Key Vault's 30 per second, got {vault_rate}")
-    vendor = _vendor(r, production=production)
-    throttle_url = r.raw("CPV_THROTTLE_URL")
-    if throttle_url is not None and _url_scheme(throttle_url) not in {"redis", "rediss"}:
-        r.problems.append(f"CPV_THROTTLE_URL must be a redis:// URL, got {_url_scheme(throttle_url) or 'no scheme'!r}")
-    if throttle_url is None:
-        for candidate in (cache_url, broker_url):
-            if candidate and _url_scheme(candidate) in {"redis", "rediss"}:
-                throttle_url = candidate
-                break
+    return {
+        "renewal_interval_days": renewal_interval,
+        "renewal_max_attempts": renewal_attempts,
+        "pc_requests_per_second": pc_rate,
+        "vault_creates_per_second": vault_rate,
+    }
 
-    # Staff sign-in: Microsoft Entra ID against the vendor's own tenant when CPV_STAFF_TENANT_ID names it, with
-    # passwords kept as break-glass for admins, and a TOTP second factor on every password sign-in in production.
+
+def _throttle_url(r: _Reader, *, broker_url: str) -> str:
+    """CPV_THROTTLE_URL, the Redis the shared limiter counts in; by default the cache's or the broker's Redis."""
+    throttle_url = r.raw("CPV_THROTTLE_URL")
+    if throttle_url is not None:
+        if not _is_redis(throttle_url):
+            r.problems.append(
+                f"CPV_THROTTLE_URL must be a redis:// URL, got {_url_scheme(throttle_url) or 'no scheme'!r}"
+            )
+        return throttle_url
+    return next((url for url in (r.raw("CACHE_URL"), broker_url) if url and _is_redis(url)), "")
+
+
+def _staff_sign_in(r: _Reader, *, production: bool) -> Part:
+    """Staff sign-in: Microsoft Entra ID against the vendor's own tenant when CPV_STAFF_TENANT_ID names it, with
+    passwords kept as break-glass for admins, a TOTP second factor on every password sign-in in production, and
+    the lockout after repeated failures."""
     staff_tenant_id = (r.raw("CPV_STAFF_TENANT_ID") or "").strip().lower()
     if staff_tenant_id:
         try:
@@ -653,135 +677,93 @@ def load_config(environ_map: Mapping[str, str], *, base_dir: Path) -> Config:
         )
     if production and staff_totp != "required":
         r.problems.append("CPV_STAFF_TOTP must be required in production: every password sign-in needs its TOTP code")
+    return {
+        "staff_tenant_id": staff_tenant_id,
+        "staff_password_sign_in": staff_passwords,
+        "staff_totp": staff_totp,
+        "staff_auth_context": _staff_auth_context(r, staff_tenant_id=staff_tenant_id),
+        "signin_max_failures": r.int("CPV_SIGNIN_MAX_FAILURES", 5),
+        "signin_lockout_minutes": r.int("CPV_SIGNIN_LOCKOUT_MINUTES", 15),
+    }
 
-    config = Config(
-        mode=mode,
-        debug=debug,
-        secret_key=secret_key or "",
-        base_url=base_url,
-        allowed_hosts=allowed_hosts,
-        database=database,
-        broker_url=broker_url or "",
-        result_backend=result_backend,
-        broker_transport_options=transport,
-        task_soft_time_limit=task_soft,
-        task_time_limit=task_hard,
-        visibility_timeout=visibility,
-        cloud=cloud,
-        app=app,
-        sandbox_app=sandbox_app,
-        vault_backend=vault_backend,
-        vault_url=vault_url,
-        vault_keys=vault_keys,
-        vault_deleted_secret_policy=deleted_policy,
-        email=email,
-        default_from_email=default_from,
-        log_format=r.choice("CPV_LOG_FORMAT", "json" if production else "text", LOG_FORMATS),
-        log_level=r.choice("CPV_LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")),
-        trust_proxy=r.bool("CPV_TRUST_PROXY", False),
-        ssl_redirect=r.bool("CPV_SSL_REDIRECT", production),
-        self_onboarding=r.bool("CPV_SELF_ONBOARDING", True),
-        readyz_token=r.raw("CPV_READYZ_TOKEN") or "",
-        staff_tenant_id=staff_tenant_id,
-        staff_password_sign_in=staff_passwords,
-        staff_totp=staff_totp,
-        invitation_max_age_days=r.int("CPV_INVITATION_MAX_AGE_DAYS", 14),
-        signin_max_failures=r.int("CPV_SIGNIN_MAX_FAILURES", 5),
-        signin_lockout_minutes=r.int("CPV_SIGNIN_LOCKOUT_MINUTES", 15),
-        consent_flow_minutes=r.int("CPV_CONSENT_FLOW_MINUTES", 15),
+
+def _staff_auth_context(r: _Reader, *, staff_tenant_id: str) -> str:
+    """CPV_STAFF_AUTH_CONTEXT: the authentication context (c1 to c99) the staff sign-in with Microsoft asks for,
+    so that the vendor's Conditional Access policies for it apply; "" asks for none."""
+    value = r.raw("CPV_STAFF_AUTH_CONTEXT") or ""
+    if not value:
+        return ""
+    if not AUTH_CONTEXT_ID.match(value):
+        r.problems.append(
+            f"CPV_STAFF_AUTH_CONTEXT must be an authentication context id such as c1 (c1 to c99), got {value!r}"
+        )
+        return ""
+    if not staff_tenant_id:
+        r.problems.append(
+            "CPV_STAFF_AUTH_CONTEXT needs CPV_STAFF_TENANT_ID: the authentication context is asked of staff who "
+            "sign in with Microsoft, which only the vendor's tenant id turns on"
+        )
+    return value
+
+
+def _serving(r: _Reader, *, production: bool) -> Part:
+    """How the site serves and reports: the log format and level, the proxy and HTTPS, the readiness token."""
+    return {
+        "log_format": r.choice("CPV_LOG_FORMAT", "json" if production else "text", LOG_FORMATS),
+        "log_level": r.choice("CPV_LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")),
+        "trust_proxy": r.bool("CPV_TRUST_PROXY", False),
+        "ssl_redirect": r.bool("CPV_SSL_REDIRECT", production),
+        "readyz_token": r.raw("CPV_READYZ_TOKEN") or "",
+    }
+
+
+def _partners(r: _Reader) -> Part:
+    """What partners may do and how long they have: self-onboarding, the lifetime of a link and of a consent's
+    sign-in, and what proves the consenting account is a Global Administrator."""
+    return {
+        "self_onboarding": r.bool("CPV_SELF_ONBOARDING", True),
+        "invitation_max_age_days": r.int("CPV_INVITATION_MAX_AGE_DAYS", 14),
+        "consent_flow_minutes": r.int("CPV_CONSENT_FLOW_MINUTES", 15),
         # What a consent does when no token and no Graph answer proves the Global Administrator role: refuse
         # it, or accept it on Partner Center's Admin Agent check alone and show staff it was not proven.
-        global_admin_evidence=r.choice("CPV_GLOBAL_ADMIN_EVIDENCE", "require", GLOBAL_ADMIN_EVIDENCE),
-        cache=cache,
-        application_grants=grants,
-        var_dir=var_dir,
-        renewal_interval_days=renewal_interval,
-        renewal_max_attempts=renewal_attempts,
-        pc_requests_per_second=pc_rate,
-        vault_creates_per_second=vault_rate,
-        throttle_url=throttle_url or "",
-        vendor=vendor,
-    )
+        "global_admin_evidence": r.choice("CPV_GLOBAL_ADMIN_EVIDENCE", "require", GLOBAL_ADMIN_EVIDENCE),
+    }
+
+
+def load_config(environ_map: Mapping[str, str], *, base_dir: Path) -> Config:
+    """Read every setting the control panel takes from the environment, section by section.
+
+    Returns a Config; raises ConfigError listing each problem with the variable it is about.
+    """
+    r = _Reader(environ_map)
+    mode = r.choice("CPV_MODE", EMBEDDED, MODES)
+    production = mode == PRODUCTION
+    var_dir = Path(r.raw("CPV_VAR_DIR") or base_dir / "var")
+    secret = _secrets(r, production=production, var_dir=var_dir)
+    address = _address(r, production=production)
+    database = _database(r, production=production, var_dir=var_dir)
+    celery = _celery(r, production=production, var_dir=var_dir)
+    broker_url = celery["broker_url"]
+    parts: Part = {
+        "mode": mode,
+        "var_dir": var_dir,
+        **secret,
+        **address,
+        "database": database,
+        **celery,
+        "cloud": _cloud(r, production=production),
+        **_apps(r, production=production),
+        **_vault(r, production=production, var_dir=var_dir),
+        **_email(r, production=production, site_host=urlsplit(address["base_url"]).hostname),
+        "cache": _cache(r, production=production, broker_url=broker_url),
+        "application_grants": _application_grants(r),
+        **_renewal_and_pacing(r),
+        "vendor": _vendor(r, production=production),
+        "throttle_url": _throttle_url(r, broker_url=broker_url),
+        **_staff_sign_in(r, production=production),
+        **_serving(r, production=production),
+        **_partners(r),
+    }
     if r.problems:
         raise ConfigError(r.problems)
-    return config
-
-
-def read_dotenv_if_asked(environ_map: os._Environ[str], *, base_dir: Path) -> None:
-    """Read `.env` only when DJANGO_READ_DOT_ENV_FILE is true; otherwise, outside production, the settings a
-    running `make demo` keeps in var/demo.env (`read_demo_env`). Variables already set win.
-
-    Raises ConfigError when `.env` is asked for and missing; SystemExit, with a message, when var/demo.env
-    belongs to a demo that is not running."""
-    if environ_map.get("DJANGO_READ_DOT_ENV_FILE", "").lower() not in {"1", "true", "yes", "on"}:
-        read_demo_env(environ_map, base_dir=base_dir)
-        return
-    path = Path(environ_map.get("DJANGO_ENV_FILE") or base_dir / ".env")
-    if not path.is_file():
-        raise ConfigError([f"DJANGO_READ_DOT_ENV_FILE is set but {path} does not exist"])
-    # An empty variable counts as unset everywhere in this module, so the file may fill it in.
-    for name in [k for k, v in environ_map.items() if not v.strip()]:
-        del environ_map[name]
-    environ.Env.read_env(str(path), overwrite=False)
-
-
-# `make demo` writes the settings it gives its processes here (cpv/demo.py), under the var folder.
-DEMO_ENV_FILE = "demo.env"
-DEMO_TRUST_VARIABLES = ("REQUESTS_CA_BUNDLE", "SSL_CERT_FILE")
-
-
-def env_file_values(path: Path) -> dict[str, str]:
-    """The KEY=value lines of a file the demo or the simulator wrote (no quoting, `#` comments); {} if missing."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return {}
-    values = {}
-    for line in text.splitlines():
-        key, sep, value = line.partition("=")
-        if sep and not key.startswith("#") and key.strip():
-            values[key.strip()] = value
-    return values
-
-
-def _answers(url: str) -> bool:
-    parts = urlsplit(url)
-    try:
-        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 443), timeout=2):
-            return True
-    except OSError:
-        return False
-
-
-def read_demo_env(environ_map: MutableMapping[str, str], *, base_dir: Path) -> None:
-    """Fill in, from var/demo.env, what the running demo gives its own processes (the simulator's hosts, its CA,
-    the app's credentials, the demo's URL), so that a command run from another terminal acts on the same demo.
-    Variables already set win, except the CA bundle while the demo's simulated cloud is in use (the demo's
-    bundle holds the machine's CAs and the simulator's); production mode never reads it.
-
-    Raises SystemExit with a message when the file points at a simulated Microsoft cloud that does not answer:
-    the demo is not running, and a command would otherwise fail against it (or, without the file, against
-    Microsoft's real hosts with none of the demo's credentials)."""
-    if (environ_map.get("CPV_MODE") or "").strip() == PRODUCTION:
-        return
-    var_dir = Path((environ_map.get("CPV_VAR_DIR") or "").strip() or base_dir / "var")
-    path = var_dir / DEMO_ENV_FILE
-    values = env_file_values(path)
-    for name, value in values.items():
-        if not (environ_map.get(name) or "").strip():
-            environ_map[name] = value
-    authority = values.get("CPV_AUTHORITY_HOST")
-    if not authority or environ_map.get("CPV_AUTHORITY_HOST") != authority:
-        return
-    # The demo's simulated cloud is in use: trust it as the demo's own processes do. Its bundle is this machine's
-    # CAs (those REQUESTS_CA_BUNDLE named in the shell that started the demo) plus the simulator's own CA, so it
-    # takes the place of a bundle the shell names; with the shell's alone, every call to the simulator would fail.
-    for name in DEMO_TRUST_VARIABLES:
-        if values.get(name):
-            environ_map[name] = values[name]
-    if not _answers(authority):
-        raise SystemExit(
-            f"The demo is not running: the settings `make demo` keeps in {path} point at its simulated Microsoft "
-            f"cloud ({authority}), which does not answer.\nStart `make demo` in another terminal and run the "
-            f"command again, or delete {path} to run commands on the embedded defaults without the demo."
-        )
+    return Config(**parts)

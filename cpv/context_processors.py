@@ -11,6 +11,6 @@ def site(request: HttpRequest) -> dict[str, Any]:
         "cpv_mode": settings.CPV_MODE,
         "cpv_cloud": settings.CPV_CLOUD_CONFIG,
         "cpv_missing_for_consent": [] if settings.CPV_APP.configured else settings.CONFIG.missing_for_consent,
-        # The vendor's branding (cpv.config.Vendor) for the partner-facing layouts.
+        # The vendor's branding (cpv.branding.Vendor) for the partner-facing layouts.
         "vendor": settings.CPV_VENDOR,
     }

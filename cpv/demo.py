@@ -2,8 +2,8 @@
 
 Runs every process in its own process group and stops all of them on Ctrl-C (or when one of them dies). What the
 demo keeps lives under `var/` (git-ignored): the simulator's world (`var/simulator/state.json`), the demo staff
-user's password (`var/demo-password`), and, while it runs, the settings it gives the control panel
-(`var/demo.env`), which every command run from the checkout reads (`cpv/config.py`).
+user's password (`var/demo-password`), and the settings it gives the control panel (`var/demo.env`), which every
+command run from the checkout reads (`cpv/env_files.py`) while the demo runs (its process id is in `var/demo.pid`).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 import django
 import requests
 
-from cpv.config import DEMO_ENV_FILE, env_file_values
+from cpv.env_files import DEMO_ENV_FILE, DEMO_PID_FILE, env_file_values
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DEMO_USERNAME = "demo"
@@ -82,12 +82,15 @@ def _write_private(path: Path, text: str) -> None:
         raise
 
 
-def write_demo_env(var_dir: Path, settings: dict[str, str]) -> Path:
-    """Write the settings the demo gives its processes to var/demo.env, for commands run from the checkout."""
+def write_demo_env(var_dir: Path, settings: dict[str, str], *, pid: int) -> Path:
+    """Write the settings the demo gives its processes to var/demo.env, for commands run from the checkout, and
+    the demo's process id `pid` to var/demo.pid, which tells them the demo still runs. Returns demo.env's path."""
+    _write_private(var_dir / DEMO_PID_FILE, f"{pid}\n")
     lines = [
         "# Written by `make demo`: the settings it gives the control panel while it runs. Every command run from",
-        "# this checkout reads them (cpv/config.py; variables set in the environment win, but for the CA bundle),",
-        "# and says so when the demo is not running. Not read in production mode. Holds simulated secrets.",
+        "# this checkout reads them (cpv/env_files.py; variables set in the environment win, but for the CA bundle),",
+        "# and says so when the demo is not running (var/demo.pid). Not read in production mode. Holds simulated",
+        "# secrets.",
         *(f"{key}={value}" for key, value in sorted(settings.items())),
     ]
     path = var_dir / DEMO_ENV_FILE
@@ -267,7 +270,7 @@ def main() -> int:
 
     python = sys.executable
     children: dict[str, subprocess.Popen[Any]] = {}
-    # What the demo gives its processes, kept for commands run from another terminal (cpv/config.py reads it).
+    # What the demo gives its processes, kept for commands run from another terminal (cpv/env_files.py reads it).
     shared = {"CPV_BASE_URL": env["CPV_BASE_URL"]}
     if env.get("CPV_DEMO_SIMULATOR", "on") != "off":
         children["simulator"], variables = _start_simulator(var_dir, env)
@@ -284,7 +287,7 @@ def main() -> int:
         ):
             if value and not env.get(key):
                 env[key] = shared[key] = value
-    write_demo_env(var_dir, shared)
+    write_demo_env(var_dir, shared, pid=os.getpid())
     try:
         _run([python, "manage.py", "migrate", "--no-input", "-v", "0"], env)
         password = demo_user_password(var_dir, env)
@@ -340,6 +343,8 @@ def main() -> int:
             return
         stopping = True
         _say("stopping web, worker, beat and the simulator")
+        # From now on a command run from another terminal says the demo is not running (cpv/env_files.py).
+        (var_dir / DEMO_PID_FILE).unlink(missing_ok=True)
         # The simulator goes last: a task the worker finishes on its way out still reaches it, and what it issued
         # is in the state the simulator writes when it stops.
         product = [child for name, child in children.items() if name != "simulator"]

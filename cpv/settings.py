@@ -7,7 +7,8 @@ from pathlib import Path
 
 from csp.constants import NONE, SELF
 
-from cpv.config import load_config, read_dotenv_if_asked
+from cpv.config import load_config
+from cpv.env_files import read_dotenv_if_asked
 from cpv.logs import logging_config
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -191,6 +192,8 @@ CPV_SIGNIN_LOCKOUT_MINUTES = CONFIG.signin_lockout_minutes
 CPV_STAFF_TENANT_ID = CONFIG.staff_tenant_id
 CPV_STAFF_PASSWORD_SIGN_IN = CONFIG.staff_password_sign_in
 CPV_STAFF_TOTP = CONFIG.staff_totp
+# The authentication context id (c1 to c99) the staff sign-in with Microsoft asks for ("" asks for none).
+CPV_STAFF_AUTH_CONTEXT = CONFIG.staff_auth_context
 # The issuer an authenticator app shows beside the account (django-otp's TOTP devices).
 OTP_TOTP_ISSUER = "CPV control panel"
 CPV_CONSENT_FLOW_MINUTES = CONFIG.consent_flow_minutes

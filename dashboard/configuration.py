@@ -237,6 +237,7 @@ GROUPS: list[tuple[str, list[tuple[str, str, str, Show]]]] = [
             ("ssl_redirect", "HTTPS only", "CPV_SSL_REDIRECT", _yes_no),
             ("trust_proxy", "Trust the proxy's X-Forwarded headers", "CPV_TRUST_PROXY", _yes_no),
             ("staff_tenant_id", "Staff sign in with Microsoft on tenant", "CPV_STAFF_TENANT_ID", _staff_tenant),
+            ("staff_auth_context", "Authentication context asked at that sign-in", "CPV_STAFF_AUTH_CONTEXT", _text),
             ("staff_password_sign_in", "Who may sign in with a password", "CPV_STAFF_PASSWORD_SIGN_IN", _passwords),
             ("staff_totp", "Authenticator code after a password", "CPV_STAFF_TOTP", _totp),
             ("signin_max_failures", "Failed sign-ins before a lockout", "CPV_SIGNIN_MAX_FAILURES", _text),

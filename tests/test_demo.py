@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from cpv.config import env_file_values
 from cpv.demo import demo_user_password
+from cpv.env_files import env_file_values
 from tests.conftest import ROOT, free_port, project_env, wait_until
 
 

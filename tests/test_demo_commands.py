@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from cpv.config import env_file_values
+from cpv.env_files import env_file_values
 from simulator.control_client import SimulatorControl
 from tests.conftest import ROOT, free_port, wait_until
 from tests.simulated import sign_in

@@ -11,7 +11,7 @@ from django.test import Client
 
 from consent.models import ConsentFlow
 from consent.services import partner_invite
-from cpv.config import Vendor
+from cpv.branding import Vendor
 from partners.models import Partner
 from tests.browser.conftest import screenshot
 from tests.simulated import partner_user

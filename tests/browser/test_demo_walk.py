@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import requests
 
-from cpv.config import env_file_values
+from cpv.env_files import env_file_values
 from tests.browser.conftest import CHROMIUM, screenshot
 from tests.browser.test_responsive import OVERFLOW
 from tests.conftest import ROOT, free_port, project_env, wait_until

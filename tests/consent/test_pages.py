@@ -16,7 +16,7 @@ from django.urls import get_resolver
 from consent.models import ConsentFlow
 from consent.portal import SESSION_KEY
 from consent.services import partner_invite
-from cpv.config import Vendor
+from cpv.branding import Vendor
 from partners.invitations import invitation_read, invitation_token, partner_reconsent_link
 from partners.models import AuditEvent, Partner
 from tests.factories import active_partner_with_data

@@ -16,6 +16,7 @@ from tests.conftest import ROOT, project_env
 
 VAULT_KEY = base64.urlsafe_b64encode(b"k" * 32).decode()
 SECRET_KEY = "p7Vq2xL9mZ4rT8wK1nB6yH3jF5sD0aG7cE2uR9iO4pW6tY8qX1zV3bN5mL7kJ9hQ"
+STAFF_TENANT = "aaaaaaaa-2222-3333-4444-555555555555"
 
 
 def production_env(tmp_path: Path, **overrides: str) -> dict[str, str]:
@@ -81,6 +82,36 @@ def test_staff_sign_in_defaults_follow_the_mode_and_the_staff_tenant(tmp_path: P
 
 def clouds_graph_id() -> str:
     return "00000003-0000-0000-c000-000000000000"
+
+
+def test_the_staff_sign_in_asks_for_no_authentication_context_by_default(tmp_path: Path) -> None:
+    assert load_config({}, base_dir=tmp_path).staff_auth_context == ""
+    assert load_config({"CPV_STAFF_TENANT_ID": STAFF_TENANT}, base_dir=tmp_path).staff_auth_context == ""
+    assert load_config(production_env(tmp_path), base_dir=tmp_path).staff_auth_context == ""
+
+
+@pytest.mark.parametrize("context", ["c1", "c25", "c99"])
+def test_the_staff_sign_in_takes_an_authentication_context_id(context: str, tmp_path: Path) -> None:
+    env = {"CPV_STAFF_TENANT_ID": STAFF_TENANT, "CPV_STAFF_AUTH_CONTEXT": context}
+
+    assert load_config(env, base_dir=tmp_path).staff_auth_context == context
+    assert load_config(production_env(tmp_path, **env), base_dir=tmp_path).staff_auth_context == context
+
+
+@pytest.mark.parametrize("context", ["c0", "c100", "c01", "C1", "1", "urn:acr:mfa", "c1,c2"])
+def test_an_authentication_context_that_is_not_an_id_is_refused(context: str, tmp_path: Path) -> None:
+    (problem,) = problems_of({"CPV_STAFF_TENANT_ID": STAFF_TENANT, "CPV_STAFF_AUTH_CONTEXT": context}, tmp_path)
+
+    assert problem.startswith("CPV_STAFF_AUTH_CONTEXT must be an authentication context id such as c1 (c1 to c99)"), (
+        problem
+    )
+
+
+def test_an_authentication_context_needs_the_staff_tenant(tmp_path: Path) -> None:
+    (problem,) = problems_of({"CPV_STAFF_AUTH_CONTEXT": "c1"}, tmp_path)
+
+    assert problem.startswith("CPV_STAFF_AUTH_CONTEXT needs CPV_STAFF_TENANT_ID"), problem
+    assert "sign in with Microsoft" in problem
 
 
 def test_the_embedded_secret_key_is_generated_once_and_kept(tmp_path: Path) -> None:

@@ -4,7 +4,7 @@ import re
 
 from tests.conftest import ROOT
 
-READ = re.compile(r"""r\.(?:raw|bool|int|choice|required)\(\s*f?["']([A-Z_{}]+)["']""")
+READ = re.compile(r"""r\.(?:raw|bool|int|choice|required|in_production)\(\s*f?["']([A-Z_{}]+)["']""")
 
 
 def test_env_example_lists_every_variable_the_settings_read() -> None:
