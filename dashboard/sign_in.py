@@ -77,7 +77,7 @@ REFUSALS: dict[str, Callable[[microsoft_sign_in.SignedIn], tuple[str, str]]] = {
     "no_auth_context": lambda who: (
         "Your sign-in did not meet the vendor's sign-in policy",
         "The control panel asks Microsoft for a sign-in that satisfies the vendor's authentication context "
-        f"({getattr(settings, 'CPV_STAFF_AUTH_CONTEXT', '')}), which requires multi-factor authentication, and "
+        f"({settings.CPV_STAFF_AUTH_CONTEXT}), which requires multi-factor authentication, and "
         "this one did not. "
         "Sign in again and complete the second factor; if it keeps happening, an administrator must check the "
         "Conditional Access policy that targets that authentication context.",
@@ -316,7 +316,7 @@ def microsoft_start(request: HttpRequest) -> HttpResponse:
             SIGN_IN,
             cloud_name=staff_cloud(),
             tenant=settings.CPV_STAFF_TENANT_ID,
-            auth_context=getattr(settings, "CPV_STAFF_AUTH_CONTEXT", ""),
+            auth_context=settings.CPV_STAFF_AUTH_CONTEXT,
         )
     except microsoft_sign_in.SignInFailed as failed:
         return _refusal(request, failed)

@@ -330,7 +330,7 @@ def staff_microsoft_sign_in(
     """
     if not settings.CPV_STAFF_TENANT_ID or tenant_id != settings.CPV_STAFF_TENANT_ID:
         raise StaffSignInRefused("other_tenant", "the account is not one of the vendor's tenant")
-    context = getattr(settings, "CPV_STAFF_AUTH_CONTEXT", "")
+    context = settings.CPV_STAFF_AUTH_CONTEXT
     if context:
         if context not in (auth_contexts or []):
             raise StaffSignInRefused("no_auth_context", f"the sign-in did not satisfy authentication context {context}")

@@ -112,11 +112,6 @@ def test_cancel_on_the_sign_in_page_gives_the_declined_page(invitation, consent_
     ("flags", "reason", "title"),
     [
         (
-            {"global_admin": False, "admin_agent": True, "mfa_registered": True},
-            "not_global_admin",
-            b"not a Global Administrator",
-        ),
-        (
             {"global_admin": True, "admin_agent": False, "mfa_registered": True},
             "not_admin_agent",
             b"not an Admin Agent",

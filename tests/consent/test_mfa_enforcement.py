@@ -38,7 +38,10 @@ def assert_marked_once(partner: Partner) -> None:
     assert TokenEvent.objects.filter(partner=partner, kind=TokenEvent.Kind.MFA_REQUIRED).exists()
 
 
-def test_every_partner_center_call_asks_for_the_mfa_verdict_and_it_is_kept(cpv_sim) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("answer_in", ["body", "header"])
+def test_every_partner_center_call_asks_for_the_mfa_verdict_and_it_is_kept(cpv_sim, answer_in) -> None:  # type: ignore[no-untyped-def]
+    # Partner Center's "isMfaCompliant field in the response": a field of the JSON body or a header, read either way.
+    cpv_sim.control.set_settings(pc_mfa_compliant_in=answer_in)
     partner = active_partner(cpv_sim)
     assert partner.mfa_compliant is None
 
@@ -49,7 +52,10 @@ def test_every_partner_center_call_asks_for_the_mfa_verdict_and_it_is_kept(cpv_s
 
     calls = cpv_sim.control.log(service="partner_center")
     assert calls and all(c.get("request_headers", {}).get("ValidateMfa") == "true" for c in calls)
-    assert all(c.get("response_headers", {}).get("isMfaCompliant") == "true" for c in calls)
+    if answer_in == "header":
+        assert all(c.get("response_headers", {}).get("isMfaCompliant") == "true" for c in calls)
+    else:
+        assert not any("isMfaCompliant" in c.get("response_headers", {}) for c in calls)
     partner.refresh_from_db()
     assert partner.mfa_compliant is True and partner.mfa_checked_at is not None
 
