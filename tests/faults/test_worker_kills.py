@@ -17,8 +17,10 @@ from tests.faults.conftest import (
     celery_client,
     dashboard_pages,
     live_fingerprints,
+    redemptions,
     restore_unacknowledged,
     shared_database_url,
+    table_held,
     viewer_client,
     worker_env,
 )
@@ -117,3 +119,33 @@ def test_a_worker_killed_repeatedly_loses_no_task_and_applies_none_twice(fsim, r
         if redemptions[user.oid] > 1:
             assert "An earlier attempt stopped before it finished" in pages[str(partner.code)], partner
     assert "Healthy" in pages["overview"]
+
+
+def test_a_batch_killed_after_redeeming_two_partners_in_one_transaction_says_so_on_both_pages(  # type: ignore[no-untyped-def]
+    fsim, redis_url, fleet
+) -> None:
+    partners = active_partners(fsim, 2)
+    env = worker_env(fsim, database_url=shared_database_url(), broker_url=redis_url, visibility_timeout=VISIBILITY)
+    worker = fleet(env)
+    app = celery_client(redis_url)
+
+    # A batch writes its events once, after every redemption of its transaction: with their table held, it
+    # redeems both partners and waits there, its transaction open, until the kill rolls both renewals back.
+    with table_held("consent_tokenevent"):
+        app.send_task("consent.tokens_renew_batch", kwargs={"partner_ids": [p.pk for p in partners]},
+                      queue=worker.queue)  # fmt: skip
+        wait_until(lambda: len(redemptions(fsim, partners)) == 2, timeout=60, what="both redemptions")
+        worker.kill()
+    worker.start()
+
+    def renewed() -> bool:
+        # The broker hands the message back once it has been unacknowledged for the visibility timeout.
+        restore_unacknowledged(redis_url, visibility_timeout=VISIBILITY)
+        return PartnerToken.objects.filter(partner__in=partners, generation=2).count() == 2
+
+    wait_until(renewed, timeout=VISIBILITY + 60, what="the batch to come back and renew both partners", interval=1)
+
+    assert redemptions(fsim, partners) == {partners[0].pk: 2, partners[1].pk: 2}
+    pages = dashboard_pages(viewer_client(), partners)
+    for partner in partners:
+        assert "An earlier attempt stopped before it finished" in pages[str(partner.code)], partner
