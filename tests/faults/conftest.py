@@ -164,6 +164,15 @@ def restore_unacknowledged(broker_url: str, *, visibility_timeout: int) -> None:
         connection.default_channel.qos.restore_visible(num=10000, interval=1)
 
 
+def broker_idle(broker_url: str, queue: str) -> bool:
+    """Nothing waits in `queue` and no worker holds a message unacknowledged (kombu's Redis transport keeps those
+    in its `unacked` hash until the task is done, or until they are handed back)."""
+    import redis
+
+    client = redis.Redis.from_url(broker_url)
+    return client.llen(queue) == 0 and client.hlen("unacked") == 0
+
+
 # --- workers that can be killed and started again ----------------------------------------------------------
 
 
