@@ -110,16 +110,18 @@ def _with_retries(
     sleep: Callable[[float], None],
     what: str,
     partner: Partner,
+    request_id: str = "",
 ) -> T:
     """Run one logical call with bounded retries: 429 pauses the shared limiter for its Retry-After, 5xx
     and timeouts back off with jitter, and a 401 gets one fresh access token, except a 401 for want of MFA,
-    which no fresh token cures. Partner Center's isMfaCompliant is kept for the partner. Raises CallFailed."""
+    which no fresh token cures. Each attempt takes a slot of the limiter for `request_id` (the call's
+    MS-RequestId). Partner Center's isMfaCompliant is kept for the partner. Raises CallFailed."""
     fresh_token = False
     pc = client(False)
     for attempt in range(1, CALL_ATTEMPTS + 1):
         if limiter is not None:
             try:
-                limiter.acquire(timeout=MAX_INLINE_WAIT * 2)
+                limiter.acquire(timeout=MAX_INLINE_WAIT * 2, request_id=request_id)
             except ThrottleTimeout as exc:
                 raise CallFailed(f"{what}: {exc}", transient=True, kind=error_kind_of(exc)) from None
         try:
@@ -396,17 +398,17 @@ def _consent_apply(
     try:
         if changed:
             # Partner Center has no update: the grants changed, so the consent is removed and created again.
+            delete_id = str(uuid.uuid5(uuid.UUID(request_id), "delete"))
             _with_retries(
                 lambda pc: pc.application_consent_delete(
-                    customer_tenant_id=tenant,
-                    application_id=app.client_id,
-                    request_id=str(uuid.uuid5(uuid.UUID(request_id), "delete")),
+                    customer_tenant_id=tenant, application_id=app.client_id, request_id=delete_id
                 ),
                 client=client,
                 limiter=limiter,
                 sleep=sleep,
                 what=f"removing the old ApplicationConsent in {tenant}",
                 partner=partner,
+                request_id=delete_id,
             )
         created = _with_retries(
             lambda pc: pc.application_consent_create(customer_tenant_id=tenant, body=body, request_id=request_id),
@@ -415,6 +417,7 @@ def _consent_apply(
             sleep=sleep,
             what=f"ApplicationConsent in {tenant}",
             partner=partner,
+            request_id=request_id,
         )
     except CallFailed as exc:
         if exc.mfa_required:

@@ -3,7 +3,9 @@ whichever process sends them, so per-process sleeps cannot keep a pool under it.
 
 With Redis (CPV_THROTTLE_URL, by default the Redis cache or broker) it is a token bucket in a Lua script,
 timed by the Redis server's clock. Without Redis (the embedded mode) it counts requests per tenth of a
-second in a database table. A 429's Retry-After pauses the shared limiter, so every worker waits it out.
+second in a database table. A 429's Retry-After pauses the shared limiter, so every worker waits it out. The
+Redis limiter also records the slots it grants to named requests (their MS-RequestId and the time, by its clock):
+when each request went out, which is what the bucket bounds (`RedisLimiter.slots`).
 
 Should Redis stop answering, each process keeps the same pace on its own (LocalBucket) until Redis answers
 again, instead of failing the renewal or ApplicationConsent in hand: several processes may then go past the
@@ -18,7 +20,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -37,15 +39,18 @@ class ThrottleTimeout(Exception):
 
 
 class Limiter(Protocol):
-    def acquire(self, *, timeout: float = ...) -> float:
-        """Block until one request may be sent; return the seconds waited. Raises ThrottleTimeout."""
+    def acquire(self, *, timeout: float = ..., request_id: str = ...) -> float:
+        """Block until one request may be sent; return the seconds waited. `request_id` names the request (its
+        MS-RequestId) in the limiter's record of the slots it granted, where it keeps one. Raises ThrottleTimeout."""
 
     def pause(self, seconds: float) -> None:
         """Hold every process's requests back for `seconds` (a server's Retry-After)."""
 
 
-# KEYS[1]: the bucket (a hash of tokens and the time of the last refill), KEYS[2]: the pause key.
-# ARGV[1]: tokens per second, ARGV[2]: capacity. Returns 0 when a token was taken, else milliseconds to wait.
+# KEYS[1]: the bucket (a hash of tokens and the time of the last refill), KEYS[2]: the pause key, KEYS[3]: the
+# record of granted slots (a stream). ARGV[1]: tokens per second, ARGV[2]: capacity, ARGV[3]: the request a token
+# is for ('' records nothing), ARGV[4]: how many slots the record keeps, ARGV[5]: for how many milliseconds.
+# Returns 0 when a token was taken, else milliseconds to wait.
 _TAKE = """
 local pause = redis.call('PTTL', KEYS[2])
 if pause > 0 then return pause end
@@ -59,7 +64,15 @@ local ts = tonumber(b[2])
 if tokens == nil or ts == nil then tokens = cap; ts = now end
 tokens = math.min(cap, tokens + math.max(0, now - ts) * rate / 1000)
 local wait = 0
-if tokens >= 1 then tokens = tokens - 1 else wait = math.ceil((1 - tokens) * 1000 / rate) end
+if tokens >= 1 then
+  tokens = tokens - 1
+  if ARGV[3] ~= '' then
+    redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[4], '*', 'request', ARGV[3], 'at', tostring(now))
+    redis.call('PEXPIRE', KEYS[3], ARGV[5])
+  end
+else
+  wait = math.ceil((1 - tokens) * 1000 / rate)
+end
 redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', tostring(now))
 redis.call('PEXPIRE', KEYS[1], 60000)
 return wait
@@ -144,6 +157,18 @@ _away_lock = threading.Lock()
 _clock = time.monotonic
 
 
+# The record of the slots a RedisLimiter granted to named requests: what went out when, by the Redis server's
+# clock, which is the clock the bucket keeps its promise by (no more than floor(rate * t + capacity) slots in any
+# t seconds); a request reaches the service later, by however long it spent on the way.
+SLOTS_KEPT = 10_000
+SLOTS_KEPT_SECONDS = 600
+
+
+class Slot(NamedTuple):
+    request_id: str
+    at_ms: int  # the Redis server's clock, in milliseconds
+
+
 def _unreachable(exc: RedisError) -> bool:
     """Redis could not be reached (or did not answer in time), as opposed to refusing: a wrong password, a
     script error or a full server is a fault of configuration, and is raised."""
@@ -164,6 +189,7 @@ class RedisLimiter:
         self._client = client
         self._bucket = f"cpv:throttle:{key}"
         self._pause_key = f"cpv:throttle:{key}:pause"
+        self._slots_key = f"cpv:throttle:{key}:slots"
         self._rate = rate
         self._capacity = capacity if capacity is not None else _capacity(rate)
         self._what = what
@@ -171,10 +197,10 @@ class RedisLimiter:
         self._pause = client.register_script(_PAUSE)
         self._sleep = sleep
 
-    def acquire(self, *, timeout: float = 120.0) -> float:
+    def acquire(self, *, timeout: float = 120.0, request_id: str = "") -> float:
         waited = 0.0
         while True:
-            wait = self._wait()
+            wait = self._wait(request_id)
             if wait <= 0:
                 return waited
             if waited + wait > timeout:
@@ -186,9 +212,19 @@ class RedisLimiter:
         if self._shared(self._pause, [self._pause_key], [max(1, int(seconds * 1000))]) is None:
             self._local().pause(seconds)
 
-    def _wait(self) -> float:
+    def slots(self) -> list[Slot]:
+        """The slots granted to requests that named themselves, oldest first, as far as the record goes (the last
+        SLOTS_KEPT or so, until SLOTS_KEPT_SECONDS after the last). Raises RedisError."""
+        entries = self._client.xrange(self._slots_key)
+        return [Slot(request_id=f[b"request"].decode(), at_ms=int(f[b"at"])) for _, f in entries]
+
+    def _wait(self, request_id: str) -> float:
         """Take a token from the shared bucket (or, while Redis is away, this process's): 0.0 or seconds to wait."""
-        wait_ms = self._shared(self._take, [self._bucket, self._pause_key], [self._rate, self._capacity])
+        wait_ms = self._shared(
+            self._take,
+            [self._bucket, self._pause_key, self._slots_key],
+            [self._rate, self._capacity, request_id, SLOTS_KEPT, SLOTS_KEPT_SECONDS * 1000],
+        )
         return self._local().take() if wait_ms is None else wait_ms / 1000
 
     def _shared(self, script: Any, keys: list[str], args: list[Any]) -> int | None:
@@ -264,7 +300,7 @@ class DatabaseLimiter:
         row = ThrottleWindow.objects.filter(key=self._key + ":pause", second=0).values_list("count", flat=True).first()
         return (row or 0) / 1000
 
-    def acquire(self, *, timeout: float = 120.0) -> float:
+    def acquire(self, *, timeout: float = 120.0, request_id: str = "") -> float:
         waited = 0.0
         while True:
             now = time.time()

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -125,7 +125,14 @@ class BatchRenewal:
     renewed: list[tuple[PartnerToken, Redemption]]
 
 
-def renew_batch(*, partner_ids: list[int], interrupted: str = "", hold: float | None = None) -> BatchRenewal:
+def renew_batch(
+    *,
+    partner_ids: list[int],
+    interrupted: str = "",
+    cut_off: Collection[int] | None = None,
+    on_begin: Callable[[int], None] | None = None,
+    hold: float | None = None,
+) -> BatchRenewal:
     """Renew the due partners among `partner_ids` as `renew_one` would, in one transaction: their rows
     are locked in one query, and the moved pointers and their events are written in one statement each before
     the commit. It stops taking partners after `hold` seconds (BATCH_LOCK_SECONDS), to bound how long it holds
@@ -133,7 +140,11 @@ def renew_batch(*, partner_ids: list[int], interrupted: str = "", hold: float | 
 
     A rollback (the database lost, the worker stopped) loses no partner: Entra does not revoke a redeemed
     token, so every pointer stays on a version that works, and the versions written for it are left to
-    reconciliation. `interrupted` is recorded against the first partner still due.
+    reconciliation. But the rollback takes every renewal of the transaction with it, each of which may have
+    redeemed its partner's token: `on_begin` is told each partner's id before its renewal begins, so that the
+    caller can note it where a rollback does not reach. `interrupted` is recorded against each partner of
+    `cut_off` still due (those whose renewal a stopped run had begun) or, when they are not known (None),
+    against the first partner still due.
 
     Returns the BatchRenewal once committed; a transient failure is the outcome `retry` with its delay in
     `retry_after` (recorded, not raised). Nothing runs after the commit here: the caller counts what committed,
@@ -170,12 +181,15 @@ def renew_batch(*, partner_ids: list[int], interrupted: str = "", hold: float | 
             if pointer is None:
                 result = unlocked[partner_id]
             else:
+                if on_begin is not None:
+                    on_begin(partner_id)
+                says = interrupted if cut_off is None or partner_id in cut_off else ""
                 result, redemption = renew_if_due(
-                    pointer, attempt=1, max_attempts=max_attempts, interrupted=interrupted, writes=writes, now=now
+                    pointer, attempt=1, max_attempts=max_attempts, interrupted=says, writes=writes, now=now
                 )
                 if redemption is not None:
                     renewed.append((pointer, redemption))
-            if result.outcome not in (RenewalOutcome.NOT_DUE, RenewalOutcome.BUSY):
+            if cut_off is None and result.outcome not in (RenewalOutcome.NOT_DUE, RenewalOutcome.BUSY):
                 interrupted = ""  # this partner was the one in progress (or none was): the rest start afresh
             results.append(result)
         writes.flush()

@@ -15,6 +15,7 @@ from typing import Any
 from celery import Task, shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
+from django.core.cache import cache
 
 from cpv.task_kit import DATABASE_LOST, IDEMPOTENT, MAX_TASK_RETRIES, cut_off, queue_follow_up, same_queue
 from microsoft.retrying import backoff_delay
@@ -51,33 +52,81 @@ def tokens_renew_sweep(self: Task, spread: float | None = None) -> int:
     return len(result.queued)
 
 
+class BegunNote:
+    """The partners whose renewal a run of a batch has begun (with those an earlier run had, carried in its message
+    or read from its note), kept in the cache too. The cache (Redis in production) is where the rollback of the
+    run's transaction does not reach: should its worker die with partners redeemed and nothing committed, the run
+    that gets the message back reads the note and tells each of them that an earlier attempt stopped. Where the
+    cache is the database or this process's memory, the note is lost with the run, and the first partner still due
+    is the one told. A cache that fails costs the note, never the renewal."""
+
+    def __init__(self, run_id: str, *, carried: list[int]) -> None:
+        self._key = f"cpv:renewal-batch:{run_id}:begun"
+        self.partner_ids = list(dict.fromkeys(carried))
+
+    def read(self) -> None:
+        """Add the partners a stopped run of the same message noted."""
+        try:
+            noted = cache.get(self._key)
+        except Exception as exc:  # noqa: BLE001 - whatever the cache raised, the batch goes on without the note
+            logger.warning("renewal batch: could not read the note of a stopped run: %s", exc.__class__.__name__)
+            return
+        if isinstance(noted, list):
+            self.partner_ids = list(dict.fromkeys([*self.partner_ids, *(int(p) for p in noted)]))
+
+    def add(self, partner_id: int) -> None:
+        """Note a partner before its renewal begins. The note outlives the visibility timeout, after which the
+        broker hands back the message of a worker that died."""
+        if partner_id not in self.partner_ids:
+            self.partner_ids.append(partner_id)
+        try:
+            cache.set(self._key, self.partner_ids, timeout=2 * settings.CPV_VISIBILITY_TIMEOUT)
+        except Exception as exc:  # noqa: BLE001 - whatever the cache raised, the renewal goes on
+            logger.warning("renewal batch: could not note partner %s: %s", partner_id, exc.__class__.__name__)
+
+    def forget(self) -> None:
+        try:
+            cache.delete(self._key)
+        except Exception as exc:  # noqa: BLE001 - the note expires on its own
+            logger.warning("renewal batch: could not remove its note: %s", exc.__class__.__name__)
+
+
 # The share of the soft time limit a batch may run before it hands the partners it has not reached to a new
 # message (each renewal is bounded by its HTTP timeouts, so a slow Microsoft cannot stretch a batch past it).
 BATCH_TIME_SHARE = 0.5
 
 
 @shared_task(name="consent.tokens_renew_batch", bind=True, ignore_result=True, max_retries=None, **IDEMPOTENT)
-def tokens_renew_batch(self: Task, partner_ids: list[int], attempt: int = 1, interrupted: str = "") -> dict[str, int]:
+def tokens_renew_batch(
+    self: Task, partner_ids: list[int], attempt: int = 1, interrupted: str = "", begun: list[int] | None = None
+) -> dict[str, int]:
     """Renew a batch of partners, each only if still due, in transactions of many (renewal.renew_batch:
     one lock query and one commit for up to BATCH_LOCK_SECONDS of renewals).
 
     A partner's transient failure goes on as its own `token_renew` retry; the batch carries on. When the
     database fails, the batch comes back with the partners not yet committed. An unexpected failure rolls its
     transaction back and the batch renews the rest one at a time, each in its own transaction. `interrupted`
-    (or a message the broker handed back) is recorded against the first partner still due: the first of the
-    transaction a stopped run was in. Returns the count of each outcome.
+    (or a message the broker handed back) is recorded against each partner still due whose renewal a stopped
+    run had begun, which may have redeemed its token: those of `begun`, and those the run noted (BegunNote).
+    When none are known, it is recorded against the first partner still due. Returns the count of each outcome.
     """
-    if not interrupted and (self.request.delivery_info or {}).get("redelivered"):
-        interrupted = "its worker stopped before finishing"
+    note = BegunNote(self.request.id or "", carried=begun or [])
+    if (self.request.delivery_info or {}).get("redelivered"):
+        interrupted = interrupted or "its worker stopped before finishing"
+        note.read()
+    begun_before = set(note.partner_ids) if interrupted and note.partner_ids else None
     budget = settings.CELERY_TASK_SOFT_TIME_LIMIT * BATCH_TIME_SHARE
     started = time.monotonic()
     outcomes: Counter[str] = Counter()
     # The rows whose old version the batch disabled: flagged in one write at the end, not one per renewal.
     flags: list[tuple[int, str]] = []
     try:
-        _renew_each(self, partner_ids, attempt=attempt, interrupted=interrupted, flags=flags, outcomes=outcomes,
-                    deadline=started + budget)  # fmt: skip
+        _renew_each(self, partner_ids, attempt=attempt, interrupted=interrupted, begun_before=begun_before,
+                    note=note, flags=flags, outcomes=outcomes, deadline=started + budget)  # fmt: skip
     finally:
+        # A run that stops here (done, or its partners handed on with what it began) needs no note. One whose
+        # worker dies never gets here: its note is what the next delivery reads.
+        note.forget()
         _flags_record(flags)
     logger.info("renewal batch of %d partner(s): %s", len(partner_ids),
                 ", ".join(f"{n} {outcome}" for outcome, n in sorted(outcomes.items())))  # fmt: skip
@@ -98,12 +147,16 @@ def _renew_each(
     *,
     attempt: int,
     interrupted: str,
+    begun_before: set[int] | None,
+    note: BegunNote,
     flags: list[tuple[int, str]],
     outcomes: Counter[str],
     deadline: float,
 ) -> None:
     """Renew the partners in transactions of many (renewal.renew_batch); after an unexpected failure
-    of one of those, the rest one at a time, so that one partner's failure does not stop the others."""
+    of one of those, the rest one at a time, so that one partner's failure does not stop the others. Each
+    partner is noted before its renewal begins. `interrupted` is said to the partners of `begun_before` still
+    due, or when that is None to the first still due."""
     index = 0
     alone = False
     while index < len(partner_ids):
@@ -116,9 +169,12 @@ def _renew_each(
         committed: list[tuple[Any, Any]] = []
         try:
             if alone:
-                results = [_renew_alone(rest[0], interrupted=interrupted, flags=flags)]
+                note.add(rest[0])
+                says = interrupted if begun_before is None or rest[0] in begun_before else ""
+                results = [_renew_alone(rest[0], interrupted=says, flags=flags)]
             else:
-                batch = renewal.renew_batch(partner_ids=rest, interrupted=interrupted)
+                batch = renewal.renew_batch(partner_ids=rest, interrupted=interrupted, cut_off=begun_before,
+                                            on_begin=note.add)  # fmt: skip
                 results, committed = batch.results, batch.renewed
         except DATABASE_LOST as exc:
             if attempt >= settings.CPV_RENEWAL_MAX_ATTEMPTS:
@@ -132,12 +188,12 @@ def _renew_each(
             reason = f"the database connection failed: {exc.__class__.__name__}"
             logger.warning("renewal batch: %s; trying %d partner(s) again", reason, len(rest))
             raise task.retry(
-                kwargs={"partner_ids": rest, "attempt": attempt + 1, "interrupted": reason},
+                kwargs={"partner_ids": rest, "attempt": attempt + 1, "interrupted": reason, "begun": note.partner_ids},
                 countdown=backoff_delay(attempt=attempt),
             ) from None
         except SoftTimeLimitExceeded:
             # The renewals in progress rolled back; they and the rest go on in a new batch.
-            if _hand_on(task, rest, outcomes, interrupted="its batch ran out of time"):
+            if _hand_on(task, rest, outcomes, interrupted="its batch ran out of time", begun=note.partner_ids):
                 return
             # The broker cannot take them: carry on here, from the same partner. Should the hard time limit
             # stop this process, the message is handed back (reject_on_worker_lost) and the batch runs again.
@@ -161,7 +217,7 @@ def _renew_each(
                     token_renew, task, {"partner_id": result.partner_id, "attempt": 2}, countdown=result.retry_after
                 )
                 outcome = RenewalOutcome.RETRY if queued else "retry_not_queued"
-            if outcome not in (RenewalOutcome.NOT_DUE, RenewalOutcome.BUSY):
+            if begun_before is None and outcome not in (RenewalOutcome.NOT_DUE, RenewalOutcome.BUSY):
                 interrupted = ""  # this partner was the one in progress (or none was): the rest start afresh
             outcomes[outcome] += 1
         index += len(results)
@@ -187,9 +243,14 @@ def _finish(committed: list[tuple[Any, Any]], *, flags: list[tuple[int, str]]) -
                              pointer.partner_id)  # fmt: skip
 
 
-def _hand_on(task: Task, rest: list[int], outcomes: Counter[str], *, interrupted: str = "") -> bool:
-    """Queue the partners a batch has not renewed as a new batch; False (nothing counted) if the broker refuses."""
-    kwargs: dict[str, Any] = {"partner_ids": rest, **({"interrupted": interrupted} if interrupted else {})}
+def _hand_on(
+    task: Task, rest: list[int], outcomes: Counter[str], *, interrupted: str = "", begun: list[int] | None = None
+) -> bool:
+    """Queue the partners a batch has not renewed as a new batch (with why it stopped and the partners it had
+    begun, when it was cut off); False (nothing counted) if the broker refuses."""
+    kwargs: dict[str, Any] = {"partner_ids": rest}
+    if interrupted:
+        kwargs.update(interrupted=interrupted, begun=begun or [])
     if not queue_follow_up(tokens_renew_batch, task, kwargs):
         return False
     outcomes["handed_on"] += len(rest)

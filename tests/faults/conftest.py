@@ -17,7 +17,9 @@ import sys
 import tempfile
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -35,7 +37,7 @@ from partners.services import staff_role_set, staff_roles_sync
 from simulator.testing import RunningSimulator, SimulatorProcess
 from tests.conftest import ROOT, free_port, project_env, wait_until
 from tests.factories import active_partner
-from tests.simulated import sim_app, sim_cloud
+from tests.simulated import partner_user, sim_app, sim_cloud
 from tokens.access_tokens import cache_forget
 from tokens.models import PartnerToken
 from tokens.vault import reset_vault
@@ -160,6 +162,15 @@ def restore_unacknowledged(broker_url: str, *, visibility_timeout: int) -> None:
 
     with Connection(broker_url, transport_options={"visibility_timeout": visibility_timeout}) as connection:
         connection.default_channel.qos.restore_visible(num=10000, interval=1)
+
+
+def broker_idle(broker_url: str, queue: str) -> bool:
+    """Nothing waits in `queue` and no worker holds a message unacknowledged (kombu's Redis transport keeps those
+    in its `unacked` hash until the task is done, or until they are handed back)."""
+    import redis
+
+    client = redis.Redis.from_url(broker_url)
+    return client.llen(queue) == 0 and client.hlen("unacked") == 0
 
 
 # --- workers that can be killed and started again ----------------------------------------------------------
@@ -452,6 +463,36 @@ def migrate(env: dict[str, str]) -> None:
         cwd=ROOT, env=project_env(**env), capture_output=True, timeout=180,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr.decode(errors="replace")[-4000:]
+
+
+@contextmanager
+def table_held(table: str) -> Iterator[None]:
+    """Hold `table` of the test database in EXCLUSIVE mode (others read it, nobody writes it) until the block ends."""
+    from django.db import connection
+
+    db = connection.settings_dict
+    with psycopg.connect(host=db["HOST"] or "127.0.0.1", port=db["PORT"] or 5432, user=db["USER"],
+                         dbname=db["NAME"]) as conn:  # fmt: skip
+        conn.execute(f"LOCK TABLE {table} IN EXCLUSIVE MODE")
+        try:
+            yield
+        finally:
+            conn.rollback()
+
+
+def redemptions(sim: RunningSimulator, partners: list[Partner]) -> dict[int, int]:
+    """How many times Entra redeemed each partner's refresh token (`partners[i]` is the world's partner i, as
+    `active_partners` makes them), for the partners it redeemed at all."""
+    by_user = Counter(
+        e["detail"].get("user")
+        for e in sim.control.log(service="entra", path="/token$", grant_type="refresh_token", status=200, limit=5000)
+    )
+    counts = {}
+    for index, partner in enumerate(partners):
+        user = partner_user(sim, partner=index, global_admin=True, admin_agent=True, mfa_registered=True)
+        if by_user[user.oid]:
+            counts[partner.pk] = by_user[user.oid]
+    return counts
 
 
 def wait_for(predicate: Callable[[], bool], *, timeout: float, what: str, interval: float = 0.5) -> None:

@@ -14,15 +14,17 @@ from simulator.tokens import fingerprint
 from tests.conftest import wait_until
 from tests.faults.conftest import (
     active_partners,
+    broker_idle,
     celery_client,
     dashboard_pages,
     live_fingerprints,
+    redemptions,
     restore_unacknowledged,
     shared_database_url,
+    table_held,
     viewer_client,
     worker_env,
 )
-from tests.simulated import partner_user
 from tokens.models import PartnerToken, TokenEvent
 from tokens.vault import get_vault
 
@@ -74,19 +76,18 @@ def test_a_worker_killed_repeatedly_loses_no_task_and_applies_none_twice(fsim, r
             worker.start()
     for fault in slow:
         fsim.control.remove_fault(fault)
-    # The messages the whole worker held come back once unacknowledged for the visibility timeout.
-    time.sleep(VISIBILITY + 1)
-    restore_unacknowledged(redis_url, visibility_timeout=VISIBILITY)
 
     def done() -> bool:
+        # The messages the whole worker held come back once unacknowledged for the visibility timeout.
+        restore_unacknowledged(redis_url, visibility_timeout=VISIBILITY)
         applied = CustomerConsent.objects.filter(
             customer__partner=consenting, status=CustomerConsent.Status.APPLIED
         ).count()
         renewed = PartnerToken.objects.filter(partner__in=renewing, generation=2).count()
-        return applied == CUSTOMERS and renewed == RENEWING
+        return applied == CUSTOMERS and renewed == RENEWING and broker_idle(redis_url, worker.queue)
 
-    wait_until(done, timeout=60, what="every renewal and every ApplicationConsent", interval=1)
-    time.sleep(2)
+    wait_until(done, timeout=VISIBILITY + 60, what="every renewal and ApplicationConsent, and no message left",
+               interval=1)  # fmt: skip
     assert worker.kills == KILLS
 
     # Nothing lost, nothing applied twice: each due partner renewed once, each customer consented once.
@@ -107,13 +108,38 @@ def test_a_worker_killed_repeatedly_loses_no_task_and_applies_none_twice(fsim, r
     # Whether a kill lands on work in flight depends on timing (a pool process may be between tasks); the
     # outcome above must hold either way, and the pages below are checked for the renewals it did cut off.
     # A renewal whose worker died after redeeming redeemed twice; its partner's page says what happened.
-    redemptions = Counter(
-        e["detail"].get("user")
-        for e in fsim.control.log(service="entra", path="/token$", grant_type="refresh_token", status=200, limit=5000)
-    )
-    pages = dashboard_pages(viewer_client(), renewing)
-    for index, partner in enumerate(renewing, start=1):
-        user = partner_user(fsim, partner=index, global_admin=True, admin_agent=True, mfa_registered=True)
-        if redemptions[user.oid] > 1:
-            assert "An earlier attempt stopped before it finished" in pages[str(partner.code)], partner
+    twice = [p for p in renewing if redemptions(fsim, partners).get(p.pk, 0) > 1]
+    pages = dashboard_pages(viewer_client(), twice)
+    for partner in twice:
+        assert "An earlier attempt stopped before it finished" in pages[str(partner.code)], partner
     assert "Healthy" in pages["overview"]
+
+
+def test_a_batch_killed_after_redeeming_two_partners_in_one_transaction_says_so_on_both_pages(  # type: ignore[no-untyped-def]
+    fsim, redis_url, fleet
+) -> None:
+    partners = active_partners(fsim, 2)
+    env = worker_env(fsim, database_url=shared_database_url(), broker_url=redis_url, visibility_timeout=VISIBILITY)
+    worker = fleet(env)
+    app = celery_client(redis_url)
+
+    # A batch writes its events once, after every redemption of its transaction: with their table held, it
+    # redeems both partners and waits there, its transaction open, until the kill rolls both renewals back.
+    with table_held("consent_tokenevent"):
+        app.send_task("consent.tokens_renew_batch", kwargs={"partner_ids": [p.pk for p in partners]},
+                      queue=worker.queue)  # fmt: skip
+        wait_until(lambda: len(redemptions(fsim, partners)) == 2, timeout=60, what="both redemptions")
+        worker.kill()
+    worker.start()
+
+    def renewed() -> bool:
+        # The broker hands the message back once it has been unacknowledged for the visibility timeout.
+        restore_unacknowledged(redis_url, visibility_timeout=VISIBILITY)
+        return PartnerToken.objects.filter(partner__in=partners, generation=2).count() == 2
+
+    wait_until(renewed, timeout=VISIBILITY + 60, what="the batch to come back and renew both partners", interval=1)
+
+    assert redemptions(fsim, partners) == {partners[0].pk: 2, partners[1].pk: 2}
+    pages = dashboard_pages(viewer_client(), partners)
+    for partner in partners:
+        assert "An earlier attempt stopped before it finished" in pages[str(partner.code)], partner

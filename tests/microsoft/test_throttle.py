@@ -1,5 +1,6 @@
 """The shared limiter when Redis stops answering: each process keeps the pace alone (its own token bucket) and
-the renewal or ApplicationConsent in hand goes on; Redis is asked again a few seconds later."""
+the renewal or ApplicationConsent in hand goes on; Redis is asked again a few seconds later. And the record it
+keeps in Redis of the slots it granted."""
 
 from __future__ import annotations
 
@@ -147,3 +148,27 @@ def test_partner_center_calls_go_on_with_redis_away(clock, settings, monkeypatch
     assert isinstance(shared, throttle.RedisLimiter)
     assert shared.acquire(timeout=5) == 0.0
     shared.pause(0.01)
+
+
+@pytest.mark.redis
+def test_the_shared_limiter_records_the_slot_of_each_named_request_by_its_clock(redis_url) -> None:  # type: ignore[no-untyped-def]
+    key = f"test-{uuid.uuid4().hex}"
+    shared = limiter(redis_url, key)
+    server = redis.Redis.from_url(redis_url)
+    try:
+        seconds, micros = server.time()
+        before = seconds * 1000 + micros // 1000
+        for request_id in ("first", "second", "third"):
+            shared.acquire(timeout=5, request_id=request_id)
+        shared.acquire(timeout=5)
+        seconds, micros = server.time()
+        after = seconds * 1000 + micros // 1000
+
+        slots = shared.slots()
+        # A request that named nothing takes a slot and leaves no record.
+        assert [slot.request_id for slot in slots] == ["first", "second", "third"]
+        assert all(before <= slot.at_ms <= after for slot in slots)
+        # At the bucket's pace (20/s, a burst of 1.5): three slots are at least 75 ms apart from first to last.
+        assert slots[-1].at_ms - slots[0].at_ms >= (3 - 1.5) / 20 * 1000
+    finally:
+        server.delete(f"cpv:throttle:{key}", f"cpv:throttle:{key}:pause", f"cpv:throttle:{key}:slots")
