@@ -83,7 +83,6 @@ def main(argv: list[str] | None = None) -> int:
         third = len(rows) // 3
         times: dict[str, list[float]] = {name: [] for name in [*kits, "product"]}
         database_times: list[float] = []
-        flags: list[tuple[int, str]] = []
 
         def database_time(execute: Any, sql: str, params: Any, many: bool, context: dict[str, Any]) -> Any:
             started = time.thread_time()
@@ -107,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
                 # The whole batch in one transaction, however long this machine takes, and its clean-up.
                 committed = renew_batch(partner_ids=batch, hold=float("inf"))
                 for pointer, redemption in committed.renewed:
-                    batch_renewal_finish(pointer, redemption, flags=flags)
+                    batch_renewal_finish(pointer, redemption)
                 elapsed = time.thread_time() - started
             results = committed.results
             assert [r.outcome for r in results] == ["renewed"] * len(batch), results

@@ -43,6 +43,9 @@ class RenewalResult:
     outcome: RenewalOutcome
     message: str = ""
     retry_after: float | None = None
+    # (row id, version) of the previous version a renewal disabled but did not flag, for the caller to flag
+    # together with others (renew_one with `flag_later`).
+    disabled_previous: tuple[int, str] | None = None
 
     @property
     def ok(self) -> bool:

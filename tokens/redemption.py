@@ -11,7 +11,7 @@ redemption that lists the secret's versions (one in RECONCILE_EVERY, and every o
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from microsoft import identity
@@ -41,30 +41,24 @@ ORPHAN_MIN_AGE = timedelta(minutes=15)
 RECONCILE_EVERY = 8
 
 
-@dataclass
-class BatchWrites:
-    """The rows a batch of renewals writes together, just before its one commit: each renewed pointer's
-    POINTER_MOVED columns and its event. (A failure's rows are written when it happens.)"""
-
-    pointers: list[PartnerToken] = field(default_factory=list)
-    events: list[TokenEvent] = field(default_factory=list)
-
-    def add(self, pointer: PartnerToken, event: TokenEvent) -> None:
-        self.pointers.append(pointer)
-        self.events.append(event)
-
-    def flush(self) -> None:
-        if self.pointers:
-            pointers_moved_write(self.pointers)
-            TokenEvent.objects.bulk_create(self.events)
-        self.pointers, self.events = [], []
-
-
 @dataclass(frozen=True)
 class Redemption:
+    """What a redemption did: the token Microsoft returned; with `store`, the vault version written for the rotated
+    one and the versions it superseded (to disable after the commit); with `deferred`, the token event not yet
+    saved (the pointer's moved columns not written either), for the caller to write with others."""
+
     token: identity.TokenResult
     written: WriteResult | None
     orphans: tuple[str, ...]
+    deferred: TokenEvent | None = None
+
+
+def moved_write(redemptions: list[tuple[PartnerToken, Redemption]]) -> None:
+    """Write deferred redemptions' rows in one statement each: the pointers' moved columns and their events."""
+    deferred = [(pointer, r.deferred) for pointer, r in redemptions if r.deferred is not None]
+    if deferred:
+        pointers_moved_write([pointer for pointer, _ in deferred])
+        TokenEvent.objects.bulk_create([event for _, event in deferred])
 
 
 def _orphans(versions: list[SecretVersion], pointer: PartnerToken, now: datetime) -> tuple[str, ...]:
@@ -93,11 +87,11 @@ def redeem_current_token(
     store: bool,
     kind: str,
     now: datetime,
-    writes: BatchWrites | None = None,
+    defer: bool = False,
 ) -> Redemption:
     """Redeem the partner's current token; with `store`, keep the rotated one as a new version and move the
-    pointer. The caller holds `pointer`'s row lock (select_for_update) inside its transaction. With `writes`,
-    the moved pointer and its event are left there for the caller to write (before its commit).
+    pointer. The caller holds `pointer`'s row lock (select_for_update) inside its transaction. With `defer`, the
+    moved pointer's row and its event are not written: the caller writes them (`moved_write`) before its commit.
 
     Returns the Redemption. Raises identity's typed errors, VaultError, or VersionBudgetExceeded.
     """
@@ -138,7 +132,7 @@ def redeem_current_token(
             version_count=written.version_count,
             token_value=token.refresh_token,
             now=now,
-            save=writes is None,
+            save=not defer,
         ),
     )
     event = token_event(
@@ -151,25 +145,24 @@ def redeem_current_token(
         previous_version=old,
         versions=written.version_count,
         generation=pointer.generation,
-        save=writes is None,
+        save=not defer,
     )
-    if writes is not None:
-        writes.add(pointer, event)
-    return Redemption(token=token, written=written, orphans=orphans)
+    return Redemption(token=token, written=written, orphans=orphans, deferred=event if defer else None)
 
 
 def superseded_versions_disable(
-    pointer: PartnerToken, orphans: tuple[str, ...], *, flags: list[tuple[int, str]] | None = None
-) -> None:
-    """Disable the version the pointer moved away from, and versions left by interrupted writes.
+    pointer: PartnerToken, orphans: tuple[str, ...], *, record: bool = True
+) -> tuple[int, str] | None:
+    """Disable the version the pointer moved away from, and versions left by interrupted writes. Failures are only
+    logged: the previous version stays flagged as enabled and the sweep retries it.
 
-    With `flags`, the row's `previous_disabled` flag is not written here: (row id, version) is appended for
-    the caller to write with `previous_disabled_record`. Failures are only logged: the previous version stays
-    flagged as enabled and the sweep retries it.
+    Returns (row id, version) of the previous version it disabled when `record` is False: the row's
+    `previous_disabled` flag is then the caller's to write (`previous_disabled_record`, for many rows at once).
     """
-    if flags is not None and pointer.previous_version and not pointer.previous_disabled:
+    flag: tuple[int, str] | None = None
+    if not record and pointer.previous_version and not pointer.previous_disabled:
         if partner_token_disable_previous(pointer=pointer, record=False):
-            flags.append((pointer.pk, pointer.previous_version))
+            flag = (pointer.pk, pointer.previous_version)
     else:
         partner_token_disable_previous(pointer=pointer)
     vault = get_vault()
@@ -188,3 +181,4 @@ def superseded_versions_disable(
             f"Disabled {len(disabled)} vault version(s) left behind by an interrupted write",
             versions=disabled,
         )
+    return flag

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from django.conf import settings
@@ -35,8 +35,8 @@ from tokens.outcomes import RenewalOutcome, RenewalResult, RenewalRetry
 from tokens.pointers import token_event
 from tokens.redemption import (
     VERSION_RESERVE,
-    BatchWrites,
     Redemption,
+    moved_write,
     redeem_current_token,
     superseded_versions_disable,
 )
@@ -74,15 +74,15 @@ def renew_one(
     attempt: int = 1,
     max_attempts: int | None = None,
     interrupted: str = "",
-    flags: list[tuple[int, str]] | None = None,
+    flag_later: bool = False,
 ) -> RenewalResult:
     """Renew one partner's refresh token if it is due (or `force`), under the pointer's row lock, in its own
     transaction.
 
     `interrupted` says why an earlier run of this renewal stopped before it could record anything (its worker
     was killed, the database went away): when the token is still due, that failure is recorded as an event
-    before this attempt, so that it shows on the dashboard. With `flags`, the flag that the old version is
-    disabled is left for the caller to write (see superseded_versions_disable). A forced renewal (an operator's
+    before this attempt, so that it shows on the dashboard. With `flag_later`, the flag that the old version is
+    disabled is left for the caller to write: the result's `disabled_previous`. A forced renewal (an operator's
     "renew now", the `renew_tokens --force` command) is also audited; the scheduled ones are the partner's
     token events.
 
@@ -91,6 +91,8 @@ def renew_one(
     error, recorded with its reason; not retried). Raises RenewalRetry for a transient error while
     `attempt` < `max_attempts` (the failure is recorded as an event first).
     """
+    # Inside a caller's transaction that may still roll back, the old version waits for that commit.
+    outer = connection.in_atomic_block
     with transaction.atomic():
         try:
             pointer = (
@@ -107,12 +109,17 @@ def renew_one(
             max_attempts=max_attempts or settings.CPV_RENEWAL_MAX_ATTEMPTS,
             interrupted=interrupted,
         )
-        if redemption is not None:
-            transaction.on_commit(lambda: superseded_versions_disable(pointer, redemption.orphans, flags=flags))
+        if redemption is not None and outer:
+            orphans = redemption.orphans
+            transaction.on_commit(lambda: superseded_versions_disable(pointer, orphans))
     if result.outcome == RenewalOutcome.RETRY:
         raise RenewalRetry(result.message, delay=result.retry_after or 0.0)
-    if redemption is not None:
-        _renewed(pointer, redemption)
+    if redemption is None:
+        return result
+    if not outer:
+        flag = superseded_versions_disable(pointer, redemption.orphans, record=not flag_later)
+        result = replace(result, disabled_previous=flag)
+    _renewed(pointer, redemption)
     return result
 
 
@@ -173,7 +180,6 @@ def renew_batch(
             .filter(partner_id__in=partner_ids)
         }
         unlocked = _unlocked([partner_id for partner_id in partner_ids if partner_id not in pointers])
-        writes = BatchWrites()
         for partner_id in partner_ids:
             if results and time.monotonic() - started > hold:
                 break
@@ -185,22 +191,24 @@ def renew_batch(
                     on_begin(partner_id)
                 says = interrupted if cut_off is None or partner_id in cut_off else ""
                 result, redemption = renew_if_due(
-                    pointer, attempt=1, max_attempts=max_attempts, interrupted=says, writes=writes, now=now
+                    pointer, attempt=1, max_attempts=max_attempts, interrupted=says, defer=True, now=now
                 )
                 if redemption is not None:
                     renewed.append((pointer, redemption))
             if cut_off is None and result.outcome not in (RenewalOutcome.NOT_DUE, RenewalOutcome.BUSY):
                 interrupted = ""  # this partner was the one in progress (or none was): the rest start afresh
             results.append(result)
-        writes.flush()
+        moved_write(renewed)
     return BatchRenewal(results=results, renewed=renewed)
 
 
-def batch_renewal_finish(pointer: PartnerToken, redemption: Redemption, *, flags: list[tuple[int, str]]) -> None:
-    """After a batch's commit, for one renewal: disable the old version (its flag appended to `flags`) and the
-    orphans, and keep the access token that came with it."""
-    superseded_versions_disable(pointer, redemption.orphans, flags=flags)
+def batch_renewal_finish(pointer: PartnerToken, redemption: Redemption) -> tuple[int, str] | None:
+    """After a batch's commit, for one renewal: disable the old version and the orphans, and keep the access token
+    that came with it. Returns (row id, version) of the old version disabled, whose flag the caller writes with
+    the others' (`previous_disabled_record`)."""
+    flag = superseded_versions_disable(pointer, redemption.orphans, record=False)
     _renewed(pointer, redemption)
+    return flag
 
 
 def _unlocked(partner_ids: list[int]) -> dict[int, RenewalResult]:
@@ -223,14 +231,15 @@ def renew_if_due(
     max_attempts: int,
     interrupted: str,
     force: bool = False,
-    writes: BatchWrites | None = None,
+    defer: bool = False,
     now: datetime | None = None,
 ) -> tuple[RenewalResult, Redemption | None]:
     """Renew the partner whose row the caller holds locked, if it is due (or `force`); a failure is recorded in
-    the caller's transaction. With `writes`, the moved pointer and its event are left there for the caller.
+        the caller's transaction. With `defer`, the moved pointer's row and its event are the caller's to write
+    (`moved_write`).
 
-    Returns the RenewalResult (`retry` for a transient failure with attempts left) and, when it renewed, the
-    Redemption, whose orphans the caller disables after its commit.
+        Returns the RenewalResult (`retry` for a transient failure with attempts left) and, when it renewed, the
+        Redemption, whose orphans the caller disables after its commit.
     """
     now = now or timezone.now()
     partner_id = pointer.partner_id
@@ -268,7 +277,7 @@ def renew_if_due(
             store=True,
             kind=Kind.RENEWED,
             now=now,
-            writes=writes,
+            defer=defer,
         )
         if redemption.written is None:
             # Nothing was stored: the token is as old as it was, so this is no renewal.

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
+from dataclasses import dataclass, field
 from typing import Any
 
 from celery import Task, shared_task
@@ -117,28 +118,39 @@ def tokens_renew_batch(
     begun_before = set(note.partner_ids) if interrupted and note.partner_ids else None
     budget = settings.CELERY_TASK_SOFT_TIME_LIMIT * BATCH_TIME_SHARE
     started = time.monotonic()
-    outcomes: Counter[str] = Counter()
-    # The rows whose old version the batch disabled: flagged in one write at the end, not one per renewal.
-    flags: list[tuple[int, str]] = []
+    tally = BatchTally()
     try:
         _renew_each(self, partner_ids, attempt=attempt, interrupted=interrupted, begun_before=begun_before,
-                    note=note, flags=flags, outcomes=outcomes, deadline=started + budget)  # fmt: skip
+                    note=note, tally=tally, deadline=started + budget)  # fmt: skip
     finally:
         # A run that stops here (done, or its partners handed on with what it began) needs no note. One whose
         # worker dies never gets here: its note is what the next delivery reads.
         note.forget()
-        _flags_record(flags)
+        tally.flags_record()
     logger.info("renewal batch of %d partner(s): %s", len(partner_ids),
-                ", ".join(f"{n} {outcome}" for outcome, n in sorted(outcomes.items())))  # fmt: skip
-    return dict(outcomes)
+                ", ".join(f"{n} {outcome}" for outcome, n in sorted(tally.outcomes.items())))  # fmt: skip
+    return dict(tally.outcomes)
 
 
-def _flags_record(flags: list[tuple[int, str]]) -> None:
-    try:
-        pointers.previous_disabled_record(flags)
-    except DATABASE_LOST as exc:
-        # The versions are disabled in the vault; the sweep disables them again (harmlessly) and flags them.
-        logger.warning("renewal batch: could not flag %d disabled version(s): %s", len(flags), exc.__class__.__name__)
+@dataclass
+class BatchTally:
+    """What one run of a batch message has done so far: the count of each outcome, and the rows whose old version
+    it disabled, flagged in one write when the run stops (done, handed on, or retried), not one per renewal."""
+
+    outcomes: Counter[str] = field(default_factory=Counter)
+    flags: list[tuple[int, str]] = field(default_factory=list)
+
+    def flag(self, disabled: tuple[int, str] | None) -> None:
+        if disabled is not None:
+            self.flags.append(disabled)
+
+    def flags_record(self) -> None:
+        try:
+            pointers.previous_disabled_record(self.flags)
+        except DATABASE_LOST as exc:
+            # The versions are disabled in the vault; the sweep disables them again (harmlessly) and flags them.
+            logger.warning("renewal batch: could not flag %d disabled version(s): %s", len(self.flags),
+                           exc.__class__.__name__)  # fmt: skip
 
 
 def _renew_each(
@@ -149,8 +161,7 @@ def _renew_each(
     interrupted: str,
     begun_before: set[int] | None,
     note: BegunNote,
-    flags: list[tuple[int, str]],
-    outcomes: Counter[str],
+    tally: BatchTally,
     deadline: float,
 ) -> None:
     """Renew the partners in transactions of many (renewal.renew_batch); after an unexpected failure
@@ -162,7 +173,7 @@ def _renew_each(
     while index < len(partner_ids):
         rest = partner_ids[index:]
         if index and time.monotonic() > deadline:
-            if _hand_on(task, rest, outcomes):
+            if _hand_on(task, rest, tally.outcomes):
                 logger.info("renewal batch: %d partner(s) handed to a new batch for time", len(rest))
                 return
             deadline = float("inf")  # the broker cannot take them: this batch renews them after all
@@ -171,7 +182,8 @@ def _renew_each(
             if alone:
                 note.add(rest[0])
                 says = interrupted if begun_before is None or rest[0] in begun_before else ""
-                results = [_renew_alone(rest[0], interrupted=says, flags=flags)]
+                results = [_renew_alone(rest[0], interrupted=says)]
+                tally.flag(results[0].disabled_previous)
             else:
                 batch = renewal.renew_batch(partner_ids=rest, interrupted=interrupted, cut_off=begun_before,
                                             on_begin=note.add)  # fmt: skip
@@ -183,7 +195,7 @@ def _renew_each(
                     attempt,
                     len(rest),
                 )
-                outcomes[RenewalOutcome.FAILED] += len(rest)
+                tally.outcomes[RenewalOutcome.FAILED] += len(rest)
                 return
             reason = f"the database connection failed: {exc.__class__.__name__}"
             logger.warning("renewal batch: %s; trying %d partner(s) again", reason, len(rest))
@@ -193,7 +205,7 @@ def _renew_each(
             ) from None
         except SoftTimeLimitExceeded:
             # The renewals in progress rolled back; they and the rest go on in a new batch.
-            if _hand_on(task, rest, outcomes, interrupted="its batch ran out of time", begun=note.partner_ids):
+            if _hand_on(task, rest, tally.outcomes, interrupted="its batch ran out of time", begun=note.partner_ids):
                 return
             # The broker cannot take them: carry on here, from the same partner. Should the hard time limit
             # stop this process, the message is handed back (reject_on_worker_lost) and the batch runs again.
@@ -219,28 +231,29 @@ def _renew_each(
                 outcome = RenewalOutcome.RETRY if queued else "retry_not_queued"
             if begun_before is None and outcome not in (RenewalOutcome.NOT_DUE, RenewalOutcome.BUSY):
                 interrupted = ""  # this partner was the one in progress (or none was): the rest start afresh
-            outcomes[outcome] += 1
+            tally.outcomes[outcome] += 1
         index += len(results)
         # Committed and counted: what follows cannot undo them.
         try:
-            _finish(committed, flags=flags)
+            for pointer, redemption in committed:
+                tally.flag(_finish(pointer, redemption))
         except SoftTimeLimitExceeded:
-            if index < len(partner_ids) and _hand_on(task, partner_ids[index:], outcomes):
+            if index < len(partner_ids) and _hand_on(task, partner_ids[index:], tally.outcomes):
                 return
             deadline = float("inf")
 
 
-def _finish(committed: list[tuple[Any, Any]], *, flags: list[tuple[int, str]]) -> None:
-    """After a commit, each renewal's clean-up on its own: one that fails (the vault, the database) leaves its old
-    version for the sweep to disable and does not stop the others'."""
-    for pointer, redemption in committed:
-        try:
-            renewal.batch_renewal_finish(pointer, redemption, flags=flags)
-        except SoftTimeLimitExceeded:
-            raise
-        except Exception:
-            logger.exception("renewal of partner %s: the clean-up after the commit failed; the sweep retries it",
-                             pointer.partner_id)  # fmt: skip
+def _finish(pointer: Any, redemption: Any) -> tuple[int, str] | None:
+    """After a commit, one renewal's clean-up on its own: one that fails (the vault, the database) leaves its old
+    version for the sweep to disable and does not stop the others'. Returns the flag to write (or None)."""
+    try:
+        return renewal.batch_renewal_finish(pointer, redemption)
+    except SoftTimeLimitExceeded:
+        raise
+    except Exception:
+        logger.exception("renewal of partner %s: the clean-up after the commit failed; the sweep retries it",
+                         pointer.partner_id)  # fmt: skip
+        return None
 
 
 def _hand_on(
@@ -257,10 +270,11 @@ def _hand_on(
     return True
 
 
-def _renew_alone(partner_id: int, *, interrupted: str, flags: list[tuple[int, str]]) -> RenewalResult:
-    """One partner in its own transaction; a transient failure is the outcome `retry`, as in a batch."""
+def _renew_alone(partner_id: int, *, interrupted: str) -> RenewalResult:
+    """One partner in its own transaction; a transient failure is the outcome `retry`, as in a batch. The flag of
+    the old version it disabled is the result's `disabled_previous`."""
     try:
-        return renewal.renew_one(partner_id=partner_id, interrupted=interrupted, flags=flags)
+        return renewal.renew_one(partner_id=partner_id, interrupted=interrupted, flag_later=True)
     except RenewalRetry as retry:
         return RenewalResult(partner_id, RenewalOutcome.RETRY, str(retry), retry_after=retry.delay)
 

@@ -76,7 +76,7 @@ def test_an_operator_reads_the_overview_filters_the_list_and_runs_an_action(page
     page.click("text=Contoso Partners")
     page.wait_for_selector("#customers")
     assert "26 of 30" in page.inner_text("#customers")
-    assert "Admin Agent" in page.inner_text("#customers")  # a 403 from Partner Center, in words
+    assert "AdminAgents group" in page.inner_text("#customers")  # a 403 from Partner Center, in words
     assert "abababab" in page.inner_text("#token")
     screenshot(page, "dashboard-partner-page")
 
