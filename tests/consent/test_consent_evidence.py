@@ -94,6 +94,17 @@ def test_a_first_consent_grants_the_registrations_list_and_proves_the_role_throu
     assert cpv_sim.control.refresh_token_info(stored) is not None
 
 
+def test_the_role_is_found_across_pages_of_memberships(cpv_sim, invitation, consent_run, admin) -> None:  # type: ignore[no-untyped-def]
+    # An administrator in many groups: Graph lists the memberships a page at a time (@odata.nextLink).
+    cpv_sim.control.set_user_groups(admin.oid, [f"Group {i:03d}" for i in range(250)])
+
+    partner = assert_consented(consent_run(invitation.url, user=admin), invitation.partner)
+
+    assert flow_of(partner).role_evidence == ConsentFlow.RoleEvidence.GRAPH
+    pages = graph_calls(cpv_sim)
+    assert len(pages) >= 3 and all(e["status"] == 200 for e in pages)
+
+
 def test_wids_in_the_id_token_proves_the_role_without_a_graph_membership_call(  # type: ignore[no-untyped-def]
     cpv_sim, invitation, consent_run, admin
 ) -> None:
