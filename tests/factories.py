@@ -144,3 +144,19 @@ def active_partner_with_data(
     # Rows written in bulk bypass the services that keep the coverage counters: count them, as after a bulk load.
     coverage_recount(partner_ids=[partner.pk])
     return partner
+
+
+def once(real: Any, error: BaseException, *, after: bool = False) -> Any:
+    """`real`, except that its first call raises `error` (before it runs, or `after` it has run)."""
+    calls: list[int] = []
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 1 and not after:
+            raise error
+        result = real(*args, **kwargs)
+        if len(calls) == 1:
+            raise error
+        return result
+
+    return call
