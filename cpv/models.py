@@ -1,5 +1,5 @@
-"""The project's own tables: the database rate limiter's counters (microsoft/throttle.py), for an embedded
-deployment without Redis. They live here, in the lowest layer, so that the Microsoft clients may use them."""
+"""The project's own tables: the database rate limiter's counters, in the lowest layer so the Microsoft clients
+may use them."""
 
 from __future__ import annotations
 
