@@ -21,8 +21,7 @@ VENDOR_LOGO_TYPES = {
 
 @dataclass(frozen=True)
 class Vendor:
-    """The vendor's name (its app registration's display name, shown by Microsoft's sign-in), support address and logo,
-    each possibly unset."""
+    """The vendor's name (as its app registration shows it), support address and logo, each possibly unset."""
 
     name: str = ""
     support_email: str = ""

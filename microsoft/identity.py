@@ -235,8 +235,7 @@ def error_from_response(
 
 
 def client_credential(app: AppCredential) -> str | dict[str, str]:
-    """msal's `client_credential`: the PEM certificate with its key (preferred) or the secret. Raises
-    IdentityMisconfigured."""
+    """msal's `client_credential`: the PEM certificate and key, or the secret. Raises IdentityMisconfigured."""
     if app.certificate_path:
         try:
             pem = Path(app.certificate_path).read_bytes()
@@ -541,8 +540,7 @@ def id_token_verify(*, cloud: Cloud, client_id: str, id_token: str, nonce: str |
 
 
 def access_token_claims(access_token: str) -> dict[str, Any]:
-    """An access token's claims, read without checking its signature (only its resource validates it); {} if
-    unreadable."""
+    """An access token's claims, unverified (only its resource validates it); {} when unreadable."""
     # It came straight from the token endpoint over TLS; Microsoft's Test-PartnerSecurityRequirement reads `amr` so.
     try:
         claims = jwt.decode(access_token, options={"verify_signature": False})

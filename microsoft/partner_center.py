@@ -48,8 +48,7 @@ class Unauthorized(PartnerCenterError):
 
 
 class MfaRequired(Unauthorized):
-    """401 code 900421: the sign-in had no MFA, and no token from this consent will; the partner must consent with
-    MFA."""
+    """401 code 900421: the sign-in lacked MFA, as will any token of this consent; consent again with MFA."""
 
     kind = "mfa_required"
 
@@ -204,8 +203,7 @@ class PartnerCenterClient:
     def application_consent_create(
         self, *, customer_tenant_id: str, body: dict[str, Any], request_id: str | None = None
     ) -> bool:
-        """POST the app's consent in a customer tenant: True when created, False when already there. Raises the typed
-        errors."""
+        """POST the app's consent in a customer tenant: True if created, False if already there."""
         try:
             self.request(
                 "POST",
@@ -244,8 +242,7 @@ _FORMS_SEEN: set[str] = set()
 
 
 def mfa_compliance(response: requests.Response) -> bool | None:
-    """Partner Center's `isMfaCompliant` answer from a header or the JSON body (Microsoft does not say which), or
-    None."""
+    """Partner Center's `isMfaCompliant` from a header or the JSON body (Microsoft says neither), or None."""
     found: tuple[str, Any] | None = None
     header = response.headers.get("isMfaCompliant")  # requests compares header names case-insensitively
     if header is not None:

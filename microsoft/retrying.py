@@ -18,8 +18,7 @@ def max_countdown() -> float:
 
 
 def backoff_delay(*, attempt: int, retry_after: float | None = None, base: float = BASE_DELAY) -> float:
-    """Seconds before attempt `attempt + 1`: at least `retry_after`, at most MAX_DELAY (a longer Retry-After up to
-    max_countdown())."""
+    """Seconds before attempt `attempt + 1`: at least `retry_after`, at most MAX_DELAY (or max_countdown())."""
     exponential = min(MAX_DELAY, base * 2 ** max(0, attempt - 1))
     delay = random.uniform(exponential / 2, exponential)  # noqa: S311 - jitter, not a secret
     if retry_after is not None:

@@ -350,8 +350,7 @@ def limiter_for(application_id: str) -> Limiter:
 
 
 def vault_creates_limiter(vault: str) -> Limiter | None:
-    """The shared pace of creates in Key Vault `vault`, or None without Redis or when CPV_VAULT_CREATES_PER_SECOND is
-    0."""
+    """The shared pace of creates in Key Vault `vault`; None without Redis or with a pace of 0."""
     rate = int(getattr(settings, "CPV_VAULT_CREATES_PER_SECOND", VAULT_CREATES_PER_SECOND))
     url = getattr(settings, "CPV_THROTTLE_URL", "")
     if rate <= 0 or not url:

@@ -135,8 +135,7 @@ def staff_sign_in_step(request: HttpRequest) -> SignInStep:
 
 
 def staff_sign_in_unfinished(request: HttpRequest) -> HttpResponse | None:
-    """Where to send a staff member whose sign-in is unfinished, or None; a session that may not go on is signed out
-    first."""
+    """Where to send a staff member whose sign-in is unfinished (signing out one that may not go on), or None."""
     step = staff_sign_in_step(request)
     if step == SignInStep.DONE:
         return None

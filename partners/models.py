@@ -63,8 +63,7 @@ class Partner(models.Model):
 
 
 class Customer(models.Model):
-    """A customer tenant of a partner as Partner Center last listed it; one that disappears gets `removed_at`, never
-    deleted."""
+    """A partner's customer tenant as Partner Center last listed it; a vanished one gets `removed_at`."""
 
     partner = models.ForeignKey(Partner, on_delete=models.CASCADE, related_name="customers")
     tenant_id = models.UUIDField()

@@ -34,8 +34,7 @@ def partner_permissions_outdated(partner: Partner) -> bool:
 
 
 def partner_permission_refused(*, partner: Partner, api: str) -> None:
-    """Record that the consent holds nothing for `api` (AADSTS65001), so its features say so; the partner stays
-    active."""
+    """Record that the consent holds nothing for `api` (AADSTS65001); the partner stays active."""
     with transaction.atomic():
         locked = Partner.objects.select_for_update().get(pk=partner.pk)
         granted = dict(locked.permissions_granted or {})

@@ -191,8 +191,7 @@ def staff_role_set(*, actor: Actor, user: User, role: Role) -> User:
 
 
 def staff_user_create(*, actor: Actor, username: str, email: str, password: str, role: Role) -> User:
-    """Create a staff account with a role. Raises PartnerError for a taken username or a password the validators
-    refuse."""
+    """Create a staff account with a role. Raises PartnerError for a taken username or a refused password."""
     username = username.strip()
     if not username:
         raise PartnerError("A staff account needs a username.")
@@ -313,8 +312,7 @@ def staff_microsoft_sign_in(
 
 
 def staff_totp_begin(*, user: User) -> TOTPDevice:
-    """A fresh unconfirmed authenticator secret, dropping any other set-up in progress (so a seen secret is never
-    confirmed)."""
+    """A fresh unconfirmed authenticator secret; other set-ups in progress are dropped, never confirmed."""
     with transaction.atomic():
         TOTPDevice.objects.filter(user=user, confirmed=False).delete()
         return TOTPDevice.objects.create(user=user, name="Authenticator app", confirmed=False)
@@ -357,8 +355,7 @@ MFA_RECORD_EVERY = timedelta(minutes=10)
 
 
 def partner_mfa_record(*, partner: Partner, compliant: bool | None, now: datetime | None = None) -> bool:
-    """Keep Partner Center's `isMfaCompliant` for the partner (None writes nothing), in memory too: True when
-    written."""
+    """Keep Partner Center's `isMfaCompliant` (None writes nothing), in memory too: True when written."""
     if compliant is None:
         return False
     now = now or timezone.now()

@@ -145,8 +145,7 @@ def partner_mfa_verify(*, partner: Partner, access_token: str) -> bool | None:
 def renewal_failure_record(
     pointer: PartnerToken, exc: Exception, *, now: datetime, attempt: int, max_attempts: int
 ) -> RenewalResult:
-    """Record a failed renewal in the caller's transaction: `retry` (with `retry_after`) while attempts are left,
-    else `failed`."""
+    """Record a failed renewal in the caller's transaction: `retry` while attempts are left, else `failed`."""
     partner = pointer.partner
     transient = (isinstance(exc, identity.IdentityError) and not exc.permanent) or (
         isinstance(exc, VaultError) and exc.transient

@@ -140,8 +140,7 @@ def partner_token_disable_previous(*, pointer: PartnerToken, record: bool = True
 
 
 def previous_disabled_record(disabled: list[tuple[int, str]]) -> int:
-    """Flag rows whose previous version is disabled, given (row id, version); a moved-on row is left. Returns the
-    count."""
+    """Flag rows whose previous version is disabled, given (row id, version), unless moved on: the count."""
     if not disabled:
         return 0
     # Two lists instead of a pair per row: a vault version id belongs to one secret, so one row, and a row can
