@@ -1,17 +1,6 @@
-"""Signing a person in with Microsoft (OpenID Connect): the one kit behind the partner portal and the staff
-sign-in.
-
-Each sign-in goes through the vendor's own app registration with S256 PKCE, a fresh state and nonce and
-`response_mode=form_post` (microsoft.identity), asking for `openid profile` only and no refresh token. Its
-id_token gets every check of microsoft.identity.id_token_verify; the state is single use and bound to the
-browser that started the sign-in by a cookie of its own (consent.oauth_state).
-
-Microsoft answers with a cross-site form POST, which does not carry the SameSite=Lax session cookie: the callback
-keeps the verified identity for a minute, sealed, under a one-time key bound to the same browser cookie, and
-hands over with a 303 to a same-site GET (`sign_in_handed_over`), where the caller writes it into a fresh session.
-Everything kept in the cache between the steps is sealed with the site's key: an entry written into the cache by
-anyone else is worth nothing.
-"""
+"""Signing a person in with Microsoft (OpenID Connect, PKCE, no refresh token): the one kit of the portal and the
+staff sign-in. Microsoft's cross-site form_post lacks the SameSite=Lax session cookie, so the callback hands the
+sealed identity to a same-site GET (`sign_in_handed_over`), bound to the browser by a cookie of its own."""
 
 from __future__ import annotations
 
@@ -98,7 +87,7 @@ def _unsealed(value: Any, *, purpose: str, bound_to: str) -> dict[str, Any] | No
 
 
 def _entry_of_this_browser(request: HttpRequest, kind: SignInKind, key: str, *, purpose: str) -> dict[str, Any] | None:
-    """The sealed cache entry at `key` when it is this code's and was bound to this browser; else None."""
+    """The sealed cache entry at `key` when it is ours and bound to this browser; else None."""
     bound_to = key.partition(":")[2]
     entry = _unsealed(cache.get(key), purpose=purpose, bound_to=bound_to)
     if entry is None or not oauth_state.browser_matches(
@@ -117,12 +106,8 @@ def sign_in_start(
     login_hint: str | None = None,
     auth_context: str = "",
 ) -> HttpResponse:
-    """Send the browser to Microsoft's sign-in (call it from a POST: never start OAuth from a GET).
-
-    `tenant` is the authority's tenant: "organizations" for any work account, or one tenant's id. `auth_context`
-    (an id such as c1) asks Microsoft for a sign-in that satisfies it, as the id_token's essential `acrs` claim.
-    Returns the 303 to Microsoft, with the browser-binding cookie set. Raises SignInFailed.
-    """
+    """The 303 to Microsoft's sign-in in `tenant` (optionally asking for `auth_context` in `acrs`), with the browser's
+    binding cookie set; call it from a POST. Raises SignInFailed."""
     try:
         cloud = clouds.resolve(cloud_name)
     except (ValueError, clouds.CloudRetiredError) as exc:
@@ -161,11 +146,8 @@ def sign_in_start(
 
 
 def sign_in_finish(request: HttpRequest, kind: SignInKind) -> HttpResponse:
-    """Take Microsoft's form_post: check the single-use state and its browser, redeem the code, verify the
-    id_token, and hand the identity over to the same-site welcome page.
-
-    Returns the 303 to the welcome page. Raises SignInFailed.
-    """
+    """Take Microsoft's form_post (single-use state of this browser, code, id_token checks): the 303 that hands the
+    identity to the welcome page. Raises SignInFailed."""
     if request.method != "POST":
         raise SignInFailed("This page only takes Microsoft's answer", "Start the sign-in again.")
     form = {k: v for k, v in request.POST.items() if isinstance(v, str)}
@@ -235,8 +217,7 @@ def sign_in_finish(request: HttpRequest, kind: SignInKind) -> HttpResponse:
 def callback_view(
     kind: SignInKind, *, page: Callable[[HttpRequest, SignInFailed], HttpResponse]
 ) -> Callable[[HttpRequest], HttpResponse]:
-    """The view at the sign-in's redirect URI: rate-limited per address (cpv.ratelimit, `{kind}-callback`), then
-    `sign_in_finish`; `page` renders a refusal for the person."""
+    """The view at the redirect URI: rate-limited per address, then `sign_in_finish`; `page` renders a refusal."""
 
     @csrf_exempt  # Microsoft's form_post is cross-site; the single-use state bound to this browser is the check.
     @require_http_methods(["GET", "POST"])
@@ -254,11 +235,8 @@ def callback_view(
 
 
 def sign_in_handed_over(request: HttpRequest, kind: SignInKind, handoff: str) -> SignedIn:
-    """The same-site end of the sign-in: the verified identity, once, to the browser that started it.
-
-    The caller writes it into a fresh session and clears the binding cookie (`sign_in_cookie_clear`).
-    Raises SignInFailed.
-    """
+    """The verified identity, once, to the browser that started the sign-in; the caller writes it into a fresh session
+    and clears the binding cookie. Raises SignInFailed."""
     handoff_hash = oauth_state.digest(handoff)
     key = f"{kind.name}-handoff:{handoff_hash}"
     entry = _entry_of_this_browser(request, kind, key, purpose=f"{kind.name}-handoff")

@@ -11,11 +11,8 @@ from partners.models import Partner
 
 
 class ConsentFlow(models.Model):
-    """One attempt by a partner's admin to consent to the vendor's app, from the landing page to the result.
-
-    The in-progress sign-in (msal's flow: state, nonce, PKCE verifier) is kept here sealed, found by a
-    hash of `state`, and bound to one browser by a hash of a cookie's value.
-    """
+    """One attempt by a partner's admin to consent, from landing page to result; its msal flow is kept sealed, found by
+    a hash of `state` and bound to one browser by a cookie's hash."""
 
     class Status(models.TextChoices):
         CREATED = "created", "Created"

@@ -1,10 +1,5 @@
-"""The OAuth state of a sign-in in progress, shared by the consent flow and the partner portal.
-
-Both send a browser to Microsoft with msal's `state` and take Microsoft's cross-site form_post back. The state is
-kept only as a digest (found by it, never stored in the clear), bound to the browser that started the sign-in by
-a cookie whose digest is kept beside it, and consumed once by whoever stores it (a conditional UPDATE for a
-consent flow, a cache delete for a portal sign-in).
-"""
+"""The OAuth state of a sign-in in progress, shared by the consent flow and the portal: kept as a digest, bound to
+the starting browser by a cookie, consumed once."""
 
 from __future__ import annotations
 
@@ -24,7 +19,7 @@ def digest(value: str) -> str:
 
 
 def state_digest(state: str | None) -> str:
-    """The digest to look a sign-in up by, or "" for a missing or oversized state (which matches nothing)."""
+    """The digest to look a sign-in up by; "" (matching nothing) for a missing or oversized state."""
     return digest(state) if state and len(state) <= MAX_STATE_LENGTH else ""
 
 
@@ -39,11 +34,10 @@ def new_browser_key() -> str:
 
 
 def browser_matches(key: str | None, stored_digest: str) -> bool:
-    """Whether the browser's key is the one the sign-in was bound to (in constant time; no key never matches)."""
+    """Whether the browser's key is the one the sign-in was bound to, in constant time (no key never matches)."""
     return bool(key) and bool(stored_digest) and hmac.compare_digest(digest(key or ""), stored_digest)
 
 
 def browser_bind(response: HttpResponse, *, cookie: str, key: str, seconds: int) -> None:
-    """Give the browser its key. Sent on Microsoft's cross-site form_post (SameSite=None), only over HTTPS or to
-    localhost, never to JavaScript."""
+    """Give the browser its key: SameSite=None for Microsoft's cross-site form_post, HTTPS or localhost, HttpOnly."""
     response.set_cookie(cookie, key, max_age=seconds, path="/", secure=True, httponly=True, samesite="None")

@@ -13,7 +13,7 @@ def private(response: HttpResponse) -> HttpResponse:
 
 
 def form_page(response: HttpResponse) -> HttpResponse:
-    """For pages whose form POSTs back here: they keep the site-wide `same-origin` referrer policy, because under
-    `no-referrer` the browser sends `Origin: null`, which CSRF protection rightly refuses."""
+    """For pages whose form POSTs back here: keep the `same-origin` referrer policy (`no-referrer` sends
+    `Origin: null`, which CSRF protection refuses)."""
     response["Cache-Control"] = "no-store"
     return response

@@ -1,11 +1,5 @@
-"""The partner portal: a partner's administrator signs in with Microsoft and sees only their own organisation.
-
-Sign-in is OpenID Connect through the vendor's own app registration, on the "organizations" authority, by the
-kit the staff sign-in uses too (consent.microsoft_sign_in: PKCE, a single-use state bound to this browser, every
-id_token check, a sealed same-site hand-over). The verified identity (tenant id and the user's object id) lives in
-the session and is checked in one place, `portal_view`; nothing in the portal's URLs names a partner, so one
-organisation's user cannot ask for another's pages.
-"""
+"""The partner portal: a partner's administrator signs in with Microsoft and sees only their own organisation,
+checked in one place (`portal_view`); no portal URL names a partner."""
 
 from __future__ import annotations
 
@@ -98,8 +92,7 @@ def _partner_for(who: PortalIdentity) -> Partner | None:
 
 
 def _is_partner_admin(who: PortalIdentity, partner: Partner) -> bool:
-    """A Global Administrator by the `wids` of the sign-in's tokens, or the person who consented for the partner
-    (`wids` is an optional claim, left out of some tokens)."""
+    """A Global Administrator by the tokens' `wids` (an optional claim), or the person who consented for the partner."""
     if who.global_admin:
         return True
     token = getattr(partner, "token", None)
@@ -111,8 +104,8 @@ def _is_partner_admin(who: PortalIdentity, partner: Partner) -> bool:
 
 
 def portal_view(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
-    """Guard every signed-in portal page: no identity → the sign-in page; a tenant that is no partner (or a
-    user who is not its administrator) → a page that says so. The view gets the identity and its partner."""
+    """Guard a signed-in portal page: no identity goes to sign-in, a tenant that is no partner (or a user not its
+    administrator) gets a page that says so; the view gets the identity and its partner."""
 
     @wraps(view)
     def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:

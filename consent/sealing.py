@@ -1,8 +1,5 @@
-"""Sealing small server-side records (an in-progress sign-in's PKCE verifier and nonce) at rest.
-
-AES-GCM under a key derived from the site's secret key, bound to the record it belongs to, so a sealed
-blob copied to another row does not open.
-"""
+"""Sealing small server-side records at rest: AES-GCM under a key derived from the site's secret, bound to its
+record so a blob copied elsewhere does not open."""
 
 from __future__ import annotations
 

@@ -1,10 +1,5 @@
-"""The partner's consent: invitations, self-onboarding, the Microsoft sign-in, its checks, vaulting.
-
-A flow moves created -> redirected -> code_received -> token_acquired -> verified -> vaulted, or ends as
-declined, failed (with a reason the partner can act on) or expired. Partner Center proves the Admin
-Agent role *before* the token is vaulted, so a failed attempt never leaves a token behind, and a
-re-consent replaces a working token only once every check has passed.
-"""
+"""The partner's consent: invitations, self-onboarding, the Microsoft sign-in and its checks, vaulting. Partner
+Center proves the Admin Agent role before the token is vaulted, so a failed attempt leaves no token behind."""
 
 from __future__ import annotations
 
@@ -46,10 +41,8 @@ Status = ConsentFlow.Status
 
 
 class ConsentUnavailable(Exception):
-    """A flow cannot start (the app is not configured, the cloud is retired, Microsoft is unreachable).
-
-    The message is for the partner.
-    """
+    """A flow cannot start (no app configured, a retired cloud, Microsoft unreachable); the message is for the
+    partner."""
 
     def __init__(self, message: str, *, reason: str = "our_error") -> None:
         super().__init__(message)
@@ -57,10 +50,8 @@ class ConsentUnavailable(Exception):
 
 
 class CallbackRejected(Exception):
-    """A callback that names no flow this browser may finish: unknown, used or expired state, no cookie.
-
-    Nothing is written when this is raised.
-    """
+    """A callback that names no flow this browser may finish (unknown, used or expired state, no cookie); nothing
+    written."""
 
     def __init__(self, message: str, *, reason: str) -> None:
         super().__init__(message)
@@ -99,10 +90,8 @@ def partner_invite(
     tenant_id: str | uuid.UUID | None = None,
     send_email: bool = True,
 ) -> Invitation:
-    """Create a partner in the `invited` state and its signed invitation link, emailed after commit.
-
-    Returns the Invitation. Raises PartnerError for bad input (nothing is written then).
-    """
+    """Create an `invited` partner and its link, emailed after commit: the Invitation. Raises PartnerError (nothing
+    written)."""
     with transaction.atomic():
         partner = partner_create(
             actor=actor,
@@ -129,10 +118,7 @@ def partner_invite(
 def self_onboarding_submit(
     *, name: str, contact_email: str, cloud: str, environment: str, signup_key: uuid.UUID
 ) -> Partner:
-    """A partner registers itself (state `pending`). The same `signup_key` twice returns the first partner.
-
-    Raises PartnerError for bad input.
-    """
+    """A partner registers itself (`pending`); the same `signup_key` again returns the first. Raises PartnerError."""
     existing = Partner.objects.filter(signup_key=signup_key).first()
     if existing is not None:
         return existing
@@ -186,11 +172,8 @@ def _fail(flow: ConsentFlow, reason: str, detail: str = "", *, status: str = Sta
 def consent_flow_start(
     *, partner: Partner, origin: str, browser_key: str, link_expires_at: datetime | None = None
 ) -> tuple[ConsentFlow, str]:
-    """Begin a sign-in for `partner` from the browser holding `browser_key`, opened from a consent link of the
-    partner's live generation that stops working at `link_expires_at`.
-
-    Returns the flow and the Microsoft URL to send the browser to. Raises ConsentUnavailable.
-    """
+    """Begin a sign-in for `partner` from this browser, from a link of its live generation: the flow and Microsoft's
+    URL. Raises ConsentUnavailable."""
     if partner.status == Partner.Status.DEACTIVATED:
         raise ConsentUnavailable("This partner is not accepting consent.", reason="expired_link")
     cloud = consent_cloud_for(partner)
@@ -235,8 +218,7 @@ def consent_flow_start(
 
 
 def consent_link_live(flow: ConsentFlow, partner: Partner) -> bool:
-    """Whether the link a flow was started from still works: the partner's live link generation, unexpired, for
-    a partner that is not deactivated. What a retry of the flow needs, and when its result page offers one."""
+    """Whether the flow's link still works: the live generation, unexpired, the partner not deactivated."""
     return (
         partner.status != Partner.Status.DEACTIVATED
         and flow.link_generation == partner.link_generation
@@ -246,13 +228,8 @@ def consent_link_live(flow: ConsentFlow, partner: Partner) -> bool:
 
 
 def consent_flow_retry(*, flow: ConsentFlow, browser_key: str) -> tuple[ConsentFlow, str]:
-    """Start a new attempt from a failed one, for the browser that ran it, with the link it came from: while that
-    link is still the partner's live one and unexpired, and the failure is one a new attempt can fix. No new link
-    is made, so the link's expiry stands.
-
-    Returns the new flow and the Microsoft URL. Raises ConsentUnavailable (reason `expired_link` when the link
-    is used up, replaced or expired).
-    """
+    """A new attempt from a failed one a retry can fix, with the same still-live link (its expiry stands): the flow and
+    Microsoft's URL. Raises ConsentUnavailable (`expired_link` when the link no longer works)."""
     partner = Partner.objects.get(pk=flow.partner_id)
     if flow.is_open or flow.status == Status.VAULTED or not outcome(flow.failure_reason or "our_error").retry:
         raise ConsentUnavailable("This attempt cannot be tried again.", reason=flow.failure_reason or "our_error")
@@ -286,11 +263,8 @@ def _find_flow(form: Mapping[str, str], browser_key: str | None) -> ConsentFlow:
 
 
 def consent_flow_complete(*, form: Mapping[str, str], browser_key: str | None) -> ConsentFlow:
-    """Finish the sign-in Microsoft's answer (`form`, the form_post fields) belongs to.
-
-    Returns the flow in its final state (vaulted, declined or failed with a reason). Raises
-    CallbackRejected, writing nothing, when the answer names no open flow of this browser.
-    """
+    """Finish the flow Microsoft's form_post belongs to: vaulted, declined or failed with a reason. Raises
+    CallbackRejected, writing nothing, when it names no open flow of this browser."""
     flow = _find_flow(form, browser_key)
     # Single use even when the same answer is posted twice at once: only one UPDATE wins.
     if not ConsentFlow.objects.filter(pk=flow.pk, status=Status.REDIRECTED).update(status=Status.CODE_RECEIVED):
@@ -400,12 +374,8 @@ def _complete(flow: ConsentFlow, form: Mapping[str, str]) -> ConsentFlow:
 def _partner_center_check(
     *, cloud: clouds.Cloud, app: AppCredential, tenant: str, token: identity.TokenResult
 ) -> tuple[dict[str, Any], partner_center.PartnerCenterClient, identity.TokenResult]:
-    """Call Partner Center with the new token (the organization profile). A 401 that is not its MFA refusal means
-    it did not accept that access token: tried once more with a fresh one from the same consent.
-
-    Returns the profile, the client (whose `mfa_compliant` holds Partner Center's verdict) and the token to keep.
-    Raises _Refused: no_mfa (900421), not_admin_agent (403), partner_center_refused (401 twice), microsoft_error.
-    """
+    """Read the organization profile with the new token, retrying a non-MFA 401 once with a fresh token: the profile,
+    the client (`mfa_compliant`) and the token to keep. Raises _Refused."""
     for attempt in (1, 2):
         client = partner_center.PartnerCenterClient(base_url=cloud.partner_center_url, access_token=token.access_token)
         try:
@@ -421,9 +391,12 @@ def _partner_center_check(
             raise _Refused("microsoft_error", str(exc)) from None
         try:
             fresh = identity.refresh_token_redeem(
-                cloud=cloud, app=app, tenant=tenant, refresh_token=token.refresh_token,
+                cloud=cloud,
+                app=app,
+                tenant=tenant,
+                refresh_token=token.refresh_token,
                 scopes=[cloud.partner_center_scope],
-            )  # fmt: skip
+            )
         except identity.IdentityError as exc:
             raise _Refused("microsoft_error", f"a fresh Partner Center token could not be had: {exc}") from None
         token = replace(fresh, refresh_token=fresh.refresh_token or token.refresh_token)
@@ -438,26 +411,20 @@ def _global_admin_evidence(
     id_claims: dict[str, Any],
     token: identity.TokenResult,
 ) -> tuple[str, identity.TokenResult, list[str] | None]:
-    """Prove that the consenting user is a Global Administrator, from the evidence Microsoft documents.
-
-    `wids` in the verified id_token lists the user's directory roles where the app registration asks for them
-    (groupMembershipClaims: DirectoryRole); no `wids` proves nothing. Without it, Microsoft Graph lists the user's
-    memberships, with a Graph token redeemed from the new refresh token (whose rotated successor is then the one
-    to keep); reading a role's template needs RoleManagement.Read.Directory in the consent.
-
-    Returns the evidence (a ConsentFlow.RoleEvidence), the token to keep, and the Microsoft Graph permissions the
-    consent granted (None when no Graph token was asked for). Raises _Refused: not_global_admin when the evidence
-    says no; role_permission_missing or role_unproven when none could be had (unless CPV_GLOBAL_ADMIN_EVIDENCE is
-    warn); microsoft_error when Microsoft failed for a moment.
-    """
+    """Prove the user is a Global Administrator: the id_token's `wids`, else Graph's memberships. Returns the evidence,
+    the token to keep and Graph's grants. Raises _Refused (role_unproven and role_permission_missing unless
+    CPV_GLOBAL_ADMIN_EVIDENCE is warn)."""
     verdict = identity.claims_global_admin(id_claims)
     if verdict is False:
         raise _Refused("not_global_admin", "the id_token's wids claim lacks the Global Administrator role")
     try:
         graph_token = identity.refresh_token_redeem(
-            cloud=cloud, app=app, tenant=str(flow.tenant_id), refresh_token=token.refresh_token,
+            cloud=cloud,
+            app=app,
+            tenant=str(flow.tenant_id),
+            refresh_token=token.refresh_token,
             scopes=[cloud.graph_scope],
-        )  # fmt: skip
+        )
     except identity.Transient as exc:
         raise _Refused("microsoft_error", f"a Microsoft Graph token could not be had: {exc}") from None
     except identity.PermissionNotGranted as exc:
@@ -465,12 +432,16 @@ def _global_admin_evidence(
         if verdict is True:
             return ConsentFlow.RoleEvidence.ID_TOKEN, token, graph_granted
         return _role_unproven(
-            flow, token, graph_granted, "role_permission_missing",
+            flow,
+            token,
+            graph_granted,
+            "role_permission_missing",
             f"the consent includes no Microsoft Graph permission ({exc}): the app registration must list "
             f"{permissions.ROLE_CHECK.label} (delegated)",
-        )  # fmt: skip
+        )
     except identity.IdentityError as exc:
         raise _Refused("microsoft_error", f"Microsoft refused a Microsoft Graph token: {exc}") from None
+    # The Graph redemption rotated the refresh token: its successor is the one to keep.
     kept = replace(token, refresh_token=graph_token.refresh_token) if graph_token.refresh_token else token
     graph_granted = permissions.granted_names(graph_token.scopes)
     if verdict is True:
@@ -484,10 +455,13 @@ def _global_admin_evidence(
             raise _Refused("microsoft_error", f"reading the user's directory roles failed: {exc}") from None
         lacking = permissions.MEMBERSHIP_READ if exc.status == 403 else permissions.ROLE_CHECK
         return _role_unproven(
-            flow, kept, graph_granted, "role_permission_missing",
+            flow,
+            kept,
+            graph_granted,
+            "role_permission_missing",
             f"Microsoft Graph refused to list the user's memberships ({exc}): the consent must include "
             f"{lacking.label} (delegated)",
-        )  # fmt: skip
+        )
     if identity.GLOBAL_ADMIN_ROLE in roles:
         return ConsentFlow.RoleEvidence.GRAPH, kept, graph_granted
     if None not in roles:
@@ -538,8 +512,13 @@ def _vault_and_activate(
         locked.permissions_fingerprint = flow.permissions_fingerprint
         locked.permissions_granted = granted or {}
         update = [
-            "tenant_id", "status", "status_reason", "permissions_fingerprint", "permissions_granted", "updated_at",
-        ]  # fmt: skip
+            "tenant_id",
+            "status",
+            "status_reason",
+            "permissions_fingerprint",
+            "permissions_granted",
+            "updated_at",
+        ]
         if mfa_compliant is not None:
             locked.mfa_compliant, locked.mfa_checked_at = mfa_compliant, now
             update += ["mfa_compliant", "mfa_checked_at"]
@@ -600,7 +579,7 @@ class _Refused(Exception):
 
 
 def _recheck_under_lock(partner: Partner, flow: ConsentFlow) -> None:
-    """What was checked before the redemption may have changed while the admin was signing in."""
+    """Raise _Refused when the partner was deactivated, or bound to another tenant, while the admin signed in."""
     if partner.status == Partner.Status.DEACTIVATED:
         raise _Refused("expired_link", "the partner was deactivated during the sign-in")
     if partner.tenant_id and partner.tenant_id != flow.tenant_id:
@@ -613,7 +592,7 @@ STUCK_AFTER = timedelta(hours=1)
 
 
 def consent_flows_expire(*, now: datetime | None = None) -> int:
-    """Mark flows that never came back from Microsoft (or got stuck finishing) as expired. Returns how many."""
+    """Expire flows that never came back from Microsoft (or got stuck finishing): how many."""
     now = now or timezone.now()
     count = 0
     waiting = Q(status__in=[Status.CREATED, Status.REDIRECTED], expires_at__lte=now)

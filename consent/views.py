@@ -1,8 +1,5 @@
-"""The partner-facing pages: the invitation landing page, self-onboarding, the callback, the result.
-
-These pages load nothing from a third party, and the callback and result pages send
-`Referrer-Policy: no-referrer` so that nothing about the sign-in leaks to another site.
-"""
+"""The partner-facing consent pages: landing, self-onboarding, callback, result. Nothing from a third party; the
+callback and result send `Referrer-Policy: no-referrer`."""
 
 from __future__ import annotations
 
@@ -45,8 +42,8 @@ def _bind_browser(response: HttpResponse, key: str) -> None:
 
 
 def _permissions() -> list[str]:
-    """What the consent grants, in words: the required permissions (microsoft.permissions), staying signed in, and
-    the grants ApplicationConsent will put into each customer tenant."""
+    """What the consent grants, in words: the required permissions, staying signed in, and ApplicationConsent's
+    grants."""
     lines = [
         f"{p.used_for.capitalize()} ({p.api_name}: {p.name}{'; needs an administrator' if p.admin_only else ''})."
         for p in permissions.REQUIRED_PERMISSIONS

@@ -1,8 +1,4 @@
-"""The vendor's branding: who the partner-facing pages and emails say is asking, and its logo as a data: URI.
-
-`cpv/config.py` reads the variables (CPV_VENDOR_NAME, CPV_VENDOR_SUPPORT_EMAIL, CPV_VENDOR_LOGO) into a `Vendor`;
-the templates get it through `cpv/context_processors.py`.
-"""
+"""The vendor's branding: who the partner-facing pages and emails say is asking, and its logo as a data: URI."""
 
 from __future__ import annotations
 
@@ -25,8 +21,7 @@ VENDOR_LOGO_TYPES = {
 
 @dataclass(frozen=True)
 class Vendor:
-    """Who the partner-facing pages and emails say is asking: the vendor's name (the same as its app registration's
-    display name, which Microsoft's sign-in shows), its support address and its logo, each possibly unset."""
+    """The vendor's name (as its app registration shows it), support address and logo, each possibly unset."""
 
     name: str = ""
     support_email: str = ""

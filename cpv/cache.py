@@ -1,10 +1,5 @@
-"""The serializer of the Redis cache: JSON and raw bytes, never pickle.
-
-Django's Redis cache pickles what it stores by default, so whoever can write into Redis runs code in the web
-process when the value is read (and the web process holds the vault key). Here an integer stays a raw Redis
-integer (INCR counts the rate limits and the sign-in failures on it), bytes (the sealed sign-in entries) are kept
-behind a marker, and anything else must be JSON. A value this code did not write reads as missing.
-"""
+"""The Redis cache's serializer: raw integers (for INCR), marked bytes and JSON, never pickle (whoever could write
+into Redis would run code in the web process); a value this code did not write reads as missing."""
 
 from __future__ import annotations
 

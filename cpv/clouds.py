@@ -1,10 +1,5 @@
-"""The national-cloud table: every Microsoft host the control panel talks to comes from here.
-
-Code asks this module for a cloud's authority, Graph, Partner Center and Key Vault endpoints instead of
-writing URLs of its own. A deployment whose `CPV_CLOUD` is `custom` (a simulator, a test double) takes
-its hosts from the environment, and every partner cloud resolves to those hosts: nothing else in the
-code knows it is not talking to Microsoft.
-"""
+"""The national-cloud table: every Microsoft host the control panel talks to comes from here. With CPV_CLOUD=custom
+every partner cloud resolves to the environment's hosts."""
 
 from __future__ import annotations
 
@@ -126,10 +121,7 @@ class CloudRetiredError(ValueError):
 
 
 def custom_cloud(*, authority_host: str, partner_center_url: str, graph_url: str) -> Cloud:
-    """The `custom` cloud: Microsoft's protocols on other hosts (a simulator, a test double).
-
-    Resource identifiers stay Microsoft's global ones: a token's audience names the API, not its host.
-    """
+    """The `custom` cloud: Microsoft's protocols on other hosts, with Microsoft's global resource identifiers."""
     return replace(
         CLOUDS[GLOBAL],
         name=CUSTOM,
@@ -151,11 +143,8 @@ def validate_https_url(name: str, value: str) -> str:
 
 
 def resolve(partner_cloud: str, *, deployment_cloud: Cloud | None = None) -> Cloud:
-    """The endpoints to use for a partner in `partner_cloud`.
-
-    When the deployment runs on the `custom` cloud every partner cloud resolves to it. A retired
-    cloud raises CloudRetiredError with a message meant for the person who chose it.
-    """
+    """The endpoints for a partner in `partner_cloud` (the `custom` cloud when the deployment runs on it).
+    Raises CloudRetiredError, its message for the person who chose it."""
     if deployment_cloud is None:
         from django.conf import settings
 

@@ -1,12 +1,5 @@
-"""The configuration contract: environment variables in, validated settings out.
-
-`cpv/settings.py` is the only caller in the running product; tests call `load_config` with a mapping of
-their own. Every problem is reported at once, each line naming its variable, and production mode has no
-default for anything secret or site-specific: it refuses to start instead.
-
-The files that may fill in the environment first (`.env`, the running demo's `var/demo.env`) are read by
-`cpv/env_files.py`; the vendor's branding that the pages show is `cpv/branding.py`'s.
-"""
+"""The configuration contract: environment variables in, validated settings out (`load_config`). Every problem is
+reported at once, naming its variable; production has no default for anything secret or site-specific."""
 
 from __future__ import annotations
 
@@ -211,8 +204,8 @@ class _Reader:
 
 
 def _var_file(var_dir: Path, name: str, *, generate: bool, make: Callable[[], str] | None = None) -> str | None:
-    """A value kept in a git-ignored file under var/ (readable by its owner only), made on first use by `make`
-    when `generate` is set. Of two processes making it at once, the second reads the first's."""
+    """A value kept in an owner-only file under var/, made by `make` on first use when `generate` (a racing second
+    process reads the first's)."""
     path = var_dir / name
     if path.exists():
         return path.read_text().strip() or None
@@ -251,10 +244,8 @@ def parse_vault_keys(value: str) -> list[bytes]:
 
 
 def parse_application_grants(value: str) -> dict[str, Any]:
-    """`CPV_APPLICATION_GRANTS`: a JSON object with `displayName` and `applicationGrants`, or just the list.
-
-    Each grant names one resource (`enterpriseApplicationId`, a GUID) and a comma-separated `scope`.
-    """
+    """`CPV_APPLICATION_GRANTS`: JSON with `displayName` and `applicationGrants` (or the list alone), each grant an
+    `enterpriseApplicationId` GUID and a comma-separated `scope`."""
     data = json.loads(value)
     if isinstance(data, list):
         data = {"displayName": DEFAULT_APPLICATION_GRANTS["displayName"], "applicationGrants": data}
@@ -338,8 +329,7 @@ def _filesystem_broker(var_dir: Path) -> tuple[str, dict[str, Any]]:
 
 
 def _secrets(r: _Reader, *, production: bool, var_dir: Path) -> Part:
-    """DJANGO_DEBUG (off in production) and DJANGO_SECRET_KEY (production has no default; embedded keeps a
-    generated one under var/)."""
+    """DJANGO_DEBUG (off in production) and DJANGO_SECRET_KEY (embedded keeps a generated one under var/)."""
     debug = r.bool("DJANGO_DEBUG", False)
     if production and debug:
         r.problems.append("DJANGO_DEBUG must be off in production (CPV_MODE=production)")
@@ -352,8 +342,7 @@ def _secrets(r: _Reader, *, production: bool, var_dir: Path) -> Part:
 
 
 def _address(r: _Reader, *, production: bool) -> Part:
-    """CPV_BASE_URL, the public URL (the OAuth redirect URI is built from it, never from a request's Host header),
-    and DJANGO_ALLOWED_HOSTS, which always include its host."""
+    """CPV_BASE_URL (redirect URIs are built from it, never from Host) and DJANGO_ALLOWED_HOSTS, with its host."""
     base_url = r.in_production("CPV_BASE_URL", production) or "http://127.0.0.1:8000"
     parts = urlsplit(base_url)
     if parts.scheme not in {"http", "https"} or not parts.hostname:
@@ -402,8 +391,7 @@ def _database(r: _Reader, *, production: bool, var_dir: Path) -> dict[str, Any]:
 
 
 def _celery(r: _Reader, *, production: bool, var_dir: Path) -> Part:
-    """Celery's time limits, its broker (the embedded one needs no server; production names its own) and where
-    task results go."""
+    """Celery's time limits, broker (embedded needs no server) and result backend."""
     task_soft = r.int("CELERY_TASK_SOFT_TIME_LIMIT", 300)
     task_hard = r.int("CELERY_TASK_TIME_LIMIT", 360)
     visibility = r.int("CELERY_VISIBILITY_TIMEOUT", 3600)
@@ -502,8 +490,7 @@ def _cloud(r: _Reader, *, production: bool) -> clouds.Cloud:
 
 
 def _apps(r: _Reader, *, production: bool) -> Part:
-    """The CPV's app registrations: the production app (CPV_*, required in production) and, optionally, the
-    integration sandbox's (CPV_SANDBOX_*)."""
+    """The production app registration (CPV_*, required in production) and the optional sandbox's (CPV_SANDBOX_*)."""
     return {
         "app": _credential(r, "CPV", required=production) or AppCredential(client_id=""),
         "sandbox_app": _credential(r, "CPV_SANDBOX", required=False),
@@ -532,8 +519,7 @@ def _credential(r: _Reader, prefix: str, *, required: bool) -> AppCredential | N
 
 
 def _vault(r: _Reader, *, production: bool, var_dir: Path) -> Part:
-    """VAULT_BACKEND, VAULT_URL (Key Vault), VAULT_KEY (the local vault's keys; embedded makes one on first use,
-    like the secret key, never in production) and VAULT_DELETED_SECRET_POLICY."""
+    """VAULT_BACKEND, VAULT_URL, VAULT_KEY (embedded makes one, production never) and VAULT_DELETED_SECRET_POLICY."""
     vault_backend = r.choice("VAULT_BACKEND", "local", VAULT_BACKENDS)
     vault_url = ""
     if vault_backend == "azure":
@@ -578,8 +564,7 @@ def _email(r: _Reader, *, production: bool, site_host: str | None) -> Part:
 
 
 def _cache(r: _Reader, *, production: bool, broker_url: str) -> dict[str, Any]:
-    """CACHE_URL: the cache holds rate-limit counters, shared by every process in production (by default the
-    Redis broker's, else the database's; embedded: this process's memory)."""
+    """CACHE_URL, shared by all processes in production (default: the Redis broker, else the database)."""
     cache_url = r.raw("CACHE_URL")
     if cache_url is None and _is_redis(broker_url):
         cache_url = broker_url
@@ -613,8 +598,7 @@ def _application_grants(r: _Reader) -> dict[str, Any]:
 
 
 def _renewal_and_pacing(r: _Reader) -> Part:
-    """How often tokens are renewed and how many times a renewal is tried, and how fast Partner Center and Key
-    Vault are called."""
+    """Renewal's schedule and attempts, and the pace of Partner Center and Key Vault calls."""
     # Every redemption returns a new refresh token, kept as a new vault version. The interval must stay well inside
     # Entra's 90-day inactivity limit, and each renewal spends one of the secret's 500 versions (weekly lasts about
     # 9.6 years).
@@ -655,9 +639,7 @@ def _throttle_url(r: _Reader, *, broker_url: str) -> str:
 
 
 def _staff_sign_in(r: _Reader, *, production: bool) -> Part:
-    """Staff sign-in: Microsoft Entra ID against the vendor's own tenant when CPV_STAFF_TENANT_ID names it, with
-    passwords kept as break-glass for admins, a TOTP second factor on every password sign-in in production, and
-    the lockout after repeated failures."""
+    """Staff sign-in: Microsoft against CPV_STAFF_TENANT_ID, passwords as admins' break-glass, TOTP, and the lockout."""
     staff_tenant_id = (r.raw("CPV_STAFF_TENANT_ID") or "").strip().lower()
     if staff_tenant_id:
         try:
@@ -688,8 +670,7 @@ def _staff_sign_in(r: _Reader, *, production: bool) -> Part:
 
 
 def _staff_auth_context(r: _Reader, *, staff_tenant_id: str) -> str:
-    """CPV_STAFF_AUTH_CONTEXT: the authentication context (c1 to c99) the staff sign-in with Microsoft asks for,
-    so that the vendor's Conditional Access policies for it apply; "" asks for none."""
+    """CPV_STAFF_AUTH_CONTEXT (c1 to c99), the authentication context the staff sign-in asks for; "" asks for none."""
     value = r.raw("CPV_STAFF_AUTH_CONTEXT") or ""
     if not value:
         return ""
@@ -718,8 +699,7 @@ def _serving(r: _Reader, *, production: bool) -> Part:
 
 
 def _partners(r: _Reader) -> Part:
-    """What partners may do and how long they have: self-onboarding, the lifetime of a link and of a consent's
-    sign-in, and what proves the consenting account is a Global Administrator."""
+    """Self-onboarding, link and sign-in lifetimes, and what proves a Global Administrator."""
     return {
         "self_onboarding": r.bool("CPV_SELF_ONBOARDING", True),
         "invitation_max_age_days": r.int("CPV_INVITATION_MAX_AGE_DAYS", 14),
@@ -731,10 +711,7 @@ def _partners(r: _Reader) -> Part:
 
 
 def load_config(environ_map: Mapping[str, str], *, base_dir: Path) -> Config:
-    """Read every setting the control panel takes from the environment, section by section.
-
-    Returns a Config; raises ConfigError listing each problem with the variable it is about.
-    """
+    """Read every setting from the environment, section by section. Raises ConfigError listing each problem."""
     r = _Reader(environ_map)
     mode = r.choice("CPV_MODE", EMBEDDED, MODES)
     production = mode == PRODUCTION

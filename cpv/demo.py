@@ -1,10 +1,5 @@
-"""`make demo`: the control panel on embedded defaults, with web, worker and beat in one terminal.
-
-Runs every process in its own process group and stops all of them on Ctrl-C (or when one of them dies). What the
-demo keeps lives under `var/` (git-ignored): the simulator's world (`var/simulator/state.json`), the demo staff
-user's password (`var/demo-password`), and the settings it gives the control panel (`var/demo.env`), which every
-command run from the checkout reads (`cpv/env_files.py`) while the demo runs (its process id is in `var/demo.pid`).
-"""
+"""`make demo`: the control panel on embedded defaults, web, worker, beat and simulator in one terminal, all stopped
+together; what it keeps lives under git-ignored `var/`."""
 
 from __future__ import annotations
 
@@ -83,8 +78,8 @@ def _write_private(path: Path, text: str) -> None:
 
 
 def write_demo_env(var_dir: Path, settings: dict[str, str], *, pid: int) -> Path:
-    """Write the settings the demo gives its processes to var/demo.env, for commands run from the checkout, and
-    the demo's process id `pid` to var/demo.pid, which tells them the demo still runs. Returns demo.env's path."""
+    """Write the demo's settings to var/demo.env (for commands run from the checkout) and `pid` to var/demo.pid: the
+    env file's path."""
     _write_private(var_dir / DEMO_PID_FILE, f"{pid}\n")
     lines = [
         "# Written by `make demo`: the settings it gives the control panel while it runs. Every command run from",
@@ -111,8 +106,7 @@ def _check_password(username: str, password_file: Path) -> int:
 
 
 def demo_user_password(var_dir: Path, env: dict[str, str]) -> str:
-    """The demo staff user's password: the one kept in var/demo-password while it still signs the user in,
-    otherwise a new one from `manage.py demo_user` (which audits it), kept for the next start."""
+    """The demo staff user's password: the kept one while it still works, else a new one from `manage.py demo_user`."""
     path = var_dir / PASSWORD_FILE
     python = sys.executable
     if path.exists():
@@ -149,8 +143,7 @@ def _port_free(port: int) -> bool:
 
 
 def _previous_ports(env_file: Path) -> list[str]:
-    """The ports the last simulator listened on, as options, when every one is free: a sign-in page left open in
-    a browser goes on after a restart. No options (new ports) when one of them is taken."""
+    """The last simulator's ports as options when all are free (an open sign-in page survives a restart), else none."""
     previous = env_file_values(env_file)
     options: list[str] = []
     for variable, option in SIMULATOR_PORTS.items():
@@ -162,11 +155,8 @@ def _previous_ports(env_file: Path) -> list[str]:
 
 
 def _start_simulator(var_dir: Path, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], dict[str, str]]:
-    """The local Microsoft cloud, with a small seeded world that accepts the demo's redirect URIs, going on from
-    the state the last one kept (var/simulator/state.json), on the same ports when they are free.
-
-    Returns the process and the variables that point the control panel at it.
-    """
+    """Start the simulator with a seeded world, from its kept state and ports when free: the process and the
+    variables that point the control panel at it."""
     state = var_dir / "simulator"
     state.mkdir(parents=True, exist_ok=True)
     env_file = state / "simulator.env"

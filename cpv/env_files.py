@@ -1,7 +1,5 @@
-"""The files that may fill in the environment before the configuration is read (`cpv/settings.py` calls
-`read_dotenv_if_asked` first, then `cpv.config.load_config`): `.env` when asked for, otherwise, outside production,
-the settings a running `make demo` keeps in `var/demo.env` for commands run from another terminal.
-"""
+"""The files that may fill in the environment before the configuration is read: `.env` when asked for, otherwise,
+outside production, a running `make demo`'s `var/demo.env`."""
 
 from __future__ import annotations
 
@@ -21,11 +19,8 @@ DEMO_TRUST_VARIABLES = ("REQUESTS_CA_BUNDLE", "SSL_CERT_FILE")
 
 
 def read_dotenv_if_asked(environ_map: os._Environ[str], *, base_dir: Path) -> None:
-    """Read `.env` only when DJANGO_READ_DOT_ENV_FILE is true; otherwise, outside production, the settings a
-    running `make demo` keeps in var/demo.env (`read_demo_env`). Variables already set win.
-
-    Raises ConfigError when `.env` is asked for and missing; SystemExit, with a message, when var/demo.env
-    belongs to a demo that is not running."""
+    """Read `.env` when DJANGO_READ_DOT_ENV_FILE is true, else (outside production) `read_demo_env`; set variables win.
+    Raises ConfigError when `.env` is missing, SystemExit when var/demo.env's demo is not running."""
     if environ_map.get("DJANGO_READ_DOT_ENV_FILE", "").lower() not in {"1", "true", "yes", "on"}:
         read_demo_env(environ_map, base_dir=base_dir)
         return
@@ -53,9 +48,7 @@ def env_file_values(path: Path) -> dict[str, str]:
 
 
 def demo_running(var_dir: Path) -> bool:
-    """Whether the demo that wrote var/demo.env still runs: var/demo.pid names its process (the demo removes the
-    file when it stops; a demo that was killed leaves the id of a process that has ended). A local check, so that
-    loading the settings never waits on the network."""
+    """Whether the demo that wrote var/demo.env still runs, by var/demo.pid's process (a local check, no network)."""
     try:
         pid = int((var_dir / DEMO_PID_FILE).read_text(encoding="utf-8").strip())
     except (OSError, ValueError):
@@ -71,14 +64,9 @@ def demo_running(var_dir: Path) -> bool:
 
 
 def read_demo_env(environ_map: MutableMapping[str, str], *, base_dir: Path) -> None:
-    """Fill in, from var/demo.env, what the running demo gives its own processes (the simulator's hosts, its CA,
-    the app's credentials, the demo's URL), so that a command run from another terminal acts on the same demo.
-    Variables already set win, except the CA bundle while the demo's simulated cloud is in use (the demo's
-    bundle holds the machine's CAs and the simulator's); production mode never reads it.
-
-    Raises SystemExit with a message when the file points at the demo's simulated Microsoft cloud and the demo is
-    not running (`demo_running`): a command would otherwise fail against its simulator, which stopped with it (or,
-    without the file, against Microsoft's real hosts with none of the demo's credentials)."""
+    """Fill in what the running demo gives its processes from var/demo.env (set variables win, but not the CA bundle
+    while its simulated cloud is used). Raises SystemExit when the file names the simulator and the demo is not
+    running."""
     if (environ_map.get("CPV_MODE") or "").strip() == PRODUCTION:
         return
     var_dir = Path((environ_map.get("CPV_VAR_DIR") or "").strip() or base_dir / "var")

@@ -1,5 +1,4 @@
-"""The 500 page: rendered without the request's context processors (whatever failed may be one of them, as in
-Django's own `server_error`), with only the vendor's branding read from the settings."""
+"""The 500 page, rendered without the request's context processors (one of them may be what failed)."""
 
 from __future__ import annotations
 

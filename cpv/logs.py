@@ -1,8 +1,5 @@
-"""Logging: a redaction filter on every handler, request ids, and text or JSON lines.
-
-The redaction filter is the last line of defence. The first is never handing a token to a log call,
-an exception message, a task argument or a template.
-"""
+"""Logging: a redaction filter on every handler (the last line of defence: never hand a token to a log call),
+request ids, and text or JSON lines."""
 
 from __future__ import annotations
 
@@ -114,11 +111,8 @@ class RequestIdFilter(logging.Filter):
 
 
 class TextFormatter(logging.Formatter):
-    """`time level logger [request] message key=value ...` for a person reading a terminal.
-
-    One record is one line: CR and LF in a message (a partner's name, an answer from Microsoft) are escaped, so
-    nothing a message quotes can forge a line of its own; a traceback's lines follow indented.
-    """
+    """`time level logger [request] message key=value ...`, one record a line (CR and LF escaped, so a message cannot
+    forge a line); a traceback follows indented."""
 
     def __init__(self) -> None:
         super().__init__("%(asctime)s %(levelname)s %(name)s %(message)s")

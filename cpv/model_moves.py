@@ -1,9 +1,5 @@
-"""Migration operations for a model that moves to another app and keeps its table.
-
-The new app's migration adds the model to Django's state only (its table exists already, named by
-`db_table`), and points its content type, with the permissions and admin history that hang on it, at the new
-app; the old app's migration drops the model from its state only. No row is copied, and none is lost.
-"""
+"""Migration operations for a model that moves to another app and keeps its table: state-only operations and its
+content type handed over; no row is copied or lost."""
 
 from __future__ import annotations
 
@@ -31,8 +27,7 @@ def _content_type_mover(old_app: str, new_app: str, models: tuple[str, ...]) -> 
 
 
 def adopt(*, old_app: str, new_app: str, operations: list[Any]) -> list[Any]:
-    """For the new app: its CreateModel (and any other state) operations, applied to the state only, and the
-    moved models' content types handed over."""
+    """For the new app: its operations on the state only, and the moved models' content types handed over."""
     models = tuple(op.name.lower() for op in operations if isinstance(op, migrations.CreateModel))
     move, back = _content_type_mover(old_app, new_app, models)
     return [

@@ -1,5 +1,4 @@
-"""The project's own tables: the database rate limiter's counters (microsoft/throttle.py), for an embedded
-deployment without Redis. They live here, in the lowest layer, so that the Microsoft clients may use them."""
+"""The project's own tables: the database rate limiter's counters, low enough for the Microsoft clients."""
 
 from __future__ import annotations
 

@@ -1,7 +1,4 @@
-"""Fixed-window rate limits on the public pages, counted in the shared cache: one table of limits and one 429 page.
-
-Staff sign-in's per-account lockout (partners.access) is another matter: it counts wrong passwords and codes.
-"""
+"""Fixed-window rate limits on the public pages, counted in the shared cache: one table of limits and one 429 page."""
 
 from __future__ import annotations
 
@@ -62,8 +59,7 @@ def allow(*, scope: str, key: str, limit: int, window: int) -> bool:
 
 
 def too_many(request: HttpRequest, scope: str) -> HttpResponse | None:
-    """Count this request against `scope`'s limit (LIMITS) for the client's address: None while under it, else
-    the one "Too many attempts" page, a 429 with Retry-After, never cached."""
+    """Count this request against `scope`'s limit for the client's address: None while under it, else a 429 page."""
     limit = LIMITS[scope]
     if allow(scope=scope, key=client_address(request), limit=limit.hits, window=limit.window):
         return None

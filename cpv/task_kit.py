@@ -1,10 +1,5 @@
-"""What every app's Celery tasks share: the options of idempotent tasks, the errors that mean the database went
-away, and how follow-up work is queued.
-
-Only idempotent tasks use `acks_late` with `reject_on_worker_lost` (a worker killed mid-task hands the message
-back). Retries are bounded, with backoff, jitter and Retry-After (microsoft/retrying.py), and no countdown exceeds
-half the visibility timeout.
-"""
+"""What every app's Celery tasks share: the options of idempotent tasks (only they use `acks_late`), the errors
+that mean the database went away, and how follow-up work is queued."""
 
 from __future__ import annotations
 

@@ -1,15 +1,6 @@
-"""Customer coverage: per partner, its present customers and how many of them have the vendor's app applied or
-failed. The dashboard and the portal read these counters (PartnerCoverage) instead of counting customers.
-
-They stay exact because the two services that change what they count keep them in step, in the transaction
-of the change, under locks those services already share:
-- customer sync holds the partner's lock and its customers' rows, and recounts the partner;
-- ApplicationConsent changes one customer's status under that customer's row lock (sync takes the same rows)
-  and shifts the counters by the difference, with `F()` updates, so concurrent shifts add up.
-A recount locks the counters' row before it counts: a shift that committed before is in the count, and one that
-has not yet waits for the lock and lands on top of it. Writes that bypass the services (a bulk load, a repair in
-SQL) are put right by `coverage_recount`, which the `recount_coverage` command runs.
-"""
+"""Per-partner counters of present, consented and failed customers, kept exact in the transaction of each change:
+sync recounts under the partner's lock, ApplicationConsent shifts them under the customer's row lock (`F()`
+updates add up). `coverage_recount` puts right writes that bypassed the services."""
 
 from __future__ import annotations
 
@@ -45,7 +36,7 @@ class Coverage:
         return round(100 * self.consented / self.customers) if self.customers else 0
 
     def in_state(self, state: str) -> int:
-        """How many customers `customers.selectors.customers_of` lists for an ApplicationConsent state ("": all)."""
+        """How many customers `customers_of` lists for an ApplicationConsent state ("": all)."""
         counts: dict[str, int] = {
             CustomerConsent.Status.APPLIED: self.consented,
             CustomerConsent.Status.FAILED: self.failed,
@@ -55,8 +46,7 @@ class Coverage:
 
 
 def coverage_count(partner_ids: list[int]) -> dict[int, Coverage]:
-    """The partners' coverage counted from their customers (one query; partners without customers are left
-    out). The reference the counters are checked against; pages read `PartnerCoverage` instead."""
+    """The partners' coverage counted from their customers in one query (partners without customers left out)."""
     rows = (
         Customer.objects.filter(partner_id__in=partner_ids, removed_at__isnull=True)
         .order_by()
@@ -71,12 +61,8 @@ def coverage_count(partner_ids: list[int]) -> dict[int, Coverage]:
 
 
 def coverage_recount(*, partner_ids: list[int] | None = None) -> list[int]:
-    """Recount the coverage of the given partners (every partner when None) from their customers, under the
-    counters' row locks, a batch of partners per transaction (the caller's, if it has one).
-
-    Returns the ids of the partners whose counters were wrong: a write bypassed the services, or a bulk load
-    left the partner without a row while it had customers.
-    """
+    """Recount the partners' counters (all when None) under their row locks, a batch per transaction: the ids of the
+    partners whose counters were wrong."""
     wrong: list[int] = []
     for batch in _batches(partner_ids):
         with transaction.atomic():
@@ -118,13 +104,8 @@ def _recount(partner_ids: list[int]) -> list[int]:
 
 
 def coverage_consent_changed(*, partner_id: int, before: str | None, after: str) -> None:
-    """Shift the partner's counters for one present customer whose ApplicationConsent status went from `before`
-    (None: it had no row yet) to `after`.
-
-    The caller has written the new status in its transaction, holding the customer's row lock: that is what
-    makes `before` the status actually replaced. A partner without a row yet is recounted instead (the count
-    includes the caller's change).
-    """
+    """Shift the partner's counters for one present customer's status change (`before` None: no row yet), or recount a
+    partner without counters. The caller holds the customer's row lock, in the transaction that wrote `after`."""
     applied, failed = CustomerConsent.Status.APPLIED, CustomerConsent.Status.FAILED
     consented_by = int(after == applied) - int(before == applied)
     failed_by = int(after == failed) - int(before == failed)

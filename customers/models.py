@@ -16,7 +16,7 @@ class CustomerConsent(models.Model):
         FAILED = "failed", "Failed"
 
     class ErrorKind(models.TextChoices):
-        """What the last failure was, as the error that said it (customers/words.py has the words for each)."""
+        """What the last failure was, by the error that said it (customers/words.py words it)."""
 
         PARTNER_INACTIVE = "partner_inactive", "The partner is not active"
         NO_TOKEN = "no_token", "No usable token for the partner"
@@ -59,13 +59,8 @@ class CustomerConsent(models.Model):
 
 
 class PartnerCoverage(models.Model):
-    """A partner's present customers, and how many of them have the vendor's app applied or failed, kept as
-    counters so that pages read one row per partner instead of counting customers.
-
-    Only customers/coverage.py writes them, in the transaction of the change they follow: customer sync recounts
-    the partner, ApplicationConsent shifts them by the status it replaced. A missing row counts as zeros until
-    the first change; `recount_coverage` recounts from scratch (after a bulk load, or to check for drift).
-    """
+    """A partner's present, consented and failed customers as counters (a missing row reads as zeros), written only
+    by customers/coverage.py in the transaction of the change."""
 
     partner = models.OneToOneField(
         Partner, on_delete=models.CASCADE, primary_key=True, related_name="coverage_counters"

@@ -1,5 +1,5 @@
-"""Reads of a partner's customers: the coverage counters, and the customers with their ApplicationConsent state,
-a page at a time (keyset pagination)."""
+"""Reads of a partner's customers: the coverage counters, and the customers with their ApplicationConsent state a
+page at a time."""
 
 from __future__ import annotations
 
@@ -15,8 +15,7 @@ from partners.models import Customer, Partner
 
 
 def coverage_for(partner_ids: list[int]) -> dict[int, Coverage]:
-    """Present customers, those with the vendor's app consented, and those failing, per partner, from the
-    coverage counters (one query; a partner without counters yet is left out, which reads as zeros)."""
+    """Coverage per partner from the counters, in one query (a partner without counters is left out: zeros)."""
     rows = PartnerCoverage.objects.filter(partner_id__in=partner_ids).values_list(
         "partner_id", "customers", "consented", "failed"
     )
@@ -24,8 +23,8 @@ def coverage_for(partner_ids: list[int]) -> dict[int, Coverage]:
 
 
 def customers_of(partner: Partner, *, state: str = "") -> QuerySet[Customer]:
-    """The partner's present customers with their ApplicationConsent state; `state` filters on it
-    (applied, failed, pending: missing or not applied yet)."""
+    """The partner's present customers with their ApplicationConsent state, filtered by `state` (applied, failed,
+    pending)."""
     qs = Customer.objects.filter(partner=partner, removed_at__isnull=True).select_related("application_consent")
     if state == CustomerConsent.Status.PENDING:
         qs = qs.filter(
@@ -41,8 +40,7 @@ CUSTOMER_PAGE_SIZE = 25
 
 @dataclass(frozen=True)
 class CustomerPage:
-    """A page of a partner's customers (see `customer_page`). The cursors are the values of the links to the
-    pages before and after it, "" when there is none."""
+    """A page of a partner's customers; the cursors of the pages before and after it, "" when there is none."""
 
     customers: list[Customer]
     next_cursor: str = ""
@@ -60,7 +58,6 @@ def customer_cursor(customer: Customer) -> str:
 
 
 def _cursor_key(cursor: str) -> tuple[str, int] | None:
-    """The sort key in a cursor, or None for anything that is not a cursor `customer_cursor` could have made."""
     # The longest a cursor gets: 300 characters that JSON writes as \uXXXX, an id, base64 of it all.
     if not cursor or len(cursor) > 2600:
         return None
@@ -80,14 +77,8 @@ def _cursor_key(cursor: str) -> tuple[str, int] | None:
 def customer_page(
     partner: Partner, *, state: str = "", after: str = "", before: str = "", size: int = CUSTOMER_PAGE_SIZE
 ) -> CustomerPage:
-    """A page of `customers_of(partner, state=state)`: the first, or the one right after (`after`) or right
-    before (`before`) the customer a cursor names.
-
-    The page is found from the cursor's sort key through an index (keyset pagination), never an OFFSET, so a
-    late page of a partner with thousands of customers costs what the first one does. A cursor stays valid
-    when customers come and go (it holds a position, not a row number). A cursor that does not decode, or
-    leads to no customer (past the end, or fewer than a page before the start), gives the first page.
-    """
+    """The first page of `customers_of`, or the one right after or before a cursor's customer, found by keyset (never
+    OFFSET); a cursor that does not decode or leads nowhere gives the first page."""
     qs = customers_of(partner, state=state)
     after_key = _cursor_key(after) if not before else None
     before_key = _cursor_key(before) if not after else None

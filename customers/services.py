@@ -1,11 +1,5 @@
-"""A partner's customers (synced from Partner Center) and the vendor app's ApplicationConsent in each.
-
-Customer sync pages through `/v1/customers` and upserts; a customer missing from a complete listing is
-marked removed, never deleted. ApplicationConsent is one idempotent call per customer: an existing consent
-is success, and when CPV_APPLICATION_GRANTS changed since the last success the consent is deleted and
-created again. Every call passes the shared limiter first (Partner Center's 50 requests/s per application
-id), keeps its MS-RequestId across retries, and carries the partner run's MS-CorrelationId.
-"""
+"""A partner's customers (synced from Partner Center) and the vendor app's ApplicationConsent in each. Every call
+passes the shared limiter, keeps its MS-RequestId across retries and carries the run's MS-CorrelationId."""
 
 from __future__ import annotations
 
@@ -51,9 +45,8 @@ MAX_INLINE_WAIT = 60.0
 
 
 class CallFailed(Exception):
-    """A Partner Center call failed after its in-process attempts. `transient` says whether to retry later;
-    `mfa_required` that Partner Center refused the partner's token for want of MFA (code 900421); `kind` what the
-    failure was (a CustomerConsent.ErrorKind), from the error that said it."""
+    """A Partner Center call failed after its in-process attempts: `transient` (retry later), `mfa_required` (900421),
+    `kind` (a CustomerConsent.ErrorKind)."""
 
     def __init__(
         self,
@@ -91,7 +84,7 @@ _ERROR_KINDS: list[tuple[type[Exception], str]] = [
 
 
 def error_kind_of(exc: Exception) -> str:
-    """What a client's error is as a customer's failure (a CustomerConsent.ErrorKind)."""
+    """A client's error as a CustomerConsent.ErrorKind."""
     for cls, kind in _ERROR_KINDS:
         if isinstance(exc, cls):
             return kind
@@ -112,10 +105,8 @@ def _with_retries(
     partner: Partner,
     request_id: str = "",
 ) -> T:
-    """Run one logical call with bounded retries: 429 pauses the shared limiter for its Retry-After, 5xx
-    and timeouts back off with jitter, and a 401 gets one fresh access token, except a 401 for want of MFA,
-    which no fresh token cures. Each attempt takes a slot of the limiter for `request_id` (the call's
-    MS-RequestId). Partner Center's isMfaCompliant is kept for the partner. Raises CallFailed."""
+    """Run one logical call with bounded retries (429 pauses the shared limiter, 5xx backs off, a non-MFA 401 gets one
+    fresh token), each attempt a limiter slot for `request_id`. Raises CallFailed."""
     fresh_token = False
     pc = client(False)
     for attempt in range(1, CALL_ATTEMPTS + 1):
@@ -192,11 +183,8 @@ class SyncResult:
 def customers_sync(
     *, partner_id: int, correlation_id: str | None = None, sleep: Callable[[float], None] = time.sleep
 ) -> SyncResult:
-    """Page through the partner's customers in Partner Center and upsert them; mark the missing ones removed.
-
-    Returns the SyncResult. Raises CallFailed (nothing is written then: a partial listing never marks
-    customers removed).
-    """
+    """Page through the partner's customers, upsert them and mark the missing ones removed: the SyncResult. Raises
+    CallFailed, having written nothing (a partial listing removes no one)."""
     started = timezone.now()
     correlation_id = correlation_id or str(uuid.uuid4())
     partner = Partner.objects.get(pk=partner_id)
@@ -280,8 +268,14 @@ def customers_sync(
                 "correlation_id": correlation_id,
             },
         )
-    logger.info("partner %s: %d customers listed, %d new, %d changed, %d removed", partner.code, len(listed),
-                created, updated, removed)  # fmt: skip
+    logger.info(
+        "partner %s: %d customers listed, %d new, %d changed, %d removed",
+        partner.code,
+        len(listed),
+        created,
+        updated,
+        removed,
+    )
     return SyncResult(partner.pk, len(listed), created, updated, removed, correlation_id)
 
 
@@ -292,10 +286,12 @@ def desired_grants() -> dict[str, Any]:
     """What CPV_APPLICATION_GRANTS asks for, in a canonical order."""
     config = settings.CPV_APPLICATION_GRANTS
     grants = sorted(
-        ({"enterpriseApplicationId": str(g["enterpriseApplicationId"]).lower(), "scope": g["scope"]}
-         for g in config["applicationGrants"]),
+        (
+            {"enterpriseApplicationId": str(g["enterpriseApplicationId"]).lower(), "scope": g["scope"]}
+            for g in config["applicationGrants"]
+        ),
         key=lambda g: g["enterpriseApplicationId"],
-    )  # fmt: skip
+    )
     return {"displayName": config["displayName"], "applicationGrants": grants}
 
 
@@ -324,17 +320,9 @@ def customer_consent_apply(
     sleep: Callable[[float], None] = time.sleep,
     owner: str = "",
 ) -> CustomerConsent:
-    """Put the vendor app into one customer tenant through Partner Center's ApplicationConsent.
-
-    `owner` names the claim (a task's id, the same across its retries and a redelivery of its message): a claim
-    of the same owner is left by an earlier run of the same task, cut off (its worker died, its time ran out,
-    the database went away), and is taken over at once; another owner's claim is waited out.
-
-    Returns the CustomerConsent: applied (created now, already there, or already applied with these
-    grants: no call then), failed with the reason in `last_error` (a permanent refusal), or unchanged when
-    another worker holds it. Raises CallFailed with `transient` set when the call should be retried later
-    (the same MS-RequestId is used then).
-    """
+    """Put the app into one customer tenant (an existing consent is success; changed grants are deleted and created
+    again), claimed for `owner` (its own earlier claim is taken over, another's waited out): the CustomerConsent.
+    Raises CallFailed, `transient` to retry with the same MS-RequestId."""
     state, _ = _consent_apply(
         customer_id=customer_id, correlation_id=correlation_id, limiter=limiter, sleep=sleep, owner=owner
     )
@@ -356,7 +344,7 @@ def _consent_apply(
     sleep: Callable[[float], None],
     owner: str,
 ) -> tuple[CustomerConsent, str]:
-    """`customer_consent_apply`, with what it came to (CONSENTED, ALREADY_PRESENT, FAILED or SKIPPED)."""
+    """`customer_consent_apply`, with what it came to."""
     customer = Customer.objects.select_related("partner").get(pk=customer_id)
     partner = customer.partner
     state, _ = CustomerConsent.objects.get_or_create(customer=customer)
@@ -447,15 +435,15 @@ def _consent_apply(
     state.pending_request_id = ""
     state.lease_until = None
     _state_save(state, partner_id=partner.pk)
-    logger.info("ApplicationConsent in %s for partner %s: %s", tenant, partner.code,
-                "created" if created else "already there")  # fmt: skip
+    logger.info(
+        "ApplicationConsent in %s for partner %s: %s", tenant, partner.code, "created" if created else "already there"
+    )
     return state, CONSENTED if created else ALREADY_PRESENT
 
 
 @dataclass
 class BatchTally:
-    """What a batch of ApplicationConsents came to so far. `tried` counts the batch's customers once, however
-    many runs it takes; `retry_ids` are the customers a transient failure left for the next run."""
+    """A batch's counts so far: `tried` counts each customer once across runs; `retry_ids` are left for the next run."""
 
     tried: int = 0
     consented: int = 0
@@ -485,19 +473,9 @@ def application_consent_batch(
     last_run: bool = True,
     sleep: Callable[[float], None] = time.sleep,
 ) -> BatchTally:
-    """ApplicationConsent in each of a partner's customers given, one after the other within the shared limiter,
-    and one audit row for the whole batch (`partner.consents_applied`: customers tried, consented now, already
-    present, failed, and any left for a later run), never one per customer.
-
-    `earlier` carries the counts of the batch's previous runs, whose customers are not counted as tried again.
-    A transient failure leaves the customer in `retry_ids`: unless this is the `last_run`, the caller runs the
-    batch again with them and no row is written yet. The row is written once the batch is over, after each
-    customer's outcome was committed with the partner's coverage counters (one transaction per customer: a
-    batch never holds a lock across Partner Center's calls).
-
-    Returns the BatchTally. Raises Partner.DoesNotExist for an unknown partner; a customer that no longer exists
-    is counted as skipped.
-    """
+    """ApplicationConsent in each given customer, one transaction per customer, and one audit row for the batch once
+    it is over (`earlier` carries previous runs' counts; unless `last_run`, transient failures are left in
+    `retry_ids`). Returns the BatchTally. Raises Partner.DoesNotExist."""
     partner = Partner.objects.get(pk=partner_id)
     tally = BatchTally(tried=len(customer_ids))
     for key, value in (earlier or {}).items():
@@ -525,19 +503,24 @@ def application_consent_batch(
         partner=partner,
         detail={**tally.counts(), "retrying": len(tally.retry_ids), "correlation_id": correlation_id},
     )
-    logger.info("partner %s: ApplicationConsent batch of %d: %d consented, %d already present, %d failed, %d left",
-                partner.code, tally.tried, tally.consented, tally.already_present, tally.failed,
-                len(tally.retry_ids))  # fmt: skip
+    logger.info(
+        "partner %s: ApplicationConsent batch of %d: %d consented, %d already present, %d failed, %d left",
+        partner.code,
+        tally.tried,
+        tally.consented,
+        tally.already_present,
+        tally.failed,
+        len(tally.retry_ids),
+    )
     return tally
 
 
 def _state_save(state: CustomerConsent, *, partner_id: int, fields: list[str] | None = None) -> None:
-    """Save a customer's ApplicationConsent state and shift the partner's coverage counters to match.
-
-    The customer's row lock (customer sync holds the same rows while it marks customers removed) makes the
-    status replaced, and whether the customer is still present, what they really are when the change lands.
-    """
+    """Save a customer's ApplicationConsent state under the customer's row lock and shift the coverage counters to
+    match."""
     with transaction.atomic():
+        # Customer sync locks the same rows to mark customers removed: under the lock, `before` and `removed_at`
+        # are what this change really replaces.
         removed_at, before = (
             Customer.objects.select_for_update(of=("self",))
             .filter(pk=state.customer_id)

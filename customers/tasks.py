@@ -1,10 +1,5 @@
-"""Celery tasks that sync each partner's customers and apply ApplicationConsent in each customer tenant (a batch
-of customers to a task after a sync, one customer to a task for an operation started from a page): thin
-callers of customers/services.py, taking ids, never tokens. Their names keep the `consent.` prefix they were
-first published under (queued messages and the beat schedule name them).
-
-Customer sync is an upsert, and ApplicationConsent treats an existing consent as success: both are idempotent.
-"""
+"""Celery tasks that sync partners' customers and apply ApplicationConsent (in batches after a sync, one at a time
+from a page): thin, idempotent. Their names keep the `consent.` prefix queued messages and beat know them by."""
 
 from __future__ import annotations
 
@@ -60,8 +55,7 @@ BATCH_SIZE = 50
 
 
 def application_consents_queue(*, partner_id: int, correlation_id: str, queue: str | None = None) -> int:
-    """Queue ApplicationConsent for every customer of the partner that needs it, BATCH_SIZE customers to a task;
-    returns how many customers."""
+    """Queue ApplicationConsent for the partner's customers that need it, BATCH_SIZE to a task: how many customers."""
     ids = services.customers_needing_consent(partner_id=partner_id)
     options = {"queue": queue} if queue else {}
     for start in range(0, len(ids), BATCH_SIZE):
@@ -84,11 +78,8 @@ def application_consent_batch(
     correlation_id: str = "",
     tally: dict[str, int] | None = None,
 ) -> dict[str, Any]:
-    """ApplicationConsent in a batch of one partner's customers, audited once for the batch.
-
-    Customers that failed transiently are tried again by a retry of this task (the same task id, so it takes
-    over their claims), carrying the counts so far in `tally`; the last retry audits what is left as not done.
-    """
+    """ApplicationConsent in a batch of one partner's customers, audited once; transient failures are retried by this
+    task's retry (same id, so it takes over their claims), carrying `tally`."""
     correlation_id = correlation_id or str(uuid.uuid4())
     last_run = self.request.retries >= MAX_TASK_RETRIES
     kwargs = {"partner_id": partner_id, "customer_ids": customer_ids, "correlation_id": correlation_id, "tally": tally}
@@ -102,8 +93,9 @@ def application_consent_batch(
             last_run=last_run,
         )
     except Partner.DoesNotExist:
-        logger.warning("ApplicationConsent batch of partner %s: no such partner in the database; nothing to do",
-                       partner_id)  # fmt: skip
+        logger.warning(
+            "ApplicationConsent batch of partner %s: no such partner in the database; nothing to do", partner_id
+        )
         return {"partner_id": partner_id, "outcome": "gone"}
     except (SoftTimeLimitExceeded, *DATABASE_LOST) as exc:
         # Cut off: the batch runs again from the start; customers it finished are found applied, with no call.
@@ -118,19 +110,16 @@ def application_consent_batch(
 
 @shared_task(name="consent.application_consent_apply", bind=True, max_retries=MAX_TASK_RETRIES, **IDEMPOTENT)
 def application_consent_apply(self: Task, customer_id: int, correlation_id: str = "") -> dict[str, Any]:
-    """ApplicationConsent in one customer tenant (idempotent: an existing consent is success).
-
-    The task's id owns the customer's claim: a retry, or the message handed back after its worker died, takes
-    over the claim an earlier run of it left, and sends the same MS-RequestId.
-    """
+    """ApplicationConsent in one customer tenant; its id owns the claim, so a retry or redelivery takes it over."""
     try:
         state = services.customer_consent_apply(
             customer_id=customer_id, correlation_id=correlation_id or None, owner=self.request.id or ""
         )
     except Customer.DoesNotExist:
         # As above: a message queued against another database.
-        logger.warning("ApplicationConsent for customer %s: no such customer in the database; nothing to do",
-                       customer_id)  # fmt: skip
+        logger.warning(
+            "ApplicationConsent for customer %s: no such customer in the database; nothing to do", customer_id
+        )
         return {"customer_id": customer_id, "status": "gone"}
     except services.CallFailed as exc:
         countdown = backoff_delay(attempt=self.request.retries + 1, retry_after=exc.retry_after)

@@ -1,7 +1,4 @@
-"""A customer's ApplicationConsent failure in words for a person, from its stored kind (never from the message).
-
-The staff pages, the CSV download and the partner portal show them; the raw message stays beside them for staff.
-"""
+"""A customer's ApplicationConsent failure in words, from its stored kind (never from the message)."""
 
 from __future__ import annotations
 

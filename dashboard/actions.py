@@ -1,8 +1,5 @@
-"""Staff actions: inviting a partner, and the dashboard's actions on one partner or many.
-
-Every action is a POST behind a confirmation page (a GET shows what will happen; the form on it POSTs with
-`confirmed`), needs the operator role, and is audited with the acting user by the service it calls.
-"""
+"""Staff actions on one partner or many, and inviting a partner: each a POST behind a confirmation page, for
+operators, audited by the service it calls."""
 
 from __future__ import annotations
 
@@ -107,8 +104,8 @@ def partner_action(request: HttpRequest, code: uuid.UUID, action: str) -> HttpRe
 @staff_view(see=Role.VIEWER, act=Role.OPERATOR)
 @require_POST
 def bulk(request: HttpRequest) -> HttpResponse:
-    """The selected partners and an action: first a confirmation page listing them, then (with `confirmed`)
-    the action on each; a partner the action does not apply to is reported and skipped."""
+    """The selected partners and an action: a confirmation page, then (with `confirmed`) the action on each, skipping
+    and reporting partners it does not apply to."""
     form = BulkForm(request.POST)
     back = request.POST.get("back", "") or reverse("dashboard:list")
     if not back.startswith("/") or not url_has_allowed_host_and_scheme(back, allowed_hosts={request.get_host()}):

@@ -1,9 +1,5 @@
-"""The effective configuration as the settings page shows it to an admin: grouped, labelled in words, secrets
-never shown (only whether they are set) and passwords in connection URLs replaced by ***.
-
-A setting added to `cpv.config.Config` without an entry here still appears, under "Other", and is shown as set or
-not set unless its field is marked as safe to show (`repr=True`).
-"""
+"""The effective configuration as the settings page shows it: grouped, in words, a secret only as set or not, URL
+passwords as ***; a Config field not listed here shows under "Other"."""
 
 from __future__ import annotations
 
@@ -263,8 +259,7 @@ GROUPS: list[tuple[str, list[tuple[str, str, str, Show]]]] = [
 
 
 def configuration_groups(config: Any = None) -> list[Group]:
-    """Every setting read from the environment, as in force now, grouped and in words; a secret only says
-    whether it is set, and a connection URL shows no password."""
+    """Every setting in force, grouped and in words; a secret says only whether it is set, a URL shows no password."""
     config = config if config is not None else settings.CONFIG
     fields = {f.name: f for f in dataclasses.fields(config)}
     groups = []

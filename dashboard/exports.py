@@ -1,10 +1,5 @@
-"""CSV downloads of the staff pages: the audit log (as filtered), the partner list (as searched and filtered)
-and one partner's customers.
-
-Each streams: the rows are read from the database `CHUNK` at a time (`QuerySet.iterator`) and written out as
-they come (`StreamingHttpResponse`), so an export has no row limit and holds one chunk in memory whatever its
-size. Only what the pages show goes out: never a token, a vault secret's name or a client secret.
-"""
+"""CSV downloads of the staff pages (the audit log, the partner list, a partner's customers), streamed a chunk at a
+time with no row limit; only what the pages show goes out, never a token or a secret."""
 
 from __future__ import annotations
 
@@ -35,16 +30,14 @@ FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 class Echo:
-    """A file-like object whose `write` hands back what it is given, for csv.writer to format one row at a
-    time (Django's "streaming large CSV files" recipe)."""
+    """A file-like object whose `write` returns what it is given, for csv.writer to stream rows."""
 
     def write(self, value: str) -> str:
         return value
 
 
 def cell(value: Any) -> str:
-    """A value as a CSV cell: dates in ISO 8601 (UTC), yes/no, empty for nothing, and text that a spreadsheet
-    would run as a formula prefixed with an apostrophe."""
+    """A value as a CSV cell: UTC ISO 8601, yes/no, "" for nothing, formula-like text after an apostrophe."""
     if value is None:
         return ""
     if isinstance(value, bool):
@@ -78,8 +71,7 @@ def csv_response(*, filename: str, header: Sequence[str], rows: Iterable[Sequenc
 
 
 def _chunked(qs: QuerySet[Any], each: Callable[[list[Any]], Iterable[Sequence[Any]]]) -> Iterator[Sequence[Any]]:
-    """The queryset's rows CHUNK at a time, each chunk turned into CSV rows by `each` (which may read what the
-    chunk needs in one more query)."""
+    """The queryset's rows CHUNK at a time, each chunk turned into CSV rows by `each`."""
     for chunk in chunks(qs.iterator(chunk_size=CHUNK)):
         yield from each(chunk)
 

@@ -1,7 +1,5 @@
-"""The probes: `/healthz` (the process serves requests) and `/readyz` (the database, the broker and the vault each
-answer within a few seconds).
-
-They sit on top with the pages because the vault check reaches into the tokens app."""
+"""The probes: `/healthz` (the process serves) and `/readyz` (database, broker and vault answer), on top with the
+pages because the vault check reaches into tokens."""
 
 from __future__ import annotations
 
@@ -94,8 +92,7 @@ _clock = time.monotonic
 
 
 def checks_cached() -> list[CheckResult]:
-    """The last round of checks while it is younger than READY_CACHE_SECONDS, else a new one (a single round
-    at a time: requests arriving meanwhile wait for it and share its answer)."""
+    """The last round of checks while younger than READY_CACHE_SECONDS, else a new one (one round at a time, shared)."""
     global _ready
     with _ready_lock:
         now = _clock()
@@ -132,8 +129,7 @@ def healthz(request: HttpRequest) -> JsonResponse:
 @require_GET
 @never_cache
 def readyz(request: HttpRequest) -> JsonResponse:
-    """The database, the broker and the vault answer: 200, or 503 when one does not. Each check's result goes
-    only to staff and to a monitor holding CPV_READYZ_TOKEN; anyone else reads the status alone."""
+    """200 when database, broker and vault answer, else 503; each check's result only to staff or CPV_READYZ_TOKEN."""
     results = checks_cached()
     ok = all(r.ok for r in results)
     body: dict[str, object] = {"status": "ok" if ok else "failing"}

@@ -1,11 +1,5 @@
-"""The staff dashboard's actions on a partner: each is a service that audits the acting user in the same
-transaction, and the long ones queue the background-work tasks (tokens/tasks.py, customers/tasks.py) after the
-commit.
-
-An operation started from a page is remembered by its audit row (`detail.operation`, a UUID); its progress is
-read back from what the tasks leave in the database (token events, the customer-sync audit row, customers'
-ApplicationConsent rows) and, when the result backend has it, the task's own state.
-"""
+"""The dashboard's long operations on a partner: a service audits the acting user and queues the tasks after the
+commit; progress is read back from what the tasks leave and the result backend."""
 
 from __future__ import annotations
 
@@ -66,12 +60,8 @@ def _require_active(partner: Partner, what: str) -> None:
 
 
 def operation_start(*, actor: Actor, partner: Partner, kind: str) -> AuditEvent:
-    """Queue one long operation on a partner (renew its token now, sync its customers, apply
-    ApplicationConsent to every customer that needs it or only to the failed ones).
-
-    Returns the audit row that records it (its `detail["operation"]` identifies the operation). Raises
-    PartnerError when the partner is not active or there is nothing to do.
-    """
+    """Queue a long operation on a partner (renew, sync, apply consents): its audit row (`detail["operation"]`).
+    Raises PartnerError when the partner is not active or there is nothing to do."""
     if kind not in KIND_LABELS:
         raise PartnerError(f"Unknown operation {kind!r}.")
     _require_active(partner, KIND_LABELS[kind].lower())
@@ -344,8 +334,7 @@ def _words(value: Any) -> str:
 
 
 def live_checks() -> list[LiveCheck]:
-    """Call the sign-in authority, Partner Center and the vault now; each result says what was proven or why
-    it failed (redacted: never a secret)."""
+    """Call the sign-in authority, Partner Center and the vault now: what each proved, or why it failed (redacted)."""
     import time
 
     results = []

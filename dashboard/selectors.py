@@ -1,9 +1,5 @@
-"""Reads for the staff dashboard: the partner directory with its filters and sorts, the overview's counts and
-series, the partners needing attention, and the audit log.
-
-Every function here issues a fixed number of queries whatever the number of partners or customers: counts
-are aggregates, lists are bounded, and related rows come with `select_related`/`prefetch_related`.
-"""
+"""Reads for the staff dashboard: the partner directory, the overview, the partners needing attention and the
+audit log, each in a fixed number of queries whatever the data."""
 
 from __future__ import annotations
 
@@ -82,11 +78,8 @@ def partner_directory(
     sort: str = "name",
     now: datetime | None = None,
 ) -> QuerySet[Partner]:
-    """Partners filtered and sorted for the list, each annotated with `health` and carrying its token row.
-
-    `search` matches the name, the primary domain or the contact email (contains, any case), the name or domain of
-    one of the partner's present customers, or the tenant id when it is a GUID or a GUID's prefix.
-    """
+    """Partners filtered and sorted for the list, annotated with `health`, with their token row; `search` matches name,
+    domain, contact email, a present customer's name or domain, or a tenant id (prefix)."""
     qs = Partner.objects.select_related("token").annotate(health=token_health_expression(now=now))
     search = search.strip()
     if search:
@@ -228,12 +221,8 @@ RENEWAL_GROUPS = [
 def overview(
     *, days: int = 30, now: datetime | None = None, attention_limit: int = 25, cached: bool = False
 ) -> Overview:
-    """Everything the overview page shows, over the last `days` days (six queries whatever the data, three when
-    the trends come from the cache).
-
-    With `cached`, the trends made by a request less than TRENDS_SECONDS ago are reused. Made anew, they are
-    stored for the next request. A cache that cannot be reached means trends made for this request.
-    """
+    """Everything the overview shows over the last `days` days (six queries, three with cached trends); `cached` reuses
+    trends younger than TRENDS_SECONDS."""
     now = now or timezone.now()
     trends = _trends_cached(days) if cached else None
     if trends is None:
@@ -287,7 +276,7 @@ def _trends_store(days: int, trends: Trends) -> None:
 
 
 def overview_trends_forget() -> None:
-    """Drop the cached trends of every period, so that the next overview counts again (after a staff action)."""
+    """Drop the cached trends of every period (after a staff action)."""
     try:
         cache.delete_many([_trends_key(days) for days in OVERVIEW_PERIODS])
     except Exception:  # they expire on their own within TRENDS_SECONDS
@@ -295,8 +284,7 @@ def overview_trends_forget() -> None:
 
 
 def overview_trends(*, days: int = 30, now: datetime | None = None) -> Trends:
-    """The overview's counts over every partner and the last `days` days of events: partners by status and by
-    token health, the consent funnel, token ages and renewal outcomes per day (three queries)."""
+    """The overview's counts over every partner and the last `days` days of events (three queries)."""
     now = now or timezone.now()
     since = now - timedelta(days=days)
 
@@ -412,8 +400,7 @@ LINK_ISSUED = ("partner.invited", "partner.reconsent_link_created")
 
 
 def _onboarding_annotations() -> dict[str, Any]:
-    """Per partner: its latest consent attempt (status, reason, start, expiry), the unsuccessful attempts since
-    its last consent, and when its current link was issued (subqueries on indexed columns)."""
+    """Per partner: its latest consent attempt, failed attempts since its last consent, and its link's issue time."""
     latest = ConsentFlow.objects.filter(partner=OuterRef("pk")).order_by("-created_at", "-id")
     last_consent = (
         ConsentFlow.objects.filter(partner=OuterRef(OuterRef("pk")), status=ConsentFlow.Status.VAULTED)
@@ -451,8 +438,7 @@ def _onboarding_stuck(*, now: datetime) -> Q:
 
 
 def _invitation_ending(*, now: datetime) -> Q:
-    """Invited, nobody has started a consent with the current link, and the link stops working within
-    INVITATION_WARNING (or already has)."""
+    """Invited, no consent started with the current link, which ends within INVITATION_WARNING (or has)."""
     max_age = timedelta(days=settings.CPV_INVITATION_MAX_AGE_DAYS)
     return (
         Q(status__in=(Partner.Status.INVITED, Partner.Status.PENDING))
@@ -470,8 +456,7 @@ def _days(delta: timedelta) -> str:
 
 
 def onboarding_words(partner: Any, *, now: datetime) -> list[str]:
-    """Why a partner is stuck in onboarding, in words ("3 failed consent attempts, the last: not a Global
-    Administrator"; "Invitation expires in 2 days, nobody has signed in"). Reads `_onboarding_annotations`."""
+    """Why a partner is stuck in onboarding, in words; reads `_onboarding_annotations`."""
     reasons = []
     status = partner.last_flow_status
     if partner.status in ONBOARDING and status in ConsentFlow.OPEN and partner.last_flow_expires_at < now:
@@ -496,13 +481,8 @@ def onboarding_words(partner: Any, *, now: datetime) -> list[str]:
 
 
 def needs_attention(*, now: datetime | None = None, limit: int = 25) -> list[Partner]:
-    """Partners someone should act on, worst first: re-consent needed, renewals failing, tokens close to the
-    90-day limit, partners stuck in onboarding (failed or abandoned consents), customers failing
-    ApplicationConsent, invitations about to expire with nobody signed in. Each carries `reasons` (in words), its
-    `health` and its number of `failed_customers` (two queries).
-
-    Ranking looks at every partner, so it reads only the ids; the rows shown are read after, by id.
-    """
+    """Partners someone should act on, worst first, each with `reasons` in words, `health` and `failed_customers`
+    (two queries: ranking reads only ids)."""
     now = now or timezone.now()
     expiring_before = now - (TOKEN_LIFETIME - EXPIRY_WARNING)
     # From the coverage counters (a join on one row per partner), not from the customers.
@@ -580,9 +560,8 @@ def audit_log(
     since: datetime | None = None,
     until: datetime | None = None,
 ) -> QuerySet[AuditEvent]:
-    """Audit events, newest first, filtered by the actor's name, the action (exact, or every action of an area
-    when it ends with a dot: "partner." matches every partner action), a partner's code or name, and a time
-    range. Each event carries its partner and its actor."""
+    """Audit events newest first, with partner and actor, filtered by actor, action ("partner." for an area), partner
+    and time range."""
     qs = AuditEvent.objects.select_related("partner", "actor").order_by("-created_at", "-id")
     if actor:
         qs = qs.filter(actor_label__iexact=actor.strip())
@@ -625,8 +604,7 @@ class AuditRow:
 
 
 def audit_rows(events: Iterable[AuditEvent]) -> Iterator[AuditRow]:
-    """The events in words (select their partner and actor with them). A staff account an event is about is
-    named by its username, read in one query per call for the events given."""
+    """The events in words (select their partner and actor with them), one query for the usernames they are about."""
     events = list(events)
     user_ids = {int(e.target_id) for e in events if e.target_type == USER_LABEL and e.target_id.isdigit()}
     names = dict(User.objects.filter(pk__in=user_ids).values_list("pk", "username")) if user_ids else {}

@@ -1,16 +1,5 @@
-"""Staff sign-in: with Microsoft against the vendor's own tenant, or with a password and its TOTP code.
-
-Microsoft's sign-in (when CPV_STAFF_TENANT_ID names the vendor's tenant) runs through the same kit as the partner
-portal (consent.microsoft_sign_in) on that tenant's authority. The person is matched by the id_token's tenant
-and object id against the StaffIdentity an admin bound to a staff account, never by an email; the sign-in must
-have used MFA, which the `amr` of the access token that came with the id_token says (a v2.0 id_token carries no
-`amr`); the role still comes from the account's group.
-
-A password sign-in is the admins' break-glass where CPV_STAFF_PASSWORD_SIGN_IN is "admins", keeps the
-per-account and per-address lockout, and then asks the TOTP code of the account's authenticator app (django-otp),
-or has one set up first where CPV_STAFF_TOTP is "required". partners.access.staff_sign_in_step decides, for every
-staff page and the admin site, whether a session's sign-in is finished.
-"""
+"""Staff sign-in: with Microsoft against the vendor's own tenant (matched by tenant and object id, MFA from the
+access token's `amr`, as a v2.0 id_token carries none), or with a password and its TOTP code."""
 
 from __future__ import annotations
 
@@ -96,8 +85,7 @@ REFUSALS: dict[str, Callable[[microsoft_sign_in.SignedIn], tuple[str, str]]] = {
 
 
 def staff_cloud() -> str:
-    """The cloud the vendor's own tenant is in: the deployment's (CPV_CLOUD; a custom deployment's hosts stand in
-    for every cloud, so any name resolves to them)."""
+    """The vendor tenant's cloud: the deployment's CPV_CLOUD."""
     return settings.CPV_CLOUD if settings.CPV_CLOUD in clouds.CLOUDS else clouds.GLOBAL
 
 
@@ -129,9 +117,8 @@ def _refusal(request: HttpRequest, failed: microsoft_sign_in.SignInFailed) -> Ht
 
 
 class SignInView(auth_views.LoginView):
-    """The sign-in page: "Sign in with Microsoft" where it is configured, and the password form (with its
-    per-username and per-address lockout) for the accounts allowed one. A password sign-in goes on to the TOTP
-    code where the account needs one."""
+    """The sign-in page: "Sign in with Microsoft" where configured, and the locked-out-on-failure password form for
+    accounts allowed one, going on to the TOTP code where needed."""
 
     form_class = SignInForm
     redirect_authenticated_user = True
@@ -237,10 +224,8 @@ def _qr_data_uri(url: str) -> str:
 @never_cache
 @require_http_methods(["GET", "POST"])
 def enroll(request: HttpRequest) -> HttpResponse:
-    """Set up an authenticator app: a fresh secret, shown (as a QR code and as text) only to the session that set
-    it up, kept only when a code from the app checks out. Open to an account that may sign in with a password, once
-    its sign-in is finished or lacks only this step; replacing an app needs this session to have proven one (its
-    code, or Microsoft's MFA)."""
+    """Set up an authenticator app: a fresh secret shown only to this session, kept once a code checks out; replacing
+    one needs this session to have proven one (its code, or Microsoft's MFA)."""
     step = staff_sign_in_step(request)
     if step not in (SignInStep.ENROLL, SignInStep.DONE):
         return staff_sign_in_unfinished(request) or HttpResponseRedirect(reverse("login"))

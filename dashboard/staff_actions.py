@@ -1,7 +1,5 @@
-"""The staff actions on a partner, in one table: what each says on its confirmation page, its button on the
-partner's page, whether it runs in bulk from the list (and under what label), when it is offered, and what it
-runs. The views (dashboard/actions.py), the bulk form and the partner's page all read this table.
-"""
+"""The staff actions on a partner in one table (words, buttons, bulk labels, when offered, what runs), read by the
+views, the bulk form and the partner's page."""
 
 from __future__ import annotations
 
@@ -148,8 +146,7 @@ BULK_ACTIONS: list[tuple[str, str]] = [(name, action.bulk) for name, action in A
 
 @dataclass(frozen=True)
 class Offered:
-    """An action offered on a partner's page: `style` is primary (the one that matters most now), secondary or
-    danger."""
+    """An action offered on a partner's page; `style` is primary, secondary or danger."""
 
     name: str
     label: str
@@ -161,8 +158,7 @@ class Offered:
 
 
 def actions_for(partner: Partner, *, has_token: bool, failed_customers: int) -> list[Offered]:
-    """Only the actions that can succeed for the partner's state, the one that matters most first: renewing an
-    active partner's token, or, for any other partner, the consent link that moves it on."""
+    """The actions that can succeed for the partner's state, the one that matters most first."""
     if partner.status == Partner.Status.DEACTIVATED:
         return []
     active = partner.status == Partner.Status.ACTIVE

@@ -1,10 +1,5 @@
 """The staff dashboard's pages: overview, partner list, a partner's page, the audit log, staff accounts and
-settings. Each view names the role it needs in `staff_view`; the partner is looked up by its code only.
-
-What the pages read comes from the selectors of each app (the dashboard is where they all meet) and
-`dashboard/selectors.py` for the directory and the overview; the actions that change something are in
-`dashboard/actions.py`.
-"""
+settings. Each names its role in `staff_view`; actions that change something are in dashboard/actions.py."""
 
 from __future__ import annotations
 
@@ -72,8 +67,7 @@ PAGE_SIZE = 50
 @staff_view(see=Role.VIEWER)
 @require_GET
 def overview(request: HttpRequest) -> HttpResponse:
-    """Counts by status and token health, the consent funnel, token ages, renewals, coverage, needs attention.
-    The counts over every partner may be up to a minute old (the page says as of when; `?fresh=1` counts now)."""
+    """The overview; counts over every partner may be a minute old (the page says so; `?fresh=1` counts now)."""
     try:
         days = int(request.GET.get("days", 30))
     except ValueError:
@@ -152,16 +146,14 @@ _CONSENT_LINK = re.compile(r"https?://\S+/consent/i/\S+")
 
 
 def links_in_messages(request: HttpRequest) -> list[str]:
-    """The consent links in this request's messages (an invitation or a re-consent link just created), for the page
-    to show in a field with a copy button. The messages are still shown as they are."""
+    """The consent links in this request's messages, for the page to show with a copy button."""
     return [m.group(0) for m in (_CONSENT_LINK.search(str(message)) for message in messages.get_messages(request)) if m]
 
 
 @staff_view(see=Role.VIEWER)
 @require_GET
 def detail(request: HttpRequest, code: uuid.UUID) -> HttpResponse:
-    """A partner's page: profile, token health (never the token), flows with timelines, customers with their
-    ApplicationConsent state, operations in progress, the audit trail, and the actions for operators."""
+    """A partner's page: profile, token health, flows, customers, operations, audit trail, actions."""
     partner = partner_for_staff(code)
     state = request.GET.get("consent", "")
     customers = customer_page(
@@ -263,8 +255,7 @@ def audit_log(request: HttpRequest) -> HttpResponse:
 @staff_view(see=Role.VIEWER)  # type: ignore[arg-type]
 @require_GET
 def audit_log_csv(request: HttpRequest) -> HttpResponse | StreamingHttpResponse:
-    """The audit log as CSV, filtered as the page is, every matching event (no page); filters that are not
-    valid are a 400 that says why."""
+    """The audit log as CSV, filtered as the page is, unpaged; invalid filters are a 400 that says why."""
     form, events = _audit_events(request)
     if form.is_bound and not form.is_valid():
         # An export of everything is not what a mistyped filter asked for.
@@ -320,9 +311,11 @@ def staff_accounts(request: HttpRequest) -> HttpResponse:
                 target = get_object_or_404(User, username=request.POST.get("username", ""))
                 removed = staff_totp_reset(actor=request.user, user=target)
                 messages.success(
-                    request, f"Removed {removed} authenticator app(s) of {target.get_username()}." if removed else
-                    f"{target.get_username()} had no authenticator app.",
-                )  # fmt: skip
+                    request,
+                    f"Removed {removed} authenticator app(s) of {target.get_username()}."
+                    if removed
+                    else f"{target.get_username()} had no authenticator app.",
+                )
                 return HttpResponseRedirect(reverse("dashboard:staff"))
             elif what == "active":
                 active_form = StaffActiveForm(request.POST)
@@ -390,9 +383,7 @@ def page_script(request: HttpRequest, name: str) -> HttpResponse:
 @staff_view(see=Role.ADMIN)
 @require_GET
 def settings_page(request: HttpRequest) -> HttpResponse:
-    """The effective configuration, grouped and in words (never a secret value). The live check of Microsoft and
-    the vault runs after the page has loaded (its script, `settings-check`, asks `settings_check`); `?check=1`
-    runs it here, for a browser without scripts."""
+    """The effective configuration in words, never a secret; the live check runs from its script (`?check=1` here)."""
     checks = operations.live_checks() if request.GET.get("check") else None
     context = {
         "groups": configuration_groups(),
@@ -407,6 +398,5 @@ def settings_page(request: HttpRequest) -> HttpResponse:
 @require_GET
 @never_cache
 def settings_check(request: HttpRequest) -> JsonResponse:
-    """The live check as JSON, for the settings page's script: each check's name, whether it passed, how long it
-    took and what it proved or why it failed (redacted: never a secret)."""
+    """The live check as JSON for the settings page's script (redacted: never a secret)."""
     return JsonResponse({"checks": [dataclasses.asdict(c) for c in operations.live_checks()]})

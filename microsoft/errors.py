@@ -1,9 +1,4 @@
-"""The one error family of every Microsoft client, and the one reading of `Retry-After`.
-
-Every failure of a call to Entra ID, Partner Center, Microsoft Graph or Key Vault is a MicrosoftError that says
-whether retrying can help (`transient`) and, when Microsoft said so, after how long (`retry_after`, seconds).
-Messages are for people and never hold a token.
-"""
+"""The one error family of every Microsoft client (`transient`, `retry_after`), and the one reading of Retry-After."""
 
 from __future__ import annotations
 
@@ -27,8 +22,7 @@ class MicrosoftError(Exception):
 
 
 def retry_after(headers: Mapping[str, str] | None, *, now: datetime | None = None) -> float | None:
-    """Seconds to wait, from `retry-after-ms`, `x-ms-retry-after-ms` or `Retry-After` (seconds or an HTTP date);
-    None when no header says (or none can be read). Never negative."""
+    """Seconds to wait from `retry-after-ms`, `x-ms-retry-after-ms` or `Retry-After`; None when none can be read."""
     if not headers:
         return None
     lowered = {k.lower(): v for k, v in headers.items()}

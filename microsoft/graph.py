@@ -1,11 +1,5 @@
-"""Microsoft Graph, delegated, as the partner's consenting user: the user's directory roles.
-
-A consent needs proof that the user is a Global Administrator. Where no token lists the user's roles (`wids`
-is an optional claim), Graph does: `GET /v1.0/me/transitiveMemberOf`, keeping the items whose `@odata.type` is
-a directory role (each carries `roleTemplateId`). No OData cast: a cast on a membership list is an advanced
-query, which Graph refuses without `ConsistencyLevel: eventual` and `$count=true`. Failures come out as
-GraphError, which says whether retrying can help.
-"""
+"""Microsoft Graph as the partner's consenting user: the user's directory roles, for when no token lists them.
+Failures come out as GraphError."""
 
 from __future__ import annotations
 
@@ -97,11 +91,9 @@ class GraphClient:
         )
 
     def directory_role_templates(self) -> list[str | None]:
-        """The role template ids of the signed-in user's directory roles, direct or through groups.
-
-        An item Graph returns with limited information (the token may list the user's memberships but not read
-        directory roles: its `roleTemplateId` is null) gives None. Raises GraphError.
-        """
+        """The role template ids of the user's directory roles, direct or through groups; None for an item Graph
+        returns without `roleTemplateId`. Raises GraphError."""
+        # No OData cast: on a membership list it is an advanced query, refused without `ConsistencyLevel: eventual`.
         url: str | None = f"{self.base_url}/v1.0/me/transitiveMemberOf"
         templates: list[str | None] = []
         for _ in range(MAX_PAGES):

@@ -1,10 +1,4 @@
-"""The HTTP sessions every Microsoft client uses (msal, Partner Center, Graph, the Key Vault SDK): one factory,
-with timeouts.
-
-requests reads the environment (proxies, `no_proxy`, a CA bundle) on every request unless told not to. The
-environment does not change while a process runs: this session reads it once per host and reuses the answer,
-with the same result.
-"""
+"""The HTTP sessions every Microsoft client uses: one factory, with timeouts."""
 
 from __future__ import annotations
 
@@ -22,7 +16,7 @@ DEFAULT_TIMEOUT = (5.0, 30.0)
 
 
 class EnvironmentOnceSession(requests.Session):
-    """A requests session that reads the proxy and CA-bundle settings of the environment once per host."""
+    """A requests session that reads proxy and CA-bundle settings from the environment once per host."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -46,8 +40,7 @@ class EnvironmentOnceSession(requests.Session):
 
 
 class TimeoutSession(EnvironmentOnceSession):
-    """A session whose every request has a timeout: a silent Microsoft must never hang a worker (or the row
-    lock it holds). A caller's own timeout wins."""
+    """A session whose every request has a timeout (a caller's own wins), so a silent Microsoft never hangs a worker."""
 
     timeout: tuple[float, float] = DEFAULT_TIMEOUT
 
@@ -62,8 +55,7 @@ S = TypeVar("S", bound=TimeoutSession)
 
 
 def session(kind: type[S] = TimeoutSession, *, name: str = "") -> S:  # type: ignore[assignment]
-    """The calling thread's keep-alive session of `kind` (one per thread and name: requests' sessions are not
-    meant to be shared between threads). Every client of Microsoft's services gets its session here."""
+    """The calling thread's keep-alive session of `kind` and `name` (requests' sessions are not thread-safe)."""
     key = f"{kind.__module__}.{kind.__qualname__}:{name}"
     found: dict[str, TimeoutSession] | None = getattr(_sessions, "by_key", None)
     if found is None:

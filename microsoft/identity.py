@@ -1,9 +1,5 @@
-"""Microsoft identity through msal: the partner's sign-in, id_token checks, and refresh-token redemption.
-
-Every token operation of the product goes through this module. It turns msal's answers (dicts with an
-`error`, or exceptions) into a small set of typed errors that say what a person must do, and it checks
-what msal does not: the id_token's signature, issuer, audience and lifetime.
-"""
+"""Microsoft identity through msal: sign-in, id_token checks and refresh-token redemption, with msal's answers
+turned into typed errors that say what a person must do."""
 
 from __future__ import annotations
 
@@ -36,25 +32,18 @@ GLOBAL_ADMIN_ROLE = "62e90394-69f5-4237-9190-012177145e10"
 
 
 class _DiscoveryOnlyCache(dict[Any, Any]):
-    """msal's `http_cache`, kept for discovery documents (GETs) only.
-
-    msal also remembers error answers to token POSTs and replays them without calling Entra: a 5xx or
-    429 blocks identical requests, and its key for an authorization-code redemption does not include
-    the code, so one partner's failure would block every other partner's sign-in for a while. Retrying
-    and pacing are this project's job (with backoff and Retry-After), so those entries are not kept.
-    """
+    """msal's `http_cache`, keeping discovery documents (GETs) only."""
 
     def __setitem__(self, key: Any, value: Any) -> None:
+        # msal replays a cached error answer to a token POST without calling Entra, and its key for a code redemption
+        # omits the code: one partner's 429 would block every partner's sign-in. Retrying is this project's job.
         if isinstance(key, str) and key.startswith("POST "):
             return
         super().__setitem__(key, value)
 
 
 class _RecordingSession(TimeoutSession):
-    """A keep-alive session per thread that remembers the last answer's status and Retry-After.
-
-    msal turns 429 and 5xx answers into exceptions or bare dicts; the status and the wait are read here.
-    """
+    """A per-thread keep-alive session that remembers the last answer's status and Retry-After."""
 
     last_status: int = 0
     last_retry_after: float | None = None
@@ -88,11 +77,7 @@ def _http_cache() -> _DiscoveryOnlyCache:
 
 
 class IdentityError(MicrosoftError):
-    """A token operation failed. `permanent` says whether retrying can help; the message is for a person.
-
-    Messages carry Microsoft's error name and AADSTS code, never a token or Microsoft's free text (which
-    can echo request details).
-    """
+    """A token operation failed; `permanent` says whether retrying can help. The message never holds a token."""
 
     kind = "identity_error"
 
@@ -136,15 +121,14 @@ class AppNotConsentedInTenant(IdentityError):
 
 
 class AppNotFound(IdentityError):
-    """AADSTS700016 in the partner's own tenant: the app is not there. For one partner, it removed the vendor's
-    app (consent again); seen for several partners at once, the vendor's own registration is at fault."""
+    """AADSTS700016 in the partner's tenant: the partner removed the app (consent again), or, for many partners at
+    once, the vendor's registration is at fault."""
 
     kind = "app_not_found"
 
 
 class PermissionNotGranted(IdentityError):
-    """The partner's consent does not include a resource other than Partner Center (AADSTS65001 for Microsoft
-    Graph): the features that need it are unavailable for the partner until it consents again."""
+    """The consent lacks a resource other than Partner Center (AADSTS65001 for Graph): consent again to use it."""
 
     kind = "permission_not_granted"
 
@@ -200,14 +184,8 @@ _INVALID_CLIENT_CODES = {7000215, 7000222, 700027, 7000218, 700024}
 def error_from_response(
     result: dict[str, Any], *, home_tenant: bool = True, partner_center: bool = True
 ) -> IdentityError:
-    """Classify msal's error dict (Entra's token endpoint error body) into a typed error.
-
-    `home_tenant` says whether the token was asked for in the partner's own tenant: there, a policy blocks the
-    partner, and an app no longer consented for Partner Center (`partner_center`) means the consent is gone,
-    while one not consented for another resource (Graph) only lacks that resource's permissions
-    (PermissionNotGranted). In a customer's tenant every refusal but a dead refresh token is that customer's:
-    90099 and 65001 mean it needs ApplicationConsent, any other code is its own failure.
-    """
+    """Classify msal's error dict into a typed error; `home_tenant` is False for a token asked in a customer's
+    tenant, `partner_center` False for a resource other than Partner Center."""
     error = str(result.get("error", "unknown_error"))
     codes = tuple(int(c) for c in result.get("error_codes") or [] if str(c).isdigit())
     correlation_id = str(result.get("correlation_id", ""))
@@ -257,11 +235,7 @@ def error_from_response(
 
 
 def client_credential(app: AppCredential) -> str | dict[str, str]:
-    """msal's `client_credential`: the certificate (preferred) or the secret.
-
-    A certificate file holds the private key and the certificate in PEM; msal derives the SHA-256
-    thumbprint from the certificate.
-    """
+    """msal's `client_credential`: the PEM certificate and key, or the secret. Raises IdentityMisconfigured."""
     if app.certificate_path:
         try:
             pem = Path(app.certificate_path).read_bytes()
@@ -286,12 +260,8 @@ def client_credential(app: AppCredential) -> str | dict[str, str]:
 def confidential_client(
     *, cloud: Cloud, tenant: str, app: AppCredential, offline: bool = True
 ) -> msal.ConfidentialClientApplication:
-    """A fresh msal client for one call: its token cache starts empty and is dropped with it.
-
-    With `offline=False` it asks for no refresh token (msal otherwise always adds `offline_access`).
-
-    Raises IdentityMisconfigured, or Transient when the authority's discovery document cannot be read.
-    """
+    """A fresh msal client with an empty token cache; `offline=False` asks for no refresh token.
+    Raises IdentityMisconfigured, or Transient when discovery fails."""
     if not app.client_id:
         raise IdentityMisconfigured("CPV_CLIENT_ID is not set")
     try:
@@ -397,12 +367,8 @@ def auth_code_flow_start(
     offline: bool = True,
     claims: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Begin an authorization-code flow: S256 PKCE, a fresh state and nonce, `response_mode=form_post`, and the
-    OpenID Connect `claims` request when one is given (an authentication context: `{"id_token": {"acrs": ...}}`).
-
-    Returns msal's flow dict (auth_uri, state, nonce, code_verifier, ...), which the caller keeps
-    server-side. Raises IdentityMisconfigured or Transient.
-    """
+    """Begin an authorization-code flow (PKCE, form_post, optional `claims`): msal's flow dict, to keep server-side.
+    Raises IdentityMisconfigured or Transient."""
     client = confidential_client(cloud=cloud, tenant=tenant, app=app, offline=offline)
     return dict(
         client.initiate_auth_code_flow(
@@ -425,11 +391,8 @@ def auth_code_flow_finish(
     auth_response: dict[str, str],
     offline: bool = True,
 ) -> TokenResult:
-    """Redeem the code of a finished sign-in and verify the id_token.
-
-    Returns the TokenResult with verified `id_token_claims`. Raises IdTokenInvalid (state or nonce
-    mismatch, a bad id_token), one of the typed errors for Microsoft's answers, or Transient.
-    """
+    """Redeem a finished sign-in's code: the TokenResult with verified `id_token_claims`.
+    Raises IdTokenInvalid, a typed error for Microsoft's answer, or Transient."""
     client = confidential_client(cloud=cloud, tenant=tenant, app=app, offline=offline)
     try:
         result = _call("redeeming the authorization code", client.acquire_token_by_auth_code_flow, flow, auth_response)
@@ -461,11 +424,8 @@ def refresh_token_redeem(
     scopes: list[str],
     home_tenant: bool = True,
 ) -> TokenResult:
-    """Redeem a refresh token for an access token to one resource in `tenant` (the partner's or a customer's).
-
-    Returns the TokenResult; its `refresh_token` is the new one, which the caller must keep (Entra rotates
-    it on every redemption). Raises one of the typed errors.
-    """
+    """Redeem a refresh token for `scopes` in `tenant`: the TokenResult, whose new `refresh_token` the caller must
+    keep (Entra rotates it). Raises a typed error."""
     client = confidential_client(cloud=cloud, tenant=tenant, app=app)
     result = _call(
         "redeeming the refresh token",
@@ -539,11 +499,8 @@ def _discovery(cloud: Cloud) -> dict[str, Any]:
 
 
 def id_token_verify(*, cloud: Cloud, client_id: str, id_token: str, nonce: str | None) -> dict[str, Any]:
-    """Check an id_token as msal does not: RS256 signature against the authority's JWKS, `iss` for the
-    token's own tenant, `aud`, `exp`/`nbf`/`iat`, `nonce`, and a `tid` that is a GUID.
-
-    Returns the claims. Raises IdTokenInvalid naming the check that failed, or Transient.
-    """
+    """The claims of an id_token after checking signature, `iss`, `aud`, lifetime, `nonce` and `tid`.
+    Raises IdTokenInvalid or Transient."""
     if not id_token:
         raise IdTokenInvalid("Microsoft returned no id_token")
     try:
@@ -583,14 +540,8 @@ def id_token_verify(*, cloud: Cloud, client_id: str, id_token: str, nonce: str |
 
 
 def access_token_claims(access_token: str) -> dict[str, Any]:
-    """The claims of an access token Microsoft issued to this process for another resource (Partner Center,
-    Graph), read without checking its signature.
-
-    Such a token is meant for its resource, which alone validates it (Microsoft's first-party resources get v1.0
-    tokens whose format is not a contract), but it came straight from the token endpoint over TLS, so what it
-    says about the sign-in can be read: Microsoft's own `Test-PartnerSecurityRequirement` reads the `amr` of
-    the Partner Center token in the same way. Returns {} for a token that is not a readable JWT.
-    """
+    """An access token's claims, unverified (only its resource validates it); {} when unreadable."""
+    # It came straight from the token endpoint over TLS; Microsoft's Test-PartnerSecurityRequirement reads `amr` so.
     try:
         claims = jwt.decode(access_token, options={"verify_signature": False})
     except jwt.PyJWTError:
@@ -604,9 +555,7 @@ MFA_METHODS = frozenset({"mfa", "ngcmfa"})
 
 
 def mfa_verdict(claims: dict[str, Any]) -> bool | None:
-    """What a token's `amr` says of multi-factor authentication: True when it lists `mfa` or `ngcmfa`, False
-    when it lists methods without either, None when there is no `amr` to read (an opaque token, or a format
-    without it): "unknown", for Partner Center's own verdict to decide."""
+    """`amr`'s verdict on MFA: True (`mfa`/`ngcmfa`), False (other methods), None when there is no `amr`."""
     amr = claims.get("amr")
     if not isinstance(amr, list) or not amr:
         return None
@@ -619,8 +568,7 @@ def claims_have_mfa(claims: dict[str, Any]) -> bool:
 
 
 def claims_global_admin(claims: dict[str, Any]) -> bool | None:
-    """What a token's `wids` says of the Global Administrator role: True or False when it lists the user's
-    roles, None when it has no `wids` (which proves nothing: the claim is optional)."""
+    """`wids`'s verdict on Global Administrator: True or False, None when the token has no `wids`."""
     wids = claims.get("wids")
     if not isinstance(wids, list):
         return None

@@ -1,8 +1,5 @@
-"""Partner Center's REST API, App+User: customers, the organization profile, ApplicationConsent.
-
-A client holds one access token (for the partner, audience Partner Center) and one correlation id for
-the job it serves. Failures come out as typed errors that say whether retrying can help.
-"""
+"""Partner Center's REST API as App+User (customers, organization profile, ApplicationConsent), failing with
+typed errors that say whether retrying can help."""
 
 from __future__ import annotations
 
@@ -25,11 +22,7 @@ API_VERSION_PREFIX = "/v1"
 
 
 class PartnerCenterError(MicrosoftError):
-    """Partner Center refused or failed a call. `permanent` says whether retrying can help.
-
-    The message holds the HTTP status and Partner Center's own error code and description, which
-    name no secret.
-    """
+    """Partner Center refused or failed a call; the message holds the status and Partner Center's code, no secret."""
 
     kind = "partner_center_error"
 
@@ -55,9 +48,7 @@ class Unauthorized(PartnerCenterError):
 
 
 class MfaRequired(Unauthorized):
-    """401 with code 900421: the token's sign-in had no multi-factor authentication, which Partner Center
-    requires of every App+User call. A fresh access token from the same consent will not have it either: the
-    partner must consent again with MFA."""
+    """401 code 900421: the sign-in lacked MFA, as will any token of this consent; consent again with MFA."""
 
     kind = "mfa_required"
 
@@ -109,8 +100,7 @@ def _session() -> requests.Session:
 
 
 def continuation_headers(link: dict[str, Any]) -> dict[str, str]:
-    """The headers to send with a `links.next` page: its continuation token and nothing else, whatever else the
-    link names (a header Partner Center's answer could set must not reach our bearer token or our own headers)."""
+    """The headers for a `links.next` page: its continuation token only, never a header the link names."""
     for header in link.get("headers") or []:
         if isinstance(header, dict) and str(header.get("key", "")).lower() == "ms-continuationtoken":
             value = header.get("value")
@@ -133,7 +123,6 @@ class PartnerCenterClient:
         return f"PartnerCenterClient(base_url={self.base_url!r}, correlation_id={self.correlation_id!r})"
 
     def _url(self, path_or_uri: str) -> str:
-        """Partner Center's `links` name paths with or without the version prefix; both resolve here."""
         parts = urlsplit(path_or_uri)
         if parts.scheme or parts.netloc:
             # The bearer token goes only to the Partner Center this client was made for.
@@ -155,13 +144,8 @@ class PartnerCenterClient:
         headers: dict[str, str] | None = None,
         request_id: str | None = None,
     ) -> requests.Response:
-        """One call. `request_id` (MS-RequestId) is the idempotency key: pass the same one when retrying.
-
-        Every call asks Partner Center to report on MFA (`ValidateMfa: true`); its `isMfaCompliant` answer is
-        kept in `mfa_compliant`, whatever the status.
-
-        Returns the response for a 2xx answer; raises a PartnerCenterError subclass otherwise.
-        """
+        """One call, asking Partner Center for its MFA verdict (kept in `mfa_compliant`): the 2xx response, else a
+        PartnerCenterError. Pass the same `request_id` (MS-RequestId) when retrying."""
         request_id = request_id or str(uuid.uuid4())
         all_headers = {
             **(headers or {}),
@@ -192,7 +176,7 @@ class PartnerCenterClient:
         return dict(self.request("GET", "/profiles/organization").json())
 
     def customers(self, *, page_size: int = 500) -> Iterator[CustomerRecord]:
-        """Every customer, following `links.next` (with its continuation headers) until it is absent."""
+        """Every customer, following `links.next` to the end."""
         path = f"/customers?size={page_size}"
         headers: dict[str, str] = {}
         seen: set[tuple[str, str]] = set()
@@ -219,11 +203,7 @@ class PartnerCenterClient:
     def application_consent_create(
         self, *, customer_tenant_id: str, body: dict[str, Any], request_id: str | None = None
     ) -> bool:
-        """POST the vendor app's consent in a customer tenant.
-
-        Returns True when it was created, False when it already existed (success either way). Raises
-        the typed errors otherwise.
-        """
+        """POST the app's consent in a customer tenant: True if created, False if already there."""
         try:
             self.request(
                 "POST",
@@ -262,9 +242,7 @@ _FORMS_SEEN: set[str] = set()
 
 
 def mfa_compliance(response: requests.Response) -> bool | None:
-    """Partner Center's `isMfaCompliant` answer to `ValidateMfa: true`, wherever it comes: Microsoft calls it "a
-    field in the response" and no page settles whether that is a header or a property of the JSON body, so both
-    are read, the name case-insensitively. None when the answer carries neither."""
+    """Partner Center's `isMfaCompliant` from a header or the JSON body (Microsoft says neither), or None."""
     found: tuple[str, Any] | None = None
     header = response.headers.get("isMfaCompliant")  # requests compares header names case-insensitively
     if header is not None:
@@ -284,8 +262,10 @@ def mfa_compliance(response: requests.Response) -> bool | None:
     form, value = found
     if form not in _FORMS_SEEN:
         _FORMS_SEEN.add(form)
-        logger.info("Partner Center answers isMfaCompliant as a %s", "response header" if form == "header" else
-                    "field of the JSON body")  # fmt: skip
+        logger.info(
+            "Partner Center answers isMfaCompliant as a %s",
+            "response header" if form == "header" else "field of the JSON body",
+        )
     return _as_bool(value)
 
 

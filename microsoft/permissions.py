@@ -1,10 +1,5 @@
-"""The delegated permissions the vendor's app registration must list: the one table the consent, the README's
-registration steps, `.env.example` and the settings page are made from.
-
-The consent asks for `{Partner Center}/.default`, which consents to "all required permissions listed in the
-application registration (for all APIs in the list)" (Microsoft's "Scopes and permissions"): an explicit scope
-would be dynamic consent, which grants exactly what is asked and ignores the registration's list.
-"""
+"""The delegated permissions the vendor's app registration must list: the one table the consent, the README,
+`.env.example` and the settings page are made from."""
 
 from __future__ import annotations
 
@@ -71,22 +66,20 @@ MEMBERSHIP_READ = next(p for p in REQUIRED_PERMISSIONS if p.name == "User.Read")
 
 
 def fingerprint(permissions: Iterable[RequiredPermission] | None = None) -> str:
-    """A short, stable digest of a permission list (the required one by default): kept with each consent, so a
-    changed list is noticed."""
+    """A short stable digest of a permission list (the required one by default), kept with each consent."""
     listed = REQUIRED_PERMISSIONS if permissions is None else permissions
     text = "\n".join(sorted(f"{p.api}:{p.name.lower()}" for p in listed))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def granted_names(scope: str | Iterable[str]) -> list[str]:
-    """The permission names in a token response's `scope` (`https://resource/Name` or a bare `Name`), without
-    the OpenID Connect scopes and `.default`, sorted and without duplicates."""
+    """The sorted, unique permission names in a `scope`, without OpenID Connect scopes and `.default`."""
     items = scope.split() if isinstance(scope, str) else list(scope)
     names = {item.rstrip("/").rpartition("/")[2] for item in items}
     return sorted(n for n in names if n and n.lower() not in OIDC_SCOPES and n != ".default")
 
 
 def missing(granted: dict[str, list[str]]) -> list[RequiredPermission]:
-    """The required permissions a consent's grants (API -> permission names, as Microsoft reported them) lack."""
+    """The required permissions missing from `granted` (API -> permission names)."""
     have = {(api, name.lower()) for api, names in granted.items() for name in names}
     return [p for p in REQUIRED_PERMISSIONS if (p.api, p.name.lower()) not in have]

@@ -1,6 +1,4 @@
-"""How long to wait before trying a failed Microsoft call again: bounded exponential backoff with jitter that
-never waits less than the server's `Retry-After`, and never longer than the broker can hold a delayed task.
-"""
+"""How long to wait before retrying a Microsoft call: capped exponential backoff with jitter, honouring Retry-After."""
 
 from __future__ import annotations
 
@@ -15,17 +13,12 @@ MAX_DELAY = 300.0
 
 
 def max_countdown() -> float:
-    """The longest a task may be delayed on the broker: Redis hands an unacknowledged ETA task to a second
-    worker once the visibility timeout has passed, so delays stay well below it."""
+    """The longest a task may wait on the broker: well below Redis's visibility timeout, past which it runs twice."""
     return float(getattr(settings, "CPV_VISIBILITY_TIMEOUT", 3600)) / 2
 
 
 def backoff_delay(*, attempt: int, retry_after: float | None = None, base: float = BASE_DELAY) -> float:
-    """Seconds to wait before attempt `attempt + 1` (attempt counts from 1).
-
-    Returns at least `retry_after` when the server sent one; the result is capped by MAX_DELAY and by half
-    the broker's visibility timeout, except that a longer Retry-After is honoured up to that broker bound.
-    """
+    """Seconds before attempt `attempt + 1`: at least `retry_after`, at most MAX_DELAY (or max_countdown())."""
     exponential = min(MAX_DELAY, base * 2 ** max(0, attempt - 1))
     delay = random.uniform(exponential / 2, exponential)  # noqa: S311 - jitter, not a secret
     if retry_after is not None:

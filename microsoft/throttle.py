@@ -1,18 +1,6 @@
-"""A rate limiter shared by every worker: Partner Center allows 50 requests per second per application id,
-whichever process sends them, so per-process sleeps cannot keep a pool under it.
-
-With Redis (CPV_THROTTLE_URL, by default the Redis cache or broker) it is a token bucket in a Lua script,
-timed by the Redis server's clock. Without Redis (the embedded mode) it counts requests per tenth of a
-second in a database table. A 429's Retry-After pauses the shared limiter, so every worker waits it out. The
-Redis limiter also records the slots it grants to named requests (their MS-RequestId and the time, by its clock):
-when each request went out, which is what the bucket bounds (`RedisLimiter.slots`).
-
-Should Redis stop answering, each process keeps the same pace on its own (LocalBucket) until Redis answers
-again, instead of failing the renewal or ApplicationConsent in hand: several processes may then go past the
-service's limit together for a while, and its 429s (retried after their Retry-After) are the price. (With
-Redis as the broker too, a worker runs only the tasks it already holds meanwhile.) A Redis that answers with
-an error (a wrong password, a wrong type under the key) is a fault of configuration, and is raised.
-"""
+"""A rate limiter shared by every worker (Partner Center allows 50 requests/s per application, Key Vault 300
+creates per 10 s): a token bucket in Redis, or 100 ms counters in the database without Redis. While Redis is
+unreachable each process paces alone (LocalBucket); a Redis that answers with an error is raised."""
 
 from __future__ import annotations
 
@@ -40,8 +28,7 @@ class ThrottleTimeout(Exception):
 
 class Limiter(Protocol):
     def acquire(self, *, timeout: float = ..., request_id: str = ...) -> float:
-        """Block until one request may be sent; return the seconds waited. `request_id` names the request (its
-        MS-RequestId) in the limiter's record of the slots it granted, where it keeps one. Raises ThrottleTimeout."""
+        """Block until one request may be sent: the seconds waited. Raises ThrottleTimeout."""
 
     def pause(self, seconds: float) -> None:
         """Hold every process's requests back for `seconds` (a server's Retry-After)."""
@@ -105,9 +92,7 @@ CUSHION = 0.5
 
 
 def _capacity(rate: int, *, ceiling: int | None = None, window: int = 1) -> float:
-    """A small burst (an eighth of a second's worth), cut so that the most the bucket lets through in any
-    `window` seconds, floor(rate * window + burst), stays HEADROOM under the service's `ceiling` for that window
-    (and within it, whatever the rate)."""
+    """The bucket's burst: an eighth of a second's worth, cut to keep any `window` HEADROOM under `ceiling`."""
     burst = float(max(1, rate // 8))
     if ceiling is not None:
         burst = min(burst, ceiling - rate * window - HEADROOM + CUSHION)
@@ -115,8 +100,7 @@ def _capacity(rate: int, *, ceiling: int | None = None, window: int = 1) -> floa
 
 
 class LocalBucket:
-    """The token bucket of _TAKE in this process's memory, for its threads: the pace a process keeps alone
-    while Redis is away."""
+    """The token bucket of _TAKE in this process's memory: the pace a process keeps alone while Redis is away."""
 
     def __init__(self, *, rate: int, capacity: float, clock: Callable[[], float] = time.monotonic) -> None:
         self._rate = rate
@@ -170,8 +154,7 @@ class Slot(NamedTuple):
 
 
 def _unreachable(exc: RedisError) -> bool:
-    """Redis could not be reached (or did not answer in time), as opposed to refusing: a wrong password, a
-    script error or a full server is a fault of configuration, and is raised."""
+    """Whether Redis is unreachable (paced around) rather than refusing (a configuration fault, raised)."""
     return isinstance(exc, (RedisConnectionError, RedisTimeoutError)) and not isinstance(exc, AuthenticationError)
 
 
@@ -213,13 +196,11 @@ class RedisLimiter:
             self._local().pause(seconds)
 
     def slots(self) -> list[Slot]:
-        """The slots granted to requests that named themselves, oldest first, as far as the record goes (the last
-        SLOTS_KEPT or so, until SLOTS_KEPT_SECONDS after the last). Raises RedisError."""
+        """The slots granted to named requests, oldest first, as far as the record goes. Raises RedisError."""
         entries = self._client.xrange(self._slots_key)
         return [Slot(request_id=f[b"request"].decode(), at_ms=int(f[b"at"])) for _, f in entries]
 
     def _wait(self, request_id: str) -> float:
-        """Take a token from the shared bucket (or, while Redis is away, this process's): 0.0 or seconds to wait."""
         wait_ms = self._shared(
             self._take,
             [self._bucket, self._pause_key, self._slots_key],
@@ -228,7 +209,7 @@ class RedisLimiter:
         return self._local().take() if wait_ms is None else wait_ms / 1000
 
     def _shared(self, script: Any, keys: list[str], args: list[Any]) -> int | None:
-        """Run one of the scripts on Redis: its answer, or None while Redis is away (the caller paces alone)."""
+        """Run a script on Redis: its answer, or None while Redis is away."""
         if not self._ask_redis():
             return None
         try:
@@ -247,7 +228,7 @@ class RedisLimiter:
             return bucket
 
     def _ask_redis(self) -> bool:
-        """Whether this call asks Redis: always, unless it is away; then one caller once its retry time has come."""
+        """Whether to ask Redis: always, unless it is away; then one caller each retry time."""
         if self._bucket not in _outages:
             return True
         with _away_lock:
@@ -277,8 +258,11 @@ class RedisLimiter:
             retry_in = _retry_after(failures)
             _outages[self._bucket] = (_clock() + retry_in, failures)
         if failures == 1:
-            logger.warning("throttle: Redis did not answer (%s); this process paces %s alone until it does",
-                           exc.__class__.__name__, self._bucket)  # fmt: skip
+            logger.warning(
+                "throttle: Redis did not answer (%s); this process paces %s alone until it does",
+                exc.__class__.__name__,
+                self._bucket,
+            )
 
 
 def _retry_after(failures: int) -> float:
@@ -286,8 +270,7 @@ def _retry_after(failures: int) -> float:
 
 
 class DatabaseLimiter:
-    """Requests per 100 ms slot in ThrottleWindow rows; the conditional UPDATE is atomic on SQLite and
-    PostgreSQL alike. Any one second holds at most rate + rate/10 requests."""
+    """Requests per 100 ms slot in ThrottleWindow rows, by an atomic conditional UPDATE."""
 
     SLOT = 0.1
 
@@ -357,7 +340,6 @@ def _redis(url: str) -> Any:
 
 
 def limiter_for(application_id: str) -> Limiter:
-    """The shared limiter for Partner Center calls made as the CPV application `application_id`."""
     rate = int(settings.CPV_PC_REQUESTS_PER_SECOND)
     key = f"partner-center:{application_id}"
     url = getattr(settings, "CPV_THROTTLE_URL", "")
@@ -368,13 +350,7 @@ def limiter_for(application_id: str) -> Limiter:
 
 
 def vault_creates_limiter(vault: str) -> Limiter | None:
-    """The shared pace of secret creates in the Key Vault `vault` (its host and port), or None.
-
-    Key Vault answers 429 past 300 creates per 10 s; every worker renewing tokens writes to the same vault, so
-    the pace is kept in Redis for all of them. Without Redis (the embedded mode, one process and usually the
-    local vault) there is none, and the backend's backoff on 429 is what remains. CPV_VAULT_CREATES_PER_SECOND
-    (a setting, default 29; 0 turns the pacing off) sets the pace.
-    """
+    """The shared pace of creates in Key Vault `vault`; None without Redis or with a pace of 0."""
     rate = int(getattr(settings, "CPV_VAULT_CREATES_PER_SECOND", VAULT_CREATES_PER_SECOND))
     url = getattr(settings, "CPV_THROTTLE_URL", "")
     if rate <= 0 or not url:

@@ -1,21 +1,6 @@
-"""Who may see and do what on the staff pages: decided here, in one place, for every staff view.
-
-Staff roles are Django groups holding the dashboard's permissions (created by `cpv/migrations/0001_staff_roles`
-and kept in shape by `partners.services.staff_roles_sync`):
-
-- viewer: reads every staff page except staff management and settings;
-- operator: also runs the actions (renewals, syncs, consents, links, revocation, invitations);
-- admin: also manages staff accounts and sees the settings page.
-
-A signed-in account without a role gets a 403 everywhere. Within the dashboard, a page a role may not see is a
-404 (it does not exist for them); a page or action it may see but not do is a 403. Partner users of the portal
-are not Django users at all: their access is checked by `consent.portal`, never here.
-
-How a staff member signed in decides whether the sign-in is finished (`staff_sign_in_step`, checked by every
-staff view and by the admin site): a Microsoft sign-in proved MFA when it happened; a password sign-in is the
-admins' break-glass when CPV_STAFF_PASSWORD_SIGN_IN is "admins", and needs its TOTP code (django-otp) from an
-account that has one, and from every account when CPV_STAFF_TOTP is "required".
-"""
+"""Who may see and do what on the staff pages, decided in one place for every staff view: a role below a page is a
+404, below an action a 403, no role a 403 everywhere (portal users are checked by `consent.portal`). Also whether
+a staff sign-in is finished: Microsoft with MFA, or a password with its TOTP code where one is needed."""
 
 from __future__ import annotations
 
@@ -40,7 +25,7 @@ from partners.models import Partner, StaffIdentity
 
 
 class Role(enum.IntEnum):
-    """Each role includes the ones below it."""
+    """Django groups, each including the ones below: viewer reads, operator acts, admin manages staff and settings."""
 
     NONE = 0
     VIEWER = 1
@@ -96,8 +81,7 @@ class SignInStep(enum.StrEnum):
 
 
 def staff_sign_in_record(request: HttpRequest, *, method: str, identity: StaffIdentity | None = None) -> None:
-    """Note in the (fresh) session how its staff member signed in, and for Microsoft with which bound identity
-    (checked again on every request, so that unbinding it ends the session at once)."""
+    """Note in the fresh session how its staff member signed in, and with which bound identity (checked per request)."""
     record: dict[str, Any] = {"method": method}
     if identity is not None:
         record.update(identity=identity.pk, object_id=str(identity.object_id))
@@ -122,12 +106,8 @@ def totp_device(user: AbstractBaseUser | AnonymousUser) -> TOTPDevice | None:
 
 
 def staff_sign_in_step(request: HttpRequest) -> SignInStep:
-    """What the signed-in staff member must still do (SignInStep.DONE: nothing).
-
-    A session that does not say how it signed in counts as a password sign-in. A Microsoft sign-in costs one
-    query (its identity must still be bound to the account, in the configured tenant); a password sign-in without
-    a second factor none once DONE was reached (it is noted in the session while CPV_STAFF_TOTP is "enrolled").
-    """
+    """What the signed-in staff member must still do (DONE: nothing); a session that does not say counts as a password
+    sign-in. A Microsoft sign-in costs one query per call."""
     record = request.session.get(SIGN_IN_SESSION_KEY)
     record = record if isinstance(record, dict) else {}
     user = request.user
@@ -155,9 +135,7 @@ def staff_sign_in_step(request: HttpRequest) -> SignInStep:
 
 
 def staff_sign_in_unfinished(request: HttpRequest) -> HttpResponse | None:
-    """Where to send a signed-in staff member whose sign-in is not finished; None when it is. A session that may
-    not go on (a password where only Microsoft's sign-in is allowed, a Microsoft account no longer bound) is
-    signed out first."""
+    """Where to send a staff member whose sign-in is unfinished (signing out one that may not go on), or None."""
     step = staff_sign_in_step(request)
     if step == SignInStep.DONE:
         return None
@@ -171,12 +149,8 @@ def staff_sign_in_unfinished(request: HttpRequest) -> HttpResponse | None:
 
 
 def staff_view(*, see: Role = Role.VIEWER, act: Role | None = None) -> Callable[[Callable[..., HttpResponse]], Any]:
-    """Guard a staff view: anonymous visitors go to the sign-in page; accounts without a role get a 403;
-    a role below `see` gets a 404; a role below `act` (for views that change something, whatever the
-    method, so that their confirmation pages are refused too) gets a 403.
-
-    The view finds the role in `request.staff_role`.
-    """
+    """Guard a staff view: anonymous to sign-in, no role 403, below `see` 404, below `act` 403 (whatever the method).
+    The view finds the role in `request.staff_role`."""
 
     def decorator(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
         @wraps(view)
@@ -202,6 +176,5 @@ def staff_view(*, see: Role = Role.VIEWER, act: Role | None = None) -> Callable[
 
 
 def partner_for_staff(code: uuid.UUID | str) -> Partner:
-    """The one place staff views look a partner up: by its code, with its token row and the consent flow that
-    obtained it; a 404 otherwise."""
+    """The one place staff views look a partner up, by code, with its token row and consent flow; a 404 otherwise."""
     return get_object_or_404(Partner.objects.select_related("token__consent_flow").filter(code=code))

@@ -1,5 +1,5 @@
-"""The admin shows the directory and the audit log read-only: changes go through services, which audit. What
-the admin does change (staff accounts, groups) is audited too, and no one but a superuser acts on a superuser."""
+"""The admin shows the directory and the audit log read-only (changes go through services); its own changes are
+audited, and only a superuser acts on a superuser."""
 
 from __future__ import annotations
 

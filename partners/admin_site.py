@@ -13,6 +13,5 @@ class StaffAdminSite(admin.AdminSite):
     site_title = "Control panel"
 
     def has_permission(self, request: HttpRequest) -> bool:
-        """Django's check (an active staff account), and a finished sign-in: Microsoft's MFA, or the password's
-        TOTP code where the account needs one (partners.access.staff_sign_in_step)."""
+        """Django's check, and a finished sign-in (partners.access.staff_sign_in_step)."""
         return super().has_permission(request) and staff_sign_in_step(request) == SignInStep.DONE

@@ -10,8 +10,7 @@ class PartnersConfig(AppConfig):
 
 
 class StaffAdminConfig(admin_apps.AdminConfig):
-    """django.contrib.admin with partners.admin_site.StaffAdminSite as `admin.site`: INSTALLED_APPS names this in
-    its place (the site's module is imported when the admin is first used, after the models are ready)."""
+    """django.contrib.admin with StaffAdminSite as `admin.site`; INSTALLED_APPS names this in its place."""
 
     default = False  # the partners app's own config stays PartnersConfig
     default_site = "partners.admin_site.StaffAdminSite"

@@ -1,6 +1,4 @@
-"""The audit log in words: a label for each action, the detail's keys labelled and its values written for a
-person (yes/no, not `True`; a dash, not `None`; no raw dicts). The audit page and its CSV export read these.
-"""
+"""The audit log in words, for the audit page and its CSV: action labels, detail keys labelled, values for a person."""
 
 from __future__ import annotations
 
@@ -99,8 +97,7 @@ VALUE_WORDS: dict[str, dict[str, str]] = {
 
 
 def action_label(action: str) -> str:
-    """What a person reads for an audit action: its label, or its name spelled out ("partner.foo_bar" →
-    "Partner: foo bar") for an action without one."""
+    """An audit action's label, or its name spelled out ("partner.foo_bar" → "Partner: foo bar")."""
     if action in ACTION_LABELS:
         return ACTION_LABELS[action]
     area, _, verb = action.partition(".")
@@ -115,8 +112,7 @@ def action_choices(extra: list[str] | tuple[str, ...] = ()) -> list[tuple[str, s
 
 
 def value_in_words(value: Any) -> str:
-    """A detail value for a person: yes/no for booleans, a dash for nothing, lists joined, dicts as
-    "label: value" pairs."""
+    """A detail value for a person: yes/no, a dash for nothing, lists joined, dicts as "label: value"."""
     if value is None or value == "":
         return "—"
     if isinstance(value, bool):
@@ -134,8 +130,7 @@ def detail_label(key: Any) -> str:
 
 
 def detail_value(key: Any, value: Any) -> str:
-    """A detail's value for a person: a code in its words, a moment ("…_at") as a UTC time, the rest as
-    `value_in_words`."""
+    """A detail's value for a person: a code in words, an "…_at" as UTC time, else `value_in_words`."""
     words = VALUE_WORDS.get(str(key), {})
     if isinstance(value, str) and value in words:
         return words[value]
@@ -157,8 +152,7 @@ def detail_in_words(detail: Any) -> list[tuple[str, str]]:
 
 
 def actor_in_words(event: AuditEvent) -> str:
-    """Who acted: the staff member's full name (with the username), or "System" for workers and commands.
-    Reads `event.actor` (select it with the event)."""
+    """The staff member's full name (and username), or "System"; reads `event.actor` (select it with the event)."""
     user = event.actor
     if user is None:
         return "System" if event.actor_label in ("", "system") else event.actor_label

@@ -1,5 +1,4 @@
-"""Invitation and re-consent links: signed, expiring, naming a partner (and so its pinned tenant, if any), and
-the email that carries them."""
+"""Invitation and re-consent links (signed, expiring, naming a partner), and the email that carries them."""
 
 from __future__ import annotations
 
@@ -91,9 +90,7 @@ def invitation_read(token: str) -> InvitationTarget:
 
 
 def link_send_after_commit(*, partner: Partner, url: str, subject: str, intro: str) -> None:
-    """Email the partner's contact the link once the caller's transaction commits (a failure to send is logged,
-    never taken for a failure of what created the link). The subject says what the email is about; the vendor's
-    name goes before it, and the body (`templates/email/consent_link.txt`) signs with its name and support address."""
+    """Email the partner's contact the link once the caller's transaction commits; a failure to send is only logged."""
     transaction.on_commit(robust=True, func=lambda: _link_send(partner=partner, url=url, subject=subject, intro=intro))
 
 
@@ -120,8 +117,7 @@ def partner_reconsent_link(
     subject: str = "please renew your consent",
     intro: str = "Your organisation's consent needs to be renewed. Open this link and sign in again:",
 ) -> str:
-    """A fresh signed link with which the partner consents again (the working token stays until it succeeds);
-    emailed with `subject` and `intro` when `send_email`."""
+    """A fresh link to consent again (the working token stays until it succeeds), emailed when `send_email`."""
     if partner.status == Partner.Status.DEACTIVATED:
         raise PartnerError("This partner is deactivated; reactivate it before asking for consent.")
     with transaction.atomic():

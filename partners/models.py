@@ -63,11 +63,7 @@ class Partner(models.Model):
 
 
 class Customer(models.Model):
-    """A customer tenant of a partner, as Partner Center last listed it.
-
-    Rows are never deleted when a customer disappears from the listing: `removed_at` is set instead, so the
-    history (and any ApplicationConsent state) stays readable. A customer that comes back is present again.
-    """
+    """A partner's customer tenant as Partner Center last listed it; a vanished one gets `removed_at`."""
 
     partner = models.ForeignKey(Partner, on_delete=models.CASCADE, related_name="customers")
     tenant_id = models.UUIDField()
@@ -124,12 +120,8 @@ class AuditEvent(models.Model):
 
 
 class StaffIdentity(models.Model):
-    """A staff account's Microsoft Entra ID identity in the vendor's own tenant.
-
-    The staff sign-in with Microsoft matches a person by the id_token's tenant (`tid`) and object id (`oid`),
-    which never change and are never reused; never by an email or a user name, which a tenant's admin can give to
-    anyone. An admin binds it on the staff page; the role still comes from the account's group.
-    """
+    """A staff account's Entra identity in the vendor's tenant, matched by `tid` and `oid` (immutable), never by a name
+    or an email a tenant admin can reassign."""
 
     user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="staff_identity")
     tenant_id = models.UUIDField()

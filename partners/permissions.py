@@ -1,8 +1,5 @@
-"""What a partner's consent grants, against the permissions the product requires (microsoft.permissions).
-
-A partner that consented before the required list changed stays active (its token works for what it granted);
-the features that need a permission it has not granted ask this module first and say so for that partner.
-"""
+"""What a partner's consent grants against the permissions the product requires; a partner missing some stays
+active, and the features that need them ask here."""
 
 from __future__ import annotations
 
@@ -16,11 +13,8 @@ from partners.services import audit_record
 
 
 def partner_permissions_missing(partner: Partner) -> list[RequiredPermission]:
-    """The required permissions the partner's last consent did not grant, as far as Microsoft reported them.
-
-    A consent recorded before grants were kept lists none: for a partner that consented, Partner Center's own
-    permission is taken as granted (its token works there) and every other one as missing.
-    """
+    """The required permissions the partner's last consent did not grant (for a consent recorded before grants were
+    kept: all but Partner Center's)."""
     if not partner.permissions_fingerprint and partner.status == Partner.Status.INVITED:
         return []
     granted = dict(partner.permissions_granted or {})
@@ -40,8 +34,7 @@ def partner_permissions_outdated(partner: Partner) -> bool:
 
 
 def partner_permission_refused(*, partner: Partner, api: str) -> None:
-    """Microsoft answered that the partner's consent holds nothing for `api` (AADSTS65001 for a resource other than
-    Partner Center): recorded, so the features that need it say so; the partner stays active."""
+    """Record that the consent holds nothing for `api` (AADSTS65001); the partner stays active."""
     with transaction.atomic():
         locked = Partner.objects.select_for_update().get(pk=partner.pk)
         granted = dict(locked.permissions_granted or {})
@@ -59,11 +52,8 @@ def partner_permission_refused(*, partner: Partner, api: str) -> None:
 
 
 def permissions_reconsent_ask() -> int:
-    """Ask each active partner whose consent predates the product's required-permission list to consent again,
-    once per list: one email with a fresh link (the portal shows the same request). Partners stay active.
-
-    Returns how many partners were asked. Harmless if run twice.
-    """
+    """Ask each active partner whose consent predates the required list to consent again, once per list (an email with
+    a fresh link): how many were asked."""
     wanted = permissions.fingerprint()
     asked = 0
     candidates = (

@@ -41,11 +41,7 @@ def audit_record(
     target: Any = None,
     detail: dict[str, Any] | None = None,
 ) -> AuditEvent:
-    """Append an audit row. `detail` is scrubbed of anything secret-shaped before it is written.
-
-    Returns the AuditEvent. Callers run it inside their own transaction so the row and the change land
-    together.
-    """
+    """Append an audit row, `detail` scrubbed of anything secret-shaped, in the caller's transaction: the AuditEvent."""
     user = actor if isinstance(actor, User) and actor.is_authenticated else None
     if target is None and partner is not None:
         target = partner
@@ -78,11 +74,8 @@ def partner_create(
     status: str = Partner.Status.INVITED,
     signup_key: uuid.UUID | None = None,
 ) -> Partner:
-    """Create a partner and its `partner.created` audit row.
-
-    Returns the Partner. Raises PartnerError for a blank name, a bad email, an unknown or retired cloud,
-    an unknown environment or status, or a tenant that already belongs to another partner.
-    """
+    """Create a partner with its audit row. Raises PartnerError for a blank name, a bad email, an unknown or retired
+    cloud, environment or status, or a tenant another partner has."""
     name = name.strip()
     if not name:
         raise PartnerError("A partner needs a name.")
@@ -131,11 +124,8 @@ def partner_create(
 
 
 def partner_deactivate(*, actor: Actor, partner: Partner, reason: str = "") -> Partner:
-    """Stop serving a partner: no renewal, sync or consent runs for a deactivated partner, and its consent
-    links stop working. The token stays in the vault (revoke it to disable it there too).
-
-    Returns the Partner. Raises PartnerError when it is already deactivated.
-    """
+    """Stop serving a partner (no renewal, sync, consent; its links stop working); the token stays in the vault.
+    Raises PartnerError when it is already deactivated."""
     with transaction.atomic():
         locked = Partner.objects.select_for_update().get(pk=partner.pk)
         if locked.status == Partner.Status.DEACTIVATED:
@@ -157,11 +147,7 @@ def partner_deactivate(*, actor: Actor, partner: Partner, reason: str = "") -> P
 
 
 def staff_roles_sync() -> dict[str, Group]:
-    """Make sure the role groups exist and hold exactly their permissions (the data migration does the same
-    on a fresh database; this repairs a database whose rows were flushed or edited).
-
-    Returns the groups by name.
-    """
+    """Make the role groups exist with exactly their permissions (repairing a flushed database): the groups by name."""
     content_type, _ = ContentType.objects.get_or_create(app_label=PERMISSION_APP, model=PERMISSION_MODEL)
     permissions = {}
     for codename, (name, _) in PERMISSIONS.items():
@@ -181,12 +167,8 @@ def _role_groups() -> list[Group]:
 
 
 def staff_role_set(*, actor: Actor, user: User, role: Role) -> User:
-    """Give `user` exactly one staff role (Role.NONE removes every role). Superusers stay admins whatever
-    their groups say, so their role cannot be changed here.
-
-    Returns the user. Raises PartnerError for a superuser, or for an admin removing their own admin role
-    (a locked-out dashboard is worse than an extra admin).
-    """
+    """Give `user` exactly one staff role (NONE removes them all). Raises PartnerError for a superuser, or for an
+    admin removing their own admin role."""
     if user.is_superuser:
         raise PartnerError(f"{user.get_username()} is a superuser and always has every role.")
     if actor is not None and getattr(actor, "pk", None) == user.pk and role < Role.ADMIN:
@@ -209,10 +191,7 @@ def staff_role_set(*, actor: Actor, user: User, role: Role) -> User:
 
 
 def staff_user_create(*, actor: Actor, username: str, email: str, password: str, role: Role) -> User:
-    """Create a staff account with a role. The password is checked by the configured validators.
-
-    Returns the User. Raises PartnerError for a taken username or a password the validators refuse.
-    """
+    """Create a staff account with a role. Raises PartnerError for a taken username or a refused password."""
     username = username.strip()
     if not username:
         raise PartnerError("A staff account needs a username.")
@@ -236,10 +215,8 @@ def staff_user_create(*, actor: Actor, username: str, email: str, password: str,
 
 
 def staff_user_set_active(*, actor: Actor, user: User, active: bool) -> User:
-    """Enable or disable a staff account; a disabled account cannot sign in and its sessions stop working.
-
-    Returns the user. Raises PartnerError for one's own account, and for a superuser's unless the actor is one.
-    """
+    """Enable or disable a staff account (a disabled one's sessions stop working). Raises PartnerError for one's own
+    account, or a superuser's unless the actor is one."""
     if actor is not None and getattr(actor, "pk", None) == user.pk:
         raise PartnerError("You cannot disable your own account.")
     _superuser_guard(actor, user)
@@ -256,18 +233,13 @@ def staff_user_set_active(*, actor: Actor, user: User, active: bool) -> User:
 
 
 def _superuser_guard(actor: Actor, user: User) -> None:
-    """Only a superuser, or the system itself (actor None: a command run on the server), changes a superuser."""
     if user.is_superuser and actor is not None and not getattr(actor, "is_superuser", False):
         raise PartnerError(f"{user.get_username()} is a superuser: only another superuser can change that account.")
 
 
 def staff_identity_set(*, actor: Actor, user: User, object_id: uuid.UUID | None) -> StaffIdentity | None:
-    """Bind the account to a Microsoft Entra object id in the vendor's tenant (CPV_STAFF_TENANT_ID), which its
-    Microsoft sign-in then matches; None unbinds it.
-
-    Returns the identity (None once unbound). Raises PartnerError when no staff tenant is configured, for an
-    object id another account holds, and for a superuser's account unless the actor is one.
-    """
+    """Bind the account to an Entra object id in CPV_STAFF_TENANT_ID (None unbinds). Raises PartnerError without a
+    staff tenant, for an id another account holds, or for a superuser's unless the actor is one."""
     _superuser_guard(actor, user)
     with transaction.atomic():
         previous = StaffIdentity.objects.filter(user=user).first()
@@ -309,8 +281,7 @@ def staff_identity_set(*, actor: Actor, user: User, object_id: uuid.UUID | None)
 
 
 class StaffSignInRefused(PartnerError):
-    """A Microsoft sign-in that opens no staff session. `reason`: other_tenant, no_auth_context, no_mfa,
-    mfa_unknown or not_staff."""
+    """A Microsoft sign-in that opens no staff session; `reason` says why."""
 
     def __init__(self, reason: str, message: str) -> None:
         super().__init__(message)
@@ -320,17 +291,12 @@ class StaffSignInRefused(PartnerError):
 def staff_microsoft_sign_in(
     *, tenant_id: str, object_id: str, username: str, mfa: bool | None, auth_contexts: list[str] | None = None
 ) -> StaffIdentity:
-    """The staff identity a verified Microsoft sign-in is, matched by tenant and object id (never by a name or an
-    email): in the vendor's tenant (CPV_STAFF_TENANT_ID), with MFA, bound to an active account that has a role.
-    MFA is the authentication context CPV_STAFF_AUTH_CONTEXT in the id_token's `acrs` where one is configured
-    (the vendor's Conditional Access requires MFA for it), otherwise the access token's `amr` (`mfa_unknown`
-    when that token could not be read). Notes when it signed in and what Microsoft calls it now.
-
-    Returns the identity, with its user. Raises StaffSignInRefused.
-    """
+    """The active staff identity a verified sign-in is, by tenant and object id, with MFA (the configured
+    authentication context in `acrs`, else `amr`); notes the sign-in. Raises StaffSignInRefused."""
     if not settings.CPV_STAFF_TENANT_ID or tenant_id != settings.CPV_STAFF_TENANT_ID:
         raise StaffSignInRefused("other_tenant", "the account is not one of the vendor's tenant")
     context = settings.CPV_STAFF_AUTH_CONTEXT
+    # Where a context is configured, the vendor's Conditional Access requires MFA for it: `acrs` proves MFA.
     if context:
         if context not in (auth_contexts or []):
             raise StaffSignInRefused("no_auth_context", f"the sign-in did not satisfy authentication context {context}")
@@ -346,21 +312,15 @@ def staff_microsoft_sign_in(
 
 
 def staff_totp_begin(*, user: User) -> TOTPDevice:
-    """A fresh, unconfirmed authenticator secret for the account to set up; any other set-up in progress is
-    dropped, so a secret someone else saw during an earlier set-up is never the one confirmed.
-
-    Returns the device (confirmed only by staff_totp_confirm)."""
+    """A fresh unconfirmed authenticator secret; other set-ups in progress are dropped, never confirmed."""
     with transaction.atomic():
         TOTPDevice.objects.filter(user=user, confirmed=False).delete()
         return TOTPDevice.objects.create(user=user, name="Authenticator app", confirmed=False)
 
 
 def staff_totp_reset(*, actor: Actor, user: User) -> int:
-    """Remove the account's authenticator apps (a lost phone): its next password sign-in sets one up again
-    where CPV_STAFF_TOTP requires it.
-
-    Returns how many were removed. Raises PartnerError for a superuser's account unless the actor is one.
-    """
+    """Remove the account's authenticator apps (a lost phone): how many. Raises PartnerError for a superuser's unless
+    the actor is one."""
     _superuser_guard(actor, user)
     with transaction.atomic():
         removed, _ = TOTPDevice.objects.filter(user=user).delete()
@@ -374,10 +334,7 @@ def staff_totp_reset(*, actor: Actor, user: User) -> int:
 
 
 def staff_totp_confirm(*, user: User, device: TOTPDevice) -> TOTPDevice:
-    """Keep a newly set-up authenticator app as the account's only one (after its first code checked out).
-
-    Returns the device, confirmed.
-    """
+    """Keep a newly checked authenticator app as the account's only one: the device, confirmed."""
     with transaction.atomic():
         TOTPDevice.objects.filter(user=user).exclude(pk=device.pk).delete()
         device.confirmed = True
@@ -387,7 +344,7 @@ def staff_totp_confirm(*, user: User, device: TOTPDevice) -> TOTPDevice:
 
 
 def staff_admin_emails() -> list[str]:
-    """The email addresses of the active admins (the admin role, and superusers): who operator alerts reach."""
+    """The email addresses of the active admins and superusers: who operator alerts reach."""
     admins = User.objects.filter(is_active=True).filter(Q(is_superuser=True) | Q(groups__name=ROLE_GROUPS[Role.ADMIN]))
     return sorted({email for email in admins.exclude(email="").values_list("email", flat=True)})
 
@@ -398,8 +355,7 @@ MFA_RECORD_EVERY = timedelta(minutes=10)
 
 
 def partner_mfa_record(*, partner: Partner, compliant: bool | None, now: datetime | None = None) -> bool:
-    """Keep Partner Center's `isMfaCompliant` answer for the partner (None: the answer carried none; nothing is
-    written). `partner` is updated in memory too. Returns True when the row was written."""
+    """Keep Partner Center's `isMfaCompliant` (None writes nothing), in memory too: True when written."""
     if compliant is None:
         return False
     now = now or timezone.now()

@@ -1,14 +1,5 @@
-"""Short-lived access tokens for the rest of the code: a partner, an audience (Partner Center, Graph) and a
-tenant (the partner's or one of its customers') in, an access token out.
-
-This is the "managed" behaviour of Partner Center's .NET SDK: nobody else refreshes tokens by hand. Tokens
-are cached in this process's memory only (never in the database, a cache server or a log) until shortly
-before they expire. A miss redeems the vaulted refresh token under the same row lock as renewal. Entra
-rotates the refresh token on each redemption but does not revoke the old one, so the rotated token is
-stored (a new vault version) only when the stored one is due for renewal anyway: a partner with a thousand
-customers would otherwise spend the vault secret's 500-version budget in a day. A miss during a renewal
-batch waits for the batch's commit: it holds its partners' locks for BATCH_LOCK_SECONDS and one renewal at most.
-"""
+"""Short-lived access tokens for the rest of the code (partner, audience, tenant in; token out), cached in this
+process's memory only. Nobody else redeems refresh tokens for access."""
 
 from __future__ import annotations
 
@@ -40,12 +31,11 @@ EXPIRY_MARGIN = 300.0
 
 
 class TokenUnavailable(Exception):
-    """The partner has no usable token (none stored, or re-consent needed). The message says which."""
+    """The partner has no usable token (none stored, or re-consent needed); the message says which."""
 
 
 class PermissionMissing(TokenUnavailable):
-    """The partner's consent grants nothing for that audience (Microsoft Graph): the features that need it are
-    unavailable for the partner until it consents again; Partner Center keeps working."""
+    """The consent grants nothing for that audience (Graph); Partner Center keeps working."""
 
 
 @dataclass(frozen=True)
@@ -80,7 +70,7 @@ def _cached(key: _Key) -> AccessToken | None:
 
 
 def cache_put(*, partner: Partner, audience: str, tenant: str | None, token: identity.TokenResult) -> None:
-    """Keep an access token that a renewal obtained anyway, for the next caller in this process."""
+    """Keep an access token a renewal obtained anyway, for the next caller in this process."""
     if not token.access_token:
         return
     key = _key(partner, audience, tenant)
@@ -91,7 +81,7 @@ def cache_put(*, partner: Partner, audience: str, tenant: str | None, token: ide
 
 
 def cache_forget(*, partner_id: int | None = None) -> None:
-    """Drop cached tokens (of one partner, or all): after a 401, a re-consent, or in tests."""
+    """Drop cached tokens (of one partner, or all)."""
     with _cache_lock:
         for key in [k for k in _cache if partner_id is None or k[0] == partner_id]:
             del _cache[key]
@@ -107,13 +97,9 @@ def scope_for(partner: Partner, audience: str) -> str:
 
 
 def access_token_get(*, partner: Partner, audience: str = PARTNER_CENTER, tenant: str | None = None) -> AccessToken:
-    """An access token for `partner` to `audience` in `tenant` (default: the partner's own tenant).
-
-    Returns a cached AccessToken while it has more than EXPIRY_MARGIN seconds left; otherwise redeems the
-    vaulted refresh token under the pointer's row lock. Raises TokenUnavailable, the typed errors of
-    microsoft.identity (a permanent one for the partner's whole consent also marks the partner "re-consent
-    needed"), or VaultError.
-    """
+    """An access token for `partner` to `audience` in `tenant` (default its own), cached or redeemed under the
+    pointer's lock. Raises TokenUnavailable, identity's typed errors (a dead consent also marks the partner), or
+    VaultError."""
     key = _key(partner, audience, tenant)
     found = _cached(key)
     if found is not None:
@@ -142,7 +128,8 @@ def access_token_get(*, partner: Partner, audience: str = PARTNER_CENTER, tenant
                 raise TokenUnavailable(f"Partner {partner.code} has no stored token: it must consent first.")
             if pointer.partner.status != Partner.Status.ACTIVE:
                 raise TokenUnavailable(f"Partner {partner.code} is {pointer.partner.get_status_display().lower()}.")
-            # Keep the rotated token only when the stored one is due anyway, within the version budget.
+            # Keep the rotated token only when the stored one is due anyway, within the version budget: storing every
+            # rotation would spend the 500 versions of a partner with many customers in a day.
             store = is_due(pointer, now=now) and pointer.version_count < MAX_VERSIONS - VERSION_RESERVE
             try:
                 redemption = redeem_current_token(
@@ -172,6 +159,11 @@ def access_token_get(*, partner: Partner, audience: str = PARTNER_CENTER, tenant
         access = AccessToken(token=token.access_token, expires_at=token.expires_at, audience=audience, tenant=key[2])
         with _cache_lock:
             _cache[key] = access
-        logger.info("access token for partner %s, %s in tenant %s (stored rotation: %s)", partner.code, audience,
-                    key[2], redemption.written is not None)  # fmt: skip
+        logger.info(
+            "access token for partner %s, %s in tenant %s (stored rotation: %s)",
+            partner.code,
+            audience,
+            key[2],
+            redemption.written is not None,
+        )
         return access

@@ -1,10 +1,5 @@
-"""Operator alerts: the conditions that need the vendor's operators, raised once per condition (an email to the
-admins, a line on the overview) and cleared when the condition ends, never once per task.
-
-- the control panel's own app credential was refused: raised by the renewal that met it, cleared once a token
-  moves again;
-- renewals failing for many partners, and tokens near the end of their 90 days: counted by each hourly sweep.
-"""
+"""Operator alerts: a condition that needs the vendor's operators, raised once (an email, a line on the overview)
+and cleared when it ends, never once per task."""
 
 from __future__ import annotations
 
@@ -33,8 +28,7 @@ RENEWALS_FAILING_MIN = 2
 
 
 def alert_raise(condition: str, message: str, *, now: datetime | None = None) -> bool:
-    """Open the condition's alert (emailing the admins after the commit), or refresh the message of one already
-    open (no email). Returns True when it opened."""
+    """Open the condition's alert (email after the commit), or refresh an open one's message: True when it opened."""
     now = now or timezone.now()
     with transaction.atomic():
         alert = OperatorAlert.objects.select_for_update().filter(condition=condition).first()

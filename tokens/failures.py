@@ -1,8 +1,5 @@
-"""What a failed redemption means and what is done about it: a transient error is retried a bounded number of
-times; a dead consent (expired, revoked, MFA, Conditional Access) marks the partner "re-consent needed" once and
-emails a fresh link; the control panel's own credential refused is an operator alert. Also Partner Center's MFA
-verdict (`ValidateMfa`), which can refuse a partner's token for want of MFA.
-"""
+"""What a failed redemption means and what is done about it: retry a transient error, mark a dead consent
+"re-consent needed" (emailing a link once), alert an operator about the app's own credential."""
 
 from __future__ import annotations
 
@@ -77,11 +74,8 @@ def failure_record(
 
 
 def partner_mark_reconsent_needed(*, pointer: PartnerToken, error: identity.IdentityError, now: datetime) -> bool:
-    """Mark the partner "re-consent needed" with the reason in words, email its contact a fresh consent
-    link and write the audit row, once: a partner already marked gets no second email.
-
-    Runs inside the caller's transaction holding the pointer's lock. Returns True when it marked the partner.
-    """
+    """Mark the partner "re-consent needed", email a fresh link and audit it, once. Runs in the caller's transaction
+    holding the pointer's lock; True when it marked the partner."""
     event_kind, reason = _PERMANENT_REASONS.get(error.kind, _PERMANENT_REASONS[identity.ReconsentRequired.kind])
     partner = Partner.objects.select_for_update().get(pk=pointer.partner_id)
     failure_record(pointer, kind=error.kind, message=f"{reason}. {error}", now=now)
@@ -108,13 +102,8 @@ def partner_mark_reconsent_needed(*, pointer: PartnerToken, error: identity.Iden
 
 
 def partner_mfa_refused(*, partner_id: int, detail: str) -> bool:
-    """Partner Center refused the partner's token for want of MFA (401 with code 900421, or isMfaCompliant
-    false): a fresh access token from the same consent would not have it either, so nothing is retried. Marks
-    the partner "re-consent needed" with MFA as the reason and emails the re-consent link, once (as an expired
-    consent does); the stored token is kept until a new consent replaces it.
-
-    Runs its own transaction (the pointer's lock, then the partner's). Returns True when it marked the partner.
-    """
+    """Partner Center refused the token for want of MFA: mark the partner "re-consent needed" (MFA) and email it, once;
+    nothing is retried. Runs its own transaction. True when it marked the partner."""
     error = identity.MfaRequired(
         f"Partner Center requires multi-factor authentication: {detail}", error="mfa_required", codes=(900421,)
     )
@@ -133,10 +122,8 @@ def partner_mfa_refused(*, partner_id: int, detail: str) -> bool:
 
 
 def partner_mfa_verify(*, partner: Partner, access_token: str) -> bool | None:
-    """Ask Partner Center (`ValidateMfa`) whether the partner's token satisfies its MFA rule, with `access_token`
-    (for Partner Center, from the partner's refresh token), and act on the answer: a refusal marks the partner
-    (partner_mfa_refused). Returns isMfaCompliant (None when Partner Center could not say, which is only logged).
-    """
+    """Ask Partner Center (`ValidateMfa`) whether the token satisfies its MFA rule, marking the partner on a refusal.
+    Returns isMfaCompliant, or None when it could not say."""
     client = partner_center.PartnerCenterClient(
         base_url=cloud_for(partner).partner_center_url, access_token=access_token
     )
@@ -158,11 +145,7 @@ def partner_mfa_verify(*, partner: Partner, access_token: str) -> bool | None:
 def renewal_failure_record(
     pointer: PartnerToken, exc: Exception, *, now: datetime, attempt: int, max_attempts: int
 ) -> RenewalResult:
-    """Record a failed renewal in the caller's transaction.
-
-    Returns a RenewalResult: `retry` (with the delay in `retry_after`) for a transient error with attempts
-    left, `failed` otherwise.
-    """
+    """Record a failed renewal in the caller's transaction: `retry` while attempts are left, else `failed`."""
     partner = pointer.partner
     transient = (isinstance(exc, identity.IdentityError) and not exc.permanent) or (
         isinstance(exc, VaultError) and exc.transient
@@ -202,10 +185,8 @@ def renewal_failure_record(
 
 
 def _app_not_found(pointer: PartnerToken, exc: identity.AppNotFound, *, now: datetime) -> RenewalResult:
-    """AADSTS700016 in the partner's tenant. Seen for several partners within APP_NOT_FOUND_WINDOW, it is the
-    vendor's registration: one operator alert, no partner marked or emailed. Seen for this partner alone, twice
-    in a row, the partner removed the app from its tenant: "re-consent needed". The first time, it is held for a
-    second look an hour later."""
+    """AADSTS700016: for several partners within APP_NOT_FOUND_WINDOW, one operator alert; for this partner twice in a
+    row (an hour apart), "re-consent needed"."""
     partner = pointer.partner
     others = (
         PartnerToken.objects.filter(last_error_kind=exc.kind, last_failure_at__gte=now - APP_NOT_FOUND_WINDOW)
@@ -221,10 +202,16 @@ def _app_not_found(pointer: PartnerToken, exc: identity.AppNotFound, *, now: dat
         )
         alert_raise(OperatorAlert.Condition.APP_NOT_FOUND, message, now=now)
     elif seen_before:
-        partner_mark_reconsent_needed(pointer=pointer, error=identity.ReconsentRequired(
-            f"The control panel's app was removed from the partner's tenant: {exc}",
-            error=exc.error, codes=exc.codes, correlation_id=exc.correlation_id,
-        ), now=now)  # fmt: skip
+        partner_mark_reconsent_needed(
+            pointer=pointer,
+            error=identity.ReconsentRequired(
+                f"The control panel's app was removed from the partner's tenant: {exc}",
+                error=exc.error,
+                codes=exc.codes,
+                correlation_id=exc.correlation_id,
+            ),
+            now=now,
+        )
         return RenewalResult(partner.pk, RenewalOutcome.FAILED, str(exc))
     else:
         message = (

@@ -1,8 +1,4 @@
-"""Each partner's token pointer and the events of its upkeep. The vault's own table lives in tokens/vault/.
-
-`PartnerToken.consent_flow` names the consent flow that obtained the token by a lazy reference: the tokens
-layer never imports the consent app (which is above it), and the column is only ever read by the pages.
-"""
+"""Each partner's token pointer and the events of its upkeep (the vault's table is in tokens/vault/)."""
 
 from __future__ import annotations
 
@@ -14,12 +10,8 @@ from tokens.vault.models import VaultSecretVersion
 
 
 class PartnerToken(models.Model):
-    """Where a partner's refresh token lives in the vault, and what is known about it without reading it.
-
-    The token itself is only ever in the vault. `fingerprint` is an HMAC of it, to tell tokens apart.
-    Moves of the pointer happen with this row locked (`select_for_update`), which is also what keeps two
-    workers from redeeming one partner's token at once.
-    """
+    """Where a partner's refresh token lives in the vault (never here; `fingerprint` is its HMAC). Its row lock
+    serialises moves and keeps two workers from redeeming one token at once."""
 
     partner = models.OneToOneField(Partner, on_delete=models.PROTECT, related_name="token")
     secret_name = models.CharField(max_length=127, unique=True)
@@ -91,8 +83,7 @@ class TokenEvent(models.Model):
 
 
 class OperatorAlert(models.Model):
-    """A condition the vendor's operators must act on, one row per condition: open while `cleared_at` is empty.
-    The admins are emailed when it opens, not again while it stays open."""
+    """A condition operators must act on, one row each, open while `cleared_at` is empty; emailed once when it opens."""
 
     class Condition(models.TextChoices):
         CREDENTIAL_REFUSED = "credential_refused", "The control panel's app credential was refused"

@@ -1,5 +1,4 @@
-"""What a renewal did, read the same way everywhere: the workers' counts, `renew_tokens`' exit status, and the
-progress of a staff "Renew now"."""
+"""What a renewal did, read the same way by workers, `renew_tokens` and a staff "Renew now"."""
 
 from __future__ import annotations
 

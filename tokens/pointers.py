@@ -1,8 +1,5 @@
-"""A partner's token pointer: which vault version holds its refresh token, and the moves of that pointer.
-
-The caller holds the PartnerToken row's lock (`select_for_update`) and commits; the version moved away from is
-disabled in the vault after the commit.
-"""
+"""A partner's token pointer: which vault version holds its refresh token, and its moves. Callers hold the
+PartnerToken row's lock; the version moved away from is disabled after the commit."""
 
 from __future__ import annotations
 
@@ -28,8 +25,7 @@ logger = logging.getLogger(__name__)
 
 
 def token_event(partner: Partner, event_kind: str, message: str, *, save: bool = True, **detail: Any) -> TokenEvent:
-    """A line of the partner's token history (what happened to its token, for staff); written unless `save` is
-    False (a batch writes its events together)."""
+    """A line of the partner's token history for staff, saved unless `save` is False."""
     event = TokenEvent(partner=partner, kind=event_kind, message=message[:500], detail=detail)
     if save:
         event.save(force_insert=True)
@@ -37,7 +33,7 @@ def token_event(partner: Partner, event_kind: str, message: str, *, save: bool =
 
 
 def token_fingerprint(token: str) -> str:
-    """An HMAC of a token: tells tokens apart in the database and on the dashboard without storing them."""
+    """An HMAC of a token, to tell tokens apart without storing them."""
     key = hashlib.sha256(f"cpv.token-fingerprint:{settings.SECRET_KEY}".encode()).digest()
     return hmac.new(key, token.encode(), hashlib.sha256).hexdigest()
 
@@ -52,14 +48,8 @@ def pointer_move(
     obtained: Obtained | None = None,
     save: bool = True,
 ) -> tuple[str, ...]:
-    """Point a partner's token row at a new vault version, clearing any recorded failure.
-
-    `obtained` marks a token from a consent (or an import) rather than a renewal, and says where it came from.
-    The caller holds the row's lock and commits; afterwards the previous version, and any returned one, must be
-    disabled. With `save` False the row is only changed in memory, for the caller to
-    write its POINTER_MOVED columns (a batch of renewals writes all its rows at once). Returns versions
-    superseded besides the previous one.
-    """
+    """Point a locked token row at a new vault version, clearing any failure (`obtained` for a consent or import);
+    with `save` False only in memory. Returns versions superseded besides the previous one."""
     old = pointer.current_version
     superseded: tuple[str, ...] = ()
     if pointer.previous_version and not pointer.previous_disabled and pointer.previous_version != old:
@@ -109,11 +99,7 @@ POINTER_OBTAINED = ("obtained_at", "consent_flow", "consented_by_oid", "consente
 
 
 def pointers_moved_write(pointers: list[PartnerToken]) -> None:
-    """Write the POINTER_MOVED columns of many rows (moved by `pointer_move(save=False)`) in one UPDATE.
-
-    A column all the rows agree on is set to that value and only the others row by row (a CASE on the id),
-    rather than a CASE for every column as Django's bulk_update builds.
-    """
+    """Write the POINTER_MOVED columns of rows moved with `save=False`, in one UPDATE."""
     if not pointers:
         return
     values: dict[str, Any] = {}
@@ -141,12 +127,8 @@ def version_disable_quietly(name: str, version: str) -> bool:
 
 
 def partner_token_disable_previous(*, pointer: PartnerToken, record: bool = True) -> bool:
-    """Disable the version the pointer moved away from. Returns True once it is disabled.
-
-    With `record` False the caller writes the row's `previous_disabled` flag itself (with
-    `previous_disabled_record`, for many rows at once); until it does, the sweep may disable the version again,
-    which is harmless.
-    """
+    """Disable the version the pointer moved away from: True once disabled. With `record` False the caller writes
+    the row's `previous_disabled` flag."""
     if pointer.previous_disabled or not pointer.previous_version:
         return True
     if not version_disable_quietly(pointer.secret_name, pointer.previous_version):
@@ -158,8 +140,7 @@ def partner_token_disable_previous(*, pointer: PartnerToken, record: bool = True
 
 
 def previous_disabled_record(disabled: list[tuple[int, str]]) -> int:
-    """Flag token rows whose previous version is disabled in the vault, given (row id, that version) pairs.
-    A row whose pointer has moved on since is left alone. Returns how many rows were flagged."""
+    """Flag rows whose previous version is disabled, given (row id, version), unless moved on: the count."""
     if not disabled:
         return 0
     # Two lists instead of a pair per row: a vault version id belongs to one secret, so one row, and a row can

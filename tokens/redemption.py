@@ -1,12 +1,5 @@
-"""Redeeming a partner's stored refresh token under its row lock, shared by renewal and the access-token service:
-read the current version from the vault, redeem it, and (when asked) write the rotated token as a new version
-and move the pointer, recording the move as a token event. The versions left behind are disabled after the
-commit.
-
-Every redemption returns a new refresh token; Entra does not revoke the old one, so a crash anywhere leaves the
-pointer on a version that still works, and a version written but never pointed to is disabled by a later
-redemption that lists the secret's versions (one in RECONCILE_EVERY, and every one near the version budget).
-"""
+"""Redeeming a partner's stored refresh token under its row lock, for renewal and the access-token service.
+Entra does not revoke the old token, so a crash anywhere leaves the pointer on a version that still works."""
 
 from __future__ import annotations
 
@@ -43,9 +36,8 @@ RECONCILE_EVERY = 8
 
 @dataclass(frozen=True)
 class Redemption:
-    """What a redemption did: the token Microsoft returned; with `store`, the vault version written for the rotated
-    one and the versions it superseded (to disable after the commit); with `deferred`, the token event not yet
-    saved (the pointer's moved columns not written either), for the caller to write with others."""
+    """What a redemption did: the token; with `store`, the version written and those superseded; with `defer`, the
+    token event still to save."""
 
     token: identity.TokenResult
     written: WriteResult | None
@@ -54,7 +46,7 @@ class Redemption:
 
 
 def moved_write(redemptions: list[tuple[PartnerToken, Redemption]]) -> None:
-    """Write deferred redemptions' rows in one statement each: the pointers' moved columns and their events."""
+    """Write deferred redemptions' moved pointers and events, one statement each."""
     deferred = [(pointer, r.deferred) for pointer, r in redemptions if r.deferred is not None]
     if deferred:
         pointers_moved_write([pointer for pointer, _ in deferred])
@@ -71,7 +63,7 @@ def _orphans(versions: list[SecretVersion], pointer: PartnerToken, now: datetime
 
 
 def reconcile_due(pointer: PartnerToken) -> bool:
-    """Whether this rotation lists the secret's versions instead of trusting the pointer's count."""
+    """Whether this rotation lists the secret's versions rather than trusting the pointer's count."""
     return (
         pointer.version_count == 0
         or pointer.generation % RECONCILE_EVERY == 0
@@ -89,12 +81,8 @@ def redeem_current_token(
     now: datetime,
     defer: bool = False,
 ) -> Redemption:
-    """Redeem the partner's current token; with `store`, keep the rotated one as a new version and move the
-    pointer. The caller holds `pointer`'s row lock (select_for_update) inside its transaction. With `defer`, the
-    moved pointer's row and its event are not written: the caller writes them (`moved_write`) before its commit.
-
-    Returns the Redemption. Raises identity's typed errors, VaultError, or VersionBudgetExceeded.
-    """
+    """Redeem the current token; with `store`, write the rotated one and move the pointer. The caller holds the row
+    lock. Raises identity's typed errors, VaultError or VersionBudgetExceeded."""
     partner = pointer.partner
     vault = get_vault()
     current = vault.read(name=pointer.secret_name, version=pointer.current_version)
@@ -153,12 +141,8 @@ def redeem_current_token(
 def superseded_versions_disable(
     pointer: PartnerToken, orphans: tuple[str, ...], *, record: bool = True
 ) -> tuple[int, str] | None:
-    """Disable the version the pointer moved away from, and versions left by interrupted writes. Failures are only
-    logged: the previous version stays flagged as enabled and the sweep retries it.
-
-    Returns (row id, version) of the previous version it disabled when `record` is False: the row's
-    `previous_disabled` flag is then the caller's to write (`previous_disabled_record`, for many rows at once).
-    """
+    """Disable the previous version and interrupted writes' versions (failures only logged). With `record` False,
+    returns the (row id, version) flag for the caller to write."""
     flag: tuple[int, str] | None = None
     if not record and pointer.previous_version and not pointer.previous_disabled:
         if partner_token_disable_previous(pointer=pointer, record=False):

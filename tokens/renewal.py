@@ -1,16 +1,5 @@
-"""Renewing partners' refresh tokens: `renew_one` (one partner in its own transaction), `renew_batch` (many in
-one), both through `renew_if_due` with the partner's row locked; `renew_one_retrying` for the commands. A token
-obtained elsewhere comes in through tokens/store.py.
-
-A renewal redeems the stored token and keeps the rotated one (tokens/redemption.py) under the PartnerToken row
-lock, in this order: read the current version from the vault, redeem it, write the new token as a new vault
-version, move the pointer and record the event in one transaction, and disable the old version after the
-commit. A failure is classified and recorded by tokens/failures.py; every outcome is a RenewalOutcome.
-
-The sweep's batches renew many partners in one such transaction (`renew_batch`): their rows locked in
-one query, each redeemed and written to the vault in turn, the moved pointers and their events written in one
-statement each before the one commit. A rollback undoes them all and loses none, for the same reason.
-"""
+"""Renewing partners' refresh tokens under their row locks: one partner per transaction (`renew_one`) or many
+(`renew_batch`), both through `renew_if_due`; failures are classified by tokens/failures.py."""
 
 from __future__ import annotations
 
@@ -76,21 +65,8 @@ def renew_one(
     interrupted: str = "",
     flag_later: bool = False,
 ) -> RenewalResult:
-    """Renew one partner's refresh token if it is due (or `force`), under the pointer's row lock, in its own
-    transaction.
-
-    `interrupted` says why an earlier run of this renewal stopped before it could record anything (its worker
-    was killed, the database went away): when the token is still due, that failure is recorded as an event
-    before this attempt, so that it shows on the dashboard. With `flag_later`, the flag that the old version is
-    disabled is left for the caller to write: the result's `disabled_previous`. A forced renewal (an operator's
-    "renew now", the `renew_tokens --force` command) is also audited; the scheduled ones are the partner's
-    token events.
-
-    Returns a RenewalResult: renewed; not_due; busy (another worker holds the lock and is renewing it);
-    skipped (no token, a partner that is not active, the version budget reached); failed (a permanent
-    error, recorded with its reason; not retried). Raises RenewalRetry for a transient error while
-    `attempt` < `max_attempts` (the failure is recorded as an event first).
-    """
+    """Renew one partner's token if due (or `force`) in its own transaction under its row lock: renewed, not_due,
+    busy, skipped or failed. Raises RenewalRetry for a transient error with attempts left (recorded first)."""
     # Inside a caller's transaction that may still roll back, the old version waits for that commit.
     outer = connection.in_atomic_block
     with transaction.atomic():
@@ -125,8 +101,7 @@ def renew_one(
 
 @dataclass(frozen=True)
 class BatchRenewal:
-    """What one transaction of a batch committed: a result per partner it reached, in order (a prefix of the
-    batch), and the renewals whose clean-up (`batch_renewal_finish`) is still to run."""
+    """What a batch's transaction committed: a result per partner reached (a prefix), and the renewals to finish."""
 
     results: list[RenewalResult]
     renewed: list[tuple[PartnerToken, Redemption]]
@@ -140,24 +115,9 @@ def renew_batch(
     on_begin: Callable[[int], None] | None = None,
     hold: float | None = None,
 ) -> BatchRenewal:
-    """Renew the due partners among `partner_ids` as `renew_one` would, in one transaction: their rows
-    are locked in one query, and the moved pointers and their events are written in one statement each before
-    the commit. It stops taking partners after `hold` seconds (BATCH_LOCK_SECONDS), to bound how long it holds
-    the locks.
-
-    A rollback (the database lost, the worker stopped) loses no partner: Entra does not revoke a redeemed
-    token, so every pointer stays on a version that works, and the versions written for it are left to
-    reconciliation. But the rollback takes every renewal of the transaction with it, each of which may have
-    redeemed its partner's token: `on_begin` is told each partner's id before its renewal begins, so that the
-    caller can note it where a rollback does not reach. `interrupted` is recorded against each partner of
-    `cut_off` still due (those whose renewal a stopped run had begun) or, when they are not known (None),
-    against the first partner still due.
-
-    Returns the BatchRenewal once committed; a transient failure is the outcome `retry` with its delay in
-    `retry_after` (recorded, not raised). Nothing runs after the commit here: the caller counts what committed,
-    then runs `batch_renewal_finish` for each renewal (disabling the old version), so that a failure there cannot be
-    taken for a rollback.
-    """
+    """Renew the due partners as `renew_one` would, in one transaction committed here (call it outside any other),
+    taking partners for `hold` seconds; `on_begin` hears each id first. A transient failure is the outcome `retry`;
+    the caller runs `batch_renewal_finish` for each renewal afterwards."""
     if connection.in_atomic_block:
         # Its clean-up disables the old versions once it returns: inside an outer transaction that could still
         # roll back, a pointer could be left on a disabled version.
@@ -172,6 +132,8 @@ def renew_batch(
     max_attempts = settings.CPV_RENEWAL_MAX_ATTEMPTS
     results: list[RenewalResult] = []
     renewed: list[tuple[PartnerToken, Redemption]] = []
+    # A rollback loses no partner (Entra does not revoke a redeemed token, so every pointer stays on a version that
+    # works), but it may hide redemptions: hence `on_begin`, which notes each partner where the rollback cannot reach.
     with transaction.atomic():
         pointers = {
             pointer.partner_id: pointer
@@ -203,16 +165,15 @@ def renew_batch(
 
 
 def batch_renewal_finish(pointer: PartnerToken, redemption: Redemption) -> tuple[int, str] | None:
-    """After a batch's commit, for one renewal: disable the old version and the orphans, and keep the access token
-    that came with it. Returns (row id, version) of the old version disabled, whose flag the caller writes with
-    the others' (`previous_disabled_record`)."""
+    """After a batch's commit: disable one renewal's superseded versions and cache its access token. Returns the
+    `previous_disabled_record` flag to write."""
     flag = superseded_versions_disable(pointer, redemption.orphans, record=False)
     _renewed(pointer, redemption)
     return flag
 
 
 def _unlocked(partner_ids: list[int]) -> dict[int, RenewalResult]:
-    """Why the rows of these partners could not be locked: busy (another worker holds the lock), or skipped."""
+    """Busy (another worker holds the lock) or skipped (no token), for partners whose rows were not locked."""
     if not partner_ids:
         return {}
     held = set(PartnerToken.objects.filter(partner_id__in=partner_ids).values_list("partner_id", flat=True))
@@ -234,13 +195,8 @@ def renew_if_due(
     defer: bool = False,
     now: datetime | None = None,
 ) -> tuple[RenewalResult, Redemption | None]:
-    """Renew the partner whose row the caller holds locked, if it is due (or `force`); a failure is recorded in
-        the caller's transaction. With `defer`, the moved pointer's row and its event are the caller's to write
-    (`moved_write`).
-
-        Returns the RenewalResult (`retry` for a transient failure with attempts left) and, when it renewed, the
-        Redemption, whose orphans the caller disables after its commit.
-    """
+    """Renew the partner whose row the caller holds locked, if due; a failure is recorded in the caller's transaction.
+    Returns the result and the Redemption (whose rows, with `defer`, the caller writes with `moved_write`)."""
     now = now or timezone.now()
     partner_id = pointer.partner_id
     partner = pointer.partner
@@ -295,8 +251,7 @@ def renew_if_due(
 
 
 def _renewed(pointer: PartnerToken, redemption: Redemption) -> None:
-    """After the commit: the Partner Center access token that came with the renewal serves the next calls of
-    this process."""
+    """After the commit: cache the access token that came with the renewal, and check its MFA."""
     cache_put(partner=pointer.partner, audience=PARTNER_CENTER, tenant=None, token=redemption.token)
     logger.info("renewed the token of partner %s (generation %s)", pointer.partner.code, pointer.generation)
     # Partner Center refuses a token whose sign-in had no MFA (its `amr`, which renewal carries over): when the
@@ -309,10 +264,7 @@ def _renewed(pointer: PartnerToken, redemption: Redemption) -> None:
 def renew_one_retrying(
     *, partner_id: int, force: bool = False, sleep: Callable[[float], None] = time.sleep
 ) -> RenewalResult:
-    """Renew in this process (management commands), retrying transient errors with backoff in-process.
-
-    Returns the final RenewalResult; never raises RenewalRetry.
-    """
+    """Renew in this process, retrying transient errors with backoff: the final RenewalResult, never RenewalRetry."""
     attempt = 1
     while True:
         try:

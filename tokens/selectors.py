@@ -1,5 +1,4 @@
-"""Reads of a partner's token: its status (none, healthy, due, failing, invalid) in Python and as SQL, its health
-in words, and the events of its upkeep. Never the token itself."""
+"""Reads of a partner's token: its status in Python and as SQL, its health in words, its events. Never the token."""
 
 from __future__ import annotations
 
@@ -69,11 +68,7 @@ HEALTH_CHOICES = list(HEALTH_LABELS.items())
 
 
 def token_health_expression(*, now: datetime | None = None, prefix: str = "token__") -> Case:
-    """token_status as SQL, so a list of thousands of partners can filter and sort on it.
-
-    `prefix` is the path from the queried model to PartnerToken ("token__" from Partner). The two must
-    agree: tests/dashboard/test_actions.py compares them case by case.
-    """
+    """token_status as SQL (`prefix` leads to PartnerToken), so lists can filter and sort on it; the two must agree."""
     now = now or timezone.now()
     status_path = "status" if prefix == "token__" else f"{prefix.removesuffix('token__')}status"
     return Case(
@@ -122,7 +117,6 @@ class TokenHealth:
 
     @property
     def in_words(self) -> str:
-        """Token health for the partner, in plain words."""
         if self.status == TokenStatus.NONE:
             return "We do not hold a consent from your organisation yet."
         if self.status == TokenStatus.INVALID:
@@ -135,8 +129,7 @@ class TokenHealth:
 
 
 def token_health(partner: Partner, *, now: datetime | None = None) -> TokenHealth:
-    """The partner's token health, from the token row the partner was loaded with (no query if it came with
-    `select_related("token")`)."""
+    """The partner's token health, from the token row loaded with it (no query after `select_related("token")`)."""
     now = now or timezone.now()
     try:
         pointer: PartnerToken | None = partner.token

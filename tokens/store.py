@@ -1,9 +1,4 @@
-"""A partner's refresh token coming in (a consent, an operator's import) and going away (revocation).
-
-Whoever obtained a token asks `token_store`: the vault write, the lock order (the token row, then the partner),
-the pointer's move and, after the commit, disabling the versions it replaced. The caller's own rows (the partner's
-state, its consent flow, its audit row) are written by `within`, in the same transaction.
-"""
+"""A partner's refresh token coming in (a consent, an import) and going away (revocation)."""
 
 from __future__ import annotations
 
@@ -27,8 +22,7 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Obtained:
-    """Where a token that did not come from a renewal came from: a consent flow (its id, who signed in and the
-    scopes granted), or an operator's import (all empty)."""
+    """Where a token not from a renewal came from: a consent flow (id, who signed in, scopes), or an import (empty)."""
 
     flow_id: int | None = None
     user_oid: uuid.UUID | None = None
@@ -38,8 +32,6 @@ class Obtained:
 
 @dataclass(frozen=True)
 class Stored:
-    """The partner's token row after the move, and the vault version that now holds the token."""
-
     pointer: PartnerToken
     version: str
 
@@ -52,14 +44,8 @@ def token_store(
     tags: dict[str, str] | None = None,
     within: Callable[[Partner, str], None] | None = None,
 ) -> Stored:
-    """Make `refresh_token` the partner's current token: written to the vault as a new version, then, under the
-    token row's lock and the partner's (that order, as renewal and the access-token service take them), the
-    pointer moves to it and `within(locked_partner, version)` writes the caller's rows. After the commit the versions it
-    replaced are disabled.
-
-    Returns Stored. Raises VaultError when the vault refused the write (nothing else happened), or whatever
-    `within` raised, after disabling the version that nothing points at.
-    """
+    """Make `refresh_token` the partner's current token: a new vault version, then, locking the token row and the
+    partner (that order), the pointer's move and `within`'s rows. Raises VaultError, or what `within` raised."""
     name = secret_name_for(partner.code)
     written = get_vault().write(
         name=name, value=refresh_token, tags=tags or secret_tags(partner_code=partner.code, cloud=partner.cloud)
@@ -98,11 +84,8 @@ def _replaced_disable(pointer: PartnerToken, superseded: tuple[str, ...]) -> Non
 
 
 def partner_token_import(*, actor: Actor, partner: Partner, refresh_token: str) -> PartnerToken:
-    """Store a refresh token obtained elsewhere (a migration from another system) as the partner's current
-    token, and make the partner active. The token goes to the vault; the database keeps the pointer.
-
-    Returns the PartnerToken. Raises VaultError, or PartnerError when the partner has no tenant id.
-    """
+    """Store a refresh token obtained elsewhere as the partner's current one and make the partner active.
+    Raises VaultError, or PartnerError when the partner has no tenant id."""
     if not partner.tenant_id:
         raise PartnerError("A partner needs its tenant id before a token can be imported.")
 
@@ -116,15 +99,8 @@ def partner_token_import(*, actor: Actor, partner: Partner, refresh_token: str) 
 
 
 def partner_token_revoke(*, actor: Actor, partner: Partner, reason: str = "") -> Partner:
-    """Disable the partner's refresh token in the vault (its current and previous versions) and mark the
-    partner as needing re-consent (a deactivated partner stays deactivated). No worker redeems it or hands out
-    an access token from it afterwards (tokens/access_tokens.py checks the partner on every hand-out); access
-    tokens already handed out expire within the hour. A new consent writes a new version and makes the partner
-    active again.
-
-    Returns the Partner. Raises PartnerError when there is no token, or when the vault refused (nothing is
-    marked then, and the token may still work).
-    """
+    """Disable the partner's token versions and mark it re-consent needed (a deactivated one stays so); access tokens
+    handed out live out their hour. Raises PartnerError when there is no token or the vault refused (nothing marked)."""
     with transaction.atomic():
         # The pointer's row lock waits for a renewal in progress, so none moves the token under us.
         pointer = PartnerToken.objects.select_for_update().filter(partner_id=partner.pk).first()

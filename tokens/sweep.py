@@ -1,5 +1,5 @@
-"""The hourly sweep: find the partners whose token is due, claim them so that a duplicate sweep queues nobody
-twice, spread them over the hour in batches, and retry disabling the versions pointers moved away from."""
+"""The hourly sweep: claim the partners whose token is due (a duplicate sweep queues nobody twice), spread them
+over the hour in batches, and retry disabling superseded versions."""
 
 from __future__ import annotations
 
@@ -46,8 +46,7 @@ class SweepResult:
 
 
 def spread_countdown(partner_id: int, *, window: float | None = None) -> float:
-    """Where in the hour a partner's renewal runs: stable per partner, so the load is spread evenly and a
-    duplicate sweep picks the same moment."""
+    """Where in the hour a partner's renewal runs: stable per partner, so a duplicate sweep picks the same moment."""
     window = min(float(window if window is not None else SPREAD_SECONDS), max_countdown())
     return float(zlib.crc32(str(partner_id).encode()) % max(1, int(window)))
 
@@ -55,9 +54,7 @@ def spread_countdown(partner_id: int, *, window: float | None = None) -> float:
 def renewal_batches(
     queued: list[tuple[int, float]], *, size: int = BATCH_SIZE, window: float = BATCH_WINDOW
 ) -> list[tuple[float, list[int]]]:
-    """Group (partner id, countdown) pairs into batches in countdown order: at most `size` partners each, all
-    within `window` seconds of the batch's first. Returns (countdown of the batch's first partner, ids) pairs.
-    """
+    """(countdown, ids) batches of at most `size` partners within `window` seconds, in countdown order."""
     batches: list[tuple[float, list[int]]] = []
     for partner_id, countdown in sorted(queued, key=lambda item: (item[1], item[0])):
         if batches and len(batches[-1][1]) < size and countdown - batches[-1][0] <= window:
@@ -68,11 +65,8 @@ def renewal_batches(
 
 
 def renewal_sweep(*, now: datetime | None = None, limit: int = 5000) -> SweepResult:
-    """Find the partners whose token is due and claim them for queueing; retry disabling old versions.
-
-    A partner claimed by a sweep within QUEUE_HOLD is not claimed again, so a duplicate beat run queues
-    nothing twice. Returns the claimed partner ids with their countdowns (the task queues them).
-    """
+    """Claim the due partners (not those claimed within QUEUE_HOLD) and retry disabling old versions: the claimed
+    ids with their countdowns."""
     now = now or timezone.now()
     # The claim is one transaction: a sweep cut off half-way (the database restarted under it) has claimed
     # nobody, so running it again loses no partner for QUEUE_HOLD. Of two sweeps running at once, the second
@@ -101,10 +95,7 @@ def renewal_sweep(*, now: datetime | None = None, limit: int = 5000) -> SweepRes
 
 
 def previous_versions_disable(*, limit: int = 500) -> int:
-    """Retry disabling the versions pointers moved away from (a vault error after a renewal left them on).
-
-    Pointers locked by a renewal in progress are skipped. Returns how many were disabled.
-    """
+    """Retry disabling the versions pointers moved away from, skipping locked pointers: how many were disabled."""
     done = 0
     ids = list(PartnerToken.objects.filter(previous_disabled=False).values_list("pk", flat=True)[:limit])
     for pk in ids:

@@ -1,9 +1,5 @@
-"""Celery tasks that keep every partner's refresh token alive: thin callers of tokens/renewal.py, taking ids,
-never tokens. Their names keep the `consent.` prefix they were first published under (queued messages and the
-beat schedule name them).
-
-Renewal re-checks under the row lock whether the token is still due, so its tasks are idempotent.
-"""
+"""Celery tasks that keep every partner's refresh token alive: thin, idempotent callers of tokens/renewal.py.
+Their names keep the `consent.` prefix queued messages and the beat schedule know them by."""
 
 from __future__ import annotations
 
@@ -28,8 +24,7 @@ logger = logging.getLogger(__name__)
 
 @shared_task(name="consent.tokens_renew_sweep", bind=True, ignore_result=True, max_retries=MAX_TASK_RETRIES)
 def tokens_renew_sweep(self: Task, spread: float | None = None) -> int:
-    """Queue the renewal of every partner whose token is due, in batches spread over the hour (a duplicate run
-    queues none)."""
+    """Queue every due partner's renewal in batches spread over the hour; returns how many it queued."""
     try:
         result = sweep.renewal_sweep()
     except DATABASE_LOST as exc:
@@ -43,8 +38,12 @@ def tokens_renew_sweep(self: Task, spread: float | None = None) -> int:
     batches = sweep.renewal_batches(moments)
     for countdown, partner_ids in batches:
         tokens_renew_batch.apply_async(kwargs={"partner_ids": partner_ids}, countdown=countdown, **same_queue(self))
-    logger.info("renewal sweep queued %d partner(s) in %d batch(es), disabled %d previous version(s)",
-                len(result.queued), len(batches), result.previous_disabled)  # fmt: skip
+    logger.info(
+        "renewal sweep queued %d partner(s) in %d batch(es), disabled %d previous version(s)",
+        len(result.queued),
+        len(batches),
+        result.previous_disabled,
+    )
     try:
         alerts.alerts_evaluate()
     except DATABASE_LOST as exc:
@@ -54,19 +53,15 @@ def tokens_renew_sweep(self: Task, spread: float | None = None) -> int:
 
 
 class BegunNote:
-    """The partners whose renewal a run of a batch has begun (with those an earlier run had, carried in its message
-    or read from its note), kept in the cache too. The cache (Redis in production) is where the rollback of the
-    run's transaction does not reach: should its worker die with partners redeemed and nothing committed, the run
-    that gets the message back reads the note and tells each of them that an earlier attempt stopped. Where the
-    cache is the database or this process's memory, the note is lost with the run, and the first partner still due
-    is the one told. A cache that fails costs the note, never the renewal."""
+    """The partners a batch run has begun, kept in the cache where its transaction's rollback does not reach, so the
+    run that gets the message back can tell them (without a shared cache, the first still due is told). A failing
+    cache costs the note, never the renewal."""
 
     def __init__(self, run_id: str, *, carried: list[int]) -> None:
         self._key = f"cpv:renewal-batch:{run_id}:begun"
         self.partner_ids = list(dict.fromkeys(carried))
 
     def read(self) -> None:
-        """Add the partners a stopped run of the same message noted."""
         try:
             noted = cache.get(self._key)
         except Exception as exc:  # noqa: BLE001 - whatever the cache raised, the batch goes on without the note
@@ -76,8 +71,7 @@ class BegunNote:
             self.partner_ids = list(dict.fromkeys([*self.partner_ids, *(int(p) for p in noted)]))
 
     def add(self, partner_id: int) -> None:
-        """Note a partner before its renewal begins. The note outlives the visibility timeout, after which the
-        broker hands back the message of a worker that died."""
+        """Note a partner before its renewal begins, for longer than the visibility timeout."""
         if partner_id not in self.partner_ids:
             self.partner_ids.append(partner_id)
         try:
@@ -101,16 +95,8 @@ BATCH_TIME_SHARE = 0.5
 def tokens_renew_batch(
     self: Task, partner_ids: list[int], attempt: int = 1, interrupted: str = "", begun: list[int] | None = None
 ) -> dict[str, int]:
-    """Renew a batch of partners, each only if still due, in transactions of many (renewal.renew_batch:
-    one lock query and one commit for up to BATCH_LOCK_SECONDS of renewals).
-
-    A partner's transient failure goes on as its own `token_renew` retry; the batch carries on. When the
-    database fails, the batch comes back with the partners not yet committed. An unexpected failure rolls its
-    transaction back and the batch renews the rest one at a time, each in its own transaction. `interrupted`
-    (or a message the broker handed back) is recorded against each partner still due whose renewal a stopped
-    run had begun, which may have redeemed its token: those of `begun`, and those the run noted (BegunNote).
-    When none are known, it is recorded against the first partner still due. Returns the count of each outcome.
-    """
+    """Renew a batch of partners, each only if still due, in transactions of many; returns the count of each outcome.
+    A partner's transient failure becomes its own `token_renew`; the database failing hands the rest on."""
     note = BegunNote(self.request.id or "", carried=begun or [])
     if (self.request.delivery_info or {}).get("redelivered"):
         interrupted = interrupted or "its worker stopped before finishing"
@@ -120,22 +106,32 @@ def tokens_renew_batch(
     started = time.monotonic()
     tally = BatchTally()
     try:
-        _renew_each(self, partner_ids, attempt=attempt, interrupted=interrupted, begun_before=begun_before,
-                    note=note, tally=tally, deadline=started + budget)  # fmt: skip
+        _renew_each(
+            self,
+            partner_ids,
+            attempt=attempt,
+            interrupted=interrupted,
+            begun_before=begun_before,
+            note=note,
+            tally=tally,
+            deadline=started + budget,
+        )
     finally:
         # A run that stops here (done, or its partners handed on with what it began) needs no note. One whose
         # worker dies never gets here: its note is what the next delivery reads.
         note.forget()
         tally.flags_record()
-    logger.info("renewal batch of %d partner(s): %s", len(partner_ids),
-                ", ".join(f"{n} {outcome}" for outcome, n in sorted(tally.outcomes.items())))  # fmt: skip
+    logger.info(
+        "renewal batch of %d partner(s): %s",
+        len(partner_ids),
+        ", ".join(f"{n} {outcome}" for outcome, n in sorted(tally.outcomes.items())),
+    )
     return dict(tally.outcomes)
 
 
 @dataclass
 class BatchTally:
-    """What one run of a batch message has done so far: the count of each outcome, and the rows whose old version
-    it disabled, flagged in one write when the run stops (done, handed on, or retried), not one per renewal."""
+    """A batch run's outcome counts, and the disabled-version flags it writes in one go when it stops."""
 
     outcomes: Counter[str] = field(default_factory=Counter)
     flags: list[tuple[int, str]] = field(default_factory=list)
@@ -149,8 +145,9 @@ class BatchTally:
             pointers.previous_disabled_record(self.flags)
         except DATABASE_LOST as exc:
             # The versions are disabled in the vault; the sweep disables them again (harmlessly) and flags them.
-            logger.warning("renewal batch: could not flag %d disabled version(s): %s", len(self.flags),
-                           exc.__class__.__name__)  # fmt: skip
+            logger.warning(
+                "renewal batch: could not flag %d disabled version(s): %s", len(self.flags), exc.__class__.__name__
+            )
 
 
 def _renew_each(
@@ -164,10 +161,7 @@ def _renew_each(
     tally: BatchTally,
     deadline: float,
 ) -> None:
-    """Renew the partners in transactions of many (renewal.renew_batch); after an unexpected failure
-    of one of those, the rest one at a time, so that one partner's failure does not stop the others. Each
-    partner is noted before its renewal begins. `interrupted` is said to the partners of `begun_before` still
-    due, or when that is None to the first still due."""
+    """Renew the partners in transactions of many, then, after an unexpected failure, one at a time."""
     index = 0
     alone = False
     while index < len(partner_ids):
@@ -185,8 +179,9 @@ def _renew_each(
                 results = [_renew_alone(rest[0], interrupted=says)]
                 tally.flag(results[0].disabled_previous)
             else:
-                batch = renewal.renew_batch(partner_ids=rest, interrupted=interrupted, cut_off=begun_before,
-                                            on_begin=note.add)  # fmt: skip
+                batch = renewal.renew_batch(
+                    partner_ids=rest, interrupted=interrupted, cut_off=begun_before, on_begin=note.add
+                )
                 results, committed = batch.results, batch.renewed
         except DATABASE_LOST as exc:
             if attempt >= settings.CPV_RENEWAL_MAX_ATTEMPTS:
@@ -214,8 +209,9 @@ def _renew_each(
         except Exception:
             if not alone:
                 # Everything it did rolled back (the versions it wrote are left to reconciliation).
-                logger.exception("renewal batch: a transaction of %d partner(s) failed; renewing them one at a time",
-                                 len(rest))  # fmt: skip
+                logger.exception(
+                    "renewal batch: a transaction of %d partner(s) failed; renewing them one at a time", len(rest)
+                )
                 alone = True
                 continue
             # One partner's unexpected failure (its transaction rolled back) does not stop the others.
@@ -244,23 +240,22 @@ def _renew_each(
 
 
 def _finish(pointer: Any, redemption: Any) -> tuple[int, str] | None:
-    """After a commit, one renewal's clean-up on its own: one that fails (the vault, the database) leaves its old
-    version for the sweep to disable and does not stop the others'. Returns the flag to write (or None)."""
+    """One renewal's post-commit clean-up on its own (a failure is logged and left to the sweep): the flag, or None."""
     try:
         return renewal.batch_renewal_finish(pointer, redemption)
     except SoftTimeLimitExceeded:
         raise
     except Exception:
-        logger.exception("renewal of partner %s: the clean-up after the commit failed; the sweep retries it",
-                         pointer.partner_id)  # fmt: skip
+        logger.exception(
+            "renewal of partner %s: the clean-up after the commit failed; the sweep retries it", pointer.partner_id
+        )
         return None
 
 
 def _hand_on(
     task: Task, rest: list[int], outcomes: Counter[str], *, interrupted: str = "", begun: list[int] | None = None
 ) -> bool:
-    """Queue the partners a batch has not renewed as a new batch (with why it stopped and the partners it had
-    begun, when it was cut off); False (nothing counted) if the broker refuses."""
+    """Queue the partners not yet renewed as a new batch; False if the broker refuses."""
     kwargs: dict[str, Any] = {"partner_ids": rest}
     if interrupted:
         kwargs.update(interrupted=interrupted, begun=begun or [])
@@ -271,8 +266,7 @@ def _hand_on(
 
 
 def _renew_alone(partner_id: int, *, interrupted: str) -> RenewalResult:
-    """One partner in its own transaction; a transient failure is the outcome `retry`, as in a batch. The flag of
-    the old version it disabled is the result's `disabled_previous`."""
+    """One partner in its own transaction; a transient failure is the outcome `retry`, as in a batch."""
     try:
         return renewal.renew_one(partner_id=partner_id, interrupted=interrupted, flag_later=True)
     except RenewalRetry as retry:
@@ -283,9 +277,7 @@ def _renew_alone(partner_id: int, *, interrupted: str) -> RenewalResult:
 def token_renew(
     self: Task, partner_id: int, attempt: int = 1, force: bool = False, interrupted: str = ""
 ) -> dict[str, Any]:
-    """Renew one partner's token if due; transient failures come back after a backoff, a bounded number
-    of times (CPV_RENEWAL_MAX_ATTEMPTS). A run cut off without a trace (its worker killed, the database
-    gone) says so to the next one, which records it where staff can see it."""
+    """Renew one partner's token if due, retrying transient failures with backoff up to CPV_RENEWAL_MAX_ATTEMPTS."""
     if not interrupted and (self.request.delivery_info or {}).get("redelivered"):
         # The broker handed this message back: the worker that had it stopped before acknowledging it.
         interrupted = "its worker stopped before finishing"
@@ -300,8 +292,9 @@ def token_renew(
         # attempt records why this one stopped. Acknowledged now, the renewal would wait for a sweep.
         reason = cut_off(exc)
         if attempt >= settings.CPV_RENEWAL_MAX_ATTEMPTS:
-            logger.exception("renewal of partner %s: stopped %d times (%s); the next sweep tries again",
-                         partner_id, attempt, reason)  # fmt: skip
+            logger.exception(
+                "renewal of partner %s: stopped %d times (%s); the next sweep tries again", partner_id, attempt, reason
+            )
             return {"partner_id": partner_id, "outcome": RenewalOutcome.FAILED}
         logger.warning("renewal of partner %s: %s; trying again", partner_id, reason)
         raise self.retry(

@@ -1,9 +1,5 @@
-"""Pictures drawn on the server as inline SVG: bars, stacked day columns and a coverage meter.
-
-Sizes and positions are SVG presentation attributes (width, height, x, y) and colours come from CSS classes,
-so the pages need no inline style and no script under the Content-Security-Policy. Every chart carries a
-<title> and an aria-label so that a screen reader gets the numbers too.
-"""
+"""Pictures drawn on the server as inline SVG (bars, day columns, a meter), styled by CSS classes so the CSP needs
+no inline style or script; each has a <title> and aria-label with the numbers."""
 
 from __future__ import annotations
 
@@ -30,18 +26,14 @@ def text_width(text: str) -> float:
 
 
 def fitted(text: str, room: float) -> str:
-    """The text, shortened with an ellipsis if it would not fit in `room` pixels (the full text is in the row's
-    <title>)."""
+    """The text, ellipsised to fit in `room` pixels."""
     most = max(1, int(room // CHAR_WIDTH))
     return text if len(text) <= most else text[: most - 1].rstrip() + "…"
 
 
 @register.simple_tag
 def hbars(bars: Sequence[Any], *, label: str = "", link: str = "") -> SafeString:
-    """Horizontal bars, one row per Bar(label, value, css, hint), scaled to the largest value.
-
-    With `link`, each row links to `link` + the bar's hint (a filter value for the partner list).
-    """
+    """Horizontal bars, one per Bar(label, value, css, hint); with `link`, each links to `link` + hint."""
     top = max((b.value for b in bars), default=0) or 1
     height = ROW * len(bars) + 2
     rows = []
@@ -210,8 +202,7 @@ def lifebar(percent: int, *, label: str = "") -> SafeString:
 
 @register.simple_tag(takes_context=True)
 def query(context: template.Context, **changes: Any) -> str:
-    """The current query string with some parameters changed (None or "" removes one); for sort links and
-    pagers that keep the filters."""
+    """The current query string with some parameters changed (None or "" removes one)."""
     params = context["request"].GET.copy()
     for key, value in changes.items():
         if value is None or value == "":

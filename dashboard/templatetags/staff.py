@@ -1,5 +1,4 @@
-"""The signed-in staff member's role, for showing only the links and buttons they may use; timelines of events
-said once each."""
+"""The signed-in staff member's role (to show only the links and buttons they may use), and event timelines."""
 
 from __future__ import annotations
 
@@ -21,8 +20,7 @@ register = template.Library()
 
 @register.simple_tag(takes_context=True)
 def staff_role(context: template.Context) -> int:
-    """The role as a number (0 none, 1 viewer, 2 operator, 3 admin); the permission cache makes it free
-    after the view's own check."""
+    """The role as a number (0 none … 3 admin), free after the view's own check (the permission cache)."""
     request = context.get("request")
     role = getattr(request, "staff_role", None)
     if role is None and request is not None:
@@ -47,8 +45,7 @@ def _plain(text: str) -> str:
 
 
 def phrase(label: str, message: str) -> str:
-    """An event's state and message as one phrase, saying each thing once: "Came back from Microsoft" rather
-    than "Came back from Microsoft — Came back from Microsoft"."""
+    """An event's state and message as one phrase, saying each thing once."""
     label, message = label.strip(), message.strip()
     if not message or _plain(message) in _plain(label):
         return label
@@ -58,9 +55,8 @@ def phrase(label: str, message: str) -> str:
 
 
 def timeline_steps(events: Iterable[Any], *, key: str, label: str) -> list[Step]:
-    """Events (oldest first) as timeline lines without repeated phrases: an event in the same state as the one
-    before adds only its message to that line, and an event saying exactly what the line before said counts
-    as a repeat of it (the page says how many times, and when the last was)."""
+    """Events (oldest first) as timeline lines: a same-state event adds its message to the line, an identical one
+    counts as a repeat."""
     steps: list[Step] = []
     for event in events:
         event_key = str(getattr(event, key))

@@ -1,8 +1,5 @@
-"""The token vault: one interface (`Vault`), a backend per store, typed errors.
-
-`get_vault()` returns the backend VAULT_BACKEND names, built once per process. The backends are imported
-when first asked for, so importing this package needs neither the app registry nor the Azure SDK.
-"""
+"""The token vault: one interface (`Vault`), a backend per store, typed errors. `get_vault()` builds the
+VAULT_BACKEND once per process, importing it lazily (no app registry or Azure SDK at import)."""
 
 from __future__ import annotations
 

@@ -1,10 +1,5 @@
-"""The Azure Key Vault backend: azure-keyvault-secrets with a credential from azure-identity.
-
-Retries are ours, not the SDK's: the SDK's retry policy is switched off so that every wait is one we
-chose (1, 2, 4, 8, 16 s, or a longer Retry-After up to a bound) and tests can observe them through an
-injected `sleep`. Errors come out as the vault's typed errors, with messages built from the status, Key
-Vault's error code and a redacted, truncated message: never a request body.
-"""
+"""The Azure Key Vault backend. The SDK's retry policy is off: every wait is ours (bounded backoff, Retry-After),
+and errors come out as the vault's typed errors, never with a request body."""
 
 from __future__ import annotations
 
@@ -80,28 +75,24 @@ def _host(url: str) -> str:
 
 
 def is_microsoft_vault(*, vault_url: str, cloud: clouds.Cloud, authority: str) -> bool:
-    """True when the vault and the authority are Microsoft's own: then instance discovery and the
-    challenge's resource check stay on. A custom cloud, a vault host outside the cloud's Key Vault DNS
-    suffix, or an authority that is not one of Microsoft's turns both off."""
+    """Whether vault and authority are Microsoft's own: only then are discovery and the challenge check on."""
     if not cloud.is_microsoft:
         return False
     if not _host(vault_url).endswith(cloud.vault_dns_suffix):
         logger.warning(
             "VAULT_URL's host %s is not under %s, the Key Vault suffix of cloud %s: treating it as a "
             "non-Microsoft vault (no challenge resource check)",
-            _host(vault_url), cloud.vault_dns_suffix, cloud.name,
-        )  # fmt: skip
+            _host(vault_url),
+            cloud.vault_dns_suffix,
+            cloud.name,
+        )
         return False
     return _host(authority) in MICROSOFT_AUTHORITY_HOSTS
 
 
 def build_credential(*, environ: Mapping[str, str], authority: str, microsoft: bool) -> TokenCredential:
-    """The credential azure-identity's own environment variables describe, chosen explicitly.
-
-    AZURE_CLIENT_SECRET: a service principal's secret; AZURE_CLIENT_CERTIFICATE_PATH: its certificate;
-    AZURE_FEDERATED_TOKEN_FILE: workload identity; otherwise the managed identity (user-assigned when
-    AZURE_CLIENT_ID is set). Raises VaultMisconfigured when a choice lacks a variable it needs.
-    """
+    """The credential azure-identity's variables describe: a secret, a certificate, workload identity, else managed
+    identity. Raises VaultMisconfigured when the choice lacks a variable."""
     from azure.identity import (
         CertificateCredential,
         ClientSecretCredential,
@@ -251,8 +242,9 @@ class AzureVault(Vault):
             if self._api_version:
                 options["api_version"] = self._api_version
             # A session that reads the environment's proxy and CA settings once per host, not per request.
-            options["transport"] = RequestsTransport(session=EnvironmentOnceSession(), session_owner=True,
-                                                     **self._timeouts)  # fmt: skip
+            options["transport"] = RequestsTransport(
+                session=EnvironmentOnceSession(), session_owner=True, **self._timeouts
+            )
             try:
                 self._client = SecretClient(self.vault_url, credential, **options)
             except (ValueError, NotImplementedError) as exc:
@@ -346,8 +338,9 @@ class AzureVault(Vault):
             else:
                 raise error from None
             attempt += 1
-            logger.warning("vault: %s; retrying in %.1f s (attempt %d of %d)", error, wait, attempt + 1,
-                           len(self._backoff) + 1)  # fmt: skip
+            logger.warning(
+                "vault: %s; retrying in %.1f s (attempt %d of %d)", error, wait, attempt + 1, len(self._backoff) + 1
+            )
             self._sleep(wait)
 
     def _poll(self, what: str, done: Callable[[], bool]) -> None:
@@ -390,8 +383,7 @@ class AzureVault(Vault):
         return WriteResult(name=name, version=version, created_at=stored.properties.created_on, version_count=count + 1)
 
     def _pace_create(self, name: str) -> None:
-        """Wait for a slot in the vault's shared pace of creates (every attempt of a PUT is one create), so that
-        many workers renewing at once stay under Key Vault's 300 per 10 s instead of collecting 429s."""
+        """Wait for a slot in the shared pace of creates (each PUT attempt is one): Key Vault allows 300 per 10 s."""
         if self._creates_limiter is _SHARED_PACE:
             self._creates_limiter = vault_creates_limiter(urlsplit(self.vault_url).netloc)
         if self._creates_limiter is None:

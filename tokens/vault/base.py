@@ -36,10 +36,7 @@ _VERSION = re.compile(r"^[0-9A-Za-z]{1,64}$")
 
 
 class SecretValue:
-    """A secret's value that does not show itself: repr and str are masked, and it cannot be pickled.
-
-    Call `reveal()` at the one place that must hand the value to a client library.
-    """
+    """A secret's value that does not show itself (masked repr, not picklable); `reveal()` where a client needs it."""
 
     __slots__ = ("_value",)
 
@@ -115,11 +112,7 @@ def secret_name_for(partner_code: uuid.UUID, purpose: str = REFRESH_TOKEN_PURPOS
 
 
 def validate_secret_name(name: str) -> str:
-    """Return the canonical (lower-case) form of `name`, or raise InvalidSecretName.
-
-    Key Vault compares names without regard to case; both backends store the lower-case form so that
-    they agree on which names are the same secret.
-    """
+    """The canonical lower-case form of `name` (Key Vault ignores case). Raises InvalidSecretName."""
     if not isinstance(name, str) or not _NAME.match(name):
         shown = name[:140] if isinstance(name, str) else type(name).__name__
         raise InvalidSecretName(
@@ -176,11 +169,8 @@ def validate_policy(policy: str) -> str:
 
 
 class Vault(abc.ABC):
-    """What the rest of the code may ask of a vault. Get one with `tokens.vault.get_vault()`.
-
-    Every method raises a subclass of VaultError; none puts a secret's value in a message, a log line or a
-    repr. Names are validated the same way by every backend (see `validate_secret_name`).
-    """
+    """What the rest of the code may ask of a vault (`get_vault()`). Every method raises a VaultError subclass, and
+    none puts a value in a message, log line or repr."""
 
     backend: str = ""
 
@@ -194,14 +184,8 @@ class Vault(abc.ABC):
         content_type: str = REFRESH_TOKEN_CONTENT_TYPE,
         known_count: int | None = None,
     ) -> WriteResult:
-        """Store `value` as a new version of `name` (creating the secret if needed).
-
-        `known_count`, when the caller tracks how many versions the secret has, lets a backend skip counting
-        them (Key Vault lists versions 25 to a page); the budget is then checked against it.
-
-        Returns the WriteResult. Raises VersionBudgetExceeded when the secret already has MAX_VERSIONS
-        versions, and SecretDeletedConflict when the name is soft-deleted and the policy is "fail".
-        """
+        """Store `value` as a new version of `name` (`known_count` spares counting them): the WriteResult. Raises
+        VersionBudgetExceeded at MAX_VERSIONS, SecretDeletedConflict for a soft-deleted name under policy "fail"."""
 
     @abc.abstractmethod
     def read(self, *, name: str, version: str | None = None) -> Secret:

@@ -1,8 +1,4 @@
-"""The vault's typed errors.
-
-Each says whether it is transient (retry later) or permanent (a person must act). No message ever carries
-a secret's value: backends build their messages from names, versions, status codes and error codes only.
-"""
+"""The vault's typed errors: each transient (retry) or permanent (a person must act), never carrying a value."""
 
 from __future__ import annotations
 

@@ -1,9 +1,5 @@
-"""The embedded vault: secret versions encrypted with AES-GCM in the project's own database.
-
-It keeps Key Vault's behaviour where the rest of the code can see it (versions, disabled versions that
-cannot be read, soft delete, recover, purge, the name rules and the version budget) so that code written
-against it runs unchanged on Azure.
-"""
+"""The embedded vault: AES-GCM secret versions in the project's database, with Key Vault's visible behaviour
+(versions, disabling, soft delete, name rules, version budget) so code runs unchanged on Azure."""
 
 from __future__ import annotations
 
@@ -341,12 +337,8 @@ class LocalVault(Vault):
     # --- key rotation -----------------------------------------------------------------------------------
 
     def rotate_keys(self, *, after_row: Callable[[RotationReport], None] | None = None) -> RotationReport:
-        """Re-encrypt every row under the newest key, one row per transaction.
-
-        Reads use whichever listed key a row names, so every secret stays readable before, during and after.
-        Returns a RotationReport; a row that cannot be decrypted is counted as failed and left as it was.
-        `after_row` is called after each row's transaction commits.
-        """
+        """Re-encrypt every row under the newest key, a transaction per row (`after_row` after each), all readable
+        throughout. Returns a RotationReport; an undecryptable row is counted failed and left."""
         newest = self._ring.newest_id
         cipher = self._ring.cipher(newest)
         assert cipher is not None  # noqa: S101
@@ -383,6 +375,10 @@ class LocalVault(Vault):
                 after_row(report)
         logger.info(
             "vault: key rotation to %s: %d rows, %d re-encrypted, %d already current, %d failed",
-            newest, report.total, report.rotated, report.already_current, report.failed,
-        )  # fmt: skip
+            newest,
+            report.total,
+            report.rotated,
+            report.already_current,
+            report.failed,
+        )
         return report

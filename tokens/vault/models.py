@@ -6,12 +6,8 @@ from django.db import models
 
 
 class VaultSecretVersion(models.Model):
-    """One version of one secret, AES-GCM encrypted under a key from VAULT_KEYS.
-
-    The ciphertext is bound to `name` and `version` through the associated data, so a ciphertext copied
-    into another row fails to decrypt. Soft-delete state is kept on every row of the secret (`deleted_at`),
-    as Key Vault keeps it for the secret as a whole.
-    """
+    """One version of one secret, AES-GCM encrypted with `name` and `version` as associated data (a copied ciphertext
+    fails); soft-delete state is kept on every row of the secret."""
 
     name = models.CharField(max_length=127)
     version = models.CharField(max_length=64)

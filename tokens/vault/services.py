@@ -46,11 +46,8 @@ def _reason(exc: BaseException) -> str:
 
 
 def vault_check(*, vault: Vault | None = None, purge: bool = True) -> list[CheckStep]:
-    """Write, read, list, disable, delete and purge a probe secret with a random name and value.
-
-    Returns one CheckStep per step, in order. After a failure the remaining steps are skipped, except the
-    clean-up (delete, purge) of a probe that was written. Never raises a VaultError; never returns the value.
-    """
+    """Write, read, list, disable, delete and purge a random probe secret: a CheckStep per step, skipping the rest
+    after a failure but the clean-up. Never raises a VaultError or returns the value."""
     vault = vault or get_vault()
     name = PROBE_PREFIX + secrets.token_hex(8)
     value = _probe_value()
@@ -134,16 +131,17 @@ def vault_check(*, vault: Vault | None = None, purge: bool = True) -> list[Check
         steps.append(CheckStep("purge", SKIPPED, "nothing was deleted"))
     # One line for the log (the command prints each step itself; a log line per step printed them twice).
     failures = [step.step for step in steps if not step.ok]
-    logger.log(logging.WARNING if failures else logging.INFO, "vault check: %s",
-               f"failed at {', '.join(failures)}" if failures else f"{len(steps)} steps passed")  # fmt: skip
+    logger.log(
+        logging.WARNING if failures else logging.INFO,
+        "vault check: %s",
+        f"failed at {', '.join(failures)}" if failures else f"{len(steps)} steps passed",
+    )
     return steps
 
 
 def vault_key_rotate(*, after_row: Callable[[RotationReport], None] | None = None) -> RotationReport:
-    """Re-encrypt every local vault row under the newest VAULT_KEY, row by row, and audit it.
-
-    Returns the RotationReport. Raises VaultMisconfigured when the vault is not the local one or has no key.
-    """
+    """Re-encrypt every local vault row under the newest key and audit it: the RotationReport.
+    Raises VaultMisconfigured unless the vault is the local one with a key."""
     vault = get_vault()
     if not isinstance(vault, LocalVault):
         raise VaultMisconfigured(

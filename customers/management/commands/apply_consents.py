@@ -1,5 +1,4 @@
-"""Apply ApplicationConsent to every customer of the chosen partners now, in this process, in the workers' batches
-(each audited once with its counts)."""
+"""Apply ApplicationConsent to the chosen partners' customers now, in this process, in the workers' batches."""
 
 from __future__ import annotations
 

@@ -1,6 +1,5 @@
-"""`manage.py staff_bind_microsoft USERNAME OBJECT_ID`: bind a staff account to its Microsoft Entra object id in the
-vendor's tenant (CPV_STAFF_TENANT_ID) from the server, as an admin does on the staff page (audited). The first
-admin of a deployment that signs in with Microsoft only starts here; `--none` unbinds."""
+"""`manage.py staff_bind_microsoft USERNAME OBJECT_ID`: bind (or `--none` unbind) a staff account's Entra object id,
+audited; where the first admin of a Microsoft-only deployment starts."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""`manage.py staff_totp_reset USERNAME`: the last resort when the only admin lost the phone with their
-authenticator app. Whoever can run commands on the server can do this anyway; the reset is audited."""
+"""`manage.py staff_totp_reset USERNAME`: the audited last resort when the only admin lost their authenticator app."""
 
 from __future__ import annotations
 
