@@ -2,76 +2,20 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import unicodedata
 from typing import Any
 
 from django import forms
-from django.conf import settings
 from django.contrib.auth.forms import AuthenticationForm
-from django.core.cache import cache
-from django.http import HttpRequest
 
 from cpv.clouds import ALL_PARTNER_CLOUDS
-from cpv.ratelimit import client_address
 from dashboard.staff_actions import BULK_ACTIONS
 from partners.access import ROLE_GROUPS, Role, password_sign_in_allowed
 from partners.audit_words import action_choices
 from partners.models import Partner
+from partners.staff import sign_in_failed, sign_in_locked, sign_in_window
 
 logger = logging.getLogger(__name__)
-
-# --- sign-in throttling --------------------------------------------------------------------------------------
-
-
-# Failed sign-ins counted per username and per client address; past the limit, that username (or address) is
-# refused for the rest of the window, even with the right password, so guessing gains nothing.
-def sign_in_limits() -> dict[str, int]:
-    per_account = settings.CPV_SIGNIN_MAX_FAILURES
-    return {"username": per_account, "address": 4 * per_account}
-
-
-def sign_in_window() -> int:
-    return int(settings.CPV_SIGNIN_LOCKOUT_MINUTES) * 60
-
-
-def _sign_in_key(kind: str, value: str) -> str:
-    # The username as Django's sign-in reads it (NFKC, no surrounding spaces), in any case: "ada ", "ADA" and
-    # the full-width letters of "ada" are one account, counted once.
-    normalized = unicodedata.normalize("NFKC", value).strip().lower()
-    return f"signin-failures:{kind}:{hashlib.sha256(normalized.encode()).hexdigest()[:32]}"
-
-
-def sign_in_keys(request: HttpRequest | None, username: str) -> dict[str, str]:
-    keys = {"username": _sign_in_key("username", username or "")}
-    if request is not None:
-        keys["address"] = _sign_in_key("address", client_address(request))
-    return keys
-
-
-def sign_in_locked(request: HttpRequest | None, username: str) -> bool:
-    keys = sign_in_keys(request, username)
-    counts = cache.get_many(list(keys.values()))
-    # A counter is an int; anything else under its key (written by someone else) counts as none.
-    return any(
-        isinstance(count := counts.get(key, 0), int) and count >= sign_in_limits()[kind] for kind, key in keys.items()
-    )
-
-
-def sign_in_failed(request: HttpRequest | None, username: str) -> None:
-    for key in sign_in_keys(request, username).values():
-        # The window starts at the first failure: add() only sets a counter that does not exist yet.
-        if not cache.add(key, 1, timeout=sign_in_window()):
-            try:
-                cache.incr(key)
-            except ValueError:
-                cache.add(key, 1, timeout=sign_in_window())
-
-
-def sign_in_succeeded(request: HttpRequest | None, username: str) -> None:
-    # Only the account's counter is cleared: an address that guessed many accounts stays counted.
-    cache.delete(sign_in_keys(request, username)["username"])
 
 
 class SignInForm(AuthenticationForm):

@@ -28,7 +28,7 @@ from consent import microsoft_sign_in
 from consent.pages import form_page, private
 from cpv import clouds
 from cpv.ratelimit import too_many
-from dashboard.forms import SignInForm, TotpCodeForm, sign_in_failed, sign_in_locked, sign_in_succeeded, sign_in_window
+from dashboard.forms import SignInForm, TotpCodeForm
 from partners.access import (
     MICROSOFT,
     PASSWORD,
@@ -40,7 +40,16 @@ from partners.access import (
     staff_sign_in_unfinished,
     totp_device,
 )
-from partners.services import StaffSignInRefused, staff_microsoft_sign_in, staff_totp_begin, staff_totp_confirm
+from partners.staff import (
+    StaffSignInRefused,
+    sign_in_failed,
+    sign_in_locked,
+    sign_in_succeeded,
+    sign_in_window,
+    staff_microsoft_sign_in,
+    staff_totp_begin,
+    staff_totp_confirm,
+)
 
 logger = logging.getLogger(__name__)
 

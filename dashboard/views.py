@@ -54,10 +54,10 @@ from partners.services import (
     PartnerError,
     staff_identity_set,
     staff_role_set,
-    staff_totp_reset,
     staff_user_create,
     staff_user_set_active,
 )
+from partners.staff import staff_totp_reset
 from tokens.alerts import alerts_open
 from tokens.selectors import HEALTH_CHOICES, HEALTH_LABELS, token_events, token_health
 

@@ -15,7 +15,6 @@ from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
-from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from cpv import clouds
 from cpv.logs import redact_value, request_id_var
@@ -25,7 +24,6 @@ from partners.access import (
     PERMISSIONS,
     ROLE_GROUPS,
     Role,
-    role_of,
     role_permissions,
 )
 from partners.models import AuditEvent, Partner, StaffIdentity
@@ -219,7 +217,7 @@ def staff_user_set_active(*, actor: Actor, user: User, active: bool) -> User:
     account, or a superuser's unless the actor is one."""
     if actor is not None and getattr(actor, "pk", None) == user.pk:
         raise PartnerError("You cannot disable your own account.")
-    _superuser_guard(actor, user)
+    superuser_guard(actor, user)
     with transaction.atomic():
         user.is_active = active
         user.save(update_fields=["is_active"])
@@ -232,7 +230,7 @@ def staff_user_set_active(*, actor: Actor, user: User, active: bool) -> User:
     return user
 
 
-def _superuser_guard(actor: Actor, user: User) -> None:
+def superuser_guard(actor: Actor, user: User) -> None:
     if user.is_superuser and actor is not None and not getattr(actor, "is_superuser", False):
         raise PartnerError(f"{user.get_username()} is a superuser: only another superuser can change that account.")
 
@@ -240,7 +238,7 @@ def _superuser_guard(actor: Actor, user: User) -> None:
 def staff_identity_set(*, actor: Actor, user: User, object_id: uuid.UUID | None) -> StaffIdentity | None:
     """Bind the account to an Entra object id in CPV_STAFF_TENANT_ID (None unbinds). Raises PartnerError without a
     staff tenant, for an id another account holds, or for a superuser's unless the actor is one."""
-    _superuser_guard(actor, user)
+    superuser_guard(actor, user)
     with transaction.atomic():
         previous = StaffIdentity.objects.filter(user=user).first()
         if object_id is None:
@@ -278,69 +276,6 @@ def staff_identity_set(*, actor: Actor, user: User, object_id: uuid.UUID | None)
             },
         )
     return identity
-
-
-class StaffSignInRefused(PartnerError):
-    """A Microsoft sign-in that opens no staff session; `reason` says why."""
-
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
-
-
-def staff_microsoft_sign_in(
-    *, tenant_id: str, object_id: str, username: str, mfa: bool | None, auth_contexts: list[str] | None = None
-) -> StaffIdentity:
-    """The active staff identity a verified sign-in is, by tenant and object id, with MFA (the configured
-    authentication context in `acrs`, else `amr`); notes the sign-in. Raises StaffSignInRefused."""
-    if not settings.CPV_STAFF_TENANT_ID or tenant_id != settings.CPV_STAFF_TENANT_ID:
-        raise StaffSignInRefused("other_tenant", "the account is not one of the vendor's tenant")
-    context = settings.CPV_STAFF_AUTH_CONTEXT
-    # Where a context is configured, the vendor's Conditional Access requires MFA for it: `acrs` proves MFA.
-    if context:
-        if context not in (auth_contexts or []):
-            raise StaffSignInRefused("no_auth_context", f"the sign-in did not satisfy authentication context {context}")
-    elif mfa is None:
-        raise StaffSignInRefused("mfa_unknown", "Microsoft's token did not say whether the sign-in used MFA")
-    elif not mfa:
-        raise StaffSignInRefused("no_mfa", "Microsoft's sign-in did not use MFA")
-    identity = StaffIdentity.objects.select_related("user").filter(tenant_id=tenant_id, object_id=object_id).first()
-    if identity is None or not identity.user.is_active or role_of(identity.user) == Role.NONE:
-        raise StaffSignInRefused("not_staff", "no active staff account with a role is bound to the account")
-    StaffIdentity.objects.filter(pk=identity.pk).update(last_username=username[:254], last_signed_in_at=timezone.now())
-    return identity
-
-
-def staff_totp_begin(*, user: User) -> TOTPDevice:
-    """A fresh unconfirmed authenticator secret; other set-ups in progress are dropped, never confirmed."""
-    with transaction.atomic():
-        TOTPDevice.objects.filter(user=user, confirmed=False).delete()
-        return TOTPDevice.objects.create(user=user, name="Authenticator app", confirmed=False)
-
-
-def staff_totp_reset(*, actor: Actor, user: User) -> int:
-    """Remove the account's authenticator apps (a lost phone): how many. Raises PartnerError for a superuser's unless
-    the actor is one."""
-    _superuser_guard(actor, user)
-    with transaction.atomic():
-        removed, _ = TOTPDevice.objects.filter(user=user).delete()
-        audit_record(
-            actor=actor,
-            action="staff.totp_reset",
-            target=user,
-            detail={"user": user.get_username(), "removed": removed},
-        )
-    return removed
-
-
-def staff_totp_confirm(*, user: User, device: TOTPDevice) -> TOTPDevice:
-    """Keep a newly checked authenticator app as the account's only one: the device, confirmed."""
-    with transaction.atomic():
-        TOTPDevice.objects.filter(user=user).exclude(pk=device.pk).delete()
-        device.confirmed = True
-        device.save(update_fields=["confirmed"])
-        audit_record(actor=user, action="staff.totp_enrolled", target=user, detail={"user": user.get_username()})
-    return device
 
 
 def staff_admin_emails() -> list[str]:

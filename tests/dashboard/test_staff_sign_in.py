@@ -334,7 +334,7 @@ def test_spelling_the_username_differently_does_not_buy_more_guesses(admin_user,
 
 
 def test_a_foreign_value_under_a_lockout_counter_neither_locks_nor_breaks_the_sign_in(admin_user) -> None:  # type: ignore[no-untyped-def]
-    from dashboard.forms import sign_in_keys
+    from partners.staff import sign_in_keys
 
     cache.set(sign_in_keys(None, "ada-admin")["username"], "not a number", timeout=60)
 

@@ -7,7 +7,8 @@ from typing import Any
 from django.contrib.auth.models import User
 from django.core.management.base import BaseCommand, CommandError
 
-from partners.services import PartnerError, staff_totp_reset
+from partners.services import PartnerError
+from partners.staff import staff_totp_reset
 
 
 class Command(BaseCommand):
