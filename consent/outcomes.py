@@ -82,11 +82,12 @@ OUTCOMES: dict[str, Outcome] = {
             "partner_center_refused",
             "Partner Center did not accept the sign-in",
             "Microsoft signed you in, but Partner Center refused the token it issued, twice. Nothing was stored.",
-            "Try again in a few minutes. If it keeps happening, send the reference below to {vendor}.",
+            "Check that the account is an Admin Agent in Partner Center (Account settings > User management), then "
+            "try again. If it keeps happening, send the reference below to {vendor}.",
             retry=True,
-            staff_note="Partner Center answered 401 (not its MFA refusal, 900421) to a fresh token too. Check that "
-            "the app id is enrolled as a Control Panel Vendor app in Partner Center and that the app registration "
-            "lists Partner Center user_impersonation.",
+            staff_note="Partner Center answered 401 (not its MFA refusal, 900421) to a fresh token too: the account "
+            "may lack the Admin Agent role, or the app id may not be enrolled as a Control Panel Vendor app in Partner "
+            "Center, or the app registration may not list Partner Center user_impersonation.",
         ),
         Outcome(
             "not_admin_agent",

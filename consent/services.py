@@ -27,6 +27,7 @@ from customers.tasks import customers_sync_after_consent
 from microsoft import graph, identity, partner_center, permissions
 from partners.invitations import invitation_url, link_send_after_commit, links_invalidate
 from partners.models import Partner
+from partners.permissions import partner_permissions_missing, partner_permissions_outdated
 from partners.registrations import app_for, cloud_for
 from partners.services import Actor, PartnerError, audit_record, partner_create
 from tokens.models import PartnerToken
@@ -191,9 +192,11 @@ def consent_flow_start(
             redirect_uri=redirect_uri(),
             # Static consent: `.default` consents the registration's whole list, for every API in it.
             scopes=[cloud.partner_center_default_scope],
-            # Once any grant exists, Microsoft shows no new permissions unless asked to: a first consent, and one
-            # after the required permissions changed, ask for the consent page again.
-            prompt="consent" if first or partner.permissions_fingerprint != wanted else None,
+            # Once any grant exists, Microsoft shows no new permissions unless asked to: a first consent, one after
+            # the required list changed, and one whose last consent lacked a permission ask for the consent page.
+            prompt="consent"
+            if first or partner_permissions_outdated(partner) or partner_permissions_missing(partner)
+            else None,
         )
     except identity.IdentityError as exc:
         logger.warning("could not start a consent flow for partner %s: %s", partner.code, exc)
@@ -362,7 +365,7 @@ def _complete(flow: ConsentFlow, form: Mapping[str, str]) -> ConsentFlow:
         "Partner Center accepted the account",
         correlation_id=client.correlation_id,
         mfa_compliant=client.mfa_compliant,
-        mfa_evidence="amr" if amr_mfa else "partner_center",
+        mfa_evidence="amr" if amr_mfa else "partner_center" if client.mfa_compliant is not None else "none",
         role_evidence=evidence,
     )
 
@@ -425,8 +428,6 @@ def _global_admin_evidence(
             refresh_token=token.refresh_token,
             scopes=[cloud.graph_scope],
         )
-    except identity.Transient as exc:
-        raise _Refused("microsoft_error", f"a Microsoft Graph token could not be had: {exc}") from None
     except identity.PermissionNotGranted as exc:
         graph_granted: list[str] = []
         if verdict is True:
@@ -440,6 +441,11 @@ def _global_admin_evidence(
             f"{permissions.ROLE_CHECK.label} (delegated)",
         )
     except identity.IdentityError as exc:
+        if verdict is True:
+            # The role is proven already: what Graph grants stays unknown, and the consent goes on.
+            return ConsentFlow.RoleEvidence.ID_TOKEN, token, None
+        if exc.transient:
+            raise _Refused("microsoft_error", f"a Microsoft Graph token could not be had: {exc}") from None
         raise _Refused("microsoft_error", f"Microsoft refused a Microsoft Graph token: {exc}") from None
     # The Graph redemption rotated the refresh token: its successor is the one to keep.
     kept = replace(token, refresh_token=graph_token.refresh_token) if graph_token.refresh_token else token

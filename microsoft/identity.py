@@ -195,7 +195,10 @@ def error_from_response(
     # Branch on the codes Microsoft documents first, then on `error`: the numbers are the specific part.
     if code_set & _INVALID_CLIENT_CODES or error == "invalid_client":
         return InvalidClient(f"Microsoft rejected the control panel's own app credential: {label}", **kwargs)
-    if code_set & _RECONSENT_CODES:
+    if error in {"temporarily_unavailable", "server_error", "request_timeout"}:
+        return Transient(f"Microsoft's sign-in service is unavailable: {label}", **kwargs)
+    # 70043 is a sign-in frequency policy: the partner's in its own tenant, one customer's in that customer's.
+    if code_set & _RECONSENT_CODES and (home_tenant or code_set - {70043}):
         return ReconsentRequired(f"The partner's consent is no longer valid: {label}", **kwargs)
     if not home_tenant:
         if code_set & _NOT_CONSENTED_CODES or _APP_NOT_FOUND in code_set:
@@ -226,8 +229,6 @@ def error_from_response(
         return ReconsentRequired(f"The partner's consent is no longer valid: {label}", **kwargs)
     if error == "unauthorized_client":
         return InvalidClient(f"Microsoft does not let the control panel's app do this: {label}", **kwargs)
-    if error in {"temporarily_unavailable", "server_error", "request_timeout"}:
-        return Transient(f"Microsoft's sign-in service is unavailable: {label}", **kwargs)
     return IdentityError(f"Microsoft refused the token request: {label}", **kwargs)
 
 

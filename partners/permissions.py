@@ -13,13 +13,12 @@ from partners.services import audit_record
 
 
 def partner_permissions_missing(partner: Partner) -> list[RequiredPermission]:
-    """The required permissions the partner's last consent did not grant (for a consent recorded before grants were
-    kept: all but Partner Center's)."""
-    if not partner.permissions_fingerprint and partner.status == Partner.Status.INVITED:
+    """The required permissions the partner's last consent did not grant ([] before any consent; for a consent recorded
+    before grants were kept, or an imported token: all but Partner Center's, which its token proves)."""
+    if partner.tenant_id is None:
         return []
     granted = dict(partner.permissions_granted or {})
-    if partner.status in (Partner.Status.ACTIVE, Partner.Status.RECONSENT_NEEDED):
-        granted.setdefault(permissions.PARTNER_CENTER, ["user_impersonation"])
+    granted.setdefault(permissions.PARTNER_CENTER, ["user_impersonation"])
     return permissions.missing(granted)
 
 
@@ -29,8 +28,10 @@ def partner_permission_granted(partner: Partner, permission: RequiredPermission)
 
 
 def partner_permissions_outdated(partner: Partner) -> bool:
-    """Whether the partner consented to an older list of required permissions than the product's."""
-    return partner.status == Partner.Status.ACTIVE and partner.permissions_fingerprint != permissions.fingerprint()
+    """Whether an active partner's consent is to an older list than the product's, or lacks one of its permissions."""
+    return partner.status == Partner.Status.ACTIVE and (
+        partner.permissions_fingerprint != permissions.fingerprint() or bool(partner_permissions_missing(partner))
+    )
 
 
 def partner_permission_refused(*, partner: Partner, api: str) -> None:

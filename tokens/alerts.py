@@ -59,7 +59,7 @@ def alerts_open() -> list[OperatorAlert]:
 
 
 def alerts_evaluate(*, now: datetime | None = None) -> None:
-    """Count the sweep's conditions, and close the credential alert once a token has moved since it opened."""
+    """Count the sweep's conditions, and close the credential and app-not-found alerts once a token has moved since."""
     now = now or timezone.now()
     with_token = PartnerToken.objects.filter(partner__status=Partner.Status.ACTIVE).exclude(current_version="")
     # Token health as the dashboard reads it (one query): every active partner with a token, by health.
@@ -88,12 +88,14 @@ def alerts_evaluate(*, now: datetime | None = None) -> None:
         "stop working at 90: renew them, or ask those partners to consent again",
         now=now,
     )
-    credential = OperatorAlert.objects.filter(condition=Condition.CREDENTIAL_REFUSED, cleared_at__isnull=True).first()
-    if (
-        credential is not None
-        and TokenEvent.objects.filter(kind__in=TokenEvent.MOVED, created_at__gt=credential.raised_at).exists()
-    ):
-        alert_clear(Condition.CREDENTIAL_REFUSED, now=now)
+    # A token that moved since proves the app's credential and registration work again.
+    for condition in (Condition.CREDENTIAL_REFUSED, Condition.APP_NOT_FOUND):
+        alert = OperatorAlert.objects.filter(condition=condition, cleared_at__isnull=True).first()
+        if (
+            alert is not None
+            and TokenEvent.objects.filter(kind__in=TokenEvent.MOVED, created_at__gt=alert.raised_at).exists()
+        ):
+            alert_clear(condition, now=now)
 
 
 def _alert_while(condition: str, holds: bool, message: str, *, now: datetime) -> None:

@@ -31,7 +31,9 @@ GAVE_UP_PAUSE = timedelta(hours=6)
 # AADSTS700016 (the app is not in the directory) for this many partners within the window is the vendor's own
 # registration (deleted, or in another cloud), not each partner's doing: one operator alert, nobody marked.
 APP_NOT_FOUND_PARTNERS = 2
-APP_NOT_FOUND_WINDOW = timedelta(hours=1)
+# Counted over longer than a partner's second look takes (its retry an hour on, at its slot in the hourly sweep).
+APP_NOT_FOUND_WINDOW = timedelta(hours=6)
+APP_NOT_FOUND_RETRY = timedelta(hours=1)
 
 
 _PERMANENT_REASONS: dict[str, tuple[str, str]] = {
@@ -185,16 +187,20 @@ def renewal_failure_record(
 
 
 def _app_not_found(pointer: PartnerToken, exc: identity.AppNotFound, *, now: datetime) -> RenewalResult:
-    """AADSTS700016: for several partners within APP_NOT_FOUND_WINDOW, one operator alert; for this partner twice in a
-    row (an hour apart), "re-consent needed"."""
+    """AADSTS700016: for several partners within APP_NOT_FOUND_WINDOW (or while that alert is open), one operator
+    alert and nobody marked; for this partner alone, twice, "re-consent needed"."""
     partner = pointer.partner
-    others = (
-        PartnerToken.objects.filter(last_error_kind=exc.kind, last_failure_at__gte=now - APP_NOT_FOUND_WINDOW)
-        .exclude(pk=pointer.pk)
-        .count()
+    seen = set(
+        TokenEvent.objects.filter(
+            kind=Kind.OPERATOR_ALERT, detail__kind=exc.kind, created_at__gte=now - APP_NOT_FOUND_WINDOW
+        ).values_list("partner_id", flat=True)
     )
-    seen_before = pointer.last_error_kind == exc.kind
-    if others + 1 >= APP_NOT_FOUND_PARTNERS:
+    others = len(seen - {partner.pk})
+    seen_before = partner.pk in seen
+    alert_open = OperatorAlert.objects.filter(
+        condition=OperatorAlert.Condition.APP_NOT_FOUND, cleared_at__isnull=True
+    ).exists()
+    if alert_open or others + 1 >= APP_NOT_FOUND_PARTNERS:
         message = (
             f"Microsoft does not find the control panel's app for {others + 1} partners within "
             f"{APP_NOT_FOUND_WINDOW.total_seconds() / 3600:.0f} hour(s) ({exc}): check that the app registration "
@@ -217,6 +223,6 @@ def _app_not_found(pointer: PartnerToken, exc: identity.AppNotFound, *, now: dat
         message = (
             f"Microsoft does not find the control panel's app in the partner's tenant ({exc}); checked again later"
         )
-    failure_record(pointer, kind=exc.kind, message=message, now=now, next_attempt_at=now + APP_NOT_FOUND_WINDOW)
+    failure_record(pointer, kind=exc.kind, message=message, now=now, next_attempt_at=now + APP_NOT_FOUND_RETRY)
     token_event(partner, Kind.OPERATOR_ALERT, message, kind=exc.kind)
     return RenewalResult(partner.pk, RenewalOutcome.FAILED, message)

@@ -45,7 +45,8 @@ def token_store(
     within: Callable[[Partner, str], None] | None = None,
 ) -> Stored:
     """Make `refresh_token` the partner's current token: a new vault version, then, locking the token row and the
-    partner (that order), the pointer's move and `within`'s rows. Raises VaultError, or what `within` raised."""
+    partner (that order), the pointer's move and `within`'s rows (it may raise to refuse: all is undone and the new
+    version disabled). Raises VaultError, or what `within` raised."""
     name = secret_name_for(partner.code)
     written = get_vault().write(
         name=name, value=refresh_token, tags=tags or secret_tags(partner_code=partner.code, cloud=partner.cloud)
@@ -53,12 +54,10 @@ def token_store(
     committed = False
     try:
         with transaction.atomic():
-            pointer = PartnerToken.objects.select_for_update().filter(partner=partner).first()
+            # A first token's row is made here: of two first consents at once, the second finds the first's row.
+            PartnerToken.objects.get_or_create(partner=partner, defaults={"secret_name": name})
+            pointer = PartnerToken.objects.select_for_update().get(partner=partner)
             locked = Partner.objects.select_for_update().get(pk=partner.pk)
-            if within is not None:
-                within(locked, written.version)
-            if pointer is None:
-                pointer = PartnerToken.objects.create(partner=locked, secret_name=name)
             superseded = pointer_move(
                 pointer,
                 version=written.version,
@@ -67,6 +66,9 @@ def token_store(
                 now=timezone.now(),
                 obtained=obtained,
             )
+            # Last: what `within` changes in memory (a flow's state) is then undone by nothing after it.
+            if within is not None:
+                within(locked, written.version)
             moved = pointer
             transaction.on_commit(lambda: _replaced_disable(moved, superseded), robust=True)
         committed = True

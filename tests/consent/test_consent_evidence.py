@@ -267,7 +267,10 @@ def consented_partner(cpv_sim):  # type: ignore[no-untyped-def]
     from tests.factories import active_partner
 
     partner = active_partner(cpv_sim)
-    Partner.objects.filter(pk=partner.pk).update(permissions_fingerprint=permissions.fingerprint())
+    Partner.objects.filter(pk=partner.pk).update(
+        permissions_fingerprint=permissions.fingerprint(),
+        permissions_granted={"partner_center": ["user_impersonation"], "graph": REQUIRED_GRAPH},
+    )
     return partner
 
 

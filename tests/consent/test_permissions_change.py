@@ -140,3 +140,29 @@ def test_the_portal_asks_the_partner_to_consent_again(portal_sim) -> None:  # ty
 
     assert 'id="permissions-needed"' in page
     assert "RoleManagement.Read.Directory" in page and "keeps working" in page
+
+
+def test_a_consent_that_lacked_a_permission_asks_for_the_consent_page_again(  # type: ignore[no-untyped-def]
+    cpv_sim, consented, consent_run
+) -> None:
+    """The fingerprint matches, but the registration lacked a permission when the partner consented: only the consent
+    page grants it once the vendor added it (`.default` with a grant in place consents nothing new)."""
+    from partners.invitations import partner_reconsent_link
+
+    partner, admin = consented
+    Partner.objects.filter(pk=partner.pk).update(
+        permissions_granted={"partner_center": ["user_impersonation"], "graph": ["User.Read"]}
+    )
+    partner.refresh_from_db()
+
+    run = consent_run(partner_reconsent_link(actor=None, partner=partner), user=admin)
+
+    assert "prompt=consent" in run.auth_uri
+    partner.refresh_from_db()
+    assert partner_permissions_missing(partner) == []
+
+
+def test_a_partner_that_never_consented_lacks_nothing_yet(cpv_sim) -> None:  # type: ignore[no-untyped-def]
+    invited = partner_invite(actor=None, name="Not yet", contact_email="a@n.example", send_email=False).partner
+
+    assert partner_permissions_missing(invited) == []

@@ -131,3 +131,14 @@ def test_granted_names_reads_a_token_responses_scope() -> None:
         "RoleManagement.Read.Directory",
         "User.Read",
     ]
+
+
+def test_a_sign_in_frequency_policy_of_one_customer_is_that_customers() -> None:
+    assert isinstance(identity.error_from_response(_error(70043), home_tenant=False), identity.NoAccessToTenant)
+    assert isinstance(identity.error_from_response(_error(70043)), identity.ReconsentRequired)
+
+
+def test_a_passing_outage_is_transient_wherever_it_happens() -> None:
+    for home in (True, False):
+        error = identity.error_from_response(_error(50000, "temporarily_unavailable"), home_tenant=home)
+        assert isinstance(error, identity.Transient)

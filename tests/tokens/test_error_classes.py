@@ -112,3 +112,35 @@ def test_in_a_customer_tenant_a_refusal_is_that_customers_not_the_partners(cpv_s
     partner.refresh_from_db()
     assert partner.status == Partner.Status.ACTIVE
     assert not TokenEvent.objects.filter(partner=partner, kind="reconsent_needed").exists()
+
+
+def test_while_the_app_not_found_alert_is_open_a_second_look_marks_nobody_and_a_moved_token_clears_it(  # type: ignore[no-untyped-def]
+    cpv_sim, django_capture_on_commit_callbacks
+) -> None:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from tokens.alerts import alerts_evaluate
+    from tokens.models import PartnerToken
+
+    partners = [active_partner(cpv_sim, index=i) for i in range(2)]
+    cpv_sim.control.inject_entra_error(700016, grant_type="refresh_token", times=2)
+    with django_capture_on_commit_callbacks(execute=True):
+        for partner in partners:
+            renew_one(partner_id=partner.pk, force=True)
+    assert OperatorAlert.objects.filter(condition=OperatorAlert.Condition.APP_NOT_FOUND, cleared_at__isnull=True)
+    # Two hours on (a partner's second look comes at its slot of a later sweep), the registration is still gone.
+    TokenEvent.objects.filter(partner__in=partners).update(created_at=timezone.now() - timedelta(hours=2))
+    cpv_sim.control.inject_entra_error(700016, grant_type="refresh_token", times=1)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        renew_one(partner_id=partners[0].pk, force=True)
+
+    assert Partner.objects.get(pk=partners[0].pk).status == Partner.Status.ACTIVE
+    # The vendor restored its registration: a token moves, and the sweep's evaluation closes the alert.
+    PartnerToken.objects.filter(partner=partners[1]).update(next_attempt_at=None)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert renew_one(partner_id=partners[1].pk, force=True).outcome == "renewed"
+    alerts_evaluate()
+    assert not OperatorAlert.objects.filter(condition=OperatorAlert.Condition.APP_NOT_FOUND, cleared_at__isnull=True)
