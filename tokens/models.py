@@ -36,6 +36,8 @@ class PartnerToken(models.Model):
     last_error = models.CharField(max_length=500, blank=True)
     last_error_kind = models.CharField(max_length=32, blank=True)
     last_failure_at = models.DateTimeField(null=True, blank=True)
+    # When staff revoked the token (its versions disabled in the vault); cleared by the next consent or import.
+    revoked_at = models.DateTimeField(null=True, blank=True)
     # Work further away than the broker's visibility timeout waits here, never as a long ETA.
     next_attempt_at = models.DateTimeField(null=True, blank=True, db_index=True)
     # When a sweep last queued a renewal: a second (duplicate) sweep within the hour does not queue again.

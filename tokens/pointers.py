@@ -71,6 +71,7 @@ def pointer_move(
         pointer.consented_by_oid = obtained.user_oid
         pointer.consented_by_name = obtained.user_name
         pointer.scopes = " ".join(obtained.scopes)[:1000]
+        pointer.revoked_at = None
     if save:
         pointer.save(update_fields=[*POINTER_MOVED, *(POINTER_OBTAINED if obtained is not None else ())])
     else:
@@ -95,7 +96,7 @@ POINTER_MOVED = (
 )
 
 
-POINTER_OBTAINED = ("obtained_at", "consent_flow", "consented_by_oid", "consented_by_name", "scopes")
+POINTER_OBTAINED = ("obtained_at", "consent_flow", "consented_by_oid", "consented_by_name", "scopes", "revoked_at")
 
 
 def pointers_moved_write(pointers: list[PartnerToken]) -> None:

@@ -33,16 +33,21 @@ def is_due(pointer: PartnerToken, *, now: datetime | None = None) -> bool:
     return pointer.last_renewed_at is None or pointer.last_renewed_at <= now - renewal_interval()
 
 
+# The failures after which the token no longer works: only a new consent brings it back (tokens/failures.py).
+DEAD_KINDS = ("reconsent_required", "mfa_required", "conditional_access")
+
+
 def token_status(partner: Partner, pointer: PartnerToken | None, *, now: datetime | None = None) -> str:
-    """none, healthy, due, failing or invalid: what the dashboard and `partners --json` show."""
+    """none, healthy, due, failing or invalid, from the token's own facts whatever the partner's status: what every
+    page, the CSV, the portal and `partners --json` show."""
     if pointer is None or not pointer.current_version:
         return TokenStatus.NONE
-    if partner.status == Partner.Status.RECONSENT_NEEDED:
+    if pointer.revoked_at is not None:
         return TokenStatus.INVALID
     if pointer.last_failure_at is not None and (
         pointer.last_renewed_at is None or pointer.last_failure_at > pointer.last_renewed_at
     ):
-        return TokenStatus.FAILING
+        return TokenStatus.INVALID if pointer.last_error_kind in DEAD_KINDS else TokenStatus.FAILING
     if is_due(pointer, now=now):
         return TokenStatus.DUE
     return TokenStatus.HEALTHY
@@ -70,18 +75,15 @@ HEALTH_CHOICES = list(HEALTH_LABELS.items())
 def token_health_expression(*, now: datetime | None = None, prefix: str = "token__") -> Case:
     """token_status as SQL (`prefix` leads to PartnerToken), so lists can filter and sort on it; the two must agree."""
     now = now or timezone.now()
-    status_path = "status" if prefix == "token__" else f"{prefix.removesuffix('token__')}status"
+    failed_since_renewal = Q(**{f"{prefix}last_failure_at__isnull": False}) & (
+        Q(**{f"{prefix}last_renewed_at__isnull": True})
+        | Q(**{f"{prefix}last_failure_at__gt": F(f"{prefix}last_renewed_at")})
+    )
     return Case(
         When(Q(**{f"{prefix}isnull": True}) | Q(**{f"{prefix}current_version": ""}), then=Value(TokenStatus.NONE)),
-        When(Q(**{status_path: Partner.Status.RECONSENT_NEEDED}), then=Value(TokenStatus.INVALID)),
-        When(
-            Q(**{f"{prefix}last_failure_at__isnull": False})
-            & (
-                Q(**{f"{prefix}last_renewed_at__isnull": True})
-                | Q(**{f"{prefix}last_failure_at__gt": F(f"{prefix}last_renewed_at")})
-            ),
-            then=Value(TokenStatus.FAILING),
-        ),
+        When(Q(**{f"{prefix}revoked_at__isnull": False}), then=Value(TokenStatus.INVALID)),
+        When(failed_since_renewal & Q(**{f"{prefix}last_error_kind__in": DEAD_KINDS}), then=Value(TokenStatus.INVALID)),
+        When(failed_since_renewal, then=Value(TokenStatus.FAILING)),
         When(
             Q(**{f"{prefix}last_renewed_at__isnull": True})
             | Q(**{f"{prefix}last_renewed_at__lte": now - renewal_interval()}),
@@ -139,9 +141,11 @@ def token_health(partner: Partner, *, now: datetime | None = None) -> TokenHealt
     if pointer is None or status == TokenStatus.NONE:
         return TokenHealth(status=status, label=HEALTH_LABELS[status], token=pointer)
     last = pointer.last_renewed_at or pointer.obtained_at
-    next_renewal = last + renewal_interval() if last else now
-    if pointer.next_attempt_at and pointer.next_attempt_at > next_renewal:
+    next_renewal: datetime | None = last + renewal_interval() if last else now
+    if pointer.next_attempt_at and next_renewal is not None and pointer.next_attempt_at > next_renewal:
         next_renewal = pointer.next_attempt_at
+    if status == TokenStatus.INVALID or partner.status != Partner.Status.ACTIVE:
+        next_renewal = None  # nothing renews a dead token, nor the token of a partner that is not active
     return TokenHealth(
         status=status,
         label=HEALTH_LABELS[status],

@@ -118,7 +118,8 @@ def partner_token_revoke(*, actor: Actor, partner: Partner, reason: str = "") ->
         except VaultError as exc:
             raise PartnerError(f"The vault refused to disable the token ({exc}); nothing was changed.") from None
         pointer.previous_disabled = True
-        pointer.save(update_fields=["previous_disabled", "updated_at"])
+        pointer.revoked_at = timezone.now()
+        pointer.save(update_fields=["previous_disabled", "revoked_at", "updated_at"])
         locked = Partner.objects.select_for_update().get(pk=partner.pk)
         previous = locked.status
         if locked.status != Partner.Status.DEACTIVATED:

@@ -215,6 +215,33 @@ def test_revoking_disables_the_token_in_the_vault_and_marks_the_partner(sim_sett
     assert "Invalid: re-consent needed" in page and "refresh-" not in page
 
 
+def test_a_revoked_token_stays_invalid_everywhere_once_the_partner_is_deactivated(  # type: ignore[no-untyped-def]
+    sim_settings, operator, capsys
+) -> None:
+    import json
+
+    from django.core.management import call_command
+
+    partner = Partner.objects.create(name="Fabrikam", contact_email="a@f.example", tenant_id=uuid.uuid4())
+    partner_token_import(actor=None, partner=partner, refresh_token="refresh-" + "x" * 40)
+    client = client_for(operator)
+    client.post(f"/partners/{partner.code}/do/revoke", {"confirmed": "yes", "reason": "Contract ended"})
+    client.post(f"/partners/{partner.code}/do/deactivate", {"confirmed": "yes", "reason": ""})
+    partner.refresh_from_db()
+    assert partner.status == Partner.Status.DEACTIVATED
+
+    page = client.get(f"/partners/{partner.code}/").content.decode()
+    listed = client.get("/partners/", {"health": "invalid"}).content.decode()
+    csv = b"".join(client.get("/partners.csv").streaming_content).decode()
+    call_command("partners", "--json")
+
+    assert "Invalid: re-consent needed" in page and "Healthy" not in page
+    assert 'id="next-renewal">none: the token no longer works' in page
+    assert "Fabrikam" in listed
+    assert "Invalid: re-consent needed" in csv and "Healthy" not in csv
+    assert json.loads(capsys.readouterr().out)[0]["token_status"] == "invalid"
+
+
 def test_deactivating_and_a_consent_link_are_audited_with_the_operator(operator) -> None:  # type: ignore[no-untyped-def]
     partner = active_partner_with_data("Contoso")
     client = client_for(operator)
@@ -273,9 +300,16 @@ def test_token_health_in_sql_agrees_with_the_renewal_service() -> None:
         "failing": dict(last_renewed_at=now - timedelta(days=2), last_failure_at=now - timedelta(days=1)),
         "recovered": dict(last_renewed_at=now - timedelta(days=1), last_failure_at=now - timedelta(days=2)),
         "failing_never": dict(last_renewed_at=None, last_failure_at=now),
+        "revoked": dict(last_renewed_at=now - timedelta(days=1), revoked_at=now),
+        "dead": dict(
+            last_renewed_at=now - timedelta(days=2), last_failure_at=now, last_error_kind="reconsent_required"
+        ),
+        "dead_then_renewed": dict(
+            last_renewed_at=now, last_failure_at=now - timedelta(days=1), last_error_kind="mfa_required"
+        ),
     }
     for name, fields in cases.items():
-        for status in (Partner.Status.ACTIVE, Partner.Status.RECONSENT_NEEDED):
+        for status in (Partner.Status.ACTIVE, Partner.Status.RECONSENT_NEEDED, Partner.Status.DEACTIVATED):
             partner = Partner.objects.create(name=f"{name}-{status}", contact_email="a@b.example", status=status)
             PartnerToken.objects.create(
                 partner=partner, secret_name=f"s-{partner.code}", **{"current_version": "v1", **fields}
