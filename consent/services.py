@@ -379,31 +379,38 @@ def _partner_center_check(
 ) -> tuple[dict[str, Any], partner_center.PartnerCenterClient, identity.TokenResult]:
     """Read the organization profile with the new token, retrying a non-MFA 401 once with a fresh token: the profile,
     the client (`mfa_compliant`) and the token to keep. Raises _Refused."""
-    for attempt in (1, 2):
-        client = partner_center.PartnerCenterClient(base_url=cloud.partner_center_url, access_token=token.access_token)
-        try:
-            return client.organization_profile(), client, token
-        except partner_center.MfaRequired as exc:
-            raise _Refused("no_mfa", str(exc)) from None
-        except partner_center.Forbidden as exc:
-            raise _Refused("not_admin_agent", str(exc)) from None
-        except partner_center.Unauthorized as exc:
-            if attempt == 2:
-                raise _Refused("partner_center_refused", f"{exc}, twice (a fresh access token was tried)") from None
-        except partner_center.PartnerCenterError as exc:
-            raise _Refused("microsoft_error", str(exc)) from None
-        try:
-            fresh = identity.refresh_token_redeem(
-                cloud=cloud,
-                app=app,
-                tenant=tenant,
-                refresh_token=token.refresh_token,
-                scopes=[cloud.partner_center_scope],
-            )
-        except identity.IdentityError as exc:
-            raise _Refused("microsoft_error", f"a fresh Partner Center token could not be had: {exc}") from None
-        token = replace(fresh, refresh_token=fresh.refresh_token or token.refresh_token)
-    raise AssertionError("unreachable")  # pragma: no cover
+    try:
+        return (*_organization_profile(cloud, token), token)
+    except partner_center.Unauthorized:
+        pass  # not its MFA refusal: Partner Center did not take this access token, so a fresh one is tried
+    try:
+        fresh = identity.refresh_token_redeem(
+            cloud=cloud, app=app, tenant=tenant, refresh_token=token.refresh_token, scopes=[cloud.partner_center_scope]
+        )
+    except identity.IdentityError as exc:
+        raise _Refused("microsoft_error", f"a fresh Partner Center token could not be had: {exc}") from None
+    token = replace(fresh, refresh_token=fresh.refresh_token or token.refresh_token)
+    try:
+        return (*_organization_profile(cloud, token), token)
+    except partner_center.Unauthorized as exc:
+        raise _Refused("partner_center_refused", f"{exc}, twice (a fresh access token was tried)") from None
+
+
+def _organization_profile(
+    cloud: clouds.Cloud, token: identity.TokenResult
+) -> tuple[dict[str, Any], partner_center.PartnerCenterClient]:
+    """The profile and the client that read it. Raises _Refused, or partner_center.Unauthorized (not 900421)."""
+    client = partner_center.PartnerCenterClient(base_url=cloud.partner_center_url, access_token=token.access_token)
+    try:
+        return client.organization_profile(), client
+    except partner_center.MfaRequired as exc:
+        raise _Refused("no_mfa", str(exc)) from None
+    except partner_center.Forbidden as exc:
+        raise _Refused("not_admin_agent", str(exc)) from None
+    except partner_center.Unauthorized:
+        raise
+    except partner_center.PartnerCenterError as exc:
+        raise _Refused("microsoft_error", str(exc)) from None
 
 
 def _global_admin_evidence(

@@ -64,34 +64,24 @@ class CallFailed(Exception):
         self.kind = kind
 
 
-# The error classes the clients raise, and what each is as a customer's failure: the first match wins.
-_ERROR_KINDS: list[tuple[type[Exception], str]] = [
-    (partner_center.MfaRequired, ErrorKind.MFA_REQUIRED),
-    (partner_center.Throttled, ErrorKind.THROTTLED),
-    (partner_center.Transient, ErrorKind.UNAVAILABLE),
-    (partner_center.Unauthorized, ErrorKind.UNAUTHORIZED),
-    (partner_center.Forbidden, ErrorKind.FORBIDDEN),
-    (partner_center.NotFound, ErrorKind.NOT_FOUND),
-    (ThrottleTimeout, ErrorKind.THROTTLED),
-    (TokenUnavailable, ErrorKind.NO_TOKEN),
-    (identity.ReconsentRequired, ErrorKind.RECONSENT_REQUIRED),
-    (identity.MfaRequired, ErrorKind.MFA_REQUIRED),
-    (identity.ConditionalAccessBlocked, ErrorKind.CONDITIONAL_ACCESS),
-    (identity.InvalidClient, ErrorKind.INVALID_CLIENT),
-    (identity.IdentityMisconfigured, ErrorKind.INVALID_CLIENT),
-    (identity.Transient, ErrorKind.UNAVAILABLE),
-]
+# The clients' errors name their kind (`kind`); where a name differs from the stored vocabulary, this says which.
+_KIND_NAMES = {"transient": ErrorKind.UNAVAILABLE, "misconfigured": ErrorKind.INVALID_CLIENT}
 
 
 def error_kind_of(exc: Exception) -> str:
     """A client's error as a CustomerConsent.ErrorKind."""
-    for cls, kind in _ERROR_KINDS:
-        if isinstance(exc, cls):
-            return kind
+    if isinstance(exc, ThrottleTimeout):
+        return ErrorKind.THROTTLED
+    if isinstance(exc, TokenUnavailable):
+        return ErrorKind.NO_TOKEN
+    if isinstance(exc, VaultError):
+        return ErrorKind.UNAVAILABLE if exc.transient else ErrorKind.OTHER
+    kind = getattr(exc, "kind", "")
+    kind = _KIND_NAMES.get(kind, kind)
+    if kind in ErrorKind.values:
+        return kind
     if isinstance(exc, partner_center.PartnerCenterError) and exc.status == 400:
         return ErrorKind.BAD_REQUEST
-    if isinstance(exc, VaultError) and exc.transient:
-        return ErrorKind.UNAVAILABLE
     return ErrorKind.OTHER
 
 

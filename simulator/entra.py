@@ -998,13 +998,11 @@ def _id_token(
     return Unsigned(claims, "id_token", cache_key=key if nonce is None else None, now=now)
 
 
-def _home_permissions(
-    sim: Simulator, app: AppRegistration, tid: str, resource: str, requested: list[str], oidc: set[str]
-) -> list[str]:
+def _home_permissions(sim: Simulator, app: AppRegistration, tid: str, resource: str, requested: list[str]) -> list[str]:
     """The `scp` of a token for `resource` in the tenant that consented: what the tenant granted the app
     (simulator/grants.py). Raises EntraFailure(65001) when a permission asked, or every one, is not granted."""
     granted = sim.entra.grants.get((tid, app.client_id), {}).get(resource, set())
-    permissions = grants.token_permissions(granted, resource, requested, oidc)
+    permissions = grants.token_permissions(granted, requested)
     if not permissions:
         raise EntraFailure(65001, client_id=app.client_id, app_name=app.display_name)
     return permissions
@@ -1280,7 +1278,7 @@ def _redeem_code(
         resource, perms = next(iter(code_scopes.resources.items()))
     else:
         resource, perms = GRAPH_RESOURCE, ["User.Read"]
-    permissions = _home_permissions(sim, app, partner.tenant_id, resource, perms, requested.oidc)
+    permissions = _home_permissions(sim, app, partner.tenant_id, resource, perms)
     _check_conditional_access(partner, grant.amr, resource)
     acrs = _acrs(sim, partner.tenant_id, grant.amr, grant.claims, form.get("claims"))
     detail = _detail(request)
@@ -1349,7 +1347,7 @@ def _redeem_refresh(
             raise EntraFailure(65001, client_id=app.client_id, app_name=app.display_name)
         permissions = list(consent_scopes)
     else:
-        permissions = _home_permissions(sim, app, target, resource, perms, scopes.oidc)
+        permissions = _home_permissions(sim, app, target, resource, perms)
     _check_conditional_access(partner, grant.amr, resource)
     acrs = _acrs(sim, target, grant.amr, None, form.get("claims"))
     grant.redemptions += 1

@@ -108,7 +108,7 @@ def record(store: dict[str, set[str]], consented: Grants) -> None:
         store.setdefault(resource, set()).update(names)
 
 
-def token_permissions(granted: set[str], resource: str, requested: list[str], oidc: Iterable[str]) -> list[str]:
+def token_permissions(granted: set[str], requested: list[str]) -> list[str]:
     """The `scp` of an access token for `resource`: every permission granted for that resource ("encoded inside the
     access token is every permission that your application is granted for that resource", consent-types-developer.md),
     whether `.default` or explicit scopes were asked. Empty when an explicit permission asked is not granted: the

@@ -23,8 +23,9 @@ from tokens.vault import MAX_VERSIONS
 
 logger = logging.getLogger(__name__)
 
-PARTNER_CENTER = "partner_center"
-GRAPH = "graph"
+# The audiences are the APIs of the required-permission table.
+PARTNER_CENTER = permissions.PARTNER_CENTER
+GRAPH = permissions.GRAPH
 AUDIENCES = (PARTNER_CENTER, GRAPH)
 # A cached token is handed out only while it has at least this long to live.
 EXPIRY_MARGIN = 300.0

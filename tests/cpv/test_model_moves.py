@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 from django.db import connection
-from django.db.migrations.executor import MigrationExecutor
+
+from tests.migrations import latest, migrate
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.postgres]
 
@@ -20,19 +21,6 @@ MOVED = {
     "customers": ["customerconsent", "partnercoverage"],
 }
 NOW = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
-
-
-def _migrate(targets: list[tuple[str, str | None]]) -> Any:
-    executor = MigrationExecutor(connection)
-    executor.loader.build_graph()
-    executor.migrate(targets)
-    executor.loader.build_graph()
-    return executor.loader.project_state([node for node in targets if node[1] is not None]).apps
-
-
-def _latest() -> list[tuple[str, str | None]]:
-    executor = MigrationExecutor(connection)
-    return executor.loader.graph.leaf_nodes()
 
 
 def _old_rows(apps: Any) -> dict[str, Any]:
@@ -77,9 +65,9 @@ def _old_rows(apps: Any) -> dict[str, Any]:
 
 
 def test_an_old_layout_database_migrates_with_every_row_and_permission_intact() -> None:
-    latest = _latest()
+    newest = latest()
     try:
-        old_apps = _migrate(OLD_LAYOUT)
+        old_apps = migrate(OLD_LAYOUT)
         content_type = old_apps.get_model("contenttypes", "ContentType")
         permission = old_apps.get_model("auth", "Permission")
         for models in MOVED.values():
@@ -94,9 +82,9 @@ def test_an_old_layout_database_migrates_with_every_row_and_permission_intact() 
         }
         rows = _old_rows(old_apps)
 
-        new_apps = _migrate(latest)
+        new_apps = migrate(newest)
     finally:
-        _migrate(latest)
+        migrate(newest)
 
     token = new_apps.get_model("tokens", "PartnerToken").objects.get(pk=rows["token"].pk)
     assert (token.partner_id, token.current_version, token.previous_version, token.generation) == (

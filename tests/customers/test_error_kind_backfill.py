@@ -6,8 +6,8 @@ import uuid
 from datetime import UTC, datetime
 
 import pytest
-from django.db import connection
-from django.db.migrations.executor import MigrationExecutor
+
+from tests.migrations import migrate, migrated_to
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.postgres]
 
@@ -16,17 +16,8 @@ BEFORE = [("customers", "0002_customerconsent_error_kind")]
 AFTER = [("customers", "0003_customerconsent_error_kind_backfill")]
 
 
-def _migrate(targets):  # type: ignore[no-untyped-def]
-    executor = MigrationExecutor(connection)
-    executor.loader.build_graph()
-    executor.migrate(targets)
-    executor.loader.build_graph()
-    return executor.loader.project_state(targets).apps
-
-
 def test_old_failures_get_the_kind_their_message_says() -> None:
-    apps = _migrate(BEFORE)
-    try:
+    with migrated_to(BEFORE) as apps:
         partner = apps.get_model("partners", "Partner").objects.create(
             name="Old", contact_email="old@example.com", tenant_id=uuid.uuid4(), status="active"
         )
@@ -49,9 +40,7 @@ def test_old_failures_get_the_kind_their_message_says() -> None:
             CustomerConsent.objects.create(customer=customer, status="failed" if message else "applied",
                                            last_error=message)  # fmt: skip
 
-        apps = _migrate(AFTER)
+        apps = migrate(AFTER)
 
         kinds = dict(apps.get_model("customers", "CustomerConsent").objects.values_list("last_error", "error_kind"))
         assert kinds == messages
-    finally:
-        _migrate(MigrationExecutor(connection).loader.graph.leaf_nodes())

@@ -247,3 +247,34 @@ def test_work_queued_against_another_database_ends_quietly(caplog) -> None:  # t
     }
     assert "customer sync of partner 987654: no such partner in the database" in caplog.text
     assert "ApplicationConsent for customer 987654: no such customer in the database" in caplog.text
+
+
+def test_each_clients_error_is_stored_as_the_kind_it_names() -> None:
+    from customers.services import error_kind_of
+    from microsoft import identity, partner_center
+    from microsoft.throttle import ThrottleTimeout
+    from tokens.access_tokens import TokenUnavailable
+    from tokens.vault import VaultError
+
+    Kind = CustomerConsent.ErrorKind
+    cases = [
+        (partner_center.MfaRequired("x", status=401), Kind.MFA_REQUIRED),
+        (partner_center.Throttled("x", status=429), Kind.THROTTLED),
+        (partner_center.Transient("x", status=503), Kind.UNAVAILABLE),
+        (partner_center.Unauthorized("x", status=401), Kind.UNAUTHORIZED),
+        (partner_center.Forbidden("x", status=403), Kind.FORBIDDEN),
+        (partner_center.NotFound("x", status=404), Kind.NOT_FOUND),
+        (partner_center.PartnerCenterError("x", status=400), Kind.BAD_REQUEST),
+        (partner_center.PartnerCenterError("x", status=418), Kind.OTHER),
+        (ThrottleTimeout("x"), Kind.THROTTLED),
+        (TokenUnavailable("x"), Kind.NO_TOKEN),
+        (identity.ReconsentRequired("x"), Kind.RECONSENT_REQUIRED),
+        (identity.MfaRequired("x"), Kind.MFA_REQUIRED),
+        (identity.ConditionalAccessBlocked("x"), Kind.CONDITIONAL_ACCESS),
+        (identity.InvalidClient("x"), Kind.INVALID_CLIENT),
+        (identity.IdentityMisconfigured("x"), Kind.INVALID_CLIENT),
+        (identity.Transient("x"), Kind.UNAVAILABLE),
+        (identity.NoAccessToTenant("x"), Kind.OTHER),
+        (VaultError("x"), Kind.OTHER),
+    ]
+    assert [error_kind_of(exc) for exc, _ in cases] == [kind for _, kind in cases]

@@ -6,8 +6,8 @@ import uuid
 from datetime import timedelta
 
 import pytest
-from django.db import connection
-from django.db.migrations.executor import MigrationExecutor
+
+from tests.migrations import migrate, migrated_to
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.postgres]
 
@@ -15,17 +15,8 @@ BEFORE = [("tokens", "0004_partnertoken_revoked_at")]
 AFTER = [("tokens", "0005_partnertoken_revoked_at_backfill")]
 
 
-def _migrate(targets):  # type: ignore[no-untyped-def]
-    executor = MigrationExecutor(connection)
-    executor.loader.build_graph()
-    executor.migrate(targets)
-    executor.loader.build_graph()
-    return executor.loader.project_state(targets).apps
-
-
 def test_a_token_revoked_after_it_was_renewed_is_marked_revoked_and_a_newer_one_is_not() -> None:
-    apps = _migrate(BEFORE)
-    try:
+    with migrated_to(BEFORE) as apps:
         Partner = apps.get_model("partners", "Partner")
         PartnerToken = apps.get_model("tokens", "PartnerToken")
         AuditEvent = apps.get_model("partners", "AuditEvent")
@@ -41,9 +32,7 @@ def test_a_token_revoked_after_it_was_renewed_is_marked_revoked_and_a_newer_one_
             event = AuditEvent.objects.create(partner=partner, action="partner.token_revoked", actor_label="ops")
             revoked_at[name] = event.created_at
 
-        apps = _migrate(AFTER)
+        apps = migrate(AFTER)
 
         revoked = dict(apps.get_model("tokens", "PartnerToken").objects.values_list("partner__name", "revoked_at"))
         assert revoked == {"revoked": revoked_at["revoked"], "consented again": None}
-    finally:
-        _migrate(MigrationExecutor(connection).loader.graph.leaf_nodes())
