@@ -27,7 +27,7 @@ from customers.tasks import customers_sync_after_consent
 from microsoft import graph, identity, partner_center, permissions
 from partners.invitations import invitation_url, link_send_after_commit, links_invalidate
 from partners.models import Partner
-from partners.permissions import partner_permissions_missing, partner_permissions_outdated
+from partners.permissions import partner_permissions_missing
 from partners.registrations import app_for, cloud_for
 from partners.services import Actor, PartnerError, audit_record, partner_create
 from tokens.models import PartnerToken
@@ -195,7 +195,7 @@ def consent_flow_start(
             # Once any grant exists, Microsoft shows no new permissions unless asked to: a first consent, one after
             # the required list changed, and one whose last consent lacked a permission ask for the consent page.
             prompt="consent"
-            if first or partner_permissions_outdated(partner) or partner_permissions_missing(partner)
+            if first or partner.permissions_fingerprint != wanted or partner_permissions_missing(partner)
             else None,
         )
     except identity.IdentityError as exc:

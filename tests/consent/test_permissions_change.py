@@ -166,3 +166,18 @@ def test_a_partner_that_never_consented_lacks_nothing_yet(cpv_sim) -> None:  # t
     invited = partner_invite(actor=None, name="Not yet", contact_email="a@n.example", send_email=False).partner
 
     assert partner_permissions_missing(invited) == []
+
+
+def test_a_partner_needing_re_consent_after_the_list_grew_gets_the_consent_page(  # type: ignore[no-untyped-def]
+    cpv_sim, consented, list_grows, consent_run
+) -> None:
+    """Not active (its token died), and its consent is to the older list: the re-consent must show the new one."""
+    from partners.invitations import partner_reconsent_link
+
+    partner, admin = consented
+    Partner.objects.filter(pk=partner.pk).update(status=Partner.Status.RECONSENT_NEEDED)
+    partner.refresh_from_db()
+
+    run = consent_run(partner_reconsent_link(actor=None, partner=partner), user=admin)
+
+    assert "prompt=consent" in run.auth_uri
