@@ -29,6 +29,9 @@ class Cloud:
     vault_dns_suffix: str
     retired: bool = False
     retired_reason: str = ""
+    # Graph's GDAP API (delegatedAdminRelationships) is served here: Microsoft marks it "Global service" only, not
+    # US Government L4/L5 nor China operated by 21Vianet (Graph's "List delegatedAdminRelationships" page).
+    gdap_api: bool = True
 
     @property
     def partner_center_scope(self) -> str:
@@ -78,6 +81,7 @@ CLOUDS: dict[str, Cloud] = {
         graph_resource="https://graph.microsoft.us",
         vault_resource="https://vault.usgovcloudapi.net",
         vault_dns_suffix=".vault.usgovcloudapi.net",
+        gdap_api=False,
     ),
     CHINA: Cloud(
         name=CHINA,
@@ -91,6 +95,7 @@ CLOUDS: dict[str, Cloud] = {
         graph_resource="https://microsoftgraph.chinacloudapi.cn",
         vault_resource="https://vault.azure.cn",
         vault_dns_suffix=".vault.azure.cn",
+        gdap_api=False,
     ),
     GERMANY: Cloud(
         name=GERMANY,
@@ -102,6 +107,7 @@ CLOUDS: dict[str, Cloud] = {
         graph_resource="https://graph.cloudapi.de",
         vault_resource="https://vault.microsoftazure.de",
         vault_dns_suffix=".vault.microsoftazure.de",
+        gdap_api=False,
         retired=True,
         retired_reason=(
             "Microsoft Cloud Deutschland was retired by Microsoft in 2021; "

@@ -32,6 +32,24 @@ class CustomerConsent(models.Model):
         UNAVAILABLE = "unavailable", "Partner Center unavailable"
         OTHER = "other", "Another error"
 
+    class Access(models.TextChoices):
+        """What the GDAP pre-flight found for this customer (customers/access.py); blank until it first ran."""
+
+        OK = "ok", "GDAP allows it"
+        ENDING = "ending", "GDAP ends soon"
+        NOT_AVAILABLE = "not_available", "Not available in this cloud"
+        NOT_CHECKED = "not_checked", "Not checked"
+        NO_RELATIONSHIP = "no_relationship", "No GDAP relationship"
+        PENDING_APPROVAL = "pending_approval", "GDAP request awaiting approval"
+        ENDED = "ended", "GDAP relationship ended"
+        TRANSITION_READ_ONLY = "transition_read_only", "Read-only GDAP from the DAP transition"
+        NO_CONSENT_ROLE = "no_consent_role", "No role that can consent"
+        ROLE_UNASSIGNED = "role_unassigned", "Role not assigned to a group"
+        ASSIGNMENT_INACTIVE = "assignment_inactive", "Assignment not active"
+        NOT_IN_GROUP = "not_in_group", "Account not in the GDAP group"
+        NOT_ADMIN_AGENT = "not_admin_agent", "Account not in AdminAgents"
+        REFUSED = "refused", "Refused by Partner Center"
+
     customer = models.OneToOneField(Customer, on_delete=models.CASCADE, related_name="application_consent")
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING, db_index=True)
     # The grants (CPV_APPLICATION_GRANTS) last applied with success, and their hash to notice a change.
@@ -49,6 +67,14 @@ class CustomerConsent(models.Model):
     # Who holds the claim: a task's id, the same across its retries and a redelivery of its message. (A default in
     # the database too: rows written without the column, by code older than it, stay valid.)
     lease_owner = models.CharField(max_length=64, blank=True, db_default="")
+    # The GDAP pre-flight: its verdict, when, the facts its words name (relationship, dates, group), and a digest of
+    # the relationships and assignments that allowed it; `refused_evidence` is that digest when Partner Center still
+    # answered 403, so the same evidence is not spent again.
+    access = models.CharField(max_length=24, choices=Access.choices, blank=True, db_default="", db_index=True)
+    access_checked_at = models.DateTimeField(null=True, blank=True)
+    access_detail = models.JSONField(default=dict, blank=True, db_default={})
+    access_evidence = models.CharField(max_length=16, blank=True, db_default="")
+    refused_evidence = models.CharField(max_length=16, blank=True, db_default="")
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -56,6 +82,51 @@ class CustomerConsent(models.Model):
 
     def __str__(self) -> str:
         return f"ApplicationConsent in {self.customer} ({self.status})"
+
+
+# The pre-flight's verdicts that hold ApplicationConsent back ("without access").
+WITHOUT_ACCESS = frozenset(
+    {
+        CustomerConsent.Access.NO_RELATIONSHIP,
+        CustomerConsent.Access.PENDING_APPROVAL,
+        CustomerConsent.Access.ENDED,
+        CustomerConsent.Access.TRANSITION_READ_ONLY,
+        CustomerConsent.Access.NO_CONSENT_ROLE,
+        CustomerConsent.Access.ROLE_UNASSIGNED,
+        CustomerConsent.Access.ASSIGNMENT_INACTIVE,
+        CustomerConsent.Access.NOT_IN_GROUP,
+        CustomerConsent.Access.NOT_ADMIN_AGENT,
+        CustomerConsent.Access.REFUSED,
+    }
+)
+
+
+class GdapNotice(models.Model):
+    """A partner's GDAP relationship that ends within the warning period without auto-extend, or has ended: noticed
+    once (one staff alert, one email to the partner), resolved when the pre-flight no longer sees it so."""
+
+    class Kind(models.TextChoices):
+        ENDING = "ending", "Ending without auto-extend"
+        ENDED = "ended", "Ended"
+
+    partner = models.ForeignKey(Partner, on_delete=models.CASCADE, related_name="gdap_notices")
+    relationship_id = models.CharField(max_length=100)
+    display_name = models.CharField(max_length=200, blank=True)
+    customer_tenant_id = models.UUIDField()
+    kind = models.CharField(max_length=8, choices=Kind.choices)
+    ends_at = models.DateTimeField(null=True, blank=True)
+    noticed_at = models.DateTimeField()
+    emailed_at = models.DateTimeField(null=True, blank=True)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        db_table = "consent_gdapnotice"
+        constraints = [
+            models.UniqueConstraint(fields=["partner", "relationship_id", "kind"], name="gdap_notice_once"),
+        ]
+
+    def __str__(self) -> str:
+        return f"GDAP {self.display_name or self.relationship_id} of {self.partner_id}: {self.kind}"
 
 
 class PartnerCoverage(models.Model):
@@ -78,4 +149,4 @@ class PartnerCoverage(models.Model):
         return f"coverage of {self.partner_id}: {self.consented}/{self.customers}, {self.failed} failed"
 
 
-__all__ = ["CustomerConsent", "PartnerCoverage"]
+__all__ = ["WITHOUT_ACCESS", "CustomerConsent", "GdapNotice", "PartnerCoverage"]

@@ -18,8 +18,9 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from customers import access
 from customers.coverage import coverage_consent_changed, coverage_recount
-from customers.models import CustomerConsent
+from customers.models import WITHOUT_ACCESS, CustomerConsent
 from microsoft import identity, partner_center
 from microsoft.retrying import backoff_delay
 from microsoft.throttle import Limiter, ThrottleTimeout, limiter_for
@@ -290,16 +291,31 @@ def grants_hash(grants: dict[str, Any]) -> str:
 
 
 def customers_needing_consent(*, partner_id: int) -> list[int]:
-    """Ids of the partner's present customers whose ApplicationConsent is missing, failed or out of date."""
+    """Ids of the partner's present customers whose ApplicationConsent is missing, failed or out of date, and whose
+    last GDAP pre-flight did not find them without access."""
     current = grants_hash(desired_grants())
     return list(
         Customer.objects.filter(partner_id=partner_id, removed_at__isnull=True)
         .exclude(
             Q(application_consent__status=CustomerConsent.Status.APPLIED) & Q(application_consent__grants_hash=current)
         )
+        .exclude(application_consent__access__in=WITHOUT_ACCESS)
         .order_by("pk")
         .values_list("pk", flat=True)
     )
+
+
+def access_check(*, partner_id: int, retry_refused: bool = False) -> access.PreflightResult | None:
+    """The GDAP pre-flight of the partner's customers (customers/access.py), before ApplicationConsent is queued: its
+    result, or None when GDAP could not be read now (each customer keeps its last verdict). Raises
+    Partner.DoesNotExist."""
+    try:
+        return access.access_preflight(
+            partner_id=partner_id, wanted_hash=grants_hash(desired_grants()), retry_refused=retry_refused
+        )
+    except access.PreflightFailed as exc:
+        logger.warning("partner %s: GDAP pre-flight not run: %s", partner_id, exc)
+        return None
 
 
 def customer_consent_apply(
@@ -324,6 +340,7 @@ CONSENTED = "consented"  # created now
 ALREADY_PRESENT = "already_present"  # Partner Center had it already, or it was applied with these grants
 FAILED = "failed"  # refused for good (or the partner is not active)
 SKIPPED = "skipped"  # removed from the partner, or another worker holds it
+WITHOUT_ACCESS_NOW = "without_access"  # the GDAP pre-flight holds it back: no request spent
 
 
 def _consent_apply(
@@ -344,6 +361,8 @@ def _consent_apply(
         return state, SKIPPED
     if state.status == CustomerConsent.Status.APPLIED and state.grants_hash == wanted:
         return state, ALREADY_PRESENT
+    if state.access in WITHOUT_ACCESS:
+        return state, WITHOUT_ACCESS_NOW
     now = timezone.now()
     # The claim: one worker per customer at a time; a crashed worker's claim lapses after LEASE.
     if partner.status != Partner.Status.ACTIVE:
@@ -405,6 +424,12 @@ def _consent_apply(
         state.error_kind = exc.kind
         state.lease_until = None
         fields = ["attempts", "last_error", "error_kind", "lease_until", "updated_at"]
+        if exc.kind == ErrorKind.FORBIDDEN and state.access_evidence:
+            # GDAP looked right and Partner Center still refused: not spent again on the same evidence.
+            state.access = CustomerConsent.Access.REFUSED
+            state.access_detail = {"message": str(exc)[:300]}
+            state.refused_evidence = state.access_evidence
+            fields += ["access", "access_detail", "refused_evidence"]
         if not exc.transient:
             # A refusal ends this logical call: a later attempt is a new one with a new MS-RequestId.
             state.status = CustomerConsent.Status.FAILED
@@ -440,6 +465,7 @@ class BatchTally:
     already_present: int = 0
     failed: int = 0
     skipped: int = 0
+    without_access: int = 0
     retry_ids: list[int] = field(default_factory=list)
     retry_after: float | None = None
 
@@ -450,6 +476,7 @@ class BatchTally:
             "already_present": self.already_present,
             "failed": self.failed,
             "skipped": self.skipped,
+            "without_access": self.without_access,
         }
 
 

@@ -54,8 +54,12 @@ def customers_sync(self: Task, partner_id: int, correlation_id: str = "", apply:
 BATCH_SIZE = 50
 
 
-def application_consents_queue(*, partner_id: int, correlation_id: str, queue: str | None = None) -> int:
-    """Queue ApplicationConsent for the partner's customers that need it, BATCH_SIZE to a task: how many customers."""
+def application_consents_queue(
+    *, partner_id: int, correlation_id: str, queue: str | None = None, retry_refused: bool = False
+) -> int:
+    """Check GDAP (Graph only), then queue ApplicationConsent for the partner's customers that need it and are not
+    without access, BATCH_SIZE to a task: how many customers."""
+    services.access_check(partner_id=partner_id, retry_refused=retry_refused)
     ids = services.customers_needing_consent(partner_id=partner_id)
     options = {"queue": queue} if queue else {}
     for start in range(0, len(ids), BATCH_SIZE):
@@ -131,6 +135,24 @@ def application_consent_apply(self: Task, customer_id: int, correlation_id: str 
         logger.warning("ApplicationConsent for customer %s: %s; trying again", customer_id, cut_off(exc))
         raise self.retry(countdown=backoff_delay(attempt=self.request.retries + 1)) from None
     return {"customer_id": customer_id, "status": state.status}
+
+
+@shared_task(name="consent.access_check", bind=True, max_retries=MAX_TASK_RETRIES, **IDEMPOTENT)
+def access_check(self: Task, partner_id: int) -> dict[str, Any]:
+    """Check GDAP again for one partner (asked from the portal or by staff) and queue ApplicationConsent where access
+    appeared; a customer Partner Center refused is tried once more."""
+    correlation_id = str(uuid.uuid4())
+    try:
+        queued = application_consents_queue(
+            partner_id=partner_id, correlation_id=correlation_id, retry_refused=True, **same_queue(self)
+        )
+    except Partner.DoesNotExist:
+        logger.warning("GDAP check of partner %s: no such partner in the database; nothing to do", partner_id)
+        return {"partner_id": partner_id, "outcome": "gone"}
+    except (SoftTimeLimitExceeded, *DATABASE_LOST) as exc:
+        logger.warning("GDAP check of partner %s: %s; trying again", partner_id, cut_off(exc))
+        raise self.retry(countdown=backoff_delay(attempt=self.request.retries + 1)) from None
+    return {"partner_id": partner_id, "outcome": "checked", "queued": queued}
 
 
 @shared_task(name="consent.customers_sync_sweep", bind=True, ignore_result=True)

@@ -1,6 +1,11 @@
-"""A customer's ApplicationConsent failure in words, from its stored kind (never from the message)."""
+"""A customer's ApplicationConsent failure, and its GDAP pre-flight verdict, in words, from their stored kinds (never
+from a message)."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
 
 from customers.models import CustomerConsent
 
@@ -32,3 +37,139 @@ def consent_error_words(consent: CustomerConsent | None) -> str:
     if consent is None or not consent.last_error:
         return ""
     return WORDS.get(consent.error_kind or ErrorKind.OTHER, WORDS[ErrorKind.OTHER])
+
+
+# --- the GDAP pre-flight -------------------------------------------------------------------------------------------
+
+Access = CustomerConsent.Access
+CONSENT_ROLE_NAMES = (
+    "Cloud Application Administrator, Application Administrator, Global Administrator or Privileged Role Administrator"
+)
+# Microsoft's guide to GDAP, where the partner's admin fixes a relationship in Partner Center.
+GDAP_GUIDE = "https://learn.microsoft.com/partner-center/gdap-introduction"
+# Verdicts the partner's admin fixes in Partner Center's admin relationships (the guide is linked beside them).
+FIXED_IN_PARTNER_CENTER = frozenset(
+    {
+        Access.NO_RELATIONSHIP,
+        Access.PENDING_APPROVAL,
+        Access.ENDED,
+        Access.ENDING,
+        Access.TRANSITION_READ_ONLY,
+        Access.NO_CONSENT_ROLE,
+        Access.ROLE_UNASSIGNED,
+        Access.ASSIGNMENT_INACTIVE,
+    }
+)
+
+
+def _date(value: object) -> str:
+    if not isinstance(value, str) or not value:
+        return "an unknown date"
+    try:
+        return datetime.fromisoformat(value).strftime("%-d %B %Y")
+    except ValueError:
+        return value
+
+
+def _pending(detail: dict[str, Any]) -> str:
+    name, status = detail.get("relationship", ""), detail.get("status", "")
+    if status == "created":
+        return (
+            f"The GDAP request “{name}” has not been sent to the customer for approval yet: send it from "
+            "Partner Center."
+        )
+    if status in ("approved", "activating"):
+        return (
+            f"The customer approved the GDAP request “{name}”; Microsoft is still activating it. It is checked "
+            "again at the next run."
+        )
+    return (
+        f"The GDAP request “{name}” (sent {_date(detail.get('requested_at'))}) awaits the customer's approval and "
+        f"expires on {_date(detail.get('expires_at'))}. Send the customer's Global Administrator the approval link: "
+        f"{detail.get('approval_link', '')}"
+    )
+
+
+def _not_checked(detail: dict[str, Any]) -> str:
+    if detail.get("missing"):
+        return (
+            f"GDAP was not checked: the partner's consent does not grant {', '.join(detail['missing'])}. "
+            "ApplicationConsent is tried directly; the partner's admin should consent again to grant them."
+        )
+    return (
+        f"GDAP was not checked: Microsoft Graph refused to read it ({detail.get('refused', 'no detail')}). "
+        "ApplicationConsent is tried directly."
+    )
+
+
+_ACCESS_WORDS: dict[str, Callable[[dict[str, Any]], str]] = {
+    Access.OK: lambda d: "GDAP gives the consenting account a role that can consent applications in this customer.",
+    Access.ENDING: lambda d: (
+        f"GDAP allows it, but the relationship “{d.get('relationship', '')}” ends on {_date(d.get('ends_at'))} and "
+        "will not extend itself"
+        + (" (a relationship holding Global Administrator cannot)" if d.get("global_admin") else "")
+        + ". Before then, have the customer approve a new relationship, or extend this one in Partner Center."
+    ),
+    Access.NOT_AVAILABLE: lambda d: (
+        f"Microsoft does not offer the GDAP API in {d.get('cloud', 'this cloud')}: not available in this cloud. "
+        "ApplicationConsent is tried directly."
+    ),
+    Access.NOT_CHECKED: _not_checked,
+    Access.NO_RELATIONSHIP: lambda d: (
+        "The partner has no GDAP relationship with this customer. In Partner Center, request one that includes "
+        "Cloud Application Administrator (or Application Administrator) and have the customer approve it."
+    ),
+    Access.PENDING_APPROVAL: _pending,
+    Access.ENDED: lambda d: (
+        f"The GDAP relationship “{d.get('relationship', '')}” "
+        + ("was terminated" if d.get("status", "").startswith("terminat") else "expired")
+        + f" ({_date(d.get('ended_at'))}). Request a new relationship in Partner Center and have the customer "
+        "approve it."
+    ),
+    Access.TRANSITION_READ_ONLY: lambda d: (
+        f"The only active relationship, “{d.get('relationship', '')}”, is the read-only one Microsoft created when it "
+        "moved DAP to GDAP: it holds no role that can consent applications. Request a new GDAP relationship that "
+        "includes Cloud Application Administrator."
+    ),
+    Access.NO_CONSENT_ROLE: lambda d: (
+        f"The active GDAP relationship(s) ({', '.join(d.get('relationships', [])) or d.get('relationship', '')}) hold "
+        f"no role that can consent applications ({CONSENT_ROLE_NAMES}). Request a relationship that includes one."
+    ),
+    Access.ROLE_UNASSIGNED: lambda d: (
+        f"The relationship “{d.get('relationship', '')}” holds "
+        f"{', '.join(d.get('roles', [])) or 'a role that can consent'}, but no security group is assigned that "
+        "role. In Partner Center, assign it to a security group that contains "
+        "the consenting account."
+    ),
+    Access.ASSIGNMENT_INACTIVE: lambda d: (
+        f"The role assignment in “{d.get('relationship', '')}” is {d.get('status', 'not active')}, not active yet. "
+        "Wait for it to finish, or assign the role again if it failed."
+    ),
+    Access.NOT_IN_GROUP: lambda d: (
+        f"The consenting account is not in the security group assigned the role in “{d.get('relationship', '')}” "
+        f"(group {', '.join(d.get('groups', []))}). Add it to that group in the partner's Microsoft Entra admin center."
+    ),
+    Access.NOT_ADMIN_AGENT: lambda d: (
+        "The consenting account is not in the AdminAgents group, so Partner Center refuses ApplicationConsent. Give it "
+        "the Admin Agent role in Partner Center, or consent again with an account that has it."
+    ),
+    Access.REFUSED: lambda d: (
+        "GDAP looks right, but Partner Center still refused ApplicationConsent"
+        + (f" ({d['message']})" if d.get("message") else "")
+        + ". It is not tried again until the relationship or its assignments change, or the partner asks to check "
+        "again."
+    ),
+}
+
+
+def access_words(consent: CustomerConsent | None) -> str:
+    """What the GDAP pre-flight found for the customer, and what the partner's admin must do ("" before it ran)."""
+    if consent is None or not consent.access:
+        return ""
+    words = _ACCESS_WORDS.get(consent.access)
+    return words(dict(consent.access_detail or {})) if words else ""
+
+
+def access_guide(consent: CustomerConsent | None) -> str:
+    """Microsoft's GDAP guide where that is where the verdict is fixed, else ""."""
+    return GDAP_GUIDE if consent is not None and consent.access in FIXED_IN_PARTNER_CENTER else ""

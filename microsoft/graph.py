@@ -1,11 +1,15 @@
-"""Microsoft Graph as the partner's consenting user: the user's directory roles, for when no token lists them.
-Failures come out as GraphError."""
+"""Microsoft Graph as the partner's consenting user: the user's directory roles (for when no token lists them), its
+group memberships, and the partner's GDAP relationships and their access assignments. Failures come out as
+GraphError."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 
 import requests
 
@@ -19,6 +23,64 @@ HTTP_TIMEOUT = (5, 20)
 # listing is taken for a loop.
 MAX_PAGES = 100
 DIRECTORY_ROLE_TYPE = "#microsoft.graph.directoryRole"
+GROUP_TYPE = "#microsoft.graph.group"
+# delegatedAdminRelationships answers up to 300 a page when asked ("`$top` supports up to 300 objects").
+RELATIONSHIP_PAGE = 300
+# checkMemberGroups: "Up to 20 groups may be specified" in one request.
+CHECK_MEMBER_GROUPS_MAX = 20
+
+
+@dataclass(frozen=True)
+class GdapRelationship:
+    """One delegatedAdminRelationship of the partner, as Graph lists it (role ids lower-cased)."""
+
+    id: str
+    display_name: str
+    customer_tenant_id: str
+    status: str
+    roles: frozenset[str]
+    created_at: datetime | None
+    end_at: datetime | None
+    auto_extend: str  # an ISO 8601 duration: "PT0S" is none
+
+
+@dataclass(frozen=True)
+class GdapAssignment:
+    """One access assignment of a relationship: roles given to a security group in the partner's tenant."""
+
+    id: str
+    group_id: str
+    status: str
+    roles: frozenset[str]
+
+
+def _when(value: Any) -> datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        # Graph writes up to seven fractional digits, which Python before 3.11's parser refused; trimmed to six.
+        text = value.replace("Z", "+00:00")
+        head, dot, tail = text.partition(".")
+        if dot:
+            digits = "".join(c for c in tail if c.isdigit())
+            tail = digits[:6] + tail[len(digits) :]
+            text = f"{head}.{tail}"
+        return datetime.fromisoformat(text)
+    except ValueError:
+        return None
+
+
+def _object(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _roles(access_details: Any) -> frozenset[str]:
+    roles = access_details.get("unifiedRoles") if isinstance(access_details, dict) else None
+    return frozenset(
+        str(role["roleDefinitionId"]).lower()
+        for role in roles or []
+        if isinstance(role, dict) and role.get("roleDefinitionId")
+    )
 
 
 class GraphError(MicrosoftError):
@@ -49,18 +111,26 @@ class GraphClient:
     def __init__(self, *, base_url: str, access_token: str) -> None:
         self.base_url = base_url.rstrip("/")
         self._access_token = access_token
+        # How many requests this client sent (the pre-flight reports what it spent).
+        self.requests = 0
 
     def __repr__(self) -> str:
         return f"GraphClient(base_url={self.base_url!r})"
 
     def _get(self, url: str) -> dict[str, Any]:
+        return self._send("GET", url)
+
+    def _send(self, method: str, url: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
         # The bearer token goes only to the Graph this client was made for, whatever a nextLink names.
         parts, base = urlsplit(url), urlsplit(self.base_url)
         if (parts.scheme, parts.netloc) != (base.scheme, base.netloc):
             raise GraphError(f"Microsoft Graph named a link on another host ({parts.netloc}); not followed")
+        self.requests += 1
         try:
-            response = _session().get(
+            response = _session().request(
+                method,
                 url,
+                json=body,
                 headers={"Authorization": f"Bearer {self._access_token}", "Accept": "application/json"},
                 timeout=HTTP_TIMEOUT,
             )
@@ -90,24 +160,87 @@ class GraphClient:
             retry_after=retry_after(response.headers),
         )
 
+    def _pages(self, url: str, what: str) -> Iterator[dict[str, Any]]:
+        """The items of a collection, following `@odata.nextLink` for at most MAX_PAGES pages."""
+        next_url: str | None = url
+        for _ in range(MAX_PAGES):
+            if next_url is None:
+                return
+            page = self._get(next_url)
+            yield from (item for item in page.get("value") or [] if isinstance(item, dict))
+            next_link = page.get("@odata.nextLink")
+            next_url = str(next_link) if next_link else None
+        raise GraphError(f"Microsoft Graph kept paging after {MAX_PAGES} pages of {what}")
+
+    def _memberships(self, of_type: str) -> Iterator[dict[str, Any]]:
+        # No OData cast: on a membership list it is an advanced query, refused without `ConsistencyLevel: eventual`.
+        for item in self._pages(f"{self.base_url}/v1.0/me/transitiveMemberOf", "memberships"):
+            if str(item.get("@odata.type", "")).lower() == of_type.lower():
+                yield item
+
     def directory_role_templates(self) -> list[str | None]:
         """The role template ids of the user's directory roles, direct or through groups; None for an item Graph
         returns without `roleTemplateId`. Raises GraphError."""
-        # No OData cast: on a membership list it is an advanced query, refused without `ConsistencyLevel: eventual`.
-        url: str | None = f"{self.base_url}/v1.0/me/transitiveMemberOf"
         templates: list[str | None] = []
-        for _ in range(MAX_PAGES):
-            if url is None:
-                return templates
-            page = self._get(url)
-            for item in page.get("value") or []:
-                if (
-                    not isinstance(item, dict)
-                    or str(item.get("@odata.type", "")).lower() != DIRECTORY_ROLE_TYPE.lower()
-                ):
-                    continue
-                value = item.get("roleTemplateId")
-                templates.append(str(value).lower() if value else None)
-            next_link = page.get("@odata.nextLink")
-            url = str(next_link) if next_link else None
-        raise GraphError(f"Microsoft Graph kept paging after {MAX_PAGES} pages of memberships")
+        for item in self._memberships(DIRECTORY_ROLE_TYPE):
+            value = item.get("roleTemplateId")
+            templates.append(str(value).lower() if value else None)
+        return templates
+
+    def group_names(self) -> set[str]:
+        """The display names of the security groups the user is in, directly or not (read with GroupMember.Read.All;
+        without it Graph leaves them empty). Raises GraphError."""
+        return {str(item["displayName"]) for item in self._memberships(GROUP_TYPE) if item.get("displayName")}
+
+    def delegated_admin_relationships(self) -> list[GdapRelationship]:
+        """Every GDAP relationship of the partner, whatever its status (DelegatedAdminRelationship.Read.All).
+        Raises GraphError."""
+        query = urlencode({"$top": RELATIONSHIP_PAGE})
+        url = f"{self.base_url}/v1.0/tenantRelationships/delegatedAdminRelationships?{query}"
+        found = []
+        for item in self._pages(url, "GDAP relationships"):
+            customer = _object(item.get("customer"))
+            if not item.get("id") or not customer.get("tenantId"):
+                continue
+            found.append(
+                GdapRelationship(
+                    id=str(item["id"]),
+                    display_name=str(item.get("displayName") or ""),
+                    customer_tenant_id=str(customer["tenantId"]).lower(),
+                    status=str(item.get("status") or ""),
+                    roles=_roles(item.get("accessDetails")),
+                    created_at=_when(item.get("createdDateTime")),
+                    end_at=_when(item.get("endDateTime")),
+                    auto_extend=str(item.get("autoExtendDuration") or "PT0S"),
+                )
+            )
+        return found
+
+    def access_assignments(self, relationship_id: str) -> list[GdapAssignment]:
+        """The access assignments of one relationship. Raises GraphError."""
+        relationship = quote(relationship_id, safe="")
+        url = f"{self.base_url}/v1.0/tenantRelationships/delegatedAdminRelationships/{relationship}/accessAssignments"
+        found = []
+        for item in self._pages(url, "access assignments"):
+            container = _object(item.get("accessContainer"))
+            if not item.get("id") or not container.get("accessContainerId"):
+                continue
+            found.append(
+                GdapAssignment(
+                    id=str(item["id"]),
+                    group_id=str(container["accessContainerId"]).lower(),
+                    status=str(item.get("status") or ""),
+                    roles=_roles(item.get("accessDetails")),
+                )
+            )
+        return found
+
+    def member_groups(self, group_ids: list[str]) -> set[str]:
+        """Which of `group_ids` the user is in, transitively, CHECK_MEMBER_GROUPS_MAX a request. Raises GraphError."""
+        unique = sorted({group_id.lower() for group_id in group_ids})
+        found: set[str] = set()
+        for start in range(0, len(unique), CHECK_MEMBER_GROUPS_MAX):
+            batch = unique[start : start + CHECK_MEMBER_GROUPS_MAX]
+            page = self._send("POST", f"{self.base_url}/v1.0/me/checkMemberGroups", {"groupIds": batch})
+            found |= {str(value).lower() for value in page.get("value") or [] if isinstance(value, str)}
+        return found

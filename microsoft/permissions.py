@@ -60,9 +60,17 @@ REQUIRED_PERMISSIONS: tuple[RequiredPermission, ...] = (
         admin_only=True,
         used_for="reading the partner's GDAP relationships before ApplicationConsent",
     ),
+    RequiredPermission(
+        GRAPH,
+        "GroupMember.Read.All",
+        admin_only=True,
+        used_for="checking that the consenting account is in AdminAgents and in the GDAP security groups",
+    ),
 )
 ROLE_CHECK = next(p for p in REQUIRED_PERMISSIONS if p.name == "RoleManagement.Read.Directory")
 MEMBERSHIP_READ = next(p for p in REQUIRED_PERMISSIONS if p.name == "User.Read")
+GDAP_READ = next(p for p in REQUIRED_PERMISSIONS if p.name == "DelegatedAdminRelationship.Read.All")
+GROUP_MEMBERSHIP_READ = next(p for p in REQUIRED_PERMISSIONS if p.name == "GroupMember.Read.All")
 
 
 def fingerprint(permissions: Iterable[RequiredPermission] | None = None) -> str:

@@ -92,6 +92,7 @@ class OperatorAlert(models.Model):
         RENEWALS_FAILING = "renewals_failing", "Renewals are failing for many partners"
         TOKENS_EXPIRING = "tokens_expiring", "Tokens near the end of their 90 days"
         APP_NOT_FOUND = "app_not_found", "Microsoft does not find the control panel's app for several partners"
+        GDAP_ENDING = "gdap_ending", "Partners' GDAP relationships end or have ended"
 
     condition = models.CharField(max_length=32, choices=Condition.choices, unique=True)
     message = models.CharField(max_length=500)

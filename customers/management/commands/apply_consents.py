@@ -8,7 +8,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from customers.services import application_consent_batch, customers_needing_consent
+from customers.services import access_check, application_consent_batch, customers_needing_consent
 from customers.tasks import BATCH_SIZE
 from partners.commands import Progress, add_partner_arguments, chosen_partners
 
@@ -21,18 +21,24 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         work = []
+        outcomes: Counter[str] = Counter()
         for partner in chosen_partners(options):
             correlation_id = str(uuid.uuid4())
+            # GDAP first (Graph only): customers without access cost no Partner Center request.
+            checked = access_check(partner_id=partner.pk)
+            if checked is not None and checked.without_access:
+                outcomes["without_access"] += checked.without_access
             ids = customers_needing_consent(partner_id=partner.pk)
             work += [(partner, ids[i : i + BATCH_SIZE], correlation_id) for i in range(0, len(ids), BATCH_SIZE)]
         progress = Progress(len(work))
-        outcomes: Counter[str] = Counter()
         for partner, customer_ids, correlation_id in work:
             # One audit row per batch, with its counts, as the workers write.
             tally = application_consent_batch(
                 partner_id=partner.pk, customer_ids=customer_ids, correlation_id=correlation_id
             )
-            outcomes.update({key: value for key, value in tally.counts().items() if key != "tried"})
+            outcomes.update(
+                {key: value for key, value in tally.counts().items() if key not in ("tried", "without_access")}
+            )
             outcomes["left for later"] += len(tally.retry_ids)
             progress.step(partner.name)
         summary = ", ".join(f"{count} {status}" for status, count in sorted(outcomes.items()) if count)
