@@ -10,6 +10,7 @@ from functools import wraps
 from typing import Any
 
 from django.conf import settings
+from django.contrib import messages
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
@@ -23,9 +24,17 @@ from consent.models import ConsentFlow
 from consent.pages import form_page, private
 from cpv import clouds
 from cpv.ratelimit import too_many
+from customers import tasks as customer_tasks
 from customers.coverage import Coverage
-from customers.selectors import coverage_for, customer_page
-from customers.words import consent_error_words
+from customers.selectors import (
+    WITHOUT_ACCESS_STATE,
+    coverage_for,
+    customer_page,
+    customers_of,
+    gdap_notices_open,
+    without_access_counts,
+)
+from customers.words import access_guide, access_words, consent_error_words
 from partners.invitations import partner_reconsent_link
 from partners.models import Partner
 from partners.permissions import partner_permissions_missing, partner_permissions_outdated
@@ -216,6 +225,12 @@ def status(request: HttpRequest, who: PortalIdentity, partner: Partner) -> HttpR
     for customer in customers.customers:
         consent = getattr(customer, "application_consent", None)
         customer.error_words = consent_error_words(consent)
+    # What the partner must fix in GDAP: every customer held back, each with its words (the first GDAP_LISTED).
+    to_fix: list[Any] = list(customers_of(partner, state=WITHOUT_ACCESS_STATE)[: GDAP_LISTED + 1])
+    for customer in to_fix:
+        consent = customer.application_consent
+        customer.access_words = access_words(consent)
+        customer.access_guide = access_guide(consent)
     last_consent = (
         ConsentFlow.objects.filter(partner=partner, status=ConsentFlow.Status.VAULTED).order_by("-finished_at").first()
     )
@@ -230,8 +245,40 @@ def status(request: HttpRequest, who: PortalIdentity, partner: Partner) -> HttpR
         "can_renew": partner.status != Partner.Status.DEACTIVATED,
         # A consent to an older list of required permissions keeps working; the partner is asked to consent again.
         "permissions_missing": partner_permissions_missing(partner) if partner_permissions_outdated(partner) else [],
+        "gdap_to_fix": to_fix[:GDAP_LISTED],
+        "gdap_more": without_access_counts([partner.pk]).get(partner.pk, 0) - GDAP_LISTED,
+        "gdap_notices": gdap_notices_open(partner),
+        "can_check_gdap": partner.status == Partner.Status.ACTIVE,
     }
     return form_page(render(request, "portal/status.html", context))
+
+
+# The portal lists this many customers without GDAP access, each with what to do (the rest are counted).
+GDAP_LISTED = 50
+
+
+@require_POST
+@portal_view
+def gdap_check(request: HttpRequest, who: PortalIdentity, partner: Partner) -> HttpResponse:
+    """Check GDAP again (Graph only) once the partner fixed it; customers where access appeared are consented by the
+    workers with no staff action. Audited with who asked."""
+    if limited := too_many(request, "portal-gdap-check"):
+        return limited
+    if partner.status != Partner.Status.ACTIVE:
+        return _message(request, "GDAP cannot be checked", "Your organisation's consent is not active.", status=409)
+    audit_record(
+        actor=None,
+        action="portal.gdap_check_asked",
+        partner=partner,
+        detail={"user_oid": who.user_oid, "user": who.username or who.name, "tenant_id": who.tenant_id},
+    )
+    customer_tasks.access_check.delay(partner_id=partner.pk)
+    messages.success(
+        request,
+        "GDAP is being checked again; customers where access now works get our app within minutes. Reload this page "
+        "to see each customer's state.",
+    )
+    return HttpResponseRedirect(reverse("portal:home"), status=303)
 
 
 @require_POST

@@ -15,4 +15,5 @@ urlpatterns = [
     path("welcome/<str:handoff>", portal.welcome, name="welcome"),
     path("sign-out", portal.sign_out, name="sign_out"),
     path("renew", portal.renew, name="renew"),
+    path("check-gdap", portal.gdap_check, name="gdap_check"),
 ]

@@ -28,6 +28,7 @@ LIMITS: dict[str, Limit] = {
     "onboard": Limit(10, 3600),
     "portal-start": Limit(20, 600),
     "portal-callback": Limit(30, 600),
+    "portal-gdap-check": Limit(6, 600),
     "staff-start": Limit(20, 600),
     "staff-callback": Limit(30, 600),
 }

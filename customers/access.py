@@ -27,7 +27,6 @@ from typing import Any
 from django.conf import settings
 from django.core.mail import send_mail
 from django.db import transaction
-from django.db.models import Q
 from django.template.loader import render_to_string
 from django.utils import timezone
 
@@ -338,7 +337,7 @@ def _store(
                 setattr(row, name, value)
             changed.append(row)
             result.counts[access] = result.counts.get(access, 0) + 1
-            if access in WITHOUT_ACCESS and _needs_consent(row, wanted_hash):
+            if access in WITHOUT_ACCESS and row.status != CustomerConsent.Status.APPLIED:
                 result.without_access += 1
         CustomerConsent.objects.bulk_update(changed, list(values), batch_size=1000)
         result.checked = len(changed)
@@ -452,9 +451,3 @@ def _notice_email(partner: Partner, notices: list[tuple[GdapNotice, str]]) -> No
         },
     )
     send_mail(vendor.subject("GDAP relationships ending"), body, None, [partner.contact_email])
-
-
-def without_access_filter(wanted_hash: str) -> Q:
-    """Customers (from CustomerConsent) the pre-flight holds back now: without access and still to be consented."""
-    consented = Q(status=CustomerConsent.Status.APPLIED) & Q(grants_hash=wanted_hash)
-    return Q(access__in=WITHOUT_ACCESS) & ~consented

@@ -7,10 +7,10 @@ import base64
 import json
 from dataclasses import dataclass
 
-from django.db.models import Q, QuerySet
+from django.db.models import Count, Q, QuerySet
 
 from customers.coverage import Coverage
-from customers.models import CustomerConsent, PartnerCoverage
+from customers.models import WITHOUT_ACCESS, CustomerConsent, GdapNotice, PartnerCoverage
 from partners.models import Customer, Partner
 
 
@@ -22,11 +22,53 @@ def coverage_for(partner_ids: list[int]) -> dict[int, Coverage]:
     return {pk: Coverage(customers, consented, failed) for pk, customers, consented, failed in rows}
 
 
+# The customer-list filter for customers the GDAP pre-flight holds back.
+WITHOUT_ACCESS_STATE = "without_access"
+# Customers (read from CustomerConsent) the GDAP pre-flight holds back now: without access and not consented.
+WITHOUT_ACCESS_Q = Q(access__in=WITHOUT_ACCESS) & ~Q(status=CustomerConsent.Status.APPLIED)
+
+
+def without_access_counts(partner_ids: list[int] | None = None) -> dict[int, int]:
+    """Per partner, how many present customers the GDAP pre-flight holds back (partners with none left out); every
+    partner when `partner_ids` is None."""
+    rows = CustomerConsent.objects.filter(WITHOUT_ACCESS_Q, customer__removed_at__isnull=True)
+    if partner_ids is not None:
+        rows = rows.filter(customer__partner_id__in=partner_ids)
+    counted = rows.order_by().values("customer__partner_id").annotate(n=Count("id"))
+    return {row["customer__partner_id"]: row["n"] for row in counted}
+
+
+def without_access_total() -> int:
+    """How many present customers of every partner the GDAP pre-flight holds back."""
+    return CustomerConsent.objects.filter(WITHOUT_ACCESS_Q, customer__removed_at__isnull=True).count()
+
+
+def gdap_notice_counts(partner_id: int | None = None) -> dict[str, int]:
+    """Open GDAP notices (of one partner, or all): `gdap_ending` and `gdap_ended` relationships."""
+    rows = GdapNotice.objects.filter(resolved_at__isnull=True)
+    if partner_id is not None:
+        rows = rows.filter(partner_id=partner_id)
+    counted = rows.aggregate(
+        gdap_ending=Count("id", filter=Q(kind=GdapNotice.Kind.ENDING)),
+        gdap_ended=Count("id", filter=Q(kind=GdapNotice.Kind.ENDED)),
+    )
+    return {key: int(value or 0) for key, value in counted.items()}
+
+
+def gdap_notices_open(partner: Partner) -> list[GdapNotice]:
+    """The partner's GDAP relationships ending or ended that are still open, soonest first."""
+    return list(GdapNotice.objects.filter(partner=partner, resolved_at__isnull=True).order_by("ends_at", "id"))
+
+
 def customers_of(partner: Partner, *, state: str = "") -> QuerySet[Customer]:
     """The partner's present customers with their ApplicationConsent state, filtered by `state` (applied, failed,
-    pending)."""
+    pending, or without_access: held back by the GDAP pre-flight)."""
     qs = Customer.objects.filter(partner=partner, removed_at__isnull=True).select_related("application_consent")
-    if state == CustomerConsent.Status.PENDING:
+    if state == WITHOUT_ACCESS_STATE:
+        qs = qs.filter(
+            application_consent__access__in=WITHOUT_ACCESS,
+        ).exclude(application_consent__status=CustomerConsent.Status.APPLIED)
+    elif state == CustomerConsent.Status.PENDING:
         qs = qs.filter(
             Q(application_consent__isnull=True) | Q(application_consent__status=CustomerConsent.Status.PENDING)
         )

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from customers.models import CustomerConsent
+from customers.models import WITHOUT_ACCESS, CustomerConsent
 
 ErrorKind = CustomerConsent.ErrorKind
 
@@ -173,3 +173,10 @@ def access_words(consent: CustomerConsent | None) -> str:
 def access_guide(consent: CustomerConsent | None) -> str:
     """Microsoft's GDAP guide where that is where the verdict is fixed, else ""."""
     return GDAP_GUIDE if consent is not None and consent.access in FIXED_IN_PARTNER_CENTER else ""
+
+
+def access_class(consent: CustomerConsent | None) -> str:
+    """The badge class of the verdict: "blocked" for one that holds ApplicationConsent back, else the verdict."""
+    if consent is None or not consent.access:
+        return ""
+    return "blocked" if consent.access in WITHOUT_ACCESS else consent.access

@@ -34,6 +34,7 @@ from django.utils import timezone
 from consent.models import ConsentFlow, ConsentFlowEvent
 from customers.coverage import Coverage
 from customers.models import PartnerCoverage
+from customers.selectors import gdap_notice_counts, without_access_total
 from partners.audit_words import action_label, actor_in_words, detail_in_words
 from partners.models import AuditEvent, Customer, Partner
 from tokens.models import PartnerToken, TokenEvent
@@ -156,6 +157,10 @@ class Overview:
     renewal_kinds: list[tuple[str, str, str]]  # kind, label, css class
     coverage: Coverage
     attention: list[Partner] = field(default_factory=list)
+    # Customers the GDAP pre-flight holds back, and GDAP relationships ending or ended that are still open.
+    without_access: int = 0
+    gdap_ending: int = 0
+    gdap_ended: int = 0
 
 
 @dataclass(frozen=True)
@@ -253,6 +258,8 @@ def overview(
         renewal_kinds=[(key, label, css) for key, label, css, _ in RENEWAL_GROUPS],
         coverage=Coverage(covered["customers"], covered["consented"], covered["failed"]),
         attention=needs_attention(now=now, limit=attention_limit),
+        without_access=without_access_total(),
+        **gdap_notice_counts(),
     )
 
 

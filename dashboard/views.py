@@ -34,8 +34,14 @@ from consent.outcomes import outcome
 from consent.selectors import consent_flows
 from customers.coverage import Coverage
 from customers.models import CustomerConsent
-from customers.selectors import coverage_for, customer_page
-from customers.words import consent_error_words
+from customers.selectors import (
+    WITHOUT_ACCESS_STATE,
+    coverage_for,
+    customer_page,
+    gdap_notices_open,
+    without_access_counts,
+)
+from customers.words import access_class, access_guide, access_words, consent_error_words
 from dashboard import exports, operations, selectors
 from dashboard.configuration import configuration_groups
 from dashboard.forms import (
@@ -163,7 +169,11 @@ def detail(request: HttpRequest, code: uuid.UUID) -> HttpResponse:
     for customer in customers.customers:
         consent = getattr(customer, "application_consent", None)
         customer.error_words = consent_error_words(consent)
+        customer.access_words = access_words(consent)
+        customer.access_guide = access_guide(consent)
+        customer.access_class = access_class(consent)
     coverage = coverage_for([partner.pk]).get(partner.pk, Coverage())
+    without_access = without_access_counts([partner.pk]).get(partner.pk, 0)
     flows: list[Any] = consent_flows(partner)
     for flow in flows:
         flow.failure_title = outcome(flow.failure_reason).title if flow.failure_reason else ""
@@ -174,7 +184,9 @@ def detail(request: HttpRequest, code: uuid.UUID) -> HttpResponse:
         "health": health,
         "flows": flows,
         "customers": customers,
-        "customers_total": coverage.in_state(state),
+        "customers_total": without_access if state == WITHOUT_ACCESS_STATE else coverage.in_state(state),
+        "without_access": without_access,
+        "gdap_notices": gdap_notices_open(partner),
         "consent_state": state,
         "coverage": coverage,
         "token_events": token_events(partner),

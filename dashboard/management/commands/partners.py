@@ -8,7 +8,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandParser
 
 from customers.coverage import Coverage
-from customers.selectors import coverage_for
+from customers.selectors import coverage_for, without_access_counts
 from partners.models import Partner
 from partners.permissions import partner_permissions_missing
 from tokens.selectors import token_status
@@ -26,6 +26,7 @@ class Command(BaseCommand):
         partners = list(Partner.objects.select_related("token").order_by("name", "pk"))
         # The coverage counters the dashboard reads (a partner without counters yet has none).
         coverage = coverage_for([partner.pk for partner in partners])
+        without_access = without_access_counts()
         rows = []
         for partner in partners:
             pointer = getattr(partner, "token", None)
@@ -51,6 +52,8 @@ class Command(BaseCommand):
                     "permissions_missing": [p.label for p in partner_permissions_missing(partner)],
                     "customers": counted.customers,
                     "consented_customers": counted.consented,
+                    # Customers the GDAP pre-flight currently holds back (ApplicationConsent not spent on them).
+                    "customers_without_access": without_access.get(partner.pk, 0),
                 }
             )
         if options["json"]:
