@@ -39,10 +39,10 @@ def test_the_landing_page_says_what_will_happen_and_starts_with_a_post(client, i
     assert "Global Administrator" in page and "Admin Agent" in page and "multi-factor" in page
     assert "dedicated integration account" in page
     assert "user_impersonation" in page and "Directory.Read.All" in page
-    # The app's required permissions, and the administrator's consent for the organisation two of them need.
-    for name in ("User.Read", "RoleManagement.Read.Directory", "DelegatedAdminRelationship.Read.All"):
+    # The app's required permissions, and the administrator's consent for the organisation three of them need.
+    for name in ("User.Read", "RoleManagement.Read.Directory", "DelegatedAdminRelationship.Read.All", "GroupMember"):
         assert name in page
-    assert page.count("needs an administrator") == 2 and "Consent on behalf of your organization" in page
+    assert page.count("needs an administrator") == 3 and "Consent on behalf of your organization" in page
     assert re.search(r'<form method="post" action="/consent/i/[^"]+/start">', page)
     assert response["Referrer-Policy"] == "same-origin"
     assert "http" not in re.sub(r'href="/static/[^"]+"', "", page.split("<body")[0]).replace("http-equiv", "")
