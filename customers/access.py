@@ -208,7 +208,9 @@ def access_preflight(*, partner_id: int, wanted_hash: str, retry_refused: bool =
         verdicts = {c.pk: Verdict(Access.NOT_AVAILABLE, {"cloud": cloud.label}) for c in customers}
         return _store(partner, customers, verdicts, result, wanted_hash=wanted_hash, retry_refused=retry_refused)
     needed = (permissions.GDAP_READ, permissions.GROUP_MEMBERSHIP_READ)
-    missing = [p.label for p in needed if not partner_permission_granted(partner, p)]
+    # What the consent granted in Graph, when known (an imported token's is not: Graph's answer tells).
+    known = permissions.GRAPH in (partner.permissions_granted or {})
+    missing = [p.label for p in needed if known and not partner_permission_granted(partner, p)]
     if missing:
         return _not_checked(partner, customers, result, {"missing": missing}, wanted_hash=wanted_hash)
     try:

@@ -217,9 +217,11 @@ def test_the_commands_print_a_summary_and_partners_json(cpv_sim, capsys) -> None
                 "Microsoft Graph User.Read",
                 "Microsoft Graph RoleManagement.Read.Directory",
                 "Microsoft Graph DelegatedAdminRelationship.Read.All",
+                "Microsoft Graph GroupMember.Read.All",
             ],
             "customers": 5,
             "consented_customers": 5,
+            "customers_without_access": 0,
         }
     ]
 
