@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from customers.coverage import Coverage
 from customers.selectors import coverage_for, customers_of
-from customers.words import consent_error_words
+from customers.words import access_words, consent_error_words
 from dashboard.selectors import audit_rows
 from partners.models import AuditEvent, Customer, Partner
 from tokens.selectors import HEALTH_LABELS
@@ -149,6 +149,9 @@ CUSTOMER_HEADER = [
     "Attempts",
     "Last error in words",
     "Last error",
+    "GDAP",
+    "GDAP in words",
+    "GDAP checked (UTC)",
     "First seen (UTC)",
     "Last seen (UTC)",
 ]
@@ -170,6 +173,9 @@ def customers_csv(partner: Partner, *, state: str = "") -> StreamingHttpResponse
                 consent.attempts if consent is not None else 0,
                 consent_error_words(consent),
                 consent.last_error if consent is not None else "",
+                consent.get_access_display() if consent is not None and consent.access else "",
+                access_words(consent),
+                consent.access_checked_at if consent is not None else None,
                 c.first_seen_at,
                 c.last_seen_at,
             ]
