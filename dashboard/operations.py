@@ -13,12 +13,14 @@ from celery.result import AsyncResult
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Count, Q
+from django.template.defaultfilters import pluralize
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from cpv.logs import redact
 from customers import tasks as customer_tasks
 from customers.models import CustomerConsent
+from customers.selectors import without_access_counts
 from customers.services import customers_needing_consent
 from microsoft import identity
 from microsoft.partner_center import PartnerCenterClient
@@ -92,6 +94,13 @@ def operation_start(*, actor: Actor, partner: Partner, kind: str) -> AuditEvent:
                 .values_list("pk", flat=True)
             )
         if not ids:
+            waiting = without_access_counts([partner.pk]).get(partner.pk, 0)
+            if waiting:
+                raise PartnerError(
+                    f"{waiting} customer{pluralize(waiting)} of {partner.name} "
+                    f"{'waits' if waiting == 1 else 'wait'} without GDAP access (the customer list says what each "
+                    "needs); the others need no ApplicationConsent."
+                )
             raise PartnerError(f"No customer of {partner.name} needs ApplicationConsent.")
         # In batches, as after a sync: each batch is one audit row with its counts, never one per customer.
         for start in range(0, len(ids), customer_tasks.BATCH_SIZE):
