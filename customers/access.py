@@ -27,6 +27,7 @@ from typing import Any
 from django.conf import settings
 from django.core.mail import send_mail
 from django.db import transaction
+from django.template.defaultfilters import pluralize
 from django.template.loader import render_to_string
 from django.utils import timezone
 
@@ -434,9 +435,9 @@ def _alert_message() -> str:
     ended = open_notices.filter(kind=GdapNotice.Kind.ENDED).count()
     partners = open_notices.values("partner").distinct().count()
     return (
-        f"GDAP relationships of {partners} partner(s): {ending} end within {ENDING_WARNING.days} days without "
-        f"auto-extend, {ended} ended; ApplicationConsent stops working for the customers they cover. Each partner "
-        "was emailed; their customer lists show which"
+        f"GDAP relationships of {partners} partner{pluralize(partners)}: {ending} end within {ENDING_WARNING.days} "
+        f"days without auto-extend, {ended} ended; ApplicationConsent stops working for the customers they cover. "
+        "Each partner was emailed; their customer lists show which"
     )
 
 

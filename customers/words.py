@@ -90,6 +90,13 @@ def _pending(detail: dict[str, Any]) -> str:
     )
 
 
+def _active_relationships(names: list[str]) -> str:
+    quoted = ", ".join(f"“{name}”" for name in names)
+    if len(names) == 1:
+        return f"The active GDAP relationship {quoted} holds"
+    return f"The active GDAP relationships {quoted} hold"
+
+
 def _not_checked(detail: dict[str, Any]) -> str:
     if detail.get("missing"):
         return (
@@ -132,8 +139,8 @@ _ACCESS_WORDS: dict[str, Callable[[dict[str, Any]], str]] = {
         "includes Cloud Application Administrator."
     ),
     Access.NO_CONSENT_ROLE: lambda d: (
-        f"The active GDAP relationship(s) ({', '.join(d.get('relationships', [])) or d.get('relationship', '')}) hold "
-        f"no role that can consent applications ({CONSENT_ROLE_NAMES}). Request a relationship that includes one."
+        _active_relationships(d.get("relationships") or [d.get("relationship", "")])
+        + f" no role that can consent applications ({CONSENT_ROLE_NAMES}). Request a relationship that includes one."
     ),
     Access.ROLE_UNASSIGNED: lambda d: (
         f"The relationship “{d.get('relationship', '')}” holds "
