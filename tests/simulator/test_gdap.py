@@ -7,6 +7,7 @@ import pytest
 import requests
 
 from simulator.control_client import ControlError
+from simulator.state import Simulator
 from simulator.world import GDAP_STATES, World
 from tests.simulator.helpers import GRAPH_DEFAULT, PC_DEFAULT, admin, assert_entra_error, redeem, user_named
 
@@ -93,6 +94,15 @@ def test_a_world_written_before_gdap_gets_working_relationships():
         del partner["relationships"], partner["security_groups"]
     partner = World.from_dict(data).partners[0]
     assert len(partner.relationships) == 2 and partner.security_groups[0].display_name == GDAP_GROUP
+
+
+def test_the_state_file_keeps_relationships_assignments_and_groups():
+    world = World.generate(seed=2, partners=1, customers_per_partner=2)
+    partner = world.partners[0]
+    world.set_gdap_state(partner, partner.customers[0], "user_not_in_group", now=1_800_000_000.0)
+    again = World.from_dict(Simulator(world).snapshot()["world"])
+    assert again.to_dict() == world.to_dict()
+    assert [g.display_name for g in again.partners[0].security_groups][-1].endswith("(no members)")
 
 
 def test_the_showcase_adds_a_customer_per_state_to_the_first_partner():
