@@ -33,6 +33,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=1, help="seed of a generated world")
     parser.add_argument("--partners", type=int, default=3, help="partners in a generated world")
     parser.add_argument("--customers", type=int, default=5, help="customers per partner in a generated world")
+    parser.add_argument(
+        "--gdap-showcase",
+        choices=("on", "off"),
+        default="on",
+        help="a generated world's first partner gets one more customer per GDAP state (simulator/README.md)",
+    )
     parser.add_argument("--redirect-uri", action="append", default=[], help="another accepted redirect URI")
     parser.add_argument("--state-dir", type=Path, help="where the CA bundle and the CPV certificate are written")
     parser.add_argument("--env-file", type=Path, help="also write the KEY=value lines to this file")
@@ -67,7 +73,12 @@ async def serve(args: argparse.Namespace) -> int:
     elif args.world:
         world = World.load(args.world)
     else:
-        world = World.generate(seed=args.seed, partners=args.partners, customers_per_partner=args.customers)
+        world = World.generate(
+            seed=args.seed,
+            partners=args.partners,
+            customers_per_partner=args.customers,
+            gdap_showcase=args.gdap_showcase == "on",
+        )
     world.add_redirect_uris(args.redirect_uri)
     if args.dump_world:
         args.dump_world.write_text(world.to_json(), encoding="utf-8")

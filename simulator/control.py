@@ -10,6 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
+from simulator import gdap
 from simulator.entra import SIM_KEY, EntraFailure, issue_refresh_token_directly
 from simulator.entra_errors import error_body
 from simulator.state import ApplicationConsentRecord, Simulator, grants_view
@@ -18,6 +19,7 @@ from simulator.world import (
     GRAPH_APP_ID,
     GROUP_MEMBERSHIP_CLAIMS,
     PARTNER_CENTER_RESOURCE,
+    Partner,
 )
 
 logger = logging.getLogger(__name__)
@@ -361,6 +363,92 @@ async def remove_customer(request: web.Request) -> web.Response:
     return _json({"ok": True})
 
 
+def _gdap_view(sim: Simulator, partner: Partner, relationships: list[gdap.Relationship]) -> list[dict[str, Any]]:
+    """Relationships as Graph shows them, each with its `accessAssignments` (Graph's form too)."""
+    partner.refresh_relationships(sim.clock.now())
+    return [
+        {**gdap.relationship_json(r), "accessAssignments": [gdap.assignment_json(a) for a in r.assignments]}
+        for r in relationships
+    ]
+
+
+def _partner_of(sim: Simulator, request: web.Request) -> Partner:
+    partner = sim.world.partner(request.match_info["partner"].lower())
+    if partner is None:
+        raise web.HTTPNotFound(text=json.dumps({"error": "no such partner"}), content_type="application/json")
+    return partner
+
+
+async def gdap_relationships(request: web.Request) -> web.Response:
+    """The partner's GDAP relationships and security groups, as the world holds them."""
+    sim = _sim(request)
+    partner = _partner_of(sim, request)
+    return _json(
+        {
+            "relationships": _gdap_view(sim, partner, partner.relationships),
+            "security_groups": [vars(g) for g in partner.security_groups],
+        }
+    )
+
+
+async def gdap_state(request: web.Request) -> web.Response:
+    """Replace a customer's GDAP relationships with a preset (world.GDAP_STATES)."""
+    sim = _sim(request)
+    partner = _partner_of(sim, request)
+    customer_id = request.match_info["customer"].lower()
+    customer = next((c for c in partner.customers if c.tenant_id == customer_id), None)
+    if customer is None:
+        return _bad("no such customer of this partner", 404)
+    body = await _body(request)
+    unknown = set(body) - {"state", "user", "group"}
+    if unknown:
+        return _bad(f"unknown fields: {', '.join(sorted(unknown))}")
+    user = None
+    if body.get("user") is not None:
+        found = sim.world.user(str(body["user"]))
+        if found is None or found[1] is not partner:
+            return _bad("no such user in this partner's tenant", 404)
+        user = found[0]
+    try:
+        relationships = sim.world.set_gdap_state(
+            partner, customer, str(body.get("state")), now=sim.clock.now(), user=user, group=body.get("group")
+        )
+    except ValueError as exc:
+        return _bad(str(exc))
+    return _json(
+        {
+            "customer": customer.tenant_id,
+            "state": body.get("state"),
+            "relationships": _gdap_view(sim, partner, relationships),
+            "security_groups": [vars(g) for g in partner.security_groups],
+        }
+    )
+
+
+async def gdap_group_members(request: web.Request) -> web.Response:
+    """Set the members (object ids or UPNs of the partner's users) of one of the partner's security groups."""
+    sim = _sim(request)
+    partner = _partner_of(sim, request)
+    group_id = request.match_info["group"].lower()
+    if group_id == gdap.group_id(partner.tenant_id, gdap.ADMIN_AGENTS_GROUP):
+        return _bad("AdminAgents' members are the users whose admin_agent is set (update_user)")
+    group = partner.group(group_id)
+    if group is None:
+        return _bad("no such security group in this partner's tenant", 404)
+    body = await _body(request)
+    members = body.get("members")
+    if not isinstance(members, list) or not all(isinstance(m, str) for m in members):
+        return _bad("members must be a list of user object ids or UPNs")
+    oids = []
+    for key in members:
+        found = sim.world.user(key)
+        if found is None or found[1] is not partner:
+            return _bad(f"no user {key!r} in this partner's tenant", 404)
+        oids.append(found[0].oid)
+    group.members = list(dict.fromkeys(oids))
+    return _json(vars(group))
+
+
 async def consents(request: web.Request) -> web.Response:
     sim = _sim(request)
     if request.method == "DELETE":
@@ -463,6 +551,9 @@ def setup(app: web.Application) -> None:
     r.add_patch(f"{PREFIX}/vendor", update_vendor)
     r.add_post(PREFIX + "/partners/{partner}/customers", add_customers)
     r.add_delete(PREFIX + "/partners/{partner}/customers/{customer}", remove_customer)
+    r.add_get(PREFIX + "/partners/{partner}/gdap", gdap_relationships)
+    r.add_post(PREFIX + "/partners/{partner}/gdap/{customer}", gdap_state)
+    r.add_put(PREFIX + "/partners/{partner}/groups/{group}/members", gdap_group_members)
     r.add_get(f"{PREFIX}/faults", faults)
     r.add_post(f"{PREFIX}/faults", faults)
     r.add_delete(f"{PREFIX}/faults", faults)

@@ -207,6 +207,43 @@ class SimulatorControl:
     def remove_customer(self, partner_tenant_id: str, customer_tenant_id: str) -> None:
         self._call("DELETE", f"/partners/{partner_tenant_id}/customers/{customer_tenant_id}")
 
+    # ----- GDAP -----
+    def gdap_state(
+        self,
+        partner_tenant_id: str,
+        customer_tenant_id: str,
+        state: str,
+        *,
+        user: str | None = None,
+        group: str | None = None,
+    ) -> dict[str, Any]:
+        """Replace the customer's GDAP relationships with a preset: "active", "none", "approval_pending",
+        "no_consent_role", "role_unassigned", "assignment_pending", "user_not_in_group", "expiring",
+        "expiring_global_admin", "expired", "terminated" or "mlt", arranged for `user` (object id or UPN; default
+        the partner's admin@). `group="own"` assigns the roles to a new group of the customer's own holding the
+        user. Returns {"customer", "state", "relationships": [Graph's delegatedAdminRelationship with its
+        "accessAssignments"], "security_groups": [...]}."""
+        body: dict[str, Any] = {"state": state}
+        if user is not None:
+            body["user"] = user
+        if group is not None:
+            body["group"] = group
+        return dict(self._call("POST", f"/partners/{partner_tenant_id}/gdap/{customer_tenant_id}", json=body))
+
+    def gdap_relationships(self, partner_tenant_id: str) -> list[dict[str, Any]]:
+        """The partner's GDAP relationships as the world holds them (Graph's form, each with "accessAssignments")."""
+        return list(self._call("GET", f"/partners/{partner_tenant_id}/gdap")["relationships"])
+
+    def gdap_security_groups(self, partner_tenant_id: str) -> list[dict[str, Any]]:
+        """The partner's security groups ({"id", "display_name", "members"}; AdminAgents is the admin_agent flag)."""
+        return list(self._call("GET", f"/partners/{partner_tenant_id}/gdap")["security_groups"])
+
+    def gdap_group_members(self, partner_tenant_id: str, group_id: str, members: list[str]) -> dict[str, Any]:
+        """Set a security group's members (object ids or UPNs), replacing the list; returns the group."""
+        return dict(
+            self._call("PUT", f"/partners/{partner_tenant_id}/groups/{group_id}/members", json={"members": members})
+        )
+
     def add_consent(
         self,
         customer_tenant_id: str,

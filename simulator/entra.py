@@ -42,6 +42,7 @@ from simulator.world import (
     VAULT_RESOURCE,
     AppRegistration,
     Home,
+    Partner,
     User,
     Vendor,
 )
@@ -1076,7 +1077,9 @@ def _target_tenant(
     if kind == "customer" and any(c.tenant_id == tid for c in partner.customers):
         found = sim.world.tenant(tid)
         fields["tenant_name"] = found[1].company_name if found else tid
-        if not user.admin_agent:
+        # a partner user reaches a customer's tenant through the GDAP roles its security groups hold there;
+        # without any, it is not a principal of that tenant (AADSTS50020)
+        if not (isinstance(partner, Partner) and partner.gdap_roles(user, tid, sim.clock.now())):
             raise EntraFailure(50020, **fields)
         consent = sim.app_consents.get(tid, {}).get(app.client_id)
         if consent is None:

@@ -1,7 +1,8 @@
-"""A small Microsoft Graph: the signed-in user, its organization and its memberships.
+"""A small Microsoft Graph: the signed-in user, its organization, its memberships and the partner's GDAP.
 
 `GET /v1.0/me`, `GET /v1.0/organization`, `GET /v1.0/me/memberOf` and `GET /v1.0/me/transitiveMemberOf` (with
-the OData casts `/microsoft.graph.directoryRole` and `/microsoft.graph.group`), answered with Graph's
+the OData casts `/microsoft.graph.directoryRole` and `/microsoft.graph.group`), `POST /v1.0/me/checkMemberGroups`,
+and `GET /v1.0/tenantRelationships/delegatedAdminRelationships[/{id}[/accessAssignments]]`, answered with Graph's
 collection shape, permissions and "limited information" rule. See FIDELITY.md for the sources.
 """
 
@@ -12,17 +13,19 @@ import binascii
 import datetime as dt
 import json
 import logging
+import re
 import uuid
 from typing import Any
 from urllib.parse import quote
 
 from aiohttp import web
 
+from simulator import gdap
 from simulator.bearer import BearerError, bearer_token, check_bearer
 from simulator.entra import SIM_KEY
 from simulator.requestlog import LOG_KEY
 from simulator.state import Simulator
-from simulator.world import GLOBAL_ADMIN_ROLE_ID, GRAPH_RESOURCE, Home, User
+from simulator.world import GLOBAL_ADMIN_ROLE_ID, GRAPH_RESOURCE, Home, Partner, User
 
 logger = logging.getLogger(__name__)
 
@@ -68,7 +71,7 @@ GROUP_READ_PERMISSIONS = frozenset(
 GLOBAL_ADMIN_DESCRIPTION = (
     "Can manage all aspects of Microsoft Entra ID and Microsoft services that use Microsoft Entra identities."
 )
-ADMIN_AGENTS_GROUP = "AdminAgents"
+ADMIN_AGENTS_GROUP = gdap.ADMIN_AGENTS_GROUP
 DIRECTORY_ROLE = "microsoft.graph.directoryRole"
 GROUP = "microsoft.graph.group"
 _CASTS = {DIRECTORY_ROLE: "directoryRoles", GROUP: "groups"}
@@ -207,7 +210,7 @@ def directory_role_id(tenant_id: str, role_template_id: str) -> str:
 
 
 def group_id(tenant_id: str, display_name: str) -> str:
-    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"group:{tenant_id.lower()}:{display_name}"))
+    return gdap.group_id(tenant_id, display_name)
 
 
 def _global_admin_role(partner: Home) -> dict[str, Any]:
@@ -266,7 +269,10 @@ def memberships(user: User, partner: Home, scopes: set[str]) -> list[dict[str, A
         role = _global_admin_role(partner)
         items.append(role if scopes & ROLE_READ_PERMISSIONS else _limited(role))
     names = ([ADMIN_AGENTS_GROUP] if user.admin_agent else []) + list(user.groups)
-    for name in names:
+    if isinstance(partner, Partner):
+        # the tenant's security groups listing the user (GDAP access containers among them)
+        names += [g.display_name for g in partner.security_groups if user.oid in g.members]
+    for name in dict.fromkeys(names):
         group = _security_group(partner, name)
         items.append(group if scopes & GROUP_READ_PERMISSIONS else _limited(group))
     return items
@@ -392,9 +398,249 @@ def _shape(item: dict[str, Any], select: list[str], cast: str | None) -> dict[st
     return shaped
 
 
+# ----- checkMemberGroups -----
+# directoryobject-checkmembergroups.md, "Group memberships for a user" (delegated): User.ReadBasic.All or
+# User.Read.All, and GroupMember.Read.All or Group.Read.All; or Directory.Read.All. Its scenario note for the
+# signed-in user names User.Read with GroupMember.Read.All or Group.Read.All.
+CHECK_MEMBER_GROUPS_USER = frozenset({"User.Read", "User.ReadBasic.All", "User.Read.All"})
+CHECK_MEMBER_GROUPS_GROUP = frozenset({"GroupMember.Read.All", "Group.Read.All"})
+CHECK_MEMBER_GROUPS_DIRECTORY = frozenset({"Directory.Read.All"})
+CHECK_MEMBER_GROUPS_MAX = 20
+
+
+def _can_check_member_groups(scopes: set[str]) -> bool:
+    if scopes & CHECK_MEMBER_GROUPS_DIRECTORY:
+        return True
+    return bool(scopes & CHECK_MEMBER_GROUPS_USER) and bool(scopes & CHECK_MEMBER_GROUPS_GROUP)
+
+
+async def handle_check_member_groups(request: web.Request) -> web.Response:
+    """`POST /me/checkMemberGroups {"groupIds": [...]}`: those of the ids (at most 20) the user is a member of,
+    transitively, in the order asked."""
+    sim: Simulator = request.app[SIM_KEY]
+    claims = _claims(request)
+    if isinstance(claims, web.Response):
+        return claims
+    refused = _delegated(request, claims)
+    if refused is not None:
+        return refused
+    if not _can_check_member_groups(_scopes(claims)):
+        return graph_error(
+            request, 403, "Authorization_RequestDenied", "Insufficient privileges to complete the operation."
+        )
+    try:
+        body = await request.json()
+    except ValueError:
+        body = None
+    ids = body.get("groupIds") if isinstance(body, dict) else None
+    if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+        # GUESS: the code and text of a body without a list of strings
+        return graph_error(request, 400, "Request_BadRequest", "Invalid request body: groupIds must be a list.")
+    if len(ids) > CHECK_MEMBER_GROUPS_MAX:
+        # "Up to 20 groups may be specified"; the code and the text are a GUESS
+        return graph_error(
+            request,
+            400,
+            "Request_BadRequest",
+            f"The number of groupIds ({len(ids)}) exceeds the maximum of {CHECK_MEMBER_GROUPS_MAX}.",
+        )
+    found = sim.world.user(str(claims.get("oid", "")))
+    if found is None or str(claims.get("tid", "")) != found[1].tenant_id:
+        return graph_error(
+            request,
+            404,
+            "Request_ResourceNotFound",
+            f"Resource '{claims.get('oid')}' does not exist or one of its queried reference-property objects are "
+            "not present.",
+        )
+    user, home = found
+    if isinstance(home, Partner):
+        mine = home.group_ids_of(user)
+    else:
+        mine = {group_id(home.tenant_id, name) for name in user.groups}
+    detail = request[LOG_KEY]["detail"]
+    detail["user"] = user.oid
+    detail["items"] = len(ids)
+    answer = [i for i in ids if i.lower() in mine]
+    context = f"{sim.urls.graph}/v1.0/$metadata#Collection(Edm.String)"
+    return _json(request, {"@odata.context": context, "value": answer})
+
+
+# ----- GDAP: tenantRelationships/delegatedAdminRelationships -----
+# delegated permissions of the GDAP read APIs (tenantrelationship-list-delegatedadminrelationships.md and its
+# siblings); application permissions are "Not supported" there, and the apps hold none in the world
+GDAP_PERMISSIONS = frozenset({"DelegatedAdminRelationship.Read.All", "DelegatedAdminRelationship.ReadWrite.All"})
+GDAP_DEFAULT_PAGE_SIZE = 100  # GUESS: the page documents only the maximum
+GDAP_MAX_PAGE_SIZE = 300  # "`$top` supports up to 300 objects."
+_FILTER_EQ = re.compile(r"^(status|customer/tenantId)\s+eq\s+'([^']*)'$", re.IGNORECASE)
+_FILTER_IN = re.compile(r"^status\s+in\s+\(\s*('[^']*'(?:\s*,\s*'[^']*')*)\s*\)$", re.IGNORECASE)
+_AND = re.compile(r"\s+and\s+", re.IGNORECASE)
+
+
+def _gdap_filter(expression: str, fields: tuple[str, ...]) -> list[tuple[str, set[str]]] | None:
+    """The clauses of `$filter` (`status eq 'x'`, `status in ('x','y')`, `customer/tenantId eq 'id'`, joined by
+    `and`) as (field, accepted values); None when the expression is not one of those."""
+    clauses: list[tuple[str, set[str]]] = []
+    for part in _AND.split(expression.strip()):
+        equal = _FILTER_EQ.match(part.strip())
+        within = _FILTER_IN.match(part.strip())
+        if equal is not None:
+            name = "status" if equal.group(1).lower() == "status" else "customer/tenantId"
+            clauses.append((name, {equal.group(2)}))
+        elif within is not None:
+            clauses.append(("status", set(re.findall(r"'([^']*)'", within.group(1)))))
+        else:
+            return None
+        if clauses[-1][0] not in fields:
+            return None
+    return clauses
+
+
+def _gdap_visible(request: web.Request) -> tuple[Simulator, list[gdap.Relationship]] | web.Response:
+    """The caller's relationships (moved on to the simulator's clock), or the error answer. Only a member of the
+    partner's AdminAgents group sees any: for anyone else the answers are empty (microsoft-graph-docs-contrib
+    issue 8921, "Returning success with empty response is by-design")."""
+    sim: Simulator = request.app[SIM_KEY]
+    claims = _claims(request)
+    if isinstance(claims, web.Response):
+        return claims
+    if not _scopes(claims) & GDAP_PERMISSIONS:
+        # GUESS: the GDAP API's own code for a missing permission is not documented
+        return graph_error(
+            request, 403, "Authorization_RequestDenied", "Insufficient privileges to complete the operation."
+        )
+    partner = sim.world.partner(str(claims.get("tid", "")))
+    found = sim.world.user(str(claims.get("oid", "")))
+    if partner is None or found is None or found[1] is not partner or not found[0].admin_agent:
+        return sim, []
+    partner.refresh_relationships(sim.clock.now())
+    request[LOG_KEY]["detail"]["user"] = found[0].oid
+    return sim, partner.relationships
+
+
+def _gdap_page(
+    request: web.Request, items: list[Any], fields: tuple[str, ...], read: Any
+) -> tuple[list[Any], int, int, int, str | None] | web.Response:
+    """Filter and page: (page, offset, top, total, the filter text) or the error answer."""
+    query = request.query
+    try:
+        top = int(query.get("$top", GDAP_DEFAULT_PAGE_SIZE))
+    except ValueError:
+        return graph_error(request, 400, "BadRequest", f"Invalid page size specified: '{query.get('$top')}'.")
+    if not 1 <= top <= GDAP_MAX_PAGE_SIZE:
+        # GUESS: the code and text of a `$top` beyond the documented 300
+        return graph_error(request, 400, "BadRequest", f"The value of $top must be between 1 and {GDAP_MAX_PAGE_SIZE}.")
+    offset = 0
+    if "$skiptoken" in query:
+        try:
+            offset = _decode_skiptoken(query["$skiptoken"])
+        except (ValueError, KeyError, TypeError, binascii.Error):
+            return graph_error(request, 400, "BadRequest", "The $skiptoken is not valid.")
+    expression = query.get("$filter")
+    if expression is not None:
+        clauses = _gdap_filter(expression, fields)
+        if clauses is None:
+            # GUESS: the code and text of a filter the API does not support
+            return graph_error(request, 400, "BadRequest", f"Invalid filter clause: {expression}")
+        items = [item for item in items if all(read(item, name) in values for name, values in clauses)]
+    return items[offset : offset + top], offset, top, len(items), expression
+
+
+def _next_link(base: str, offset: int, top: int, total: int, expression: str | None) -> str | None:
+    if offset + top >= total:
+        return None
+    params = ([("$filter", expression)] if expression is not None else []) + [
+        ("$top", str(top)),
+        ("$skiptoken", _encode_skiptoken(offset + top)),
+    ]
+    return base + "?" + "&".join(f"{k}={quote(v, safe=',/')}" for k, v in params)
+
+
+def _relationship_field(relationship: gdap.Relationship, name: str) -> str:
+    return relationship.status if name == "status" else relationship.customer_tenant_id
+
+
+async def handle_relationships(request: web.Request) -> web.Response:
+    """`GET /tenantRelationships/delegatedAdminRelationships`: paged (`$top` up to 300, `@odata.nextLink`),
+    `$filter` on status and customer/tenantId."""
+    found = _gdap_visible(request)
+    if isinstance(found, web.Response):
+        return found
+    sim, relationships = found
+    paged = _gdap_page(request, relationships, ("status", "customer/tenantId"), _relationship_field)
+    if isinstance(paged, web.Response):
+        return paged
+    page, offset, top, total, expression = paged
+    request[LOG_KEY]["detail"]["items"] = len(page)
+    base = f"{sim.urls.graph}/v1.0/tenantRelationships/delegatedAdminRelationships"
+    body: dict[str, Any] = {
+        "@odata.context": f"{sim.urls.graph}/v1.0/tenantRelationships/$metadata#delegatedAdminRelationships"
+    }
+    link = _next_link(base, offset, top, total, expression)
+    if link is not None:
+        body["@odata.nextLink"] = link
+    body["value"] = [gdap.relationship_json(r) for r in page]
+    return _json(request, body)
+
+
+def _find_relationship(request: web.Request, relationships: list[gdap.Relationship]) -> gdap.Relationship | None:
+    wanted = request.match_info["relationship_id"].lower()
+    return next((r for r in relationships if r.id.lower() == wanted), None)
+
+
+def _no_relationship(request: web.Request) -> web.Response:
+    # GUESS: the code and text of an id the caller does not have
+    return graph_error(
+        request,
+        404,
+        "Request_ResourceNotFound",
+        f"The delegatedAdminRelationship '{request.match_info['relationship_id']}' was not found.",
+    )
+
+
+async def handle_relationship(request: web.Request) -> web.Response:
+    """`GET /tenantRelationships/delegatedAdminRelationships/{id}`."""
+    found = _gdap_visible(request)
+    if isinstance(found, web.Response):
+        return found
+    sim, relationships = found
+    relationship = _find_relationship(request, relationships)
+    if relationship is None:
+        return _no_relationship(request)
+    context = f"{sim.urls.graph}/v1.0/tenantRelationships/$metadata#delegatedAdminRelationships/$entity"
+    return _json(request, {"@odata.context": context, **gdap.relationship_json(relationship)})
+
+
+async def handle_access_assignments(request: web.Request) -> web.Response:
+    """`GET /tenantRelationships/delegatedAdminRelationships/{id}/accessAssignments`: paged, `$filter` on status."""
+    found = _gdap_visible(request)
+    if isinstance(found, web.Response):
+        return found
+    sim, relationships = found
+    relationship = _find_relationship(request, relationships)
+    if relationship is None:
+        return _no_relationship(request)
+    paged = _gdap_page(request, relationship.assignments, ("status",), lambda item, name: item.status)
+    if isinstance(paged, web.Response):
+        return paged
+    page, offset, top, total, expression = paged
+    base = f"{sim.urls.graph}/v1.0/tenantRelationships/delegatedAdminRelationships/{relationship.id}/accessAssignments"
+    body: dict[str, Any] = {"@odata.context": f"{sim.urls.graph}/v1.0/tenantRelationships/$metadata#accessAssignments"}
+    link = _next_link(base, offset, top, total, expression)
+    if link is not None:
+        body["@odata.nextLink"] = link
+    body["value"] = [gdap.assignment_json(a) for a in page]
+    return _json(request, body)
+
+
 def setup(app: web.Application) -> None:
     app.router.add_get("/v1.0/me", handle_me)
     app.router.add_get("/v1.0/organization", handle_organization)
     app.router.add_get("/v1.0/me/{relationship:memberOf|transitiveMemberOf}", handle_member_of)
     app.router.add_get("/v1.0/me/{relationship:memberOf|transitiveMemberOf}/{cast}", handle_member_of)
     app.router.add_get("/oidc/userinfo", handle_me)
+    app.router.add_post("/v1.0/me/checkMemberGroups", handle_check_member_groups)
+    relationships = "/v1.0/tenantRelationships/delegatedAdminRelationships"
+    app.router.add_get(relationships, handle_relationships)
+    app.router.add_get(relationships + "/{relationship_id}", handle_relationship)
+    app.router.add_get(relationships + "/{relationship_id}/accessAssignments", handle_access_assignments)

@@ -12,6 +12,7 @@ from typing import Any
 
 from aiohttp import web
 
+from simulator import gdap
 from simulator.bearer import BearerError, bearer_token, check_bearer
 from simulator.entra import SIM_KEY
 from simulator.requestlog import LOG_KEY
@@ -256,6 +257,20 @@ async def handle_create_consent(request: web.Request) -> web.Response:
     customer = _find_customer(partner, request.match_info["customer"])
     if customer is None:
         return pc_error(request, 404, 600, "Customer not found.")
+    if user is not None and not _may_consent(sim, partner, user, customer):
+        request[LOG_KEY]["detail"]["gdap"] = "denied"
+        # "This API requires the calling partner user to be a member of a security group that has a GDAP
+        # relationship with the target customer" holding one of the consenting roles, and of AdminAgents
+        # (gdap-and-secure-application-model); the code and the words are a GUESS
+        return pc_error(
+            request,
+            403,
+            403,
+            "The calling user is not authorized to consent to an application for this customer: it needs an active "
+            "GDAP relationship with the customer that assigns Global Administrator, Application Administrator, "
+            "Cloud Application Administrator or Privileged Role Administrator to a security group the user is a "
+            "member of, and membership of the AdminAgents group.",
+        )
     try:
         body = await request.json()
     except ValueError:
@@ -293,6 +308,13 @@ async def handle_create_consent(request: web.Request) -> web.Response:
         {"applicationId": app_id, "displayName": body["displayName"], "applicationGrants": grants},
         status=201,
     )
+
+
+def _may_consent(sim: Simulator, partner: Partner, user: User, customer: Customer) -> bool:
+    """May `user` create an ApplicationConsent in the customer's tenant: a member of AdminAgents holding, through
+    an active access assignment of an active GDAP relationship, one of gdap.CONSENT_ROLES there."""
+    held = partner.gdap_roles(user, customer.tenant_id, sim.clock.now())
+    return user.admin_agent and bool(held & gdap.CONSENT_ROLES)
 
 
 async def handle_delete_consent(request: web.Request) -> web.Response:

@@ -16,6 +16,7 @@ import logging
 import math
 import random
 import string
+import time
 import uuid
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
@@ -26,6 +27,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
+
+from simulator import gdap
+from simulator.gdap import AccessAssignment, Relationship, SecurityGroup
 
 logger = logging.getLogger(__name__)
 
@@ -185,6 +189,31 @@ class Partner:
     conditional_access: str | None = None
     users: list[User] = field(default_factory=list)
     customers: list[Customer] = field(default_factory=list)
+    # GDAP: the tenant's security groups (AdminAgents is not among them: its members are the users whose
+    # `admin_agent` is set) and its delegated admin relationships with customers, with their access assignments
+    security_groups: list[SecurityGroup] = field(default_factory=list)
+    relationships: list[Relationship] = field(default_factory=list)
+
+    def group(self, group_id: str) -> SecurityGroup | None:
+        return next((g for g in self.security_groups if g.id == group_id), None)
+
+    def group_ids_of(self, user: User) -> set[str]:
+        """The ids of the security groups the user is a member of: AdminAgents (the `admin_agent` flag), the
+        groups named in `user.groups`, and every group listing the user. Groups hold users only, so direct
+        membership is transitive membership."""
+        ids = {gdap.group_id(self.tenant_id, name) for name in user.groups}
+        if user.admin_agent:
+            ids.add(gdap.group_id(self.tenant_id, gdap.ADMIN_AGENTS_GROUP))
+        ids.update(g.id for g in self.security_groups if user.oid in g.members)
+        return ids
+
+    def gdap_roles(self, user: User, customer_tenant_id: str, now: float) -> set[str]:
+        """The role template ids the user holds in the customer's tenant through GDAP (see gdap.roles_in_customer)."""
+        return gdap.roles_in_customer(self.relationships, customer_tenant_id, self.group_ids_of(user), now)
+
+    def refresh_relationships(self, now: float) -> None:
+        for relationship in self.relationships:
+            relationship.refresh(now)
 
 
 @dataclass
@@ -285,16 +314,34 @@ class World:
 
     # ----- changes -----
     def add_customer(self, partner: Partner, *, company_name: str | None = None, rng: random.Random) -> Customer:
+        """A new customer of the partner, with a working GDAP relationship (as generated customers have)."""
         customer = _make_customer(rng, len(partner.customers), company_name=company_name)
         partner.customers.append(customer)
+        _seed_gdap(partner, [customer])
         self.invalidate()
         return customer
 
     def remove_customer(self, partner: Partner, customer_tenant_id: str) -> bool:
         before = len(partner.customers)
         partner.customers = [c for c in partner.customers if c.tenant_id != customer_tenant_id]
+        partner.relationships = [r for r in partner.relationships if r.customer_tenant_id != customer_tenant_id]
         self.invalidate()
         return len(partner.customers) != before
+
+    def set_gdap_state(
+        self,
+        partner: Partner,
+        customer: Customer,
+        state: str,
+        *,
+        now: float,
+        user: User | None = None,
+        group: str | None = None,
+    ) -> list[Relationship]:
+        """Replace the customer's GDAP relationships with the preset `state` (GDAP_STATES) arranged for `user`
+        (default: the partner's `admin@`); `group="own"` assigns the roles to a new group of the customer's own
+        holding the user. Returns the customer's relationships. Raises ValueError for an unknown state or group."""
+        return _apply_gdap_state(partner, customer, state, now=now, user=user, group=group)
 
     # ----- (de)serialisation -----
     def to_dict(self) -> dict[str, Any]:
@@ -319,6 +366,7 @@ class World:
                 partners=int(data.get("partners", 3)),
                 customers_per_partner=int(data.get("customers_per_partner", 5)),
                 redirect_uris=list(data.get("redirect_uris", [])),
+                gdap_showcase=bool(data.get("gdap_showcase", False)),
             )
         return cls(
             seed=data.get("seed"),
@@ -356,8 +404,12 @@ class World:
         partners: int = 3,
         customers_per_partner: int = 5,
         redirect_uris: list[str] | None = None,
+        gdap_showcase: bool = False,
+        now: float | None = None,
     ) -> World:
-        """A reproducible world: the same arguments always give the same world."""
+        """A reproducible world: the same arguments always give the same world. Every customer has a working GDAP
+        relationship (GDAP_STATES "active"). `gdap_showcase` adds to the first partner one customer per GDAP
+        state, its dates counted from `now` (default: the time of the call)."""
         rng = random.Random(seed)
         vendor = Vendor(tenant_id=_uuid(rng), domain="contosocpv.onmicrosoft.com", name="Contoso CPV")
         vendor.users = _make_vendor_staff(seed, vendor.domain)
@@ -377,7 +429,12 @@ class World:
                 PARTNER_CENTER_RESOURCE: ["user_impersonation"],
                 # the Graph permissions the control panel registers (its README): sign-in, and reading the
                 # consenting user's directory roles and the partner's GDAP relationships
-                GRAPH_RESOURCE: ["User.Read", "RoleManagement.Read.Directory", "DelegatedAdminRelationship.Read.All"],
+                GRAPH_RESOURCE: [
+                    "User.Read",
+                    "RoleManagement.Read.Directory",
+                    "DelegatedAdminRelationship.Read.All",
+                    "GroupMember.Read.All",
+                ],
             },
         )
         sandbox_app = AppRegistration(
@@ -406,6 +463,10 @@ class World:
         )
         for index in range(partners):
             world.partners.append(_make_partner(rng, index, customers_per_partner))
+        for partner in world.partners:
+            _seed_gdap(partner, partner.customers)
+        if gdap_showcase and world.partners:
+            _add_gdap_showcase(world.partners[0], seed, time.time() if now is None else now)
         return world
 
 
@@ -491,7 +552,240 @@ def _partner_from_dict(data: dict[str, Any]) -> Partner:
     data = dict(data)
     data["users"] = [User(**u) for u in data.get("users", [])]
     data["customers"] = [Customer(**c) for c in data.get("customers", [])]
-    return Partner(**data)
+    written_before_gdap = "relationships" not in data
+    data["security_groups"] = [SecurityGroup(**g) for g in data.get("security_groups", [])]
+    data["relationships"] = [Relationship.from_dict(r) for r in data.get("relationships", [])]
+    partner = Partner(**data)
+    if written_before_gdap:
+        # a world (or state file) written before GDAP was modelled: its customers keep working
+        _seed_gdap(partner, partner.customers)
+    return partner
+
+
+# ----- GDAP -----
+# the presets of `World.set_gdap_state` (and of the control call `gdap_state`)
+GDAP_STATES = (
+    "active",
+    "none",
+    "approval_pending",
+    "no_consent_role",
+    "role_unassigned",
+    "assignment_pending",
+    "user_not_in_group",
+    "expiring",
+    "expiring_global_admin",
+    "expired",
+    "terminated",
+    "mlt",
+)
+
+
+def _gdap_uuid(*parts: str) -> str:
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, "gdap:" + ":".join(parts)))
+
+
+def _relationship_id(partner: Partner, *parts: str) -> str:
+    # Graph's ids are two GUIDs joined by a dash; in Microsoft's examples the second is the same for every
+    # relationship of a partner (GUESS: the partner's tenant id)
+    return f"{_gdap_uuid(partner.tenant_id, *parts)}-{partner.tenant_id}"
+
+
+def _default_group(partner: Partner) -> SecurityGroup:
+    """The partner's "GDAP Cloud Application Administrators" group (admin@ and agent@), made when missing."""
+    found = partner.group(gdap.group_id(partner.tenant_id, gdap.DEFAULT_GROUP))
+    if found is not None:
+        return found
+    logins = {"admin", "agent"}
+    members = [u.oid for u in partner.users if u.upn.split("@", 1)[0] in logins]
+    if not members:
+        members = [u.oid for u in partner.users if u.admin_agent]
+    group = SecurityGroup(gdap.group_id(partner.tenant_id, gdap.DEFAULT_GROUP), gdap.DEFAULT_GROUP, members)
+    partner.security_groups.append(group)
+    return group
+
+
+def _seed_gdap(partner: Partner, customers: list[Customer]) -> None:
+    """A working relationship per customer, as generated worlds have them: Cloud Application Administrator and
+    Directory Readers for P730D, extended by P180D, active since GENERATED_ACTIVATED, assigned to the default
+    group. Ids derive from the tenant ids (a world's other ids do not move)."""
+    group = _default_group(partner)
+    activated = gdap.GENERATED_ACTIVATED
+    for customer in customers:
+        relationship = Relationship(
+            id=_relationship_id(partner, customer.tenant_id, "generated"),
+            display_name=f"{customer.company_name} GDAP"[:50],
+            customer_tenant_id=customer.tenant_id,
+            customer_name=customer.company_name,
+            roles=list(gdap.DEFAULT_ROLES),
+            status="active",
+            duration=gdap.DEFAULT_DURATION,
+            auto_extend=gdap.AUTO_EXTEND,
+            created=activated - 3 * gdap.DAY,
+            last_modified=activated,
+            activated=activated,
+            end=activated + gdap.duration_seconds(gdap.DEFAULT_DURATION),
+            assignments=[
+                AccessAssignment(
+                    id=_gdap_uuid(partner.tenant_id, customer.tenant_id, "generated", "assignment"),
+                    group_id=group.id,
+                    roles=list(gdap.DEFAULT_ROLES),
+                    status="active",
+                    created=activated,
+                    last_modified=activated,
+                )
+            ],
+        )
+        partner.relationships.append(relationship)
+
+
+def _find_partner_user(partner: Partner, user: User | None) -> User:
+    if user is not None:
+        return user
+    admin = next((u for u in partner.users if u.upn.split("@", 1)[0] == "admin"), None)
+    if admin is None:
+        raise ValueError("the partner has no admin@ user: name the user")
+    return admin
+
+
+def _group_named(partner: Partner, name: str, members: list[str]) -> SecurityGroup:
+    group = partner.group(gdap.group_id(partner.tenant_id, name))
+    if group is None:
+        group = SecurityGroup(gdap.group_id(partner.tenant_id, name), name, [])
+        partner.security_groups.append(group)
+    for oid in members:
+        if oid not in group.members:
+            group.members.append(oid)
+    return group
+
+
+def _apply_gdap_state(
+    partner: Partner, customer: Customer, state: str, *, now: float, user: User | None, group: str | None
+) -> list[Relationship]:
+    if state not in GDAP_STATES:
+        raise ValueError(f"unknown GDAP state {state!r}; one of {', '.join(GDAP_STATES)}")
+    if group not in (None, "own"):
+        raise ValueError('group must be null or "own"')
+    person = _find_partner_user(partner, user)
+    partner.relationships = [r for r in partner.relationships if r.customer_tenant_id != customer.tenant_id]
+    if state == "none":
+        return []
+    serial = uuid.uuid4().hex
+    day = gdap.DAY
+    if state == "mlt":
+        relationship = _mlt_relationship(partner, customer, serial, now)
+        partner.relationships.append(relationship)
+        return [relationship]
+    if group == "own":
+        container = _group_named(partner, f"GDAP {customer.company_name}", [person.oid])
+    elif state == "user_not_in_group":
+        container = _group_named(partner, f"GDAP {customer.company_name} (no members)", [])
+    else:
+        container = _group_named(partner, gdap.DEFAULT_GROUP, [person.oid])
+    roles = list(gdap.DEFAULT_ROLES)
+    if state == "no_consent_role":
+        roles = [gdap.DIRECTORY_READERS, gdap.GLOBAL_READER]
+    elif state == "expiring_global_admin":
+        roles = [gdap.GLOBAL_ADMINISTRATOR, gdap.DIRECTORY_READERS]
+    duration = gdap.DEFAULT_DURATION
+    auto_extend = gdap.AUTO_EXTEND
+    status = "active"
+    assignment_status: str | None = "active"
+    activated: float | None = now - 30 * day
+    end: float | None = None
+    if state == "approval_pending":
+        status, assignment_status, activated = "approvalPending", None, None
+    elif state == "role_unassigned":
+        assignment_status = None
+    elif state == "assignment_pending":
+        assignment_status = "pending"
+    elif state in ("expiring", "expiring_global_admin"):
+        auto_extend = gdap.NO_AUTO_EXTEND
+        activated = now + 10 * day - gdap.duration_seconds(duration)
+    elif state == "expired":
+        auto_extend = gdap.NO_AUTO_EXTEND
+        activated = now - 10 * day - gdap.duration_seconds(duration)
+        status, assignment_status = "expired", "deleted"
+    elif state == "terminated":
+        status, assignment_status, end = "terminated", "deleted", now - 5 * day
+    created = (now - 3 * day) if activated is None else activated - 2 * day
+    if activated is not None and end is None:
+        end = activated + gdap.duration_seconds(duration)
+    last_modified = end if status in ("expired", "terminated") and end is not None else (activated or created)
+    relationship = Relationship(
+        id=_relationship_id(partner, customer.tenant_id, serial),
+        display_name=f"{customer.company_name} {state}"[:50],
+        customer_tenant_id=customer.tenant_id,
+        customer_name=customer.company_name,
+        roles=roles,
+        status=status,
+        duration=duration,
+        auto_extend=auto_extend,
+        created=created,
+        last_modified=last_modified,
+        activated=activated,
+        end=end,
+    )
+    if assignment_status is not None:
+        relationship.assignments.append(
+            AccessAssignment(
+                id=_gdap_uuid(relationship.id, "assignment"),
+                group_id=container.id,
+                roles=list(roles),
+                status=assignment_status,
+                created=activated or created,
+                last_modified=last_modified,
+            )
+        )
+    partner.relationships.append(relationship)
+    return [relationship]
+
+
+def _mlt_relationship(partner: Partner, customer: Customer, serial: str, now: float) -> Relationship:
+    """The relationship the Microsoft-led transition created: named `MLT_{first 8 of the partner tenant}_{first 8
+    of the customer tenant}_{8 random}`, nine roles for one year, all assigned to AdminAgents, two to
+    HelpdeskAgents."""
+    activated = now - 200 * gdap.DAY
+    helpdesk = _group_named(partner, gdap.HELPDESK_AGENTS_GROUP, [])
+    relationship = Relationship(
+        id=_relationship_id(partner, customer.tenant_id, serial),
+        display_name=f"MLT_{partner.tenant_id[:8]}_{customer.tenant_id[:8]}_{serial[:8]}",
+        customer_tenant_id=customer.tenant_id,
+        customer_name=customer.company_name,
+        roles=list(gdap.MLT_ROLES),
+        status="active",
+        duration=gdap.MLT_DURATION,
+        auto_extend=gdap.NO_AUTO_EXTEND,
+        created=activated,
+        last_modified=activated,
+        activated=activated,
+        end=activated + gdap.duration_seconds(gdap.MLT_DURATION),
+    )
+    for name, container, roles in (
+        ("admin", gdap.group_id(partner.tenant_id, gdap.ADMIN_AGENTS_GROUP), gdap.MLT_ROLES),
+        ("helpdesk", helpdesk.id, gdap.MLT_HELPDESK_ROLES),
+    ):
+        relationship.assignments.append(
+            AccessAssignment(
+                id=_gdap_uuid(relationship.id, name),
+                group_id=container,
+                roles=list(roles),
+                status="active",
+                created=activated,
+                last_modified=activated,
+            )
+        )
+    return relationship
+
+
+def _add_gdap_showcase(partner: Partner, seed: int, now: float) -> None:
+    """One customer of the partner per GDAP state, named after it ("GDAP showcase: approval pending"), from a
+    generator of its own (no other id moves)."""
+    rng = random.Random(f"gdap-showcase:{seed}")
+    for state in GDAP_STATES:
+        name = "GDAP showcase: " + state.replace("_", " ")
+        customer = _make_customer(rng, len(partner.customers), company_name=name)
+        partner.customers.append(customer)
+        _apply_gdap_state(partner, customer, state, now=now, user=None, group=None)
 
 
 # ----- a reproducible RSA key and certificate -----

@@ -32,7 +32,12 @@ from tests.simulator.helpers import (
 PC = "https://api.partnercenter.microsoft.com"
 GRAPH = "https://graph.microsoft.com"
 VAULT = "https://vault.azure.net"
-REGISTERED_GRAPH = {"User.Read", "RoleManagement.Read.Directory", "DelegatedAdminRelationship.Read.All"}
+REGISTERED_GRAPH = {
+    "User.Read",
+    "RoleManagement.Read.Directory",
+    "DelegatedAdminRelationship.Read.All",
+    "GroupMember.Read.All",
+}
 
 
 def _scp(token: str) -> set[str]:

@@ -161,7 +161,8 @@ def test_customer_tenant_needs_an_application_consent(sim):
     assert "Directory.Read.All" in claims
 
 
-def test_partner_user_without_admin_agent_has_no_access_to_customers(sim):
+def test_partner_user_without_a_gdap_role_has_no_access_to_customers(sim):
+    """globaladmin@ is in no group that the customer's relationship assigns a role to."""
     customer = sim.world.partners[0].customers[0].tenant_id
     sim.control.add_consent(customer)
     refresh = sim.control.issue_refresh_token(user_named(sim, "globaladmin").upn)

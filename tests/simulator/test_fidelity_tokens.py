@@ -277,7 +277,12 @@ def test_update_app_changes_the_registration_until_reset(sim):
     assert app["group_membership_claims"] is None
     assert app["delegated_permissions"] == {
         PC: ["user_impersonation"],
-        GRAPH: ["User.Read", "RoleManagement.Read.Directory", "DelegatedAdminRelationship.Read.All"],
+        GRAPH: [
+            "User.Read",
+            "RoleManagement.Read.Directory",
+            "DelegatedAdminRelationship.Read.All",
+            "GroupMember.Read.All",
+        ],
     }
 
 

@@ -25,6 +25,8 @@ ROLE = "#microsoft.graph.directoryRole"
 GROUP = "#microsoft.graph.group"
 # an OData cast on a membership list is an advanced query (aad-advanced-queries.md)
 ADVANCED = {"ConsistencyLevel": "eventual"}
+# the security group the generated GDAP relationships assign their roles to: admin@ and agent@ are its members
+GDAP_GROUP = "GDAP Cloud Application Administrators"
 
 
 def _graph_token(sim, login: str = "admin", tenant: str = "organizations", scope: str = GRAPH_DEFAULT) -> str:
@@ -72,7 +74,8 @@ def test_the_admin_is_a_global_administrator_and_in_admin_agents(sim, relationsh
     body = response.json()
     assert body["@odata.context"].endswith("/v1.0/$metadata#directoryObjects")
     assert "@odata.nextLink" not in body
-    role, group = body["value"]
+    role, group, gdap_group = body["value"]
+    assert gdap_group["displayName"] == GDAP_GROUP and gdap_group["id"] != group["id"]
     assert role == {
         "@odata.type": ROLE,
         "id": role["id"],
@@ -99,7 +102,7 @@ def test_the_admin_is_a_global_administrator_and_in_admin_agents(sim, relationsh
 
 @pytest.mark.parametrize(
     ("login", "types"),
-    [("globaladmin", [ROLE]), ("agent", [GROUP]), ("nomfa", [ROLE, GROUP]), ("user", [])],
+    [("globaladmin", [ROLE]), ("agent", [GROUP, GROUP]), ("nomfa", [ROLE, GROUP]), ("user", [])],
 )
 def test_memberships_follow_the_user_and_the_member_role_is_not_listed(sim, login, types):
     body = _get(sim, "/v1.0/me/transitiveMemberOf", _graph_token(sim, login)).json()
@@ -107,11 +110,12 @@ def test_memberships_follow_the_user_and_the_member_role_is_not_listed(sim, logi
     assert all(item.get("roleTemplateId") != "b79fbf4d-3ef9-4689-8143-76b194e85509" for item in body["value"])
 
 
-def test_the_seeded_registration_reads_roles_but_not_groups(sim):
-    """The control panel's registration has RoleManagement.Read.Directory and no group-reading permission."""
-    role, group = _get(sim, "/v1.0/me/transitiveMemberOf", _graph_token(sim)).json()["value"]
+def test_the_seeded_registration_reads_roles_and_groups(sim):
+    """The control panel's registration has RoleManagement.Read.Directory and GroupMember.Read.All."""
+    role, group, gdap_group = _get(sim, "/v1.0/me/transitiveMemberOf", _graph_token(sim)).json()["value"]
     assert role["roleTemplateId"] == GLOBAL_ADMIN and role["displayName"] == "Global Administrator"
-    assert group["@odata.type"] == GROUP and group["id"] and group["displayName"] is None
+    assert group["@odata.type"] == GROUP and group["displayName"] == "AdminAgents"
+    assert gdap_group["@odata.type"] == GROUP and gdap_group["displayName"] == GDAP_GROUP
 
 
 def test_the_odata_casts(sim):
@@ -124,7 +128,7 @@ def test_the_odata_casts(sim):
     assert "@odata.type" not in roles["value"][0] and roles["@odata.count"] == 1
     groups = _get(sim, "/v1.0/me/memberOf/microsoft.graph.group?$count=true", token, **ADVANCED).json()
     assert groups["@odata.context"].endswith("/v1.0/$metadata#groups")
-    assert [g["displayName"] for g in groups["value"]] == ["AdminAgents"]
+    assert [g["displayName"] for g in groups["value"]] == ["AdminAgents", GDAP_GROUP]
     unknown = _get(sim, "/v1.0/me/memberOf/microsoft.graph.device?$count=true", token, **ADVANCED)
     _assert_graph_error(unknown, 400, "BadRequest")
 
@@ -158,13 +162,14 @@ def test_select_is_honoured(sim):
     assert mixed == [
         {"@odata.type": ROLE, "displayName": "Global Administrator"},
         {"@odata.type": GROUP, "displayName": "AdminAgents"},
+        {"@odata.type": GROUP, "displayName": GDAP_GROUP},
     ]
 
 
 def test_limited_information_without_a_permission_that_reads_roles_or_groups(sim):
     _with_graph_permissions(sim, "User.Read")
     token = _graph_token(sim)
-    role, group = _get(sim, "/v1.0/me/memberOf", token).json()["value"]
+    role, group, _ = _get(sim, "/v1.0/me/memberOf", token).json()["value"]
     assert role["@odata.type"] == ROLE and role["id"]
     assert {k: v for k, v in role.items() if k not in ("@odata.type", "id")} == {
         "deletedDateTime": None,
@@ -183,18 +188,19 @@ def test_limited_information_without_a_permission_that_reads_roles_or_groups(sim
     assert cast.json()["value"] == [{"id": role["id"], "roleTemplateId": None}]
     # a role-reading permission makes the roles whole; groups stay limited without a group-reading one
     _with_graph_permissions(sim, "User.Read", "RoleManagement.Read.Directory")
-    role, group = _get(sim, "/v1.0/me/memberOf", _graph_token(sim)).json()["value"]
+    role, group, _ = _get(sim, "/v1.0/me/memberOf", _graph_token(sim)).json()["value"]
     assert role["roleTemplateId"] == GLOBAL_ADMIN and group["displayName"] is None
     _with_graph_permissions(sim, "GroupMember.Read.All")
-    role, group = _get(sim, "/v1.0/me/memberOf", _graph_token(sim)).json()["value"]
+    role, group, _ = _get(sim, "/v1.0/me/memberOf", _graph_token(sim)).json()["value"]
     assert role["roleTemplateId"] is None and group["displayName"] == "AdminAgents"
 
 
 @pytest.mark.parametrize("permission", ["Directory.Read.All", "Directory.ReadWrite.All", "Directory.AccessAsUser.All"])
 def test_directory_permissions_read_everything(sim, permission):
     _with_graph_permissions(sim, permission)
-    role, group = _get(sim, "/v1.0/me/transitiveMemberOf", _graph_token(sim)).json()["value"]
+    role, group, gdap_group = _get(sim, "/v1.0/me/transitiveMemberOf", _graph_token(sim)).json()["value"]
     assert role["roleTemplateId"] == GLOBAL_ADMIN and group["displayName"] == "AdminAgents"
+    assert gdap_group["displayName"] == GDAP_GROUP
 
 
 def test_a_token_without_a_membership_permission_gets_403(sim):
@@ -240,7 +246,9 @@ def test_paging_with_top_and_next_link(sim):
     assert "$skiptoken=" in first["@odata.nextLink"]
     second = _get(sim, first["@odata.nextLink"], token).json()
     assert [item["@odata.type"] for item in second["value"]] == [GROUP]
-    assert "@odata.nextLink" not in second
+    third = _get(sim, second["@odata.nextLink"], token).json()
+    assert [item["@odata.type"] for item in third["value"]] == [GROUP]
+    assert "@odata.nextLink" not in third
     # the default page (100) holds everything; $top is 1..999
     assert "@odata.nextLink" not in _get(sim, "/v1.0/me/memberOf", token).json()
     assert _get(sim, "/v1.0/me/memberOf?$top=999", token).status_code == 200
@@ -260,16 +268,16 @@ def test_paging_through_many_memberships(sim):
     seen, url, pages = [], "/v1.0/me/transitiveMemberOf/microsoft.graph.group?$count=true&$top=3", 0
     while url:
         body = _get(sim, url, token, **ADVANCED).json()
-        assert body["@odata.count"] == 8
+        assert body["@odata.count"] == 9
         seen += [group["displayName"] for group in body["value"]]
         url, pages = body.get("@odata.nextLink"), pages + 1
         if url:
             # the next page is refused without the advanced query's header
             _assert_graph_error(_get(sim, url, token), 400, "Request_UnsupportedQuery")
-    assert pages == 3 and seen == ["AdminAgents", *names]
+    assert pages == 3 and seen == ["AdminAgents", *names, GDAP_GROUP]
     everything = _get(sim, "/v1.0/me/memberOf", token).json()["value"]
-    assert [item["@odata.type"] for item in everything] == [ROLE] + [GROUP] * 8
-    assert len({item["id"] for item in everything}) == 9
+    assert [item["@odata.type"] for item in everything] == [ROLE] + [GROUP] * 9
+    assert len({item["id"] for item in everything}) == 10
 
 
 def test_count_needs_consistency_level_eventual(sim):
@@ -277,7 +285,7 @@ def test_count_needs_consistency_level_eventual(sim):
     plain = _get(sim, "/v1.0/me/transitiveMemberOf?$count=true", token).json()
     assert "@odata.count" not in plain
     advanced = _get(sim, "/v1.0/me/transitiveMemberOf?$count=true", token, ConsistencyLevel="eventual").json()
-    assert advanced["@odata.count"] == 2
+    assert advanced["@odata.count"] == 3
 
 
 def test_tokens_are_checked(sim):

@@ -137,6 +137,7 @@ def test_a_state_file_of_the_earlier_consent_shape_grants_the_registration() -> 
         "User.Read",
         "RoleManagement.Read.Directory",
         "DelegatedAdminRelationship.Read.All",
+        "GroupMember.Read.All",
         "openid",
         "profile",
     }
