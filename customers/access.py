@@ -285,16 +285,17 @@ def _read_verdicts(
             admin_agent=None,
             now=now,
         )
-    # AdminAgents only matters once a customer passes everything else: read the memberships then, once.
-    if not any(v.evidence for v in first_pass.values()):
+    # AdminAgents matters once a customer passes everything else, and where no relationship shows: Graph lists GDAP
+    # relationships only to members of AdminAgents (an empty list otherwise). Read the memberships then, once.
+    if not any(v.evidence or v.access == Access.NO_RELATIONSHIP for v in first_pass.values()):
         return first_pass
     admin_agent = ADMIN_AGENTS.lower() in {name.lower() for name in client.group_names()}
     if admin_agent:
         return first_pass
     verdicts = dict(first_pass)
     for pk, found in first_pass.items():
-        if found.evidence:
-            verdicts[pk] = Verdict(Access.NOT_ADMIN_AGENT, {}, found.evidence)
+        if found.evidence or found.access == Access.NO_RELATIONSHIP:
+            verdicts[pk] = Verdict(Access.NOT_ADMIN_AGENT, {"listing_empty": not relationships}, found.evidence)
     return verdicts
 
 

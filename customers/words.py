@@ -157,8 +157,9 @@ _ACCESS_WORDS: dict[str, Callable[[dict[str, Any]], str]] = {
         f"(group {', '.join(d.get('groups', []))}). Add it to that group in the partner's Microsoft Entra admin center."
     ),
     Access.NOT_ADMIN_AGENT: lambda d: (
-        "The consenting account is not in the AdminAgents group, so Partner Center refuses ApplicationConsent. Give it "
-        "the Admin Agent role in Partner Center, or consent again with an account that has it."
+        "The consenting account is not in the AdminAgents group, so Partner Center refuses ApplicationConsent"
+        + (" (and Microsoft Graph shows it no GDAP relationship)" if d.get("listing_empty") else "")
+        + ". Give it the Admin Agent role in Partner Center, or consent again with an account that has it."
     ),
     Access.REFUSED: lambda d: (
         "GDAP looks right, but Partner Center still refused ApplicationConsent"

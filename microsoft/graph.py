@@ -5,9 +5,10 @@ GraphError."""
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
@@ -28,6 +29,7 @@ GROUP_TYPE = "#microsoft.graph.group"
 RELATIONSHIP_PAGE = 300
 # checkMemberGroups: "Up to 20 groups may be specified" in one request.
 CHECK_MEMBER_GROUPS_MAX = 20
+_FRACTION = re.compile(r"^(?P<head>[^.]+)\.(?P<digits>\d+)(?P<rest>.*)$")
 
 
 @dataclass(frozen=True)
@@ -55,19 +57,17 @@ class GdapAssignment:
 
 
 def _when(value: Any) -> datetime | None:
+    """Graph's DateTimeOffset (up to seven fractional digits, `Z` or an offset) as an aware datetime; a time without
+    an offset is taken as UTC."""
     if not isinstance(value, str) or not value:
         return None
+    match = _FRACTION.match(value)
+    text = f"{match['head']}.{match['digits'][:6]}{match['rest']}" if match else value
     try:
-        # Graph writes up to seven fractional digits, which Python before 3.11's parser refused; trimmed to six.
-        text = value.replace("Z", "+00:00")
-        head, dot, tail = text.partition(".")
-        if dot:
-            digits = "".join(c for c in tail if c.isdigit())
-            tail = digits[:6] + tail[len(digits) :]
-            text = f"{head}.{tail}"
-        return datetime.fromisoformat(text)
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
     except ValueError:
         return None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def _object(value: Any) -> dict[str, Any]:
