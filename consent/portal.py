@@ -258,12 +258,16 @@ GDAP_LISTED = 50
 
 
 @require_POST
-@portal_view
-def gdap_check(request: HttpRequest, who: PortalIdentity, partner: Partner) -> HttpResponse:
+def gdap_check(request: HttpRequest) -> HttpResponse:
     """Check GDAP again (Graph only) once the partner fixed it; customers where access appeared are consented by the
     workers with no staff action. Audited with who asked."""
     if limited := too_many(request, "portal-gdap-check"):
         return limited
+    return _gdap_check(request)
+
+
+@portal_view
+def _gdap_check(request: HttpRequest, who: PortalIdentity, partner: Partner) -> HttpResponse:
     if partner.status != Partner.Status.ACTIVE:
         return _message(request, "GDAP cannot be checked", "Your organisation's consent is not active.", status=409)
     audit_record(

@@ -20,6 +20,7 @@ PAGES = {
     "onboard": ("post", "/onboard/", {"company_name": "", "signup_key": str(uuid.uuid4())}),
     "portal-start": ("post", "/portal/sign-in", {"cloud": "global"}),
     "portal-callback": ("post", "/portal/callback", {"state": "x"}),
+    "portal-gdap-check": ("post", "/portal/check-gdap", {}),
     "staff-start": ("post", "/accounts/microsoft/", {}),
     "staff-callback": ("post", "/accounts/microsoft/callback/", {"state": "x"}),
 }

@@ -262,3 +262,57 @@ def test_a_consent_without_the_gdap_permissions_is_not_checked_and_says_which(cp
     assert result is not None and result.partner_verdict == Access.NOT_CHECKED and result.graph_requests == 0
     words = access_words(_state(customers[0]))
     assert "DelegatedAdminRelationship.Read.All" in words and "GroupMember.Read.All" in words
+
+
+def test_staff_and_the_partner_see_the_verdicts_and_the_partner_asks_to_check_again(  # type: ignore[no-untyped-def]
+    cpv_sim, monkeypatch, django_user_model
+) -> None:
+    from django.test import Client
+
+    from customers import tasks as customer_tasks
+    from partners.access import Role
+    from tests.factories import client_for, make_staff
+
+    cpv_sim.world.add_redirect_uris(["http://127.0.0.1:8000/portal/callback"])
+    partner, customers = _synced(cpv_sim)
+    blocked = customers[0]
+    cpv_sim.control.gdap_state(str(partner.tenant_id), str(blocked.tenant_id), "role_unassigned")
+    _apply(partner)
+
+    # Staff: the GDAP column, the filter, the count; the overview's count.
+    staff = client_for(make_staff(django_user_model, "viewer", Role.VIEWER))
+    page = staff.get(f"/partners/{partner.code}/").content.decode()
+    assert "Role not assigned to a group" in page and "no security group is assigned" in page
+    assert 'id="customers-without-access"' in page and "1 customer without GDAP access" in page
+    only = staff.get(f"/partners/{partner.code}/?consent=without_access").content.decode()
+    assert blocked.company_name in only and customers[1].company_name not in only
+    assert "1 customer without GDAP access" in staff.get("/?fresh=1").content.decode()
+
+    # The partner's admin signs in to the portal: what to fix, and the button.
+    client = Client()
+    start = client.post("/portal/sign-in", {"cloud": "global"})
+    admin = partner_user(cpv_sim, global_admin=True, admin_agent=True, mfa_registered=True)
+    from tests.simulated import sign_in
+
+    _target, fields = sign_in(str(start["Location"]), user_oid=admin.oid)
+    welcome = client.post("/portal/callback", fields)
+    client.get(welcome["Location"])
+    portal = client.get("/portal/").content.decode()
+    assert 'id="portal-gdap"' in portal and blocked.company_name in portal and "Microsoft's GDAP guide" in portal
+
+    # Fixed in Partner Center; the partner presses the button: Graph is read again and the customer consented.
+    cpv_sim.control.gdap_state(str(partner.tenant_id), str(blocked.tenant_id), "active")
+    queued: list[dict] = []
+    monkeypatch.setattr(customer_tasks.access_check, "delay", lambda **kwargs: queued.append(kwargs))
+    answer = client.post("/portal/check-gdap")
+    assert answer.status_code == 303 and queued == [{"partner_id": partner.pk}]
+    assert AuditEvent.objects.filter(action="portal.gdap_check_asked", partner=partner).exists()
+    monkeypatch.setattr(
+        customer_tasks.application_consent_batch,
+        "apply_async",
+        lambda kwargs, **options: customer_tasks.application_consent_batch.apply(kwargs=kwargs),
+    )
+    customer_tasks.access_check.apply(kwargs=queued[0]).get()
+    state = _state(blocked)
+    assert state.access == Access.OK and state.status == CustomerConsent.Status.APPLIED
+    assert "I fixed it" not in client.get("/portal/").content.decode()
