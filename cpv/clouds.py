@@ -29,8 +29,9 @@ class Cloud:
     vault_dns_suffix: str
     retired: bool = False
     retired_reason: str = ""
-    # Graph's GDAP API (delegatedAdminRelationships) is served here: Microsoft marks it "Global service" only, not
-    # US Government L4/L5 nor China operated by 21Vianet (Graph's "List delegatedAdminRelationships" page).
+    # Graph's GDAP API (delegatedAdminRelationships) is served here. Microsoft's pages disagree on US Government
+    # (the list page's include says global only; newer GDAP pages mark L4 and L5 as served): it is tried there, and
+    # a refusal leaves the customers unchecked. Every page marks 21Vianet as not served.
     gdap_api: bool = True
 
     @property
@@ -81,7 +82,6 @@ CLOUDS: dict[str, Cloud] = {
         graph_resource="https://graph.microsoft.us",
         vault_resource="https://vault.usgovcloudapi.net",
         vault_dns_suffix=".vault.usgovcloudapi.net",
-        gdap_api=False,
     ),
     CHINA: Cloud(
         name=CHINA,

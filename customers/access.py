@@ -56,15 +56,18 @@ CONSENT_ROLES = {
     "158c047a-c907-4556-b7ef-446551a6b5f7": "Cloud Application Administrator",
     "e8611ab8-c189-46e8-94e1-60213ab1f814": "Privileged Role Administrator",
 }
-# delegatedAdminRelationshipStatus: `expiring` still gives access until its end; the pending ones have not started.
-ACTIVE = frozenset({"active", "expiring"})
+# delegatedAdminRelationshipStatus: only `active` gives access (`expiring`: "The relationship has passed its
+# expiration date"); the pending ones have not started.
+ACTIVE = frozenset({"active"})
 PENDING = frozenset({"created", "approvalPending", "approved", "activating"})
-ENDED = frozenset({"expired", "terminated", "terminating", "terminationRequested"})
+ENDED = frozenset({"expiring", "expired", "terminated", "terminating", "terminationRequested"})
 # A request not approved within 90 days expires (Partner Center's GDAP pages).
 APPROVAL_EXPIRY = timedelta(days=90)
 # A relationship ending within this without auto-extend is a warning, and ended relationships are noticed this long.
 ENDING_WARNING = timedelta(days=30)
-# The read-only relationships Microsoft created when it moved remaining DAP relationships to GDAP are named so.
+# The relationships Microsoft created when it moved remaining DAP relationships to GDAP are named so (Partner
+# Center's "Microsoft-led transition" page). Microsoft gave them nine roles, Privileged Role Administrator among
+# them; one left without a role that can consent (trimmed since) gets words of its own.
 TRANSITION_PREFIX = "MLT_"
 ADMIN_AGENTS = "AdminAgents"
 NO_AUTO_EXTEND = {"", "PT0S", "P0D"}
@@ -230,8 +233,9 @@ def access_preflight(*, partner_id: int, wanted_hash: str, retry_refused: bool =
         verdicts = _read_verdicts(client, partner, customers, states, wanted_hash=wanted_hash, now=now)
     except graph.GraphError as exc:
         result.graph_requests = client.requests
-        if exc.status == 403:
-            # The consent lists the permissions but Graph refused them (an administrator removed a grant since).
+        if exc.status in (400, 403, 404):
+            # Graph refused the permissions (an administrator removed a grant since) or does not serve the API here
+            # (Microsoft's pages disagree on US Government): the customers are not checked, and posted as before.
             return _not_checked(partner, customers, result, {"refused": str(exc)}, wanted_hash=wanted_hash)
         raise PreflightFailed(f"reading GDAP in Microsoft Graph: {exc}", transient=exc.transient) from None
     result.graph_requests = client.requests

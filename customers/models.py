@@ -42,7 +42,7 @@ class CustomerConsent(models.Model):
         NO_RELATIONSHIP = "no_relationship", "No GDAP relationship"
         PENDING_APPROVAL = "pending_approval", "GDAP request awaiting approval"
         ENDED = "ended", "GDAP relationship ended"
-        TRANSITION_READ_ONLY = "transition_read_only", "Read-only GDAP from the DAP transition"
+        TRANSITION_READ_ONLY = "transition_read_only", "DAP-transition GDAP without a consent role"
         NO_CONSENT_ROLE = "no_consent_role", "No role that can consent"
         ROLE_UNASSIGNED = "role_unassigned", "Role not assigned to a group"
         ASSIGNMENT_INACTIVE = "assignment_inactive", "Assignment not active"

@@ -10,6 +10,10 @@ from typing import Any
 from customers.models import WITHOUT_ACCESS, CustomerConsent
 
 ErrorKind = CustomerConsent.ErrorKind
+# The roles Microsoft's pages name for consenting an application in a customer tenant (any of them).
+CONSENT_ROLE_NAMES = (
+    "Cloud Application Administrator, Application Administrator, Global Administrator or Privileged Role Administrator"
+)
 
 WORDS: dict[str, str] = {
     ErrorKind.PARTNER_INACTIVE: "Not applied because the partner is not active.",
@@ -21,8 +25,8 @@ WORDS: dict[str, str] = {
     ErrorKind.UNAUTHORIZED: "Partner Center did not accept the partner's token, even a fresh one.",
     ErrorKind.FORBIDDEN: (
         "Partner Center refused ApplicationConsent for this customer. Both are needed: the consenting account in the "
-        "partner's AdminAgents group, and in a GDAP security group that holds Cloud Application Administrator, "
-        "Application Administrator or Global Administrator in this customer's tenant (an active relationship)."
+        f"partner's AdminAgents group, and in a GDAP security group that holds {CONSENT_ROLE_NAMES} in this "
+        "customer's tenant (an active relationship)."
     ),
     ErrorKind.NOT_FOUND: "Partner Center does not know this customer (it may have left the partner).",
     ErrorKind.BAD_REQUEST: "Partner Center refused the request as invalid (check the application grants).",
@@ -42,11 +46,8 @@ def consent_error_words(consent: CustomerConsent | None) -> str:
 # --- the GDAP pre-flight -------------------------------------------------------------------------------------------
 
 Access = CustomerConsent.Access
-CONSENT_ROLE_NAMES = (
-    "Cloud Application Administrator, Application Administrator, Global Administrator or Privileged Role Administrator"
-)
 # Microsoft's guide to GDAP, where the partner's admin fixes a relationship in Partner Center.
-GDAP_GUIDE = "https://learn.microsoft.com/partner-center/gdap-introduction"
+GDAP_GUIDE = "https://learn.microsoft.com/partner-center/customers/gdap-introduction"
 # Verdicts the partner's admin fixes in Partner Center's admin relationships (the guide is linked beside them).
 FIXED_IN_PARTNER_CENTER = frozenset(
     {
@@ -134,8 +135,8 @@ _ACCESS_WORDS: dict[str, Callable[[dict[str, Any]], str]] = {
         "approve it."
     ),
     Access.TRANSITION_READ_ONLY: lambda d: (
-        f"The only active relationship, “{d.get('relationship', '')}”, is the read-only one Microsoft created when it "
-        "moved DAP to GDAP: it holds no role that can consent applications. Request a new GDAP relationship that "
+        f"The only active relationship, “{d.get('relationship', '')}”, is the one Microsoft created when it moved DAP "
+        "to GDAP, and it no longer holds a role that can consent applications. Request a new GDAP relationship that "
         "includes Cloud Application Administrator."
     ),
     Access.NO_CONSENT_ROLE: lambda d: (

@@ -1083,7 +1083,7 @@ def _target_tenant(
             raise EntraFailure(50020, **fields)
         consent = sim.app_consents.get(tid, {}).get(app.client_id)
         if consent is None:
-            # "Applications must be authorized to access the external tenant before partner delegated
+            # "Applications must be authorized to access the customer tenant before partner delegated
             # administrators can use them ... execute the appropriate Partner Center API" (AADSTS90099)
             raise EntraFailure(90099, **fields)
         resource_app = RESOURCE_APP_IDS.get(resource)

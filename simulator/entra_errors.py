@@ -120,7 +120,7 @@ CATALOG: dict[int, EntraError] = {
             "invalid_grant",
             400,
             "The application '{client_id}' ({app_name}) has not been authorized in the tenant "
-            "'{tenant}'. Applications must be authorized to access the external tenant before partner "
+            "'{tenant}'. Applications must be authorized to access the customer tenant before partner "
             "delegated administrators can use them. Provide pre-consent or execute the appropriate "
             "Partner Center API to authorize the application.",
         ),

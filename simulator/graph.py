@@ -399,17 +399,19 @@ def _shape(item: dict[str, Any], select: list[str], cast: str | None) -> dict[st
 
 
 # ----- checkMemberGroups -----
-# directoryobject-checkmembergroups.md, "Group memberships for a user" (delegated): User.ReadBasic.All or
-# User.Read.All, and GroupMember.Read.All or Group.Read.All; or Directory.Read.All. Its scenario note for the
-# signed-in user names User.Read with GroupMember.Read.All or Group.Read.All.
-CHECK_MEMBER_GROUPS_USER = frozenset({"User.Read", "User.ReadBasic.All", "User.Read.All"})
+# user-checkmembergroups (learn.microsoft.com), "Group memberships for the signed-in user" (delegated): "User.Read,
+# User.ReadBasic.All and GroupMember.Read.All, User.Read.All and GroupMember.Read.All, User.ReadBasic.All and
+# Group.Read.All, User.Read.All and Group.Read.All, Directory.Read.All". (The stored directoryobject page's note
+# asked GroupMember.Read.All beside User.Read: the current page lists User.Read alone.)
+CHECK_MEMBER_GROUPS_ALONE = frozenset({"User.Read"})
+CHECK_MEMBER_GROUPS_USER = frozenset({"User.ReadBasic.All", "User.Read.All"})
 CHECK_MEMBER_GROUPS_GROUP = frozenset({"GroupMember.Read.All", "Group.Read.All"})
 CHECK_MEMBER_GROUPS_DIRECTORY = frozenset({"Directory.Read.All"})
 CHECK_MEMBER_GROUPS_MAX = 20
 
 
 def _can_check_member_groups(scopes: set[str]) -> bool:
-    if scopes & CHECK_MEMBER_GROUPS_DIRECTORY:
+    if scopes & (CHECK_MEMBER_GROUPS_DIRECTORY | CHECK_MEMBER_GROUPS_ALONE):
         return True
     return bool(scopes & CHECK_MEMBER_GROUPS_USER) and bool(scopes & CHECK_MEMBER_GROUPS_GROUP)
 

@@ -87,6 +87,8 @@ def test_an_ended_relationship_says_when() -> None:
     found = verdict([relationship(status="terminated", end=NOW - timedelta(days=3))])
     assert found.access == Access.ENDED and "was terminated" in words(found)
     assert verdict([relationship(status="expired", end=NOW - timedelta(days=3))]).access == Access.ENDED
+    # Graph: `expiring` "The relationship has passed its expiration date".
+    assert verdict([relationship(status="expiring", end=NOW - timedelta(hours=1))]).access == Access.ENDED
 
 
 def test_the_read_only_relationship_of_the_dap_transition() -> None:

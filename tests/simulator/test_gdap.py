@@ -233,8 +233,11 @@ def test_check_member_groups_is_transitive_and_takes_at_most_20_ids(sim):
     assert _check(sim, token, [*ids, stranger]).json()["value"] == ids
 
 
-def test_check_member_groups_needs_a_group_reading_permission(sim):
+def test_check_member_groups_for_the_signed_in_user_needs_user_read_or_a_group_reading_permission(sim):
     token = _token(sim, f"{GRAPH}/User.Read", scope=f"{GRAPH}/User.Read openid profile offline_access")
+    assert _check(sim, token, ["00000000-0000-0000-0000-000000000001"]).status_code == 200
+    basic = f"{GRAPH}/User.ReadBasic.All"
+    token = _token(sim, basic, scope=f"{basic} openid profile offline_access")
     response = _check(sim, token, ["00000000-0000-0000-0000-000000000001"])
     assert response.status_code == 403 and response.json()["error"]["code"] == "Authorization_RequestDenied"
 
