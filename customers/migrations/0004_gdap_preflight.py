@@ -15,7 +15,7 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='customerconsent',
             name='access',
-            field=models.CharField(blank=True, choices=[('ok', 'GDAP allows it'), ('ending', 'GDAP ends soon'), ('not_available', 'Not available in this cloud'), ('not_checked', 'Not checked'), ('no_relationship', 'No GDAP relationship'), ('pending_approval', 'GDAP request awaiting approval'), ('ended', 'GDAP relationship ended'), ('transition_read_only', 'Read-only GDAP from the DAP transition'), ('no_consent_role', 'No role that can consent'), ('role_unassigned', 'Role not assigned to a group'), ('assignment_inactive', 'Assignment not active'), ('not_in_group', 'Account not in the GDAP group'), ('not_admin_agent', 'Account not in AdminAgents'), ('refused', 'Refused by Partner Center')], db_default='', db_index=True, max_length=24),
+            field=models.CharField(blank=True, choices=[('ok', 'GDAP allows it'), ('ending', 'GDAP ends soon'), ('not_available', 'Not available in this cloud'), ('not_checked', 'Not checked'), ('no_relationship', 'No GDAP relationship'), ('pending_approval', 'GDAP request awaiting approval'), ('ended', 'GDAP relationship ended'), ('transition_read_only', 'DAP-transition GDAP without a consent role'), ('no_consent_role', 'No role that can consent'), ('role_unassigned', 'Role not assigned to a group'), ('assignment_inactive', 'Assignment not active'), ('not_in_group', 'Account not in the GDAP group'), ('not_admin_agent', 'Account not in AdminAgents'), ('refused', 'Refused by Partner Center')], db_default='', db_index=True, max_length=24),
         ),
         migrations.AddField(
             model_name='customerconsent',
