@@ -25,6 +25,8 @@ BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     "consent-tokens-renew-sweep": {"task": "consent.tokens_renew_sweep", "schedule": 3600.0},
     # Daily: re-sync every active partner's customers and apply ApplicationConsent where it is missing.
     "consent-customers-sync-sweep": {"task": "consent.customers_sync_sweep", "schedule": 24 * 3600.0},
+    # Each applied consent read back in its customer's tenant about daily, the reads spread over the day.
+    "consent-consents-verify-sweep": {"task": "consent.consents_verify_sweep", "schedule": 600.0},
 }
 app.conf.beat_schedule = BEAT_SCHEDULE
 

@@ -50,6 +50,26 @@ class CustomerConsent(models.Model):
         NOT_ADMIN_AGENT = "not_admin_agent", "Account not in AdminAgents"
         REFUSED = "refused", "Refused by Partner Center"
 
+    class Proof(models.TextChoices):
+        """What reading the customer tenant in Graph last found (customers/proof.py); blank until first read."""
+
+        VERIFIED = "verified", "Verified"
+        MISSING = "missing", "Missing from the tenant"
+        DRIFTED = "drifted", "Drifted"
+        UNVERIFIABLE = "unverifiable", "Could not verify"
+
+    class ProofReason(models.TextChoices):
+        """Why a customer could not be verified (customers/words.py words it)."""
+
+        NO_GDAP_ACCESS = "no_gdap_access", "No GDAP access to the tenant"
+        NO_ACCESS = "no_access", "The partner's user has no access to the tenant"
+        NO_TOKEN = "no_token", "No usable token for the partner"
+        GRAPH_NOT_GRANTED = "graph_not_granted", "The partner's consent grants no Graph permission"
+        GRAPH_REFUSED = "graph_refused", "Graph refused to read the tenant"
+        SIGN_IN_REFUSED = "sign_in_refused", "The tenant refused the sign-in"
+        NOT_AVAILABLE = "not_available", "Not available in this cloud"
+        GRAPH_FAILED = "graph_failed", "Graph failed"
+
     customer = models.OneToOneField(Customer, on_delete=models.CASCADE, related_name="application_consent")
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING, db_index=True)
     # The grants (CPV_APPLICATION_GRANTS) last applied with success, and their hash to notice a change.
@@ -75,6 +95,17 @@ class CustomerConsent(models.Model):
     access_detail = models.JSONField(default=dict, blank=True, db_default={})
     access_evidence = models.CharField(max_length=16, blank=True, db_default="")
     refused_evidence = models.CharField(max_length=16, blank=True, db_default="")
+    # The proof in the customer tenant: what Graph showed (the vendor app's service principal and its grants against
+    # the grants applied), when it was read and when last verified, why it could not be, the drift found (which
+    # resource lacks which scopes) and the resources the tenant does not have; when to read it next (a throttled read
+    # is deferred, never failed); repairs since it was last verified.
+    proof = models.CharField(max_length=16, choices=Proof.choices, blank=True, db_default="", db_index=True)
+    proof_reason = models.CharField(max_length=24, choices=ProofReason.choices, blank=True, db_default="")
+    proof_checked_at = models.DateTimeField(null=True, blank=True)
+    verified_at = models.DateTimeField(null=True, blank=True)
+    proof_detail = models.JSONField(default=dict, blank=True, db_default={})
+    proof_due_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    repairs = models.PositiveSmallIntegerField(default=0, db_default=0)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:

@@ -335,6 +335,21 @@ def customer_consent_apply(
     return state
 
 
+def consent_reapply(
+    *,
+    customer_id: int,
+    reset: bool = False,
+    correlation_id: str | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> tuple[CustomerConsent, str]:
+    """ApplicationConsent in one customer now (asked by staff or a repair), with what it came to (CONSENTED,
+    ALREADY_PRESENT, FAILED, SKIPPED, WITHOUT_ACCESS_NOW); `reset` deletes the consent and creates it again even when
+    it is applied with these grants. Raises CallFailed when the failure is transient."""
+    return _consent_apply(
+        customer_id=customer_id, correlation_id=correlation_id, limiter=None, sleep=sleep, owner="", reset=reset
+    )
+
+
 # What one customer's ApplicationConsent came to, for a batch's tally.
 CONSENTED = "consented"  # created now
 ALREADY_PRESENT = "already_present"  # Partner Center had it already, or it was applied with these grants
@@ -350,8 +365,10 @@ def _consent_apply(
     limiter: Limiter | None,
     sleep: Callable[[float], None],
     owner: str,
+    reset: bool = False,
 ) -> tuple[CustomerConsent, str]:
-    """`customer_consent_apply`, with what it came to."""
+    """`customer_consent_apply`, with what it came to; `reset` deletes the consent and creates it again even when it
+    is applied with these grants (a repair)."""
     customer = Customer.objects.select_related("partner").get(pk=customer_id)
     partner = customer.partner
     state, _ = CustomerConsent.objects.get_or_create(customer=customer)
@@ -359,7 +376,7 @@ def _consent_apply(
     wanted = grants_hash(grants)
     if customer.removed_at is not None:
         return state, SKIPPED
-    if state.status == CustomerConsent.Status.APPLIED and state.grants_hash == wanted:
+    if state.status == CustomerConsent.Status.APPLIED and state.grants_hash == wanted and not reset:
         return state, ALREADY_PRESENT
     if state.access in WITHOUT_ACCESS:
         return state, WITHOUT_ACCESS_NOW
@@ -387,7 +404,7 @@ def _consent_apply(
     request_id = state.pending_request_id
     app = app_for(partner)
     body = {"applicationId": app.client_id, **grants}
-    changed = bool(state.grants_hash) and state.grants_hash != wanted
+    changed = reset or (bool(state.grants_hash) and state.grants_hash != wanted)
     correlation_id = correlation_id or str(uuid.uuid4())
     client = _client_factory(partner, correlation_id)
     limiter = limiter if limiter is not None else limiter_for(app.client_id)
@@ -449,6 +466,11 @@ def _consent_apply(
     state.error_kind = ""
     state.pending_request_id = ""
     state.lease_until = None
+    # Partner Center's answer proves nothing of the tenant: the customer is to be read in Graph now
+    # (customers/proof.py).
+    state.proof = ""
+    state.proof_reason = ""
+    state.proof_due_at = state.applied_at
     _state_save(state, partner_id=partner.pk)
     logger.info(
         "ApplicationConsent in %s for partner %s: %s", tenant, partner.code, "created" if created else "already there"

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import logging
 import uuid
+from datetime import timedelta
 from typing import Any
 
 from celery import Task, shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 
 from cpv.task_kit import DATABASE_LOST, IDEMPOTENT, MAX_TASK_RETRIES, cut_off, same_queue
-from customers import services
+from customers import proof, services
 from microsoft.retrying import backoff_delay
 from partners.models import Customer, Partner
 
@@ -105,6 +106,13 @@ def application_consent_batch(
         # Cut off: the batch runs again from the start; customers it finished are found applied, with no call.
         logger.warning("ApplicationConsent batch of partner %s: %s; trying again", partner_id, cut_off(exc))
         raise self.retry(kwargs=kwargs, countdown=backoff_delay(attempt=self.request.retries + 1)) from None
+    if result.consented or result.already_present:
+        # Partner Center's answer proves nothing of the tenant: read what it holds, once Graph has caught up.
+        consents_verify.apply_async(
+            kwargs={"customer_ids": customer_ids, "unread_only": True},
+            countdown=VERIFY_AFTER_CONSENT,
+            **same_queue(self),
+        )
     if result.retry_ids and not last_run:
         countdown = backoff_delay(attempt=self.request.retries + 1, retry_after=result.retry_after)
         kwargs.update(customer_ids=result.retry_ids, tally=result.counts())
@@ -135,6 +143,37 @@ def application_consent_apply(self: Task, customer_id: int, correlation_id: str 
         logger.warning("ApplicationConsent for customer %s: %s; trying again", customer_id, cut_off(exc))
         raise self.retry(countdown=backoff_delay(attempt=self.request.retries + 1)) from None
     return {"customer_id": customer_id, "status": state.status}
+
+
+# A new grant can take a moment to show in Graph ("replication delays for delegated permission grants that were
+# recently created"): the first read after ApplicationConsent waits this many seconds.
+VERIFY_AFTER_CONSENT = 60
+# Customers one sweep (every 10 minutes) hands out, VERIFY_BATCH to a task, each held an hour from the next sweep.
+VERIFY_SWEEP_LIMIT = 1000
+VERIFY_BATCH = 50
+VERIFY_HOLD = timedelta(hours=1)
+
+
+@shared_task(name="consent.consents_verify", bind=True, max_retries=MAX_TASK_RETRIES, **IDEMPOTENT)
+def consents_verify(self: Task, customer_ids: list[int], unread_only: bool = False) -> dict[str, Any]:
+    """Read each customer's tenant in Graph and repair a drifted or missing consent (customers/proof.py); a throttled
+    read is deferred in the database, not retried here."""
+    try:
+        tally = proof.consents_verify(customer_ids=customer_ids, unread_only=unread_only)
+    except (SoftTimeLimitExceeded, *DATABASE_LOST) as exc:
+        # Each customer's read is stored as it is made: the run starts again and reads the rest (and some again).
+        logger.warning("verification of %d customers: %s; trying again", len(customer_ids), cut_off(exc))
+        raise self.retry(countdown=backoff_delay(attempt=self.request.retries + 1)) from None
+    return {"outcome": "done", **tally.counts()}
+
+
+@shared_task(name="consent.consents_verify_sweep", bind=True, ignore_result=True)
+def consents_verify_sweep(self: Task) -> int:
+    """Queue the reads that are due (each verified customer about daily, spread over the day): how many."""
+    ids = proof.verify_claim(limit=VERIFY_SWEEP_LIMIT, hold=VERIFY_HOLD)
+    for start in range(0, len(ids), VERIFY_BATCH):
+        consents_verify.apply_async(kwargs={"customer_ids": ids[start : start + VERIFY_BATCH]}, **same_queue(self))
+    return len(ids)
 
 
 @shared_task(name="consent.access_check", bind=True, max_retries=MAX_TASK_RETRIES, **IDEMPOTENT)

@@ -7,6 +7,8 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+from django.template.defaultfilters import pluralize
+
 from customers.models import WITHOUT_ACCESS, CustomerConsent
 
 ErrorKind = CustomerConsent.ErrorKind
@@ -189,3 +191,88 @@ def access_class(consent: CustomerConsent | None) -> str:
     if consent is None or not consent.access:
         return ""
     return "blocked" if consent.access in WITHOUT_ACCESS else consent.access
+
+
+# --- the proof in the customer tenant ------------------------------------------------------------------------------
+
+Proof = CustomerConsent.Proof
+Reason = CustomerConsent.ProofReason
+# The state a customer's row shows: the proof where the consent is applied, "applied, not verified" before a read.
+APPLIED_UNVERIFIED = "applied_unverified"
+PROOF_LABELS = {
+    Proof.VERIFIED: "Verified",
+    APPLIED_UNVERIFIED: "Applied, not verified",
+    Proof.DRIFTED: "Drifted",
+    Proof.MISSING: "Missing",
+    Proof.UNVERIFIABLE: "Applied, not verified",
+}
+
+_REASON_WORDS: dict[str, str] = {
+    Reason.NO_GDAP_ACCESS: "GDAP gives the partner's account no access to this customer (see GDAP above).",
+    Reason.NO_ACCESS: (
+        "The partner's account has no access to this customer's tenant: it needs a GDAP role there that can read "
+        "applications (Cloud Application Administrator or Global Reader, for example)."
+    ),
+    Reason.NO_TOKEN: "The partner has no usable consent to read the tenant with.",
+    Reason.GRAPH_NOT_GRANTED: "The partner's consent grants no Microsoft Graph permission to read the tenant with.",
+    Reason.GRAPH_REFUSED: (
+        "Microsoft Graph refused to read the app in this tenant: the application grants need Directory.Read.All "
+        "(or Application.Read.All with DelegatedPermissionGrant.ReadWrite.All), and the partner's GDAP role there "
+        "must allow reading applications."
+    ),
+    Reason.SIGN_IN_REFUSED: "This customer's tenant refused the partner's sign-in.",
+    Reason.NOT_AVAILABLE: "Microsoft offers no GDAP in this cloud, so the tenant cannot be read as the partner.",
+    Reason.GRAPH_FAILED: "Microsoft Graph failed to answer; it is read again later.",
+}
+
+
+def proof_state(consent: CustomerConsent | None) -> str:
+    """The customer's proof state for tables and filters: a Proof value, APPLIED_UNVERIFIED for an applied consent not
+    read (or not readable) yet, "" when nothing is applied."""
+    if consent is None or consent.status != CustomerConsent.Status.APPLIED:
+        return ""
+    if consent.proof in (Proof.VERIFIED, Proof.DRIFTED, Proof.MISSING):
+        return str(consent.proof)
+    return APPLIED_UNVERIFIED
+
+
+# Resource app ids ApplicationConsent commonly grants, by the names Microsoft's admin centers show.
+RESOURCE_NAMES = {
+    "00000003-0000-0000-c000-000000000000": "Microsoft Graph",
+    "00000002-0000-0ff1-ce00-000000000000": "Office 365 Exchange Online",
+    "00000003-0000-0ff1-ce00-000000000000": "Office 365 SharePoint Online",
+    "fa3d9a0c-3fb0-42cc-9193-47c7ecd2edbd": "Microsoft Partner Center",
+}
+
+
+def proof_words(consent: CustomerConsent | None) -> str:
+    """What the last read of the customer's tenant found, in words ("" when nothing is applied)."""
+    if consent is None or consent.status != CustomerConsent.Status.APPLIED:
+        return ""
+    if not consent.proof:
+        return "Applied by Partner Center; not read back in the customer's tenant yet."
+    detail = dict(consent.proof_detail or {})
+    unavailable = detail.get("unavailable") or []
+    names = ", ".join(RESOURCE_NAMES.get(app_id, app_id) for app_id in unavailable)
+    tail = f" Not available in this tenant (not granted): {names}." if unavailable else ""
+    if consent.proof == Proof.VERIFIED:
+        return "The app is in the customer's tenant with every permission it was granted." + tail
+    if consent.proof == Proof.MISSING:
+        return (
+            "The app is not in the customer's tenant although Partner Center accepted it"
+            + (f" after {consent.repairs} repair{pluralize(consent.repairs)}" if consent.repairs else "")
+            + "."
+        )
+    if consent.proof == Proof.DRIFTED:
+        parts = [
+            f"{item.get('name') or item.get('resource')} lacks {', '.join(item.get('missing') or [])}"
+            for item in detail.get("drift") or []
+        ]
+        return (
+            "The app's permissions in the tenant differ from what was granted: "
+            + "; ".join(parts)
+            + "."
+            + (f" {consent.repairs} repair{pluralize(consent.repairs)} did not hold." if consent.repairs else "")
+            + tail
+        )
+    return _REASON_WORDS.get(consent.proof_reason, "The tenant could not be read.")

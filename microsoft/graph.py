@@ -1,6 +1,6 @@
 """Microsoft Graph as the partner's consenting user: the user's directory roles (for when no token lists them), its
-group memberships, and the partner's GDAP relationships and their access assignments. Failures come out as
-GraphError."""
+group memberships, and the partner's GDAP relationships and their access assignments; in a customer's tenant, the
+vendor app's service principal and its delegated permission grants. Failures come out as GraphError."""
 
 from __future__ import annotations
 
@@ -54,6 +54,28 @@ class GdapAssignment:
     group_id: str
     status: str
     roles: frozenset[str]
+
+
+@dataclass(frozen=True)
+class ServicePrincipal:
+    """An application's service principal in one tenant: its object id, app id and name."""
+
+    id: str
+    app_id: str
+    display_name: str
+
+
+@dataclass(frozen=True)
+class PermissionGrant:
+    """One oauth2PermissionGrant: a client's delegated scopes on a resource (`principal_id` empty for a grant to all
+    users, `consentType` AllPrincipals)."""
+
+    id: str
+    client_id: str
+    resource_id: str
+    consent_type: str
+    principal_id: str
+    scope: str
 
 
 def _when(value: Any) -> datetime | None:
@@ -243,4 +265,42 @@ class GraphClient:
             batch = unique[start : start + CHECK_MEMBER_GROUPS_MAX]
             page = self._send("POST", f"{self.base_url}/v1.0/me/checkMemberGroups", {"groupIds": batch})
             found |= {str(value).lower() for value in page.get("value") or [] if isinstance(value, str)}
+        return found
+
+    def service_principal(self, app_id: str) -> ServicePrincipal | None:
+        """The service principal of `app_id` in the token's tenant, or None when Graph answers 404 (none there).
+        Raises GraphError."""
+        url = f"{self.base_url}/v1.0/servicePrincipals(appId='{quote(app_id, safe='')}')"
+        try:
+            item = self._get(url)
+        except GraphError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        if not item.get("id"):
+            raise GraphError("Microsoft Graph answered a service principal without an id")
+        return ServicePrincipal(
+            id=str(item["id"]).lower(),
+            app_id=str(item.get("appId") or app_id).lower(),
+            display_name=str(item.get("displayName") or ""),
+        )
+
+    def permission_grants(self, client_id: str) -> list[PermissionGrant]:
+        """The delegated permission grants whose client is the service principal `client_id`, every page.
+        Raises GraphError."""
+        query = urlencode({"$filter": f"clientId eq '{client_id}'"}, quote_via=quote)
+        found = []
+        for item in self._pages(f"{self.base_url}/v1.0/oauth2PermissionGrants?{query}", "permission grants"):
+            if not item.get("id") or not item.get("resourceId"):
+                continue
+            found.append(
+                PermissionGrant(
+                    id=str(item["id"]),
+                    client_id=str(item.get("clientId") or "").lower(),
+                    resource_id=str(item["resourceId"]).lower(),
+                    consent_type=str(item.get("consentType") or ""),
+                    principal_id=str(item.get("principalId") or "").lower(),
+                    scope=str(item.get("scope") or ""),
+                )
+            )
         return found
