@@ -32,9 +32,10 @@ from customers.selectors import (
     customer_page,
     customers_of,
     gdap_notices_open,
+    proof_counts,
     without_access_counts,
 )
-from customers.words import access_guide, access_words, consent_error_words
+from customers.words import PROOF_LABELS, access_guide, access_words, consent_error_words, proof_state, proof_words
 from partners.invitations import partner_reconsent_link
 from partners.models import Partner
 from partners.permissions import partner_permissions_missing, partner_permissions_outdated
@@ -225,6 +226,9 @@ def status(request: HttpRequest, who: PortalIdentity, partner: Partner) -> HttpR
     for customer in customers.customers:
         consent = getattr(customer, "application_consent", None)
         customer.error_words = consent_error_words(consent)
+        customer.proof_state = proof_state(consent)
+        customer.proof_label = PROOF_LABELS.get(customer.proof_state, "")
+        customer.proof_words = proof_words(consent)
     # What the partner must fix in GDAP: every customer held back, each with its words (the first GDAP_LISTED).
     to_fix: list[Any] = list(customers_of(partner, state=WITHOUT_ACCESS_STATE)[: GDAP_LISTED + 1])
     for customer in to_fix:
@@ -245,6 +249,7 @@ def status(request: HttpRequest, who: PortalIdentity, partner: Partner) -> HttpR
         "can_renew": partner.status != Partner.Status.DEACTIVATED,
         # A consent to an older list of required permissions keeps working; the partner is asked to consent again.
         "permissions_missing": partner_permissions_missing(partner) if partner_permissions_outdated(partner) else [],
+        "proved": proof_counts([partner.pk]).get(partner.pk, {}),
         "gdap_to_fix": to_fix[:GDAP_LISTED],
         "gdap_more": without_access_counts([partner.pk]).get(partner.pk, 0) - GDAP_LISTED,
         "gdap_notices": gdap_notices_open(partner),

@@ -382,3 +382,27 @@ def consents_verify(
         elif outcome.state.proof:
             setattr(tally, outcome.state.proof, getattr(tally, outcome.state.proof) + 1)
     return tally
+
+
+# What staff can ask for one customer (a support call is about one customer).
+VERIFY = "verify"
+REAPPLY = "reapply"
+RESET = "reset"
+CUSTOMER_ACTIONS = {
+    VERIFY: "Verify in the tenant",
+    REAPPLY: "Apply again",
+    RESET: "Reset (remove and apply)",
+}
+
+
+def customer_act(*, customer_id: int, action: str) -> Outcome:
+    """One customer, as staff asked: VERIFY reads its tenant (no repair), REAPPLY sends ApplicationConsent again,
+    RESET deletes it and sends it again; both then read the tenant. Raises ValueError for another action,
+    Customer.DoesNotExist, services.CallFailed (transient: to retry)."""
+    if action not in CUSTOMER_ACTIONS:
+        raise ValueError(f"unknown customer action {action!r}")
+    if action == REAPPLY:
+        services.consent_reapply(customer_id=customer_id)
+    elif action == RESET:
+        consent_reset(customer_id=customer_id, reason="asked by staff")
+    return consent_verify(customer_id=customer_id, repair=False)

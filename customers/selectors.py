@@ -11,6 +11,7 @@ from django.db.models import Count, Q, QuerySet
 
 from customers.coverage import Coverage
 from customers.models import WITHOUT_ACCESS, CustomerConsent, GdapNotice, PartnerCoverage
+from customers.words import APPLIED_UNVERIFIED
 from partners.models import Customer, Partner
 
 
@@ -60,11 +61,46 @@ def gdap_notices_open(partner: Partner) -> list[GdapNotice]:
     return list(GdapNotice.objects.filter(partner=partner, resolved_at__isnull=True).order_by("ends_at", "id"))
 
 
+# The proof states of applied consents (customers/words.py labels them), each as a filter on CustomerConsent.
+_APPLIED = Q(status=CustomerConsent.Status.APPLIED)
+PROOF_FILTERS: dict[str, Q] = {
+    CustomerConsent.Proof.VERIFIED: _APPLIED & Q(proof=CustomerConsent.Proof.VERIFIED),
+    APPLIED_UNVERIFIED: _APPLIED & Q(proof__in=["", CustomerConsent.Proof.UNVERIFIABLE]),
+    CustomerConsent.Proof.DRIFTED: _APPLIED & Q(proof=CustomerConsent.Proof.DRIFTED),
+    CustomerConsent.Proof.MISSING: _APPLIED & Q(proof=CustomerConsent.Proof.MISSING),
+}
+
+
+def proof_counts(partner_ids: list[int] | None = None) -> dict[int, dict[str, int]]:
+    """Per partner, its present customers in each proof state (PROOF_FILTERS' keys, zeros included), in one query;
+    partners without an applied consent are left out; every partner when `partner_ids` is None."""
+    rows = CustomerConsent.objects.filter(_APPLIED, customer__removed_at__isnull=True)
+    if partner_ids is not None:
+        rows = rows.filter(customer__partner_id__in=partner_ids)
+    counted = (
+        rows.order_by()
+        .values("customer__partner_id")
+        .annotate(**{state: Count("id", filter=condition) for state, condition in PROOF_FILTERS.items()})
+    )
+    return {row.pop("customer__partner_id"): {k: int(v) for k, v in row.items()} for row in counted}
+
+
+def proof_totals() -> dict[str, int]:
+    """Every partner's present customers in each proof state."""
+    rows = CustomerConsent.objects.filter(customer__removed_at__isnull=True)
+    counted = rows.aggregate(**{state: Count("id", filter=condition) for state, condition in PROOF_FILTERS.items()})
+    return {state: int(value or 0) for state, value in counted.items()}
+
+
 def customers_of(partner: Partner, *, state: str = "") -> QuerySet[Customer]:
     """The partner's present customers with their ApplicationConsent state, filtered by `state` (applied, failed,
-    pending, or without_access: held back by the GDAP pre-flight)."""
+    pending, without_access: held back by the GDAP pre-flight, or a proof state of PROOF_FILTERS)."""
     qs = Customer.objects.filter(partner=partner, removed_at__isnull=True).select_related("application_consent")
-    if state == WITHOUT_ACCESS_STATE:
+    if state in PROOF_FILTERS:
+        qs = qs.filter(
+            application_consent__in=CustomerConsent.objects.filter(PROOF_FILTERS[state], customer__partner=partner)
+        )
+    elif state == WITHOUT_ACCESS_STATE:
         qs = qs.filter(
             application_consent__access__in=WITHOUT_ACCESS,
         ).exclude(application_consent__status=CustomerConsent.Status.APPLIED)

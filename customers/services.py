@@ -342,11 +342,17 @@ def consent_reapply(
     correlation_id: str | None = None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> tuple[CustomerConsent, str]:
-    """ApplicationConsent in one customer now (asked by staff or a repair), with what it came to (CONSENTED,
-    ALREADY_PRESENT, FAILED, SKIPPED, WITHOUT_ACCESS_NOW); `reset` deletes the consent and creates it again even when
-    it is applied with these grants. Raises CallFailed when the failure is transient."""
+    """ApplicationConsent in one customer now, even when it is applied with these grants (asked by staff, or a
+    repair), with what it came to (CONSENTED, ALREADY_PRESENT, FAILED, SKIPPED, WITHOUT_ACCESS_NOW); `reset` deletes
+    the consent first and creates it again. Raises CallFailed when the failure is transient."""
     return _consent_apply(
-        customer_id=customer_id, correlation_id=correlation_id, limiter=None, sleep=sleep, owner="", reset=reset
+        customer_id=customer_id,
+        correlation_id=correlation_id,
+        limiter=None,
+        sleep=sleep,
+        owner="",
+        again=True,
+        reset=reset,
     )
 
 
@@ -365,10 +371,11 @@ def _consent_apply(
     limiter: Limiter | None,
     sleep: Callable[[float], None],
     owner: str,
+    again: bool = False,
     reset: bool = False,
 ) -> tuple[CustomerConsent, str]:
-    """`customer_consent_apply`, with what it came to; `reset` deletes the consent and creates it again even when it
-    is applied with these grants (a repair)."""
+    """`customer_consent_apply`, with what it came to; `again` sends the consent even when it is applied with these
+    grants (a 409 counts as present), `reset` deletes it first and creates it again (a repair)."""
     customer = Customer.objects.select_related("partner").get(pk=customer_id)
     partner = customer.partner
     state, _ = CustomerConsent.objects.get_or_create(customer=customer)
@@ -376,7 +383,7 @@ def _consent_apply(
     wanted = grants_hash(grants)
     if customer.removed_at is not None:
         return state, SKIPPED
-    if state.status == CustomerConsent.Status.APPLIED and state.grants_hash == wanted and not reset:
+    if state.status == CustomerConsent.Status.APPLIED and state.grants_hash == wanted and not (again or reset):
         return state, ALREADY_PRESENT
     if state.access in WITHOUT_ACCESS:
         return state, WITHOUT_ACCESS_NOW

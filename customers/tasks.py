@@ -167,6 +167,24 @@ def consents_verify(self: Task, customer_ids: list[int], unread_only: bool = Fal
     return {"outcome": "done", **tally.counts()}
 
 
+@shared_task(name="consent.customer_act", bind=True, max_retries=MAX_TASK_RETRIES, **IDEMPOTENT)
+def customer_act(self: Task, customer_id: int, action: str) -> dict[str, Any]:
+    """One customer as staff asked (verify, apply again, reset), then its proof (customers/proof.py)."""
+    try:
+        outcome = proof.customer_act(customer_id=customer_id, action=action)
+    except Customer.DoesNotExist:
+        logger.warning("%s of customer %s: no such customer in the database; nothing to do", action, customer_id)
+        return {"customer_id": customer_id, "outcome": "gone"}
+    except services.CallFailed as exc:
+        raise self.retry(
+            countdown=backoff_delay(attempt=self.request.retries + 1, retry_after=exc.retry_after)
+        ) from None
+    except (SoftTimeLimitExceeded, *DATABASE_LOST) as exc:
+        logger.warning("%s of customer %s: %s; trying again", action, customer_id, cut_off(exc))
+        raise self.retry(countdown=backoff_delay(attempt=self.request.retries + 1)) from None
+    return {"customer_id": customer_id, "outcome": outcome.state.proof or outcome.state.status}
+
+
 @shared_task(name="consent.consents_verify_sweep", bind=True, ignore_result=True)
 def consents_verify_sweep(self: Task) -> int:
     """Queue the reads that are due (each verified customer about daily, spread over the day): how many."""

@@ -15,12 +15,12 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from consent.services import partner_invite
 from cpv.clouds import PARTNER_CLOUD_CHOICES
-from dashboard import selectors
+from dashboard import operations, selectors
 from dashboard.forms import BulkForm, ReasonForm
 from dashboard.staff_actions import ACTIONS, BULK_ACTIONS, offered_names
 from partners.access import Role, partner_for_staff, staff_view
 from partners.invitations import partner_reconsent_link
-from partners.models import Partner
+from partners.models import Customer, Partner
 from partners.services import PartnerError
 
 
@@ -96,6 +96,22 @@ def partner_action(request: HttpRequest, code: uuid.UUID, action: str) -> HttpRe
         return HttpResponseRedirect(reverse("dashboard:detail", args=[partner.code]))
     context = {"partner": partner, "action": action, "what": what, "form": form}
     return render(request, "dashboard/confirm.html", context)
+
+
+@staff_view(see=Role.VIEWER, act=Role.OPERATOR)
+@require_POST
+def customer_action(request: HttpRequest, code: uuid.UUID, tenant: uuid.UUID, action: str) -> HttpResponse:
+    """Verify, apply again or reset one customer's ApplicationConsent (queued), then back to its partner's page."""
+    partner = partner_for_staff(code)
+    try:
+        message = operations.customer_action_start(actor=request.user, partner=partner, tenant_id=tenant, action=action)
+    except Customer.DoesNotExist:
+        raise Http404 from None
+    except PartnerError as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, message)
+    return HttpResponseRedirect(reverse("dashboard:detail", args=[partner.code]) + "#customers")
 
 
 # --- bulk actions from the list ------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from customers.coverage import Coverage
 from customers.selectors import coverage_for, customers_of
-from customers.words import access_words, consent_error_words
+from customers.words import PROOF_LABELS, access_words, consent_error_words, proof_state, proof_words
 from dashboard.selectors import audit_rows
 from partners.models import AuditEvent, Customer, Partner
 from tokens.selectors import HEALTH_LABELS
@@ -152,6 +152,9 @@ CUSTOMER_HEADER = [
     "GDAP",
     "GDAP in words",
     "GDAP checked (UTC)",
+    "In the tenant",
+    "In the tenant in words",
+    "Verified (UTC)",
     "First seen (UTC)",
     "Last seen (UTC)",
 ]
@@ -176,6 +179,9 @@ def customers_csv(partner: Partner, *, state: str = "") -> StreamingHttpResponse
                 consent.get_access_display() if consent is not None and consent.access else "",
                 access_words(consent),
                 consent.access_checked_at if consent is not None else None,
+                PROOF_LABELS.get(proof_state(consent), ""),
+                proof_words(consent),
+                consent.verified_at if consent is not None else None,
                 c.first_seen_at,
                 c.last_seen_at,
             ]

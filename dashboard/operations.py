@@ -20,6 +20,7 @@ from django.utils.dateparse import parse_datetime
 from cpv.logs import redact
 from customers import tasks as customer_tasks
 from customers.models import CustomerConsent
+from customers.proof import CUSTOMER_ACTIONS, customers_to_verify
 from customers.selectors import without_access_counts
 from customers.services import customers_needing_consent
 from microsoft import identity
@@ -40,17 +41,20 @@ RENEW = "renew"
 SYNC = "sync"
 APPLY = "apply"
 APPLY_FAILED = "apply_failed"
+VERIFY = "verify"
 KIND_LABELS = {
     RENEW: "Token renewal",
     SYNC: "Customer sync",
     APPLY: "ApplicationConsent for every customer that needs it",
     APPLY_FAILED: "ApplicationConsent again for the failed customers",
+    VERIFY: "Verification in each customer tenant (repairing what drifted)",
 }
 ACTIONS = {
     RENEW: "partner.renewal_requested",
     SYNC: "partner.sync_requested",
     APPLY: "partner.consents_requested",
     APPLY_FAILED: "partner.consents_requested",
+    VERIFY: "partner.verification_requested",
 }
 # After this long with no sign of a worker, the page says so instead of "queued".
 STALE_AFTER = timedelta(minutes=10)
@@ -82,6 +86,14 @@ def operation_start(*, actor: Actor, partner: Partner, kind: str) -> AuditEvent:
         kwargs = {"partner_id": partner.pk, "apply": False, "correlation_id": operation}
         queue.append((customer_tasks.customers_sync, kwargs, task_id))
         detail.update(total=1, task_id=task_id)
+    elif kind == VERIFY:
+        ids = customers_to_verify(partner_id=partner.pk, due_only=False)
+        if not ids:
+            raise PartnerError(f"No customer of {partner.name} has an applied ApplicationConsent to verify.")
+        for start in range(0, len(ids), customer_tasks.VERIFY_BATCH):
+            kwargs = {"customer_ids": ids[start : start + customer_tasks.VERIFY_BATCH]}
+            queue.append((customer_tasks.consents_verify, kwargs, str(uuid.uuid4())))
+        detail.update(total=len(ids))
     else:
         if kind == APPLY:
             ids = customers_needing_consent(partner_id=partner.pk)
@@ -121,6 +133,29 @@ def operation_start(*, actor: Actor, partner: Partner, kind: str) -> AuditEvent:
         transaction.on_commit(send)
     logger.info("partner %s: %s queued (%d task(s)), operation %s", partner.code, kind, len(queue), operation)
     return event
+
+
+def customer_action_start(*, actor: Actor, partner: Partner, tenant_id: uuid.UUID, action: str) -> str:
+    """Queue one customer's verify, apply again or reset (customers/proof.py's CUSTOMER_ACTIONS), audited with the
+    acting user: the message for staff. Raises PartnerError (inactive partner, unknown action), Customer.DoesNotExist
+    (no present customer with that tenant)."""
+    if action not in CUSTOMER_ACTIONS:
+        raise PartnerError(f"Unknown customer action {action!r}.")
+    label = CUSTOMER_ACTIONS[action]
+    _require_active(partner, label.lower())
+    customer = Customer.objects.get(partner=partner, tenant_id=tenant_id, removed_at__isnull=True)
+    with transaction.atomic():
+        audit_record(
+            actor=actor,
+            action=f"customer.{action}_requested",
+            partner=partner,
+            detail={"customer": str(customer.tenant_id), "company": customer.company_name},
+        )
+        transaction.on_commit(
+            lambda: customer_tasks.customer_act.apply_async(kwargs={"customer_id": customer.pk, "action": action})
+        )
+    name = customer.company_name or str(customer.tenant_id)
+    return f"{label}: queued for {name}; its row shows the result once a worker has read the tenant."
 
 
 @dataclass(frozen=True)
@@ -253,6 +288,23 @@ def operation_progress(event: AuditEvent, *, now: datetime | None = None) -> Pro
             message = f"{counts['applied']} applied, {failed} failed."
         elif done:
             state, message = "running", f"{done} of {total} customers done ({failed} failed)."
+    elif kind == VERIFY:
+        counts = CustomerConsent.objects.filter(
+            customer__partner_id=partner_id, proof_checked_at__gte=started
+        ).aggregate(
+            read=Count("id"),
+            verified=Count("id", filter=Q(proof=CustomerConsent.Proof.VERIFIED)),
+            drifted=Count("id", filter=Q(proof__in=[CustomerConsent.Proof.DRIFTED, CustomerConsent.Proof.MISSING])),
+        )
+        done, failed = min(total, counts["read"]), counts["drifted"]
+        summary = (
+            f"{counts['verified']} verified, {failed} drifted or missing, "
+            f"{counts['read'] - counts['verified'] - failed} could not be verified"
+        )
+        if done >= total:
+            state, message = ("failed" if failed else "done"), summary + "."
+        elif done:
+            state, message = "running", f"{done} of {total} customers read: {summary}."
     if state == "queued" and now - event.created_at > STALE_AFTER:
         state, message = "stale", "No worker has picked this up: check that the Celery workers are running."
     return Progress(

@@ -34,7 +34,7 @@ from django.utils import timezone
 from consent.models import ConsentFlow, ConsentFlowEvent
 from customers.coverage import Coverage
 from customers.models import PartnerCoverage
-from customers.selectors import gdap_notice_counts, without_access_total
+from customers.selectors import gdap_notice_counts, proof_totals, without_access_total
 from partners.audit_words import action_label, actor_in_words, detail_in_words
 from partners.models import AuditEvent, Customer, Partner
 from tokens.models import PartnerToken, TokenEvent
@@ -161,6 +161,8 @@ class Overview:
     without_access: int = 0
     gdap_ending: int = 0
     gdap_ended: int = 0
+    # Applied consents by what their customer's tenant showed (customers/selectors.py PROOF_FILTERS' keys).
+    proof: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -259,6 +261,7 @@ def overview(
         coverage=Coverage(covered["customers"], covered["consented"], covered["failed"]),
         attention=needs_attention(now=now, limit=attention_limit),
         without_access=without_access_total(),
+        proof=proof_totals(),
         **gdap_notice_counts(),
     )
 

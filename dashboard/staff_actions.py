@@ -104,6 +104,18 @@ ACTIONS: dict[str, Action] = {
         active_only=True,
         bulk="Apply ApplicationConsent to failed customers",
     ),
+    "verify": Action(
+        "Verify in each customer tenant",
+        "Each customer with an applied ApplicationConsent is read in Microsoft Graph, in its own tenant: is the "
+        "vendor's app there with every permission it was granted? A customer found drifted or missing is repaired "
+        "(the consent removed and applied again, up to three times) and read again. No Partner Center request is "
+        "spent on a healthy customer.",
+        "Verify and repair",
+        _operation(operations.VERIFY),
+        label="Verify in customer tenants",
+        active_only=True,
+        bulk="Verify ApplicationConsent in customer tenants (repair what drifted)",
+    ),
     "reconsent_link": Action(
         "Create a consent link",
         "A fresh signed link with which the partner's admin consents again. The current token keeps working "

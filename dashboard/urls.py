@@ -16,6 +16,7 @@ urlpatterns = [
     path("partners/<uuid:code>/", views.detail, name="detail"),
     path("partners/<uuid:code>/customers.csv", views.partner_customers_csv, name="customers_csv"),
     path("partners/<uuid:code>/do/<slug:action>", actions.partner_action, name="action"),
+    path("partners/<uuid:code>/customers/<uuid:tenant>/<slug:action>", actions.customer_action, name="customer_action"),
     path("partners/<uuid:code>/operations/<uuid:operation>", views.operation_status, name="operation"),
     path("audit/", views.audit_log, name="audit"),
     path("audit.csv", views.audit_log_csv, name="audit_csv"),

@@ -34,14 +34,25 @@ from consent.outcomes import outcome
 from consent.selectors import consent_flows
 from customers.coverage import Coverage
 from customers.models import CustomerConsent
+from customers.proof import CUSTOMER_ACTIONS
 from customers.selectors import (
+    PROOF_FILTERS,
     WITHOUT_ACCESS_STATE,
     coverage_for,
     customer_page,
     gdap_notices_open,
+    proof_counts,
     without_access_counts,
 )
-from customers.words import access_class, access_guide, access_words, consent_error_words
+from customers.words import (
+    PROOF_LABELS,
+    access_class,
+    access_guide,
+    access_words,
+    consent_error_words,
+    proof_state,
+    proof_words,
+)
 from dashboard import exports, operations, selectors
 from dashboard.configuration import configuration_groups
 from dashboard.forms import (
@@ -172,8 +183,12 @@ def detail(request: HttpRequest, code: uuid.UUID) -> HttpResponse:
         customer.access_words = access_words(consent)
         customer.access_guide = access_guide(consent)
         customer.access_class = access_class(consent)
+        customer.proof_state = proof_state(consent)
+        customer.proof_label = PROOF_LABELS.get(customer.proof_state, "")
+        customer.proof_words = proof_words(consent)
     coverage = coverage_for([partner.pk]).get(partner.pk, Coverage())
     without_access = without_access_counts([partner.pk]).get(partner.pk, 0)
+    proved = proof_counts([partner.pk]).get(partner.pk, dict.fromkeys(PROOF_FILTERS, 0))
     flows: list[Any] = consent_flows(partner)
     for flow in flows:
         flow.failure_title = outcome(flow.failure_reason).title if flow.failure_reason else ""
@@ -184,7 +199,15 @@ def detail(request: HttpRequest, code: uuid.UUID) -> HttpResponse:
         "health": health,
         "flows": flows,
         "customers": customers,
-        "customers_total": without_access if state == WITHOUT_ACCESS_STATE else coverage.in_state(state),
+        "customers_total": (
+            without_access
+            if state == WITHOUT_ACCESS_STATE
+            else proved[state]
+            if state in PROOF_FILTERS
+            else coverage.in_state(state)
+        ),
+        "proved": proved,
+        "customer_actions": CUSTOMER_ACTIONS,
         "without_access": without_access,
         "gdap_notices": gdap_notices_open(partner),
         "consent_state": state,

@@ -222,6 +222,8 @@ def test_the_commands_print_a_summary_and_partners_json(cpv_sim, capsys) -> None
             "customers": 5,
             "consented_customers": 5,
             "customers_without_access": 0,
+            "verified_customers": 0,
+            "drifted_customers": 0,
         }
     ]
 

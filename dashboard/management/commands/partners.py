@@ -8,7 +8,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandParser
 
 from customers.coverage import Coverage
-from customers.selectors import coverage_for, without_access_counts
+from customers.selectors import coverage_for, proof_counts, without_access_counts
 from partners.models import Partner
 from partners.permissions import partner_permissions_missing
 from tokens.selectors import token_status
@@ -27,6 +27,7 @@ class Command(BaseCommand):
         # The coverage counters the dashboard reads (a partner without counters yet has none).
         coverage = coverage_for([partner.pk for partner in partners])
         without_access = without_access_counts()
+        proved = proof_counts()
         rows = []
         for partner in partners:
             pointer = getattr(partner, "token", None)
@@ -54,6 +55,10 @@ class Command(BaseCommand):
                     "consented_customers": counted.consented,
                     # Customers the GDAP pre-flight currently holds back (ApplicationConsent not spent on them).
                     "customers_without_access": without_access.get(partner.pk, 0),
+                    # Applied consents read back in the customer's tenant: found whole, and found with permissions
+                    # missing (repaired up to three times, then left for a person).
+                    "verified_customers": proved.get(partner.pk, {}).get("verified", 0),
+                    "drifted_customers": proved.get(partner.pk, {}).get("drifted", 0),
                 }
             )
         if options["json"]:
