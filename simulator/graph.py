@@ -831,7 +831,8 @@ async def handle_service_principal_by_app_id(request: web.Request) -> web.Respon
 
 
 async def handle_permission_grants(request: web.Request) -> web.Response:
-    """`GET /oauth2PermissionGrants` (`$filter=clientId eq '…'`, also resourceId, consentType, principalId)."""
+    """`GET /oauth2PermissionGrants` (`$filter=clientId eq '…'`; consentType is documented filterable too, resourceId
+    and principalId are taken as well)."""
     found = _tenant_directory(request, GRANT_PERMISSIONS)
     if isinstance(found, web.Response):
         return found
@@ -841,7 +842,6 @@ async def handle_permission_grants(request: web.Request) -> web.Response:
         "resourceId": "resource_id",
         "consentType": "consent_type",
         "principalId": "principal_id",
-        "id": "id",
     }
     base = f"{sim.urls.graph}/v1.0/oauth2PermissionGrants"
     context = f"{sim.urls.graph}/v1.0/$metadata#oauth2PermissionGrants"
