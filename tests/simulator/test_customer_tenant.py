@@ -412,3 +412,29 @@ def test_the_showcase_in_a_running_simulator(tmp_path):
         assert response.status_code == 200, response.text
         claims = json.loads(base64.urlsafe_b64decode(response.json()["access_token"].split(".")[1] + "=="))
         assert "Directory.Read.All" not in claims["scp"].split()
+
+
+def test_the_state_file_keeps_the_directories_and_an_older_file_gets_its_consents_back():
+    from simulator.state import Simulator
+
+    world = World.generate(seed=2, partners=1, customers_per_partner=2)
+    customer = world.partners[0].customers[0].tenant_id
+    app_id = world.cpv_app.client_id
+    world.set_consent_state(customer, "drifted", now=1_800_000_000.0)
+    world.directory(customer).remove_workload("sharepoint")
+    data = Simulator(world).snapshot()
+    again = World.from_dict(json.loads(json.dumps(data))["world"])
+    assert again.directory(customer).scopes_for(app_id, GRAPH_APP) == ["Domain.ReadWrite.All", "User.ReadWrite.All"]
+    assert again.directory(customer).by_app_id(SHAREPOINT_APP) is None
+    assert data["app_consents"][customer][app_id]["grants"] == [
+        {"enterpriseApplicationId": GRAPH_APP, "scope": "Domain.ReadWrite.All,User.ReadWrite.All"}
+    ]
+
+    # a file written before customer tenants held directories: Partner Center's records make them
+    old = json.loads(json.dumps(data))
+    del old["world"]["directories"]
+    restored = Simulator(World.from_dict(old["world"]))
+    restored.restore(old)
+    directory = restored.world.directory(customer)
+    assert directory is not None and directory.by_app_id(app_id) is not None
+    assert directory.scopes_for(app_id, GRAPH_APP) == ["Domain.ReadWrite.All", "User.ReadWrite.All"]
