@@ -39,6 +39,12 @@ def build_parser() -> argparse.ArgumentParser:
         default="on",
         help="a generated world's first partner gets one more customer per GDAP state (simulator/README.md)",
     )
+    parser.add_argument(
+        "--consent-showcase",
+        choices=("on", "off"),
+        default="on",
+        help="a generated world's first partner gets customers whose CPV app is consented, drifted, missing a workload",
+    )
     parser.add_argument("--redirect-uri", action="append", default=[], help="another accepted redirect URI")
     parser.add_argument("--state-dir", type=Path, help="where the CA bundle and the CPV certificate are written")
     parser.add_argument("--env-file", type=Path, help="also write the KEY=value lines to this file")
@@ -78,6 +84,7 @@ async def serve(args: argparse.Namespace) -> int:
             partners=args.partners,
             customers_per_partner=args.customers,
             gdap_showcase=args.gdap_showcase == "on",
+            consent_showcase=args.consent_showcase == "on",
         )
     world.add_redirect_uris(args.redirect_uri)
     if args.dump_world:

@@ -10,15 +10,17 @@ from typing import Any
 
 from aiohttp import web
 
-from simulator import gdap
+from simulator import directory, gdap
+from simulator.directory import Directory, MissingResource
 from simulator.entra import SIM_KEY, EntraFailure, issue_refresh_token_directly
 from simulator.entra_errors import error_body
-from simulator.state import ApplicationConsentRecord, Simulator, grants_view
+from simulator.state import ApplicationConsentRecord, Simulator, consent_grants, grants_view
 from simulator.world import (
     AUTHENTICATION_CONTEXT_POLICIES,
     GRAPH_APP_ID,
     GROUP_MEMBERSHIP_CLAIMS,
     PARTNER_CENTER_RESOURCE,
+    SHOWCASE_GRANTS,
     Partner,
 )
 
@@ -450,12 +452,16 @@ async def gdap_group_members(request: web.Request) -> web.Response:
 
 
 async def consents(request: web.Request) -> web.Response:
+    """Create (POST) or remove (DELETE) an ApplicationConsent as Partner Center would: Partner Center's record and,
+    in the customer tenant, the app's service principal and grants."""
     sim = _sim(request)
     if request.method == "DELETE":
-        removed = sim.app_consents.get(request.match_info["customer"].lower(), {}).pop(
-            request.match_info["application"].lower(), None
-        )
-        return _json({"removed": removed is not None})
+        customer_id = request.match_info["customer"].lower()
+        application_id = request.match_info["application"].lower()
+        removed = sim.app_consents.get(customer_id, {}).pop(application_id, None)
+        tenant = sim.world.directory(customer_id)
+        gone = tenant.remove_app(application_id) if tenant is not None else False
+        return _json({"removed": removed is not None or gone})
     body = await _body(request)
     customer = str(body.get("customer", "")).lower()
     application = str(body.get("application_id") or sim.world.cpv_app.client_id).lower()
@@ -468,6 +474,15 @@ async def consents(request: web.Request) -> web.Response:
     partners = sim.world.partners_of(customer)
     if not partners:
         return _bad("no such customer", 404)
+    app = sim.world.app(application)
+    if app is None:
+        return _bad("no such application")
+    try:
+        sim.world.consent_app(customer, app, consent_grants(grants), now=sim.clock.now())
+    except MissingResource as missing:
+        return _bad(f"the customer tenant has no service principal for {missing.app_id} (remove_workload?)")
+    except (KeyError, AttributeError, TypeError):
+        return _bad("grants must be a list of {enterpriseApplicationId, scope}")
     record = ApplicationConsentRecord(
         customer_tenant_id=customer,
         application_id=application,
@@ -479,6 +494,129 @@ async def consents(request: web.Request) -> web.Response:
     )
     sim.app_consents.setdefault(customer, {})[application] = record
     return _json(record.to_dict(), 201)
+
+
+# ----- customer tenants: service principals, grants, workloads, Graph throttling -----
+def _tenant(sim: Simulator, request: web.Request) -> Directory:
+    found = sim.world.directory(request.match_info["tenant"])
+    if found is None:
+        raise web.HTTPNotFound(text=json.dumps({"error": "no such customer tenant"}), content_type="application/json")
+    return found
+
+
+def _application(sim: Simulator, request: web.Request) -> str:
+    return str(request.match_info.get("application") or sim.world.cpv_app.client_id).lower()
+
+
+def _directory_view(tenant: Directory) -> dict[str, Any]:
+    """The tenant's service principals and grants as Graph shows them, and its workloads."""
+    return {
+        "tenant_id": tenant.tenant_id,
+        "workloads": tenant.workloads(),
+        "service_principals": [directory.service_principal_json(sp) for sp in tenant.service_principals],
+        "oauth2_permission_grants": [directory.grant_json(g) for g in tenant.grants],
+    }
+
+
+async def tenant_directory(request: web.Request) -> web.Response:
+    return _json(_directory_view(_tenant(_sim(request), request)))
+
+
+async def narrow_grants(request: web.Request) -> web.Response:
+    """Drift: take `permissions` out of the app's grants (on `resource`, an app id, or on every resource)."""
+    sim = _sim(request)
+    tenant = _tenant(sim, request)
+    body = await _body(request)
+    unknown = set(body) - {"permissions", "resource"}
+    if unknown:
+        return _bad(f"unknown fields: {', '.join(sorted(unknown))}")
+    permissions = body.get("permissions")
+    if not isinstance(permissions, list) or not permissions or not all(isinstance(p, str) for p in permissions):
+        return _bad("permissions must be a non-empty list of permission names")
+    resource = body.get("resource")
+    if resource is not None and not isinstance(resource, str):
+        return _bad("resource must be the resource's app id")
+    application = _application(sim, request)
+    if tenant.by_app_id(application) is None:
+        return _bad("the application has no service principal in this tenant", 404)
+    changed = tenant.narrow(application, resource, permissions)
+    return _json({"changed": changed, **_directory_view(tenant)})
+
+
+async def delete_grants(request: web.Request) -> web.Response:
+    """Drift: delete every grant of the app in the tenant (its service principal stays)."""
+    sim = _sim(request)
+    tenant = _tenant(sim, request)
+    return _json({"removed": tenant.remove_grants(_application(sim, request)), **_directory_view(tenant)})
+
+
+async def delete_service_principal(request: web.Request) -> web.Response:
+    """Drift: delete the app's service principal in the tenant (its grants go with it)."""
+    sim = _sim(request)
+    tenant = _tenant(sim, request)
+    return _json({"removed": tenant.remove_app(_application(sim, request)), **_directory_view(tenant)})
+
+
+async def workload(request: web.Request) -> web.Response:
+    """PUT: the tenant has the workload (its resource service principal); DELETE: it has not (not licensed)."""
+    sim = _sim(request)
+    tenant = _tenant(sim, request)
+    name = request.match_info["workload"]
+    if name not in directory.WORKLOADS:
+        return _bad(f"unknown workload {name!r}; one of {', '.join(directory.WORKLOADS)}")
+    if request.method == "PUT":
+        tenant.add_workload(name)
+        return _json({"changed": True, **_directory_view(tenant)})
+    try:
+        removed = tenant.remove_workload(name)
+    except ValueError as exc:
+        return _bad(str(exc))
+    return _json({"changed": removed, **_directory_view(tenant)})
+
+
+async def consent_state(request: web.Request) -> web.Response:
+    """Arrange the CPV app's consent in a customer tenant as a preset (world.CONSENT_STATES)."""
+    sim = _sim(request)
+    tenant = _tenant(sim, request)
+    body = await _body(request)
+    state = str(body.get("state"))
+    try:
+        sim.world.set_consent_state(tenant.tenant_id, state, now=sim.clock.now())
+    except ValueError as exc:
+        return _bad(str(exc))
+    app_id = sim.world.cpv_app.client_id
+    sim.app_consents.get(tenant.tenant_id, {}).pop(app_id, None)
+    if state != "none":
+        grants = [{"enterpriseApplicationId": a, "scope": ",".join(n)} for a, n in SHOWCASE_GRANTS]
+        sim.app_consents.setdefault(tenant.tenant_id, {})[app_id] = ApplicationConsentRecord(
+            customer_tenant_id=tenant.tenant_id,
+            application_id=app_id,
+            display_name=sim.world.cpv_app.display_name,
+            grants=grants,
+            created_at=sim.clock.now(),
+            partner_tenant_id=None,
+            created_by=None,
+        )
+    return _json({"state": state, **_directory_view(tenant)})
+
+
+async def graph_throttle(request: web.Request) -> web.Response:
+    """POST `{"times": n, "retry_after": s}`: Graph answers the tenant's next n requests 429 with Retry-After s;
+    DELETE: no more."""
+    sim = _sim(request)
+    tenant = _tenant(sim, request)
+    if request.method == "DELETE":
+        sim.graph_throttles.pop(tenant.tenant_id, None)
+        return _json({"tenant_id": tenant.tenant_id, "times": 0})
+    body = await _body(request)
+    unknown = set(body) - {"times", "retry_after"}
+    if unknown:
+        return _bad(f"unknown fields: {', '.join(sorted(unknown))}")
+    times, retry_after = body.get("times", 1), body.get("retry_after", 10)
+    if not isinstance(times, int) or times < 1 or not isinstance(retry_after, int) or retry_after < 0:
+        return _bad("times must be a positive integer and retry_after a whole number of seconds")
+    sim.graph_throttles[tenant.tenant_id] = [times, retry_after]
+    return _json({"tenant_id": tenant.tenant_id, "times": times, "retry_after": retry_after})
 
 
 async def revoke_grants(request: web.Request) -> web.Response:
@@ -564,5 +702,18 @@ def setup(app: web.Application) -> None:
     r.add_post(f"{PREFIX}/tokens", tokens)
     r.add_delete(PREFIX + "/grants/{tenant}", revoke_grants)
     r.add_delete(PREFIX + "/grants/{tenant}/{client_id}", revoke_grants)
+    tenants = PREFIX + "/tenants/{tenant}"
+    r.add_get(tenants + "/directory", tenant_directory)
+    r.add_patch(tenants + "/grants", narrow_grants)
+    r.add_patch(tenants + "/grants/{application}", narrow_grants)
+    r.add_delete(tenants + "/grants", delete_grants)
+    r.add_delete(tenants + "/grants/{application}", delete_grants)
+    r.add_delete(tenants + "/service-principal", delete_service_principal)
+    r.add_delete(tenants + "/service-principal/{application}", delete_service_principal)
+    r.add_put(tenants + "/workloads/{workload}", workload)
+    r.add_delete(tenants + "/workloads/{workload}", workload)
+    r.add_post(tenants + "/consent-state", consent_state)
+    r.add_post(tenants + "/graph-throttle", graph_throttle)
+    r.add_delete(tenants + "/graph-throttle", graph_throttle)
     r.add_get(f"{PREFIX}/issued", issued)
     r.add_post(f"{PREFIX}/reset", reset)

@@ -265,6 +265,58 @@ class SimulatorControl:
     def remove_consent(self, customer_tenant_id: str, application_id: str) -> bool:
         return bool(self._call("DELETE", f"/consents/{customer_tenant_id}/{application_id}")["removed"])
 
+    # ----- customer tenants: service principals, grants, workloads, Graph throttling -----
+    def directory(self, customer_tenant_id: str) -> dict[str, Any]:
+        """The customer tenant's `workloads`, `service_principals` and `oauth2_permission_grants` (Graph's form)."""
+        return dict(self._call("GET", f"/tenants/{customer_tenant_id}/directory"))
+
+    def narrow_grant(
+        self,
+        customer_tenant_id: str,
+        permissions: list[str],
+        *,
+        application_id: str | None = None,
+        resource_app_id: str | None = None,
+    ) -> int:
+        """Drift: take `permissions` out of the app's grants (default the CPV app; on `resource_app_id` only, or on
+        every resource). Returns how many grants changed."""
+        path = f"/tenants/{customer_tenant_id}/grants" + (f"/{application_id}" if application_id else "")
+        body: dict[str, Any] = {"permissions": permissions}
+        if resource_app_id:
+            body["resource"] = resource_app_id
+        return int(self._call("PATCH", path, json=body)["changed"])
+
+    def delete_grants(self, customer_tenant_id: str, *, application_id: str | None = None) -> int:
+        """Drift: delete the app's oauth2PermissionGrants in the tenant (its service principal stays)."""
+        path = f"/tenants/{customer_tenant_id}/grants" + (f"/{application_id}" if application_id else "")
+        return int(self._call("DELETE", path)["removed"])
+
+    def delete_service_principal(self, customer_tenant_id: str, *, application_id: str | None = None) -> bool:
+        """Drift: delete the app's service principal in the tenant, its grants with it."""
+        path = f"/tenants/{customer_tenant_id}/service-principal" + (f"/{application_id}" if application_id else "")
+        return bool(self._call("DELETE", path)["removed"])
+
+    def remove_workload(self, customer_tenant_id: str, workload: str) -> bool:
+        """The tenant loses a workload's resource service principal ("exchange", "sharepoint", "azure"; Microsoft
+        Graph's cannot go), and the grants on it."""
+        return bool(self._call("DELETE", f"/tenants/{customer_tenant_id}/workloads/{workload}")["changed"])
+
+    def add_workload(self, customer_tenant_id: str, workload: str) -> None:
+        self._call("PUT", f"/tenants/{customer_tenant_id}/workloads/{workload}")
+
+    def consent_state(self, customer_tenant_id: str, state: str) -> dict[str, Any]:
+        """The CPV app's consent in the customer tenant as a preset: "none", "consented", "drifted",
+        "grants_deleted" or "no_exchange" (simulator/README.md)."""
+        return dict(self._call("POST", f"/tenants/{customer_tenant_id}/consent-state", json={"state": state}))
+
+    def throttle_graph(self, customer_tenant_id: str, times: int = 1, *, retry_after: int = 10) -> None:
+        """Graph answers the next `times` requests with a token of the tenant 429 with `Retry-After: retry_after`."""
+        body = {"times": times, "retry_after": retry_after}
+        self._call("POST", f"/tenants/{customer_tenant_id}/graph-throttle", json=body)
+
+    def clear_graph_throttle(self, customer_tenant_id: str) -> None:
+        self._call("DELETE", f"/tenants/{customer_tenant_id}/graph-throttle")
+
     def issue_refresh_token(
         self,
         user: str,

@@ -1081,15 +1081,17 @@ def _target_tenant(
         # without any, it is not a principal of that tenant (AADSTS50020)
         if not (isinstance(partner, Partner) and partner.gdap_roles(user, tid, sim.clock.now())):
             raise EntraFailure(50020, **fields)
-        consent = sim.app_consents.get(tid, {}).get(app.client_id)
-        if consent is None:
-            # "Applications must be authorized to access the customer tenant before partner delegated
-            # administrators can use them ... execute the appropriate Partner Center API" (AADSTS90099)
+        directory = sim.world.directory(tid)
+        if directory is None or directory.by_app_id(app.client_id) is None:
+            # the app has no service principal in the customer tenant: "Applications must be authorized to access
+            # the customer tenant before partner delegated administrators can use them ... execute the appropriate
+            # Partner Center API" (AADSTS90099)
             raise EntraFailure(90099, **fields)
-        resource_app = RESOURCE_APP_IDS.get(resource)
-        for grant in consent.grants:
-            if grant.get("enterpriseApplicationId") == resource_app:
-                return tid, [s.strip() for s in grant.get("scope", "").split(",") if s.strip()]
+        # the app is there: its token carries what the tenant's AllPrincipals grant on the resource holds; no grant
+        # (or an empty one) is consent not given (AADSTS65001)
+        scopes = directory.scopes_for(app.client_id, RESOURCE_APP_IDS.get(resource, ""))
+        if scopes:
+            return tid, scopes
         raise EntraFailure(65001, **fields)
     found = sim.world.tenant(tid)
     fields["tenant_name"] = str(
@@ -1406,10 +1408,15 @@ def _client_credentials(
     if kind == "partner":
         allowed = app.multi_tenant and any(sim.entra.grants.get((tid, app.client_id), {}).values())
     elif kind == "customer":
-        allowed = app.client_id in sim.app_consents.get(tid, {})
+        directory = sim.world.directory(tid)
+        allowed = directory is not None and directory.by_app_id(app.client_id) is not None
     if not allowed:
         raise EntraFailure(700016, client_id=app.client_id, tenant=tid)
     now = sim.clock.now()
+    # the app's service principal in the tenant: the object the token's `oid` names
+    principal = sim.world.directory(tid) if kind == "customer" else None
+    found_sp = principal.by_app_id(app.client_id) if principal is not None else None
+    sp_oid = found_sp.id if found_sp is not None else _service_principal_oid(app.client_id, tid)
     # an app-only v1.0 token: no user, so no scp, amr, name, upn or wids (the app holds no application roles here)
     claims = _v1_common(tid, now, sim.settings.access_token_lifetime)
     claims.update(
@@ -1418,8 +1425,8 @@ def _client_credentials(
             "appid": app.client_id,
             "appidacr": acr,
             "idtyp": "app",
-            "oid": _service_principal_oid(app.client_id, tid),
-            "sub": _service_principal_oid(app.client_id, tid),
+            "oid": sp_oid,
+            "sub": sp_oid,
         }
     )
     access_token = Unsigned(claims, "access_token")

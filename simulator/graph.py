@@ -20,8 +20,9 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from simulator import gdap
+from simulator import directory, gdap
 from simulator.bearer import BearerError, bearer_token, check_bearer
+from simulator.directory import Directory
 from simulator.entra import SIM_KEY
 from simulator.requestlog import LOG_KEY
 from simulator.state import Simulator
@@ -147,7 +148,24 @@ def _claims(request: web.Request) -> dict[str, Any] | web.Response:
             request, 401, "InvalidAuthenticationToken", f"Access token validation failure: {exc.reason}."
         )
     request[LOG_KEY]["detail"]["tid"] = claims.get("tid")
+    throttled = _throttled(request, sim, str(claims.get("tid", "")))
+    if throttled is not None:
+        return throttled
     return claims
+
+
+def _throttled(request: web.Request, sim: Simulator, tid: str) -> web.Response | None:
+    """Graph's 429 (throttling.md, "Sample response") while the control call `throttle_graph` holds the tenant."""
+    retry_after = sim.graph_throttle_take(tid)
+    if retry_after is None:
+        return None
+    request[LOG_KEY]["detail"]["throttled"] = True
+    response = graph_error(request, 429, "TooManyRequests", "Please retry again later.")
+    body = json.loads(response.text or "{}")
+    body["error"]["innerError"].update({"code": "429", "message": "Please retry after", "status": "429"})
+    throttled = _json(request, body, 429)
+    throttled.headers["Retry-After"] = str(retry_after)
+    return throttled
 
 
 def _delegated(request: web.Request, claims: dict[str, Any]) -> web.Response | None:
@@ -635,6 +653,201 @@ async def handle_access_assignments(request: web.Request) -> web.Response:
     return _json(request, body)
 
 
+# ----- the token's tenant: servicePrincipals and oauth2PermissionGrants -----
+# serviceprincipal-get / serviceprincipal-list (includes/permissions): delegated Application.Read.All (least),
+# Application.ReadWrite.All, Directory.Read.All, Directory.ReadWrite.All; the older list page adds
+# Directory.AccessAsUser.All
+SERVICE_PRINCIPAL_PERMISSIONS = frozenset(
+    {
+        "Application.Read.All",
+        "Application.ReadWrite.All",
+        "Directory.Read.All",
+        "Directory.ReadWrite.All",
+        "Directory.AccessAsUser.All",
+    }
+)
+# oauth2permissiongrant-list (includes/permissions): delegated Directory.Read.All (least),
+# DelegatedPermissionGrant.ReadWrite.All, Directory.ReadWrite.All
+GRANT_PERMISSIONS = frozenset(
+    {"Directory.Read.All", "DelegatedPermissionGrant.ReadWrite.All", "Directory.ReadWrite.All"}
+)
+DIRECTORY_MAX_PAGE_SIZE = 999
+_APP_ID_KEY = re.compile(r"^servicePrincipals\(appId='([^']*)'\)$")
+_FILTER_CLAUSE = re.compile(r"^(\w+)\s+eq\s+'([^']*)'$", re.IGNORECASE)
+_GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+
+
+def _insufficient(request: web.Request) -> web.Response:
+    return graph_error(
+        request, 403, "Authorization_RequestDenied", "Insufficient privileges to complete the operation."
+    )
+
+
+def _tenant_directory(request: web.Request, needed: frozenset[str]) -> tuple[Simulator, Directory] | web.Response:
+    """The directory of the token's tenant, once the token holds one of `needed` (else 403)."""
+    sim: Simulator = request.app[SIM_KEY]
+    claims = _claims(request)
+    if isinstance(claims, web.Response):
+        return claims
+    if not _scopes(claims) & needed:
+        # the simulator's app-only tokens carry no `roles`: they are refused as a delegated token without the scope
+        return _insufficient(request)
+    tid = str(claims.get("tid", ""))
+    found = sim.world.directory(tid)
+    # a partner's or the vendor's own tenant: only Microsoft's resource service principals (not modelled further)
+    return sim, found if found is not None else Directory.new(tid)
+
+
+def _filter_clauses(expression: str, fields: dict[str, str]) -> list[tuple[str, str]] | None:
+    """`name eq 'value'` clauses joined by `and`, on the properties `fields` names (Graph name -> attribute)."""
+    clauses = []
+    for part in _AND.split(expression.strip()):
+        match = _FILTER_CLAUSE.match(part.strip())
+        if match is None:
+            return None
+        name = next((f for f in fields if f.lower() == match.group(1).lower()), None)
+        if name is None:
+            return None
+        clauses.append((fields[name], match.group(2)))
+    return clauses
+
+
+def _directory_page(
+    request: web.Request, items: list[Any], fields: dict[str, str], base: str, context: str
+) -> web.Response:
+    """`$filter` (eq on `fields`), `$top` (1 to 999; default the `graph_page_size` setting) and `$skiptoken` paging,
+    answered as Graph's collection."""
+    sim: Simulator = request.app[SIM_KEY]
+    query = request.query
+    try:
+        top = int(query.get("$top", sim.settings.graph_page_size))
+    except ValueError:
+        return graph_error(request, 400, "BadRequest", f"Invalid page size specified: '{query.get('$top')}'.")
+    if not 1 <= top <= DIRECTORY_MAX_PAGE_SIZE:
+        return graph_error(
+            request,
+            400,
+            "Request_UnsupportedQuery",
+            f"Invalid page size specified: '{top}'. Must be between 1 and {DIRECTORY_MAX_PAGE_SIZE} inclusive.",
+        )
+    offset = 0
+    if "$skiptoken" in query:
+        try:
+            offset = _decode_skiptoken(query["$skiptoken"])
+        except (ValueError, KeyError, TypeError, binascii.Error):
+            return graph_error(
+                request,
+                400,
+                "Directory_ExpiredPageToken",
+                "The specified page token value has expired and can no longer be included in your request.",
+            )
+    expression = query.get("$filter")
+    if expression is not None:
+        clauses = _filter_clauses(expression, fields)
+        if clauses is None:
+            return graph_error(
+                request, 400, "Request_UnsupportedQuery", "Unsupported or invalid query filter clause specified."
+            )
+        items = [
+            item
+            for item in items
+            if all(str(getattr(item, attribute) or "").lower() == value.lower() for attribute, value in clauses)
+        ]
+    page = items[offset : offset + top]
+    request[LOG_KEY]["detail"]["items"] = len(page)
+    body: dict[str, Any] = {"@odata.context": context}
+    link = _next_link(base, offset, top, len(items), expression)
+    if link is not None:
+        body["@odata.nextLink"] = link
+    body["value"] = page
+    return _json_items(request, body)
+
+
+def _json_items(request: web.Request, body: dict[str, Any]) -> web.Response:
+    shaped = dict(body)
+    shaped["value"] = [
+        directory.service_principal_json(item)
+        if isinstance(item, directory.ServicePrincipal)
+        else directory.grant_json(item)
+        for item in body["value"]
+    ]
+    return _json(request, shaped)
+
+
+def _not_found(request: web.Request, key: str) -> web.Response:
+    return graph_error(
+        request,
+        404,
+        "Request_ResourceNotFound",
+        f"Resource '{key}' does not exist or one of its queried reference-property objects are not present.",
+    )
+
+
+async def handle_service_principals(request: web.Request) -> web.Response:
+    """`GET /servicePrincipals` (`$filter=appId eq '…'`, paged)."""
+    found = _tenant_directory(request, SERVICE_PRINCIPAL_PERMISSIONS)
+    if isinstance(found, web.Response):
+        return found
+    sim, tenant = found
+    fields = {"appId": "app_id", "displayName": "display_name", "id": "id"}
+    base = f"{sim.urls.graph}/v1.0/servicePrincipals"
+    context = f"{sim.urls.graph}/v1.0/$metadata#servicePrincipals"
+    return _directory_page(request, list(tenant.service_principals), fields, base, context)
+
+
+def _one_service_principal(request: web.Request, sim: Simulator, sp: directory.ServicePrincipal) -> web.Response:
+    request[LOG_KEY]["detail"]["items"] = 1
+    context = f"{sim.urls.graph}/v1.0/$metadata#servicePrincipals/$entity"
+    return _json(request, {"@odata.context": context, **directory.service_principal_json(sp)})
+
+
+async def handle_service_principal(request: web.Request) -> web.Response:
+    """`GET /servicePrincipals/{id}`."""
+    found = _tenant_directory(request, SERVICE_PRINCIPAL_PERMISSIONS)
+    if isinstance(found, web.Response):
+        return found
+    sim, tenant = found
+    key = request.match_info["object_id"]
+    if not _GUID.match(key):
+        # GUESS (observed): an id that is not a GUID
+        return graph_error(request, 400, "Request_BadRequest", f"Invalid object identifier '{key}'.")
+    sp = tenant.by_id(key)
+    return _not_found(request, key) if sp is None else _one_service_principal(request, sim, sp)
+
+
+async def handle_service_principal_by_app_id(request: web.Request) -> web.Response:
+    """`GET /servicePrincipals(appId='{appId}')`."""
+    match = _APP_ID_KEY.match(request.match_info["key"])
+    if match is None:
+        return graph_error(
+            request, 400, "BadRequest", f"Resource not found for the segment '{request.match_info['key']}'."
+        )
+    found = _tenant_directory(request, SERVICE_PRINCIPAL_PERMISSIONS)
+    if isinstance(found, web.Response):
+        return found
+    sim, tenant = found
+    sp = tenant.by_app_id(match.group(1))
+    return _not_found(request, match.group(1)) if sp is None else _one_service_principal(request, sim, sp)
+
+
+async def handle_permission_grants(request: web.Request) -> web.Response:
+    """`GET /oauth2PermissionGrants` (`$filter=clientId eq '…'`; consentType is documented filterable too, resourceId
+    and principalId are taken as well)."""
+    found = _tenant_directory(request, GRANT_PERMISSIONS)
+    if isinstance(found, web.Response):
+        return found
+    sim, tenant = found
+    fields = {
+        "clientId": "client_id",
+        "resourceId": "resource_id",
+        "consentType": "consent_type",
+        "principalId": "principal_id",
+    }
+    base = f"{sim.urls.graph}/v1.0/oauth2PermissionGrants"
+    context = f"{sim.urls.graph}/v1.0/$metadata#oauth2PermissionGrants"
+    return _directory_page(request, list(tenant.grants), fields, base, context)
+
+
 def setup(app: web.Application) -> None:
     app.router.add_get("/v1.0/me", handle_me)
     app.router.add_get("/v1.0/organization", handle_organization)
@@ -646,3 +859,7 @@ def setup(app: web.Application) -> None:
     app.router.add_get(relationships, handle_relationships)
     app.router.add_get(relationships + "/{relationship_id}", handle_relationship)
     app.router.add_get(relationships + "/{relationship_id}/accessAssignments", handle_access_assignments)
+    app.router.add_get("/v1.0/servicePrincipals", handle_service_principals)
+    app.router.add_get("/v1.0/servicePrincipals/{object_id}", handle_service_principal)
+    app.router.add_get(r"/v1.0/{key:servicePrincipals\(.*\)}", handle_service_principal_by_app_id)
+    app.router.add_get("/v1.0/oauth2PermissionGrants", handle_permission_grants)

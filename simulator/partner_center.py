@@ -14,9 +14,10 @@ from aiohttp import web
 
 from simulator import gdap
 from simulator.bearer import BearerError, bearer_token, check_bearer
+from simulator.directory import MissingResource
 from simulator.entra import SIM_KEY
 from simulator.requestlog import LOG_KEY
-from simulator.state import ApplicationConsentRecord, Simulator, TokenBucket
+from simulator.state import ApplicationConsentRecord, Simulator, TokenBucket, consent_grants
 from simulator.world import PARTNER_CENTER_RESOURCE, Customer, Partner, User
 
 logger = logging.getLogger(__name__)
@@ -282,10 +283,16 @@ async def handle_create_consent(request: web.Request) -> web.Response:
     detail = request[LOG_KEY]["detail"]
     detail["customer"] = customer.tenant_id
     detail["application_id"] = app_id
-    if sim.world.app(app_id) is None:
+    app = sim.world.app(app_id)
+    if app is None:
         return pc_error(request, 400, 400, f"Application {app_id} was not found.")
     existing = sim.app_consents.setdefault(customer.tenant_id, {})
-    if app_id in existing:
+    tenant = sim.world.directory(customer.tenant_id)
+    if tenant is None:  # a customer of the partner always has one
+        return pc_error(request, 404, 600, "Customer not found.")
+    # GUESS: "already exists" is the app's service principal being in the customer tenant (a consent whose service
+    # principal was deleted there can be made again)
+    if tenant.by_app_id(app_id) is not None:
         detail["exists"] = True
         if sim.settings.pc_consent_exists == "409":
             return pc_error(request, 409, 409, "Permission entry already exists.")
@@ -294,6 +301,16 @@ async def handle_create_consent(request: web.Request) -> web.Response:
         {"enterpriseApplicationId": g["enterpriseApplicationId"].lower(), "scope": g["scope"]}
         for g in body["applicationGrants"]
     ]
+    try:
+        sim.world.consent_app(customer.tenant_id, app, consent_grants(grants), now=sim.clock.now())
+    except MissingResource as missing:
+        # GUESS: the code and the words; nothing is created
+        return pc_error(
+            request,
+            400,
+            400,
+            f"The service principal of the resource application {missing.app_id} was not found in the customer tenant.",
+        )
     existing[app_id] = ApplicationConsentRecord(
         customer_tenant_id=customer.tenant_id,
         application_id=app_id,
@@ -330,7 +347,10 @@ async def handle_delete_consent(request: web.Request) -> web.Response:
     detail = request[LOG_KEY]["detail"]
     detail["customer"] = customer.tenant_id
     detail["application_id"] = app_id
-    if sim.app_consents.get(customer.tenant_id, {}).pop(app_id, None) is None:
+    sim.app_consents.get(customer.tenant_id, {}).pop(app_id, None)
+    tenant = sim.world.directory(customer.tenant_id)
+    # the app's service principal goes, and its grants with it (GUESS: what Partner Center removes is not documented)
+    if tenant is None or not tenant.remove_app(app_id):
         return pc_error(request, 404, 404, "Permission entry not found.")
     # the Control Panel Vendor API page documents 200 (and 201) for the DELETE, no 204; it shows no body (GUESS)
     return _json(request, None, status=200)

@@ -10,6 +10,7 @@ from typing import Any
 
 from simulator import grants
 from simulator.clock import Clock
+from simulator.directory import MissingResource
 from simulator.faults import FaultSet
 from simulator.requestlog import RequestLog
 from simulator.tokens import IssuedSecrets, Signer
@@ -75,6 +76,9 @@ class Settings:
     # its own APIs' tokens "might not always be a JWT that can be decoded" by a client (access-tokens.md).
     opaque_access_tokens: bool = False
     id_token_lifetime: int = 3600
+    # Graph's page size for servicePrincipals and oauth2PermissionGrants when `$top` is not given (Graph's default
+    # for directory objects is 100; tests make it small to page)
+    graph_page_size: int = 100
     require_pkce: bool = True
     # keep every issued secret for /_simulator/issued (benchmarks turn this off to bound memory)
     record_issued: bool = True
@@ -90,6 +94,10 @@ class Settings:
             raise ValueError("pc_next_link must be 'v1' or 'relative'")
         if "pc_mfa_compliant_in" in changes and changes["pc_mfa_compliant_in"] not in {"body", "header"}:
             raise ValueError("pc_mfa_compliant_in must be 'body' or 'header'")
+        if "graph_page_size" in changes and not (
+            isinstance(changes["graph_page_size"], int) and 1 <= changes["graph_page_size"] <= 999
+        ):
+            raise ValueError("graph_page_size must be an integer from 1 to 999")
         for key, value in changes.items():
             setattr(self, key, str(value) if key == "pc_consent_exists" else value)
 
@@ -167,6 +175,15 @@ class ApplicationConsentRecord:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def consent_grants(grants: list[dict[str, str]]) -> list[tuple[str, list[str]]]:
+    """Partner Center's `applicationGrants` (`enterpriseApplicationId`, comma-separated `scope`) as (resource app
+    id, permissions)."""
+    return [
+        (g["enterpriseApplicationId"].lower(), [name.strip() for name in g.get("scope", "").split(",") if name.strip()])
+        for g in grants
+    ]
 
 
 def grants_view(store: dict[tuple[str, str], dict[str, set[str]]]) -> list[dict[str, Any]]:
@@ -264,12 +281,15 @@ class Simulator:
         self.env: dict[str, str] = {}
         self.entra = EntraState()
         self.app_consents: dict[str, dict[str, ApplicationConsentRecord]] = {}
+        # customer tenant id -> [requests still to throttle, Retry-After seconds] (control `throttle_graph`)
+        self.graph_throttles: dict[str, list[int]] = {}
         self.pc_buckets: dict[str, TokenBucket] = {}
         self.vault = VaultStore()
         self.vault_creates = SlidingWindow()
         self.vault_others = SlidingWindow()
         self._resource_aliases: dict[str, str] = {}
         self._register_world_secrets()
+        self._record_world_consents()
 
     # ----- lifecycle -----
     def reset(self) -> None:
@@ -283,13 +303,48 @@ class Simulator:
         self.faults.clear()
         self.entra = EntraState()
         self.app_consents = {}
+        self.graph_throttles = {}
         self.pc_buckets = {}
         self.vault = self._vault_store_type()
         self.vault_creates = SlidingWindow()
         self.vault_others = SlidingWindow()
         self.signer.clear_cache()
         self._register_world_secrets()
+        self._record_world_consents()
         logger.info("simulator reset")
+
+    def _record_world_consents(self) -> None:
+        """Partner Center's record of the consents a world arrives with (its showcase): one per world app whose
+        service principal a customer tenant holds."""
+        for tid, directory in self.world.directories.items():
+            for app in self.world.apps():
+                client = directory.by_app_id(app.client_id)
+                if client is None or app.client_id in self.app_consents.get(tid, {}):
+                    continue
+                by_id = {sp.id: sp.app_id for sp in directory.service_principals}
+                self.app_consents.setdefault(tid, {})[app.client_id] = ApplicationConsentRecord(
+                    customer_tenant_id=tid,
+                    application_id=app.client_id,
+                    display_name=app.display_name,
+                    grants=[
+                        {"enterpriseApplicationId": by_id.get(g.resource_id, ""), "scope": g.scope.replace(" ", ",")}
+                        for g in directory.grants_of(client.id)
+                    ],
+                    created_at=client.created,
+                    partner_tenant_id=None,
+                    created_by=None,
+                )
+
+    def graph_throttle_take(self, tenant_id: str) -> int | None:
+        """The Retry-After seconds when Graph throttles this request of the tenant (and one fewer to go), else
+        None."""
+        held = self.graph_throttles.get(tenant_id.lower())
+        if not held or held[0] <= 0:
+            return None
+        held[0] -= 1
+        if held[0] <= 0:
+            del self.graph_throttles[tenant_id.lower()]
+        return held[1]
 
     def _register_world_secrets(self) -> None:
         self.issued.enabled = self.settings.record_issued
@@ -359,6 +414,17 @@ class Simulator:
             for customer, apps in data.get("app_consents", {}).items()
         }
         self.vault = self._vault_store_type.from_dict(data.get("vault", {}))
+        # a file written before customer tenants held service principals and grants: its consents make them
+        for tid, apps in self.app_consents.items():
+            for app_id, record in apps.items():
+                directory = self.world.directory(tid)
+                app = self.world.app(app_id)
+                if directory is None or app is None or directory.by_app_id(app_id) is not None:
+                    continue
+                try:
+                    self.world.consent_app(tid, app, consent_grants(record.grants), now=record.created_at)
+                except MissingResource:
+                    logger.warning("the consent of %s in %s names a resource the tenant lacks", app_id, tid)
         # the leak search (/_simulator/issued) goes on finding the refresh tokens issued before the restart
         for value in entra.refresh_tokens:
             self.issued.add("refresh_token", value)

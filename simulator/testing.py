@@ -126,7 +126,8 @@ class SimulatorProcess:
     """`python -m simulator` in a child process, on free ports and a temporary state directory.
 
     Usage: `with SimulatorProcess(extra_args=["--vault-limits", "off"]) as sim: sim.env[...]`. A generated world
-    has no GDAP showcase customers unless `gdap_showcase` (tests count the customers they ask for).
+    has no GDAP showcase customers unless `gdap_showcase`, no consent showcase customers unless `consent_showcase`
+    (tests count the customers they ask for).
     """
 
     def __init__(
@@ -137,10 +138,13 @@ class SimulatorProcess:
         state_dir: Path | None = None,
         startup_timeout: float = 60.0,
         gdap_showcase: bool = False,
+        consent_showcase: bool = False,
     ) -> None:
         self.extra_args = list(extra_args or [])
         if "--gdap-showcase" not in self.extra_args:
             self.extra_args += ["--gdap-showcase", "on" if gdap_showcase else "off"]
+        if "--consent-showcase" not in self.extra_args:
+            self.extra_args += ["--consent-showcase", "on" if consent_showcase else "off"]
         self.python = python or sys.executable
         self._own_dir = state_dir is None
         self.state_dir = Path(tempfile.mkdtemp(prefix="cpv-simulator-")) if state_dir is None else Path(state_dir)

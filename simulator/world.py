@@ -28,7 +28,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
+from simulator import directory as directories
 from simulator import gdap
+from simulator.directory import Directory
 from simulator.gdap import AccessAssignment, Relationship, SecurityGroup
 
 logger = logging.getLogger(__name__)
@@ -248,6 +250,9 @@ class World:
     partners: list[Partner] = field(default_factory=list)
     # client ids allowed to use the vault (its access policy)
     vault_principals: list[str] = field(default_factory=list)
+    # customer tenant id -> its directory (service principals, delegated permission grants); made when first asked
+    # for (`directory`), with every workload's service principal
+    directories: dict[str, Directory] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._index: dict[str, tuple[str, Any]] | None = None
@@ -307,6 +312,18 @@ class World:
     def partners_of(self, customer_tenant_id: str) -> list[Partner]:
         return [p for p in self.partners if any(c.tenant_id == customer_tenant_id for c in p.customers)]
 
+    def directory(self, tenant_id: str) -> Directory | None:
+        """The directory of a customer tenant (made, with every workload, when first asked for); None for a tenant
+        that is nobody's customer."""
+        key = tenant_id.lower()
+        found = self.directories.get(key)
+        if found is None:
+            kind = self.tenant(key)
+            if kind is None or kind[0] != "customer":
+                return None
+            found = self.directories[key] = Directory.new(key)
+        return found
+
     def secret_values(self) -> list[str]:
         values = [s.value for app in self.apps() for s in app.secrets]
         values += [c.private_key_pem for app in self.apps() for c in app.certificates if c.private_key_pem]
@@ -353,6 +370,7 @@ class World:
             "vault_app": asdict(self.vault_app),
             "partners": [asdict(p) for p in self.partners],
             "vault_principals": list(self.vault_principals),
+            "directories": {tid: d.to_dict() for tid, d in self.directories.items()},
         }
 
     def to_json(self) -> str:
@@ -367,6 +385,7 @@ class World:
                 customers_per_partner=int(data.get("customers_per_partner", 5)),
                 redirect_uris=list(data.get("redirect_uris", [])),
                 gdap_showcase=bool(data.get("gdap_showcase", False)),
+                consent_showcase=bool(data.get("consent_showcase", False)),
             )
         return cls(
             seed=data.get("seed"),
@@ -376,6 +395,7 @@ class World:
             vault_app=_app_from_dict(data["vault_app"]),
             partners=[_partner_from_dict(p) for p in data.get("partners", [])],
             vault_principals=list(data.get("vault_principals") or [data["vault_app"]["client_id"]]),
+            directories={tid: Directory.from_dict(d) for tid, d in (data.get("directories") or {}).items()},
         )
 
     @classmethod
@@ -405,11 +425,13 @@ class World:
         customers_per_partner: int = 5,
         redirect_uris: list[str] | None = None,
         gdap_showcase: bool = False,
+        consent_showcase: bool = False,
         now: float | None = None,
     ) -> World:
         """A reproducible world: the same arguments always give the same world. Every customer has a working GDAP
         relationship (GDAP_STATES "active"). `gdap_showcase` adds to the first partner one customer per GDAP
-        state, its dates counted from `now` (default: the time of the call)."""
+        state, its dates counted from `now` (default: the time of the call). `consent_showcase` adds to the first
+        partner one customer per CONSENT_SHOWCASE state (its CPV app consented, drifted, missing a workload)."""
         rng = random.Random(seed)
         vendor = Vendor(tenant_id=_uuid(rng), domain="contosocpv.onmicrosoft.com", name="Contoso CPV")
         vendor.users = _make_vendor_staff(seed, vendor.domain)
@@ -467,7 +489,60 @@ class World:
             _seed_gdap(partner, partner.customers)
         if gdap_showcase and world.partners:
             _add_gdap_showcase(world.partners[0], seed, time.time() if now is None else now)
+        if consent_showcase and world.partners:
+            world.add_consent_showcase(world.partners[0])
         return world
+
+    # ----- customer tenants: the CPV app's consent -----
+    def consent_app(
+        self, customer_tenant_id: str, app: AppRegistration, grants: list[tuple[str, list[str]]], *, now: float
+    ) -> Directory:
+        """The vendor app consented in the customer tenant (as Partner Center's ApplicationConsent does it): its
+        service principal and one AllPrincipals grant per resource. Raises directory.MissingResource."""
+        found = self.directory(customer_tenant_id)
+        if found is None:
+            raise ValueError(f"no customer tenant {customer_tenant_id}")
+        found.consent(
+            app_id=app.client_id,
+            display_name=app.display_name,
+            owner_tenant_id=self.vendor.tenant_id,
+            publisher=app.publisher,
+            grants=grants,
+            now=now,
+        )
+        return found
+
+    def add_consent_showcase(self, partner: Partner) -> None:
+        """One customer of the partner per CONSENT_SHOWCASE state, named after it ("Consent showcase: drifted"),
+        from a generator of its own (no other id moves)."""
+        rng = random.Random(f"consent-showcase:{self.seed}:{partner.tenant_id}")
+        for state in CONSENT_SHOWCASE:
+            customer = _make_customer(rng, len(partner.customers), company_name=f"Consent showcase: {state}")
+            partner.customers.append(customer)
+            _seed_gdap(partner, [customer])
+            self.invalidate()
+            self.set_consent_state(customer.tenant_id, state, now=CONSENTED_AT)
+
+    def set_consent_state(self, customer_tenant_id: str, state: str, *, now: float) -> Directory:
+        """Arrange the CPV app's consent in the customer tenant as the preset `state` (CONSENT_STATES)."""
+        if state not in CONSENT_STATES:
+            raise ValueError(f"unknown consent state {state!r}; one of {', '.join(CONSENT_STATES)}")
+        found = self.directory(customer_tenant_id)
+        if found is None:
+            raise ValueError(f"no customer tenant {customer_tenant_id}")
+        found.remove_app(self.cpv_app.client_id)
+        for workload in directories.DEFAULT_WORKLOADS:
+            found.add_workload(workload)
+        if state == "none":
+            return found
+        if state == "no_exchange":
+            found.remove_workload("exchange")
+        self.consent_app(customer_tenant_id, self.cpv_app, list(SHOWCASE_GRANTS), now=now)
+        if state == "drifted":
+            found.narrow(self.cpv_app.client_id, directories.GRAPH_APP_ID, [DRIFTED_PERMISSION])
+        elif state == "grants_deleted":
+            found.remove_grants(self.cpv_app.client_id)
+        return found
 
 
 def _make_vendor_staff(seed: int, domain: str) -> list[User]:
@@ -560,6 +635,18 @@ def _partner_from_dict(data: dict[str, Any]) -> Partner:
         # a world (or state file) written before GDAP was modelled: its customers keep working
         _seed_gdap(partner, partner.customers)
     return partner
+
+
+# ----- customer tenants -----
+# the presets of `World.set_consent_state` (and of the control call `consent_state`): the CPV app not consented;
+# consented with SHOWCASE_GRANTS; consented and then drifted (DRIFTED_PERMISSION taken out of the Graph grant);
+# consented and then its grants deleted; consented in a tenant without Exchange Online's service principal
+CONSENT_STATES = ("none", "consented", "drifted", "grants_deleted", "no_exchange")
+CONSENT_SHOWCASE = ("consented", "drifted", "no_exchange")
+# what the control panel's ApplicationConsent grants by default (its CPV_APPLICATION_GRANTS)
+SHOWCASE_GRANTS = ((directories.GRAPH_APP_ID, ["Domain.ReadWrite.All", "User.ReadWrite.All", "Directory.Read.All"]),)
+DRIFTED_PERMISSION = "Directory.Read.All"
+CONSENTED_AT = dt.datetime(2026, 6, 1, tzinfo=dt.UTC).timestamp()
 
 
 # ----- GDAP -----
