@@ -113,10 +113,12 @@ def test_the_required_permission_table_and_its_fingerprint() -> None:
         ("graph", "User.Read"),
         ("graph", "RoleManagement.Read.Directory"),
         ("graph", "DelegatedAdminRelationship.Read.All"),
+        ("graph", "GroupMember.Read.All"),
     }
     assert {p.name for p in permissions.REQUIRED_PERMISSIONS if p.admin_only} == {
         "RoleManagement.Read.Directory",
         "DelegatedAdminRelationship.Read.All",
+        "GroupMember.Read.All",
     }
     fingerprint = permissions.fingerprint()
     assert fingerprint == permissions.fingerprint(reversed(permissions.REQUIRED_PERMISSIONS))
