@@ -9,6 +9,7 @@ from django.db import connection
 from django.test import Client
 
 from consent.services import partner_invite
+from customers import proof
 from customers import services as customers
 from customers.models import CustomerConsent
 from partners.models import Customer, Partner
@@ -83,6 +84,12 @@ def test_no_issued_secret_is_found_anywhere_after_a_full_run(  # type: ignore[no
     first = Customer.objects.filter(partner=partner).first()
     assert first is not None
     access_tokens.access_token_get(partner=partner, audience=access_tokens.GRAPH, tenant=str(first.tenant_id))
+    # Proof in each customer tenant: Graph read with customer-tenant tokens, one customer drifted and repaired.
+    cpv_sim.control.narrow_grant(str(first.tenant_id), ["Directory.Read.All"])
+    applied = list(
+        CustomerConsent.objects.filter(status=CustomerConsent.Status.APPLIED).values_list("customer_id", flat=True)
+    )
+    assert proof.consents_verify(customer_ids=applied).verified == len(applied)
     # The dashboard and the admin, as an admin, including the partner's page with its errors.
     staff = Client()
     staff.force_login(django_user_model.objects.create_superuser("root", "r@example.com", "x" * 20))
