@@ -105,11 +105,21 @@ def compare(
     wanted: dict[str, frozenset[str]],
     grants: list[graph.PermissionGrant],
     resources: dict[str, graph.ServicePrincipal | None],
+    unsent: dict[str, frozenset[str]] | None = None,
 ) -> tuple[list[dict[str, Any]], list[str]]:
     """The drift (per resource: the scopes sent that no grant to all users holds) and the resources the tenant does
-    not have, given the app's grants and each resource's service principal (None: not in the tenant)."""
+    not have, given the app's grants and each resource's service principal (None: not in the tenant). A resource
+    configured but left out of the consent (`unsent`) that the tenant has now is drift too (`unsent`: True)."""
     drift = []
     unavailable = []
+    for resource_app, scopes in sorted((unsent or {}).items()):
+        resource = resources.get(resource_app)
+        if resource is None:
+            unavailable.append(resource_app)
+        else:
+            drift.append(
+                {"resource": resource_app, "name": resource.display_name, "missing": sorted(scopes), "unsent": True}
+            )
     for resource_app, scopes in sorted(wanted.items()):
         resource = resources.get(resource_app)
         if resource is None:
@@ -132,9 +142,17 @@ def compare(
     return drift, unavailable
 
 
-def read_tenant(*, partner: Partner, customer: Customer, wanted: dict[str, frozenset[str]]) -> Finding:
-    """Read the vendor app's service principal and grants in the customer's tenant and compare them with `wanted`.
-    Raises Deferred when Graph or the sign-in is throttled or failing."""
+def read_tenant(
+    *,
+    partner: Partner,
+    customer: Customer,
+    wanted: dict[str, frozenset[str]],
+    unsent: dict[str, frozenset[str]] | None = None,
+) -> Finding:
+    """Read the vendor app's service principal and grants in the customer's tenant and compare them with `wanted`
+    (and whether the tenant now has the resources left `unsent`). Raises Deferred when Graph or the sign-in is
+    throttled or failing."""
+    unsent = unsent or {}
     cloud = cloud_for(partner)
     if not cloud.gdap_api:
         # Without GDAP in that cloud, the partner's user holds no role in its customers' tenants to read them with.
@@ -167,13 +185,15 @@ def read_tenant(*, partner: Partner, customer: Customer, wanted: dict[str, froze
         if principal is None:
             return Finding(Proof.MISSING, graph_requests=client.requests)
         grants = client.permission_grants(principal.id)
-        resources = {resource_app: client.service_principal(resource_app) for resource_app in sorted(wanted)}
+        resources = {
+            resource_app: client.service_principal(resource_app) for resource_app in sorted({*wanted, *unsent})
+        }
     except graph.GraphError as exc:
         if exc.transient:
             raise Deferred(f"Microsoft Graph: {exc}", retry_after=exc.retry_after) from None
         reason = Reason.GRAPH_REFUSED if exc.status in (401, 403) else Reason.GRAPH_FAILED
         return Finding(Proof.UNVERIFIABLE, reason, message=str(exc), graph_requests=client.requests)
-    drift, unavailable = compare(wanted=wanted, grants=grants, resources=resources)
+    drift, unavailable = compare(wanted=wanted, grants=grants, resources=resources, unsent=unsent)
     return Finding(
         Proof.DRIFTED if drift else Proof.VERIFIED,
         drift=drift,
@@ -247,7 +267,10 @@ def _verify_once(*, customer: Customer, state: CustomerConsent) -> Outcome:
         finding = Finding(Proof.UNVERIFIABLE, Reason.NO_GDAP_ACCESS)
     else:
         try:
-            finding = read_tenant(partner=partner, customer=customer, wanted=sent_grants(state))
+            sent = sent_grants(state)
+            configured = sent_grants(CustomerConsent(grants=services.desired_grants()))
+            unsent = {app_id: scopes for app_id, scopes in configured.items() if app_id not in sent}
+            finding = read_tenant(partner=partner, customer=customer, wanted=sent, unsent=unsent)
         except Deferred as exc:
             wait = max(MIN_DEFER.total_seconds(), exc.retry_after or 0.0)
             CustomerConsent.objects.filter(pk=state.pk).update(proof_due_at=now + timedelta(seconds=wait))

@@ -286,6 +286,25 @@ def desired_grants() -> dict[str, Any]:
     return {"displayName": config["displayName"], "applicationGrants": grants}
 
 
+# Microsoft Graph's app id: its service principal is in every tenant.
+GRAPH_APP_ID = "00000003-0000-0000-c000-000000000000"
+
+
+def grants_takeable(grants: dict[str, Any], *, unavailable: list[str]) -> dict[str, Any]:
+    """`grants` without the resources (app ids) the tenant lacks; all of them if that would leave none."""
+    missing = {str(app_id).lower() for app_id in unavailable}
+    kept = [g for g in grants["applicationGrants"] if g["enterpriseApplicationId"] not in missing]
+    return {**grants, "applicationGrants": kept} if kept else grants
+
+
+def _graph_only(grants: dict[str, Any]) -> dict[str, Any] | None:
+    """`grants` reduced to Microsoft Graph's, when they name Graph and something else; else None."""
+    kept = [g for g in grants["applicationGrants"] if g["enterpriseApplicationId"] == GRAPH_APP_ID]
+    if not kept or len(kept) == len(grants["applicationGrants"]):
+        return None
+    return {**grants, "applicationGrants": kept}
+
+
 def grants_hash(grants: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(grants, sort_keys=True).encode()).hexdigest()
 
@@ -410,7 +429,10 @@ def _consent_apply(
     state.refresh_from_db()
     request_id = state.pending_request_id
     app = app_for(partner)
-    body = {"applicationId": app.client_id, **grants}
+    # Resources the customer's tenant did not have at its last read are left out: one missing workload must not
+    # refuse the whole consent (customers/proof.py reads them again and adds them once the tenant has them).
+    sent = grants_takeable(grants, unavailable=(state.proof_detail or {}).get("unavailable") or [])
+    body = {"applicationId": app.client_id, **sent}
     changed = reset or (bool(state.grants_hash) and state.grants_hash != wanted)
     correlation_id = correlation_id or str(uuid.uuid4())
     client = _client_factory(partner, correlation_id)
@@ -431,15 +453,36 @@ def _consent_apply(
                 partner=partner,
                 request_id=delete_id,
             )
-        created = _with_retries(
-            lambda pc: pc.application_consent_create(customer_tenant_id=tenant, body=body, request_id=request_id),
-            client=client,
-            limiter=limiter,
-            sleep=sleep,
-            what=f"ApplicationConsent in {tenant}",
-            partner=partner,
-            request_id=request_id,
-        )
+        try:
+            created = _with_retries(
+                lambda pc: pc.application_consent_create(customer_tenant_id=tenant, body=body, request_id=request_id),
+                client=client,
+                limiter=limiter,
+                sleep=sleep,
+                what=f"ApplicationConsent in {tenant}",
+                partner=partner,
+                request_id=request_id,
+            )
+        except CallFailed as exc:
+            graph_only = _graph_only(sent)
+            if exc.kind != ErrorKind.BAD_REQUEST or graph_only is None:
+                raise
+            # Partner Center refuses a consent naming a resource the tenant lacks (a workload it is not licensed
+            # for) and does not say which. Every tenant has Microsoft Graph: the app goes in with Graph's grant,
+            # and the tenant's read then names what it lacks and adds the rest.
+            logger.info("ApplicationConsent in %s refused as invalid; sending Microsoft Graph's grant alone", tenant)
+            sent = graph_only
+            body = {"applicationId": app.client_id, **sent}
+            graph_id = str(uuid.uuid5(uuid.UUID(request_id), "graph-only"))
+            created = _with_retries(
+                lambda pc: pc.application_consent_create(customer_tenant_id=tenant, body=body, request_id=graph_id),
+                client=client,
+                limiter=limiter,
+                sleep=sleep,
+                what=f"ApplicationConsent (Microsoft Graph alone) in {tenant}",
+                partner=partner,
+                request_id=graph_id,
+            )
     except CallFailed as exc:
         if exc.mfa_required:
             partner_mfa_refused(partner_id=partner.pk, detail=str(exc))
@@ -465,7 +508,9 @@ def _consent_apply(
             raise
         return state, FAILED
     state.status = CustomerConsent.Status.APPLIED
-    state.grants = grants
+    # What was sent (the resources the tenant can take); the hash is of what is configured, so a partial consent
+    # is not sent again by every sweep.
+    state.grants = sent
     state.grants_hash = wanted
     state.applied_at = timezone.now()
     state.attempts += 1

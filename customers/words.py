@@ -265,7 +265,9 @@ def proof_words(consent: CustomerConsent | None) -> str:
         )
     if consent.proof == Proof.DRIFTED:
         parts = [
-            f"{item.get('name') or item.get('resource')} lacks {', '.join(item.get('missing') or [])}"
+            f"{item.get('name') or item.get('resource')} is in the tenant now and not granted yet"
+            if item.get("unsent")
+            else f"{item.get('name') or item.get('resource')} lacks {', '.join(item.get('missing') or [])}"
             for item in detail.get("drift") or []
         ]
         return (

@@ -247,3 +247,43 @@ def _call(*args: str) -> str:
     out = StringIO()
     call_command(*args, stdout=out)
     return out.getvalue()
+
+
+def test_a_workload_the_tenant_lacks_is_left_out_and_added_once_it_is_there(cpv_sim, settings) -> None:  # type: ignore[no-untyped-def]
+    settings.CPV_APPLICATION_GRANTS = {
+        "displayName": "Vendor",
+        "applicationGrants": [
+            {"enterpriseApplicationId": GRAPH_APP, "scope": "Directory.Read.All"},
+            {"enterpriseApplicationId": EXCHANGE_APP, "scope": "Exchange.Manage"},
+        ],
+    }
+    partner = active_partner(cpv_sim)
+    customers_sync(partner_id=partner.pk)
+    customers = list(Customer.objects.filter(partner=partner).order_by("pk"))
+    unlicensed = customers[0]
+    cpv_sim.control.remove_workload(str(unlicensed.tenant_id), "exchange")
+    cpv_sim.control.clear_log()
+
+    application_consent_batch(partner_id=partner.pk, customer_ids=[c.pk for c in customers], correlation_id="test")
+
+    # Refused whole (400), then sent with Microsoft Graph alone: the customer is applied, the others whole.
+    assert {_state(c).status for c in customers} == {CustomerConsent.Status.APPLIED}
+    posts = [p for p in _pc(cpv_sim, "POST") if str(unlicensed.tenant_id) in p["path"].lower()]
+    assert [p["status"] for p in posts] == [400, 201]
+    assert [g["enterpriseApplicationId"] for g in _state(unlicensed).grants["applicationGrants"]] == [GRAPH_APP]
+    assert customers_needing_consent(partner_id=partner.pk) == []
+
+    tally = consents_verify(customer_ids=[c.pk for c in customers])
+    assert tally.verified == len(customers) and tally.repaired == 0
+    state = _state(unlicensed)
+    assert state.proof_detail["unavailable"] == [EXCHANGE_APP]
+    assert proof_words(state).endswith("Not available in this tenant (not granted): Office 365 Exchange Online.")
+
+    # The customer licenses Exchange Online: the next read finds it and the consent is sent again with it.
+    cpv_sim.control.add_workload(str(unlicensed.tenant_id), "exchange")
+    cpv_sim.control.clear_log()
+    outcome = consent_verify(customer_id=unlicensed.pk)
+    assert outcome.repaired == 1 and outcome.state.proof == Proof.VERIFIED
+    assert "unavailable" not in outcome.state.proof_detail
+    assert len(outcome.state.grants["applicationGrants"]) == 2
+    assert [p["status"] for p in _pc(cpv_sim, "POST")] == [201]
