@@ -24,6 +24,7 @@ from consent.models import ConsentFlow
 from consent.pages import form_page, private
 from cpv import clouds
 from cpv.ratelimit import too_many
+from cpv.sessions import session_signed_in
 from customers import tasks as customer_tasks
 from customers.coverage import Coverage
 from customers.selectors import (
@@ -194,6 +195,8 @@ def welcome(request: HttpRequest, handoff: str) -> HttpResponse:
         "global_admin": bool(signed_in.global_admin),
     }
     request.session["portal_signed_in_at"] = timezone.now().isoformat()
+    # The session's absolute lifetime starts at its sign-in.
+    session_signed_in(request)
     response = HttpResponseRedirect(reverse("portal:home"), status=303)
     microsoft_sign_in.sign_in_cookie_clear(response, SIGN_IN)
     return private(response)
