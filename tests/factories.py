@@ -82,7 +82,9 @@ def client_for(user: Any) -> Client:
     return signed_in(Client(), user)
 
 
-def portal_client(partner: Partner, *, user_oid: str | None = None, global_admin: bool = True) -> Client:
+def portal_client(
+    partner: Partner, *, user_oid: str | None = None, global_admin: bool = True, mfa: bool = True
+) -> Client:
     """A browser whose session holds a verified portal identity for a user of `partner`'s tenant."""
     client = Client()
     session = client.session
@@ -93,6 +95,7 @@ def portal_client(partner: Partner, *, user_oid: str | None = None, global_admin
         "username": f"admin@{partner.name.lower().replace(' ', '')}.example",
         "cloud": partner.cloud,
         "global_admin": global_admin,
+        "mfa": mfa,
     }
     session[STARTED_SESSION_KEY] = int(time.time())
     session.save()
