@@ -23,7 +23,7 @@ from consent.pages import private
 from consent.sealing import SealError, seal, unseal
 from cpv import clouds
 from cpv.ratelimit import too_many
-from microsoft import identity
+from microsoft import graph, identity
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +39,9 @@ class SignInKind:
     cookie: str  # the browser-binding cookie (a __Host- cookie, SameSite=None so the form_post carries it)
     callback: str  # URL name of the redirect URI (register CPV_BASE_URL + its path on the app registration)
     welcome: str  # URL name of the same-site hand-over, which takes the one-time key as its argument
+    # Whether the Global Administrator role is looked up in Microsoft Graph when no token's `wids` shows it (the
+    # portal asks every sign-in for the role, as the consent does; staff sign-ins need no role of Microsoft's).
+    role_check: bool = False
 
 
 @dataclass(frozen=True)
@@ -190,6 +193,8 @@ def sign_in_finish(request: HttpRequest, kind: SignInKind) -> HttpResponse:
     # came with it (for Microsoft Graph) carries the user's roles as well.
     verdicts = {identity.claims_global_admin(claims), identity.claims_global_admin(access_claims)}
     global_admin = True if True in verdicts else False if False in verdicts else None
+    if global_admin is None and kind.role_check and result.access_token:
+        global_admin = graph_global_admin(clouds.resolve(entry["cloud"]), result.access_token)
     signed_in = SignedIn(
         tenant_id=str(claims["tid"]).lower(),
         user_oid=str(claims["oid"]).lower(),
@@ -212,6 +217,19 @@ def sign_in_finish(request: HttpRequest, kind: SignInKind) -> HttpResponse:
         timeout=HANDOFF_SECONDS,
     )
     return HttpResponseRedirect(reverse(kind.welcome, args=[handoff]), status=303)
+
+
+def graph_global_admin(cloud: clouds.Cloud, access_token: str) -> bool | None:
+    """The consent's second reading of the role: the user's directory roles in Microsoft Graph, with the sign-in's
+    own (Graph) access token. True or False where Graph names the roles, None where it cannot say."""
+    try:
+        roles = graph.GraphClient(base_url=cloud.graph_url, access_token=access_token).directory_role_templates()
+    except graph.GraphError as exc:
+        logger.info("the signed-in user's directory roles could not be read: %s", exc)
+        return None
+    if identity.GLOBAL_ADMIN_ROLE in roles:
+        return True
+    return None if None in roles else False
 
 
 def callback_view(

@@ -128,8 +128,11 @@ OUTCOMES: dict[str, Outcome] = {
         Outcome(
             "expired_link",
             "This link has expired",
-            "Links to consent work for a limited time, and this one is past it (or was replaced).",
-            "Ask {vendor} for a new link, or start again from the partner onboarding page.",
+            "Links to consent work for a limited time, and a newer link replaces every earlier one: this one is past "
+            "its time, or was replaced (perhaps while you were signing in). Nothing was stored.",
+            "Open the newest link {vendor} sent to your organisation, or ask {vendor} for a new one. If your "
+            "organisation has consented before, one of its administrators can renew the consent from the partner "
+            "portal.",
             retry=False,
         ),
         Outcome(

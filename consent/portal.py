@@ -24,6 +24,7 @@ from consent.models import ConsentFlow
 from consent.pages import form_page, private
 from cpv import clouds
 from cpv.ratelimit import too_many
+from cpv.sessions import session_signed_in
 from customers import tasks as customer_tasks
 from customers.coverage import Coverage
 from customers.selectors import (
@@ -45,7 +46,7 @@ from tokens.selectors import token_health
 logger = logging.getLogger(__name__)
 
 SIGN_IN = microsoft_sign_in.SignInKind(
-    name="portal", cookie="__Host-cpv-portal", callback="portal:callback", welcome="portal:welcome"
+    name="portal", cookie="__Host-cpv-portal", callback="portal:callback", welcome="portal:welcome", role_check=True
 )
 SESSION_KEY = "portal_identity"
 SIGN_IN_CLOUDS = [(c, n) for c, n in clouds.PARTNER_CLOUD_CHOICES]
@@ -84,7 +85,11 @@ class PortalIdentity:
     name: str
     username: str
     cloud: str
-    global_admin: bool
+    # This sign-in's evidence, read as the consent reads it: the Global Administrator role from the tokens' `wids`
+    # (or Microsoft Graph), and MFA from the access token's `amr`. None: not shown (a session from before MFA was
+    # asked holds no answer, and is asked to sign in again).
+    global_admin: bool | None
+    mfa: bool | None = None
 
 
 def portal_identity(request: HttpRequest) -> PortalIdentity | None:
@@ -101,21 +106,30 @@ def _partner_for(who: PortalIdentity) -> Partner | None:
     return Partner.objects.select_related("token").filter(tenant_id=who.tenant_id, cloud=who.cloud).first()
 
 
-def _is_partner_admin(who: PortalIdentity, partner: Partner) -> bool:
-    """A Global Administrator by the tokens' `wids` (an optional claim), or the person who consented for the partner."""
-    if who.global_admin:
-        return True
-    token = getattr(partner, "token", None)
-    if token is not None and str(token.consented_by_oid or "") == who.user_oid:
-        return True
-    return ConsentFlow.objects.filter(
-        partner=partner, user_oid=who.user_oid, status=ConsentFlow.Status.VAULTED
-    ).exists()
+def _admin_refusal(who: PortalIdentity, partner: Partner) -> tuple[str, str] | None:
+    """Why this sign-in may not act for the partner, as a title and words, or None: it must show now what the consent
+    asks (a Global Administrator, with MFA). Having consented once proves neither today."""
+    person = who.username or who.name
+    if who.global_admin is not True:
+        return (
+            "This portal is for your organisation's administrators",
+            f"You are signed in as {person}, whose sign-in did not show the Global Administrator role in "
+            f"{partner.name}'s Microsoft tenant: the role a consent needs, and the portal asks of every sign-in "
+            "(having consented before is not enough). Sign in with a Global Administrator's account.",
+        )
+    if who.mfa is not True:
+        return (
+            "Multi-factor authentication is required",
+            f"Your sign-in as {person} did not show a second factor, which a consent needs and the portal asks of "
+            "every sign-in. Sign out, sign in again and complete multi-factor authentication (or ask your "
+            "administrator to require it).",
+        )
+    return None
 
 
 def portal_view(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
-    """Guard a signed-in portal page: no identity goes to sign-in, a tenant that is no partner (or a user not its
-    administrator) gets a page that says so; the view gets the identity and its partner."""
+    """Guard a signed-in portal page: no identity goes to sign-in, a tenant that is no partner (or a sign-in without
+    an administrator's current evidence) gets a page that says so; the view gets the identity and its partner."""
 
     @wraps(view)
     def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
@@ -127,15 +141,8 @@ def portal_view(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse
         partner = _partner_for(who)
         if partner is None:
             return form_page(render(request, "portal/not_partner.html", {"who": who}, status=200))
-        if not _is_partner_admin(who, partner):
-            return _message(
-                request,
-                "This portal is for your organisation's administrators",
-                f"You are signed in as {who.username or who.name}, who is not a Global Administrator of "
-                f"{partner.name}'s Microsoft tenant and has not consented for it. Sign in with an administrator's "
-                "account.",
-                status=403,
-            )
+        if refusal := _admin_refusal(who, partner):
+            return _message(request, *refusal, status=403)
         return view(request, who, partner, *args, **kwargs)
 
     return wrapper
@@ -192,9 +199,12 @@ def welcome(request: HttpRequest, handoff: str) -> HttpResponse:
         "name": signed_in.name,
         "username": signed_in.username,
         "cloud": signed_in.cloud,
-        "global_admin": bool(signed_in.global_admin),
+        "global_admin": signed_in.global_admin,
+        "mfa": signed_in.mfa,
     }
     request.session["portal_signed_in_at"] = timezone.now().isoformat()
+    # The session's absolute lifetime starts at its sign-in.
+    session_signed_in(request)
     response = HttpResponseRedirect(reverse("portal:home"), status=303)
     microsoft_sign_in.sign_in_cookie_clear(response, SIGN_IN)
     return private(response)

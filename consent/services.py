@@ -285,8 +285,27 @@ def consent_flow_complete(*, form: Mapping[str, str], browser_key: str | None) -
         return flow
 
 
+def consent_link_replaced(flow: ConsentFlow, partner: Partner) -> bool:
+    """Whether a newer link replaced the one the flow started from (staff sent another, or the partner's portal made
+    one). A consent that used the same link moves the generation on by one without replacing it: an attempt started
+    beside it may still finish, and the later success wins."""
+    if flow.link_generation is None or partner.link_generation == flow.link_generation:
+        return False
+    if partner.link_generation == flow.link_generation + 1:
+        used_up = (
+            ConsentFlow.objects.filter(partner=partner, link_generation=flow.link_generation, status=Status.VAULTED)
+            .exclude(pk=flow.pk)
+            .exists()
+        )
+        return not used_up
+    return True
+
+
 def _complete(flow: ConsentFlow, form: Mapping[str, str]) -> ConsentFlow:
     partner = flow.partner
+    if consent_link_replaced(flow, partner):
+        # Before the code is redeemed: a replaced link (perhaps because it reached the wrong person) yields no token.
+        return _fail(flow, "expired_link", "the link this sign-in started from was replaced while the admin signed in")
     error = form.get("error")
     if error:
         # Branch on `error`, never on Microsoft's free text; keep only the AADSTS number for reference.
@@ -592,9 +611,12 @@ class _Refused(Exception):
 
 
 def _recheck_under_lock(partner: Partner, flow: ConsentFlow) -> None:
-    """Raise _Refused when the partner was deactivated, or bound to another tenant, while the admin signed in."""
+    """Raise _Refused when the partner was deactivated, its link replaced, or it was bound to another tenant, while the
+    admin signed in."""
     if partner.status == Partner.Status.DEACTIVATED:
         raise _Refused("expired_link", "the partner was deactivated during the sign-in")
+    if consent_link_replaced(flow, partner):
+        raise _Refused("expired_link", "the link this sign-in started from was replaced during the sign-in")
     if partner.tenant_id and partner.tenant_id != flow.tenant_id:
         raise _Refused("wrong_tenant", f"the partner is now bound to tenant {partner.tenant_id}")
 

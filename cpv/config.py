@@ -123,6 +123,7 @@ class Config:
     vault_creates_per_second: int = 29
     throttle_url: str = field(default="", repr=False)
     vendor: Vendor = field(default_factory=Vendor)
+    session_max_age_hours: int = 8
 
     @property
     def production(self) -> bool:
@@ -666,6 +667,8 @@ def _staff_sign_in(r: _Reader, *, production: bool) -> Part:
         "staff_auth_context": _staff_auth_context(r, staff_tenant_id=staff_tenant_id),
         "signin_max_failures": r.int("CPV_SIGNIN_MAX_FAILURES", 5),
         "signin_lockout_minutes": r.int("CPV_SIGNIN_LOCKOUT_MINUTES", 15),
+        # A staff or portal session's absolute lifetime from its sign-in; no request extends it.
+        "session_max_age_hours": r.int("CPV_SESSION_MAX_AGE_HOURS", 8),
     }
 
 

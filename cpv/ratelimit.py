@@ -1,8 +1,12 @@
-"""Fixed-window rate limits on the public pages, counted in the shared cache: one table of limits and one 429 page."""
+"""Fixed-window rate limits on the public pages, counted in the shared cache: one table of limits and one 429 page.
+Every limit counts a hit before anything is checked (an atomic add, else increment), so that guesses made at the
+same moment cannot pass the limit between a read and a write; the staff lockout counts the same way."""
 
 from __future__ import annotations
 
 import hashlib
+import ipaddress
+import logging
 import time
 from dataclasses import dataclass
 
@@ -10,6 +14,9 @@ from django.conf import settings
 from django.core.cache import cache
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
+from redis.exceptions import ResponseError
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -44,25 +51,57 @@ def client_address(request: HttpRequest) -> str:
     return str(request.META.get("REMOTE_ADDR", "unknown"))
 
 
+def address_bucket(address: str) -> str:
+    """What a per-address limit counts an address as: an IPv6 address by its /64 (one subscriber holds the whole
+    prefix and can pick any address in it), an IPv4-mapped IPv6 address as its IPv4 one, anything else as given."""
+    try:
+        ip = ipaddress.ip_address(address.strip().split("%", 1)[0])
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)
+
+
+def count_hit(name: str, *, timeout: int) -> int:
+    """Count one hit under `name` before anything it guards is checked, atomically: the count including this hit. The
+    counter's life starts at its first hit (add() sets only a missing one); a value this code did not write under the
+    name is reset to this hit rather than failing the request."""
+    for _ in range(3):
+        if cache.add(name, 1, timeout=timeout):
+            return 1
+        try:
+            return int(cache.incr(name))
+        except ValueError:  # expired between add and incr: add again
+            continue
+        except (TypeError, ResponseError):  # not a counter (Redis: "not an integer"; locmem: str + int)
+            logger.warning("a counter held a value this site does not write; it was reset")
+            cache.set(name, 1, timeout=timeout)
+            return 1
+    return 1
+
+
+def uncount_hit(name: str) -> None:
+    """Give back a hit counted with `count_hit` (the attempt turned out right); a missing or foreign counter is left."""
+    try:
+        cache.decr(name)
+    except (ValueError, TypeError, ResponseError):
+        pass
+
+
 def allow(*, scope: str, key: str, limit: int, window: int) -> bool:
     """Count one hit for `key` in `scope`; False once more than `limit` hits fall in the current window."""
     bucket = int(time.time() // window)
     digest = hashlib.sha256(key.encode()).hexdigest()[:32]
-    name = f"ratelimit:{scope}:{digest}:{bucket}"
-    if cache.add(name, 1, timeout=window + 5):
-        return True
-    try:
-        count = cache.incr(name)
-    except ValueError:  # expired between add and incr
-        cache.add(name, 1, timeout=window + 5)
-        return True
-    return count <= limit
+    return count_hit(f"ratelimit:{scope}:{digest}:{bucket}", timeout=window + 5) <= limit
 
 
 def too_many(request: HttpRequest, scope: str) -> HttpResponse | None:
     """Count this request against `scope`'s limit for the client's address: None while under it, else a 429 page."""
     limit = LIMITS[scope]
-    if allow(scope=scope, key=client_address(request), limit=limit.hits, window=limit.window):
+    if allow(scope=scope, key=address_bucket(client_address(request)), limit=limit.hits, window=limit.window):
         return None
     response = render(request, "429.html", {"minutes": max(1, limit.window // 60)}, status=429)
     response["Retry-After"] = str(limit.window)

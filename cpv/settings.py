@@ -47,6 +47,8 @@ MIDDLEWARE = [
     "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    # A session ends CPV_SESSION_MAX_AGE_HOURS after its sign-in, whatever its requests do (cpv/sessions.py).
+    "cpv.sessions.SessionLifetimeMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
@@ -126,8 +128,10 @@ EMAIL_TIMEOUT = 10
 DEFAULT_FROM_EMAIL = CONFIG.default_from_email
 SERVER_EMAIL = CONFIG.default_from_email
 
-# Sessions and cookies. Staff sessions end after eight hours, or when the browser closes.
-SESSION_COOKIE_AGE = 8 * 60 * 60
+# Sessions and cookies. Staff and portal sessions end CPV_SESSION_MAX_AGE_HOURS (8) after their sign-in however
+# busy they are (cpv/sessions.py), or when the browser closes.
+CPV_SESSION_MAX_AGE_HOURS = CONFIG.session_max_age_hours
+SESSION_COOKIE_AGE = CPV_SESSION_MAX_AGE_HOURS * 60 * 60
 SESSION_EXPIRE_AT_BROWSER_CLOSE = True
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"

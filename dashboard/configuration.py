@@ -238,6 +238,12 @@ GROUPS: list[tuple[str, list[tuple[str, str, str, Show]]]] = [
             ("staff_totp", "Authenticator code after a password", "CPV_STAFF_TOTP", _totp),
             ("signin_max_failures", "Failed sign-ins before a lockout", "CPV_SIGNIN_MAX_FAILURES", _text),
             ("signin_lockout_minutes", "Lockout", "CPV_SIGNIN_LOCKOUT_MINUTES", lambda v: f"{v} minutes"),
+            (
+                "session_max_age_hours",
+                "Sessions end after their sign-in",
+                "CPV_SESSION_MAX_AGE_HOURS",
+                lambda v: f"{v} hours",
+            ),
             ("self_onboarding", "Partners may sign up themselves", "CPV_SELF_ONBOARDING", _yes_no),
             ("invitation_max_age_days", "Consent links work for", "CPV_INVITATION_MAX_AGE_DAYS", _days),
             (

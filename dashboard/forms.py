@@ -12,8 +12,14 @@ from cpv.clouds import ALL_PARTNER_CLOUDS
 from dashboard.staff_actions import BULK_ACTIONS
 from partners.access import ROLE_GROUPS, Role, password_sign_in_allowed
 from partners.audit_words import action_choices
-from partners.models import Partner
-from partners.staff import sign_in_failed, sign_in_locked, sign_in_window
+from partners.models import Partner, SignInFailure
+from partners.staff import (
+    password_sign_in_frozen,
+    sign_in_attempt_begin,
+    sign_in_attempt_right,
+    sign_in_window,
+    staff_sign_in_failed,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -26,11 +32,17 @@ class SignInForm(AuthenticationForm):
             "Too many failed sign-ins for this account or from your network. "
             "Wait %(minutes)d minutes and try again, or ask an admin."
         ),
+        "frozen": (
+            "Too many wrong authenticator codes were given after this account's password: its password sign-in is "
+            "frozen. Another admin can release it on the staff page, or someone with access to the server can run "
+            "`python manage.py staff_unfreeze %(username)s`."
+        ),
     }
 
     def clean(self) -> dict[str, Any]:
         username = str(self.data.get("username", ""))
-        if sign_in_locked(self.request, username):
+        # Counted before the password is checked, so that guesses sent together cannot all pass the limit.
+        if not sign_in_attempt_begin(self.request, username):
             logger.warning("sign-in refused: too many failures for this username or address")
             raise forms.ValidationError(
                 self.error_messages["locked"], code="locked", params={"minutes": sign_in_window() // 60}
@@ -38,14 +50,24 @@ class SignInForm(AuthenticationForm):
         try:
             cleaned = super().clean()
         except forms.ValidationError:
-            sign_in_failed(self.request, username)
+            staff_sign_in_failed(request=self.request, username=username, reason=SignInFailure.WRONG_PASSWORD)
             raise
-        if not password_sign_in_allowed(self.get_user()):
+        user = self.get_user()
+        if not password_sign_in_allowed(user):
             # Passwords are the admins' break-glass: anyone else signs in with Microsoft. The answer is the wrong
             # password's, so that the form tells nobody which passwords are right.
-            sign_in_failed(self.request, username)
+            staff_sign_in_failed(
+                request=self.request, username=username, user=user, reason=SignInFailure.PASSWORD_NOT_ALLOWED
+            )
             logger.warning("sign-in refused: a password sign-in by an account that signs in with Microsoft")
             raise self.get_invalid_login_error()
+        sign_in_attempt_right(self.request, username)
+        if password_sign_in_frozen(user):
+            staff_sign_in_failed(request=self.request, username=username, user=user, reason=SignInFailure.FROZEN)
+            logger.warning("sign-in refused: the account's password sign-in is frozen")
+            raise forms.ValidationError(
+                self.error_messages["frozen"], code="frozen", params={"username": user.get_username()}
+            )
         # The view clears the account's failure count once the sign-in is finished (a TOTP code may follow).
         return cleaned
 

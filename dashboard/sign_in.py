@@ -40,15 +40,19 @@ from partners.access import (
     staff_sign_in_unfinished,
     totp_device,
 )
+from partners.models import SignInFailure
 from partners.staff import (
     StaffSignInRefused,
-    sign_in_failed,
-    sign_in_locked,
-    sign_in_succeeded,
+    password_sign_in_frozen,
+    sign_in_attempt_begin,
+    sign_in_attempt_right,
     sign_in_window,
     staff_microsoft_sign_in,
+    staff_sign_in_failed,
+    staff_sign_in_succeeded,
     staff_totp_begin,
     staff_totp_confirm,
+    staff_wrong_code,
 )
 
 logger = logging.getLogger(__name__)
@@ -58,6 +62,8 @@ SIGN_IN = microsoft_sign_in.SignInKind(
 )
 NEXT_SESSION_KEY = "staff_sign_in_next"
 ENROLL_SESSION_KEY = "staff_totp_setting_up"
+# Set once this password sign-in's first wrong code emailed the admins: the next ones of the same sign-in do not.
+WRONG_CODE_ALERTED_SESSION_KEY = "staff_wrong_code_alerted"
 
 
 # What the person is told when their Microsoft sign-in opens no staff session (StaffSignInRefused.reason).
@@ -159,6 +165,7 @@ class SignInView(auth_views.LoginView):
     def form_valid(self, form: SignInForm) -> HttpResponse:  # type: ignore[override]
         response = super().form_valid(form)
         staff_sign_in_record(self.request, method=PASSWORD)
+        self.request.session.pop(WRONG_CODE_ALERTED_SESSION_KEY, None)
         step = staff_sign_in_step(self.request)
         if step == SignInStep.VERIFY and (device := totp_device(self.request.user)) is not None:
             # The lockout counts wrong codes; django-otp's delay only spaces them out within one sign-in, so that
@@ -169,7 +176,7 @@ class SignInView(auth_views.LoginView):
             # buy another round of code guesses.
             self.request.session[NEXT_SESSION_KEY] = self.get_success_url()
             return HttpResponseRedirect(reverse("sign_in_verify" if step == SignInStep.VERIFY else "sign_in_enroll"))
-        sign_in_succeeded(self.request, form.get_user().get_username())
+        staff_sign_in_succeeded(request=self.request, user=form.get_user(), method=PASSWORD)
         return response
 
 
@@ -195,33 +202,58 @@ def verify(request: HttpRequest) -> HttpResponse:
     form = TotpCodeForm(request.POST or None)
     status = 200
     if request.method == "POST":
-        if sign_in_locked(request, username):
+        if password_sign_in_frozen(user):
+            return _frozen(request, username)
+        if not form.is_valid():
+            status = 400
+        elif not sign_in_attempt_begin(request, username):
+            # Counted before the code is checked: codes sent together cannot all pass the limit.
             form.add_error(
                 None,
                 f"Too many wrong codes for this account or from your network. Wait {sign_in_window() // 60} "
                 "minutes and try again, or ask an admin.",
             )
             status = 429
-        elif form.is_valid() and not device.verify_is_allowed()[0]:
+        elif not device.verify_is_allowed()[0]:
             # django-otp's own growing delay after a wrong code: a code given now would be refused unread, so it
             # is not counted as a wrong one either.
+            sign_in_attempt_right(request, username)
             form.add_error(None, "Wait a few seconds after a wrong code, then enter the code the app shows.")
             status = 429
-        elif form.is_valid():
+        else:
             # django-otp verifies in a transaction (and counts a wrong code towards its delay).
             verified = django_otp.verify_token(user, device.persistent_id, form.cleaned_data["code"])
             if verified is not None:
+                sign_in_attempt_right(request, username)
                 django_otp.login(request, verified)
-                sign_in_succeeded(request, username)
+                request.session.pop(WRONG_CODE_ALERTED_SESSION_KEY, None)
+                staff_sign_in_succeeded(request=request, user=user, method=PASSWORD, right_code=True)  # type: ignore[arg-type]
                 logger.info("staff sign-in with a password and a TOTP code")
                 return _after_second_factor(request)
-            sign_in_failed(request, username)
+            # The first wrong code after this right password emails the admins; every one counts towards the
+            # break-glass freeze, which no window ends.
+            alert = not request.session.get(WRONG_CODE_ALERTED_SESSION_KEY)
+            guard = staff_wrong_code(request=request, user=user, alert=alert)  # type: ignore[arg-type]
+            request.session[WRONG_CODE_ALERTED_SESSION_KEY] = True
             logger.warning("sign-in refused: a wrong TOTP code")
+            if guard.frozen_at is not None:
+                return _frozen(request, username)
             form.add_error("code", "That code is not right, or it has expired. Enter the code the app shows now.")
             status = 400
-        else:
-            status = 400
     return form_page(render(request, "registration/verify.html", {"form": form}, status=status))
+
+
+def _frozen(request: HttpRequest, username: str) -> HttpResponse:
+    """The password sign-in is frozen: the half-finished session ends, and the page says who can release it."""
+    logout(request)
+    return _refused(
+        request,
+        "This account's password sign-in is frozen",
+        "Too many wrong authenticator codes were given after its password. Another admin can release it on the "
+        f"staff page, or someone with access to the server can run `python manage.py staff_unfreeze {username}`. "
+        "If the wrong codes were not yours, change the password once it is released.",
+        status=403,
+    )
 
 
 def _qr_data_uri(url: str) -> str:
@@ -258,7 +290,7 @@ def enroll(request: HttpRequest) -> HttpResponse:
             staff_totp_confirm(user=user, device=device)
             request.session.pop(ENROLL_SESSION_KEY, None)
             django_otp.login(request, device)
-            sign_in_succeeded(request, user.get_username())
+            staff_sign_in_succeeded(request=request, user=user, method=PASSWORD)
             messages.success(request, "Your authenticator app is set up. Sign-ins with a password will ask its code.")
             return _after_second_factor(request)
         if form.is_valid():
@@ -338,6 +370,9 @@ def microsoft_welcome(request: HttpRequest, handoff: str) -> HttpResponse:
         )
     except StaffSignInRefused as refused:
         logger.warning("staff sign-in refused: %s", refused)
+        staff_sign_in_failed(
+            request=request, username="", reason=SignInFailure.MICROSOFT_REFUSED, detail=refused.reason
+        )
         return _refused(request, *REFUSALS[refused.reason](who), object_id=who.user_oid)
     next_url = request.session.pop(NEXT_SESSION_KEY, None)
     if request.user.is_authenticated:
@@ -345,6 +380,7 @@ def microsoft_welcome(request: HttpRequest, handoff: str) -> HttpResponse:
     # login() gives the session a new key: a session id planted before the sign-in is worth nothing after it.
     login(request, identity.user, backend="django.contrib.auth.backends.ModelBackend")
     staff_sign_in_record(request, method=MICROSOFT, identity=identity)
+    staff_sign_in_succeeded(request=request, user=identity.user, method=MICROSOFT)
     logger.info("staff sign-in with Microsoft")
     response = HttpResponseRedirect(_next_url(request, next_url), status=303)
     microsoft_sign_in.sign_in_cookie_clear(response, SIGN_IN)

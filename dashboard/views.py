@@ -66,7 +66,7 @@ from dashboard.forms import (
 from dashboard.staff_actions import BULK_ACTIONS, actions_for
 from microsoft import permissions
 from partners.access import ROLE_GROUPS, Role, partner_for_staff, role_of, staff_view
-from partners.models import AuditEvent, Partner
+from partners.models import AuditEvent, Partner, StaffPasswordGuard
 from partners.services import (
     PartnerError,
     staff_identity_set,
@@ -74,7 +74,7 @@ from partners.services import (
     staff_user_create,
     staff_user_set_active,
 )
-from partners.staff import staff_totp_reset
+from partners.staff import staff_totp_reset, staff_unfreeze
 from tokens.alerts import alerts_open
 from tokens.selectors import HEALTH_CHOICES, HEALTH_LABELS, token_events, token_health
 
@@ -352,6 +352,11 @@ def staff_accounts(request: HttpRequest) -> HttpResponse:
                     else f"{target.get_username()} had no authenticator app.",
                 )
                 return HttpResponseRedirect(reverse("dashboard:staff"))
+            elif what == "unfreeze":
+                target = get_object_or_404(User, username=request.POST.get("username", ""))
+                staff_unfreeze(actor=request.user, user=target)
+                messages.success(request, f"The password sign-in of {target.get_username()} works again.")
+                return HttpResponseRedirect(reverse("dashboard:staff"))
             elif what == "active":
                 active_form = StaffActiveForm(request.POST)
                 if active_form.is_valid():
@@ -373,6 +378,9 @@ def staff_accounts(request: HttpRequest) -> HttpResponse:
     with_totp = set(
         TOTPDevice.objects.filter(user__in=users, confirmed=True).values_list("user_id", flat=True).distinct()
     )
+    frozen = set(
+        StaffPasswordGuard.objects.filter(user__in=users, frozen_at__isnull=False).values_list("user_id", flat=True)
+    )
     rows = []
     for user in users:
         names = {g.name for g in user.groups.all()}
@@ -387,6 +395,7 @@ def staff_accounts(request: HttpRequest) -> HttpResponse:
                 "role": role,
                 "identity": getattr(user, "staff_identity", None),
                 "totp": user.pk in with_totp,
+                "frozen": user.pk in frozen,
             }
         )
     context = {

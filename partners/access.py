@@ -21,6 +21,7 @@ from django.urls import reverse
 from django.utils.http import urlencode
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
+from cpv.sessions import session_signed_in
 from partners.models import Partner, StaffIdentity
 
 
@@ -86,6 +87,8 @@ def staff_sign_in_record(request: HttpRequest, *, method: str, identity: StaffId
     if identity is not None:
         record.update(identity=identity.pk, object_id=str(identity.object_id))
     request.session[SIGN_IN_SESSION_KEY] = record
+    # The session's absolute lifetime starts at its sign-in.
+    session_signed_in(request)
 
 
 def staff_sign_in_method(request: HttpRequest) -> str:

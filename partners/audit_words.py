@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from cpv.clouds import ALL_PARTNER_CLOUDS
-from partners.models import AuditEvent, Partner
+from partners.models import AuditEvent, Partner, SignInFailure
 
 # Every action the product records, with what a person reads for it. An action missing here is still shown,
 # spelled out from its name (see `action_label`).
@@ -30,6 +30,11 @@ ACTION_LABELS: dict[str, str] = {
     "staff.enabled": "Enabled a staff account",
     "staff.disabled": "Disabled a staff account",
     "staff.role_set": "Changed a staff member's role",
+    "staff.signed_in": "Signed in",
+    "staff.sign_in_failed": "A sign-in was refused",
+    "staff.password_changed": "Changed their own password",
+    "staff.password_frozen": "Froze a password sign-in after too many wrong codes",
+    "staff.password_unfrozen": "Released a frozen password sign-in",
     "staff.demo_user_created": "Created the demo's staff account",
     "staff.demo_user_reset": "Reset the demo's staff account",
     "vault.key_rotated": "Rotated the vault key",
@@ -84,6 +89,12 @@ DETAIL_LABELS: dict[str, str] = {
     "already_present": "Already present",
     "skipped": "Skipped (removed, or being applied by another worker)",
     "retrying": "Left for a later run",
+    "method": "Sign-in method",
+    "address": "Client address",
+    "wrong_codes": "Wrong codes in a row",
+    "own": "Own account",
+    "superuser": "Superuser",
+    "why": "Why",
 }
 
 
@@ -93,6 +104,7 @@ VALUE_WORDS: dict[str, dict[str, str]] = {
     "previous_status": dict(Partner.Status.choices),
     "cloud": {str(k): str(v) for k, v in ALL_PARTNER_CLOUDS},
     "environment": dict(Partner.Environment.choices),
+    "reason": dict(SignInFailure.choices),
 }
 
 

@@ -138,3 +138,29 @@ class StaffIdentity(models.Model):
 
     def __str__(self) -> str:
         return f"{self.object_id} in {self.tenant_id}"
+
+
+class SignInFailure(models.TextChoices):
+    """Why a staff sign-in was refused, as its audit row says."""
+
+    WRONG_PASSWORD = "wrong_password", "Wrong password (or no such account)"
+    WRONG_CODE = "wrong_code", "Right password, wrong authenticator code"
+    PASSWORD_NOT_ALLOWED = "password_not_allowed", "A password sign-in by an account that signs in with Microsoft"
+    FROZEN = "frozen", "Password sign-in frozen after too many wrong codes"
+    MICROSOFT_REFUSED = "microsoft_refused", "Microsoft sign-in refused"
+
+
+class StaffPasswordGuard(models.Model):
+    """The break-glass's own count: wrong TOTP codes given after the account's right password. It never expires and
+    only a right code resets it; at `WRONG_CODES_FREEZE` the account's password sign-in is frozen until another
+    admin (the staff page) or `manage.py staff_unfreeze` releases it."""
+
+    WRONG_CODES_FREEZE = 10
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="password_guard")
+    wrong_codes = models.PositiveIntegerField(default=0)
+    last_wrong_code_at = models.DateTimeField(null=True, blank=True)
+    frozen_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.user_id}: {self.wrong_codes} wrong code(s){' (frozen)' if self.frozen_at else ''}"

@@ -3,6 +3,7 @@ sessions. Each thing has one way to be built, here."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from datetime import timedelta
 from typing import Any
@@ -11,6 +12,7 @@ from django.test import Client
 from django.utils import timezone
 
 from consent.portal import SESSION_KEY
+from cpv.sessions import STARTED_SESSION_KEY
 from customers.coverage import coverage_recount
 from customers.models import CustomerConsent
 from customers.services import desired_grants, grants_hash
@@ -71,6 +73,7 @@ def signed_in(client: Client, user: Any) -> Client:
     client.force_login(user)
     session = client.session
     session[access.SIGN_IN_SESSION_KEY] = {"method": access.PASSWORD, "no_totp": True}
+    session[STARTED_SESSION_KEY] = int(time.time())
     session.save()
     return client
 
@@ -79,7 +82,9 @@ def client_for(user: Any) -> Client:
     return signed_in(Client(), user)
 
 
-def portal_client(partner: Partner, *, user_oid: str | None = None, global_admin: bool = True) -> Client:
+def portal_client(
+    partner: Partner, *, user_oid: str | None = None, global_admin: bool = True, mfa: bool = True
+) -> Client:
     """A browser whose session holds a verified portal identity for a user of `partner`'s tenant."""
     client = Client()
     session = client.session
@@ -90,7 +95,9 @@ def portal_client(partner: Partner, *, user_oid: str | None = None, global_admin
         "username": f"admin@{partner.name.lower().replace(' ', '')}.example",
         "cloud": partner.cloud,
         "global_admin": global_admin,
+        "mfa": mfa,
     }
+    session[STARTED_SESSION_KEY] = int(time.time())
     session.save()
     return client
 

@@ -89,3 +89,49 @@ def test_a_retry_is_refused_once_the_link_was_replaced_or_expired(cpv_sim, invit
     assert expired.status_code == replaced.status_code == 410
     assert b"/retry" not in run.client.get(run.callback["Location"]).content
     assert ConsentFlow.objects.filter(partner=invitation.partner).count() == 1
+
+
+def test_a_consent_started_from_a_link_that_staff_replaced_meanwhile_is_refused_at_the_callback(  # type: ignore[no-untyped-def]
+    cpv_sim, invitation, consent_run, admin
+) -> None:
+    run = consent_run(invitation.url, user=admin, post=False)
+    newer = partner_reconsent_link(actor=None, partner=invitation.partner)  # staff send another link meanwhile
+
+    run.post_callback()
+    page = run.client.get(run.callback["Location"])
+
+    flow = ConsentFlow.objects.get(partner=invitation.partner)
+    partner = Partner.objects.get(pk=invitation.partner.pk)
+    assert flow.status == ConsentFlow.Status.FAILED and flow.failure_reason == "expired_link"
+    assert partner.status == Partner.Status.INVITED and partner.tenant_id is None
+    # The code was never redeemed: no token exists for the replaced link.
+    assert not cpv_sim.control.log(service="entra", path="/token$")
+    # The page says what works next: the newest link, or the portal.
+    assert b"Open the newest link" in page.content and b'id="portal-link"' in page.content
+    assert b'id="retry"' not in page.content
+    # and the newer link does work
+    assert consent_run(newer, user=admin).callback.status_code == 303
+    assert Partner.objects.get(pk=invitation.partner.pk).status == Partner.Status.ACTIVE
+    assert cpv_sim.control.log(service="entra", path="/token$")
+
+
+def test_a_link_replaced_while_the_token_is_being_stored_is_refused_under_the_partners_lock(  # type: ignore[no-untyped-def]
+    cpv_sim, invitation, consent_run, admin, monkeypatch
+) -> None:
+    from consent import services
+
+    real_check = services._partner_center_check
+
+    def then_staff_replace_the_link(**kwargs: Any) -> Any:
+        answer = real_check(**kwargs)
+        partner_reconsent_link(actor=None, partner=invitation.partner)
+        return answer
+
+    monkeypatch.setattr(services, "_partner_center_check", then_staff_replace_the_link)
+
+    run = consent_run(invitation.url, user=admin)
+
+    flow = ConsentFlow.objects.get(partner=invitation.partner)
+    assert run.callback.status_code == 303
+    assert flow.status == ConsentFlow.Status.FAILED and flow.failure_reason == "expired_link"
+    assert Partner.objects.get(pk=invitation.partner.pk).status == Partner.Status.INVITED

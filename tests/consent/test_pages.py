@@ -340,6 +340,7 @@ def test_the_portal_pages_are_branded(client, branded, settings) -> None:  # typ
         "username": "ada@contoso.example",
         "cloud": partner.cloud,
         "global_admin": True,
+        "mfa": True,
     }
     session.save()
     status_page = client.get("/portal/").content.decode()

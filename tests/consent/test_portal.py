@@ -152,3 +152,77 @@ def test_a_hand_over_written_into_the_cache_by_someone_else_signs_nobody_in(port
     assert response.status_code == 400
     assert SESSION_KEY not in client.session
     assert client.get("/portal/").status_code != 200 or partner.name not in client.get("/portal/").content.decode()
+
+
+# --- current evidence: the Global Administrator role and MFA, on every sign-in ---------------------------------------
+
+
+def portal_sign_in(client: Client, user_oid: str) -> None:
+    welcome = client.get(finish(client, start(client), user_oid)["Location"])
+    assert welcome.status_code == 303, welcome.content
+
+
+def test_having_consented_once_is_not_enough_without_the_role_today(portal_sim) -> None:  # type: ignore[no-untyped-def]
+    """The person who consented a year ago and has since lost the Global Administrator role is refused."""
+    from tests.factories import portal_client
+
+    partner = active_partner_with_data("Contoso Partners")
+    consenter = str(partner.token.consented_by_oid or uuid.uuid4())
+    type(partner.token).objects.filter(pk=partner.token.pk).update(consented_by_oid=consenter)
+
+    page = portal_client(partner, user_oid=consenter, global_admin=False).get("/portal/")
+    renew = portal_client(partner, user_oid=consenter, global_admin=False).post("/portal/renew")
+
+    assert page.status_code == 403 and b"Global Administrator role" in page.content
+    assert b"not enough" in page.content and b"customer 0000" not in page.content
+    assert renew.status_code == 403 and not AuditEvent.objects.filter(action="portal.reconsent_started").exists()
+
+
+def test_a_global_administrators_sign_in_without_mfa_is_refused(portal_sim) -> None:  # type: ignore[no-untyped-def]
+    world = portal_sim.world.partners[0]
+    active_partner_with_data("Contoso Partners", tenant=uuid.UUID(str(world.tenant_id)))
+    no_mfa = partner_user(portal_sim, global_admin=True, mfa_registered=False)
+    with_mfa = partner_user(portal_sim, global_admin=True, mfa_registered=True)
+    refused_client, admitted_client = Client(), Client()
+
+    portal_sign_in(refused_client, no_mfa.oid)
+    portal_sign_in(admitted_client, with_mfa.oid)
+    refused = refused_client.get("/portal/")
+
+    assert refused.status_code == 403 and b"Multi-factor authentication is required" in refused.content
+    assert refused_client.session[SESSION_KEY]["mfa"] is False
+    assert admitted_client.get("/portal/").status_code == 200
+
+
+def test_a_portal_session_from_before_mfa_was_asked_must_sign_in_again(portal_sim) -> None:  # type: ignore[no-untyped-def]
+    from tests.factories import portal_client
+
+    partner = active_partner_with_data("Contoso Partners")
+    client = portal_client(partner)
+    session = client.session
+    session[SESSION_KEY] = {k: v for k, v in session[SESSION_KEY].items() if k != "mfa"}
+    session.save()
+
+    assert client.get("/portal/").status_code == 403
+
+
+def test_without_wids_graph_is_asked_and_a_role_it_cannot_name_is_not_taken_for_one(portal_sim, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The consent's second reading: the user's directory roles in Graph. The sign-in's own token (openid profile)
+    may not name them: unknown is refused, never admitted."""
+    from consent import microsoft_sign_in
+
+    monkeypatch.setattr(microsoft_sign_in.identity, "claims_global_admin", lambda claims: None)
+    world = portal_sim.world.partners[0]
+    active_partner_with_data("Contoso Partners", tenant=uuid.UUID(str(world.tenant_id)))
+    admin = partner_user(portal_sim, global_admin=True, mfa_registered=True)
+    member = partner_user(portal_sim, global_admin=False, mfa_registered=True)
+    admin_client, member_client = Client(), Client()
+
+    portal_sign_in(admin_client, admin.oid)
+    portal_sign_in(member_client, member.oid)
+
+    assert portal_sim.control.log(service="graph", path="transitiveMemberOf")
+    assert admin_client.session[SESSION_KEY]["global_admin"] is None
+    assert member_client.session[SESSION_KEY]["global_admin"] is False
+    assert admin_client.get("/portal/").status_code == 403
+    assert member_client.get("/portal/").status_code == 403

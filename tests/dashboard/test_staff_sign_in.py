@@ -91,6 +91,8 @@ def test_staff_sign_in_with_microsoft_on_the_vendors_tenant_and_reach_the_dashbo
         "method": MICROSOFT, "identity": identity.pk, "object_id": str(identity.object_id)
     }  # fmt: skip
     assert identity.last_username == person.upn and identity.last_signed_in_at is not None
+    signed = AuditEvent.objects.get(action="staff.signed_in")
+    assert signed.actor_id == operator.pk and signed.detail["method"] == "microsoft"
 
 
 def test_a_microsoft_account_nobody_bound_is_refused_and_told_its_object_id(staff_sim, django_user_model) -> None:  # type: ignore[no-untyped-def]
@@ -105,6 +107,8 @@ def test_a_microsoft_account_nobody_bound_is_refused_and_told_its_object_id(staf
 
     assert refused.status_code == 403
     assert b"no staff access here" in refused.content and person.oid.encode() in refused.content
+    failed = AuditEvent.objects.get(action="staff.sign_in_failed")
+    assert failed.detail["reason"] == "microsoft_refused" and failed.detail["why"] == "not_staff"
     assert "_auth_user_id" not in client.session
     assert client.get("/").status_code == 302
 
