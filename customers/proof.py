@@ -33,7 +33,7 @@ from microsoft import graph, identity
 from partners.models import Customer, Partner
 from partners.registrations import app_for, cloud_for
 from partners.services import audit_record
-from tokens.access_tokens import GRAPH, PermissionMissing, TokenUnavailable, access_token_get
+from tokens.access_tokens import GRAPH, PermissionMissing, TokenUnavailable, access_token_get, cache_forget
 from tokens.vault import VaultError
 
 logger = logging.getLogger(__name__)
@@ -179,6 +179,14 @@ def read_tenant(
         if exc.transient:
             raise Deferred(f"the vault is unavailable: {exc}") from None
         return Finding(Proof.UNVERIFIABLE, Reason.NO_TOKEN, message=str(exc))
+    # The token's `scp` is what the grants give Microsoft Graph in this tenant now: scopes missing there are drift
+    # whether or not what is left lets Graph be read (Directory.Read.All taken out refuses the reads below).
+    held = token_scopes(token.token)
+    lacking = wanted.get(services.GRAPH_APP_ID, frozenset()) - held if held is not None else frozenset()
+    if lacking:
+        drift = [{"resource": services.GRAPH_APP_ID, "name": "Microsoft Graph", "missing": sorted(lacking),
+                  "grant": bool(held)}]  # fmt: skip
+        return Finding(Proof.DRIFTED, drift=drift)
     client = graph.GraphClient(base_url=cloud.graph_url, access_token=token.token)
     try:
         principal = client.service_principal(app.client_id)
@@ -200,6 +208,13 @@ def read_tenant(
         unavailable=unavailable,
         graph_requests=client.requests,
     )
+
+
+def token_scopes(access_token: str) -> frozenset[str] | None:
+    """The delegated scopes an access token carries (`scp`), or None when it names none (opaque, or app-only)."""
+    claims = identity.access_token_claims(access_token)
+    scp = claims.get("scp")
+    return scopes_of(scp) if isinstance(scp, str) else None
 
 
 def _next_read(now: datetime, proof: str, customer_id: int) -> datetime:
@@ -322,6 +337,8 @@ def consent_reset(
         ok = False
     else:
         ok = outcome in (services.CONSENTED, services.ALREADY_PRESENT)
+        # A token cached for the tenant carries the grants as they were: the next read takes a fresh one.
+        cache_forget(partner_id=customer.partner_id, tenant=str(customer.tenant_id))
         if ok:
             CustomerConsent.objects.filter(pk=state.pk).update(proof_due_at=timezone.now())
     audit_record(
@@ -425,7 +442,9 @@ def customer_act(*, customer_id: int, action: str) -> Outcome:
     if action not in CUSTOMER_ACTIONS:
         raise ValueError(f"unknown customer action {action!r}")
     if action == REAPPLY:
-        services.consent_reapply(customer_id=customer_id)
+        state, _ = services.consent_reapply(customer_id=customer_id)
+        customer = state.customer
+        cache_forget(partner_id=customer.partner_id, tenant=str(customer.tenant_id))
     elif action == RESET:
         consent_reset(customer_id=customer_id, reason="asked by staff")
     return consent_verify(customer_id=customer_id, repair=False)

@@ -81,11 +81,12 @@ def cache_put(*, partner: Partner, audience: str, tenant: str | None, token: ide
         )
 
 
-def cache_forget(*, partner_id: int | None = None) -> None:
-    """Drop cached tokens (of one partner, or all)."""
+def cache_forget(*, partner_id: int | None = None, tenant: str | None = None) -> None:
+    """Drop cached tokens (of one partner, or all; in one tenant only, when given)."""
     with _cache_lock:
         for key in [k for k in _cache if partner_id is None or k[0] == partner_id]:
-            del _cache[key]
+            if tenant is None or key[2] == tenant.lower():
+                del _cache[key]
 
 
 def scope_for(partner: Partner, audience: str) -> str:

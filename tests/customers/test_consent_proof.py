@@ -19,6 +19,7 @@ from customers.services import application_consent_batch, customers_needing_cons
 from customers.words import proof_words
 from partners.models import AuditEvent, Customer, Partner
 from tests.factories import active_partner
+from tokens.access_tokens import cache_forget
 
 pytestmark = pytest.mark.django_db
 Proof = CustomerConsent.Proof
@@ -287,3 +288,20 @@ def test_a_workload_the_tenant_lacks_is_left_out_and_added_once_it_is_there(cpv_
     assert "unavailable" not in outcome.state.proof_detail
     assert len(outcome.state.grants["applicationGrants"]) == 2
     assert [p["status"] for p in _pc(cpv_sim, "POST")] == [201]
+
+
+def test_a_scope_the_token_no_longer_carries_is_drift_even_when_graph_can_no_longer_be_read(cpv_sim) -> None:  # type: ignore[no-untyped-def]
+    partner, customers = _applied(cpv_sim)
+    customer = customers[0]
+    # Directory.Read.All is what reads the app in the tenant: without it Graph refuses, but the token says it.
+    cpv_sim.control.narrow_grant(str(customer.tenant_id), ["Directory.Read.All"])
+    cache_forget(partner_id=partner.pk)
+    cpv_sim.control.clear_log()
+
+    outcome = consent_verify(customer_id=customer.pk, repair=False)
+
+    assert outcome.state.proof == Proof.DRIFTED and outcome.graph_requests == 0
+    assert outcome.state.proof_detail["drift"][0]["missing"] == ["directory.read.all"]
+    assert cpv_sim.control.log(service="graph") == []
+    # Repaired, it verifies.
+    assert consent_verify(customer_id=customer.pk).state.proof == Proof.VERIFIED
