@@ -17,7 +17,7 @@ from consent.services import partner_invite
 from cpv.clouds import PARTNER_CLOUD_CHOICES
 from dashboard import selectors
 from dashboard.forms import BulkForm, ReasonForm
-from dashboard.staff_actions import ACTIONS, BULK_ACTIONS, offered_names
+from dashboard.staff_actions import ACTIONS, BULK_ACTIONS, offered_names, plural
 from partners.access import Role, partner_for_staff, staff_view
 from partners.invitations import partner_reconsent_link
 from partners.models import Partner
@@ -93,6 +93,8 @@ def partner_action(request: HttpRequest, code: uuid.UUID, action: str) -> HttpRe
         else:
             selectors.overview_trends_forget()
             messages.success(request, message)
+            if what.then_list:
+                return HttpResponseRedirect(reverse("dashboard:list"))
         return HttpResponseRedirect(reverse("dashboard:detail", args=[partner.code]))
     context = {"partner": partner, "action": action, "what": what, "form": form}
     return render(request, "dashboard/confirm.html", context)
@@ -117,7 +119,9 @@ def bulk(request: HttpRequest) -> HttpResponse:
         )
         return HttpResponseRedirect(back)
     action = form.cleaned_data["action"]
-    partners = list(Partner.objects.filter(code__in=form.cleaned_data["partners"]).order_by("name", "id"))
+    partners = list(
+        Partner.objects.filter(code__in=form.cleaned_data["partners"], deleted_at__isnull=True).order_by("name", "id")
+    )
     if not form.cleaned_data["confirmed"]:
         context = {
             "partners": partners,
@@ -136,7 +140,8 @@ def bulk(request: HttpRequest) -> HttpResponse:
             skipped.append(f"{partner.name}: {exc}")
     # The overview the operator goes back to counts their change, not a minute-old picture.
     selectors.overview_trends_forget()
-    messages.success(request, f"{dict(BULK_ACTIONS)[action]}: done for {done} partner(s).")
+    did = "queued" if ACTIONS[action].queues else "done"
+    messages.success(request, f"{dict(BULK_ACTIONS)[action]}: {did} for {plural(done, 'partner')}.")
     for line in skipped[:20]:
         messages.warning(request, f"Skipped {line}")
     return HttpResponseRedirect(back)

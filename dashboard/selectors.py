@@ -81,10 +81,14 @@ def partner_directory(
 ) -> QuerySet[Partner]:
     """Partners filtered and sorted for the list, annotated with `health`, with their token row; `search` matches name,
     domain, contact email, a present customer's name or domain, or a tenant id (prefix)."""
-    qs = Partner.objects.select_related("token").annotate(health=token_health_expression(now=now))
+    qs = (
+        Partner.objects.filter(deleted_at__isnull=True)
+        .select_related("token")
+        .annotate(health=token_health_expression(now=now))
+    )
     search = search.strip()
     if search:
-        match = Q(name__icontains=search) | Q(default_domain__icontains=search) | Q(contact_email__iexact=search)
+        match = Q(name__icontains=search) | Q(default_domain__icontains=search) | Q(contact_email__icontains=search)
         # A partner whose present customers include one by that name or domain.
         match |= Q(
             Exists(
@@ -303,7 +307,8 @@ def overview_trends(*, days: int = 30, now: datetime | None = None) -> Trends:
             bucket &= Q(token__last_renewed_at__gt=now - timedelta(days=high))
         ages[f"b{low}"] = Count("id", filter=bucket)
     groups = list(
-        Partner.objects.order_by()
+        Partner.objects.filter(deleted_at__isnull=True)
+        .order_by()
         .annotate(health=token_health_expression(now=now))
         .values("status", "health")
         .annotate(n=Count("id"), created=Count("id", filter=Q(created_at__gte=since)), **ages)
@@ -498,6 +503,7 @@ def needs_attention(*, now: datetime | None = None, limit: int = 25) -> list[Par
     ending = _invitation_ending(now=now)
     ranked = (
         Partner.objects.exclude(status=Partner.Status.DEACTIVATED)
+        .filter(deleted_at__isnull=True)
         .annotate(
             health=token_health_expression(now=now), failed_customers=failed_customers, **_onboarding_annotations()
         )

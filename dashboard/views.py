@@ -52,7 +52,7 @@ from dashboard.forms import (
     StaffMicrosoftForm,
     StaffRoleForm,
 )
-from dashboard.staff_actions import BULK_ACTIONS, actions_for
+from dashboard.staff_actions import BULK_ACTIONS, actions_for, plural
 from microsoft import permissions
 from partners.access import ROLE_GROUPS, Role, partner_for_staff, role_of, staff_view
 from partners.models import AuditEvent, Partner
@@ -63,7 +63,7 @@ from partners.services import (
     staff_user_create,
     staff_user_set_active,
 )
-from partners.staff import staff_totp_reset
+from partners.staff import sign_in_locked, sign_in_window, staff_sign_in_unlock, staff_totp_reset
 from tokens.alerts import alerts_open
 from tokens.selectors import HEALTH_CHOICES, HEALTH_LABELS, token_events, token_health
 
@@ -324,9 +324,19 @@ def staff_accounts(request: HttpRequest) -> HttpResponse:
                 removed = staff_totp_reset(actor=request.user, user=target)
                 messages.success(
                     request,
-                    f"Removed {removed} authenticator app(s) of {target.get_username()}."
+                    f"Removed {plural(removed, 'authenticator app')} of {target.get_username()}."
                     if removed
                     else f"{target.get_username()} had no authenticator app.",
+                )
+                return HttpResponseRedirect(reverse("dashboard:staff"))
+            elif what == "unlock":
+                target = get_object_or_404(User, username=request.POST.get("username", ""))
+                was_locked = staff_sign_in_unlock(actor=request.user, user=target)
+                messages.success(
+                    request,
+                    f"{target.get_username()} can sign in again."
+                    if was_locked
+                    else f"{target.get_username()} was not locked out; nothing changed.",
                 )
                 return HttpResponseRedirect(reverse("dashboard:staff"))
             elif what == "active":
@@ -364,6 +374,7 @@ def staff_accounts(request: HttpRequest) -> HttpResponse:
                 "role": role,
                 "identity": getattr(user, "staff_identity", None),
                 "totp": user.pk in with_totp,
+                "locked": sign_in_locked(None, user.get_username()),
             }
         )
     context = {
@@ -372,6 +383,7 @@ def staff_accounts(request: HttpRequest) -> HttpResponse:
         "create_form": create_form,
         "me": request.user,
         "staff_tenant_id": settings.CPV_STAFF_TENANT_ID,
+        "lockout_minutes": sign_in_window() // 60,
     }
     return render(request, "dashboard/staff.html", context, status=400 if create_form.errors else 200)
 

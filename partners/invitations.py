@@ -80,7 +80,7 @@ def invitation_read(token: str) -> InvitationTarget:
     except (KeyError, TypeError, ValueError, IndexError):
         raise InvitationInvalid("the link is malformed") from None
     partner = Partner.objects.filter(code=code).first()
-    if partner is None or partner.status == Partner.Status.DEACTIVATED:
+    if partner is None or partner.status == Partner.Status.DEACTIVATED or partner.deleted_at is not None:
         raise InvitationExpired("the partner is not accepting consent links")
     if purpose not in PURPOSES:
         raise InvitationInvalid("the link is malformed")

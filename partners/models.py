@@ -53,6 +53,8 @@ class Partner(models.Model):
     link_generation = models.PositiveIntegerField(default=0, db_default=0, editable=False)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
+    # A stray invitation that staff deleted: kept for its audit trail (which protects it), shown nowhere else.
+    deleted_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["name", "id"]

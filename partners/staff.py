@@ -75,6 +75,19 @@ def sign_in_succeeded(request: HttpRequest | None, username: str) -> None:
     cache.delete(sign_in_keys(request, username)["username"])
 
 
+def staff_sign_in_unlock(*, actor: Actor, user: User) -> bool:
+    """An admin lifts an account's lockout (its failed sign-ins count from zero again), audited: True when it was
+    locked. An address that guessed many accounts stays counted. Raises PartnerError for a superuser's unless the
+    actor is one."""
+    superuser_guard(actor, user)
+    username = user.get_username()
+    was_locked = sign_in_locked(None, username)
+    with transaction.atomic():
+        audit_record(actor=actor, action="staff.unlocked", target=user, detail={"user": username, "locked": was_locked})
+    sign_in_succeeded(None, username)
+    return was_locked
+
+
 # --- Microsoft sign-in and the authenticator app -------------------------------------------------------------
 
 
