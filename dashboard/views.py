@@ -176,7 +176,7 @@ def detail(request: HttpRequest, code: uuid.UUID) -> HttpResponse:
     without_access = without_access_counts([partner.pk]).get(partner.pk, 0)
     flows: list[Any] = consent_flows(partner)
     for flow in flows:
-        flow.failure_title = outcome(flow.failure_reason).title if flow.failure_reason else ""
+        flow.failure_title = outcome(flow.failure_reason).title_for_staff if flow.failure_reason else ""
     health = token_health(partner)
     has_token = health.token is not None and bool(health.token.current_version)
     context = {
