@@ -202,7 +202,7 @@ def retry(request: HttpRequest, code: uuid.UUID) -> HttpResponse:
 
 
 # What each kind of attempt asked for, to ask for the same again.
-PURPOSE_OF_ORIGIN = {
+PURPOSE_OF_ORIGIN: dict[str, str] = {
     ConsentFlow.Origin.INVITATION: "invite",
     ConsentFlow.Origin.RECONSENT_LINK: "reconsent",
     ConsentFlow.Origin.SELF_ONBOARDING: "self_onboarding",
