@@ -31,14 +31,25 @@ class InvitationForm(forms.Form):
     environment = forms.ChoiceField(choices=Partner.Environment.choices, initial=Partner.Environment.PRODUCTION)
     tenant_id = forms.UUIDField(required=False, label="Tenant id (optional: pins the invitation)")
     send_email = forms.BooleanField(required=False, initial=True, label="Email the link to the contact")
+    # Asked only once the page has warned of look-alike partners.
+    duplicate_ok = forms.BooleanField(required=False, widget=forms.HiddenInput)
 
 
 @staff_view(see=Role.VIEWER, act=Role.OPERATOR)
 @require_http_methods(["GET", "POST"])
 def invite(request: HttpRequest) -> HttpResponse:
     form = InvitationForm(request.POST or None)
+    look_alikes: list[selectors.LookAlike] = []
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
+        look_alikes = selectors.partners_like(
+            name=data["name"], contact_email=data["contact_email"], tenant_id=data["tenant_id"]
+        )
+        if look_alikes and not data["duplicate_ok"]:
+            # Warn once; the same form posted again (with duplicate_ok) invites anyway.
+            form = InvitationForm({**request.POST.dict(), "duplicate_ok": "on"})
+            form.is_valid()
+            return render(request, "dashboard/invite.html", {"form": form, "look_alikes": look_alikes}, status=409)
         try:
             invitation = partner_invite(
                 actor=request.user,
@@ -55,7 +66,8 @@ def invite(request: HttpRequest) -> HttpResponse:
             selectors.overview_trends_forget()
             messages.success(request, f"Invited {invitation.partner.name}. Their link: {invitation.url}")
             return HttpResponseRedirect(reverse("dashboard:detail", args=[invitation.partner.code]))
-    return render(request, "dashboard/invite.html", {"form": form}, status=400 if form.errors else 200)
+    context = {"form": form, "look_alikes": look_alikes}
+    return render(request, "dashboard/invite.html", context, status=400 if form.errors else 200)
 
 
 @staff_view(see=Role.VIEWER, act=Role.OPERATOR)

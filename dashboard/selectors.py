@@ -121,6 +121,47 @@ def partner_directory(
     return qs.order_by(*SORTS.get(sort, SORTS["name"]))
 
 
+@dataclass(frozen=True)
+class LookAlike:
+    """An existing partner an invitation may duplicate, and what they share, in words."""
+
+    partner: Partner
+    shared: list[str]
+
+
+# Mailbox providers many unrelated partners share: one of these in two addresses says nothing.
+SHARED_MAIL_DOMAINS = {"gmail.com", "outlook.com", "hotmail.com", "live.com", "yahoo.com", "icloud.com"}
+
+
+def partners_like(*, name: str, contact_email: str, tenant_id: uuid.UUID | None = None) -> list[LookAlike]:
+    """The partners (not deleted) an invitation with these facts may duplicate: the same name, contact email, email
+    domain (as a contact's or as a partner's default domain) or tenant; at most ten, by name."""
+    name, email = name.strip(), contact_email.strip()
+    domain = email.rpartition("@")[2].lower()
+    match = Q(name__iexact=name) | Q(contact_email__iexact=email)
+    if domain and domain not in SHARED_MAIL_DOMAINS:
+        match |= Q(contact_email__iendswith="@" + domain) | Q(default_domain__iexact=domain)
+    if tenant_id is not None:
+        match |= Q(tenant_id=tenant_id)
+    found = []
+    for partner in Partner.objects.filter(match, deleted_at__isnull=True).order_by("name", "id")[:10]:
+        shared = []
+        if partner.name.lower() == name.lower():
+            shared.append("name")
+        if partner.contact_email.lower() == email.lower():
+            shared.append("contact email")
+        elif (
+            domain
+            and domain not in SHARED_MAIL_DOMAINS
+            and (partner.contact_email.lower().endswith("@" + domain) or partner.default_domain.lower() == domain)
+        ):
+            shared.append(f"domain {domain}")
+        if tenant_id is not None and partner.tenant_id == tenant_id:
+            shared.append("tenant")
+        found.append(LookAlike(partner, shared))
+    return found
+
+
 # The list's MFA filter: Partner Center's last isMfaCompliant for the partner, or none seen yet.
 MFA_FILTERS: dict[str, bool | None] = {"compliant": True, "not_compliant": False, "unknown": None}
 

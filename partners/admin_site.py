@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
-from django.contrib import admin
-from django.http import HttpRequest
+from collections.abc import Callable
+from functools import update_wrapper
+from typing import Any, TypeVar, cast
 
-from partners.access import SignInStep, staff_sign_in_step
+from django.contrib import admin
+from django.http import HttpRequest, HttpResponse, HttpResponseBase
+from django.shortcuts import render
+
+from partners.access import SignInStep, role_of, staff_sign_in_step, staff_sign_in_unfinished
+
+View = TypeVar("View", bound=Callable[..., HttpResponseBase])
 
 
 class StaffAdminSite(admin.AdminSite):
@@ -15,3 +22,21 @@ class StaffAdminSite(admin.AdminSite):
     def has_permission(self, request: HttpRequest) -> bool:
         """Django's check, and a finished sign-in (partners.access.staff_sign_in_step)."""
         return super().has_permission(request) and staff_sign_in_step(request) == SignInStep.DONE
+
+    def admin_view(self, view: View, cacheable: bool = False) -> View:
+        """Django's guard, except for a signed-in account the admin is not for: Django would send it to the sign-in
+        page, which sends a signed-in account back here (a loop); it gets a page that says why instead."""
+        guarded = super().admin_view(view, cacheable)
+
+        def inner(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+            if request.user.is_authenticated and not self.has_permission(request):
+                return staff_sign_in_unfinished(request) or self.refused(request)
+            return guarded(request, *args, **kwargs)
+
+        return cast(View, update_wrapper(inner, guarded))
+
+    def refused(self, request: HttpRequest) -> HttpResponse:
+        """The admin is for the vendor's superusers (and staff given admin access): a 403 in the staff layout."""
+        role = role_of(request.user)
+        context = {"role_name": role.label if role else ""}
+        return render(request, "registration/admin_refused.html", context, status=403)
