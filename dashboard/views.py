@@ -196,6 +196,7 @@ def detail(request: HttpRequest, code: uuid.UUID) -> HttpResponse:
                 partner.audit_events.select_related("actor", "partner").order_by("-created_at", "-id")[:30]
             )
         ),
+        "emails": list(partner.sent_emails.all()[:10]),
         "new_links": links_in_messages(request),
         "link_days": settings.CPV_INVITATION_MAX_AGE_DAYS,
         "can_act": request.staff_role >= Role.OPERATOR,  # type: ignore[attr-defined]

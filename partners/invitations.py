@@ -14,7 +14,7 @@ from django.db.models import F
 from django.template.loader import render_to_string
 from django.urls import reverse
 
-from partners.models import Partner
+from partners.models import Partner, SentEmail
 from partners.services import Actor, PartnerError, audit_record
 
 SALT = "cpv.consent.invitation"
@@ -127,7 +127,14 @@ def _link_send(*, partner: Partner, url: str, subject: str, intro: str) -> None:
             "vendor": vendor,
         },
     )
-    send_mail(vendor.subject(subject), body, None, [partner.contact_email])
+    partner_email_send(partner=partner, subject=vendor.subject(subject), body=body)
+
+
+def partner_email_send(*, partner: Partner, subject: str, body: str) -> SentEmail:
+    """Email the partner's contact and record that it went out (time, to, subject; never the body): the record.
+    Raises what the mail backend raises, recording nothing."""
+    send_mail(subject, body, None, [partner.contact_email])
+    return SentEmail.objects.create(partner=partner, to=partner.contact_email, subject=subject[:300])
 
 
 # A fresh link asked for from a dead-end page goes out at most this often per partner: the page can be reloaded,

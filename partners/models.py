@@ -140,3 +140,20 @@ class StaffIdentity(models.Model):
 
     def __str__(self) -> str:
         return f"{self.object_id} in {self.tenant_id}"
+
+
+class SentEmail(models.Model):
+    """An email that went out to a partner's contact (when, to whom, its subject; never its body, which may hold a
+    consent link), so staff can see on the partner's page that one did."""
+
+    partner = models.ForeignKey(Partner, on_delete=models.CASCADE, related_name="sent_emails")
+    to = models.EmailField(max_length=254)
+    subject = models.CharField(max_length=300)
+    sent_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-sent_at", "-id"]
+        indexes = [models.Index(fields=["partner", "-sent_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.sent_at:%Y-%m-%d %H:%M} to {self.to}: {self.subject}"

@@ -93,3 +93,19 @@ def test_counts_on_staff_pages_have_no_s_in_brackets(operator) -> None:  # type:
     page = client_for(operator).get(f"/partners/{partner.code}/").content.decode()
 
     assert "Retry 1 failed consent<" in page and "(s)" not in page
+
+
+def test_emails_sent_to_a_partner_are_listed_on_its_page_without_their_link(  # type: ignore[no-untyped-def]
+    operator, mailoutbox, django_capture_on_commit_callbacks
+) -> None:
+    partner = Partner.objects.create(name="Contoso", contact_email="admin@contoso.example")
+    client = client_for(operator)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post(f"/partners/{partner.code}/do/reconsent_link", {"confirmed": "yes", "send_email": "on"})
+    page = client.get(f"/partners/{partner.code}/").content.decode()
+
+    section = page[page.index('id="emails"') : page.index('id="audit"')]
+    assert len(mailoutbox) == 1
+    assert "admin@contoso.example" in section and mailoutbox[0].subject in section and "just now" in section
+    assert "/consent/i/" not in section
