@@ -157,3 +157,44 @@ class SentEmail(models.Model):
 
     def __str__(self) -> str:
         return f"{self.sent_at:%Y-%m-%d %H:%M} to {self.to}: {self.subject}"
+
+
+class Operation(models.Model):
+    """A long staff action on a partner (renew, sync, apply consents): who asked, when, how much it covers, and once
+    it is over its outcome, written once and never rewritten by later work on the partner."""
+
+    class Kind(models.TextChoices):
+        RENEW = "renew", "Token renewal"
+        SYNC = "sync", "Customer sync"
+        APPLY = "apply", "ApplicationConsent for every customer that needs it"
+        APPLY_FAILED = "apply_failed", "ApplicationConsent again for the failed customers"
+
+    class State(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    # The operation's id in URLs, audit rows and the tasks' correlation id.
+    code = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    partner = models.ForeignKey(Partner, on_delete=models.CASCADE, related_name="operations")
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    actor_label = models.CharField(max_length=200)
+    started_at = models.DateTimeField()
+    total = models.PositiveIntegerField(default=1)
+    task_id = models.CharField(max_length=64, blank=True)
+    # Written once, when the work is seen to be over.
+    state = models.CharField(max_length=16, choices=State.choices, default=State.QUEUED)
+    done = models.PositiveIntegerField(default=0)
+    failed = models.PositiveIntegerField(default=0)
+    message = models.CharField(max_length=500, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-started_at", "-id"]
+        indexes = [models.Index(fields=["partner", "kind", "-started_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.kind} of {self.partner_id} at {self.started_at:%Y-%m-%d %H:%M}"

@@ -10,7 +10,7 @@ import pytest
 from django.utils import timezone
 
 from partners.invitations import invitation_read, invitation_token
-from partners.models import AuditEvent, Partner
+from partners.models import AuditEvent, Operation, Partner
 from tests.factories import PASSWORD, active_partner_with_data, client_for
 from tokens.models import PartnerToken
 
@@ -86,9 +86,9 @@ def test_a_stray_invitation_is_deleted_out_of_every_list_and_its_link_stops_work
     assert done.status_code == 302 and done["Location"] == "/partners/"
     stray.refresh_from_db()
     assert stray.deleted_at is not None and stray.tenant_id is None
-    assert client.get(f"/partners/{stray.code}/").status_code == 404
     assert "is deleted" in client.get("/partners/").content.decode()  # the message, once
     assert "Contoso (duplicate)" not in client.get("/partners/").content.decode()
+    assert client.get(f"/partners/{stray.code}/").status_code == 404
     assert "Contoso (duplicate)" not in client_for(viewer).get("/").content.decode()
     with pytest.raises(Exception, match="not accepting"):
         invitation_read(token)
@@ -143,3 +143,55 @@ def test_an_old_token_is_not_usable_for_reactivation() -> None:
 
     partner.refresh_from_db()
     assert token_usable(Partner.objects.select_related("token").get(pk=partner.pk)) is False
+
+
+# --- operations as records --------------------------------------------------------------------------------
+
+
+def test_two_renewals_keep_their_own_results(operator, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from dashboard import operations
+    from tokens import tasks as token_tasks
+    from tokens.models import TokenEvent
+
+    monkeypatch.setattr(token_tasks.token_renew, "apply_async", lambda *a, **kw: None)
+    partner = active_partner_with_data("Contoso")
+    start = timezone.now() - timedelta(minutes=5)
+    first = operations.operation_start(actor=operator, partner=partner, kind=operations.RENEW)
+    Operation.objects.filter(code=first.detail["operation"]).update(started_at=start)
+    failure = TokenEvent.objects.create(partner=partner, kind=TokenEvent.Kind.GAVE_UP, message="AADSTS70000")
+    TokenEvent.objects.filter(pk=failure.pk).update(created_at=start + timedelta(minutes=1))
+    second = operations.operation_start(actor=operator, partner=partner, kind=operations.RENEW)
+    TokenEvent.objects.create(partner=partner, kind=TokenEvent.Kind.RENEWED, message="renewed")
+
+    shown = {p.operation: p for p in operations.operations_recent(partner)}
+
+    assert shown[first.detail["operation"]].state == "failed"
+    assert shown[first.detail["operation"]].message == "AADSTS70000"
+    assert shown[second.detail["operation"]].state == "done"
+    # Written once: a later event on the partner changes neither.
+    TokenEvent.objects.create(partner=partner, kind=TokenEvent.Kind.GAVE_UP, message="later")
+    again = {p.operation: p.state for p in operations.operations_recent(partner)}
+    assert again == {first.detail["operation"]: "failed", second.detail["operation"]: "done"}
+    record = Operation.objects.get(code=first.detail["operation"])
+    assert (record.state, record.actor, record.kind) == ("failed", operator, "renew")
+    assert record.finished_at is not None
+
+
+def test_a_sync_reads_only_its_own_listing(operator, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from customers import tasks as customer_tasks
+    from dashboard import operations
+    from partners.services import audit_record
+
+    monkeypatch.setattr(customer_tasks.customers_sync, "apply_async", lambda *a, **kw: None)
+    partner = active_partner_with_data("Contoso")
+    first = operations.operation_start(actor=operator, partner=partner, kind=operations.SYNC)
+    second = operations.operation_start(actor=operator, partner=partner, kind=operations.SYNC)
+    audit_record(
+        actor=None,
+        action="partner.customers_synced",
+        partner=partner,
+        detail={"listed": 3, "created": 0, "updated": 0, "removed": 0, "correlation_id": second.detail["operation"]},
+    )
+
+    assert operations.operation_progress(first).state == "queued"
+    assert operations.operation_progress(second).state == "done"
