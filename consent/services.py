@@ -595,9 +595,10 @@ class _Refused(Exception):
 
 
 def _recheck_under_lock(partner: Partner, flow: ConsentFlow) -> None:
-    """Raise _Refused when the partner was deactivated, or bound to another tenant, while the admin signed in."""
-    if partner.status == Partner.Status.DEACTIVATED:
-        raise _Refused("expired_link", "the partner was deactivated during the sign-in")
+    """Raise _Refused when the partner was deactivated or deleted, or bound to another tenant, while the admin signed
+    in."""
+    if partner.status == Partner.Status.DEACTIVATED or partner.deleted_at is not None:
+        raise _Refused("expired_link", "the partner was deactivated or deleted during the sign-in")
     if partner.tenant_id and partner.tenant_id != flow.tenant_id:
         raise _Refused("wrong_tenant", f"the partner is now bound to tenant {partner.tenant_id}")
 

@@ -158,3 +158,20 @@ def test_a_repeated_answer_from_microsoft_is_refused_with_a_way_to_the_attempts_
 
     assert again.status_code == 400 and f'href="{result}"' in again.content.decode()
     assert "Consent recorded" in run.client.get(result).content.decode()
+
+
+def test_an_invitation_deleted_during_the_sign_in_keeps_no_consent(invitation, consent_run, admin) -> None:  # type: ignore[no-untyped-def]
+    from partners.services import partner_delete
+    from tokens.models import PartnerToken
+
+    run = consent_run(invitation.url, user=admin, post=False)
+    partner_delete(actor=None, partner=invitation.partner, reason="duplicate")
+
+    run.post_callback()
+    page = run.client.get(run.callback["Location"]).content.decode()
+
+    partner = Partner.objects.get(pk=invitation.partner.pk)
+    assert partner.status == Partner.Status.INVITED and partner.deleted_at is not None
+    pointer = PartnerToken.objects.filter(partner=partner).first()
+    assert pointer is None or not pointer.current_version
+    assert "not taking consent" in page and 'id="fresh-link"' not in page
