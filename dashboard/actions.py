@@ -144,9 +144,11 @@ def bulk(request: HttpRequest) -> HttpResponse:
         }
         return render(request, "dashboard/bulk_confirm.html", context)
     done, skipped = 0, []
+    # One id for every operation this bulk action starts: the partners it covered, read back together.
+    data = {**ACTIONS[action].bulk_data, "bulk": str(uuid.uuid4())}
     for partner in partners:
         try:
-            ACTIONS[action].run(request.user, partner, ACTIONS[action].bulk_data)
+            ACTIONS[action].run(request.user, partner, data)
             done += 1
         except PartnerError as exc:
             skipped.append(f"{partner.name}: {exc}")

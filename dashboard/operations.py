@@ -62,7 +62,7 @@ def _require_active(partner: Partner, what: str) -> None:
         raise PartnerError(f"{partner.name} is {partner.get_status_display().lower()}: {what} needs an active partner.")
 
 
-def operation_start(*, actor: Actor, partner: Partner, kind: str) -> AuditEvent:
+def operation_start(*, actor: Actor, partner: Partner, kind: str, bulk: uuid.UUID | None = None) -> AuditEvent:
     """Queue a long operation on a partner (renew, sync, apply consents): its audit row (`detail["operation"]`).
     Raises PartnerError when the partner is not active or there is nothing to do."""
     if kind not in KIND_LABELS:
@@ -71,6 +71,8 @@ def operation_start(*, actor: Actor, partner: Partner, kind: str) -> AuditEvent:
     operation = str(uuid.uuid4())
     now = timezone.now()
     detail: dict[str, Any] = {"operation": operation, "kind": kind, "started_at": now.isoformat()}
+    if bulk is not None:
+        detail["bulk"] = str(bulk)
     queue: list[tuple[Any, dict[str, Any], str]] = []
     if kind == RENEW:
         if not PartnerToken.objects.filter(partner=partner).exclude(current_version="").exists():
@@ -123,6 +125,7 @@ def operation_start(*, actor: Actor, partner: Partner, kind: str) -> AuditEvent:
             started_at=now,
             total=int(detail["total"]),
             task_id=str(detail.get("task_id", "")),
+            bulk=bulk,
         )
         event = audit_record(actor=actor, action=ACTIONS[kind], partner=partner, detail=detail)
 

@@ -3,6 +3,7 @@ views, the bulk form and the partner's page."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -44,7 +45,8 @@ class Action:
 
 def _operation(kind: str) -> Run:
     def run(actor: Actor, partner: Partner, data: dict[str, str]) -> str:
-        event = operations.operation_start(actor=actor, partner=partner, kind=kind)
+        bulk = uuid.UUID(data["bulk"]) if data.get("bulk") else None
+        event = operations.operation_start(actor=actor, partner=partner, kind=kind, bulk=bulk)
         total = event.detail["total"]
         return f"{operations.KIND_LABELS[kind]} queued for {partner.name} ({plural(total, 'task')})."
 

@@ -185,6 +185,8 @@ class Operation(models.Model):
     started_at = models.DateTimeField()
     total = models.PositiveIntegerField(default=1)
     task_id = models.CharField(max_length=64, blank=True)
+    # The bulk action from the partner list that started it with others (one id for all the partners it covered).
+    bulk = models.UUIDField(null=True, blank=True, db_index=True)
     # Written once, when the work is seen to be over.
     state = models.CharField(max_length=16, choices=State.choices, default=State.QUEUED)
     done = models.PositiveIntegerField(default=0)

@@ -195,3 +195,23 @@ def test_a_sync_reads_only_its_own_listing(operator, monkeypatch) -> None:  # ty
 
     assert operations.operation_progress(first).state == "queued"
     assert operations.operation_progress(second).state == "done"
+
+
+def test_a_bulk_action_records_one_operation_per_partner_under_one_bulk_id(operator, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from tokens import tasks as token_tasks
+
+    monkeypatch.setattr(token_tasks.token_renew, "apply_async", lambda *a, **kw: None)
+    a, b = active_partner_with_data("Alpha"), active_partner_with_data("Bravo")
+    client = client_for(operator)
+
+    done = client.post(
+        "/partners/bulk", {"action": "renew", "partners": [str(a.code), str(b.code)], "confirmed": "True"}, follow=True
+    )
+
+    assert "Renew tokens now: queued for 2 partners." in done.content.decode()
+    rows = list(Operation.objects.order_by("partner__name"))
+    assert [(r.partner, r.kind, r.actor, r.state) for r in rows] == [
+        (a, "renew", operator, "queued"),
+        (b, "renew", operator, "queued"),
+    ]
+    assert rows[0].bulk is not None and rows[0].bulk == rows[1].bulk
