@@ -14,6 +14,12 @@ class Outcome:
     retry: bool
     # For the vendor's staff, where they have something to do that the partner cannot.
     staff_note: str = ""
+    # The title as the vendor's staff read it, where the partner's words ("You ...") would be wrong for them.
+    staff_title: str = ""
+
+    @property
+    def title_for_staff(self) -> str:
+        return self.staff_title or self.title
 
     def worded_for(self, vendor: str) -> Outcome:
         """The outcome as the partner reads it, naming the vendor where the words say {vendor}."""
@@ -43,6 +49,7 @@ OUTCOMES: dict[str, Outcome] = {
             "The sign-in was cancelled, so nothing was granted and nothing was stored.",
             "If that was a mistake, start again and choose Accept on Microsoft's page.",
             retry=True,
+            staff_title="Declined by the partner's admin",
         ),
         Outcome(
             "not_global_admin",
@@ -50,6 +57,7 @@ OUTCOMES: dict[str, Outcome] = {
             "Consent for the whole organisation must come from a Global Administrator of your Microsoft Entra tenant.",
             "Sign in again with an account that is a Global Administrator (a dedicated integration account is best).",
             retry=True,
+            staff_title="The partner's account is not a Global Administrator",
         ),
         Outcome(
             "role_unproven",
@@ -96,6 +104,7 @@ OUTCOMES: dict[str, Outcome] = {
             "In Partner Center, give the account the Admin Agent role (Account settings > User management), "
             "then try again.",
             retry=True,
+            staff_title="The partner's account is not an Admin Agent in Partner Center",
         ),
         Outcome(
             "no_mfa",
@@ -117,6 +126,7 @@ OUTCOMES: dict[str, Outcome] = {
             "This link is for a specific Microsoft tenant, and the account you used is from a different one.",
             "Sign in with an account of the organisation the invitation was sent to.",
             retry=True,
+            staff_title="The partner signed in with an account of another organisation",
         ),
         Outcome(
             "tenant_taken",
@@ -130,9 +140,45 @@ OUTCOMES: dict[str, Outcome] = {
             "This link has expired",
             "Links to consent work for a limited time, and a newer link replaces every earlier one: this one is past "
             "its time, or was replaced (perhaps while you were signing in). Nothing was stored.",
-            "Open the newest link {vendor} sent to your organisation, or ask {vendor} for a new one. If your "
-            "organisation has consented before, one of its administrators can renew the consent from the partner "
-            "portal.",
+            "Ask for a fresh link below: we email it to your organisation's contact.",
+            retry=False,
+            staff_title="The consent link had expired or was replaced",
+        ),
+        Outcome(
+            "link_unknown",
+            "This link does not work",
+            "It is not one of our consent links, or it was changed on the way (cut short in an email, for one).",
+            "Open the link again exactly as it was sent, or write to {vendor} for a new one.",
+            retry=False,
+        ),
+        Outcome(
+            "link_replaced",
+            "This link was replaced by a newer one",
+            "Each new consent link replaces the earlier ones, so only the newest one works.",
+            "Use the newest link you received, or ask for a fresh one below: we email it to your organisation's "
+            "contact.",
+            retry=False,
+        ),
+        Outcome(
+            "link_used",
+            "This consent is already done",
+            "This link was used for a consent that succeeded, so it is not needed any more.",
+            "Nothing more is needed. The partner portal shows your organisation's consent and customers.",
+            retry=False,
+        ),
+        Outcome(
+            "link_closed",
+            "{vendor} is not taking consent from your organisation now",
+            "The consent links for your organisation were switched off by {vendor}.",
+            "Write to {vendor} if you expected to consent: they can switch them on again.",
+            retry=False,
+        ),
+        Outcome(
+            "fresh_link_sent",
+            "A new link is on its way",
+            "We emailed a new consent link to your organisation's contact. It replaces every earlier link.",
+            "Open the newest email from {vendor} and follow its link. Nothing arrived within a few minutes? Check "
+            "the spam folder, or write to {vendor}.",
             retry=False,
         ),
         Outcome(
@@ -155,6 +201,7 @@ OUTCOMES: dict[str, Outcome] = {
             "The control panel could not finish recording your consent. Nothing half-done was kept.",
             "Try again in a few minutes. If it keeps happening, send the reference below to {vendor}.",
             retry=True,
+            staff_title="The control panel could not record the consent",
         ),
     ]
 }

@@ -41,7 +41,7 @@ from partners.invitations import partner_reconsent_link
 from partners.models import Partner
 from partners.permissions import partner_permissions_missing, partner_permissions_outdated
 from partners.services import PartnerError, audit_record
-from tokens.selectors import token_health
+from tokens.selectors import TokenHealth, TokenStatus, token_health
 
 logger = logging.getLogger(__name__)
 
@@ -224,14 +224,39 @@ STATUS_WORDS: dict[str, str] = {
     Partner.Status.INVITED: "You have been invited; your administrator has not consented yet.",
     Partner.Status.PENDING: "You have registered; your administrator has not consented yet.",
     Partner.Status.ACTIVE: "Connected: {vendor} can act for your organisation in Partner Center.",
-    Partner.Status.RECONSENT_NEEDED: "Your consent needs to be renewed before {vendor} can act for you again.",
-    Partner.Status.DEACTIVATED: "Your organisation's connection has been deactivated by {vendor}.",
+    Partner.Status.RECONSENT_NEEDED: "Your consent no longer works: an administrator needs to consent again before "
+    "{vendor} can act for you.",
+    Partner.Status.DEACTIVATED: "Your organisation's connection has been deactivated by {vendor}: nothing is renewed "
+    "or applied for you. Write to {vendor} if you expected otherwise.",
 }
+
+
+@dataclass(frozen=True)
+class ConsentCard:
+    """The portal's consent card, one truth from the partner's status and its token's health: the words, whether
+    the consent works now (the card's colour and whether "keeps working" may be said), and the token's words when
+    they add to the status (never a "works" beside a "needs consent")."""
+
+    words: str
+    works: bool
+    token_words: str
+
+
+def consent_card(partner: Partner, health: TokenHealth) -> ConsentCard:
+    """What the card says for the partner now."""
+    vendor = settings.CPV_VENDOR.label
+    status = partner.status
+    if status == Partner.Status.ACTIVE and health.status == TokenStatus.INVALID:
+        status = Partner.Status.RECONSENT_NEEDED  # the token's own facts win over a status not yet moved
+    words = STATUS_WORDS.get(status, "").replace("{vendor}", vendor)
+    works = status == Partner.Status.ACTIVE and health.status != TokenStatus.NONE
+    return ConsentCard(words=words, works=works, token_words=health.in_words if works else "")
 
 
 @portal_view
 def status(request: HttpRequest, who: PortalIdentity, partner: Partner) -> HttpResponse:
     customers = customer_page(partner, after=request.GET.get("after", ""), before=request.GET.get("before", ""))
+    health = token_health(partner)
     customer: Any
     for customer in customers.customers:
         consent = getattr(customer, "application_consent", None)
@@ -251,8 +276,8 @@ def status(request: HttpRequest, who: PortalIdentity, partner: Partner) -> HttpR
     context = {
         "who": who,
         "partner": partner,
-        "status_words": STATUS_WORDS.get(partner.status, "").replace("{vendor}", settings.CPV_VENDOR.label),
-        "health": token_health(partner),
+        "card": consent_card(partner, health),
+        "health": health,
         "coverage": coverage_for([partner.pk]).get(partner.pk, Coverage()),
         "customers": customers,
         "last_consent": last_consent,

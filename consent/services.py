@@ -52,11 +52,12 @@ class ConsentUnavailable(Exception):
 
 class CallbackRejected(Exception):
     """A callback that names no flow this browser may finish (unknown, used or expired state, no cookie); nothing
-    written."""
+    written. `flow` is this browser's flow when the answer named one (a used or expired one)."""
 
-    def __init__(self, message: str, *, reason: str) -> None:
+    def __init__(self, message: str, *, reason: str, flow: ConsentFlow | None = None) -> None:
         super().__init__(message)
         self.reason = reason
+        self.flow = flow
 
 
 def redirect_uri() -> str:
@@ -259,9 +260,11 @@ def _find_flow(form: Mapping[str, str], browser_key: str | None) -> ConsentFlow:
             reason="wrong_browser",
         )
     if flow.status != Status.REDIRECTED:
-        raise CallbackRejected("This sign-in has already been used.", reason="used_state")
+        raise CallbackRejected("This sign-in has already been used.", reason="used_state", flow=flow)
     if flow.expires_at <= timezone.now():
-        raise CallbackRejected("This sign-in took too long and has expired. Start again.", reason="expired_flow")
+        raise CallbackRejected(
+            "This sign-in took too long and has expired. Start again.", reason="expired_flow", flow=flow
+        )
     return flow
 
 
@@ -271,7 +274,7 @@ def consent_flow_complete(*, form: Mapping[str, str], browser_key: str | None) -
     flow = _find_flow(form, browser_key)
     # Single use even when the same answer is posted twice at once: only one UPDATE wins.
     if not ConsentFlow.objects.filter(pk=flow.pk, status=Status.REDIRECTED).update(status=Status.CODE_RECEIVED):
-        raise CallbackRejected("This sign-in has already been used.", reason="used_state")
+        raise CallbackRejected("This sign-in has already been used.", reason="used_state", flow=flow)
     flow.status = Status.CODE_RECEIVED
     _event(flow, Status.CODE_RECEIVED, "Came back from Microsoft")
     try:
@@ -611,10 +614,10 @@ class _Refused(Exception):
 
 
 def _recheck_under_lock(partner: Partner, flow: ConsentFlow) -> None:
-    """Raise _Refused when the partner was deactivated, its link replaced, or it was bound to another tenant, while the
-    admin signed in."""
-    if partner.status == Partner.Status.DEACTIVATED:
-        raise _Refused("expired_link", "the partner was deactivated during the sign-in")
+    """Raise _Refused when the partner was deactivated or deleted, its link replaced, or it was bound to another
+    tenant, while the admin signed in."""
+    if partner.status == Partner.Status.DEACTIVATED or partner.deleted_at is not None:
+        raise _Refused("expired_link", "the partner was deactivated or deleted during the sign-in")
     if consent_link_replaced(flow, partner):
         raise _Refused("expired_link", "the link this sign-in started from was replaced during the sign-in")
     if partner.tenant_id and partner.tenant_id != flow.tenant_id:

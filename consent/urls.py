@@ -12,4 +12,5 @@ urlpatterns = [
     path("callback", views.callback, name="callback"),
     path("result/<uuid:code>/", views.result, name="result"),
     path("result/<uuid:code>/retry", views.retry, name="retry"),
+    path("fresh-link", views.fresh_link, name="fresh_link"),
 ]

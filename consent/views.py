@@ -23,7 +23,14 @@ from consent.pages import form_page, private
 from cpv.clouds import PARTNER_CLOUD_CHOICES
 from cpv.ratelimit import too_many
 from microsoft import permissions
-from partners.invitations import InvitationExpired, InvitationInvalid, invitation_read, invitation_token
+from partners.invitations import (
+    InvitationExpired,
+    InvitationInvalid,
+    StaleLink,
+    invitation_read,
+    invitation_token,
+    partner_fresh_link_send,
+)
 from partners.models import Partner
 from partners.registrations import app_for
 from partners.services import PartnerError
@@ -62,10 +69,8 @@ def landing(request: HttpRequest, token: str) -> HttpResponse:
         return limited
     try:
         target = invitation_read(token)
-    except InvitationExpired:
-        return _outcome_page(request, "expired_link", status=410)
-    except InvitationInvalid:
-        return _outcome_page(request, "expired_link", status=404)
+    except InvitationInvalid as exc:
+        return _dead_link_page(request, exc, token)
     try:
         authority_host = services.consent_cloud_for(target.partner).authority_host
     except services.ConsentUnavailable as exc:
@@ -95,8 +100,8 @@ def start(request: HttpRequest, token: str) -> HttpResponse:
         return limited
     try:
         target = invitation_read(token)
-    except InvitationInvalid:
-        return _outcome_page(request, "expired_link", status=410)
+    except InvitationInvalid as exc:
+        return _dead_link_page(request, exc, token)
     origin = {
         "invite": ConsentFlow.Origin.INVITATION,
         "reconsent": ConsentFlow.Origin.RECONSENT_LINK,
@@ -145,11 +150,17 @@ def callback(request: HttpRequest) -> HttpResponse:
         flow = services.consent_flow_complete(form=form, browser_key=_browser_key(request))
     except services.CallbackRejected as exc:
         logger.info("consent callback rejected: %s", exc.reason)
+        if exc.flow is not None and exc.reason == "expired_flow":
+            # This browser's own attempt, too late: its result page says so and offers to try again.
+            services.consent_flows_expire()
+            return private(HttpResponseRedirect(reverse("consent:result", args=[exc.flow.code]), status=303))
+        # A replayed answer is refused; the browser that ran the attempt is shown the way to its result.
+        result_url = reverse("consent:result", args=[exc.flow.code]) if exc.flow is not None else ""
         return private(
             render(
                 request,
                 "consent/message.html",
-                {"title": "This sign-in cannot be completed", "message": str(exc)},
+                {"title": "This sign-in cannot be completed", "message": str(exc), "result_url": result_url},
                 status=400,
             )
         )
@@ -186,25 +197,113 @@ def retry(request: HttpRequest, code: uuid.UUID) -> HttpResponse:
     try:
         _, auth_uri = services.consent_flow_retry(flow=flow, browser_key=key)
     except services.ConsentUnavailable as exc:
-        return _outcome_page(request, exc.reason, status=410 if exc.reason == "expired_link" else 409)
+        return _outcome_page(request, exc.reason, flow=flow, status=410 if exc.reason == "expired_link" else 409)
     return private(HttpResponseRedirect(auth_uri, status=303))
 
 
-def _outcome_page(request: HttpRequest, reason: str, *, flow: ConsentFlow | None = None, status: int) -> HttpResponse:
+# What each kind of attempt asked for, to ask for the same again.
+PURPOSE_OF_ORIGIN: dict[str, str] = {
+    ConsentFlow.Origin.INVITATION: "invite",
+    ConsentFlow.Origin.RECONSENT_LINK: "reconsent",
+    ConsentFlow.Origin.SELF_ONBOARDING: "self_onboarding",
+}
+# The outcomes after which a new attempt can succeed, once the link it needs works.
+NEEDS_A_LINK = {"expired_link", "link_replaced"}
+
+
+def _dead_link_page(request: HttpRequest, exc: InvitationInvalid, token: str) -> HttpResponse:
+    """A link that does not work, and the one next step that does: the portal when its consent is done, a fresh
+    link emailed to the partner's contact when it expired or was replaced, the vendor when consent is switched off."""
+    if not isinstance(exc, InvitationExpired) or exc.link is None:
+        return _outcome_page(request, "link_unknown", status=404)
+    if exc.why == "closed":
+        return _outcome_page(request, "link_closed", status=410)
+    if exc.why == "replaced" and _link_used(exc.link):
+        return _outcome_page(request, "link_used", status=410)
+    return _outcome_page(request, "link_replaced" if exc.why == "replaced" else "expired_link", token=token, status=410)
+
+
+def _link_used(link: StaleLink) -> bool:
+    return ConsentFlow.objects.filter(
+        partner=link.partner, link_generation=link.generation, status=ConsentFlow.Status.VAULTED
+    ).exists()
+
+
+def _masked(email: str) -> str:
+    """c•••@contoso.com: enough for the partner to know which mailbox, not an address for a stranger to read."""
+    local, _, domain = email.partition("@")
+    return f"{local[:1]}•••@{domain}"
+
+
+@require_POST
+@never_cache
+def fresh_link(request: HttpRequest) -> HttpResponse:
+    """From a dead-end page: email the partner's contact a fresh consent link (never shown to this browser), for a
+    genuine link that no longer works (`token`) or this browser's attempt whose link no longer works (`flow`)."""
+    if limited := too_many(request, "consent-fresh-link"):
+        return limited
+    partner, purpose = None, "invite"
+    if token := request.POST.get("token", ""):
+        try:
+            invitation_read(token)
+        except InvitationExpired as exc:
+            if exc.link is not None and exc.why != "closed" and not _link_used(exc.link):
+                partner, purpose = exc.link.partner, exc.link.purpose
+        except InvitationInvalid:
+            pass
+        else:  # it works: nothing to replace
+            return HttpResponseRedirect(reverse("consent:landing", args=[token]), status=303)
+    elif code := request.POST.get("flow", ""):
+        try:
+            flow = ConsentFlow.objects.select_related("partner").filter(code=uuid.UUID(code)).first()
+        except ValueError:
+            flow = None
+        if flow is not None and oauth_state.browser_matches(_browser_key(request), flow.browser_hash):
+            partner, purpose = flow.partner, PURPOSE_OF_ORIGIN.get(flow.origin, "invite")
+    if partner is None:
+        return _outcome_page(request, "link_unknown", status=404)
+    try:
+        partner_fresh_link_send(partner=partner, purpose=purpose)
+    except PartnerError:
+        return _outcome_page(request, "link_closed", status=410)
+    return _outcome_page(request, "fresh_link_sent", status=200, sent_to=_masked(partner.contact_email))
+
+
+def _outcome_page(
+    request: HttpRequest,
+    reason: str,
+    *,
+    flow: ConsentFlow | None = None,
+    status: int,
+    token: str = "",
+    sent_to: str = "",
+) -> HttpResponse:
     what = outcome(reason).worded_for(settings.CPV_VENDOR.label)
     retry_url = ""
-    if flow is not None and what.retry and services.consent_link_live(flow, flow.partner):
-        retry_url = reverse("consent:retry", args=[flow.code])
+    fresh_flow = ""
+    if flow is not None and (what.retry or reason in NEEDS_A_LINK):
+        if what.retry and services.consent_link_live(flow, flow.partner):
+            retry_url = reverse("consent:retry", args=[flow.code])
+        elif flow.partner.status != Partner.Status.DEACTIVATED and flow.partner.deleted_at is None:
+            fresh_flow = str(flow.code)
+    if reason in NEEDS_A_LINK and not (token or fresh_flow):
+        # No fresh link can be had (the partner's consent is switched off): the vendor is the way on.
+        what = outcome("link_closed").worded_for(settings.CPV_VENDOR.label)
     context: dict[str, Any] = {
         "outcome": what,
         "success": reason == SUCCESS,
         "flow": flow,
         "retry_url": retry_url,
+        "fresh_token": token if reason in NEEDS_A_LINK else "",
+        "fresh_flow": fresh_flow,
+        "to_portal": reason in (SUCCESS, "link_used"),
+        "sent_to": sent_to,
     }
     page = render(request, "consent/result.html", context, status=status)
-    # A page with the "Try again" form keeps the same-origin referrer policy: under no-referrer a browser posts
-    # `Origin: null`, which the CSRF check refuses. Either way nothing about it reaches another site.
-    response = form_page(page) if retry_url else private(page)
+    # A page with a form ("Try again", "Email a new link") keeps the same-origin referrer policy: under no-referrer
+    # a browser posts `Origin: null`, which the CSRF check refuses. Either way nothing about it reaches another site.
+    has_form = bool(retry_url or context["fresh_token"] or fresh_flow)
+    response = form_page(page) if has_form else private(page)
     if retry_url and flow is not None:
         # The retry form posts here, and its answer redirects to this partner's sign-in authority.
         try:

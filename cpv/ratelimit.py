@@ -32,6 +32,8 @@ LIMITS: dict[str, Limit] = {
     "consent-landing": Limit(60, 600),
     "consent-start": Limit(20, 600),
     "consent-callback": Limit(30, 600),
+    # Each asks for an email to the partner's contact: a few an hour is plenty for a person.
+    "consent-fresh-link": Limit(5, 3600),
     "onboard": Limit(10, 3600),
     "portal-start": Limit(20, 600),
     "portal-callback": Limit(30, 600),

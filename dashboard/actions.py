@@ -17,7 +17,7 @@ from consent.services import partner_invite
 from cpv.clouds import PARTNER_CLOUD_CHOICES
 from dashboard import operations, selectors
 from dashboard.forms import BulkForm, ReasonForm
-from dashboard.staff_actions import ACTIONS, BULK_ACTIONS, offered_names
+from dashboard.staff_actions import ACTIONS, BULK_ACTIONS, offered_names, plural
 from partners.access import Role, partner_for_staff, staff_view
 from partners.invitations import partner_reconsent_link
 from partners.models import Customer, Partner
@@ -31,14 +31,25 @@ class InvitationForm(forms.Form):
     environment = forms.ChoiceField(choices=Partner.Environment.choices, initial=Partner.Environment.PRODUCTION)
     tenant_id = forms.UUIDField(required=False, label="Tenant id (optional: pins the invitation)")
     send_email = forms.BooleanField(required=False, initial=True, label="Email the link to the contact")
+    # Asked only once the page has warned of look-alike partners.
+    duplicate_ok = forms.BooleanField(required=False, widget=forms.HiddenInput)
 
 
 @staff_view(see=Role.VIEWER, act=Role.OPERATOR)
 @require_http_methods(["GET", "POST"])
 def invite(request: HttpRequest) -> HttpResponse:
     form = InvitationForm(request.POST or None)
+    look_alikes: list[selectors.LookAlike] = []
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
+        look_alikes = selectors.partners_like(
+            name=data["name"], contact_email=data["contact_email"], tenant_id=data["tenant_id"]
+        )
+        if look_alikes and not data["duplicate_ok"]:
+            # Warn once; the same form posted again (with duplicate_ok) invites anyway.
+            form = InvitationForm({**request.POST.dict(), "duplicate_ok": "on"})
+            form.is_valid()
+            return render(request, "dashboard/invite.html", {"form": form, "look_alikes": look_alikes}, status=409)
         try:
             invitation = partner_invite(
                 actor=request.user,
@@ -55,7 +66,8 @@ def invite(request: HttpRequest) -> HttpResponse:
             selectors.overview_trends_forget()
             messages.success(request, f"Invited {invitation.partner.name}. Their link: {invitation.url}")
             return HttpResponseRedirect(reverse("dashboard:detail", args=[invitation.partner.code]))
-    return render(request, "dashboard/invite.html", {"form": form}, status=400 if form.errors else 200)
+    context = {"form": form, "look_alikes": look_alikes}
+    return render(request, "dashboard/invite.html", context, status=400 if form.errors else 200)
 
 
 @staff_view(see=Role.VIEWER, act=Role.OPERATOR)
@@ -93,6 +105,8 @@ def partner_action(request: HttpRequest, code: uuid.UUID, action: str) -> HttpRe
         else:
             selectors.overview_trends_forget()
             messages.success(request, message)
+            if what.then_list:
+                return HttpResponseRedirect(reverse("dashboard:list"))
         return HttpResponseRedirect(reverse("dashboard:detail", args=[partner.code]))
     context = {"partner": partner, "action": action, "what": what, "form": form}
     return render(request, "dashboard/confirm.html", context)
@@ -133,7 +147,9 @@ def bulk(request: HttpRequest) -> HttpResponse:
         )
         return HttpResponseRedirect(back)
     action = form.cleaned_data["action"]
-    partners = list(Partner.objects.filter(code__in=form.cleaned_data["partners"]).order_by("name", "id"))
+    partners = list(
+        Partner.objects.filter(code__in=form.cleaned_data["partners"], deleted_at__isnull=True).order_by("name", "id")
+    )
     if not form.cleaned_data["confirmed"]:
         context = {
             "partners": partners,
@@ -144,15 +160,18 @@ def bulk(request: HttpRequest) -> HttpResponse:
         }
         return render(request, "dashboard/bulk_confirm.html", context)
     done, skipped = 0, []
+    # One id for every operation this bulk action starts: the partners it covered, read back together.
+    data = {**ACTIONS[action].bulk_data, "bulk": str(uuid.uuid4())}
     for partner in partners:
         try:
-            ACTIONS[action].run(request.user, partner, ACTIONS[action].bulk_data)
+            ACTIONS[action].run(request.user, partner, data)
             done += 1
         except PartnerError as exc:
             skipped.append(f"{partner.name}: {exc}")
     # The overview the operator goes back to counts their change, not a minute-old picture.
     selectors.overview_trends_forget()
-    messages.success(request, f"{dict(BULK_ACTIONS)[action]}: done for {done} partner(s).")
+    did = "queued" if ACTIONS[action].queues else "done"
+    messages.success(request, f"{dict(BULK_ACTIONS)[action]}: {did} for {plural(done, 'partner')}.")
     for line in skipped[:20]:
         messages.warning(request, f"Skipped {line}")
     return HttpResponseRedirect(back)

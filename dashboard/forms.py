@@ -125,7 +125,9 @@ class PartnerFilterForm(forms.Form):
 
     def __init__(self, *args: Any, health_choices: list[tuple[str, str]], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["q"].widget.attrs.update(placeholder="Name, domain or tenant id", autocomplete="off")
+        self.fields["q"].widget.attrs.update(
+            placeholder="Name, domain, contact email, customer or tenant id", autocomplete="off"
+        )
         self.fields["health"].choices = _blank(health_choices, "Any token health")  # type: ignore[attr-defined]
 
     def values(self) -> dict[str, str]:

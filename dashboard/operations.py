@@ -1,5 +1,6 @@
-"""The dashboard's long operations on a partner: a service audits the acting user and queues the tasks after the
-commit; progress is read back from what the tasks leave and the result backend."""
+"""The dashboard's long operations on a partner: each is a record (partners.models.Operation) created with its audit
+row, its tasks queued after the commit; progress is read back from what this operation's tasks leave (matched by
+its id, or bounded by the next operation of its kind) and, once it is over, written into its record once."""
 
 from __future__ import annotations
 
@@ -11,11 +12,11 @@ from typing import Any
 
 from celery.result import AsyncResult
 from django.conf import settings
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.db.models import Count, Q
 from django.template.defaultfilters import pluralize
 from django.utils import timezone
-from django.utils.dateparse import parse_datetime
 
 from cpv.logs import redact
 from customers import tasks as customer_tasks
@@ -25,7 +26,7 @@ from customers.selectors import without_access_counts
 from customers.services import customers_needing_consent
 from microsoft import identity
 from microsoft.partner_center import PartnerCenterClient
-from partners.models import AuditEvent, Customer, Partner
+from partners.models import AuditEvent, Customer, Operation, Partner
 from partners.registrations import cloud_for
 from partners.services import Actor, PartnerError, audit_record
 from tokens import tasks as token_tasks
@@ -65,7 +66,7 @@ def _require_active(partner: Partner, what: str) -> None:
         raise PartnerError(f"{partner.name} is {partner.get_status_display().lower()}: {what} needs an active partner.")
 
 
-def operation_start(*, actor: Actor, partner: Partner, kind: str) -> AuditEvent:
+def operation_start(*, actor: Actor, partner: Partner, kind: str, bulk: uuid.UUID | None = None) -> AuditEvent:
     """Queue a long operation on a partner (renew, sync, apply consents): its audit row (`detail["operation"]`).
     Raises PartnerError when the partner is not active or there is nothing to do."""
     if kind not in KIND_LABELS:
@@ -74,6 +75,8 @@ def operation_start(*, actor: Actor, partner: Partner, kind: str) -> AuditEvent:
     operation = str(uuid.uuid4())
     now = timezone.now()
     detail: dict[str, Any] = {"operation": operation, "kind": kind, "started_at": now.isoformat()}
+    if bulk is not None:
+        detail["bulk"] = str(bulk)
     queue: list[tuple[Any, dict[str, Any], str]] = []
     if kind == RENEW:
         if not PartnerToken.objects.filter(partner=partner).exclude(current_version="").exists():
@@ -123,7 +126,19 @@ def operation_start(*, actor: Actor, partner: Partner, kind: str) -> AuditEvent:
             }
             queue.append((customer_tasks.application_consent_batch, kwargs, str(uuid.uuid4())))
         detail.update(total=len(ids))
+    user = actor if isinstance(actor, User) and actor.is_authenticated else None
     with transaction.atomic():
+        Operation.objects.create(
+            code=operation,
+            partner=partner,
+            kind=kind,
+            actor=user,
+            actor_label=user.get_username() if user is not None else "system",
+            started_at=now,
+            total=int(detail["total"]),
+            task_id=str(detail.get("task_id", "")),
+            bulk=bulk,
+        )
         event = audit_record(actor=actor, action=ACTIONS[kind], partner=partner, detail=detail)
 
         def send() -> None:
@@ -215,105 +230,177 @@ def _renewal_outcome(value: Any) -> RenewalOutcome:
         return RenewalOutcome.FAILED
 
 
-def operation_progress(event: AuditEvent, *, now: datetime | None = None) -> Progress:
-    """Read back the progress of the operation an audit row records (at most two queries)."""
-    now = now or timezone.now()
-    detail = event.detail or {}
-    kind = str(detail.get("kind", ""))
-    started = parse_datetime(str(detail.get("started_at", ""))) or event.created_at
-    total = int(detail.get("total", 1) or 1)
-    done = failed = 0
-    state, message = "queued", "Waiting for a worker."
-    partner_id = event.partner_id or 0
-    if kind == RENEW:
-        latest = (
-            TokenEvent.objects.filter(partner_id=partner_id, created_at__gte=started)
-            # Disabling versions an interrupted write left follows a move; it is not an outcome of its own.
-            .exclude(kind=TokenEvent.Kind.RECONCILED)
-            .order_by("-created_at", "-id")
-            .first()
+def _family(kind: str) -> list[str]:
+    return [APPLY, APPLY_FAILED] if kind in (APPLY, APPLY_FAILED) else [kind]
+
+
+def _next_start(op: Operation) -> datetime | None:
+    """When the partner's next operation of the same family started: what this one reads stops there, so an older
+    operation never shows a newer one's result."""
+    if hasattr(op, "next_start"):
+        return op.next_start
+    return (
+        Operation.objects.filter(partner_id=op.partner_id, kind__in=_family(op.kind), started_at__gt=op.started_at)
+        .order_by("started_at")
+        .values_list("started_at", flat=True)
+        .first()
+    )
+
+
+def _bounded(qs: Any, field: str, start: datetime, end: datetime | None) -> Any:
+    qs = qs.filter(**{f"{field}__gte": start})
+    return qs.filter(**{f"{field}__lt": end}) if end is not None else qs
+
+
+def _renew_reading(op: Operation) -> tuple[int, int, str, str]:
+    task_state, result = _task_state(op.task_id)
+    if task_state == "SUCCESS" and isinstance(result, dict):
+        outcome = _renewal_outcome(result.get("outcome"))
+        return 1, 0 if outcome.ok else 1, "done" if outcome.ok else "failed", outcome.in_words
+    if task_state == "FAILURE":
+        return 1, 1, "failed", "The task failed; see the worker's log."
+    latest = (
+        _bounded(TokenEvent.objects.filter(partner_id=op.partner_id), "created_at", op.started_at, _next_start(op))
+        # Disabling versions an interrupted write left follows a move; it is not an outcome of its own.
+        .exclude(kind=TokenEvent.Kind.RECONCILED)
+        .order_by("-created_at", "-id")
+        .first()
+    )
+    if latest is not None and latest.kind in TokenEvent.MOVED:
+        # Renewed by this operation's task, or rotated meanwhile by an access-token request: either way the
+        # partner has a fresh token.
+        return 1, 0, "done", "Renewed."
+    if latest is not None and latest.kind == TokenEvent.Kind.RETRYING:
+        return 0, 0, "running", latest.message
+    if latest is not None:
+        return 1, 1, "failed", latest.message
+    if task_state in {"STARTED", "RETRY"}:
+        return 0, 0, "running", "Renewing."
+    return 0, 0, "queued", "Waiting for a worker."
+
+
+def _sync_reading(op: Operation) -> tuple[int, int, str, str]:
+    # The sync's audit row carries this operation's id as its correlation id.
+    synced = (
+        AuditEvent.objects.filter(
+            partner_id=op.partner_id, action="partner.customers_synced", detail__correlation_id=str(op.code)
         )
-        if latest is not None and latest.kind in TokenEvent.MOVED:
-            # Renewed by this operation's task, or rotated meanwhile by an access-token request: either way the
-            # partner has a fresh token.
-            done, state, message = 1, "done", "Renewed."
-        elif latest is not None and latest.kind == TokenEvent.Kind.RETRYING:
-            state, message = "running", latest.message
-        elif latest is not None:
-            done, failed, state, message = 1, 1, "failed", latest.message
-        else:
-            task_state, result = _task_state(str(detail.get("task_id", "")))
-            if task_state == "SUCCESS" and isinstance(result, dict):
-                outcome = _renewal_outcome(result.get("outcome"))
-                done = 1
-                state = "done" if outcome.ok else "failed"
-                failed = 0 if outcome.ok else 1
-                message = outcome.in_words
-            elif task_state in {"STARTED", "RETRY"}:
-                state, message = "running", "Renewing."
-            elif task_state == "FAILURE":
-                done, failed, state, message = 1, 1, "failed", "The task failed; see the worker's log."
-    elif kind == SYNC:
-        synced = (
-            AuditEvent.objects.filter(partner_id=partner_id, action="partner.customers_synced", created_at__gte=started)
-            .order_by("-created_at", "-id")
-            .first()
+        .order_by("-created_at", "-id")
+        .first()
+    )
+    if synced is not None:
+        d = synced.detail
+        message = (
+            f"{d.get('listed', 0)} customers listed: {d.get('created', 0)} new, {d.get('updated', 0)} changed, "
+            f"{d.get('removed', 0)} removed."
         )
-        if synced is not None:
-            d = synced.detail
-            done, state = 1, "done"
-            message = (
-                f"{d.get('listed', 0)} customers listed: {d.get('created', 0)} new, {d.get('updated', 0)} changed, "
-                f"{d.get('removed', 0)} removed."
-            )
-        else:
-            task_state, result = _task_state(str(detail.get("task_id", "")))
-            if task_state == "SUCCESS" and isinstance(result, dict) and result.get("outcome") == "failed":
-                done, failed, state, message = 1, 1, "failed", "Partner Center refused the listing; see the log."
-            elif task_state in {"STARTED", "RETRY"}:
-                state, message = "running", "Listing customers in Partner Center."
-            elif task_state == "FAILURE":
-                done, failed, state, message = 1, 1, "failed", "The task failed; see the worker's log."
-    elif kind in (APPLY, APPLY_FAILED):
-        counts = CustomerConsent.objects.filter(
-            customer__partner_id=partner_id, last_attempt_at__gte=started, lease_until__isnull=True
+        return 1, 0, "done", message
+    task_state, result = _task_state(op.task_id)
+    if task_state == "SUCCESS" and isinstance(result, dict) and result.get("outcome") == "failed":
+        return 1, 1, "failed", "Partner Center refused the listing; see the log."
+    if task_state in {"STARTED", "RETRY"}:
+        return 0, 0, "running", "Listing customers in Partner Center."
+    if task_state == "FAILURE":
+        return 1, 1, "failed", "The task failed; see the worker's log."
+    return 0, 0, "queued", "Waiting for a worker."
+
+
+def _apply_reading(op: Operation) -> tuple[int, int, str, str]:
+    # Each batch's audit row carries this operation's id; until they are all in, the customers attempted since it
+    # started (and before the next one started) show the way.
+    batches = AuditEvent.objects.filter(
+        partner_id=op.partner_id, action="partner.consents_applied", detail__correlation_id=str(op.code)
+    ).values_list("detail", flat=True)
+    tried = failed = applied = 0
+    for d in batches:
+        tried += int(d.get("tried", 0))
+        failed += int(d.get("failed", 0))
+        applied += int(d.get("consented", 0)) + int(d.get("already_present", 0))
+    if tried < op.total:
+        counts = _bounded(
+            CustomerConsent.objects.filter(customer__partner_id=op.partner_id, lease_until__isnull=True),
+            "last_attempt_at",
+            op.started_at,
+            _next_start(op),
         ).aggregate(
             applied=Count("id", filter=Q(status=CustomerConsent.Status.APPLIED)),
             failed=Count("id", filter=Q(status=CustomerConsent.Status.FAILED)),
         )
-        failed = counts["failed"]
-        done = min(total, counts["applied"] + failed)
-        if done >= total:
-            state = "failed" if failed else "done"
-            message = f"{counts['applied']} applied, {failed} failed."
-        elif done:
-            state, message = "running", f"{done} of {total} customers done ({failed} failed)."
-    elif kind == VERIFY:
-        counts = CustomerConsent.objects.filter(
-            customer__partner_id=partner_id, proof_checked_at__gte=started
-        ).aggregate(
-            read=Count("id"),
-            verified=Count("id", filter=Q(proof=CustomerConsent.Proof.VERIFIED)),
-            drifted=Count("id", filter=Q(proof__in=[CustomerConsent.Proof.DRIFTED, CustomerConsent.Proof.MISSING])),
-        )
-        done, failed = min(total, counts["read"]), counts["drifted"]
-        summary = (
-            f"{counts['verified']} verified, {failed} drifted or missing, "
-            f"{counts['read'] - counts['verified'] - failed} could not be verified"
-        )
-        if done >= total:
-            state, message = ("failed" if failed else "done"), summary + "."
-        elif done:
-            state, message = "running", f"{done} of {total} customers read: {summary}."
-    if state == "queued" and now - event.created_at > STALE_AFTER:
+        if counts["applied"] + counts["failed"] > applied + failed:
+            applied, failed = counts["applied"], counts["failed"]
+        tried = applied + failed
+    done = min(op.total, tried)
+    if done >= op.total:
+        return done, failed, "failed" if failed else "done", f"{applied} applied, {failed} failed."
+    if done:
+        return done, failed, "running", f"{done} of {op.total} customers done ({failed} failed)."
+    return 0, 0, "queued", "Waiting for a worker."
+
+
+def _verify_reading(op: Operation) -> tuple[int, int, str, str]:
+    # The customers read since it started (and before the next verification started).
+    counts = _bounded(
+        CustomerConsent.objects.filter(customer__partner_id=op.partner_id),
+        "proof_checked_at",
+        op.started_at,
+        _next_start(op),
+    ).aggregate(
+        read=Count("id"),
+        verified=Count("id", filter=Q(proof=CustomerConsent.Proof.VERIFIED)),
+        drifted=Count("id", filter=Q(proof__in=[CustomerConsent.Proof.DRIFTED, CustomerConsent.Proof.MISSING])),
+    )
+    done, failed = min(op.total, counts["read"]), counts["drifted"]
+    summary = (
+        f"{counts['verified']} verified, {failed} drifted or missing, "
+        f"{counts['read'] - counts['verified'] - failed} could not be verified"
+    )
+    if done >= op.total:
+        return done, failed, "failed" if failed else "done", summary + "."
+    if done:
+        return done, failed, "running", f"{done} of {op.total} customers read: {summary}."
+    return 0, 0, "queued", "Waiting for a worker."
+
+
+READINGS = {
+    RENEW: _renew_reading,
+    SYNC: _sync_reading,
+    APPLY: _apply_reading,
+    APPLY_FAILED: _apply_reading,
+    VERIFY: _verify_reading,
+}
+
+
+def _operation_of(record: Operation | AuditEvent) -> Operation:
+    if isinstance(record, Operation):
+        return record
+    return Operation.objects.get(code=str((record.detail or {}).get("operation", "")))
+
+
+def operation_progress(record: Operation | AuditEvent, *, now: datetime | None = None) -> Progress:
+    """Where an operation stands: from its record once it is over, else read from what its own tasks left, the
+    outcome then written into the record once (a conditional UPDATE: the first reader to see it over writes it)."""
+    now = now or timezone.now()
+    op = _operation_of(record)
+    if op.finished_at is None:
+        done, failed, state, message = READINGS[op.kind](op)
+        if state in ("done", "failed"):
+            outcome = {"state": state, "done": done, "failed": failed, "message": message[:500], "finished_at": now}
+            if Operation.objects.filter(pk=op.pk, finished_at__isnull=True).update(**outcome):
+                for name, value in outcome.items():
+                    setattr(op, name, value)
+            else:
+                op.refresh_from_db()
+    if op.finished_at is not None:
+        done, failed, state, message = op.done, op.failed, op.state, op.message
+    elif state == "queued" and now - op.started_at > STALE_AFTER:
         state, message = "stale", "No worker has picked this up: check that the Celery workers are running."
     return Progress(
-        operation=str(detail.get("operation", "")),
-        kind=kind,
-        label=KIND_LABELS.get(kind, kind),
-        started_at=started,
-        actor=event.actor_label,
-        total=total,
+        operation=str(op.code),
+        kind=op.kind,
+        label=KIND_LABELS.get(op.kind, op.kind),
+        started_at=op.started_at,
+        actor=op.actor_label,
+        total=op.total,
         done=done,
         failed=failed,
         state=state,
@@ -322,17 +409,17 @@ def operation_progress(event: AuditEvent, *, now: datetime | None = None) -> Pro
 
 
 def operations_recent(partner: Partner, *, limit: int = 3) -> list[Progress]:
-    """The partner's latest operations with their progress (bounded: 1 + 2 * `limit` queries at most)."""
-    events = AuditEvent.objects.filter(partner=partner, action__in=set(ACTIONS.values())).order_by("-created_at", "-id")
-    return [operation_progress(e) for e in events[:limit] if isinstance(e.detail, dict) and "operation" in e.detail]
+    """The partner's latest operations with their progress (bounded: 1 + 3 * `limit` queries at most)."""
+    ops = list(Operation.objects.filter(partner=partner)[:limit])
+    # Newest first: every later operation of an operation's family is among those before it in this list.
+    for i, op in enumerate(ops):
+        later = [o.started_at for o in ops[:i] if o.kind in _family(op.kind) and o.started_at > op.started_at]
+        op.next_start = min(later) if later else None  # type: ignore[attr-defined]
+    return [operation_progress(op) for op in ops]
 
 
-def operation_find(partner: Partner, operation: uuid.UUID) -> AuditEvent | None:
-    return (
-        AuditEvent.objects.filter(partner=partner, action__in=set(ACTIONS.values()), detail__operation=str(operation))
-        .order_by("-id")
-        .first()
-    )
+def operation_find(partner: Partner, operation: uuid.UUID) -> Operation | None:
+    return Operation.objects.filter(partner=partner, code=operation).first()
 
 
 # --- actions that finish at once -----------------------------------------------------------------------------

@@ -81,10 +81,14 @@ def partner_directory(
 ) -> QuerySet[Partner]:
     """Partners filtered and sorted for the list, annotated with `health`, with their token row; `search` matches name,
     domain, contact email, a present customer's name or domain, or a tenant id (prefix)."""
-    qs = Partner.objects.select_related("token").annotate(health=token_health_expression(now=now))
+    qs = (
+        Partner.objects.filter(deleted_at__isnull=True)
+        .select_related("token")
+        .annotate(health=token_health_expression(now=now))
+    )
     search = search.strip()
     if search:
-        match = Q(name__icontains=search) | Q(default_domain__icontains=search) | Q(contact_email__iexact=search)
+        match = Q(name__icontains=search) | Q(default_domain__icontains=search) | Q(contact_email__icontains=search)
         # A partner whose present customers include one by that name or domain.
         match |= Q(
             Exists(
@@ -115,6 +119,47 @@ def partner_directory(
             else qs.filter(mfa_compliant__isnull=True)
         )
     return qs.order_by(*SORTS.get(sort, SORTS["name"]))
+
+
+@dataclass(frozen=True)
+class LookAlike:
+    """An existing partner an invitation may duplicate, and what they share, in words."""
+
+    partner: Partner
+    shared: list[str]
+
+
+# Mailbox providers many unrelated partners share: one of these in two addresses says nothing.
+SHARED_MAIL_DOMAINS = {"gmail.com", "outlook.com", "hotmail.com", "live.com", "yahoo.com", "icloud.com"}
+
+
+def partners_like(*, name: str, contact_email: str, tenant_id: uuid.UUID | None = None) -> list[LookAlike]:
+    """The partners (not deleted) an invitation with these facts may duplicate: the same name, contact email, email
+    domain (as a contact's or as a partner's default domain) or tenant; at most ten, by name."""
+    name, email = name.strip(), contact_email.strip()
+    domain = email.rpartition("@")[2].lower()
+    match = Q(name__iexact=name) | Q(contact_email__iexact=email)
+    if domain and domain not in SHARED_MAIL_DOMAINS:
+        match |= Q(contact_email__iendswith="@" + domain) | Q(default_domain__iexact=domain)
+    if tenant_id is not None:
+        match |= Q(tenant_id=tenant_id)
+    found = []
+    for partner in Partner.objects.filter(match, deleted_at__isnull=True).order_by("name", "id")[:10]:
+        shared = []
+        if partner.name.lower() == name.lower():
+            shared.append("name")
+        if partner.contact_email.lower() == email.lower():
+            shared.append("contact email")
+        elif (
+            domain
+            and domain not in SHARED_MAIL_DOMAINS
+            and (partner.contact_email.lower().endswith("@" + domain) or partner.default_domain.lower() == domain)
+        ):
+            shared.append(f"domain {domain}")
+        if tenant_id is not None and partner.tenant_id == tenant_id:
+            shared.append("tenant")
+        found.append(LookAlike(partner, shared))
+    return found
 
 
 # The list's MFA filter: Partner Center's last isMfaCompliant for the partner, or none seen yet.
@@ -306,7 +351,8 @@ def overview_trends(*, days: int = 30, now: datetime | None = None) -> Trends:
             bucket &= Q(token__last_renewed_at__gt=now - timedelta(days=high))
         ages[f"b{low}"] = Count("id", filter=bucket)
     groups = list(
-        Partner.objects.order_by()
+        Partner.objects.filter(deleted_at__isnull=True)
+        .order_by()
         .annotate(health=token_health_expression(now=now))
         .values("status", "health")
         .annotate(n=Count("id"), created=Count("id", filter=Q(created_at__gte=since)), **ages)
@@ -501,6 +547,7 @@ def needs_attention(*, now: datetime | None = None, limit: int = 25) -> list[Par
     ending = _invitation_ending(now=now)
     ranked = (
         Partner.objects.exclude(status=Partner.Status.DEACTIVATED)
+        .filter(deleted_at__isnull=True)
         .annotate(
             health=token_health_expression(now=now), failed_customers=failed_customers, **_onboarding_annotations()
         )

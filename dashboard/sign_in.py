@@ -4,6 +4,7 @@ access token's `amr`, as a v2.0 id_token carries none), or with a password and i
 from __future__ import annotations
 
 import base64
+import io
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -257,8 +258,10 @@ def _frozen(request: HttpRequest, username: str) -> HttpResponse:
 
 
 def _qr_data_uri(url: str) -> str:
-    svg = segno.make(url, error="m").svg_inline(scale=4, dark="#111", light="#fff")
-    return "data:image/svg+xml;base64," + base64.b64encode(svg.encode()).decode("ascii")
+    # A standalone SVG document: inside an <img> an <svg> without its xmlns is not an image at all (blank).
+    buffer = io.BytesIO()
+    segno.make(url, error="m").save(buffer, kind="svg", scale=4, dark="#111", light="#fff", xmldecl=False)
+    return "data:image/svg+xml;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
 @login_required

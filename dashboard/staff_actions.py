@@ -3,6 +3,7 @@ views, the bulk form and the partner's page."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -13,8 +14,9 @@ from customers.selectors import coverage_for
 from dashboard import operations
 from partners.invitations import partner_reconsent_link
 from partners.models import Partner
-from partners.services import partner_deactivate
+from partners.services import DELETABLE, partner_deactivate, partner_delete, partner_reactivate
 from tokens.models import PartnerToken
+from tokens.selectors import TOKEN_LIFETIME, TokenStatus, token_health
 from tokens.store import partner_token_revoke
 
 Actor = AbstractBaseUser | AnonymousUser
@@ -36,12 +38,17 @@ class Action:
     email: bool = False  # offers to email the link
     bulk: str = ""  # its label in the list's bulk action menu; "" when it does not run in bulk
     bulk_data: dict[str, str] = field(default_factory=dict)  # what a bulk run passes for the form's fields
+    # Where staff land after it: the partner's page, or the list when the partner is gone from view.
+    then_list: bool = False
+    queues: bool = False  # its work runs in the background: staff are told it is queued, not done
 
 
 def _operation(kind: str) -> Run:
     def run(actor: Actor, partner: Partner, data: dict[str, str]) -> str:
-        event = operations.operation_start(actor=actor, partner=partner, kind=kind)
-        return f"{operations.KIND_LABELS[kind]} queued for {partner.name} ({event.detail['total']} task(s))."
+        bulk = uuid.UUID(data["bulk"]) if data.get("bulk") else None
+        event = operations.operation_start(actor=actor, partner=partner, kind=kind, bulk=bulk)
+        total = event.detail["total"]
+        return f"{operations.KIND_LABELS[kind]} queued for {partner.name} ({plural(total, 'task')})."
 
     return run
 
@@ -61,7 +68,30 @@ def _revoke(actor: Actor, partner: Partner, data: dict[str, str]) -> str:
 
 def _deactivate(actor: Actor, partner: Partner, data: dict[str, str]) -> str:
     partner_deactivate(actor=actor, partner=partner, reason=data.get("reason", ""))
-    return f"{partner.name} is deactivated."
+    return f"{partner.name} is deactivated. You can reactivate it from its page."
+
+
+def token_usable(partner: Partner) -> bool:
+    """Whether the partner's token, by its own facts, can still be redeemed (held, not revoked or dead, younger than
+    Entra's 90-day inactivity limit)."""
+    health = token_health(partner)
+    alive = health.status in (TokenStatus.HEALTHY, TokenStatus.DUE, TokenStatus.FAILING)
+    return alive and (health.age is None or health.age < TOKEN_LIFETIME)
+
+
+def _reactivate(actor: Actor, partner: Partner, data: dict[str, str]) -> str:
+    done = partner_reactivate(actor=actor, partner=partner, token_usable=token_usable(partner))
+    return f"{partner.name} is {done.partner.get_status_display().lower()} again. {done.next_step}"
+
+
+def _delete(actor: Actor, partner: Partner, data: dict[str, str]) -> str:
+    partner_delete(actor=actor, partner=partner, reason=data.get("reason", ""))
+    return f"{partner.name} is deleted; its consent links no longer work. The audit log keeps its history."
+
+
+def plural(count: int, noun: str, nouns: str = "") -> str:
+    """'1 partner', '3 partners': a count with its noun, never 'partner(s)'."""
+    return f"{count} {noun if count == 1 else nouns or noun + 's'}"
 
 
 ACTIONS: dict[str, Action] = {
@@ -71,6 +101,7 @@ ACTIONS: dict[str, Action] = {
         "version. Each renewal uses one of the secret's 500 versions.",
         "Renew now",
         _operation(operations.RENEW),
+        queues=True,
         label="Renew now",
         active_only=True,
         bulk="Renew tokens now",
@@ -81,6 +112,7 @@ ACTIONS: dict[str, Action] = {
         "ones that left are marked removed.",
         "Sync customers",
         _operation(operations.SYNC),
+        queues=True,
         label="Sync customers",
         active_only=True,
         bulk="Sync customers",
@@ -91,6 +123,7 @@ ACTIONS: dict[str, Action] = {
         "grants, one background task per customer.",
         "Apply to all that need it",
         _operation(operations.APPLY),
+        queues=True,
         label="Apply consents",
         active_only=True,
         bulk="Apply ApplicationConsent",
@@ -100,7 +133,8 @@ ACTIONS: dict[str, Action] = {
         "ApplicationConsent is tried again for the customers whose last attempt failed.",
         "Retry the failed ones",
         _operation(operations.APPLY_FAILED),
-        label="Retry {failed} failed consent(s)",
+        queues=True,
+        label="Retry {failed_consents}",
         active_only=True,
         bulk="Apply ApplicationConsent to failed customers",
     ),
@@ -151,6 +185,25 @@ ACTIONS: dict[str, Action] = {
         reason=True,
         bulk="Deactivate",
     ),
+    "reactivate": Action(
+        "Reactivate the partner",
+        "The partner is served again: active when its token still works, otherwise marked as needing consent so "
+        "that a new consent link brings it back. Its earlier consent links work again until they expire.",
+        "Reactivate",
+        _reactivate,
+        label="Reactivate",
+    ),
+    "delete": Action(
+        "Delete this invitation",
+        "For a partner that never consented (a stray or duplicate invitation): it disappears from the lists and "
+        "its consent links stop working. The audit log keeps its history.",
+        "Delete",
+        _delete,
+        label="Delete invitation",
+        danger=True,
+        reason=True,
+        then_list=True,
+    ),
 }
 # The list's bulk action menu, in the table's order.
 BULK_ACTIONS: list[tuple[str, str]] = [(name, action.bulk) for name, action in ACTIONS.items() if action.bulk]
@@ -171,8 +224,10 @@ class Offered:
 
 def actions_for(partner: Partner, *, has_token: bool, failed_customers: int) -> list[Offered]:
     """The actions that can succeed for the partner's state, the one that matters most first."""
-    if partner.status == Partner.Status.DEACTIVATED:
+    if partner.deleted_at is not None:
         return []
+    if partner.status == Partner.Status.DEACTIVATED:
+        return [Offered("reactivate", ACTIONS["reactivate"].label, "primary")]
     active = partner.status == Partner.Status.ACTIVE
     primary = "renew" if active else "reconsent_link"
     offered: list[Offered] = []
@@ -181,8 +236,11 @@ def actions_for(partner: Partner, *, has_token: bool, failed_customers: int) -> 
             continue
         if name == "apply_failed" and not failed_customers:
             continue
+        if name == "reactivate" or (name == "delete" and partner.status not in DELETABLE):
+            continue
         style = "danger" if action.danger else "primary" if name == primary else "secondary"
-        offered.append(Offered(name, action.label.format(failed=failed_customers), style))
+        label = action.label.format(failed_consents=plural(failed_customers, "failed consent"))
+        offered.append(Offered(name, label, style))
     return sorted(offered, key=lambda o: {"primary": 0, "secondary": 1, "danger": 2}[o.style])
 
 

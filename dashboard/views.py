@@ -63,7 +63,7 @@ from dashboard.forms import (
     StaffMicrosoftForm,
     StaffRoleForm,
 )
-from dashboard.staff_actions import BULK_ACTIONS, actions_for
+from dashboard.staff_actions import BULK_ACTIONS, actions_for, plural
 from microsoft import permissions
 from partners.access import ROLE_GROUPS, Role, partner_for_staff, role_of, staff_view
 from partners.models import AuditEvent, Partner, StaffPasswordGuard
@@ -74,7 +74,7 @@ from partners.services import (
     staff_user_create,
     staff_user_set_active,
 )
-from partners.staff import staff_totp_reset, staff_unfreeze
+from partners.staff import sign_in_locked, sign_in_window, staff_sign_in_unlock, staff_totp_reset, staff_unfreeze
 from tokens.alerts import alerts_open
 from tokens.selectors import HEALTH_CHOICES, HEALTH_LABELS, token_events, token_health
 
@@ -191,7 +191,7 @@ def detail(request: HttpRequest, code: uuid.UUID) -> HttpResponse:
     proved = proof_counts([partner.pk]).get(partner.pk, dict.fromkeys(PROOF_FILTERS, 0))
     flows: list[Any] = consent_flows(partner)
     for flow in flows:
-        flow.failure_title = outcome(flow.failure_reason).title if flow.failure_reason else ""
+        flow.failure_title = outcome(flow.failure_reason).title_for_staff if flow.failure_reason else ""
     health = token_health(partner)
     has_token = health.token is not None and bool(health.token.current_version)
     context = {
@@ -219,6 +219,7 @@ def detail(request: HttpRequest, code: uuid.UUID) -> HttpResponse:
                 partner.audit_events.select_related("actor", "partner").order_by("-created_at", "-id")[:30]
             )
         ),
+        "emails": list(partner.sent_emails.all()[:10]),
         "new_links": links_in_messages(request),
         "link_days": settings.CPV_INVITATION_MAX_AGE_DAYS,
         "can_act": request.staff_role >= Role.OPERATOR,  # type: ignore[attr-defined]
@@ -347,7 +348,7 @@ def staff_accounts(request: HttpRequest) -> HttpResponse:
                 removed = staff_totp_reset(actor=request.user, user=target)
                 messages.success(
                     request,
-                    f"Removed {removed} authenticator app(s) of {target.get_username()}."
+                    f"Removed {plural(removed, 'authenticator app')} of {target.get_username()}."
                     if removed
                     else f"{target.get_username()} had no authenticator app.",
                 )
@@ -356,6 +357,15 @@ def staff_accounts(request: HttpRequest) -> HttpResponse:
                 target = get_object_or_404(User, username=request.POST.get("username", ""))
                 staff_unfreeze(actor=request.user, user=target)
                 messages.success(request, f"The password sign-in of {target.get_username()} works again.")
+            elif what == "unlock":
+                target = get_object_or_404(User, username=request.POST.get("username", ""))
+                was_locked = staff_sign_in_unlock(actor=request.user, user=target)
+                messages.success(
+                    request,
+                    f"{target.get_username()} can sign in again."
+                    if was_locked
+                    else f"{target.get_username()} was not locked out; nothing changed.",
+                )
                 return HttpResponseRedirect(reverse("dashboard:staff"))
             elif what == "active":
                 active_form = StaffActiveForm(request.POST)
@@ -396,6 +406,7 @@ def staff_accounts(request: HttpRequest) -> HttpResponse:
                 "identity": getattr(user, "staff_identity", None),
                 "totp": user.pk in with_totp,
                 "frozen": user.pk in frozen,
+                "locked": sign_in_locked(None, user.get_username()),
             }
         )
     context = {
@@ -404,6 +415,7 @@ def staff_accounts(request: HttpRequest) -> HttpResponse:
         "create_form": create_form,
         "me": request.user,
         "staff_tenant_id": settings.CPV_STAFF_TENANT_ID,
+        "lockout_minutes": sign_in_window() // 60,
     }
     return render(request, "dashboard/staff.html", context, status=400 if create_form.errors else 200)
 

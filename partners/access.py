@@ -180,4 +180,6 @@ def staff_view(*, see: Role = Role.VIEWER, act: Role | None = None) -> Callable[
 
 def partner_for_staff(code: uuid.UUID | str) -> Partner:
     """The one place staff views look a partner up, by code, with its token row and consent flow; a 404 otherwise."""
-    return get_object_or_404(Partner.objects.select_related("token__consent_flow").filter(code=code))
+    return get_object_or_404(
+        Partner.objects.select_related("token__consent_flow").filter(code=code, deleted_at__isnull=True)
+    )

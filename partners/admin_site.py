@@ -3,18 +3,23 @@ password change there is audited."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from functools import update_wrapper
+from typing import Any, TypeVar, cast
 
 from django.contrib import admin
 from django.contrib.admin.forms import AdminPasswordChangeForm
 from django.contrib.auth.views import PasswordChangeView
 from django.db import transaction
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse, HttpResponseBase
+from django.shortcuts import render
 from django.template.response import TemplateResponse
 from django.urls import reverse
 
-from partners.access import SignInStep, staff_sign_in_step
+from partners.access import SignInStep, role_of, staff_sign_in_step, staff_sign_in_unfinished
 from partners.services import audit_record
+
+View = TypeVar("View", bound=Callable[..., HttpResponseBase])
 
 
 class AuditedPasswordChangeForm(AdminPasswordChangeForm):
@@ -50,3 +55,21 @@ class StaffAdminSite(admin.AdminSite):
             extra_context={**self.each_context(request), **(extra_context or {})},
         )
         return view(request)  # type: ignore[return-value]
+
+    def admin_view(self, view: View, cacheable: bool = False) -> View:
+        """Django's guard, except for a signed-in account the admin is not for: Django would send it to the sign-in
+        page, which sends a signed-in account back here (a loop); it gets a page that says why instead."""
+        guarded = super().admin_view(view, cacheable)
+
+        def inner(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+            if request.user.is_authenticated and not self.has_permission(request):
+                return staff_sign_in_unfinished(request) or self.refused(request)
+            return guarded(request, *args, **kwargs)
+
+        return cast(View, update_wrapper(inner, guarded))
+
+    def refused(self, request: HttpRequest) -> HttpResponse:
+        """The admin is for the vendor's superusers (and staff given admin access): a 403 in the staff layout."""
+        role = role_of(request.user)
+        context = {"role_name": role.label if role else ""}
+        return render(request, "registration/admin_refused.html", context, status=403)

@@ -14,7 +14,7 @@ from django.db.models import F
 from django.template.loader import render_to_string
 from django.urls import reverse
 
-from partners.models import Partner
+from partners.models import Partner, SentEmail
 from partners.services import Actor, PartnerError, audit_record
 
 SALT = "cpv.consent.invitation"
@@ -26,7 +26,21 @@ class InvitationInvalid(Exception):
 
 
 class InvitationExpired(InvitationInvalid):
-    """The link was genuine but is past its lifetime."""
+    """The link was genuine but no longer works: `why` says how (expired, replaced, closed), `link` what it named."""
+
+    def __init__(self, message: str, *, why: str = "expired", link: StaleLink | None = None) -> None:
+        super().__init__(message)
+        self.why = why
+        self.link = link
+
+
+@dataclass(frozen=True)
+class StaleLink:
+    """What a genuine link that no longer works named: the partner, its purpose and the generation it was issued in."""
+
+    partner: Partner
+    purpose: str
+    generation: int
 
 
 @dataclass(frozen=True)
@@ -64,12 +78,12 @@ def links_invalidate(*, partner: Partner) -> None:
 
 
 def invitation_read(token: str) -> InvitationTarget:
-    """The partner and purpose a link names. Raises InvitationExpired or InvitationInvalid."""
+    """The partner and purpose a link names. Raises InvitationExpired (with what the link named, when it is genuine
+    and its partner exists) or InvitationInvalid."""
     max_age = timedelta(days=settings.CPV_INVITATION_MAX_AGE_DAYS)
     try:
-        data = signing.loads(token, salt=SALT, max_age=max_age)
-    except signing.SignatureExpired:
-        raise InvitationExpired("the link has expired") from None
+        # Checked for its signature first, for its age below: an expired link still says whose it was.
+        data = signing.loads(token, salt=SALT)
     except signing.BadSignature:
         raise InvitationInvalid("the link is not one of ours") from None
     try:
@@ -79,13 +93,20 @@ def invitation_read(token: str) -> InvitationTarget:
         issued_at = datetime.fromtimestamp(signing.b62_decode(token.split(":")[-2]), tz=UTC)
     except (KeyError, TypeError, ValueError, IndexError):
         raise InvitationInvalid("the link is malformed") from None
-    partner = Partner.objects.filter(code=code).first()
-    if partner is None or partner.status == Partner.Status.DEACTIVATED:
-        raise InvitationExpired("the partner is not accepting consent links")
     if purpose not in PURPOSES:
         raise InvitationInvalid("the link is malformed")
+    partner = Partner.objects.filter(code=code).first()
+    if partner is None:
+        raise InvitationInvalid("the link names no partner")
+    link = StaleLink(partner=partner, purpose=purpose, generation=generation)
+    if partner.status == Partner.Status.DEACTIVATED or partner.deleted_at is not None:
+        raise InvitationExpired("the partner is not accepting consent links", why="closed", link=link)
     if generation != partner.link_generation:
-        raise InvitationExpired("the link was replaced by a newer one, or already used for a consent")
+        raise InvitationExpired(
+            "the link was replaced by a newer one, or already used for a consent", why="replaced", link=link
+        )
+    if datetime.now(tz=UTC) - issued_at > max_age:
+        raise InvitationExpired("the link has expired", why="expired", link=link)
     return InvitationTarget(partner=partner, purpose=purpose, expires_at=issued_at + max_age)
 
 
@@ -106,7 +127,43 @@ def _link_send(*, partner: Partner, url: str, subject: str, intro: str) -> None:
             "vendor": vendor,
         },
     )
-    send_mail(vendor.subject(subject), body, None, [partner.contact_email])
+    partner_email_send(partner=partner, subject=vendor.subject(subject), body=body)
+
+
+def partner_email_send(*, partner: Partner, subject: str, body: str) -> SentEmail:
+    """Email the partner's contact and record that it went out (time, to, subject; never the body): the record.
+    Raises what the mail backend raises, recording nothing."""
+    send_mail(subject, body, None, [partner.contact_email])
+    return SentEmail.objects.create(partner=partner, to=partner.contact_email, subject=subject[:300])
+
+
+# A fresh link asked for from a dead-end page goes out at most this often per partner: the page can be reloaded,
+# and every new link replaces the one before.
+FRESH_LINK_EVERY = timedelta(minutes=10)
+
+
+def partner_fresh_link_send(*, partner: Partner, purpose: str) -> bool:
+    """From a link that no longer works: email a fresh one to the partner's contact (never to the browser asking),
+    audited as the system's; True when one was sent now, False when one went out in the last FRESH_LINK_EVERY.
+    Raises PartnerError for a deactivated or deleted partner."""
+    if partner.status == Partner.Status.DEACTIVATED or partner.deleted_at is not None:
+        raise PartnerError("This partner is not accepting consent links; write to the vendor.")
+    purpose = purpose if purpose in PURPOSES else "invite"
+    with transaction.atomic():
+        locked = Partner.objects.select_for_update().get(pk=partner.pk)
+        since = datetime.now(tz=UTC) - FRESH_LINK_EVERY
+        if locked.audit_events.filter(action="partner.fresh_link_sent", created_at__gte=since).exists():
+            return False
+        url = link_issue(partner=locked, purpose=purpose)
+        audit_record(actor=None, action="partner.fresh_link_sent", partner=locked, detail={"emailed": True})
+        link_send_after_commit(
+            partner=locked,
+            url=url,
+            subject="your new consent link",
+            intro="Someone opened an earlier consent link for your organisation that no longer works, and asked for "
+            "a new one. Open this link and sign in to consent:",
+        )
+    return True
 
 
 def partner_reconsent_link(

@@ -53,6 +53,8 @@ class Partner(models.Model):
     link_generation = models.PositiveIntegerField(default=0, db_default=0, editable=False)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
+    # A stray invitation that staff deleted: kept for its audit trail (which protects it), shown nowhere else.
+    deleted_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["name", "id"]
@@ -164,3 +166,64 @@ class StaffPasswordGuard(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user_id}: {self.wrong_codes} wrong code(s){' (frozen)' if self.frozen_at else ''}"
+
+
+class SentEmail(models.Model):
+    """An email that went out to a partner's contact (when, to whom, its subject; never its body, which may hold a
+    consent link), so staff can see on the partner's page that one did."""
+
+    partner = models.ForeignKey(Partner, on_delete=models.CASCADE, related_name="sent_emails")
+    to = models.EmailField(max_length=254)
+    subject = models.CharField(max_length=300)
+    sent_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-sent_at", "-id"]
+        indexes = [models.Index(fields=["partner", "-sent_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.sent_at:%Y-%m-%d %H:%M} to {self.to}: {self.subject}"
+
+
+class Operation(models.Model):
+    """A long staff action on a partner (renew, sync, apply consents): who asked, when, how much it covers, and once
+    it is over its outcome, written once and never rewritten by later work on the partner."""
+
+    class Kind(models.TextChoices):
+        RENEW = "renew", "Token renewal"
+        SYNC = "sync", "Customer sync"
+        APPLY = "apply", "ApplicationConsent for every customer that needs it"
+        APPLY_FAILED = "apply_failed", "ApplicationConsent again for the failed customers"
+        VERIFY = "verify", "Verification in each customer tenant"
+
+    class State(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    # The operation's id in URLs, audit rows and the tasks' correlation id.
+    code = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    partner = models.ForeignKey(Partner, on_delete=models.CASCADE, related_name="operations")
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    actor_label = models.CharField(max_length=200)
+    started_at = models.DateTimeField()
+    total = models.PositiveIntegerField(default=1)
+    task_id = models.CharField(max_length=64, blank=True)
+    # The bulk action from the partner list that started it with others (one id for all the partners it covered).
+    bulk = models.UUIDField(null=True, blank=True, db_index=True)
+    # Written once, when the work is seen to be over.
+    state = models.CharField(max_length=16, choices=State.choices, default=State.QUEUED)
+    done = models.PositiveIntegerField(default=0)
+    failed = models.PositiveIntegerField(default=0)
+    message = models.CharField(max_length=500, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-started_at", "-id"]
+        indexes = [models.Index(fields=["partner", "kind", "-started_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.kind} of {self.partner_id} at {self.started_at:%Y-%m-%d %H:%M}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -138,6 +139,70 @@ def partner_deactivate(*, actor: Actor, partner: Partner, reason: str = "") -> P
             partner=locked,
             detail={"previous_status": previous, "reason": locked.status_reason},
         )
+    return locked
+
+
+@dataclass(frozen=True)
+class Reactivated:
+    """What a reactivation gave the partner: its new status and the next step in words, for staff."""
+
+    partner: Partner
+    next_step: str
+
+
+def partner_reactivate(*, actor: Actor, partner: Partner, token_usable: bool) -> Reactivated:
+    """Serve a deactivated partner again: active when its token still works (`token_usable`, the caller's reading of
+    the token's own facts), else invited or pending again when it was before its deactivation, else re-consent
+    needed. Raises PartnerError when it is not deactivated."""
+    with transaction.atomic():
+        locked = Partner.objects.select_for_update().get(pk=partner.pk)
+        if locked.status != Partner.Status.DEACTIVATED or locked.deleted_at is not None:
+            raise PartnerError(f"{locked.name} is not deactivated.")
+        deactivation = locked.audit_events.filter(action="partner.deactivated").order_by("-created_at", "-id").first()
+        before = (deactivation.detail if deactivation else {}).get("previous_status", "")
+        if token_usable:
+            locked.status, locked.status_reason = Partner.Status.ACTIVE, ""
+            next_step = "Its token renews on schedule again; sync its customers to catch up."
+        elif before in (Partner.Status.INVITED, Partner.Status.PENDING):
+            locked.status, locked.status_reason = before, ""
+            next_step = "It has not consented yet: create a consent link and send it to the partner's admin."
+        else:
+            locked.status = Partner.Status.RECONSENT_NEEDED
+            locked.status_reason = "Reactivated without a working token: the partner must consent again."
+            next_step = "Its token no longer works: create a consent link and send it to the partner's admin."
+        locked.save(update_fields=["status", "status_reason", "updated_at"])
+        audit_record(
+            actor=actor,
+            action="partner.reactivated",
+            partner=locked,
+            detail={"status": locked.status, "token_usable": token_usable},
+        )
+    return Reactivated(locked, next_step)
+
+
+# Only a partner that never consented can be deleted: one that did has a token, customers and history to keep.
+DELETABLE = (Partner.Status.INVITED, Partner.Status.PENDING)
+
+
+def partner_delete(*, actor: Actor, partner: Partner, reason: str = "") -> Partner:
+    """Delete a stray invitation (soft: `deleted_at`, its links stop working, its pinned tenant is freed for a new
+    invitation). Raises PartnerError for a partner that consented or is already deleted."""
+    with transaction.atomic():
+        locked = Partner.objects.select_for_update().get(pk=partner.pk)
+        if locked.deleted_at is not None:
+            raise PartnerError(f"{locked.name} is already deleted.")
+        if locked.status not in DELETABLE:
+            raise PartnerError(
+                f"{locked.name} is {locked.get_status_display().lower()}: only a partner that never consented can be "
+                "deleted (deactivate this one instead)."
+            )
+        detail = {"name": locked.name, "status": locked.status, "tenant_id": str(locked.tenant_id or "")}
+        locked.deleted_at = timezone.now()
+        locked.tenant_id = None
+        locked.status_reason = (reason.strip() or "Deleted by the vendor's staff")[:500]
+        locked.link_generation += 1
+        locked.save(update_fields=["deleted_at", "tenant_id", "status_reason", "link_generation", "updated_at"])
+        audit_record(actor=actor, action="partner.deleted", partner=locked, detail={**detail, "reason": reason})
     return locked
 
 

@@ -78,6 +78,21 @@ def sign_in_attempt_right(request: HttpRequest | None, username: str) -> None:
         uncount_hit(key)
 
 
+def sign_in_locked(request: HttpRequest | None, username: str) -> bool:
+    """True when the account (or, with a request, its address) is at its limit: its next attempt is refused
+    unchecked. A value under a counter that this code did not write counts as none."""
+    limits = sign_in_limits()
+    keys = sign_in_keys(request, username)
+    counts = cache.get_many(list(keys.values()))
+    return any(isinstance(count := counts.get(key, 0), int) and count >= limits[kind] for kind, key in keys.items())
+
+
+def sign_in_succeeded(request: HttpRequest | None, username: str) -> None:
+    """The account's counter starts from zero again (an admin's unlock); an address that guessed many accounts stays
+    counted."""
+    cache.delete(sign_in_keys(request, username)["username"])
+
+
 # --- audit rows of sign-ins (never a password, a code, or a username nobody has) -------------------------------
 
 
@@ -216,6 +231,19 @@ def staff_unfreeze(*, actor: Actor, user: User) -> StaffPasswordGuard:
             detail={"user": user.get_username(), "wrong_codes": wrong_codes},
         )
     return guard
+
+
+def staff_sign_in_unlock(*, actor: Actor, user: User) -> bool:
+    """An admin lifts an account's lockout (its failed sign-ins count from zero again), audited: True when it was
+    locked. An address that guessed many accounts stays counted. Raises PartnerError for a superuser's unless the
+    actor is one."""
+    superuser_guard(actor, user)
+    username = user.get_username()
+    was_locked = sign_in_locked(None, username)
+    with transaction.atomic():
+        audit_record(actor=actor, action="staff.unlocked", target=user, detail={"user": username, "locked": was_locked})
+    sign_in_succeeded(None, username)
+    return was_locked
 
 
 # --- Microsoft sign-in and the authenticator app -------------------------------------------------------------

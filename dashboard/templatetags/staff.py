@@ -5,10 +5,12 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from django import template
+from django.utils import timezone
+from django.utils.timesince import timesince
 
 from microsoft.permissions import RequiredPermission
 from partners.access import Role, role_of
@@ -92,3 +94,18 @@ def token_timeline(events: Iterable[Any]) -> list[Step]:
 def permissions_missing(partner: Partner) -> list[RequiredPermission]:
     """The required permissions the partner's last consent did not grant (partners.permissions)."""
     return partner_permissions_missing(partner)
+
+
+@register.filter
+def ago(moment: datetime | None) -> str:
+    """How long ago, for a person: 'just now', '3 hours ago', 'yesterday', '5 days ago' (never '0 minutes ago')."""
+    if moment is None:
+        return ""
+    elapsed = timezone.now() - moment
+    if elapsed < timedelta(minutes=1):
+        return "just now"
+    if elapsed < timedelta(days=1):
+        return f"{timesince(moment, depth=1)} ago"
+    if elapsed < timedelta(days=2):
+        return "yesterday"
+    return f"{timesince(moment, depth=1)} ago"

@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('partners', '0009_permissions_consented'),
+        ('partners', '0010_partner_deleted_at_sent_email_operation'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

@@ -108,7 +108,7 @@ def test_an_operator_runs_a_bulk_action_from_the_list(page, dashboard) -> None: 
     page.click("#confirm-action")
     page.wait_for_selector(".messages")
 
-    assert "done for 2 partner(s)" in page.inner_text(".messages")
+    assert "queued for 2 partners" in page.inner_text(".messages")
     assert len(dashboard["sent"]) == 2
 
 

@@ -164,17 +164,16 @@ def test_a_missing_state_is_refused(cpv_sim, client) -> None:  # type: ignore[no
     assert client.get("/consent/callback?code=x&state=y").status_code == 400
 
 
-def test_an_expired_flow_is_refused_and_the_sweep_marks_it(invitation, consent_run, admin) -> None:  # type: ignore[no-untyped-def]
+def test_an_expired_flow_is_refused_and_marked_and_its_result_page_says_so(invitation, consent_run, admin) -> None:  # type: ignore[no-untyped-def]
     run = consent_run(invitation.url, user=admin, post=False)
     ConsentFlow.objects.update(expires_at=timezone.now() - timedelta(seconds=1))
     events = ConsentFlowEvent.objects.count()
 
     response = run.post_callback()
 
-    assert response.status_code == 400
-    assert b"expired" in response.content
-    assert ConsentFlowEvent.objects.count() == events
-    assert consent_flows_expire() == 1
+    assert response.status_code == 303 and response["Location"].startswith("/consent/result/")
+    assert b"took too long" in run.client.get(response["Location"]).content
+    assert ConsentFlowEvent.objects.count() == events + 1  # only the expiry, nothing from the late answer
     assert consent_flows_expire() == 0
     flow = flow_of(invitation.partner)
     assert flow.status == ConsentFlow.Status.EXPIRED and flow.sealed_flow is None

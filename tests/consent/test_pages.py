@@ -61,7 +61,7 @@ def test_a_tampered_link_is_refused(client, invitation) -> None:  # type: ignore
     response = client.get(f"/consent/i/{token[:-2]}xx/")
 
     assert response.status_code == 404
-    assert b"This link has expired" in response.content
+    assert b"This link does not work" in response.content
 
 
 def test_an_expired_link_says_so(client, invitation, settings, monkeypatch) -> None:  # type: ignore[no-untyped-def]
@@ -299,7 +299,7 @@ def test_the_result_and_message_pages_are_branded(client, invitation, branded, c
 
     assert result.status_code == 200 and 'id="result"' in result.content.decode()
     assert_branded(result.content.decode())
-    assert expired.status_code == 404 and b"This link has expired" in expired.content
+    assert expired.status_code == 404 and b"This link does not work" in expired.content
     assert_branded(expired.content.decode())
 
 

@@ -17,6 +17,7 @@ PAGES = {
     "consent-landing": ("get", "/consent/i/not-a-link/", {}),
     "consent-start": ("post", "/consent/i/not-a-link/start", {}),
     "consent-callback": ("post", "/consent/callback", {"state": "x"}),
+    "consent-fresh-link": ("post", "/consent/fresh-link", {"token": "not-a-link"}),
     "onboard": ("post", "/onboard/", {"company_name": "", "signup_key": str(uuid.uuid4())}),
     "portal-start": ("post", "/portal/sign-in", {"cloud": "global"}),
     "portal-callback": ("post", "/portal/callback", {"state": "x"}),

@@ -154,12 +154,12 @@ def actions_shown(client, partner) -> list[tuple[str, str]]:  # type: ignore[no-
     return re.findall(r'class="button ?([a-z]*)" href="[^"]+" id="action-([a-z-]+)"', nav)
 
 
-def test_an_invited_partner_is_offered_only_a_consent_link_first_and_deactivation(operator) -> None:  # type: ignore[no-untyped-def]
+def test_an_invited_partner_is_offered_a_consent_link_first_then_deactivation_and_deletion(operator) -> None:  # type: ignore[no-untyped-def]
     partner = Partner.objects.create(name="Invited Co", contact_email="a@b.example")
 
     shown = actions_shown(client_for(operator), partner)
 
-    assert shown == [("", "reconsent-link"), ("danger", "deactivate")]
+    assert shown == [("", "reconsent-link"), ("danger", "deactivate"), ("danger", "delete")]
     confirm = client_for(operator).get(f"/partners/{partner.code}/do/renew")
     assert confirm.status_code == 302 and confirm["Location"] == f"/partners/{partner.code}/"
 
@@ -173,7 +173,7 @@ def test_an_active_partner_is_offered_what_its_state_allows(operator) -> None:  
     ]  # fmt: skip
     assert "apply-failed" not in [name for _style, name in actions_shown(client_for(operator), without)]
     Partner.objects.filter(pk=without.pk).update(status=Partner.Status.DEACTIVATED)
-    assert actions_shown(client_for(operator), without) == []
+    assert actions_shown(client_for(operator), without) == [("", "reactivate")]
 
 
 def test_a_viewer_can_neither_confirm_nor_run_an_action(viewer, sent) -> None:  # type: ignore[no-untyped-def]

@@ -66,3 +66,27 @@ def test_only_a_superuser_acts_on_a_superuser(superuser, staff_with_user_permiss
     assert superuser.is_active
     with pytest.raises(PartnerError, match="only another superuser"):
         staff_user_set_active(actor=staff_with_user_permissions, user=superuser, active=False)
+
+
+@pytest.mark.parametrize("role", ["operator", "viewer"])
+def test_the_admin_tells_an_operator_or_a_viewer_why_it_is_not_for_them_instead_of_looping(  # type: ignore[no-untyped-def]
+    role, request
+) -> None:
+    from tests.factories import client_for
+
+    user = request.getfixturevalue(role)
+    client = client_for(user)
+
+    page = client.get("/admin/")
+    app_page = client.get("/admin/partners/partner/")
+
+    assert page.status_code == 403 and app_page.status_code == 403
+    text = page.content.decode()
+    assert "The admin is not for this account" in text and f"a staff {user.username.split('-')[1]}" in text
+    assert 'id="to-dashboard"' in text
+
+
+def test_the_admin_still_sends_a_signed_out_visitor_to_the_sign_in(client) -> None:  # type: ignore[no-untyped-def]
+    response = client.get("/admin/")
+
+    assert response.status_code == 302 and response["Location"].startswith("/admin/login/")

@@ -34,3 +34,13 @@ def test_every_page_layout_names_the_icon_that_exists() -> None:
     assert (ROOT / "static" / "favicon.svg").is_file()
     for layout in ("base.html", "consent/base.html", "portal/base.html"):
         assert "favicon.svg" in (ROOT / "templates" / layout).read_text(), layout
+
+
+def test_a_missing_page_for_staff_is_in_the_staff_layout(viewer) -> None:  # type: ignore[no-untyped-def]
+    from tests.factories import client_for
+
+    response = client_for(viewer).get("/partners/00000000-0000-0000-0000-000000000000/")
+
+    page = response.content.decode()
+    assert response.status_code == 404 and "Page not found" in page
+    assert 'id="nav-partners"' in page and 'id="to-overview"' in page and "consent link" not in page

@@ -187,6 +187,6 @@ def test_a_failed_attempt_says_why_in_words_with_its_code(viewer) -> None:  # ty
 
     page = client_for(viewer).get(f"/partners/{partner.code}/").content.decode()
 
-    assert "That account is not a Global Administrator" in page
+    assert "The partner&#x27;s account is not a Global Administrator" in page
     assert "(<code>not_global_admin</code>: no Global Administrator in wids)" in page
     assert 'id="customers-csv"' not in page  # no customer to download yet

@@ -540,7 +540,7 @@ def test_a_locked_out_admin_is_reset_from_the_server_with_a_command(django_user_
 
     call_command("staff_totp_reset", "root", stdout=out)
 
-    assert "Removed 1 authenticator app(s) of root." in out.getvalue()
+    assert "Removed 1 authenticator app of root." in out.getvalue()
     assert not TOTPDevice.objects.filter(user=root).exists()
     assert AuditEvent.objects.get(action="staff.totp_reset").actor_label == "system"
     with pytest.raises(CommandError, match="No staff account is called 'nobody'"):

@@ -23,7 +23,7 @@ class Command(BaseCommand):
         parser.add_argument("--json", action="store_true", help="print a JSON array")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        partners = list(Partner.objects.select_related("token").order_by("name", "pk"))
+        partners = list(Partner.objects.filter(deleted_at__isnull=True).select_related("token").order_by("name", "pk"))
         # The coverage counters the dashboard reads (a partner without counters yet has none).
         coverage = coverage_for([partner.pk for partner in partners])
         without_access = without_access_counts()
@@ -69,4 +69,4 @@ class Command(BaseCommand):
                 f"{row['code']}  {row['status']:<16} token {row['token_status']:<8} "
                 f"customers {row['consented_customers']}/{row['customers']}  {row['name']}"
             )
-        self.stdout.write(f"{len(rows)} partner(s)")
+        self.stdout.write(f"{len(rows)} partner{'' if len(rows) == 1 else 's'}")

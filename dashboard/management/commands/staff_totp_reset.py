@@ -28,4 +28,4 @@ class Command(BaseCommand):
             removed = staff_totp_reset(actor=None, user=user)  # the system: whoever runs commands on the server
         except PartnerError as exc:
             raise CommandError(str(exc)) from None
-        self.stdout.write(f"Removed {removed} authenticator app(s) of {username}.")
+        self.stdout.write(f"Removed {removed} authenticator app{'' if removed == 1 else 's'} of {username}.")
