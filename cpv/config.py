@@ -22,6 +22,7 @@ from django.core.validators import validate_email
 
 from cpv import clouds
 from cpv.branding import VENDOR_NAME_MAX, Vendor, logo_data_uri
+from cpv.keys import KeyPair, decode_key, new_key_pair, public_key_of
 
 EMBEDDED = "embedded"
 PRODUCTION = "production"
@@ -31,6 +32,17 @@ IN_PRODUCTION = "in production (CPV_MODE=production)"
 BROKER_SCHEMES = {"redis", "rediss", "amqp", "amqps", "pyamqp", "filesystem", "sqla+sqlite", "memory"}
 RESULT_SCHEMES = {"redis", "rediss", "file", "db+sqlite", "db+postgresql", "rpc"}
 VAULT_BACKENDS = ("local", "azure")
+# What a process is for (CPV_PROCESS_ROLE), which decides the secrets it may hold: the public web tier seals tokens
+# and opens none; workers and the token API open them; beat needs only the broker; migrate only the database; all
+# is one process doing everything (the embedded default).
+WEB = "web"
+WORKER = "worker"
+API = "api"
+BEAT = "beat"
+MIGRATE = "migrate"
+ALL = "all"
+PROCESS_ROLES = (WEB, WORKER, API, BEAT, MIGRATE, ALL)
+OPENING_ROLES = (WORKER, API, ALL)
 LOG_FORMATS = ("text", "json")
 
 GRAPH_APP_ID = "00000003-0000-0000-c000-000000000000"
@@ -97,6 +109,7 @@ class Config:
     vault_url: str
     vault_keys: list[bytes] = field(repr=False)
     vault_deleted_secret_policy: str
+    process_role: str
     email: dict[str, Any] = field(repr=False)
     default_from_email: str
     log_format: str
@@ -123,6 +136,9 @@ class Config:
     vault_creates_per_second: int = 29
     throttle_url: str = field(default="", repr=False)
     vendor: Vendor = field(default_factory=Vendor)
+    vault_public_key: bytes | None = None
+    vault_private_keys: list[bytes] = field(default_factory=list, repr=False)
+    vault_reader_client_id: str = ""
 
     @property
     def production(self) -> bool:
@@ -518,8 +534,13 @@ def _credential(r: _Reader, prefix: str, *, required: bool) -> AppCredential | N
     return AppCredential(client_id=client_id, client_secret=client_secret, certificate_path=certificate)
 
 
-def _vault(r: _Reader, *, production: bool, var_dir: Path) -> Part:
-    """VAULT_BACKEND, VAULT_URL, VAULT_KEY (embedded makes one, production never) and VAULT_DELETED_SECRET_POLICY."""
+def _vault(r: _Reader, *, production: bool, var_dir: Path, role: str) -> Part:
+    """VAULT_BACKEND, VAULT_URL, the local vault's keys and VAULT_DELETED_SECRET_POLICY, as `role` may hold them.
+
+    The local vault seals each token to VAULT_PUBLIC_KEY; VAULT_PRIVATE_KEY opens them (newest first, a rotation's
+    older keys after it) and VAULT_KEY opens what was written before sealing. Embedded keeps a generated key pair
+    under var/ (and reads var/vault.key when an older install made one). A process that may not open tokens (web,
+    beat, migrate) is given no opening key; in production it refuses to start when one is set."""
     vault_backend = r.choice("VAULT_BACKEND", "local", VAULT_BACKENDS)
     vault_url = ""
     if vault_backend == "azure":
@@ -529,23 +550,122 @@ def _vault(r: _Reader, *, production: bool, var_dir: Path) -> Part:
                 vault_url = clouds.validate_https_url("VAULT_URL", url) + "/"
             except ValueError as exc:
                 r.problems.append(str(exc))
-    key_value = r.raw("VAULT_KEY")
-    if key_value is None and not production:
-        key_value = _var_file(var_dir, "vault.key", generate=vault_backend == "local", make=new_vault_key)
-    if key_value is None and production and vault_backend == "local":
-        r.problems.append("VAULT_KEY is required in production when VAULT_BACKEND=local")
+    opens = role in OPENING_ROLES
+    needs_vault = role in (*OPENING_ROLES, WEB)
+    local = vault_backend == "local"
+    if production and not opens:
+        for name in ("VAULT_PRIVATE_KEY", "VAULT_KEY"):
+            if r.raw(name) is not None:
+                r.problems.append(
+                    f"{name} must not be given to a {role} process in production (CPV_PROCESS_ROLE={role}): it opens "
+                    "every partner's refresh token, which only the workers may (the web tier gets VAULT_PUBLIC_KEY)"
+                )
+    public_value = r.raw("VAULT_PUBLIC_KEY")
+    private_value = r.raw("VAULT_PRIVATE_KEY") if opens else None
+    key_value = r.raw("VAULT_KEY") if opens else None
+    if not production and local and needs_vault:
+        if public_value is None and private_value is None:
+            pair = _var_key_pair(var_dir, with_private=opens)
+            public_value, private_value = pair.public, pair.private if opens else None
+        if key_value is None and opens:
+            # An older embedded install's symmetric key: its rows stay readable (`vault_reseal` moves them).
+            key_value = _var_file(var_dir, "vault.key", generate=False)
+    if production and local and needs_vault:
+        if role == WEB and public_value is None:
+            r.problems.append(
+                "VAULT_PUBLIC_KEY is required in production for the web tier (CPV_PROCESS_ROLE=web) when "
+                "VAULT_BACKEND=local: it seals the tokens partners consent with"
+            )
+        if opens and private_value is None and key_value is None:
+            r.problems.append(
+                "VAULT_PRIVATE_KEY (or, before re-sealing, VAULT_KEY) is required in production when "
+                "VAULT_BACKEND=local"
+            )
     vault_keys: list[bytes] = []
     if key_value is not None:
         try:
             vault_keys = parse_vault_keys(key_value)
         except ValueError as exc:
             r.problems.append(f"VAULT_KEY is not usable: {exc}")
+    private_keys: list[bytes] = []
+    if private_value is not None:
+        try:
+            private_keys = [
+                decode_key(part, what=f"key {index + 1}") for index, part in enumerate(private_value.split(","))
+            ]
+        except ValueError as exc:
+            r.problems.append(f"VAULT_PRIVATE_KEY is not usable: {exc}")
+    public_key: bytes | None = None
+    if public_value is not None:
+        try:
+            public_key = decode_key(public_value, what="the key")
+        except ValueError as exc:
+            r.problems.append(f"VAULT_PUBLIC_KEY is not usable: {exc}")
+    if private_keys:
+        derived = public_key_of(private_keys[0])
+        if public_key is not None and public_key != derived:
+            r.problems.append(
+                "VAULT_PUBLIC_KEY is not the public half of the first key of VAULT_PRIVATE_KEY: tokens sealed to it "
+                "could not be opened (give the same key pair to the web tier and the workers)"
+            )
+        public_key = public_key or derived
     return {
         "vault_backend": vault_backend,
         "vault_url": vault_url,
         "vault_keys": vault_keys,
+        "vault_public_key": public_key if needs_vault else None,
+        "vault_private_keys": private_keys,
         "vault_deleted_secret_policy": r.choice("VAULT_DELETED_SECRET_POLICY", "recover", ("recover", "purge", "fail")),
+        "vault_reader_client_id": _vault_identities(r, production=production, role=role, backend=vault_backend),
     }
+
+
+def _vault_identities(r: _Reader, *, production: bool, role: str, backend: str) -> str:
+    """VAULT_READER_CLIENT_ID, the workers' Key Vault identity (get, set, list); the web's (AZURE_CLIENT_ID) may only
+    set. A production web process with Key Vault refuses to start without two distinct identities."""
+    reader = (r.raw("VAULT_READER_CLIENT_ID") or "").lower()
+    if backend != "azure" or not production or role != WEB:
+        return reader
+    own = (r.raw("AZURE_CLIENT_ID") or "").lower()
+    if not reader:
+        r.problems.append(
+            "VAULT_READER_CLIENT_ID is required in production for the web tier with VAULT_BACKEND=azure: it names "
+            "the workers' identity, the one that may read secrets, so that the web's own (AZURE_CLIENT_ID) is known "
+            "to be another"
+        )
+    elif not own:
+        r.problems.append(
+            "AZURE_CLIENT_ID is required in production for the web tier with VAULT_BACKEND=azure: the web signs in "
+            "to Key Vault as its own identity, which may only set secrets"
+        )
+    elif own == reader:
+        r.problems.append(
+            "AZURE_CLIENT_ID is the workers' identity (VAULT_READER_CLIENT_ID), which may read secrets: the web tier "
+            "must sign in to Key Vault as an identity that may only set them"
+        )
+    return reader
+
+
+def _var_key_pair(var_dir: Path, *, with_private: bool) -> KeyPair:
+    """The embedded vault's key pair under var/ (vault-seal.key, vault-seal.pub), made on first use. A process that
+    may not open tokens reads only the public half."""
+    public = _var_file(var_dir, "vault-seal.pub", generate=False)
+    if public is not None and not with_private:
+        return KeyPair(private="", public=public)
+    made: list[KeyPair] = []
+
+    def make() -> str:
+        made.append(new_key_pair())
+        return made[0].private
+
+    private = _var_file(var_dir, "vault-seal.key", generate=True, make=make) or ""
+    try:
+        derived = base64.urlsafe_b64encode(public_key_of(decode_key(private, what="var/vault-seal.key"))).decode()
+    except ValueError:
+        return KeyPair(private=private, public=public or "")
+    if public is None:
+        public = _var_file(var_dir, "vault-seal.pub", generate=True, make=lambda: derived)
+    return KeyPair(private=private if with_private else "", public=public or derived)
 
 
 def _email(r: _Reader, *, production: bool, site_host: str | None) -> Part:
@@ -716,6 +836,7 @@ def load_config(environ_map: Mapping[str, str], *, base_dir: Path) -> Config:
     mode = r.choice("CPV_MODE", EMBEDDED, MODES)
     production = mode == PRODUCTION
     var_dir = Path(r.raw("CPV_VAR_DIR") or base_dir / "var")
+    role = r.choice("CPV_PROCESS_ROLE", ALL, PROCESS_ROLES)
     secret = _secrets(r, production=production, var_dir=var_dir)
     address = _address(r, production=production)
     database = _database(r, production=production, var_dir=var_dir)
@@ -730,7 +851,8 @@ def load_config(environ_map: Mapping[str, str], *, base_dir: Path) -> Config:
         **celery,
         "cloud": _cloud(r, production=production),
         **_apps(r, production=production),
-        **_vault(r, production=production, var_dir=var_dir),
+        **_vault(r, production=production, var_dir=var_dir, role=role),
+        "process_role": role,
         **_email(r, production=production, site_host=urlsplit(address["base_url"]).hostname),
         "cache": _cache(r, production=production, broker_url=broker_url),
         "application_grants": _application_grants(r),
