@@ -43,6 +43,13 @@ MIGRATE = "migrate"
 ALL = "all"
 PROCESS_ROLES = (WEB, WORKER, API, BEAT, MIGRATE, ALL)
 OPENING_ROLES = (WORKER, API, ALL)
+SERVING_ROLES = (WEB, WORKER, API, ALL)
+# What production does not ask of a process that serves nothing: beat only queues work on the broker, migrate only
+# changes the database's schema.
+NOT_NEEDED = {
+    BEAT: frozenset({"DJANGO_SECRET_KEY", "CPV_BASE_URL", "DATABASE_URL", "CPV_CLIENT_ID"}),
+    MIGRATE: frozenset({"DJANGO_SECRET_KEY", "CPV_BASE_URL", "CELERY_BROKER_URL", "CPV_CLIENT_ID"}),
+}
 LOG_FORMATS = ("text", "json")
 
 GRAPH_APP_ID = "00000003-0000-0000-c000-000000000000"
@@ -166,6 +173,8 @@ class _Reader:
         self.env = environ.Env()
         self.env.ENVIRON = dict(environ_map)
         self.problems: list[str] = []
+        # Variables production requires of a serving process that this process's role does without (beat, migrate).
+        self.not_needed: frozenset[str] = frozenset()
 
     def raw(self, name: str) -> str | None:
         value = self.env.ENVIRON.get(name)
@@ -175,7 +184,7 @@ class _Reader:
 
     def in_production(self, name: str, production: bool) -> str | None:
         """The variable, which production mode requires and embedded mode may leave unset (None)."""
-        return self.required(name, IN_PRODUCTION) if production else self.raw(name)
+        return self.required(name, IN_PRODUCTION) if production and name not in self.not_needed else self.raw(name)
 
     def bool(self, name: str, default: bool) -> bool:
         value = self.raw(name)
@@ -830,15 +839,40 @@ def _partners(r: _Reader) -> Part:
     }
 
 
+def _role(r: _Reader, *, production: bool) -> str:
+    """CPV_PROCESS_ROLE: what this process is for, which production requires and which decides the secrets it may
+    hold (web seals tokens and opens none). Embedded runs every job in any process unless told otherwise."""
+    value = r.raw("CPV_PROCESS_ROLE")
+    if value is None:
+        if production:
+            r.problems.append(
+                "CPV_PROCESS_ROLE is required in production (CPV_MODE=production): web, worker, api, beat or migrate "
+                "(it decides which secrets the process may hold)"
+            )
+        return ALL
+    role = r.choice("CPV_PROCESS_ROLE", ALL, PROCESS_ROLES)
+    if production and role == ALL:
+        r.problems.append(
+            "CPV_PROCESS_ROLE=all is the embedded mode's: in production each process names its role (web, worker, "
+            "api, beat or migrate), so that the web tier never holds a key that opens tokens"
+        )
+    return role
+
+
 def load_config(environ_map: Mapping[str, str], *, base_dir: Path) -> Config:
     """Read every setting from the environment, section by section. Raises ConfigError listing each problem."""
     r = _Reader(environ_map)
     mode = r.choice("CPV_MODE", EMBEDDED, MODES)
     production = mode == PRODUCTION
     var_dir = Path(r.raw("CPV_VAR_DIR") or base_dir / "var")
-    role = r.choice("CPV_PROCESS_ROLE", ALL, PROCESS_ROLES)
+    role = _role(r, production=production)
+    serving = role in SERVING_ROLES
+    r.not_needed = NOT_NEEDED.get(role, frozenset()) if production else frozenset()
     secret = _secrets(r, production=production, var_dir=var_dir)
-    address = _address(r, production=production)
+    if production and not serving and not secret["secret_key"]:
+        # Signs nothing (no request, no session): a key for this process's life satisfies Django.
+        secret["secret_key"] = secrets.token_urlsafe(50)
+    address = _address(r, production=production and serving)
     database = _database(r, production=production, var_dir=var_dir)
     celery = _celery(r, production=production, var_dir=var_dir)
     broker_url = celery["broker_url"]
@@ -853,11 +887,11 @@ def load_config(environ_map: Mapping[str, str], *, base_dir: Path) -> Config:
         **_apps(r, production=production),
         **_vault(r, production=production, var_dir=var_dir, role=role),
         "process_role": role,
-        **_email(r, production=production, site_host=urlsplit(address["base_url"]).hostname),
+        **_email(r, production=production and serving, site_host=urlsplit(address["base_url"]).hostname),
         "cache": _cache(r, production=production, broker_url=broker_url),
         "application_grants": _application_grants(r),
         **_renewal_and_pacing(r),
-        "vendor": _vendor(r, production=production),
+        "vendor": _vendor(r, production=production and serving),
         "throttle_url": _throttle_url(r, broker_url=broker_url),
         **_staff_sign_in(r, production=production),
         **_serving(r, production=production),

@@ -24,6 +24,7 @@ def production_env(tmp_path: Path, **overrides: str) -> dict[str, str]:
     cert.write_text("placeholder")
     env = {
         "CPV_MODE": "production",
+        "CPV_PROCESS_ROLE": "worker",
         "DJANGO_SECRET_KEY": SECRET_KEY,
         "CPV_BASE_URL": "https://cpv.example.com",
         "DATABASE_URL": "postgres://cpv:pw@db.example.com:5432/cpv",

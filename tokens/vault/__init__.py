@@ -25,6 +25,7 @@ from tokens.vault.base import (
 )
 from tokens.vault.errors import (
     InvalidSecretName,
+    OpeningRefused,
     SecretDeletedConflict,
     SecretDisabled,
     SecretNotFound,
@@ -43,6 +44,7 @@ __all__ = [
     "REFRESH_TOKEN_CONTENT_TYPE",
     "REFRESH_TOKEN_PURPOSE",
     "InvalidSecretName",
+    "OpeningRefused",
     "Secret",
     "SecretDeletedConflict",
     "SecretDisabled",
@@ -61,6 +63,7 @@ __all__ = [
     "WriteResult",
     "build_vault",
     "get_vault",
+    "opening_check",
     "process_opens_tokens",
     "reset_vault",
     "secret_name_for",
@@ -91,6 +94,16 @@ def process_opens_tokens() -> bool:
 
 _lock = threading.Lock()
 _vault: Vault | None = None
+
+
+def opening_check() -> None:
+    """Return in a process that may open stored tokens; raise OpeningRefused in one that may not (the web tier), before
+    anything is locked or read. Queue a worker's task instead."""
+    if not process_opens_tokens():
+        role = getattr(settings, "CPV_PROCESS_ROLE", "")
+        raise OpeningRefused(
+            f"this process (CPV_PROCESS_ROLE={role}) may not open a partner's token: queue the work for the workers"
+        )
 
 
 def build_vault(**overrides: Any) -> Vault:

@@ -154,6 +154,11 @@ class LocalVault(Vault):
         return self._seal.seals and not self._seal.private_ids and not self._ring
 
     @property
+    def seals(self) -> bool:
+        """True when writes are sealed to a public key (VAULT_PUBLIC_KEY)."""
+        return self._seal.seals
+
+    @property
     def newest_key_id(self) -> str:
         """The key id new writes are made under: the sealing public key's when there is one."""
         return self._seal.public_id or self._ring.newest_id

@@ -13,7 +13,7 @@ from cpv.logs import redact
 from partners.services import audit_record
 from tokens.vault import get_vault
 from tokens.vault.base import Vault
-from tokens.vault.errors import SecretDisabled, VaultError, VaultMisconfigured
+from tokens.vault.errors import SecretDisabled, VaultError, VaultForbidden, VaultMisconfigured
 from tokens.vault.local import LocalVault, RotationReport
 
 logger = logging.getLogger(__name__)
@@ -158,6 +158,40 @@ def vault_key_rotate(*, after_row: Callable[[RotationReport], None] | None = Non
                 "rows": report.total,
                 "rotated": report.rotated,
                 "already_current": report.already_current,
+                "failed": report.failed,
+            },
+        )
+    return report
+
+
+def vault_reseal(*, after_row: Callable[[RotationReport], None] | None = None) -> RotationReport:
+    """Seal every local vault row to VAULT_PUBLIC_KEY (rows under VAULT_KEY, or under an older key pair), one row per
+    transaction, each readable throughout. Idempotent and resumable: a sealed row is left, so a run that stopped
+    anywhere is finished by running it again. Audited when it starts and when it ends (an interrupted run leaves its
+    start without an end). Returns the RotationReport; raises VaultMisconfigured without a local vault and a public
+    key, VaultForbidden in a process that may not open tokens."""
+    vault = get_vault()
+    if not isinstance(vault, LocalVault):
+        raise VaultMisconfigured(
+            f"VAULT_BACKEND is {vault.backend}: only the local vault's rows are sealed here "
+            "(Key Vault keeps its own secrets; give the web tier an identity that may only set them)"
+        )
+    if not vault.seals:
+        raise VaultMisconfigured("VAULT_PUBLIC_KEY is not set: there is no key to seal to")
+    if vault.write_only:
+        raise VaultForbidden("this process may not open tokens (CPV_PROCESS_ROLE): run vault_reseal as a worker")
+    with transaction.atomic():
+        audit_record(actor=None, action="vault.reseal_started", detail={"key_id": vault.newest_key_id})
+    report = vault.rotate_keys(after_row=after_row)
+    with transaction.atomic():
+        audit_record(
+            actor=None,
+            action="vault.resealed",
+            detail={
+                "key_id": report.key_id,
+                "rows": report.total,
+                "resealed": report.rotated,
+                "already_sealed": report.already_current,
                 "failed": report.failed,
             },
         )
