@@ -92,6 +92,7 @@ def process_opens_tokens() -> bool:
     """Whether this process's role may open stored tokens (CPV_PROCESS_ROLE); the public web tier may not."""
     return getattr(settings, "CPV_PROCESS_ROLE", "all") in OPENING_ROLES
 
+
 _lock = threading.Lock()
 _vault: Vault | None = None
 

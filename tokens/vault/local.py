@@ -202,7 +202,9 @@ class LocalVault(Vault):
 
     def _encrypt(self, *, name: str, version: str, value: SecretValue) -> tuple[str, bytes, bytes]:
         if self._seal.public is not None:
-            nonce, envelope = seal(public=self._seal.public, name=name, version=version, plaintext=value.reveal().encode())
+            nonce, envelope = seal(
+                public=self._seal.public, name=name, version=version, plaintext=value.reveal().encode()
+            )
             return self.newest_key_id, nonce, envelope
         key_id = self._ring.newest_id
         cipher = self._ring.cipher(key_id)
