@@ -84,12 +84,10 @@ def production_web(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> 
         VAULT_PUBLIC_KEY=new_key_pair().public,
         CELERY_BROKER_URL=redis_url,
         CPV_TRUST_PROXY="false",
-        GUNICORN_BIND=f"127.0.0.1:{port}",
-        GUNICORN_WORKERS="1",
     )
     log = (tmp_path / "gunicorn.log").open("wb")
     server = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "cpv.wsgi:application"],
+        [sys.executable, "-m", "gunicorn", "cpv.wsgi:application", "--bind", f"127.0.0.1:{port}", "--workers", "1"],
         cwd=ROOT,
         env=project_env(DJANGO_SETTINGS_MODULE="cpv.settings", **env),
         stdout=log,
