@@ -18,7 +18,7 @@ def trust_proxy(environ: dict[str, str] | os._Environ[str] = os.environ) -> bool
     return environ.get("CPV_TRUST_PROXY", "").strip().lower() in TRUE
 
 
-bind = os.environ.get("GUNICORN_BIND", "0.0.0.0:8000")  # noqa: S104 - inside its container, published by compose
+bind = os.environ.get("GUNICORN_BIND", "0.0.0.0:8000")
 workers = int(os.environ.get("GUNICORN_WORKERS", "3"))
 accesslog = "-"
 if trust_proxy():

@@ -9,10 +9,14 @@ import secrets
 from dataclasses import dataclass
 
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 
 KEY_BYTES = 32
-RAW_PUBLIC = {"encoding": serialization.Encoding.Raw, "format": serialization.PublicFormat.Raw}
+
+
+def raw_public(key: X25519PublicKey) -> bytes:
+    """A public key's 32 raw bytes."""
+    return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
 
 
 def b64(data: bytes) -> str:
@@ -33,7 +37,7 @@ def decode_key(value: str, *, what: str) -> bytes:
 
 def public_key_of(private: bytes) -> bytes:
     """The raw public key of a raw X25519 private key."""
-    return X25519PrivateKey.from_private_bytes(private).public_key().public_bytes(**RAW_PUBLIC)
+    return raw_public(X25519PrivateKey.from_private_bytes(private).public_key())
 
 
 @dataclass(frozen=True)

@@ -15,10 +15,10 @@ from urllib.request import HTTPHandler, OpenerDirector, Request
 
 
 def probe(environ: Mapping[str, str] = os.environ, *, timeout: float = 4) -> str:
-    """"" when /healthz answered ok, else why not."""
+    """ "" when /healthz answered ok, else why not."""
     host = urlsplit(environ.get("CPV_BASE_URL", "")).netloc or "127.0.0.1"
     port = environ.get("CPV_PROBE_PORT", "8000")
-    request = Request(f"http://127.0.0.1:{port}/healthz", headers={"Host": host})  # noqa: S310 - a fixed http URL
+    request = Request(f"http://127.0.0.1:{port}/healthz", headers={"Host": host})
     # No redirect handler: a 301 (to https) is a failure to report, not a page to follow off the container.
     opener = OpenerDirector()
     opener.add_handler(HTTPHandler())

@@ -131,7 +131,10 @@ def test_gunicorn_trusts_no_forwarded_header_without_cpv_trust_proxy(production_
 
     plain = requests.get(url, headers=headers, allow_redirects=False, timeout=5)
     forged = requests.get(
-        url, headers={**headers, "X-Forwarded-Proto": "https", "X-Forwarded-Ssl": "on"}, allow_redirects=False, timeout=5
+        url,
+        headers={**headers, "X-Forwarded-Proto": "https", "X-Forwarded-Ssl": "on"},
+        allow_redirects=False,
+        timeout=5,
     )
 
     # gunicorn's default trusts these from 127.0.0.1 and would call the request https (a 200 here).

@@ -19,14 +19,13 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from cpv.keys import KEY_BYTES, RAW_PUBLIC, KeyPair, decode_key, new_key_pair, public_key_of
+from cpv.keys import KEY_BYTES, KeyPair, decode_key, new_key_pair, public_key_of, raw_public
 
 __all__ = ["KeyPair", "SealError", "SealRing", "decode_key", "new_key_pair", "open_sealed", "public_key_of", "seal"]
 
 ENVELOPE_V1 = 1
 NONCE_BYTES = 12
 _INFO = b"cpv-vault/seal/v1"
-_RAW = RAW_PUBLIC
 
 
 class SealError(Exception):
@@ -55,7 +54,7 @@ def _derive(shared: bytes, ephemeral: bytes, recipient: bytes) -> bytes:
 def seal(*, public: bytes, name: str, version: str, plaintext: bytes) -> tuple[bytes, bytes]:
     """`plaintext` sealed to `public` for the row `name`/`version`: (nonce, envelope)."""
     ephemeral = X25519PrivateKey.generate()
-    ephemeral_public = ephemeral.public_key().public_bytes(**_RAW)
+    ephemeral_public = raw_public(ephemeral.public_key())
     shared = ephemeral.exchange(X25519PublicKey.from_public_bytes(public))
     key = _derive(shared, ephemeral_public, public)
     nonce = os.urandom(NONCE_BYTES)
@@ -72,7 +71,7 @@ def open_sealed(*, private: bytes, name: str, version: str, nonce: bytes, envelo
     ephemeral_public = envelope[1 : 1 + KEY_BYTES]
     recipient = X25519PrivateKey.from_private_bytes(private)
     shared = recipient.exchange(X25519PublicKey.from_public_bytes(ephemeral_public))
-    key = _derive(shared, ephemeral_public, recipient.public_key().public_bytes(**_RAW))
+    key = _derive(shared, ephemeral_public, raw_public(recipient.public_key()))
     try:
         return AESGCM(key).decrypt(nonce, envelope[1 + KEY_BYTES :], _aad(name, version))
     except InvalidTag:
