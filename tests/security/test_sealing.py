@@ -11,13 +11,14 @@ from typing import Any
 
 import pytest
 
+from consent.services import partner_invite
 from cpv.config import ConfigError, load_config
 from cpv.keys import decode_key, new_key_pair
 from dashboard import operations
 from partners.models import Partner
 from tests.conftest import ROOT, project_env
 from tests.cpv.test_config import production_env
-from tests.factories import active_partner, pointer_of
+from tests.factories import active_partner, partner_user, pointer_of
 from tokens.access_tokens import access_token_get
 from tokens.models import TokenEvent
 from tokens.renewal import renew_one
@@ -185,3 +186,25 @@ def test_a_production_web_process_on_key_vault_needs_an_identity_of_its_own(
 
     fine = {**env, "VAULT_READER_CLIENT_ID": "worker-id", "AZURE_CLIENT_ID": "web-id"}
     assert load_config(fine, base_dir=tmp_path).vault_reader_client_id == "worker-id"
+
+
+def test_a_consent_through_the_web_tier_is_sealed_and_opened_only_by_a_worker(
+    split: dict[str, bytes], cpv_sim: Any, settings: Any, consent_run: Any
+) -> None:
+    as_role(settings, "web")
+    admin = partner_user(cpv_sim, global_admin=True, admin_agent=True, mfa_registered=True)
+    invitation = partner_invite(
+        actor=None, name="Contoso Partners", contact_email="a@contoso.example", send_email=False
+    )
+
+    run = consent_run(invitation.url, user=admin)
+
+    assert run.callback.status_code == 303
+    partner = Partner.objects.get(pk=invitation.partner.pk)
+    assert partner.status == Partner.Status.ACTIVE
+    pointer = pointer_of(partner)
+    with pytest.raises(VaultForbidden):
+        get_vault().read(name=pointer.secret_name)
+    as_role(settings, "worker")
+    token = get_vault().read(name=pointer.secret_name).value.reveal()
+    assert cpv_sim.control.refresh_token_info(token) is not None
