@@ -49,6 +49,8 @@ def vault_check(*, vault: Vault | None = None, purge: bool = True) -> list[Check
     """Write, read, list, disable, delete and purge a random probe secret: a CheckStep per step, skipping the rest
     after a failure but the clean-up. Never raises a VaultError or returns the value."""
     vault = vault or get_vault()
+    if getattr(vault, "write_only", False):
+        return _write_only_check(vault)
     name = PROBE_PREFIX + secrets.token_hex(8)
     value = _probe_value()
     steps: list[CheckStep] = []
@@ -135,6 +137,23 @@ def vault_check(*, vault: Vault | None = None, purge: bool = True) -> list[Check
         logging.WARNING if failures else logging.INFO,
         "vault check: %s",
         f"failed at {', '.join(failures)}" if failures else f"{len(steps)} steps passed",
+    )
+    return steps
+
+
+def _write_only_check(vault: Vault) -> list[CheckStep]:
+    """The web tier's check: the vault answers as a vault that seals and opens nothing should (a Key Vault identity
+    that may read fails it). Nothing is written: a probe it could not read back or delete would stay behind."""
+    steps: list[CheckStep] = []
+    try:
+        vault.health()
+    except VaultError as exc:
+        steps.append(CheckStep("health", FAILED, _reason(exc)))
+    else:
+        steps.append(CheckStep("health", OK, f"{vault.backend} vault answers; this process seals and opens nothing"))
+    reason = "this process may not open tokens (CPV_PROCESS_ROLE): run vault_check as a worker"
+    steps.extend(
+        CheckStep(step, SKIPPED, reason) for step in ("write", "read", "versions", "disable", "delete", "purge")
     )
     return steps
 

@@ -40,3 +40,13 @@ def test_the_web_tiers_health_passes_when_key_vault_refuses_it_a_read(web_vault:
         web_vault.health()
     finally:
         sim.world.vault_principals.extend(principals)
+
+
+def test_vault_check_in_the_web_tier_checks_health_and_writes_nothing(web_vault: Any, sim: Any) -> None:
+    from tokens.vault.services import FAILED, SKIPPED, vault_check
+
+    steps = vault_check(vault=web_vault)
+
+    assert [(s.step, s.status) for s in steps][:2] == [("health", FAILED), ("write", SKIPPED)]
+    assert "may read secrets" in steps[0].detail
+    assert sim.control.secrets_state() == {}

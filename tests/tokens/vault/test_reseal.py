@@ -141,3 +141,16 @@ def test_the_workers_refuse_rows_they_hold_no_key_for(cpv_sim: Any, legacy: byte
 
     with pytest.raises(VaultMisconfigured, match="VAULT_PRIVATE_KEY do not match"):
         get_vault().health()
+
+
+def test_vault_check_in_the_web_tier_seals_nothing_and_passes(legacy: bytes, settings: Any) -> None:
+    seal_with(settings, keep_legacy=False)
+    settings.CPV_PROCESS_ROLE = "web"
+    reset_vault()
+    out = io.StringIO()
+
+    call_command("vault_check", stdout=out, no_color=True)
+
+    lines = out.getvalue().splitlines()
+    assert lines[0].split()[:2] == ["health", "OK"] and all(" SKIPPED " in line for line in lines[1:7])
+    assert not VaultSecretVersion.objects.exists()
