@@ -6,6 +6,7 @@ import importlib
 import os
 import re
 import subprocess
+import sys
 import uuid
 from pathlib import Path
 from typing import Any
@@ -230,3 +231,51 @@ def _redis_ping(port: int, password: str) -> str:
     return (result.stdout + result.stderr).strip()
     with pytest.raises(KeyError, match="REDIS_PASSWORD"):
         service_env("web", {k: v for k, v in SAMPLES.items() if k != "REDIS_PASSWORD"})
+
+
+def _clean_env(**variables: str) -> dict[str, str]:
+    """A process environment holding only these variables (and PATH): nothing inherited stands in for one."""
+    return {"PATH": os.environ["PATH"], "HOME": "/tmp", **variables}
+
+
+@pytest.mark.slow
+def test_beat_starts_with_its_compose_variables_alone(tmp_path: Path, redis_url: str) -> None:
+    env = service_env("beat", SAMPLES) | {"CELERY_BROKER_URL": redis_url, "CPV_VAR_DIR": str(tmp_path / "var")}
+    log = tmp_path / "beat.log"
+    with log.open("wb") as out:
+        beat = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "cpv", "beat", "--schedule", str(tmp_path / "schedule")],
+            cwd=ROOT,
+            env=_clean_env(**env),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            wait_until(lambda: "beat: Starting" in log.read_text() or beat.poll() is not None, timeout=60, what="beat")
+            assert beat.poll() is None, log.read_text()
+        finally:
+            beat.terminate()
+            beat.wait(timeout=20)
+    assert not (tmp_path / "var").exists() or not any((tmp_path / "var").rglob("*.key"))
+
+
+@pytest.mark.django_db
+def test_migrate_runs_with_its_compose_variables_alone(tmp_path: Path) -> None:
+    from django.db import connection
+
+    db = connection.settings_dict
+    url = f"postgres://{db['USER'] or 'postgres'}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+    env = service_env("migrate", SAMPLES) | {"DATABASE_URL": url, "CPV_VAR_DIR": str(tmp_path / "var")}
+
+    planned = subprocess.run(
+        [sys.executable, "manage.py", "migrate", "--check"],
+        cwd=ROOT,
+        env=_clean_env(**env),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+    assert planned.returncode == 0, planned.stderr
+    assert not (tmp_path / "var").exists() or not any((tmp_path / "var").rglob("*.key"))
