@@ -544,12 +544,8 @@ def _credential(r: _Reader, prefix: str, *, required: bool) -> AppCredential | N
 
 
 def _vault(r: _Reader, *, production: bool, var_dir: Path, role: str) -> Part:
-    """VAULT_BACKEND, VAULT_URL, the local vault's keys and VAULT_DELETED_SECRET_POLICY, as `role` may hold them.
-
-    The local vault seals each token to VAULT_PUBLIC_KEY; VAULT_PRIVATE_KEY opens them (newest first, a rotation's
-    older keys after it) and VAULT_KEY opens what was written before sealing. Embedded keeps a generated key pair
-    under var/ (and reads var/vault.key when an older install made one). A process that may not open tokens (web,
-    beat, migrate) is given no opening key; in production it refuses to start when one is set."""
+    """VAULT_BACKEND, VAULT_URL, the local vault's keys as `role` may hold them (`_vault_keys`), the workers' Key Vault
+    identity and VAULT_DELETED_SECRET_POLICY."""
     vault_backend = r.choice("VAULT_BACKEND", "local", VAULT_BACKENDS)
     vault_url = ""
     if vault_backend == "azure":
@@ -559,9 +555,24 @@ def _vault(r: _Reader, *, production: bool, var_dir: Path, role: str) -> Part:
                 vault_url = clouds.validate_https_url("VAULT_URL", url) + "/"
             except ValueError as exc:
                 r.problems.append(str(exc))
+    return {
+        "vault_backend": vault_backend,
+        "vault_url": vault_url,
+        **_vault_keys(r, production=production, var_dir=var_dir, role=role, local=vault_backend == "local"),
+        "vault_deleted_secret_policy": r.choice("VAULT_DELETED_SECRET_POLICY", "recover", ("recover", "purge", "fail")),
+        "vault_reader_client_id": _vault_identities(r, production=production, role=role, backend=vault_backend),
+    }
+
+
+def _vault_keys(r: _Reader, *, production: bool, var_dir: Path, role: str, local: bool) -> Part:
+    """VAULT_PUBLIC_KEY, VAULT_PRIVATE_KEY and VAULT_KEY, as `role` may hold them.
+
+    The local vault seals each token to VAULT_PUBLIC_KEY; VAULT_PRIVATE_KEY opens them (newest first, a rotation's
+    older keys after it) and VAULT_KEY opens what was written before sealing. Embedded keeps a generated key pair
+    under var/ (and reads var/vault.key when an older install made one). A process that may not open tokens (web,
+    beat, migrate) is given no opening key; in production it refuses to start when one is set."""
     opens = role in OPENING_ROLES
     needs_vault = role in (*OPENING_ROLES, WEB)
-    local = vault_backend == "local"
     if production and not opens:
         for name in ("VAULT_PRIVATE_KEY", "VAULT_KEY"):
             if r.raw(name) is not None:
@@ -590,6 +601,17 @@ def _vault(r: _Reader, *, production: bool, var_dir: Path, role: str) -> Part:
                 "VAULT_PRIVATE_KEY (or, before re-sealing, VAULT_KEY) is required in production when "
                 "VAULT_BACKEND=local"
             )
+    keys = _decoded_vault_keys(r, public_value=public_value, private_value=private_value, key_value=key_value)
+    if not needs_vault:
+        keys["vault_public_key"] = None
+    return keys
+
+
+def _decoded_vault_keys(
+    r: _Reader, *, public_value: str | None, private_value: str | None, key_value: str | None
+) -> Part:
+    """The keys' bytes, each problem named by its variable (never its value); the public key is the first private
+    key's own half, derived when only the private key is given."""
     vault_keys: list[bytes] = []
     if key_value is not None:
         try:
@@ -618,15 +640,7 @@ def _vault(r: _Reader, *, production: bool, var_dir: Path, role: str) -> Part:
                 "could not be opened (give the same key pair to the web tier and the workers)"
             )
         public_key = public_key or derived
-    return {
-        "vault_backend": vault_backend,
-        "vault_url": vault_url,
-        "vault_keys": vault_keys,
-        "vault_public_key": public_key if needs_vault else None,
-        "vault_private_keys": private_keys,
-        "vault_deleted_secret_policy": r.choice("VAULT_DELETED_SECRET_POLICY", "recover", ("recover", "purge", "fail")),
-        "vault_reader_client_id": _vault_identities(r, production=production, role=role, backend=vault_backend),
-    }
+    return {"vault_keys": vault_keys, "vault_public_key": public_key, "vault_private_keys": private_keys}
 
 
 def _vault_identities(r: _Reader, *, production: bool, role: str, backend: str) -> str:
