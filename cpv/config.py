@@ -22,6 +22,7 @@ from django.core.validators import validate_email
 
 from cpv import clouds
 from cpv.branding import VENDOR_NAME_MAX, Vendor, logo_data_uri
+from cpv.keys import KeyPair, decode_key, new_key_pair, public_key_of
 
 EMBEDDED = "embedded"
 PRODUCTION = "production"
@@ -31,6 +32,24 @@ IN_PRODUCTION = "in production (CPV_MODE=production)"
 BROKER_SCHEMES = {"redis", "rediss", "amqp", "amqps", "pyamqp", "filesystem", "sqla+sqlite", "memory"}
 RESULT_SCHEMES = {"redis", "rediss", "file", "db+sqlite", "db+postgresql", "rpc"}
 VAULT_BACKENDS = ("local", "azure")
+# What a process is for (CPV_PROCESS_ROLE), which decides the secrets it may hold: the public web tier seals tokens
+# and opens none; workers and the token API open them; beat needs only the broker; migrate only the database; all
+# is one process doing everything (the embedded default).
+WEB = "web"
+WORKER = "worker"
+API = "api"
+BEAT = "beat"
+MIGRATE = "migrate"
+ALL = "all"
+PROCESS_ROLES = (WEB, WORKER, API, BEAT, MIGRATE, ALL)
+OPENING_ROLES = (WORKER, API, ALL)
+SERVING_ROLES = (WEB, WORKER, API, ALL)
+# What production does not ask of a process that serves nothing: beat only queues work on the broker, migrate only
+# changes the database's schema.
+NOT_NEEDED = {
+    BEAT: frozenset({"DJANGO_SECRET_KEY", "CPV_BASE_URL", "DATABASE_URL", "CPV_CLIENT_ID"}),
+    MIGRATE: frozenset({"DJANGO_SECRET_KEY", "CPV_BASE_URL", "CELERY_BROKER_URL", "CPV_CLIENT_ID"}),
+}
 LOG_FORMATS = ("text", "json")
 
 GRAPH_APP_ID = "00000003-0000-0000-c000-000000000000"
@@ -97,6 +116,7 @@ class Config:
     vault_url: str
     vault_keys: list[bytes] = field(repr=False)
     vault_deleted_secret_policy: str
+    process_role: str
     email: dict[str, Any] = field(repr=False)
     default_from_email: str
     log_format: str
@@ -124,6 +144,9 @@ class Config:
     throttle_url: str = field(default="", repr=False)
     vendor: Vendor = field(default_factory=Vendor)
     session_max_age_hours: int = 8
+    vault_public_key: bytes | None = None
+    vault_private_keys: list[bytes] = field(default_factory=list, repr=False)
+    vault_reader_client_id: str = ""
 
     @property
     def production(self) -> bool:
@@ -151,6 +174,8 @@ class _Reader:
         self.env = environ.Env()
         self.env.ENVIRON = dict(environ_map)
         self.problems: list[str] = []
+        # Variables production requires of a serving process that this process's role does without (beat, migrate).
+        self.not_needed: frozenset[str] = frozenset()
 
     def raw(self, name: str) -> str | None:
         value = self.env.ENVIRON.get(name)
@@ -160,7 +185,7 @@ class _Reader:
 
     def in_production(self, name: str, production: bool) -> str | None:
         """The variable, which production mode requires and embedded mode may leave unset (None)."""
-        return self.required(name, IN_PRODUCTION) if production else self.raw(name)
+        return self.required(name, IN_PRODUCTION) if production and name not in self.not_needed else self.raw(name)
 
     def bool(self, name: str, default: bool) -> bool:
         value = self.raw(name)
@@ -519,8 +544,9 @@ def _credential(r: _Reader, prefix: str, *, required: bool) -> AppCredential | N
     return AppCredential(client_id=client_id, client_secret=client_secret, certificate_path=certificate)
 
 
-def _vault(r: _Reader, *, production: bool, var_dir: Path) -> Part:
-    """VAULT_BACKEND, VAULT_URL, VAULT_KEY (embedded makes one, production never) and VAULT_DELETED_SECRET_POLICY."""
+def _vault(r: _Reader, *, production: bool, var_dir: Path, role: str) -> Part:
+    """VAULT_BACKEND, VAULT_URL, the local vault's keys as `role` may hold them (`_vault_keys`), the workers' Key Vault
+    identity and VAULT_DELETED_SECRET_POLICY."""
     vault_backend = r.choice("VAULT_BACKEND", "local", VAULT_BACKENDS)
     vault_url = ""
     if vault_backend == "azure":
@@ -530,23 +556,140 @@ def _vault(r: _Reader, *, production: bool, var_dir: Path) -> Part:
                 vault_url = clouds.validate_https_url("VAULT_URL", url) + "/"
             except ValueError as exc:
                 r.problems.append(str(exc))
-    key_value = r.raw("VAULT_KEY")
-    if key_value is None and not production:
-        key_value = _var_file(var_dir, "vault.key", generate=vault_backend == "local", make=new_vault_key)
-    if key_value is None and production and vault_backend == "local":
-        r.problems.append("VAULT_KEY is required in production when VAULT_BACKEND=local")
+    return {
+        "vault_backend": vault_backend,
+        "vault_url": vault_url,
+        **_vault_keys(r, production=production, var_dir=var_dir, role=role, local=vault_backend == "local"),
+        "vault_deleted_secret_policy": r.choice("VAULT_DELETED_SECRET_POLICY", "recover", ("recover", "purge", "fail")),
+        "vault_reader_client_id": _vault_identities(r, production=production, role=role, backend=vault_backend),
+    }
+
+
+def _vault_keys(r: _Reader, *, production: bool, var_dir: Path, role: str, local: bool) -> Part:
+    """VAULT_PUBLIC_KEY, VAULT_PRIVATE_KEY and VAULT_KEY, as `role` may hold them.
+
+    The local vault seals each token to VAULT_PUBLIC_KEY; VAULT_PRIVATE_KEY opens them (newest first, a rotation's
+    older keys after it) and VAULT_KEY opens what was written before sealing. Embedded keeps a generated key pair
+    under var/ (and reads var/vault.key when an older install made one). A process that may not open tokens (web,
+    beat, migrate) is given no opening key; in production it refuses to start when one is set."""
+    opens = role in OPENING_ROLES
+    needs_vault = role in (*OPENING_ROLES, WEB)
+    if production and not opens:
+        for name in ("VAULT_PRIVATE_KEY", "VAULT_KEY"):
+            if r.raw(name) is not None:
+                r.problems.append(
+                    f"{name} must not be given to a {role} process in production (CPV_PROCESS_ROLE={role}): it opens "
+                    "every partner's refresh token, which only the workers may (the web tier gets VAULT_PUBLIC_KEY)"
+                )
+    public_value = r.raw("VAULT_PUBLIC_KEY")
+    private_value = r.raw("VAULT_PRIVATE_KEY") if opens else None
+    key_value = r.raw("VAULT_KEY") if opens else None
+    if not production and local and needs_vault:
+        if public_value is None and private_value is None:
+            pair = _var_key_pair(var_dir, with_private=opens)
+            public_value, private_value = pair.public, pair.private if opens else None
+        if key_value is None and opens:
+            # An older embedded install's symmetric key: its rows stay readable (`vault_reseal` moves them).
+            key_value = _var_file(var_dir, "vault.key", generate=False)
+    if production and local and needs_vault:
+        if role == WEB and public_value is None:
+            r.problems.append(
+                "VAULT_PUBLIC_KEY is required in production for the web tier (CPV_PROCESS_ROLE=web) when "
+                "VAULT_BACKEND=local: it seals the tokens partners consent with"
+            )
+        if opens and private_value is None and key_value is None:
+            r.problems.append(
+                "VAULT_PRIVATE_KEY (or, before re-sealing, VAULT_KEY) is required in production when "
+                "VAULT_BACKEND=local"
+            )
+    keys = _decoded_vault_keys(r, public_value=public_value, private_value=private_value, key_value=key_value)
+    if not needs_vault:
+        keys["vault_public_key"] = None
+    return keys
+
+
+def _decoded_vault_keys(
+    r: _Reader, *, public_value: str | None, private_value: str | None, key_value: str | None
+) -> Part:
+    """The keys' bytes, each problem named by its variable (never its value); the public key is the first private
+    key's own half, derived when only the private key is given."""
     vault_keys: list[bytes] = []
     if key_value is not None:
         try:
             vault_keys = parse_vault_keys(key_value)
         except ValueError as exc:
             r.problems.append(f"VAULT_KEY is not usable: {exc}")
-    return {
-        "vault_backend": vault_backend,
-        "vault_url": vault_url,
-        "vault_keys": vault_keys,
-        "vault_deleted_secret_policy": r.choice("VAULT_DELETED_SECRET_POLICY", "recover", ("recover", "purge", "fail")),
-    }
+    private_keys: list[bytes] = []
+    if private_value is not None:
+        try:
+            private_keys = [
+                decode_key(part, what=f"key {index + 1}") for index, part in enumerate(private_value.split(","))
+            ]
+        except ValueError as exc:
+            r.problems.append(f"VAULT_PRIVATE_KEY is not usable: {exc}")
+    public_key: bytes | None = None
+    if public_value is not None:
+        try:
+            public_key = decode_key(public_value, what="the key")
+        except ValueError as exc:
+            r.problems.append(f"VAULT_PUBLIC_KEY is not usable: {exc}")
+    if private_keys:
+        derived = public_key_of(private_keys[0])
+        if public_key is not None and public_key != derived:
+            r.problems.append(
+                "VAULT_PUBLIC_KEY is not the public half of the first key of VAULT_PRIVATE_KEY: tokens sealed to it "
+                "could not be opened (give the same key pair to the web tier and the workers)"
+            )
+        public_key = public_key or derived
+    return {"vault_keys": vault_keys, "vault_public_key": public_key, "vault_private_keys": private_keys}
+
+
+def _vault_identities(r: _Reader, *, production: bool, role: str, backend: str) -> str:
+    """VAULT_READER_CLIENT_ID, the workers' Key Vault identity (get, set, list); the web's (AZURE_CLIENT_ID) may only
+    set. A production web process with Key Vault refuses to start without two distinct identities."""
+    reader = (r.raw("VAULT_READER_CLIENT_ID") or "").lower()
+    if backend != "azure" or not production or role != WEB:
+        return reader
+    own = (r.raw("AZURE_CLIENT_ID") or "").lower()
+    if not reader:
+        r.problems.append(
+            "VAULT_READER_CLIENT_ID is required in production for the web tier with VAULT_BACKEND=azure: it names "
+            "the workers' identity, the one that may read secrets, so that the web's own (AZURE_CLIENT_ID) is known "
+            "to be another"
+        )
+    elif not own:
+        r.problems.append(
+            "AZURE_CLIENT_ID is required in production for the web tier with VAULT_BACKEND=azure: the web signs in "
+            "to Key Vault as its own identity, which may only set secrets"
+        )
+    elif own == reader:
+        r.problems.append(
+            "AZURE_CLIENT_ID is the workers' identity (VAULT_READER_CLIENT_ID), which may read secrets: the web tier "
+            "must sign in to Key Vault as an identity that may only set them"
+        )
+    return reader
+
+
+def _var_key_pair(var_dir: Path, *, with_private: bool) -> KeyPair:
+    """The embedded vault's key pair under var/ (vault-seal.key, vault-seal.pub), made on first use. A process that
+    may not open tokens reads only the public half."""
+    public = _var_file(var_dir, "vault-seal.pub", generate=False)
+    if public is not None and not with_private:
+        return KeyPair(private="", public=public)
+    made: list[KeyPair] = []
+
+    def make() -> str:
+        made.append(new_key_pair())
+        return made[0].private
+
+    private = _var_file(var_dir, "vault-seal.key", generate=True, make=make) or ""
+    try:
+        derived = base64.urlsafe_b64encode(public_key_of(decode_key(private, what="var/vault-seal.key"))).decode()
+    except ValueError:
+        return KeyPair(private=private, public=public or "")
+    if public is None:
+        public = _var_file(var_dir, "vault-seal.pub", generate=True, make=lambda: derived)
+    return KeyPair(private=private if with_private else "", public=public or derived)
 
 
 def _email(r: _Reader, *, production: bool, site_host: str | None) -> Part:
@@ -713,14 +856,40 @@ def _partners(r: _Reader) -> Part:
     }
 
 
+def _role(r: _Reader, *, production: bool) -> str:
+    """CPV_PROCESS_ROLE: what this process is for, which production requires and which decides the secrets it may
+    hold (web seals tokens and opens none). Embedded runs every job in any process unless told otherwise."""
+    value = r.raw("CPV_PROCESS_ROLE")
+    if value is None:
+        if production:
+            r.problems.append(
+                "CPV_PROCESS_ROLE is required in production (CPV_MODE=production): web, worker, api, beat or migrate "
+                "(it decides which secrets the process may hold)"
+            )
+        return ALL
+    role = r.choice("CPV_PROCESS_ROLE", ALL, PROCESS_ROLES)
+    if production and role == ALL:
+        r.problems.append(
+            "CPV_PROCESS_ROLE=all is the embedded mode's: in production each process names its role (web, worker, "
+            "api, beat or migrate), so that the web tier never holds a key that opens tokens"
+        )
+    return role
+
+
 def load_config(environ_map: Mapping[str, str], *, base_dir: Path) -> Config:
     """Read every setting from the environment, section by section. Raises ConfigError listing each problem."""
     r = _Reader(environ_map)
     mode = r.choice("CPV_MODE", EMBEDDED, MODES)
     production = mode == PRODUCTION
     var_dir = Path(r.raw("CPV_VAR_DIR") or base_dir / "var")
+    role = _role(r, production=production)
+    serving = role in SERVING_ROLES
+    r.not_needed = NOT_NEEDED.get(role, frozenset()) if production else frozenset()
     secret = _secrets(r, production=production, var_dir=var_dir)
-    address = _address(r, production=production)
+    if production and not serving and not secret["secret_key"]:
+        # Signs nothing (no request, no session): a key for this process's life satisfies Django.
+        secret["secret_key"] = secrets.token_urlsafe(50)
+    address = _address(r, production=production and serving)
     database = _database(r, production=production, var_dir=var_dir)
     celery = _celery(r, production=production, var_dir=var_dir)
     broker_url = celery["broker_url"]
@@ -733,12 +902,13 @@ def load_config(environ_map: Mapping[str, str], *, base_dir: Path) -> Config:
         **celery,
         "cloud": _cloud(r, production=production),
         **_apps(r, production=production),
-        **_vault(r, production=production, var_dir=var_dir),
-        **_email(r, production=production, site_host=urlsplit(address["base_url"]).hostname),
+        **_vault(r, production=production, var_dir=var_dir, role=role),
+        "process_role": role,
+        **_email(r, production=production and serving, site_host=urlsplit(address["base_url"]).hostname),
         "cache": _cache(r, production=production, broker_url=broker_url),
         "application_grants": _application_grants(r),
         **_renewal_and_pacing(r),
-        "vendor": _vendor(r, production=production),
+        "vendor": _vendor(r, production=production and serving),
         "throttle_url": _throttle_url(r, broker_url=broker_url),
         **_staff_sign_in(r, production=production),
         **_serving(r, production=production),

@@ -354,12 +354,15 @@ def main() -> int:
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
     child_env = env | {"PYTHONUNBUFFERED": "1"}
+    # Each process as production splits them: the web seals tokens with the public key alone (var/vault-seal.pub),
+    # the worker opens them; beat queues work and holds no key (unless the environment says otherwise).
+    roles = {"web": "web", "worker": "worker", "beat": "beat"}
     readiness: list[threading.Event] = []
     for name, argv in commands.items():
         child = subprocess.Popen(  # noqa: S603
             argv,
             cwd=BASE_DIR,
-            env=child_env,
+            env={"CPV_PROCESS_ROLE": roles[name]} | child_env,
             start_new_session=True,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,

@@ -13,6 +13,8 @@ from typing import Any
 MASK = "[redacted]"
 
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="")
+# What the client (or a proxy) sent as X-Request-ID, kept beside the product's own id and never instead of it.
+client_request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("client_request_id", default="")
 
 # A JSON Web Token: three base64url segments, the first two starting with '{"' encoded.
 _JWT = re.compile(r"eyJ[A-Za-z0-9_-]{5,}\.eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*")
@@ -102,11 +104,15 @@ class RedactingFilter(logging.Filter):
 
 
 class RequestIdFilter(logging.Filter):
-    """Adds `request_id` (the current request's, or empty for background work) to every record."""
+    """Adds `request_id` (the current request's, or empty for background work) to every record, and the client's
+    X-Request-ID as `client_request_id` when it sent one."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if not getattr(record, "request_id", ""):
             record.request_id = request_id_var.get()
+        client = client_request_id_var.get()
+        if client and not getattr(record, "client_request_id", ""):
+            record.client_request_id = client
         return True
 
 
@@ -126,6 +132,9 @@ class TextFormatter(logging.Formatter):
         request_id = getattr(record, "request_id", "")
         if request_id:
             first += f" request_id={escape_line_breaks(str(request_id))}"
+        client = getattr(record, "client_request_id", "")
+        if client:
+            first += f" client_request_id={escape_line_breaks(str(client))}"
         return "\n".join([first, *("    " + line for line in rest)])
 
 

@@ -216,6 +216,13 @@ CPV_VISIBILITY_TIMEOUT = CONFIG.visibility_timeout
 VAULT_BACKEND = CONFIG.vault_backend
 VAULT_URL = CONFIG.vault_url
 VAULT_KEYS = CONFIG.vault_keys
+# The local vault seals each token to this public key; only processes that may open tokens hold the private keys.
+VAULT_PUBLIC_KEY = CONFIG.vault_public_key
+VAULT_PRIVATE_KEYS = CONFIG.vault_private_keys
+# The workers' Key Vault identity (may get, set and list); the web tier's own may only set.
+VAULT_READER_CLIENT_ID = CONFIG.vault_reader_client_id
+# web (seals tokens, opens none), worker, api, beat, migrate, or all (the embedded default: one process, every job).
+CPV_PROCESS_ROLE = CONFIG.process_role
 VAULT_DELETED_SECRET_POLICY = CONFIG.vault_deleted_secret_policy
 
 # Content-Security-Policy: nothing inline, nothing from another site. Forms may only post here; the consent

@@ -11,6 +11,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 from django.conf import settings
 
+from cpv.keys import public_key_of
+from tokens.vault.seal import seal_key_id
+
 MASK = "***"
 
 
@@ -142,6 +145,18 @@ def _keys(keys: list[bytes]) -> str:
     return "set (1 key)" if len(keys) == 1 else f"set ({len(keys)} keys: the first encrypts, the others still decrypt)"
 
 
+def _sealing_key(key: bytes | None) -> str:
+    # The key id names the pair without showing it (tokens/vault/seal.py); a public key is no secret anyway.
+    return f"set (key id {seal_key_id(key)})" if key else "not set"
+
+
+def _opening_keys(keys: list[bytes]) -> str:
+    if not keys:
+        return "none in this process"
+    ids = ", ".join(seal_key_id(public_key_of(key)) for key in keys)
+    return f"set ({len(keys)}: key id {ids}; the first's public half seals)"
+
+
 def _seconds(value: Any) -> str:
     return f"{value} s"
 
@@ -201,7 +216,11 @@ GROUPS: list[tuple[str, list[tuple[str, str, str, Show]]]] = [
         [
             ("vault_backend", "Vault", "VAULT_BACKEND", _text),
             ("vault_url", "Key Vault address", "VAULT_URL", _text),
+            ("process_role", "This process's role", "CPV_PROCESS_ROLE", _text),
+            ("vault_public_key", "Sealing public key", "VAULT_PUBLIC_KEY", _sealing_key),
+            ("vault_private_keys", "Keys that open tokens", "VAULT_PRIVATE_KEY", _opening_keys),
             ("vault_keys", "Local vault keys", "VAULT_KEY", _keys),
+            ("vault_reader_client_id", "Workers' Key Vault identity", "VAULT_READER_CLIENT_ID", _text),
             ("vault_deleted_secret_policy", "A deleted secret is", "VAULT_DELETED_SECRET_POLICY", _text),
             ("vault_creates_per_second", "Vault writes per second", "CPV_VAULT_CREATES_PER_SECOND", _text),
         ],

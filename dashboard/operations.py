@@ -34,7 +34,7 @@ from tokens.access_tokens import access_token_get
 from tokens.models import PartnerToken, TokenEvent
 from tokens.outcomes import RenewalOutcome
 from tokens.selectors import token_health_expression
-from tokens.vault import get_vault
+from tokens.vault import get_vault, process_opens_tokens
 
 logger = logging.getLogger(__name__)
 
@@ -456,12 +456,17 @@ def _check_partner_center() -> str:
         .order_by("-token__last_renewed_at")
         .first()
     )
-    if partner is None:
+    # The web tier may not open a partner's token (CPV_PROCESS_ROLE=web): it proves Partner Center answers, and the
+    # workers' renewals prove the tokens.
+    opens = process_opens_tokens()
+    if partner is None or not opens:
         url = settings.CPV_CLOUD_CONFIG.partner_center_url
         response = requests.get(url, timeout=(5, 10))
         if response.status_code >= 500:
             raise PartnerError(f"{url} answered {response.status_code}")
-        return f"{url} is reachable (no active partner to call it as)"
+        if partner is None:
+            return f"{url} is reachable (no active partner to call it as)"
+        return f"{url} is reachable (the web tier opens no partner's token: the workers' renewals call it as them)"
     token = access_token_get(partner=partner)
     client = PartnerCenterClient(base_url=cloud_for(partner).partner_center_url, access_token=token.token)
     client.organization_profile()

@@ -88,7 +88,10 @@ def test_make_demo_serves_the_staff_home_page_and_stops_everything_on_ctrl_c(tmp
         )
         assert started.status_code == 303, started.text
         assert started.headers["Location"].startswith("https://127.0.0.1:")
-        assert (tmp_path / "var" / "vault.key").stat().st_mode & 0o777 == 0o600
+        # The vault's key pair: the web seals with the public half, the worker opens with the private one.
+        assert (tmp_path / "var" / "vault-seal.key").stat().st_mode & 0o777 == 0o600
+        assert (tmp_path / "var" / "vault-seal.pub").exists()
+        assert not (tmp_path / "var" / "vault.key").exists()
 
         # Staff sign in with Microsoft too, on the simulated vendor's tenant, as the demo user it printed.
         microsoft = re.search(r'Or "Sign in with Microsoft" as (\S+) on the simulated sign-in page', output)

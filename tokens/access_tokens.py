@@ -19,7 +19,7 @@ from tokens.failures import partner_mark_reconsent_needed
 from tokens.models import PartnerToken, TokenEvent
 from tokens.redemption import VERSION_RESERVE, redeem_current_token, superseded_versions_disable
 from tokens.selectors import is_due
-from tokens.vault import MAX_VERSIONS
+from tokens.vault import MAX_VERSIONS, opening_check
 
 logger = logging.getLogger(__name__)
 
@@ -101,7 +101,8 @@ def scope_for(partner: Partner, audience: str) -> str:
 def access_token_get(*, partner: Partner, audience: str = PARTNER_CENTER, tenant: str | None = None) -> AccessToken:
     """An access token for `partner` to `audience` in `tenant` (default its own), cached or redeemed under the
     pointer's lock. Raises TokenUnavailable, identity's typed errors (a dead consent also marks the partner), or
-    VaultError."""
+    VaultError; OpeningRefused in a process that may not open tokens (the web tier), even for a cached token."""
+    opening_check()
     key = _key(partner, audience, tenant)
     found = _cached(key)
     if found is not None:

@@ -11,7 +11,7 @@ from microsoft import identity
 from partners.registrations import app_for, cloud_for
 from tokens.models import PartnerToken, TokenEvent
 from tokens.pointers import partner_token_disable_previous, pointer_move, pointers_moved_write, token_event
-from tokens.vault import MAX_VERSIONS, SecretVersion, VaultError, WriteResult, get_vault, secret_tags
+from tokens.vault import MAX_VERSIONS, SecretVersion, VaultError, WriteResult, get_vault, opening_check, secret_tags
 
 logger = logging.getLogger(__name__)
 
@@ -82,7 +82,8 @@ def redeem_current_token(
     defer: bool = False,
 ) -> Redemption:
     """Redeem the current token; with `store`, write the rotated one and move the pointer. The caller holds the row
-    lock. Raises identity's typed errors, VaultError or VersionBudgetExceeded."""
+    lock. Raises identity's typed errors, VaultError or VersionBudgetExceeded, and OpeningRefused in the web tier."""
+    opening_check()
     partner = pointer.partner
     vault = get_vault()
     current = vault.read(name=pointer.secret_name, version=pointer.current_version)

@@ -48,8 +48,13 @@ def token_store(
     partner (that order), the pointer's move and `within`'s rows (it may raise to refuse: all is undone and the new
     version disabled). Raises VaultError, or what `within` raised."""
     name = secret_name_for(partner.code)
+    # The pointer's count spares listing the versions: the web tier's Key Vault identity may only set secrets.
+    known = PartnerToken.objects.filter(partner=partner).values_list("version_count", flat=True).first()
     written = get_vault().write(
-        name=name, value=refresh_token, tags=tags or secret_tags(partner_code=partner.code, cloud=partner.cloud)
+        name=name,
+        value=refresh_token,
+        tags=tags or secret_tags(partner_code=partner.code, cloud=partner.cloud),
+        known_count=known or 0,
     )
     committed = False
     try:

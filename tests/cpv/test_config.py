@@ -24,6 +24,7 @@ def production_env(tmp_path: Path, **overrides: str) -> dict[str, str]:
     cert.write_text("placeholder")
     env = {
         "CPV_MODE": "production",
+        "CPV_PROCESS_ROLE": "worker",
         "DJANGO_SECRET_KEY": SECRET_KEY,
         "CPV_BASE_URL": "https://cpv.example.com",
         "DATABASE_URL": "postgres://cpv:pw@db.example.com:5432/cpv",
@@ -153,7 +154,7 @@ def test_a_complete_production_environment_is_accepted(tmp_path: Path) -> None:
         ("CELERY_BROKER_URL", "CELERY_BROKER_URL is required in production"),
         ("CPV_CLIENT_ID", "CPV_CLIENT_ID is required in production"),
         ("CPV_CLIENT_CERTIFICATE", "CPV_CLIENT_SECRET or CPV_CLIENT_CERTIFICATE is required in production"),
-        ("VAULT_KEY", "VAULT_KEY is required in production"),
+        ("VAULT_KEY", "VAULT_PRIVATE_KEY (or, before re-sealing, VAULT_KEY) is required in production"),
         ("EMAIL_URL", "EMAIL_URL is required in production"),
         ("CPV_VENDOR_NAME", "CPV_VENDOR_NAME is required in production"),
     ],
@@ -371,20 +372,24 @@ def test_a_test_deployment_may_allow_a_custom_cloud_in_production(tmp_path: Path
     assert load_config(env, base_dir=tmp_path).cloud.partner_center_url == "https://pc.example.test"
 
 
-def test_embedded_defaults_make_the_vault_key_on_first_use_and_keep_it(tmp_path: Path) -> None:
+def test_embedded_defaults_make_the_vault_key_pair_on_first_use_and_keep_it(tmp_path: Path) -> None:
     first = load_config({}, base_dir=tmp_path)
     again = load_config({}, base_dir=tmp_path)
 
-    key_file = tmp_path / "var" / "vault.key"
-    assert first.vault_keys and first.vault_keys == again.vault_keys and len(first.vault_keys[0]) == 32
-    assert key_file.stat().st_mode & 0o777 == 0o600
+    private_file = tmp_path / "var" / "vault-seal.key"
+    assert first.vault_private_keys and first.vault_private_keys == again.vault_private_keys
+    assert first.vault_public_key is not None and first.vault_public_key == again.vault_public_key
+    assert private_file.stat().st_mode & 0o777 == 0o600
+    assert not (tmp_path / "var" / "vault.key").exists(), "no symmetric key is made any more"
+    assert first.vault_keys == []
 
 
 def test_production_never_makes_a_vault_key(tmp_path: Path) -> None:
     problems = problems_of(production_env(tmp_path, VAULT_KEY="", VAULT_BACKEND="local"), tmp_path)
 
-    assert any("VAULT_KEY is required in production" in p for p in problems)
+    assert any("VAULT_PRIVATE_KEY (or, before re-sealing, VAULT_KEY) is required in production" in p for p in problems)
     assert not (tmp_path / "var" / "vault.key").exists()
+    assert not (tmp_path / "var" / "vault-seal.key").exists()
 
 
 # --- the vendor's branding --------------------------------------------------------------------------------------

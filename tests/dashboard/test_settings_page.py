@@ -47,6 +47,7 @@ def secret_config(settings):  # type: ignore[no-untyped-def]
                "EMAIL_PORT": 587, "EMAIL_HOST_USER": "mailer", "EMAIL_HOST_PASSWORD": CANARY},
         cache={"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": f"redis://:{CANARY}@c.example/2"},
         app=AppCredential(client_id=str(uuid.UUID(int=7)), client_secret=CANARY),
+        vault_keys=[b"k" * 32],
     )  # fmt: skip
     settings.CONFIG = config
     return config
@@ -78,6 +79,8 @@ def test_no_secret_is_shown_and_urls_show_no_password(admin_user, secret_config)
     assert security["Django secret key"] == "set" and security["Readiness probe token"] == "set"
     vault = {s.label: s.value for g in configuration_groups(secret_config) if g.title == "Vault" for s in g.settings}
     assert vault["Local vault keys"].startswith("set")
+    assert vault["Keys that open tokens"].startswith("set (1: key id s")
+    assert vault["Sealing public key"].startswith("set (key id s")
 
 
 def test_a_setting_without_a_label_is_shown_under_other_and_only_as_set_when_secret(secret_config) -> None:  # type: ignore[no-untyped-def]

@@ -188,6 +188,7 @@ class AzureVault(Vault):
         read_timeout: float = 30,
         api_version: str | None = None,
         creates_limiter: Limiter | None = _SHARED_PACE,
+        write_only: bool = False,
     ) -> None:
         parts = urlsplit(vault_url or "")
         if parts.scheme != "https" or not parts.hostname:
@@ -211,6 +212,8 @@ class AzureVault(Vault):
         self._api_version = api_version
         self._client: SecretClient | None = None
         self._creates_limiter = creates_limiter
+        # The web tier's vault: its identity may only set secrets, and this process never asks to read one.
+        self.write_only = write_only
 
     def __repr__(self) -> str:
         return f"AzureVault(vault_url={self.vault_url!r}, microsoft={self.microsoft})"
@@ -441,6 +444,8 @@ class AzureVault(Vault):
         name = validate_secret_name(name)
         if version is not None:
             version = validate_version(version)
+        if self.write_only:
+            raise VaultForbidden(f"read {name}: this process sets secrets and reads none (the workers read them)")
         what = f"read {name}" + (f" version {version}" if version else "")
         got = self._call(what, lambda: self.client.get_secret(name, version))
         props = got.properties
@@ -518,7 +523,11 @@ class AzureVault(Vault):
         logger.info("vault: purged secret %s", name)
 
     def health(self) -> None:
-        """One GET with no retry: "not found" for the probe name proves the vault answers and lets us in."""
+        """One GET with no retry: "not found" for the probe name proves the vault answers and lets us in. In the web
+        tier the GET must be refused instead: an identity that may read secrets there is a misconfiguration."""
+        if self.write_only:
+            self._health_write_only()
+            return
         try:
             self._call(
                 "health",
@@ -527,3 +536,21 @@ class AzureVault(Vault):
             )
         except (SecretNotFound, SecretDisabled):
             return
+
+    def _health_write_only(self) -> None:
+        try:
+            self._call(
+                "health",
+                lambda: self.client.get_secret(HEALTH_PROBE_NAME, connection_timeout=3, read_timeout=5),
+                retry=False,
+            )
+        except SecretDisabled:
+            pass  # a version exists and this identity was allowed to ask: it may read
+        except SecretNotFound:
+            pass
+        except VaultForbidden:
+            return  # Key Vault refused the read: the identity may not get secrets, as it should
+        raise VaultMisconfigured(
+            "the web tier's Key Vault identity may read secrets (a GET was not refused): give it only Set "
+            "(Key Vault Secrets Officer is too much; see docs/SECURITY.md, two identities)"
+        )

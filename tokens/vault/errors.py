@@ -63,3 +63,8 @@ class VersionBudgetExceeded(VaultError):
 
 class VaultIntegrityError(VaultError):
     """A stored ciphertext failed authentication: it was altered, or moved from another row."""
+
+
+class OpeningRefused(RuntimeError):
+    """This process may not open a stored token (CPV_PROCESS_ROLE=web, beat or migrate): the work belongs to a worker.
+    Not a VaultError on purpose: no caller may take it for a vault's failure and record a partner's state from it."""

@@ -1,5 +1,10 @@
-"""The embedded vault: AES-GCM secret versions in the project's database, with Key Vault's visible behaviour
-(versions, disabling, soft delete, name rules, version budget) so code runs unchanged on Azure."""
+"""The embedded vault: secret versions in the project's database, with Key Vault's visible behaviour (versions,
+disabling, soft delete, name rules, version budget) so code runs unchanged on Azure.
+
+A row is either sealed to a public key (tokens/vault/seal.py: the web tier holds only the public key, so it can store
+a token and never read one) or, as before sealing, AES-GCM under a symmetric key of VAULT_KEY. Its `key_id` says
+which: a sealing key's id starts with `s`. With a public key configured every write is sealed; `reseal` moves the
+older rows over."""
 
 from __future__ import annotations
 
@@ -36,12 +41,14 @@ from tokens.vault.errors import (
     SecretDisabled,
     SecretNotFound,
     VaultError,
+    VaultForbidden,
     VaultIntegrityError,
     VaultMisconfigured,
     VaultTransient,
     VersionBudgetExceeded,
 )
 from tokens.vault.models import VaultSecretVersion
+from tokens.vault.seal import SealError, SealRing, is_seal_key_id, open_sealed, seal
 
 logger = logging.getLogger(__name__)
 
@@ -121,33 +128,69 @@ class LocalVault(Vault):
         self,
         *,
         keys: Sequence[bytes],
+        public_key: bytes | None = None,
+        private_keys: Sequence[bytes] = (),
         deleted_policy: str = "recover",
         now: Callable[[], datetime] = timezone.now,
     ) -> None:
         self._ring = KeyRing(keys)
+        try:
+            self._seal = SealRing(public=public_key, private=list(private_keys))
+        except ValueError:
+            raise VaultMisconfigured("VAULT_PUBLIC_KEY or VAULT_PRIVATE_KEY is not an X25519 key") from None
         self._policy = validate_policy(deleted_policy)
         self._now = now
         self._keys_checked = False
 
     def __repr__(self) -> str:
-        return f"LocalVault(key_ids={self._ring.ids!r}, deleted_policy={self._policy!r})"
+        return (
+            f"LocalVault(key_ids={self._ring.ids!r}, seal_public_id={self._seal.public_id!r}, "
+            f"seal_private_ids={self._seal.private_ids!r}, deleted_policy={self._policy!r})"
+        )
+
+    @property
+    def write_only(self) -> bool:
+        """True when this process can seal secrets but open none: the web tier's vault."""
+        return self._seal.seals and not self._seal.private_ids and not self._ring
+
+    @property
+    def seals(self) -> bool:
+        """True when writes are sealed to a public key (VAULT_PUBLIC_KEY)."""
+        return self._seal.seals
+
+    @property
+    def newest_key_id(self) -> str:
+        """The key id new writes are made under: the sealing public key's when there is one."""
+        return self._seal.public_id or self._ring.newest_id
 
     def describe(self) -> dict[str, object]:
-        return {"backend": self.backend, "key_ids": list(self._ring.ids), "deleted_policy": self._policy}
+        described: dict[str, object] = {"backend": self.backend}
+        if self._seal.seals:
+            described["sealed_to"] = self._seal.public_id
+            described["opens"] = "yes" if self._seal.private_ids or self._ring else "no (seals only)"
+        if self._ring:
+            described["key_ids"] = list(self._ring.ids)
+        described["deleted_policy"] = self._policy
+        return described
 
     # --- keys -------------------------------------------------------------------------------------------
 
     def check_keys(self) -> None:
-        """Raise VaultMisconfigured unless every stored row's key is among VAULT_KEYS (names key ids only)."""
-        newest = self._ring.newest_id
+        """Raise VaultMisconfigured unless every stored row's key is among VAULT_KEYS and VAULT_PRIVATE_KEY (names
+        key ids only). A process that only seals has no key to open rows with, and checks none."""
+        newest = self.newest_key_id
+        if self.write_only:
+            return
         with _database_errors():
             stored = set(VaultSecretVersion.objects.values_list("key_id", flat=True).distinct())
-        unknown = sorted(stored - set(self._ring.ids))
+        known = set(self._ring.ids) | set(self._seal.private_ids)
+        unknown = sorted(stored - known)
         if unknown:
+            held = ", ".join(self._ring.ids + self._seal.private_ids) or "none"
             raise VaultMisconfigured(
-                "VAULT_KEY does not match the local vault: rows are encrypted under key id(s) "
-                f"{', '.join(unknown)}, and VAULT_KEY holds key id(s) {', '.join(self._ring.ids)}. "
-                "Set VAULT_KEY to the key(s) the vault was written with (newest first)."
+                "VAULT_KEY and VAULT_PRIVATE_KEY do not match the local vault: rows are encrypted under key id(s) "
+                f"{', '.join(unknown)}, and this process holds key id(s) {held} (a sealing key's id starts with "
+                "s). Set VAULT_PRIVATE_KEY and VAULT_KEY to the keys the vault was written with (newest first)."
             )
         logger.debug("local vault keys checked: newest key id %s", newest)
 
@@ -158,6 +201,11 @@ class LocalVault(Vault):
             self._keys_checked = True
 
     def _encrypt(self, *, name: str, version: str, value: SecretValue) -> tuple[str, bytes, bytes]:
+        if self._seal.public is not None:
+            nonce, envelope = seal(
+                public=self._seal.public, name=name, version=version, plaintext=value.reveal().encode()
+            )
+            return self.newest_key_id, nonce, envelope
         key_id = self._ring.newest_id
         cipher = self._ring.cipher(key_id)
         assert cipher is not None  # noqa: S101 - the newest id always names a key of the ring
@@ -165,6 +213,14 @@ class LocalVault(Vault):
         return key_id, nonce, cipher.encrypt(nonce, value.reveal().encode(), _aad(name, version))
 
     def _decrypt(self, row: VaultSecretVersion) -> SecretValue:
+        if self.write_only:
+            # The web tier's vault: it was given no key that opens anything, by design (CPV_PROCESS_ROLE=web).
+            raise VaultForbidden(
+                f"secret {row.name} version {row.version} cannot be opened here: this process seals tokens and "
+                "opens none (the workers hold the private key)"
+            )
+        if is_seal_key_id(row.key_id):
+            return self._open(row)
         cipher = self._ring.cipher(row.key_id)
         if cipher is None:
             raise VaultMisconfigured(
@@ -178,6 +234,25 @@ class LocalVault(Vault):
                 f"secret {row.name} version {row.version} failed its integrity check: its ciphertext was "
                 "altered or moved from another row"
             ) from None
+        return SecretValue(plaintext.decode())
+
+    def _open(self, row: VaultSecretVersion) -> SecretValue:
+        private = self._seal.private_for(row.key_id)
+        if private is None:
+            raise VaultMisconfigured(
+                f"secret {row.name} version {row.version} is sealed to key id {row.key_id}, which no key in "
+                f"VAULT_PRIVATE_KEY matches (it holds key id(s) {', '.join(self._seal.private_ids) or 'none'})"
+            )
+        try:
+            plaintext = open_sealed(
+                private=private,
+                name=row.name,
+                version=row.version,
+                nonce=bytes(row.nonce),
+                envelope=bytes(row.ciphertext),
+            )
+        except SealError as exc:
+            raise VaultIntegrityError(f"secret {row.name} version {row.version}: {exc}") from None
         return SecretValue(plaintext.decode())
 
     # --- the interface ----------------------------------------------------------------------------------
@@ -329,6 +404,12 @@ class LocalVault(Vault):
         # Proves the newest key encrypts and decrypts, without touching a stored secret.
         probe = SecretValue(uuid.uuid4().hex)
         key_id, nonce, ciphertext = self._encrypt(name="health", version="probe", value=probe)
+        if self.write_only:
+            # Sealing works; opening is the workers' to prove (their `vault_check`).
+            with _database_errors():
+                VaultSecretVersion.objects.exists()
+            self._keys_checked = True
+            return
         row = VaultSecretVersion(name="health", version="probe", key_id=key_id, nonce=nonce, ciphertext=ciphertext)
         if self._decrypt(row) != probe:
             raise VaultMisconfigured("the local vault's newest key failed a round trip")
@@ -337,11 +418,14 @@ class LocalVault(Vault):
     # --- key rotation -----------------------------------------------------------------------------------
 
     def rotate_keys(self, *, after_row: Callable[[RotationReport], None] | None = None) -> RotationReport:
-        """Re-encrypt every row under the newest key, a transaction per row (`after_row` after each), all readable
-        throughout. Returns a RotationReport; an undecryptable row is counted failed and left."""
-        newest = self._ring.newest_id
-        cipher = self._ring.cipher(newest)
-        assert cipher is not None  # noqa: S101
+        """Re-encrypt every row under the newest key (re-seal it to the public key when one is configured), a
+        transaction per row (`after_row` after each), all readable throughout. Idempotent and resumable: a row already
+        under the newest key is left, so a run stopped anywhere is finished by running it again. Returns a
+        RotationReport; an undecryptable row is counted failed and left. Raises VaultForbidden in a process that
+        cannot open rows."""
+        if self.write_only:
+            raise VaultForbidden("this process only seals: re-encrypting is run where VAULT_PRIVATE_KEY is set")
+        newest = self.newest_key_id
         report = RotationReport(key_id=newest)
         with _database_errors():
             report.total = VaultSecretVersion.objects.count()

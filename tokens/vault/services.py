@@ -13,7 +13,7 @@ from cpv.logs import redact
 from partners.services import audit_record
 from tokens.vault import get_vault
 from tokens.vault.base import Vault
-from tokens.vault.errors import SecretDisabled, VaultError, VaultMisconfigured
+from tokens.vault.errors import SecretDisabled, VaultError, VaultForbidden, VaultMisconfigured
 from tokens.vault.local import LocalVault, RotationReport
 
 logger = logging.getLogger(__name__)
@@ -49,6 +49,8 @@ def vault_check(*, vault: Vault | None = None, purge: bool = True) -> list[Check
     """Write, read, list, disable, delete and purge a random probe secret: a CheckStep per step, skipping the rest
     after a failure but the clean-up. Never raises a VaultError or returns the value."""
     vault = vault or get_vault()
+    if getattr(vault, "write_only", False):
+        return _write_only_check(vault)
     name = PROBE_PREFIX + secrets.token_hex(8)
     value = _probe_value()
     steps: list[CheckStep] = []
@@ -139,6 +141,23 @@ def vault_check(*, vault: Vault | None = None, purge: bool = True) -> list[Check
     return steps
 
 
+def _write_only_check(vault: Vault) -> list[CheckStep]:
+    """The web tier's check: the vault answers as a vault that seals and opens nothing should (a Key Vault identity
+    that may read fails it). Nothing is written: a probe it could not read back or delete would stay behind."""
+    steps: list[CheckStep] = []
+    try:
+        vault.health()
+    except VaultError as exc:
+        steps.append(CheckStep("health", FAILED, _reason(exc)))
+    else:
+        steps.append(CheckStep("health", OK, f"{vault.backend} vault answers; this process seals and opens nothing"))
+    reason = "this process may not open tokens (CPV_PROCESS_ROLE): run vault_check as a worker"
+    steps.extend(
+        CheckStep(step, SKIPPED, reason) for step in ("write", "read", "versions", "disable", "delete", "purge")
+    )
+    return steps
+
+
 def vault_key_rotate(*, after_row: Callable[[RotationReport], None] | None = None) -> RotationReport:
     """Re-encrypt every local vault row under the newest key and audit it: the RotationReport.
     Raises VaultMisconfigured unless the vault is the local one with a key."""
@@ -158,6 +177,40 @@ def vault_key_rotate(*, after_row: Callable[[RotationReport], None] | None = Non
                 "rows": report.total,
                 "rotated": report.rotated,
                 "already_current": report.already_current,
+                "failed": report.failed,
+            },
+        )
+    return report
+
+
+def vault_reseal(*, after_row: Callable[[RotationReport], None] | None = None) -> RotationReport:
+    """Seal every local vault row to VAULT_PUBLIC_KEY (rows under VAULT_KEY, or under an older key pair), one row per
+    transaction, each readable throughout. Idempotent and resumable: a sealed row is left, so a run that stopped
+    anywhere is finished by running it again. Audited when it starts and when it ends (an interrupted run leaves its
+    start without an end). Returns the RotationReport; raises VaultMisconfigured without a local vault and a public
+    key, VaultForbidden in a process that may not open tokens."""
+    vault = get_vault()
+    if not isinstance(vault, LocalVault):
+        raise VaultMisconfigured(
+            f"VAULT_BACKEND is {vault.backend}: only the local vault's rows are sealed here "
+            "(Key Vault keeps its own secrets; give the web tier an identity that may only set them)"
+        )
+    if not vault.seals:
+        raise VaultMisconfigured("VAULT_PUBLIC_KEY is not set: there is no key to seal to")
+    if vault.write_only:
+        raise VaultForbidden("this process may not open tokens (CPV_PROCESS_ROLE): run vault_reseal as a worker")
+    with transaction.atomic():
+        audit_record(actor=None, action="vault.reseal_started", detail={"key_id": vault.newest_key_id})
+    report = vault.rotate_keys(after_row=after_row)
+    with transaction.atomic():
+        audit_record(
+            actor=None,
+            action="vault.resealed",
+            detail={
+                "key_id": report.key_id,
+                "rows": report.total,
+                "resealed": report.rotated,
+                "already_sealed": report.already_current,
                 "failed": report.failed,
             },
         )

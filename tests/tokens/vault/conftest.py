@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from cpv import clouds
+from cpv.keys import KeyPair, decode_key, new_key_pair
 from tokens.vault import Vault, build_vault, reset_vault
 
 
@@ -42,10 +43,36 @@ def vault_key() -> bytes:
 
 @pytest.fixture
 def local_settings(settings: Any, vault_key: bytes) -> Any:
+    """The local vault as it was before sealing: one symmetric key (VAULT_KEY), no key pair."""
     settings.VAULT_BACKEND = "local"
     settings.VAULT_KEYS = [vault_key]
+    settings.VAULT_PUBLIC_KEY = None
+    settings.VAULT_PRIVATE_KEYS = []
+    settings.CPV_PROCESS_ROLE = "all"
     settings.VAULT_DELETED_SECRET_POLICY = "recover"
     return settings
+
+
+@pytest.fixture
+def key_pair() -> KeyPair:
+    return new_key_pair()
+
+
+@pytest.fixture
+def sealed_settings(settings: Any, key_pair: KeyPair) -> Any:
+    """The local vault sealing to a public key, as a worker holds it (the private key opens)."""
+    settings.VAULT_BACKEND = "local"
+    settings.VAULT_KEYS = []
+    settings.VAULT_PUBLIC_KEY = decode_key(key_pair.public, what="public")
+    settings.VAULT_PRIVATE_KEYS = [decode_key(key_pair.private, what="private")]
+    settings.CPV_PROCESS_ROLE = "all"
+    settings.VAULT_DELETED_SECRET_POLICY = "recover"
+    return settings
+
+
+@pytest.fixture
+def sealed_vault(sealed_settings: Any) -> Vault:
+    return build_vault()
 
 
 @pytest.fixture
@@ -89,7 +116,7 @@ def local_vault(local_settings: Any) -> Vault:
     return build_vault()
 
 
-@pytest.fixture(params=["local", "azure"])
+@pytest.fixture(params=["local", "sealed", "azure"])
 def backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 

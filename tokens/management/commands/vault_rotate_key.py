@@ -12,7 +12,8 @@ from tokens.vault.services import vault_key_rotate
 
 class Command(BaseCommand):
     help = (
-        "Re-encrypt every local vault row under the first key of VAULT_KEY (set VAULT_KEY=new,old first). "
+        "Re-encrypt every local vault row under the first key of VAULT_KEY (set VAULT_KEY=new,old first); with a key "
+        "pair set, seal it to VAULT_PUBLIC_KEY instead (as vault_reseal does, unaudited as a re-seal). "
         "Each row is re-encrypted in its own transaction, so every secret stays readable throughout. "
         "Prints the counts; exits non-zero if any row could not be re-encrypted."
     )
