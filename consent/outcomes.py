@@ -140,7 +140,8 @@ OUTCOMES: dict[str, Outcome] = {
             "This link has expired",
             "Links to consent work for a limited time, and a newer link replaces every earlier one: this one is past "
             "its time, or was replaced (perhaps while you were signing in). Nothing was stored.",
-            "Ask for a fresh link below: we email it to your organisation's contact.",
+            "Open the newest link {vendor} sent to your organisation, or ask for a fresh one below: we email it to "
+            "your organisation's contact.",
             retry=False,
             staff_title="The consent link had expired or was replaced",
         ),
