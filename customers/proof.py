@@ -249,7 +249,11 @@ def consent_verify(
     fails is recorded on the row as any ApplicationConsent failure)."""
     customer = Customer.objects.select_related("partner").get(pk=customer_id)
     state, _ = CustomerConsent.objects.get_or_create(customer=customer)
-    if customer.removed_at is not None or state.status != CustomerConsent.Status.APPLIED:
+    if (
+        customer.removed_at is not None
+        or state.status != CustomerConsent.Status.APPLIED
+        or customer.partner.offboarding_started_at is not None
+    ):
         return Outcome(state)
     repaired = 0
     spent = 0
@@ -375,6 +379,7 @@ def customers_to_verify(*, partner_id: int | None = None, due_only: bool = True)
         status=CustomerConsent.Status.APPLIED,
         customer__removed_at__isnull=True,
         customer__partner__status=Partner.Status.ACTIVE,
+        customer__partner__offboarding_started_at__isnull=True,
     )
     if partner_id is not None:
         found = found.filter(customer__partner_id=partner_id)

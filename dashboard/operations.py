@@ -19,6 +19,7 @@ from django.template.defaultfilters import pluralize
 from django.utils import timezone
 
 from cpv.logs import redact
+from customers import offboarding
 from customers import tasks as customer_tasks
 from customers.models import CustomerConsent
 from customers.proof import CUSTOMER_ACTIONS, customers_to_verify
@@ -171,6 +172,18 @@ def customer_action_start(*, actor: Actor, partner: Partner, tenant_id: uuid.UUI
         )
     name = customer.company_name or str(customer.tenant_id)
     return f"{label}: queued for {name}; its row shows the result once a worker has read the tenant."
+
+
+def offboarding_start(*, actor: Actor, partner: Partner) -> str:
+    """Start offboarding the partner (customers/offboarding.py) and queue its work after the commit: the message for
+    staff. Raises PartnerError."""
+    with transaction.atomic():
+        offboarding.partner_offboard_start(actor=actor, partner=partner)
+        transaction.on_commit(lambda: customer_tasks.partner_offboard.apply_async(kwargs={"partner_id": partner.pk}))
+    return (
+        f"Offboarding of {partner.name} queued: the vendor's app is taken out of each customer (its page shows the "
+        "progress), then the token is revoked, the partner deactivated and told how to withdraw its own consent."
+    )
 
 
 @dataclass(frozen=True)
