@@ -388,6 +388,22 @@ def customers_to_verify(*, partner_id: int | None = None, due_only: bool = True)
     return list(found.order_by("proof_due_at", "customer_id").values_list("customer_id", flat=True))
 
 
+def customers_drifted() -> list[int]:
+    """Ids of every present customer, of active partners not being offboarded, whose last read found it drifted or
+    missing."""
+    return list(
+        CustomerConsent.objects.filter(
+            status=CustomerConsent.Status.APPLIED,
+            proof__in=[Proof.DRIFTED, Proof.MISSING],
+            customer__removed_at__isnull=True,
+            customer__partner__status=Partner.Status.ACTIVE,
+            customer__partner__offboarding_started_at__isnull=True,
+        )
+        .order_by("customer_id")
+        .values_list("customer_id", flat=True)
+    )
+
+
 def verify_claim(*, limit: int, hold: timedelta) -> list[int]:
     """Up to `limit` customers due for a read, their next read pushed `hold` ahead so the next sweep does not queue
     them again while this one's work waits (the read sets its own next time)."""
