@@ -14,6 +14,7 @@ class CustomerConsent(models.Model):
         PENDING = "pending", "Not applied yet"
         APPLIED = "applied", "Applied"
         FAILED = "failed", "Failed"
+        REMOVED = "removed", "Removed (offboarding)"
 
     class ErrorKind(models.TextChoices):
         """What the last failure was, by the error that said it (customers/words.py words it)."""

@@ -249,7 +249,11 @@ def consent_verify(
     fails is recorded on the row as any ApplicationConsent failure)."""
     customer = Customer.objects.select_related("partner").get(pk=customer_id)
     state, _ = CustomerConsent.objects.get_or_create(customer=customer)
-    if customer.removed_at is not None or state.status != CustomerConsent.Status.APPLIED:
+    if (
+        customer.removed_at is not None
+        or state.status != CustomerConsent.Status.APPLIED
+        or customer.partner.offboarding_started_at is not None
+    ):
         return Outcome(state)
     repaired = 0
     spent = 0
@@ -375,12 +379,29 @@ def customers_to_verify(*, partner_id: int | None = None, due_only: bool = True)
         status=CustomerConsent.Status.APPLIED,
         customer__removed_at__isnull=True,
         customer__partner__status=Partner.Status.ACTIVE,
+        customer__partner__offboarding_started_at__isnull=True,
     )
     if partner_id is not None:
         found = found.filter(customer__partner_id=partner_id)
     if due_only:
         found = found.filter(Q(proof_due_at__isnull=True) | Q(proof_due_at__lte=now))
     return list(found.order_by("proof_due_at", "customer_id").values_list("customer_id", flat=True))
+
+
+def customers_drifted() -> list[int]:
+    """Ids of every present customer, of active partners not being offboarded, whose last read found it drifted or
+    missing."""
+    return list(
+        CustomerConsent.objects.filter(
+            status=CustomerConsent.Status.APPLIED,
+            proof__in=[Proof.DRIFTED, Proof.MISSING],
+            customer__removed_at__isnull=True,
+            customer__partner__status=Partner.Status.ACTIVE,
+            customer__partner__offboarding_started_at__isnull=True,
+        )
+        .order_by("customer_id")
+        .values_list("customer_id", flat=True)
+    )
 
 
 def verify_claim(*, limit: int, hold: timedelta) -> list[int]:

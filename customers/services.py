@@ -314,7 +314,9 @@ def customers_needing_consent(*, partner_id: int) -> list[int]:
     last GDAP pre-flight did not find them without access."""
     current = grants_hash(desired_grants())
     return list(
-        Customer.objects.filter(partner_id=partner_id, removed_at__isnull=True)
+        Customer.objects.filter(
+            partner_id=partner_id, removed_at__isnull=True, partner__offboarding_started_at__isnull=True
+        )
         .exclude(
             Q(application_consent__status=CustomerConsent.Status.APPLIED) & Q(application_consent__grants_hash=current)
         )
@@ -400,7 +402,8 @@ def _consent_apply(
     state, _ = CustomerConsent.objects.get_or_create(customer=customer)
     grants = desired_grants()
     wanted = grants_hash(grants)
-    if customer.removed_at is not None:
+    if customer.removed_at is not None or partner.offboarding_started_at is not None:
+        # Removed from the partner, or the partner is being offboarded: its app is being taken out, not put in.
         return state, SKIPPED
     if state.status == CustomerConsent.Status.APPLIED and state.grants_hash == wanted and not (again or reset):
         return state, ALREADY_PRESENT
@@ -528,6 +531,49 @@ def _consent_apply(
         "ApplicationConsent in %s for partner %s: %s", tenant, partner.code, "created" if created else "already there"
     )
     return state, CONSENTED if created else ALREADY_PRESENT
+
+
+def consent_remove(
+    *,
+    customer_id: int,
+    confirm: Callable[[Customer], bool] | None = None,
+    correlation_id: str | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> CustomerConsent:
+    """Take the vendor's app out of one customer tenant (ApplicationConsent DELETE; none there is success) and, unless
+    `confirm` says it is still there, record it REMOVED, shifting the coverage counters. Raises CallFailed
+    (transient: to retry)."""
+    customer = Customer.objects.select_related("partner").get(pk=customer_id)
+    partner = customer.partner
+    state, _ = CustomerConsent.objects.get_or_create(customer=customer)
+    if state.status == CustomerConsent.Status.REMOVED:
+        return state
+    app = app_for(partner)
+    request_id = str(uuid.uuid4())
+    _with_retries(
+        lambda pc: pc.application_consent_delete(
+            customer_tenant_id=str(customer.tenant_id), application_id=app.client_id, request_id=request_id
+        ),
+        client=_client_factory(partner, correlation_id or str(uuid.uuid4())),
+        limiter=limiter_for(app.client_id),
+        sleep=sleep,
+        what=f"removing ApplicationConsent in {customer.tenant_id}",
+        partner=partner,
+        request_id=request_id,
+    )
+    if confirm is not None and not confirm(customer):
+        return state
+    state.status = CustomerConsent.Status.REMOVED
+    state.proof = ""
+    state.proof_reason = ""
+    state.proof_due_at = None
+    state.lease_until = None
+    _state_save(
+        state,
+        partner_id=partner.pk,
+        fields=["status", "proof", "proof_reason", "proof_due_at", "lease_until", "updated_at"],
+    )
+    return state
 
 
 @dataclass

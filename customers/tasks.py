@@ -12,7 +12,7 @@ from celery import Task, shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 
 from cpv.task_kit import DATABASE_LOST, IDEMPOTENT, MAX_TASK_RETRIES, cut_off, same_queue
-from customers import proof, services
+from customers import offboarding, proof, services
 from microsoft.retrying import backoff_delay
 from partners.models import Customer, Partner
 
@@ -183,6 +183,27 @@ def customer_act(self: Task, customer_id: int, action: str) -> dict[str, Any]:
         logger.warning("%s of customer %s: %s; trying again", action, customer_id, cut_off(exc))
         raise self.retry(countdown=backoff_delay(attempt=self.request.retries + 1)) from None
     return {"customer_id": customer_id, "outcome": outcome.state.proof or outcome.state.status}
+
+
+@shared_task(name="consent.partner_offboard", bind=True, max_retries=MAX_TASK_RETRIES * 4, **IDEMPOTENT)
+def partner_offboard(self: Task, partner_id: int) -> dict[str, Any]:
+    """Take the vendor's app out of the partner's customers, then finish its offboarding; what Partner Center or
+    Graph leave for later is tried again by this task's retry, which resumes where the last run stopped."""
+    try:
+        progress = offboarding.partner_offboard_run(partner_id=partner_id)
+    except Partner.DoesNotExist:
+        logger.warning("offboarding of partner %s: no such partner in the database; nothing to do", partner_id)
+        return {"partner_id": partner_id, "outcome": "gone"}
+    except services.CallFailed as exc:
+        raise self.retry(
+            countdown=backoff_delay(attempt=self.request.retries + 1, retry_after=exc.retry_after)
+        ) from None
+    except (SoftTimeLimitExceeded, *DATABASE_LOST) as exc:
+        logger.warning("offboarding of partner %s: %s; trying again", partner_id, cut_off(exc))
+        raise self.retry(countdown=backoff_delay(attempt=self.request.retries + 1)) from None
+    if not progress.finished:
+        raise self.retry(countdown=backoff_delay(attempt=self.request.retries + 1))
+    return {"partner_id": partner_id, "outcome": "offboarded", "removed": progress.removed}
 
 
 @shared_task(name="consent.consents_verify_sweep", bind=True, ignore_result=True)

@@ -128,6 +128,17 @@ def customer_action(request: HttpRequest, code: uuid.UUID, tenant: uuid.UUID, ac
     return HttpResponseRedirect(reverse("dashboard:detail", args=[partner.code]) + "#customers")
 
 
+@staff_view(see=Role.VIEWER, act=Role.OPERATOR)
+@require_POST
+def repair_drifted(request: HttpRequest) -> HttpResponse:
+    """Repair every drifted or missing customer (queued), then back to the overview."""
+    try:
+        messages.success(request, operations.drifted_repair_start(actor=request.user))
+    except PartnerError as exc:
+        messages.error(request, str(exc))
+    return HttpResponseRedirect(reverse("dashboard:home") + "#coverage")
+
+
 # --- bulk actions from the list ------------------------------------------------------------------------------
 
 

@@ -19,9 +19,10 @@ from django.template.defaultfilters import pluralize
 from django.utils import timezone
 
 from cpv.logs import redact
+from customers import offboarding
 from customers import tasks as customer_tasks
 from customers.models import CustomerConsent
-from customers.proof import CUSTOMER_ACTIONS, customers_to_verify
+from customers.proof import CUSTOMER_ACTIONS, customers_drifted, customers_to_verify
 from customers.selectors import without_access_counts
 from customers.services import customers_needing_consent
 from microsoft import identity
@@ -171,6 +172,43 @@ def customer_action_start(*, actor: Actor, partner: Partner, tenant_id: uuid.UUI
         )
     name = customer.company_name or str(customer.tenant_id)
     return f"{label}: queued for {name}; its row shows the result once a worker has read the tenant."
+
+
+def drifted_repair_start(*, actor: Actor) -> str:
+    """Queue a repair of every drifted or missing customer of every partner (read again first: a customer repaired
+    meanwhile costs no Partner Center request), audited with the acting user: the message for staff. Raises
+    PartnerError when there is none."""
+    ids = customers_drifted()
+    if not ids:
+        raise PartnerError("No customer is drifted or missing.")
+    # A repaired customer's counter of repairs starts again: staff asked for it after the bound was reached.
+    CustomerConsent.objects.filter(customer_id__in=ids).update(repairs=0)
+    with transaction.atomic():
+        audit_record(actor=actor, action="customers.repair_requested", detail={"customers": len(ids)})
+
+        def send() -> None:
+            for start in range(0, len(ids), customer_tasks.VERIFY_BATCH):
+                customer_tasks.consents_verify.apply_async(
+                    kwargs={"customer_ids": ids[start : start + customer_tasks.VERIFY_BATCH]}
+                )
+
+        transaction.on_commit(send)
+    return (
+        f"A repair of {len(ids)} drifted or missing customer{pluralize(len(ids))} is queued: each is read again and, "
+        "if still so, its consent removed and applied again; the overview's counts follow."
+    )
+
+
+def offboarding_start(*, actor: Actor, partner: Partner) -> str:
+    """Start offboarding the partner (customers/offboarding.py) and queue its work after the commit: the message for
+    staff. Raises PartnerError."""
+    with transaction.atomic():
+        offboarding.partner_offboard_start(actor=actor, partner=partner)
+        transaction.on_commit(lambda: customer_tasks.partner_offboard.apply_async(kwargs={"partner_id": partner.pk}))
+    return (
+        f"Offboarding of {partner.name} queued: the vendor's app is taken out of each customer (its page shows the "
+        "progress), then the token is revoked, the partner deactivated and told how to withdraw its own consent."
+    )
 
 
 @dataclass(frozen=True)

@@ -66,6 +66,10 @@ def _revoke(actor: Actor, partner: Partner, data: dict[str, str]) -> str:
     )
 
 
+def _offboard(actor: Actor, partner: Partner, data: dict[str, str]) -> str:
+    return operations.offboarding_start(actor=actor, partner=partner)
+
+
 def _deactivate(actor: Actor, partner: Partner, data: dict[str, str]) -> str:
     partner_deactivate(actor=actor, partner=partner, reason=data.get("reason", ""))
     return f"{partner.name} is deactivated. You can reactivate it from its page."
@@ -174,6 +178,21 @@ ACTIONS: dict[str, Action] = {
         danger=True,
         reason=True,
     ),
+    "offboard": Action(
+        "Offboard the partner",
+        "The vendor's app is taken out of every one of the partner's customers (ApplicationConsent removed, then "
+        "checked gone in each tenant the partner can still read); from now no consent is applied or repaired for "
+        "it. Once every customer is done, its token is revoked, the partner is deactivated and emailed how to "
+        "withdraw its own consent. This runs in the background and resumes where it stopped; the partner's page "
+        "shows the progress. It cannot be undone: the partner would have to consent again and every customer be "
+        "consented again.",
+        "Offboard",
+        _offboard,
+        label="Offboard",
+        active_only=True,
+        needs_token=True,
+        danger=True,
+    ),
     "deactivate": Action(
         "Deactivate the partner",
         "No more renewals, syncs or consents run for the partner, and its consent links stop working. The "
@@ -228,6 +247,9 @@ def actions_for(partner: Partner, *, has_token: bool, failed_customers: int) -> 
         return []
     if partner.status == Partner.Status.DEACTIVATED:
         return [Offered("reactivate", ACTIONS["reactivate"].label, "primary")]
+    if partner.offboarding_started_at is not None:
+        # Being offboarded: its page shows the progress; nothing else runs for it meanwhile.
+        return []
     active = partner.status == Partner.Status.ACTIVE
     primary = "renew" if active else "reconsent_link"
     offered: list[Offered] = []

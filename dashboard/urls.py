@@ -13,6 +13,7 @@ urlpatterns = [
     path("partners/", views.partner_list, name="list"),
     path("partners.csv", views.partner_list_csv, name="list_csv"),
     path("partners/bulk", actions.bulk, name="bulk"),
+    path("customers/repair-drifted", actions.repair_drifted, name="repair_drifted"),
     path("partners/<uuid:code>/", views.detail, name="detail"),
     path("partners/<uuid:code>/customers.csv", views.partner_customers_csv, name="customers_csv"),
     path("partners/<uuid:code>/do/<slug:action>", actions.partner_action, name="action"),

@@ -34,6 +34,7 @@ from consent.outcomes import outcome
 from consent.selectors import consent_flows
 from customers.coverage import Coverage
 from customers.models import CustomerConsent
+from customers.offboarding import offboarding_progress
 from customers.proof import CUSTOMER_ACTIONS
 from customers.selectors import (
     PROOF_FILTERS,
@@ -207,6 +208,7 @@ def detail(request: HttpRequest, code: uuid.UUID) -> HttpResponse:
             else coverage.in_state(state)
         ),
         "proved": proved,
+        "offboarding": offboarding_progress(partner) if partner.offboarding_started_at else None,
         "customer_actions": CUSTOMER_ACTIONS,
         "without_access": without_access,
         "gdap_notices": gdap_notices_open(partner),

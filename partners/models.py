@@ -55,6 +55,11 @@ class Partner(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
     # A stray invitation that staff deleted: kept for its audit trail (which protects it), shown nowhere else.
     deleted_at = models.DateTimeField(null=True, blank=True)
+    # Offboarding (customers/offboarding.py): from its start no consent is applied or repaired for the partner while
+    # the vendor's app is taken out of each customer; once that is done the token is revoked and the partner
+    # deactivated.
+    offboarding_started_at = models.DateTimeField(null=True, blank=True)
+    offboarded_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["name", "id"]

@@ -170,12 +170,17 @@ def partner_reactivate(*, actor: Actor, partner: Partner, token_usable: bool) ->
             locked.status = Partner.Status.RECONSENT_NEEDED
             locked.status_reason = "Reactivated without a working token: the partner must consent again."
             next_step = "Its token no longer works: create a consent link and send it to the partner's admin."
-        locked.save(update_fields=["status", "status_reason", "updated_at"])
+        offboarded = locked.offboarding_started_at is not None
+        if offboarded:
+            # An offboarded partner comes back as a new start: its customers get the app again once it consents.
+            locked.offboarding_started_at = locked.offboarded_at = None
+            next_step += " It was offboarded: its customers get the vendor's app again after it consents."
+        locked.save(update_fields=["status", "status_reason", "offboarding_started_at", "offboarded_at", "updated_at"])
         audit_record(
             actor=actor,
             action="partner.reactivated",
             partner=locked,
-            detail={"status": locked.status, "token_usable": token_usable},
+            detail={"status": locked.status, "token_usable": token_usable, "was_offboarded": offboarded},
         )
     return Reactivated(locked, next_step)
 

@@ -14,7 +14,7 @@ from django.test import Client
 from django.utils import timezone
 
 from customers.models import CustomerConsent
-from customers.proof import MAX_REPAIRS, consent_verify, consents_verify, customer_act
+from customers.proof import MAX_REPAIRS, consent_verify, consents_verify, customer_act, customers_drifted
 from customers.services import application_consent_batch, customers_needing_consent, customers_sync
 from customers.words import proof_words
 from partners.models import AuditEvent, Customer, Partner
@@ -305,3 +305,26 @@ def test_a_scope_the_token_no_longer_carries_is_drift_even_when_graph_can_no_lon
     assert cpv_sim.control.log(service="graph") == []
     # Repaired, it verifies.
     assert consent_verify(customer_id=customer.pk).state.proof == Proof.VERIFIED
+
+
+def test_staff_repair_every_drifted_customer_from_the_overview(cpv_sim, operator, viewer) -> None:  # type: ignore[no-untyped-def]
+    _, customers = _applied(cpv_sim)
+    for customer in customers[:2]:
+        cpv_sim.control.narrow_grant(str(customer.tenant_id), ["User.ReadWrite.All"])
+    consents_verify(customer_ids=[c.pk for c in customers], repair=False)
+    assert customers_drifted() == [c.pk for c in customers[:2]]
+    page = client_for(operator).get("/").content.decode()
+    assert 'id="repair-drifted"' in page and "Repair the 2 drifted or missing customers" in page
+    assert 'id="repair-drifted"' not in client_for(viewer).get("/").content.decode()
+    assert client_for(viewer).post("/customers/repair-drifted").status_code == 403
+
+    response = client_for(operator).post("/customers/repair-drifted")
+
+    assert response.status_code == 302
+    assert AuditEvent.objects.filter(action="customers.repair_requested", detail__customers=2).count() == 1
+    # What the queued tasks do, run here: the two are repaired, the others cost nothing.
+    cpv_sim.control.clear_log()
+    tally = consents_verify(customer_ids=customers_drifted())
+    assert (tally.verified, tally.repaired) == (2, 2)
+    assert len(_pc(cpv_sim, "POST")) == 2
+    assert customers_drifted() == []

@@ -68,7 +68,17 @@ def routes(w: dict[str, Any]) -> list[tuple[str, str, dict[str, str], dict[str, 
         ("GET", "/settings/check", {}, STAFF_ADMIN),
         *[
             ("GET", f"/partners/{a}/do/{action}", {}, STAFF_ACT)
-            for action in ("renew", "sync", "apply", "apply_failed", "reconsent_link", "revoke", "deactivate")
+            for action in (
+                "renew",
+                "sync",
+                "apply",
+                "apply_failed",
+                "verify",
+                "reconsent_link",
+                "revoke",
+                "offboard",
+                "deactivate",
+            )
         ],
         ("POST", f"/partners/{a}/do/renew", {}, STAFF_ACT),
         ("GET", f"/partners/{a}/do/no-such-action", {}, {**STAFF_ACT, "operator": 404, "admin": 404}),

@@ -169,7 +169,7 @@ def test_an_active_partner_is_offered_what_its_state_allows(operator) -> None:  
     without = active_partner_with_data("Fabrikam", customers=3, failed=0)
 
     assert [name for _style, name in actions_shown(client_for(operator), with_failures)] == [
-        "renew", "sync", "apply", "apply-failed", "verify", "reconsent-link", "revoke", "deactivate"
+        "renew", "sync", "apply", "apply-failed", "verify", "reconsent-link", "revoke", "offboard", "deactivate"
     ]  # fmt: skip
     assert "apply-failed" not in [name for _style, name in actions_shown(client_for(operator), without)]
     Partner.objects.filter(pk=without.pk).update(status=Partner.Status.DEACTIVATED)
