@@ -44,6 +44,12 @@ class MissingResource(Exception):
         self.app_id = app_id
 
 
+def workload_of(app_id: str) -> str | None:
+    """The workload whose resource app id this is (None for any other app)."""
+    wanted = app_id.lower()
+    return next((name for name, (known, _) in WORKLOADS.items() if known == wanted), None)
+
+
 def object_id(tenant_id: str, *parts: str) -> str:
     """A directory object's id: stable for the tenant and what it stands for."""
     return str(uuid.uuid5(uuid.NAMESPACE_URL, "directory:" + tenant_id.lower() + ":" + ":".join(parts)))
@@ -161,16 +167,20 @@ class Directory:
         publisher: str | None,
         grants: list[tuple[str, list[str]]],
         now: float,
+        create_missing: bool = False,
     ) -> ServicePrincipal:
         """An administrator's consent for the organisation: the app's service principal (made when missing) and,
         per resource, one AllPrincipals grant holding the permissions (replacing the app's earlier grant on that
-        resource). Raises MissingResource, changing nothing, when a resource has no service principal here."""
-        resources = []
-        for resource_app_id, _ in grants:
-            resource = self.by_app_id(resource_app_id)
-            if resource is None:
+        resource). Raises MissingResource, changing nothing, when a resource has no service principal here, unless
+        `create_missing` and it is one of Microsoft's resources (WORKLOADS), whose service principal is then made
+        (as Entra's own consent makes a missing first-party resource's)."""
+        missing = [app for app, _ in grants if self.by_app_id(app) is None]
+        for resource_app_id in missing:
+            if not create_missing or workload_of(resource_app_id) is None:
                 raise MissingResource(resource_app_id)
-            resources.append(resource)
+        for resource_app_id in missing:
+            self.add_workload(str(workload_of(resource_app_id)))
+        resources = [sp for resource_app_id, _ in grants if (sp := self.by_app_id(resource_app_id)) is not None]
         client = self.by_app_id(app_id)
         if client is None:
             serial = self.serials.get(app_id.lower(), 0)
@@ -250,7 +260,9 @@ class Directory:
 
 # ----- Graph's form -----
 def service_principal_json(sp: ServicePrincipal) -> dict[str, Any]:
-    """A `servicePrincipal` with the properties the list and get examples show (serviceprincipal-get.md)."""
+    """A `servicePrincipal` with the properties the list and get examples show (serviceprincipal-get.md). No
+    `publisherName`: v1.0's servicePrincipal has none (resources/serviceprincipal.md, Graph's v1.0 metadata), though
+    an older v1.0 example shows it; `publisher_name` is stored but not served."""
     return {
         "id": sp.id,
         "deletedDateTime": None,

@@ -1087,9 +1087,14 @@ def _target_tenant(
             # the customer tenant before partner delegated administrators can use them ... execute the appropriate
             # Partner Center API" (AADSTS90099)
             raise EntraFailure(90099, **fields)
-        # the app is there: its token carries what the tenant's AllPrincipals grant on the resource holds; no grant
-        # (or an empty one) is consent not given (AADSTS65001)
-        scopes = directory.scopes_for(app.client_id, RESOURCE_APP_IDS.get(resource, ""))
+        resource_app_id = RESOURCE_APP_IDS.get(resource, "")
+        if directory.by_app_id(resource_app_id) is None:
+            # the resource has no service principal in the tenant (a workload it lacks): "The resource principal
+            # named {name} wasn't found in the tenant named {tenant}" (AADSTS500011)
+            raise EntraFailure(500011, resource=resource, **fields)
+        # the app and the resource are there: the token carries what the tenant's AllPrincipals grant on the
+        # resource holds; no grant (or an empty one) is consent not given (AADSTS65001)
+        scopes = directory.scopes_for(app.client_id, resource_app_id)
         if scopes:
             return tid, scopes
         raise EntraFailure(65001, **fields)
@@ -1348,7 +1353,10 @@ def _redeem_refresh(
     target, consent_scopes = _target_tenant(sim, kind, tid, user, partner, app, resource, segment)
     if consent_scopes is not None:
         # a customer tenant: every grant of the ApplicationConsent there; an explicit scope it lacks is not consented
-        if not consent_scopes or (".default" not in perms and not set(perms) <= set(consent_scopes)):
+        # Entra compares permission names without regard to case (it answers `user.read` with `User.Read`): the
+        # token carries the grant's spelling
+        held = {name.lower() for name in consent_scopes}
+        if not consent_scopes or (".default" not in perms and not {p.lower() for p in perms} <= held):
             raise EntraFailure(65001, client_id=app.client_id, app_name=app.display_name)
         permissions = list(consent_scopes)
     else:

@@ -115,6 +115,16 @@ CATALOG: dict[int, EntraError] = {
             "named '{app_name}'. Send an interactive authorization request for this user and resource.",
             "consent_required",
         ),
+        # the resource's service principal is not in the tenant (errors reference: "AADSTS500011 |
+        # InvalidResourceServicePrincipalNotFound"); `invalid_resource` is what Entra sends with it (observed)
+        EntraError(
+            500011,
+            "invalid_resource",
+            400,
+            "The resource principal named {resource} was not found in the tenant named {tenant}. This can "
+            "happen if the application has not been installed by the administrator of the tenant or consented to "
+            "by any user in the tenant. You might have sent your authentication request to the wrong tenant.",
+        ),
         EntraError(
             90099,
             "invalid_grant",

@@ -816,15 +816,15 @@ async def handle_service_principal(request: web.Request) -> web.Response:
 
 
 async def handle_service_principal_by_app_id(request: web.Request) -> web.Response:
-    """`GET /servicePrincipals(appId='{appId}')`."""
+    """`GET /servicePrincipals(appId='{appId}')` (the token is checked before the key, as for an id)."""
+    found = _tenant_directory(request, SERVICE_PRINCIPAL_PERMISSIONS)
+    if isinstance(found, web.Response):
+        return found
     match = _APP_ID_KEY.match(request.match_info["key"])
     if match is None:
         return graph_error(
             request, 400, "BadRequest", f"Resource not found for the segment '{request.match_info['key']}'."
         )
-    found = _tenant_directory(request, SERVICE_PRINCIPAL_PERMISSIONS)
-    if isinstance(found, web.Response):
-        return found
     sim, tenant = found
     sp = tenant.by_app_id(match.group(1))
     return _not_found(request, match.group(1)) if sp is None else _one_service_principal(request, sim, sp)

@@ -302,9 +302,16 @@ async def handle_create_consent(request: web.Request) -> web.Response:
         for g in body["applicationGrants"]
     ]
     try:
-        sim.world.consent_app(customer.tenant_id, app, consent_grants(grants), now=sim.clock.now())
+        sim.world.consent_app(
+            customer.tenant_id,
+            app,
+            consent_grants(grants),
+            now=sim.clock.now(),
+            create_missing=sim.settings.pc_consent_missing_resource == "create",
+        )
     except MissingResource as missing:
-        # GUESS: the code and the words; nothing is created
+        # GUESS: that Partner Center refuses at all (it may make the missing service principal instead, as Entra's
+        # consent does: the setting pc_consent_missing_resource="create"), the code and the words; nothing is made
         return pc_error(
             request,
             400,

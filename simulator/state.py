@@ -50,6 +50,10 @@ class Settings:
     pc_burst: float | None = None
     # how an existing ApplicationConsent is answered: "409" or "400" ("Permission entry already exists")
     pc_consent_exists: str = "409"
+    # an ApplicationConsent naming a resource whose service principal the customer tenant lacks: "refuse" (400,
+    # nothing made) or "create" (Microsoft's resource service principal is made, then the consent). Both GUESSES:
+    # Partner Center's pages are silent (FIDELITY.md, "Customer tenants")
+    pc_consent_missing_resource: str = "refuse"
     pc_require_mfa: bool = True
     pc_require_admin_agent: bool = True
     # links.next.uri style: "v1" -> "/v1/customers?size=N"; "relative" -> "/customers?size=N"
@@ -90,6 +94,11 @@ class Settings:
             raise ValueError(f"unknown settings: {', '.join(sorted(unknown))}")
         if "pc_consent_exists" in changes and str(changes["pc_consent_exists"]) not in {"409", "400"}:
             raise ValueError("pc_consent_exists must be '409' or '400'")
+        if "pc_consent_missing_resource" in changes and changes["pc_consent_missing_resource"] not in {
+            "refuse",
+            "create",
+        }:
+            raise ValueError("pc_consent_missing_resource must be 'refuse' or 'create'")
         if "pc_next_link" in changes and changes["pc_next_link"] not in {"v1", "relative"}:
             raise ValueError("pc_next_link must be 'v1' or 'relative'")
         if "pc_mfa_compliant_in" in changes and changes["pc_mfa_compliant_in"] not in {"body", "header"}:

@@ -495,10 +495,17 @@ class World:
 
     # ----- customer tenants: the CPV app's consent -----
     def consent_app(
-        self, customer_tenant_id: str, app: AppRegistration, grants: list[tuple[str, list[str]]], *, now: float
+        self,
+        customer_tenant_id: str,
+        app: AppRegistration,
+        grants: list[tuple[str, list[str]]],
+        *,
+        now: float,
+        create_missing: bool = False,
     ) -> Directory:
         """The vendor app consented in the customer tenant (as Partner Center's ApplicationConsent does it): its
-        service principal and one AllPrincipals grant per resource. Raises directory.MissingResource."""
+        service principal and one AllPrincipals grant per resource. Raises directory.MissingResource (unless
+        `create_missing` makes a missing Microsoft resource's service principal)."""
         found = self.directory(customer_tenant_id)
         if found is None:
             raise ValueError(f"no customer tenant {customer_tenant_id}")
@@ -509,6 +516,7 @@ class World:
             publisher=app.publisher,
             grants=grants,
             now=now,
+            create_missing=create_missing,
         )
         return found
 

@@ -131,6 +131,33 @@ def test_a_consent_naming_a_workload_the_tenant_lacks_is_refused_and_creates_not
     assert _pc_consent(sim, customer).status_code == 201
 
 
+def test_a_consent_naming_a_missing_workload_makes_it_when_partner_center_creates(sim):
+    """The other reading of Partner Center (pc_consent_missing_resource="create"): the missing resource's service
+    principal is made, as Entra's consent makes a first-party one, then the grants."""
+    customer = _customer(sim)
+    assert sim.control.remove_workload(customer, "exchange") is True
+    sim.control.set_settings(pc_consent_missing_resource="create")
+    grants = [
+        {"enterpriseApplicationId": GRAPH_APP, "scope": SCOPES},
+        {"enterpriseApplicationId": EXCHANGE_APP, "scope": "Exchange.Manage"},
+    ]
+    assert _pc_consent(sim, customer, grants).status_code == 201
+    directory = sim.control.directory(customer)
+    by_app = {sp["appId"]: sp for sp in directory["service_principals"]}
+    assert by_app[EXCHANGE_APP]["displayName"] == "Office 365 Exchange Online"
+    assert by_app[EXCHANGE_APP]["appOwnerOrganizationId"] == "f8cdef31-a31e-4b4a-93e4-5f571e91255a"
+    vendor = by_app[sim.env["CPV_CLIENT_ID"]]
+    assert sorted(g["resourceId"] for g in directory["oauth2_permission_grants"] if g["clientId"] == vendor["id"]) == (
+        sorted([by_app[GRAPH_APP]["id"], by_app[EXCHANGE_APP]["id"]])
+    )
+    # an application Entra does not know is still refused: there is nothing to make its service principal from
+    unknown = [{"enterpriseApplicationId": str(uuid.uuid4()), "scope": "X.Read"}]
+    assert _pc_delete(sim, customer).status_code == 200
+    assert _pc_consent(sim, customer, unknown).status_code == 400
+    with pytest.raises(ControlError):
+        sim.control.set_settings(pc_consent_missing_resource="maybe")
+
+
 def test_exists_follows_the_service_principal(sim):
     customer = _customer(sim)
     assert _pc_consent(sim, customer).status_code == 201
@@ -156,6 +183,8 @@ def test_service_principals_by_app_id_by_filter_and_by_id(sim):
     body = one.json()
     assert body["@odata.context"] == f"{sim.graph_url}/v1.0/$metadata#servicePrincipals/$entity"
     assert body["appId"] == app_id and body["servicePrincipalType"] == "Application"
+    # v1.0's servicePrincipal has no publisherName (beta's has); the SDK's v1.0 model would not know it
+    assert "publisherName" not in body
     # the key as a client percent-encodes it
     encoded = _graph(sim, f"/v1.0/servicePrincipals(appId=%27{app_id}%27)", token)
     assert encoded.status_code == 200 and encoded.json()["id"] == body["id"]
@@ -317,14 +346,46 @@ def test_not_consented_is_90099_and_a_resource_without_a_grant_is_65001(sim):
     result = _customer_token(sim, customer)
     assert 90099 in result["error_codes"], result
     assert _pc_consent(sim, customer).status_code == 201
-    # consented for Graph only: Partner Center's API is not granted in the customer tenant
-    result = _customer_token(sim, customer, [PC_DEFAULT])
+    # consented for Graph only: Azure Service Management's service principal is there, with no grant
+    result = _customer_token(sim, customer, ["https://management.azure.com/.default"])
     assert 65001 in result["error_codes"], result
     # an explicit scope the grant does not hold
     body = redeem(
         sim, sim.control.issue_refresh_token(admin(sim).upn), customer, "https://graph.microsoft.com/Mail.Read"
     )
     assert_entra_error(body, 65001, "invalid_grant")
+
+
+def test_a_resource_the_tenant_lacks_is_500011(sim):
+    """The resource's service principal is not in the customer tenant: AADSTS500011 `invalid_resource` ("The
+    resource principal named {name} wasn't found in the tenant named {tenant}"), not 65001."""
+    customer = _customer(sim)
+    assert _pc_consent(sim, customer).status_code == 201
+    assert sim.control.remove_workload(customer, "azure") is True
+    refresh = sim.control.issue_refresh_token(admin(sim).upn)
+    body = assert_entra_error(
+        redeem(sim, refresh, customer, "https://management.azure.com/.default"), 500011, "invalid_resource"
+    )
+    named = f"The resource principal named https://management.azure.com was not found in the tenant named {customer}"
+    assert named in body["error_description"]
+    assert "suberror" not in body
+    # Partner Center's service principal is not in customer tenants either (msal returns the same error)
+    result = _customer_token(sim, customer, [PC_DEFAULT])
+    assert result.get("error") == "invalid_resource" and 500011 in result["error_codes"], result
+    # the workload back: its service principal is there without a grant, so consent is required
+    sim.control.add_workload(customer, "azure")
+    result = _customer_token(sim, customer, ["https://management.azure.com/.default"])
+    assert 65001 in result["error_codes"], result
+
+
+def test_explicit_scopes_are_compared_without_regard_to_case(sim):
+    customer = _customer(sim)
+    assert _pc_consent(sim, customer).status_code == 201
+    refresh = sim.control.issue_refresh_token(admin(sim).upn)
+    body = redeem(sim, refresh, customer, "https://graph.microsoft.com/user.readwrite.all").json()
+    assert "access_token" in body, body
+    # the token carries the grant's spelling
+    assert "User.ReadWrite.All" in _claims(body["access_token"])["scp"].split()
 
 
 def test_a_partner_user_without_gdap_there_is_still_50020(sim):
