@@ -180,7 +180,11 @@ def partner_reactivate(*, actor: Actor, partner: Partner, token_usable: bool) ->
             actor=actor,
             action="partner.reactivated",
             partner=locked,
-            detail={"status": locked.status, "token_usable": token_usable, "was_offboarded": offboarded},
+            detail={
+                "status": locked.status,
+                "token_usable": token_usable,
+                **({"was_offboarded": True} if offboarded else {}),
+            },
         )
     return Reactivated(locked, next_step)
 
