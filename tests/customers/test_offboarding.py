@@ -13,7 +13,7 @@ from customers.offboarding import offboarding_progress, partner_offboard_run, pa
 from customers.proof import consents_verify, customers_to_verify
 from customers.services import application_consent_batch, customers_needing_consent, customers_sync
 from partners.models import AuditEvent, Customer, Partner
-from partners.services import PartnerError
+from partners.services import PartnerError, partner_reactivate
 from tests.factories import active_partner
 from tokens.models import PartnerToken
 
@@ -83,6 +83,11 @@ def test_an_offboarding_interrupted_half_way_and_resumed_leaves_no_customer_with
     )
     with pytest.raises(PartnerError):
         partner_offboard_start(actor=None, partner=partner)
+    # Reactivated, it starts afresh: its customers are to be consented again once it consents.
+    back = partner_reactivate(actor=None, partner=partner, token_usable=False).partner
+    assert back.status == Partner.Status.RECONSENT_NEEDED
+    assert back.offboarding_started_at is None and back.offboarded_at is None
+    assert sorted(customers_needing_consent(partner_id=partner.pk)) == sorted(c.pk for c in customers)
 
 
 def test_staff_start_it_from_the_partners_page_and_see_the_progress(cpv_sim, operator) -> None:  # type: ignore[no-untyped-def]
