@@ -2,7 +2,7 @@
 against their targets. `make bench` runs the full sizes; `make bench QUICK=1` (or `make bench-quick`) the small
 ones that CI runs so the benchmarks cannot rot. Writes bench/results/summary.json beside each benchmark's own.
 
-    .venv/bin/python bench/run_all.py [--quick] [--only renewal,fanout,callback,dashboard,simulator]
+    .venv/bin/python bench/run_all.py [--quick] [--only renewal,fanout,callback,dashboard,simulator,proof]
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ BENCHMARKS = {
     "callback": "bench/callback_bench.py",
     "dashboard": "bench/dashboard_bench.py",
     "simulator": "bench/simulator_bench.py",
+    "proof": "bench/proof_bench.py",
 }
 # The simulator's own throughput is context for the others, not a product figure: full runs only.
 QUICK_SET = ["renewal", "renewal_cost", "fanout", "callback", "dashboard"]
@@ -67,6 +68,11 @@ def summary_rows(quick: bool) -> list[list[Any]]:
     if callback:
         detail = f"p95 {callback['added_ms']['p95']} ms; own code and database {callback['own_ms']['median']} ms"
         rows.append(["5 callback: added beyond the simulator, median (ms)", callback["added_ms"]["median"], "", detail])
+    proof = _load("proof").get("summary", {})
+    if proof:
+        rows.append(["6 proof: ApplicationConsent POSTs per drifted customer", proof["posts_per_drifted_customer"],
+                     "1", f"{proof['customers']} customers, {proof['drifted']} drifted; {proof['wall_s']} s; "
+                     f"{proof['graph_requests_per_customer']} Graph requests a customer"])  # fmt: skip
     return rows
 
 
