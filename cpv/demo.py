@@ -215,6 +215,10 @@ _NOISE = (
     re.compile(r"kombu\.connection No hostname was supplied"),
     re.compile(r" django\.server "),
 )
+# A Python warning as the warnings module prints it: "path.py:893: SomeWarning: message". Celery's about running as
+# root (in a container) is left out.
+_PYTHON_WARNING = re.compile(r"^\S+\.py:\d+: (?P<category>\w*Warning): ")
+_QUIET_WARNINGS = {"SecurityWarning"}
 # What a child printed last, shown if it exits on its own (its error is among them).
 _KEPT_LINES = 40
 
@@ -231,6 +235,10 @@ class _Terminal:
         if record is None:
             if line.lstrip().startswith("{"):  # CPV_LOG_FORMAT=json: one record a line
                 return self._json_shown(line)
+            warning = _PYTHON_WARNING.match(line)
+            if warning is not None:
+                self._showing = False
+                return warning.group("category") not in _QUIET_WARNINGS
             return self._showing and record_continues(line)
         level = record.group("level")
         noisy = any(pattern.search(line) for pattern in _NOISE)

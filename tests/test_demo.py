@@ -290,6 +290,13 @@ def test_the_demos_terminal_shows_warnings_and_errors_not_banners_request_lines_
         (worker, " -------------- demo-8000@vm v5.7.0 (collider)", False),
         (
             worker,
+            "/x/celery/platforms.py:893: SecurityWarning: You're running the worker with superuser privileges",
+            False,
+        ),
+        (worker, "absolutely not recommended!", False),
+        (worker, "/x/cpv/tasks.py:12: DeprecationWarning: something the code should change", True),
+        (
+            worker,
             "2026-12-07 12:21:33,015 WARNING kombu.connection No hostname was supplied. Reverting to default",
             False,
         ),
@@ -299,3 +306,18 @@ def test_the_demos_terminal_shows_warnings_and_errors_not_banners_request_lines_
         (worker, '{"time": "t", "level": "INFO", "logger": "celery.apps.worker", "message": "ready."}', False),
     ]
     assert [terminal.shown(line) for terminal, line, _ in lines] == [shown for _, _, shown in lines]
+
+
+def test_a_simulator_that_keeps_its_state_keeps_its_certificate_until_it_nears_its_end(tmp_path: Path) -> None:
+    import datetime as dt
+
+    from simulator.tls import kept_tls_material, make_tls_material
+
+    assert kept_tls_material(tmp_path).ca_pem  # nothing kept yet: a new one
+    first = make_tls_material()
+    (tmp_path / "ca.pem").write_bytes(first.ca_pem)
+    first.server_context(tmp_path)  # writes server.pem (the certificate and the CA) and server-key.pem
+    kept = kept_tls_material(tmp_path)
+    assert (kept.ca_pem, kept.cert_pem, kept.key_pem) == (first.ca_pem, first.cert_pem, first.key_pem)
+    # within its last days it is made anew, before a browser would refuse it
+    assert kept_tls_material(tmp_path, at_least=dt.timedelta(days=40)).ca_pem != first.ca_pem
