@@ -7,6 +7,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -133,11 +134,16 @@ def test_make_demo_serves_the_staff_home_page_and_stops_everything_on_ctrl_c(tmp
         home = staff.get(base + welcome.headers["Location"], timeout=10)
         assert home.url == f"{base}/" and "Needs attention" in home.text, home.text[:2000]
     finally:
+        # Ctrl-C in the terminal: SIGINT to make and everything in its process group.
+        started = time.monotonic()
         os.killpg(demo.pid, signal.SIGINT)
         demo.wait(timeout=60)
+        took = time.monotonic() - started
 
     output = log_path.read_text()
     assert "stopping web, worker, beat and the simulator" in output
+    assert took < 5, f"Ctrl-C took {took:.1f} s"
+    assert re.search(r"\[demo\] stopped \(\d+\.\d s\)", output), output[-2000:]
     assert not _running(str(tmp_path / "var" / "simulator"))
     wait_until(lambda: not _running(f"demo-{port}@"), timeout=30, what="the demo's worker to stop")
     assert not _running(str(tmp_path / "var" / "celerybeat-schedule"))
