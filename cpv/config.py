@@ -351,6 +351,9 @@ def _filesystem_broker(var_dir: Path) -> tuple[str, dict[str, Any]]:
         "processed_folder": str(folders["processed"]),
         "control_folder": str(folders["control"]),
         "store_processed": False,
+        # How often an idle worker looks at the folder (kombu's default is each second): a task starts sooner, and a
+        # stopping worker notices sooner.
+        "polling_interval": 0.2,
     }
 
 
@@ -412,6 +415,15 @@ def _database(r: _Reader, *, production: bool, var_dir: Path) -> dict[str, Any]:
         database["CONN_HEALTH_CHECKS"] = True
     elif production:
         r.problems.append("DATABASE_URL must point at PostgreSQL in production")
+    else:
+        # The embedded database is shared by the web server and the worker's processes: a writer waits for another
+        # (up to 20 s) instead of failing, a transaction takes its write lock when it begins (no deadlock upgrading a
+        # read), and readers never block the writer (WAL).
+        database.setdefault("OPTIONS", {}).update(
+            timeout=20,
+            transaction_mode="IMMEDIATE",
+            init_command="PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        )
     database["ATOMIC_REQUESTS"] = False
     return database
 

@@ -12,6 +12,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
@@ -26,6 +27,12 @@ from cpv.env_files import DEMO_ENV_FILE, DEMO_PID_FILE, env_file_values
 BASE_DIR = Path(__file__).resolve().parent.parent
 DEMO_USERNAME = "demo"
 PASSWORD_FILE = "demo-password"  # noqa: S105 - the name of the file under var/ that keeps it
+# The demo's invited partner (dashboard/management/commands/demo_invitation.py).
+DEMO_PARTNER = "Contoso Partners (demo)"
+# How long Ctrl-C gives the web server, worker and beat, then the simulator, before it kills them: an idle worker's
+# warm shutdown takes about 5 s (Celery's timer thread), so the worker is most often killed once idle.
+STOP_GRACE = 2.5
+SIMULATOR_STOP_GRACE = 1.2
 # How long the demo waits for the web server, the worker and beat before it prints its key lines anyway.
 READY_TIMEOUT = 120
 
@@ -199,16 +206,82 @@ def _start_simulator(var_dir: Path, env: dict[str, str]) -> tuple[subprocess.Pop
     return process, env_file_values(env_file)
 
 
+# A line of the product's text logs: "2026-12-07 12:21:32,973 WARNING kombu.connection message".
+_LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d[,.]\d+ (?P<level>[A-Z]+) (?P<logger>\S+)")
+_SHOWN_LEVELS = {"WARNING", "ERROR", "CRITICAL"}
+# Warnings that say nothing to someone trying the demo: the embedded broker's missing host name, the dev server's
+# request lines (a refused request's warning from django.request says it once).
+_NOISE = (
+    re.compile(r"kombu\.connection No hostname was supplied"),
+    re.compile(r" django\.server "),
+)
+# A Python warning as the warnings module prints it: "path.py:893: SomeWarning: message". Celery's about running as
+# root (in a container) is left out.
+_PYTHON_WARNING = re.compile(r"^\S+\.py:\d+: (?P<category>\w*Warning): ")
+_QUIET_WARNINGS = {"SecurityWarning"}
+# What a child printed last, shown if it exits on its own (its error is among them).
+_KEPT_LINES = 40
+
+
+class _Terminal:
+    """Which of a child's lines reach the terminal: warnings and errors, an error's traceback, never the banners,
+    the request lines, or a warning's traceback (a viewer's refused request logs one)."""
+
+    def __init__(self) -> None:
+        self._showing = False  # whether the lines that continue the last log record are shown
+
+    def shown(self, line: str) -> bool:
+        record = _LOG_LINE.match(line)
+        if record is None:
+            if line.lstrip().startswith("{"):  # CPV_LOG_FORMAT=json: one record a line
+                return self._json_shown(line)
+            warning = _PYTHON_WARNING.match(line)
+            if warning is not None:
+                self._showing = False
+                return warning.group("category") not in _QUIET_WARNINGS
+            return self._showing and record_continues(line)
+        level = record.group("level")
+        noisy = any(pattern.search(line) for pattern in _NOISE)
+        self._showing = level in {"ERROR", "CRITICAL"} and not noisy
+        return level in _SHOWN_LEVELS and not noisy
+
+    def _json_shown(self, line: str) -> bool:
+        import json
+
+        try:
+            record = json.loads(line)
+        except ValueError:
+            return False
+        level = str(record.get("level") or record.get("levelname") or "").upper()
+        logger = str(record.get("logger") or record.get("name") or "")
+        self._showing = False
+        return level in _SHOWN_LEVELS and logger != "django.server" and "No hostname was supplied" not in line
+
+
+def record_continues(line: str) -> bool:
+    """A line that belongs to the log record before it (a traceback's), not a banner of its own."""
+    return bool(line.strip())
+
+
 class _Output:
-    """Forwards the children's output to the terminal line by line, and notices the lines that say they are ready."""
+    """Forwards the children's warnings and errors to the terminal line by line, notices the lines that say they are
+    ready, and keeps each child's last lines."""
 
     def __init__(self) -> None:
         self._threads: list[threading.Thread] = []
+        self.last_lines: dict[str, deque[str]] = {}
 
-    def forward(self, stream: IO[str], ready: threading.Event, is_ready: Callable[[str], bool]) -> None:
+    def forward(self, name: str, stream: IO[str], ready: threading.Event, is_ready: Callable[[str], bool]) -> None:
+        terminal = _Terminal()
+        kept: deque[str] = deque(maxlen=_KEPT_LINES)
+        self.last_lines[name] = kept
+
         def pump() -> None:
             for line in stream:
-                _print(line.rstrip("\n"))
+                line = line.rstrip("\n")
+                kept.append(line)
+                if terminal.shown(line):
+                    _print(line)
                 if not ready.is_set() and is_ready(line):
                     ready.set()
             ready.set()  # a child that exited is not waited for
@@ -217,9 +290,17 @@ class _Output:
         thread.start()
         self._threads.append(thread)
 
-    def drain(self) -> None:
+    def drain(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
         for thread in self._threads:
-            thread.join(timeout=5)
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))
+
+
+def _signal_group(child: subprocess.Popen[Any], signum: int) -> None:
+    try:
+        os.killpg(child.pid, signum)
+    except ProcessLookupError:
+        pass
 
 
 def _listening(host: str, port: int) -> bool:
@@ -231,22 +312,77 @@ def _listening(host: str, port: int) -> bool:
         return False
 
 
-def _demo_microsoft_account(env: dict[str, str]) -> tuple[str, str] | None:
-    """The object id and sign-in name of the simulated vendor's staff admin, read from the simulator's world."""
+def _world(env: dict[str, str]) -> dict[str, Any]:
+    """The simulator's seeded world (its tenants and accounts), or {} when it cannot be read."""
     control = env.get("SIMULATOR_CONTROL_URL", "")
     if not control:
-        return None
+        return {}
     try:
         response = requests.get(f"{control}/world", timeout=10, verify=env.get("REQUESTS_CA_BUNDLE") or True)
         response.raise_for_status()
-        users = response.json()["vendor"].get("users", [])
-    except (requests.RequestException, ValueError, KeyError) as exc:
-        _say(f"no Microsoft staff sign-in for the demo user: the simulator's world could not be read ({exc})")
-        return None
-    for user in users:
+        world = response.json()
+        users = world["vendor"]["users"]
+    except (requests.RequestException, ValueError, KeyError, TypeError) as exc:
+        _say(f"the simulator's world could not be read ({exc}): no Microsoft sign-in for the demo user")
+        return {}
+    return dict(world) if isinstance(users, list) else {}
+
+
+def _demo_microsoft_account(world: dict[str, Any]) -> tuple[str, str] | None:
+    """The object id and sign-in name of the simulated vendor's staff admin."""
+    for user in world.get("vendor", {}).get("users", []):
         if str(user.get("upn", "")).split("@", 1)[0] == DEMO_MICROSOFT_LOGIN:
             return str(user["oid"]), str(user["upn"])
     return None
+
+
+def _lacks(user: dict[str, Any]) -> list[str]:
+    """What a seeded partner account lacks to consent for its organisation, in words."""
+    missing = []
+    if not user.get("global_admin"):
+        missing.append("the Global Administrator role")
+    if not user.get("admin_agent"):
+        missing.append("the Admin Agent role")
+    if not user.get("mfa_registered", True):
+        missing.append("MFA registration")
+    if not user.get("enabled", True):
+        missing.append("an enabled account")
+    return missing
+
+
+def account_lines(world: dict[str, Any], *, invited: str) -> list[str]:
+    """Which simulated account consents for the invited partner, and what each seeded account lacks."""
+    partners = [p for p in world.get("partners", []) if p.get("users")]
+    if not partners:
+        return []
+    first = partners[0]
+    able = next((u for u in first["users"] if not _lacks(u)), None)
+    lines = []
+    if able is not None:
+        lines.append(
+            f'To consent for the invited "{invited}", sign in as {able["upn"]}: the invited partner becomes its '
+            f"tenant, {first.get('name', '')} (the simulated sign-in lists the seeded tenants' accounts; pick, no "
+            "password)."
+        )
+    tenants = ", ".join(f"{p.get('name', '')} ({str(p['users'][0]['upn']).split('@', 1)[1]})" for p in partners)
+    lines.append(f"Each seeded partner tenant has the same accounts ({tenants}):")
+    for user in first["users"]:
+        name = str(user["upn"]).split("@", 1)[0]
+        missing = _lacks(user)
+        lines.append(f"  {name}@...  " + (f"lacks {' and '.join(missing)}" if missing else "has what consent needs"))
+    return lines
+
+
+def certificate_lines(authority: str, state_dir: Path) -> list[str]:
+    """How a browser gets past the simulator's certificate (its CA is kept under var/, so this is asked once)."""
+    ca = state_dir / "ca.pem"
+    return [
+        f"The simulated Microsoft pages ({authority}) use a certificate from the demo's own CA, {ca}, kept across "
+        "restarts: a browser warns about it once.",
+        '  Pass the warning ("Advanced", then "Proceed to 127.0.0.1"), or trust the CA: Chrome or Edge: Settings > '
+        "Privacy and security > Security > Manage certificates > Authorities > Import; Firefox: Settings > Privacy & "
+        "Security > View Certificates > Authorities > Import; macOS: open it in Keychain Access, Always Trust.",
+    ]
 
 
 def main() -> int:
@@ -281,9 +417,11 @@ def main() -> int:
     try:
         _run([python, "manage.py", "migrate", "--no-input", "-v", "0"], env)
         password = demo_user_password(var_dir, env)
-        microsoft = _demo_microsoft_account(env) if "simulator" in children else None
+        world = _world(env) if "simulator" in children else {}
+        microsoft = _demo_microsoft_account(world)
         if microsoft is not None:
-            _run([python, "manage.py", "staff_bind_microsoft", DEMO_USERNAME, microsoft[0]], env)
+            # audited only when the binding changes (the first start, or a new simulated world)
+            _output([python, "manage.py", "staff_bind_microsoft", DEMO_USERNAME, microsoft[0]], env)
         invitation = _output([python, "manage.py", "demo_invitation"], env) if "simulator" in children else []
     except (subprocess.CalledProcessError, KeyboardInterrupt):
         for child in children.values():
@@ -298,6 +436,7 @@ def main() -> int:
             "celery",
             "-A",
             "cpv",
+            "--quiet",
             "worker",
             "--loglevel",
             "INFO",
@@ -312,6 +451,7 @@ def main() -> int:
             "celery",
             "-A",
             "cpv",
+            "--quiet",
             "beat",
             "--loglevel",
             "INFO",
@@ -332,24 +472,28 @@ def main() -> int:
         if stopping:
             return
         stopping = True
+        started = time.monotonic()
         _say("stopping web, worker, beat and the simulator")
         # From now on a command run from another terminal says the demo is not running (cpv/env_files.py).
         (var_dir / DEMO_PID_FILE).unlink(missing_ok=True)
         # The simulator goes last: a task the worker finishes on its way out still reaches it, and what it issued
-        # is in the state the simulator writes when it stops.
+        # is in the state the simulator writes when it stops. Each group has a few seconds, then is killed: the whole
+        # stop takes under 5 s.
         product = [child for name, child in children.items() if name != "simulator"]
-        for group in (product, [children["simulator"]] if "simulator" in children else []):
+        simulator = [children["simulator"]] if "simulator" in children else []
+        for group, grace in ((product, STOP_GRACE), (simulator, SIMULATOR_STOP_GRACE)):
             for child in group:
                 if child.poll() is None:
-                    os.killpg(child.pid, signal.SIGTERM)
-            deadline = time.monotonic() + 15
+                    _signal_group(child, signal.SIGTERM)
+            deadline = time.monotonic() + grace
             for child in group:
                 try:
-                    child.wait(timeout=max(0.1, deadline - time.monotonic()))
+                    child.wait(timeout=max(0.05, deadline - time.monotonic()))
                 except subprocess.TimeoutExpired:
-                    os.killpg(child.pid, signal.SIGKILL)
+                    _signal_group(child, signal.SIGKILL)
                     child.wait()
-        output.drain()
+        output.drain(timeout=0.5)
+        _say(f"stopped ({time.monotonic() - started:.1f} s)")
 
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
@@ -373,9 +517,9 @@ def main() -> int:
         if name in ready_lines and child.stdout is not None:
             ready = threading.Event()
             readiness.append(ready)
-            output.forward(child.stdout, ready, ready_lines[name])
+            output.forward(name, child.stdout, ready, ready_lines[name])
         elif child.stdout is not None:
-            output.forward(child.stdout, threading.Event(), lambda line: False)
+            output.forward(name, child.stdout, threading.Event(), lambda line: False)
 
     deadline = time.monotonic() + READY_TIMEOUT
     while not stopping and time.monotonic() < deadline:
@@ -395,6 +539,12 @@ def main() -> int:
                 else []
             ),
             *invitation,
+            *account_lines(world, invited=DEMO_PARTNER),
+            *(
+                certificate_lines(str(env.get("CPV_AUTHORITY_HOST", "")), var_dir / "simulator")
+                if "simulator" in children
+                else []
+            ),
             f"[demo] Commands from another terminal (.venv/bin/python manage.py ...) use this demo's settings "
             f"({var_dir / DEMO_ENV_FILE}).",
             "",
@@ -404,7 +554,10 @@ def main() -> int:
     while not stopping:
         for name, child in children.items():
             if child.poll() is not None:
-                _say(f"{name} exited with status {child.returncode}")
+                output.drain(timeout=1)
+                last = list(output.last_lines.get(name, []))
+                _print(*(f"{name}| {line}" for line in last))
+                _say(f"{name} exited with status {child.returncode} (its last lines are above)")
                 status = 1
                 stop()
                 break

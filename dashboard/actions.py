@@ -10,6 +10,7 @@ from django.contrib import messages
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.urls import reverse
+from django.utils.html import format_html
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_http_methods, require_POST
 
@@ -182,7 +183,15 @@ def bulk(request: HttpRequest) -> HttpResponse:
     # The overview the operator goes back to counts their change, not a minute-old picture.
     selectors.overview_trends_forget()
     did = "queued" if ACTIONS[action].queues else "done"
-    messages.success(request, f"{dict(BULK_ACTIONS)[action]}: {did} for {plural(done, 'partner')}.")
+    summary = f"{dict(BULK_ACTIONS)[action]}: {did} for {plural(done, 'partner')}."
+    if ACTIONS[action].queues and done:
+        # The list of what it started says how far each got (queued, running, done).
+        follow = reverse("dashboard:bulk_operations", args=[data["bulk"]])
+        messages.success(
+            request, format_html('{} <a href="{}" id="bulk-progress">Follow their progress</a>.', summary, follow)
+        )
+    else:
+        messages.success(request, summary)
     for line in skipped[:20]:
         messages.warning(request, f"Skipped {line}")
     return HttpResponseRedirect(back)

@@ -225,6 +225,9 @@ class Progress:
     failed: int
     state: str
     message: str
+    # The bulk action it was started with ("" when alone) and when it was seen to be over.
+    bulk: str = ""
+    finished_at: datetime | None = None
 
     @property
     def finished(self) -> bool:
@@ -443,6 +446,8 @@ def operation_progress(record: Operation | AuditEvent, *, now: datetime | None =
         failed=failed,
         state=state,
         message=message,
+        bulk=str(op.bulk) if op.bulk else "",
+        finished_at=op.finished_at,
     )
 
 
@@ -458,6 +463,61 @@ def operations_recent(partner: Partner, *, limit: int = 3) -> list[Progress]:
 
 def operation_find(partner: Partner, operation: uuid.UUID) -> Operation | None:
     return Operation.objects.filter(partner=partner, code=operation).first()
+
+
+# The steps a bulk action's operations go through, in the order its page shows their counts.
+BULK_STATES = ("queued", "running", "done", "failed", "stale")
+
+
+@dataclass(frozen=True)
+class BulkProgress:
+    """A bulk action's operations (one per partner it covered), each with its progress, and how many are in each
+    state."""
+
+    bulk: str
+    label: str
+    started_at: datetime
+    actor: str
+    rows: list[tuple[Partner, Progress]]
+
+    @property
+    def counts(self) -> dict[str, int]:
+        counts = dict.fromkeys(BULK_STATES, 0)
+        for _, progress in self.rows:
+            counts[progress.state] = counts.get(progress.state, 0) + 1
+        return counts
+
+    @property
+    def finished(self) -> bool:
+        return all(progress.finished for _, progress in self.rows)
+
+    @property
+    def steps(self) -> list[tuple[str, int]]:
+        """queued → running → done, then failed and stale only when there are any."""
+        counts = self.counts
+        return [
+            (state, counts[state]) for state in BULK_STATES if state in {"queued", "running", "done"} or counts[state]
+        ]
+
+
+def operations_bulk(bulk: uuid.UUID) -> BulkProgress | None:
+    """The operations a bulk action started, by partner name, each read as the partner's page reads it (its outcome
+    written once it is over); None when no operation carries that bulk id."""
+    ops = list(
+        Operation.objects.filter(bulk=bulk, partner__deleted_at__isnull=True)
+        .select_related("partner")
+        .order_by("partner__name", "partner_id", "started_at")
+    )
+    if not ops:
+        return None
+    first = min(ops, key=lambda op: op.started_at)
+    return BulkProgress(
+        bulk=str(bulk),
+        label=KIND_LABELS.get(first.kind, first.kind),
+        started_at=first.started_at,
+        actor=first.actor_label,
+        rows=[(op.partner, operation_progress(op)) for op in ops],
+    )
 
 
 # --- actions that finish at once -----------------------------------------------------------------------------

@@ -19,6 +19,7 @@ urlpatterns = [
     path("partners/<uuid:code>/do/<slug:action>", actions.partner_action, name="action"),
     path("partners/<uuid:code>/customers/<uuid:tenant>/<slug:action>", actions.customer_action, name="customer_action"),
     path("partners/<uuid:code>/operations/<uuid:operation>", views.operation_status, name="operation"),
+    path("operations/bulk/<uuid:bulk>/", views.bulk_operations, name="bulk_operations"),
     path("audit/", views.audit_log, name="audit"),
     path("audit.csv", views.audit_log_csv, name="audit_csv"),
     path("staff/", views.staff_accounts, name="staff"),

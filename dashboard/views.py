@@ -254,6 +254,18 @@ def operation_status(request: HttpRequest, code: uuid.UUID, operation: uuid.UUID
     return render(request, "dashboard/operation.html", {"partner": partner, "p": progress})
 
 
+@staff_view(see=Role.VIEWER)
+@require_GET
+@never_cache
+def bulk_operations(request: HttpRequest, bulk: uuid.UUID) -> HttpResponse:
+    """A bulk action's operations, one per partner: queued → running → done with counts, reloading until all are
+    over."""
+    progress = operations.operations_bulk(bulk)
+    if progress is None:
+        raise Http404
+    return render(request, "dashboard/bulk_operations.html", {"b": progress})
+
+
 def _day(value: Any, *, end: bool = False) -> datetime | None:
     if not value:
         return None

@@ -328,6 +328,8 @@ def staff_identity_set(*, actor: Actor, user: User, object_id: uuid.UUID | None)
         if not settings.CPV_STAFF_TENANT_ID:
             raise PartnerError("Microsoft sign-in for staff is not configured (CPV_STAFF_TENANT_ID is not set).")
         tenant_id = uuid.UUID(settings.CPV_STAFF_TENANT_ID)
+        if previous is not None and (previous.tenant_id, previous.object_id) == (tenant_id, object_id):
+            return previous  # nothing changes: no audit row
         holder = StaffIdentity.objects.filter(tenant_id=tenant_id, object_id=object_id).exclude(user=user).first()
         if holder is not None:
             raise PartnerError(f"That Microsoft account is already bound to {holder.user.get_username()}.")

@@ -19,7 +19,7 @@ from simulator.entra import SIM_KEY
 from simulator.persistence import StateFile
 from simulator.requestlog import LOG_KEY, REQUEST_HEADERS, RESPONSE_HEADERS, redact, redact_url
 from simulator.state import Settings, Simulator, Urls
-from simulator.tls import make_tls_material, write_ca_files
+from simulator.tls import kept_tls_material, make_tls_material, write_ca_files
 from simulator.world import World
 
 logger = logging.getLogger(__name__)
@@ -142,7 +142,8 @@ class SimulatorServer:
     async def start(self) -> dict[str, str]:
         """Start every service; return the environment that points a client at them."""
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        material = make_tls_material()
+        # A simulator that keeps its state (the demo's) keeps its certificate too.
+        material = kept_tls_material(self.state_dir) if self.state_file is not None else make_tls_material()
         _, bundle = write_ca_files(material, self.state_dir)
         self.ca_bundle = bundle
         ssl_context = material.server_context(self.state_dir)

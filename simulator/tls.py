@@ -1,4 +1,5 @@
-"""A throwaway certificate authority and a loopback server certificate, made at each start."""
+"""A throwaway certificate authority and a loopback server certificate, made at each start (kept across starts by a
+simulator that keeps its state)."""
 
 from __future__ import annotations
 
@@ -100,6 +101,24 @@ def make_tls_material() -> TlsMaterial:
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
         ),
     )
+
+
+def kept_tls_material(state_dir: Path, *, at_least: dt.timedelta = dt.timedelta(days=2)) -> TlsMaterial:
+    """The certificate and CA an earlier start wrote in `state_dir` while still valid for `at_least`, else new ones:
+    a browser told once to trust the CA (or to pass its warning) is not asked again after a restart."""
+    try:
+        ca_pem = (state_dir / "ca.pem").read_bytes()
+        chain = (state_dir / "server.pem").read_bytes()
+        key_pem = (state_dir / "server-key.pem").read_bytes()
+        cert = x509.load_pem_x509_certificate(chain)
+        ca = x509.load_pem_x509_certificate(ca_pem)
+    except (OSError, ValueError):
+        return make_tls_material()
+    cert_pem = cert.public_bytes(serialization.Encoding.PEM)
+    deadline = dt.datetime.now(dt.UTC) + at_least
+    if cert.issuer != ca.subject or min(cert.not_valid_after_utc, ca.not_valid_after_utc) < deadline:
+        return make_tls_material()
+    return TlsMaterial(ca_pem=ca_pem, cert_pem=cert_pem, key_pem=key_pem)
 
 
 def system_ca_text() -> str:

@@ -1,7 +1,8 @@
 """`make demo` walked in Chromium as a new operator and a partner's admin meet it, on a phone (390 px) and on a wide
 screen (1440 px): staff sign in with Microsoft, invite a partner, the partner consents, the demo's worker syncs
 its customers and puts the app into each, the partner's page shows it, the partner's admin signs in to the portal
-and renews the consent, another partner onboards itself, and staff download the CSVs. Every page is
+and renews the consent, another partner onboards itself, staff download the CSVs, the used invitation link says
+it is done, and a bulk renewal's operations are followed from queued to done. Every page is
 screenshotted (test-output/screenshots/walk-*) and checked for running off the screen's right edge."""
 
 from __future__ import annotations
@@ -222,6 +223,45 @@ def test_the_demo_walked_by_staff_and_partners(demo: Demo, demo_browser: Any, si
     with staff.page.expect_download() as download:
         staff.page.click("#audit-csv")
     audit = download.value.path().read_text()
+
+    # The invitation link, used: it says the consent is already done, with the way to the portal.
+    partner.page.goto(link)
+    partner.page.wait_for_selector("#result")
+    partner.look("used-link")
+    assert "already done" in partner.page.inner_text("#result")
+
+    # A bulk action on both partners: its message says queued and links to its operations, which go from queued to
+    # done with counts; each has its own page, also linked from the partner's Operations panel.
+    staff.page.goto(f"{base}/partners/")
+    for name in ("Walk Partners", "Self-Serve Cloud"):
+        staff.page.check(f'input[name="partners"][aria-label="Select {name}"]')
+    staff.page.select_option("#bulk-action-list", "renew")
+    staff.page.click("#bulk-submit")
+    staff.page.wait_for_selector("#confirm-action")
+    staff.look("bulk-confirm")
+    staff.page.click("#confirm-action")
+    staff.page.wait_for_selector("#bulk-progress")
+    assert "Renew tokens now: queued for 2 partners." in staff.page.inner_text(".messages")
+    staff.look("bulk-queued")
+    staff.page.click("#bulk-progress")
+    staff.page.wait_for_selector("#bulk-counts")
+    staff.look("bulk-operations")
+
+    def renewed() -> bool:
+        staff.page.reload()
+        return staff.page.inner_text("#bulk-done").startswith("2")
+
+    wait_until(renewed, timeout=120, what="the bulk renewal to be done for both partners", interval=2)
+    staff.look("bulk-operations-done")
+    assert staff.page.inner_text("#bulk-queued").startswith("0")
+    staff.page.click("#bulk-operations .operation a.when >> nth=0")
+    staff.page.wait_for_selector("#operation-page")
+    staff.look("operation")
+    assert "Renewed." in staff.page.inner_text("#operation-page")
+    staff.page.goto(partner_page)
+    staff.page.click("#operations .operation a >> nth=0")
+    staff.page.wait_for_selector("#operation-bulk")
+    staff.look("operation-from-panel")
 
     assert {"Walk Partners", "Self-Serve Cloud"} <= set(names)
     assert len(customers) == 1 + seen["customers"]

@@ -24,4 +24,3 @@ class Command(BaseCommand):
         purpose = "reconsent" if partner.status == Partner.Status.ACTIVE else "invite"
         self.stdout.write(f"Try a partner's consent: {invitation_url(partner=partner, purpose=purpose)}")
         self.stdout.write(f"Self-onboarding: {settings.CPV_BASE_URL}/onboard/")
-        self.stdout.write("On the simulated sign-in page, pick any account: each shows what it lacks, if anything.")
