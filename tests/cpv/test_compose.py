@@ -259,6 +259,7 @@ def test_beat_starts_with_its_compose_variables_alone(tmp_path: Path, redis_url:
     assert not (tmp_path / "var").exists() or not any((tmp_path / "var").rglob("*.key"))
 
 
+@pytest.mark.postgres
 @pytest.mark.django_db
 def test_migrate_runs_with_its_compose_variables_alone(tmp_path: Path) -> None:
     from django.db import connection
