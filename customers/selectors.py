@@ -11,7 +11,7 @@ from django.db.models import Count, Q, QuerySet
 
 from customers.coverage import Coverage
 from customers.models import WITHOUT_ACCESS, CustomerConsent, GdapNotice, PartnerCoverage
-from customers.words import APPLIED_UNVERIFIED
+from customers.words import APPLIED_UNVERIFIED, NOT_AVAILABLE
 from partners.models import Customer, Partner
 
 
@@ -68,6 +68,8 @@ PROOF_FILTERS: dict[str, Q] = {
     APPLIED_UNVERIFIED: _APPLIED & Q(proof__in=["", CustomerConsent.Proof.UNVERIFIABLE]),
     CustomerConsent.Proof.DRIFTED: _APPLIED & Q(proof=CustomerConsent.Proof.DRIFTED),
     CustomerConsent.Proof.MISSING: _APPLIED & Q(proof=CustomerConsent.Proof.MISSING),
+    # Applied without a resource the tenant does not have (a workload it is not licensed for).
+    NOT_AVAILABLE: _APPLIED & Q(proof_detail__has_key="unavailable"),
 }
 
 

@@ -199,6 +199,8 @@ Proof = CustomerConsent.Proof
 Reason = CustomerConsent.ProofReason
 # The state a customer's row shows: the proof where the consent is applied, "applied, not verified" before a read.
 APPLIED_UNVERIFIED = "applied_unverified"
+# The filter of applied consents that left out a resource the tenant does not have.
+NOT_AVAILABLE = "not_available"
 PROOF_LABELS = {
     Proof.VERIFIED: "Verified",
     APPLIED_UNVERIFIED: "Applied, not verified",

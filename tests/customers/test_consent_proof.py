@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from customers.models import CustomerConsent
 from customers.proof import MAX_REPAIRS, consent_verify, consents_verify, customer_act, customers_drifted
+from customers.selectors import customers_of, proof_counts
 from customers.services import application_consent_batch, customers_needing_consent, customers_sync
 from customers.words import proof_words
 from partners.models import AuditEvent, Customer, Partner
@@ -279,6 +280,8 @@ def test_a_workload_the_tenant_lacks_is_left_out_and_added_once_it_is_there(cpv_
     state = _state(unlicensed)
     assert state.proof_detail["unavailable"] == [EXCHANGE_APP]
     assert proof_words(state).endswith("Not available in this tenant (not granted): Office 365 Exchange Online.")
+    assert proof_counts([partner.pk])[partner.pk]["not_available"] == 1
+    assert list(customers_of(partner, state="not_available")) == [unlicensed]
 
     # The customer licenses Exchange Online: the next read finds it and the consent is sent again with it.
     cpv_sim.control.add_workload(str(unlicensed.tenant_id), "exchange")
