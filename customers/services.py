@@ -435,7 +435,6 @@ def _consent_apply(
     # Resources the customer's tenant did not have at its last read are left out: one missing workload must not
     # refuse the whole consent (customers/proof.py reads them again and adds them once the tenant has them).
     sent = grants_takeable(grants, unavailable=(state.proof_detail or {}).get("unavailable") or [])
-    body = {"applicationId": app.client_id, **sent}
     changed = reset or (bool(state.grants_hash) and state.grants_hash != wanted)
     correlation_id = correlation_id or str(uuid.uuid4())
     client = _client_factory(partner, correlation_id)
@@ -456,16 +455,21 @@ def _consent_apply(
                 partner=partner,
                 request_id=delete_id,
             )
-        try:
-            created = _with_retries(
-                lambda pc: pc.application_consent_create(customer_tenant_id=tenant, body=body, request_id=request_id),
+
+        def create(grants_sent: dict[str, Any], rid: str, what: str) -> bool:
+            payload = {"applicationId": app.client_id, **grants_sent}
+            return _with_retries(
+                lambda pc: pc.application_consent_create(customer_tenant_id=tenant, body=payload, request_id=rid),
                 client=client,
                 limiter=limiter,
                 sleep=sleep,
-                what=f"ApplicationConsent in {tenant}",
+                what=f"{what} in {tenant}",
                 partner=partner,
-                request_id=request_id,
+                request_id=rid,
             )
+
+        try:
+            created = create(sent, request_id, "ApplicationConsent")
         except CallFailed as exc:
             graph_only = _graph_only(sent)
             if exc.kind != ErrorKind.BAD_REQUEST or graph_only is None:
@@ -475,17 +479,8 @@ def _consent_apply(
             # and the tenant's read then names what it lacks and adds the rest.
             logger.info("ApplicationConsent in %s refused as invalid; sending Microsoft Graph's grant alone", tenant)
             sent = graph_only
-            body = {"applicationId": app.client_id, **sent}
             graph_id = str(uuid.uuid5(uuid.UUID(request_id), "graph-only"))
-            created = _with_retries(
-                lambda pc: pc.application_consent_create(customer_tenant_id=tenant, body=body, request_id=graph_id),
-                client=client,
-                limiter=limiter,
-                sleep=sleep,
-                what=f"ApplicationConsent (Microsoft Graph alone) in {tenant}",
-                partner=partner,
-                request_id=graph_id,
-            )
+            created = create(sent, graph_id, "ApplicationConsent (Microsoft Graph alone)")
     except CallFailed as exc:
         if exc.mfa_required:
             partner_mfa_refused(partner_id=partner.pk, detail=str(exc))

@@ -300,6 +300,34 @@ def _encode_skiptoken(offset: int) -> str:
     return base64.urlsafe_b64encode(json.dumps({"o": offset}).encode()).decode().rstrip("=")
 
 
+def _page_window(request: web.Request, *, default: int, maximum: int) -> tuple[int, int] | web.Response:
+    """`$top` (1 to `maximum`, `default` when absent) and the offset a `$skiptoken` names, or Graph's 400."""
+    query = request.query
+    try:
+        top = int(query.get("$top", default))
+    except ValueError:
+        return graph_error(request, 400, "BadRequest", f"Invalid page size specified: '{query.get('$top')}'.")
+    if not 1 <= top <= maximum:
+        return graph_error(
+            request,
+            400,
+            "Request_UnsupportedQuery",
+            f"Invalid page size specified: '{top}'. Must be between 1 and {maximum} inclusive.",
+        )
+    offset = 0
+    if "$skiptoken" in query:
+        try:
+            offset = _decode_skiptoken(query["$skiptoken"])
+        except (ValueError, KeyError, TypeError, binascii.Error):
+            return graph_error(
+                request,
+                400,
+                "Directory_ExpiredPageToken",
+                "The specified page token value has expired and can no longer be included in your request.",
+            )
+    return top, offset
+
+
 def _decode_skiptoken(token: str) -> int:
     data = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
     offset = int(data["o"])
@@ -342,28 +370,10 @@ async def handle_member_of(request: web.Request) -> web.Response:
         return graph_error(
             request, 403, "Authorization_RequestDenied", "Insufficient privileges to complete the operation."
         )
-    try:
-        top = int(query.get("$top", DEFAULT_PAGE_SIZE))
-    except ValueError:
-        return graph_error(request, 400, "BadRequest", f"Invalid page size specified: '{query.get('$top')}'.")
-    if not 1 <= top <= MAX_PAGE_SIZE:
-        return graph_error(
-            request,
-            400,
-            "Request_UnsupportedQuery",
-            f"Invalid page size specified: '{top}'. Must be between 1 and {MAX_PAGE_SIZE} inclusive.",
-        )
-    offset = 0
-    if "$skiptoken" in query:
-        try:
-            offset = _decode_skiptoken(query["$skiptoken"])
-        except (ValueError, KeyError, TypeError, binascii.Error):
-            return graph_error(
-                request,
-                400,
-                "Directory_ExpiredPageToken",
-                "The specified page token value has expired and can no longer be included in your request.",
-            )
+    window = _page_window(request, default=DEFAULT_PAGE_SIZE, maximum=MAX_PAGE_SIZE)
+    if isinstance(window, web.Response):
+        return window
+    top, offset = window
     select = [name.strip() for name in query.get("$select", "").split(",") if name.strip()]
     found = sim.world.user(str(claims.get("oid", "")))
     if found is None:
@@ -719,28 +729,10 @@ def _directory_page(
     answered as Graph's collection."""
     sim: Simulator = request.app[SIM_KEY]
     query = request.query
-    try:
-        top = int(query.get("$top", sim.settings.graph_page_size))
-    except ValueError:
-        return graph_error(request, 400, "BadRequest", f"Invalid page size specified: '{query.get('$top')}'.")
-    if not 1 <= top <= DIRECTORY_MAX_PAGE_SIZE:
-        return graph_error(
-            request,
-            400,
-            "Request_UnsupportedQuery",
-            f"Invalid page size specified: '{top}'. Must be between 1 and {DIRECTORY_MAX_PAGE_SIZE} inclusive.",
-        )
-    offset = 0
-    if "$skiptoken" in query:
-        try:
-            offset = _decode_skiptoken(query["$skiptoken"])
-        except (ValueError, KeyError, TypeError, binascii.Error):
-            return graph_error(
-                request,
-                400,
-                "Directory_ExpiredPageToken",
-                "The specified page token value has expired and can no longer be included in your request.",
-            )
+    window = _page_window(request, default=sim.settings.graph_page_size, maximum=DIRECTORY_MAX_PAGE_SIZE)
+    if isinstance(window, web.Response):
+        return window
+    top, offset = window
     expression = query.get("$filter")
     if expression is not None:
         clauses = _filter_clauses(expression, fields)
