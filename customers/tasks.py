@@ -15,6 +15,7 @@ from cpv.task_kit import DATABASE_LOST, IDEMPOTENT, MAX_TASK_RETRIES, cut_off, s
 from customers import offboarding, proof, services
 from microsoft.retrying import backoff_delay
 from partners.models import Customer, Partner
+from partners.operations import operation_share
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +41,7 @@ def customers_sync(self: Task, partner_id: int, correlation_id: str = "", apply:
     except services.CallFailed as exc:
         if not exc.transient:
             logger.warning("customer sync of partner %s failed: %s", partner_id, exc)
+            operation_share(code=correlation_id, done=1, failed=1, message="Partner Center refused the listing.")
             return {"partner_id": partner_id, "outcome": "failed"}
         countdown = backoff_delay(attempt=self.request.retries + 1, retry_after=exc.retry_after)
         raise self.retry(kwargs=retry_kwargs, countdown=countdown) from None
@@ -47,6 +49,12 @@ def customers_sync(self: Task, partner_id: int, correlation_id: str = "", apply:
         # The sync is an upsert and the ApplicationConsents it queues claim their customers: both run again.
         logger.warning("customer sync of partner %s: %s; trying again", partner_id, cut_off(exc))
         raise self.retry(kwargs=retry_kwargs, countdown=backoff_delay(attempt=self.request.retries + 1)) from None
+    operation_share(
+        code=correlation_id,
+        done=1,
+        message=f"{result.listed} customers listed: {result.created} new, {result.updated} changed, "
+        f"{result.removed} removed.",
+    )
     return {"partner_id": partner_id, "outcome": "synced", "customers": result.listed, "queued": queued}
 
 
@@ -117,6 +125,8 @@ def application_consent_batch(
         countdown = backoff_delay(attempt=self.request.retries + 1, retry_after=result.retry_after)
         kwargs.update(customer_ids=result.retry_ids, tally=result.counts())
         raise self.retry(kwargs=kwargs, countdown=countdown)
+    # A staff operation (its id is the correlation id) gets this batch's share once the batch is final.
+    operation_share(code=correlation_id, done=result.tried, failed=result.failed + len(result.retry_ids))
     return {"partner_id": partner_id, "outcome": "done", **result.counts(), "retrying": len(result.retry_ids)}
 
 
@@ -155,15 +165,18 @@ VERIFY_HOLD = timedelta(hours=1)
 
 
 @shared_task(name="consent.consents_verify", bind=True, max_retries=MAX_TASK_RETRIES, **IDEMPOTENT)
-def consents_verify(self: Task, customer_ids: list[int], unread_only: bool = False) -> dict[str, Any]:
+def consents_verify(
+    self: Task, customer_ids: list[int], unread_only: bool = False, operation: str = ""
+) -> dict[str, Any]:
     """Read each customer's tenant in Graph and repair a drifted or missing consent (customers/proof.py); a throttled
-    read is deferred in the database, not retried here."""
+    read is deferred in the database, not retried here; a staff `operation` gets this batch's share."""
     try:
         tally = proof.consents_verify(customer_ids=customer_ids, unread_only=unread_only)
     except (SoftTimeLimitExceeded, *DATABASE_LOST) as exc:
         # Each customer's read is stored as it is made: the run starts again and reads the rest (and some again).
         logger.warning("verification of %d customers: %s; trying again", len(customer_ids), cut_off(exc))
         raise self.retry(countdown=backoff_delay(attempt=self.request.retries + 1)) from None
+    operation_share(code=operation, done=len(customer_ids), failed=tally.drifted + tally.missing)
     return {"outcome": "done", **tally.counts()}
 
 

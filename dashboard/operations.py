@@ -1,6 +1,7 @@
 """The dashboard's long operations on a partner: each is a record (partners.models.Operation) created with its audit
-row, its tasks queued after the commit; progress is read back from what this operation's tasks leave (matched by
-its id, or bounded by the next operation of its kind) and, once it is over, written into its record once."""
+row, its tasks queued after the commit. The work writes the outcome into the record once (partners/operations.py);
+until then progress is read back from what this operation's tasks leave (matched by its id, or bounded by the next
+operation of its kind), and a reader that sees the work over when it could not write (a task lost) writes it."""
 
 from __future__ import annotations
 
@@ -83,7 +84,9 @@ def operation_start(*, actor: Actor, partner: Partner, kind: str, bulk: uuid.UUI
         if not PartnerToken.objects.filter(partner=partner).exclude(current_version="").exists():
             raise PartnerError(f"{partner.name} has no token to renew.")
         task_id = str(uuid.uuid4())
-        queue.append((token_tasks.token_renew, {"partner_id": partner.pk, "force": True}, task_id))
+        queue.append(
+            (token_tasks.token_renew, {"partner_id": partner.pk, "force": True, "operation": operation}, task_id)
+        )
         detail.update(total=1, task_id=task_id)
     elif kind == SYNC:
         task_id = str(uuid.uuid4())
@@ -95,7 +98,7 @@ def operation_start(*, actor: Actor, partner: Partner, kind: str, bulk: uuid.UUI
         if not ids:
             raise PartnerError(f"No customer of {partner.name} has an applied ApplicationConsent to verify.")
         for start in range(0, len(ids), customer_tasks.VERIFY_BATCH):
-            kwargs = {"customer_ids": ids[start : start + customer_tasks.VERIFY_BATCH]}
+            kwargs = {"customer_ids": ids[start : start + customer_tasks.VERIFY_BATCH], "operation": operation}
             queue.append((customer_tasks.consents_verify, kwargs, str(uuid.uuid4())))
         detail.update(total=len(ids))
     else:

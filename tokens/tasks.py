@@ -16,6 +16,7 @@ from django.core.cache import cache
 
 from cpv.task_kit import DATABASE_LOST, IDEMPOTENT, MAX_TASK_RETRIES, cut_off, queue_follow_up, same_queue
 from microsoft.retrying import backoff_delay
+from partners.operations import operation_share
 from tokens import alerts, pointers, renewal, sweep
 from tokens.outcomes import RenewalOutcome, RenewalResult, RenewalRetry
 
@@ -275,9 +276,10 @@ def _renew_alone(partner_id: int, *, interrupted: str) -> RenewalResult:
 
 @shared_task(name="consent.token_renew", bind=True, max_retries=None, **IDEMPOTENT)
 def token_renew(
-    self: Task, partner_id: int, attempt: int = 1, force: bool = False, interrupted: str = ""
+    self: Task, partner_id: int, attempt: int = 1, force: bool = False, interrupted: str = "", operation: str = ""
 ) -> dict[str, Any]:
-    """Renew one partner's token if due, retrying transient failures with backoff up to CPV_RENEWAL_MAX_ATTEMPTS."""
+    """Renew one partner's token if due, retrying transient failures with backoff up to CPV_RENEWAL_MAX_ATTEMPTS; a
+    staff `operation` gets its outcome once it is final."""
     if not interrupted and (self.request.delivery_info or {}).get("redelivered"):
         # The broker handed this message back: the worker that had it stopped before acknowledging it.
         interrupted = "its worker stopped before finishing"
@@ -285,7 +287,8 @@ def token_renew(
         result = renewal.renew_one(partner_id=partner_id, force=force, attempt=attempt, interrupted=interrupted)
     except RenewalRetry as retry:
         raise self.retry(
-            kwargs={"partner_id": partner_id, "attempt": attempt + 1, "force": force}, countdown=retry.delay
+            kwargs={"partner_id": partner_id, "attempt": attempt + 1, "force": force, "operation": operation},
+            countdown=retry.delay,
         ) from None
     except (SoftTimeLimitExceeded, *DATABASE_LOST) as exc:
         # Its transaction rolled back, and nothing could be recorded if the database is what failed: the next
@@ -295,10 +298,20 @@ def token_renew(
             logger.exception(
                 "renewal of partner %s: stopped %d times (%s); the next sweep tries again", partner_id, attempt, reason
             )
-            return {"partner_id": partner_id, "outcome": RenewalOutcome.FAILED}
+            outcome = RenewalOutcome.FAILED
+            operation_share(code=operation, done=1, failed=1, message=outcome.in_words)
+            return {"partner_id": partner_id, "outcome": outcome}
         logger.warning("renewal of partner %s: %s; trying again", partner_id, reason)
         raise self.retry(
-            kwargs={"partner_id": partner_id, "attempt": attempt + 1, "force": force, "interrupted": reason},
+            kwargs={
+                "partner_id": partner_id,
+                "attempt": attempt + 1,
+                "force": force,
+                "interrupted": reason,
+                "operation": operation,
+            },
             countdown=backoff_delay(attempt=attempt),
         ) from None
+    outcome = RenewalOutcome(result.outcome)
+    operation_share(code=operation, done=1, failed=0 if outcome.ok else 1, message=outcome.in_words)
     return {"partner_id": partner_id, "outcome": result.outcome}
