@@ -29,7 +29,7 @@ from django.utils import timezone
 
 from customers import services
 from customers.models import WITHOUT_ACCESS, CustomerConsent
-from microsoft import graph, identity
+from microsoft import graph, identity, permissions
 from partners.models import Customer, Partner
 from partners.registrations import app_for, cloud_for
 from partners.services import audit_record
@@ -92,8 +92,13 @@ class Finding:
 
 def sent_grants(state: CustomerConsent) -> dict[str, frozenset[str]]:
     """The scopes the last applied ApplicationConsent sent, per resource app id."""
+    return grant_scopes(state.grants or {})
+
+
+def grant_scopes(grants: dict[str, Any]) -> dict[str, frozenset[str]]:
+    """ApplicationConsent's `applicationGrants` as scopes per resource app id."""
     wanted: dict[str, frozenset[str]] = {}
-    for grant in (state.grants or {}).get("applicationGrants") or []:
+    for grant in grants.get("applicationGrants") or []:
         if isinstance(grant, dict) and grant.get("enterpriseApplicationId"):
             resource = str(grant["enterpriseApplicationId"]).lower()
             wanted[resource] = wanted.get(resource, frozenset()) | scopes_of(str(grant.get("scope", "")))
@@ -184,8 +189,8 @@ def read_tenant(
     held = token_scopes(token.token)
     lacking = wanted.get(services.GRAPH_APP_ID, frozenset()) - held if held is not None else frozenset()
     if lacking:
-        drift = [{"resource": services.GRAPH_APP_ID, "name": "Microsoft Graph", "missing": sorted(lacking),
-                  "grant": bool(held)}]  # fmt: skip
+        name = permissions.API_NAMES[permissions.GRAPH]
+        drift = [{"resource": services.GRAPH_APP_ID, "name": name, "missing": sorted(lacking), "grant": bool(held)}]
         return Finding(Proof.DRIFTED, drift=drift)
     client = graph.GraphClient(base_url=cloud.graph_url, access_token=token.token)
     try:
@@ -287,7 +292,7 @@ def _verify_once(*, customer: Customer, state: CustomerConsent) -> Outcome:
     else:
         try:
             sent = sent_grants(state)
-            configured = sent_grants(CustomerConsent(grants=services.desired_grants()))
+            configured = grant_scopes(services.desired_grants())
             unsent = {app_id: scopes for app_id, scopes in configured.items() if app_id not in sent}
             finding = read_tenant(partner=partner, customer=customer, wanted=sent, unsent=unsent)
         except Deferred as exc:

@@ -21,7 +21,7 @@ from django.utils import timezone
 from customers import access
 from customers.coverage import coverage_consent_changed, coverage_recount
 from customers.models import WITHOUT_ACCESS, CustomerConsent
-from microsoft import identity, partner_center
+from microsoft import identity, partner_center, permissions
 from microsoft.retrying import backoff_delay
 from microsoft.throttle import Limiter, ThrottleTimeout, limiter_for
 from partners.models import Customer, Partner
@@ -287,7 +287,7 @@ def desired_grants() -> dict[str, Any]:
 
 
 # Microsoft Graph's app id: its service principal is in every tenant.
-GRAPH_APP_ID = "00000003-0000-0000-c000-000000000000"
+GRAPH_APP_ID = permissions.API_APP_IDS[permissions.GRAPH]
 
 
 def grants_takeable(grants: dict[str, Any], *, unavailable: list[str]) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from typing import Any
 from django.template.defaultfilters import pluralize
 
 from customers.models import WITHOUT_ACCESS, CustomerConsent
+from microsoft import permissions
 
 ErrorKind = CustomerConsent.ErrorKind
 # The roles Microsoft's pages name for consenting an application in a customer tenant (any of them).
@@ -240,10 +241,9 @@ def proof_state(consent: CustomerConsent | None) -> str:
 
 # Resource app ids ApplicationConsent commonly grants, by the names Microsoft's admin centers show.
 RESOURCE_NAMES = {
-    "00000003-0000-0000-c000-000000000000": "Microsoft Graph",
+    **{app_id: permissions.API_NAMES[api] for api, app_id in permissions.API_APP_IDS.items()},
     "00000002-0000-0ff1-ce00-000000000000": "Office 365 Exchange Online",
     "00000003-0000-0ff1-ce00-000000000000": "Office 365 SharePoint Online",
-    "fa3d9a0c-3fb0-42cc-9193-47c7ecd2edbd": "Microsoft Partner Center",
 }
 
 

@@ -87,12 +87,6 @@ def sign_in_locked(request: HttpRequest | None, username: str) -> bool:
     return any(isinstance(count := counts.get(key, 0), int) and count >= limits[kind] for kind, key in keys.items())
 
 
-def sign_in_succeeded(request: HttpRequest | None, username: str) -> None:
-    """The account's counter starts from zero again (an admin's unlock); an address that guessed many accounts stays
-    counted."""
-    cache.delete(sign_in_keys(request, username)["username"])
-
-
 # --- audit rows of sign-ins (never a password, a code, or a username nobody has) -------------------------------
 
 
@@ -242,7 +236,8 @@ def staff_sign_in_unlock(*, actor: Actor, user: User) -> bool:
     was_locked = sign_in_locked(None, username)
     with transaction.atomic():
         audit_record(actor=actor, action="staff.unlocked", target=user, detail={"user": username, "locked": was_locked})
-    sign_in_succeeded(None, username)
+    # The account's counter starts from zero again; an address that guessed many accounts stays counted.
+    cache.delete(sign_in_keys(None, username)["username"])
     return was_locked
 
 

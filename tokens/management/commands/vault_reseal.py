@@ -7,6 +7,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
+from tokens.management.rows import rows_report
 from tokens.vault.errors import VaultError
 from tokens.vault.services import vault_reseal
 
@@ -25,17 +26,12 @@ class Command(BaseCommand):
             report = vault_reseal()
         except VaultError as exc:
             raise CommandError(str(exc)) from None
-        self.stdout.write(f"sealed to key id: {report.key_id}")
-        self.stdout.write(f"rows: {report.total}")
-        self.stdout.write(f"re-sealed: {report.rotated}")
-        self.stdout.write(f"already sealed to it: {report.already_current}")
-        self.stdout.write(f"failed: {report.failed}")
-        for failure in report.failures:
-            self.stdout.write(f"  {failure}")
-        if report.failed:
-            raise CommandError(
-                f"{report.failed} row(s) could not be re-sealed; keep the keys that open them and run again"
-            )
-        self.stdout.write(
-            self.style.SUCCESS("every row is sealed: VAULT_KEY may be removed from the workers once it has run")
+        rows_report(
+            self,
+            report,
+            key="sealed to key id",
+            done="re-sealed",
+            current="already sealed to it",
+            again="keep the keys that open them and run again",
+            success="every row is sealed: VAULT_KEY may be removed from the workers once it has run",
         )

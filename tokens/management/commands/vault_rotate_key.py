@@ -6,6 +6,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
+from tokens.management.rows import rows_report
 from tokens.vault.errors import VaultError
 from tokens.vault.services import vault_key_rotate
 
@@ -23,15 +24,12 @@ class Command(BaseCommand):
             report = vault_key_rotate()
         except VaultError as exc:
             raise CommandError(str(exc)) from None
-        self.stdout.write(f"newest key id: {report.key_id}")
-        self.stdout.write(f"rows: {report.total}")
-        self.stdout.write(f"re-encrypted: {report.rotated}")
-        self.stdout.write(f"already under the newest key: {report.already_current}")
-        self.stdout.write(f"failed: {report.failed}")
-        for failure in report.failures:
-            self.stdout.write(f"  {failure}")
-        if report.failed:
-            raise CommandError(
-                f"{report.failed} row(s) could not be re-encrypted; keep their old key in VAULT_KEY and run again"
-            )
-        self.stdout.write(self.style.SUCCESS("every row is under the newest key; older keys may be removed"))
+        rows_report(
+            self,
+            report,
+            key="newest key id",
+            done="re-encrypted",
+            current="already under the newest key",
+            again="keep their old key in VAULT_KEY and run again",
+            success="every row is under the newest key; older keys may be removed",
+        )
