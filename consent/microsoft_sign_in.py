@@ -227,9 +227,7 @@ def graph_global_admin(cloud: clouds.Cloud, access_token: str) -> bool | None:
     except graph.GraphError as exc:
         logger.info("the signed-in user's directory roles could not be read: %s", exc)
         return None
-    if identity.GLOBAL_ADMIN_ROLE in roles:
-        return True
-    return None if None in roles else False
+    return identity.roles_global_admin(roles)
 
 
 def callback_view(

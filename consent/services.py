@@ -497,9 +497,10 @@ def _global_admin_evidence(
             f"Microsoft Graph refused to list the user's memberships ({exc}): the consent must include "
             f"{lacking.label} (delegated)",
         )
-    if identity.GLOBAL_ADMIN_ROLE in roles:
+    listed = identity.roles_global_admin(roles)
+    if listed is True:
         return ConsentFlow.RoleEvidence.GRAPH, kept, graph_granted
-    if None not in roles:
+    if listed is False:
         raise _Refused(
             "not_global_admin", "Microsoft Graph lists the user's directory roles without Global Administrator"
         )

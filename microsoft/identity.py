@@ -568,6 +568,14 @@ def claims_have_mfa(claims: dict[str, Any]) -> bool:
     return mfa_verdict(claims) is True
 
 
+def roles_global_admin(role_templates: list[str | None]) -> bool | None:
+    """The user's directory role templates' verdict on Global Administrator (as Graph lists them): True or False,
+    None when a role came without its template id and Global Administrator is not among the others."""
+    if GLOBAL_ADMIN_ROLE in role_templates:
+        return True
+    return None if None in role_templates else False
+
+
 def claims_global_admin(claims: dict[str, Any]) -> bool | None:
     """`wids`'s verdict on Global Administrator: True or False, None when the token has no `wids`."""
     wids = claims.get("wids")
