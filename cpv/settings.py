@@ -35,10 +35,12 @@ INSTALLED_APPS = [
     "django_otp.plugins.otp_totp",
     "cpv",
     "partners",
+    "events",
     "tokens",
     "customers",
     "consent",
     "dashboard",
+    "api",
 ]
 
 MIDDLEWARE = [

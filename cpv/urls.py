@@ -31,6 +31,7 @@ urlpatterns = [
     path("consent/", include("consent.urls")),
     path("onboard/", consent_views.onboard, name="onboard"),
     path("portal/", include("consent.portal_urls")),
+    path("api/v1/", include("api.urls")),
     path("", include("dashboard.urls")),
 ]
 

@@ -1,0 +1,1 @@
+"""Outbound events: the outbox the services write in their own transaction, and its signed deliveries."""
