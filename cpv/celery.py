@@ -27,6 +27,8 @@ BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     "consent-customers-sync-sweep": {"task": "consent.customers_sync_sweep", "schedule": 24 * 3600.0},
     # Each applied consent read back in its customer's tenant about daily, the reads spread over the day.
     "consent-consents-verify-sweep": {"task": "consent.consents_verify_sweep", "schedule": 600.0},
+    # Every minute: webhook deliveries whose retry is due, whose lease lapsed or whose queueing was lost.
+    "events-deliveries-sweep": {"task": "events.deliveries_sweep", "schedule": 60.0},
 }
 app.conf.beat_schedule = BEAT_SCHEDULE
 

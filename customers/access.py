@@ -34,6 +34,8 @@ from django.utils import timezone
 from cpv.clouds import CLOUDS
 from customers.models import WITHOUT_ACCESS, CustomerConsent, GdapNotice
 from customers.words import GDAP_GUIDE
+from events.models import EventType
+from events.services import events_record
 from microsoft import graph, identity, permissions
 from partners.models import Customer, Partner
 from partners.permissions import partner_permission_granted
@@ -323,6 +325,7 @@ def _store(
             for row in CustomerConsent.objects.select_for_update().filter(customer_id__in=[c.pk for c in customers])
         }
         changed = []
+        lost: dict[str, list[Any]] = {}
         for customer in customers:
             row, found = rows[customer.pk], verdicts[customer.pk]
             access, detail = found.access, dict(found.detail)
@@ -341,6 +344,8 @@ def _store(
                 "refused_evidence": refused,
                 "access_checked_at": now,
             }
+            if access in WITHOUT_ACCESS and row.access not in WITHOUT_ACCESS:
+                lost.setdefault(access, []).append(customer.tenant_id)
             for name, value in values.items():
                 setattr(row, name, value)
             changed.append(row)
@@ -348,6 +353,11 @@ def _store(
             if access in WITHOUT_ACCESS and row.status != CustomerConsent.Status.APPLIED:
                 result.without_access += 1
         CustomerConsent.objects.bulk_update(changed, list(values), batch_size=1000)
+        for verdict, tenants in lost.items():
+            events_record(
+                type=EventType.CUSTOMER_WITHOUT_ACCESS, partner=partner, customer_tenant_ids=tenants,
+                detail={"access": verdict},
+            )  # fmt: skip
         result.checked = len(changed)
         audit_record(
             actor=None,

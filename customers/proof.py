@@ -29,6 +29,8 @@ from django.utils import timezone
 
 from customers import services
 from customers.models import WITHOUT_ACCESS, CustomerConsent
+from events.models import EventType
+from events.services import event_record
 from microsoft import graph, identity, permissions
 from partners.models import Customer, Partner
 from partners.registrations import app_for, cloud_for
@@ -284,6 +286,14 @@ def consent_verify(
         state.refresh_from_db()
 
 
+# A customer's proof that moved to one of these is announced (events/); `unverifiable` is the reader's own trouble.
+_PROOF_EVENTS: dict[str, EventType] = {
+    Proof.VERIFIED: EventType.CUSTOMER_VERIFIED,
+    Proof.DRIFTED: EventType.CUSTOMER_DRIFTED,
+    Proof.MISSING: EventType.CUSTOMER_MISSING,
+}
+
+
 def _verify_once(*, customer: Customer, state: CustomerConsent) -> Outcome:
     now = timezone.now()
     partner = customer.partner
@@ -316,6 +326,17 @@ def _verify_once(*, customer: Customer, state: CustomerConsent) -> Outcome:
             fields += ["verified_at", "repairs"]
         state.save(update_fields=fields)
         if before != finding.proof:
+            announced = _PROOF_EVENTS.get(finding.proof)
+            if announced is not None:
+                event_record(
+                    type=announced,
+                    partner=partner,
+                    customer_tenant_id=customer.tenant_id,
+                    detail={
+                        "previous_proof": before,
+                        **({"drift": finding.drift} if finding.drift else {}),
+                    },
+                )
             audit_record(
                 actor=None,
                 action="customer.consent_proved",

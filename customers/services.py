@@ -21,14 +21,16 @@ from django.utils import timezone
 from customers import access
 from customers.coverage import coverage_consent_changed, coverage_recount
 from customers.models import WITHOUT_ACCESS, CustomerConsent
+from events.models import EventType
+from events.services import event_record
 from microsoft import identity, partner_center, permissions
 from microsoft.retrying import backoff_delay
 from microsoft.throttle import Limiter, ThrottleTimeout, limiter_for
 from partners.models import Customer, Partner
 from partners.registrations import app_for, cloud_for
-from partners.services import audit_record, partner_mfa_record
+from partners.services import audit_record
 from tokens.access_tokens import PARTNER_CENTER, TokenUnavailable, access_token_get, cache_forget
-from tokens.failures import partner_mfa_refused
+from tokens.failures import partner_mfa_note, partner_mfa_refused
 from tokens.vault import VaultError
 
 logger = logging.getLogger(__name__)
@@ -134,7 +136,7 @@ def _with_retries(
         except partner_center.PartnerCenterError as exc:
             raise CallFailed(f"{what}: {exc}", transient=False, kind=error_kind_of(exc)) from None
         else:
-            partner_mfa_record(partner=partner, compliant=pc.mfa_compliant)
+            partner_mfa_note(partner=partner, compliant=pc.mfa_compliant)
             return result
     raise CallFailed(f"{what}: no attempt left", transient=True, kind=ErrorKind.UNAVAILABLE)
 
@@ -662,3 +664,19 @@ def _state_save(state: CustomerConsent, *, partner_id: int, fields: list[str] | 
         state.save(update_fields=fields)
         if removed_at is None:
             coverage_consent_changed(partner_id=partner_id, before=before, after=state.status)
+        moved_to = _MOVED_EVENTS.get(state.status) if before != state.status else None
+        if moved_to is not None:
+            customer = state.customer
+            event_record(
+                type=moved_to,
+                partner=customer.partner,
+                customer_tenant_id=customer.tenant_id,
+                detail={"previous_status": before or CustomerConsent.Status.PENDING, "error_kind": state.error_kind},
+            )
+
+
+# A customer's ApplicationConsent status that moved to one of these is announced (events/).
+_MOVED_EVENTS: dict[str, EventType] = {
+    CustomerConsent.Status.APPLIED: EventType.CUSTOMER_CONSENTED,
+    CustomerConsent.Status.FAILED: EventType.CUSTOMER_CONSENT_FAILED,
+}

@@ -9,6 +9,8 @@ from datetime import datetime, timedelta
 from django.db import transaction
 from django.utils import timezone
 
+from events.models import EventType
+from events.services import event_record
 from microsoft import identity, partner_center
 from microsoft.retrying import backoff_delay
 from partners.invitations import partner_reconsent_link
@@ -88,6 +90,11 @@ def partner_mark_reconsent_needed(*, pointer: PartnerToken, error: identity.Iden
     partner.status = Partner.Status.RECONSENT_NEEDED
     partner.status_reason = reason[:500]
     partner.save(update_fields=["status", "status_reason", "updated_at"])
+    event_record(
+        type=EventType.PARTNER_CONSENT_NEEDED,
+        partner=partner,
+        detail={"previous_status": previous, "reason": error.kind},
+    )
     audit_record(
         actor=None,
         action="partner.reconsent_needed",
@@ -119,7 +126,7 @@ def partner_mfa_refused(*, partner_id: int, detail: str) -> bool:
         )
         if pointer is None:
             return False
-        partner_mfa_record(partner=pointer.partner, compliant=False, now=now)
+        partner_mfa_note(partner=pointer.partner, compliant=False, now=now)
         return partner_mark_reconsent_needed(pointer=pointer, error=error, now=now)
 
 
@@ -140,8 +147,23 @@ def partner_mfa_verify(*, partner: Partner, access_token: str) -> bool | None:
     if client.mfa_compliant is False:
         partner_mfa_refused(partner_id=partner.pk, detail="Partner Center answered isMfaCompliant: false")
     else:
-        partner_mfa_record(partner=partner, compliant=client.mfa_compliant)
+        partner_mfa_note(partner=partner, compliant=client.mfa_compliant)
     return client.mfa_compliant
+
+
+def partner_mfa_note(*, partner: Partner, compliant: bool | None, now: datetime | None = None) -> bool:
+    """Keep Partner Center's `isMfaCompliant` (`partner_mfa_record`) and, when the verdict turned (compliant to not,
+    or back), its event, in one transaction: True when written."""
+    before = partner.mfa_compliant
+    with transaction.atomic():
+        written = partner_mfa_record(partner=partner, compliant=compliant, now=now)
+        if written and before is not None and compliant is not None and before != compliant:
+            event_record(
+                type=EventType.PARTNER_MFA_VERDICT_CHANGED,
+                partner=partner,
+                detail={"mfa_compliant": compliant, "previous": before},
+            )
+    return written
 
 
 def renewal_failure_record(
@@ -165,6 +187,7 @@ def renewal_failure_record(
             # Returned, not raised, so the failure rows commit; the caller raises RenewalRetry after the block.
             return RenewalResult(partner.pk, RenewalOutcome.RETRY, message, retry_after=delay)
         message = f"Renewal failed {max_attempts} times ({exc}); the next sweep tries again later"
+        _renewal_failing(pointer, kind="transient")
         failure_record(pointer, kind="transient", message=message, now=now, next_attempt_at=now + GAVE_UP_PAUSE)
         token_event(partner, Kind.GAVE_UP, message, attempts=max_attempts)
         logger.warning("renewal of partner %s gave up after %d attempts: %s", partner.code, max_attempts, exc)
@@ -181,9 +204,20 @@ def renewal_failure_record(
     else:
         message = f"Renewal failed ({exc})"
         logger.error("renewal of partner %s failed permanently: %s", partner.code, exc)
+    _renewal_failing(pointer, kind=kind)
     failure_record(pointer, kind=kind, message=message, now=now, next_attempt_at=now + GAVE_UP_PAUSE)
     token_event(partner, Kind.OPERATOR_ALERT, message, kind=kind)
     return RenewalResult(partner.pk, RenewalOutcome.FAILED, message)
+
+
+def _renewal_failing(pointer: PartnerToken, *, kind: str) -> None:
+    """The event of a renewal that gave up, once per spell: not again while a give-up since the token's last renewal
+    stands (the next success ends the spell)."""
+    since = TokenEvent.objects.filter(partner_id=pointer.partner_id, kind__in=(Kind.GAVE_UP, Kind.OPERATOR_ALERT))
+    if pointer.last_renewed_at is not None:
+        since = since.filter(created_at__gt=pointer.last_renewed_at)
+    if not since.exists():
+        event_record(type=EventType.PARTNER_RENEWAL_FAILING, partner=pointer.partner, detail={"kind": kind[:32]})
 
 
 def _app_not_found(pointer: PartnerToken, exc: identity.AppNotFound, *, now: datetime) -> RenewalResult:

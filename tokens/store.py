@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from django.db import transaction
 from django.utils import timezone
 
+from events.models import EventType
+from events.services import event_record
 from partners.models import Partner
 from partners.services import Actor, PartnerError, audit_record
 from tokens.access_tokens import cache_forget
@@ -63,6 +65,7 @@ def token_store(
             PartnerToken.objects.get_or_create(partner=partner, defaults={"secret_name": name})
             pointer = PartnerToken.objects.select_for_update().get(partner=partner)
             locked = Partner.objects.select_for_update().get(pk=partner.pk)
+            previous_status = locked.status
             superseded = pointer_move(
                 pointer,
                 version=written.version,
@@ -74,6 +77,12 @@ def token_store(
             # Last: what `within` changes in memory (a flow's state) is then undone by nothing after it.
             if within is not None:
                 within(locked, written.version)
+            if locked.status == Partner.Status.ACTIVE and previous_status != Partner.Status.ACTIVE:
+                event_record(
+                    type=EventType.PARTNER_ACTIVATED,
+                    partner=locked,
+                    detail={"previous_status": previous_status, "by": "consent" if obtained.flow_id else "import"},
+                )
             moved = pointer
             transaction.on_commit(lambda: _replaced_disable(moved, superseded), robust=True)
         committed = True
@@ -131,6 +140,12 @@ def partner_token_revoke(*, actor: Actor, partner: Partner, reason: str = "") ->
             locked.status = Partner.Status.RECONSENT_NEEDED
         locked.status_reason = (reason.strip() or "The vendor's staff revoked the token")[:500]
         locked.save(update_fields=["status", "status_reason", "updated_at"])
+        if locked.status == Partner.Status.RECONSENT_NEEDED and previous != Partner.Status.RECONSENT_NEEDED:
+            event_record(
+                type=EventType.PARTNER_CONSENT_NEEDED,
+                partner=locked,
+                detail={"previous_status": previous, "reason": "revoked"},
+            )
         audit_record(
             actor=actor,
             action="partner.token_revoked",
