@@ -9,7 +9,7 @@ from typing import Any
 from celery import Task, shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 
-from cpv.task_kit import DATABASE_LOST, IDEMPOTENT, MAX_TASK_RETRIES, cut_off
+from cpv.task_kit import DATABASE_LOST, IDEMPOTENT, MAX_TASK_RETRIES, cut_off, same_queue
 from events import delivery
 from microsoft.retrying import backoff_delay
 
@@ -40,5 +40,5 @@ def deliveries_sweep(self: Task) -> int:
     """Queue the deliveries that are due (a retry's time come, a lease lapsed, a queueing lost): how many."""
     ids = delivery.deliveries_due(limit=SWEEP_LIMIT)
     for start in range(0, len(ids), SWEEP_BATCH):
-        deliveries_send.apply_async(kwargs={"delivery_ids": ids[start : start + SWEEP_BATCH]})
+        deliveries_send.apply_async(kwargs={"delivery_ids": ids[start : start + SWEEP_BATCH]}, **same_queue(self))
     return len(ids)

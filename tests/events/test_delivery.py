@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import socket
 from datetime import timedelta
 
 import pytest
@@ -13,7 +14,8 @@ from django.db import connection, transaction
 from django.utils import timezone
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from events import delivery
+from events import addresses, delivery
+from events.addresses import PinnedAdapter
 from events.delivery import RETRY_FOR, delivery_send, retry_delay
 from events.models import Attempt, Delivery, Event, EventType, Subscription
 from events.secrets import SecretUnreadable, secret_open
@@ -25,6 +27,7 @@ from events.services import (
     subscription_rotate,
     subscription_update,
 )
+from microsoft.http import TimeoutSession
 from partners.models import AuditEvent
 from tests.events.conftest import ALL_TYPES
 from tests.events.receiver import Receiver
@@ -291,3 +294,35 @@ def test_a_secret_sealed_under_a_rotated_django_key_still_opens_from_the_fallbac
     settings.SECRET_KEY_FALLBACKS = []
     with pytest.raises(SecretUnreadable, match="neither"):
         delivery.signing_secrets(subscription, now=timezone.now())
+
+
+def test_a_name_that_resolves_to_a_private_address_at_delivery_is_refused_in_production(  # type: ignore[no-untyped-def]
+    settings, monkeypatch, django_capture_on_commit_callbacks
+) -> None:
+    settings.CPV_MODE = "production"
+    answers = {"hooks.partner.example": "1.1.1.1"}
+
+    def resolve(host, port, **kwargs):  # type: ignore[no-untyped-def]
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (answers[host], port))]
+
+    monkeypatch.setattr(addresses.socket, "getaddrinfo", resolve)
+    subscription_create(actor=None, name="PSA", url="https://hooks.partner.example/in", event_types=ALL_TYPES)
+    _one_event(django_capture_on_commit_callbacks)
+    # DNS rebinding: the same name now answers with the metadata service's address.
+    answers["hooks.partner.example"] = "169.254.169.254"
+
+    delivery_send(delivery_id=_only_delivery().pk)
+
+    assert "resolves to 169.254.169.254" in Attempt.objects.get().error
+
+
+def test_an_attempt_connects_to_the_checked_address_and_keeps_the_hosts_name(receiver) -> None:  # type: ignore[no-untyped-def]
+    port = receiver.url.split(":")[2].split("/")[0]
+    url = f"http://hooks.partner.example:{port}/hook"
+    session = TimeoutSession()
+    session.mount(url, PinnedAdapter("127.0.0.1"))
+
+    response = session.post(url, data=b"{}", headers={"host": f"hooks.partner.example:{port}"}, timeout=5)
+
+    assert response.status_code == 200
+    assert receiver.got[0].headers["host"] == f"hooks.partner.example:{port}"
