@@ -10,6 +10,7 @@ from django.contrib.auth.forms import AuthenticationForm
 
 from cpv.clouds import ALL_PARTNER_CLOUDS
 from dashboard.staff_actions import BULK_ACTIONS
+from events.models import EventType
 from partners.access import ROLE_GROUPS, Role, password_sign_in_allowed
 from partners.audit_words import action_choices
 from partners.models import Partner, SignInFailure
@@ -225,3 +226,14 @@ class StaffCreateForm(forms.Form):
     role = forms.TypedChoiceField(
         choices=ROLE_CHOICES[1:], coerce=lambda v: Role(int(v)), initial=str(int(Role.VIEWER))
     )
+
+
+class WebhookForm(forms.Form):
+    """A webhook subscription: its name, its HTTPS URL, the event types it receives, whether it is active."""
+
+    name = forms.CharField(max_length=100)
+    url = forms.URLField(max_length=2000, label="URL", assume_scheme="https")
+    event_types = forms.MultipleChoiceField(
+        choices=EventType.choices, widget=forms.CheckboxSelectMultiple, label="Event types"
+    )
+    active = forms.BooleanField(required=False, initial=True)

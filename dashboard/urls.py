@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from dashboard import actions, views
+from dashboard import actions, views, webhooks
 
 app_name = "dashboard"
 
@@ -24,6 +24,10 @@ urlpatterns = [
     path("audit.csv", views.audit_log_csv, name="audit_csv"),
     path("staff/", views.staff_accounts, name="staff"),
     path("settings/", views.settings_page, name="settings"),
+    path("webhooks/", webhooks.webhook_list, name="webhooks"),
+    path("webhooks/<uuid:code>/", webhooks.webhook_detail, name="webhook"),
+    path("webhooks/<uuid:code>/rotate", webhooks.webhook_rotate, name="webhook_rotate"),
+    path("webhooks/deliveries/<uuid:code>/redeliver", webhooks.webhook_redeliver, name="webhook_redeliver"),
     path("settings/check", views.settings_check, name="settings_check"),
     path("js/<slug:name>.js", views.page_script, name="page_script"),
     path("consent/staff/invite", actions.invite, name="invite"),

@@ -145,13 +145,15 @@ def _clean(name: str, url: str, event_types: Iterable[str]) -> tuple[str, str, l
     return name, url, types
 
 
-def subscription_create(*, actor: Actor, name: str, url: str, event_types: Iterable[str]) -> tuple[Subscription, str]:
+def subscription_create(
+    *, actor: Actor, name: str, url: str, event_types: Iterable[str], active: bool = True
+) -> tuple[Subscription, str]:
     """A new active subscription and its signing secret, which is returned here once and never shown again.
     Raises SubscriptionError."""
     name, url, types = _clean(name, url, event_types)
     secret = secret_new()
     with transaction.atomic():
-        subscription = Subscription(name=name, url=url, event_types=types, active=True, created_by=_user(actor))
+        subscription = Subscription(name=name, url=url, event_types=types, active=active, created_by=_user(actor))
         subscription.secret_sealed, subscription.secret_key_id = secret_seal(
             secret, subscription=str(subscription.code), slot="current"
         )
@@ -160,7 +162,7 @@ def subscription_create(*, actor: Actor, name: str, url: str, event_types: Itera
             actor=actor,
             action="webhook.created",
             target=subscription,
-            detail={"name": name, "url": url, "event_types": types},
+            detail={"name": name, "url": url, "event_types": types, "active": active},
         )
     return subscription, secret
 

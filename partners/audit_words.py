@@ -46,6 +46,10 @@ ACTION_LABELS: dict[str, str] = {
     "admin.added": "Added a record in the admin",
     "admin.changed": "Changed a record in the admin",
     "admin.deleted": "Deleted a record in the admin",
+    "webhook.created": "Created a webhook subscription",
+    "webhook.changed": "Changed a webhook subscription",
+    "webhook.secret_rotated": "Rotated a webhook subscription's signing secret",
+    "webhook.redelivered": "Sent a webhook delivery again by hand",
 }
 
 # The keys the services write into `detail`, in words.
@@ -104,6 +108,14 @@ DETAIL_LABELS: dict[str, str] = {
     "own": "Own account",
     "superuser": "Superuser",
     "why": "Why",
+    "url": "URL",
+    "event_types": "Event types",
+    "before": "Before",
+    "after": "After",
+    "previous_until": "Previous secret signs until",
+    "delivery": "Delivery",
+    "event": "Event",
+    "type": "Event type",
 }
 
 
