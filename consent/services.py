@@ -24,6 +24,8 @@ from consent.sealing import SealError, seal, unseal
 from cpv import clouds
 from cpv.config import AppCredential
 from customers.tasks import customers_sync_after_consent
+from events.models import EventType
+from events.services import event_record
 from microsoft import graph, identity, partner_center, permissions
 from partners.invitations import invitation_url, link_send_after_commit, links_invalidate
 from partners.models import Partner
@@ -525,6 +527,16 @@ def _role_unproven(
     raise _Refused(reason, why)
 
 
+def _mfa_turned(locked: Partner, compliant: bool) -> None:
+    """The event of a consent whose MFA verdict is the opposite of the partner's last one."""
+    if locked.mfa_compliant is not None and locked.mfa_compliant != compliant:
+        event_record(
+            type=EventType.PARTNER_MFA_VERDICT_CHANGED,
+            partner=locked,
+            detail={"mfa_compliant": compliant, "previous": locked.mfa_compliant},
+        )
+
+
 def _vault_and_activate(
     flow: ConsentFlow,
     token: identity.TokenResult,
@@ -556,6 +568,7 @@ def _vault_and_activate(
             "updated_at",
         ]
         if mfa_compliant is not None:
+            _mfa_turned(locked, mfa_compliant)
             locked.mfa_compliant, locked.mfa_checked_at = mfa_compliant, now
             update += ["mfa_compliant", "mfa_checked_at"]
         if domain:

@@ -305,6 +305,14 @@ def _read_verdicts(
     return verdicts
 
 
+def _lost_access_announce(partner: Partner, lost: dict[str, list[Any]]) -> None:
+    """The events of the customers whose GDAP verdict moved into WITHOUT_ACCESS, by verdict, in the caller's
+    transaction."""
+    for verdict, tenants in lost.items():
+        kind = EventType.CUSTOMER_WITHOUT_ACCESS
+        events_record(type=kind, partner=partner, customer_tenant_ids=tenants, detail={"access": verdict})
+
+
 def _store(
     partner: Partner,
     customers: list[Customer],
@@ -353,11 +361,7 @@ def _store(
             if access in WITHOUT_ACCESS and row.status != CustomerConsent.Status.APPLIED:
                 result.without_access += 1
         CustomerConsent.objects.bulk_update(changed, list(values), batch_size=1000)
-        for verdict, tenants in lost.items():
-            events_record(
-                type=EventType.CUSTOMER_WITHOUT_ACCESS, partner=partner, customer_tenant_ids=tenants,
-                detail={"access": verdict},
-            )  # fmt: skip
+        _lost_access_announce(partner, lost)
         result.checked = len(changed)
         audit_record(
             actor=None,
