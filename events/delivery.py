@@ -161,8 +161,9 @@ def delivery_send(*, delivery_id: int, owner: str = "", now: datetime | None = N
     done_at = now + timedelta(milliseconds=duration)
     if ok:
         state, next_at = Delivery.State.DELIVERED, None
-    elif delivery.by_hand:
-        # An attempt asked for by hand is one attempt: its failure is shown, not retried for a day.
+    elif delivery.by_hand or not delivery.subscription.active:
+        # An attempt asked for by hand is one attempt: its failure is shown, not retried for a day. A disabled
+        # subscription's deliveries end here (staff may send one again once it is active).
         state, next_at = Delivery.State.FAILED, None
     else:
         next_at = done_at + timedelta(seconds=retry_delay(delivery.attempts))

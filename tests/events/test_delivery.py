@@ -326,3 +326,18 @@ def test_an_attempt_connects_to_the_checked_address_and_keeps_the_hosts_name(rec
 
     assert response.status_code == 200
     assert receiver.got[0].headers["host"] == f"hooks.partner.example:{port}"
+
+
+def test_a_delivery_to_a_subscription_disabled_since_fails_without_a_post(  # type: ignore[no-untyped-def]
+    receiver, django_capture_on_commit_callbacks
+) -> None:
+    subscription, _ = _subscribe(receiver)
+    _one_event(django_capture_on_commit_callbacks)
+    subscription_update(
+        actor=None, subscription=subscription, name="Billing", url=receiver.url, event_types=ALL_TYPES, active=False
+    )
+
+    sent = delivery_send(delivery_id=_only_delivery().pk)
+
+    assert sent.outcome == Delivery.State.FAILED and receiver.got == []
+    assert Attempt.objects.get().error == "The subscription is disabled."
