@@ -15,6 +15,7 @@ from consent.services import partner_invite
 from cpv.config import load_config
 from customers import tasks as customer_tasks
 from customers.services import customers_sync
+from events.services import subscription_create
 from partners.access import Role
 from partners.invitations import partner_reconsent_link
 from partners.models import Partner
@@ -189,6 +190,11 @@ def test_every_page_fits_a_phone_and_a_wide_screen(browser, sim, world) -> None:
     look(page, f"{url}/audit/", "staff-audit", "#audit-events", problems)
     look(page, f"{url}/staff/", "staff-staff", "#staff", problems)
     look(page, f"{url}/settings/", "staff-settings", "main h1", problems)
+    hook, _ = subscription_create(
+        actor=None, name="Billing", url="https://billing.example/hooks", event_types=["partner.activated"]
+    )
+    look(page, f"{url}/webhooks/", "staff-webhooks", "#new-webhook", problems)
+    look(page, f"{url}/webhooks/{hook.code}/", "staff-webhook", "#deliveries", problems)
     look(page, f"{url}/consent/staff/invite", "staff-invite", "#invite", problems)
     staff.close()
 
