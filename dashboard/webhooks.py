@@ -39,6 +39,13 @@ def _secret_page(request: HttpRequest, subscription: Subscription, secret: str, 
     return response
 
 
+def _posted(request: HttpRequest) -> WebhookForm:
+    """The subscription form an admin posted (a 403 for anyone else)."""
+    if request.staff_role < Role.ADMIN:  # type: ignore[attr-defined]
+        raise PermissionDenied("Only an admin manages webhook subscriptions.")
+    return WebhookForm(request.POST)
+
+
 @staff_view(see=Role.VIEWER)
 @require_http_methods(["GET", "POST"])
 @never_cache
@@ -46,21 +53,12 @@ def webhook_list(request: HttpRequest) -> HttpResponse:
     """The subscriptions; an admin's POST creates one and answers with its secret, shown once."""
     form = WebhookForm(initial={"event_types": list(EventType.values), "active": True})
     if request.method == "POST":
-        if request.staff_role < Role.ADMIN:  # type: ignore[attr-defined]
-            raise PermissionDenied("Only an admin manages webhook subscriptions.")
-        form = WebhookForm(request.POST)
+        form = _posted(request)
         if form.is_valid():
-            d = form.cleaned_data
             try:
-                subscription, secret = subscription_create(
-                    actor=request.user,
-                    name=d["name"],
-                    url=d["url"],
-                    event_types=d["event_types"],
-                    active=d["active"],
-                )
+                subscription, secret = subscription_create(actor=request.user, **form.cleaned_data)
             except SubscriptionError as exc:
-                form.add_error("url" if "URL" in str(exc) or "host" in str(exc) else None, str(exc))
+                form.add_error(None, str(exc))
             else:
                 return _secret_page(request, subscription, secret, rotated=False)
     subscriptions = Subscription.objects.order_by("name", "pk")
@@ -83,24 +81,14 @@ def webhook_detail(request: HttpRequest, code: str) -> HttpResponse:
         }
     )
     if request.method == "POST":
-        if request.staff_role < Role.ADMIN:  # type: ignore[attr-defined]
-            raise PermissionDenied("Only an admin manages webhook subscriptions.")
-        form = WebhookForm(request.POST)
+        form = _posted(request)
         if form.is_valid():
-            d = form.cleaned_data
             try:
-                subscription_update(
-                    actor=request.user,
-                    subscription=subscription,
-                    name=d["name"],
-                    url=d["url"],
-                    event_types=d["event_types"],
-                    active=d["active"],
-                )
+                subscription_update(actor=request.user, subscription=subscription, **form.cleaned_data)
             except SubscriptionError as exc:
                 form.add_error(None, str(exc))
             else:
-                messages.success(request, f"Saved {d['name']}.")
+                messages.success(request, f"Saved {form.cleaned_data['name']}.")
                 return HttpResponseRedirect(reverse("dashboard:webhook", args=[subscription.code]))
     deliveries = (
         Delivery.objects.filter(subscription=subscription)
