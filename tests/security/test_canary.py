@@ -12,7 +12,11 @@ from consent.services import partner_invite
 from customers import proof
 from customers import services as customers
 from customers.models import CustomerConsent
+from events.delivery import delivery_send
+from events.models import Delivery, Event, EventType
+from events.services import subscription_create
 from partners.models import Customer, Partner
+from tests.events.receiver import run_receiver
 from tests.simulated import partner_user
 from tokens import access_tokens, renewal
 from tokens.models import PartnerToken, VaultSecretVersion
@@ -59,6 +63,12 @@ def test_no_issued_secret_is_found_anywhere_after_a_full_run(  # type: ignore[no
 ) -> None:
     caplog.set_level("DEBUG")
     settings.CPV_THROTTLE_URL = redis_url
+    # A webhook receiver told of everything below, its signing secret rotated once.
+    receiving = run_receiver()
+    receiver = next(receiving)
+    hook, hook_secret = subscription_create(
+        actor=None, name="Canary hooks", url=receiver.url, event_types=list(EventType.values)
+    )
     # Consent.
     invitation = partner_invite(actor=None, name="Canary Partners", contact_email="c@canary.example", send_email=False)
     run = consent_run(
@@ -103,14 +113,26 @@ def test_no_issued_secret_is_found_anywhere_after_a_full_run(  # type: ignore[no
     assert Partner.objects.get(pk=partner.pk).status == Partner.Status.RECONSENT_NEEDED
     pages.append(staff.get(f"/partners/{partner.code}/").content.decode())
 
+    # Every event delivered; the secret rotated from the page (its answer shows the new one, once: not kept).
+    rotated = staff.post(f"/webhooks/{hook.code}/rotate").content.decode()
+    new_secret = rotated.split('<code id="secret">', 1)[1].split("</code>", 1)[0]
+    for delivery_id in Delivery.objects.values_list("pk", flat=True):
+        delivery_send(delivery_id=delivery_id)
+    receiving.close()
+    assert len(receiver.got) == Event.objects.count() >= 5
+    for path in ("/webhooks/", f"/webhooks/{hook.code}/", "/audit/"):
+        pages.append(staff.get(path).content.decode())
+
     issued = [s for s in cpv_sim.control.issued_secrets() if s]
     assert len(issued) > 10
+    issued += [hook_secret, new_secret, hook_secret.removeprefix("whsec_"), new_secret.removeprefix("whsec_")]
     assert PartnerToken.objects.get(partner=partner).current_version
     places = {
         "database": _database_text(),
         "logs": caplog.text,
         "pages": "\n".join(pages),
         "redis": _redis_text(redis_url),
+        "webhooks": "\n".join(repr(got.body) for got in receiver.got),
     }
     for place, text in places.items():
         found = [secret[:16] for secret in issued if secret in text]
