@@ -8,8 +8,10 @@ import itertools
 import logging
 import socket
 from datetime import timedelta
+from urllib.parse import urlsplit
 
 import pytest
+import requests
 from django.db import connection, transaction
 from django.utils import timezone
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
@@ -341,3 +343,18 @@ def test_a_delivery_to_a_subscription_disabled_since_fails_without_a_post(  # ty
 
     assert sent.outcome == Delivery.State.FAILED and receiver.got == []
     assert Attempt.objects.get().error == "The subscription is disabled."
+
+
+def test_a_pinned_https_attempt_checks_the_certificate_against_the_urls_name(sim) -> None:  # type: ignore[no-untyped-def]
+    # The simulator's HTTPS certificate names localhost (and 127.0.0.1), from its test CA.
+    port = urlsplit(sim.control_url).port
+    session = TimeoutSession()
+    session.verify = str(sim.ca_bundle)
+    named = f"https://localhost:{port}/"
+    session.mount(named, PinnedAdapter("127.0.0.1"))
+    assert session.get(named, headers={"host": f"localhost:{port}"}, timeout=5).status_code < 500
+
+    other = f"https://hooks.partner.example:{port}/"
+    session.mount(other, PinnedAdapter("127.0.0.1"))
+    with pytest.raises(requests.exceptions.SSLError):
+        session.get(other, headers={"host": f"hooks.partner.example:{port}"}, timeout=5)
