@@ -7,16 +7,19 @@ from collections import Counter
 
 import pytest
 
+from consent.services import partner_invite
 from customers.models import CustomerConsent
 from customers.proof import consent_verify, consents_verify
 from customers.services import access_check, application_consent_batch, customer_consent_apply, customers_sync
 from events.models import Delivery, Event, EventType
 from events.services import subscription_create
+from partners.invitations import partner_reconsent_link
 from partners.models import Customer, Partner
 from partners.services import partner_mfa_record
 from tests.events.conftest import ALL_TYPES
 from tests.factories import active_partner
-from tokens.failures import partner_mfa_note
+from tests.simulated import partner_user
+from tokens.failures import partner_mfa_note, partner_mfa_refused
 from tokens.renewal import renew_one_retrying
 from tokens.store import partner_token_import, partner_token_revoke
 
@@ -155,3 +158,25 @@ def test_customers_without_gdap_access_are_announced_once(cpv_sim) -> None:  # t
         str(c.tenant_id) for c in customers[:2]
     )
     assert {e.payload["access"] for e in without} == {CustomerConsent.Access.NO_RELATIONSHIP}
+
+
+def test_a_partner_refused_for_mfa_who_consents_again_with_it_is_announced_each_step(  # type: ignore[no-untyped-def]
+    cpv_sim, consent_run
+) -> None:
+    admin = partner_user(cpv_sim, global_admin=True, admin_agent=True, mfa_registered=True)
+    invitation = partner_invite(actor=None, name="Contoso", contact_email="a@contoso.example", send_email=False)
+    consent_run(invitation.url, user=admin)
+    partner = Partner.objects.get(pk=invitation.partner.pk)
+    assert partner.mfa_compliant is True
+
+    assert partner_mfa_refused(partner_id=partner.pk, detail="Partner Center answered isMfaCompliant: false")
+    consent_run(partner_reconsent_link(actor=None, partner=partner), user=admin)
+
+    steps = list(Event.objects.filter(partner=partner).order_by("pk").values_list("type", "payload__mfa_compliant"))
+    assert steps == [
+        ("partner.activated", None),
+        ("partner.mfa_verdict_changed", False),
+        ("partner.consent_needed", None),
+        ("partner.mfa_verdict_changed", True),
+        ("partner.activated", None),
+    ]
