@@ -31,6 +31,8 @@ logger = logging.getLogger(__name__)
 TIMEOUT = (5.0, 15.0)
 # A claimed delivery is another worker's again after this: well past the longest attempt.
 LEASE = timedelta(seconds=60)
+# A delivery the sweep handed to a task is not handed out again before this (its message may wait behind others).
+QUEUE_HOLD = timedelta(minutes=5)
 # Retried for a day after the event, then failed (a person may still send it again by hand).
 RETRY_FOR = timedelta(days=1)
 FIRST_DELAY = 10.0
@@ -196,11 +198,17 @@ def delivery_send(*, delivery_id: int, owner: str = "", now: datetime | None = N
 
 
 def deliveries_due(*, now: datetime | None = None, limit: int = 500) -> list[int]:
-    """The deliveries due now that no worker holds, oldest first."""
+    """Hand out the deliveries due now that no worker holds and no task was handed within QUEUE_HOLD, oldest first,
+    marking them handed out (so a backlogged broker is not flooded with the same ids each minute): their ids."""
     now = now or timezone.now()
-    return list(
-        Delivery.objects.filter(state=Delivery.State.PENDING, next_attempt_at__lte=now)
-        .filter(Q(lease_until__isnull=True) | Q(lease_until__lt=now))
-        .order_by("next_attempt_at", "pk")
-        .values_list("pk", flat=True)[:limit]
-    )
+    with transaction.atomic():
+        ids = list(
+            Delivery.objects.select_for_update(skip_locked=True)
+            .filter(state=Delivery.State.PENDING, next_attempt_at__lte=now)
+            .filter(Q(lease_until__isnull=True) | Q(lease_until__lt=now))
+            .filter(Q(queued_until__isnull=True) | Q(queued_until__lt=now))
+            .order_by("next_attempt_at", "pk")
+            .values_list("pk", flat=True)[:limit]
+        )
+        Delivery.objects.filter(pk__in=ids).update(queued_until=now + QUEUE_HOLD)
+    return ids

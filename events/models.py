@@ -94,6 +94,9 @@ class Delivery(models.Model):
     next_attempt_at = models.DateTimeField(null=True, blank=True)
     lease_until = models.DateTimeField(null=True, blank=True)
     lease_owner = models.CharField(max_length=64, blank=True)
+    queued_until = models.DateTimeField(
+        null=True, blank=True, help_text="Handed to a task by the sweep: not handed out again before this"
+    )
     by_hand = models.BooleanField(default=False, help_text="The next attempt was asked for by hand")
     last_status = models.PositiveIntegerField(null=True, blank=True)
     last_error = models.CharField(max_length=300, blank=True)
@@ -119,6 +122,9 @@ class Attempt(models.Model):
     duration_ms = models.PositiveIntegerField(null=True, blank=True)
     status_code = models.PositiveIntegerField(null=True, blank=True)
     error = models.CharField(max_length=300, blank=True)
+    queued_until = models.DateTimeField(
+        null=True, blank=True, help_text="Handed to a task by the sweep: not handed out again before this"
+    )
     by_hand = models.BooleanField(default=False)
 
     class Meta:

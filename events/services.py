@@ -236,7 +236,7 @@ def delivery_redeliver(*, actor: Actor, delivery: Delivery) -> Delivery:
         claimed = (
             Delivery.objects.filter(pk=delivery.pk)
             .filter(Q(lease_until__isnull=True) | Q(lease_until__lt=now))
-            .update(state=Delivery.State.PENDING, next_attempt_at=now, by_hand=True, updated_at=now)
+            .update(state=Delivery.State.PENDING, next_attempt_at=now, queued_until=None, by_hand=True, updated_at=now)
         )
         if not claimed:
             raise SubscriptionError("An attempt of this delivery is in flight; try again in a minute.")

@@ -358,3 +358,19 @@ def test_a_pinned_https_attempt_checks_the_certificate_against_the_urls_name(sim
     session.mount(other, PinnedAdapter("127.0.0.1"))
     with pytest.raises(requests.exceptions.SSLError):
         session.get(other, headers={"host": f"hooks.partner.example:{port}"}, timeout=5)
+
+
+def test_the_sweep_hands_a_due_delivery_out_once_until_its_hold_ends(  # type: ignore[no-untyped-def]
+    receiver, django_capture_on_commit_callbacks
+) -> None:
+    _subscribe(receiver)
+    _one_event(django_capture_on_commit_callbacks)
+    row = _only_delivery()
+    now = timezone.now()
+
+    assert delivery.deliveries_due(now=now) == [row.pk]
+    assert delivery.deliveries_due(now=now + timedelta(minutes=1)) == []
+    assert delivery.deliveries_due(now=now + delivery.QUEUE_HOLD + timedelta(seconds=1)) == [row.pk]
+    # Held by a worker's lease: not handed out.
+    Delivery.objects.update(queued_until=None, lease_until=now + timedelta(seconds=30))
+    assert delivery.deliveries_due(now=now) == []
