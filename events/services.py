@@ -7,7 +7,6 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -28,14 +27,6 @@ logger = logging.getLogger(__name__)
 ROTATION_OVERLAP = timedelta(hours=24)
 # Deliveries a task posts in one run.
 TASK_BATCH = 20
-
-
-@dataclass(frozen=True)
-class Recorded:
-    """What `event_record` wrote for one event."""
-
-    event: Event
-    deliveries: int
 
 
 class SubscriptionError(ValueError):
@@ -67,32 +58,33 @@ def events_record(
     partner: Partner | None = None,
     customer_tenant_ids: Sequence[uuid.UUID | str | None] = (None,),
     detail: dict[str, Any] | None = None,
-) -> list[Recorded]:
+) -> list[Event]:
     """Write one event per customer tenant (one, with no customer, by default) and a pending delivery to each active
-    subscription that takes `type`, in the caller's transaction (never in a transaction of its own: an event of a
-    change rolled back is never sent); the deliveries are queued once it commits. `detail` must hold no secret."""
+    subscription that takes `type`, in the caller's transaction (so the event of a change rolled back is never sent);
+    the deliveries are queued once it commits. `detail` must hold no secret. The events, in order."""
     subscribers = _subscribers(type)
     now = timezone.now()
-    events = Event.objects.bulk_create(
-        [
-            Event(
-                type=type,
-                partner=partner,
-                customer_tenant_id=tenant,
-                payload=_data(partner, tenant, detail or {}),
-                created_at=now,
-            )
-            for tenant in customer_tenant_ids
-        ]
-    )
-    deliveries = Delivery.objects.bulk_create(
-        [Delivery(event=event, subscription=s, next_attempt_at=now) for event in events for s in subscribers]
-    )
-    if deliveries:
-        ids = [d.pk for d in deliveries]
-        transaction.on_commit(lambda: deliveries_queue(ids), robust=True)
-    per_event = len(subscribers)
-    return [Recorded(event=event, deliveries=per_event) for event in events]
+    # Joins the caller's transaction (no savepoint); called outside one, the events and deliveries commit together.
+    with transaction.atomic(savepoint=False):
+        events = Event.objects.bulk_create(
+            [
+                Event(
+                    type=type,
+                    partner=partner,
+                    customer_tenant_id=tenant,
+                    payload=_data(partner, tenant, detail or {}),
+                    created_at=now,
+                )
+                for tenant in customer_tenant_ids
+            ]
+        )
+        deliveries = Delivery.objects.bulk_create(
+            [Delivery(event=event, subscription=s, next_attempt_at=now) for event in events for s in subscribers]
+        )
+        if deliveries:
+            ids = [d.pk for d in deliveries]
+            transaction.on_commit(lambda: deliveries_queue(ids), robust=True)
+    return events
 
 
 def event_record(
@@ -103,7 +95,7 @@ def event_record(
     detail: dict[str, Any] | None = None,
 ) -> Event:
     """One event, as `events_record`: the Event."""
-    return events_record(type=type, partner=partner, customer_tenant_ids=(customer_tenant_id,), detail=detail)[0].event
+    return events_record(type=type, partner=partner, customer_tenant_ids=(customer_tenant_id,), detail=detail)[0]
 
 
 def deliveries_queue(ids: Iterable[int]) -> int:
