@@ -1,7 +1,9 @@
-"""The token API's URLs, mounted at /api/v1/ by cpv.urls."""
+"""The token API's URLs, mounted at /api/v1/ by cpv.urls in the processes that may open tokens (`api`, `all`)."""
 
 from __future__ import annotations
 
-from django.urls import URLPattern, URLResolver
+from django.urls import URLPattern, URLResolver, path
 
-urlpatterns: list[URLPattern | URLResolver] = []
+from api.endpoints import api
+
+urlpatterns: list[URLPattern | URLResolver] = [path("", api.urls)]
