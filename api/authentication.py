@@ -28,12 +28,9 @@ logger = logging.getLogger(__name__)
 # a request.
 LAST_USE_EVERY = timedelta(minutes=1)
 # Entra's v1.0 access tokens (what a client-credentials grant gets for an API that did not ask for v2.0 tokens) are
-# issued by sts.windows.net in the global cloud and its national counterparts elsewhere.
-V1_ISSUER_HOSTS = {
-    "global": "https://sts.windows.net",
-    "usgov": "https://sts.windows.net",
-    "china": "https://sts.chinacloudapi.cn",
-}
+# issued by sts.windows.net, except in the cloud operated by 21Vianet.
+V1_ISSUER = "https://sts.windows.net"
+V1_ISSUER_HOSTS = {"china": "https://sts.chinacloudapi.cn"}
 CLOCK_SKEW = 120
 
 
@@ -105,7 +102,7 @@ def _by_entra_token(token: str) -> ApiClient:
         problem.headers["Retry-After"] = "30"
         raise problem from None
     claims = _decode(token, key, audiences)
-    issuers = {f"{cloud.authority_host}/{tenant}/v2.0", f"{V1_ISSUER_HOSTS.get(cloud.name, '')}/{tenant}/"}
+    issuers = {f"{cloud.authority_host}/{tenant}/v2.0", f"{V1_ISSUER_HOSTS.get(cloud.name, V1_ISSUER)}/{tenant}/"}
     if str(claims.get("tid", "")).lower() != tenant or claims.get("iss") not in issuers:
         raise unauthenticated("The token was not issued by the vendor's own Entra tenant (iss, tid).")
     if "scp" in claims:
