@@ -214,7 +214,7 @@ def _scopes(token: access_tokens.AccessToken, partner: Partner, audience: str) -
 @api.post(
     "/partners/{code}/access-tokens",
     response={200: AccessTokenOut},
-    openapi_extra=_problems(403, 404, 409, 422, 503),
+    openapi_extra=_problems(400, 403, 404, 409, 422, 503),
     summary="Hand out an access token for a partner",
     operation_id="access_token_create",
 )
@@ -277,6 +277,13 @@ class PartnerFilters(Schema):
     limit: int = Field(selectors.PAGE_SIZE, ge=1, le=selectors.MAX_PAGE_SIZE)
 
 
+def _known_query(request: HttpRequest, filters: type[Schema]) -> None:
+    """A parameter the operation does not know is refused, not ignored: a misspelt filter would list everything."""
+    unknown = sorted(set(request.GET) - set(filters.model_fields))
+    if unknown:
+        raise invalid(f"Unknown query parameter {unknown[0]!r}; this list takes {', '.join(filters.model_fields)}.")
+
+
 @api.get(
     "/partners",
     response={200: PartnerPage},
@@ -286,6 +293,7 @@ class PartnerFilters(Schema):
 )
 def partners_list(request: HttpRequest, filters: Query[PartnerFilters]) -> dict[str, Any]:
     client: ApiClient = request.auth  # type: ignore[attr-defined]
+    _known_query(request, PartnerFilters)
     state = filters.state.value if filters.state else ""
     rows, next_cursor = selectors.partner_rows(client, state=state, cursor=filters.cursor or "", limit=filters.limit)
     client_used(request, client)
@@ -347,6 +355,7 @@ class CustomerFilters(Schema):
 )
 def customers_list(request: HttpRequest, code: uuid.UUID, filters: Query[CustomerFilters]) -> dict[str, Any]:
     client: ApiClient = request.auth  # type: ignore[attr-defined]
+    _known_query(request, CustomerFilters)
     partner = selectors.partner_for_client(client, code)
     state = filters.state.value if filters.state else ""
     page = selectors.customer_rows(partner, state=state, cursor=filters.cursor or "", limit=filters.limit)

@@ -79,7 +79,7 @@ def test_partners_filter_by_state_and_page_stably() -> None:
 
 def test_a_bad_filter_or_cursor_is_a_422_problem() -> None:
     http = caller(api_client().key)
-    for query in ({"state": "happy"}, {"cursor": "not-ours"}, {"limit": 0}, {"limit": 10_000}):
+    for query in ({"state": "happy"}, {"cursor": "not-ours"}, {"limit": 0}, {"limit": 10_000}, {"stat": "active"}):
         response = http.get("/api/v1/partners", query)
         assert response.status_code == 422, query
         assert response["Content-Type"] == "application/problem+json"
