@@ -137,7 +137,7 @@ class AccessTokenOut(Schema):
 
 def _audience_check(client: ApiClient, partner: Partner, body: AccessTokenIn) -> tuple[str, str | None]:
     """The token service's audience and tenant (None: the partner's own) for the request, or a refusal."""
-    own = partner.tenant_id is not None and body.tenant in (None, partner.tenant_id)
+    own = body.tenant is None or body.tenant == partner.tenant_id
     if body.audience == "partner_center":
         if not own:
             raise invalid("Partner Center tokens are issued in the partner's own tenant: leave out `tenant`.")
