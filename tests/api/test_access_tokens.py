@@ -11,7 +11,9 @@ from django.utils import timezone
 
 from api.models import ApiClient, ApiKey
 from api.services import api_client_revoke, api_key_rotate
+from cpv.logs import redact
 from customers.models import CustomerConsent
+from customers.services import desired_grants
 from partners.models import AuditEvent, Customer, Partner
 from tests.api.helpers import api_client, caller, post_token
 from tests.factories import active_partner, pointer_of
@@ -233,3 +235,40 @@ def test_each_client_is_rate_limited_on_its_own(sim_settings, settings) -> None:
     limited = post_token(caller(first.key), partner.code, {"audience": "partner_center"})
     assert int(_problem(limited, 429, "rate-limited") and limited["Retry-After"]) > 0
     assert post_token(caller(second.key), partner.code, {"audience": "partner_center"}).status_code == 200
+
+
+def test_it_hands_out_a_graph_token_in_a_verified_customers_tenant(sim_settings) -> None:  # type: ignore[no-untyped-def]
+    partner = active_partner(sim_settings)
+    world_customer = sim_settings.world.partners[0].customers[0]
+    # What ApplicationConsent left in the customer's tenant (and the proof read verified).
+    sim_settings.control.add_consent(
+        world_customer.tenant_id,
+        application_id=sim_settings.env["CPV_CLIENT_ID"],
+        grants=desired_grants()["applicationGrants"],
+    )
+    now = timezone.now()
+    customer = Customer.objects.create(
+        partner=partner, tenant_id=world_customer.tenant_id, company_name="A", first_seen_at=now, last_seen_at=now
+    )
+    CustomerConsent.objects.create(
+        customer=customer,
+        status=CustomerConsent.Status.APPLIED,
+        proof=CustomerConsent.Proof.VERIFIED,
+        access=CustomerConsent.Access.OK,
+    )
+    issued = api_client(audiences=[ApiClient.Audience.GRAPH_CUSTOMERS])
+    response = post_token(caller(issued.key), partner.code, {"audience": "graph", "tenant": world_customer.tenant_id})
+
+    assert response.status_code == 200, response.content
+    assert response.json()["tenant"] == str(world_customer.tenant_id).lower()
+    audit = AuditEvent.objects.get(action="api.access_token_issued")
+    assert audit.detail["tenant"] == str(world_customer.tenant_id).lower()
+    # The key itself is token-shaped for the logs' redaction, the last line of defence.
+    assert issued.key not in redact(f"Authorization: {issued.key}")
+
+
+def test_an_invited_partner_without_a_tenant_yet_is_a_409_with_its_state() -> None:
+    partner = Partner.objects.create(name="New", contact_email="n@example.com", status=Partner.Status.INVITED)
+    response = post_token(caller(api_client().key), partner.code, {"audience": "graph"})
+    body = _problem(response, 409, "partner-not-active")
+    assert body["state"] == "invited"
