@@ -272,3 +272,14 @@ def test_an_invited_partner_without_a_tenant_yet_is_a_409_with_its_state() -> No
     response = post_token(caller(api_client().key), partner.code, {"audience": "graph"})
     body = _problem(response, 409, "partner-not-active")
     assert body["state"] == "invited"
+
+
+def test_entra_throttling_is_a_503_with_retry_after_and_nothing_audited(sim_settings) -> None:  # type: ignore[no-untyped-def]
+    partner = active_partner(sim_settings)
+    sim_settings.control.inject_entra_error(50196, status=429, retry_after=7, grant_type="refresh_token")
+    response = post_token(caller(api_client().key), partner.code, {"audience": "partner_center"})
+    _problem(response, 503, "unavailable")
+    assert int(response["Retry-After"]) > 0
+    assert not AuditEvent.objects.filter(action="api.access_token_issued").exists()
+    partner.refresh_from_db()
+    assert partner.status == Partner.Status.ACTIVE
