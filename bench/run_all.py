@@ -2,7 +2,7 @@
 against their targets. `make bench` runs the full sizes; `make bench QUICK=1` (or `make bench-quick`) the small
 ones that CI runs so the benchmarks cannot rot. Writes bench/results/summary.json beside each benchmark's own.
 
-    .venv/bin/python bench/run_all.py [--quick] [--only renewal,fanout,callback,dashboard,simulator,proof]
+    .venv/bin/python bench/run_all.py [--quick] [--only renewal,fanout,callback,dashboard,simulator,proof,api]
 """
 
 from __future__ import annotations
@@ -27,9 +27,10 @@ BENCHMARKS = {
     "dashboard": "bench/dashboard_bench.py",
     "simulator": "bench/simulator_bench.py",
     "proof": "bench/proof_bench.py",
+    "api": "bench/api_bench.py",
 }
 # The simulator's own throughput is context for the others, not a product figure: full runs only.
-QUICK_SET = ["renewal", "renewal_cost", "fanout", "callback", "dashboard"]
+QUICK_SET = ["renewal", "renewal_cost", "fanout", "callback", "dashboard", "api"]
 
 
 def _load(name: str) -> dict[str, Any]:
@@ -73,6 +74,12 @@ def summary_rows(quick: bool) -> list[list[Any]]:
         rows.append(["6 proof: ApplicationConsent POSTs per drifted customer", proof["posts_per_drifted_customer"],
                      "1", f"{proof['customers']} customers, {proof['drifted']} drifted; {proof['wall_s']} s; "
                      f"{proof['graph_requests_per_customer']} Graph requests a customer"])  # fmt: skip
+    api = _load("api").get("summary", {})
+    if api:
+        rows.append(["7 token API hand-outs, cache cold: API / bare service", api["cold_ratio"], "",
+                     f"{api['api_cold_per_s']}/s vs {api['bare_cold_per_s']}/s"])  # fmt: skip
+        rows.append(["7 token API hand-outs, cache warm: API / bare service", api["warm_ratio"], "",
+                     f"{api['api_warm_per_s']}/s vs {api['bare_warm_per_s']}/s"])  # fmt: skip
     return rows
 
 

@@ -147,6 +147,9 @@ class Config:
     vault_public_key: bytes | None = None
     vault_private_keys: list[bytes] = field(default_factory=list, repr=False)
     vault_reader_client_id: str = ""
+    api_tenant_id: str = ""
+    api_audiences: tuple[str, ...] = ()
+    api_rate_limit: int = 600
 
     @property
     def production(self) -> bool:
@@ -868,6 +871,21 @@ def _partners(r: _Reader) -> Part:
     }
 
 
+def _api(r: _Reader, *, staff_tenant_id: str) -> Part:
+    """The token API: the vendor's tenant whose client-credentials tokens it accepts (CPV_API_TENANT_ID, default the
+    staff tenant), the audiences those tokens must carry (CPV_API_AUDIENCE: the API app's Application ID URI and/or
+    client id, comma-separated), and each client's hand-outs and reads a minute (CPV_API_RATE_LIMIT)."""
+    tenant = (r.raw("CPV_API_TENANT_ID") or staff_tenant_id).strip().lower()
+    if tenant:
+        try:
+            tenant = str(uuid.UUID(tenant))
+        except ValueError:
+            r.problems.append(f"CPV_API_TENANT_ID must be the vendor's tenant id (a GUID), got {tenant!r}")
+            tenant = ""
+    audiences = tuple(a.strip() for a in (r.raw("CPV_API_AUDIENCE") or "").split(",") if a.strip())
+    return {"api_tenant_id": tenant, "api_audiences": audiences, "api_rate_limit": r.int("CPV_API_RATE_LIMIT", 600)}
+
+
 def _role(r: _Reader, *, production: bool) -> str:
     """CPV_PROCESS_ROLE: what this process is for, which production requires and which decides the secrets it may
     hold (web seals tokens and opens none). Embedded runs every job in any process unless told otherwise."""
@@ -922,7 +940,8 @@ def load_config(environ_map: Mapping[str, str], *, base_dir: Path) -> Config:
         **_renewal_and_pacing(r),
         "vendor": _vendor(r, production=production and serving),
         "throttle_url": _throttle_url(r, broker_url=broker_url),
-        **_staff_sign_in(r, production=production),
+        **(staff := _staff_sign_in(r, production=production)),
+        **_api(r, staff_tenant_id=staff["staff_tenant_id"]),
         **_serving(r, production=production),
         **_partners(r),
     }

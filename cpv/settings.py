@@ -225,6 +225,11 @@ VAULT_PRIVATE_KEYS = CONFIG.vault_private_keys
 VAULT_READER_CLIENT_ID = CONFIG.vault_reader_client_id
 # web (seals tokens, opens none), worker, api, beat, migrate, or all (the embedded default: one process, every job).
 CPV_PROCESS_ROLE = CONFIG.process_role
+# The token API (api/): the vendor's tenant and the audiences of the client-credentials tokens it accepts, and each
+# client's requests a minute.
+CPV_API_TENANT_ID = CONFIG.api_tenant_id
+CPV_API_AUDIENCES = CONFIG.api_audiences
+CPV_API_RATE_LIMIT = CONFIG.api_rate_limit
 VAULT_DELETED_SECRET_POLICY = CONFIG.vault_deleted_secret_policy
 
 # Content-Security-Policy: nothing inline, nothing from another site. Forms may only post here; the consent

@@ -450,6 +450,11 @@ class Simulator:
             "https://management.azure.com": "https://management.azure.com",
             ARM_APP_ID: "https://management.azure.com",
         }
+        # an app that exposes an API (its Application ID URI) is a resource of its own, also named by its client id
+        for app in self.world.apps():
+            for uri in app.identifier_uris:
+                aliases[uri] = uri
+                aliases[app.client_id] = uri
         # the simulator's own URLs stand for the service they simulate (a product that builds its
         # scopes from CPV_PARTNER_CENTER_URL / CPV_GRAPH_URL / VAULT_URL still gets a usable token)
         for url, resource in (

@@ -152,6 +152,8 @@ class AppRegistration:
     # the manifest's `groupMembershipClaims`: None, "None", "SecurityGroup", "ApplicationGroup", "DirectoryRole"
     # or "All"; "DirectoryRole" and "All" put `wids` into the id_tokens issued to this app
     group_membership_claims: str | None = None
+    # the manifest's `identifierUris` (Application ID URIs, `api://<client id>`): an app that exposes an API
+    identifier_uris: list[str] = field(default_factory=list)
 
     @property
     def wants_directory_roles(self) -> bool:
@@ -253,6 +255,10 @@ class World:
     # customer tenant id -> its directory (service principals, delegated permission grants); made when first asked
     # for (`directory`), with every workload's service principal
     directories: dict[str, Directory] = field(default_factory=dict)
+    # The control panel's token API as a resource of the vendor's tenant (its Application ID URI), and the vendor's
+    # own systems registered there that ask it for tokens with the client-credentials grant.
+    token_api_app: AppRegistration | None = None
+    vendor_client_apps: list[AppRegistration] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self._index: dict[str, tuple[str, Any]] | None = None
@@ -301,7 +307,8 @@ class World:
         return found[1] if found and found[0] == "partner" else None
 
     def apps(self) -> list[AppRegistration]:
-        return [self.cpv_app, self.sandbox_app, self.vault_app]
+        extra = [self.token_api_app] if self.token_api_app is not None else []
+        return [self.cpv_app, self.sandbox_app, self.vault_app, *extra, *self.vendor_client_apps]
 
     def app(self, client_id: str) -> AppRegistration | None:
         for app in self.apps():
@@ -371,6 +378,8 @@ class World:
             "partners": [asdict(p) for p in self.partners],
             "vault_principals": list(self.vault_principals),
             "directories": {tid: d.to_dict() for tid, d in self.directories.items()},
+            "token_api_app": asdict(self.token_api_app) if self.token_api_app is not None else None,
+            "vendor_client_apps": [asdict(a) for a in self.vendor_client_apps],
         }
 
     def to_json(self) -> str:
@@ -387,6 +396,12 @@ class World:
                 gdap_showcase=bool(data.get("gdap_showcase", False)),
                 consent_showcase=bool(data.get("consent_showcase", False)),
             )
+        if data.get("token_api_app"):
+            token_api_app = _app_from_dict(data["token_api_app"])
+            client_apps = [_app_from_dict(a) for a in data.get("vendor_client_apps", [])]
+        else:
+            # a state written before the token API's apps: they come from the seed, as a new world's do
+            token_api_app, client_apps = _token_api_apps(data.get("seed"), data["vendor"]["name"])
         return cls(
             seed=data.get("seed"),
             vendor=_vendor_from_dict(data["vendor"]),
@@ -396,6 +411,8 @@ class World:
             partners=[_partner_from_dict(p) for p in data.get("partners", [])],
             vault_principals=list(data.get("vault_principals") or [data["vault_app"]["client_id"]]),
             directories={tid: Directory.from_dict(d) for tid, d in (data.get("directories") or {}).items()},
+            token_api_app=token_api_app,
+            vendor_client_apps=client_apps,
         )
 
     @classmethod
@@ -475,6 +492,7 @@ class World:
             secrets=[ClientSecret(value=f"Sim8Q~SIMCANARY{_token(rng, 30)}", key_id=_uuid(rng), expires_at=expiry)],
             multi_tenant=False,
         )
+        token_api_app, client_apps = _token_api_apps(seed, vendor.name)
         world = cls(
             seed=seed,
             vendor=vendor,
@@ -482,6 +500,8 @@ class World:
             sandbox_app=sandbox_app,
             vault_app=vault_app,
             vault_principals=[vault_app.client_id],
+            token_api_app=token_api_app,
+            vendor_client_apps=client_apps,
         )
         for index in range(partners):
             world.partners.append(_make_partner(rng, index, customers_per_partner))
@@ -615,6 +635,32 @@ def _make_customer(rng: random.Random, index: int, company_name: str | None = No
         company_name=company_name,
         commerce_id=_uuid(rng),
     )
+
+
+def _token_api_apps(seed: int | None, publisher: str) -> tuple[AppRegistration, list[AppRegistration]]:
+    """The token API's registration (single-tenant, exposing `api://<client id>`) and two of the vendor's systems
+    that call it, from a generator of their own so that adding them changed no other id."""
+    rng = random.Random(f"token-api:{seed}")
+    expiry = dt.datetime(2045, 1, 1, tzinfo=dt.UTC).timestamp()
+    api_id = _uuid(rng)
+    api = AppRegistration(
+        client_id=api_id,
+        display_name="Contoso Control Panel token API",
+        publisher=publisher,
+        multi_tenant=False,
+        identifier_uris=[f"api://{api_id}"],
+    )
+    clients = [
+        AppRegistration(
+            client_id=_uuid(rng),
+            display_name=name,
+            publisher=publisher,
+            secrets=[ClientSecret(value=f"Sim8Q~SIMCANARY{_token(rng, 30)}", key_id=_uuid(rng), expires_at=expiry)],
+            multi_tenant=False,
+        )
+        for name in ("Contoso billing", "Contoso provisioning")
+    ]
+    return api, clients
 
 
 def _app_from_dict(data: dict[str, Any]) -> AppRegistration:

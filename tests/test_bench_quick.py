@@ -87,9 +87,16 @@ def test_the_dashboard_benchmark_times_each_page_and_counts_its_queries(results:
     assert data["web"]["worker_peak_rss_mib"] > 0
 
 
+def test_the_api_benchmark_compares_the_token_api_with_the_bare_service_warm_and_cold(results: Path) -> None:
+    data = load(results, "api")
+    (run,) = data["runs"]
+    for cache in ("cold", "warm"):
+        assert run[f"api_{cache}_per_s"] > 0 and run[f"bare_{cache}_per_s"] > 0 and run[f"{cache}_ratio"] > 0
+
+
 def test_the_summary_lists_every_figure(results: Path) -> None:
     summary = json.loads((results / "summary.json").read_text())
     assert summary["failed"] == []
     figures = " ".join(row["figure"] for row in summary["rows"])
-    for number in ("1a", "1b", "2", "3", "4", "5"):
+    for number in ("1a", "1b", "2", "3", "4", "5", "7"):
         assert f"{number} " in figures

@@ -19,7 +19,7 @@ from cpv.keys import new_key_pair
 from tests.conftest import ROOT, free_port, wait_until
 
 COMPOSE = yaml.safe_load((ROOT / "compose.yaml").read_text())
-PROJECT_SERVICES = ["migrate", "web", "worker", "beat"]
+PROJECT_SERVICES = ["migrate", "web", "worker", "beat", "api"]
 SAMPLES = {
     "DJANGO_SECRET_KEY": "z" * 20 + "Kp3vX9qL2mR7tW5yB8nC4hJ6dF1gS0aE",
     "CPV_BASE_URL": "https://cpv.example.com",
@@ -103,7 +103,7 @@ def test_the_environment_covers_what_production_requires(service: str, tmp_path:
     assert config.process_role == service
     assert (config.database.get("HOST") == "postgres") == (service != "beat")
     assert (config.broker_url == "redis://:redis-example@redis:6379/0") == (service != "migrate")
-    assert config.vault_backend == ("azure" if service in ("web", "worker") else "local")
+    assert config.vault_backend == ("azure" if service in ("web", "worker", "api") else "local")
     assert not list(tmp_path.iterdir()), "a production process makes no key or file of its own"
 
 
@@ -119,10 +119,10 @@ def test_migrate_and_beat_get_only_the_database_or_the_broker(service: str) -> N
     assert set(COMPOSE["services"][service]["environment"]) == ROLE_VARIABLES[service]
 
 
-def test_only_the_worker_gets_the_keys_that_open_tokens() -> None:
+def test_only_the_worker_and_the_token_api_get_the_keys_that_open_tokens() -> None:
     for service in PROJECT_SERVICES:
         given = set(COMPOSE["services"][service]["environment"]) & OPENING
-        assert given == (OPENING if service == "worker" else set()), service
+        assert given == (OPENING if service in ("worker", "api") else set()), service
     web = service_env("web", SAMPLES)
     worker = service_env("worker", SAMPLES)
     assert "VAULT_PUBLIC_KEY" in web
@@ -179,6 +179,14 @@ def test_the_dockerfile_builds_the_one_image_the_services_share() -> None:
 def test_the_web_port_is_published_on_loopback_only_and_no_proxy_is_trusted_by_default() -> None:
     assert COMPOSE["services"]["web"]["ports"] == ["127.0.0.1:8000:8000"]
     assert service_env("web", SAMPLES)["CPV_TRUST_PROXY"] == "false"
+
+
+def test_the_token_api_has_its_own_port_and_its_health_check_asks_it() -> None:
+    api = service_env("api", SAMPLES)
+    assert COMPOSE["services"]["api"]["ports"] == ["127.0.0.1:8001:8001"]
+    assert api["GUNICORN_BIND"] == "0.0.0.0:8001" and api["CPV_PROBE_PORT"] == "8001"
+    assert COMPOSE["services"]["api"]["healthcheck"]["test"] == ["CMD", "python", "-m", "cpv.probe"]
+    assert api["CPV_TRUST_PROXY"] == "false"
 
 
 def test_redis_requires_a_password_and_every_client_sends_it() -> None:

@@ -1,0 +1,165 @@
+"""Who is calling: an API key of a registered client, or a client-credentials access token from the vendor's own Entra
+tenant issued to a registered client's app; and whether it calls from one of its networks. Every refusal is a
+problem document (401, or 403 for a network the client may not call from)."""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import uuid
+from datetime import timedelta
+from typing import Any
+
+import jwt
+from django.conf import settings
+from django.db.models import Q
+from django.http import HttpRequest
+from django.utils import timezone
+
+from api.models import ApiClient, ApiKey
+from api.problems import Problem, forbidden, unauthenticated
+from api.services import KEY_MARK, key_digest
+from cpv.ratelimit import client_address
+from microsoft import identity
+
+logger = logging.getLogger(__name__)
+
+# A client's and a key's last use is written at most this often: a busy client costs one write a minute, not one
+# a request.
+LAST_USE_EVERY = timedelta(minutes=1)
+# Entra's v1.0 access tokens (what a client-credentials grant gets for an API that did not ask for v2.0 tokens) are
+# issued by sts.windows.net, except in the cloud operated by 21Vianet.
+V1_ISSUER = "https://sts.windows.net"
+V1_ISSUER_HOSTS = {"china": "https://sts.chinacloudapi.cn"}
+CLOCK_SKEW = 120
+
+
+def client_authenticate(request: HttpRequest) -> ApiClient:
+    """The registered, unrevoked client behind the request's bearer credential, calling from one of its networks.
+    Raises Problem (401 without a usable credential, 403 from another network, 503 when Entra's keys cannot be
+    read). The credential itself never reaches a log line or a message."""
+    scheme, _, credential = request.headers.get("Authorization", "").partition(" ")
+    credential = credential.strip()
+    if scheme.lower() != "bearer" or not credential:
+        raise unauthenticated(
+            "Send the client's API key, or an access token from the vendor's Entra tenant, as "
+            "'Authorization: Bearer <credential>'."
+        )
+    if credential.startswith(KEY_MARK):
+        client, key = _by_api_key(credential)
+    elif credential.count(".") == 2:
+        client, key = _by_entra_token(credential), None
+    else:
+        raise unauthenticated("The credential is neither an API key of this control panel nor a JWT.")
+    _network_check(client, request)
+    request.api_key = key  # type: ignore[attr-defined]
+    return client
+
+
+def _by_api_key(credential: str) -> tuple[ApiClient, ApiKey]:
+    now = timezone.now()
+    key = ApiKey.objects.select_related("client").filter(digest=key_digest(credential)).first()
+    if key is None:
+        raise unauthenticated("The API key is not one this control panel issued.")
+    if key.revoked_at is not None or key.client.revoked_at is not None:
+        raise unauthenticated(f"The API key {key.prefix}… is revoked.")
+    if key.expires_at is not None and key.expires_at <= now:
+        raise unauthenticated(f"The API key {key.prefix}… was replaced and its overlap has ended: use the new key.")
+    return key.client, key
+
+
+def _entra_expected() -> tuple[str, tuple[str, ...]]:
+    tenant, audiences = settings.CPV_API_TENANT_ID, settings.CPV_API_AUDIENCES
+    if not tenant or not audiences:
+        raise unauthenticated(
+            "This control panel accepts no Entra tokens: its operator has not set CPV_API_TENANT_ID and "
+            "CPV_API_AUDIENCE. Use the client's API key."
+        )
+    return tenant, audiences
+
+
+def _by_entra_token(token: str) -> ApiClient:
+    """Validation as Microsoft's access-token documentation asks of a web API
+    (https://learn.microsoft.com/entra/identity-platform/access-tokens#validate-tokens and
+    https://learn.microsoft.com/entra/identity-platform/claims-validation): the signature against the keys the
+    tenant publishes, the issuer (the vendor's own tenant: `iss` and `tid`), the audience (this API, `aud`), the
+    lifetime, and which application asked (`appid` in v1.0 tokens, `azp` in v2.0) against the registered client.
+    A token with `scp` was issued for a signed-in user, not to a system: refused."""
+    tenant, audiences = _entra_expected()
+    cloud = settings.CPV_CLOUD_CONFIG
+    try:
+        header = jwt.get_unverified_header(token)
+    except jwt.PyJWTError:
+        raise unauthenticated("The bearer token is not a JWT.") from None
+    if header.get("alg") != "RS256" or not header.get("kid"):
+        raise unauthenticated("The token is not signed with RS256 and a key id, as Entra's tokens are.")
+    try:
+        key = identity.JWKS.key(f"{cloud.authority(tenant)}/discovery/v2.0/keys", str(header["kid"]))
+    except identity.IdTokenInvalid:
+        raise unauthenticated("The token is signed with a key the vendor's tenant does not publish.") from None
+    except identity.Transient:
+        problem = Problem(503, "keys-unavailable", "Try again", "Entra's signing keys could not be read just now.")
+        problem.headers["Retry-After"] = "30"
+        raise problem from None
+    claims = _decode(token, key, audiences)
+    issuers = {f"{cloud.authority_host}/{tenant}/v2.0", f"{V1_ISSUER_HOSTS.get(cloud.name, V1_ISSUER)}/{tenant}/"}
+    if str(claims.get("tid", "")).lower() != tenant or claims.get("iss") not in issuers:
+        raise unauthenticated("The token was not issued by the vendor's own Entra tenant (iss, tid).")
+    if "scp" in claims:
+        raise unauthenticated("The token was issued for a signed-in user (scp); a client system uses its own.")
+    app_id = str(claims.get("appid") or claims.get("azp") or "")
+    try:
+        parsed = uuid.UUID(app_id)
+    except ValueError:
+        raise unauthenticated("The token names no application (appid, azp).") from None
+    client = ApiClient.objects.filter(entra_app_id=parsed, revoked_at__isnull=True).first()
+    if client is None:
+        raise unauthenticated(f"The application {parsed} is not a registered client, or it was revoked.")
+    return client
+
+
+def _decode(token: str, key: Any, audiences: tuple[str, ...]) -> dict[str, Any]:
+    try:
+        claims: dict[str, Any] = jwt.decode(
+            token,
+            key=key,
+            algorithms=["RS256"],
+            audience=list(audiences),
+            options={"require": ["iss", "aud", "exp", "tid"], "verify_iss": False},
+            leeway=CLOCK_SKEW,
+        )
+    except jwt.InvalidAudienceError:
+        raise unauthenticated("The token was issued for another resource (aud), not this API.") from None
+    except jwt.ExpiredSignatureError:
+        raise unauthenticated("The token has expired (exp).") from None
+    except jwt.InvalidSignatureError:
+        raise unauthenticated("The token's signature does not verify.") from None
+    except jwt.PyJWTError as exc:
+        raise unauthenticated(f"The token failed a check ({exc.__class__.__name__}).") from None
+    return claims
+
+
+def _network_check(client: ApiClient, request: HttpRequest) -> None:
+    if not client.networks:
+        return
+    address = client_address(request)
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        ip = None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    if ip is None or not any(ip in ipaddress.ip_network(net) for net in client.networks):
+        raise forbidden("network-refused", f"This client may not call from {address}: it is not in its networks.")
+
+
+def client_used(request: HttpRequest, client: ApiClient) -> None:
+    """Record the client's (and its key's) last use after an answered request, at most once a minute each: a
+    conditional UPDATE, so that two processes do not both write."""
+    now = timezone.now()
+    stale = Q(last_used_at__isnull=True) | Q(last_used_at__lt=now - LAST_USE_EVERY)
+    if client.last_used_at is None or client.last_used_at < now - LAST_USE_EVERY:
+        ApiClient.objects.filter(stale, pk=client.pk).update(last_used_at=now)
+    key: ApiKey | None = getattr(request, "api_key", None)
+    if key is not None and (key.last_used_at is None or key.last_used_at < now - LAST_USE_EVERY):
+        ApiKey.objects.filter(stale, pk=key.pk).update(last_used_at=now)
