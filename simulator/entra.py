@@ -639,11 +639,12 @@ async def handle_authorize_post(request: web.Request) -> web.Response:
 
 
 # ----- token endpoint -----
-_cert_keys: dict[str, tuple[str, str, RSAPublicKey]] = {}
+_cert_keys: dict[str, tuple[str, str, RSAPublicKey, float, float]] = {}
 
 
-def _certificate_keys(app: AppRegistration) -> list[tuple[str, str, RSAPublicKey]]:
-    """(sha1 b64url, sha256 b64url, public key) for each registered certificate, parsed once."""
+def _certificate_keys(app: AppRegistration) -> list[tuple[str, str, RSAPublicKey, float, float]]:
+    """(sha1 b64url, sha256 b64url, public key, valid from, valid until) for each registered certificate, parsed
+    once."""
     keys = []
     for cert in app.certificates:
         cached = _cert_keys.get(cert.certificate_pem)
@@ -656,6 +657,8 @@ def _certificate_keys(app: AppRegistration) -> list[tuple[str, str, RSAPublicKey
                 b64url(bytes.fromhex(cert.thumbprint)),
                 b64url(bytes.fromhex(cert.thumbprint_sha256)),
                 public,
+                parsed.not_valid_before_utc.timestamp(),
+                parsed.not_valid_after_utc.timestamp(),
             )
             _cert_keys[cert.certificate_pem] = cached
         keys.append(cached)
@@ -680,13 +683,21 @@ def _verify_assertion(sim: Simulator, assertion: str, app: AppRegistration, segm
         sha256 = str(header.get("x5t#S256") or "").rstrip("=")
         sha1 = str(header.get("x5t") or "").rstrip("=")
         thumb = sha256 or sha1 or ""
-        key = None
-        for sha1_b64, sha256_b64, public in _certificate_keys(app):
+        key, valid = None, (0.0, 0.0)
+        for sha1_b64, sha256_b64, public, valid_from, valid_until in _certificate_keys(app):
             if (sha256 and sha256 == sha256_b64) or (not sha256 and sha1 and sha1 == sha1_b64):
-                key = public
+                key, valid = public, (valid_from, valid_until)
+        printable = b64url_decode(thumb).hex().upper() if thumb else ""
         if key is None:
-            printable = b64url_decode(thumb).hex().upper() if thumb else ""
             raise EntraFailure(700027, client_id=app.client_id, reason="The key was not found.", thumbprint=printable)
+        # A key credential is used between its startDateTime and endDateTime (keyCredential), the certificate's
+        # validity for an uploaded certificate.
+        if now > valid[1]:
+            raise EntraFailure(700027, client_id=app.client_id, reason="The key used is expired.", thumbprint=printable)
+        if now < valid[0]:
+            raise EntraFailure(
+                700027, client_id=app.client_id, reason="The key used is not yet valid.", thumbprint=printable
+            )
         if alg not in ("RS256", "PS256"):
             raise EntraFailure(700027, client_id=app.client_id, reason=f"Unsupported algorithm {alg}.", thumbprint="")
         try:
@@ -1437,6 +1448,10 @@ def _client_credentials(
             "sub": sp_oid,
         }
     )
+    # `roles`: the application permissions granted to the app (client credentials flow), here only Graph's in the
+    # vendor's own tenant, where the app is registered
+    if kind == "vendor" and resource == GRAPH_RESOURCE and app.graph_app_roles:
+        claims["roles"] = list(app.graph_app_roles)
     access_token = Unsigned(claims, "access_token")
     detail = _detail(request)
     detail["tid"] = tid

@@ -117,6 +117,8 @@ class ClientSecret:
 class ClientCertificate:
     certificate_pem: str
     private_key_pem: str | None = None
+    # the keyCredential's keyId (Graph); empty for the seeded certificate, whose id is derived from its thumbprint
+    key_id: str = ""
 
     @property
     def _der(self) -> bytes:
@@ -152,6 +154,12 @@ class AppRegistration:
     # the manifest's `groupMembershipClaims`: None, "None", "SecurityGroup", "ApplicationGroup", "DirectoryRole"
     # or "All"; "DirectoryRole" and "All" put `wids` into the id_tokens issued to this app
     group_membership_claims: str | None = None
+    # Microsoft Graph application permissions granted (with admin consent) to the app in the vendor's own tenant:
+    # the `roles` of its app-only Graph tokens there, e.g. "Application.Read.All" to read its own registration
+    graph_app_roles: list[str] = field(default_factory=list)
+    # registered in Partner Center's CPV experience ("Enroll as a Control Panel Vendor"): Partner Center serves
+    # only enrolled CPV apps (the refusal of another is a GUESS, see FIDELITY.md)
+    cpv_enrolled: bool = True
 
     @property
     def wants_directory_roles(self) -> bool:
@@ -458,6 +466,8 @@ class World:
                     "GroupMember.Read.All",
                 ],
             },
+            # read its own registration in the vendor's tenant (the control panel's self-check)
+            graph_app_roles=["Application.Read.All"],
         )
         sandbox_app = AppRegistration(
             client_id=_uuid(rng),

@@ -223,12 +223,15 @@ def _fresh_cache() -> Iterator[None]:
 
 @pytest.fixture(autouse=True)
 def _empty_token_cache() -> Iterator[None]:
-    """Each test's in-memory access tokens are its own."""
+    """Each test's in-memory access tokens, and the app credentials Entra refused, are its own."""
+    from microsoft.app_credentials import refusals_forget
     from tokens.access_tokens import cache_forget
 
     cache_forget()
+    refusals_forget()
     yield
     cache_forget()
+    refusals_forget()
 
 
 CPV_SIM_BASE_URL = "http://127.0.0.1:8000"
