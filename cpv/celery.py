@@ -27,6 +27,9 @@ BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     "consent-customers-sync-sweep": {"task": "consent.customers_sync_sweep", "schedule": 24 * 3600.0},
     # Each applied consent read back in its customer's tenant about daily, the reads spread over the day.
     "consent-consents-verify-sweep": {"task": "consent.consents_verify_sweep", "schedule": 600.0},
+    # Daily: the app registrations' self-check (credentials accepted and their ends, the registration, Partner
+    # Center), alerting operators.
+    "consent-app-check": {"task": "consent.app_check", "schedule": 24 * 3600.0},
 }
 app.conf.beat_schedule = BEAT_SCHEDULE
 

@@ -285,6 +285,17 @@ class GraphClient:
             display_name=str(item.get("displayName") or ""),
         )
 
+    def application(self, app_id: str) -> dict[str, Any] | None:
+        """The application object (the app registration) of `app_id` in the token's tenant, as Graph answers it, or
+        None when Graph answers 404. Needs Application.Read.All. Raises GraphError (403 without the permission)."""
+        url = f"{self.base_url}/v1.0/applications(appId='{quote(app_id, safe='')}')"
+        try:
+            return self._get(url)
+        except GraphError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
     def permission_grants(self, client_id: str) -> list[PermissionGrant]:
         """The delegated permission grants whose client is the service principal `client_id`, every page.
         Raises GraphError."""
