@@ -63,6 +63,7 @@ class Kind(models.TextChoices):
     REGISTRATION_NOT_READ = "registration_not_read", "The registration was not read"
     REGISTRATION_NOT_FOUND = "registration_not_found", "Graph does not find the registration"
     PERMISSION_MISSING = "permission_missing", "A required permission is missing"
+    APPLICATION_PERMISSION_LISTED = "application_permission_listed", "The registration lists application permissions"
     REDIRECT_URI_MISSING = "redirect_uri_missing", "A redirect URI is missing"
     NOT_MULTI_TENANT = "not_multi_tenant", "The app is not multi-tenant"
     NO_DIRECTORY_ROLES = "no_directory_roles", "id_tokens carry no directory roles"
@@ -251,8 +252,9 @@ def _registration_check(report: AppReport, app: AppCredential, *, cloud: Cloud, 
                     Severity.INFO,
                     "The app may not read its own registration (Microsoft Graph Application.Read.All is not granted "
                     "to it in its tenant): its permissions, redirect URIs and registered credentials were not checked",
-                    "Optional: add the application permission Microsoft Graph Application.Read.All to the app and "
-                    "grant admin consent in your own tenant",
+                    "Optional: assign Microsoft Graph's Application.Read.All app role to the app's service principal "
+                    "in your own tenant only (an app role assignment, e.g. New-MgServicePrincipalAppRoleAssignment), "
+                    "never as an API permission of the registration, which every partner would consent to",
                 )
             )
         else:
@@ -299,6 +301,22 @@ def registration_findings(registration: dict[str, Any], *, app: AppCredential, n
                     f"{permission.name}; partners then consent again",
                 )
             )
+    roles = [
+        f"{resource.get('resourceAppId')}/{access.get('id')}"
+        for resource in registration.get("requiredResourceAccess") or []
+        for access in resource.get("resourceAccess") or []
+        if str(access.get("type", "")) == "Role"
+    ]
+    if roles:
+        findings.append(
+            Finding(
+                Kind.APPLICATION_PERMISSION_LISTED,
+                Severity.PROBLEM,
+                f"The registration lists application permissions ({', '.join(roles)}): every partner's administrator "
+                "would be asked to grant them in the partner's tenant",
+                "API permissions → remove every Application permission: the control panel needs delegated ones only",
+            )
+        )
     registered = set((registration.get("web") or {}).get("redirectUris") or [])
     for url in callback_urls():
         if url not in registered:

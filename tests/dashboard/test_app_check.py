@@ -12,7 +12,15 @@ from django.core.management.base import CommandError
 from django.utils import timezone
 
 from cpv.config import CERTIFICATE, SECRET, AppCredential, Credential
-from dashboard.app_check import AppReport, Kind, Severity, app_check, app_check_alerts, callback_urls
+from dashboard.app_check import (
+    AppReport,
+    Kind,
+    Severity,
+    app_check,
+    app_check_alerts,
+    callback_urls,
+    registration_findings,
+)
 from dashboard.tasks import app_check_task
 from partners.access import Role
 from tests.app_certificates import app_certificate, register
@@ -225,3 +233,20 @@ def test_the_settings_check_shows_each_app_registration(vendor_app, cpv_sim, set
 
     (row,) = [c for c in checks if c["name"] == "App registration (CPV_CLIENT_ID)"]
     assert row["ok"] is False and "is not registered" in row["detail"] and "fix: Authentication" in row["detail"]
+
+
+def test_an_application_permission_in_the_registration_is_a_problem(vendor_app, cpv_sim, settings, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    registration = {
+        "requiredResourceAccess": [
+            {
+                "resourceAppId": "00000003-0000-0000-c000-000000000000",
+                "resourceAccess": [{"id": "9a5d68dd-52b0-4cc2-bd40-abcf44ac3a30", "type": "Role"}],
+            }
+        ],
+        "signInAudience": "AzureADMultipleOrgs",
+    }
+
+    found = registration_findings(registration, app=settings.CPV_APP, now=timezone.now())
+
+    (listed,) = [f for f in found if f.kind == Kind.APPLICATION_PERMISSION_LISTED]
+    assert listed.severity == Severity.PROBLEM and "9a5d68dd-52b0-4cc2-bd40-abcf44ac3a30" in listed.words
