@@ -3,13 +3,16 @@ thumbprint, validity), and which credential to try first when several are config
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import threading
 import time
+import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+import jwt
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
@@ -87,6 +90,43 @@ def msal_credential(credential: Credential) -> str | dict[str, str]:
             "public_certificate": certificate.public_bytes(serialization.Encoding.PEM).decode(),
         }
     return credential.secret
+
+
+# application-addkey.md: the proof's audience "needs to be `00000002-0000-0000-c000-000000000000`", its issuer "the
+# **id** of the application", and its expiry "should be "nbf" + 10 mins".
+PROOF_AUDIENCE = "00000002-0000-0000-c000-000000000000"
+PROOF_LIFETIME_SECONDS = 600
+
+
+def certificate_der(path: str) -> bytes:
+    """The certificate's public part (DER) from a PEM file, for addKey. Raises CredentialUnreadable."""
+    _, certificate = _read_pem(path)
+    return certificate.public_bytes(serialization.Encoding.DER)
+
+
+def proof_of_possession(*, certificate_path: str, application_object_id: str) -> str:
+    """The self-signed JWT addKey and removeKey ask for: signed (RS256) with the certificate's private key, its
+    SHA-1 and SHA-256 thumbprints in the header, `aud`, `iss` the application's object id, `nbf` now and `exp`
+    ten minutes later. Raises CredentialUnreadable."""
+    key, certificate = _read_pem(certificate_path)
+    der = certificate.public_bytes(serialization.Encoding.DER)
+    now = int(time.time())
+    claims = {
+        "aud": PROOF_AUDIENCE,
+        "iss": application_object_id,
+        "nbf": now,
+        "exp": now + PROOF_LIFETIME_SECONDS,
+        "jti": str(uuid.uuid4()),
+    }
+    headers = {
+        "x5t": _b64url(hashlib.sha1(der, usedforsecurity=False).digest()),
+        "x5t#S256": _b64url(hashlib.sha256(der).digest()),
+    }
+    return jwt.encode(claims, key, algorithm="RS256", headers=headers)  # type: ignore[arg-type]
+
+
+def _b64url(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 
 
 _lock = threading.Lock()

@@ -4,6 +4,7 @@ vendor app's service principal and its delegated permission grants. Failures com
 
 from __future__ import annotations
 
+import base64
 import logging
 import re
 from collections.abc import Iterator
@@ -160,6 +161,8 @@ class GraphClient:
             raise GraphError(
                 f"Microsoft Graph could not be reached ({exc.__class__.__name__})", transient=True
             ) from None
+        if response.status_code == 204:
+            return {}
         if response.ok:
             try:
                 body = response.json()
@@ -295,6 +298,25 @@ class GraphClient:
             if exc.status == 404:
                 return None
             raise
+
+    def application_key_add(self, object_id: str, *, certificate_der: bytes, proof: str) -> dict[str, Any]:
+        """addKey: the certificate (its public part only) added to the application `object_id`, with a proof of
+        possession signed by one of its valid certificates: the new keyCredential. Raises GraphError."""
+        body = {
+            "keyCredential": {
+                "type": "AsymmetricX509Cert",
+                "usage": "Verify",
+                "key": base64.b64encode(certificate_der).decode(),
+            },
+            "passwordCredential": None,
+            "proof": proof,
+        }
+        return self._send("POST", f"{self.base_url}/v1.0/applications/{quote(object_id, safe='')}/addKey", body)
+
+    def application_key_remove(self, object_id: str, *, key_id: str, proof: str) -> None:
+        """removeKey: the key credential `key_id` taken off the application (204). Raises GraphError."""
+        url = f"{self.base_url}/v1.0/applications/{quote(object_id, safe='')}/removeKey"
+        self._send("POST", url, {"keyId": key_id, "proof": proof})
 
     def permission_grants(self, client_id: str) -> list[PermissionGrant]:
         """The delegated permission grants whose client is the service principal `client_id`, every page.

@@ -5,19 +5,22 @@ objects") for the sources."""
 from __future__ import annotations
 
 import base64
+import binascii
 import datetime as dt
 import re
 import uuid
 from typing import Any
 
+import jwt
 from aiohttp import web
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
-from simulator.entra import SIM_KEY
+from simulator.entra import SIM_KEY, _certificate_keys
 from simulator.graph import _claims, _json, _not_found, graph_error
 from simulator.requestlog import LOG_KEY
 from simulator.state import Simulator
-from simulator.world import GRAPH_RESOURCE, PARTNER_CENTER_RESOURCE, AppRegistration
+from simulator.world import GRAPH_RESOURCE, PARTNER_CENTER_RESOURCE, AppRegistration, ClientCertificate
 
 # application-get-permissions.md: delegated Application.Read.All (least), Application.ReadWrite.All,
 # Directory.Read.All; application Application.Read.All (least), Application.ReadWrite.OwnedBy,
@@ -51,6 +54,11 @@ def object_id(app: AppRegistration) -> str:
     return str(uuid.uuid5(uuid.NAMESPACE_OID, f"application:{app.client_id}"))
 
 
+def key_id(cert: ClientCertificate) -> str:
+    """A certificate's keyId: addKey's, or one derived from the thumbprint for a seeded certificate (GUESS)."""
+    return cert.key_id or str(uuid.uuid5(uuid.NAMESPACE_OID, cert.thumbprint_sha256))
+
+
 def _iso(value: dt.datetime) -> str:
     return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -62,14 +70,19 @@ def key_credentials_json(app: AppRegistration) -> list[dict[str, Any]]:
     for cert in app.certificates:
         parsed = x509.load_pem_x509_certificate(cert.certificate_pem.encode())
         thumbprint = bytes.fromhex(cert.thumbprint)
+        start, end = parsed.not_valid_before_utc, parsed.not_valid_after_utc
+        if cert.valid_from is not None:
+            start = max(start, dt.datetime.fromtimestamp(cert.valid_from, dt.UTC))
+        if cert.valid_until is not None:
+            end = min(end, dt.datetime.fromtimestamp(cert.valid_until, dt.UTC))
         shaped.append(
             {
                 "customKeyIdentifier": base64.b64encode(thumbprint).decode(),
                 "displayName": parsed.subject.rfc4514_string(),
-                "endDateTime": _iso(parsed.not_valid_after_utc),
+                "endDateTime": _iso(end),
                 "key": None,
-                "keyId": cert.key_id or str(uuid.uuid5(uuid.NAMESPACE_OID, cert.thumbprint_sha256)),
-                "startDateTime": _iso(parsed.not_valid_before_utc),
+                "keyId": key_id(cert),
+                "startDateTime": _iso(start),
                 "type": "AsymmetricX509Cert",
                 "usage": "Verify",
             }
@@ -179,3 +192,159 @@ async def handle_application(request: web.Request) -> web.Response:
 def setup(app: web.Application) -> None:
     app.router.add_get(r"/v1.0/{key:applications\(.*\)}", handle_application_by_app_id)
     app.router.add_get("/v1.0/applications/{object_id}", handle_application)
+    for action, handler in (("addKey", handle_add_key), ("removeKey", handle_remove_key)):
+        app.router.add_post(f"/v1.0/applications/{{object_id}}/{action}", handler)
+        app.router.add_post(rf"/v1.0/{{key:applications\(appId='[^']*'\)}}/{action}", handler)
+
+
+# ----- addKey / removeKey: an application rolling its own certificates -----
+# application-addkey.md: the proof's `aud` "needs to be `00000002-0000-0000-c000-000000000000`", its `iss` "the
+# **id** of the application", `exp` "should be "nbf" + 10 mins"; signed "using the private key of one of the
+# application's existing valid certificates".
+PROOF_AUDIENCE = "00000002-0000-0000-c000-000000000000"
+PROOF_LIFETIME = 600
+WRITE_ROLES = frozenset({"Application.ReadWrite.OwnedBy", "Application.ReadWrite.All", "Directory.ReadWrite.All"})
+WRITE_SCOPES = frozenset({"Application.ReadWrite.All", "Directory.ReadWrite.All"})
+
+
+def _bad_request(request: web.Request, message: str) -> web.Response:
+    # GUESS: the pages name no error for a refused proof or body; Graph's generic 400 is the simulator's choice
+    return graph_error(request, 400, "Request_BadRequest", message)
+
+
+def _target(request: web.Request) -> tuple[Simulator, AppRegistration] | web.Response:
+    """The application the call is made on, once the caller may change its keys: the application itself ("An
+    application does not need any specific permission to roll its own keys"), or a token holding a write
+    permission."""
+    sim: Simulator = request.app[SIM_KEY]
+    claims = _claims(request)
+    if isinstance(claims, web.Response):
+        return claims
+    home = str(claims.get("tid", "")).lower() == sim.world.vendor.tenant_id.lower()
+    apps = sim.world.apps() if home else []
+    if "key" in request.match_info:
+        match = _APP_ID_KEY.match(request.match_info["key"])
+        wanted = match.group(1).lower() if match else ""
+        app = next((a for a in apps if a.client_id.lower() == wanted), None)
+    else:
+        wanted = request.match_info["object_id"].lower()
+        app = next((a for a in apps if object_id(a) == wanted), None)
+    if app is None:
+        return _not_found(request, wanted)
+    itself = str(claims.get("appid", "")).lower() == app.client_id.lower()
+    scopes = set(str(claims.get("scp", "")).split())
+    roles = {str(role) for role in claims.get("roles") or []}
+    if not (itself or scopes & WRITE_SCOPES or roles & WRITE_ROLES):
+        return graph_error(
+            request, 403, "Authorization_RequestDenied", "Insufficient privileges to complete the operation."
+        )
+    return sim, app
+
+
+def _proof_error(sim: Simulator, app: AppRegistration, proof: Any) -> str | None:
+    """Why the proof of possession fails, or None: a JWT signed by one of the app's certificates valid now, with
+    `aud`, `iss` (the application's object id), `nbf` and `exp` at most ten minutes after it."""
+    if not isinstance(proof, str) or not proof:
+        return "The proof of possession is missing."
+    now = sim.clock.now()
+    try:
+        header = jwt.get_unverified_header(proof)
+    except jwt.PyJWTError:
+        return "The proof of possession is not a JWT."
+    sha256 = str(header.get("x5t#S256") or "").rstrip("=")
+    sha1 = str(header.get("x5t") or "").rstrip("=")
+    keys = [
+        (public, valid_from, valid_until)
+        for sha1_b64, sha256_b64, public, valid_from, valid_until in _certificate_keys(app)
+        if (sha256 and sha256 == sha256_b64) or (not sha256 and sha1 and sha1 == sha1_b64)
+    ]
+    if not keys:
+        return "The proof of possession is not signed by a certificate of the application."
+    public, valid_from, valid_until = keys[0]
+    if not valid_from <= now <= valid_until:
+        return "The proof of possession is signed by a certificate that is not valid now."
+    try:
+        claims = jwt.decode(
+            proof,
+            public,
+            algorithms=["RS256", "PS256"],
+            audience=PROOF_AUDIENCE,
+            issuer=object_id(app),
+            options={"require": ["aud", "iss", "nbf", "exp"], "verify_exp": False, "verify_nbf": False},
+        )
+    except jwt.PyJWTError as exc:
+        return f"The proof of possession is not valid ({exc.__class__.__name__})."
+    nbf, exp = float(claims["nbf"]), float(claims["exp"])
+    if nbf > now + 300 or exp < now - 300 or exp - nbf > PROOF_LIFETIME + 1:
+        return "The proof of possession is outside its time range (exp must be nbf + 10 minutes)."
+    return None
+
+
+def _when(value: Any) -> float | None:
+    if not value:
+        return None
+    try:
+        return dt.datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+async def handle_add_key(request: web.Request) -> web.Response:
+    """`POST /applications/{id}/addKey`: `keyCredential` (`type` AsymmetricX509Cert, `usage` Verify, `key` the
+    certificate's DER in base64; optional `startDateTime`/`endDateTime`), `proof`; 200 with the new keyCredential."""
+    found = _target(request)
+    if isinstance(found, web.Response):
+        return found
+    sim, app = found
+    try:
+        body = await request.json()
+    except ValueError:
+        return _bad_request(request, "The request body is not JSON.")
+    credential = body.get("keyCredential") if isinstance(body, dict) else None
+    if not isinstance(credential, dict):
+        return _bad_request(request, "keyCredential is required.")
+    if credential.get("type") != "AsymmetricX509Cert" or credential.get("usage") != "Verify":
+        return _bad_request(request, "Only type AsymmetricX509Cert with usage Verify is supported.")
+    try:
+        der = base64.b64decode(str(credential.get("key") or ""), validate=True)
+        parsed = x509.load_der_x509_certificate(der)
+    except (binascii.Error, ValueError):
+        return _bad_request(request, "keyCredential.key is not a base64 X.509 certificate.")
+    problem = _proof_error(sim, app, body.get("proof"))
+    if problem is not None:
+        return _bad_request(request, problem)
+    pem = parsed.public_bytes(serialization.Encoding.PEM).decode()
+    added = ClientCertificate(
+        certificate_pem=pem,
+        key_id=str(uuid.uuid4()),
+        valid_from=_when(credential.get("startDateTime")),
+        valid_until=_when(credential.get("endDateTime")),
+    )
+    app.certificates.append(added)
+    request[LOG_KEY]["detail"]["key_id"] = added.key_id
+    shaped = next(k for k in key_credentials_json(app) if k["keyId"] == added.key_id)
+    context = f"{sim.urls.graph}/v1.0/$metadata#microsoft.graph.keyCredential"
+    return _json(request, {"@odata.context": context, **shaped})
+
+
+async def handle_remove_key(request: web.Request) -> web.Response:
+    """`POST /applications/{id}/removeKey`: `keyId`, `proof`; 204."""
+    found = _target(request)
+    if isinstance(found, web.Response):
+        return found
+    sim, app = found
+    try:
+        body = await request.json()
+    except ValueError:
+        return _bad_request(request, "The request body is not JSON.")
+    wanted = str(body.get("keyId", "")).lower() if isinstance(body, dict) else ""
+    problem = _proof_error(sim, app, body.get("proof") if isinstance(body, dict) else None)
+    if problem is not None:
+        return _bad_request(request, problem)
+    kept = [c for c in app.certificates if key_id(c).lower() != wanted]
+    if len(kept) == len(app.certificates):
+        # GUESS: a keyId the application does not hold
+        return _not_found(request, wanted)
+    app.certificates[:] = kept
+    request[LOG_KEY]["detail"]["key_id"] = wanted
+    return web.Response(status=204)

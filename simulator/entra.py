@@ -661,7 +661,10 @@ def _certificate_keys(app: AppRegistration) -> list[tuple[str, str, RSAPublicKey
                 parsed.not_valid_after_utc.timestamp(),
             )
             _cert_keys[cert.certificate_pem] = cached
-        keys.append(cached)
+        # a keyCredential's own dates (addKey's startDateTime/endDateTime) narrow the certificate's
+        valid_from = max(cached[3], cert.valid_from) if cert.valid_from is not None else cached[3]
+        valid_until = min(cached[4], cert.valid_until) if cert.valid_until is not None else cached[4]
+        keys.append((cached[0], cached[1], cached[2], valid_from, valid_until))
     return keys
 
 

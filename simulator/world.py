@@ -119,6 +119,9 @@ class ClientCertificate:
     private_key_pem: str | None = None
     # the keyCredential's keyId (Graph); empty for the seeded certificate, whose id is derived from its thumbprint
     key_id: str = ""
+    # the keyCredential's startDateTime/endDateTime (epoch seconds) when addKey gave them; else the certificate's own
+    valid_from: float | None = None
+    valid_until: float | None = None
 
     @property
     def _der(self) -> bytes:

@@ -5,12 +5,16 @@ app (FIDELITY.md, "Application objects and the app's own keys")."""
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import json
 from pathlib import Path
 from typing import Any
 
+import msal
 import requests
 
+from microsoft.app_credentials import certificate_der, proof_of_possession
+from simulator.applications import key_id
 from tests.app_certificates import app_certificate, register
 from tests.simulator.helpers import GRAPH_DEFAULT, PC_DEFAULT, admin_consents, assert_entra_error, cpv_app, redeem
 
@@ -106,3 +110,103 @@ def test_a_wrong_secret_is_still_7000215(sim) -> None:  # type: ignore[no-untype
         timeout=10,
     )
     assert_entra_error(response, 7000215, "invalid_client", 401)
+
+
+# ----- addKey / removeKey -----
+def _object_id(sim, token: str) -> str:  # type: ignore[no-untyped-def]
+    return str(_get(sim, f"applications(appId='{sim.env['CPV_CLIENT_ID']}')", token).json()["id"])
+
+
+def _post(sim, path: str, token: str, body: dict[str, Any]) -> requests.Response:  # type: ignore[no-untyped-def]
+    return requests.post(
+        f"{sim.graph_url}/v1.0/{path}", json=body, headers={"Authorization": f"Bearer {token}"}, timeout=10
+    )
+
+
+def _add_key(sim, token, object_id, new_path, proof, **dates) -> requests.Response:  # type: ignore[no-untyped-def]
+    key = {"type": "AsymmetricX509Cert", "usage": "Verify", "key": base64.b64encode(certificate_der(new_path)).decode()}
+    return _post(sim, f"applications/{object_id}/addKey", token, {"keyCredential": key | dates, "proof": proof})
+
+
+def test_add_key_needs_a_proof_signed_by_a_valid_certificate_of_the_app(sim, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    current, certificate = app_certificate(tmp_path, "current")
+    register(sim.world.cpv_app, certificate)
+    stranger, _ = app_certificate(tmp_path, "stranger")
+    new_path, _ = app_certificate(tmp_path, "new")
+    token = _app_token(sim)
+    object_id = _object_id(sim, token)
+
+    unproved = _add_key(
+        sim, token, object_id, new_path, proof_of_possession(certificate_path=stranger, application_object_id=object_id)
+    )
+    wrong_issuer = _add_key(
+        sim,
+        token,
+        object_id,
+        new_path,
+        proof_of_possession(certificate_path=current, application_object_id=sim.env["CPV_CLIENT_ID"]),
+    )
+    assert (unproved.status_code, wrong_issuer.status_code) == (400, 400)
+    assert "not signed by a certificate of the application" in unproved.json()["error"]["message"]
+
+    added = _add_key(
+        sim, token, object_id, new_path, proof_of_possession(certificate_path=current, application_object_id=object_id)
+    )
+
+    assert added.status_code == 200, added.text
+    assert added.json()["type"] == "AsymmetricX509Cert" and added.json()["keyId"]
+    new_pem = Path(new_path).read_text()
+    credential = {"private_key": new_pem, "public_certificate": new_pem[new_pem.index("-----BEGIN CERTIFICATE") :]}
+    assert "access_token" in cpv_app(sim, _vendor(sim), credential=credential).acquire_token_for_client([GRAPH_DEFAULT])
+
+
+def test_a_key_added_with_a_start_date_is_refused_before_it(sim, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    current, certificate = app_certificate(tmp_path, "current")
+    register(sim.world.cpv_app, certificate)
+    new_path, _ = app_certificate(tmp_path, "new")
+    token = _app_token(sim)
+    object_id = _object_id(sim, token)
+    proof = proof_of_possession(certificate_path=current, application_object_id=object_id)
+    tomorrow = (dt.datetime.now(dt.UTC) + dt.timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    assert _add_key(sim, token, object_id, new_path, proof, startDateTime=tomorrow).status_code == 200
+
+    new_pem = Path(new_path).read_text()
+    credential = {"private_key": new_pem, "public_certificate": new_pem[new_pem.index("-----BEGIN CERTIFICATE") :]}
+    result = cpv_app(sim, _vendor(sim), credential=credential).acquire_token_for_client([GRAPH_DEFAULT])
+    assert result["error_codes"] == [700027] and "not yet valid" in result["error_description"]
+
+
+def test_another_app_may_not_change_the_keys_without_a_permission(sim, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    current, certificate = app_certificate(tmp_path, "current")
+    register(sim.world.cpv_app, certificate)
+    token = _app_token(sim)
+    object_id = _object_id(sim, token)
+    sim.world.cpv_app.graph_app_roles = []
+    stranger = sim.world.sandbox_app
+    other = msal.ConfidentialClientApplication(
+        stranger.client_id,
+        client_credential=stranger.secrets[0].value,
+        authority=sim.authority(_vendor(sim)),
+        instance_discovery=False,
+    ).acquire_token_for_client([GRAPH_DEFAULT])["access_token"]
+    proof = proof_of_possession(certificate_path=current, application_object_id=object_id)
+
+    response = _post(sim, f"applications/{object_id}/removeKey", other, {"keyId": key_id(certificate), "proof": proof})
+
+    assert response.status_code == 403
+
+
+def test_remove_key_takes_the_key_off_with_a_proof(sim, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    current, certificate = app_certificate(tmp_path, "current")
+    register(sim.world.cpv_app, certificate)
+    token = _app_token(sim)
+    object_id = _object_id(sim, token)
+    seeded = sim.world.cpv_app.certificates[0]
+    proof = proof_of_possession(certificate_path=current, application_object_id=object_id)
+
+    removed = _post(sim, f"applications/{object_id}/removeKey", token, {"keyId": key_id(seeded), "proof": proof})
+    again = _post(sim, f"applications/{object_id}/removeKey", token, {"keyId": key_id(seeded), "proof": proof})
+
+    assert removed.status_code == 204 and again.status_code == 404
+    assert seeded not in sim.world.cpv_app.certificates
