@@ -25,6 +25,7 @@ urlpatterns = [
     path("staff/", views.staff_accounts, name="staff"),
     path("settings/", views.settings_page, name="settings"),
     path("settings/check", views.settings_check, name="settings_check"),
+    path("settings/app-key-rotation", views.app_key_rotate, name="app_key_rotate"),
     path("js/<slug:name>.js", views.page_script, name="page_script"),
     path("consent/staff/invite", actions.invite, name="invite"),
     path("consent/staff/partners/<uuid:code>/reconsent-link", actions.reconsent_link, name="reconsent_link"),

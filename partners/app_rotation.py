@@ -278,6 +278,38 @@ def _remove(rotation: AppKeyRotation, *, app: AppCredential, cloud: Cloud, now: 
     return Step.DONE, {}
 
 
+def app_key_rotation_run(
+    *,
+    actor: Actor,
+    app: AppCredential,
+    new_certificate_path: str = "",
+    generate_days: int = 0,
+    overlap: timedelta = DEFAULT_OVERLAP,
+    dry_run: bool = False,
+) -> AppKeyRotation | RotationPlan:
+    """What the command and the staff action do: continue the app's unfinished rotation, or start one with the
+    certificate in `new_certificate_path` (or, with `generate_days`, a new self-signed one beside the current, named
+    `<file>.new`) and run it as far as it goes. With `dry_run`, the plan in words. Raises RotationError."""
+    rotation = rotation_open(app.client_id)
+    if rotation is not None:
+        if dry_run:
+            return RotationPlan(steps=[f"continue the rotation under way, now at: {rotation.get_step_display()}"])
+        return app_key_rotation_continue(actor=actor, rotation=rotation)
+    path = new_certificate_path
+    if generate_days:
+        current = Path(_current_certificate(app).certificate_path)
+        path = str(current.with_name(current.name + ".new"))
+        if dry_run:
+            return RotationPlan(steps=[f"generate a new key and certificate at {path}, valid {generate_days} days"])
+        certificate_generate(Path(path), common_name=f"CPV app {app.client_id}", days=generate_days)
+    if not path:
+        raise RotationError("No rotation is under way: give the new certificate, or generate one, to start one")
+    started = app_key_rotation_start(actor=actor, app=app, new_certificate_path=path, overlap=overlap, dry_run=dry_run)
+    if isinstance(started, RotationPlan):
+        return started
+    return app_key_rotation_continue(actor=actor, rotation=started)
+
+
 def rotation_open(client_id: str) -> AppKeyRotation | None:
     """The app's unfinished rotation, if any."""
     return AppKeyRotation.objects.filter(client_id=client_id).exclude(step=Step.DONE).first()

@@ -19,6 +19,7 @@ from partners.models import AppKeyRotation, AuditEvent
 from simulator.applications import key_id
 from simulator.world import ClientCertificate
 from tests.app_certificates import app_certificate, register
+from tests.factories import client_for
 
 pytestmark = pytest.mark.django_db
 Step = AppKeyRotation.Step
@@ -182,3 +183,27 @@ def test_without_reading_the_registration_the_rotation_stops_and_says_why(  # ty
     rotation = app_key_rotation_continue(actor=None, rotation=_start(settings, new_path))
 
     assert rotation.step == Step.STARTED and "Application.Read.All" in rotation.last_error
+
+
+def test_the_staff_action_rotates_and_says_where_it_stands(cpv_sim, settings, current, admin_user) -> None:  # type: ignore[no-untyped-def]
+    staff = client_for(admin_user)
+
+    planned = staff.post("/settings/app-key-rotation", {"dry_run": "1"}, follow=True)
+    assert AppKeyRotation.objects.count() == 0
+    assert "The rotation would: generate a new key and certificate" in planned.content.decode()
+
+    response = staff.post("/settings/app-key-rotation", follow=True)
+
+    page = response.content.decode()
+    assert "Certificate rotation: The control panel signs in with the new certificate." in page
+    assert "Continue the rotation" in page
+    (rotation,) = AppKeyRotation.objects.all()
+    assert AuditEvent.objects.filter(action="app_key.rotation_started", actor=admin_user).exists()
+    assert rotation.step == Step.SWITCHED
+
+
+def test_only_an_admin_may_rotate(cpv_sim, settings, current, operator) -> None:  # type: ignore[no-untyped-def]
+    response = client_for(operator).post("/settings/app-key-rotation")
+
+    assert response.status_code in (403, 404)
+    assert AppKeyRotation.objects.count() == 0

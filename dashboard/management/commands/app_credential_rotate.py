@@ -4,20 +4,12 @@ Each step is recorded and audited; run it again to resume a rotation that was cu
 from __future__ import annotations
 
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from partners.app_rotation import (
-    RotationError,
-    RotationPlan,
-    app_key_rotation_continue,
-    app_key_rotation_start,
-    certificate_generate,
-    rotation_open,
-)
+from partners.app_rotation import RotationError, RotationPlan, app_key_rotation_run
 from partners.models import AppKeyRotation
 
 
@@ -37,43 +29,22 @@ class Command(BaseCommand):
         parser.add_argument("--dry-run", action="store_true", help="say what would be done; change nothing")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        app = settings.CPV_APP
-        rotation = rotation_open(app.client_id)
         try:
-            if rotation is None:
-                started = self._start(app, options)
-                if isinstance(started, RotationPlan):
-                    for number, step in enumerate(started.steps, 1):
-                        self.stdout.write(f"{number}. {step}")
-                    return
-                rotation = started
-            rotation = app_key_rotation_continue(actor=None, rotation=rotation)
+            result = app_key_rotation_run(
+                actor=None,
+                app=settings.CPV_APP,
+                new_certificate_path=options["certificate"] or "",
+                generate_days=options["days"] if options["generate"] else 0,
+                overlap=timedelta(hours=options["overlap_hours"]),
+                dry_run=options["dry_run"],
+            )
         except RotationError as exc:
             raise CommandError(str(exc)) from None
-        self._report(rotation)
-
-    def _start(self, app: Any, options: dict[str, Any]) -> AppKeyRotation | RotationPlan:
-        path = options["certificate"]
-        if options["generate"]:
-            current = next((c.certificate_path for c in app.credentials if c.certificate_path), "")
-            if not current:
-                raise CommandError("No certificate is configured (CPV_CLIENT_CERTIFICATE)")
-            target = Path(current).with_name(Path(current).name + ".new")
-            if not options["dry_run"]:
-                certificate_generate(target, common_name=f"CPV app {app.client_id}", days=options["days"])
-            path = str(target)
-        if not path:
-            raise CommandError("No rotation is under way: give --certificate PATH or --generate to start one")
-        if options["dry_run"] and options["generate"]:
-            self.stdout.write(f"would generate a new key and certificate at {path}, valid {options['days']} days")
-            return RotationPlan(steps=[])
-        return app_key_rotation_start(
-            actor=None,
-            app=app,
-            new_certificate_path=path,
-            overlap=timedelta(hours=options["overlap_hours"]),
-            dry_run=options["dry_run"],
-        )
+        if isinstance(result, RotationPlan):
+            for number, step in enumerate(result.steps, 1):
+                self.stdout.write(f"{number}. {step}")
+            return
+        self._report(result)
 
     def _report(self, rotation: AppKeyRotation) -> None:
         self.stdout.write(f"Rotation {rotation.pk}: {rotation.get_step_display()}")
