@@ -63,6 +63,8 @@ class Kind(models.TextChoices):
     REGISTRATION_NOT_READ = "registration_not_read", "The registration was not read"
     REGISTRATION_NOT_FOUND = "registration_not_found", "Graph does not find the registration"
     PERMISSION_MISSING = "permission_missing", "A required permission is missing"
+    GRANT_SCOPE_UNKNOWN = "grant_scope_unknown", "ApplicationConsent asks for a permission the resource lacks"
+    GRANT_NOT_CHECKED = "grant_not_checked", "A grant's permissions could not be checked"
     APPLICATION_PERMISSION_LISTED = "application_permission_listed", "The registration lists application permissions"
     REDIRECT_URI_MISSING = "redirect_uri_missing", "A redirect URI is missing"
     NOT_MULTI_TENANT = "not_multi_tenant", "The app is not multi-tenant"
@@ -242,8 +244,9 @@ def _refused(credential: Credential, exc: identity.InvalidClient) -> Finding:
 def _registration_check(report: AppReport, app: AppCredential, *, cloud: Cloud, token: str, now: datetime) -> None:
     """Read the app's registration from Graph (Application.Read.All, optional) and compare it with what the control
     panel needs."""
+    graph = GraphClient(base_url=cloud.graph_url, access_token=token)
     try:
-        registration = GraphClient(base_url=cloud.graph_url, access_token=token).application(app.client_id)
+        registration = graph.application(app.client_id)
     except GraphError as exc:
         if exc.status in (401, 403):
             report.findings.append(
@@ -272,11 +275,42 @@ def _registration_check(report: AppReport, app: AppCredential, *, cloud: Cloud, 
             )
         )
         return
-    found = registration_findings(registration, app=app, now=now)
+    found = registration_findings(registration, app=app, now=now) + _grant_findings(graph)
     report.findings.extend(found)
     if not any(f.severity in (Severity.PROBLEM, Severity.WARNING) for f in found):
         words = "The registration holds every required permission and redirect URI, and is multi-tenant"
         report.findings.append(Finding(Kind.REGISTRATION_OK, Severity.OK, words))
+
+
+def _grant_findings(graph: GraphClient) -> list[Finding]:
+    """Each scope CPV_APPLICATION_GRANTS asks of a resource, against what that resource publishes where Graph lists
+    it (its service principal in the vendor's tenant): a name it does not publish would fail every
+    ApplicationConsent."""
+    findings = []
+    for grant in settings.CPV_APPLICATION_GRANTS["applicationGrants"]:
+        resource = str(grant["enterpriseApplicationId"])
+        try:
+            published = graph.published_scopes(resource)
+        except GraphError as exc:
+            words = f"The permissions of {resource} could not be listed ({exc}): its grant was not checked"
+            findings.append(Finding(Kind.GRANT_NOT_CHECKED, Severity.INFO, words))
+            continue
+        if not published:
+            words = f"Graph lists no permissions of {resource} in your tenant: its grant was not checked"
+            findings.append(Finding(Kind.GRANT_NOT_CHECKED, Severity.INFO, words))
+            continue
+        known = {name.lower() for name in published}
+        for scope in (s.strip() for s in str(grant["scope"]).split(",") if s.strip()):
+            if scope.lower() not in known:
+                findings.append(
+                    Finding(
+                        Kind.GRANT_SCOPE_UNKNOWN,
+                        Severity.PROBLEM,
+                        f"CPV_APPLICATION_GRANTS asks {resource} for {scope}, a permission it does not publish",
+                        f"Correct or remove {scope} in CPV_APPLICATION_GRANTS' grant for {resource}",
+                    )
+                )
+    return findings
 
 
 def registration_findings(registration: dict[str, Any], *, app: AppCredential, now: datetime) -> list[Finding]:

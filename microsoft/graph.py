@@ -288,6 +288,20 @@ class GraphClient:
             display_name=str(item.get("displayName") or ""),
         )
 
+    def published_scopes(self, app_id: str) -> list[str] | None:
+        """The delegated permissions the resource `app_id` publishes (its service principal's
+        `oauth2PermissionScopes` values) in the token's tenant, or None when it has no service principal there.
+        Raises GraphError."""
+        url = f"{self.base_url}/v1.0/servicePrincipals(appId='{quote(app_id, safe='')}')"
+        try:
+            item = self._get(url)
+        except GraphError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        scopes = item.get("oauth2PermissionScopes") or []
+        return [str(s.get("value")) for s in scopes if isinstance(s, dict) and s.get("value")]
+
     def application(self, app_id: str) -> dict[str, Any] | None:
         """The application object (the app registration) of `app_id` in the token's tenant, as Graph answers it, or
         None when Graph answers 404. Needs Application.Read.All. Raises GraphError (403 without the permission)."""

@@ -681,6 +681,11 @@ SERVICE_PRINCIPAL_PERMISSIONS = frozenset(
 GRANT_PERMISSIONS = frozenset(
     {"Directory.Read.All", "DelegatedPermissionGrant.ReadWrite.All", "Directory.ReadWrite.All"}
 )
+# serviceprincipal-get-permissions.md: application Application.Read.All (least), Application.ReadWrite.OwnedBy,
+# Application.ReadWrite.All, Directory.Read.All
+SERVICE_PRINCIPAL_ROLES = frozenset(
+    {"Application.Read.All", "Application.ReadWrite.OwnedBy", "Application.ReadWrite.All", "Directory.Read.All"}
+)
 DIRECTORY_MAX_PAGE_SIZE = 999
 _APP_ID_KEY = re.compile(r"^servicePrincipals\(appId='([^']*)'\)$")
 _FILTER_CLAUSE = re.compile(r"^(\w+)\s+eq\s+'([^']*)'$", re.IGNORECASE)
@@ -693,14 +698,16 @@ def _insufficient(request: web.Request) -> web.Response:
     )
 
 
-def _tenant_directory(request: web.Request, needed: frozenset[str]) -> tuple[Simulator, Directory] | web.Response:
-    """The directory of the token's tenant, once the token holds one of `needed` (else 403)."""
+def _tenant_directory(
+    request: web.Request, needed: frozenset[str], roles: frozenset[str] = frozenset()
+) -> tuple[Simulator, Directory] | web.Response:
+    """The directory of the token's tenant, once the token holds one of `needed` (delegated) or of `roles`
+    (application) (else 403)."""
     sim: Simulator = request.app[SIM_KEY]
     claims = _claims(request)
     if isinstance(claims, web.Response):
         return claims
-    if not _scopes(claims) & needed:
-        # the simulator's app-only tokens carry no `roles`: they are refused as a delegated token without the scope
+    if not (_scopes(claims) & needed or {str(r) for r in claims.get("roles") or []} & roles):
         return _insufficient(request)
     tid = str(claims.get("tid", ""))
     found = sim.world.directory(tid)
@@ -777,7 +784,7 @@ def _not_found(request: web.Request, key: str) -> web.Response:
 
 async def handle_service_principals(request: web.Request) -> web.Response:
     """`GET /servicePrincipals` (`$filter=appId eq '…'`, paged)."""
-    found = _tenant_directory(request, SERVICE_PRINCIPAL_PERMISSIONS)
+    found = _tenant_directory(request, SERVICE_PRINCIPAL_PERMISSIONS, SERVICE_PRINCIPAL_ROLES)
     if isinstance(found, web.Response):
         return found
     sim, tenant = found
@@ -795,7 +802,7 @@ def _one_service_principal(request: web.Request, sim: Simulator, sp: directory.S
 
 async def handle_service_principal(request: web.Request) -> web.Response:
     """`GET /servicePrincipals/{id}`."""
-    found = _tenant_directory(request, SERVICE_PRINCIPAL_PERMISSIONS)
+    found = _tenant_directory(request, SERVICE_PRINCIPAL_PERMISSIONS, SERVICE_PRINCIPAL_ROLES)
     if isinstance(found, web.Response):
         return found
     sim, tenant = found
@@ -809,7 +816,7 @@ async def handle_service_principal(request: web.Request) -> web.Response:
 
 async def handle_service_principal_by_app_id(request: web.Request) -> web.Response:
     """`GET /servicePrincipals(appId='{appId}')` (the token is checked before the key, as for an id)."""
-    found = _tenant_directory(request, SERVICE_PRINCIPAL_PERMISSIONS)
+    found = _tenant_directory(request, SERVICE_PRINCIPAL_PERMISSIONS, SERVICE_PRINCIPAL_ROLES)
     if isinstance(found, web.Response):
         return found
     match = _APP_ID_KEY.match(request.match_info["key"])

@@ -250,3 +250,24 @@ def test_an_application_permission_in_the_registration_is_a_problem(vendor_app, 
 
     (listed,) = [f for f in found if f.kind == Kind.APPLICATION_PERMISSION_LISTED]
     assert listed.severity == Severity.PROBLEM and "9a5d68dd-52b0-4cc2-bd40-abcf44ac3a30" in listed.words
+
+
+def test_each_granted_scope_is_checked_against_what_the_resource_publishes(vendor_app, cpv_sim, settings) -> None:  # type: ignore[no-untyped-def]
+    _configure(settings, cpv_sim, Credential(SECRET, secret=cpv_sim.env["CPV_CLIENT_SECRET"]))
+    graph_id = "00000003-0000-0000-c000-000000000000"
+    settings.CPV_APPLICATION_GRANTS = {
+        "displayName": "Contoso",
+        "applicationGrants": [{"enterpriseApplicationId": graph_id, "scope": "Domain.ReadWrite.All,Mail.Frobnicate"}],
+    }
+
+    (unknown,) = _only(app_check(ask_partner_center=False), Kind.GRANT_SCOPE_UNKNOWN)
+
+    assert unknown.severity == Severity.PROBLEM and "Mail.Frobnicate" in unknown.words and graph_id in unknown.words
+
+
+def test_the_default_grants_are_all_published(vendor_app, cpv_sim, settings) -> None:  # type: ignore[no-untyped-def]
+    _configure(settings, cpv_sim, Credential(SECRET, secret=cpv_sim.env["CPV_CLIENT_SECRET"]))
+
+    reports = app_check(ask_partner_center=False)
+
+    assert _only(reports, Kind.GRANT_SCOPE_UNKNOWN) == [] and _only(reports, Kind.GRANT_NOT_CHECKED) == []
