@@ -143,6 +143,15 @@ class GraphClient:
     def _get(self, url: str) -> dict[str, Any]:
         return self._send("GET", url)
 
+    def _get_or_none(self, url: str) -> dict[str, Any] | None:
+        """The object at `url`, or None when Graph answers 404. Raises GraphError."""
+        try:
+            return self._get(url)
+        except GraphError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
     def _send(self, method: str, url: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
         # The bearer token goes only to the Graph this client was made for, whatever a nextLink names.
         parts, base = urlsplit(url), urlsplit(self.base_url)
@@ -273,13 +282,9 @@ class GraphClient:
     def service_principal(self, app_id: str) -> ServicePrincipal | None:
         """The service principal of `app_id` in the token's tenant, or None when Graph answers 404 (none there).
         Raises GraphError."""
-        url = f"{self.base_url}/v1.0/servicePrincipals(appId='{quote(app_id, safe='')}')"
-        try:
-            item = self._get(url)
-        except GraphError as exc:
-            if exc.status == 404:
-                return None
-            raise
+        item = self._get_or_none(f"{self.base_url}/v1.0/servicePrincipals(appId='{quote(app_id, safe='')}')")
+        if item is None:
+            return None
         if not item.get("id"):
             raise GraphError("Microsoft Graph answered a service principal without an id")
         return ServicePrincipal(
@@ -292,26 +297,16 @@ class GraphClient:
         """The delegated permissions the resource `app_id` publishes (its service principal's
         `oauth2PermissionScopes` values) in the token's tenant, or None when it has no service principal there.
         Raises GraphError."""
-        url = f"{self.base_url}/v1.0/servicePrincipals(appId='{quote(app_id, safe='')}')"
-        try:
-            item = self._get(url)
-        except GraphError as exc:
-            if exc.status == 404:
-                return None
-            raise
+        item = self._get_or_none(f"{self.base_url}/v1.0/servicePrincipals(appId='{quote(app_id, safe='')}')")
+        if item is None:
+            return None
         scopes = item.get("oauth2PermissionScopes") or []
         return [str(s.get("value")) for s in scopes if isinstance(s, dict) and s.get("value")]
 
     def application(self, app_id: str) -> dict[str, Any] | None:
         """The application object (the app registration) of `app_id` in the token's tenant, as Graph answers it, or
         None when Graph answers 404. Needs Application.Read.All. Raises GraphError (403 without the permission)."""
-        url = f"{self.base_url}/v1.0/applications(appId='{quote(app_id, safe='')}')"
-        try:
-            return self._get(url)
-        except GraphError as exc:
-            if exc.status == 404:
-                return None
-            raise
+        return self._get_or_none(f"{self.base_url}/v1.0/applications(appId='{quote(app_id, safe='')}')")
 
     def application_key_add(self, object_id: str, *, certificate_der: bytes, proof: str) -> dict[str, Any]:
         """addKey: the certificate (its public part only) added to the application `object_id`, with a proof of

@@ -66,20 +66,21 @@ def _current_certificate(app: AppCredential) -> Credential:
     return certificate
 
 
-def certificate_generate(path: Path, *, common_name: str, days: int) -> None:
-    """A new RSA key and self-signed certificate valid for `days`, written owner-only to `path` (key, then
-    certificate)."""
+def certificate_generate(
+    path: Path, *, common_name: str, not_after: datetime, not_before: datetime | None = None
+) -> None:
+    """A new RSA key and self-signed certificate valid from `not_before` (five minutes ago by default) to
+    `not_after`, written owner-only to `path` (key, then certificate)."""
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-    now = datetime.now(UTC)
     certificate = (
         x509.CertificateBuilder()
         .subject_name(name)
         .issuer_name(name)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(minutes=5))
-        .not_valid_after(now + timedelta(days=days))
+        .not_valid_before(not_before or datetime.now(UTC) - timedelta(minutes=5))
+        .not_valid_after(not_after)
         .sign(key, hashes.SHA256())
     )
     pem = key.private_bytes(
@@ -301,7 +302,8 @@ def app_key_rotation_run(
         path = str(current.with_name(current.name + ".new"))
         if dry_run:
             return RotationPlan(steps=[f"generate a new key and certificate at {path}, valid {generate_days} days"])
-        certificate_generate(Path(path), common_name=f"CPV app {app.client_id}", days=generate_days)
+        ends = datetime.now(UTC) + timedelta(days=generate_days)
+        certificate_generate(Path(path), common_name=f"CPV app {app.client_id}", not_after=ends)
     if not path:
         raise RotationError("No rotation is under way: give the new certificate, or generate one, to start one")
     started = app_key_rotation_start(actor=actor, app=app, new_certificate_path=path, overlap=overlap, dry_run=dry_run)

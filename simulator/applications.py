@@ -7,7 +7,6 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
-import re
 import uuid
 from typing import Any
 
@@ -17,7 +16,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from simulator.entra import SIM_KEY, _certificate_keys
-from simulator.graph import _claims, _json, _not_found, graph_error
+from simulator.graph import _claims, _json, _not_found, app_id_key, graph_error
 from simulator.requestlog import LOG_KEY
 from simulator.state import Simulator
 from simulator.world import GRAPH_RESOURCE, PARTNER_CENTER_RESOURCE, AppRegistration, ClientCertificate
@@ -27,7 +26,6 @@ from simulator.world import GRAPH_RESOURCE, PARTNER_CENTER_RESOURCE, AppRegistra
 # Application.ReadWrite.All.
 DELEGATED_READ = frozenset({"Application.Read.All", "Application.ReadWrite.All", "Directory.Read.All"})
 APPLICATION_READ = frozenset({"Application.Read.All", "Application.ReadWrite.OwnedBy", "Application.ReadWrite.All"})
-_APP_ID_KEY = re.compile(r"^applications\(appId='([^']*)'\)$")
 # Resource app ids (requiredResourceAccess names a resource by its appId).
 RESOURCE_APP_IDS = {
     GRAPH_RESOURCE: "00000003-0000-0000-c000-000000000000",
@@ -168,14 +166,12 @@ async def handle_application_by_app_id(request: web.Request) -> web.Response:
     found = _readable(request)
     if isinstance(found, web.Response):
         return found
-    match = _APP_ID_KEY.match(request.match_info["key"])
-    if match is None:
-        return graph_error(
-            request, 400, "BadRequest", f"Resource not found for the segment '{request.match_info['key']}'."
-        )
+    wanted = app_id_key(request)
+    if isinstance(wanted, web.Response):
+        return wanted
     sim, apps = found
-    app = next((a for a in apps if a.client_id.lower() == match.group(1).lower()), None)
-    return _not_found(request, match.group(1)) if app is None else _one(request, sim, app)
+    app = next((a for a in apps if a.client_id.lower() == wanted.lower()), None)
+    return _not_found(request, wanted) if app is None else _one(request, sim, app)
 
 
 async def handle_application(request: web.Request) -> web.Response:
@@ -223,8 +219,10 @@ def _target(request: web.Request) -> tuple[Simulator, AppRegistration] | web.Res
     home = str(claims.get("tid", "")).lower() == sim.world.vendor.tenant_id.lower()
     apps = sim.world.apps() if home else []
     if "key" in request.match_info:
-        match = _APP_ID_KEY.match(request.match_info["key"])
-        wanted = match.group(1).lower() if match else ""
+        key = app_id_key(request)
+        if isinstance(key, web.Response):
+            return key
+        wanted = key.lower()
         app = next((a for a in apps if a.client_id.lower() == wanted), None)
     else:
         wanted = request.match_info["object_id"].lower()
@@ -289,9 +287,9 @@ def _when(value: Any) -> float | None:
         return None
 
 
-async def handle_add_key(request: web.Request) -> web.Response:
-    """`POST /applications/{id}/addKey`: `keyCredential` (`type` AsymmetricX509Cert, `usage` Verify, `key` the
-    certificate's DER in base64; optional `startDateTime`/`endDateTime`), `proof`; 200 with the new keyCredential."""
+async def _key_call(request: web.Request) -> tuple[Simulator, AppRegistration, dict[str, Any]] | web.Response:
+    """The application a key call is made on and its JSON body, once the caller may change its keys and the proof
+    of possession holds."""
     found = _target(request)
     if isinstance(found, web.Response):
         return found
@@ -300,7 +298,20 @@ async def handle_add_key(request: web.Request) -> web.Response:
         body = await request.json()
     except ValueError:
         return _bad_request(request, "The request body is not JSON.")
-    credential = body.get("keyCredential") if isinstance(body, dict) else None
+    if not isinstance(body, dict):
+        return _bad_request(request, "The request body is not a JSON object.")
+    problem = _proof_error(sim, app, body.get("proof"))
+    return _bad_request(request, problem) if problem is not None else (sim, app, body)
+
+
+async def handle_add_key(request: web.Request) -> web.Response:
+    """`POST /applications/{id}/addKey`: `keyCredential` (`type` AsymmetricX509Cert, `usage` Verify, `key` the
+    certificate's DER in base64; optional `startDateTime`/`endDateTime`), `proof`; 200 with the new keyCredential."""
+    found = await _key_call(request)
+    if isinstance(found, web.Response):
+        return found
+    sim, app, body = found
+    credential = body.get("keyCredential")
     if not isinstance(credential, dict):
         return _bad_request(request, "keyCredential is required.")
     if credential.get("type") != "AsymmetricX509Cert" or credential.get("usage") != "Verify":
@@ -310,9 +321,6 @@ async def handle_add_key(request: web.Request) -> web.Response:
         parsed = x509.load_der_x509_certificate(der)
     except (binascii.Error, ValueError):
         return _bad_request(request, "keyCredential.key is not a base64 X.509 certificate.")
-    problem = _proof_error(sim, app, body.get("proof"))
-    if problem is not None:
-        return _bad_request(request, problem)
     pem = parsed.public_bytes(serialization.Encoding.PEM).decode()
     added = ClientCertificate(
         certificate_pem=pem,
@@ -329,18 +337,11 @@ async def handle_add_key(request: web.Request) -> web.Response:
 
 async def handle_remove_key(request: web.Request) -> web.Response:
     """`POST /applications/{id}/removeKey`: `keyId`, `proof`; 204."""
-    found = _target(request)
+    found = await _key_call(request)
     if isinstance(found, web.Response):
         return found
-    sim, app = found
-    try:
-        body = await request.json()
-    except ValueError:
-        return _bad_request(request, "The request body is not JSON.")
-    wanted = str(body.get("keyId", "")).lower() if isinstance(body, dict) else ""
-    problem = _proof_error(sim, app, body.get("proof") if isinstance(body, dict) else None)
-    if problem is not None:
-        return _bad_request(request, problem)
+    _, app, body = found
+    wanted = str(body.get("keyId", "")).lower()
     kept = [c for c in app.certificates if key_id(c).lower() != wanted]
     if len(kept) == len(app.certificates):
         # GUESS: a keyId the application does not hold

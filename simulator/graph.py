@@ -687,7 +687,6 @@ SERVICE_PRINCIPAL_ROLES = frozenset(
     {"Application.Read.All", "Application.ReadWrite.OwnedBy", "Application.ReadWrite.All", "Directory.Read.All"}
 )
 DIRECTORY_MAX_PAGE_SIZE = 999
-_APP_ID_KEY = re.compile(r"^servicePrincipals\(appId='([^']*)'\)$")
 _FILTER_CLAUSE = re.compile(r"^(\w+)\s+eq\s+'([^']*)'$", re.IGNORECASE)
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 
@@ -819,14 +818,25 @@ async def handle_service_principal_by_app_id(request: web.Request) -> web.Respon
     found = _tenant_directory(request, SERVICE_PRINCIPAL_PERMISSIONS, SERVICE_PRINCIPAL_ROLES)
     if isinstance(found, web.Response):
         return found
-    match = _APP_ID_KEY.match(request.match_info["key"])
+    wanted = app_id_key(request)
+    if isinstance(wanted, web.Response):
+        return wanted
+    sim, tenant = found
+    sp = tenant.by_app_id(wanted)
+    return _not_found(request, wanted) if sp is None else _one_service_principal(request, sim, sp)
+
+
+_ANY_APP_ID_KEY = re.compile(r"^\w+\(appId='([^']*)'\)$")
+
+
+def app_id_key(request: web.Request) -> str | web.Response:
+    """The appId of a `…(appId='{appId}')` key segment (servicePrincipals, applications), or Graph's 400."""
+    match = _ANY_APP_ID_KEY.match(request.match_info["key"])
     if match is None:
         return graph_error(
             request, 400, "BadRequest", f"Resource not found for the segment '{request.match_info['key']}'."
         )
-    sim, tenant = found
-    sp = tenant.by_app_id(match.group(1))
-    return _not_found(request, match.group(1)) if sp is None else _one_service_principal(request, sim, sp)
+    return match.group(1)
 
 
 async def handle_permission_grants(request: web.Request) -> web.Response:

@@ -6,12 +6,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import NameOID
-
+from partners.app_rotation import certificate_generate
 from simulator.world import AppRegistration, ClientCertificate
+
+BEGIN_CERTIFICATE = "-----BEGIN CERTIFICATE-----"
 
 
 def app_certificate(
@@ -19,26 +17,17 @@ def app_certificate(
 ) -> tuple[str, ClientCertificate]:
     """A new key and self-signed certificate valid from `not_before_days` to `not_after_days` from now: the PEM
     file's path, and the certificate as the simulator's app registration holds it."""
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
     now = datetime.now(UTC)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now + timedelta(days=not_before_days))
-        .not_valid_after(now + timedelta(days=not_after_days))
-        .sign(key, hashes.SHA256())
-    )
-    key_pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    ).decode()
-    cert_pem = certificate.public_bytes(serialization.Encoding.PEM).decode()
     path = directory / f"{name}.pem"
-    path.write_text(key_pem + cert_pem)
-    return str(path), ClientCertificate(certificate_pem=cert_pem, private_key_pem=key_pem)
+    certificate_generate(
+        path,
+        common_name=name,
+        not_after=now + timedelta(days=not_after_days),
+        not_before=now + timedelta(days=not_before_days),
+    )
+    pem = path.read_text()
+    split = pem.index(BEGIN_CERTIFICATE)
+    return str(path), ClientCertificate(certificate_pem=pem[split:], private_key_pem=pem[:split])
 
 
 def register(app: AppRegistration, certificate: ClientCertificate) -> None:

@@ -190,6 +190,14 @@ def admin_user(django_user_model, roles):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
+def admin_with_email(admin_user):  # type: ignore[no-untyped-def]
+    """An admin with an email address: operator alerts go to them."""
+    admin_user.email = "ada@vendor.example"
+    admin_user.save(update_fields=["email"])
+    return admin_user
+
+
+@pytest.fixture
 def sim_settings(sim, settings):  # type: ignore[no-untyped-def]
     """The product pointed at the simulator, with a local vault of the test's own (as tests/consent's cpv_sim)."""
     import os

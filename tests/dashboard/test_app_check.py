@@ -22,9 +22,8 @@ from dashboard.app_check import (
     registration_findings,
 )
 from dashboard.tasks import app_check_task
-from partners.access import Role
 from tests.app_certificates import app_certificate, register
-from tests.factories import active_partner, client_for, make_staff
+from tests.factories import active_partner, client_for
 from tokens.alerts import alerts_open
 from tokens.models import OperatorAlert
 
@@ -38,14 +37,6 @@ def vendor_app(cpv_sim, settings):  # type: ignore[no-untyped-def]
     """The simulator's app as the product is configured for it, its registration holding every callback URL."""
     cpv_sim.world.add_redirect_uris(callback_urls())
     return cpv_sim.world.cpv_app
-
-
-@pytest.fixture
-def admin_with_email(django_user_model, roles):  # type: ignore[no-untyped-def]
-    user = make_staff(django_user_model, "ada-admin", Role.ADMIN)
-    user.email = "ada@vendor.example"
-    user.save(update_fields=["email"])
-    return user
 
 
 def _configure(settings, sim, *credentials: Credential) -> None:  # type: ignore[no-untyped-def]

@@ -10,24 +10,15 @@ from django.core import mail
 
 from cpv.config import CERTIFICATE, SECRET, AppCredential, Credential
 from microsoft import identity
-from partners.access import Role
 from simulator.world import ClientSecret
 from tests.app_certificates import app_certificate, register
-from tests.factories import active_partner, make_staff
+from tests.factories import active_partner
 from tokens.alerts import alerts_open
 from tokens.models import OperatorAlert, TokenEvent
 from tokens.renewal import renew_one
 
 pytestmark = pytest.mark.django_db
 Condition = OperatorAlert.Condition
-
-
-@pytest.fixture
-def admin_with_email(django_user_model, roles):  # type: ignore[no-untyped-def]
-    user = make_staff(django_user_model, "ada-admin", Role.ADMIN)
-    user.email = "ada@vendor.example"
-    user.save(update_fields=["email"])
-    return user
 
 
 def _app(sim, *credentials: Credential) -> AppCredential:  # type: ignore[no-untyped-def]
