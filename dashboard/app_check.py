@@ -19,7 +19,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from cpv.clouds import Cloud
-from cpv.config import CERTIFICATE, AppCredential, Credential
+from cpv.config import CERTIFICATE, SECRET, AppCredential, Credential
 from microsoft import app_credentials, identity, partner_center, permissions
 from microsoft.errors import MicrosoftError
 from microsoft.graph import GraphClient, GraphError
@@ -208,8 +208,8 @@ def _credential_facts(credential: Credential, *, now: datetime) -> tuple[Credent
 
 def _expiry_findings(label: str, not_after: datetime, *, now: datetime) -> list[Finding]:
     fix = (
-        "Upload a new certificate to the app registration, list it first in CPV_CLIENT_CERTIFICATE, and remove this "
-        "one once Entra accepts the new one"
+        "Rotate it: python manage.py app_credential_rotate --generate (or the settings page), or upload a new one, "
+        "list it first in CPV_CLIENT_CERTIFICATE, and remove this one once Entra accepts the new one"
     )
     if not_after <= now:
         return [Finding(Kind.CREDENTIAL_EXPIRED, Severity.PROBLEM, f"{label} expired on {not_after:%Y-%m-%d}", fix)]
@@ -275,11 +275,29 @@ def _registration_check(report: AppReport, app: AppCredential, *, cloud: Cloud, 
             )
         )
         return
+    report.credentials = _secret_ends(report.credentials, app, registration)
     found = registration_findings(registration, app=app, now=now) + _grant_findings(graph)
     report.findings.extend(found)
     if not any(f.severity in (Severity.PROBLEM, Severity.WARNING) for f in found):
         words = "The registration holds every required permission and redirect URI, and is multi-tenant"
         report.findings.append(Finding(Kind.REGISTRATION_OK, Severity.OK, words))
+
+
+def _secret_ends(
+    facts: list[CredentialFacts], app: AppCredential, registration: dict[str, Any]
+) -> list[CredentialFacts]:
+    """Each configured secret's end, from the registration's passwordCredential whose `hint` (its first three
+    characters) is the secret's alone; the expiry alerts read it as a certificate's."""
+    ends: dict[str, list[datetime | None]] = {}
+    for item in registration.get("passwordCredentials") or []:
+        ends.setdefault(str(item.get("hint") or ""), []).append(parse_datetime(str(item.get("endDateTime") or "")))
+    dated = []
+    for credential, seen in zip(app.credentials, facts, strict=True):
+        matching = ends.get(credential.secret[:3], []) if credential.kind == SECRET else []
+        if len(matching) == 1 and matching[0] is not None:
+            seen = CredentialFacts(seen.label, seen.kind, seen.thumbprint_sha256, matching[0], seen.accepted)
+        dated.append(seen)
+    return dated
 
 
 def _grant_findings(graph: GraphClient) -> list[Finding]:
@@ -496,8 +514,8 @@ def app_check_words(report: AppReport) -> str:
 
 
 def app_check_alerts(reports: list[AppReport], *, now: datetime | None = None) -> None:
-    """The daily task's alerts: one while any finding is a problem; the expiry alerts at 30 and 7 days before the
-    last configured certificate of an app ends (each once: an open alert is not raised again); the fallback alert
+    """The daily task's alerts: one while any finding is a problem; the expiry alerts at 30 and 7 days before an
+    app's last credential of known end ends (each once: an open alert is not raised again); the fallback alert
     cleared once Entra accepts every credential."""
     now = now or timezone.now()
     problems = [f"{r.setting}: {f.words}" for r in reports for f in r.problems]
@@ -513,8 +531,8 @@ def app_check_alerts(reports: list[AppReport], *, now: datetime | None = None) -
 
 
 def credential_expiry_alerts(reports: list[AppReport], *, now: datetime) -> None:
-    """For each threshold (30 days, 7 days): raise its alert while some app's longest-lived certificate ends within
-    it, and clear it once none does."""
+    """For each threshold (30 days, 7 days): raise its alert while some app's longest-lived credential of known end
+    (a certificate, or a secret the registration dates) ends within it, and clear it once none does."""
     ends = [
         (r.setting, max(c.not_after for c in r.credentials if c.not_after is not None))
         for r in reports
@@ -526,8 +544,9 @@ def credential_expiry_alerts(reports: list[AppReport], *, now: datetime) -> None
             words = ", ".join(f"{setting} on {end:%Y-%m-%d}" for setting, end in ending)
             alert_raise(
                 condition,
-                f"The app's last certificate ends within {window.days} days ({words}): every renewal and "
-                "ApplicationConsent stops then: upload a new certificate and list it first in CPV_CLIENT_CERTIFICATE",
+                f"The app's last credential ends within {window.days} days ({words}): every renewal and "
+                "ApplicationConsent stops then: rotate the certificate (python manage.py app_credential_rotate) or "
+                "add a new one first in CPV_CLIENT_CERTIFICATE",
                 now=now,
             )
         else:

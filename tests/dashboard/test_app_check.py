@@ -211,7 +211,7 @@ def test_the_command_prints_findings_and_exits_1_on_a_problem(vendor_app, cpv_si
         call_command("app_check", "--no-partner-center")
 
     out = capsys.readouterr().out
-    assert "credential: the client secret (CPV_CLIENT_SECRET): accepted" in out
+    assert "credential: the client secret (CPV_CLIENT_SECRET), not after " in out and ": accepted" in out
     assert "[Problem] The app's signInAudience is AzureADMyOrg" in out
     assert cpv_sim.env["CPV_CLIENT_SECRET"] not in out
 
@@ -262,3 +262,18 @@ def test_the_default_grants_are_all_published(vendor_app, cpv_sim, settings) -> 
     reports = app_check(ask_partner_center=False)
 
     assert _only(reports, Kind.GRANT_SCOPE_UNKNOWN) == [] and _only(reports, Kind.GRANT_NOT_CHECKED) == []
+
+
+def test_a_secret_dated_by_the_registration_raises_the_expiry_alert(  # type: ignore[no-untyped-def]
+    vendor_app, cpv_sim, settings, admin_with_email, django_capture_on_commit_callbacks
+) -> None:
+    vendor_app.secrets[0].expires_at = (timezone.now() + timedelta(days=5)).timestamp()
+    _configure(settings, cpv_sim, Credential(SECRET, secret=cpv_sim.env["CPV_CLIENT_SECRET"]))
+
+    reports = app_check(ask_partner_center=False)
+    with django_capture_on_commit_callbacks(execute=True):
+        app_check_alerts(reports)
+
+    assert reports[0].credentials[0].not_after is not None
+    assert {a.condition for a in alerts_open()} == {Condition.CREDENTIAL_EXPIRING, Condition.CREDENTIAL_EXPIRING_SOON}
+    assert len(mail.outbox) == 2
