@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives import serialization
 
 from simulator.entra import SIM_KEY, _certificate_keys
 from simulator.graph import _claims, _json, _not_found, app_id_key, graph_error
+from simulator.published_scopes import GRAPH_APP_ID, PARTNER_CENTER_APP_ID, PUBLISHED
 from simulator.requestlog import LOG_KEY
 from simulator.state import Simulator
 from simulator.world import GRAPH_RESOURCE, PARTNER_CENTER_RESOURCE, AppRegistration, ClientCertificate
@@ -28,23 +29,16 @@ DELEGATED_READ = frozenset({"Application.Read.All", "Application.ReadWrite.All",
 APPLICATION_READ = frozenset({"Application.Read.All", "Application.ReadWrite.OwnedBy", "Application.ReadWrite.All"})
 # Resource app ids (requiredResourceAccess names a resource by its appId).
 RESOURCE_APP_IDS = {
-    GRAPH_RESOURCE: "00000003-0000-0000-c000-000000000000",
-    PARTNER_CENTER_RESOURCE: "fa3d9a0c-3fb0-42cc-9193-47c7ecd2edbd",
-}
-# The delegated permissions' ids, the same in every tenant: Graph's permissions reference, and Partner Center's
-# "user_impersonation | 1cebfa2a-fb4d-419e-b5f9-839b4383e05a | Access Partner Center" table. A name not here gets
-# an id derived from its name (GUESS: stable, and unlike any of Microsoft's).
-SCOPE_IDS = {
-    (PARTNER_CENTER_RESOURCE, "user_impersonation"): "1cebfa2a-fb4d-419e-b5f9-839b4383e05a",
-    (GRAPH_RESOURCE, "User.Read"): "e1fe6dd8-ba31-4d61-89e7-88639da4683d",
-    (GRAPH_RESOURCE, "RoleManagement.Read.Directory"): "741c54c3-0c1e-44a1-818b-3f97ab4e8c83",
-    (GRAPH_RESOURCE, "DelegatedAdminRelationship.Read.All"): "0c0064ea-477b-4130-82a5-4c2cc4ff68aa",
-    (GRAPH_RESOURCE, "GroupMember.Read.All"): "bc024368-1153-4739-b217-4326f2e966d0",
+    GRAPH_RESOURCE: GRAPH_APP_ID,
+    PARTNER_CENTER_RESOURCE: PARTNER_CENTER_APP_ID,
 }
 
 
 def scope_id(resource: str, name: str) -> str:
-    return SCOPE_IDS.get((resource, name)) or str(uuid.uuid5(uuid.NAMESPACE_URL, f"{resource}/{name}"))
+    """A delegated permission's id, the same in every tenant: the resource's published one (published_scopes.py),
+    else one derived from its name (GUESS: stable, and unlike any of Microsoft's)."""
+    published = PUBLISHED.get(RESOURCE_APP_IDS.get(resource, resource).lower(), {})
+    return published.get(name) or str(uuid.uuid5(uuid.NAMESPACE_URL, f"{resource}/{name}"))
 
 
 def object_id(app: AppRegistration) -> str:
@@ -204,14 +198,23 @@ WRITE_SCOPES = frozenset({"Application.ReadWrite.All", "Directory.ReadWrite.All"
 
 
 def _bad_request(request: web.Request, message: str) -> web.Response:
-    # GUESS: the pages name no error for a refused proof or body; Graph's generic 400 is the simulator's choice
+    # GUESS: the pages name no error for a malformed body; Graph's generic 400 is the simulator's choice
     return graph_error(request, 400, "Request_BadRequest", message)
 
 
+def _bad_proof(request: web.Request, reason: str) -> web.Response:
+    """A refused proof of possession: Authentication_MissingOrMalformed (application-rollkey-prooftoken.md names it
+    for a padded proof; the simulator answers it for every refused proof). The status (401) is a GUESS; the
+    message is the one reported for addKey; the simulator's reason goes to its request log only."""
+    request[LOG_KEY]["detail"]["proof"] = reason
+    return graph_error(request, 401, "Authentication_MissingOrMalformed", "Access Token missing or malformed.")
+
+
 def _target(request: web.Request) -> tuple[Simulator, AppRegistration] | web.Response:
-    """The application the call is made on, once the caller may change its keys: the application itself ("An
-    application does not need any specific permission to roll its own keys"), or a token holding a write
-    permission."""
+    """The application the call is made on, once the caller may change its keys: the application itself with an
+    app-only token ("An application does not need any specific permission to roll its own keys"), or a token holding
+    a write permission. A caller that is neither gets 403 whether or not the application exists, then an unknown
+    application is a 404 (GUESS: the order of the two checks)."""
     sim: Simulator = request.app[SIM_KEY]
     claims = _claims(request)
     if isinstance(claims, web.Response):
@@ -227,23 +230,34 @@ def _target(request: web.Request) -> tuple[Simulator, AppRegistration] | web.Res
     else:
         wanted = request.match_info["object_id"].lower()
         app = next((a for a in apps if object_id(a) == wanted), None)
-    if app is None:
-        return _not_found(request, wanted)
-    itself = str(claims.get("appid", "")).lower() == app.client_id.lower()
+    # app-only: a token without a user (no `scp`); an App+User token of the application acts for its user
+    app_only = "scp" not in claims
+    itself = app is not None and app_only and str(claims.get("appid", "")).lower() == app.client_id.lower()
     scopes = set(str(claims.get("scp", "")).split())
     roles = {str(role) for role in claims.get("roles") or []}
     if not (itself or scopes & WRITE_SCOPES or roles & WRITE_ROLES):
         return graph_error(
             request, 403, "Authorization_RequestDenied", "Insufficient privileges to complete the operation."
         )
+    if app is None:
+        return _not_found(request, wanted)
     return sim, app
 
 
+def _padded(proof: str) -> bool:
+    """Whether the JWT's header or payload carries base64 padding ("padding character '=' must not be included in
+    the JWT header and payload")."""
+    return any("=" in segment for segment in proof.split(".")[:2])
+
+
 def _proof_error(sim: Simulator, app: AppRegistration, proof: Any) -> str | None:
-    """Why the proof of possession fails, or None: a JWT signed by one of the app's certificates valid now, with
-    `aud`, `iss` (the application's object id), `nbf` and `exp` at most ten minutes after it."""
+    """Why the proof of possession fails, or None: an unpadded JWT signed by one of the app's certificates valid
+    now (found by `x5t#S256` or `x5t`: GUESS), with `aud`, `iss` (the application's object id), and `nbf` and `exp`
+    at most ten minutes apart (GUESS that both are required)."""
     if not isinstance(proof, str) or not proof:
         return "The proof of possession is missing."
+    if _padded(proof):
+        return "The proof of possession's header or payload carries '=' padding."
     now = sim.clock.now()
     try:
         header = jwt.get_unverified_header(proof)
@@ -301,7 +315,7 @@ async def _key_call(request: web.Request) -> tuple[Simulator, AppRegistration, d
     if not isinstance(body, dict):
         return _bad_request(request, "The request body is not a JSON object.")
     problem = _proof_error(sim, app, body.get("proof"))
-    return _bad_request(request, problem) if problem is not None else (sim, app, body)
+    return _bad_proof(request, problem) if problem is not None else (sim, app, body)
 
 
 async def handle_add_key(request: web.Request) -> web.Response:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import hashlib
 import hmac
 import html
@@ -695,11 +696,16 @@ def _verify_assertion(sim: Simulator, assertion: str, app: AppRegistration, segm
             raise EntraFailure(700027, client_id=app.client_id, reason="The key was not found.", thumbprint=printable)
         # A key credential is used between its startDateTime and endDateTime (keyCredential), the certificate's
         # validity for an uploaded certificate.
-        if now > valid[1]:
-            raise EntraFailure(700027, client_id=app.client_id, reason="The key used is expired.", thumbprint=printable)
-        if now < valid[0]:
+        if not valid[0] <= now <= valid[1]:
+            # "The key used is expired." is Entra's; "The key used is not yet valid." is a GUESS (FIDELITY.md)
             raise EntraFailure(
-                700027, client_id=app.client_id, reason="The key used is not yet valid.", thumbprint=printable
+                700027,
+                variant="key_dates",
+                client_id=app.client_id,
+                reason="The key used is expired." if now > valid[1] else "The key used is not yet valid.",
+                thumbprint=printable,
+                start=_iso(valid[0]),
+                end=_iso(valid[1]),
             )
         if alg not in ("RS256", "PS256"):
             raise EntraFailure(700027, client_id=app.client_id, reason=f"Unsupported algorithm {alg}.", thumbprint="")
@@ -1439,7 +1445,7 @@ def _client_credentials(
     principal = sim.world.directory(tid) if kind == "customer" else None
     found_sp = principal.by_app_id(app.client_id) if principal is not None else None
     sp_oid = found_sp.id if found_sp is not None else _service_principal_oid(app.client_id, tid)
-    # an app-only v1.0 token: no user, so no scp, amr, name, upn or wids (the app holds no application roles here)
+    # an app-only v1.0 token: no user, so no scp, amr, name, upn or wids; `roles` below
     claims = _v1_common(tid, now, sim.settings.access_token_lifetime)
     claims.update(
         {
@@ -1468,8 +1474,7 @@ def _client_credentials(
 
 
 def _iso(epoch: float) -> str:
-    import datetime as dt
-
+    """A date as Entra's messages show it ('06/29/2021 21:13:15', UTC)."""
     return dt.datetime.fromtimestamp(epoch, dt.UTC).strftime("%m/%d/%Y %H:%M:%S")
 
 

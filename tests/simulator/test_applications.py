@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -85,6 +86,14 @@ def test_a_certificate_is_refused_outside_its_dates(sim, tmp_path) -> None:  # t
         result = cpv_app(sim, _vendor(sim), credential=credential).acquire_token_for_client([GRAPH_DEFAULT])
         assert result["error_codes"] == [700027], result
         assert ("expired" if name == "expired" else "not yet valid") in result["error_description"]
+        # Entra's words for a registered key outside its dates, the key's dates shown
+        description = result["error_description"]
+        assert "Client assertion contains an invalid signature. [Reason - The key used is" in description
+        assert any(
+            f"Thumbprint of key used by client: '{printed}'" in description
+            for printed in (certificate.thumbprint, certificate.thumbprint_sha256)
+        )
+        assert re.search(r"Found key 'Start=\d\d/\d\d/\d{4} \d\d:\d\d:\d\d, End=\d\d/\d\d/\d{4} ", description)
 
 
 def test_partner_center_refuses_an_app_not_enrolled_as_a_cpv_app(sim) -> None:  # type: ignore[no-untyped-def]
@@ -146,8 +155,10 @@ def test_add_key_needs_a_proof_signed_by_a_valid_certificate_of_the_app(sim, tmp
         new_path,
         proof_of_possession(certificate_path=current, application_object_id=sim.env["CPV_CLIENT_ID"]),
     )
-    assert (unproved.status_code, wrong_issuer.status_code) == (400, 400)
-    assert "not signed by a certificate of the application" in unproved.json()["error"]["message"]
+    for refused in (unproved, wrong_issuer):
+        assert refused.status_code == 401 and refused.json()["error"]["code"] == "Authentication_MissingOrMalformed"
+    reasons = [e["detail"]["proof"] for e in sim.control.log(service="graph", path="addKey", status=401)]
+    assert "not signed by a certificate of the application" in reasons[0]
 
     added = _add_key(
         sim, token, object_id, new_path, proof_of_possession(certificate_path=current, application_object_id=object_id)
@@ -160,12 +171,83 @@ def test_add_key_needs_a_proof_signed_by_a_valid_certificate_of_the_app(sim, tmp
     assert "access_token" in cpv_app(sim, _vendor(sim), credential=credential).acquire_token_for_client([GRAPH_DEFAULT])
 
 
-def test_a_key_added_with_a_start_date_is_refused_before_it(sim, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def _rolling(sim, tmp_path) -> tuple[str, str, str, str]:  # type: ignore[no-untyped-def]
+    """A current certificate registered on the app, a new one to add, the app's token and its object id."""
     current, certificate = app_certificate(tmp_path, "current")
     register(sim.world.cpv_app, certificate)
     new_path, _ = app_certificate(tmp_path, "new")
     token = _app_token(sim)
-    object_id = _object_id(sim, token)
+    return current, new_path, token, _object_id(sim, token)
+
+
+def _stranger_token(sim) -> str:  # type: ignore[no-untyped-def]
+    """An app-only Graph token of another app of the vendor's, holding no permission."""
+    stranger = sim.world.sandbox_app
+    return str(
+        msal.ConfidentialClientApplication(
+            stranger.client_id,
+            client_credential=stranger.secrets[0].value,
+            authority=sim.authority(_vendor(sim)),
+            instance_discovery=False,
+        ).acquire_token_for_client([GRAPH_DEFAULT])["access_token"]
+    )
+
+
+def _padded(token: str) -> str:
+    """The same JWT with '=' padding put back on its header and payload segments."""
+    header, payload, signature = token.split(".")
+    return ".".join([header + "=" * (-len(header) % 4), payload + "=" * (-len(payload) % 4), signature])
+
+
+def test_a_padded_proof_is_authentication_missing_or_malformed(sim, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    current, new_path, token, object_id = _rolling(sim, tmp_path)
+    proof = proof_of_possession(certificate_path=current, application_object_id=object_id)
+    # its header or payload is of a length base64 pads, so that the padded proof differs
+    assert _padded(proof) != proof
+    assert all("=" not in segment for segment in proof.split("."))
+
+    refused = _add_key(sim, token, object_id, new_path, _padded(proof))
+
+    assert refused.status_code == 401
+    assert refused.json()["error"]["code"] == "Authentication_MissingOrMalformed"
+    assert len(sim.world.cpv_app.certificates) == 2
+    assert _add_key(sim, token, object_id, new_path, proof).status_code == 200
+
+
+def test_the_apps_delegated_token_may_not_roll_its_keys_without_a_permission(sim, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    current, certificate = app_certificate(tmp_path, "current")
+    register(sim.world.cpv_app, certificate)
+    object_id = _object_id(sim, _app_token(sim))
+    staff = sim.world.vendor.users[0]
+    refresh = sim.control.issue_refresh_token(staff.upn, scope="https://graph.microsoft.com/User.Read offline_access")
+    answer = redeem(sim, refresh, tenant=_vendor(sim), scope=GRAPH_DEFAULT)
+    assert answer.status_code == 200, answer.text
+    delegated = answer.json()["access_token"]
+    claims = _claims(delegated)
+    assert claims["appid"] == sim.env["CPV_CLIENT_ID"] and "scp" in claims
+    assert not set(claims["scp"].split()) & {"Application.ReadWrite.All", "Directory.ReadWrite.All"}
+    proof = proof_of_possession(certificate_path=current, application_object_id=object_id)
+
+    body = {"keyId": key_id(certificate), "proof": proof}
+    response = _post(sim, f"applications/{object_id}/removeKey", delegated, body)
+
+    assert response.status_code == 403 and response.json()["error"]["code"] == "Authorization_RequestDenied"
+    assert len(sim.world.cpv_app.certificates) == 2
+
+
+def test_without_a_permission_an_unknown_application_is_403_not_404(sim, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    current, _ = app_certificate(tmp_path, "current")
+    other = _stranger_token(sim)
+    unknown = "11111111-1111-1111-1111-111111111111"
+    proof = proof_of_possession(certificate_path=current, application_object_id=unknown)
+
+    response = _post(sim, f"applications/{unknown}/removeKey", other, {"keyId": unknown, "proof": proof})
+
+    assert response.status_code == 403
+
+
+def test_a_key_added_with_a_start_date_is_refused_before_it(sim, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    current, new_path, token, object_id = _rolling(sim, tmp_path)
     proof = proof_of_possession(certificate_path=current, application_object_id=object_id)
     tomorrow = (dt.datetime.now(dt.UTC) + dt.timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -183,13 +265,7 @@ def test_another_app_may_not_change_the_keys_without_a_permission(sim, tmp_path)
     token = _app_token(sim)
     object_id = _object_id(sim, token)
     sim.world.cpv_app.graph_app_roles = []
-    stranger = sim.world.sandbox_app
-    other = msal.ConfidentialClientApplication(
-        stranger.client_id,
-        client_credential=stranger.secrets[0].value,
-        authority=sim.authority(_vendor(sim)),
-        instance_discovery=False,
-    ).acquire_token_for_client([GRAPH_DEFAULT])["access_token"]
+    other = _stranger_token(sim)
     proof = proof_of_possession(certificate_path=current, application_object_id=object_id)
 
     response = _post(sim, f"applications/{object_id}/removeKey", other, {"keyId": key_id(certificate), "proof": proof})
