@@ -22,7 +22,8 @@ from microsoft.errors import MicrosoftError
 # Entra's answers that condemn one credential and not the app (the AADSTS reference): 700027 "Client assertion
 # failed signature validation" (a certificate Entra does not hold, or no longer accepts), 7000215 "Invalid client
 # secret is provided", 7000222 "The provided client secret keys are expired". Any of them sends the request on to
-# the next configured credential.
+# the next configured credential. (AADSTS1000502 and 7000274, which Microsoft.Identity.Web also takes for certificate
+# errors, are not in the AADSTS reference, so they are not listed.)
 FALLBACK_CODES = frozenset({700027, 7000215, 7000222})
 # How long a refused credential is tried last in this process, so that each request does not pay a refusal first.
 REFUSED_FOR_SECONDS = 300.0

@@ -232,11 +232,29 @@ def _add(rotation: AppKeyRotation, *, app: AppCredential, cloud: Cloud, now: dat
         proof = app_credentials.proof_of_possession(
             certificate_path=rotation.certificate_path, application_object_id=object_id
         )
-        added = graph.application_key_add(
-            object_id, certificate_der=app_credentials.certificate_der(rotation.new_certificate_path), proof=proof
-        )
+        try:
+            added = graph.application_key_add(
+                object_id, certificate_der=app_credentials.certificate_der(rotation.new_certificate_path), proof=proof
+            )
+        except GraphError as exc:
+            raise _proof_refused(exc, rotation.certificate_path) from None
         new_key_id = str(added.get("keyId") or "")
     return Step.KEY_ADDED, {"application_object_id": object_id, "old_key_id": old_key_id, "new_key_id": new_key_id}
+
+
+# Graph's answer to a proof of possession it does not accept (application-rollkey-prooftoken.md).
+PROOF_REFUSED = "Authentication_MissingOrMalformed"
+
+
+def _proof_refused(exc: GraphError, signer: str) -> Exception:
+    """Graph's refusal of the proof of possession in words, or the GraphError itself for any other failure."""
+    if exc.code != PROOF_REFUSED:
+        return exc
+    return RotationError(
+        f"Microsoft Graph refused the proof of possession signed with {signer} ({PROOF_REFUSED}): the certificate "
+        "must be one the app registration holds and valid now, and this computer's clock right; run the rotation "
+        "again"
+    )
 
 
 def _probe(rotation: AppKeyRotation, *, app: AppCredential, cloud: Cloud, now: datetime) -> Any:
@@ -275,7 +293,7 @@ def _remove(rotation: AppKeyRotation, *, app: AppCredential, cloud: Cloud, now: 
             graph.application_key_remove(rotation.application_object_id, key_id=rotation.old_key_id, proof=proof)
         except GraphError as exc:
             if exc.status != 404:
-                raise
+                raise _proof_refused(exc, rotation.certificate_path) from None
     return Step.DONE, {}
 
 

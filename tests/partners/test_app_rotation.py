@@ -207,3 +207,34 @@ def test_only_an_admin_may_rotate(cpv_sim, settings, current, operator) -> None:
 
     assert response.status_code in (403, 404)
     assert AppKeyRotation.objects.count() == 0
+
+
+def test_the_proof_of_possession_has_no_padding(cpv_sim, current) -> None:  # type: ignore[no-untyped-def]
+    path, _ = current
+    proof = app_credentials.proof_of_possession(certificate_path=path, application_object_id="0" * 36)
+    header, payload, _signature = proof.split(".")
+    # the segments' lengths are such that base64 would pad them: the proof leaves the padding out
+    assert any(len(segment) % 4 for segment in (header, payload))
+    assert "=" not in proof
+
+
+def test_a_proof_graph_refuses_stops_the_rotation_and_says_why(  # type: ignore[no-untyped-def]
+    cpv_sim, settings, current, new_path, monkeypatch
+) -> None:
+    path, _ = current
+    signed = app_credentials.proof_of_possession
+
+    def padded(**kwargs: str) -> str:
+        header, payload, signature = signed(**kwargs).split(".")
+        return f"{header}{'=' * (-len(header) % 4)}.{payload}{'=' * (-len(payload) % 4)}.{signature}"
+
+    monkeypatch.setattr(app_credentials, "proof_of_possession", padded)
+
+    rotation = app_key_rotation_continue(actor=None, rotation=_start(settings, new_path))
+
+    assert rotation.step == Step.STARTED
+    assert "refused the proof of possession" in rotation.last_error and "Authentication_MissingOrMalformed" in (
+        rotation.last_error
+    )
+    assert path in rotation.last_error
+    assert app_credentials.certificate_facts(new_path).thumbprint_sha256 not in _thumbprints(cpv_sim)
