@@ -24,6 +24,7 @@ from consent.sealing import SealError, seal, unseal
 from cpv import clouds
 from cpv.ratelimit import too_many
 from microsoft import graph, identity
+from tokens.alerts import credential_refusals_alert
 
 logger = logging.getLogger(__name__)
 
@@ -187,6 +188,7 @@ def sign_in_finish(request: HttpRequest, kind: SignInKind) -> HttpResponse:
         raise SignInFailed(
             "The sign-in could not be verified", "Microsoft's answer did not pass our checks. Sign in again."
         ) from None
+    credential_refusals_alert(result.refused)
     claims = result.id_token_claims
     access_claims = identity.access_token_claims(result.access_token)
     # `wids` is in an id_token only when the app registration asks for directory roles; the access token that

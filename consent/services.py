@@ -32,6 +32,7 @@ from partners.models import Partner
 from partners.permissions import partner_permissions_missing
 from partners.registrations import app_for, cloud_for
 from partners.services import Actor, PartnerError, audit_record, partner_create
+from tokens.alerts import credential_refusals_alert
 from tokens.models import PartnerToken
 from tokens.store import Obtained, token_store
 from tokens.vault import VaultError, secret_tags
@@ -343,6 +344,7 @@ def _complete(flow: ConsentFlow, form: Mapping[str, str]) -> ConsentFlow:
         return _fail(flow, "our_error", f"id_token rejected: {exc}")
     except identity.IdentityError as exc:
         return _fail(flow, "microsoft_error", str(exc))
+    credential_refusals_alert(token.refused)
 
     claims = token.id_token_claims
     tenant_id = uuid.UUID(str(claims["tid"]))

@@ -29,6 +29,9 @@ BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     "consent-consents-verify-sweep": {"task": "consent.consents_verify_sweep", "schedule": 600.0},
     # Every minute: webhook deliveries whose retry is due, whose lease lapsed or whose queueing was lost.
     "events-deliveries-sweep": {"task": "events.deliveries_sweep", "schedule": 60.0},
+    # Daily: the app registrations' self-check (credentials accepted and their ends, the registration, Partner
+    # Center), alerting operators.
+    "consent-app-check": {"task": "consent.app_check", "schedule": 24 * 3600.0},
 }
 app.conf.beat_schedule = BEAT_SCHEDULE
 

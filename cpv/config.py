@@ -53,6 +53,15 @@ NOT_NEEDED = {
 LOG_FORMATS = ("text", "json")
 
 GRAPH_APP_ID = "00000003-0000-0000-c000-000000000000"
+# Resources Microsoft retired: a grant to one consents a dead API in every customer tenant. Azure AD Graph
+# ("Azure AD Graph is retired", Microsoft Graph's migration pages: its API stopped on 2025-08-31) is still granted
+# by Microsoft's own CPV sample, so a vendor who copies it would be refused here with the way out.
+RETIRED_RESOURCES = {
+    "00000002-0000-0000-c000-000000000000": (
+        "Azure AD Graph (00000002-0000-0000-c000-000000000000) was retired by Microsoft on 2025-08-31: grant the "
+        f"same permissions on Microsoft Graph ({GRAPH_APP_ID}) instead"
+    ),
+}
 DEFAULT_APPLICATION_GRANTS: dict[str, Any] = {
     "displayName": "Control Panel Vendor",
     "applicationGrants": [
@@ -82,17 +91,54 @@ class ConfigError(ImproperlyConfigured):
         super().__init__(f"The control panel's configuration is not usable:\n{lines}")
 
 
+SECRET = "secret"  # noqa: S105 - the name of a credential kind, not a secret
+CERTIFICATE = "certificate"
+
+
+@dataclass(frozen=True)
+class Credential:
+    """One credential of an app registration: a client secret, or a PEM file holding a private key and its
+    certificate. `source` names where it was configured (a variable and a position), for the words an operator
+    reads; the secret never reaches a repr."""
+
+    kind: str  # SECRET or CERTIFICATE
+    secret: str = field(default="", repr=False)
+    certificate_path: str = ""
+    source: str = ""
+
+    @property
+    def label(self) -> str:
+        if self.kind == CERTIFICATE:
+            return f"the certificate {self.certificate_path}" + (f" ({self.source})" if self.source else "")
+        return "the client secret" + (f" ({self.source})" if self.source else "")
+
+
 @dataclass(frozen=True)
 class AppCredential:
-    """One Entra ID app registration the control panel signs in as. The secret never reaches a repr."""
+    """One Entra ID app registration the control panel signs in as, with its credentials newest first
+    (`credentials`): requests use the newest that Entra accepts. Built from `client_secret` and `certificate_path`
+    alone, it holds those two (the certificate first). `tenant_id` is the tenant the app is registered in (its
+    client-credentials probe and the read of its own registration go there); empty when unknown. The secrets never
+    reach a repr."""
 
     client_id: str
     client_secret: str = field(default="", repr=False)
     certificate_path: str = ""
+    credentials: tuple[Credential, ...] = ()
+    tenant_id: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.credentials:
+            made = []
+            if self.certificate_path:
+                made.append(Credential(CERTIFICATE, certificate_path=self.certificate_path))
+            if self.client_secret:
+                made.append(Credential(SECRET, secret=self.client_secret))
+            object.__setattr__(self, "credentials", tuple(made))
 
     @property
     def configured(self) -> bool:
-        return bool(self.client_id and (self.client_secret or self.certificate_path))
+        return bool(self.client_id and self.credentials)
 
 
 @dataclass(frozen=True)
@@ -161,7 +207,7 @@ class Config:
         missing = []
         if not self.app.client_id:
             missing.append("CPV_CLIENT_ID")
-        if not (self.app.client_secret or self.app.certificate_path):
+        if not self.app.credentials:
             missing.append("CPV_CLIENT_SECRET or CPV_CLIENT_CERTIFICATE")
         return missing
 
@@ -293,11 +339,13 @@ def parse_application_grants(value: str) -> dict[str, Any]:
             uuid.UUID(app_id)
         except ValueError:
             raise ValueError(f"enterpriseApplicationId {app_id!r} is not a GUID") from None
+        if app_id.lower() in RETIRED_RESOURCES:
+            raise ValueError(RETIRED_RESOURCES[app_id.lower()])
         if not isinstance(scope, str) or not [s for s in scope.split(",") if s.strip()]:
             raise ValueError(f"the grant for {app_id} needs a comma-separated scope")
-        if app_id in seen:
-            raise ValueError(f"{app_id} appears twice: give one grant per resource")
-        seen.add(app_id)
+        if app_id.lower() in seen:
+            raise ValueError(f"{app_id} appears twice: give one grant per resource, with all its scopes in one scope")
+        seen.add(app_id.lower())
     name = data.get("displayName")
     if not isinstance(name, str) or not name.strip():
         raise ValueError("displayName must be a non-empty string")
@@ -538,25 +586,59 @@ def _apps(r: _Reader, *, production: bool) -> Part:
     }
 
 
+def _listed(value: str | None) -> list[str]:
+    return [part.strip() for part in (value or "").split(",") if part.strip()]
+
+
 def _credential(r: _Reader, prefix: str, *, required: bool) -> AppCredential | None:
-    """<prefix>_CLIENT_ID with its _CLIENT_SECRET or _CLIENT_CERTIFICATE; None when no client id is set."""
+    """One app registration's settings: <prefix>_CLIENT_ID with its credentials, newest first:
+    <prefix>_CLIENT_CERTIFICATE (PEM files, comma-separated) before <prefix>_CLIENT_SECRET (comma-separated), and
+    <prefix>_TENANT_ID, the tenant it is registered in (CPV_STAFF_TENANT_ID by default). None when no client id is
+    set. The one reader of an app's credentials, whatever the cloud or environment it serves."""
     client_id = r.in_production(f"{prefix}_CLIENT_ID", required)
-    client_secret = r.raw(f"{prefix}_CLIENT_SECRET") or ""
-    certificate = r.raw(f"{prefix}_CLIENT_CERTIFICATE") or ""
+    secrets_ = _listed(r.raw(f"{prefix}_CLIENT_SECRET"))
+    certificates = _listed(r.raw(f"{prefix}_CLIENT_CERTIFICATE"))
+    tenant_id = (r.raw(f"{prefix}_TENANT_ID") or r.raw("CPV_STAFF_TENANT_ID") or "").lower()
     if client_id is not None:
         try:
             uuid.UUID(client_id)
         except ValueError:
             r.problems.append(f"{prefix}_CLIENT_ID must be the app's client id (a GUID), got {client_id!r}")
-    if certificate and not Path(certificate).is_file():
-        r.problems.append(f"{prefix}_CLIENT_CERTIFICATE names {certificate!r}, which is not a readable file")
-    if required and client_id and not (client_secret or certificate):
+    if r.raw(f"{prefix}_TENANT_ID") is not None:
+        try:
+            uuid.UUID(tenant_id)
+        except ValueError:
+            r.problems.append(f"{prefix}_TENANT_ID must be the tenant id the app is registered in (a GUID)")
+    for index, certificate in enumerate(certificates):
+        if not Path(certificate).is_file():
+            position = f" (certificate {index + 1})" if len(certificates) > 1 else ""
+            r.problems.append(
+                f"{prefix}_CLIENT_CERTIFICATE{position} names {certificate!r}, which is not a readable file"
+            )
+    if required and client_id and not (secrets_ or certificates):
         r.problems.append(f"{prefix}_CLIENT_SECRET or {prefix}_CLIENT_CERTIFICATE is required {IN_PRODUCTION}")
-    if client_id is None and (client_secret or certificate):
+    if client_id is None and (secrets_ or certificates):
         r.problems.append(f"{prefix}_CLIENT_ID is required when its secret or certificate is set")
     if client_id is None:
         return None
-    return AppCredential(client_id=client_id, client_secret=client_secret, certificate_path=certificate)
+
+    def source(name: str, index: int, count: int) -> str:
+        return f"{prefix}_{name}" + (f" #{index + 1}" if count > 1 else "")
+
+    credentials = tuple(
+        Credential(CERTIFICATE, certificate_path=path, source=source("CLIENT_CERTIFICATE", i, len(certificates)))
+        for i, path in enumerate(certificates)
+    ) + tuple(
+        Credential(SECRET, secret=value, source=source("CLIENT_SECRET", i, len(secrets_)))
+        for i, value in enumerate(secrets_)
+    )
+    return AppCredential(
+        client_id=client_id,
+        client_secret=secrets_[0] if secrets_ else "",
+        certificate_path=certificates[0] if certificates else "",
+        credentials=credentials,
+        tenant_id=tenant_id,
+    )
 
 
 def _vault(r: _Reader, *, production: bool, var_dir: Path, role: str) -> Part:

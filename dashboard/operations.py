@@ -26,6 +26,7 @@ from customers.models import CustomerConsent
 from customers.proof import CUSTOMER_ACTIONS, customers_drifted, customers_to_verify
 from customers.selectors import without_access_counts
 from customers.services import customers_needing_consent
+from dashboard.app_check import app_check, app_check_words
 from microsoft import identity
 from microsoft.partner_center import PartnerCenterClient
 from partners.models import AuditEvent, Customer, Operation, Partner
@@ -603,4 +604,26 @@ def live_checks() -> list[LiveCheck]:
         except Exception as exc:  # noqa: BLE001 - a check reports every failure, it never raises
             detail, ok = f"{exc.__class__.__name__}: {redact(str(exc))[:300]}", False
         results.append(LiveCheck(name, ok, round((time.perf_counter() - started) * 1000, 1), detail))
-    return results
+    return results + _app_checks()
+
+
+def _app_checks() -> list[LiveCheck]:
+    """The self-check of each app registration (`dashboard/app_check.py`), a row each: failed while a finding is a
+    problem, each finding in words with its fix."""
+    import time
+
+    started = time.perf_counter()
+    try:
+        reports = app_check()
+    except Exception as exc:  # noqa: BLE001 - a check reports every failure, it never raises
+        return [LiveCheck("App registration", False, 0.0, f"{exc.__class__.__name__}: {redact(str(exc))[:300]}")]
+    milliseconds = round((time.perf_counter() - started) * 1000, 1)
+    return [
+        LiveCheck(
+            f"App registration ({report.setting})",
+            not report.problems,
+            milliseconds,
+            redact(app_check_words(report)),
+        )
+        for report in reports
+    ]

@@ -29,6 +29,7 @@ urlpatterns = [
     path("webhooks/<uuid:code>/rotate", webhooks.webhook_rotate, name="webhook_rotate"),
     path("webhooks/deliveries/<uuid:code>/redeliver", webhooks.webhook_redeliver, name="webhook_redeliver"),
     path("settings/check", views.settings_check, name="settings_check"),
+    path("settings/app-key-rotation", views.app_key_rotate, name="app_key_rotate"),
     path("js/<slug:name>.js", views.page_script, name="page_script"),
     path("consent/staff/invite", actions.invite, name="invite"),
     path("consent/staff/partners/<uuid:code>/reconsent-link", actions.reconsent_link, name="reconsent_link"),

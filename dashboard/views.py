@@ -67,6 +67,7 @@ from dashboard.forms import (
 from dashboard.staff_actions import BULK_ACTIONS, actions_for, plural
 from microsoft import permissions
 from partners.access import ROLE_GROUPS, Role, partner_for_staff, role_of, staff_view
+from partners.app_rotation import RotationError, RotationPlan, app_key_rotation_run, rotation_open
 from partners.models import AuditEvent, Partner, StaffPasswordGuard
 from partners.services import (
     PartnerError,
@@ -80,6 +81,8 @@ from tokens.alerts import alerts_open
 from tokens.selectors import HEALTH_CHOICES, HEALTH_LABELS, token_events, token_health
 
 PAGE_SIZE = 50
+# The staff action's new certificate: a year, like the portal's default for an uploaded one.
+ROTATION_CERTIFICATE_DAYS = 365
 
 
 @staff_view(see=Role.VIEWER)
@@ -460,8 +463,33 @@ def settings_page(request: HttpRequest) -> HttpResponse:
         "checks": checks,
         "role": role_of(request.user),
         "required_permissions": permissions.REQUIRED_PERMISSIONS,
+        "rotation": rotation_open(settings.CPV_APP.client_id) if settings.CPV_APP.client_id else None,
     }
     return render(request, "dashboard/settings.html", context)
+
+
+@staff_view(see=Role.ADMIN)
+@require_http_methods(["POST"])
+def app_key_rotate(request: HttpRequest) -> HttpResponse:
+    """The staff action of the certificate rotation: start one with a new self-signed certificate, or continue the
+    one under way; with `dry_run`, only say what it would do."""
+    try:
+        result = app_key_rotation_run(
+            actor=request.user,
+            app=settings.CPV_APP,
+            generate_days=ROTATION_CERTIFICATE_DAYS,
+            dry_run=bool(request.POST.get("dry_run")),
+        )
+    except RotationError as exc:
+        messages.error(request, str(exc))
+    else:
+        if isinstance(result, RotationPlan):
+            messages.info(request, "The rotation would: " + "; ".join(result.steps))
+        elif result.last_error:
+            messages.error(request, f"The rotation stopped at “{result.get_step_display()}”: {result.last_error}")
+        else:
+            messages.success(request, f"Certificate rotation: {result.get_step_display()}.")
+    return HttpResponseRedirect(reverse("dashboard:settings") + "#app-key-rotation")
 
 
 @staff_view(see=Role.ADMIN)

@@ -4,6 +4,7 @@ vendor app's service principal and its delegated permission grants. Failures com
 
 from __future__ import annotations
 
+import base64
 import logging
 import re
 from collections.abc import Iterator
@@ -142,6 +143,15 @@ class GraphClient:
     def _get(self, url: str) -> dict[str, Any]:
         return self._send("GET", url)
 
+    def _get_or_none(self, url: str) -> dict[str, Any] | None:
+        """The object at `url`, or None when Graph answers 404. Raises GraphError."""
+        try:
+            return self._get(url)
+        except GraphError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
     def _send(self, method: str, url: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
         # The bearer token goes only to the Graph this client was made for, whatever a nextLink names.
         parts, base = urlsplit(url), urlsplit(self.base_url)
@@ -160,6 +170,8 @@ class GraphClient:
             raise GraphError(
                 f"Microsoft Graph could not be reached ({exc.__class__.__name__})", transient=True
             ) from None
+        if response.status_code == 204:
+            return {}
         if response.ok:
             try:
                 body = response.json()
@@ -270,13 +282,9 @@ class GraphClient:
     def service_principal(self, app_id: str) -> ServicePrincipal | None:
         """The service principal of `app_id` in the token's tenant, or None when Graph answers 404 (none there).
         Raises GraphError."""
-        url = f"{self.base_url}/v1.0/servicePrincipals(appId='{quote(app_id, safe='')}')"
-        try:
-            item = self._get(url)
-        except GraphError as exc:
-            if exc.status == 404:
-                return None
-            raise
+        item = self._get_or_none(f"{self.base_url}/v1.0/servicePrincipals(appId='{quote(app_id, safe='')}')")
+        if item is None:
+            return None
         if not item.get("id"):
             raise GraphError("Microsoft Graph answered a service principal without an id")
         return ServicePrincipal(
@@ -284,6 +292,40 @@ class GraphClient:
             app_id=str(item.get("appId") or app_id).lower(),
             display_name=str(item.get("displayName") or ""),
         )
+
+    def published_scopes(self, app_id: str) -> list[str] | None:
+        """The delegated permissions the resource `app_id` publishes (its service principal's
+        `oauth2PermissionScopes` values) in the token's tenant, or None when it has no service principal there.
+        Raises GraphError."""
+        item = self._get_or_none(f"{self.base_url}/v1.0/servicePrincipals(appId='{quote(app_id, safe='')}')")
+        if item is None:
+            return None
+        scopes = item.get("oauth2PermissionScopes") or []
+        return [str(s.get("value")) for s in scopes if isinstance(s, dict) and s.get("value")]
+
+    def application(self, app_id: str) -> dict[str, Any] | None:
+        """The application object (the app registration) of `app_id` in the token's tenant, as Graph answers it, or
+        None when Graph answers 404. Needs Application.Read.All. Raises GraphError (403 without the permission)."""
+        return self._get_or_none(f"{self.base_url}/v1.0/applications(appId='{quote(app_id, safe='')}')")
+
+    def application_key_add(self, object_id: str, *, certificate_der: bytes, proof: str) -> dict[str, Any]:
+        """addKey: the certificate (its public part only) added to the application `object_id`, with a proof of
+        possession signed by one of its valid certificates: the new keyCredential. Raises GraphError."""
+        body = {
+            "keyCredential": {
+                "type": "AsymmetricX509Cert",
+                "usage": "Verify",
+                "key": base64.b64encode(certificate_der).decode(),
+            },
+            "passwordCredential": None,
+            "proof": proof,
+        }
+        return self._send("POST", f"{self.base_url}/v1.0/applications/{quote(object_id, safe='')}/addKey", body)
+
+    def application_key_remove(self, object_id: str, *, key_id: str, proof: str) -> None:
+        """removeKey: the key credential `key_id` taken off the application (204). Raises GraphError."""
+        url = f"{self.base_url}/v1.0/applications/{quote(object_id, safe='')}/removeKey"
+        self._send("POST", url, {"keyId": key_id, "proof": proof})
 
     def permission_grants(self, client_id: str) -> list[PermissionGrant]:
         """The delegated permission grants whose client is the service principal `client_id`, every page.

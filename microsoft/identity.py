@@ -9,24 +9,24 @@ import logging
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import jwt
 import msal
 import requests
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 
 from cpv.clouds import Cloud
-from cpv.config import AppCredential
-from microsoft import http
+from cpv.config import AppCredential, Credential
+from microsoft import app_credentials, http
+from microsoft.app_credentials import Refusal
 from microsoft.errors import MicrosoftError, retry_after
 from microsoft.http import TimeoutSession
 
 logger = logging.getLogger(__name__)
 
+T = TypeVar("T")
 HTTP_TIMEOUT = (5.0, 20.0)  # seconds to connect, seconds to read
 GLOBAL_ADMIN_ROLE = "62e90394-69f5-4237-9190-012177145e10"
 
@@ -235,40 +235,56 @@ def error_from_response(
 # --- the app's credential -------------------------------------------------------------------------
 
 
-def client_credential(app: AppCredential) -> str | dict[str, str]:
-    """msal's `client_credential`: the PEM certificate and key, or the secret. Raises IdentityMisconfigured."""
-    if app.certificate_path:
+def client_credential(app: AppCredential, credential: Credential | None = None) -> str | dict[str, str]:
+    """msal's `client_credential` for `credential` (by default the first to try of the app's): the PEM certificate
+    and key, or the secret. Raises IdentityMisconfigured."""
+    chosen = credential or next(iter(app_credentials.in_order(app)), None)
+    if chosen is None:
+        raise IdentityMisconfigured("No app credential is configured: set CPV_CLIENT_CERTIFICATE or CPV_CLIENT_SECRET")
+    try:
+        return app_credentials.msal_credential(chosen)
+    except app_credentials.CredentialUnreadable as exc:
+        raise IdentityMisconfigured(str(exc)) from None
+
+
+def with_credentials(app: AppCredential, attempt: Callable[[Credential], T]) -> tuple[T, tuple[Refusal, ...]]:
+    """Run `attempt` with the app's credentials in turn (newest first, those refused lately last) until Entra
+    accepts one: its answer and the refusals on the way (AADSTS700027, 7000215, 7000222), which the caller turns
+    into an operator alert. Raises the last credential's error, or IdentityMisconfigured when there is none."""
+    ordered = app_credentials.in_order(app)
+    if not ordered:
+        raise IdentityMisconfigured("No app credential is configured: set CPV_CLIENT_CERTIFICATE or CPV_CLIENT_SECRET")
+    refused: list[Refusal] = []
+    for index, credential in enumerate(ordered):
         try:
-            pem = Path(app.certificate_path).read_bytes()
-            key = serialization.load_pem_private_key(pem, password=None)
-            certificate = x509.load_pem_x509_certificate(pem)
-        except (OSError, ValueError) as exc:
-            raise IdentityMisconfigured(
-                f"The app certificate {app.certificate_path} could not be read as PEM holding a private key "
-                f"and a certificate ({exc.__class__.__name__})"
-            ) from None
-        return {
-            "private_key": key.private_bytes(
-                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-            ).decode(),
-            "public_certificate": certificate.public_bytes(serialization.Encoding.PEM).decode(),
-        }
-    if app.client_secret:
-        return app.client_secret
-    raise IdentityMisconfigured("No app credential is configured: set CPV_CLIENT_CERTIFICATE or CPV_CLIENT_SECRET")
+            answer = attempt(credential)
+        except InvalidClient as exc:
+            code = next((c for c in exc.codes if c in app_credentials.FALLBACK_CODES), None)
+            if code is None:
+                raise
+            app_credentials.refusal_note(app, credential)
+            refused.append(Refusal(credential=credential.label, code=code))
+            if index == len(ordered) - 1:
+                raise
+            logger.warning("Entra refused %s (AADSTS%s): trying the next credential", credential.label, code)
+            continue
+        app_credentials.acceptance_note(app, credential)
+        return answer, tuple(refused)
+    raise AssertionError("unreachable: the loop returns or raises")  # pragma: no cover
 
 
 def confidential_client(
-    *, cloud: Cloud, tenant: str, app: AppCredential, offline: bool = True
+    *, cloud: Cloud, tenant: str, app: AppCredential, offline: bool = True, credential: Credential | None = None
 ) -> msal.ConfidentialClientApplication:
-    """A fresh msal client with an empty token cache; `offline=False` asks for no refresh token.
-    Raises IdentityMisconfigured, or Transient when discovery fails."""
+    """A fresh msal client with an empty token cache, signing in with `credential` (by default the app's first to
+    try); `offline=False` asks for no refresh token. Raises IdentityMisconfigured, or Transient when discovery
+    fails."""
     if not app.client_id:
         raise IdentityMisconfigured("CPV_CLIENT_ID is not set")
     try:
         return msal.ConfidentialClientApplication(
             app.client_id,
-            client_credential=client_credential(app),
+            client_credential=client_credential(app, credential),
             authority=cloud.authority(tenant),
             # Outside Microsoft's hosts, msal would ask login.microsoftonline.com to vouch for the authority.
             instance_discovery=cloud.is_microsoft,
@@ -297,10 +313,13 @@ class TokenResult:
     scopes: tuple[str, ...]
     id_token: str = field(default="", repr=False)
     id_token_claims: dict[str, Any] = field(default_factory=dict)
+    # The app's credentials Entra refused before one was accepted (newest first): an operator must look.
+    refused: tuple[Refusal, ...] = ()
 
 
-def _token_result(result: dict[str, Any]) -> TokenResult:
+def _token_result(result: dict[str, Any], refused: tuple[Refusal, ...] = ()) -> TokenResult:
     return TokenResult(
+        refused=refused,
         access_token=str(result.get("access_token", "")),
         refresh_token=str(result.get("refresh_token", "")),
         expires_at=time.time() + float(result.get("expires_in", 0) or 0),
@@ -394,15 +413,22 @@ def auth_code_flow_finish(
 ) -> TokenResult:
     """Redeem a finished sign-in's code: the TokenResult with verified `id_token_claims`.
     Raises IdTokenInvalid, a typed error for Microsoft's answer, or Transient."""
-    client = confidential_client(cloud=cloud, tenant=tenant, app=app, offline=offline)
+
+    def redeem(credential: Credential) -> dict[str, Any]:
+        client = confidential_client(cloud=cloud, tenant=tenant, app=app, offline=offline, credential=credential)
+        # msal's flow is a dict it reads; a copy for each credential keeps a refused attempt from touching the next.
+        return _call(
+            "redeeming the authorization code", client.acquire_token_by_auth_code_flow, dict(flow), auth_response
+        )
+
     try:
-        result = _call("redeeming the authorization code", client.acquire_token_by_auth_code_flow, flow, auth_response)
+        result, refused = with_credentials(app, redeem)
     except ValueError:
         raise IdTokenInvalid("The sign-in answer does not belong to this flow (state mismatch)") from None
     except RuntimeError:
         # msal checks the nonce and raises RuntimeError when it differs.
         raise IdTokenInvalid("The id_token's nonce does not match this flow") from None
-    token = _token_result(result)
+    token = _token_result(result, refused)
     # msal sends the SHA-256 of the flow's nonce, so that is what the id_token carries.
     nonce = hashlib.sha256(str(flow.get("nonce", "")).encode("ascii")).hexdigest()
     claims = id_token_verify(cloud=cloud, client_id=app.client_id, id_token=token.id_token, nonce=nonce)
@@ -413,6 +439,7 @@ def auth_code_flow_finish(
         scopes=token.scopes,
         id_token=token.id_token,
         id_token_claims=claims,
+        refused=refused,
     )
 
 
@@ -426,17 +453,40 @@ def refresh_token_redeem(
     home_tenant: bool = True,
 ) -> TokenResult:
     """Redeem a refresh token for `scopes` in `tenant`: the TokenResult, whose new `refresh_token` the caller must
-    keep (Entra rotates it). Raises a typed error."""
-    client = confidential_client(cloud=cloud, tenant=tenant, app=app)
+    keep (Entra rotates it), with the credentials refused on the way (`refused`). Raises a typed error."""
+
+    def redeem(credential: Credential) -> dict[str, Any]:
+        # Entra authenticates the client before it reads the refresh token: a refused credential spends no token.
+        client = confidential_client(cloud=cloud, tenant=tenant, app=app, credential=credential)
+        return _call(
+            "redeeming the refresh token",
+            client.acquire_token_by_refresh_token,
+            refresh_token,
+            scopes,
+            home_tenant=home_tenant,
+            partner_center=any(s.startswith(cloud.partner_center_resource + "/") for s in scopes),
+        )
+
+    result, refused = with_credentials(app, redeem)
+    return _token_result(result, refused)
+
+
+def client_credentials_token(*, cloud: Cloud, app: AppCredential, credential: Credential, resource: str) -> str:
+    """An app-only access token for `resource` (its `/.default`) in the app's own tenant, signed in with exactly
+    `credential` (no fallback: this is the probe of one credential). Raises IdentityMisconfigured (no tenant, an
+    unreadable credential) or a typed error for Microsoft's answer."""
+    if not app.tenant_id:
+        raise IdentityMisconfigured(
+            "The tenant the app is registered in is not known: set CPV_TENANT_ID (or CPV_STAFF_TENANT_ID)"
+        )
+    client = confidential_client(cloud=cloud, tenant=app.tenant_id, app=app, offline=False, credential=credential)
     result = _call(
-        "redeeming the refresh token",
-        client.acquire_token_by_refresh_token,
-        refresh_token,
-        scopes,
-        home_tenant=home_tenant,
-        partner_center=any(s.startswith(cloud.partner_center_resource + "/") for s in scopes),
+        "asking for an app-only token",
+        client.acquire_token_for_client,
+        [f"{resource.rstrip('/')}/.default"],
+        partner_center=False,
     )
-    return _token_result(result)
+    return str(result.get("access_token", ""))
 
 
 # --- id_token verification ------------------------------------------------------------------------

@@ -28,6 +28,9 @@ class RequiredPermission:
     admin_only: bool
     # What the product does with it, for the README, the settings page and the words of a missing one.
     used_for: str
+    # The delegated permission's id (the same in every tenant), as an app registration's `requiredResourceAccess`
+    # lists it: Graph's permissions reference, and Partner Center's "user_impersonation | 1cebfa2a-…" table.
+    id: str = ""
 
     @property
     def api_name(self) -> str:
@@ -44,27 +47,35 @@ REQUIRED_PERMISSIONS: tuple[RequiredPermission, ...] = (
         "user_impersonation",
         admin_only=False,
         used_for="acting in Partner Center as the partner's Admin Agent: customers and ApplicationConsent",
+        id="1cebfa2a-fb4d-419e-b5f9-839b4383e05a",
     ),
     RequiredPermission(
-        GRAPH, "User.Read", admin_only=False, used_for="signing the administrator in and reading their memberships"
+        GRAPH,
+        "User.Read",
+        admin_only=False,
+        used_for="signing the administrator in and reading their memberships",
+        id="e1fe6dd8-ba31-4d61-89e7-88639da4683d",
     ),
     RequiredPermission(
         GRAPH,
         "RoleManagement.Read.Directory",
         admin_only=True,
         used_for="proving that the consenting account is a Global Administrator",
+        id="741c54c3-0c1e-44a1-818b-3f97ab4e8c83",
     ),
     RequiredPermission(
         GRAPH,
         "DelegatedAdminRelationship.Read.All",
         admin_only=True,
         used_for="reading the partner's GDAP relationships before ApplicationConsent",
+        id="0c0064ea-477b-4130-82a5-4c2cc4ff68aa",
     ),
     RequiredPermission(
         GRAPH,
         "GroupMember.Read.All",
         admin_only=True,
         used_for="checking that the consenting account is in AdminAgents and in the GDAP security groups",
+        id="bc024368-1153-4739-b217-4326f2e966d0",
     ),
 )
 ROLE_CHECK = next(p for p in REQUIRED_PERMISSIONS if p.name == "RoleManagement.Read.Directory")

@@ -38,6 +38,11 @@ ACTION_LABELS: dict[str, str] = {
     "staff.password_changed": "Changed their own password",
     "staff.password_frozen": "Froze a password sign-in after too many wrong codes",
     "staff.password_unfrozen": "Released a frozen password sign-in",
+    "app_key.rotation_started": "Started rotating the app's certificate",
+    "app_key.added": "Added the new certificate to the app registration",
+    "app_key.probed": "Entra accepted the app's new certificate",
+    "app_key.switched": "Switched the control panel to the app's new certificate",
+    "app_key.old_removed": "Removed the app's old certificate from the registration",
     "staff.demo_user_created": "Created the demo's staff account",
     "staff.demo_user_reset": "Reset the demo's staff account",
     "vault.key_rotated": "Rotated the vault key",
@@ -60,6 +65,9 @@ ACTION_LABELS: dict[str, str] = {
 
 # The keys the services write into `detail`, in words.
 DETAIL_LABELS: dict[str, str] = {
+    "old": "Old certificate (SHA-256)",
+    "new": "New certificate (SHA-256)",
+    "client_id": "App (client id)",
     "emailed": "Emailed",
     "name": "Name",
     "cloud": "Cloud",

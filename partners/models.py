@@ -232,3 +232,47 @@ class Operation(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} of {self.partner_id} at {self.started_at:%Y-%m-%d %H:%M}"
+
+
+class AppKeyRotation(models.Model):
+    """One rotation of the vendor app's certificate, recorded step by step as each is done, so that a run cut off
+    resumes where it stopped (`partners/app_rotation.py`). At most one unfinished rotation per app."""
+
+    class Step(models.TextChoices):
+        STARTED = "started", "Started"
+        KEY_ADDED = "key_added", "The new certificate is added to the app registration"
+        PROBED = "probed", "Entra accepts the new certificate"
+        SWITCHED = "switched", "The control panel signs in with the new certificate"
+        DONE = "done", "The old certificate is removed from the app registration"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    client_id = models.CharField(max_length=36)
+    # The configured file (CPV_CLIENT_CERTIFICATE's first) that the switch rewrites, and where the new one waits.
+    certificate_path = models.CharField(max_length=500)
+    new_certificate_path = models.CharField(max_length=500)
+    old_thumbprint = models.CharField(max_length=64, help_text="SHA-256 of the certificate being replaced")
+    new_thumbprint = models.CharField(max_length=64, help_text="SHA-256 of the new certificate")
+    application_object_id = models.CharField(max_length=36, blank=True)
+    old_key_id = models.CharField(max_length=36, blank=True)
+    new_key_id = models.CharField(max_length=36, blank=True)
+    step = models.CharField(max_length=16, choices=Step.choices, default=Step.STARTED)
+    overlap = models.DurationField()
+    overlap_until = models.DateTimeField(null=True, blank=True)
+    last_error = models.CharField(max_length=500, blank=True)
+    started_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    started_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-started_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["client_id"], condition=~models.Q(step="done"), name="one_open_key_rotation_per_app"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"rotation of {self.client_id}'s certificate ({self.get_step_display()})"

@@ -15,6 +15,8 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from simulator import published_scopes
+
 logger = logging.getLogger(__name__)
 
 GRAPH_APP_ID = "00000003-0000-0000-c000-000000000000"
@@ -300,7 +302,7 @@ def service_principal_json(sp: ServicePrincipal) -> dict[str, Any]:
         "addIns": [],
         "appRoles": [],
         "keyCredentials": [],
-        "oauth2PermissionScopes": [],
+        "oauth2PermissionScopes": published_scopes.scopes_json(sp.app_id),
         "passwordCredentials": [],
         "resourceSpecificApplicationPermissions": [],
         "verifiedPublisher": {"displayName": None, "verifiedPublisherId": None, "addedDateTime": None},

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import hashlib
 import hmac
 import html
@@ -639,11 +640,12 @@ async def handle_authorize_post(request: web.Request) -> web.Response:
 
 
 # ----- token endpoint -----
-_cert_keys: dict[str, tuple[str, str, RSAPublicKey]] = {}
+_cert_keys: dict[str, tuple[str, str, RSAPublicKey, float, float]] = {}
 
 
-def _certificate_keys(app: AppRegistration) -> list[tuple[str, str, RSAPublicKey]]:
-    """(sha1 b64url, sha256 b64url, public key) for each registered certificate, parsed once."""
+def _certificate_keys(app: AppRegistration) -> list[tuple[str, str, RSAPublicKey, float, float]]:
+    """(sha1 b64url, sha256 b64url, public key, valid from, valid until) for each registered certificate, parsed
+    once."""
     keys = []
     for cert in app.certificates:
         cached = _cert_keys.get(cert.certificate_pem)
@@ -656,9 +658,14 @@ def _certificate_keys(app: AppRegistration) -> list[tuple[str, str, RSAPublicKey
                 b64url(bytes.fromhex(cert.thumbprint)),
                 b64url(bytes.fromhex(cert.thumbprint_sha256)),
                 public,
+                parsed.not_valid_before_utc.timestamp(),
+                parsed.not_valid_after_utc.timestamp(),
             )
             _cert_keys[cert.certificate_pem] = cached
-        keys.append(cached)
+        # a keyCredential's own dates (addKey's startDateTime/endDateTime) narrow the certificate's
+        valid_from = max(cached[3], cert.valid_from) if cert.valid_from is not None else cached[3]
+        valid_until = min(cached[4], cert.valid_until) if cert.valid_until is not None else cached[4]
+        keys.append((cached[0], cached[1], cached[2], valid_from, valid_until))
     return keys
 
 
@@ -680,13 +687,26 @@ def _verify_assertion(sim: Simulator, assertion: str, app: AppRegistration, segm
         sha256 = str(header.get("x5t#S256") or "").rstrip("=")
         sha1 = str(header.get("x5t") or "").rstrip("=")
         thumb = sha256 or sha1 or ""
-        key = None
-        for sha1_b64, sha256_b64, public in _certificate_keys(app):
+        key, valid = None, (0.0, 0.0)
+        for sha1_b64, sha256_b64, public, valid_from, valid_until in _certificate_keys(app):
             if (sha256 and sha256 == sha256_b64) or (not sha256 and sha1 and sha1 == sha1_b64):
-                key = public
+                key, valid = public, (valid_from, valid_until)
+        printable = b64url_decode(thumb).hex().upper() if thumb else ""
         if key is None:
-            printable = b64url_decode(thumb).hex().upper() if thumb else ""
             raise EntraFailure(700027, client_id=app.client_id, reason="The key was not found.", thumbprint=printable)
+        # A key credential is used between its startDateTime and endDateTime (keyCredential), the certificate's
+        # validity for an uploaded certificate.
+        if not valid[0] <= now <= valid[1]:
+            # "The key used is expired." is Entra's; "The key used is not yet valid." is a GUESS (FIDELITY.md)
+            raise EntraFailure(
+                700027,
+                variant="key_dates",
+                client_id=app.client_id,
+                reason="The key used is expired." if now > valid[1] else "The key used is not yet valid.",
+                thumbprint=printable,
+                start=_iso(valid[0]),
+                end=_iso(valid[1]),
+            )
         if alg not in ("RS256", "PS256"):
             raise EntraFailure(700027, client_id=app.client_id, reason=f"Unsupported algorithm {alg}.", thumbprint="")
         try:
@@ -1425,7 +1445,7 @@ def _client_credentials(
     principal = sim.world.directory(tid) if kind == "customer" else None
     found_sp = principal.by_app_id(app.client_id) if principal is not None else None
     sp_oid = found_sp.id if found_sp is not None else _service_principal_oid(app.client_id, tid)
-    # an app-only v1.0 token: no user, so no scp, amr, name, upn or wids (the app holds no application roles here)
+    # an app-only v1.0 token: no user, so no scp, amr, name, upn or wids; `roles` below
     claims = _v1_common(tid, now, sim.settings.access_token_lifetime)
     claims.update(
         {
@@ -1437,6 +1457,10 @@ def _client_credentials(
             "sub": sp_oid,
         }
     )
+    # `roles`: the application permissions granted to the app (client credentials flow), here only Graph's in the
+    # vendor's own tenant, where the app is registered
+    if kind == "vendor" and resource == GRAPH_RESOURCE and app.graph_app_roles:
+        claims["roles"] = list(app.graph_app_roles)
     access_token = Unsigned(claims, "access_token")
     detail = _detail(request)
     detail["tid"] = tid
@@ -1450,8 +1474,7 @@ def _client_credentials(
 
 
 def _iso(epoch: float) -> str:
-    import datetime as dt
-
+    """A date as Entra's messages show it ('06/29/2021 21:13:15', UTC)."""
     return dt.datetime.fromtimestamp(epoch, dt.UTC).strftime("%m/%d/%Y %H:%M:%S")
 
 

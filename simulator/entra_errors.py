@@ -334,6 +334,19 @@ CATALOG: dict[int, EntraError] = {
 }
 
 
+# Codes whose words depend on the cause: (code, variant) -> the message used instead of the catalog's.
+VARIANTS: dict[tuple[int, str], str] = {
+    # A registered key outside its dates, as Entra words it (MicrosoftDocs/azure-stack-docs
+    # azure-stack/hci/deploy/troubleshoot-hci-registration.md): "AADSTS700027: Client assertion contains an invalid
+    # signature. [Reason - The key used is expired. Thumbprint of key used by client: '{SomeThumbprint}', Found key
+    # 'Start=06/29/2021 21:13:15, End=06/29/2023 21:13:15'"
+    (700027, "key_dates"): (
+        "Client assertion contains an invalid signature. [Reason - {reason} Thumbprint of key used by client: "
+        "'{thumbprint}', Found key 'Start={start}, End={end}']"
+    ),
+}
+
+
 class _Defaults(dict[str, Any]):
     def __missing__(self, key: str) -> str:
         return "unknown"
@@ -348,7 +361,8 @@ def error_body(
     correlation = correlation_id or str(uuid.uuid4())
     when = dt.datetime.fromtimestamp(now, dt.UTC)
     stamp = when.strftime("%Y-%m-%d %H:%M:%SZ")
-    message = entry.message.format_map(_Defaults(fields))
+    template = VARIANTS.get((code, str(fields.get("variant", ""))), entry.message)
+    message = template.format_map(_Defaults(fields))
     body: dict[str, Any] = {
         "error": entry.error,
         "error_description": (

@@ -681,8 +681,12 @@ SERVICE_PRINCIPAL_PERMISSIONS = frozenset(
 GRANT_PERMISSIONS = frozenset(
     {"Directory.Read.All", "DelegatedPermissionGrant.ReadWrite.All", "Directory.ReadWrite.All"}
 )
+# serviceprincipal-get-permissions.md: application Application.Read.All (least), Application.ReadWrite.OwnedBy,
+# Application.ReadWrite.All, Directory.Read.All
+SERVICE_PRINCIPAL_ROLES = frozenset(
+    {"Application.Read.All", "Application.ReadWrite.OwnedBy", "Application.ReadWrite.All", "Directory.Read.All"}
+)
 DIRECTORY_MAX_PAGE_SIZE = 999
-_APP_ID_KEY = re.compile(r"^servicePrincipals\(appId='([^']*)'\)$")
 _FILTER_CLAUSE = re.compile(r"^(\w+)\s+eq\s+'([^']*)'$", re.IGNORECASE)
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 
@@ -693,14 +697,16 @@ def _insufficient(request: web.Request) -> web.Response:
     )
 
 
-def _tenant_directory(request: web.Request, needed: frozenset[str]) -> tuple[Simulator, Directory] | web.Response:
-    """The directory of the token's tenant, once the token holds one of `needed` (else 403)."""
+def _tenant_directory(
+    request: web.Request, needed: frozenset[str], roles: frozenset[str] = frozenset()
+) -> tuple[Simulator, Directory] | web.Response:
+    """The directory of the token's tenant, once the token holds one of `needed` (delegated) or of `roles`
+    (application) (else 403)."""
     sim: Simulator = request.app[SIM_KEY]
     claims = _claims(request)
     if isinstance(claims, web.Response):
         return claims
-    if not _scopes(claims) & needed:
-        # the simulator's app-only tokens carry no `roles`: they are refused as a delegated token without the scope
+    if not (_scopes(claims) & needed or {str(r) for r in claims.get("roles") or []} & roles):
         return _insufficient(request)
     tid = str(claims.get("tid", ""))
     found = sim.world.directory(tid)
@@ -777,7 +783,7 @@ def _not_found(request: web.Request, key: str) -> web.Response:
 
 async def handle_service_principals(request: web.Request) -> web.Response:
     """`GET /servicePrincipals` (`$filter=appId eq '…'`, paged)."""
-    found = _tenant_directory(request, SERVICE_PRINCIPAL_PERMISSIONS)
+    found = _tenant_directory(request, SERVICE_PRINCIPAL_PERMISSIONS, SERVICE_PRINCIPAL_ROLES)
     if isinstance(found, web.Response):
         return found
     sim, tenant = found
@@ -795,7 +801,7 @@ def _one_service_principal(request: web.Request, sim: Simulator, sp: directory.S
 
 async def handle_service_principal(request: web.Request) -> web.Response:
     """`GET /servicePrincipals/{id}`."""
-    found = _tenant_directory(request, SERVICE_PRINCIPAL_PERMISSIONS)
+    found = _tenant_directory(request, SERVICE_PRINCIPAL_PERMISSIONS, SERVICE_PRINCIPAL_ROLES)
     if isinstance(found, web.Response):
         return found
     sim, tenant = found
@@ -809,17 +815,28 @@ async def handle_service_principal(request: web.Request) -> web.Response:
 
 async def handle_service_principal_by_app_id(request: web.Request) -> web.Response:
     """`GET /servicePrincipals(appId='{appId}')` (the token is checked before the key, as for an id)."""
-    found = _tenant_directory(request, SERVICE_PRINCIPAL_PERMISSIONS)
+    found = _tenant_directory(request, SERVICE_PRINCIPAL_PERMISSIONS, SERVICE_PRINCIPAL_ROLES)
     if isinstance(found, web.Response):
         return found
-    match = _APP_ID_KEY.match(request.match_info["key"])
+    wanted = app_id_key(request)
+    if isinstance(wanted, web.Response):
+        return wanted
+    sim, tenant = found
+    sp = tenant.by_app_id(wanted)
+    return _not_found(request, wanted) if sp is None else _one_service_principal(request, sim, sp)
+
+
+_ANY_APP_ID_KEY = re.compile(r"^\w+\(appId='([^']*)'\)$")
+
+
+def app_id_key(request: web.Request) -> str | web.Response:
+    """The appId of a `…(appId='{appId}')` key segment (servicePrincipals, applications), or Graph's 400."""
+    match = _ANY_APP_ID_KEY.match(request.match_info["key"])
     if match is None:
         return graph_error(
             request, 400, "BadRequest", f"Resource not found for the segment '{request.match_info['key']}'."
         )
-    sim, tenant = found
-    sp = tenant.by_app_id(match.group(1))
-    return _not_found(request, match.group(1)) if sp is None else _one_service_principal(request, sim, sp)
+    return match.group(1)
 
 
 async def handle_permission_grants(request: web.Request) -> web.Response:

@@ -125,6 +125,11 @@ def _authorize(request: web.Request) -> tuple[Partner, User | None, dict[str, An
         return pc_error(request, 403, 403, "The tenant of this token is not a Partner Center account.")
     if claims.get("idtyp") == "app" or "scp" not in claims:
         return pc_error(request, 403, 403, "App+User authentication is required for this operation.")
+    registered = sim.world.app(app_id)
+    if registered is not None and not registered.cpv_enrolled:
+        # GUESS: Microsoft documents that CPV apps must be enrolled in Partner Center, not the answer to one that is
+        # not; a 403 after the token's checks is the simulator's choice
+        return pc_error(request, 403, 403, "The application is not registered for Partner Center API access.")
     found = sim.world.user(str(claims.get("oid", "")))
     user = found[0] if found and found[1].tenant_id == partner.tenant_id else None
     if user is None:

@@ -14,7 +14,7 @@ from typing import Any
 
 from aiohttp import web
 
-from simulator import control, entra, graph, keyvault, partner_center
+from simulator import applications, control, entra, graph, keyvault, partner_center
 from simulator.entra import SIM_KEY
 from simulator.persistence import StateFile
 from simulator.requestlog import LOG_KEY, REQUEST_HEADERS, RESPONSE_HEADERS, redact, redact_url
@@ -24,10 +24,17 @@ from simulator.world import World
 
 logger = logging.getLogger(__name__)
 
+
+def _graph_setup(app: web.Application) -> None:
+    """Graph's own routes, and the application objects of the vendor's tenant (applications.py)."""
+    graph.setup(app)
+    applications.setup(app)
+
+
 SERVICES: dict[str, Callable[[web.Application], None]] = {
     "entra": entra.setup,
     "partner_center": partner_center.setup,
-    "graph": graph.setup,
+    "graph": _graph_setup,
     "vault": keyvault.setup,
 }
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

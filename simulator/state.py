@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 import time
 from collections import Counter, deque
@@ -303,7 +304,8 @@ class Simulator:
     # ----- lifecycle -----
     def reset(self) -> None:
         """Back to the world and settings the simulator started with; logs, faults, clock cleared."""
-        self.world = World.from_dict(self._initial_world)
+        # A deep copy: the world's lists and maps must not be the snapshot's, or a change survives the next reset.
+        self.world = World.from_dict(copy.deepcopy(self._initial_world))
         self.settings = self._initial_settings.copy()
         self.clock.reset()
         self.issued.clear()

@@ -117,6 +117,11 @@ class ClientSecret:
 class ClientCertificate:
     certificate_pem: str
     private_key_pem: str | None = None
+    # the keyCredential's keyId (Graph); empty for the seeded certificate, whose id is derived from its thumbprint
+    key_id: str = ""
+    # the keyCredential's startDateTime/endDateTime (epoch seconds) when addKey gave them; else the certificate's own
+    valid_from: float | None = None
+    valid_until: float | None = None
 
     @property
     def _der(self) -> bytes:
@@ -154,6 +159,12 @@ class AppRegistration:
     group_membership_claims: str | None = None
     # the manifest's `identifierUris` (Application ID URIs, `api://<client id>`): an app that exposes an API
     identifier_uris: list[str] = field(default_factory=list)
+    # Microsoft Graph application permissions granted (with admin consent) to the app in the vendor's own tenant:
+    # the `roles` of its app-only Graph tokens there, e.g. "Application.Read.All" to read its own registration
+    graph_app_roles: list[str] = field(default_factory=list)
+    # registered in Partner Center's CPV experience ("Enroll as a Control Panel Vendor"): Partner Center serves
+    # only enrolled CPV apps (the refusal of another is a GUESS, see FIDELITY.md)
+    cpv_enrolled: bool = True
 
     @property
     def wants_directory_roles(self) -> bool:
@@ -475,6 +486,8 @@ class World:
                     "GroupMember.Read.All",
                 ],
             },
+            # read its own registration in the vendor's tenant (the control panel's self-check)
+            graph_app_roles=["Application.Read.All"],
         )
         sandbox_app = AppRegistration(
             client_id=_uuid(rng),

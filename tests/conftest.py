@@ -190,6 +190,14 @@ def admin_user(django_user_model, roles):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
+def admin_with_email(admin_user):  # type: ignore[no-untyped-def]
+    """An admin with an email address: operator alerts go to them."""
+    admin_user.email = "ada@vendor.example"
+    admin_user.save(update_fields=["email"])
+    return admin_user
+
+
+@pytest.fixture
 def sim_settings(sim, settings):  # type: ignore[no-untyped-def]
     """The product pointed at the simulator, with a local vault of the test's own (as tests/consent's cpv_sim)."""
     import os
@@ -223,12 +231,15 @@ def _fresh_cache() -> Iterator[None]:
 
 @pytest.fixture(autouse=True)
 def _empty_token_cache() -> Iterator[None]:
-    """Each test's in-memory access tokens are its own."""
+    """Each test's in-memory access tokens, and the app credentials Entra refused, are its own."""
+    from microsoft.app_credentials import refusals_forget
     from tokens.access_tokens import cache_forget
 
     cache_forget()
+    refusals_forget()
     yield
     cache_forget()
+    refusals_forget()
 
 
 CPV_SIM_BASE_URL = "http://127.0.0.1:8000"

@@ -23,9 +23,14 @@ def sim_cloud(sim: RunningSimulator) -> clouds.Cloud:
 
 
 def sim_app(sim: RunningSimulator, *, certificate: bool = False) -> AppCredential:
+    tenant = sim.env["CPV_VENDOR_TENANT_ID"]
     if certificate:
-        return AppCredential(client_id=sim.env["CPV_CLIENT_ID"], certificate_path=sim.env["CPV_CLIENT_CERTIFICATE"])
-    return AppCredential(client_id=sim.env["CPV_CLIENT_ID"], client_secret=sim.env["CPV_CLIENT_SECRET"])
+        return AppCredential(
+            client_id=sim.env["CPV_CLIENT_ID"], certificate_path=sim.env["CPV_CLIENT_CERTIFICATE"], tenant_id=tenant
+        )
+    return AppCredential(
+        client_id=sim.env["CPV_CLIENT_ID"], client_secret=sim.env["CPV_CLIENT_SECRET"], tenant_id=tenant
+    )
 
 
 def partner_user(sim: RunningSimulator, *, partner: int = 0, **flags: bool) -> Any:

@@ -12,6 +12,7 @@ from django.db import transaction
 from django.db.models import Count
 from django.utils import timezone
 
+from microsoft.app_credentials import Refusal
 from partners.models import Partner
 from partners.services import staff_admin_emails
 from tokens.models import OperatorAlert, PartnerToken, TokenEvent
@@ -44,6 +45,20 @@ def alert_raise(condition: str, message: str, *, now: datetime | None = None) ->
         label = Condition(condition).label
         transaction.on_commit(lambda: _email_admins(label, message), robust=True)
     return True
+
+
+def credential_refusals_alert(refused: tuple[Refusal, ...], *, now: datetime | None = None) -> None:
+    """Raise the fallback alert when Entra refused some of the app's credentials before accepting another (a
+    request that needed no fallback changes nothing)."""
+    if not refused:
+        return
+    words = "; ".join(f"{refusal.credential} (AADSTS{refusal.code})" for refusal in refused)
+    alert_raise(
+        Condition.CREDENTIAL_FALLBACK,
+        f"Microsoft refused {words}, and the control panel signed in with an older credential: replace or remove "
+        "the refused one (python manage.py app_check says which Entra accepts)",
+        now=now,
+    )
 
 
 def alert_clear(condition: str, *, now: datetime | None = None) -> bool:

@@ -93,6 +93,10 @@ class OperatorAlert(models.Model):
         TOKENS_EXPIRING = "tokens_expiring", "Tokens near the end of their 90 days"
         APP_NOT_FOUND = "app_not_found", "Microsoft does not find the control panel's app for several partners"
         GDAP_ENDING = "gdap_ending", "Partners' GDAP relationships end or have ended"
+        CREDENTIAL_FALLBACK = "credential_fallback", "Microsoft refused a credential of the app: an older one signed in"
+        CREDENTIAL_EXPIRING = "credential_expiring", "The app's credentials expire within 30 days"
+        CREDENTIAL_EXPIRING_SOON = "credential_expiring_soon", "The app's credentials expire within 7 days"
+        APP_CHECK_FAILED = "app_check_failed", "The self-check of the control panel's app found problems"
 
     condition = models.CharField(max_length=32, choices=Condition.choices, unique=True)
     message = models.CharField(max_length=500)

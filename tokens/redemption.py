@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 
 from microsoft import identity
 from partners.registrations import app_for, cloud_for
+from tokens.alerts import credential_refusals_alert
 from tokens.models import PartnerToken, TokenEvent
 from tokens.pointers import partner_token_disable_previous, pointer_move, pointers_moved_write, token_event
 from tokens.vault import MAX_VERSIONS, SecretVersion, VaultError, WriteResult, get_vault, opening_check, secret_tags
@@ -95,6 +96,7 @@ def redeem_current_token(
         scopes=scopes,
         home_tenant=tenant is None or tenant.lower() == str(partner.tenant_id).lower(),
     )
+    credential_refusals_alert(token.refused, now=now)
     if not store or not token.refresh_token:
         return Redemption(token=token, written=None, orphans=())
     # Now and then (reconcile_due), a listing: the true version count for the budget, and any version an

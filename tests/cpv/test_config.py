@@ -227,6 +227,17 @@ def test_production_refuses_unsafe_values(overrides: dict[str, str], expected: s
         ("EMAIL_URL", "carrier-pigeon://x", "EMAIL_URL must be smtp://"),
         ("CPV_APPLICATION_GRANTS", "{not json", "CPV_APPLICATION_GRANTS is not usable"),
         ("CPV_APPLICATION_GRANTS", '[{"enterpriseApplicationId": "graph", "scope": "x"}]', "is not a GUID"),
+        (
+            "CPV_APPLICATION_GRANTS",
+            '[{"enterpriseApplicationId": "00000002-0000-0000-c000-000000000000", "scope": "Directory.Read"}]',
+            "Azure AD Graph (00000002-0000-0000-c000-000000000000) was retired by Microsoft on 2025-08-31",
+        ),
+        (
+            "CPV_APPLICATION_GRANTS",
+            '[{"enterpriseApplicationId": "00000003-0000-0000-c000-000000000000", "scope": "User.Read.All"},'
+            ' {"enterpriseApplicationId": "00000003-0000-0000-C000-000000000000", "scope": "Domain.Read.All"}]',
+            "appears twice: give one grant per resource",
+        ),
         ("CPV_AUTHORITY_HOST", "https://login.example.com", "only read when CPV_CLOUD=custom"),
         ("CPV_LOG_FORMAT", "xml", "CPV_LOG_FORMAT must be one of text, json"),
         ("CPV_PC_REQUESTS_PER_SECOND", "50", "must stay under Partner Center's 50 per second"),

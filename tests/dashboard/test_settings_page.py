@@ -10,6 +10,7 @@ import uuid
 import pytest
 
 from cpv.config import AppCredential
+from dashboard.app_check import callback_urls
 from dashboard.configuration import configuration_groups, url_masked
 from tests.factories import client_for
 
@@ -115,12 +116,18 @@ def test_the_page_renders_without_running_the_live_check_and_loads_its_script(ad
 
 
 def test_the_check_endpoint_answers_json_for_the_pages_script(sim_settings, admin_user) -> None:  # type: ignore[no-untyped-def]
+    sim_settings.world.add_redirect_uris(callback_urls())
     response = client_for(admin_user).get("/settings/check")
 
     assert response.status_code == 200 and response["Content-Type"] == "application/json"
     assert "no-cache" in response["Cache-Control"] or "max-age=0" in response["Cache-Control"]
     checks = response.json()["checks"]
-    assert [c["name"] for c in checks] == ["Sign-in authority", "Partner Center", "Vault"]
+    assert [c["name"] for c in checks] == [
+        "Sign-in authority",
+        "Partner Center",
+        "Vault",
+        "App registration (CPV_CLIENT_ID)",
+    ]
     assert all(c["ok"] for c in checks), checks
     assert all(set(c) == {"name", "ok", "milliseconds", "detail"} for c in checks)
 

@@ -9,22 +9,13 @@ import pytest
 from django.core import mail
 from django.utils import timezone
 
-from partners.access import Role
-from tests.factories import active_partner, active_partner_with_data, client_for, make_staff
+from tests.factories import active_partner, active_partner_with_data, client_for
 from tokens.alerts import alerts_evaluate, alerts_open
 from tokens.models import OperatorAlert, PartnerToken
 from tokens.renewal import renew_one
 
 pytestmark = pytest.mark.django_db
 Condition = OperatorAlert.Condition
-
-
-@pytest.fixture
-def admin_with_email(django_user_model, roles):  # type: ignore[no-untyped-def]
-    user = make_staff(django_user_model, "ada-admin", Role.ADMIN)
-    user.email = "ada@vendor.example"
-    user.save(update_fields=["email"])
-    return user
 
 
 def test_a_refused_credential_alerts_the_admins_once_and_clears_after_a_renewal(  # type: ignore[no-untyped-def]
