@@ -48,3 +48,20 @@ def test_the_callback_is_rate_limited_per_address(client) -> None:  # type: igno
 
     assert statuses[:30] == [400] * 30
     assert statuses[30] == 429
+
+
+def test_a_partner_of_a_cloud_without_an_app_is_refused_at_invitation_and_consent(settings, operator) -> None:  # type: ignore[no-untyped-def]
+    from consent.services import partner_invite
+    from partners.services import PartnerError
+
+    settings.CPV_CLOUD_CONFIG = clouds.CLOUDS["global"]
+    settings.CPV_APP = PRODUCTION_APP
+    settings.CPV_NATIONAL_APPS = {}
+
+    with pytest.raises(PartnerError, match="no app registered in Microsoft Azure operated by 21Vianet"):
+        partner_invite(actor=operator, name="Fabrikam", contact_email="a@fabrikam.example", cloud="china")
+    assert not Partner.objects.exists()
+
+    partner = Partner.objects.create(name="Fabrikam", contact_email="a@fabrikam.example", cloud="usgov")
+    with pytest.raises(services.ConsentUnavailable, match="Set CPV_USGOV_CLIENT_ID"):
+        services.consent_flow_start(partner=partner, origin="invitation", browser_key="k")
