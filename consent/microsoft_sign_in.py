@@ -22,8 +22,10 @@ from consent import oauth_state
 from consent.pages import private
 from consent.sealing import SealError, seal, unseal
 from cpv import clouds
+from cpv.config import AppCredential
 from cpv.ratelimit import too_many
 from microsoft import graph, identity
+from partners.registrations import app_in, app_refusal
 from tokens.alerts import credential_refusals_alert
 
 logger = logging.getLogger(__name__)
@@ -43,6 +45,17 @@ class SignInKind:
     # Whether the Global Administrator role is looked up in Microsoft Graph when no token's `wids` shows it (the
     # portal asks every sign-in for the role, as the consent does; staff sign-ins need no role of Microsoft's).
     role_check: bool = False
+    # Whether the person signs in with the app registered in the chosen cloud (the partners' portal) rather than
+    # CPV_CLIENT_ID in the deployment's cloud (the vendor's staff).
+    per_cloud_app: bool = False
+
+
+def _app(kind: SignInKind, cloud: clouds.Cloud) -> AppCredential:
+    """The app a sign-in of `kind` in `cloud` uses; one with no client id when that cloud has none."""
+    if not kind.per_cloud_app:
+        staff_app: AppCredential = settings.CPV_APP
+        return staff_app
+    return app_in(cloud) or AppCredential(client_id="")
 
 
 @dataclass(frozen=True)
@@ -116,7 +129,9 @@ def sign_in_start(
         cloud = clouds.resolve(cloud_name)
     except (ValueError, clouds.CloudRetiredError) as exc:
         raise SignInFailed("That cloud is not available", str(exc)) from None
-    app = settings.CPV_APP
+    if kind.per_cloud_app and (refusal := app_refusal(cloud_name)):
+        raise SignInFailed("Sign-in is not available for this cloud", refusal, status=503)
+    app = _app(kind, cloud)
     if not app.configured:
         raise SignInFailed("Sign-in is not available yet", "The vendor has not finished its setup.", status=503)
     try:
@@ -170,9 +185,10 @@ def sign_in_finish(request: HttpRequest, kind: SignInKind) -> HttpResponse:
         title = "You cancelled the sign-in" if form["error"] == "access_denied" else "Microsoft refused the sign-in"
         raise SignInFailed(title, "Nothing was stored. You can start the sign-in again.")
     try:
+        cloud = clouds.resolve(entry["cloud"])
         result = identity.auth_code_flow_finish(
-            cloud=clouds.resolve(entry["cloud"]),
-            app=settings.CPV_APP,
+            cloud=cloud,
+            app=_app(kind, cloud),
             tenant=entry["tenant"],
             flow=entry["flow"],
             auth_response=form,
@@ -196,7 +212,7 @@ def sign_in_finish(request: HttpRequest, kind: SignInKind) -> HttpResponse:
     verdicts = {identity.claims_global_admin(claims), identity.claims_global_admin(access_claims)}
     global_admin = True if True in verdicts else False if False in verdicts else None
     if global_admin is None and kind.role_check and result.access_token:
-        global_admin = graph_global_admin(clouds.resolve(entry["cloud"]), result.access_token)
+        global_admin = graph_global_admin(cloud, result.access_token)
     signed_in = SignedIn(
         tenant_id=str(claims["tid"]).lower(),
         user_oid=str(claims["oid"]).lower(),

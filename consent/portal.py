@@ -46,7 +46,12 @@ from tokens.selectors import TokenHealth, TokenStatus, token_health
 logger = logging.getLogger(__name__)
 
 SIGN_IN = microsoft_sign_in.SignInKind(
-    name="portal", cookie="__Host-cpv-portal", callback="portal:callback", welcome="portal:welcome", role_check=True
+    name="portal",
+    cookie="__Host-cpv-portal",
+    callback="portal:callback",
+    welcome="portal:welcome",
+    role_check=True,
+    per_cloud_app=True,
 )
 SESSION_KEY = "portal_identity"
 SIGN_IN_CLOUDS = [(c, n) for c, n in clouds.PARTNER_CLOUD_CHOICES]

@@ -30,7 +30,7 @@ from microsoft import graph, identity, partner_center, permissions
 from partners.invitations import invitation_url, link_send_after_commit, links_invalidate
 from partners.models import Partner
 from partners.permissions import partner_permissions_missing
-from partners.registrations import app_for, cloud_for
+from partners.registrations import app_for, app_refusal, cloud_for
 from partners.services import Actor, PartnerError, audit_record, partner_create
 from tokens.alerts import credential_refusals_alert
 from tokens.models import PartnerToken
@@ -96,7 +96,9 @@ def partner_invite(
     send_email: bool = True,
 ) -> Invitation:
     """Create an `invited` partner and its link, emailed after commit: the Invitation. Raises PartnerError (nothing
-    written)."""
+    written), also for a cloud the vendor has no app registered in."""
+    if refusal := app_refusal(cloud, environment):
+        raise PartnerError(refusal)
     with transaction.atomic():
         partner = partner_create(
             actor=actor,
@@ -127,6 +129,8 @@ def self_onboarding_submit(
     existing = Partner.objects.filter(signup_key=signup_key).first()
     if existing is not None:
         return existing
+    if cloud in clouds.CLOUDS and (refusal := app_refusal(cloud, environment)):
+        raise PartnerError(refusal)
     try:
         return partner_create(
             actor=None,
@@ -182,6 +186,8 @@ def consent_flow_start(
     if partner.status == Partner.Status.DEACTIVATED:
         raise ConsentUnavailable("This partner is not accepting consent.", reason="expired_link")
     cloud = consent_cloud_for(partner)
+    if refusal := app_refusal(partner.cloud, partner.environment):
+        raise ConsentUnavailable(refusal)
     app = app_for(partner)
     if not app.configured:
         raise ConsentUnavailable("The vendor has not finished configuring its Microsoft app yet.")

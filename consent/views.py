@@ -32,7 +32,7 @@ from partners.invitations import (
     partner_fresh_link_send,
 )
 from partners.models import Partner
-from partners.registrations import app_for
+from partners.registrations import app_for, app_refusal
 from partners.services import PartnerError
 
 logger = logging.getLogger(__name__)
@@ -85,6 +85,7 @@ def landing(request: HttpRequest, token: str) -> HttpResponse:
         "token": token,
         "permissions": _permissions(),
         "unavailable": not app_for(target.partner).configured,
+        "no_app": app_refusal(target.partner.cloud, target.partner.environment),
     }
     response = form_page(render(request, "consent/landing.html", context))
     # The form posts here, and its answer redirects to this partner's sign-in authority.

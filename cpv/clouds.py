@@ -1,5 +1,6 @@
 """The national-cloud table: every Microsoft host the control panel talks to comes from here. With CPV_CLOUD=custom
-every partner cloud resolves to the environment's hosts."""
+a partner cloud resolves to its own custom hosts when they are set (CPV_USGOV_AUTHORITY_HOST, ...), else to the
+environment's hosts (CPV_AUTHORITY_HOST, ...), which stand for the global cloud."""
 
 from __future__ import annotations
 
@@ -33,6 +34,9 @@ class Cloud:
     # (the list page's include says global only; newer GDAP pages mark L4 and L5 as served): it is tried there, and
     # a refusal leaves the customers unchecked. Every page marks 21Vianet as not served.
     gdap_api: bool = True
+    # The national cloud whose protocols, resource identifiers and app registrations these hosts serve: the cloud's
+    # own name, or for custom hosts (the simulator) the cloud they stand for.
+    national: str = GLOBAL
 
     @property
     def partner_center_scope(self) -> str:
@@ -82,13 +86,14 @@ CLOUDS: dict[str, Cloud] = {
         graph_resource="https://graph.microsoft.us",
         vault_resource="https://vault.usgovcloudapi.net",
         vault_dns_suffix=".vault.usgovcloudapi.net",
+        national=USGOV,
     ),
     CHINA: Cloud(
         name=CHINA,
         label="Microsoft Azure operated by 21Vianet (China)",
-        # Microsoft's sample configuration names login.partner.microsoftonline.cn; the documented
-        # national-cloud authority is login.chinacloudapi.cn. Unverified which Partner Center expects.
-        authority_host="https://login.chinacloudapi.cn",
+        # Entra's national-cloud page (entra-docs authentication-national-cloud.md, 2025) names
+        # login.partner.microsoftonline.cn; Graph's deployments page still names login.chinacloudapi.cn.
+        authority_host="https://login.partner.microsoftonline.cn",
         graph_url="https://microsoftgraph.chinacloudapi.cn",
         partner_center_url="https://partner.partnercenterapi.microsoftonline.cn",
         partner_center_resource="https://partner.partnercenterapi.microsoftonline.cn",
@@ -96,6 +101,7 @@ CLOUDS: dict[str, Cloud] = {
         vault_resource="https://vault.azure.cn",
         vault_dns_suffix=".vault.azure.cn",
         gdap_api=False,
+        national=CHINA,
     ),
     GERMANY: Cloud(
         name=GERMANY,
@@ -108,6 +114,7 @@ CLOUDS: dict[str, Cloud] = {
         vault_resource="https://vault.microsoftazure.de",
         vault_dns_suffix=".vault.microsoftazure.de",
         gdap_api=False,
+        national=GERMANY,
         retired=True,
         retired_reason=(
             "Microsoft Cloud Deutschland was retired by Microsoft in 2021; "
@@ -126,10 +133,15 @@ class CloudRetiredError(ValueError):
     """A partner asked for a cloud Microsoft has retired."""
 
 
-def custom_cloud(*, authority_host: str, partner_center_url: str, graph_url: str) -> Cloud:
-    """The `custom` cloud: Microsoft's protocols on other hosts, with Microsoft's global resource identifiers."""
+# The national clouds that may have hosts and app registrations of their own beside the global cloud's.
+NATIONAL_CLOUDS = (USGOV, CHINA)
+
+
+def custom_cloud(*, authority_host: str, partner_center_url: str, graph_url: str, national: str = GLOBAL) -> Cloud:
+    """The `custom` cloud: Microsoft's protocols on other hosts, standing for the `national` cloud (its resource
+    identifiers, its GDAP availability, its app registrations)."""
     return replace(
-        CLOUDS[GLOBAL],
+        CLOUDS[national],
         name=CUSTOM,
         label="Custom hosts",
         authority_host=authority_host.rstrip("/"),
@@ -148,13 +160,17 @@ def validate_https_url(name: str, value: str) -> str:
     return value.rstrip("/")
 
 
-def resolve(partner_cloud: str, *, deployment_cloud: Cloud | None = None) -> Cloud:
-    """The endpoints for a partner in `partner_cloud` (the `custom` cloud when the deployment runs on it).
-    Raises CloudRetiredError, its message for the person who chose it."""
-    if deployment_cloud is None:
+def resolve(
+    partner_cloud: str, *, deployment_cloud: Cloud | None = None, custom_clouds: dict[str, Cloud] | None = None
+) -> Cloud:
+    """The endpoints for a partner in `partner_cloud`: on a `custom` deployment, that cloud's custom hosts
+    (`custom_clouds`) when set, else the deployment's. Raises CloudRetiredError, its message for the person who chose
+    it."""
+    if deployment_cloud is None or custom_clouds is None:
         from django.conf import settings
 
-        deployment_cloud = settings.CPV_CLOUD_CONFIG
+        deployment_cloud = deployment_cloud or settings.CPV_CLOUD_CONFIG
+        custom_clouds = custom_clouds if custom_clouds is not None else settings.CPV_CUSTOM_CLOUDS
     try:
         cloud = CLOUDS[partner_cloud]
     except KeyError:
@@ -162,5 +178,5 @@ def resolve(partner_cloud: str, *, deployment_cloud: Cloud | None = None) -> Clo
     if cloud.retired:
         raise CloudRetiredError(cloud.retired_reason)
     if deployment_cloud.name == CUSTOM:
-        return deployment_cloud
+        return custom_clouds.get(partner_cloud, deployment_cloud)
     return cloud

@@ -158,6 +158,10 @@ class Config:
     cloud: clouds.Cloud
     app: AppCredential
     sandbox_app: AppCredential | None
+    # (national cloud, environment) -> the app registered in that cloud (CPV_USGOV_*, CPV_CHINA_SANDBOX_*, ...)
+    national_apps: dict[tuple[str, str], AppCredential]
+    # With CPV_CLOUD=custom: a national cloud's own custom hosts (CPV_USGOV_AUTHORITY_HOST, ...)
+    custom_clouds: dict[str, clouds.Cloud]
     vault_backend: str
     vault_url: str
     vault_keys: list[bytes] = field(repr=False)
@@ -544,7 +548,7 @@ def _result_backend(r: _Reader, *, broker_url: str, var_dir: Path) -> str | None
 def _cloud(r: _Reader, *, production: bool) -> clouds.Cloud:
     """CPV_CLOUD, the cloud the vendor's app lives in, and with CPV_CLOUD=custom its three hosts."""
     cloud_name = r.raw("CPV_CLOUD") or clouds.GLOBAL
-    host_variables = ("CPV_AUTHORITY_HOST", "CPV_PARTNER_CENTER_URL", "CPV_GRAPH_URL")
+    host_variables: tuple[str, ...] = ("CPV_AUTHORITY_HOST", "CPV_PARTNER_CENTER_URL", "CPV_GRAPH_URL")
     if cloud_name == clouds.CUSTOM and production and not r.bool("CPV_ALLOW_CUSTOM_CLOUD", False):
         r.problems.append(
             "CPV_CLOUD=custom points the control panel at hosts other than Microsoft's (the simulator, a test double) "
@@ -566,6 +570,8 @@ def _cloud(r: _Reader, *, production: bool) -> clouds.Cloud:
             partner_center_url=hosts["CPV_PARTNER_CENTER_URL"],
             graph_url=hosts["CPV_GRAPH_URL"],
         )
+    for national in clouds.NATIONAL_CLOUDS:
+        host_variables += tuple(f"CPV_{national.upper()}_{name.removeprefix('CPV_')}" for name in host_variables[:3])
     if cloud_name not in clouds.CLOUDS:
         r.problems.append(f"CPV_CLOUD must be one of global, usgov, china, custom, got {cloud_name!r}")
     elif clouds.CLOUDS[cloud_name].retired:
@@ -578,11 +584,54 @@ def _cloud(r: _Reader, *, production: bool) -> clouds.Cloud:
     return clouds.CLOUDS[clouds.GLOBAL]
 
 
+def _custom_clouds(r: _Reader, *, deployment: clouds.Cloud) -> dict[str, clouds.Cloud]:
+    """With CPV_CLOUD=custom, each national cloud's own hosts: CPV_<CLOUD>_AUTHORITY_HOST, _PARTNER_CENTER_URL and
+    _GRAPH_URL, all three or none (a cloud without them resolves to the deployment's hosts)."""
+    found: dict[str, clouds.Cloud] = {}
+    if deployment.name != clouds.CUSTOM:
+        return found
+    for national in clouds.NATIONAL_CLOUDS:
+        names = [f"CPV_{national.upper()}_{part}" for part in ("AUTHORITY_HOST", "PARTNER_CENTER_URL", "GRAPH_URL")]
+        values = {name: r.raw(name) for name in names}
+        if not any(values.values()):
+            continue
+        hosts = []
+        for name, value in values.items():
+            if not value:
+                r.problems.append(f"{name} is required when any of {', '.join(names)} is set")
+                continue
+            try:
+                hosts.append(clouds.validate_https_url(name, value))
+            except ValueError as exc:
+                r.problems.append(str(exc))
+        if len(hosts) == 3:
+            found[national] = clouds.custom_cloud(
+                authority_host=hosts[0], partner_center_url=hosts[1], graph_url=hosts[2], national=national
+            )
+    return found
+
+
+def app_prefix(cloud: str, environment: str) -> str:
+    """The settings prefix of the app registered in `cloud` for `environment`: CPV, CPV_SANDBOX, CPV_USGOV,
+    CPV_CHINA_SANDBOX, ..."""
+    national = "" if cloud == clouds.GLOBAL else f"_{cloud.upper()}"
+    return "CPV" + national + ("_SANDBOX" if environment == "sandbox" else "")
+
+
 def _apps(r: _Reader, *, production: bool) -> Part:
-    """The production app registration (CPV_*, required in production) and the optional sandbox's (CPV_SANDBOX_*)."""
+    """The production app registration (CPV_*, required in production), the optional sandbox's (CPV_SANDBOX_*), and
+    the apps registered in the national clouds (CPV_USGOV_*, CPV_USGOV_SANDBOX_*, CPV_CHINA_*, CPV_CHINA_SANDBOX_*):
+    Microsoft's national clouds only know apps registered in them."""
+    national: dict[tuple[str, str], AppCredential] = {}
+    for cloud in clouds.NATIONAL_CLOUDS:
+        for environment in ("production", "sandbox"):
+            found = _credential(r, app_prefix(cloud, environment), required=False)
+            if found is not None:
+                national[(cloud, environment)] = found
     return {
         "app": _credential(r, "CPV", required=production) or AppCredential(client_id=""),
         "sandbox_app": _credential(r, "CPV_SANDBOX", required=False),
+        "national_apps": national,
     }
 
 
@@ -1005,6 +1054,7 @@ def load_config(environ_map: Mapping[str, str], *, base_dir: Path) -> Config:
     database = _database(r, production=production, var_dir=var_dir)
     celery = _celery(r, production=production, var_dir=var_dir)
     broker_url = celery["broker_url"]
+    cloud = _cloud(r, production=production)
     parts: Part = {
         "mode": mode,
         "var_dir": var_dir,
@@ -1012,7 +1062,8 @@ def load_config(environ_map: Mapping[str, str], *, base_dir: Path) -> Config:
         **address,
         "database": database,
         **celery,
-        "cloud": _cloud(r, production=production),
+        "cloud": cloud,
+        "custom_clouds": _custom_clouds(r, deployment=cloud),
         **_apps(r, production=production),
         **_vault(r, production=production, var_dir=var_dir, role=role),
         "process_role": role,

@@ -385,6 +385,17 @@ def certificate_lines(authority: str, state_dir: Path) -> list[str]:
     ]
 
 
+def certificates_only(variables: dict[str, str]) -> dict[str, str]:
+    """The simulator's variables without the secret of an app that has a certificate: the demo signs in as production
+    should, with certificates (CPV_CLIENT_CERTIFICATE, CPV_USGOV_CLIENT_CERTIFICATE, ...); an app that has only a
+    secret (the sandbox's) keeps it."""
+    return {
+        key: value
+        for key, value in variables.items()
+        if not (key.endswith("_CLIENT_SECRET") and variables.get(key.removesuffix("_SECRET") + "_CERTIFICATE"))
+    }
+
+
 def main() -> int:
     port = os.environ.get("CPV_DEMO_PORT", "8000")
     host = os.environ.get("CPV_DEMO_HOST", "127.0.0.1")
@@ -401,7 +412,7 @@ def main() -> int:
     if env.get("CPV_DEMO_SIMULATOR", "on") != "off":
         children["simulator"], variables = _start_simulator(var_dir, env)
         # Everything Microsoft-shaped points at the simulator (CPV_DEMO_SIMULATOR=off keeps your own).
-        for key, value in variables.items():
+        for key, value in certificates_only(variables).items():
             if key in {"REQUESTS_CA_BUNDLE", "SSL_CERT_FILE"} or key.startswith(("CPV_", "AZURE_", "SIMULATOR_")):
                 env[key] = shared[key] = value
         _say(f"the simulated Microsoft cloud signs in at {variables.get('CPV_AUTHORITY_HOST')}")

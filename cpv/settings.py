@@ -184,6 +184,10 @@ CPV_CLOUD = CONFIG.cloud.name
 CPV_CLOUD_CONFIG = CONFIG.cloud
 CPV_APP = CONFIG.app
 CPV_SANDBOX_APP = CONFIG.sandbox_app
+# The apps registered in the national clouds, by (cloud, environment); partners.registrations.app_for chooses.
+CPV_NATIONAL_APPS = CONFIG.national_apps
+# With CPV_CLOUD=custom: the national clouds' own hosts, by cloud name (clouds.resolve).
+CPV_CUSTOM_CLOUDS = CONFIG.custom_clouds
 CPV_APPLICATION_GRANTS = CONFIG.application_grants
 # Who the partner-facing pages and emails say is asking (name, support address, logo).
 CPV_VENDOR = CONFIG.vendor

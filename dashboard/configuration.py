@@ -132,6 +132,21 @@ def _app(app: Any) -> str:
     return f"client id {app.client_id}, signing in with {how or 'no credential'}"
 
 
+def _national_apps(apps: dict[tuple[str, str], Any]) -> str:
+    if not apps:
+        return "none (partners of US Government and China cannot be invited)"
+    return "; ".join(f"{cloud} {environment}: {_app(app)}" for (cloud, environment), app in sorted(apps.items()))
+
+
+def _custom_clouds(found: dict[str, Any]) -> str:
+    if not found:
+        return "none (every cloud's partners go to the hosts above)"
+    return "; ".join(
+        f"{name}: sign-in at {c.authority_host}, Partner Center at {c.partner_center_url}, Graph at {c.graph_url}"
+        for name, c in sorted(found.items())
+    )
+
+
 def _grants(grants: dict[str, Any]) -> str:
     listed = "; ".join(
         f"{g.get('enterpriseApplicationId', '')}: {g.get('scope', '')}" for g in grants.get("applicationGrants", [])
@@ -206,6 +221,8 @@ GROUPS: list[tuple[str, list[tuple[str, str, str, Show]]]] = [
             ("cloud", "Cloud", "CPV_CLOUD", lambda c: f"{c.label} (sign-in at {c.authority_host})"),
             ("app", "App registration", "CPV_CLIENT_ID", _app),
             ("sandbox_app", "Sandbox app registration", "CPV_SANDBOX_CLIENT_ID", _app),
+            ("national_apps", "National clouds' apps", "CPV_USGOV_CLIENT_ID, CPV_CHINA_CLIENT_ID", _national_apps),
+            ("custom_clouds", "National clouds' own hosts", "CPV_USGOV_AUTHORITY_HOST, ...", _custom_clouds),
             ("application_grants", "ApplicationConsent grants", "CPV_APPLICATION_GRANTS", _grants),
             ("global_admin_evidence", "Global Administrator proof", "CPV_GLOBAL_ADMIN_EVIDENCE", _text),
             ("pc_requests_per_second", "Partner Center calls per second", "CPV_PC_REQUESTS_PER_SECOND", _text),

@@ -42,8 +42,9 @@ def check_bearer(sim: Simulator, token: str, resource: str) -> dict[str, Any]:
     audience = str(claims.get("aud", "")).rstrip("/").lower()
     if audience not in sim.resource_audiences(resource):
         raise BearerError("invalid audience")
-    # Microsoft's resources receive v1.0 tokens: issuer https://sts.windows.net/{tid}/ for the token's tenant
-    if claims.get("iss") != f"https://sts.windows.net/{claims.get('tid')}/":
+    # Microsoft's resources receive v1.0 tokens: issuer https://sts.windows.net/{tid}/ (this cloud's) for the
+    # token's tenant
+    if claims.get("iss") != sim.sts_issuer(str(claims.get("tid"))):
         raise BearerError("invalid issuer")
     now = sim.clock.now()
     if float(claims.get("exp", 0)) < now:

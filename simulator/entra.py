@@ -12,6 +12,7 @@ import logging
 import random
 import re
 import secrets
+import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -120,6 +121,10 @@ def resolve_tenant(sim: Simulator, segment: str) -> tuple[str, str | None]:
     if found is None:
         return "unknown", None
     kind, obj = found
+    if not sim.tenant_here(kind, obj):
+        # "All the national clouds authenticate users separately in each environment": another cloud's tenant is
+        # unknown here
+        return "unknown", None
     return kind, obj.tenant_id
 
 
@@ -381,9 +386,10 @@ def _redirect_error(
 
 def _users_for(sim: Simulator, kind: str, tid: str | None) -> list[tuple[User, Home]]:
     if kind in GENERIC_TENANTS:
-        # any work account: the partners' users, then the vendor's own staff
+        # any work account of this cloud: the partners' users, then the vendor's own staff
         homes: list[Home] = [*sim.world.partners, sim.world.vendor]
-        return [(u, home) for home in homes for u in home.users if u.enabled]
+        here = [h for h in homes if sim.tenant_here("vendor" if h is sim.world.vendor else "partner", h)]
+        return [(u, home) for home in here for u in home.users if u.enabled]
     if kind == "partner" and tid:
         partner = sim.world.partner(tid)
         return [(u, partner) for u in partner.users if u.enabled] if partner else []
@@ -461,7 +467,7 @@ def _sign_in_page(
     *,
     message: str | None = None,
 ) -> web.Response:
-    app = sim.world.app(pending.client_id)
+    app = sim.app_here(pending.client_id)
     if app is None:
         return error_page(request, 700016, client_id=pending.client_id, tenant=pending.tenant)
     users = _users_for(sim, kind, pending.tid)
@@ -510,7 +516,7 @@ async def handle_authorize_get(request: web.Request) -> web.Response:
         return error_page(request, 90002, tenant=segment)
     if not client_id:
         return error_page(request, 900144, param="client_id")
-    app = sim.world.app(client_id)
+    app = sim.app_here(client_id)
     if app is None:
         return error_page(request, 700016, client_id=client_id, tenant=segment)
     redirect_uri = query.get("redirect_uri", "")
@@ -605,7 +611,7 @@ async def handle_authorize_post(request: web.Request) -> web.Response:
     user, partner = chosen
     detail["user"] = user.oid
     detail["tid"] = partner.tenant_id
-    app = sim.world.app(pending.client_id)
+    app = sim.app_here(pending.client_id)
     if app is None:
         return error_page(request, 700016, client_id=pending.client_id, tenant=pending.tenant)
     try:
@@ -673,7 +679,9 @@ _assertion_cache: dict[str, tuple[str, float]] = {}
 
 
 def _verify_assertion(sim: Simulator, assertion: str, app: AppRegistration, segment: str, tid: str | None) -> None:
-    now = sim.clock.now()
+    # The client signs its assertion by its own clock, which in life is Entra's: a simulated clock moved ahead (tokens
+    # growing old) must not age the assertion a client signs now, so its lifetime is checked by the earlier clock.
+    now = min(sim.clock.now(), time.time())
     cached = _assertion_cache.get(assertion)
     if cached is None:
         try:
@@ -804,15 +812,10 @@ def _uti() -> str:
     return b64url(_uti_random.getrandbits(128).to_bytes(16, "big"))[:22]
 
 
-def sts_issuer(tid: str) -> str:
-    """The issuer of Entra's v1.0 tokens, which Microsoft's own resources receive."""
-    return f"https://sts.windows.net/{tid}/"
-
-
-def _v1_common(tid: str, now: float, lifetime: int) -> dict[str, Any]:
-    """Claims every v1.0 access token carries (access-token-claims-reference.md)."""
+def _v1_common(sim: Simulator, tid: str, now: float, lifetime: int) -> dict[str, Any]:
+    """Claims every v1.0 access token carries (access-token-claims-reference.md), issued by this cloud."""
     return {
-        "iss": sts_issuer(tid),
+        "iss": sim.sts_issuer(tid),
         "iat": int(now),
         "nbf": int(now),
         "exp": int(now) + lifetime,
@@ -860,10 +863,10 @@ def _access_token_claims(
     v1.0 has `appid`/`appidacr`, `amr`, `acr`, `upn` and `unique_name`; `azp`, `azpacr` and
     `preferred_username` exist only in v2.0 tokens (access-token-claims-reference.md).
     """
-    claims = _v1_common(tid, now, sim.settings.access_token_lifetime)
+    claims = _v1_common(sim, tid, now, sim.settings.access_token_lifetime)
     claims.update(
         {
-            "aud": resource,
+            "aud": sim.audience_for(resource),
             "acr": "1",
             "amr": list(amr),
             "appid": app.client_id,
@@ -885,7 +888,7 @@ def _access_token_claims(
         if resource == GRAPH_RESOURCE or sim.settings.access_token_wids:
             claims["wids"] = directory_roles(user)
     else:
-        claims["idp"] = sts_issuer(partner.tenant_id)
+        claims["idp"] = sim.sts_issuer(partner.tenant_id)
     return claims
 
 
@@ -1008,7 +1011,7 @@ def _id_token(
         # "The profile scope is required to receive this claim" (name, preferred_username, oid)
         claims.update({"name": user.display_name, "preferred_username": user.upn, "oid": user.oid})
     if tid != partner.tenant_id:
-        claims["idp"] = sts_issuer(partner.tenant_id)
+        claims["idp"] = sim.sts_issuer(partner.tenant_id)
     elif wids:
         claims["wids"] = directory_roles(user)
     if acrs:
@@ -1170,7 +1173,11 @@ def _sign_pending(sim: Simulator, body: dict[str, Any]) -> None:
 
 
 def _is_opaque(sim: Simulator, key: str, claims: dict[str, Any]) -> bool:
-    return key == "access_token" and sim.settings.opaque_access_tokens and claims.get("aud") == PARTNER_CENTER_RESOURCE
+    return (
+        key == "access_token"
+        and sim.settings.opaque_access_tokens
+        and claims.get("aud") == sim.audience_for(PARTNER_CENTER_RESOURCE)
+    )
 
 
 def _opaque(sim: Simulator, claims: dict[str, Any]) -> str:
@@ -1242,10 +1249,11 @@ def _token(
             if fault.status:
                 response.set_status(fault.status)
             return response
-    app = sim.world.app(client_id)
+    app = sim.app_here(client_id)
     if app is None:
         raise EntraFailure(700016, client_id=client_id, tenant=segment)
     acr = _authenticate_client(sim, form, app, segment, tid, basic_secret)
+    detail["credential"] = "certificate" if acr == "2" else "secret"
     client_info = str(form.get("client_info", "")) == "1"
     if grant_type == "authorization_code":
         body = _redeem_code(sim, request, form, app, code_grant, kind, tid, acr, client_info)
@@ -1446,10 +1454,10 @@ def _client_credentials(
     found_sp = principal.by_app_id(app.client_id) if principal is not None else None
     sp_oid = found_sp.id if found_sp is not None else _service_principal_oid(app.client_id, tid)
     # an app-only v1.0 token: no user, so no scp, amr, name, upn or wids; `roles` below
-    claims = _v1_common(tid, now, sim.settings.access_token_lifetime)
+    claims = _v1_common(sim, tid, now, sim.settings.access_token_lifetime)
     claims.update(
         {
-            "aud": resource,
+            "aud": sim.audience_for(resource),
             "appid": app.client_id,
             "appidacr": acr,
             "idtyp": "app",

@@ -147,7 +147,10 @@ def _claims(request: web.Request) -> dict[str, Any] | web.Response:
         return graph_error(
             request, 401, "InvalidAuthenticationToken", f"Access token validation failure: {exc.reason}."
         )
-    request[LOG_KEY]["detail"]["tid"] = claims.get("tid")
+    detail = request[LOG_KEY]["detail"]
+    detail["tid"] = claims.get("tid")
+    detail["app_id"] = str(claims.get("appid") or claims.get("azp") or "")
+    detail["iss"], detail["aud"] = claims.get("iss"), claims.get("aud")
     throttled = _throttled(request, sim, str(claims.get("tid", "")))
     if throttled is not None:
         return throttled

@@ -103,6 +103,7 @@ def _authorize(request: web.Request) -> tuple[Partner, User | None, dict[str, An
     app_id = str(claims.get("appid") or claims.get("azp") or "")
     detail["app_id"] = app_id
     detail["tid"] = claims.get("tid")
+    detail["iss"], detail["aud"] = claims.get("iss"), claims.get("aud")
     settings = sim.settings
     if settings.pc_rate_limit:
         bucket = sim.pc_buckets.get(app_id)
@@ -288,7 +289,7 @@ async def handle_create_consent(request: web.Request) -> web.Response:
     detail = request[LOG_KEY]["detail"]
     detail["customer"] = customer.tenant_id
     detail["application_id"] = app_id
-    app = sim.world.app(app_id)
+    app = sim.app_here(app_id)
     if app is None:
         return pc_error(request, 400, 400, f"Application {app_id} was not found.")
     existing = sim.app_consents.setdefault(customer.tenant_id, {})

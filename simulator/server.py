@@ -15,6 +15,7 @@ from typing import Any
 from aiohttp import web
 
 from simulator import applications, control, entra, graph, keyvault, partner_center
+from simulator.clouds import GLOBAL, NATIONAL, NATIONAL_SERVICES
 from simulator.entra import SIM_KEY
 from simulator.persistence import StateFile
 from simulator.requestlog import LOG_KEY, REQUEST_HEADERS, RESPONSE_HEADERS, redact, redact_url
@@ -47,7 +48,9 @@ def _changes_state(request: web.Request) -> bool:
     return request.method not in {"GET", "HEAD", "OPTIONS"} or request.path.endswith("/authorize")
 
 
-def _middleware(sim_getter: Callable[[], Simulator], service: str, changed: Callable[[], None]) -> Any:
+def _middleware(
+    sim_getter: Callable[[], Simulator], service: str, changed: Callable[[], None], cloud: str = GLOBAL
+) -> Any:
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         try:
@@ -65,6 +68,9 @@ def _middleware(sim_getter: Callable[[], Simulator], service: str, changed: Call
             "time": dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds"),
             "sim_time": sim.clock.now(),
             "service": service,
+            # which cloud's listener answered, and the host (and port) the request reached
+            "cloud": cloud,
+            "host": request.host,
             "method": request.method,
             "path": request.path,
             "query": redact(request.query) if request.query else {},
@@ -155,20 +161,8 @@ class SimulatorServer:
         self.ca_bundle = bundle
         ssl_context = material.server_context(self.state_dir)
         urls: dict[str, str] = {}
-        for name, add_routes in SERVICES.items():
-            app = web.Application(
-                middlewares=[_middleware(lambda: self.sim, name, self._mark_changed)], client_max_size=4 * 1024**2
-            )
-            app[SIM_KEY] = self.sim
-            add_routes(app)
-            control.setup(app)
-            runner = web.AppRunner(app, access_log=None, handle_signals=False)
-            await runner.setup()
-            site = web.TCPSite(runner, self.host, self.ports[name], ssl_context=ssl_context, backlog=1024)
-            await site.start()
-            self._runners.append(runner)
-            port = runner.addresses[0][1]
-            urls[name] = f"https://{self.host}:{port}"
+        for name in SERVICES:
+            urls[name] = await self._listen(name, GLOBAL, self.ports[name], ssl_context)
         self.sim.set_urls(
             Urls(
                 entra=urls["entra"],
@@ -177,6 +171,18 @@ class SimulatorServer:
                 vault=urls["vault"] + "/",
             )
         )
+        # each national cloud's own Entra ID, Partner Center and Graph, on listeners of their own
+        for cloud in NATIONAL:
+            own = {name: await self._listen(name, cloud, 0, ssl_context) for name in NATIONAL_SERVICES}
+            self.sim.set_national_urls(
+                cloud,
+                Urls(
+                    entra=own["entra"],
+                    partner_center=own["partner_center"],
+                    graph=own["graph"],
+                    vault=urls["vault"] + "/",
+                ),
+            )
         self.env = self._build_env()
         self.sim.env = dict(self.env)
         if self.state_file is not None:
@@ -185,6 +191,23 @@ class SimulatorServer:
             self.save()
         logger.info("simulator listening: %s", urls)
         return self.env
+
+    async def _listen(self, name: str, cloud: str, port: int, ssl_context: Any) -> str:
+        """Serve service `name` of `cloud` on `port` (0: a free one); its base URL."""
+        app = web.Application(
+            middlewares=[_middleware(lambda: self.sim, name, self._mark_changed, cloud)], client_max_size=4 * 1024**2
+        )
+        # a national cloud's listeners see the simulator through its view (their URLs, issuers, apps)
+        app[SIM_KEY] = self.sim.view(cloud)
+        SERVICES[name](app)
+        if cloud == GLOBAL:
+            control.setup(app)
+        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await runner.setup()
+        site = web.TCPSite(runner, self.host, port, ssl_context=ssl_context, backlog=1024)
+        await site.start()
+        self._runners.append(runner)
+        return f"https://{self.host}:{runner.addresses[0][1]}"
 
     def _mark_changed(self) -> None:
         if self._changed is not None:
@@ -231,6 +254,8 @@ class SimulatorServer:
             os.chmod(pem_path, 0o600)
             env["CPV_CLIENT_CERTIFICATE"] = str(pem_path)
             env["CPV_CLIENT_CERTIFICATE_THUMBPRINT"] = cert.thumbprint
+        for cloud in NATIONAL:
+            env.update(self._national_env(cloud))
         env.update(
             {
                 "CPV_VENDOR_TENANT_ID": world.vendor.tenant_id,
@@ -248,6 +273,27 @@ class SimulatorServer:
                 "SIMULATOR_APP_NAME": world.cpv_app.display_name,
             }
         )
+        return env
+
+    def _national_env(self, cloud: str) -> dict[str, str]:
+        """A national cloud's hosts and the vendor's app registered there, as the control panel reads them."""
+        urls = self.sim.national_urls[cloud]
+        prefix = f"CPV_{cloud.upper()}"
+        env = {
+            f"{prefix}_AUTHORITY_HOST": urls.entra,
+            f"{prefix}_PARTNER_CENTER_URL": urls.partner_center,
+            f"{prefix}_GRAPH_URL": urls.graph,
+        }
+        app = self.sim.world.national_app(cloud)
+        if app is None:
+            return env
+        env[f"{prefix}_CLIENT_ID"] = app.client_id
+        env[f"{prefix}_CLIENT_SECRET"] = app.secrets[0].value if app.secrets else ""
+        if app.certificates:
+            pem_path = self.state_dir / f"cpv-app-{cloud}.pem"
+            pem_path.write_text(app.certificates[0].combined_pem(), encoding="utf-8")
+            os.chmod(pem_path, 0o600)
+            env[f"{prefix}_CLIENT_CERTIFICATE"] = str(pem_path)
         return env
 
     async def stop(self) -> None:

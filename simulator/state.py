@@ -7,10 +7,11 @@ import logging
 import time
 from collections import Counter, deque
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any
+from typing import Any, cast
 
 from simulator import grants
 from simulator.clock import Clock
+from simulator.clouds import CLOUDS, GLOBAL, NATIONAL, NationalCloud
 from simulator.directory import MissingResource
 from simulator.faults import FaultSet
 from simulator.requestlog import RequestLog
@@ -23,6 +24,7 @@ from simulator.world import (
     PARTNER_CENTER_APP_ID,
     PARTNER_CENTER_RESOURCE,
     VAULT_RESOURCE,
+    AppRegistration,
     World,
 )
 
@@ -298,6 +300,10 @@ class Simulator:
         self.vault_creates = SlidingWindow()
         self.vault_others = SlidingWindow()
         self._resource_aliases: dict[str, str] = {}
+        # each national cloud's own Entra ID signing key and listeners (CloudView)
+        self.national_signers: dict[str, Signer] = {}
+        self.national_urls: dict[str, Urls] = {}
+        self._views: dict[str, CloudView] = {}
         self._register_world_secrets()
         self._record_world_consents()
 
@@ -320,6 +326,8 @@ class Simulator:
         self.vault_creates = SlidingWindow()
         self.vault_others = SlidingWindow()
         self.signer.clear_cache()
+        for signer in self.national_signers.values():
+            signer.clear_cache()
         self._register_world_secrets()
         self._record_world_consents()
         logger.info("simulator reset")
@@ -375,6 +383,7 @@ class Simulator:
             "world": self.world.to_dict(),
             "clock_offset": self.clock.offset,
             "signer": self.signer.to_dict(),
+            "national_signers": {cloud: signer.to_dict() for cloud, signer in self.national_signers.items()},
             "entra": {
                 "pending": [asdict(p) for p in entra.pending.values() if now - p.created_at < PENDING_KEPT],
                 "codes": {value: asdict(g) for value, g in entra.codes.items() if g.expires_at > now},
@@ -401,6 +410,7 @@ class Simulator:
         self.clock.offset = float(data.get("clock_offset", 0.0))
         if data.get("signer"):
             self.signer = Signer(data["signer"])
+        self.national_signers = {cloud: Signer(saved) for cloud, saved in (data.get("national_signers") or {}).items()}
         saved = data.get("entra", {})
         entra = EntraState()
         entra.pending = {p["txn"]: PendingAuthorization(**p) for p in saved.get("pending", [])}
@@ -466,6 +476,8 @@ class Simulator:
         ):
             if url:
                 aliases[url.rstrip("/")] = resource
+        # this cloud's resource identifiers (graph.microsoft.us, ...) stand for the canonical ones
+        aliases.update(self.national.aliases())
         self._resource_aliases = {k.lower(): v for k, v in aliases.items()}
 
     def canonical_resource(self, resource: str) -> str | None:
@@ -473,12 +485,96 @@ class Simulator:
 
     def resource_audiences(self, resource: str) -> set[str]:
         """Every `aud` value a service accepts as meaning itself."""
-        return {alias for alias, canonical in self._resource_aliases.items() if canonical == resource} | {resource}
+        return {alias for alias, canonical in self._resource_aliases.items() if canonical == resource} | {
+            self.audience_for(resource)
+        }
 
     @property
     def authority(self) -> str:
         return self.urls.entra
 
+    # ----- the cloud these listeners belong to (CloudView for a national cloud's) -----
+    cloud = GLOBAL
+
+    @property
+    def national(self) -> NationalCloud:
+        return CLOUDS[self.cloud]
+
+    def audience_for(self, resource: str) -> str:
+        """The `aud` this cloud's Entra ID writes for a canonical resource identifier."""
+        return self.national.audience(resource)
+
+    def sts_issuer(self, tid: str) -> str:
+        """The issuer of this cloud's v1.0 access tokens, which Microsoft's own resources receive."""
+        return f"{self.national.sts_host}/{tid}/"
+
+    def app_here(self, client_id: str) -> AppRegistration | None:
+        """An app registered in this cloud: another cloud's registrations are unknown here."""
+        app = self.world.app(client_id)
+        return app if app is not None and app.cloud == self.cloud else None
+
+    def tenant_here(self, kind: str, obj: Any) -> bool:
+        """Whether a tenant `World.tenant` found lives in this cloud."""
+        return self.world.tenant_cloud(kind, obj) == self.cloud
+
+    def signer_for(self, cloud: str) -> Signer:
+        if cloud == GLOBAL:
+            return self.signer
+        found = self.national_signers.get(cloud)
+        if found is None:
+            found = self.national_signers[cloud] = Signer()
+        return found
+
+    def view(self, cloud: str) -> Simulator:
+        """The simulator as `cloud`'s listeners see it (one view per cloud)."""
+        if cloud == GLOBAL:
+            return self
+        if cloud not in self._views:
+            self._views[cloud] = CloudView(self, cloud)
+        return cast(Simulator, self._views[cloud])
+
+    def set_national_urls(self, cloud: str, urls: Urls) -> None:
+        """Where `cloud`'s own listeners are, once they listen."""
+        self.national_urls[cloud] = urls
+        Simulator.set_urls(self.view(cloud), urls)
+
     def next_grant_id(self, prefix: str) -> str:
         self.entra.grant_seq += 1
         return f"{prefix}-{self.entra.grant_seq}"
+
+
+class CloudView:
+    """The simulator as one national cloud's listeners see it: its own URLs, issuers, audiences, signing key and app
+    registrations (the Simulator's methods, run on this view); the world, clock, state, logs and faults are the
+    shared simulator's."""
+
+    _OWN = frozenset({"_sim", "cloud", "urls", "_resource_aliases"})
+
+    def __init__(self, sim: Simulator, cloud: str) -> None:
+        if cloud not in NATIONAL:
+            raise ValueError(f"unknown national cloud {cloud!r}")
+        object.__setattr__(self, "_sim", sim)
+        object.__setattr__(self, "cloud", cloud)
+        Simulator.set_urls(cast(Simulator, self), sim.national_urls.get(cloud) or Urls())
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(object.__getattribute__(self, "_sim"), name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in self._OWN:
+            object.__setattr__(self, name, value)
+        else:
+            setattr(self._sim, name, value)
+
+    @property
+    def signer(self) -> Signer:
+        return self._sim.signer_for(self.cloud)
+
+    national = Simulator.national
+    authority = Simulator.authority
+    canonical_resource = Simulator.canonical_resource
+    resource_audiences = Simulator.resource_audiences
+    audience_for = Simulator.audience_for
+    sts_issuer = Simulator.sts_issuer
+    app_here = Simulator.app_here
+    tenant_here = Simulator.tenant_here

@@ -165,6 +165,9 @@ class AppRegistration:
     # registered in Partner Center's CPV experience ("Enroll as a Control Panel Vendor"): Partner Center serves
     # only enrolled CPV apps (the refusal of another is a GUESS, see FIDELITY.md)
     cpv_enrolled: bool = True
+    # the cloud the app is registered in: each cloud's Entra ID knows only its own registrations
+    # (authentication-national-cloud.md: "register your application separately in each Azure portal")
+    cloud: str = "global"
 
     @property
     def wants_directory_roles(self) -> bool:
@@ -208,6 +211,9 @@ class Partner:
     # `admin_agent` is set) and its delegated admin relationships with customers, with their access assignments
     security_groups: list[SecurityGroup] = field(default_factory=list)
     relationships: list[Relationship] = field(default_factory=list)
+    # the cloud the tenant lives in ("global", "usgov", "china"); its customers live there too. Each cloud's Entra ID
+    # signs in only its own tenants ("All the national clouds authenticate users separately in each environment")
+    cloud: str = "global"
 
     def group(self, group_id: str) -> SecurityGroup | None:
         return next((g for g in self.security_groups if g.id == group_id), None)
@@ -263,6 +269,8 @@ class World:
     partners: list[Partner] = field(default_factory=list)
     # client ids allowed to use the vault (its access policy)
     vault_principals: list[str] = field(default_factory=list)
+    # the vendor's apps registered in the national clouds (their `cloud` says which)
+    national_apps: list[AppRegistration] = field(default_factory=list)
     # customer tenant id -> its directory (service principals, delegated permission grants); made when first asked
     # for (`directory`), with every workload's service principal
     directories: dict[str, Directory] = field(default_factory=dict)
@@ -319,7 +327,19 @@ class World:
 
     def apps(self) -> list[AppRegistration]:
         extra = [self.token_api_app] if self.token_api_app is not None else []
-        return [self.cpv_app, self.sandbox_app, self.vault_app, *extra, *self.vendor_client_apps]
+        return [self.cpv_app, self.sandbox_app, self.vault_app, *extra, *self.vendor_client_apps, *self.national_apps]
+
+    def national_app(self, cloud: str) -> AppRegistration | None:
+        return next((app for app in self.national_apps if app.cloud == cloud), None)
+
+    def tenant_cloud(self, kind: str, obj: Any) -> str:
+        """The cloud a tenant found by `tenant` lives in: a partner's own, a customer's partner's, else global."""
+        if kind == "partner":
+            return str(obj.cloud)
+        if kind == "customer":
+            partners = self.partners_of(obj.tenant_id)
+            return partners[0].cloud if partners else "global"
+        return "global"
 
     def app(self, client_id: str) -> AppRegistration | None:
         for app in self.apps():
@@ -388,6 +408,7 @@ class World:
             "vault_app": asdict(self.vault_app),
             "partners": [asdict(p) for p in self.partners],
             "vault_principals": list(self.vault_principals),
+            "national_apps": [asdict(a) for a in self.national_apps],
             "directories": {tid: d.to_dict() for tid, d in self.directories.items()},
             "token_api_app": asdict(self.token_api_app) if self.token_api_app is not None else None,
             "vendor_client_apps": [asdict(a) for a in self.vendor_client_apps],
@@ -421,6 +442,7 @@ class World:
             vault_app=_app_from_dict(data["vault_app"]),
             partners=[_partner_from_dict(p) for p in data.get("partners", [])],
             vault_principals=list(data.get("vault_principals") or [data["vault_app"]["client_id"]]),
+            national_apps=[_app_from_dict(a) for a in data.get("national_apps", [])],
             directories={tid: Directory.from_dict(d) for tid, d in (data.get("directories") or {}).items()},
             token_api_app=token_api_app,
             vendor_client_apps=client_apps,
@@ -438,7 +460,7 @@ class World:
         return World.from_dict(self.to_dict())
 
     def add_redirect_uris(self, uris: list[str]) -> None:
-        for app in (self.cpv_app, self.sandbox_app):
+        for app in (self.cpv_app, self.sandbox_app, *self.national_apps):
             for uri in uris:
                 if uri not in app.redirect_uris:
                     app.redirect_uris.append(uri)
@@ -524,6 +546,7 @@ class World:
             _add_gdap_showcase(world.partners[0], seed, time.time() if now is None else now)
         if consent_showcase and world.partners:
             world.add_consent_showcase(world.partners[0])
+        world.national_apps = [_national_app(cloud, seed, cpv_app) for cloud in NATIONAL_CLOUDS]
         return world
 
     # ----- customer tenants: the CPV app's consent -----
@@ -973,6 +996,26 @@ def _random_prime(rng: random.Random, bits: int) -> int:
         candidate = rng.getrandbits(bits) | (3 << (bits - 2)) | 1
         if _is_probable_prime(candidate, rng):
             return candidate
+
+
+NATIONAL_CLOUDS = ("usgov", "china")
+
+
+def _national_app(cloud: str, seed: int, cpv_app: AppRegistration) -> AppRegistration:
+    """The vendor's app registered again in a national cloud: its own client id, secret and certificate (from an
+    rng of its own, so that adding it changed no other id of a seeded world)."""
+    rng = random.Random(f"national:{cloud}:{seed}")
+    expiry = dt.datetime(2045, 1, 1, tzinfo=dt.UTC).timestamp()
+    return AppRegistration(
+        client_id=_uuid(rng),
+        display_name=cpv_app.display_name,
+        publisher=cpv_app.publisher,
+        secrets=[ClientSecret(value=f"Sim8Q~SIMCANARY{_token(rng, 30)}", key_id=_uuid(rng), expires_at=expiry)],
+        certificates=[_deterministic_certificate(f"cpv:{cloud}:{seed}", cpv_app.display_name)],
+        redirect_uris=list(cpv_app.redirect_uris),
+        delegated_permissions=dict(cpv_app.delegated_permissions),
+        cloud=cloud,
+    )
 
 
 @lru_cache(maxsize=8)

@@ -206,7 +206,8 @@ def sim_settings(sim, settings):  # type: ignore[no-untyped-def]
     from tokens.vault import reset_vault
 
     settings.CPV_CLOUD_CONFIG = sim_cloud(sim)
-    settings.CPV_APP = sim_app(sim)
+    # The app signs in with its certificate, as production should (a secret is tested where it is the point).
+    settings.CPV_APP = sim_app(sim, certificate=True)
     settings.CPV_BASE_URL = "http://127.0.0.1:8000"
     settings.VAULT_BACKEND = "local"
     settings.VAULT_KEYS = [os.urandom(32)]
@@ -252,7 +253,8 @@ def cpv_sim(sim, settings):  # type: ignore[no-untyped-def]
     from tokens.vault import reset_vault
 
     settings.CPV_CLOUD_CONFIG = sim_cloud(sim)
-    settings.CPV_APP = sim_app(sim)
+    # The app signs in with its certificate, as production should (a secret is tested where it is the point).
+    settings.CPV_APP = sim_app(sim, certificate=True)
     settings.CPV_BASE_URL = CPV_SIM_BASE_URL
     settings.VAULT_BACKEND = "local"
     settings.VAULT_KEYS = [os.urandom(32)]

@@ -22,15 +22,37 @@ def sim_cloud(sim: RunningSimulator) -> clouds.Cloud:
     )
 
 
-def sim_app(sim: RunningSimulator, *, certificate: bool = False) -> AppCredential:
-    tenant = sim.env["CPV_VENDOR_TENANT_ID"]
+def sim_app(sim: RunningSimulator, *, certificate: bool = False, prefix: str = "CPV") -> AppCredential:
+    """The app the simulator registered under `prefix` (CPV, CPV_SANDBOX, CPV_USGOV, CPV_CHINA), signing in with its
+    certificate or its secret."""
+    client_id = sim.env[f"{prefix}_CLIENT_ID"]
+    tenant = sim.env.get(f"{prefix}_TENANT_ID") or sim.env["CPV_VENDOR_TENANT_ID"]
     if certificate:
         return AppCredential(
-            client_id=sim.env["CPV_CLIENT_ID"], certificate_path=sim.env["CPV_CLIENT_CERTIFICATE"], tenant_id=tenant
+            client_id=client_id, certificate_path=sim.env[f"{prefix}_CLIENT_CERTIFICATE"], tenant_id=tenant
         )
-    return AppCredential(
-        client_id=sim.env["CPV_CLIENT_ID"], client_secret=sim.env["CPV_CLIENT_SECRET"], tenant_id=tenant
-    )
+    return AppCredential(client_id=client_id, client_secret=sim.env[f"{prefix}_CLIENT_SECRET"], tenant_id=tenant)
+
+
+def sim_clouds(sim: RunningSimulator) -> dict[str, clouds.Cloud]:
+    """Each national cloud's own hosts in the simulator (CPV_USGOV_AUTHORITY_HOST, ...): CPV_CUSTOM_CLOUDS."""
+    return {
+        name: clouds.custom_cloud(
+            authority_host=sim.env[f"CPV_{name.upper()}_AUTHORITY_HOST"],
+            partner_center_url=sim.env[f"CPV_{name.upper()}_PARTNER_CENTER_URL"],
+            graph_url=sim.env[f"CPV_{name.upper()}_GRAPH_URL"],
+            national=name,
+        )
+        for name in clouds.NATIONAL_CLOUDS
+    }
+
+
+def sim_national_apps(sim: RunningSimulator, *, certificate: bool = False) -> dict[tuple[str, str], AppCredential]:
+    """The vendor's apps registered in the simulator's national clouds, as settings.CPV_NATIONAL_APPS."""
+    return {
+        (name, "production"): sim_app(sim, certificate=certificate, prefix=f"CPV_{name.upper()}")
+        for name in clouds.NATIONAL_CLOUDS
+    }
 
 
 def partner_user(sim: RunningSimulator, *, partner: int = 0, **flags: bool) -> Any:

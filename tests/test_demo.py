@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import requests
 
-from cpv.demo import demo_user_password
+from cpv.demo import certificates_only, demo_user_password
 from cpv.env_files import env_file_values
 from tests.conftest import ROOT, free_port, project_env, wait_until
 
@@ -327,3 +327,23 @@ def test_a_simulator_that_keeps_its_state_keeps_its_certificate_until_it_nears_i
     assert (kept.ca_pem, kept.cert_pem, kept.key_pem) == (first.ca_pem, first.cert_pem, first.key_pem)
     # within its last days it is made anew, before a browser would refuse it
     assert kept_tls_material(tmp_path, at_least=dt.timedelta(days=40)).ca_pem != first.ca_pem
+
+
+def test_the_demo_signs_in_with_certificates_and_keeps_a_secret_only_where_an_app_has_nothing_else() -> None:
+    variables = {
+        "CPV_CLIENT_ID": "a",
+        "CPV_CLIENT_SECRET": "Sim8Q~SIMCANARY-global",
+        "CPV_CLIENT_CERTIFICATE": "/var/cpv-app.pem",
+        "CPV_USGOV_CLIENT_SECRET": "Sim8Q~SIMCANARY-usgov",
+        "CPV_USGOV_CLIENT_CERTIFICATE": "/var/cpv-app-usgov.pem",
+        "CPV_SANDBOX_CLIENT_SECRET": "Sim8Q~SIMCANARY-sandbox",
+        "AZURE_CLIENT_SECRET": "Sim8Q~SIMCANARY-vault",
+    }
+
+    kept = certificates_only(variables)
+
+    assert "CPV_CLIENT_SECRET" not in kept and "CPV_USGOV_CLIENT_SECRET" not in kept
+    assert kept["CPV_CLIENT_CERTIFICATE"] == "/var/cpv-app.pem"
+    assert kept["CPV_USGOV_CLIENT_CERTIFICATE"] == "/var/cpv-app-usgov.pem"
+    assert kept["CPV_SANDBOX_CLIENT_SECRET"] == "Sim8Q~SIMCANARY-sandbox"
+    assert kept["AZURE_CLIENT_SECRET"] == "Sim8Q~SIMCANARY-vault"

@@ -89,7 +89,7 @@ def page(browser) -> Iterator[Any]:  # type: ignore[no-untyped-def]
 def live_cpv(sim, live_server, settings) -> Iterator[Any]:  # type: ignore[no-untyped-def]
     """The product on a live server, pointed at the simulator, with the redirect URI registered there."""
     settings.CPV_CLOUD_CONFIG = sim_cloud(sim)
-    settings.CPV_APP = sim_app(sim)
+    settings.CPV_APP = sim_app(sim, certificate=True)
     settings.CPV_BASE_URL = live_server.url
     settings.VAULT_BACKEND = "local"
     settings.VAULT_KEYS = [os.urandom(32)]

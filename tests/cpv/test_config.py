@@ -488,3 +488,68 @@ def test_a_malformed_branding_value_is_refused_with_its_name(
     problems = problems_of(env, tmp_path)
 
     assert any(p.startswith(expected) for p in problems), problems
+
+
+def test_each_national_cloud_reads_its_own_app_and_custom_hosts(tmp_path: Path) -> None:
+    usgov_id, china_id, china_sandbox_id = (
+        "33333333-3333-3333-3333-333333333333",
+        "44444444-4444-4444-4444-444444444444",
+        "55555555-5555-5555-5555-555555555555",
+    )
+    config = load_config(
+        {
+            "CPV_CLOUD": "custom",
+            "CPV_AUTHORITY_HOST": "https://127.0.0.1:8441",
+            "CPV_PARTNER_CENTER_URL": "https://127.0.0.1:8442",
+            "CPV_GRAPH_URL": "https://127.0.0.1:8443",
+            "CPV_USGOV_AUTHORITY_HOST": "https://127.0.0.1:9441",
+            "CPV_USGOV_PARTNER_CENTER_URL": "https://127.0.0.1:9442",
+            "CPV_USGOV_GRAPH_URL": "https://127.0.0.1:9443/",
+            "CPV_USGOV_CLIENT_ID": usgov_id,
+            "CPV_USGOV_CLIENT_SECRET": "usgov-secret",
+            "CPV_CHINA_CLIENT_ID": china_id,
+            "CPV_CHINA_CLIENT_SECRET": "china-secret",
+            "CPV_CHINA_SANDBOX_CLIENT_ID": china_sandbox_id,
+            "CPV_CHINA_SANDBOX_CLIENT_SECRET": "china-sandbox-secret",
+        },
+        base_dir=tmp_path,
+    )
+
+    assert {key: app.client_id for key, app in config.national_apps.items()} == {
+        ("usgov", "production"): usgov_id,
+        ("china", "production"): china_id,
+        ("china", "sandbox"): china_sandbox_id,
+    }
+    usgov = config.custom_clouds["usgov"]
+    assert (usgov.authority_host, usgov.partner_center_url, usgov.graph_url) == (
+        "https://127.0.0.1:9441",
+        "https://127.0.0.1:9442",
+        "https://127.0.0.1:9443",
+    )
+    # Custom hosts standing for US Government ask for US Government's resources.
+    assert usgov.national == "usgov" and usgov.graph_scope == "https://graph.microsoft.us/.default"
+    assert "china" not in config.custom_clouds
+    assert "usgov-secret" not in repr(config.national_apps)
+
+
+def test_a_national_cloud_needs_all_three_custom_hosts_and_a_guid(tmp_path: Path) -> None:
+    problems = problems_of(
+        {
+            "CPV_CLOUD": "custom",
+            "CPV_AUTHORITY_HOST": "https://127.0.0.1:8441",
+            "CPV_PARTNER_CENTER_URL": "https://127.0.0.1:8442",
+            "CPV_GRAPH_URL": "https://127.0.0.1:8443",
+            "CPV_CHINA_AUTHORITY_HOST": "https://127.0.0.1:9441",
+            "CPV_USGOV_CLIENT_ID": "not-a-guid",
+        },
+        tmp_path,
+    )
+
+    assert any(p.startswith("CPV_CHINA_PARTNER_CENTER_URL is required when any of") for p in problems), problems
+    assert "CPV_USGOV_CLIENT_ID must be the app's client id (a GUID), got 'not-a-guid'" in problems
+
+
+def test_national_custom_hosts_are_refused_outside_the_custom_cloud(tmp_path: Path) -> None:
+    problems = problems_of({"CPV_USGOV_GRAPH_URL": "https://127.0.0.1:9443"}, tmp_path)
+
+    assert "CPV_USGOV_GRAPH_URL is only read when CPV_CLOUD=custom (CPV_CLOUD is global)" in problems

@@ -170,3 +170,30 @@ def test_the_vault_check_says_its_keys_in_words_not_as_a_python_list(settings) -
         reset_vault()
 
     assert "key ids: " in detail and "[" not in detail, detail
+
+
+def test_the_page_shows_each_national_clouds_app_and_hosts_without_a_secret(admin_user, settings) -> None:  # type: ignore[no-untyped-def]
+    from cpv import clouds
+
+    settings.CONFIG = dataclasses.replace(
+        settings.CONFIG,
+        national_apps={
+            ("usgov", "production"): AppCredential(client_id=str(uuid.UUID(int=8)), client_secret=CANARY),
+            ("china", "production"): AppCredential(client_id=str(uuid.UUID(int=9)), certificate_path="/run/cn.pem"),
+        },
+        custom_clouds={
+            "usgov": clouds.custom_cloud(
+                authority_host="https://127.0.0.1:9441",
+                partner_center_url="https://127.0.0.1:9442",
+                graph_url="https://127.0.0.1:9443",
+                national="usgov",
+            )
+        },
+    )
+
+    page = client_for(admin_user).get("/settings/").content.decode()
+
+    assert f"usgov production: client id {uuid.UUID(int=8)}, signing in with a client secret (set)" in page
+    assert f"china production: client id {uuid.UUID(int=9)}, signing in with a certificate (/run/cn.pem)" in page
+    assert "usgov: sign-in at https://127.0.0.1:9441, Partner Center at https://127.0.0.1:9442" in page
+    assert CANARY not in page

@@ -77,7 +77,7 @@ def fsim(
         if name.startswith("AZURE_"):
             monkeypatch.setenv(name, value)
     settings.CPV_CLOUD_CONFIG = sim_cloud(sim)
-    settings.CPV_APP = sim_app(sim)
+    settings.CPV_APP = sim_app(sim, certificate=True)
     settings.CPV_BASE_URL = "http://127.0.0.1:8000"
     settings.VAULT_BACKEND = "local"
     settings.VAULT_KEYS = [vault_key()]

@@ -39,7 +39,7 @@ def product_on(settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[
         for name in ("REQUESTS_CA_BUNDLE", "SSL_CERT_FILE"):
             monkeypatch.setenv(name, str(running.ca_bundle))
         settings.CPV_CLOUD_CONFIG = sim_cloud(running)
-        settings.CPV_APP = sim_app(running)
+        settings.CPV_APP = sim_app(running, certificate=True)
         settings.CPV_BASE_URL = "http://127.0.0.1:8000"
 
     settings.VAULT_BACKEND = "local"
