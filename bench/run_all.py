@@ -63,6 +63,9 @@ def summary_rows(quick: bool) -> list[list[Any]]:
     if dashboard:
         rows.append(["3 dashboard: worst p95 (ms)", dashboard["worst_p95_ms"], "< 150",
                      f"query counts independent of size: {dashboard['query_counts_independent']}"])  # fmt: skip
+        if "over_budget" in dashboard:
+            rows.append(["3 dashboard: pages over their budget", len(dashboard["over_budget"]), "0",
+                         "; ".join(dashboard["over_budget"]) or "queries and time / a plain count"])  # fmt: skip
         rows.append(["4 web worker peak RSS (MiB)", dashboard["web_peak_rss_mib"], "", "gunicorn, dashboard pages"])
     callback = _load("callback").get("summary", {})
     if callback:

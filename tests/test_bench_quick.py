@@ -85,6 +85,21 @@ def test_the_dashboard_benchmark_times_each_page_and_counts_its_queries(results:
     assert set(large["pages"]) == set(small["pages"]) and len(large["pages"]) == 6
     assert all(page["queries"] > 0 and page["p95_ms"] > 0 for page in large["pages"].values())
     assert data["web"]["worker_peak_rss_mib"] > 0
+    # Each page against its budget: queries, and its time as a multiple of a plain count timed in the same run.
+    assert all(page["ratio_to_count"] > 0 for page in large["pages"].values())
+    assert set(data["summary"]["budgets"]) == set(large["pages"]) and data["summary"]["over_budget"] == []
+
+
+def test_a_page_past_its_budget_fails_the_dashboard_benchmark() -> None:
+    from bench.dashboard_bench import BUDGETS, over_budget
+
+    within = {label: {"queries": b["queries"], "ratio_to_count": b["ratio"]} for label, b in BUDGETS.items()}
+    assert over_budget(within) == []
+    grown = {**within, "overview": {"queries": BUDGETS["overview"]["queries"] + 1, "ratio_to_count": 3 * 1600}}
+    assert over_budget(grown) == [
+        f"overview: {BUDGETS['overview']['queries'] + 1:.0f} queries, budget {BUDGETS['overview']['queries']:.0f}",
+        f"overview: 4800x a plain count, budget {BUDGETS['overview']['ratio']:.0f}x",
+    ]
 
 
 def test_the_summary_lists_every_figure(results: Path) -> None:
