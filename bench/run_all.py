@@ -2,7 +2,7 @@
 against their targets. `make bench` runs the full sizes; `make bench QUICK=1` (or `make bench-quick`) the small
 ones that CI runs so the benchmarks cannot rot. Writes bench/results/summary.json beside each benchmark's own.
 
-    .venv/bin/python bench/run_all.py [--quick] [--only renewal,fanout,callback,dashboard,simulator,proof]
+    .venv/bin/python bench/run_all.py [--quick] [--only renewal,fanout,callback,dashboard,simulator,proof,budget]
 """
 
 from __future__ import annotations
@@ -27,9 +27,10 @@ BENCHMARKS = {
     "dashboard": "bench/dashboard_bench.py",
     "simulator": "bench/simulator_bench.py",
     "proof": "bench/proof_bench.py",
+    "budget": "bench/budget_bench.py",
 }
 # The simulator's own throughput is context for the others, not a product figure: full runs only.
-QUICK_SET = ["renewal", "renewal_cost", "fanout", "callback", "dashboard"]
+QUICK_SET = ["renewal", "renewal_cost", "fanout", "callback", "dashboard", "budget"]
 
 
 def _load(name: str) -> dict[str, Any]:
@@ -76,6 +77,12 @@ def summary_rows(quick: bool) -> list[list[Any]]:
         rows.append(["6 proof: ApplicationConsent POSTs per drifted customer", proof["posts_per_drifted_customer"],
                      "1", f"{proof['customers']} customers, {proof['drifted']} drifted; {proof['wall_s']} s; "
                      f"{proof['graph_requests_per_customer']} Graph requests a customer"])  # fmt: skip
+    budget = _load("budget").get("summary", {})
+    if budget:
+        rows.append(["7 daily sweep: ApplicationConsent requests", budget["application_consent_requests"],
+                     f"<= {budget['target_application_consent_requests']}",
+                     f"{budget['changed']} of {budget['customers']} customers changed; {budget['listing_gets']} "
+                     f"listing GETs; before, +{budget['before_extra_posts']} POSTs answered 409"])  # fmt: skip
     return rows
 
 
