@@ -72,6 +72,9 @@ def summary_rows(quick: bool) -> list[list[Any]]:
     if callback:
         detail = f"p95 {callback['added_ms']['p95']} ms; own code and database {callback['own_ms']['median']} ms"
         rows.append(["5 callback: added beyond the simulator, median (ms)", callback["added_ms"]["median"], "", detail])
+        if "product_over_bare" in callback:
+            rows.append(["5 callback: product / a bare script's same calls", callback["product_over_bare"], "<= 2",
+                         f"bare median {callback['bare_wall_ms']['median']} ms, same run"])  # fmt: skip
     proof = _load("proof").get("summary", {})
     if proof:
         rows.append(["6 proof: ApplicationConsent POSTs per drifted customer", proof["posts_per_drifted_customer"],

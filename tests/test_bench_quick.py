@@ -76,6 +76,9 @@ def test_the_callback_benchmark_times_what_the_product_adds(results: Path) -> No
     data = load(results, "callback")
     assert len(data["samples"]) == 20
     assert {"median", "p95"} <= set(data["summary"]["added_ms"])
+    # Side by side, a bare script making the same Microsoft calls with the client libraries alone.
+    assert data["summary"]["bare_wall_ms"]["median"] > 0 and data["summary"]["product_over_bare"] > 0
+    assert data["summary"]["simulator_requests"]["bare"] >= 5
 
 
 def test_the_dashboard_benchmark_times_each_page_and_counts_its_queries(results: Path) -> None:
