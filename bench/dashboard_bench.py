@@ -12,7 +12,7 @@ The overview reuses its counts over every partner for up to a minute; it is also
 Then a real `gunicorn cpv.wsgi` process (one sync worker) serves the same pages at the full size over HTTP;
 its worker's peak resident memory (VmHWM) is the web figure of benchmark 4. Writes bench/results/dashboard.json.
 
-    .venv/bin/python bench/dashboard_bench.py [--quick] [--samples N]
+    .venv/bin/python bench/dashboard_bench.py [--quick | --scale] [--samples N]
 """
 
 from __future__ import annotations
@@ -341,9 +341,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="200 partners and 2,000 customers")
     parser.add_argument("--samples", type=int, default=None, help="timed requests per page")
+    parser.add_argument(
+        "--scale", action="store_true", help="100,000 partners and 3,000,000 customers against 200 and 6,000"
+    )
     args = parser.parse_args(argv)
     if args.quick:
         sizes = [(50, 500, 60), (200, 2000, 300)]
+    elif args.scale:
+        sizes = [(200, 6000, 200), (100_000, 3_000_000, 50_000)]
     else:
         sizes = [(200, 4000, 200), (10_000, 200_000, 5_000)]
     samples = args.samples or (10 if args.quick else 40)
