@@ -10,7 +10,15 @@ For each callback: its wall time; the simulator's own time answering the calls i
 server-side durations); and the time spent inside outbound HTTP calls as the product sees them (every
 `requests` call, TLS and the client libraries included). Reported: medians and 95th percentiles of the
 wall time, of wall minus the simulator's time (what the product and the network path add) and of wall
-minus outbound HTTP (the product's own code and database). Writes bench/results/callback.json.
+minus outbound HTTP (the product's own code and database).
+
+Side by side, after each product callback, a bare script makes the same Microsoft calls for another sign-in of the
+same admin, with the client libraries alone and no Django, database or broker: the code redeemed with msal, the
+id_token's signature checked with PyJWT against the signing keys (fetched once, as the product caches them), Partner
+Center's organization profile read with requests, the admin's roles read in Graph (with a Graph token from the
+refresh token), and the token written to Key Vault with the Azure SDK. The
+figure is the ratio of the medians (target: the product at most twice the bare script). Writes
+bench/results/callback.json.
 
     .venv/bin/python bench/callback_bench.py [--quick] [--consents N]
 """
@@ -58,6 +66,64 @@ def sign_in(auth_uri: str, *, user_oid: str, ca_bundle: str) -> tuple[str, dict[
         raise RuntimeError("the sign-in answer has no form")
     fields = {html.unescape(k): html.unescape(v) for k, v in _HIDDEN.findall(answer.text)}
     return html.unescape(target.group(1)), fields
+
+
+class BareCallback:
+    """The same Microsoft calls as the product's callback, made by a script with the client libraries alone."""
+
+    def __init__(self, sim_env: dict[str, str], *, scope: str, graph_scope: str, redirect_uri: str) -> None:
+        import jwt
+        import msal
+        import requests
+
+        from bench.seed import vault_client
+
+        self.env, self.scope, self.graph_scope, self.redirect_uri = sim_env, scope, graph_scope, redirect_uri
+        self.msal = msal.ConfidentialClientApplication(
+            sim_env["CPV_CLIENT_ID"],
+            client_credential=sim_env["CPV_CLIENT_SECRET"],
+            authority=f"{sim_env['CPV_AUTHORITY_HOST']}/organizations",
+            instance_discovery=False,
+        )
+        self.http = requests.Session()
+        configuration = self.http.get(
+            f"{sim_env['CPV_AUTHORITY_HOST']}/organizations/v2.0/.well-known/openid-configuration", timeout=10
+        ).json()
+        self.keys = jwt.PyJWKSet.from_dict(self.http.get(configuration["jwks_uri"], timeout=10).json())
+        self.vault = vault_client(sim_env)
+
+    def sign_in(self, *, user_oid: str) -> tuple[dict[str, Any], dict[str, str]]:
+        """A new authorization code for the admin (not timed: the person's part)."""
+        flow = self.msal.initiate_auth_code_flow(
+            [self.scope], redirect_uri=self.redirect_uri, response_mode="form_post", prompt="consent"
+        )
+        _, fields = sign_in(flow["auth_uri"], user_oid=user_oid, ca_bundle=self.env["REQUESTS_CA_BUNDLE"])
+        return flow, fields
+
+    def complete(self, flow: dict[str, Any], fields: dict[str, str]) -> None:
+        """What the callback does with Microsoft: redeem, check the id_token, read the admin's roles in Graph (a
+        token for Graph from the refresh token), ask Partner Center, vault the token."""
+        import jwt
+
+        result = self.msal.acquire_token_by_auth_code_flow(flow, fields)
+        if "access_token" not in result:
+            raise RuntimeError(f"the bare redemption failed: {result.get('error')}")
+        kid = jwt.get_unverified_header(result["id_token"])["kid"]
+        jwt.decode(result["id_token"], self.keys[kid].key, algorithms=["RS256"], audience=self.env["CPV_CLIENT_ID"])
+        graph_token = self.msal.acquire_token_by_refresh_token(result["refresh_token"], scopes=[self.graph_scope])
+        roles = self.http.get(
+            f"{self.env['CPV_GRAPH_URL']}/v1.0/me/transitiveMemberOf",
+            headers={"Authorization": f"Bearer {graph_token['access_token']}"},
+            timeout=10,
+        )
+        roles.raise_for_status()
+        profile = self.http.get(
+            f"{self.env['CPV_PARTNER_CENTER_URL']}/v1/profiles/organization",
+            headers={"Authorization": f"Bearer {result['access_token']}", "Accept": "application/json"},
+            timeout=10,
+        )
+        profile.raise_for_status()
+        self.vault.set_secret(f"bare-{uuid.uuid4().hex}", result["refresh_token"])
 
 
 class OutboundTimer:
@@ -130,11 +196,13 @@ def main(argv: list[str] | None = None) -> int:
         harness.django_setup(env)
         from django.test import Client
 
-        from consent.services import partner_invite
+        from consent.services import consent_cloud_for, partner_invite, redirect_uri
         from partners.models import Partner
 
         world = World.generate(seed=SEED, partners=count + 1, customers_per_partner=1)
         timer = OutboundTimer()
+        bare: BareCallback | None = None
+        calls_seen: dict[str, list[str]] = {}
         for index, world_partner in enumerate(world.partners):
             admin = next(u for u in world_partner.users if u.global_admin and u.admin_agent and u.mfa_registered)
             invitation = partner_invite(
@@ -164,6 +232,17 @@ def main(argv: list[str] | None = None) -> int:
                 or not Partner.objects.filter(pk=invitation.partner.pk, status=Partner.Status.ACTIVE).exists()
             ):
                 raise RuntimeError(f"consent {index} did not succeed: HTTP {answer.status_code}")
+            if bare is None:
+                bare = BareCallback(
+                    sim.env, scope=consent_cloud_for(invitation.partner).partner_center_default_scope,
+                    graph_scope=consent_cloud_for(invitation.partner).graph_scope, redirect_uri=redirect_uri(),
+                )  # fmt: skip
+            bare_flow, bare_fields = bare.sign_in(user_oid=admin.oid)
+            bare_seq = harness.simulator_log_seq(control)
+            t0 = time.perf_counter()
+            bare.complete(bare_flow, bare_fields)
+            bare_wall = time.perf_counter() - t0
+            bare_entries = control.log(since=bare_seq)
             if index == 0:
                 continue  # the warm-up
             simulator = sum(float(e.get("duration_ms") or 0) for e in entries) / 1000
@@ -176,7 +255,13 @@ def main(argv: list[str] | None = None) -> int:
                     "own_ms": (wall - outbound) * 1000,
                     "calls": calls,
                     "simulator_requests": len(entries),
+                    "bare_wall_ms": bare_wall * 1000,
+                    "bare_simulator_requests": len(bare_entries),
                 }
+            )
+            calls_seen.update(
+                product=[f"{e['service']} {e['method']} {e['path']}" for e in entries],
+                bare=[f"{e['service']} {e['method']} {e['path']}" for e in bare_entries],
             )
     finally:
         sim_process.stop()
@@ -187,13 +272,21 @@ def main(argv: list[str] | None = None) -> int:
         values = [s[key] for s in samples]
         return {"median": round(harness.median(values), 1), "p95": round(harness.percentile(values, 95), 1)}
 
-    summary = {key: stat(key) for key in ("wall_ms", "simulator_ms", "outbound_ms", "added_ms", "own_ms", "calls")}
+    keys = ("wall_ms", "simulator_ms", "outbound_ms", "added_ms", "own_ms", "calls", "bare_wall_ms")
+    summary: dict[str, Any] = {key: stat(key) for key in keys}
+    summary["product_over_bare"] = round(summary["wall_ms"]["median"] / max(summary["bare_wall_ms"]["median"], 0.1), 2)
+    summary["simulator_requests"] = {
+        "product": harness.median([s["simulator_requests"] for s in samples]),
+        "bare": harness.median([s["bare_simulator_requests"] for s in samples]),
+        "last": calls_seen,
+    }
     labels = {
         "wall_ms": "callback wall time",
         "simulator_ms": "simulator's own time (server side)",
         "outbound_ms": "inside outbound HTTP calls",
         "added_ms": "added beyond the simulator",
         "own_ms": "the product's own code and database",
+        "bare_wall_ms": "a bare script's same Microsoft calls",
     }
     print()
     print(
@@ -204,6 +297,11 @@ def main(argv: list[str] | None = None) -> int:
         )
     )
     print(f"outbound calls per callback: {summary['calls']['median']:.0f}")
+    print(
+        f"product / bare script (medians, same run): {summary['product_over_bare']} (target <= 2); requests the "
+        f"simulator saw: product {summary['simulator_requests']['product']:.0f}, bare "
+        f"{summary['simulator_requests']['bare']:.0f}"
+    )
     path = harness.write_results(
         "callback",
         {

@@ -132,10 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     customers = args.customers or (100 if args.quick else 1000)
     runs = args.runs or (1 if args.quick else 3)
 
-    from datetime import timedelta
-
     from simulator.testing import SimulatorProcess
-    from simulator.world import World
 
     seed_number = random.randrange(1, 1_000_000)
     started = time.perf_counter()
@@ -155,13 +152,8 @@ def main(argv: list[str] | None = None) -> int:
         harness.migrate(env)
         harness.django_setup(env)
         from bench import seed
-        from customers.services import customers_sync
 
-        world = World.generate(seed=seed_number, partners=1, customers_per_partner=customers)
-        (partner_id,) = seed.active_partners(
-            sim_env=sim.env, world_partners=world.partners, token_age=timedelta(hours=1)
-        )
-        customers_sync(partner_id=partner_id)
+        partner_id = seed.synced_partner(sim_env=sim.env, seed_number=seed_number, customers=customers)
         application_id = sim.env["CPV_CLIENT_ID"]
         app = harness.celery_client()
         queue, workers = harness.start_workers(env, count=args.workers, threads=args.threads, log_dir=var_dir)

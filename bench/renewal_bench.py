@@ -206,8 +206,8 @@ class LogTail:
 
 def product_run(*, app: Any, queue: str, workers: list[harness.Worker], expected: int, dbname: str,
                 stall: float = 180.0) -> dict[str, Any]:  # fmt: skip
-    """Send the sweep (again while partners remain unclaimed: one sweep claims at most 5,000) and wait until
-    every token is renewed and its old version disabled."""
+    """Send the sweep (again while partners remain unclaimed: one sweep claims at most what the vault can write in
+    an hour) and wait until every token is renewed and its old version disabled."""
     from django.db.models import Max, Min, Q
     from django.utils import timezone
 

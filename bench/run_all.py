@@ -2,7 +2,7 @@
 against their targets. `make bench` runs the full sizes; `make bench QUICK=1` (or `make bench-quick`) the small
 ones that CI runs so the benchmarks cannot rot. Writes bench/results/summary.json beside each benchmark's own.
 
-    .venv/bin/python bench/run_all.py [--quick] [--only renewal,fanout,callback,dashboard,simulator,proof,api]
+    .venv/bin/python bench/run_all.py [--quick] [--only renewal,fanout,callback,dashboard,simulator,proof,api,budget]
 """
 
 from __future__ import annotations
@@ -28,9 +28,10 @@ BENCHMARKS = {
     "simulator": "bench/simulator_bench.py",
     "proof": "bench/proof_bench.py",
     "api": "bench/api_bench.py",
+    "budget": "bench/budget_bench.py",
 }
 # The simulator's own throughput is context for the others, not a product figure: full runs only.
-QUICK_SET = ["renewal", "renewal_cost", "fanout", "callback", "dashboard", "api"]
+QUICK_SET = ["renewal", "renewal_cost", "fanout", "callback", "dashboard", "api", "budget"]
 
 
 def _load(name: str) -> dict[str, Any]:
@@ -64,11 +65,17 @@ def summary_rows(quick: bool) -> list[list[Any]]:
     if dashboard:
         rows.append(["3 dashboard: worst p95 (ms)", dashboard["worst_p95_ms"], "< 150",
                      f"query counts independent of size: {dashboard['query_counts_independent']}"])  # fmt: skip
+        if "over_budget" in dashboard:
+            rows.append(["3 dashboard: pages over their budget", len(dashboard["over_budget"]), "0",
+                         "; ".join(dashboard["over_budget"]) or "queries and time / a plain count"])  # fmt: skip
         rows.append(["4 web worker peak RSS (MiB)", dashboard["web_peak_rss_mib"], "", "gunicorn, dashboard pages"])
     callback = _load("callback").get("summary", {})
     if callback:
         detail = f"p95 {callback['added_ms']['p95']} ms; own code and database {callback['own_ms']['median']} ms"
         rows.append(["5 callback: added beyond the simulator, median (ms)", callback["added_ms"]["median"], "", detail])
+        if "product_over_bare" in callback:
+            rows.append(["5 callback: product / a bare script's same calls", callback["product_over_bare"], "<= 2",
+                         f"bare median {callback['bare_wall_ms']['median']} ms, same run"])  # fmt: skip
     proof = _load("proof").get("summary", {})
     if proof:
         rows.append(["6 proof: ApplicationConsent POSTs per drifted customer", proof["posts_per_drifted_customer"],
@@ -80,6 +87,12 @@ def summary_rows(quick: bool) -> list[list[Any]]:
                      f"{api['api_cold_per_s']}/s vs {api['bare_cold_per_s']}/s"])  # fmt: skip
         rows.append(["7 token API hand-outs, cache warm: API / bare service", api["warm_ratio"], "",
                      f"{api['api_warm_per_s']}/s vs {api['bare_warm_per_s']}/s"])  # fmt: skip
+    budget = _load("budget").get("summary", {})
+    if budget:
+        rows.append(["8 daily sweep: ApplicationConsent requests", budget["application_consent_requests"],
+                     f"<= {budget['target_application_consent_requests']}",
+                     f"{budget['changed']} of {budget['customers']} customers changed; {budget['listing_gets']} "
+                     f"listing GETs; before, +{budget['before_extra_posts']} POSTs answered 409"])  # fmt: skip
     return rows
 
 

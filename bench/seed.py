@@ -130,6 +130,18 @@ def active_partners(
     return [p.pk for p in partners]
 
 
+def synced_partner(*, sim_env: dict[str, str], seed_number: int, customers: int) -> int:
+    """One active partner of the simulator's world (generated from `seed_number`) with `customers` customers,
+    synced into the database as the product's sync writes them. Returns the partner's id."""
+    from customers.services import customers_sync
+    from simulator.world import World
+
+    world = World.generate(seed=seed_number, partners=1, customers_per_partner=customers)
+    (partner_id,) = active_partners(sim_env=sim_env, world_partners=world.partners, token_age=timedelta(hours=1))
+    customers_sync(partner_id=partner_id)
+    return partner_id
+
+
 def make_due(*, token_age: timedelta = DUE_AGE) -> int:
     """Every token due again and unclaimed by any sweep. Returns how many pointers."""
     from django.utils import timezone

@@ -466,6 +466,9 @@ def _database(r: _Reader, *, production: bool, var_dir: Path) -> dict[str, Any]:
         return {}
     if database["ENGINE"].endswith("postgresql"):
         database.setdefault("OPTIONS", {}).setdefault("connect_timeout", 5)
+        # No JIT: PostgreSQL compiles any plan costed over jit_above_cost, ~150 ms each time on this product's short
+        # queries (the overview's needs-attention ranking went past it at 10,000 partners); a URL's ?options= wins.
+        database["OPTIONS"].setdefault("options", "-c jit=off")
         database["CONN_MAX_AGE"] = r.int("DATABASE_CONN_MAX_AGE", 60, minimum=0)
         database["CONN_HEALTH_CHECKS"] = True
     elif production:

@@ -51,6 +51,8 @@ MAX_REPAIRS = 3
 # When a read that could not be made is tried again, and the least a throttled read waits.
 RETRY_UNVERIFIABLE = timedelta(hours=6)
 MIN_DEFER = timedelta(minutes=1)
+# A repair whose POST Partner Center answered with a 409 is read again this much later, not repaired at once.
+REREAD_AFTER_CONFLICT = timedelta(minutes=5)
 # A grant to every user of the tenant (the kind ApplicationConsent creates).
 ALL_PRINCIPALS = "allprincipals"
 _SCOPE_SEPARATORS = re.compile(r"[,\s]+")
@@ -279,11 +281,18 @@ def consent_verify(
                 state.repairs,
             )
             return Outcome(state, repaired=repaired, graph_requests=spent)
-        if not consent_reset(customer_id=customer.pk, actor=actor, reason=state.proof, sleep=sleep):
+        sent = consent_reset(customer_id=customer.pk, actor=actor, reason=state.proof, sleep=sleep)
+        if not sent:
             state.refresh_from_db()
             return Outcome(state, repaired=repaired, graph_requests=spent)
         repaired += 1
         state.refresh_from_db()
+        if sent == services.ALREADY_PRESENT:
+            # Partner Center answered the POST with a 409: its record of the consent outlived the DELETE, and another
+            # POST now would get the same answer. The tenant is read again later, and repaired only if still wrong.
+            CustomerConsent.objects.filter(pk=state.pk).update(proof_due_at=timezone.now() + REREAD_AFTER_CONFLICT)
+            state.refresh_from_db()
+            return Outcome(state, repaired=repaired, graph_requests=spent)
 
 
 # A customer's proof that moved to one of these is announced (events/); `unverifiable` is the reader's own trouble.
@@ -354,12 +363,14 @@ def _verify_once(*, customer: Customer, state: CustomerConsent) -> Outcome:
 
 def consent_reset(
     *, customer_id: int, actor: Any = None, reason: str = "", sleep: Callable[[float], None] | None = None
-) -> bool:
+) -> str:
     """Delete the vendor app's ApplicationConsent in one customer and create it again (counted in `repairs`,
-    audited): True when Partner Center took it. A failure is recorded on the row as for any ApplicationConsent."""
+    audited): what the POST came to when Partner Center took it (services.CONSENTED, or ALREADY_PRESENT for a 409),
+    else "". A failure is recorded on the row as for any ApplicationConsent."""
     customer = Customer.objects.select_related("partner").get(pk=customer_id)
     CustomerConsent.objects.filter(customer=customer).update(repairs=F("repairs") + 1)
     kwargs: dict[str, Any] = {"sleep": sleep} if sleep is not None else {}
+    outcome = ""
     try:
         state, outcome = services.consent_reapply(customer_id=customer.pk, reset=True, **kwargs)
     except services.CallFailed as exc:
@@ -377,7 +388,7 @@ def consent_reset(
         partner=customer.partner,
         detail={"customer": str(customer.tenant_id), "reason": reason or "asked", "ok": ok},
     )
-    return ok
+    return outcome if ok else ""
 
 
 @dataclass

@@ -10,7 +10,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from django.conf import settings
@@ -311,9 +311,16 @@ def grants_hash(grants: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(grants, sort_keys=True).encode()).hexdigest()
 
 
-def customers_needing_consent(*, partner_id: int) -> list[int]:
-    """Ids of the partner's present customers whose ApplicationConsent is missing, failed or out of date, and whose
-    last GDAP pre-flight did not find them without access."""
+# A customer whose tenant showed the app with these grants this recently is not sent ApplicationConsent by a sweep,
+# whatever its last call said (a verified customer is read again daily: customers/proof.py VERIFY_EVERY).
+VERIFIED_RECENTLY = timedelta(days=1)
+
+
+def customers_needing_consent(*, partner_id: int, now: datetime | None = None) -> list[int]:
+    """Ids of the partner's present customers whose ApplicationConsent is missing, failed or out of date, whose last
+    GDAP pre-flight did not find them without access, and whose tenant was not seen holding the app with the current
+    grants within VERIFIED_RECENTLY (a request would change nothing there)."""
+    now = now or timezone.now()
     current = grants_hash(desired_grants())
     return list(
         Customer.objects.filter(
@@ -321,6 +328,11 @@ def customers_needing_consent(*, partner_id: int) -> list[int]:
         )
         .exclude(
             Q(application_consent__status=CustomerConsent.Status.APPLIED) & Q(application_consent__grants_hash=current)
+        )
+        .exclude(
+            Q(application_consent__proof=CustomerConsent.Proof.VERIFIED)
+            & Q(application_consent__proof_checked_at__gte=now - VERIFIED_RECENTLY)
+            & Q(application_consent__grants_hash=current)
         )
         .exclude(application_consent__access__in=WITHOUT_ACCESS)
         .order_by("pk")

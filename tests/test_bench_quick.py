@@ -33,7 +33,7 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> Path:
         env=env,
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=600,
     )
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
     assert "Summary" in run.stdout
@@ -76,6 +76,9 @@ def test_the_callback_benchmark_times_what_the_product_adds(results: Path) -> No
     data = load(results, "callback")
     assert len(data["samples"]) == 20
     assert {"median", "p95"} <= set(data["summary"]["added_ms"])
+    # Side by side, a bare script making the same Microsoft calls with the client libraries alone.
+    assert data["summary"]["bare_wall_ms"]["median"] > 0 and data["summary"]["product_over_bare"] > 0
+    assert data["summary"]["simulator_requests"]["bare"] >= 5
 
 
 def test_the_dashboard_benchmark_times_each_page_and_counts_its_queries(results: Path) -> None:
@@ -85,6 +88,29 @@ def test_the_dashboard_benchmark_times_each_page_and_counts_its_queries(results:
     assert set(large["pages"]) == set(small["pages"]) and len(large["pages"]) == 6
     assert all(page["queries"] > 0 and page["p95_ms"] > 0 for page in large["pages"].values())
     assert data["web"]["worker_peak_rss_mib"] > 0
+    # Each page against its budget: queries, and its time as a multiple of a plain count timed in the same run.
+    assert all(page["ratio_to_count"] > 0 for page in large["pages"].values())
+    assert set(data["summary"]["budgets"]) == set(large["pages"]) and data["summary"]["over_budget"] == []
+
+
+def test_a_page_past_its_budget_fails_the_dashboard_benchmark() -> None:
+    from bench.dashboard_bench import BUDGETS, over_budget
+
+    within = {label: {"queries": b["queries"], "ratio_to_count": b["ratio"]} for label, b in BUDGETS.items()}
+    assert over_budget(within) == []
+    grown = {**within, "overview": {"queries": BUDGETS["overview"]["queries"] + 1, "ratio_to_count": 3 * 1600}}
+    assert over_budget(grown) == [
+        f"overview: {BUDGETS['overview']['queries'] + 1:.0f} queries, budget {BUDGETS['overview']['queries']:.0f}",
+        f"overview: 4800x a plain count, budget {BUDGETS['overview']['ratio']:.0f}x",
+    ]
+
+
+def test_the_budget_benchmark_counts_what_the_daily_sweep_spends(results: Path) -> None:
+    summary = load(results, "budget")["summary"]
+    assert summary["customers"] == 500 and summary["changed"] == 5
+    # Each changed customer once; the verified ones, whose last call failed, not at all.
+    assert summary["posts"] == summary["application_consent_requests"] == 5
+    assert summary["listing_gets"] >= 1 and summary["before_extra_posts"] == 10
 
 
 def test_the_api_benchmark_compares_the_token_api_with_the_bare_service_warm_and_cold(results: Path) -> None:

@@ -1,15 +1,16 @@
-"""The hourly sweep: claim the partners whose token is due (a duplicate sweep queues nobody twice), spread them
-over the hour in batches, and retry disabling superseded versions."""
+"""The hourly sweep: claim the partners whose token is due, most overdue first and as many as the vault can write
+before the next sweep (a duplicate sweep queues nobody twice), spread them evenly over the hour in batches, and retry
+disabling superseded versions."""
 
 from __future__ import annotations
 
 import logging
-import zlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.db import DatabaseError, transaction
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 
 from microsoft.retrying import max_countdown
@@ -29,6 +30,8 @@ QUEUE_HOLD = timedelta(minutes=55)
 
 # Renewal tasks of one sweep are spread over this many seconds (at most half the visibility timeout).
 SPREAD_SECONDS = 3000
+# The beat runs the sweep this often (cpv/celery.py): one sweep claims what the vault can write until the next.
+SWEEP_EVERY_SECONDS = 3600
 
 
 # A sweep queues renewals in batches: one message renews up to BATCH_SIZE partners whose moments in the spread
@@ -45,10 +48,22 @@ class SweepResult:
     previous_disabled: int
 
 
-def spread_countdown(partner_id: int, *, window: float | None = None) -> float:
-    """Where in the hour a partner's renewal runs: stable per partner, so a duplicate sweep picks the same moment."""
+def spread_evenly(partner_ids: list[int], *, window: float | None = None) -> list[tuple[int, float]]:
+    """Each partner's moment in the window, evenly spaced in the given order (the most overdue first), so that the
+    renewals, and with them the vault's writes, run at one steady rate: (partner id, countdown in seconds)."""
     window = min(float(window if window is not None else SPREAD_SECONDS), max_countdown())
-    return float(zlib.crc32(str(partner_id).encode()) % max(1, int(window)))
+    step = window / len(partner_ids) if partner_ids else 0.0
+    return [(partner_id, round(n * step, 3)) for n, partner_id in enumerate(partner_ids)]
+
+
+def sweep_capacity() -> int | None:
+    """How many renewals one sweep may claim: what Key Vault's write limit lets one vault take until the next sweep
+    (each renewal creates one secret version, paced at CPV_VAULT_CREATES_PER_SECOND), or None, no limit, for a vault
+    without one (the embedded vault, or pacing off). Due partners beyond it wait for the next sweep, oldest first."""
+    rate = int(getattr(settings, "CPV_VAULT_CREATES_PER_SECOND", 0) or 0)
+    if settings.VAULT_BACKEND != "azure" or rate <= 0:
+        return None
+    return rate * SWEEP_EVERY_SECONDS
 
 
 def renewal_batches(
@@ -64,15 +79,17 @@ def renewal_batches(
     return batches
 
 
-def renewal_sweep(*, now: datetime | None = None, limit: int = 5000) -> SweepResult:
-    """Claim the due partners (not those claimed within QUEUE_HOLD) and retry disabling old versions: the claimed
-    ids with their countdowns."""
+def renewal_sweep(*, now: datetime | None = None, limit: int | None = None) -> SweepResult:
+    """Claim the due partners (not those claimed within QUEUE_HOLD), the most overdue first and at most `limit` (by
+    default `sweep_capacity()`), and retry disabling old versions: the claimed ids with their countdowns, evenly
+    spread."""
     now = now or timezone.now()
+    limit = limit if limit is not None else sweep_capacity()
     # The claim is one transaction: a sweep cut off half-way (the database restarted under it) has claimed
     # nobody, so running it again loses no partner for QUEUE_HOLD. Of two sweeps running at once, the second
     # skips the rows the first holds; rows locked by a renewal in progress are skipped too (it is renewing them).
     with transaction.atomic():
-        due = list(
+        claim = (
             PartnerToken.objects.select_for_update(skip_locked=True, of=("self",))
             .filter(partner__status=Partner.Status.ACTIVE)
             .exclude(current_version="")
@@ -80,11 +97,12 @@ def renewal_sweep(*, now: datetime | None = None, limit: int = 5000) -> SweepRes
             .filter(version_count__lt=MAX_VERSIONS - VERSION_RESERVE)
             .exclude(next_attempt_at__gt=now)
             .exclude(renewal_queued_at__gt=now - QUEUE_HOLD)
-            .order_by("pk")
-            .values_list("pk", "partner_id")[:limit]
+            .order_by(F("last_renewed_at").asc(nulls_first=True), "pk")
+            .values_list("pk", "partner_id")
         )
+        due = list(claim[:limit] if limit is not None else claim)
         PartnerToken.objects.filter(pk__in=[pk for pk, _ in due]).update(renewal_queued_at=now)
-    queued = [(partner_id, spread_countdown(partner_id)) for _, partner_id in due]
+    queued = spread_evenly([partner_id for _, partner_id in due])
     try:
         previous_disabled = previous_versions_disable()
     except DatabaseError as exc:

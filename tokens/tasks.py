@@ -25,17 +25,15 @@ logger = logging.getLogger(__name__)
 
 @shared_task(name="consent.tokens_renew_sweep", bind=True, ignore_result=True, max_retries=MAX_TASK_RETRIES)
 def tokens_renew_sweep(self: Task, spread: float | None = None) -> int:
-    """Queue every due partner's renewal in batches spread over the hour; returns how many it queued."""
+    """Queue the due partners' renewals (as many as the vault can write before the next sweep) in batches spread
+    evenly over the hour; returns how many it queued."""
     try:
         result = sweep.renewal_sweep()
     except DATABASE_LOST as exc:
         # The claims are one transaction: a sweep cut off claimed nobody, so running it again loses no partner.
         logger.warning("renewal sweep: the database failed (%s); trying again", exc.__class__.__name__)
         raise self.retry(exc=exc, countdown=backoff_delay(attempt=self.request.retries + 1)) from None
-    moments = [
-        (partner_id, countdown if spread is None else sweep.spread_countdown(partner_id, window=spread))
-        for partner_id, countdown in result.queued
-    ]
+    moments = result.queued if spread is None else sweep.spread_evenly([p for p, _ in result.queued], window=spread)
     batches = sweep.renewal_batches(moments)
     for countdown, partner_ids in batches:
         tokens_renew_batch.apply_async(kwargs={"partner_ids": partner_ids}, countdown=countdown, **same_queue(self))

@@ -6,6 +6,7 @@ unverifiable with the reason; repairs are bounded; staff act on one customer; th
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from io import StringIO
 
 import pytest
@@ -14,9 +15,21 @@ from django.test import Client
 from django.utils import timezone
 
 from customers.models import CustomerConsent
-from customers.proof import MAX_REPAIRS, consent_verify, consents_verify, customer_act, customers_drifted
+from customers.proof import (
+    MAX_REPAIRS,
+    REREAD_AFTER_CONFLICT,
+    consent_verify,
+    consents_verify,
+    customer_act,
+    customers_drifted,
+)
 from customers.selectors import customers_of, proof_counts
-from customers.services import application_consent_batch, customers_needing_consent, customers_sync
+from customers.services import (
+    VERIFIED_RECENTLY,
+    application_consent_batch,
+    customers_needing_consent,
+    customers_sync,
+)
 from customers.words import proof_words
 from partners.models import AuditEvent, Customer, Partner
 from tests.factories import active_partner
@@ -331,3 +344,40 @@ def test_staff_repair_every_drifted_customer_from_the_overview(cpv_sim, operator
     assert (tally.verified, tally.repaired) == (2, 2)
     assert len(_pc(cpv_sim, "POST")) == 2
     assert customers_drifted() == []
+
+
+def test_a_repair_whose_post_answers_409_is_read_again_later_not_posted_again(cpv_sim) -> None:  # type: ignore[no-untyped-def]
+    _, customers = _applied(cpv_sim)
+    customer = customers[0]
+    cpv_sim.control.narrow_grant(str(customer.tenant_id), ["User.ReadWrite.All"])
+    # Partner Center's record of the consent outlives its DELETE: every POST answers 409.
+    cpv_sim.control.inject_fault(
+        "partner_center", status=409, method="POST", path="applicationconsents", times=None,
+        body={"code": "2000", "description": "Permission entry already exists."},
+    )  # fmt: skip
+    cpv_sim.control.clear_log()
+    before = timezone.now()
+
+    outcome = consent_verify(customer_id=customer.pk)
+
+    assert outcome.repaired == 1
+    assert len(_pc(cpv_sim, "DELETE")) == 1 and len(_pc(cpv_sim, "POST")) == 1
+    state = _state(customer)
+    assert state.proof_due_at is not None and state.proof_due_at >= before + REREAD_AFTER_CONFLICT
+
+
+def test_a_customer_verified_recently_is_not_sent_applicationconsent_again(cpv_sim) -> None:  # type: ignore[no-untyped-def]
+    partner, customers = _applied(cpv_sim, count=2)
+    consents_verify(customer_ids=[c.pk for c in customers])
+    assert {_state(c).proof for c in customers} == {Proof.VERIFIED}
+    # The last call failed (a staff "apply again" that Partner Center refused), yet the tenant showed the app
+    # with these grants within the day: a sweep sends nothing there.
+    CustomerConsent.objects.filter(customer__in=customers).update(status=CustomerConsent.Status.FAILED)
+    assert customers_needing_consent(partner_id=partner.pk) == []
+    # Read more than VERIFIED_RECENTLY ago, or verified against other grants: sent again.
+    stale, changed = customers[0], customers[1]
+    CustomerConsent.objects.filter(customer=stale).update(
+        proof_checked_at=timezone.now() - VERIFIED_RECENTLY - timedelta(minutes=1)
+    )
+    CustomerConsent.objects.filter(customer=changed).update(grants_hash="older grants")
+    assert customers_needing_consent(partner_id=partner.pk) == sorted([stale.pk, changed.pk])

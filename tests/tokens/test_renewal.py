@@ -11,6 +11,7 @@ from django.core import mail
 from django.db import connection
 from django.utils import timezone
 
+from microsoft.retrying import max_countdown
 from partners.models import AuditEvent, Partner
 from tests.factories import active_partner, pointer_of
 from tokens.access_tokens import GRAPH, PARTNER_CENTER, access_token_get, cache_forget
@@ -18,7 +19,7 @@ from tokens.models import PartnerToken, TokenEvent
 from tokens.outcomes import RenewalRetry
 from tokens.renewal import renew_one, renew_one_retrying
 from tokens.selectors import TokenStatus, token_status
-from tokens.sweep import renewal_sweep
+from tokens.sweep import SPREAD_SECONDS, SWEEP_EVERY_SECONDS, renewal_sweep, sweep_capacity
 from tokens.vault import get_vault
 
 pytestmark = pytest.mark.django_db
@@ -310,3 +311,27 @@ def test_an_answer_without_a_new_refresh_token_is_not_a_renewal(cpv_sim) -> None
     assert after.current_version == before.current_version and after.last_renewed_at == before.last_renewed_at
     assert "no new refresh token" in after.last_error
     assert not AuditEvent.objects.filter(partner=partner, action="partner.token_renewed").exists()
+
+
+def test_the_sweep_claims_the_most_overdue_first_up_to_the_vaults_write_limit_and_spaces_them_evenly(
+    cpv_sim, settings
+) -> None:  # type: ignore[no-untyped-def]
+    partners = [active_partner(cpv_sim, index=n) for n in range(2)]
+    # Due for 9 and 20 days.
+    for partner, days in zip(partners, (9, 20), strict=True):
+        PartnerToken.objects.filter(partner=partner).update(last_renewed_at=timezone.now() - timedelta(days=days))
+
+    assert [p for p, _ in renewal_sweep(limit=1).queued] == [partners[1].pk]
+    assert [p for p, _ in renewal_sweep(limit=1).queued] == [partners[0].pk]
+    PartnerToken.objects.update(renewal_queued_at=None)
+    # Evenly over the spread (no more than the broker's longest countdown allows).
+    window = min(SPREAD_SECONDS, max_countdown())
+    assert renewal_sweep().queued == [(partners[1].pk, 0.0), (partners[0].pk, window / 2)]
+
+    # The limit is Key Vault's: each renewal is one secret create, paced at CPV_VAULT_CREATES_PER_SECOND.
+    settings.VAULT_BACKEND, settings.CPV_VAULT_CREATES_PER_SECOND = "azure", 29
+    assert sweep_capacity() == 29 * SWEEP_EVERY_SECONDS
+    settings.CPV_VAULT_CREATES_PER_SECOND = 0
+    assert sweep_capacity() is None
+    settings.VAULT_BACKEND, settings.CPV_VAULT_CREATES_PER_SECOND = "local", 29
+    assert sweep_capacity() is None
