@@ -34,7 +34,13 @@ class Event(models.Model):
 
     code = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     type = models.CharField(max_length=40, choices=EventType.choices, db_index=True)
-    partner = models.ForeignKey(Partner, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    # No database constraint: PostgreSQL checks a deferred foreign key at COMMIT with a FOR KEY SHARE lock on the
+    # partner's row, which a customer sync holds FOR UPDATE before it locks the customers, while an ApplicationConsent
+    # that announces its outcome holds its customer's lock until that COMMIT: the two would deadlock. The payload
+    # names the partner anyway, and partners are never deleted (a stray invitation keeps its row).
+    partner = models.ForeignKey(
+        Partner, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", db_constraint=False
+    )
     customer_tenant_id = models.UUIDField(null=True, blank=True)
     payload = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)

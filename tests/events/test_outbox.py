@@ -3,16 +3,19 @@ changes nothing writes none: the services of tokens and customers, spot-checked 
 
 from __future__ import annotations
 
+import uuid
 from collections import Counter
 
+import psycopg
 import pytest
+from django.db import connection, transaction
 
 from consent.services import partner_invite
 from customers.models import CustomerConsent
 from customers.proof import consent_verify, consents_verify
 from customers.services import access_check, application_consent_batch, customer_consent_apply, customers_sync
 from events.models import Delivery, Event, EventType
-from events.services import subscription_create
+from events.services import event_record, subscription_create
 from partners.invitations import partner_reconsent_link
 from partners.models import Customer, Partner
 from partners.services import partner_mfa_record
@@ -180,3 +183,31 @@ def test_a_partner_refused_for_mfa_who_consents_again_with_it_is_announced_each_
         ("partner.mfa_verdict_changed", True),
         ("partner.activated", None),
     ]
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_an_event_commits_while_a_customer_sync_holds_its_partner_for_update(cpv_sim) -> None:  # type: ignore[no-untyped-def]
+    """A customer sync locks the partner FOR UPDATE, then its customers; an ApplicationConsent holds its customer's
+    lock until it commits with its event. Were the event's partner a checked foreign key, that COMMIT would wait for
+    the partner's row (PostgreSQL's deferred check takes FOR KEY SHARE) and the two would deadlock."""
+    if connection.vendor != "postgresql":
+        pytest.skip("row locks need PostgreSQL")
+    partner = active_partner(cpv_sim)
+    holder = psycopg.connect(
+        **{k: v for k, v in connection.get_connection_params().items() if k in ("host", "port", "user", "dbname")}
+    )
+    try:
+        holder.execute("SELECT 1 FROM partners_partner WHERE id = %s FOR UPDATE", (partner.pk,))
+        with connection.cursor() as cursor:
+            cursor.execute("SET lock_timeout = '3s'")
+        try:
+            with transaction.atomic():
+                event_record(type=EventType.CUSTOMER_CONSENTED, partner=partner, customer_tenant_id=uuid.uuid4())
+        finally:
+            with connection.cursor() as cursor:
+                cursor.execute("RESET lock_timeout")
+    finally:
+        holder.rollback()
+        holder.close()
+    assert Event.objects.filter(partner=partner, type=EventType.CUSTOMER_CONSENTED).count() == 1
