@@ -97,9 +97,9 @@ CERTIFICATE = "certificate"
 
 @dataclass(frozen=True)
 class Credential:
-    """One credential of an app registration: a client secret, or a PEM file holding a private key and its
-    certificate. `source` names where it was configured (a variable and a position), for the words an operator
-    reads; the secret never reaches a repr."""
+    """One credential of an app registration: a client secret, or a certificate with its private key, in a PEM file
+    or in Azure Key Vault (`certificate_path` is then the certificate's https:// URL). `source` names where it was
+    configured (a variable and a position), for the words an operator reads; the secret never reaches a repr."""
 
     kind: str  # SECRET or CERTIFICATE
     secret: str = field(default="", repr=False)
@@ -111,6 +111,32 @@ class Credential:
         if self.kind == CERTIFICATE:
             return f"the certificate {self.certificate_path}" + (f" ({self.source})" if self.source else "")
         return "the client secret" + (f" ({self.source})" if self.source else "")
+
+
+_KEY_VAULT_CERTIFICATE = re.compile(
+    r"^https://(?P<host>[^/?#@\s]+)/certificates/(?P<name>[0-9A-Za-z-]{1,127})(?:/(?P<version>[0-9A-Fa-f]{32}))?/?$"
+)
+
+
+@dataclass(frozen=True)
+class KeyVaultCertificate:
+    """A certificate kept in Azure Key Vault, named by its URL in a <prefix>_CLIENT_CERTIFICATE list. Its private key
+    is read as the secret of the same name (Key Vault's addressable secret), its latest version unless one is
+    named."""
+
+    vault_url: str
+    name: str
+    version: str = ""
+
+
+def key_vault_certificate(reference: str) -> KeyVaultCertificate | None:
+    """The Key Vault certificate `reference` names (https://<vault>/certificates/<name>[/<version>]), else None."""
+    match = _KEY_VAULT_CERTIFICATE.match(reference.strip())
+    if match is None:
+        return None
+    return KeyVaultCertificate(
+        vault_url=f"https://{match['host']}/", name=match["name"], version=(match["version"] or "").lower()
+    )
 
 
 @dataclass(frozen=True)
@@ -662,8 +688,14 @@ def _credential(r: _Reader, prefix: str, *, required: bool) -> AppCredential | N
         except ValueError:
             r.problems.append(f"{prefix}_TENANT_ID must be the tenant id the app is registered in (a GUID)")
     for index, certificate in enumerate(certificates):
-        if not Path(certificate).is_file():
-            position = f" (certificate {index + 1})" if len(certificates) > 1 else ""
+        position = f" (certificate {index + 1})" if len(certificates) > 1 else ""
+        if "://" in certificate:
+            if key_vault_certificate(certificate) is None:
+                r.problems.append(
+                    f"{prefix}_CLIENT_CERTIFICATE{position} names {certificate!r}, which is not a Key Vault "
+                    "certificate: write https://<vault>.vault.azure.net/certificates/<name> (optionally /<version>)"
+                )
+        elif not Path(certificate).is_file():
             r.problems.append(
                 f"{prefix}_CLIENT_CERTIFICATE{position} names {certificate!r}, which is not a readable file"
             )

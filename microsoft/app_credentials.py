@@ -1,10 +1,12 @@
-"""The vendor app's own credentials: what msal is given for each, what a certificate says of itself (SHA-256
-thumbprint, validity), and which credential to try first when several are configured."""
+"""The vendor app's own credentials: what msal is given for each (a certificate from a PEM file or from Key Vault),
+what a certificate says of itself (SHA-256 thumbprint, validity), and which credential to try first when several are
+configured."""
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import os
 import threading
 import time
 import uuid
@@ -13,11 +15,18 @@ from datetime import datetime
 from pathlib import Path
 
 import jwt
+from azure.core.exceptions import AzureError, ClientAuthenticationError, HttpResponseError, ResourceNotFoundError
+from azure.core.pipeline.transport import RequestsTransport
+from azure.keyvault.secrets import SecretClient
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.serialization import pkcs12
+from django.conf import settings
 
-from cpv.config import CERTIFICATE, AppCredential, Credential
+from cpv.config import CERTIFICATE, AppCredential, Credential, KeyVaultCertificate, key_vault_certificate
+from microsoft import azure_identity
 from microsoft.errors import MicrosoftError
+from microsoft.http import EnvironmentOnceSession
 
 # Entra's answers that condemn one credential and not the app (the AADSTS reference): 700027 "Client assertion
 # failed signature validation" (a certificate Entra does not hold, or no longer accepts), 7000215 "Invalid client
@@ -55,6 +64,11 @@ class Refusal:
 
 
 def _read_pem(path: str) -> tuple[object, x509.Certificate]:
+    """The private key and certificate of a configured certificate: a PEM file, or a Key Vault certificate's
+    addressable secret read at use time. Raises CredentialUnreadable."""
+    in_key_vault = key_vault_certificate(path)
+    if in_key_vault is not None:
+        return _from_key_vault(path, in_key_vault)
     try:
         pem = Path(path).read_bytes()
         key = serialization.load_pem_private_key(pem, password=None)
@@ -65,6 +79,126 @@ def _read_pem(path: str) -> tuple[object, x509.Certificate]:
             f"({exc.__class__.__name__})"
         ) from None
     return key, certificate
+
+
+# --- certificates kept in Key Vault ---------------------------------------------------------------------------------
+# about-certificates.md (MicrosoftDocs/azure-docs): "When a Key Vault certificate is created, an addressable key and
+# secret are also created with the same name", and "it can be retrieved from the addressable secret with the private
+# key in either PFX or PEM format". The secret's contentType says which (azure-keyvault-secrets' ContentType).
+PEM_CONTENT_TYPE = "application/x-pem-file"
+PKCS12_CONTENT_TYPE = "application/x-pkcs12"
+# How long a certificate read from Key Vault is used before it is read again (a renewal in the vault reaches every
+# process within this time). Kept in memory only: the key is never written to disk.
+KEY_VAULT_CACHE_SECONDS = 300.0
+
+_vault_lock = threading.Lock()
+_vault_cache: dict[str, tuple[float, object, x509.Certificate]] = {}
+_vault_clients: dict[str, SecretClient] = {}
+
+
+def _vault_client(vault_url: str) -> SecretClient:
+    """One SecretClient per vault, signed in as this process's Azure identity (azure-identity's variables, as the
+    token vault's)."""
+    with _vault_lock:
+        client = _vault_clients.get(vault_url)
+        if client is not None:
+            return client
+    cloud = settings.CPV_CLOUD_CONFIG
+    authority = os.environ.get("AZURE_AUTHORITY_HOST") or cloud.authority_host
+    microsoft = azure_identity.is_microsoft_vault(vault_url=vault_url, cloud=cloud, authority=authority)
+    try:
+        credential = azure_identity.build_credential(environ=os.environ, authority=authority, microsoft=microsoft)
+    except azure_identity.AzureCredentialIncomplete as exc:
+        raise CredentialUnreadable(
+            f"The Key Vault holding an app certificate cannot be signed in to: the {exc}"
+        ) from None
+    client = SecretClient(
+        vault_url,
+        credential,
+        verify_challenge_resource=microsoft,
+        transport=RequestsTransport(session=EnvironmentOnceSession(), session_owner=True),
+        connection_timeout=5,
+        read_timeout=30,
+    )
+    with _vault_lock:
+        return _vault_clients.setdefault(vault_url, client)
+
+
+def _from_key_vault(reference: str, where: KeyVaultCertificate) -> tuple[object, x509.Certificate]:
+    now = time.monotonic()
+    with _vault_lock:
+        cached = _vault_cache.get(reference)
+    if cached is not None and cached[0] > now:
+        return cached[1], cached[2]
+    what = f"The app certificate {reference}"
+    try:
+        secret = _vault_client(where.vault_url).get_secret(where.name, where.version or None)
+    except ResourceNotFoundError:
+        raise CredentialUnreadable(
+            f"{what} is not in Key Vault: the vault has no secret {where.name!r} (a certificate's private key is read "
+            "as the secret of the same name)"
+        ) from None
+    except ClientAuthenticationError as exc:
+        raise CredentialUnreadable(
+            f"{what} could not be read: this process's Azure identity could not sign in to Key Vault "
+            f"({exc.__class__.__name__})"
+        ) from None
+    except HttpResponseError as exc:
+        if exc.status_code == 403:
+            raise CredentialUnreadable(
+                f"{what} could not be read: Key Vault refused this process's identity (403 "
+                f"{_vault_error_code(exc)}); it needs the secrets get permission on the vault"
+            ) from None
+        raise CredentialUnreadable(
+            f"{what} could not be read: Key Vault answered {exc.status_code} ({_vault_error_code(exc)})"
+        ) from None
+    except (AzureError, ValueError) as exc:
+        raise CredentialUnreadable(f"{what} could not be read from Key Vault ({exc.__class__.__name__})") from None
+    key, certificate = _parse_key_vault_secret(what, secret.value or "", secret.properties.content_type)
+    with _vault_lock:
+        _vault_cache[reference] = (now + KEY_VAULT_CACHE_SECONDS, key, certificate)
+    return key, certificate
+
+
+def _vault_error_code(exc: HttpResponseError) -> str:
+    return str(getattr(getattr(exc, "error", None), "code", None) or "no error code")
+
+
+def _parse_key_vault_secret(what: str, value: str, content_type: str | None) -> tuple[object, x509.Certificate]:
+    """The key and certificate of a certificate's addressable secret: PEM text, or PKCS#12 in base64."""
+    try:
+        if content_type == PEM_CONTENT_TYPE:
+            pem = value.encode()
+            if b"PRIVATE KEY-----" not in pem:
+                raise CredentialUnreadable(
+                    f"{what} holds no private key in Key Vault: its policy must make the key exportable"
+                )
+            return serialization.load_pem_private_key(pem, password=None), x509.load_pem_x509_certificate(pem)
+        if content_type == PKCS12_CONTENT_TYPE:
+            key, certificate, _ = pkcs12.load_key_and_certificates(base64.b64decode(value), None)
+            if key is None or certificate is None:
+                raise CredentialUnreadable(
+                    f"{what} holds no private key in Key Vault: its policy must make the key exportable"
+                )
+            return key, certificate
+    except (ValueError, TypeError) as exc:
+        raise CredentialUnreadable(
+            f"{what} could not be read from Key Vault as {content_type} ({exc.__class__.__name__})"
+        ) from None
+    raise CredentialUnreadable(
+        f"{what} is a Key Vault secret of content type {content_type or 'none'}, not a certificate's "
+        f"({PEM_CONTENT_TYPE} or {PKCS12_CONTENT_TYPE})"
+    )
+
+
+def key_vault_forget() -> None:
+    """Forget the certificates read from Key Vault and the vault clients (tests, and a changed configuration)."""
+    with _vault_lock:
+        _vault_cache.clear()
+        clients = list(_vault_clients.values())
+        _vault_clients.clear()
+    for client in clients:
+        client.close()
 
 
 def certificate_facts(path: str) -> CertificateFacts:

@@ -26,7 +26,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from cpv.clouds import Cloud
-from cpv.config import CERTIFICATE, AppCredential, Credential
+from cpv.config import CERTIFICATE, AppCredential, Credential, key_vault_certificate
 from microsoft import app_credentials, identity
 from microsoft.errors import MicrosoftError
 from microsoft.graph import GraphClient, GraphError
@@ -62,6 +62,11 @@ def _current_certificate(app: AppCredential) -> Credential:
         raise RotationError(
             "The rotation replaces the certificate the app signs in with: list it first in CPV_CLIENT_CERTIFICATE "
             "(addKey's proof of possession is signed with a certificate the app already holds)"
+        )
+    if key_vault_certificate(certificate.certificate_path) is not None:
+        raise RotationError(
+            f"The certificate the app signs in with is kept in Key Vault ({certificate.certificate_path}): renew it "
+            "there and upload its new version to the app registration; this rotation writes files only"
         )
     return certificate
 

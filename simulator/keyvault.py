@@ -1,8 +1,10 @@
-"""Simulated Azure Key Vault (one vault, the secrets API subset the control panel uses)."""
+"""Simulated Azure Key Vault (one vault, the secrets API subset the control panel uses, and the import of a
+certificate, which creates the addressable secret holding its private key)."""
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import logging
 import math
@@ -12,6 +14,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from aiohttp import web
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.serialization import pkcs12
 
 from simulator.bearer import BearerError, bearer_token, check_bearer
 from simulator.entra import SIM_KEY
@@ -329,8 +334,9 @@ def _epoch(value: Any) -> int | None:
     return int(value)
 
 
-async def handle_set(request: web.Request) -> web.Response:
-    sim: Simulator = request.app[SIM_KEY]
+async def _create_request(request: web.Request) -> tuple[str, dict[str, Any]] | web.Response:
+    """A request that creates a version (a secret's PUT, a certificate's import): the guard, the name, and a JSON body
+    with a string `value`; the name and the body, or the refusal."""
     refused = await _guard(request, create=True)
     if refused:
         return refused
@@ -344,6 +350,15 @@ async def handle_set(request: web.Request) -> web.Response:
         return kv_error(request, 400, "BadParameter", "The request body is not valid JSON.")
     if not isinstance(body, dict) or not isinstance(body.get("value"), str):
         return kv_error(request, 400, "BadParameter", "Property 'value' is required and must be a string.")
+    return name, body
+
+
+async def handle_set(request: web.Request) -> web.Response:
+    sim: Simulator = request.app[SIM_KEY]
+    asked = await _create_request(request)
+    if isinstance(asked, web.Response):
+        return asked
+    name, body = asked
     value = body["value"]
     if len(value.encode()) > MAX_VALUE_BYTES:
         return kv_error(request, 400, "BadParameter", "Secret value exceeds the maximum size of 25 KB.")
@@ -575,6 +590,94 @@ async def handle_purge(request: web.Request) -> web.Response:
     return _json(request, None, status=204)
 
 
+# --- certificates (import only) --------------------------------------------------------------------------------
+# Import Certificate (https://learn.microsoft.com/rest/api/keyvault/certificates/import-certificate/import-certificate):
+# `value` is the "Base64 encoded representation of the certificate object to import. This certificate needs to contain
+# the private key"; "The certificate to be imported can be in either PFX or PEM format. If the certificate is in PEM
+# format the PEM file must contain the key as well as x509 certificates. Key Vault will only accept a key in PKCS#8
+# format." The policy's secret_props.contentType names the format (PKCS#12 when absent: CertificatePolicy.ContentType,
+# "If not specified, Pkcs12 is assumed"). about-certificates.md: the certificate's "addressable key and secret are also
+# created with the same name", and "it can be retrieved from the addressable secret with the private key in either PFX
+# or PEM format": the secret holds the PEM text, or the PFX in base64, with that content type.
+PEM_CONTENT_TYPE = "application/x-pem-file"
+PKCS12_CONTENT_TYPE = "application/x-pkcs12"
+
+
+def _imported_certificate(value: str, content_type: str) -> tuple[x509.Certificate, str] | str:
+    """The certificate and the addressable secret's value of an import, or the reason it is refused."""
+    try:
+        raw = base64.b64decode(value, validate=True)
+    except ValueError:
+        return "The certificate value is not valid base64."
+    if content_type == PEM_CONTENT_TYPE:
+        if b"-----BEGIN PRIVATE KEY-----" not in raw:
+            return "The PEM file must contain the private key in PKCS#8 format as well as the x509 certificate."
+        try:
+            serialization.load_pem_private_key(raw, password=None)
+            return x509.load_pem_x509_certificate(raw), raw.decode()
+        except ValueError:
+            return "The PEM file could not be read as a PKCS#8 private key and an x509 certificate."
+    try:
+        key, certificate, _ = pkcs12.load_key_and_certificates(raw, None)
+    except ValueError:
+        return "The PFX could not be read without a password."
+    if key is None or certificate is None:
+        return "The certificate needs to contain the private key."
+    return certificate, base64.b64encode(raw).decode()
+
+
+async def handle_import_certificate(request: web.Request) -> web.Response:
+    sim: Simulator = request.app[SIM_KEY]
+    asked = await _create_request(request)
+    if isinstance(asked, web.Response):
+        return asked
+    name, body = asked
+    policy = body.get("policy")
+    secret_props = policy.get("secret_props") if isinstance(policy, dict) else None
+    content_type = (secret_props.get("contentType") if isinstance(secret_props, dict) else None) or PKCS12_CONTENT_TYPE
+    if content_type not in {PEM_CONTENT_TYPE, PKCS12_CONTENT_TYPE}:
+        return kv_error(request, 400, "BadParameter", f"The content type {content_type} is not supported.")
+    imported = _imported_certificate(body["value"], content_type)
+    if isinstance(imported, str):
+        return kv_error(request, 400, "BadParameter", imported)
+    certificate, secret_value = imported
+    now = int(sim.clock.now())
+    entry = sim.vault.get(name, now)
+    if entry is not None and entry.deleted_at is not None:
+        return kv_error(
+            request, 409, "Conflict", f"Certificate {name} is currently in a deleted but recoverable state."
+        )
+    if entry is None:
+        entry = SecretEntry(name=name)
+        sim.vault.secrets[name.lower()] = entry
+    version = SecretVersion(
+        version=uuid.uuid4().hex,
+        value=secret_value,
+        content_type=content_type,
+        tags=None,
+        enabled=True,
+        nbf=int(certificate.not_valid_before_utc.timestamp()),
+        exp=int(certificate.not_valid_after_utc.timestamp()),
+        created=now,
+        updated=now,
+    )
+    entry.versions.append(version)
+    der = certificate.public_bytes(serialization.Encoding.DER)
+    base = _vault_url(sim)
+    return _json(
+        request,
+        {
+            "id": f"{base}certificates/{entry.name}/{version.version}",
+            "kid": f"{base}keys/{entry.name}/{version.version}",
+            "sid": f"{base}secrets/{entry.name}/{version.version}",
+            "x5t": base64.urlsafe_b64encode(hashlib.sha1(der, usedforsecurity=False).digest()).rstrip(b"=").decode(),
+            "cer": base64.b64encode(der).decode(),
+            "attributes": _attributes(version),
+            "policy": {"secret_props": {"contentType": content_type}},
+        },
+    )
+
+
 def setup(app: web.Application) -> None:
     router = app.router
     router.add_get("/secrets", handle_list)
@@ -587,6 +690,7 @@ def setup(app: web.Application) -> None:
     router.add_get("/secrets/{name}/versions", handle_versions)
     router.add_get("/secrets/{name}/{version}", handle_get)
     router.add_patch("/secrets/{name}/{version}", handle_update)
+    router.add_post("/certificates/{name}/import", handle_import_certificate)
     router.add_get("/deletedsecrets", handle_list_deleted)
     router.add_get("/deletedsecrets/{name}", handle_get_deleted)
     router.add_delete("/deletedsecrets/{name}", handle_purge)

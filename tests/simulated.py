@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import html
+import os
 import re
 from typing import Any
 
+import pytest
 import requests
 
 from cpv import clouds
@@ -89,3 +91,13 @@ def vendor_user(sim: RunningSimulator, login: str) -> Any:
         if user.upn.split("@", 1)[0] == login:
             return user
     raise LookupError(f"no vendor account {login!r}")
+
+
+def use_azure_identity(sim: RunningSimulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    """This process's Azure identity (azure-identity's AZURE_* variables) is the simulator's vault principal."""
+    for name in list(os.environ):
+        if name.startswith("AZURE_"):
+            monkeypatch.delenv(name)
+    for name, value in sim.env.items():
+        if name.startswith("AZURE_"):
+            monkeypatch.setenv(name, value)

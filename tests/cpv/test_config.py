@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from cpv import clouds
-from cpv.config import ConfigError, load_config
+from cpv.config import ConfigError, KeyVaultCertificate, key_vault_certificate, load_config
 from tests.conftest import ROOT, project_env
 
 VAULT_KEY = base64.urlsafe_b64encode(b"k" * 32).decode()
@@ -223,6 +223,11 @@ def test_production_refuses_unsafe_values(overrides: dict[str, str], expected: s
         ("CPV_CLOUD", "germany", "retired by Microsoft in 2021"),
         ("CPV_CLIENT_ID", "my-app", "CPV_CLIENT_ID must be the app's client id (a GUID)"),
         ("CPV_CLIENT_CERTIFICATE", "/nonexistent/cert.pem", "is not a readable file"),
+        (
+            "CPV_CLIENT_CERTIFICATE",
+            "https://contoso.vault.azure.net/secrets/cpv-app",
+            "which is not a Key Vault certificate: write https://<vault>.vault.azure.net/certificates/<name>",
+        ),
         ("VAULT_BACKEND", "vault9000", "VAULT_BACKEND must be one of local, azure"),
         ("VAULT_KEY", "not base64!", "VAULT_KEY is not usable: key 1 is not URL-safe base64"),
         ("VAULT_KEY", base64.urlsafe_b64encode(b"short").decode(), "decodes to 5 bytes"),
@@ -555,3 +560,17 @@ def test_national_custom_hosts_are_refused_outside_the_custom_cloud(tmp_path: Pa
     problems = problems_of({"CPV_USGOV_GRAPH_URL": "https://127.0.0.1:9443"}, tmp_path)
 
     assert "CPV_USGOV_GRAPH_URL is only read when CPV_CLOUD=custom (CPV_CLOUD is global)" in problems
+
+
+def test_a_certificate_in_key_vault_is_named_by_its_url_and_needs_no_file(tmp_path: Path) -> None:
+    url = "https://contoso.vault.azure.net/certificates/cpv-app"
+    versioned = "https://contoso.vault.azure.net/certificates/cpv-app/0123456789ABCDEF0123456789abcdef"
+    config = load_config(production_env(tmp_path, CPV_CLIENT_CERTIFICATE=f"{url}, {versioned}"), base_dir=tmp_path)
+
+    assert [c.certificate_path for c in config.app.credentials] == [url, versioned]
+    vault = "https://contoso.vault.azure.net/"
+    assert key_vault_certificate(url) == KeyVaultCertificate(vault_url=vault, name="cpv-app")
+    assert key_vault_certificate(versioned) == KeyVaultCertificate(
+        vault_url=vault, name="cpv-app", version="0123456789abcdef0123456789abcdef"
+    )
+    assert key_vault_certificate("/etc/cpv/app.pem") is None

@@ -37,7 +37,7 @@ from partners.services import staff_role_set, staff_roles_sync
 from simulator.testing import RunningSimulator, SimulatorProcess
 from tests.conftest import ROOT, free_port, project_env, wait_until
 from tests.factories import active_partner
-from tests.simulated import partner_user, sim_app, sim_cloud
+from tests.simulated import partner_user, sim_app, sim_cloud, use_azure_identity
 from tokens.access_tokens import cache_forget
 from tokens.models import PartnerToken
 from tokens.vault import reset_vault
@@ -70,12 +70,7 @@ def fsim(
     sim.control.reset()
     for name in ("REQUESTS_CA_BUNDLE", "SSL_CERT_FILE"):
         monkeypatch.setenv(name, str(sim.ca_bundle))
-    for name in list(os.environ):
-        if name.startswith("AZURE_"):
-            monkeypatch.delenv(name)
-    for name, value in sim.env.items():
-        if name.startswith("AZURE_"):
-            monkeypatch.setenv(name, value)
+    use_azure_identity(sim, monkeypatch)
     settings.CPV_CLOUD_CONFIG = sim_cloud(sim)
     settings.CPV_APP = sim_app(sim, certificate=True)
     settings.CPV_BASE_URL = "http://127.0.0.1:8000"

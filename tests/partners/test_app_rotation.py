@@ -238,3 +238,18 @@ def test_a_proof_graph_refuses_stops_the_rotation_and_says_why(  # type: ignore[
     )
     assert path in rotation.last_error
     assert app_credentials.certificate_facts(new_path).thumbprint_sha256 not in _thumbprints(cpv_sim)
+
+
+def test_a_certificate_kept_in_key_vault_is_not_rotated_here_and_the_refusal_says_why(  # type: ignore[no-untyped-def]
+    cpv_sim, settings, new_path
+) -> None:
+    in_vault = f"{cpv_sim.vault_url}certificates/cpv-app"
+    settings.CPV_APP = AppCredential(
+        client_id=cpv_sim.env["CPV_CLIENT_ID"], credentials=(Credential(CERTIFICATE, certificate_path=in_vault),)
+    )
+
+    with pytest.raises(app_rotation.RotationError, match=r"is kept in Key Vault .*: renew it there"):
+        app_key_rotation_start(
+            actor=None, app=settings.CPV_APP, new_certificate_path=new_path, overlap=timedelta(hours=24)
+        )
+    assert AppKeyRotation.objects.count() == 0

@@ -35,15 +35,19 @@ def cpv_app(sim: RunningSimulator, tenant: str = "organizations", credential: An
 
 def vault_client(sim: RunningSimulator, **kwargs: Any) -> SecretClient:
     """The real Key Vault SDK as the vault's service principal, configured only with the simulator's hosts."""
+    return SecretClient(sim.env["VAULT_URL"], vault_credential(sim), verify_challenge_resource=False, **kwargs)
+
+
+def vault_credential(sim: RunningSimulator) -> ClientSecretCredential:
+    """The vault's service principal as azure-identity signs it in, configured only with the simulator's hosts."""
     env = sim.env
-    credential = ClientSecretCredential(
+    return ClientSecretCredential(
         env["AZURE_TENANT_ID"],
         env["AZURE_CLIENT_ID"],
         env["AZURE_CLIENT_SECRET"],
         authority=env["AZURE_AUTHORITY_HOST"],
         disable_instance_discovery=True,
     )
-    return SecretClient(env["VAULT_URL"], credential, verify_challenge_resource=False, **kwargs)
 
 
 def form_fields(page: str) -> dict[str, str]:

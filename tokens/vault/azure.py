@@ -13,6 +13,8 @@ from urllib.parse import urlsplit
 
 from cpv import clouds
 from cpv.logs import redact
+from microsoft import azure_identity
+from microsoft.azure_identity import is_microsoft_vault, url_host
 from microsoft.errors import retry_after as parse_retry_after
 from microsoft.http import EnvironmentOnceSession
 from microsoft.throttle import ThrottleTimeout, vault_creates_limiter
@@ -65,82 +67,14 @@ HEALTH_PROBE_NAME = "cpv-health-probe"
 # The shared pace of secret creates is looked up at the first write unless one is given.
 _SHARED_PACE: Any = object()
 
-MICROSOFT_AUTHORITY_HOSTS = frozenset(urlsplit(cloud.authority_host).hostname or "" for cloud in clouds.CLOUDS.values())
-
-
-def _host(url: str) -> str:
-    if "://" not in url:
-        url = "https://" + url
-    return (urlsplit(url).hostname or "").lower()
-
-
-def is_microsoft_vault(*, vault_url: str, cloud: clouds.Cloud, authority: str) -> bool:
-    """Whether vault and authority are Microsoft's own: only then are discovery and the challenge check on."""
-    if not cloud.is_microsoft:
-        return False
-    if not _host(vault_url).endswith(cloud.vault_dns_suffix):
-        logger.warning(
-            "VAULT_URL's host %s is not under %s, the Key Vault suffix of cloud %s: treating it as a "
-            "non-Microsoft vault (no challenge resource check)",
-            _host(vault_url),
-            cloud.vault_dns_suffix,
-            cloud.name,
-        )
-        return False
-    return _host(authority) in MICROSOFT_AUTHORITY_HOSTS
-
 
 def build_credential(*, environ: Mapping[str, str], authority: str, microsoft: bool) -> TokenCredential:
-    """The credential azure-identity's variables describe: a secret, a certificate, workload identity, else managed
-    identity. Raises VaultMisconfigured when the choice lacks a variable."""
-    from azure.identity import (
-        CertificateCredential,
-        ClientSecretCredential,
-        ManagedIdentityCredential,
-        WorkloadIdentityCredential,
-    )
-
-    tenant_id = environ.get("AZURE_TENANT_ID", "")
-    client_id = environ.get("AZURE_CLIENT_ID", "")
-    options: dict[str, Any] = {"authority": authority}
-    if not microsoft:
-        # Instance discovery asks login.microsoftonline.com about the authority: wrong for other hosts.
-        options["disable_instance_discovery"] = True
-
-    def need(*names: str) -> None:
-        missing = [n for n in names if not environ.get(n)]
-        if missing:
-            raise VaultMisconfigured(f"the vault's credential needs {', '.join(missing)}")
-
+    """The vault's credential from azure-identity's variables (microsoft.azure_identity). Raises VaultMisconfigured
+    when the choice lacks a variable."""
     try:
-        if environ.get("AZURE_CLIENT_SECRET"):
-            need("AZURE_TENANT_ID", "AZURE_CLIENT_ID")
-            logger.info("vault credential: client secret for client %s", client_id)
-            return ClientSecretCredential(tenant_id, client_id, environ["AZURE_CLIENT_SECRET"], **options)
-        if environ.get("AZURE_CLIENT_CERTIFICATE_PATH"):
-            need("AZURE_TENANT_ID", "AZURE_CLIENT_ID")
-            logger.info("vault credential: certificate for client %s", client_id)
-            return CertificateCredential(
-                tenant_id,
-                client_id,
-                environ["AZURE_CLIENT_CERTIFICATE_PATH"],
-                password=environ.get("AZURE_CLIENT_CERTIFICATE_PASSWORD") or None,
-                send_certificate_chain=environ.get("AZURE_CLIENT_SEND_CERTIFICATE_CHAIN", "").lower() in {"1", "true"},
-                **options,
-            )
-        if environ.get("AZURE_FEDERATED_TOKEN_FILE"):
-            need("AZURE_TENANT_ID", "AZURE_CLIENT_ID")
-            logger.info("vault credential: workload identity for client %s", client_id)
-            return WorkloadIdentityCredential(
-                tenant_id=tenant_id,
-                client_id=client_id,
-                token_file_path=environ["AZURE_FEDERATED_TOKEN_FILE"],
-                **options,
-            )
-    except (ValueError, OSError) as exc:
-        raise VaultMisconfigured(f"the vault's credential could not be built: {exc.__class__.__name__}") from None
-    logger.info("vault credential: managed identity%s", f" (client {client_id})" if client_id else "")
-    return ManagedIdentityCredential(client_id=client_id or None)
+        return azure_identity.build_credential(environ=environ, authority=authority, microsoft=microsoft)
+    except azure_identity.AzureCredentialIncomplete as exc:
+        raise VaultMisconfigured(f"the vault's {exc}") from None
 
 
 def _describe(exc: BaseException) -> str:
@@ -281,7 +215,7 @@ class AzureVault(Vault):
         if isinstance(exc, ClientAuthenticationError):
             response = exc.response
             url = getattr(getattr(response, "request", None), "url", "") or ""
-            if exc.status_code == 401 and _host(url) == self._vault_host:
+            if exc.status_code == 401 and url_host(url) == self._vault_host:
                 return VaultForbidden(f"{what}: the vault rejected the credential ({detail})")
             if exc.status_code is not None and (exc.status_code == 429 or exc.status_code >= 500):
                 return VaultTransient(f"{what}: the sign-in service failed ({detail})")
