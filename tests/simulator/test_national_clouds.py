@@ -92,6 +92,20 @@ def test_a_national_clouds_tokens_carry_its_issuers_and_audiences_and_only_its_s
         assert served == {("china", 200, "china"), ("global", 401, None)}
 
 
+def _client_credentials(sim: Any, authority: str, tenant: str, prefix: str, scope: str) -> requests.Response:
+    """A client_credentials request of the app registered under `prefix`, at `authority` for `tenant`."""
+    return requests.post(
+        f"{authority}/{tenant}/oauth2/v2.0/token",
+        data={
+            "grant_type": "client_credentials",
+            "client_id": sim.env[f"{prefix}_CLIENT_ID"],
+            "client_secret": sim.env[f"{prefix}_CLIENT_SECRET"],
+            "scope": scope,
+        },
+        timeout=10,
+    )
+
+
 def _forged(sim: Any, cloud: str, claims: dict[str, Any]) -> dict[str, str]:
     """A bearer header with `claims` signed by `cloud`'s own Entra ID key (the in-process simulator's)."""
     assert sim._server is not None, "the national fixture needs the in-process simulator"
@@ -102,16 +116,7 @@ def test_a_national_cloud_refuses_the_global_clouds_resource_identifiers(nationa
     sim = national
     authority = sim.env["CPV_USGOV_AUTHORITY_HOST"]
     tid = sim.world.partners[1].tenant_id
-    answer = requests.post(
-        f"{authority}/{tid}/oauth2/v2.0/token",
-        data={
-            "grant_type": "client_credentials",
-            "client_id": sim.env["CPV_USGOV_CLIENT_ID"],
-            "client_secret": sim.env["CPV_USGOV_CLIENT_SECRET"],
-            "scope": "https://graph.microsoft.com/.default",
-        },
-        timeout=10,
-    )
+    answer = _client_credentials(sim, authority, tid, "CPV_USGOV", "https://graph.microsoft.com/.default")
     body = answer.json()
     assert answer.status_code == 400 and body["error"] == "invalid_resource", body
     assert "AADSTS500011" in body["error_description"] and "https://graph.microsoft.com" in body["error_description"]
@@ -146,16 +151,7 @@ def test_another_clouds_app_or_tenant_is_unknown_to_a_clouds_entra_id(national) 
     sim = national
     usgov_authority = sim.env["CPV_USGOV_AUTHORITY_HOST"]
     usgov_tenant = sim.world.partners[1].tenant_id
-    answer = requests.post(
-        f"{usgov_authority}/{usgov_tenant}/oauth2/v2.0/token",
-        data={
-            "grant_type": "client_credentials",
-            "client_id": sim.env["CPV_CLIENT_ID"],
-            "client_secret": sim.env["CPV_CLIENT_SECRET"],
-            "scope": "https://graph.microsoft.us/.default",
-        },
-        timeout=10,
-    )
+    answer = _client_credentials(sim, usgov_authority, usgov_tenant, "CPV", "https://graph.microsoft.us/.default")
     assert answer.status_code == 400 and "AADSTS700016" in answer.json()["error_description"]
     china_authority, china_tenant = sim.env["CPV_CHINA_AUTHORITY_HOST"], sim.world.partners[2].tenant_id
     for authority, tenant in (
@@ -173,16 +169,7 @@ def test_another_clouds_app_or_tenant_is_unknown_to_a_clouds_entra_id(national) 
     there = requests.get(f"{sim.authority_host}/{usgov_tenant}/v2.0/.well-known/openid-configuration", timeout=10)
     assert there.status_code == 200 and there.json()["tenant_region_scope"] == "USGOV"
     assert there.json()["token_endpoint"].startswith(sim.authority_host)
-    cross = requests.post(
-        f"{sim.authority_host}/{usgov_tenant}/oauth2/v2.0/token",
-        data={
-            "grant_type": "client_credentials",
-            "client_id": sim.env["CPV_CLIENT_ID"],
-            "client_secret": sim.env["CPV_CLIENT_SECRET"],
-            "scope": "https://graph.microsoft.com/.default",
-        },
-        timeout=10,
-    )
+    cross = _client_credentials(sim, sim.authority_host, usgov_tenant, "CPV", "https://graph.microsoft.com/.default")
     assert cross.status_code == 400 and cross.json()["error_codes"] == [900432], cross.text
     sign_in_page = requests.get(
         f"{sim.authority_host}/{usgov_tenant}/oauth2/v2.0/authorize",
@@ -195,14 +182,7 @@ def test_another_clouds_app_or_tenant_is_unknown_to_a_clouds_entra_id(national) 
         timeout=10,
     )
     assert "AADSTS900439" in sign_in_page.text
-    china_cross = requests.post(
-        f"{sim.authority_host}/{china_tenant}/oauth2/v2.0/token",
-        data={
-            "grant_type": "client_credentials",
-            "client_id": sim.env["CPV_CLIENT_ID"],
-            "client_secret": sim.env["CPV_CLIENT_SECRET"],
-            "scope": "https://graph.microsoft.com/.default",
-        },
-        timeout=10,
+    china_cross = _client_credentials(
+        sim, sim.authority_host, china_tenant, "CPV", "https://graph.microsoft.com/.default"
     )
     assert china_cross.status_code == 400 and china_cross.json()["error_codes"] == [90002]
