@@ -186,3 +186,24 @@ def test_another_clouds_app_or_tenant_is_unknown_to_a_clouds_entra_id(national) 
         sim, sim.authority_host, china_tenant, "CPV", "https://graph.microsoft.com/.default"
     )
     assert china_cross.status_code == 400 and china_cross.json()["error_codes"] == [90002]
+
+
+def test_opaque_partner_center_tokens_mean_something_only_to_their_own_clouds_partner_center(national) -> None:  # type: ignore[no-untyped-def]
+    sim = national
+    sim.control.set_settings(opaque_access_tokens=True)
+    usgov = _consent(sim, "usgov", 1, ["https://api.partnercenter.microsoft.com/user_impersonation"])
+    china = _consent(sim, "china", 2, ["https://partner.partnercenterapi.microsoftonline.cn/user_impersonation"])
+    assert not usgov["access_token"].startswith("eyJ") and not china["access_token"].startswith("eyJ"), "not JWTs"
+
+    def customers(url: str, token: str) -> int:
+        headers = {"Authorization": f"Bearer {token}"}
+        return requests.get(f"{url}/v1/customers?size=1", headers=headers, timeout=10).status_code
+
+    china_pc = sim.env["CPV_CHINA_PARTNER_CENTER_URL"]
+    # US Government's token at the global endpoint, which is its Partner Center; 21Vianet's only at its own.
+    assert customers(sim.partner_center_url, usgov["access_token"]) == 200
+    assert customers(china_pc, usgov["access_token"]) == 401
+    assert customers(china_pc, china["access_token"]) == 200
+    assert customers(sim.partner_center_url, china["access_token"]) == 401
+    served = [(e["cloud"], e["detail"].get("token_cloud")) for e in sim.control.log(service="partner_center")]
+    assert served == [("global", "usgov"), ("china", None), ("china", "china"), ("global", None)]
