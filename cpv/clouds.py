@@ -80,7 +80,10 @@ CLOUDS: dict[str, Cloud] = {
         label="US Government (GCC High, DoD)",
         authority_host="https://login.microsoftonline.us",
         graph_url="https://graph.microsoft.us",
-        # Partner Center serves US Government partners from the global endpoint.
+        # Partner Center's REST URLs page: "Partner Center for Microsoft Cloud for US Government |
+        # https://api.partnercenter.microsoft.com" (Partner-Center-PowerShell's PartnerEnvironment.cs pairs
+        # login.microsoftonline.us with that endpoint). "usgov" is GCC High (and DoD, whose Graph is
+        # dod-graph.microsoft.us, not modelled); a GCC (moderate) partner uses the worldwide endpoints: global.
         partner_center_url="https://api.partnercenter.microsoft.com",
         partner_center_resource=_PARTNER_CENTER_RESOURCE,
         graph_resource="https://graph.microsoft.us",

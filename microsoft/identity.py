@@ -158,6 +158,13 @@ class IdTokenInvalid(IdentityError):
     kind = "id_token_invalid"
 
 
+class WrongCloud(IdentityError):
+    """The partner's tenant lives in another national cloud than the one it was invited for (AADSTS900432,
+    900439, 90038): an operator must correct the partner's cloud."""
+
+    kind = "wrong_cloud"
+
+
 class IdentityMisconfigured(IdentityError):
     """The control panel cannot sign in as its app: a credential is missing or unreadable."""
 
@@ -179,6 +186,9 @@ _NOT_CONSENTED_CODES = {65001, 90099}
 _APP_NOT_FOUND = 700016
 _NO_ACCESS_CODES = {50020, 90072}
 _INVALID_CLIENT_CODES = {7000215, 7000222, 700027, 7000218, 700024}
+# The tenant is in another cloud (errors reference): 900432 "Confidential Client isn't supported in Cross Cloud
+# request", 900439 USGClientNotSupportedOnPublicEndpoint, 90038 NationalCloudTenantRedirection.
+_WRONG_CLOUD_CODES = {900432, 900439, 90038}
 
 
 def error_from_response(
@@ -193,6 +203,12 @@ def error_from_response(
     label = f"{error} (AADSTS{codes[0]})" if codes else error
     kwargs: dict[str, Any] = {"error": error, "codes": codes, "correlation_id": correlation_id}
     # Branch on the codes Microsoft documents first, then on `error`: the numbers are the specific part.
+    if code_set & _WRONG_CLOUD_CODES:
+        return WrongCloud(
+            f"The partner's tenant is in another cloud than the one it was invited for (correct the partner's "
+            f"cloud): {label}",
+            **kwargs,
+        )
     if code_set & _INVALID_CLIENT_CODES or error == "invalid_client":
         return InvalidClient(f"Microsoft rejected the control panel's own app credential: {label}", **kwargs)
     if error in {"temporarily_unavailable", "server_error", "request_timeout"}:

@@ -7,6 +7,7 @@ from typing import Any
 
 from aiohttp import web
 
+from simulator.clouds import GLOBAL
 from simulator.state import Simulator
 from simulator.tokens import TokenInvalid
 
@@ -33,7 +34,28 @@ def bearer_token(request: web.Request) -> str | None:
 
 def check_bearer(sim: Simulator, token: str, resource: str) -> dict[str, Any]:
     """The verified claims of `token` for `resource`; raise BearerError otherwise."""
-    claims = sim.entra.opaque_tokens.get(token)
+    return verify_bearer(sim, token, resource)[0]
+
+
+def verify_bearer(
+    sim: Simulator, token: str, resource: str, *, clouds: tuple[str, ...] = ()
+) -> tuple[dict[str, Any], str]:
+    """The verified claims of `token` for `resource` and the cloud whose Entra ID issued it, among `clouds` (default:
+    this listener's own); raise BearerError otherwise. "Access tokens acquired for a national cloud deployment are not
+    interchangeable with those acquired for the global service or any other national cloud" (Graph's
+    deployments.md): each cloud's tokens are checked with its own signing key, audiences and issuer."""
+    errors: list[BearerError] = []
+    for cloud in clouds or (sim.cloud,):
+        try:
+            return _verify(sim.view(cloud), token, resource), cloud
+        except BearerError as exc:
+            errors.append(exc)
+    # the reason for the listener's own cloud, the first
+    raise errors[0]
+
+
+def _verify(sim: Simulator, token: str, resource: str) -> dict[str, Any]:
+    claims = sim.entra.opaque_tokens.get(opaque_key(sim.cloud, token))
     if claims is None:
         try:
             claims = sim.signer.verify(token)
@@ -52,3 +74,9 @@ def check_bearer(sim: Simulator, token: str, resource: str) -> dict[str, Any]:
     if float(claims.get("nbf", 0)) > now + CLOCK_SKEW:
         raise BearerError("token not yet valid")
     return claims
+
+
+def opaque_key(cloud: str, token: str) -> str:
+    """Where an opaque access token's claims are kept: per cloud, so that one cloud's token means nothing to another's
+    services (the global cloud's under the token itself, as before clouds)."""
+    return token if cloud == GLOBAL else f"{cloud}:{token}"

@@ -24,6 +24,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
 from simulator import grants
+from simulator.bearer import opaque_key
+from simulator.clouds import CLOUDS, GLOBAL
 from simulator.entra_errors import error_body
 from simulator.requestlog import LOG_KEY
 from simulator.state import (
@@ -112,6 +114,25 @@ def _detail(request: web.Request) -> dict[str, Any]:
     return entry["detail"] if entry is not None else {}
 
 
+def tenant_elsewhere(sim: Simulator, segment: str) -> str | None:
+    """The cloud a tenant of another cloud than this one lives in, else None."""
+    found = sim.world.tenant(segment.lower()) if segment.lower() not in GENERIC_TENANTS else None
+    if found is None:
+        return None
+    cloud = sim.world.tenant_cloud(*found)
+    return cloud if cloud != sim.cloud else None
+
+
+def cross_cloud_failure(sim: Simulator, segment: str, *, confidential: bool) -> EntraFailure:
+    """Entra's answer for a tenant it does not serve: a US Government tenant at the global authority is known there
+    (AADSTS900432 for a confidential client's token request, AADSTS900439 for a sign-in); any other tenant of another
+    cloud is not found (AADSTS90002: "Often, this is because a cross-cloud app was used against the wrong cloud";
+    GUESS over AADSTS90038 NationalCloudTenantRedirection)."""
+    if sim.cloud == GLOBAL and tenant_elsewhere(sim, segment) == "usgov":
+        return EntraFailure(900432 if confidential else 900439)
+    return EntraFailure(90002, tenant=segment)
+
+
 def resolve_tenant(sim: Simulator, segment: str) -> tuple[str, str | None]:
     """("common"/"organizations"/"vendor"/"partner"/"customer", tenant id) or ("unknown", None)."""
     lowered = segment.lower()
@@ -128,7 +149,20 @@ def resolve_tenant(sim: Simulator, segment: str) -> tuple[str, str | None]:
     return kind, obj.tenant_id
 
 
-def parse_scopes(sim: Simulator, raw: str) -> Scopes:
+def _another_clouds_resource(sim: Simulator, identifier: str) -> bool:
+    """Whether `identifier` is the resource identifier of Graph or Partner Center in another cloud than this one."""
+    wanted = identifier.rstrip("/").lower()
+    return (
+        any(
+            wanted in {own.lower() for own in cloud.resource_identifiers()}
+            for name, cloud in CLOUDS.items()
+            if name != sim.cloud
+        )
+        and sim.canonical_resource(wanted) is None
+    )
+
+
+def parse_scopes(sim: Simulator, raw: str, *, tenant: str = "common") -> Scopes:
     resources: dict[str, list[str]] = {}
     oidc: set[str] = set()
     for item in raw.split():
@@ -138,6 +172,12 @@ def parse_scopes(sim: Simulator, raw: str) -> Scopes:
         if "/" in item:
             resource_part, _, permission = item.rpartition("/")
             resource = sim.canonical_resource(resource_part)
+            if resource is None and permission and _another_clouds_resource(sim, resource_part):
+                # another cloud's Graph or Partner Center has no service principal in this cloud: "Any permission
+                # scope value ... that contains the Microsoft Graph domain MUST use the domain of the Microsoft Graph
+                # service root endpoint for the national cloud deployment"; the answer is Entra's for a resource it
+                # does not know, "The resource principal named {name} was not found in the tenant named {tenant}"
+                raise EntraFailure(500011, resource=resource_part, tenant=tenant)
             if resource is None or not permission:
                 raise EntraFailure(70011, scope=item)
         else:
@@ -242,8 +282,8 @@ def openid_configuration(sim: Simulator, segment: str, tid: str | None) -> dict[
             "email",
         ],
         "kerberos_endpoint": f"{host}/{base}/kerberos",
-        "tenant_region_scope": "EU" if tid else None,
-        "cloud_instance_name": "microsoftonline.com",
+        "tenant_region_scope": sim.national.region_scope if tid else None,
+        "cloud_instance_name": sim.national.instance_name,
         "cloud_graph_host_name": "graph.windows.net",
         "msgraph_host": sim.urls.graph.split("://", 1)[-1],
         "rbac_url": "https://pas.windows.net",
@@ -254,6 +294,13 @@ async def handle_openid_configuration(request: web.Request) -> web.Response:
     sim = _sim(request)
     segment = request.match_info["tenant"]
     kind, tid = resolve_tenant(sim, segment)
+    if kind == "unknown" and sim.cloud == GLOBAL and tenant_elsewhere(sim, segment) == "usgov":
+        # b2b-government-national-clouds.md reads a US Government tenant's document at login.microsoftonline.com
+        # ("tenant_region_scope":"USGOV"); that the rest is the global cloud's document (its endpoints, where a
+        # confidential client then meets AADSTS900432) is a GUESS
+        found = sim.world.tenant(segment.lower())
+        document = openid_configuration(sim, segment, found[1].tenant_id if found else None)
+        return _json({**document, "tenant_region_scope": CLOUDS["usgov"].region_scope})
     if kind == "unknown":
         return entra_error_response(request, 90002, tenant=segment)
     return _json(openid_configuration(sim, segment, tid))
@@ -513,7 +560,9 @@ async def handle_authorize_get(request: web.Request) -> web.Response:
     client_id = query.get("client_id", "")
     detail["client_id"] = client_id
     if kind == "unknown":
-        return error_page(request, 90002, tenant=segment)
+        # a sign-in: a US Government user at the public endpoint is AADSTS900439
+        failure = cross_cloud_failure(sim, segment, confidential=False)
+        return error_page(request, failure.code, **failure.fields)
     if not client_id:
         return error_page(request, 900144, param="client_id")
     app = sim.app_here(client_id)
@@ -533,7 +582,7 @@ async def handle_authorize_get(request: web.Request) -> web.Response:
     if not scope.strip():
         return _redirect_error(sim, request, redirect_uri, response_mode, state, 900144, param="scope")
     try:
-        parse_scopes(sim, scope)
+        parse_scopes(sim, scope, tenant=segment)
     except EntraFailure as failure:
         return _redirect_error(sim, request, redirect_uri, response_mode, state, failure.code, **failure.fields)
     challenge = query.get("code_challenge")
@@ -1183,7 +1232,7 @@ def _is_opaque(sim: Simulator, key: str, claims: dict[str, Any]) -> bool:
 def _opaque(sim: Simulator, claims: dict[str, Any]) -> str:
     """An access token that is no JWT: Partner Center finds its claims by the token itself."""
     token = new_opaque("at")
-    sim.entra.opaque_tokens[token] = dict(claims)
+    sim.entra.opaque_tokens[opaque_key(sim.cloud, token)] = dict(claims)
     return token
 
 
@@ -1198,7 +1247,8 @@ def _token(
     detail.update({"grant_type": grant_type, "client_id": client_id, "scope": scope_raw, "tenant": segment})
     kind, tid = resolve_tenant(sim, segment)
     if kind == "unknown":
-        raise EntraFailure(90002, tenant=segment)
+        credential = basic_secret or form.get("client_secret") or form.get("client_assertion")
+        raise cross_cloud_failure(sim, segment, confidential=bool(credential))
     if not grant_type:
         raise EntraFailure(900144, param="grant_type")
     if not client_id:
@@ -1306,7 +1356,7 @@ def _redeem_code(
     user, partner = found
     if not user.enabled:
         raise EntraFailure(50057)
-    requested = parse_scopes(sim, str(form.get("scope", "")) or grant.scope)
+    requested = parse_scopes(sim, str(form.get("scope", "")) or grant.scope, tenant=grant.tid)
     code_scopes = parse_scopes(sim, grant.scope)
     if len(requested.resources) > 1:
         raise EntraFailure(700022, scope=requested.raw)
@@ -1374,7 +1424,7 @@ def _redeem_refresh(
     user, partner = found
     if not user.enabled:
         raise EntraFailure(50057)
-    scopes = parse_scopes(sim, str(form.get("scope", "")) or grant.scope)
+    scopes = parse_scopes(sim, str(form.get("scope", "")) or grant.scope, tenant=grant.home_tid)
     if len(scopes.resources) > 1:
         raise EntraFailure(700022, scope=scopes.raw)
     resource, perms = next(iter(scopes.resources.items())) if scopes.resources else (GRAPH_RESOURCE, ["User.Read"])
@@ -1430,7 +1480,7 @@ def _client_credentials(
 ) -> dict[str, Any]:
     if not scope_raw.strip():
         raise EntraFailure(900144, param="scope")
-    scopes = parse_scopes(sim, scope_raw)
+    scopes = parse_scopes(sim, scope_raw, tenant=tid or "common")
     if len(scopes.resources) != 1:
         raise EntraFailure(1002012 if not scopes.resources else 700022, scope=scope_raw)
     resource, perms = next(iter(scopes.resources.items()))

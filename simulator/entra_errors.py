@@ -243,6 +243,22 @@ CATALOG: dict[int, EntraError] = {
             "signing into the correct cloud. Check with your subscription administrator, this may happen "
             "if there are no active subscriptions for the tenant.",
         ),
+        # a US Government tenant at the global authority (reference-error-codes.md "AADSTS900432 | Confidential
+        # Client isn't supported in Cross Cloud request."; reference-breaking-changes.md "Impacted apps will begin
+        # seeing an error AADSTS900439 - USGClientNotSupportedOnPublicEndpoint"); the error names are a GUESS
+        EntraError(
+            900432,
+            "invalid_request",
+            400,
+            "Confidential Client is not supported in Cross Cloud request.",
+        ),
+        EntraError(
+            900439,
+            "invalid_request",
+            400,
+            "USGClientNotSupportedOnPublicEndpoint - the app is attempting to sign in a US Government user on the "
+            "public cloud endpoint.",
+        ),
         EntraError(
             70003,
             "unsupported_grant_type",

@@ -13,7 +13,8 @@ from typing import Any
 from aiohttp import web
 
 from simulator import gdap
-from simulator.bearer import BearerError, bearer_token, check_bearer
+from simulator.bearer import BearerError, bearer_token, verify_bearer
+from simulator.clouds import clouds_served
 from simulator.directory import MissingResource
 from simulator.entra import SIM_KEY
 from simulator.requestlog import LOG_KEY
@@ -92,10 +93,15 @@ def _authorize(request: web.Request) -> tuple[Partner, User | None, dict[str, An
         token = bearer_token(request)
         if token is None:
             return pc_error(request, 401, 401, "Authorization header is missing.")
-        claims = check_bearer(sim, token, PARTNER_CENTER_RESOURCE)
+        # the global endpoint is also Partner Center for Microsoft Cloud for US Government: it takes tokens of US
+        # Government's Entra ID (FIDELITY.md, "National clouds")
+        claims, token_cloud = verify_bearer(
+            sim, token, PARTNER_CENTER_RESOURCE, clouds=clouds_served(sim.cloud, "partner_center")
+        )
     except BearerError as exc:
         return pc_error(request, 401, 401, f"Unauthorized: {exc.reason}.")
     detail = request[LOG_KEY]["detail"]
+    detail["token_cloud"] = token_cloud
     mfa = "mfa" in (claims.get("amr") or [])
     if _wants_mfa_validation(request):
         request[MFA_COMPLIANT_KEY] = mfa
@@ -289,7 +295,8 @@ async def handle_create_consent(request: web.Request) -> web.Response:
     detail = request[LOG_KEY]["detail"]
     detail["customer"] = customer.tenant_id
     detail["application_id"] = app_id
-    app = sim.app_here(app_id)
+    # the app registered in the cloud of the caller's token (US Government's, at the global endpoint)
+    app = sim.view(str(detail.get("token_cloud", sim.cloud))).app_here(app_id)
     if app is None:
         return pc_error(request, 400, 400, f"Application {app_id} was not found.")
     existing = sim.app_consents.setdefault(customer.tenant_id, {})

@@ -171,14 +171,15 @@ class SimulatorServer:
                 vault=urls["vault"] + "/",
             )
         )
-        # each national cloud's own Entra ID, Partner Center and Graph, on listeners of their own
+        # each national cloud's own Entra ID, Graph and (21Vianet) Partner Center, on listeners of their own; US
+        # Government's Partner Center is the global one
         for cloud in NATIONAL:
-            own = {name: await self._listen(name, cloud, 0, ssl_context) for name in NATIONAL_SERVICES}
+            own = {name: await self._listen(name, cloud, 0, ssl_context) for name in NATIONAL_SERVICES[cloud]}
             self.sim.set_national_urls(
                 cloud,
                 Urls(
                     entra=own["entra"],
-                    partner_center=own["partner_center"],
+                    partner_center=own.get("partner_center", urls["partner_center"]),
                     graph=own["graph"],
                     vault=urls["vault"] + "/",
                 ),

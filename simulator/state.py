@@ -476,7 +476,12 @@ class Simulator:
         ):
             if url:
                 aliases[url.rstrip("/")] = resource
-        # this cloud's resource identifiers (graph.microsoft.us, ...) stand for the canonical ones
+        # this cloud's resource identifiers (graph.microsoft.us, ...) stand for the canonical ones; in a national cloud
+        # the global identifiers that differ from its own mean nothing ("Any permission scope value ... that contains
+        # the Microsoft Graph domain MUST use the domain of the Microsoft Graph service root endpoint for the national
+        # cloud deployment"): the application ids, the same in every cloud, stay
+        for global_id in self.national.foreign_identifiers():
+            aliases.pop(global_id, None)
         aliases.update(self.national.aliases())
         self._resource_aliases = {k.lower(): v for k, v in aliases.items()}
 

@@ -54,15 +54,31 @@ def clouds_sim(cpv_sim, settings):  # type: ignore[no-untyped-def]
     return sim
 
 
-PARTS = ("AUTHORITY_HOST", "PARTNER_CENTER_URL", "GRAPH_URL")
+PARTS = {"entra": "AUTHORITY_HOST", "partner_center": "PARTNER_CENTER_URL", "graph": "GRAPH_URL"}
+# Microsoft's documented hosts per cloud: whose listener serves each service. Entra ID and Graph are each cloud's
+# own; Partner Center for Microsoft Cloud for US Government is the global endpoint (partner-center-rest-urls), 21Vianet
+# has its own.
+DOCUMENTED = {
+    "global": {"entra": "global", "partner_center": "global", "graph": "global"},
+    "usgov": {"entra": "usgov", "partner_center": "global", "graph": "usgov"},
+    "china": {"entra": "china", "partner_center": "china", "graph": "china"},
+}
 
 
-def _hosts(sim: Any) -> dict[str, set[str]]:
-    """The host:port of each cloud's sign-in, Partner Center and Graph listeners."""
-    hosts = {"global": {urlsplit(sim.env[f"CPV_{part}"]).netloc for part in PARTS}}
+def _hosts(sim: Any) -> dict[str, dict[str, str]]:
+    """The host:port of each cloud's sign-in, Partner Center and Graph, as the control panel is configured."""
+    hosts = {"global": {service: urlsplit(sim.env[f"CPV_{part}"]).netloc for service, part in PARTS.items()}}
     for name in clouds.NATIONAL_CLOUDS:
-        hosts[name] = {urlsplit(sim.env[f"CPV_{name.upper()}_{part}"]).netloc for part in PARTS}
+        hosts[name] = {
+            service: urlsplit(sim.env[f"CPV_{name.upper()}_{part}"]).netloc for service, part in PARTS.items()
+        }
     return hosts
+
+
+def _token_cloud(entry: dict[str, Any]) -> str:
+    """The cloud of the request: its token's (Partner Center's global endpoint serves US Government's too), else
+    the cloud of the listener that answered."""
+    return str(entry["detail"].get("token_cloud") or entry["cloud"])
 
 
 def _last_seq(sim: Any) -> int:
@@ -111,9 +127,13 @@ def test_a_partner_is_onboarded_renewed_and_consents_a_customer_on_its_own_cloud
     entries = sim.control.log(since=start)
     hosts = _hosts(sim)
     assert {e["service"] for e in entries} >= {"entra", "partner_center", "graph"}
+    for service, owner in DOCUMENTED[cloud].items():
+        assert hosts[cloud][service] == hosts[owner][service], (cloud, service)
     for entry in entries:
         where = f"{entry['method']} {entry['host']}{entry['path']}"
-        assert entry["cloud"] == cloud and entry["host"] in hosts[cloud], where
+        assert _token_cloud(entry) == cloud, where
+        assert entry["cloud"] == DOCUMENTED[cloud][entry["service"]], where
+        assert entry["host"] == hosts[cloud][entry["service"]], where
         assert entry["status"] < 400 or entry["path"].endswith("/applicationconsents"), (where, entry["detail"])
         detail = entry["detail"]
         for key in ("client_id", "app_id", "application_id"):
@@ -141,14 +161,24 @@ def test_no_request_of_one_cloud_reaches_another_clouds_host(clouds_sim, consent
 
     entries = sim.control.log(since=start)
     hosts = _hosts(sim)
-    owner = {host: cloud for cloud, names in hosts.items() for host in names}
-    assert len(owner) == 9, "each cloud has hosts of its own"
-    seen = {(entry["cloud"], owner.get(entry["host"])) for entry in entries if entry["service"] != "vault"}
-    assert seen == {("global", "global"), ("usgov", "usgov"), ("china", "china")}
-    apps = {cloud: set() for cloud in hosts}
+    # whose listener each host is: every cloud's own Entra ID and Graph, the global and 21Vianet's Partner Center
+    owner = {
+        hosts[cloud][service]: cloud
+        for cloud, services in DOCUMENTED.items()
+        for service, o in services.items()
+        if o == cloud
+    }
+    assert len(owner) == 8, "each cloud has hosts of its own, US Government's Partner Center aside"
+    seen = {
+        (_token_cloud(entry), entry["service"], owner.get(entry["host"]))
+        for entry in entries
+        if entry["service"] != "vault"
+    }
+    assert seen == {(cloud, service, o) for cloud, services in DOCUMENTED.items() for service, o in services.items()}
+    apps: dict[str, set[str]] = {cloud: set() for cloud in hosts}
     for entry in entries:
         detail = entry["detail"]
-        apps[entry["cloud"]] |= {detail[k] for k in ("client_id", "app_id", "application_id") if k in detail}
+        apps[_token_cloud(entry)] |= {detail[k] for k in ("client_id", "app_id", "application_id") if k in detail}
     assert apps == {
         "global": {sim.env["CPV_SANDBOX_CLIENT_ID"]},
         "usgov": {sim.env["CPV_USGOV_CLIENT_ID"]},

@@ -22,6 +22,24 @@ def test_us_government_uses_its_own_sign_in_and_graph() -> None:
     assert cloud.graph_scope == "https://graph.microsoft.us/.default"
 
 
+def test_partner_center_is_the_global_endpoint_for_us_government_and_its_own_for_21vianet() -> None:
+    # Partner Center's REST URLs page: US Government uses https://api.partnercenter.microsoft.com, 21Vianet
+    # https://partner.partnercenterapi.microsoftonline.cn
+    world, usgov, china = (clouds.CLOUDS[name] for name in ("global", "usgov", "china"))
+
+    assert (usgov.partner_center_url, usgov.partner_center_scope) == (
+        world.partner_center_url,
+        world.partner_center_scope,
+    )
+    assert china.partner_center_url == "https://partner.partnercenterapi.microsoftonline.cn"
+    assert china.partner_center_scope == "https://partner.partnercenterapi.microsoftonline.cn/user_impersonation"
+    assert {world.graph_url, usgov.graph_url, china.graph_url} == {
+        "https://graph.microsoft.com",
+        "https://graph.microsoft.us",
+        "https://microsoftgraph.chinacloudapi.cn",
+    }
+
+
 def test_germany_is_kept_but_refused_for_new_partners() -> None:
     assert clouds.CLOUDS["germany"].retired
     assert "germany" not in dict(clouds.PARTNER_CLOUD_CHOICES)

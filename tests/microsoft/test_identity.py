@@ -278,6 +278,24 @@ def test_a_wrong_client_secret_is_an_operator_problem(sim, admin, partner_tenant
         )
 
 
+def test_a_tenant_of_another_cloud_is_a_configuration_error_in_words(sim) -> None:  # type: ignore[no-untyped-def]
+    world = sim.world  # the live world of the in-process simulator; the next test's reset restores it
+    world.partners[1].cloud = "usgov"
+    world.invalidate()
+
+    with pytest.raises(identity.WrongCloud, match="in another cloud than the one it was invited for") as caught:
+        identity.refresh_token_redeem(
+            cloud=sim_cloud(sim),
+            app=sim_app(sim),
+            tenant=world.partners[1].tenant_id,
+            refresh_token="0.a-refresh-token-of-the-other-cloud",
+            scopes=[PC_SCOPE],
+        )
+
+    assert caught.value.codes == (900432,) and caught.value.permanent
+    assert "0.a-refresh-token" not in str(caught.value)
+
+
 def test_a_missing_credential_is_a_configuration_error(sim) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(identity.IdentityMisconfigured, match="CPV_CLIENT_CERTIFICATE or CPV_CLIENT_SECRET"):
         identity.confidential_client(
@@ -396,6 +414,9 @@ def test_an_unsigned_token_is_refused(sim) -> None:  # type: ignore[no-untyped-d
         (700082, "invalid_grant", False, identity.ReconsentRequired),
         (7000222, "invalid_client", False, identity.InvalidClient),
         (None, "unauthorized_client", True, identity.InvalidClient),
+        (900432, "invalid_request", True, identity.WrongCloud),
+        (900439, "invalid_request", False, identity.WrongCloud),
+        (90038, "invalid_request", True, identity.WrongCloud),
     ],
 )
 def test_errors_are_read_for_the_tenant_that_was_asked(code, error, home, expected) -> None:  # type: ignore[no-untyped-def]
