@@ -1391,6 +1391,11 @@ def _redeem_refresh(
     )
 
 
+def _registered_resource(sim: Simulator, resource: str) -> AppRegistration | None:
+    """The world's app registration that exposes `resource` (its Application ID URI), if one does."""
+    return next((app for app in sim.world.apps() if resource in app.identifier_uris), None)
+
+
 def _client_credentials(
     sim: Simulator,
     request: web.Request,
@@ -1427,16 +1432,15 @@ def _client_credentials(
     sp_oid = found_sp.id if found_sp is not None else _service_principal_oid(app.client_id, tid)
     # an app-only v1.0 token: no user, so no scp, amr, name, upn or wids (the app holds no application roles here)
     claims = _v1_common(tid, now, sim.settings.access_token_lifetime)
-    claims.update(
-        {
-            "aud": resource,
-            "appid": app.client_id,
-            "appidacr": acr,
-            "idtyp": "app",
-            "oid": sp_oid,
-            "sub": sp_oid,
-        }
-    )
+    claims.update({"aud": resource, "appid": app.client_id, "appidacr": acr, "oid": sp_oid, "sub": sp_oid})
+    owner = _registered_resource(sim, resource)
+    if owner is None or "idtyp" in owner.access_token_optional_claims:
+        # an optional claim the resource's registration sets; Microsoft's own resources: GUESS that they do
+        claims["idtyp"] = "app"
+    requested = next((item.rpartition("/")[0] for item in scope_raw.split() if "/" in item), "")
+    if owner is not None and requested.rstrip("/").lower() == owner.client_id.lower():
+        # a v1.0 `aud` is "the client ID or the resource URI used in the request"
+        claims["aud"] = owner.client_id
     access_token = Unsigned(claims, "access_token")
     detail = _detail(request)
     detail["tid"] = tid

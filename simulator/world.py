@@ -154,6 +154,9 @@ class AppRegistration:
     group_membership_claims: str | None = None
     # the manifest's `identifierUris` (Application ID URIs, `api://<client id>`): an app that exposes an API
     identifier_uris: list[str] = field(default_factory=list)
+    # the manifest's `optionalClaims.accessToken` names ("idtyp", ...): the claims a resource adds to the access
+    # tokens issued for it ("the resource in the request must set this optional claim")
+    access_token_optional_claims: list[str] = field(default_factory=list)
 
     @property
     def wants_directory_roles(self) -> bool:
@@ -649,6 +652,8 @@ def _token_api_apps(seed: int | None, publisher: str) -> tuple[AppRegistration, 
         publisher=publisher,
         multi_tenant=False,
         identifier_uris=[f"api://{api_id}"],
+        # configured as the README asks of the token API's registration
+        access_token_optional_claims=["idtyp"],
     )
     clients = [
         AppRegistration(
