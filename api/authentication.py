@@ -32,6 +32,9 @@ LAST_USE_EVERY = timedelta(minutes=1)
 V1_ISSUER = "https://sts.windows.net"
 V1_ISSUER_HOSTS = {"china": "https://sts.chinacloudapi.cn"}
 CLOCK_SKEW = 120
+# Without the idtyp claim (the API's registration did not configure it), a token carrying any of these was issued
+# for a signed-in user: the product's own rule, since Microsoft documents idtyp as the way to tell.
+USER_CLAIMS = ("scp", "upn", "unique_name", "preferred_username", "amr")
 
 
 def client_authenticate(request: HttpRequest) -> ApiClient:
@@ -81,10 +84,11 @@ def _entra_expected() -> tuple[str, tuple[str, ...]]:
 def _by_entra_token(token: str) -> ApiClient:
     """Validation as Microsoft's access-token documentation asks of a web API
     (https://learn.microsoft.com/entra/identity-platform/access-tokens#validate-tokens and
-    https://learn.microsoft.com/entra/identity-platform/claims-validation): the signature against the keys the
-    tenant publishes, the issuer (the vendor's own tenant: `iss` and `tid`), the audience (this API, `aud`), the
-    lifetime, and which application asked (`appid` in v1.0 tokens, `azp` in v2.0) against the registered client.
-    A token with `scp` was issued for a signed-in user, not to a system: refused."""
+    https://learn.microsoft.com/entra/identity-platform/claims-validation): the signature against the keys named by
+    the tenant's OpenID discovery document, the issuer (the vendor's own tenant: `iss` and `tid`), the audience (this
+    API, `aud`, in each form Entra emits), the lifetime, that the token is app-only (`idtyp` "app" when the claim is
+    present; without it, no claim of a signed-in user), and which application asked (`appid` in v1.0 tokens, `azp`
+    in v2.0) against the registered client."""
     tenant, audiences = _entra_expected()
     cloud = settings.CPV_CLOUD_CONFIG
     try:
@@ -94,19 +98,24 @@ def _by_entra_token(token: str) -> ApiClient:
     if header.get("alg") != "RS256" or not header.get("kid"):
         raise unauthenticated("The token is not signed with RS256 and a key id, as Entra's tokens are.")
     try:
-        key = identity.JWKS.key(f"{cloud.authority(tenant)}/discovery/v2.0/keys", str(header["kid"]))
+        key = identity.JWKS.key(identity.tenant_jwks_uri(cloud=cloud, tenant=tenant), str(header["kid"]))
     except identity.IdTokenInvalid:
         raise unauthenticated("The token is signed with a key the vendor's tenant does not publish.") from None
     except identity.Transient:
         problem = Problem(503, "keys-unavailable", "Try again", "Entra's signing keys could not be read just now.")
         problem.headers["Retry-After"] = "30"
         raise problem from None
-    claims = _decode(token, key, audiences)
+    claims = _decode(token, key)
+    if _audience_form(claims.get("aud")) not in audience_forms(audiences):
+        raise unauthenticated("The token was issued for another resource (aud), not this API.")
     issuers = {f"{cloud.authority_host}/{tenant}/v2.0", f"{V1_ISSUER_HOSTS.get(cloud.name, V1_ISSUER)}/{tenant}/"}
     if str(claims.get("tid", "")).lower() != tenant or claims.get("iss") not in issuers:
         raise unauthenticated("The token was not issued by the vendor's own Entra tenant (iss, tid).")
-    if "scp" in claims:
-        raise unauthenticated("The token was issued for a signed-in user (scp); a client system uses its own.")
+    if "idtyp" in claims and claims["idtyp"] != "app":
+        raise unauthenticated("The token is not app-only (idtyp): a client system uses its own token, not a user's.")
+    user_claim = next((claim for claim in USER_CLAIMS if claim in claims), None)
+    if user_claim is not None:
+        raise unauthenticated(f"The token was issued for a signed-in user ({user_claim}); a system uses its own.")
     app_id = str(claims.get("appid") or claims.get("azp") or "")
     try:
         parsed = uuid.UUID(app_id)
@@ -118,18 +127,37 @@ def _by_entra_token(token: str) -> ApiClient:
     return client
 
 
-def _decode(token: str, key: Any, audiences: tuple[str, ...]) -> dict[str, Any]:
+def _audience_form(value: object) -> str | None:
+    """One `aud` value compared as Entra means it: a client id in any case, a URI with or without a trailing slash."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return str(uuid.UUID(value)) if len(value) == 36 else value.rstrip("/")
+    except ValueError:
+        return value.rstrip("/")
+
+
+def audience_forms(audiences: tuple[str, ...]) -> set[str | None]:
+    """Each form of `aud` Entra may put in a token for this API: every configured Application ID URI (with or without
+    a trailing slash) and client id, and the client id inside an `api://{client id}` URI (optional-claims-reference:
+    "any appID URI, with or without a trailing slash, and the client ID of the resource")."""
+    forms = {_audience_form(a) for a in audiences}
+    for audience in audiences:
+        if audience.lower().startswith("api://"):
+            forms.add(_audience_form(audience[len("api://") :].rstrip("/")))
+    forms.discard(None)
+    return forms
+
+
+def _decode(token: str, key: Any) -> dict[str, Any]:
     try:
         claims: dict[str, Any] = jwt.decode(
             token,
             key=key,
             algorithms=["RS256"],
-            audience=list(audiences),
-            options={"require": ["iss", "aud", "exp", "tid"], "verify_iss": False},
+            options={"require": ["iss", "aud", "exp", "tid"], "verify_iss": False, "verify_aud": False},
             leeway=CLOCK_SKEW,
         )
-    except jwt.InvalidAudienceError:
-        raise unauthenticated("The token was issued for another resource (aud), not this API.") from None
     except jwt.ExpiredSignatureError:
         raise unauthenticated("The token has expired (exp).") from None
     except jwt.InvalidSignatureError:

@@ -1040,7 +1040,8 @@ def _partners(r: _Reader) -> Part:
 def _api(r: _Reader, *, staff_tenant_id: str) -> Part:
     """The token API: the vendor's tenant whose client-credentials tokens it accepts (CPV_API_TENANT_ID, default the
     staff tenant), the audiences those tokens must carry (CPV_API_AUDIENCE: the API app's Application ID URI and/or
-    client id, comma-separated), and each client's hand-outs and reads a minute (CPV_API_RATE_LIMIT)."""
+    client id, comma-separated; api.authentication accepts each form of them Entra emits), and each client's
+    hand-outs and reads a minute (CPV_API_RATE_LIMIT)."""
     tenant = (r.raw("CPV_API_TENANT_ID") or staff_tenant_id).strip().lower()
     if tenant:
         try:

@@ -509,17 +509,21 @@ def client_credentials_token(*, cloud: Cloud, app: AppCredential, credential: Cr
 
 
 class _JwksCache:
-    """Signing keys per JWKS URI, refreshed when a token names a key id we have not seen."""
+    """Signing keys per JWKS URI, refreshed when a token names a key id we have not seen, but at most once every
+    `refetch_every` seconds per URI: tokens with made-up key ids cannot make the product hammer the keys endpoint."""
 
-    def __init__(self, ttl: float = 3600) -> None:
+    def __init__(self, ttl: float = 3600, refetch_every: float = 60) -> None:
         self.ttl = ttl
+        self.refetch_every = refetch_every
         self._lock = threading.Lock()
         self._keys: dict[str, tuple[float, dict[str, Any]]] = {}
 
     def key(self, jwks_uri: str, kid: str) -> Any:
         with self._lock:
-            fetched_at, keys = self._keys.get(jwks_uri, (0.0, {}))
-        if kid not in keys or time.monotonic() - fetched_at > self.ttl:
+            cached = self._keys.get(jwks_uri)
+        fetched_at, keys = cached or (0.0, {})
+        age = time.monotonic() - fetched_at
+        if cached is None or (kid not in keys and age > self.refetch_every) or age > self.ttl:
             keys = self._fetch(jwks_uri)
             with self._lock:
                 self._keys[jwks_uri] = (time.monotonic(), keys)
@@ -550,8 +554,8 @@ JWKS = _JwksCache()
 _DISCOVERY: dict[str, dict[str, Any]] = {}
 
 
-def _discovery(cloud: Cloud) -> dict[str, Any]:
-    url = f"{cloud.authority('common')}/v2.0/.well-known/openid-configuration"
+def _discovery(cloud: Cloud, tenant: str = "common") -> dict[str, Any]:
+    url = f"{cloud.authority(tenant)}/v2.0/.well-known/openid-configuration"
     cached = _DISCOVERY.get(url)
     if cached:
         return dict(cached)
@@ -561,8 +565,16 @@ def _discovery(cloud: Cloud) -> dict[str, Any]:
         document = response.json()
     except (requests.RequestException, ValueError) as exc:
         raise Transient(f"The authority's discovery document could not be read ({exc.__class__.__name__})") from None
+    if not isinstance(document, dict) or not isinstance(document.get("jwks_uri"), str):
+        raise Transient("The authority's discovery document names no jwks_uri")
     _DISCOVERY[url] = document
     return dict(document)
+
+
+def tenant_jwks_uri(*, cloud: Cloud, tenant: str) -> str:
+    """Where `tenant` publishes its signing keys: the `jwks_uri` of its OpenID discovery document (cached).
+    Raises Transient."""
+    return str(_discovery(cloud, tenant)["jwks_uri"])
 
 
 def id_token_verify(*, cloud: Cloud, client_id: str, id_token: str, nonce: str | None) -> dict[str, Any]:

@@ -230,13 +230,14 @@ async def update_vendor(request: web.Request) -> web.Response:
 
 
 async def update_app(request: web.Request) -> web.Response:
-    """Change an app registration at run time: `group_membership_claims`, `delegated_permissions`."""
+    """Change an app registration at run time: `group_membership_claims`, `delegated_permissions`,
+    `access_token_optional_claims`."""
     sim = _sim(request)
     app = sim.world.app(request.match_info["client_id"].lower())
     if app is None:
         return _bad("no such app registration", 404)
     body = await _body(request)
-    unknown = set(body) - {"group_membership_claims", "delegated_permissions"}
+    unknown = set(body) - {"group_membership_claims", "delegated_permissions", "access_token_optional_claims"}
     if unknown:
         return _bad(f"unknown app fields: {', '.join(sorted(unknown))}")
     if "group_membership_claims" in body:
@@ -244,6 +245,9 @@ async def update_app(request: web.Request) -> web.Response:
         if value not in GROUP_MEMBERSHIP_CLAIMS:
             allowed = ", ".join("null" if v is None else repr(v) for v in GROUP_MEMBERSHIP_CLAIMS)
             return _bad(f"group_membership_claims must be one of {allowed}")
+    optional = body.get("access_token_optional_claims", [])
+    if not isinstance(optional, list) or not all(isinstance(name, str) for name in optional):
+        return _bad("access_token_optional_claims must be a list of claim names")
     permissions: dict[str, list[str]] | None = None
     if "delegated_permissions" in body:
         raw = body["delegated_permissions"]
@@ -259,6 +263,8 @@ async def update_app(request: web.Request) -> web.Response:
         app.group_membership_claims = body["group_membership_claims"]
     if permissions is not None:
         app.delegated_permissions = permissions
+    if "access_token_optional_claims" in body:
+        app.access_token_optional_claims = list(dict.fromkeys(optional))
     # id_tokens are reused for a minute: none signed under the old registration may be handed out again
     sim.entra.id_token_cache.clear()
     return _json(
@@ -266,6 +272,7 @@ async def update_app(request: web.Request) -> web.Response:
             "client_id": app.client_id,
             "group_membership_claims": app.group_membership_claims,
             "delegated_permissions": app.delegated_permissions,
+            "access_token_optional_claims": app.access_token_optional_claims,
         }
     )
 

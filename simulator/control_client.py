@@ -180,6 +180,7 @@ class SimulatorControl:
         *,
         group_membership_claims: str | _Unset | None = UNSET,
         delegated_permissions: dict[str, list[str]] | None = None,
+        access_token_optional_claims: list[str] | None = None,
     ) -> dict[str, Any]:
         """Change an app registration (e.g. `sim.env["CPV_CLIENT_ID"]`) until the next `reset()`.
 
@@ -187,13 +188,16 @@ class SimulatorControl:
         "ApplicationGroup", "DirectoryRole", "All"); "DirectoryRole" and "All" put `wids` into id_tokens.
         Left out, it is not changed (pass None to clear it).
         `delegated_permissions`: resource URL -> permission names, replacing the app's whole map (a resource
-        left out loses its permissions). Returns the app's client_id, group_membership_claims and
-        delegated_permissions."""
+        left out loses its permissions).
+        `access_token_optional_claims`: the manifest's optionalClaims.accessToken names (e.g. ["idtyp"]), which
+        the access tokens issued for this app (as a resource) carry. Returns the app's fields."""
         body: dict[str, Any] = {}
         if not isinstance(group_membership_claims, _Unset):
             body["group_membership_claims"] = group_membership_claims
         if delegated_permissions is not None:
             body["delegated_permissions"] = delegated_permissions
+        if access_token_optional_claims is not None:
+            body["access_token_optional_claims"] = access_token_optional_claims
         return dict(self._call("PATCH", f"/apps/{client_id}", json=body))
 
     def add_customers(

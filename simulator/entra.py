@@ -1469,6 +1469,11 @@ def _redeem_refresh(
     )
 
 
+def _registered_resource(sim: Simulator, resource: str) -> AppRegistration | None:
+    """The world's app registration that exposes `resource` (its Application ID URI), if one does."""
+    return next((app for app in sim.world.apps() if resource in app.identifier_uris), None)
+
+
 def _client_credentials(
     sim: Simulator,
     request: web.Request,
@@ -1506,15 +1511,16 @@ def _client_credentials(
     # an app-only v1.0 token: no user, so no scp, amr, name, upn or wids; `roles` below
     claims = _v1_common(sim, tid, now, sim.settings.access_token_lifetime)
     claims.update(
-        {
-            "aud": sim.audience_for(resource),
-            "appid": app.client_id,
-            "appidacr": acr,
-            "idtyp": "app",
-            "oid": sp_oid,
-            "sub": sp_oid,
-        }
+        {"aud": sim.audience_for(resource), "appid": app.client_id, "appidacr": acr, "oid": sp_oid, "sub": sp_oid}
     )
+    owner = _registered_resource(sim, resource)
+    if owner is None or "idtyp" in owner.access_token_optional_claims:
+        # an optional claim the resource's registration sets; Microsoft's own resources: GUESS that they do
+        claims["idtyp"] = "app"
+    requested = next((item.rpartition("/")[0] for item in scope_raw.split() if "/" in item), "")
+    if owner is not None and requested.rstrip("/").lower() == owner.client_id.lower():
+        # a v1.0 `aud` is "the client ID or the resource URI used in the request"
+        claims["aud"] = owner.client_id
     # `roles`: the application permissions granted to the app (client credentials flow), here only Graph's in the
     # vendor's own tenant, where the app is registered
     if kind == "vendor" and resource == GRAPH_RESOURCE and app.graph_app_roles:

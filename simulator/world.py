@@ -168,6 +168,9 @@ class AppRegistration:
     # the cloud the app is registered in: each cloud's Entra ID knows only its own registrations
     # (authentication-national-cloud.md: "register your application separately in each Azure portal")
     cloud: str = "global"
+    # the manifest's `optionalClaims.accessToken` names ("idtyp", ...): the claims a resource adds to the access
+    # tokens issued for it ("the resource in the request must set this optional claim")
+    access_token_optional_claims: list[str] = field(default_factory=list)
 
     @property
     def wants_directory_roles(self) -> bool:
@@ -685,6 +688,8 @@ def _token_api_apps(seed: int | None, publisher: str) -> tuple[AppRegistration, 
         publisher=publisher,
         multi_tenant=False,
         identifier_uris=[f"api://{api_id}"],
+        # configured as the README asks of the token API's registration
+        access_token_optional_claims=["idtyp"],
     )
     clients = [
         AppRegistration(

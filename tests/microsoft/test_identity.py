@@ -447,3 +447,33 @@ def test_every_request_to_entra_carries_a_timeout(sim, monkeypatch) -> None:  # 
     )
 
     assert seen and all(timeout == identity.HTTP_TIMEOUT for timeout in seen)
+
+
+def test_unknown_key_ids_refetch_the_keys_at_most_once_a_minute(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Tokens with made-up key ids do not make the product fetch the keys for each one."""
+    fetched: list[str] = []
+    clock = [1000.0]
+    monkeypatch.setattr(identity.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(identity._JwksCache, "_fetch", staticmethod(lambda uri: fetched.append(uri) or {"k1": "key"}))
+    cache = identity._JwksCache()
+    assert cache.key("https://keys.example/", "k1") == "key"
+    for forged in ("x1", "x2", "x3"):
+        with pytest.raises(identity.IdTokenInvalid):
+            cache.key("https://keys.example/", forged)
+    assert len(fetched) == 1
+    clock[0] += 61
+    with pytest.raises(identity.IdTokenInvalid):
+        cache.key("https://keys.example/", "x4")
+    assert len(fetched) == 2
+    # a known key id is served from the cache until its hour is up, then fetched again
+    assert cache.key("https://keys.example/", "k1") == "key" and len(fetched) == 2
+    clock[0] += 3601
+    assert cache.key("https://keys.example/", "k1") == "key" and len(fetched) == 3
+
+
+def test_a_tenants_keys_are_where_its_discovery_document_says(sim, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    cloud, tenant = sim_cloud(sim), sim.world.vendor.tenant_id
+    assert identity.tenant_jwks_uri(cloud=cloud, tenant=tenant) == f"{cloud.authority(tenant)}/discovery/v2.0/keys"
+    url = f"{cloud.authority(tenant)}/v2.0/.well-known/openid-configuration"
+    monkeypatch.setitem(identity._DISCOVERY, url, {"jwks_uri": f"{cloud.authority(tenant)}/discovery/keys"})
+    assert identity.tenant_jwks_uri(cloud=cloud, tenant=tenant) == f"{cloud.authority(tenant)}/discovery/keys"
