@@ -9,6 +9,7 @@ import pytest
 
 from customers import services as customers
 from customers.models import CustomerConsent
+from customers.tasks import VERIFY_AFTER_CONSENT
 from partners.models import Customer
 from simulator.tokens import fingerprint
 from tests.conftest import wait_until
@@ -86,8 +87,10 @@ def test_a_worker_killed_repeatedly_loses_no_task_and_applies_none_twice(fsim, r
         renewed = PartnerToken.objects.filter(partner__in=renewing, generation=2).count()
         return applied == CUSTOMERS and renewed == RENEWING and broker_idle(redis_url, worker.queue)
 
-    wait_until(done, timeout=VISIBILITY + 60, what="every renewal and ApplicationConsent, and no message left",
-               interval=1)  # fmt: skip
+    # The queue is idle only once the verification each ApplicationConsent batch queues has run, a countdown of
+    # VERIFY_AFTER_CONSENT after the batch.
+    wait_until(done, timeout=VISIBILITY + VERIFY_AFTER_CONSENT + 60,
+               what="every renewal and ApplicationConsent, and no message left", interval=1)  # fmt: skip
     assert worker.kills == KILLS
 
     # Nothing lost, nothing applied twice: each due partner renewed once, each customer consented once.
