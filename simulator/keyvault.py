@@ -647,6 +647,10 @@ async def handle_import_certificate(request: web.Request) -> web.Response:
         return kv_error(
             request, 409, "Conflict", f"Certificate {name} is currently in a deleted but recoverable state."
         )
+    if entry is not None and any(v.content_type not in {PEM_CONTENT_TYPE, PKCS12_CONTENT_TYPE} for v in entry.versions):
+        # create-certificate.md: "If the name is already in use, then the operation fails with an HTTP status code of
+        # 409 (conflict)"; a plain secret's name is in use (the words are a GUESS)
+        return kv_error(request, 409, "Conflict", f"The name {name} is already in use by a secret.")
     if entry is None:
         entry = SecretEntry(name=name)
         sim.vault.secrets[name.lower()] = entry

@@ -86,3 +86,14 @@ def test_an_import_without_a_usable_private_key_is_400(  # type: ignore[no-untyp
     assert response.json()["error"]["code"] == "BadParameter"
     assert message in response.json()["error"]["message"]
     assert "bad" not in sim.control.secrets_state()
+
+
+def test_an_import_under_a_plain_secrets_name_is_a_conflict(sim, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    vault_client(sim).set_secret("taken", "not a certificate")
+    path, _ = app_certificate(tmp_path, "pem")
+
+    response = _import(sim, _session(sim), "taken", Path(path).read_bytes(),
+                       {"secret_props": {"contentType": "application/x-pem-file"}})  # fmt: skip
+
+    assert response.status_code == 409 and response.json()["error"]["code"] == "Conflict"
+    assert vault_client(sim).get_secret("taken").value == "not a certificate"
