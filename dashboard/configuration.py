@@ -297,6 +297,14 @@ GROUPS: list[tuple[str, list[tuple[str, str, str, Show]]]] = [
             ("default_from_email", "Sent from", "DEFAULT_FROM_EMAIL", _text),
         ],
     ),
+    (
+        "Token API",
+        [
+            ("api_tenant_id", "Client systems' tokens from tenant", "CPV_API_TENANT_ID", _text),
+            ("api_audiences", "The API's audiences", "CPV_API_AUDIENCE", lambda v: ", ".join(v) or "none"),
+            ("api_rate_limit", "Hand-outs a minute per client", "CPV_API_RATE_LIMIT", _text),
+        ],
+    ),
 ]
 
 
