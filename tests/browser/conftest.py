@@ -93,7 +93,9 @@ def live_cpv(sim, live_server, settings) -> Iterator[Any]:  # type: ignore[no-un
     settings.CPV_BASE_URL = live_server.url
     settings.VAULT_BACKEND = "local"
     settings.VAULT_KEYS = [os.urandom(32)]
-    sim.world.add_redirect_uris([f"{live_server.url}/consent/callback"])
+    # The product's three callbacks, as a vendor registers them (the settings page's self-check reads them).
+    callbacks = ("/consent/callback", "/portal/callback", "/accounts/microsoft/callback/")
+    sim.world.add_redirect_uris([f"{live_server.url}{path}" for path in callbacks])
     reset_vault()
     yield live_server
     reset_vault()

@@ -13,7 +13,7 @@ import redis
 from django.core.cache.backends.redis import RedisCache
 
 from cpv.config import load_config
-from dashboard.selectors import Trends, overview
+from dashboard.selectors import Trends, _trends_key, overview
 
 pytestmark = pytest.mark.redis
 
@@ -82,6 +82,6 @@ def test_the_overviews_trends_round_trip_through_json(json_cache: Any, monkeypat
     made = overview(days=30, cached=True)
     reused = overview(days=30, cached=True)
 
-    assert isinstance(Trends.from_json(json_cache.get("cpv:overview-trends:v2:30")), Trends)
+    assert isinstance(Trends.from_json(json_cache.get(_trends_key(30))), Trends)
     assert reused.as_of == made.as_of
     assert reused.by_status == made.by_status and reused.renewals == made.renewals
