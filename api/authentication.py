@@ -92,15 +92,11 @@ def _by_entra_token(token: str) -> ApiClient:
     tenant, audiences = _entra_expected()
     cloud = settings.CPV_CLOUD_CONFIG
     try:
-        header = jwt.get_unverified_header(token)
-    except jwt.PyJWTError:
-        raise unauthenticated("The bearer token is not a JWT.") from None
-    if header.get("alg") != "RS256" or not header.get("kid"):
-        raise unauthenticated("The token is not signed with RS256 and a key id, as Entra's tokens are.")
-    try:
-        key = identity.JWKS.key(identity.tenant_jwks_uri(cloud=cloud, tenant=tenant), str(header["kid"]))
-    except identity.IdTokenInvalid:
-        raise unauthenticated("The token is signed with a key the vendor's tenant does not publish.") from None
+        key = identity.signing_key(
+            token, jwks_uri=identity.tenant_jwks_uri(cloud=cloud, tenant=tenant), what="The bearer token"
+        )
+    except identity.IdTokenInvalid as exc:
+        raise unauthenticated(f"{exc}.") from None
     except identity.Transient:
         problem = Problem(503, "keys-unavailable", "Try again", "Entra's signing keys could not be read just now.")
         problem.headers["Retry-After"] = "30"

@@ -528,7 +528,7 @@ class _JwksCache:
             with self._lock:
                 self._keys[jwks_uri] = (time.monotonic(), keys)
         if kid not in keys:
-            raise IdTokenInvalid("The id_token is signed with a key the authority does not publish")
+            raise IdTokenInvalid("The token is signed with a key the authority does not publish")
         return keys[kid]
 
     @staticmethod
@@ -577,18 +577,24 @@ def tenant_jwks_uri(*, cloud: Cloud, tenant: str) -> str:
     return str(_discovery(cloud, tenant)["jwks_uri"])
 
 
+def signing_key(token: str, *, jwks_uri: str, what: str = "The token") -> Any:
+    """The published key that signed `token`, as Entra signs (RS256 with a key id), from the keys at `jwks_uri`; the
+    claims are still to be checked. Raises IdTokenInvalid (its message starts with `what`) or Transient."""
+    try:
+        header = jwt.get_unverified_header(token)
+    except jwt.PyJWTError:
+        raise IdTokenInvalid(f"{what} is not a JWT") from None
+    if header.get("alg") != "RS256" or not header.get("kid"):
+        raise IdTokenInvalid(f"{what} is not signed with RS256 and a key id, as Entra's tokens are")
+    return JWKS.key(jwks_uri, str(header["kid"]))
+
+
 def id_token_verify(*, cloud: Cloud, client_id: str, id_token: str, nonce: str | None) -> dict[str, Any]:
     """The claims of an id_token after checking signature, `iss`, `aud`, lifetime, `nonce` and `tid`.
     Raises IdTokenInvalid or Transient."""
     if not id_token:
         raise IdTokenInvalid("Microsoft returned no id_token")
-    try:
-        header = jwt.get_unverified_header(id_token)
-    except jwt.PyJWTError:
-        raise IdTokenInvalid("The id_token is not a JWT") from None
-    if header.get("alg") != "RS256" or not header.get("kid"):
-        raise IdTokenInvalid("The id_token is not signed with RS256 and a key id")
-    key = JWKS.key(_discovery(cloud)["jwks_uri"], str(header["kid"]))
+    key = signing_key(id_token, jwks_uri=_discovery(cloud)["jwks_uri"], what="The id_token")
     try:
         claims: dict[str, Any] = jwt.decode(
             id_token,
