@@ -99,7 +99,6 @@ def pointer_move(
 
 # The columns pointer_move changes (only these are written: renewal is the hot path of the workers).
 POINTER_MOVED = (
-    "vault_url",
     "previous_version",
     "previous_disabled",
     "current_version",
@@ -112,6 +111,7 @@ POINTER_MOVED = (
     "last_error_kind",
     "next_attempt_at",
     "updated_at",
+    "vault_url",
 )
 
 

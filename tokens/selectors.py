@@ -170,6 +170,16 @@ class VaultShare:
     partners: int
     configured: bool = True
 
+    @property
+    def problem(self) -> str:
+        """What is wrong with this vault in words, "" for a configured one."""
+        if self.configured:
+            return ""
+        return (
+            f"Key Vault {self.url} keeps the tokens of {self.partners} partner(s), but VAULT_URLS no longer names it: "
+            "add it back (a token stays in the vault it was stored in)"
+        )
+
 
 def vault_shares() -> list[VaultShare]:
     """Each vault of `vault_urls()` in order with its partners (a token with no vault recorded counts in the first),
@@ -191,3 +201,9 @@ def vault_shares() -> list[VaultShare]:
     return [VaultShare(url, counts[url.lower()]) for url in configured] + [
         VaultShare(url, partners, configured=False) for url, partners in sorted(gone.items())
     ]
+
+
+def vaults_unnamed() -> list[str]:
+    """A sentence per Key Vault that keeps partners' tokens but VAULT_URLS no longer names (those partners' renewals,
+    reads and revocations fail until it is named again): empty when every vault in use is configured."""
+    return [share.problem for share in vault_shares() if not share.configured]
