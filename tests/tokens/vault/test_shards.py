@@ -69,8 +69,9 @@ def test_a_first_token_goes_to_the_vault_keeping_the_fewest_partners(two_vaults:
 
 
 def test_a_partner_in_the_second_vault_is_renewed_read_and_revoked_there(
-    two_vaults: Any, django_capture_on_commit_callbacks: Any
+    two_vaults: Any, django_capture_on_commit_callbacks: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level("DEBUG")
     second = two_vaults.vault_urls[1]
     active_partner(two_vaults, index=0)
     partner = active_partner(two_vaults, index=1)
@@ -100,7 +101,10 @@ def test_a_partner_in_the_second_vault_is_renewed_read_and_revoked_there(
     assert rotated.current_version in enabled(in_second, rotated.secret_name)
     hosts = {entry["host"] for entry in two_vaults.control.log(service="vault") if renewed.secret_name in entry["path"]}
     assert hosts == {urlsplit(second).netloc}
+    # No token in the partner's history, the pointer or a log line.
     assert CANARY not in str(TokenEvent.objects.filter(partner=partner).values_list("message", "detail"))
+    assert CANARY not in str(PartnerToken.objects.filter(partner=partner).values())
+    assert CANARY not in caplog.text
 
 
 def test_a_token_stored_before_vaults_were_recorded_is_in_the_first_vault(
