@@ -3,6 +3,7 @@ through the real azure-keyvault-secrets client to the simulator's two vaults."""
 
 from __future__ import annotations
 
+import io
 from datetime import timedelta
 from typing import Any
 from urllib.parse import urlsplit
@@ -251,3 +252,16 @@ def test_the_readiness_check_and_the_settings_page_probe_each_vault(two_vaults: 
     check()
     with pytest.raises(VaultMisconfigured, match=f"Key Vault {second} keeps the tokens of 1 partner"):
         failing()
+
+
+def test_vault_check_proves_each_vault(two_vaults: Any) -> None:
+    first, second = two_vaults.vault_urls
+    out = io.StringIO()
+
+    call_command("vault_check", stdout=out, no_color=True)
+
+    lines = out.getvalue().splitlines()
+    assert lines[0] == f"vault {first}" and f"vault {second}" in lines
+    assert sum(line.startswith("purge") and "OK" in line for line in lines) == 2
+    assert lines[-1] == "vault check passed"
+    assert secrets_of(two_vaults) == ({}, {})  # each probe purged
