@@ -243,7 +243,7 @@ GROUPS: list[tuple[str, list[tuple[str, str, str, Show]]]] = [
         "Vault",
         [
             ("vault_backend", "Vault", "VAULT_BACKEND", _text),
-            ("vault_url", "Key Vault address", "VAULT_URL", _text),
+            ("vault_url", "Key Vault address (the first vault)", "VAULT_URL", _text),
             ("vault_urls", "Key Vaults partners' tokens are spread over", "VAULT_URLS", _vault_urls),
             ("process_role", "This process's role", "CPV_PROCESS_ROLE", _text),
             ("vault_public_key", "Sealing public key", "VAULT_PUBLIC_KEY", _sealing_key),

@@ -61,3 +61,14 @@ def test_vault_urls_beside_the_embedded_vault_is_refused(tmp_path: Path) -> None
     problems = problems_of(production_env(tmp_path, VAULT_URLS=f"{ONE},{TWO}"), tmp_path)
 
     assert any("VAULT_URLS names Key Vaults, which only VAULT_BACKEND=azure uses" in p for p in problems), problems
+
+
+def test_the_settings_page_says_how_tokens_are_spread_over_the_vaults(tmp_path: Path) -> None:
+    from dashboard.configuration import configuration_groups
+
+    config = load_config(azure_env(tmp_path, VAULT_URLS=f"{ONE},{TWO}"), base_dir=tmp_path)
+
+    shown = {s.label: s.value for g in configuration_groups(config) if g.title == "Vault" for s in g.settings}
+    spread = shown["Key Vaults partners' tokens are spread over"]
+    assert spread.startswith(f"{ONE}, {TWO}: each partner's token stays in the vault it was first stored in")
+    assert shown["Key Vault address (the first vault)"] == ONE
