@@ -190,6 +190,8 @@ class Config:
     custom_clouds: dict[str, clouds.Cloud]
     vault_backend: str
     vault_url: str
+    # Every Key Vault partners' tokens may live in (VAULT_URLS), the first one VAULT_URL's
+    vault_urls: tuple[str, ...]
     vault_keys: list[bytes] = field(repr=False)
     vault_deleted_secret_policy: str
     process_role: str
@@ -729,21 +731,59 @@ def _vault(r: _Reader, *, production: bool, var_dir: Path, role: str) -> Part:
     """VAULT_BACKEND, VAULT_URL, the local vault's keys as `role` may hold them (`_vault_keys`), the workers' Key Vault
     identity and VAULT_DELETED_SECRET_POLICY."""
     vault_backend = r.choice("VAULT_BACKEND", "local", VAULT_BACKENDS)
-    vault_url = ""
-    if vault_backend == "azure":
-        url = r.required("VAULT_URL", "when VAULT_BACKEND=azure")
-        if url is not None:
-            try:
-                vault_url = clouds.validate_https_url("VAULT_URL", url) + "/"
-            except ValueError as exc:
-                r.problems.append(str(exc))
+    vault_urls = _vault_urls(r, azure=vault_backend == "azure")
     return {
         "vault_backend": vault_backend,
-        "vault_url": vault_url,
+        "vault_url": vault_urls[0] if vault_urls else "",
+        "vault_urls": vault_urls,
         **_vault_keys(r, production=production, var_dir=var_dir, role=role, local=vault_backend == "local"),
         "vault_deleted_secret_policy": r.choice("VAULT_DELETED_SECRET_POLICY", "recover", ("recover", "purge", "fail")),
         "vault_reader_client_id": _vault_identities(r, production=production, role=role, backend=vault_backend),
     }
+
+
+def _vault_urls(r: _Reader, *, azure: bool) -> tuple[str, ...]:
+    """VAULT_URLS (comma-separated) or VAULT_URL (a list of one), each an https:// root URL ending in "/": the Key
+    Vaults partners' tokens are spread over, the first holding every token stored before a vault was recorded. Both
+    set must agree; either is refused with the embedded vault, which has no URL."""
+    many, one = r.raw("VAULT_URLS"), r.raw("VAULT_URL")
+    if not azure:
+        # VAULT_URL beside the embedded vault was always ignored (a shared environment file may carry it).
+        if many is not None:
+            r.problems.append("VAULT_URLS names Key Vaults, which only VAULT_BACKEND=azure uses (it is local)")
+        return ()
+    if many is None and one is None:
+        r.problems.append("VAULT_URL is required when VAULT_BACKEND=azure (or VAULT_URLS, naming several vaults)")
+        return ()
+    urls: list[str] = []
+    for name, value in (("VAULT_URLS", many), ("VAULT_URL", one)):
+        if value is None:
+            continue
+        given: list[str] = []
+        for item in (part.strip() for part in value.split(",")):
+            try:
+                url = clouds.validate_https_url(name, item) + "/"
+            except ValueError as exc:
+                r.problems.append(str(exc))
+                continue
+            if urlsplit(url).path != "/":
+                r.problems.append(f"{name} must name each vault by its root URL with no path, got {item!r}")
+            elif url.lower() in (known.lower() for known in given):
+                r.problems.append(f"{name} names {url} twice")
+            else:
+                given.append(url)
+        if name == "VAULT_URLS":
+            urls = given
+        elif many is None:
+            urls = given[:1]
+            if len(given) > 1:
+                r.problems.append("VAULT_URL names one vault: write several in VAULT_URLS")
+        elif given[:1] != urls[:1] or len(given) > 1:
+            r.problems.append(
+                f"VAULT_URL ({one}) and VAULT_URLS ({many}) disagree: set VAULT_URLS alone, or VAULT_URL to its first "
+                "vault (which holds the tokens stored before vaults were recorded)"
+            )
+    return tuple(urls)
 
 
 def _vault_keys(r: _Reader, *, production: bool, var_dir: Path, role: str, local: bool) -> Part:

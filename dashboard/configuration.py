@@ -154,6 +154,17 @@ def _grants(grants: dict[str, Any]) -> str:
     return f"{grants.get('displayName', '')} — {listed or 'no grant'}"
 
 
+def _vault_urls(urls: tuple[str, ...]) -> str:
+    if not urls:
+        return "— (the embedded vault)"
+    if len(urls) == 1:
+        return f"{urls[0]} alone"
+    return (
+        f"{', '.join(urls)}: each partner's token stays in the vault it was first stored in, a new partner goes to "
+        "the one keeping the fewest, and each vault's write limit paces its own partners' renewals"
+    )
+
+
 def _keys(keys: list[bytes]) -> str:
     if not keys:
         return "not set"
@@ -232,7 +243,8 @@ GROUPS: list[tuple[str, list[tuple[str, str, str, Show]]]] = [
         "Vault",
         [
             ("vault_backend", "Vault", "VAULT_BACKEND", _text),
-            ("vault_url", "Key Vault address", "VAULT_URL", _text),
+            ("vault_url", "Key Vault address (the first vault)", "VAULT_URL", _text),
+            ("vault_urls", "Key Vaults partners' tokens are spread over", "VAULT_URLS", _vault_urls),
             ("process_role", "This process's role", "CPV_PROCESS_ROLE", _text),
             ("vault_public_key", "Sealing public key", "VAULT_PUBLIC_KEY", _sealing_key),
             ("vault_private_keys", "Keys that open tokens", "VAULT_PRIVATE_KEY", _opening_keys),

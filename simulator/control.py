@@ -109,6 +109,8 @@ def _state(sim: Simulator) -> dict[str, Any]:
         },
         "grants": grants_view(entra.grants),
         "secrets": sim.vault.state(),
+        # the vaults served besides the first, in order: each one's URL and secrets
+        "more_vaults": [{"url": more.url, "secrets": more.store.state()} for more in sim.more_vaults],
         "refresh_tokens": [grant.to_dict() for grant in entra.refresh_tokens.values()],
         "redemptions": dict(entra.redemptions_by_user),
         "revoked_users": dict(entra.tokens_valid_from),

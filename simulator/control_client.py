@@ -128,6 +128,10 @@ class SimulatorControl:
         """secret name -> {deleted, versions: [{version, enabled, ...}]} (never the values)."""
         return dict(self._call("GET", "/state", params={"section": "secrets"})["secrets"])
 
+    def more_vaults_state(self) -> list[dict[str, Any]]:
+        """The vaults served besides the first, in order: each one's `url` and `secrets` (as `secrets_state`)."""
+        return list(self._call("GET", "/state", params={"section": "more_vaults"})["more_vaults"])
+
     def redemptions(self) -> dict[str, int]:
         """user object id -> refresh-token redemptions."""
         return dict(self._call("GET", "/state", params={"section": "redemptions"})["redemptions"])
