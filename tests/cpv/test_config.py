@@ -66,7 +66,10 @@ def test_it_runs_on_embedded_defaults_with_nothing_set(tmp_path: Path) -> None:
     assert config.email["EMAIL_BACKEND"].endswith("console.EmailBackend")
     assert config.log_format == "text"
     assert config.self_onboarding is True
-    assert config.missing_for_consent == ["CPV_CLIENT_ID", "CPV_CLIENT_SECRET or CPV_CLIENT_CERTIFICATE"]
+    assert config.missing_for_consent == [
+        "CPV_CLIENT_ID",
+        "CPV_CLIENT_MANAGED_IDENTITY, CPV_CLIENT_CERTIFICATE or CPV_CLIENT_SECRET",
+    ]
     assert config.application_grants["applicationGrants"][0]["enterpriseApplicationId"] == clouds_graph_id()
 
 
@@ -155,7 +158,10 @@ def test_a_complete_production_environment_is_accepted(tmp_path: Path) -> None:
         ("DATABASE_URL", "DATABASE_URL is required in production"),
         ("CELERY_BROKER_URL", "CELERY_BROKER_URL is required in production"),
         ("CPV_CLIENT_ID", "CPV_CLIENT_ID is required in production"),
-        ("CPV_CLIENT_CERTIFICATE", "CPV_CLIENT_SECRET or CPV_CLIENT_CERTIFICATE is required in production"),
+        (
+            "CPV_CLIENT_CERTIFICATE",
+            "CPV_CLIENT_MANAGED_IDENTITY, CPV_CLIENT_CERTIFICATE or CPV_CLIENT_SECRET is required in production",
+        ),
         ("VAULT_KEY", "VAULT_PRIVATE_KEY (or, before re-sealing, VAULT_KEY) is required in production"),
         ("EMAIL_URL", "EMAIL_URL is required in production"),
         ("CPV_VENDOR_NAME", "CPV_VENDOR_NAME is required in production"),

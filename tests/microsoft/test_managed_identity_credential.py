@@ -1,0 +1,204 @@
+"""A user-assigned managed identity as the vendor app's credential: azure-identity's ManagedIdentityCredential asks
+the host's endpoint (App Service's form, served by the simulator) for a token for the exchange audience, and msal
+presents it as the client assertion; Entra accepts it when one of the app's federated identity credentials matches."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+from django.conf import settings
+
+from cpv.clouds import CHINA, CLOUDS, GLOBAL, USGOV
+from cpv.config import CERTIFICATE, MANAGED_IDENTITY, AppCredential, Credential
+from microsoft import app_credentials, identity
+from tests.conftest import free_port
+from tests.factories import active_partner
+from tokens.alerts import alerts_open
+from tokens.models import OperatorAlert, TokenEvent
+from tokens.renewal import renew_one
+
+
+def _managed(client_id: str) -> Credential:
+    return Credential(MANAGED_IDENTITY, managed_identity_client_id=client_id, source="CPV_CLIENT_MANAGED_IDENTITY")
+
+
+def _app(sim, *credentials: Credential) -> AppCredential:  # type: ignore[no-untyped-def]
+    return AppCredential(
+        client_id=sim.env["CPV_CLIENT_ID"], credentials=credentials, tenant_id=sim.env["CPV_VENDOR_TENANT_ID"]
+    )
+
+
+@pytest.fixture
+def host_identity(cpv_sim, monkeypatch):  # type: ignore[no-untyped-def]
+    """Make a host identity: `make(**overrides)` assigns a user-assigned identity the CPV app trusts (or, with
+    overrides, trusts wrongly) and points azure-identity's App Service variables at the simulator's endpoint."""
+
+    def make(**overrides):  # type: ignore[no-untyped-def]
+        created = cpv_sim.control.create_managed_identity(trust=[cpv_sim.env["CPV_CLIENT_ID"]], **overrides)
+        monkeypatch.setenv("IDENTITY_ENDPOINT", created["identity_endpoint"])
+        monkeypatch.setenv("IDENTITY_HEADER", created["identity_header"])
+        return created
+
+    return make
+
+
+def cpv_sim_cloud(sim):  # type: ignore[no-untyped-def]
+    """The cloud the product is pointed at (the simulator's hosts, standing for the global cloud)."""
+    return settings.CPV_CLOUD_CONFIG
+
+
+def _token_requests(sim):  # type: ignore[no-untyped-def]
+    return [e for e in sim.control.log(service="entra") if e["path"].endswith("/oauth2/v2.0/token")]
+
+
+def test_the_app_signs_in_with_only_its_managed_identity(cpv_sim, host_identity, caplog) -> None:  # type: ignore[no-untyped-def]
+    created = host_identity()
+    app = _app(cpv_sim, _managed(created["client_id"]))
+    caplog.set_level(logging.DEBUG)
+
+    token = identity.client_credentials_token(
+        cloud=cpv_sim_cloud(cpv_sim),
+        app=app,
+        credential=app.credentials[0],
+        resource=cpv_sim_cloud(cpv_sim).graph_resource,
+    )
+
+    assert token
+    (request,) = _token_requests(cpv_sim)
+    assert request["detail"]["credential"] == "federated"
+    endpoint = [e for e in cpv_sim.control.log(service="entra") if e["path"] == "/msi/token"]
+    assert len(endpoint) == 1
+    assert cpv_sim.control.find_leaks(caplog.text) == []
+
+
+@pytest.mark.django_db
+def test_a_renewal_with_only_the_managed_identity_moves_the_token(  # type: ignore[no-untyped-def]
+    cpv_sim, host_identity, settings, django_capture_on_commit_callbacks, caplog
+) -> None:
+    created = host_identity()
+    partner = active_partner(cpv_sim)
+    settings.CPV_APP = _app(cpv_sim, _managed(created["client_id"]))
+    caplog.set_level(logging.DEBUG)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        renew_one(partner_id=partner.pk, force=True)
+    # a second renewal reuses the identity's token: azure-identity keeps it
+    with django_capture_on_commit_callbacks(execute=True):
+        renew_one(partner_id=partner.pk, force=True)
+
+    assert TokenEvent.objects.filter(partner=partner, kind__in=TokenEvent.MOVED).count() == 2
+    assert {r["detail"]["credential"] for r in _token_requests(cpv_sim)} == {"federated"}
+    assert len([e for e in cpv_sim.control.log(service="entra") if e["path"] == "/msi/token"]) == 1
+    assert cpv_sim.control.find_leaks(caplog.text) == []
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"subject": "00000000-0000-0000-0000-000000000001"},
+        {"audiences": ["api://AzureADTokenExchangeUSGov"]},
+        {"issuer": "https://login.microsoftonline.com/00000000-0000-0000-0000-000000000002/v2.0"},
+    ],
+    ids=["wrong-subject", "wrong-audience", "wrong-issuer"],
+)
+def test_a_federated_credential_that_does_not_match_is_refused_with_70021(  # type: ignore[no-untyped-def]
+    overrides, cpv_sim, host_identity
+) -> None:
+    created = host_identity(**overrides)
+    app = _app(cpv_sim, _managed(created["client_id"]))
+    cloud = cpv_sim_cloud(cpv_sim)
+
+    with pytest.raises(identity.InvalidClient) as caught:
+        identity.client_credentials_token(
+            cloud=cloud, app=app, credential=app.credentials[0], resource=cloud.graph_resource
+        )
+
+    assert 70021 in caught.value.codes
+    assert "AADSTS70021" in str(caught.value)
+
+
+def test_a_subject_in_another_case_is_refused(cpv_sim, host_identity) -> None:  # type: ignore[no-untyped-def]
+    principal = "a1b2c3d4-0000-4000-8000-00000000abcd"
+    created = host_identity(principal_id=principal, subject=principal.upper())
+    app = _app(cpv_sim, _managed(created["client_id"]))
+    cloud = cpv_sim_cloud(cpv_sim)
+
+    with pytest.raises(identity.InvalidClient) as caught:
+        identity.client_credentials_token(
+            cloud=cloud, app=app, credential=app.credentials[0], resource=cloud.graph_resource
+        )
+
+    assert 70021 in caught.value.codes
+
+
+def test_a_managed_identity_endpoint_that_is_down_names_the_fix(cpv_sim, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("IDENTITY_ENDPOINT", f"http://127.0.0.1:{free_port()}/msi/token")
+    monkeypatch.setenv("IDENTITY_HEADER", "not-a-secret-header")
+    client_id = "11111111-2222-4333-8444-555555555555"
+    app = _app(cpv_sim, _managed(client_id))
+    cloud = cpv_sim_cloud(cpv_sim)
+
+    with pytest.raises(identity.IdentityMisconfigured) as caught:
+        identity.client_credentials_token(
+            cloud=cloud, app=app, credential=app.credentials[0], resource=cloud.graph_resource
+        )
+
+    message = str(caught.value)
+    assert f"The managed identity {client_id} gave no token for api://AzureADTokenExchange" in message
+    assert "could not be reached" in message and "IDENTITY_ENDPOINT" in message
+    assert _token_requests(cpv_sim) == []
+
+
+def test_an_identity_the_host_does_not_hold_names_the_fix(cpv_sim, host_identity) -> None:  # type: ignore[no-untyped-def]
+    host_identity()
+    app = _app(cpv_sim, _managed("99999999-2222-4333-8444-555555555555"))
+    cloud = cpv_sim_cloud(cpv_sim)
+
+    with pytest.raises(identity.IdentityMisconfigured) as caught:
+        identity.client_credentials_token(
+            cloud=cloud, app=app, credential=app.credentials[0], resource=cloud.graph_resource
+        )
+
+    assert "assign the user-assigned identity to this" in str(caught.value)
+
+
+@pytest.mark.django_db
+def test_a_refused_managed_identity_falls_back_to_the_certificate(  # type: ignore[no-untyped-def]
+    cpv_sim, host_identity, settings, django_capture_on_commit_callbacks, admin_with_email
+) -> None:
+    created = host_identity(subject="00000000-0000-0000-0000-000000000001")
+    partner = active_partner(cpv_sim)
+    settings.CPV_APP = _app(
+        cpv_sim,
+        _managed(created["client_id"]),
+        Credential(
+            CERTIFICATE, certificate_path=cpv_sim.env["CPV_CLIENT_CERTIFICATE"], source="CPV_CLIENT_CERTIFICATE"
+        ),
+    )
+
+    with django_capture_on_commit_callbacks(execute=True):
+        renew_one(partner_id=partner.pk, force=True)
+
+    assert TokenEvent.objects.filter(partner=partner, kind__in=TokenEvent.MOVED).exists()
+    assert [r["detail"].get("credential") for r in _token_requests(cpv_sim)][-1] == "certificate"
+    (alert,) = alerts_open()
+    assert alert.condition == OperatorAlert.Condition.CREDENTIAL_FALLBACK
+    assert "the managed identity" in alert.message and "AADSTS70021" in alert.message
+
+
+@pytest.mark.parametrize(
+    ("cloud", "audience"),
+    [
+        (GLOBAL, "api://AzureADTokenExchange"),
+        (USGOV, "api://AzureADTokenExchangeUSGov"),
+        (CHINA, "api://AzureADTokenExchangeChina"),
+    ],
+)
+def test_the_assertion_asks_for_the_exchange_audience_of_the_apps_cloud(cloud: str, audience: str) -> None:
+    credential = app_credentials.msal_credential(_managed("11111111-2222-4333-8444-555555555555"), cloud=CLOUDS[cloud])
+
+    assert isinstance(credential, dict)
+    assertion = credential["client_assertion"]
+    assert assertion.audience == audience
+    assert "client_assertion" not in repr(assertion)
