@@ -10,17 +10,15 @@ import pytest
 from django.conf import settings
 
 from cpv.clouds import CHINA, CLOUDS, GLOBAL, USGOV
-from cpv.config import CERTIFICATE, MANAGED_IDENTITY, AppCredential, Credential
+from cpv.config import CERTIFICATE, AppCredential, Credential
 from microsoft import app_credentials, identity
+from tests import managed_identities
 from tests.conftest import free_port
 from tests.factories import active_partner
+from tests.managed_identities import managed
 from tokens.alerts import alerts_open
 from tokens.models import OperatorAlert, TokenEvent
 from tokens.renewal import renew_one
-
-
-def _managed(client_id: str) -> Credential:
-    return Credential(MANAGED_IDENTITY, managed_identity_client_id=client_id, source="CPV_CLIENT_MANAGED_IDENTITY")
 
 
 def _app(sim, *credentials: Credential) -> AppCredential:  # type: ignore[no-untyped-def]
@@ -31,16 +29,7 @@ def _app(sim, *credentials: Credential) -> AppCredential:  # type: ignore[no-unt
 
 @pytest.fixture
 def host_identity(cpv_sim, monkeypatch):  # type: ignore[no-untyped-def]
-    """Make a host identity: `make(**overrides)` assigns a user-assigned identity the CPV app trusts (or, with
-    overrides, trusts wrongly) and points azure-identity's App Service variables at the simulator's endpoint."""
-
-    def make(**overrides):  # type: ignore[no-untyped-def]
-        created = cpv_sim.control.create_managed_identity(trust=[cpv_sim.env["CPV_CLIENT_ID"]], **overrides)
-        monkeypatch.setenv("IDENTITY_ENDPOINT", created["identity_endpoint"])
-        monkeypatch.setenv("IDENTITY_HEADER", created["identity_header"])
-        return created
-
-    return make
+    return lambda **overrides: managed_identities.host_identity(cpv_sim, monkeypatch, **overrides)
 
 
 def cpv_sim_cloud(sim):  # type: ignore[no-untyped-def]
@@ -54,7 +43,7 @@ def _token_requests(sim):  # type: ignore[no-untyped-def]
 
 def test_the_app_signs_in_with_only_its_managed_identity(cpv_sim, host_identity, caplog) -> None:  # type: ignore[no-untyped-def]
     created = host_identity()
-    app = _app(cpv_sim, _managed(created["client_id"]))
+    app = _app(cpv_sim, managed(created["client_id"]))
     caplog.set_level(logging.DEBUG)
 
     token = identity.client_credentials_token(
@@ -78,7 +67,7 @@ def test_a_renewal_with_only_the_managed_identity_moves_the_token(  # type: igno
 ) -> None:
     created = host_identity()
     partner = active_partner(cpv_sim)
-    settings.CPV_APP = _app(cpv_sim, _managed(created["client_id"]))
+    settings.CPV_APP = _app(cpv_sim, managed(created["client_id"]))
     caplog.set_level(logging.DEBUG)
 
     with django_capture_on_commit_callbacks(execute=True):
@@ -106,7 +95,7 @@ def test_a_federated_credential_that_does_not_match_is_refused_with_70021(  # ty
     overrides, cpv_sim, host_identity
 ) -> None:
     created = host_identity(**overrides)
-    app = _app(cpv_sim, _managed(created["client_id"]))
+    app = _app(cpv_sim, managed(created["client_id"]))
     cloud = cpv_sim_cloud(cpv_sim)
 
     with pytest.raises(identity.InvalidClient) as caught:
@@ -121,7 +110,7 @@ def test_a_federated_credential_that_does_not_match_is_refused_with_70021(  # ty
 def test_a_subject_in_another_case_is_refused(cpv_sim, host_identity) -> None:  # type: ignore[no-untyped-def]
     principal = "a1b2c3d4-0000-4000-8000-00000000abcd"
     created = host_identity(principal_id=principal, subject=principal.upper())
-    app = _app(cpv_sim, _managed(created["client_id"]))
+    app = _app(cpv_sim, managed(created["client_id"]))
     cloud = cpv_sim_cloud(cpv_sim)
 
     with pytest.raises(identity.InvalidClient) as caught:
@@ -136,7 +125,7 @@ def test_a_managed_identity_endpoint_that_is_down_names_the_fix(cpv_sim, monkeyp
     monkeypatch.setenv("IDENTITY_ENDPOINT", f"http://127.0.0.1:{free_port()}/msi/token")
     monkeypatch.setenv("IDENTITY_HEADER", "not-a-secret-header")
     client_id = "11111111-2222-4333-8444-555555555555"
-    app = _app(cpv_sim, _managed(client_id))
+    app = _app(cpv_sim, managed(client_id))
     cloud = cpv_sim_cloud(cpv_sim)
 
     with pytest.raises(identity.IdentityMisconfigured) as caught:
@@ -152,7 +141,7 @@ def test_a_managed_identity_endpoint_that_is_down_names_the_fix(cpv_sim, monkeyp
 
 def test_an_identity_the_host_does_not_hold_names_the_fix(cpv_sim, host_identity) -> None:  # type: ignore[no-untyped-def]
     host_identity()
-    app = _app(cpv_sim, _managed("99999999-2222-4333-8444-555555555555"))
+    app = _app(cpv_sim, managed("99999999-2222-4333-8444-555555555555"))
     cloud = cpv_sim_cloud(cpv_sim)
 
     with pytest.raises(identity.IdentityMisconfigured) as caught:
@@ -171,7 +160,7 @@ def test_a_refused_managed_identity_falls_back_to_the_certificate(  # type: igno
     partner = active_partner(cpv_sim)
     settings.CPV_APP = _app(
         cpv_sim,
-        _managed(created["client_id"]),
+        managed(created["client_id"]),
         Credential(
             CERTIFICATE, certificate_path=cpv_sim.env["CPV_CLIENT_CERTIFICATE"], source="CPV_CLIENT_CERTIFICATE"
         ),
@@ -196,7 +185,7 @@ def test_a_refused_managed_identity_falls_back_to_the_certificate(  # type: igno
     ],
 )
 def test_the_assertion_asks_for_the_exchange_audience_of_the_apps_cloud(cloud: str, audience: str) -> None:
-    credential = app_credentials.msal_credential(_managed("11111111-2222-4333-8444-555555555555"), cloud=CLOUDS[cloud])
+    credential = app_credentials.msal_credential(managed("11111111-2222-4333-8444-555555555555"), cloud=CLOUDS[cloud])
 
     assert isinstance(credential, dict)
     assertion = credential["client_assertion"]
