@@ -762,6 +762,25 @@ def _verify_federated(sim: Simulator, assertion: str, claims: dict[str, Any], ap
         raise EntraFailure(700024)
 
 
+def _unverified_claims(assertion: str) -> dict[str, Any]:
+    try:
+        claims = jwt.decode(assertion, options={"verify_signature": False})
+    except jwt.PyJWTError:
+        return {}
+    return claims if isinstance(claims, dict) else {}
+
+
+def _names_app_certificate(assertion: str, app: AppRegistration) -> bool:
+    """Whether the assertion's header names (x5t, x5t#S256) one of the app's certificates."""
+    try:
+        header = jwt.get_unverified_header(assertion)
+    except jwt.PyJWTError:
+        return False
+    sha256 = str(header.get("x5t#S256") or "").rstrip("=")
+    sha1 = str(header.get("x5t") or "").rstrip("=")
+    return any((sha256 and sha256 == s256) or (sha1 and sha1 == s1) for s1, s256, *_ in _certificate_keys(app))
+
+
 def _verify_assertion(sim: Simulator, assertion: str, app: AppRegistration, segment: str, tid: str | None) -> str:
     """Check a client assertion: "certificate" when the app's own certificate signed it, "federated" when it is an
     external token one of the app's federated identity credentials trusts. Raises EntraFailure."""
@@ -770,13 +789,11 @@ def _verify_assertion(sim: Simulator, assertion: str, app: AppRegistration, segm
     now = min(sim.clock.now(), time.time())
     cached = _assertion_cache.get(assertion)
     if cached is None:
-        # RFC 7523 client authentication: the app signs its own assertion (iss and sub its client id); an assertion
-        # from another issuer is a federated identity credential's token.
-        try:
-            unverified = jwt.decode(assertion, options={"verify_signature": False})
-        except jwt.PyJWTError:
-            unverified = {}
-        if isinstance(unverified, dict) and unverified.get("iss") not in (None, app.client_id):
+        # RFC 7523 client authentication: the app signs its own assertion with one of its certificates (iss and sub
+        # its client id); an assertion from another issuer, not signed by one of them, is a federated identity
+        # credential's token.
+        unverified = _unverified_claims(assertion)
+        if unverified.get("iss") not in (None, app.client_id) and not _names_app_certificate(assertion, app):
             _verify_federated(sim, assertion, unverified, app)
             return "federated"
         try:

@@ -37,27 +37,33 @@ def cpv_sim_cloud(sim):  # type: ignore[no-untyped-def]
     return settings.CPV_CLOUD_CONFIG
 
 
+def _probe(sim, client_id: str) -> str:  # type: ignore[no-untyped-def]
+    """The app-only Graph token the app check's probe asks for, signed in with the managed identity alone."""
+    app = _app(sim, managed(client_id))
+    cloud = cpv_sim_cloud(sim)
+    return identity.client_credentials_token(
+        cloud=cloud, app=app, credential=app.credentials[0], resource=cloud.graph_resource
+    )
+
+
+def _endpoint_requests(sim):  # type: ignore[no-untyped-def]
+    return [e for e in sim.control.log(service="entra") if e["path"] == "/msi/token"]
+
+
 def _token_requests(sim):  # type: ignore[no-untyped-def]
     return [e for e in sim.control.log(service="entra") if e["path"].endswith("/oauth2/v2.0/token")]
 
 
 def test_the_app_signs_in_with_only_its_managed_identity(cpv_sim, host_identity, caplog) -> None:  # type: ignore[no-untyped-def]
     created = host_identity()
-    app = _app(cpv_sim, managed(created["client_id"]))
     caplog.set_level(logging.DEBUG)
 
-    token = identity.client_credentials_token(
-        cloud=cpv_sim_cloud(cpv_sim),
-        app=app,
-        credential=app.credentials[0],
-        resource=cpv_sim_cloud(cpv_sim).graph_resource,
-    )
+    token = _probe(cpv_sim, created["client_id"])
 
     assert token
     (request,) = _token_requests(cpv_sim)
     assert request["detail"]["credential"] == "federated"
-    endpoint = [e for e in cpv_sim.control.log(service="entra") if e["path"] == "/msi/token"]
-    assert len(endpoint) == 1
+    assert len(_endpoint_requests(cpv_sim)) == 1
     assert cpv_sim.control.find_leaks(caplog.text) == []
 
 
@@ -78,7 +84,7 @@ def test_a_renewal_with_only_the_managed_identity_moves_the_token(  # type: igno
 
     assert TokenEvent.objects.filter(partner=partner, kind__in=TokenEvent.MOVED).count() == 2
     assert {r["detail"]["credential"] for r in _token_requests(cpv_sim)} == {"federated"}
-    assert len([e for e in cpv_sim.control.log(service="entra") if e["path"] == "/msi/token"]) == 1
+    assert len(_endpoint_requests(cpv_sim)) == 1
     assert cpv_sim.control.find_leaks(caplog.text) == []
 
 
@@ -88,50 +94,30 @@ def test_a_renewal_with_only_the_managed_identity_moves_the_token(  # type: igno
         {"subject": "00000000-0000-0000-0000-000000000001"},
         {"audiences": ["api://AzureADTokenExchangeUSGov"]},
         {"issuer": "https://login.microsoftonline.com/00000000-0000-0000-0000-000000000002/v2.0"},
+        # the subject is compared case-sensitively
+        {"principal_id": "a1b2c3d4-0000-4000-8000-00000000abcd", "subject": "A1B2C3D4-0000-4000-8000-00000000ABCD"},
     ],
-    ids=["wrong-subject", "wrong-audience", "wrong-issuer"],
+    ids=["wrong-subject", "wrong-audience", "wrong-issuer", "subject-in-another-case"],
 )
 def test_a_federated_credential_that_does_not_match_is_refused_with_70021(  # type: ignore[no-untyped-def]
     overrides, cpv_sim, host_identity
 ) -> None:
     created = host_identity(**overrides)
-    app = _app(cpv_sim, managed(created["client_id"]))
-    cloud = cpv_sim_cloud(cpv_sim)
 
     with pytest.raises(identity.InvalidClient) as caught:
-        identity.client_credentials_token(
-            cloud=cloud, app=app, credential=app.credentials[0], resource=cloud.graph_resource
-        )
+        _probe(cpv_sim, created["client_id"])
 
     assert 70021 in caught.value.codes
     assert "AADSTS70021" in str(caught.value)
-
-
-def test_a_subject_in_another_case_is_refused(cpv_sim, host_identity) -> None:  # type: ignore[no-untyped-def]
-    principal = "a1b2c3d4-0000-4000-8000-00000000abcd"
-    created = host_identity(principal_id=principal, subject=principal.upper())
-    app = _app(cpv_sim, managed(created["client_id"]))
-    cloud = cpv_sim_cloud(cpv_sim)
-
-    with pytest.raises(identity.InvalidClient) as caught:
-        identity.client_credentials_token(
-            cloud=cloud, app=app, credential=app.credentials[0], resource=cloud.graph_resource
-        )
-
-    assert 70021 in caught.value.codes
 
 
 def test_a_managed_identity_endpoint_that_is_down_names_the_fix(cpv_sim, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.setenv("IDENTITY_ENDPOINT", f"http://127.0.0.1:{free_port()}/msi/token")
     monkeypatch.setenv("IDENTITY_HEADER", "not-a-secret-header")
     client_id = "11111111-2222-4333-8444-555555555555"
-    app = _app(cpv_sim, managed(client_id))
-    cloud = cpv_sim_cloud(cpv_sim)
 
     with pytest.raises(identity.IdentityMisconfigured) as caught:
-        identity.client_credentials_token(
-            cloud=cloud, app=app, credential=app.credentials[0], resource=cloud.graph_resource
-        )
+        _probe(cpv_sim, client_id)
 
     message = str(caught.value)
     assert f"The managed identity {client_id} gave no token for api://AzureADTokenExchange" in message
@@ -141,13 +127,9 @@ def test_a_managed_identity_endpoint_that_is_down_names_the_fix(cpv_sim, monkeyp
 
 def test_an_identity_the_host_does_not_hold_names_the_fix(cpv_sim, host_identity) -> None:  # type: ignore[no-untyped-def]
     host_identity()
-    app = _app(cpv_sim, managed("99999999-2222-4333-8444-555555555555"))
-    cloud = cpv_sim_cloud(cpv_sim)
 
     with pytest.raises(identity.IdentityMisconfigured) as caught:
-        identity.client_credentials_token(
-            cloud=cloud, app=app, credential=app.credentials[0], resource=cloud.graph_resource
-        )
+        _probe(cpv_sim, "99999999-2222-4333-8444-555555555555")
 
     assert "assign the user-assigned identity to this" in str(caught.value)
 
