@@ -9,13 +9,16 @@ import logging
 import pytest
 from django.conf import settings
 
+from consent.services import partner_invite
 from cpv.clouds import CHINA, CLOUDS, GLOBAL, USGOV
 from cpv.config import CERTIFICATE, AppCredential, Credential
 from microsoft import app_credentials, identity
+from partners.models import Partner
 from tests import managed_identities
 from tests.conftest import free_port
 from tests.factories import active_partner
 from tests.managed_identities import managed
+from tests.simulated import partner_user
 from tokens.alerts import alerts_open
 from tokens.models import OperatorAlert, TokenEvent
 from tokens.renewal import renew_one
@@ -109,6 +112,8 @@ def test_a_federated_credential_that_does_not_match_is_refused_with_70021(  # ty
 
     assert 70021 in caught.value.codes
     assert "AADSTS70021" in str(caught.value)
+    # the refused identity's token is in no word of the error
+    assert cpv_sim.control.find_leaks(str(caught.value)) == []
 
 
 def test_a_managed_identity_endpoint_that_is_down_names_the_fix(cpv_sim, monkeypatch) -> None:  # type: ignore[no-untyped-def]
@@ -173,3 +178,22 @@ def test_the_assertion_asks_for_the_exchange_audience_of_the_apps_cloud(cloud: s
     assertion = credential["client_assertion"]
     assert assertion.audience == audience
     assert "client_assertion" not in repr(assertion)
+
+
+@pytest.mark.django_db
+def test_a_partner_consents_with_the_managed_identity_as_the_only_credential(  # type: ignore[no-untyped-def]
+    cpv_sim, host_identity, settings, consent_run, caplog
+) -> None:
+    created = host_identity()
+    settings.CPV_APP = _app(cpv_sim, managed(created["client_id"]))
+    admin = partner_user(cpv_sim, global_admin=True, admin_agent=True, mfa_registered=True)
+    invitation = partner_invite(actor=None, name="Contoso", contact_email="admin@contoso.example", send_email=False)
+    caplog.set_level(logging.DEBUG)
+
+    run = consent_run(invitation.url, user=admin)
+
+    assert run.callback.status_code == 303
+    assert Partner.objects.get(pk=invitation.partner.pk).status == Partner.Status.ACTIVE
+    (redemption,) = [r for r in _token_requests(cpv_sim) if r["detail"]["grant_type"] == "authorization_code"]
+    assert redemption["detail"]["credential"] == "federated"
+    assert cpv_sim.control.find_leaks(caplog.text) == []
