@@ -10,6 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
+from simulator.clouds import GLOBAL, NATIONAL
 from simulator.entra import SIM_KEY, _json, _uti
 from simulator.state import Simulator
 from simulator.world import FederatedIdentityCredential, ManagedIdentity
@@ -17,8 +18,13 @@ from simulator.world import FederatedIdentityCredential, ManagedIdentity
 # overview-managed-identity.md (App Service): "Please use "2019-08-01" or later".
 API_VERSION = "2019-08-01"
 PATH = "/msi/token"
-# workload-identity-federation-config-app-trust-managed-identity.md: the audience for the global service.
+# workload-identity-federation-config-app-trust-managed-identity.md: the audience "depending on the target cloud".
 EXCHANGE_AUDIENCE = "api://AzureADTokenExchange"
+EXCHANGE_AUDIENCES = {
+    GLOBAL: EXCHANGE_AUDIENCE,
+    "usgov": "api://AzureADTokenExchangeUSGov",
+    "china": "api://AzureADTokenExchangeChina",
+}
 # GUESS: how long a managed identity's token lasts (no page gives it for App Service).
 LIFETIME = 24 * 3600
 
@@ -89,13 +95,17 @@ async def handle_token(request: web.Request) -> web.Response:
 
 
 async def handle_create(request: web.Request) -> web.Response:
-    """Control: assign a new user-assigned identity of the vendor's tenant to the host and, for each app in `trust`,
-    add a federated identity credential for it (`issuer`, `subject`, `audiences` override the right values, to make
-    a wrong one). Returns the identity and the IDENTITY_ENDPOINT and IDENTITY_HEADER to reach it."""
-    sim: Simulator = request.app[SIM_KEY]
+    """Control: assign a new user-assigned identity of the vendor's tenant to a host of `cloud` (global by default)
+    and, for each app in `trust`, add a federated identity credential for it with that cloud's issuer and audience
+    (`issuer`, `subject`, `audiences` override the right values, to make a wrong one). Returns the identity and the
+    IDENTITY_ENDPOINT (that cloud's Entra listener) and IDENTITY_HEADER to reach it."""
     body = await request.json() if request.can_read_body else {}
     if not isinstance(body, dict):
         return web.json_response({"error": "a JSON object is expected"}, status=400)
+    cloud = str(body.get("cloud") or GLOBAL)
+    if cloud != GLOBAL and cloud not in NATIONAL:
+        return web.json_response({"error": f"unknown cloud {cloud}"}, status=400)
+    sim: Simulator = request.app[SIM_KEY].view(cloud)
     tenant_id = sim.world.vendor.tenant_id
     identity = ManagedIdentity(
         client_id=str(body.get("client_id") or uuid.uuid4()).lower(),
@@ -111,7 +121,7 @@ async def handle_create(request: web.Request) -> web.Response:
             name=str(body.get("name") or f"msi-{identity.client_id[:8]}"),
             issuer=str(body.get("issuer") or f"{sim.authority}/{tenant_id}/v2.0"),
             subject=str(body.get("subject") or identity.principal_id),
-            audiences=[str(a) for a in body.get("audiences") or [EXCHANGE_AUDIENCE]],
+            audiences=[str(a) for a in body.get("audiences") or [EXCHANGE_AUDIENCES[cloud]]],
             id=str(uuid.uuid4()),
         )
         app.federated_credentials.append(federated)

@@ -18,9 +18,10 @@ from tests import managed_identities
 from tests.conftest import free_port
 from tests.factories import active_partner
 from tests.managed_identities import managed
-from tests.simulated import partner_user
+from tests.simulated import partner_user, sim_clouds
 from tokens.alerts import alerts_open
 from tokens.models import OperatorAlert, TokenEvent
+from tokens.outcomes import RenewalOutcome
 from tokens.renewal import renew_one
 
 
@@ -197,3 +198,40 @@ def test_a_partner_consents_with_the_managed_identity_as_the_only_credential(  #
     (redemption,) = [r for r in _token_requests(cpv_sim) if r["detail"]["grant_type"] == "authorization_code"]
     assert redemption["detail"]["credential"] == "federated"
     assert cpv_sim.control.find_leaks(caplog.text) == []
+
+
+@pytest.mark.django_db
+def test_a_us_government_partner_consents_and_renews_with_that_clouds_managed_identity(  # type: ignore[no-untyped-def]
+    cpv_sim, settings, consent_run, monkeypatch
+) -> None:
+    usgov_app = cpv_sim.env["CPV_USGOV_CLIENT_ID"]
+    created = cpv_sim.control.create_managed_identity(trust=[usgov_app], cloud="usgov")
+    monkeypatch.setenv("IDENTITY_ENDPOINT", created["identity_endpoint"])
+    monkeypatch.setenv("IDENTITY_HEADER", created["identity_header"])
+    settings.CPV_CUSTOM_CLOUDS = sim_clouds(cpv_sim)
+    settings.CPV_NATIONAL_APPS = {
+        ("usgov", "production"): AppCredential(client_id=usgov_app, credentials=(managed(created["client_id"]),))
+    }
+    world_partner = cpv_sim.world.partners[1]
+    world_partner.cloud = "usgov"
+    cpv_sim.world.invalidate()
+    invitation = partner_invite(
+        actor=None,
+        name=world_partner.name,
+        contact_email="ops@partner.example",
+        cloud="usgov",
+        environment="production",
+        tenant_id=world_partner.tenant_id,
+        send_email=False,
+    )
+    user = partner_user(cpv_sim, partner=1, global_admin=True, admin_agent=True, mfa_registered=True)
+
+    consent_run(invitation.url, user=user)
+    renewed = renew_one(partner_id=invitation.partner.pk, force=True)
+
+    assert renewed.outcome == RenewalOutcome.RENEWED
+    (exchange,) = [e for e in cpv_sim.control.log(service="entra") if e["path"] == "/msi/token"]
+    assert exchange["cloud"] == "usgov" and exchange["query"]["resource"] == "api://AzureADTokenExchangeUSGov"
+    tokens = _token_requests(cpv_sim)
+    assert {(t["cloud"], t["detail"]["credential"], t["status"]) for t in tokens} == {("usgov", "federated", 200)}
+    assert {t["detail"]["grant_type"] for t in tokens} == {"authorization_code", "refresh_token"}
