@@ -57,6 +57,13 @@ class CredentialUnreadable(MicrosoftError):
     kind = "misconfigured"
 
 
+class ManagedIdentityUnreachable(CredentialUnreadable):
+    """The host's managed identity endpoint could not be reached: a later try may succeed."""
+
+    transient = True
+    kind = "transient"
+
+
 @dataclass(frozen=True)
 class CertificateFacts:
     """What a certificate file says of itself: its SHA-256 thumbprint (upper-case hex of the DER, as Entra's
@@ -268,7 +275,8 @@ def _managed_identity(client_id: str) -> ManagedIdentityCredential:
 
 class ManagedIdentityAssertion:
     """The client assertion msal calls for: the managed identity's token for `audience`. Raises CredentialUnreadable
-    (words that name the fix, never the token) when the managed identity gives none."""
+    (words that name the fix, never the token) when the managed identity gives none, ManagedIdentityUnreachable (a
+    transient one) when its endpoint cannot be reached."""
 
     def __init__(self, *, client_id: str, audience: str) -> None:
         self.client_id = client_id
@@ -293,7 +301,7 @@ class ManagedIdentityAssertion:
                 f"({exc.__class__.__name__}); check that the identity is assigned to this host"
             ) from None
         except (AzureError, ValueError) as exc:
-            raise CredentialUnreadable(
+            raise ManagedIdentityUnreachable(
                 f"{what} gave no token for {self.audience}: the managed identity endpoint could not be reached "
                 f"({exc.__class__.__name__}); check the host's managed identity (IDENTITY_ENDPOINT) and try again"
             ) from None

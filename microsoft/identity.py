@@ -358,7 +358,10 @@ def _call(
     try:
         result = func(*args, **kwargs)
     except app_credentials.CredentialUnreadable as exc:
-        # A managed identity's client assertion is fetched while msal sends the request.
+        # A managed identity's client assertion is fetched while msal sends the request; an endpoint that cannot be
+        # reached now may answer later.
+        if exc.transient:
+            raise Transient(f"{operation}: {exc}") from None
         raise IdentityMisconfigured(f"{operation}: {exc}") from None
     except json.JSONDecodeError:
         raise Transient(

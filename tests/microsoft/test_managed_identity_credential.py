@@ -21,7 +21,7 @@ from tests.managed_identities import managed
 from tests.simulated import partner_user, sim_clouds
 from tokens.alerts import alerts_open
 from tokens.models import OperatorAlert, TokenEvent
-from tokens.outcomes import RenewalOutcome
+from tokens.outcomes import RenewalOutcome, RenewalRetry
 from tokens.renewal import renew_one
 
 
@@ -117,12 +117,16 @@ def test_a_federated_credential_that_does_not_match_is_refused_with_70021(  # ty
     assert cpv_sim.control.find_leaks(str(caught.value)) == []
 
 
-def test_a_managed_identity_endpoint_that_is_down_names_the_fix(cpv_sim, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def _endpoint_down(monkeypatch) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.setenv("IDENTITY_ENDPOINT", f"http://127.0.0.1:{free_port()}/msi/token")
     monkeypatch.setenv("IDENTITY_HEADER", "not-a-secret-header")
+
+
+def test_a_managed_identity_endpoint_that_is_down_is_transient_and_names_the_fix(cpv_sim, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    _endpoint_down(monkeypatch)
     client_id = "11111111-2222-4333-8444-555555555555"
 
-    with pytest.raises(identity.IdentityMisconfigured) as caught:
+    with pytest.raises(identity.Transient) as caught:
         _probe(cpv_sim, client_id)
 
     message = str(caught.value)
@@ -138,6 +142,22 @@ def test_an_identity_the_host_does_not_hold_names_the_fix(cpv_sim, host_identity
         _probe(cpv_sim, "99999999-2222-4333-8444-555555555555")
 
     assert "assign the user-assigned identity to this" in str(caught.value)
+
+
+@pytest.mark.django_db
+def test_a_renewal_while_the_endpoint_is_down_is_retried_without_an_operator_alert(  # type: ignore[no-untyped-def]
+    cpv_sim, settings, monkeypatch, django_capture_on_commit_callbacks
+) -> None:
+    partner = active_partner(cpv_sim)
+    _endpoint_down(monkeypatch)
+    settings.CPV_APP = _app(cpv_sim, managed("11111111-2222-4333-8444-555555555555"))
+
+    with django_capture_on_commit_callbacks(execute=True), pytest.raises(RenewalRetry) as raised:
+        renew_one(partner_id=partner.pk, force=True)
+
+    assert "could not be reached" in str(raised.value)
+    assert alerts_open() == []
+    assert TokenEvent.objects.filter(partner=partner, kind=TokenEvent.Kind.RETRYING).exists()
 
 
 @pytest.mark.django_db
