@@ -179,9 +179,56 @@ async def handle_application(request: web.Request) -> web.Response:
     return _not_found(request, key) if app is None else _one(request, sim, app)
 
 
+async def handle_federated_credentials(request: web.Request) -> web.Response:
+    """`GET /applications/{id}/federatedIdentityCredentials` and `GET /applications(appId='{appId}')/
+    federatedIdentityCredentials` (application-list-federatedidentitycredentials.md): the app's federated identity
+    credentials (federatedidentitycredential.md's properties), read with the permissions its registration is read
+    with."""
+    found = _readable(request)
+    if isinstance(found, web.Response):
+        return found
+    sim, apps = found
+    if "key" in request.match_info:
+        key = app_id_key(request)
+        if isinstance(key, web.Response):
+            return key
+        wanted = key.lower()
+        app = next((a for a in apps if a.client_id.lower() == wanted), None)
+    else:
+        wanted = request.match_info["object_id"].lower()
+        app = next((a for a in apps if object_id(a) == wanted), None)
+    if app is None:
+        return _not_found(request, wanted)
+    request[LOG_KEY]["detail"]["items"] = len(app.federated_credentials)
+    return _json(
+        request,
+        {
+            "@odata.context": f"{sim.urls.graph}/v1.0/$metadata#applications('{object_id(app)}')/"
+            "federatedIdentityCredentials",
+            "value": [
+                {
+                    "id": federated.id,
+                    "name": federated.name,
+                    "issuer": federated.issuer,
+                    "subject": federated.subject,
+                    "description": None,
+                    "audiences": list(federated.audiences),
+                }
+                for federated in app.federated_credentials
+            ],
+        },
+    )
+
+
 def setup(app: web.Application) -> None:
     app.router.add_get(r"/v1.0/{key:applications\(.*\)}", handle_application_by_app_id)
     app.router.add_get("/v1.0/applications/{object_id}", handle_application)
+    for path in (
+        "/v1.0/applications/{object_id}/federatedIdentityCredentials",
+        r"/v1.0/{key:applications\(appId='[^']*'\)}/federatedIdentityCredentials",
+    ):
+        app.router.add_get(path, handle_federated_credentials)
+        app.router.add_get(path + "/", handle_federated_credentials)
     for action, handler in (("addKey", handle_add_key), ("removeKey", handle_remove_key)):
         app.router.add_post(f"/v1.0/applications/{{object_id}}/{action}", handler)
         app.router.add_post(rf"/v1.0/{{key:applications\(appId='[^']*'\)}}/{action}", handler)
