@@ -1,6 +1,6 @@
 """A host's managed identity endpoint, as Azure App Service serves it (IDENTITY_ENDPOINT and IDENTITY_HEADER), for the
 user-assigned identities of the world, and the control calls that assign an identity and make an app registration
-trust it (a federated identity credential). See FIDELITY.md ("Managed identity as an app's credential")."""
+trust it (a federated identity credential). See FIDELITY.md ("A managed identity as the app's credential")."""
 
 from __future__ import annotations
 
