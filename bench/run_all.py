@@ -29,6 +29,7 @@ BENCHMARKS = {
     "proof": "bench/proof_bench.py",
     "api": "bench/api_bench.py",
     "budget": "bench/budget_bench.py",
+    "managed_identity": "bench/managed_identity_bench.py",
 }
 # The simulator's own throughput is context for the others, not a product figure: full runs only.
 QUICK_SET = ["renewal", "renewal_cost", "fanout", "callback", "dashboard", "api", "budget"]

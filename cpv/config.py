@@ -93,21 +93,31 @@ class ConfigError(ImproperlyConfigured):
 
 SECRET = "secret"  # noqa: S105 - the name of a credential kind, not a secret
 CERTIFICATE = "certificate"
+# A user-assigned managed identity trusted by the app registration as a federated identity credential: msal is given
+# a client assertion, the managed identity's token for the cloud's token-exchange audience.
+MANAGED_IDENTITY = "managed_identity"
 
 
 @dataclass(frozen=True)
 class Credential:
-    """One credential of an app registration: a client secret, or a certificate with its private key, in a PEM file
-    or in Azure Key Vault (`certificate_path` is then the certificate's https:// URL). `source` names where it was
-    configured (a variable and a position), for the words an operator reads; the secret never reaches a repr."""
+    """One credential of an app registration: a client secret, a certificate with its private key, in a PEM file
+    or in Azure Key Vault (`certificate_path` is then the certificate's https:// URL), or a user-assigned managed
+    identity the registration trusts (`managed_identity_client_id`, the identity's client id). `source` names where
+    it was configured (a variable and a position), for the words an operator reads; the secret never reaches a
+    repr."""
 
-    kind: str  # SECRET or CERTIFICATE
+    kind: str  # SECRET, CERTIFICATE or MANAGED_IDENTITY
     secret: str = field(default="", repr=False)
     certificate_path: str = ""
     source: str = ""
+    managed_identity_client_id: str = ""
 
     @property
     def label(self) -> str:
+        if self.kind == MANAGED_IDENTITY:
+            return f"the managed identity {self.managed_identity_client_id}" + (
+                f" ({self.source})" if self.source else ""
+            )
         if self.kind == CERTIFICATE:
             return f"the certificate {self.certificate_path}" + (f" ({self.source})" if self.source else "")
         return "the client secret" + (f" ({self.source})" if self.source else "")
@@ -240,7 +250,7 @@ class Config:
         if not self.app.client_id:
             missing.append("CPV_CLIENT_ID")
         if not self.app.credentials:
-            missing.append("CPV_CLIENT_SECRET or CPV_CLIENT_CERTIFICATE")
+            missing.append("CPV_CLIENT_MANAGED_IDENTITY, CPV_CLIENT_CERTIFICATE or CPV_CLIENT_SECRET")
         return missing
 
 
@@ -671,13 +681,16 @@ def _listed(value: str | None) -> list[str]:
 
 
 def _credential(r: _Reader, prefix: str, *, required: bool) -> AppCredential | None:
-    """One app registration's settings: <prefix>_CLIENT_ID with its credentials, newest first:
-    <prefix>_CLIENT_CERTIFICATE (PEM files, comma-separated) before <prefix>_CLIENT_SECRET (comma-separated), and
-    <prefix>_TENANT_ID, the tenant it is registered in (CPV_STAFF_TENANT_ID by default). None when no client id is
-    set. The one reader of an app's credentials, whatever the cloud or environment it serves."""
+    """One app registration's settings: <prefix>_CLIENT_ID with its credentials in the order they are tried:
+    <prefix>_CLIENT_MANAGED_IDENTITY (a user-assigned managed identity's client id, the secretless credential) first,
+    then <prefix>_CLIENT_CERTIFICATE (PEM files or Key Vault certificates, comma-separated, newest first), then
+    <prefix>_CLIENT_SECRET (comma-separated, newest first); and <prefix>_TENANT_ID, the tenant it is registered in
+    (CPV_STAFF_TENANT_ID by default). None when no client id is set. The one reader of an app's credentials,
+    whatever the cloud or environment it serves."""
     client_id = r.in_production(f"{prefix}_CLIENT_ID", required)
     secrets_ = _listed(r.raw(f"{prefix}_CLIENT_SECRET"))
     certificates = _listed(r.raw(f"{prefix}_CLIENT_CERTIFICATE"))
+    identity = _managed_identity(r, prefix)
     tenant_id = (r.raw(f"{prefix}_TENANT_ID") or r.raw("CPV_STAFF_TENANT_ID") or "").lower()
     if client_id is not None:
         try:
@@ -701,22 +714,32 @@ def _credential(r: _Reader, prefix: str, *, required: bool) -> AppCredential | N
             r.problems.append(
                 f"{prefix}_CLIENT_CERTIFICATE{position} names {certificate!r}, which is not a readable file"
             )
-    if required and client_id and not (secrets_ or certificates):
-        r.problems.append(f"{prefix}_CLIENT_SECRET or {prefix}_CLIENT_CERTIFICATE is required {IN_PRODUCTION}")
-    if client_id is None and (secrets_ or certificates):
-        r.problems.append(f"{prefix}_CLIENT_ID is required when its secret or certificate is set")
+    kinds = f"{prefix}_CLIENT_MANAGED_IDENTITY, {prefix}_CLIENT_CERTIFICATE or {prefix}_CLIENT_SECRET"
+    if required and client_id and not (secrets_ or certificates or identity):
+        r.problems.append(f"{kinds} is required {IN_PRODUCTION}")
+    if client_id is None and (secrets_ or certificates or identity):
+        r.problems.append(f"{prefix}_CLIENT_ID is required when its managed identity, certificate or secret is set")
     if client_id is None:
         return None
 
     def source(name: str, index: int, count: int) -> str:
         return f"{prefix}_{name}" + (f" #{index + 1}" if count > 1 else "")
 
-    credentials = tuple(
-        Credential(CERTIFICATE, certificate_path=path, source=source("CLIENT_CERTIFICATE", i, len(certificates)))
-        for i, path in enumerate(certificates)
-    ) + tuple(
-        Credential(SECRET, secret=value, source=source("CLIENT_SECRET", i, len(secrets_)))
-        for i, value in enumerate(secrets_)
+    managed = (
+        (Credential(MANAGED_IDENTITY, managed_identity_client_id=identity, source=f"{prefix}_CLIENT_MANAGED_IDENTITY"),)
+        if identity
+        else ()
+    )
+    credentials = (
+        managed
+        + tuple(
+            Credential(CERTIFICATE, certificate_path=path, source=source("CLIENT_CERTIFICATE", i, len(certificates)))
+            for i, path in enumerate(certificates)
+        )
+        + tuple(
+            Credential(SECRET, secret=value, source=source("CLIENT_SECRET", i, len(secrets_)))
+            for i, value in enumerate(secrets_)
+        )
     )
     return AppCredential(
         client_id=client_id,
@@ -725,6 +748,31 @@ def _credential(r: _Reader, prefix: str, *, required: bool) -> AppCredential | N
         credentials=credentials,
         tenant_id=tenant_id,
     )
+
+
+def _managed_identity(r: _Reader, prefix: str) -> str:
+    """<prefix>_CLIENT_MANAGED_IDENTITY: the client id (a GUID) of the user-assigned managed identity the app
+    registration trusts as a federated identity credential, lower-cased; "" when unset. Microsoft's "Configure an
+    application to trust a managed identity" allows user-assigned identities only ("system-assigned identities
+    aren't supported"), so "system" is refused with those words."""
+    name = f"{prefix}_CLIENT_MANAGED_IDENTITY"
+    value = (r.raw(name) or "").strip()
+    if not value:
+        return ""
+    if value.lower() in {"system", "system-assigned", "systemassigned"}:
+        r.problems.append(
+            f"{name} must be a user-assigned managed identity's client id: Microsoft lets only user-assigned "
+            "identities be an app's federated identity credential (system-assigned identities aren't supported)"
+        )
+        return ""
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        r.problems.append(
+            f"{name} must be the client id (a GUID) of the user-assigned managed identity the app registration "
+            f"trusts as a federated identity credential, got {value!r}"
+        )
+        return ""
 
 
 def _vault(r: _Reader, *, production: bool, var_dir: Path, role: str) -> Part:

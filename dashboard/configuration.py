@@ -11,6 +11,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from django.conf import settings
 
+from cpv.config import MANAGED_IDENTITY
 from cpv.keys import public_key_of
 from tokens.vault.seal import seal_key_id
 
@@ -129,6 +130,11 @@ def _app(app: Any) -> str:
     how = "a client secret (set)" if app.client_secret else ""
     if app.certificate_path:
         how = f"a certificate ({app.certificate_path})"
+    identity = next((c for c in app.credentials if c.kind == MANAGED_IDENTITY), None)
+    if identity is not None:
+        # tried first (cpv/config.py `_credential`); a certificate or secret beside it is the fallback
+        managed = f"the managed identity {identity.managed_identity_client_id} (a federated identity credential)"
+        how = f"{managed}, then {how}" if how else managed
     return f"client id {app.client_id}, signing in with {how or 'no credential'}"
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
-from simulator import directory, gdap
+from simulator import directory, gdap, managed_identity
 from simulator.directory import Directory, MissingResource
 from simulator.entra import SIM_KEY, EntraFailure, issue_refresh_token_directly
 from simulator.entra_errors import error_body
@@ -726,3 +726,4 @@ def setup(app: web.Application) -> None:
     r.add_delete(tenants + "/graph-throttle", graph_throttle)
     r.add_get(f"{PREFIX}/issued", issued)
     r.add_post(f"{PREFIX}/reset", reset)
+    managed_identity.control_setup(app, PREFIX)

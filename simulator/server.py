@@ -14,7 +14,7 @@ from typing import Any, cast
 
 from aiohttp import web
 
-from simulator import applications, control, entra, graph, keyvault, partner_center
+from simulator import applications, control, entra, graph, keyvault, managed_identity, partner_center
 from simulator.clouds import GLOBAL, NATIONAL, NATIONAL_SERVICES
 from simulator.entra import SIM_KEY
 from simulator.persistence import StateFile
@@ -32,8 +32,14 @@ def _graph_setup(app: web.Application) -> None:
     applications.setup(app)
 
 
+def _entra_setup(app: web.Application) -> None:
+    """Entra ID's routes, and the managed identity endpoint of the host (managed_identity.py)."""
+    entra.setup(app)
+    managed_identity.setup(app)
+
+
 SERVICES: dict[str, Callable[[web.Application], None]] = {
-    "entra": entra.setup,
+    "entra": _entra_setup,
     "partner_center": partner_center.setup,
     "graph": _graph_setup,
     "vault": keyvault.setup,
@@ -281,6 +287,9 @@ class SimulatorServer:
                 "REQUESTS_CA_BUNDLE": str(self.ca_bundle),
                 "SSL_CERT_FILE": str(self.ca_bundle),
                 "SIMULATOR_CONTROL_URL": urls.control,
+                # the App Service managed identity endpoint (IDENTITY_ENDPOINT, IDENTITY_HEADER on a host)
+                "SIMULATOR_IDENTITY_ENDPOINT": f"{urls.entra}{managed_identity.PATH}",
+                "SIMULATOR_IDENTITY_HEADER": managed_identity.identity_header(self.sim),
                 # what the app registration is called (the vendor's name on the partner pages must be the same)
                 "SIMULATOR_APP_NAME": world.cpv_app.display_name,
             }

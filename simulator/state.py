@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import logging
+import secrets
 import time
 from collections import Counter, deque
 from dataclasses import asdict, dataclass, field, fields
@@ -298,6 +299,8 @@ class Simulator:
         self.settings = self._initial_settings.copy()
         self.clock = Clock()
         self.signer = Signer()
+        # IDENTITY_HEADER of the host's managed identity endpoint (managed_identity.py); App Service rotates it
+        self.identity_header = secrets.token_hex(16)
         self.issued = IssuedSecrets()
         self.log = RequestLog(maxlen=log_size)
         self.faults = FaultSet()
