@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -145,6 +146,8 @@ class AzureVault(Vault):
         self._timeouts = {"connection_timeout": connection_timeout, "read_timeout": read_timeout}
         self._api_version = api_version
         self._client: SecretClient | None = None
+        # Threads of one worker share the vault: one of them builds its client and credential, the others wait.
+        self._client_lock = threading.Lock()
         self._creates_limiter = creates_limiter
         # The web tier's vault: its identity may only set secrets, and this process never asks to read one.
         self.write_only = write_only
@@ -163,6 +166,12 @@ class AzureVault(Vault):
 
     @property
     def client(self) -> SecretClient:
+        if self._client is not None:
+            return self._client
+        with self._client_lock:
+            return self._client_build()
+
+    def _client_build(self) -> SecretClient:
         if self._client is None:
             from azure.core.pipeline.transport import RequestsTransport
             from azure.keyvault.secrets import SecretClient
@@ -189,9 +198,10 @@ class AzureVault(Vault):
         return self._client
 
     def close(self) -> None:
-        if self._client is not None:
-            self._client.close()
-            self._client = None
+        with self._client_lock:
+            if self._client is not None:
+                self._client.close()
+                self._client = None
 
     # --- errors and retries -----------------------------------------------------------------------------
 

@@ -314,3 +314,36 @@ def test_vault_url_must_be_https() -> None:
         AzureVault(vault_url="http://v.vault.azure.net/", cloud=clouds.CLOUDS[clouds.GLOBAL], environ={})
     with pytest.raises(VaultMisconfigured):
         AzureVault(vault_url="https://v.vault.azure.net/path", cloud=clouds.CLOUDS[clouds.GLOBAL], environ={})
+
+
+def test_threads_starting_together_build_one_client_and_credential(azure_settings: Any, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import threading
+    import time
+
+    import tokens.vault.azure as azure_backend
+
+    built: list[object] = []
+    real_build = azure_backend.build_credential
+
+    def slow_build(**kwargs: Any) -> Any:
+        built.append(kwargs)
+        time.sleep(0.05)  # long enough for every thread to arrive while the first builds
+        return real_build(**kwargs)
+
+    monkeypatch.setattr(azure_backend, "build_credential", slow_build)
+    vault = AzureVault(vault_url=azure_settings.VAULT_URL, cloud=azure_settings.CPV_CLOUD_CONFIG, creates_limiter=None)
+    start = threading.Barrier(8)
+    clients: list[object] = []
+
+    def take() -> None:
+        start.wait()
+        clients.append(vault.client)
+
+    threads = [threading.Thread(target=take) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert len(built) == 1 and len(clients) == 8 and len({id(c) for c in clients}) == 1
+    vault.close()
