@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import requests
 from azure.core.exceptions import ResourceNotFoundError
 from azure.keyvault.secrets import SecretClient
 
@@ -67,3 +68,28 @@ def test_a_snapshot_keeps_every_vaults_secrets():
 
     assert list(after.more_vaults[0].store.secrets) == ["survives"]
     assert after.vault.secrets == {}
+
+
+def test_a_refusal_names_the_vault_that_refuses(sim):
+    # the CPV app, in the vaults' tenant, is in no vault's access policy
+    token = requests.post(
+        f"{sim.authority_host}/{sim.env['AZURE_TENANT_ID']}/oauth2/v2.0/token",
+        data={
+            "grant_type": "client_credentials",
+            "client_id": sim.env["CPV_CLIENT_ID"],
+            "client_secret": sim.env["CPV_CLIENT_SECRET"],
+            "scope": "https://vault.azure.net/.default",
+        },
+        timeout=10,
+    ).json()["access_token"]
+
+    messages = []
+    for url in sim.vault_urls:
+        refused = requests.get(
+            f"{url}secrets?api-version=7.5", headers={"Authorization": f"Bearer {token}"}, timeout=10
+        )
+        assert refused.status_code == 403
+        messages.append(refused.json()["error"]["message"])
+
+    assert "on key vault 'simulator'." in messages[0]
+    assert "on key vault 'simulator-2'." in messages[1]
