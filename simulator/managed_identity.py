@@ -109,7 +109,7 @@ async def handle_create(request: web.Request) -> web.Response:
     """Control: assign a new user-assigned identity of the vendor's tenant to a host of `cloud` (global by default)
     and, for each app in `trust`, add a federated identity credential for it with that cloud's issuer and audience
     (`issuer`, `subject`, `audiences` override the right values, to make a wrong one; `audiences` holds exactly one,
-    and an app already holding a credential of that issuer and subject is a 409). Returns the identity and the
+    and an app already holding a credential of that issuer and subject is a 400). Returns the identity and the
     IDENTITY_ENDPOINT (that cloud's Entra listener) and IDENTITY_HEADER to reach it."""
     body = await request.json() if request.can_read_body else {}
     if not isinstance(body, dict):
@@ -126,8 +126,11 @@ async def handle_create(request: web.Request) -> web.Response:
     )
     audiences = [str(a) for a in body.get("audiences") or [EXCHANGE_AUDIENCES[cloud]]]
     if len(audiences) != 1:
-        # federatedidentitycredential.md: `audiences` "can only accept a single value"
-        return web.json_response({"error": "a federated identity credential has exactly one audience"}, status=400)
+        # federatedidentitycredential.md: `audiences` "can only accept a single value"; workload-identity-federation-
+        # considerations.md's errors table: "400 | Federated identity credentials must have exactly one audience."
+        return web.json_response(
+            {"error": "Federated identity credentials must have exactly one audience."}, status=400
+        )
     issuer = str(body.get("issuer") or f"{sim.authority}/{tenant_id}/v2.0")
     subject = str(body.get("subject") or identity.principal_id)
     apps = []
@@ -136,10 +139,12 @@ async def handle_create(request: web.Request) -> web.Response:
         if app is None:
             return web.json_response({"error": f"no such app registration {app_id}"}, status=404)
         if any(f.issuer == issuer and f.subject == subject for f in app.federated_credentials):
-            # federatedidentitycredential.md: "The combination of issuer and subject must be unique within the app"
+            # federatedidentitycredential.md: "The combination of issuer and subject must be unique within the app";
+            # the considerations page's errors table (for a managed identity's credentials): "400 | Issuer and subject
+            # combination already exists for this Managed Identity."
             return web.json_response(
-                {"error": f"app registration {app.client_id} already has a credential with that issuer and subject"},
-                status=409,
+                {"error": f"Issuer and subject combination already exists for app registration {app.client_id}."},
+                status=400,
             )
         apps.append(app)
     for app in apps:

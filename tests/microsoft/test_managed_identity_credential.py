@@ -210,6 +210,21 @@ def test_a_refused_managed_identity_falls_back_to_the_certificate(  # type: igno
 
 
 @pytest.mark.django_db
+def test_the_older_general_no_matching_record_answer_falls_back_too(  # type: ignore[no-untyped-def]
+    cpv_sim, host_identity, settings, django_capture_on_commit_callbacks, admin_with_email
+) -> None:
+    created = host_identity()
+    # AADSTS70021, which Entra answered for every mismatch before the specific codes
+    cpv_sim.control.inject_entra_error(70021, grant_type="refresh_token", times=1)
+
+    partner = _renew_with_the_identity_then_the_certificate(
+        cpv_sim, settings, created["client_id"], django_capture_on_commit_callbacks
+    )
+
+    _assert_fell_back(cpv_sim, partner, 70021)
+
+
+@pytest.mark.django_db
 def test_an_identity_that_gives_a_delegated_token_falls_back_to_the_certificate(  # type: ignore[no-untyped-def]
     cpv_sim, host_identity, settings, django_capture_on_commit_callbacks, admin_with_email, monkeypatch
 ) -> None:
