@@ -13,7 +13,7 @@ from simulator.keyvault import SecretEntry
 from simulator.state import Simulator
 from simulator.world import World
 from tests.simulator.helpers import vault_credential
-from tests.simulator.test_keyvault import _session
+from tests.simulator.test_keyvault import _session, cpv_app_vault_token
 
 
 def _client(sim, url: str) -> SecretClient:
@@ -72,16 +72,7 @@ def test_a_snapshot_keeps_every_vaults_secrets():
 
 def test_a_refusal_names_the_vault_that_refuses(sim):
     # the CPV app, in the vaults' tenant, is in no vault's access policy
-    token = requests.post(
-        f"{sim.authority_host}/{sim.env['AZURE_TENANT_ID']}/oauth2/v2.0/token",
-        data={
-            "grant_type": "client_credentials",
-            "client_id": sim.env["CPV_CLIENT_ID"],
-            "client_secret": sim.env["CPV_CLIENT_SECRET"],
-            "scope": "https://vault.azure.net/.default",
-        },
-        timeout=10,
-    ).json()["access_token"]
+    token = cpv_app_vault_token(sim)
 
     messages = []
     for url in sim.vault_urls:
