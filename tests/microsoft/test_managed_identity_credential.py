@@ -193,6 +193,7 @@ def _assert_fell_back(cpv_sim, partner: Partner, code: int) -> None:  # type: ig
     (alert,) = alerts_open()
     assert alert.condition == OperatorAlert.Condition.CREDENTIAL_FALLBACK
     assert "the managed identity" in alert.message and f"AADSTS{code}" in alert.message
+    assert cpv_sim.control.find_leaks(alert.message) == []
 
 
 @pytest.mark.django_db
@@ -226,19 +227,21 @@ def test_the_older_general_no_matching_record_answer_falls_back_too(  # type: ig
 
 @pytest.mark.django_db
 def test_an_identity_that_gives_a_delegated_token_falls_back_to_the_certificate(  # type: ignore[no-untyped-def]
-    cpv_sim, host_identity, settings, django_capture_on_commit_callbacks, admin_with_email, monkeypatch
+    cpv_sim, host_identity, settings, django_capture_on_commit_callbacks, admin_with_email, monkeypatch, caplog
 ) -> None:
     created = host_identity()
     # No managed identity endpoint answers with a user's token; the assertion is replaced at its point of use by a
     # delegated token Entra issued, to meet Entra's answer to one (AADSTS700229).
     delegated = redeem(cpv_sim, admin_consents(cpv_sim)).json()["access_token"]
     monkeypatch.setattr(app_credentials.ManagedIdentityAssertion, "__call__", lambda self: delegated)
+    caplog.set_level(logging.DEBUG)
 
     partner = _renew_with_the_identity_then_the_certificate(
         cpv_sim, settings, created["client_id"], django_capture_on_commit_callbacks
     )
 
     _assert_fell_back(cpv_sim, partner, 700229)
+    assert delegated not in caplog.text and cpv_sim.control.find_leaks(caplog.text) == []
 
 
 @pytest.mark.parametrize(
