@@ -258,6 +258,19 @@ _REFUSAL_FIXES = {
     "(Certificates & secrets > Federated credentials > Managed Identity) with the tenant's issuer "
     "(https://login.microsoftonline.com/<tenant id>/v2.0), the identity's object (principal) id as subject, and the "
     "cloud's audience (api://AzureADTokenExchange)",
+    700211: "No federated identity credential of the app registration has the managed identity's issuer: set its "
+    "issuer to the tenant's authority exactly, https://login.microsoftonline.com/<tenant id>/v2.0 (no trailing slash)",
+    700213: "No federated identity credential of the app registration has the managed identity's subject: set its "
+    "subject to the identity's object (principal) id, not its client id (Certificates & secrets > Federated "
+    "credentials)",
+    700212: "The app registration's federated identity credential for this managed identity has another audience: set "
+    "it to the cloud's audience (api://AzureADTokenExchange; api://AzureADTokenExchangeUSGov or "
+    "api://AzureADTokenExchangeChina in a national cloud)",
+    70025: "The app registration has no federated identity credential: add one for this managed identity "
+    "(Certificates & secrets > Federated credentials > Managed Identity), or remove CPV_CLIENT_MANAGED_IDENTITY",
+    700229: "The managed identity gave a token on behalf of a user, which Entra does not take as a credential: check "
+    "that CPV_CLIENT_MANAGED_IDENTITY names the user-assigned identity's client id and that the host's "
+    "IDENTITY_ENDPOINT is its managed identity endpoint",
 }
 
 

@@ -43,10 +43,14 @@ from microsoft.http import EnvironmentOnceSession
 # failed signature validation" (a certificate Entra does not hold, or no longer accepts), 7000215 "Invalid client
 # secret is provided", 7000222 "The provided client secret keys are expired". Any of them sends the request on to
 # the next configured credential. (AADSTS1000502 and 7000274, which Microsoft.Identity.Web also takes for certificate
-# errors, are not in the AADSTS reference, so they are not listed.) 70021 "No matching federated identity record found
-# for presented assertion" (workload-identity-federation-considerations.md) condemns a managed identity the app
-# registration does not trust.
-FALLBACK_CODES = frozenset({700027, 7000215, 7000222, 70021})
+# errors, are not in the AADSTS reference, so they are not listed.) A managed identity the app registration does not
+# trust: 70021 "No matching federated identity record found for presented assertion" (workload-identity-federation-
+# considerations.md) and its specific forms 700211 (issuer), 700212 (audience), 700213 (subject), 70025 "Client
+# application has no configured federated identity credentials" (Azure DevOps' workload identity errors); 700229 "Only
+# app-only tokens can be used as Federated Identity Credentials" (the AADSTS reference): the identity gave a token
+# Entra does not take as a credential. Entra answers these with `invalid_request`, not `invalid_client`.
+FEDERATED_CODES = frozenset({70021, 700211, 700212, 700213, 70025, 700229})
+FALLBACK_CODES = frozenset({700027, 7000215, 7000222}) | FEDERATED_CODES
 # How long a refused credential is tried last in this process, so that each request does not pay a refusal first.
 REFUSED_FOR_SECONDS = 300.0
 

@@ -185,8 +185,10 @@ _NOT_CONSENTED_CODES = {65001, 90099}
 # or (seen for several partners at once) the vendor's own registration is gone or in another cloud.
 _APP_NOT_FOUND = 700016
 _NO_ACCESS_CODES = {50020, 90072}
-# 70021: no federated identity credential of the app matches the managed identity's token.
-_INVALID_CLIENT_CODES = {7000215, 7000222, 700027, 7000218, 700024, 70021}
+# A managed identity's token no federated identity credential of the app takes (app_credentials.FEDERATED_CODES:
+# 70021 and its issuer, audience and subject forms, no credential at all, a delegated token): the app's credential is
+# refused although Entra's `error` is `invalid_request`.
+_INVALID_CLIENT_CODES = {7000215, 7000222, 700027, 7000218, 700024} | app_credentials.FEDERATED_CODES
 # The tenant is in another cloud (errors reference): 900432 "Confidential Client isn't supported in Cross Cloud
 # request", 900439 USGClientNotSupportedOnPublicEndpoint, 90038 NationalCloudTenantRedirection.
 _WRONG_CLOUD_CODES = {900432, 900439, 90038}
@@ -271,7 +273,7 @@ def client_credential(
 
 def with_credentials(app: AppCredential, attempt: Callable[[Credential], T]) -> tuple[T, tuple[Refusal, ...]]:
     """Run `attempt` with the app's credentials in turn (newest first, those refused lately last) until Entra
-    accepts one: its answer and the refusals on the way (AADSTS700027, 7000215, 7000222), which the caller turns
+    accepts one: its answer and the refusals on the way (app_credentials.FALLBACK_CODES), which the caller turns
     into an operator alert. Raises the last credential's error, or IdentityMisconfigured when there is none."""
     ordered = app_credentials.in_order(app)
     if not ordered:

@@ -52,7 +52,8 @@ class SimulatorControl:
     def create_managed_identity(self, *, trust: list[str] | None = None, **overrides: Any) -> dict[str, Any]:
         """Assign a new user-assigned managed identity to a host (of `cloud=`, global by default) and make the apps in
         `trust` trust it (a federated identity credential; `issuer`, `subject`, `audiences` override its right
-        values). Returns its client and principal ids and the `identity_endpoint` and `identity_header` to reach it."""
+        values; `audiences` holds one). Returns its client and principal ids and the `identity_endpoint` and
+        `identity_header` to reach it."""
         return dict(self._call("POST", "/managed-identities", json={"trust": trust or [], **overrides}))
 
     # ----- general -----

@@ -730,18 +730,32 @@ _assertion_cache: dict[str, tuple[str, float]] = {}
 def _verify_federated(sim: Simulator, assertion: str, claims: dict[str, Any], app: AppRegistration) -> None:
     """An assertion another issuer signed (a managed identity's token): accepted when one of the app's federated
     identity credentials names its issuer, subject and audience exactly, its signature is the issuer's and it has not
-    expired. Raises EntraFailure: 70021 (no matching record), 700027 (signature), 700024 (lifetime)."""
+    expired. Raises EntraFailure: 70025 (the app has no federated identity credential), 700229 (a delegated token of
+    an Entra issuer), 700211 / 700213 / 700212 (no credential with that issuer / subject / audience), 700027
+    (signature), 700024 (lifetime)."""
     issuer = str(claims.get("iss", ""))
     subject = str(claims.get("sub", ""))
     audiences = claims.get("aud")
     audiences = [audiences] if isinstance(audiences, str) else [str(a) for a in audiences or []]
+    if not app.federated_credentials:
+        raise EntraFailure(70025, client_id=app.client_id)
+    # "Only app-only tokens can be used as Federated Identity Credentials for Microsoft Entra issuer"
+    # (reference-error-codes.md): a delegated token (one with `scp`) of one of this Entra ID's issuers, v2.0 or v1.0;
+    # checked before the records are matched (GUESS).
+    if "scp" in claims and _entra_issuer(sim, issuer):
+        raise EntraFailure(700229)
     # Exact, case-sensitive comparisons (workload-identity-federation-config-app-trust-managed-identity.md: the
-    # subject is "case-sensitive" and must "exactly match"); the issuer and audience are compared the same way (GUESS).
-    if not any(
-        federated.issuer == issuer and federated.subject == subject and set(audiences) & set(federated.audiences)
-        for federated in app.federated_credentials
-    ):
-        raise EntraFailure(70021, issuer=issuer, subject=subject, audience=",".join(audiences))
+    # subject is "case-sensitive" and must "exactly match"; azure-workload-identity's troubleshooting page: an issuer
+    # "missing the trailing `/`" does not match); the case of the issuer and audience counts too (GUESS). Issuer, then
+    # subject, then audience narrow the records in turn; the first that leaves none names the error (the order GUESS).
+    matching = [f for f in app.federated_credentials if f.issuer == issuer]
+    if not matching:
+        raise EntraFailure(700211, issuer=issuer, subject=subject, audience=",".join(audiences))
+    matching = [f for f in matching if f.subject == subject]
+    if not matching:
+        raise EntraFailure(700213, issuer=issuer, subject=subject, audience=",".join(audiences))
+    if not any(set(audiences) & set(f.audiences) for f in matching):
+        raise EntraFailure(700212, issuer=issuer, subject=subject, audience=",".join(audiences))
     # The simulator knows one issuer's keys: its own Entra ID's (a tenant's v2.0 authority) and only for the
     # identities of this cloud.
     if not (issuer.startswith(f"{sim.authority}/") and issuer.endswith("/v2.0")):
@@ -760,6 +774,13 @@ def _verify_federated(sim: Simulator, assertion: str, claims: dict[str, Any], ap
         raise EntraFailure(700024) from exc
     if exp < sim.clock.now():
         raise EntraFailure(700024)
+
+
+def _entra_issuer(sim: Simulator, issuer: str) -> bool:
+    """Whether `issuer` is one of this Entra ID's: a tenant's v2.0 authority or its v1.0 token issuer."""
+    if issuer.startswith(f"{sim.authority}/") and issuer.endswith("/v2.0"):
+        return True
+    return issuer.startswith(f"{sim.national.sts_host}/")
 
 
 def _unverified_claims(assertion: str) -> dict[str, Any]:

@@ -195,6 +195,45 @@ CATALOG: dict[int, EntraError] = {
             "No matching federated identity record found for presented assertion. Assertion Issuer: '{issuer}'. "
             "Assertion Subject: '{subject}'. Assertion Audience: '{audience}'.",
         ),
+        # The specific forms of 70021 (MicrosoftDocs/azure-devops-docs, docs/pipelines/release/includes/
+        # aadsts-errors-workload-identity.md): "AADSTS700211: No matching federated identity record found for presented
+        # assertion issuer", "AADSTS700213: ... for presented assertion subject", "AADSTS70025: Client application has
+        # no configured federated identity credentials". 700212 (audience) is seen only in others' reports (GUESS).
+        # The value named after the words, the `error` and the status are 70021's (GUESS).
+        EntraError(
+            700211,
+            "invalid_request",
+            400,
+            "No matching federated identity record found for presented assertion issuer '{issuer}'.",
+        ),
+        EntraError(
+            700212,
+            "invalid_request",
+            400,
+            "No matching federated identity record found for presented assertion audience '{audience}'.",
+        ),
+        EntraError(
+            700213,
+            "invalid_request",
+            400,
+            "No matching federated identity record found for presented assertion subject '{subject}'.",
+        ),
+        EntraError(
+            70025,
+            "invalid_request",
+            400,
+            "Client application has no configured federated identity credentials.",
+        ),
+        # reference-error-codes.md: "AADSTS700229 | ForbiddenTokenType- Only app-only tokens can be used as Federated
+        # Identity Credentials for Microsoft Entra issuer." (`error` and status GUESS)
+        EntraError(
+            700229,
+            "invalid_request",
+            400,
+            "Only app-only tokens can be used as Federated Identity Credentials for Microsoft Entra issuer. Use an "
+            "app-only access token (generated during a client credentials flow) instead of a user-delegated access "
+            "token (representing a request coming from a user context).",
+        ),
         EntraError(
             7000218,
             "invalid_client",

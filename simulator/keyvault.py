@@ -1,5 +1,6 @@
-"""Simulated Azure Key Vault (one vault, the secrets API subset the control panel uses, and the import of a
-certificate, which creates the addressable secret holding its private key)."""
+"""Simulated Azure Key Vault: one or several vaults (each on a listener of its own, with its own secrets and
+throttling windows; see FIDELITY.md "Several vaults"), the secrets API subset the control panel uses, and the import
+of a certificate, which creates the addressable secret holding its private key."""
 
 from __future__ import annotations
 
@@ -290,7 +291,7 @@ async def _guard(request: web.Request, *, create: bool = False) -> web.Response 
             403,
             "Forbidden",
             f"The user, group or application 'appid={app_id};oid={claims.get('oid')}' does not have secrets "
-            "permission on key vault 'simulator'. For help resolving this issue, please see "
+            f"permission on key vault '{sim.vault_name}'. For help resolving this issue, please see "
             "https://go.microsoft.com/fwlink/?linkid=2125287",
             inner="AccessDenied",
         )

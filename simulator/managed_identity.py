@@ -15,7 +15,7 @@ from simulator.entra import SIM_KEY, _json, _uti
 from simulator.state import Simulator
 from simulator.world import FederatedIdentityCredential, ManagedIdentity
 
-# overview-managed-identity.md (App Service): "Please use "2019-08-01" or later".
+# overview-managed-identity.md (App Service), the parameter table: "Use `2019-08-01`."
 API_VERSION = "2019-08-01"
 PATH = "/msi/token"
 # workload-identity-federation-config-app-trust-managed-identity.md: the audience "depending on the target cloud".
@@ -25,8 +25,13 @@ EXCHANGE_AUDIENCES = {
     "usgov": "api://AzureADTokenExchangeUSGov",
     "china": "api://AzureADTokenExchangeChina",
 }
-# GUESS: how long a managed identity's token lasts (no page gives it for App Service).
+# Around 24 hours: "Managed Identity tokens have a lifetime of around 24 hours" (MicrosoftDocs/azure-devops-docs,
+# aadsts-errors-workload-identity.md); "the back-end services for managed identities maintain a cache per resource URI
+# for around 24 hours" (managed-identities-faq.md). Exactly 24 hours here.
 LIFETIME = 24 * 3600
+# The query parameters that name the identity; the page says of each that it "Cannot be used on a request that
+# includes" another.
+ID_PARAMETERS = ("client_id", "principal_id", "object_id", "mi_res_id")
 
 
 def identity_header(sim: Simulator) -> str:
@@ -49,7 +54,12 @@ async def handle_token(request: web.Request) -> web.Response:
         return _error(400, f"The api-version is not supported; use {API_VERSION}.")
     resource = request.query.get("resource", "")
     if not resource:
+        # GUESS: the status of a request without `resource`
         return _error(400, "The resource parameter is required.")
+    named = [name for name in ID_PARAMETERS if request.query.get(name)]
+    if len(named) > 1:
+        # GUESS: the status and words of a request naming the identity twice
+        return _error(400, f"Only one of {', '.join(ID_PARAMETERS)} may be given; the request has {', '.join(named)}.")
     client_id = request.query.get("client_id", "").lower()
     principal_id = (request.query.get("principal_id") or request.query.get("object_id") or "").lower()
     identity = next(
@@ -61,7 +71,8 @@ async def handle_token(request: web.Request) -> web.Response:
         None,
     )
     if identity is None:
-        # no system-assigned identity is modelled: a request naming none asks for one that does not exist
+        # no system-assigned identity is modelled: a request naming none asks for one that does not exist; an
+        # identity's Azure resource id (`mi_res_id`) is not simulated, so a request naming one finds none either
         return _error(400, "No managed identity is assigned to this host with the given identifier.")
     now = int(sim.clock.now())
     claims: dict[str, Any] = {
@@ -97,7 +108,8 @@ async def handle_token(request: web.Request) -> web.Response:
 async def handle_create(request: web.Request) -> web.Response:
     """Control: assign a new user-assigned identity of the vendor's tenant to a host of `cloud` (global by default)
     and, for each app in `trust`, add a federated identity credential for it with that cloud's issuer and audience
-    (`issuer`, `subject`, `audiences` override the right values, to make a wrong one). Returns the identity and the
+    (`issuer`, `subject`, `audiences` override the right values, to make a wrong one; `audiences` holds exactly one,
+    and an app already holding a credential of that issuer and subject is a 400). Returns the identity and the
     IDENTITY_ENDPOINT (that cloud's Entra listener) and IDENTITY_HEADER to reach it."""
     body = await request.json() if request.can_read_body else {}
     if not isinstance(body, dict):
@@ -112,27 +124,46 @@ async def handle_create(request: web.Request) -> web.Response:
         principal_id=str(body.get("principal_id") or uuid.uuid4()).lower(),
         tenant_id=tenant_id,
     )
-    trusted = []
+    audiences = [str(a) for a in body.get("audiences") or [EXCHANGE_AUDIENCES[cloud]]]
+    if len(audiences) != 1:
+        # federatedidentitycredential.md: `audiences` "can only accept a single value"; workload-identity-federation-
+        # considerations.md's errors table: "400 | Federated identity credentials must have exactly one audience."
+        return web.json_response(
+            {"error": "Federated identity credentials must have exactly one audience."}, status=400
+        )
+    issuer = str(body.get("issuer") or f"{sim.authority}/{tenant_id}/v2.0")
+    subject = str(body.get("subject") or identity.principal_id)
+    apps = []
     for app_id in body.get("trust", []):
         app = sim.world.app(str(app_id).lower())
         if app is None:
             return web.json_response({"error": f"no such app registration {app_id}"}, status=404)
-        federated = FederatedIdentityCredential(
-            name=str(body.get("name") or f"msi-{identity.client_id[:8]}"),
-            issuer=str(body.get("issuer") or f"{sim.authority}/{tenant_id}/v2.0"),
-            subject=str(body.get("subject") or identity.principal_id),
-            audiences=[str(a) for a in body.get("audiences") or [EXCHANGE_AUDIENCES[cloud]]],
-            id=str(uuid.uuid4()),
+        if any(f.issuer == issuer and f.subject == subject for f in app.federated_credentials):
+            # federatedidentitycredential.md: "The combination of issuer and subject must be unique within the app";
+            # the considerations page's errors table (for a managed identity's credentials): "400 | Issuer and subject
+            # combination already exists for this Managed Identity."
+            return web.json_response(
+                {"error": f"Issuer and subject combination already exists for app registration {app.client_id}."},
+                status=400,
+            )
+        apps.append(app)
+    for app in apps:
+        app.federated_credentials.append(
+            FederatedIdentityCredential(
+                name=str(body.get("name") or f"msi-{identity.client_id[:8]}"),
+                issuer=issuer,
+                subject=subject,
+                audiences=audiences,
+                id=str(uuid.uuid4()),
+            )
         )
-        app.federated_credentials.append(federated)
-        trusted.append(app.client_id)
     sim.world.managed_identities.append(identity)
     return web.json_response(
         {
             "client_id": identity.client_id,
             "principal_id": identity.principal_id,
             "tenant_id": identity.tenant_id,
-            "trusted_by": trusted,
+            "trusted_by": [app.client_id for app in apps],
             "identity_endpoint": f"{sim.authority}{PATH}",
             "identity_header": identity_header(sim),
         }

@@ -471,6 +471,11 @@ class Simulator:
         for value in entra.refresh_tokens:
             self.issued.add("refresh_token", value)
 
+    @property
+    def vault_name(self) -> str:
+        """The first Key Vault's name (`https://{vault-name}.vault.azure.net`; here a loopback URL stands for it)."""
+        return "simulator"
+
     def vaults_serve(self, count: int) -> None:
         """Serve `count` Key Vaults (the first is `vault`): each added one empty, with throttling windows of its own."""
         self.more_vaults = self.more_vaults[: max(count - 1, 0)]
@@ -634,6 +639,11 @@ class VaultView:
     @property
     def vault(self) -> Any:
         return self._state.store
+
+    @property
+    def vault_name(self) -> str:
+        """This vault's name: the first vault's, numbered (the second is `simulator-2`)."""
+        return f"{self._sim.vault_name}-{self._index + 1}"
 
     @property
     def vault_creates(self) -> SlidingWindow:

@@ -10,11 +10,14 @@ from cpv.config import MANAGED_IDENTITY, Credential
 from simulator.testing import RunningSimulator
 
 
-def host_identity(sim: RunningSimulator, monkeypatch: pytest.MonkeyPatch, **overrides: Any) -> dict[str, Any]:
+def host_identity(
+    sim: RunningSimulator, monkeypatch: pytest.MonkeyPatch, *, trusted: bool = True, **overrides: Any
+) -> dict[str, Any]:
     """Assign a new user-assigned identity to the host, trusted by the CPV app (or, with `issuer`, `subject` or
-    `audiences`, trusted wrongly), and point azure-identity's App Service variables at the simulator's endpoint.
-    Returns what the control surface says of it (client_id, principal_id, ...)."""
-    created = sim.control.create_managed_identity(trust=[sim.env["CPV_CLIENT_ID"]], **overrides)
+    `audiences`, trusted wrongly; with `trusted=False`, not at all), and point azure-identity's App Service variables
+    at the simulator's endpoint. Returns what the control surface says of it (client_id, principal_id, ...)."""
+    trust = [sim.env["CPV_CLIENT_ID"]] if trusted else []
+    created = sim.control.create_managed_identity(trust=trust, **overrides)
     monkeypatch.setenv("IDENTITY_ENDPOINT", created["identity_endpoint"])
     monkeypatch.setenv("IDENTITY_HEADER", created["identity_header"])
     return created

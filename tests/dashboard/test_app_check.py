@@ -92,17 +92,27 @@ def test_a_managed_identity_is_reported_by_kind_and_client_id_and_probed(  # typ
     assert f"Entra accepts the managed identity {created['client_id']}" in accepted.words
 
 
+@pytest.mark.parametrize(
+    ("overrides", "code", "fix_words"),
+    [
+        ({"subject": "00000000-0000-0000-0000-000000000001"}, 700213, "object (principal) id"),
+        ({"issuer": "https://login.microsoftonline.com/00000000-0000-0000-0000-000000000002/v2.0"}, 700211, "issuer"),
+        ({"audiences": ["api://AzureADTokenExchangeUSGov"]}, 700212, "audience (api://AzureADTokenExchange"),
+        ({"trusted": False}, 70025, "has no federated identity credential"),
+    ],
+    ids=["wrong-subject", "wrong-issuer", "wrong-audience", "no-federated-credential"],
+)
 def test_a_managed_identity_the_app_does_not_trust_is_a_problem_with_its_fix(  # type: ignore[no-untyped-def]
-    vendor_app, cpv_sim, settings, monkeypatch
+    overrides, code, fix_words, vendor_app, cpv_sim, settings, monkeypatch
 ) -> None:
-    created = host_identity(cpv_sim, monkeypatch, subject="00000000-0000-0000-0000-000000000001")
+    created = host_identity(cpv_sim, monkeypatch, **overrides)
     _configure(settings, cpv_sim, managed(created["client_id"]))
 
     (refused,) = _only(app_check(ask_partner_center=False), Kind.CREDENTIAL_REFUSED)
 
     assert refused.severity == Severity.PROBLEM
-    assert "AADSTS70021" in refused.words
-    assert "federated identity credential" in refused.fix and "object (principal) id" in refused.fix
+    assert f"AADSTS{code}" in refused.words
+    assert "federated identity credential" in refused.fix and fix_words in refused.fix
 
 
 def test_a_managed_identity_the_host_does_not_hold_is_not_probed_and_says_where_to_assign_it(  # type: ignore[no-untyped-def]

@@ -414,6 +414,13 @@ def test_an_unsigned_token_is_refused(sim) -> None:  # type: ignore[no-untyped-d
         (700082, "invalid_grant", False, identity.ReconsentRequired),
         (7000222, "invalid_client", False, identity.InvalidClient),
         (None, "unauthorized_client", True, identity.InvalidClient),
+        # a managed identity's token the app does not take: `invalid_request`, still the app's credential refused
+        (70021, "invalid_request", True, identity.InvalidClient),
+        (700211, "invalid_request", True, identity.InvalidClient),
+        (700212, "invalid_request", False, identity.InvalidClient),
+        (700213, "invalid_request", True, identity.InvalidClient),
+        (70025, "invalid_request", False, identity.InvalidClient),
+        (700229, "invalid_request", True, identity.InvalidClient),
         (900432, "invalid_request", True, identity.WrongCloud),
         (900439, "invalid_request", False, identity.WrongCloud),
         (90038, "invalid_request", True, identity.WrongCloud),

@@ -19,6 +19,7 @@ from tests.conftest import free_port
 from tests.factories import active_partner
 from tests.managed_identities import managed
 from tests.simulated import partner_user, sim_clouds
+from tests.simulator.helpers import admin_consents, redeem
 from tokens.alerts import alerts_open
 from tokens.models import OperatorAlert, TokenEvent
 from tokens.outcomes import RenewalOutcome, RenewalRetry
@@ -92,27 +93,38 @@ def test_a_renewal_with_only_the_managed_identity_moves_the_token(  # type: igno
     assert cpv_sim.control.find_leaks(caplog.text) == []
 
 
-@pytest.mark.parametrize(
-    "overrides",
-    [
-        {"subject": "00000000-0000-0000-0000-000000000001"},
-        {"audiences": ["api://AzureADTokenExchangeUSGov"]},
-        {"issuer": "https://login.microsoftonline.com/00000000-0000-0000-0000-000000000002/v2.0"},
-        # the subject is compared case-sensitively
+# Each way the app registration may fail to trust the identity, and the code Entra answers (an Entra `invalid_request`)
+UNTRUSTED = [
+    ({"subject": "00000000-0000-0000-0000-000000000001"}, 700213),
+    ({"audiences": ["api://AzureADTokenExchangeUSGov"]}, 700212),
+    ({"issuer": "https://login.microsoftonline.com/00000000-0000-0000-0000-000000000002/v2.0"}, 700211),
+    # the subject is compared case-sensitively
+    (
         {"principal_id": "a1b2c3d4-0000-4000-8000-00000000abcd", "subject": "A1B2C3D4-0000-4000-8000-00000000ABCD"},
-    ],
-    ids=["wrong-subject", "wrong-audience", "wrong-issuer", "subject-in-another-case"],
-)
-def test_a_federated_credential_that_does_not_match_is_refused_with_70021(  # type: ignore[no-untyped-def]
-    overrides, cpv_sim, host_identity
+        700213,
+    ),
+    ({"trusted": False}, 70025),
+]
+UNTRUSTED_IDS = [
+    "wrong-subject",
+    "wrong-audience",
+    "wrong-issuer",
+    "subject-in-another-case",
+    "no-federated-credential",
+]
+
+
+@pytest.mark.parametrize(("overrides", "code"), UNTRUSTED, ids=UNTRUSTED_IDS)
+def test_a_federated_credential_that_does_not_match_is_a_refused_app_credential(  # type: ignore[no-untyped-def]
+    overrides, code, cpv_sim, host_identity
 ) -> None:
     created = host_identity(**overrides)
 
     with pytest.raises(identity.InvalidClient) as caught:
         _probe(cpv_sim, created["client_id"])
 
-    assert 70021 in caught.value.codes
-    assert "AADSTS70021" in str(caught.value)
+    assert caught.value.codes == (code,) and caught.value.error == "invalid_request"
+    assert f"AADSTS{code}" in str(caught.value)
     # the refused identity's token is in no word of the error
     assert cpv_sim.control.find_leaks(str(caught.value)) == []
 
@@ -160,28 +172,76 @@ def test_a_renewal_while_the_endpoint_is_down_is_retried_without_an_operator_ale
     assert TokenEvent.objects.filter(partner=partner, kind=TokenEvent.Kind.RETRYING).exists()
 
 
-@pytest.mark.django_db
-def test_a_refused_managed_identity_falls_back_to_the_certificate(  # type: ignore[no-untyped-def]
-    cpv_sim, host_identity, settings, django_capture_on_commit_callbacks, admin_with_email
-) -> None:
-    created = host_identity(subject="00000000-0000-0000-0000-000000000001")
+def _renew_with_the_identity_then_the_certificate(cpv_sim, settings, client_id: str, capture) -> Partner:  # type: ignore[no-untyped-def]
     partner = active_partner(cpv_sim)
     settings.CPV_APP = _app(
         cpv_sim,
-        managed(created["client_id"]),
+        managed(client_id),
         Credential(
             CERTIFICATE, certificate_path=cpv_sim.env["CPV_CLIENT_CERTIFICATE"], source="CPV_CLIENT_CERTIFICATE"
         ),
     )
-
-    with django_capture_on_commit_callbacks(execute=True):
+    with capture(execute=True):
         renew_one(partner_id=partner.pk, force=True)
+    return partner
 
+
+def _assert_fell_back(cpv_sim, partner: Partner, code: int) -> None:  # type: ignore[no-untyped-def]
     assert TokenEvent.objects.filter(partner=partner, kind__in=TokenEvent.MOVED).exists()
-    assert [r["detail"].get("credential") for r in _token_requests(cpv_sim)][-1] == "certificate"
+    sent = _token_requests(cpv_sim)
+    assert 400 in {r["status"] for r in sent} and sent[-1]["detail"].get("credential") == "certificate"
     (alert,) = alerts_open()
     assert alert.condition == OperatorAlert.Condition.CREDENTIAL_FALLBACK
-    assert "the managed identity" in alert.message and "AADSTS70021" in alert.message
+    assert "the managed identity" in alert.message and f"AADSTS{code}" in alert.message
+    assert cpv_sim.control.find_leaks(alert.message) == []
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("overrides", "code"), UNTRUSTED, ids=UNTRUSTED_IDS)
+def test_a_refused_managed_identity_falls_back_to_the_certificate(  # type: ignore[no-untyped-def]
+    overrides, code, cpv_sim, host_identity, settings, django_capture_on_commit_callbacks, admin_with_email
+) -> None:
+    created = host_identity(**overrides)
+
+    partner = _renew_with_the_identity_then_the_certificate(
+        cpv_sim, settings, created["client_id"], django_capture_on_commit_callbacks
+    )
+
+    _assert_fell_back(cpv_sim, partner, code)
+
+
+@pytest.mark.django_db
+def test_the_older_general_no_matching_record_answer_falls_back_too(  # type: ignore[no-untyped-def]
+    cpv_sim, host_identity, settings, django_capture_on_commit_callbacks, admin_with_email
+) -> None:
+    created = host_identity()
+    # AADSTS70021, which Entra answered for every mismatch before the specific codes
+    cpv_sim.control.inject_entra_error(70021, grant_type="refresh_token", times=1)
+
+    partner = _renew_with_the_identity_then_the_certificate(
+        cpv_sim, settings, created["client_id"], django_capture_on_commit_callbacks
+    )
+
+    _assert_fell_back(cpv_sim, partner, 70021)
+
+
+@pytest.mark.django_db
+def test_an_identity_that_gives_a_delegated_token_falls_back_to_the_certificate(  # type: ignore[no-untyped-def]
+    cpv_sim, host_identity, settings, django_capture_on_commit_callbacks, admin_with_email, monkeypatch, caplog
+) -> None:
+    created = host_identity()
+    # No managed identity endpoint answers with a user's token; the assertion is replaced at its point of use by a
+    # delegated token Entra issued, to meet Entra's answer to one (AADSTS700229).
+    delegated = redeem(cpv_sim, admin_consents(cpv_sim)).json()["access_token"]
+    monkeypatch.setattr(app_credentials.ManagedIdentityAssertion, "__call__", lambda self: delegated)
+    caplog.set_level(logging.DEBUG)
+
+    partner = _renew_with_the_identity_then_the_certificate(
+        cpv_sim, settings, created["client_id"], django_capture_on_commit_callbacks
+    )
+
+    _assert_fell_back(cpv_sim, partner, 700229)
+    assert delegated not in caplog.text and cpv_sim.control.find_leaks(caplog.text) == []
 
 
 @pytest.mark.parametrize(

@@ -43,6 +43,7 @@ INJECTED = [
     (7000215, "invalid_client", None),
     (7000222, "invalid_client", None),
     (700027, "invalid_client", None),
+    (70021, "invalid_request", None),
     (50020, "invalid_grant", None),
     (90072, "invalid_grant", None),
 ]

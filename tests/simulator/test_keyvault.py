@@ -87,6 +87,22 @@ def test_the_first_request_without_a_token_gets_the_challenge(sim):
     assert response.json()["error"]["code"] == "Unauthorized"
 
 
+def cpv_app_vault_token(sim) -> str:
+    """An app-only token for Key Vault of the CPV app, which is in the vaults' tenant but in no access policy."""
+    return str(
+        requests.post(
+            f"{sim.authority_host}/{sim.env['AZURE_TENANT_ID']}/oauth2/v2.0/token",
+            data={
+                "grant_type": "client_credentials",
+                "client_id": sim.env["CPV_CLIENT_ID"],
+                "client_secret": sim.env["CPV_CLIENT_SECRET"],
+                "scope": "https://vault.azure.net/.default",
+            },
+            timeout=10,
+        ).json()["access_token"]
+    )
+
+
 def test_only_the_vault_principal_may_use_it(sim):
     from tests.simulator.helpers import admin, redeem
 
@@ -103,16 +119,7 @@ def test_only_the_vault_principal_may_use_it(sim):
     )
     assert other_tenant.status_code == 401
     # the CPV app itself, in the vault's tenant, is not in the vault's access policy
-    cpv_token = requests.post(
-        f"{sim.authority_host}/{sim.env['AZURE_TENANT_ID']}/oauth2/v2.0/token",
-        data={
-            "grant_type": "client_credentials",
-            "client_id": sim.env["CPV_CLIENT_ID"],
-            "client_secret": sim.env["CPV_CLIENT_SECRET"],
-            "scope": "https://vault.azure.net/.default",
-        },
-        timeout=10,
-    ).json()["access_token"]
+    cpv_token = cpv_app_vault_token(sim)
     refused = requests.get(
         f"{sim.vault_url}secrets?api-version=7.5",
         headers={"Authorization": f"Bearer {cpv_token}"},

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import requests
 from azure.core.exceptions import ResourceNotFoundError
 from azure.keyvault.secrets import SecretClient
 
@@ -12,7 +13,7 @@ from simulator.keyvault import SecretEntry
 from simulator.state import Simulator
 from simulator.world import World
 from tests.simulator.helpers import vault_credential
-from tests.simulator.test_keyvault import _session
+from tests.simulator.test_keyvault import _session, cpv_app_vault_token
 
 
 def _client(sim, url: str) -> SecretClient:
@@ -67,3 +68,19 @@ def test_a_snapshot_keeps_every_vaults_secrets():
 
     assert list(after.more_vaults[0].store.secrets) == ["survives"]
     assert after.vault.secrets == {}
+
+
+def test_a_refusal_names_the_vault_that_refuses(sim):
+    # the CPV app, in the vaults' tenant, is in no vault's access policy
+    token = cpv_app_vault_token(sim)
+
+    messages = []
+    for url in sim.vault_urls:
+        refused = requests.get(
+            f"{url}secrets?api-version=7.5", headers={"Authorization": f"Bearer {token}"}, timeout=10
+        )
+        assert refused.status_code == 403
+        messages.append(refused.json()["error"]["message"])
+
+    assert "on key vault 'simulator'." in messages[0]
+    assert "on key vault 'simulator-2'." in messages[1]
