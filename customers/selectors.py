@@ -154,10 +154,12 @@ def partner_state_counts(partner: Partner, *, customers: int) -> StateCounts:
 
 
 def proof_totals() -> dict[str, int]:
-    """Every partner's present customers in each proof state."""
-    rows = CustomerConsent.objects.filter(customer__removed_at__isnull=True)
-    counted = rows.aggregate(**{state: Count("id", filter=condition) for state, condition in PROOF_FILTERS.items()})
-    return {state: int(value or 0) for state, value in counted.items()}
+    """Every partner's present customers in each proof state: every consent counted in one pass over their table, less
+    those of removed customers (few, found from their index), so that no pass joins every consent with its customer."""
+    counts = {state: Count("id", filter=condition) for state, condition in PROOF_FILTERS.items()}
+    every = CustomerConsent.objects.filter(_APPLIED).aggregate(**counts)
+    removed = CustomerConsent.objects.filter(_APPLIED, customer__removed_at__isnull=False).aggregate(**counts)
+    return {state: int(every[state] or 0) - int(removed[state] or 0) for state in PROOF_FILTERS}
 
 
 def customers_of(partner: Partner, *, state: str = "") -> QuerySet[Customer]:

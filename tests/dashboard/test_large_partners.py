@@ -107,3 +107,21 @@ def test_the_list_finds_each_page_by_ids_first_in_order_with_its_annotations(vie
     # The page a person asks for by number, late or past the end, as the list shows it.
     response = client_for(viewer).get("/partners/", {"page": 99})
     assert response.status_code == 200 and b"Partner 022" in response.content
+
+
+def test_the_proof_totals_count_present_customers_only() -> None:
+    first = active_partner_with_data("First Partner", customers=6, failed=1)
+    second = active_partner_with_data("Second Partner", customers=4, failed=0)
+    drift(first, 2)
+    drift(second, 1)
+    # A removed customer's consent stays, and is no longer counted.
+    gone = CustomerConsent.objects.filter(customer__partner=first, proof=CustomerConsent.Proof.DRIFTED).first()
+    assert gone is not None
+    gone.customer.removed_at = gone.updated_at
+    gone.customer.save(update_fields=["removed_at"])
+
+    totals = selectors.proof_totals()
+
+    per_partner = selectors.proof_counts()
+    assert totals == {state: sum(counts[state] for counts in per_partner.values()) for state in selectors.PROOF_FILTERS}
+    assert totals["drifted"] == 2 and totals["applied_unverified"] == 5 + 3 - 2
