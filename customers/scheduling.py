@@ -69,6 +69,7 @@ class Progress:
     failed: int
     share_per_s: float
     started_at: datetime | None
+    finished_at: datetime | None
 
     @property
     def total(self) -> int:
@@ -235,9 +236,10 @@ def consent_pullers_wanted() -> list[tuple[int, str]]:
         return []
     ConsentPuller.objects.bulk_create([ConsentPuller(slot=n) for n in range(PULLERS)], ignore_conflicts=True)
     now = timezone.now()
+    wanted -= ConsentPuller.objects.filter(held_until__gte=now).count()
     taken: list[tuple[int, str]] = []
     for slot in range(PULLERS):
-        if len(taken) == wanted:
+        if len(taken) >= wanted:
             break
         owner = str(uuid.uuid4())
         won = (
@@ -298,7 +300,10 @@ def consent_progress(partner_ids: list[int]) -> dict[int, Progress]:
     lanes = list(ConsentLane.objects.filter(partner_id__in=partner_ids, started_at__isnull=False))
     busy = ConsentLane.objects.filter(pending__gt=0).count()
     share = float(settings.CPV_PC_REQUESTS_PER_SECOND) / max(1, busy)
-    return {lane.partner_id: Progress(lane.pending, lane.done, lane.failed, share, lane.started_at) for lane in lanes}
+    return {
+        lane.partner_id: Progress(lane.pending, lane.done, lane.failed, share, lane.started_at, lane.finished_at)
+        for lane in lanes
+    }
 
 
 def _iso(value: datetime | None) -> str:
