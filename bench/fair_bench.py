@@ -34,29 +34,17 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import harness
+from bench import fanout_bench, harness
 
 PC_LIMIT = 50
 OLD_BATCH = 50
 
 
 def reset(control: Any, tenants: list[str], application_id: str) -> None:
-    """No ApplicationConsent anywhere, and nothing scheduled: in the simulator and in the database."""
-    from bench.seed import threaded
-    from customers.models import ConsentLane, ConsentPuller, ConsentWork, CustomerConsent
+    """No ApplicationConsent anywhere (as the fan-out benchmark resets it), and nothing scheduled."""
+    from customers.models import ConsentLane, ConsentPuller, ConsentWork
 
-    consents = control.consents()
-    present = [t for t in tenants if application_id in consents.get(t.lower(), {})]
-
-    def remove(tenant: str, local: dict[str, Any]) -> None:
-        if "control" not in local:
-            from simulator.control_client import SimulatorControl
-
-            local["control"] = SimulatorControl(control.base_url, ca_bundle=control._session.verify)
-        local["control"].remove_consent(tenant, application_id)
-
-    threaded(present, remove)
-    CustomerConsent.objects.all().delete()
+    fanout_bench.reset(control, tenants, application_id)
     ConsentWork.objects.all().delete()
     ConsentLane.objects.all().delete()
     ConsentPuller.objects.all().delete()
@@ -193,14 +181,19 @@ def main(argv: list[str] | None = None) -> int:
         expected = len(tenants)
         application_id = sim.env["CPV_CLIENT_ID"]
         app = harness.celery_client()
-        queue, workers = harness.start_workers(env, count=args.workers, threads=args.threads, log_dir=var_dir)
         for mode in modes:
             reset(control, tenants, application_id)
+            # Workers and a queue of their own for each ordering: the verification the last one queued a minute
+            # after each batch (which would repair the consents just reset) is left behind with its queue.
+            queue, workers = harness.start_workers(env, count=args.workers, threads=args.threads, log_dir=var_dir)
             result = one_run(
                 mode=mode, app=app, queue=queue, control=control, giant=giant, small=small, offset=offset,
                 expected=expected,
             )  # fmt: skip
             results.append(result)
+            for worker in workers:
+                worker.stop()
+            workers = []
             print(
                 f"{mode}: small partners {result['small_ratio_median']} x floor (worst {result['small_ratio_worst']}),"
                 f" throughput {result['throughput_ratio']} of the limit, {result['duplicates']} duplicates"

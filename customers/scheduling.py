@@ -296,9 +296,10 @@ def consent_puller_holds(*, slot: int, owner: str) -> bool:
 
 def consent_progress(partner_ids: list[int]) -> dict[int, Progress]:
     """The partners' scheduled ApplicationConsent (only partners with work pending or finished), each pending
-    partner's share of the limit being the limit over the partners with work pending: two queries."""
+    partner's share of the limit being the limit over the partners with work pending: one query, and a count of
+    the busy partners when one of them is."""
     lanes = list(ConsentLane.objects.filter(partner_id__in=partner_ids, started_at__isnull=False))
-    busy = ConsentLane.objects.filter(pending__gt=0).count()
+    busy = ConsentLane.objects.filter(pending__gt=0).count() if any(lane.pending for lane in lanes) else 0
     share = float(settings.CPV_PC_REQUESTS_PER_SECOND) / max(1, busy)
     return {
         lane.partner_id: Progress(lane.pending, lane.done, lane.failed, share, lane.started_at, lane.finished_at)
