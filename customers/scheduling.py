@@ -41,8 +41,9 @@ FAIR_BATCH = 10
 # fewer leaves the limit unused while Partner Center answers.
 PULLERS = 8
 WORK_LEASE = LEASE + timedelta(minutes=1)
-# A slot whose chain stopped (its message lost) is started again after this long without a batch.
-PULLER_LEASE = timedelta(minutes=10)
+# A slot whose chain stopped (its message lost) is started again after this long without a batch. Short: a chain
+# still running in a slot started again only finds, at its next hand-over, that the slot is no longer its own.
+PULLER_LEASE = timedelta(minutes=2)
 # Lanes tried by one claim before it gives up (each found with claimable work, but taken by another in between).
 CLAIM_TRIES = 3
 # Customers recorded per INSERT.

@@ -81,7 +81,8 @@ def application_consents_queue(
     ids = services.customers_needing_consent(partner_id=partner_id)
     if ids:
         scheduling.consent_work_add(partner_id=partner_id, customer_ids=ids, kind=kind, correlation_id=correlation_id)
-        application_consent_pullers_start(queue=queue)
+    # Whether or not this added any: work already pending whose puller was lost is taken up again.
+    application_consent_pullers_start(queue=queue)
     return len(ids)
 
 
