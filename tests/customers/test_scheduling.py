@@ -154,12 +154,14 @@ class Broker:
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.messages: list[tuple[Any, dict[str, Any], str | None]] = []
+        self.sent: list[dict[str, Any]] = []
         for task in (customer_tasks.application_consent_next, customer_tasks.consents_verify):
             monkeypatch.setattr(task, "apply_async", self._queue(task))
 
     def _queue(self, task: Any) -> Any:
         def apply_async(kwargs: dict[str, Any], task_id: str | None = None, **options: Any) -> None:
             self.messages.append((task, kwargs, task_id))
+            self.sent.append({"task": task.name, "kwargs": kwargs, "options": options})
 
         return apply_async
 
@@ -172,7 +174,7 @@ class Broker:
         return results
 
 
-def test_a_sync_schedules_its_customers_and_the_pullers_apply_each_once(cpv_sim, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_a_sync_schedules_its_customers_and_the_pullers_apply_each_once(cpv_sim, monkeypatch, caplog) -> None:  # type: ignore[no-untyped-def]
     partner = active_partner(cpv_sim)
     cpv_sim.control.add_customers(str(partner.tenant_id), 20)
     broker = Broker(monkeypatch)
@@ -188,6 +190,10 @@ def test_a_sync_schedules_its_customers_and_the_pullers_apply_each_once(cpv_sim,
     assert not ConsentWork.objects.exists() and not ConsentPuller.objects.exclude(owner="").exists()
     [audit] = AuditEvent.objects.filter(partner=partner, action="partner.consents_scheduled")
     assert (audit.detail["done"], audit.detail["failed"]) == (25, 0)
+    # Canaries: no secret in what the pullers were sent, returned, audited or logged.
+    assert {m["task"] for m in broker.sent} >= {"consent.application_consent_next"}
+    text = repr(broker.sent) + repr(results) + repr(audit.detail) + caplog.text
+    assert cpv_sim.control.find_leaks(text) == []
 
 
 def test_a_puller_killed_mid_batch_is_redelivered_and_applies_none_twice(cpv_sim, monkeypatch) -> None:  # type: ignore[no-untyped-def]
