@@ -147,10 +147,12 @@ def consent_work_claim(*, owner: str, size: int = FAIR_BATCH) -> Claim | None:
             return Claim(partner_id, [c for p, c, _ in mine if p == partner_id], mine[0][2])
     claimable = Q(held_until__isnull=True) | Q(held_until__lt=now)
     tried: list[int] = []
-    for _ in range(CLAIM_TRIES):
+    for attempt in range(CLAIM_TRIES):
         with transaction.atomic():
+            # Another puller's claim or close holds a lane for a moment: the next lane goes instead. When every lane
+            # with work is held so (one partner busy), the last try waits for it rather than leave it idle.
             lane = (
-                ConsentLane.objects.select_for_update(skip_locked=True)
+                ConsentLane.objects.select_for_update(skip_locked=attempt < CLAIM_TRIES - 1)
                 .filter(pending__gt=0)
                 .exclude(partner_id__in=tried)
                 .filter(Exists(ConsentWork.objects.filter(claimable, partner_id=OuterRef("partner_id"))))
@@ -163,7 +165,7 @@ def consent_work_claim(*, owner: str, size: int = FAIR_BATCH) -> Claim | None:
                 .first()
             )
             if lane is None:
-                return None
+                continue
             rows = list(
                 ConsentWork.objects.select_for_update(skip_locked=True)
                 .filter(claimable, partner_id=lane.partner_id)
