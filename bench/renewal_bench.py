@@ -12,9 +12,14 @@ renew them all, started by the product's own sweep task (`consent.tokens_renew_s
     partner once; reported: renewals per second against the 30/s the limit allows, the 429 answers, and the
     median rate over 10-second windows.
 
+With --vaults V (V > 1): the partners are spread over V simulated Key Vaults (VAULT_URLS), each with its own
+limits, and only (b) runs: reported against V x 30/s, with each vault's accepted creates in its busiest 10 seconds
+and its 429s. Writes bench/results/renewal-vaults.json then.
+
 Also: each worker's peak resident memory (VmHWM) over the whole benchmark. Writes bench/results/renewal.json.
 
     .venv/bin/python bench/renewal_bench.py [--quick] [--partners N] [--runs R] [--workers W] [--threads T]
+        [--vaults V]
 """
 
 from __future__ import annotations
@@ -261,8 +266,23 @@ def product_run(*, app: Any, queue: str, workers: list[harness.Worker], expected
     }
 
 
-def vault_calls(control: Any, since: int) -> dict[str, Any]:
-    entries = control.log(service="vault", since=since)
+def limited_run(*, control: Any, app: Any, queue: str, workers: list[harness.Worker], expected: int,
+                dbname: str) -> dict[str, Any]:  # fmt: skip
+    """Key Vault's limits on (300 creates and 4,000 other operations per 10 s, per vault) from an empty window and
+    every token due: the product renews each once (`product_run`'s figures)."""
+    from bench import seed
+
+    control.set_vault_limits(True, creates=VAULT_CREATES_PER_10S, others=4000, window=10.0)
+    time.sleep(10.5)  # an empty window to start from
+    seed.make_due()
+    control.clear_log()
+    return product_run(app=app, queue=queue, workers=workers, expected=expected, dbname=dbname)
+
+
+def vault_calls(control: Any, since: int, *, host: str = "") -> dict[str, Any]:
+    """The vault's answers since log entry `since` (only those of the vault at `host` when given): counts by status,
+    the accepted creates per second in each whole 10-second window, and the most accepted in any 10 seconds."""
+    entries = [e for e in control.log(service="vault", since=since) if not host or e["host"] == host]
     statuses: dict[str, int] = {}
     for entry in entries:
         statuses[str(entry["status"])] = statuses.get(str(entry["status"]), 0) + 1
@@ -297,6 +317,26 @@ def vault_calls(control: Any, since: int) -> dict[str, Any]:
 # --- main -------------------------------------------------------------------------------------------------
 
 
+def simulator_for(partners: int, *, vaults: int = 1) -> Any:
+    """The simulator's process for `partners` partners and `vaults` Key Vaults, every limit off until a part sets
+    them (not yet started)."""
+    from simulator.testing import SimulatorProcess
+
+    return SimulatorProcess(
+        extra_args=["--seed", str(SEED), "--partners", str(partners), "--customers", "1", "--vaults", str(vaults),
+                    "--vault-limits", "off", "--pc-rate-limit", "0", "--record-issued", "off"],
+        startup_timeout=180,
+    )  # fmt: skip
+
+
+def product_set_up(sim_env: dict[str, str], *, database: Any, var_dir: Path, **overrides: str) -> dict[str, str]:
+    """The product's environment on the simulator and `database`, migrated, and this process configured with it."""
+    env = harness.product_env(sim_env, database_url=database.url, var_dir=var_dir, **overrides)
+    harness.migrate(env)
+    harness.django_setup(env)
+    return env
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="200 partners, one run of each")
@@ -305,30 +345,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2, help="worker processes (and bare-script processes)")
     parser.add_argument("--threads", type=int, default=4, help="threads per worker (and per bare process)")
     parser.add_argument("--skip-limits", action="store_true", help="leave out (b)")
+    parser.add_argument(
+        "--vaults", type=int, default=1, help="spread the partners over this many Key Vaults (VAULT_URLS); (b) only"
+    )
     args = parser.parse_args(argv)
+    if args.vaults > 1:
+        return several_vaults(args)
     partners = args.partners or (200 if args.quick else 10_000)
     runs = args.runs or (1 if args.quick else 3)
 
-    from simulator.testing import SimulatorProcess
     from simulator.world import World
 
     total_started = time.perf_counter()
     database = harness.BenchDatabase("cpv_bench_renewal")
     database.create()
     var_dir = harness.bench_var_dir()
-    sim_process = SimulatorProcess(
-        extra_args=["--seed", str(SEED), "--partners", str(partners), "--customers", "1",
-                    "--vault-limits", "off", "--pc-rate-limit", "0", "--record-issued", "off"],
-        startup_timeout=180,
-    )  # fmt: skip
+    sim_process = simulator_for(partners)
     workers: list[harness.Worker] = []
     try:
         sim = sim_process.start()
         control = sim.control
         sim_pid = sim_process.process.pid if sim_process.process else 0
-        env = harness.product_env(sim.env, database_url=database.url, var_dir=var_dir)
-        harness.migrate(env)
-        harness.django_setup(env)
+        env = product_set_up(sim.env, database=database, var_dir=var_dir)
         from django.conf import settings
 
         world = World.generate(seed=SEED, partners=partners, customers_per_partner=1)
@@ -399,11 +437,8 @@ def main(argv: list[str] | None = None) -> int:
             for worker in workers:
                 worker.stop()
             queue, workers = harness.start_workers(env, count=args.workers, threads=args.threads, log_dir=var_dir)
-            control.set_vault_limits(True, creates=VAULT_CREATES_PER_10S, others=4000, window=10.0)
-            time.sleep(10.5)  # an empty window to start from
-            seed.make_due()
-            control.clear_log()
-            product = product_run(app=app, queue=queue, workers=workers, expected=partners, dbname=database.name)
+            product = limited_run(control=control, app=app, queue=queue, workers=workers, expected=partners,
+                                  dbname=database.name)  # fmt: skip
             calls = vault_calls(control, 0)
             ceiling = VAULT_CREATES_PER_10S / 10
             windows = calls.pop("creates_per_s_10s_windows")
@@ -519,6 +554,106 @@ def main(argv: list[str] | None = None) -> int:
             "limits_on": limits,
             "worker_peak_rss_mib": memory,
             "summary": summary,
+            "total_seconds": round(time.perf_counter() - total_started, 1),
+        },
+    )
+    print(f"wrote {path.relative_to(harness.ROOT) if path.is_relative_to(harness.ROOT) else path}")
+    return 0
+
+
+def several_vaults(args: argparse.Namespace) -> int:
+    """(b) over `args.vaults` simulated Key Vaults, each with Key Vault's limits: the partners spread over them as
+    VAULT_URLS spreads them, renewed once by the product at its default pace of creates per vault."""
+    from urllib.parse import urlsplit
+
+    from simulator.world import World
+
+    partners = args.partners or (400 if args.quick else 4_000)
+    total_started = time.perf_counter()
+    database = harness.BenchDatabase("cpv_bench_renewal_vaults")
+    database.create()
+    var_dir = harness.bench_var_dir()
+    sim_process = simulator_for(partners, vaults=args.vaults)
+    workers: list[harness.Worker] = []
+    try:
+        sim = sim_process.start()
+        control = sim.control
+        urls = sim.env["SIMULATOR_VAULT_URLS"].split(",")
+        env = product_set_up(sim.env, database=database, var_dir=var_dir, VAULT_URLS=",".join(urls))
+        from bench import seed
+
+        world = World.generate(seed=SEED, partners=partners, customers_per_partner=1)
+        seeded_at = time.perf_counter()
+        seed.active_partners(sim_env=sim.env, world_partners=world.partners, vault_urls=urls)
+        seed_seconds = time.perf_counter() - seeded_at
+        print(f"seeded {partners} partners over {len(urls)} vaults in {seed_seconds:.1f} s")
+        harness.redis_delete(*(f"key-vault-creates:{urlsplit(url).netloc.lower()}" for url in urls))
+        queue, workers = harness.start_workers(env, count=args.workers, threads=args.threads, log_dir=var_dir)
+        app = harness.celery_client()
+        product = limited_run(control=control, app=app, queue=queue, workers=workers, expected=partners,
+                              dbname=database.name)  # fmt: skip
+        calls = vault_calls(control, 0)
+        windows = calls.pop("creates_per_s_10s_windows")
+        per_vault = []
+        for url in urls:
+            one = vault_calls(control, 0, host=urlsplit(url).netloc)
+            one_windows = one.pop("creates_per_s_10s_windows")
+            per_vault.append({"vault_url": url, **one,
+                              "median_10s_window_per_s": round(harness.median(one_windows), 1)})  # fmt: skip
+        memory = [round(w.peak_rss_mib(), 1) for w in workers]
+    finally:
+        for worker in workers:
+            worker.stop()
+        sim_process.stop()
+        database.drop()
+
+    one_vault = VAULT_CREATES_PER_10S / 10
+    ceiling = one_vault * len(urls)
+    limits = {
+        **product,
+        **calls,
+        "vaults": len(urls),
+        "ceiling_per_s": ceiling,
+        "ratio": round(product["per_s"] / ceiling, 3),
+        "times_one_vaults_limit": round(product["per_s"] / one_vault, 2),
+        "throttled_share": round(calls["throttled_429"] / max(1, calls["calls"]), 4),
+        "median_10s_window_per_s": round(harness.median(windows), 1) if windows else None,
+        "windows": len(windows),
+        "per_vault": per_vault,
+    }
+    shape = f"{args.workers} processes x {args.threads} threads"
+    print()
+    print(
+        harness.table(
+            f"Renewal of {partners:,} partners over {len(urls)} Key Vaults, each with its limits ({shape}; the ceiling "
+            f"is {len(urls)} x {one_vault:.0f}/s)",
+            ["", "renewals/s", "ceiling/s", "ratio", "x one vault", "median 10 s/s", "429s", "vault calls"],
+            [
+                [
+                    "(b) all",
+                    limits["per_s"],
+                    ceiling,
+                    limits["ratio"],
+                    limits["times_one_vaults_limit"],
+                    limits["median_10s_window_per_s"] or "",
+                    limits["throttled_429"],
+                    limits["calls"],
+                ]
+            ]
+            + [
+                [f"vault {n}", "", one_vault, "", "", v["median_10s_window_per_s"], v["throttled_429"], v["calls"]]
+                for n, v in enumerate(per_vault, 1)
+            ],
+        )
+    )
+    print(f"\nworker peak RSS (MiB): {', '.join(str(m) for m in memory)}")
+    path = harness.write_results(
+        "renewal-vaults",
+        {
+            "config": {"partners": partners, "vaults": len(urls), "workers": args.workers, "threads": args.threads},
+            "seed_seconds": round(seed_seconds, 1),
+            "limits_on": limits,
+            "worker_peak_rss_mib": memory,
             "total_seconds": round(time.perf_counter() - total_started, 1),
         },
     )

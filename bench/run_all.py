@@ -31,6 +31,7 @@ BENCHMARKS = {
     "proof": "bench/proof_bench.py",
     "api": "bench/api_bench.py",
     "budget": "bench/budget_bench.py",
+    "managed_identity": "bench/managed_identity_bench.py",
 }
 # The simulator's own throughput is context for the others, not a product figure: full runs only. The fairness
 # benchmark's small version takes minutes (two orderings of 2,000 customers at 50 a second): full runs only too.

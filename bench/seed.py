@@ -35,9 +35,10 @@ def threaded(items: Sequence[T], work: Callable[[T, dict[str, Any]], R], *, thre
         return list(pool.map(run, items))
 
 
-def vault_client(sim_env: dict[str, str], *, environment_once: bool = False) -> Any:
-    """A SecretClient for the simulator's Key Vault, as the product builds it (no SDK retries); with
-    `environment_once`, on the product's HTTP session (microsoft/http.py) instead of the SDK's default one."""
+def vault_client(sim_env: dict[str, str], *, environment_once: bool = False, vault_url: str = "") -> Any:
+    """A SecretClient for the simulator's Key Vault (`vault_url`, by default the first), as the product builds it (no
+    SDK retries); with `environment_once`, on the product's HTTP session (microsoft/http.py) instead of the SDK's
+    default one."""
     from azure.identity import ClientSecretCredential
     from azure.keyvault.secrets import SecretClient
 
@@ -56,14 +57,20 @@ def vault_client(sim_env: dict[str, str], *, environment_once: bool = False) -> 
         authority=sim_env["AZURE_AUTHORITY_HOST"],
         disable_instance_discovery=True,
     )
-    return SecretClient(sim_env["VAULT_URL"], credential, verify_challenge_resource=False, **options)
+    return SecretClient(vault_url or sim_env["VAULT_URL"], credential, verify_challenge_resource=False, **options)
 
 
 def active_partners(
-    *, sim_env: dict[str, str], world_partners: Sequence[Any], threads: int = 8, token_age: timedelta = DUE_AGE
+    *,
+    sim_env: dict[str, str],
+    world_partners: Sequence[Any],
+    threads: int = 8,
+    token_age: timedelta = DUE_AGE,
+    vault_urls: Sequence[str] = (),
 ) -> list[int]:
     """Create one active partner per world partner, with a refresh token issued to its admin (as if they had
-    consented) and vaulted. Returns the partners' ids."""
+    consented) and vaulted: in the simulator's first vault, or in turn in each of `vault_urls` (recorded on the
+    pointer, as VAULT_URLS's vault choice records it). Returns the partners' ids."""
     from django.db import transaction
     from django.utils import timezone
 
@@ -76,16 +83,19 @@ def active_partners(
     client_id = sim_env["CPV_CLIENT_ID"]
     codes = [uuid.uuid4() for _ in world_partners]
 
+    def vault_of(index: int) -> str:
+        return vault_urls[index % len(vault_urls)] if vault_urls else ""
+
     def issue_and_store(index: int, local: dict[str, Any]) -> tuple[str, str]:
         if "control" not in local:
             local["control"] = SimulatorControl(
                 sim_env["SIMULATOR_CONTROL_URL"], ca_bundle=sim_env["REQUESTS_CA_BUNDLE"]
             )
-            local["vault"] = vault_client(sim_env)
+            local["vaults"] = {url: vault_client(sim_env, vault_url=url) for url in vault_urls or ("",)}
         admin = next(u for u in world_partners[index].users if u.global_admin and u.admin_agent and u.mfa_registered)
         token = local["control"].issue_refresh_token(admin.oid, client_id=client_id)
         code = codes[index]
-        stored = local["vault"].set_secret(
+        stored = local["vaults"][vault_of(index)].set_secret(
             secret_name_for(code),
             token,
             content_type=REFRESH_TOKEN_CONTENT_TYPE,
@@ -115,6 +125,7 @@ def active_partners(
                 PartnerToken(
                     partner=partner,
                     secret_name=secret_name_for(partner.code),
+                    vault_url=vault_of(index),
                     current_version=version,
                     previous_disabled=True,
                     version_count=1,
@@ -123,7 +134,7 @@ def active_partners(
                     obtained_at=renewed_at,
                     last_renewed_at=renewed_at,
                 )
-                for partner, (fingerprint, version) in zip(partners, stored, strict=True)
+                for index, (partner, (fingerprint, version)) in enumerate(zip(partners, stored, strict=True))
             ],
             batch_size=1000,
         )

@@ -33,8 +33,7 @@ from customers.selectors import (
     customer_page,
     customers_of,
     gdap_notices_open,
-    proof_counts,
-    without_access_counts,
+    partner_state_counts,
 )
 from customers.words import PROOF_LABELS, access_guide, access_words, consent_error_words, proof_state, proof_words
 from partners.invitations import partner_reconsent_link
@@ -278,20 +277,22 @@ def status(request: HttpRequest, who: PortalIdentity, partner: Partner) -> HttpR
     last_consent = (
         ConsentFlow.objects.filter(partner=partner, status=ConsentFlow.Status.VAULTED).order_by("-finished_at").first()
     )
+    coverage = coverage_for([partner.pk]).get(partner.pk, Coverage())
+    states = partner_state_counts(partner, customers=coverage.customers)
     context = {
         "who": who,
         "partner": partner,
         "card": consent_card(partner, health),
         "health": health,
-        "coverage": coverage_for([partner.pk]).get(partner.pk, Coverage()),
+        "coverage": coverage,
         "customers": customers,
         "last_consent": last_consent,
         "can_renew": partner.status != Partner.Status.DEACTIVATED,
         # A consent to an older list of required permissions keeps working; the partner is asked to consent again.
         "permissions_missing": partner_permissions_missing(partner) if partner_permissions_outdated(partner) else [],
-        "proved": proof_counts([partner.pk]).get(partner.pk, {}),
+        "proved": states.proved,
         "gdap_to_fix": to_fix[:GDAP_LISTED],
-        "gdap_more": without_access_counts([partner.pk]).get(partner.pk, 0) - GDAP_LISTED,
+        "gdap_more": states.without_access - GDAP_LISTED,
         "gdap_notices": gdap_notices_open(partner),
         "can_check_gdap": partner.status == Partner.Status.ACTIVE,
     }

@@ -60,8 +60,21 @@ class Cloud:
     def authority(self, tenant: str) -> str:
         return f"{self.authority_host}/{tenant}"
 
+    @property
+    def token_exchange_audience(self) -> str:
+        """The audience of the managed identity token an app exchanges in this cloud ("Configure an application to
+        trust a managed identity": one value per cloud)."""
+        return TOKEN_EXCHANGE_AUDIENCES.get(self.national, TOKEN_EXCHANGE_AUDIENCES[GLOBAL])
+
 
 _PARTNER_CENTER_RESOURCE = "https://api.partnercenter.microsoft.com"
+# workload-identity-federation-config-app-trust-managed-identity.md: the federated identity credential's audience
+# "must be one of the following depending on the target cloud".
+TOKEN_EXCHANGE_AUDIENCES = {
+    GLOBAL: "api://AzureADTokenExchange",
+    USGOV: "api://AzureADTokenExchangeUSGov",
+    CHINA: "api://AzureADTokenExchangeChina",
+}
 
 CLOUDS: dict[str, Cloud] = {
     GLOBAL: Cloud(

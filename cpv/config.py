@@ -93,21 +93,31 @@ class ConfigError(ImproperlyConfigured):
 
 SECRET = "secret"  # noqa: S105 - the name of a credential kind, not a secret
 CERTIFICATE = "certificate"
+# A user-assigned managed identity trusted by the app registration as a federated identity credential: msal is given
+# a client assertion, the managed identity's token for the cloud's token-exchange audience.
+MANAGED_IDENTITY = "managed_identity"
 
 
 @dataclass(frozen=True)
 class Credential:
-    """One credential of an app registration: a client secret, or a certificate with its private key, in a PEM file
-    or in Azure Key Vault (`certificate_path` is then the certificate's https:// URL). `source` names where it was
-    configured (a variable and a position), for the words an operator reads; the secret never reaches a repr."""
+    """One credential of an app registration: a client secret, a certificate with its private key, in a PEM file
+    or in Azure Key Vault (`certificate_path` is then the certificate's https:// URL), or a user-assigned managed
+    identity the registration trusts (`managed_identity_client_id`, the identity's client id). `source` names where
+    it was configured (a variable and a position), for the words an operator reads; the secret never reaches a
+    repr."""
 
-    kind: str  # SECRET or CERTIFICATE
+    kind: str  # SECRET, CERTIFICATE or MANAGED_IDENTITY
     secret: str = field(default="", repr=False)
     certificate_path: str = ""
     source: str = ""
+    managed_identity_client_id: str = ""
 
     @property
     def label(self) -> str:
+        if self.kind == MANAGED_IDENTITY:
+            return f"the managed identity {self.managed_identity_client_id}" + (
+                f" ({self.source})" if self.source else ""
+            )
         if self.kind == CERTIFICATE:
             return f"the certificate {self.certificate_path}" + (f" ({self.source})" if self.source else "")
         return "the client secret" + (f" ({self.source})" if self.source else "")
@@ -190,6 +200,8 @@ class Config:
     custom_clouds: dict[str, clouds.Cloud]
     vault_backend: str
     vault_url: str
+    # Every Key Vault partners' tokens may live in (VAULT_URLS), the first one VAULT_URL's
+    vault_urls: tuple[str, ...]
     vault_keys: list[bytes] = field(repr=False)
     vault_deleted_secret_policy: str
     process_role: str
@@ -238,7 +250,7 @@ class Config:
         if not self.app.client_id:
             missing.append("CPV_CLIENT_ID")
         if not self.app.credentials:
-            missing.append("CPV_CLIENT_SECRET or CPV_CLIENT_CERTIFICATE")
+            missing.append("CPV_CLIENT_MANAGED_IDENTITY, CPV_CLIENT_CERTIFICATE or CPV_CLIENT_SECRET")
         return missing
 
 
@@ -669,13 +681,16 @@ def _listed(value: str | None) -> list[str]:
 
 
 def _credential(r: _Reader, prefix: str, *, required: bool) -> AppCredential | None:
-    """One app registration's settings: <prefix>_CLIENT_ID with its credentials, newest first:
-    <prefix>_CLIENT_CERTIFICATE (PEM files, comma-separated) before <prefix>_CLIENT_SECRET (comma-separated), and
-    <prefix>_TENANT_ID, the tenant it is registered in (CPV_STAFF_TENANT_ID by default). None when no client id is
-    set. The one reader of an app's credentials, whatever the cloud or environment it serves."""
+    """One app registration's settings: <prefix>_CLIENT_ID with its credentials in the order they are tried:
+    <prefix>_CLIENT_MANAGED_IDENTITY (a user-assigned managed identity's client id, the secretless credential) first,
+    then <prefix>_CLIENT_CERTIFICATE (PEM files or Key Vault certificates, comma-separated, newest first), then
+    <prefix>_CLIENT_SECRET (comma-separated, newest first); and <prefix>_TENANT_ID, the tenant it is registered in
+    (CPV_STAFF_TENANT_ID by default). None when no client id is set. The one reader of an app's credentials,
+    whatever the cloud or environment it serves."""
     client_id = r.in_production(f"{prefix}_CLIENT_ID", required)
     secrets_ = _listed(r.raw(f"{prefix}_CLIENT_SECRET"))
     certificates = _listed(r.raw(f"{prefix}_CLIENT_CERTIFICATE"))
+    identity = _managed_identity(r, prefix)
     tenant_id = (r.raw(f"{prefix}_TENANT_ID") or r.raw("CPV_STAFF_TENANT_ID") or "").lower()
     if client_id is not None:
         try:
@@ -699,22 +714,32 @@ def _credential(r: _Reader, prefix: str, *, required: bool) -> AppCredential | N
             r.problems.append(
                 f"{prefix}_CLIENT_CERTIFICATE{position} names {certificate!r}, which is not a readable file"
             )
-    if required and client_id and not (secrets_ or certificates):
-        r.problems.append(f"{prefix}_CLIENT_SECRET or {prefix}_CLIENT_CERTIFICATE is required {IN_PRODUCTION}")
-    if client_id is None and (secrets_ or certificates):
-        r.problems.append(f"{prefix}_CLIENT_ID is required when its secret or certificate is set")
+    kinds = f"{prefix}_CLIENT_MANAGED_IDENTITY, {prefix}_CLIENT_CERTIFICATE or {prefix}_CLIENT_SECRET"
+    if required and client_id and not (secrets_ or certificates or identity):
+        r.problems.append(f"{kinds} is required {IN_PRODUCTION}")
+    if client_id is None and (secrets_ or certificates or identity):
+        r.problems.append(f"{prefix}_CLIENT_ID is required when its managed identity, certificate or secret is set")
     if client_id is None:
         return None
 
     def source(name: str, index: int, count: int) -> str:
         return f"{prefix}_{name}" + (f" #{index + 1}" if count > 1 else "")
 
-    credentials = tuple(
-        Credential(CERTIFICATE, certificate_path=path, source=source("CLIENT_CERTIFICATE", i, len(certificates)))
-        for i, path in enumerate(certificates)
-    ) + tuple(
-        Credential(SECRET, secret=value, source=source("CLIENT_SECRET", i, len(secrets_)))
-        for i, value in enumerate(secrets_)
+    managed = (
+        (Credential(MANAGED_IDENTITY, managed_identity_client_id=identity, source=f"{prefix}_CLIENT_MANAGED_IDENTITY"),)
+        if identity
+        else ()
+    )
+    credentials = (
+        managed
+        + tuple(
+            Credential(CERTIFICATE, certificate_path=path, source=source("CLIENT_CERTIFICATE", i, len(certificates)))
+            for i, path in enumerate(certificates)
+        )
+        + tuple(
+            Credential(SECRET, secret=value, source=source("CLIENT_SECRET", i, len(secrets_)))
+            for i, value in enumerate(secrets_)
+        )
     )
     return AppCredential(
         client_id=client_id,
@@ -725,25 +750,88 @@ def _credential(r: _Reader, prefix: str, *, required: bool) -> AppCredential | N
     )
 
 
+def _managed_identity(r: _Reader, prefix: str) -> str:
+    """<prefix>_CLIENT_MANAGED_IDENTITY: the client id (a GUID) of the user-assigned managed identity the app
+    registration trusts as a federated identity credential, lower-cased; "" when unset. Microsoft's "Configure an
+    application to trust a managed identity" allows user-assigned identities only ("system-assigned identities
+    aren't supported"), so "system" is refused with those words."""
+    name = f"{prefix}_CLIENT_MANAGED_IDENTITY"
+    value = (r.raw(name) or "").strip()
+    if not value:
+        return ""
+    if value.lower() in {"system", "system-assigned", "systemassigned"}:
+        r.problems.append(
+            f"{name} must be a user-assigned managed identity's client id: Microsoft lets only user-assigned "
+            "identities be an app's federated identity credential (system-assigned identities aren't supported)"
+        )
+        return ""
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        r.problems.append(
+            f"{name} must be the client id (a GUID) of the user-assigned managed identity the app registration "
+            f"trusts as a federated identity credential, got {value!r}"
+        )
+        return ""
+
+
 def _vault(r: _Reader, *, production: bool, var_dir: Path, role: str) -> Part:
     """VAULT_BACKEND, VAULT_URL, the local vault's keys as `role` may hold them (`_vault_keys`), the workers' Key Vault
     identity and VAULT_DELETED_SECRET_POLICY."""
     vault_backend = r.choice("VAULT_BACKEND", "local", VAULT_BACKENDS)
-    vault_url = ""
-    if vault_backend == "azure":
-        url = r.required("VAULT_URL", "when VAULT_BACKEND=azure")
-        if url is not None:
-            try:
-                vault_url = clouds.validate_https_url("VAULT_URL", url) + "/"
-            except ValueError as exc:
-                r.problems.append(str(exc))
+    vault_urls = _vault_urls(r, azure=vault_backend == "azure")
     return {
         "vault_backend": vault_backend,
-        "vault_url": vault_url,
+        "vault_url": vault_urls[0] if vault_urls else "",
+        "vault_urls": vault_urls,
         **_vault_keys(r, production=production, var_dir=var_dir, role=role, local=vault_backend == "local"),
         "vault_deleted_secret_policy": r.choice("VAULT_DELETED_SECRET_POLICY", "recover", ("recover", "purge", "fail")),
         "vault_reader_client_id": _vault_identities(r, production=production, role=role, backend=vault_backend),
     }
+
+
+def _vault_urls(r: _Reader, *, azure: bool) -> tuple[str, ...]:
+    """VAULT_URLS (comma-separated) or VAULT_URL (a list of one), each an https:// root URL ending in "/": the Key
+    Vaults partners' tokens are spread over, the first holding every token stored before a vault was recorded. Both
+    set must agree; either is refused with the embedded vault, which has no URL."""
+    many, one = r.raw("VAULT_URLS"), r.raw("VAULT_URL")
+    if not azure:
+        # VAULT_URL beside the embedded vault was always ignored (a shared environment file may carry it).
+        if many is not None:
+            r.problems.append("VAULT_URLS names Key Vaults, which only VAULT_BACKEND=azure uses (it is local)")
+        return ()
+    if many is None and one is None:
+        r.problems.append("VAULT_URL is required when VAULT_BACKEND=azure (or VAULT_URLS, naming several vaults)")
+        return ()
+    urls: list[str] = []
+    for name, value in (("VAULT_URLS", many), ("VAULT_URL", one)):
+        if value is None:
+            continue
+        given: list[str] = []
+        for item in (part.strip() for part in value.split(",")):
+            try:
+                url = clouds.validate_https_url(name, item) + "/"
+            except ValueError as exc:
+                r.problems.append(str(exc))
+                continue
+            if urlsplit(url).path != "/":
+                r.problems.append(f"{name} must name each vault by its root URL with no path, got {item!r}")
+            elif url.lower() in (known.lower() for known in given):
+                r.problems.append(f"{name} names {url} twice")
+            else:
+                given.append(url)
+        if name == "VAULT_URLS":
+            urls = given
+        elif many is None:
+            urls = given[:1]
+            if len(given) > 1:
+                r.problems.append("VAULT_URL names one vault: write several in VAULT_URLS")
+        elif given[:1] != urls[:1] or len(given) > 1:
+            r.problems.append(
+                f"VAULT_URL ({one}) and VAULT_URLS ({many}) disagree: set VAULT_URLS alone, or VAULT_URL to its first "
+                "vault (which holds the tokens stored before vaults were recorded)"
+            )
+    return tuple(urls)
 
 
 def _vault_keys(r: _Reader, *, production: bool, var_dir: Path, role: str, local: bool) -> Part:

@@ -221,6 +221,7 @@ CPV_VISIBILITY_TIMEOUT = CONFIG.visibility_timeout
 # The vault that holds every partner's refresh token.
 VAULT_BACKEND = CONFIG.vault_backend
 VAULT_URL = CONFIG.vault_url
+VAULT_URLS = list(CONFIG.vault_urls)
 VAULT_KEYS = CONFIG.vault_keys
 # The local vault seals each token to this public key; only processes that may open tokens hold the private keys.
 VAULT_PUBLIC_KEY = CONFIG.vault_public_key

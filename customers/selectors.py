@@ -5,14 +5,20 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 from dataclasses import dataclass
+from datetime import datetime
 
+from django.core.cache import cache
 from django.db.models import Count, Q, QuerySet
+from django.utils import timezone
 
 from customers.coverage import Coverage
 from customers.models import WITHOUT_ACCESS, CustomerConsent, GdapNotice, PartnerCoverage
 from customers.words import APPLIED_UNVERIFIED, NOT_AVAILABLE
 from partners.models import Customer, Partner
+
+logger = logging.getLogger(__name__)
 
 
 def coverage_for(partner_ids: list[int]) -> dict[int, Coverage]:
@@ -85,6 +91,66 @@ def proof_counts(partner_ids: list[int] | None = None) -> dict[int, dict[str, in
         .annotate(**{state: Count("id", filter=condition) for state, condition in PROOF_FILTERS.items()})
     )
     return {row.pop("customer__partner_id"): {k: int(v) for k, v in row.items()} for row in counted}
+
+
+# A partner's consents by state (proof states, without access) are counted from its customers' rows. Up to this many
+# present customers they are counted for each view; beyond, the count is reused for up to STATE_COUNTS_SECONDS and the
+# page says as of when, so that a partner with 50,000 customers is not counted whole on every view.
+STATE_COUNTS_LIVE_UP_TO = 2000
+STATE_COUNTS_SECONDS = 60
+
+
+@dataclass(frozen=True)
+class StateCounts:
+    """One partner's present customers in each proof state (PROOF_FILTERS' keys), those the GDAP pre-flight holds
+    back, and when they were counted: `reused` when the count was made for an earlier view."""
+
+    proved: dict[str, int]
+    without_access: int
+    counted_at: datetime
+    reused: bool = False
+
+
+def _state_counts_key(partner_id: int) -> str:
+    return f"cpv:partner-state-counts:v1:{partner_id}"
+
+
+def partner_state_counts(partner: Partner, *, customers: int) -> StateCounts:
+    """The partner's StateCounts: counted now when it has at most STATE_COUNTS_LIVE_UP_TO present `customers` (its
+    coverage counter), else reused from a count younger than STATE_COUNTS_SECONDS when there is one."""
+    big = customers > STATE_COUNTS_LIVE_UP_TO
+    if big:
+        try:
+            data = cache.get(_state_counts_key(partner.pk))
+        except Exception:  # the page does without the cache: it counts
+            logger.warning("a partner's state counts could not be read from the cache", exc_info=True)
+            data = None
+        if isinstance(data, dict):
+            try:
+                return StateCounts(
+                    proved={state: int(data["proved"][state]) for state in PROOF_FILTERS},
+                    without_access=int(data["without_access"]),
+                    counted_at=datetime.fromisoformat(data["counted_at"]),
+                    reused=True,
+                )
+            except (KeyError, TypeError, ValueError):
+                pass
+    counted = StateCounts(
+        proved=proof_counts([partner.pk]).get(partner.pk, dict.fromkeys(PROOF_FILTERS, 0)),
+        without_access=without_access_counts([partner.pk]).get(partner.pk, 0),
+        counted_at=timezone.now(),
+    )
+    if big:
+        data = {"proved": counted.proved, "without_access": counted.without_access}
+        try:
+            cache.set(
+                _state_counts_key(partner.pk),
+                {**data, "counted_at": counted.counted_at.isoformat()},
+                STATE_COUNTS_SECONDS,
+            )
+        except Exception:  # the next view counts again
+            logger.warning("a partner's state counts could not be stored in the cache", exc_info=True)
+    return counted
 
 
 def proof_totals() -> dict[str, int]:

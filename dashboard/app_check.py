@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -19,7 +20,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from cpv.clouds import Cloud
-from cpv.config import CERTIFICATE, SECRET, AppCredential, Credential
+from cpv.config import CERTIFICATE, MANAGED_IDENTITY, SECRET, AppCredential, Credential
 from microsoft import app_credentials, identity, partner_center, permissions
 from microsoft.errors import MicrosoftError
 from microsoft.graph import GraphClient, GraphError
@@ -93,6 +94,8 @@ class CredentialFacts:
     thumbprint_sha256: str = ""
     not_after: datetime | None = None
     accepted: bool | None = None
+    # a managed identity's client id (the identity the host asks for its token)
+    managed_identity_client_id: str = ""
 
 
 @dataclass
@@ -173,7 +176,10 @@ def _credentials_check(report: AppReport, app: AppCredential, *, cloud: Cloud, n
                     Kind.CREDENTIAL_NOT_PROBED,
                     Severity.WARNING,
                     f"{credential.label} could not be probed: {exc}",
-                    "Set CPV_TENANT_ID to the tenant the app is registered in, or try again when Entra answers",
+                    _NOT_PROBED_FIXES.get(
+                        credential.kind,
+                        "Set CPV_TENANT_ID to the tenant the app is registered in, or try again when Entra answers",
+                    ),
                 )
             )
             continue
@@ -183,13 +189,29 @@ def _credentials_check(report: AppReport, app: AppCredential, *, cloud: Cloud, n
     return graph_token
 
 
+_NOT_PROBED_FIXES = {
+    MANAGED_IDENTITY: "Assign the user-assigned managed identity to the host the control panel runs on (its "
+    "Identity blade) and check that CPV_CLIENT_MANAGED_IDENTITY is its client id; or set CPV_TENANT_ID to the tenant "
+    "the app is registered in",
+}
+
+
 def _with(facts: CredentialFacts, *, accepted: bool) -> CredentialFacts:
-    return CredentialFacts(facts.label, facts.kind, facts.thumbprint_sha256, facts.not_after, accepted)
+    return dataclasses.replace(facts, accepted=accepted)
 
 
 def _credential_facts(credential: Credential, *, now: datetime) -> tuple[CredentialFacts | None, list[Finding]]:
-    """A certificate's thumbprint and end, with a finding when it ended or ends within 30 days; a secret's end is
-    known only from the registration."""
+    """A certificate's thumbprint and end, with a finding when it ended or ends within 30 days; a managed identity's
+    client id (it has no key and no end); a secret's end is known only from the registration."""
+    if credential.kind == MANAGED_IDENTITY:
+        return (
+            CredentialFacts(
+                label=credential.label,
+                kind=credential.kind,
+                managed_identity_client_id=credential.managed_identity_client_id,
+            ),
+            [],
+        )
     if credential.kind != CERTIFICATE:
         return CredentialFacts(label=credential.label, kind=credential.kind), []
     try:
@@ -232,6 +254,10 @@ _REFUSAL_FIXES = {
     7000215: "The secret is not one of the app's: copy the secret's Value (not its ID) into CPV_CLIENT_SECRET, or "
     "remove it",
     7000222: "The secret has expired: add a new one to the app registration and list it first in CPV_CLIENT_SECRET",
+    70021: "The app registration does not trust this managed identity: add a federated identity credential "
+    "(Certificates & secrets > Federated credentials > Managed Identity) with the tenant's issuer "
+    "(https://login.microsoftonline.com/<tenant id>/v2.0), the identity's object (principal) id as subject, and the "
+    "cloud's audience (api://AzureADTokenExchange)",
 }
 
 
@@ -295,7 +321,7 @@ def _secret_ends(
     for credential, seen in zip(app.credentials, facts, strict=True):
         matching = ends.get(credential.secret[:3], []) if credential.kind == SECRET else []
         if len(matching) == 1 and matching[0] is not None:
-            seen = CredentialFacts(seen.label, seen.kind, seen.thumbprint_sha256, matching[0], seen.accepted)
+            seen = dataclasses.replace(seen, not_after=matching[0])
         dated.append(seen)
     return dated
 

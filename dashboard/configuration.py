@@ -11,6 +11,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from django.conf import settings
 
+from cpv.config import MANAGED_IDENTITY
 from cpv.keys import public_key_of
 from tokens.vault.seal import seal_key_id
 
@@ -129,6 +130,11 @@ def _app(app: Any) -> str:
     how = "a client secret (set)" if app.client_secret else ""
     if app.certificate_path:
         how = f"a certificate ({app.certificate_path})"
+    identity = next((c for c in app.credentials if c.kind == MANAGED_IDENTITY), None)
+    if identity is not None:
+        # tried first (cpv/config.py `_credential`); a certificate or secret beside it is the fallback
+        managed = f"the managed identity {identity.managed_identity_client_id} (a federated identity credential)"
+        how = f"{managed}, then {how}" if how else managed
     return f"client id {app.client_id}, signing in with {how or 'no credential'}"
 
 
@@ -152,6 +158,17 @@ def _grants(grants: dict[str, Any]) -> str:
         f"{g.get('enterpriseApplicationId', '')}: {g.get('scope', '')}" for g in grants.get("applicationGrants", [])
     )
     return f"{grants.get('displayName', '')} — {listed or 'no grant'}"
+
+
+def _vault_urls(urls: tuple[str, ...]) -> str:
+    if not urls:
+        return "— (the embedded vault)"
+    if len(urls) == 1:
+        return f"{urls[0]} alone"
+    return (
+        f"{', '.join(urls)}: each partner's token stays in the vault it was first stored in, a new partner goes to "
+        "the one keeping the fewest, and each vault's write limit paces its own partners' renewals"
+    )
 
 
 def _keys(keys: list[bytes]) -> str:
@@ -232,7 +249,8 @@ GROUPS: list[tuple[str, list[tuple[str, str, str, Show]]]] = [
         "Vault",
         [
             ("vault_backend", "Vault", "VAULT_BACKEND", _text),
-            ("vault_url", "Key Vault address", "VAULT_URL", _text),
+            ("vault_url", "Key Vault address (the first vault)", "VAULT_URL", _text),
+            ("vault_urls", "Key Vaults partners' tokens are spread over", "VAULT_URLS", _vault_urls),
             ("process_role", "This process's role", "CPV_PROCESS_ROLE", _text),
             ("vault_public_key", "Sealing public key", "VAULT_PUBLIC_KEY", _sealing_key),
             ("vault_private_keys", "Keys that open tokens", "VAULT_PRIVATE_KEY", _opening_keys),

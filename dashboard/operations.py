@@ -5,8 +5,10 @@ operation of its kind), and a reader that sees the work over when it could not w
 
 from __future__ import annotations
 
+import functools
 import logging
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -36,8 +38,8 @@ from tokens import tasks as token_tasks
 from tokens.access_tokens import access_token_get
 from tokens.models import PartnerToken, TokenEvent
 from tokens.outcomes import RenewalOutcome
-from tokens.selectors import token_health_expression
-from tokens.vault import get_vault, process_opens_tokens
+from tokens.selectors import VaultShare, token_health_expression, vault_shares
+from tokens.vault import VaultMisconfigured, get_vault, process_opens_tokens
 
 logger = logging.getLogger(__name__)
 
@@ -575,10 +577,25 @@ def _check_partner_center() -> str:
     return f"the organization profile of {partner.name} was read with its token"
 
 
-def _check_vault() -> str:
-    vault = get_vault()
+def _check_vault(url: str = "") -> str:
+    vault = get_vault(url)
     vault.health()
     return "; ".join(f"{str(k).replace('_', ' ')}: {_words(v)}" for k, v in vault.describe().items())
+
+
+def _vault_checks() -> list[tuple[str, Callable[[], str]]]:
+    """A check per vault: "Vault" for the only one, "Vault <url>" each of several (with the partners it keeps), and a
+    failing one for each Key Vault that keeps partners' tokens but VAULT_URLS no longer names."""
+    shares = vault_shares()
+    if len(shares) == 1:
+        return [("Vault", _check_vault)]
+    return [(f"Vault {share.url}", functools.partial(_check_vault_share, share)) for share in shares]
+
+
+def _check_vault_share(share: VaultShare) -> str:
+    if not share.configured:
+        raise VaultMisconfigured(share.problem)
+    return f"{_check_vault(share.url)}; partners: {share.partners}"
 
 
 def _words(value: Any) -> str:
@@ -596,7 +613,7 @@ def live_checks() -> list[LiveCheck]:
     for name, check in (
         ("Sign-in authority", _check_authority),
         ("Partner Center", _check_partner_center),
-        ("Vault", _check_vault),
+        *_vault_checks(),
     ):
         started = time.perf_counter()
         try:

@@ -43,8 +43,7 @@ from customers.selectors import (
     coverage_for,
     customer_page,
     gdap_notices_open,
-    proof_counts,
-    without_access_counts,
+    partner_state_counts,
 )
 from customers.words import (
     PROOF_LABELS,
@@ -65,6 +64,7 @@ from dashboard.forms import (
     StaffMicrosoftForm,
     StaffRoleForm,
 )
+from dashboard.paging import IdsFirstPaginator
 from dashboard.staff_actions import BULK_ACTIONS, actions_for, plural
 from microsoft import permissions
 from partners.access import ROLE_GROUPS, Role, partner_for_staff, role_of, staff_view
@@ -129,7 +129,7 @@ def _directory(request: HttpRequest) -> tuple[PartnerFilterForm, dict[str, str],
 def partner_list(request: HttpRequest) -> HttpResponse:
     """Every partner: search, filters, sort, 50 to a page, with coverage and token health on each row."""
     form, filters, qs = _directory(request)
-    page = Paginator(qs, PAGE_SIZE).get_page(request.GET.get("page"))
+    page = IdsFirstPaginator(qs, PAGE_SIZE).get_page(request.GET.get("page"))
     partners = list(page.object_list)
     coverage = coverage_for([p.pk for p in partners])
     for partner in partners:
@@ -192,8 +192,8 @@ def detail(request: HttpRequest, code: uuid.UUID) -> HttpResponse:
         customer.proof_label = PROOF_LABELS.get(customer.proof_state, "")
         customer.proof_words = proof_words(consent)
     coverage = coverage_for([partner.pk]).get(partner.pk, Coverage())
-    without_access = without_access_counts([partner.pk]).get(partner.pk, 0)
-    proved = proof_counts([partner.pk]).get(partner.pk, dict.fromkeys(PROOF_FILTERS, 0))
+    states = partner_state_counts(partner, customers=coverage.customers)
+    without_access, proved = states.without_access, states.proved
     flows: list[Any] = consent_flows(partner)
     for flow in flows:
         flow.failure_title = outcome(flow.failure_reason).title_for_staff if flow.failure_reason else ""
@@ -212,6 +212,7 @@ def detail(request: HttpRequest, code: uuid.UUID) -> HttpResponse:
             else coverage.in_state(state)
         ),
         "proved": proved,
+        "states_as_of": states.counted_at if states.reused else None,
         "offboarding": offboarding_progress(partner) if partner.offboarding_started_at else None,
         "customer_actions": CUSTOMER_ACTIONS,
         "without_access": without_access,

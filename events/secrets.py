@@ -1,28 +1,18 @@
 """A subscription's signing secret: made in the `whsec_` form the Standard Webhooks libraries take, shown once, and
-kept sealed with AES-256-GCM under a key derived (HKDF-SHA256) from DJANGO_SECRET_KEY, bound to its subscription.
-
-Why this key and not the vault's: every process (web makes the secret, workers sign with it) holds
-DJANGO_SECRET_KEY whatever the vault backend, while the vault's key pair exists only with VAULT_BACKEND=local and
-the `events` layer may not import `tokens`. A rotated DJANGO_SECRET_KEY keeps the older one in
-SECRET_KEY_FALLBACKS (Django's own rotation), which still opens what it sealed; the row names the key by its id.
-Stored: `nonce (12 bytes) | ciphertext and tag`."""
+kept sealed by `cpv.sealing` (AES-256-GCM under a key derived from DJANGO_SECRET_KEY, which every process holds
+whatever the vault backend), bound to its subscription and slot. The row names the key by its id, so a secret sealed
+before DJANGO_SECRET_KEY was rotated opens with the older key in SECRET_KEY_FALLBACKS, and one whose key is gone
+says which."""
 
 from __future__ import annotations
 
 import base64
-import hashlib
-import os
 import secrets
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-from django.conf import settings
+from cpv import sealing
 
 PREFIX = "whsec_"
 SECRET_BYTES = 32
-NONCE_BYTES = 12
 _INFO = b"cpv-events/webhook-secret/v1"
 
 
@@ -36,41 +26,19 @@ def secret_new() -> str:
     return PREFIX + base64.b64encode(secrets.token_bytes(SECRET_BYTES)).decode()
 
 
-def _keys() -> list[bytes]:
-    values = [settings.SECRET_KEY, *getattr(settings, "SECRET_KEY_FALLBACKS", [])]
-    return [
-        HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_INFO).derive(str(value).encode())
-        for value in values
-        if value
-    ]
-
-
-def key_id(key: bytes) -> str:
-    """A sealing key's public name (16 hex digits). Safe to print and to store."""
-    return hashlib.sha256(b"cpv-events/key-id\x00" + key).hexdigest()[:16]
-
-
 def _aad(subscription: str, slot: str) -> bytes:
     return b"\x00".join((_INFO, subscription.encode(), slot.encode()))
 
 
 def secret_seal(secret: str, *, subscription: str, slot: str) -> tuple[bytes, str]:
     """`secret` sealed for the subscription's `slot` (`current` or `previous`): (the stored bytes, the key's id)."""
-    key = _keys()[0]
-    nonce = os.urandom(NONCE_BYTES)
-    return nonce + AESGCM(key).encrypt(nonce, secret.encode(), _aad(subscription, slot)), key_id(key)
+    return sealing.seal(secret.encode(), info=_INFO, aad=_aad(subscription, slot))
 
 
 def secret_open(sealed: bytes, *, wanted_key_id: str, subscription: str, slot: str) -> str:
     """The secret in a sealed value. Raises SecretUnreadable (its message names no secret)."""
-    for key in _keys():
-        if key_id(key) != wanted_key_id:
-            continue
-        data = bytes(sealed)
-        try:
-            return AESGCM(key).decrypt(data[:NONCE_BYTES], data[NONCE_BYTES:], _aad(subscription, slot)).decode()
-        except InvalidTag:
-            raise SecretUnreadable("the signing secret failed its integrity check") from None
-    raise SecretUnreadable(
-        f"the signing secret was sealed with key {wanted_key_id}, which is neither DJANGO_SECRET_KEY's nor a fallback's"
-    )
+    try:
+        plaintext = sealing.unseal(sealed, info=_INFO, aad=_aad(subscription, slot), wanted_key_id=wanted_key_id)
+    except sealing.SealError as exc:
+        raise SecretUnreadable(f"the signing secret does not open: {exc}") from None
+    return plaintext.decode()

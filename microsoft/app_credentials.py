@@ -1,6 +1,6 @@
-"""The vendor app's own credentials: what msal is given for each (a certificate from a PEM file or from Key Vault),
-what a certificate says of itself (SHA-256 thumbprint, validity), and which credential to try first when several are
-configured."""
+"""The vendor app's own credentials: what msal is given for each (a certificate from a PEM file or from Key Vault, a
+secret, or a user-assigned managed identity's token as a client assertion), what a certificate says of itself (SHA-256
+thumbprint, validity), and which credential to try first when several are configured."""
 
 from __future__ import annotations
 
@@ -13,17 +13,27 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import jwt
 from azure.core.exceptions import AzureError, ClientAuthenticationError, HttpResponseError, ResourceNotFoundError
 from azure.core.pipeline.transport import RequestsTransport
+from azure.identity import CredentialUnavailableError, ManagedIdentityCredential
 from azure.keyvault.secrets import SecretClient
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
 from django.conf import settings
 
-from cpv.config import CERTIFICATE, AppCredential, Credential, KeyVaultCertificate, key_vault_certificate
+from cpv.clouds import CLOUDS, GLOBAL, Cloud
+from cpv.config import (
+    CERTIFICATE,
+    MANAGED_IDENTITY,
+    AppCredential,
+    Credential,
+    KeyVaultCertificate,
+    key_vault_certificate,
+)
 from microsoft import azure_identity
 from microsoft.errors import MicrosoftError
 from microsoft.http import EnvironmentOnceSession
@@ -32,16 +42,26 @@ from microsoft.http import EnvironmentOnceSession
 # failed signature validation" (a certificate Entra does not hold, or no longer accepts), 7000215 "Invalid client
 # secret is provided", 7000222 "The provided client secret keys are expired". Any of them sends the request on to
 # the next configured credential. (AADSTS1000502 and 7000274, which Microsoft.Identity.Web also takes for certificate
-# errors, are not in the AADSTS reference, so they are not listed.)
-FALLBACK_CODES = frozenset({700027, 7000215, 7000222})
+# errors, are not in the AADSTS reference, so they are not listed.) 70021 "No matching federated identity record found
+# for presented assertion" (workload-identity-federation-considerations.md) condemns a managed identity the app
+# registration does not trust.
+FALLBACK_CODES = frozenset({700027, 7000215, 7000222, 70021})
 # How long a refused credential is tried last in this process, so that each request does not pay a refusal first.
 REFUSED_FOR_SECONDS = 300.0
 
 
 class CredentialUnreadable(MicrosoftError):
-    """A configured certificate file could not be read as a PEM private key and certificate."""
+    """A configured certificate file could not be read as a PEM private key and certificate, or a managed identity
+    gave no token."""
 
     kind = "misconfigured"
+
+
+class ManagedIdentityUnreachable(CredentialUnreadable):
+    """The host's managed identity endpoint could not be reached: a later try may succeed."""
+
+    transient = True
+    kind = "transient"
 
 
 @dataclass(frozen=True)
@@ -213,9 +233,17 @@ def certificate_facts(path: str) -> CertificateFacts:
     )
 
 
-def msal_credential(credential: Credential) -> str | dict[str, str]:
-    """msal's `client_credential` for one credential: the PEM key and certificate, or the secret.
-    Raises CredentialUnreadable."""
+def msal_credential(credential: Credential, *, cloud: Cloud | None = None) -> str | dict[str, Any]:
+    """msal's `client_credential` for one credential: the PEM key and certificate, the secret, or for a managed
+    identity `{"client_assertion": callable}` for `cloud`'s exchange audience (the global cloud's by default; msal
+    calls it for each token request it sends; see `ManagedIdentityAssertion`). Raises CredentialUnreadable."""
+    if credential.kind == MANAGED_IDENTITY:
+        audience = (cloud or CLOUDS[GLOBAL]).token_exchange_audience
+        return {
+            "client_assertion": ManagedIdentityAssertion(
+                client_id=credential.managed_identity_client_id, audience=audience
+            )
+        }
     if credential.kind == CERTIFICATE:
         key, certificate = _read_pem(credential.certificate_path)
         return {
@@ -225,6 +253,67 @@ def msal_credential(credential: Credential) -> str | dict[str, str]:
             "public_certificate": certificate.public_bytes(serialization.Encoding.PEM).decode(),
         }
     return credential.secret
+
+
+# --- a managed identity as the app's credential ---------------------------------------------------------------------
+# workload-identity-federation-config-app-trust-managed-identity.md: the app registration trusts a user-assigned
+# managed identity (a federated identity credential); the workload asks the managed identity for a token for the
+# cloud's exchange audience and presents it as the client assertion. One ManagedIdentityCredential per identity and
+# process: azure-identity (msal's ManagedIdentityClient) keeps its token in memory and asks the endpoint again only
+# when less than five minutes of it are left, so the assertion is not fetched for every request.
+_identity_lock = threading.Lock()
+_identities: dict[str, ManagedIdentityCredential] = {}
+
+
+def _managed_identity(client_id: str) -> ManagedIdentityCredential:
+    with _identity_lock:
+        found = _identities.get(client_id)
+        if found is None:
+            found = _identities[client_id] = ManagedIdentityCredential(client_id=client_id)
+        return found
+
+
+class ManagedIdentityAssertion:
+    """The client assertion msal calls for: the managed identity's token for `audience`. Raises CredentialUnreadable
+    (words that name the fix, never the token) when the managed identity gives none, ManagedIdentityUnreachable (a
+    transient one) when its endpoint cannot be reached."""
+
+    def __init__(self, *, client_id: str, audience: str) -> None:
+        self.client_id = client_id
+        self.audience = audience
+
+    def __repr__(self) -> str:
+        return f"ManagedIdentityAssertion(client_id={self.client_id!r}, audience={self.audience!r})"
+
+    def __call__(self) -> str:
+        what = f"The managed identity {self.client_id}"
+        try:
+            return _managed_identity(self.client_id).get_token(f"{self.audience}/.default").token
+        except CredentialUnavailableError as exc:
+            raise CredentialUnreadable(
+                f"{what} gave no token for {self.audience}: no managed identity endpoint answers for it here "
+                "(assign the user-assigned identity to this App Service, Functions app, container app or virtual "
+                f"machine, and check that its client id is the one configured) ({exc.__class__.__name__})"
+            ) from None
+        except ClientAuthenticationError as exc:
+            raise CredentialUnreadable(
+                f"{what} gave no token for {self.audience}: the managed identity endpoint refused "
+                f"({exc.__class__.__name__}); check that the identity is assigned to this host"
+            ) from None
+        except (AzureError, ValueError) as exc:
+            raise ManagedIdentityUnreachable(
+                f"{what} gave no token for {self.audience}: the managed identity endpoint could not be reached "
+                f"({exc.__class__.__name__}); check the host's managed identity (IDENTITY_ENDPOINT) and try again"
+            ) from None
+
+
+def managed_identities_forget() -> None:
+    """Forget the managed identity credentials and their tokens (tests, and a changed configuration)."""
+    with _identity_lock:
+        credentials = list(_identities.values())
+        _identities.clear()
+    for credential in credentials:
+        credential.close()
 
 
 # application-addkey.md: the proof's audience "needs to be `00000002-0000-0000-c000-000000000000`", its issuer "the
@@ -270,7 +359,9 @@ _refused: dict[tuple[str, str], float] = {}
 
 def _key(app: AppCredential, credential: Credential) -> tuple[str, str]:
     # A digest, so that no secret is kept as a dictionary key.
-    value = credential.certificate_path if credential.kind == CERTIFICATE else credential.secret
+    value = {CERTIFICATE: credential.certificate_path, MANAGED_IDENTITY: credential.managed_identity_client_id}.get(
+        credential.kind, credential.secret
+    )
     return app.client_id, hashlib.sha256(f"{credential.kind}:{value}".encode()).hexdigest()
 
 

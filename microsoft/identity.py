@@ -185,7 +185,8 @@ _NOT_CONSENTED_CODES = {65001, 90099}
 # or (seen for several partners at once) the vendor's own registration is gone or in another cloud.
 _APP_NOT_FOUND = 700016
 _NO_ACCESS_CODES = {50020, 90072}
-_INVALID_CLIENT_CODES = {7000215, 7000222, 700027, 7000218, 700024}
+# 70021: no federated identity credential of the app matches the managed identity's token.
+_INVALID_CLIENT_CODES = {7000215, 7000222, 700027, 7000218, 700024, 70021}
 # The tenant is in another cloud (errors reference): 900432 "Confidential Client isn't supported in Cross Cloud
 # request", 900439 USGClientNotSupportedOnPublicEndpoint, 90038 NationalCloudTenantRedirection.
 _WRONG_CLOUD_CODES = {900432, 900439, 90038}
@@ -249,16 +250,21 @@ def error_from_response(
 
 
 # --- the app's credential -------------------------------------------------------------------------
+NO_CREDENTIAL = (
+    "No app credential is configured: set CPV_CLIENT_MANAGED_IDENTITY, CPV_CLIENT_CERTIFICATE or CPV_CLIENT_SECRET"
+)
 
 
-def client_credential(app: AppCredential, credential: Credential | None = None) -> str | dict[str, str]:
+def client_credential(
+    app: AppCredential, credential: Credential | None = None, *, cloud: Cloud | None = None
+) -> str | dict[str, Any]:
     """msal's `client_credential` for `credential` (by default the first to try of the app's): the PEM certificate
-    and key, or the secret. Raises IdentityMisconfigured."""
+    and key, the secret, or a managed identity's client assertion for `cloud`. Raises IdentityMisconfigured."""
     chosen = credential or next(iter(app_credentials.in_order(app)), None)
     if chosen is None:
-        raise IdentityMisconfigured("No app credential is configured: set CPV_CLIENT_CERTIFICATE or CPV_CLIENT_SECRET")
+        raise IdentityMisconfigured(NO_CREDENTIAL)
     try:
-        return app_credentials.msal_credential(chosen)
+        return app_credentials.msal_credential(chosen, cloud=cloud)
     except app_credentials.CredentialUnreadable as exc:
         raise IdentityMisconfigured(str(exc)) from None
 
@@ -269,7 +275,7 @@ def with_credentials(app: AppCredential, attempt: Callable[[Credential], T]) -> 
     into an operator alert. Raises the last credential's error, or IdentityMisconfigured when there is none."""
     ordered = app_credentials.in_order(app)
     if not ordered:
-        raise IdentityMisconfigured("No app credential is configured: set CPV_CLIENT_CERTIFICATE or CPV_CLIENT_SECRET")
+        raise IdentityMisconfigured(NO_CREDENTIAL)
     refused: list[Refusal] = []
     for index, credential in enumerate(ordered):
         try:
@@ -300,7 +306,7 @@ def confidential_client(
     try:
         return msal.ConfidentialClientApplication(
             app.client_id,
-            client_credential=client_credential(app, credential),
+            client_credential=client_credential(app, credential, cloud=cloud),
             authority=cloud.authority(tenant),
             # Outside Microsoft's hosts, msal would ask login.microsoftonline.com to vouch for the authority.
             instance_discovery=cloud.is_microsoft,
@@ -351,6 +357,12 @@ def _call(
     session = _session()
     try:
         result = func(*args, **kwargs)
+    except app_credentials.CredentialUnreadable as exc:
+        # A managed identity's client assertion is fetched while msal sends the request; an endpoint that cannot be
+        # reached now may answer later.
+        if exc.transient:
+            raise Transient(f"{operation}: {exc}") from None
+        raise IdentityMisconfigured(f"{operation}: {exc}") from None
     except json.JSONDecodeError:
         raise Transient(
             f"{operation}: Microsoft's token endpoint gave an unreadable answer (HTTP {session.last_status})",

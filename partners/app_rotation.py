@@ -26,7 +26,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from cpv.clouds import Cloud
-from cpv.config import CERTIFICATE, AppCredential, Credential, key_vault_certificate
+from cpv.config import CERTIFICATE, MANAGED_IDENTITY, AppCredential, Credential, key_vault_certificate
 from microsoft import app_credentials, identity
 from microsoft.errors import MicrosoftError
 from microsoft.graph import GraphClient, GraphError
@@ -57,6 +57,12 @@ class RotationPlan:
 
 
 def _current_certificate(app: AppCredential) -> Credential:
+    if app.credentials and app.credentials[0].kind == MANAGED_IDENTITY:
+        raise RotationError(
+            f"The app signs in with {app.credentials[0].label}, which has no key to roll: its tokens are the "
+            "platform's and renew themselves. To rotate a certificate kept as a fallback, rotate it where it is kept "
+            "(or list it alone in CPV_CLIENT_CERTIFICATE, without CPV_CLIENT_MANAGED_IDENTITY, for the rotation)"
+        )
     certificate = next((c for c in app.credentials if c.kind == CERTIFICATE), None)
     if certificate is None or app.credentials[0] is not certificate:
         raise RotationError(

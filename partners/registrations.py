@@ -49,7 +49,8 @@ def app_refusal(cloud_name: str, environment: str = PRODUCTION) -> str | None:
     prefix = app_prefix(cloud.national, PRODUCTION)
     return (
         f"The vendor has no app registered in {label}: Microsoft's national clouds only accept an app registered "
-        f"in that cloud. Set {prefix}_CLIENT_ID with {prefix}_CLIENT_CERTIFICATE or {prefix}_CLIENT_SECRET."
+        f"in that cloud. Set {prefix}_CLIENT_ID with {prefix}_CLIENT_MANAGED_IDENTITY, {prefix}_CLIENT_CERTIFICATE or "
+        f"{prefix}_CLIENT_SECRET."
     )
 
 

@@ -61,6 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=50.0,
         help="Partner Center requests/s per application id (0: off)",
     )
+    parser.add_argument(
+        "--vaults", type=int, default=1, help="how many Key Vaults to serve, each on a port of its own (default 1)"
+    )
     parser.add_argument("--vault-limits", choices=("on", "off"), default="on", help="Key Vault throttling")
     parser.add_argument(
         "--record-issued",
@@ -108,6 +111,7 @@ async def serve(args: argparse.Namespace) -> int:
         },
         state_file=args.state_file,
         saved=saved,
+        vaults=max(args.vaults, 1),
     )
     # A stop asked for as soon as the simulator says it is ready is a clean stop too (the state is saved).
     stop = asyncio.Event()

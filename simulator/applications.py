@@ -150,6 +150,19 @@ def _readable(request: web.Request) -> tuple[Simulator, list[AppRegistration]] |
     return sim, sim.world.apps() if home else []
 
 
+def _named(request: web.Request, apps: list[AppRegistration]) -> tuple[str, AppRegistration | None] | web.Response:
+    """The application the path names among `apps`, by appId (`applications(appId='…')`) or object id, with the
+    name as given (lower-cased); a malformed appId is Graph's error."""
+    if "key" in request.match_info:
+        key = app_id_key(request)
+        if isinstance(key, web.Response):
+            return key
+        wanted = key.lower()
+        return wanted, next((a for a in apps if a.client_id.lower() == wanted), None)
+    wanted = request.match_info["object_id"].lower()
+    return wanted, next((a for a in apps if object_id(a) == wanted), None)
+
+
 def _one(request: web.Request, sim: Simulator, app: AppRegistration) -> web.Response:
     request[LOG_KEY]["detail"]["items"] = 1
     return _json(request, application_json(sim, app))
@@ -179,9 +192,51 @@ async def handle_application(request: web.Request) -> web.Response:
     return _not_found(request, key) if app is None else _one(request, sim, app)
 
 
+async def handle_federated_credentials(request: web.Request) -> web.Response:
+    """`GET /applications/{id}/federatedIdentityCredentials` and `GET /applications(appId='{appId}')/
+    federatedIdentityCredentials` (application-list-federatedidentitycredentials.md): the app's federated identity
+    credentials (federatedidentitycredential.md's properties), read with the permissions its registration is read
+    with."""
+    found = _readable(request)
+    if isinstance(found, web.Response):
+        return found
+    sim, apps = found
+    named = _named(request, apps)
+    if isinstance(named, web.Response):
+        return named
+    wanted, app = named
+    if app is None:
+        return _not_found(request, wanted)
+    request[LOG_KEY]["detail"]["items"] = len(app.federated_credentials)
+    return _json(
+        request,
+        {
+            "@odata.context": f"{sim.urls.graph}/v1.0/$metadata#applications('{object_id(app)}')/"
+            "federatedIdentityCredentials",
+            "value": [
+                {
+                    "id": federated.id,
+                    "name": federated.name,
+                    "issuer": federated.issuer,
+                    "subject": federated.subject,
+                    "description": None,
+                    "audiences": list(federated.audiences),
+                }
+                for federated in app.federated_credentials
+            ],
+        },
+    )
+
+
 def setup(app: web.Application) -> None:
     app.router.add_get(r"/v1.0/{key:applications\(.*\)}", handle_application_by_app_id)
     app.router.add_get("/v1.0/applications/{object_id}", handle_application)
+    for path in (
+        "/v1.0/applications/{object_id}/federatedIdentityCredentials",
+        r"/v1.0/{key:applications\(appId='[^']*'\)}/federatedIdentityCredentials",
+    ):
+        app.router.add_get(path, handle_federated_credentials)
+        app.router.add_get(path + "/", handle_federated_credentials)
     for action, handler in (("addKey", handle_add_key), ("removeKey", handle_remove_key)):
         app.router.add_post(f"/v1.0/applications/{{object_id}}/{action}", handler)
         app.router.add_post(rf"/v1.0/{{key:applications\(appId='[^']*'\)}}/{action}", handler)
@@ -221,15 +276,10 @@ def _target(request: web.Request) -> tuple[Simulator, AppRegistration] | web.Res
         return claims
     home = str(claims.get("tid", "")).lower() == sim.world.vendor.tenant_id.lower()
     apps = sim.world.apps() if home else []
-    if "key" in request.match_info:
-        key = app_id_key(request)
-        if isinstance(key, web.Response):
-            return key
-        wanted = key.lower()
-        app = next((a for a in apps if a.client_id.lower() == wanted), None)
-    else:
-        wanted = request.match_info["object_id"].lower()
-        app = next((a for a in apps if object_id(a) == wanted), None)
+    named = _named(request, apps)
+    if isinstance(named, web.Response):
+        return named
+    wanted, app = named
     # app-only: a token without a user (no `scp`); an App+User token of the application acts for its user
     app_only = "scp" not in claims
     itself = app is not None and app_only and str(claims.get("appid", "")).lower() == app.client_id.lower()

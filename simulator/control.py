@@ -10,7 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
-from simulator import directory, gdap
+from simulator import directory, gdap, managed_identity
 from simulator.directory import Directory, MissingResource
 from simulator.entra import SIM_KEY, EntraFailure, issue_refresh_token_directly
 from simulator.entra_errors import error_body
@@ -109,6 +109,8 @@ def _state(sim: Simulator) -> dict[str, Any]:
         },
         "grants": grants_view(entra.grants),
         "secrets": sim.vault.state(),
+        # the vaults served besides the first, in order: each one's URL and secrets
+        "more_vaults": [{"url": more.url, "secrets": more.store.state()} for more in sim.more_vaults],
         "refresh_tokens": [grant.to_dict() for grant in entra.refresh_tokens.values()],
         "redemptions": dict(entra.redemptions_by_user),
         "revoked_users": dict(entra.tokens_valid_from),
@@ -724,3 +726,4 @@ def setup(app: web.Application) -> None:
     r.add_delete(tenants + "/graph-throttle", graph_throttle)
     r.add_get(f"{PREFIX}/issued", issued)
     r.add_post(f"{PREFIX}/reset", reset)
+    managed_identity.control_setup(app, PREFIX)

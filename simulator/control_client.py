@@ -48,6 +48,13 @@ class SimulatorControl:
             raise ControlError(f"{method} {path}: HTTP {response.status_code}: {response.text[:500]}")
         return response.json() if response.content else None
 
+    # ----- managed identities -----
+    def create_managed_identity(self, *, trust: list[str] | None = None, **overrides: Any) -> dict[str, Any]:
+        """Assign a new user-assigned managed identity to a host (of `cloud=`, global by default) and make the apps in
+        `trust` trust it (a federated identity credential; `issuer`, `subject`, `audiences` override its right
+        values). Returns its client and principal ids and the `identity_endpoint` and `identity_header` to reach it."""
+        return dict(self._call("POST", "/managed-identities", json={"trust": trust or [], **overrides}))
+
     # ----- general -----
     def health(self) -> bool:
         return bool(self._call("GET", "/health").get("ok"))
@@ -127,6 +134,10 @@ class SimulatorControl:
     def secrets_state(self) -> dict[str, Any]:
         """secret name -> {deleted, versions: [{version, enabled, ...}]} (never the values)."""
         return dict(self._call("GET", "/state", params={"section": "secrets"})["secrets"])
+
+    def more_vaults_state(self) -> list[dict[str, Any]]:
+        """The vaults served besides the first, in order: each one's `url` and `secrets` (as `secrets_state`)."""
+        return list(self._call("GET", "/state", params={"section": "more_vaults"})["more_vaults"])
 
     def redemptions(self) -> dict[str, int]:
         """user object id -> refresh-token redemptions."""

@@ -37,7 +37,7 @@ from simulator.state import (
     RefreshGrant,
     Simulator,
 )
-from simulator.tokens import CANARY, b64url, b64url_decode, fingerprint, new_opaque
+from simulator.tokens import CANARY, TokenInvalid, b64url, b64url_decode, fingerprint, new_opaque
 from simulator.world import (
     GLOBAL_ADMIN_ROLE_ID,
     GRAPH_RESOURCE,
@@ -727,12 +727,75 @@ def _certificate_keys(app: AppRegistration) -> list[tuple[str, str, RSAPublicKey
 _assertion_cache: dict[str, tuple[str, float]] = {}
 
 
-def _verify_assertion(sim: Simulator, assertion: str, app: AppRegistration, segment: str, tid: str | None) -> None:
+def _verify_federated(sim: Simulator, assertion: str, claims: dict[str, Any], app: AppRegistration) -> None:
+    """An assertion another issuer signed (a managed identity's token): accepted when one of the app's federated
+    identity credentials names its issuer, subject and audience exactly, its signature is the issuer's and it has not
+    expired. Raises EntraFailure: 70021 (no matching record), 700027 (signature), 700024 (lifetime)."""
+    issuer = str(claims.get("iss", ""))
+    subject = str(claims.get("sub", ""))
+    audiences = claims.get("aud")
+    audiences = [audiences] if isinstance(audiences, str) else [str(a) for a in audiences or []]
+    # Exact, case-sensitive comparisons (workload-identity-federation-config-app-trust-managed-identity.md: the
+    # subject is "case-sensitive" and must "exactly match"); the issuer and audience are compared the same way (GUESS).
+    if not any(
+        federated.issuer == issuer and federated.subject == subject and set(audiences) & set(federated.audiences)
+        for federated in app.federated_credentials
+    ):
+        raise EntraFailure(70021, issuer=issuer, subject=subject, audience=",".join(audiences))
+    # The simulator knows one issuer's keys: its own Entra ID's (a tenant's v2.0 authority) and only for the
+    # identities of this cloud.
+    if not (issuer.startswith(f"{sim.authority}/") and issuer.endswith("/v2.0")):
+        raise EntraFailure(
+            700027, client_id=app.client_id, reason="The issuer's signing keys are unknown.", thumbprint=""
+        )
+    try:
+        sim.signer.verify(assertion)
+    except TokenInvalid as exc:
+        raise EntraFailure(
+            700027, client_id=app.client_id, reason="Signature validation failed.", thumbprint=""
+        ) from exc
+    try:
+        exp = float(claims["exp"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise EntraFailure(700024) from exc
+    if exp < sim.clock.now():
+        raise EntraFailure(700024)
+
+
+def _unverified_claims(assertion: str) -> dict[str, Any]:
+    try:
+        claims = jwt.decode(assertion, options={"verify_signature": False})
+    except jwt.PyJWTError:
+        return {}
+    return claims if isinstance(claims, dict) else {}
+
+
+def _names_app_certificate(assertion: str, app: AppRegistration) -> bool:
+    """Whether the assertion's header names (x5t, x5t#S256) one of the app's certificates."""
+    try:
+        header = jwt.get_unverified_header(assertion)
+    except jwt.PyJWTError:
+        return False
+    sha256 = str(header.get("x5t#S256") or "").rstrip("=")
+    sha1 = str(header.get("x5t") or "").rstrip("=")
+    return any((sha256 and sha256 == s256) or (sha1 and sha1 == s1) for s1, s256, *_ in _certificate_keys(app))
+
+
+def _verify_assertion(sim: Simulator, assertion: str, app: AppRegistration, segment: str, tid: str | None) -> str:
+    """Check a client assertion: "certificate" when the app's own certificate signed it, "federated" when it is an
+    external token one of the app's federated identity credentials trusts. Raises EntraFailure."""
     # The client signs its assertion by its own clock, which in life is Entra's: a simulated clock moved ahead (tokens
     # growing old) must not age the assertion a client signs now, so its lifetime is checked by the earlier clock.
     now = min(sim.clock.now(), time.time())
     cached = _assertion_cache.get(assertion)
     if cached is None:
+        # RFC 7523 client authentication: the app signs its own assertion with one of its certificates (iss and sub
+        # its client id); an assertion from another issuer, not signed by one of them, is a federated identity
+        # credential's token.
+        unverified = _unverified_claims(assertion)
+        if unverified.get("iss") not in (None, app.client_id) and not _names_app_certificate(assertion, app):
+            _verify_federated(sim, assertion, unverified, app)
+            return "federated"
         try:
             header = jwt.get_unverified_header(assertion)
         except jwt.PyJWTError as exc:
@@ -810,6 +873,7 @@ def _verify_assertion(sim: Simulator, assertion: str, app: AppRegistration, segm
         raise EntraFailure(700021, client_id=app.client_id)
     if cached[1] < now - 300:
         raise EntraFailure(700024)
+    return "certificate"
 
 
 def _authenticate_client(
@@ -819,22 +883,23 @@ def _authenticate_client(
     segment: str,
     tid: str | None,
     basic_secret: str | None,
-) -> str:
-    """'1' (secret) or '2' (certificate), the `appidacr` value; raise EntraFailure otherwise."""
+) -> tuple[str, str]:
+    """The `appidacr` value, '1' (secret) or '2' (a client assertion: a certificate's, or a federated identity
+    credential's token, GUESS), and the credential's kind ("secret", "certificate", "federated"); raise EntraFailure
+    otherwise."""
     assertion = form.get("client_assertion")
     secret = form.get("client_secret") or basic_secret
     if assertion:
         if form.get("client_assertion_type") != JWT_BEARER:
             raise EntraFailure(900144, param="client_assertion_type")
-        _verify_assertion(sim, str(assertion), app, segment, tid)
-        return "2"
+        return "2", _verify_assertion(sim, str(assertion), app, segment, tid)
     if secret:
         now = sim.clock.now()
         for registered in app.secrets:
             if hmac.compare_digest(registered.value.encode(), str(secret).encode()):
                 if registered.expires_at < now:
                     raise EntraFailure(7000222, client_id=app.client_id)
-                return "1"
+                return "1", "secret"
         raise EntraFailure(7000215, client_id=app.client_id)
     raise EntraFailure(7000218)
 
@@ -1302,8 +1367,7 @@ def _token(
     app = sim.app_here(client_id)
     if app is None:
         raise EntraFailure(700016, client_id=client_id, tenant=segment)
-    acr = _authenticate_client(sim, form, app, segment, tid, basic_secret)
-    detail["credential"] = "certificate" if acr == "2" else "secret"
+    acr, detail["credential"] = _authenticate_client(sim, form, app, segment, tid, basic_secret)
     client_info = str(form.get("client_info", "")) == "1"
     if grant_type == "authorization_code":
         body = _redeem_code(sim, request, form, app, code_grant, kind, tid, acr, client_info)

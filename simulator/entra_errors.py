@@ -186,6 +186,15 @@ CATALOG: dict[int, EntraError] = {
             "app Id '{client_id}'.]",
         ),
         EntraError(700024, "invalid_client", 401, "Client assertion is not within its valid time range."),
+        # workload-identity-federation-considerations.md gives the words; Azure/azure-workload-identity's
+        # troubleshooting page the error (invalid_request), the status (400) and the assertion's three values
+        EntraError(
+            70021,
+            "invalid_request",
+            400,
+            "No matching federated identity record found for presented assertion. Assertion Issuer: '{issuer}'. "
+            "Assertion Subject: '{subject}'. Assertion Audience: '{audience}'.",
+        ),
         EntraError(
             7000218,
             "invalid_client",

@@ -22,7 +22,8 @@ _TRUST_VARIABLES = ("REQUESTS_CA_BUNDLE", "SSL_CERT_FILE")
 def simulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningSimulator]:
     """The simulator for the whole session; clients trust its CA through REQUESTS_CA_BUNDLE/SSL_CERT_FILE."""
     saved = {name: os.environ.get(name) for name in _TRUST_VARIABLES}
-    with running_simulator(state_dir=tmp_path_factory.mktemp("simulator")) as running:
+    # Two Key Vaults, so that a test may spread partners' tokens over VAULT_URLS; the first is VAULT_URL.
+    with running_simulator(state_dir=tmp_path_factory.mktemp("simulator"), vaults=2) as running:
         for name in _TRUST_VARIABLES:
             os.environ[name] = str(running.ca_bundle)
         try:

@@ -10,16 +10,16 @@ import os
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from aiohttp import web
 
-from simulator import applications, control, entra, graph, keyvault, partner_center
+from simulator import applications, control, entra, graph, keyvault, managed_identity, partner_center
 from simulator.clouds import GLOBAL, NATIONAL, NATIONAL_SERVICES
 from simulator.entra import SIM_KEY
 from simulator.persistence import StateFile
 from simulator.requestlog import LOG_KEY, REQUEST_HEADERS, RESPONSE_HEADERS, redact, redact_url
-from simulator.state import Settings, Simulator, Urls
+from simulator.state import Settings, Simulator, Urls, VaultView
 from simulator.tls import kept_tls_material, make_tls_material, write_ca_files
 from simulator.world import World
 
@@ -32,8 +32,14 @@ def _graph_setup(app: web.Application) -> None:
     applications.setup(app)
 
 
+def _entra_setup(app: web.Application) -> None:
+    """Entra ID's routes, and the managed identity endpoint of the host (managed_identity.py)."""
+    entra.setup(app)
+    managed_identity.setup(app)
+
+
 SERVICES: dict[str, Callable[[web.Application], None]] = {
-    "entra": entra.setup,
+    "entra": _entra_setup,
     "partner_center": partner_center.setup,
     "graph": _graph_setup,
     "vault": keyvault.setup,
@@ -135,10 +141,13 @@ class SimulatorServer:
         host: str = "127.0.0.1",
         state_file: Path | None = None,
         saved: dict[str, Any] | None = None,
+        vaults: int = 1,
     ) -> None:
         """`saved`: a `Simulator.snapshot` to go on from (its world is `world`). `state_file`: where the state is
-        kept while the server runs: shortly after every change and when it stops."""
+        kept while the server runs: shortly after every change and when it stops. `vaults`: how many Key Vaults to
+        serve, each on a port (a host) of its own."""
         self.sim = Simulator(world, settings)
+        self.sim.vaults_serve(vaults)
         if saved is not None:
             self.sim.restore(saved)
         self.state_dir = Path(state_dir)
@@ -171,6 +180,9 @@ class SimulatorServer:
                 vault=urls["vault"] + "/",
             )
         )
+        # the other vaults: a listener each, seeing the simulator through its vault's view
+        for index, more in enumerate(self.sim.more_vaults, start=1):
+            more.url = await self._listen("vault", GLOBAL, 0, ssl_context, view=VaultView(self.sim, index)) + "/"
         # each national cloud's own Entra ID, Graph and (21Vianet) Partner Center, on listeners of their own; US
         # Government's Partner Center is the global one
         for cloud in NATIONAL:
@@ -193,15 +205,18 @@ class SimulatorServer:
         logger.info("simulator listening: %s", urls)
         return self.env
 
-    async def _listen(self, name: str, cloud: str, port: int, ssl_context: Any) -> str:
-        """Serve service `name` of `cloud` on `port` (0: a free one); its base URL."""
+    async def _listen(
+        self, name: str, cloud: str, port: int, ssl_context: Any, *, view: VaultView | None = None
+    ) -> str:
+        """Serve service `name` of `cloud` on `port` (0: a free one), through `view` when given (a vault besides the
+        first, which serves no control surface); its base URL."""
         app = web.Application(
             middlewares=[_middleware(lambda: self.sim, name, self._mark_changed, cloud)], client_max_size=4 * 1024**2
         )
         # a national cloud's listeners see the simulator through its view (their URLs, issuers, apps)
-        app[SIM_KEY] = self.sim.view(cloud)
+        app[SIM_KEY] = cast(Simulator, view) if view is not None else self.sim.view(cloud)
         SERVICES[name](app)
-        if cloud == GLOBAL:
+        if cloud == GLOBAL and view is None:
             control.setup(app)
         runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await runner.setup()
@@ -263,6 +278,8 @@ class SimulatorServer:
                 "CPV_SANDBOX_CLIENT_ID": world.sandbox_app.client_id,
                 "CPV_SANDBOX_CLIENT_SECRET": world.sandbox_app.secrets[0].value if world.sandbox_app.secrets else "",
                 "VAULT_URL": urls.vault,
+                # every vault served, the first VAULT_URL's (a product given several reads them as VAULT_URLS)
+                "SIMULATOR_VAULT_URLS": ",".join([urls.vault, *(more.url for more in self.sim.more_vaults)]),
                 "AZURE_TENANT_ID": world.vendor.tenant_id,
                 "AZURE_CLIENT_ID": world.vault_app.client_id,
                 "AZURE_CLIENT_SECRET": world.vault_app.secrets[0].value if world.vault_app.secrets else "",
@@ -270,6 +287,9 @@ class SimulatorServer:
                 "REQUESTS_CA_BUNDLE": str(self.ca_bundle),
                 "SSL_CERT_FILE": str(self.ca_bundle),
                 "SIMULATOR_CONTROL_URL": urls.control,
+                # the App Service managed identity endpoint (IDENTITY_ENDPOINT, IDENTITY_HEADER on a host)
+                "SIMULATOR_IDENTITY_ENDPOINT": f"{urls.entra}{managed_identity.PATH}",
+                "SIMULATOR_IDENTITY_HEADER": managed_identity.identity_header(self.sim),
                 # what the app registration is called (the vendor's name on the partner pages must be the same)
                 "SIMULATOR_APP_NAME": world.cpv_app.display_name,
             }

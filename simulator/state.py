@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
+import secrets
 import time
 from collections import Counter, deque
 from dataclasses import asdict, dataclass, field, fields
@@ -247,6 +249,17 @@ class SlidingWindow:
 
 
 @dataclass
+class VaultState:
+    """A Key Vault served besides the first: its secrets (a keyvault.VaultStore) and its own throttling windows, Key
+    Vault's limits being per vault."""
+
+    store: Any
+    creates: SlidingWindow = field(default_factory=SlidingWindow)
+    others: SlidingWindow = field(default_factory=SlidingWindow)
+    url: str = ""
+
+
+@dataclass
 class Urls:
     entra: str = ""
     partner_center: str = ""
@@ -286,6 +299,8 @@ class Simulator:
         self.settings = self._initial_settings.copy()
         self.clock = Clock()
         self.signer = Signer()
+        # IDENTITY_HEADER of the host's managed identity endpoint (managed_identity.py); App Service rotates it
+        self.identity_header = secrets.token_hex(16)
         self.issued = IssuedSecrets()
         self.log = RequestLog(maxlen=log_size)
         self.faults = FaultSet()
@@ -299,6 +314,8 @@ class Simulator:
         self.vault = VaultStore()
         self.vault_creates = SlidingWindow()
         self.vault_others = SlidingWindow()
+        # the vaults served besides the first (`vaults_serve`), each with its secrets and throttling windows
+        self.more_vaults: list[VaultState] = []
         self._resource_aliases: dict[str, str] = {}
         # each national cloud's own Entra ID signing key and listeners (CloudView)
         self.national_signers: dict[str, Signer] = {}
@@ -325,6 +342,7 @@ class Simulator:
         self.vault = self._vault_store_type()
         self.vault_creates = SlidingWindow()
         self.vault_others = SlidingWindow()
+        self.more_vaults = [VaultState(self._vault_store_type(), url=v.url) for v in self.more_vaults]
         self.signer.clear_cache()
         for signer in self.national_signers.values():
             signer.clear_cache()
@@ -402,6 +420,7 @@ class Simulator:
                 for customer, apps in self.app_consents.items()
             },
             "vault": self.vault.to_dict(),
+            "more_vaults": [more.store.to_dict() for more in self.more_vaults],
         }
 
     def restore(self, data: dict[str, Any]) -> None:
@@ -435,6 +454,8 @@ class Simulator:
             for customer, apps in data.get("app_consents", {}).items()
         }
         self.vault = self._vault_store_type.from_dict(data.get("vault", {}))
+        for more, saved_vault in zip(self.more_vaults, data.get("more_vaults", []), strict=False):
+            more.store = self._vault_store_type.from_dict(saved_vault)
         # a file written before customer tenants held service principals and grants: its consents make them
         for tid, apps in self.app_consents.items():
             for app_id, record in apps.items():
@@ -449,6 +470,12 @@ class Simulator:
         # the leak search (/_simulator/issued) goes on finding the refresh tokens issued before the restart
         for value in entra.refresh_tokens:
             self.issued.add("refresh_token", value)
+
+    def vaults_serve(self, count: int) -> None:
+        """Serve `count` Key Vaults (the first is `vault`): each added one empty, with throttling windows of its own."""
+        self.more_vaults = self.more_vaults[: max(count - 1, 0)]
+        while len(self.more_vaults) < count - 1:
+            self.more_vaults.append(VaultState(self._vault_store_type()))
 
     def set_urls(self, urls: Urls) -> None:
         self.urls = urls
@@ -583,3 +610,39 @@ class CloudView:
     sts_issuer = Simulator.sts_issuer
     app_here = Simulator.app_here
     tenant_here = Simulator.tenant_here
+
+
+class VaultView:
+    """The simulator as the listener of a vault served besides the first sees it: that vault's secrets, throttling
+    windows and URL as `vault`, `vault_creates`, `vault_others` and `urls.vault`; everything else the shared
+    simulator's (keyvault.py's handlers run unchanged on it)."""
+
+    def __init__(self, sim: Simulator, index: int) -> None:
+        object.__setattr__(self, "_sim", sim)
+        object.__setattr__(self, "_index", index)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(object.__getattribute__(self, "_sim"), name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"a vault's view does not change {name}")
+
+    @property
+    def _state(self) -> VaultState:
+        return cast(VaultState, self._sim.more_vaults[self._index - 1])
+
+    @property
+    def vault(self) -> Any:
+        return self._state.store
+
+    @property
+    def vault_creates(self) -> SlidingWindow:
+        return self._state.creates
+
+    @property
+    def vault_others(self) -> SlidingWindow:
+        return self._state.others
+
+    @property
+    def urls(self) -> Urls:
+        return dataclasses.replace(self._sim.urls, vault=self._state.url)

@@ -61,6 +61,11 @@ class RunningSimulator:
         return self.env["VAULT_URL"]
 
     @property
+    def vault_urls(self) -> list[str]:
+        """Every Key Vault served, the first `vault_url`'s."""
+        return self.env["SIMULATOR_VAULT_URLS"].split(",")
+
+    @property
     def control_url(self) -> str:
         return self.env["SIMULATOR_CONTROL_URL"]
 
@@ -94,14 +99,16 @@ def running_simulator(
     state_dir: Path | None = None,
     settings: Settings | None = None,
     state_file: Path | None = None,
+    vaults: int = 1,
 ) -> Iterator[RunningSimulator]:
     """Every service on free loopback ports, served by a background thread with its own event loop.
 
-    `state_file`: where the simulator keeps its state while it runs (as `python -m simulator --state-file`)."""
+    `state_file`: where the simulator keeps its state while it runs (as `python -m simulator --state-file`). `vaults`:
+    how many Key Vaults it serves (`RunningSimulator.vault_urls`)."""
     world = world or World.generate()
     own_dir = state_dir is None
     directory = Path(tempfile.mkdtemp(prefix="cpv-simulator-")) if state_dir is None else Path(state_dir)
-    server = SimulatorServer(world, state_dir=directory, settings=settings, state_file=state_file)
+    server = SimulatorServer(world, state_dir=directory, settings=settings, state_file=state_file, vaults=vaults)
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=_run_loop, args=(loop,), name="simulator", daemon=True)
     thread.start()

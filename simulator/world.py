@@ -143,6 +143,28 @@ class ClientCertificate:
 
 
 @dataclass
+class FederatedIdentityCredential:
+    """A federated identity credential on an app registration (Graph's federatedIdentityCredential): a token whose
+    `iss`, `sub` and `aud` match is accepted as the app's client assertion."""
+
+    name: str
+    issuer: str
+    subject: str
+    audiences: list[str] = field(default_factory=list)
+    id: str = ""
+
+
+@dataclass
+class ManagedIdentity:
+    """A user-assigned managed identity of the vendor's tenant, assigned to the host the control panel runs on:
+    its client id (what a workload names it by) and its object (principal) id (its tokens' `sub`)."""
+
+    client_id: str
+    principal_id: str
+    tenant_id: str
+
+
+@dataclass
 class AppRegistration:
     client_id: str
     display_name: str
@@ -171,6 +193,8 @@ class AppRegistration:
     # the manifest's `optionalClaims.accessToken` names ("idtyp", ...): the claims a resource adds to the access
     # tokens issued for it ("the resource in the request must set this optional claim")
     access_token_optional_claims: list[str] = field(default_factory=list)
+    # Certificates & secrets > Federated credentials: the external tokens (a managed identity's) the app accepts
+    federated_credentials: list[FederatedIdentityCredential] = field(default_factory=list)
 
     @property
     def wants_directory_roles(self) -> bool:
@@ -281,6 +305,8 @@ class World:
     # own systems registered there that ask it for tokens with the client-credentials grant.
     token_api_app: AppRegistration | None = None
     vendor_client_apps: list[AppRegistration] = field(default_factory=list)
+    # user-assigned managed identities assigned to the control panel's hosts (the App Service endpoint serves them)
+    managed_identities: list[ManagedIdentity] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self._index: dict[str, tuple[str, Any]] | None = None
@@ -415,6 +441,7 @@ class World:
             "directories": {tid: d.to_dict() for tid, d in self.directories.items()},
             "token_api_app": asdict(self.token_api_app) if self.token_api_app is not None else None,
             "vendor_client_apps": [asdict(a) for a in self.vendor_client_apps],
+            "managed_identities": [asdict(m) for m in self.managed_identities],
         }
 
     def to_json(self) -> str:
@@ -449,6 +476,7 @@ class World:
             directories={tid: Directory.from_dict(d) for tid, d in (data.get("directories") or {}).items()},
             token_api_app=token_api_app,
             vendor_client_apps=client_apps,
+            managed_identities=[ManagedIdentity(**m) for m in data.get("managed_identities", [])],
         )
 
     @classmethod
@@ -708,6 +736,7 @@ def _app_from_dict(data: dict[str, Any]) -> AppRegistration:
     data = dict(data)
     data["secrets"] = [ClientSecret(**s) for s in data.get("secrets", [])]
     data["certificates"] = [ClientCertificate(**c) for c in data.get("certificates", [])]
+    data["federated_credentials"] = [FederatedIdentityCredential(**f) for f in data.get("federated_credentials", [])]
     return AppRegistration(**data)
 
 

@@ -234,16 +234,18 @@ def _fresh_cache() -> Iterator[None]:
 def _empty_token_cache() -> Iterator[None]:
     """Each test's in-memory access tokens, the app credentials Entra refused and the app certificates read from Key
     Vault are its own."""
-    from microsoft.app_credentials import key_vault_forget, refusals_forget
+    from microsoft.app_credentials import key_vault_forget, managed_identities_forget, refusals_forget
     from tokens.access_tokens import cache_forget
 
     cache_forget()
     refusals_forget()
     key_vault_forget()
+    managed_identities_forget()
     yield
     cache_forget()
     refusals_forget()
     key_vault_forget()
+    managed_identities_forget()
 
 
 CPV_SIM_BASE_URL = "http://127.0.0.1:8000"

@@ -15,6 +15,9 @@ class PartnerToken(models.Model):
 
     partner = models.OneToOneField(Partner, on_delete=models.PROTECT, related_name="token")
     secret_name = models.CharField(max_length=127, unique=True)
+    # The Key Vault of VAULT_URLS the secret lives in, chosen when the partner's first token was stored; empty for
+    # the embedded vault, and for a token stored before vaults were recorded (the first of VAULT_URLS holds those).
+    vault_url = models.CharField(max_length=255, blank=True, default="")
     current_version = models.CharField(max_length=64, blank=True)
     previous_version = models.CharField(max_length=64, blank=True)
     # The previous version is disabled once the pointer has moved; until then a sweep retries it.

@@ -1,5 +1,5 @@
-"""A partner's token pointer: which vault version holds its refresh token, and its moves. Callers hold the
-PartnerToken row's lock; the version moved away from is disabled after the commit."""
+"""A partner's token pointer: which vault (of VAULT_URLS) and which version in it hold its refresh token, and its moves.
+Callers hold the PartnerToken row's lock; the version moved away from is disabled after the commit."""
 
 from __future__ import annotations
 
@@ -16,7 +16,8 @@ from django.db.models.functions import Cast
 
 from partners.models import Partner
 from tokens.models import PartnerToken, TokenEvent
-from tokens.vault import VaultError, get_vault
+from tokens.selectors import vault_shares
+from tokens.vault import Vault, VaultError, get_vault, resolve_vault_url
 
 if TYPE_CHECKING:
     from tokens.store import Obtained
@@ -38,6 +39,21 @@ def token_fingerprint(token: str) -> str:
     return hmac.new(key, token.encode(), hashlib.sha256).hexdigest()
 
 
+def pointer_vault(pointer: PartnerToken) -> Vault:
+    """The vault that keeps the pointer's secret (its recorded one; the first of VAULT_URLS when none is recorded).
+    Raises VaultMisconfigured when VAULT_URLS no longer names it."""
+    return get_vault(pointer.vault_url)
+
+
+def vault_choose() -> str:
+    """The vault a partner's first token goes to: the configured one keeping the fewest partners' tokens (the first of
+    those tied). Renewals write to a partner's vault once a day each, so equal shares keep each vault equally far from
+    its write limit, and a vault added later takes the new partners until it has caught up; a hash of the partner
+    would leave an added vault a share of new partners only. "" for the embedded vault."""
+    shares = [share for share in vault_shares() if share.configured]
+    return min(shares, key=lambda share: share.partners).url
+
+
 def pointer_move(
     pointer: PartnerToken,
     *,
@@ -51,6 +67,8 @@ def pointer_move(
     """Point a locked token row at a new vault version, clearing any failure (`obtained` for a consent or import);
     with `save` False only in memory. Returns versions superseded besides the previous one."""
     old = pointer.current_version
+    # A pointer stored before vaults were recorded learns its vault (the first of VAULT_URLS) at its next move.
+    pointer.vault_url = resolve_vault_url(pointer.vault_url)
     superseded: tuple[str, ...] = ()
     if pointer.previous_version and not pointer.previous_disabled and pointer.previous_version != old:
         superseded = (pointer.previous_version,)
@@ -93,6 +111,7 @@ POINTER_MOVED = (
     "last_error_kind",
     "next_attempt_at",
     "updated_at",
+    "vault_url",
 )
 
 
@@ -118,9 +137,10 @@ def pointers_moved_write(pointers: list[PartnerToken]) -> None:
     PartnerToken.objects.filter(pk__in=[pointer.pk for pointer in pointers]).update(**values)
 
 
-def version_disable_quietly(name: str, version: str) -> bool:
+def version_disable_quietly(name: str, version: str, *, vault_url: str) -> bool:
+    """Disable `version` of `name` in the vault `vault_url` (a pointer's): False, logged, when the vault refused."""
     try:
-        get_vault().disable(name=name, version=version)
+        get_vault(vault_url).disable(name=name, version=version)
     except VaultError as exc:
         logger.warning("could not disable vault version %s of %s: %s", version, name, exc)
         return False
@@ -132,7 +152,7 @@ def partner_token_disable_previous(*, pointer: PartnerToken, record: bool = True
     the row's `previous_disabled` flag."""
     if pointer.previous_disabled or not pointer.previous_version:
         return True
-    if not version_disable_quietly(pointer.secret_name, pointer.previous_version):
+    if not version_disable_quietly(pointer.secret_name, pointer.previous_version, vault_url=pointer.vault_url):
         return False
     if record:
         previous_disabled_record([(pointer.pk, pointer.previous_version)])

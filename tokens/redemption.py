@@ -11,8 +11,14 @@ from microsoft import identity
 from partners.registrations import app_for, cloud_for
 from tokens.alerts import credential_refusals_alert
 from tokens.models import PartnerToken, TokenEvent
-from tokens.pointers import partner_token_disable_previous, pointer_move, pointers_moved_write, token_event
-from tokens.vault import MAX_VERSIONS, SecretVersion, VaultError, WriteResult, get_vault, opening_check, secret_tags
+from tokens.pointers import (
+    partner_token_disable_previous,
+    pointer_move,
+    pointer_vault,
+    pointers_moved_write,
+    token_event,
+)
+from tokens.vault import MAX_VERSIONS, SecretVersion, VaultError, WriteResult, opening_check, secret_tags
 
 logger = logging.getLogger(__name__)
 
@@ -82,11 +88,12 @@ def redeem_current_token(
     now: datetime,
     defer: bool = False,
 ) -> Redemption:
-    """Redeem the current token; with `store`, write the rotated one and move the pointer. The caller holds the row
-    lock. Raises identity's typed errors, VaultError or VersionBudgetExceeded, and OpeningRefused in the web tier."""
+    """Redeem the current token; with `store`, write the rotated one to the same vault and move the pointer. The caller
+    holds the row lock. Raises identity's typed errors, VaultError or VersionBudgetExceeded, and OpeningRefused in the
+    web tier."""
     opening_check()
     partner = pointer.partner
-    vault = get_vault()
+    vault = pointer_vault(pointer)
     current = vault.read(name=pointer.secret_name, version=pointer.current_version)
     token = identity.refresh_token_redeem(
         cloud=cloud_for(partner),
@@ -152,7 +159,7 @@ def superseded_versions_disable(
             flag = (pointer.pk, pointer.previous_version)
     else:
         partner_token_disable_previous(pointer=pointer)
-    vault = get_vault()
+    vault = pointer_vault(pointer)
     disabled = []
     for version in orphans:
         try:

@@ -6,12 +6,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db.models import Case, CharField, F, Q, Value, When
+from django.db.models import Case, CharField, Count, F, Q, Value, When
 from django.utils import timezone
 
 from partners.models import Partner
 from tokens.models import PartnerToken, TokenEvent
-from tokens.vault import MAX_VERSIONS
+from tokens.vault import MAX_VERSIONS, vault_urls
 
 
 class TokenStatus:
@@ -160,3 +160,50 @@ def token_health(partner: Partner, *, now: datetime | None = None) -> TokenHealt
 
 def token_events(partner: Partner, *, limit: int = 15) -> list[TokenEvent]:
     return list(TokenEvent.objects.filter(partner=partner).order_by("-created_at", "-id")[:limit])
+
+
+@dataclass(frozen=True)
+class VaultShare:
+    """A vault and how many partners' tokens it keeps; `configured` False for one VAULT_URLS no longer names."""
+
+    url: str
+    partners: int
+    configured: bool = True
+
+    @property
+    def problem(self) -> str:
+        """What is wrong with this vault in words, "" for a configured one."""
+        if self.configured:
+            return ""
+        return (
+            f"Key Vault {self.url} keeps the tokens of {self.partners} partner(s), but VAULT_URLS no longer names it: "
+            "add it back (a token stays in the vault it was stored in)"
+        )
+
+
+def vault_shares() -> list[VaultShare]:
+    """Each vault of `vault_urls()` in order with its partners (a token with no vault recorded counts in the first),
+    then each Key Vault that still keeps partners' tokens but is no longer configured."""
+    configured = vault_urls()
+    counts = {url.lower(): 0 for url in configured}
+    gone: dict[str, int] = {}
+    for recorded, partners in (
+        PartnerToken.objects.order_by()
+        .values_list("vault_url")
+        .annotate(partners=Count("pk"))
+        .values_list("vault_url", "partners")
+    ):
+        key = (recorded or configured[0]).lower()
+        if configured == ("",) or key in counts:
+            counts[configured[0].lower() if configured == ("",) else key] += partners
+        else:
+            gone[recorded] = gone.get(recorded, 0) + partners
+    return [VaultShare(url, counts[url.lower()]) for url in configured] + [
+        VaultShare(url, partners, configured=False) for url, partners in sorted(gone.items())
+    ]
+
+
+def vaults_unnamed() -> list[str]:
+    """A sentence per Key Vault that keeps partners' tokens but VAULT_URLS no longer names (those partners' renewals,
+    reads and revocations fail until it is named again): empty when every vault in use is configured."""
+    return [share.problem for share in vault_shares() if not share.configured]

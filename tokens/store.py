@@ -16,8 +16,14 @@ from partners.models import Partner
 from partners.services import Actor, PartnerError, audit_record
 from tokens.access_tokens import cache_forget
 from tokens.models import PartnerToken
-from tokens.pointers import partner_token_disable_previous, pointer_move, version_disable_quietly
-from tokens.vault import VaultError, get_vault, secret_name_for, secret_tags
+from tokens.pointers import (
+    partner_token_disable_previous,
+    pointer_move,
+    pointer_vault,
+    vault_choose,
+    version_disable_quietly,
+)
+from tokens.vault import VaultConflict, VaultError, get_vault, resolve_vault_url, secret_name_for, secret_tags
 
 logger = logging.getLogger(__name__)
 
@@ -46,24 +52,33 @@ def token_store(
     tags: dict[str, str] | None = None,
     within: Callable[[Partner, str], None] | None = None,
 ) -> Stored:
-    """Make `refresh_token` the partner's current token: a new vault version, then, locking the token row and the
-    partner (that order), the pointer's move and `within`'s rows (it may raise to refuse: all is undone and the new
-    version disabled). Raises VaultError, or what `within` raised."""
+    """Make `refresh_token` the partner's current token: a new version in the partner's vault (for a first token, the
+    vault `vault_choose` picks), then, locking the token row and the partner (that order), the pointer's move and
+    `within`'s rows (it may raise to refuse: all is undone and the new version disabled). Raises VaultError (a
+    VaultConflict when another first token of the partner went to another vault meanwhile), or what `within`
+    raised."""
     name = secret_name_for(partner.code)
     # The pointer's count spares listing the versions: the web tier's Key Vault identity may only set secrets.
-    known = PartnerToken.objects.filter(partner=partner).values_list("version_count", flat=True).first()
-    written = get_vault().write(
+    known = PartnerToken.objects.filter(partner=partner).values_list("version_count", "vault_url").first()
+    vault_url = resolve_vault_url(known[1]) if known is not None else vault_choose()
+    written = get_vault(vault_url).write(
         name=name,
         value=refresh_token,
         tags=tags or secret_tags(partner_code=partner.code, cloud=partner.cloud),
-        known_count=known or 0,
+        known_count=known[0] if known is not None else 0,
     )
     committed = False
     try:
         with transaction.atomic():
             # A first token's row is made here: of two first consents at once, the second finds the first's row.
-            PartnerToken.objects.get_or_create(partner=partner, defaults={"secret_name": name})
+            PartnerToken.objects.get_or_create(partner=partner, defaults={"secret_name": name, "vault_url": vault_url})
             pointer = PartnerToken.objects.select_for_update().get(partner=partner)
+            if resolve_vault_url(pointer.vault_url) != vault_url:
+                # Another first token of this partner was stored in another vault since the choice: this version's
+                # vault is not the pointer's, so it is given up (and disabled below) rather than pointed at.
+                raise VaultConflict(
+                    "another token of this partner was stored in another vault at the same moment: try again"
+                )
             locked = Partner.objects.select_for_update().get(pk=partner.pk)
             previous_status = locked.status
             superseded = pointer_move(
@@ -89,14 +104,14 @@ def token_store(
     finally:
         # Only a version nothing points at may be disabled: after the commit, it is the partner's token.
         if not committed:
-            version_disable_quietly(name, written.version)
+            version_disable_quietly(name, written.version, vault_url=vault_url)
     return Stored(pointer=pointer, version=written.version)
 
 
 def _replaced_disable(pointer: PartnerToken, superseded: tuple[str, ...]) -> None:
     partner_token_disable_previous(pointer=pointer)
     for version in superseded:
-        version_disable_quietly(pointer.secret_name, version)
+        version_disable_quietly(pointer.secret_name, version, vault_url=pointer.vault_url)
 
 
 def partner_token_import(*, actor: Actor, partner: Partner, refresh_token: str) -> PartnerToken:
@@ -125,8 +140,8 @@ def partner_token_revoke(*, actor: Actor, partner: Partner, reason: str = "") ->
         versions = [pointer.current_version]
         if pointer.previous_version and not pointer.previous_disabled:
             versions.append(pointer.previous_version)
-        vault = get_vault()
         try:
+            vault = pointer_vault(pointer)
             for version in versions:
                 vault.disable(name=pointer.secret_name, version=version)
         except VaultError as exc:

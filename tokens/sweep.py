@@ -1,6 +1,6 @@
-"""The hourly sweep: claim the partners whose token is due, most overdue first and as many as the vault can write
-before the next sweep (a duplicate sweep queues nobody twice), spread them evenly over the hour in batches, and retry
-disabling superseded versions."""
+"""The hourly sweep: claim the partners whose token is due, most overdue first and, in each vault of VAULT_URLS, as many
+as that vault can write before the next sweep (a duplicate sweep queues nobody twice), spread each vault's evenly over
+the hour in batches, and retry disabling superseded versions."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from tokens.models import PartnerToken
 from tokens.pointers import partner_token_disable_previous
 from tokens.redemption import VERSION_RESERVE
 from tokens.selectors import renewal_interval
-from tokens.vault import MAX_VERSIONS
+from tokens.vault import MAX_VERSIONS, vault_urls
 
 logger = logging.getLogger(__name__)
 
@@ -57,9 +57,10 @@ def spread_evenly(partner_ids: list[int], *, window: float | None = None) -> lis
 
 
 def sweep_capacity() -> int | None:
-    """How many renewals one sweep may claim: what Key Vault's write limit lets one vault take until the next sweep
-    (each renewal creates one secret version, paced at CPV_VAULT_CREATES_PER_SECOND), or None, no limit, for a vault
-    without one (the embedded vault, or pacing off). Due partners beyond it wait for the next sweep, oldest first."""
+    """How many renewals one sweep may claim in each vault: what Key Vault's write limit (one per vault) lets a vault
+    take until the next sweep (each renewal creates one secret version, paced at CPV_VAULT_CREATES_PER_SECOND per
+    vault), or None, no limit, for a vault without one (the embedded vault, or pacing off). A vault's due partners
+    beyond it wait for the next sweep, oldest first."""
     rate = int(getattr(settings, "CPV_VAULT_CREATES_PER_SECOND", 0) or 0)
     if settings.VAULT_BACKEND != "azure" or rate <= 0:
         return None
@@ -81,8 +82,8 @@ def renewal_batches(
 
 def renewal_sweep(*, now: datetime | None = None, limit: int | None = None) -> SweepResult:
     """Claim the due partners (not those claimed within QUEUE_HOLD), the most overdue first and at most `limit` (by
-    default `sweep_capacity()`), and retry disabling old versions: the claimed ids with their countdowns, evenly
-    spread."""
+    default `sweep_capacity()`) in each vault, and retry disabling old versions: the claimed ids with their countdowns,
+    each vault's evenly spread over the window."""
     now = now or timezone.now()
     limit = limit if limit is not None else sweep_capacity()
     # The claim is one transaction: a sweep cut off half-way (the database restarted under it) has claimed
@@ -100,9 +101,14 @@ def renewal_sweep(*, now: datetime | None = None, limit: int | None = None) -> S
             .order_by(F("last_renewed_at").asc(nulls_first=True), "pk")
             .values_list("pk", "partner_id")
         )
-        due = list(claim[:limit] if limit is not None else claim)
-        PartnerToken.objects.filter(pk__in=[pk for pk, _ in due]).update(renewal_queued_at=now)
-    queued = spread_evenly([partner_id for _, partner_id in due])
+        due: dict[str, list[tuple[int, int]]] = {}
+        for url in vault_urls():
+            in_vault = claim.filter(_in_vault(url))
+            due[url] = list(in_vault[:limit] if limit is not None else in_vault)
+        PartnerToken.objects.filter(pk__in=[pk for claimed in due.values() for pk, _ in claimed]).update(
+            renewal_queued_at=now
+        )
+    queued = [item for claimed in due.values() for item in spread_evenly([partner_id for _, partner_id in claimed])]
     try:
         previous_disabled = previous_versions_disable()
     except DatabaseError as exc:
@@ -110,6 +116,18 @@ def renewal_sweep(*, now: datetime | None = None, limit: int | None = None) -> S
         logger.warning("renewal sweep: disabling previous versions failed: %s", exc.__class__.__name__)
         previous_disabled = 0
     return SweepResult(queued=queued, previous_disabled=previous_disabled)
+
+
+def _in_vault(url: str) -> Q:
+    """The pointers whose secret `url` keeps (of `vault_urls()`): with the embedded vault, all of them; the first Key
+    Vault keeps those stored before vaults were recorded too. A vault VAULT_URLS no longer names is swept by none:
+    its partners' renewals would fail (the settings page and `manage.py check --database` name it)."""
+    urls = vault_urls()
+    if urls == ("",):
+        return Q()
+    if url.lower() == urls[0].lower():
+        return Q(vault_url__iexact=url) | Q(vault_url="")
+    return Q(vault_url__iexact=url)
 
 
 def previous_versions_disable(*, limit: int = 500) -> int:

@@ -11,7 +11,15 @@ from pathlib import Path
 import pytest
 
 from cpv import clouds
-from cpv.config import ConfigError, KeyVaultCertificate, key_vault_certificate, load_config
+from cpv.config import (
+    CERTIFICATE,
+    MANAGED_IDENTITY,
+    SECRET,
+    ConfigError,
+    KeyVaultCertificate,
+    key_vault_certificate,
+    load_config,
+)
 from tests.conftest import ROOT, project_env
 
 VAULT_KEY = base64.urlsafe_b64encode(b"k" * 32).decode()
@@ -66,7 +74,10 @@ def test_it_runs_on_embedded_defaults_with_nothing_set(tmp_path: Path) -> None:
     assert config.email["EMAIL_BACKEND"].endswith("console.EmailBackend")
     assert config.log_format == "text"
     assert config.self_onboarding is True
-    assert config.missing_for_consent == ["CPV_CLIENT_ID", "CPV_CLIENT_SECRET or CPV_CLIENT_CERTIFICATE"]
+    assert config.missing_for_consent == [
+        "CPV_CLIENT_ID",
+        "CPV_CLIENT_MANAGED_IDENTITY, CPV_CLIENT_CERTIFICATE or CPV_CLIENT_SECRET",
+    ]
     assert config.application_grants["applicationGrants"][0]["enterpriseApplicationId"] == clouds_graph_id()
 
 
@@ -155,7 +166,10 @@ def test_a_complete_production_environment_is_accepted(tmp_path: Path) -> None:
         ("DATABASE_URL", "DATABASE_URL is required in production"),
         ("CELERY_BROKER_URL", "CELERY_BROKER_URL is required in production"),
         ("CPV_CLIENT_ID", "CPV_CLIENT_ID is required in production"),
-        ("CPV_CLIENT_CERTIFICATE", "CPV_CLIENT_SECRET or CPV_CLIENT_CERTIFICATE is required in production"),
+        (
+            "CPV_CLIENT_CERTIFICATE",
+            "CPV_CLIENT_MANAGED_IDENTITY, CPV_CLIENT_CERTIFICATE or CPV_CLIENT_SECRET is required in production",
+        ),
         ("VAULT_KEY", "VAULT_PRIVATE_KEY (or, before re-sealing, VAULT_KEY) is required in production"),
         ("EMAIL_URL", "EMAIL_URL is required in production"),
         ("CPV_VENDOR_NAME", "CPV_VENDOR_NAME is required in production"),
@@ -574,3 +588,71 @@ def test_a_certificate_in_key_vault_is_named_by_its_url_and_needs_no_file(tmp_pa
         vault_url=vault, name="cpv-app", version="0123456789abcdef0123456789abcdef"
     )
     assert key_vault_certificate("/etc/cpv/app.pem") is None
+
+
+MANAGED_IDENTITY_ID = "0F1E2D3C-4B5A-4968-8776-A5B4C3D2E1F0"
+
+
+def test_a_managed_identity_is_the_first_credential_tried_before_certificates_and_secrets(tmp_path: Path) -> None:
+    config = load_config(
+        production_env(tmp_path, CPV_CLIENT_MANAGED_IDENTITY=MANAGED_IDENTITY_ID, CPV_CLIENT_SECRET="s3cret-value"),
+        base_dir=tmp_path,
+    )
+
+    kinds = [c.kind for c in config.app.credentials]
+    assert kinds == [MANAGED_IDENTITY, CERTIFICATE, SECRET]
+    assert config.app.credentials[0].managed_identity_client_id == MANAGED_IDENTITY_ID.lower()
+    assert config.app.credentials[0].label == (
+        f"the managed identity {MANAGED_IDENTITY_ID.lower()} (CPV_CLIENT_MANAGED_IDENTITY)"
+    )
+
+
+def test_production_starts_with_a_managed_identity_as_the_only_credential(tmp_path: Path) -> None:
+    env = production_env(tmp_path, CPV_CLIENT_CERTIFICATE="", CPV_CLIENT_MANAGED_IDENTITY=MANAGED_IDENTITY_ID)
+
+    config = load_config(env, base_dir=tmp_path)
+
+    assert [c.kind for c in config.app.credentials] == [MANAGED_IDENTITY]
+    assert config.missing_for_consent == []
+
+
+@pytest.mark.parametrize("prefix", ["CPV_SANDBOX", "CPV_USGOV", "CPV_CHINA_SANDBOX"])
+def test_every_app_prefix_reads_its_managed_identity(prefix: str, tmp_path: Path) -> None:
+    env = {
+        f"{prefix}_CLIENT_ID": "22222222-3333-4444-5555-666666666666",
+        f"{prefix}_CLIENT_MANAGED_IDENTITY": MANAGED_IDENTITY_ID,
+    }
+
+    config = load_config(env, base_dir=tmp_path)
+
+    app = config.sandbox_app if prefix == "CPV_SANDBOX" else config.national_apps[_national_key(prefix)]
+    assert app is not None
+    (credential,) = app.credentials
+    assert credential.kind == MANAGED_IDENTITY and credential.source == f"{prefix}_CLIENT_MANAGED_IDENTITY"
+
+
+def _national_key(prefix: str) -> tuple[str, str]:
+    cloud = prefix.split("_")[1].lower()
+    return cloud, "sandbox" if prefix.endswith("_SANDBOX") else "production"
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("system", "Microsoft lets only user-assigned identities be an app's federated identity credential"),
+        ("SystemAssigned", "Microsoft lets only user-assigned identities be an app's federated identity credential"),
+        ("my-identity", "must be the client id (a GUID) of the user-assigned managed identity"),
+    ],
+)
+def test_a_managed_identity_that_is_not_a_user_assigned_client_id_is_refused(
+    value: str, expected: str, tmp_path: Path
+) -> None:
+    problems = problems_of(production_env(tmp_path, CPV_CLIENT_MANAGED_IDENTITY=value), tmp_path)
+
+    assert any(p.startswith("CPV_CLIENT_MANAGED_IDENTITY must be") and expected in p for p in problems), problems
+
+
+def test_a_managed_identity_without_the_client_id_is_refused(tmp_path: Path) -> None:
+    (problem,) = problems_of({"CPV_SANDBOX_CLIENT_MANAGED_IDENTITY": MANAGED_IDENTITY_ID}, tmp_path)
+
+    assert problem == "CPV_SANDBOX_CLIENT_ID is required when its managed identity, certificate or secret is set"

@@ -11,7 +11,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.utils import timezone
 
-from cpv.config import CERTIFICATE, SECRET, AppCredential, Credential
+from cpv.config import CERTIFICATE, MANAGED_IDENTITY, SECRET, AppCredential, Credential
 from dashboard.app_check import (
     AppReport,
     Kind,
@@ -24,6 +24,7 @@ from dashboard.app_check import (
 from dashboard.tasks import app_check_task
 from tests.app_certificates import app_certificate, register
 from tests.factories import active_partner, client_for
+from tests.managed_identities import host_identity, managed
 from tokens.alerts import alerts_open
 from tokens.models import OperatorAlert
 
@@ -69,6 +70,51 @@ def test_a_healthy_registration_has_no_problem_and_names_each_credential(
     assert report.credentials[0].thumbprint_sha256 == certificate.thumbprint_sha256
     assert report.credentials[0].not_after is not None
     assert {f.kind for f in report.findings} >= {Kind.CREDENTIAL_ACCEPTED, Kind.REGISTRATION_OK}
+
+
+def test_a_managed_identity_is_reported_by_kind_and_client_id_and_probed(  # type: ignore[no-untyped-def]
+    vendor_app, cpv_sim, settings, monkeypatch
+) -> None:
+    created = host_identity(cpv_sim, monkeypatch)
+    _configure(settings, cpv_sim, managed(created["client_id"]))
+
+    (report,) = app_check(ask_partner_center=False)
+
+    assert report.problems == []
+    (facts,) = report.credentials
+    assert (facts.kind, facts.managed_identity_client_id, facts.accepted) == (
+        MANAGED_IDENTITY,
+        created["client_id"],
+        True,
+    )
+    assert created["client_id"] in facts.label
+    (accepted,) = _only([report], Kind.CREDENTIAL_ACCEPTED)
+    assert f"Entra accepts the managed identity {created['client_id']}" in accepted.words
+
+
+def test_a_managed_identity_the_app_does_not_trust_is_a_problem_with_its_fix(  # type: ignore[no-untyped-def]
+    vendor_app, cpv_sim, settings, monkeypatch
+) -> None:
+    created = host_identity(cpv_sim, monkeypatch, subject="00000000-0000-0000-0000-000000000001")
+    _configure(settings, cpv_sim, managed(created["client_id"]))
+
+    (refused,) = _only(app_check(ask_partner_center=False), Kind.CREDENTIAL_REFUSED)
+
+    assert refused.severity == Severity.PROBLEM
+    assert "AADSTS70021" in refused.words
+    assert "federated identity credential" in refused.fix and "object (principal) id" in refused.fix
+
+
+def test_a_managed_identity_the_host_does_not_hold_is_not_probed_and_says_where_to_assign_it(  # type: ignore[no-untyped-def]
+    vendor_app, cpv_sim, settings, monkeypatch
+) -> None:
+    host_identity(cpv_sim, monkeypatch)
+    _configure(settings, cpv_sim, managed("99999999-2222-4333-8444-555555555555"))
+
+    (not_probed,) = _only(app_check(ask_partner_center=False), Kind.CREDENTIAL_NOT_PROBED)
+
+    assert "gave no token" in not_probed.words
+    assert "Assign the user-assigned managed identity to the host" in not_probed.fix
 
 
 def test_a_missing_permission_is_named_with_where_to_add_it(vendor_app, cpv_sim, settings) -> None:  # type: ignore[no-untyped-def]

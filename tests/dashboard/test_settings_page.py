@@ -9,7 +9,7 @@ import uuid
 
 import pytest
 
-from cpv.config import AppCredential
+from cpv.config import CERTIFICATE, MANAGED_IDENTITY, AppCredential, Credential
 from dashboard.app_check import callback_urls
 from dashboard.configuration import configuration_groups, url_masked
 from tests.factories import client_for
@@ -180,6 +180,14 @@ def test_the_page_shows_each_national_clouds_app_and_hosts_without_a_secret(admi
         national_apps={
             ("usgov", "production"): AppCredential(client_id=str(uuid.UUID(int=8)), client_secret=CANARY),
             ("china", "production"): AppCredential(client_id=str(uuid.UUID(int=9)), certificate_path="/run/cn.pem"),
+            ("usgov", "sandbox"): AppCredential(
+                client_id=str(uuid.UUID(int=10)),
+                credentials=(
+                    Credential(MANAGED_IDENTITY, managed_identity_client_id=str(uuid.UUID(int=11))),
+                    Credential(CERTIFICATE, certificate_path="/run/gov-sandbox.pem"),
+                ),
+                certificate_path="/run/gov-sandbox.pem",
+            ),
         },
         custom_clouds={
             "usgov": clouds.custom_cloud(
@@ -195,5 +203,9 @@ def test_the_page_shows_each_national_clouds_app_and_hosts_without_a_secret(admi
 
     assert f"usgov production: client id {uuid.UUID(int=8)}, signing in with a client secret (set)" in page
     assert f"china production: client id {uuid.UUID(int=9)}, signing in with a certificate (/run/cn.pem)" in page
+    assert (
+        f"usgov sandbox: client id {uuid.UUID(int=10)}, signing in with the managed identity {uuid.UUID(int=11)} "
+        "(a federated identity credential), then a certificate (/run/gov-sandbox.pem)"
+    ) in page
     assert "usgov: sign-in at https://127.0.0.1:9441, Partner Center at https://127.0.0.1:9442" in page
     assert CANARY not in page

@@ -20,6 +20,7 @@ from simulator.applications import key_id
 from simulator.world import ClientCertificate
 from tests.app_certificates import app_certificate, register
 from tests.factories import client_for
+from tests.managed_identities import managed
 
 pytestmark = pytest.mark.django_db
 Step = AppKeyRotation.Step
@@ -249,6 +250,22 @@ def test_a_certificate_kept_in_key_vault_is_not_rotated_here_and_the_refusal_say
     )
 
     with pytest.raises(app_rotation.RotationError, match=r"is kept in Key Vault .*: renew it there"):
+        app_key_rotation_start(
+            actor=None, app=settings.CPV_APP, new_certificate_path=new_path, overlap=timedelta(hours=24)
+        )
+    assert AppKeyRotation.objects.count() == 0
+
+
+def test_a_managed_identity_is_not_rotated_and_the_refusal_says_why(cpv_sim, settings, new_path) -> None:  # type: ignore[no-untyped-def]
+    settings.CPV_APP = AppCredential(
+        client_id=cpv_sim.env["CPV_CLIENT_ID"],
+        credentials=(
+            managed("11111111-2222-4333-8444-555555555555"),
+            Credential(CERTIFICATE, certificate_path=cpv_sim.env["CPV_CLIENT_CERTIFICATE"]),
+        ),
+    )
+
+    with pytest.raises(app_rotation.RotationError, match=r"managed identity 11111111-.* has no key to roll"):
         app_key_rotation_start(
             actor=None, app=settings.CPV_APP, new_certificate_path=new_path, overlap=timedelta(hours=24)
         )

@@ -75,7 +75,10 @@ def test_a_national_cloud_without_its_own_app_never_gets_the_global_one(settings
     refusal = registrations.app_refusal("usgov")
     assert refusal is not None
     assert "no app registered in US Government (GCC High, DoD)" in refusal
-    assert "Set CPV_USGOV_CLIENT_ID with CPV_USGOV_CLIENT_CERTIFICATE or CPV_USGOV_CLIENT_SECRET" in refusal
+    assert (
+        "Set CPV_USGOV_CLIENT_ID with CPV_USGOV_CLIENT_MANAGED_IDENTITY, CPV_USGOV_CLIENT_CERTIFICATE or "
+        "CPV_USGOV_CLIENT_SECRET"
+    ) in refusal
     assert registrations.app_refusal("global") is None
     assert registrations.app_refusal("germany") == clouds.CLOUDS["germany"].retired_reason
 

@@ -286,3 +286,22 @@ def test_remove_key_takes_the_key_off_with_a_proof(sim, tmp_path) -> None:  # ty
 
     assert removed.status_code == 204 and again.status_code == 404
     assert seeded not in sim.world.cpv_app.certificates
+
+
+def test_the_app_lists_its_federated_identity_credentials_with_application_read_all(sim) -> None:  # type: ignore[no-untyped-def]
+    created = sim.control.create_managed_identity(trust=[sim.env["CPV_CLIENT_ID"]], name="hosts-identity")
+    token = _app_token(sim)
+    by_app_id = _get(sim, f"applications(appId='{sim.env['CPV_CLIENT_ID']}')/federatedIdentityCredentials", token)
+    object_id = _get(sim, f"applications(appId='{sim.env['CPV_CLIENT_ID']}')", token).json()["id"]
+
+    by_object_id = _get(sim, f"applications/{object_id}/federatedIdentityCredentials/", token)
+
+    assert by_app_id.status_code == 200, by_app_id.text
+    (federated,) = by_app_id.json()["value"]
+    assert federated["name"] == "hosts-identity" and federated["subject"] == created["principal_id"]
+    assert federated["issuer"] == f"{sim.authority_host}/{_vendor(sim)}/v2.0"
+    assert federated["audiences"] == ["api://AzureADTokenExchange"]
+    assert by_object_id.json()["value"] == by_app_id.json()["value"]
+    sim.world.cpv_app.graph_app_roles = []
+    refused = _get(sim, f"applications/{object_id}/federatedIdentityCredentials", _app_token(sim))
+    assert refused.status_code == 403

@@ -1,5 +1,6 @@
 """The token vault: one interface (`Vault`), a backend per store, typed errors. `get_vault()` builds the
-VAULT_BACKEND once per process, importing it lazily (no app registry or Azure SDK at import)."""
+VAULT_BACKEND once per process (with VAULT_BACKEND=azure, once per Key Vault of VAULT_URLS), importing it lazily (no
+app registry or Azure SDK at import)."""
 
 from __future__ import annotations
 
@@ -66,15 +67,18 @@ __all__ = [
     "opening_check",
     "process_opens_tokens",
     "reset_vault",
+    "resolve_vault_url",
     "secret_name_for",
     "secret_tags",
     "validate_secret_name",
+    "vault_urls",
 ]
 
 _SETTINGS = frozenset(
     {
         "VAULT_BACKEND",
         "VAULT_URL",
+        "VAULT_URLS",
         "VAULT_KEYS",
         "VAULT_PUBLIC_KEY",
         "VAULT_PRIVATE_KEYS",
@@ -94,7 +98,32 @@ def process_opens_tokens() -> bool:
 
 
 _lock = threading.Lock()
-_vault: Vault | None = None
+# The built vaults by URL ("" for the embedded vault, which has none).
+_vaults: dict[str, Vault] = {}
+
+
+def vault_urls() -> tuple[str, ...]:
+    """The vaults a partner's token may live in, in VAULT_URLS's order (the first holds every token stored before a
+    vault was recorded): Key Vault URLs with VAULT_BACKEND=azure, the one embedded vault's "" otherwise."""
+    if getattr(settings, "VAULT_BACKEND", "local") != "azure":
+        return ("",)
+    urls = tuple(getattr(settings, "VAULT_URLS", None) or ())
+    return urls or (str(getattr(settings, "VAULT_URL", "")),)
+
+
+def resolve_vault_url(recorded: str) -> str:
+    """The configured vault that `recorded` (a pointer's vault, "" when none was recorded) names: "" is the first of
+    `vault_urls()`, and with the embedded vault every pointer is its own. Raises VaultMisconfigured for a Key Vault
+    VAULT_URLS no longer names (its tokens would be lost to every read, renewal and revocation)."""
+    urls = vault_urls()
+    if not recorded or urls == ("",):
+        return urls[0]
+    for url in urls:
+        if url.lower() == recorded.lower():
+            return url
+    raise VaultMisconfigured(
+        f"a partner's token is kept in Key Vault {recorded}, which VAULT_URLS no longer names: add it back"
+    )
 
 
 def opening_check() -> None:
@@ -107,8 +136,9 @@ def opening_check() -> None:
         )
 
 
-def build_vault(**overrides: Any) -> Vault:
-    """A new backend from the settings (keyword overrides go to its constructor, e.g. `sleep` for Azure)."""
+def build_vault(vault_url: str = "", **overrides: Any) -> Vault:
+    """A new backend from the settings (keyword overrides go to its constructor, e.g. `sleep` for Azure); for Azure,
+    the Key Vault `vault_url` (by default the first of VAULT_URLS)."""
     backend = getattr(settings, "VAULT_BACKEND", "local")
     policy = getattr(settings, "VAULT_DELETED_SECRET_POLICY", "recover")
     opens = process_opens_tokens()
@@ -128,7 +158,7 @@ def build_vault(**overrides: Any) -> Vault:
         from tokens.vault.azure import AzureVault
 
         options = {
-            "vault_url": getattr(settings, "VAULT_URL", ""),
+            "vault_url": vault_url or vault_urls()[0],
             "cloud": settings.CPV_CLOUD_CONFIG,
             "deleted_policy": policy,
             "write_only": not opens,
@@ -138,24 +168,25 @@ def build_vault(**overrides: Any) -> Vault:
     raise VaultMisconfigured(f"VAULT_BACKEND must be local or azure, got {backend!r}")
 
 
-def get_vault() -> Vault:
-    """The configured vault, built at first use and kept for the life of the process."""
-    global _vault
-    vault = _vault
+def get_vault(vault_url: str = "") -> Vault:
+    """The vault at `vault_url` (a pointer's recorded vault, `resolve_vault_url`; by default the first), built at first
+    use and kept for the life of the process. Raises VaultMisconfigured for a Key Vault VAULT_URLS does not name."""
+    url = resolve_vault_url(vault_url)
+    vault = _vaults.get(url)
     if vault is None:
         with _lock:
-            if _vault is None:
-                _vault = build_vault()
-            vault = _vault
+            if url not in _vaults:
+                _vaults[url] = build_vault(url)
+            vault = _vaults[url]
     return vault
 
 
 def reset_vault() -> None:
-    """Forget the cached vault (tests; a settings change). The next `get_vault()` builds a new one."""
-    global _vault
+    """Forget the cached vaults (tests; a settings change). The next `get_vault()` builds new ones."""
     with _lock:
-        vault, _vault = _vault, None
-    if vault is not None:
+        vaults = list(_vaults.values())
+        _vaults.clear()
+    for vault in vaults:
         vault.close()
 
 

@@ -29,7 +29,7 @@ def known_probe_value(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 def configured(vault: Vault, monkeypatch: pytest.MonkeyPatch) -> Vault:
     """The contract's vault (for Azure: with recorded sleeps) as the one `get_vault()` returns."""
-    monkeypatch.setattr(tokens.vault, "_vault", vault)
+    monkeypatch.setattr(tokens.vault, "_vaults", {tokens.vault.resolve_vault_url(""): vault})
     return vault
 
 
@@ -71,7 +71,7 @@ def test_vault_check_can_leave_the_probe_soft_deleted(configured: Vault, backend
 def test_vault_check_reports_a_failed_step_with_its_reason_and_cleans_up(
     azure_vault: Vault, sim: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(tokens.vault, "_vault", azure_vault)
+    monkeypatch.setattr(tokens.vault, "_vaults", {tokens.vault.resolve_vault_url(""): azure_vault})
     sim.control.inject_fault(
         "vault",
         method="PATCH",
@@ -114,7 +114,7 @@ def test_vault_check_fails_at_health_under_a_wrong_key(local_settings: Any) -> N
 def test_vault_check_fails_when_writes_are_forbidden(
     azure_vault: Vault, sim: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(tokens.vault, "_vault", azure_vault)
+    monkeypatch.setattr(tokens.vault, "_vaults", {tokens.vault.resolve_vault_url(""): azure_vault})
     sim.control.inject_fault("vault", method="PUT", status=403, body={"error": {"code": "Forbidden", "message": "no"}})
 
     output, error = run("vault_check")
