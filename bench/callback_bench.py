@@ -20,12 +20,13 @@ refresh token), and the token written to Key Vault with the Azure SDK. The
 figure is the ratio of the medians (target: the product at most twice the bare script). Writes
 bench/results/callback.json.
 
-    .venv/bin/python bench/callback_bench.py [--quick] [--consents N]
+    .venv/bin/python bench/callback_bench.py [--quick] [--consents N] [--profile FILE]
 """
 
 from __future__ import annotations
 
 import argparse
+import cProfile
 import html
 import re
 import sys
@@ -162,7 +163,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="20 consents")
     parser.add_argument("--consents", type=int, default=None)
+    parser.add_argument("--profile", metavar="FILE", help="profile the product's callbacks (cProfile) into FILE")
     args = parser.parse_args(argv)
+    profiler = cProfile.Profile() if args.profile else None
     count = args.consents or (20 if args.quick else 200)
 
     from simulator.testing import SimulatorProcess
@@ -223,7 +226,11 @@ def main(argv: list[str] | None = None) -> int:
             seq = harness.simulator_log_seq(control)
             timer.start()
             t0 = time.perf_counter()
+            if profiler is not None and index:
+                profiler.enable()
             answer = browser.post("/consent/callback", fields)
+            if profiler is not None:
+                profiler.disable()
             wall = time.perf_counter() - t0
             outbound, calls = timer.stop()
             entries = control.log(since=seq)
@@ -267,6 +274,8 @@ def main(argv: list[str] | None = None) -> int:
         sim_process.stop()
         database.drop()
         harness.redis_delete(queue)
+        if profiler is not None:
+            profiler.dump_stats(args.profile)
 
     def stat(key: str) -> dict[str, float]:
         values = [s[key] for s in samples]

@@ -42,7 +42,8 @@ FRESH_OVERVIEW = "/?fresh=1"
 # machine. Exceeding either fails the benchmark. The queries include the session's and the user's (three); the ratios,
 # measured at the quick sizes on a loaded 2-core machine, with room for its noise (about twice what was measured).
 BUDGETS: dict[str, dict[str, float]] = {
-    "overview": {"queries": 9, "ratio": 1600},
+    # Who needs attention is ranked a rank at a time (at most six queries, one when the worst fill the list).
+    "overview": {"queries": 14, "ratio": 1600},
     "partners, first page": {"queries": 6, "ratio": 900},
     "partners, filtered": {"queries": 6, "ratio": 900},
     "partners, late page": {"queries": 6, "ratio": 900},
@@ -438,7 +439,7 @@ def main(argv: list[str] | None = None) -> int:
     independent = True
     for label, page in large["pages"].items():
         before = list(small["pages"].values())[list(large["pages"]).index(label)]["queries"]
-        independent &= before == page["queries"]
+        independent &= page["queries"] <= before  # the overview may stop ranking sooner with more partners
         rows.append([label, page["median_ms"], page["p95_ms"], page["queries"], before, page["ratio_to_count"],
                      BUDGETS[label]["ratio"], web.get("http_median_ms", {}).get(page["url"], "")])  # fmt: skip
     print()
@@ -460,7 +461,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     )
     fresh, fresh_before = large["overview_fresh"], small["overview_fresh"]["queries"]
-    independent &= fresh["queries"] == fresh_before
+    independent &= fresh["queries"] <= fresh_before
     print(
         f"overview counting afresh ({FRESH_OVERVIEW}, the first request of each minute): median {fresh['median_ms']} "
         f"ms, p95 {fresh['p95_ms']} ms, {fresh['queries']} queries ({fresh_before} at {small['partners']})"

@@ -550,34 +550,45 @@ def needs_attention(*, now: datetime | None = None, limit: int = 25) -> list[Par
     failed_customers = Coalesce("coverage_counters__failed", 0)
     stuck = _onboarding_stuck(now=now)
     ending = _invitation_ending(now=now)
-    ranked = (
+    # The reasons in rank order; a partner takes the rank of the first that holds (the last rank: none of them), and
+    # is listed when any holds (an old token counts for active partners only).
+    ranks = [
+        Q(status=Partner.Status.RECONSENT_NEEDED),
+        # FAILING needs a failure after the last renewal: the first condition lets the database skip other tokens.
+        Q(token__last_failure_at__isnull=False) & Q(health=TokenStatus.FAILING),
+        Q(token__last_renewed_at__lte=expiring_before),
+        stuck,
+        Q(failed_customers__gt=0),
+    ]
+    listed = (
+        ranks[0]
+        | ranks[1]
+        | Q(status=Partner.Status.ACTIVE, token__last_renewed_at__lte=expiring_before)
+        | stuck
+        | ranks[4]
+        | ending
+    )
+    candidates = (
         Partner.objects.exclude(status=Partner.Status.DEACTIVATED)
         .filter(deleted_at__isnull=True)
         .annotate(
             health=token_health_expression(now=now), failed_customers=failed_customers, **_onboarding_annotations()
         )
-        .filter(
-            Q(status=Partner.Status.RECONSENT_NEEDED)
-            | Q(health=TokenStatus.FAILING)
-            | Q(status=Partner.Status.ACTIVE, token__last_renewed_at__lte=expiring_before)
-            | stuck
-            | Q(failed_customers__gt=0)
-            | ending
-        )
+        .filter(listed)
         .annotate(
-            rank=Case(
-                When(status=Partner.Status.RECONSENT_NEEDED, then=Value(0)),
-                When(health=TokenStatus.FAILING, then=Value(1)),
-                When(token__last_renewed_at__lte=expiring_before, then=Value(2)),
-                When(stuck, then=Value(3)),
-                When(failed_customers__gt=0, then=Value(4)),
-                default=Value(5),
-            )
+            rank=Case(*(When(condition, then=Value(n)) for n, condition in enumerate(ranks)), default=Value(len(ranks)))
         )
-        .order_by("rank", "token__last_renewed_at", "link_issued_at", "name", "id")
-        .values_list("pk", flat=True)[:limit]
+        .order_by("token__last_renewed_at", "link_issued_at", "name", "id")
     )
-    ids = list(ranked)
+    # Rank by rank, each a query of its own that stops at the partners still wanted: the first ranks (a status, a
+    # token's failure, its age) are found from their indexes, so the page does not weigh every partner when the
+    # worst already fill it. (`rank=` keeps each partner in the first rank that holds, as one ordering would.)
+    ids: list[int] = []
+    for rank in range(len(ranks) + 1):
+        in_rank = candidates.filter(ranks[rank], rank=rank) if rank < len(ranks) else candidates.filter(rank=rank)
+        ids += list(in_rank.values_list("pk", flat=True)[: limit - len(ids)])
+        if len(ids) >= limit:
+            break
     rows = (
         Partner.objects.filter(pk__in=ids)
         .select_related("token")

@@ -5,6 +5,7 @@ thumbprint, validity), and which credential to try first when several are config
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import os
 import threading
@@ -89,6 +90,21 @@ def _read_pem(path: str) -> tuple[object, x509.Certificate]:
     in_key_vault = key_vault_certificate(path)
     if in_key_vault is not None:
         return _from_key_vault(path, in_key_vault)
+    try:
+        found = os.stat(path)
+    except OSError as exc:
+        raise CredentialUnreadable(
+            f"The app certificate {path} could not be read as PEM holding a private key and a certificate "
+            f"({exc.__class__.__name__})"
+        ) from None
+    return _pem_file(path, found.st_mtime_ns, found.st_size)
+
+
+# Loading an RSA key checks it (cryptography does, at each load: a few hundred milliseconds of CPU for a 2048-bit key
+# on a small machine), and every renewal builds a new msal client: a file is loaded once per process and content,
+# and loaded again when its modification time or size changes (a rotation writes a new file).
+@functools.lru_cache(maxsize=16)
+def _pem_file(path: str, mtime_ns: int, size: int) -> tuple[object, x509.Certificate]:
     try:
         pem = Path(path).read_bytes()
         key = serialization.load_pem_private_key(pem, password=None)
@@ -246,10 +262,10 @@ def msal_credential(credential: Credential, *, cloud: Cloud | None = None) -> st
         }
     if credential.kind == CERTIFICATE:
         key, certificate = _read_pem(credential.certificate_path)
+        # The key object itself, which msal's assertion signer takes ("It can also be a cryptography PrivateKey
+        # object", msal/oauth2cli/assertion.py): a PEM string would be parsed, and the key checked, at each signing.
         return {
-            "private_key": key.private_bytes(  # type: ignore[attr-defined]
-                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-            ).decode(),
+            "private_key": key,
             "public_certificate": certificate.public_bytes(serialization.Encoding.PEM).decode(),
         }
     return credential.secret

@@ -216,6 +216,17 @@ def sim_settings(sim, settings):  # type: ignore[no-untyped-def]
     reset_vault()
 
 
+@pytest.fixture
+def one_rate_window(monkeypatch):  # type: ignore[no-untyped-def]
+    """The public pages' rate limits count in fixed windows of the clock: pinned to the middle of one, so that a
+    test's requests never straddle two windows however slowly they run."""
+    import types
+
+    from cpv import ratelimit
+
+    monkeypatch.setattr(ratelimit, "time", types.SimpleNamespace(time=lambda: 1_800_000_030.0))
+
+
 @pytest.fixture(autouse=True)
 def _fresh_cache() -> Iterator[None]:
     """Rate-limit counters, the readiness answer and other cached values do not carry over between tests."""

@@ -32,7 +32,9 @@ def test_every_limit_of_the_table_guards_a_page() -> None:
 
 
 @pytest.mark.parametrize("scope", sorted(PAGES))
-def test_past_its_limit_every_public_page_answers_the_one_429_page(scope: str, monkeypatch, settings) -> None:  # type: ignore[no-untyped-def]
+def test_past_its_limit_every_public_page_answers_the_one_429_page(
+    scope: str, monkeypatch, settings, one_rate_window
+) -> None:  # type: ignore[no-untyped-def]
     settings.CPV_SELF_ONBOARDING = True
     monkeypatch.setitem(ratelimit.LIMITS, scope, ratelimit.Limit(1, 120))
     method, path, data = PAGES[scope]
@@ -48,7 +50,7 @@ def test_past_its_limit_every_public_page_answers_the_one_429_page(scope: str, m
     assert b'id="too-many"' in second.content and b"wait 2 minutes" in second.content
 
 
-def test_another_address_is_counted_apart(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_another_address_is_counted_apart(monkeypatch, one_rate_window) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.setitem(ratelimit.LIMITS, "consent-callback", ratelimit.Limit(1, 60))
     Client(REMOTE_ADDR="198.51.100.1").post("/consent/callback", {"state": "x"})
 

@@ -22,8 +22,9 @@ pytestmark = pytest.mark.django_db
 # Measured: session + user + permissions, then the page's own reads (the overview and a partner's page each read
 # their customers without GDAP access and by what their tenants showed in one query per count; a partner's page
 # also its emails sent, its operations and its scheduled ApplicationConsent's lane; the list reads a page's ids,
-# then its rows).
-MAX_QUERIES = {"overview": 15, "list": 8, "detail": 20, "audit": 8}
+# then its rows; the overview ranks who needs attention a rank at a time, at most six queries, fewer once the worst
+# fill it).
+MAX_QUERIES = {"overview": 20, "list": 8, "detail": 20, "audit": 8}
 
 
 def populate(partners: int, customers: int) -> Partner:
@@ -76,7 +77,8 @@ def test_the_number_of_queries_does_not_grow_with_partners_or_customers(
         client.get(urls[page].format(code=big.code))
     many = count(client, urls[page].format(code=big.code))
 
-    assert few == many, f"{page}: {few} queries with a few partners, {many} with many"
+    # The overview's ranking stops once the worst partners fill it: with more partners, it may take fewer queries.
+    assert many == few or (page == "overview" and many < few), f"{page}: {few} queries with a few, {many} with many"
 
 
 def test_the_list_filters_and_sorts_in_the_database(viewer) -> None:  # type: ignore[no-untyped-def]

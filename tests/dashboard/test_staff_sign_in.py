@@ -550,7 +550,9 @@ def test_a_locked_out_admin_is_reset_from_the_server_with_a_command(django_user_
 @pytest.mark.parametrize(
     ("scope", "path"), [("staff-start", "/accounts/microsoft/"), ("portal-start", "/portal/sign-in")],
 )  # fmt: skip
-def test_starting_a_microsoft_sign_in_is_limited_per_address(staff_sim, monkeypatch, scope, path) -> None:  # type: ignore[no-untyped-def]
+def test_starting_a_microsoft_sign_in_is_limited_per_address(
+    staff_sim, monkeypatch, one_rate_window, scope, path
+) -> None:  # type: ignore[no-untyped-def]
     from cpv import ratelimit
 
     monkeypatch.setitem(ratelimit.LIMITS, scope, ratelimit.Limit(1, 60))

@@ -101,7 +101,7 @@ def test_an_ipv6_address_is_counted_by_its_64(address: str, bucket: str) -> None
     assert ratelimit.address_bucket(address) == bucket
 
 
-def test_a_public_page_limit_counts_every_address_of_one_ipv6_64_together(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_a_public_page_limit_counts_every_address_of_one_ipv6_64_together(monkeypatch, one_rate_window) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.setitem(ratelimit.LIMITS, "consent-callback", ratelimit.Limit(2, 60))
     for host in ("1", "2"):
         Client(REMOTE_ADDR=f"2001:db8:5:6::{host}").post("/consent/callback", {"state": "x"})

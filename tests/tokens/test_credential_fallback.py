@@ -144,3 +144,39 @@ def test_a_refusal_that_condemns_no_credential_is_not_retried(cpv_sim, tmp_path)
     with pytest.raises(identity.InvalidClient):
         identity.with_credentials(app, attempt)
     assert len(calls) == 1
+
+
+def test_a_certificate_file_is_loaded_once_for_many_renewals_and_again_once_replaced(  # type: ignore[no-untyped-def]
+    cpv_sim, settings, tmp_path, monkeypatch, django_capture_on_commit_callbacks
+) -> None:
+    from cryptography.hazmat.primitives import serialization
+
+    from microsoft import app_credentials
+
+    path, certificate = app_certificate(tmp_path, "loaded-once")
+    register(cpv_sim.world.cpv_app, certificate)
+    loads: list[bytes] = []
+    real_load = serialization.load_pem_private_key
+
+    def counted(data: bytes, *args, **kwargs):  # type: ignore[no-untyped-def]
+        loads.append(data)
+        return real_load(data, *args, **kwargs)
+
+    monkeypatch.setattr(app_credentials.serialization, "load_pem_private_key", counted)
+    app = _app(cpv_sim, Credential(CERTIFICATE, certificate_path=path, source="CPV_CLIENT_CERTIFICATE"))
+
+    partner = _renew_with(settings, cpv_sim, app, django_capture_on_commit_callbacks)
+    for _ in range(2):
+        with django_capture_on_commit_callbacks(execute=True):
+            renew_one(partner_id=partner.pk, force=True)
+    assert TokenEvent.objects.filter(partner=partner, kind__in=TokenEvent.MOVED).count() == 3
+    assert len(loads) == 1
+    # msal signs with the key object the product hands it, never a PEM string it would parse again.
+    assert not isinstance(app_credentials.msal_credential(app.credentials[0])["private_key"], str)  # type: ignore[index]
+
+    # A new certificate written over the file (a rotation) is loaded at the next use.
+    _, replacement = app_certificate(tmp_path, "loaded-once")
+    register(cpv_sim.world.cpv_app, replacement)
+    with django_capture_on_commit_callbacks(execute=True):
+        renew_one(partner_id=partner.pk, force=True)
+    assert len(loads) == 2 and TokenEvent.objects.filter(partner=partner, kind__in=TokenEvent.MOVED).count() == 4
