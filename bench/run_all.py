@@ -2,7 +2,8 @@
 against their targets. `make bench` runs the full sizes; `make bench QUICK=1` (or `make bench-quick`) the small
 ones that CI runs so the benchmarks cannot rot. Writes bench/results/summary.json beside each benchmark's own.
 
-    .venv/bin/python bench/run_all.py [--quick] [--only renewal,fanout,callback,dashboard,simulator,proof,api,budget]
+    .venv/bin/python bench/run_all.py [--quick]
+        [--only renewal,fanout,fair,callback,dashboard,simulator,proof,api,budget]
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ BENCHMARKS = {
     "renewal": "bench/renewal_bench.py",
     "renewal_cost": "bench/renewal_cost_bench.py",
     "fanout": "bench/fanout_bench.py",
+    "fair": "bench/fair_bench.py",
     "callback": "bench/callback_bench.py",
     "dashboard": "bench/dashboard_bench.py",
     "simulator": "bench/simulator_bench.py",
@@ -31,7 +33,8 @@ BENCHMARKS = {
     "budget": "bench/budget_bench.py",
     "managed_identity": "bench/managed_identity_bench.py",
 }
-# The simulator's own throughput is context for the others, not a product figure: full runs only.
+# The simulator's own throughput is context for the others, not a product figure: full runs only. The fairness
+# benchmark's small version takes minutes (two orderings of 2,000 customers at 50 a second): full runs only too.
 QUICK_SET = ["renewal", "renewal_cost", "fanout", "callback", "dashboard", "api", "budget"]
 
 
@@ -61,6 +64,13 @@ def summary_rows(quick: bool) -> list[list[Any]]:
     for rate, figures in fanout.items():
         rows.append([f"2 ApplicationConsent, limiter {rate}/s: wall / floor", figures["ratio_to_floor"], "<= 1.1",
                      f"{figures['wall_s']} s vs {figures['floor_s']} s; {figures['throttled_429']} x 429; "
+                     f"{figures['duplicates']} duplicates"])  # fmt: skip
+    fair = _load("fair").get("summary", {})
+    for mode, figures in fair.items():
+        rows.append([f"2b small partners behind a giant, {mode} ordering: time / fair-share floor",
+                     figures["small_ratio_median"], "<= 1.5" if mode == "fair" else "",
+                     f"worst {figures['small_ratio_worst']}; throughput {figures['throughput_ratio']} of 50/s "
+                     f"(>= 0.95); 429 share {100 * figures['throttled_share']:.2f}%; "
                      f"{figures['duplicates']} duplicates"])  # fmt: skip
     dashboard = _load("dashboard").get("summary", {})
     if dashboard:

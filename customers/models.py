@@ -181,4 +181,78 @@ class PartnerCoverage(models.Model):
         return f"coverage of {self.partner_id}: {self.consented}/{self.customers}, {self.failed} failed"
 
 
-__all__ = ["WITHOUT_ACCESS", "CustomerConsent", "GdapNotice", "PartnerCoverage"]
+class ConsentWork(models.Model):
+    """One customer's pending ApplicationConsent, waiting for the scheduler (customers/scheduling.py) to hand it to a
+    worker: its class (new and repair work go before routine re-checks), who holds it and until when."""
+
+    class Kind(models.TextChoices):
+        NEW = "new", "A new partner's customers"
+        REPAIR = "repair", "A repair"
+        ROUTINE = "routine", "A routine re-check"
+
+    customer = models.OneToOneField(Customer, on_delete=models.CASCADE, primary_key=True, related_name="+")
+    partner = models.ForeignKey(Partner, on_delete=models.CASCADE, related_name="+")
+    kind = models.CharField(max_length=8, choices=Kind.choices)
+    # 0 for new and repair work, 1 for routine: lower goes first.
+    priority = models.PositiveSmallIntegerField()
+    correlation_id = models.CharField(max_length=36, blank=True)
+    queued_at = models.DateTimeField()
+    # The puller task holding it (its id, the same across a redelivery) and until when; a transient failure leaves
+    # it unheld until `held_until`, its retry time.
+    held_by = models.CharField(max_length=64, blank=True, db_index=True)
+    held_until = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+
+    class Meta:
+        db_table = "consent_consentwork"
+        indexes = [models.Index(fields=["partner", "priority", "customer"], name="consent_work_next")]
+
+    def __str__(self) -> str:
+        return f"ApplicationConsent pending for customer {self.customer_id} ({self.kind})"
+
+
+class ConsentLane(models.Model):
+    """A partner's place in the fair schedule: its virtual time (customers handed out since it last had work, the
+    partner with the least goes next), its pending customers (all, and new or repair) and, since its work began,
+    those done and failed. Written only by customers/scheduling.py, under this row's lock."""
+
+    partner = models.OneToOneField(Partner, on_delete=models.CASCADE, primary_key=True, related_name="consent_lane")
+    virtual_time = models.BigIntegerField(default=0)
+    pending = models.IntegerField(default=0, db_index=True)
+    urgent = models.IntegerField(default=0)
+    done = models.IntegerField(default=0)
+    failed = models.IntegerField(default=0)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        db_table = "consent_consentlane"
+
+    def __str__(self) -> str:
+        return f"lane of {self.partner_id}: {self.pending} pending, {self.done} done, {self.failed} failed"
+
+
+class ConsentPuller(models.Model):
+    """One of the scheduler's puller slots: the task that holds it (a chain of tasks, one batch each, handing the
+    slot on) and until when; a lapsed slot is started again."""
+
+    slot = models.PositiveSmallIntegerField(primary_key=True)
+    owner = models.CharField(max_length=64, blank=True)
+    held_until = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        db_table = "consent_consentpuller"
+
+    def __str__(self) -> str:
+        return f"puller {self.slot} ({self.owner or 'idle'})"
+
+
+__all__ = [
+    "WITHOUT_ACCESS",
+    "ConsentLane",
+    "ConsentPuller",
+    "ConsentWork",
+    "CustomerConsent",
+    "GdapNotice",
+    "PartnerCoverage",
+]

@@ -617,11 +617,12 @@ def application_consent_batch(
     owner: str = "",
     earlier: dict[str, int] | None = None,
     last_run: bool = True,
+    audit: bool = True,
     sleep: Callable[[float], None] = time.sleep,
 ) -> BatchTally:
-    """ApplicationConsent in each given customer, one transaction per customer, and one audit row for the batch once
-    it is over (`earlier` carries previous runs' counts; unless `last_run`, transient failures are left in
-    `retry_ids`). Returns the BatchTally. Raises Partner.DoesNotExist."""
+    """ApplicationConsent in each given customer, one transaction per customer, and (when `audit`) one audit row for
+    the batch once it is over (`earlier` carries previous runs' counts; unless `last_run`, transient failures are left
+    in `retry_ids`). Returns the BatchTally. Raises Partner.DoesNotExist."""
     partner = Partner.objects.get(pk=partner_id)
     tally = BatchTally(tried=len(customer_ids))
     for key, value in (earlier or {}).items():
@@ -641,7 +642,7 @@ def application_consent_batch(
                 tally.retry_after = max(tally.retry_after or 0.0, exc.retry_after)
             continue
         setattr(tally, outcome, getattr(tally, outcome) + 1)
-    if tally.retry_ids and not last_run:
+    if (tally.retry_ids and not last_run) or not audit:
         return tally
     audit_record(
         actor=None,

@@ -12,7 +12,8 @@ from celery import Task, shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 
 from cpv.task_kit import DATABASE_LOST, IDEMPOTENT, MAX_TASK_RETRIES, cut_off, same_queue
-from customers import offboarding, proof, services
+from customers import offboarding, proof, scheduling, services
+from customers.models import ConsentWork
 from microsoft.retrying import backoff_delay
 from partners.models import Customer, Partner
 from partners.operations import operation_share
@@ -21,17 +22,20 @@ logger = logging.getLogger(__name__)
 
 
 @shared_task(name="consent.customers_sync", bind=True, max_retries=MAX_TASK_RETRIES, **IDEMPOTENT)
-def customers_sync(self: Task, partner_id: int, correlation_id: str = "", apply: bool = True) -> dict[str, Any]:
-    """Sync one partner's customers, then queue ApplicationConsent for each customer that needs it."""
+def customers_sync(
+    self: Task, partner_id: int, correlation_id: str = "", apply: bool = True, kind: str = ConsentWork.Kind.NEW
+) -> dict[str, Any]:
+    """Sync one partner's customers, then schedule ApplicationConsent (in class `kind`, a ConsentWork.Kind) for each
+    customer that needs it."""
     correlation_id = correlation_id or str(uuid.uuid4())
     # A retry goes on with the same MS-CorrelationId.
-    retry_kwargs = {"partner_id": partner_id, "correlation_id": correlation_id, "apply": apply}
+    retry_kwargs = {"partner_id": partner_id, "correlation_id": correlation_id, "apply": apply, "kind": kind}
     try:
         result = services.customers_sync(partner_id=partner_id, correlation_id=correlation_id)
         queued = 0
         if apply:
             queued = application_consents_queue(
-                partner_id=partner_id, correlation_id=correlation_id, **same_queue(self)
+                partner_id=partner_id, correlation_id=correlation_id, kind=kind, **same_queue(self)
             )
     except Partner.DoesNotExist:
         # Partners are never deleted: a message queued against another database (one reset since, or a broker
@@ -58,29 +62,94 @@ def customers_sync(self: Task, partner_id: int, correlation_id: str = "", apply:
     return {"partner_id": partner_id, "outcome": "synced", "customers": result.listed, "queued": queued}
 
 
-# Customers in one ApplicationConsent batch: one task and one audit row each. Batches run side by side on the
-# workers, all within the shared limiter.
+# Customers in one ApplicationConsent batch of a staff operation (and of messages queued before the scheduler): one
+# task and one audit row each.
 BATCH_SIZE = 50
 
 
 def application_consents_queue(
-    *, partner_id: int, correlation_id: str, queue: str | None = None, retry_refused: bool = False
+    *,
+    partner_id: int,
+    correlation_id: str,
+    kind: str = ConsentWork.Kind.NEW,
+    queue: str | None = None,
+    retry_refused: bool = False,
 ) -> int:
-    """Check GDAP (Graph only), then queue ApplicationConsent for the partner's customers that need it and are not
-    without access, BATCH_SIZE to a task: how many customers."""
+    """Check GDAP (Graph only), then schedule ApplicationConsent in class `kind` (customers/scheduling.py) for the
+    partner's customers that need it and are not without access, and start the pullers: how many customers."""
     services.access_check(partner_id=partner_id, retry_refused=retry_refused)
     ids = services.customers_needing_consent(partner_id=partner_id)
-    options = {"queue": queue} if queue else {}
-    for start in range(0, len(ids), BATCH_SIZE):
-        application_consent_batch.apply_async(
-            kwargs={
-                "partner_id": partner_id,
-                "customer_ids": ids[start : start + BATCH_SIZE],
-                "correlation_id": correlation_id,
-            },
-            **options,
-        )
+    if ids:
+        scheduling.consent_work_add(partner_id=partner_id, customer_ids=ids, kind=kind, correlation_id=correlation_id)
+    # Whether or not this added any: work already pending whose puller was lost is taken up again.
+    application_consent_pullers_start(queue=queue)
     return len(ids)
+
+
+def application_consent_pullers_start(*, queue: str | None = None) -> int:
+    """Queue a puller for each idle or lapsed slot the pending work fills: how many."""
+    options = {"queue": queue} if queue else {}
+    started = scheduling.consent_pullers_wanted()
+    for slot, owner in started:
+        # Should this fail, the slot lapses (PULLER_LEASE) and the next schedule or sweep starts it.
+        application_consent_next.apply_async(kwargs={"slot": slot}, task_id=owner, **options)
+    return len(started)
+
+
+@shared_task(name="consent.application_consent_next", bind=True, max_retries=MAX_TASK_RETRIES, **IDEMPOTENT)
+def application_consent_next(self: Task, slot: int) -> dict[str, Any]:
+    """One batch the scheduler hands to puller slot `slot` (customers/scheduling.py), then its successor in the slot.
+    Its id owns the batch's claims, so a redelivery or retry takes them back and goes on with them."""
+    owner = self.request.id or ""
+    if not scheduling.consent_puller_holds(slot=slot, owner=owner):
+        return {"slot": slot, "outcome": "superseded"}
+    try:
+        claim = scheduling.consent_work_claim(owner=owner)
+        counts = _scheduled_batch(self, claim=claim, owner=owner) if claim is not None else {}
+    except (SoftTimeLimitExceeded, *DATABASE_LOST) as exc:
+        # Cut off: the same id claims its customers again; those it finished are found applied, with no call.
+        logger.warning("scheduled ApplicationConsent in slot %s: %s; trying again", slot, cut_off(exc))
+        raise self.retry(countdown=backoff_delay(attempt=self.request.retries + 1)) from None
+    successor, countdown = scheduling.consent_puller_pass(slot=slot, owner=owner, found=claim is not None)
+    if successor:
+        application_consent_next.apply_async(
+            kwargs={"slot": slot}, task_id=successor, countdown=countdown or None, **same_queue(self)
+        )
+    if claim is None:
+        return {"slot": slot, "outcome": "idle"}
+    return {"slot": slot, "outcome": "done", "partner_id": claim.partner_id, **counts}
+
+
+def _scheduled_batch(task: Task, *, claim: scheduling.Claim, owner: str) -> dict[str, int]:
+    """ApplicationConsent in a claimed batch, closed in the scheduler, with the verification it calls for."""
+    try:
+        result = services.application_consent_batch(
+            partner_id=claim.partner_id,
+            customer_ids=claim.customer_ids,
+            correlation_id=claim.correlation_id or str(uuid.uuid4()),
+            owner=owner,
+            audit=False,
+        )
+    except Partner.DoesNotExist:
+        logger.warning("scheduled ApplicationConsent of partner %s: no such partner; dropped", claim.partner_id)
+        scheduling.consent_work_drop(partner_id=claim.partner_id)
+        return {}
+    scheduling.consent_work_finish(
+        owner=owner,
+        partner_id=claim.partner_id,
+        customer_ids=claim.customer_ids,
+        failed=result.failed,
+        retry_ids=result.retry_ids,
+        retry_in=backoff_delay(attempt=1, retry_after=result.retry_after),
+    )
+    if result.consented or result.already_present:
+        # As after a batch: Graph is read once it has caught up.
+        consents_verify.apply_async(
+            kwargs={"customer_ids": claim.customer_ids, "unread_only": True},
+            countdown=VERIFY_AFTER_CONSENT,
+            **same_queue(task),
+        )
+    return {**result.counts(), "retrying": len(result.retry_ids)}
 
 
 @shared_task(name="consent.application_consent_batch", bind=True, max_retries=MAX_TASK_RETRIES, **IDEMPOTENT)
@@ -225,6 +294,8 @@ def consents_verify_sweep(self: Task) -> int:
     ids = proof.verify_claim(limit=VERIFY_SWEEP_LIMIT, hold=VERIFY_HOLD)
     for start in range(0, len(ids), VERIFY_BATCH):
         consents_verify.apply_async(kwargs={"customer_ids": ids[start : start + VERIFY_BATCH]}, **same_queue(self))
+    # A puller chain whose message was lost leaves its slot to lapse: started again here.
+    application_consent_pullers_start(**same_queue(self))
     return len(ids)
 
 
@@ -235,7 +306,11 @@ def access_check(self: Task, partner_id: int) -> dict[str, Any]:
     correlation_id = str(uuid.uuid4())
     try:
         queued = application_consents_queue(
-            partner_id=partner_id, correlation_id=correlation_id, retry_refused=True, **same_queue(self)
+            partner_id=partner_id,
+            correlation_id=correlation_id,
+            kind=ConsentWork.Kind.REPAIR,
+            retry_refused=True,
+            **same_queue(self),
         )
     except Partner.DoesNotExist:
         logger.warning("GDAP check of partner %s: no such partner in the database; nothing to do", partner_id)
@@ -248,10 +323,13 @@ def access_check(self: Task, partner_id: int) -> dict[str, Any]:
 
 @shared_task(name="consent.customers_sync_sweep", bind=True, ignore_result=True)
 def customers_sync_sweep(self: Task) -> int:
-    """Queue a customer sync for every active partner (daily; a second run only repeats harmless upserts)."""
+    """Queue a customer sync for every active partner (daily; a second run only repeats harmless upserts), its
+    ApplicationConsent a routine re-check behind new and repair work."""
     ids = list(Partner.objects.filter(status=Partner.Status.ACTIVE).values_list("pk", flat=True))
     for partner_id in ids:
-        customers_sync.apply_async(kwargs={"partner_id": partner_id}, **same_queue(self))
+        customers_sync.apply_async(
+            kwargs={"partner_id": partner_id, "kind": ConsentWork.Kind.ROUTINE}, **same_queue(self)
+        )
     return len(ids)
 
 

@@ -36,6 +36,7 @@ from customers.coverage import Coverage
 from customers.models import CustomerConsent
 from customers.offboarding import offboarding_progress
 from customers.proof import CUSTOMER_ACTIONS
+from customers.scheduling import consent_progress
 from customers.selectors import (
     PROOF_FILTERS,
     WITHOUT_ACCESS_STATE,
@@ -218,6 +219,7 @@ def detail(request: HttpRequest, code: uuid.UUID) -> HttpResponse:
         "gdap_notices": gdap_notices_open(partner),
         "consent_state": state,
         "coverage": coverage,
+        "scheduled": consent_progress([partner.pk]).get(partner.pk),
         "token_events": token_events(partner),
         "operations": operations.operations_recent(partner),
         "audit": list(

@@ -34,7 +34,7 @@ def test_application_consent_across_1000_customers_stays_under_the_throttle_and_
     cpv_sim.control.add_consent(existing, application_id=env["CPV_CLIENT_ID"])
 
     app.send_task("consent.customers_sync", kwargs={"partner_id": partner.pk}, queue=workers[0].queue).get(timeout=120)
-    # The sync queued a task per batch of customers on its own queue; the other workers help with that queue too.
+    # The sync started the scheduler's pullers on its own queue; the other workers help with that queue too.
     for worker in workers[1:]:
         app.control.add_consumer(workers[0].queue, destination=[f"{worker.queue}@{os.uname().nodename}"], reply=True)
 
@@ -80,5 +80,5 @@ def test_application_consent_across_1000_customers_stays_under_the_throttle_and_
         elif kind == "zset":
             dump.append(repr(store.zrange(name, 0, -1)))
     text = "\n".join(dump) + "\n".join(w.log() for w in workers)
-    assert "consent.application_consent_batch" in text
+    assert "consent.application_consent_next" in text
     assert cpv_sim.control.find_leaks(text) == []

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from customers import tasks as customer_tasks
-from customers.models import CustomerConsent
+from customers.models import ConsentWork, CustomerConsent
 from customers.services import application_consent_batch, customers_sync
 from partners.models import AuditEvent, Customer
 from tests.factories import active_partner
@@ -85,20 +85,20 @@ def test_the_last_run_of_a_batch_audits_what_is_left_undone(cpv_sim) -> None:  #
     assert (detail["tried"], detail["consented"], detail["retrying"]) == (5, 4, 1)
 
 
-def test_a_sync_queues_its_customers_in_batches(cpv_sim, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_a_sync_schedules_its_customers_and_starts_pullers_for_them(cpv_sim, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     partner = active_partner(cpv_sim)
     cpv_sim.control.add_customers(str(partner.tenant_id), 7)
     customers_sync(partner_id=partner.pk)
     queued: list[dict[str, Any]] = []
-    monkeypatch.setattr(customer_tasks, "BATCH_SIZE", 5)
     monkeypatch.setattr(
-        customer_tasks.application_consent_batch, "apply_async", lambda kwargs, **o: queued.append(kwargs)
+        customer_tasks.application_consent_next, "apply_async", lambda kwargs, **o: queued.append(kwargs)
     )
 
     assert customer_tasks.application_consents_queue(partner_id=partner.pk, correlation_id="c3") == 12
 
-    assert [len(k["customer_ids"]) for k in queued] == [5, 5, 2]
-    assert {k["partner_id"] for k in queued} == {partner.pk}
+    # Two batches of pending work: two pullers, each a slot of its own.
+    assert ConsentWork.objects.filter(partner=partner).count() == 12
+    assert queued == [{"slot": 0}, {"slot": 1}]
 
 
 def test_a_batch_of_a_partner_that_is_gone_ends_quietly(caplog) -> None:  # type: ignore[no-untyped-def]

@@ -11,7 +11,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from customers import services as customers
-from customers.models import CustomerConsent
+from customers.models import ConsentPuller, ConsentWork, CustomerConsent
 from partners.models import Customer
 from simulator.tokens import fingerprint
 from tests.conftest import wait_until
@@ -78,6 +78,9 @@ def test_redis_restarted_with_tasks_queued_loses_none_and_applies_none_twice(  #
                    what="the worker to reconnect")  # fmt: skip
         PartnerToken.objects.update(renewal_queued_at=F("renewal_queued_at") - timedelta(hours=1))
         CustomerConsent.objects.exclude(lease_until=None).update(lease_until=timezone.now() - timedelta(minutes=1))
+        # The lost pullers' claims and slots have lapsed an hour on as well.
+        ConsentWork.objects.exclude(held_until=None).update(held_until=timezone.now() - timedelta(minutes=1))
+        ConsentPuller.objects.exclude(held_until=None).update(held_until=timezone.now() - timedelta(minutes=1))
         app.send_task("consent.tokens_renew_sweep", kwargs={"spread": 2}, queue=worker.queue)
         app.send_task("consent.customers_sync_sweep", queue=worker.queue)
 
