@@ -47,8 +47,9 @@ BUDGETS: dict[str, dict[str, float]] = {
     "partners, first page": {"queries": 6, "ratio": 900},
     "partners, filtered": {"queries": 6, "ratio": 900},
     "partners, late page": {"queries": 6, "ratio": 900},
-    "big partner": {"queries": 14, "ratio": 400},
-    "its customers, late page": {"queries": 14, "ratio": 400},
+    # Its ApplicationConsent progress adds one query, two while its own work is scheduled.
+    "big partner": {"queries": 16, "ratio": 400},
+    "its customers, late page": {"queries": 16, "ratio": 400},
 }
 # What each page is about, counted plainly: the partners for the overview and the list, the big partner's present
 # customers for its page.

@@ -14,6 +14,7 @@ from customers.models import CustomerConsent, GdapNotice
 from customers.services import access_check, application_consent_batch, customers_needing_consent, customers_sync
 from customers.words import access_words
 from partners.models import AuditEvent, Customer, Partner
+from tests.customers.scheduled import Broker
 from tests.factories import active_partner
 from tests.simulated import partner_user
 from tokens.models import OperatorAlert
@@ -307,12 +308,9 @@ def test_staff_and_the_partner_see_the_verdicts_and_the_partner_asks_to_check_ag
     answer = client.post("/portal/check-gdap")
     assert answer.status_code == 303 and queued == [{"partner_id": partner.pk}]
     assert AuditEvent.objects.filter(action="portal.gdap_check_asked", partner=partner).exists()
-    monkeypatch.setattr(
-        customer_tasks.application_consent_batch,
-        "apply_async",
-        lambda kwargs, **options: customer_tasks.application_consent_batch.apply(kwargs=kwargs),
-    )
+    broker = Broker(monkeypatch)
     customer_tasks.access_check.apply(kwargs=queued[0]).get()
+    broker.drain()
     state = _state(blocked)
     assert state.access == Access.OK and state.status == CustomerConsent.Status.APPLIED
     assert "I fixed it" not in client.get("/portal/").content.decode()

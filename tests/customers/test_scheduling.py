@@ -8,7 +8,6 @@ from __future__ import annotations
 import uuid
 from collections import Counter
 from datetime import timedelta
-from typing import Any
 
 import pytest
 from django.utils import timezone
@@ -18,6 +17,7 @@ from customers import tasks as customer_tasks
 from customers.models import ConsentLane, ConsentPuller, ConsentWork, CustomerConsent
 from customers.services import customer_consent_apply, customers_sync
 from partners.models import AuditEvent, Customer, Partner
+from tests.customers.scheduled import Broker
 from tests.factories import active_partner
 
 pytestmark = pytest.mark.django_db
@@ -147,31 +147,6 @@ def test_puller_slots_are_started_as_the_work_fills_them_and_freed_when_it_runs_
     ConsentLane.objects.update(pending=0, urgent=0)
     assert scheduling.consent_puller_pass(slot=slot, owner=successor, found=False) == ("", 0.0)
     assert ConsentPuller.objects.get(slot=slot).owner == ""
-
-
-class Broker:
-    """What the tasks queue, run here in order, each message with its own task id (a puller's id owns its claim)."""
-
-    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        self.messages: list[tuple[Any, dict[str, Any], str | None]] = []
-        self.sent: list[dict[str, Any]] = []
-        for task in (customer_tasks.application_consent_next, customer_tasks.consents_verify):
-            monkeypatch.setattr(task, "apply_async", self._queue(task))
-
-    def _queue(self, task: Any) -> Any:
-        def apply_async(kwargs: dict[str, Any], task_id: str | None = None, **options: Any) -> None:
-            self.messages.append((task, kwargs, task_id))
-            self.sent.append({"task": task.name, "kwargs": kwargs, "options": options})
-
-        return apply_async
-
-    def drain(self) -> list[dict[str, Any]]:
-        results = []
-        while self.messages:
-            task, kwargs, task_id = self.messages.pop(0)
-            if task is customer_tasks.application_consent_next:
-                results.append(task.apply(kwargs=kwargs, task_id=task_id).get())
-        return results
 
 
 def test_a_sync_schedules_its_customers_and_the_pullers_apply_each_once(cpv_sim, monkeypatch, caplog) -> None:  # type: ignore[no-untyped-def]
