@@ -183,12 +183,23 @@ def consent_work_claim(*, owner: str, size: int = FAIR_BATCH) -> Claim | None:
 
 
 def consent_work_finish(
-    *, owner: str, partner_id: int, customer_ids: list[int], failed: int, retry_ids: Iterable[int], retry_in: float
+    *,
+    owner: str,
+    partner_id: int,
+    customer_ids: list[int],
+    failed: int,
+    retry_ids: Iterable[int],
+    retry_in: float,
+    held_ids: Iterable[int] = (),
+    held_for: float = 0.0,
 ) -> ConsentLane:
     """Close the batch `owner` held: its customers are done (`failed` of them refused), except `retry_ids`, handed
-    back to be claimed again after `retry_in` seconds (counted failed once they have had MAX_TASK_RETRIES tries). When
-    the lane has nothing left, one audit row says what its work came to. Returns the lane."""
+    back to be claimed again after `retry_in` seconds (counted failed once they have had MAX_TASK_RETRIES tries), and
+    `held_ids` (another worker held their claim), handed back for after `held_for` seconds, when that claim has
+    lapsed, with no try counted. When the lane has nothing left, one audit row says what its work came to. Returns
+    the lane."""
     retry = set(retry_ids)
+    held = set(held_ids) - retry
     now = timezone.now()
     with transaction.atomic():
         lane = ConsentLane.objects.select_for_update().get(partner_id=partner_id)
@@ -198,10 +209,15 @@ def consent_work_finish(
             .values_list("customer_id", "priority", "attempts")
         )
         again = [pk for pk, _, attempts in rows if pk in retry and attempts + 1 < MAX_TASK_RETRIES]
-        gone = [(pk, priority) for pk, priority, _ in rows if pk not in again]
+        waiting = [pk for pk, _, _ in rows if pk in held]
+        gone = [(pk, priority) for pk, priority, _ in rows if pk not in again and pk not in held]
         if again:
             ConsentWork.objects.filter(customer_id__in=again).update(
                 held_by="", held_until=now + timedelta(seconds=retry_in), attempts=F("attempts") + 1
+            )
+        if waiting:
+            ConsentWork.objects.filter(customer_id__in=waiting).update(
+                held_by="", held_until=now + timedelta(seconds=held_for)
             )
         ConsentWork.objects.filter(customer_id__in=[pk for pk, _ in gone]).delete()
         given_up = sum(1 for pk, _ in gone if pk in retry)

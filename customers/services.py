@@ -378,9 +378,10 @@ def consent_reapply(
     sleep: Callable[[float], None] = time.sleep,
 ) -> tuple[CustomerConsent, str]:
     """ApplicationConsent in one customer now, even when it is applied with these grants (asked by staff, or a
-    repair), with what it came to (CONSENTED, ALREADY_PRESENT, FAILED, SKIPPED, WITHOUT_ACCESS_NOW); `reset` deletes
+    repair), with what it came to (CONSENTED, ALREADY_PRESENT, FAILED, SKIPPED: removed or held by another worker,
+    WITHOUT_ACCESS_NOW); `reset` deletes
     the consent first and creates it again. Raises CallFailed when the failure is transient."""
-    return _consent_apply(
+    state, outcome = _consent_apply(
         customer_id=customer_id,
         correlation_id=correlation_id,
         limiter=None,
@@ -389,13 +390,15 @@ def consent_reapply(
         again=True,
         reset=reset,
     )
+    return state, SKIPPED if outcome == HELD else outcome
 
 
 # What one customer's ApplicationConsent came to, for a batch's tally.
 CONSENTED = "consented"  # created now
 ALREADY_PRESENT = "already_present"  # Partner Center had it already, or it was applied with these grants
 FAILED = "failed"  # refused for good (or the partner is not active)
-SKIPPED = "skipped"  # removed from the partner, or another worker holds it
+SKIPPED = "skipped"  # removed from the partner
+HELD = "held"  # another worker holds its claim: counted as skipped, and a scheduled batch hands it back
 WITHOUT_ACCESS_NOW = "without_access"  # the GDAP pre-flight holds it back: no request spent
 
 
@@ -442,7 +445,7 @@ def _consent_apply(
         .update(lease_until=now + LEASE, lease_owner=owner, pending_request_id=request_id, last_attempt_at=now)
     )
     if not claimed:
-        return state, SKIPPED
+        return state, HELD
     state.refresh_from_db()
     request_id = state.pending_request_id
     app = app_for(partner)
@@ -596,6 +599,8 @@ class BatchTally:
     skipped: int = 0
     without_access: int = 0
     retry_ids: list[int] = field(default_factory=list)
+    # Customers another worker held the claim of (counted in `skipped`): its run applies them, unless it died.
+    held_ids: list[int] = field(default_factory=list)
     retry_after: float | None = None
 
     def counts(self) -> dict[str, int]:
@@ -641,6 +646,9 @@ def application_consent_batch(
             if exc.retry_after is not None:
                 tally.retry_after = max(tally.retry_after or 0.0, exc.retry_after)
             continue
+        if outcome == HELD:
+            tally.held_ids.append(customer_id)
+            outcome = SKIPPED
         setattr(tally, outcome, getattr(tally, outcome) + 1)
     if (tally.retry_ids and not last_run) or not audit:
         return tally

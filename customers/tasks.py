@@ -134,6 +134,8 @@ def _scheduled_batch(task: Task, *, claim: scheduling.Claim, owner: str) -> dict
         logger.warning("scheduled ApplicationConsent of partner %s: no such partner; dropped", claim.partner_id)
         scheduling.consent_work_drop(partner_id=claim.partner_id)
         return {}
+    # A customer whose claim another worker held goes back too, claimable once that claim has lapsed: should that
+    # worker have died, this schedule applies it (found applied, with no call, when the worker did its work).
     scheduling.consent_work_finish(
         owner=owner,
         partner_id=claim.partner_id,
@@ -141,6 +143,8 @@ def _scheduled_batch(task: Task, *, claim: scheduling.Claim, owner: str) -> dict
         failed=result.failed,
         retry_ids=result.retry_ids,
         retry_in=backoff_delay(attempt=1, retry_after=result.retry_after),
+        held_ids=result.held_ids,
+        held_for=services.LEASE.total_seconds(),
     )
     if result.consented or result.already_present:
         # As after a batch: Graph is read once it has caught up.

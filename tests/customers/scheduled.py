@@ -10,17 +10,24 @@ from customers import tasks as customer_tasks
 
 
 class Broker:
-    """What the tasks queue, run here in order, each message with its own task id (a puller's id owns its claim)."""
+    """What the tasks queue, run here in order, each message with its own task id (a puller's id owns its claim). A
+    puller queued to wait (a countdown beyond a few seconds) is kept aside in `later` rather than run at once."""
+
+    WAITS_UP_TO = 5.0
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.messages: list[tuple[Any, dict[str, Any], str | None]] = []
+        self.later: list[tuple[Any, dict[str, Any], str | None]] = []
         self.sent: list[dict[str, Any]] = []
         for task in (customer_tasks.application_consent_next, customer_tasks.consents_verify):
             monkeypatch.setattr(task, "apply_async", self._queue(task))
 
     def _queue(self, task: Any) -> Any:
         def apply_async(kwargs: dict[str, Any], task_id: str | None = None, **options: Any) -> None:
-            self.messages.append((task, kwargs, task_id))
+            waits = (options.get("countdown") or 0) > self.WAITS_UP_TO
+            (self.later if waits and task is customer_tasks.application_consent_next else self.messages).append(
+                (task, kwargs, task_id)
+            )
             self.sent.append({"task": task.name, "kwargs": kwargs, "options": options})
 
         return apply_async
@@ -32,3 +39,9 @@ class Broker:
             if task is customer_tasks.application_consent_next:
                 results.append(task.apply(kwargs=kwargs, task_id=task_id).get())
         return results
+
+    def wait_over(self) -> list[dict[str, Any]]:
+        """The waits kept aside are over: run them, and what they queue."""
+        self.messages += self.later
+        self.later = []
+        return self.drain()

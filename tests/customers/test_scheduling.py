@@ -196,6 +196,41 @@ def test_a_puller_killed_mid_batch_is_redelivered_and_applies_none_twice(cpv_sim
     assert (lane.pending, lane.done, lane.failed) == (0, 12, 0)
 
 
+def test_a_customer_another_worker_holds_goes_back_and_is_applied_should_that_worker_die(cpv_sim, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    partner = active_partner(cpv_sim)
+    customers_sync(partner_id=partner.pk)
+    broker = Broker(monkeypatch)
+    held = Customer.objects.filter(partner=partner).order_by("pk").first()
+    assert held is not None
+    # Another worker (an older form of batch, or a staff action) claimed this customer and died.
+    state, _ = CustomerConsent.objects.get_or_create(customer=held)
+    CustomerConsent.objects.filter(pk=state.pk).update(
+        lease_until=timezone.now() + timedelta(minutes=5), lease_owner="a-worker-since-killed"
+    )
+    customer_tasks.application_consents_queue(partner_id=partner.pk, correlation_id=str(uuid.uuid4()))
+
+    broker.drain()
+
+    # Not counted done: it waits for that claim to lapse, and nothing else of the partner's is held back.
+    work = ConsentWork.objects.get(customer_id=held.pk)
+    assert work.held_by == "" and work.held_until > timezone.now() + timedelta(minutes=4) and work.attempts == 0
+    lane = ConsentLane.objects.get(pk=partner.pk)
+    assert lane.pending == 1 and lane.failed == 0
+    assert CustomerConsent.objects.get(pk=state.pk).status != CustomerConsent.Status.APPLIED
+    assert CustomerConsent.objects.exclude(pk=state.pk).filter(status=CustomerConsent.Status.APPLIED).count() == (
+        lane.done
+    )
+
+    # Both claims lapse; the schedule's next run applies it.
+    lapsed = timezone.now() - timedelta(seconds=1)
+    CustomerConsent.objects.filter(pk=state.pk).update(lease_until=lapsed)
+    ConsentWork.objects.filter(pk=work.pk).update(held_until=lapsed)
+    broker.wait_over()
+
+    assert CustomerConsent.objects.get(pk=state.pk).status == CustomerConsent.Status.APPLIED
+    assert not ConsentWork.objects.exists() and ConsentLane.objects.get(pk=partner.pk).pending == 0
+
+
 def test_a_message_in_the_form_before_the_scheduler_is_still_applied(cpv_sim) -> None:  # type: ignore[no-untyped-def]
     partner = active_partner(cpv_sim)
     customers_sync(partner_id=partner.pk)
