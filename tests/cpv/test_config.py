@@ -148,8 +148,9 @@ def test_a_complete_production_environment_is_accepted(tmp_path: Path) -> None:
     assert config.production
     assert config.database["ENGINE"] == "django.db.backends.postgresql"
     assert config.database["OPTIONS"]["connect_timeout"] == 5
-    # No JIT compile of the pages' plans (about 150 ms each time a plan is costed past jit_above_cost).
-    assert config.database["OPTIONS"]["options"] == "-c jit=off"
+    # No JIT compile of the pages' plans (about 150 ms each time a plan is costed past jit_above_cost), and random
+    # reads priced as on SSD.
+    assert config.database["OPTIONS"]["options"] == "-c jit=off -c random_page_cost=1.1"
     assert config.broker_url.startswith("redis://")
     assert config.broker_transport_options["visibility_timeout"] == 3600
     assert config.result_backend == config.broker_url
