@@ -16,6 +16,15 @@ logger = logging.getLogger(__name__)
 IDEMPOTENT: dict[str, Any] = {"acks_late": True, "reject_on_worker_lost": True}
 
 
+# Publishing a message that nothing else would ever queue again (the next link of a chain) keeps trying through a
+# broker restart, about a minute, instead of Celery's default three tries within a second; a message that still
+# cannot be published raises, and the chain's lease lapses for a sweep to start it again.
+THROUGH_A_BROKER_RESTART: dict[str, Any] = {
+    "retry": True,
+    "retry_policy": {"max_retries": 60, "interval_start": 0, "interval_step": 0.5, "interval_max": 1.0},
+}
+
+
 MAX_TASK_RETRIES = 5
 
 

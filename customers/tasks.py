@@ -11,7 +11,7 @@ from typing import Any
 from celery import Task, shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 
-from cpv.task_kit import DATABASE_LOST, IDEMPOTENT, MAX_TASK_RETRIES, cut_off, same_queue
+from cpv.task_kit import DATABASE_LOST, IDEMPOTENT, MAX_TASK_RETRIES, THROUGH_A_BROKER_RESTART, cut_off, same_queue
 from customers import offboarding, proof, scheduling, services
 from customers.models import ConsentWork
 from microsoft.retrying import backoff_delay
@@ -112,8 +112,13 @@ def application_consent_next(self: Task, slot: int) -> dict[str, Any]:
         raise self.retry(countdown=backoff_delay(attempt=self.request.retries + 1)) from None
     successor, countdown = scheduling.consent_puller_pass(slot=slot, owner=owner, found=claim is not None)
     if successor:
+        # The slot is the successor's now: its message must reach the broker, whatever the broker is going through.
         application_consent_next.apply_async(
-            kwargs={"slot": slot}, task_id=successor, countdown=countdown or None, **same_queue(self)
+            kwargs={"slot": slot},
+            task_id=successor,
+            countdown=countdown or None,
+            **same_queue(self),
+            **THROUGH_A_BROKER_RESTART,
         )
     if claim is None:
         return {"slot": slot, "outcome": "idle"}
