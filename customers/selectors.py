@@ -5,20 +5,17 @@ from __future__ import annotations
 
 import base64
 import json
-import logging
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.core.cache import cache
 from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 
+from cpv.cache import cache_read, cache_write
 from customers.coverage import Coverage
 from customers.models import WITHOUT_ACCESS, CustomerConsent, GdapNotice, PartnerCoverage
 from customers.words import APPLIED_UNVERIFIED, NOT_AVAILABLE
 from partners.models import Customer, Partner
-
-logger = logging.getLogger(__name__)
 
 
 def coverage_for(partner_ids: list[int]) -> dict[int, Coverage]:
@@ -120,11 +117,7 @@ def partner_state_counts(partner: Partner, *, customers: int) -> StateCounts:
     coverage counter), else reused from a count younger than STATE_COUNTS_SECONDS when there is one."""
     big = customers > STATE_COUNTS_LIVE_UP_TO
     if big:
-        try:
-            data = cache.get(_state_counts_key(partner.pk))
-        except Exception:  # the page does without the cache: it counts
-            logger.warning("a partner's state counts could not be read from the cache", exc_info=True)
-            data = None
+        data = cache_read(_state_counts_key(partner.pk), what="a partner's state counts")
         if isinstance(data, dict):
             try:
                 return StateCounts(
@@ -142,14 +135,12 @@ def partner_state_counts(partner: Partner, *, customers: int) -> StateCounts:
     )
     if big:
         data = {"proved": counted.proved, "without_access": counted.without_access}
-        try:
-            cache.set(
-                _state_counts_key(partner.pk),
-                {**data, "counted_at": counted.counted_at.isoformat()},
-                STATE_COUNTS_SECONDS,
-            )
-        except Exception:  # the next view counts again
-            logger.warning("a partner's state counts could not be stored in the cache", exc_info=True)
+        cache_write(
+            _state_counts_key(partner.pk),
+            {**data, "counted_at": counted.counted_at.isoformat()},
+            STATE_COUNTS_SECONDS,
+            what="a partner's state counts",
+        )
     return counted
 
 

@@ -3,7 +3,6 @@ audit log, each in a fixed number of queries whatever the data."""
 
 from __future__ import annotations
 
-import logging
 import re
 import uuid
 from collections.abc import Iterable, Iterator
@@ -13,7 +12,6 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import User
-from django.core.cache import cache
 from django.db.models import (
     Case,
     Count,
@@ -32,6 +30,7 @@ from django.template.defaultfilters import pluralize
 from django.utils import timezone
 
 from consent.models import ConsentFlow, ConsentFlowEvent
+from cpv.cache import cache_drop, cache_read, cache_write
 from customers.coverage import Coverage
 from customers.models import PartnerCoverage
 from customers.selectors import gdap_notice_counts, proof_totals, without_access_total
@@ -47,9 +46,6 @@ from tokens.selectors import (
     token_health_expression,
     token_status,
 )
-
-logger = logging.getLogger(__name__)
-
 
 # --- token health ------------------------------------------------------------------------------------------
 
@@ -315,11 +311,7 @@ def overview(
 
 
 def _trends_cached(days: int) -> Trends | None:
-    try:
-        data = cache.get(_trends_key(days))
-    except Exception:  # the page does without the cache: it makes the trends itself
-        logger.warning("the overview's trends could not be read from the cache", exc_info=True)
-        return None
+    data = cache_read(_trends_key(days), what="the overview's trends")
     try:
         return Trends.from_json(data) if isinstance(data, dict) else None
     except (KeyError, TypeError, ValueError):
@@ -327,18 +319,12 @@ def _trends_cached(days: int) -> Trends | None:
 
 
 def _trends_store(days: int, trends: Trends) -> None:
-    try:
-        cache.set(_trends_key(days), trends.as_json(), TRENDS_SECONDS)
-    except Exception:  # the next request makes them again
-        logger.warning("the overview's trends could not be stored in the cache", exc_info=True)
+    cache_write(_trends_key(days), trends.as_json(), TRENDS_SECONDS, what="the overview's trends")
 
 
 def overview_trends_forget() -> None:
     """Drop the cached trends of every period (after a staff action)."""
-    try:
-        cache.delete_many([_trends_key(days) for days in OVERVIEW_PERIODS])
-    except Exception:  # they expire on their own within TRENDS_SECONDS
-        logger.warning("the overview's cached trends could not be dropped", exc_info=True)
+    cache_drop([_trends_key(days) for days in OVERVIEW_PERIODS], what="the overview's trends")
 
 
 def overview_trends(*, days: int = 30, now: datetime | None = None) -> Trends:

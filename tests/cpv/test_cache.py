@@ -77,7 +77,7 @@ def test_a_pickle_written_into_redis_is_never_unpickled(json_cache: Any, redis_u
 
 @pytest.mark.django_db
 def test_the_overviews_trends_round_trip_through_json(json_cache: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("dashboard.selectors.cache", json_cache)
+    monkeypatch.setattr("cpv.cache.cache", json_cache)
 
     made = overview(days=30, cached=True)
     reused = overview(days=30, cached=True)
