@@ -27,10 +27,6 @@ logger = logging.getLogger(__name__)
 # A client's and a key's last use is written at most this often: a busy client costs one write a minute, not one
 # a request.
 LAST_USE_EVERY = timedelta(minutes=1)
-# Entra's v1.0 access tokens (what a client-credentials grant gets for an API that did not ask for v2.0 tokens) are
-# issued by sts.windows.net, except in the cloud operated by 21Vianet.
-V1_ISSUER = "https://sts.windows.net"
-V1_ISSUER_HOSTS = {"china": "https://sts.chinacloudapi.cn"}
 CLOCK_SKEW = 120
 # Without the idtyp claim (the API's registration did not configure it), a token carrying any of these was issued
 # for a signed-in user: the product's own rule, since Microsoft documents idtyp as the way to tell.
@@ -104,7 +100,7 @@ def _by_entra_token(token: str) -> ApiClient:
     claims = _decode(token, key)
     if _audience_form(claims.get("aud")) not in audience_forms(audiences):
         raise unauthenticated("The token was issued for another resource (aud), not this API.")
-    issuers = {f"{cloud.authority_host}/{tenant}/v2.0", f"{V1_ISSUER_HOSTS.get(cloud.name, V1_ISSUER)}/{tenant}/"}
+    issuers = {f"{cloud.authority_host}/{tenant}/v2.0", f"{cloud.v1_issuer_host}/{tenant}/"}
     if str(claims.get("tid", "")).lower() != tenant or claims.get("iss") not in issuers:
         raise unauthenticated("The token was not issued by the vendor's own Entra tenant (iss, tid).")
     if "idtyp" in claims and claims["idtyp"] != "app":

@@ -66,6 +66,12 @@ class Cloud:
         trust a managed identity": one value per cloud)."""
         return TOKEN_EXCHANGE_AUDIENCES.get(self.national, TOKEN_EXCHANGE_AUDIENCES[GLOBAL])
 
+    @property
+    def v1_issuer_host(self) -> str:
+        """The host in the `iss` of Entra's v1.0 access tokens (what a client-credentials grant gets for an API that
+        did not ask for v2.0 tokens): sts.windows.net, except in the cloud operated by 21Vianet."""
+        return V1_ISSUER_HOSTS.get(self.national, V1_ISSUER_HOSTS[GLOBAL])
+
 
 _PARTNER_CENTER_RESOURCE = "https://api.partnercenter.microsoft.com"
 # workload-identity-federation-config-app-trust-managed-identity.md: the federated identity credential's audience
@@ -74,6 +80,14 @@ TOKEN_EXCHANGE_AUDIENCES = {
     GLOBAL: "api://AzureADTokenExchange",
     USGOV: "api://AzureADTokenExchangeUSGov",
     CHINA: "api://AzureADTokenExchangeChina",
+}
+
+# A Microsoft Q&A answer's table of the sovereign clouds' token issuers: "Azure AD for US Government:
+# https://sts.windows.net, ...; Azure AD China operated by 21Vianet: https://sts.chinacloudapi.cn".
+V1_ISSUER_HOSTS = {
+    GLOBAL: "https://sts.windows.net",
+    USGOV: "https://sts.windows.net",
+    CHINA: "https://sts.chinacloudapi.cn",
 }
 
 CLOUDS: dict[str, Cloud] = {

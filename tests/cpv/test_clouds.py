@@ -69,3 +69,21 @@ def test_resolve_reads_the_deployment_cloud_from_settings(settings) -> None:  # 
     settings.CPV_CLOUD_CONFIG = clouds.CLOUDS["usgov"]
 
     assert clouds.resolve("global") is clouds.CLOUDS["global"]
+
+
+def test_v1_access_tokens_are_issued_by_sts_windows_net_except_in_21vianets_cloud() -> None:
+    # The issuer hosts of the sovereign clouds' v1.0 tokens; the custom cloud keeps those of the cloud it stands for.
+    hosts = {name: clouds.CLOUDS[name].v1_issuer_host for name in ("global", "usgov", "china")}
+    china_hosts = clouds.custom_cloud(
+        authority_host="https://127.0.0.1:1",
+        partner_center_url="https://127.0.0.1:2",
+        graph_url="https://127.0.0.1:3",
+        national="china",
+    )
+
+    assert hosts == {
+        "global": "https://sts.windows.net",
+        "usgov": "https://sts.windows.net",
+        "china": "https://sts.chinacloudapi.cn",
+    }
+    assert china_hosts.v1_issuer_host == "https://sts.chinacloudapi.cn"
