@@ -44,6 +44,7 @@ from tokens.selectors import (
     TokenStatus,
     renewal_interval,
     token_health_expression,
+    token_health_filter,
     token_status,
 )
 
@@ -107,7 +108,7 @@ def partner_directory(
     if environment:
         qs = qs.filter(environment=environment)
     if health:
-        qs = qs.filter(health=health)
+        qs = qs.filter(token_health_filter(health, now=now))
     if mfa in MFA_FILTERS:
         qs = (
             qs.filter(mfa_compliant=MFA_FILTERS[mfa])
