@@ -255,7 +255,9 @@ class Trends:
             renewals=[DaySeries(day=date.fromisoformat(s["day"]), values=dict(s["values"])) for s in data["renewals"]],
             proof={str(k): int(v) for k, v in data["proof"].items()},
             attention=[Ranked(int(pk), [str(r) for r in reasons]) for pk, reasons in data["attention"]],
-            **{name: int(data[name]) for name in cls._COUNTS},
+            without_access=int(data["without_access"]),
+            gdap_ending=int(data["gdap_ending"]),
+            gdap_ended=int(data["gdap_ended"]),
         )
 
 
@@ -650,7 +652,7 @@ def attention_rows(ranked: list[Ranked], *, now: datetime | None = None) -> list
         .select_related("token")
         .annotate(failed_customers=FAILED_CUSTOMERS)
     )
-    by_id = {partner.pk: partner for partner in rows}
+    by_id: dict[int, Any] = {partner.pk: partner for partner in rows}
     partners: list[Any] = []
     for entry in ranked:
         partner = by_id.get(entry.partner_id)

@@ -12,6 +12,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from consent.models import ConsentFlow, ConsentFlowEvent
+from cpv.celery import BEAT_SCHEDULE
 from customers.coverage import coverage_recount
 from customers.models import CustomerConsent
 from dashboard import selectors
@@ -190,6 +191,13 @@ def test_the_beat_task_makes_the_trends_the_overview_reads_without_counting(view
     assert later.as_of > made.as_of
     assert {p.name for p in later.attention} == {"Northwind IT", "Contoso Partners"}
     assert {p.name: p.reasons for p in later.attention}[northwind.name] == ["3 customers failing ApplicationConsent"]
+
+
+def test_beat_makes_the_trends_anew_before_a_page_would_count_them_itself() -> None:
+    entry = BEAT_SCHEDULE["dashboard-overview-refresh"]
+
+    assert entry["task"] == overview_refresh_task.name
+    assert entry["schedule"] < selectors.TRENDS_SECONDS
 
 
 def test_a_partner_ranked_and_deleted_since_is_left_out_and_the_rest_read_as_they_are_now() -> None:
