@@ -27,6 +27,9 @@ BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     "consent-customers-sync-sweep": {"task": "consent.customers_sync_sweep", "schedule": 24 * 3600.0},
     # Each applied consent read back in its customer's tenant about daily, the reads spread over the day.
     "consent-consents-verify-sweep": {"task": "consent.consents_verify_sweep", "schedule": 600.0},
+    # Twice a minute: the overview's counts over every partner and who needs attention, which a page reuses for a
+    # minute (dashboard/selectors.py TRENDS_SECONDS), so that no request makes them while beat runs.
+    "dashboard-overview-refresh": {"task": "dashboard.overview_refresh", "schedule": 30.0},
     # Every minute: webhook deliveries whose retry is due, whose lease lapsed or whose queueing was lost.
     "events-deliveries-sweep": {"task": "events.deliveries_sweep", "schedule": 60.0},
     # Daily: the app registrations' self-check (credentials accepted and their ends, the registration, Partner

@@ -44,6 +44,7 @@ from tokens.selectors import (
     TokenStatus,
     renewal_interval,
     token_health_expression,
+    token_health_filter,
     token_status,
 )
 
@@ -107,7 +108,7 @@ def partner_directory(
     if environment:
         qs = qs.filter(environment=environment)
     if health:
-        qs = qs.filter(health=health)
+        qs = qs.filter(token_health_filter(health, now=now))
     if mfa in MFA_FILTERS:
         qs = (
             qs.filter(mfa_compliant=MFA_FILTERS[mfa])
@@ -207,6 +208,14 @@ class Overview:
 
 
 @dataclass(frozen=True)
+class Ranked:
+    """A partner who needs attention, by id, and why, in words."""
+
+    partner_id: int
+    reasons: list[str]
+
+
+@dataclass(frozen=True)
 class Trends:
     """The overview's counts over every partner and the period's events, as they were at `as_of`."""
 
@@ -218,14 +227,24 @@ class Trends:
     renewals: list[DaySeries]
     # Applied consents by what their customer's tenant showed: a pass over every customer, so reused with the rest.
     proof: dict[str, int] = field(default_factory=dict)
+    # Who needs attention, worst first: each partner's id and its reasons in words (`attention_ranked`).
+    attention: list[Ranked] = field(default_factory=list)
+    # Customers the GDAP pre-flight holds back, and GDAP relationships ending or ended that are still open.
+    without_access: int = 0
+    gdap_ending: int = 0
+    gdap_ended: int = 0
 
     _BARS = ("by_status", "by_health", "funnel", "token_ages")
+    _COUNTS = ("without_access", "gdap_ending", "gdap_ended")
 
     def as_json(self) -> dict[str, Any]:
         """What the cache keeps (JSON, never a pickled object)."""
         bars = {name: [vars(bar) for bar in getattr(self, name)] for name in self._BARS}
         renewals = [{"day": series.day.isoformat(), "values": series.values} for series in self.renewals]
-        return {"as_of": self.as_of.isoformat(), **bars, "renewals": renewals, "proof": self.proof}
+        attention = [[ranked.partner_id, ranked.reasons] for ranked in self.attention]
+        counts = {name: getattr(self, name) for name in self._COUNTS}
+        return {"as_of": self.as_of.isoformat(), **bars, "renewals": renewals, "proof": self.proof,
+                "attention": attention, **counts}  # fmt: skip
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Trends:
@@ -235,17 +254,24 @@ class Trends:
             **{name: [Bar(**bar) for bar in data[name]] for name in cls._BARS},
             renewals=[DaySeries(day=date.fromisoformat(s["day"]), values=dict(s["values"])) for s in data["renewals"]],
             proof={str(k): int(v) for k, v in data["proof"].items()},
+            attention=[Ranked(int(pk), [str(r) for r in reasons]) for pk, reasons in data["attention"]],
+            without_access=int(data["without_access"]),
+            gdap_ending=int(data["gdap_ending"]),
+            gdap_ended=int(data["gdap_ended"]),
         )
 
 
 OVERVIEW_PERIODS = (7, 30, 90)
-# The trends take a pass over every partner and the period's events: the page reuses them this long and says
-# as of when. Coverage (counters), tokens due and needs attention are read for each request.
+# The trends take a pass over every partner and the period's events and rank who needs attention: the page reuses
+# them this long and says as of when, and a beat task (`overview_trends_refresh`) makes the default period's anew
+# twice as often, so that no request waits for them while it runs. Coverage (counters), tokens due and the rows of
+# the partners needing attention are read for each request.
 TRENDS_SECONDS = 60
+DEFAULT_PERIOD = 30
 
 
 def _trends_key(days: int) -> str:
-    return f"cpv:overview-trends:v3:{days}"
+    return f"cpv:overview-trends:v4:{days}"
 
 
 AGE_BUCKETS = [(0, 7), (7, 14), (14, 30), (30, 45), (45, 60), (60, 76), (76, 90), (90, None)]
@@ -270,15 +296,14 @@ RENEWAL_GROUPS = [
 
 
 def overview(
-    *, days: int = 30, now: datetime | None = None, attention_limit: int = 25, cached: bool = False
+    *, days: int = DEFAULT_PERIOD, now: datetime | None = None, attention_limit: int = 25, cached: bool = False
 ) -> Overview:
-    """Everything the overview shows over the last `days` days (ten queries, six with cached trends); `cached` reuses
-    trends younger than TRENDS_SECONDS."""
+    """Everything the overview shows over the last `days` days (three queries with cached trends, up to fourteen
+    making them); `cached` reuses trends younger than TRENDS_SECONDS."""
     now = now or timezone.now()
     trends = _trends_cached(days) if cached else None
     if trends is None:
-        trends = overview_trends(days=days, now=now)
-        _trends_store(days, trends)
+        trends = overview_trends_refresh(days=days, now=now, attention_limit=attention_limit)
     active_tokens = PartnerToken.objects.filter(partner__status=Partner.Status.ACTIVE).exclude(current_version="")
     due_soon = list(
         active_tokens.filter(last_renewed_at__lte=now - renewal_interval())
@@ -303,10 +328,11 @@ def overview(
         renewals=trends.renewals,
         renewal_kinds=[(key, label, css) for key, label, css, _ in RENEWAL_GROUPS],
         coverage=Coverage(covered["customers"], covered["consented"], covered["failed"]),
-        attention=needs_attention(now=now, limit=attention_limit),
-        without_access=without_access_total(),
+        attention=attention_rows(trends.attention[:attention_limit], now=now),
+        without_access=trends.without_access,
+        gdap_ending=trends.gdap_ending,
+        gdap_ended=trends.gdap_ended,
         proof=trends.proof,
-        **gdap_notice_counts(),
     )
 
 
@@ -318,8 +344,13 @@ def _trends_cached(days: int) -> Trends | None:
         return None
 
 
-def _trends_store(days: int, trends: Trends) -> None:
+def overview_trends_refresh(
+    *, days: int = DEFAULT_PERIOD, now: datetime | None = None, attention_limit: int = 25
+) -> Trends:
+    """Make the trends of the last `days` days anew and keep them for the overview for TRENDS_SECONDS; returns them."""
+    trends = overview_trends(days=days, now=now, attention_limit=attention_limit)
     cache_write(_trends_key(days), trends.as_json(), TRENDS_SECONDS, what="the overview's trends")
+    return trends
 
 
 def overview_trends_forget() -> None:
@@ -327,9 +358,9 @@ def overview_trends_forget() -> None:
     cache_drop([_trends_key(days) for days in OVERVIEW_PERIODS], what="the overview's trends")
 
 
-def overview_trends(*, days: int = 30, now: datetime | None = None) -> Trends:
-    """The overview's counts over every partner, over every customer's proof and the last `days` days of events (four
-    queries)."""
+def overview_trends(*, days: int = DEFAULT_PERIOD, now: datetime | None = None, attention_limit: int = 25) -> Trends:
+    """The overview's counts over every partner, over every customer's proof and the last `days` days of events, and
+    who needs attention (eleven queries at most)."""
     now = now or timezone.now()
     since = now - timedelta(days=days)
 
@@ -414,6 +445,9 @@ def overview_trends(*, days: int = 30, now: datetime | None = None) -> Trends:
         token_ages=token_ages,
         renewals=renewals,
         proof=proof_totals(),
+        attention=attention_ranked(now=now, limit=attention_limit),
+        without_access=without_access_total(),
+        **gdap_notice_counts(),
     )
 
 
@@ -527,13 +561,11 @@ def onboarding_words(partner: Any, *, now: datetime) -> list[str]:
     return reasons
 
 
-def needs_attention(*, now: datetime | None = None, limit: int = 25) -> list[Partner]:
-    """Partners someone should act on, worst first, each with `reasons` in words, `health` and `failed_customers`
-    (two queries: ranking reads only ids)."""
+def attention_ranked(*, now: datetime | None = None, limit: int = 25) -> list[Ranked]:
+    """Partners someone should act on, worst first, each with its reasons in words (at most seven queries: the ranking
+    reads only ids, a rank at a time, then the rows of those ranked)."""
     now = now or timezone.now()
     expiring_before = now - (TOKEN_LIFETIME - EXPIRY_WARNING)
-    # From the coverage counters (a join on one row per partner), not from the customers.
-    failed_customers = Coalesce("coverage_counters__failed", 0)
     stuck = _onboarding_stuck(now=now)
     ending = _invitation_ending(now=now)
     # The reasons in rank order; a partner takes the rank of the first that holds (the last rank: none of them), and
@@ -558,7 +590,7 @@ def needs_attention(*, now: datetime | None = None, limit: int = 25) -> list[Par
         Partner.objects.exclude(status=Partner.Status.DEACTIVATED)
         .filter(deleted_at__isnull=True)
         .annotate(
-            health=token_health_expression(now=now), failed_customers=failed_customers, **_onboarding_annotations()
+            health=token_health_expression(now=now), failed_customers=FAILED_CUSTOMERS, **_onboarding_annotations()
         )
         .filter(listed)
         .annotate(
@@ -578,31 +610,64 @@ def needs_attention(*, now: datetime | None = None, limit: int = 25) -> list[Par
     rows = (
         Partner.objects.filter(pk__in=ids)
         .select_related("token")
-        .annotate(failed_customers=failed_customers, **_onboarding_annotations())
+        .annotate(failed_customers=FAILED_CUSTOMERS, **_onboarding_annotations())
     )
     by_id = {partner.pk: partner for partner in rows}
-    partners: list[Any] = [by_id[pk] for pk in ids]
-    for partner in partners:
-        partner.health = token_status(partner, getattr(partner, "token", None), now=now)
-        reasons = []
-        if partner.status == Partner.Status.RECONSENT_NEEDED:
-            reasons.append(ATTENTION_REASONS["reconsent"])
-        if partner.health == TokenStatus.FAILING:
-            reasons.append(ATTENTION_REASONS["failing"])
-        token = getattr(partner, "token", None)
-        if (
-            partner.status == Partner.Status.ACTIVE
-            and token is not None
-            and token.last_renewed_at is not None
-            and token.last_renewed_at <= expiring_before
-        ):
-            reasons.append(ATTENTION_REASONS["expiring"])
-        reasons += onboarding_words(partner, now=now)
-        if partner.failed_customers:
-            n = partner.failed_customers
-            reasons.append(f"{n} customer{pluralize(n)} failing ApplicationConsent")
-        partner.reasons = reasons
+    return [Ranked(pk, attention_words(by_id[pk], now=now)) for pk in ids if pk in by_id]
+
+
+# A partner's customers failing ApplicationConsent, from the coverage counters (a join on one row per partner).
+FAILED_CUSTOMERS = Coalesce("coverage_counters__failed", 0)
+
+
+def attention_words(partner: Any, *, now: datetime) -> list[str]:
+    """Why a partner needs attention, in words; reads its token and `_onboarding_annotations` and `failed_customers`."""
+    expiring_before = now - (TOKEN_LIFETIME - EXPIRY_WARNING)
+    token = getattr(partner, "token", None)
+    reasons = []
+    if partner.status == Partner.Status.RECONSENT_NEEDED:
+        reasons.append(ATTENTION_REASONS["reconsent"])
+    if token_status(partner, token, now=now) == TokenStatus.FAILING:
+        reasons.append(ATTENTION_REASONS["failing"])
+    if (
+        partner.status == Partner.Status.ACTIVE
+        and token is not None
+        and token.last_renewed_at is not None
+        and token.last_renewed_at <= expiring_before
+    ):
+        reasons.append(ATTENTION_REASONS["expiring"])
+    reasons += onboarding_words(partner, now=now)
+    if partner.failed_customers:
+        n = partner.failed_customers
+        reasons.append(f"{n} customer{pluralize(n)} failing ApplicationConsent")
+    return reasons
+
+
+def attention_rows(ranked: list[Ranked], *, now: datetime | None = None) -> list[Partner]:
+    """The partners `ranked` names, in its order, each with its `reasons`, and `health` and `failed_customers` as they
+    are now (one query); a partner deleted since it was ranked is left out."""
+    now = now or timezone.now()
+    rows = (
+        Partner.objects.filter(pk__in=[r.partner_id for r in ranked], deleted_at__isnull=True)
+        .select_related("token")
+        .annotate(failed_customers=FAILED_CUSTOMERS)
+    )
+    by_id: dict[int, Any] = {partner.pk: partner for partner in rows}
+    partners: list[Any] = []
+    for entry in ranked:
+        partner = by_id.get(entry.partner_id)
+        if partner is not None:
+            partner.health = token_status(partner, getattr(partner, "token", None), now=now)
+            partner.reasons = entry.reasons
+            partners.append(partner)
     return partners
+
+
+def needs_attention(*, now: datetime | None = None, limit: int = 25) -> list[Partner]:
+    """Partners someone should act on, worst first, each with `reasons` in words, `health` and `failed_customers`
+    (ranked now: `attention_ranked`, then `attention_rows`)."""
+    now = now or timezone.now()
+    return attention_rows(attention_ranked(now=now, limit=limit), now=now)
 
 
 # --- a partner's page --------------------------------------------------------------------------------------

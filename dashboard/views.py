@@ -82,6 +82,9 @@ from tokens.alerts import alerts_open
 from tokens.selectors import HEALTH_CHOICES, HEALTH_LABELS, token_events, token_health
 
 PAGE_SIZE = 50
+# A filtered list is counted up to this many partners ("more than 1,000 match"): a filter most partners match would
+# otherwise be counted through every partner on each page.
+FILTERED_COUNT_UP_TO = 1000
 # The staff action's new certificate: a year, like the portal's default for an uploaded one.
 ROTATION_CERTIFICATE_DAYS = 365
 
@@ -129,7 +132,9 @@ def _directory(request: HttpRequest) -> tuple[PartnerFilterForm, dict[str, str],
 def partner_list(request: HttpRequest) -> HttpResponse:
     """Every partner: search, filters, sort, 50 to a page, with coverage and token health on each row."""
     form, filters, qs = _directory(request)
-    page = IdsFirstPaginator(qs, PAGE_SIZE).get_page(request.GET.get("page"))
+    filtered = any(filters.get(k) for k in ("q", "status", "cloud", "environment", "health", "mfa"))
+    paginator = IdsFirstPaginator(qs, PAGE_SIZE, count_up_to=FILTERED_COUNT_UP_TO if filtered else None)
+    page = paginator.get_page(request.GET.get("page"))
     partners = list(page.object_list)
     coverage = coverage_for([p.pk for p in partners])
     for partner in partners:
@@ -142,7 +147,7 @@ def partner_list(request: HttpRequest) -> HttpResponse:
         "health_labels": HEALTH_LABELS,
         "bulk_actions": BULK_ACTIONS,
         "can_act": request.staff_role >= Role.OPERATOR,  # type: ignore[attr-defined]
-        "filtered": any(filters.get(k) for k in ("q", "status", "cloud", "environment", "health", "mfa")),
+        "filtered": filtered,
         "export_query": _without_page(request),
     }
     return render(request, "dashboard/list.html", context)

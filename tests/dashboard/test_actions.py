@@ -21,7 +21,7 @@ from tests.factories import PASSWORD, active_partner_with_data, client_for
 from tokens import tasks as token_tasks
 from tokens.models import PartnerToken, TokenEvent
 from tokens.outcomes import RenewalOutcome, RenewalResult
-from tokens.selectors import token_health_expression, token_status
+from tokens.selectors import HEALTH_CHOICES, token_health_expression, token_health_filter, token_status
 from tokens.store import partner_token_import
 from tokens.vault import get_vault
 
@@ -319,6 +319,11 @@ def test_token_health_in_sql_agrees_with_the_renewal_service() -> None:
     for partner in Partner.objects.select_related("token").annotate(health=token_health_expression(now=now)):
         pointer = getattr(partner, "token", None) if hasattr(partner, "token") else None
         assert partner.health == token_status(partner, pointer, now=now), partner.name
+    # The list's filter by health selects the same partners from the token's columns.
+    by_health = dict(Partner.objects.annotate(health=token_health_expression(now=now)).values_list("name", "health"))
+    for health, _ in HEALTH_CHOICES:
+        filtered = set(Partner.objects.filter(token_health_filter(health, now=now)).values_list("name", flat=True))
+        assert filtered == {name for name, h in by_health.items() if h == health}, health
 
 
 def test_sign_in_locks_an_account_after_five_failures_even_for_the_right_password(client, viewer) -> None:  # type: ignore[no-untyped-def]

@@ -109,6 +109,35 @@ def test_the_list_finds_each_page_by_ids_first_in_order_with_its_annotations(vie
     assert response.status_code == 200 and b"Partner 022" in response.content
 
 
+def test_a_filtered_list_is_counted_up_to_a_bound_and_its_pages_say_whether_another_follows(
+    viewer, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    Partner.objects.bulk_create(Partner(name=f"Partner {i:03d}", contact_email=f"p{i}@example.com") for i in range(23))
+    pages = IdsFirstPaginator(partner_directory(search="Partner"), 10, count_up_to=15)
+
+    assert pages.count == 16 and not pages.counted_all
+    seen, number = [], 1
+    while True:
+        page = pages.page(number)
+        seen += [p.name for p in page.object_list]
+        if not page.has_next():
+            break
+        number = page.next_page_number()
+    assert number == 3 and seen == [f"Partner {i:03d}" for i in range(23)]
+    assert pages.get_page(4).number == 1 and pages.get_page("x").number == 1  # past the end, or not a number
+    counted = IdsFirstPaginator(partner_directory(search="Partner"), 10, count_up_to=23)
+    assert counted.count == 23 and counted.counted_all and counted.num_pages == 3
+
+    monkeypatch.setattr("dashboard.views.FILTERED_COUNT_UP_TO", 15)
+    monkeypatch.setattr("dashboard.views.PAGE_SIZE", 10)
+    client = client_for(viewer)
+    filtered = client.get("/partners/", {"q": "Partner", "page": 3}).content.decode()
+    assert "More than 15 partners match" in filtered and "Partner 022" in filtered
+    assert "Page 3<" in filtered and 'id="next"' not in filtered and 'id="previous"' in filtered
+    everyone = client.get("/partners/").content.decode()  # not filtered: counted to the end
+    assert "23 partners" in everyone and "Page 1 of 3" in everyone
+
+
 def test_the_proof_totals_count_present_customers_only() -> None:
     first = active_partner_with_data("First Partner", customers=6, failed=1)
     second = active_partner_with_data("Second Partner", customers=4, failed=0)

@@ -12,9 +12,11 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from consent.models import ConsentFlow, ConsentFlowEvent
+from cpv.celery import BEAT_SCHEDULE
 from customers.coverage import coverage_recount
 from customers.models import CustomerConsent
 from dashboard import selectors
+from dashboard.tasks import overview_refresh_task
 from partners.models import Customer, Partner
 from tests.factories import active_partner_with_data, client_for
 from tokens.models import PartnerToken
@@ -132,7 +134,7 @@ def test_every_figure_of_the_overview_matches_a_plain_count(viewer) -> None:  # 
     assert partners["gone"].pk not in {p.pk for p in o.attention}
 
 
-def test_the_trends_are_reused_for_a_minute_while_coverage_and_attention_stay_live(viewer, operator) -> None:  # type: ignore[no-untyped-def]
+def test_the_trends_and_attention_are_reused_for_a_minute_while_coverage_stays_live(viewer, operator) -> None:  # type: ignore[no-untyped-def]
     contoso = active_partner_with_data("Contoso Partners", customers=10, failed=0)
     client = client_for(viewer)
     first = client.get("/")
@@ -140,22 +142,26 @@ def test_the_trends_are_reused_for_a_minute_while_coverage_and_attention_stay_li
     made = first.context["o"].as_of
     assert f"as of {timezone.localtime(made):%H:%M:%S}" in first.content.decode()
 
-    # A change no staff member made here: the counts over every partner wait; coverage and attention do not.
+    # A change no staff member made here: the counts over every partner and who needs attention wait; coverage does
+    # not.
     fabrikam = active_partner_with_data("Fabrikam Cloud", customers=5, failed=5)
     with CaptureQueriesContext(connection) as cached_queries:
         again = client.get("/")
     o = again.context["o"]
     assert o.as_of == made and o.by_status[2].value == 1
     assert o.coverage.customers == 15 and o.coverage.failed == 5
-    assert "Fabrikam Cloud" in [p.name for p in o.attention]
+    assert "Fabrikam Cloud" not in [p.name for p in o.attention]
 
     fresh = client.get("/?fresh=1").context["o"]
     assert fresh.as_of > made and fresh.by_status[2].value == 2
+    assert "Fabrikam Cloud" in [p.name for p in fresh.attention]
     with CaptureQueriesContext(connection) as fresh_queries:
         client.get("/?fresh=1")
-    # The trends' five: partners, the consent funnel, the renewals by day, and the proof over every customer (every
-    # consent, less those of removed customers).
-    assert len(cached_queries) == len(fresh_queries) - 5
+    # The trends' fourteen: partners, the consent funnel, the renewals by day, the proof over every customer (every
+    # consent, less those of removed customers), who needs attention (a rank at a time: six here, then their rows),
+    # the customers without GDAP access and the GDAP notices; and the rows of the partners needing attention, none
+    # in the reused trends (no query).
+    assert len(cached_queries) == len(fresh_queries) - 15
 
     # An operator's action drops the cached counts: the overview they go back to shows it.
     client_for(operator).post(f"/partners/{contoso.code}/do/deactivate", {"confirmed": "yes", "reason": "test"})
@@ -163,6 +169,48 @@ def test_the_trends_are_reused_for_a_minute_while_coverage_and_attention_stay_li
     after = client.get("/").context["o"]
     assert after.by_status[2].value == 1 and after.by_status[4].value == 1
     assert fabrikam.pk in [p.pk for p in after.attention]
+
+
+def test_the_beat_task_makes_the_trends_the_overview_reads_without_counting(viewer) -> None:  # type: ignore[no-untyped-def]
+    active_partner_with_data("Contoso Partners", customers=4, failed=1)
+    overview_refresh_task()
+    made = selectors.overview(cached=True)
+    assert [p.name for p in made.attention] == ["Contoso Partners"]
+
+    # Between two runs the page reads what the last one made, in three queries (tokens due, coverage, the rows of
+    # those needing attention), whatever the number of partners.
+    northwind = active_partner_with_data("Northwind IT", customers=3, failed=3)
+    with CaptureQueriesContext(connection) as queries:
+        reused = selectors.overview(cached=True)
+    assert len(queries) == 3
+    assert reused.as_of == made.as_of and [p.name for p in reused.attention] == ["Contoso Partners"]
+    assert reused.coverage.failed == 4  # live
+
+    overview_refresh_task()
+    later = selectors.overview(cached=True)
+    assert later.as_of > made.as_of
+    assert {p.name for p in later.attention} == {"Northwind IT", "Contoso Partners"}
+    assert {p.name: p.reasons for p in later.attention}[northwind.name] == ["3 customers failing ApplicationConsent"]
+
+
+def test_beat_makes_the_trends_anew_before_a_page_would_count_them_itself() -> None:
+    entry = BEAT_SCHEDULE["dashboard-overview-refresh"]
+
+    assert entry["task"] == overview_refresh_task.name
+    assert entry["schedule"] < selectors.TRENDS_SECONDS
+
+
+def test_a_partner_ranked_and_deleted_since_is_left_out_and_the_rest_read_as_they_are_now() -> None:
+    contoso = active_partner_with_data("Contoso Partners", customers=4, failed=1)
+    northwind = active_partner_with_data("Northwind IT", customers=3, failed=3)
+    overview_refresh_task()
+    Partner.objects.filter(pk=northwind.pk).update(deleted_at=timezone.now())
+    PartnerToken.objects.filter(partner=contoso).update(last_failure_at=timezone.now())
+
+    [partner] = selectors.overview(cached=True).attention
+
+    assert partner.pk == contoso.pk and partner.health == "failing"
+    assert partner.reasons == ["1 customer failing ApplicationConsent"]  # as ranked
 
 
 def test_the_overview_counts_for_itself_when_the_cache_cannot_be_reached(viewer, settings, caplog) -> None:  # type: ignore[no-untyped-def]

@@ -23,8 +23,8 @@ pytestmark = pytest.mark.django_db
 # their customers without GDAP access and by what their tenants showed in one query per count; a partner's page
 # also its emails sent, its operations and its scheduled ApplicationConsent's lane; the list reads a page's ids,
 # then its rows; the overview ranks who needs attention a rank at a time, at most six queries, fewer once the worst
-# fill it).
-MAX_QUERIES = {"overview": 20, "list": 8, "detail": 20, "audit": 8}
+# fill it, then reads their rows twice: for the reasons, kept with the trends, and as they are now, for the page).
+MAX_QUERIES = {"overview": 21, "list": 8, "detail": 20, "audit": 8}
 
 
 def populate(partners: int, customers: int) -> Partner:
