@@ -35,10 +35,15 @@ class Broker:
     def drain(self) -> list[dict[str, Any]]:
         results = []
         while self.messages:
-            task, kwargs, task_id = self.messages.pop(0)
-            if task is customer_tasks.application_consent_next:
-                results.append(task.apply(kwargs=kwargs, task_id=task_id).get())
+            results += self.step()
         return results
+
+    def step(self) -> list[dict[str, Any]]:
+        """Run the next message only (a puller's batch: what it returned)."""
+        task, kwargs, task_id = self.messages.pop(0)
+        if task is customer_tasks.application_consent_next:
+            return [task.apply(kwargs=kwargs, task_id=task_id).get()]
+        return []
 
     def wait_over(self) -> list[dict[str, Any]]:
         """The waits kept aside are over: run them, and what they queue."""

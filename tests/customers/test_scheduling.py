@@ -41,9 +41,11 @@ def picks(count: int) -> list[scheduling.Claim]:
     return [c for c in claims if c is not None]
 
 
-def finish(claim: scheduling.Claim, owner: str, *, failed: int = 0, retry: list[int] | None = None) -> ConsentLane:
+def finish(
+    claim: scheduling.Claim, owner: str, *, failed: list[int] | None = None, retry: list[int] | None = None
+) -> ConsentLane:
     return scheduling.consent_work_finish(
-        owner=owner, partner_id=claim.partner_id, customer_ids=claim.customer_ids, failed=failed,
+        owner=owner, partner_id=claim.partner_id, customer_ids=claim.customer_ids, failed_ids=failed or [],
         retry_ids=retry or [], retry_in=5,
     )  # fmt: skip
 
@@ -63,7 +65,7 @@ def test_a_giant_and_partners_that_arrive_later_take_equal_turns() -> None:
     assert {c.partner_id for c in first} == everyone and {c.partner_id for c in second} == everyone
     # The small ones (20 customers, two batches) are all handed out; the giant has the limit to itself again.
     assert {c.partner_id for c in third} == {giant.pk}
-    assert all(len(c.customer_ids) == scheduling.FAIR_BATCH for c in first + second + third)
+    assert all(len(c.customer_ids) == scheduling.consent_batch_size() == 10 for c in first + second + third)
     handed = Counter(pk for c in first + second for pk in c.customer_ids)
     assert set(handed.values()) == {1}
 
@@ -108,7 +110,7 @@ def test_finishing_counts_done_and_failed_hands_back_retries_and_audits_the_run_
     scheduling.consent_work_add(partner_id=partner.pk, customer_ids=ids, kind=Kind.NEW)
     claim = scheduling.consent_work_claim(owner="a")
     assert claim is not None
-    lane = finish(claim, "a", failed=1, retry=claim.customer_ids[:2])
+    lane = finish(claim, "a", failed=claim.customer_ids[2:3], retry=claim.customer_ids[:2])
     assert (lane.pending, lane.done, lane.failed) == (4, 7, 1)
     # The two to retry wait for their retry time.
     held = ConsentWork.objects.filter(customer_id__in=claim.customer_ids[:2])
@@ -138,14 +140,14 @@ def test_puller_slots_are_started_as_the_work_fills_them_and_freed_when_it_runs_
     assert [slot for slot, _ in started] == [0, 1, 2]
     assert scheduling.consent_pullers_wanted() == []
     (slot, owner), *_ = started
-    successor, countdown = scheduling.consent_puller_pass(slot=slot, owner=owner, found=True)
-    assert successor and countdown == 0
+    same, successor, countdown = scheduling.consent_puller_pass(slot=slot, owner=owner, found=True)
+    assert same == slot and successor and countdown == 0
     assert not scheduling.consent_puller_holds(slot=slot, owner=owner)
     assert scheduling.consent_puller_holds(slot=slot, owner=successor)
 
     ConsentWork.objects.all().delete()
     ConsentLane.objects.update(pending=0, urgent=0)
-    assert scheduling.consent_puller_pass(slot=slot, owner=successor, found=False) == ("", 0.0)
+    assert scheduling.consent_puller_pass(slot=slot, owner=successor, found=False) == (slot, "", 0.0)
     assert ConsentPuller.objects.get(slot=slot).owner == ""
 
 
@@ -252,7 +254,7 @@ def test_the_partner_page_shows_progress_and_an_estimated_finish(staff_client, s
     scheduling.consent_work_add(partner_id=other.pk, customer_ids=other_ids, kind=Kind.NEW)
     claim = scheduling.consent_work_claim(owner="a")
     assert claim is not None and claim.partner_id == partner.pk
-    finish(claim, "a", failed=2)
+    finish(claim, "a", failed=claim.customer_ids[:2])
 
     page = staff_client.get(f"/partners/{partner.code}/").content.decode()
 
