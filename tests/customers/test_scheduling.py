@@ -261,3 +261,35 @@ def test_the_partner_page_shows_progress_and_an_estimated_finish(staff_client, s
     # 2,990 pending at half the limit (two partners with work): about 120 s.
     assert "ApplicationConsent in progress: 8 done, 2990 pending, 2 failed" in page
     assert "(25.0 a second) it should finish in about 1\xa0minute" in page or "about 2\xa0minutes" in page
+
+
+def test_the_schedule_takes_its_batch_and_puller_counts_from_the_settings(settings) -> None:  # type: ignore[no-untyped-def]
+    settings.CPV_CONSENT_BATCH, settings.CPV_CONSENT_PULLERS = 4, 2
+    partner, ids = partner_with(30, "p")
+    scheduling.consent_work_add(partner_id=partner.pk, customer_ids=ids, kind=Kind.NEW)
+
+    started = scheduling.consent_pullers_wanted()
+    claim = scheduling.consent_work_claim(owner=started[0][1])
+
+    assert [slot for slot, _ in started] == [0, 1]
+    assert claim is not None and claim.customer_ids == ids[:4]
+
+
+def test_a_slot_beyond_a_lowered_puller_count_hands_its_successor_to_an_idle_slot_within_it(settings) -> None:  # type: ignore[no-untyped-def]
+    partner, ids = partner_with(100, "p")
+    scheduling.consent_work_add(partner_id=partner.pk, customer_ids=ids, kind=Kind.NEW)
+    started = scheduling.consent_pullers_wanted()
+    assert [slot for slot, _ in started] == list(range(8))
+    # Lowered to two while all eight run; slot 1's chain ends meanwhile.
+    settings.CPV_CONSENT_PULLERS = 2
+    ConsentPuller.objects.filter(slot=1).update(owner="", held_until=None)
+    slot, owner = started[5]
+
+    moved, successor, countdown = scheduling.consent_puller_pass(slot=slot, owner=owner, found=True)
+
+    assert (moved, countdown) == (1, 0.0) and scheduling.consent_puller_holds(slot=1, owner=successor)
+    assert ConsentPuller.objects.get(slot=5).owner == ""
+    # No idle slot within the count: the next one beyond it simply ends.
+    slot, owner = started[6]
+    assert scheduling.consent_puller_pass(slot=slot, owner=owner, found=True) == (6, "", 0.0)
+    assert ConsentPuller.objects.get(slot=6).owner == ""
