@@ -62,8 +62,8 @@ def customers_sync(
     return {"partner_id": partner_id, "outcome": "synced", "customers": result.listed, "queued": queued}
 
 
-# Customers in one ApplicationConsent batch of a staff operation (and of messages queued before the scheduler): one
-# task and one audit row each.
+# Customers in one ApplicationConsent batch of the `apply_consents` command (and of messages queued before the fair
+# schedule, staff operations' among them): one audit row each.
 BATCH_SIZE = 50
 
 

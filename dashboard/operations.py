@@ -1,7 +1,10 @@
 """The dashboard's long operations on a partner: each is a record (partners.models.Operation) created with its audit
-row, its tasks queued after the commit. The work writes the outcome into the record once (partners/operations.py);
-until then progress is read back from what this operation's tasks leave (matched by its id, or bounded by the next
-operation of its kind), and a reader that sees the work over when it could not write (a task lost) writes it."""
+row, its tasks queued after the commit. ApplicationConsent's put their customers in the fair schedule instead
+(customers/scheduling.py), in the record's transaction, and start its pullers after the commit. The work writes the
+outcome into the record once (partners/operations.py); until then progress is read back from what this operation's
+tasks leave (matched by its id, or bounded by the next operation of its kind; for scheduled work, the shares its
+closed batches added to the record), and a reader that sees the work over when it could not write (a task lost)
+writes it."""
 
 from __future__ import annotations
 
