@@ -15,7 +15,7 @@ from django.utils import timezone
 from customers import scheduling
 from customers import tasks as customer_tasks
 from customers.models import ConsentLane, ConsentPuller, ConsentWork, CustomerConsent
-from customers.services import customer_consent_apply, customers_sync
+from customers.services import customers_sync
 from partners.models import AuditEvent, Customer, Partner
 from tests.customers.scheduled import Broker
 from tests.factories import active_partner
@@ -179,13 +179,7 @@ def test_a_puller_killed_mid_batch_is_redelivered_and_applies_none_twice(cpv_sim
     customers_sync(partner_id=partner.pk)
     broker = Broker(monkeypatch)
     customer_tasks.application_consents_queue(partner_id=partner.pk, correlation_id=str(uuid.uuid4()))
-    (_, _, owner), *_ = broker.messages
-    assert owner is not None
-    # The puller claims its batch and gets through three customers before its worker is killed.
-    claim = scheduling.consent_work_claim(owner=owner)
-    assert claim is not None
-    for customer_id in claim.customer_ids[:3]:
-        customer_consent_apply(customer_id=customer_id, owner=owner)
+    broker.puller_killed_after(3)
 
     # Its message comes back (the same id): it takes its claim back, and the chain goes on to the end.
     broker.drain()

@@ -80,6 +80,21 @@ def test_an_operator_confirms_a_long_action_and_its_tasks_are_queued_after_the_c
     assert f'data-progress-url="/partners/{partner.code}/operations/{event.detail["operation"]}"' in page
 
 
+def batch_closed(partner: Partner, *, failed: bool) -> None:
+    """A puller claims the partner's next customer and closes it, applied or refused."""
+    owner = str(uuid.uuid4())
+    claim = scheduling.consent_work_claim(owner=owner, size=1)
+    assert claim is not None and claim.partner_id == partner.pk
+    scheduling.consent_work_finish(
+        owner=owner,
+        partner_id=partner.pk,
+        customer_ids=claim.customer_ids,
+        failed_ids=claim.customer_ids if failed else [],
+        retry_ids=[],
+        retry_in=1,
+    )
+
+
 def test_the_progress_of_an_operation_is_what_the_schedule_closed_of_it(operator, sent) -> None:  # type: ignore[no-untyped-def]
     partner = active_partner_with_data("Contoso", customers=4, failed=2)
     client = client_for(operator)
@@ -89,27 +104,9 @@ def test_the_progress_of_an_operation_is_what_the_schedule_closed_of_it(operator
 
     before = client.get(url, HTTP_ACCEPT="application/json").json()
     # The fair schedule hands its customers out one at a time here: the first is applied, the second refused again.
-    first = scheduling.consent_work_claim(owner="puller-1", size=1)
-    assert first is not None
-    scheduling.consent_work_finish(
-        owner="puller-1",
-        partner_id=partner.pk,
-        customer_ids=first.customer_ids,
-        failed_ids=[],
-        retry_ids=[],
-        retry_in=1,
-    )
+    batch_closed(partner, failed=False)
     half = client.get(url, HTTP_ACCEPT="application/json").json()
-    second = scheduling.consent_work_claim(owner="puller-2", size=1)
-    assert second is not None
-    scheduling.consent_work_finish(
-        owner="puller-2",
-        partner_id=partner.pk,
-        customer_ids=second.customer_ids,
-        failed_ids=second.customer_ids,
-        retry_ids=[],
-        retry_in=1,
-    )
+    batch_closed(partner, failed=True)
     done = client.get(url, HTTP_ACCEPT="application/json").json()
     TokenEvent.objects.create(partner=partner, kind=TokenEvent.Kind.RENEWED, message="renewed")
     renewed = operations.operation_progress(renew)

@@ -12,7 +12,7 @@ import pytest
 from customers import scheduling
 from customers import tasks as customer_tasks
 from customers.models import ConsentWork, CustomerConsent
-from customers.services import customer_consent_apply, customers_needing_consent, customers_sync
+from customers.services import customers_needing_consent, customers_sync
 from dashboard import operations
 from partners.models import AuditEvent, Operation, Partner
 from partners.services import PartnerError
@@ -133,13 +133,8 @@ def test_an_operations_puller_killed_mid_batch_is_redelivered_and_counts_each_cu
     op = operation_of(operations.operation_start(actor=None, partner=partner, kind=operations.APPLY))
     broker = Broker(monkeypatch)
     customer_tasks.application_consent_pullers_start()
-    [(_, _, owner)] = broker.messages
-    assert owner is not None
-    # The puller claims its batch and gets through three customers before its worker is killed.
-    claim = scheduling.consent_work_claim(owner=owner)
-    assert claim is not None
-    for customer_id in claim.customer_ids[:3]:
-        customer_consent_apply(customer_id=customer_id, owner=owner)
+    assert len(broker.messages) == 1
+    broker.puller_killed_after(3)
     op.refresh_from_db()
     assert op.done == 0
 
