@@ -146,3 +146,20 @@ def test_an_operations_puller_killed_mid_batch_is_redelivered_and_counts_each_cu
     created = created_posts(cpv_sim)
     assert len(created) == 12 and set(created.values()) == {1}
     assert AuditEvent.objects.filter(action="partner.consents_finished").count() == 1
+
+
+def test_an_operations_work_dropped_with_its_partner_is_counted_failed_and_finishes_it(cpv_sim) -> None:  # type: ignore[no-untyped-def]
+    partner = synced(cpv_sim, 0)
+    op = operation_of(operations.operation_start(actor=None, partner=partner, kind=operations.APPLY))
+    claim = scheduling.consent_work_claim(owner="puller", size=2)
+    assert claim is not None
+    scheduling.consent_work_finish(
+        owner="puller", partner_id=partner.pk, customer_ids=claim.customer_ids, failed_ids=[], retry_ids=[], retry_in=1
+    )
+
+    # What a batch does when it finds its partner gone from the database.
+    dropped = scheduling.consent_work_drop(partner_id=partner.pk)
+
+    op.refresh_from_db()
+    assert dropped == op.total - 2 and not ConsentWork.objects.exists()
+    assert (op.state, op.done, op.failed) == ("failed", op.total, dropped)
