@@ -136,7 +136,14 @@ def operation_start(*, actor: Actor, partner: Partner, kind: str, bulk: uuid.UUI
                 _pullers_start()
 
         transaction.on_commit(send)
-    logger.info("partner %s: %s queued (%d task(s)), operation %s", partner.code, kind, len(queue), operation)
+    logger.info(
+        "partner %s: %s queued (%d task(s), %d unit(s) of work), operation %s",
+        partner.code,
+        kind,
+        len(queue),
+        detail["total"],
+        operation,
+    )
     return event
 
 
