@@ -9,6 +9,8 @@ Two orderings, each from no consent anywhere, with the customers already synced:
            pullers hand out batches partner by partner by virtual time;
   arrival  the ordering before it: `consent.application_consent_batch` messages of 50 customers queued in arrival
            order (the message form the product still honours).
+  staff    a staff "Apply ApplicationConsent" on each partner's page, as the operation it starts (through the fair
+           schedule; before, such an operation queued the arrival order's messages).
 
 Reported per ordering: for each small partner, the time from its work being queued to its last customer consented,
 against its fair-share floor (20 / (50 / 11 partners with work) = 4.4 s; target <= 1.5 x), median and worst, and
@@ -24,6 +26,7 @@ Writes bench/results/fair.json.
 from __future__ import annotations
 
 import argparse
+import functools
 import random
 import sys
 import time
@@ -58,6 +61,9 @@ def queue_work(*, mode: str, app: Any, queue: str, partner_id: int) -> None:
     if mode == "fair":
         tasks.application_consents_queue(partner_id=partner_id, correlation_id=str(uuid.uuid4()), queue=queue)
         return
+    if mode == "staff":
+        staff_apply(partner_id=partner_id, queue=queue)
+        return
     # What the product did before its scheduler: a message per 50 customers, in the broker's order.
     services.access_check(partner_id=partner_id)
     ids = services.customers_needing_consent(partner_id=partner_id)
@@ -69,6 +75,21 @@ def queue_work(*, mode: str, app: Any, queue: str, partner_id: int) -> None:
                     "correlation_id": correlation_id},
             queue=queue,
         )  # fmt: skip
+
+
+def staff_apply(*, partner_id: int, queue: str) -> None:
+    """A staff "Apply ApplicationConsent" on the partner's page (dashboard/operations.py), through the fair schedule;
+    the pullers it starts are published to the run's queue, as a web tier publishes to its workers'."""
+    from customers import tasks
+    from dashboard import operations
+    from partners.models import Partner
+
+    task = tasks.application_consent_next
+    task.apply_async = functools.partial(task.apply_async, queue=queue)
+    try:
+        operations.operation_start(actor=None, partner=Partner.objects.get(pk=partner_id), kind=operations.APPLY)
+    finally:
+        del task.apply_async
 
 
 def one_run(

@@ -229,6 +229,8 @@ class Config:
     renewal_max_attempts: int = 5
     pc_requests_per_second: int = 48
     vault_creates_per_second: int = 29
+    consent_pullers: int = 8
+    consent_batch: int = 10
     throttle_url: str = field(default="", repr=False)
     vendor: Vendor = field(default_factory=Vendor)
     session_max_age_hours: int = 8
@@ -1042,6 +1044,25 @@ def _renewal_and_pacing(r: _Reader) -> Part:
     }
 
 
+def _consent_schedule(r: _Reader, *, pc_rate: int, task_soft: int) -> Part:
+    """The fair schedule of ApplicationConsent (customers/scheduling.py): its puller slots and the customers in a
+    batch. More pullers keep the limit busy while Partner Center answers, but beyond the workers' threads they only
+    wait in the broker; a bigger batch costs fewer claims and closes (PostgreSQL transactions, task messages) per
+    customer, but a partner whose work arrives waits up to a batch per puller for its first turn."""
+    pullers = r.int("CPV_CONSENT_PULLERS", 8)
+    batch = r.int("CPV_CONSENT_BATCH", 10)
+    # With every slot busy, a batch gets 1/pullers of the limit: it must end well inside the task's time limit, or it
+    # is cut off and its customers wait for their claims to lapse.
+    seconds = batch * pullers / max(1, pc_rate)
+    if seconds > task_soft / 2:
+        r.problems.append(
+            f"CPV_CONSENT_BATCH x CPV_CONSENT_PULLERS ({batch} x {pullers}) customers take {seconds:.0f} s at "
+            f"CPV_PC_REQUESTS_PER_SECOND={pc_rate}: a batch, sharing the limit with the other pullers, must take "
+            f"at most half of CELERY_TASK_SOFT_TIME_LIMIT ({task_soft} s); lower one of them"
+        )
+    return {"consent_pullers": pullers, "consent_batch": batch}
+
+
 def _throttle_url(r: _Reader, *, broker_url: str) -> str:
     """CPV_THROTTLE_URL, the Redis the shared limiter counts in; by default the cache's or the broker's Redis."""
     throttle_url = r.raw("CPV_THROTTLE_URL")
@@ -1197,7 +1218,8 @@ def load_config(environ_map: Mapping[str, str], *, base_dir: Path) -> Config:
         **_email(r, production=production and serving, site_host=urlsplit(address["base_url"]).hostname),
         "cache": _cache(r, production=production, broker_url=broker_url),
         "application_grants": _application_grants(r),
-        **_renewal_and_pacing(r),
+        **(pacing := _renewal_and_pacing(r)),
+        **_consent_schedule(r, pc_rate=pacing["pc_requests_per_second"], task_soft=celery["task_soft_time_limit"]),
         "vendor": _vendor(r, production=production and serving),
         "throttle_url": _throttle_url(r, broker_url=broker_url),
         **(staff := _staff_sign_in(r, production=production)),

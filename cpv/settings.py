@@ -215,6 +215,9 @@ CPV_RENEWAL_INTERVAL_DAYS = CONFIG.renewal_interval_days
 CPV_RENEWAL_MAX_ATTEMPTS = CONFIG.renewal_max_attempts
 CPV_PC_REQUESTS_PER_SECOND = CONFIG.pc_requests_per_second
 CPV_VAULT_CREATES_PER_SECOND = CONFIG.vault_creates_per_second
+# The fair schedule of ApplicationConsent: puller slots (batches in flight at once) and customers in a batch.
+CPV_CONSENT_PULLERS = CONFIG.consent_pullers
+CPV_CONSENT_BATCH = CONFIG.consent_batch
 CPV_THROTTLE_URL = CONFIG.throttle_url
 CPV_VISIBILITY_TIMEOUT = CONFIG.visibility_timeout
 

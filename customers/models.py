@@ -205,7 +205,11 @@ class ConsentWork(models.Model):
 
     class Meta:
         db_table = "consent_consentwork"
-        indexes = [models.Index(fields=["partner", "priority", "customer"], name="consent_work_next")]
+        indexes = [
+            models.Index(fields=["partner", "priority", "customer"], name="consent_work_next"),
+            # A staff operation's customers still pending (its progress page asks).
+            models.Index(fields=["correlation_id"], name="consent_work_correlation"),
+        ]
 
     def __str__(self) -> str:
         return f"ApplicationConsent pending for customer {self.customer_id} ({self.kind})"

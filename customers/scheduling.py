@@ -5,7 +5,7 @@ work has a lane (ConsentLane) with a virtual time: the customers handed out to i
 re-checks, the lane with the least virtual time goes next (weighted fair queueing with equal weights, so each partner
 gets an equal share of the limit whatever its size), and a lane that gets work starts at the least virtual time of
 the busy lanes, neither ahead of them nor behind. The broker's order decides nothing: a bounded set of puller slots
-(ConsentPuller) each runs a chain of tasks, one FAIR_BATCH each.
+(ConsentPuller, CPV_CONSENT_PULLERS of them) each runs a chain of tasks, one batch (CPV_CONSENT_BATCH customers) each.
 
 Claims: a claimed row names its puller task (its id survives a redelivery, which takes its own rows back first) and
 lapses after WORK_LEASE, longer than the customer's own claim (customers/services.py LEASE), so a killed worker's
@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import math
 import uuid
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -28,18 +29,14 @@ from django.utils import timezone
 from cpv.task_kit import MAX_TASK_RETRIES
 from customers.models import ConsentLane, ConsentPuller, ConsentWork
 from customers.services import LEASE
+from partners.models import Operation
+from partners.operations import operation_share
 from partners.services import audit_record
 
 logger = logging.getLogger(__name__)
 
 Kind = ConsentWork.Kind
 
-# Customers in one scheduled batch: small, so that a partner whose work arrives waits at most one batch per puller
-# (FAIR_BATCH / 50 s at the limit) before its first is handed out.
-FAIR_BATCH = 10
-# Puller slots: batches in flight at once, across every worker. More than the worker slots only queues messages;
-# fewer leaves the limit unused while Partner Center answers.
-PULLERS = 8
 WORK_LEASE = LEASE + timedelta(minutes=1)
 # A slot whose chain stopped (its message lost) is started again after this long without a batch. Short: a chain
 # still running in a slot started again only finds, at its next hand-over, that the slot is no longer its own.
@@ -50,6 +47,18 @@ CLAIM_TRIES = 3
 INSERT_BATCH = 2000
 
 PRIORITY: dict[str, int] = {Kind.NEW: 0, Kind.REPAIR: 0, Kind.ROUTINE: 1}
+
+
+def consent_pullers() -> int:
+    """Puller slots (CPV_CONSENT_PULLERS): batches in flight at once, across every worker. More than the workers'
+    threads only queues messages; fewer leaves the limit unused while Partner Center answers."""
+    return int(settings.CPV_CONSENT_PULLERS)
+
+
+def consent_batch_size() -> int:
+    """Customers in one scheduled batch (CPV_CONSENT_BATCH): small, so that a partner whose work arrives waits at
+    most one batch per puller (batch x pullers / 50 s at the limit) before its first is handed out."""
+    return int(settings.CPV_CONSENT_BATCH)
 
 
 @dataclass(frozen=True)
@@ -130,9 +139,11 @@ def consent_work_add(*, partner_id: int, customer_ids: list[int], kind: str, cor
     return len(new)
 
 
-def consent_work_claim(*, owner: str, size: int = FAIR_BATCH) -> Claim | None:
+def consent_work_claim(*, owner: str, size: int | None = None) -> Claim | None:
     """The next batch for the puller task `owner`: the rows it already holds (a redelivered run), else up to `size`
-    claimable customers of the lane that goes next, held for WORK_LEASE. None when no work is claimable now."""
+    (CPV_CONSENT_BATCH) claimable customers of the lane that goes next, held for WORK_LEASE. None when no work is
+    claimable now."""
+    size = size or consent_batch_size()
     now = timezone.now()
     with transaction.atomic():
         mine = list(
@@ -187,17 +198,18 @@ def consent_work_finish(
     owner: str,
     partner_id: int,
     customer_ids: list[int],
-    failed: int,
+    failed_ids: Iterable[int],
     retry_ids: Iterable[int],
     retry_in: float,
     held_ids: Iterable[int] = (),
     held_for: float = 0.0,
 ) -> ConsentLane:
-    """Close the batch `owner` held: its customers are done (`failed` of them refused), except `retry_ids`, handed
-    back to be claimed again after `retry_in` seconds (counted failed once they have had MAX_TASK_RETRIES tries), and
-    `held_ids` (another worker held their claim), handed back for after `held_for` seconds, when that claim has
-    lapsed, with no try counted. When the lane has nothing left, one audit row says what its work came to. Returns
-    the lane."""
+    """Close the batch `owner` held: its customers are done (`failed_ids` of them refused), except `retry_ids`,
+    handed back to be claimed again after `retry_in` seconds (counted failed once they have had MAX_TASK_RETRIES
+    tries), and `held_ids` (another worker held their claim), handed back for after `held_for` seconds, when that
+    claim has lapsed, with no try counted. Each staff operation whose customers these were gets its share in the
+    same transaction (partners/operations.py), so a batch closed once counts once. When the lane has nothing left,
+    one audit row says what its work came to. Returns the lane."""
     retry = set(retry_ids)
     held = set(held_ids) - retry
     now = timezone.now()
@@ -206,11 +218,11 @@ def consent_work_finish(
         rows = list(
             ConsentWork.objects.select_for_update()
             .filter(held_by=owner, customer_id__in=customer_ids)
-            .values_list("customer_id", "priority", "attempts")
+            .values_list("customer_id", "priority", "attempts", "correlation_id")
         )
-        again = [pk for pk, _, attempts in rows if pk in retry and attempts + 1 < MAX_TASK_RETRIES]
-        waiting = [pk for pk, _, _ in rows if pk in held]
-        gone = [(pk, priority) for pk, priority, _ in rows if pk not in again and pk not in held]
+        again = [pk for pk, _, attempts, _ in rows if pk in retry and attempts + 1 < MAX_TASK_RETRIES]
+        waiting = [pk for pk, *_ in rows if pk in held]
+        gone = [row for row in rows if row[0] not in again and row[0] not in held]
         if again:
             ConsentWork.objects.filter(customer_id__in=again).update(
                 held_by="", held_until=now + timedelta(seconds=retry_in), attempts=F("attempts") + 1
@@ -219,12 +231,16 @@ def consent_work_finish(
             ConsentWork.objects.filter(customer_id__in=waiting).update(
                 held_by="", held_until=now + timedelta(seconds=held_for)
             )
-        ConsentWork.objects.filter(customer_id__in=[pk for pk, _ in gone]).delete()
-        given_up = sum(1 for pk, _ in gone if pk in retry)
+        ConsentWork.objects.filter(customer_id__in=[pk for pk, *_ in gone]).delete()
+        # Refused for good, or out of tries.
+        lost = set(failed_ids) | retry
+        closed = [(pk, code, pk in lost) for pk, _, _, code in gone]
+        failed = sum(1 for *_, bad in closed if bad)
         lane.pending -= len(gone)
-        lane.urgent -= sum(1 for _, priority in gone if priority == 0)
-        lane.failed += failed + given_up
-        lane.done += max(0, len(gone) - failed - given_up)
+        lane.urgent -= sum(1 for _, priority, _, _ in gone if priority == 0)
+        lane.failed += failed
+        lane.done += len(gone) - failed
+        _operations_share(closed, lane=lane)
         if lane.pending <= 0 and gone:
             lane.pending = lane.urgent = 0
             lane.finished_at = now
@@ -238,26 +254,83 @@ def consent_work_finish(
     return lane
 
 
+def _operations_share(closed: list[tuple[int, str, bool]], *, lane: ConsentLane) -> None:
+    """Give each staff operation its customers among `closed` (customer, correlation id, failed): counted done, and
+    failed where they failed; the share that completes an operation writes its outcome and one audit row. Work of no
+    operation (a sync's, a sweep's) changes nothing."""
+    shares: dict[str, list[int]] = {}
+    for _, code, bad in closed:
+        counts = shares.setdefault(code, [0, 0])
+        counts[0] += 1
+        counts[1] += int(bad)
+    for code, (done, failed) in shares.items():
+        finished = operation_share(code=code, done=done, failed=failed)
+        if finished is not None:
+            audit_record(
+                actor=None,
+                action="partner.consents_finished",
+                partner=lane.partner,
+                detail={"operation": code, "tried": finished.done, "failed": finished.failed},
+            )
+
+
 def consent_work_drop(*, partner_id: int) -> int:
-    """Forget a partner's pending work (a partner no longer in the database, or being offboarded): how many rows."""
+    """Forget a partner's pending work (a partner no longer in the database, or being offboarded), each operation's
+    customers among it counted failed: how many rows."""
     with transaction.atomic():
+        codes = list(ConsentWork.objects.filter(partner_id=partner_id).values_list("correlation_id", flat=True))
         deleted, _ = ConsentWork.objects.filter(partner_id=partner_id).delete()
         ConsentLane.objects.filter(partner_id=partner_id).update(pending=0, urgent=0, finished_at=timezone.now())
+        for code, count in Counter(codes).items():
+            operation_share(code=code, done=count, failed=count)
     return deleted
+
+
+def operation_work_add(*, partner_id: int, customer_ids: list[int], kind: str, operation: str) -> int:
+    """Schedule a staff operation's customers (consent_work_add) under the operation's id: a customer already pending
+    for no unfinished operation (a sync's, a sweep's work) becomes this one's, one pending for another unfinished
+    operation stays that one's, so each customer's outcome is counted by one operation. Called in the transaction
+    that records the operation, whose total it returns: how many customers carry its id."""
+    wanted = set(customer_ids)
+    with transaction.atomic():
+        consent_work_add(partner_id=partner_id, customer_ids=customer_ids, kind=kind, correlation_id=operation)
+        # The lane's lock, taken by the add, holds until the commit: none of these customers' batches closes meanwhile.
+        pending = ConsentWork.objects.filter(partner_id=partner_id).values_list("customer_id", "correlation_id")
+        codes = {pk: code for pk, code in pending if pk in wanted}
+        running = _operations_running({code for code in codes.values() if code != operation})
+        adopted = [pk for pk, code in codes.items() if code != operation and code not in running]
+        for start in range(0, len(adopted), INSERT_BATCH):
+            ConsentWork.objects.filter(customer_id__in=adopted[start : start + INSERT_BATCH]).update(
+                correlation_id=operation
+            )
+    return sum(1 for code in codes.values() if code not in running)
+
+
+def _operations_running(codes: set[str]) -> set[str]:
+    """Those of the correlation ids `codes` that are unfinished operations' ids."""
+    ids = []
+    for code in codes:
+        try:
+            ids.append(uuid.UUID(code))
+        except ValueError:
+            continue
+    found = Operation.objects.filter(code__in=ids, finished_at__isnull=True).values_list("code", flat=True)
+    return {str(code) for code in found}
 
 
 def consent_pullers_wanted() -> list[tuple[int, str]]:
     """Take the idle or lapsed puller slots, as many as the pending work fills: (slot, owner) for each, whose task
     the caller queues with `owner` as its id."""
+    pullers = consent_pullers()
     pending = sum(ConsentLane.objects.filter(pending__gt=0).values_list("pending", flat=True))
-    wanted = min(PULLERS, math.ceil(pending / FAIR_BATCH))
+    wanted = min(pullers, math.ceil(pending / consent_batch_size()))
     if not wanted:
         return []
-    ConsentPuller.objects.bulk_create([ConsentPuller(slot=n) for n in range(PULLERS)], ignore_conflicts=True)
+    ConsentPuller.objects.bulk_create([ConsentPuller(slot=n) for n in range(pullers)], ignore_conflicts=True)
     now = timezone.now()
     wanted -= ConsentPuller.objects.filter(held_until__gte=now).count()
     taken: list[tuple[int, str]] = []
-    for slot in range(PULLERS):
+    for slot in range(pullers):
         if len(taken) >= wanted:
             break
         owner = str(uuid.uuid4())
@@ -271,24 +344,43 @@ def consent_pullers_wanted() -> list[tuple[int, str]]:
     return taken
 
 
-def consent_puller_pass(*, slot: int, owner: str, found: bool) -> tuple[str, float]:
-    """What follows the puller task `owner` in its slot: (the successor's id, its countdown in seconds), or ("", 0)
-    when the slot is freed (or no longer `owner`'s). After a batch (`found`) the slot goes straight on; a puller that
-    found nothing frees its slot, then takes it again when work is claimable after all (recorded meanwhile, which saw
-    the slot held and started none), or when work waits for a lapse or a retry time and no other puller runs."""
+def consent_puller_pass(*, slot: int, owner: str, found: bool) -> tuple[int, str, float]:
+    """What follows the puller task `owner` in its slot: (the successor's slot, its id, its countdown in seconds), or
+    (slot, "", 0) when the slot is freed (or no longer `owner`'s). After a batch (`found`) the slot goes straight on;
+    a puller that found nothing frees its slot, then takes it again when work is claimable after all (recorded
+    meanwhile, which saw the slot held and started none), or when work waits for a lapse or a retry time and no other
+    puller runs. A slot beyond CPV_CONSENT_PULLERS (lowered since it started) is freed, its successor, if work calls
+    for one, taking an idle slot within the count."""
     now = timezone.now()
     successor = str(uuid.uuid4())
+    if slot >= consent_pullers():
+        return _puller_slot_leave(slot=slot, owner=owner, found=found, now=now, successor=successor)
     if found:
         moved = ConsentPuller.objects.filter(slot=slot, owner=owner).update(
             owner=successor, held_until=now + PULLER_LEASE
         )
-        return (successor, 0.0) if moved else ("", 0.0)
+        return (slot, successor, 0.0) if moved else (slot, "", 0.0)
     ConsentPuller.objects.filter(slot=slot, owner=owner).update(owner="", held_until=None)
     countdown = _next_work_in(now)
     if countdown is None:
-        return "", 0.0
+        return slot, "", 0.0
     taken = ConsentPuller.objects.filter(slot=slot, owner="").update(owner=successor, held_until=now + PULLER_LEASE)
-    return (successor, countdown) if taken else ("", 0.0)
+    return (slot, successor, countdown) if taken else (slot, "", 0.0)
+
+
+def _puller_slot_leave(*, slot: int, owner: str, found: bool, now: datetime, successor: str) -> tuple[int, str, float]:
+    """Free a slot beyond CPV_CONSENT_PULLERS; when `owner` held it and work remains, its successor takes the first
+    idle slot within the count (none idle: the busy ones carry the work on)."""
+    if not ConsentPuller.objects.filter(slot=slot, owner=owner).update(owner="", held_until=None):
+        return slot, "", 0.0
+    countdown = 0.0 if found else _next_work_in(now)
+    if countdown is None:
+        return slot, "", 0.0
+    idle = Q(held_until__isnull=True) | Q(held_until__lt=now)
+    for free in range(consent_pullers()):
+        if ConsentPuller.objects.filter(idle, slot=free).update(owner=successor, held_until=now + PULLER_LEASE):
+            return free, successor, countdown
+    return slot, "", 0.0
 
 
 # The longest a puller waits for held or delayed work before it looks again.

@@ -599,6 +599,8 @@ class BatchTally:
     skipped: int = 0
     without_access: int = 0
     retry_ids: list[int] = field(default_factory=list)
+    # Customers refused for good in this run (counted in `failed`).
+    failed_ids: list[int] = field(default_factory=list)
     # Customers another worker held the claim of (counted in `skipped`): its run applies them, unless it died.
     held_ids: list[int] = field(default_factory=list)
     retry_after: float | None = None
@@ -649,6 +651,8 @@ def application_consent_batch(
         if outcome == HELD:
             tally.held_ids.append(customer_id)
             outcome = SKIPPED
+        elif outcome == FAILED:
+            tally.failed_ids.append(customer_id)
         setattr(tally, outcome, getattr(tally, outcome) + 1)
     if (tally.retry_ids and not last_run) or not audit:
         return tally

@@ -62,8 +62,8 @@ def customers_sync(
     return {"partner_id": partner_id, "outcome": "synced", "customers": result.listed, "queued": queued}
 
 
-# Customers in one ApplicationConsent batch of a staff operation (and of messages queued before the scheduler): one
-# task and one audit row each.
+# Customers in one ApplicationConsent batch of the `apply_consents` command (and of messages queued before the fair
+# schedule, staff operations' among them): one audit row each.
 BATCH_SIZE = 50
 
 
@@ -110,11 +110,11 @@ def application_consent_next(self: Task, slot: int) -> dict[str, Any]:
         # Cut off: the same id claims its customers again; those it finished are found applied, with no call.
         logger.warning("scheduled ApplicationConsent in slot %s: %s; trying again", slot, cut_off(exc))
         raise self.retry(countdown=backoff_delay(attempt=self.request.retries + 1)) from None
-    successor, countdown = scheduling.consent_puller_pass(slot=slot, owner=owner, found=claim is not None)
+    next_slot, successor, countdown = scheduling.consent_puller_pass(slot=slot, owner=owner, found=claim is not None)
     if successor:
         # The slot is the successor's now: its message must reach the broker, whatever the broker is going through.
         application_consent_next.apply_async(
-            kwargs={"slot": slot},
+            kwargs={"slot": next_slot},
             task_id=successor,
             countdown=countdown or None,
             **same_queue(self),
@@ -145,7 +145,7 @@ def _scheduled_batch(task: Task, *, claim: scheduling.Claim, owner: str) -> dict
         owner=owner,
         partner_id=claim.partner_id,
         customer_ids=claim.customer_ids,
-        failed=result.failed,
+        failed_ids=result.failed_ids,
         retry_ids=result.retry_ids,
         retry_in=backoff_delay(attempt=1, retry_after=result.retry_after),
         held_ids=result.held_ids,

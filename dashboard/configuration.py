@@ -277,6 +277,8 @@ GROUPS: list[tuple[str, list[tuple[str, str, str, Show]]]] = [
             ),
             ("renewal_interval_days", "Tokens are renewed every", "CPV_RENEWAL_INTERVAL_DAYS", _days),
             ("renewal_max_attempts", "Renewal attempts before giving up", "CPV_RENEWAL_MAX_ATTEMPTS", _text),
+            ("consent_pullers", "ApplicationConsent batches in flight at once", "CPV_CONSENT_PULLERS", _text),
+            ("consent_batch", "Customers in an ApplicationConsent batch", "CPV_CONSENT_BATCH", _text),
         ],
     ),
     (

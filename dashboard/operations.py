@@ -1,7 +1,10 @@
 """The dashboard's long operations on a partner: each is a record (partners.models.Operation) created with its audit
-row, its tasks queued after the commit. The work writes the outcome into the record once (partners/operations.py);
-until then progress is read back from what this operation's tasks leave (matched by its id, or bounded by the next
-operation of its kind), and a reader that sees the work over when it could not write (a task lost) writes it."""
+row, its tasks queued after the commit. ApplicationConsent's put their customers in the fair schedule instead
+(customers/scheduling.py), in the record's transaction, and start its pullers after the commit. The work writes the
+outcome into the record once (partners/operations.py); until then progress is read back from what this operation's
+tasks leave (matched by its id, or bounded by the next operation of its kind; for scheduled work, the shares its
+closed batches added to the record), and a reader that sees the work over when it could not write (a task lost)
+writes it."""
 
 from __future__ import annotations
 
@@ -22,9 +25,9 @@ from django.template.defaultfilters import pluralize
 from django.utils import timezone
 
 from cpv.logs import redact
-from customers import offboarding
+from customers import offboarding, scheduling
 from customers import tasks as customer_tasks
-from customers.models import CustomerConsent
+from customers.models import ConsentWork, CustomerConsent
 from customers.proof import CUSTOMER_ACTIONS, customers_drifted, customers_to_verify
 from customers.selectors import without_access_counts
 from customers.services import customers_needing_consent
@@ -55,6 +58,8 @@ KIND_LABELS = {
     APPLY_FAILED: "ApplicationConsent again for the failed customers",
     VERIFY: "Verification in each customer tenant (repairing what drifted)",
 }
+# ApplicationConsent operations go through the fair schedule in these classes: retrying failures is a repair.
+SCHEDULED = {APPLY: ConsentWork.Kind.NEW, APPLY_FAILED: ConsentWork.Kind.REPAIR}
 ACTIONS = {
     RENEW: "partner.renewal_requested",
     SYNC: "partner.sync_requested",
@@ -105,36 +110,12 @@ def operation_start(*, actor: Actor, partner: Partner, kind: str, bulk: uuid.UUI
             queue.append((customer_tasks.consents_verify, kwargs, str(uuid.uuid4())))
         detail.update(total=len(ids))
     else:
-        if kind == APPLY:
-            ids = customers_needing_consent(partner_id=partner.pk)
-        else:
-            ids = list(
-                Customer.objects.filter(
-                    partner=partner, removed_at__isnull=True, application_consent__status=CustomerConsent.Status.FAILED
-                )
-                .order_by("pk")
-                .values_list("pk", flat=True)
-            )
-        if not ids:
-            waiting = without_access_counts([partner.pk]).get(partner.pk, 0)
-            if waiting:
-                raise PartnerError(
-                    f"{waiting} customer{pluralize(waiting)} of {partner.name} "
-                    f"{'waits' if waiting == 1 else 'wait'} without GDAP access (the customer list says what each "
-                    "needs); the others need no ApplicationConsent."
-                )
-            raise PartnerError(f"No customer of {partner.name} needs ApplicationConsent.")
-        # In batches, as after a sync: each batch is one audit row with its counts, never one per customer.
-        for start in range(0, len(ids), customer_tasks.BATCH_SIZE):
-            kwargs = {
-                "partner_id": partner.pk,
-                "customer_ids": ids[start : start + customer_tasks.BATCH_SIZE],
-                "correlation_id": operation,
-            }
-            queue.append((customer_tasks.application_consent_batch, kwargs, str(uuid.uuid4())))
+        ids = _customers_to_apply(partner, kind)
         detail.update(total=len(ids))
     user = actor if isinstance(actor, User) and actor.is_authenticated else None
     with transaction.atomic():
+        if kind in SCHEDULED:
+            detail["total"] = _scheduled(partner, kind=kind, customer_ids=ids, operation=operation)
         Operation.objects.create(
             code=operation,
             partner=partner,
@@ -151,10 +132,68 @@ def operation_start(*, actor: Actor, partner: Partner, kind: str, bulk: uuid.UUI
         def send() -> None:
             for task, kwargs, task_id in queue:
                 task.apply_async(kwargs=kwargs, task_id=task_id)
+            if kind in SCHEDULED:
+                _pullers_start()
 
         transaction.on_commit(send)
-    logger.info("partner %s: %s queued (%d task(s)), operation %s", partner.code, kind, len(queue), operation)
+    logger.info(
+        "partner %s: %s queued (%d task(s), %d unit(s) of work), operation %s",
+        partner.code,
+        kind,
+        len(queue),
+        detail["total"],
+        operation,
+    )
     return event
+
+
+def _customers_to_apply(partner: Partner, kind: str) -> list[int]:
+    """The customers an ApplicationConsent operation covers: those that need it (APPLY), or those whose last call
+    failed (APPLY_FAILED). Raises PartnerError, in words, when there is none."""
+    if kind == APPLY:
+        ids = customers_needing_consent(partner_id=partner.pk)
+    else:
+        ids = list(
+            Customer.objects.filter(
+                partner=partner, removed_at__isnull=True, application_consent__status=CustomerConsent.Status.FAILED
+            )
+            .order_by("pk")
+            .values_list("pk", flat=True)
+        )
+    if ids:
+        return ids
+    waiting = without_access_counts([partner.pk]).get(partner.pk, 0)
+    if waiting:
+        raise PartnerError(
+            f"{waiting} customer{pluralize(waiting)} of {partner.name} "
+            f"{'waits' if waiting == 1 else 'wait'} without GDAP access (the customer list says what each "
+            "needs); the others need no ApplicationConsent."
+        )
+    raise PartnerError(f"No customer of {partner.name} needs ApplicationConsent.")
+
+
+def _scheduled(partner: Partner, *, kind: str, customer_ids: list[int], operation: str) -> int:
+    """Put an ApplicationConsent operation's customers in the fair schedule (customers/scheduling.py), beside every
+    other partner's work, in the operation's transaction: how many carry its id, its total (the pullers add each
+    batch's share as they close it). Raises PartnerError when an earlier operation still has them all."""
+    total = scheduling.operation_work_add(
+        partner_id=partner.pk, customer_ids=customer_ids, kind=SCHEDULED[kind], operation=operation
+    )
+    if not total:
+        raise PartnerError(
+            f"ApplicationConsent for these customers of {partner.name} is already under way in an earlier "
+            "operation: its progress is on the partner's page."
+        )
+    return total
+
+
+def _pullers_start() -> None:
+    """Start the fair schedule's idle pullers after the commit. Should the broker refuse now, the operation's work
+    waits in the database, and the verification sweep starts them (every 10 minutes)."""
+    try:
+        customer_tasks.application_consent_pullers_start()
+    except Exception:
+        logger.exception("could not start the ApplicationConsent pullers; the sweep starts them")
 
 
 def customer_action_start(*, actor: Actor, partner: Partner, tenant_id: uuid.UUID, action: str) -> str:
@@ -353,8 +392,22 @@ def _sync_reading(op: Operation) -> tuple[int, int, str, str]:
 
 
 def _apply_reading(op: Operation) -> tuple[int, int, str, str]:
-    # Each batch's audit row carries this operation's id; until they are all in, the customers attempted since it
-    # started (and before the next one started) show the way.
+    if ConsentWork.objects.filter(correlation_id=str(op.code)).exists():
+        return _scheduled_reading(op)
+    return _batches_reading(op)
+
+
+def _scheduled_reading(op: Operation) -> tuple[int, int, str, str]:
+    # Its customers wait in the fair schedule under its id; each batch closed added its share to the record, in the
+    # transaction that closed it, so the record's counts are the progress.
+    if op.done:
+        return op.done, op.failed, "running", f"{op.done} of {op.total} customers done ({op.failed} failed)."
+    return 0, 0, "queued", "Waiting for its turn in the schedule."
+
+
+def _batches_reading(op: Operation) -> tuple[int, int, str, str]:
+    # The message form queued before the fair schedule: each batch's audit row carries this operation's id; until
+    # they are all in, the customers attempted since it started (and before the next one started) show the way.
     batches = AuditEvent.objects.filter(
         partner_id=op.partner_id, action="partner.consents_applied", detail__correlation_id=str(op.code)
     ).values_list("detail", flat=True)

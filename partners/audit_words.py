@@ -28,6 +28,7 @@ ACTION_LABELS: dict[str, str] = {
     "partner.consents_requested": "Asked for ApplicationConsent",
     "partner.consents_applied": "Applied ApplicationConsent to a batch of customers",
     "partner.consents_scheduled": "Finished the ApplicationConsent scheduled for the partner's customers",
+    "partner.consents_finished": "Finished the ApplicationConsent staff asked for",
     "portal.reconsent_started": "Started a re-consent from the partner portal",
     "staff.created": "Created a staff account",
     "staff.enabled": "Enabled a staff account",

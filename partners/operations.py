@@ -22,24 +22,24 @@ def _message(op: Operation) -> str:
     return f"{ok} applied, {op.failed} failed."
 
 
-def operation_share(*, code: str, done: int, failed: int = 0, message: str = "") -> bool:
+def operation_share(*, code: str, done: int, failed: int = 0, message: str = "") -> Operation | None:
     """Add a task's `done` units of work (`failed` of them failed) to the operation `code`; when they reach its total,
-    write its state and message (`message`, or one made from the counts) once. True when this share finished it.
-    Work not started as an operation (a sweep's: no row has its id) changes nothing."""
+    write its state and message (`message`, or one made from the counts) once. Returns the operation when this share
+    finished it, else None. Work not started as an operation (a sweep's: no row has its id) changes nothing."""
     try:
         uuid.UUID(str(code))
     except ValueError:
-        return False
+        return None
     with transaction.atomic():
         added = Operation.objects.filter(code=code, finished_at__isnull=True).update(
             done=F("done") + done, failed=F("failed") + failed
         )
         if not added:
-            return False
+            return None
         # The update holds the row's lock: no other share reads it between the add and the check.
         op = Operation.objects.get(code=code)
         if op.done < op.total:
-            return False
+            return None
         op.done = min(op.done, op.total)
         op.failed = min(op.failed, op.done)
         op.state = Operation.State.FAILED if op.failed else Operation.State.DONE
@@ -47,4 +47,4 @@ def operation_share(*, code: str, done: int, failed: int = 0, message: str = "")
         op.finished_at = timezone.now()
         op.save(update_fields=["done", "failed", "state", "message", "finished_at"])
     logger.info("operation %s (%s) finished: %s", code, op.kind, op.message)
-    return True
+    return op

@@ -21,7 +21,12 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 def dashboard(live_cpv, django_user_model, monkeypatch) -> dict[str, Any]:  # type: ignore[no-untyped-def]
     # The tasks an action queues are recorded instead of sent: this test is about the pages.
     sent: list[dict[str, Any]] = []
-    for task in (token_tasks.token_renew, customer_tasks.customers_sync, customer_tasks.application_consent_batch):
+    for task in (
+        token_tasks.token_renew,
+        customer_tasks.customers_sync,
+        customer_tasks.application_consent_batch,
+        customer_tasks.application_consent_next,
+    ):
         monkeypatch.setattr(task, "apply_async", lambda *a, **kw: sent.append(kw["kwargs"]))
     partners = [
         active_partner_with_data("Contoso Partners", customers=30, failed=4, age_days=3),

@@ -106,7 +106,12 @@ def world(sim, live_cpv, django_user_model, monkeypatch, settings) -> dict[str, 
         base_dir=ROOT,
     ).vendor
     sent: list[dict[str, Any]] = []
-    for task in (token_tasks.token_renew, customer_tasks.customers_sync, customer_tasks.application_consent_batch):
+    for task in (
+        token_tasks.token_renew,
+        customer_tasks.customers_sync,
+        customer_tasks.application_consent_batch,
+        customer_tasks.application_consent_next,
+    ):
         monkeypatch.setattr(task, "apply_async", lambda *a, **kw: sent.append(kw["kwargs"]))
     sim.world.add_redirect_uris([f"{live_cpv.url}/portal/callback"])
     failing = active_partner_with_data("Northwind Information Technology Services", customers=25, failed=9)

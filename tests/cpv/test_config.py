@@ -264,6 +264,11 @@ def test_production_refuses_unsafe_values(overrides: dict[str, str], expected: s
         ("CPV_LOG_FORMAT", "xml", "CPV_LOG_FORMAT must be one of text, json"),
         ("CPV_PC_REQUESTS_PER_SECOND", "50", "must stay under Partner Center's 50 per second"),
         ("CPV_VAULT_CREATES_PER_SECOND", "30", "must stay under Key Vault's 30 per second"),
+        ("CPV_CONSENT_PULLERS", "0", "CPV_CONSENT_PULLERS must be at least 1, got 0"),
+        ("CPV_CONSENT_PULLERS", "eight", "CPV_CONSENT_PULLERS must be a whole number, got 'eight'"),
+        ("CPV_CONSENT_BATCH", "-5", "CPV_CONSENT_BATCH must be at least 1, got -5"),
+        ("CPV_CONSENT_BATCH", "2.5", "CPV_CONSENT_BATCH must be a whole number, got '2.5'"),
+        ("CPV_CONSENT_BATCH", "1000", "must take at most half of CELERY_TASK_SOFT_TIME_LIMIT (300 s)"),
         ("CPV_STAFF_TENANT_ID", "contosocpv.onmicrosoft.com", "CPV_STAFF_TENANT_ID must be the vendor's tenant id"),
         ("CPV_STAFF_PASSWORD_SIGN_IN", "nobody", "CPV_STAFF_PASSWORD_SIGN_IN must be one of admins, all"),
         ("CPV_STAFF_TOTP", "sometimes", "CPV_STAFF_TOTP must be one of required, enrolled"),
@@ -276,6 +281,26 @@ def test_a_malformed_variable_is_rejected_with_its_name(
 
     assert any(expected in p for p in problems), problems
     assert all(value not in p for p in problems if variable == "VAULT_KEY"), "a key must never be echoed"
+
+
+def test_the_fair_schedules_sizes_default_to_eight_pullers_of_ten_and_are_read(tmp_path: Path) -> None:
+    defaults = load_config({}, base_dir=tmp_path)
+    assert (defaults.consent_pullers, defaults.consent_batch) == (8, 10)
+    config = load_config({"CPV_CONSENT_PULLERS": "16", "CPV_CONSENT_BATCH": "25"}, base_dir=tmp_path)
+    assert (config.consent_pullers, config.consent_batch) == (16, 25)
+    # A batch gets 1/16 of 48 a second: 25 customers take about 8 s, well inside a 20 s soft time limit...
+    load_config({"CPV_CONSENT_PULLERS": "16", "CPV_CONSENT_BATCH": "25", "CELERY_TASK_SOFT_TIME_LIMIT": "20",
+                 "CELERY_TASK_TIME_LIMIT": "30"}, base_dir=tmp_path)  # fmt: skip
+    # ...but not inside half of a 10 s one: the batch would be cut off.
+    problems = problems_of(
+        {"CPV_CONSENT_PULLERS": "16", "CPV_CONSENT_BATCH": "25", "CELERY_TASK_SOFT_TIME_LIMIT": "10",
+         "CELERY_TASK_TIME_LIMIT": "30"}, tmp_path
+    )  # fmt: skip
+    assert problems == [
+        "CPV_CONSENT_BATCH x CPV_CONSENT_PULLERS (25 x 16) customers take 8 s at CPV_PC_REQUESTS_PER_SECOND=48: a "
+        "batch, sharing the limit with the other pullers, must take at most half of CELERY_TASK_SOFT_TIME_LIMIT "
+        "(10 s); lower one of them"
+    ]
 
 
 def test_the_custom_cloud_takes_its_hosts_from_the_environment(tmp_path: Path) -> None:

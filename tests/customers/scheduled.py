@@ -6,7 +6,9 @@ from typing import Any
 
 import pytest
 
+from customers import scheduling
 from customers import tasks as customer_tasks
+from customers.services import customer_consent_apply
 
 
 class Broker:
@@ -35,10 +37,25 @@ class Broker:
     def drain(self) -> list[dict[str, Any]]:
         results = []
         while self.messages:
-            task, kwargs, task_id = self.messages.pop(0)
-            if task is customer_tasks.application_consent_next:
-                results.append(task.apply(kwargs=kwargs, task_id=task_id).get())
+            results += self.step()
         return results
+
+    def step(self) -> list[dict[str, Any]]:
+        """Run the next message only (a puller's batch: what it returned)."""
+        task, kwargs, task_id = self.messages.pop(0)
+        if task is customer_tasks.application_consent_next:
+            return [task.apply(kwargs=kwargs, task_id=task_id).get()]
+        return []
+
+    def puller_killed_after(self, applied: int) -> None:
+        """The first puller queued claims its batch and gets through `applied` customers before its worker is
+        killed: its message stays queued, to come back with the same id."""
+        (_, _, owner), *_ = self.messages
+        assert owner is not None
+        claim = scheduling.consent_work_claim(owner=owner)
+        assert claim is not None
+        for customer_id in claim.customer_ids[:applied]:
+            customer_consent_apply(customer_id=customer_id, owner=owner)
 
     def wait_over(self) -> list[dict[str, Any]]:
         """The waits kept aside are over: run them, and what they queue."""

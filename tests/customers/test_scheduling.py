@@ -15,7 +15,7 @@ from django.utils import timezone
 from customers import scheduling
 from customers import tasks as customer_tasks
 from customers.models import ConsentLane, ConsentPuller, ConsentWork, CustomerConsent
-from customers.services import customer_consent_apply, customers_sync
+from customers.services import customers_sync
 from partners.models import AuditEvent, Customer, Partner
 from tests.customers.scheduled import Broker
 from tests.factories import active_partner
@@ -41,9 +41,11 @@ def picks(count: int) -> list[scheduling.Claim]:
     return [c for c in claims if c is not None]
 
 
-def finish(claim: scheduling.Claim, owner: str, *, failed: int = 0, retry: list[int] | None = None) -> ConsentLane:
+def finish(
+    claim: scheduling.Claim, owner: str, *, failed: list[int] | None = None, retry: list[int] | None = None
+) -> ConsentLane:
     return scheduling.consent_work_finish(
-        owner=owner, partner_id=claim.partner_id, customer_ids=claim.customer_ids, failed=failed,
+        owner=owner, partner_id=claim.partner_id, customer_ids=claim.customer_ids, failed_ids=failed or [],
         retry_ids=retry or [], retry_in=5,
     )  # fmt: skip
 
@@ -63,7 +65,7 @@ def test_a_giant_and_partners_that_arrive_later_take_equal_turns() -> None:
     assert {c.partner_id for c in first} == everyone and {c.partner_id for c in second} == everyone
     # The small ones (20 customers, two batches) are all handed out; the giant has the limit to itself again.
     assert {c.partner_id for c in third} == {giant.pk}
-    assert all(len(c.customer_ids) == scheduling.FAIR_BATCH for c in first + second + third)
+    assert all(len(c.customer_ids) == scheduling.consent_batch_size() == 10 for c in first + second + third)
     handed = Counter(pk for c in first + second for pk in c.customer_ids)
     assert set(handed.values()) == {1}
 
@@ -108,7 +110,7 @@ def test_finishing_counts_done_and_failed_hands_back_retries_and_audits_the_run_
     scheduling.consent_work_add(partner_id=partner.pk, customer_ids=ids, kind=Kind.NEW)
     claim = scheduling.consent_work_claim(owner="a")
     assert claim is not None
-    lane = finish(claim, "a", failed=1, retry=claim.customer_ids[:2])
+    lane = finish(claim, "a", failed=claim.customer_ids[2:3], retry=claim.customer_ids[:2])
     assert (lane.pending, lane.done, lane.failed) == (4, 7, 1)
     # The two to retry wait for their retry time.
     held = ConsentWork.objects.filter(customer_id__in=claim.customer_ids[:2])
@@ -138,14 +140,14 @@ def test_puller_slots_are_started_as_the_work_fills_them_and_freed_when_it_runs_
     assert [slot for slot, _ in started] == [0, 1, 2]
     assert scheduling.consent_pullers_wanted() == []
     (slot, owner), *_ = started
-    successor, countdown = scheduling.consent_puller_pass(slot=slot, owner=owner, found=True)
-    assert successor and countdown == 0
+    same, successor, countdown = scheduling.consent_puller_pass(slot=slot, owner=owner, found=True)
+    assert same == slot and successor and countdown == 0
     assert not scheduling.consent_puller_holds(slot=slot, owner=owner)
     assert scheduling.consent_puller_holds(slot=slot, owner=successor)
 
     ConsentWork.objects.all().delete()
     ConsentLane.objects.update(pending=0, urgent=0)
-    assert scheduling.consent_puller_pass(slot=slot, owner=successor, found=False) == ("", 0.0)
+    assert scheduling.consent_puller_pass(slot=slot, owner=successor, found=False) == (slot, "", 0.0)
     assert ConsentPuller.objects.get(slot=slot).owner == ""
 
 
@@ -177,13 +179,7 @@ def test_a_puller_killed_mid_batch_is_redelivered_and_applies_none_twice(cpv_sim
     customers_sync(partner_id=partner.pk)
     broker = Broker(monkeypatch)
     customer_tasks.application_consents_queue(partner_id=partner.pk, correlation_id=str(uuid.uuid4()))
-    (_, _, owner), *_ = broker.messages
-    assert owner is not None
-    # The puller claims its batch and gets through three customers before its worker is killed.
-    claim = scheduling.consent_work_claim(owner=owner)
-    assert claim is not None
-    for customer_id in claim.customer_ids[:3]:
-        customer_consent_apply(customer_id=customer_id, owner=owner)
+    broker.puller_killed_after(3)
 
     # Its message comes back (the same id): it takes its claim back, and the chain goes on to the end.
     broker.drain()
@@ -252,10 +248,42 @@ def test_the_partner_page_shows_progress_and_an_estimated_finish(staff_client, s
     scheduling.consent_work_add(partner_id=other.pk, customer_ids=other_ids, kind=Kind.NEW)
     claim = scheduling.consent_work_claim(owner="a")
     assert claim is not None and claim.partner_id == partner.pk
-    finish(claim, "a", failed=2)
+    finish(claim, "a", failed=claim.customer_ids[:2])
 
     page = staff_client.get(f"/partners/{partner.code}/").content.decode()
 
     # 2,990 pending at half the limit (two partners with work): about 120 s.
     assert "ApplicationConsent in progress: 8 done, 2990 pending, 2 failed" in page
     assert "(25.0 a second) it should finish in about 1\xa0minute" in page or "about 2\xa0minutes" in page
+
+
+def test_the_schedule_takes_its_batch_and_puller_counts_from_the_settings(settings) -> None:  # type: ignore[no-untyped-def]
+    settings.CPV_CONSENT_BATCH, settings.CPV_CONSENT_PULLERS = 4, 2
+    partner, ids = partner_with(30, "p")
+    scheduling.consent_work_add(partner_id=partner.pk, customer_ids=ids, kind=Kind.NEW)
+
+    started = scheduling.consent_pullers_wanted()
+    claim = scheduling.consent_work_claim(owner=started[0][1])
+
+    assert [slot for slot, _ in started] == [0, 1]
+    assert claim is not None and claim.customer_ids == ids[:4]
+
+
+def test_a_slot_beyond_a_lowered_puller_count_hands_its_successor_to_an_idle_slot_within_it(settings) -> None:  # type: ignore[no-untyped-def]
+    partner, ids = partner_with(100, "p")
+    scheduling.consent_work_add(partner_id=partner.pk, customer_ids=ids, kind=Kind.NEW)
+    started = scheduling.consent_pullers_wanted()
+    assert [slot for slot, _ in started] == list(range(8))
+    # Lowered to two while all eight run; slot 1's chain ends meanwhile.
+    settings.CPV_CONSENT_PULLERS = 2
+    ConsentPuller.objects.filter(slot=1).update(owner="", held_until=None)
+    slot, owner = started[5]
+
+    moved, successor, countdown = scheduling.consent_puller_pass(slot=slot, owner=owner, found=True)
+
+    assert (moved, countdown) == (1, 0.0) and scheduling.consent_puller_holds(slot=1, owner=successor)
+    assert ConsentPuller.objects.get(slot=5).owner == ""
+    # No idle slot within the count: the next one beyond it simply ends.
+    slot, owner = started[6]
+    assert scheduling.consent_puller_pass(slot=slot, owner=owner, found=True) == (6, "", 0.0)
+    assert ConsentPuller.objects.get(slot=6).owner == ""

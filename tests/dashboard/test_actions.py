@@ -11,8 +11,9 @@ from typing import Any
 import pytest
 from django.utils import timezone
 
+from customers import scheduling
 from customers import tasks as customer_tasks
-from customers.models import CustomerConsent
+from customers.models import ConsentWork
 from dashboard import operations
 from partners.access import Role, role_of
 from partners.models import AuditEvent, Partner
@@ -32,7 +33,12 @@ pytestmark = pytest.mark.django_db
 def sent(monkeypatch) -> list[tuple[str, dict[str, Any]]]:  # type: ignore[no-untyped-def]
     """What would reach the broker: (task name, kwargs) per apply_async, patched where the service calls it."""
     calls: list[tuple[str, dict[str, Any]]] = []
-    for task in (token_tasks.token_renew, customer_tasks.customers_sync, customer_tasks.application_consent_batch):
+    for task in (
+        token_tasks.token_renew,
+        customer_tasks.customers_sync,
+        customer_tasks.application_consent_batch,
+        customer_tasks.application_consent_next,
+    ):
         monkeypatch.setattr(task, "apply_async", lambda *a, _n=task.name, **kw: calls.append((_n, kw["kwargs"])))
     return calls
 
@@ -42,8 +48,8 @@ def sent(monkeypatch) -> list[tuple[str, dict[str, Any]]]:  # type: ignore[no-un
     [
         ("renew", "consent.token_renew", "partner.renewal_requested"),
         ("sync", "consent.customers_sync", "partner.sync_requested"),
-        ("apply", "consent.application_consent_batch", "partner.consents_requested"),
-        ("apply_failed", "consent.application_consent_batch", "partner.consents_requested"),
+        ("apply", "consent.application_consent_next", "partner.consents_requested"),
+        ("apply_failed", "consent.application_consent_next", "partner.consents_requested"),
     ],
 )
 def test_an_operator_confirms_a_long_action_and_its_tasks_are_queued_after_the_commit(
@@ -63,15 +69,33 @@ def test_an_operator_confirms_a_long_action_and_its_tasks_are_queued_after_the_c
     assert event.actor == operator and event.actor_label == "otto-operator" and event.partner == partner
     assert {name for name, _ in sent} == {task}
     expected = {"renew": 1, "sync": 1, "apply": 2, "apply_failed": 2}[action]
-    # ApplicationConsent goes in batches (one task, and one audit row, per batch of customers).
-    queued = sum(len(kwargs.get("customer_ids", [None])) for _, kwargs in sent)
+    # ApplicationConsent goes through the fair schedule: its customers wait there under the operation's id, in the
+    # class that fits (retrying failures is a repair), and one puller is started for them.
+    work = ConsentWork.objects.filter(correlation_id=event.detail["operation"])
+    queued = work.count() if action.startswith("apply") else 1
     assert queued == expected == event.detail["total"]
+    assert {w.kind for w in work} == {"apply": {"new"}, "apply_failed": {"repair"}}.get(action, set())
     assert len(sent) == 1
     page = client.get(f"/partners/{partner.code}/").content.decode()
     assert f'data-progress-url="/partners/{partner.code}/operations/{event.detail["operation"]}"' in page
 
 
-def test_the_progress_of_an_operation_is_read_back_from_what_the_tasks_leave(operator, sent) -> None:  # type: ignore[no-untyped-def]
+def batch_closed(partner: Partner, *, failed: bool) -> None:
+    """A puller claims the partner's next customer and closes it, applied or refused."""
+    owner = str(uuid.uuid4())
+    claim = scheduling.consent_work_claim(owner=owner, size=1)
+    assert claim is not None and claim.partner_id == partner.pk
+    scheduling.consent_work_finish(
+        owner=owner,
+        partner_id=partner.pk,
+        customer_ids=claim.customer_ids,
+        failed_ids=claim.customer_ids if failed else [],
+        retry_ids=[],
+        retry_in=1,
+    )
+
+
+def test_the_progress_of_an_operation_is_what_the_schedule_closed_of_it(operator, sent) -> None:  # type: ignore[no-untyped-def]
     partner = active_partner_with_data("Contoso", customers=4, failed=2)
     client = client_for(operator)
     apply = operations.operation_start(actor=operator, partner=partner, kind=operations.APPLY_FAILED)
@@ -79,12 +103,10 @@ def test_the_progress_of_an_operation_is_read_back_from_what_the_tasks_leave(ope
     url = f"/partners/{partner.code}/operations/{apply.detail['operation']}"
 
     before = client.get(url, HTTP_ACCEPT="application/json").json()
-    # One customer done by a worker, then the other.
-    failed = list(CustomerConsent.objects.filter(status="failed", customer__partner=partner))
-    now = timezone.now() + timedelta(seconds=1)
-    CustomerConsent.objects.filter(pk=failed[0].pk).update(status="applied", last_attempt_at=now, last_error="")
+    # The fair schedule hands its customers out one at a time here: the first is applied, the second refused again.
+    batch_closed(partner, failed=False)
     half = client.get(url, HTTP_ACCEPT="application/json").json()
-    CustomerConsent.objects.filter(pk=failed[1].pk).update(last_attempt_at=now)
+    batch_closed(partner, failed=True)
     done = client.get(url, HTTP_ACCEPT="application/json").json()
     TokenEvent.objects.create(partner=partner, kind=TokenEvent.Kind.RENEWED, message="renewed")
     renewed = operations.operation_progress(renew)
@@ -95,6 +117,8 @@ def test_the_progress_of_an_operation_is_read_back_from_what_the_tasks_leave(ope
     assert renewed.state == "done" and renewed.finished
     html = client.get(url)
     assert b"1 applied, 1 failed." in html.content
+    [audit] = AuditEvent.objects.filter(action="partner.consents_finished")
+    assert audit.detail == {"operation": apply.detail["operation"], "tried": 2, "failed": 1}
 
 
 @pytest.mark.parametrize("kind", [TokenEvent.Kind.RENEWED, TokenEvent.Kind.ROTATED])

@@ -60,6 +60,8 @@ def test_the_page_shows_settings_grouped_and_in_words(admin_user, secret_config)
     titles = re.findall(r'<section class="card configuration" id="group-[a-z-]+">\s*<h2>([^<]+)</h2>', page)
     assert titles[:6] == ["Site", "Microsoft", "Vault", "Workers and schedule", "Security", "Email"]
     assert "Tokens are renewed every" in page and '<td class="wrap">7 days</td>' in page
+    assert "ApplicationConsent batches in flight at once" in page and "CPV_CONSENT_PULLERS" in page
+    assert "Customers in an ApplicationConsent batch" in page and "CPV_CONSENT_BATCH" in page
     assert "PostgreSQL database cpv on db.example:5432 as cpv, password set" in page
     assert "SMTP through smtp.example:587 as mailer, password set" in page
     assert f"client id {uuid.UUID(int=7)}, signing in with a client secret (set)" in page
