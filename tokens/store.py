@@ -70,8 +70,12 @@ def token_store(
     committed = False
     try:
         with transaction.atomic():
-            # A first token's row is made here: of two first consents at once, the second finds the first's row.
-            PartnerToken.objects.get_or_create(partner=partner, defaults={"secret_name": name, "vault_url": vault_url})
+            if known is None:
+                # A first token's row is made here: of two first consents at once, the second's INSERT waits for the
+                # first's commit and gives way, and its lock below finds the first's row.
+                PartnerToken.objects.bulk_create(
+                    [PartnerToken(partner=partner, secret_name=name, vault_url=vault_url)], ignore_conflicts=True
+                )
             pointer = PartnerToken.objects.select_for_update().get(partner=partner)
             if resolve_vault_url(pointer.vault_url) != vault_url:
                 # Another first token of this partner was stored in another vault since the choice: this version's
