@@ -424,7 +424,7 @@ def _complete(steps: _Steps, form: Mapping[str, str]) -> ConsentFlow:
     granted = {permissions.PARTNER_CENTER: permissions.granted_names(token.scopes)}
     try:
         evidence, token, graph_granted = _global_admin_evidence(
-            steps, cloud=cloud, app=app, id_claims=claims, token=token
+            steps, cloud=cloud, app=app, authority_tenant=sealed["tenant"], id_claims=claims, token=token
         )
     except _Refused as refused:
         return _fail(steps, refused.reason, refused.detail)
@@ -498,6 +498,7 @@ def _global_admin_evidence(
     *,
     cloud: clouds.Cloud,
     app: AppCredential,
+    authority_tenant: str,
     id_claims: dict[str, Any],
     token: identity.TokenResult,
 ) -> tuple[str, identity.TokenResult, list[str] | None]:
@@ -508,10 +509,13 @@ def _global_admin_evidence(
     if verdict is False:
         raise _Refused("not_global_admin", "the id_token's wids claim lacks the Global Administrator role")
     try:
+        # At the authority the sign-in used (a refresh token is tied to no tenant): `organizations` issues for the
+        # user's home tenant, which is the tenant that sign-in's id_token named, and its discovery document is the
+        # one the code's redemption just read, where the tenant's own would be one more request to Entra.
         graph_token = identity.refresh_token_redeem(
             cloud=cloud,
             app=app,
-            tenant=str(steps.flow.tenant_id),
+            tenant=authority_tenant,
             refresh_token=token.refresh_token,
             scopes=[cloud.graph_scope],
         )

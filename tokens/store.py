@@ -76,14 +76,20 @@ def token_store(
                 PartnerToken.objects.bulk_create(
                     [PartnerToken(partner=partner, secret_name=name, vault_url=vault_url)], ignore_conflicts=True
                 )
-            pointer = PartnerToken.objects.select_for_update().get(partner=partner)
+            # Both rows in one statement, the token row's lock first as everywhere (PostgreSQL takes a statement's
+            # row locks in the order its FOR UPDATE OF names the tables).
+            pointer = (
+                PartnerToken.objects.select_related("partner")
+                .select_for_update(of=("self", "partner"))
+                .get(partner=partner)
+            )
             if resolve_vault_url(pointer.vault_url) != vault_url:
                 # Another first token of this partner was stored in another vault since the choice: this version's
                 # vault is not the pointer's, so it is given up (and disabled below) rather than pointed at.
                 raise VaultConflict(
                     "another token of this partner was stored in another vault at the same moment: try again"
                 )
-            locked = Partner.objects.select_for_update().get(pk=partner.pk)
+            locked = pointer.partner
             previous_status = locked.status
             superseded = pointer_move(
                 pointer,
