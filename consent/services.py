@@ -308,7 +308,8 @@ def _find_flow(form: Mapping[str, str], browser_key: str | None) -> ConsentFlow:
     state_hash = oauth_state.state_digest(form.get("state"))
     if not state_hash:
         raise CallbackRejected("The answer from Microsoft carries no sign-in reference.", reason="no_state")
-    flow = ConsentFlow.objects.select_related("partner").filter(state_hash=state_hash).first()
+    # The partner's token pointer comes along: the token store reads where the new version goes from it.
+    flow = ConsentFlow.objects.select_related("partner", "partner__token").filter(state_hash=state_hash).first()
     if flow is None:
         raise CallbackRejected("This sign-in is not one we started.", reason="unknown_state")
     if not oauth_state.browser_matches(browser_key, flow.browser_hash):

@@ -59,7 +59,7 @@ def token_store(
     raised."""
     name = secret_name_for(partner.code)
     # The pointer's count spares listing the versions: the web tier's Key Vault identity may only set secrets.
-    known = PartnerToken.objects.filter(partner=partner).values_list("version_count", "vault_url").first()
+    known = _pointer_known(partner)
     vault_url = resolve_vault_url(known[1]) if known is not None else vault_choose()
     written = get_vault(vault_url).write(
         name=name,
@@ -116,6 +116,17 @@ def token_store(
         if not committed:
             version_disable_quietly(name, written.version, vault_url=vault_url)
     return Stored(pointer=pointer, version=written.version)
+
+
+def _pointer_known(partner: Partner) -> tuple[int, str] | None:
+    """The version count and vault of the partner's pointer (None before its first token): from the partner's row when
+    the caller read the pointer with it (`select_related("token")`), else read now. Read a moment before, the vault is
+    checked again under the row's lock, and a count a renewal meanwhile left behind by one lets the write past the
+    version budget by that one at most."""
+    if Partner.token.is_cached(partner):
+        pointer = Partner.token.related.get_cached_value(partner)
+        return (pointer.version_count, pointer.vault_url) if isinstance(pointer, PartnerToken) else None
+    return PartnerToken.objects.filter(partner=partner).values_list("version_count", "vault_url").first()
 
 
 def _replaced_disable(pointer: PartnerToken, superseded: tuple[str, ...]) -> None:
