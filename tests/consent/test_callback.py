@@ -26,6 +26,9 @@ from tokens.vault import get_vault, secret_name_for
 
 pytestmark = pytest.mark.django_db
 
+# A consent's timeline, step by step.
+CONSENTED_TIMELINE = ["created", "redirected", "code_received", "token_acquired", "verified", "vaulted"]
+
 
 @pytest.fixture
 def admin(cpv_sim) -> Any:  # type: ignore[no-untyped-def]
@@ -63,14 +66,7 @@ def test_an_invited_admin_consents_and_the_partner_becomes_active(cpv_sim, invit
     flow = flow_of(partner)
     assert flow.status == ConsentFlow.Status.VAULTED
     assert flow.sealed_flow is None
-    assert [e.status for e in flow.events.all()] == [
-        "created",
-        "redirected",
-        "code_received",
-        "token_acquired",
-        "verified",
-        "vaulted",
-    ]
+    assert [e.status for e in flow.events.all()] == CONSENTED_TIMELINE
     # The token is in the vault, and the database only knows where.
     pointer = PartnerToken.objects.get(partner=partner)
     assert pointer.secret_name == secret_name_for(partner.code)
@@ -544,14 +540,7 @@ def test_the_steps_are_written_with_the_outcome_each_at_its_own_time(
     assert seen == {"status": "code_received", "timeline": ["created", "redirected"], "tenant": None}
     flow = flow_of(invitation.partner)
     events = list(flow.events.all())
-    assert [e.status for e in events] == [
-        "created",
-        "redirected",
-        "code_received",
-        "token_acquired",
-        "verified",
-        "vaulted",
-    ]
+    assert [e.status for e in events] == CONSENTED_TIMELINE
     times = [e.created_at for e in events]
     assert times == sorted(times)
     assert times[2] < times[3] < times[5]  # Microsoft's answers came in between
