@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 
 from django.db import models
+from django.utils import timezone
 
 from consent.outcomes import outcome
 from partners.models import Partner
@@ -119,7 +120,8 @@ class ConsentFlowEvent(models.Model):
     status = models.CharField(max_length=24, choices=ConsentFlow.Status.choices)
     message = models.CharField(max_length=500, blank=True)
     detail = models.JSONField(default=dict, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
+    # When the step happened: a callback's steps are written together with its outcome, each with its own time.
+    created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
         ordering = ["created_at", "id"]

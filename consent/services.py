@@ -27,7 +27,7 @@ from customers.tasks import customers_sync_after_consent
 from events.models import EventType
 from events.services import event_record
 from microsoft import graph, identity, partner_center, permissions
-from partners.invitations import invitation_url, link_send_after_commit, links_invalidate
+from partners.invitations import invitation_url, link_send_after_commit, links_invalidate_locked
 from partners.models import Partner
 from partners.permissions import partner_permissions_missing
 from partners.registrations import app_for, app_refusal, cloud_for
@@ -169,11 +169,59 @@ def _move(flow: ConsentFlow, status: str, message: str = "", **detail: Any) -> N
     _event(flow, status, message, **detail)
 
 
-def _fail(flow: ConsentFlow, reason: str, detail: str = "", *, status: str = Status.FAILED) -> ConsentFlow:
-    flow.failure_reason = reason
-    flow.failure_detail = detail[:500]
-    flow.save(update_fields=["failure_reason", "failure_detail"])
-    _move(flow, status, outcome(reason).title, reason=reason, detail=detail[:300])
+class _Steps:
+    """A callback's steps, kept beside its flow and written with its outcome. The row holds the claim
+    (`code_received`, committed before Microsoft is called) until `finish` writes the outcome and every field the steps
+    set in one UPDATE, compare-and-set from that claim, and the timeline in one INSERT, each step at its own time. A
+    request that dies midway leaves the claimed flow, which `consent_flows_expire` ends; its token was never vaulted."""
+
+    def __init__(self, flow: ConsentFlow) -> None:
+        self.flow = flow
+        self.claimed = flow.status
+        self.fields: dict[str, Any] = {}
+        self.timeline: list[tuple[str, str, dict[str, Any], datetime]] = []
+
+    def note(self, status: str, message: str = "", **detail: Any) -> None:
+        """A line of the timeline, written with the outcome."""
+        self.timeline.append((status, message[:500], detail, timezone.now()))
+
+    def set(self, **fields: Any) -> None:
+        """Fields of the flow learnt on the way, written with the outcome."""
+        self.fields.update(fields)
+        for field, value in fields.items():
+            setattr(self.flow, field, value)
+
+    def move(self, status: str, message: str = "", **detail: Any) -> None:
+        """An open state reached on the way: in memory and in the timeline."""
+        self.flow.status = status
+        self.note(status, message, **detail)
+
+    def finish(self, status: str, message: str, *, fields: dict[str, Any] | None = None, **detail: Any) -> None:
+        """Write the outcome `status` with the fields set on the way and `fields`, and the timeline ending in it.
+        Raises RuntimeError when the row left its claimed state under us. The steps themselves are unchanged, so an
+        outcome undone by its transaction can be followed by another."""
+        changes = {**self.fields, **(fields or {}), "status": status, "finished_at": timezone.now()}
+        changes["sealed_flow"] = None  # the PKCE verifier and nonce are of no use once the flow is over
+        if not ConsentFlow.objects.filter(pk=self.flow.pk, status=self.claimed).update(**changes):
+            raise RuntimeError(f"consent flow {self.flow.code} left state {self.claimed} under us")
+        lines = [*self.timeline, (status, message[:500], detail, changes["finished_at"])]
+        ConsentFlowEvent.objects.bulk_create(
+            ConsentFlowEvent(flow=self.flow, status=line_status, message=text, detail=line_detail, created_at=at)
+            for line_status, text, line_detail, at in lines
+        )
+        for field, value in changes.items():
+            setattr(self.flow, field, value)
+
+
+def _fail(steps: _Steps, reason: str, detail: str = "", *, status: str = Status.FAILED) -> ConsentFlow:
+    flow = steps.flow
+    steps.finish(
+        status,
+        outcome(reason).title,
+        fields={"failure_reason": reason, "failure_detail": detail[:500]},
+        reason=reason,
+        detail=detail[:300],
+    )
     logger.info("consent flow %s of partner %s ended: %s %s", flow.code, flow.partner.code, reason, detail)
     return flow
 
@@ -260,7 +308,8 @@ def _find_flow(form: Mapping[str, str], browser_key: str | None) -> ConsentFlow:
     state_hash = oauth_state.state_digest(form.get("state"))
     if not state_hash:
         raise CallbackRejected("The answer from Microsoft carries no sign-in reference.", reason="no_state")
-    flow = ConsentFlow.objects.select_related("partner").filter(state_hash=state_hash).first()
+    # The partner's token pointer comes along: the token store reads where the new version goes from it.
+    flow = ConsentFlow.objects.select_related("partner", "partner__token").filter(state_hash=state_hash).first()
     if flow is None:
         raise CallbackRejected("This sign-in is not one we started.", reason="unknown_state")
     if not oauth_state.browser_matches(browser_key, flow.browser_hash):
@@ -285,15 +334,16 @@ def consent_flow_complete(*, form: Mapping[str, str], browser_key: str | None) -
     if not ConsentFlow.objects.filter(pk=flow.pk, status=Status.REDIRECTED).update(status=Status.CODE_RECEIVED):
         raise CallbackRejected("This sign-in has already been used.", reason="used_state", flow=flow)
     flow.status = Status.CODE_RECEIVED
-    _event(flow, Status.CODE_RECEIVED, "Came back from Microsoft")
+    steps = _Steps(flow)
+    steps.note(Status.CODE_RECEIVED, "Came back from Microsoft")
     try:
-        return _complete(flow, form)
+        return _complete(steps, form)
     except Exception as exc:
         # Whatever broke, the partner gets a page and staff a reason; the flow never stays half-open.
         logger.exception("consent flow %s failed unexpectedly", flow.code)
         flow.refresh_from_db()
         if flow.is_open:
-            _fail(flow, "our_error", f"unexpected {exc.__class__.__name__}")
+            _fail(steps, "our_error", f"unexpected {exc.__class__.__name__}")
         return flow
 
 
@@ -313,24 +363,24 @@ def consent_link_replaced(flow: ConsentFlow, partner: Partner) -> bool:
     return True
 
 
-def _complete(flow: ConsentFlow, form: Mapping[str, str]) -> ConsentFlow:
-    partner = flow.partner
+def _complete(steps: _Steps, form: Mapping[str, str]) -> ConsentFlow:
+    flow, partner = steps.flow, steps.flow.partner
     if consent_link_replaced(flow, partner):
         # Before the code is redeemed: a replaced link (perhaps because it reached the wrong person) yields no token.
-        return _fail(flow, "expired_link", "the link this sign-in started from was replaced while the admin signed in")
+        return _fail(steps, "expired_link", "the link this sign-in started from was replaced while the admin signed in")
     error = form.get("error")
     if error:
         # Branch on `error`, never on Microsoft's free text; keep only the AADSTS number for reference.
         code = re.search(r"AADSTS(\d+)", form.get("error_description", ""))
         detail = error[:64] + (f" (AADSTS{code.group(1)})" if code else "")
         if error == "access_denied":
-            return _fail(flow, "declined", detail, status=Status.DECLINED)
-        return _fail(flow, "microsoft_error", detail[:100])
+            return _fail(steps, "declined", detail, status=Status.DECLINED)
+        return _fail(steps, "microsoft_error", detail[:100])
 
     try:
         sealed = unseal(flow.sealed_flow or b"", purpose=SEAL_PURPOSE, bound_to=str(flow.code))
     except SealError:
-        return _fail(flow, "our_error", "the stored sign-in could not be opened")
+        return _fail(steps, "our_error", "the stored sign-in could not be opened")
     cloud = consent_cloud_for(partner)
     app = app_for(partner)
     auth_response = {k: v for k, v in form.items() if k in {"code", "state", "session_state", "client_info"}}
@@ -339,60 +389,59 @@ def _complete(flow: ConsentFlow, form: Mapping[str, str]) -> ConsentFlow:
             cloud=cloud, app=app, tenant=sealed["tenant"], flow=sealed["flow"], auth_response=auth_response
         )
     except identity.MfaRequired as exc:
-        return _fail(flow, "no_mfa", str(exc))
+        return _fail(steps, "no_mfa", str(exc))
     except identity.ConditionalAccessBlocked as exc:
-        return _fail(flow, "conditional_access", str(exc))
+        return _fail(steps, "conditional_access", str(exc))
     except identity.InvalidClient as exc:
         logger.error("OPERATOR ALERT: the app credential was refused while finishing a consent: %s", exc)  # noqa: TRY400 - the traceback adds nothing
-        return _fail(flow, "our_error", str(exc))
+        return _fail(steps, "our_error", str(exc))
     except identity.IdTokenInvalid as exc:
         logger.warning("consent flow %s: id_token rejected: %s", flow.code, exc)
-        return _fail(flow, "our_error", f"id_token rejected: {exc}")
+        return _fail(steps, "our_error", f"id_token rejected: {exc}")
     except identity.IdentityError as exc:
-        return _fail(flow, "microsoft_error", str(exc))
+        return _fail(steps, "microsoft_error", str(exc))
     credential_refusals_alert(token.refused)
 
     claims = token.id_token_claims
     tenant_id = uuid.UUID(str(claims["tid"]))
-    flow.tenant_id = tenant_id
-    flow.user_oid = uuid.UUID(str(claims["oid"]))
-    flow.user_name = str(claims.get("preferred_username", ""))[:254]
-    flow.save(update_fields=["tenant_id", "user_oid", "user_name"])
-    _move(flow, Status.TOKEN_ACQUIRED, "Microsoft issued a token", tenant_id=str(tenant_id), user=flow.user_name)
+    steps.set(
+        tenant_id=tenant_id,
+        user_oid=uuid.UUID(str(claims["oid"])),
+        user_name=str(claims.get("preferred_username", ""))[:254],
+    )
+    steps.move(Status.TOKEN_ACQUIRED, "Microsoft issued a token", tenant_id=str(tenant_id), user=flow.user_name)
 
     if partner.tenant_id and partner.tenant_id != tenant_id:
-        return _fail(flow, "wrong_tenant", f"signed in to tenant {tenant_id}, expected {partner.tenant_id}")
+        return _fail(steps, "wrong_tenant", f"signed in to tenant {tenant_id}, expected {partner.tenant_id}")
     if Partner.objects.filter(tenant_id=tenant_id).exclude(pk=partner.pk).exists():
-        return _fail(flow, "tenant_taken", f"tenant {tenant_id} belongs to another partner")
+        return _fail(steps, "tenant_taken", f"tenant {tenant_id} belongs to another partner")
     # MFA: the Partner Center token's own `amr`, which is what Partner Center itself checks (a v2.0 id_token
     # carries no `amr`). Microsoft's own APIs' tokens are opaque to clients: an unreadable token or one without
     # `amr` is "unknown", and Partner Center's verdict below decides.
     pc_claims = identity.access_token_claims(token.access_token)
     amr_mfa = identity.mfa_verdict(pc_claims)
     if amr_mfa is False:
-        return _fail(flow, "no_mfa", "the amr claim of the Partner Center token lists no multi-factor method")
+        return _fail(steps, "no_mfa", "the amr claim of the Partner Center token lists no multi-factor method")
     granted = {permissions.PARTNER_CENTER: permissions.granted_names(token.scopes)}
     try:
         evidence, token, graph_granted = _global_admin_evidence(
-            flow, cloud=cloud, app=app, id_claims=claims, token=token
+            steps, cloud=cloud, app=app, authority_tenant=sealed["tenant"], id_claims=claims, token=token
         )
     except _Refused as refused:
-        return _fail(flow, refused.reason, refused.detail)
+        return _fail(steps, refused.reason, refused.detail)
     if graph_granted is not None:
         granted[permissions.GRAPH] = graph_granted
-    flow.role_evidence = evidence
-    flow.save(update_fields=["role_evidence"])
+    steps.set(role_evidence=evidence)
 
     # Partner Center itself is the proof of the Admin Agent role: a call made with the new token, which also
     # asks it to judge the sign-in's MFA (ValidateMfa).
     try:
         profile, client, token = _partner_center_check(cloud=cloud, app=app, tenant=str(tenant_id), token=token)
     except _Refused as refused:
-        return _fail(flow, refused.reason, refused.detail)
+        return _fail(steps, refused.reason, refused.detail)
     if client.mfa_compliant is False:
-        return _fail(flow, "no_mfa", "Partner Center answered isMfaCompliant: false")
-    _move(
-        flow,
+        return _fail(steps, "no_mfa", "Partner Center answered isMfaCompliant: false")
+    steps.move(
         Status.VERIFIED,
         "Partner Center accepted the account",
         correlation_id=client.correlation_id,
@@ -403,7 +452,7 @@ def _complete(flow: ConsentFlow, form: Mapping[str, str]) -> ConsentFlow:
 
     # The partner's primary domain, as Partner Center knows it: what staff search the directory by.
     domain = str(profile.get("domain") or "").strip().lower()[:253]
-    return _vault_and_activate(flow, token, mfa_compliant=client.mfa_compliant, domain=domain, granted=granted)
+    return _vault_and_activate(steps, token, mfa_compliant=client.mfa_compliant, domain=domain, granted=granted)
 
 
 def _partner_center_check(
@@ -446,10 +495,11 @@ def _organization_profile(
 
 
 def _global_admin_evidence(
-    flow: ConsentFlow,
+    steps: _Steps,
     *,
     cloud: clouds.Cloud,
     app: AppCredential,
+    authority_tenant: str,
     id_claims: dict[str, Any],
     token: identity.TokenResult,
 ) -> tuple[str, identity.TokenResult, list[str] | None]:
@@ -460,10 +510,13 @@ def _global_admin_evidence(
     if verdict is False:
         raise _Refused("not_global_admin", "the id_token's wids claim lacks the Global Administrator role")
     try:
+        # At the authority the sign-in used (a refresh token is tied to no tenant): `organizations` issues for the
+        # user's home tenant, which is the tenant that sign-in's id_token named, and its discovery document is the
+        # one the code's redemption just read, where the tenant's own would be one more request to Entra.
         graph_token = identity.refresh_token_redeem(
             cloud=cloud,
             app=app,
-            tenant=str(flow.tenant_id),
+            tenant=authority_tenant,
             refresh_token=token.refresh_token,
             scopes=[cloud.graph_scope],
         )
@@ -472,7 +525,7 @@ def _global_admin_evidence(
         if verdict is True:
             return ConsentFlow.RoleEvidence.ID_TOKEN, token, graph_granted
         return _role_unproven(
-            flow,
+            steps,
             token,
             graph_granted,
             "role_permission_missing",
@@ -500,7 +553,7 @@ def _global_admin_evidence(
             raise _Refused("microsoft_error", f"reading the user's directory roles failed: {exc}") from None
         lacking = permissions.MEMBERSHIP_READ if exc.status == 403 else permissions.ROLE_CHECK
         return _role_unproven(
-            flow,
+            steps,
             kept,
             graph_granted,
             "role_permission_missing",
@@ -519,18 +572,18 @@ def _global_admin_evidence(
             f"Microsoft Graph listed the user's directory roles without naming them: the consent did not include "
             f"{permissions.ROLE_CHECK.label}, so the app registration does not list it"
         )
-        return _role_unproven(flow, kept, graph_granted, "role_permission_missing", why)
+        return _role_unproven(steps, kept, graph_granted, "role_permission_missing", why)
     why = "Microsoft Graph listed the user's directory roles without naming them"
-    return _role_unproven(flow, kept, graph_granted, "role_unproven", why)
+    return _role_unproven(steps, kept, graph_granted, "role_unproven", why)
 
 
 def _role_unproven(
-    flow: ConsentFlow, token: identity.TokenResult, graph_granted: list[str], reason: str, why: str
+    steps: _Steps, token: identity.TokenResult, graph_granted: list[str], reason: str, why: str
 ) -> tuple[str, identity.TokenResult, list[str]]:
     """No evidence of the role: refused, or accepted as unproven under CPV_GLOBAL_ADMIN_EVIDENCE=warn."""
     if settings.CPV_GLOBAL_ADMIN_EVIDENCE == "warn":
-        _event(flow, flow.status, f"Global Administrator role not proven: {why}"[:500], role_evidence="unproven")
-        logger.warning("consent flow %s: the Global Administrator role is not proven: %s", flow.code, why)
+        steps.note(steps.flow.status, f"Global Administrator role not proven: {why}", role_evidence="unproven")
+        logger.warning("consent flow %s: the Global Administrator role is not proven: %s", steps.flow.code, why)
         return ConsentFlow.RoleEvidence.UNPROVEN, token, graph_granted
     raise _Refused(reason, why)
 
@@ -546,14 +599,14 @@ def _mfa_turned(locked: Partner, compliant: bool) -> None:
 
 
 def _vault_and_activate(
-    flow: ConsentFlow,
+    steps: _Steps,
     token: identity.TokenResult,
     *,
     mfa_compliant: bool | None,
     domain: str = "",
     granted: dict[str, list[str]] | None = None,
 ) -> ConsentFlow:
-    partner = flow.partner
+    flow, partner = steps.flow, steps.flow.partner
 
     def activate(locked: Partner, version: str) -> None:
         """In the token store's transaction, under the partner's lock: what the consent changes."""
@@ -582,12 +635,15 @@ def _vault_and_activate(
         if domain:
             locked.default_domain = domain
             update.append("default_domain")
-        locked.save(update_fields=update)
         # The link did its work: it, and every earlier one, stops working (a tenant is bound now).
-        links_invalidate(partner=locked)
-        flow.vault_version = version
-        flow.save(update_fields=["vault_version"])
-        _move(flow, Status.VAULTED, "Token stored in the vault; the partner is active", version=version)
+        update.append(links_invalidate_locked(locked))
+        locked.save(update_fields=update)
+        steps.finish(
+            Status.VAULTED,
+            "Token stored in the vault; the partner is active",
+            fields={"vault_version": version},
+            version=version,
+        )
         audit_record(
             actor=None,
             action="partner.consented",
@@ -619,12 +675,12 @@ def _vault_and_activate(
             within=activate,
         )
     except VaultError as exc:
-        return _fail(flow, "our_error", f"the vault refused the token: {exc}")
+        return _fail(steps, "our_error", f"the vault refused the token: {exc}")
     except IntegrityError:
         # Another partner took this tenant between our check and our write.
-        return _fail(flow, "tenant_taken", f"tenant {flow.tenant_id} belongs to another partner")
+        return _fail(steps, "tenant_taken", f"tenant {flow.tenant_id} belongs to another partner")
     except _Refused as refused:
-        return _fail(flow, refused.reason, refused.detail)
+        return _fail(steps, refused.reason, refused.detail)
     return flow
 
 

@@ -77,6 +77,12 @@ def links_invalidate(*, partner: Partner) -> None:
     partner.refresh_from_db(fields=["link_generation"])
 
 
+def links_invalidate_locked(partner: Partner) -> str:
+    """`links_invalidate` on a partner row the caller holds locked and is about to save: the field to save with it."""
+    partner.link_generation += 1
+    return "link_generation"
+
+
 def invitation_read(token: str) -> InvitationTarget:
     """The partner and purpose a link names. Raises InvitationExpired (with what the link named, when it is genuine
     and its partner exists) or InvitationInvalid."""

@@ -17,7 +17,7 @@ from django.db.models.functions import Cast
 from partners.models import Partner
 from tokens.models import PartnerToken, TokenEvent
 from tokens.selectors import vault_shares
-from tokens.vault import Vault, VaultError, get_vault, resolve_vault_url
+from tokens.vault import Vault, VaultError, get_vault, resolve_vault_url, vault_urls
 
 if TYPE_CHECKING:
     from tokens.store import Obtained
@@ -50,6 +50,9 @@ def vault_choose() -> str:
     those tied). Renewals write to a partner's vault once a day each, so equal shares keep each vault equally far from
     its write limit, and a vault added later takes the new partners until it has caught up; a hash of the partner
     would leave an added vault a share of new partners only. "" for the embedded vault."""
+    configured = vault_urls()
+    if len(configured) == 1:
+        return configured[0]  # nothing to weigh: the one vault, without counting every partner's token
     shares = [share for share in vault_shares() if share.configured]
     return min(shares, key=lambda share: share.partners).url
 

@@ -59,7 +59,7 @@ def token_store(
     raised."""
     name = secret_name_for(partner.code)
     # The pointer's count spares listing the versions: the web tier's Key Vault identity may only set secrets.
-    known = PartnerToken.objects.filter(partner=partner).values_list("version_count", "vault_url").first()
+    known = _pointer_known(partner)
     vault_url = resolve_vault_url(known[1]) if known is not None else vault_choose()
     written = get_vault(vault_url).write(
         name=name,
@@ -70,16 +70,26 @@ def token_store(
     committed = False
     try:
         with transaction.atomic():
-            # A first token's row is made here: of two first consents at once, the second finds the first's row.
-            PartnerToken.objects.get_or_create(partner=partner, defaults={"secret_name": name, "vault_url": vault_url})
-            pointer = PartnerToken.objects.select_for_update().get(partner=partner)
+            if known is None:
+                # A first token's row is made here: of two first consents at once, the second's INSERT waits for the
+                # first's commit and gives way, and its lock below finds the first's row.
+                PartnerToken.objects.bulk_create(
+                    [PartnerToken(partner=partner, secret_name=name, vault_url=vault_url)], ignore_conflicts=True
+                )
+            # Both rows in one statement, the token row's lock first as everywhere (PostgreSQL takes a statement's
+            # row locks in the order its FOR UPDATE OF names the tables).
+            pointer = (
+                PartnerToken.objects.select_related("partner")
+                .select_for_update(of=("self", "partner"))
+                .get(partner=partner)
+            )
             if resolve_vault_url(pointer.vault_url) != vault_url:
                 # Another first token of this partner was stored in another vault since the choice: this version's
                 # vault is not the pointer's, so it is given up (and disabled below) rather than pointed at.
                 raise VaultConflict(
                     "another token of this partner was stored in another vault at the same moment: try again"
                 )
-            locked = Partner.objects.select_for_update().get(pk=partner.pk)
+            locked = pointer.partner
             previous_status = locked.status
             superseded = pointer_move(
                 pointer,
@@ -106,6 +116,17 @@ def token_store(
         if not committed:
             version_disable_quietly(name, written.version, vault_url=vault_url)
     return Stored(pointer=pointer, version=written.version)
+
+
+def _pointer_known(partner: Partner) -> tuple[int, str] | None:
+    """The version count and vault of the partner's pointer (None before its first token): from the partner's row when
+    the caller read the pointer with it (`select_related("token")`), else read now. Read a moment before, the vault is
+    checked again under the row's lock, and a count a renewal meanwhile left behind by one lets the write past the
+    version budget by that one at most."""
+    if Partner.token.is_cached(partner):
+        pointer = Partner.token.related.get_cached_value(partner)
+        return (pointer.version_count, pointer.vault_url) if isinstance(pointer, PartnerToken) else None
+    return PartnerToken.objects.filter(partner=partner).values_list("version_count", "vault_url").first()
 
 
 def _replaced_disable(pointer: PartnerToken, superseded: tuple[str, ...]) -> None:
