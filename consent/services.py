@@ -539,6 +539,13 @@ def _global_admin_evidence(
         if exc.transient:
             raise _Refused("microsoft_error", f"a Microsoft Graph token could not be had: {exc}") from None
         raise _Refused("microsoft_error", f"Microsoft refused a Microsoft Graph token: {exc}") from None
+    issued_for = str(graph_token.id_token_claims.get("tid", "")).lower()
+    if issued_for and issued_for != str(id_claims.get("tid", "")).lower():
+        # Never Graph's memberships of another tenant as this sign-in's evidence (should the authority not have
+        # issued for the home tenant the sign-in named).
+        raise _Refused(
+            "microsoft_error", f"Microsoft issued the Microsoft Graph token for another tenant, {issued_for}"
+        )
     # The Graph redemption rotated the refresh token: its successor is the one to keep.
     kept = replace(token, refresh_token=graph_token.refresh_token) if graph_token.refresh_token else token
     graph_granted = permissions.granted_names(graph_token.scopes)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import time
+import uuid
 from datetime import timedelta
 from typing import Any
 
@@ -505,6 +507,27 @@ def test_a_first_consent_redeems_both_tokens_at_the_authority_it_signed_in_at(
     assert [p for p in paths if p.startswith("POST ")] == ["POST /organizations/oauth2/v2.0/token"] * 2
     assert not [p for p in paths if str(partner.tenant_id) in p]
     assert flow_of(partner).role_evidence == ConsentFlow.RoleEvidence.GRAPH
+
+
+def test_a_graph_token_issued_for_another_tenant_is_no_evidence(
+    cpv_sim, invitation, consent_run, admin, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    # Microsoft's pages say `organizations` issues for the user's home tenant; should an answer name another, its
+    # memberships prove nothing of this sign-in, and nothing is kept.
+    redeem = services.identity.refresh_token_redeem
+
+    def elsewhere(**kwargs: Any) -> Any:
+        result = redeem(**kwargs)
+        return dataclasses.replace(result, id_token_claims={**result.id_token_claims, "tid": str(uuid.uuid4())})
+
+    monkeypatch.setattr(services.identity, "refresh_token_redeem", elsewhere)
+
+    consent_run(invitation.url, user=admin)
+
+    flow = flow_of(invitation.partner)
+    assert (flow.status, flow.failure_reason) == (ConsentFlow.Status.FAILED, "microsoft_error")
+    assert "another tenant" in flow.failure_detail
+    assert_no_token_kept(invitation.partner)
 
 
 def test_a_reconsent_redeems_both_tokens_at_the_partners_tenant(cpv_sim, invitation, consent_run, admin) -> None:  # type: ignore[no-untyped-def]

@@ -212,6 +212,17 @@ def test_refresh_token_redeems_for_partner_center_and_graph_with_a_new_token_eac
     assert sim.control.redemptions()[admin(sim).oid] == 3
 
 
+def test_a_refresh_token_redeemed_at_organizations_is_for_the_home_tenant(sim):
+    # A second partner's admin too: the generic authority finds each user's own tenant, never the first one's.
+    for partner in (0, 1):
+        refresh_token = consent(sim, user=admin(sim, partner).upn)["refresh_token"]
+        home = str(sim.world.partners[partner].tenant_id)
+        graph = cpv_app(sim).acquire_token_by_refresh_token(refresh_token, [GRAPH_DEFAULT])
+        claims = jwt.decode(graph["access_token"], options={"verify_signature": False})
+        assert claims["tid"] == home
+        assert claims["iss"] == f"https://sts.windows.net/{home}/"
+
+
 def test_user_impersonation_scope_and_graph_me(sim):
     result = consent(sim, scopes=[GRAPH_DEFAULT])
     me = requests.get(
