@@ -71,10 +71,13 @@ def project_env(**overrides: str) -> dict[str, str]:
 
 
 class WorkerProcess:
-    """A real `celery -A cpv worker` process, consuming one queue of its own."""
+    """A real `celery -A cpv worker` process, consuming a queue of its own and the verification's queue beside it."""
 
     def __init__(self, env: dict[str, str], queue: str, log_path: Path) -> None:
+        from cpv.task_kit import verify_queue_of
+
         self.queue = queue
+        self.verify_queue = verify_queue_of(queue)
         self.log_path = log_path
         self._log = log_path.open("wb")
         self.process = subprocess.Popen(
@@ -90,7 +93,7 @@ class WorkerProcess:
                 "--pool",
                 "solo",
                 "-Q",
-                queue,
+                f"{queue},{self.verify_queue}",
                 "-n",
                 f"{queue}@%h",
                 "--without-heartbeat",
