@@ -4,9 +4,6 @@ verification queue), and a worker started as the demo and compose.yaml start the
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
 import sys
 import uuid
 from pathlib import Path
@@ -22,7 +19,7 @@ from cpv.task_kit import verify_queue_of
 from customers import tasks as customer_tasks
 from customers.models import CustomerConsent
 from customers.services import customers_sync
-from tests.conftest import ROOT, project_env, wait_until
+from tests.conftest import ROOT, WorkerProcess, project_env, wait_until
 from tests.customers.scheduled import Broker
 from tests.factories import active_partner
 
@@ -105,26 +102,17 @@ def test_a_worker_started_as_the_demo_and_compose_start_it_consumes_the_verify_q
         command = demo.worker_command(sys.executable, hostname=f"demo-{uuid.uuid4().hex[:8]}@%h")
     else:
         command = _compose_worker()
-    log_path = tmp_path / "worker.log"
     # The embedded broker in a folder of this test's own: nothing else publishes there.
     env = project_env(CPV_VAR_DIR=str(tmp_path), CELERY_BROKER_URL="", CELERY_RESULT_BACKEND="")
-    with log_path.open("wb") as log:
-        worker = subprocess.Popen(
-            command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
+    worker = WorkerProcess(env, "", tmp_path / "worker.log", command=command)
     try:
+        worker.wait_ready()
         client = _client(tmp_path)
         assert client.amqp.router.route({}, "consent.consents_verify")["queue"].name == settings.CPV_VERIFY_QUEUE
 
         result = client.send_task("consent.consents_verify", kwargs={"customer_ids": []})
 
         assert result.get(timeout=90)["outcome"] == "done"
-        wait_until(lambda: "consent.consents_verify" in log_path.read_text(errors="replace"), timeout=10,
-                   what="the worker's log line")  # fmt: skip
+        wait_until(lambda: "consent.consents_verify" in worker.log(), timeout=10, what="the worker's log line")
     finally:
-        os.killpg(worker.pid, signal.SIGTERM)
-        try:
-            worker.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(worker.pid, signal.SIGKILL)
-            worker.wait()
+        worker.stop()
