@@ -2,7 +2,9 @@
 
 A partner with 50,000 customers (2,000 with --quick) and, a minute later (10 s with --quick), ten partners with 20
 customers each, against the simulator throttled at 50 requests per second per application id. Two `celery -A cpv
-worker` processes (threads) on Redis do the work through the shared limiter.
+worker` processes (threads) on Redis do the work through the shared limiter; the reads in customer tenants queued a
+minute after each batch go to the verification's queue beside the run's, which one more worker consumes at a lower
+CPU priority (as a worker of its own would on a host of its own; `--verify-workers 0`: the two consume it too).
 
 Two orderings, each from no consent anywhere, with the customers already synced:
   fair     the product's scheduler: each partner's customers recorded as pending work (customers/scheduling.py), the
@@ -14,11 +16,11 @@ Reported per ordering: for each small partner, the time from its work being queu
 against its fair-share floor (20 / (50 / 11 partners with work) = 4.4 s; target <= 1.5 x), median and worst, and
 against the same floor at the rate the run reached (a busy machine does not reach the limit); the giant's time;
 total throughput (customers / the span of POSTs) against the limit (target >= 0.95); duplicates (a customer whose
-consent was created twice, or found existing although none existed: must be 0); the share of 429s (< 1%).
-Writes bench/results/fair.json.
+consent was created twice, or found existing although none existed: must be 0); the share of 429s (< 1%); the
+customers verified by the time the last was consented. Writes bench/results/fair.json.
 
     .venv/bin/python bench/fair_bench.py [--quick] [--giant N] [--small N] [--small-customers N] [--offset S]
-        [--modes fair,arrival]
+        [--modes fair,arrival] [--verify-workers N] [--verify-threads N] [--verify-nice N]
 """
 
 from __future__ import annotations
