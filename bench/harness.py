@@ -255,19 +255,33 @@ def wait_until(predicate: Callable[[], bool], *, timeout: float, what: str, inte
 
 
 class Worker:
-    """A real `celery -A cpv worker` process with a pool of threads, consuming the benchmark's queue."""
+    """A real `celery -A cpv worker` process with a pool of threads, consuming the benchmark's queue and the
+    verification's queue beside it (`consumes`: those it names instead)."""
 
-    def __init__(self, env: dict[str, str], queue: str, log_path: Path, *, threads: int) -> None:
+    def __init__(
+        self,
+        env: dict[str, str],
+        queue: str,
+        log_path: Path,
+        *,
+        threads: int,
+        consumes: list[str] | None = None,
+        nice: int = 0,
+    ) -> None:
+        from cpv.task_kit import verify_queue_of
+
         self.queue = queue
+        self.consumes = consumes or [queue, verify_queue_of(queue)]
         self.log_path = log_path
         self.name = f"{queue}-{uuid.uuid4().hex[:6]}"
         self._log = log_path.open("wb")
         self.process = subprocess.Popen(
             [
+                *(["nice", "-n", str(nice)] if nice else []),
                 PYTHON, "-m", "celery", "-A", "cpv", "worker",
                 "--loglevel", "INFO",
                 "--pool", "threads", "--concurrency", str(threads),
-                "-Q", queue, "-n", f"{self.name}@%h",
+                "-Q", ",".join(self.consumes), "-n", f"{self.name}@%h",
                 "--without-heartbeat", "--without-gossip", "--without-mingle",
             ],
             cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
@@ -298,9 +312,33 @@ class Worker:
         self._log.close()
 
 
-def start_workers(env: dict[str, str], *, count: int, threads: int, log_dir: Path) -> tuple[str, list[Worker]]:
+def start_workers(
+    env: dict[str, str],
+    *,
+    count: int,
+    threads: int,
+    log_dir: Path,
+    verify_workers: int = 0,
+    verify_threads: int = 4,
+    verify_nice: int = 0,
+) -> tuple[str, list[Worker]]:
+    """`count` workers on a queue of the benchmark's own and the verification's queue beside it; with
+    `verify_workers`, those consume the verification's queue alone (at CPU priority `verify_nice`) and the `count`
+    workers the benchmark's queue (a deployment that gives the verification workers of their own)."""
+    from cpv.task_kit import verify_queue_of
+
     queue = f"bench-{uuid.uuid4().hex[:10]}"
-    workers = [Worker(env, queue, log_dir / f"{queue}-worker-{i}.log", threads=threads) for i in range(count)]
+    verify = verify_queue_of(queue)
+    main = [queue] if verify_workers else [queue, verify]
+    workers = [
+        Worker(env, queue, log_dir / f"{queue}-worker-{i}.log", threads=threads, consumes=main) for i in range(count)
+    ]
+    workers += [
+        Worker(
+            env, queue, log_dir / f"{queue}-verify-{i}.log", threads=verify_threads, consumes=[verify], nice=verify_nice
+        )
+        for i in range(verify_workers)
+    ]
     try:
         for worker in workers:
             worker.wait_ready()

@@ -191,6 +191,7 @@ class Config:
     task_soft_time_limit: int
     task_time_limit: int
     visibility_timeout: int
+    verify_queue: str
     cloud: clouds.Cloud
     app: AppCredential
     sandbox_app: AppCredential | None
@@ -529,8 +530,12 @@ def _database(r: _Reader, *, production: bool, var_dir: Path) -> dict[str, Any]:
     return database
 
 
+# A queue's name: what Redis keys and the embedded broker's file names take without quoting.
+_QUEUE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+
+
 def _celery(r: _Reader, *, production: bool, var_dir: Path) -> Part:
-    """Celery's time limits, broker (embedded needs no server) and result backend."""
+    """Celery's time limits, broker (embedded needs no server), result backend and the verification's queue."""
     task_soft = r.int("CELERY_TASK_SOFT_TIME_LIMIT", 300)
     task_hard = r.int("CELERY_TASK_TIME_LIMIT", 360)
     visibility = r.int("CELERY_VISIBILITY_TIMEOUT", 3600)
@@ -548,7 +553,21 @@ def _celery(r: _Reader, *, production: bool, var_dir: Path) -> Part:
         "task_soft_time_limit": task_soft,
         "task_time_limit": task_hard,
         "visibility_timeout": visibility,
+        "verify_queue": _verify_queue(r),
     }
+
+
+def _verify_queue(r: _Reader) -> str:
+    """CPV_VERIFY_QUEUE: the queue of the reads in customer tenants (Graph), apart from the default queue's work so
+    that Partner Center's budget never waits behind them; every worker consumes it unless told otherwise (`-Q`)."""
+    name = r.raw("CPV_VERIFY_QUEUE") or "verify"
+    if not _QUEUE_NAME.match(name) or name == "celery":
+        r.problems.append(
+            f"CPV_VERIFY_QUEUE must be a queue name of letters, digits, '.', '_' or '-' other than the default "
+            f"queue 'celery', got {name!r}"
+        )
+        return "verify"
+    return name
 
 
 def _broker(r: _Reader, *, production: bool, var_dir: Path, visibility: int) -> tuple[str, dict[str, Any]]:

@@ -130,6 +130,13 @@ def demo_user_password(var_dir: Path, env: dict[str, str]) -> str:
     raise SystemExit("[demo] manage.py demo_user printed no password")
 
 
+def worker_command(python: str, *, hostname: str) -> list[str]:
+    """The demo's Celery worker: no `-Q`, so it consumes every queue the settings declare (the default queue and the
+    verification's, CPV_VERIFY_QUEUE)."""
+    return [python, "-m", "celery", "-A", "cpv", "--quiet", "worker", "--loglevel", "INFO", "--concurrency", "2",
+            "--hostname", hostname]  # fmt: skip
+
+
 # The variables naming each simulated service, and the option that gives it a port.
 SIMULATOR_PORTS = {
     "CPV_AUTHORITY_HOST": "--port-entra",
@@ -441,21 +448,7 @@ def main() -> int:
 
     commands = {
         "web": [python, "manage.py", "runserver", f"{host}:{port}", "--noreload"],
-        "worker": [
-            python,
-            "-m",
-            "celery",
-            "-A",
-            "cpv",
-            "--quiet",
-            "worker",
-            "--loglevel",
-            "INFO",
-            "--concurrency",
-            "2",
-            "--hostname",
-            f"demo-{port}@%h",
-        ],
+        "worker": worker_command(python, hostname=f"demo-{port}@%h"),
         "beat": [
             python,
             "-m",

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 from csp.constants import NONE, SELF
+from kombu import Exchange, Queue
 
 from cpv.config import load_config
 from cpv.env_files import read_dotenv_if_asked
@@ -172,6 +173,12 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_RESULT_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_SOFT_TIME_LIMIT = CONFIG.task_soft_time_limit
 CELERY_TASK_TIME_LIMIT = CONFIG.task_time_limit
+# The reads in customer tenants (Graph, not Partner Center's budget) have a queue of their own, so ApplicationConsent
+# never waits behind them; a worker started without `-Q` consumes both queues, and a deployment may give the
+# verification a worker of its own (`-Q verify`) and the rest another (`-Q celery`).
+CPV_VERIFY_QUEUE = CONFIG.verify_queue
+CELERY_TASK_QUEUES = [Queue(name, Exchange(name, "direct"), routing_key=name) for name in ("celery", CPV_VERIFY_QUEUE)]
+CELERY_TASK_ROUTES = {"consent.consents_verify": {"queue": CPV_VERIFY_QUEUE}}
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_WORKER_SEND_TASK_EVENTS = False

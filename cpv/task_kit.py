@@ -1,5 +1,5 @@
 """What every app's Celery tasks share: the options of idempotent tasks (only they use `acks_late`), the errors
-that mean the database went away, and how follow-up work is queued."""
+that mean the database went away, and how follow-up work is queued (the verification on a queue of its own)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Any
 
 from celery import Task
 from celery.exceptions import SoftTimeLimitExceeded
+from django.conf import settings
 from django.db import InterfaceError, OperationalError
 
 logger = logging.getLogger(__name__)
@@ -30,8 +31,31 @@ MAX_TASK_RETRIES = 5
 
 def same_queue(task: Task) -> dict[str, Any]:
     """Follow-up work goes to the queue its parent came from, so a dedicated queue keeps its whole run."""
-    queue = (task.request.delivery_info or {}).get("routing_key")
+    queue = _parent_queue(task)
     return {"queue": queue} if queue else {}
+
+
+def verify_queue(task: Task) -> dict[str, Any]:
+    """The verification a task queues goes to the verification's queue beside the parent's (`verify_queue_of`), so
+    it never waits in front of the parent queue's work."""
+    return {"queue": verify_queue_of(_parent_queue(task), default=task.app.conf.task_default_queue)}
+
+
+def verify_queue_of(queue: str | None, *, default: str = "celery") -> str:
+    """The verification's queue beside `queue`: CPV_VERIFY_QUEUE beside the default queue (or none), and beside a
+    queue of its own (a benchmark's, a test's) that queue's name and `.` CPV_VERIFY_QUEUE, so a dedicated run keeps
+    its verification too; a verification queue is its own."""
+    verify = settings.CPV_VERIFY_QUEUE
+    if not queue or queue == default:
+        return str(verify)
+    if queue == verify or queue.endswith(f".{verify}"):
+        return queue
+    return f"{queue}.{verify}"
+
+
+def _parent_queue(task: Task) -> str | None:
+    queue = (task.request.delivery_info or {}).get("routing_key")
+    return str(queue) if queue else None
 
 
 # The database went away (a restart, a failover, a dropped connection): worth trying again shortly.

@@ -687,8 +687,6 @@ def _state_save(state: CustomerConsent, *, partner_id: int, fields: list[str] | 
             .get()
         )
         state.save(update_fields=fields)
-        if removed_at is None:
-            coverage_consent_changed(partner_id=partner_id, before=before, after=state.status)
         moved_to = _MOVED_EVENTS.get(state.status) if before != state.status else None
         if moved_to is not None:
             customer = state.customer
@@ -698,6 +696,10 @@ def _state_save(state: CustomerConsent, *, partner_id: int, fields: list[str] | 
                 customer_tenant_id=customer.tenant_id,
                 detail={"previous_status": before or CustomerConsent.Status.PENDING, "error_kind": state.error_kind},
             )
+        # Last before the commit: every worker applying this partner's customers shifts the same counters' row, and
+        # holds it until its commit; taken earlier, the event's statements would be held up in each of them.
+        if removed_at is None:
+            coverage_consent_changed(partner_id=partner_id, before=before, after=state.status)
 
 
 # A customer's ApplicationConsent status that moved to one of these is announced (events/).

@@ -11,7 +11,15 @@ from typing import Any
 from celery import Task, shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 
-from cpv.task_kit import DATABASE_LOST, IDEMPOTENT, MAX_TASK_RETRIES, THROUGH_A_BROKER_RESTART, cut_off, same_queue
+from cpv.task_kit import (
+    DATABASE_LOST,
+    IDEMPOTENT,
+    MAX_TASK_RETRIES,
+    THROUGH_A_BROKER_RESTART,
+    cut_off,
+    same_queue,
+    verify_queue,
+)
 from customers import offboarding, proof, scheduling, services
 from customers.models import ConsentWork
 from microsoft.retrying import backoff_delay
@@ -152,11 +160,12 @@ def _scheduled_batch(task: Task, *, claim: scheduling.Claim, owner: str) -> dict
         held_for=services.LEASE.total_seconds(),
     )
     if result.consented or result.already_present:
-        # As after a batch: Graph is read once it has caught up.
+        # As after a batch: Graph is read once it has caught up, on the verification's queue (a read costs a sign-in
+        # in the customer's tenant and several Graph requests), so the pullers' next batches never wait behind it.
         consents_verify.apply_async(
             kwargs={"customer_ids": claim.customer_ids, "unread_only": True},
             countdown=VERIFY_AFTER_CONSENT,
-            **same_queue(task),
+            **verify_queue(task),
         )
     return {**result.counts(), "retrying": len(result.retry_ids)}
 
@@ -197,7 +206,7 @@ def application_consent_batch(
         consents_verify.apply_async(
             kwargs={"customer_ids": customer_ids, "unread_only": True},
             countdown=VERIFY_AFTER_CONSENT,
-            **same_queue(self),
+            **verify_queue(self),
         )
     if result.retry_ids and not last_run:
         countdown = backoff_delay(attempt=self.request.retries + 1, retry_after=result.retry_after)
@@ -302,7 +311,7 @@ def consents_verify_sweep(self: Task) -> int:
     """Queue the reads that are due (each verified customer about daily, spread over the day): how many."""
     ids = proof.verify_claim(limit=VERIFY_SWEEP_LIMIT, hold=VERIFY_HOLD)
     for start in range(0, len(ids), VERIFY_BATCH):
-        consents_verify.apply_async(kwargs={"customer_ids": ids[start : start + VERIFY_BATCH]}, **same_queue(self))
+        consents_verify.apply_async(kwargs={"customer_ids": ids[start : start + VERIFY_BATCH]}, **verify_queue(self))
     # A puller chain whose message was lost leaves its slot to lapse: started again here.
     application_consent_pullers_start(**same_queue(self))
     return len(ids)

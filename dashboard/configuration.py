@@ -275,6 +275,7 @@ GROUPS: list[tuple[str, list[tuple[str, str, str, Show]]]] = [
                 "CELERY_VISIBILITY_TIMEOUT",
                 _seconds,
             ),
+            ("verify_queue", "Reads in customer tenants queue", "CPV_VERIFY_QUEUE", _text),
             ("renewal_interval_days", "Tokens are renewed every", "CPV_RENEWAL_INTERVAL_DAYS", _days),
             ("renewal_max_attempts", "Renewal attempts before giving up", "CPV_RENEWAL_MAX_ATTEMPTS", _text),
             ("consent_pullers", "ApplicationConsent batches in flight at once", "CPV_CONSENT_PULLERS", _text),

@@ -71,38 +71,29 @@ def project_env(**overrides: str) -> dict[str, str]:
 
 
 class WorkerProcess:
-    """A real `celery -A cpv worker` process, consuming one queue of its own."""
+    """A real `celery -A cpv worker` process, consuming a queue of its own and the verification's queue beside it (or
+    run by `command`, as something else starts it)."""
 
-    def __init__(self, env: dict[str, str], queue: str, log_path: Path) -> None:
+    def __init__(self, env: dict[str, str], queue: str, log_path: Path, *, command: list[str] | None = None) -> None:
+        from cpv.task_kit import verify_queue_of
+
         self.queue = queue
+        self.verify_queue = verify_queue_of(queue)
         self.log_path = log_path
         self._log = log_path.open("wb")
         self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "cpv",
-                "worker",
-                "--loglevel",
-                "INFO",
-                "--pool",
-                "solo",
-                "-Q",
-                queue,
-                "-n",
-                f"{queue}@%h",
-                "--without-heartbeat",
-                "--without-gossip",
-                "--without-mingle",
+            command
+            or [
+                sys.executable, "-m", "celery", "-A", "cpv", "worker", "--loglevel", "INFO", "--pool", "solo",
+                "-Q", f"{queue},{self.verify_queue}", "-n", f"{queue}@%h",
+                "--without-heartbeat", "--without-gossip", "--without-mingle",
             ],
             cwd=ROOT,
             env=env,
             stdout=self._log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-        )
+        )  # fmt: skip
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")

@@ -19,7 +19,7 @@ from tokens.failures import partner_mark_reconsent_needed
 from tokens.models import PartnerToken, TokenEvent
 from tokens.redemption import VERSION_RESERVE, redeem_current_token, superseded_versions_disable
 from tokens.selectors import is_due
-from tokens.vault import MAX_VERSIONS, opening_check
+from tokens.vault import MAX_VERSIONS, VaultError, opening_check
 
 logger = logging.getLogger(__name__)
 
@@ -113,60 +113,109 @@ def access_token_get(*, partner: Partner, audience: str = PARTNER_CENTER, tenant
         cache_forget(partner_id=partner.pk)
         raise TokenUnavailable(f"Partner {partner.code} is not active: its access tokens are no longer handed out.")
     scope = scope_for(partner, audience)
-    # One redemption per key in this process; the row lock serialises processes.
+    # One redemption per key in this process; a rotation to keep, or a failure to record, is the row lock's.
     with _key_lock(key):
         found = _cached(key)
-        if found is not None:
-            return found
-        now = timezone.now()
-        failure: identity.IdentityError | None = None
-        with transaction.atomic():
-            pointer = (
-                PartnerToken.objects.select_for_update(of=("self",))
-                .select_related("partner")
-                .filter(partner=partner)
-                .first()
-            )
-            if pointer is None or not pointer.current_version:
-                raise TokenUnavailable(f"Partner {partner.code} has no stored token: it must consent first.")
-            if pointer.partner.status != Partner.Status.ACTIVE:
-                raise TokenUnavailable(f"Partner {partner.code} is {pointer.partner.get_status_display().lower()}.")
-            # Keep the rotated token only when the stored one is due anyway, within the version budget: storing every
-            # rotation would spend the 500 versions of a partner with many customers in a day.
-            store = is_due(pointer, now=now) and pointer.version_count < MAX_VERSIONS - VERSION_RESERVE
-            try:
-                redemption = redeem_current_token(
-                    pointer=pointer, scopes=[scope], tenant=tenant, store=store, kind=TokenEvent.Kind.ROTATED, now=now
-                )
-            except (identity.ReconsentRequired, identity.MfaRequired, identity.ConditionalAccessBlocked) as exc:
-                # The partner's consent itself is gone, whichever tenant asked: record it (rows commit).
-                partner_mark_reconsent_needed(pointer=pointer, error=exc, now=now)
-                failure = exc
-            except identity.PermissionNotGranted as exc:
-                failure = exc
-            else:
-                if redemption.written is not None:
-                    orphans = redemption.orphans
-                    transaction.on_commit(lambda: superseded_versions_disable(pointer, orphans))
-        if isinstance(failure, identity.PermissionNotGranted):
-            partner_permission_refused(partner=partner, api=permissions.GRAPH)
-            raise PermissionMissing(
-                f"Partner {partner.code} has not granted the control panel's app any {audience} permission "
-                f"({failure}): what needs it is unavailable until the partner consents again; Partner Center "
-                "keeps working."
-            )
-        if failure is not None:
-            cache_forget(partner_id=partner.pk)
-            raise failure
-        token = redemption.token
-        access = AccessToken(token=token.access_token, expires_at=token.expires_at, audience=audience, tenant=key[2])
-        with _cache_lock:
-            _cache[key] = access
-        logger.info(
-            "access token for partner %s, %s in tenant %s (stored rotation: %s)",
-            partner.code,
-            audience,
-            key[2],
-            redemption.written is not None,
+        if found is None:
+            found = _redeem_unlocked(partner=partner, audience=audience, scope=scope, tenant=tenant, key=key)
+        if found is None:
+            found = _redeem_locked(partner=partner, audience=audience, scope=scope, tenant=tenant, key=key)
+        return found
+
+
+# What an unlocked redemption leaves to the locked one: the errors it records (a dead consent, a permission not
+# granted), and a version disabled by a rotation that moved the pointer meanwhile.
+_RECORDED_UNDER_LOCK = (
+    identity.ReconsentRequired,
+    identity.MfaRequired,
+    identity.ConditionalAccessBlocked,
+    identity.PermissionNotGranted,
+    VaultError,
+)
+
+
+def _redeem_unlocked(
+    *, partner: Partner, audience: str, scope: str, tenant: str | None, key: _Key
+) -> AccessToken | None:
+    """Redeem the current token without the pointer's row lock when there is no rotation to keep (the stored token is
+    not due): an access token per customer tenant (a verification's Graph read in each) would otherwise hold the
+    partner's row for an HTTP round trip each, one process at a time. Entra leaves the redeemed token valid, so a
+    rotation stored meanwhile by another process changes nothing here. None: the locked path must do it (no usable
+    pointer, a rotation to keep, or an error it records)."""
+    pointer = PartnerToken.objects.select_related("partner").filter(partner=partner).first()
+    if (
+        pointer is None
+        or not pointer.current_version
+        or pointer.partner.status != Partner.Status.ACTIVE
+        or is_due(pointer, now=timezone.now())
+    ):
+        return None
+    try:
+        redemption = redeem_current_token(
+            pointer=pointer, scopes=[scope], tenant=tenant, store=False, kind=TokenEvent.Kind.ROTATED,
+            now=timezone.now(),
+        )  # fmt: skip
+    except _RECORDED_UNDER_LOCK:
+        return None
+    return _cache_keep(partner=partner, audience=audience, key=key, token=redemption.token, stored=False)
+
+
+def _cache_keep(
+    *, partner: Partner, audience: str, key: _Key, token: identity.TokenResult, stored: bool
+) -> AccessToken:
+    """Keep a redeemed access token for the next caller in this process, and log it (no token in the line)."""
+    access = AccessToken(token=token.access_token, expires_at=token.expires_at, audience=audience, tenant=key[2])
+    with _cache_lock:
+        _cache[key] = access
+    logger.info(
+        "access token for partner %s, %s in tenant %s (stored rotation: %s)", partner.code, audience, key[2], stored
+    )
+    return access
+
+
+def _redeem_locked(*, partner: Partner, audience: str, scope: str, tenant: str | None, key: _Key) -> AccessToken:
+    """Redeem the current token under the pointer's row lock, keeping the rotation when the stored token is due
+    within the version budget, and recording a dead consent or a permission not granted."""
+    now = timezone.now()
+    failure: identity.IdentityError | None = None
+    with transaction.atomic():
+        pointer = (
+            PartnerToken.objects.select_for_update(of=("self",))
+            .select_related("partner")
+            .filter(partner=partner)
+            .first()
         )
-        return access
+        if pointer is None or not pointer.current_version:
+            raise TokenUnavailable(f"Partner {partner.code} has no stored token: it must consent first.")
+        if pointer.partner.status != Partner.Status.ACTIVE:
+            raise TokenUnavailable(f"Partner {partner.code} is {pointer.partner.get_status_display().lower()}.")
+        # Keep the rotated token only when the stored one is due anyway, within the version budget: storing every
+        # rotation would spend the 500 versions of a partner with many customers in a day.
+        store = is_due(pointer, now=now) and pointer.version_count < MAX_VERSIONS - VERSION_RESERVE
+        try:
+            redemption = redeem_current_token(
+                pointer=pointer, scopes=[scope], tenant=tenant, store=store, kind=TokenEvent.Kind.ROTATED, now=now
+            )
+        except (identity.ReconsentRequired, identity.MfaRequired, identity.ConditionalAccessBlocked) as exc:
+            # The partner's consent itself is gone, whichever tenant asked: record it (rows commit).
+            partner_mark_reconsent_needed(pointer=pointer, error=exc, now=now)
+            failure = exc
+        except identity.PermissionNotGranted as exc:
+            failure = exc
+        else:
+            if redemption.written is not None:
+                orphans = redemption.orphans
+                transaction.on_commit(lambda: superseded_versions_disable(pointer, orphans))
+    if isinstance(failure, identity.PermissionNotGranted):
+        partner_permission_refused(partner=partner, api=permissions.GRAPH)
+        raise PermissionMissing(
+            f"Partner {partner.code} has not granted the control panel's app any {audience} permission "
+            f"({failure}): what needs it is unavailable until the partner consents again; Partner Center "
+            "keeps working."
+        )
+    if failure is not None:
+        cache_forget(partner_id=partner.pk)
+        raise failure
+    return _cache_keep(
+        partner=partner, audience=audience, key=key, token=redemption.token, stored=redemption.written is not None
+    )

@@ -232,6 +232,8 @@ def test_production_refuses_unsafe_values(overrides: dict[str, str], expected: s
         ("CELERY_TASK_TIME_LIMIT", "ten", "CELERY_TASK_TIME_LIMIT must be a whole number, got 'ten'"),
         ("CELERY_TASK_SOFT_TIME_LIMIT", "400", "CELERY_TASK_SOFT_TIME_LIMIT < CELERY_TASK_TIME_LIMIT"),
         ("CELERY_VISIBILITY_TIMEOUT", "200", "< CELERY_VISIBILITY_TIMEOUT"),
+        ("CPV_VERIFY_QUEUE", "celery", "CPV_VERIFY_QUEUE must be a queue name"),
+        ("CPV_VERIFY_QUEUE", "graph reads", "got 'graph reads'"),
         ("CPV_BASE_URL", "cpv.example.com", "CPV_BASE_URL must be an http(s):// URL with a host"),
         ("CPV_BASE_URL", "https://cpv.example.com/panel", "CPV_BASE_URL must be the site's root URL"),
         ("CPV_CLOUD", "mars", "CPV_CLOUD must be one of global, usgov, china, custom, got 'mars'"),

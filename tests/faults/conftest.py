@@ -31,6 +31,7 @@ from celery import Celery
 from django.test import Client
 from django.utils import timezone
 
+from cpv.task_kit import verify_queue_of
 from partners.access import Role
 from partners.models import Partner
 from partners.services import staff_role_set, staff_roles_sync
@@ -160,20 +161,22 @@ def restore_unacknowledged(broker_url: str, *, visibility_timeout: int) -> None:
 
 
 def broker_idle(broker_url: str, queue: str) -> bool:
-    """Nothing waits in `queue` and no worker holds a message unacknowledged (kombu's Redis transport keeps those
-    in its `unacked` hash until the task is done, or until they are handed back)."""
+    """Nothing waits in `queue` or the verification's queue beside it and no worker holds a message unacknowledged
+    (kombu's Redis transport keeps those in its `unacked` hash until the task is done, or until they are handed
+    back)."""
     import redis
 
     client = redis.Redis.from_url(broker_url)
-    return client.llen(queue) == 0 and client.hlen("unacked") == 0
+    waiting = client.llen(queue) + client.llen(verify_queue_of(queue))
+    return waiting == 0 and client.hlen("unacked") == 0
 
 
 # --- workers that can be killed and started again ----------------------------------------------------------
 
 
 class FleetWorker:
-    """A real `celery -A cpv worker` on one queue; it can be SIGKILLed (whole, or one pool child) and started
-    again on the same queue as many times as a test likes."""
+    """A real `celery -A cpv worker` on one queue (and the verification's beside it); it can be SIGKILLed (whole,
+    or one pool child) and started again on the same queue as many times as a test likes."""
 
     def __init__(self, env: dict[str, str], queue: str, log_dir: Path, *, pool: str = "solo", concurrency: int = 1):
         self.env = env
@@ -191,7 +194,8 @@ class FleetWorker:
         with path.open("wb") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "celery", "-A", "cpv", "worker", "--loglevel", "INFO",
-                 "--pool", self.pool, "--concurrency", str(self.concurrency), "-Q", self.queue,
+                 "--pool", self.pool, "--concurrency", str(self.concurrency),
+                 "-Q", f"{self.queue},{verify_queue_of(self.queue)}",
                  "-n", f"{self.queue}-{len(self.logs)}@%h", "--without-heartbeat", "--without-gossip",
                  "--without-mingle"],
                 cwd=ROOT, env=project_env(**self.env), stdout=log, stderr=subprocess.STDOUT, start_new_session=True,

@@ -1,13 +1,17 @@
 """Access tokens handed out from the in-process cache stop at once for a partner revoked or deactivated in
-another process (whose cache this process never sees cleared)."""
+another process (whose cache this process never sees cleared); one with no rotation to keep never waits for the
+partner's row."""
 
 from __future__ import annotations
 
+import psycopg
 import pytest
+from django.db import connection
 
 from partners.models import Partner
 from tests.factories import active_partner
-from tokens.access_tokens import PARTNER_CENTER, TokenUnavailable, access_token_get
+from tokens.access_tokens import GRAPH, PARTNER_CENTER, TokenUnavailable, access_token_get
+from tokens.models import PartnerToken, TokenEvent
 
 pytestmark = pytest.mark.django_db
 
@@ -26,3 +30,30 @@ def test_a_cached_access_token_is_not_handed_out_once_the_partner_is_no_longer_a
     Partner.objects.filter(pk=partner.pk).update(status=Partner.Status.ACTIVE)
     # Forgotten, not merely hidden: the next hand-out redeems afresh.
     assert access_token_get(partner=partner, audience=PARTNER_CENTER).token != cached.token
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_token_in_a_customer_tenant_is_redeemed_while_another_process_holds_the_pointer(cpv_sim) -> None:  # type: ignore[no-untyped-def]
+    # A verification takes a token in each customer's tenant: with no rotation to keep (the token is not due), it
+    # does not wait for the partner's row, which a renewal or another worker's redemption may hold.
+    partner = active_partner(cpv_sim)
+    tenant = cpv_sim.control.world()["partners"][0]["customers"][0]["tenant_id"]
+    cpv_sim.control.add_consent(tenant, application_id=cpv_sim.env["CPV_CLIENT_ID"])
+    pointer = PartnerToken.objects.get(partner=partner)
+    generation = pointer.generation
+    db = connection.settings_dict
+    with psycopg.connect(
+        host=db["HOST"] or "127.0.0.1", port=db["PORT"] or 5432, user=db["USER"], dbname=db["NAME"], autocommit=False
+    ) as other:
+        other.execute("SELECT id FROM consent_partnertoken WHERE id = %s FOR UPDATE", [pointer.pk])
+        with connection.cursor() as cursor:
+            cursor.execute("SET lock_timeout = '3s'")
+
+        token = access_token_get(partner=partner, audience=GRAPH, tenant=tenant)
+
+        other.rollback()
+    assert token.tenant == tenant.lower() and token.token
+    pointer.refresh_from_db()
+    assert pointer.generation == generation
+    assert not TokenEvent.objects.filter(partner=partner, kind=TokenEvent.Kind.ROTATED).exists()
