@@ -7,6 +7,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import NoReturn
 
 from django.db import transaction
 from django.utils import timezone
@@ -123,15 +124,8 @@ def access_token_get(*, partner: Partner, audience: str = PARTNER_CENTER, tenant
         return found
 
 
-# What an unlocked redemption leaves to the locked one: the errors it records (a dead consent, a permission not
-# granted), and a version disabled by a rotation that moved the pointer meanwhile.
-_RECORDED_UNDER_LOCK = (
-    identity.ReconsentRequired,
-    identity.MfaRequired,
-    identity.ConditionalAccessBlocked,
-    identity.PermissionNotGranted,
-    VaultError,
-)
+# The refusals that say the partner's consent itself is gone, whichever tenant asked: recorded on the partner.
+_CONSENT_GONE = (identity.ReconsentRequired, identity.MfaRequired, identity.ConditionalAccessBlocked)
 
 
 def _redeem_unlocked(
@@ -140,24 +134,48 @@ def _redeem_unlocked(
     """Redeem the current token without the pointer's row lock when there is no rotation to keep (the stored token is
     not due): an access token per customer tenant (a verification's Graph read in each) would otherwise hold the
     partner's row for an HTTP round trip each, one process at a time. Entra leaves the redeemed token valid, so a
-    rotation stored meanwhile by another process changes nothing here. None: the locked path must do it (no usable
-    pointer, a rotation to keep, or an error it records)."""
+    rotation stored meanwhile by another process changes nothing here. A refusal is recorded as the locked path
+    records it, without asking Entra again. None: the locked path must do it (no usable pointer, a rotation to keep,
+    a version the vault no longer opens, or a refusal of a version another process has replaced meanwhile)."""
     pointer = PartnerToken.objects.select_related("partner").filter(partner=partner).first()
+    now = timezone.now()
     if (
         pointer is None
         or not pointer.current_version
         or pointer.partner.status != Partner.Status.ACTIVE
-        or is_due(pointer, now=timezone.now())
+        or is_due(pointer, now=now)
     ):
         return None
     try:
         redemption = redeem_current_token(
-            pointer=pointer, scopes=[scope], tenant=tenant, store=False, kind=TokenEvent.Kind.ROTATED,
-            now=timezone.now(),
-        )  # fmt: skip
-    except _RECORDED_UNDER_LOCK:
+            pointer=pointer, scopes=[scope], tenant=tenant, store=False, kind=TokenEvent.Kind.ROTATED, now=now
+        )
+    except VaultError:
+        # A rotation moved the pointer and disabled this version meanwhile: the locked path reads it again.
         return None
+    except (*_CONSENT_GONE, identity.PermissionNotGranted) as exc:
+        with transaction.atomic():
+            locked = PartnerToken.objects.select_for_update(of=("self",)).filter(partner=partner).first()
+            if locked is None or locked.current_version != pointer.current_version:
+                return None
+            if isinstance(exc, _CONSENT_GONE):
+                partner_mark_reconsent_needed(pointer=locked, error=exc, now=now)
+        _refusal_raise(partner=partner, audience=audience, failure=exc)
     return _cache_keep(partner=partner, audience=audience, key=key, token=redemption.token, stored=False)
+
+
+def _refusal_raise(*, partner: Partner, audience: str, failure: identity.IdentityError) -> NoReturn:
+    """After Entra refused the partner's token (the refusal recorded): forget its access tokens in this process and
+    raise PermissionMissing for a permission not granted, else the refusal itself."""
+    if isinstance(failure, identity.PermissionNotGranted):
+        partner_permission_refused(partner=partner, api=permissions.GRAPH)
+        raise PermissionMissing(
+            f"Partner {partner.code} has not granted the control panel's app any {audience} permission "
+            f"({failure}): what needs it is unavailable until the partner consents again; Partner Center "
+            "keeps working."
+        )
+    cache_forget(partner_id=partner.pk)
+    raise failure
 
 
 def _cache_keep(
@@ -196,7 +214,7 @@ def _redeem_locked(*, partner: Partner, audience: str, scope: str, tenant: str |
             redemption = redeem_current_token(
                 pointer=pointer, scopes=[scope], tenant=tenant, store=store, kind=TokenEvent.Kind.ROTATED, now=now
             )
-        except (identity.ReconsentRequired, identity.MfaRequired, identity.ConditionalAccessBlocked) as exc:
+        except _CONSENT_GONE as exc:
             # The partner's consent itself is gone, whichever tenant asked: record it (rows commit).
             partner_mark_reconsent_needed(pointer=pointer, error=exc, now=now)
             failure = exc
@@ -206,16 +224,8 @@ def _redeem_locked(*, partner: Partner, audience: str, scope: str, tenant: str |
             if redemption.written is not None:
                 orphans = redemption.orphans
                 transaction.on_commit(lambda: superseded_versions_disable(pointer, orphans))
-    if isinstance(failure, identity.PermissionNotGranted):
-        partner_permission_refused(partner=partner, api=permissions.GRAPH)
-        raise PermissionMissing(
-            f"Partner {partner.code} has not granted the control panel's app any {audience} permission "
-            f"({failure}): what needs it is unavailable until the partner consents again; Partner Center "
-            "keeps working."
-        )
     if failure is not None:
-        cache_forget(partner_id=partner.pk)
-        raise failure
+        _refusal_raise(partner=partner, audience=audience, failure=failure)
     return _cache_keep(
         partner=partner, audience=audience, key=key, token=redemption.token, stored=redemption.written is not None
     )

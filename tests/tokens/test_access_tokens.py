@@ -8,7 +8,8 @@ import psycopg
 import pytest
 from django.db import connection
 
-from partners.models import Partner
+from microsoft.identity import ReconsentRequired
+from partners.models import AuditEvent, Partner
 from tests.factories import active_partner
 from tokens.access_tokens import GRAPH, PARTNER_CENTER, TokenUnavailable, access_token_get
 from tokens.models import PartnerToken, TokenEvent
@@ -57,3 +58,22 @@ def test_a_token_in_a_customer_tenant_is_redeemed_while_another_process_holds_th
     pointer.refresh_from_db()
     assert pointer.generation == generation
     assert not TokenEvent.objects.filter(partner=partner, kind=TokenEvent.Kind.ROTATED).exists()
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_refusal_met_without_the_lock_is_recorded_once_without_asking_entra_again(cpv_sim) -> None:  # type: ignore[no-untyped-def]
+    # A customer-tenant token is redeemed without the partner's row lock; Entra's refusal (the partner's token was
+    # revoked, AADSTS50173, once) marks the partner as the locked path would, and Entra is not asked a second time,
+    # which would have been answered.
+    partner = active_partner(cpv_sim)
+    tenant = cpv_sim.control.world()["partners"][0]["customers"][0]["tenant_id"]
+    cpv_sim.control.add_consent(tenant, application_id=cpv_sim.env["CPV_CLIENT_ID"])
+    cpv_sim.control.inject_entra_error(50173, grant_type="refresh_token", times=1)
+
+    with pytest.raises(ReconsentRequired):
+        access_token_get(partner=partner, audience=GRAPH, tenant=tenant)
+
+    partner.refresh_from_db()
+    assert partner.status == Partner.Status.RECONSENT_NEEDED
+    assert AuditEvent.objects.filter(partner=partner, action="partner.reconsent_needed").count() == 1
