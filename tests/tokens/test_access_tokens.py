@@ -33,14 +33,20 @@ def test_a_cached_access_token_is_not_handed_out_once_the_partner_is_no_longer_a
     assert access_token_get(partner=partner, audience=PARTNER_CENTER).token != cached.token
 
 
+def partner_with_a_consented_customer(cpv_sim) -> tuple[Partner, str]:  # type: ignore[no-untyped-def]
+    """An active partner and the tenant of one of its customers, where the app is consented (ApplicationConsent)."""
+    partner = active_partner(cpv_sim)
+    tenant = cpv_sim.control.world()["partners"][0]["customers"][0]["tenant_id"]
+    cpv_sim.control.add_consent(tenant, application_id=cpv_sim.env["CPV_CLIENT_ID"])
+    return partner, tenant
+
+
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_a_token_in_a_customer_tenant_is_redeemed_while_another_process_holds_the_pointer(cpv_sim) -> None:  # type: ignore[no-untyped-def]
     # A verification takes a token in each customer's tenant: with no rotation to keep (the token is not due), it
     # does not wait for the partner's row, which a renewal or another worker's redemption may hold.
-    partner = active_partner(cpv_sim)
-    tenant = cpv_sim.control.world()["partners"][0]["customers"][0]["tenant_id"]
-    cpv_sim.control.add_consent(tenant, application_id=cpv_sim.env["CPV_CLIENT_ID"])
+    partner, tenant = partner_with_a_consented_customer(cpv_sim)
     pointer = PartnerToken.objects.get(partner=partner)
     generation = pointer.generation
     db = connection.settings_dict
@@ -66,9 +72,7 @@ def test_a_refusal_met_without_the_lock_is_recorded_once_without_asking_entra_ag
     # A customer-tenant token is redeemed without the partner's row lock; Entra's refusal (the partner's token was
     # revoked, AADSTS50173, once) marks the partner as the locked path would, and Entra is not asked a second time,
     # which would have been answered.
-    partner = active_partner(cpv_sim)
-    tenant = cpv_sim.control.world()["partners"][0]["customers"][0]["tenant_id"]
-    cpv_sim.control.add_consent(tenant, application_id=cpv_sim.env["CPV_CLIENT_ID"])
+    partner, tenant = partner_with_a_consented_customer(cpv_sim)
     cpv_sim.control.inject_entra_error(50173, grant_type="refresh_token", times=1)
 
     with pytest.raises(ReconsentRequired):
