@@ -1,5 +1,6 @@
 """Fixed-window rate limits on the public pages, counted in the shared cache: one table of limits and one 429 page.
-Every limit counts a hit before anything is checked (an atomic add, else increment), so that guesses made at the
+Every limit counts a hit before anything is checked (on Redis one script's increment, elsewhere an atomic add, else
+increment), so that guesses made at the
 same moment cannot pass the limit between a read and a write; the staff lockout counts the same way."""
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ import time
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.core.cache import cache
+from django.core.cache import cache, caches
+from django.core.cache.backends.redis import RedisCache
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from redis.exceptions import ResponseError
@@ -67,10 +69,30 @@ def address_bucket(address: str) -> str:
     return str(ip)
 
 
+# One round trip on Redis: the increment and, for the first hit, the counter's life. Django's Redis cache stores a whole
+# number as itself (RedisSerializer), so the count stays readable through the cache; its add() and incr() would be
+# three round trips a repeat hit (SET NX, EXISTS, INCR).
+_COUNT_ON_REDIS = """
+local n = redis.call('INCR', KEYS[1])
+if n == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
+return n
+"""
+
+
 def count_hit(name: str, *, timeout: int) -> int:
     """Count one hit under `name` before anything it guards is checked, atomically: the count including this hit. The
-    counter's life starts at its first hit (add() sets only a missing one); a value this code did not write under the
-    name is reset to this hit rather than failing the request."""
+    counter's life starts at its first hit; a value this code did not write under the name is reset to this hit
+    rather than failing the request."""
+    backend = caches["default"]
+    if isinstance(backend, RedisCache):
+        key = backend.make_and_validate_key(name)
+        client = backend._cache.get_client(key, write=True)  # type: ignore[attr-defined]  # the backend's own client
+        try:
+            return int(client.register_script(_COUNT_ON_REDIS)(keys=[key], args=[timeout]))
+        except ResponseError:  # not a counter ("value is not an integer")
+            logger.warning("a counter held a value this site does not write; it was reset")
+            cache.set(name, 1, timeout=timeout)
+            return 1
     for _ in range(3):
         if cache.add(name, 1, timeout=timeout):
             return 1
@@ -78,7 +100,7 @@ def count_hit(name: str, *, timeout: int) -> int:
             return int(cache.incr(name))
         except ValueError:  # expired between add and incr: add again
             continue
-        except (TypeError, ResponseError):  # not a counter (Redis: "not an integer"; locmem: str + int)
+        except TypeError:  # not a counter (locmem: str + int)
             logger.warning("a counter held a value this site does not write; it was reset")
             cache.set(name, 1, timeout=timeout)
             return 1

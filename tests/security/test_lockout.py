@@ -146,3 +146,26 @@ def test_a_foreign_value_under_a_counter_is_reset_not_a_500(backend, admin_user,
     assert wrong.status_code == 200 and b"did not match" in wrong.content
     assert cache.get(keys["username"]) == 1
     assert ratelimit.count_hit(page_key, timeout=60) == 1 and ratelimit.count_hit(page_key, timeout=60) == 2
+
+
+@pytest.mark.redis
+def test_on_redis_a_hit_is_one_round_trip_and_the_counter_lives_its_window(redis_cache, redis_url, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import redis
+
+    ratelimit.count_hit("trips-test", timeout=90)  # the first hit (the script is loaded once per server)
+    commands: list[str] = []
+    real = redis.Redis.execute_command
+
+    def counted(self: redis.Redis, *args: Any, **options: Any) -> Any:
+        commands.append(str(args[0]))
+        return real(self, *args, **options)
+
+    monkeypatch.setattr(redis.Redis, "execute_command", counted)
+    assert ratelimit.count_hit("trips-test", timeout=90) == 2
+    assert commands == ["EVALSHA"]
+    monkeypatch.setattr(redis.Redis, "execute_command", real)
+
+    assert cache.get("trips-test") == 2
+    assert 85 <= redis.Redis.from_url(redis_url).ttl(cache.make_and_validate_key("trips-test")) <= 90
+    ratelimit.uncount_hit("trips-test")
+    assert cache.get("trips-test") == 1
