@@ -1,7 +1,7 @@
 """Fixed-window rate limits on the public pages, counted in the shared cache: one table of limits and one 429 page.
 Every limit counts a hit before anything is checked (on Redis one script's increment, elsewhere an atomic add, else
-increment), so that guesses made at the
-same moment cannot pass the limit between a read and a write; the staff lockout counts the same way."""
+increment), so that guesses made at the same moment cannot pass the limit between a read and a write; the staff
+lockout counts the same way."""
 
 from __future__ import annotations
 
