@@ -62,7 +62,7 @@ PLAIN_COUNTS = {
 
 
 def seed(*, first: int, partners: int, customers: int, big_customers: int) -> None:
-    """Add partners numbered first..partners-1 with about `customers` customers among them (the big partner,
+    """Add partners numbered first..partners-1, so that there are `customers` customers in all (the big partner,
     number 0, holds `big_customers`; growing it adds the difference), their tokens, consents and history."""
     from django.db import connection, transaction
     from django.utils import timezone
@@ -119,10 +119,10 @@ def seed(*, first: int, partners: int, customers: int, big_customers: int) -> No
         PartnerToken.objects.bulk_create(tokens, batch_size=2000)
         ids = [p.pk for p in created]
         big_id = Partner.objects.get(name=BIG).pk
-        others = max(1, partners - 1)
-        per = max(1, (customers - big_customers) // others)
+        others = [p.pk for p in created if p.pk != big_id]
         with connection.cursor() as cursor:
-            # Customers: the big partner's (grown to big_customers), then `per` for each new partner.
+            # Customers: the big partner's (grown to big_customers), then the rest of `customers` shared out among the
+            # new partners (`per` each, one more for the first `extra`), so that the total is exactly `customers`.
             cursor.execute(
                 """
                 INSERT INTO partners_customer
@@ -136,6 +136,9 @@ def seed(*, first: int, partners: int, customers: int, big_customers: int) -> No
                 """,
                 {"big": big_id, "target": big_customers, "now": now},
             )
+            cursor.execute("SELECT count(*) FROM partners_customer")
+            remaining = max(0, customers - cursor.fetchone()[0])
+            per, extra = divmod(remaining, max(1, len(others)))
             cursor.execute(
                 """
                 INSERT INTO partners_customer
@@ -144,10 +147,10 @@ def seed(*, first: int, partners: int, customers: int, big_customers: int) -> No
                 SELECT p, gen_random_uuid(), 'Customer ' || p || '-' || g, 'c' || p || '-' || g || '.onmicrosoft.com',
                        'reseller', %(now)s - interval '60 days', %(now)s,
                        CASE WHEN g %% 50 = 0 THEN %(now)s - interval '3 days' END
-                FROM unnest(%(ids)s::bigint[]) p CROSS JOIN generate_series(1, %(per)s) g
-                WHERE p <> %(big)s
+                FROM unnest(%(ids)s::bigint[]) WITH ORDINALITY AS u(p, i)
+                CROSS JOIN LATERAL generate_series(1, %(per)s + CASE WHEN u.i <= %(extra)s THEN 1 ELSE 0 END) g
                 """,
-                {"ids": ids, "per": per, "big": big_id, "now": now},
+                {"ids": others, "per": per, "extra": extra, "now": now},
             )
             # ApplicationConsent: applied for most, failed for some, pending for the rest.
             cursor.execute(
