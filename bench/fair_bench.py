@@ -22,7 +22,7 @@ consent was created twice, or found existing although none existed: must be 0); 
 customers verified by the time the last was consented. Writes bench/results/fair.json.
 
     .venv/bin/python bench/fair_bench.py [--quick] [--giant N] [--small N] [--small-customers N] [--offset S]
-        [--modes fair,arrival] [--verify-workers N] [--verify-threads N] [--verify-nice N]
+        [--modes fair,arrival] [--verify-workers N] [--verify-threads N] [--verify-nice N] [--batch N] [--pullers N]
 """
 
 from __future__ import annotations
@@ -178,6 +178,10 @@ def main(argv: list[str] | None = None) -> int:
         help="workers of the verification's queue alone (0: the workers above consume it too)",
     )
     parser.add_argument("--verify-threads", type=int, default=4)
+    parser.add_argument("--batch", type=int, default=None, help="CPV_CONSENT_BATCH (the product's default otherwise)")
+    parser.add_argument(
+        "--pullers", type=int, default=None, help="CPV_CONSENT_PULLERS (the product's default otherwise)"
+    )
     parser.add_argument(
         "--verify-nice",
         type=int,
@@ -208,7 +212,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         sim = sim_process.start()
         control = sim.control
-        env = harness.product_env(sim.env, database_url=database.url, var_dir=var_dir)
+        schedule = {
+            name: str(value)
+            for name, value in (("CPV_CONSENT_BATCH", args.batch), ("CPV_CONSENT_PULLERS", args.pullers))
+            if value is not None
+        }
+        env = harness.product_env(sim.env, database_url=database.url, var_dir=var_dir, **schedule)
         harness.migrate(env)
         harness.django_setup(env)
         from bench import seed
@@ -266,7 +275,8 @@ def main(argv: list[str] | None = None) -> int:
             f"ApplicationConsent: {giant_customers:,} customers, then {args.small} partners x {args.small_customers} "
             f"{offset:g} s later, Partner Center at {PC_LIMIT}/s ({args.workers} workers x {args.threads} threads, "
             f"{args.verify_workers} x {args.verify_threads} on the verification's queue at nice {args.verify_nice}; "
-            "target small <= 1.5 x floor, throughput >= 0.95, 429s < 1%, no duplicates)",
+            + "".join(f"{name}={value}; " for name, value in schedule.items())
+            + "target small <= 1.5 x floor, throughput >= 0.95, 429s < 1%, no duplicates)",
             ["ordering", "small median s", "small worst s", "floor s", "median ratio", "worst ratio",
              "ratio at measured rate", "giant s",
              "giant floor s", "POSTs/s", "of limit", "429 share", "duplicates", "verified by then"],
@@ -280,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
             "config": {"giant": giant_customers, "small": args.small, "small_customers": args.small_customers,
                        "offset_s": offset, "workers": args.workers, "threads": args.threads, "quick": args.quick,
                        "verify_workers": args.verify_workers, "verify_threads": args.verify_threads,
-                       "verify_nice": args.verify_nice,
+                       "verify_nice": args.verify_nice, "batch": args.batch, "pullers": args.pullers,
                        "partner_center_limit": PC_LIMIT},
             "runs": results,
             "summary": summary,
