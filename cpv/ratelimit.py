@@ -90,9 +90,7 @@ def count_hit(name: str, *, timeout: int) -> int:
         try:
             return int(client.register_script(_COUNT_ON_REDIS)(keys=[key], args=[timeout]))
         except ResponseError:  # not a counter ("value is not an integer")
-            logger.warning("a counter held a value this site does not write; it was reset")
-            cache.set(name, 1, timeout=timeout)
-            return 1
+            return _counter_reset(name, timeout=timeout)
     for _ in range(3):
         if cache.add(name, 1, timeout=timeout):
             return 1
@@ -101,9 +99,14 @@ def count_hit(name: str, *, timeout: int) -> int:
         except ValueError:  # expired between add and incr: add again
             continue
         except TypeError:  # not a counter (locmem: str + int)
-            logger.warning("a counter held a value this site does not write; it was reset")
-            cache.set(name, 1, timeout=timeout)
-            return 1
+            return _counter_reset(name, timeout=timeout)
+    return 1
+
+
+def _counter_reset(name: str, *, timeout: int) -> int:
+    """A value this code did not write under a counter's name: the counter starts again at this hit."""
+    logger.warning("a counter held a value this site does not write; it was reset")
+    cache.set(name, 1, timeout=timeout)
     return 1
 
 
